@@ -1,0 +1,78 @@
+"""Enumerations shared by every part of lexigram-tasks."""
+
+from __future__ import annotations
+
+from enum import Enum, IntEnum, StrEnum
+
+
+class Priority(IntEnum):
+    """Task priority levels for queue ordering (higher number = higher priority).
+
+    The scale is 0–20 and is separate from the kernel's `ProviderPriority` (0–100).
+    Workers dequeue higher-priority jobs before lower-priority ones; any integer in
+    `PRIORITY_MIN`..`PRIORITY_MAX` is accepted, these are the named points.
+    """
+
+    LOW = 0
+    NORMAL = 5
+    HIGH = 10
+    CRITICAL = 20
+
+
+PRIORITY_MIN = 0
+"""Lowest priority a job may carry."""
+PRIORITY_MAX = 255
+"""Highest priority a job may carry (AMQP's `x-max-priority` ceiling)."""
+
+
+class JobStatus(StrEnum):
+    """Job execution status."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RETRYING = "retrying"
+    CANCELLED = "cancelled"
+
+
+class ProgressStatus(str, Enum):
+    """Lifecycle states for a tracked task; lowercase values round-trip through JSON."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAILED = "failed"
+
+
+class OnErrorPolicy(StrEnum):
+    """Controls what happens when `ScheduledWorker.run_cycle` raises.
+
+    Attributes:
+        LOG_AND_CONTINUE: Log the error, then resume the normal schedule.
+        BACKOFF: Log the error and double the sleep before the next cycle
+            (up to 10 * interval_seconds).
+        STOP: Log the error and stop the worker permanently.
+    """
+
+    LOG_AND_CONTINUE = "LOG_AND_CONTINUE"
+    BACKOFF = "BACKOFF"
+    STOP = "STOP"
+
+
+class WorkflowStatus(StrEnum):
+    """Enumeration of possible workflow execution states."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    PARTIALLY_COMPLETED = "partially_completed"
+
+
+class IdempotencyResultStatus(str, Enum):
+    """Outcome of submitting a job under an idempotency key."""
+
+    SUBMITTED = "submitted"
+    DUPLICATE = "duplicate"
+    COMPLETED = "completed"

@@ -1,0 +1,652 @@
+"""Value types that cross the boundary between the core and a backend.
+
+They hold values only and do no I/O. `Job` and `JobResult` are mutable on purpose: a
+worker records the outcome on the job it runs, and a backend persists the job again
+when it schedules a retry. Every type round-trips through `to_dict`/`from_dict`
+without loss, which is what backends rely on to store them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lexigram.contracts.tasks._enums import (
+    IdempotencyResultStatus,
+    JobStatus,
+    ProgressStatus,
+    WorkflowStatus,
+)
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass(slots=True)
+class JobResult:
+    """Result of a job execution: success, returned data or error, and timing."""
+
+    success: bool
+    data: Any = None
+    error: str | None = None
+    duration: float = 0.0
+    retry_count: int = 0
+    id: str | None = None
+    name: str | None = None
+    completed_at: float | None = None
+    failed_at: float | None = None
+
+    @classmethod
+    def ok(cls, data: Any = None, duration: float = 0.0) -> JobResult:
+        """Create a successful result.
+
+        Args:
+            data: Return value from the job.
+            duration: Execution duration in seconds.
+
+        Returns:
+            JobResult with success=True.
+        """
+        return cls(success=True, data=data, duration=duration, completed_at=time.time())
+
+    @classmethod
+    def fail(cls, error: str, retry_count: int = 0, duration: float = 0.0) -> JobResult:
+        """Create a failure result.
+
+        Args:
+            error: Error message describing the failure.
+            retry_count: Number of retry attempts made.
+            duration: Execution duration in seconds.
+
+        Returns:
+            JobResult with success=False.
+        """
+        return cls(
+            success=False,
+            error=error,
+            retry_count=retry_count,
+            duration=duration,
+            failed_at=time.time(),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Convert the result to a dictionary for serialization."""
+        return {
+            "success": self.success,
+            "data": self.data,
+            "error": self.error,
+            "duration": self.duration,
+            "retry_count": self.retry_count,
+            "id": self.id,
+            "name": self.name,
+            "completed_at": self.completed_at,
+            "failed_at": self.failed_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobResult:
+        """Create a result from a dictionary produced by `to_dict`."""
+        return cls(
+            success=bool(data["success"]),
+            data=data.get("data"),
+            error=data.get("error"),
+            duration=float(data.get("duration") or 0.0),
+            retry_count=int(data.get("retry_count") or 0),
+            id=data.get("id"),
+            name=data.get("name"),
+            completed_at=_opt_float(data.get("completed_at")),
+            failed_at=_opt_float(data.get("failed_at")),
+        )
+
+
+@dataclass(slots=True)
+class Job:
+    """A background job: a named unit of work with arguments, priority and retry state.
+
+    `lexigram.tasks` exports this class under the seed's name `JobProtocol` too.
+
+    Attributes:
+        id: Unique job identifier (a uuid4 string when left empty).
+        name: Task name; selects the handler.
+        args: Positional arguments for the handler.
+        kwargs: Keyword arguments for the handler.
+        priority: Execution priority (higher = more important).
+        max_retries: Maximum retry attempts on failure.
+        timeout: Execution timeout in seconds (None = the worker's default).
+        depends_on: Ids of jobs this job depends on.
+        idempotency_key: Jobs enqueued with the same key run once.
+        correlation_id: Id shared by every job of one logical operation.
+        causation_id: Id of the job or event that caused this job.
+        status: Current job status.
+        created_at: When the job was created (epoch seconds).
+        started_at: When the job last started executing.
+        completed_at: When the job finished.
+        retry_count: Failed attempts so far.
+        last_error: Most recent error message.
+        result: Execution result, once there is one.
+        scheduled_at: Earliest time the job may run (delays and retry backoff).
+        cron_expression: Cron expression of the schedule that produced the job.
+        queue_name: Queue the job was enqueued on.
+        delivery_count: How many times a queue has handed the job to a consumer.
+        metadata: Free-form JSON-serializable metadata.
+    """
+
+    id: str = ""
+    name: str = ""
+    args: tuple[Any, ...] = field(default_factory=tuple)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    max_retries: int = 3
+    timeout: float | None = None
+    depends_on: list[str] = field(default_factory=list)
+    idempotency_key: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    status: JobStatus = JobStatus.PENDING
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    completed_at: float | None = None
+    retry_count: int = 0
+    last_error: str | None = None
+    result: JobResult | None = None
+    scheduled_at: float | None = None
+    cron_expression: str | None = None
+    queue_name: str | None = None
+    delivery_count: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = str(uuid.uuid4())
+        if not isinstance(self.args, tuple):
+            self.args = tuple(self.args)
+
+    @property
+    def is_pending(self) -> bool:
+        """Check if the job is pending execution."""
+        return self.status in (JobStatus.PENDING, JobStatus.RETRYING)
+
+    @property
+    def is_running(self) -> bool:
+        """Check if the job is currently running."""
+        return self.status is JobStatus.RUNNING
+
+    @property
+    def is_completed(self) -> bool:
+        """Check if the job completed successfully."""
+        return self.status is JobStatus.COMPLETED
+
+    @property
+    def is_failed(self) -> bool:
+        """Check if the job failed."""
+        return self.status is JobStatus.FAILED
+
+    @property
+    def can_retry(self) -> bool:
+        """Check if the job can be retried (has not exceeded `max_retries`)."""
+        return self.retry_count < self.max_retries
+
+    @property
+    def duration_ms(self) -> float | None:
+        """Execution duration in milliseconds, once started and finished."""
+        if self.started_at is None or self.completed_at is None:
+            return None
+        return (self.completed_at - self.started_at) * 1000.0
+
+    def mark_running(self) -> None:
+        """Mark the job as running and record the start time."""
+        self.status = JobStatus.RUNNING
+        self.started_at = time.time()
+
+    def mark_completed(self, result: JobResult) -> None:
+        """Mark the job as completed with `result`."""
+        self.status = JobStatus.COMPLETED
+        self.completed_at = time.time()
+        self.result = result
+
+    def mark_failed(self, error: str) -> None:
+        """Mark the job as failed with an error message."""
+        self.status = JobStatus.FAILED
+        self.completed_at = time.time()
+        self.last_error = error
+
+    def mark_retrying(self) -> None:
+        """Mark the job as retrying and increment its retry count."""
+        self.status = JobStatus.RETRYING
+        self.retry_count += 1
+
+    def mark_cancelled(self) -> None:
+        """Mark the job as cancelled."""
+        self.status = JobStatus.CANCELLED
+        self.completed_at = time.time()
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Job):
+            return NotImplemented
+        return (-self.priority, self.created_at) < (-other.priority, other.created_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Convert the job to a dictionary for serialization (lossless)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "args": list(self.args),
+            "kwargs": dict(self.kwargs),
+            "priority": self.priority,
+            "max_retries": self.max_retries,
+            "timeout": self.timeout,
+            "depends_on": list(self.depends_on),
+            "idempotency_key": self.idempotency_key,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "status": self.status.value,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "completed_at": self.completed_at,
+            "retry_count": self.retry_count,
+            "last_error": self.last_error,
+            "result": self.result.to_dict() if self.result is not None else None,
+            "scheduled_at": self.scheduled_at,
+            "cron_expression": self.cron_expression,
+            "queue_name": self.queue_name,
+            "delivery_count": self.delivery_count,
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Job:
+        """Create a job from a dictionary produced by `to_dict`."""
+        result = data.get("result")
+        return cls(
+            id=str(data.get("id") or ""),
+            name=str(data["name"]),
+            args=tuple(data.get("args") or ()),
+            kwargs=dict(data.get("kwargs") or {}),
+            priority=int(data.get("priority") or 0),
+            max_retries=int(data.get("max_retries", 3)),
+            timeout=_opt_float(data.get("timeout")),
+            depends_on=list(data.get("depends_on") or []),
+            idempotency_key=data.get("idempotency_key"),
+            correlation_id=data.get("correlation_id"),
+            causation_id=data.get("causation_id"),
+            status=JobStatus(data.get("status") or JobStatus.PENDING.value),
+            created_at=float(data.get("created_at") or time.time()),
+            started_at=_opt_float(data.get("started_at")),
+            completed_at=_opt_float(data.get("completed_at")),
+            retry_count=int(data.get("retry_count") or 0),
+            last_error=data.get("last_error"),
+            result=JobResult.from_dict(result) if result else None,
+            scheduled_at=_opt_float(data.get("scheduled_at")),
+            cron_expression=data.get("cron_expression"),
+            queue_name=data.get("queue_name"),
+            delivery_count=int(data.get("delivery_count") or 0),
+            metadata=dict(data.get("metadata") or {}),
+        )
+
+
+@dataclass(slots=True)
+class JobTemplate:
+    """Template for creating scheduled jobs; `lexigram.tasks` also exports it as `JobTemplateProtocol`.
+
+    Attributes:
+        name: Job name/type.
+        args: Positional arguments.
+        kwargs: Keyword arguments.
+        priority: Execution priority.
+        max_retries: Maximum retry attempts.
+        timeout: Execution timeout.
+        depends_on: Job dependencies template.
+    """
+
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    max_retries: int = 3
+    timeout: float | None = None
+    depends_on: list[str] = field(default_factory=list)
+
+    def create_job(self, job_id: str = "") -> Job:
+        """Create a `Job` instance from this template (id generated when empty)."""
+        return Job(
+            id=job_id,
+            name=self.name,
+            args=tuple(self.args),
+            kwargs=dict(self.kwargs),
+            priority=self.priority,
+            max_retries=self.max_retries,
+            timeout=self.timeout,
+            depends_on=list(self.depends_on),
+        )
+
+    @classmethod
+    def from_job(cls, job: Job) -> JobTemplate:
+        """Create a template from an existing job."""
+        return cls(
+            name=job.name,
+            args=tuple(job.args),
+            kwargs=dict(job.kwargs),
+            priority=job.priority,
+            max_retries=job.max_retries,
+            timeout=job.timeout,
+            depends_on=list(job.depends_on),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Convert the template to a dictionary for serialization."""
+        return {
+            "name": self.name,
+            "args": list(self.args),
+            "kwargs": dict(self.kwargs),
+            "priority": self.priority,
+            "max_retries": self.max_retries,
+            "timeout": self.timeout,
+            "depends_on": list(self.depends_on),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobTemplate:
+        """Create a template from a dictionary produced by `to_dict`."""
+        return cls(
+            name=str(data["name"]),
+            args=tuple(data.get("args") or ()),
+            kwargs=dict(data.get("kwargs") or {}),
+            priority=int(data.get("priority") or 0),
+            max_retries=int(data.get("max_retries", 3)),
+            timeout=_opt_float(data.get("timeout")),
+            depends_on=list(data.get("depends_on") or []),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProgressSnapshot:
+    """Immutable point-in-time view of a task's progress.
+
+    Attributes:
+        task_id: Unique identifier for the tracked task.
+        current: Number of units completed so far.
+        total: Total number of units to complete (0 means unknown).
+        status: Current lifecycle state.
+        message: Human-readable status message.
+        error: Error description when `status` is FAILED; empty otherwise.
+    """
+
+    task_id: str
+    current: int
+    total: int
+    status: ProgressStatus
+    message: str = ""
+    error: str = ""
+
+    @property
+    def percent(self) -> float:
+        """Completion percentage: 0.0 when total is unknown, capped at 100.0."""
+        if self.total <= 0:
+            return 0.0
+        return min(100.0, self.current / self.total * 100.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Convert the snapshot to a dictionary for serialization."""
+        return {
+            "task_id": self.task_id,
+            "current": self.current,
+            "total": self.total,
+            "status": self.status.value,
+            "message": self.message,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProgressSnapshot:
+        """Create a snapshot from a dictionary produced by `to_dict`."""
+        return cls(
+            task_id=str(data["task_id"]),
+            current=int(data.get("current") or 0),
+            total=int(data.get("total") or 0),
+            status=ProgressStatus(data.get("status") or ProgressStatus.PENDING.value),
+            message=str(data.get("message") or ""),
+            error=str(data.get("error") or ""),
+        )
+
+
+@dataclass(slots=True)
+class ProgressInfo:
+    """Current progress state of a job, as kept by a progress store."""
+
+    job_id: str
+    current: int = 0
+    total: int = 0
+    percentage: float = 0.0
+    message: str = ""
+    started_at: float = 0.0
+    updated_at: float = 0.0
+    estimated_remaining_seconds: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_complete(self) -> bool:
+        """Return True when the current count has reached the total."""
+        return self.total > 0 and self.current >= self.total
+
+    @property
+    def elapsed_seconds(self) -> float:
+        """Return seconds elapsed since the job started, or 0 if not started."""
+        if not self.started_at:
+            return 0.0
+        end = self.updated_at or time.time()
+        return max(0.0, end - self.started_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Convert the progress entry to a dictionary for serialization."""
+        return {
+            "job_id": self.job_id,
+            "current": self.current,
+            "total": self.total,
+            "percentage": self.percentage,
+            "message": self.message,
+            "started_at": self.started_at,
+            "updated_at": self.updated_at,
+            "estimated_remaining_seconds": self.estimated_remaining_seconds,
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProgressInfo:
+        """Create a progress entry from a dictionary produced by `to_dict`."""
+        return cls(
+            job_id=str(data["job_id"]),
+            current=int(data.get("current") or 0),
+            total=int(data.get("total") or 0),
+            percentage=float(data.get("percentage") or 0.0),
+            message=str(data.get("message") or ""),
+            started_at=float(data.get("started_at") or 0.0),
+            updated_at=float(data.get("updated_at") or 0.0),
+            estimated_remaining_seconds=_opt_float(data.get("estimated_remaining_seconds")),
+            metadata=dict(data.get("metadata") or {}),
+        )
+
+
+@dataclass(slots=True)
+class FailureRecord:
+    """Record of a failed job in the dead-letter queue."""
+
+    job: Job
+    error: str
+    traceback: str | None = None
+    failed_at: float = field(default_factory=time.time)
+    attempt_count: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialize the failure record to a plain dictionary (the whole job included)."""
+        return {
+            "job_id": self.job.id,
+            "job_name": self.job.name,
+            "job_args": list(self.job.args),
+            "job_kwargs": dict(self.job.kwargs),
+            "job_priority": self.job.priority,
+            "job_max_retries": self.job.max_retries,
+            "job_timeout": self.job.timeout,
+            "job": self.job.to_dict(),
+            "error": self.error,
+            "traceback": self.traceback,
+            "failed_at": self.failed_at,
+            "attempt_count": self.attempt_count,
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FailureRecord:
+        """Deserialize a failure record from a dictionary produced by `to_dict`."""
+        job_data = data.get("job")
+        if job_data:
+            job = Job.from_dict(job_data)
+        else:
+            job = Job(
+                id=str(data["job_id"]),
+                name=str(data["job_name"]),
+                args=tuple(data.get("job_args") or ()),
+                kwargs=dict(data.get("job_kwargs") or {}),
+                priority=int(data.get("job_priority") or 0),
+                max_retries=int(data.get("job_max_retries", 3)),
+                timeout=_opt_float(data.get("job_timeout")),
+            )
+        return cls(
+            job=job,
+            error=str(data["error"]),
+            traceback=data.get("traceback"),
+            failed_at=float(data.get("failed_at") or time.time()),
+            attempt_count=int(data.get("attempt_count") or 0),
+            metadata=dict(data.get("metadata") or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IdempotencyResult:
+    """Outcome of submitting a job under an idempotency key."""
+
+    task_id: str
+    idempotency_key: str
+    status: IdempotencyResultStatus
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    result: Any | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskBackendSpec:
+    """Everything a backend factory needs to build its queue and stores.
+
+    Core builds it from the pydantic `NamedTaskConfig`, so a backend depends on no
+    config model. `url` is the connection URL with any secret already unwrapped:
+    never log it (use `masked_url`).
+
+    Attributes:
+        name: The backend's name in config (also its `Named()` DI key).
+        type: The backend type (the entry-point name), e.g. "redis".
+        url: Connection URL or DSN, or None for the backend's default.
+        queue_name: Queue this backend instance serves.
+        options: Backend-specific settings (e.g. `visibility_timeout`, `key_prefix`).
+    """
+
+    name: str = "default"
+    type: str = "memory"
+    url: str | None = None
+    queue_name: str = "tasks"
+    options: Mapping[str, object] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskBackendSpec(name={self.name!r}, type={self.type!r}, "
+            f"url={self.masked_url!r}, queue_name={self.queue_name!r}, "
+            f"options={dict(self.options)!r})"
+        )
+
+    @property
+    def masked_url(self) -> str | None:
+        """The URL with any password replaced by `***`, safe for logs."""
+        from lexigram.contracts.tasks._codec import mask_url  # noqa: PLC0415 - avoid a cycle
+
+        return None if self.url is None else mask_url(self.url)
+
+
+@dataclass(slots=True)
+class StepResult:
+    """Result from a single workflow step."""
+
+    step_name: str
+    success: bool
+    data: Any = None
+    error: str | None = None
+    duration_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Convert the step result to a dictionary for serialization."""
+        return {
+            "step_name": self.step_name,
+            "success": self.success,
+            "data": self.data,
+            "error": self.error,
+            "duration_ms": self.duration_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StepResult:
+        """Create a step result from a dictionary produced by `to_dict`."""
+        return cls(
+            step_name=str(data["step_name"]),
+            success=bool(data["success"]),
+            data=data.get("data"),
+            error=data.get("error"),
+            duration_ms=float(data.get("duration_ms") or 0.0),
+        )
+
+
+@dataclass(slots=True)
+class WorkflowResult:
+    """Result from a complete workflow execution."""
+
+    workflow_id: str
+    status: WorkflowStatus
+    steps: list[StepResult] = field(default_factory=list)
+    final_result: Any = None
+    total_duration_ms: float = 0.0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Convert the workflow result to a dictionary for serialization."""
+        return {
+            "workflow_id": self.workflow_id,
+            "status": self.status.value,
+            "steps": [step.to_dict() for step in self.steps],
+            "final_result": self.final_result,
+            "total_duration_ms": self.total_duration_ms,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WorkflowResult:
+        """Create a workflow result from a dictionary produced by `to_dict`."""
+        return cls(
+            workflow_id=str(data["workflow_id"]),
+            status=WorkflowStatus(data["status"]),
+            steps=[StepResult.from_dict(step) for step in data.get("steps") or []],
+            final_result=data.get("final_result"),
+            total_duration_ms=float(data.get("total_duration_ms") or 0.0),
+            error=data.get("error"),
+        )
+
+
+@dataclass(slots=True)
+class WorkflowSummary:
+    """Summary of a persisted workflow's state, as listed by a workflow state store."""
+
+    workflow_id: str
+    status: WorkflowStatus
+    completed_steps: list[str]
+    created_at: datetime
+    last_updated: datetime

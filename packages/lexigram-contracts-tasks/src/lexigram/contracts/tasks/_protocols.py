@@ -1,0 +1,580 @@
+"""The protocols a backend or an application implements.
+
+`TaskQueueProtocol` is the one every backend must satisfy; the shipped conformance kit
+(`lexigram.tasks.testing`) checks its semantics. The store protocols are optional: a
+backend that offers none gets the in-memory versions from the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
+
+from lexigram.contracts.tasks._errors import TaskQueueError
+from lexigram.contracts.tasks._models import (
+    Job,
+    JobResult,
+    ProgressInfo,
+    ProgressSnapshot,
+    TaskBackendSpec,
+    WorkflowResult,
+    WorkflowSummary,
+)
+from lexigram.contracts.tasks._result import Result
+
+
+@runtime_checkable
+class TaskQueueProtocol(Protocol):
+    """Protocol for task queue implementations (memory, Redis, PostgreSQL, RabbitMQ...).
+
+    Delivery is at-least-once with leases: `dequeue` hands a job to one consumer under a
+    lease (visibility timeout). `extend_lease` keeps it while the handler runs; `ack`
+    ends it; `nack(requeue=True)` returns the job now; `retry_later` returns it after a
+    delay with its updated retry state; a lease that expires (the consumer died) makes
+    the job available again with `delivery_count` raised. Higher `priority` first, FIFO
+    within a priority, and a job whose `scheduled_at` is in the future never blocks ready
+    jobs. A job with an `idempotency_key` already seen returns the first job's id.
+
+    Example:
+        queue = MemoryTaskQueue()
+        job_id = (await queue.enqueue(Job(name="send_email", args=("a@b.c",)))).unwrap()
+        job = await queue.dequeue()
+        await queue.ack(job.id)
+    """
+
+    @property
+    def queue_name(self) -> str:
+        """Name of the queue this object serves."""
+        ...
+
+    async def enqueue(self, task: Any) -> Result[str, TaskQueueError]:
+        """Add a job to the queue.
+
+        Args:
+            task: The `Job` to enqueue.
+
+        Returns:
+            Ok(job_id) on success (the first job's id for a duplicate idempotency key);
+            Err(TaskQueueError) for a recoverable failure (full queue, invalid payload).
+            Infrastructure failures (lost connection) raise `BackendConnectionError`.
+        """
+        ...
+
+    async def enqueue_many(self, tasks: Sequence[Any]) -> list[Result[str, TaskQueueError]]:
+        """Add several jobs in as few round trips as the backend allows.
+
+        Returns:
+            One result per job, in order.
+        """
+        ...
+
+    async def dequeue(self) -> Any | None:
+        """Lease and return the next ready job, or None when none is ready (no waiting)."""
+        ...
+
+    async def dequeue_batch(self, max_jobs: int, *, timeout: float = 0.0) -> list[Any]:
+        """Lease up to `max_jobs` ready jobs, waiting up to `timeout` seconds for the first.
+
+        Idle consumers wait on the backend's wake-up mechanism, not a sleep loop, so a
+        newly enqueued job is returned within milliseconds.
+
+        Returns:
+            Between 0 (timeout) and `max_jobs` leased jobs.
+        """
+        ...
+
+    async def extend_lease(self, task_id: str, seconds: float | None = None) -> bool:
+        """Extend the lease of an in-flight job (the worker's heartbeat).
+
+        Returns:
+            False when the job is no longer leased (acked, deleted/cancelled, or its lease
+            expired and another consumer may hold it): the worker should stop the handler.
+        """
+        ...
+
+    async def ack(self, task_id: str) -> None:
+        """Acknowledge successful processing; the queue forgets the job."""
+        ...
+
+    async def nack(self, task_id: str, requeue: bool = True) -> None:
+        """Negative-acknowledge a leased job: requeue it now, or discard it."""
+        ...
+
+    async def retry_later(self, task: Any, *, delay: float = 0.0) -> None:
+        """End the lease on `task` and make it available again after `delay` seconds.
+
+        The job's current fields (`retry_count`, `last_error`, status) are persisted,
+        so the next delivery sees them.
+        """
+        ...
+
+    async def get_task_count(self) -> int:
+        """Return the number of jobs waiting (ready or delayed, not in flight)."""
+        ...
+
+    async def get_job(self, job_id: str) -> Any | None:
+        """Return a job the queue holds (waiting or in flight), or None."""
+        ...
+
+    async def delete_job(self, job_id: str) -> bool:
+        """Delete a waiting or in-flight job; an in-flight one is never re-delivered.
+
+        Returns:
+            True if the job existed and was deleted.
+        """
+        ...
+
+    async def count(self, queue_name: str, status: Any | None = None) -> int:
+        """Count jobs of `queue_name` held by the backend.
+
+        `status` None counts waiting and in-flight jobs; PENDING counts waiting jobs
+        (ready, delayed or awaiting a retry); RETRYING those waiting with retry_count > 0;
+        RUNNING the in-flight ones. Terminal statuses count 0: the queue forgets
+        finished jobs (results live in the result store).
+        """
+        ...
+
+    async def clear(self) -> None:
+        """Remove every job, waiting or in flight, from this queue."""
+        ...
+
+    async def close(self) -> None:
+        """Close connections and release resources; safe to call twice."""
+        ...
+
+
+@runtime_checkable
+class TaskExecutorProtocol(Protocol):
+    """Protocol for task executors: dispatch a job to the handler registered for its name."""
+
+    async def execute(self, task: Any) -> Any:
+        """Execute `task` with its registered handler and return the handler's result.
+
+        Raises:
+            TaskNotFoundError: No handler is registered for the task's name.
+        """
+        ...
+
+    def register_handler(self, task_name: str, handler: Any) -> None:
+        """Register `handler` for `task_name`."""
+        ...
+
+    def get_handler(self, task_name: str) -> Any | None:
+        """Return the handler for `task_name`, or None."""
+        ...
+
+
+@runtime_checkable
+class ProgressTrackerProtocol(Protocol):
+    """Protocol for tracking and broadcasting task progress.
+
+    Implementations must be safe for concurrent use. `subscribe` returns a live async
+    iterator that yields a snapshot per change and ends on COMPLETE or FAILED; a
+    subscriber that arrives after the end gets the terminal snapshot once.
+    """
+
+    async def update(self, task_id: str, current: int, total: int, message: str = "") -> None:
+        """Record incremental progress for a task."""
+        ...
+
+    async def complete(self, task_id: str, result: str = "") -> None:
+        """Mark a task as completed and close its subscriptions."""
+        ...
+
+    async def fail(self, task_id: str, error: str) -> None:
+        """Mark a task as failed and close its subscriptions."""
+        ...
+
+    async def get(self, task_id: str) -> ProgressSnapshot | None:
+        """Return the most recent snapshot, or None if the task is unknown."""
+        ...
+
+    def subscribe(self, task_id: str) -> AsyncIterator[ProgressSnapshot]:
+        """Return an async iterator of snapshots for `task_id` (not a coroutine)."""
+        ...
+
+
+@runtime_checkable
+class JobProtocol(Protocol):
+    """Structural view of a job: what any job-like object exposes.
+
+    `lexigram.tasks.JobProtocol` is the concrete `Job` dataclass, which satisfies this.
+    """
+
+    id: str
+    name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    priority: int
+    max_retries: int
+    timeout: float | None
+    correlation_id: str | None
+    causation_id: str | None
+
+
+@runtime_checkable
+class JobTemplateProtocol(Protocol):
+    """Structural view of a job template (what `JobTemplate` satisfies)."""
+
+    name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    priority: int
+    max_retries: int
+    timeout: float | None
+    depends_on: list[str]
+
+
+@runtime_checkable
+class TaskWorkerProtocol(Protocol):
+    """A worker that consumes a queue until stopped."""
+
+    async def start(self) -> None:
+        """Start consuming."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop consuming."""
+        ...
+
+
+@runtime_checkable
+class TaskManagerProtocol(Protocol):
+    """Tracks background asyncio tasks and shuts them down together."""
+
+    def track(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Schedule `coro` as a tracked task."""
+        ...
+
+    def track_named(self, name: str, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Schedule `coro` as a tracked task with a name for logs."""
+        ...
+
+    @property
+    def pending_count(self) -> int:
+        """Number of tracked tasks not yet done."""
+        ...
+
+    async def shutdown(self, timeout: float = 30.0) -> None:
+        """Cancel pending tasks and wait up to `timeout` seconds."""
+        ...
+
+
+@runtime_checkable
+class HookRegistryProtocol(Protocol):
+    """Receives lifecycle actions ("task.queued", "task.started", ...) with their payloads."""
+
+    async def emit(self, action: str, payload: Any) -> None:
+        """Deliver `payload` to every observer of `action`; observers' errors are logged."""
+        ...
+
+
+@runtime_checkable
+class DLQProtocol(Protocol):
+    """Message-level dead-letter queue (the contract's view; see `DeadLetterQueue`)."""
+
+    async def add(
+        self,
+        message_id: str,
+        payload: Any,
+        reason: str,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Store a failed message."""
+        ...
+
+    async def get(self, message_id: str) -> Any | None:
+        """Return a stored failure, or None."""
+        ...
+
+    async def retry(self, message_id: str) -> bool:
+        """Send a failure back to its queue."""
+        ...
+
+    async def purge(self, message_id: str) -> bool:
+        """Delete one failure."""
+        ...
+
+    async def clear(self) -> int:
+        """Delete every failure and return how many there were."""
+        ...
+
+    async def size(self) -> int:
+        """Return the number of stored failures."""
+        ...
+
+    async def list_failed(self, limit: int = 100, offset: int = 0) -> list[Any]:
+        """Return stored failures, newest first."""
+        ...
+
+
+@runtime_checkable
+class DLQBackendProtocol(Protocol):
+    """Storage for dead-letter records (the dicts of `FailureRecord.to_dict`)."""
+
+    async def add(self, record_id: str, record_data: Mapping[str, Any]) -> None:
+        """Store (or replace) a record."""
+        ...
+
+    async def get(self, record_id: str) -> dict[str, Any] | None:
+        """Return a record, or None."""
+        ...
+
+    async def list_all(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Return records newest first, at most `limit` of them."""
+        ...
+
+    async def remove(self, record_id: str) -> bool:
+        """Delete a record; True if it existed."""
+        ...
+
+    async def clear(self) -> int:
+        """Delete every record and return how many there were."""
+        ...
+
+    async def size(self) -> int:
+        """Return the number of records."""
+        ...
+
+
+@runtime_checkable
+class ResultStoreProtocol(Protocol):
+    """Stores job results with a TTL; `wait` is woken by the store, not by polling."""
+
+    async def store(self, job_id: str, result: JobResult) -> None:
+        """Store a job result."""
+        ...
+
+    async def get(self, job_id: str) -> JobResult | None:
+        """Return a result, or None if absent or expired."""
+        ...
+
+    async def delete(self, job_id: str) -> bool:
+        """Delete a result; True if it existed."""
+        ...
+
+    async def wait(
+        self, job_id: str, *, timeout: float = 30.0, poll_interval: float = 0.5
+    ) -> JobResult | None:
+        """Wait up to `timeout` seconds for a result to appear."""
+        ...
+
+    async def cleanup_expired(self) -> int:
+        """Remove expired results and return how many were removed."""
+        ...
+
+    async def get_completed(self, limit: int | None = None) -> list[JobResult]:
+        """Return stored successful results, newest first."""
+        ...
+
+    async def get_failed(self, limit: int | None = None) -> list[JobResult]:
+        """Return stored failed results, newest first."""
+        ...
+
+
+@runtime_checkable
+class ProgressStoreProtocol(Protocol):
+    """Stores the latest `ProgressInfo` per job."""
+
+    async def save(self, info: ProgressInfo) -> None:
+        """Save progress state."""
+        ...
+
+    async def get(self, job_id: str) -> ProgressInfo | None:
+        """Return progress for a job, or None."""
+        ...
+
+    async def delete(self, job_id: str) -> None:
+        """Remove a progress entry."""
+        ...
+
+    async def list_active(self) -> list[ProgressInfo]:
+        """Return entries whose job has not completed."""
+        ...
+
+
+@runtime_checkable
+class SchedulerStoreProtocol(Protocol):
+    """Persists cron schedules as records (the dicts of `ScheduledJob.to_dict`)."""
+
+    async def save_job(self, job_id: str, job: Mapping[str, Any]) -> None:
+        """Store (or replace) a schedule."""
+        ...
+
+    async def load_jobs(self) -> dict[str, dict[str, Any]]:
+        """Return every stored schedule by id."""
+        ...
+
+    async def update_next_run(self, job_id: str, next_run: float) -> None:
+        """Record a schedule's next fire time."""
+        ...
+
+    async def delete_job(self, job_id: str) -> None:
+        """Remove a schedule."""
+        ...
+
+
+@runtime_checkable
+class WorkflowStateStoreProtocol(Protocol):
+    """Persists workflow progress so a chain resumes after a crash."""
+
+    async def save_state(self, workflow_id: str, result: WorkflowResult) -> None:
+        """Save a workflow's state."""
+        ...
+
+    async def load_state(self, workflow_id: str) -> WorkflowResult | None:
+        """Return a workflow's saved state, or None."""
+        ...
+
+    async def list_active(self) -> list[WorkflowSummary]:
+        """Return workflows that have not finished."""
+        ...
+
+    async def delete_state(self, workflow_id: str) -> None:
+        """Delete a workflow's state."""
+        ...
+
+
+@runtime_checkable
+class LockProtocol(Protocol):
+    """A lock on one key that expires after its timeout (so a dead holder frees it)."""
+
+    async def acquire(self) -> bool:
+        """Try to take the lock without waiting; True if taken."""
+        ...
+
+    async def try_acquire(self) -> bool:
+        """Try to take the lock without waiting; True if taken."""
+        ...
+
+    async def acquire_wait(self, timeout: float | None = None) -> bool:
+        """Wait up to `timeout` seconds (None = forever) for the lock; True if taken."""
+        ...
+
+    async def release(self) -> None:
+        """Release the lock if this holder still owns it."""
+        ...
+
+    async def __aenter__(self) -> Self:
+        """Wait for the lock and take it."""
+        ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """Release the lock."""
+        ...
+
+
+@runtime_checkable
+class LockManagerProtocol(Protocol):
+    """Creates locks; a backend's version makes them hold across processes."""
+
+    def acquire(self, key: str, timeout: float = 60.0) -> LockProtocol:
+        """Return a lock on `key` that auto-releases after `timeout` seconds.
+
+        Use as ``async with manager.acquire("user:1"):``.
+        """
+        ...
+
+
+@runtime_checkable
+class RateLimiterProtocol(Protocol):
+    """A token bucket; a backend's version is shared by every process."""
+
+    async def acquire(self, tokens: int = 1) -> None:
+        """Wait until `tokens` are available and take them."""
+        ...
+
+    async def try_acquire(self, tokens: int = 1) -> bool:
+        """Take `tokens` if available now; True if taken."""
+        ...
+
+
+@runtime_checkable
+class CacheBackendProtocol(Protocol):
+    """A string key-value cache with TTLs (the platform cache contract)."""
+
+    async def get(self, key: str) -> str | None:
+        """Return the value, or None if absent or expired."""
+        ...
+
+    async def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        """Store a value, expiring after `ttl` seconds when given."""
+        ...
+
+    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
+        """Store a value only if the key is absent; True if stored."""
+        ...
+
+    async def delete(self, key: str) -> bool:
+        """Delete a key; True if it existed."""
+        ...
+
+    async def exists(self, key: str) -> bool:
+        """Return True if the key is present."""
+        ...
+
+    async def keys(self, prefix: str) -> list[str]:
+        """Return the keys that start with `prefix`."""
+        ...
+
+
+@runtime_checkable
+class IdempotencyStoreProtocol(Protocol):
+    """Stores idempotency records (JSON dicts) under keys with a TTL."""
+
+    async def set_if_absent(
+        self, key: str, record: Mapping[str, Any], ttl: float
+    ) -> dict[str, Any] | None:
+        """Store `record` unless `key` exists; return the existing record, or None if stored."""
+        ...
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        """Return the record for `key`, or None."""
+        ...
+
+    async def update(self, key: str, record: Mapping[str, Any], ttl: float) -> None:
+        """Replace the record for `key`."""
+        ...
+
+    async def delete(self, key: str) -> bool:
+        """Delete the record; True if it existed."""
+        ...
+
+
+@runtime_checkable
+class TaskBackendProtocol(Protocol):
+    """What an entry point in group ``lexigram.tasks.backends`` names.
+
+    `create_queue` is required. A backend may also offer any of these factories, each
+    taking the same `TaskBackendSpec`; the core uses the in-memory version of any it
+    lacks and logs that it did: `create_result_store`, `create_progress_store`,
+    `create_progress_tracker`, `create_dlq_backend`, `create_scheduler_store`,
+    `create_workflow_state_store`, `create_lock_manager`, `create_cache_backend`,
+    `create_idempotency_store`, and `create_rate_limiter(spec, *, name, rate, per, burst)`.
+    """
+
+    def create_queue(self, spec: TaskBackendSpec, /) -> TaskQueueProtocol:
+        """Build the backend's queue for `spec`."""
+        ...
+
+
+OPTIONAL_BACKEND_FACTORIES: tuple[str, ...] = (
+    "create_result_store",
+    "create_progress_store",
+    "create_progress_tracker",
+    "create_dlq_backend",
+    "create_scheduler_store",
+    "create_workflow_state_store",
+    "create_lock_manager",
+    "create_cache_backend",
+    "create_idempotency_store",
+    "create_rate_limiter",
+)
+"""Names of the optional store factories a `TaskBackendProtocol` object may expose."""

@@ -1,0 +1,18 @@
+"""Small enums of the public API."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from lexigram.contracts.tasks import Priority
+
+
+class PoolStrategy(str, Enum):
+    """How a worker pool sizes itself."""
+
+    FIXED = "fixed"
+    DYNAMIC = "dynamic"
+    ADAPTIVE = "adaptive"
+
+
+__all__ = ["PoolStrategy", "Priority"]
