@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from lexigram.contracts.tasks._codec import (
     ENVELOPE_VERSION,
+    POISON_JOB_NAME,
     decode_job,
     encode_job,
+    make_poison_job,
     mask_url,
     validate_job,
 )
@@ -87,6 +89,7 @@ __all__ = [
     "OPTIONAL_BACKEND_FACTORIES",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
+    "POISON_JOB_NAME",
     "BackendConflictError",
     "BackendConnectionError",
     "BackendError",
@@ -150,5 +153,6 @@ __all__ = [
     "validate_job",
     "decode_job",
     "encode_job",
+    "make_poison_job",
     "mask_url",
 ]

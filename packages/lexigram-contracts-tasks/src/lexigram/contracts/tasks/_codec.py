@@ -143,3 +143,31 @@ def mask_url(url: str) -> str:
         The URL with the password masked; URLs without one are returned unchanged.
     """
     return _URL_PASSWORD.sub(lambda m: f"{m.group('prefix')}***@", url)
+
+
+POISON_JOB_NAME = "lexigram.undecodable"
+"""Task name of the stand-in job a backend returns for a payload it cannot decode."""
+
+
+def make_poison_job(job_id: str, raw: bytes | str, error: str) -> Job:
+    """Build the stand-in job a backend hands out for an undecodable payload.
+
+    A backend never raises from `dequeue` on bad input: it leases this job instead, so
+    the worker dead-letters it with the decode error (and acks it) and keeps running.
+
+    Args:
+        job_id: The id the backend stored the payload under (or a new uuid).
+        raw: The undecodable payload (kept, truncated, for inspection in the DLQ).
+        error: The decode error message.
+
+    Returns:
+        A job named `POISON_JOB_NAME` with `last_error` set and the payload in metadata.
+    """
+    preview = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
+    return Job(
+        id=job_id,
+        name=POISON_JOB_NAME,
+        max_retries=0,
+        last_error=error,
+        metadata={"poison_error": error, "raw_payload": preview[:2000]},
+    )
