@@ -259,8 +259,7 @@ async def test_application_boot_with_modules_registers_scoped_services():
     GreeterModule.booted.clear()
 
     @module(imports=[GreeterModule.configure(), GreeterModule.scope(SendEmailTask)])
-    class AppModule(Module):
-        pass
+    class AppModule(Module): ...
 
     async with Application.boot(modules=[AppModule]) as app:
         task = await app.container.resolve(SendEmailTask)
@@ -271,8 +270,7 @@ async def test_application_boot_with_modules_registers_scoped_services():
 
 
 async def test_application_config_is_bound_under_its_type():
-    class Config:
-        pass
+    class Config: ...
 
     config = Config()
     app = Application(config=config)

@@ -66,8 +66,7 @@ class Egg:
         self.chicken = chicken
 
 
-class Unit:
-    pass
+class Unit: ...
 
 
 @pytest.fixture
@@ -313,8 +312,7 @@ async def test_factory_error_propagates_with_a_note_of_the_chain(container):
 
 
 def _make_local_class() -> type:
-    class Local:
-        pass
+    class Local: ...
 
     class NeedsLocal:
         def __init__(self, local: Local) -> None:

@@ -27,12 +27,10 @@ class NeedsArgsProvider(Provider):
         self.url = url
 
 
-class SendEmailTask:
-    pass
+class SendEmailTask: ...
 
 
-class GenerateReportTask:
-    pass
+class GenerateReportTask: ...
 
 
 @module(is_global=True, exports=[QueueProvider])
@@ -43,18 +41,15 @@ class TasksLikeModule(Module):
 
 
 @module(providers=[QueueProvider])
-class SharedModule(Module):
-    pass
+class SharedModule(Module): ...
 
 
 @module(imports=[SharedModule], providers=[SendEmailTask])
-class FeatureModule(Module):
-    pass
+class FeatureModule(Module): ...
 
 
 @module(imports=[FeatureModule, SharedModule])
-class AppModule(Module):
-    pass
+class AppModule(Module): ...
 
 
 def test_module_decorator_sets_the_declaration():
@@ -66,8 +61,7 @@ def test_module_decorator_sets_the_declaration():
 
 def test_module_decorator_works_bare_and_on_plain_classes():
     @module
-    class Bare:
-        pass
+    class Bare: ...
 
     assert is_module(Bare)
     assert not is_module(SendEmailTask)
@@ -88,8 +82,7 @@ def test_module_graph_merges_dynamic_module_arguments():
     dynamic = TasksLikeModule.configure(url="redis://x")
 
     @module(imports=[dynamic])
-    class Root(Module):
-        pass
+    class Root(Module): ...
 
     graph = compile_modules([Root])
     (tasks,) = [m for m in graph.modules if m.token is TasksLikeModule]
@@ -112,8 +105,7 @@ def test_module_graph_plain_class_then_dynamic_adds_the_arguments():
 
 def test_module_graph_two_configures_of_one_module_collide():
     @module(imports=[TasksLikeModule.configure()])
-    class First(Module):
-        pass
+    class First(Module): ...
 
     with pytest.raises(ModuleDuplicateError) as info:
         compile_modules([First, TasksLikeModule.configure()])
@@ -130,8 +122,7 @@ def test_module_scope_uses_an_anonymous_token_that_coexists_with_configure():
     assert issubclass(scoped.module, TasksLikeModule)
 
     @module(imports=[TasksLikeModule.configure(), scoped, TasksLikeModule.scope(SendEmailTask)])
-    class Feature(Module):
-        pass
+    class Feature(Module): ...
 
     graph = compile_modules([Feature])
     assert graph.services == (SendEmailTask, GenerateReportTask)
@@ -176,12 +167,10 @@ def test_module_bad_provider_entry_is_rejected():
 
 def test_module_import_cycle_is_allowed():
     @module
-    class A(Module):
-        pass
+    class A(Module): ...
 
     @module(imports=[A])
-    class B(Module):
-        pass
+    class B(Module): ...
 
     A.imports = (B,)
     graph = compile_modules([A])
@@ -203,8 +192,7 @@ def test_module_require_stub_demands_a_stub():
     with pytest.raises(TypeError, match="defines no stub"):
 
         @module(require_stub=True)
-        class NoStub(Module):
-            pass
+        class NoStub(Module): ...
 
     @module(require_stub=True)
     class WithStub(Module):
@@ -219,5 +207,4 @@ def test_module_scan_is_refused():
     with pytest.raises(TypeError, match="does no package scanning"):
 
         @module(scan=["my.package"])
-        class Scanned(Module):
-            pass
+        class Scanned(Module): ...

@@ -53,8 +53,7 @@ def test_provider_constructor_arguments_override_class_attributes():
 
 
 def test_provider_name_defaults_to_the_class_name():
-    class Plain(Provider):
-        pass
+    class Plain(Provider): ...
 
     assert Plain().name == "Plain"
     assert Plain().priority is ProviderPriority.NORMAL

@@ -60,7 +60,7 @@ class Module:
 
         @module(imports=[TasksModule.configure(queue=MemoryTaskQueue())], providers=[MailProvider])
         class AppModule(Module):
-            pass
+            ...
     """
 
     name: ClassVar[str | None] = None
