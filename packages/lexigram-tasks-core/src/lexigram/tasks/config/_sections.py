@@ -38,6 +38,7 @@ class TaskBackendConfig(_Section):
 
     Attributes:
         type: Backend type: an entry-point name such as 'memory', 'redis', 'rabbitmq', 'postgres'.
+        url: Connection URL for any backend type; wins over the per-type fields below.
         redis_url: Redis connection URL (type 'redis').
         amqp_url: AMQP connection URL (type 'rabbitmq').
         postgres_dsn: PostgreSQL DSN (type 'postgres').
@@ -46,6 +47,7 @@ class TaskBackendConfig(_Section):
     """
 
     type: str = "memory"
+    url: SecretStr | None = None
     redis_url: SecretStr = SecretStr("redis://localhost:6379")
     amqp_url: SecretStr = SecretStr("amqp://localhost:5672/")
     postgres_dsn: SecretStr | None = None
@@ -126,6 +128,7 @@ class NamedTaskConfig(BaseModel):
         name: Unique backend identifier; the Named() DI key.
         primary: Whether this backend also gets the unnamed TaskQueueProtocol binding.
         type: Backend type ('memory', 'redis', 'rabbitmq', 'postgres', or a plugin's).
+        url: Connection URL for any backend type; wins over the per-type fields below.
         redis_url: Redis connection URL (type 'redis').
         amqp_url: AMQP connection URL (type 'rabbitmq').
         postgres_dsn: PostgreSQL DSN (type 'postgres').
@@ -138,6 +141,7 @@ class NamedTaskConfig(BaseModel):
     name: str
     primary: bool = False
     type: str = "memory"
+    url: SecretStr | None = None
     redis_url: SecretStr | None = None
     amqp_url: SecretStr | None = None
     postgres_dsn: SecretStr | None = None

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from importlib.metadata import EntryPoint
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from lexigram.contracts.tasks import (
+    BackendConflictError,
+    BackendImportError,
+    BackendNotFoundError,
+    TaskBackendSpec,
+)
+from lexigram.tasks import _backends
+from lexigram.tasks.config import NamedTaskConfig, TaskBackendConfig
+
+
+class _FakeDist:
+    def __init__(self, name: str, version: str = "1.0") -> None:
+        self.name = name
+        self.version = version
+
+
+class _FakeEntryPoint:
+    """Stands in for importlib.metadata.EntryPoint with a chosen distribution."""
+
+    def __init__(self, name: str, value: str, dist: str, target: Any = None) -> None:
+        self.name = name
+        self.value = value
+        self.dist = _FakeDist(dist)
+        self._target = target
+
+    def load(self) -> Any:
+        if isinstance(self._target, BaseException):
+            raise self._target
+        return self._target
+
+
+class _FakeEntryPoints(list[Any]):
+    @property
+    def names(self) -> set[str]:
+        return {ep.name for ep in self}
+
+
+@pytest.fixture
+def fake_entry_points(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    registered: list[Any] = []
+
+    def entry_points(*, group: str, name: str | None = None) -> _FakeEntryPoints:
+        assert group == _backends.BACKENDS_GROUP
+        return _FakeEntryPoints(ep for ep in registered if name is None or ep.name == name)
+
+    monkeypatch.setattr(_backends, "entry_points", entry_points)
+    _backends.clear_backend_cache()
+    yield registered
+    _backends.clear_backend_cache()
+
+
+def test_available_backends_lists_memory_from_real_entry_points() -> None:
+    assert "memory" in _backends.available_backends()
+
+
+def test_load_backend_memory_resolves_through_entry_point() -> None:
+    _backends.clear_backend_cache()
+    queue = _backends.create_queue(TaskBackendSpec(type="memory", queue_name="q1"))
+    assert type(queue).__name__ == "MemoryTaskQueue"
+    assert queue.queue_name == "q1"
+
+
+def test_load_backend_unknown_type_names_installed_and_pip_command() -> None:
+    _backends.clear_backend_cache()
+    with pytest.raises(BackendNotFoundError) as info:
+        _backends.load_backend("nosuch")
+    message = str(info.value)
+    assert "'nosuch'" in message
+    assert "'memory'" in message  # the installed types are listed
+    assert 'pip install "lexigram-tasks[nosuch]"' in message
+    assert message.endswith(".")
+
+
+def test_load_backend_two_distributions_conflict_names_both(fake_entry_points: list[Any]) -> None:
+    fake_entry_points.append(_FakeEntryPoint("redis", "a:backend", "lexigram-tasks-redis"))
+    fake_entry_points.append(_FakeEntryPoint("redis", "b:backend", "acme-redis"))
+    with pytest.raises(BackendConflictError) as info:
+        _backends.load_backend("redis")
+    assert "lexigram-tasks-redis 1.0" in str(info.value)
+    assert "acme-redis 1.0" in str(info.value)
+
+
+def test_load_backend_same_distribution_twice_is_not_a_conflict(
+    fake_entry_points: list[Any],
+) -> None:
+    target = _backends._FunctionBackend(create_queue=lambda spec: spec)
+    fake_entry_points.append(_FakeEntryPoint("x", "a:backend", "dist-x", target))
+    fake_entry_points.append(_FakeEntryPoint("x", "a:backend", "dist-x", target))
+    assert _backends.load_backend("x") is target
+
+
+def test_load_backend_import_failure_names_distribution(fake_entry_points: list[Any]) -> None:
+    error = ModuleNotFoundError("No module named 'aio_pika'")
+    fake_entry_points.append(
+        _FakeEntryPoint("rabbitmq", "m:backend", "lexigram-tasks-rabbitmq", error)
+    )
+    with pytest.raises(BackendImportError) as info:
+        _backends.load_backend("rabbitmq")
+    assert "lexigram-tasks-rabbitmq" in str(info.value)
+    assert info.value.__cause__ is error
+
+
+def test_load_backend_function_entry_point_is_wrapped(fake_entry_points: list[Any]) -> None:
+    from lexigram.tasks.backends.memory import MemoryTaskQueue
+
+    def create_queue(spec: TaskBackendSpec) -> MemoryTaskQueue:
+        return MemoryTaskQueue(queue_name=spec.queue_name)
+
+    fake_entry_points.append(_FakeEntryPoint("fn", "m:create_queue", "dist-fn", create_queue))
+    queue = _backends.create_queue(TaskBackendSpec(type="fn", queue_name="z"))
+    assert isinstance(queue, MemoryTaskQueue)
+
+
+def test_load_backend_rejects_non_backend_object(fake_entry_points: list[Any]) -> None:
+    fake_entry_points.append(_FakeEntryPoint("bad", "m:CONSTANT", "dist-bad", 42))
+    with pytest.raises(TypeError, match="create_queue"):
+        _backends.load_backend("bad")
+
+
+def test_create_queue_rejects_factory_returning_non_queue(fake_entry_points: list[Any]) -> None:
+    target = _backends._FunctionBackend(create_queue=lambda spec: object())  # type: ignore[arg-type,return-value]
+    fake_entry_points.append(_FakeEntryPoint("odd", "m:backend", "dist-odd", target))
+    with pytest.raises(TypeError, match="TaskQueueProtocol"):
+        _backends.create_queue(TaskBackendSpec(type="odd"))
+
+
+def test_spec_from_config_unwraps_secret_and_prefers_generic_url() -> None:
+    named = NamedTaskConfig(
+        name="n", type="redis", redis_url=SecretStr("redis://u:pw@h:1/0"), queue_name="q"
+    )
+    spec = _backends.spec_from_config(named)
+    assert spec.url == "redis://u:pw@h:1/0"
+    assert "pw" not in repr(spec)
+    assert spec.name == "n"
+    generic = TaskBackendConfig(type="acme", url=SecretStr("acme://x"))
+    assert _backends.spec_from_config(generic).url == "acme://x"
+
+
+def test_registry_explicit_factory_wins_over_entry_points() -> None:
+    from lexigram.tasks.backends.memory import MemoryTaskQueue
+
+    registry = _backends.TaskBackendRegistry.with_defaults()
+    made: list[TaskBackendSpec] = []
+
+    def factory(spec: TaskBackendSpec) -> MemoryTaskQueue:
+        made.append(spec)
+        return MemoryTaskQueue(queue_name="custom")
+
+    registry.register("memory", factory)
+    assert "memory" in registry
+    queue = registry.create_queue(TaskBackendSpec(type="memory"))
+    assert queue.queue_name == "custom"
+    assert len(made) == 1
+
+
+def test_entry_point_type_is_real_entry_point_class() -> None:
+    # Guards the fake above: the real API still exposes .names and .dist.
+    from importlib.metadata import entry_points
+
+    eps = entry_points(group=_backends.BACKENDS_GROUP)
+    assert "memory" in eps.names
+    assert all(isinstance(ep, EntryPoint) for ep in eps)
