@@ -1,0 +1,41 @@
+"""Cron scheduling: `TaskScheduler`, `CronExpression`, `ScheduledJob` and schedule stores.
+
+See ``docs/scheduling.md`` for exactly-once firing across processes and the misfire policy.
+"""
+
+from __future__ import annotations
+
+from lexigram.contracts.tasks import JobTemplate, SchedulerStoreProtocol
+from lexigram.tasks.scheduling._cron import CronExpression
+from lexigram.tasks.scheduling._dependencies import DependencyResolver
+from lexigram.tasks.scheduling._handle import ScheduleHandle
+from lexigram.tasks.scheduling._job import ScheduledJob
+from lexigram.tasks.scheduling._misfire import MisfirePolicy, fire_job_id, fire_key
+from lexigram.tasks.scheduling._scheduler import EnqueueCallback, TaskScheduler
+from lexigram.tasks.scheduling._store import (
+    InMemorySchedulerStore,
+    SchedulerStore,
+    SchedulerStoreAdapter,
+    as_scheduler_store,
+)
+
+JobTemplateProtocol = JobTemplate
+"""The published name of the job template (a concrete dataclass with create_job/from_job)."""
+
+__all__ = [
+    "CronExpression",
+    "DependencyResolver",
+    "EnqueueCallback",
+    "InMemorySchedulerStore",
+    "JobTemplateProtocol",
+    "MisfirePolicy",
+    "ScheduleHandle",
+    "ScheduledJob",
+    "SchedulerStore",
+    "SchedulerStoreAdapter",
+    "SchedulerStoreProtocol",
+    "TaskScheduler",
+    "as_scheduler_store",
+    "fire_job_id",
+    "fire_key",
+]

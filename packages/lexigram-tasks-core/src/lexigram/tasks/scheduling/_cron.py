@@ -1,0 +1,279 @@
+"""`CronExpression`: cron parsing and iteration on croniter, in a chosen timezone.
+
+Expressions have five fields (minute hour day-of-month month day-of-week), six (a
+leading *seconds* field, as in Quartz and Spring: ``"*/10 * * * * *"`` fires every ten
+seconds) or seven (leading seconds and a trailing year). The aliases ``@yearly``,
+``@annually``, ``@monthly``, ``@weekly``, ``@daily``, ``@midnight`` and ``@hourly`` are
+accepted too.
+
+croniter is imported when the first expression is built, not when this module is
+imported, so ``import lexigram.tasks`` works without it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+_INSTALL_HINT: Final = 'pip install "lexigram-tasks-core[cron]"'
+
+_ALIASES: Final = frozenset(
+    {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+)
+
+_MONTHS: Final = {
+    name: number
+    for number, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
+        start=1,
+    )
+}
+_WEEKDAYS: Final = {
+    name: number for number, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))
+}
+
+
+class _Field:
+    __slots__ = ("high", "low", "name", "names")
+
+    def __init__(self, name: str, low: int, high: int, names: dict[str, int] | None = None) -> None:
+        self.name = name
+        self.low = low
+        self.high = high
+        self.names = names or {}
+
+
+_SECOND = _Field("second", 0, 59)
+_MINUTE = _Field("minute", 0, 59)
+_HOUR = _Field("hour", 0, 23)
+_DAY = _Field("day-of-month", 1, 31)
+_MONTH = _Field("month", 1, 12, _MONTHS)
+# 7 is Sunday as well as 0, as in Vixie cron.
+_WEEKDAY = _Field("day-of-week", 0, 7, _WEEKDAYS)
+_YEAR = _Field("year", 1970, 2099)
+
+_LAYOUTS: Final = {
+    5: (_MINUTE, _HOUR, _DAY, _MONTH, _WEEKDAY),
+    6: (_SECOND, _MINUTE, _HOUR, _DAY, _MONTH, _WEEKDAY),
+    7: (_SECOND, _MINUTE, _HOUR, _DAY, _MONTH, _WEEKDAY, _YEAR),
+}
+
+_USAGE: Final = (
+    "Use five fields (minute hour day-of-month month day-of-week), e.g. '*/5 * * * *', "
+    "or six with a leading seconds field, e.g. '*/10 * * * * *'."
+)
+
+# Extensions croniter understands that this module does not range-check itself:
+# 'L' (last), 'W' (nearest weekday), '#' (nth weekday) and 'H' (hashed values).
+_EXTENSION: Final = re.compile(r"[lwh#]", re.IGNORECASE)
+
+
+def load_croniter() -> ModuleType:
+    """Import croniter, or raise `ImportError` with the command that installs it.
+
+    Returns:
+        The imported ``croniter`` module.
+
+    Raises:
+        ImportError: croniter is not installed.
+    """
+    try:
+        return importlib.import_module("croniter")
+    except ImportError as exc:
+        msg = (
+            "Cron scheduling needs the croniter package, which is not installed. "
+            f"Install it with: {_INSTALL_HINT} (the lexigram-tasks distribution installs it "
+            "by default)."
+        )
+        raise ImportError(msg, name="croniter") from exc
+
+
+def resolve_timezone(name: str) -> ZoneInfo:
+    """Return the `ZoneInfo` for an IANA timezone name.
+
+    Args:
+        name: IANA timezone name such as ``"UTC"`` or ``"Europe/Paris"``.
+
+    Returns:
+        The timezone.
+
+    Raises:
+        ValueError: The name is not a known timezone.
+    """
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        msg = (
+            f"Timezone {name!r} is not a known IANA timezone. Use a name such as 'UTC' or "
+            "'Europe/Paris' (TaskSchedulerConfig.timezone); on systems without a timezone "
+            "database, install the tzdata package."
+        )
+        raise ValueError(msg) from exc
+
+
+def _invalid(expression: str, reason: str) -> ValueError:
+    return ValueError(f"Cron expression {expression!r} is invalid: {reason}. {_USAGE}")
+
+
+def _check_value(expression: str, spec: _Field, token: str, part: str) -> None:
+    if token.lower() in spec.names:
+        return
+    if not token.isdigit():
+        if token and _EXTENSION.search(token):
+            return  # croniter validates its extensions itself (see `CronExpression.__init__`)
+        shown = f"{part!r}" if token == part else f"{part!r} has {token!r}, which"
+        reason = f"{spec.name} field {shown} is not a number"
+        if spec.names:
+            reason += " or a name such as " + repr(next(iter(spec.names)))
+        raise _invalid(expression, reason)
+    value = int(token)
+    if not spec.low <= value <= spec.high:
+        reason = f"{spec.name} field {part!r} is out of range {spec.low}-{spec.high}"
+        raise _invalid(expression, reason)
+
+
+def _check_part(expression: str, spec: _Field, part: str) -> None:
+    base, slash, step = part.partition("/")
+    if slash and (not step.isdigit() or int(step) == 0):
+        reason = f"{spec.name} field {part!r} has step {step!r}; a step is a whole number >= 1"
+        raise _invalid(expression, reason)
+    if base in ("*", "?"):
+        if base == "?" and spec not in (_DAY, _WEEKDAY):
+            reason = f"{spec.name} field {part!r}: '?' is only allowed in day fields"
+            raise _invalid(expression, reason)
+        return
+    if not base:
+        raise _invalid(expression, f"{spec.name} field {part!r} is empty")
+    if base[0] in "hH":
+        return  # hashed values ('H', 'H(0-29)') are croniter's to check
+    low, dash, high = base.partition("-")
+    _check_value(expression, spec, low, part)
+    if dash:
+        _check_value(expression, spec, high, part)
+
+
+def validate_cron(expression: str) -> tuple[str, ...]:
+    """Check an expression field by field and return its fields.
+
+    Args:
+        expression: The cron expression.
+
+    Returns:
+        The whitespace-separated fields (or the alias, alone).
+
+    Raises:
+        ValueError: The expression is malformed; the message names the bad field and value.
+    """
+    if not expression.strip():
+        msg = f"Cron expression {expression!r} is empty. {_USAGE}"
+        raise ValueError(msg)
+    fields = tuple(expression.split())
+    if len(fields) == 1 and fields[0].lower() in _ALIASES:
+        return fields
+    layout = _LAYOUTS.get(len(fields))
+    if layout is None:
+        reason = (
+            f"it has {len(fields)} field(s), expected 5, 6 (leading seconds) or 7 "
+            "(leading seconds, trailing year)"
+        )
+        raise _invalid(expression, reason)
+    for spec, text in zip(layout, fields, strict=True):
+        for part in text.split(","):
+            _check_part(expression, spec, part)
+    return fields
+
+
+class CronExpression:
+    """Wrapper for cron expression parsing, on croniter, in a given timezone.
+
+    Fire times are computed as wall-clock times in `timezone` (daylight-saving changes
+    included) and returned as Unix timestamps.
+
+    Example:
+        cron = CronExpression("0 9 * * 1-5")  # Weekdays at 9am
+        next_run = cron.get_next()
+
+    Args:
+        expression: Cron expression string (5 fields, 6 with leading seconds, or an alias).
+        timezone: IANA timezone the expression is evaluated in.
+
+    Raises:
+        ImportError: croniter is not installed.
+        ValueError: The expression or the timezone is invalid.
+    """
+
+    __slots__ = ("_croniter", "_tz", "expression", "timezone")
+
+    def __init__(self, expression: str, *, timezone: str = "UTC") -> None:
+        module = load_croniter()
+        fields = validate_cron(expression)
+        self.expression = " ".join(fields)
+        self.timezone = timezone
+        self._tz = resolve_timezone(timezone)
+        self._croniter: Any = module.croniter
+        try:
+            # Building one iterator makes croniter check what `validate_cron` let through
+            # (L, W, #, H extensions, impossible dates such as 30 February).
+            self._iterator(time.time()).get_next(float)
+        except (ValueError, KeyError, TypeError) as exc:
+            msg = f"Cron expression {expression!r} is invalid: {exc}. {_USAGE}"
+            raise ValueError(msg) from exc
+
+    def _iterator(self, base_time: float) -> Any:
+        start = datetime.fromtimestamp(base_time, tz=self._tz)
+        return self._croniter(self.expression, start, second_at_beginning=True)
+
+    def get_next(self, base_time: float | None = None) -> float:
+        """Get the next execution time strictly after `base_time`.
+
+        Args:
+            base_time: Base time as a Unix timestamp (defaults to the current time).
+
+        Returns:
+            The next fire time as a Unix timestamp.
+        """
+        base = time.time() if base_time is None else base_time
+        return float(self._iterator(base).get_next(float))
+
+    def get_prev(self, base_time: float | None = None) -> float:
+        """Get the previous execution time strictly before `base_time`.
+
+        Args:
+            base_time: Base time as a Unix timestamp (defaults to the current time).
+
+        Returns:
+            The previous fire time as a Unix timestamp.
+        """
+        base = time.time() if base_time is None else base_time
+        return float(self._iterator(base).get_prev(float))
+
+    def latest_at_or_before(self, moment: float) -> float:
+        """Return the latest fire time that is not after `moment`.
+
+        Args:
+            moment: A Unix timestamp.
+
+        Returns:
+            The fire time, which may equal `moment` when `moment` is itself a fire time.
+        """
+        # Fire times fall on whole seconds, so "strictly before floor(moment) + 1" is
+        # "at or before moment".
+        return self.get_prev(float(int(moment) + 1))
+
+    def __repr__(self) -> str:
+        return f"CronExpression({self.expression!r}, timezone={self.timezone!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CronExpression):
+            return NotImplemented
+        return (self.expression, self.timezone) == (other.expression, other.timezone)
+
+    def __hash__(self) -> int:
+        return hash((self.expression, self.timezone))

@@ -1,0 +1,112 @@
+"""Which occurrences of a schedule fire, and under which id (exactly-once firing).
+
+The job for occurrence *t* of schedule *s* has the idempotency key ``f"{s}@{int(t)}"``
+and an id derived from that key (uuid5). Queues keep the first job for a key
+(set-if-absent), so schedulers that share a schedule id and a queue enqueue each
+occurrence once, however many of them run.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from enum import StrEnum
+
+from lexigram.tasks.scheduling._cron import CronExpression
+
+logger = logging.getLogger(__name__)
+
+# Fixed namespace so every process derives the same job id for one occurrence.
+FIRE_ID_NAMESPACE = uuid.UUID("5b0f6f3e-8a47-4b8e-9a55-2f0b4a1c7d11")
+
+
+class MisfirePolicy(StrEnum):
+    """What a scheduler does with occurrences it missed (it was down, or late).
+
+    Attributes:
+        LATEST: Fire the latest missed occurrence once (coalesce). The default.
+        SKIP: Fire the latest due occurrence only if it is at most
+            `misfire_grace_time` seconds late; otherwise fire nothing.
+        ALL: Fire every missed occurrence, oldest first, at most `max_catch_up` of them
+            (the most recent ones).
+    """
+
+    LATEST = "latest"
+    SKIP = "skip"
+    ALL = "all"
+
+
+def fire_key(schedule_id: str, fire_time: float) -> str:
+    """Return the idempotency key of one occurrence of a schedule.
+
+    Args:
+        schedule_id: The schedule's id.
+        fire_time: The occurrence's fire time (Unix timestamp).
+
+    Returns:
+        ``f"{schedule_id}@{int(fire_time)}"``.
+    """
+    return f"{schedule_id}@{int(fire_time)}"
+
+
+def fire_job_id(schedule_id: str, fire_time: float) -> str:
+    """Return the deterministic job id of one occurrence of a schedule.
+
+    Args:
+        schedule_id: The schedule's id.
+        fire_time: The occurrence's fire time (Unix timestamp).
+
+    Returns:
+        A uuid5 string derived from `fire_key`.
+    """
+    return str(uuid.uuid5(FIRE_ID_NAMESPACE, fire_key(schedule_id, fire_time)))
+
+
+def occurrences_to_fire(
+    cron: CronExpression,
+    next_run: float,
+    now: float,
+    *,
+    policy: MisfirePolicy,
+    grace_time: float,
+    max_catch_up: int,
+    schedule_id: str = "",
+) -> list[float]:
+    """Return the fire times in ``[next_run, now]`` to enqueue, per the misfire policy.
+
+    On time (one occurrence due, not late), every policy fires it.
+
+    Args:
+        cron: The schedule's expression.
+        next_run: The first occurrence not handled yet.
+        now: The current time.
+        policy: The misfire policy.
+        grace_time: Seconds an occurrence may be late under `MisfirePolicy.SKIP`.
+        max_catch_up: Most occurrences fired under `MisfirePolicy.ALL`.
+        schedule_id: Named in the warning when `max_catch_up` cuts occurrences off.
+
+    Returns:
+        Fire times, oldest first (empty when none is to fire).
+    """
+    latest = cron.latest_at_or_before(now)
+    if latest < next_run:
+        return []
+    if policy is MisfirePolicy.LATEST:
+        return [latest]
+    if policy is MisfirePolicy.SKIP:
+        return [latest] if now - latest <= grace_time else []
+    # Walk backwards from the latest so a long outage costs max_catch_up steps at most.
+    times = [latest]
+    earlier = cron.get_prev(latest)
+    while earlier >= next_run and len(times) < max_catch_up:
+        times.append(earlier)
+        earlier = cron.get_prev(earlier)
+    if earlier >= next_run:
+        logger.warning(
+            "Schedule %r missed more than max_catch_up=%d occurrences; firing the latest %d.",
+            schedule_id,
+            max_catch_up,
+            max_catch_up,
+        )
+    times.reverse()
+    return times

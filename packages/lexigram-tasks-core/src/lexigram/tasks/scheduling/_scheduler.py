@@ -1,0 +1,575 @@
+"""`TaskScheduler`: enqueues jobs from cron schedules, once per occurrence across processes.
+
+Each occurrence is enqueued with a deterministic id and idempotency key (`_misfire`), so
+schedulers sharing a schedule id and a queue fire it once. They share schedule ids by
+restoring them from one store (`restore_from_store`) or by passing the same `job_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from lexigram.contracts.tasks import Err, Job, JobTemplate, SchedulerStoreProtocol
+from lexigram.tasks.scheduling._cron import CronExpression, resolve_timezone
+from lexigram.tasks.scheduling._handle import ScheduleHandle
+from lexigram.tasks.scheduling._job import ScheduledJob
+from lexigram.tasks.scheduling._misfire import (
+    MisfirePolicy,
+    fire_job_id,
+    fire_key,
+    occurrences_to_fire,
+)
+from lexigram.tasks.scheduling._store import SchedulerStore, as_scheduler_store
+
+if TYPE_CHECKING:
+    from lexigram.tasks.config import TaskSchedulerConfig
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+EnqueueCallback = Callable[[Job], Any]
+"""Receives each job to enqueue: `queue.enqueue` or any sync/async callable."""
+
+
+class TaskScheduler:
+    """Task scheduler for cron-like job scheduling.
+
+    Manages periodic job execution using cron expressions. The loop sleeps until the
+    earliest next fire time (never longer than `check_interval`, and woken early when a
+    schedule changes) and enqueues each due occurrence with a deterministic id and
+    idempotency key, so several schedulers sharing schedules and a queue fire it once.
+
+    Persistence: `schedule_job`/`unschedule_job` change the schedule at once and return
+    an awaitable `ScheduleHandle`. With a store, the store write starts on the running
+    loop right away; called with no running loop, it happens at the next
+    `start_scheduler` or loop check, or when the handle is awaited. `enable_job` and
+    `disable_job` are written the same way for schedules the store holds. The `_sync`
+    variants never write to the store.
+
+    Misfires (see `MisfirePolicy`): a scheduler that was down or late fires the latest
+    missed occurrence once by default.
+
+    Not thread-safe: call it from its event loop's thread.
+
+    Example:
+        scheduler = TaskScheduler()
+        template = JobTemplateProtocol(name="cleanup", args=())
+        scheduler.schedule_job(template, "0 0 * * *")  # Daily at midnight
+        await scheduler.start_scheduler(queue.enqueue)
+
+    Args:
+        check_interval: Longest sleep between checks for due jobs (seconds).
+        store: Optional store for durable persistence of schedules and next-run times:
+            a `SchedulerStore` subclass or a backend's dict-record
+            `SchedulerStoreProtocol`. Restore with `restore_from_store` after a restart.
+        timezone: IANA timezone cron expressions are evaluated in (per-schedule override
+            in `schedule_job`).
+        misfire_policy: What to do with missed occurrences.
+        misfire_grace_time: Seconds an occurrence may be late and still count as on time
+            (used by `MisfirePolicy.SKIP`).
+        max_catch_up: Most occurrences one schedule fires in one check under
+            `MisfirePolicy.ALL`.
+
+    Raises:
+        ValueError: A bad timezone, interval, policy or cap.
+    """
+
+    def __init__(
+        self,
+        check_interval: float = 60.0,
+        store: SchedulerStore | SchedulerStoreProtocol | None = None,
+        *,
+        timezone: str = "UTC",
+        misfire_policy: MisfirePolicy | str = MisfirePolicy.LATEST,
+        misfire_grace_time: float = 60.0,
+        max_catch_up: int = 100,
+    ) -> None:
+        if check_interval <= 0:
+            msg = f"check_interval must be > 0 seconds, got {check_interval!r}. Pass e.g. 1.0."
+            raise ValueError(msg)
+        if max_catch_up < 1:
+            msg = f"max_catch_up must be >= 1, got {max_catch_up!r}. Pass e.g. 100."
+            raise ValueError(msg)
+        try:
+            policy = MisfirePolicy(misfire_policy)
+        except ValueError:
+            allowed = ", ".join(repr(p.value) for p in MisfirePolicy)
+            msg = f"Unknown misfire_policy {misfire_policy!r}. Use one of {allowed}."
+            raise ValueError(msg) from None
+        resolve_timezone(timezone)
+        self.check_interval = check_interval
+        self.timezone = timezone
+        self.misfire_policy = policy
+        self.misfire_grace_time = misfire_grace_time
+        self.max_catch_up = max_catch_up
+        self.store: SchedulerStore | None = None if store is None else as_scheduler_store(store)
+        self.scheduled_jobs: dict[str, ScheduledJob] = {}
+        self.running = False
+        self._callback: EnqueueCallback | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+        # Store bookkeeping: ids whose store record must be (re)written or deleted, ids
+        # the store holds, and the writes running in the background.
+        self._dirty: set[str] = set()
+        self._stored: set[str] = set()
+        self._writes: set[asyncio.Task[None]] = set()
+        self._store_lock = asyncio.Lock()
+
+    @classmethod
+    def from_config(
+        cls,
+        config: TaskSchedulerConfig,
+        store: SchedulerStore | SchedulerStoreProtocol | None = None,
+        **options: Any,
+    ) -> TaskScheduler:
+        """Build a scheduler from `TaskSchedulerConfig` (check interval and timezone).
+
+        Args:
+            config: The scheduler section of `TaskConfig`.
+            store: Optional schedule store.
+            **options: Further keyword arguments of `TaskScheduler`.
+
+        Returns:
+            The scheduler.
+        """
+        return cls(config.check_interval, store, timezone=config.timezone, **options)
+
+    # ------------------------------------------------------------------ scheduling
+
+    def schedule_job_sync(
+        self,
+        job_template: JobTemplate | Job,
+        cron_expression: str,
+        job_id: str | None = None,
+        *,
+        timezone: str | None = None,
+    ) -> str:
+        """Schedule a job with cron expression (sync, no persistence).
+
+        For the primary version with store persistence, use `schedule_job`.
+
+        Args:
+            job_template: Job template or job to schedule.
+            cron_expression: Cron expression (e.g. ``"0 9 * * 1-5"``).
+            job_id: Optional schedule id, generated (unique) if not provided. A schedule
+                with the same id is replaced.
+            timezone: Timezone of this schedule (defaults to the scheduler's).
+
+        Returns:
+            The schedule id.
+
+        Raises:
+            ValueError: The cron expression or timezone is invalid.
+        """
+        template = (
+            job_template
+            if isinstance(job_template, JobTemplate)
+            else JobTemplate.from_job(job_template)
+        )
+        tz = timezone or self.timezone
+        cron = CronExpression(cron_expression, timezone=tz)
+        schedule_id = job_id or f"scheduled_{template.name}_{uuid.uuid4().hex[:12]}"
+        scheduled = ScheduledJob(
+            job_template=template,
+            cron_expression=cron.expression,
+            next_run=cron.get_next(time.time()),
+            timezone=tz,
+            job_id=schedule_id,
+        )
+        scheduled._cron = cron  # noqa: SLF001 - reuse the expression just parsed
+        if schedule_id in self.scheduled_jobs:
+            logger.info("Replacing schedule %r with cron %r.", schedule_id, cron.expression)
+        self.scheduled_jobs[schedule_id] = scheduled
+        self._wakeup.set()
+        return schedule_id
+
+    def schedule_job(
+        self,
+        job_template: JobTemplate | Job,
+        cron_expression: str,
+        job_id: str | None = None,
+        *,
+        timezone: str | None = None,
+    ) -> ScheduleHandle[str]:
+        """Schedule a job and persist it to the store if one is configured.
+
+        The schedule exists when this returns; ``await`` the handle to wait for the
+        store write and get the id (``handle.value`` holds it too).
+
+        Args:
+            job_template: Job template or job to schedule.
+            cron_expression: Cron expression (e.g. ``"0 9 * * 1-5"``).
+            job_id: Optional schedule id, generated (unique) if not provided.
+            timezone: Timezone of this schedule (defaults to the scheduler's).
+
+        Returns:
+            An awaitable handle resolving to the schedule id.
+
+        Raises:
+            ValueError: The cron expression or timezone is invalid.
+        """
+        schedule_id = self.schedule_job_sync(
+            job_template, cron_expression, job_id, timezone=timezone
+        )
+        return self._persist(schedule_id, schedule_id)
+
+    def unschedule_job_sync(self, job_id: str) -> bool:
+        """Remove a scheduled job (sync, no store deletion).
+
+        Args:
+            job_id: Schedule id to remove.
+
+        Returns:
+            True if the job was removed, False if not found.
+        """
+        removed = self.scheduled_jobs.pop(job_id, None) is not None
+        if removed:
+            self._wakeup.set()
+        return removed
+
+    def unschedule_job(self, job_id: str) -> ScheduleHandle[bool]:
+        """Remove a scheduled job and delete it from the store.
+
+        The store record is deleted even when this scheduler does not hold the schedule.
+
+        Args:
+            job_id: Schedule id to remove.
+
+        Returns:
+            An awaitable handle resolving to True if this scheduler held the schedule.
+        """
+        removed = self.unschedule_job_sync(job_id)
+        return self._persist(job_id, removed)
+
+    def get_scheduled_jobs(self) -> list[ScheduledJob]:
+        """Get all scheduled jobs.
+
+        Returns:
+            List of all scheduled jobs.
+        """
+        return list(self.scheduled_jobs.values())
+
+    def get_scheduled_job(self, job_id: str) -> ScheduledJob | None:
+        """Get a specific scheduled job.
+
+        Args:
+            job_id: Schedule id.
+
+        Returns:
+            The scheduled job, or None if not found.
+        """
+        return self.scheduled_jobs.get(job_id)
+
+    def enable_job(self, job_id: str) -> bool:
+        """Enable a scheduled job; it next fires at its next occurrence from now.
+
+        Args:
+            job_id: Schedule id.
+
+        Returns:
+            True if the job was enabled, False if not found.
+        """
+        job = self.scheduled_jobs.get(job_id)
+        if job is None:
+            return False
+        if not job.enabled:
+            # Occurrences that passed while disabled are not misfires: skip them.
+            job.enabled = True
+            job.next_run = job.calculate_next_run()
+            self._wakeup.set()
+            self._persist_if_stored(job_id)
+        return True
+
+    def disable_job(self, job_id: str) -> bool:
+        """Disable a scheduled job (it stays registered but does not fire).
+
+        Args:
+            job_id: Schedule id.
+
+        Returns:
+            True if the job was disabled, False if not found.
+        """
+        job = self.scheduled_jobs.get(job_id)
+        if job is None:
+            return False
+        if job.enabled:
+            job.enabled = False
+            self._persist_if_stored(job_id)
+        return True
+
+    def get_next_run_times(self) -> dict[str, float]:
+        """Get next run times for all enabled scheduled jobs.
+
+        Returns:
+            Dictionary mapping schedule id to next run timestamp.
+        """
+        return {jid: job.next_run for jid, job in self.scheduled_jobs.items() if job.enabled}
+
+    async def restore_from_store(self) -> int:
+        """Restore all persisted job definitions from the configured store.
+
+        Call once during startup, before `start_scheduler`. Restored schedules whose
+        next run passed while no scheduler ran are handled by the misfire policy.
+
+        Returns:
+            Number of jobs restored.
+
+        Raises:
+            RuntimeError: No store was provided at construction.
+        """
+        if self.store is None:
+            msg = (
+                "restore_from_store() needs a scheduler store, and this TaskScheduler has "
+                "none. Pass store=... (e.g. InMemorySchedulerStore() or a backend's store)."
+            )
+            raise RuntimeError(msg)
+        loaded = await self.store.load_jobs()
+        for job_id, job in loaded.items():
+            job.job_id = job_id
+            self.scheduled_jobs[job_id] = job
+            self._stored.add(job_id)
+        self._wakeup.set()
+        logger.info("Restored %d schedule(s) from the store.", len(loaded))
+        return len(loaded)
+
+    # ------------------------------------------------------------------ persistence
+
+    def _persist(self, job_id: str, value: T) -> ScheduleHandle[T]:
+        if self.store is None:
+            return ScheduleHandle(value)
+        self._dirty.add(job_id)
+        task = self._start_write(job_id)
+        handle = ScheduleHandle(value, task=task, write=lambda: self._flush([job_id]))
+        if task is not None:
+            task.add_done_callback(lambda t: self._write_done(t, handle))
+        return handle
+
+    def _persist_if_stored(self, job_id: str) -> None:
+        if self.store is not None and (job_id in self._stored or job_id in self._dirty):
+            self._dirty.add(job_id)
+            task = self._start_write(job_id)
+            if task is not None:
+                task.add_done_callback(lambda t: self._write_done(t, None))
+
+    def _start_write(self, job_id: str) -> asyncio.Task[None] | None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None  # no loop: written by start_scheduler, the loop, or an await
+        task = loop.create_task(self._flush([job_id]), name=f"scheduler-store-{job_id}")
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return task
+
+    @staticmethod
+    def _write_done(task: asyncio.Task[None], handle: ScheduleHandle[Any] | None) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved here so asyncio never reports it as lost
+        if exc is not None and (handle is None or not handle.awaited):
+            logger.error(
+                "Scheduler store write failed; it is retried at the next check.", exc_info=exc
+            )
+
+    async def _flush(self, job_ids: list[str] | None = None) -> None:
+        """Write the current state of dirty schedules to the store.
+
+        Writes run one at a time and read the schedule's state when they run, so the
+        last write for an id always reflects the latest change, whatever the order in
+        which writes were started.
+        """
+        store = self.store
+        if store is None:
+            return
+        async with self._store_lock:
+            for job_id in list(self._dirty) if job_ids is None else job_ids:
+                if job_id not in self._dirty:
+                    continue
+                self._dirty.discard(job_id)
+                job = self.scheduled_jobs.get(job_id)
+                try:
+                    if job is None:
+                        await store.delete_job(job_id)
+                        self._stored.discard(job_id)
+                    else:
+                        await store.save_job(job_id, job)
+                        self._stored.add(job_id)
+                except Exception:
+                    self._dirty.add(job_id)  # retried by the next flush
+                    raise
+
+    # ------------------------------------------------------------------ the loop
+
+    async def start_scheduler(self, enqueue_callback: EnqueueCallback) -> None:
+        """Start the scheduler loop in the background and return.
+
+        Args:
+            enqueue_callback: Receives each due job: ``queue.enqueue`` (whose `Err`
+                results are logged) or any sync or async callable.
+        """
+        if self.running:
+            logger.warning("start_scheduler() called on a running scheduler; ignored.")
+            return
+        self._callback = enqueue_callback
+        self._wakeup = asyncio.Event()
+        await self._flush_logged()
+        self.running = True
+        self._loop_task = asyncio.get_running_loop().create_task(
+            self._run(), name="lexigram-task-scheduler"
+        )
+        logger.info("Scheduler started with %d schedule(s).", len(self.scheduled_jobs))
+
+    async def stop_scheduler(self, timeout: float = 10.0) -> None:
+        """Stop the scheduler gracefully.
+
+        The loop finishes the enqueue in progress (cancelled after `timeout` seconds),
+        then pending store writes complete.
+
+        Args:
+            timeout: Seconds to wait for the loop before cancelling it.
+        """
+        self.running = False
+        self._wakeup.set()
+        task, self._loop_task = self._loop_task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+        await self._flush_logged()
+        logger.info("Scheduler stopped.")
+
+    async def _flush_logged(self) -> None:
+        try:
+            await self._flush()
+        except Exception:
+            logger.exception("Scheduler store write failed; it is retried at the next check.")
+
+    async def _run(self) -> None:
+        while self.running:
+            # Cleared before the check, so a change or a stop made during it (which sets
+            # the event) ends the wait below at once.
+            self._wakeup.clear()
+            try:
+                await self._tick()
+                delay = self._delay(time.time())
+            except Exception:
+                logger.exception("Scheduler check failed; retrying after check_interval.")
+                delay = self.check_interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), delay)
+
+    def _delay(self, now: float) -> float:
+        upcoming = [job.next_run for job in self.scheduled_jobs.values() if job.enabled]
+        if not upcoming:
+            return self.check_interval
+        return max(0.0, min(self.check_interval, min(upcoming) - now))
+
+    async def _tick(self) -> None:
+        """Fire every due schedule once, then write pending store changes."""
+        now = time.time()
+        due = [j for j in self.scheduled_jobs.values() if j.enabled and j.next_run <= now]
+        for job in sorted(due, key=lambda j: j.next_run):
+            if not self.running:
+                return
+            await self._fire(job, now)
+        await self._flush()
+
+    def occurrences_to_fire(self, job: ScheduledJob, now: float) -> list[float]:
+        """Return the fire times of `job` to enqueue at `now`, per the misfire policy.
+
+        Args:
+            job: A schedule whose `next_run` is due.
+            now: The current time.
+
+        Returns:
+            Fire times, oldest first (empty when none is to fire).
+        """
+        return occurrences_to_fire(
+            job.cron,
+            job.next_run,
+            now,
+            policy=self.misfire_policy,
+            grace_time=self.misfire_grace_time,
+            max_catch_up=self.max_catch_up,
+            schedule_id=job.job_id,
+        )
+
+    async def _fire(self, job: ScheduledJob, now: float) -> None:
+        schedule_id = job.job_id
+        times = self.occurrences_to_fire(job, now)
+        if len(times) != 1 or times[0] != job.next_run:
+            logger.info(
+                "Schedule %r was due at %s; misfire policy %r fires %d occurrence(s).",
+                schedule_id,
+                job.next_run,
+                self.misfire_policy.value,
+                len(times),
+            )
+        for fire_time in times:
+            await self._enqueue(job, fire_time)
+            job.last_run = fire_time
+        if self.scheduled_jobs.get(schedule_id) is not job:
+            return  # unscheduled or replaced while enqueueing
+        job.next_run = job.cron.get_next(now)
+        if self.store is not None and schedule_id in self._stored:
+            try:
+                await self.store.update_next_run(schedule_id, job.next_run)
+            except Exception:
+                logger.exception("Could not record the next run of schedule %r.", schedule_id)
+
+    def make_job(self, job: ScheduledJob, fire_time: float) -> Job:
+        """Build the job for one occurrence: deterministic id and idempotency key.
+
+        Args:
+            job: The schedule.
+            fire_time: The occurrence's fire time.
+
+        Returns:
+            The job to enqueue.
+        """
+        created = job.job_template.create_job(job_id=fire_job_id(job.job_id, fire_time))
+        created.idempotency_key = fire_key(job.job_id, fire_time)
+        created.cron_expression = job.cron_expression
+        created.metadata["schedule_id"] = job.job_id
+        created.metadata["fire_time"] = fire_time
+        return created
+
+    async def _enqueue(self, job: ScheduledJob, fire_time: float) -> None:
+        callback = self._callback
+        if callback is None:
+            return
+        created = self.make_job(job, fire_time)
+        try:
+            outcome = callback(created)
+            if inspect.isawaitable(outcome):
+                outcome = await outcome
+        except Exception:
+            # Not retried by this scheduler: another scheduler process may still fire it.
+            logger.exception(
+                "Could not enqueue occurrence %s of schedule %r.",
+                created.idempotency_key,
+                job.job_id,
+            )
+            return
+        if isinstance(outcome, Err):
+            logger.error(
+                "Enqueue of occurrence %s of schedule %r failed: %s",
+                created.idempotency_key,
+                job.job_id,
+                outcome.error,
+            )
+        else:
+            logger.debug("Enqueued occurrence %s as job %s.", created.idempotency_key, created.id)
