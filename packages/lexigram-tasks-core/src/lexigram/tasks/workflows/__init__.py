@@ -1,0 +1,38 @@
+"""Workflows: chains, groups, chords and branches of steps, resumable from a state store.
+
+See ``docs/workflows.md`` for the statuses, the on_error rule and resuming after a crash.
+"""
+
+from __future__ import annotations
+
+from lexigram.contracts.tasks import (
+    StepResult,
+    WorkflowError,
+    WorkflowResult,
+    WorkflowStatus,
+    WorkflowSummary,
+)
+from lexigram.tasks.workflows._branch import BranchStep
+from lexigram.tasks.workflows._chain import TaskChain, chain
+from lexigram.tasks.workflows._chord import TaskChord
+from lexigram.tasks.workflows._group import TaskGroup
+from lexigram.tasks.workflows._state import InMemoryWorkflowStateStore, WorkflowStateStore
+from lexigram.tasks.workflows._steps import TaskStep, Workflow, run_step
+
+__all__ = [
+    "BranchStep",
+    "InMemoryWorkflowStateStore",
+    "StepResult",
+    "TaskChain",
+    "TaskChord",
+    "TaskGroup",
+    "TaskStep",
+    "Workflow",
+    "WorkflowError",
+    "WorkflowResult",
+    "WorkflowStateStore",
+    "WorkflowStatus",
+    "WorkflowSummary",
+    "chain",
+    "run_step",
+]
