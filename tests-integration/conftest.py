@@ -1,0 +1,185 @@
+"""Service URLs for the integration suite (house-style §2.7).
+
+Each URL resolves, once per session, in this order:
+
+1. the env var (``LEXIGRAM_TEST_REDIS_URL``, ``LEXIGRAM_TEST_AMQP_URL``,
+   ``LEXIGRAM_TEST_POSTGRES_DSN``), taken as given;
+2. a testcontainers container, but only if a Docker *engine* answers a ping (a ``docker``
+   client on PATH is not enough);
+3. the local default, if it accepts a TCP connection within 1 s;
+4. otherwise the tests that need it are skipped, or fail when ``LEXIGRAM_REQUIRE_SERVICES=1``
+   (CI sets it, so a missing service can never turn into a green run).
+
+This file stays free of product imports: per-backend fixtures live in the subdirectory
+conftests (``redis/``, ``rabbitmq/``, ``postgres/``, ``conformance/``).
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import os
+import socket
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import uuid4
+
+import pytest
+
+REQUIRE_SERVICES_VAR = "LEXIGRAM_REQUIRE_SERVICES"
+PROBE_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Service:
+    name: str
+    env_var: str
+    default_url: str
+    container: Callable[[], AbstractContextManager[str]]
+
+
+# The container factories import testcontainers lazily: it is needed only once a Docker engine
+# has answered, which on most machines here never happens.
+@contextmanager
+def _redis_container() -> Iterator[str]:
+    from testcontainers.redis import RedisContainer
+
+    with RedisContainer("redis:7-alpine") as container:
+        host = container.get_container_host_ip()
+        yield f"redis://{host}:{container.get_exposed_port(6379)}/0"
+
+
+@contextmanager
+def _rabbitmq_container() -> Iterator[str]:
+    from testcontainers.rabbitmq import RabbitMqContainer
+
+    with RabbitMqContainer("rabbitmq:3-alpine") as container:
+        host = container.get_container_host_ip()
+        yield f"amqp://guest:guest@{host}:{container.get_exposed_port(5672)}/"
+
+
+@contextmanager
+def _postgres_container() -> Iterator[str]:
+    from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:16-alpine", driver=None) as container:
+        yield container.get_connection_url()
+
+
+REDIS = _Service(
+    name="Redis",
+    env_var="LEXIGRAM_TEST_REDIS_URL",
+    default_url="redis://127.0.0.1:6379/0",
+    container=_redis_container,
+)
+RABBITMQ = _Service(
+    name="RabbitMQ",
+    env_var="LEXIGRAM_TEST_AMQP_URL",
+    default_url="amqp://guest:guest@127.0.0.1:5672/",
+    container=_rabbitmq_container,
+)
+POSTGRES = _Service(
+    name="PostgreSQL",
+    env_var="LEXIGRAM_TEST_POSTGRES_DSN",
+    default_url="postgresql://127.0.0.1:5432/test",
+    container=_postgres_container,
+)
+
+
+DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+@functools.cache
+def _docker_engine_answers() -> bool:
+    """True only if a Docker engine answers a ping; any failure at all means no."""
+    if "DOCKER_HOST" not in os.environ and not _unix_socket_answers(DOCKER_SOCKET):
+        # The common case here: a docker client without an engine. Stop before docker-py, whose
+        # failed connects leak sockets (a ResourceWarning that filterwarnings=error would raise).
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            import docker  # optional: most machines here have no engine
+
+            client: Any = docker.from_env(timeout=2)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+        except Exception:  # no engine, no client, bad config: each one means "no Docker"
+            return False
+        finally:
+            gc.collect()  # reap docker-py's leaked sockets while their warning is still ignored
+
+
+def _unix_socket_answers(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(PROBE_TIMEOUT_S)
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+        return True
+
+
+def _accepts_connections(url: str) -> bool:
+    """Whether the URL's host and port accept a TCP connection within PROBE_TIMEOUT_S."""
+    parts = urlsplit(url)
+    if parts.hostname is None or parts.port is None:
+        return False
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def _resolve(service: _Service) -> Iterator[str]:
+    """Yield the service's URL for the session, or skip/fail (see the module docstring)."""
+    explicit = os.environ.get(service.env_var)
+    if explicit:
+        yield explicit
+        return
+    if _docker_engine_answers():
+        with service.container() as url:
+            yield url
+        return
+    if _accepts_connections(service.default_url):
+        yield service.default_url
+        return
+    msg = (
+        f"{service.name} is not reachable: {service.env_var} is unset, no Docker engine answers, "
+        f"and nothing accepts connections at {service.default_url}. Start the service, or set "
+        f"{service.env_var} to its URL."
+    )
+    if os.environ.get(REQUIRE_SERVICES_VAR) == "1":
+        pytest.fail(f"{msg} ({REQUIRE_SERVICES_VAR}=1 makes this a failure.)", pytrace=False)
+    pytest.skip(f"{msg} (Set {REQUIRE_SERVICES_VAR}=1 to fail instead of skipping.)")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a Redis server for this test session."""
+    yield from _resolve(REDIS)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """AMQP URL of a RabbitMQ broker for this test session."""
+    yield from _resolve(RABBITMQ)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """DSN of a PostgreSQL database for this test session."""
+    yield from _resolve(POSTGRES)
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """Eight hex characters for a per-test key prefix, queue or table name."""
+    return uuid4().hex[:8]
