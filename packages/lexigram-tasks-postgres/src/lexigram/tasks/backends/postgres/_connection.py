@@ -1,0 +1,430 @@
+"""Connections: shared pools, retries across connection loss, and the LISTEN connection.
+
+- One asyncpg pool per (event loop, DSN, pool settings) is shared, reference-counted, by
+  every queue and store of a process; the last `close` closes it.
+- `Database.run` executes an operation on a pooled connection and retries it with
+  exponential backoff when the connection is lost or the server is restarting. asyncpg
+  replaces a dead pooled connection on the next acquire, so a retry after a PostgreSQL
+  restart gets a fresh one. Operations handed to `run` are idempotent by construction
+  (inserts use ``ON CONFLICT``, acks delete by id...), which makes the retry safe.
+- `Listener` owns one dedicated connection per (event loop, DSN) that LISTENs on every
+  channel a consumer cares about. When that connection dies it reconnects with backoff,
+  LISTENs again and calls every subscriber with None ("re-check now"), because
+  notifications sent while it was down are lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import asyncpg
+
+from lexigram.contracts.tasks import BackendConnectionError, mask_url
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+NotifyCallback = Callable[[str | None], None]
+
+# Errors after which the same operation may succeed on another connection or a moment later.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # class 08: connection failures
+    asyncpg.exceptions.CannotConnectNowError,  # 57P03: the server is starting up
+    asyncpg.exceptions.AdminShutdownError,  # 57P01: the server is shutting down
+    asyncpg.exceptions.CrashShutdownError,  # 57P02
+    asyncpg.exceptions.TooManyConnectionsError,  # 53300
+    asyncpg.exceptions.SerializationError,  # 40001
+    asyncpg.exceptions.DeadlockDetectedError,  # 40P01
+    asyncpg.InterfaceError,  # "connection is closed" on a connection the server dropped
+)
+
+_SERVER_SETTINGS = {
+    "application_name": "lexigram-tasks",
+    # The queue's statements are short; JIT compilation only adds latency to them.
+    "jit": "off",
+}
+_BACKOFF_FIRST = 0.2
+_BACKOFF_MAX = 3.0
+_LISTENER_HEALTH_INTERVAL = 15.0
+
+
+def backoff_delays(attempts: int) -> list[float]:
+    """Sleep before each retry: 0.2 s doubling up to 3 s, with +-20 % jitter."""
+    delays: list[float] = []
+    delay = _BACKOFF_FIRST
+    for _ in range(attempts - 1):
+        delays.append(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not crypto
+        delay = min(delay * 2, _BACKOFF_MAX)
+    return delays
+
+
+def connection_error(dsn: str | None, what: str, exc: BaseException) -> BackendConnectionError:
+    """Build the `BackendConnectionError` for a failed `what` (the DSN masked)."""
+    where = "the libpq environment (PGHOST...)" if dsn is None else mask_url(dsn)
+    msg = (
+        f"PostgreSQL at {where} could not {what}: {type(exc).__name__}: {exc}. Check that "
+        "the server is running and reachable, and that the DSN is right."
+    )
+    return BackendConnectionError(msg)
+
+
+async def connect_once(dsn: str | None, *, timeout: float = 10.0) -> asyncpg.Connection:
+    """Open one connection (for migrations and the LISTEN connection).
+
+    Raises:
+        BackendConnectionError: The server cannot be reached.
+    """
+    try:
+        conn: asyncpg.Connection = await asyncpg.connect(
+            dsn, timeout=timeout, server_settings=_SERVER_SETTINGS
+        )
+    except TRANSIENT_ERRORS as exc:
+        raise connection_error(dsn, "accept a connection", exc) from exc
+    return conn
+
+
+@dataclass(slots=True)
+class _SharedPool:
+    pool: asyncpg.Pool
+    refs: int = 0
+
+
+@dataclass(slots=True)
+class _LoopState:
+    pools: dict[tuple[object, ...], _SharedPool] = field(default_factory=dict)
+    listeners: dict[str | None, Listener] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+# Pools and listeners are bound to the loop that created them.
+_STATE: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _loop_state() -> _LoopState:
+    loop = asyncio.get_running_loop()
+    state = _STATE.get(loop)
+    if state is None:
+        state = _STATE[loop] = _LoopState()
+    return state
+
+
+class Database:
+    """A handle on a (shared) pool with retrying execution.
+
+    Args:
+        dsn: DSN for the pool and for `Listener`; None uses libpq's environment.
+        min_size: Pool minimum size.
+        max_size: Pool maximum size.
+        command_timeout: Per-statement timeout in seconds.
+        connect_timeout: Seconds to wait for a new connection.
+        max_attempts: Attempts per operation before `BackendConnectionError`.
+        pool: An application's pool to use instead of a shared one (never closed here).
+    """
+
+    def __init__(
+        self,
+        dsn: str | None,
+        *,
+        min_size: int = 1,
+        max_size: int = 2,
+        command_timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        max_attempts: int = 5,
+        pool: asyncpg.Pool | None = None,
+    ) -> None:
+        self.dsn = dsn
+        self._key = (dsn, min_size, max_size, command_timeout, connect_timeout)
+        self._min_size = min_size
+        self._max_size = max_size
+        self._command_timeout = command_timeout
+        self._connect_timeout = connect_timeout
+        self.max_attempts = max_attempts
+        self._external = pool
+        self._shared: _SharedPool | None = None
+        self._closed = False
+
+    @property
+    def masked_dsn(self) -> str:
+        """The DSN with its password masked."""
+        return "(libpq environment)" if self.dsn is None else mask_url(self.dsn)
+
+    async def pool(self) -> asyncpg.Pool:
+        """Return the pool, creating (or joining) the shared one on first use."""
+        if self._external is not None:
+            return self._external
+        if self._shared is not None:
+            return self._shared.pool
+        if self._closed:
+            msg = (
+                f"This PostgreSQL handle on {self.masked_dsn} was closed. Create a new "
+                "queue or store instead of reusing a closed one."
+            )
+            raise BackendConnectionError(msg)
+        state = _loop_state()
+        async with state.lock:
+            shared = state.pools.get(self._key)
+            if shared is None:
+                pool = await self._create_pool()
+                shared = state.pools[self._key] = _SharedPool(pool)
+            shared.refs += 1
+            self._shared = shared
+        return shared.pool
+
+    async def _create_pool(self) -> asyncpg.Pool:
+        last: BaseException | None = None
+        for delay in [*backoff_delays(self.max_attempts), None]:
+            try:
+                return await asyncpg.create_pool(
+                    self.dsn,
+                    min_size=self._min_size,
+                    max_size=self._max_size,
+                    command_timeout=self._command_timeout,
+                    timeout=self._connect_timeout,
+                    server_settings=_SERVER_SETTINGS,
+                )
+            except TRANSIENT_ERRORS as exc:
+                last = exc
+                if delay is None:
+                    break
+                logger.warning(
+                    "PostgreSQL at %s refused a connection (%s); retrying in %.1f s.",
+                    self.masked_dsn,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        assert last is not None  # noqa: S101 - the loop ran at least once
+        raise connection_error(self.dsn, "accept a connection", last) from last
+
+    async def run(self, operation: Callable[[asyncpg.Connection], Awaitable[T]], what: str) -> T:
+        """Run `operation` on a pooled connection, retrying transient failures.
+
+        Args:
+            operation: Coroutine function taking the connection; must be idempotent.
+            what: Verb phrase for the error message ("enqueue a job").
+
+        Raises:
+            BackendConnectionError: Every attempt failed on a transient error.
+        """
+        delays = backoff_delays(self.max_attempts)
+        attempt = 0
+        while True:
+            pool = await self.pool()
+            try:
+                async with pool.acquire() as conn:
+                    return await operation(conn)
+            except TRANSIENT_ERRORS as exc:
+                if self._closed or attempt >= len(delays):
+                    raise connection_error(self.dsn, what, exc) from exc
+                delay = delays[attempt]
+                attempt += 1
+                logger.warning(
+                    "PostgreSQL at %s: could not %s (%s: %s); retry %d/%d in %.2f s.",
+                    self.masked_dsn,
+                    what,
+                    type(exc).__name__,
+                    exc,
+                    attempt,
+                    len(delays),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def close(self) -> None:
+        """Release this handle; the shared pool closes when its last user releases it."""
+        self._closed = True
+        shared, self._shared = self._shared, None
+        if shared is None:
+            return
+        shared.refs -= 1
+        if shared.refs > 0:
+            return
+        state = _loop_state()
+        for key, value in list(state.pools.items()):
+            if value is shared:
+                del state.pools[key]
+        with contextlib.suppress(*TRANSIENT_ERRORS):
+            await asyncio.wait_for(shared.pool.close(), timeout=10.0)
+        if not shared.pool._closed:  # noqa: SLF001 - close() timed out: stop it hard
+            shared.pool.terminate()
+
+
+class Listener:
+    """One LISTEN connection per (loop, DSN), shared by every subscriber in the process.
+
+    Obtain it with `Listener.acquire` and give it back with `release`.
+    """
+
+    def __init__(self, dsn: str | None, connect_timeout: float) -> None:
+        self._dsn = dsn
+        self._connect_timeout = connect_timeout
+        self._subs: dict[str, set[NotifyCallback]] = {}
+        self._conn: asyncpg.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._refs = 0
+        self._closed = False
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._health_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def acquire(cls, dsn: str | None, connect_timeout: float = 10.0) -> Listener:
+        """Return the shared listener for `dsn` on the running loop (one more reference)."""
+        state = _loop_state()
+        listener = state.listeners.get(dsn)
+        if listener is None:
+            listener = state.listeners[dsn] = cls(dsn, connect_timeout)
+        listener._refs += 1
+        return listener
+
+    @property
+    def connected(self) -> bool:
+        """Whether the LISTEN connection is up right now."""
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def subscribe(self, channel: str, callback: NotifyCallback) -> None:
+        """Call `callback(payload)` for every NOTIFY on `channel` (None after a reconnect).
+
+        If the server is unreachable the subscription is kept and LISTENed on reconnect;
+        no error is raised (consumers have their safety-net poll meanwhile).
+        """
+        first = channel not in self._subs
+        self._subs.setdefault(channel, set()).add(callback)
+        async with self._lock:
+            if not self.connected:
+                if not await self._connect_locked():
+                    self._schedule_reconnect()
+                return
+            if first:
+                conn = self._conn
+                assert conn is not None  # noqa: S101 - connected checked above
+                try:
+                    await conn.add_listener(channel, self._on_notify)
+                except TRANSIENT_ERRORS as exc:
+                    logger.warning("LISTEN %s failed (%s); reconnecting.", channel, exc)
+                    self._schedule_reconnect()
+
+    async def unsubscribe(self, channel: str, callback: NotifyCallback) -> None:
+        """Stop calling `callback` for `channel` (UNLISTEN when it was the last one)."""
+        callbacks = self._subs.get(channel)
+        if callbacks is None:
+            return
+        callbacks.discard(callback)
+        if callbacks:
+            return
+        del self._subs[channel]
+        async with self._lock:
+            if self.connected:
+                conn = self._conn
+                assert conn is not None  # noqa: S101 - connected checked above
+                with contextlib.suppress(*TRANSIENT_ERRORS):
+                    await conn.remove_listener(channel, self._on_notify)
+
+    async def release(self) -> None:
+        """Drop one reference; the connection closes with the last one."""
+        self._refs -= 1
+        if self._refs > 0:
+            return
+        self._closed = True
+        state = _loop_state()
+        if state.listeners.get(self._dsn) is self:
+            del state.listeners[self._dsn]
+        for task in (self._reconnect_task, self._health_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(*TRANSIENT_ERRORS):
+                await asyncio.wait_for(conn.close(), timeout=5.0)
+            if not conn.is_closed():
+                conn.terminate()
+
+    # -- internals ------------------------------------------------------------------
+
+    def _on_notify(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
+        for callback in list(self._subs.get(channel, ())):
+            callback(payload)
+
+    def _on_terminate(self, conn: object) -> None:
+        if conn is self._conn and not self._closed:
+            where = "(libpq environment)" if self._dsn is None else mask_url(self._dsn)
+            logger.warning("PostgreSQL LISTEN connection to %s was lost; reconnecting.", where)
+            self._conn = None
+            self._schedule_reconnect()
+
+    async def _connect_locked(self) -> bool:
+        """Connect and LISTEN on every channel; False if the server is unreachable."""
+        try:
+            conn = await connect_once(self._dsn, timeout=self._connect_timeout)
+        except BackendConnectionError:
+            return False
+        try:
+            for channel in list(self._subs):
+                await conn.add_listener(channel, self._on_notify)
+        except TRANSIENT_ERRORS:
+            conn.terminate()
+            return False
+        conn.add_termination_listener(self._on_terminate)
+        self._conn = conn
+        if self._health_task is None or self._health_task.done():
+            self._health_task = asyncio.create_task(self._watch_health())
+        return True
+
+    def _schedule_reconnect(self) -> None:
+        if self._closed or (self._reconnect_task is not None and not self._reconnect_task.done()):
+            return
+        self._reconnect_task = asyncio.create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = _BACKOFF_FIRST
+        while not self._closed:
+            async with self._lock:
+                if self.connected or await self._connect_locked():
+                    break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _BACKOFF_MAX)
+        if self._closed:
+            return
+        # Notifications sent while the connection was down are lost: make every
+        # subscriber look again.
+        for callbacks in list(self._subs.values()):
+            for callback in list(callbacks):
+                callback(None)
+
+    async def _watch_health(self) -> None:
+        """Catch a silently dead connection (no FIN from the server) with a probe."""
+        while not self._closed:
+            await asyncio.sleep(_LISTENER_HEALTH_INTERVAL)
+            async with self._lock:
+                conn = self._conn
+                if conn is None or conn.is_closed():
+                    continue
+                try:
+                    await asyncio.wait_for(conn.fetchval("SELECT 1"), timeout=5.0)
+                except (*TRANSIENT_ERRORS, asyncpg.PostgresError):
+                    logger.warning("PostgreSQL LISTEN connection failed its health probe.")
+                    conn.terminate()
+                    self._on_terminate(conn)
+
+
+def payload_delay(payload: str | None) -> float | None:
+    """Seconds-from-now carried by a NOTIFY payload ('' = ready now, None = reconnect)."""
+    if not payload:
+        return None
+    try:
+        return float(payload)
+    except ValueError:
+        return None
+

@@ -1,0 +1,695 @@
+"""`PostgresTaskQueue`: the `TaskQueueProtocol` on one PostgreSQL table (asyncpg).
+
+How the pieces fit (the SQL itself is in `_sql`, the tables in `_schema`):
+
+- enqueue: one INSERT ... ON CONFLICT (id) DO NOTHING that also calls ``pg_notify`` in
+  the same statement. With ``connection=`` it runs on the caller's connection inside
+  the caller's transaction (the outbox pattern): a rollback leaves neither job nor
+  notification behind.
+- dequeue: one UPDATE over a ``SELECT ... FOR UPDATE SKIP LOCKED LIMIT n`` leases up to
+  n jobs per round trip; expired leases are picked up by the same statement.
+- idle consumers wait on LISTEN (one shared connection per process), bounded by the
+  next delayed job or lease expiry and a slow safety-net poll.
+- acks issued while another ack is in flight are sent together in one DELETE.
+- a per-object map of delivery counts acts as the lease token, so a consumer whose
+  lease expired cannot nack, retry or extend a job another consumer now holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+
+from lexigram.contracts.tasks import (
+    Err,
+    HookRegistryProtocol,
+    Job,
+    JobStatus,
+    Ok,
+    Result,
+    TaskDecodeError,
+    TaskQueueError,
+    TaskValidationError,
+    decode_job,
+    encode_job,
+    make_poison_job,
+)
+from lexigram.tasks.backends.postgres._config import PostgresTaskConfig, channel_name
+from lexigram.tasks.backends.postgres._connection import (
+    TRANSIENT_ERRORS,
+    Database,
+    Listener,
+    connection_error,
+    payload_delay,
+)
+from lexigram.tasks.backends.postgres._schema import ensure_schema
+from lexigram.tasks.backends.postgres._sql import QueueSQL
+
+logger = logging.getLogger(__name__)
+
+_ACK_BATCH = 1000
+_KEY_PURGE_INTERVAL = 60.0
+_QUEUED_ACTION = "task.queued"
+
+_STATUS_COUNTS = {
+    JobStatus.PENDING: "count_waiting",
+    JobStatus.RETRYING: "count_retrying",
+    JobStatus.RUNNING: "count_running",
+}
+
+
+def _pool_of(provider: Any) -> asyncpg.Pool | None:
+    """Accept an asyncpg pool, or an object exposing one as ``.pool``."""
+    if provider is None:
+        return None
+    pool = provider if isinstance(provider, asyncpg.Pool) else getattr(provider, "pool", None)
+    if not isinstance(pool, asyncpg.Pool):
+        msg = (
+            f"PostgresTaskQueue provider {type(provider).__name__} is neither an asyncpg pool "
+            "nor an object with an asyncpg pool in `.pool`. Pass pool=<asyncpg.Pool> or a DSN."
+        )
+        raise TypeError(msg)
+    return pool
+
+
+class PostgresTaskQueue:
+    """PostgreSQL task queue implementing the whole `TaskQueueProtocol`.
+
+    Delivery is at-least-once with leases (design §3): priority high to low, FIFO within
+    a priority, delayed jobs never block ready ones, idempotency keys and job ids are
+    unique per queue, and a job whose consumer died is delivered again once its lease
+    expires. Tables are created on first use (see `migrate`).
+
+    Args:
+        config: A `PostgresTaskConfig`, a dict of its fields, or None for the defaults.
+        provider: An asyncpg pool to use (or an object with one in ``.pool``) instead of
+            the queue's own shared pool; it is not closed by `close`. LISTEN still needs a
+            DSN (``dsn=``); without one, idle consumers poll every `poll_interval`.
+        dsn: Overrides ``config.dsn``.
+        queue_name: Overrides ``config.queue_name``.
+        schema: Overrides ``config.schema``.
+        table: Overrides ``config.table``.
+        visibility_timeout: Overrides ``config.visibility_timeout`` (lease seconds).
+        poll_interval: Overrides ``config.poll_interval`` (safety-net poll seconds).
+        idempotency_ttl: Overrides ``config.idempotency_ttl``.
+
+    Example:
+        queue = PostgresTaskQueue(dsn="postgresql://app@db/app", queue_name="emails")
+        job_id = (await queue.enqueue(Job(name="send_email", args=("a@b.c",)))).unwrap()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("INSERT INTO orders ...")
+            await queue.enqueue(Job(name="ship", args=(42,)), connection=conn)
+    """
+
+    def __init__(
+        self,
+        config: PostgresTaskConfig | Mapping[str, Any] | None = None,
+        provider: Any = None,
+        *,
+        dsn: str | None = None,
+        queue_name: str | None = None,
+        schema: str | None = None,
+        table: str | None = None,
+        visibility_timeout: float | None = None,
+        poll_interval: float | None = None,
+        idempotency_ttl: float | None = None,
+    ) -> None:
+        if config is None:
+            config = PostgresTaskConfig()
+        elif not isinstance(config, PostgresTaskConfig):
+            config = PostgresTaskConfig.from_mapping(config, source="PostgresTaskQueue")
+        self.config: PostgresTaskConfig = config.replace(
+            dsn=dsn,
+            queue_name=queue_name,
+            schema=schema,
+            table=table,
+            visibility_timeout=visibility_timeout,
+            poll_interval=poll_interval,
+            idempotency_ttl=idempotency_ttl,
+        )
+        cfg = self.config
+        self._db = Database(
+            cfg.dsn,
+            min_size=cfg.pool_min_size,
+            max_size=cfg.pool_max_size,
+            command_timeout=cfg.command_timeout,
+            connect_timeout=cfg.connect_timeout,
+            max_attempts=cfg.max_attempts,
+            pool=_pool_of(provider),
+        )
+        # Without a DSN next to an external pool there is nothing to LISTEN with.
+        self._can_listen = provider is None or cfg.dsn is not None
+        self._sql = QueueSQL.build(cfg.schema, cfg.table)
+        self._channel = channel_name(cfg.schema, cfg.table, cfg.queue_name)
+        self._hooks: HookRegistryProtocol | None = None
+        self._ready = False
+        self._ready_lock = asyncio.Lock()
+        self._listener: Listener | None = None
+        # id -> delivery_count at dequeue: the lease token of jobs this object leased.
+        self._tokens: dict[str, int] = {}
+        self._acks: list[tuple[str, asyncio.Future[None]]] = []
+        self._ack_task: asyncio.Task[None] | None = None
+        # Wake-ups: a generation counter and the event the current waiters sleep on.
+        self._generation = 0
+        self._wake = asyncio.Event()
+        self._due_at: float | None = None  # loop time of a delayed job we heard of
+        self._keys_purged_at = 0.0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"PostgresTaskQueue(queue_name={self.config.queue_name!r}, "
+            f"schema={self.config.schema!r}, table={self.config.table!r}, "
+            f"dsn={self._db.masked_dsn!r})"
+        )
+
+    @property
+    def queue_name(self) -> str:
+        """Name of the queue this object serves."""
+        return self.config.queue_name
+
+    @property
+    def visibility_timeout(self) -> float:
+        """Lease length in seconds given to every dequeued job."""
+        return self.config.visibility_timeout
+
+    @property
+    def channel(self) -> str:
+        """The LISTEN/NOTIFY channel of this queue."""
+        return self._channel
+
+    def set_hook_registry(self, hooks: HookRegistryProtocol | None) -> None:
+        """Attach an optional hook registry; each new job then emits ``"task.queued"``."""
+        self._hooks = hooks
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the pool, apply pending migrations and start listening (else lazy)."""
+        await self._ensure_ready()
+        await self._ensure_listening()
+
+    async def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        async with self._ready_lock:
+            if self._ready:
+                return
+            cfg = self.config
+
+            async def _migrate(conn: asyncpg.Connection) -> list[str]:
+                return await ensure_schema(conn, cfg.schema, cfg.table)
+
+            await self._db.run(_migrate, "apply the schema migrations")
+            self._ready = True
+
+    async def _ensure_listening(self) -> None:
+        if self._listener is not None or not self._can_listen or self._closed:
+            return
+        listener = await Listener.acquire(self.config.dsn, self.config.connect_timeout)
+        if self._listener is not None or self._closed:
+            await listener.release()
+            return
+        self._listener = listener
+        await listener.subscribe(self._channel, self._on_notify)
+
+    async def ping(self) -> bool:
+        """Return True if the database answers a trivial query."""
+        try:
+            value = await self._db.run(lambda conn: conn.fetchval("SELECT 1"), "answer a ping")
+        except TaskQueueError:
+            return False
+        return bool(value == 1)
+
+    async def close(self) -> None:
+        """Stop listening, wake waiting consumers, release the pool; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._notify_waiters()
+        if self._ack_task is not None:
+            with contextlib.suppress(Exception):
+                await self._ack_task
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.unsubscribe(self._channel, self._on_notify)
+            await listener.release()
+        await self._db.close()
+
+    # -- producing ------------------------------------------------------------------
+
+    def _prepare(self, task: Any) -> tuple[Job, bytes]:
+        if not isinstance(task, Job):
+            msg = (
+                f"PostgresTaskQueue.enqueue got {type(task).__name__}, not a Job. Build a "
+                "lexigram.tasks.Job (or JobProtocol) and enqueue that."
+            )
+            raise TaskValidationError(msg)
+        if task.status is not JobStatus.RETRYING:
+            task.status = JobStatus.PENDING
+        if task.queue_name is None:
+            task.queue_name = self.config.queue_name
+        return task, encode_job(task)
+
+    async def enqueue(
+        self, task: Any, *, connection: asyncpg.Connection | None = None
+    ) -> Result[str, TaskQueueError]:
+        """Add a job to the queue.
+
+        A job id already in the queue, or an idempotency key already held, returns Ok
+        with the existing job's id and adds nothing.
+
+        Args:
+            task: The `Job` to enqueue.
+            connection: An asyncpg connection to enqueue on, normally inside the caller's
+                transaction: the job (and its wake-up notification) then commits or rolls
+                back with the caller's own writes. It must reach the same database.
+
+        Returns:
+            Ok(job_id), or Err(TaskValidationError) for an invalid or non-JSON job.
+
+        Raises:
+            BackendConnectionError: The database could not be reached.
+        """
+        results = await self.enqueue_many([task], connection=connection)
+        return results[0]
+
+    async def enqueue_in_transaction(
+        self, connection: asyncpg.Connection, task: Any
+    ) -> Result[str, TaskQueueError]:
+        """Enqueue `task` on `connection` (the caller's transaction); see `enqueue`."""
+        return await self.enqueue(task, connection=connection)
+
+    async def enqueue_many(
+        self, tasks: Sequence[Any], *, connection: asyncpg.Connection | None = None
+    ) -> list[Result[str, TaskQueueError]]:
+        """Add several jobs: the ones without an idempotency key in one statement.
+
+        Args:
+            tasks: The jobs, in order.
+            connection: As for `enqueue`: the caller's connection and transaction.
+
+        Returns:
+            One result per job, in order (see `enqueue`).
+        """
+        results: list[Result[str, TaskQueueError] | None] = [None] * len(tasks)
+        plain: list[tuple[Job, bytes]] = []
+        keyed: list[tuple[int, Job, bytes]] = []
+        for index, task in enumerate(tasks):
+            try:
+                job, payload = self._prepare(task)
+            except TaskValidationError as exc:
+                results[index] = Err(exc)
+                continue
+            results[index] = Ok(job.id)
+            if job.idempotency_key is None:
+                plain.append((job, payload))
+            else:
+                keyed.append((index, job, payload))
+        if plain or keyed:
+            await self._ensure_ready()
+
+            async def _insert(conn: asyncpg.Connection) -> list[tuple[int, str]]:
+                if plain:
+                    await self._insert_plain(conn, plain)
+                return [(index, await self._insert_keyed(conn, job, payload))
+                        for index, job, payload in keyed]
+
+            if connection is not None:
+                held = await _insert(connection)
+            elif keyed and plain:
+                held = await self._db.run(lambda c: self._in_transaction(c, _insert), "enqueue jobs")
+            else:
+                held = await self._db.run(_insert, "enqueue jobs")
+            for index, job_id in held:
+                results[index] = Ok(job_id)
+            await self._emit_queued([job for job, _ in plain] + [job for _, job, _ in keyed])
+        return [result for result in results if result is not None]
+
+    @staticmethod
+    async def _in_transaction(conn: asyncpg.Connection, fn: Any) -> Any:
+        async with conn.transaction():
+            return await fn(conn)
+
+    async def _insert_plain(self, conn: asyncpg.Connection, jobs: list[tuple[Job, bytes]]) -> None:
+        await conn.fetch(
+            self._sql.insert_many,
+            self.config.queue_name,
+            [job.id for job, _ in jobs],
+            [job.priority for job, _ in jobs],
+            [job.scheduled_at for job, _ in jobs],
+            [job.retry_count for job, _ in jobs],
+            [None] * len(jobs),
+            [payload for _, payload in jobs],
+            self._channel,
+        )
+
+    async def _insert_keyed(self, conn: asyncpg.Connection, job: Job, payload: bytes) -> str:
+        """Insert a job with an idempotency key; return the id now holding the key."""
+        key = job.idempotency_key
+        assert key is not None  # noqa: S101 - only keyed jobs get here
+        queue = self.config.queue_name
+        await self._maybe_purge_keys(conn)
+        for _ in range(3):
+            row = await conn.fetchrow(
+                self._sql.insert_keyed,
+                queue,
+                key,
+                job.id,
+                self.config.idempotency_ttl,
+                job.priority,
+                job.scheduled_at,
+                job.retry_count,
+                payload,
+                self._channel,
+            )
+            if row is not None and row["claimed"] is not None:
+                return str(row["claimed"])
+            holder = await conn.fetchval(self._sql.held_key, queue, key)
+            if holder is not None:
+                return str(holder)
+            # The holder vanished between the two statements (purged): claim again.
+        msg = f"Idempotency key {key!r} of queue {queue!r} kept changing hands; retry the enqueue."
+        raise connection_error(self.config.dsn, "claim an idempotency key", RuntimeError(msg))
+
+    async def _maybe_purge_keys(self, conn: asyncpg.Connection) -> None:
+        now = time.monotonic()
+        if now - self._keys_purged_at < _KEY_PURGE_INTERVAL:
+            return
+        self._keys_purged_at = now
+        await conn.execute(self._sql.purge_keys, self.config.queue_name)
+
+    async def _emit_queued(self, jobs: list[Job]) -> None:
+        if self._hooks is None or not jobs:
+            return
+        # The hook payload type lives in the core package, which is installed whenever a
+        # hook registry exists (only the core's provider sets one).
+        from lexigram.tasks.hooks import TaskEnqueuedHook  # noqa: PLC0415
+
+        for job in jobs:
+            await self._hooks.emit(
+                _QUEUED_ACTION,
+                TaskEnqueuedHook(task_name=job.name, queue_name=self.config.queue_name),
+            )
+
+    # -- consuming ------------------------------------------------------------------
+
+    async def dequeue(self) -> Job | None:
+        """Lease and return the next ready job, or None when none is ready (no waiting)."""
+        jobs = await self.dequeue_batch(1)
+        return jobs[0] if jobs else None
+
+    async def dequeue_batch(self, max_jobs: int, *, timeout: float = 0.0) -> list[Job]:
+        """Lease up to `max_jobs` ready jobs in one statement, waiting up to `timeout` s.
+
+        The wait ends on a NOTIFY for this queue (a new or requeued job), when a delayed
+        job or a lease is due, at the safety-net poll, on `close`, or at `timeout`.
+
+        Returns:
+            Between 0 and `max_jobs` leased jobs, in delivery order.
+        """
+        if max_jobs < 1 or self._closed:
+            return []
+        await self._ensure_ready()
+        if timeout > 0:
+            await self._ensure_listening()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            generation, wake = self._generation, self._wake
+            jobs = await self._take(max_jobs)
+            now = loop.time()
+            if jobs or now >= deadline or self._closed:
+                return jobs
+            if self._generation != generation:
+                continue  # a notification arrived while we were querying
+            due = await self._seconds_until_due()
+            limit = self.config.poll_interval if self._listening else min(
+                self.config.poll_interval, 1.0
+            )
+            wait = min(deadline - now, limit)
+            if due is not None:
+                wait = min(wait, due)
+            if self._due_at is not None:
+                wait = min(wait, self._due_at - now)
+            if self._generation != generation:
+                continue
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), wait)
+            if self._due_at is not None and self._due_at <= loop.time():
+                self._due_at = None
+
+    @property
+    def _listening(self) -> bool:
+        return self._listener is not None and self._listener.connected
+
+    async def _take(self, max_jobs: int) -> list[Job]:
+        rows = await self._db.run(
+            lambda conn: conn.fetch(
+                self._sql.dequeue, self.config.queue_name, max_jobs, self.config.visibility_timeout
+            ),
+            "dequeue jobs",
+        )
+        if not rows:
+            return []
+        rows = sorted(rows, key=lambda r: (-r["priority"], r["due"], r["seq"]))
+        return [self._leased(row["id"], row["payload"], row["delivery_count"]) for row in rows]
+
+    def _leased(self, job_id: str, payload: bytes, delivery_count: int) -> Job:
+        try:
+            job = decode_job(payload)
+        except TaskDecodeError as exc:
+            logger.warning("Job %s in queue %s is undecodable: %s", job_id, self.queue_name, exc)
+            job = make_poison_job(job_id, payload, str(exc))
+        job.id = job_id
+        job.status = JobStatus.RUNNING
+        job.delivery_count = delivery_count
+        if job.queue_name is None:
+            job.queue_name = self.config.queue_name
+        self._tokens[job_id] = delivery_count
+        return job
+
+    async def _seconds_until_due(self) -> float | None:
+        value = await self._db.run(
+            lambda conn: conn.fetchval(self._sql.next_due, self.config.queue_name),
+            "look up the next delayed job",
+        )
+        return None if value is None else max(float(value), 0.0)
+
+    def _on_notify(self, payload: str | None) -> None:
+        delay = payload_delay(payload)
+        if delay is not None and delay > 0:
+            # A delayed job: remember when it falls due, and let waiters recompute.
+            due = asyncio.get_running_loop().time() + delay
+            if self._due_at is None or due < self._due_at:
+                self._due_at = due
+        self._notify_waiters()
+
+    def _notify_waiters(self) -> None:
+        self._generation += 1
+        wake, self._wake = self._wake, asyncio.Event()
+        wake.set()
+
+    async def extend_lease(self, task_id: str, seconds: float | None = None) -> bool:
+        """Extend the lease of an in-flight job (the worker's heartbeat).
+
+        Args:
+            task_id: The leased job's id.
+            seconds: New lease length from now; None means `visibility_timeout`.
+
+        Returns:
+            False when the job is not leased any more (acked, deleted, its lease expired,
+            or another consumer now holds it).
+        """
+        length = self.config.visibility_timeout if seconds is None else float(seconds)
+        token = self._tokens.get(task_id)
+        row = await self._db.run(
+            lambda conn: conn.fetchval(self._sql.extend, task_id, token, length),
+            "extend a lease",
+        )
+        if row is None:
+            self._tokens.pop(task_id, None)
+            return False
+        return True
+
+    async def ack(self, task_id: str) -> None:
+        """Acknowledge successful processing: the job is deleted.
+
+        Acks issued while another is in flight are sent together in one statement.
+        """
+        self._tokens.pop(task_id, None)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._acks.append((task_id, future))
+        if self._ack_task is None or self._ack_task.done():
+            self._ack_task = asyncio.create_task(self._flush_acks())
+        await future
+
+    async def _flush_acks(self) -> None:
+        while self._acks:
+            batch, self._acks = self._acks[:_ACK_BATCH], self._acks[_ACK_BATCH:]
+            ids = [task_id for task_id, _ in batch]
+            try:
+                await self._db.run(
+                    lambda conn, ids=ids: conn.execute(self._sql.ack_many, ids), "ack jobs"
+                )
+            except BaseException as exc:  # every waiting ack must learn the outcome
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
+
+    async def nack(self, task_id: str, requeue: bool = True) -> None:  # noqa: FBT001, FBT002 - the protocol's signature
+        """Negative-acknowledge a leased job: requeue it now, or discard it."""
+        token = self._tokens.pop(task_id, None)
+        sql = self._sql.requeue if requeue else self._sql.discard
+        args: tuple[Any, ...] = (task_id, token, self._channel) if requeue else (task_id, token)
+        await self._db.run(lambda conn: conn.execute(sql, *args), "nack a job")
+
+    async def retry_later(self, task: Job, *, delay: float = 0.0) -> None:
+        """End the lease on `task` and make it available again after `delay` seconds.
+
+        The job's current fields (`retry_count`, `last_error`...) are stored, so the
+        next delivery sees them; its status becomes RETRYING. A job that is no longer
+        leased by this consumer is left alone.
+        """
+        token = self._tokens.pop(task.id, None)
+        delay = max(float(delay), 0.0)
+        task.status = JobStatus.RETRYING
+        task.scheduled_at = time.time() + delay if delay > 0 else None
+        payload = encode_job(task)
+        await self._db.run(
+            lambda conn: conn.execute(
+                self._sql.retry_later, task.id, token, delay, task.retry_count, payload,
+                self._channel,
+            ),
+            "schedule a retry",
+        )
+
+    async def requeue_stalled(self, visibility_timeout_seconds: float = 60) -> int:
+        """Make in-flight jobs without a heartbeat for that many seconds available now.
+
+        Expired leases are reclaimed by `dequeue` anyway; this is an operator's tool to
+        release jobs of a consumer known to be dead before their lease runs out.
+
+        Returns:
+            How many jobs were requeued.
+        """
+        await self._ensure_ready()
+        row = await self._db.run(
+            lambda conn: conn.fetchrow(
+                self._sql.requeue_stalled,
+                self.config.queue_name,
+                float(visibility_timeout_seconds),
+                self._channel,
+            ),
+            "requeue stalled jobs",
+        )
+        return int(row[0]) if row is not None else 0
+
+    # -- inspecting -----------------------------------------------------------------
+
+    async def get_task_count(self) -> int:
+        """Return the number of jobs waiting (ready or delayed, not in flight)."""
+        return await self._count(self._sql.count_waiting, self.config.queue_name)
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """Return a job the queue holds (waiting or in flight), or None.
+
+        Its status is RUNNING while leased, else RETRYING (after a failed attempt) or
+        PENDING; `delivery_count` is the database's.
+        """
+        await self._ensure_ready()
+        row = await self._db.run(
+            lambda conn: conn.fetchrow(self._sql.get_job, job_id, self.config.queue_name),
+            "read a job",
+        )
+        if row is None:
+            return None
+        try:
+            job = decode_job(row["payload"])
+        except TaskDecodeError as exc:
+            job = make_poison_job(job_id, row["payload"], str(exc))
+        job.delivery_count = row["delivery_count"]
+        if row["leased"]:
+            job.status = JobStatus.RUNNING
+        elif job.status not in (JobStatus.PENDING, JobStatus.RETRYING):
+            job.status = JobStatus.RETRYING if job.retry_count > 0 else JobStatus.PENDING
+        return job
+
+    async def get_task_status(self, job_id: str) -> str | None:
+        """Return the status value of a job the queue holds ('pending', ...), or None."""
+        job = await self.get_job(job_id)
+        return None if job is None else job.status.value
+
+    async def delete_job(self, job_id: str) -> bool:
+        """Delete a waiting or in-flight job; an in-flight one is never re-delivered.
+
+        Returns:
+            True if the job existed and was deleted.
+        """
+        await self._ensure_ready()
+        self._tokens.pop(job_id, None)
+        row = await self._db.run(
+            lambda conn: conn.fetchval(self._sql.delete_job, job_id, self.config.queue_name),
+            "delete a job",
+        )
+        return row is not None
+
+    async def count(self, queue_name: str, status: Any | None = None) -> int:
+        """Count jobs of `queue_name` in this table.
+
+        `status` None counts waiting and in-flight jobs; PENDING the waiting ones (ready,
+        delayed or awaiting a retry); RETRYING those waiting with retry_count > 0;
+        RUNNING the in-flight ones. Terminal statuses count 0.
+        """
+        if status is None:
+            return await self._count(self._sql.count_all, queue_name)
+        try:
+            name = _STATUS_COUNTS.get(JobStatus(status))
+        except ValueError:
+            return 0
+        if name is None:
+            return 0
+        return await self._count(getattr(self._sql, name), queue_name)
+
+    async def _count(self, sql: str, queue_name: str) -> int:
+        await self._ensure_ready()
+        value = await self._db.run(lambda conn: conn.fetchval(sql, queue_name), "count jobs")
+        return int(value or 0)
+
+    async def clear(self) -> None:
+        """Remove every job of this queue, waiting or in flight, and its idempotency keys."""
+        await self._ensure_ready()
+        self._tokens.clear()
+        queue = self.config.queue_name
+
+        async def _clear(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                await conn.execute(self._sql.clear_jobs, queue)
+                await conn.execute(self._sql.clear_keys, queue)
+
+        await self._db.run(_clear, "clear the queue")
+
+    async def explain_dequeue(self, max_jobs: int = 10) -> str:
+        """Return PostgreSQL's plan for the dequeue scan (to check it uses the index)."""
+        await self._ensure_ready()
+        rows = await self._db.run(
+            lambda conn: conn.fetch(self._sql.explain_dequeue, self.config.queue_name, max_jobs),
+            "explain the dequeue query",
+        )
+        return "\n".join(str(row[0]) for row in rows)
+
+
+__all__ = ["TRANSIENT_ERRORS", "PostgresTaskQueue"]

@@ -1,0 +1,284 @@
+"""Versioned migrations of the backend's tables, applied on first use or by `migrate`.
+
+Two migration scopes share one ``schema_migrations`` table per schema:
+
+- ``queue:<table>``: the jobs table (its name is configurable) and its key table;
+- ``stores``: result, progress, DLQ, schedule, workflow, lock, rate-limit, cache and
+  idempotency tables.
+
+Migrations run in one transaction under a transaction-level advisory lock keyed on the
+schema, so any number of processes may start at once: the first applies what is
+missing, the others wait for it and then find nothing to do. A migration is never
+edited once released; a change is a new, higher version.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import asyncpg
+
+from lexigram.tasks.backends.postgres._connection import connect_once
+from lexigram.tasks.backends.postgres._config import (
+    DEFAULT_SCHEMA,
+    quote_ident,
+    validate_identifier,
+)
+
+logger = logging.getLogger(__name__)
+
+STORES_SCOPE = "stores"
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One versioned schema change.
+
+    `sql` is formatted with ``{s}`` (schema), ``{t}`` (jobs table), ``{k}`` (its key
+    table) and ``{i}``/``{j}`` (its index names), all quoted.
+    """
+
+    version: int
+    name: str
+    sql: str
+
+
+# The jobs table. `available_at` is the one time column the dequeue needs: for a waiting
+# job it is when the job may run (enqueue time, or its delay / retry backoff); for a
+# leased job it is when the lease expires. "Ready or lease expired" is then the single
+# condition `available_at <= now()`, served by one index whose order is also the
+# delivery order (priority high to low, then by time, then by `seq`). Leased rows sort
+# after the ready ones of their priority (their time is in the future), so the scan for
+# a priority stops at the first not-yet-due row and reclaiming an expired lease is part
+# of the ordinary dequeue. `status` is 'pending' (ready at enqueue), 'scheduled'
+# (delayed or backing off) or 'running' (leased); the partial "timed" index over the
+# non-pending rows answers "when is the next delayed job or lease due" in one probe.
+_QUEUE_V1 = """
+CREATE TABLE IF NOT EXISTS {s}.{t} (
+    id              text        PRIMARY KEY,
+    queue           text        NOT NULL,
+    priority        smallint    NOT NULL DEFAULT 0,
+    seq             bigint      GENERATED ALWAYS AS IDENTITY,
+    status          text        NOT NULL DEFAULT 'pending'
+                                CHECK (status IN ('pending', 'scheduled', 'running')),
+    available_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    heartbeat_at    timestamptz,
+    delivery_count  integer     NOT NULL DEFAULT 0,
+    retry_count     integer     NOT NULL DEFAULT 0,
+    idempotency_key text,
+    enqueued_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    payload         bytea       NOT NULL
+) WITH (
+    autovacuum_vacuum_scale_factor = 0.02,
+    autovacuum_vacuum_insert_scale_factor = 0.05,
+    autovacuum_analyze_scale_factor = 0.05,
+    autovacuum_vacuum_cost_delay = 0
+);
+CREATE INDEX IF NOT EXISTS {i}
+    ON {s}.{t} (queue, priority DESC, available_at, seq);
+CREATE INDEX IF NOT EXISTS {j}
+    ON {s}.{t} (queue, available_at) WHERE status <> 'pending';
+CREATE TABLE IF NOT EXISTS {s}.{k} (
+    queue      text        NOT NULL,
+    key        text        NOT NULL,
+    job_id     text        NOT NULL,
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (queue, key)
+);
+"""
+
+_STORES_V1 = """
+CREATE TABLE IF NOT EXISTS {s}.results (
+    namespace  text        NOT NULL,
+    job_id     text        NOT NULL,
+    success    boolean     NOT NULL,
+    data       jsonb       NOT NULL,
+    stored_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    expires_at timestamptz,
+    PRIMARY KEY (namespace, job_id)
+);
+CREATE INDEX IF NOT EXISTS results_listing_idx ON {s}.results (namespace, success, stored_at DESC);
+CREATE INDEX IF NOT EXISTS results_expiry_idx ON {s}.results (expires_at)
+    WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {s}.progress (
+    namespace  text        NOT NULL,
+    job_id     text        NOT NULL,
+    complete   boolean     NOT NULL,
+    data       jsonb       NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (namespace, job_id)
+);
+CREATE TABLE IF NOT EXISTS {s}.dead_letters (
+    namespace text        NOT NULL,
+    record_id text        NOT NULL,
+    seq       bigint      GENERATED ALWAYS AS IDENTITY,
+    data      jsonb       NOT NULL,
+    added_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (namespace, record_id)
+);
+CREATE INDEX IF NOT EXISTS dead_letters_listing_idx ON {s}.dead_letters (namespace, seq DESC);
+CREATE TABLE IF NOT EXISTS {s}.schedules (
+    namespace  text             NOT NULL,
+    job_id     text             NOT NULL,
+    data       jsonb            NOT NULL,
+    next_run   double precision,
+    updated_at timestamptz      NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (namespace, job_id)
+);
+CREATE TABLE IF NOT EXISTS {s}.workflows (
+    namespace   text        NOT NULL,
+    workflow_id text        NOT NULL,
+    status      text        NOT NULL,
+    data        jsonb       NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (namespace, workflow_id)
+);
+CREATE TABLE IF NOT EXISTS {s}.locks (
+    key        text        PRIMARY KEY,
+    token      text        NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {s}.rate_limits (
+    name       text             PRIMARY KEY,
+    tokens     double precision NOT NULL,
+    granted    boolean          NOT NULL DEFAULT false,
+    updated_at timestamptz      NOT NULL DEFAULT clock_timestamp()
+);
+CREATE TABLE IF NOT EXISTS {s}.cache (
+    key        text COLLATE "C" PRIMARY KEY,
+    value      text             NOT NULL,
+    expires_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS {s}.idempotency (
+    key        text        PRIMARY KEY,
+    record     jsonb       NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+"""
+
+QUEUE_MIGRATIONS: tuple[Migration, ...] = (Migration(1, "jobs table, indexes, keys", _QUEUE_V1),)
+"""Migrations of a jobs table (scope ``queue:<table>``), oldest first."""
+
+STORE_MIGRATIONS: tuple[Migration, ...] = (Migration(1, "store tables", _STORES_V1),)
+"""Migrations of the store tables (scope ``stores``), oldest first."""
+
+_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS {s}.schema_migrations (
+    scope      text        NOT NULL,
+    version    integer     NOT NULL,
+    name       text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (scope, version)
+)
+"""
+
+
+def queue_scope(table: str) -> str:
+    """Migration scope of the jobs table `table`."""
+    return f"queue:{table}"
+
+
+def _render(migration: Migration, schema: str, table: str) -> str:
+    return migration.sql.format(
+        s=quote_ident(schema),
+        t=quote_ident(table),
+        k=quote_ident(f"{table}_keys"),
+        i=quote_ident(f"{table}_dequeue_idx"),
+        j=quote_ident(f"{table}_timed_idx"),
+    )
+
+
+async def _applied_versions(conn: asyncpg.Connection, schema: str) -> dict[str, int]:
+    rows = await conn.fetch(
+        f"SELECT scope, max(version) AS version FROM {quote_ident(schema)}.schema_migrations "  # noqa: S608 - validated identifier
+        "GROUP BY scope"
+    )
+    return {row["scope"]: row["version"] for row in rows}
+
+
+def _pending(
+    applied: dict[str, int], table: str | None
+) -> list[tuple[str, Migration]]:
+    plans: list[tuple[str, tuple[Migration, ...]]] = [(STORES_SCOPE, STORE_MIGRATIONS)]
+    if table is not None:
+        plans.append((queue_scope(table), QUEUE_MIGRATIONS))
+    return [
+        (scope, migration)
+        for scope, migrations in plans
+        for migration in migrations
+        if migration.version > applied.get(scope, 0)
+    ]
+
+
+async def ensure_schema(
+    conn: asyncpg.Connection, schema: str = DEFAULT_SCHEMA, table: str | None = "tasks"
+) -> list[str]:
+    """Apply the migrations `schema` (and the jobs table `table`) still lack.
+
+    A fast read decides whether anything is missing; only then is the advisory lock
+    taken and the state read again under it.
+
+    Args:
+        conn: A connection (not inside a transaction).
+        schema: Schema to migrate; created if absent.
+        table: Jobs table to migrate as well, or None for the store tables only.
+
+    Returns:
+        Names of the migrations applied (``scope vN name``); empty if up to date.
+    """
+    validate_identifier(schema, field="schema")
+    if table is not None:
+        validate_identifier(table, field="table")
+    try:
+        if not _pending(await _applied_versions(conn, schema), table):
+            return []
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        pass  # a fresh database: fall through to the locked path, which creates it
+    applied_names: list[str] = []
+    async with conn.transaction():
+        # Serialises concurrent starters; released automatically at commit/rollback.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"lexigram_tasks:{schema}"
+        )
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+        await conn.execute(_MIGRATIONS_TABLE.format(s=quote_ident(schema)))
+        for scope, migration in _pending(await _applied_versions(conn, schema), table):
+            await conn.execute(_render(migration, schema, table or ""))
+            await conn.execute(
+                f"INSERT INTO {quote_ident(schema)}.schema_migrations (scope, version, name) "  # noqa: S608 - validated identifier
+                "VALUES ($1, $2, $3)",
+                scope,
+                migration.version,
+                migration.name,
+            )
+            applied_names.append(f"{scope} v{migration.version} {migration.name}")
+    if applied_names:
+        logger.info("Applied PostgreSQL migrations in schema %s: %s", schema, applied_names)
+    return applied_names
+
+
+async def migrate(
+    dsn: str | None, schema: str = DEFAULT_SCHEMA, *, table: str = "tasks"
+) -> list[str]:
+    """Create or upgrade the backend's tables in `schema` (what the CLI runs).
+
+    Safe to run while workers are running and from several processes at once.
+
+    Args:
+        dsn: PostgreSQL DSN; None uses the libpq environment variables.
+        schema: Schema to create or upgrade.
+        table: Name of the jobs table.
+
+    Returns:
+        Names of the migrations applied; empty if the schema was up to date.
+
+    Example:
+        applied = await migrate("postgresql://app@db/app", "lexigram_tasks")
+    """
+    conn = await connect_once(dsn)
+    try:
+        return await ensure_schema(conn, schema, table)
+    finally:
+        await conn.close()

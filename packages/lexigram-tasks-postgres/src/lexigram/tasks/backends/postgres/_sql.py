@@ -1,0 +1,216 @@
+"""The SQL text of the queue's statements, built once per (schema, table).
+
+Every statement is a single round trip; those that make a job available also call
+``pg_notify`` in the same statement, so the wake-up is part of the same transaction
+(sent on commit, dropped on rollback). Server time (``clock_timestamp()``) is the only
+clock the queue trusts for leases and delays; a caller's ``scheduled_at`` (epoch
+seconds) is converted once, on the way in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lexigram.tasks.backends.postgres._config import quote_ident
+
+# NOTIFY payload: '' when something is ready now, else seconds until the earliest due job.
+_NOTIFY_PAYLOAD = (
+    "CASE WHEN bool_or(available_at <= clock_timestamp()) THEN '' "
+    "ELSE extract(epoch FROM min(available_at) - clock_timestamp())::text END"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSQL:
+    """Statements of one jobs table. Parameters are documented per statement."""
+
+    insert_many: str
+    insert_keyed: str
+    held_key: str
+    purge_keys: str
+    dequeue: str
+    next_due: str
+    ack_many: str
+    requeue: str
+    discard: str
+    retry_later: str
+    extend: str
+    get_job: str
+    delete_job: str
+    count_all: str
+    count_waiting: str
+    count_retrying: str
+    count_running: str
+    clear_jobs: str
+    clear_keys: str
+    requeue_stalled: str
+    explain_dequeue: str
+
+    @classmethod
+    def build(cls, schema: str, table: str) -> QueueSQL:  # noqa: PLR0915 - one assignment per statement
+        """Render every statement for `schema`.`table` (both already validated)."""
+        jobs = f"{quote_ident(schema)}.{quote_ident(table)}"
+        keys = f"{quote_ident(schema)}.{quote_ident(table + '_keys')}"
+        # $1 queue, $2 ids, $3 priorities, $4 scheduled_at epochs (NULL = now),
+        # $5 retry counts, $6 idempotency keys, $7 payloads, $8 channel.
+        # Returns the ids actually inserted (an id already present is skipped).
+        insert_many = f"""
+WITH rows AS (
+    SELECT r.id, r.priority, r.retry_count, r.key, r.payload,
+           GREATEST(clock_timestamp(), to_timestamp(r.sched)) AS at
+    FROM unnest($2::text[], $3::smallint[], $4::float8[], $5::int[], $6::text[], $7::bytea[])
+         AS r(id, priority, sched, retry_count, key, payload)
+), ins AS (
+    INSERT INTO {jobs} (id, queue, priority, status, available_at, retry_count,
+                        idempotency_key, payload)
+    SELECT id, $1, priority,
+           CASE WHEN at > clock_timestamp() THEN 'scheduled' ELSE 'pending' END,
+           at, retry_count, key, payload
+    FROM rows
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, available_at
+), woke AS (
+    SELECT pg_notify($8, {_NOTIFY_PAYLOAD}) FROM ins HAVING count(*) > 0
+)
+SELECT id, (SELECT count(*) FROM woke) AS notified FROM ins"""
+        # $1 queue, $2 key, $3 job id, $4 key TTL seconds, then $5.. as insert_many's
+        # scalars: $5 priority, $6 scheduled_at, $7 retry_count, $8 payload, $9 channel.
+        # The key is claimed when absent, or when it expired and its job is gone.
+        # Returns one row: claimed (the id if the key was claimed here, else NULL).
+        insert_keyed = f"""
+WITH claim AS (
+    INSERT INTO {keys} AS k (queue, key, job_id, expires_at)
+    VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $4))
+    ON CONFLICT (queue, key) DO UPDATE
+        SET job_id = EXCLUDED.job_id, expires_at = EXCLUDED.expires_at
+        WHERE k.expires_at <= clock_timestamp()
+          AND NOT EXISTS (SELECT 1 FROM {jobs} j WHERE j.id = k.job_id)
+    RETURNING k.job_id
+), ins AS (
+    INSERT INTO {jobs} (id, queue, priority, status, available_at, retry_count,
+                        idempotency_key, payload)
+    SELECT $3, $1, $5,
+           CASE WHEN to_timestamp($6) > clock_timestamp() THEN 'scheduled' ELSE 'pending' END,
+           GREATEST(clock_timestamp(), to_timestamp($6)), $7, $2, $8
+    FROM claim
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, available_at
+), woke AS (
+    SELECT pg_notify($9, {_NOTIFY_PAYLOAD}) FROM ins HAVING count(*) > 0
+)
+SELECT (SELECT job_id FROM claim) AS claimed, (SELECT count(*) FROM woke) AS notified"""
+        # $1 queue, $2 key -> the job id holding it.
+        held_key = f"SELECT job_id FROM {keys} WHERE queue = $1 AND key = $2"  # noqa: S608 - identifiers validated
+        # $1 queue: drop expired keys whose jobs are gone.
+        purge_keys = f"""
+DELETE FROM {keys} k WHERE k.queue = $1 AND k.expires_at <= clock_timestamp()
+  AND NOT EXISTS (SELECT 1 FROM {jobs} j WHERE j.id = k.job_id)"""  # noqa: S608 - identifiers validated
+        # $1 queue, $2 max jobs, $3 lease seconds. Ready and expired-lease rows are both
+        # `available_at <= now()`; the index (queue, priority DESC, available_at, seq)
+        # yields them in delivery order and SKIP LOCKED lets concurrent consumers pass
+        # each other's picks. Returns the leased rows with their pre-lease order keys.
+        pick = f"""
+    SELECT id, priority, available_at, seq FROM {jobs}
+    WHERE queue = $1 AND available_at <= now()
+    ORDER BY priority DESC, available_at, seq
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED"""  # noqa: S608 - identifiers validated
+        dequeue = f"""
+WITH picked AS ({pick}
+)
+UPDATE {jobs} AS j
+SET status = 'running',
+    delivery_count = j.delivery_count + 1,
+    available_at = clock_timestamp() + make_interval(secs => $3),
+    heartbeat_at = clock_timestamp()
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.payload, j.delivery_count, picked.priority, picked.available_at AS due,
+          picked.seq"""  # noqa: S608 - identifiers validated
+        # $1 queue -> seconds until the next delayed job or lease falls due (NULL: none).
+        next_due = f"""
+SELECT extract(epoch FROM min(available_at) - clock_timestamp())::float8 FROM {jobs}
+WHERE queue = $1 AND status <> 'pending' AND available_at > clock_timestamp()"""  # noqa: S608 - identifiers validated
+        # $1 ids -> ids deleted. Only leased jobs: an ack never removes a waiting job.
+        ack_many = (
+            f"DELETE FROM {jobs} WHERE id = ANY($1::text[]) AND status = 'running' RETURNING id"  # noqa: S608 - identifiers validated
+        )
+        lease_held = "status = 'running' AND ($2::int IS NULL OR delivery_count = $2)"
+        # $1 id, $2 delivery token (NULL: any), $3 channel.
+        requeue = f"""
+WITH u AS (
+    UPDATE {jobs} SET status = 'pending', available_at = clock_timestamp(), heartbeat_at = NULL
+    WHERE id = $1 AND {lease_held}
+    RETURNING available_at
+)
+SELECT pg_notify($3, '') FROM u"""  # noqa: S608 - identifiers validated
+        # $1 id, $2 delivery token (NULL: any).
+        discard = f"DELETE FROM {jobs} WHERE id = $1 AND {lease_held} RETURNING id"  # noqa: S608 - identifiers validated
+        # $1 id, $2 token, $3 delay seconds, $4 retry_count, $5 payload, $6 channel.
+        retry_later = f"""
+WITH u AS (
+    UPDATE {jobs}
+    SET status = CASE WHEN $3 > 0 THEN 'scheduled' ELSE 'pending' END,
+        available_at = clock_timestamp() + make_interval(secs => $3),
+        heartbeat_at = NULL, retry_count = $4, payload = $5
+    WHERE id = $1 AND {lease_held}
+    RETURNING available_at
+)
+SELECT pg_notify($6, {_NOTIFY_PAYLOAD}) FROM u HAVING count(*) > 0"""  # noqa: S608 - identifiers validated
+        # $1 id, $2 token, $3 lease seconds -> 1 when the lease was still held.
+        extend = f"""
+UPDATE {jobs}
+SET available_at = clock_timestamp() + make_interval(secs => $3),
+    heartbeat_at = clock_timestamp()
+WHERE id = $1 AND {lease_held} AND available_at > clock_timestamp()
+RETURNING 1"""  # noqa: S608 - identifiers validated
+        # $1 id, $2 queue.
+        get_job = f"""
+SELECT payload, delivery_count,
+       status = 'running' AND available_at > clock_timestamp() AS leased
+FROM {jobs} WHERE id = $1 AND queue = $2"""  # noqa: S608 - identifiers validated
+        delete_job = f"DELETE FROM {jobs} WHERE id = $1 AND queue = $2 RETURNING id"  # noqa: S608 - identifiers validated
+        # Counts take $1 queue. "Waiting" = not leased, or leased with an expired lease.
+        leased = "status = 'running' AND available_at > clock_timestamp()"
+        count_all = f"SELECT count(*) FROM {jobs} WHERE queue = $1"  # noqa: S608 - identifiers validated
+        count_waiting = f"SELECT count(*) FROM {jobs} WHERE queue = $1 AND NOT ({leased})"  # noqa: S608 - identifiers validated
+        count_retrying = (
+            f"SELECT count(*) FROM {jobs} WHERE queue = $1 AND retry_count > 0 AND NOT ({leased})"  # noqa: S608 - identifiers validated
+        )
+        count_running = f"SELECT count(*) FROM {jobs} WHERE queue = $1 AND {leased}"  # noqa: S608 - identifiers validated
+        clear_jobs = f"DELETE FROM {jobs} WHERE queue = $1"  # noqa: S608 - identifiers validated
+        clear_keys = f"DELETE FROM {keys} WHERE queue = $1"  # noqa: S608 - identifiers validated
+        # $1 queue, $2 seconds without heartbeat, $3 channel -> number requeued.
+        requeue_stalled = f"""
+WITH u AS (
+    UPDATE {jobs} SET status = 'pending', available_at = clock_timestamp(), heartbeat_at = NULL
+    WHERE queue = $1 AND status = 'running'
+      AND heartbeat_at < clock_timestamp() - make_interval(secs => $2)
+    RETURNING available_at
+), woke AS (
+    SELECT pg_notify($3, '') FROM u HAVING count(*) > 0
+)
+SELECT (SELECT count(*) FROM u)::int, (SELECT count(*) FROM woke)"""  # noqa: S608 - identifiers validated
+        return cls(
+            insert_many=insert_many,
+            insert_keyed=insert_keyed,
+            held_key=held_key,
+            purge_keys=purge_keys,
+            dequeue=dequeue,
+            next_due=next_due,
+            ack_many=ack_many,
+            requeue=requeue,
+            discard=discard,
+            retry_later=retry_later,
+            extend=extend,
+            get_job=get_job,
+            delete_job=delete_job,
+            count_all=count_all,
+            count_waiting=count_waiting,
+            count_retrying=count_retrying,
+            count_running=count_running,
+            clear_jobs=clear_jobs,
+            clear_keys=clear_keys,
+            requeue_stalled=requeue_stalled,
+            explain_dequeue=f"EXPLAIN {pick}",
+        )
