@@ -149,7 +149,8 @@ def create_queue(spec: TaskBackendSpec) -> TaskQueueProtocol:
     Raises:
         TypeError: The backend returned something that is not a `TaskQueueProtocol`.
     """
-    queue = load_backend(spec.type).create_queue(spec)
+    # Typed as object: a third-party factory may return anything, and this is the check.
+    queue: object = load_backend(spec.type).create_queue(spec)
     if not isinstance(queue, TaskQueueProtocol):
         msg = (
             f"Task backend {spec.type!r} returned {type(queue).__name__!r} from "

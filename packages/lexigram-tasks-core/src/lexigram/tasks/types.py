@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from lexigram.contracts.tasks import Priority
 
 
-class PoolStrategy(str, Enum):
+class PoolStrategy(StrEnum):
     """How a worker pool sizes itself."""
 
     FIXED = "fixed"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum, IntEnum, StrEnum
+from enum import IntEnum, StrEnum
 
 
 class Priority(IntEnum):
     """Task priority levels for queue ordering (higher number = higher priority).
 
-    The scale is 0–20 and is separate from the kernel's `ProviderPriority` (0–100).
+    The scale is 0-20 and is separate from the kernel's `ProviderPriority` (0-100).
     Workers dequeue higher-priority jobs before lower-priority ones; any integer in
     `PRIORITY_MIN`..`PRIORITY_MAX` is accepted, these are the named points.
     """
@@ -36,7 +36,7 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-class ProgressStatus(str, Enum):
+class ProgressStatus(StrEnum):
     """Lifecycle states for a tracked task; lowercase values round-trip through JSON."""
 
     PENDING = "pending"
@@ -70,7 +70,7 @@ class WorkflowStatus(StrEnum):
     PARTIALLY_COMPLETED = "partially_completed"
 
 
-class IdempotencyResultStatus(str, Enum):
+class IdempotencyResultStatus(StrEnum):
     """Outcome of submitting a job under an idempotency key."""
 
     SUBMITTED = "submitted"

@@ -163,8 +163,8 @@ class Job:
     def __post_init__(self) -> None:
         if not self.id:
             self.id = str(uuid.uuid4())
-        if not isinstance(self.args, tuple):
-            self.args = tuple(self.args)
+        # Callers pass lists too (and JSON decoding yields lists); tuple() of a tuple is free.
+        self.args = tuple(self.args)
 
     @property
     def is_pending(self) -> bool:
@@ -291,7 +291,7 @@ class Job:
 
 @dataclass(slots=True)
 class JobTemplate:
-    """Template for creating scheduled jobs; `lexigram.tasks` also exports it as `JobTemplateProtocol`.
+    """Template for creating scheduled jobs (exported as `JobTemplateProtocol` too).
 
     Attributes:
         name: Job name/type.

@@ -14,7 +14,6 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from lexigram.contracts.tasks._errors import TaskQueueError
 from lexigram.contracts.tasks._models import (
-    Job,
     JobResult,
     ProgressInfo,
     ProgressSnapshot,

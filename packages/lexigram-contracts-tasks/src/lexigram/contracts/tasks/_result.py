@@ -65,7 +65,6 @@ class Ok(Generic[T]):
 
     def err(self) -> None:
         """Return None: an `Ok` holds no error."""
-        return None
 
     def map_sync(self, fn: Callable[[T], U]) -> Ok[U]:
         """Return `Ok(fn(value))`."""
@@ -131,7 +130,6 @@ class Err(Generic[E]):
 
     def ok(self) -> None:
         """Return None: an `Err` holds no success value."""
-        return None
 
     def err(self) -> E:
         """Return the error value."""

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from lexigram.contracts.tasks import (
+    ENVELOPE_VERSION,
+    POISON_JOB_NAME,
+    Job,
+    JobResult,
+    TaskDecodeError,
+    TaskValidationError,
+    decode_job,
+    encode_job,
+    make_poison_job,
+    mask_url,
+)
+
+
+def test_encode_decode_round_trip_loses_nothing() -> None:
+    job = Job(
+        name="send",
+        args=(1, "two", [3]),
+        kwargs={"to": "a@b.c", "nested": {"k": [1, 2]}},
+        priority=10,
+        max_retries=5,
+        timeout=2.5,
+        depends_on=["a"],
+        idempotency_key="key",
+        correlation_id="corr",
+        causation_id="cause",
+        retry_count=2,
+        last_error="boom",
+        result=JobResult.ok({"x": 1}, duration=0.1),
+        scheduled_at=123.0,
+        cron_expression="* * * * *",
+        queue_name="q",
+        delivery_count=3,
+        metadata={"m": True},
+    )
+    decoded = decode_job(encode_job(job))
+    assert decoded == job
+    assert decoded.correlation_id == "corr"
+    assert decoded.causation_id == "cause"
+
+
+def test_encode_rejects_unserializable_argument_naming_it() -> None:
+    job = Job(name="report", args=(1, datetime.date(2026, 1, 1)))
+    with pytest.raises(TaskValidationError) as info:
+        encode_job(job)
+    message = str(info.value)
+    assert "positional argument 1" in message
+    assert "'report'" in message
+    assert "ISO string" in message
+
+
+def test_encode_rejects_unserializable_keyword_naming_it() -> None:
+    with pytest.raises(TaskValidationError, match="keyword argument 'when'"):
+        encode_job(Job(name="x", kwargs={"when": object()}))
+
+
+@pytest.mark.parametrize("priority", [-1, 256])
+def test_encode_rejects_priority_out_of_range(priority: int) -> None:
+    with pytest.raises(TaskValidationError, match="priority"):
+        encode_job(Job(name="x", priority=priority))
+
+
+def test_encode_rejects_empty_name() -> None:
+    with pytest.raises(TaskValidationError, match="no name"):
+        encode_job(Job())
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        (b"\xff\xfe not json", "not valid JSON"),
+        (b"[1, 2]", "not a lexigram-tasks envelope"),
+        (b'{"v": 99, "job": {}}', "version 99"),
+        (b'{"v": 1, "job": {"id": "1"}}', "invalid job record"),
+    ],
+)
+def test_decode_poison_payloads_raise_decode_error(payload: bytes, fragment: str) -> None:
+    with pytest.raises(TaskDecodeError, match=fragment):
+        decode_job(payload)
+
+
+def test_envelope_carries_version() -> None:
+    assert encode_job(Job(name="x")).startswith(b'{"v":%d' % ENVELOPE_VERSION)
+
+
+def test_make_poison_job_keeps_error_and_payload() -> None:
+    job = make_poison_job("id-1", b"\xffgarbage", "bad payload")
+    assert job.name == POISON_JOB_NAME
+    assert job.id == "id-1"
+    assert job.last_error == "bad payload"
+    assert job.metadata["raw_payload"].endswith("garbage")
+    assert job.max_retries == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("redis://user:secret@host:6379/0", "redis://user:***@host:6379/0"),
+        ("amqp://guest:guest@127.0.0.1:5672/", "amqp://guest:***@127.0.0.1:5672/"),
+        ("postgresql://app:p%40ss@db/test", "postgresql://app:***@db/test"),
+        ("rediss://:token@host", "rediss://:***@host"),
+        ("redis://localhost:6379", "redis://localhost:6379"),
+    ],
+)
+def test_mask_url_hides_passwords(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
