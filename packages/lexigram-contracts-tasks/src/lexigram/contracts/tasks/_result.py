@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, NoReturn, TypeAlias, TypeVar, Union
+from typing import Any, Generic, NoReturn, TypeAlias, TypeVar, Union, overload
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -78,7 +78,11 @@ class Ok(Generic[T]):
         """Return `fn(value)`, chaining a further fallible step."""
         return fn(self.value)
 
-    async def map(self, fn: Callable[[T], U | Awaitable[U]]) -> Ok[U]:
+    @overload
+    async def map(self, fn: Callable[[T], Awaitable[U]]) -> Ok[U]: ...
+    @overload
+    async def map(self, fn: Callable[[T], U]) -> Ok[U]: ...
+    async def map(self, fn: Callable[[T], Any]) -> Ok[Any]:
         """Return `Ok(fn(value))`; `fn` may be sync or async."""
         return Ok(await _maybe_await(fn(self.value)))
 
