@@ -1,0 +1,559 @@
+"""`MemoryTaskQueue`: the in-process queue with the same delivery semantics as Redis.
+
+Layout (every operation O(log n) or amortised O(1)):
+
+- ``_jobs``: every job the queue holds, waiting or in flight, by id (``get_job``).
+- ``_waiting``: id -> sequence number of the job's live entry in ``_ready`` or
+  ``_delayed``. Heap entries are never removed in place; an entry whose sequence
+  number no longer matches is stale and skipped when it surfaces (lazy deletion).
+- ``_ready``: heap of ``(-priority, sequence, job)``: priority high to low, then FIFO.
+- ``_delayed``: heap of ``(scheduled_at, sequence, job)``; due entries are promoted to
+  ``_ready`` on the next dequeue, so a delayed job never blocks a ready one.
+- ``_in_flight``: id -> lease deadline (monotonic); ``_leases`` is a heap of
+  ``(deadline, id)`` checked lazily, so an expired lease costs nothing until someone
+  looks at the queue.
+
+Stale heap entries are dropped whenever a structure empties and the heaps are rebuilt
+when stale entries outnumber live ones, so memory returns to baseline after a burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from lexigram.contracts.tasks import (
+    Err,
+    HookRegistryProtocol,
+    Job,
+    JobStatus,
+    Ok,
+    QueueFullError,
+    Result,
+    TaskConfigurationError,
+    TaskQueueError,
+    TaskValidationError,
+    encode_job,
+)
+from lexigram.tasks.hooks import TaskEnqueuedHook
+
+logger = logging.getLogger(__name__)
+
+_QUEUED_ACTION = "task.queued"
+# Heaps may hold this many stale entries beyond twice the live count before a rebuild.
+_COMPACT_SLACK = 64
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class MemoryTaskQueue:
+    """In-memory task queue implementing the whole `TaskQueueProtocol`.
+
+    Jobs live in this process only and are lost when it exits; use it for development,
+    tests and single-process applications. Delivery follows the same rules as the
+    networked backends (design §3): leases with a visibility timeout, priority then
+    FIFO, delayed jobs that never block ready ones, idempotency keys, and jobs that are
+    rejected when Redis would reject them (the payload is JSON-encoded once at enqueue
+    to check it, about 8 µs per job).
+
+    The queue stores the `Job` objects themselves: `dequeue` hands out the same object
+    that was enqueued, so a worker's changes to it are visible through `get_job`.
+
+    Args:
+        queue_name: Name of the queue (what `count` matches and hooks report).
+        visibility_timeout: Lease length in seconds; a job not acked, nacked or
+            extended within it is delivered again.
+        max_size: Most jobs that may wait at once; `enqueue` beyond it returns
+            `Err(QueueFullError)`. Jobs coming back from a lease never count against it.
+        idempotency_ttl: Seconds an idempotency key stays held after its job was
+            enqueued (it is also held for as long as that job is in the queue).
+
+    Example:
+        queue = MemoryTaskQueue()
+        job_id = (await queue.enqueue(Job(name="send_email", args=("a@b.c",)))).unwrap()
+        job = await queue.dequeue()
+        await queue.ack(job.id)
+    """
+
+    def __init__(
+        self,
+        *,
+        queue_name: str = "tasks",
+        visibility_timeout: float = 30.0,
+        max_size: int | None = None,
+        idempotency_ttl: float = 86400.0,
+    ) -> None:
+        if not visibility_timeout > 0 or not math.isfinite(visibility_timeout):
+            msg = (
+                f"MemoryTaskQueue visibility_timeout={visibility_timeout!r} is not a positive "
+                "number of seconds. Use e.g. 30.0."
+            )
+            raise TaskConfigurationError(msg)
+        if max_size is not None and max_size < 1:
+            msg = f"MemoryTaskQueue max_size={max_size!r} is below 1. Use None for no limit."
+            raise TaskConfigurationError(msg)
+        if not idempotency_ttl >= 0:
+            msg = (
+                f"MemoryTaskQueue idempotency_ttl={idempotency_ttl!r} is negative. "
+                "Use 0 or more seconds."
+            )
+            raise TaskConfigurationError(msg)
+        self._queue_name = queue_name
+        self._visibility_timeout = float(visibility_timeout)
+        self._max_size = max_size
+        self._idempotency_ttl = float(idempotency_ttl)
+        self._hooks: HookRegistryProtocol | None = None
+        self._seq = 0
+        self._jobs: dict[str, Job] = {}
+        self._waiting: dict[str, int] = {}
+        self._ready: list[tuple[int, int, Job]] = []
+        self._delayed: list[tuple[float, int, Job]] = []
+        self._in_flight: dict[str, float] = {}
+        self._leases: list[tuple[float, str]] = []
+        # key -> (first job id, expiry); the deque holds (expiry, key) in expiry order
+        # because every key gets the same TTL, so expiring keys is a popleft loop.
+        self._idempotency: dict[str, tuple[str, float]] = {}
+        self._idempotency_expiry: deque[tuple[float, str]] = deque()
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._close_epoch = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"MemoryTaskQueue(queue_name={self._queue_name!r}, waiting={len(self._waiting)}, "
+            f"in_flight={len(self._in_flight)})"
+        )
+
+    @property
+    def queue_name(self) -> str:
+        """Name of the queue this object serves."""
+        return self._queue_name
+
+    @property
+    def visibility_timeout(self) -> float:
+        """Lease length in seconds given to every dequeued job."""
+        return self._visibility_timeout
+
+    def set_hook_registry(self, hooks: HookRegistryProtocol | None) -> None:
+        """Attach an optional hook registry after provider boot wiring.
+
+        When set, every job added by `enqueue` emits ``"task.queued"`` with a
+        `TaskEnqueuedHook`. Pass None to stop emitting.
+        """
+        self._hooks = hooks
+
+    # -- producing ------------------------------------------------------------------
+
+    async def enqueue(self, task: Any) -> Result[str, TaskQueueError]:
+        """Add a job to the queue.
+
+        A job id already held, or an idempotency key already held, returns Ok with the
+        existing job's id and adds nothing.
+
+        Args:
+            task: The `Job` to enqueue.
+
+        Returns:
+            Ok(job_id); Err(TaskValidationError) for an invalid or non-JSON job;
+            Err(QueueFullError) when `max_size` jobs are already waiting.
+        """
+        rejected = self._check(task)
+        if rejected is not None:
+            return Err(rejected)
+        existing = self._existing_id(task)
+        if existing is not None:
+            return Ok(existing)
+        full = self._full_error(task)
+        if full is not None:
+            return Err(full)
+        key = task.idempotency_key
+        if task.status is not JobStatus.RETRYING:
+            task.status = JobStatus.PENDING
+        if task.queue_name is None:
+            task.queue_name = self._queue_name
+        self._jobs[task.id] = task
+        if key is not None:
+            expiry = time.monotonic() + self._idempotency_ttl
+            self._idempotency[key] = (task.id, expiry)
+            self._idempotency_expiry.append((expiry, key))
+        self._push_waiting(task)
+        if self._waiters:
+            self._wake_all()
+        if self._hooks is not None:
+            await self._hooks.emit(
+                _QUEUED_ACTION,
+                TaskEnqueuedHook(task_name=task.name, queue_name=self._queue_name),
+            )
+        return Ok(task.id)
+
+    async def enqueue_many(self, tasks: Sequence[Any]) -> list[Result[str, TaskQueueError]]:
+        """Add several jobs; one result per job, in order (see `enqueue`)."""
+        return [await self.enqueue(task) for task in tasks]
+
+    # -- consuming ------------------------------------------------------------------
+
+    async def dequeue(self) -> Job | None:
+        """Lease and return the next ready job, or None when none is ready (no waiting)."""
+        jobs = self._take(1)
+        return jobs[0] if jobs else None
+
+    async def dequeue_batch(self, max_jobs: int, *, timeout: float = 0.0) -> list[Job]:
+        """Lease up to `max_jobs` ready jobs, waiting up to `timeout` seconds for the first.
+
+        The wait ends as soon as a job is enqueued or requeued, when the next delayed job
+        falls due or the next lease expires, when `close` is called, or at `timeout`.
+
+        Returns:
+            Between 0 (timeout) and `max_jobs` leased jobs.
+        """
+        if max_jobs < 1:
+            return []
+        jobs = self._take(max_jobs)
+        if jobs or not timeout > 0:
+            return jobs
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + timeout
+        epoch = self._close_epoch
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return []
+            delay = min(deadline, self._next_due(now)) - now
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.add(waiter)
+            handle = loop.call_later(max(delay, 0.0), _wake, waiter)
+            try:
+                await waiter
+            finally:
+                handle.cancel()
+                self._waiters.discard(waiter)
+            jobs = self._take(max_jobs)
+            if jobs or self._close_epoch != epoch:
+                return jobs
+
+    async def extend_lease(self, task_id: str, seconds: float | None = None) -> bool:
+        """Extend the lease of an in-flight job (the worker's heartbeat).
+
+        Args:
+            task_id: The leased job's id.
+            seconds: New lease length from now; None means `visibility_timeout`.
+
+        Returns:
+            False when the job is not leased any more (acked, deleted, or its lease
+            expired, in which case it is made available again now).
+        """
+        deadline = self._in_flight.get(task_id)
+        if deadline is None:
+            return False
+        now = time.monotonic()
+        if deadline <= now:
+            # Expired but not yet noticed: hand the job back now rather than extend a
+            # lease another consumer may be about to be given.
+            del self._in_flight[task_id]
+            self._expire(task_id)
+            if self._waiters:
+                self._wake_all()
+            return False
+        new_deadline = now + (self._visibility_timeout if seconds is None else seconds)
+        self._in_flight[task_id] = new_deadline
+        heapq.heappush(self._leases, (new_deadline, task_id))
+        self._compact_leases()
+        return True
+
+    async def ack(self, task_id: str) -> None:
+        """Acknowledge successful processing; the queue forgets the job."""
+        if self._in_flight.pop(task_id, None) is None:
+            return
+        self._forget(task_id)
+        self._compact_leases()
+
+    async def nack(self, task_id: str, requeue: bool = True) -> None:
+        """Negative-acknowledge a leased job: requeue it now, or discard it."""
+        if self._in_flight.pop(task_id, None) is None:
+            return
+        job = self._jobs[task_id]
+        if requeue:
+            job.status = JobStatus.PENDING
+            self._push_waiting(job)
+            if self._waiters:
+                self._wake_all()
+        else:
+            self._forget(task_id)
+        self._compact_leases()
+
+    async def retry_later(self, task: Job, *, delay: float = 0.0) -> None:
+        """End the lease on `task` and make it available again after `delay` seconds.
+
+        The fields of the `task` object passed in (`retry_count`, `last_error`, ...) are
+        what the next delivery sees, and its status becomes RETRYING. A job that is not
+        leased (acked, deleted, or already back in the queue) is left alone.
+        """
+        if self._in_flight.pop(task.id, None) is None:
+            return
+        task.status = JobStatus.RETRYING
+        task.scheduled_at = time.time() + delay if delay > 0 else None
+        self._jobs[task.id] = task
+        self._push_waiting(task)
+        if self._waiters:
+            self._wake_all()
+        self._compact_leases()
+
+    # -- inspecting -----------------------------------------------------------------
+
+    async def get_task_count(self) -> int:
+        """Return the number of jobs waiting (ready or delayed, not in flight)."""
+        self._reap(time.monotonic())
+        return len(self._waiting)
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """Return a job the queue holds (waiting or in flight), or None."""
+        self._reap(time.monotonic())
+        return self._jobs.get(job_id)
+
+    async def delete_job(self, job_id: str) -> bool:
+        """Delete a waiting or in-flight job; an in-flight one is never re-delivered.
+
+        Returns:
+            True if the job existed and was deleted.
+        """
+        if self._in_flight.pop(job_id, None) is not None:
+            self._forget(job_id)
+            self._compact_leases()
+            return True
+        if self._waiting.pop(job_id, None) is not None:
+            self._forget(job_id)
+            self._compact_waiting()
+            return True
+        return False
+
+    async def count(self, queue_name: str, status: Any | None = None) -> int:
+        """Count jobs of `queue_name` held by this queue.
+
+        `status` None counts waiting and in-flight jobs; PENDING the waiting ones
+        (ready, delayed or awaiting a retry); RETRYING those waiting with
+        retry_count > 0; RUNNING the in-flight ones. Other statuses and other queue
+        names count 0.
+        """
+        if queue_name != self._queue_name:
+            return 0
+        self._reap(time.monotonic())
+        if status is None:
+            return len(self._waiting) + len(self._in_flight)
+        if status == JobStatus.PENDING:
+            return len(self._waiting)
+        if status == JobStatus.RUNNING:
+            return len(self._in_flight)
+        if status == JobStatus.RETRYING:
+            jobs = self._jobs
+            return sum(1 for job_id in self._waiting if jobs[job_id].retry_count > 0)
+        return 0
+
+    async def clear(self) -> None:
+        """Remove every job, waiting or in flight, and forget every idempotency key."""
+        self._jobs.clear()
+        self._waiting.clear()
+        self._ready.clear()
+        self._delayed.clear()
+        self._in_flight.clear()
+        self._leases.clear()
+        self._idempotency.clear()
+        self._idempotency_expiry.clear()
+
+    async def close(self) -> None:
+        """Wake every waiting `dequeue_batch` so that it returns; safe to call twice.
+
+        The jobs stay: a memory queue holds no connection, and a provider that is
+        stopped and started again keeps using the same object.
+        """
+        self._close_epoch += 1
+        self._wake_all()
+
+    # -- internals ------------------------------------------------------------------
+
+    def _check(self, task: Any) -> TaskValidationError | None:
+        """Return why `task` cannot be enqueued (not a job, invalid, not JSON), or None."""
+        if not isinstance(task, Job):
+            msg = (
+                f"MemoryTaskQueue.enqueue got {type(task).__name__}, not a Job. "
+                "Build a lexigram.tasks.Job (or JobProtocol) and enqueue that."
+            )
+            return TaskValidationError(msg)
+        try:
+            # Encoded only to refuse what a networked backend would refuse.
+            encode_job(task)
+        except TaskValidationError as exc:
+            return exc
+        return None
+
+    def _full_error(self, task: Job) -> QueueFullError | None:
+        """Return a `QueueFullError` when `max_size` jobs already wait, else None."""
+        if self._max_size is None or len(self._waiting) < self._max_size:
+            return None
+        msg = (
+            f"Queue {self._queue_name!r} is full ({self._max_size} jobs waiting); job "
+            f"{task.name!r} was not enqueued. Retry later, add workers, or raise max_size."
+        )
+        return QueueFullError(msg, queue_name=self._queue_name, capacity=self._max_size)
+
+    def _existing_id(self, task: Job) -> str | None:
+        """Return the id of a job `task` duplicates (same id or held key), or None."""
+        if task.id in self._jobs:
+            return task.id
+        key = task.idempotency_key
+        return None if key is None else self._held_idempotency_key(key)
+
+    def _push_waiting(self, job: Job) -> None:
+        """Make `job` wait: ready now, or in the delayed heap until `scheduled_at`."""
+        self._seq += 1
+        seq = self._seq
+        self._waiting[job.id] = seq
+        scheduled_at = job.scheduled_at
+        if scheduled_at is not None and scheduled_at > time.time():
+            heapq.heappush(self._delayed, (scheduled_at, seq, job))
+        else:
+            self._push_ready(job, seq)
+
+    def _push_ready(self, job: Job, seq: int) -> None:
+        heapq.heappush(self._ready, (-job.priority, seq, job))
+
+    def _take(self, max_jobs: int) -> list[Job]:
+        """Lease up to `max_jobs` ready jobs without waiting."""
+        now = time.monotonic()
+        if self._leases and self._leases[0][0] <= now:
+            self._reap(now)
+        if self._delayed:
+            self._promote(time.time())
+        taken: list[Job] = []
+        ready = self._ready
+        if not ready:
+            return taken
+        waiting = self._waiting
+        in_flight = self._in_flight
+        deadline = now + self._visibility_timeout
+        running = JobStatus.RUNNING
+        while ready and len(taken) < max_jobs:
+            _, seq, job = heapq.heappop(ready)
+            job_id = job.id
+            if waiting.get(job_id) != seq:
+                continue  # stale: the job was deleted, cleared or requeued since
+            del waiting[job_id]
+            job.status = running
+            job.delivery_count += 1
+            in_flight[job_id] = deadline
+            heapq.heappush(self._leases, (deadline, job_id))
+            taken.append(job)
+        return taken
+
+    def _promote(self, now_epoch: float) -> None:
+        """Move delayed jobs that are due onto the ready heap."""
+        delayed = self._delayed
+        waiting = self._waiting
+        moved = False
+        while delayed and delayed[0][0] <= now_epoch:
+            _, seq, job = heapq.heappop(delayed)
+            if waiting.get(job.id) == seq:
+                self._push_ready(job, seq)
+                moved = True
+        if moved and self._waiters:
+            self._wake_all()
+
+    def _reap(self, now: float) -> None:
+        """Return every job whose lease has expired to the queue."""
+        leases = self._leases
+        in_flight = self._in_flight
+        expired = False
+        while leases and leases[0][0] <= now:
+            deadline, job_id = heapq.heappop(leases)
+            if in_flight.get(job_id) == deadline:
+                del in_flight[job_id]
+                self._expire(job_id)
+                expired = True
+        if expired and self._waiters:
+            self._wake_all()
+
+    def _expire(self, job_id: str) -> None:
+        """Handle one expired lease: the job waits again and its next dequeue counts."""
+        job = self._jobs[job_id]
+        job.status = JobStatus.PENDING
+        logger.debug(
+            "Lease on job %s (%s) expired after delivery %s; it is available again.",
+            job_id,
+            job.name,
+            job.delivery_count,
+        )
+        self._push_waiting(job)
+
+    def _next_due(self, now: float) -> float:
+        """Monotonic time of the next delayed job due or lease expiry (inf if none)."""
+        due = math.inf
+        if self._leases:
+            due = self._leases[0][0]
+        if self._delayed:
+            due = min(due, now + (self._delayed[0][0] - time.time()))
+        return due
+
+    def _wake_all(self) -> None:
+        waiters = self._waiters
+        self._waiters = set()
+        for waiter in waiters:
+            _wake(waiter)
+
+    def _held_idempotency_key(self, key: str) -> str | None:
+        """Return the first job id if `key` is still held (its job exists or TTL runs)."""
+        now = time.monotonic()
+        expiry = self._idempotency_expiry
+        keys = self._idempotency
+        while expiry and expiry[0][0] <= now:
+            expires_at, old_key = expiry.popleft()
+            entry = keys.get(old_key)
+            # A key whose job is still queued stays held; `_forget` drops it later.
+            if entry is not None and entry[1] == expires_at and entry[0] not in self._jobs:
+                del keys[old_key]
+        entry = keys.get(key)
+        if entry is None:
+            return None
+        if entry[1] > now or entry[0] in self._jobs:
+            return entry[0]
+        del keys[key]
+        return None
+
+    def _forget(self, job_id: str) -> None:
+        """Drop a job that leaves the queue (acked, discarded or deleted)."""
+        job = self._jobs.pop(job_id)
+        key = job.idempotency_key
+        if key is not None:
+            entry = self._idempotency.get(key)
+            # Only a key whose TTL already ran out goes with its job.
+            if entry is not None and entry[0] == job_id and entry[1] <= time.monotonic():
+                del self._idempotency[key]
+                if not self._idempotency:
+                    self._idempotency_expiry.clear()
+
+    def _compact_leases(self) -> None:
+        if not self._in_flight:
+            self._leases.clear()
+        elif len(self._leases) > 2 * len(self._in_flight) + _COMPACT_SLACK:
+            in_flight = self._in_flight
+            self._leases = [(deadline, job_id) for job_id, deadline in in_flight.items()]
+            heapq.heapify(self._leases)
+
+    def _compact_waiting(self) -> None:
+        waiting = self._waiting
+        if not waiting:
+            self._ready.clear()
+            self._delayed.clear()
+        elif len(self._ready) + len(self._delayed) > 2 * len(waiting) + _COMPACT_SLACK:
+            self._ready = [entry for entry in self._ready if waiting.get(entry[2].id) == entry[1]]
+            self._delayed = [
+                entry for entry in self._delayed if waiting.get(entry[2].id) == entry[1]
+            ]
+            heapq.heapify(self._ready)
+            heapq.heapify(self._delayed)

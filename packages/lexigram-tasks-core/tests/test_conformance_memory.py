@@ -1,0 +1,30 @@
+"""The shipped conformance kit, run in full against MemoryTaskQueue."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from lexigram.tasks.backends.memory import MemoryTaskQueue
+from lexigram.tasks.testing import QueueConformance, QueueFactory
+
+
+@pytest.fixture
+def make_queue(lease_seconds: float) -> QueueFactory:
+    # One process, one memory: every "consumer handle" is the same queue object.
+    queue = MemoryTaskQueue(
+        queue_name=f"conformance-{uuid.uuid4().hex[:8]}", visibility_timeout=lease_seconds
+    )
+
+    async def factory() -> MemoryTaskQueue:
+        return queue
+
+    return factory
+
+
+class TestMemoryQueueConformance(QueueConformance):
+    @pytest.fixture
+    def lease_seconds(self) -> float:
+        # Memory has no network jitter, so a short lease keeps the lease tests quick.
+        return 0.5

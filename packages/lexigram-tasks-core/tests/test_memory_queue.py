@@ -1,0 +1,309 @@
+"""MemoryTaskQueue behaviour beyond the shared conformance kit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from importlib.metadata import entry_points
+from typing import Any
+
+import pytest
+
+from lexigram.contracts.tasks import (
+    Err,
+    Job,
+    JobStatus,
+    Ok,
+    QueueFullError,
+    TaskBackendSpec,
+    TaskConfigurationError,
+    TaskQueueProtocol,
+    TaskValidationError,
+)
+from lexigram.tasks.backends.memory import MemoryTaskQueue, backend, create_queue
+from lexigram.tasks.hooks import TaskEnqueuedHook
+
+
+class RecordingHooks:
+    def __init__(self) -> None:
+        self.emitted: list[tuple[str, Any]] = []
+
+    async def emit(self, action: str, payload: Any) -> None:
+        self.emitted.append((action, payload))
+
+
+def _assert_empty(queue: MemoryTaskQueue) -> None:
+    assert queue._jobs == {}
+    assert queue._waiting == {}
+    assert queue._ready == []
+    assert queue._delayed == []
+    assert queue._in_flight == {}
+    assert queue._leases == []
+    assert queue._idempotency == {}
+    assert len(queue._idempotency_expiry) == 0
+    assert queue._waiters == set()
+
+
+async def test_memory_queue_satisfies_the_protocol() -> None:
+    queue = MemoryTaskQueue(queue_name="emails", visibility_timeout=12.0)
+    assert isinstance(queue, TaskQueueProtocol)
+    assert queue.queue_name == "emails"
+    assert queue.visibility_timeout == 12.0
+    assert "emails" in repr(queue)
+
+
+async def test_dequeue_hands_out_the_enqueued_object() -> None:
+    queue = MemoryTaskQueue()
+    job = Job(name="noop")
+    await queue.enqueue(job)
+    assert await queue.dequeue() is job
+    assert job.queue_name == "tasks"
+
+
+async def test_enqueue_non_job_returns_validation_error() -> None:
+    queue = MemoryTaskQueue()
+    result = await queue.enqueue({"name": "noop"})
+    assert isinstance(result, Err)
+    assert isinstance(result.error, TaskValidationError)
+    assert "not a Job" in result.error.message
+
+
+async def test_max_size_returns_queue_full_error() -> None:
+    queue = MemoryTaskQueue(queue_name="small", max_size=2)
+    first, second = Job(name="a"), Job(name="b")
+    assert await queue.enqueue(first) == Ok(first.id)
+    assert await queue.enqueue(second) == Ok(second.id)
+    result = await queue.enqueue(Job(name="c"))
+    assert isinstance(result, Err)
+    error = result.error
+    assert isinstance(error, QueueFullError)
+    assert (error.queue_name, error.capacity) == ("small", 2)
+    assert "'small' is full (2 jobs waiting)" in error.message
+    assert error.message.endswith(".")
+    assert await queue.get_task_count() == 2
+
+
+async def test_max_size_never_drops_a_job_coming_back_from_a_lease() -> None:
+    queue = MemoryTaskQueue(max_size=2)
+    leased_job = Job(name="leased")
+    await queue.enqueue(leased_job)
+    assert await queue.dequeue() is leased_job
+    for name in ("a", "b"):
+        assert (await queue.enqueue(Job(name=name))).is_ok()
+    await queue.nack(leased_job.id, requeue=True)
+    assert await queue.get_task_count() == 3
+    assert isinstance(await queue.enqueue(Job(name="c")), Err)
+
+
+async def test_enqueue_emits_task_queued_hook() -> None:
+    queue = MemoryTaskQueue(queue_name="mail")
+    hooks = RecordingHooks()
+    queue.set_hook_registry(hooks)
+    job = Job(name="send_email")
+    await queue.enqueue(job)
+    assert hooks.emitted == [
+        ("task.queued", TaskEnqueuedHook(task_name="send_email", queue_name="mail"))
+    ]
+
+
+async def test_hook_not_emitted_for_duplicates_or_rejected_jobs() -> None:
+    queue = MemoryTaskQueue()
+    hooks = RecordingHooks()
+    queue.set_hook_registry(hooks)
+    job = Job(name="once", idempotency_key="k")
+    await queue.enqueue(job)
+    await queue.enqueue(job)
+    await queue.enqueue(Job(name="twice", idempotency_key="k"))
+    await queue.enqueue(Job(name="bad", args=(object(),)))
+    assert len(hooks.emitted) == 1
+    queue.set_hook_registry(None)
+    await queue.enqueue(Job(name="quiet"))
+    assert len(hooks.emitted) == 1
+
+
+async def test_memory_returns_to_baseline_after_10000_jobs() -> None:
+    queue = MemoryTaskQueue(visibility_timeout=60.0, idempotency_ttl=0.0)
+    for index in range(10_000):
+        job = Job(
+            name="noop",
+            priority=index % 7,
+            idempotency_key=f"key-{index}" if index % 10 == 0 else None,
+            scheduled_at=time.time() - 1 if index % 3 == 0 else None,
+        )
+        assert (await queue.enqueue(job)).is_ok()
+    acked = 0
+    while batch := await queue.dequeue_batch(64, timeout=0):
+        for job in batch:
+            # Heartbeats and a requeue on the way, as a real worker would produce.
+            assert await queue.extend_lease(job.id)
+            if job.delivery_count == 1 and acked % 100 == 0:
+                await queue.nack(job.id, requeue=True)
+                continue
+            await queue.ack(job.id)
+            acked += 1
+    assert acked == 10_000
+    _assert_empty(queue)
+
+
+async def test_deleting_waiting_jobs_compacts_the_heaps() -> None:
+    queue = MemoryTaskQueue()
+    jobs = [Job(name="noop", scheduled_at=time.time() + 60 if i % 2 else None) for i in range(1000)]
+    for job in jobs:
+        await queue.enqueue(job)
+    for job in jobs[:900]:
+        assert await queue.delete_job(job.id)
+    assert len(queue._ready) + len(queue._delayed) <= 2 * 100 + 64
+    for job in jobs[900:]:
+        assert await queue.delete_job(job.id)
+    _assert_empty(queue)
+
+
+async def test_heartbeats_do_not_grow_the_lease_heap() -> None:
+    queue = MemoryTaskQueue()
+    for _ in range(10):
+        await queue.enqueue(Job(name="noop"))
+    jobs = await queue.dequeue_batch(10)
+    for _ in range(100):
+        for job in jobs:
+            assert await queue.extend_lease(job.id)
+    assert len(queue._leases) <= 2 * 10 + 64
+    for job in jobs:
+        await queue.ack(job.id)
+    _assert_empty(queue)
+
+
+async def test_expired_lease_puts_job_back_as_pending() -> None:
+    queue = MemoryTaskQueue()
+    job = Job(name="noop")
+    await queue.enqueue(job)
+    await queue.dequeue()
+    assert await queue.count("tasks", JobStatus.RUNNING) == 1
+    # A zero-second extension ends the lease now: expiry without waiting for a clock.
+    assert await queue.extend_lease(job.id, 0.0)
+    found = await queue.get_job(job.id)
+    assert found is job
+    assert job.status is JobStatus.PENDING
+    assert await queue.count("tasks", "running") == 0
+    assert await queue.count("tasks", "pending") == 1
+    assert await queue.extend_lease(job.id) is False
+    again = await queue.dequeue()
+    assert again is job
+    assert job.delivery_count == 2
+
+
+async def test_extend_lease_of_expired_unreaped_lease_returns_false() -> None:
+    queue = MemoryTaskQueue()
+    job = Job(name="noop")
+    await queue.enqueue(job)
+    await queue.dequeue()
+    queue._in_flight[job.id] = time.monotonic() - 1  # the lease ran out unnoticed
+    assert await queue.extend_lease(job.id) is False
+    assert await queue.get_task_count() == 1
+
+
+async def test_retry_later_of_job_not_in_flight_is_a_noop() -> None:
+    queue = MemoryTaskQueue()
+    waiting = Job(name="waiting")
+    await queue.enqueue(waiting)
+    await queue.retry_later(waiting, delay=10)
+    await queue.retry_later(Job(name="stranger"), delay=0)
+    assert await queue.get_task_count() == 1
+    assert waiting.status is JobStatus.PENDING
+    assert waiting.scheduled_at is None
+
+
+async def test_idempotency_key_released_once_ttl_passed_and_job_gone() -> None:
+    queue = MemoryTaskQueue(idempotency_ttl=0.0)
+    first = Job(name="noop", idempotency_key="k")
+    await queue.enqueue(first)
+    # Still queued: the key is held even though its TTL is over.
+    assert await queue.enqueue(Job(name="noop", idempotency_key="k")) == Ok(first.id)
+    await queue.dequeue()
+    await queue.ack(first.id)
+    second = Job(name="noop", idempotency_key="k")
+    assert await queue.enqueue(second) == Ok(second.id)
+
+
+async def test_count_of_unknown_status_is_zero() -> None:
+    queue = MemoryTaskQueue()
+    await queue.enqueue(Job(name="noop"))
+    assert await queue.count("tasks", "completed") == 0
+    assert await queue.count("tasks", "no-such-status") == 0
+
+
+async def test_close_wakes_a_waiting_consumer_and_keeps_the_queue_usable() -> None:
+    queue = MemoryTaskQueue()
+    consumer = asyncio.create_task(queue.dequeue_batch(1, timeout=60))
+    await asyncio.sleep(0)  # let the consumer start waiting
+    assert queue._waiters
+    await queue.close()
+    assert await asyncio.wait_for(consumer, 5) == []
+    job = Job(name="after-close")
+    await queue.enqueue(job)
+    assert await queue.dequeue() is job
+
+
+async def test_cancelled_consumer_leaves_no_waiter_behind() -> None:
+    queue = MemoryTaskQueue()
+    consumer = asyncio.create_task(queue.dequeue_batch(1, timeout=60))
+    await asyncio.sleep(0)
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+    assert queue._waiters == set()
+
+
+async def test_dequeue_batch_with_no_room_returns_empty() -> None:
+    queue = MemoryTaskQueue()
+    await queue.enqueue(Job(name="noop"))
+    assert await queue.dequeue_batch(0, timeout=1) == []
+    assert await queue.get_task_count() == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"visibility_timeout": 0},
+        {"visibility_timeout": float("inf")},
+        {"max_size": 0},
+        {"idempotency_ttl": -1},
+    ],
+)
+def test_constructor_rejects_bad_settings(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(TaskConfigurationError):
+        MemoryTaskQueue(**kwargs)
+
+
+def test_backend_create_queue_reads_the_spec() -> None:
+    spec = TaskBackendSpec(
+        name="fast",
+        queue_name="reports",
+        options={"visibility_timeout": "5", "max_size": 10, "idempotency_ttl": 60},
+    )
+    queue = backend.create_queue(spec)
+    assert isinstance(queue, MemoryTaskQueue)
+    assert (queue.queue_name, queue.visibility_timeout) == ("reports", 5.0)
+    assert queue._max_size == 10
+    assert queue._idempotency_ttl == 60.0
+    assert create_queue(TaskBackendSpec()).queue_name == "tasks"
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"visiblity_timeout": 5}, "unknown option(s) ['visiblity_timeout']"),
+        ({"visibility_timeout": "soon"}, "visibility_timeout='soon'"),
+        ({"visibility_timeout": True}, "visibility_timeout=True"),
+        ({"max_size": 2.5}, "max_size=2.5"),
+        ({"max_size": "many"}, "max_size='many'"),
+    ],
+)
+def test_backend_rejects_bad_options(options: dict[str, object], fragment: str) -> None:
+    with pytest.raises(TaskConfigurationError) as info:
+        backend.create_queue(TaskBackendSpec(options=options))
+    assert fragment in str(info.value)
+
+
+def test_memory_entry_point_names_the_backend_object() -> None:
+    (entry,) = entry_points(group="lexigram.tasks.backends", name="memory")
+    assert entry.load() is backend
