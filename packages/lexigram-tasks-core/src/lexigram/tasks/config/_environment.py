@@ -1,0 +1,330 @@
+"""Deployment environments and the checks `TaskConfig.validate_for_environment` runs.
+
+A configuration can be valid (every value has the right type and range) and still be
+wrong for where it runs: an in-memory queue in production loses every job on restart,
+``guest:guest`` is RabbitMQ's well-known default login, and a ``localhost`` URL in
+production usually means a forgotten override. These checks return `ConfigIssue`s
+instead of raising, so a deployment can decide what to block on.
+"""
+
+from __future__ import annotations
+
+import os
+import zoneinfo
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
+
+from lexigram.contracts.tasks import TaskConfigurationError, mask_url
+from lexigram.tasks.constants import (
+    BACKEND_MEMORY,
+    BACKEND_POSTGRES,
+    BACKEND_RABBITMQ,
+    BACKEND_REDIS,
+    DEFAULT_AMQP_URL,
+    DEFAULT_REDIS_URL,
+    ENV_ENVIRONMENT_VAR,
+)
+
+if TYPE_CHECKING:
+    from lexigram.tasks.config._sections import NamedTaskConfig, TaskBackendConfig, TaskConfig
+
+Severity = Literal["error", "warning", "info"]
+
+
+class Environment(StrEnum):
+    """Where an application runs; read from ``LEX_ENV`` unless the config sets ``env``."""
+
+    PRODUCTION = "production"
+    STAGING = "staging"
+    DEVELOPMENT = "development"
+    TESTING = "testing"
+
+    @classmethod
+    def parse(cls, value: str | Environment, *, source: str = "env") -> Environment:
+        """Return the environment named by `value` (``prod``, ``dev``, ``test`` also work).
+
+        Args:
+            value: The name.
+            source: Where the name came from, for the error message.
+
+        Raises:
+            TaskConfigurationError: The name is not an environment.
+        """
+        if isinstance(value, Environment):
+            return value
+        key = str(value).strip().lower()
+        found = _ALIASES.get(key)
+        if found is None:
+            allowed = ", ".join(repr(env.value) for env in cls)
+            msg = (
+                f"{source}={value!r} is not a known environment. Use one of {allowed} "
+                "(or prod, stage, dev, test)."
+            )
+            raise TaskConfigurationError(msg, details={"value": str(value)})
+        return found
+
+    @classmethod
+    def current(cls, environ: Mapping[str, str] | None = None) -> Environment:
+        """Return the environment named by ``LEX_ENV``, or development when it is unset."""
+        env = os.environ if environ is None else environ
+        value = env.get(ENV_ENVIRONMENT_VAR, "").strip()
+        if not value:
+            return cls.DEVELOPMENT
+        return cls.parse(value, source=ENV_ENVIRONMENT_VAR)
+
+
+_ALIASES: Mapping[str, Environment] = {
+    **{env.value: env for env in Environment},
+    "prod": Environment.PRODUCTION,
+    "stage": Environment.STAGING,
+    "dev": Environment.DEVELOPMENT,
+    "test": Environment.TESTING,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigIssue:
+    """One finding of `TaskConfig.validate_for_environment`.
+
+    Attributes:
+        field: Dotted path of the field, e.g. ``tasks.backends[1].amqp_url``.
+        value: The value, rendered with any password masked.
+        severity: ``"error"`` (must fix before deploying), ``"warning"`` or ``"info"``.
+        message: What is wrong, as a sentence.
+        fix: What to do, as a sentence.
+    """
+
+    field: str
+    value: str
+    severity: Severity
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"[{self.severity}] {self.field} = {self.value}: {self.message} {self.fix}"
+
+
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})  # noqa: S104 - compared, not bound
+_DEFAULT_LOGINS = frozenset({("guest", "guest"), ("admin", "admin"), ("user", "password")})
+_PLACEHOLDERS = ("changeme", "change-me", "example", "placeholder", "xxx", "todo")
+_DEFAULT_URLS = frozenset({DEFAULT_REDIS_URL, DEFAULT_AMQP_URL, DEFAULT_REDIS_URL + "/0"})
+_URL_FIELDS: Mapping[str, str] = {
+    BACKEND_REDIS: "redis_url",
+    BACKEND_RABBITMQ: "amqp_url",
+    BACKEND_POSTGRES: "postgres_dsn",
+}
+
+
+def _secret(value: SecretStr | str | None) -> str | None:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return value
+
+
+def _backend_url(backend: NamedTaskConfig | TaskBackendConfig) -> tuple[str, str | None]:
+    """Return (field name, URL) of the URL a backend will connect to."""
+    url = _secret(backend.url)
+    if url:
+        return "url", url
+    name = _URL_FIELDS.get(backend.type)
+    if name is None:
+        return "url", None
+    return name, _secret(getattr(backend, name, None))
+
+
+def check_config(config: TaskConfig, env: Environment) -> list[ConfigIssue]:
+    """Run every check on `config` for `env` and return the findings, errors first."""
+    issues = list(_check_all(config, env))
+    order = {"error": 0, "warning": 1, "info": 2}
+    return sorted(issues, key=lambda issue: order[issue.severity])
+
+
+def _check_all(config: TaskConfig, env: Environment) -> Iterator[ConfigIssue]:
+    strict_env = env in (Environment.PRODUCTION, Environment.STAGING)
+    if not config.enabled:
+        yield ConfigIssue(
+            field="tasks.enabled",
+            value="False",
+            severity="info",
+            message="The tasks module is disabled; no queue, worker or scheduler starts.",
+            fix="Set tasks.enabled to true to run tasks.",
+        )
+    backends: list[tuple[str, NamedTaskConfig | TaskBackendConfig]]
+    if config.backends:
+        backends = [(f"tasks.backends[{i}]", entry) for i, entry in enumerate(config.backends)]
+    else:
+        backends = [("tasks.backend", config.backend)]
+    for path, backend in backends:
+        yield from _check_backend(path, backend, env, strict_env=strict_env)
+    yield from _check_workers(config, env)
+    yield from _check_timeouts(config)
+    try:
+        zoneinfo.ZoneInfo(config.scheduler.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        yield ConfigIssue(
+            field="tasks.scheduler.timezone",
+            value=repr(config.scheduler.timezone),
+            severity="error",
+            message="The scheduler timezone is not a known IANA timezone.",
+            fix="Use a name such as 'UTC' or 'Europe/Berlin'.",
+        )
+
+
+def _check_backend(
+    path: str,
+    backend: NamedTaskConfig | TaskBackendConfig,
+    env: Environment,
+    *,
+    strict_env: bool,
+) -> Iterator[ConfigIssue]:
+    # Imported here: discovery reads entry-point metadata, which only this check needs.
+    from lexigram.tasks._backends import available_backends  # noqa: PLC0415
+
+    installed = available_backends()
+    if backend.type not in installed:
+        yield ConfigIssue(
+            field=f"{path}.type",
+            value=repr(backend.type),
+            severity="error",
+            message=(
+                f"No task backend named {backend.type!r} is installed (installed: "
+                f"{', '.join(map(repr, installed)) or 'none'})."
+            ),
+            fix=(
+                "Check the type for a typo, or install its distribution, e.g. "
+                f'pip install "lexigram-tasks[{backend.type}]".'
+            ),
+        )
+    if backend.type == BACKEND_MEMORY and strict_env:
+        yield ConfigIssue(
+            field=f"{path}.type",
+            value=repr(BACKEND_MEMORY),
+            severity="error" if env is Environment.PRODUCTION else "warning",
+            message=(
+                f"The in-memory backend loses every queued job when the process exits and "
+                f"is not shared between processes; it is not meant for {env.value}."
+            ),
+            fix="Use a networked backend such as 'redis', 'rabbitmq' or 'postgres'.",
+        )
+        return
+    field_name, url = _backend_url(backend)
+    field = f"{path}.{field_name}"
+    if backend.type == BACKEND_POSTGRES and not url:
+        yield ConfigIssue(
+            field=field,
+            value="None",
+            severity="error",
+            message="The postgres backend has no DSN to connect to.",
+            fix="Set postgres_dsn (or url), e.g. from ${POSTGRES_DSN}.",
+        )
+        return
+    if url:
+        yield from _check_url(field, url, env, strict_env=strict_env)
+
+
+def _check_url(
+    field: str, url: str, env: Environment, *, strict_env: bool
+) -> Iterator[ConfigIssue]:
+    shown = repr(mask_url(url))
+    try:
+        parts = urlsplit(url)
+        host, user, password = parts.hostname, parts.username, parts.password
+    except ValueError:
+        yield ConfigIssue(
+            field=field,
+            value=shown,
+            severity="error",
+            message="The URL cannot be parsed.",
+            fix="Write it as scheme://user:password@host:port/path.",
+        )
+        return
+    if (user, password) in _DEFAULT_LOGINS:
+        yield ConfigIssue(
+            field=field,
+            value=shown,
+            severity="error" if strict_env else "warning",
+            message=(
+                f"The URL uses the well-known default login {user!r} with its default password."
+            ),
+            fix="Create a dedicated user with a strong password and read it from a secret.",
+        )
+    elif password and any(marker in password.lower() for marker in _PLACEHOLDERS):
+        yield ConfigIssue(
+            field=field,
+            value=shown,
+            severity="error" if strict_env else "warning",
+            message="The URL's password looks like a placeholder.",
+            fix="Set the real password, e.g. through ${VAR} interpolation from a secret.",
+        )
+    if not strict_env:
+        return
+    if url.rstrip("/") in {u.rstrip("/") for u in _DEFAULT_URLS}:
+        yield ConfigIssue(
+            field=field,
+            value=shown,
+            severity="error" if env is Environment.PRODUCTION else "warning",
+            message="The URL is the built-in default placeholder, not a configured server.",
+            fix="Set the URL of your server, e.g. from ${REDIS_URL} or ${AMQP_URL}.",
+        )
+    elif host in _LOCAL_HOSTS:
+        yield ConfigIssue(
+            field=field,
+            value=shown,
+            severity="warning",
+            message=f"The URL points at {host}, which in {env.value} is rarely the real server.",
+            fix="Point it at the service's hostname, or ignore this if the server is local.",
+        )
+    if password is None:
+        yield ConfigIssue(
+            field=field,
+            value=shown,
+            severity="warning",
+            message="The URL has no password; the server accepts anyone who can reach it.",
+            fix="Enable authentication on the server and put the password in the URL.",
+        )
+
+
+def _check_workers(config: TaskConfig, env: Environment) -> Iterator[ConfigIssue]:
+    worker = config.worker
+    if worker.worker_count == 0 and config.scheduler.enabled:
+        yield ConfigIssue(
+            field="tasks.worker.worker_count",
+            value="0",
+            severity="warning",
+            message=(
+                "No workers run in this process, but the scheduler is enabled: scheduled "
+                "jobs are enqueued and wait for a worker elsewhere."
+            ),
+            fix=(
+                "Set worker_count ≥ 1, or disable the scheduler, or make sure worker "
+                "processes consume the same queue."
+            ),
+        )
+    if worker.shutdown_timeout == 0 and env is Environment.PRODUCTION:
+        yield ConfigIssue(
+            field="tasks.worker.shutdown_timeout",
+            value="0.0",
+            severity="warning",
+            message="Running jobs are cancelled and requeued at once on every shutdown.",
+            fix="Give running jobs time to finish, e.g. shutdown_timeout: 30.",
+        )
+
+
+def _check_timeouts(config: TaskConfig) -> Iterator[ConfigIssue]:
+    for path, section in (("tasks.worker", config.worker), ("tasks.timeout", config.timeout)):
+        if section.default_timeout > section.max_timeout:
+            yield ConfigIssue(
+                field=f"{path}.default_timeout",
+                value=repr(section.default_timeout),
+                severity="error",
+                message=(
+                    f"The default timeout exceeds max_timeout ({section.max_timeout!r}), so "
+                    "every job would be cut to max_timeout."
+                ),
+                fix="Make default_timeout ≤ max_timeout.",
+            )

@@ -1,0 +1,316 @@
+"""Reading raw configuration: YAML files, ``${VAR}`` interpolation, ``LEX_TASKS__*`` variables.
+
+These functions produce plain dictionaries; `TaskConfig` validates them. Precedence,
+lowest to highest: model defaults, the file, the environment (when `env_override`),
+explicit overrides passed by the caller.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Mapping, MutableMapping, MutableSequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from lexigram.contracts.tasks import TaskConfigurationError
+from lexigram.tasks.config._validation import Loc, _model_of, format_loc
+from lexigram.tasks.constants import ENV_NESTED_DELIMITER, ENV_PREFIX
+
+# ${VAR}, ${VAR:-default}; $${...} is an escaped literal "${...}".
+_PLACEHOLDER = re.compile(
+    r"\$(?P<escape>\$)?\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}"
+)
+_OPENING = "${"
+
+
+@dataclass(slots=True)
+class RawConfig:
+    """A configuration mapping plus where some of its values came from.
+
+    Attributes:
+        data: The mapping (the tasks section).
+        sources: Location -> origin for values taken from environment variables.
+        origin: Description of the file, e.g. ``file 'app.yaml'``, or None.
+    """
+
+    data: dict[str, Any] = field(default_factory=dict)
+    sources: dict[Loc, str] = field(default_factory=dict)
+    origin: str | None = None
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file with the safe loader.
+
+    Raises:
+        TaskConfigurationError: The file is missing, unreadable or not valid YAML.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        msg = (
+            f"Config file '{path}' does not exist. Pass the path of your YAML file, e.g. "
+            "TaskConfig.from_yaml('config/application.yaml')."
+        )
+        raise TaskConfigurationError(msg, details={"path": str(path)}) from None
+    except OSError as exc:
+        msg = f"Config file '{path}' cannot be read ({exc.strerror}). Check its permissions."
+        raise TaskConfigurationError(msg, details={"path": str(path)}) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        # Only the position: the snippet yaml would print may contain a password.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        msg = f"Config file '{path}' is not valid YAML{where}: {problem}. Fix the syntax there."
+        raise TaskConfigurationError(msg, details={"path": str(path)}) from None
+
+
+def select_section(document: Any, section: str | None, path: Path) -> dict[str, Any]:
+    """Return the tasks section of a parsed document.
+
+    Args:
+        document: The parsed YAML.
+        section: Dotted key of the section (``"tasks"``, ``"app.tasks"``); None takes the
+            ``tasks`` key when the document has one and the whole document otherwise;
+            ``""`` always takes the whole document.
+        path: The file, for messages.
+
+    Raises:
+        TaskConfigurationError: The document or the section is not a mapping, or the
+            section is missing.
+    """
+    if document is None:
+        document = {}
+    if not isinstance(document, Mapping):
+        msg = (
+            f"Config file '{path}' holds a {type(document).__name__}, not a mapping. Write "
+            "the settings as key: value pairs, e.g. 'tasks:' followed by indented keys."
+        )
+        raise TaskConfigurationError(msg, details={"path": str(path)})
+    if section is None:
+        inner = document.get("tasks")
+        return dict(inner) if isinstance(inner, Mapping) else dict(document)
+    current: Any = document
+    for key in filter(None, section.split(".")):
+        if not isinstance(current, Mapping) or key not in current:
+            keys = ", ".join(repr(k) for k in current) if isinstance(current, Mapping) else ""
+            msg = (
+                f"Config file '{path}' has no section {section!r} (top-level keys: "
+                f"{keys or 'none'}). Add the section, or pass section=None to use the "
+                "whole file."
+            )
+            raise TaskConfigurationError(msg, details={"path": str(path), "section": section})
+        current = current[key]
+    if current is None:
+        return {}
+    if not isinstance(current, Mapping):
+        msg = (
+            f"Section {section!r} of config file '{path}' is a {type(current).__name__}, not "
+            "a mapping. Write its settings as indented key: value pairs."
+        )
+        raise TaskConfigurationError(msg, details={"path": str(path), "section": section})
+    return dict(current)
+
+
+class _Interpolator:
+    """Replaces placeholders in one document and collects every problem it meets."""
+
+    def __init__(self, environ: Mapping[str, str], root: str) -> None:
+        self.environ = environ
+        self.root = root
+        self.missing: list[tuple[str, str]] = []
+        self.malformed: list[str] = []
+
+    def walk(self, value: Any, loc: Loc) -> Any:
+        if isinstance(value, str):
+            return self.substitute(value, loc) if "$" in value else value
+        if isinstance(value, Mapping):
+            return {key: self.walk(item, (*loc, str(key))) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.walk(item, (*loc, index)) for index, item in enumerate(value)]
+        return value
+
+    def substitute(self, text: str, loc: Loc) -> str:
+        def replace(match: re.Match[str]) -> str:
+            if match.group("escape"):
+                return match.group(0)[1:]
+            name, default = match.group("name"), match.group("default")
+            value = self.environ.get(name)
+            if value is None or (value == "" and default is not None):
+                if default is None:
+                    self.missing.append((name, format_loc(loc, self.root)))
+                    return ""
+                return default
+            return value
+
+        # An opening "${" that the pattern does not consume is a typo such as "${REDIS_URL".
+        if _OPENING in _PLACEHOLDER.sub("", text):
+            self.malformed.append(format_loc(loc, self.root))
+        return _PLACEHOLDER.sub(replace, text)
+
+    def error(self, origin: str) -> TaskConfigurationError | None:
+        if not self.missing and not self.malformed:
+            return None
+        lines = [
+            f"  {where}: environment variable {name} is not set. Set {name}, or give a "
+            f"default with ${{{name}:-value}}."
+            for name, where in self.missing
+        ]
+        lines += [
+            f"  {where}: malformed placeholder. Write ${{NAME}} or ${{NAME:-default}}, or "
+            "$${...} for a literal '${'."
+            for where in self.malformed
+        ]
+        names = sorted({name for name, _ in self.missing})
+        msg = f"Cannot interpolate {origin}; fix each line below.\n" + "\n".join(lines)
+        return TaskConfigurationError(msg, details={"missing_variables": names})
+
+
+def interpolate(
+    data: Any, *, origin: str, environ: Mapping[str, str] | None = None, root: str = "tasks"
+) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of `data`.
+
+    ``${VAR:-default}`` uses the default when VAR is unset or empty, as a shell does;
+    ``$${...}`` stays as the literal text ``${...}``.
+
+    Args:
+        data: Parsed configuration (mappings, lists, scalars).
+        origin: Description of the source for messages, e.g. ``config file 'app.yaml'``.
+        environ: The variables (defaults to `os.environ`).
+        root: Prefix of field paths in messages.
+
+    Returns:
+        A copy of `data` with the placeholders replaced.
+
+    Raises:
+        TaskConfigurationError: A variable without a default is not set, or a
+            placeholder is malformed; every such place is listed.
+    """
+    interpolator = _Interpolator(os.environ if environ is None else environ, root)
+    result = interpolator.walk(data, ())
+    error = interpolator.error(origin)
+    if error is not None:
+        raise error
+    return result
+
+
+def apply_environment(
+    raw: RawConfig,
+    model: type[BaseModel],
+    *,
+    environ: Mapping[str, str] | None = None,
+    prefix: str = ENV_PREFIX,
+) -> RawConfig:
+    """Overlay ``LEX_TASKS__SECTION__FIELD`` variables on `raw` (environment wins).
+
+    Names are case-insensitive. Inside ``backends`` the segment after ``BACKENDS`` is
+    an index (``LEX_TASKS__BACKENDS__0__TYPE``) or a backend's name
+    (``LEX_TASKS__BACKENDS__NOTIFICATIONS__REDIS_URL``); a name not in the list adds a
+    backend with that name.
+
+    Args:
+        raw: The configuration read so far (not modified).
+        model: The root model, to know which keys are lists of sections.
+        environ: The variables (defaults to `os.environ`).
+        prefix: The variable prefix.
+
+    Returns:
+        A new `RawConfig` with the variables applied and their origins recorded.
+
+    Raises:
+        TaskConfigurationError: A variable indexes past the end of a list.
+    """
+    env = os.environ if environ is None else environ
+    result = RawConfig(copy.deepcopy(raw.data), dict(raw.sources), raw.origin)
+    upper = prefix.upper()
+    for var in sorted(env):
+        if not var.upper().startswith(upper) or len(var) == len(prefix):
+            continue
+        segments = [s.lower() for s in var[len(prefix) :].split(ENV_NESTED_DELIMITER)]
+        if not all(segments):
+            continue
+        loc = _assign(result.data, segments, env[var], model, var)
+        result.sources[loc] = f"environment variable {var}"
+    return result
+
+
+def _assign(
+    data: MutableMapping[str, Any],
+    segments: list[str],
+    value: str,
+    model: type[BaseModel] | None,
+    var: str,
+) -> Loc:
+    """Set ``data[seg0][seg1]... = value``, creating sections; return the location."""
+    container: MutableMapping[str, Any] = data
+    loc: list[str | int] = []
+    index = 0
+    while index < len(segments) - 1:
+        key = segments[index]
+        info = model.model_fields.get(key) if model is not None else None
+        nested, is_list = _model_of(info.annotation) if info is not None else (None, False)
+        loc.append(key)
+        if is_list:
+            items = container.get(key)
+            if not isinstance(items, MutableSequence):
+                items = container[key] = []
+            position = _list_position(items, segments[index + 1], var)
+            loc.append(position)
+            container = items[position]
+            index += 2
+        else:
+            child = container.get(key)
+            if not isinstance(child, MutableMapping):
+                child = container[key] = {}
+            container = child
+            index += 1
+        model = nested
+    if index < len(segments):
+        container[segments[index]] = value
+        loc.append(segments[index])
+    return tuple(loc)
+
+
+def _list_position(items: MutableSequence[Any], segment: str, var: str) -> int:
+    if segment.isdigit():
+        position = int(segment)
+        if position < len(items):
+            return position
+        if position == len(items):
+            items.append({})
+            return position
+        msg = (
+            f"Environment variable {var} refers to entry {position}, but the list has "
+            f"{len(items)} entries. Use an index below {len(items) + 1}, or the entry's name."
+        )
+        raise TaskConfigurationError(msg, details={"variable": var})
+    for position, item in enumerate(items):
+        if isinstance(item, Mapping) and str(item.get("name", "")).lower() == segment:
+            return position
+    items.append({"name": segment})
+    return len(items) - 1
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Return `base` with `override` merged in; mappings merge, other values replace."""
+    merged = dict(base)
+    for key, value in override.items():
+        current = merged.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged[key] = deep_merge(current, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def profile_path(path: Path, profile: str) -> Path:
+    """Return the overlay for `profile` next to `path` (``app.yaml`` -> ``app.prod.yaml``)."""
+    return path.with_name(f"{path.stem}.{profile}{path.suffix}")
