@@ -152,7 +152,7 @@ class PostgresTaskConfig:
         object.__setattr__(self, "dsn", normalize_dsn(_unwrap_secret(self.dsn)))
         validate_identifier(self.schema, field="schema")
         validate_identifier(self.table, field="table")
-        if not isinstance(self.queue_name, str) or not self.queue_name:
+        if not self.queue_name:
             msg = f"PostgreSQL backend queue_name={self.queue_name!r} is empty. Name the queue."
             raise TaskConfigurationError(msg)
         self._check_positive("visibility_timeout", self.visibility_timeout)

@@ -22,9 +22,10 @@ import random
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from lexigram.contracts.tasks import BackendConnectionError, mask_url
 
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 NotifyCallback = Callable[[str | None], None]
+Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+"""A connection an operation runs on: a pooled proxy or a plain connection."""
 
 # Errors after which the same operation may succeed on another connection or a moment later.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -52,6 +55,7 @@ _SERVER_SETTINGS = {
     # The queue's statements are short; JIT compilation only adds latency to them.
     "jit": "off",
 }
+_PROBE_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.PostgresError)
 _BACKOFF_FIRST = 0.2
 _BACKOFF_MAX = 3.0
 _LISTENER_HEALTH_INTERVAL = 15.0
@@ -207,7 +211,7 @@ class Database:
         assert last is not None  # noqa: S101 - the loop ran at least once
         raise connection_error(self.dsn, "accept a connection", last) from last
 
-    async def run(self, operation: Callable[[asyncpg.Connection], Awaitable[T]], what: str) -> T:
+    async def run(self, operation: Callable[[Conn], Awaitable[T]], what: str) -> T:
         """Run `operation` on a pooled connection, retrying transient failures.
 
         Args:
@@ -254,9 +258,11 @@ class Database:
         for key, value in list(state.pools.items()):
             if value is shared:
                 del state.pools[key]
+        closed = False
         with contextlib.suppress(*TRANSIENT_ERRORS):
             await asyncio.wait_for(shared.pool.close(), timeout=10.0)
-        if not shared.pool._closed:  # noqa: SLF001 - close() timed out: stop it hard
+            closed = True
+        if not closed:  # close() timed out or failed: stop it hard
             shared.pool.terminate()
 
 
@@ -353,9 +359,9 @@ class Listener:
 
     # -- internals ------------------------------------------------------------------
 
-    def _on_notify(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
+    def _on_notify(self, _conn: Conn, _pid: int, channel: str, payload: object) -> None:
         for callback in list(self._subs.get(channel, ())):
-            callback(payload)
+            callback(str(payload))
 
     def _on_terminate(self, conn: object) -> None:
         if conn is self._conn and not self._closed:
@@ -413,7 +419,7 @@ class Listener:
                     continue
                 try:
                     await asyncio.wait_for(conn.fetchval("SELECT 1"), timeout=5.0)
-                except (*TRANSIENT_ERRORS, asyncpg.PostgresError):
+                except _PROBE_ERRORS:
                     logger.warning("PostgreSQL LISTEN connection failed its health probe.")
                     conn.terminate()
                     self._on_terminate(conn)
@@ -427,4 +433,3 @@ def payload_delay(payload: str | None) -> float | None:
         return float(payload)
     except ValueError:
         return None
-

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -43,6 +43,7 @@ from lexigram.contracts.tasks import (
 from lexigram.tasks.backends.postgres._config import PostgresTaskConfig, channel_name
 from lexigram.tasks.backends.postgres._connection import (
     TRANSIENT_ERRORS,
+    Conn,
     Database,
     Listener,
     connection_error,
@@ -195,15 +196,18 @@ class PostgresTaskQueue:
         await self._ensure_ready()
         await self._ensure_listening()
 
+    def _is_ready(self) -> bool:
+        return self._ready
+
     async def _ensure_ready(self) -> None:
         if self._ready:
             return
         async with self._ready_lock:
-            if self._ready:
+            if self._is_ready():  # another task migrated while this one waited
                 return
             cfg = self.config
 
-            async def _migrate(conn: asyncpg.Connection) -> list[str]:
+            async def _migrate(conn: Conn) -> list[str]:
                 return await ensure_schema(conn, cfg.schema, cfg.table)
 
             await self._db.run(_migrate, "apply the schema migrations")
@@ -213,7 +217,7 @@ class PostgresTaskQueue:
         if self._listener is not None or not self._can_listen or self._closed:
             return
         listener = await Listener.acquire(self.config.dsn, self.config.connect_timeout)
-        if self._listener is not None or self._closed:
+        if self._has_listener() or self._closed:
             await listener.release()
             return
         self._listener = listener
@@ -258,7 +262,7 @@ class PostgresTaskQueue:
         return task, encode_job(task)
 
     async def enqueue(
-        self, task: Any, *, connection: asyncpg.Connection | None = None
+        self, task: Any, *, connection: Conn | None = None
     ) -> Result[str, TaskQueueError]:
         """Add a job to the queue.
 
@@ -281,13 +285,13 @@ class PostgresTaskQueue:
         return results[0]
 
     async def enqueue_in_transaction(
-        self, connection: asyncpg.Connection, task: Any
+        self, connection: Conn, task: Any
     ) -> Result[str, TaskQueueError]:
         """Enqueue `task` on `connection` (the caller's transaction); see `enqueue`."""
         return await self.enqueue(task, connection=connection)
 
     async def enqueue_many(
-        self, tasks: Sequence[Any], *, connection: asyncpg.Connection | None = None
+        self, tasks: Sequence[Any], *, connection: Conn | None = None
     ) -> list[Result[str, TaskQueueError]]:
         """Add several jobs: the ones without an idempotency key in one statement.
 
@@ -315,16 +319,20 @@ class PostgresTaskQueue:
         if plain or keyed:
             await self._ensure_ready()
 
-            async def _insert(conn: asyncpg.Connection) -> list[tuple[int, str]]:
+            async def _insert(conn: Conn) -> list[tuple[int, str]]:
                 if plain:
                     await self._insert_plain(conn, plain)
-                return [(index, await self._insert_keyed(conn, job, payload))
-                        for index, job, payload in keyed]
+                return [
+                    (index, await self._insert_keyed(conn, job, payload))
+                    for index, job, payload in keyed
+                ]
 
             if connection is not None:
                 held = await _insert(connection)
             elif keyed and plain:
-                held = await self._db.run(lambda c: self._in_transaction(c, _insert), "enqueue jobs")
+                held = await self._db.run(
+                    lambda c: self._in_transaction(c, _insert), "enqueue jobs"
+                )
             else:
                 held = await self._db.run(_insert, "enqueue jobs")
             for index, job_id in held:
@@ -333,11 +341,11 @@ class PostgresTaskQueue:
         return [result for result in results if result is not None]
 
     @staticmethod
-    async def _in_transaction(conn: asyncpg.Connection, fn: Any) -> Any:
+    async def _in_transaction(conn: Conn, fn: Any) -> Any:
         async with conn.transaction():
             return await fn(conn)
 
-    async def _insert_plain(self, conn: asyncpg.Connection, jobs: list[tuple[Job, bytes]]) -> None:
+    async def _insert_plain(self, conn: Conn, jobs: list[tuple[Job, bytes]]) -> None:
         await conn.fetch(
             self._sql.insert_many,
             self.config.queue_name,
@@ -350,7 +358,7 @@ class PostgresTaskQueue:
             self._channel,
         )
 
-    async def _insert_keyed(self, conn: asyncpg.Connection, job: Job, payload: bytes) -> str:
+    async def _insert_keyed(self, conn: Conn, job: Job, payload: bytes) -> str:
         """Insert a job with an idempotency key; return the id now holding the key."""
         key = job.idempotency_key
         assert key is not None  # noqa: S101 - only keyed jobs get here
@@ -378,7 +386,7 @@ class PostgresTaskQueue:
         msg = f"Idempotency key {key!r} of queue {queue!r} kept changing hands; retry the enqueue."
         raise connection_error(self.config.dsn, "claim an idempotency key", RuntimeError(msg))
 
-    async def _maybe_purge_keys(self, conn: asyncpg.Connection) -> None:
+    async def _maybe_purge_keys(self, conn: Conn) -> None:
         now = time.monotonic()
         if now - self._keys_purged_at < _KEY_PURGE_INTERVAL:
             return
@@ -429,15 +437,7 @@ class PostgresTaskQueue:
                 return jobs
             if self._generation != generation:
                 continue  # a notification arrived while we were querying
-            due = await self._seconds_until_due()
-            limit = self.config.poll_interval if self._listening else min(
-                self.config.poll_interval, 1.0
-            )
-            wait = min(deadline - now, limit)
-            if due is not None:
-                wait = min(wait, due)
-            if self._due_at is not None:
-                wait = min(wait, self._due_at - now)
+            wait = await self._idle_wait(deadline - now, now)
             if self._generation != generation:
                 continue
             if wait > 0:
@@ -445,6 +445,20 @@ class PostgresTaskQueue:
                     await asyncio.wait_for(wake.wait(), wait)
             if self._due_at is not None and self._due_at <= loop.time():
                 self._due_at = None
+
+    async def _idle_wait(self, remaining: float, now: float) -> float:
+        """Seconds an idle consumer may sleep before it must look again."""
+        # Without LISTEN (no DSN, or the listener is reconnecting) poll at least every second.
+        wait = min(remaining, self.config.poll_interval if self._listening else 1.0)
+        due = await self._seconds_until_due()
+        if due is not None:
+            wait = min(wait, due)
+        if self._due_at is not None:
+            wait = min(wait, self._due_at - now)
+        return wait
+
+    def _has_listener(self) -> bool:
+        return self._listener is not None
 
     @property
     def _listening(self) -> bool:
@@ -536,9 +550,7 @@ class PostgresTaskQueue:
             batch, self._acks = self._acks[:_ACK_BATCH], self._acks[_ACK_BATCH:]
             ids = [task_id for task_id, _ in batch]
             try:
-                await self._db.run(
-                    lambda conn, ids=ids: conn.execute(self._sql.ack_many, ids), "ack jobs"
-                )
+                await self._db.run(self._ack_statement(ids), "ack jobs")
             except BaseException as exc:  # every waiting ack must learn the outcome
                 for _, future in batch:
                     if not future.done():
@@ -550,7 +562,13 @@ class PostgresTaskQueue:
                 if not future.done():
                     future.set_result(None)
 
-    async def nack(self, task_id: str, requeue: bool = True) -> None:  # noqa: FBT001, FBT002 - the protocol's signature
+    def _ack_statement(self, ids: list[str]) -> Callable[[Conn], Awaitable[str]]:
+        async def _delete(conn: Conn) -> str:
+            return await conn.execute(self._sql.ack_many, ids)
+
+        return _delete
+
+    async def nack(self, task_id: str, requeue: bool = True) -> None:
         """Negative-acknowledge a leased job: requeue it now, or discard it."""
         token = self._tokens.pop(task_id, None)
         sql = self._sql.requeue if requeue else self._sql.discard
@@ -571,7 +589,12 @@ class PostgresTaskQueue:
         payload = encode_job(task)
         await self._db.run(
             lambda conn: conn.execute(
-                self._sql.retry_later, task.id, token, delay, task.retry_count, payload,
+                self._sql.retry_later,
+                task.id,
+                token,
+                delay,
+                task.retry_count,
+                payload,
                 self._channel,
             ),
             "schedule a retry",
@@ -675,7 +698,7 @@ class PostgresTaskQueue:
         self._tokens.clear()
         queue = self.config.queue_name
 
-        async def _clear(conn: asyncpg.Connection) -> None:
+        async def _clear(conn: Conn) -> None:
             async with conn.transaction():
                 await conn.execute(self._sql.clear_jobs, queue)
                 await conn.execute(self._sql.clear_keys, queue)

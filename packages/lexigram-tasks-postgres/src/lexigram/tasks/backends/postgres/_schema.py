@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from lexigram.tasks.backends.postgres._connection import connect_once
 from lexigram.tasks.backends.postgres._config import (
     DEFAULT_SCHEMA,
     quote_ident,
     validate_identifier,
 )
+from lexigram.tasks.backends.postgres._connection import Conn, connect_once
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,8 @@ CREATE TABLE IF NOT EXISTS {s}.dead_letters (
     added_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (namespace, record_id)
 );
-CREATE INDEX IF NOT EXISTS dead_letters_listing_idx ON {s}.dead_letters (namespace, seq DESC);
+CREATE INDEX IF NOT EXISTS dead_letters_listing_idx
+    ON {s}.dead_letters (namespace, added_at DESC, seq DESC);
 CREATE TABLE IF NOT EXISTS {s}.schedules (
     namespace  text             NOT NULL,
     job_id     text             NOT NULL,
@@ -190,7 +191,7 @@ def _render(migration: Migration, schema: str, table: str) -> str:
     )
 
 
-async def _applied_versions(conn: asyncpg.Connection, schema: str) -> dict[str, int]:
+async def _applied_versions(conn: Conn, schema: str) -> dict[str, int]:
     rows = await conn.fetch(
         f"SELECT scope, max(version) AS version FROM {quote_ident(schema)}.schema_migrations "  # noqa: S608 - validated identifier
         "GROUP BY scope"
@@ -198,9 +199,7 @@ async def _applied_versions(conn: asyncpg.Connection, schema: str) -> dict[str, 
     return {row["scope"]: row["version"] for row in rows}
 
 
-def _pending(
-    applied: dict[str, int], table: str | None
-) -> list[tuple[str, Migration]]:
+def _pending(applied: dict[str, int], table: str | None) -> list[tuple[str, Migration]]:
     plans: list[tuple[str, tuple[Migration, ...]]] = [(STORES_SCOPE, STORE_MIGRATIONS)]
     if table is not None:
         plans.append((queue_scope(table), QUEUE_MIGRATIONS))
@@ -213,7 +212,7 @@ def _pending(
 
 
 async def ensure_schema(
-    conn: asyncpg.Connection, schema: str = DEFAULT_SCHEMA, table: str | None = "tasks"
+    conn: Conn, schema: str = DEFAULT_SCHEMA, table: str | None = "tasks"
 ) -> list[str]:
     """Apply the migrations `schema` (and the jobs table `table`) still lack.
 

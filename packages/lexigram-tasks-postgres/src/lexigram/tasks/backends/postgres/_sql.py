@@ -47,7 +47,7 @@ class QueueSQL:
     explain_dequeue: str
 
     @classmethod
-    def build(cls, schema: str, table: str) -> QueueSQL:  # noqa: PLR0915 - one assignment per statement
+    def build(cls, schema: str, table: str) -> QueueSQL:
         """Render every statement for `schema`.`table` (both already validated)."""
         jobs = f"{quote_ident(schema)}.{quote_ident(table)}"
         keys = f"{quote_ident(schema)}.{quote_ident(table + '_keys')}"
@@ -72,7 +72,7 @@ WITH rows AS (
 ), woke AS (
     SELECT pg_notify($8, {_NOTIFY_PAYLOAD}) FROM ins HAVING count(*) > 0
 )
-SELECT id, (SELECT count(*) FROM woke) AS notified FROM ins"""
+SELECT id, (SELECT count(*) FROM woke) AS notified FROM ins"""  # noqa: S608 - identifiers validated
         # $1 queue, $2 key, $3 job id, $4 key TTL seconds, then $5.. as insert_many's
         # scalars: $5 priority, $6 scheduled_at, $7 retry_count, $8 payload, $9 channel.
         # The key is claimed when absent, or when it expired and its job is gone.
@@ -98,7 +98,7 @@ WITH claim AS (
 ), woke AS (
     SELECT pg_notify($9, {_NOTIFY_PAYLOAD}) FROM ins HAVING count(*) > 0
 )
-SELECT (SELECT job_id FROM claim) AS claimed, (SELECT count(*) FROM woke) AS notified"""
+SELECT (SELECT job_id FROM claim) AS claimed, (SELECT count(*) FROM woke) AS notified"""  # noqa: S608 - identifiers validated
         # $1 queue, $2 key -> the job id holding it.
         held_key = f"SELECT job_id FROM {keys} WHERE queue = $1 AND key = $2"  # noqa: S608 - identifiers validated
         # $1 queue: drop expired keys whose jobs are gone.

@@ -1,0 +1,490 @@
+"""PostgreSQL stores: results, progress, dead letters, schedules and workflow state.
+
+Each store keeps its records as JSON (``jsonb``) in a table of the backend's schema,
+keyed by (namespace, id): stores built from specs with different ``namespace`` options
+share the tables without seeing each other's records. Tables come from the ``stores``
+migrations, applied on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from lexigram.contracts.tasks import (
+    JobResult,
+    ProgressInfo,
+    WorkflowResult,
+    WorkflowStatus,
+    WorkflowSummary,
+)
+from lexigram.tasks.backends.postgres._config import (
+    DEFAULT_SCHEMA,
+    channel_name,
+    quote_ident,
+    validate_identifier,
+)
+from lexigram.tasks.backends.postgres._connection import Conn, Database, Listener
+from lexigram.tasks.backends.postgres._schema import ensure_schema
+
+logger = logging.getLogger(__name__)
+
+_SAFETY_NET = 5.0
+_ACTIVE_WORKFLOWS = [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]
+_TERMINAL_PROGRESS = frozenset({"complete", "failed"})
+
+
+def dumps(value: Any) -> str:
+    """JSON text for a jsonb column; values JSON cannot carry are stored as their str()."""
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def loads(text: str) -> Any:
+    """Decode a jsonb column (asyncpg hands jsonb over as text)."""
+    return json.loads(text)
+
+
+class _TableStore:
+    """Common plumbing: the database handle, the schema migration, the namespace."""
+
+    _what = "store"
+
+    def __init__(
+        self, db: Database, *, schema: str = DEFAULT_SCHEMA, namespace: str = "default"
+    ) -> None:
+        self._db = db
+        self._schema = validate_identifier(schema, field="schema")
+        self._s = quote_ident(schema)
+        self.namespace = namespace
+        self._ready = False
+        self._ready_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(schema={self._schema!r}, namespace={self.namespace!r}, "
+            f"dsn={self._db.masked_dsn!r})"
+        )
+
+    async def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        async with self._ready_lock:
+            if not self._ready:
+
+                async def _migrate(conn: Conn) -> list[str]:
+                    return await ensure_schema(conn, self._schema, None)
+
+                await self._db.run(_migrate, "apply the schema migrations")
+                self._ready = True
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        await self._ensure_ready()
+        rows: list[asyncpg.Record] = await self._db.run(
+            lambda conn: conn.fetch(sql, *args), f"read the {self._what}"
+        )
+        return rows
+
+    async def _fetchval(self, sql: str, *args: Any) -> Any:
+        await self._ensure_ready()
+        return await self._db.run(lambda conn: conn.fetchval(sql, *args), f"use the {self._what}")
+
+    async def _execute(self, sql: str, *args: Any) -> str:
+        await self._ensure_ready()
+        status: str = await self._db.run(
+            lambda conn: conn.execute(sql, *args), f"write the {self._what}"
+        )
+        return status
+
+    async def close(self) -> None:
+        """Release the connection pool (shared pools close with their last user)."""
+        await self._db.close()
+
+
+def _deleted(status: str) -> int:
+    """Row count of a ``DELETE n`` / ``UPDATE n`` command status."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresResultStore(_TableStore):
+    """Job results with a TTL; `wait` is woken by NOTIFY when the result is stored.
+
+    Args:
+        db: Database handle.
+        schema: Schema of the backend's tables.
+        namespace: Which results this store sees.
+        ttl: Seconds a result is kept.
+    """
+
+    _what = "result store"
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        namespace: str = "default",
+        ttl: float = 86400.0,
+    ) -> None:
+        super().__init__(db, schema=schema, namespace=namespace)
+        self.ttl = ttl
+        self.channel = channel_name(schema, "results", namespace)
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._listener: Listener | None = None
+        self._listen_lock = asyncio.Lock()
+
+    async def store(self, job_id: str, result: JobResult) -> None:
+        """Store (or replace) a job's result and wake its waiters in every process."""
+        await self._fetch(
+            f"""
+WITH up AS (
+    INSERT INTO {self._s}.results (namespace, job_id, success, data, stored_at, expires_at)
+    VALUES ($1, $2, $3, $4::jsonb, clock_timestamp(),
+            clock_timestamp() + make_interval(secs => $5))
+    ON CONFLICT (namespace, job_id) DO UPDATE SET success = EXCLUDED.success,
+        data = EXCLUDED.data, stored_at = EXCLUDED.stored_at, expires_at = EXCLUDED.expires_at
+    RETURNING job_id
+)
+SELECT pg_notify($6, job_id) FROM up""",  # noqa: S608 - schema identifier validated
+            self.namespace,
+            job_id,
+            result.success,
+            dumps(result.to_dict()),
+            self.ttl,
+            self.channel,
+        )
+
+    async def get(self, job_id: str) -> JobResult | None:
+        """Return a result, or None if absent or expired."""
+        text = await self._fetchval(
+            f"SELECT data FROM {self._s}.results WHERE namespace = $1 AND job_id = $2 "  # noqa: S608 - validated
+            "AND (expires_at IS NULL OR expires_at > clock_timestamp())",
+            self.namespace,
+            job_id,
+        )
+        return None if text is None else JobResult.from_dict(loads(text))
+
+    async def delete(self, job_id: str) -> bool:
+        """Delete a result; True if it existed."""
+        status = await self._execute(
+            f"DELETE FROM {self._s}.results WHERE namespace = $1 AND job_id = $2",  # noqa: S608 - validated
+            self.namespace,
+            job_id,
+        )
+        return _deleted(status) > 0
+
+    async def wait(
+        self, job_id: str, *, timeout: float = 30.0, poll_interval: float = 0.5
+    ) -> JobResult | None:
+        """Wait up to `timeout` seconds for a result, woken by LISTEN/NOTIFY.
+
+        `poll_interval` is accepted for API compatibility; the store re-reads only on a
+        notification, after a LISTEN reconnect, and every few seconds as a safety net.
+
+        Returns:
+            The result, or None on timeout.
+        """
+        del poll_interval  # woken by NOTIFY, not polled
+        await self._listen()
+        event = asyncio.Event()
+        self._waiters.setdefault(job_id, set()).add(event)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                event.clear()
+                result = await self.get(job_id)
+                remaining = deadline - loop.time()
+                if result is not None or remaining <= 0:
+                    return result
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), min(remaining, _SAFETY_NET))
+        finally:
+            waiters = self._waiters.get(job_id)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[job_id]
+
+    async def _listen(self) -> None:
+        if self._listener is not None:
+            return
+        async with self._listen_lock:
+            if self._listener is None:
+                listener = await Listener.acquire(self._db.dsn)
+                await listener.subscribe(self.channel, self._on_notify)
+                self._listener = listener
+
+    def _on_notify(self, payload: str | None) -> None:
+        targets = (
+            [e for events in self._waiters.values() for e in events]
+            if payload is None
+            else list(self._waiters.get(payload, ()))
+        )
+        for event in targets:
+            event.set()
+
+    async def cleanup_expired(self) -> int:
+        """Remove expired results and return how many were removed."""
+        status = await self._execute(
+            f"DELETE FROM {self._s}.results WHERE expires_at <= clock_timestamp()"  # noqa: S608 - validated
+        )
+        return _deleted(status)
+
+    async def _listing(self, *, success: bool, limit: int | None) -> list[JobResult]:
+        rows = await self._fetch(
+            f"SELECT data FROM {self._s}.results WHERE namespace = $1 AND success = $2 "  # noqa: S608 - validated
+            "AND (expires_at IS NULL OR expires_at > clock_timestamp()) "
+            "ORDER BY stored_at DESC LIMIT $3",
+            self.namespace,
+            success,
+            limit,
+        )
+        return [JobResult.from_dict(loads(row["data"])) for row in rows]
+
+    async def get_completed(self, limit: int | None = None) -> list[JobResult]:
+        """Return stored successful results, newest first."""
+        return await self._listing(success=True, limit=limit)
+
+    async def get_failed(self, limit: int | None = None) -> list[JobResult]:
+        """Return stored failed results, newest first."""
+        return await self._listing(success=False, limit=limit)
+
+    async def close(self) -> None:
+        """Stop listening and release the pool."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.unsubscribe(self.channel, self._on_notify)
+            await listener.release()
+        await super().close()
+
+
+class PostgresProgressStore(_TableStore):
+    """The latest `ProgressInfo` per job."""
+
+    _what = "progress store"
+
+    async def save(self, info: ProgressInfo) -> None:
+        """Save (or replace) a job's progress."""
+        complete = info.is_complete or info.metadata.get("status") in _TERMINAL_PROGRESS
+        await self._execute(
+            f"""
+INSERT INTO {self._s}.progress (namespace, job_id, complete, data, updated_at)
+VALUES ($1, $2, $3, $4::jsonb, clock_timestamp())
+ON CONFLICT (namespace, job_id) DO UPDATE SET complete = EXCLUDED.complete,
+    data = EXCLUDED.data, updated_at = EXCLUDED.updated_at""",  # noqa: S608 - validated
+            self.namespace,
+            info.job_id,
+            complete,
+            dumps(info.to_dict()),
+        )
+
+    async def get(self, job_id: str) -> ProgressInfo | None:
+        """Return a job's progress, or None."""
+        text = await self._fetchval(
+            f"SELECT data FROM {self._s}.progress WHERE namespace = $1 AND job_id = $2",  # noqa: S608 - validated
+            self.namespace,
+            job_id,
+        )
+        return None if text is None else ProgressInfo.from_dict(loads(text))
+
+    async def delete(self, job_id: str) -> None:
+        """Remove a job's progress (no-op when absent)."""
+        await self._execute(
+            f"DELETE FROM {self._s}.progress WHERE namespace = $1 AND job_id = $2",  # noqa: S608 - validated
+            self.namespace,
+            job_id,
+        )
+
+    async def list_active(self) -> list[ProgressInfo]:
+        """Return the progress of jobs that have not completed or failed."""
+        rows = await self._fetch(
+            f"SELECT data FROM {self._s}.progress WHERE namespace = $1 AND NOT complete "  # noqa: S608 - validated
+            "ORDER BY updated_at",
+            self.namespace,
+        )
+        return [ProgressInfo.from_dict(loads(row["data"])) for row in rows]
+
+
+class PostgresDLQBackend(_TableStore):
+    """Dead-letter records (the dicts of `FailureRecord.to_dict`), newest first."""
+
+    _what = "dead-letter store"
+
+    async def add(self, record_id: str, record_data: Mapping[str, Any]) -> None:
+        """Store (or replace, as the newest) a record."""
+        await self._execute(
+            f"""
+INSERT INTO {self._s}.dead_letters (namespace, record_id, data, added_at)
+VALUES ($1, $2, $3::jsonb, clock_timestamp())
+ON CONFLICT (namespace, record_id) DO UPDATE SET data = EXCLUDED.data,
+    added_at = EXCLUDED.added_at""",  # noqa: S608 - validated
+            self.namespace,
+            record_id,
+            dumps(dict(record_data)),
+        )
+
+    async def get(self, record_id: str) -> dict[str, Any] | None:
+        """Return a record, or None."""
+        text = await self._fetchval(
+            f"SELECT data FROM {self._s}.dead_letters WHERE namespace = $1 AND record_id = $2",  # noqa: S608 - validated
+            self.namespace,
+            record_id,
+        )
+        return None if text is None else dict(loads(text))
+
+    async def list_all(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Return records newest first, at most `limit` of them."""
+        rows = await self._fetch(
+            f"SELECT data FROM {self._s}.dead_letters WHERE namespace = $1 "  # noqa: S608 - validated
+            "ORDER BY added_at DESC, seq DESC LIMIT $2",
+            self.namespace,
+            limit,
+        )
+        return [dict(loads(row["data"])) for row in rows]
+
+    async def remove(self, record_id: str) -> bool:
+        """Delete a record; True if it existed."""
+        status = await self._execute(
+            f"DELETE FROM {self._s}.dead_letters WHERE namespace = $1 AND record_id = $2",  # noqa: S608 - validated
+            self.namespace,
+            record_id,
+        )
+        return _deleted(status) > 0
+
+    async def clear(self) -> int:
+        """Delete every record of this namespace and return how many there were."""
+        status = await self._execute(
+            f"DELETE FROM {self._s}.dead_letters WHERE namespace = $1",  # noqa: S608 - validated
+            self.namespace,
+        )
+        return _deleted(status)
+
+    async def size(self) -> int:
+        """Return the number of records."""
+        value = await self._fetchval(
+            f"SELECT count(*) FROM {self._s}.dead_letters WHERE namespace = $1",  # noqa: S608 - validated
+            self.namespace,
+        )
+        return int(value)
+
+
+class PostgresSchedulerStore(_TableStore):
+    """Cron schedules as records (the dicts of `ScheduledJob.to_dict`)."""
+
+    _what = "scheduler store"
+
+    async def save_job(self, job_id: str, job: Mapping[str, Any]) -> None:
+        """Store (or replace) a schedule."""
+        record = dict(job)
+        next_run = record.get("next_run")
+        await self._execute(
+            f"""
+INSERT INTO {self._s}.schedules (namespace, job_id, data, next_run, updated_at)
+VALUES ($1, $2, $3::jsonb, $4, clock_timestamp())
+ON CONFLICT (namespace, job_id) DO UPDATE SET data = EXCLUDED.data,
+    next_run = EXCLUDED.next_run, updated_at = EXCLUDED.updated_at""",  # noqa: S608 - validated
+            self.namespace,
+            job_id,
+            dumps(record),
+            None if next_run is None else float(next_run),
+        )
+
+    async def load_jobs(self) -> dict[str, dict[str, Any]]:
+        """Return every stored schedule by id (with its latest `next_run`)."""
+        rows = await self._fetch(
+            f"SELECT job_id, data, next_run FROM {self._s}.schedules WHERE namespace = $1",  # noqa: S608 - validated
+            self.namespace,
+        )
+        loaded: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            record = dict(loads(row["data"]))
+            if row["next_run"] is not None:
+                record["next_run"] = row["next_run"]
+            loaded[row["job_id"]] = record
+        return loaded
+
+    async def update_next_run(self, job_id: str, next_run: float) -> None:
+        """Record a schedule's next fire time (no-op for an unknown id)."""
+        await self._execute(
+            f"UPDATE {self._s}.schedules SET next_run = $3, updated_at = clock_timestamp() "  # noqa: S608 - validated
+            "WHERE namespace = $1 AND job_id = $2",
+            self.namespace,
+            job_id,
+            float(next_run),
+        )
+
+    async def delete_job(self, job_id: str) -> None:
+        """Remove a schedule (no-op for an unknown id)."""
+        await self._execute(
+            f"DELETE FROM {self._s}.schedules WHERE namespace = $1 AND job_id = $2",  # noqa: S608 - validated
+            self.namespace,
+            job_id,
+        )
+
+
+class PostgresWorkflowStateStore(_TableStore):
+    """Workflow progress, so a chain resumes from its last completed step after a crash."""
+
+    _what = "workflow state store"
+
+    async def save_state(self, workflow_id: str, result: WorkflowResult) -> None:
+        """Save (or replace) a workflow's state."""
+        await self._execute(
+            f"""
+INSERT INTO {self._s}.workflows (namespace, workflow_id, status, data)
+VALUES ($1, $2, $3, $4::jsonb)
+ON CONFLICT (namespace, workflow_id) DO UPDATE SET status = EXCLUDED.status,
+    data = EXCLUDED.data, updated_at = clock_timestamp()""",  # noqa: S608 - validated
+            self.namespace,
+            workflow_id,
+            result.status.value,
+            dumps(result.to_dict()),
+        )
+
+    async def load_state(self, workflow_id: str) -> WorkflowResult | None:
+        """Return a workflow's saved state, or None."""
+        text = await self._fetchval(
+            f"SELECT data FROM {self._s}.workflows WHERE namespace = $1 AND workflow_id = $2",  # noqa: S608 - validated
+            self.namespace,
+            workflow_id,
+        )
+        return None if text is None else WorkflowResult.from_dict(loads(text))
+
+    async def list_active(self) -> list[WorkflowSummary]:
+        """Return summaries of the workflows that are pending or running."""
+        rows = await self._fetch(
+            f"SELECT workflow_id, data, created_at, updated_at FROM {self._s}.workflows "  # noqa: S608 - validated
+            "WHERE namespace = $1 AND status = ANY($2::text[]) ORDER BY created_at",
+            self.namespace,
+            _ACTIVE_WORKFLOWS,
+        )
+        summaries: list[WorkflowSummary] = []
+        for row in rows:
+            result = WorkflowResult.from_dict(loads(row["data"]))
+            created: datetime = row["created_at"]
+            updated: datetime = row["updated_at"]
+            summaries.append(
+                WorkflowSummary(
+                    workflow_id=row["workflow_id"],
+                    status=result.status,
+                    completed_steps=[step.step_name for step in result.steps if step.success],
+                    created_at=created,
+                    last_updated=updated,
+                )
+            )
+        return summaries
+
+    async def delete_state(self, workflow_id: str) -> None:
+        """Delete a workflow's state (no-op when absent)."""
+        await self._execute(
+            f"DELETE FROM {self._s}.workflows WHERE namespace = $1 AND workflow_id = $2",  # noqa: S608 - validated
+            self.namespace,
+            workflow_id,
+        )
