@@ -208,6 +208,8 @@ class TaskWorkerConfig(_Section):
         max_timeout: Upper bound of any job's timeout.
         enforce_timeout: Whether timeouts are enforced at all.
         retry: Backoff between retries of a failed job.
+        max_deliveries: Deliveries of one job not explained by its retries (a worker
+            died or released it mid-run) after which it is dead-lettered as a crash loop.
     """
 
     config_path: ClassVar[str] = "tasks.worker"
@@ -234,6 +236,9 @@ class TaskWorkerConfig(_Section):
     )
     enforce_timeout: bool = True
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    max_deliveries: int = Field(
+        default=5, ge=1, json_schema_extra=_fix("Set how many unexplained deliveries to allow, ≥ 1.")
+    )
 
 
 class TaskSchedulerConfig(_Section):
