@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import pytest
+
+from lexigram.contracts.tasks import TaskConfigurationError
+from lexigram.tasks.config import ConfigIssue, Environment, TaskConfig
+
+PASSWORD = "s3cr3t-pa55"  # noqa: S105 - a marker the tests search for in output
+
+
+def _issues(config: TaskConfig, env: str) -> dict[str, ConfigIssue]:
+    return {issue.field: issue for issue in config.validate_for_environment(env)}
+
+
+def test_validate_memory_backend_is_an_error_in_production_only():
+    config = TaskConfig()
+    issue = _issues(config, "production")["tasks.backend.type"]
+    assert issue.severity == "error"
+    assert "in-memory backend" in issue.message
+    assert _issues(config, "staging")["tasks.backend.type"].severity == "warning"
+    assert config.validate_for_environment("development") == []
+    assert config.validate_for_environment("testing") == []
+
+
+def test_validate_flags_named_memory_backend_in_production():
+    config = TaskConfig.from_dict(
+        {
+            "backends": [
+                {"name": "p", "type": "redis", "redis_url": f"redis://:{PASSWORD}@cache:6379"},
+                {"name": "m", "type": "memory"},
+            ]
+        }
+    )
+    issues = _issues(config, "production")
+    assert issues["tasks.backends[1].type"].severity == "error"
+    assert "tasks.backends[0].redis_url" not in issues
+
+
+def test_validate_flags_guest_guest_and_masks_the_password():
+    config = TaskConfig.from_dict(
+        {"backend": {"type": "redis", "url": "amqp://guest:guest@mq.internal:5672/"}}
+    )
+    issue = _issues(config, "production")["tasks.backend.url"]
+    assert issue.severity == "error"
+    assert "default login 'guest'" in issue.message
+    assert issue.value == "'amqp://guest:***@mq.internal:5672/'"
+    assert _issues(config, "development")["tasks.backend.url"].severity == "warning"
+
+
+def test_validate_flags_placeholder_password():
+    config = TaskConfig.from_dict(
+        {"backend": {"type": "redis", "redis_url": "redis://:changeme@cache:6379"}}
+    )
+    issue = _issues(config, "production")["tasks.backend.redis_url"]
+    assert "placeholder" in issue.message
+    assert "changeme" not in str(issue)
+
+
+def test_validate_flags_default_url_and_localhost_and_no_password_in_production():
+    default = TaskConfig.from_dict({"backend": {"type": "redis"}})
+    messages = [i.message for i in default.validate_for_environment("production")]
+    assert any("built-in default placeholder" in m for m in messages)
+    assert any("no password" in m for m in messages)
+    local = TaskConfig.from_dict(
+        {"backend": {"type": "redis", "redis_url": f"redis://:{PASSWORD}@127.0.0.1:6380/0"}}
+    )
+    (issue,) = local.validate_for_environment("production")
+    assert issue.severity == "warning"
+    assert "points at 127.0.0.1" in issue.message
+    assert PASSWORD not in str(issue)
+
+
+def test_validate_postgres_without_dsn_is_an_error():
+    config = TaskConfig.from_dict({"backends": [{"name": "pg", "type": "postgres"}]})
+    issue = _issues(config, "development")["tasks.backends[0].postgres_dsn"]
+    assert issue.severity == "error"
+
+
+def test_validate_unknown_backend_type_names_installed_types():
+    config = TaskConfig.from_dict({"backend": {"type": "rediss"}})
+    issue = _issues(config, "development")["tasks.backend.type"]
+    assert issue.severity == "error"
+    assert "'memory'" in issue.message
+    assert 'pip install "lexigram-tasks[rediss]"' in issue.fix
+
+
+def test_validate_workers_disabled_with_scheduler_warns():
+    config = TaskConfig.from_dict({"worker": {"worker_count": 0}})
+    issue = _issues(config, "development")["tasks.worker.worker_count"]
+    assert issue.severity == "warning"
+    no_scheduler = TaskConfig.from_dict(
+        {"worker": {"worker_count": 0}, "scheduler": {"enabled": False}}
+    )
+    assert no_scheduler.validate_for_environment("development") == []
+
+
+def test_validate_contradicting_timeouts_and_bad_timezone_are_errors():
+    config = TaskConfig.from_dict(
+        {
+            "worker": {"default_timeout": 100, "max_timeout": 10},
+            "scheduler": {"timezone": "Mars/Olympus"},
+        }
+    )
+    issues = _issues(config, "development")
+    assert issues["tasks.worker.default_timeout"].severity == "error"
+    assert issues["tasks.scheduler.timezone"].severity == "error"
+
+
+def test_validate_errors_come_first():
+    config = TaskConfig.from_dict({"worker": {"worker_count": 0}})
+    severities = [issue.severity for issue in config.validate_for_environment("production")]
+    assert severities == sorted(severities, key=["error", "warning", "info"].index)
+    assert severities[0] == "error"
+
+
+def test_validate_uses_lex_env_when_env_is_none(monkeypatch):
+    monkeypatch.setenv("LEX_ENV", "production")
+    assert TaskConfig().validate_for_environment()
+    monkeypatch.setenv("LEX_ENV", "development")
+    assert TaskConfig().validate_for_environment() == []
+    # The config's own env field wins over LEX_ENV.
+    assert TaskConfig(env=Environment.PRODUCTION).validate_for_environment()
+
+
+def test_validate_rejects_unknown_environment_name():
+    with pytest.raises(TaskConfigurationError, match="is not a known environment"):
+        TaskConfig().validate_for_environment("moon")
+
+
+def test_validate_disabled_module_is_reported_as_info():
+    (issue,) = TaskConfig(enabled=False).validate_for_environment("development")
+    assert issue.severity == "info"
