@@ -251,11 +251,11 @@ class PostgresRateLimiter(_TableStore):
                 f"{self.capacity:g}. Ask for fewer tokens or raise burst."
             )
             raise TaskConfigurationError(msg)
-        refilled = "least($2, r.tokens + $4 * extract(epoch FROM clock_timestamp() - r.updated_at))"
+        refilled = "least($2::float8, r.tokens + $4::float8 * extract(epoch FROM clock_timestamp() - r.updated_at))"
         rows = await self._fetch(
             f"""
 INSERT INTO {self._s}.rate_limits AS r (name, tokens, granted, updated_at)
-VALUES ($1, $2 - $3, true, clock_timestamp())
+VALUES ($1, $2::float8 - $3::float8, true, clock_timestamp())
 ON CONFLICT (name) DO UPDATE SET
     tokens = CASE WHEN {refilled} >= $3 THEN {refilled} - $3 ELSE {refilled} END,
     granted = {refilled} >= $3,

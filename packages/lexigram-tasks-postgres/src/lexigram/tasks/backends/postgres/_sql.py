@@ -80,7 +80,7 @@ SELECT id, (SELECT count(*) FROM woke) AS notified FROM ins"""  # noqa: S608 - i
         insert_keyed = f"""
 WITH claim AS (
     INSERT INTO {keys} AS k (queue, key, job_id, expires_at)
-    VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $4))
+    VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $4::float8))
     ON CONFLICT (queue, key) DO UPDATE
         SET job_id = EXCLUDED.job_id, expires_at = EXCLUDED.expires_at
         WHERE k.expires_at <= clock_timestamp()
@@ -90,7 +90,7 @@ WITH claim AS (
     INSERT INTO {jobs} (id, queue, priority, status, available_at, retry_count,
                         idempotency_key, payload)
     SELECT $3, $1, $5,
-           CASE WHEN to_timestamp($6) > clock_timestamp() THEN 'scheduled' ELSE 'pending' END,
+           CASE WHEN to_timestamp($6::float8) > clock_timestamp() THEN 'scheduled' ELSE 'pending' END,
            GREATEST(clock_timestamp(), to_timestamp($6)), $7, $2, $8
     FROM claim
     ON CONFLICT (id) DO NOTHING
@@ -150,7 +150,7 @@ SELECT pg_notify($3, '') FROM u"""  # noqa: S608 - identifiers validated
         retry_later = f"""
 WITH u AS (
     UPDATE {jobs}
-    SET status = CASE WHEN $3 > 0 THEN 'scheduled' ELSE 'pending' END,
+    SET status = CASE WHEN $3::float8 > 0 THEN 'scheduled' ELSE 'pending' END,
         available_at = clock_timestamp() + make_interval(secs => $3),
         heartbeat_at = NULL, retry_count = $4, payload = $5
     WHERE id = $1 AND {lease_held}

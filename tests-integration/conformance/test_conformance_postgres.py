@@ -1,0 +1,67 @@
+"""The shipped conformance kit, run in full against PostgresTaskQueue on a real server.
+
+The tables live in a schema of their own for this test session (``lexigram_test_<hex>``,
+dropped at the end); each test gets its own queue name inside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from lexigram.tasks.backends.postgres import PostgresTaskQueue, migrate
+from lexigram.tasks.testing import QueueConformance, QueueFactory
+
+pytestmark = pytest.mark.postgres
+
+
+async def _drop_schema(dsn: str, schema: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def conformance_schema(postgres_dsn: str) -> Iterator[str]:
+    schema = f"lexigram_test_{uuid.uuid4().hex[:8]}"
+    asyncio.run(migrate(postgres_dsn, schema))
+    yield schema
+    asyncio.run(_drop_schema(postgres_dsn, schema))
+
+
+@pytest_asyncio.fixture
+async def make_queue(
+    postgres_dsn: str, conformance_schema: str, lease_seconds: float
+) -> AsyncIterator[QueueFactory]:
+    name = f"conformance-{uuid.uuid4().hex[:8]}"
+    made: list[PostgresTaskQueue] = []
+
+    async def factory() -> PostgresTaskQueue:
+        # Each call is another consumer handle on the same queue, as a second worker
+        # process would have.
+        queue = PostgresTaskQueue(
+            dsn=postgres_dsn,
+            schema=conformance_schema,
+            queue_name=name,
+            visibility_timeout=lease_seconds,
+        )
+        made.append(queue)
+        return queue
+
+    yield factory
+    cleaner = PostgresTaskQueue(dsn=postgres_dsn, schema=conformance_schema, queue_name=name)
+    await cleaner.clear()
+    await cleaner.close()
+    for queue in made:
+        await queue.close()
+
+
+class TestPostgresQueueConformance(QueueConformance):
+    pass
