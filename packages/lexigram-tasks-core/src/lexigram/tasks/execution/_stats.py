@@ -1,0 +1,115 @@
+"""`TaskWorkerServices` and `WorkerJobStats`: what a worker is given and what it counts."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lexigram.contracts.tasks import (
+    HookRegistryProtocol,
+    JobResult,
+    ProgressTrackerProtocol,
+    RateLimiterProtocol,
+    TaskManagerProtocol,
+)
+from lexigram.tasks.dlq import DeadLetterQueue, PersistentDeadLetterQueue
+from lexigram.tasks.progress import ProgressStore
+from lexigram.tasks.results import ResultStore
+
+
+@dataclass
+class TaskWorkerServices:
+    """Optional infrastructure services injected into a `TaskWorker`.
+
+    Groups the optional dependencies so that the worker's constructor stays focused on
+    the mandatory ones. Every field defaults to None; omitted services degrade
+    gracefully (a worker without a DLQ creates an in-memory `DeadLetterQueue`).
+
+    Attributes:
+        container: DI container for resolving handler parameters (``await
+            container.resolve(T)``).
+        dead_letter_queue: DLQ for permanently failed jobs (`DeadLetterQueue` or
+            `PersistentDeadLetterQueue`).
+        result_store: Store for job results.
+        progress_store: Store for the progress handlers report.
+        dashboard: Observability dashboard (anything with `record_execution(...)`).
+        retry_policy: Retry delay policy: an object with `compute_delay(attempt)` or
+            `get_delay(attempt)` returning seconds; overrides `TaskWorkerConfig.retry`.
+        task_manager: Task manager that tracks the worker's background tasks.
+        idempotency_manager: Manager for at-most-once job execution (kept for the
+            provider; the worker does not call it).
+        logger: Logger to use instead of the module's.
+        hooks: Hook registry that receives "task.started"/"task.completed"/"task.failed".
+        rate_limiter: Token bucket consulted before jobs are taken from the queue.
+        progress_tracker: Live progress tracker that handlers' progress is broadcast to;
+            the worker also publishes each job's terminal state to it.
+    """
+
+    container: Any = None
+    dead_letter_queue: DeadLetterQueue | PersistentDeadLetterQueue | None = None
+    result_store: ResultStore | None = None
+    progress_store: ProgressStore | None = None
+    dashboard: Any = None
+    retry_policy: Any = None
+    task_manager: TaskManagerProtocol | None = None
+    idempotency_manager: Any = None
+    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None
+    hooks: HookRegistryProtocol | None = None
+    rate_limiter: RateLimiterProtocol | None = None
+    progress_tracker: ProgressTrackerProtocol | None = None
+
+
+@dataclass
+class WorkerJobStats:
+    """Worker statistics for monitoring performance.
+
+    Every execution attempt is recorded (a job that fails twice and then succeeds
+    counts 3 processed, 2 failed, 1 succeeded).
+
+    Attributes:
+        worker_id: The worker these numbers belong to.
+        jobs_processed: Execution attempts finished.
+        jobs_succeeded: Attempts that succeeded.
+        jobs_failed: Attempts that failed (retried or dead-lettered).
+        total_processing_time: Seconds spent in handlers.
+        average_processing_time: Mean seconds per attempt.
+        started_at: When the stats began (epoch seconds).
+        last_activity: When the last attempt finished.
+        jobs_retried: Failed attempts sent back for a retry.
+        jobs_dead_lettered: Jobs sent to the dead-letter queue.
+        jobs_cancelled: Jobs whose handler was cancelled because their lease was lost.
+    """
+
+    worker_id: str
+    jobs_processed: int = 0
+    jobs_succeeded: int = 0
+    jobs_failed: int = 0
+    total_processing_time: float = 0.0
+    average_processing_time: float = 0.0
+    started_at: float = field(default_factory=time.time)
+    last_activity: float = field(default_factory=time.time)
+    jobs_retried: int = 0
+    jobs_dead_lettered: int = 0
+    jobs_cancelled: int = 0
+
+    @property
+    def uptime(self) -> float:
+        """Get worker uptime in seconds."""
+        return time.time() - self.started_at
+
+    def record_job(self, result: JobResult) -> None:
+        """Record job execution statistics.
+
+        Args:
+            result: The attempt's result.
+        """
+        self.jobs_processed += 1
+        if result.success:
+            self.jobs_succeeded += 1
+        else:
+            self.jobs_failed += 1
+        self.total_processing_time += result.duration
+        self.average_processing_time = self.total_processing_time / self.jobs_processed
+        self.last_activity = time.time()

@@ -1,0 +1,427 @@
+"""`TaskWorker`: one consume loop that runs up to `max_concurrent_tasks` jobs at once.
+
+The loop takes only as many jobs as it has free slots (batch dequeue, never more),
+starts each as an asyncio task and, when full, sleeps until a job finishes. One
+heartbeat task per worker extends the leases of every running job; one timer per
+worker enforces timeouts (re-armed for the earliest deadline), so the per-job cost
+is a dict entry and a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from lexigram.contracts.tasks import Job, TaskQueueProtocol
+from lexigram.tasks.config import TaskWorkerConfig
+from lexigram.tasks.dlq import DeadLetterQueue
+from lexigram.tasks.execution._registry import HandlerRegistry
+from lexigram.tasks.execution._running import (
+    LEASE_LOST,
+    STOP,
+    TIMEOUT,
+    JobExecution,
+    Running,
+)
+from lexigram.tasks.execution._stats import TaskWorkerServices, WorkerJobStats
+from lexigram.tasks.middleware import TaskMiddlewarePipeline
+from lexigram.tasks.progress import ProgressTracker
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_LEASE = 30.0
+# Seconds stop() gives cancelled handlers to unwind and nack before it gives up on them.
+_CANCEL_GRACE = 5.0
+# Longest pause after a failing dequeue (backend down), doubling from 0.1 s.
+_MAX_ERROR_BACKOFF = 5.0
+# Timer slack: asyncio may fire a timer a hair early; treat deadlines this close as due.
+_DEADLINE_SLACK = 1e-3
+
+
+def _lookup_of(handlers: Any) -> Callable[[str], Any]:
+    get = getattr(handlers, "get", None)
+    if callable(get):
+        return get  # type: ignore[no-any-return]
+    get_handler = getattr(handlers, "get_handler", None)
+    if callable(get_handler):
+        return get_handler  # type: ignore[no-any-return]
+    msg = (
+        f"handler_registry must be a dict of task name -> handler or a HandlerRegistry, got "
+        f"{type(handlers).__name__}. Pass e.g. {{'send_email': send_email}}."
+    )
+    raise TypeError(msg)
+
+
+class TaskWorker(JobExecution):
+    """Individual task worker: consumes one queue and runs jobs with registered handlers.
+
+    Each job runs in its own asyncio task, up to `config.max_concurrent_tasks` at once;
+    sync handlers run in a bounded thread pool. Whatever a handler does (raise any
+    exception type, time out, never return), the job ends in `ack` (success or
+    dead-lettered), `retry_later` (retry with backoff) or `nack(requeue=True)` (worker
+    stopping), or loses its lease and is left to the queue; the worker itself never
+    dies on bad input.
+
+    Args:
+        worker_id: Unique worker identifier.
+        queue: Queue to pull jobs from.
+        handler_registry: Dict of task name -> handler, or a `HandlerRegistry`;
+            looked up per job, so handlers registered later are seen.
+        config: Worker configuration (`TaskWorkerConfig()` when omitted).
+        services: Optional infrastructure services (DLQ, result store, ...).
+        middleware_pipeline: Optional middleware around every execution.
+
+    Example:
+        worker = TaskWorker("worker-1", queue, handlers)
+        await worker.start()
+        # ... worker processes jobs ...
+        await worker.stop()
+    """
+
+    def __init__(
+        self,
+        worker_id: str,
+        queue: TaskQueueProtocol,
+        handler_registry: Mapping[str, Callable[..., Any]] | HandlerRegistry,
+        config: TaskWorkerConfig | None = None,
+        services: TaskWorkerServices | None = None,
+        *,
+        middleware_pipeline: TaskMiddlewarePipeline | None = None,
+    ) -> None:
+        services = services if services is not None else TaskWorkerServices()
+        self.worker_id = worker_id
+        self.queue = queue
+        self.handlers = handler_registry
+        self.config = config if config is not None else TaskWorkerConfig()
+        self.services = services
+        self.stats = WorkerJobStats(worker_id=worker_id)
+        self.running = False
+        self.current_job: Job | None = None
+        self.dlq = (
+            services.dead_letter_queue
+            if services.dead_letter_queue is not None
+            else DeadLetterQueue()
+        )
+        self.result_store = services.result_store
+        self.progress_store = services.progress_store
+        self.dashboard = services.dashboard
+        self.logger = (
+            services.logger
+            if services.logger is not None
+            else logging.LoggerAdapter(logger, {"worker_id": worker_id})
+        )
+        self._lookup = _lookup_of(handler_registry)
+        self._pipeline = middleware_pipeline if middleware_pipeline else None
+        self._hooks = services.hooks
+        self._progress_tracker = services.progress_tracker
+        self._container = services.container
+        self._retry_policy = services.retry_policy
+        self._rate_limiter = services.rate_limiter
+        self._executor: ThreadPoolExecutor | None = None
+        self._in_flight: dict[str, Running] = {}
+        lease = getattr(queue, "visibility_timeout", _DEFAULT_LEASE)
+        self._lease = float(lease) if isinstance(lease, int | float) and lease > 0 else 30.0
+        self._loop_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._slot_free = asyncio.Event()
+        self._interruptible = False
+        self._credits = 0
+        self._deadline_handle: asyncio.TimerHandle | None = None
+        self._deadline_at = math.inf
+        self._stop_lock = asyncio.Lock()
+        self._stop_requested = False
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskWorker({self.worker_id!r}, running={self.running}, "
+            f"in_flight={len(self._in_flight)})"
+        )
+
+    # -- public API ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start consuming in background tasks; returns at once (no-op when running)."""
+        if self.running:
+            return
+        self.running = True
+        self._stop_requested = False
+        self.stats.started_at = time.time()
+        manager = self.services.task_manager
+        consume, beat = self._consume(), self._heartbeat()
+        if manager is not None:
+            self._loop_task = manager.track_named(f"lexigram.tasks.{self.worker_id}", consume)
+            self._heartbeat_task = manager.track_named(
+                f"lexigram.tasks.{self.worker_id}.heartbeat", beat
+            )
+        else:
+            self._loop_task = asyncio.create_task(consume, name=f"lexigram.tasks.{self.worker_id}")
+            self._heartbeat_task = asyncio.create_task(
+                beat, name=f"lexigram.tasks.{self.worker_id}.heartbeat"
+            )
+
+    async def stop(self, drain: bool = False, timeout: float | None = 30.0) -> None:
+        """Stop taking jobs, then finish or release the running ones.
+
+        Args:
+            drain: Wait for running jobs to finish (up to `timeout`) before cancelling
+                the rest; False cancels them now.
+            timeout: Seconds to wait when draining (None: as long as it takes).
+
+        Cancelled jobs are nacked with ``requeue=True`` so another worker runs them.
+        """
+        async with self._stop_lock:
+            if self._loop_task is None:
+                self.running = False
+                return
+            self.running = False
+            self._stop_requested = True
+            self._slot_free.set()
+            if self._interruptible:
+                self._loop_task.cancel()
+            await asyncio.wait({self._loop_task})
+            self._loop_task = None
+            if drain and self._in_flight:
+                await asyncio.wait(self._tasks(), timeout=timeout)
+            await self._cancel_running()
+            self._shutdown_background()
+
+    def get_stats(self) -> WorkerJobStats:
+        """Get worker statistics."""
+        return self.stats
+
+    def is_busy(self) -> bool:
+        """Check if the worker currently has a job in progress."""
+        return bool(self._in_flight)
+
+    @property
+    def in_flight(self) -> int:
+        """Number of jobs this worker is running now."""
+        return len(self._in_flight)
+
+    def get_progress_tracker(self, job_id: str) -> ProgressTracker | None:
+        """Get a `ProgressTracker` for a job (opt-in for handlers).
+
+        Returns:
+            A tracker writing to the worker's progress store (and live tracker), or
+            None when neither is configured.
+        """
+        entry = self._in_flight.get(job_id)
+        if entry is not None and (self.progress_store or self._progress_tracker):
+            return self._tracker_for(entry)
+        if self.progress_store is None and self._progress_tracker is None:
+            return None
+        return ProgressTracker(job_id, self.progress_store, tracker=self._progress_tracker)
+
+    def _handler_names(self) -> list[str]:
+        try:
+            return [str(name) for name in self.handlers]
+        except TypeError:
+            return []
+
+    # -- the consume loop ------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        backoff = 0.1
+        while self.running:
+            try:
+                await self._consume_once()
+                backoff = 0.1
+            except asyncio.CancelledError:
+                if not self._stop_requested:
+                    raise  # cancelled from outside: stop consuming
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()  # stop() interrupted an idle wait
+                return
+            except Exception:
+                self.logger.exception(
+                    "Worker %s could not take jobs from the queue; retrying in %.1f s.",
+                    self.worker_id,
+                    backoff,
+                )
+                await self._pause(backoff)
+                backoff = min(backoff * 2, _MAX_ERROR_BACKOFF)
+
+    async def _consume_once(self) -> None:
+        free = self.config.max_concurrent_tasks - len(self._in_flight)
+        if free <= 0:
+            self._slot_free.clear()
+            await self._slot_free.wait()
+            return
+        if self._rate_limiter is not None:
+            free = await self._take_tokens(free)
+        jobs = await self.queue.dequeue_batch(free)
+        if not jobs:
+            self._interruptible = True
+            try:
+                jobs = await self.queue.dequeue_batch(free, timeout=self.config.poll_interval)
+            finally:
+                self._interruptible = False
+        if self._rate_limiter is not None:
+            self._credits -= len(jobs)
+        if not jobs:
+            return
+        if not self.running:  # stop() began while the jobs were being leased
+            for job in jobs:
+                await self._release(job)
+            return
+        for job in jobs:
+            self._start_job(job)
+
+    async def _take_tokens(self, free: int) -> int:
+        """Hold up to `free` rate-limit tokens; wait for the first one if none is held."""
+        limiter = self._rate_limiter
+        if limiter is None:
+            return free
+        if self._credits <= 0:
+            self._interruptible = True
+            try:
+                await limiter.acquire()
+            finally:
+                self._interruptible = False
+            self._credits = 1
+        while self._credits < free and await limiter.try_acquire():
+            self._credits += 1
+        return min(self._credits, free)
+
+    async def _pause(self, seconds: float) -> None:
+        self._interruptible = True
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self._interruptible = False
+
+    def _start_job(self, job: Job) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self.config.enforce_timeout:
+            deadline = now + self._effective_timeout(job)
+            if self._deadline_handle is None or deadline < self._deadline_at:
+                self._arm_deadline(loop, deadline)
+        else:
+            deadline = math.inf
+        entry = Running(job, now, deadline)
+        self._in_flight[job.id] = entry
+        self.current_job = job
+        entry.task = loop.create_task(self._run_job(entry))
+
+    async def _run_job(self, entry: Running) -> None:
+        started = time.perf_counter()
+        try:
+            data = await self._invoke(entry)
+        except asyncio.CancelledError as exc:
+            entry.settling = True
+            await self._after_cancel(entry, exc, started)
+        except BaseException as exc:
+            entry.settling = True
+            await self._after_error(entry, exc, started)
+        else:
+            entry.settling = True
+            if entry.reason is None:
+                await self._settle_success(entry, data, started)
+            else:  # the handler swallowed the worker's cancellation
+                await self._after_cancel(entry, asyncio.CancelledError(), started)
+        finally:
+            job_id = entry.job.id
+            if self._in_flight.get(job_id) is entry:
+                del self._in_flight[job_id]
+            if self.current_job is entry.job:
+                self.current_job = None
+            self._slot_free.set()
+
+    # -- timeouts and leases ---------------------------------------------------------
+
+    def _arm_deadline(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        if self._deadline_handle is not None:
+            self._deadline_handle.cancel()
+        self._deadline_at = deadline
+        self._deadline_handle = loop.call_at(deadline, self._expire_deadlines)
+
+    def _expire_deadlines(self) -> None:
+        self._deadline_handle = None
+        self._deadline_at = math.inf
+        loop = asyncio.get_running_loop()
+        due = loop.time() + _DEADLINE_SLACK
+        earliest = math.inf
+        for entry in self._in_flight.values():
+            if entry.settling or entry.reason is not None:
+                continue
+            if entry.deadline <= due:
+                self._interrupt(entry, TIMEOUT)
+            elif entry.deadline < earliest:
+                earliest = entry.deadline
+        if earliest != math.inf:
+            self._arm_deadline(loop, earliest)
+
+    async def _heartbeat(self) -> None:
+        """Extend the lease of every running job every lease/3 seconds."""
+        interval = self._lease / 3.0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._renew_leases(interval)
+            except Exception:
+                self.logger.exception("Heartbeat of worker %s failed.", self.worker_id)
+
+    async def _renew_leases(self, interval: float) -> None:
+        loop = asyncio.get_running_loop()
+        for entry in list(self._in_flight.values()):
+            now = loop.time()
+            # A lease taken less than half an interval ago still has over 2/3 left.
+            if entry.settling or now - entry.renewed < interval / 2:
+                continue
+            try:
+                kept = await self.queue.extend_lease(entry.job.id)
+            except Exception:
+                self.logger.exception("Extending the lease of job %s failed.", entry.job.id)
+                continue
+            if kept:
+                entry.renewed = now
+            else:
+                self._interrupt(entry, LEASE_LOST)
+
+    @staticmethod
+    def _interrupt(entry: Running, reason: str) -> None:
+        """Cancel a running handler for `reason`, unless it already finished."""
+        if entry.settling or entry.reason is not None or entry.task is None:
+            return
+        entry.reason = reason
+        entry.task.cancel()
+
+    # -- stopping --------------------------------------------------------------------
+
+    def _tasks(self) -> set[asyncio.Task[None]]:
+        return {entry.task for entry in self._in_flight.values() if entry.task is not None}
+
+    async def _cancel_running(self) -> None:
+        for entry in list(self._in_flight.values()):
+            self._interrupt(entry, STOP)
+        tasks = self._tasks()
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=_CANCEL_GRACE)
+        for task in pending:
+            self.logger.warning(
+                "A job of worker %s ignored cancellation for %.0f s; its lease will expire "
+                "and it will be delivered again (%r).",
+                self.worker_id,
+                _CANCEL_GRACE,
+                task,
+            )
+
+    def _shutdown_background(self) -> None:
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            self._heartbeat_task = None
+        if self._deadline_handle is not None:
+            self._deadline_handle.cancel()
+            self._deadline_handle = None
+            self._deadline_at = math.inf
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
