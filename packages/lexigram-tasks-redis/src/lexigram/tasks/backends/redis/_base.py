@@ -1,0 +1,96 @@
+"""Shared plumbing of the Redis stores: connector ownership, JSON, server-side time."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from lexigram.tasks.backends.redis._connection import DEFAULT_URL, RedisConnector
+from lexigram.tasks.backends.redis._keys import StoreKeys
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_lenient = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
+
+NOW_MS = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+"""
+"""Lua helper: the server's clock in epoch milliseconds (shared by every process)."""
+
+
+def dumps(value: Any, *, what: str = "value") -> str:
+    """Encode `value` as compact JSON; a non-JSON leaf is stored as its ``repr``.
+
+    Stores receive what handlers returned; refusing a result after the job already ran
+    would lose it, so an unserialisable leaf is kept as text and a warning is logged.
+    """
+    try:
+        return _encoder.encode(value)
+    except (TypeError, ValueError) as exc:
+        logger.warning(
+            "A %s is not JSON-serializable (%s); its non-JSON parts are stored as repr().",
+            what,
+            exc,
+        )
+        return _lenient.encode(value)
+
+
+def loads(raw: bytes | str) -> Any:
+    """Decode JSON written by `dumps`."""
+    return json.loads(raw)
+
+
+def ttl_ms(seconds: float | None) -> int | None:
+    """Milliseconds for PX, or None for "no expiry" (None or not positive)."""
+    if seconds is None or not seconds > 0 or not math.isfinite(seconds):
+        return None
+    return max(1, math.ceil(seconds * 1000))
+
+
+class RedisStore:
+    """Base of every Redis store: one connector (shared or owned) and a key namespace.
+
+    Args:
+        url: Redis URL, used when `connector` is not given.
+        key_prefix: First part of the store's hash tag ``{<key_prefix>:<store>}``.
+        connector: A shared `RedisConnector` (the backend object passes the queue's).
+        client: An existing redis-py asyncio client (not closed by `close`).
+    """
+
+    _store = "store"
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        key_prefix: str = "lexigram",
+        connector: RedisConnector | None = None,
+        client: Any | None = None,
+    ) -> None:
+        self._owns_connector = connector is None
+        self._connector = connector or RedisConnector(url, client=client)
+        self._key_prefix = key_prefix
+        self.namespace = StoreKeys.build(key_prefix, self._store)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(url={self._connector.masked_url!r}, "
+            f"namespace={self.namespace.tag!r})"
+        )
+
+    async def _call(self, what: str, fn: Callable[[Any], Awaitable[T]]) -> T:
+        return await self._connector.call(f"{self._store} {what}", fn)
+
+    async def close(self) -> None:
+        """Close the connection pool if this store built it; safe to call twice."""
+        if self._owns_connector:
+            await self._connector.close()

@@ -1,0 +1,303 @@
+"""One redis-py asyncio client per event loop, created lazily, and the retry policy.
+
+Every Redis call of the backend goes through `RedisConnector.call`: transient failures
+(connection refused or reset, timeouts, a server still loading its AOF, a failover in
+progress) are retried with exponential backoff for up to `retry_timeout` seconds, then
+surface as `BackendConnectionError` with the URL masked. Authentication and permission
+errors are not retried: they never heal by waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from lexigram.contracts.tasks import (
+    BackendConnectionError,
+    BackendError,
+    TaskConfigurationError,
+    mask_url,
+)
+from redis import exceptions as rexc
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_URL = "redis://localhost:6379"
+_SCHEMES = ("redis", "rediss", "unix")
+
+# Errors that can heal by waiting. AuthenticationError subclasses ConnectionError in
+# redis-py, so it is filtered out first (see `_is_transient`).
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    rexc.ConnectionError,
+    rexc.TimeoutError,
+    rexc.ReadOnlyError,
+    rexc.TryAgainError,
+    rexc.ClusterDownError,
+    rexc.MasterDownError,
+    ConnectionError,
+    TimeoutError,
+)
+_PERMANENT: tuple[type[BaseException], ...] = (
+    rexc.AuthenticationError,
+    rexc.AuthorizationError,
+    rexc.NoPermissionError,
+)
+_BACKOFF_BASE = 0.05
+_BACKOFF_CAP = 1.0
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, _TRANSIENT) and not isinstance(exc, _PERMANENT)
+
+
+def check_url(url: str) -> str:
+    """Return `url` if its scheme is one redis-py understands, else raise.
+
+    Raises:
+        TaskConfigurationError: The scheme is not redis://, rediss:// or unix://.
+    """
+    scheme = urlsplit(url).scheme
+    if scheme not in _SCHEMES:
+        msg = (
+            f"Redis URL {mask_url(url)!r} has scheme {scheme!r}. Use redis://host:port/db, "
+            "rediss://host:port/db for TLS, or unix:///path/to/redis.sock."
+        )
+        raise TaskConfigurationError(msg)
+    return url
+
+
+def _keepalive_options() -> dict[int, int]:
+    # Detect a dead peer within about a minute instead of the kernel's two hours; a
+    # blocked BLPOP on a half-open connection would otherwise hang until then.
+    opts: dict[int, int] = {}
+    for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+        const = getattr(socket, name, None)
+        if isinstance(const, int):
+            opts[const] = value
+    return opts
+
+
+class LuaScript:
+    """A Lua script run by EVALSHA, loaded on first use and again after NOSCRIPT.
+
+    The SHA1 is computed locally, so the first call on a fresh server costs one extra
+    round trip (SCRIPT LOAD) and every later call sends only the digest. A server that
+    restarted (and forgot its scripts) answers NOSCRIPT once; the script is loaded
+    again and the call repeated.
+    """
+
+    __slots__ = ("name", "sha", "text")
+
+    def __init__(self, name: str, text: str) -> None:
+        self.name = name
+        self.text = text
+        self.sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run the script on `client` with `keys` and `args`."""
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except rexc.NoScriptError:
+            await client.script_load(self.text)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+class RedisConnector:
+    """Owns a lazily created redis-py client per event loop and retries transient errors.
+
+    Creating the connector opens nothing: the client (and its pool) is built on first
+    use inside a running event loop, so a queue can be constructed at import time. A
+    client built on one loop is never used on another (asyncio connections are bound
+    to their loop); a new loop gets a new client.
+
+    Args:
+        url: ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL; ACL user and password
+            go in the URL (``redis://user:secret@host:6379/0``).
+        client: An existing ``redis.asyncio.Redis`` (or ``RedisCluster``) to use
+            instead of building one; the caller keeps ownership (it is not closed).
+        max_connections: Pool size limit (None: redis-py's default, unbounded).
+        socket_timeout: Read timeout for ordinary commands (None: no timeout).
+        socket_connect_timeout: Connect timeout in seconds.
+        retry_timeout: How long transient failures are retried before giving up.
+        client_name: CLIENT SETNAME for every connection (shows in CLIENT LIST).
+        connection_kwargs: Extra keyword arguments for ``Redis.from_url`` (TLS files,
+            ``parser_class``, ``health_check_interval``, ...).
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        client: Any | None = None,
+        max_connections: int | None = None,
+        socket_timeout: float | None = None,
+        socket_connect_timeout: float = 5.0,
+        retry_timeout: float = 15.0,
+        client_name: str | None = None,
+        connection_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.url = check_url(url)
+        self.masked_url = mask_url(url)
+        if max_connections is not None and max_connections < 1:
+            msg = f"Redis max_connections={max_connections!r} is below 1. Use None or >= 1."
+            raise TaskConfigurationError(msg)
+        if not retry_timeout >= 0:
+            msg = f"Redis retry_timeout={retry_timeout!r} is negative. Use 0 or more seconds."
+            raise TaskConfigurationError(msg)
+        self.retry_timeout = float(retry_timeout)
+        self._external = client
+        self._kwargs: dict[str, Any] = {
+            "socket_connect_timeout": socket_connect_timeout,
+            "socket_timeout": socket_timeout,
+            "socket_keepalive": True,
+            "socket_keepalive_options": _keepalive_options(),
+            # The connector owns the retry policy; redis-py retrying underneath would
+            # multiply attempts and hide the outage from our logs.
+            "retry": Retry(NoBackoff(), 0),
+        }
+        if max_connections is not None:
+            self._kwargs["max_connections"] = max_connections
+        if client_name is not None:
+            self._kwargs["client_name"] = client_name
+        self._kwargs.update(connection_kwargs or {})
+        self._client: Any | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._outage_since: float | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisConnector(url={self.masked_url!r})"
+
+    @property
+    def owns_client(self) -> bool:
+        """True when the connector built its client (and so closes it)."""
+        return self._external is None
+
+    def client(self) -> Any:
+        """Return the client for the running event loop, building it on first use."""
+        if self._external is not None:
+            return self._external
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = aioredis.Redis.from_url(self.url, **self._kwargs)
+            self._loop = loop
+        return self._client
+
+    async def call(
+        self,
+        what: str,
+        fn: Callable[[Any], Awaitable[T]],
+        *,
+        retry_timeout: float | None = None,
+    ) -> T:
+        """Run ``fn(client)``, retrying transient failures with exponential backoff.
+
+        Args:
+            what: What is being done, for logs and error messages ("enqueue", ...).
+            fn: The operation; it may be run several times, so it must be idempotent
+                or covered by leases (a lost dequeue reply leaves jobs leased until
+                their lease runs out, never lost).
+            retry_timeout: Override of the connector's retry budget in seconds.
+
+        Returns:
+            What `fn` returned.
+
+        Raises:
+            BackendConnectionError: Redis stayed unreachable for the whole budget, or
+                rejected the credentials.
+            BackendError: Redis answered with an error (a bug or a misconfiguration).
+        """
+        budget = self.retry_timeout if retry_timeout is None else retry_timeout
+        deadline: float | None = None
+        attempt = 0
+        while True:
+            try:
+                result = await fn(self.client())
+            except rexc.RedisError as exc:
+                if not _is_transient(exc):
+                    raise self._permanent_error(what, exc) from exc
+                last: BaseException = exc
+            except (ConnectionError, TimeoutError) as exc:
+                last = exc
+            else:
+                if self._outage_since is not None:
+                    self._recovered()
+                return result
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + budget
+                self._note_outage(what, last)
+            if now >= deadline:
+                msg = (
+                    f"Redis at {self.masked_url} is unreachable: {what} failed for "
+                    f"{budget:.1f} s ({type(last).__name__}: {last}). Check that the server "
+                    "is running and the URL is right; the operation can be retried."
+                )
+                raise BackendConnectionError(
+                    msg, url=self.masked_url, operation=what, transient=True
+                ) from last
+            # The first retry is immediate: a pooled connection that died with the
+            # server fails once and is replaced by a fresh one.
+            delay = 0.0 if attempt == 0 else min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1))
+            delay *= 0.5 + random.random() / 2  # noqa: S311 - jitter, not cryptography
+            attempt += 1
+            await asyncio.sleep(min(delay, max(0.0, deadline - now)))
+
+    def _permanent_error(self, what: str, exc: rexc.RedisError) -> BackendError:
+        if isinstance(exc, _PERMANENT):
+            msg = (
+                f"Redis at {self.masked_url} refused {what}: {exc}. Check the user and "
+                "password in the URL and the ACL rules of that user."
+            )
+            return BackendConnectionError(msg, url=self.masked_url, operation=what, transient=False)
+        msg = (
+            f"Redis at {self.masked_url} answered {what} with an error: "
+            f"{type(exc).__name__}: {exc}. This is a bug or a server misconfiguration "
+            "(e.g. a key of another type under our key prefix); report it with this message."
+        )
+        return BackendError(msg, url=self.masked_url, operation=what)
+
+    def _note_outage(self, what: str, exc: BaseException) -> None:
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            logger.warning(
+                "Redis at %s unreachable during %s (%s: %s); retrying with backoff.",
+                self.masked_url,
+                what,
+                type(exc).__name__,
+                exc,
+            )
+
+    def _recovered(self) -> None:
+        since = self._outage_since
+        self._outage_since = None
+        if since is not None:
+            logger.warning(
+                "Redis at %s reachable again after %.2f s.",
+                self.masked_url,
+                time.monotonic() - since,
+            )
+
+    async def close(self) -> None:
+        """Close the client this connector built (an injected client is left open)."""
+        client, self._client = self._client, None
+        loop, self._loop = self._loop, None
+        if client is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - close() is async, a loop always runs
+            return
+        if loop is running:
+            await client.aclose()

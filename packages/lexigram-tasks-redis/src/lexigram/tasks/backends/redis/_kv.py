@@ -1,0 +1,152 @@
+"""Key-value stores on Redis: idempotency records and the platform cache."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lexigram.tasks.backends.redis._base import RedisStore, dumps, loads, ttl_ms
+from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
+from lexigram.tasks.backends.redis._keys import check_name, glob_escape
+
+# KEYS: record. ARGV: json, ttl ms (0 = none). Returns the existing record or nil.
+_SET_IF_ABSENT = LuaScript(
+    "idempotency_set_if_absent",
+    """
+local existing = redis.call('GET', KEYS[1])
+if existing then return existing end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return false
+""",
+)
+
+
+class RedisIdempotencyStore(RedisStore):
+    """`IdempotencyStoreProtocol` on Redis: JSON records under keys with a TTL.
+
+    `set_if_absent` is one script (read and write atomically), so two processes
+    submitting the same key concurrently see exactly one winner.
+
+    Args:
+        url: Redis URL (when no `connector` is given).
+        key_prefix: Namespace ``{<key_prefix>:idempotency}``.
+        connector: Shared connection owner.
+        client: Existing redis-py asyncio client.
+    """
+
+    _store = "idempotency"
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        key_prefix: str = "lexigram",
+        connector: RedisConnector | None = None,
+        client: Any | None = None,
+    ) -> None:
+        super().__init__(url, key_prefix=key_prefix, connector=connector, client=client)
+
+    def _key(self, key: str) -> str:
+        return self.namespace.key("k", key)
+
+    async def set_if_absent(
+        self, key: str, record: Mapping[str, Any], ttl: float
+    ) -> dict[str, Any] | None:
+        """Store `record` unless `key` exists; return the existing record, or None if stored.
+
+        A `ttl` that is not positive stores the record without expiry.
+        """
+        args = (dumps(dict(record), what=f"idempotency record {key!r}"), ttl_ms(ttl) or 0)
+        keys = (self._key(key),)
+        raw = await self._call("set_if_absent", lambda c: _SET_IF_ABSENT(c, keys, args))
+        return None if raw is None else dict(loads(raw))
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        """Return the record for `key`, or None."""
+        raw = await self._call("get", lambda c: c.get(self._key(key)))
+        return None if raw is None else dict(loads(raw))
+
+    async def update(self, key: str, record: Mapping[str, Any], ttl: float) -> None:
+        """Replace the record for `key` (with a fresh `ttl`)."""
+        data = dumps(dict(record), what=f"idempotency record {key!r}")
+        await self._call("update", lambda c: c.set(self._key(key), data, px=ttl_ms(ttl)))
+
+    async def delete(self, key: str) -> bool:
+        """Delete the record; True if it existed."""
+        return bool(await self._call("delete", lambda c: c.delete(self._key(key))))
+
+
+class RedisCacheBackend(RedisStore):
+    """`CacheBackendProtocol` on Redis: string values with optional TTLs.
+
+    Cache keys carry no hash tag (``<key_prefix>:cache:<key>``): every operation
+    touches one key, so on Redis Cluster the cache spreads over all slots.
+
+    Args:
+        url: Redis URL (when no `connector` is given).
+        key_prefix: Prefix of every cache key.
+        connector: Shared connection owner.
+        client: Existing redis-py asyncio client.
+    """
+
+    _store = "cache"
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        key_prefix: str = "lexigram",
+        connector: RedisConnector | None = None,
+        client: Any | None = None,
+    ) -> None:
+        super().__init__(url, key_prefix=key_prefix, connector=connector, client=client)
+        self._prefix = f"{check_name('key prefix', key_prefix)}:cache:"
+
+    def _key(self, key: str) -> str:
+        return self._prefix + key
+
+    async def get(self, key: str) -> str | None:
+        """Return the value, or None if absent or expired."""
+        raw = await self._call("get", lambda c: c.get(self._key(key)))
+        return None if raw is None else bytes(raw).decode()
+
+    async def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        """Store a value, expiring after `ttl` seconds when given (<= 0: already expired)."""
+        if ttl is not None and not ttl > 0:
+            await self.delete(key)
+            return
+        await self._call("set", lambda c: c.set(self._key(key), value, px=ttl_ms(ttl)))
+
+    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
+        """Store a value only if the key is absent; True if stored."""
+        if ttl is not None and not ttl > 0:
+            return not await self.exists(key)
+        stored = await self._call(
+            "set_if_absent", lambda c: c.set(self._key(key), value, nx=True, px=ttl_ms(ttl))
+        )
+        return bool(stored)
+
+    async def delete(self, key: str) -> bool:
+        """Delete a key; True if it existed."""
+        return bool(await self._call("delete", lambda c: c.delete(self._key(key))))
+
+    async def exists(self, key: str) -> bool:
+        """Return True if the key is present."""
+        return bool(await self._call("exists", lambda c: c.exists(self._key(key))))
+
+    async def keys(self, prefix: str) -> list[str]:
+        """Return the keys that start with `prefix` (SCAN, never KEYS), sorted."""
+        pattern = glob_escape(self._key(prefix)) + "*"
+        skip = len(self._prefix)
+
+        async def run(client: Any) -> list[str]:
+            found = [
+                raw.decode()[skip:] async for raw in client.scan_iter(match=pattern, count=1000)
+            ]
+            return sorted(set(found))
+
+        return await self._call("keys", run)

@@ -1,0 +1,184 @@
+"""`ProgressTrackerProtocol` on Redis: snapshots in keys, live updates over pub/sub.
+
+Every change writes the snapshot and publishes it in one script, so a subscriber in
+any process sees each change. A subscriber subscribes first and reads the stored
+snapshot second, so nothing published in between is missed (a duplicate is dropped);
+one that arrives after the end gets the terminal snapshot once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from lexigram.contracts.tasks import BackendConnectionError, ProgressSnapshot, ProgressStatus
+from lexigram.tasks.backends.redis._base import RedisStore, dumps, loads, ttl_ms
+from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
+from redis import exceptions as rexc
+
+logger = logging.getLogger(__name__)
+
+_TERMINAL = (ProgressStatus.COMPLETE, ProgressStatus.FAILED)
+_RESUBSCRIBE_DELAY = 0.2
+
+# KEYS: snapshot. ARGV: json, ttl ms (0 = none), channel.
+_PUBLISH = LuaScript(
+    "progress_publish",
+    """
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', ARGV[3], ARGV[1])
+return 1
+""",
+)
+
+
+class RedisProgressTracker(RedisStore):
+    """Track task progress in Redis and stream it live to subscribers in any process.
+
+    Args:
+        url: Redis URL (when no `connector` is given).
+        key_prefix: Namespace ``{<key_prefix>:tracker}``.
+        ttl: Seconds a snapshot is kept after its last change.
+        connector: Shared connection owner.
+        client: Existing redis-py asyncio client.
+    """
+
+    _store = "tracker"
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        key_prefix: str = "lexigram",
+        ttl: float = 86400.0,
+        connector: RedisConnector | None = None,
+        client: Any | None = None,
+    ) -> None:
+        super().__init__(url, key_prefix=key_prefix, connector=connector, client=client)
+        self._ttl_ms = ttl_ms(ttl) or 0
+
+    def _key(self, task_id: str) -> str:
+        return self.namespace.key("s", task_id)
+
+    def _channel(self, task_id: str) -> str:
+        return self.namespace.key("c", task_id)
+
+    async def _publish(self, snapshot: ProgressSnapshot) -> None:
+        data = dumps(snapshot.to_dict(), what=f"progress of task {snapshot.task_id}")
+        keys = (self._key(snapshot.task_id),)
+        args = (data, self._ttl_ms, self._channel(snapshot.task_id))
+        await self._call("publish", lambda c: _PUBLISH(c, keys, args))
+
+    async def update(self, task_id: str, current: int, total: int, message: str = "") -> None:
+        """Record incremental progress for a task and broadcast it."""
+        await self._publish(
+            ProgressSnapshot(
+                task_id=task_id,
+                current=current,
+                total=total,
+                status=ProgressStatus.RUNNING,
+                message=message,
+            )
+        )
+
+    async def complete(self, task_id: str, result: str = "") -> None:
+        """Mark a task completed (current = total) and end its subscriptions."""
+        last = await self.get(task_id)
+        total = last.total if last is not None else 0
+        current = total if total > 0 else (last.current if last is not None else 0)
+        await self._publish(
+            ProgressSnapshot(
+                task_id=task_id,
+                current=current,
+                total=total,
+                status=ProgressStatus.COMPLETE,
+                message=result,
+            )
+        )
+
+    async def fail(self, task_id: str, error: str) -> None:
+        """Mark a task failed and end its subscriptions."""
+        last = await self.get(task_id)
+        await self._publish(
+            ProgressSnapshot(
+                task_id=task_id,
+                current=last.current if last is not None else 0,
+                total=last.total if last is not None else 0,
+                status=ProgressStatus.FAILED,
+                message=last.message if last is not None else "",
+                error=error,
+            )
+        )
+
+    async def get(self, task_id: str) -> ProgressSnapshot | None:
+        """Return the most recent snapshot, or None if the task is unknown."""
+        raw = await self._call("get", lambda c: c.get(self._key(task_id)))
+        return None if raw is None else ProgressSnapshot.from_dict(loads(raw))
+
+    def subscribe(self, task_id: str) -> AsyncIterator[ProgressSnapshot]:
+        """Return an async iterator of snapshots for `task_id` (not a coroutine).
+
+        It yields the current snapshot (if any), then one per change, and ends after
+        COMPLETE or FAILED. A lost connection is re-established; the stored snapshot
+        is re-read then, so the iterator never ends on a missed terminal update.
+        """
+        return self._follow(task_id)
+
+    async def _follow(self, task_id: str) -> AsyncIterator[ProgressSnapshot]:
+        channel = self._channel(task_id)
+        last: ProgressSnapshot | None = None
+        outage_since: float | None = None
+        while True:
+            pubsub = self._connector.client().pubsub(ignore_subscribe_messages=True)
+            try:
+                try:
+                    await pubsub.subscribe(channel)
+                    current = await self.get(task_id)
+                    if current is not None and current != last:
+                        last = current
+                        yield current
+                        if current.status in _TERMINAL:
+                            return
+                    outage_since = None
+                    async for message in pubsub.listen():
+                        if message.get("type") != "message":
+                            continue
+                        snapshot = ProgressSnapshot.from_dict(loads(message["data"]))
+                        if snapshot == last:
+                            continue
+                        last = snapshot
+                        yield snapshot
+                        if snapshot.status in _TERMINAL:
+                            return
+                except (rexc.ConnectionError, rexc.TimeoutError) as exc:
+                    now = time.monotonic()
+                    outage_since = outage_since or now
+                    if now - outage_since > self._connector.retry_timeout:
+                        msg = (
+                            f"Progress subscription to task {task_id!r} could not reach Redis at "
+                            f"{self._connector.masked_url} for {now - outage_since:.1f} s ({exc}). "
+                            "Check the server; subscribe again once it is back."
+                        )
+                        raise BackendConnectionError(msg) from exc
+                    logger.warning(
+                        "Progress subscription to %s lost its connection (%s); resubscribing.",
+                        task_id,
+                        exc,
+                    )
+                    await asyncio.sleep(_RESUBSCRIBE_DELAY)
+            finally:
+                await _close_pubsub(pubsub)
+
+
+async def _close_pubsub(pubsub: Any) -> None:
+    try:
+        await pubsub.aclose()
+    except (rexc.RedisError, OSError):  # the connection is already gone; nothing to free
+        logger.debug("Closing a progress subscription failed; ignored.", exc_info=True)

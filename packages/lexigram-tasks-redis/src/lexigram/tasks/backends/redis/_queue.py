@@ -1,0 +1,620 @@
+"""`RedisTaskQueue`: the whole `TaskQueueProtocol` on Redis, one Lua script per change.
+
+See `_scripts.py` for the data model and docs/backends/redis.md for the operator view.
+Hot paths cost one round trip: `enqueue` (idempotency, dedupe and placement in one
+script), `dequeue_batch` (promote due delayed jobs, reclaim expired leases and lease up
+to N jobs, returning their payloads), `ack` (concurrent acks share one script call).
+An idle consumer blocks on BLPOP of the queue's notify list, never in a sleep loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from lexigram.contracts.tasks import (
+    BackendConnectionError,
+    Err,
+    HookRegistryProtocol,
+    Job,
+    JobStatus,
+    Ok,
+    QueueFullError,
+    Result,
+    TaskConfigurationError,
+    TaskDecodeError,
+    TaskQueueError,
+    TaskValidationError,
+    decode_job,
+    encode_job,
+    make_poison_job,
+)
+from lexigram.tasks.backends.redis import _scripts as lua
+from lexigram.tasks.backends.redis._batch import GroupCommit
+from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
+from lexigram.tasks.backends.redis._keys import QueueKeys
+
+logger = logging.getLogger(__name__)
+
+_QUEUED_ACTION = "task.queued"
+_ENQUEUE_BATCH = 500  # jobs per enqueue script call: a few ms of server time at most
+_ACK_BATCH = 1000
+_SCAN_LIMIT = 1000  # delayed promotions / lease reclaims per dequeue call
+_MIN_BLOCK = 0.001  # Redis blocks with millisecond resolution
+_MAX_BLOCK = 30.0  # safety net: re-check the queue at least this often while idle
+_BLOCK_GRACE = 5.0  # client-side bound on a BLPOP beyond its server-side timeout
+_DEQUEUE_OUTAGE_BUDGET = 1.0  # seconds a consumer waits on a dead server per call
+_STATUS_MODES = {
+    JobStatus.PENDING: "waiting",
+    JobStatus.RUNNING: "running",
+    JobStatus.RETRYING: "retrying",
+}
+
+_Entry = tuple[str, bytes, int, int, str, int, int, str]
+
+
+def _positive(name: str, value: float) -> float:
+    if not value > 0 or not math.isfinite(value):
+        msg = f"RedisTaskQueue {name}={value!r} is not a positive number of seconds. Use e.g. 30.0."
+        raise TaskConfigurationError(msg)
+    return float(value)
+
+
+class RedisTaskQueue:
+    """Task queue on Redis implementing the whole `TaskQueueProtocol` (design §3).
+
+    At-least-once delivery with leases, priority then FIFO, delayed jobs that never
+    block ready ones, idempotency keys, and automatic reclaim of expired leases. Every
+    state change is one Lua script, so a job is always in exactly one of the ready,
+    delayed and in-flight structures. All keys of a queue share the hash tag
+    ``{<key_prefix>:<queue_name>}``, so it runs unchanged on Redis Cluster.
+
+    Creating the object does not connect: the connection pool is built on first use,
+    so the queue can be created at import time (e.g. in a module declaration).
+
+    Args:
+        redis_url: ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL; ACL user and
+            password go in the URL (``redis://user:secret@host:6379/0``).
+        queue_name: Name of the queue.
+        url: Alias of `redis_url` (the seed's examples write ``RedisTaskQueue(url=...)``).
+        key_prefix: First part of every key's hash tag.
+        visibility_timeout: Lease length in seconds; a job not acked, nacked or
+            extended within it is delivered again.
+        idempotency_ttl: Seconds an idempotency key stays held after its job was
+            enqueued (it is also held for as long as that job is in the queue).
+        max_size: Most jobs that may wait at once (None: no limit); `enqueue` beyond
+            it returns ``Err(QueueFullError)``.
+        client: An existing ``redis.asyncio.Redis`` (or ``RedisCluster``) client to use
+            instead of building one from the URL; it is not closed by `close`.
+        max_connections: Connection pool limit (None: unbounded). Each idle consumer
+            holds one connection while it blocks.
+        socket_timeout: Read timeout of ordinary commands in seconds (None: none).
+        socket_connect_timeout: Connect timeout in seconds.
+        retry_timeout: How long transient connection errors are retried (with
+            exponential backoff) before `BackendConnectionError` is raised.
+        connector: A shared `RedisConnector` (used by the backend object to share one
+            pool between a queue and its stores); overrides the URL and pool options.
+        connection_kwargs: Extra keyword arguments for ``redis.asyncio.Redis.from_url``
+            (TLS certificate files, ``health_check_interval``, ...).
+
+    Example:
+        queue = RedisTaskQueue(url="redis://localhost:6379/0", queue_name="emails")
+        job_id = (await queue.enqueue(Job(name="send_email", args=("a@b.c",)))).unwrap()
+        job = await queue.dequeue()
+        await queue.ack(job.id)
+    """
+
+    def __init__(
+        self,
+        redis_url: str = DEFAULT_URL,
+        queue_name: str = "tasks",
+        *,
+        url: str | None = None,
+        key_prefix: str = "lexigram",
+        visibility_timeout: float = 30.0,
+        idempotency_ttl: float = 86400.0,
+        max_size: int | None = None,
+        client: Any | None = None,
+        max_connections: int | None = None,
+        socket_timeout: float | None = None,
+        socket_connect_timeout: float = 5.0,
+        retry_timeout: float = 15.0,
+        connector: RedisConnector | None = None,
+        connection_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if url is not None and redis_url not in (DEFAULT_URL, url):
+            msg = (
+                "RedisTaskQueue got both redis_url and url with different values. "
+                "Pass only one of them (url is an alias of redis_url)."
+            )
+            raise TaskConfigurationError(msg)
+        if not idempotency_ttl >= 0:
+            msg = (
+                f"RedisTaskQueue idempotency_ttl={idempotency_ttl!r} is negative. "
+                "Use 0 or more seconds."
+            )
+            raise TaskConfigurationError(msg)
+        if max_size is not None and max_size < 1:
+            msg = f"RedisTaskQueue max_size={max_size!r} is below 1. Use None for no limit."
+            raise TaskConfigurationError(msg)
+        self._connector = connector or RedisConnector(
+            url or redis_url,
+            client=client,
+            max_connections=max_connections,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout,
+            retry_timeout=retry_timeout,
+            connection_kwargs=connection_kwargs,
+        )
+        self._queue_name = queue_name
+        self._key_prefix = key_prefix
+        self.keys = QueueKeys.build(key_prefix, queue_name)
+        self._fixed = self.keys.fixed
+        self._visibility_timeout = _positive("visibility_timeout", visibility_timeout)
+        self._lease_ms = math.ceil(self._visibility_timeout * 1000)
+        self._idem_ttl_ms = math.ceil(idempotency_ttl * 1000)
+        self._max_size = max_size or 0
+        self._hooks: HookRegistryProtocol | None = None
+        self._hook_payload: Any = None
+        # id -> delivery count this object handed out: the lease token. A consumer
+        # whose lease expired and was given to another cannot ack, nack or extend it.
+        self._tokens: dict[str, int] = {}
+        self._enqueue_commit: GroupCommit[_Entry, tuple[int, str]] = GroupCommit(
+            self._enqueue_entries, _ENQUEUE_BATCH
+        )
+        self._ack_commit: GroupCommit[tuple[str, str], None] = GroupCommit(
+            self._ack_entries, _ACK_BATCH
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiters: set[asyncio.Task[Any]] = set()
+        self._woken: set[asyncio.Task[Any]] = set()
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisTaskQueue(url={self._connector.masked_url!r}, "
+            f"queue_name={self._queue_name!r}, key_prefix={self._key_prefix!r})"
+        )
+
+    @property
+    def queue_name(self) -> str:
+        """Name of the queue this object serves."""
+        return self._queue_name
+
+    @property
+    def visibility_timeout(self) -> float:
+        """Lease length in seconds given to every dequeued job."""
+        return self._visibility_timeout
+
+    @property
+    def key_prefix(self) -> str:
+        """First part of the hash tag of every key of this queue."""
+        return self._key_prefix
+
+    @property
+    def connector(self) -> RedisConnector:
+        """The connection owner (shared with the stores of the same backend object)."""
+        return self._connector
+
+    def set_hook_registry(self, hooks: HookRegistryProtocol | None) -> None:
+        """Attach an optional hook registry; each newly added job emits ``"task.queued"``.
+
+        The payload is core's `TaskEnqueuedHook` (imported lazily: only a process that
+        runs the core, and so can pass a registry, needs it).
+        """
+        self._hooks = hooks
+        if hooks is not None and self._hook_payload is None:
+            from lexigram.tasks.hooks import TaskEnqueuedHook  # noqa: PLC0415 - optional core
+
+            self._hook_payload = TaskEnqueuedHook
+
+    # -- connection -----------------------------------------------------------------
+
+    def _check_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # Batches pending on a finished loop can never complete; start clean.
+            self._enqueue_commit.reset()
+            self._ack_commit.reset()
+            self._loop = loop
+
+    async def _run(
+        self,
+        script: LuaScript,
+        args: Sequence[Any],
+        *,
+        keys: Sequence[str] | None = None,
+        retry_timeout: float | None = None,
+    ) -> Any:
+        used = self._fixed if keys is None else keys
+        return await self._connector.call(
+            script.name,
+            lambda client: script(client, used, args),
+            retry_timeout=retry_timeout,
+        )
+
+    async def ping(self) -> bool:
+        """Return True if Redis answers (no retries); never raises."""
+        try:
+            return bool(await self._connector.client().ping())
+        except Exception:
+            return False
+
+    async def connect(self) -> None:
+        """Connect now and load the scripts (otherwise both happen on first use).
+
+        Raises:
+            BackendConnectionError: Redis stayed unreachable for `retry_timeout`.
+        """
+
+        async def load(client: Any) -> None:
+            for script in lua.QUEUE_SCRIPTS:
+                await client.script_load(script.text)
+
+        await self._connector.call("connect", load)
+
+    # -- producing ------------------------------------------------------------------
+
+    def _entry(self, job: Job) -> _Entry:
+        if job.status is not JobStatus.RETRYING:
+            job.status = JobStatus.PENDING
+        if job.queue_name is None:
+            job.queue_name = self._queue_name
+        payload = encode_job(job)
+        at = 0 if job.scheduled_at is None else math.ceil(job.scheduled_at * 1000)
+        return (
+            job.id,
+            payload,
+            job.priority,
+            at,
+            job.idempotency_key or "",
+            self._idem_ttl_ms,
+            job.delivery_count,
+            "1" if job.retry_count > 0 else "0",
+        )
+
+    async def _enqueue_entries(self, entries: list[_Entry]) -> list[tuple[int, str]]:
+        args: list[Any] = [self._max_size]
+        for entry in entries:
+            args.extend(entry)
+        raw = await self._run(lua.ENQUEUE, args)
+        return [(int(raw[i]), raw[i + 1].decode()) for i in range(0, len(raw), 2)]
+
+    def _outcome(self, job: Job, status: int, job_id: str) -> Result[str, TaskQueueError]:
+        if status >= 0:
+            return Ok(job_id)
+        msg = (
+            f"Queue {self._queue_name!r} is full ({self._max_size} jobs waiting); job "
+            f"{job.name!r} was not enqueued. Retry later, add workers, or raise max_size."
+        )
+        return Err(QueueFullError(msg, queue_name=self._queue_name, capacity=self._max_size))
+
+    @staticmethod
+    def _not_a_job(task: Any) -> Err[TaskQueueError]:
+        msg = (
+            f"RedisTaskQueue.enqueue got {type(task).__name__}, not a Job. "
+            "Build a lexigram.tasks.Job (or JobProtocol) and enqueue that."
+        )
+        return Err(TaskValidationError(msg))
+
+    async def enqueue(self, task: Any) -> Result[str, TaskQueueError]:
+        """Add a job to the queue (one round trip; concurrent calls share one).
+
+        A job id already in the queue, or an idempotency key already held, returns Ok
+        with the existing job's id and adds nothing.
+
+        Args:
+            task: The `Job` to enqueue.
+
+        Returns:
+            Ok(job_id); Err(TaskValidationError) for an invalid or non-JSON job;
+            Err(QueueFullError) when `max_size` jobs are already waiting.
+
+        Raises:
+            BackendConnectionError: Redis stayed unreachable for `retry_timeout`.
+        """
+        if not isinstance(task, Job):
+            return self._not_a_job(task)
+        try:
+            entry = self._entry(task)
+        except TaskValidationError as exc:
+            return Err(exc)
+        self._check_loop()
+        status, job_id = await self._enqueue_commit.submit(entry)
+        if status == 1 and self._hooks is not None:
+            await self._emit_queued(task)
+        return self._outcome(task, status, job_id)
+
+    async def enqueue_many(self, tasks: Sequence[Any]) -> list[Result[str, TaskQueueError]]:
+        """Add several jobs with one script call per 500; one result per job, in order."""
+        results: list[Result[str, TaskQueueError] | None] = [None] * len(tasks)
+        valid: list[tuple[int, Job, _Entry]] = []
+        for index, task in enumerate(tasks):
+            if not isinstance(task, Job):
+                results[index] = self._not_a_job(task)
+                continue
+            try:
+                valid.append((index, task, self._entry(task)))
+            except TaskValidationError as exc:
+                results[index] = Err(exc)
+        for start in range(0, len(valid), _ENQUEUE_BATCH):
+            chunk = valid[start : start + _ENQUEUE_BATCH]
+            outcomes = await self._enqueue_entries([entry for _, _, entry in chunk])
+            for (index, job, _), (status, job_id) in zip(chunk, outcomes, strict=True):
+                results[index] = self._outcome(job, status, job_id)
+                if status == 1 and self._hooks is not None:
+                    await self._emit_queued(job)
+        return [result for result in results if result is not None]
+
+    async def _emit_queued(self, job: Job) -> None:
+        if self._hooks is not None and self._hook_payload is not None:
+            payload = self._hook_payload(task_name=job.name, queue_name=self._queue_name)
+            await self._hooks.emit(_QUEUED_ACTION, payload)
+
+    # -- consuming ------------------------------------------------------------------
+
+    def _decode(self, raw_id: bytes, payload: bytes, deliveries: int) -> Job:
+        job_id = raw_id.decode()
+        try:
+            job = decode_job(payload)
+        except TaskDecodeError as exc:
+            logger.warning("Job %s in queue %r is undecodable: %s", job_id, self._queue_name, exc)
+            job = make_poison_job(job_id, payload, str(exc))
+        job.id = job_id
+        job.delivery_count = deliveries
+        job.status = JobStatus.RUNNING
+        self._tokens[job_id] = deliveries
+        return job
+
+    async def _lease(self, max_jobs: int, retry_timeout: float | None) -> tuple[int, list[Job]]:
+        raw = await self._run(
+            lua.DEQUEUE, (max_jobs, self._lease_ms, _SCAN_LIMIT), retry_timeout=retry_timeout
+        )
+        decode = self._decode
+        jobs = [decode(raw[i], raw[i + 1], int(raw[i + 2])) for i in range(1, len(raw), 3)]
+        return int(raw[0]), jobs
+
+    async def dequeue(self) -> Job | None:
+        """Lease and return the next ready job, or None when none is ready (no waiting).
+
+        Raises:
+            BackendConnectionError: Redis stayed unreachable for `retry_timeout`.
+        """
+        _, jobs = await self._lease(1, None)
+        return jobs[0] if jobs else None
+
+    async def dequeue_batch(self, max_jobs: int, *, timeout: float = 0.0) -> list[Job]:
+        """Lease up to `max_jobs` ready jobs, waiting up to `timeout` seconds for the first.
+
+        One script call promotes due delayed jobs, returns expired leases to the queue
+        and leases up to `max_jobs` jobs. When none is ready the call blocks on the
+        queue's notify list (BLPOP) until a job is enqueued or requeued, the next
+        delayed job falls due or lease expires, `close` is called, or `timeout` ends.
+
+        A lost connection does not escape to the worker: the call retries with backoff
+        for about a second and then returns an empty list, so a worker loop keeps
+        polling until Redis is back (leases cover every job that was in flight).
+
+        Returns:
+            Between 0 and `max_jobs` leased jobs.
+        """
+        if max_jobs < 1:
+            return []
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            try:
+                next_due, jobs = await self._lease(max_jobs, _DEQUEUE_OUTAGE_BUDGET)
+            except BackendConnectionError as exc:
+                if not _is_outage(exc):
+                    raise
+                return []
+            if jobs:
+                return jobs
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            block = remaining if next_due < 0 else min(remaining, next_due / 1000)
+            if block >= _MIN_BLOCK and not await self._block(min(block, _MAX_BLOCK)):
+                return []
+
+    async def _block(self, seconds: float) -> bool:
+        """BLPOP the notify list for up to `seconds`; False if `close` interrupted it."""
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - always inside a task under asyncio
+            return False
+        # Redis parses the timeout with millisecond resolution; round up so that a
+        # short wait never becomes 0 (which would mean "forever").
+        server_timeout = f"{math.ceil(seconds * 1000) / 1000:.3f}"
+        notify = self.keys.notify
+
+        async def blpop(client: Any) -> Any:
+            async with asyncio.timeout(seconds + _BLOCK_GRACE):
+                return await client.execute_command("BLPOP", notify, server_timeout)
+
+        self._waiters.add(task)
+        try:
+            await self._connector.call("wait", blpop, retry_timeout=_DEQUEUE_OUTAGE_BUDGET)
+        except asyncio.CancelledError:
+            if task in self._woken and task.uncancel() == 0:
+                return False
+            raise
+        except BackendConnectionError as exc:
+            if not _is_outage(exc):
+                raise
+            return True
+        finally:
+            self._waiters.discard(task)
+            self._woken.discard(task)
+        return True
+
+    async def extend_lease(self, task_id: str, seconds: float | None = None) -> bool:
+        """Extend the lease of an in-flight job (the worker's heartbeat).
+
+        Args:
+            task_id: The leased job's id.
+            seconds: New lease length from now; None means `visibility_timeout`.
+
+        Returns:
+            False when the job is no longer leased by this consumer: acked, deleted,
+            or its lease expired (it is then made available again at once) or was
+            handed to another consumer.
+        """
+        ms = self._lease_ms if seconds is None else max(1, math.ceil(seconds * 1000))
+        token = self._tokens.get(task_id)
+        extended = await self._run(lua.EXTEND, (task_id, "" if token is None else token, ms))
+        if not extended:
+            self._tokens.pop(task_id, None)
+        return bool(extended)
+
+    async def _ack_entries(self, entries: list[tuple[str, str]]) -> list[None]:
+        args: list[str] = []
+        for job_id, token in entries:
+            args.append(job_id)
+            args.append(token)
+        await self._run(lua.ACK, args)
+        return [None] * len(entries)
+
+    async def ack(self, task_id: str) -> None:
+        """Acknowledge successful processing; the queue forgets the job.
+
+        Only a job in flight is acked, and only by the consumer that holds its current
+        lease. Concurrent acks are sent together in one script call.
+        """
+        self._check_loop()
+        token = self._tokens.pop(task_id, None)
+        await self._ack_commit.submit((task_id, "" if token is None else str(token)))
+
+    async def nack(self, task_id: str, requeue: bool = True) -> None:
+        """Negative-acknowledge a leased job: requeue it now (behind its priority) or drop it."""
+        token = self._tokens.pop(task_id, None)
+        await self._run(
+            lua.NACK, (task_id, "" if token is None else token, "1" if requeue else "0")
+        )
+
+    async def retry_later(self, task: Job, *, delay: float = 0.0) -> None:
+        """End the lease on `task` and make it available again after `delay` seconds.
+
+        The `task` object's fields (`retry_count`, `last_error`, ...) are stored, so the
+        next delivery sees them, and its status becomes RETRYING. A job that is no
+        longer leased (acked, deleted, or handed to another consumer) is left alone.
+        """
+        task.status = JobStatus.RETRYING
+        task.scheduled_at = time.time() + delay if delay > 0 else None
+        payload = encode_job(task)
+        token = self._tokens.pop(task.id, None)
+        await self._run(
+            lua.RETRY_LATER,
+            (
+                task.id,
+                "" if token is None else token,
+                payload,
+                task.priority,
+                max(0, math.ceil(delay * 1000)),
+                "1" if task.retry_count > 0 else "0",
+            ),
+        )
+
+    # -- inspecting -----------------------------------------------------------------
+
+    async def get_task_count(self) -> int:
+        """Return the number of jobs waiting (ready, delayed or with an expired lease)."""
+        return int(await self._run(lua.COUNT, ("waiting",)))
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """Return a job the queue holds (waiting or in flight), or None.
+
+        A job in flight has status RUNNING; `delivery_count` is the current count.
+        """
+        raw = await self._run(lua.GET, (job_id,))
+        if not raw:
+            return None
+        payload, deliveries, leased = raw
+        try:
+            job = decode_job(payload)
+        except TaskDecodeError as exc:
+            job = make_poison_job(job_id, payload, str(exc))
+        job.delivery_count = int(deliveries)
+        if int(leased):
+            job.status = JobStatus.RUNNING
+        return job
+
+    async def delete_job(self, job_id: str) -> bool:
+        """Delete a waiting or in-flight job; an in-flight one is never re-delivered.
+
+        Its consumer's next `extend_lease` returns False, and its ack does nothing.
+
+        Returns:
+            True if the job existed and was deleted.
+        """
+        self._tokens.pop(job_id, None)
+        return bool(await self._run(lua.DELETE, (job_id,)))
+
+    async def count(self, queue_name: str, status: Any | None = None) -> int:
+        """Count jobs of `queue_name` (any queue under this key prefix).
+
+        `status` None counts waiting and in-flight jobs; PENDING the waiting ones
+        (ready, delayed, awaiting a retry, or with an expired lease); RETRYING those
+        waiting with retry_count > 0; RUNNING the in-flight ones. Terminal statuses
+        count 0: the queue forgets finished jobs.
+        """
+        if status is None:
+            mode = "all"
+        else:
+            found = _STATUS_MODES.get(status)
+            if found is None:
+                return 0
+            mode = found
+        keys = (
+            self._fixed
+            if queue_name == self._queue_name
+            else QueueKeys.build(self._key_prefix, queue_name).fixed
+        )
+        return int(await self._run(lua.COUNT, (mode,), keys=keys))
+
+    async def clear(self) -> None:
+        """Remove every job, waiting or in flight, and every idempotency key."""
+        keys = self.keys
+
+        async def wipe(client: Any) -> None:
+            await client.delete(*keys.fixed)
+            batch: list[Any] = []
+            async for key in client.scan_iter(match=keys.idempotency_pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= _ENQUEUE_BATCH:
+                    await client.delete(*batch)
+                    batch.clear()
+            if batch:
+                await client.delete(*batch)
+
+        await self._connector.call("clear", wipe)
+        self._tokens.clear()
+
+    async def close(self) -> None:
+        """Wake every blocked `dequeue_batch` and close the connection pool.
+
+        Safe to call twice; a later call reconnects lazily (a provider may stop and
+        start the same queue object).
+        """
+        for task in list(self._waiters):
+            self._woken.add(task)
+            task.cancel(msg="RedisTaskQueue closed")
+        if self._waiters:
+            await asyncio.sleep(0)
+        self._enqueue_commit.reset()
+        self._ack_commit.reset()
+        self._loop = None
+        await self._connector.close()
+
+    async def __aenter__(self) -> RedisTaskQueue:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def _is_outage(exc: BackendConnectionError) -> bool:
+    """True for an unreachable server (worth waiting out), False for refused credentials."""
+    return exc.details.get("transient", True) is not False

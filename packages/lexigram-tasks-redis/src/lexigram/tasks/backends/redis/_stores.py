@@ -1,0 +1,581 @@
+"""Redis versions of the result, progress, DLQ, scheduler and workflow-state stores.
+
+Each store keeps its keys under one hash tag ``{<key_prefix>:<store>}`` so that its
+multi-key scripts run on Redis Cluster; see docs/backends/redis.md for the layout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from lexigram.contracts.tasks import (
+    BackendConnectionError,
+    JobResult,
+    ProgressInfo,
+    WorkflowResult,
+    WorkflowStatus,
+    WorkflowSummary,
+)
+from lexigram.tasks.backends.redis._base import NOW_MS, RedisStore, dumps, loads, ttl_ms
+from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
+
+_WAIT_GRACE = 5.0
+_MIN_WAIT = 0.001  # Redis blocks with millisecond resolution
+
+# KEYS: result, notify, completed index, failed index. ARGV: json, ttl ms, success (1/0), id.
+_STORE_RESULT = LuaScript(
+    "store_result",
+    NOW_MS
+    + """
+local now = now_ms()
+local ttl = tonumber(ARGV[2])
+local id = ARGV[4]
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+if ARGV[3] == '1' then
+  redis.call('ZADD', KEYS[3], now, id)
+  redis.call('ZREM', KEYS[4], id)
+else
+  redis.call('ZADD', KEYS[4], now, id)
+  redis.call('ZREM', KEYS[3], id)
+end
+-- Drop index entries whose result has expired (cheap: they are the oldest).
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl)
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - ttl)
+redis.call('DEL', KEYS[2])
+redis.call('RPUSH', KEYS[2], 1)
+redis.call('PEXPIRE', KEYS[2], math.min(ttl, 60000))
+return 1
+""",
+)
+
+# KEYS: completed index, failed index. ARGV: ttl ms. Returns how many were dropped.
+_CLEANUP_RESULTS = LuaScript(
+    "cleanup_results",
+    NOW_MS
+    + """
+local cutoff = now_ms() - tonumber(ARGV[1])
+return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
+  + redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', cutoff)
+""",
+)
+
+
+class RedisResultStore(RedisStore):
+    """`ResultStoreProtocol` on Redis: results expire after `ttl`; `wait` blocks on BLPOP.
+
+    `store` writes the result and pushes a token on the job's notify list in one
+    script; `wait` reads the result and, while it is absent, blocks on that list, so
+    a waiter wakes within milliseconds of the result landing, in any process.
+
+    Args:
+        url: Redis URL (when no `connector` is given).
+        key_prefix: Namespace ``{<key_prefix>:results}``.
+        ttl: Seconds a result is kept.
+        connector: Shared connection owner.
+        client: Existing redis-py asyncio client.
+    """
+
+    _store = "results"
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        key_prefix: str = "lexigram",
+        ttl: float = 3600.0,
+        connector: RedisConnector | None = None,
+        client: Any | None = None,
+    ) -> None:
+        super().__init__(url, key_prefix=key_prefix, connector=connector, client=client)
+        self._ttl_ms = ttl_ms(ttl) or 3_600_000
+        self._completed = self.namespace.key("completed")
+        self._failed = self.namespace.key("failed")
+
+    def _result_key(self, job_id: str) -> str:
+        return self.namespace.key("r", job_id)
+
+    def _notify_key(self, job_id: str) -> str:
+        return self.namespace.key("n", job_id)
+
+    async def store(self, job_id: str, result: JobResult) -> None:
+        """Store `result` under `job_id` (replacing any earlier one) and wake waiters."""
+        data = dumps(result.to_dict(), what=f"result of job {job_id}")
+        keys = (self._result_key(job_id), self._notify_key(job_id), self._completed, self._failed)
+        args = (data, self._ttl_ms, "1" if result.success else "0", job_id)
+        await self._call("store", lambda c: _STORE_RESULT(c, keys, args))
+
+    async def get(self, job_id: str) -> JobResult | None:
+        """Return the result of `job_id`, or None if absent or expired."""
+        raw = await self._call("get", lambda c: c.get(self._result_key(job_id)))
+        return None if raw is None else JobResult.from_dict(loads(raw))
+
+    async def delete(self, job_id: str) -> bool:
+        """Delete a result; True if it existed."""
+
+        async def run(client: Any) -> int:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.delete(self._result_key(job_id))
+                pipe.zrem(self._completed, job_id)
+                pipe.zrem(self._failed, job_id)
+                deleted, _, _ = await pipe.execute()
+            return int(deleted)
+
+        return bool(await self._call("delete", run))
+
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float = 30.0,
+        poll_interval: float = 0.5,
+    ) -> JobResult | None:
+        """Wait up to `timeout` seconds for the result of `job_id`.
+
+        Blocks on the job's notify list (BLPOP), so it wakes as soon as `store` runs in
+        any process; `poll_interval` is accepted for the protocol and not used.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        notify = self._notify_key(job_id)
+        while True:
+            found = await self.get(job_id)
+            if found is not None:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining < _MIN_WAIT:
+                return None
+            server_timeout = f"{math.ceil(remaining * 1000) / 1000:.3f}"
+
+            async def blpop(client: Any, wait_s: float = remaining, t: str = server_timeout) -> Any:
+                async with asyncio.timeout(wait_s + _WAIT_GRACE):
+                    return await client.execute_command("BLPOP", notify, t)
+
+            try:
+                popped = await self._call("wait", blpop)
+            except BackendConnectionError:
+                if time.monotonic() >= deadline:
+                    return None
+                raise
+            if popped is not None:
+                # Hand the token on: other waiters for the same job wake in turn.
+                await self._call("wait", lambda c: c.rpush(notify, 1))
+
+    async def cleanup_expired(self) -> int:
+        """Drop index entries of expired results; returns how many were dropped.
+
+        The results themselves expire by Redis TTL without any call.
+        """
+        keys = (self._completed, self._failed)
+        return int(
+            await self._call("cleanup", lambda c: _CLEANUP_RESULTS(c, keys, (self._ttl_ms,)))
+        )
+
+    async def _listed(self, index: str, limit: int | None) -> list[JobResult]:
+        stop = -1 if limit is None else max(0, limit) - 1
+        if stop == -1 and limit == 0:
+            return []
+
+        async def run(client: Any) -> list[Any]:
+            ids = await client.zrevrange(index, 0, stop)
+            if not ids:
+                return []
+            keys = [self._result_key(raw.decode()) for raw in ids]
+            values: list[Any] = await client.mget(keys)
+            return values
+
+        raws = await self._call("list", run)
+        return [JobResult.from_dict(loads(raw)) for raw in raws if raw is not None]
+
+    async def get_completed(self, limit: int | None = None) -> list[JobResult]:
+        """Return stored successful results, newest first (at most `limit`)."""
+        return await self._listed(self._completed, limit)
+
+    async def get_failed(self, limit: int | None = None) -> list[JobResult]:
+        """Return stored failed results, newest first (at most `limit`)."""
+        return await self._listed(self._failed, limit)
+
+
+class RedisProgressStore(RedisStore):
+    """`ProgressStoreProtocol` on Redis: the latest `ProgressInfo` per job, with a TTL.
+
+    Args:
+        url: Redis URL (when no `connector` is given).
+        key_prefix: Namespace ``{<key_prefix>:progress}``.
+        ttl: Seconds an entry is kept after its last save.
+        connector: Shared connection owner.
+        client: Existing redis-py asyncio client.
+    """
+
+    _store = "progress"
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        key_prefix: str = "lexigram",
+        ttl: float = 86400.0,
+        connector: RedisConnector | None = None,
+        client: Any | None = None,
+    ) -> None:
+        super().__init__(url, key_prefix=key_prefix, connector=connector, client=client)
+        self._ttl_ms = ttl_ms(ttl)
+        self._active = self.namespace.key("active")
+
+    def _key(self, job_id: str) -> str:
+        return self.namespace.key("p", job_id)
+
+    async def save(self, info: ProgressInfo) -> None:
+        """Save progress state (an entry whose job is complete leaves the active set)."""
+        data = dumps(info.to_dict(), what=f"progress of job {info.job_id}")
+
+        async def run(client: Any) -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.set(self._key(info.job_id), data, px=self._ttl_ms)
+                if info.is_complete:
+                    pipe.srem(self._active, info.job_id)
+                else:
+                    pipe.sadd(self._active, info.job_id)
+                await pipe.execute()
+
+        await self._call("save", run)
+
+    async def get(self, job_id: str) -> ProgressInfo | None:
+        """Return progress for a job, or None."""
+        raw = await self._call("get", lambda c: c.get(self._key(job_id)))
+        return None if raw is None else ProgressInfo.from_dict(loads(raw))
+
+    async def delete(self, job_id: str) -> None:
+        """Remove a progress entry."""
+
+        async def run(client: Any) -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.delete(self._key(job_id))
+                pipe.srem(self._active, job_id)
+                await pipe.execute()
+
+        await self._call("delete", run)
+
+    async def list_active(self) -> list[ProgressInfo]:
+        """Return entries whose job has not completed (expired ones are pruned)."""
+
+        async def run(client: Any) -> list[ProgressInfo]:
+            ids = sorted(raw.decode() for raw in await client.smembers(self._active))
+            if not ids:
+                return []
+            raws = await client.mget([self._key(job_id) for job_id in ids])
+            gone = [job_id for job_id, raw in zip(ids, raws, strict=True) if raw is None]
+            if gone:
+                await client.srem(self._active, *gone)
+            infos = [ProgressInfo.from_dict(loads(raw)) for raw in raws if raw is not None]
+            return [info for info in infos if not info.is_complete]
+
+        return await self._call("list_active", run)
+
+
+# KEYS: records, index. ARGV: id, json, score (epoch ms), max entries (0 = unbounded).
+_DLQ_ADD = LuaScript(
+    "dlq_add",
+    """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], tonumber(ARGV[3]), ARGV[1])
+local cap = tonumber(ARGV[4])
+if cap > 0 then
+  local excess = redis.call('ZCARD', KEYS[2]) - cap
+  if excess > 0 then
+    local old = redis.call('ZRANGE', KEYS[2], 0, excess - 1)
+    redis.call('ZREM', KEYS[2], unpack(old))
+    redis.call('HDEL', KEYS[1], unpack(old))
+  end
+end
+return 1
+""",
+)
+
+
+class RedisDLQBackend(RedisStore):
+    """`DLQBackendProtocol` on Redis: dead-letter records, newest first, optionally capped.
+
+    Records (the dicts of `FailureRecord.to_dict`) live in one hash; a sorted set by
+    `failed_at` gives the order. When `max_entries` is set, the oldest records beyond
+    it are dropped as new ones arrive.
+
+    Args:
+        url: Redis URL (when no `connector` is given).
+        key_prefix: Namespace ``{<key_prefix>:dlq}``.
+        max_entries: Most records kept (None: unbounded).
+        connector: Shared connection owner.
+        client: Existing redis-py asyncio client.
+    """
+
+    _store = "dlq"
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        key_prefix: str = "lexigram",
+        max_entries: int | None = 100_000,
+        connector: RedisConnector | None = None,
+        client: Any | None = None,
+    ) -> None:
+        super().__init__(url, key_prefix=key_prefix, connector=connector, client=client)
+        self._max_entries = max_entries or 0
+        self._records = self.namespace.key("records")
+        self._index = self.namespace.key("index")
+
+    async def add(self, record_id: str, record_data: Mapping[str, Any]) -> None:
+        """Store (or replace) a record."""
+        failed_at = record_data.get("failed_at")
+        when = float(failed_at) if isinstance(failed_at, int | float) else time.time()
+        data = dumps(dict(record_data), what=f"dead-letter record {record_id}")
+        args = (record_id, data, math.floor(when * 1000), self._max_entries)
+        keys = (self._records, self._index)
+        await self._call("add", lambda c: _DLQ_ADD(c, keys, args))
+
+    async def get(self, record_id: str) -> dict[str, Any] | None:
+        """Return a record, or None."""
+        raw = await self._call("get", lambda c: c.hget(self._records, record_id))
+        return None if raw is None else dict(loads(raw))
+
+    async def list_all(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Return records newest first, at most `limit` of them."""
+        if limit is not None and limit <= 0:
+            return []
+        stop = -1 if limit is None else limit - 1
+
+        async def run(client: Any) -> list[Any]:
+            ids = await client.zrevrange(self._index, 0, stop)
+            if not ids:
+                return []
+            values: list[Any] = await client.hmget(self._records, ids)
+            return values
+
+        raws = await self._call("list_all", run)
+        return [dict(loads(raw)) for raw in raws if raw is not None]
+
+    async def remove(self, record_id: str) -> bool:
+        """Delete a record; True if it existed."""
+
+        async def run(client: Any) -> int:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.hdel(self._records, record_id)
+                pipe.zrem(self._index, record_id)
+                removed, _ = await pipe.execute()
+            return int(removed)
+
+        return bool(await self._call("remove", run))
+
+    async def clear(self) -> int:
+        """Delete every record and return how many there were."""
+
+        async def run(client: Any) -> int:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.hlen(self._records)
+                pipe.delete(self._records, self._index)
+                count, _ = await pipe.execute()
+            return int(count)
+
+        return await self._call("clear", run)
+
+    async def size(self) -> int:
+        """Return the number of records."""
+        return int(await self._call("size", lambda c: c.hlen(self._records)))
+
+
+# KEYS: records, next_run. ARGV: id, next_run. Only an existing schedule is updated.
+_UPDATE_NEXT_RUN = LuaScript(
+    "scheduler_next_run",
+    """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+""",
+)
+
+
+class RedisSchedulerStore(RedisStore):
+    """`SchedulerStoreProtocol` on Redis: schedules survive restarts and are shared.
+
+    Records (the dicts of `ScheduledJob.to_dict`) live in one hash; `next_run` is kept
+    in a second hash so that `update_next_run` is one atomic field write, and it is
+    merged back into each record (key ``"next_run"``) by `load_jobs`.
+
+    Args:
+        url: Redis URL (when no `connector` is given).
+        key_prefix: Namespace ``{<key_prefix>:scheduler}``.
+        connector: Shared connection owner.
+        client: Existing redis-py asyncio client.
+    """
+
+    _store = "scheduler"
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        key_prefix: str = "lexigram",
+        connector: RedisConnector | None = None,
+        client: Any | None = None,
+    ) -> None:
+        super().__init__(url, key_prefix=key_prefix, connector=connector, client=client)
+        self._records = self.namespace.key("jobs")
+        self._next_run = self.namespace.key("next_run")
+
+    async def save_job(self, job_id: str, job: Mapping[str, Any]) -> None:
+        """Store (or replace) a schedule."""
+        record = dict(job)
+        data = dumps(record, what=f"schedule {job_id}")
+        next_run = record.get("next_run")
+
+        async def run(client: Any) -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.hset(self._records, job_id, data)
+                if isinstance(next_run, int | float):
+                    pipe.hset(self._next_run, job_id, repr(float(next_run)))
+                else:
+                    pipe.hdel(self._next_run, job_id)
+                await pipe.execute()
+
+        await self._call("save_job", run)
+
+    async def load_jobs(self) -> dict[str, dict[str, Any]]:
+        """Return every stored schedule by id, with its latest ``next_run``."""
+
+        async def run(client: Any) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.hgetall(self._records)
+                pipe.hgetall(self._next_run)
+                records, next_runs = await pipe.execute()
+            return records, next_runs
+
+        records, next_runs = await self._call("load_jobs", run)
+        jobs: dict[str, dict[str, Any]] = {}
+        for raw_id, raw in records.items():
+            record = dict(loads(raw))
+            next_run = next_runs.get(raw_id)
+            if next_run is not None:
+                record["next_run"] = float(next_run)
+            jobs[raw_id.decode()] = record
+        return jobs
+
+    async def update_next_run(self, job_id: str, next_run: float) -> None:
+        """Record a schedule's next fire time (ignored for an unknown schedule)."""
+        keys = (self._records, self._next_run)
+        args = (job_id, repr(float(next_run)))
+        await self._call("update_next_run", lambda c: _UPDATE_NEXT_RUN(c, keys, args))
+
+    async def delete_job(self, job_id: str) -> None:
+        """Remove a schedule."""
+
+        async def run(client: Any) -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.hdel(self._records, job_id)
+                pipe.hdel(self._next_run, job_id)
+                await pipe.execute()
+
+        await self._call("delete_job", run)
+
+
+_ACTIVE_WORKFLOW = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING)
+
+
+class RedisWorkflowStateStore(RedisStore):
+    """`WorkflowStateStoreProtocol` on Redis, so a chain resumes after a crash.
+
+    Args:
+        url: Redis URL (when no `connector` is given).
+        key_prefix: Namespace ``{<key_prefix>:workflows}``.
+        connector: Shared connection owner.
+        client: Existing redis-py asyncio client.
+    """
+
+    _store = "workflows"
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        key_prefix: str = "lexigram",
+        connector: RedisConnector | None = None,
+        client: Any | None = None,
+    ) -> None:
+        super().__init__(url, key_prefix=key_prefix, connector=connector, client=client)
+        self._state = self.namespace.key("state")
+        self._created = self.namespace.key("created")
+        self._updated = self.namespace.key("updated")
+        self._active = self.namespace.key("active")
+
+    async def save_state(self, workflow_id: str, result: WorkflowResult) -> None:
+        """Save a workflow's state (PENDING/RUNNING ones are listed as active)."""
+        data = dumps(result.to_dict(), what=f"state of workflow {workflow_id}")
+        now = repr(time.time())
+
+        async def run(client: Any) -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.hset(self._state, workflow_id, data)
+                pipe.hsetnx(self._created, workflow_id, now)
+                pipe.hset(self._updated, workflow_id, now)
+                if result.status in _ACTIVE_WORKFLOW:
+                    pipe.sadd(self._active, workflow_id)
+                else:
+                    pipe.srem(self._active, workflow_id)
+                await pipe.execute()
+
+        await self._call("save_state", run)
+
+    async def load_state(self, workflow_id: str) -> WorkflowResult | None:
+        """Return a workflow's saved state, or None."""
+        raw = await self._call("load_state", lambda c: c.hget(self._state, workflow_id))
+        return None if raw is None else WorkflowResult.from_dict(loads(raw))
+
+    async def list_active(self) -> list[WorkflowSummary]:
+        """Return workflows that have not finished (PENDING or RUNNING), oldest first."""
+
+        async def run(client: Any) -> list[tuple[str, Any, Any, Any]]:
+            ids = [raw.decode() for raw in await client.smembers(self._active)]
+            if not ids:
+                return []
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.hmget(self._state, ids)
+                pipe.hmget(self._created, ids)
+                pipe.hmget(self._updated, ids)
+                states, created, updated = await pipe.execute()
+            return list(zip(ids, states, created, updated, strict=True))
+
+        summaries: list[WorkflowSummary] = []
+        for workflow_id, raw, created, updated in await self._call("list_active", run):
+            if raw is None:
+                continue
+            result = WorkflowResult.from_dict(loads(raw))
+            summaries.append(
+                WorkflowSummary(
+                    workflow_id=workflow_id,
+                    status=result.status,
+                    completed_steps=[step.step_name for step in result.steps if step.success],
+                    created_at=_when(created),
+                    last_updated=_when(updated),
+                )
+            )
+        summaries.sort(key=lambda summary: summary.created_at)
+        return summaries
+
+    async def delete_state(self, workflow_id: str) -> None:
+        """Delete a workflow's state."""
+
+        async def run(client: Any) -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.hdel(self._state, workflow_id)
+                pipe.hdel(self._created, workflow_id)
+                pipe.hdel(self._updated, workflow_id)
+                pipe.srem(self._active, workflow_id)
+                await pipe.execute()
+
+        await self._call("delete_state", run)
+
+
+def _when(raw: bytes | None) -> datetime:
+    return datetime.fromtimestamp(float(raw) if raw is not None else time.time(), UTC)
