@@ -66,7 +66,9 @@ class MemoryTaskQueue:
     to check it, about 8 µs per job).
 
     The queue stores the `Job` objects themselves: `dequeue` hands out the same object
-    that was enqueued, so a worker's changes to it are visible through `get_job`.
+    that was enqueued, so a worker's changes to it are visible through `get_job`. Any
+    number of tasks of one event loop may share it: no operation awaits while it changes
+    the queue, so no lock is needed (it is not meant to be shared between threads).
 
     Args:
         queue_name: Name of the queue (what `count` matches and hooks report).
