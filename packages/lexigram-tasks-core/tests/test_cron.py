@@ -9,8 +9,8 @@ import pytest
 from lexigram.tasks.scheduling import CronExpression
 
 
-def _ts(*args: int) -> float:
-    return datetime(*args, tzinfo=UTC).timestamp()  # type: ignore[misc]
+def _ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> float:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp()
 
 
 def test_cron_get_next_weekdays_at_nine() -> None:

@@ -47,9 +47,7 @@ def _make_due(scheduler: TaskScheduler, job_id: str, occurrences_ago: int = 0) -
 def test_schedule_ids_are_unique_within_one_second() -> None:
     # design §9: ids were f"scheduled_{name}_{int(time.time())}" and collided.
     scheduler = TaskScheduler()
-    ids = [
-        scheduler.schedule_job_sync(JobTemplate(name="cleanup"), "0 0 * * *") for _ in range(50)
-    ]
+    ids = [scheduler.schedule_job_sync(JobTemplate(name="cleanup"), "0 0 * * *") for _ in range(50)]
     assert len(set(ids)) == 50
     assert len(scheduler.get_scheduled_jobs()) == 50
     assert all(job_id.startswith("scheduled_cleanup_") for job_id in ids)
@@ -324,6 +322,10 @@ async def test_scheduler_survives_a_raising_callback(caplog: pytest.LogCaptureFi
     assert calls[1].metadata["fire_time"] > calls[0].metadata["fire_time"]
 
 
+def _loop_running(scheduler: TaskScheduler) -> bool:
+    return scheduler._loop_task is not None
+
+
 async def test_start_scheduler_twice_is_ignored(caplog: pytest.LogCaptureFixture) -> None:
     scheduler = TaskScheduler()
     collector = _Collector()
@@ -331,10 +333,11 @@ async def test_start_scheduler_twice_is_ignored(caplog: pytest.LogCaptureFixture
     try:
         with caplog.at_level(logging.WARNING, logger="lexigram.tasks.scheduling"):
             await scheduler.start_scheduler(collector)
-        assert scheduler.running
-        assert "already" in caplog.text or "running scheduler" in caplog.text
+        assert _loop_running(scheduler)
+        assert "start_scheduler() called on a running scheduler; ignored." in caplog.text
     finally:
         await scheduler.stop_scheduler()
+    assert not _loop_running(scheduler)
     assert not scheduler.running
     await scheduler.stop_scheduler()  # stopping twice is harmless
 
