@@ -48,6 +48,14 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.SerializationError,  # 40001
     asyncpg.exceptions.DeadlockDetectedError,  # 40P01
     asyncpg.InterfaceError,  # "connection is closed" on a connection the server dropped
+    # asyncpg's protocol state after the server killed the session mid-way
+    # ("cannot switch to state 12; another operation is in progress").
+    asyncpg.exceptions.InternalClientError,
+)
+# Transient errors after which the connection itself is still sound.
+_CONNECTION_OK_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
 )
 
 _SERVER_SETTINGS = {
@@ -227,7 +235,15 @@ class Database:
             pool = await self.pool()
             try:
                 async with pool.acquire() as conn:
-                    return await operation(conn)
+                    try:
+                        return await operation(conn)
+                    except _CONNECTION_OK_ERRORS:
+                        raise
+                    except TRANSIENT_ERRORS:
+                        # Never hand a possibly broken session back to the pool: the pool
+                        # opens a fresh connection in its place on the next acquire.
+                        conn.terminate()
+                        raise
             except TRANSIENT_ERRORS as exc:
                 if self._closed or attempt >= len(delays):
                     raise connection_error(self.dsn, what, exc) from exc

@@ -251,7 +251,10 @@ class PostgresRateLimiter(_TableStore):
                 f"{self.capacity:g}. Ask for fewer tokens or raise burst."
             )
             raise TaskConfigurationError(msg)
-        refilled = "least($2::float8, r.tokens + $4::float8 * extract(epoch FROM clock_timestamp() - r.updated_at))"
+        refilled = (
+            "least($2::float8, r.tokens"
+            " + $4::float8 * extract(epoch FROM clock_timestamp() - r.updated_at))"
+        )
         rows = await self._fetch(
             f"""
 INSERT INTO {self._s}.rate_limits AS r (name, tokens, granted, updated_at)

@@ -528,10 +528,9 @@ class PostgresTaskQueue:
             lambda conn: conn.fetchval(self._sql.extend, task_id, token, length),
             "extend a lease",
         )
-        if row is None:
-            self._tokens.pop(task_id, None)
-            return False
-        return True
+        # On False the token is kept: a later nack or retry_later from this consumer
+        # must still be recognised as stale (ack and nack drop it).
+        return row is not None
 
     async def ack(self, task_id: str) -> None:
         """Acknowledge successful processing: the job is deleted.

@@ -90,7 +90,8 @@ WITH claim AS (
     INSERT INTO {jobs} (id, queue, priority, status, available_at, retry_count,
                         idempotency_key, payload)
     SELECT $3, $1, $5,
-           CASE WHEN to_timestamp($6::float8) > clock_timestamp() THEN 'scheduled' ELSE 'pending' END,
+           CASE WHEN to_timestamp($6::float8) > clock_timestamp() THEN 'scheduled'
+                ELSE 'pending' END,
            GREATEST(clock_timestamp(), to_timestamp($6)), $7, $2, $8
     FROM claim
     ON CONFLICT (id) DO NOTHING

@@ -1,0 +1,75 @@
+"""Fixtures of the PostgreSQL integration tests.
+
+One schema per test session (``lexigram_test_<hex>``, migrated once, dropped at the
+end) holds every table; each test gets its own queue name (and store namespace) in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from lexigram.tasks.backends.postgres import PostgresTaskQueue, migrate
+
+
+async def _drop_schema(dsn: str, schema: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_schema(postgres_dsn: str) -> Iterator[str]:
+    """A migrated schema for this test session, dropped at the end."""
+    schema = f"lexigram_test_{uuid.uuid4().hex[:8]}"
+    asyncio.run(migrate(postgres_dsn, schema))
+    yield schema
+    asyncio.run(_drop_schema(postgres_dsn, schema))
+
+
+@pytest_asyncio.fixture
+async def pg_conn(postgres_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection for inspecting tables (closed after the test)."""
+    conn = await asyncpg.connect(postgres_dsn)
+    yield conn
+    await conn.close()
+
+
+@pytest_asyncio.fixture
+async def make_pg_queue(
+    postgres_dsn: str, pg_schema: str, unique_name: str
+) -> AsyncIterator[Callable[..., PostgresTaskQueue]]:
+    """Factory of queue handles on this test's queue (cleared and closed afterwards)."""
+    made: list[PostgresTaskQueue] = []
+
+    def factory(**overrides: Any) -> PostgresTaskQueue:
+        options: dict[str, Any] = {
+            "dsn": postgres_dsn,
+            "schema": pg_schema,
+            "queue_name": f"q-{unique_name}",
+        }
+        options.update(overrides)
+        queue = PostgresTaskQueue(**options)
+        made.append(queue)
+        return queue
+
+    yield factory
+    cleaner = PostgresTaskQueue(dsn=postgres_dsn, schema=pg_schema, queue_name=f"q-{unique_name}")
+    await cleaner.clear()
+    await cleaner.close()
+    for queue in made:
+        await queue.close()
+
+
+@pytest_asyncio.fixture
+async def pg_queue(make_pg_queue: Callable[..., PostgresTaskQueue]) -> PostgresTaskQueue:
+    """A queue handle on this test's own queue."""
+    return make_pg_queue()
