@@ -15,6 +15,7 @@ import logging
 import random
 import socket
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -172,8 +173,13 @@ class RedisConnector:
         if client_name is not None:
             self._kwargs["client_name"] = client_name
         self._kwargs.update(connection_kwargs or {})
-        self._client: Any | None = None
+        # One client per event loop (asyncio connections cannot move between loops); the
+        # entry of a loop that is garbage-collected goes with it.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: Any | None = None
         self._outage_since: float | None = None
 
     def __repr__(self) -> str:
@@ -189,10 +195,14 @@ class RedisConnector:
         if self._external is not None:
             return self._external
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client = aioredis.Redis.from_url(self.url, **self._kwargs)
-            self._loop = loop
-        return self._client
+        if loop is self._loop and self._client is not None:
+            return self._client
+        client = self._clients.get(loop)
+        if client is None:
+            client = aioredis.Redis.from_url(self.url, **self._kwargs)
+            self._clients[loop] = client
+        self._loop, self._client = loop, client
+        return client
 
     async def call(
         self,
@@ -290,14 +300,15 @@ class RedisConnector:
             )
 
     async def close(self) -> None:
-        """Close the client this connector built (an injected client is left open)."""
-        client, self._client = self._client, None
-        loop, self._loop = self._loop, None
-        if client is None:
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:  # pragma: no cover - close() is async, a loop always runs
-            return
-        if loop is running:
+        """Close the client of the running loop (an injected client is left open).
+
+        Clients built on other, finished loops cannot be closed from here; they are
+        dropped (close the queue inside each loop that used it to release them cleanly).
+        """
+        self._loop, self._client = None, None
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        for loop in list(self._clients):
+            if loop.is_closed():
+                del self._clients[loop]
+        if client is not None:
             await client.aclose()

@@ -48,6 +48,8 @@ _MIN_BLOCK = 0.001  # Redis blocks with millisecond resolution
 _MAX_BLOCK = 30.0  # safety net: re-check the queue at least this often while idle
 _BLOCK_GRACE = 5.0  # client-side bound on a BLPOP beyond its server-side timeout
 _DEQUEUE_OUTAGE_BUDGET = 1.0  # seconds a consumer waits on a dead server per call
+_LOST = 0  # lease token of a job whose lease this consumer lost
+_MAX_TOKENS = 100_000
 _STATUS_MODES = {
     JobStatus.PENDING: "waiting",
     JobStatus.RUNNING: "running",
@@ -366,7 +368,12 @@ class RedisTaskQueue:
         job.id = job_id
         job.delivery_count = deliveries
         job.status = JobStatus.RUNNING
-        self._tokens[job_id] = deliveries
+        tokens = self._tokens
+        if len(tokens) >= _MAX_TOKENS:
+            # Bounded memory: forget the oldest token (its job then acks without the
+            # stale-consumer check, as a job leased by another queue object does).
+            del tokens[next(iter(tokens))]
+        tokens[job_id] = deliveries
         return job
 
     async def _lease(self, max_jobs: int, retry_timeout: float | None) -> tuple[int, list[Job]]:
@@ -466,7 +473,9 @@ class RedisTaskQueue:
         token = self._tokens.get(task_id)
         extended = await self._run(lua.EXTEND, (task_id, "" if token is None else token, ms))
         if not extended:
-            self._tokens.pop(task_id, None)
+            # Remember the loss: a later ack/nack/retry_later from this consumer must not
+            # touch the job (another consumer may hold it). 0 matches no delivery count.
+            self._tokens[task_id] = _LOST
         return bool(extended)
 
     async def _ack_entries(self, entries: list[tuple[str, str]]) -> list[None]:
