@@ -1,0 +1,395 @@
+"""Deliveries: the AMQP consumer, its local buffer and (coalesced) acknowledgements.
+
+`dequeue_batch` waits on a real ``basic.consume`` (no polling). The channel's prefetch
+is kept at "jobs in flight + the worker's free slots", so the broker never pushes more
+than the worker can start; messages delivered but not handed out yet wait here, in
+priority order, and count against that prefetch. `dequeue()` uses ``basic.get`` on a
+second channel so a non-blocking call sees the queue as it is now.
+
+Acks: the consumer channel receives deliveries strictly in delivery-tag order (aiormq
+starts one task per delivery, in order, and `_on_message` registers the tag before
+its first await), so one ``basic.ack(multiple=True)`` can settle a run of finished
+jobs when no unsettled tag lies below it. Anything else is acked one by one. Acks
+requested in the same event-loop tick are flushed together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aio_pika.abc import AbstractRobustChannel
+from aiormq.abc import AbstractChannel, DeliveredMessage
+from pamqp.commands import Basic
+
+from lexigram.contracts.tasks import Job, TaskDecodeError, decode_job, make_poison_job
+from lexigram.tasks.backends.rabbitmq._link import CONNECTION_ERRORS, AMQPLink, main_queue_arguments
+from lexigram.tasks.backends.rabbitmq._options import delay_bucket
+
+logger = logging.getLogger(__name__)
+
+
+class ChannelAcks:
+    """Unsettled delivery tags of one channel, and the acks waiting to be sent."""
+
+    __slots__ = ("channel", "flushing", "in_order", "pending", "unsettled")
+
+    def __init__(self, channel: AbstractChannel, *, in_order: bool) -> None:
+        self.channel = channel
+        self.in_order = in_order
+        self.unsettled: set[int] = set()
+        self.pending: set[int] = set()
+        self.flushing = False
+
+    @property
+    def alive(self) -> bool:
+        """False once the channel closed (its deliveries went back to the queue)."""
+        return not self.channel.is_closed
+
+    def frames(self) -> list[tuple[int, bool]]:
+        """Turn the pending acks into (tag, multiple) frames and mark them settled."""
+        pending, self.pending = self.pending, set()
+        self.unsettled -= pending
+        if not pending:
+            return []
+        if not self.in_order:
+            return [(tag, False) for tag in sorted(pending)]
+        floor = min(self.unsettled, default=None)
+        run = [tag for tag in pending if floor is None or tag < floor]
+        rest = sorted(tag for tag in pending if floor is not None and tag > floor)
+        out = [(max(run), len(run) > 1)] if run else []
+        return out + [(tag, False) for tag in rest]
+
+
+class Delivery:
+    """One delivered message and the job decoded from it."""
+
+    __slots__ = ("acks", "due", "envelope", "job", "redelivered", "settled", "tag")
+
+    def __init__(self, message: DeliveredMessage, acks: ChannelAcks) -> None:
+        self.acks = acks
+        self.tag: int = message.delivery_tag or 0
+        self.redelivered = bool(message.redelivered)
+        self.settled = False
+        self.due = 0.0
+        body = message.body
+        headers = message.header.properties.headers or {}
+        try:
+            job = decode_job(body)
+        except TaskDecodeError as exc:
+            ident = message.header.properties.message_id or f"undecodable-{self.tag}"
+            job = make_poison_job(str(ident), body, str(exc))
+            self.envelope: str | None = None
+        else:
+            self.envelope = body.decode()
+        # AMQP only says "redelivered"; quorum queues also count how often.
+        extra = headers.get("x-delivery-count")
+        again = int(extra) if isinstance(extra, int) else int(self.redelivered)
+        job.delivery_count += 1 + again
+        self.job: Job = job
+
+    @property
+    def stale(self) -> bool:
+        """True when the channel it came on is gone (the broker requeued it)."""
+        return not self.acks.alive
+
+
+class DeliveryBuffer:
+    """The consumer of one queue plus the get channel and the local buffer."""
+
+    def __init__(self, link: AMQPLink, on_future: Callable[[Delivery], None]) -> None:
+        self._link = link
+        self._on_future = on_future
+        self._queue = link.queue_name
+        self._quorum = link.settings.queue_type == "quorum"
+        self._channel: AbstractRobustChannel | None = None
+        self._getter: AbstractRobustChannel | None = None
+        self._getter_acks: ChannelAcks | None = None
+        self._acks: ChannelAcks | None = None
+        self._tag: str | None = None
+        self._prefetch = 0
+        self._ready: list[tuple[int, int, Delivery]] = []
+        self._held: list[tuple[float, int, Delivery]] = []
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._start_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.closed = False
+
+    def __len__(self) -> int:
+        return len(self._ready) + len(self._held)
+
+    # -- consumer --------------------------------------------------------------------
+
+    async def ensure_consuming(self, prefetch: int) -> None:
+        """Start the consumer, or adjust its prefetch to `prefetch`."""
+        prefetch = max(1, prefetch)
+        if self._tag is not None and prefetch == self._prefetch:
+            return
+        async with self._start_lock:
+            if self._channel is None:
+                connection = await self._link.ready()
+                channel = connection.channel(publisher_confirms=False)
+                await channel.initialize()
+                # Declared here too so a robust reopen re-declares it before we consume.
+                await channel.declare_queue(
+                    self._queue,
+                    durable=self._link.settings.durable,
+                    arguments=main_queue_arguments(self._queue, self._link.settings),
+                )
+                channel.reopen_callbacks.add(self._on_reopen)
+                self._channel = channel
+            if self._tag is None:
+                self._prefetch = prefetch
+                await self._consume()
+            elif prefetch != self._prefetch:
+                await self._resize(prefetch)
+
+    async def _consume(self) -> None:
+        assert self._channel is not None  # noqa: S101 - opened by ensure_consuming
+        underlay = await self._channel.get_underlay_channel()
+        self._acks = ChannelAcks(underlay, in_order=True)
+        # Classic queues take a channel-wide (global) prefetch, which basic.qos can
+        # change while consuming; quorum queues refuse global QoS, so their per-consumer
+        # limit is fixed at basic.consume and a resize re-consumes (see _resize).
+        await underlay.basic_qos(prefetch_count=self._prefetch, global_=not self._quorum)
+        underlay.on_consumer_cancel_callbacks.add(self._on_cancelled)
+        ok = await underlay.basic_consume(self._queue, self._on_message)
+        self._tag = ok.consumer_tag
+
+    async def _resize(self, prefetch: int) -> None:
+        assert self._acks is not None  # noqa: S101 - consuming
+        underlay = self._acks.channel
+        self._prefetch = prefetch
+        if not self._quorum:
+            await underlay.basic_qos(prefetch_count=prefetch, global_=True)
+            return
+        old = self._tag
+        await underlay.basic_qos(prefetch_count=prefetch, global_=False)
+        ok = await underlay.basic_consume(self._queue, self._on_message)
+        self._tag = ok.consumer_tag
+        if old is not None:
+            await underlay.basic_cancel(old)
+
+    async def _on_reopen(self, _channel: Any) -> None:
+        """After a reconnect: forget stale deliveries and consume again."""
+        try:
+            self._drop_stale()
+            if self._tag is not None and not self.closed:
+                self._tag = None
+                await self._consume()
+                logger.info("Consumer of RabbitMQ queue %r resumed after a reconnect.", self._queue)
+        except CONNECTION_ERRORS:
+            logger.warning("Could not resume consuming %r; retrying on the next reconnect.",
+                           self._queue, exc_info=True)  # fmt: skip
+
+    def _on_cancelled(self, frame: Basic.Cancel) -> None:
+        if frame.consumer_tag != self._tag or self.closed:
+            return
+        # The broker cancelled us (queue deleted, quorum leader moved): consume again.
+        logger.warning("RabbitMQ cancelled the consumer of %r; re-subscribing.", self._queue)
+        self._tag = None
+        self._spawn(self._resubscribe())
+
+    async def _resubscribe(self) -> None:
+        delay = 0.2
+        while not self.closed and self._tag is None:
+            try:
+                await self._consume()
+            except CONNECTION_ERRORS as exc:
+                logger.debug("Re-subscribing to %r failed: %s", self._queue, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _on_message(self, message: DeliveredMessage) -> None:
+        # No await in here: tags must be registered in delivery order (module docstring).
+        acks = self._acks
+        if acks is None or message.channel is not acks.channel:
+            return  # a late delivery from a channel we already replaced
+        acks.unsettled.add(message.delivery_tag or 0)
+        self.push(Delivery(message, acks))
+
+    # -- the buffer ------------------------------------------------------------------
+
+    def push(self, delivery: Delivery) -> None:
+        """Buffer a delivery: ready now, held briefly, or sent back to a delay bucket."""
+        scheduled = delivery.job.scheduled_at
+        remaining = 0.0 if scheduled is None else scheduled - time.time()
+        if remaining > 0:
+            if delay_bucket(remaining) is not None:
+                self._on_future(delivery)
+                return
+            # Under the smallest bucket: hold it here (it counts against prefetch).
+            delivery.due = time.monotonic() + remaining
+            heapq.heappush(self._held, (delivery.due, next(self._seq), delivery))
+            self._arm_timer()
+            return
+        heapq.heappush(self._ready, (-delivery.job.priority, next(self._seq), delivery))
+        self._wake.set()
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        due = self._held[0][0]
+        self._timer = loop.call_at(loop.time() + max(0.0, due - time.monotonic()), self._release)
+
+    def _release(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        while self._held and self._held[0][0] <= now:
+            _, seq, delivery = heapq.heappop(self._held)
+            heapq.heappush(self._ready, (-delivery.job.priority, seq, delivery))
+            self._wake.set()
+        if self._held:
+            self._arm_timer()
+
+    def take(self, limit: int) -> list[Delivery]:
+        """Pop up to `limit` ready deliveries, highest priority first, FIFO within one."""
+        out: list[Delivery] = []
+        while self._ready and len(out) < limit:
+            delivery = heapq.heappop(self._ready)[2]
+            if not delivery.stale:
+                out.append(delivery)
+        return out
+
+    def drain(self) -> list[Delivery]:
+        """Remove and return every buffered delivery, ready or held."""
+        out = [item[2] for item in self._ready] + [item[2] for item in self._held]
+        self._ready.clear()
+        self._held.clear()
+        return out
+
+    def best_priority(self) -> int | None:
+        """Priority of the next ready delivery, or None."""
+        return -self._ready[0][0] if self._ready else None
+
+    async def wait(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for a ready delivery."""
+        if self._ready:
+            return
+        self._wake.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+        except TimeoutError:
+            return
+
+    def _drop_stale(self) -> None:
+        self._ready = [item for item in self._ready if not item[2].stale]
+        heapq.heapify(self._ready)
+        self._held = [item for item in self._held if not item[2].stale]
+        heapq.heapify(self._held)
+
+    # -- basic.get -------------------------------------------------------------------
+
+    async def get(self) -> Delivery | None:
+        """Fetch one message with basic.get (None when the queue has none ready)."""
+        acks = await self._getter_channel()
+        try:
+            message = await acks.channel.basic_get(self._queue, no_ack=False)
+        except CONNECTION_ERRORS as exc:
+            self._getter_acks = None
+            error = self._link.connection_error("fetch a job", exc)
+            raise error from exc
+        if not isinstance(message.delivery, Basic.GetOk) or message.delivery_tag is None:
+            return None
+        acks.unsettled.add(message.delivery_tag)
+        return Delivery(message, acks)
+
+    async def _getter_channel(self) -> ChannelAcks:
+        acks = self._getter_acks
+        if acks is not None and acks.alive:
+            return acks
+        if self._getter is None:
+            connection = await self._link.ready()
+            channel = connection.channel(publisher_confirms=False)
+            await channel.initialize()
+            self._getter = channel
+        underlay = await self._getter.get_underlay_channel()
+        self._getter_acks = ChannelAcks(underlay, in_order=False)
+        return self._getter_acks
+
+    # -- settling --------------------------------------------------------------------
+
+    async def ack(self, delivery: Delivery) -> bool:
+        """Acknowledge a delivery; False if its channel is gone (it was requeued)."""
+        if delivery.settled:
+            return True
+        delivery.settled = True
+        acks = delivery.acks
+        if not acks.alive:
+            return False
+        acks.pending.add(delivery.tag)
+        if acks.flushing:
+            return True
+        acks.flushing = True
+        try:
+            await asyncio.sleep(0)  # acks finishing in this tick join one flush
+        finally:
+            acks.flushing = False
+        await self._send(acks, acks.frames())
+        return True
+
+    async def reject(self, delivery: Delivery, *, requeue: bool) -> bool:
+        """Reject a delivery (requeue, or dead-letter); False if its channel is gone."""
+        if delivery.settled:
+            return True
+        delivery.settled = True
+        acks = delivery.acks
+        acks.unsettled.discard(delivery.tag)
+        if not acks.alive:
+            return False
+        try:
+            await acks.channel.basic_reject(delivery.tag, requeue=requeue, wait=False)
+        except CONNECTION_ERRORS as exc:
+            logger.debug("Reject of tag %s failed (%s); the broker requeues it.", delivery.tag, exc)
+            return False
+        return True
+
+    async def flush(self) -> None:
+        """Send every pending ack now."""
+        for acks in (self._acks, self._getter_acks):
+            if acks is not None and acks.pending and acks.alive:
+                await self._send(acks, acks.frames())
+
+    @staticmethod
+    async def _send(acks: ChannelAcks, frames: list[tuple[int, bool]]) -> None:
+        try:
+            for tag, multiple in frames:
+                await acks.channel.basic_ack(tag, multiple=multiple, wait=False)
+        except CONNECTION_ERRORS as exc:
+            # The channel died: its unacked deliveries go back to the queue anyway.
+            logger.debug("Ack on a closed channel dropped (%s).", exc)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- shutdown --------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Flush acks, stop consuming; unacked messages return to the queue."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.flush()
+        self._ready.clear()
+        self._held.clear()
+        for channel in (self._channel, self._getter):
+            if channel is not None and not channel.is_closed:
+                try:
+                    await channel.close()
+                except CONNECTION_ERRORS as exc:
+                    logger.debug("Closing a consumer channel failed: %s", exc)

@@ -1,0 +1,359 @@
+"""The AMQP connection of one queue: robust reconnects, topology and confirmed publishes."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection, ExchangeType
+from aiormq.abc import AbstractChannel
+from pamqp.commands import Basic
+
+from lexigram.contracts.tasks import BackendConnectionError, TaskConfigurationError, mask_url
+from lexigram.tasks.backends.rabbitmq._options import (
+    BUCKET_MAX_EXP,
+    BUCKET_MIN_EXP,
+    RabbitMQSettings,
+    bucket_queue_name,
+    dead_letter_name,
+    delayed_exchange_name,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# What a lost or refused connection raises somewhere in aiormq/aio-pika/asyncio.
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    aiormq.exceptions.AMQPError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+    RuntimeError,  # aio-pika: "connection closed" / "channel not opened" during recovery
+)
+
+
+class Published(enum.Enum):
+    """What the broker answered to a confirmed publish."""
+
+    ACK = "ack"
+    NACK = "nack"
+    RETURNED = "returned"
+
+
+def main_queue_arguments(queue: str, settings: RabbitMQSettings) -> dict[str, Any]:
+    """Arguments of the main queue (must match on every process that declares it)."""
+    args: dict[str, Any] = {"x-dead-letter-exchange": dead_letter_name(queue)}
+    if settings.queue_type == "quorum":
+        args["x-queue-type"] = "quorum"
+    elif settings.max_priority > 0:
+        args["x-max-priority"] = settings.max_priority
+    return args
+
+
+def bucket_arguments(queue: str, exp: int, settings: RabbitMQSettings) -> dict[str, Any]:
+    """Arguments of a delay bucket: a fixed TTL, then dead-lettered back to `queue`."""
+    args: dict[str, Any] = {
+        "x-message-ttl": 1 << exp,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": queue,
+    }
+    if settings.queue_type == "quorum":
+        # At-least-once dead-lettering needs reject-publish; without it a quorum queue
+        # dead-letters at most once and could drop a delayed job on a leader change.
+        args.update(
+            {
+                "x-queue-type": "quorum",
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            }
+        )
+    return args
+
+
+def dead_letter_arguments(settings: RabbitMQSettings) -> dict[str, Any]:
+    """Arguments of the broker-side dead-letter queue."""
+    args: dict[str, Any] = {}
+    if settings.queue_type == "quorum":
+        args["x-queue-type"] = "quorum"
+    if settings.dead_letter_ttl is not None:
+        args["x-message-ttl"] = int(settings.dead_letter_ttl * 1000)
+    return args
+
+
+class AMQPLink:
+    """A robust connection with a confirm channel (publishing, declares).
+
+    Nothing connects until first use. aio-pika's robust connection reconnects every
+    `reconnect_interval` seconds after a loss and re-declares what was declared on its
+    channels; publishes wait for that (bounded by `publish_timeout`) and are retried.
+    """
+
+    def __init__(self, url: str, queue_name: str, settings: RabbitMQSettings) -> None:
+        self.url = url
+        self.masked_url = mask_url(url)
+        self.queue_name = queue_name
+        self.settings = settings
+        self.connection: AbstractRobustConnection | None = None
+        self._publisher: AbstractRobustChannel | None = None
+        self._underlay: AbstractChannel | None = None
+        self._lock = asyncio.Lock()
+        self._buckets: dict[int, asyncio.Future[None]] = {}
+        self.use_plugin = False
+        self.closed = False
+
+    # -- connecting ------------------------------------------------------------------
+
+    async def ready(self) -> AbstractRobustConnection:
+        """Connect (once) and declare the topology; return the robust connection."""
+        if self.connection is not None and self._publisher is not None:
+            return self.connection
+        async with self._lock:
+            if self.closed:
+                msg = f"RabbitMQ queue {self.queue_name!r} is closed. Create a new queue object."
+                raise BackendConnectionError(msg)
+            if self.connection is None:
+                self.connection = await self._connect()
+            if self._publisher is None:
+                channel = self.connection.channel(publisher_confirms=True)
+                await self._guard("open a channel", channel.initialize())
+                await self._declare_topology(channel)
+                self._publisher = channel
+            return self.connection
+
+    async def _connect(self) -> AbstractRobustConnection:
+        deadline = time.monotonic() + self.settings.connect_timeout
+        delay = 0.1
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return await aio_pika.connect_robust(
+                    self.url,
+                    timeout=max(remaining, 0.1),
+                    reconnect_interval=self.settings.reconnect_interval,
+                    client_properties={"connection_name": f"lexigram-tasks:{self.queue_name}"},
+                )
+            except CONNECTION_ERRORS as exc:
+                if time.monotonic() + delay >= deadline:
+                    error = self.connection_error("connect", exc)
+                    raise error from exc
+                logger.debug("Connecting to %s failed (%s); retrying.", self.masked_url, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def connection_error(self, action: str, exc: BaseException) -> BackendConnectionError:
+        """Build the error raised when `action` failed on the broker."""
+        detail = mask_url(f"{type(exc).__name__}: {exc}")
+        msg = (
+            f"Could not {action} on RabbitMQ at {self.masked_url} for queue "
+            f"{self.queue_name!r} ({detail}). Check that the broker is running and the URL, "
+            "credentials and virtual host are right."
+        )
+        return BackendConnectionError(msg)
+
+    async def _guard(self, action: str, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            msg = (
+                f"RabbitMQ refused to {action} for queue {self.queue_name!r}: {exc}. A queue "
+                "or exchange of that name exists with other arguments (durable, queue_type, "
+                "max_priority, dead_letter_ttl); use the options it was created with, or "
+                "delete it (rabbitmqctl delete_queue <name>) and let it be re-created."
+            )
+            raise TaskConfigurationError(msg) from exc
+        except CONNECTION_ERRORS as exc:
+            raise self.connection_error(action, exc) from exc
+
+    async def _declare_topology(self, channel: AbstractRobustChannel) -> None:
+        settings, queue = self.settings, self.queue_name
+        dlx = dead_letter_name(queue)
+        exchange = await self._guard(
+            "declare the dead-letter exchange",
+            channel.declare_exchange(dlx, ExchangeType.FANOUT, durable=settings.durable),
+        )
+        dead = await self._guard(
+            "declare the dead-letter queue",
+            channel.declare_queue(
+                dlx, durable=settings.durable, arguments=dead_letter_arguments(settings)
+            ),
+        )
+        await self._guard("bind the dead-letter queue", dead.bind(exchange, routing_key=queue))
+        main = await self._guard(
+            "declare the queue",
+            channel.declare_queue(
+                queue, durable=settings.durable, arguments=main_queue_arguments(queue, settings)
+            ),
+        )
+        if settings.delay_mode != "ttl":
+            self.use_plugin = await self._plugin_available()
+            if settings.delay_mode == "plugin" and not self.use_plugin:
+                msg = (
+                    f"delay_mode='plugin' was asked for queue {queue!r}, but the broker at "
+                    f"{self.masked_url} has no rabbitmq_delayed_message_exchange plugin. "
+                    "Enable it (rabbitmq-plugins enable rabbitmq_delayed_message_exchange) "
+                    "or use delay_mode='ttl'."
+                )
+                raise TaskConfigurationError(msg)
+        if self.use_plugin:
+            delayed = await self._guard(
+                "declare the delayed-message exchange",
+                channel.declare_exchange(
+                    delayed_exchange_name(queue),
+                    ExchangeType.X_DELAYED_MESSAGE,
+                    durable=settings.durable,
+                    arguments={"x-delayed-type": "direct"},
+                ),
+            )
+            await self._guard("bind the delayed exchange", main.bind(delayed, routing_key=queue))
+
+    async def _plugin_available(self) -> bool:
+        """Probe for the delayed-message plugin on a throwaway channel.
+
+        Declaring an exchange of an unknown type closes the channel it was declared on,
+        so the probe uses a plain (non-robust) channel of the same connection.
+        """
+        assert self.connection is not None  # noqa: S101 - called after connecting
+        transport = self.connection.transport
+        if transport is None:
+            return False
+        probe = await transport.connection.channel()
+        name = f"{delayed_exchange_name(self.queue_name)}.probe"
+        try:
+            await probe.exchange_declare(
+                name, exchange_type="x-delayed-message", auto_delete=True,
+                arguments={"x-delayed-type": "direct"},
+            )  # fmt: skip
+            await probe.exchange_delete(name)
+        except aiormq.exceptions.AMQPError:
+            return False
+        finally:
+            if not probe.is_closed:
+                await probe.close()
+        return True
+
+    async def ensure_bucket(self, exp: int) -> str:
+        """Declare the delay bucket 2**exp ms once per process; return its name."""
+        exp = max(BUCKET_MIN_EXP, min(exp, BUCKET_MAX_EXP))
+        name = bucket_queue_name(self.queue_name, exp)
+        pending = self._buckets.get(exp)
+        if pending is None:
+            pending = asyncio.get_running_loop().create_future()
+            self._buckets[exp] = pending
+            try:
+                await self.ready()
+                assert self._publisher is not None  # noqa: S101 - set by ready()
+                await self._guard(
+                    "declare a delay bucket",
+                    self._publisher.declare_queue(
+                        name,
+                        durable=self.settings.durable,
+                        arguments=bucket_arguments(self.queue_name, exp, self.settings),
+                    ),
+                )
+            except BaseException as exc:
+                del self._buckets[exp]
+                pending.set_exception(exc)
+                pending.exception()  # retrieved here; waiters re-raise their own copy
+                raise
+            pending.set_result(None)
+        else:
+            await asyncio.shield(pending)
+        return name
+
+    # -- publishing ------------------------------------------------------------------
+
+    async def _publish_channel(self) -> AbstractChannel:
+        underlay = self._underlay
+        if underlay is not None and not underlay.is_closed:
+            return underlay
+        await self.ready()
+        assert self._publisher is not None  # noqa: S101 - set by ready()
+        underlay = await self._publisher.get_underlay_channel()
+        self._underlay = underlay
+        return underlay
+
+    async def publish(
+        self,
+        body: bytes,
+        *,
+        routing_key: str,
+        properties: Basic.Properties,
+        exchange: str = "",
+        mandatory: bool = True,
+    ) -> Published:
+        """Publish with a confirm, retrying across reconnects until `publish_timeout`.
+
+        Raises:
+            BackendConnectionError: No confirm within `publish_timeout` (the broker is
+                down or unreachable); the job may or may not have reached the broker.
+        """
+        deadline = time.monotonic() + self.settings.publish_timeout
+        delay = 0.05
+        while True:
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.01)):
+                    channel = await self._publish_channel()
+                    confirm = await channel.basic_publish(
+                        body,
+                        exchange=exchange,
+                        routing_key=routing_key,
+                        properties=properties,
+                        mandatory=mandatory,
+                    )
+            except aiormq.exceptions.DeliveryError:
+                return Published.NACK
+            except (BackendConnectionError, TaskConfigurationError):
+                raise
+            except CONNECTION_ERRORS as exc:
+                if time.monotonic() + delay >= deadline or self.closed:
+                    error = self.connection_error("publish a job", exc)
+                    raise error from exc
+                logger.debug("Publish to %s failed (%s); retrying.", self.masked_url, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            answer: object = confirm  # a returned (unroutable) message arrives as the answer
+            if isinstance(answer, Basic.Ack) or answer is None:
+                return Published.ACK
+            if isinstance(answer, Basic.Nack | Basic.Reject):
+                return Published.NACK
+            return Published.RETURNED
+
+    async def with_channel(self, action: str, call: Callable[[AbstractChannel], Awaitable[T]]) -> T:
+        """Run `call` on a short-lived plain channel (passive declares, purges, deletes).
+
+        Errors such as "queue not found" close the channel they happen on; a throwaway
+        channel keeps them away from the publish and consume channels.
+        """
+        connection = await self.ready()
+        transport = connection.transport
+        if transport is None:
+            raise self.connection_error(action, ConnectionError("not connected"))
+        try:
+            channel = await transport.connection.channel()
+        except CONNECTION_ERRORS as exc:
+            raise self.connection_error(action, exc) from exc
+        try:
+            return await call(channel)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    async def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self.closed = True
+        connection, self.connection = self.connection, None
+        self._publisher = None
+        self._underlay = None
+        if connection is not None and not connection.is_closed:
+            try:
+                await connection.close()
+            except CONNECTION_ERRORS as exc:
+                logger.debug("Closing the connection to %s failed: %s", self.masked_url, exc)

@@ -1,0 +1,305 @@
+"""Pure helpers of the RabbitMQ backend: settings, URLs, names, priorities and delays.
+
+Nothing here touches the network, so all of it is unit-tested without a broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal, get_args
+from urllib.parse import unquote, urlsplit
+
+from lexigram.contracts.tasks import (
+    PRIORITY_MAX,
+    Priority,
+    TaskConfigurationError,
+    mask_url,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_AMQP_URL = "amqp://localhost:5672/"
+"""The URL used when none is given (the seed's default)."""
+
+QueueType = Literal["classic", "quorum"]
+DelayMode = Literal["ttl", "auto", "plugin"]
+
+BUCKET_MIN_EXP = 5
+"""Smallest delay bucket is 2**5 = 32 ms; a shorter remainder is held by the consumer."""
+BUCKET_MAX_EXP = 31
+"""Largest delay bucket is 2**31 ms (about 24.9 days); longer delays take several hops."""
+QUORUM_HIGH_PRIORITY = 5
+"""RabbitMQ 3.13+ quorum queues treat message priority 5 and above as "high"."""
+DAY = 86400.0
+_MAX_QUEUE_NAME = 200  # AMQP allows 255 bytes; keep room for ".delay.2147483648ms"
+
+
+@dataclass(frozen=True, slots=True)
+class AMQPTarget:
+    """The parts of an AMQP URL the backend needs (never holds the password).
+
+    Attributes:
+        scheme: ``amqp`` or ``amqps``.
+        host: Broker host name.
+        port: Broker port (5672 / 5671 by default).
+        vhost: Virtual host (``/`` when the URL has no path).
+    """
+
+    scheme: str
+    host: str
+    port: int
+    vhost: str
+
+
+def parse_amqp_url(url: str) -> AMQPTarget:
+    """Validate an ``amqp://`` / ``amqps://`` URL and return its parts.
+
+    The virtual host is the URL path without its leading slash, percent-decoded, as
+    every AMQP client reads it: ``amqp://h/`` and ``amqp://h`` mean ``/``,
+    ``amqp://h/%2F`` means ``/`` too, and ``amqp://h/orders`` means ``orders``.
+
+    Args:
+        url: The connection URL.
+
+    Returns:
+        The parsed target.
+
+    Raises:
+        TaskConfigurationError: The scheme is not amqp/amqps or the host is missing.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        msg = f"AMQP URL {mask_url(url)!r} is malformed ({exc}). Use amqp://user:pass@host:5672/vhost."
+        raise TaskConfigurationError(msg) from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("amqp", "amqps"):
+        msg = (
+            f"AMQP URL {mask_url(url)!r} has scheme {parts.scheme!r}. "
+            "Use amqp://host:5672/ or amqps://host:5671/ for TLS."
+        )
+        raise TaskConfigurationError(msg)
+    if not parts.hostname:
+        msg = f"AMQP URL {mask_url(url)!r} has no host. Use amqp://user:pass@host:5672/vhost."
+        raise TaskConfigurationError(msg)
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    vhost = unquote(path) or "/"
+    default_port = 5671 if scheme == "amqps" else 5672
+    return AMQPTarget(scheme=scheme, host=parts.hostname, port=port or default_port, vhost=vhost)
+
+
+def validate_queue_name(name: str) -> str:
+    """Return `name` if RabbitMQ accepts it as a queue name (with our suffixes).
+
+    Raises:
+        TaskConfigurationError: Empty, reserved (``amq.``) or too long.
+    """
+    if not name or name.startswith("amq.") or len(name.encode()) > _MAX_QUEUE_NAME:
+        msg = (
+            f"Queue name {name!r} cannot be used with RabbitMQ: it must be 1-200 bytes "
+            "and must not start with 'amq.' (reserved by the broker). Pick another queue_name."
+        )
+        raise TaskConfigurationError(msg)
+    return name
+
+
+# -- names -------------------------------------------------------------------------------
+
+
+def dead_letter_name(queue: str) -> str:
+    """Name of the broker-side dead-letter exchange and queue of `queue`."""
+    return f"{queue}.dlx"
+
+
+def delayed_exchange_name(queue: str) -> str:
+    """Name of the delayed-message-plugin exchange of `queue`."""
+    return f"{queue}.delayed"
+
+
+def bucket_queue_name(queue: str, exp: int) -> str:
+    """Name of the delay bucket queue holding messages for 2**exp milliseconds."""
+    return f"{queue}.delay.{1 << exp}ms"
+
+
+def state_namespace(vhost: str, queue: str) -> str:
+    """Key prefix of this queue's job-state records in the state store."""
+    return f"lexigram:rabbitmq:{vhost}:{queue}:"
+
+
+# -- priorities --------------------------------------------------------------------------
+
+
+def map_priority(priority: int, max_priority: int, queue_type: QueueType = "classic") -> int:
+    """Map a job priority (0..255) onto the AMQP priority the queue supports.
+
+    Classic queues support ``0..max_priority``. The mapping keeps order (a higher job
+    priority never maps lower) and is one-to-one for small values: priorities up to
+    ``max_priority // 2`` map to themselves, larger ones are spread logarithmically
+    over the remaining levels, so the named points stay apart (with the default 10
+    levels: LOW 0 -> 0, NORMAL 5 -> 5, HIGH 10 -> 6, CRITICAL 20 -> 7, 255 -> 10).
+    Quorum queues (RabbitMQ 3.13+) know only "normal" and "high": jobs above
+    `Priority.NORMAL` are published as high.
+
+    Args:
+        priority: The job's priority, 0..255.
+        max_priority: The queue's ``x-max-priority`` (0 disables priorities).
+        queue_type: ``classic`` or ``quorum``.
+
+    Returns:
+        The AMQP message priority.
+    """
+    if queue_type == "quorum":
+        return QUORUM_HIGH_PRIORITY if priority > Priority.NORMAL else 0
+    if max_priority <= 0 or priority <= 0:
+        return 0
+    if max_priority >= PRIORITY_MAX:
+        return min(priority, PRIORITY_MAX)
+    linear = max_priority // 2
+    if priority <= linear:
+        return priority
+    if linear == 0:
+        return max_priority
+    span = max_priority - linear
+    ratio = math.log(priority / linear) / math.log(PRIORITY_MAX / linear)
+    return min(max_priority, linear + max(1, math.ceil(span * ratio)))
+
+
+# -- delays ------------------------------------------------------------------------------
+
+
+def delay_bucket(remaining: float) -> int | None:
+    """Pick the delay bucket for a job due in `remaining` seconds.
+
+    The bucket is the largest power of two milliseconds not above the delay, so a job
+    never arrives early and each hop at least halves what is left: a delay takes at
+    most one hop per bit of its millisecond value (about 10 hops for an hour).
+
+    Returns:
+        The bucket exponent (the queue holds 2**exp ms), or None when less than the
+        smallest bucket (32 ms) remains: the consumer then holds the job until due.
+    """
+    millis = math.ceil(remaining * 1000.0)
+    if millis < (1 << BUCKET_MIN_EXP):
+        return None
+    return min(millis.bit_length() - 1, BUCKET_MAX_EXP)
+
+
+# -- settings ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RabbitMQSettings:
+    """Validated options of a `RabbitMQTaskQueue` (also the keys of `spec.options`).
+
+    Attributes:
+        durable: Durable queues and persistent messages (survive a broker restart).
+        queue_type: ``classic`` (priorities) or ``quorum`` (replicated).
+        max_priority: ``x-max-priority`` of a classic queue (0 disables priorities).
+        visibility_timeout: Heartbeat basis for the worker (AMQP has no lease expiry).
+        idempotency_ttl: How long an idempotency key is held, in seconds.
+        delay_mode: ``ttl`` (bucket queues), ``plugin`` (rabbitmq_delayed_message_exchange)
+            or ``auto`` (the plugin when the broker has it, else buckets).
+        dead_letter_ttl: ``x-message-ttl`` of the broker-side dead-letter queue (None keeps
+            messages until an operator removes them).
+        connect_timeout: Seconds to wait for the broker on connect.
+        reconnect_interval: Seconds between reconnect attempts after a connection loss.
+        publish_timeout: Seconds an enqueue waits (including for a reconnect) for a confirm.
+        publish_window: Publisher confirms in flight at once in `enqueue_many`.
+        state_ttl: Lifetime of a job-state record in seconds (plus the job's delay).
+        state_max_entries: Size bound of the in-process state store.
+    """
+
+    durable: bool = True
+    queue_type: QueueType = "classic"
+    max_priority: int = 10
+    visibility_timeout: float = 30.0
+    idempotency_ttl: float = DAY
+    delay_mode: DelayMode = "ttl"
+    dead_letter_ttl: float | None = 7 * DAY
+    connect_timeout: float = 10.0
+    reconnect_interval: float = 1.0
+    publish_timeout: float = 30.0
+    publish_window: int = 256
+    state_ttl: float = 7 * DAY
+    state_max_entries: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.queue_type not in get_args(QueueType):
+            _bad("queue_type", self.queue_type, "'classic' or 'quorum'")
+        if self.delay_mode not in get_args(DelayMode):
+            _bad("delay_mode", self.delay_mode, "'ttl', 'auto' or 'plugin'")
+        if not 0 <= self.max_priority <= PRIORITY_MAX:
+            _bad("max_priority", self.max_priority, f"an int in 0..{PRIORITY_MAX} (10 is typical)")
+        if self.queue_type == "quorum" and not self.durable:
+            _bad("durable", self.durable, "True: quorum queues are always durable")
+        for name in ("visibility_timeout", "idempotency_ttl", "connect_timeout",
+                     "reconnect_interval", "publish_timeout", "state_ttl"):  # fmt: skip
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                _bad(name, value, "a positive number of seconds")
+        if self.dead_letter_ttl is not None and not self.dead_letter_ttl > 0:
+            _bad("dead_letter_ttl", self.dead_letter_ttl, "a positive number of seconds or None")
+        if self.publish_window < 1:
+            _bad("publish_window", self.publish_window, "an int of 1 or more")
+        if self.state_max_entries < 1:
+            _bad("state_max_entries", self.state_max_entries, "an int of 1 or more")
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, object]) -> RabbitMQSettings:
+        """Build settings from `TaskBackendSpec.options`, coercing strings from env/YAML.
+
+        Keys this backend does not know are logged and ignored (`state_store` is read by
+        the backend object, not here).
+
+        Raises:
+            TaskConfigurationError: A value has the wrong type or is out of range.
+        """
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, raw in options.items():
+            spec = known.get(key)
+            if spec is None:
+                if key != "state_store":
+                    logger.warning(
+                        "Ignoring unknown RabbitMQ backend option %r (known: %s).",
+                        key,
+                        ", ".join(sorted(known)),
+                    )
+                continue
+            values[key] = _coerce(key, raw, default=spec.default)
+        return cls(**values)
+
+
+def _coerce(key: str, raw: object, *, default: object) -> object:
+    if raw is None and key == "dead_letter_ttl":
+        return None
+    if isinstance(default, bool):
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in _BOOLS:
+            return _BOOLS[raw.strip().lower()]
+        _bad(key, raw, "true or false")
+    if isinstance(default, int) and not isinstance(default, bool):
+        try:
+            return int(str(raw)) if not isinstance(raw, int) or isinstance(raw, bool) else raw
+        except ValueError:
+            _bad(key, raw, "an integer")
+    if isinstance(default, float):
+        try:
+            return float(raw) if isinstance(raw, int | float | str) else _bad(key, raw, "a number")
+        except ValueError:
+            _bad(key, raw, "a number of seconds")
+    return raw
+
+
+_BOOLS = {"true": True, "1": True, "yes": True, "on": True,
+          "false": False, "0": False, "no": False, "off": False}  # fmt: skip
+
+
+def _bad(key: str, value: object, expected: str) -> Any:
+    msg = f"RabbitMQ backend option {key}={value!r} is invalid. Use {expected}."
+    raise TaskConfigurationError(msg)

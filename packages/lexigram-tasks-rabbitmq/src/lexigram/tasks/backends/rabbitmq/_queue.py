@@ -1,0 +1,608 @@
+"""`RabbitMQTaskQueue`: `TaskQueueProtocol` on AMQP 0-9-1 (aio-pika / aiormq)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, cast
+
+import aiormq
+from pamqp.commands import Basic
+
+from lexigram.contracts.tasks import (
+    CacheBackendProtocol,
+    Err,
+    Job,
+    JobStatus,
+    Ok,
+    Result,
+    TaskQueueError,
+    TaskValidationError,
+    decode_job,
+    encode_job,
+)
+from lexigram.tasks.backends.rabbitmq._consumer import Delivery, DeliveryBuffer
+from lexigram.tasks.backends.rabbitmq._link import CONNECTION_ERRORS, AMQPLink, Published
+from lexigram.tasks.backends.rabbitmq._options import (
+    BUCKET_MAX_EXP,
+    BUCKET_MIN_EXP,
+    DAY,
+    DEFAULT_AMQP_URL,
+    DelayMode,
+    QueueType,
+    RabbitMQSettings,
+    bucket_queue_name,
+    delay_bucket,
+    delayed_exchange_name,
+    map_priority,
+    parse_amqp_url,
+    state_namespace,
+    validate_queue_name,
+)
+from lexigram.tasks.backends.rabbitmq._state import Admission, JobStates, LocalStateStore
+
+logger = logging.getLogger(__name__)
+
+_MAX_PLUGIN_DELAY_MS = (1 << 32) - 1
+_STALE_DONE_LIMIT = 10_000
+_REBUCKET_ERRORS: tuple[type[Exception], ...] = (TaskQueueError, *CONNECTION_ERRORS)
+
+
+class RabbitMQTaskQueue:
+    """A task queue on RabbitMQ (AMQP 0-9-1) with publisher confirms and manual acks.
+
+    Nothing connects until the first operation. Jobs are JSON envelopes published
+    persistently (``durable=True``) to a durable classic or quorum queue; `enqueue`
+    returns Ok only after the broker confirmed the message. Workers consume with
+    manual acks and a prefetch equal to their free slots; a consumer that loses its
+    connection gets its unacked jobs redelivered by the broker, and the connection,
+    channels and consumer recover on their own after a broker restart. Delays use
+    per-delay TTL queues that dead-letter back (or the delayed-message plugin), a
+    rejected job is dead-lettered to ``<queue>.dlx``, and `get_job` / `delete_job` /
+    `count` rely on a job-state store (see ``docs/backends/rabbitmq.md`` for where AMQP
+    differs from the other backends).
+
+    Args:
+        amqp_url: ``amqp://user:pass@host:5672/vhost`` or ``amqps://...`` (TLS).
+        queue_name: Queue to serve (also the prefix of its delay and dead-letter queues).
+        durable: Durable queues and persistent messages (survive a broker restart).
+        queue_type: ``classic`` (priorities) or ``quorum`` (replicated).
+        max_priority: ``x-max-priority`` of a classic queue; job priorities 0..255 are
+            mapped onto 0..max_priority keeping their order.
+        visibility_timeout: The worker's heartbeat basis. AMQP has no lease expiry: a
+            job stays with its consumer until acked or the connection drops.
+        state_store: A shared `CacheBackendProtocol` (e.g. the Redis or Postgres one) for
+            job-state records; None keeps them in this process.
+        idempotency_ttl: How long an idempotency key is held, in seconds.
+        delay_mode: ``ttl`` (bucket queues, default), ``plugin`` or ``auto``.
+        dead_letter_ttl: ``x-message-ttl`` of ``<queue>.dlx``; None keeps dead letters.
+        connect_timeout: Seconds to wait for the broker on connect.
+        reconnect_interval: Seconds between reconnect attempts.
+        publish_timeout: Seconds an enqueue waits for a confirm, reconnects included.
+        publish_window: Confirms in flight at once in `enqueue_many`.
+        state_ttl: Lifetime of a job-state record in seconds (plus the job's delay).
+        state_max_entries: Size bound of the in-process state store.
+
+    Example:
+        queue = RabbitMQTaskQueue("amqp://guest:guest@localhost:5672/", "emails")
+        job_id = (await queue.enqueue(Job(name="send_email", args=("a@b.c",)))).unwrap()
+    """
+
+    def __init__(
+        self,
+        amqp_url: str = DEFAULT_AMQP_URL,
+        queue_name: str = "tasks",
+        *,
+        durable: bool = True,
+        queue_type: QueueType = "classic",
+        max_priority: int = 10,
+        visibility_timeout: float = 30.0,
+        state_store: CacheBackendProtocol | None = None,
+        idempotency_ttl: float = DAY,
+        delay_mode: DelayMode = "ttl",
+        dead_letter_ttl: float | None = 7 * DAY,
+        connect_timeout: float = 10.0,
+        reconnect_interval: float = 1.0,
+        publish_timeout: float = 30.0,
+        publish_window: int = 256,
+        state_ttl: float = 7 * DAY,
+        state_max_entries: int = 100_000,
+    ) -> None:
+        self.settings = RabbitMQSettings(
+            durable=durable,
+            queue_type=queue_type,
+            max_priority=max_priority,
+            visibility_timeout=visibility_timeout,
+            idempotency_ttl=idempotency_ttl,
+            delay_mode=delay_mode,
+            dead_letter_ttl=dead_letter_ttl,
+            connect_timeout=connect_timeout,
+            reconnect_interval=reconnect_interval,
+            publish_timeout=publish_timeout,
+            publish_window=publish_window,
+            state_ttl=state_ttl,
+            state_max_entries=state_max_entries,
+        )
+        self.target = parse_amqp_url(amqp_url)
+        self._queue_name = validate_queue_name(queue_name)
+        self.visibility_timeout = float(visibility_timeout)
+        self._link = AMQPLink(amqp_url, queue_name, self.settings)
+        store = (
+            state_store
+            if state_store is not None
+            else LocalStateStore(max_entries=state_max_entries)
+        )
+        self._states = JobStates(
+            store,
+            state_namespace(self.target.vhost, queue_name),
+            shared=state_store is not None,
+            state_ttl=state_ttl,
+        )
+        self._buffer = DeliveryBuffer(self._link, self._on_future)
+        self._inflight: dict[str, Delivery] = {}
+        self._cancelled: set[str] = set()
+        self._done_stale: OrderedDict[str, None] = OrderedDict()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._persistent = 2 if durable else 1
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"RabbitMQTaskQueue(url={self._link.masked_url!r}, queue_name={self._queue_name!r}, "
+            f"queue_type={self.settings.queue_type!r})"
+        )
+
+    @property
+    def queue_name(self) -> str:
+        """Name of the queue this object serves."""
+        return self._queue_name
+
+    @property
+    def url(self) -> str:
+        """The broker URL with its password masked (safe to log)."""
+        return self._link.masked_url
+
+    @property
+    def state_store(self) -> CacheBackendProtocol:
+        """The job-state store (in-process unless a shared one was passed)."""
+        return self._states.store
+
+    async def connect(self) -> None:
+        """Connect and declare the queues now instead of on first use.
+
+        Raises:
+            BackendConnectionError: The broker cannot be reached.
+            TaskConfigurationError: The queue exists with other arguments.
+        """
+        await self._link.ready()
+
+    # -- enqueue ---------------------------------------------------------------------
+
+    def _properties(self, job: Job, headers: dict[str, Any] | None = None) -> Basic.Properties:
+        settings = self.settings
+        return Basic.Properties(
+            content_type="application/json",
+            delivery_mode=self._persistent,
+            priority=map_priority(job.priority, settings.max_priority, settings.queue_type),
+            message_id=job.id,
+            headers=headers,
+        )
+
+    async def _publish(self, job: Job, body: bytes, delay: float) -> Published:
+        """Publish a job now, or into the delay path when `delay` seconds remain."""
+        if delay > 0 and self._link.use_plugin:
+            millis = min(int(delay * 1000) + 1, _MAX_PLUGIN_DELAY_MS)
+            return await self._link.publish(
+                body,
+                exchange=delayed_exchange_name(self._queue_name),
+                routing_key=self._queue_name,
+                properties=self._properties(job, {"x-delay": millis}),
+                mandatory=False,  # the plugin returns every mandatory message
+            )
+        exp = delay_bucket(delay) if delay > 0 else None
+        routing_key = self._queue_name if exp is None else await self._link.ensure_bucket(exp)
+        properties = self._properties(job)
+        return await self._link.publish(body, routing_key=routing_key, properties=properties)
+
+    async def _admit(self, job: Job) -> tuple[bytes, float] | Result[str, TaskQueueError]:
+        """Validate and record a job; return what to publish, or the final result."""
+        if job.queue_name is None:
+            job.queue_name = self._queue_name
+        try:
+            body = encode_job(job)
+        except TaskValidationError as exc:
+            return Err(exc)
+        delay = 0.0 if job.scheduled_at is None else job.scheduled_at - time.time()
+        key = job.idempotency_key
+        if key is not None:
+            ttl = max(self.settings.idempotency_ttl, delay)
+            holder = await self._states.claim_idempotency(key, job.id, ttl)
+            if holder is not None and holder != job.id:
+                return Ok(holder)
+        if await self._states.admit(job.id, body.decode(), delay) is not Admission.NEW:
+            return Ok(job.id)
+        return body, delay
+
+    async def _refused(self, job: Job, outcome: Published) -> Err[TaskQueueError]:
+        await self._states.forget(job.id)
+        if job.idempotency_key is not None:
+            await self._states.release_idempotency(job.idempotency_key)
+        reason = (
+            "was unroutable (the queue does not exist)"
+            if outcome is Published.RETURNED
+            else ("was refused (nack) by the broker")
+        )
+        msg = (
+            f"Job {job.id!r} ({job.name!r}) {reason} on queue {self._queue_name!r}. "
+            "Check the broker's logs and limits (disk/memory alarms, max-length), then retry."
+        )
+        return Err(TaskQueueError(msg, queue_name=self._queue_name, job_id=job.id))
+
+    async def enqueue(self, task: Job) -> Result[str, TaskQueueError]:
+        """Publish a job and wait for the broker's confirm.
+
+        Returns:
+            Ok(job id) once the broker confirmed it (or the first job's id for a held
+            idempotency key / an id already queued); Err for an invalid job or a
+            message the broker refused.
+
+        Raises:
+            BackendConnectionError: No confirm within `publish_timeout`.
+        """
+        admitted = await self._admit(task)
+        if not isinstance(admitted, tuple):
+            return admitted
+        body, delay = admitted
+        try:
+            outcome = await self._publish(task, body, delay)
+        except BaseException:
+            await self._states.forget(task.id)
+            if task.idempotency_key is not None:
+                await self._states.release_idempotency(task.idempotency_key)
+            raise
+        if outcome is not Published.ACK:
+            return await self._refused(task, outcome)
+        return Ok(task.id)
+
+    async def enqueue_many(self, tasks: Sequence[Job]) -> list[Result[str, TaskQueueError]]:
+        """Publish jobs with up to `publish_window` confirms in flight.
+
+        Returns:
+            One result per job, in order. A job whose publish failed on a connection
+            error gets Err(BackendConnectionError) instead of raising, so the caller
+            learns which jobs did reach the broker.
+        """
+        results: list[Result[str, TaskQueueError] | None] = [None] * len(tasks)
+        todo: list[tuple[int, Job, bytes, float]] = []
+        for index, job in enumerate(tasks):
+            admitted = await self._admit(job)
+            if isinstance(admitted, tuple):
+                todo.append((index, job, *admitted))
+            else:
+                results[index] = admitted
+        gate = asyncio.Semaphore(self.settings.publish_window)
+
+        async def publish(index: int, job: Job, body: bytes, delay: float) -> None:
+            async with gate:
+                try:
+                    outcome = await self._publish(job, body, delay)
+                except TaskQueueError as exc:
+                    await self._refused(job, Published.NACK)
+                    results[index] = Err(exc)
+                    return
+            results[index] = (
+                Ok(job.id) if outcome is Published.ACK else await self._refused(job, outcome)
+            )
+
+        await asyncio.gather(*(publish(*item) for item in todo))
+        return cast("list[Result[str, TaskQueueError]]", results)  # every slot is filled
+
+    # -- dequeue ---------------------------------------------------------------------
+
+    async def dequeue(self) -> Job | None:
+        """Lease the next ready job (highest priority first), or None; never waits."""
+        while True:
+            got = await self._buffer.get()
+            if got is not None:
+                self._buffer.push(got)
+            for delivery in self._buffer.take(1):
+                jobs = await self._hand_out([delivery])
+                if jobs:
+                    return jobs[0]
+            if got is None and self._buffer.best_priority() is None:
+                return None
+
+    async def dequeue_batch(self, max_jobs: int, *, timeout: float = 0.0) -> list[Job]:
+        """Lease up to `max_jobs` ready jobs, waiting up to `timeout` s for the first.
+
+        With a timeout the wait is the AMQP consumer itself: the broker pushes jobs as
+        they arrive, up to a prefetch of (jobs in flight + `max_jobs`).
+        """
+        if max_jobs <= 0:
+            return []
+        if timeout <= 0:
+            jobs: list[Job] = []
+            while len(jobs) < max_jobs and (job := await self.dequeue()) is not None:
+                jobs.append(job)
+            return jobs
+        await self._buffer.ensure_consuming(len(self._inflight) + max_jobs)
+        deadline = time.monotonic() + timeout
+        while True:
+            jobs = await self._hand_out(self._buffer.take(max_jobs))
+            if jobs:
+                return jobs
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            await self._buffer.wait(remaining)
+
+    async def _hand_out(self, deliveries: list[Delivery]) -> list[Job]:
+        jobs: list[Job] = []
+        for delivery in deliveries:
+            job = delivery.job
+            current = self._inflight.get(job.id)
+            if current is not None and not current.stale:
+                # A second copy of a job that is running here (e.g. published twice
+                # across a reconnect): the running one settles it, drop this one.
+                await self._buffer.ack(delivery)
+                continue
+            if job.id in self._done_stale:
+                # It finished while its first delivery's channel was gone: do not rerun.
+                del self._done_stale[job.id]
+                await self._buffer.ack(delivery)
+                continue
+            if await self._states.take_if_deleted(job.id):
+                await self._buffer.ack(delivery)
+                continue
+            await self._states.started(job.id, delivery.envelope, retried=job.retry_count > 0)
+            job.status = JobStatus.RUNNING
+            self._inflight[job.id] = delivery
+            jobs.append(job)
+        return jobs
+
+    def _on_future(self, delivery: Delivery) -> None:
+        task = asyncio.ensure_future(self._rebucket(delivery))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _rebucket(self, delivery: Delivery) -> None:
+        """Send a job that came back before it is due to the next smaller bucket."""
+        job = delivery.job
+        remaining = (job.scheduled_at or 0.0) - time.time()
+        job.delivery_count -= 1  # a hop is not a delivery
+        try:
+            outcome = await self._publish(job, encode_job(job), remaining)
+        except _REBUCKET_ERRORS as exc:
+            logger.warning("Could not re-delay job %s (%s); it comes back later.", job.id, exc)
+            outcome = Published.NACK
+        if outcome is Published.ACK:
+            await self._buffer.ack(delivery)
+            return
+        await asyncio.sleep(1.0)  # do not spin on a broker that keeps refusing
+        await self._buffer.reject(delivery, requeue=True)
+
+    # -- settle ----------------------------------------------------------------------
+
+    async def extend_lease(self, task_id: str, seconds: float | None = None) -> bool:
+        """Confirm the job is still held; AMQP has no lease to extend.
+
+        A delivery stays with its consumer until acked or until the connection drops,
+        so this returns True while the delivery is held and its channel is alive, and
+        False once the job was deleted or the channel was lost (the broker has then
+        requeued it). The broker's ``consumer_timeout`` bounds a hung handler.
+        """
+        if task_id in self._cancelled:
+            return False
+        delivery = self._inflight.get(task_id)
+        if delivery is None or delivery.stale:
+            return False
+        return not (self._states.shared and await self._states.is_deleted(task_id))
+
+    async def ack(self, task_id: str) -> None:
+        """Acknowledge a finished job (coalesced into multiple-acks where safe)."""
+        if task_id in self._cancelled:
+            self._cancelled.discard(task_id)  # deleted while running: already settled
+            return
+        delivery = self._inflight.pop(task_id, None)
+        if delivery is None:
+            return
+        if not await self._buffer.ack(delivery):
+            self._remember_stale_done(task_id)
+        await self._states.forget(task_id)
+
+    async def nack(self, task_id: str, requeue: bool = True) -> None:
+        """Requeue a leased job now, or dead-letter it to ``<queue>.dlx``.
+
+        A requeued job is re-published (confirmed) with its delivery count, then the
+        original is acked, so its next delivery counts exactly.
+        """
+        if task_id in self._cancelled:
+            self._cancelled.discard(task_id)
+            return
+        delivery = self._inflight.pop(task_id, None)
+        if delivery is None:
+            return
+        if not requeue or await self._states.is_deleted(task_id):
+            await self._buffer.reject(delivery, requeue=False)
+            await self._states.forget(task_id)
+            return
+        if delivery.stale:
+            return  # the broker already requeued it when the channel closed
+        job = delivery.job
+        job.status = JobStatus.RETRYING if job.retry_count > 0 else JobStatus.PENDING
+        await self._requeue(job, delivery, delay=0.0)
+
+    async def retry_later(self, task: Job, *, delay: float = 0.0) -> None:
+        """Publish the updated job (confirmed) to the delay path, then ack the original."""
+        if task.id in self._cancelled:
+            self._cancelled.discard(task.id)
+            return
+        delivery = self._inflight.pop(task.id, None)
+        if delivery is not None and delivery.stale:
+            return  # the broker redelivers the original; this retry's state is lost
+        if await self._states.is_deleted(task.id):
+            if delivery is not None:
+                await self._buffer.ack(delivery)
+            return
+        if task.status in (JobStatus.RUNNING, JobStatus.PENDING):
+            task.status = JobStatus.RETRYING if task.retry_count > 0 else JobStatus.PENDING
+        task.scheduled_at = time.time() + delay if delay > 0 else None
+        await self._requeue(task, delivery, delay=max(0.0, delay))
+
+    async def _requeue(self, job: Job, delivery: Delivery | None, *, delay: float) -> None:
+        body = encode_job(job)
+        try:
+            outcome = await self._publish(job, body, delay)
+        except TaskQueueError:
+            outcome = Published.NACK
+            logger.warning("Could not requeue job %s; the broker redelivers it.", job.id,
+                           exc_info=True)  # fmt: skip
+        if outcome is not Published.ACK:
+            if delivery is not None:
+                await self._buffer.reject(delivery, requeue=True)
+            return
+        if delivery is not None:
+            await self._buffer.ack(delivery)
+        await self._states.requeued(job.id, body.decode(), retrying=job.retry_count > 0,
+                                    delay=delay)  # fmt: skip
+
+    def _remember_stale_done(self, task_id: str) -> None:
+        self._done_stale[task_id] = None
+        if len(self._done_stale) > _STALE_DONE_LIMIT:
+            self._done_stale.popitem(last=False)
+
+    # -- lookups ---------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """Return a waiting or running job by id (from the in-flight map or the state store)."""
+        delivery = self._inflight.get(job_id)
+        if delivery is not None and not delivery.stale and job_id not in self._cancelled:
+            return Job.from_dict(delivery.job.to_dict())
+        running = await self._states.running_envelope(job_id)
+        if running is not None:
+            job = decode_job(running)
+            job.status = JobStatus.RUNNING
+            return job
+        waiting = await self._states.waiting_envelope(job_id)
+        return None if waiting is None else decode_job(waiting)
+
+    async def delete_job(self, job_id: str) -> bool:
+        """Delete a waiting or running job; it is never delivered again.
+
+        A job running here is acked at once (its worker sees `extend_lease` False); a
+        waiting one gets a tombstone and is dropped when the broker delivers it.
+        """
+        delivery = self._inflight.pop(job_id, None)
+        if delivery is not None:
+            self._cancelled.add(job_id)
+            if await self._buffer.ack(delivery):
+                await self._states.forget(job_id)
+            else:
+                await self._states.delete(job_id)
+            return True
+        return await self._states.delete(job_id)
+
+    async def get_task_count(self) -> int:
+        """Number of jobs waiting (ready or delayed, not in flight)."""
+        return await self.count(self._queue_name, JobStatus.PENDING)
+
+    async def count(self, queue_name: str, status: Any | None = None) -> int:
+        """Count jobs; waiting ones come from the broker's queue depths.
+
+        PENDING = messages ready in the queue and its delay buckets, plus those
+        buffered here, minus deleted ones not yet dropped; RUNNING = jobs in flight
+        (this process, or every process with a shared state store); RETRYING = jobs
+        waiting for a retry scheduled through this state store.
+        """
+        wanted = None if status is None else JobStatus(status)
+        if wanted in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED):
+            return 0
+        if queue_name != self._queue_name:
+            if wanted in (None, JobStatus.PENDING):
+                return await self._broker_depth(queue_name)
+            return 0
+        if wanted is JobStatus.RETRYING:
+            return await self._states.count("retry")
+        total = 0
+        if wanted in (None, JobStatus.PENDING):
+            depth = await self._broker_depth(queue_name) + len(self._buffer)
+            total += max(0, depth - await self._states.count("del"))
+        if wanted in (None, JobStatus.RUNNING):
+            total += await self._running()
+        return total
+
+    async def _running(self) -> int:
+        if self._states.shared:
+            return await self._states.count("run")
+        return sum(1 for d in self._inflight.values() if not d.stale)
+
+    async def _broker_depth(self, queue_name: str) -> int:
+        """Ready messages in `queue_name` and its delay buckets (passive declares)."""
+        names = [queue_name] + [
+            bucket_queue_name(queue_name, exp) for exp in range(BUCKET_MIN_EXP, BUCKET_MAX_EXP + 1)
+        ]
+        return sum(await self._link.with_channel("count jobs", lambda ch: _depths(ch, names)))
+
+    async def clear(self) -> None:
+        """Purge the queue and its delay buckets, and drop every job held here."""
+        for job_id in list(self._inflight):
+            await self.delete_job(job_id)
+        for delivery in self._buffer.drain():
+            await self._buffer.ack(delivery)
+        if self._states.shared:
+            for job_id in await self._states.running_ids():
+                await self._states.delete(job_id)
+        names = [self._queue_name] + [
+            bucket_queue_name(self._queue_name, exp)
+            for exp in range(BUCKET_MIN_EXP, BUCKET_MAX_EXP + 1)
+        ]
+        await self._link.with_channel("purge the queue", lambda ch: _purge(ch, names))
+        await self._states.clear()
+
+    async def close(self) -> None:
+        """Stop consuming and close the connection; unacked jobs return to the queue."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._buffer.close()
+        await self._link.close()
+
+
+async def _open_channel(channel: Any) -> Any:
+    return await channel.connection.channel()
+
+
+async def _depths(channel: Any, names: list[str]) -> list[int]:
+    """Passive-declare each queue; a missing one counts 0 (and closes the channel)."""
+    depths: list[int] = []
+    for name in names:
+        if channel.is_closed:
+            channel = await _open_channel(channel)
+        try:
+            ok = await channel.queue_declare(name, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            depths.append(0)
+            continue
+        depths.append(int(ok.message_count or 0))
+    if not channel.is_closed:
+        await channel.close()
+    return depths
+
+
+async def _purge(channel: Any, names: list[str]) -> None:
+    for name in names:
+        if channel.is_closed:
+            channel = await _open_channel(channel)
+        try:
+            await channel.queue_declare(name, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            continue
+        await channel.queue_purge(name)
+    if not channel.is_closed:
+        await channel.close()
