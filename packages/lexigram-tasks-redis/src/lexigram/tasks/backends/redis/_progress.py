@@ -24,17 +24,17 @@ logger = logging.getLogger(__name__)
 _TERMINAL = (ProgressStatus.COMPLETE, ProgressStatus.FAILED)
 _RESUBSCRIBE_DELAY = 0.2
 
-# KEYS: snapshot. ARGV: json, ttl ms (0 = none), channel.
+# KEYS: snapshot hash. ARGV: json, ttl ms (0 = none), channel. Each change gets the next
+# sequence number; it is published as "<seq>|<json>" so a subscriber can tell which
+# messages are older than the snapshot it read.
 _PUBLISH = LuaScript(
     "progress_publish",
     """
-if tonumber(ARGV[2]) > 0 then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-else
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-redis.call('PUBLISH', ARGV[3], ARGV[1])
-return 1
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('HSET', KEYS[1], 'data', ARGV[1])
+if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+redis.call('PUBLISH', ARGV[3], seq .. '|' .. ARGV[1])
+return seq
 """,
 )
 
@@ -92,11 +92,12 @@ class RedisProgressTracker(RedisStore):
         """Mark a task completed (current = total) and end its subscriptions."""
         last = await self.get(task_id)
         total = last.total if last is not None else 0
-        current = total if total > 0 else (last.current if last is not None else 0)
+        if total <= 0:
+            total = last.current if last is not None else 0
         await self._publish(
             ProgressSnapshot(
                 task_id=task_id,
-                current=current,
+                current=total,
                 total=total,
                 status=ProgressStatus.COMPLETE,
                 message=result,
@@ -119,8 +120,14 @@ class RedisProgressTracker(RedisStore):
 
     async def get(self, task_id: str) -> ProgressSnapshot | None:
         """Return the most recent snapshot, or None if the task is unknown."""
-        raw = await self._call("get", lambda c: c.get(self._key(task_id)))
-        return None if raw is None else ProgressSnapshot.from_dict(loads(raw))
+        _, snapshot = await self._read(task_id)
+        return snapshot
+
+    async def _read(self, task_id: str) -> tuple[int, ProgressSnapshot | None]:
+        seq, raw = await self._call("get", lambda c: c.hmget(self._key(task_id), "seq", "data"))
+        if raw is None:
+            return 0, None
+        return int(seq or 0), ProgressSnapshot.from_dict(loads(raw))
 
     def subscribe(self, task_id: str) -> AsyncIterator[ProgressSnapshot]:
         """Return an async iterator of snapshots for `task_id` (not a coroutine).
@@ -133,16 +140,17 @@ class RedisProgressTracker(RedisStore):
 
     async def _follow(self, task_id: str) -> AsyncIterator[ProgressSnapshot]:
         channel = self._channel(task_id)
-        last: ProgressSnapshot | None = None
+        seen = 0  # sequence number of the last snapshot yielded
         outage_since: float | None = None
         while True:
             pubsub = self._connector.client().pubsub(ignore_subscribe_messages=True)
             try:
                 try:
+                    # Subscribe before reading, so no change falls between the two.
                     await pubsub.subscribe(channel)
-                    current = await self.get(task_id)
-                    if current is not None and current != last:
-                        last = current
+                    seq, current = await self._read(task_id)
+                    if current is not None and seq > seen:
+                        seen = seq
                         yield current
                         if current.status in _TERMINAL:
                             return
@@ -150,10 +158,11 @@ class RedisProgressTracker(RedisStore):
                     async for message in pubsub.listen():
                         if message.get("type") != "message":
                             continue
-                        snapshot = ProgressSnapshot.from_dict(loads(message["data"]))
-                        if snapshot == last:
-                            continue
-                        last = snapshot
+                        raw_seq, _, data = bytes(message["data"]).partition(b"|")
+                        if int(raw_seq) <= seen:
+                            continue  # already covered by the snapshot read above
+                        seen = int(raw_seq)
+                        snapshot = ProgressSnapshot.from_dict(loads(data))
                         yield snapshot
                         if snapshot.status in _TERMINAL:
                             return
