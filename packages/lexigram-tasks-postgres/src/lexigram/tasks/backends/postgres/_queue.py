@@ -159,7 +159,8 @@ class PostgresTaskQueue:
         # Wake-ups: a generation counter and the event the current waiters sleep on.
         self._generation = 0
         self._wake = asyncio.Event()
-        self._due_at: float | None = None  # loop time of a delayed job we heard of
+        self._due_at: float | None = None  # loop time of the next due job we know of
+        self._probe_at = 0.0  # loop time of the next "next due job" probe
         self._keys_purged_at = 0.0
         self._closed = False
 
@@ -445,17 +446,28 @@ class PostgresTaskQueue:
                     await asyncio.wait_for(wake.wait(), wait)
             if self._due_at is not None and self._due_at <= loop.time():
                 self._due_at = None
+                self._probe_at = 0.0  # look for the next due job at the next idle wait
 
     async def _idle_wait(self, remaining: float, now: float) -> float:
         """Seconds an idle consumer may sleep before it must look again."""
         # Without LISTEN (no DSN, or the listener is reconnecting) poll at least every second.
-        wait = min(remaining, self.config.poll_interval if self._listening else 1.0)
-        due = await self._seconds_until_due()
-        if due is not None:
-            wait = min(wait, due)
+        limit = self.config.poll_interval if self._listening else 1.0
+        if now >= self._probe_at:
+            # Delayed jobs and other consumers' leases announce no NOTIFY when they fall
+            # due: one index probe per safety-net interval (or once a due time passed)
+            # finds the next one. New delayed jobs announce their due time by NOTIFY.
+            due = await self._seconds_until_due()
+            self._probe_at = now + limit
+            if due is not None:
+                self._set_due(now + due)
+        wait = min(remaining, limit)
         if self._due_at is not None:
             wait = min(wait, self._due_at - now)
         return wait
+
+    def _set_due(self, due: float) -> None:
+        if self._due_at is None or due < self._due_at:
+            self._due_at = due
 
     def _has_listener(self) -> bool:
         return self._listener is not None
@@ -498,12 +510,12 @@ class PostgresTaskQueue:
         return None if value is None else max(float(value), 0.0)
 
     def _on_notify(self, payload: str | None) -> None:
+        if payload is None:
+            self._probe_at = 0.0  # LISTEN reconnected: notifications may have been lost
         delay = payload_delay(payload)
         if delay is not None and delay > 0:
             # A delayed job: remember when it falls due, and let waiters recompute.
-            due = asyncio.get_running_loop().time() + delay
-            if self._due_at is None or due < self._due_at:
-                self._due_at = due
+            self._set_due(asyncio.get_running_loop().time() + delay)
         self._notify_waiters()
 
     def _notify_waiters(self) -> None:
