@@ -412,3 +412,47 @@ def test_dependency_resolver_topological_order_and_remove() -> None:
     resolver.remove("report")
     assert "report" not in resolver.get_all()
     assert resolver.get_dependencies("unknown") == []
+
+
+async def test_stop_scheduler_cancels_a_callback_that_never_returns() -> None:
+    scheduler = TaskScheduler()
+    entered = asyncio.Event()
+
+    async def hangs(job: Job) -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    job_id = scheduler.schedule_job_sync(JobTemplate(name="a"), "0 0 * * *")
+    _make_due(scheduler, job_id)
+    await scheduler.start_scheduler(hangs)
+    await asyncio.wait_for(entered.wait(), timeout=3.0)
+    await scheduler.stop_scheduler(timeout=0.05)
+    assert not _loop_running(scheduler)
+
+
+async def test_unscheduling_during_enqueue_leaves_no_trace() -> None:
+    scheduler = TaskScheduler()
+    done = asyncio.Event()
+
+    def unschedule_itself(job: Job) -> None:
+        scheduler.unschedule_job_sync(job.metadata["schedule_id"])
+        done.set()
+
+    job_id = scheduler.schedule_job_sync(JobTemplate(name="a"), "0 0 * * *")
+    _make_due(scheduler, job_id)
+    await scheduler.start_scheduler(unschedule_itself)
+    try:
+        await asyncio.wait_for(done.wait(), timeout=3.0)
+    finally:
+        await scheduler.stop_scheduler()
+    assert scheduler.get_scheduled_jobs() == []
+
+
+def test_reprs_name_the_steps() -> None:
+    from lexigram.tasks.workflows import BranchStep, TaskChain, TaskChord, TaskGroup, TaskStep
+
+    step = TaskStep("a", print)
+    assert repr(TaskChain([step], workflow_id="w")) == "TaskChain(['a'], workflow_id='w')"
+    assert repr(TaskGroup([step], workflow_id="w")) == "TaskGroup(['a'], workflow_id='w')"
+    assert repr(TaskChord([step], TaskStep("cb", print))) == "TaskChord(['a'], callback='cb')"
+    assert repr(BranchStep(bool, step, step)) == "BranchStep(if_true='a', if_false='a')"

@@ -343,3 +343,68 @@ async def test_restored_scheduler_that_was_down_fires_latest_missed_once() -> No
     assert [job.metadata["fire_time"] for job in received] == [latest]
     saved = (await store.load_jobs())[job_id]
     assert saved.next_run == latest + HOUR  # the store moved on past the misfire
+
+
+class FlakyNextRunStore(InMemorySchedulerStore):
+    async def update_next_run(self, job_id: str, next_run: float) -> None:
+        msg = "store offline"
+        raise ConnectionError(msg)
+
+
+async def test_failed_next_run_write_is_logged_and_firing_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scheduler = TaskScheduler(store=FlakyNextRunStore())
+    job_id = await scheduler.schedule_job(JobTemplate(name="a"), "0 * * * *")
+    job = scheduler.scheduled_jobs[job_id]
+    job.next_run = job.cron.latest_at_or_before(time.time())
+    fired = asyncio.Event()
+    with caplog.at_level(logging.ERROR, logger="lexigram.tasks.scheduling"):
+        await scheduler.start_scheduler(lambda _: fired.set())
+        try:
+            await asyncio.wait_for(fired.wait(), timeout=3.0)
+        finally:
+            await scheduler.stop_scheduler()
+    assert f"Could not record the next run of schedule {job_id!r}" in caplog.text
+    assert job.next_run > time.time()
+
+
+class SignallingStore(InMemorySchedulerStore):
+    """Fails saves while `fail` is set; signals each attempt and each success."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = True
+        self.attempted = asyncio.Event()
+        self.saved = asyncio.Event()
+
+    async def save_job(self, job_id: str, job: ScheduledJob) -> None:
+        self.attempted.set()
+        if self.fail:
+            msg = "store offline"
+            raise ConnectionError(msg)
+        await super().save_job(job_id, job)
+        self.saved.set()
+
+
+async def test_failing_store_during_a_check_is_logged_and_the_loop_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = SignallingStore()
+    scheduler = TaskScheduler(store=store)
+    await scheduler.start_scheduler(lambda _: None)
+    try:
+        with caplog.at_level(logging.ERROR, logger="lexigram.tasks.scheduling"):
+            # A pending write with no task of its own: the loop's check performs it.
+            scheduler.schedule_job_sync(JobTemplate(name="a"), "0 * * * *", "x")
+            scheduler._dirty.add("x")
+            scheduler._wakeup.set()
+            await asyncio.wait_for(store.attempted.wait(), timeout=3.0)
+        # The loop logged the failure before it next yielded, so it is in the log now.
+        assert "Scheduler check failed" in caplog.text
+        store.fail = False
+        scheduler._wakeup.set()
+        await asyncio.wait_for(store.saved.wait(), timeout=3.0)
+    finally:
+        await scheduler.stop_scheduler()
+    assert list(await store.load_jobs()) == ["x"]
