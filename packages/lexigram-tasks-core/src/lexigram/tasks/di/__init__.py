@@ -1,0 +1,33 @@
+"""Application integration: `TaskProvider`, `TasksModule` and provider factories.
+
+``TasksModule.configure(...)`` (or ``app.use(TaskProvider(...))``) binds the queues,
+worker pools, scheduler, handler registry and stores in the application container,
+starts workers and scheduler at boot and drains them at shutdown. See
+``docs/application.md``.
+"""
+
+from __future__ import annotations
+
+from lexigram.tasks.di._factories import (
+    create_memory_task_provider,
+    create_provider_from_config,
+    create_rabbitmq_task_provider,
+    create_redis_task_provider,
+)
+from lexigram.tasks.di._handlers import CRON_ATTRIBUTE, TASK_NAME_ATTRIBUTE, is_handler_class
+from lexigram.tasks.di._module import TasksModule
+from lexigram.tasks.di._provider import TaskProvider
+from lexigram.tasks.di._stack import BackendStack
+
+__all__ = [
+    "CRON_ATTRIBUTE",
+    "TASK_NAME_ATTRIBUTE",
+    "BackendStack",
+    "TaskProvider",
+    "TasksModule",
+    "create_memory_task_provider",
+    "create_provider_from_config",
+    "create_rabbitmq_task_provider",
+    "create_redis_task_provider",
+    "is_handler_class",
+]

@@ -1,0 +1,675 @@
+"""`TaskProvider`: binds the task services in the container and runs workers and scheduler.
+
+Lifecycle (driven by `lexigram.app.Application`):
+
+* ``register``: build each configured backend's queue and stores through discovery (no
+  I/O: backends connect lazily), build one `WorkerPool` per queue, bind everything.
+* ``boot``: wire the handler classes found in the container, start the pools and the
+  scheduler, make the primary queue the default of ``task(...).delay()``.
+* ``shutdown``: stop the scheduler, drain the pools (``worker.shutdown_timeout``), close
+  the queues and stores.
+
+The queue bound under ``Named(name)`` is the very object the workers of that backend
+consume; the primary one is also bound unnamed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Self
+
+from lexigram.contracts.tasks import (
+    DLQBackendProtocol,
+    Job,
+    JobTemplate,
+    ProgressStoreProtocol,
+    ProgressTrackerProtocol,
+    RateLimiterProtocol,
+    Result,
+    ResultStoreProtocol,
+    TaskConfigurationError,
+    TaskExecutorProtocol,
+    TaskQueueError,
+    TaskQueueProtocol,
+    TaskRegistrationError,
+)
+from lexigram.di import (
+    ContainerRegistrarProtocol,
+    ContainerResolverProtocol,
+    HealthCheckResult,
+    HealthStatus,
+    Provider,
+    ProviderPriority,
+)
+from lexigram.tasks import decorators
+from lexigram.tasks._backends import TaskBackendRegistry, spec_from_config
+from lexigram.tasks.config import TaskConfig
+from lexigram.tasks.di._handlers import discover_handler_classes, handler_specs
+from lexigram.tasks.di._health import probe_queues, summarize
+from lexigram.tasks.di._stack import BackendStack, build_rate_limiter, build_stack
+from lexigram.tasks.dlq import PersistentDeadLetterQueue
+from lexigram.tasks.execution import HandlerRegistry, TaskWorkerServices, WorkerPool
+from lexigram.tasks.progress import ProgressStore
+from lexigram.tasks.results import ResultStore
+from lexigram.tasks.scheduling import TaskScheduler, as_scheduler_store
+
+if TYPE_CHECKING:
+    from lexigram.tasks.middleware import TaskMiddlewarePipeline
+
+logger = logging.getLogger(__name__)
+
+_CONTEXT_KEYS = frozenset({"queue", "worker_count", "enable_scheduler", "middleware_pipeline"})
+
+
+class TaskProvider(Provider):
+    """Task processing provider: DI bindings, workers, scheduler and health.
+
+    Explicit constructor arguments win over the configuration (design §9): a
+    `worker_count` or `enable_scheduler` left as None comes from `config`, and an
+    explicit `queue` replaces the one the config would build (the primary one in
+    multi-backend mode; the other named backends are still built from config).
+
+    Example:
+        app = Application()
+        queue = MemoryTaskQueue()
+        provider = TaskProvider(queue, worker_count=4)
+        app.use(provider)
+        await app.start()
+
+    Args:
+        queue: The queue to use; None builds it from `config` (``backend.type``, or one
+            queue per ``backends`` entry) when the application registers providers.
+        worker_count: Workers per queue; None takes ``config.worker.worker_count``.
+        enable_scheduler: Run the cron scheduler; None takes ``config.scheduler.enabled``.
+        middleware_pipeline: Middleware around every job execution.
+        config: The configuration; defaults to ``TaskConfig()``.
+
+    Raises:
+        TypeError: `config` is not a `TaskConfig`.
+        TaskConfigurationError: `worker_count` is negative.
+    """
+
+    name = "tasks"
+    priority = ProviderPriority.INFRASTRUCTURE
+    config_key = "tasks"
+    config_model = TaskConfig
+
+    def __init__(
+        self,
+        queue: TaskQueueProtocol | None = None,
+        worker_count: int | None = None,
+        enable_scheduler: bool | None = None,
+        middleware_pipeline: TaskMiddlewarePipeline | None = None,
+        config: TaskConfig | None = None,
+    ) -> None:
+        super().__init__()
+        given: object = config
+        if given is not None and not isinstance(given, TaskConfig):
+            msg = (
+                f"TaskProvider(config=...) needs a TaskConfig, got {type(given).__name__}. "
+                "Build one with TaskConfig.from_yaml(...), TaskConfig.from_dict(...) or "
+                "TaskConfig(...)."
+            )
+            raise TypeError(msg)
+        if worker_count is not None and worker_count < 0:
+            msg = (
+                f"TaskProvider worker_count = {worker_count!r}: must be ≥ 0. Set a "
+                "non-negative number of workers."
+            )
+            raise TaskConfigurationError(msg, details={"worker_count": worker_count})
+        self._config: TaskConfig = config if config is not None else TaskConfig()
+        cfg = self._config
+        self.queue: TaskQueueProtocol | None = queue
+        self._explicit_queue = queue
+        self.worker_count: int = (
+            worker_count if worker_count is not None else cfg.worker.worker_count
+        )
+        self.enable_scheduler: bool = (
+            enable_scheduler if enable_scheduler is not None else cfg.scheduler.enabled
+        )
+        self.middleware_pipeline = middleware_pipeline
+        self.registry = HandlerRegistry()
+        self.backend_registry = TaskBackendRegistry.with_defaults()
+        self.scheduler: TaskScheduler | None = (
+            TaskScheduler.from_config(cfg.scheduler) if self.enable_scheduler else None
+        )
+        self.worker_pool: WorkerPool | None = None
+        self.worker_pools: dict[str, WorkerPool] = {}
+        self.stacks: dict[str, BackendStack] = {}
+        self.rate_limiter: RateLimiterProtocol | None = None
+        self._primary_name: str | None = None
+        # Tasks and schedules that boot() took from handler classes; shutdown() removes
+        # them, so the provider can be registered again (by a new application).
+        self._class_tasks: list[str] = []
+        self._class_schedules: list[str] = []
+
+    @classmethod
+    def from_config(cls, config: TaskConfig | Mapping[str, Any], **context: Any) -> Self:
+        """Create a TaskProvider from a TaskConfig (or the mapping of one).
+
+        Context kwargs may include a pre-built ``queue`` and any other constructor
+        argument (``worker_count``, ``enable_scheduler``, ``middleware_pipeline``); they
+        win over the config. Without a queue, the backend named by the config's ``type``
+        is built through discovery (one queue per ``backends`` entry in multi mode).
+
+        Args:
+            config: The configuration.
+            **context: Explicit constructor arguments.
+
+        Returns:
+            The provider.
+
+        Raises:
+            TypeError: An unknown context key, or a config of the wrong type.
+        """
+        unknown = sorted(set(context) - _CONTEXT_KEYS)
+        if unknown:
+            msg = (
+                f"TaskProvider.from_config() got unknown argument(s) {unknown}. It accepts "
+                f"{sorted(_CONTEXT_KEYS)}."
+            )
+            raise TypeError(msg)
+        if isinstance(config, Mapping):
+            config = TaskConfig.from_dict(config)
+        return cls(config=config, **context)
+
+    @property
+    def config(self) -> TaskConfig:
+        """The configuration this provider runs with."""
+        return self._config
+
+    @property
+    def queues(self) -> dict[str, TaskQueueProtocol]:
+        """Every queue by backend name (built on first access)."""
+        self._ensure_stacks()
+        return {name: stack.queue for name, stack in self.stacks.items()}
+
+    @property
+    def scheduler_task(self) -> asyncio.Task[None] | None:
+        """The running scheduler loop task, or None."""
+        if self.scheduler is None:
+            return None
+        task: asyncio.Task[None] | None = self.scheduler._loop_task  # noqa: SLF001 - published attribute
+        return task
+
+    # ------------------------------------------------------------------ building
+
+    def _ensure_stacks(self) -> None:
+        if self.stacks:
+            return
+        cfg = self._config
+        entries = cfg.backends
+        with_store = self.scheduler is not None
+        if not entries:
+            spec = spec_from_config(cfg.backend, name=cfg.name)
+            stack = build_stack(
+                cfg.name,
+                spec,
+                field="tasks.backend",
+                registry=self.backend_registry,
+                queue=self._explicit_queue,
+                with_scheduler_store=with_store,
+            )
+            stacks = {cfg.name: stack}
+            primary = cfg.name
+        else:
+            primary_entry = cfg.primary_backend
+            assert primary_entry is not None  # noqa: S101 - entries is not empty
+            primary = primary_entry.name
+            stacks = {}
+            for index, entry in enumerate(entries):
+                is_primary = entry.name == primary
+                stacks[entry.name] = build_stack(
+                    entry.name,
+                    spec_from_config(entry),
+                    field=f"tasks.backends[{index}]",
+                    registry=self.backend_registry,
+                    queue=self._explicit_queue if is_primary else None,
+                    with_scheduler_store=with_store and is_primary,
+                )
+        self.stacks = stacks
+        self._primary_name = primary
+        self.queue = stacks[primary].queue
+        if cfg.rate_limit.enabled:
+            limits = cfg.rate_limit
+            main = stacks[primary]
+            self.rate_limiter = build_rate_limiter(
+                main.spec,
+                field=main.path,
+                name=f"{cfg.name}:global",
+                rate=limits.rate,
+                per=limits.per,
+                burst=limits.burst,
+            )
+        store = stacks[primary].scheduler_store
+        if self.scheduler is not None and store is not None:
+            self.scheduler.store = as_scheduler_store(store)
+
+    @property
+    def _primary(self) -> BackendStack:
+        self._ensure_stacks()
+        assert self._primary_name is not None  # noqa: S101 - set by _ensure_stacks
+        return self.stacks[self._primary_name]
+
+    def _build_pools(self) -> None:
+        if self.worker_pools:
+            return
+        for name, stack in self.stacks.items():
+            services = TaskWorkerServices(
+                dead_letter_queue=stack.dead_letter_queue,
+                result_store=stack.result_store,
+                progress_store=stack.progress_store,
+                progress_tracker=stack.progress_tracker,
+                rate_limiter=self.rate_limiter,
+            )
+            self.worker_pools[name] = WorkerPool(
+                stack.queue,
+                self.registry,
+                size=self.worker_count,
+                middleware_pipeline=self.middleware_pipeline,
+                config=self._config.worker,
+                services=services,
+            )
+        self.worker_pool = self.worker_pools[self._primary.name]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def register(self, container: ContainerRegistrarProtocol) -> None:
+        """Register task services with the DI container.
+
+        Binds (singletons): `TaskProvider`, `TaskConfig`, `HandlerRegistry` and
+        `TaskExecutorProtocol` (the registry), `TaskBackendRegistry`, `TaskScheduler`
+        (when enabled); and for the primary backend unnamed, plus for every backend
+        under ``Named(name)`` in multi-backend mode: `TaskQueueProtocol`, `WorkerPool`,
+        `ResultStore`/`ResultStoreProtocol`, `ProgressStore`/`ProgressStoreProtocol`,
+        `ProgressTrackerProtocol`, `PersistentDeadLetterQueue`/`DLQBackendProtocol`;
+        `RateLimiterProtocol` when rate limiting is enabled.
+
+        Args:
+            container: DI registrar to bind task services into.
+        """
+        self._ensure_stacks()
+        self._build_pools()
+        container.singleton(TaskProvider, self)
+        container.singleton(TaskConfig, self._config)
+        container.singleton(HandlerRegistry, self.registry)
+        container.singleton(TaskExecutorProtocol, self.registry)
+        container.singleton(TaskBackendRegistry, self.backend_registry)
+        if self.scheduler is not None:
+            container.singleton(TaskScheduler, self.scheduler)
+        if self.rate_limiter is not None:
+            container.singleton(RateLimiterProtocol, self.rate_limiter)
+        self._bind_stack(container, self._primary, None)
+        if self._config.backends:
+            for name, stack in self.stacks.items():
+                self._bind_stack(container, stack, name)
+
+    def _bind_stack(
+        self, container: ContainerRegistrarProtocol, stack: BackendStack, name: str | None
+    ) -> None:
+        bindings: list[tuple[Any, Any]] = [
+            (TaskQueueProtocol, stack.queue),
+            (WorkerPool, self.worker_pools[stack.name]),
+            (ResultStore, stack.result_store),
+            (ResultStoreProtocol, stack.result_store),
+            (ProgressStore, stack.progress_store),
+            (ProgressStoreProtocol, stack.progress_store),
+            (ProgressTrackerProtocol, stack.progress_tracker),
+            (PersistentDeadLetterQueue, stack.dead_letter_queue),
+            (DLQBackendProtocol, stack.dead_letter_queue.backend),
+        ]
+        for service_type, instance in bindings:
+            container.singleton(service_type, instance, name=name)
+
+    async def boot(self, container: ContainerResolverProtocol) -> None:
+        """Start the task provider.
+
+        Wires handler classes bound in the container, starts one worker pool per queue
+        (``worker_count`` workers each; none when it is 0), restores persisted
+        schedules and starts the scheduler on the primary queue, and makes the primary
+        queue the default of ``task(...).delay()``. On failure, whatever started is
+        stopped again before the error propagates.
+
+        Args:
+            container: The application container (handler classes are built from it, and
+                handler parameters are resolved from it per job).
+        """
+        self._ensure_stacks()
+        self._build_pools()
+        if not self._config.enabled:
+            logger.info("Tasks are disabled (tasks.enabled = false): no worker or scheduler.")
+            return
+        try:
+            await self._wire_handler_classes(container)
+            for pool in self.worker_pools.values():
+                pool.services.container = container
+                if self.worker_count > 0:
+                    await pool.start()
+            if self.scheduler is not None:
+                if self.scheduler.store is not None:
+                    restored = await self.scheduler.restore_from_store()
+                    logger.info("Restored %d persisted schedule(s).", restored)
+                await self.scheduler.start_scheduler(self._enqueue_scheduled)
+        except BaseException:
+            await self._stop_running()
+            raise
+        decorators.set_default_queue(self.queue)
+        logger.info(
+            "Tasks started: %d queue(s) %s, %d worker(s) each, scheduler %s.",
+            len(self.stacks),
+            sorted(self.stacks),
+            self.worker_count,
+            "on" if self.scheduler is not None else "off",
+        )
+
+    async def _wire_handler_classes(self, container: ContainerResolverProtocol) -> None:
+        for cls in await discover_handler_classes(container):
+            instance: object = await container.resolve(cls)
+            for spec in handler_specs(instance):
+                if spec.task_name in self.registry:
+                    logger.warning(
+                        "Handler class %s replaces the handler registered for task %r.",
+                        cls.__qualname__,
+                        spec.task_name,
+                    )
+                self._class_tasks.append(spec.task_name)
+                if spec.cron is None:
+                    self.register_handler(spec.task_name, spec.handler)
+                else:
+                    self._class_schedules.append(f"scheduled:{spec.task_name}")
+                    self._register_and_schedule(
+                        spec.task_name,
+                        spec.handler,
+                        spec.cron,
+                        JobTemplate(
+                            name=spec.task_name,
+                            priority=spec.priority,
+                            max_retries=spec.max_retries,
+                            timeout=spec.timeout,
+                        ),
+                    )
+
+    async def shutdown(self) -> None:
+        """Shutdown the task provider gracefully.
+
+        Stops the scheduler, drains every pool (running jobs get
+        ``worker.shutdown_timeout`` seconds, then are cancelled and requeued), and
+        closes the queues and stores. Safe to call twice.
+        """
+        await self._stop_running()
+        try:
+            current = decorators.get_default_queue()
+        except TaskQueueError:
+            current = None
+        if current is not None and current is self.queue:
+            decorators.set_default_queue(None)
+        for stack in self.stacks.values():
+            await stack.close()
+        close = getattr(self.rate_limiter, "close", None)
+        if close is not None:
+            await close()
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget what register() and boot() built, so a new application can start again.
+
+        Queues built from config are rebuilt then (fresh objects); an explicit queue is
+        kept. Handlers registered directly stay; those taken from handler classes go.
+        """
+        for task_name in self._class_tasks:
+            self.registry.remove(task_name)
+        if self.scheduler is not None:
+            for schedule_id in self._class_schedules:
+                self.scheduler.unschedule_job_sync(schedule_id)
+        self._class_tasks.clear()
+        self._class_schedules.clear()
+        self.worker_pools.clear()
+        self.worker_pool = None
+        self.stacks = {}
+        self._primary_name = None
+        self.rate_limiter = None
+        self.queue = self._explicit_queue
+
+    async def _stop_running(self) -> None:
+        timeout = self._config.worker.shutdown_timeout
+        if self.scheduler is not None and self.scheduler.running:
+            await self.scheduler.stop_scheduler(timeout=timeout)
+        pools = [pool for pool in self.worker_pools.values() if pool.running]
+        await asyncio.gather(*(pool.stop(drain=True, timeout=timeout) for pool in pools))
+
+    async def health_check(self, timeout: float = 5.0) -> HealthCheckResult:
+        """Check task provider health.
+
+        Probes every queue with ``get_task_count()`` (the protocol has no health
+        method) within `timeout`; the status is the worst across queues, workers (a
+        stopped worker is DEGRADED) and scheduler.
+
+        Args:
+            timeout: Seconds each queue probe may take.
+
+        Returns:
+            HealthCheckResult with current status and metrics.
+        """
+        if not self.is_booted:
+            return HealthCheckResult(
+                HealthStatus.UNHEALTHY,
+                f"Task provider is {self.state.value}, not booted.",
+                component=self.name,
+            )
+        queues = await probe_queues({n: s.queue for n, s in self.stacks.items()}, timeout)
+        return summarize(
+            self.name,
+            queues,
+            pools=self.worker_pools if self._config.enabled else {},
+            expected_workers=self.worker_count,
+            scheduler=self.scheduler if self._config.enabled else None,
+        )
+
+    # ------------------------------------------------------------------ handlers
+
+    def register_handler(self, task_name: str, handler: Callable[..., Any]) -> None:
+        """Register a task handler (workers see it at once, even after boot).
+
+        Args:
+            task_name: Name of the task type.
+            handler: Handler function (sync or async).
+        """
+        self.registry.register(task_name, handler)
+
+    def register_scheduled_task(self, task_func: Any) -> None:
+        """Register a decorated task function for scheduling.
+
+        Validates that the task has the metadata ``@scheduled`` sets (``_task_name`` and
+        ``_cron``). Registration is atomic: if scheduling fails, the handler is rolled
+        back (a handler it replaced is restored). With the scheduler disabled, the
+        handler is registered and the schedule is skipped with a warning.
+
+        Args:
+            task_func: Task function decorated with ``@scheduled``.
+
+        Raises:
+            TaskRegistrationError: ``_task_name`` or ``_cron`` is missing, or the cron
+                expression is invalid.
+        """
+        name = getattr(task_func, "_task_name", None)
+        cron = getattr(task_func, "_cron", None)
+        missing = [attr for attr, value in (("_task_name", name), ("_cron", cron)) if not value]
+        if missing:
+            msg = (
+                f"register_scheduled_task() got {task_func!r}, which has no "
+                f"{' or '.join(missing)}. Decorate the function with @scheduled('<cron>') "
+                "(or register a plain task with register_handler)."
+            )
+            raise TaskRegistrationError(msg, details={"missing": missing})
+        template = JobTemplate(
+            name=str(name),
+            priority=int(getattr(task_func, "_priority", 0)),
+            max_retries=int(getattr(task_func, "_max_retries", 3)),
+            timeout=getattr(task_func, "_timeout", None),
+        )
+        self._register_and_schedule(str(name), task_func, str(cron), template)
+
+    def _register_and_schedule(
+        self, name: str, handler: Callable[..., Any], cron: str, template: JobTemplate
+    ) -> None:
+        previous = self.registry.get_handler(name)
+        self.registry.register(name, handler)
+        if self.scheduler is None:
+            logger.warning(
+                "Task %r is registered but not scheduled (cron %r): the scheduler is disabled.",
+                name,
+                cron,
+            )
+            return
+        try:
+            # A fixed id: every process declaring this task shares one schedule, and the
+            # scheduler's per-occurrence idempotency key makes it fire once across them.
+            self.scheduler.schedule_job_sync(template, cron, job_id=f"scheduled:{name}")
+        except Exception as exc:
+            if previous is None:
+                self.registry.remove(name)
+            else:
+                self.registry.register(name, previous)
+            msg = (
+                f"Cannot schedule task {name!r} with cron {cron!r}: {exc} The handler "
+                "registration was rolled back; fix the cron expression."
+            )
+            raise TaskRegistrationError(msg, details={"task_name": name, "cron": cron}) from exc
+
+    def refresh_worker_handlers(self) -> None:
+        """Refresh handler mappings in all workers.
+
+        Workers look handlers up in the shared registry on every job, so handlers
+        registered after the pools started are already used; this re-reads the
+        mapping for callers that rely on it.
+        """
+        for pool in self.worker_pools.values():
+            pool.refresh_handlers()
+
+    # ------------------------------------------------------------------ jobs
+
+    def _route(self, job: Job) -> TaskQueueProtocol:
+        """Pick the queue for a job: the backend named by ``job.queue_name``, else primary."""
+        self._ensure_stacks()
+        target = job.queue_name
+        if target and len(self.stacks) > 1:
+            if target in self.stacks:
+                return self.stacks[target].queue
+            matches = [s.queue for s in self.stacks.values() if s.spec.queue_name == target]
+            if len(matches) == 1:
+                return matches[0]
+        return self._primary.queue
+
+    async def enqueue_job(self, job: Job) -> str:
+        """Enqueue a job for processing.
+
+        In multi-backend mode a job whose ``queue_name`` names a backend (or exactly one
+        backend's queue) goes there; every other job goes to the primary queue.
+
+        Args:
+            job: The job.
+
+        Returns:
+            The job id (the first job's id for a duplicate idempotency key).
+
+        Raises:
+            TaskQueueError: The queue refused the job.
+        """
+        result = await self._route(job).enqueue(job)
+        if result.is_err():
+            raise result.unwrap_err()
+        return result.unwrap()
+
+    async def _enqueue_scheduled(self, job: Job) -> Result[str, TaskQueueError]:
+        return await self._route(job).enqueue(job)
+
+    def schedule_job_sync(
+        self,
+        job_template: Job | JobTemplate,
+        cron_expression: str,
+        job_id: str | None = None,
+    ) -> str | None:
+        """Schedule a job with cron expression.
+
+        Args:
+            job_template: Template (or job) to enqueue at each occurrence.
+            cron_expression: Cron expression, e.g. ``"0 9 * * 1-5"``.
+            job_id: Schedule id (generated when omitted).
+
+        Returns:
+            The schedule id, or None when the scheduler is disabled.
+        """
+        if self.scheduler is None:
+            logger.warning("schedule_job_sync() ignored: the scheduler is disabled.")
+            return None
+        return self.scheduler.schedule_job_sync(job_template, cron_expression, job_id)
+
+    def unschedule_job_sync(self, job_id: str) -> bool:
+        """Remove a scheduled job; True if it was scheduled."""
+        return self.scheduler.unschedule_job_sync(job_id) if self.scheduler is not None else False
+
+    def get_worker_stats(self) -> dict[str, Any] | None:
+        """Get worker pool statistics (None before the pools exist).
+
+        Returns:
+            `WorkerPool.get_pool_stats()` of the pool, or in multi-backend mode the sums
+            over all pools plus ``pools`` (each pool's own stats by backend name).
+        """
+        if not self.worker_pools:
+            return None
+        stats = {name: pool.get_pool_stats() for name, pool in self.worker_pools.items()}
+        if len(stats) == 1:
+            return next(iter(stats.values()))
+        totals: dict[str, Any] = {}
+        for pool_stats in stats.values():
+            for key, value in pool_stats.items():
+                if isinstance(value, int | float) and not key.startswith("system_"):
+                    totals[key] = totals.get(key, 0) + value
+        processed = totals.get("total_jobs_processed", 0)
+        weighted = sum(
+            s["average_processing_time"] * s["total_jobs_processed"] for s in stats.values()
+        )
+        totals["average_processing_time"] = weighted / processed if processed else 0.0
+        totals["pools"] = stats
+        return totals
+
+    def get_scheduled_jobs(self) -> dict[str, Any] | None:
+        """Get scheduled jobs information (None when the scheduler is disabled).
+
+        Returns:
+            ``{"scheduled_jobs": [{"job_id", "name", "cron", "next_run", "enabled"}]}``.
+        """
+        if self.scheduler is None:
+            return None
+        return {
+            "scheduled_jobs": [
+                {
+                    "job_id": job.job_id,
+                    "name": job.job_template.name,
+                    "cron": job.cron_expression,
+                    "next_run": job.next_run,
+                    "enabled": job.enabled,
+                }
+                for job in self.scheduler.get_scheduled_jobs()
+            ]
+        }
+
+    # ------------------------------------------------------------------ idempotency
+
+    def build_idempotency_manager(self, storage: Any) -> Any:
+        """Build an idempotency manager over `storage` (an `IdempotencyStoreProtocol`)."""
+        # Imported on use: idempotency is optional and most applications never load it.
+        return _idempotency().IdempotencyManager(storage)
+
+    def build_idempotent_task_manager(
+        self, queue_client: TaskQueueProtocol, idempotency_manager: Any
+    ) -> Any:
+        """Build a manager that submits jobs to `queue_client` at most once per key."""
+        return _idempotency().IdempotentTaskManager(queue_client, idempotency_manager)
+
+
+def _idempotency() -> Any:
+    return importlib.import_module("lexigram.tasks.idempotency")
