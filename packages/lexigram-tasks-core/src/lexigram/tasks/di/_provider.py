@@ -291,6 +291,7 @@ class TaskProvider(Provider):
         Args:
             container: DI registrar to bind task services into.
         """
+        self._report_config_issues()
         self._ensure_stacks()
         self._build_pools()
         container.singleton(TaskProvider, self)
@@ -306,6 +307,12 @@ class TaskProvider(Provider):
         if self._config.backends:
             for name, stack in self.stacks.items():
                 self._bind_stack(container, stack, name)
+
+    def _report_config_issues(self) -> None:
+        """Log what `validate_for_environment` finds; deployments decide what to block on."""
+        levels = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO}
+        for issue in self._config.validate_for_environment():
+            logger.log(levels[issue.severity], "Task configuration: %s", issue)
 
     def _bind_stack(
         self, container: ContainerRegistrarProtocol, stack: BackendStack, name: str | None
