@@ -7,8 +7,10 @@ end) holds every table; each test gets its own queue name (and store namespace) 
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -73,3 +75,56 @@ async def make_pg_queue(
 async def pg_queue(make_pg_queue: Callable[..., PostgresTaskQueue]) -> PostgresTaskQueue:
     """A queue handle on this test's own queue."""
     return make_pg_queue()
+
+
+WORKER_SCRIPT = Path(__file__).with_name("worker_process.py")
+
+
+@pytest_asyncio.fixture
+async def completions(postgres_dsn: str, pg_schema: str) -> str:
+    """Create ``<schema>.completions`` (job_key -> starts, runs) for worker processes."""
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        await conn.execute(
+            f'CREATE TABLE IF NOT EXISTS "{pg_schema}".completions '
+            "(job_key text PRIMARY KEY, starts integer NOT NULL, runs integer NOT NULL)"
+        )
+    finally:
+        await conn.close()
+    return f'"{pg_schema}".completions'
+
+
+@pytest_asyncio.fixture
+async def spawn_worker(
+    postgres_dsn: str, pg_schema: str
+) -> AsyncIterator[Callable[..., Awaitable[asyncio.subprocess.Process]]]:
+    """Start worker_process.py subprocesses; all are stopped after the test."""
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def spawn(
+        queue_name: str, *, concurrency: int = 10, lease: float = 2.0, pause: float = 0.1
+    ) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(WORKER_SCRIPT),
+            postgres_dsn,
+            pg_schema,
+            queue_name,
+            str(concurrency),
+            str(lease),
+            str(pause),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        procs.append(proc)
+        return proc
+
+    yield spawn
+    for proc in procs:
+        if proc.returncode is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            await asyncio.wait_for(proc.wait(), 15.0)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
