@@ -242,7 +242,9 @@ class Database:
                     except TRANSIENT_ERRORS:
                         # Never hand a possibly broken session back to the pool: the pool
                         # opens a fresh connection in its place on the next acquire.
-                        conn.terminate()
+                        # (asyncpg may already have released a connection it saw die.)
+                        with contextlib.suppress(asyncpg.InterfaceError):
+                            conn.terminate()
                         raise
             except TRANSIENT_ERRORS as exc:
                 if self._closed or attempt >= len(delays):
