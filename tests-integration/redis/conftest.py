@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -61,3 +64,65 @@ async def make_redis_queue(
 async def redis_queue(make_redis_queue: Callable[..., RedisTaskQueue]) -> RedisTaskQueue:
     """A fresh queue with a 1 s visibility timeout."""
     return make_redis_queue(visibility_timeout=1.0)
+
+
+PROC_SCRIPT = Path(__file__).with_name("redis_proc.py")
+
+
+class Child:
+    """One `redis_proc.py` child process."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    async def ready(self, within: float = 20.0) -> None:
+        """Wait for the child's "ready" line (it is consuming, scheduling, ...)."""
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), within)
+        assert line.strip() == b"ready", f"child {self.pid} said {line!r} instead of ready"
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+
+    async def stop(self, within: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL if it does not exit within `within` seconds."""
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), within)
+            except TimeoutError:
+                self.proc.kill()
+        return await self.proc.wait()
+
+
+@pytest_asyncio.fixture
+async def spawn(redis_url: str, key_prefix: str) -> AsyncIterator[Callable[..., Awaitable[Child]]]:
+    """Start `redis_proc.py <mode>` children (under the test's key prefix); all reaped."""
+    children: list[Child] = []
+
+    async def start(mode: str, *extra: str, url: str | None = None) -> Child:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(PROC_SCRIPT),
+            mode,
+            "--url",
+            url or redis_url,
+            "--prefix",
+            key_prefix,
+            *extra,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        child = Child(proc)
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        child.kill()
+        await child.proc.wait()
+    await delete_prefix(redis_url, key_prefix)

@@ -77,7 +77,9 @@ async def test_backend_offers_every_optional_factory(redis_url: str, key_prefix:
 # -- results ---------------------------------------------------------------------------
 
 
-async def test_result_store_round_trip_and_lists(connector: RedisConnector, key_prefix: str) -> None:
+async def test_result_store_round_trip_and_lists(
+    connector: RedisConnector, key_prefix: str
+) -> None:
     store = RedisResultStore(key_prefix=key_prefix, connector=connector, ttl=60)
     ok = JobResult.ok({"rows": 3}, duration=0.5)
     ok.id = "job-1"
@@ -233,7 +235,10 @@ async def test_workflow_state_store(connector: RedisConnector, key_prefix: str) 
     running = WorkflowResult(
         workflow_id="w1",
         status=WorkflowStatus.RUNNING,
-        steps=[StepResult("a", True, data=1), StepResult("b", False, error="x")],
+        steps=[
+            StepResult(step_name="a", success=True, data=1),
+            StepResult(step_name="b", success=False, error="x"),
+        ],
     )
     await store.save_state("w1", running)
     await store.save_state("w2", WorkflowResult("w2", WorkflowStatus.COMPLETED))
@@ -338,7 +343,9 @@ async def test_lock_waiter_wakes_on_release(redis_url: str, key_prefix: str) -> 
 
 
 async def test_rate_limiter_bucket(connector: RedisConnector, key_prefix: str) -> None:
-    limiter = RedisRateLimiter(connector, name="t", rate=20, per=1.0, burst=2, key_prefix=key_prefix)
+    limiter = RedisRateLimiter(
+        connector, name="t", rate=20, per=1.0, burst=2, key_prefix=key_prefix
+    )
     assert await limiter.try_acquire()
     assert await limiter.try_acquire()
     assert not await limiter.try_acquire()
