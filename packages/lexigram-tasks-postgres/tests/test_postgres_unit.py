@@ -1,0 +1,242 @@
+"""Unit tests of the PostgreSQL backend: no server, only pure logic and construction."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+import pytest
+
+from lexigram.contracts.tasks import (
+    OPTIONAL_BACKEND_FACTORIES,
+    Err,
+    Job,
+    TaskBackendSpec,
+    TaskConfigurationError,
+    TaskQueueProtocol,
+    TaskValidationError,
+)
+from lexigram.tasks.backends.postgres import (
+    DEFAULT_SCHEMA,
+    PostgresTaskConfig,
+    PostgresTaskQueue,
+    backend,
+    create_queue,
+)
+from lexigram.tasks.backends.postgres._config import channel_name, normalize_dsn
+from lexigram.tasks.backends.postgres._connection import backoff_delays, payload_delay
+from lexigram.tasks.backends.postgres._schema import (
+    QUEUE_MIGRATIONS,
+    STORE_MIGRATIONS,
+    _pending,
+    _render,
+)
+from lexigram.tasks.backends.postgres._sql import QueueSQL
+
+
+class _Secret:
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+
+def test_config_defaults_match_the_published_shape():
+    config = PostgresTaskConfig()
+    assert config.table == "tasks"
+    assert (config.pool_min_size, config.pool_max_size) == (1, 2)
+    assert config.command_timeout == 60.0
+    assert config.max_attempts == 5
+    assert config.schema == DEFAULT_SCHEMA == "lexigram_tasks"
+    assert config.visibility_timeout == 30.0
+
+
+def test_config_positional_dsn_and_secret_unwrapping():
+    assert PostgresTaskConfig("postgresql://h/db").dsn == "postgresql://h/db"
+    secret = _Secret("postgresql://u:pw@h/db")
+    assert PostgresTaskConfig(secret).dsn == "postgresql://u:pw@h/db"  # type: ignore[arg-type]
+
+
+def test_config_repr_masks_the_password():
+    config = PostgresTaskConfig("postgresql://app:hunter2@db:5432/app")
+    assert "hunter2" not in repr(config)
+    assert "***" in repr(config)
+    assert "hunter2" not in config.masked_dsn
+
+
+@pytest.mark.parametrize(
+    ("dsn", "expected"),
+    [
+        ("postgresql+asyncpg://u@h/db", "postgresql://u@h/db"),
+        ("postgres://u@h/db", "postgres://u@h/db"),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_normalize_dsn(dsn, expected):
+    assert normalize_dsn(dsn) == expected
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("schema", "Bad-Name"),
+        ("schema", "x; DROP TABLE y"),
+        ("table", "1tasks"),
+        ("table", ""),
+    ],
+)
+def test_config_rejects_unsafe_identifiers(field, value):
+    with pytest.raises(TaskConfigurationError, match=field):
+        PostgresTaskConfig(**{field: value})
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"visibility_timeout": 0},
+        {"poll_interval": -1.0},
+        {"max_attempts": 0},
+        {"pool_min_size": 3, "pool_max_size": 2},
+        {"idempotency_ttl": -5},
+        {"queue_name": ""},
+    ],
+)
+def test_config_rejects_bad_values(changes):
+    with pytest.raises(TaskConfigurationError):
+        PostgresTaskConfig(**changes)
+
+
+def test_from_mapping_reads_strings_and_rejects_unknown_keys():
+    config = PostgresTaskConfig.from_mapping(
+        {"dsn": "postgresql://h/db", "visibility_timeout": "12.5", "pool_max_size": "8"}
+    )
+    assert config.visibility_timeout == 12.5
+    assert config.pool_max_size == 8
+    with pytest.raises(TaskConfigurationError, match="visiblity_timeout"):
+        PostgresTaskConfig.from_mapping({"visiblity_timeout": 3})
+    with pytest.raises(TaskConfigurationError, match="not a number"):
+        PostgresTaskConfig.from_mapping({"poll_interval": "soon"})
+    with pytest.raises(TaskConfigurationError, match="whole number"):
+        PostgresTaskConfig.from_mapping({"max_attempts": 2.5})
+
+
+def test_from_spec_takes_url_queue_and_leaves_store_options_out():
+    spec = TaskBackendSpec(
+        name="pg",
+        type="postgres",
+        url="postgresql://h/db",
+        queue_name="emails",
+        options={"schema": "app_tasks", "namespace": "billing", "result_ttl": 60},
+    )
+    config = PostgresTaskConfig.from_spec(spec)
+    assert (config.dsn, config.queue_name, config.schema) == (
+        "postgresql://h/db",
+        "emails",
+        "app_tasks",
+    )
+
+
+def test_channel_names_are_valid_identifiers():
+    short = channel_name("lexigram_tasks", "tasks", "emails")
+    assert short == "lexigram.lexigram_tasks.tasks.emails"
+    long_name = channel_name("lexigram_tasks", "tasks", "q" * 80)
+    weird = channel_name("lexigram_tasks", "tasks", "Emails Ünïcode")
+    for name in (long_name, weird):
+        assert len(name.encode()) <= 63
+        assert name.startswith("lexigram.")
+    assert channel_name("s", "t", "a") != channel_name("s", "t", "b")
+    assert long_name == channel_name("lexigram_tasks", "tasks", "q" * 80)  # stable
+
+
+def test_queue_sql_quotes_identifiers_and_uses_skip_locked():
+    sql = QueueSQL.build("my_schema", "jobs")
+    assert '"my_schema"."jobs"' in sql.dequeue
+    assert "FOR UPDATE SKIP LOCKED" in sql.dequeue
+    assert "LIMIT $2" in sql.dequeue
+    assert "ORDER BY priority DESC, available_at, seq" in sql.dequeue
+    assert '"my_schema"."jobs_keys"' in sql.insert_keyed
+    for statement in (sql.insert_many, sql.insert_keyed, sql.requeue, sql.retry_later):
+        assert "pg_notify" in statement
+    assert sql.explain_dequeue.startswith("EXPLAIN")
+
+
+def test_migrations_are_ordered_and_render_for_the_schema():
+    for migrations in (QUEUE_MIGRATIONS, STORE_MIGRATIONS):
+        versions = [m.version for m in migrations]
+        assert versions == sorted(set(versions))
+        assert versions[0] == 1
+    rendered = _render(QUEUE_MIGRATIONS[0], "app_tasks", "jobs")
+    assert 'CREATE TABLE IF NOT EXISTS "app_tasks"."jobs"' in rendered
+    assert '"jobs_dequeue_idx"' in rendered
+    assert "(queue, priority DESC, available_at, seq)" in rendered
+    assert "{" not in rendered
+
+
+def test_pending_migrations_by_scope():
+    everything = _pending({}, "tasks")
+    assert [(scope, m.version) for scope, m in everything] == [("stores", 1), ("queue:tasks", 1)]
+    assert _pending({"stores": 1, "queue:tasks": 1}, "tasks") == []
+    assert [scope for scope, _ in _pending({"stores": 1}, "other")] == ["queue:other"]
+    assert _pending({"stores": 1}, None) == []
+
+
+def test_backoff_is_bounded_and_grows():
+    delays = backoff_delays(8)
+    assert len(delays) == 7
+    assert 0.15 < delays[0] < 0.25
+    assert max(delays) <= 3.0 * 1.2
+    assert backoff_delays(1) == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"), [("", None), (None, None), ("2.5", 2.5), ("junk", None)]
+)
+def test_notify_payload_delay(payload, expected):
+    assert payload_delay(payload) == expected
+
+
+def test_backend_offers_every_optional_factory():
+    for name in ("create_queue", *OPTIONAL_BACKEND_FACTORIES):
+        if name == "create_progress_tracker":
+            continue  # the core's tracker runs over the progress store
+        assert callable(getattr(backend, name)), name
+
+
+def test_entry_point_names_the_backend_object():
+    (ep,) = [ep for ep in entry_points(group="lexigram.tasks.backends") if ep.name == "postgres"]
+    assert ep.value == "lexigram.tasks.backends.postgres:backend"
+    assert ep.load() is backend
+
+
+def test_create_queue_is_lazy_and_satisfies_the_protocol():
+    spec = TaskBackendSpec(
+        type="postgres",
+        url="postgresql://u:pw@nowhere.invalid/db",
+        queue_name="q",
+        options={"visibility_timeout": 7},
+    )
+    queue = create_queue(spec)
+    assert isinstance(queue, PostgresTaskQueue)
+    assert isinstance(queue, TaskQueueProtocol)
+    assert queue.visibility_timeout == 7.0
+    assert queue.queue_name == "q"
+    assert "pw" not in repr(queue)
+
+
+def test_queue_accepts_a_dict_config_and_keyword_overrides():
+    queue = PostgresTaskQueue({"dsn": "postgresql://h/db", "table": "jobs"}, queue_name="x")
+    assert queue.config.table == "jobs"
+    assert queue.queue_name == "x"
+    with pytest.raises(TypeError, match="asyncpg pool"):
+        PostgresTaskQueue(provider=object())
+
+
+async def test_invalid_jobs_are_rejected_before_any_connection():
+    queue = PostgresTaskQueue(dsn="postgresql://nowhere.invalid/db")
+    result = await queue.enqueue(Job(name="bad", args=(object(),)))
+    assert isinstance(result, Err)
+    assert isinstance(result.error, TaskValidationError)
+    not_a_job = await queue.enqueue({"name": "dict"})
+    assert isinstance(not_a_job, Err)
+    await queue.close()
