@@ -1,0 +1,258 @@
+"""Unit tests of the Redis backend's pure logic (no server needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import re
+
+import pytest
+
+from lexigram.contracts.tasks import (
+    OPTIONAL_BACKEND_FACTORIES,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    BackendConnectionError,
+    Job,
+    TaskBackendSpec,
+    TaskConfigurationError,
+    TaskQueueProtocol,
+)
+from lexigram.tasks.backends import redis as redis_backend
+from lexigram.tasks.backends.redis import RedisBackend, RedisConnector, RedisTaskQueue, backend
+from lexigram.tasks.backends.redis import _scripts as lua
+from lexigram.tasks.backends.redis._batch import GroupCommit
+from lexigram.tasks.backends.redis._connection import LuaScript, check_url
+from lexigram.tasks.backends.redis._keys import QueueKeys, StoreKeys, check_name, glob_escape
+
+
+def test_queue_keys_share_the_hash_tag() -> None:
+    keys = QueueKeys.build("app", "emails")
+    assert keys.tag == "{app:emails}"
+    assert len(keys.fixed) == 10
+    assert len(set(keys.fixed)) == 10
+    assert all(key.startswith("{app:emails}:") for key in keys.fixed)
+    assert keys.idempotency_key("order:1") == "{app:emails}:idem:order:1"
+    assert keys.idempotency_pattern == "{app:emails}:idem:*"
+
+
+def test_queue_keys_match_script_key_order() -> None:
+    keys = QueueKeys.build("p", "q")
+    names = [key.rsplit(":", 1)[-1] for key in keys.fixed]
+    assert names == [
+        "jobs",
+        "ready",
+        "delayed",
+        "inflight",
+        "score",
+        "deliveries",
+        "retrying",
+        "idem",
+        "seq",
+        "notify",
+    ]
+    for index, name in enumerate(("K_JOBS", "K_READY", "K_DELAYED", "K_INFLIGHT"), start=1):
+        assert re.search(rf"{name}.*KEYS\[{index}\]", lua.ENQUEUE.text.replace("\n", " "))
+
+
+@pytest.mark.parametrize("bad", ["", "a{b", "a}b", "{x}"])
+def test_names_with_braces_are_refused(bad: str) -> None:
+    with pytest.raises(TaskConfigurationError, match="hash tag"):
+        check_name("queue name", bad)
+    with pytest.raises(TaskConfigurationError):
+        RedisTaskQueue(queue_name=bad)
+    with pytest.raises(TaskConfigurationError):
+        RedisTaskQueue(key_prefix=bad)
+
+
+def test_store_keys_and_glob_escape() -> None:
+    keys = StoreKeys.build("app", "results")
+    assert keys.key("r", "job-1") == "{app:results}:r:job-1"
+    assert keys.pattern("r", "a*[b]?") == "{app:results}:r:a\\*\\[b\\]\\?*"
+    assert glob_escape("plain:text") == "plain:text"
+    assert glob_escape("a\\b") == "a\\\\b"
+
+
+def test_ready_scores_fit_exactly_in_a_double() -> None:
+    # Lowest priority, huge sequence: still below 2^53, so Redis keeps it exact.
+    worst = (PRIORITY_MAX - PRIORITY_MIN) * lua.PRIORITY_UNIT + (lua.PRIORITY_UNIT - 1)
+    assert worst < 2**53
+    assert float(worst) == worst
+    # Higher priority always sorts first, whatever the sequence.
+    high = (PRIORITY_MAX - 10) * lua.PRIORITY_UNIT + (lua.PRIORITY_UNIT - 1)
+    low = (PRIORITY_MAX - 9) * lua.PRIORITY_UNIT + 1
+    assert high < low
+
+
+def test_scripts_have_stable_digests_and_use_server_time() -> None:
+    for script in lua.QUEUE_SCRIPTS:
+        assert isinstance(script, LuaScript)
+        assert re.fullmatch(r"[0-9a-f]{40}", script.sha)
+        assert script.text.count("KEYS[1]") >= 1
+    assert "redis.call('TIME')" in lua.DEQUEUE.text
+    assert "ZPOPMIN" in lua.DEQUEUE.text
+    # Blocking commands never run inside a script (they would not block there).
+    for script in lua.QUEUE_SCRIPTS:
+        assert "BLPOP" not in script.text
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://localhost:6379/0", "rediss://user:pw@host:6380/1", "unix:///tmp/redis.sock"],
+)
+def test_supported_urls(url: str) -> None:
+    assert check_url(url) == url
+
+
+def test_unsupported_url_is_refused_with_the_password_masked() -> None:
+    with pytest.raises(TaskConfigurationError) as info:
+        check_url("http://user:hunter2@host:80")
+    assert "hunter2" not in str(info.value)
+
+
+def test_queue_construction_is_lazy_and_masks_the_password() -> None:
+    queue = RedisTaskQueue(url="rediss://app:hunter2@redis.example:6380/3", queue_name="q")
+    assert "hunter2" not in repr(queue)
+    assert "rediss://app:***@redis.example:6380/3" in repr(queue)
+    assert queue.visibility_timeout == 30.0
+    assert isinstance(queue, TaskQueueProtocol)
+
+
+def test_seed_example_constructor_forms() -> None:
+    assert RedisTaskQueue(url="redis://localhost").queue_name == "tasks"
+    assert RedisTaskQueue("redis://localhost:6379", "emails").queue_name == "emails"
+    assert "6390" in repr(RedisTaskQueue(url="redis://localhost:6390"))
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("visibility_timeout", 0), ("visibility_timeout", -1.0), ("idempotency_ttl", -5)],
+)
+def test_bad_queue_options_are_refused(option: str, value: float) -> None:
+    with pytest.raises(TaskConfigurationError, match=option):
+        RedisTaskQueue(**{option: value})  # type: ignore[arg-type]
+
+
+def test_backend_option_parsing() -> None:
+    spec = TaskBackendSpec(
+        type="redis",
+        url="redis://example:6379/2",
+        queue_name="jobs",
+        options={"visibility_timeout": "12", "max_connections": "20", "key_prefix": "svc"},
+    )
+    queue = RedisBackend().create_queue(spec)
+    assert queue.visibility_timeout == 12.0
+    assert queue.key_prefix == "svc"
+    assert queue.keys.tag == "{svc:jobs}"
+    with pytest.raises(TaskConfigurationError, match="unknown option"):
+        backend.create_queue(TaskBackendSpec(type="redis", options={"nope": 1}))
+    with pytest.raises(TaskConfigurationError, match="a whole number"):
+        backend.create_queue(TaskBackendSpec(type="redis", options={"max_size": "many"}))
+    with pytest.raises(TaskConfigurationError, match="a number of seconds"):
+        backend.create_queue(TaskBackendSpec(type="redis", options={"visibility_timeout": True}))
+
+
+def test_backend_shares_one_connector_per_url_and_options() -> None:
+    owner = RedisBackend()
+    spec = TaskBackendSpec(type="redis", url="redis://a:6379/0")
+    other = TaskBackendSpec(type="redis", url="redis://b:6379/0")
+    assert owner.connector(spec) is owner.create_queue(spec).connector
+    assert owner.connector(spec) is not owner.connector(other)
+    for name in OPTIONAL_BACKEND_FACTORIES:
+        assert callable(getattr(owner, name)), name
+
+
+def test_entry_point_names_the_backend_object() -> None:
+    points = importlib.metadata.entry_points(group="lexigram.tasks.backends", name="redis")
+    assert [point.load() for point in points] == [backend]
+    assert redis_backend.create_queue(TaskBackendSpec(type="redis")).queue_name == "tasks"
+    assert sorted(redis_backend.__all__) == redis_backend.__all__
+
+
+def test_connector_refuses_bad_settings() -> None:
+    with pytest.raises(TaskConfigurationError):
+        RedisConnector(max_connections=0)
+    with pytest.raises(TaskConfigurationError):
+        RedisConnector(retry_timeout=-1)
+
+
+async def test_connector_gives_up_after_its_retry_budget() -> None:
+    connector = RedisConnector("redis://127.0.0.1:1/0", retry_timeout=0.2)
+    attempts = 0
+
+    async def always_down(_client: object) -> None:
+        nonlocal attempts
+        attempts += 1
+        msg = "refused"
+        raise ConnectionRefusedError(msg)
+
+    with pytest.raises(BackendConnectionError) as info:
+        await connector.call("test", always_down)
+    assert attempts >= 2
+    assert info.value.details["transient"] is True
+    await connector.close()
+
+
+async def test_group_commit_runs_a_lone_call_inline() -> None:
+    batches: list[list[int]] = []
+
+    async def run(items: list[int]) -> list[int]:
+        batches.append(items)
+        return [item * 2 for item in items]
+
+    commit: GroupCommit[int, int] = GroupCommit(run, max_batch=10)
+    assert await commit.submit(1) == 2
+    assert await commit.submit(2) == 4
+    assert batches == [[1], [2]]
+
+
+async def test_group_commit_batches_concurrent_calls() -> None:
+    batches: list[list[int]] = []
+    gate = asyncio.Event()
+
+    async def run(items: list[int]) -> list[int]:
+        batches.append(items)
+        await gate.wait()
+        return [item + 100 for item in items]
+
+    commit: GroupCommit[int, int] = GroupCommit(run, max_batch=4)
+    tasks = [asyncio.create_task(commit.submit(n)) for n in range(10)]
+    await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.gather(*tasks) == [n + 100 for n in range(10)]
+    assert batches == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9]]
+
+
+async def test_group_commit_hands_errors_to_every_waiter_of_the_batch() -> None:
+    gate = asyncio.Event()
+    calls = 0
+
+    async def run(items: list[int]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        if calls == 2:
+            msg = "down"
+            raise BackendConnectionError(msg)
+        return items
+
+    commit: GroupCommit[int, int] = GroupCommit(run, max_batch=10)
+    tasks = [asyncio.create_task(commit.submit(n)) for n in range(3)]
+    await asyncio.sleep(0)
+    gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert results[0] == 0
+    assert all(isinstance(result, BackendConnectionError) for result in results[1:])
+    # The commit is usable again afterwards.
+    assert await commit.submit(7) == 7
+
+
+async def test_enqueue_of_a_non_job_or_invalid_job_needs_no_server() -> None:
+    queue = RedisTaskQueue("redis://127.0.0.1:1/0")
+    not_a_job = await queue.enqueue({"name": "x"})
+    assert not_a_job.is_err()
+    invalid = await queue.enqueue(Job(name="x", args=(object(),)))
+    assert invalid.is_err()
+    mixed = await queue.enqueue_many([Job(name="bad", priority=999)])
+    assert len(mixed) == 1
+    assert mixed[0].is_err()
