@@ -33,11 +33,14 @@ from lexigram.tasks.backends.rabbitmq._options import delay_bucket
 
 logger = logging.getLogger(__name__)
 
+IDLE_AFTER = 0.02
+"""Seconds without a dequeue_batch call after which the consumer unsubscribes."""
+
 
 class ChannelAcks:
     """Unsettled delivery tags of one channel, and the acks waiting to be sent."""
 
-    __slots__ = ("channel", "flushing", "in_order", "pending", "unsettled")
+    __slots__ = ("channel", "dirty", "flushing", "in_order", "pending", "unsettled")
 
     def __init__(self, channel: AbstractChannel, *, in_order: bool) -> None:
         self.channel = channel
@@ -45,6 +48,7 @@ class ChannelAcks:
         self.unsettled: set[int] = set()
         self.pending: set[int] = set()
         self.flushing = False
+        self.dirty = False  # rejects sent that the broker may not have applied yet
 
     @property
     def alive(self) -> bool:
@@ -112,6 +116,9 @@ class DeliveryBuffer:
         self._getter_acks: ChannelAcks | None = None
         self._acks: ChannelAcks | None = None
         self._tag: str | None = None
+        self._consuming = False
+        self._calls = 0
+        self._idle_timer: asyncio.TimerHandle | None = None
         self._prefetch = 0
         self._ready: list[tuple[int, int, Delivery]] = []
         self._held: list[tuple[float, int, Delivery]] = []
@@ -127,10 +134,72 @@ class DeliveryBuffer:
 
     # -- consumer --------------------------------------------------------------------
 
+    @property
+    def consuming(self) -> bool:
+        """True while the consumer is subscribed (a dequeue_batch ran recently)."""
+        return self._consuming
+
+    def enter(self) -> None:
+        """A dequeue_batch call starts: keep the consumer subscribed."""
+        self._calls += 1
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def leave(self) -> None:
+        """A dequeue_batch call ended: unsubscribe if no call follows within IDLE_AFTER."""
+        self._calls -= 1
+        if self._calls == 0 and self._consuming and not self.closed:
+            loop = asyncio.get_running_loop()
+            self._idle_timer = loop.call_later(IDLE_AFTER, self._on_idle)
+
+    def _on_idle(self) -> None:
+        self._idle_timer = None
+        self._spawn(self._go_idle())
+
+    async def _go_idle(self) -> None:
+        """Nobody is taking jobs: stop the broker pushing more, return what was pushed.
+
+        A worker that stops calling dequeue_batch (stopping, or a caller that took
+        what it needed) would otherwise sit on prefetched jobs other consumers could
+        run. Each acked job frees a prefetch slot, so without this the broker keeps
+        refilling an idle consumer's buffer.
+        """
+        async with self._start_lock:
+            if self._calls or self.closed:
+                return
+            if self._consuming and self._acks is not None:
+                self._consuming = False
+                tag, self._tag = self._tag, None
+                if tag is not None and self._acks.alive:
+                    try:
+                        # After cancel-ok no delivery of this consumer is in transit.
+                        await self._acks.channel.basic_cancel(tag)
+                    except CONNECTION_ERRORS as exc:
+                        logger.debug("Cancelling the consumer of %r failed: %s", self._queue, exc)
+                await asyncio.sleep(0)  # let the delivery tasks queued before cancel-ok run
+            for delivery in self.drain():
+                await self.reject(delivery, requeue=True)
+
+    async def quiesce(self) -> None:
+        """Before counting: give idle buffered jobs back and wait until the broker has them.
+
+        Rejects travel on the consumer and get channels; one synchronous call on each
+        (a passive declare) afterwards orders them before the count that follows.
+        """
+        await self._go_idle()
+        for acks in (self._acks, self._getter_acks):
+            if acks is not None and acks.dirty and acks.alive:
+                try:
+                    await acks.channel.queue_declare(self._queue, passive=True)
+                except CONNECTION_ERRORS as exc:
+                    logger.debug("Syncing a channel of %r failed: %s", self._queue, exc)
+                acks.dirty = False
+
     async def ensure_consuming(self, prefetch: int) -> None:
-        """Start the consumer, or adjust its prefetch to `prefetch`."""
+        """Subscribe the consumer, or set its prefetch to `prefetch`."""
         prefetch = max(1, prefetch)
-        if self._tag is not None and prefetch == self._prefetch:
+        if self._consuming and prefetch == self._prefetch:
             return
         async with self._start_lock:
             if self._channel is None:
@@ -145,7 +214,7 @@ class DeliveryBuffer:
                 )
                 channel.reopen_callbacks.add(self._on_reopen)
                 self._channel = channel
-            if self._tag is None:
+            if not self._consuming:
                 self._prefetch = prefetch
                 await self._consume()
             elif prefetch != self._prefetch:
@@ -154,13 +223,19 @@ class DeliveryBuffer:
     async def _consume(self) -> None:
         assert self._channel is not None  # noqa: S101 - opened by ensure_consuming
         underlay = await self._channel.get_underlay_channel()
-        self._acks = ChannelAcks(underlay, in_order=True)
+        if self._acks is None or self._acks.channel is not underlay:
+            self._acks = ChannelAcks(underlay, in_order=True)
+            underlay.on_consumer_cancel_callbacks.add(self._on_cancelled)
         # Classic queues take a channel-wide (global) prefetch, which basic.qos can
         # change while consuming; quorum queues refuse global QoS, so their per-consumer
         # limit is fixed at basic.consume and a resize re-consumes (see _resize).
         await underlay.basic_qos(prefetch_count=self._prefetch, global_=not self._quorum)
-        underlay.on_consumer_cancel_callbacks.add(self._on_cancelled)
-        ok = await underlay.basic_consume(self._queue, self._on_message)
+        self._consuming = True
+        try:
+            ok = await underlay.basic_consume(self._queue, self._on_message)
+        except BaseException:
+            self._consuming = False
+            raise
         self._tag = ok.consumer_tag
 
     async def _resize(self, prefetch: int) -> None:
@@ -181,12 +256,12 @@ class DeliveryBuffer:
         """After a reconnect: forget stale deliveries and consume again."""
         try:
             self._drop_stale()
-            if self._tag is not None and not self.closed:
-                self._tag = None
-                await self._consume()
+            if self._consuming and not self.closed:
+                async with self._start_lock:
+                    await self._consume()
                 logger.info("Consumer of RabbitMQ queue %r resumed after a reconnect.", self._queue)
         except CONNECTION_ERRORS:
-            logger.warning("Could not resume consuming %r; retrying on the next reconnect.",
+            logger.warning("Could not resume consuming %r; it resumes on the next reconnect.",
                            self._queue, exc_info=True)  # fmt: skip
 
     def _on_cancelled(self, frame: Basic.Cancel) -> None:
@@ -197,11 +272,16 @@ class DeliveryBuffer:
         self._tag = None
         self._spawn(self._resubscribe())
 
+    def _unsubscribed(self) -> bool:
+        return not self.closed and self._consuming and self._tag is None
+
     async def _resubscribe(self) -> None:
         delay = 0.2
-        while not self.closed and self._tag is None:
+        while self._unsubscribed():
             try:
-                await self._consume()
+                async with self._start_lock:
+                    if self._unsubscribed():
+                        await self._consume()
             except CONNECTION_ERRORS as exc:
                 logger.debug("Re-subscribing to %r failed: %s", self._queue, exc)
                 await asyncio.sleep(delay)
@@ -214,6 +294,9 @@ class DeliveryBuffer:
             return  # a late delivery from a channel we already replaced
         acks.unsettled.add(message.delivery_tag or 0)
         self.push(Delivery(message, acks))
+        if not self._consuming and self._calls == 0 and self._idle_timer is None:
+            # Pushed just before our basic.cancel took effect: give it back soon.
+            self._idle_timer = asyncio.get_running_loop().call_later(IDLE_AFTER, self._on_idle)
 
     # -- the buffer ------------------------------------------------------------------
 
@@ -255,7 +338,7 @@ class DeliveryBuffer:
         out: list[Delivery] = []
         while self._ready and len(out) < limit:
             delivery = heapq.heappop(self._ready)[2]
-            if not delivery.stale:
+            if not delivery.stale and not delivery.settled:
                 out.append(delivery)
         return out
 
@@ -346,6 +429,7 @@ class DeliveryBuffer:
         acks.unsettled.discard(delivery.tag)
         if not acks.alive:
             return False
+        acks.dirty = True
         try:
             await acks.channel.basic_reject(delivery.tag, requeue=requeue, wait=False)
         except CONNECTION_ERRORS as exc:
@@ -380,8 +464,9 @@ class DeliveryBuffer:
         if self.closed:
             return
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in (self._timer, self._idle_timer):
+            if timer is not None:
+                timer.cancel()
         for task in list(self._tasks):
             task.cancel()
         await self.flush()

@@ -323,21 +323,25 @@ class RabbitMQTaskQueue:
         """
         if max_jobs <= 0:
             return []
-        if timeout <= 0:
+        buffer = self._buffer
+        if timeout <= 0 and not buffer.consuming:
+            # Nobody consumes here: look at the queue as it is now, job by job.
             jobs: list[Job] = []
             while len(jobs) < max_jobs and (job := await self.dequeue()) is not None:
                 jobs.append(job)
             return jobs
-        await self._buffer.ensure_consuming(len(self._inflight) + max_jobs)
-        deadline = time.monotonic() + timeout
-        while True:
-            jobs = await self._hand_out(self._buffer.take(max_jobs))
-            if jobs:
-                return jobs
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            await self._buffer.wait(remaining)
+        buffer.enter()
+        try:
+            await buffer.ensure_consuming(len(self._inflight) + max_jobs)
+            deadline = time.monotonic() + timeout
+            while True:
+                jobs = await self._hand_out(buffer.take(max_jobs))
+                remaining = deadline - time.monotonic()
+                if jobs or remaining <= 0:
+                    return jobs
+                await buffer.wait(remaining)
+        finally:
+            buffer.leave()
 
     async def _hand_out(self, deliveries: list[Delivery]) -> list[Job]:
         jobs: list[Job] = []
@@ -454,6 +458,9 @@ class RabbitMQTaskQueue:
 
     async def _requeue(self, job: Job, delivery: Delivery | None, *, delay: float) -> None:
         body = encode_job(job)
+        # Recorded first: once published, the job may be delivered and finished at once.
+        await self._states.requeued(job.id, body.decode(), retrying=job.retry_count > 0,
+                                    delay=delay)  # fmt: skip
         try:
             outcome = await self._publish(job, body, delay)
         except TaskQueueError:
@@ -466,8 +473,6 @@ class RabbitMQTaskQueue:
             return
         if delivery is not None:
             await self._buffer.ack(delivery)
-        await self._states.requeued(job.id, body.decode(), retrying=job.retry_count > 0,
-                                    delay=delay)  # fmt: skip
 
     def _remember_stale_done(self, task_id: str) -> None:
         self._done_stale[task_id] = None
@@ -528,6 +533,7 @@ class RabbitMQTaskQueue:
             return await self._states.count("retry")
         total = 0
         if wanted in (None, JobStatus.PENDING):
+            await self._buffer.quiesce()
             depth = await self._broker_depth(queue_name) + len(self._buffer)
             total += max(0, depth - await self._states.count("del"))
         if wanted in (None, JobStatus.RUNNING):
@@ -548,6 +554,8 @@ class RabbitMQTaskQueue:
 
     async def clear(self) -> None:
         """Purge the queue and its delay buckets, and drop every job held here."""
+        # Unsubscribe first: each ack below frees a prefetch slot the broker would refill.
+        await self._buffer.quiesce()
         for job_id in list(self._inflight):
             await self.delete_job(job_id)
         for delivery in self._buffer.drain():
