@@ -102,7 +102,7 @@ async def test_enqueue_emits_task_queued_hook() -> None:
     job = Job(name="send_email")
     await queue.enqueue(job)
     assert hooks.emitted == [
-        ("task.queued", TaskEnqueuedHook(task_name="send_email", queue_name="mail"))
+        ("task.queued", TaskEnqueuedHook(task_name="send_email", queue_name="mail", task_id=job.id))
     ]
 
 

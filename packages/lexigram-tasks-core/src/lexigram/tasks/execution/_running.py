@@ -108,7 +108,10 @@ class JobExecution:
         job = entry.job
         job.mark_running()
         if self._hooks is not None:
-            await self._emit(_STARTED, TaskStartedHook(task_name=job.name, task_id=job.id))
+            await self._emit(
+                _STARTED,
+                TaskStartedHook(task_name=job.name, task_id=job.id, worker_id=self.worker_id),
+            )
         handler = self._lookup(job.name)
         if handler is None:
             raise self._unrunnable(job)
@@ -208,7 +211,10 @@ class JobExecution:
             if self.dashboard is not None or self._progress_tracker is not None:
                 await self._observe(entry, result)
             if self._hooks is not None:
-                await self._emit(_COMPLETED, TaskCompletedHook(task_name=job.name, task_id=job.id))
+                await self._emit(
+                    _COMPLETED,
+                    TaskCompletedHook(task_name=job.name, task_id=job.id, worker_id=self.worker_id),
+                )
         except Exception:
             self.logger.exception("Recording the success of job %s (%s) failed.", job.id, job.name)
         try:
@@ -360,7 +366,12 @@ class JobExecution:
             if self._hooks is not None:
                 await self._emit(
                     _FAILED,
-                    TaskFailedHook(task_name=job.name, task_id=job.id, reason=result.error or ""),
+                    TaskFailedHook(
+                        task_name=job.name,
+                        task_id=job.id,
+                        reason=result.error or "",
+                        worker_id=self.worker_id,
+                    ),
                 )
         except Exception:
             self.logger.exception("Recording the failure of job %s (%s) failed.", job.id, job.name)

@@ -192,7 +192,7 @@ class MemoryTaskQueue:
         if self._hooks is not None:
             await self._hooks.emit(
                 _QUEUED_ACTION,
-                TaskEnqueuedHook(task_name=task.name, queue_name=self._queue_name),
+                TaskEnqueuedHook(task_name=task.name, queue_name=self._queue_name, task_id=task.id),
             )
         return Ok(task.id)
 

@@ -1,0 +1,287 @@
+"""`HookRegistry`: fans lifecycle actions out to pluggy plugins, observers and events.
+
+Queues call ``emit("task.queued", TaskEnqueuedHook(...))`` and workers
+``emit("task.started" | "task.completed" | "task.failed", ...)``. For each action the
+registry, in this order:
+
+1. calls the pluggy hook the action maps to (`lexigram.tasks.hookspecs.ACTION_HOOKS`)
+   on every registered plugin, one implementation at a time, so a failing plugin
+   neither reaches the caller nor stops the next plugin;
+2. calls the in-process observers added with `add_observer` / `on`;
+3. publishes the matching domain event (`TaskQueuedEvent`, `TaskCompletedEvent`,
+   `TaskFailedEvent`) on its `EventBus`.
+
+Every error raised by a plugin, observer or subscriber is logged with
+``logger.exception`` and swallowed: observability must never fail a job.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from lexigram.tasks import hookspecs
+from lexigram.tasks.events import (
+    DomainEvent,
+    EventBus,
+    TaskCompletedEvent,
+    TaskFailedEvent,
+    TaskQueuedEvent,
+)
+
+logger = logging.getLogger(__name__)
+
+Observer = Callable[[Any], Awaitable[None] | None]
+"""An in-process observer: called with the action's payload; may be sync or async."""
+
+
+def _event_for(action: str, payload: Any) -> DomainEvent | None:
+    """Build the domain event of a lifecycle action, or None when it has none."""
+    task_id = str(getattr(payload, "task_id", "") or "")
+    if action == "task.queued":
+        return TaskQueuedEvent(task_id=task_id, queue_name=str(payload.queue_name))
+    if action == "task.completed":
+        worker_id = str(getattr(payload, "worker_id", "") or "")
+        return TaskCompletedEvent(task_id=task_id, worker_id=worker_id)
+    if action == "task.failed":
+        return TaskFailedEvent(task_id=task_id, error=str(getattr(payload, "reason", "")))
+    return None
+
+
+class HookRegistry:
+    """Lifecycle hook registry on pluggy; implements `HookRegistryProtocol`.
+
+    Example:
+        hooks = HookRegistry()
+        hooks.load_entry_point_plugins()          # group "lexigram.tasks.plugins"
+        hooks.on("task.failed")(alert_on_call)    # an in-process observer
+        queue.set_hook_registry(hooks)
+        pool = WorkerPool(queue, handlers, hooks=hooks)
+
+    Args:
+        event_bus: Bus the domain events are published on (a new one if None).
+        plugin_manager: A pluggy `PluginManager` for project ``lexigram_tasks`` to use
+            (a new one if None); the specs are added to it.
+    """
+
+    def __init__(
+        self,
+        *,
+        event_bus: EventBus | None = None,
+        plugin_manager: pluggy.PluginManager | None = None,
+    ) -> None:
+        pm = (
+            plugin_manager
+            if plugin_manager is not None
+            else pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        )
+        if pm.project_name != hookspecs.PROJECT_NAME:
+            msg = (
+                f"HookRegistry needs a pluggy PluginManager for project "
+                f"{hookspecs.PROJECT_NAME!r}, got one for {pm.project_name!r}. Create it "
+                f"with pluggy.PluginManager({hookspecs.PROJECT_NAME!r})."
+            )
+            raise ValueError(msg)
+        pm.add_hookspecs(hookspecs)
+        self._pm = pm
+        self._bus = event_bus if event_bus is not None else EventBus()
+        self._observers: dict[str, list[Observer]] = {}
+
+    def __repr__(self) -> str:
+        plugins = sorted(name for name, _ in self._pm.list_name_plugin())
+        return f"HookRegistry(plugins={plugins}, observers={self.observer_count})"
+
+    @property
+    def plugin_manager(self) -> pluggy.PluginManager:
+        """The underlying pluggy plugin manager."""
+        return self._pm
+
+    @property
+    def event_bus(self) -> EventBus:
+        """The bus the domain events are published on."""
+        return self._bus
+
+    @property
+    def observer_count(self) -> int:
+        """Number of in-process observers, over all actions."""
+        return sum(len(observers) for observers in self._observers.values())
+
+    # -- plugins ---------------------------------------------------------------------
+
+    def register_plugin(self, plugin: object, name: str | None = None) -> str:
+        """Register a pluggy plugin (a module or object with `hookimpl` functions).
+
+        Args:
+            plugin: The plugin.
+            name: Its name (pluggy derives one if None).
+
+        Returns:
+            The name it was registered under.
+
+        Raises:
+            pluggy.PluginValidationError: An implementation names no known hook or takes
+                arguments the hook does not have (the plugin is not registered).
+            ValueError: The plugin or the name is already registered.
+        """
+        registered = self._pm.register(plugin, name)
+        if registered is None:  # the name is blocked
+            msg = f"Plugin name {name!r} is blocked; unblock it before registering."
+            raise ValueError(msg)
+        try:
+            self._pm.check_pending()  # a misspelt hook name would be silently ignored
+        except pluggy.PluginValidationError:
+            self._pm.unregister(plugin)
+            raise
+        return registered
+
+    def unregister_plugin(self, plugin: object | str) -> None:
+        """Unregister a plugin, given the plugin or its name (no-op if unknown)."""
+        if isinstance(plugin, str):
+            if self._pm.has_plugin(plugin):
+                self._pm.unregister(name=plugin)
+        elif self._pm.is_registered(plugin):
+            self._pm.unregister(plugin)
+
+    def plugin_names(self) -> list[str]:
+        """Return the names of the registered plugins, sorted."""
+        return sorted(name for name, _ in self._pm.list_name_plugin())
+
+    def load_entry_point_plugins(
+        self, group: str = hookspecs.PLUGIN_ENTRY_POINT_GROUP
+    ) -> list[str]:
+        """Load and register every plugin of an entry-point group.
+
+        The entry name is the plugin name; its value names a module or object. A
+        plugin already registered under that name is skipped, so calling this twice is
+        harmless. A plugin that fails to import or validate is logged and skipped.
+
+        Args:
+            group: Entry-point group (default ``lexigram.tasks.plugins``).
+
+        Returns:
+            The names of the plugins newly registered.
+        """
+        loaded: list[str] = []
+        for ep in entry_points(group=group):
+            if self._pm.has_plugin(ep.name) or self._pm.is_blocked(ep.name):
+                continue
+            dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
+            try:
+                self.register_plugin(ep.load(), name=ep.name)
+            except Exception:
+                logger.exception(
+                    "Could not load lexigram-tasks plugin %r (%s) from %s; it is skipped. "
+                    "Fix or uninstall the distribution.",
+                    ep.name,
+                    ep.value,
+                    dist,
+                )
+                continue
+            logger.info("Loaded lexigram-tasks plugin %r from %s.", ep.name, dist)
+            loaded.append(ep.name)
+        return loaded
+
+    # -- observers -------------------------------------------------------------------
+
+    def add_observer(self, action: str, callback: Observer) -> Callable[[], None]:
+        """Call `callback(payload)` on every `emit` of `action`.
+
+        Args:
+            action: Action name, e.g. ``"task.completed"``.
+            callback: Sync or async callable taking the payload.
+
+        Returns:
+            A function that removes this observer.
+        """
+        self._observers.setdefault(action, []).append(callback)
+
+        def remove() -> None:
+            self.remove_observer(action, callback)
+
+        return remove
+
+    def remove_observer(self, action: str, callback: Observer) -> bool:
+        """Remove an observer; True if it was registered."""
+        observers = self._observers.get(action, [])
+        if callback in observers:
+            observers.remove(callback)
+            return True
+        return False
+
+    def on(self, action: str) -> Callable[[Observer], Observer]:
+        """Decorator form of `add_observer`.
+
+        Example:
+            @hooks.on("task.failed")
+            async def alert(payload: TaskFailedHook) -> None: ...
+        """
+
+        def decorate(callback: Observer) -> Observer:
+            self.add_observer(action, callback)
+            return callback
+
+        return decorate
+
+    # -- emitting --------------------------------------------------------------------
+
+    async def emit(self, action: str, payload: Any) -> None:
+        """Deliver `payload` to the plugins, observers and event subscribers of `action`.
+
+        Never raises because of an observer: each failure is logged and skipped.
+
+        Args:
+            action: ``"task.queued"``, ``"task.started"``, ``"task.completed"``,
+                ``"task.failed"``, or any custom action (observers only).
+            payload: The action's payload (`TaskEnqueuedHook`, ...).
+        """
+        hook_name = hookspecs.ACTION_HOOKS.get(action)
+        if hook_name is not None:
+            await self._call_plugins(hook_name, payload)
+        for callback in list(self._observers.get(action, ())):
+            try:
+                result = callback(payload)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("Hook observer %r of %r failed.", callback, action)
+        try:
+            event = _event_for(action, payload)
+        except Exception:
+            logger.exception("Could not build the event of %r from %r.", action, payload)
+            return
+        if event is not None:
+            await self._bus.publish(event)
+
+    async def _call_plugins(self, hook_name: str, payload: Any) -> None:
+        caller: pluggy.HookCaller = getattr(self._pm.hook, hook_name)
+        impls = caller.get_hookimpls()
+        if not impls:
+            return
+        if any(impl.hookwrapper or impl.wrapper for impl in impls):
+            # Wrappers need pluggy's own call loop; isolation is then per hook call.
+            try:
+                results = caller(payload=payload)
+                for result in results:
+                    if inspect.isawaitable(result):
+                        await result
+            except Exception:
+                logger.exception("A lexigram-tasks plugin failed in hook %s.", hook_name)
+            return
+        kwargs = {"payload": payload}
+        # pluggy's call order: last registered first, tryfirst before trylast.
+        for impl in reversed(impls):
+            try:
+                result = impl.function(*(kwargs[arg] for arg in impl.argnames))
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception(
+                    "lexigram-tasks plugin %r failed in hook %s; the other plugins still run.",
+                    impl.plugin_name,
+                    hook_name,
+                )
