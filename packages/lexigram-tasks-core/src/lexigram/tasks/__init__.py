@@ -82,6 +82,7 @@ _EXPORTS: dict[str, str] = {
     "TaskTimeoutConfig": "lexigram.tasks.config",
     "TaskWorkerConfig": "lexigram.tasks.config",
     "ConfigIssue": "lexigram.tasks.config",
+    "Environment": "lexigram.tasks.config",
     # execution
     "HandlerRegistry": "lexigram.tasks.execution",
     "TaskWorker": "lexigram.tasks.execution",
