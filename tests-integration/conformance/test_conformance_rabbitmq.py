@@ -17,6 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
+import aiormq
 import pytest
 import pytest_asyncio
 
@@ -38,8 +39,6 @@ pytestmark = pytest.mark.rabbitmq
 async def _delete_family(amqp_url: str, name: str) -> None:
     # The helper lives in the rabbitmq/ conftest; importing conftests is not allowed,
     # so the few lines are repeated here.
-    import aiormq  # noqa: PLC0415 - only needed for cleanup
-
     connection = await aiormq.connect(amqp_url)
     try:
         channel = await connection.channel()
@@ -95,7 +94,7 @@ class TestRabbitMQSharedStateConformance(_RabbitMQThemes):
     async def make_queue(
         self, amqp_url: str, redis_url: str, lease_seconds: float
     ) -> AsyncIterator[QueueFactory]:
-        from lexigram.tasks.backends.redis import RedisCacheBackend  # noqa: PLC0415
+        from lexigram.tasks.backends.redis import RedisCacheBackend
 
         name = f"conformance-{uuid.uuid4().hex[:8]}"
         store = RedisCacheBackend(redis_url, key_prefix=f"lexigram-test-{name}")

@@ -261,8 +261,11 @@ class DeliveryBuffer:
                     await self._consume()
                 logger.info("Consumer of RabbitMQ queue %r resumed after a reconnect.", self._queue)
         except CONNECTION_ERRORS:
-            logger.warning("Could not resume consuming %r; it resumes on the next reconnect.",
-                           self._queue, exc_info=True)  # fmt: skip
+            logger.warning(
+                "Could not resume consuming %r; it resumes on the next reconnect.",
+                self._queue,
+                exc_info=True,
+            )
 
     def _on_cancelled(self, frame: Basic.Cancel) -> None:
         if frame.consumer_tag != self._tag or self.closed:

@@ -227,9 +227,11 @@ class AMQPLink:
         name = f"{delayed_exchange_name(self.queue_name)}.probe"
         try:
             await probe.exchange_declare(
-                name, exchange_type="x-delayed-message", auto_delete=True,
+                name,
+                exchange_type="x-delayed-message",
+                auto_delete=True,
                 arguments={"x-delayed-type": "direct"},
-            )  # fmt: skip
+            )
             await probe.exchange_delete(name)
         except aiormq.exceptions.AMQPError:
             return False

@@ -182,7 +182,7 @@ def delay_bucket(remaining: float) -> int | None:
         The bucket exponent (the queue holds 2**exp ms), or None when less than the
         smallest bucket (32 ms) remains: the consumer then holds the job until due.
     """
-    millis = math.ceil(remaining * 1000.0)
+    millis = math.floor(remaining * 1000.0)
     if millis < (1 << BUCKET_MIN_EXP):
         return None
     return min(millis.bit_length() - 1, BUCKET_MAX_EXP)
@@ -236,8 +236,14 @@ class RabbitMQSettings:
             _bad("max_priority", self.max_priority, f"an int in 0..{PRIORITY_MAX} (10 is typical)")
         if self.queue_type == "quorum" and not self.durable:
             _bad("durable", self.durable, "True: quorum queues are always durable")
-        for name in ("visibility_timeout", "idempotency_ttl", "connect_timeout",
-                     "reconnect_interval", "publish_timeout", "state_ttl"):  # fmt: skip
+        for name in (
+            "visibility_timeout",
+            "idempotency_ttl",
+            "connect_timeout",
+            "reconnect_interval",
+            "publish_timeout",
+            "state_ttl",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 _bad(name, value, "a positive number of seconds")
@@ -296,8 +302,16 @@ def _coerce(key: str, raw: object, *, default: object) -> object:
     return raw
 
 
-_BOOLS = {"true": True, "1": True, "yes": True, "on": True,
-          "false": False, "0": False, "no": False, "off": False}  # fmt: skip
+_BOOLS = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
+}
 
 
 def _bad(key: str, value: object, expected: str) -> Any:

@@ -459,14 +459,16 @@ class RabbitMQTaskQueue:
     async def _requeue(self, job: Job, delivery: Delivery | None, *, delay: float) -> None:
         body = encode_job(job)
         # Recorded first: once published, the job may be delivered and finished at once.
-        await self._states.requeued(job.id, body.decode(), retrying=job.retry_count > 0,
-                                    delay=delay)  # fmt: skip
+        await self._states.requeued(
+            job.id, body.decode(), retrying=job.retry_count > 0, delay=delay
+        )
         try:
             outcome = await self._publish(job, body, delay)
         except TaskQueueError:
             outcome = Published.NACK
-            logger.warning("Could not requeue job %s; the broker redelivers it.", job.id,
-                           exc_info=True)  # fmt: skip
+            logger.warning(
+                "Could not requeue job %s; the broker redelivers it.", job.id, exc_info=True
+            )
         if outcome is not Published.ACK:
             if delivery is not None:
                 await self._buffer.reject(delivery, requeue=True)

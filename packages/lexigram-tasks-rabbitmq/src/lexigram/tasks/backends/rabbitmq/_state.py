@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from enum import Enum
 
 from lexigram.contracts.tasks import CacheBackendProtocol
@@ -39,9 +40,12 @@ class LocalStateStore:
     are acked elsewhere does not grow without bound.
     """
 
-    def __init__(self, *, max_entries: int = 100_000) -> None:
+    def __init__(
+        self, *, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._data: OrderedDict[str, tuple[str, float | None]] = OrderedDict()
         self._max_entries = max_entries
+        self._clock = clock
         self._warned = False
 
     def __len__(self) -> int:
@@ -52,13 +56,13 @@ class LocalStateStore:
         if item is None:
             return None
         value, expires = item
-        if expires is not None and expires <= time.monotonic():
+        if expires is not None and expires <= self._clock():
             del self._data[key]
             return None
         return value
 
     def _put(self, key: str, value: str, ttl: float | None) -> None:
-        expires = None if ttl is None else time.monotonic() + ttl
+        expires = None if ttl is None else self._clock() + ttl
         self._data[key] = (value, expires)
         self._data.move_to_end(key)
         if len(self._data) > self._max_entries:
@@ -97,7 +101,7 @@ class LocalStateStore:
 
     async def keys(self, prefix: str) -> list[str]:
         """Return the live keys that start with `prefix`."""
-        now = time.monotonic()
+        now = self._clock()
         return [
             key
             for key, (_, expires) in self._data.items()
@@ -173,7 +177,7 @@ class JobStates:
 
     async def forget(self, job_id: str) -> None:
         """Drop every record of a job (its publish failed, or it finished)."""
-        keys = [self._key("job", job_id), self._key("retry", job_id)]
+        keys = [self._key("job", job_id), self._key("retry", job_id), self._key("del", job_id)]
         if self.shared:
             keys.append(self._key("run", job_id))
         await self._delete_all(keys)
