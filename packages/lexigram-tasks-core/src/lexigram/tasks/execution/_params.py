@@ -284,6 +284,14 @@ async def _inject(
             "the DI container."
         )
         raise TaskValidationError(msg)
+    if isinstance(spec.annotation, str):
+        msg = (
+            f"Task {job.name!r}: parameter {spec.name!r} of {plan.qualname} is annotated "
+            f"{spec.annotation!r}, a name that could not be resolved to a type (defined inside "
+            "a function, or imported only under TYPE_CHECKING?), so it cannot be injected. "
+            "Define or import the type at module level, or pass the value in the job."
+        )
+        raise TaskValidationError(msg)
     if container is None:
         msg = (
             f"Task {job.name!r}: parameter {spec.name!r} ({_describe(spec.annotation)}) of "

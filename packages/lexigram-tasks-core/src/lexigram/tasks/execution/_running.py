@@ -58,16 +58,22 @@ _STARTED, _COMPLETED, _FAILED = "task.started", "task.completed", "task.failed"
 class Running:
     """Book-keeping of one in-flight job (slots: this is created per job)."""
 
-    __slots__ = ("deadline", "job", "reason", "renewed", "settling", "task", "tracker")
+    __slots__ = ("deadline", "job", "reason", "renewed", "settling", "started", "task", "tracker")
 
     def __init__(self, job: Job, now: float, deadline: float) -> None:
         self.job = job
         self.deadline = deadline
         self.renewed = now
         self.reason: str | None = None
+        self.started = False
         self.settling = False
         self.task: asyncio.Task[None] | None = None
         self.tracker: ProgressTracker | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        """True once the worker cancelled (or marked) this job for a reason."""
+        return self.reason is not None
 
 
 class Unrunnable(Exception):  # noqa: N818 - internal signal, never escapes the worker
@@ -100,6 +106,7 @@ class JobExecution:
     _container: Any
     _retry_policy: Any
     _executor: ThreadPoolExecutor | None
+    _observed: bool  # a dashboard or live progress tracker wants every outcome
     _in_flight: dict[str, Running]
 
     # -- running ---------------------------------------------------------------------
@@ -205,18 +212,12 @@ class JobExecution:
         job.completed_at = now
         job.result = result
         self.stats.record_job(result)
-        try:
-            if self.result_store is not None:
-                await self.result_store.store(job.id, result)
-            if self.dashboard is not None or self._progress_tracker is not None:
-                await self._observe(entry, result)
-            if self._hooks is not None:
-                await self._emit(
-                    _COMPLETED,
-                    TaskCompletedHook(task_name=job.name, task_id=job.id, worker_id=self.worker_id),
-                )
-        except Exception:
-            self.logger.exception("Recording the success of job %s (%s) failed.", job.id, job.name)
+        await self._record(entry, result)
+        if self._hooks is not None:
+            await self._emit(
+                _COMPLETED,
+                TaskCompletedHook(task_name=job.name, task_id=job.id, worker_id=self.worker_id),
+            )
         try:
             await self.queue.ack(job.id)
         except Exception:
@@ -342,7 +343,15 @@ class JobExecution:
             )
             await self._retry_unrecorded(job, delay)
             return
-        await self._record_failure(entry, result, reason)
+        await self._record(entry, result)
+        if self._hooks is not None:
+            failed = TaskFailedHook(
+                task_name=job.name,
+                task_id=job.id,
+                reason=result.error or reason,
+                worker_id=self.worker_id,
+            )
+            await self._emit(_FAILED, failed)
         try:
             await self.queue.ack(job.id)
         except Exception:
@@ -354,27 +363,19 @@ class JobExecution:
         except Exception:
             self.logger.exception("Requeueing job %s (%s) failed.", job.id, job.name)
 
-    async def _record_failure(self, entry: Running, result: JobResult, reason: str) -> None:
+    async def _record(self, entry: Running, result: JobResult) -> None:
+        """Store the result and feed observers; a broken store or observer is only logged."""
         job = entry.job
-        try:
-            if self.result_store is not None:
+        if self.result_store is not None:
+            try:
                 await self.result_store.store(job.id, result)
-            if self.dashboard is not None or self._progress_tracker is not None:
+            except Exception:
+                self.logger.exception("Storing the result of job %s (%s) failed.", job.id, job.name)
+        if self._observed or entry.tracker is not None:
+            try:
                 await self._observe(entry, result)
-            elif entry.tracker is not None and not entry.tracker.finished:
-                await entry.tracker.fail(result.error or reason)
-            if self._hooks is not None:
-                await self._emit(
-                    _FAILED,
-                    TaskFailedHook(
-                        task_name=job.name,
-                        task_id=job.id,
-                        reason=result.error or "",
-                        worker_id=self.worker_id,
-                    ),
-                )
-        except Exception:
-            self.logger.exception("Recording the failure of job %s (%s) failed.", job.id, job.name)
+            except Exception:
+                self.logger.exception("Reporting job %s (%s) failed.", job.id, job.name)
 
     async def _observe(self, entry: Running, result: JobResult) -> None:
         """Feed the dashboard and publish the job's terminal progress state."""

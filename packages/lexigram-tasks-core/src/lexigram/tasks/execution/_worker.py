@@ -122,6 +122,7 @@ class TaskWorker(JobExecution):
         self._container = services.container
         self._retry_policy = services.retry_policy
         self._rate_limiter = services.rate_limiter
+        self._observed = services.dashboard is not None or services.progress_tracker is not None
         self._executor: ThreadPoolExecutor | None = None
         self._in_flight: dict[str, Running] = {}
         lease = getattr(queue, "visibility_timeout", _DEFAULT_LEASE)
@@ -298,21 +299,23 @@ class TaskWorker(JobExecution):
 
     def _start_job(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        if self.config.enforce_timeout:
-            deadline = now + self._effective_timeout(job)
-            if self._deadline_handle is None or deadline < self._deadline_at:
-                self._arm_deadline(loop, deadline)
-        else:
-            deadline = math.inf
-        entry = Running(job, now, deadline)
+        entry = Running(job, loop.time(), math.inf)
         self._in_flight[job.id] = entry
         self.current_job = job
         entry.task = loop.create_task(self._run_job(entry))
 
     async def _run_job(self, entry: Running) -> None:
+        # A task cancelled before its first step never runs its body, so the worker
+        # never cancels a task that has not started (see _interrupt): it sets a reason
+        # that is handled here instead. Nothing awaits before the try.
+        entry.started = True
         started = time.perf_counter()
         try:
+            if entry.reason is not None:  # interrupted (stop, lost lease) before it began
+                await self._after_cancel(entry, asyncio.CancelledError(), started)
+                return
+            if self.config.enforce_timeout:
+                self._set_deadline(entry)
             data = await self._invoke(entry)
         except asyncio.CancelledError as exc:
             entry.settling = True
@@ -322,19 +325,30 @@ class TaskWorker(JobExecution):
             await self._after_error(entry, exc, started)
         else:
             entry.settling = True
-            if entry.reason is None:
-                await self._settle_success(entry, data, started)
-            else:  # the handler swallowed the worker's cancellation
+            if entry.interrupted:  # the handler swallowed the worker's cancellation
                 await self._after_cancel(entry, asyncio.CancelledError(), started)
+            else:
+                await self._settle_success(entry, data, started)
         finally:
-            job_id = entry.job.id
-            if self._in_flight.get(job_id) is entry:
-                del self._in_flight[job_id]
-            if self.current_job is entry.job:
-                self.current_job = None
-            self._slot_free.set()
+            self._forget(entry)
+
+    def _forget(self, entry: Running) -> None:
+        job_id = entry.job.id
+        if self._in_flight.get(job_id) is entry:
+            del self._in_flight[job_id]
+        if self.current_job is entry.job:
+            self.current_job = None
+        self._slot_free.set()
 
     # -- timeouts and leases ---------------------------------------------------------
+
+    def _set_deadline(self, entry: Running) -> None:
+        """Start the job's timeout clock (from when it really starts, not when leased)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._effective_timeout(entry.job)
+        entry.deadline = deadline
+        if self._deadline_handle is None or deadline < self._deadline_at:
+            self._arm_deadline(loop, deadline)
 
     def _arm_deadline(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         if self._deadline_handle is not None:
@@ -371,6 +385,9 @@ class TaskWorker(JobExecution):
     async def _renew_leases(self, interval: float) -> None:
         loop = asyncio.get_running_loop()
         for entry in list(self._in_flight.values()):
+            if entry.task is not None and entry.task.done():
+                await self._reclaim(entry)
+                continue
             now = loop.time()
             # A lease taken less than half an interval ago still has over 2/3 left.
             if entry.settling or now - entry.renewed < interval / 2:
@@ -385,13 +402,30 @@ class TaskWorker(JobExecution):
             else:
                 self._interrupt(entry, LEASE_LOST)
 
+    async def _reclaim(self, entry: Running) -> None:
+        """Release a job whose task was cancelled from outside before it could start."""
+        if self._in_flight.get(entry.job.id) is not entry:
+            return
+        self._forget(entry)
+        self.logger.warning(
+            "Job %s (%s) was cancelled from outside before it started; requeueing it.",
+            entry.job.id,
+            entry.job.name,
+        )
+        await self._release(entry.job)
+
     @staticmethod
     def _interrupt(entry: Running, reason: str) -> None:
-        """Cancel a running handler for `reason`, unless it already finished."""
+        """Cancel a running handler for `reason`, unless it already finished.
+
+        A task that has not started yet is only marked: cancelling it would skip its
+        body (and so its nack), leaving the job in flight.
+        """
         if entry.settling or entry.reason is not None or entry.task is None:
             return
         entry.reason = reason
-        entry.task.cancel()
+        if entry.started:
+            entry.task.cancel()
 
     # -- stopping --------------------------------------------------------------------
 

@@ -1,0 +1,397 @@
+"""TaskWorker: running jobs, argument binding and injection, concurrency, stats."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from lexigram.contracts.tasks import Job, JobStatus, ProgressStatus
+from lexigram.di import Container, Named
+from lexigram.tasks.backends.memory import MemoryTaskQueue
+from lexigram.tasks.config import TaskWorkerConfig
+from lexigram.tasks.execution import HandlerRegistry, TaskWorker, TaskWorkerServices
+from lexigram.tasks.hooks import TaskCompletedHook, TaskStartedHook
+from lexigram.tasks.middleware import (
+    MetricsMiddleware,
+    TaskExecutionContext,
+    TaskMiddlewarePipeline,
+    TimeoutMiddleware,
+)
+from lexigram.tasks.progress import InMemoryProgressStore, InMemoryProgressTracker, ProgressTracker
+from lexigram.tasks.results import InMemoryResultStore
+
+
+class Recorder:
+    """A hook registry that records every action and wakes waiters on each one."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self._changed = asyncio.Event()
+
+    async def emit(self, action: str, payload: Any) -> None:
+        self.events.append((action, payload))
+        self._changed.set()
+
+    def ids(self, action: str) -> list[str]:
+        return [payload.task_id for name, payload in self.events if name == action]
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+class Database:
+    name = "db"
+
+
+class Mailer:
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+
+class Service:
+    pass
+
+
+async def enqueue(queue: MemoryTaskQueue, *jobs: Job) -> None:
+    for job in jobs:
+        (await queue.enqueue(job)).unwrap()
+
+
+async def test_worker_runs_a_job_stores_its_result_and_acks_it() -> None:
+    queue = MemoryTaskQueue()
+    store = InMemoryResultStore()
+    hooks = Recorder()
+
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    worker = TaskWorker(
+        "w1", queue, {"add": add}, services=TaskWorkerServices(result_store=store, hooks=hooks)
+    )
+    job = Job(name="add", args=(2, 3))
+    await enqueue(queue, job)
+    await worker.start()
+    result = await store.wait(job.id, timeout=5)
+    await hooks.wait_until(lambda: hooks.ids("task.completed") == [job.id])
+    await worker.stop()
+
+    assert result is not None
+    assert result.success
+    assert result.data == 5
+    assert (result.id, result.name, result.retry_count) == (job.id, "add", 0)
+    assert job.status is JobStatus.COMPLETED
+    assert await queue.count("tasks") == 0
+    assert [name for name, _ in hooks.events] == ["task.started", "task.completed"]
+    assert hooks.events[0][1] == TaskStartedHook(task_name="add", task_id=job.id, worker_id="w1")
+    assert hooks.events[1][1] == TaskCompletedHook(task_name="add", task_id=job.id, worker_id="w1")
+    stats = worker.get_stats()
+    assert (stats.jobs_processed, stats.jobs_succeeded, stats.jobs_failed) == (1, 1, 0)
+    assert stats.uptime >= 0
+    assert not worker.is_busy()
+    assert not worker.running
+
+
+async def test_worker_binds_positional_args_before_di_resolved_params() -> None:
+    """Regression (design §9): positional arguments must never be dropped under DI."""
+    container = Container()
+    container.singleton(Database, Database())
+    container.singleton(Mailer, Mailer("primary"), name="primary")
+    seen: dict[str, Any] = {}
+
+    async def handler(
+        user_id: int,
+        subject: str,
+        db: Database,
+        mailer: Annotated[Mailer, Named("primary")],
+        *,
+        urgent: bool = False,
+    ) -> str:
+        seen.update(user_id=user_id, subject=subject, db=db, mailer=mailer, urgent=urgent)
+        return f"{user_id}:{subject}"
+
+    queue = MemoryTaskQueue()
+    store = InMemoryResultStore()
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"notify": handler},
+        services=TaskWorkerServices(container=container, result_store=store),
+    )
+    job = Job(name="notify", args=(7, "hello"), kwargs={"urgent": True})
+    await enqueue(queue, job)
+    await worker.start()
+    result = await store.wait(job.id, timeout=5)
+    await worker.stop()
+
+    assert result is not None
+    assert result.success, result
+    assert result.data == "7:hello"
+    assert seen["user_id"] == 7
+    assert seen["subject"] == "hello"
+    assert isinstance(seen["db"], Database)
+    assert seen["mailer"].label == "primary"
+    assert seen["urgent"] is True
+
+
+async def test_worker_injects_tracker_context_and_job() -> None:
+    queue = MemoryTaskQueue()
+    progress = InMemoryProgressStore()
+    store = InMemoryResultStore()
+    got: dict[str, Any] = {}
+
+    async def handler(n: int, tracker: ProgressTracker, ctx: TaskExecutionContext, job: Job) -> int:
+        got.update(tracker=tracker, ctx=ctx, job=job)
+        for i in range(1, n + 1):
+            await tracker.update(i, n, f"step {i}")
+        return n
+
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"steps": handler},
+        services=TaskWorkerServices(progress_store=progress, result_store=store),
+    )
+    job = Job(name="steps", args=(4,))
+    await enqueue(queue, job)
+    await worker.start()
+    assert await store.wait(job.id, timeout=5) is not None
+    await worker.stop()
+
+    assert got["job"] is job
+    assert got["ctx"].job is job
+    assert got["tracker"].job_id == job.id
+    info = await progress.get(job.id)
+    assert info is not None
+    assert (info.current, info.total, info.percentage) == (4, 4, 100.0)
+    assert info.metadata["status"] == "complete"
+    assert await progress.list_active() == []
+
+
+async def test_worker_progress_reaches_live_subscribers() -> None:
+    queue = MemoryTaskQueue()
+    live = InMemoryProgressTracker()
+    release = asyncio.Event()
+
+    async def report(tracker: ProgressTracker) -> None:
+        await tracker.update(1, 2, "half")
+        await release.wait()
+        await tracker.update(2, 2, "all")
+
+    worker = TaskWorker(
+        "w1", queue, {"report": report}, services=TaskWorkerServices(progress_tracker=live)
+    )
+    job = Job(name="report")
+    await enqueue(queue, job)
+    early: list[Any] = []
+
+    async def subscribe_early() -> None:
+        early.extend([snap async for snap in live.subscribe(job.id)])
+
+    watcher = asyncio.create_task(subscribe_early())
+    await worker.start()
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.wait_for(watcher, 5)
+    await worker.stop()
+
+    assert early[-1].status is ProgressStatus.COMPLETE
+    assert [s.message for s in early if s.status is ProgressStatus.RUNNING][-1] == "all"
+    late = [snap async for snap in live.subscribe(job.id)]
+    assert len(late) == 1
+    assert late[0].status is ProgressStatus.COMPLETE
+    assert late[0].percent == 100.0
+
+
+async def test_worker_publishes_terminal_progress_even_without_reports() -> None:
+    queue = MemoryTaskQueue()
+    live = InMemoryProgressTracker()
+    hooks = Recorder()
+
+    async def quiet() -> None:
+        return None
+
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"quiet": quiet},
+        services=TaskWorkerServices(progress_tracker=live, hooks=hooks),
+    )
+    job = Job(name="quiet")
+    await enqueue(queue, job)
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.completed"))
+    await worker.stop()
+    snapshot = await live.get(job.id)
+    assert snapshot is not None
+    assert snapshot.status is ProgressStatus.COMPLETE
+
+
+async def test_worker_runs_sync_handlers_in_a_thread() -> None:
+    queue = MemoryTaskQueue()
+    store = InMemoryResultStore()
+
+    def blocking(x: int) -> str:
+        return f"{x}@{threading.current_thread().name}"
+
+    worker = TaskWorker(
+        "w1", queue, {"blocking": blocking}, services=TaskWorkerServices(result_store=store)
+    )
+    job = Job(name="blocking", args=(1,))
+    await enqueue(queue, job)
+    await worker.start()
+    result = await store.wait(job.id, timeout=5)
+    await worker.stop()
+    assert result is not None
+    assert result.success
+    assert result.data.startswith("1@lexigram-w1")
+
+
+async def test_worker_sees_handlers_registered_after_start() -> None:
+    queue = MemoryTaskQueue()
+    store = InMemoryResultStore()
+    registry = HandlerRegistry()
+    worker = TaskWorker("w1", queue, registry, services=TaskWorkerServices(result_store=store))
+    await worker.start()
+
+    @registry.register("late")
+    async def late() -> str:
+        return "seen"
+
+    job = Job(name="late")
+    await enqueue(queue, job)
+    result = await store.wait(job.id, timeout=5)
+    await worker.stop()
+    assert result is not None
+    assert result.data == "seen"
+
+
+async def test_worker_never_takes_more_jobs_than_free_slots() -> None:
+    queue = MemoryTaskQueue()
+    release = asyncio.Event()
+    hooks = Recorder()
+
+    async def hold() -> None:
+        await release.wait()
+
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"hold": hold},
+        TaskWorkerConfig(max_concurrent_tasks=3),
+        TaskWorkerServices(hooks=hooks),
+    )
+    await enqueue(queue, *(Job(name="hold") for _ in range(10)))
+    await worker.start()
+    await hooks.wait_until(lambda: len(hooks.ids("task.started")) == 3)
+    assert await queue.count("tasks", JobStatus.RUNNING) == 3
+    assert await queue.count("tasks", JobStatus.PENDING) == 7
+    assert worker.is_busy()
+    assert worker.in_flight == 3
+    assert worker.current_job is not None
+    release.set()
+    await hooks.wait_until(lambda: len(hooks.ids("task.completed")) == 10)
+    await worker.stop()
+    assert await queue.count("tasks") == 0
+
+
+async def test_worker_middleware_gets_resolved_arguments() -> None:
+    container = Container()
+    container.singleton(Service, Service())
+    queue = MemoryTaskQueue()
+    store = InMemoryResultStore()
+    metrics = MetricsMiddleware()
+    pipeline = TaskMiddlewarePipeline()
+    pipeline.add(TimeoutMiddleware(default_timeout=5))
+    pipeline.add(metrics)
+
+    async def handler(x: int, service: Service) -> str:
+        return f"{x}-{type(service).__name__}"
+
+    def sync_handler(y: int) -> int:
+        return y * 2
+
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"h": handler, "s": sync_handler},
+        services=TaskWorkerServices(container=container, result_store=store),
+        middleware_pipeline=pipeline,
+    )
+    first, second = Job(name="h", args=(3,)), Job(name="s", args=(21,))
+    await enqueue(queue, first, second)
+    await worker.start()
+    one = await store.wait(first.id, timeout=5)
+    two = await store.wait(second.id, timeout=5)
+    await worker.stop()
+    assert one is not None
+    assert one.data == "3-Service"
+    assert two is not None
+    assert two.data == 42
+    stats = metrics.get_stats()
+    assert stats["total_executed"] == 2
+    assert set(stats["per_task"]) == {"h", "s"}
+
+
+async def test_worker_get_progress_tracker_needs_a_store() -> None:
+    queue = MemoryTaskQueue()
+    assert TaskWorker("w1", queue, {}).get_progress_tracker("x") is None
+    store = InMemoryProgressStore()
+    worker = TaskWorker("w2", queue, {}, services=TaskWorkerServices(progress_store=store))
+    tracker = worker.get_progress_tracker("job-1")
+    assert tracker is not None
+    await tracker.update(1, 4)
+    info = await store.get("job-1")
+    assert info is not None
+    assert info.percentage == 25.0
+
+
+async def test_worker_consumes_the_rate_limiter_tokens_it_uses() -> None:
+    class CountingLimiter:
+        def __init__(self) -> None:
+            self.acquired = 0
+            self.tried = 0
+
+        async def acquire(self, tokens: int = 1) -> None:
+            self.acquired += tokens
+
+        async def try_acquire(self, tokens: int = 1) -> bool:
+            self.tried += 1
+            if self.tried % 2:
+                self.acquired += tokens
+                return True
+            return False
+
+    queue = MemoryTaskQueue()
+    hooks = Recorder()
+    limiter = CountingLimiter()
+
+    async def noop() -> None:
+        return None
+
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"noop": noop},
+        TaskWorkerConfig(max_concurrent_tasks=8),
+        TaskWorkerServices(hooks=hooks, rate_limiter=limiter),
+    )
+    await enqueue(queue, *(Job(name="noop") for _ in range(20)))
+    await worker.start()
+    await hooks.wait_until(lambda: len(hooks.ids("task.completed")) == 20)
+    await worker.stop()
+    # Every job started holds one token; at most one batch of tokens is left unused.
+    assert 20 <= limiter.acquired <= 20 + 8
+
+
+async def test_worker_start_twice_and_stop_twice_are_harmless() -> None:
+    worker = TaskWorker("w1", MemoryTaskQueue(), {})
+    await worker.start()
+    await worker.start()
+    await worker.stop()
+    await worker.stop()
+    assert "w1" in repr(worker)

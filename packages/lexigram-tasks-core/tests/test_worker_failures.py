@@ -1,0 +1,515 @@
+"""TaskWorker failure paths: retries with backoff, DLQ, every exception type, timeouts.
+
+Each test ends with the worker still alive (it runs another job) and the queue empty or
+holding exactly what the test expects: a failure never leaves a job unacked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from lexigram.contracts.tasks import (
+    POISON_JOB_NAME,
+    Job,
+    JobStatus,
+    make_poison_job,
+)
+from lexigram.tasks.backends.memory import MemoryTaskQueue
+from lexigram.tasks.config import RetryConfig, TaskWorkerConfig
+from lexigram.tasks.dlq import DeadLetterQueue, PersistentDeadLetterQueue
+from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
+from lexigram.tasks.results import InMemoryResultStore
+
+FAST_RETRY = RetryConfig(initial_delay=0.01, backoff_factor=2.0, max_delay=1.0, jitter=0.0)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self._changed = asyncio.Event()
+
+    async def emit(self, action: str, payload: Any) -> None:
+        self.events.append((action, payload))
+        self._changed.set()
+
+    def ids(self, action: str) -> list[str]:
+        return [payload.task_id for name, payload in self.events if name == action]
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+class RecordingQueue(MemoryTaskQueue):
+    """A memory queue that records the delay of every retry_later call."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.retry_delays: list[float] = []
+
+    async def retry_later(self, task: Job, *, delay: float = 0.0) -> None:
+        self.retry_delays.append(delay)
+        await super().retry_later(task, delay=delay)
+
+
+class CustomBaseError(BaseException):
+    """A BaseException subclass that is not an Exception."""
+
+
+async def alive(worker: TaskWorker, queue: MemoryTaskQueue, hooks: Recorder) -> None:
+    """Prove the worker still runs jobs: enqueue a probe and wait for it to complete."""
+    probe = Job(name="probe")
+    (await queue.enqueue(probe)).unwrap()
+    await hooks.wait_until(lambda: probe.id in hooks.ids("task.completed"))
+
+
+async def probe() -> str:
+    return "ok"
+
+
+def make_worker(
+    queue: MemoryTaskQueue, handlers: dict[str, Any], **services: Any
+) -> tuple[TaskWorker, Recorder, DeadLetterQueue]:
+    hooks = Recorder()
+    dlq = DeadLetterQueue()
+    config = TaskWorkerConfig(retry=FAST_RETRY, poll_interval=0.05)
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {**handlers, "probe": probe},
+        config,
+        TaskWorkerServices(hooks=hooks, dead_letter_queue=dlq, **services),
+    )
+    return worker, hooks, dlq
+
+
+async def test_worker_retries_with_growing_delays_then_dead_letters_with_traceback() -> None:
+    queue = RecordingQueue()
+    store = InMemoryResultStore()
+    attempts: list[int] = []
+    healthy = False
+
+    async def flaky(n: int) -> int:
+        attempts.append(n)
+        if not healthy:
+            raise_value_error(n)
+        return n * 10
+
+    worker, hooks, dlq = make_worker(queue, {"flaky": flaky}, result_store=store)
+    job = Job(name="flaky", args=(5,), max_retries=3)
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+
+    assert attempts == [5, 5, 5, 5]
+    assert len(queue.retry_delays) == 3
+    assert queue.retry_delays == sorted(queue.retry_delays)
+    assert queue.retry_delays[0] < queue.retry_delays[1] < queue.retry_delays[2]
+    record = dlq.get(job.id)
+    assert record is not None
+    assert record.error == "ValueError: bad input 5"
+    assert record.traceback is not None
+    assert "raise_value_error" in record.traceback
+    assert "ValueError: bad input 5" in record.traceback
+    assert record.attempt_count == 3
+    assert record.metadata["reason"] == "max_retries"
+    assert record.metadata["attempts"] == 4
+    failed = await store.get(job.id)
+    assert failed is not None
+    assert not failed.success
+    assert await queue.count("tasks") == 0
+    stats = worker.get_stats()
+    assert (stats.jobs_failed, stats.jobs_retried, stats.jobs_dead_lettered) == (4, 3, 1)
+
+    # DeadLetterQueue.retry hands the job back; enqueued again it now succeeds.
+    healthy = True
+    retried = dlq.retry(job.id)
+    assert retried is job
+    assert (retried.status, retried.retry_count, retried.last_error) == (
+        JobStatus.PENDING,
+        0,
+        None,
+    )
+    (await queue.enqueue(retried)).unwrap()
+    result = await store.wait(job.id, timeout=5)
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.completed"))
+    assert result is not None
+    result = await store.get(job.id)
+    assert result is not None
+    assert result.success
+    assert result.data == 50
+    assert dlq.size == 0
+    await worker.stop()
+
+
+def raise_value_error(n: int) -> None:
+    msg = f"bad input {n}"
+    raise ValueError(msg)
+
+
+async def test_worker_requeue_from_dlq_runs_the_job_again() -> None:
+    queue = MemoryTaskQueue()
+    healthy = False
+
+    async def once_broken() -> str:
+        if not healthy:
+            msg = "down"
+            raise RuntimeError(msg)
+        return "up"
+
+    worker, hooks, dlq = make_worker(queue, {"once_broken": once_broken})
+    job = Job(name="once_broken", max_retries=0)
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+    healthy = True
+    assert await dlq.requeue(job.id, queue) == job.id
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.completed"))
+    await worker.stop()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ValueError("value"),
+        CustomBaseError("custom base"),
+        KeyboardInterrupt("keyboard"),
+        SystemExit(3),
+        GeneratorExit("generator"),
+        MemoryError("memory"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+async def test_worker_catches_every_exception_type(error: BaseException) -> None:
+    """Regression (design §9): no exception type may make a failure vanish."""
+    queue = MemoryTaskQueue()
+    calls = 0
+
+    async def boom() -> None:
+        nonlocal calls
+        calls += 1
+        raise error
+
+    worker, hooks, dlq = make_worker(queue, {"boom": boom})
+    job = Job(name="boom", max_retries=1)
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+    await alive(worker, queue, hooks)
+    assert worker.running
+    await worker.stop()
+
+    assert calls == 2
+    record = dlq.get(job.id)
+    assert record is not None
+    assert record.error.startswith(type(error).__name__)
+    assert await queue.count("tasks") == 0
+
+
+async def test_worker_catches_exceptions_from_sync_handlers() -> None:
+    queue = MemoryTaskQueue()
+
+    def sync_boom() -> None:
+        raise SystemExit(2)
+
+    worker, hooks, dlq = make_worker(queue, {"sync_boom": sync_boom})
+    job = Job(name="sync_boom", max_retries=0)
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+    await alive(worker, queue, hooks)
+    await worker.stop()
+    record = dlq.get(job.id)
+    assert record is not None
+    assert record.error == "SystemExit: 2"
+
+
+async def test_worker_dead_letters_unknown_tasks_without_retrying() -> None:
+    queue = RecordingQueue()
+    worker, hooks, dlq = make_worker(queue, {})
+    job = Job(name="no_such_task", max_retries=5)
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+    await alive(worker, queue, hooks)
+    await worker.stop()
+
+    assert queue.retry_delays == []
+    record = dlq.get(job.id)
+    assert record is not None
+    assert record.metadata["reason"] == "unknown_task"
+    assert "'no_such_task'" in record.error
+    assert "'probe'" in record.error
+    assert "register" in record.error
+    assert await queue.count("tasks") == 0
+
+
+async def test_worker_dead_letters_poison_jobs() -> None:
+    queue = MemoryTaskQueue()
+    worker, hooks, dlq = make_worker(queue, {})
+    poison = make_poison_job("p-1", b"\x00not json", "Job payload is not valid JSON.")
+    assert poison.name == POISON_JOB_NAME
+    (await queue.enqueue(poison)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: "p-1" in hooks.ids("task.failed"))
+    await alive(worker, queue, hooks)
+    await worker.stop()
+
+    record = dlq.get("p-1")
+    assert record is not None
+    assert record.metadata["reason"] == "poison"
+    assert "not valid JSON" in record.error
+    assert record.job.metadata["raw_payload"].endswith("not json")
+    assert await queue.count("tasks") == 0
+
+
+async def test_worker_dead_letters_a_crash_looping_job() -> None:
+    queue = MemoryTaskQueue()
+    ran = False
+
+    async def victim() -> None:
+        nonlocal ran
+        ran = True
+
+    worker, hooks, dlq = make_worker(queue, {"victim": victim})
+    job = Job(name="victim")
+    (await queue.enqueue(job)).unwrap()
+    # Six deliveries that never ended in ack or retry: a worker died each time.
+    for _ in range(6):
+        leased = await queue.dequeue()
+        assert leased is job
+        await queue.nack(job.id, requeue=True)
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+    await worker.stop()
+
+    assert not ran
+    record = dlq.get(job.id)
+    assert record is not None
+    assert record.metadata["reason"] == "crash_loop"
+    assert "died (or was stopped) 6 times" in record.error
+
+
+async def test_worker_times_out_async_handlers() -> None:
+    queue = MemoryTaskQueue()
+    cancelled = asyncio.Event()
+
+    async def stuck() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    worker, hooks, dlq = make_worker(queue, {"stuck": stuck})
+    job = Job(name="stuck", timeout=0.05, max_retries=0)
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+    await alive(worker, queue, hooks)
+    await worker.stop()
+
+    assert cancelled.is_set()
+    record = dlq.get(job.id)
+    assert record is not None
+    assert record.error.startswith("TaskTimeoutError")
+    assert "0.05 s" in record.error
+    assert record.traceback is not None
+    assert "stuck" in record.traceback
+
+
+async def test_worker_times_out_sync_handlers() -> None:
+    queue = MemoryTaskQueue()
+    release = threading.Event()
+
+    def blocking() -> None:
+        release.wait(5)
+
+    worker, hooks, dlq = make_worker(queue, {"blocking": blocking})
+    job = Job(name="blocking", timeout=0.05, max_retries=0)
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    try:
+        await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+        await alive(worker, queue, hooks)
+    finally:
+        release.set()  # the thread cannot be killed: let it finish
+    await worker.stop()
+    record = dlq.get(job.id)
+    assert record is not None
+    assert record.error.startswith("TaskTimeoutError")
+
+
+async def test_worker_times_out_a_handler_that_swallows_cancellation() -> None:
+    queue = MemoryTaskQueue()
+
+    async def stubborn() -> str:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return "ignored the cancel"
+        return "unreachable"
+
+    worker, hooks, dlq = make_worker(queue, {"stubborn": stubborn})
+    job = Job(name="stubborn", timeout=0.05, max_retries=0)
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+    await alive(worker, queue, hooks)
+    await worker.stop()
+    record = dlq.get(job.id)
+    assert record is not None
+    assert record.error.startswith("TaskTimeoutError")
+
+
+async def test_worker_reports_wrong_arguments_clearly() -> None:
+    queue = MemoryTaskQueue()
+
+    async def one(x: int, unbound: Any) -> int:
+        return x
+
+    worker, hooks, dlq = make_worker(queue, {"one": one})
+    too_many = Job(name="one", args=(1, 2, 3), max_retries=0)
+    missing = Job(name="one", args=(1,), max_retries=0)
+    unknown_kw = Job(name="one", args=(1, 2), kwargs={"nope": 1}, max_retries=0)
+    for job in (too_many, missing, unknown_kw):
+        (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: len(hooks.ids("task.failed")) == 3)
+    await worker.stop()
+
+    errors = {job_id: dlq.get(job_id).error for job_id in hooks.ids("task.failed")}  # type: ignore[union-attr]
+    # A job that fits the signature is called directly: Python words the error.
+    assert "takes 2 positional arguments but 3 were given" in errors[too_many.id]
+    assert "no DI container is configured" in errors[missing.id]
+    assert "unexpected keyword argument 'nope'" in errors[unknown_kw.id]
+
+
+async def test_worker_reports_unresolvable_string_annotations() -> None:
+    class LocalOnly:
+        pass
+
+    container = object()  # never consulted: the annotation is not a type
+
+    async def local(dep: LocalOnly) -> None:
+        return None
+
+    queue = MemoryTaskQueue()
+    worker, hooks, dlq = make_worker(queue, {"local": local}, container=container)
+    job = Job(name="local", max_retries=0)
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+    await worker.stop()
+    record = dlq.get(job.id)
+    assert record is not None
+    assert "could not be resolved to a type" in record.error
+
+
+async def test_worker_keeps_the_job_when_the_dlq_fails() -> None:
+    class BrokenDLQ(DeadLetterQueue):
+        def add(self, job: Job, error: str, traceback: str | None = None, **metadata: Any) -> None:
+            msg = "dlq storage down"
+            raise OSError(msg)
+
+    queue = MemoryTaskQueue()
+    hooks = Recorder()
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"probe": probe, "bad": raise_value_error},
+        TaskWorkerConfig(retry=FAST_RETRY.model_copy(update={"max_delay": 60.0})),
+        TaskWorkerServices(hooks=hooks, dead_letter_queue=BrokenDLQ()),
+    )
+    job = Job(name="bad", args=(1,), max_retries=0)
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await alive(worker, queue, hooks)
+    await worker.stop()
+    assert worker.stats.jobs_failed == 1
+    # Not acked away: the job waits for a later attempt instead of vanishing.
+    assert await queue.count("tasks", JobStatus.PENDING) == 1
+    assert job.id not in hooks.ids("task.failed")
+
+
+async def test_worker_awaits_a_persistent_dlq() -> None:
+    queue = MemoryTaskQueue()
+    dlq = PersistentDeadLetterQueue()
+    hooks = Recorder()
+
+    async def bad() -> None:
+        msg = "nope"
+        raise LookupError(msg)
+
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"bad": bad},
+        TaskWorkerConfig(retry=FAST_RETRY),
+        TaskWorkerServices(hooks=hooks, dead_letter_queue=dlq),
+    )
+    job = Job(name="bad", max_retries=0)
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+    await worker.stop()
+    record = await dlq.get(job.id)
+    assert record is not None
+    assert record.error == "LookupError: nope"
+    assert record.traceback is not None
+    assert "LookupError" in record.traceback
+
+
+async def test_worker_survives_failing_result_store_and_hooks() -> None:
+    class BrokenStore(InMemoryResultStore):
+        async def store(self, job_id: str, result: Any) -> None:
+            msg = "store down"
+            raise ConnectionError(msg)
+
+    class BrokenHooks(Recorder):
+        async def emit(self, action: str, payload: Any) -> None:
+            await super().emit(action, payload)
+            msg = "observer bug"
+            raise RuntimeError(msg)
+
+    queue = MemoryTaskQueue()
+    hooks = BrokenHooks()
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"probe": probe},
+        services=TaskWorkerServices(hooks=hooks, result_store=BrokenStore()),
+    )
+    await worker.start()
+    await alive(worker, queue, hooks)
+    await alive(worker, queue, hooks)
+    await worker.stop()
+    assert await queue.count("tasks") == 0
+
+
+async def test_worker_uses_a_retry_policy_when_given() -> None:
+    class Policy:
+        def __init__(self) -> None:
+            self.attempts: list[int] = []
+
+        def compute_delay(self, attempt: int) -> float:
+            self.attempts.append(attempt)
+            return 0.001 * (attempt + 1)
+
+    queue = RecordingQueue()
+    policy = Policy()
+    worker, hooks, _ = make_worker(queue, {"bad": raise_value_error}, retry_policy=policy)
+    job = Job(name="bad", args=(0,), max_retries=2)
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+    await worker.stop()
+    assert policy.attempts == [0, 1]
+    assert queue.retry_delays == [0.001, 0.002]

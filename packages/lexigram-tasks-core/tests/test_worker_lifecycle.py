@@ -1,0 +1,309 @@
+"""TaskWorker leases and lifecycle: heartbeats, lost leases, drain, cancel-and-nack, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from lexigram.contracts.tasks import Job, JobStatus
+from lexigram.tasks.backends.memory import MemoryTaskQueue
+from lexigram.tasks.config import TaskWorkerConfig
+from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self._changed = asyncio.Event()
+
+    async def emit(self, action: str, payload: Any) -> None:
+        self.events.append((action, payload))
+        self._changed.set()
+
+    def ids(self, action: str) -> list[str]:
+        return [payload.task_id for name, payload in self.events if name == action]
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+class Gate:
+    """Handlers that block until the test opens the gate, counting who got in."""
+
+    def __init__(self) -> None:
+        self.entered = 0
+        self.cancelled = 0
+        self.opened = asyncio.Event()
+        self._entered = asyncio.Event()
+
+    async def handler(self) -> str:
+        self.entered += 1
+        self._entered.set()
+        try:
+            await self.opened.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return "done"
+
+    async def wait_entered(self, count: int) -> None:
+        async with asyncio.timeout(5):
+            while self.entered < count:
+                self._entered.clear()
+                await self._entered.wait()
+
+
+async def test_worker_heartbeat_keeps_a_long_job_leased() -> None:
+    """A job that runs several lease lengths is extended, never redelivered."""
+    queue = MemoryTaskQueue(visibility_timeout=0.15)
+    hooks = Recorder()
+    runs = 0
+
+    async def long_job() -> None:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(0.6)  # the workload: four lease lengths
+
+    worker = TaskWorker("w1", queue, {"long": long_job}, services=TaskWorkerServices(hooks=hooks))
+    job = Job(name="long")
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.completed"))
+    await worker.stop()
+    assert runs == 1
+    assert job.delivery_count == 1
+    assert await queue.count("tasks") == 0
+
+
+async def test_worker_cancels_a_deleted_in_flight_job_and_never_sees_it_again() -> None:
+    queue = MemoryTaskQueue(visibility_timeout=0.15)
+    gate = Gate()
+    worker = TaskWorker("w1", queue, {"gated": gate.handler})
+    job = Job(name="gated")
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await gate.wait_entered(1)
+    running = worker._in_flight[job.id].task
+    assert running is not None
+    assert await queue.delete_job(job.id)
+    await asyncio.wait_for(asyncio.wait({running}), 5)  # the heartbeat notices and cancels
+    assert not worker.is_busy()
+    assert gate.cancelled == 1
+    assert worker.stats.jobs_cancelled == 1
+    assert job.status is JobStatus.CANCELLED
+    # Not acked, not requeued: the queue does not hold it and will not deliver it.
+    assert await queue.get_job(job.id) is None
+    assert await queue.dequeue_batch(1, timeout=0.3) == []
+    assert gate.entered == 1
+    await worker.stop()
+
+
+async def test_worker_graceful_drain_lets_running_jobs_finish() -> None:
+    queue = MemoryTaskQueue()
+    gate = Gate()
+    hooks = Recorder()
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"gated": gate.handler},
+        TaskWorkerConfig(max_concurrent_tasks=3),
+        TaskWorkerServices(hooks=hooks),
+    )
+    jobs = [Job(name="gated") for _ in range(5)]
+    for job in jobs:
+        (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await gate.wait_entered(3)
+    stopping = asyncio.create_task(worker.stop(drain=True, timeout=5))
+    await asyncio.sleep(0.05)  # give stop() time to (wrongly) cancel; it must wait instead
+    assert not stopping.done()
+    assert gate.cancelled == 0
+    gate.opened.set()
+    await asyncio.wait_for(stopping, 5)
+    assert len(hooks.ids("task.completed")) == 3
+    assert gate.entered == 3  # no new job was taken while draining
+    assert await queue.count("tasks", JobStatus.PENDING) == 2
+    assert await queue.count("tasks", JobStatus.RUNNING) == 0
+
+
+async def test_worker_stop_without_drain_cancels_and_requeues_running_jobs() -> None:
+    queue = MemoryTaskQueue()
+    gate = Gate()
+    worker = TaskWorker(
+        "w1", queue, {"gated": gate.handler}, TaskWorkerConfig(max_concurrent_tasks=4)
+    )
+    jobs = [Job(name="gated") for _ in range(4)]
+    for job in jobs:
+        (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await gate.wait_entered(4)
+    await worker.stop()
+    assert gate.cancelled == 4
+    assert await queue.count("tasks", JobStatus.PENDING) == 4
+    assert await queue.count("tasks", JobStatus.RUNNING) == 0
+    assert all(job.status is JobStatus.PENDING for job in jobs)
+
+    # Another worker picks them up and finishes them.
+    gate.opened.set()
+    hooks = Recorder()
+    second = TaskWorker(
+        "w2", queue, {"gated": gate.handler}, services=TaskWorkerServices(hooks=hooks)
+    )
+    await second.start()
+    await hooks.wait_until(lambda: len(hooks.ids("task.completed")) == 4)
+    await second.stop()
+    assert {job.delivery_count for job in jobs} == {2}
+    assert await queue.count("tasks") == 0
+
+
+async def test_worker_drain_timeout_cancels_and_requeues_the_rest() -> None:
+    queue = MemoryTaskQueue()
+    gate = Gate()
+    worker = TaskWorker("w1", queue, {"gated": gate.handler})
+    job = Job(name="gated")
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await gate.wait_entered(1)
+    await worker.stop(drain=True, timeout=0.05)
+    assert gate.cancelled == 1
+    assert await queue.count("tasks", JobStatus.PENDING) == 1
+
+
+async def test_worker_stop_is_prompt_while_idle() -> None:
+    """The idle wait is woken by stop(), not waited out (poll_interval is long here)."""
+    queue = MemoryTaskQueue()
+    worker = TaskWorker("w1", queue, {}, TaskWorkerConfig(poll_interval=60.0))
+    await worker.start()
+    await asyncio.sleep(0.01)  # let the loop reach its idle wait
+    async with asyncio.timeout(1.0):
+        await worker.stop()
+    assert not worker.running
+
+
+async def test_worker_wakes_for_a_job_enqueued_while_idle() -> None:
+    queue = MemoryTaskQueue()
+    hooks = Recorder()
+
+    async def noop() -> None:
+        return None
+
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"noop": noop},
+        TaskWorkerConfig(poll_interval=60.0),
+        TaskWorkerServices(hooks=hooks),
+    )
+    await worker.start()
+    await asyncio.sleep(0.01)
+    job = Job(name="noop")
+    (await queue.enqueue(job)).unwrap()
+    async with asyncio.timeout(1.0):  # far below poll_interval: the queue woke the worker
+        await hooks.wait_until(lambda: job.id in hooks.ids("task.completed"))
+    await worker.stop()
+
+
+async def test_worker_survives_a_failing_queue() -> None:
+    class FlakyQueue(MemoryTaskQueue):
+        def __init__(self) -> None:
+            super().__init__()
+            self.failures = 2
+
+        async def dequeue_batch(self, max_jobs: int, *, timeout: float = 0.0) -> list[Job]:
+            if self.failures:
+                self.failures -= 1
+                msg = "backend unreachable"
+                raise ConnectionError(msg)
+            return await super().dequeue_batch(max_jobs, timeout=timeout)
+
+    queue = FlakyQueue()
+    hooks = Recorder()
+
+    async def noop() -> None:
+        return None
+
+    worker = TaskWorker("w1", queue, {"noop": noop}, services=TaskWorkerServices(hooks=hooks))
+    job = Job(name="noop")
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.completed"))
+    await worker.stop()
+    assert queue.failures == 0
+
+
+async def test_worker_nacks_jobs_on_outside_cancellation() -> None:
+    queue = MemoryTaskQueue()
+    gate = Gate()
+    worker = TaskWorker("w1", queue, {"gated": gate.handler})
+    job = Job(name="gated")
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await gate.wait_entered(1)
+    entry = worker._in_flight[job.id]
+    assert entry.task is not None
+    entry.task.cancel()  # e.g. the event loop shutting down
+    await asyncio.wait({entry.task})
+    assert entry.task.cancelled()
+    # Nacked with requeue: the (still running) worker takes it again.
+    await gate.wait_entered(2)
+    assert job.delivery_count == 2
+    gate.opened.set()
+    await worker.stop(drain=True)
+    assert await queue.count("tasks") == 0
+
+
+async def test_worker_timeout_clock_starts_when_the_job_starts() -> None:
+    """A job leased while the loop is blocked still gets its whole timeout to run."""
+    queue = MemoryTaskQueue()
+    hooks = Recorder()
+
+    async def quick() -> str:
+        return "ran"
+
+    worker = TaskWorker("w1", queue, {"quick": quick}, services=TaskWorkerServices(hooks=hooks))
+    job = Job(name="quick", timeout=0.01)
+    (await queue.enqueue(job)).unwrap()
+    leased = await queue.dequeue()
+    assert leased is job
+    worker._start_job(job)
+    time.sleep(0.05)  # noqa: ASYNC251 - deliberately block the loop past the job's timeout
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.completed"))
+    assert worker.stats.jobs_succeeded == 1
+
+
+async def test_worker_releases_a_job_stopped_before_its_task_started() -> None:
+    queue = MemoryTaskQueue()
+    worker = TaskWorker("w1", queue, {"quick": lambda: None})
+    job = Job(name="quick")
+    (await queue.enqueue(job)).unwrap()
+    assert await queue.dequeue() is job
+    worker._start_job(job)
+    entry = worker._in_flight[job.id]
+    worker._interrupt(entry, "stop")  # what stop() does to every running job
+    assert entry.task is not None
+    await asyncio.wait({entry.task})
+    assert not entry.task.cancelled()
+    assert not worker.is_busy()
+    assert await queue.count("tasks", JobStatus.PENDING) == 1
+
+
+async def test_worker_heartbeat_reclaims_a_job_cancelled_from_outside_before_start() -> None:
+    queue = MemoryTaskQueue()
+    worker = TaskWorker("w1", queue, {"quick": lambda: None})
+    job = Job(name="quick")
+    (await queue.enqueue(job)).unwrap()
+    assert await queue.dequeue() is job
+    worker._start_job(job)
+    entry = worker._in_flight[job.id]
+    assert entry.task is not None
+    entry.task.cancel()  # before its first step: the body never runs
+    await asyncio.wait({entry.task})
+    assert worker.is_busy()  # the orphan still holds a slot...
+    await worker._renew_leases(10.0)  # ...until the next heartbeat reclaims it
+    assert not worker.is_busy()
+    assert await queue.count("tasks", JobStatus.PENDING) == 1
