@@ -148,6 +148,8 @@ _EXPORTS: dict[str, str] = {
     "TaskCompletedEvent": "lexigram.tasks.events",
     "TaskFailedEvent": "lexigram.tasks.events",
     "TaskQueuedEvent": "lexigram.tasks.events",
+    "DomainEvent": "lexigram.tasks.events",
+    "EventBus": "lexigram.tasks.events",
     # scheduling
     "CronExpression": "lexigram.tasks.scheduling",
     "DependencyResolver": "lexigram.tasks.scheduling",
