@@ -11,7 +11,7 @@ from lexigram.tasks.background_task_manager import BackgroundTaskManager
 LOGGER = "lexigram.tasks.background_task_manager"
 
 
-async def test_seed_example_runs_as_written():
+async def test_track_then_shutdown_and_protocol():
     ran = asyncio.Event()
 
     async def some_coroutine() -> None:

@@ -112,49 +112,6 @@ async def test_unique_task_releases_the_lock_when_the_body_raises():
     assert manager.held_keys() == []
 
 
-async def test_lock_manager_seed_example_runs_as_written():
-    calls: list[int] = []
-
-    async def sync_user_data(user_id: int) -> None:
-        calls.append(user_id)
-
-    lock_manager = LockManager()
-    async with lock_manager.acquire("user:123:sync", timeout=60):
-        await sync_user_data(user_id=123)
-    assert calls == [123]
-
-
-async def test_unique_task_seed_example_runs_as_written():
-    synced: list[str] = []
-
-    async def sync_user_data(user_id: str) -> None:
-        synced.append(user_id)
-
-    lock_manager = LockManager()
-
-    @unique_task(
-        lock_manager=lock_manager, key_func=lambda user_id: f"sync_user:{user_id}", timeout=3600
-    )
-    async def sync_user(user_id: str):
-        await sync_user_data(user_id)
-
-    await sync_user("u1")
-    assert synced == ["u1"]
-
-
-async def test_distributed_lock_seed_example_runs_as_written():
-    processed: list[int] = []
-
-    async def process_resource(resource_id: int) -> None:
-        processed.append(resource_id)
-
-    manager = LockManager()  # Should be from DI container
-    async with distributed_lock("resource:123", lock_manager=manager):
-        await process_resource(123)
-    assert processed == [123]
-    assert manager.held_keys() == []
-
-
 async def test_distributed_lock_without_manager_excludes_same_key():
     order: list[str] = []
     first_in = asyncio.Event()

@@ -78,7 +78,7 @@ async def test_token_bucket_try_acquire_does_not_jump_the_queue():
     await waiter
 
 
-async def test_global_rate_limiter_seed_example_runs_as_written():
+async def test_global_rate_limiter_is_a_rate_limiter_protocol_with_a_full_burst():
     limiter = GlobalRateLimiter(rate=100, per=1.0)  # 100 tasks / sec
     await limiter.acquire()
     assert isinstance(limiter, RateLimiterProtocol)
@@ -93,15 +93,6 @@ async def test_global_rate_limiter_burst_bounds_try_acquire():
         GlobalRateLimiter(rate=1, per=0)
     with pytest.raises(ValueError, match="rate=0"):
         GlobalRateLimiter(rate=0)
-
-
-async def test_queue_rate_limiter_seed_example_runs_as_written():
-    limiter = QueueRateLimiter()
-    limiter.add_limit("emails", rate=5, per=1.0)  # 5 / sec
-    limiter.add_limit("reports", rate=1, per=60.0)  # 1 / min
-
-    await limiter.acquire("emails")
-    assert limiter.has_limit("reports")
 
 
 async def test_queue_rate_limiter_limits_each_queue_independently():
