@@ -35,6 +35,7 @@ from lexigram.tasks import (
     task,
 )
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
+from lexigram.tasks.idempotency import InMemoryIdempotencyStore
 from lexigram.tasks.progress import ProgressStore
 from lexigram.tasks.results import ResultStore
 from lexigram.tasks.scheduling import TaskScheduler
@@ -417,3 +418,17 @@ async def test_provider_starts_again_in_a_new_application():
             assert provider.worker_pool is not None
             assert provider.worker_pool.running
     assert _other_tasks() == set()
+
+
+async def test_provider_builds_idempotency_managers_on_the_primary_queue():
+    queue = MemoryTaskQueue()
+    provider = TaskProvider(queue, worker_count=0, enable_scheduler=False)
+    manager = provider.build_idempotent_task_manager()
+    job = Job(name="charge", idempotency_key="order-1")
+    first = await manager.submit(job)
+    second = await manager.submit(Job(name="charge", idempotency_key="order-1"))
+    assert first.task_id == second.task_id == job.id
+    assert second.status.value == "duplicate"
+    assert await queue.get_task_count() == 1
+    store = InMemoryIdempotencyStore()
+    assert provider.build_idempotency_manager(store).store is store

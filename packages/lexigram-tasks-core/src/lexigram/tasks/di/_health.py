@@ -92,3 +92,20 @@ def summarize(
         "checks": dict(combined.details),
     }
     return HealthCheckResult(combined.status, combined.message, details, component=component)
+
+
+def aggregate_pool_stats(stats: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """Return one pool's stats as is, or for several pools their sums plus ``pools``."""
+    if len(stats) == 1:
+        return next(iter(stats.values()))
+    totals: dict[str, Any] = {}
+    for pool_stats in stats.values():
+        for key, value in pool_stats.items():
+            # Sums of counts; system figures (psutil) are per host, not per pool.
+            if isinstance(value, int | float) and not key.startswith("system_"):
+                totals[key] = totals.get(key, 0) + value
+    processed = totals.get("total_jobs_processed", 0)
+    weighted = sum(s["average_processing_time"] * s["total_jobs_processed"] for s in stats.values())
+    totals["average_processing_time"] = weighted / processed if processed else 0.0
+    totals["pools"] = dict(stats)
+    return totals

@@ -16,13 +16,13 @@ consume; the primary one is also bound unnamed.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 from lexigram.contracts.tasks import (
     DLQBackendProtocol,
+    IdempotencyStoreProtocol,
     Job,
     JobTemplate,
     ProgressStoreProtocol,
@@ -34,7 +34,6 @@ from lexigram.contracts.tasks import (
     TaskExecutorProtocol,
     TaskQueueError,
     TaskQueueProtocol,
-    TaskRegistrationError,
 )
 from lexigram.di import (
     ContainerRegistrarProtocol,
@@ -45,11 +44,12 @@ from lexigram.di import (
     ProviderPriority,
 )
 from lexigram.tasks import decorators
-from lexigram.tasks._backends import TaskBackendRegistry, spec_from_config
+from lexigram.tasks._backends import TaskBackendRegistry, create_store
 from lexigram.tasks.config import TaskConfig
 from lexigram.tasks.di._handlers import discover_handler_classes, handler_specs
-from lexigram.tasks.di._health import probe_queues, summarize
-from lexigram.tasks.di._stack import BackendStack, build_rate_limiter, build_stack
+from lexigram.tasks.di._health import aggregate_pool_stats, probe_queues, summarize
+from lexigram.tasks.di._registration import HandlerRegistrationMixin
+from lexigram.tasks.di._stack import BackendStack, build_rate_limiter, build_stacks
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.execution import HandlerRegistry, TaskWorkerServices, WorkerPool
 from lexigram.tasks.progress import ProgressStore
@@ -57,6 +57,7 @@ from lexigram.tasks.results import ResultStore
 from lexigram.tasks.scheduling import TaskScheduler, as_scheduler_store
 
 if TYPE_CHECKING:
+    from lexigram.tasks.idempotency import IdempotencyManager, IdempotentTaskManager
     from lexigram.tasks.middleware import TaskMiddlewarePipeline
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ logger = logging.getLogger(__name__)
 _CONTEXT_KEYS = frozenset({"queue", "worker_count", "enable_scheduler", "middleware_pipeline"})
 
 
-class TaskProvider(Provider):
+class TaskProvider(HandlerRegistrationMixin, Provider):
     """Task processing provider: DI bindings, workers, scheduler and health.
 
     Explicit constructor arguments win over the configuration (design §9): a
@@ -201,41 +202,18 @@ class TaskProvider(Provider):
         if self.stacks:
             return
         cfg = self._config
-        entries = cfg.backends
-        with_store = self.scheduler is not None
-        if not entries:
-            spec = spec_from_config(cfg.backend, name=cfg.name)
-            stack = build_stack(
-                cfg.name,
-                spec,
-                field="tasks.backend",
-                registry=self.backend_registry,
-                queue=self._explicit_queue,
-                with_scheduler_store=with_store,
-            )
-            stacks = {cfg.name: stack}
-            primary = cfg.name
-        else:
-            primary_entry = cfg.primary_backend
-            assert primary_entry is not None  # noqa: S101 - entries is not empty
-            primary = primary_entry.name
-            stacks = {}
-            for index, entry in enumerate(entries):
-                is_primary = entry.name == primary
-                stacks[entry.name] = build_stack(
-                    entry.name,
-                    spec_from_config(entry),
-                    field=f"tasks.backends[{index}]",
-                    registry=self.backend_registry,
-                    queue=self._explicit_queue if is_primary else None,
-                    with_scheduler_store=with_store and is_primary,
-                )
+        stacks, primary = build_stacks(
+            cfg,
+            registry=self.backend_registry,
+            queue=self._explicit_queue,
+            with_scheduler_store=self.scheduler is not None,
+        )
         self.stacks = stacks
         self._primary_name = primary
-        self.queue = stacks[primary].queue
+        main = stacks[primary]
+        self.queue = main.queue
         if cfg.rate_limit.enabled:
             limits = cfg.rate_limit
-            main = stacks[primary]
             self.rate_limiter = build_rate_limiter(
                 main.spec,
                 field=main.path,
@@ -244,9 +222,8 @@ class TaskProvider(Provider):
                 per=limits.per,
                 burst=limits.burst,
             )
-        store = stacks[primary].scheduler_store
-        if self.scheduler is not None and store is not None:
-            self.scheduler.store = as_scheduler_store(store)
+        if self.scheduler is not None and main.scheduler_store is not None:
+            self.scheduler.store = as_scheduler_store(main.scheduler_store)
 
     @property
     def _primary(self) -> BackendStack:
@@ -475,77 +452,6 @@ class TaskProvider(Provider):
             scheduler=self.scheduler if self._config.enabled else None,
         )
 
-    # ------------------------------------------------------------------ handlers
-
-    def register_handler(self, task_name: str, handler: Callable[..., Any]) -> None:
-        """Register a task handler (workers see it at once, even after boot).
-
-        Args:
-            task_name: Name of the task type.
-            handler: Handler function (sync or async).
-        """
-        self.registry.register(task_name, handler)
-
-    def register_scheduled_task(self, task_func: Any) -> None:
-        """Register a decorated task function for scheduling.
-
-        Validates that the task has the metadata ``@scheduled`` sets (``_task_name`` and
-        ``_cron``). Registration is atomic: if scheduling fails, the handler is rolled
-        back (a handler it replaced is restored). With the scheduler disabled, the
-        handler is registered and the schedule is skipped with a warning.
-
-        Args:
-            task_func: Task function decorated with ``@scheduled``.
-
-        Raises:
-            TaskRegistrationError: ``_task_name`` or ``_cron`` is missing, or the cron
-                expression is invalid.
-        """
-        name = getattr(task_func, "_task_name", None)
-        cron = getattr(task_func, "_cron", None)
-        missing = [attr for attr, value in (("_task_name", name), ("_cron", cron)) if not value]
-        if missing:
-            msg = (
-                f"register_scheduled_task() got {task_func!r}, which has no "
-                f"{' or '.join(missing)}. Decorate the function with @scheduled('<cron>') "
-                "(or register a plain task with register_handler)."
-            )
-            raise TaskRegistrationError(msg, details={"missing": missing})
-        template = JobTemplate(
-            name=str(name),
-            priority=int(getattr(task_func, "_priority", 0)),
-            max_retries=int(getattr(task_func, "_max_retries", 3)),
-            timeout=getattr(task_func, "_timeout", None),
-        )
-        self._register_and_schedule(str(name), task_func, str(cron), template)
-
-    def _register_and_schedule(
-        self, name: str, handler: Callable[..., Any], cron: str, template: JobTemplate
-    ) -> None:
-        previous = self.registry.get_handler(name)
-        self.registry.register(name, handler)
-        if self.scheduler is None:
-            logger.warning(
-                "Task %r is registered but not scheduled (cron %r): the scheduler is disabled.",
-                name,
-                cron,
-            )
-            return
-        try:
-            # A fixed id: every process declaring this task shares one schedule, and the
-            # scheduler's per-occurrence idempotency key makes it fire once across them.
-            self.scheduler.schedule_job_sync(template, cron, job_id=f"scheduled:{name}")
-        except Exception as exc:
-            if previous is None:
-                self.registry.remove(name)
-            else:
-                self.registry.register(name, previous)
-            msg = (
-                f"Cannot schedule task {name!r} with cron {cron!r}: {exc} The handler "
-                "registration was rolled back; fix the cron expression."
-            )
-            raise TaskRegistrationError(msg, details={"task_name": name, "cron": cron}) from exc
-
     def refresh_worker_handlers(self) -> None:
         """Refresh handler mappings in all workers.
 
@@ -593,31 +499,6 @@ class TaskProvider(Provider):
     async def _enqueue_scheduled(self, job: Job) -> Result[str, TaskQueueError]:
         return await self._route(job).enqueue(job)
 
-    def schedule_job_sync(
-        self,
-        job_template: Job | JobTemplate,
-        cron_expression: str,
-        job_id: str | None = None,
-    ) -> str | None:
-        """Schedule a job with cron expression.
-
-        Args:
-            job_template: Template (or job) to enqueue at each occurrence.
-            cron_expression: Cron expression, e.g. ``"0 9 * * 1-5"``.
-            job_id: Schedule id (generated when omitted).
-
-        Returns:
-            The schedule id, or None when the scheduler is disabled.
-        """
-        if self.scheduler is None:
-            logger.warning("schedule_job_sync() ignored: the scheduler is disabled.")
-            return None
-        return self.scheduler.schedule_job_sync(job_template, cron_expression, job_id)
-
-    def unschedule_job_sync(self, job_id: str) -> bool:
-        """Remove a scheduled job; True if it was scheduled."""
-        return self.scheduler.unschedule_job_sync(job_id) if self.scheduler is not None else False
-
     def get_worker_stats(self) -> dict[str, Any] | None:
         """Get worker pool statistics (None before the pools exist).
 
@@ -627,56 +508,52 @@ class TaskProvider(Provider):
         """
         if not self.worker_pools:
             return None
-        stats = {name: pool.get_pool_stats() for name, pool in self.worker_pools.items()}
-        if len(stats) == 1:
-            return next(iter(stats.values()))
-        totals: dict[str, Any] = {}
-        for pool_stats in stats.values():
-            for key, value in pool_stats.items():
-                if isinstance(value, int | float) and not key.startswith("system_"):
-                    totals[key] = totals.get(key, 0) + value
-        processed = totals.get("total_jobs_processed", 0)
-        weighted = sum(
-            s["average_processing_time"] * s["total_jobs_processed"] for s in stats.values()
+        return aggregate_pool_stats(
+            {name: pool.get_pool_stats() for name, pool in self.worker_pools.items()}
         )
-        totals["average_processing_time"] = weighted / processed if processed else 0.0
-        totals["pools"] = stats
-        return totals
-
-    def get_scheduled_jobs(self) -> dict[str, Any] | None:
-        """Get scheduled jobs information (None when the scheduler is disabled).
-
-        Returns:
-            ``{"scheduled_jobs": [{"job_id", "name", "cron", "next_run", "enabled"}]}``.
-        """
-        if self.scheduler is None:
-            return None
-        return {
-            "scheduled_jobs": [
-                {
-                    "job_id": job.job_id,
-                    "name": job.job_template.name,
-                    "cron": job.cron_expression,
-                    "next_run": job.next_run,
-                    "enabled": job.enabled,
-                }
-                for job in self.scheduler.get_scheduled_jobs()
-            ]
-        }
 
     # ------------------------------------------------------------------ idempotency
 
-    def build_idempotency_manager(self, storage: Any) -> Any:
-        """Build an idempotency manager over `storage` (an `IdempotencyStoreProtocol`)."""
+    def build_idempotency_manager(
+        self, storage: IdempotencyStoreProtocol | None = None
+    ) -> IdempotencyManager:
+        """Build an idempotency manager over `storage`.
+
+        Args:
+            storage: Where keys are kept; None uses the primary backend's idempotency
+                store (Redis and Postgres offer one), else an in-memory store.
+
+        Returns:
+            The manager.
+        """
         # Imported on use: idempotency is optional and most applications never load it.
-        return _idempotency().IdempotencyManager(storage)
+        from lexigram.tasks.idempotency import IdempotencyManager  # noqa: PLC0415
+
+        if storage is None:
+            main = self._primary
+            storage = create_store(main.spec, "create_idempotency_store")
+        return IdempotencyManager(storage)
 
     def build_idempotent_task_manager(
-        self, queue_client: TaskQueueProtocol, idempotency_manager: Any
-    ) -> Any:
-        """Build a manager that submits jobs to `queue_client` at most once per key."""
-        return _idempotency().IdempotentTaskManager(queue_client, idempotency_manager)
+        self,
+        queue_client: TaskQueueProtocol | None = None,
+        idempotency_manager: IdempotencyManager | None = None,
+    ) -> IdempotentTaskManager:
+        """Build a manager that submits a job at most once per idempotency key.
 
+        Args:
+            queue_client: The queue to submit to; None uses the primary queue.
+            idempotency_manager: The key manager; None builds one with
+                `build_idempotency_manager`.
 
-def _idempotency() -> Any:
-    return importlib.import_module("lexigram.tasks.idempotency")
+        Returns:
+            The manager; its results go to the primary backend's result store.
+        """
+        from lexigram.tasks.idempotency import IdempotentTaskManager  # noqa: PLC0415
+
+        main = self._primary
+        return IdempotentTaskManager(
+            queue_client if queue_client is not None else main.queue,
+            idempotency_manager or self.build_idempotency_manager(),
+            result_store=main.result_store,
+        )

@@ -24,7 +24,8 @@ from lexigram.contracts.tasks import (
     TaskQueueError,
     TaskQueueProtocol,
 )
-from lexigram.tasks._backends import TaskBackendRegistry, create_store
+from lexigram.tasks._backends import TaskBackendRegistry, create_store, spec_from_config
+from lexigram.tasks.config import TaskConfig
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.progress import InMemoryProgressStore, InMemoryProgressTracker, ProgressStore
 from lexigram.tasks.results import InMemoryResultStore, ResultStore
@@ -177,6 +178,46 @@ def build_stack(
         scheduler_store=scheduler_store,
         closeables=closeables,
     )
+
+
+def build_stacks(
+    config: TaskConfig,
+    *,
+    registry: TaskBackendRegistry,
+    queue: TaskQueueProtocol | None,
+    with_scheduler_store: bool,
+) -> tuple[dict[str, BackendStack], str]:
+    """Build every backend `config` describes; return them by name, and the primary's name.
+
+    Single mode: one stack named ``config.name`` from the ``backend`` section. Multi mode:
+    one stack per ``backends`` entry; the primary is the entry marked primary, else the
+    first. An explicit `queue` replaces the primary's queue only.
+    """
+    if not config.backends:
+        spec = spec_from_config(config.backend, name=config.name)
+        stack = build_stack(
+            config.name,
+            spec,
+            field="tasks.backend",
+            registry=registry,
+            queue=queue,
+            with_scheduler_store=with_scheduler_store,
+        )
+        return {config.name: stack}, config.name
+    primary_entry = config.primary_backend
+    assert primary_entry is not None  # noqa: S101 - backends is not empty
+    stacks: dict[str, BackendStack] = {}
+    for index, entry in enumerate(config.backends):
+        is_primary = entry.name == primary_entry.name
+        stacks[entry.name] = build_stack(
+            entry.name,
+            spec_from_config(entry),
+            field=f"tasks.backends[{index}]",
+            registry=registry,
+            queue=queue if is_primary else None,
+            with_scheduler_store=with_scheduler_store and is_primary,
+        )
+    return stacks, primary_entry.name
 
 
 def build_rate_limiter(
