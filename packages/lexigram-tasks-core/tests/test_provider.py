@@ -10,6 +10,7 @@ from lexigram.app._errors import ApplicationStartError
 from lexigram.contracts.tasks import (
     BackendNotFoundError,
     DLQBackendProtocol,
+    HookRegistryProtocol,
     Job,
     JobTemplate,
     ProgressStoreProtocol,
@@ -35,7 +36,9 @@ from lexigram.tasks import (
     task,
 )
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
+from lexigram.tasks.hooks import HookRegistry
 from lexigram.tasks.idempotency import InMemoryIdempotencyStore
+from lexigram.tasks.observability import TaskDashboard, TaskMetricsCollector
 from lexigram.tasks.progress import ProgressStore
 from lexigram.tasks.results import ResultStore
 from lexigram.tasks.scheduling import TaskScheduler
@@ -432,3 +435,26 @@ async def test_provider_builds_idempotency_managers_on_the_primary_queue():
     assert await queue.get_task_count() == 1
     store = InMemoryIdempotencyStore()
     assert provider.build_idempotency_manager(store).store is store
+
+
+async def test_provider_hooks_feed_metrics_and_observers():
+    completed: asyncio.Queue[str] = asyncio.Queue()
+
+    async def work() -> None: ...
+
+    provider = TaskProvider(MemoryTaskQueue(), enable_scheduler=False)
+    provider.register_handler("work", work)
+
+    @provider.hooks.on("task.completed")
+    async def on_completed(payload: Any) -> None:
+        await completed.put(payload.task_name)
+
+    async with Application.boot(providers=[provider]) as app:
+        assert await app.container.resolve(HookRegistry) is provider.hooks
+        assert await app.container.resolve(HookRegistryProtocol) is provider.hooks
+        assert await app.container.resolve(TaskMetricsCollector) is provider.metrics
+        assert await app.container.resolve(TaskDashboard) is provider.dashboard
+        await provider.enqueue_job(Job(name="work"))
+        assert await asyncio.wait_for(completed.get(), 5) == "work"
+        assert provider.metrics.get("work", "queued") == 1
+        assert provider.metrics.get("work", "completed") == 1

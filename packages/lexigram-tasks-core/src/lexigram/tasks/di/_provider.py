@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from lexigram.contracts.tasks import (
     DLQBackendProtocol,
+    HookRegistryProtocol,
     IdempotencyStoreProtocol,
     Job,
     JobTemplate,
@@ -52,6 +53,8 @@ from lexigram.tasks.di._registration import HandlerRegistrationMixin
 from lexigram.tasks.di._stack import BackendStack, build_rate_limiter, build_stacks
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.execution import HandlerRegistry, TaskWorkerServices, WorkerPool
+from lexigram.tasks.hooks import HookRegistry
+from lexigram.tasks.observability import TaskDashboard, TaskMetricsCollector
 from lexigram.tasks.progress import ProgressStore
 from lexigram.tasks.results import ResultStore
 from lexigram.tasks.scheduling import TaskScheduler, as_scheduler_store
@@ -141,6 +144,12 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         self.worker_pools: dict[str, WorkerPool] = {}
         self.stacks: dict[str, BackendStack] = {}
         self.rate_limiter: RateLimiterProtocol | None = None
+        # Lifecycle hooks (plugins from the entry-point group `lexigram.tasks.plugins`, and
+        # observers added with provider.hooks.on(...)) feed the metrics counters.
+        self.hooks = HookRegistry()
+        self.metrics = TaskMetricsCollector()
+        self.metrics.attach(self.hooks)
+        self.dashboard = TaskDashboard()
         self._primary_name: str | None = None
         # Tasks and schedules that boot() took from handler classes; shutdown() removes
         # them, so the provider can be registered again (by a new application).
@@ -224,6 +233,11 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
             )
         if self.scheduler is not None and main.scheduler_store is not None:
             self.scheduler.store = as_scheduler_store(main.scheduler_store)
+        for stack in stacks.values():
+            # Queues that emit "task.queued" take the registry; others simply do not emit.
+            set_hooks = getattr(stack.queue, "set_hook_registry", None)
+            if set_hooks is not None:
+                set_hooks(self.hooks)
 
     @property
     def _primary(self) -> BackendStack:
@@ -241,6 +255,8 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
                 progress_store=stack.progress_store,
                 progress_tracker=stack.progress_tracker,
                 rate_limiter=self.rate_limiter,
+                hooks=self.hooks,
+                dashboard=self.dashboard,
             )
             self.worker_pools[name] = WorkerPool(
                 stack.queue,
@@ -258,7 +274,8 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         """Register task services with the DI container.
 
         Binds (singletons): `TaskProvider`, `TaskConfig`, `HandlerRegistry` and
-        `TaskExecutorProtocol` (the registry), `TaskBackendRegistry`, `TaskScheduler`
+        `TaskExecutorProtocol` (the registry), `TaskBackendRegistry`, `HookRegistry` and
+        `HookRegistryProtocol`, `TaskMetricsCollector`, `TaskDashboard`, `TaskScheduler`
         (when enabled); and for the primary backend unnamed, plus for every backend
         under ``Named(name)`` in multi-backend mode: `TaskQueueProtocol`, `WorkerPool`,
         `ResultStore`/`ResultStoreProtocol`, `ProgressStore`/`ProgressStoreProtocol`,
@@ -276,6 +293,10 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         container.singleton(HandlerRegistry, self.registry)
         container.singleton(TaskExecutorProtocol, self.registry)
         container.singleton(TaskBackendRegistry, self.backend_registry)
+        container.singleton(HookRegistry, self.hooks)
+        container.singleton(HookRegistryProtocol, self.hooks)
+        container.singleton(TaskMetricsCollector, self.metrics)
+        container.singleton(TaskDashboard, self.dashboard)
         if self.scheduler is not None:
             container.singleton(TaskScheduler, self.scheduler)
         if self.rate_limiter is not None:
@@ -327,6 +348,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
             logger.info("Tasks are disabled (tasks.enabled = false): no worker or scheduler.")
             return
         try:
+            self.hooks.load_entry_point_plugins()
             await self._wire_handler_classes(container)
             for pool in self.worker_pools.values():
                 pool.services.container = container
