@@ -76,6 +76,11 @@ class TaskFunction(Generic[P, R]):
         _cron: Cron expression for `@scheduled` tasks, else None.
     """
 
+    # Set by functools.update_wrapper; declared so type checkers know them.
+    __name__: str
+    __qualname__: str
+    __wrapped__: Callable[P, R]
+
     def __init__(
         self,
         func: Callable[P, R],

@@ -1,0 +1,247 @@
+"""@task, @scheduled and @delay: direct calls, job building, real enqueueing, typing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lexigram.contracts.tasks import Job, Priority, TaskQueueError, TaskValidationError
+from lexigram.tasks.backends.memory import MemoryTaskQueue
+from lexigram.tasks.decorators import (
+    TaskFunction,
+    get_default_queue,
+    scheduled,
+    set_default_queue,
+    task,
+)
+from lexigram.tasks.dispatch import delay, pending_count
+from lexigram.tasks.execution import HandlerRegistry, TaskWorker, TaskWorkerServices
+from lexigram.tasks.results import InMemoryResultStore
+
+
+@pytest.fixture(autouse=True)
+def no_default_queue() -> Iterator[None]:
+    set_default_queue(None)
+    yield
+    set_default_queue(None)
+
+
+@task(name="send_email", priority=Priority.HIGH, max_retries=5, timeout=30.0, queue="mail")
+async def send_email(to: str, subject: str = "hi") -> str:
+    return f"{to}:{subject}"
+
+
+async def test_task_keeps_the_function_callable_and_records_options() -> None:
+    assert isinstance(send_email, TaskFunction)
+    assert await send_email("a@b.c") == "a@b.c:hi"
+    assert send_email._task_name == "send_email"
+    assert send_email._priority == Priority.HIGH
+    assert send_email._max_retries == 5
+    assert send_email._timeout == 30.0
+    assert send_email._queue == "mail"
+    assert send_email._idempotency_key is None
+    assert send_email._cron is None
+    assert send_email.__name__ == "send_email"
+    assert "send_email" in repr(send_email)
+
+
+async def test_task_signature_builds_a_job_without_enqueueing() -> None:
+    job = send_email.signature("a@b.c", subject="yo")
+    assert isinstance(job, Job)
+    assert (job.name, job.args, job.kwargs) == ("send_email", ("a@b.c",), {"subject": "yo"})
+    assert (job.priority, job.max_retries, job.timeout) == (10, 5, 30.0)
+    assert send_email.s("x").args == ("x",)
+
+
+async def test_task_rejects_arguments_that_do_not_fit() -> None:
+    with pytest.raises(TaskValidationError, match="cannot be called with these arguments"):
+        send_email.signature("a", "b", "c")  # type: ignore[call-arg]
+    with pytest.raises(TaskValidationError, match="send_email"):
+        send_email.s(to="a", bogus=1)  # type: ignore[call-arg]
+
+
+async def test_delay_without_a_default_queue_says_how_to_configure_one() -> None:
+    with pytest.raises(TaskQueueError) as info:
+        await send_email.delay("a@b.c")
+    message = info.value.message
+    assert "No default task queue is configured" in message
+    assert "set_default_queue" in message
+    assert "apply_async" in message
+    with pytest.raises(TaskQueueError):
+        get_default_queue()
+
+
+async def test_delay_enqueues_on_the_default_queue_and_a_worker_runs_it() -> None:
+    """Regression (design §9): `task(...).delay()` must really enqueue, not raise."""
+    queue = MemoryTaskQueue()
+    set_default_queue(queue)
+    assert get_default_queue() is queue
+    registry = HandlerRegistry()
+    registry.register(send_email._task_name, send_email)
+    store = InMemoryResultStore()
+    worker = TaskWorker("w1", queue, registry, services=TaskWorkerServices(result_store=store))
+
+    job = await send_email.delay("a@b.c", subject="report")
+    assert await queue.get_job(job.id) is job
+    await worker.start()
+    result = await store.wait(job.id, timeout=5)
+    await worker.stop()
+    assert result is not None
+    assert result.success
+    assert result.data == "a@b.c:report"
+
+
+async def test_apply_async_overrides_options_on_a_given_queue() -> None:
+    queue = MemoryTaskQueue()
+    job = await send_email.apply_async(
+        queue,
+        "x@y.z",
+        priority=Priority.CRITICAL,
+        max_retries=1,
+        timeout=2.0,
+        idempotency_key="once",
+        subject="s",
+    )
+    stored = await queue.get_job(job.id)
+    assert stored is job
+    assert (job.priority, job.max_retries, job.timeout, job.idempotency_key) == (20, 1, 2.0, "once")
+    assert job.kwargs == {"subject": "s"}
+    again = await send_email.apply_async(queue, "other", idempotency_key="once")
+    assert again.id == job.id  # a duplicate key returns the first job's id
+    assert await queue.count("tasks") == 1
+
+
+async def test_apply_async_raises_when_the_queue_refuses_the_job() -> None:
+    @task
+    async def takes_anything(value: object) -> None:
+        return None
+
+    with pytest.raises(TaskValidationError, match="not JSON-serializable"):
+        await takes_anything.apply_async(MemoryTaskQueue(), object())
+
+
+async def test_bare_task_decorator_and_name_default() -> None:
+    @task
+    def plain(x: int) -> int:
+        return x + 1
+
+    assert plain(1) == 2
+    assert plain._task_name == "plain"
+    assert plain._priority == Priority.NORMAL
+    assert plain._max_retries == 3
+
+
+async def test_idempotency_key_template_and_function() -> None:
+    @task(idempotency_key="sync-{user_id}")
+    async def sync_user(user_id: int, full: bool = False) -> None:
+        return None
+
+    @task(idempotency_key=lambda user_id: f"u{user_id}")
+    async def other(user_id: int) -> None:
+        return None
+
+    @task(idempotency_key="{missing}")
+    async def broken(user_id: int) -> None:
+        return None
+
+    assert sync_user.s(7).idempotency_key == "sync-7"
+    assert sync_user.s(user_id=8, full=True).idempotency_key == "sync-8"
+    assert other.s(9).idempotency_key == "u9"
+    with pytest.raises(TaskValidationError, match="idempotency_key"):
+        broken.s(1)
+
+
+async def test_scheduled_sets_cron_metadata() -> None:
+    @scheduled(cron="0 9 * * *", name="daily_report", priority=Priority.LOW, max_retries=1)
+    async def daily_report() -> None:
+        return None
+
+    assert daily_report._cron == "0 9 * * *"
+    assert daily_report._task_name == "daily_report"
+    assert daily_report._priority == Priority.LOW
+    with pytest.raises(TaskValidationError, match="cron expression"):
+        scheduled(cron="  ")
+
+
+async def test_delay_dispatch_runs_in_the_background() -> None:
+    done = asyncio.Event()
+    calls: list[int] = []
+
+    @delay
+    async def flush(batch: list[int]) -> int:
+        calls.extend(batch)
+        done.set()
+        return len(batch)
+
+    assert await flush([1]) == 1
+    background = flush.delay(batch=[2, 3])
+    assert isinstance(background, asyncio.Task)
+    assert pending_count() >= 1
+    assert await background == 2
+    assert calls == [1, 2, 3]
+    await asyncio.sleep(0)  # let the done-callback drop the strong reference
+    assert pending_count() == 0
+
+
+async def test_delay_dispatch_logs_failures(caplog: pytest.LogCaptureFixture) -> None:
+    @delay
+    async def explode() -> None:
+        msg = "background boom"
+        raise RuntimeError(msg)
+
+    with caplog.at_level(logging.ERROR, logger="lexigram.tasks.dispatch"):
+        background = explode.delay()
+        await asyncio.wait({background})
+        await asyncio.sleep(0)
+    assert any("failed" in r.getMessage() for r in caplog.records)
+    assert pending_count() == 0
+
+
+async def test_delay_rejects_sync_functions_and_needs_a_loop() -> None:
+    def sync() -> None:
+        return None
+
+    with pytest.raises(TypeError, match="async function"):
+        delay(sync)  # type: ignore[arg-type]
+
+    @delay
+    async def later() -> None:
+        return None
+
+    def outside_loop() -> None:
+        later.delay()
+
+    with pytest.raises(RuntimeError, match="running event loop"):
+        await asyncio.to_thread(outside_loop)
+
+
+@pytest.mark.slow
+def test_task_delay_arguments_are_type_checked(tmp_path: Path) -> None:
+    mypy_api = pytest.importorskip("mypy.api")
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        textwrap.dedent(
+            """
+            from lexigram.tasks.decorators import task
+
+            @task(name="add")
+            async def add(a: int, b: int) -> int:
+                return a + b
+
+            async def main() -> None:
+                await add.delay(1, 2)
+                await add.delay("one", 2)
+                add.s(1)
+            """
+        )
+    )
+    out, _, status = mypy_api.run([str(sample), "--strict", "--no-error-summary"])
+    assert status == 1
+    assert 'Argument 1 to "delay" of "TaskFunction" has incompatible type "str"' in out
+    assert 'Missing positional argument "b" in call to "s" of "TaskFunction"' in out
+    assert out.count("error:") == 2

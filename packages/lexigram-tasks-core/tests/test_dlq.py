@@ -1,0 +1,229 @@
+"""Dead-letter queues: the sync DeadLetterQueue and the async PersistentDeadLetterQueue."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from lexigram.contracts.tasks import (
+    DLQBackendProtocol,
+    Err,
+    FailureRecord,
+    Job,
+    JobStatus,
+    TaskConfigurationError,
+    TaskQueueError,
+    TaskValidationError,
+)
+from lexigram.tasks.backends.memory import MemoryTaskQueue
+from lexigram.tasks.dlq import (
+    DeadLetterQueue,
+    DLQBackend,
+    InMemoryDLQBackend,
+    PersistentDeadLetterQueue,
+)
+
+
+def failed_job(name: str = "send", retries: int = 3) -> Job:
+    job = Job(name=name, args=(1, "a"), kwargs={"k": True}, max_retries=retries)
+    job.retry_count = retries
+    job.status = JobStatus.FAILED
+    job.last_error = "boom"
+    job.started_at = job.completed_at = time.time()
+    job.delivery_count = retries + 1
+    return job
+
+
+def test_dlq_add_get_and_list_newest_first() -> None:
+    dlq = DeadLetterQueue()
+    first, second, third = failed_job("a"), failed_job("b"), failed_job("a")
+    dlq.add(first, "E1", traceback="tb1", reason="max_retries")
+    dlq.add(second, "E2")
+    dlq.add(third, "E3")
+    record = dlq.get(first.id)
+    assert record is not None
+    assert (record.error, record.traceback, record.attempt_count) == ("E1", "tb1", 3)
+    assert record.metadata == {"reason": "max_retries"}
+    assert [r.error for r in dlq.list_failed()] == ["E3", "E2", "E1"]
+    assert [r.error for r in dlq.list_failed(job_name="a")] == ["E3", "E1"]
+    assert [r.error for r in dlq.list_failed(limit=1)] == ["E3"]
+    assert dlq.size == 3
+    assert len(dlq) == 3
+    assert dlq.get("missing") is None
+
+
+def test_dlq_evicts_the_oldest_at_capacity() -> None:
+    dlq = DeadLetterQueue(max_size=2)
+    jobs = [failed_job() for _ in range(3)]
+    for job in jobs:
+        dlq.add(job, "e")
+    assert dlq.get(jobs[0].id) is None
+    assert dlq.size == 2
+    assert dlq.get_stats()["total_added"] == 3
+
+
+def test_dlq_retry_resets_the_job() -> None:
+    dlq = DeadLetterQueue()
+    job = failed_job()
+    dlq.add(job, "e")
+    retried = dlq.retry(job.id)
+    assert retried is job
+    assert retried.status is JobStatus.PENDING
+    assert (retried.retry_count, retried.delivery_count) == (0, 0)
+    assert (retried.last_error, retried.started_at, retried.completed_at, retried.result) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert dlq.retry(job.id) is None
+    assert dlq.size == 0
+
+
+def test_dlq_retry_all_remove_purge_clear_and_stats() -> None:
+    dlq = DeadLetterQueue(retention_hours=1)
+    old, new, other = failed_job("x"), failed_job("x"), failed_job("y")
+    for job in (old, new, other):
+        dlq.add(job, "e")
+    record = dlq.get(old.id)
+    assert record is not None
+    record.failed_at = time.time() - 7200
+    assert dlq.purge() == 1
+    assert dlq.purge(older_than_hours=10) == 0
+    stats = dlq.get_stats()
+    assert stats == {
+        "current_size": 2,
+        "max_size": 10000,
+        "total_added": 3,
+        "total_retried": 0,
+        "total_purged": 1,
+        "by_job_type": {"x": 1, "y": 1},
+    }
+    assert dlq.remove(other.id) is True
+    assert dlq.remove(other.id) is False
+    assert [j.id for j in dlq.retry_all()] == [new.id]
+    assert dlq.get_stats()["total_retried"] == 1
+    dlq.add(failed_job(), "e")
+    assert dlq.clear() == 1
+    assert dlq.size == 0
+    assert "DeadLetterQueue" in repr(dlq)
+
+
+def test_dlq_rejects_bad_settings() -> None:
+    with pytest.raises(TaskConfigurationError, match="max_size"):
+        DeadLetterQueue(max_size=0)
+
+
+async def test_dlq_requeue_enqueues_on_the_queue() -> None:
+    queue = MemoryTaskQueue()
+    dlq = DeadLetterQueue()
+    job = failed_job()
+    dlq.add(job, "e")
+    assert await dlq.requeue(job.id, queue) == job.id
+    assert await queue.count("tasks") == 1
+    assert await dlq.requeue("missing", queue) is None
+
+
+async def test_dlq_requeue_keeps_the_record_when_the_queue_refuses() -> None:
+    class Refusing(MemoryTaskQueue):
+        async def enqueue(self, task: object) -> Err[TaskQueueError]:
+            return Err(TaskValidationError("refused"))
+
+    dlq = DeadLetterQueue()
+    job = failed_job()
+    dlq.add(job, "e")
+    with pytest.raises(TaskQueueError, match="Could not put dead-lettered job"):
+        await dlq.requeue(job.id, Refusing())
+    assert dlq.get(job.id) is not None
+
+
+def test_failure_record_round_trips() -> None:
+    record = FailureRecord(job=failed_job(), error="e", traceback="tb", attempt_count=3)
+    copy = FailureRecord.from_dict(record.to_dict())
+    assert copy.job.to_dict() == record.job.to_dict()
+    assert (copy.error, copy.traceback, copy.attempt_count) == ("e", "tb", 3)
+    assert set(record.to_dict()) >= {
+        "job_id",
+        "job_name",
+        "job_args",
+        "job_kwargs",
+        "job_priority",
+        "job_max_retries",
+        "job_timeout",
+        "error",
+        "traceback",
+        "failed_at",
+        "attempt_count",
+        "metadata",
+    }
+
+
+async def test_in_memory_dlq_backend_satisfies_the_protocol() -> None:
+    backend = InMemoryDLQBackend()
+    assert isinstance(backend, DLQBackendProtocol)
+    assert DLQBackend is DLQBackendProtocol
+    await backend.add("a", {"job_id": "a", "n": 1})
+    await backend.add("b", {"job_id": "b", "n": 2})
+    await backend.add("a", {"job_id": "a", "n": 3})  # replaced, now the newest
+    assert [r["n"] for r in await backend.list_all()] == [3, 2]
+    assert [r["n"] for r in await backend.list_all(limit=1)] == [3]
+    assert await backend.get("b") == {"job_id": "b", "n": 2}
+    assert await backend.size() == 2
+    assert await backend.remove("b") is True
+    assert await backend.remove("b") is False
+    assert await backend.clear() == 1
+
+
+async def test_persistent_dlq_stores_records_in_its_backend() -> None:
+    backend = InMemoryDLQBackend()
+    dlq = PersistentDeadLetterQueue(backend=backend)
+    first, second = failed_job("a"), failed_job("b")
+    await dlq.add(first, "E1", traceback="tb", reason="max_retries")
+    await dlq.add(second, "E2")
+    record = await dlq.get(first.id)
+    assert record is not None
+    assert (record.error, record.traceback, record.attempt_count) == ("E1", "tb", 3)
+    assert record.job.args == (1, "a")
+    assert [r.error for r in await dlq.list_failed()] == ["E2", "E1"]
+    assert [r.error for r in await dlq.list_failed(job_name="a")] == ["E1"]
+    assert await dlq.size() == 2
+    assert await backend.size() == 2
+    assert dlq.get_stats()["total_added"] == 2
+
+
+async def test_persistent_dlq_retry_puts_the_job_back_on_its_queue() -> None:
+    queue = MemoryTaskQueue()
+    dlq = PersistentDeadLetterQueue(queue=queue)
+    job = failed_job()
+    await dlq.add(job, "e")
+    retried = await dlq.retry(job.id)
+    assert retried is not None
+    assert retried.id == job.id
+    assert retried.retry_count == 0
+    assert await queue.count("tasks") == 1
+    assert await dlq.size() == 0
+    assert await dlq.retry(job.id) is None
+
+
+async def test_persistent_dlq_requeue_retry_all_purge_remove_clear() -> None:
+    queue = MemoryTaskQueue()
+    dlq = PersistentDeadLetterQueue(retention_hours=1)
+    jobs = [failed_job() for _ in range(4)]
+    for job in jobs:
+        await dlq.add(job, "e")
+    assert await dlq.requeue(jobs[0].id, queue) == jobs[0].id
+    assert await dlq.requeue(jobs[0].id, queue) is None
+    data = await dlq.backend.get(jobs[1].id)
+    assert data is not None
+    data["failed_at"] = time.time() - 7200
+    await dlq.backend.add(jobs[1].id, data)
+    assert await dlq.purge() == 1
+    assert await dlq.remove(jobs[2].id) is True
+    retried = await dlq.retry_all()
+    assert [j.id for j in retried] == [jobs[3].id]
+    await dlq.add(failed_job(), "e")
+    assert await dlq.clear() == 1
+    stats = dlq.get_stats()
+    assert (stats["total_retried"], stats["total_purged"]) == (2, 1)
+    assert "PersistentDeadLetterQueue" in repr(dlq)
