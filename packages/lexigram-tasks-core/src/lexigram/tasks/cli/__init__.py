@@ -1,0 +1,133 @@
+"""The ``lexigram-tasks`` command line: worker, scheduler, enqueue, inspect, dlq, demo.
+
+``main`` is the console script's entry point (``lexigram-tasks = "lexigram.tasks.cli:main"``)
+and ``cli`` the click group, for embedding or for click's test runner. Every user error
+(a bad APP, bad JSON, an unknown backend, a server that does not answer) ends as one
+line on stderr with exit code 2; ``--debug`` adds the traceback.
+
+Example:
+    $ lexigram-tasks demo
+    $ lexigram-tasks worker myapp.tasks --backend redis://localhost:6379/0 --concurrency 50
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from lexigram.tasks._backends import available_backends
+from lexigram.tasks.cli._demo import demo_command
+from lexigram.tasks.cli._dlq import dlq_group
+from lexigram.tasks.cli._enqueue import enqueue_command
+from lexigram.tasks.cli._errors import (
+    INTERRUPTED_EXIT_CODE,
+    CLIError,
+    debug_requested,
+    report,
+)
+from lexigram.tasks.cli._inspect import inspect_command
+from lexigram.tasks.cli._scheduler import scheduler_command
+from lexigram.tasks.cli._worker import HardStop, worker_command
+
+EPILOG = """\b
+Examples:
+  lexigram-tasks demo                          see everything work, in memory
+  lexigram-tasks worker myapp.tasks -b redis://localhost:6379/0
+  lexigram-tasks enqueue send_email --args '["ada@example.com"]' -b redis://localhost:6379/0
+  lexigram-tasks inspect -b redis://localhost:6379/0
+  lexigram-tasks dlq list -b redis://localhost:6379/0
+
+Configuration: --config app.yaml (its `tasks` section) and LEX_TASKS__* variables,
+e.g. LEX_TASKS__BACKEND__TYPE=redis LEX_TASKS__BACKEND__URL=redis://localhost:6379/0.
+"""
+
+
+def _version_message() -> str:
+    from lexigram.tasks import __version__  # noqa: PLC0415 - read when asked
+
+    backends = ", ".join(available_backends()) or "none"
+    python = ".".join(str(part) for part in sys.version_info[:3])
+    return f"lexigram-tasks {__version__} (Python {python}; backends: {backends})"
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    del param
+    if value and not ctx.resilient_parsing:
+        click.echo(_version_message())
+        ctx.exit()
+
+
+class _Group(click.Group):
+    """The root group: reports every error as one line (see `lexigram.tasks.cli._errors`)."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            result = super().main(
+                argv, prog_name or "lexigram-tasks", complete_var, standalone_mode=False, **extra
+            )
+        except SystemExit:
+            raise
+        except click.exceptions.Abort:
+            click.echo("error: interrupted.", err=True)
+            code = INTERRUPTED_EXIT_CODE
+        except BaseException as exc:
+            code = report(exc, argv, debug=debug_requested(argv))
+        else:
+            code = result if isinstance(result, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+@click.group(
+    cls=_Group,
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--version",
+    "-V",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and the installed backends, and exit.",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors (any command).")
+def cli(debug: bool) -> None:
+    """Run and manage lexigram-tasks workers, schedules, queues and dead letters."""
+    del debug  # read from the argument list by the error handler, before parsing
+
+
+cli.add_command(worker_command)
+cli.add_command(scheduler_command)
+cli.add_command(enqueue_command)
+cli.add_command(inspect_command)
+cli.add_command(dlq_group)
+cli.add_command(demo_command)
+
+
+def main() -> None:
+    """Entry point of the ``lexigram-tasks`` console script."""
+    try:
+        cli.main(prog_name="lexigram-tasks")
+    except HardStop as stop:
+        # After a second signal: do not wait for handler threads that ignore cancellation.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(stop.code if isinstance(stop.code, int) else 1)
+
+
+__all__ = ["CLIError", "cli", "main"]

@@ -1,0 +1,297 @@
+"""Loading the APP argument of ``worker`` and ``scheduler``.
+
+APP is one of:
+
+* ``package.module:name`` where ``name`` is a `TaskProvider` (its handler registry,
+  config, queue and schedules are used), a `HandlerRegistry`, a dict of task name ->
+  handler, or one ``@task`` function;
+* ``package.module``: every ``@task``/``@scheduled`` function and every
+  `HandlerRegistry` defined in the module;
+* a path to a YAML config file whose tasks section names the handlers in
+  ``extra.app`` (one APP string, or a list of them), e.g.::
+
+      tasks:
+        backend: {type: redis, url: "${REDIS_URL}"}
+        extra: {app: "myapp.tasks"}
+
+The current directory is put on ``sys.path`` first, as ``python -m`` would, so
+``lexigram-tasks worker myapp.tasks`` works from the project's root.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lexigram.contracts.tasks import JobTemplate, TaskQueueProtocol
+from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.config import TaskConfig
+from lexigram.tasks.decorators import TaskFunction
+from lexigram.tasks.execution import HandlerRegistry
+
+_YAML_SUFFIXES = (".yaml", ".yml")
+_APP_KEY = "app"
+_KINDS = (
+    "a TaskProvider, a HandlerRegistry, a dict of task name -> handler, a module with "
+    "@task functions, or a YAML config file"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """One cron schedule the APP declares.
+
+    Attributes:
+        schedule_id: Stable id (the same in every scheduler process, so each fire
+            happens once).
+        template: What each fire enqueues.
+        cron: The cron expression.
+    """
+
+    schedule_id: str
+    template: JobTemplate
+    cron: str
+
+
+@dataclass(slots=True)
+class LoadedApp:
+    """What an APP contributes to a worker or scheduler.
+
+    Attributes:
+        source: The APP argument as given.
+        handlers: Task name -> handler.
+        schedules: Cron schedules (``@scheduled`` functions, the provider's scheduler).
+        config: The config the APP carries (a provider's, or the YAML file's), or None.
+        queue: A provider's queue object, used when no ``--backend`` is given.
+        watch_paths: Directories (recursive) or files ``--reload`` watches.
+    """
+
+    source: str
+    handlers: HandlerRegistry = field(default_factory=HandlerRegistry)
+    schedules: list[Schedule] = field(default_factory=list)
+    config: TaskConfig | None = None
+    queue: TaskQueueProtocol | None = None
+    watch_paths: list[Path] = field(default_factory=list)
+
+    def merge(self, other: LoadedApp) -> None:
+        """Add `other`'s handlers, schedules and watch paths to this app."""
+        for name, handler in other.handlers.items():
+            self.handlers.register(name, handler)
+        self.schedules.extend(other.schedules)
+        self.watch_paths.extend(other.watch_paths)
+        if self.config is None:
+            self.config = other.config
+        if self.queue is None:
+            self.queue = other.queue
+
+
+def _ensure_cwd_on_path() -> None:
+    cwd = str(Path.cwd())
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def _is_config_path(source: str) -> bool:
+    return source.lower().endswith(_YAML_SUFFIXES) or (":" not in source and Path(source).is_file())
+
+
+def load_app(source: str) -> LoadedApp:
+    """Load an APP (see the module docstring).
+
+    Args:
+        source: ``module:name``, ``module`` or a YAML file path.
+
+    Returns:
+        The handlers, schedules, config and queue the APP provides.
+
+    Raises:
+        CLIError: The module cannot be imported, the name does not exist, or the object
+            holds no task handlers.
+        TaskConfigurationError: The YAML file is invalid.
+    """
+    text = source.strip()
+    if not text:
+        msg = f"APP is empty. Pass {_KINDS}, e.g. myapp.tasks or myapp.tasks:registry."
+        raise CLIError(msg)
+    if _is_config_path(text):
+        return _load_config_app(text)
+    _ensure_cwd_on_path()
+    module_name, _, attr = text.partition(":")
+    module = _import(module_name, text)
+    app = LoadedApp(source=text, watch_paths=_watch_paths(module))
+    if not attr:
+        _collect_module(module, app)
+        if not app.handlers:
+            msg = (
+                f"Module {module_name!r} (APP {text!r}) defines no @task function and no "
+                "HandlerRegistry. Decorate your handlers with @task, or point APP at the "
+                "object that holds them, e.g. myapp.tasks:registry."
+            )
+            raise CLIError(msg)
+        return app
+    obj = _attribute(module, module_name, attr, text)
+    _collect_object(obj, app, text)
+    return app
+
+
+def _load_config_app(path: str) -> LoadedApp:
+    if not Path(path).is_file():
+        msg = (
+            f"APP {path!r} looks like a config file, but there is no such file. Check the "
+            "path, or pass a module such as myapp.tasks."
+        )
+        raise CLIError(msg)
+    config = TaskConfig.from_yaml(path)
+    refs = config.extra.get(_APP_KEY)
+    if isinstance(refs, str):
+        refs = [refs]
+    if not refs or not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+        msg = (
+            f"Config file {path!r} names no task handlers. Add `extra: {{app: "
+            '"myapp.tasks"}` to its tasks section (a module or module:object, or a list '
+            "of them), or pass the module as APP and the file as --config."
+        )
+        raise CLIError(msg)
+    app = LoadedApp(source=path, config=config, watch_paths=[Path(path).resolve()])
+    for ref in refs:
+        if _is_config_path(ref):
+            msg = (
+                f"Config file {path!r} names another config file {ref!r} as its app. Name a module."
+            )
+            raise CLIError(msg)
+        app.merge(load_app(ref))
+    app.config = config
+    return app
+
+
+def _import(module_name: str, source: str) -> types.ModuleType:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing and (module_name == missing or module_name.startswith(f"{missing}.")):
+            msg = (
+                f"Cannot import {module_name!r} (APP {source!r}): there is no module named "
+                f"{missing!r}. Check the spelling, run from your project's directory, or add "
+                "its directory to PYTHONPATH."
+            )
+        else:
+            msg = (
+                f"Importing {module_name!r} (APP {source!r}) failed: it needs the module "
+                f"{missing!r}, which is not installed. Install it in this environment."
+            )
+        raise CLIError(msg) from exc
+    except Exception as exc:
+        msg = (
+            f"Importing {module_name!r} (APP {source!r}) raised {type(exc).__name__}: {exc}. "
+            "Fix the error in your module (--debug shows the traceback)."
+        )
+        raise CLIError(msg) from exc
+
+
+def _attribute(module: types.ModuleType, module_name: str, attr: str, source: str) -> Any:
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            found = sorted(name for name, value in vars(module).items() if _holds_tasks(value))
+            hint = f" Candidates there: {', '.join(found)}." if found else ""
+            msg = (
+                f"Module {module_name!r} has no attribute {attr!r} (APP {source!r}).{hint} "
+                "Check the name after the colon."
+            )
+            raise CLIError(msg)
+        obj = getattr(obj, part)
+    return obj
+
+
+def _holds_tasks(value: object) -> bool:
+    return isinstance(value, HandlerRegistry | TaskFunction) or _is_provider(value)
+
+
+def _is_provider(obj: object) -> bool:
+    """A `TaskProvider` (duck-typed: its registry is a `HandlerRegistry`)."""
+    return not isinstance(obj, type) and isinstance(getattr(obj, "registry", None), HandlerRegistry)
+
+
+def _collect_object(obj: Any, app: LoadedApp, source: str) -> None:
+    if _is_provider(obj):
+        _collect_provider(obj, app)
+    elif isinstance(obj, HandlerRegistry):
+        app.handlers = obj
+    elif isinstance(obj, TaskFunction):
+        _add_task_function(obj, app)
+    elif isinstance(obj, types.ModuleType):
+        _collect_module(obj, app)
+    elif isinstance(obj, Mapping):
+        _collect_mapping(obj, app, source)
+    else:
+        kind = type(obj).__name__
+        msg = f"APP {source!r} is a {kind}, which holds no task handlers. Point it at {_KINDS}."
+        raise CLIError(msg)
+    if not app.handlers:
+        msg = f"APP {source!r} has no task handlers registered. Register at least one handler."
+        raise CLIError(msg)
+
+
+def _collect_mapping(obj: Mapping[Any, Any], app: LoadedApp, source: str) -> None:
+    for name, handler in obj.items():
+        if not isinstance(name, str) or not callable(handler):
+            msg = (
+                f"APP {source!r} is a dict, but its entry {name!r}: {handler!r} is not "
+                "task name -> handler function. Map each task name to its function."
+            )
+            raise CLIError(msg)
+        app.handlers.register(name, handler)
+
+
+def _collect_provider(provider: Any, app: LoadedApp) -> None:
+    app.handlers = provider.registry
+    config = getattr(provider, "config", None)
+    if isinstance(config, TaskConfig):
+        app.config = config
+    queue = getattr(provider, "queue", None)
+    if queue is not None:
+        app.queue = queue
+    scheduler = getattr(provider, "scheduler", None)
+    jobs: Iterable[Any] = scheduler.get_scheduled_jobs() if scheduler is not None else ()
+    for job in jobs:
+        app.schedules.append(Schedule(job.job_id, job.job_template, job.cron_expression))
+
+
+def _add_task_function(function: TaskFunction[Any, Any], app: LoadedApp) -> None:
+    name = function._task_name  # noqa: SLF001 - the decorator's public metadata
+    app.handlers.register(name, function)
+    cron = function._cron  # noqa: SLF001
+    if cron:
+        template = JobTemplate(
+            name=name,
+            priority=function._priority,  # noqa: SLF001
+            max_retries=function._max_retries,  # noqa: SLF001
+            timeout=function._timeout,  # noqa: SLF001
+        )
+        app.schedules.append(Schedule(f"cli:{name}", template, cron))
+
+
+def _collect_module(module: types.ModuleType, app: LoadedApp) -> None:
+    for value in list(vars(module).values()):
+        if isinstance(value, TaskFunction):
+            _add_task_function(value, app)
+        elif isinstance(value, HandlerRegistry):
+            for name, handler in value.items():
+                app.handlers.register(name, handler)
+
+
+def _watch_paths(module: types.ModuleType) -> list[Path]:
+    """The top-level package's directory, or the module's own file."""
+    top = module.__name__.partition(".")[0]
+    spec = importlib.util.find_spec(top)
+    if spec is not None and spec.submodule_search_locations:
+        return [Path(p) for p in spec.submodule_search_locations]
+    origin = getattr(module, "__file__", None)
+    return [Path(origin)] if origin else []

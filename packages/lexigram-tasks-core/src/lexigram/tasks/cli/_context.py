@@ -1,0 +1,257 @@
+"""What every command needs: the config, the backend spec, the queue, and the stores.
+
+Configuration is read the way the library reads it: a YAML file (``--config``, with
+``${VAR}`` interpolation and ``LEX_TASKS__*`` overrides), else the APP's own config,
+else ``LEX_TASKS__*`` variables alone. Command-line options win over all of them.
+``--backend`` takes a URL (its scheme picks the backend type) or a bare type name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from lexigram.contracts.tasks import (
+    BackendNotFoundError,
+    TaskBackendSpec,
+    TaskQueueError,
+    TaskQueueProtocol,
+    mask_url,
+)
+from lexigram.tasks._backends import (
+    available_backends,
+    create_queue,
+    create_store,
+    load_backend,
+    spec_from_config,
+)
+from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.config import TaskConfig
+from lexigram.tasks.constants import BACKEND_MEMORY
+
+# URL scheme -> backend type. A scheme that is itself an installed backend's name (e.g. a
+# third party's ``sqs://``) selects that backend, so this table only holds the aliases.
+SCHEME_TYPES: Mapping[str, str] = {
+    "redis": "redis",
+    "rediss": "redis",
+    "amqp": "rabbitmq",
+    "amqps": "rabbitmq",
+    "postgres": "postgres",
+    "postgresql": "postgres",
+}
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+"""Seconds a command waits for the backend's first answer before saying it is unreachable."""
+
+
+def load_config(path: str | None, base: TaskConfig | None = None) -> TaskConfig:
+    """Load the configuration for a command.
+
+    Args:
+        path: A YAML file (``--config``); read with ``LEX_TASKS__*`` overrides.
+        base: The APP's own config, used when no file is given.
+
+    Returns:
+        The file's config, else `base`, else the one ``LEX_TASKS__*`` variables describe.
+
+    Raises:
+        TaskConfigurationError: The file is missing or invalid, or a variable is.
+    """
+    if path is not None:
+        return TaskConfig.from_yaml(path)
+    if base is not None:
+        return base
+    return TaskConfig.from_env()
+
+
+def parse_backend(value: str) -> tuple[str, str | None]:
+    """Split a ``--backend`` value into (type, url).
+
+    Args:
+        value: A URL such as ``redis://localhost:6379/0`` or a type name such as ``redis``.
+
+    Returns:
+        The backend type and the URL (None for a bare type name).
+
+    Raises:
+        CLIError: The value is empty, or a URL whose scheme names no known backend.
+    """
+    text = value.strip()
+    if not text:
+        msg = "--backend is empty. Pass a URL such as redis://localhost:6379/0 or a type name."
+        raise CLIError(msg)
+    if "://" not in text:
+        return text.lower(), None
+    scheme = urlsplit(text).scheme.lower()
+    backend_type = SCHEME_TYPES.get(scheme)
+    if backend_type is None and scheme in available_backends():
+        backend_type = scheme
+    if backend_type is None:
+        known = ", ".join(f"{s}://" for s in SCHEME_TYPES)
+        msg = (
+            f"--backend {mask_url(text)!r} has the URL scheme {scheme!r}, which names no "
+            f"backend. Use one of {known}, or a type name "
+            f"({', '.join(available_backends())})."
+        )
+        raise CLIError(msg)
+    return backend_type, text
+
+
+def check_backend(backend_type: str) -> None:
+    """Import the backend `backend_type` now, so a typo fails with a one-line message.
+
+    Raises:
+        CLIError: No installed backend has that type.
+        BackendError: The backend is installed but cannot be imported.
+    """
+    try:
+        load_backend(backend_type)
+    except BackendNotFoundError:
+        installed = ", ".join(available_backends()) or "none"
+        msg = (
+            f"Unknown backend type {backend_type!r} (installed: {installed}). Pass one of "
+            "those or a URL such as redis://localhost:6379/0 to --backend; a backend that "
+            f'is not installed comes with pip install "lexigram-tasks[{backend_type}]".'
+        )
+        raise CLIError(msg) from None
+
+
+def resolve_spec(
+    config: TaskConfig, backend: str | None = None, queue_name: str | None = None
+) -> TaskBackendSpec:
+    """Build the backend spec from the config and the ``--backend``/``--queue`` options.
+
+    The config's primary backend (or its ``backend`` section) is the base. ``--backend``
+    replaces its type and URL; the config's backend options are kept only when the type
+    stays the same (another backend would reject them).
+
+    Raises:
+        CLIError: ``--backend`` is malformed or names a backend that is not installed.
+    """
+    entry = config.primary_backend or config.backend
+    spec = spec_from_config(entry)
+    if backend is not None:
+        backend_type, url = parse_backend(backend)
+        if backend_type == spec.type:
+            spec = replace(spec, url=url or spec.url)
+        else:
+            spec = replace(spec, type=backend_type, url=url, options={})
+    if queue_name is not None:
+        spec = replace(spec, queue_name=queue_name)
+    check_backend(spec.type)
+    return spec
+
+
+def describe(spec: TaskBackendSpec) -> str:
+    """Return ``type (masked url)`` for messages and headers; never shows a password."""
+    if spec.type == BACKEND_MEMORY or not spec.url:
+        return spec.type
+    return f"{spec.type} ({mask_url(spec.url)})"
+
+
+def is_process_local(spec: TaskBackendSpec) -> bool:
+    """Whether the backend keeps jobs inside one process (nothing another command can see)."""
+    return spec.type == BACKEND_MEMORY
+
+
+def open_queue(spec: TaskBackendSpec, queue_name: str | None = None) -> TaskQueueProtocol:
+    """Build the queue for `spec` (or for another queue name on the same backend)."""
+    if queue_name is not None and queue_name != spec.queue_name:
+        spec = replace(spec, queue_name=queue_name)
+    return create_queue(spec)
+
+
+async def probe(
+    queue: TaskQueueProtocol, spec: TaskBackendSpec, timeout: float = DEFAULT_CONNECT_TIMEOUT
+) -> None:
+    """Make one cheap call so an unreachable backend fails now, with one clear line.
+
+    Raises:
+        CLIError: The backend did not answer within `timeout` seconds, or failed with
+            an error that is not one of ours.
+        TaskQueueError: The backend's own (already clear) error, e.g. a connection error.
+    """
+    where = describe(spec)
+    try:
+        async with asyncio.timeout(timeout):
+            await queue.count(queue.queue_name)
+    except TimeoutError:
+        msg = (
+            f"The {where} backend did not answer within {timeout:g} s. Check that the server "
+            "is running and reachable, and that --backend (or the config's url) is right."
+        )
+        raise CLIError(msg) from None
+    except TaskQueueError:
+        raise
+    except (OSError, ConnectionError) as exc:
+        msg = (
+            f"Cannot reach the {where} backend ({type(exc).__name__}: {exc}). Check that the "
+            "server is running and that --backend (or the config's url) is right."
+        )
+        raise CLIError(msg) from exc
+
+
+async def close_quietly(*objects: Any) -> None:
+    """Close stores and queues, ignoring errors (a command is ending anyway)."""
+    for obj in objects:
+        close = getattr(obj, "close", None) or getattr(obj, "aclose", None)
+        if close is None:
+            continue
+        try:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # noqa: S110 - best effort at exit; the command's outcome stands
+            pass
+
+
+@dataclass(slots=True)
+class Stores:
+    """A backend's optional stores a command uses; None where the backend has none.
+
+    Attributes:
+        dlq_backend: Dead-letter record storage shared across processes.
+        result_store: Job results.
+        progress_tracker: Live progress (pub/sub).
+        scheduler_store: Cron schedules.
+        cache: Key-value store (the CLI registers running workers in it).
+        opened: What was built here, to close at the end.
+    """
+
+    dlq_backend: Any = None
+    result_store: Any = None
+    progress_tracker: Any = None
+    scheduler_store: Any = None
+    cache: Any = None
+    opened: list[Any] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Close every store built here."""
+        await close_quietly(*self.opened)
+
+
+_FACTORIES = {
+    "dlq_backend": "create_dlq_backend",
+    "result_store": "create_result_store",
+    "progress_tracker": "create_progress_tracker",
+    "scheduler_store": "create_scheduler_store",
+    "cache": "create_cache_backend",
+}
+
+
+def open_stores(spec: TaskBackendSpec, *names: str) -> Stores:
+    """Build the named optional stores of the backend (``"dlq_backend"``, ``"cache"``, ...).
+
+    A backend without a factory leaves that store None (the caller decides what to do).
+    """
+    stores = Stores()
+    for name in names:
+        built = create_store(spec, _FACTORIES[name])
+        if built is not None:
+            setattr(stores, name, built)
+            stores.opened.append(built)
+    return stores

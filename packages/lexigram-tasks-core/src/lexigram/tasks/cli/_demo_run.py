@@ -1,0 +1,490 @@
+"""Running the demo: worker pools, a scheduler, workflows and a rate-limited queue.
+
+Everything runs in this process on one backend (memory unless ``--backend`` names
+another), on queues named for this run only, which are emptied and whose results and
+dead letters are removed at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from lexigram.contracts.tasks import (
+    Job,
+    JobTemplate,
+    Priority,
+    ProgressSnapshot,
+    TaskBackendSpec,
+    TaskQueueProtocol,
+)
+from lexigram.tasks.cli._context import close_quietly, open_queue, open_stores, probe
+from lexigram.tasks.cli._demo_app import REGIONS, build_registry, make_batch
+from lexigram.tasks.concurrency import QueueRateLimiter
+from lexigram.tasks.config import RetryConfig, TaskWorkerConfig
+from lexigram.tasks.dlq import InMemoryDLQBackend, PersistentDeadLetterQueue
+from lexigram.tasks.execution import TaskWorkerServices, WorkerPool
+from lexigram.tasks.progress import InMemoryProgressTracker
+from lexigram.tasks.results import InMemoryResultStore
+from lexigram.tasks.scheduling import TaskScheduler
+from lexigram.tasks.workflows import TaskChain, TaskChord, TaskGroup, TaskStep
+
+EVERY_SECOND = "* * * * * *"
+CHANNELS = ("email", "sms", "push")
+PARTNER_RATE = 5  # jobs per second on the rate-limited queue
+_JOB_TIMEOUT = 30.0  # seconds a workflow step waits for its job (a safety net)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSettings:
+    """How much work the demo does.
+
+    Attributes:
+        jobs: Jobs in the main batch.
+        reports: Jobs that report progress.
+        partners: Jobs on the rate-limited queue.
+        cron_fires: Fires of the every-second cron job to wait for.
+        workers: Workers in the main pool (each runs `concurrency` jobs at once).
+        concurrency: Jobs one worker runs at once.
+    """
+
+    jobs: int = 60
+    reports: int = 3
+    partners: int = 10
+    cron_fires: int = 3
+    workers: int = 2
+    concurrency: int = 8
+
+
+@dataclass(slots=True)
+class DemoReport:
+    """What happened, for the summary table (and for tests).
+
+    Attributes:
+        backend: The backend's description (password masked).
+        run_id: The run's id (its queues are named after it).
+        elapsed: Wall time of the whole run, in seconds.
+        batch_size: Jobs in the main batch.
+        succeeded: Jobs (all kinds) that succeeded.
+        attempts: Execution attempts (all kinds).
+        retried: Failed attempts that were retried.
+        dead_letters: Dead-letter records of this run: (job id, task, error).
+        batch_seconds: Time until every batch job finished or was dead-lettered.
+        start_rank: Mean start position of the batch's jobs per priority name.
+        reports: Report name -> last progress percentage seen.
+        cron_fires: Runs of the cron job.
+        partner_jobs: Jobs on the rate-limited queue.
+        partner_seconds: Time from the first to the last of them finishing.
+        workflows: Workflow name -> (status, final result).
+    """
+
+    backend: str = ""
+    run_id: str = ""
+    elapsed: float = 0.0
+    batch_size: int = 0
+    succeeded: int = 0
+    attempts: int = 0
+    retried: int = 0
+    dead_letters: list[tuple[str, str, str]] = field(default_factory=list)
+    batch_seconds: float = 0.0
+    start_rank: dict[str, float] = field(default_factory=dict)
+    reports: dict[str, float] = field(default_factory=dict)
+    cron_fires: int = 0
+    partner_jobs: int = 0
+    partner_seconds: float = 0.0
+    workflows: dict[str, tuple[str, Any]] = field(default_factory=dict)
+
+
+class DemoView:
+    """What the demo tells its display; the default does nothing (tests, plain output)."""
+
+    def stage(self, text: str) -> None:
+        """A new phase began."""
+
+    def add_bar(self, key: str, label: str, total: int) -> None:
+        """Show a progress bar."""
+
+    def update_bar(self, key: str, completed: float, total: float | None = None) -> None:
+        """Move a progress bar."""
+
+
+class JobEvents:
+    """The worker's lifecycle hooks: per-job outcome futures, and counters by task.
+
+    Passed as `TaskWorkerServices.hooks`. "task.completed" and "task.failed" fire once
+    per job when it succeeds or is dead-lettered (retried attempts fire neither).
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, asyncio.Future[bool]] = {}
+        self.done: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.started_order: list[str] = []
+        self.listeners: list[Callable[[str, str, bool], None]] = []
+
+    def expect(self, job_id: str) -> asyncio.Future[bool]:
+        """A future resolved with True (succeeded) or False (dead-lettered)."""
+        future = self._waiting.get(job_id)
+        if future is None:
+            future = self._waiting[job_id] = asyncio.get_running_loop().create_future()
+        return future
+
+    async def emit(self, action: str, payload: Any) -> None:
+        """Receive a hook from a worker."""
+        task_id = str(getattr(payload, "task_id", ""))
+        if action == "task.started":
+            self.started_order.append(task_id)
+            return
+        if action not in {"task.completed", "task.failed"}:
+            return
+        ok = action == "task.completed"
+        name = str(getattr(payload, "task_name", ""))
+        (self.done if ok else self.failed)[name] += 1
+        future = self._waiting.get(task_id)
+        if future is not None and not future.done():
+            future.set_result(ok)
+        for listener in self.listeners:
+            listener(name, task_id, ok)
+
+
+@dataclass(slots=True)
+class _Backend:
+    queue: TaskQueueProtocol
+    partners: TaskQueueProtocol
+    services: TaskWorkerServices
+    partner_services: TaskWorkerServices
+    result_store: Any
+    tracker: Any
+    dlq_backend: Any
+    close: Callable[[], Awaitable[None]]
+
+
+async def _open(spec: TaskBackendSpec, run_id: str, events: JobEvents, timeout: float) -> _Backend:
+    queue = open_queue(spec, f"lexigram-{run_id}")
+    partners = open_queue(spec, f"lexigram-{run_id}-partners")
+    stores = open_stores(spec, "dlq_backend", "result_store", "progress_tracker")
+
+    async def close() -> None:
+        await stores.close()
+        await close_quietly(queue, partners)
+
+    try:
+        await probe(queue, spec, timeout)
+    except BaseException:
+        await close()
+        raise
+    dlq_storage = stores.dlq_backend or InMemoryDLQBackend()
+    result_store = stores.result_store or InMemoryResultStore()
+    tracker = stores.progress_tracker or InMemoryProgressTracker()
+    services = TaskWorkerServices(
+        dead_letter_queue=PersistentDeadLetterQueue(backend=dlq_storage, queue=queue),
+        result_store=result_store,
+        progress_tracker=tracker,
+        hooks=events,
+    )
+    limiter = QueueRateLimiter()
+    limiter.add_limit(partners.queue_name, rate=PARTNER_RATE, per=1.0, burst=1)
+    partner_services = replace(
+        services,
+        dead_letter_queue=PersistentDeadLetterQueue(backend=dlq_storage, queue=partners),
+        rate_limiter=limiter.for_queue(partners.queue_name),
+    )
+    return _Backend(
+        queue, partners, services, partner_services, result_store, tracker, dlq_storage, close
+    )
+
+
+def _worker_config(concurrency: int) -> TaskWorkerConfig:
+    # Short backoff so that retries show up within the demo's few seconds.
+    retry = RetryConfig(initial_delay=0.2, backoff_factor=2.0, max_delay=1.0, jitter=0.1)
+    return TaskWorkerConfig(max_concurrent_tasks=concurrency, shutdown_timeout=5.0, retry=retry)
+
+
+class Demo:
+    """One demo run.
+
+    Args:
+        spec: The backend (its queue name is replaced by the run's own names).
+        settings: How much work to do.
+        view: The display.
+        connect_timeout: Seconds to wait for the backend's first answer.
+    """
+
+    def __init__(
+        self,
+        spec: TaskBackendSpec,
+        settings: DemoSettings,
+        view: DemoView,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.view = view
+        self.connect_timeout = connect_timeout
+        self.run_id = f"demo-{uuid.uuid4().hex[:8]}"
+        self.events = JobEvents()
+        self.report = DemoReport(run_id=self.run_id)
+        self._job_ids: list[str] = []
+        self._priorities: dict[str, int] = {}
+        self._cron_done = asyncio.Event()
+
+    async def run(self, backend_label: str) -> DemoReport:
+        """Run everything, clean up, and return the report."""
+        started = time.monotonic()
+        self.report.backend = backend_label
+        backend = await _open(self.spec, self.run_id, self.events, self.connect_timeout)
+        pools: list[WorkerPool] = []
+        scheduler = TaskScheduler(check_interval=0.25)
+        try:
+            registry = build_registry()
+            config = _worker_config(self.settings.concurrency)
+            pool = WorkerPool(
+                backend.queue,
+                registry,
+                size=self.settings.workers,
+                config=config,
+                services=backend.services,
+            )
+            partner_pool = WorkerPool(
+                backend.partners,
+                registry,
+                size=1,
+                config=_worker_config(4),
+                services=backend.partner_services,
+            )
+            pools = [pool, partner_pool]
+            batch = make_batch(self.settings.jobs, backend.queue.queue_name)
+            self.report.batch_size = len(batch.jobs)
+            self._priorities = {job.id: job.priority for job in batch.jobs}
+            # Enqueued before the workers start, so the start order shows the priorities.
+            self.view.stage(
+                f"Enqueuing {len(batch.jobs)} jobs (high: charge_card, normal: send_receipt, "
+                "low: resize_image)"
+            )
+            batch_done = await self._enqueue_all(backend.queue, batch.jobs)
+            self.view.add_bar("batch", "batch jobs", len(batch.jobs))
+            self._count_into_bar("batch", {job.id for job in batch.jobs})
+            self.view.stage(f"Starting {self.settings.workers} workers on {backend_label}")
+            batch_started = time.monotonic()
+            for each in pools:
+                await each.start()
+            self._start_cron(scheduler)
+            await scheduler.start_scheduler(backend.queue.enqueue)
+            reports = asyncio.ensure_future(self._reports(backend))
+            partners = asyncio.ensure_future(self._partners(backend))
+            flows = asyncio.ensure_future(self._workflows(backend))
+            await self._wait(batch_done)
+            self.report.batch_seconds = time.monotonic() - batch_started
+            await asyncio.gather(reports, partners, flows)
+            await asyncio.wait_for(self._cron_done.wait(), timeout=self.settings.cron_fires + 5)
+            await scheduler.stop_scheduler()
+            self.view.stage("Draining the workers")
+            await asyncio.gather(*(p.stop(drain=True, timeout=5.0) for p in pools))
+            await self._collect(pools, backend)
+        finally:
+            await scheduler.stop_scheduler()
+            await asyncio.gather(*(p.stop() for p in pools), return_exceptions=True)
+            await self._cleanup(backend)
+            await backend.close()
+        self.report.elapsed = time.monotonic() - started
+        return self.report
+
+    # -- phases ------------------------------------------------------------------------
+
+    async def _enqueue_all(self, queue: TaskQueueProtocol, jobs: list[Job]) -> list[Any]:
+        futures = [self.events.expect(job.id) for job in jobs]
+        self._job_ids.extend(job.id for job in jobs)
+        for result in await queue.enqueue_many(jobs):
+            if result.is_err():
+                raise result.unwrap_err()
+        return futures
+
+    async def _wait(self, futures: list[Any]) -> list[bool]:
+        return list(await asyncio.wait_for(asyncio.gather(*futures), timeout=60.0))
+
+    def _count_into_bar(self, key: str, ids: set[str]) -> None:
+        finished = 0
+
+        def listener(name: str, task_id: str, ok: bool) -> None:
+            nonlocal finished
+            del name, ok
+            if task_id in ids:
+                finished += 1
+                self.view.update_bar(key, finished)
+
+        self.events.listeners.append(listener)
+
+    def _start_cron(self, scheduler: TaskScheduler) -> None:
+        fires = self.settings.cron_fires
+        self.view.add_bar("cron", "cron every second", fires)
+
+        def listener(name: str, task_id: str, ok: bool) -> None:
+            if name != "cleanup_sessions":
+                return
+            self._job_ids.append(task_id)
+            self.report.cron_fires += 1
+            self.view.update_bar("cron", min(self.report.cron_fires, fires))
+            if self.report.cron_fires >= fires:
+                self._cron_done.set()
+                scheduler.disable_job(f"{self.run_id}-cleanup")
+
+        self.events.listeners.append(listener)
+        template = JobTemplate(name="cleanup_sessions", priority=int(Priority.HIGH))
+        scheduler.schedule_job_sync(template, EVERY_SECOND, job_id=f"{self.run_id}-cleanup")
+
+    async def _reports(self, backend: _Backend) -> None:
+        names = [f"sales-{region}" for region in (*REGIONS, "global")][: self.settings.reports]
+        jobs = [Job(name="build_report", args=(name, 16 + 4 * i)) for i, name in enumerate(names)]
+        for job, name in zip(jobs, names, strict=True):
+            self.view.add_bar(job.id, f"report {name}", int(job.args[1]))
+        done = await self._enqueue_all(backend.queue, jobs)
+        await asyncio.gather(
+            *(self._follow(backend, job, name) for job, name in zip(jobs, names, strict=True))
+        )
+        await self._wait(done)
+
+    async def _follow(self, backend: _Backend, job: Job, name: str) -> None:
+        """Drive a progress bar from the progress tracker's live updates for `job`."""
+        last: ProgressSnapshot | None = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_JOB_TIMEOUT):
+                async for snapshot in backend.tracker.subscribe(job.id):
+                    last = snapshot
+                    self.view.update_bar(job.id, snapshot.current, snapshot.total or None)
+        self.report.reports[name] = last.percent if last is not None else 0.0
+
+    async def _partners(self, backend: _Backend) -> None:
+        count = self.settings.partners
+        self.view.add_bar("partners", f"rate-limited ({PARTNER_RATE}/s)", count)
+        jobs = [Job(name="sync_partner", args=(f"partner-{n:02d}",)) for n in range(1, count + 1)]
+        self._count_into_bar("partners", {job.id for job in jobs})
+        started = time.monotonic()
+        await self._wait(await self._enqueue_all(backend.partners, jobs))
+        self.report.partner_jobs = count
+        self.report.partner_seconds = time.monotonic() - started
+
+    async def _run_job(self, backend: _Backend, name: str, *args: Any) -> Any:
+        """Run one job on the queue and return its result (a workflow step's body)."""
+        job = Job(name=name, args=args, max_retries=1)
+        done = await self._enqueue_all(backend.queue, [job])
+        if not (await self._wait(done))[0]:
+            msg = f"job {job.id} ({name}) was dead-lettered"
+            raise RuntimeError(msg)
+        result = await backend.result_store.get(job.id)
+        return None if result is None else result.data
+
+    async def _workflows(self, backend: _Backend) -> None:
+        run = self._run_job
+        self.view.add_bar("flows", "workflows (chain, group, chord)", 3)
+
+        def step(name: str, task: str) -> TaskStep:
+            async def body(value: Any) -> Any:
+                return await run(backend, task, value)
+
+            return TaskStep(name, body)
+
+        chain = TaskChain(
+            [step("fetch", "fetch_orders"), step("sum", "sum_amounts"), step("usd", "to_usd")]
+        )
+        group = TaskGroup(
+            [TaskStep(channel, _call(run, backend, "notify", channel)) for channel in CHANNELS]
+        )
+        chord = TaskChord(
+            [TaskStep(region, _call(run, backend, "region_total", region)) for region in REGIONS],
+            step("merge", "merge_totals"),
+        )
+        finished = 0
+        finals: dict[str, Any] = {}
+
+        async def execute(label: str, flow: Any, data: Any) -> None:
+            nonlocal finished
+            outcome = await flow.execute(data)
+            result = outcome.unwrap() if outcome.is_ok() else outcome.unwrap_err().result
+            status = result.status.value if result is not None else "failed"
+            final = finals[label] = None if result is None else result.final_result
+            self.report.workflows[label] = (status, _describe_flow(label, final))
+            finished += 1
+            self.view.update_bar("flows", finished)
+
+        await execute("chain", chain, "eu")
+        total = finals["chain"]
+        await asyncio.gather(execute("group", group, total), execute("chord", chord, None))
+
+    # -- results and cleaning up -------------------------------------------------------
+
+    async def _collect(self, pools: list[WorkerPool], backend: _Backend) -> None:
+        for pool in pools:
+            for worker in pool.workers:
+                stats = worker.get_stats()
+                self.report.attempts += stats.jobs_processed
+                self.report.succeeded += stats.jobs_succeeded
+                self.report.retried += stats.jobs_retried
+        self.report.dead_letters = [
+            (str(d.get("job_id")), str(d.get("job_name")), str(d.get("error")))
+            for d in await self._own_dead_letters(backend)
+        ]
+        names = {
+            int(Priority.HIGH): "high",
+            int(Priority.NORMAL): "normal",
+            int(Priority.LOW): "low",
+        }
+        ranks: dict[str, list[int]] = defaultdict(list)
+        seen: set[str] = set()
+        for task_id in self.events.started_order:
+            priority = self._priorities.get(task_id)
+            if priority is None or task_id in seen:
+                continue  # not a batch job, or a retry (only first starts are ranked)
+            seen.add(task_id)
+            ranks[names.get(priority, str(priority))].append(len(seen))
+        self.report.start_rank = {k: sum(v) / len(v) for k, v in ranks.items()}
+
+    async def _own_dead_letters(self, backend: _Backend) -> list[dict[str, Any]]:
+        queues = {backend.queue.queue_name, backend.partners.queue_name}
+        return [
+            data
+            for data in await backend.dlq_backend.list_all()
+            if (data.get("job") or {}).get("queue_name") in queues
+        ]
+
+    async def _cleanup(self, backend: _Backend) -> None:
+        """Empty the run's queues and delete its results and dead letters."""
+        with contextlib.suppress(Exception):
+            for queue in (backend.queue, backend.partners):
+                await queue.clear()
+            for job_id in self._job_ids:
+                await backend.result_store.delete(job_id)
+            for data in await self._own_dead_letters(backend):
+                await backend.dlq_backend.remove(str(data.get("job_id")))
+
+
+def _call(
+    run: Callable[..., Awaitable[Any]], backend: _Backend, task: str, first: Any
+) -> Callable[[Any], Awaitable[Any]]:
+    """A step body that runs `task` with `first` (and the step's input, if any) as a job."""
+
+    async def body(value: Any) -> Any:
+        if value is None:
+            return await run(backend, task, first)
+        return await run(backend, task, first, value)
+
+    return body
+
+
+def _describe_flow(label: str, final: Any) -> str:
+    """One line about a workflow's outcome for the summary."""
+    if final is None:
+        return "no result"
+    if label == "chain":
+        return f"EU orders → total → {final} USD"
+    if label == "group" and isinstance(final, list):
+        sent = sum(1 for item in final if item)
+        return f"{sent}/{len(final)} notifications sent ({', '.join(CHANNELS)})"
+    if label == "chord":
+        return f"{len(REGIONS)} regions in parallel → merged total {final}"
+    return str(final)

@@ -1,0 +1,338 @@
+"""``lexigram-tasks dlq ...``: list, show, retry and purge dead-lettered jobs.
+
+These commands work on the backend's shared dead-letter storage (its
+``create_dlq_backend``). A backend without one (memory keeps dead letters inside the
+worker process; RabbitMQ offers none) has nothing to show from another process, and
+the commands say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+from rich.syntax import Syntax
+
+from lexigram.contracts.tasks import FailureRecord, TaskBackendSpec, TaskQueueProtocol
+from lexigram.tasks.cli._context import (
+    Stores,
+    close_quietly,
+    load_config,
+    open_queue,
+    open_stores,
+    probe,
+    resolve_spec,
+)
+from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.cli._options import (
+    F,
+    backend_option,
+    config_option,
+    connect_timeout_option,
+    debug_option,
+    json_option,
+)
+from lexigram.tasks.cli._output import (
+    echo_json,
+    mapping_rows,
+    setup_logging,
+    stdout_console,
+    table,
+    when,
+)
+from lexigram.tasks.dlq import PersistentDeadLetterQueue
+
+T = TypeVar("T")
+
+EPILOG = """\b
+Examples:
+  lexigram-tasks dlq list --backend redis://localhost:6379/0
+  lexigram-tasks dlq show 5f0c...e1 -b redis://localhost:6379/0
+  lexigram-tasks dlq retry 5f0c...e1 -b redis://localhost:6379/0
+  lexigram-tasks dlq retry-all --task send_email -b postgresql://app@db/app
+  lexigram-tasks dlq purge --older-than-hours 72 --yes -b redis://localhost:6379/0
+"""
+
+
+def _common(func: F) -> F:
+    for decorate in (debug_option, connect_timeout_option, config_option, backend_option):
+        func = decorate(func)
+    return func
+
+
+@click.group("dlq", epilog=EPILOG)
+def dlq_group() -> None:
+    """Inspect and recover jobs that failed for good (the dead-letter queue)."""
+
+
+class _Session:
+    """A backend's DLQ storage plus queues to put jobs back on, opened for one command."""
+
+    def __init__(self, spec: TaskBackendSpec, stores: Stores) -> None:
+        self.spec = spec
+        self.stores = stores
+        self.queues: dict[str, TaskQueueProtocol] = {}
+
+    def dlq(self, queue_name: str | None = None) -> PersistentDeadLetterQueue:
+        name = queue_name or self.spec.queue_name
+        queue = self.queues.get(name)
+        if queue is None:
+            queue = self.queues[name] = open_queue(self.spec, name)
+        return PersistentDeadLetterQueue(backend=self.stores.dlq_backend, queue=queue)
+
+    async def close(self) -> None:
+        await self.stores.close()
+        await close_quietly(*self.queues.values())
+
+
+def _run(
+    backend: str | None,
+    config_path: str | None,
+    timeout: float,
+    debug: bool,
+    action: Callable[[_Session], Awaitable[T]],
+) -> T:
+    setup_logging("debug" if debug else "error")
+    spec = resolve_spec(load_config(config_path), backend)
+    stores = open_stores(spec, "dlq_backend")
+    if stores.dlq_backend is None:
+        msg = (
+            f"The {spec.type} backend keeps no dead letters outside its worker processes (it "
+            "has no shared DLQ storage), so there is nothing to read from here. Use a backend "
+            "that stores them: --backend redis://localhost:6379/0 or postgresql://..."
+        )
+        raise CLIError(msg)
+
+    async def go() -> T:
+        session = _Session(spec, stores)
+        try:
+            await probe(session.dlq().queue or open_queue(spec), spec, timeout)
+            return await action(session)
+        finally:
+            await session.close()
+
+    return asyncio.run(go())
+
+
+def _summary(record: FailureRecord) -> dict[str, Any]:
+    meta = record.metadata
+    return {
+        "id": record.job.id,
+        "task": record.job.name,
+        "queue": record.job.queue_name,
+        "error": record.error,
+        "attempts": record.attempt_count,
+        "reason": meta.get("reason"),
+        "worker": meta.get("worker_id"),
+        "failed_at": record.failed_at,
+    }
+
+
+@dlq_group.command("list")
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--task", "task_name", metavar="NAME", help="Only jobs of this task.")
+@json_option
+@_common
+def list_command(
+    *,
+    limit: int,
+    task_name: str | None,
+    as_json: bool,
+    backend: str | None,
+    config_path: str | None,
+    connect_timeout: float,
+    debug: bool,
+) -> None:
+    """List dead-lettered jobs, newest first."""
+
+    async def action(session: _Session) -> tuple[list[FailureRecord], int]:
+        dlq = session.dlq()
+        return await dlq.list_failed(limit=limit, job_name=task_name), await dlq.size()
+
+    records, size = _run(backend, config_path, connect_timeout, debug, action)
+    rows = [_summary(r) for r in records]
+    if as_json:
+        echo_json({"total": size, "jobs": rows})
+        return
+    console = stdout_console()
+    if not rows:
+        console.print("The dead-letter queue is empty." if not size else "No job matches.")
+        return
+    console.print(
+        table(
+            f"Dead letters ({len(rows)} of {size})",
+            ["id", "task", "queue", "attempts", "reason", "failed", "error"],
+            [
+                (
+                    r["id"],
+                    r["task"],
+                    r["queue"],
+                    r["attempts"],
+                    r["reason"],
+                    when(r["failed_at"]),
+                    _short(r["error"]),
+                )
+                for r in rows
+            ],
+        )
+    )
+
+
+def _short(text: str, width: int = 60) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+async def _get(session: _Session, job_id: str) -> FailureRecord:
+    record = await session.dlq().get(job_id)
+    if record is None:
+        msg = (
+            f"No dead-lettered job has the id {job_id!r}. Run `lexigram-tasks dlq list` "
+            "(with the same --backend) to see the ids."
+        )
+        raise CLIError(msg)
+    return record
+
+
+@dlq_group.command("show")
+@click.argument("job_id")
+@json_option
+@_common
+def show_command(
+    *,
+    job_id: str,
+    as_json: bool,
+    backend: str | None,
+    config_path: str | None,
+    connect_timeout: float,
+    debug: bool,
+) -> None:
+    """Show one dead-lettered job: arguments, error, attempts and traceback."""
+
+    async def action(session: _Session) -> FailureRecord:
+        return await _get(session, job_id)
+
+    record = _run(backend, config_path, connect_timeout, debug, action)
+    if as_json:
+        echo_json(record.to_dict())
+        return
+    job = record.job
+    details = {
+        "id": job.id,
+        "task": job.name,
+        "queue": job.queue_name,
+        "args": list(job.args),
+        "kwargs": job.kwargs,
+        "priority": job.priority,
+        "attempts": record.attempt_count,
+        "max retries": job.max_retries,
+        "failed": when(record.failed_at),
+        "created": when(job.created_at),
+        "reason": record.metadata.get("reason"),
+        "worker": record.metadata.get("worker_id"),
+        "error": record.error,
+    }
+    console = stdout_console()
+    console.print(table(f"Dead-lettered job {job.id}", ["field", "value"], mapping_rows(details)))
+    if record.traceback:
+        console.print(Syntax(record.traceback.rstrip(), "pytb", word_wrap=True))
+
+
+@dlq_group.command("retry")
+@click.argument("job_id")
+@click.option("--queue", "-q", metavar="NAME", help="Put it on this queue instead of its own.")
+@_common
+def retry_command(
+    *,
+    job_id: str,
+    queue: str | None,
+    backend: str | None,
+    config_path: str | None,
+    connect_timeout: float,
+    debug: bool,
+) -> None:
+    """Move a dead-lettered job back onto its queue (retry count reset)."""
+
+    async def action(session: _Session) -> tuple[str, str]:
+        record = await _get(session, job_id)
+        target = queue or record.job.queue_name
+        job = await session.dlq(target).retry(job_id)
+        if job is None:  # taken by another process between get and retry
+            msg = f"Job {job_id!r} left the dead-letter queue meanwhile; nothing to do."
+            raise CLIError(msg)
+        return job.name, target or session.spec.queue_name
+
+    name, target = _run(backend, config_path, connect_timeout, debug, action)
+    click.echo(f"Requeued job {job_id} ({name}) on queue {target!r}.")
+
+
+@dlq_group.command("retry-all")
+@click.option("--task", "task_name", metavar="NAME", help="Only jobs of this task.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@_common
+def retry_all_command(
+    *,
+    task_name: str | None,
+    yes: bool,
+    backend: str | None,
+    config_path: str | None,
+    connect_timeout: float,
+    debug: bool,
+) -> None:
+    """Move every dead-lettered job (or every one of a task) back onto its queue."""
+    if not yes:
+        what = f"every dead-lettered {task_name!r} job" if task_name else "every dead-lettered job"
+        click.confirm(f"Requeue {what}?", abort=True)
+
+    async def action(session: _Session) -> int:
+        count = 0
+        for data in await session.stores.dlq_backend.list_all():
+            record = FailureRecord.from_dict(data)
+            if task_name is not None and record.job.name != task_name:
+                continue
+            if await session.dlq(record.job.queue_name).retry(record.job.id) is not None:
+                count += 1
+        return count
+
+    count = _run(backend, config_path, connect_timeout, debug, action)
+    click.echo(f"Requeued {count} job(s).")
+
+
+@dlq_group.command("purge")
+@click.option(
+    "--older-than-hours",
+    type=click.FloatRange(min=0),
+    metavar="HOURS",
+    help="Delete records older than this. Default: 168 (one week).",
+)
+@click.option("--all", "purge_all", is_flag=True, help="Delete every record, whatever its age.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@_common
+def purge_command(
+    *,
+    older_than_hours: float | None,
+    purge_all: bool,
+    yes: bool,
+    backend: str | None,
+    config_path: str | None,
+    connect_timeout: float,
+    debug: bool,
+) -> None:
+    """Delete dead-lettered jobs for good (old ones, or all with --all)."""
+    if purge_all and older_than_hours is not None:
+        msg = "Pass either --all or --older-than-hours, not both."
+        raise CLIError(msg)
+    if not yes:
+        what = "every dead-lettered job" if purge_all else "old dead-lettered jobs"
+        click.confirm(f"Delete {what} for good?", abort=True)
+
+    async def action(session: _Session) -> int:
+        dlq = session.dlq()
+        if purge_all:
+            return await dlq.clear()
+        return await dlq.purge(older_than_hours=older_than_hours)
+
+    count = _run(backend, config_path, connect_timeout, debug, action)
+    click.echo(f"Deleted {count} dead-lettered job(s).")

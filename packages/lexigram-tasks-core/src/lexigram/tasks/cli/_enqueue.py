@@ -1,0 +1,179 @@
+"""``lexigram-tasks enqueue NAME``: put one job on a queue and print its id."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import click
+
+from lexigram.contracts.tasks import Job, Priority, TaskBackendSpec
+from lexigram.tasks.cli._context import (
+    close_quietly,
+    describe,
+    is_process_local,
+    load_config,
+    open_queue,
+    probe,
+    resolve_spec,
+)
+from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.cli._options import (
+    JSONParam,
+    ParamBase,
+    backend_option,
+    config_option,
+    connect_timeout_option,
+    debug_option,
+    json_option,
+)
+from lexigram.tasks.cli._output import echo_json, setup_logging
+
+EPILOG = """\b
+Examples:
+  lexigram-tasks enqueue send_email --args '["ada@example.com"]' --kwargs '{"subject": "Hi"}'
+  lexigram-tasks enqueue build_report --priority high --delay 60 -q reports \\
+      --backend redis://localhost:6379/0
+  lexigram-tasks enqueue sync_user --kwargs '{"user_id": 7}' --idempotency-key sync-7
+"""
+
+
+class PriorityParam(ParamBase):
+    """A priority: a name (low, normal, high, critical) or a number from 0 to 20."""
+
+    name = "priority"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        """Return the priority as an int, or fail naming the accepted values."""
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        names = {p.name.lower(): int(p) for p in Priority}
+        if text.lower() in names:
+            return names[text.lower()]
+        try:
+            number = int(text)
+        except ValueError:
+            number = -1
+        if 0 <= number <= int(Priority.CRITICAL):
+            return number
+        return self.fail(
+            f"{value!r} is not a priority. Use low, normal, high, critical, or a number from 0 "
+            f"to {int(Priority.CRITICAL)} (higher runs first)",
+            param,
+            ctx,
+        )
+
+
+@click.command("enqueue", epilog=EPILOG)
+@click.argument("name")
+@click.option(
+    "--args",
+    "job_args",
+    type=JSONParam(list, "'[\"ada@example.com\", 3]'"),
+    default="[]",
+    metavar="JSON",
+    help="Positional arguments, as a JSON array.",
+)
+@click.option(
+    "--kwargs",
+    "job_kwargs",
+    type=JSONParam(dict, '\'{"subject": "Hi"}\''),
+    default="{}",
+    metavar="JSON",
+    help="Keyword arguments, as a JSON object.",
+)
+@click.option(
+    "--priority",
+    "-p",
+    type=PriorityParam(),
+    default="normal",
+    show_default=True,
+    help="low, normal, high, critical, or 0-20 (higher runs first).",
+)
+@click.option(
+    "--delay",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    metavar="SECONDS",
+    help="Run no earlier than this many seconds from now.",
+)
+@click.option("--queue", "-q", metavar="NAME", help="Queue name. Default: the config's queue_name.")
+@click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS")
+@click.option(
+    "--idempotency-key",
+    metavar="KEY",
+    help="A second enqueue with the same key returns the first job's id instead.",
+)
+@backend_option
+@config_option
+@connect_timeout_option
+@json_option
+@debug_option
+def enqueue_command(
+    *,
+    name: str,
+    job_args: list[Any],
+    job_kwargs: dict[str, Any],
+    priority: int,
+    delay: float,
+    queue: str | None,
+    max_retries: int,
+    timeout: float | None,
+    idempotency_key: str | None,
+    backend: str | None,
+    config_path: str | None,
+    connect_timeout: float,
+    as_json: bool,
+    debug: bool,
+) -> None:
+    """Enqueue a job for task NAME and print the job id.
+
+    Arguments must be JSON-serializable: they travel as JSON to the worker, which calls
+    the handler as NAME(*args, **kwargs).
+    """
+    setup_logging("debug" if debug else "error")
+    config = load_config(config_path)
+    spec = resolve_spec(config, backend, queue)
+    if not name.strip():
+        msg = "The task name is empty. Pass the name the handler is registered under."
+        raise CLIError(msg)
+    job = Job(
+        name=name,
+        args=tuple(job_args),
+        kwargs=job_kwargs,
+        priority=priority,
+        max_retries=max_retries,
+        timeout=timeout,
+        idempotency_key=idempotency_key,
+        scheduled_at=time.time() + delay if delay > 0 else None,
+        queue_name=spec.queue_name,
+    )
+    job_id = asyncio.run(_enqueue(spec, job, connect_timeout))
+    if as_json:
+        echo_json({"id": job_id, "name": name, "queue": spec.queue_name, "backend": spec.type})
+    else:
+        click.echo(job_id)
+    if is_process_local(spec):
+        click.echo(
+            "note: the memory backend keeps jobs inside this process, so this job is gone "
+            "now that the command ends. Pass --backend redis://... (or postgresql://, "
+            "amqp://) to reach a worker.",
+            err=True,
+        )
+    logging.getLogger("lexigram.tasks.cli").debug("Enqueued %s on %s.", job_id, describe(spec))
+
+
+async def _enqueue(spec: TaskBackendSpec, job: Job, connect_timeout: float) -> str:
+    queue = open_queue(spec)
+    try:
+        await probe(queue, spec, connect_timeout)
+        result = await queue.enqueue(job)
+        if result.is_err():
+            raise result.unwrap_err()
+        return result.unwrap()
+    finally:
+        await close_quietly(queue)

@@ -1,0 +1,211 @@
+"""``lexigram-tasks inspect``: queue depths, running workers, schedules, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import click
+
+from lexigram.contracts.tasks import JobStatus, TaskBackendSpec
+from lexigram.tasks.cli._context import (
+    close_quietly,
+    describe,
+    is_process_local,
+    load_config,
+    open_queue,
+    open_stores,
+    probe,
+    resolve_spec,
+)
+from lexigram.tasks.cli._options import (
+    backend_option,
+    config_option,
+    connect_timeout_option,
+    debug_option,
+    json_option,
+)
+from lexigram.tasks.cli._output import ago, echo_json, setup_logging, stdout_console, table, when
+from lexigram.tasks.cli._runtime import registered_workers
+
+EPILOG = """\b
+Examples:
+  lexigram-tasks inspect --backend redis://localhost:6379/0
+  lexigram-tasks inspect -q emails -q reports --json | jq '.queues[].waiting'
+"""
+
+
+@click.command("inspect", epilog=EPILOG)
+@backend_option
+@click.option(
+    "--queue",
+    "-q",
+    "queues",
+    multiple=True,
+    metavar="NAME",
+    help="Queue to show (repeat for several). Default: the config's queue and those "
+    "running workers consume.",
+)
+@config_option
+@connect_timeout_option
+@json_option
+@debug_option
+def inspect_command(
+    *,
+    backend: str | None,
+    queues: tuple[str, ...],
+    config_path: str | None,
+    connect_timeout: float,
+    as_json: bool,
+    debug: bool,
+) -> None:
+    """Show queues (waiting, retrying, in flight), workers, schedules and the DLQ size.
+
+    Waiting jobs include delayed ones and those waiting for a retry. Workers and
+    schedules are listed where the backend stores them (Redis, PostgreSQL).
+    """
+    setup_logging("debug" if debug else "error")
+    config = load_config(config_path)
+    spec = resolve_spec(config, backend)
+    report = asyncio.run(_gather(spec, list(dict.fromkeys(queues)), connect_timeout))
+    if as_json:
+        echo_json(report)
+        return
+    _render(report, spec)
+
+
+async def _gather(spec: TaskBackendSpec, names: list[str], timeout: float) -> dict[str, Any]:
+    first = open_queue(spec, names[0] if names else None)
+    opened: list[Any] = [first]
+    stores = open_stores(spec, "cache", "scheduler_store", "dlq_backend")
+    try:
+        await probe(first, spec, timeout)
+        workers = await registered_workers(stores.cache) if stores.cache is not None else None
+        if not names:
+            names = [spec.queue_name]
+            for record in workers or []:
+                names.extend(str(q) for q in record.get("queues") or [])
+            names = list(dict.fromkeys(names))
+        rows = []
+        for name in names:
+            queue = first if name == first.queue_name else open_queue(spec, name)
+            if queue is not first:
+                opened.append(queue)
+            rows.append(await _counts(queue, name))
+        schedules = None
+        if stores.scheduler_store is not None:
+            records = await stores.scheduler_store.load_jobs()
+            schedules = [_schedule_row(r) for r in records.values()]
+        dead = await stores.dlq_backend.size() if stores.dlq_backend is not None else None
+        return {
+            "backend": {"type": spec.type, "url": describe(spec)},
+            "queues": rows,
+            "workers": workers,
+            "schedules": schedules,
+            "dead_letters": dead,
+        }
+    finally:
+        await stores.close()
+        await close_quietly(*opened)
+
+
+async def _counts(queue: Any, name: str) -> dict[str, Any]:
+    waiting, retrying, running = await asyncio.gather(
+        queue.count(name, JobStatus.PENDING),
+        queue.count(name, JobStatus.RETRYING),
+        queue.count(name, JobStatus.RUNNING),
+    )
+    return {
+        "queue": name,
+        "waiting": waiting,
+        "retrying": retrying,
+        "in_flight": running,
+        "total": waiting + running,
+    }
+
+
+def _schedule_row(record: dict[str, Any]) -> dict[str, Any]:
+    template = record.get("job_template") or {}
+    return {
+        "id": record.get("job_id"),
+        "task": template.get("name") if isinstance(template, dict) else None,
+        "cron": record.get("cron_expression"),
+        "timezone": record.get("timezone"),
+        "enabled": record.get("enabled", True),
+        "next_run": record.get("next_run"),
+        "last_run": record.get("last_run"),
+    }
+
+
+def _render(report: dict[str, Any], spec: TaskBackendSpec) -> None:
+    console = stdout_console()
+    console.print(f"[bold]Backend[/bold] {report['backend']['url']}")
+    if is_process_local(spec):
+        console.print(
+            "[yellow]The memory backend keeps jobs inside each process: these counts are "
+            "this command's own, empty queue. Inspect a shared backend with --backend "
+            "redis://... or postgresql://...[/yellow]"
+        )
+    console.print(
+        table(
+            "Queues (waiting includes delayed jobs and jobs waiting for a retry)",
+            ["queue", "waiting", "of which retrying", "in flight", "total"],
+            [
+                (r["queue"], r["waiting"], r["retrying"], r["in_flight"], r["total"])
+                for r in report["queues"]
+            ],
+        )
+    )
+    workers = report["workers"]
+    if workers is None:
+        console.print(f"Workers: not recorded by the {spec.type} backend.")
+    elif not workers:
+        console.print("Workers: none running.")
+    else:
+        console.print(
+            table(
+                "Workers",
+                ["worker", "queues", "processed", "ok", "failed", "in flight", "up", "seen"],
+                [
+                    (
+                        w.get("id"),
+                        ",".join(str(q) for q in w.get("queues") or []),
+                        w.get("processed"),
+                        w.get("succeeded"),
+                        w.get("failed"),
+                        w.get("in_flight"),
+                        ago(float(w.get("started_at") or 0)).removesuffix(" ago"),
+                        ago(float(w.get("seen_at") or 0)),
+                    )
+                    for w in workers
+                ],
+            )
+        )
+    schedules = report["schedules"]
+    if schedules is None:
+        console.print(f"Schedules: not stored by the {spec.type} backend.")
+    elif not schedules:
+        console.print("Schedules: none stored.")
+    else:
+        console.print(
+            table(
+                "Schedules",
+                ["schedule", "task", "cron", "enabled", "next run", "last run"],
+                [
+                    (
+                        s["id"],
+                        s["task"],
+                        s["cron"],
+                        "yes" if s["enabled"] else "no",
+                        when(s["next_run"]),
+                        when(s["last_run"]),
+                    )
+                    for s in schedules
+                ],
+            )
+        )
+    dead = report["dead_letters"]
+    if dead is None:
+        console.print(f"Dead letters: not stored by the {spec.type} backend (kept per worker).")
+    else:
+        console.print(f"Dead letters: {dead} (see `lexigram-tasks dlq list`).")

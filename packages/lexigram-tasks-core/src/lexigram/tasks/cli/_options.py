@@ -1,0 +1,124 @@
+"""Options shared by several commands, and the JSON parameter type."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from lexigram.tasks.cli._context import DEFAULT_CONNECT_TIMEOUT
+from lexigram.tasks.cli._output import LOG_LEVELS
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# click 8.2+ makes ParamType generic for type checkers; older releases cannot subscript it.
+if TYPE_CHECKING:
+    ParamBase = click.ParamType[Any, Any]
+else:
+    ParamBase = click.ParamType
+
+
+def backend_option(func: F) -> F:
+    """``--backend URL-or-type``."""
+    return click.option(
+        "--backend",
+        "-b",
+        metavar="URL|TYPE",
+        help=(
+            "Backend URL (redis://, rediss://, amqp://, amqps://, postgresql://) or type name "
+            "(memory, redis, rabbitmq, postgres). Default: the config's backend."
+        ),
+    )(func)
+
+
+def config_option(func: F) -> F:
+    """``--config PATH`` (YAML; LEX_TASKS__* variables override it)."""
+    return click.option(
+        "--config",
+        "config_path",
+        metavar="PATH",
+        type=click.Path(dir_okay=False),
+        help="YAML config file (its `tasks` section); LEX_TASKS__* variables override it.",
+    )(func)
+
+
+def connect_timeout_option(func: F) -> F:
+    """``--connect-timeout SECONDS``."""
+    return click.option(
+        "--connect-timeout",
+        type=click.FloatRange(min=0.1),
+        default=DEFAULT_CONNECT_TIMEOUT,
+        show_default=True,
+        metavar="SECONDS",
+        help="How long to wait for the backend's first answer before giving up.",
+    )(func)
+
+
+def debug_option(func: F) -> F:
+    """``--debug``: tracebacks on errors, debug logging."""
+    return click.option(
+        "--debug",
+        is_flag=True,
+        help="Show tracebacks for errors and log at debug level.",
+    )(func)
+
+
+def log_level_option(default: str) -> Callable[[F], F]:
+    """``--log-level LEVEL`` with the given default."""
+
+    def decorate(func: F) -> F:
+        return click.option(
+            "--log-level",
+            type=click.Choice(LOG_LEVELS, case_sensitive=False),
+            default=default,
+            show_default=True,
+            help="Logging threshold (logs go to stderr).",
+        )(func)
+
+    return decorate
+
+
+def json_option(func: F) -> F:
+    """``--json``: machine-readable output."""
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of tables."
+    )(func)
+
+
+class JSONParam(ParamBase):
+    """A JSON value of one expected shape (a list for ``--args``, an object for ``--kwargs``).
+
+    Args:
+        expected: The Python type the JSON must decode to (`list` or `dict`).
+        example: An example shown in the error message.
+    """
+
+    name = "json"
+
+    def __init__(self, expected: type, example: str) -> None:
+        self.expected = expected
+        self.example = example
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Decode `value`, failing with a message that shows what was wrong and an example."""
+        if isinstance(value, self.expected):
+            return value
+        what = "a JSON array" if self.expected is list else "a JSON object"
+        try:
+            decoded = json.loads(value)
+        except ValueError as exc:
+            self.fail(
+                f"{value!r} is not valid JSON ({exc}). Pass {what}, e.g. {self.example} "
+                "(quote it for the shell)",
+                param,
+                ctx,
+            )
+        if not isinstance(decoded, self.expected):
+            self.fail(
+                f"{value!r} is JSON but not {what}. Pass e.g. {self.example}",
+                param,
+                ctx,
+            )
+        return decoded

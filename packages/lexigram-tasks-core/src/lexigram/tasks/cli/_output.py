@@ -1,0 +1,121 @@
+"""Terminal output: rich consoles, logging set-up, tables and JSON.
+
+Interactive terminals get colour, live status lines and progress bars; pipes, files
+and CI logs get plain lines (rich detects the difference, and ``NO_COLOR`` /
+``TERM=dumb`` are honoured by rich itself).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+"""Values ``--log-level`` accepts."""
+
+PLAIN_LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+# The handler this module installed, replaced (not stacked) when a command sets up again.
+_installed: list[logging.Handler] = []
+
+
+def stdout_console() -> Console:
+    """A console on the current stdout (looked up now, so test runners can capture it)."""
+    return Console(file=sys.stdout, soft_wrap=False)
+
+
+def stderr_console() -> Console:
+    """A console on the current stderr."""
+    return Console(file=sys.stderr, soft_wrap=False)
+
+
+def setup_logging(level: str, console: Console | None = None) -> None:
+    """Send log records to stderr: through rich on a terminal, as plain lines otherwise.
+
+    Args:
+        level: One of `LOG_LEVELS`.
+        console: The console a live display uses, so log lines print above it.
+    """
+    root = logging.getLogger()
+    for old in _installed:
+        root.removeHandler(old)
+    _installed.clear()
+    target = console if console is not None else stderr_console()
+    handler: logging.Handler
+    if target.is_terminal:
+        handler = RichHandler(console=target, show_path=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(target.file)
+        handler.setFormatter(logging.Formatter(PLAIN_LOG_FORMAT))
+    _installed.append(handler)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def echo_json(data: Any) -> None:
+    """Print `data` as indented JSON on stdout (for scripts: no colour, no wrapping)."""
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    """Build a rich table with `columns` (numeric-looking columns are right-aligned)."""
+    result = Table(title=title, title_justify="left", header_style="bold")
+    materialised = [[_cell(value) for value in row] for row in rows]
+    for index, name in enumerate(columns):
+        numeric = bool(materialised) and all(
+            _looks_numeric(row[index]) for row in materialised if index < len(row)
+        )
+        result.add_column(name, justify="right" if numeric else "left")
+    for row in materialised:
+        result.add_row(*row)
+    return result
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return str(value)
+
+
+def _looks_numeric(text: str) -> bool:
+    return text.replace(",", "").replace(".", "").replace("-", "").replace("%", "").isdigit()
+
+
+def when(timestamp: float | None) -> str:
+    """Format an epoch time as local ``YYYY-MM-DD HH:MM:SS`` plus how long ago."""
+    if not timestamp:
+        return "-"
+    moment = datetime.fromtimestamp(timestamp, tz=UTC).astimezone()
+    return f"{moment:%Y-%m-%d %H:%M:%S} ({ago(timestamp)})"
+
+
+def ago(timestamp: float) -> str:
+    """Say how long ago (or how far ahead) `timestamp` is, e.g. ``3m ago``, ``in 12s``."""
+    delta = time.time() - timestamp
+    future = delta < 0
+    seconds = abs(delta)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            text = f"{int(seconds // size)}{unit}"
+            break
+    else:
+        text = f"{int(seconds)}s"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def mapping_rows(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Key/value rows for a two-column detail table."""
+    return [(key, _cell(value)) for key, value in data.items()]

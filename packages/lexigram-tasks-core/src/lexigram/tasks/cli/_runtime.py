@@ -1,0 +1,271 @@
+"""One worker process: a `WorkerPool` per queue over one backend, plus its stores.
+
+`WorkerRuntime` builds the queues (checking that the backend answers), the backend's
+shared stores (DLQ, results, progress; in-memory ones where it has none), one pool
+per queue, and registers the process in the backend's key-value store so that
+``lexigram-tasks inspect`` can list running workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lexigram.contracts.tasks import RateLimiterProtocol, TaskBackendSpec, TaskQueueProtocol
+from lexigram.tasks._backends import create_store
+from lexigram.tasks.cli._app import LoadedApp
+from lexigram.tasks.cli._context import (
+    Stores,
+    close_quietly,
+    describe,
+    open_queue,
+    open_stores,
+    probe,
+)
+from lexigram.tasks.config import TaskConfig, TaskWorkerConfig
+from lexigram.tasks.dlq import InMemoryDLQBackend, PersistentDeadLetterQueue
+from lexigram.tasks.execution import TaskWorkerServices, WorkerPool
+
+logger = logging.getLogger("lexigram.tasks.cli")
+
+WORKER_KEY_PREFIX = "lexigram-tasks:worker:"
+"""Key prefix under which running CLI workers register in the backend's cache store."""
+
+PRESENCE_TTL = 15.0
+"""Seconds a worker's registration lives without a heartbeat (it beats every third of it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTotals:
+    """Counters of all pools of one process at one moment.
+
+    Attributes:
+        processed: Execution attempts finished.
+        succeeded: Attempts that succeeded.
+        failed: Attempts that failed (retried or dead-lettered).
+        retried: Failed attempts sent back for a retry.
+        dead_lettered: Jobs sent to the dead-letter queue.
+        in_flight: Jobs running now.
+        at: When the numbers were taken (monotonic seconds).
+    """
+
+    processed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    in_flight: int = 0
+    at: float = 0.0
+
+
+def worker_identity() -> str:
+    """``host:pid``: how this process shows up in ``inspect`` and in logs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class WorkerRuntime:
+    """Runs the APP's handlers on the given queues until stopped.
+
+    Args:
+        app: The loaded APP (handlers, and possibly its own queue).
+        config: The effective config (worker section, rate limit).
+        spec: The backend spec (``queue_name`` is the first queue).
+        queue_names: Queues to consume; one pool each.
+        worker_config: Worker settings with the command-line overrides applied.
+        preset_queue: A queue object to consume instead of building one for its name
+            (a `TaskProvider`'s own queue).
+    """
+
+    def __init__(
+        self,
+        app: LoadedApp,
+        config: TaskConfig,
+        spec: TaskBackendSpec,
+        queue_names: list[str],
+        *,
+        worker_config: TaskWorkerConfig,
+        preset_queue: TaskQueueProtocol | None = None,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.spec = spec
+        self.queue_names = queue_names
+        self.worker_config = worker_config
+        self.preset_queue = preset_queue
+        self.worker_id = worker_identity()
+        self.queues: list[TaskQueueProtocol] = []
+        self.pools: list[WorkerPool] = []
+        self.stores = Stores()
+        self.started_at = time.time()
+        self._presence_task: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"WorkerRuntime({self.worker_id!r}, queues={self.queue_names!r})"
+
+    async def start(self, connect_timeout: float) -> None:
+        """Connect, build the pools and start consuming.
+
+        Raises:
+            CLIError: The backend does not answer.
+            TaskQueueError: The backend failed (e.g. a connection error).
+        """
+        for name in self.queue_names:
+            queue = self._queue_for(name)
+            self.queues.append(queue)
+            await probe(queue, self.spec, connect_timeout)
+        self.stores = open_stores(
+            self.spec, "dlq_backend", "result_store", "progress_tracker", "cache"
+        )
+        progress_store = create_store(self.spec, "create_progress_store")
+        if progress_store is not None:
+            self.stores.opened.append(progress_store)
+        if self.stores.dlq_backend is None:
+            logger.warning(
+                "The %s backend has no shared dead-letter storage: jobs that fail for good "
+                "are kept in this process only (lost when it exits).",
+                describe(self.spec),
+            )
+        limiter = self._rate_limiter()
+        dlq_storage = self.stores.dlq_backend or InMemoryDLQBackend()
+        for queue in self.queues:
+            services = TaskWorkerServices(
+                dead_letter_queue=PersistentDeadLetterQueue(backend=dlq_storage, queue=queue),
+                result_store=self.stores.result_store,
+                progress_store=progress_store,
+                progress_tracker=self.stores.progress_tracker,
+                rate_limiter=limiter,
+            )
+            pool = WorkerPool(
+                queue,
+                self.app.handlers,
+                size=max(1, self.worker_config.worker_count),
+                config=self.worker_config,
+                services=services,
+            )
+            self.pools.append(pool)
+        for pool in self.pools:
+            await pool.start()
+        if self.stores.cache is not None:
+            await self._beat()
+            self._presence_task = asyncio.create_task(self._presence_loop())
+        logger.info(
+            "Worker %s consuming %s on %s (%d handler(s), concurrency %d).",
+            self.worker_id,
+            ", ".join(self.queue_names),
+            describe(self.spec),
+            len(self.app.handlers),
+            self.worker_config.max_concurrent_tasks,
+        )
+
+    def _queue_for(self, name: str) -> TaskQueueProtocol:
+        own = self.preset_queue
+        if own is not None and own.queue_name == name:
+            return own
+        return open_queue(self.spec, name)
+
+    def _rate_limiter(self) -> RateLimiterProtocol | None:
+        settings = self.config.rate_limit
+        if not settings.enabled:
+            return None
+        shared = create_store(
+            self.spec,
+            "create_rate_limiter",
+            name="global",
+            rate=settings.rate,
+            per=settings.per,
+            burst=settings.burst,
+        )
+        if shared is not None:
+            self.stores.opened.append(shared)
+            limiter: RateLimiterProtocol = shared
+            return limiter
+        # Imported here: only workers with a rate limit need it.
+        from lexigram.tasks.concurrency import GlobalRateLimiter  # noqa: PLC0415
+
+        return GlobalRateLimiter(rate=settings.rate, per=settings.per, burst=settings.burst)
+
+    def totals(self) -> WorkerTotals:
+        """Sum the counters of every pool now."""
+        processed = succeeded = failed = retried = dead = in_flight = 0
+        for pool in self.pools:
+            for worker in pool.workers:
+                stats = worker.get_stats()
+                processed += stats.jobs_processed
+                succeeded += stats.jobs_succeeded
+                failed += stats.jobs_failed
+                retried += stats.jobs_retried
+                dead += stats.jobs_dead_lettered
+                in_flight += worker.in_flight
+        return WorkerTotals(
+            processed, succeeded, failed, retried, dead, in_flight, time.monotonic()
+        )
+
+    async def drain(self, timeout: float) -> None:
+        """Stop taking jobs, let running ones finish for up to `timeout` s, nack the rest."""
+        await asyncio.gather(*(pool.stop(drain=True, timeout=timeout) for pool in self.pools))
+
+    async def close(self) -> None:
+        """Unregister, then close stores and queues."""
+        if self._presence_task is not None:
+            self._presence_task.cancel()
+            await asyncio.gather(self._presence_task, return_exceptions=True)
+            self._presence_task = None
+        if self.stores.cache is not None:
+            try:
+                await self.stores.cache.delete(WORKER_KEY_PREFIX + self.worker_id)
+            except Exception:
+                logger.debug("Could not unregister worker %s.", self.worker_id, exc_info=True)
+        await self.stores.close()
+        await close_quietly(*self.queues)
+
+    # -- presence ----------------------------------------------------------------------
+
+    async def _presence_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PRESENCE_TTL / 3)
+            try:
+                await self._beat()
+            except Exception:
+                logger.warning("Could not refresh worker registration.", exc_info=True)
+
+    async def _beat(self) -> None:
+        totals = self.totals()
+        record: dict[str, Any] = {
+            "id": self.worker_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": self.queue_names,
+            "backend": describe(self.spec),
+            "started_at": self.started_at,
+            "seen_at": time.time(),
+            "concurrency": self.worker_config.max_concurrent_tasks,
+            "processed": totals.processed,
+            "succeeded": totals.succeeded,
+            "failed": totals.failed,
+            "in_flight": totals.in_flight,
+        }
+        await self.stores.cache.set(
+            WORKER_KEY_PREFIX + self.worker_id, json.dumps(record), ttl=PRESENCE_TTL
+        )
+
+
+async def registered_workers(cache: Any) -> list[dict[str, Any]]:
+    """Return the live worker registrations in a backend's cache store."""
+    found: list[dict[str, Any]] = []
+    for key in await cache.keys(WORKER_KEY_PREFIX):
+        raw = await cache.get(key)
+        if raw is None:
+            continue
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            found.append(record)
+    return sorted(found, key=lambda r: str(r.get("id")))

@@ -1,0 +1,143 @@
+"""``lexigram-tasks scheduler APP``: run the cron scheduler alone, enqueuing due jobs.
+
+Each schedule keeps a stable id (``cli:<task name>`` for ``@scheduled`` functions),
+and every fire is enqueued with a deterministic id, so several scheduler processes on
+one backend fire each occurrence once. Schedules are saved in the backend's schedule
+store when it has one (Redis, PostgreSQL), where ``inspect`` shows them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+import click
+
+from lexigram.contracts.tasks import Job, TaskBackendSpec
+from lexigram.tasks.cli._app import LoadedApp, load_app
+from lexigram.tasks.cli._context import (
+    close_quietly,
+    describe,
+    load_config,
+    open_queue,
+    open_stores,
+    probe,
+    resolve_spec,
+)
+from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.cli._options import (
+    backend_option,
+    config_option,
+    connect_timeout_option,
+    debug_option,
+    log_level_option,
+)
+from lexigram.tasks.cli._output import setup_logging
+from lexigram.tasks.config import TaskConfig
+from lexigram.tasks.scheduling import TaskScheduler
+
+logger = logging.getLogger("lexigram.tasks.cli")
+
+EPILOG = """\b
+Examples:
+  lexigram-tasks scheduler myapp.tasks --backend redis://localhost:6379/0
+  lexigram-tasks scheduler myapp.tasks:provider --config config/tasks.yaml
+
+\b
+In myapp/tasks.py:
+  @scheduled("0 3 * * *")          # every day at 03:00 (UTC unless configured)
+  async def nightly_cleanup() -> None: ...
+"""
+
+
+@click.command("scheduler", epilog=EPILOG)
+@click.argument("app")
+@backend_option
+@click.option("--queue", "-q", metavar="NAME", help="Queue to enqueue on. Default: the config's.")
+@log_level_option("info")
+@config_option
+@connect_timeout_option
+@debug_option
+def scheduler_command(
+    *,
+    app: str,
+    backend: str | None,
+    queue: str | None,
+    log_level: str,
+    config_path: str | None,
+    connect_timeout: float,
+    debug: bool,
+) -> None:
+    """Run the cron schedules of APP, enqueuing each due job, until SIGTERM/SIGINT.
+
+    APP is the same as for `worker`; its @scheduled functions (or its TaskProvider's
+    schedules) are what runs. Run workers separately to execute the jobs.
+    """
+    setup_logging("debug" if debug else log_level)
+    loaded = load_app(app)
+    if not loaded.schedules:
+        msg = (
+            f"APP {app!r} declares no schedules. Decorate a task with @scheduled('<cron>') "
+            "(e.g. @scheduled('*/5 * * * *')), or schedule it on your TaskProvider."
+        )
+        raise CLIError(msg)
+    config = load_config(config_path, loaded.config)
+    spec = resolve_spec(config, backend, queue)
+    asyncio.run(_run(loaded, config, spec, connect_timeout))
+
+
+async def _run(app: LoadedApp, config: TaskConfig, spec: TaskBackendSpec, timeout: float) -> None:
+    queue = open_queue(spec)
+    stores = open_stores(spec, "scheduler_store")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue
+        installed.append(sig)
+    scheduler: TaskScheduler | None = None
+    try:
+        await probe(queue, spec, timeout)
+        scheduler = TaskScheduler.from_config(config.scheduler, store=stores.scheduler_store)
+        for schedule in app.schedules:
+            try:
+                await scheduler.schedule_job(schedule.template, schedule.cron, schedule.schedule_id)
+            except ValueError as exc:
+                msg = f"Schedule {schedule.schedule_id!r} ({schedule.cron!r}): {exc}"
+                raise CLIError(msg) from None
+        for job in scheduler.get_scheduled_jobs():
+            logger.info(
+                "Schedule %s: %s at %r (%s).",
+                job.job_id,
+                job.job_template.name,
+                job.cron_expression,
+                job.timezone,
+            )
+
+        async def enqueue(job: Job) -> Any:
+            result = await queue.enqueue(job)
+            if result.is_ok():
+                logger.info("Enqueued %s as job %s.", job.name, result.unwrap())
+            return result
+
+        await scheduler.start_scheduler(enqueue)
+        logger.info(
+            "Scheduler running %d schedule(s) onto %r on %s; Ctrl-C to stop.",
+            len(app.schedules),
+            spec.queue_name,
+            describe(spec),
+        )
+        await stop.wait()
+        logger.info("Stopping the scheduler.")
+    finally:
+        if scheduler is not None:
+            await scheduler.stop_scheduler()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        await stores.close()
+        await close_quietly(queue)

@@ -1,0 +1,264 @@
+"""``worker --workers N`` and ``worker --reload``: a parent that supervises worker processes.
+
+Each child is ``python -m lexigram.tasks.cli worker ... --workers 1``, its own process
+with its own event loop, started in a new session so that a Ctrl-C in the terminal
+reaches only the supervisor, which forwards exactly one SIGTERM per signal it gets:
+the first makes every child drain, a second makes them stop hard. A child that dies
+is restarted (with a growing pause if it keeps dying at once). A child notices when
+its supervisor is gone (its stdin pipe closes) and drains.
+
+With ``--reload`` the supervisor also watches the APP's source files (modification
+times, checked twice a second: no extra dependency) and restarts the children
+gracefully when one changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+logger = logging.getLogger("lexigram.tasks.cli")
+
+SUPERVISED_ENV = "LEXIGRAM_TASKS_SUPERVISED"
+"""Set in each child's environment to its slot number (1-based)."""
+
+_TICK = 0.2  # seconds between looks at the children and the files
+_RELOAD_CHECK = 0.5
+_FAST_EXIT = 2.0  # a child that dies sooner than this after its start "failed at startup"
+_MAX_FAST_EXITS = 5
+_KILL_GRACE = 10.0  # extra seconds after the drain timeout before SIGKILL
+_IGNORED_DIRS = {"__pycache__", ".git", ".venv", "venv", "node_modules", ".mypy_cache"}
+
+
+@dataclass(slots=True)
+class _Child:
+    slot: int
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    fast_exits: int = 0
+    restart_at: float | None = None
+    exit_code: int | None = None
+
+
+def snapshot(paths: Sequence[Path]) -> dict[Path, float]:
+    """Modification times of the Python and YAML files under `paths` (files or dirs)."""
+    times: dict[Path, float] = {}
+    for file in _files(paths):
+        try:
+            times[file] = file.stat().st_mtime
+        except OSError:
+            continue  # deleted between listing and stat: the next snapshot sees it
+    return times
+
+
+def _files(paths: Sequence[Path]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_file():
+            yield path
+            continue
+        for root, dirs, names in os.walk(path):
+            dirs[:] = [d for d in dirs if d not in _IGNORED_DIRS]
+            for name in names:
+                if name.endswith((".py", ".yaml", ".yml")):
+                    yield Path(root, name)
+
+
+@dataclass(slots=True)
+class Supervisor:
+    """Starts `count` worker processes and keeps them running until told to stop.
+
+    Args:
+        child_args: Arguments after ``python -m lexigram.tasks.cli`` for one child.
+        count: Number of worker processes.
+        shutdown_timeout: The children's drain timeout (to know when to SIGKILL).
+        watch: Paths to watch for ``--reload`` (None: no reloading).
+    """
+
+    child_args: list[str]
+    count: int
+    shutdown_timeout: float
+    watch: list[Path] | None = None
+    _children: list[_Child] = field(default_factory=list)
+    _signals: int = 0
+    _forwarded: int = 0
+    _stop_since: float | None = None
+
+    def run(self) -> int:
+        """Supervise until a signal stops the children; return the exit code.
+
+        Returns:
+            0 when every child drained cleanly, 2 when the children fail at startup
+            (a user error they reported), 1 otherwise.
+        """
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in _signals()}
+        try:
+            self._children = [_Child(slot) for slot in range(1, self.count + 1)]
+            for child in self._children:
+                self._spawn(child)
+            return self._loop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            for child in self._children:
+                self._close_pipe(child)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        del frame
+        self._signals += 1
+        name = signal.Signals(signum).name
+        if self._signals == 1:
+            logger.warning("Received %s: draining %d worker process(es).", name, self.count)
+        else:
+            logger.warning("Received %s again: stopping the worker processes now.", name)
+
+    def _loop(self) -> int:
+        files = snapshot(self.watch) if self.watch is not None else {}
+        next_check = time.monotonic() + _RELOAD_CHECK
+        while True:
+            now = time.monotonic()
+            if self._signals:
+                code = self._stopping(now)
+                if code is not None:
+                    return code
+            else:
+                failed = self._reap_and_restart(now)
+                if failed is not None:
+                    return failed
+                if self.watch is not None and now >= next_check:
+                    next_check = now + _RELOAD_CHECK
+                    current = snapshot(self.watch)
+                    if current != files:
+                        changed = _changed(files, current)
+                        files = current
+                        logger.warning("Detected a change in %s; restarting the workers.", changed)
+                        self._restart_all()
+            time.sleep(_TICK)
+
+    def _spawn(self, child: _Child) -> None:
+        env = {**os.environ, SUPERVISED_ENV: str(child.slot)}
+        command = [sys.executable, "-m", "lexigram.tasks.cli", *self.child_args]
+        # A new session: the terminal's Ctrl-C reaches the supervisor only.
+        child.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            command, stdin=subprocess.PIPE, env=env, start_new_session=True
+        )
+        child.started = time.monotonic()
+        child.restart_at = None
+        logger.info("Started worker process %d (pid %d).", child.slot, child.process.pid)
+
+    def _reap_and_restart(self, now: float) -> int | None:
+        for child in self._children:
+            process = child.process
+            if process is not None:
+                code = process.poll()
+                if code is None:
+                    if now - child.started > _FAST_EXIT:
+                        child.fast_exits = 0
+                    continue
+                self._close_pipe(child)
+                child.process = None
+                lived = now - child.started
+                if lived < _FAST_EXIT:
+                    child.fast_exits += 1
+                    if code == 2 or child.fast_exits >= _MAX_FAST_EXITS:  # noqa: PLR2004 - exit code 2 is a user error
+                        logger.error(
+                            "Worker process %d exited with code %d right after starting; "
+                            "giving up (its error is printed above).",
+                            child.slot,
+                            code,
+                        )
+                        self._terminate_all(signal.SIGTERM)
+                        self._wait_all(self.shutdown_timeout + _KILL_GRACE)
+                        return 2 if code == 2 else 1  # noqa: PLR2004
+                delay = (
+                    min(0.5 * 2 ** max(child.fast_exits - 1, 0), 10.0) if child.fast_exits else 0.0
+                )
+                logger.warning(
+                    "Worker process %d (pid %d) exited with code %d; restarting it%s.",
+                    child.slot,
+                    process.pid,
+                    code,
+                    f" in {delay:g} s" if delay else "",
+                )
+                child.restart_at = now + delay
+            if child.process is None and child.restart_at is not None and now >= child.restart_at:
+                self._spawn(child)
+        return None
+
+    def _stopping(self, now: float) -> int | None:
+        if self._stop_since is None:
+            self._stop_since = now
+        while self._forwarded < min(self._signals, 2):
+            self._forwarded += 1
+            self._terminate_all(signal.SIGTERM)
+        if now - self._stop_since > self.shutdown_timeout + _KILL_GRACE:
+            self._terminate_all(signal.SIGKILL)
+        alive = False
+        for child in self._children:
+            if child.process is None:
+                continue
+            code = child.process.poll()
+            if code is None:
+                alive = True
+            elif child.exit_code is None:
+                child.exit_code = code
+        if alive:
+            return None
+        codes = [c.exit_code for c in self._children if c.exit_code is not None]
+        return 0 if all(code == 0 for code in codes) else 1
+
+    def _restart_all(self) -> None:
+        self._terminate_all(signal.SIGTERM)
+        self._wait_all(self.shutdown_timeout + _KILL_GRACE)
+        for child in self._children:
+            self._close_pipe(child)
+            child.fast_exits = 0
+            self._spawn(child)
+
+    def _terminate_all(self, sig: signal.Signals) -> None:
+        for child in self._children:
+            process = child.process
+            if process is not None and process.poll() is None:
+                try:
+                    process.send_signal(sig)
+                except ProcessLookupError:
+                    continue
+
+    def _wait_all(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for child in self._children:
+            process = child.process
+            if process is None:
+                continue
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    @staticmethod
+    def _close_pipe(child: _Child) -> None:
+        process = child.process
+        if process is not None and process.stdin is not None and not process.stdin.closed:
+            try:
+                process.stdin.close()
+            except OSError:
+                return
+
+
+def _signals() -> list[signal.Signals]:
+    return [signal.SIGINT, signal.SIGTERM]
+
+
+def _changed(before: dict[Path, float], after: dict[Path, float]) -> str:
+    paths = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+    names = sorted(str(p) for p in paths)
+    shown = ", ".join(names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")  # noqa: PLR2004

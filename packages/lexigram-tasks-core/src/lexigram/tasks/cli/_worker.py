@@ -1,0 +1,370 @@
+"""``lexigram-tasks worker APP``: run task handlers until stopped.
+
+SIGTERM or SIGINT (Ctrl-C) starts a graceful drain: stop taking jobs, let the running
+ones finish for up to ``--shutdown-timeout`` seconds, nack (requeue) the rest, exit 0.
+A second signal stops at once: running handlers are cancelled and their jobs nacked
+(jobs a handler will not give up are delivered again when their lease expires),
+exit 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from lexigram.tasks.cli._app import LoadedApp, load_app
+from lexigram.tasks.cli._context import describe, load_config, resolve_spec
+from lexigram.tasks.cli._options import (
+    backend_option,
+    config_option,
+    connect_timeout_option,
+    debug_option,
+    log_level_option,
+)
+from lexigram.tasks.cli._output import setup_logging, stderr_console
+from lexigram.tasks.cli._runtime import WorkerRuntime, WorkerTotals
+from lexigram.tasks.cli._supervisor import SUPERVISED_ENV, Supervisor
+from lexigram.tasks.config import TaskWorkerConfig
+
+logger = logging.getLogger("lexigram.tasks.cli")
+
+HARD_STOP_EXIT_CODE = 1
+_STATUS_REFRESH = 0.5  # seconds between status-line updates
+_PLAIN_STATUS_EVERY = 10.0  # seconds between status log lines when not on a terminal
+_HARD_STOP_GRACE = 5.0  # seconds cancelled handlers get to nack their jobs
+
+EPILOG = """\b
+Examples:
+  lexigram-tasks worker myapp.tasks --backend redis://localhost:6379/0
+  lexigram-tasks worker myapp.tasks:registry -q emails -q reports -c 50
+  lexigram-tasks worker myapp.tasks:provider --workers 4 --shutdown-timeout 60
+  lexigram-tasks worker config/tasks.yaml --reload
+"""
+
+
+class HardStop(SystemExit):
+    """Raised after a second signal; `main` then exits without waiting for stuck threads."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """The worker command's options, as parsed."""
+
+    app: str
+    backend: str | None
+    config_path: str | None
+    queues: tuple[str, ...]
+    concurrency: int | None
+    workers: int
+    shutdown_timeout: float | None
+    log_level: str
+    reload: bool
+    burst: bool
+    connect_timeout: float
+    debug: bool
+
+    def child_args(self) -> list[str]:
+        """The arguments of one supervised child: the same options, one process."""
+        args = ["worker", self.app, "--workers", "1", "--log-level", self.log_level]
+        if self.backend is not None:
+            args += ["--backend", self.backend]
+        if self.config_path is not None:
+            args += ["--config", self.config_path]
+        for queue in self.queues:
+            args += ["--queue", queue]
+        if self.concurrency is not None:
+            args += ["--concurrency", str(self.concurrency)]
+        if self.shutdown_timeout is not None:
+            args += ["--shutdown-timeout", str(self.shutdown_timeout)]
+        args += ["--connect-timeout", str(self.connect_timeout)]
+        if self.debug:
+            args.append("--debug")
+        return args
+
+
+@click.command("worker", epilog=EPILOG)
+@click.argument("app")
+@backend_option
+@click.option(
+    "--queue",
+    "-q",
+    "queues",
+    multiple=True,
+    metavar="NAME",
+    help="Queue to consume (repeat for several). Default: the config's queue_name.",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(min=1),
+    help="Jobs one process runs at once. Default: worker.max_concurrent_tasks (10).",
+)
+@click.option(
+    "--workers",
+    "-w",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes, each with its own event loop; a dead one is restarted.",
+)
+@click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="On SIGTERM/SIGINT, how long running jobs may finish. Default: worker.shutdown_timeout.",
+)
+@log_level_option("info")
+@click.option("--reload", is_flag=True, help="Restart when the APP's source changes (development).")
+@click.option("--burst", is_flag=True, help="Exit once the queues are empty and nothing runs.")
+@config_option
+@connect_timeout_option
+@debug_option
+def worker_command(**params: Any) -> None:
+    """Run the task handlers of APP on the queues until SIGTERM/SIGINT.
+
+    APP is `module:object` (a TaskProvider, a HandlerRegistry, a dict of name ->
+    handler, one @task function), a module whose @task functions are used, or a YAML
+    config file whose tasks section names the module in `extra.app`.
+
+    The first SIGTERM/SIGINT drains: no new jobs, running ones finish (up to
+    --shutdown-timeout), the rest are requeued, exit code 0. A second signal stops now.
+    """
+    options = WorkerOptions(**params)
+    level = "debug" if options.debug else options.log_level
+    supervised = os.environ.get(SUPERVISED_ENV) is not None
+    if options.workers > 1 or (options.reload and not supervised):
+        setup_logging(level)
+        app = load_app(options.app)  # fail here, once, rather than in every child
+        supervisor = Supervisor(
+            child_args=options.child_args(),
+            count=options.workers,
+            shutdown_timeout=_shutdown_timeout(options, app),
+            watch=app.watch_paths if options.reload else None,
+        )
+        raise SystemExit(supervisor.run())
+    console = stderr_console()
+    interactive = console.is_terminal and not supervised
+    setup_logging(level, console if interactive else None)
+    app = load_app(options.app)
+    code = asyncio.run(_run(options, app, console if interactive else None, supervised))
+    if code == HARD_STOP_EXIT_CODE:
+        raise HardStop(code)
+    raise SystemExit(code)
+
+
+def _shutdown_timeout(options: WorkerOptions, app: LoadedApp) -> float:
+    if options.shutdown_timeout is not None:
+        return options.shutdown_timeout
+    config = load_config(options.config_path, app.config)
+    return config.worker.shutdown_timeout
+
+
+def _worker_config(options: WorkerOptions, base: TaskWorkerConfig) -> TaskWorkerConfig:
+    updates: dict[str, Any] = {}
+    if options.concurrency is not None:
+        updates["max_concurrent_tasks"] = options.concurrency
+    if options.shutdown_timeout is not None:
+        updates["shutdown_timeout"] = options.shutdown_timeout
+    return base.model_copy(update=updates)
+
+
+async def _run(
+    options: WorkerOptions, app: LoadedApp, console: Console | None, supervised: bool
+) -> int:
+    config = load_config(options.config_path, app.config)
+    queues = list(dict.fromkeys(options.queues))
+    own_queue = app.queue is not None and options.backend is None and not options.config_path
+    if not queues and app.queue is not None and own_queue:
+        queues = [app.queue.queue_name]  # the APP's own queue object is consumed
+    spec = resolve_spec(config, options.backend, queues[0] if queues else None)
+    if not queues:
+        queues = [spec.queue_name]
+    runtime = WorkerRuntime(
+        app,
+        config,
+        spec,
+        queues,
+        worker_config=_worker_config(options, config.worker),
+        preset_queue=app.queue if own_queue else None,
+    )
+    stopper = _Stopper(runtime.worker_config.shutdown_timeout)
+    stopper.install()
+    status: asyncio.Task[None] | None = None
+    try:
+        await runtime.start(options.connect_timeout)
+        if supervised:
+            await _watch_supervisor(stopper.request)
+        status = asyncio.create_task(_status(runtime, console, options, stopper))
+        await stopper.requested.wait()
+        return await _shutdown(runtime, stopper)
+    finally:
+        if status is not None:
+            status.cancel()
+            await asyncio.gather(status, return_exceptions=True)
+        stopper.uninstall()
+        await runtime.close()
+
+
+async def _shutdown(runtime: WorkerRuntime, stopper: _Stopper) -> int:
+    timeout = runtime.worker_config.shutdown_timeout
+    drain = asyncio.create_task(runtime.drain(timeout))
+    hard = asyncio.create_task(stopper.hard.wait())
+    done, _ = await asyncio.wait({drain, hard}, return_when=asyncio.FIRST_COMPLETED)
+    if drain in done:
+        hard.cancel()
+        drain.result()
+        totals = runtime.totals()
+        logger.info(
+            "Worker %s stopped: %d processed, %d succeeded, %d failed.",
+            runtime.worker_id,
+            totals.processed,
+            totals.succeeded,
+            totals.failed,
+        )
+        return 0
+    # Second signal: cancel everything. A cancelled handler's job is nacked (requeued)
+    # by the worker as its task unwinds; a handler that ignores cancellation keeps its
+    # job until the lease expires, and then it is delivered again.
+    drain.cancel()
+    current = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not current]
+    for task in others:
+        task.cancel()
+    if others:
+        await asyncio.wait(others, timeout=_HARD_STOP_GRACE)
+    logger.warning("Worker %s stopped hard.", runtime.worker_id)
+    return HARD_STOP_EXIT_CODE
+
+
+class _Stopper:
+    """Turns SIGTERM/SIGINT into a drain request, and a second one into a hard stop."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.requested = asyncio.Event()
+        self.hard = asyncio.Event()
+        self.reason = ""
+        self._installed: list[signal.Signals] = []
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread, or a platform without loop signals
+            self._installed.append(sig)
+
+    def uninstall(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._installed:
+            loop.remove_signal_handler(sig)
+        self._installed.clear()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if not self.requested.is_set():
+            self.request(f"received {sig.name}")
+            logger.warning(
+                "Received %s: draining (running jobs may finish for up to %g s; send it "
+                "again to stop now).",
+                sig.name,
+                self.timeout,
+            )
+        elif not self.hard.is_set():
+            logger.warning("Received %s again: stopping now.", sig.name)
+            self.hard.set()
+
+    def request(self, reason: str) -> None:
+        if not self.requested.is_set():
+            self.reason = reason
+            self.requested.set()
+
+
+async def _watch_supervisor(request: Callable[[str], None]) -> None:
+    """Drain when the supervisor's end of our stdin closes (it exited or was killed)."""
+    loop = asyncio.get_running_loop()
+
+    class _Watch(asyncio.Protocol):
+        def connection_lost(self, exc: Exception | None) -> None:
+            request("the supervisor exited")
+
+    with contextlib.suppress(OSError, ValueError):
+        await loop.connect_read_pipe(_Watch, sys.stdin)
+
+
+async def _status(
+    runtime: WorkerRuntime, console: Console | None, options: WorkerOptions, stopper: _Stopper
+) -> None:
+    """Show a live status line on a terminal; log one now and then otherwise; end --burst."""
+    previous = runtime.totals()
+    last_logged = previous
+    live = Live(console=console, refresh_per_second=4, transient=True) if console else None
+    with contextlib.ExitStack() as stack:
+        if live is not None:
+            stack.enter_context(live)
+        while True:
+            await asyncio.sleep(_STATUS_REFRESH)
+            current = runtime.totals()
+            rate = _rate(previous, current)
+            if live is not None:
+                live.update(_status_text(runtime, current, rate))
+            elif current.at - last_logged.at >= _PLAIN_STATUS_EVERY and current != last_logged:
+                logger.info("Status: %s", _status_plain(current, _rate(last_logged, current)))
+                last_logged = current
+            previous = current
+            if options.burst and current.in_flight == 0 and await _queues_empty(runtime):
+                stopper.request("the queues are empty (--burst)")
+                logger.info("Queues are empty; stopping (--burst).")
+                return
+
+
+async def _queues_empty(runtime: WorkerRuntime) -> bool:
+    for queue in runtime.queues:
+        if await queue.count(queue.queue_name) > 0:
+            return False
+    return True
+
+
+def _rate(before: WorkerTotals, after: WorkerTotals) -> float:
+    elapsed = after.at - before.at
+    return (after.processed - before.processed) / elapsed if elapsed > 0 else 0.0
+
+
+def _status_plain(totals: WorkerTotals, rate: float) -> str:
+    return (
+        f"processed={totals.processed} succeeded={totals.succeeded} failed={totals.failed} "
+        f"retried={totals.retried} dead_lettered={totals.dead_lettered} "
+        f"in_flight={totals.in_flight} rate={rate:.1f}/s"
+    )
+
+
+def _status_text(runtime: WorkerRuntime, totals: WorkerTotals, rate: float) -> Text:
+    text = Text()
+    text.append("● ", style="green")
+    text.append(f"{runtime.worker_id} ", style="bold")
+    text.append(f"{','.join(runtime.queue_names)} @ {describe(runtime.spec)}  ", style="dim")
+    for label, value, style in (
+        ("processed", totals.processed, "bold"),
+        ("ok", totals.succeeded, "green"),
+        ("failed", totals.failed, "red" if totals.failed else "dim"),
+        ("retried", totals.retried, "yellow" if totals.retried else "dim"),
+        ("dlq", totals.dead_lettered, "red" if totals.dead_lettered else "dim"),
+        ("in-flight", totals.in_flight, "cyan"),
+    ):
+        text.append(f"{label} ")
+        text.append(f"{value}", style=style)
+        text.append("  ")
+    text.append(f"{rate:.1f} jobs/s", style="bold")
+    return text
