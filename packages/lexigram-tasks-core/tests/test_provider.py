@@ -24,13 +24,14 @@ from lexigram.contracts.tasks import (
     TaskRegistrationError,
     TaskValidationError,
 )
-from lexigram.di import Container, HealthStatus, ProviderPriority
+from lexigram.di import Container, HealthStatus, Module, ProviderPriority, module
 from lexigram.tasks import (
     HandlerRegistry,
     MemoryTaskQueue,
     TaskBackendRegistry,
     TaskConfig,
     TaskProvider,
+    TasksModule,
     WorkerPool,
     scheduled,
     task,
@@ -458,3 +459,22 @@ async def test_provider_hooks_feed_metrics_and_observers():
         assert await asyncio.wait_for(completed.get(), 5) == "work"
         assert provider.metrics.get("work", "queued") == 1
         assert provider.metrics.get("work", "completed") == 1
+
+
+async def test_provider_without_config_uses_the_application_config():
+    app_config = TaskConfig(worker={"worker_count": 3}, scheduler={"enabled": False})
+
+    @module(imports=[TasksModule.configure(worker_count=None)])
+    class AppModule(Module): ...
+
+    async with Application.boot(modules=[AppModule], config=app_config) as app:
+        provider = await app.container.resolve(TaskProvider)
+        assert provider.config is app_config
+        assert provider.worker_count == 3
+        assert provider.scheduler is None
+        assert provider.worker_pool is not None
+        assert len(provider.worker_pool.workers) == 3
+    # A config given to the provider itself is never replaced.
+    own = TaskProvider(config=TaskConfig(worker={"worker_count": 1}))
+    async with Application.boot(providers=[own], config=app_config):
+        assert own.worker_count == 1

@@ -125,21 +125,18 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
             )
             raise TaskConfigurationError(msg, details={"worker_count": worker_count})
         self._config: TaskConfig = config if config is not None else TaskConfig()
-        cfg = self._config
+        self._config_given = config is not None
         self.queue: TaskQueueProtocol | None = queue
         self._explicit_queue = queue
-        self.worker_count: int = (
-            worker_count if worker_count is not None else cfg.worker.worker_count
-        )
-        self.enable_scheduler: bool = (
-            enable_scheduler if enable_scheduler is not None else cfg.scheduler.enabled
-        )
+        self._explicit_worker_count = worker_count
+        self._explicit_enable_scheduler = enable_scheduler
+        self.worker_count: int = 0
+        self.enable_scheduler: bool = False
+        self.scheduler: TaskScheduler | None = None
+        self._apply_config()
         self.middleware_pipeline = middleware_pipeline
         self.registry = HandlerRegistry()
         self.backend_registry = TaskBackendRegistry.with_defaults()
-        self.scheduler: TaskScheduler | None = (
-            TaskScheduler.from_config(cfg.scheduler) if self.enable_scheduler else None
-        )
         self.worker_pool: WorkerPool | None = None
         self.worker_pools: dict[str, WorkerPool] = {}
         self.stacks: dict[str, BackendStack] = {}
@@ -155,6 +152,31 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         # them, so the provider can be registered again (by a new application).
         self._class_tasks: list[str] = []
         self._class_schedules: list[str] = []
+
+    def _apply_config(self) -> None:
+        """Derive the settings from the config; explicit constructor arguments win."""
+        cfg = self._config
+        count = self._explicit_worker_count
+        self.worker_count = count if count is not None else cfg.worker.worker_count
+        enable = self._explicit_enable_scheduler
+        self.enable_scheduler = enable if enable is not None else cfg.scheduler.enabled
+        if not self.enable_scheduler:
+            self.scheduler = None
+        elif self.scheduler is None:
+            self.scheduler = TaskScheduler.from_config(cfg.scheduler)
+        else:  # keep the schedules registered so far
+            self.scheduler.check_interval = cfg.scheduler.check_interval
+            self.scheduler.timezone = cfg.scheduler.timezone
+
+    async def _adopt_application_config(self, container: ContainerRegistrarProtocol) -> None:
+        """Use the application's `TaskConfig` (``Application(config=...)``) if none was given."""
+        resolve = getattr(container, "resolve", None)
+        if self._config_given or resolve is None or not container.has(TaskConfig):
+            return
+        config = await resolve(TaskConfig)
+        if isinstance(config, TaskConfig) and config is not self._config:
+            self._config = config
+            self._apply_config()
 
     @classmethod
     def from_config(cls, config: TaskConfig | Mapping[str, Any], **context: Any) -> Self:
@@ -285,6 +307,8 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         Args:
             container: DI registrar to bind task services into.
         """
+        if not self.stacks:
+            await self._adopt_application_config(container)
         self._report_config_issues()
         self._ensure_stacks()
         self._build_pools()
