@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit
 
 import aiormq
 import pytest
@@ -83,3 +87,80 @@ async def rabbitmq_queue(
 ) -> RabbitMQTaskQueue:
     """A fresh classic queue with the default options."""
     return make_rabbitmq_queue()
+
+
+async def rabbitmqctl(*args: str, within: float = 60.0) -> str:
+    """Run ``rabbitmqctl ARGS`` (the tests run as root on the broker's host)."""
+    proc = await asyncio.create_subprocess_exec(
+        "rabbitmqctl",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), within)
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, f"rabbitmqctl {' '.join(args)} failed: {text}"
+    return text
+
+
+async def drop_connections(queue_name: str) -> int:
+    """Force-close (broker side) every connection a queue object named `queue_name` opened.
+
+    The broker closes them with CONNECTION_FORCED, as on a network loss or a node
+    shutdown; returns how many were closed.
+    """
+    listing = await rabbitmqctl("list_connections", "pid", "client_properties", "-q")
+    pids = [
+        line.split("\t", 1)[0]
+        for line in listing.splitlines()
+        if f'"lexigram-tasks:{queue_name}"' in line
+    ]
+    for pid in pids:
+        await rabbitmqctl("close_connection", pid, "lexigram test: simulated connection loss")
+    return len(pids)
+
+
+@pytest.fixture
+def broker_admin(amqp_url: str) -> None:
+    """Require ``rabbitmqctl`` for the broker under test (it must run on this host).
+
+    Skipped like a missing service, or failed when LEXIGRAM_REQUIRE_SERVICES=1.
+    """
+    host = urlsplit(amqp_url).hostname
+    if shutil.which("rabbitmqctl") and host in ("127.0.0.1", "localhost", "::1"):
+        return
+    msg = f"rabbitmqctl is not available for the broker at {host!r} (needed to force failures)."
+    if os.environ.get("LEXIGRAM_REQUIRE_SERVICES") == "1":
+        pytest.fail(msg, pytrace=False)
+    pytest.skip(msg)
+
+
+class Broker:
+    """Direct access to the broker under test (raw AMQP and, for admin, rabbitmqctl)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def depth(self, name: str) -> int:
+        """Ready messages in queue `name` (0 if it does not exist)."""
+        return await queue_depth(self.url, name)
+
+    async def delete_family(self, name: str) -> None:
+        """Delete a queue's whole family of queues and exchanges."""
+        await delete_queue_family(self.url, name)
+
+    @staticmethod
+    async def ctl(*args: str) -> str:
+        """Run rabbitmqctl (needs the `broker_admin` fixture)."""
+        return await rabbitmqctl(*args)
+
+    @staticmethod
+    async def drop_connections(queue_name: str) -> int:
+        """Force-close the connections of queue objects named `queue_name`."""
+        return await drop_connections(queue_name)
+
+
+@pytest.fixture
+def broker(amqp_url: str) -> Broker:
+    """The broker under test, for looking behind the queue object's back."""
+    return Broker(amqp_url)

@@ -197,10 +197,25 @@ class DeliveryBuffer:
                 acks.dirty = False
 
     async def ensure_consuming(self, prefetch: int) -> None:
-        """Subscribe the consumer, or set its prefetch to `prefetch`."""
+        """Subscribe the consumer, or set its prefetch to `prefetch`.
+
+        While the connection is down this only records the prefetch: the channel's
+        reopen callback subscribes again once the robust connection is back.
+        """
         prefetch = max(1, prefetch)
         if self._consuming and prefetch == self._prefetch:
             return
+        if self._consuming and (self._acks is None or not self._acks.alive):
+            self._prefetch = prefetch
+            return
+        try:
+            await self._subscribe(prefetch)
+        except CONNECTION_ERRORS as exc:
+            if not self._link.reconnecting():
+                raise
+            logger.debug("Consumer of %r waits for the reconnect (%s).", self._queue, exc)
+
+    async def _subscribe(self, prefetch: int) -> None:
         async with self._start_lock:
             if self._channel is None:
                 connection = await self._link.ready()
@@ -376,12 +391,16 @@ class DeliveryBuffer:
     # -- basic.get -------------------------------------------------------------------
 
     async def get(self) -> Delivery | None:
-        """Fetch one message with basic.get (None when the queue has none ready)."""
+        """Fetch one message with basic.get (None when none is ready or while reconnecting)."""
+        if self._link.reconnecting():
+            return None
         acks = await self._getter_channel()
         try:
             message = await acks.channel.basic_get(self._queue, no_ack=False)
         except CONNECTION_ERRORS as exc:
             self._getter_acks = None
+            if self._link.reconnecting():
+                return None
             error = self._link.connection_error("fetch a job", exc)
             raise error from exc
         if not isinstance(message.delivery, Basic.GetOk) or message.delivery_tag is None:

@@ -110,6 +110,11 @@ class AMQPLink:
 
     # -- connecting ------------------------------------------------------------------
 
+    def reconnecting(self) -> bool:
+        """True while a connection that was up is down and being re-established."""
+        connection = self.connection
+        return connection is not None and not connection.connected.is_set()
+
     async def ready(self) -> AbstractRobustConnection:
         """Connect (once) and declare the topology; return the robust connection."""
         if self.connection is not None and self._publisher is not None:

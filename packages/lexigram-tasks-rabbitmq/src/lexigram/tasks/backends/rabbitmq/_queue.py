@@ -332,8 +332,13 @@ class RabbitMQTaskQueue:
             return jobs
         buffer.enter()
         try:
-            await buffer.ensure_consuming(len(self._inflight) + max_jobs)
             deadline = time.monotonic() + timeout
+            try:
+                # Bounded: while reconnecting, subscribing waits for the connection.
+                async with asyncio.timeout(max(timeout, self.settings.connect_timeout)):
+                    await buffer.ensure_consuming(len(self._inflight) + max_jobs)
+            except TimeoutError:
+                return []
             while True:
                 jobs = await self._hand_out(buffer.take(max_jobs))
                 remaining = deadline - time.monotonic()
