@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -16,7 +18,7 @@ from lexigram.tasks.concurrency import (
 )
 
 
-async def _wait_until_done(tasks: list[asyncio.Task[object]], count: int) -> None:
+async def _wait_until_done(tasks: Sequence[asyncio.Task[Any]], count: int) -> None:
     """Wait (event-driven) until at least `count` of `tasks` are done."""
     pending = {t for t in tasks if not t.done()}
     while len(tasks) - len(pending) < count:
@@ -37,7 +39,7 @@ async def test_unique_task_skip_if_locked_runs_body_once_for_100_concurrent_call
         await release.wait()
         return f"synced {user_id}"
 
-    tasks: list[asyncio.Task[object]] = [asyncio.create_task(sync_user("42")) for _ in range(100)]
+    tasks = [asyncio.create_task(sync_user("42")) for _ in range(100)]
     await started.wait()
     await _wait_until_done(tasks, 99)  # every other attempt was skipped while held
     release.set()
@@ -184,9 +186,11 @@ async def test_in_memory_lock_waiter_wakes_on_release():
 async def test_in_memory_lock_auto_releases_after_timeout(caplog: pytest.LogCaptureFixture):
     manager = LockManager()
     holder = manager.acquire("k", timeout=0.05)
+    waiter = manager.acquire("k", timeout=30)
+    assert isinstance(holder, InMemoryLock)
+    assert isinstance(waiter, InMemoryLock)
     assert await holder.try_acquire()
     assert holder.is_held
-    waiter = manager.acquire("k", timeout=30)
     # The holder never releases: the waiter gets the key once the hold expires.
     assert await waiter.acquire_wait(timeout=5.0)
     assert not holder.is_held

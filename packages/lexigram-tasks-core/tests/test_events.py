@@ -27,7 +27,7 @@ def test_events_have_base_fields_and_default_event_type():
     assert TaskCompletedEvent(task_id="j", worker_id="worker-1").worker_id == "worker-1"
     assert TaskFailedEvent(task_id="j", error="boom").error == "boom"
     with pytest.raises(TypeError):
-        TaskQueuedEvent("j1", "emails")  # type: ignore[misc]  # keyword-only
+        TaskQueuedEvent("j1", "emails")  # type: ignore[call-arg, arg-type]  # keyword-only
 
 
 def test_events_are_frozen():

@@ -205,7 +205,8 @@ async def test_emit_publishes_domain_events():
     await hooks.emit("task.started", STARTED)  # no event for "started"
     await hooks.emit("task.completed", COMPLETED)
     await hooks.emit("task.failed", FAILED)
-    assert [type(e) for e in events] == [TaskQueuedEvent, TaskCompletedEvent, TaskFailedEvent]
+    expected: list[type[DomainEvent]] = [TaskQueuedEvent, TaskCompletedEvent, TaskFailedEvent]
+    assert [type(e) for e in events] == expected
     queued, completed, failed = events
     assert isinstance(queued, TaskQueuedEvent)
     assert (queued.task_id, queued.queue_name) == ("j1", "q")

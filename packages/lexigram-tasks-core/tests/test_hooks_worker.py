@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from lexigram.contracts.tasks import Job, ProgressSnapshot, ProgressStatus
 from lexigram.tasks.backends.memory import MemoryTaskQueue
@@ -32,8 +33,12 @@ async def _run_until(pool: WorkerPool, done: asyncio.Event) -> None:
 async def test_queue_and_worker_fire_every_hook_and_event_with_ids():
     hooks = HookRegistry()
     seen: list[tuple[str, object]] = []
+
+    def recorder(action: str) -> Callable[[object], None]:
+        return lambda payload: seen.append((action, payload))
+
     for action in ("task.queued", "task.started", "task.completed", "task.failed"):
-        hooks.add_observer(action, lambda p, a=action: seen.append((a, p)))
+        hooks.add_observer(action, recorder(action))
     events: list[DomainEvent] = []
     hooks.event_bus.subscribe(DomainEvent, events.append)
     finished = asyncio.Event()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -53,7 +54,7 @@ async def test_store_set_if_absent_get_update_delete_and_ttl():
 
 async def test_store_returns_copies():
     store = InMemoryIdempotencyStore()
-    record = {"task_id": "a", "result": {"n": 1}}
+    record: dict[str, Any] = {"task_id": "a", "result": {"n": 1}}
     await store.update("k", record, ttl=60)
     record["result"]["n"] = 2
     got = await store.get("k")

@@ -18,14 +18,17 @@ import inspect
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ParamSpec, Self, TypeVar, overload
 
 from lexigram.contracts.tasks import LockManagerProtocol, LockProtocol
 
 logger = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 LockTable = dict[str, tuple[float, asyncio.Lock]]
 """Shared state of a `LockManager`: key -> (hold expiry on the monotonic clock, hold lock)."""
@@ -307,7 +310,15 @@ class UniqueTask:
     def __repr__(self) -> str:
         return f"UniqueTask(timeout={self.timeout!r}, skip_if_locked={self.skip_if_locked!r})"
 
-    def __call__(self, func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    @overload
+    def __call__(
+        self, func: Callable[_P, Coroutine[Any, Any, _R]]
+    ) -> Callable[_P, Coroutine[Any, Any, _R | None]]: ...
+
+    @overload
+    def __call__(self, func: Callable[_P, _R]) -> Callable[_P, Coroutine[Any, Any, _R | None]]: ...
+
+    def __call__(self, func: Callable[_P, Any]) -> Callable[_P, Coroutine[Any, Any, Any]]:
         """Wrap `func` (async or sync; a sync one runs in a thread) in the lock.
 
         Returns:
@@ -317,7 +328,7 @@ class UniqueTask:
         is_async = inspect.iscoroutinefunction(func)
 
         @functools.wraps(func)
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Any:
             key = self.key_func(*args, **kwargs)
             lock = self.lock_manager.acquire(key, self.timeout)
             if self.skip_if_locked:
