@@ -79,6 +79,15 @@ def backoff_delays(attempts: int) -> list[float]:
     return delays
 
 
+async def _keep_session(_conn: asyncpg.Connection[Any]) -> None:
+    """Pool release hook: skip asyncpg's reset round trip (RESET ALL, UNLISTEN *...).
+
+    Queue and store statements leave no session state behind (no LISTEN, session
+    advisory lock, temp table or SET on pooled connections; every transaction is closed),
+    so the default reset would only add a round trip to every operation.
+    """
+
+
 def connection_error(dsn: str | None, what: str, exc: BaseException) -> BackendConnectionError:
     """Build the `BackendConnectionError` for a failed `what` (the DSN masked)."""
     where = "the libpq environment (PGHOST...)" if dsn is None else mask_url(dsn)
@@ -204,6 +213,7 @@ class Database:
                     command_timeout=self._command_timeout,
                     timeout=self._connect_timeout,
                     server_settings=_SERVER_SETTINGS,
+                    reset=_keep_session,
                 )
             except TRANSIENT_ERRORS as exc:
                 last = exc

@@ -161,6 +161,7 @@ class PostgresTaskQueue:
         self._wake = asyncio.Event()
         self._due_at: float | None = None  # loop time of the next due job we know of
         self._probe_at = 0.0  # loop time of the next "next due job" probe
+        self._empty_generation = -1  # wake-up generation at the last take that found nothing
         self._keys_purged_at = 0.0
         self._closed = False
 
@@ -430,9 +431,14 @@ class PostgresTaskQueue:
             await self._ensure_listening()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        # A blocking call right after a take that found nothing (the worker's usual
+        # "try, then wait" pair) goes straight to waiting when no NOTIFY arrived since:
+        # any new job would have sent one. Saves a round trip per idle cycle.
+        skip_take = timeout > 0 and self._listening and self._empty_generation == self._generation
         while True:
             generation, wake = self._generation, self._wake
-            jobs = await self._take(max_jobs)
+            jobs = [] if skip_take else await self._take(max_jobs, generation)
+            skip_take = False
             now = loop.time()
             if jobs or now >= deadline or self._closed:
                 return jobs
@@ -476,7 +482,7 @@ class PostgresTaskQueue:
     def _listening(self) -> bool:
         return self._listener is not None and self._listener.connected
 
-    async def _take(self, max_jobs: int) -> list[Job]:
+    async def _take(self, max_jobs: int, generation: int | None = None) -> list[Job]:
         rows = await self._db.run(
             lambda conn: conn.fetch(
                 self._sql.dequeue, self.config.queue_name, max_jobs, self.config.visibility_timeout
@@ -484,6 +490,8 @@ class PostgresTaskQueue:
             "dequeue jobs",
         )
         if not rows:
+            if generation is not None:
+                self._empty_generation = generation
             return []
         rows = sorted(rows, key=lambda r: (-r["priority"], r["due"], r["seq"]))
         return [self._leased(row["id"], row["payload"], row["delivery_count"]) for row in rows]
