@@ -353,7 +353,9 @@ class RedisTaskQueue:
 
     async def _emit_queued(self, job: Job) -> None:
         if self._hooks is not None and self._hook_payload is not None:
-            payload = self._hook_payload(task_name=job.name, queue_name=self._queue_name)
+            payload = self._hook_payload(
+                task_name=job.name, queue_name=self._queue_name, task_id=job.id
+            )
             await self._hooks.emit(_QUEUED_ACTION, payload)
 
     # -- consuming ------------------------------------------------------------------
