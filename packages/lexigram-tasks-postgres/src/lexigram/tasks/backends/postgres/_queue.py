@@ -405,7 +405,9 @@ class PostgresTaskQueue:
         for job in jobs:
             await self._hooks.emit(
                 _QUEUED_ACTION,
-                TaskEnqueuedHook(task_name=job.name, queue_name=self.config.queue_name),
+                TaskEnqueuedHook(
+                    task_name=job.name, queue_name=self.config.queue_name, task_id=job.id
+                ),
             )
 
     # -- consuming ------------------------------------------------------------------
