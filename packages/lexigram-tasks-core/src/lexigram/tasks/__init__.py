@@ -116,6 +116,8 @@ _EXPORTS: dict[str, str] = {
     "scheduled": "lexigram.tasks.decorators",
     "task": "lexigram.tasks.decorators",
     "TaskFunction": "lexigram.tasks.decorators",
+    "get_default_queue": "lexigram.tasks.decorators",
+    "set_default_queue": "lexigram.tasks.decorators",
     "delay": "lexigram.tasks.dispatch",
     # concurrency: locks and rate limits
     "DistributedLockProtocol": "lexigram.tasks.concurrency",

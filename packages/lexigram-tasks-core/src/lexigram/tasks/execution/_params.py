@@ -88,6 +88,11 @@ class HandlerPlan:
     required_positional: tuple[str, ...]
     required_keyword: tuple[str, ...]
 
+    @property
+    def always_direct(self) -> bool:
+        """True when every call can go straight to the handler (nothing to inject)."""
+        return not (self.has_special or self.required_positional or self.required_keyword)
+
     def direct_call_ok(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         """True when ``handler(*args, **kwargs)`` needs nothing injected (the fast path)."""
         if self.has_special:

@@ -125,7 +125,9 @@ class JobExecution:
         if job.delivery_count - job.retry_count > self.config.max_deliveries:
             raise Unrunnable(REASON_CRASH_LOOP, self._crash_loop_message(job))
         plan = plan_for(handler)
-        if self._pipeline is None and plan.direct_call_ok(job.args, job.kwargs):
+        if self._pipeline is None and (
+            plan.always_direct or plan.direct_call_ok(job.args, job.kwargs)
+        ):
             if plan.is_async:
                 return await handler(*job.args, **job.kwargs)
             return await self._run_sync(handler, *job.args, **job.kwargs)

@@ -135,6 +135,7 @@ class TaskWorker(JobExecution):
         self._deadline_handle: asyncio.TimerHandle | None = None
         self._deadline_at = math.inf
         self._stop_lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = False
 
     def __repr__(self) -> str:
@@ -151,6 +152,7 @@ class TaskWorker(JobExecution):
             return
         self.running = True
         self._stop_requested = False
+        self._loop = asyncio.get_running_loop()
         self.stats.started_at = time.time()
         manager = self.services.task_manager
         consume, beat = self._consume(), self._heartbeat()
@@ -298,7 +300,7 @@ class TaskWorker(JobExecution):
             self._interruptible = False
 
     def _start_job(self, job: Job) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         entry = Running(job, loop.time(), math.inf)
         self._in_flight[job.id] = entry
         self.current_job = job
@@ -344,7 +346,7 @@ class TaskWorker(JobExecution):
 
     def _set_deadline(self, entry: Running) -> None:
         """Start the job's timeout clock (from when it really starts, not when leased)."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         deadline = loop.time() + self._effective_timeout(entry.job)
         entry.deadline = deadline
         if self._deadline_handle is None or deadline < self._deadline_at:
