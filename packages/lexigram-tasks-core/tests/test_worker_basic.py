@@ -13,6 +13,7 @@ from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.execution import HandlerRegistry, TaskWorker, TaskWorkerServices
 from lexigram.tasks.hooks import TaskCompletedHook, TaskStartedHook
+from lexigram.tasks.idempotency import IdempotencyManager
 from lexigram.tasks.middleware import (
     MetricsMiddleware,
     TaskExecutionContext,
@@ -395,3 +396,39 @@ async def test_worker_start_twice_and_stop_twice_are_harmless() -> None:
     await worker.stop()
     await worker.stop()
     assert "w1" in repr(worker)
+
+
+async def test_worker_records_results_under_idempotency_keys() -> None:
+    queue = MemoryTaskQueue()
+    manager = IdempotencyManager()
+    hooks = Recorder()
+
+    async def charge(amount: int) -> dict[str, int]:
+        return {"charged": amount}
+
+    async def refuse() -> None:
+        msg = "card declined"
+        raise RuntimeError(msg)
+
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"charge": charge, "refuse": refuse},
+        services=TaskWorkerServices(idempotency_manager=manager, hooks=hooks),
+    )
+    paid = Job(name="charge", args=(5,), idempotency_key="order-1")
+    declined = Job(name="refuse", idempotency_key="order-2", max_retries=0)
+    unclaimed = Job(name="charge", args=(1,), idempotency_key="never-claimed")
+    await manager.check_and_set("order-1", paid.id)
+    await manager.check_and_set("order-2", declined.id)
+    await enqueue(queue, paid, declined, unclaimed)
+    await worker.start()
+    await hooks.wait_until(
+        lambda: len(hooks.ids("task.completed")) == 2 and len(hooks.ids("task.failed")) == 1
+    )
+    await worker.stop()
+    done = await manager.get("order-1")
+    assert done is not None
+    assert done.result == {"charged": 5}
+    assert await manager.get("order-2") is None  # freed: a new submission runs again
+    assert await manager.get("never-claimed") is None

@@ -107,6 +107,7 @@ class JobExecution:
     _retry_policy: Any
     _executor: ThreadPoolExecutor | None
     _observed: bool  # a dashboard or live progress tracker wants every outcome
+    _idempotency: Any
     _in_flight: dict[str, Running]
 
     # -- running ---------------------------------------------------------------------
@@ -378,6 +379,25 @@ class JobExecution:
                 await self._observe(entry, result)
             except Exception:
                 self.logger.exception("Reporting job %s (%s) failed.", job.id, job.name)
+        if self._idempotency is not None and job.idempotency_key is not None:
+            await self._settle_idempotency(job.idempotency_key, result)
+
+    async def _settle_idempotency(self, key: str, result: JobResult) -> None:
+        """Remember a success under the job's key; free the key of a dead-lettered job."""
+        manager = self._idempotency
+        try:
+            if result.success:
+                mark = getattr(manager, "mark_completed", None)
+                if mark is not None:
+                    await mark(key, result.data)
+            else:
+                release = getattr(manager, "release", None)
+                if release is not None:
+                    await release(key)
+        except KeyError:
+            pass  # the job was not submitted through the manager: nothing to record
+        except Exception:
+            self.logger.exception("Recording idempotency key %r failed.", key)
 
     async def _observe(self, entry: Running, result: JobResult) -> None:
         """Feed the dashboard and publish the job's terminal progress state."""

@@ -38,8 +38,9 @@ class TaskWorkerServices:
         retry_policy: Retry delay policy: an object with `compute_delay(attempt)` or
             `get_delay(attempt)` returning seconds; overrides `TaskWorkerConfig.retry`.
         task_manager: Task manager that tracks the worker's background tasks.
-        idempotency_manager: Manager for at-most-once job execution (kept for the
-            provider; the worker does not call it).
+        idempotency_manager: Manager of idempotency keys: the worker records a
+            job's result under its key on success (`mark_completed(key, data)`) and frees
+            the key when the job is dead-lettered (`release(key)`).
         logger: Logger to use instead of the module's.
         hooks: Hook registry that receives "task.started"/"task.completed"/"task.failed".
         rate_limiter: Token bucket consulted before jobs are taken from the queue.

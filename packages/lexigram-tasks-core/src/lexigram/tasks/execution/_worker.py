@@ -121,6 +121,7 @@ class TaskWorker(JobExecution):
         self._progress_tracker = services.progress_tracker
         self._container = services.container
         self._retry_policy = services.retry_policy
+        self._idempotency = services.idempotency_manager
         self._rate_limiter = services.rate_limiter
         self._observed = services.dashboard is not None or services.progress_tracker is not None
         self._executor: ThreadPoolExecutor | None = None
