@@ -129,9 +129,10 @@ WHERE j.id = picked.id
 RETURNING j.id, j.payload, j.delivery_count, picked.priority, picked.available_at AS due,
           picked.seq"""  # noqa: S608 - identifiers validated
         # $1 queue -> seconds until the next delayed job or lease falls due (NULL: none).
+        # now() (stable, unlike clock_timestamp()) makes the bound an index condition.
         next_due = f"""
 SELECT extract(epoch FROM min(available_at) - clock_timestamp())::float8 FROM {jobs}
-WHERE queue = $1 AND status <> 'pending' AND available_at > clock_timestamp()"""  # noqa: S608 - identifiers validated
+WHERE queue = $1 AND status <> 'pending' AND available_at > now()"""  # noqa: S608 - identifiers validated
         # $1 ids -> ids deleted. Only leased jobs: an ack never removes a waiting job.
         ack_many = (
             f"DELETE FROM {jobs} WHERE id = ANY($1::text[]) AND status = 'running' RETURNING id"  # noqa: S608 - identifiers validated
