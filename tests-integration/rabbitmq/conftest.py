@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiormq
 import pytest
 import pytest_asyncio
+import redis.asyncio as aioredis
 
 from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 
@@ -164,3 +167,71 @@ class Broker:
 def broker(amqp_url: str) -> Broker:
     """The broker under test, for looking behind the queue object's back."""
     return Broker(amqp_url)
+
+
+WORKER_SCRIPT = Path(__file__).with_name("worker_process.py")
+
+
+class Worker:
+    """One `worker_process.py` child."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    async def ready(self, within: float = 30.0) -> None:
+        """Wait for the child's "ready" line (it is consuming)."""
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), within)
+        assert line.strip() == b"ready", f"worker {self.proc.pid} said {line!r} instead of ready"
+
+    async def kill(self) -> None:
+        """SIGKILL: no drain, no goodbye; its TCP connection just dies."""
+        if self.proc.returncode is None:
+            self.proc.kill()
+        await self.proc.wait()
+
+    async def stop(self, within: float = 20.0) -> int:
+        """SIGTERM (graceful drain), then SIGKILL if it does not exit in time."""
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), within)
+            except TimeoutError:
+                self.proc.kill()
+        return await self.proc.wait()
+
+
+@pytest_asyncio.fixture
+async def spawn_worker(
+    amqp_url: str, redis_url: str, queue_name: str
+) -> AsyncIterator[Callable[..., Awaitable[Worker]]]:
+    """Start worker processes on the test's queue; the test's Redis keys use its name."""
+    workers: list[Worker] = []
+
+    async def start(concurrency: int = 10, pause: float = 0.05) -> Worker:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(WORKER_SCRIPT),
+            amqp_url,
+            redis_url,
+            queue_name,
+            f"lexigram-test:{queue_name}",
+            str(concurrency),
+            str(pause),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        worker = Worker(proc)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        await worker.kill()
+    recorder = aioredis.Redis.from_url(redis_url)
+    try:
+        await recorder.delete(
+            f"lexigram-test:{queue_name}:starts", f"lexigram-test:{queue_name}:runs"
+        )
+    finally:
+        await recorder.aclose()
+    await delete_queue_family(amqp_url, queue_name)

@@ -1,0 +1,146 @@
+"""What AMQP does instead of leases: redelivery on connection loss, and recovery.
+
+AMQP has no lease that runs out while a consumer lives (the reason the kit's lease
+theme is left out). A job stays with its consumer until it is acked or the
+connection drops; then the broker redelivers it. These tests drop connections from
+the broker side (``rabbitmqctl close_connection``, as on a network loss) and check
+that jobs come back, heartbeats report the lost delivery, consumers and producers
+recover, and a job finished during the outage is not run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from lexigram.contracts.tasks import Job
+from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
+
+pytestmark = pytest.mark.rabbitmq
+
+Broker = Any  # the `broker` fixture's type lives in conftest.py, which tests do not import
+Factory = Callable[..., RabbitMQTaskQueue]
+
+
+async def lease(queue: RabbitMQTaskQueue, count: int, *, within: float = 10.0) -> list[Job]:
+    jobs: list[Job] = []
+    deadline = time.monotonic() + within
+    while len(jobs) < count and time.monotonic() < deadline:
+        jobs += await queue.dequeue_batch(count - len(jobs), timeout=deadline - time.monotonic())
+    assert len(jobs) == count, f"leased {len(jobs)} of {count} jobs"
+    return jobs
+
+
+async def until_lease_lost(queue: RabbitMQTaskQueue, job_id: str, within: float = 10.0) -> None:
+    """Poll the heartbeat until it reports the delivery gone (the client saw the drop)."""
+    deadline = time.monotonic() + within
+    while await queue.extend_lease(job_id):
+        assert time.monotonic() < deadline, "extend_lease still True after the connection dropped"
+        await asyncio.sleep(0.02)
+
+
+async def test_connection_loss_redelivers_jobs_and_the_consumer_resumes(
+    make_rabbitmq_queue: Factory, queue_name: str, broker: Broker, broker_admin: None
+) -> None:
+    worker = make_rabbitmq_queue()
+    producer = make_rabbitmq_queue()
+    jobs = [Job(name=f"j{i}") for i in range(2)]
+    await producer.enqueue_many(jobs)
+    held = await lease(worker, 2)
+    assert [await worker.extend_lease(job.id) for job in held] == [True, True]
+
+    assert await broker.drop_connections(queue_name) >= 2
+    await until_lease_lost(worker, held[0].id)
+
+    # The broker requeued both; the robust connection is back and consuming again.
+    again = await lease(worker, 2)
+    assert sorted(job.id for job in again) == sorted(job.id for job in jobs)
+    assert all(job.delivery_count == 2 for job in again)  # classic: the redelivered flag
+    assert [await worker.extend_lease(job.id) for job in again] == [True, True]
+    late = Job(name="after-the-outage")
+    assert (await producer.enqueue(late)).is_ok()
+    (new,) = await lease(worker, 1)
+    assert new.id == late.id
+    for job in [*again, new]:
+        await worker.ack(job.id)
+    assert await producer.count(queue_name) == 0
+
+
+async def test_job_acked_during_the_outage_is_not_run_again(
+    make_rabbitmq_queue: Factory, queue_name: str, broker: Broker, broker_admin: None
+) -> None:
+    worker = make_rabbitmq_queue()
+    job = Job(name="finishes-while-disconnected")
+    await worker.enqueue(job)
+    (held,) = await lease(worker, 1)
+    await broker.drop_connections(queue_name)
+    await until_lease_lost(worker, held.id)
+    # The handler finished anyway: its ack cannot reach the broker (the channel is gone)
+    # and the broker redelivers the job, but this queue drops the redelivered copy.
+    await worker.ack(held.id)
+    assert await worker.dequeue_batch(1, timeout=0.5) == []
+    assert await worker.count(queue_name) == 0
+
+
+async def test_enqueue_waits_for_the_reconnect(
+    make_rabbitmq_queue: Factory, queue_name: str, broker: Broker, broker_admin: None
+) -> None:
+    producer = make_rabbitmq_queue()
+    await producer.connect()
+    await broker.drop_connections(queue_name)
+    job = Job(name="published-across-a-reconnect")
+    assert (await producer.enqueue(job)).is_ok()
+    assert await broker.depth(queue_name) == 1
+
+
+async def test_closed_consumer_hands_its_jobs_to_another(make_rabbitmq_queue: Factory) -> None:
+    crashed, survivor = make_rabbitmq_queue(), make_rabbitmq_queue()
+    job = Job(name="orphan")
+    await crashed.enqueue(job)
+    (held,) = await lease(crashed, 1)
+    await crashed.close()  # the process is gone: the broker requeues its unacked jobs
+    (again,) = await lease(survivor, 1)
+    assert again.id == held.id
+    assert again.delivery_count == 2
+    await survivor.ack(again.id)
+    assert await survivor.get_job(job.id) is None
+
+
+async def test_heartbeat_holds_a_job_for_as_long_as_the_consumer_lives(
+    make_rabbitmq_queue: Factory,
+) -> None:
+    holder, other = (
+        make_rabbitmq_queue(visibility_timeout=0.2),
+        make_rabbitmq_queue(visibility_timeout=0.2),
+    )
+    job = Job(name="long-running")
+    await holder.enqueue(job)
+    await lease(holder, 1)
+    # Several "visibility timeouts" pass: no lease runs out, nobody else gets the job.
+    for _ in range(4):
+        assert await other.dequeue_batch(1, timeout=0.2) == []
+        assert await holder.extend_lease(job.id, seconds=0.2)
+    await holder.ack(job.id)
+    assert await holder.extend_lease(job.id) is False
+
+
+async def test_quorum_redelivery_counts_from_x_delivery_count(
+    make_rabbitmq_queue: Factory, queue_name: str, broker: Broker, broker_admin: None
+) -> None:
+    worker = make_rabbitmq_queue(queue_type="quorum")
+    job = Job(name="quorum-job")
+    await worker.enqueue(job)
+    (held,) = await lease(worker, 1)
+    assert held.delivery_count == 1
+    await broker.drop_connections(queue_name)
+    await until_lease_lost(worker, held.id)
+    (again,) = await lease(worker, 1)
+    assert again.delivery_count == 2
+    await worker.nack(again.id, requeue=True)
+    (third,) = await lease(worker, 1)
+    assert third.delivery_count == 3
+    await worker.ack(third.id)
