@@ -237,7 +237,9 @@ class TaskWorkerConfig(_Section):
     enforce_timeout: bool = True
     retry: RetryConfig = Field(default_factory=RetryConfig)
     max_deliveries: int = Field(
-        default=5, ge=1, json_schema_extra=_fix("Set how many unexplained deliveries to allow, ≥ 1.")
+        default=5,
+        ge=1,
+        json_schema_extra=_fix("Set how many unexplained deliveries to allow, ≥ 1."),
     )
 
 
