@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -19,19 +20,23 @@ from typing import Any
 
 import click
 
-from lexigram.tasks._backends import available_backends
-from lexigram.tasks.cli._demo import demo_command
-from lexigram.tasks.cli._dlq import dlq_group
-from lexigram.tasks.cli._enqueue import enqueue_command
 from lexigram.tasks.cli._errors import (
     INTERRUPTED_EXIT_CODE,
     CLIError,
     debug_requested,
     report,
 )
-from lexigram.tasks.cli._inspect import inspect_command
-from lexigram.tasks.cli._scheduler import scheduler_command
-from lexigram.tasks.cli._worker import HardStop, worker_command
+
+# name -> (module, attribute, one-line help). Commands are imported when used, so that
+# `worker` (and each supervised worker process) does not pay for the demo's imports.
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "worker": ("_worker", "worker_command", "Run task handlers on queues until stopped."),
+    "scheduler": ("_scheduler", "scheduler_command", "Run the cron schedules of an APP."),
+    "enqueue": ("_enqueue", "enqueue_command", "Enqueue a job and print its id."),
+    "inspect": ("_inspect", "inspect_command", "Show queues, workers, schedules, DLQ size."),
+    "dlq": ("_dlq", "dlq_group", "List, show, retry or purge dead-lettered jobs."),
+    "demo": ("_demo", "demo_command", "See everything work in a few seconds (no setup)."),
+}
 
 EPILOG = """\b
 Examples:
@@ -48,6 +53,7 @@ e.g. LEX_TASKS__BACKEND__TYPE=redis LEX_TASKS__BACKEND__URL=redis://localhost:63
 
 def _version_message() -> str:
     from lexigram.tasks import __version__  # noqa: PLC0415 - read when asked
+    from lexigram.tasks._backends import available_backends  # noqa: PLC0415
 
     backends = ", ".join(available_backends()) or "none"
     python = ".".join(str(part) for part in sys.version_info[:3])
@@ -62,7 +68,29 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
 
 
 class _Group(click.Group):
-    """The root group: reports every error as one line (see `lexigram.tasks.cli._errors`)."""
+    """The root group: lazy subcommands; every error reported as one line (`_errors`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        del ctx
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        del ctx
+        entry = _COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module, attribute, short_help = entry
+        command: click.Command = getattr(
+            importlib.import_module(f"lexigram.tasks.cli.{module}"), attribute
+        )
+        command.short_help = short_help
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # The listing uses the one-line helps above: `--help` imports no command.
+        del ctx
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, entry[2]) for name, entry in _COMMANDS.items()])
 
     def main(
         self,
@@ -92,6 +120,7 @@ class _Group(click.Group):
 
 
 @click.group(
+    "lexigram-tasks",
     cls=_Group,
     epilog=EPILOG,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -111,16 +140,10 @@ def cli(debug: bool) -> None:
     del debug  # read from the argument list by the error handler, before parsing
 
 
-cli.add_command(worker_command)
-cli.add_command(scheduler_command)
-cli.add_command(enqueue_command)
-cli.add_command(inspect_command)
-cli.add_command(dlq_group)
-cli.add_command(demo_command)
-
-
 def main() -> None:
     """Entry point of the ``lexigram-tasks`` console script."""
+    from lexigram.tasks.cli._worker import HardStop  # noqa: PLC0415 - see _COMMANDS
+
     try:
         cli.main(prog_name="lexigram-tasks")
     except HardStop as stop:

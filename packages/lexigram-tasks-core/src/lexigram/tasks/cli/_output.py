@@ -61,6 +61,10 @@ def setup_logging(level: str, console: Console | None = None) -> None:
     _installed.append(handler)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Discovery says "using the in-memory version" for each store a backend lacks; the
+    # commands report what they use themselves, so that is noise unless debugging.
+    quiet = logging.DEBUG if level.lower() == "debug" else logging.WARNING
+    logging.getLogger("lexigram.tasks._backends").setLevel(quiet)
 
 
 def echo_json(data: Any) -> None:

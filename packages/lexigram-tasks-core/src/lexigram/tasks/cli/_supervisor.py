@@ -4,8 +4,9 @@ Each child is ``python -m lexigram.tasks.cli worker ... --workers 1``, its own p
 with its own event loop, started in a new session so that a Ctrl-C in the terminal
 reaches only the supervisor, which forwards exactly one SIGTERM per signal it gets:
 the first makes every child drain, a second makes them stop hard. A child that dies
-is restarted (with a growing pause if it keeps dying at once). A child notices when
-its supervisor is gone (its stdin pipe closes) and drains.
+is restarted (with a growing pause if it keeps dying before it is ready). A child
+tells the supervisor it is ready (consuming) through a pipe, and notices when its
+supervisor is gone (its stdin pipe closes) and drains.
 
 With ``--reload`` the supervisor also watches the APP's source files (modification
 times, checked twice a second: no extra dependency) and restarts the children
@@ -30,10 +31,13 @@ logger = logging.getLogger("lexigram.tasks.cli")
 SUPERVISED_ENV = "LEXIGRAM_TASKS_SUPERVISED"
 """Set in each child's environment to its slot number (1-based)."""
 
+READY_FD_ENV = "LEXIGRAM_TASKS_READY_FD"
+"""Set in each child's environment to the pipe it writes one byte to once it consumes."""
+
 _TICK = 0.2  # seconds between looks at the children and the files
 _RELOAD_CHECK = 0.5
-_FAST_EXIT = 2.0  # a child that dies sooner than this after its start "failed at startup"
-_MAX_FAST_EXITS = 5
+_MAX_EARLY_EXITS = 5  # exits in a row before becoming ready, then the supervisor gives up
+_USAGE_EXIT = 2  # a child's exit code for a user error (bad APP, config, unreachable backend)
 _KILL_GRACE = 10.0  # extra seconds after the drain timeout before SIGKILL
 _IGNORED_DIRS = {"__pycache__", ".git", ".venv", "venv", "node_modules", ".mypy_cache"}
 
@@ -42,10 +46,23 @@ _IGNORED_DIRS = {"__pycache__", ".git", ".venv", "venv", "node_modules", ".mypy_
 class _Child:
     slot: int
     process: subprocess.Popen[bytes] | None = None
-    started: float = 0.0
-    fast_exits: int = 0
+    ready_fd: int | None = None
+    ready: bool = False
+    early_exits: int = 0
     restart_at: float | None = None
     exit_code: int | None = None
+
+
+def signal_ready() -> None:
+    """In a supervised child: tell the supervisor this process is consuming jobs."""
+    fd = os.environ.pop(READY_FD_ENV, None)
+    if fd is None:
+        return
+    try:
+        os.write(int(fd), b"1")
+        os.close(int(fd))
+    except (OSError, ValueError):
+        return  # the supervisor is gone; the stdin watch takes care of that
 
 
 def snapshot(paths: Sequence[Path]) -> dict[Path, float]:
@@ -90,6 +107,7 @@ class Supervisor:
     _signals: int = 0
     _forwarded: int = 0
     _stop_since: float | None = None
+    _ever_ready: bool = False
 
     def run(self) -> int:
         """Supervise until a signal stops the children; return the exit code.
@@ -109,6 +127,7 @@ class Supervisor:
                 signal.signal(sig, handler)
             for child in self._children:
                 self._close_pipe(child)
+                self._close_ready(child)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         del frame
@@ -143,43 +162,68 @@ class Supervisor:
             time.sleep(_TICK)
 
     def _spawn(self, child: _Child) -> None:
-        env = {**os.environ, SUPERVISED_ENV: str(child.slot)}
+        self._close_ready(child)
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        env = {**os.environ, SUPERVISED_ENV: str(child.slot), READY_FD_ENV: str(write_end)}
         command = [sys.executable, "-m", "lexigram.tasks.cli", *self.child_args]
-        # A new session: the terminal's Ctrl-C reaches the supervisor only.
-        child.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            command, stdin=subprocess.PIPE, env=env, start_new_session=True
-        )
-        child.started = time.monotonic()
+        try:
+            # A new session: the terminal's Ctrl-C reaches the supervisor only.
+            child.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                command,
+                stdin=subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+                pass_fds=(write_end,),
+            )
+        finally:
+            os.close(write_end)
+        child.ready_fd = read_end
+        child.ready = False
         child.restart_at = None
         logger.info("Started worker process %d (pid %d).", child.slot, child.process.pid)
+
+    def _check_ready(self, child: _Child) -> None:
+        if child.ready or child.ready_fd is None:
+            return
+        try:
+            data = os.read(child.ready_fd, 1)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            child.ready = True
+            child.early_exits = 0
+            self._ever_ready = True
+        self._close_ready(child)
 
     def _reap_and_restart(self, now: float) -> int | None:
         for child in self._children:
             process = child.process
             if process is not None:
+                self._check_ready(child)
                 code = process.poll()
                 if code is None:
-                    if now - child.started > _FAST_EXIT:
-                        child.fast_exits = 0
                     continue
+                self._check_ready(child)
                 self._close_pipe(child)
                 child.process = None
-                lived = now - child.started
-                if lived < _FAST_EXIT:
-                    child.fast_exits += 1
-                    if code == 2 or child.fast_exits >= _MAX_FAST_EXITS:  # noqa: PLR2004 - exit code 2 is a user error
+                if not child.ready:
+                    child.early_exits += 1
+                    if (code == _USAGE_EXIT and not self._ever_ready) or (
+                        child.early_exits >= _MAX_EARLY_EXITS
+                    ):
                         logger.error(
-                            "Worker process %d exited with code %d right after starting; "
+                            "Worker process %d exited with code %d before it was ready; "
                             "giving up (its error is printed above).",
                             child.slot,
                             code,
                         )
                         self._terminate_all(signal.SIGTERM)
                         self._wait_all(self.shutdown_timeout + _KILL_GRACE)
-                        return 2 if code == 2 else 1  # noqa: PLR2004
-                delay = (
-                    min(0.5 * 2 ** max(child.fast_exits - 1, 0), 10.0) if child.fast_exits else 0.0
-                )
+                        return _USAGE_EXIT if code == _USAGE_EXIT else 1
+                delay = min(0.5 * 2 ** (child.early_exits - 1), 10.0) if child.early_exits else 0.0
                 logger.warning(
                     "Worker process %d (pid %d) exited with code %d; restarting it%s.",
                     child.slot,
@@ -219,7 +263,7 @@ class Supervisor:
         self._wait_all(self.shutdown_timeout + _KILL_GRACE)
         for child in self._children:
             self._close_pipe(child)
-            child.fast_exits = 0
+            child.early_exits = 0
             self._spawn(child)
 
     def _terminate_all(self, sig: signal.Signals) -> None:
@@ -242,6 +286,12 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+    @staticmethod
+    def _close_ready(child: _Child) -> None:
+        if child.ready_fd is not None:
+            os.close(child.ready_fd)
+            child.ready_fd = None
 
     @staticmethod
     def _close_pipe(child: _Child) -> None:

@@ -35,7 +35,7 @@ from lexigram.tasks.cli._options import (
 )
 from lexigram.tasks.cli._output import setup_logging, stderr_console
 from lexigram.tasks.cli._runtime import WorkerRuntime, WorkerTotals
-from lexigram.tasks.cli._supervisor import SUPERVISED_ENV, Supervisor
+from lexigram.tasks.cli._supervisor import SUPERVISED_ENV, Supervisor, signal_ready
 from lexigram.tasks.config import TaskWorkerConfig
 
 logger = logging.getLogger("lexigram.tasks.cli")
@@ -206,6 +206,7 @@ async def _run(
         await runtime.start(options.connect_timeout)
         if supervised:
             await _watch_supervisor(stopper.request)
+            signal_ready()
         status = asyncio.create_task(_status(runtime, console, options, stopper))
         await stopper.requested.wait()
         return await _shutdown(runtime, stopper)

@@ -1,0 +1,158 @@
+"""enqueue, inspect and dlq on the memory backend (shared backends: tests-integration/cli)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from click.testing import CliRunner
+
+from lexigram.tasks.cli import cli
+from lexigram.tasks.cli._context import parse_backend, resolve_spec
+from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.config import TaskConfig
+
+
+def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None):
+    return CliRunner().invoke(cli, list(args), env=env, input=stdin)
+
+
+def test_enqueue_prints_the_job_id_and_warns_about_memory() -> None:
+    result = run("enqueue", "send_email", "--args", '["ada@example.com"]', "-p", "high")
+    assert result.exit_code == 0, result.output
+    uuid.UUID(result.stdout.strip())
+    assert "memory backend keeps jobs inside this process" in result.stderr
+
+
+def test_enqueue_json_output_describes_the_job() -> None:
+    result = run("enqueue", "report", "--kwargs", '{"day": 3}', "-q", "reports", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["name"] == "report"
+    assert data["queue"] == "reports"
+    assert data["backend"] == "memory"
+
+
+def test_enqueue_idempotency_key_is_accepted() -> None:
+    result = run("enqueue", "sync_user", "--idempotency-key", "sync-7", "--delay", "30")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("value", ["urgent", "21", "-1"])
+def test_enqueue_bad_priority_is_one_line(value: str) -> None:
+    result = run("enqueue", "x", "--priority", value)
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "low, normal, high, critical" in result.stderr
+
+
+def test_enqueue_arguments_that_are_not_json_serializable_cannot_happen() -> None:
+    # --args is JSON already; a non-list JSON value is refused before reaching the queue.
+    result = run("enqueue", "x", "--args", '{"a": 1}')
+    assert result.exit_code == 2
+    assert "not a JSON array" in result.stderr
+
+
+def test_inspect_memory_shows_empty_queue_and_explains() -> None:
+    result = run("inspect", "-q", "emails")
+    assert result.exit_code == 0, result.output
+    assert "emails" in result.stdout
+    assert "memory backend keeps jobs inside each process" in result.stdout
+    assert "Workers: not recorded by the memory backend." in result.stdout
+
+
+def test_inspect_json_has_queues_workers_schedules() -> None:
+    result = run("inspect", "--json", "-q", "a", "-q", "b")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [q["queue"] for q in data["queues"]] == ["a", "b"]
+    assert data["queues"][0] == {
+        "queue": "a",
+        "waiting": 0,
+        "retrying": 0,
+        "in_flight": 0,
+        "total": 0,
+    }
+    assert data["workers"] is None
+    assert data["schedules"] is None
+    assert data["dead_letters"] is None
+
+
+def test_inspect_reads_the_queue_name_from_the_environment() -> None:
+    result = run("inspect", "--json", env={"LEX_TASKS__BACKEND__QUEUE_NAME": "billing"})
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["queues"][0]["queue"] == "billing"
+
+
+def test_inspect_reads_the_config_file(tmp_path) -> None:
+    config = tmp_path / "app.yaml"
+    config.write_text("tasks:\n  backend:\n    type: memory\n    queue_name: from-file\n")
+    result = run("inspect", "--json", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["queues"][0]["queue"] == "from-file"
+
+
+def test_inspect_environment_overrides_the_config_file(tmp_path) -> None:
+    config = tmp_path / "app.yaml"
+    config.write_text("tasks:\n  backend:\n    queue_name: from-file\n")
+    env = {"LEX_TASKS__BACKEND__QUEUE_NAME": "from-env"}
+    result = run("inspect", "--json", "--config", str(config), env=env)
+    assert json.loads(result.stdout)["queues"][0]["queue"] == "from-env"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["list"], ["show", "abc"], ["retry", "abc"], ["retry-all", "--yes"], ["purge", "--yes"]],
+    ids=lambda c: c[0],
+)
+def test_dlq_on_memory_says_there_is_no_shared_dlq(command: list[str]) -> None:
+    result = run("dlq", *command)
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "memory backend keeps no dead letters outside its worker processes" in line
+    assert "--backend redis://" in line
+
+
+def test_dlq_purge_rejects_all_with_age() -> None:
+    result = run("dlq", "purge", "--all", "--older-than-hours", "3", "--yes")
+    assert result.exit_code == 2
+    assert "either --all or --older-than-hours" in result.stderr
+
+
+def test_dlq_retry_all_asks_before_acting() -> None:
+    result = run("dlq", "retry-all", stdin="n\n")
+    assert result.exit_code == 130
+    assert "Requeue every dead-lettered job?" in result.output
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("redis://localhost:6379/0", ("redis", "redis://localhost:6379/0")),
+        ("rediss://h:6380", ("redis", "rediss://h:6380")),
+        ("amqp://guest:guest@h/", ("rabbitmq", "amqp://guest:guest@h/")),
+        ("amqps://h/", ("rabbitmq", "amqps://h/")),
+        ("postgresql://h/db", ("postgres", "postgresql://h/db")),
+        ("postgres://h/db", ("postgres", "postgres://h/db")),
+        ("memory", ("memory", None)),
+        ("Redis", ("redis", None)),
+        ("memory://", ("memory", "memory://")),
+    ],
+)
+def test_parse_backend_maps_schemes_and_names(value: str, expected: tuple[str, str | None]) -> None:
+    assert parse_backend(value) == expected
+
+
+def test_resolve_spec_keeps_options_only_for_the_same_type() -> None:
+    config = TaskConfig.from_dict(
+        {"backend": {"type": "memory", "queue_name": "q", "options": {"max_size": 5}}}
+    )
+    assert dict(resolve_spec(config).options) == {"max_size": 5}
+    assert dict(resolve_spec(config, "memory").options) == {"max_size": 5}
+    assert resolve_spec(config, None, "other").queue_name == "other"
+
+
+def test_resolve_spec_rejects_an_uninstalled_type() -> None:
+    with pytest.raises(CLIError, match="Unknown backend type 'nosuch'"):
+        resolve_spec(TaskConfig(), "nosuch")
