@@ -16,12 +16,12 @@ from lexigram.tasks.config._sections import (
     NamedTaskConfig,
     RetryConfig,
     TaskBackendConfig,
-    TaskConfig,
     TaskRateLimitConfig,
     TaskSchedulerConfig,
     TaskTimeoutConfig,
     TaskWorkerConfig,
 )
+from lexigram.tasks.config._task_config import TaskConfig
 
 __all__ = [
     "ConfigIssue",

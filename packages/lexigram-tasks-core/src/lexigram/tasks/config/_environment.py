@@ -31,7 +31,8 @@ from lexigram.tasks.constants import (
 )
 
 if TYPE_CHECKING:
-    from lexigram.tasks.config._sections import NamedTaskConfig, TaskBackendConfig, TaskConfig
+    from lexigram.tasks.config._sections import NamedTaskConfig, TaskBackendConfig
+    from lexigram.tasks.config._task_config import TaskConfig
 
 Severity = Literal["error", "warning", "info"]
 

@@ -1,0 +1,371 @@
+"""`TaskConfig`: the root configuration, with loading (dict, YAML, environment) and checks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+
+from lexigram.contracts.tasks import TaskConfigurationError, mask_url
+from lexigram.tasks.config._environment import ConfigIssue, Environment, check_config
+from lexigram.tasks.config._loading import (
+    RawConfig,
+    apply_environment,
+    deep_merge,
+    interpolate,
+    profile_path,
+    read_yaml,
+    select_section,
+)
+from lexigram.tasks.config._sections import (
+    _NESTED,
+    NamedTaskConfig,
+    RetryConfig,
+    TaskBackendConfig,
+    TaskRateLimitConfig,
+    TaskSchedulerConfig,
+    TaskTimeoutConfig,
+    TaskWorkerConfig,
+    _Section,
+)
+from lexigram.tasks.config._validation import (
+    configuration_error,
+    find_unknown_keys,
+    problems_from_validation_error,
+    report_unknown_keys,
+)
+from lexigram.tasks.constants import (
+    CONFIG_SECTION,
+    DEFAULT_AMQP_URL,
+    DEFAULT_CONFIG_FILE,
+    DEFAULT_REDIS_URL,
+    ENV_PREFIX,
+)
+
+
+class TaskConfig(_Section):
+    """Hierarchical root configuration for lexigram-tasks.
+
+    Load it with `from_dict`, `from_yaml` (``${VAR}`` interpolation) or `from_env`
+    (``LEX_TASKS__SECTION__FIELD`` variables). Precedence, lowest to highest: defaults,
+    the file, the environment, explicit overrides.
+
+    Attributes:
+        name: Configuration name.
+        enabled: Whether the tasks module is enabled.
+        backend: Single-backend configuration (used when `backends` is empty).
+        worker: Worker settings.
+        scheduler: Scheduler settings.
+        retry: Retry backoff settings.
+        rate_limit: Global rate limit.
+        timeout: Timeout settings.
+        extra: Extra configuration.
+        backends: Named backends (multi-backend mode).
+        env: The deployment environment; None reads ``LEX_ENV``.
+    """
+
+    config_path: ClassVar[str] = CONFIG_SECTION
+    config_section: ClassVar[str] = CONFIG_SECTION
+    env_prefix: ClassVar[str] = ENV_PREFIX
+
+    name: str = "tasks"
+    enabled: bool = True
+    backend: TaskBackendConfig = Field(default_factory=TaskBackendConfig)
+    worker: TaskWorkerConfig = Field(default_factory=TaskWorkerConfig)
+    scheduler: TaskSchedulerConfig = Field(default_factory=TaskSchedulerConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    rate_limit: TaskRateLimitConfig = Field(default_factory=TaskRateLimitConfig)
+    timeout: TaskTimeoutConfig = Field(default_factory=TaskTimeoutConfig)
+    extra: dict[str, Any] = Field(default_factory=dict)
+    backends: list[NamedTaskConfig] = Field(default_factory=list)
+    env: Environment | None = None
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _parse_env(cls, value: Any) -> Any:
+        if value is None or isinstance(value, Environment):
+            return value
+        try:
+            return Environment.parse(str(value))
+        except TaskConfigurationError:
+            allowed = ", ".join(env.value for env in Environment)
+            msg = f"is not a known environment. Use one of {allowed} (or prod, stage, dev, test)"
+            raise ValueError(msg) from None
+
+    @field_validator("backends")
+    @classmethod
+    def _check_backends(cls, entries: list[NamedTaskConfig]) -> list[NamedTaskConfig]:
+        names = [entry.name for entry in entries]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            msg = (
+                f"backend names {duplicates} are used more than once. Give every entry of "
+                "backends a unique name"
+            )
+            raise ValueError(msg)
+        primaries = [entry.name for entry in entries if entry.primary]
+        if len(primaries) > 1:
+            msg = (
+                f"backends {primaries} are all marked primary. Mark at most one backend "
+                "primary: true"
+            )
+            raise ValueError(msg)
+        return entries
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        strict: bool = False,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> TaskConfig:
+        """Build a config from a mapping (the contents of the ``tasks`` section).
+
+        Args:
+            data: The settings.
+            strict: Reject unknown keys instead of logging a warning about them.
+            overrides: Settings that win over `data` (nested mappings merge).
+
+        Returns:
+            The validated config.
+
+        Raises:
+            TaskConfigurationError: A value is invalid, or (strict) a key is unknown; the
+                message lists every problem with its field, value and fix.
+        """
+        merged = deep_merge(data, overrides or {})
+        return cls._build(RawConfig(merged), strict=strict)
+
+    @classmethod
+    def from_yaml(
+        cls,
+        path: str | Path = DEFAULT_CONFIG_FILE,
+        *,
+        section: str | None = None,
+        env_override: bool = True,
+        strict: bool = False,
+        profile: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> TaskConfig:
+        """Load a config from a YAML file.
+
+        Strings may use ``${VAR}`` and ``${VAR:-default}``; ``$${`` is a literal ``${``.
+        Precedence, lowest to highest: defaults, the file (then the profile file),
+        ``LEX_TASKS__*`` variables (when `env_override`), `overrides`.
+
+        Args:
+            path: The YAML file.
+            section: Dotted key of the tasks section. None takes the ``tasks`` key when
+                the file has one and the whole file otherwise; ``""`` takes the whole file.
+            env_override: Let ``LEX_TASKS__SECTION__FIELD`` variables override the file.
+            strict: Reject unknown keys instead of logging a warning about them.
+            profile: Also load ``<name>.<profile>.yaml`` next to `path` over it, if present.
+            overrides: Settings that win over everything else (explicit arguments).
+            environ: Variables for interpolation and overrides (defaults to `os.environ`).
+
+        Returns:
+            The validated config.
+
+        Raises:
+            TaskConfigurationError: The file is missing or not YAML, a variable is unset,
+                a value is invalid, or (strict) a key is unknown.
+        """
+        file = Path(path)
+        origin = f"file '{file}'"
+        data = cls._read_section(file, section, environ)
+        if profile:
+            overlay = profile_path(file, profile)
+            if overlay.is_file():
+                data = deep_merge(data, cls._read_section(overlay, section, environ))
+                origin = f"files '{file}' and '{overlay}'"
+        raw = RawConfig(data, origin=origin)
+        if env_override:
+            raw = apply_environment(raw, cls, environ=environ, prefix=cls.env_prefix)
+        if overrides:
+            raw.data = deep_merge(raw.data, overrides)
+        return cls._build(raw, strict=strict)
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        strict: bool = False,
+        environ: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> TaskConfig:
+        """Load a config from ``LEX_TASKS__SECTION__FIELD`` environment variables.
+
+        Example: ``LEX_TASKS__WORKER__WORKER_COUNT=4``,
+        ``LEX_TASKS__BACKENDS__NOTIFICATIONS__REDIS_URL=redis://...``.
+
+        Args:
+            strict: Reject unknown keys instead of logging a warning about them.
+            environ: The variables (defaults to `os.environ`).
+            overrides: Settings that win over the environment.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            TaskConfigurationError: A value is invalid, or (strict) a key is unknown.
+        """
+        raw = apply_environment(
+            RawConfig(origin="the environment"), cls, environ=environ, prefix=cls.env_prefix
+        )
+        if overrides:
+            raw.data = deep_merge(raw.data, overrides)
+        return cls._build(raw, strict=strict)
+
+    @classmethod
+    def from_named(cls, entry: NamedTaskConfig, *, base: TaskConfig | None = None) -> TaskConfig:
+        """Build a single-backend TaskConfig from a NamedTaskConfig entry.
+
+        Used by `TaskProvider` to create one config per backend in multi-backend mode.
+
+        Args:
+            entry: The named backend entry to materialise.
+            base: A config whose other sections (worker, scheduler, ...) are kept.
+
+        Returns:
+            A TaskConfig configured for the single named backend.
+        """
+        backend = TaskBackendConfig(
+            type=entry.type,
+            url=entry.url,
+            redis_url=entry.redis_url or SecretStr(DEFAULT_REDIS_URL),
+            amqp_url=entry.amqp_url or SecretStr(DEFAULT_AMQP_URL),
+            postgres_dsn=entry.postgres_dsn,
+            queue_name=entry.queue_name,
+            options=dict(entry.options),
+        )
+        if base is None:
+            return cls(name=entry.name, backend=backend)
+        return base.model_copy(update={"name": entry.name, "backend": backend, "backends": []})
+
+    @classmethod
+    def _read_section(
+        cls, file: Path, section: str | None, environ: Mapping[str, str] | None
+    ) -> dict[str, Any]:
+        data = select_section(read_yaml(file), section, file)
+        result: dict[str, Any] = interpolate(data, origin=f"config file '{file}'", environ=environ)
+        return result
+
+    @classmethod
+    def _build(cls, raw: RawConfig, *, strict: bool) -> TaskConfig:
+        unknown = find_unknown_keys(cls, raw.data, root=cls.config_path, sources=raw.sources)
+        problems = list(unknown) if strict else []
+        config: TaskConfig | None = None
+        token = _NESTED.set(True)
+        try:
+            # BaseModel's own model_validate: the raw error keeps per-value locations,
+            # which the sources (environment variables) are keyed by.
+            config = cls._validate_raw(raw.data)
+        except ValidationError as exc:
+            problems += problems_from_validation_error(
+                exc, cls, root=cls.config_path, sources=raw.sources
+            )
+        finally:
+            _NESTED.reset(token)
+        if problems or config is None:
+            raise configuration_error(problems, origin=raw.origin)
+        if unknown:
+            report_unknown_keys(unknown, origin=raw.origin)
+        return config
+
+    # ------------------------------------------------------------------ environment
+
+    @property
+    def environment(self) -> Environment:
+        """The deployment environment: `env` when set, else ``LEX_ENV``, else development."""
+        return self.env if self.env is not None else Environment.current()
+
+    @property
+    def is_production(self) -> bool:
+        """Check if running in production environment."""
+        return self.environment is Environment.PRODUCTION
+
+    @property
+    def is_staging(self) -> bool:
+        """Check if running in staging environment."""
+        return self.environment is Environment.STAGING
+
+    @property
+    def is_development(self) -> bool:
+        """Check if running in development environment."""
+        return self.environment is Environment.DEVELOPMENT
+
+    @property
+    def is_testing(self) -> bool:
+        """Check if running in test environment."""
+        return self.environment is Environment.TESTING
+
+    def validate_for_environment(self, env: Environment | str | None = None) -> list[ConfigIssue]:
+        """Validate task configuration for the given environment.
+
+        Flags what is valid but wrong for `env`: the memory backend in production,
+        default or placeholder credentials (``guest:guest``), URLs without a password or
+        pointing at localhost in production, a backend type that is not installed,
+        workers disabled while the scheduler runs, timeouts that contradict each other.
+
+        Args:
+            env: Target environment; resolved from ``LEX_ENV`` when None (after `self.env`).
+
+        Returns:
+            List of ConfigIssue instances, errors first; empty when all is well.
+        """
+        target = Environment.parse(env) if env is not None else self.environment
+        return check_config(self, target)
+
+    # ------------------------------------------------------------------ access
+
+    @property
+    def is_multi_backend(self) -> bool:
+        """Whether `backends` declares named backends (otherwise `backend` is used)."""
+        return bool(self.backends)
+
+    @property
+    def primary_backend(self) -> NamedTaskConfig | None:
+        """The backend marked primary, else the first one, else None (single mode)."""
+        for entry in self.backends:
+            if entry.primary:
+                return entry
+        return self.backends[0] if self.backends else None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the value at a dotted path such as ``"worker.worker_count"``, or `default`."""
+        current: Any = self
+        for part in key.split("."):
+            if isinstance(current, BaseModel) and part in type(current).model_fields:
+                current = getattr(current, part)
+            elif isinstance(current, Mapping) and part in current:
+                current = current[part]
+            else:
+                return default
+        return current
+
+    def has_section(self, name: str) -> bool:
+        """Return whether `name` is a section (a nested settings model) of this config."""
+        field = type(self).model_fields.get(name)
+        return field is not None and isinstance(getattr(self, name), BaseModel)
+
+    def to_safe_dict(self) -> dict[str, Any]:
+        """Return the settings as plain data with every secret masked (safe to log or show)."""
+        masked: dict[str, Any] = _mask(self.model_dump(mode="python"))
+        return masked
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        secret = value.get_secret_value()
+        return mask_url(secret) if "://" in secret else "***"
+    if isinstance(value, Mapping):
+        return {key: _mask(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask(item) for item in value]
+    return value
