@@ -1,4 +1,4 @@
-"""PostgreSQL queues side by side: lexigram-tasks vs pgqueuer, procrastinate and SAQ.
+r"""PostgreSQL queues side by side: lexigram-tasks vs pgqueuer, procrastinate and SAQ.
 
 Workloads (design §8), each framework at its best documented settings, one worker
 process each, every framework in its own database of the same local server:
@@ -23,10 +23,14 @@ Setup (competitors never enter the project's dependencies)::
     benchmarks/.venv-postgres/bin/python benchmarks/postgres_bench.py --runs 3
 """
 
+# ruff: noqa: PLC0415, D102 - each framework is imported lazily, only in the child that runs it
+# (the competitors exist only in the benchmark venv); adapter methods share one documented shape.
+
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import statistics
@@ -46,7 +50,7 @@ Handler = Callable[[float], Awaitable[None]]
 
 def dsn_for(framework: str, base: str) -> str:
     """Each framework gets a database of its own on the same server."""
-    return base.rsplit("/", 1)[0] + f"/bench_{framework.split('-')[0]}"
+    return base.rsplit("/", 1)[0] + f"/bench_{framework.split('-', maxsplit=1)[0]}"
 
 
 # --------------------------------------------------------------------------- adapters
@@ -113,7 +117,9 @@ class PgQueuer:
     async def enqueue_bulk(self, stamps: list[float]) -> None:
         for i in range(0, len(stamps), 1000):
             chunk = stamps[i : i + 1000]
-            await self.queries.enqueue(["h"] * len(chunk), [str(t).encode() for t in chunk], [0] * len(chunk))
+            await self.queries.enqueue(
+                ["h"] * len(chunk), [str(t).encode() for t in chunk], [0] * len(chunk)
+            )
 
     async def work(self, handler: Handler, concurrency: int, done: asyncio.Event) -> None:
         from pgqueuer import AsyncpgDriver, Queries, QueueManager
@@ -127,8 +133,11 @@ class PgQueuer:
 
         if self.tuned:
             batch = max(1, min(concurrency // 2, 50))  # its docs: max_concurrent >= 2 x batch
-            run = qm.run(batch_size=batch, max_concurrent_tasks=max(concurrency, 2 * batch),
-                         dequeue_timeout=timedelta(seconds=5))
+            run = qm.run(
+                batch_size=batch,
+                max_concurrent_tasks=max(concurrency, 2 * batch),
+                dequeue_timeout=timedelta(seconds=5),
+            )
         else:
             run = qm.run()  # documented defaults: batch_size=10, no concurrency cap
         runner = asyncio.create_task(run)
@@ -184,15 +193,18 @@ class Procrastinate:
     async def work(self, handler: Handler, concurrency: int, done: asyncio.Event) -> None:
         _procrastinate_handler[:] = [handler]
         runner = asyncio.create_task(
-            self.app.run_worker_async(concurrency=concurrency, wait=True, listen_notify=True,
-                                      install_signal_handlers=False, delete_jobs="always")
+            self.app.run_worker_async(
+                concurrency=concurrency,
+                wait=True,
+                listen_notify=True,
+                install_signal_handlers=False,
+                delete_jobs="always",
+            )
         )
         await done.wait()
         runner.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await runner
-        except asyncio.CancelledError:
-            pass
 
     async def close(self) -> None:
         await self.app.close_async()
@@ -230,10 +242,8 @@ class Saq:
         await done.wait()
         await worker.stop()
         runner.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await runner
-        except asyncio.CancelledError:
-            pass
 
     async def close(self) -> None:
         await self.queue.disconnect()
@@ -252,6 +262,7 @@ ADAPTERS: dict[str, Any] = {
 
 
 async def child(framework: str, workload: str, n: int, concurrency: int) -> dict[str, Any]:
+    """Run one measurement in this (child) process and return its figures."""
     adapter = ADAPTERS[framework](dsn_for(framework, ADMIN_DSN))
     await adapter.setup()
     try:
@@ -325,22 +336,31 @@ async def produce(framework: str, n: int, rate: float) -> None:
     await adapter.close()
 
 
-def run_child(framework: str, workload: str, n: int, concurrency: int, rate: float) -> dict[str, Any]:
+def run_child(
+    framework: str, workload: str, n: int, concurrency: int, rate: float
+) -> dict[str, Any]:
+    """Run one measurement in a child process (and produce the W3 jobs from here)."""
     cmd = [sys.executable, __file__, "--child", framework, workload, str(n), str(concurrency)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)  # noqa: S603 - our own script
-    assert proc.stdout is not None
+    if proc.stdout is None:
+        msg = "child has no stdout"
+        raise RuntimeError(msg)
     if workload == "w3":
-        assert proc.stdout.readline().strip() == "ready"
+        ready = proc.stdout.readline().strip()
+        if ready != "ready":
+            msg = f"W3 worker of {framework} failed to start: {ready!r}"
+            raise RuntimeError(msg)
         asyncio.run(produce(framework, n, rate))
     out, _ = proc.communicate(timeout=600)
     return json.loads(out.strip().splitlines()[-1])
 
 
 async def ensure_databases() -> None:
+    """Create one database per framework on the local server (once)."""
     conn = await asyncpg.connect(ADMIN_DSN)
     try:
         for framework in FRAMEWORKS:
-            name = f"bench_{framework.split('-')[0]}"
+            name = f"bench_{framework.split('-', maxsplit=1)[0]}"
             if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
                 await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -351,6 +371,7 @@ async def ensure_databases() -> None:
 
 
 def main() -> None:
+    """Parse the arguments; run a child measurement or the whole comparison."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--w1", type=int, default=2000, help="jobs enqueued in W1")
@@ -406,7 +427,7 @@ def main() -> None:
         cells = []
         for framework in frameworks:
             value = med(framework, workload, key)
-            cell = f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+            cell = f"{value:,.1f}" if value < 100 else f"{value:,.0f}"  # noqa: PLR2004 - display
             if base is not None and framework != "lexigram" and value:
                 ratio = base / value if higher_better else value / base
                 cell += f" ({ratio:.2f}x)"
