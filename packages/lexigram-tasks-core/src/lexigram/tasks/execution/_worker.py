@@ -260,7 +260,7 @@ class TaskWorker(JobExecution):
         if self._rate_limiter is not None:
             free = await self._take_tokens(free)
         jobs = await self.queue.dequeue_batch(free)
-        if not jobs:
+        if not jobs and self.running:  # stop() may have begun during the call above
             self._interruptible = True
             try:
                 jobs = await self.queue.dequeue_batch(free, timeout=self.config.poll_interval)
@@ -400,10 +400,10 @@ class TaskWorker(JobExecution):
             except Exception:
                 self.logger.exception("Extending the lease of job %s failed.", entry.job.id)
                 continue
-            if kept:
-                entry.renewed = now
-            else:
+            if kept is False:  # only an explicit False means the lease is gone
                 self._interrupt(entry, LEASE_LOST)
+            else:
+                entry.renewed = now
 
     async def _reclaim(self, entry: Running) -> None:
         """Release a job whose task was cancelled from outside before it could start."""
