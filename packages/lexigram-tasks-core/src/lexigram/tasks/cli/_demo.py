@@ -130,6 +130,11 @@ def demo_command(
     else:
         report = asyncio.run(Demo(spec, settings, _PlainView(console), connect_timeout).run(label))
     console.print(render_summary(report))
+    problems = report.problems(settings)
+    if problems:
+        for problem in problems:
+            click.echo(f"demo: check failed: {problem}.", err=True)
+        raise SystemExit(1)
 
 
 def _default_config() -> Any:

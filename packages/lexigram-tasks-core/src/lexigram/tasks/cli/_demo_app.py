@@ -25,7 +25,7 @@ _ORDER_AMOUNTS = {
     "us": [15.0, 220.0, 99.99],
     "apac": [76.5, 410.0],
 }
-_EUR_TO_USD = 1.08
+EUR_TO_USD = 1.08
 
 
 class GatewayTimeoutError(Exception):
@@ -34,6 +34,11 @@ class GatewayTimeoutError(Exception):
 
 class MailboxUnavailableError(Exception):
     """The (simulated) mail server rejected the recipient for good."""
+
+
+def order_amounts(region: str) -> list[float]:
+    """The (made-up) order amounts of a region."""
+    return list(_ORDER_AMOUNTS.get(region, []))
 
 
 async def _work(low: float, high: float) -> None:
@@ -99,7 +104,7 @@ async def sum_amounts(amounts: list[float]) -> float:
 async def to_usd(total_eur: float) -> float:
     """Convert a total from EUR to USD (workflow step)."""
     await _work(0.01, 0.03)
-    return round(float(total_eur) * _EUR_TO_USD, 2)
+    return round(float(total_eur) * EUR_TO_USD, 2)
 
 
 async def notify(channel: str, total: float) -> str:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from lexigram.contracts.tasks import (
@@ -25,7 +27,13 @@ from lexigram.contracts.tasks import (
     TaskQueueProtocol,
 )
 from lexigram.tasks.cli._context import close_quietly, open_queue, open_stores, probe
-from lexigram.tasks.cli._demo_app import REGIONS, build_registry, make_batch
+from lexigram.tasks.cli._demo_app import (
+    EUR_TO_USD,
+    REGIONS,
+    build_registry,
+    make_batch,
+    order_amounts,
+)
 from lexigram.tasks.concurrency import QueueRateLimiter
 from lexigram.tasks.config import RetryConfig, TaskWorkerConfig
 from lexigram.tasks.dlq import InMemoryDLQBackend, PersistentDeadLetterQueue
@@ -34,6 +42,8 @@ from lexigram.tasks.progress import InMemoryProgressTracker
 from lexigram.tasks.results import InMemoryResultStore
 from lexigram.tasks.scheduling import TaskScheduler
 from lexigram.tasks.workflows import TaskChain, TaskChord, TaskGroup, TaskStep
+
+logger = logging.getLogger(__name__)
 
 EVERY_SECOND = "* * * * * *"
 CHANNELS = ("email", "sms", "push")
@@ -81,7 +91,11 @@ class DemoReport:
         cron_fires: Runs of the cron job.
         partner_jobs: Jobs on the rate-limited queue.
         partner_seconds: Time from the first to the last of them finishing.
-        workflows: Workflow name -> (status, final result).
+        workflows: Workflow name -> (status, description of the result).
+        expected_dead_letters: Jobs built to fail for good (bounces, the unhandled task).
+        expected_retries: Failed attempts built to be retried (flaky charges, bounces).
+        expected_results: Workflow name -> the final result a correct run produces.
+        results: Workflow name -> the final result this run produced.
     """
 
     backend: str = ""
@@ -99,6 +113,45 @@ class DemoReport:
     partner_jobs: int = 0
     partner_seconds: float = 0.0
     workflows: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    expected_dead_letters: int = 0
+    expected_retries: int = 0
+    expected_results: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def problems(self, settings: DemoSettings) -> list[str]:
+        """What went differently from a correct run (empty when all is well).
+
+        The demo checks itself, so running it is also a test of the backend it ran on.
+        """
+        found: list[str] = []
+        dead = len(self.dead_letters)
+        if dead != self.expected_dead_letters:
+            found.append(f"{dead} jobs were dead-lettered, expected {self.expected_dead_letters}")
+        if self.retried < self.expected_retries:
+            found.append(f"{self.retried} attempts were retried, expected {self.expected_retries}")
+        expected_ok = self.attempts - self.retried - dead
+        if self.succeeded != expected_ok:
+            found.append(f"{self.succeeded} jobs succeeded, expected {expected_ok}")
+        unfinished = [name for name, pct in self.reports.items() if pct < 100.0]  # noqa: PLR2004
+        if len(self.reports) != settings.reports or unfinished:
+            found.append(f"progress reports did not all reach 100 %: {self.reports}")
+        if self.cron_fires < settings.cron_fires:
+            found.append(
+                f"the cron job ran {self.cron_fires} times, expected {settings.cron_fires}"
+            )
+        for name, expected in self.expected_results.items():
+            if self.results.get(name) != expected:
+                found.append(f"workflow {name} gave {self.results.get(name)!r}, not {expected!r}")
+        order = [self.start_rank.get(p, 0.0) for p in ("high", "normal", "low")]
+        if order != sorted(order):
+            found.append(f"jobs did not start in priority order: {self.start_rank}")
+        floor = (self.partner_jobs - 1) / PARTNER_RATE * 0.9
+        if self.partner_seconds < floor:
+            found.append(
+                f"{self.partner_jobs} rate-limited jobs finished in {self.partner_seconds:.2f} s, "
+                f"faster than the {PARTNER_RATE}/s limit allows"
+            )
+        return found
 
 
 class DemoView:
@@ -155,24 +208,36 @@ class JobEvents:
 
 @dataclass(slots=True)
 class _Backend:
+    """The run's three queues and the services their pools share.
+
+    `queue` takes the batch, the cron jobs and the workflow steps; `reports` the jobs
+    that report progress (only its pool publishes to the progress tracker, so other
+    jobs leave no progress records behind); `partners` is rate-limited.
+    """
+
     queue: TaskQueueProtocol
+    reports: TaskQueueProtocol
     partners: TaskQueueProtocol
-    services: TaskWorkerServices
-    partner_services: TaskWorkerServices
+    services: dict[str, TaskWorkerServices]
     result_store: Any
     tracker: Any
     dlq_backend: Any
     close: Callable[[], Awaitable[None]]
 
+    @property
+    def queues(self) -> list[TaskQueueProtocol]:
+        return [self.queue, self.reports, self.partners]
+
 
 async def _open(spec: TaskBackendSpec, run_id: str, events: JobEvents, timeout: float) -> _Backend:
     queue = open_queue(spec, f"lexigram-{run_id}")
+    reports = open_queue(spec, f"lexigram-{run_id}-reports")
     partners = open_queue(spec, f"lexigram-{run_id}-partners")
     stores = open_stores(spec, "dlq_backend", "result_store", "progress_tracker")
 
     async def close() -> None:
         await stores.close()
-        await close_quietly(queue, partners)
+        await close_quietly(queue, reports, partners)
 
     try:
         await probe(queue, spec, timeout)
@@ -182,21 +247,28 @@ async def _open(spec: TaskBackendSpec, run_id: str, events: JobEvents, timeout: 
     dlq_storage = stores.dlq_backend or InMemoryDLQBackend()
     result_store = stores.result_store or InMemoryResultStore()
     tracker = stores.progress_tracker or InMemoryProgressTracker()
-    services = TaskWorkerServices(
-        dead_letter_queue=PersistentDeadLetterQueue(backend=dlq_storage, queue=queue),
-        result_store=result_store,
-        progress_tracker=tracker,
-        hooks=events,
-    )
     limiter = QueueRateLimiter()
     limiter.add_limit(partners.queue_name, rate=PARTNER_RATE, per=1.0, burst=1)
-    partner_services = replace(
-        services,
-        dead_letter_queue=PersistentDeadLetterQueue(backend=dlq_storage, queue=partners),
-        rate_limiter=limiter.for_queue(partners.queue_name),
-    )
+
+    def services(on: TaskQueueProtocol, **extra: Any) -> TaskWorkerServices:
+        dlq = PersistentDeadLetterQueue(backend=dlq_storage, queue=on)
+        return TaskWorkerServices(
+            dead_letter_queue=dlq, result_store=result_store, hooks=events, **extra
+        )
+
     return _Backend(
-        queue, partners, services, partner_services, result_store, tracker, dlq_storage, close
+        queue=queue,
+        reports=reports,
+        partners=partners,
+        services={
+            "main": services(queue),
+            "reports": services(reports, progress_tracker=tracker),
+            "partners": services(partners, rate_limiter=limiter.for_queue(partners.queue_name)),
+        },
+        result_store=result_store,
+        tracker=tracker,
+        dlq_backend=dlq_storage,
+        close=close,
     )
 
 
@@ -244,24 +316,35 @@ class Demo:
         try:
             registry = build_registry()
             config = _worker_config(self.settings.concurrency)
-            pool = WorkerPool(
-                backend.queue,
-                registry,
-                size=self.settings.workers,
-                config=config,
-                services=backend.services,
-            )
-            partner_pool = WorkerPool(
-                backend.partners,
-                registry,
-                size=1,
-                config=_worker_config(4),
-                services=backend.partner_services,
-            )
-            pools = [pool, partner_pool]
+            pools = [
+                WorkerPool(
+                    backend.queue,
+                    registry,
+                    size=self.settings.workers,
+                    config=config,
+                    services=backend.services["main"],
+                ),
+                WorkerPool(
+                    backend.reports,
+                    registry,
+                    config=_worker_config(self.settings.reports),
+                    services=backend.services["reports"],
+                ),
+                WorkerPool(
+                    backend.partners,
+                    registry,
+                    config=_worker_config(4),
+                    services=backend.services["partners"],
+                ),
+            ]
             batch = make_batch(self.settings.jobs, backend.queue.queue_name)
             self.report.batch_size = len(batch.jobs)
             self._priorities = {job.id: job.priority for job in batch.jobs}
+            self.report.expected_dead_letters = batch.bounced + 1
+            self.report.expected_retries = batch.flaky + 2 * batch.bounced
+            self.view.stage(
+                f"Queues {backend.queue.queue_name}, -reports and -partners (emptied afterwards)"
+            )
             # Enqueued before the workers start, so the start order shows the priorities.
             self.view.stage(
                 f"Enqueuing {len(batch.jobs)} jobs (high: charge_card, normal: send_receipt, "
@@ -343,7 +426,7 @@ class Demo:
         jobs = [Job(name="build_report", args=(name, 16 + 4 * i)) for i, name in enumerate(names)]
         for job, name in zip(jobs, names, strict=True):
             self.view.add_bar(job.id, f"report {name}", int(job.args[1]))
-        done = await self._enqueue_all(backend.queue, jobs)
+        done = await self._enqueue_all(backend.reports, jobs)
         await asyncio.gather(
             *(self._follow(backend, job, name) for job, name in zip(jobs, names, strict=True))
         )
@@ -381,6 +464,7 @@ class Demo:
 
     async def _workflows(self, backend: _Backend) -> None:
         run = self._run_job
+        self.report.expected_results = expected_workflow_results()
         self.view.add_bar("flows", "workflows (chain, group, chord)", 3)
 
         def step(name: str, task: str) -> TaskStep:
@@ -408,6 +492,7 @@ class Demo:
             result = outcome.unwrap() if outcome.is_ok() else outcome.unwrap_err().result
             status = result.status.value if result is not None else "failed"
             final = finals[label] = None if result is None else result.final_result
+            self.report.results[label] = final
             self.report.workflows[label] = (status, _describe_flow(label, final))
             finished += 1
             self.view.update_bar("flows", finished)
@@ -445,7 +530,7 @@ class Demo:
         self.report.start_rank = {k: sum(v) / len(v) for k, v in ranks.items()}
 
     async def _own_dead_letters(self, backend: _Backend) -> list[dict[str, Any]]:
-        queues = {backend.queue.queue_name, backend.partners.queue_name}
+        queues = {queue.queue_name for queue in backend.queues}
         return [
             data
             for data in await backend.dlq_backend.list_all()
@@ -454,13 +539,19 @@ class Demo:
 
     async def _cleanup(self, backend: _Backend) -> None:
         """Empty the run's queues and delete its results and dead letters."""
-        with contextlib.suppress(Exception):
-            for queue in (backend.queue, backend.partners):
-                await queue.clear()
-            for job_id in self._job_ids:
-                await backend.result_store.delete(job_id)
-            for data in await self._own_dead_letters(backend):
-                await backend.dlq_backend.remove(str(data.get("job_id")))
+        steps: list[Callable[[], Awaitable[Any]]] = [queue.clear for queue in backend.queues]
+        steps += [functools.partial(backend.result_store.delete, i) for i in self._job_ids]
+        try:
+            own = await self._own_dead_letters(backend)
+        except Exception:
+            logger.debug("Listing the demo's dead letters failed.", exc_info=True)
+            own = []
+        steps += [functools.partial(backend.dlq_backend.remove, str(d.get("job_id"))) for d in own]
+        for step in steps:
+            try:
+                await step()
+            except Exception:
+                logger.debug("Demo clean-up step %r failed.", step, exc_info=True)
 
 
 def _call(
@@ -474,6 +565,17 @@ def _call(
         return await run(backend, task, first, value)
 
     return body
+
+
+def expected_workflow_results() -> dict[str, Any]:
+    """The final results a correct run of the demo's workflows produces."""
+    eu = round(sum(order_amounts("eu")), 2)
+    chain = round(eu * EUR_TO_USD, 2)
+    return {
+        "chain": chain,
+        "group": [f"{channel}: daily total {chain:.2f}" for channel in CHANNELS],
+        "chord": round(sum(round(sum(order_amounts(r)), 2) for r in REGIONS), 2),
+    }
 
 
 def _describe_flow(label: str, final: Any) -> str:
