@@ -5,8 +5,7 @@ from typing import Any
 
 import pytest
 
-from lexigram.app import Application
-from lexigram.app._errors import ApplicationStartError
+from lexigram.app import Application, ApplicationStartError
 from lexigram.contracts.tasks import (
     BackendNotFoundError,
     DLQBackendProtocol,

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from lexigram.app import Application
-from lexigram.app._errors import ApplicationStartError
+from lexigram.app import Application, ApplicationStartError
 from lexigram.contracts.tasks import TaskQueueError
 from lexigram.di import Module, module
 from lexigram.tasks import TaskConfig, TasksModule

@@ -5,8 +5,7 @@ from typing import Annotated, Any
 
 import pytest
 
-from lexigram.app import Application
-from lexigram.app._errors import ApplicationStartError
+from lexigram.app import Application, ApplicationStartError
 from lexigram.contracts.tasks import BackendNotFoundError, Job, TaskQueueProtocol
 from lexigram.di import Container, HealthStatus, Module, Named, module
 from lexigram.tasks import MemoryTaskQueue, TaskConfig, TaskProvider, TasksModule, WorkerPool

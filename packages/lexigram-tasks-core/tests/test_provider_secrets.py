@@ -7,8 +7,7 @@ import logging
 
 import pytest
 
-from lexigram.app import Application
-from lexigram.app._errors import ApplicationStartError
+from lexigram.app import Application, ApplicationStartError
 from lexigram.contracts.tasks import Job, TaskConfigurationError
 from lexigram.tasks import TaskConfig, TaskProvider
 
