@@ -106,9 +106,15 @@ class Delivery:
 class DeliveryBuffer:
     """The consumer of one queue plus the get channel and the local buffer."""
 
-    def __init__(self, link: AMQPLink, on_future: Callable[[Delivery], None]) -> None:
+    def __init__(
+        self,
+        link: AMQPLink,
+        on_future: Callable[[Delivery], None],
+        holding: Callable[[], bool],
+    ) -> None:
         self._link = link
         self._on_future = on_future
+        self._holding = holding  # True while the queue has jobs in flight
         self._queue = link.queue_name
         self._quorum = link.settings.queue_type == "quorum"
         self._channel: AbstractRobustChannel | None = None
@@ -147,9 +153,21 @@ class DeliveryBuffer:
             self._idle_timer = None
 
     def leave(self) -> None:
-        """A dequeue_batch call ended: unsubscribe if no call follows within IDLE_AFTER."""
+        """A dequeue_batch call ended: the consumer may be idle now (see `settled`)."""
         self._calls -= 1
-        if self._calls == 0 and self._consuming and not self.closed:
+        self.settled()
+
+    def settled(self) -> None:
+        """Unsubscribe within IDLE_AFTER unless a call or a held job keeps us busy.
+
+        A worker with every slot taken makes no call until a job finishes, and then
+        calls at once: while it holds jobs the consumer stays subscribed, so what
+        the broker pushes into freed slots is what that next call takes. The queue
+        calls this when its last in-flight job is settled.
+        """
+        if self._calls or not self._consuming or self.closed or self._holding():
+            return
+        if self._idle_timer is None:
             loop = asyncio.get_running_loop()
             self._idle_timer = loop.call_later(IDLE_AFTER, self._on_idle)
 
@@ -157,7 +175,7 @@ class DeliveryBuffer:
         self._idle_timer = None
         self._spawn(self._go_idle())
 
-    async def _go_idle(self) -> None:
+    async def _go_idle(self, *, force: bool = False) -> None:
         """Nobody is taking jobs: stop the broker pushing more, return what was pushed.
 
         A worker that stops calling dequeue_batch (stopping, or a caller that took
@@ -166,7 +184,7 @@ class DeliveryBuffer:
         refilling an idle consumer's buffer.
         """
         async with self._start_lock:
-            if self._calls or self.closed:
+            if self._calls or self.closed or (self._holding() and not force):
                 return
             if self._consuming and self._acks is not None:
                 self._consuming = False
@@ -187,7 +205,7 @@ class DeliveryBuffer:
         Rejects travel on the consumer and get channels; one synchronous call on each
         (a passive declare) afterwards orders them before the count that follows.
         """
-        await self._go_idle()
+        await self._go_idle(force=True)
         for acks in (self._acks, self._getter_acks):
             if acks is not None and acks.dirty and acks.alive:
                 try:

@@ -141,7 +141,7 @@ class RabbitMQTaskQueue:
             shared=state_store is not None,
             state_ttl=state_ttl,
         )
-        self._buffer = DeliveryBuffer(self._link, self._on_future)
+        self._buffer = DeliveryBuffer(self._link, self._on_future, self._holding)
         self._inflight: dict[str, Delivery] = {}
         self._cancelled: set[str] = set()
         self._done_stale: OrderedDict[str, None] = OrderedDict()
@@ -415,7 +415,7 @@ class RabbitMQTaskQueue:
         if task_id in self._cancelled:
             self._cancelled.discard(task_id)  # deleted while running: already settled
             return
-        delivery = self._inflight.pop(task_id, None)
+        delivery = self._take(task_id)
         if delivery is None:
             return
         if not await self._buffer.ack(delivery):
@@ -431,7 +431,7 @@ class RabbitMQTaskQueue:
         if task_id in self._cancelled:
             self._cancelled.discard(task_id)
             return
-        delivery = self._inflight.pop(task_id, None)
+        delivery = self._take(task_id)
         if delivery is None:
             return
         if not requeue or await self._states.is_deleted(task_id):
@@ -449,7 +449,7 @@ class RabbitMQTaskQueue:
         if task.id in self._cancelled:
             self._cancelled.discard(task.id)
             return
-        delivery = self._inflight.pop(task.id, None)
+        delivery = self._take(task.id)
         if delivery is not None and delivery.stale:
             return  # the broker redelivers the original; this retry's state is lost
         if await self._states.is_deleted(task.id):
@@ -481,6 +481,16 @@ class RabbitMQTaskQueue:
         if delivery is not None:
             await self._buffer.ack(delivery)
 
+    def _holding(self) -> bool:
+        return bool(self._inflight)
+
+    def _take(self, job_id: str) -> Delivery | None:
+        """Remove a job from the in-flight map (the consumer may go idle after the last)."""
+        delivery = self._inflight.pop(job_id, None)
+        if delivery is not None and not self._inflight:
+            self._buffer.settled()
+        return delivery
+
     def _remember_stale_done(self, task_id: str) -> None:
         self._done_stale[task_id] = None
         if len(self._done_stale) > _STALE_DONE_LIMIT:
@@ -507,7 +517,7 @@ class RabbitMQTaskQueue:
         A job running here is acked at once (its worker sees `extend_lease` False); a
         waiting one gets a tombstone and is dropped when the broker delivers it.
         """
-        delivery = self._inflight.pop(job_id, None)
+        delivery = self._take(job_id)
         if delivery is not None:
             self._cancelled.add(job_id)
             if await self._buffer.ack(delivery):
