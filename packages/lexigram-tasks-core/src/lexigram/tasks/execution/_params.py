@@ -87,11 +87,7 @@ class HandlerPlan:
     has_special: bool
     required_positional: tuple[str, ...]
     required_keyword: tuple[str, ...]
-
-    @property
-    def always_direct(self) -> bool:
-        """True when every call can go straight to the handler (nothing to inject)."""
-        return not (self.has_special or self.required_positional or self.required_keyword)
+    always_direct: bool  # every call can go straight to the handler: nothing to inject
 
     def direct_call_ok(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         """True when ``handler(*args, **kwargs)`` needs nothing injected (the fast path)."""
@@ -189,6 +185,9 @@ def _analyse(handler: Any) -> HandlerPlan:
         )
         (keyword_only if param.kind is _KW_ONLY else positional).append(spec)
     specs = (*positional, *keyword_only)
+    has_special = any(s.special is not None for s in specs)
+    required_positional = tuple(s.name for s in positional if not s.has_default)
+    required_keyword = tuple(s.name for s in keyword_only if not s.has_default)
     return HandlerPlan(
         handler=handler,
         qualname=getattr(target, "__qualname__", repr(target)),
@@ -198,9 +197,10 @@ def _analyse(handler: Any) -> HandlerPlan:
         var_args=var_args,
         var_kwargs=var_kwargs,
         names=frozenset(s.name for s in specs),
-        has_special=any(s.special is not None for s in specs),
-        required_positional=tuple(s.name for s in positional if not s.has_default),
-        required_keyword=tuple(s.name for s in keyword_only if not s.has_default),
+        has_special=has_special,
+        required_positional=required_positional,
+        required_keyword=required_keyword,
+        always_direct=not (has_special or required_positional or required_keyword),
     )
 
 

@@ -113,4 +113,4 @@ class WorkerJobStats:
             self.jobs_failed += 1
         self.total_processing_time += result.duration
         self.average_processing_time = self.total_processing_time / self.jobs_processed
-        self.last_activity = time.time()
+        self.last_activity = result.completed_at or result.failed_at or time.time()

@@ -137,6 +137,7 @@ class TaskWorker(JobExecution):
         self._deadline_at = math.inf
         self._stop_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._default_timeout = min(self.config.default_timeout, self.config.max_timeout)
         self._stop_requested = False
 
     def __repr__(self) -> str:
@@ -154,6 +155,7 @@ class TaskWorker(JobExecution):
         self.running = True
         self._stop_requested = False
         self._loop = asyncio.get_running_loop()
+        self._default_timeout = min(self.config.default_timeout, self.config.max_timeout)
         self.stats.started_at = time.time()
         manager = self.services.task_manager
         consume, beat = self._consume(), self._heartbeat()
@@ -348,7 +350,10 @@ class TaskWorker(JobExecution):
     def _set_deadline(self, entry: Running) -> None:
         """Start the job's timeout clock (from when it really starts, not when leased)."""
         loop = self._loop or asyncio.get_running_loop()
-        deadline = loop.time() + self._effective_timeout(entry.job)
+        timeout = entry.job.timeout
+        deadline = loop.time() + (
+            self._default_timeout if timeout is None else self._effective_timeout(entry.job)
+        )
         entry.deadline = deadline
         if self._deadline_handle is None or deadline < self._deadline_at:
             self._arm_deadline(loop, deadline)

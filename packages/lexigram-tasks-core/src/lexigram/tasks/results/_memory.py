@@ -42,6 +42,7 @@ class InMemoryResultStore(ResultStore):
         self._entries: OrderedDict[str, tuple[JobResult, float]] = OrderedDict()
         self._waiters: dict[str, list[asyncio.Future[JobResult]]] = {}
         self._total_stored = 0
+        self._next_expiry = float("inf") if not ttl else 0.0
 
     def __repr__(self) -> str:
         return f"InMemoryResultStore(stored={len(self._entries)}, max_size={self._max_size})"
@@ -56,7 +57,7 @@ class InMemoryResultStore(ResultStore):
         self._total_stored += 1
         if len(entries) > self._max_size:
             entries.popitem(last=False)
-        if self._ttl:
+        if now >= self._next_expiry:  # nothing can have expired before the oldest entry
             self._expire(now)
         waiters = self._waiters.pop(job_id, None)
         if waiters is not None:
@@ -128,9 +129,11 @@ class InMemoryResultStore(ResultStore):
     def _expire(self, now: float) -> int:
         entries = self._entries
         removed = 0
+        self._next_expiry = float("inf") if not self._ttl else now + self._ttl
         while entries:
             job_id, (_, expires) = next(iter(entries.items()))
             if expires > now:
+                self._next_expiry = expires
                 break
             del entries[job_id]
             removed += 1
