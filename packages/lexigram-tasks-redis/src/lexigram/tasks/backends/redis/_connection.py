@@ -27,6 +27,7 @@ from lexigram.contracts.tasks import (
     TaskConfigurationError,
     mask_url,
 )
+from lexigram.tasks.backends.redis._mux import SUPPORTED_KWARGS, MuxClient
 from redis import exceptions as rexc
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -135,6 +136,9 @@ class RedisConnector:
         client_name: CLIENT SETNAME for every connection (shows in CLIENT LIST).
         connection_kwargs: Extra keyword arguments for ``Redis.from_url`` (TLS files,
             ``parser_class``, ``health_check_interval``, ...).
+        multiplex: Send the queue's scripts over one multiplexed connection per event
+            loop (see `_mux.py`); it is used only without an injected `client` and
+            when every connection option is one it supports, else redis-py is used.
     """
 
     def __init__(
@@ -148,6 +152,7 @@ class RedisConnector:
         retry_timeout: float = 15.0,
         client_name: str | None = None,
         connection_kwargs: Mapping[str, Any] | None = None,
+        multiplex: bool = True,
     ) -> None:
         self.url = check_url(url)
         self.masked_url = mask_url(url)
@@ -173,6 +178,12 @@ class RedisConnector:
         if client_name is not None:
             self._kwargs["client_name"] = client_name
         self._kwargs.update(connection_kwargs or {})
+        self.multiplexed = multiplex and client is None and set(self._kwargs) <= SUPPORTED_KWARGS
+        self._muxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MuxClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._mux_loop: asyncio.AbstractEventLoop | None = None
+        self._mux: MuxClient | None = None
         # One client per event loop (asyncio connections cannot move between loops); the
         # entry of a loop that is garbage-collected goes with it.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
@@ -204,12 +215,31 @@ class RedisConnector:
         self._loop, self._client = loop, client
         return client
 
+    def fast_client(self) -> Any:
+        """Return the multiplexed client of the running loop (or `client()` without one).
+
+        Only for non-blocking commands: a blocking one would stall every request
+        queued behind it on the shared connection.
+        """
+        if not self.multiplexed:
+            return self.client()
+        loop = asyncio.get_running_loop()
+        if loop is self._mux_loop and self._mux is not None:
+            return self._mux
+        mux = self._muxes.get(loop)
+        if mux is None:
+            mux = MuxClient(self.url, self._kwargs)
+            self._muxes[loop] = mux
+        self._mux_loop, self._mux = loop, mux
+        return mux
+
     async def call(
         self,
         what: str,
         fn: Callable[[Any], Awaitable[T]],
         *,
         retry_timeout: float | None = None,
+        fast: bool = False,
     ) -> T:
         """Run ``fn(client)``, retrying transient failures with exponential backoff.
 
@@ -219,6 +249,7 @@ class RedisConnector:
                 or covered by leases (a lost dequeue reply leaves jobs leased until
                 their lease runs out, never lost).
             retry_timeout: Override of the connector's retry budget in seconds.
+            fast: Give `fn` the multiplexed client (non-blocking commands only).
 
         Returns:
             What `fn` returned.
@@ -233,7 +264,7 @@ class RedisConnector:
         attempt = 0
         while True:
             try:
-                result = await fn(self.client())
+                result = await fn(self.fast_client() if fast else self.client())
             except rexc.RedisError as exc:
                 if not _is_transient(exc):
                     raise self._permanent_error(what, exc) from exc
@@ -306,9 +337,14 @@ class RedisConnector:
         dropped (close the queue inside each loop that used it to release them cleanly).
         """
         self._loop, self._client = None, None
-        client = self._clients.pop(asyncio.get_running_loop(), None)
+        self._mux_loop, self._mux = None, None
+        running = asyncio.get_running_loop()
+        client = self._clients.pop(running, None)
+        mux = self._muxes.pop(running, None)
         for loop in list(self._clients):
             if loop.is_closed():
                 del self._clients[loop]
+        if mux is not None:
+            await mux.aclose()
         if client is not None:
             await client.aclose()

@@ -236,6 +236,7 @@ class RedisTaskQueue:
             script.name,
             lambda client: script(client, used, args),
             retry_timeout=retry_timeout,
+            fast=True,
         )
 
     async def ping(self) -> bool:
