@@ -162,3 +162,34 @@ def test_load_app_missing_yaml_file_fails_clearly(tmp_path: Path) -> None:
 def test_load_app_empty_argument_fails_clearly() -> None:
     with pytest.raises(CLIError, match="APP is empty"):
         load_app("  ")
+
+
+FACTORIES = """
+    from lexigram.tasks import HandlerRegistry
+
+    def make_registry():
+        registry = HandlerRegistry()
+        registry.register("made", lambda: 1)
+        return registry
+
+    def needs_arguments(config):
+        return HandlerRegistry()
+
+    async def made_async():
+        return HandlerRegistry()
+"""
+
+
+def test_load_app_factory_function_is_called(write_module) -> None:
+    app = load_app(f"{write_module(FACTORIES)}:make_registry")
+    assert list(app.handlers) == ["made"]
+
+
+def test_load_app_factory_with_parameters_fails_clearly(write_module) -> None:
+    with pytest.raises(CLIError, match="is a function that needs arguments"):
+        load_app(f"{write_module(FACTORIES)}:needs_arguments")
+
+
+def test_load_app_async_factory_fails_clearly(write_module) -> None:
+    with pytest.raises(CLIError, match="is an async function"):
+        load_app(f"{write_module(FACTORIES)}:made_async")

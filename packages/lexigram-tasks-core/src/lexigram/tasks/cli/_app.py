@@ -4,7 +4,8 @@ APP is one of:
 
 * ``package.module:name`` where ``name`` is a `TaskProvider` (its handler registry,
   config, queue and schedules are used), a `HandlerRegistry`, a dict of task name ->
-  handler, or one ``@task`` function;
+  handler, one ``@task`` function, or a function taking no arguments that returns
+  one of these (a factory);
 * ``package.module``: every ``@task``/``@scheduled`` function and every
   `HandlerRegistry` defined in the module;
 * a path to a YAML config file whose tasks section names the handlers in
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
 import types
 from collections.abc import Iterable, Mapping
@@ -38,8 +40,8 @@ from lexigram.tasks.execution import HandlerRegistry
 _YAML_SUFFIXES = (".yaml", ".yml")
 _APP_KEY = "app"
 _KINDS = (
-    "a TaskProvider, a HandlerRegistry, a dict of task name -> handler, a module with "
-    "@task functions, or a YAML config file"
+    "a TaskProvider, a HandlerRegistry, a dict of task name -> handler, a factory "
+    "function returning one, a module with @task functions, or a YAML config file"
 )
 
 
@@ -219,7 +221,34 @@ def _is_provider(obj: object) -> bool:
     return not isinstance(obj, type) and isinstance(getattr(obj, "registry", None), HandlerRegistry)
 
 
+def _call_factory(obj: Any, source: str) -> Any:
+    """Call a plain function APP (a factory) and return what it builds."""
+    try:
+        inspect.signature(obj).bind()
+    except TypeError:
+        msg = (
+            f"APP {source!r} is a function that needs arguments. Point APP at the object "
+            "itself, or at a function that takes no arguments and returns a TaskProvider, "
+            "a HandlerRegistry or a dict of task name -> handler."
+        )
+        raise CLIError(msg) from None
+    try:
+        built = obj()
+    except Exception as exc:
+        msg = f"Calling APP {source!r} raised {type(exc).__name__}: {exc}. Fix the factory."
+        raise CLIError(msg) from exc
+    if inspect.isawaitable(built):
+        close = getattr(built, "close", None)
+        if close is not None:
+            close()  # an un-awaited coroutine would warn
+        msg = f"APP {source!r} is an async function. Make the factory a plain function."
+        raise CLIError(msg)
+    return built
+
+
 def _collect_object(obj: Any, app: LoadedApp, source: str) -> None:
+    if inspect.isfunction(obj):
+        obj = _call_factory(obj, source)
     if _is_provider(obj):
         _collect_provider(obj, app)
     elif isinstance(obj, HandlerRegistry):

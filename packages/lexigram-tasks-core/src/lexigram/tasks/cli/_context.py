@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -176,6 +177,11 @@ async def probe(
         TaskQueueError: The backend's own (already clear) error, e.g. a connection error.
     """
     where = describe(spec)
+    # Client libraries log every failed connection attempt while they retry; the outcome
+    # is reported below as one line, so they stay quiet here unless debugging.
+    quiet = logging.getLogger().getEffectiveLevel() > logging.DEBUG
+    if quiet:
+        logging.disable(logging.ERROR)
     try:
         async with asyncio.timeout(timeout):
             await queue.count(queue.queue_name)
@@ -193,6 +199,9 @@ async def probe(
             "server is running and that --backend (or the config's url) is right."
         )
         raise CLIError(msg) from exc
+    finally:
+        if quiet:
+            logging.disable(logging.NOTSET)
 
 
 async def close_quietly(*objects: Any) -> None:
@@ -207,6 +216,16 @@ async def close_quietly(*objects: Any) -> None:
                 await result
         except Exception:  # noqa: S110 - best effort at exit; the command's outcome stands
             pass
+
+
+async def release_backend(spec: TaskBackendSpec) -> None:
+    """Close what the backend object itself holds for this event loop (shared pools).
+
+    A command runs one event loop; its queues and stores share the backend's connection
+    pools, which outlive any one of them. A backend that keeps such pools offers an
+    optional ``close()``; it is called when a command ends.
+    """
+    await close_quietly(load_backend(spec.type))
 
 
 @dataclass(slots=True)

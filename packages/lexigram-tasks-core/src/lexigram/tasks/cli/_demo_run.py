@@ -26,7 +26,13 @@ from lexigram.contracts.tasks import (
     TaskBackendSpec,
     TaskQueueProtocol,
 )
-from lexigram.tasks.cli._context import close_quietly, open_queue, open_stores, probe
+from lexigram.tasks.cli._context import (
+    close_quietly,
+    open_queue,
+    open_stores,
+    probe,
+    release_backend,
+)
 from lexigram.tasks.cli._demo_app import (
     EUR_TO_USD,
     REGIONS,
@@ -238,6 +244,7 @@ async def _open(spec: TaskBackendSpec, run_id: str, events: JobEvents, timeout: 
     async def close() -> None:
         await stores.close()
         await close_quietly(queue, reports, partners)
+        await release_backend(spec)
 
     try:
         await probe(queue, spec, timeout)

@@ -23,6 +23,7 @@ from lexigram.tasks.cli._context import (
     open_queue,
     open_stores,
     probe,
+    release_backend,
     resolve_spec,
 )
 from lexigram.tasks.cli._errors import CLIError
@@ -85,6 +86,7 @@ class _Session:
     async def close(self) -> None:
         await self.stores.close()
         await close_quietly(*self.queues.values())
+        await release_backend(self.spec)
 
 
 def _run(
@@ -94,7 +96,7 @@ def _run(
     debug: bool,
     action: Callable[[_Session], Awaitable[T]],
 ) -> T:
-    setup_logging("debug" if debug else "error")
+    setup_logging("debug" if debug else "critical")
     spec = resolve_spec(load_config(config_path), backend)
     stores = open_stores(spec, "dlq_backend")
     if stores.dlq_backend is None:

@@ -17,6 +17,7 @@ from lexigram.tasks.cli._context import (
     load_config,
     open_queue,
     probe,
+    release_backend,
     resolve_spec,
 )
 from lexigram.tasks.cli._errors import CLIError
@@ -135,7 +136,7 @@ def enqueue_command(
     Arguments must be JSON-serializable: they travel as JSON to the worker, which calls
     the handler as NAME(*args, **kwargs).
     """
-    setup_logging("debug" if debug else "error")
+    setup_logging("debug" if debug else "critical")
     config = load_config(config_path)
     spec = resolve_spec(config, backend, queue)
     if not name.strip():
@@ -177,3 +178,4 @@ async def _enqueue(spec: TaskBackendSpec, job: Job, connect_timeout: float) -> s
         return result.unwrap()
     finally:
         await close_quietly(queue)
+        await release_backend(spec)

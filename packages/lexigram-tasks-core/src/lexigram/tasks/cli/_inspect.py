@@ -16,6 +16,7 @@ from lexigram.tasks.cli._context import (
     open_queue,
     open_stores,
     probe,
+    release_backend,
     resolve_spec,
 )
 from lexigram.tasks.cli._options import (
@@ -64,7 +65,7 @@ def inspect_command(
     Waiting jobs include delayed ones and those waiting for a retry. Workers and
     schedules are listed where the backend stores them (Redis, PostgreSQL).
     """
-    setup_logging("debug" if debug else "error")
+    setup_logging("debug" if debug else "critical")
     config = load_config(config_path)
     spec = resolve_spec(config, backend)
     report = asyncio.run(_gather(spec, list(dict.fromkeys(queues)), connect_timeout))
@@ -107,6 +108,7 @@ async def _gather(spec: TaskBackendSpec, names: list[str], timeout: float) -> di
     finally:
         await stores.close()
         await close_quietly(*opened)
+        await release_backend(spec)
 
 
 async def _counts(queue: Any, name: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from lexigram.tasks.cli._context import (
     open_queue,
     open_stores,
     probe,
+    release_backend,
 )
 from lexigram.tasks.config import TaskConfig, TaskWorkerConfig
 from lexigram.tasks.dlq import InMemoryDLQBackend, PersistentDeadLetterQueue
@@ -223,6 +224,7 @@ class WorkerRuntime:
                 logger.debug("Could not unregister worker %s.", self.worker_id, exc_info=True)
         await self.stores.close()
         await close_quietly(*self.queues)
+        await release_backend(self.spec)
 
     # -- presence ----------------------------------------------------------------------
 

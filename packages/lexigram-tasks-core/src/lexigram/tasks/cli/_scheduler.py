@@ -24,6 +24,7 @@ from lexigram.tasks.cli._context import (
     open_queue,
     open_stores,
     probe,
+    release_backend,
     resolve_spec,
 )
 from lexigram.tasks.cli._errors import CLIError
@@ -141,3 +142,4 @@ async def _run(app: LoadedApp, config: TaskConfig, spec: TaskBackendSpec, timeou
             loop.remove_signal_handler(sig)
         await stores.close()
         await close_quietly(queue)
+        await release_backend(spec)
