@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from click.testing import CliRunner
 
@@ -137,3 +139,12 @@ def test_cli_debug_flag_of_a_subcommand_shows_the_traceback() -> None:
 def test_cli_debug_env_var_shows_the_traceback() -> None:
     result = run("worker", "no_such_module_for_cli_tests", env={"LEXIGRAM_TASKS_DEBUG": "1"})
     assert "Traceback (most recent call last)" in result.stderr
+
+
+def test_cli_restores_the_logging_setup_after_a_command() -> None:
+    root = logging.getLogger()
+    discovery = logging.getLogger("lexigram.tasks._backends")
+    before = (list(root.handlers), root.level, discovery.level)
+    assert run("inspect", "--json").exit_code == 0
+    assert run("worker", "no_such_module_for_cli_tests").exit_code == 2
+    assert (list(root.handlers), root.level, discovery.level) == before

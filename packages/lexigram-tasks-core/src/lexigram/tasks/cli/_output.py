@@ -27,6 +27,7 @@ PLAIN_LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 # The handler this module installed, replaced (not stacked) when a command sets up again.
 _installed: list[logging.Handler] = []
+_DISCOVERY_LOGGER = "lexigram.tasks._backends"
 
 
 def stdout_console() -> Console:
@@ -42,11 +43,15 @@ def stderr_console() -> Console:
 def setup_logging(level: str, console: Console | None = None) -> None:
     """Send log records to stderr: through rich on a terminal, as plain lines otherwise.
 
+    The previous logging set-up comes back when the command ends (its click context
+    closes), so a program that runs commands in-process (tests, embedding) keeps its own.
+
     Args:
         level: One of `LOG_LEVELS`.
         console: The console a live display uses, so log lines print above it.
     """
     root = logging.getLogger()
+    discovery = logging.getLogger(_DISCOVERY_LOGGER)
     for old in _installed:
         root.removeHandler(old)
     _installed.clear()
@@ -58,13 +63,24 @@ def setup_logging(level: str, console: Console | None = None) -> None:
     else:
         handler = logging.StreamHandler(target.file)
         handler.setFormatter(logging.Formatter(PLAIN_LOG_FORMAT))
+    previous = (root.level, discovery.level)
     _installed.append(handler)
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Discovery says "using the in-memory version" for each store a backend lacks; the
     # commands report what they use themselves, so that is noise unless debugging.
-    quiet = logging.DEBUG if level.lower() == "debug" else logging.WARNING
-    logging.getLogger("lexigram.tasks._backends").setLevel(quiet)
+    discovery.setLevel(logging.DEBUG if level.lower() == "debug" else logging.WARNING)
+
+    def restore() -> None:
+        root.removeHandler(handler)
+        if handler in _installed:
+            _installed.remove(handler)
+        root.setLevel(previous[0])
+        discovery.setLevel(previous[1])
+
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(restore)
 
 
 def echo_json(data: Any) -> None:
