@@ -382,8 +382,20 @@ def wait_result(client: redis.Redis, timeout: float = 120.0) -> dict[str, Any] |
     return None if popped is None else json.loads(popped[1])
 
 
+def run_worker(
+    client: redis.Redis, url: str, redis_url: str, framework: str, workload: str, expected: int
+) -> dict[str, Any] | None:
+    """Start a worker for one workload and wait for its report; always stop it."""
+    proc = spawn_worker(url, redis_url, framework, workload, expected)
+    try:
+        return wait_result(client)
+    finally:
+        stop_worker(proc)
+
+
 def one_run(framework: str, amqp_url: str, redis_url: str, n: int, n_single: int) -> dict[str, float]:
-    client = redis.Redis.from_url(redis_url)
+    # No socket timeout: BLPOP waits as long as the slowest framework needs.
+    client = redis.Redis.from_url(redis_url, socket_timeout=None)
     client.flushdb()
     out: dict[str, float] = {}
 
@@ -403,9 +415,7 @@ def one_run(framework: str, amqp_url: str, redis_url: str, n: int, n_single: int
         started = time.perf_counter()
         producer.run(producer.bulk(n, 0.0))
         out["w1_bulk"] = n / (time.perf_counter() - started)
-        proc = spawn_worker(vhost.url, redis_url, framework, "w2", n)
-        result = wait_result(client)
-        stop_worker(proc)
+        result = run_worker(client, vhost.url, redis_url, framework, "w2", n)
         out["w2"] = n / result["elapsed"] if result else float("nan")
     finally:
         producer.close()
@@ -415,9 +425,7 @@ def one_run(framework: str, amqp_url: str, redis_url: str, n: int, n_single: int
     producer = Producer(framework, vhost.url)
     try:
         producer.run(producer.bulk(W4_JOBS, 0.0))
-        proc = spawn_worker(vhost.url, redis_url, framework, "w4", W4_JOBS)
-        result = wait_result(client)
-        stop_worker(proc)
+        result = run_worker(client, vhost.url, redis_url, framework, "w4", W4_JOBS)
         out["w4"] = result["elapsed"] if result else float("nan")
     finally:
         producer.close()
@@ -428,13 +436,15 @@ def one_run(framework: str, amqp_url: str, redis_url: str, n: int, n_single: int
     try:
         expected = int(W3_RATE * W3_SECONDS)
         proc = spawn_worker(vhost.url, redis_url, framework, "w3", expected)
-        producer.run(producer.one(-1.0))  # warm-up: the worker is consuming once it ran
-        warm = wait_result(client, 60)
-        result = None
-        if warm is not None:
-            producer.run(producer.steady(W3_RATE, W3_SECONDS))
-            result = wait_result(client, 60)
-        stop_worker(proc)
+        try:
+            producer.run(producer.one(-1.0))  # warm-up: the worker is consuming once it ran
+            warm = wait_result(client, 60)
+            result = None
+            if warm is not None:
+                producer.run(producer.steady(W3_RATE, W3_SECONDS))
+                result = wait_result(client, 60)
+        finally:
+            stop_worker(proc)
         out["w3_p50"] = result["p50"] if result else float("nan")
         out["w3_p99"] = result["p99"] if result else float("nan")
     finally:

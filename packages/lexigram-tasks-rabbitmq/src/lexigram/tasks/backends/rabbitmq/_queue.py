@@ -325,10 +325,18 @@ class RabbitMQTaskQueue:
             return []
         buffer = self._buffer
         if timeout <= 0 and not buffer.consuming:
-            # Nobody consumes here: look at the queue as it is now, job by job.
+            # Not subscribed: look at the queue as it is now, job by job (basic.get).
             jobs: list[Job] = []
             while len(jobs) < max_jobs and (job := await self.dequeue()) is not None:
                 jobs.append(job)
+            if jobs:
+                # Work is flowing: subscribe, so the caller's next batches come from
+                # the consumer's prefetch instead of one round trip per job.
+                buffer.enter()
+                try:
+                    await buffer.ensure_consuming(len(self._inflight) + max_jobs - len(jobs))
+                finally:
+                    buffer.leave()
             return jobs
         buffer.enter()
         try:
