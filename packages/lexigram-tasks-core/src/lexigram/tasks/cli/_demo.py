@@ -186,7 +186,7 @@ def render_summary(report: DemoReport) -> Group:
         dead.add_column("task")
         dead.add_column("error")
         for job_id, task, error in report.dead_letters:
-            dead.add_row(job_id[:8], task, _short(error, 70))
+            dead.add_row(job_id[:8], task, _short(error, 110))
         parts.append(dead)
     parts.append(
         Text.from_markup(

@@ -135,8 +135,9 @@ def worker_command(**params: Any) -> None:
     """Run the task handlers of APP on the queues until SIGTERM/SIGINT.
 
     APP is `module:object` (a TaskProvider, a HandlerRegistry, a dict of name ->
-    handler, one @task function), a module whose @task functions are used, or a YAML
-    config file whose tasks section names the module in `extra.app`.
+    handler, one @task function, or a no-argument function returning one of these),
+    a module whose @task functions are used, or a YAML config file whose tasks
+    section names the module in `extra.app`.
 
     The first SIGTERM/SIGINT drains: no new jobs, running ones finish (up to
     --shutdown-timeout), the rest are requeued, exit code 0. A second signal stops now.
