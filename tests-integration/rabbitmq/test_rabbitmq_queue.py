@@ -21,6 +21,7 @@ from lexigram.contracts.tasks import (
     POISON_JOB_NAME,
     BackendConnectionError,
     Job,
+    JobResult,
     JobStatus,
     TaskBackendSpec,
     TaskConfigurationError,
@@ -317,3 +318,37 @@ async def test_shared_state_store_from_options_spans_handles(
     finally:
         await producer.close()
         await worker.close()
+
+
+async def test_stores_option_pairs_the_queue_with_redis_stores(
+    amqp_url: str, redis_url: str, queue_name: str, broker: Broker
+) -> None:
+    prefix = f"lexigram-test-{uuid.uuid4().hex[:8]}"
+    stores = {"type": "redis", "url": redis_url, "options": {"key_prefix": prefix}}
+    spec = TaskBackendSpec(
+        type="rabbitmq", url=amqp_url, queue_name=queue_name, options={"stores": stores}
+    )
+    first, second = RabbitMQBackend(), RabbitMQBackend()
+    writer, reader = first.create_result_store(spec), second.create_result_store(spec)
+    queue = first.create_queue(spec)
+    try:
+        await writer.store("job-1", JobResult.ok({"sent": True}))
+        found = await reader.get("job-1")  # another object, same Redis: a shared store
+        assert found is not None
+        assert found.data == {"sent": True}
+        # The job-state records went to the same Redis (the stores backend's cache).
+        await queue.enqueue(Job(id="job-2", name="x"))
+        other = second.create_queue(spec)
+        waiting = await other.get_job("job-2")
+        assert waiting is not None
+        await other.close()
+    finally:
+        await writer.delete("job-1")
+        for store in (writer, reader):
+            await store.close()
+        cache = first.state_store(stores, spec)
+        assert cache is not None
+        for key in await cache.keys(""):
+            await cache.delete(key)
+        await queue.close()
+        await broker.delete_family(queue_name)

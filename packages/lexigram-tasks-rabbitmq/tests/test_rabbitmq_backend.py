@@ -7,6 +7,7 @@ from importlib.metadata import entry_points
 import pytest
 
 from lexigram.contracts.tasks import (
+    OPTIONAL_BACKEND_FACTORIES,
     TaskBackendProtocol,
     TaskBackendSpec,
     TaskConfigurationError,
@@ -86,6 +87,42 @@ def test_state_store_setting_errors_name_the_fix(setting: object, message: str) 
     assert "pw@" not in str(info.value)
 
 
+class FakeEntryPoint:
+    def __init__(self, target: object) -> None:
+        self.target = target
+
+    def load(self) -> object:
+        return self.target
+
+
+class StoresBackend:
+    """A backend offering a cache and a result store, recording the specs it was given."""
+
+    def __init__(self) -> None:
+        self.specs: list[tuple[str, TaskBackendSpec]] = []
+
+    def create_queue(self, spec: TaskBackendSpec, /) -> object:
+        return object()
+
+    def create_cache_backend(self, spec: TaskBackendSpec, /) -> LocalStateStore:
+        self.specs.append(("cache", spec))
+        return LocalStateStore()
+
+    def create_result_store(self, spec: TaskBackendSpec, /) -> str:
+        self.specs.append(("result", spec))
+        return "result-store"
+
+    def create_rate_limiter(self, spec: TaskBackendSpec, /, **kwargs: object) -> dict[str, object]:
+        return dict(kwargs)
+
+
+@pytest.fixture
+def stores_backend(monkeypatch: pytest.MonkeyPatch) -> StoresBackend:
+    target = StoresBackend()
+    monkeypatch.setattr(_backend, "entry_points", lambda **_: [FakeEntryPoint(target)])
+    return target
+
+
 def test_state_store_backend_without_cache_factory_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -93,27 +130,49 @@ def test_state_store_backend_without_cache_factory_is_refused(
         def create_queue(self, spec: TaskBackendSpec, /) -> object:
             return object()
 
-    class FakeEntryPoint:
-        def load(self) -> object:
-            return NoCache()
-
-    monkeypatch.setattr(_backend, "entry_points", lambda **_: [FakeEntryPoint()])
+    monkeypatch.setattr(_backend, "entry_points", lambda **_: [FakeEntryPoint(NoCache())])
     spec = TaskBackendSpec(type="rabbitmq", options={"state_store": {"type": "nocache"}})
     with pytest.raises(TaskConfigurationError, match="create_cache_backend"):
         RabbitMQBackend().create_queue(spec)
 
 
-def test_state_store_is_built_once_per_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    built: list[TaskBackendSpec] = []
-
-    def factory(spec: TaskBackendSpec) -> LocalStateStore:
-        built.append(spec)
-        return LocalStateStore()
-
-    monkeypatch.setattr(_backend, "_cache_factory", lambda type_: factory)
+def test_state_store_is_built_once_per_setting(stores_backend: StoresBackend) -> None:
     shared = RabbitMQBackend()
     options = {"state_store": "redis://:pw@127.0.0.1:6379/3"}
     first = shared.create_queue(TaskBackendSpec(type="rabbitmq", queue_name="a", options=options))
     second = shared.create_queue(TaskBackendSpec(type="rabbitmq", queue_name="b", options=options))
     assert first.state_store is second.state_store
-    assert [(spec.type, spec.url) for spec in built] == [("redis", "redis://:pw@127.0.0.1:6379/3")]
+    assert [(kind, spec.type, spec.url) for kind, spec in stores_backend.specs] == [
+        ("cache", "redis", "redis://:pw@127.0.0.1:6379/3")
+    ]
+
+
+def test_store_factories_return_none_without_stores_option() -> None:
+    spec = TaskBackendSpec(type="rabbitmq")
+    factory = RabbitMQBackend()
+    for name in OPTIONAL_BACKEND_FACTORIES:
+        assert getattr(factory, name)(spec) is None, name
+
+
+def test_stores_option_borrows_another_backends_stores(stores_backend: StoresBackend) -> None:
+    setting = {"type": "redis", "url": "redis://h:6379/0", "options": {"key_prefix": "app"}}
+    spec = TaskBackendSpec(
+        name="notify", type="rabbitmq", queue_name="q", options={"stores": setting}
+    )
+    factory = RabbitMQBackend()
+    assert factory.create_result_store(spec) == "result-store"
+    assert factory.create_progress_store(spec) is None  # that backend has none: core's memory
+    assert factory.create_rate_limiter(spec, name="x", rate=5) == {"name": "x", "rate": 5}
+    kind, borrowed = stores_backend.specs[0]
+    assert (kind, borrowed.type, borrowed.url, borrowed.name, borrowed.queue_name) == (
+        "result",
+        "redis",
+        "redis://h:6379/0",
+        "notify",
+        "q",
+    )
+    assert dict(borrowed.options) == {"key_prefix": "app"}
+    # The job-state records default to the stores backend's cache.
+    queue = factory.create_queue(spec)
+    assert not isinstance(queue.state_store, type(None))
+    assert stores_backend.specs[-1][0] == "cache"

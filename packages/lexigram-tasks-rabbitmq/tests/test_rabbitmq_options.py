@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from lexigram.contracts.tasks import PRIORITY_MAX, Priority, TaskConfigurationError
@@ -181,11 +179,11 @@ def test_settings_from_options_coerces_strings() -> None:
     assert settings.dead_letter_ttl is None
 
 
-def test_settings_from_options_warns_on_unknown_keys(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING):
-        RabbitMQSettings.from_options({"max_priorty": 3, "state_store": None})
-    assert "max_priorty" in caplog.text
-    assert "state_store" not in caplog.text
+def test_settings_from_options_rejects_unknown_keys() -> None:
+    with pytest.raises(TaskConfigurationError, match="'max_priorty' is unknown") as info:
+        RabbitMQSettings.from_options({"max_priorty": 3})
+    assert "max_priority" in str(info.value)
+    RabbitMQSettings.from_options({"state_store": None, "stores": None})
 
 
 @pytest.mark.parametrize(

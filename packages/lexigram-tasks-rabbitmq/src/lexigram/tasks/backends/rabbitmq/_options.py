@@ -5,7 +5,6 @@ Nothing here touches the network, so all of it is unit-tested without a broker.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -18,8 +17,6 @@ from lexigram.contracts.tasks import (
     TaskConfigurationError,
     mask_url,
 )
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_AMQP_URL = "amqp://localhost:5672/"
 """The URL used when none is given (the seed's default)."""
@@ -258,24 +255,25 @@ class RabbitMQSettings:
     def from_options(cls, options: Mapping[str, object]) -> RabbitMQSettings:
         """Build settings from `TaskBackendSpec.options`, coercing strings from env/YAML.
 
-        Keys this backend does not know are logged and ignored (`state_store` is read by
-        the backend object, not here).
+        ``state_store`` and ``stores`` are read by the backend object, not here.
 
         Raises:
-            TaskConfigurationError: A value has the wrong type or is out of range.
+            TaskConfigurationError: A key is unknown, or a value has the wrong type or is
+                out of range.
         """
         known = {f.name: f for f in fields(cls)}
         values: dict[str, Any] = {}
         for key, raw in options.items():
             spec = known.get(key)
             if spec is None:
-                if key != "state_store":
-                    logger.warning(
-                        "Ignoring unknown RabbitMQ backend option %r (known: %s).",
-                        key,
-                        ", ".join(sorted(known)),
-                    )
-                continue
+                if key in _BACKEND_KEYS:
+                    continue
+                names = ", ".join(sorted([*known, *_BACKEND_KEYS]))
+                msg = (
+                    f"RabbitMQ backend option {key!r} is unknown. Check it for a typo; "
+                    f"the options are: {names}."
+                )
+                raise TaskConfigurationError(msg)
             values[key] = _coerce(key, raw, default=spec.default)
         return cls(**values)
 
@@ -301,6 +299,8 @@ def _coerce(key: str, raw: object, *, default: object) -> object:
             _bad(key, raw, "a number of seconds")
     return raw
 
+
+_BACKEND_KEYS = ("state_store", "stores")
 
 _BOOLS = {
     "true": True,
