@@ -7,7 +7,8 @@ from click.testing import CliRunner
 from lexigram.contracts.tasks import TaskBackendSpec
 from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._demo import render_summary
-from lexigram.tasks.cli._demo_run import Demo, DemoReport, DemoSettings, DemoView
+from lexigram.tasks.cli._demo_report import DemoReport, DemoSettings
+from lexigram.tasks.cli._demo_run import Demo, DemoView
 from lexigram.tasks.cli._output import stdout_console
 
 

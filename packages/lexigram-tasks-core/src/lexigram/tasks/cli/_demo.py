@@ -24,7 +24,8 @@ from rich.table import Table
 from rich.text import Text
 
 from lexigram.tasks.cli._context import describe, load_config, resolve_spec
-from lexigram.tasks.cli._demo_run import PARTNER_RATE, Demo, DemoReport, DemoSettings, DemoView
+from lexigram.tasks.cli._demo_report import PARTNER_RATE, DemoReport, DemoSettings
+from lexigram.tasks.cli._demo_run import Demo, DemoView
 from lexigram.tasks.cli._options import (
     backend_option,
     config_option,

@@ -76,11 +76,15 @@ class _Session:
         self.stores = stores
         self.queues: dict[str, TaskQueueProtocol] = {}
 
-    def dlq(self, queue_name: str | None = None) -> PersistentDeadLetterQueue:
+    def queue(self, queue_name: str | None = None) -> TaskQueueProtocol:
         name = queue_name or self.spec.queue_name
         queue = self.queues.get(name)
         if queue is None:
             queue = self.queues[name] = open_queue(self.spec, name)
+        return queue
+
+    def dlq(self, queue_name: str | None = None) -> PersistentDeadLetterQueue:
+        queue = self.queue(queue_name)
         return PersistentDeadLetterQueue(backend=self.stores.dlq_backend, queue=queue)
 
     async def close(self) -> None:
@@ -110,7 +114,7 @@ def _run(
     async def go() -> T:
         session = _Session(spec, stores)
         try:
-            await probe(session.dlq().queue or open_queue(spec), spec, timeout)
+            await probe(session.queue(), spec, timeout)
             return await action(session)
         finally:
             await session.close()
