@@ -10,6 +10,7 @@ exit 1.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -42,6 +43,7 @@ logger = logging.getLogger("lexigram.tasks.cli")
 
 HARD_STOP_EXIT_CODE = 1
 _STATUS_REFRESH = 0.5  # seconds between status-line updates
+_RATE_WINDOW = 10  # status samples the rate is averaged over (5 s)
 _PLAIN_STATUS_EVERY = 10.0  # seconds between status log lines when not on a terminal
 _HARD_STOP_GRACE = 5.0  # seconds cancelled handlers get to nack their jobs
 
@@ -310,8 +312,10 @@ async def _status(
     runtime: WorkerRuntime, console: Console | None, options: WorkerOptions, stopper: _Stopper
 ) -> None:
     """Show a live status line on a terminal; log one now and then otherwise; end --burst."""
-    previous = runtime.totals()
-    last_logged = previous
+    # The rate is taken over the last few seconds, so the number does not jump around.
+    window: collections.deque[WorkerTotals] = collections.deque(maxlen=_RATE_WINDOW)
+    window.append(runtime.totals())
+    last_logged = window[0]
     live = Live(console=console, refresh_per_second=4, transient=True) if console else None
     with contextlib.ExitStack() as stack:
         if live is not None:
@@ -319,13 +323,13 @@ async def _status(
         while True:
             await asyncio.sleep(_STATUS_REFRESH)
             current = runtime.totals()
-            rate = _rate(previous, current)
+            rate = _rate(window[0], current)
+            window.append(current)
             if live is not None:
                 live.update(_status_text(runtime, current, rate))
             elif current.at - last_logged.at >= _PLAIN_STATUS_EVERY and current != last_logged:
                 logger.info("Status: %s", _status_plain(current, _rate(last_logged, current)))
                 last_logged = current
-            previous = current
             if options.burst and current.in_flight == 0 and await _queues_empty(runtime):
                 stopper.request("the queues are empty (--burst)")
                 logger.info("Queues are empty; stopping (--burst).")
@@ -353,10 +357,10 @@ def _status_plain(totals: WorkerTotals, rate: float) -> str:
 
 
 def _status_text(runtime: WorkerRuntime, totals: WorkerTotals, rate: float) -> Text:
-    text = Text()
+    # One line whatever the terminal's width: the end is cut rather than wrapped.
+    text = Text(no_wrap=True, overflow="ellipsis")
     text.append("● ", style="green")
-    text.append(f"{runtime.worker_id} ", style="bold")
-    text.append(f"{','.join(runtime.queue_names)} @ {describe(runtime.spec)}  ", style="dim")
+    text.append(f"{rate:.1f} jobs/s  ", style="bold")
     for label, value, style in (
         ("processed", totals.processed, "bold"),
         ("ok", totals.succeeded, "green"),
@@ -368,5 +372,5 @@ def _status_text(runtime: WorkerRuntime, totals: WorkerTotals, rate: float) -> T
         text.append(f"{label} ")
         text.append(f"{value}", style=style)
         text.append("  ")
-    text.append(f"{rate:.1f} jobs/s", style="bold")
+    text.append(f"{','.join(runtime.queue_names)} @ {describe(runtime.spec)}", style="dim")
     return text
