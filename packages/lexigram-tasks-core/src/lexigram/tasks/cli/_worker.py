@@ -111,7 +111,7 @@ class WorkerOptions:
     "--concurrency",
     "-c",
     type=click.IntRange(min=1),
-    help="Jobs one process runs at once. Default: worker.max_concurrent_tasks (10).",
+    help="Jobs run at once per queue and process. Default: worker.max_concurrent_tasks (10).",
 )
 @click.option(
     "--workers",
