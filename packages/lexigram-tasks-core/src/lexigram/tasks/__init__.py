@@ -8,7 +8,7 @@ __path__ = __import__("pkgutil").extend_path(__path__, __name__)
 # ``from __future__`` import: nothing here needs postponed annotations.
 import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("lexigram-tasks-core")
@@ -178,7 +178,338 @@ _EXPORTS: dict[str, str] = {
     "create_redis_task_provider": "lexigram.tasks.di",
 }
 
-__all__ = sorted(_EXPORTS)  # noqa: PLE0605 - the list is built from the export map
+# Static view of the lazy exports for type checkers (names in __all__ count as re-exported).
+if TYPE_CHECKING:
+    from lexigram.contracts.tasks import (
+        BackendConflictError,
+        BackendConnectionError,
+        BackendError,
+        BackendImportError,
+        BackendNotFoundError,
+        CacheBackendProtocol,
+        DuplicateTaskError,
+        Err,
+        FailureRecord,
+        IdempotencyResult,
+        IdempotencyResultStatus,
+        Job,
+        JobResult,
+        JobStatus,
+        JobTemplate,
+        Ok,
+        OnErrorPolicy,
+        Priority,
+        ProgressInfo,
+        ProgressSnapshot,
+        ProgressStatus,
+        ProgressTrackerProtocol,
+        QueueFullError,
+        Result,
+        StepResult,
+        TaskBackendSpec,
+        TaskCancelledError,
+        TaskConfigurationError,
+        TaskDecodeError,
+        TaskDependencyCycleError,
+        TaskError,
+        TaskExecutionError,
+        TaskExecutorProtocol,
+        TaskNotFoundError,
+        TaskQueueError,
+        TaskQueueProtocol,
+        TaskRegistrationError,
+        TaskTimeoutError,
+        TaskValidationError,
+        WorkflowError,
+        WorkflowResult,
+        WorkflowStatus,
+        WorkflowSummary,
+    )
+    from lexigram.tasks._backends import (
+        TaskBackendRegistry,
+        available_backends,
+        load_backend,
+    )
+    from lexigram.tasks.backends.memory import (
+        MemoryTaskQueue,
+    )
+    from lexigram.tasks.background_task_manager import (
+        BackgroundTaskManager,
+    )
+    from lexigram.tasks.cache import (
+        InMemoryCacheBackend,
+    )
+    from lexigram.tasks.concurrency import (
+        DistributedLockProtocol,
+        GlobalRateLimiter,
+        InMemoryLock,
+        LockManager,
+        QueueRateLimiter,
+        TokenBucket,
+        UniqueTask,
+        distributed_lock,
+        unique_task,
+    )
+    from lexigram.tasks.config import (
+        ConfigIssue,
+        Environment,
+        NamedTaskConfig,
+        RetryConfig,
+        TaskBackendConfig,
+        TaskConfig,
+        TaskRateLimitConfig,
+        TaskSchedulerConfig,
+        TaskTimeoutConfig,
+        TaskWorkerConfig,
+    )
+    from lexigram.tasks.decorators import (
+        TaskFunction,
+        get_default_queue,
+        scheduled,
+        set_default_queue,
+        task,
+    )
+    from lexigram.tasks.di import (
+        TaskProvider,
+        TasksModule,
+        create_memory_task_provider,
+        create_provider_from_config,
+        create_rabbitmq_task_provider,
+        create_redis_task_provider,
+    )
+    from lexigram.tasks.dispatch import (
+        delay,
+    )
+    from lexigram.tasks.dlq import (
+        DeadLetterQueue,
+        DLQBackend,
+        InMemoryDLQBackend,
+        PersistentDeadLetterQueue,
+    )
+    from lexigram.tasks.events import (
+        DomainEvent,
+        EventBus,
+        TaskCompletedEvent,
+        TaskFailedEvent,
+        TaskQueuedEvent,
+    )
+    from lexigram.tasks.execution import (
+        HandlerRegistry,
+        TaskWorker,
+        TaskWorkerServices,
+        WorkerJobStats,
+        WorkerPool,
+    )
+    from lexigram.tasks.hooks import (
+        HookRegistry,
+        TaskCompletedHook,
+        TaskEnqueuedHook,
+        TaskFailedHook,
+        TaskStartedHook,
+    )
+    from lexigram.tasks.idempotency import (
+        IdempotencyManager,
+        IdempotentTaskManager,
+        InMemoryIdempotencyStore,
+    )
+    from lexigram.tasks.middleware import (
+        LoggingMiddleware,
+        MetricsMiddleware,
+        TaskExecutionContext,
+        TaskMiddleware,
+        TaskMiddlewarePipeline,
+        TimeoutMiddleware,
+    )
+    from lexigram.tasks.models import (
+        JobProtocol,
+        JobTemplateProtocol,
+    )
+    from lexigram.tasks.observability import (
+        ExecutionRecord,
+        TaskDashboard,
+        TaskHealth,
+        TaskMetricsCollector,
+    )
+    from lexigram.tasks.progress import (
+        CacheBackendProgressStore,
+        InMemoryProgressStore,
+        InMemoryProgressTracker,
+        ProgressStore,
+        ProgressTracker,
+    )
+    from lexigram.tasks.results import (
+        CacheBackendResultStore,
+        InMemoryResultStore,
+        ResultStore,
+    )
+    from lexigram.tasks.scheduled_worker import (
+        ScheduledWorker,
+    )
+    from lexigram.tasks.scheduling import (
+        CronExpression,
+        DependencyResolver,
+        InMemorySchedulerStore,
+        ScheduledJob,
+        SchedulerStore,
+        TaskScheduler,
+    )
+    from lexigram.tasks.types import (
+        PoolStrategy,
+    )
+    from lexigram.tasks.workflows import (
+        BranchStep,
+        InMemoryWorkflowStateStore,
+        TaskChain,
+        TaskChord,
+        TaskGroup,
+        TaskStep,
+        Workflow,
+        WorkflowStateStore,
+        chain,
+    )
+
+# Kept equal to the export map by a test; a literal so type checkers can read it.
+__all__ = [
+    "BackendConflictError",
+    "BackendConnectionError",
+    "BackendError",
+    "BackendImportError",
+    "BackendNotFoundError",
+    "BackgroundTaskManager",
+    "BranchStep",
+    "CacheBackendProgressStore",
+    "CacheBackendProtocol",
+    "CacheBackendResultStore",
+    "ConfigIssue",
+    "CronExpression",
+    "DLQBackend",
+    "DeadLetterQueue",
+    "DependencyResolver",
+    "DistributedLockProtocol",
+    "DomainEvent",
+    "DuplicateTaskError",
+    "Environment",
+    "Err",
+    "EventBus",
+    "ExecutionRecord",
+    "FailureRecord",
+    "GlobalRateLimiter",
+    "HandlerRegistry",
+    "HookRegistry",
+    "IdempotencyManager",
+    "IdempotencyResult",
+    "IdempotencyResultStatus",
+    "IdempotentTaskManager",
+    "InMemoryCacheBackend",
+    "InMemoryDLQBackend",
+    "InMemoryIdempotencyStore",
+    "InMemoryLock",
+    "InMemoryProgressStore",
+    "InMemoryProgressTracker",
+    "InMemoryResultStore",
+    "InMemorySchedulerStore",
+    "InMemoryWorkflowStateStore",
+    "Job",
+    "JobProtocol",
+    "JobResult",
+    "JobStatus",
+    "JobTemplate",
+    "JobTemplateProtocol",
+    "LockManager",
+    "LoggingMiddleware",
+    "MemoryTaskQueue",
+    "MetricsMiddleware",
+    "NamedTaskConfig",
+    "Ok",
+    "OnErrorPolicy",
+    "PersistentDeadLetterQueue",
+    "PoolStrategy",
+    "Priority",
+    "ProgressInfo",
+    "ProgressSnapshot",
+    "ProgressStatus",
+    "ProgressStore",
+    "ProgressTracker",
+    "ProgressTrackerProtocol",
+    "QueueFullError",
+    "QueueRateLimiter",
+    "Result",
+    "ResultStore",
+    "RetryConfig",
+    "ScheduledJob",
+    "ScheduledWorker",
+    "SchedulerStore",
+    "StepResult",
+    "TaskBackendConfig",
+    "TaskBackendRegistry",
+    "TaskBackendSpec",
+    "TaskCancelledError",
+    "TaskChain",
+    "TaskChord",
+    "TaskCompletedEvent",
+    "TaskCompletedHook",
+    "TaskConfig",
+    "TaskConfigurationError",
+    "TaskDashboard",
+    "TaskDecodeError",
+    "TaskDependencyCycleError",
+    "TaskEnqueuedHook",
+    "TaskError",
+    "TaskExecutionContext",
+    "TaskExecutionError",
+    "TaskExecutorProtocol",
+    "TaskFailedEvent",
+    "TaskFailedHook",
+    "TaskFunction",
+    "TaskGroup",
+    "TaskHealth",
+    "TaskMetricsCollector",
+    "TaskMiddleware",
+    "TaskMiddlewarePipeline",
+    "TaskNotFoundError",
+    "TaskProvider",
+    "TaskQueueError",
+    "TaskQueueProtocol",
+    "TaskQueuedEvent",
+    "TaskRateLimitConfig",
+    "TaskRegistrationError",
+    "TaskScheduler",
+    "TaskSchedulerConfig",
+    "TaskStartedHook",
+    "TaskStep",
+    "TaskTimeoutConfig",
+    "TaskTimeoutError",
+    "TaskValidationError",
+    "TaskWorker",
+    "TaskWorkerConfig",
+    "TaskWorkerServices",
+    "TasksModule",
+    "TimeoutMiddleware",
+    "TokenBucket",
+    "UniqueTask",
+    "WorkerJobStats",
+    "WorkerPool",
+    "Workflow",
+    "WorkflowError",
+    "WorkflowResult",
+    "WorkflowStateStore",
+    "WorkflowStatus",
+    "WorkflowSummary",
+    "available_backends",
+    "chain",
+    "create_memory_task_provider",
+    "create_provider_from_config",
+    "create_rabbitmq_task_provider",
+    "create_redis_task_provider",
+    "delay",
+    "distributed_lock",
+    "get_default_queue",
+    "load_backend",
+    "scheduled",
+    "set_default_queue",
+    "task",
+    "unique_task",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import lexigram.tasks
+
+
+def test_all_matches_the_lazy_export_map() -> None:
+    assert lexigram.tasks.__all__ == sorted(lexigram.tasks._EXPORTS)
+
+
+@pytest.mark.parametrize("name", lexigram.tasks.__all__)
+def test_every_public_name_imports_from_lexigram_tasks(name: str) -> None:
+    assert getattr(lexigram.tasks, name) is not None
+
+
+def test_unknown_name_raises_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="NoSuchThing"):
+        _ = lexigram.tasks.NoSuchThing
+
+
+def test_importing_the_package_loads_no_backend_client_or_croniter() -> None:
+    code = (
+        "import sys, lexigram.tasks\n"
+        "from lexigram.tasks import TaskQueueProtocol, Job\n"
+        "heavy = {'redis', 'asyncpg', 'aio_pika', 'croniter', 'pydantic'} & set(sys.modules)\n"
+        "print(sorted(heavy))\n"
+    )
+    out = subprocess.run(  # noqa: S603 - runs this interpreter on a fixed snippet
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "[]"
+
+
+def test_seed_job_names_are_the_concrete_dataclasses() -> None:
+    job = lexigram.tasks.JobProtocol(id="", name="x")
+    assert isinstance(job, lexigram.tasks.Job)
+    template = lexigram.tasks.JobTemplateProtocol(name="cleanup", args=())
+    assert template.create_job().name == "cleanup"
