@@ -13,6 +13,8 @@ each run in a fresh process). What is timed, per framework:
   closest Taskiq gets to W2: its real consumer over an in-memory queue.
 - ``taskiq-kick``: the InMemoryBroker as shipped: N ``task.kiq()`` calls, then
   ``broker.wait_all()`` (the timed window also covers building and sending messages).
+- ``taskiq-inplace``: the same with ``await_inplace=True`` (each kick runs the job
+  before returning: no task per job, no concurrency; Taskiq's fastest mode for no-ops).
 
 Each framework runs at its best settings: concurrency swept over --concurrency (the
 best median is reported), Taskiq with ``cast_types``/``validate_params`` off and room
@@ -44,7 +46,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 TASKIQ_VENV = HERE / ".venv-taskiq"
 TASKIQ_REQUIREMENT = "taskiq==0.13.0"
-FRAMEWORKS = ("lexigram", "taskiq-receiver", "taskiq-kick")
+FRAMEWORKS = ("lexigram", "taskiq-receiver", "taskiq-kick", "taskiq-inplace")
 
 
 # ------------------------------------------------------------------------------------
@@ -155,10 +157,15 @@ async def _run_taskiq_receiver(jobs: int, concurrency: int) -> float:
     return jobs / elapsed
 
 
-async def _run_taskiq_kick(jobs: int, concurrency: int) -> float:
+async def _run_taskiq_kick(jobs: int, concurrency: int, *, inplace: bool = False) -> float:
     from taskiq import InMemoryBroker  # noqa: PLC0415 - child-only import
 
-    broker = InMemoryBroker(max_stored_results=jobs, cast_types=False, max_async_tasks=concurrency)
+    broker = InMemoryBroker(
+        max_stored_results=jobs,
+        cast_types=False,
+        max_async_tasks=concurrency,
+        await_inplace=inplace,
+    )
 
     @broker.task(task_name="noop")
     async def noop() -> None:
@@ -177,10 +184,15 @@ async def _run_taskiq_kick(jobs: int, concurrency: int) -> float:
     return jobs / elapsed
 
 
+async def _run_taskiq_inplace(jobs: int, concurrency: int) -> float:
+    return await _run_taskiq_kick(jobs, concurrency, inplace=True)
+
+
 _CHILDREN = {
     "lexigram": _run_lexigram,
     "taskiq-receiver": _run_taskiq_receiver,
     "taskiq-kick": _run_taskiq_kick,
+    "taskiq-inplace": _run_taskiq_inplace,
 }
 
 
@@ -249,7 +261,8 @@ def main() -> None:
     pythons = {"lexigram": Path(sys.executable)}
     if any(f.startswith("taskiq") for f in frameworks):
         taskiq_python = ensure_taskiq_venv()
-        pythons["taskiq-receiver"] = pythons["taskiq-kick"] = taskiq_python
+        for name in FRAMEWORKS[1:]:
+            pythons[name] = taskiq_python
     rates: dict[tuple[str, int], list[float]] = {(f, c): [] for f in frameworks for c in levels}
     for run in range(args.runs):
         # Interleave frameworks so that machine noise hits them alike.
