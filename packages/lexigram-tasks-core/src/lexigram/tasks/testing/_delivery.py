@@ -163,6 +163,23 @@ class QueueIdempotencyConformance(QueueConformanceBase):
         assert await enqueue_ok(queue, make_job(idempotency_key="invoice-7")) == first.id
         assert await queue.get_task_count() == 0
 
+    async def test_finished_job_resubmitted_under_its_own_key_runs_again(
+        self, queue: TaskQueueProtocol
+    ) -> None:
+        """The same job (same id and key) enqueued again after it left the queue is accepted.
+
+        This is how a dead-lettered job is retried: its key still maps to its own id, so
+        the resubmission is that job again, not a duplicate of another one.
+        """
+        job = make_job(idempotency_key="export-3")
+        await enqueue_ok(queue, job)
+        leased = await lease_one(queue)
+        await queue.ack(leased.id)
+        again = make_job(id=job.id, idempotency_key="export-3")
+        assert await enqueue_ok(queue, again) == job.id
+        assert await queue.get_task_count() == 1
+        assert [leased.id for leased in await drain(queue)] == [job.id]
+
     async def test_different_idempotency_keys_are_independent(
         self, queue: TaskQueueProtocol
     ) -> None:

@@ -410,7 +410,12 @@ class MemoryTaskQueue:
         if task.id in self._jobs:
             return task.id
         key = task.idempotency_key
-        return None if key is None else self._held_idempotency_key(key)
+        if key is None:
+            return None
+        held = self._held_idempotency_key(key)
+        # The key still naming this very job means the job itself is being resubmitted
+        # (a dead-letter retry), not duplicated by another one.
+        return None if held == task.id else held
 
     def _push_waiting(self, job: Job) -> None:
         """Make `job` wait: ready now, or in the delayed heap until `scheduled_at`."""
