@@ -46,6 +46,7 @@ import asyncpg
 ADMIN_DSN = "postgresql://127.0.0.1:5432/test"
 FRAMEWORKS = ("lexigram", "pgqueuer", "pgqueuer-defaults", "procrastinate", "saq")
 Handler = Callable[[float], Awaitable[None]]
+W3_RATE_HINT = [500.0]  # the producer's rate, passed to W3 children
 
 
 def dsn_for(framework: str, base: str) -> str:
@@ -261,55 +262,74 @@ ADAPTERS: dict[str, Any] = {
 # --------------------------------------------------------------------------- children
 
 
+async def _w1(adapter: Any, n: int, _concurrency: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    for _ in range(n):
+        await adapter.enqueue_one(time.time())
+    one = n / (time.perf_counter() - started)
+    await adapter.setup()  # empty again
+    started = time.perf_counter()
+    await adapter.enqueue_bulk([time.time()] * n)
+    return {"one_by_one": one, "bulk": n / (time.perf_counter() - started)}
+
+
+async def _drain(adapter: Any, n: int, concurrency: int, pause: float) -> dict[str, Any]:
+    await adapter.enqueue_bulk([time.time()] * n)
+    done, count = asyncio.Event(), [0]
+
+    async def handler(_ts: float) -> None:
+        if pause:
+            await asyncio.sleep(pause)  # W4's simulated I/O
+        count[0] += 1
+        if count[0] >= n:
+            done.set()
+
+    started = time.perf_counter()
+    await adapter.work(handler, concurrency, done)
+    elapsed = time.perf_counter() - started
+    return {"seconds": elapsed, "rate": n / elapsed}
+
+
+async def _w3(adapter: Any, n: int, concurrency: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    done = asyncio.Event()
+
+    async def record(ts: float) -> None:
+        latencies.append(time.time() - ts)
+        if len(latencies) >= n:
+            done.set()
+
+    # A framework that loses or drops jobs must not hang the run: give up after the
+    # producer's duration plus 30 s and report how many arrived.
+    asyncio.get_running_loop().call_later(n / W3_RATE_HINT[0] + 30.0, done.set)
+    work = asyncio.create_task(adapter.work(record, concurrency, done))
+    await asyncio.sleep(1.0)  # let the worker connect and LISTEN before the producer starts
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    await work
+    if not latencies:
+        return {"p50_ms": float("inf"), "p99_ms": float("inf"), "received": 0}
+    latencies.sort()
+    return {
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[max(0, int(len(latencies) * 0.99) - 1)],
+        "received": len(latencies),
+    }
+
+
 async def child(framework: str, workload: str, n: int, concurrency: int) -> dict[str, Any]:
     """Run one measurement in this (child) process and return its figures."""
     adapter = ADAPTERS[framework](dsn_for(framework, ADMIN_DSN))
     await adapter.setup()
     try:
         if workload == "w1":
-            started = time.perf_counter()
-            for _ in range(n):
-                await adapter.enqueue_one(time.time())
-            one = n / (time.perf_counter() - started)
-            await adapter.setup()  # empty again
-            started = time.perf_counter()
-            await adapter.enqueue_bulk([time.time()] * n)
-            return {"one_by_one": one, "bulk": n / (time.perf_counter() - started)}
-        if workload in ("w2", "w4"):
-            await adapter.enqueue_bulk([time.time()] * n)
-            done, count = asyncio.Event(), [0]
-            pause = 0.05 if workload == "w4" else 0.0
-
-            async def handler(_ts: float) -> None:
-                if pause:
-                    await asyncio.sleep(pause)
-                count[0] += 1
-                if count[0] >= n:
-                    done.set()
-
-            started = time.perf_counter()
-            await adapter.work(handler, concurrency, done)
-            elapsed = time.perf_counter() - started
-            return {"seconds": elapsed, "rate": n / elapsed}
+            return await _w1(adapter, n, concurrency)
+        if workload == "w2":
+            return await _drain(adapter, n, concurrency, 0.0)
+        if workload == "w4":
+            return await _drain(adapter, n, concurrency, 0.05)
         if workload == "w3":
-            latencies: list[float] = []
-            done = asyncio.Event()
-
-            async def record(ts: float) -> None:
-                latencies.append(time.time() - ts)
-                if len(latencies) >= n:
-                    done.set()
-
-            work = asyncio.create_task(adapter.work(record, concurrency, done))
-            await asyncio.sleep(1.0)  # let the worker connect and LISTEN before the producer starts
-            sys.stdout.write("ready\n")
-            sys.stdout.flush()
-            await work
-            latencies.sort()
-            return {
-                "p50_ms": 1000 * latencies[len(latencies) // 2],
-                "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1],
-            }
+            return await _w3(adapter, n, concurrency)
         msg = f"unknown workload {workload!r}"
         raise ValueError(msg)
     finally:
@@ -341,6 +361,7 @@ def run_child(
 ) -> dict[str, Any]:
     """Run one measurement in a child process (and produce the W3 jobs from here)."""
     cmd = [sys.executable, __file__, "--child", framework, workload, str(n), str(concurrency)]
+    cmd += ["--w3-rate", str(rate)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)  # noqa: S603 - our own script
     if proc.stdout is None:
         msg = "child has no stdout"
@@ -386,6 +407,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     if args.child:
         framework, workload, n, conc = args.child
+        W3_RATE_HINT[0] = args.w3_rate
         result = asyncio.run(child(framework, workload, int(n), int(conc)))
         sys.stdout.write(json.dumps(result) + "\n")
         return

@@ -22,12 +22,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from lexigram.contracts.tasks import (
-    Err,
     HookRegistryProtocol,
     Job,
     JobStatus,
@@ -35,7 +34,6 @@ from lexigram.contracts.tasks import (
     Result,
     TaskDecodeError,
     TaskQueueError,
-    TaskValidationError,
     decode_job,
     encode_job,
     make_poison_job,
@@ -46,16 +44,16 @@ from lexigram.tasks.backends.postgres._connection import (
     Conn,
     Database,
     Listener,
-    connection_error,
     payload_delay,
 )
+from lexigram.tasks.backends.postgres._enqueue import AckBatcher, Enqueuer
 from lexigram.tasks.backends.postgres._schema import ensure_schema
 from lexigram.tasks.backends.postgres._sql import QueueSQL
 
 logger = logging.getLogger(__name__)
 
-_ACK_BATCH = 1000
-_KEY_PURGE_INTERVAL = 60.0
+T = TypeVar("T")
+
 _QUEUED_ACTION = "task.queued"
 
 _STATUS_COUNTS = {
@@ -63,6 +61,11 @@ _STATUS_COUNTS = {
     JobStatus.RETRYING: "count_retrying",
     JobStatus.RUNNING: "count_running",
 }
+
+
+async def _in_transaction(conn: Conn, fn: Callable[[Conn], Awaitable[T]]) -> T:
+    async with conn.transaction():
+        return await fn(conn)
 
 
 def _pool_of(provider: Any) -> asyncpg.Pool | None:
@@ -148,21 +151,20 @@ class PostgresTaskQueue:
         self._can_listen = provider is None or cfg.dsn is not None
         self._sql = QueueSQL.build(cfg.schema, cfg.table)
         self._channel = channel_name(cfg.schema, cfg.table, cfg.queue_name)
+        self._enqueuer = Enqueuer(cfg, self._sql, self._channel)
         self._hooks: HookRegistryProtocol | None = None
         self._ready = False
         self._ready_lock = asyncio.Lock()
         self._listener: Listener | None = None
         # id -> delivery_count at dequeue: the lease token of jobs this object leased.
         self._tokens: dict[str, int] = {}
-        self._acks: list[tuple[str, asyncio.Future[None]]] = []
-        self._ack_task: asyncio.Task[None] | None = None
+        self._acks = AckBatcher(self._db, self._sql.ack_many)
         # Wake-ups: a generation counter and the event the current waiters sleep on.
         self._generation = 0
         self._wake = asyncio.Event()
         self._due_at: float | None = None  # loop time of the next due job we know of
         self._probe_at = 0.0  # loop time of the next "next due job" probe
         self._empty_generation = -1  # wake-up generation at the last take that found nothing
-        self._keys_purged_at = 0.0
         self._closed = False
 
     def __repr__(self) -> str:
@@ -239,9 +241,7 @@ class PostgresTaskQueue:
             return
         self._closed = True
         self._notify_waiters()
-        if self._ack_task is not None:
-            with contextlib.suppress(Exception):
-                await self._ack_task
+        await self._acks.drain()
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.unsubscribe(self._channel, self._on_notify)
@@ -249,19 +249,6 @@ class PostgresTaskQueue:
         await self._db.close()
 
     # -- producing ------------------------------------------------------------------
-
-    def _prepare(self, task: Any) -> tuple[Job, bytes]:
-        if not isinstance(task, Job):
-            msg = (
-                f"PostgresTaskQueue.enqueue got {type(task).__name__}, not a Job. Build a "
-                "lexigram.tasks.Job (or JobProtocol) and enqueue that."
-            )
-            raise TaskValidationError(msg)
-        if task.status is not JobStatus.RETRYING:
-            task.status = JobStatus.PENDING
-        if task.queue_name is None:
-            task.queue_name = self.config.queue_name
-        return task, encode_job(task)
 
     async def enqueue(
         self, task: Any, *, connection: Conn | None = None
@@ -304,96 +291,22 @@ class PostgresTaskQueue:
         Returns:
             One result per job, in order (see `enqueue`).
         """
-        results: list[Result[str, TaskQueueError] | None] = [None] * len(tasks)
-        plain: list[tuple[Job, bytes]] = []
-        keyed: list[tuple[int, Job, bytes]] = []
-        for index, task in enumerate(tasks):
-            try:
-                job, payload = self._prepare(task)
-            except TaskValidationError as exc:
-                results[index] = Err(exc)
-                continue
-            results[index] = Ok(job.id)
-            if job.idempotency_key is None:
-                plain.append((job, payload))
-            else:
-                keyed.append((index, job, payload))
+        results, plain, keyed = self._enqueuer.split(tasks)
         if plain or keyed:
             await self._ensure_ready()
-
-            async def _insert(conn: Conn) -> list[tuple[int, str]]:
-                if plain:
-                    await self._insert_plain(conn, plain)
-                return [
-                    (index, await self._insert_keyed(conn, job, payload))
-                    for index, job, payload in keyed
-                ]
-
+            insert = self._enqueuer.insert
             if connection is not None:
-                held = await _insert(connection)
+                held = await insert(connection, plain, keyed)
             elif keyed and plain:
                 held = await self._db.run(
-                    lambda c: self._in_transaction(c, _insert), "enqueue jobs"
+                    lambda c: _in_transaction(c, lambda t: insert(t, plain, keyed)), "enqueue jobs"
                 )
             else:
-                held = await self._db.run(_insert, "enqueue jobs")
+                held = await self._db.run(lambda c: insert(c, plain, keyed), "enqueue jobs")
             for index, job_id in held:
                 results[index] = Ok(job_id)
             await self._emit_queued([job for job, _ in plain] + [job for _, job, _ in keyed])
-        return [result for result in results if result is not None]
-
-    @staticmethod
-    async def _in_transaction(conn: Conn, fn: Any) -> Any:
-        async with conn.transaction():
-            return await fn(conn)
-
-    async def _insert_plain(self, conn: Conn, jobs: list[tuple[Job, bytes]]) -> None:
-        await conn.fetch(
-            self._sql.insert_many,
-            self.config.queue_name,
-            [job.id for job, _ in jobs],
-            [job.priority for job, _ in jobs],
-            [job.scheduled_at for job, _ in jobs],
-            [job.retry_count for job, _ in jobs],
-            [None] * len(jobs),
-            [payload for _, payload in jobs],
-            self._channel,
-        )
-
-    async def _insert_keyed(self, conn: Conn, job: Job, payload: bytes) -> str:
-        """Insert a job with an idempotency key; return the id now holding the key."""
-        key = job.idempotency_key
-        assert key is not None  # noqa: S101 - only keyed jobs get here
-        queue = self.config.queue_name
-        await self._maybe_purge_keys(conn)
-        for _ in range(3):
-            row = await conn.fetchrow(
-                self._sql.insert_keyed,
-                queue,
-                key,
-                job.id,
-                self.config.idempotency_ttl,
-                job.priority,
-                job.scheduled_at,
-                job.retry_count,
-                payload,
-                self._channel,
-            )
-            if row is not None and row["claimed"] is not None:
-                return str(row["claimed"])
-            holder = await conn.fetchval(self._sql.held_key, queue, key)
-            if holder is not None:
-                return str(holder)
-            # The holder vanished between the two statements (purged): claim again.
-        msg = f"Idempotency key {key!r} of queue {queue!r} kept changing hands; retry the enqueue."
-        raise connection_error(self.config.dsn, "claim an idempotency key", RuntimeError(msg))
-
-    async def _maybe_purge_keys(self, conn: Conn) -> None:
-        now = time.monotonic()
-        if now - self._keys_purged_at < _KEY_PURGE_INTERVAL:
-            return
-        self._keys_purged_at = now
-        await conn.execute(self._sql.purge_keys, self.config.queue_name)
+        return results
 
     async def _emit_queued(self, jobs: list[Job]) -> None:
         if self._hooks is None or not jobs:
@@ -560,34 +473,7 @@ class PostgresTaskQueue:
         Acks issued while another is in flight are sent together in one statement.
         """
         self._tokens.pop(task_id, None)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._acks.append((task_id, future))
-        if self._ack_task is None or self._ack_task.done():
-            self._ack_task = asyncio.create_task(self._flush_acks())
-        await future
-
-    async def _flush_acks(self) -> None:
-        while self._acks:
-            batch, self._acks = self._acks[:_ACK_BATCH], self._acks[_ACK_BATCH:]
-            ids = [task_id for task_id, _ in batch]
-            try:
-                await self._db.run(self._ack_statement(ids), "ack jobs")
-            except BaseException as exc:  # every waiting ack must learn the outcome
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
-
-    def _ack_statement(self, ids: list[str]) -> Callable[[Conn], Awaitable[str]]:
-        async def _delete(conn: Conn) -> str:
-            return await conn.execute(self._sql.ack_many, ids)
-
-        return _delete
+        await self._acks.ack(task_id)
 
     async def nack(self, task_id: str, requeue: bool = True) -> None:
         """Negative-acknowledge a leased job: requeue it now, or discard it."""

@@ -24,6 +24,7 @@ _NOTIFY_PAYLOAD = (
 class QueueSQL:
     """Statements of one jobs table. Parameters are documented per statement."""
 
+    insert_one: str
     insert_many: str
     insert_keyed: str
     held_key: str
@@ -73,9 +74,23 @@ WITH rows AS (
     SELECT pg_notify($8, {_NOTIFY_PAYLOAD}) FROM ins HAVING count(*) > 0
 )
 SELECT id, (SELECT count(*) FROM woke) AS notified FROM ins"""  # noqa: S608 - identifiers validated
+        # One job: $1 queue, $2 id, $3 priority, $4 scheduled_at epoch (NULL = now),
+        # $5 retry count, $6 payload, $7 channel (the common case, without unnest).
+        insert_one = f"""
+WITH ins AS (
+    INSERT INTO {jobs} (id, queue, priority, status, available_at, retry_count, payload)
+    VALUES ($2, $1, $3,
+            CASE WHEN to_timestamp($4::float8) > clock_timestamp() THEN 'scheduled'
+                 ELSE 'pending' END,
+            GREATEST(clock_timestamp(), to_timestamp($4::float8)), $5, $6)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING available_at
+)
+SELECT pg_notify($7, {_NOTIFY_PAYLOAD}) FROM ins HAVING count(*) > 0"""  # noqa: S608 - identifiers validated
         # $1 queue, $2 key, $3 job id, $4 key TTL seconds, then $5.. as insert_many's
         # scalars: $5 priority, $6 scheduled_at, $7 retry_count, $8 payload, $9 channel.
-        # The key is claimed when absent, or when it expired and its job is gone.
+        # The key is claimed when absent, when it maps to this very job id (the same job
+        # resubmitted, e.g. retried from the DLQ), or when it expired and its job is gone.
         # Returns one row: claimed (the id if the key was claimed here, else NULL).
         insert_keyed = f"""
 WITH claim AS (
@@ -83,8 +98,9 @@ WITH claim AS (
     VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $4::float8))
     ON CONFLICT (queue, key) DO UPDATE
         SET job_id = EXCLUDED.job_id, expires_at = EXCLUDED.expires_at
-        WHERE k.expires_at <= clock_timestamp()
-          AND NOT EXISTS (SELECT 1 FROM {jobs} j WHERE j.id = k.job_id)
+        WHERE k.job_id = EXCLUDED.job_id
+           OR (k.expires_at <= clock_timestamp()
+               AND NOT EXISTS (SELECT 1 FROM {jobs} j WHERE j.id = k.job_id))
     RETURNING k.job_id
 ), ins AS (
     INSERT INTO {jobs} (id, queue, priority, status, available_at, retry_count,
@@ -194,6 +210,7 @@ WITH u AS (
 )
 SELECT (SELECT count(*) FROM u)::int, (SELECT count(*) FROM woke)"""  # noqa: S608 - identifiers validated
         return cls(
+            insert_one=insert_one,
             insert_many=insert_many,
             insert_keyed=insert_keyed,
             held_key=held_key,
