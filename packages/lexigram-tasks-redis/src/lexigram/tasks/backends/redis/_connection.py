@@ -155,7 +155,8 @@ class RedisConnector:
         multiplex: bool = True,
     ) -> None:
         self.url = check_url(url)
-        self.masked_url = mask_url(url)
+        self.masked_url = mask_url(url) if client is None else f"<{type(client).__name__}>"
+
         if max_connections is not None and max_connections < 1:
             msg = f"Redis max_connections={max_connections!r} is below 1. Use None or >= 1."
             raise TaskConfigurationError(msg)

@@ -133,7 +133,10 @@ for b = 2, #ARGV, 8 do
     if ikey ~= '' then
       ik = K_IDEM .. ':' .. ikey
       local first = redis.call('GET', ik)
-      if first and (redis.call('HEXISTS', K_JOBS, first) == 1 or redis.call('PTTL', ik) > 0) then
+      -- A key held by this very id (the job left and is submitted again, e.g. a
+      -- dead-lettered job retried) lets it in: it is that job, not a duplicate.
+      if first and first ~= id
+          and (redis.call('HEXISTS', K_JOBS, first) == 1 or redis.call('PTTL', ik) > 0) then
         result = first
         ik = false
       end

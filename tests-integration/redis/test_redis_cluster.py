@@ -1,0 +1,154 @@
+"""The whole conformance kit on a real three-node Redis Cluster started by the test.
+
+Every key of a queue shares one hash tag, so every Lua script touches one slot; this
+runs the queue through redis-py's ``RedisCluster`` client to prove it (a script that
+touched another slot would fail with CROSSSLOT).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from redis.asyncio.cluster import RedisCluster
+
+from lexigram.contracts.tasks import Job
+from lexigram.tasks.backends.redis import RedisTaskQueue
+from lexigram.tasks.testing import QueueConformance, QueueFactory
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+REDIS_SERVER = shutil.which("redis-server")
+REDIS_CLI = shutil.which("redis-cli")
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _wait_for_line(proc: subprocess.Popen[bytes], marker: bytes, within: float) -> None:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        assert line, "redis-server exited during start-up"
+        if marker in line:
+            return
+    pytest.fail(f"redis-server did not print {marker!r} within {within} s")
+
+
+@pytest.fixture(scope="module")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if REDIS_SERVER is None or REDIS_CLI is None:
+        pytest.skip("redis-server/redis-cli are not on PATH; the cluster test starts its own.")
+    ports = _free_ports(3)
+    nodes: list[subprocess.Popen[bytes]] = []
+    try:
+        for port in ports:
+            directory: Path = tmp_path_factory.mktemp(f"cluster-{port}")
+            proc = subprocess.Popen(  # noqa: S603 - a fixed binary with our own arguments
+                [
+                    REDIS_SERVER,
+                    "--port", str(port),
+                    "--bind", "127.0.0.1",
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", "nodes.conf",
+                    "--dir", str(directory),
+                    "--save", "",
+                    "--appendonly", "no",
+                ],
+                stdout=subprocess.PIPE,
+            )  # fmt: skip
+            nodes.append(proc)
+            _wait_for_line(proc, b"Ready to accept connections", 20)
+        create = subprocess.run(  # noqa: S603 - a fixed binary with our own arguments
+            [
+                REDIS_CLI,
+                "--cluster", "create",
+                *(f"127.0.0.1:{port}" for port in ports),
+                "--cluster-replicas", "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )  # fmt: skip
+        assert create.returncode == 0, create.stdout.decode() + create.stderr.decode()
+        # The cluster is usable once every node reports it OK.
+        deadline = time.monotonic() + 20
+        for port in ports:
+            while True:
+                info = subprocess.run(  # noqa: S603 - a fixed binary with our own arguments
+                    [REDIS_CLI, "-p", str(port), "cluster", "info"],
+                    capture_output=True,
+                    timeout=10,
+                    check=False,
+                ).stdout
+                if b"cluster_state:ok" in info:
+                    break
+                assert time.monotonic() < deadline, f"node {port} never reached cluster_state:ok"
+                time.sleep(0.1)  # polling another process's state: no event to wait on
+        for proc in nodes:
+            assert proc.stdout is not None
+            proc.stdout.close()  # nothing more to read; do not let the pipe fill
+        yield f"redis://127.0.0.1:{ports[0]}/0"
+    finally:
+        for proc in nodes:
+            proc.kill()
+            proc.wait()
+
+
+@pytest_asyncio.fixture
+async def make_queue(cluster_url: str, lease_seconds: float) -> AsyncIterator[QueueFactory]:
+    prefix = f"lexigram-cluster-{uuid.uuid4().hex[:8]}"
+    made: list[tuple[RedisTaskQueue, RedisCluster]] = []
+
+    async def factory() -> RedisTaskQueue:
+        client = RedisCluster.from_url(cluster_url)
+        queue = RedisTaskQueue(
+            queue_name="conformance",
+            key_prefix=prefix,
+            client=client,
+            visibility_timeout=lease_seconds,
+        )
+        made.append((queue, client))
+        return queue
+
+    yield factory
+    if made:
+        await made[0][0].clear()
+    for queue, client in made:
+        await queue.close()
+        await client.aclose()
+
+
+class TestRedisClusterQueueConformance(QueueConformance):
+    async def test_queue_keys_share_one_cluster_slot(
+        self, make_queue: QueueFactory, cluster_url: str
+    ) -> None:
+        queue = await make_queue()
+        assert isinstance(queue, RedisTaskQueue)
+        await queue.enqueue(Job(name="x", idempotency_key="k"))
+        client = RedisCluster.from_url(cluster_url)
+        try:
+            keys = (*queue.keys.fixed, queue.keys.idempotency_key("k"))
+            slots = {client.keyslot(key) for key in keys}
+        finally:
+            await client.aclose()
+        assert len(slots) == 1, "a queue's keys must all hash to one slot"
