@@ -137,14 +137,19 @@ def test_delay_bucket_hops_to_due_in_few_steps() -> None:
 
 def test_main_queue_arguments_classic_and_quorum() -> None:
     classic = main_queue_arguments("q", RabbitMQSettings(max_priority=7))
-    assert classic == {"x-dead-letter-exchange": "q.dlx", "x-max-priority": 7}
+    assert classic == {
+        "x-dead-letter-exchange": "q.dlx",
+        "x-max-priority": 7,
+        "x-queue-version": 2,
+    }
     quorum = main_queue_arguments("q", RabbitMQSettings(queue_type="quorum"))
     assert quorum == {"x-dead-letter-exchange": "q.dlx", "x-queue-type": "quorum"}
-    assert "x-max-priority" not in main_queue_arguments("q", RabbitMQSettings(max_priority=0))
+    bare = main_queue_arguments("q", RabbitMQSettings(max_priority=0, queue_version=None))
+    assert bare == {"x-dead-letter-exchange": "q.dlx"}
 
 
 def test_bucket_arguments_dead_letter_back_to_the_queue() -> None:
-    args = bucket_arguments("q", 10, RabbitMQSettings())
+    args = bucket_arguments("q", 10, RabbitMQSettings(queue_version=None))
     assert args == {
         "x-message-ttl": 1024,
         "x-dead-letter-exchange": "",
@@ -153,11 +158,13 @@ def test_bucket_arguments_dead_letter_back_to_the_queue() -> None:
     quorum = bucket_arguments("q", 10, RabbitMQSettings(queue_type="quorum"))
     assert quorum["x-dead-letter-strategy"] == "at-least-once"
     assert quorum["x-overflow"] == "reject-publish"
+    assert "x-queue-version" not in quorum
 
 
 def test_dead_letter_arguments_ttl_in_milliseconds() -> None:
-    assert dead_letter_arguments(RabbitMQSettings(dead_letter_ttl=1.5)) == {"x-message-ttl": 1500}
-    assert dead_letter_arguments(RabbitMQSettings(dead_letter_ttl=None)) == {}
+    settings = RabbitMQSettings(dead_letter_ttl=1.5, queue_version=1)
+    assert dead_letter_arguments(settings) == {"x-message-ttl": 1500, "x-queue-version": 1}
+    assert dead_letter_arguments(RabbitMQSettings(dead_letter_ttl=None, queue_version=None)) == {}
 
 
 # -- settings --------------------------------------------------------------------------
@@ -190,6 +197,7 @@ def test_settings_from_options_rejects_unknown_keys() -> None:
     "options",
     [
         {"queue_type": "stream"},
+        {"queue_version": 3},
         {"delay_mode": "sometimes"},
         {"max_priority": 256},
         {"max_priority": "ten"},

@@ -52,8 +52,15 @@ def main_queue_arguments(queue: str, settings: RabbitMQSettings) -> dict[str, An
     args: dict[str, Any] = {"x-dead-letter-exchange": dead_letter_name(queue)}
     if settings.queue_type == "quorum":
         args["x-queue-type"] = "quorum"
-    elif settings.max_priority > 0:
+        return args
+    if settings.max_priority > 0:
         args["x-max-priority"] = settings.max_priority
+    return _versioned(args, settings)
+
+
+def _versioned(args: dict[str, Any], settings: RabbitMQSettings) -> dict[str, Any]:
+    if settings.queue_type == "classic" and settings.queue_version is not None:
+        args["x-queue-version"] = settings.queue_version
     return args
 
 
@@ -74,7 +81,7 @@ def bucket_arguments(queue: str, exp: int, settings: RabbitMQSettings) -> dict[s
                 "x-overflow": "reject-publish",
             }
         )
-    return args
+    return _versioned(args, settings)
 
 
 def dead_letter_arguments(settings: RabbitMQSettings) -> dict[str, Any]:
@@ -84,7 +91,7 @@ def dead_letter_arguments(settings: RabbitMQSettings) -> dict[str, Any]:
         args["x-queue-type"] = "quorum"
     if settings.dead_letter_ttl is not None:
         args["x-message-ttl"] = int(settings.dead_letter_ttl * 1000)
-    return args
+    return _versioned(args, settings)
 
 
 class AMQPLink:
@@ -169,8 +176,9 @@ class AMQPLink:
             msg = (
                 f"RabbitMQ refused to {action} for queue {self.queue_name!r}: {exc}. A queue "
                 "or exchange of that name exists with other arguments (durable, queue_type, "
-                "max_priority, dead_letter_ttl); use the options it was created with, or "
-                "delete it (rabbitmqctl delete_queue <name>) and let it be re-created."
+                "max_priority, queue_version, dead_letter_ttl); use the options it was "
+                "created with, or delete it (rabbitmqctl delete_queue <name>) and let it be "
+                "re-created."
             )
             raise TaskConfigurationError(msg) from exc
         except CONNECTION_ERRORS as exc:

@@ -196,6 +196,9 @@ class RabbitMQSettings:
         durable: Durable queues and persistent messages (survive a broker restart).
         queue_type: ``classic`` (priorities) or ``quorum`` (replicated).
         max_priority: ``x-max-priority`` of a classic queue (0 disables priorities).
+        queue_version: ``x-queue-version`` of classic queues (2: the v2 storage, whose
+            publisher confirms for persistent messages come about twice as fast as v1's
+            on RabbitMQ 3.10-3.12; None leaves the broker's default).
         visibility_timeout: Heartbeat basis for the worker (AMQP has no lease expiry).
         idempotency_ttl: How long an idempotency key is held, in seconds.
         delay_mode: ``ttl`` (bucket queues), ``plugin`` (rabbitmq_delayed_message_exchange)
@@ -213,6 +216,7 @@ class RabbitMQSettings:
     durable: bool = True
     queue_type: QueueType = "classic"
     max_priority: int = 10
+    queue_version: int | None = 2
     visibility_timeout: float = 30.0
     idempotency_ttl: float = DAY
     delay_mode: DelayMode = "ttl"
@@ -233,6 +237,11 @@ class RabbitMQSettings:
             _bad("max_priority", self.max_priority, f"an int in 0..{PRIORITY_MAX} (10 is typical)")
         if self.queue_type == "quorum" and not self.durable:
             _bad("durable", self.durable, "True: quorum queues are always durable")
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
+        if self.queue_version not in (None, 1, 2):
+            _bad("queue_version", self.queue_version, "1, 2 or None (the broker's default)")
         for name in (
             "visibility_timeout",
             "idempotency_ttl",
@@ -279,7 +288,7 @@ class RabbitMQSettings:
 
 
 def _coerce(key: str, raw: object, *, default: object) -> object:
-    if raw is None and key == "dead_letter_ttl":
+    if raw is None and key in ("dead_letter_ttl", "queue_version"):
         return None
     if isinstance(default, bool):
         if isinstance(raw, bool):

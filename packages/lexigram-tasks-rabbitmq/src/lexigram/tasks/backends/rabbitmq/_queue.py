@@ -72,6 +72,8 @@ class RabbitMQTaskQueue:
         queue_type: ``classic`` (priorities) or ``quorum`` (replicated).
         max_priority: ``x-max-priority`` of a classic queue; job priorities 0..255 are
             mapped onto 0..max_priority keeping their order.
+        queue_version: ``x-queue-version`` of the classic queues (2 by default: faster
+            confirms for persistent messages; None for the broker's default).
         visibility_timeout: The worker's heartbeat basis. AMQP has no lease expiry: a
             job stays with its consumer until acked or the connection drops.
         state_store: A shared `CacheBackendProtocol` (e.g. the Redis or Postgres one) for
@@ -99,6 +101,7 @@ class RabbitMQTaskQueue:
         durable: bool = True,
         queue_type: QueueType = "classic",
         max_priority: int = 10,
+        queue_version: int | None = 2,
         visibility_timeout: float = 30.0,
         state_store: CacheBackendProtocol | None = None,
         idempotency_ttl: float = DAY,
@@ -115,6 +118,7 @@ class RabbitMQTaskQueue:
             durable=durable,
             queue_type=queue_type,
             max_priority=max_priority,
+            queue_version=queue_version,
             visibility_timeout=visibility_timeout,
             idempotency_ttl=idempotency_ttl,
             delay_mode=delay_mode,
