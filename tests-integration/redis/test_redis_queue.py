@@ -279,3 +279,21 @@ async def test_backend_create_queue_reads_options(redis_url: str, key_prefix: st
         await queue.close()
     with pytest.raises(TaskConfigurationError, match="unknown option"):
         backend.create_queue(TaskBackendSpec(type="redis", options={"visibilty_timeout": 1}))
+
+
+async def test_cancelled_wait_gives_back_a_job_it_leased(make_redis_queue: MakeQueue) -> None:
+    consumer = make_redis_queue("cancelled-wait", visibility_timeout=30)
+    producer = make_redis_queue("cancelled-wait", visibility_timeout=30)
+    waiter = asyncio.create_task(consumer.dequeue_batch(1, timeout=0.5))
+    await asyncio.sleep(0.1)  # let it reach its (server-side) wait
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    # The cancelled waiter's pop is still pending on the server: it takes this job's
+    # wake-up and its pipelined lease script leases the job. It must come back at once,
+    # not after the 30 s lease.
+    job = Job(name="x")
+    await producer.enqueue(job)
+    got = await producer.dequeue_batch(1, timeout=5)
+    assert [j.id for j in got] == [job.id]
+    await producer.ack(job.id)

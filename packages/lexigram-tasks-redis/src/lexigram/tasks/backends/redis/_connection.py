@@ -185,6 +185,11 @@ class RedisConnector:
         )
         self._mux_loop: asyncio.AbstractEventLoop | None = None
         self._mux: MuxClient | None = None
+        # Idle dedicated connections for blocking waits, per loop (one per waiter).
+        self._blocking: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[MuxClient]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._blocking_busy: set[MuxClient] = set()
         # One client per event loop (asyncio connections cannot move between loops); the
         # entry of a loop that is garbage-collected goes with it.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
@@ -233,6 +238,27 @@ class RedisConnector:
             self._muxes[loop] = mux
         self._mux_loop, self._mux = loop, mux
         return mux
+
+    def take_blocking(self) -> MuxClient | None:
+        """Return a dedicated connection for one blocking wait (None without multiplexing).
+
+        Give it back with `give_back_blocking`; a connection in an unknown state (the
+        wait was interrupted) is aborted instead.
+        """
+        if not self.multiplexed:
+            return None
+        idle = self._blocking.setdefault(asyncio.get_running_loop(), [])
+        conn = idle.pop() if idle else MuxClient(self.url, self._kwargs)
+        self._blocking_busy.add(conn)
+        return conn
+
+    def give_back_blocking(self, conn: MuxClient, *, healthy: bool) -> None:
+        """Return a connection from `take_blocking` (or abort it when not `healthy`)."""
+        self._blocking_busy.discard(conn)
+        if not healthy:
+            conn.abort()
+            return
+        self._blocking.setdefault(asyncio.get_running_loop(), []).append(conn)
 
     async def call(
         self,
@@ -342,6 +368,9 @@ class RedisConnector:
         running = asyncio.get_running_loop()
         client = self._clients.pop(running, None)
         mux = self._muxes.pop(running, None)
+        for conn in (*self._blocking.pop(running, ()), *self._blocking_busy):
+            conn.abort()
+        self._blocking_busy.clear()
         for loop in list(self._clients):
             if loop.is_closed():
                 del self._clients[loop]

@@ -185,6 +185,11 @@ def _scalar(kind: int, line: bytes) -> Any:
     raise _ProtocolError(msg)
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _reader() -> Any:
     if _hiredis_reader is not None:
         return _hiredis_reader()
@@ -293,6 +298,27 @@ class MuxClient:
             protocol._abort(rexc.TimeoutError("Redis did not answer in time."))  # noqa: SLF001
             msg = f"Redis did not answer within socket_timeout={timeout} s."
             raise rexc.TimeoutError(msg) from None
+
+    async def send_many(self, *commands: tuple[Any, ...]) -> list[asyncio.Future[Any]]:
+        """Write several commands at once and return their reply futures, in order.
+
+        Used for a blocking pop followed by the lease script: Redis runs the second as
+        soon as the first unblocks, without waiting for the client. Every future gets a
+        callback that retrieves its exception, so an abandoned one never warns.
+        """
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            protocol = await self._connect()
+        futures = [protocol.request(pack(command)) for command in commands]
+        for future in futures:
+            future.add_done_callback(_retrieve)
+        return futures
+
+    def abort(self) -> None:
+        """Drop the connection now (a blocked command on the server goes with it)."""
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None:
+            protocol._abort(rexc.ConnectionError("Connection closed by the client."))  # noqa: SLF001
 
     async def evalsha(self, sha: str, numkeys: int, *args: Any) -> Any:
         """EVALSHA `sha` with `numkeys` keys followed by arguments."""

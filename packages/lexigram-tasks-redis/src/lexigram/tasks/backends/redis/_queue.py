@@ -37,6 +37,7 @@ from lexigram.tasks.backends.redis import _scripts as lua
 from lexigram.tasks.backends.redis._batch import GroupCommit
 from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
 from lexigram.tasks.backends.redis._keys import QueueKeys
+from lexigram.tasks.backends.redis._waiting import CLOSED, Waiter
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ _ACK_BATCH = 1000
 _SCAN_LIMIT = 1000  # delayed promotions / lease reclaims per dequeue call
 _MIN_BLOCK = 0.001  # Redis blocks with millisecond resolution
 _MAX_BLOCK = 30.0  # safety net: re-check the queue at least this often while idle
-_BLOCK_GRACE = 5.0  # client-side bound on a BLPOP beyond its server-side timeout
 _DEQUEUE_OUTAGE_BUDGET = 1.0  # seconds a consumer waits on a dead server per call
 _LOST = 0  # lease token of a job whose lease this consumer lost
 _MAX_TOKENS = 100_000
@@ -172,8 +172,9 @@ class RedisTaskQueue:
             self._ack_entries, _ACK_BATCH
         )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiters: set[asyncio.Task[Any]] = set()
-        self._woken: set[asyncio.Task[Any]] = set()
+        self._waiter = Waiter(
+            self._connector, self.keys.notify, self._fixed, self._parse_lease, self._give_back
+        )
 
     def __repr__(self) -> str:
         return (
@@ -379,13 +380,20 @@ class RedisTaskQueue:
         tokens[job_id] = deliveries
         return job
 
-    async def _lease(self, max_jobs: int, retry_timeout: float | None) -> tuple[int, list[Job]]:
-        raw = await self._run(
-            lua.DEQUEUE, (max_jobs, self._lease_ms, _SCAN_LIMIT), retry_timeout=retry_timeout
-        )
+    def _lease_args(self, max_jobs: int) -> tuple[int, int, int]:
+        return (max_jobs, self._lease_ms, _SCAN_LIMIT)
+
+    def _parse_lease(self, raw: Any) -> tuple[int, list[Job]]:
         decode = self._decode
         jobs = [decode(raw[i], raw[i + 1], int(raw[i + 2])) for i in range(1, len(raw), 3)]
         return int(raw[0]), jobs
+
+    async def _lease(self, max_jobs: int, retry_timeout: float | None) -> tuple[int, list[Job]]:
+        raw = await self._run(lua.DEQUEUE, self._lease_args(max_jobs), retry_timeout=retry_timeout)
+        return self._parse_lease(raw)
+
+    async def _give_back(self, job: Job) -> None:
+        await self.nack(job.id, requeue=True)
 
     async def dequeue(self) -> Job | None:
         """Lease and return the next ready job, or None when none is ready (no waiting).
@@ -401,8 +409,9 @@ class RedisTaskQueue:
 
         One script call promotes due delayed jobs, returns expired leases to the queue
         and leases up to `max_jobs` jobs. When none is ready the call blocks on the
-        queue's notify list (BLPOP) until a job is enqueued or requeued, the next
-        delayed job falls due or lease expires, `close` is called, or `timeout` ends.
+        queue's notify list (BLPOP, pipelined with the lease script: see `_waiting.py`)
+        until a job is enqueued or requeued, the next delayed job falls due or lease
+        expires, `close` is called, or `timeout` ends.
 
         A lost connection does not escape to the worker: the call retries with backoff
         for about a second and then returns an empty list, so a worker loop keeps
@@ -414,51 +423,35 @@ class RedisTaskQueue:
         if max_jobs < 1:
             return []
         deadline = time.monotonic() + max(timeout, 0.0)
-        while True:
-            try:
-                next_due, jobs = await self._lease(max_jobs, _DEQUEUE_OUTAGE_BUDGET)
-            except BackendConnectionError as exc:
-                if not _is_outage(exc):
-                    raise
-                return []
+        state = await self._lease_unless_down(max_jobs)
+        while state is not None:
+            next_due, jobs = state
             if jobs:
                 return jobs
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
             block = remaining if next_due < 0 else min(remaining, next_due / 1000)
-            if block >= _MIN_BLOCK and not await self._block(min(block, _MAX_BLOCK)):
+            if block < _MIN_BLOCK:
+                state = await self._lease_unless_down(max_jobs)
+                continue
+            outcome = await self._waiter.wait(min(block, _MAX_BLOCK), self._lease_args(max_jobs))
+            if outcome is CLOSED:
                 return []
+            if isinstance(outcome, tuple):
+                state = outcome
+            else:
+                state = await self._lease_unless_down(max_jobs)
+        return []
 
-    async def _block(self, seconds: float) -> bool:
-        """BLPOP the notify list for up to `seconds`; False if `close` interrupted it."""
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - always inside a task under asyncio
-            return False
-        # Redis parses the timeout with millisecond resolution; round up so that a
-        # short wait never becomes 0 (which would mean "forever").
-        server_timeout = f"{math.ceil(seconds * 1000) / 1000:.3f}"
-        notify = self.keys.notify
-
-        async def blpop(client: Any) -> Any:
-            async with asyncio.timeout(seconds + _BLOCK_GRACE):
-                return await client.execute_command("BLPOP", notify, server_timeout)
-
-        self._waiters.add(task)
+    async def _lease_unless_down(self, max_jobs: int) -> tuple[int, list[Job]] | None:
+        """Lease without waiting; None while Redis is unreachable (after ~1 s of retries)."""
         try:
-            await self._connector.call("wait", blpop, retry_timeout=_DEQUEUE_OUTAGE_BUDGET)
-        except asyncio.CancelledError:
-            if task in self._woken and task.uncancel() == 0:
-                return False
-            raise
+            return await self._lease(max_jobs, _DEQUEUE_OUTAGE_BUDGET)
         except BackendConnectionError as exc:
             if not _is_outage(exc):
                 raise
-            return True
-        finally:
-            self._waiters.discard(task)
-            self._woken.discard(task)
-        return True
+            return None
 
     async def extend_lease(self, task_id: str, seconds: float | None = None) -> bool:
         """Extend the lease of an in-flight job (the worker's heartbeat).
@@ -610,11 +603,8 @@ class RedisTaskQueue:
         Safe to call twice; a later call reconnects lazily (a provider may stop and
         start the same queue object).
         """
-        for task in list(self._waiters):
-            self._woken.add(task)
-            task.cancel(msg="RedisTaskQueue closed")
-        if self._waiters:
-            await asyncio.sleep(0)
+        if self._waiter.wake_all():
+            await asyncio.sleep(0)  # let the interrupted waits unwind first
         self._enqueue_commit.reset()
         self._ack_commit.reset()
         self._loop = None
