@@ -321,6 +321,9 @@ class AMQPLink:
                         routing_key=routing_key,
                         properties=properties,
                         mandatory=mandatory,
+                        # Waiting for the confirm is enough; also waiting for each
+                        # frame's socket drain costs a round of the loop per message.
+                        wait=False,
                     )
             except aiormq.exceptions.DeliveryError:
                 return Published.NACK
