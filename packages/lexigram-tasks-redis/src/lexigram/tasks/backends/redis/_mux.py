@@ -91,7 +91,12 @@ _SIMPLE, _ERROR, _INTEGER, _BULK, _ARRAY = b"+-:$*"
 
 def pack(args: tuple[Any, ...] | list[Any]) -> bytes:
     """Encode one command in RESP (bytes, str, int and float arguments)."""
-    parts = [b"*%d\r\n" % len(args)]
+    return b"*%d\r\n" % len(args) + pack_args(args)
+
+
+def pack_args(args: tuple[Any, ...] | list[Any]) -> bytes:
+    """Encode arguments as RESP bulk strings, without the array header."""
+    parts: list[bytes] = []
     append = parts.append
     for arg in args:
         if isinstance(arg, bytes):
@@ -111,6 +116,9 @@ def pack(args: tuple[Any, ...] | list[Any]) -> bytes:
         append(data)
         append(b"\r\n")
     return b"".join(parts)
+
+
+_MAX_HEADS = 256  # cached EVALSHA prefixes per connection (one per script and queue)
 
 
 class RespParser:
@@ -277,16 +285,20 @@ class MuxClient:
         self._options = dict(options)
         self._protocol: _MuxProtocol | None = None
         self._connecting: asyncio.Lock | None = None
+        self._heads: dict[tuple[str, tuple[Any, ...]], bytes] = {}
 
     def __repr__(self) -> str:
         return f"MuxClient(connected={self._protocol is not None and self._protocol.lost is None})"
 
     async def execute_command(self, *args: Any) -> Any:
         """Send one command and return its raw reply."""
+        return await self._send(pack(args))
+
+    async def _send(self, packed: bytes) -> Any:
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:
             protocol = await self._connect()
-        future = protocol.request(pack(args))
+        future = protocol.request(packed)
         timeout = self._options.get("socket_timeout")
         if timeout is None:
             return await future
@@ -321,8 +333,20 @@ class MuxClient:
             protocol._abort(rexc.ConnectionError("Connection closed by the client."))  # noqa: SLF001
 
     async def evalsha(self, sha: str, numkeys: int, *args: Any) -> Any:
-        """EVALSHA `sha` with `numkeys` keys followed by arguments."""
-        return await self.execute_command("EVALSHA", sha, numkeys, *args)
+        """EVALSHA `sha` with `numkeys` keys followed by arguments.
+
+        The encoded ``EVALSHA <sha> <numkeys> <keys...>`` prefix is cached per script
+        and key set (a queue's keys never change), so only the arguments are encoded.
+        """
+        keys = args[:numkeys]
+        head = self._heads.get((sha, keys))
+        if head is None:
+            if len(self._heads) >= _MAX_HEADS:
+                self._heads.clear()
+            head = pack_args(("EVALSHA", sha, numkeys, *keys))
+            self._heads[sha, keys] = head
+        packed = b"*%d\r\n" % (3 + len(args)) + head + pack_args(args[numkeys:])
+        return await self._send(packed)
 
     async def script_load(self, text: str) -> Any:
         """SCRIPT LOAD `text`."""
