@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import signal
 import statistics
@@ -36,8 +37,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
+
+if os.environ.get("BENCH_NO_HIREDIS"):
+    # Measure the pure-Python reply parsers: make hiredis unimportable before redis-py
+    # (and lexigram's multiplexed connection) look for it. Workers inherit the variable.
+    sys.modules["hiredis"] = None  # type: ignore[assignment]
 
 import redis
 
@@ -81,6 +86,7 @@ class Recorder:
         return True
 
     def finish(self) -> None:
+        """Record a job end; the last one reports the result to the parent."""
         with self.lock:
             self.count += 1
             if self.count != self.expected:
@@ -99,6 +105,7 @@ def _sleep_for(workload: str) -> float:
 
 
 def worker_lexigram(url: str, rec: Recorder, concurrency: int) -> None:
+    """lexigram-tasks: one `WorkerPool` worker on a `RedisTaskQueue`."""
     from lexigram.tasks.backends.redis import RedisTaskQueue  # noqa: PLC0415
     from lexigram.tasks.config import TaskWorkerConfig  # noqa: PLC0415
     from lexigram.tasks.execution import WorkerPool  # noqa: PLC0415
@@ -122,6 +129,7 @@ def worker_lexigram(url: str, rec: Recorder, concurrency: int) -> None:
 
 
 def worker_arq(url: str, rec: Recorder, concurrency: int) -> None:
+    """arq: one `Worker` (max_jobs = concurrency, poll_delay 10 ms)."""
     from arq.connections import RedisSettings  # noqa: PLC0415
     from arq.worker import Worker, func  # noqa: PLC0415
 
@@ -148,6 +156,7 @@ def worker_arq(url: str, rec: Recorder, concurrency: int) -> None:
 
 
 def worker_saq(url: str, rec: Recorder, concurrency: int) -> None:
+    """SAQ: one `Worker` with the given concurrency."""
     from saq import Queue, Worker  # noqa: PLC0415
 
     pause = _sleep_for(rec.workload)
@@ -173,6 +182,7 @@ def _taskiq_broker(url: str) -> Any:
 
 
 def worker_taskiq(url: str, rec: Recorder, concurrency: int) -> None:
+    """Taskiq: the receiver of a `ListQueueBroker` (max_async_tasks = concurrency)."""
     from taskiq.api import run_receiver_task  # noqa: PLC0415
 
     broker = _taskiq_broker(url)
@@ -200,10 +210,11 @@ def _streaq_worker(url: str, concurrency: int = 100) -> Any:
 
 
 def worker_streaq(url: str, rec: Recorder, concurrency: int) -> None:
+    """streaq: one `Worker` with the given concurrency."""
     worker = _streaq_worker(url, concurrency)
     pause = _sleep_for(rec.workload)
 
-    @worker.task
+    @worker.task(name="bench")
     async def bench(ts: float) -> None:
         if rec.start(ts):
             if pause:
@@ -223,6 +234,7 @@ def _dramatiq_setup(url: str) -> Any:
 
 
 def worker_dramatiq(url: str, rec: Recorder, concurrency: int) -> None:
+    """Dramatiq: one `Worker` (8 threads, `concurrency` for W4) on a `RedisBroker`."""
     import dramatiq  # noqa: PLC0415
 
     broker = _dramatiq_setup(url)
@@ -271,6 +283,7 @@ class Producer:
         self.run(self._open())
 
     def run(self, coro: Any) -> Any:
+        """Run `coro` on the producer's loop."""
         return self.loop.run_until_complete(coro)
 
     async def _open(self) -> None:
@@ -302,7 +315,7 @@ class Producer:
         elif fw == "streaq":
             worker = _streaq_worker(self.url)
 
-            @worker.task
+            @worker.task(name="bench")
             async def bench(ts: float) -> None:
                 """Producer-side declaration (never runs here)."""
 
@@ -320,6 +333,7 @@ class Producer:
             self.task = bench
 
     async def one(self, ts: float) -> None:
+        """Enqueue one `bench(ts)` job."""
         fw = self.framework
         if fw == "lexigram":
             from lexigram.contracts.tasks import Job  # noqa: PLC0415
@@ -337,6 +351,7 @@ class Producer:
             self.task.send(ts)
 
     async def bulk(self, count: int, ts: float) -> None:
+        """Enqueue `count` jobs through the framework's bulk path."""
         fw = self.framework
         if fw == "lexigram":
             from lexigram.contracts.tasks import Job  # noqa: PLC0415
@@ -369,6 +384,7 @@ class Producer:
         return total
 
     def close(self) -> None:
+        """Close the producer's connections and loop."""
         fw = self.framework
         if fw == "lexigram":
             self.run(self.handle.close())
@@ -378,19 +394,29 @@ class Producer:
             self.run(self.handle.disconnect())
         elif fw == "taskiq":
             self.run(self.handle.shutdown())
-        elif fw == "streaq":
-            self.run(self.handle.__aexit__(None, None, None))
+        # streaq's context must be left in the task that entered it; the process ends
+        # soon after, so its connection is simply dropped.
         self.loop.close()
 
 
 def spawn_worker(url: str, framework: str, workload: str, expected: int) -> subprocess.Popen[bytes]:
+    """Start a worker process for one framework and workload."""
     concurrency = 100
-    args = [sys.executable, __file__, "_worker", framework, workload, str(expected), str(concurrency)]
+    args = [
+        sys.executable,
+        __file__,
+        "_worker",
+        framework,
+        workload,
+        str(expected),
+        str(concurrency),
+    ]
     env = {**os.environ, "BENCH_URL": url}
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a worker process, SIGKILL it after 5 s."""
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(5)
@@ -400,11 +426,13 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> None:
 
 
 def wait_result(client: redis.Redis, timeout: float = 120.0) -> dict[str, Any] | None:
+    """Wait for the worker's report (None on timeout)."""
     popped = client.blpop([RESULT_KEY], timeout=timeout)
     return None if popped is None else json.loads(popped[1])
 
 
 def one_run(framework: str, url: str, n: int, n_single: int) -> dict[str, float]:
+    """Run W1-W4 once for `framework` and return the figures."""
     client = redis.Redis.from_url(url)
     out: dict[str, float] = {}
     client.flushdb()
@@ -466,28 +494,39 @@ COLUMNS = (
 
 
 def print_table(medians: dict[str, dict[str, float]]) -> None:
+    """Print the Markdown table and the ratios to the best competitor."""
     competitors = [fw for fw in medians if fw != "lexigram"]
     header = f"| {'framework':<10} | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
     print(header)
     print("|" + "|".join("-" * (len(part) + 2) for part in header.strip("|").split(" | ")) + "|")
     for fw, row in medians.items():
         cells = [f"{row.get(key, float('nan')):.1f}" for key, _, _ in COLUMNS]
-        print(f"| {fw:<10} | " + " | ".join(f"{c:>{len(t)}}" for c, (_, t, _) in zip(cells, COLUMNS, strict=True)) + " |")
+        print(
+            f"| {fw:<10} | "
+            + " | ".join(f"{c:>{len(t)}}" for c, (_, t, _) in zip(cells, COLUMNS, strict=True))
+            + " |"
+        )
     if "lexigram" in medians and competitors:
         print()
         for key, title, higher in COLUMNS:
             values = {fw: medians[fw].get(key, float("nan")) for fw in competitors}
-            valid = {fw: v for fw, v in values.items() if v == v}  # drop NaN
+            valid = {fw: v for fw, v in values.items() if not math.isnan(v)}
             if not valid:
                 continue
-            best = max(valid, key=valid.__getitem__) if higher else min(valid, key=valid.__getitem__)
+            best = (
+                max(valid, key=valid.__getitem__) if higher else min(valid, key=valid.__getitem__)
+            )
             ours = medians["lexigram"].get(key, float("nan"))
             ratio = ours / valid[best] if higher else valid[best] / ours
-            print(f"{title}: lexigram {ours:.1f} vs best competitor {best} {valid[best]:.1f} -> {ratio:.2f}x")
+            best_value = valid[best]
+            print(f"{title}: lexigram {ours:.1f} vs best {best} {best_value:.1f} -> {ratio:.2f}x")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Run every chosen framework --runs times, interleaved, and print the medians."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--n", type=int, default=10_000)
@@ -500,16 +539,21 @@ def main() -> None:
         for fw in chosen:  # interleaved, so drift in the machine hits every framework alike
             result = one_run(fw, args.url, args.n, args.n_single)
             runs[fw].append(result)
-            print(f"run {run + 1} {fw}: " + ", ".join(f"{k}={v:.1f}" for k, v in result.items()), flush=True)
+            print(
+                f"run {run + 1} {fw}: " + ", ".join(f"{k}={v:.1f}" for k, v in result.items()),
+                flush=True,
+            )
     medians = {
         fw: {key: statistics.median(r[key] for r in results) for key, _, _ in COLUMNS}
         for fw, results in runs.items()
     }
     print()
+    print(f"hiredis: {'off' if os.environ.get('BENCH_NO_HIREDIS') else 'on'}; runs: {args.runs}")
     print_table(medians)
 
 
 def worker_main(argv: list[str]) -> None:
+    """Entry point of a worker process (``_worker <framework> <workload> ...``)."""
     framework, workload, expected, concurrency = argv[0], argv[1], int(argv[2]), int(argv[3])
     url = os.environ["BENCH_URL"]
     WORKERS[framework](url, Recorder(url, workload, expected), concurrency)
