@@ -47,6 +47,10 @@ ADMIN_DSN = "postgresql://127.0.0.1:5432/test"
 FRAMEWORKS = ("lexigram", "pgqueuer", "pgqueuer-defaults", "procrastinate", "saq")
 Handler = Callable[[float], Awaitable[None]]
 W3_RATE_HINT = [500.0]  # the producer's rate, passed to W3 children
+PGQ_BATCH_CAP = 100  # pgqueuer's fastest batch size on this machine (50: -25 %, 500: -4 %)
+# W2 concurrency per framework: each at the level that drained fastest here (a swept
+# 100/300/1000); procrastinate and SAQ gain nothing above 100.
+W2_CONCURRENCY = {"lexigram": 1000, "pgqueuer": 1000}
 
 
 def dsn_for(framework: str, base: str) -> str:
@@ -133,7 +137,9 @@ class PgQueuer:
             await handler(float(job.payload))
 
         if self.tuned:
-            batch = max(1, min(concurrency // 2, 50))  # its docs: max_concurrent >= 2 x batch
+            batch = max(
+                1, min(concurrency // 2, PGQ_BATCH_CAP)
+            )  # its docs: max_concurrent >= 2 x batch
             run = qm.run(
                 batch_size=batch,
                 max_concurrent_tasks=max(concurrency, 2 * batch),
@@ -397,7 +403,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--w1", type=int, default=2000, help="jobs enqueued in W1")
     parser.add_argument("--w2", type=int, default=10000, help="jobs drained in W2")
-    parser.add_argument("--w2-concurrency", type=int, default=100)
+    parser.add_argument(
+        "--w2-concurrency", type=int, default=0, help="0 = each framework's best (W2_CONCURRENCY)"
+    )
     parser.add_argument("--w3-rate", type=float, default=500.0)
     parser.add_argument("--w3-seconds", type=float, default=6.0)
     parser.add_argument("--w4", type=int, default=2000)
@@ -417,7 +425,7 @@ def main() -> None:
     w3_jobs = int(args.w3_rate * args.w3_seconds)
     plan = [
         ("w1", args.w1, 1),
-        ("w2", args.w2, args.w2_concurrency),
+        ("w2", args.w2, args.w2_concurrency),  # 0: per framework, below
         ("w3", w3_jobs, 100),
         ("w4", args.w4, 100),
     ]
@@ -425,9 +433,20 @@ def main() -> None:
     for run in range(args.runs):
         for workload, n, conc in plan:
             for framework in frameworks:
-                out = run_child(framework, workload, n, conc, args.w3_rate)
+                level = conc or W2_CONCURRENCY.get(framework, 100)
+                out = run_child(framework, workload, n, level, args.w3_rate)
                 results.setdefault((framework, workload), []).append(out)
                 print(f"run {run + 1} {workload} {framework}: {out}", file=sys.stderr)
+
+    print_table(args, frameworks, results)
+
+
+def print_table(
+    args: argparse.Namespace,
+    frameworks: list[str],
+    results: dict[tuple[str, str], list[dict[str, Any]]],
+) -> None:
+    """Print the medians as a Markdown table with ratios to lexigram-tasks."""
 
     def med(framework: str, workload: str, key: str) -> float:
         return statistics.median(r[key] for r in results[(framework, workload)])
