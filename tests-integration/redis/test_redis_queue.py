@@ -297,3 +297,23 @@ async def test_cancelled_wait_gives_back_a_job_it_leased(make_redis_queue: MakeQ
     got = await producer.dequeue_batch(1, timeout=5)
     assert [j.id for j in got] == [job.id]
     await producer.ack(job.id)
+
+
+async def test_hook_registry_sees_each_new_job_once(make_redis_queue: MakeQueue) -> None:
+    events: list[tuple[str, object]] = []
+
+    class Hooks:
+        async def emit(self, action: str, payload: object) -> None:
+            events.append((action, payload))
+
+    queue = make_redis_queue("hooked")
+    queue.set_hook_registry(Hooks())
+    job = Job(name="send_email")
+    await queue.enqueue(job)
+    await queue.enqueue(Job(id=job.id, name="send_email"))  # a duplicate: no event
+    await queue.enqueue_many([Job(name="other")])
+    assert [(action, getattr(p, "task_name", None)) for action, p in events] == [
+        ("task.queued", "send_email"),
+        ("task.queued", "other"),
+    ]
+    assert all(getattr(p, "queue_name", None) == "hooked" for _, p in events)
