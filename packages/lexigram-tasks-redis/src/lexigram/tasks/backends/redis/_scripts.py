@@ -33,19 +33,25 @@ PRIORITY_UNIT = 2**44
 NOTIFY_CAP = 8
 """Most wake-up tokens kept in the notify list (each wakes one idle consumer)."""
 
-_PRELUDE = f"""
+_HEAD = f"""
 local K_JOBS, K_READY, K_DELAYED, K_INFLIGHT = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_SCORE, K_DC, K_RETRYING, K_IDEM = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local K_SEQ, K_NOTIFY = KEYS[9], KEYS[10]
 local PRIO_UNIT = {PRIORITY_UNIT}
 local PRIO_MAX = {PRIORITY_MAX}
 local NOTIFY_CAP = {NOTIFY_CAP}
+"""
 
+# Helper functions, in dependency order; each script includes only those it calls
+# (defining unused Lua closures on every call costs measurable server time).
+_HELPERS: dict[str, str] = {
+    "now_ms": """
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 end
-
+""",
+    "make_waiting": """
 -- Put id into ready (or delayed when at is in the future) with a fresh sequence
 -- number, so it goes behind the jobs of its priority that are already waiting.
 -- Returns 1 when it became ready (someone should be woken).
@@ -59,25 +65,29 @@ local function make_waiting(id, prio_part, at, now)
   redis.call('ZADD', K_READY, score, id)
   return 1
 end
-
+""",
+    "prio_part_of": """
 local function prio_part_of(id)
   local s = redis.call('HGET', K_SCORE, id)
   if not s then return PRIO_MAX end
   return math.floor(tonumber(s) / PRIO_UNIT)
 end
-
+""",
+    "notify": """
 local function notify(n)
   local have = redis.call('LLEN', K_NOTIFY)
   local want = math.min(n, NOTIFY_CAP)
   for _ = have + 1, want do redis.call('RPUSH', K_NOTIFY, 1) end
 end
-
+""",
+    "token_ok": """
 -- The token matches when none was given, or when the delivery count is still the
 -- one the consumer received (nobody got the job since).
 local function token_ok(id, tok)
   return tok == '' or redis.call('HGET', K_DC, id) == tok
 end
-
+""",
+    "release_idem": """
 -- An idempotency key is held without expiry while its job exists; when the job leaves,
 -- it keeps its original TTL (from enqueue), or goes now if that already ran out.
 local function release_idem(id, now)
@@ -95,7 +105,8 @@ local function release_idem(id, now)
     end
   end
 end
-
+""",
+    "forget": """
 local function forget(id, now)
   local existed = redis.call('HDEL', K_JOBS, id)
   redis.call('ZREM', K_READY, id)
@@ -107,16 +118,28 @@ local function forget(id, now)
   release_idem(id, now)
   return existed
 end
-"""
+""",
+}
+
+
+def _prelude(*names: str) -> str:
+    """The key/constant header plus the named helpers (in their dependency order)."""
+    return _HEAD + "".join(_HELPERS[name] for name in _HELPERS if name in names)
+
 
 # ARGV: max_size (0 = none), then per job 8 fields: id, payload, priority, ready-at ms
 # (0 = now), idempotency key ('' = none), idempotency ttl ms, delivery count, retrying.
 # Returns per job: status (1 added, 0 existing id or held key, -1 queue full), job id.
 ENQUEUE = LuaScript(
     "enqueue",
-    _PRELUDE
+    _prelude("now_ms", "make_waiting", "notify")
     + """
-local now = now_ms()
+-- The clock is read only if a job needs it (a delay or an idempotency key).
+local now = 0
+local function clock()
+  if now == 0 then now = now_ms() end
+  return now
+end
 local max_size = tonumber(ARGV[1])
 local waiting = -1
 if max_size > 0 then
@@ -124,11 +147,29 @@ if max_size > 0 then
 end
 local out = {}
 local woke = 0
+
+local function place(b, id)
+  local dc = tonumber(ARGV[b + 6])
+  if dc > 0 then redis.call('HSET', K_DC, id, dc) end
+  if ARGV[b + 7] == '1' then redis.call('SADD', K_RETRYING, id) end
+  local at = tonumber(ARGV[b + 3])
+  local t = 0
+  if at > 0 then t = clock() end
+  woke = woke + make_waiting(id, PRIO_MAX - tonumber(ARGV[b + 2]), at, t)
+  if waiting >= 0 then waiting = waiting + 1 end
+end
+
 for b = 2, #ARGV, 8 do
   local id = ARGV[b]
   local status, result = 0, id
-  if redis.call('HEXISTS', K_JOBS, id) == 0 then
-    local ikey = ARGV[b + 4]
+  local ikey = ARGV[b + 4]
+  if ikey == '' and max_size == 0 then
+    -- The common case: one write both checks the id and stores the payload.
+    if redis.call('HSETNX', K_JOBS, id, ARGV[b + 1]) == 1 then
+      place(b, id)
+      status = 1
+    end
+  elseif redis.call('HEXISTS', K_JOBS, id) == 0 then
     local ik = nil
     if ikey ~= '' then
       ik = K_IDEM .. ':' .. ikey
@@ -147,17 +188,12 @@ for b = 2, #ARGV, 8 do
       else
         if ik then
           redis.call('SET', ik, id)
-          local exp = math.floor(now + tonumber(ARGV[b + 5]))
+          local exp = math.floor(clock() + tonumber(ARGV[b + 5]))
           redis.call('HSET', K_IDEM, id, string.format('%d', exp) .. ':' .. ikey)
         end
         redis.call('HSET', K_JOBS, id, ARGV[b + 1])
-        local dc = tonumber(ARGV[b + 6])
-        if dc > 0 then redis.call('HSET', K_DC, id, dc) end
-        if ARGV[b + 7] == '1' then redis.call('SADD', K_RETRYING, id) end
-        local prio = tonumber(ARGV[b + 2])
-        woke = woke + make_waiting(id, PRIO_MAX - prio, tonumber(ARGV[b + 3]), now)
+        place(b, id)
         status = 1
-        if waiting >= 0 then waiting = waiting + 1 end
       end
     end
   end
@@ -175,7 +211,7 @@ return out
 # long it may block.
 DEQUEUE = LuaScript(
     "dequeue",
-    _PRELUDE
+    _prelude("now_ms", "make_waiting", "prio_part_of")
     + """
 local now = now_ms()
 local limit = tonumber(ARGV[3])
@@ -228,7 +264,7 @@ return out
 # ARGV: pairs of (id, token). Acks only in-flight jobs whose token matches.
 ACK = LuaScript(
     "ack",
-    _PRELUDE
+    _prelude("now_ms", "token_ok", "release_idem", "forget")
     + """
 local now = now_ms()
 local n = 0
@@ -246,7 +282,9 @@ return n
 # ARGV: id, token, requeue ('1' or '0').
 NACK = LuaScript(
     "nack",
-    _PRELUDE
+    _prelude(
+        "now_ms", "make_waiting", "prio_part_of", "notify", "token_ok", "release_idem", "forget"
+    )
     + """
 local id = ARGV[1]
 if not redis.call('ZSCORE', K_INFLIGHT, id) or not token_ok(id, ARGV[2]) then return 0 end
@@ -265,7 +303,7 @@ return 1
 # ARGV: id, token, payload, priority, delay ms, retrying ('1' or '0').
 RETRY_LATER = LuaScript(
     "retry_later",
-    _PRELUDE
+    _prelude("now_ms", "make_waiting", "notify", "token_ok")
     + """
 local id = ARGV[1]
 if not redis.call('ZSCORE', K_INFLIGHT, id) or not token_ok(id, ARGV[2]) then return 0 end
@@ -289,7 +327,7 @@ return 1
 # returned to the queue right away, as the consumer has lost it).
 EXTEND = LuaScript(
     "extend_lease",
-    _PRELUDE
+    _prelude("now_ms", "make_waiting", "prio_part_of", "notify", "token_ok")
     + """
 local id = ARGV[1]
 local deadline = redis.call('ZSCORE', K_INFLIGHT, id)
@@ -309,7 +347,7 @@ return 1
 # ARGV: id. Removes the job wherever it is; 1 if it existed.
 DELETE = LuaScript(
     "delete_job",
-    _PRELUDE
+    _prelude("now_ms", "release_idem", "forget")
     + """
 return forget(ARGV[1], now_ms())
 """,
@@ -318,7 +356,7 @@ return forget(ARGV[1], now_ms())
 # ARGV: id. Returns {} when absent, else {payload, deliveries, leased (1/0)}.
 GET = LuaScript(
     "get_job",
-    _PRELUDE
+    _prelude("now_ms")
     + """
 local id = ARGV[1]
 local payload = redis.call('HGET', K_JOBS, id)
@@ -335,7 +373,7 @@ return {payload, dc, leased}
 # has expired counts as waiting: the next dequeue hands it out again.
 COUNT = LuaScript(
     "count",
-    _PRELUDE
+    _prelude("now_ms")
     + """
 local mode = ARGV[1]
 local now = now_ms()
