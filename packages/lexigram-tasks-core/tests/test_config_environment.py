@@ -64,7 +64,8 @@ def test_validate_flags_default_url_and_localhost_and_no_password_in_production(
     local = TaskConfig.from_dict(
         {"backend": {"type": "redis", "redis_url": f"redis://:{PASSWORD}@127.0.0.1:6380/0"}}
     )
-    (issue,) = local.validate_for_environment("production")
+    # Other issues (e.g. "backend 'redis' is not installed" in a core-only env) may be listed too.
+    (issue,) = [i for i in local.validate_for_environment("production") if "points at" in i.message]
     assert issue.severity == "warning"
     assert "points at 127.0.0.1" in issue.message
     assert PASSWORD not in str(issue)

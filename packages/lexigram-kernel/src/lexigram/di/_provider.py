@@ -87,7 +87,7 @@ class Provider:
         dependencies: Iterable[str | type[Provider]] | None = None,
         optional_dependencies: Iterable[str | type[Provider]] | None = None,
         boot_timeout: float | None = None,
-        required: bool | None = None,  # noqa: FBT001 - the spec's positional signature
+        required: bool | None = None,
     ) -> None:
         cls = type(self)
         self.name = name if name is not None else (cls.name or cls.__name__)
