@@ -144,3 +144,24 @@ async def test_quorum_redelivery_counts_from_x_delivery_count(
     (third,) = await lease(worker, 1)
     assert third.delivery_count == 3
     await worker.ack(third.id)
+
+
+async def test_classic_redeliveries_are_counted_exactly(
+    make_rabbitmq_queue: Factory, queue_name: str, broker: Broker, broker_admin: None
+) -> None:
+    # A job that keeps killing its worker must see its count grow, so the worker's
+    # max_deliveries can stop the crash loop: each redelivery is re-published with it.
+    worker = make_rabbitmq_queue()
+    job = Job(name="crash-looper")
+    await worker.enqueue(job)
+    counts = []
+    for _ in range(3):
+        (held,) = await lease(worker, 1)
+        counts.append(held.delivery_count)
+        await broker.drop_connections(queue_name)
+        await until_lease_lost(worker, held.id)
+    (last,) = await lease(worker, 1)
+    counts.append(last.delivery_count)
+    assert counts == [1, 2, 3, 4]
+    await worker.ack(last.id)
+    assert await worker.count(queue_name) == 0

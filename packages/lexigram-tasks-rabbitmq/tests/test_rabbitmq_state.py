@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from lexigram.contracts.tasks import CacheBackendProtocol
+from lexigram.contracts.tasks import POISON_JOB_NAME, CacheBackendProtocol, Job, encode_job
 from lexigram.tasks.backends.rabbitmq import LocalStateStore
-from lexigram.tasks.backends.rabbitmq._consumer import ChannelAcks
+from lexigram.tasks.backends.rabbitmq._consumer import ChannelAcks, Delivery
 from lexigram.tasks.backends.rabbitmq._state import Admission, JobStates
 
 
@@ -179,3 +179,59 @@ def test_acks_single_tag_is_not_multiple() -> None:
 def test_acks_out_of_order_channel_never_uses_multiple() -> None:
     acks = acks_with({1, 2, 3}, {1, 2, 3}, in_order=False)
     assert acks.frames() == [(1, False), (2, False), (3, False)]
+
+
+# -- delivery counting -------------------------------------------------------------------
+
+
+class FakeProperties:
+    def __init__(self, headers: dict[str, object] | None, message_id: str | None = None) -> None:
+        self.headers = headers
+        self.message_id = message_id
+
+
+class FakeHeader:
+    def __init__(self, properties: FakeProperties) -> None:
+        self.properties = properties
+
+
+class FakeMessage:
+    def __init__(
+        self, body: bytes, *, redelivered: bool = False, headers: dict[str, object] | None = None
+    ) -> None:
+        self.body = body
+        self.delivery_tag = 7
+        self.redelivered = redelivered
+        self.header = FakeHeader(FakeProperties(headers, message_id="m-1"))
+
+
+def deliver(message: FakeMessage) -> Delivery:
+    return Delivery(message, acks_with(set(), set()))  # type: ignore[arg-type]
+
+
+def test_delivery_counts_first_delivery() -> None:
+    body = encode_job(Job(name="x", delivery_count=2))
+    delivery = deliver(FakeMessage(body))
+    assert delivery.job.delivery_count == 3
+    assert delivery.restamp is False
+
+
+def test_classic_redelivery_is_restamped_with_one_more_delivery() -> None:
+    body = encode_job(Job(name="x", delivery_count=2))
+    delivery = deliver(FakeMessage(body, redelivered=True))
+    assert delivery.job.delivery_count == 4
+    assert delivery.restamp is True  # re-published with 3: the delivery that was lost
+
+
+def test_quorum_redelivery_counts_from_header_without_restamp() -> None:
+    body = encode_job(Job(name="x", delivery_count=0))
+    delivery = deliver(FakeMessage(body, redelivered=True, headers={"x-delivery-count": 3}))
+    assert delivery.job.delivery_count == 4
+    assert delivery.restamp is False
+
+
+def test_poison_delivery_is_handed_out_not_restamped() -> None:
+    delivery = deliver(FakeMessage(b"{oops", redelivered=True))
+    assert delivery.job.name == POISON_JOB_NAME
+    assert delivery.job.id == "m-1"
+    assert delivery.restamp is False

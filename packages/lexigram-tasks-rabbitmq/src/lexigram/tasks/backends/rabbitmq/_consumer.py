@@ -73,7 +73,7 @@ class ChannelAcks:
 class Delivery:
     """One delivered message and the job decoded from it."""
 
-    __slots__ = ("acks", "due", "envelope", "job", "redelivered", "settled", "tag")
+    __slots__ = ("acks", "due", "envelope", "job", "redelivered", "restamp", "settled", "tag")
 
     def __init__(self, message: DeliveredMessage, acks: ChannelAcks) -> None:
         self.acks = acks
@@ -91,9 +91,12 @@ class Delivery:
             self.envelope: str | None = None
         else:
             self.envelope = body.decode()
-        # AMQP only says "redelivered"; quorum queues also count how often.
+        # Quorum queues count deliveries (x-delivery-count); a classic queue only says
+        # "redelivered", so such a delivery is re-published with its count raised
+        # (`restamp`) and the count stays exact however often a job comes back.
         extra = headers.get("x-delivery-count")
         again = int(extra) if isinstance(extra, int) else int(self.redelivered)
+        self.restamp = self.redelivered and not isinstance(extra, int) and self.envelope is not None
         job.delivery_count += 1 + again
         self.job: Job = job
 
@@ -109,11 +112,13 @@ class DeliveryBuffer:
     def __init__(
         self,
         link: AMQPLink,
-        on_future: Callable[[Delivery], None],
+        send_back: Callable[[Delivery], None],
         holding: Callable[[], bool],
     ) -> None:
         self._link = link
-        self._on_future = on_future
+        # Re-publishes a delivery (counted as settled when confirmed) and acks it:
+        # for delay hops, classic redeliveries and jobs an idle consumer hands back.
+        self._send_back = send_back
         self._holding = holding  # True while the queue has jobs in flight
         self._queue = link.queue_name
         self._quorum = link.settings.queue_type == "quorum"
@@ -197,7 +202,9 @@ class DeliveryBuffer:
                         logger.debug("Cancelling the consumer of %r failed: %s", self._queue, exc)
                 await asyncio.sleep(0)  # let the delivery tasks queued before cancel-ok run
             for delivery in self.drain():
-                await self.reject(delivery, requeue=True)
+                # Re-published rather than rejected: a reject would mark the job
+                # "redelivered" and raise its delivery count for a run that never was.
+                self._send_back(delivery)
 
     async def quiesce(self) -> None:
         """Before counting: give idle buffered jobs back and wait until the broker has them.
@@ -338,11 +345,14 @@ class DeliveryBuffer:
 
     def push(self, delivery: Delivery) -> None:
         """Buffer a delivery: ready now, held briefly, or sent back to a delay bucket."""
+        if delivery.restamp:
+            self._send_back(delivery)
+            return
         scheduled = delivery.job.scheduled_at
         remaining = 0.0 if scheduled is None else scheduled - time.time()
         if remaining > 0:
             if delay_bucket(remaining) is not None:
-                self._on_future(delivery)
+                self._send_back(delivery)
                 return
             # Under the smallest bucket: hold it here (it counts against prefetch).
             delivery.due = time.monotonic() + remaining

@@ -7,7 +7,7 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aio_pika
 import aiormq
@@ -314,7 +314,8 @@ class AMQPLink:
         while True:
             try:
                 async with asyncio.timeout(max(deadline - time.monotonic(), 0.01)):
-                    channel = await self._publish_channel()
+                    # aiormq's concrete channel takes `wait`; its abstract type does not.
+                    channel = cast("aiormq.Channel", await self._publish_channel())
                     confirm = await channel.basic_publish(
                         body,
                         exchange=exchange,

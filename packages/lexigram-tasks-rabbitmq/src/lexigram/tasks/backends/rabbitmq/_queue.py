@@ -145,7 +145,7 @@ class RabbitMQTaskQueue:
             shared=state_store is not None,
             state_ttl=state_ttl,
         )
-        self._buffer = DeliveryBuffer(self._link, self._on_future, self._holding)
+        self._buffer = DeliveryBuffer(self._link, self._send_back_soon, self._holding)
         self._inflight: dict[str, Delivery] = {}
         self._cancelled: set[str] = set()
         self._done_stale: OrderedDict[str, None] = OrderedDict()
@@ -384,20 +384,27 @@ class RabbitMQTaskQueue:
             jobs.append(job)
         return jobs
 
-    def _on_future(self, delivery: Delivery) -> None:
-        task = asyncio.ensure_future(self._rebucket(delivery))
+    def _send_back_soon(self, delivery: Delivery) -> None:
+        task = asyncio.ensure_future(self._send_back(delivery))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _rebucket(self, delivery: Delivery) -> None:
-        """Send a job that came back before it is due to the next smaller bucket."""
+    async def _send_back(self, delivery: Delivery) -> None:
+        """Re-publish a delivery that is not handed out now, then ack it.
+
+        Used for a job that came back from a delay bucket before it is due (it goes on
+        to the next smaller bucket), a classic-queue redelivery (its count raised, so
+        the next delivery counts exactly), and jobs an idle consumer hands back. The
+        delivery itself is not counted: the copy carries the count of deliveries that
+        really happened.
+        """
         job = delivery.job
         remaining = (job.scheduled_at or 0.0) - time.time()
-        job.delivery_count -= 1  # a hop is not a delivery
+        job.delivery_count -= 1
         try:
             outcome = await self._publish(job, encode_job(job), remaining)
         except _REBUCKET_ERRORS as exc:
-            logger.warning("Could not re-delay job %s (%s); it comes back later.", job.id, exc)
+            logger.warning("Could not re-publish job %s (%s); it comes back later.", job.id, exc)
             outcome = Published.NACK
         if outcome is Published.ACK:
             await self._buffer.ack(delivery)
