@@ -30,7 +30,8 @@ back through Redis (database 14 of --redis, flushed). Nothing is asserted; it pr
 table.
 
 Usage (see benchmarks/README.md for the venv):
-    benchmarks/.venv-rabbitmq/bin/python benchmarks/rabbitmq_bench.py [--runs 3] [--only lexigram,celery]
+    benchmarks/.venv-rabbitmq/bin/python benchmarks/rabbitmq_bench.py [--runs 3] \
+        [--only lexigram,celery]
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class Recorder:
         return True
 
     def finish(self) -> None:
+        """Record a job end; the last one reports the elapsed time (and latencies)."""
         with self.lock:
             self.count += 1
             if self.count != self.expected:
@@ -110,6 +112,7 @@ def _pause(workload: str) -> float:
 
 
 def worker_lexigram(url: str, rec: Recorder) -> None:
+    """A lexigram WorkerPool (one worker, concurrency 100) on RabbitMQTaskQueue."""
     from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue  # noqa: PLC0415
     from lexigram.tasks.config import TaskWorkerConfig  # noqa: PLC0415
     from lexigram.tasks.execution import WorkerPool  # noqa: PLC0415
@@ -140,6 +143,7 @@ def _taskiq_broker(url: str) -> Any:
 
 
 def worker_taskiq(url: str, rec: Recorder) -> None:
+    """A Taskiq receiver (max_async_tasks 100, qos 100)."""
     from taskiq.api import run_receiver_task  # noqa: PLC0415
 
     broker = _taskiq_broker(url)
@@ -192,10 +196,12 @@ def _worker_dramatiq(url: str, rec: Recorder, *, confirm: bool) -> None:
 
 
 def worker_dramatiq(url: str, rec: Recorder) -> None:
+    """A Dramatiq worker (default broker settings)."""
     _worker_dramatiq(url, rec, confirm=False)
 
 
 def worker_dramatiq_confirmed(url: str, rec: Recorder) -> None:
+    """A Dramatiq worker whose broker publishes with confirms."""
     _worker_dramatiq(url, rec, confirm=True)
 
 
@@ -215,6 +221,7 @@ def _celery_app(url: str) -> Any:
 
 
 def worker_celery(url: str, rec: Recorder) -> None:
+    """A Celery worker: solo pool (threads pool of 100 for W4)."""
     app = _celery_app(url)
     pause = _pause(rec.workload)
 
@@ -256,6 +263,7 @@ class Producer:
         self.run(self._open())
 
     def run(self, coro: Any) -> Any:
+        """Run `coro` on the producer's loop."""
         return self.loop.run_until_complete(coro)
 
     async def _open(self) -> None:
@@ -294,6 +302,7 @@ class Producer:
             self.handle, self.task = app, bench
 
     async def one(self, ts: float) -> None:
+        """Enqueue one job stamped `ts`."""
         fw = self.framework
         if fw == "lexigram":
             from lexigram.contracts.tasks import Job  # noqa: PLC0415
@@ -307,6 +316,7 @@ class Producer:
             self.task.apply_async((ts,))
 
     async def bulk(self, count: int, ts: float) -> None:
+        """Enqueue `count` jobs through the framework's bulk path."""
         fw = self.framework
         if fw == "lexigram":
             from lexigram.contracts.tasks import Job  # noqa: PLC0415
@@ -334,6 +344,7 @@ class Producer:
         return total
 
     def close(self) -> None:
+        """Close the producer's connection and loop."""
         fw = self.framework
         if fw == "lexigram":
             self.run(self.handle.close())
@@ -347,6 +358,7 @@ class Producer:
 
 
 def rabbitmqctl(*args: str) -> None:
+    """Run rabbitmqctl (the benchmark runs on the broker's host)."""
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True)  # noqa: S603, S607
 
 
@@ -360,16 +372,19 @@ class VirtualHost:
         rabbitmqctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
 
     def delete(self) -> None:
+        """Delete the virtual host and everything in it."""
         rabbitmqctl("delete_vhost", self.name)
 
 
 def spawn_worker(url: str, redis_url: str, framework: str, workload: str, expected: int) -> Any:
+    """Start one worker process for one framework and workload."""
     args = [sys.executable, __file__, "_worker", framework, workload, str(expected)]
     env = {**os.environ, "BENCH_URL": url, "BENCH_REDIS": redis_url}
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
 
 
 def stop_worker(proc: Any) -> None:
+    """SIGTERM, then SIGKILL after 5 s."""
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(5)
@@ -379,15 +394,16 @@ def stop_worker(proc: Any) -> None:
 
 
 def wait_result(client: redis.Redis, timeout: float = 120.0) -> dict[str, Any] | None:
+    """Wait for a worker's report."""
     popped = client.blpop([RESULT_KEY], timeout=timeout)
     return None if popped is None else json.loads(popped[1])
 
 
 def run_worker(
-    client: redis.Redis, url: str, redis_url: str, framework: str, workload: str, expected: int
+    client: redis.Redis, url: str, redis_url: str, framework: str, *, job: tuple[str, int]
 ) -> dict[str, Any] | None:
     """Start a worker for one workload and wait for its report; always stop it."""
-    proc = spawn_worker(url, redis_url, framework, workload, expected)
+    proc = spawn_worker(url, redis_url, framework, *job)
     try:
         return wait_result(client)
     finally:
@@ -398,7 +414,10 @@ W1_ONLY = ("dramatiq-confirmed",)
 NAN = float("nan")
 
 
-def one_run(framework: str, amqp_url: str, redis_url: str, n: int, n_single: int) -> dict[str, float]:
+def one_run(  # noqa: PLR0915 - one straight sequence of steps reads best
+    framework: str, amqp_url: str, redis_url: str, n: int, n_single: int
+) -> dict[str, float]:
+    """Run W1 to W4 once for `framework`, each step in a fresh virtual host."""
     # No socket timeout: BLPOP waits as long as the slowest framework needs.
     client = redis.Redis.from_url(redis_url, socket_timeout=None)
     client.flushdb()
@@ -422,7 +441,7 @@ def one_run(framework: str, amqp_url: str, redis_url: str, n: int, n_single: int
         out["w1_bulk"] = n / (time.perf_counter() - started)
         if framework in W1_ONLY:
             return {**out, "w2": NAN, "w4": NAN, "w3_p50": NAN, "w3_p99": NAN}
-        result = run_worker(client, vhost.url, redis_url, framework, "w2", n)
+        result = run_worker(client, vhost.url, redis_url, framework, job=("w2", n))
         out["w2"] = n / result["elapsed"] if result else float("nan")
     finally:
         producer.close()
@@ -434,7 +453,7 @@ def one_run(framework: str, amqp_url: str, redis_url: str, n: int, n_single: int
     producer = Producer(framework, vhost.url)
     try:
         producer.run(producer.bulk(W4_JOBS, 0.0))
-        result = run_worker(client, vhost.url, redis_url, framework, "w4", W4_JOBS)
+        result = run_worker(client, vhost.url, redis_url, framework, job=("w4", W4_JOBS))
         out["w4"] = result["elapsed"] if result else float("nan")
     finally:
         producer.close()
@@ -480,11 +499,15 @@ COLUMNS = (
 
 
 def print_table(medians: dict[str, dict[str, float]]) -> None:
+    """Print the medians as a Markdown table, then lexigram's ratios."""
     titles = [title for _, title, _ in COLUMNS]
     print(f"| {'framework':<18} | " + " | ".join(titles) + " |")
     print(f"|{'-' * 20}|" + "|".join("-" * (len(t) + 2) for t in titles) + "|")
     for fw, row in medians.items():
-        cells = [f"{row.get(key, float('nan')):.1f}".rjust(len(t)) for (key, _, _), t in zip(COLUMNS, titles, strict=True)]
+        cells = [
+            f"{row.get(key, float('nan')):.1f}".rjust(len(t))
+            for (key, _, _), t in zip(COLUMNS, titles, strict=True)
+        ]
         print(f"| {fw:<18} | " + " | ".join(cells) + " |")
     competitors = [fw for fw in medians if fw != "lexigram"]
     if "lexigram" not in medians or not competitors:
@@ -497,18 +520,26 @@ def print_table(medians: dict[str, dict[str, float]]) -> None:
             confirmed = {fw: valid[fw] for fw in valid if fw in ("taskiq", "dramatiq-confirmed")}
             best_c = max(confirmed, key=confirmed.__getitem__)
             ours_c = medians["lexigram"][key]
-            print(f"{title} (with confirms): lexigram {ours_c:.1f} vs {best_c} "
-                  f"{confirmed[best_c]:.1f} -> {ours_c / confirmed[best_c]:.2f}x")
+            print(
+                f"{title} (with confirms): lexigram {ours_c:.1f} vs {best_c} "
+                f"{confirmed[best_c]:.1f} -> {ours_c / confirmed[best_c]:.2f}x"
+            )
         if not valid:
             continue
         best = max(valid, key=valid.__getitem__) if higher else min(valid, key=valid.__getitem__)
         ours = medians["lexigram"][key]
         ratio = ours / valid[best] if higher else valid[best] / ours
-        print(f"{title}: lexigram {ours:.1f} vs best competitor {best} {valid[best]:.1f} -> {ratio:.2f}x")
+        print(
+            f"{title}: lexigram {ours:.1f} vs best competitor {best} "
+            f"{valid[best]:.1f} -> {ratio:.2f}x"
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Run every framework --runs times, interleaved, and print the medians."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", default="amqp://guest:guest@127.0.0.1:5672/")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--runs", type=int, default=3)
@@ -522,7 +553,10 @@ def main() -> None:
         for fw in chosen:  # interleaved, so drift in the machine hits every framework alike
             result = one_run(fw, args.url, args.redis, args.n, args.n_single)
             runs[fw].append(result)
-            print(f"run {run + 1} {fw}: " + ", ".join(f"{k}={v:.1f}" for k, v in result.items()), flush=True)
+            print(
+                f"run {run + 1} {fw}: " + ", ".join(f"{k}={v:.1f}" for k, v in result.items()),
+                flush=True,
+            )
     medians = {
         fw: {key: statistics.median(r[key] for r in results) for key, _, _ in COLUMNS}
         for fw, results in runs.items()
@@ -532,6 +566,7 @@ def main() -> None:
 
 
 def worker_main(argv: list[str]) -> None:
+    """Entry point of a worker process."""
     framework, workload, expected = argv[0], argv[1], int(argv[2])
     rec = Recorder(os.environ["BENCH_REDIS"], workload, expected)
     WORKERS[framework](os.environ["BENCH_URL"], rec)
