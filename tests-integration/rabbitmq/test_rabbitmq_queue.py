@@ -352,3 +352,23 @@ async def test_stores_option_pairs_the_queue_with_redis_stores(
             await cache.delete(key)
         await queue.close()
         await broker.delete_family(queue_name)
+
+
+async def test_hook_registry_hears_each_new_job(rabbitmq_queue: RabbitMQTaskQueue) -> None:
+    heard: list[tuple[str, Any]] = []
+
+    class Registry:
+        async def emit(self, action: str, payload: Any) -> None:
+            heard.append((action, payload))
+
+    rabbitmq_queue.set_hook_registry(Registry())
+    first = Job(name="hooked")
+    await rabbitmq_queue.enqueue(first)
+    await rabbitmq_queue.enqueue(Job(id=first.id, name="hooked"))  # already queued: no event
+    await rabbitmq_queue.enqueue_many([Job(name="bulk")])
+    assert [(action, payload.task_name) for action, payload in heard] == [
+        ("task.queued", "hooked"),
+        ("task.queued", "bulk"),
+    ]
+    assert heard[0][1].queue_name == rabbitmq_queue.queue_name
+    assert heard[0][1].task_id == first.id

@@ -365,6 +365,14 @@ class AMQPLink:
             if not channel.is_closed:
                 await channel.close()
 
+    async def depths(self, names: list[str]) -> list[int]:
+        """Ready messages in each queue (passive declares); a missing queue counts 0."""
+        return await self.with_channel("count jobs", lambda ch: _each_queue(ch, names, purge=False))
+
+    async def purge(self, names: list[str]) -> None:
+        """Purge each queue that exists."""
+        await self.with_channel("purge the queue", lambda ch: _each_queue(ch, names, purge=True))
+
     async def close(self) -> None:
         """Close the connection (idempotent)."""
         self.closed = True
@@ -376,3 +384,22 @@ class AMQPLink:
                 await connection.close()
             except CONNECTION_ERRORS as exc:
                 logger.debug("Closing the connection to %s failed: %s", self.masked_url, exc)
+
+
+async def _each_queue(channel: AbstractChannel, names: list[str], *, purge: bool) -> list[int]:
+    """Passive-declare (and purge) each queue; "not found" closes the channel, so reopen."""
+    depths: list[int] = []
+    for name in names:
+        if channel.is_closed:
+            channel = await channel.connection.channel()
+        try:
+            ok = await channel.queue_declare(name, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            depths.append(0)
+            continue
+        depths.append(int(ok.message_count or 0))
+        if purge:
+            await channel.queue_purge(name)
+    if not channel.is_closed:
+        await channel.close()
+    return depths

@@ -122,6 +122,13 @@ def bucket_queue_name(queue: str, exp: int) -> str:
     return f"{queue}.delay.{1 << exp}ms"
 
 
+def family_queues(queue: str) -> list[str]:
+    """The queue and every delay bucket it may have (the ones that hold waiting jobs)."""
+    return [queue] + [
+        bucket_queue_name(queue, exp) for exp in range(BUCKET_MIN_EXP, BUCKET_MAX_EXP + 1)
+    ]
+
+
 def state_namespace(vhost: str, queue: str) -> str:
     """Key prefix of this queue's job-state records in the state store."""
     return f"lexigram:rabbitmq:{vhost}:{queue}:"

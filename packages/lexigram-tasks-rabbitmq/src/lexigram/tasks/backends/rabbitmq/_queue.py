@@ -9,12 +9,12 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, cast
 
-import aiormq
 from pamqp.commands import Basic
 
 from lexigram.contracts.tasks import (
     CacheBackendProtocol,
     Err,
+    HookRegistryProtocol,
     Job,
     JobStatus,
     Ok,
@@ -27,16 +27,14 @@ from lexigram.contracts.tasks import (
 from lexigram.tasks.backends.rabbitmq._consumer import Delivery, DeliveryBuffer
 from lexigram.tasks.backends.rabbitmq._link import CONNECTION_ERRORS, AMQPLink, Published
 from lexigram.tasks.backends.rabbitmq._options import (
-    BUCKET_MAX_EXP,
-    BUCKET_MIN_EXP,
     DAY,
     DEFAULT_AMQP_URL,
     DelayMode,
     QueueType,
     RabbitMQSettings,
-    bucket_queue_name,
     delay_bucket,
     delayed_exchange_name,
+    family_queues,
     map_priority,
     parse_amqp_url,
     state_namespace,
@@ -48,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 _MAX_PLUGIN_DELAY_MS = (1 << 32) - 1
 _STALE_DONE_LIMIT = 10_000
+_QUEUED_ACTION = "task.queued"
 _REBUCKET_ERRORS: tuple[type[Exception], ...] = (TaskQueueError, *CONNECTION_ERRORS)
 
 
@@ -152,6 +151,8 @@ class RabbitMQTaskQueue:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._persistent = 2 if durable else 1
         self._closed = False
+        self._hooks: HookRegistryProtocol | None = None
+        self._hook_payload: Any = None
 
     def __repr__(self) -> str:
         return (
@@ -173,6 +174,25 @@ class RabbitMQTaskQueue:
     def state_store(self) -> CacheBackendProtocol:
         """The job-state store (in-process unless a shared one was passed)."""
         return self._states.store
+
+    def set_hook_registry(self, hooks: HookRegistryProtocol | None) -> None:
+        """Attach an optional hook registry; each newly published job emits ``"task.queued"``.
+
+        The payload is core's `TaskEnqueuedHook`, imported only when a registry is set
+        (a process that passes one runs the core). Pass None to stop emitting.
+        """
+        self._hooks = hooks
+        if hooks is not None and self._hook_payload is None:
+            from lexigram.tasks.hooks import TaskEnqueuedHook  # noqa: PLC0415 - core is optional
+
+            self._hook_payload = TaskEnqueuedHook
+
+    async def _emit_queued(self, job: Job) -> None:
+        if self._hooks is not None and self._hook_payload is not None:
+            payload = self._hook_payload(
+                task_name=job.name, queue_name=self._queue_name, task_id=job.id
+            )
+            await self._hooks.emit(_QUEUED_ACTION, payload)
 
     async def connect(self) -> None:
         """Connect and declare the queues now instead of on first use.
@@ -269,6 +289,8 @@ class RabbitMQTaskQueue:
             raise
         if outcome is not Published.ACK:
             return await self._refused(task, outcome)
+        if self._hooks is not None:
+            await self._emit_queued(task)
         return Ok(task.id)
 
     async def enqueue_many(self, tasks: Sequence[Job]) -> list[Result[str, TaskQueueError]]:
@@ -297,9 +319,12 @@ class RabbitMQTaskQueue:
                     await self._refused(job, Published.NACK)
                     results[index] = Err(exc)
                     return
-            results[index] = (
-                Ok(job.id) if outcome is Published.ACK else await self._refused(job, outcome)
-            )
+            if outcome is not Published.ACK:
+                results[index] = await self._refused(job, outcome)
+                return
+            results[index] = Ok(job.id)
+            if self._hooks is not None:
+                await self._emit_queued(job)
 
         await asyncio.gather(*(publish(*item) for item in todo))
         return cast("list[Result[str, TaskQueueError]]", results)  # every slot is filled
@@ -583,10 +608,7 @@ class RabbitMQTaskQueue:
 
     async def _broker_depth(self, queue_name: str) -> int:
         """Ready messages in `queue_name` and its delay buckets (passive declares)."""
-        names = [queue_name] + [
-            bucket_queue_name(queue_name, exp) for exp in range(BUCKET_MIN_EXP, BUCKET_MAX_EXP + 1)
-        ]
-        return sum(await self._link.with_channel("count jobs", lambda ch: _depths(ch, names)))
+        return sum(await self._link.depths(family_queues(queue_name)))
 
     async def clear(self) -> None:
         """Purge the queue and its delay buckets, and drop every job held here."""
@@ -599,11 +621,7 @@ class RabbitMQTaskQueue:
         if self._states.shared:
             for job_id in await self._states.running_ids():
                 await self._states.delete(job_id)
-        names = [self._queue_name] + [
-            bucket_queue_name(self._queue_name, exp)
-            for exp in range(BUCKET_MIN_EXP, BUCKET_MAX_EXP + 1)
-        ]
-        await self._link.with_channel("purge the queue", lambda ch: _purge(ch, names))
+        await self._link.purge(family_queues(self._queue_name))
         await self._states.clear()
 
     async def close(self) -> None:
@@ -616,37 +634,3 @@ class RabbitMQTaskQueue:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._buffer.close()
         await self._link.close()
-
-
-async def _open_channel(channel: Any) -> Any:
-    return await channel.connection.channel()
-
-
-async def _depths(channel: Any, names: list[str]) -> list[int]:
-    """Passive-declare each queue; a missing one counts 0 (and closes the channel)."""
-    depths: list[int] = []
-    for name in names:
-        if channel.is_closed:
-            channel = await _open_channel(channel)
-        try:
-            ok = await channel.queue_declare(name, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            depths.append(0)
-            continue
-        depths.append(int(ok.message_count or 0))
-    if not channel.is_closed:
-        await channel.close()
-    return depths
-
-
-async def _purge(channel: Any, names: list[str]) -> None:
-    for name in names:
-        if channel.is_closed:
-            channel = await _open_channel(channel)
-        try:
-            await channel.queue_declare(name, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            continue
-        await channel.queue_purge(name)
-    if not channel.is_closed:
-        await channel.close()
