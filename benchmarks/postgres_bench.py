@@ -247,7 +247,8 @@ class Saq:
         worker = Worker(self.queue, functions=[("h", h)], concurrency=concurrency)
         runner = asyncio.create_task(worker.start())
         await done.wait()
-        await worker.stop()
+        with contextlib.suppress(TimeoutError):  # its stop can hang after a backlog
+            await asyncio.wait_for(worker.stop(), 10.0)
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await runner
@@ -378,8 +379,14 @@ def run_child(
             msg = f"W3 worker of {framework} failed to start: {ready!r}"
             raise RuntimeError(msg)
         asyncio.run(produce(framework, n, rate))
-    out, _ = proc.communicate(timeout=600)
-    return json.loads(out.strip().splitlines()[-1])
+    try:
+        out, _ = proc.communicate(timeout=300)
+        return json.loads(out.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, IndexError, ValueError) as exc:
+        proc.kill()
+        proc.wait()
+        print(f"{framework} {workload} failed: {exc!r}", file=sys.stderr)
+        return {}
 
 
 async def ensure_databases() -> None:
@@ -449,7 +456,8 @@ def print_table(
     """Print the medians as a Markdown table with ratios to lexigram-tasks."""
 
     def med(framework: str, workload: str, key: str) -> float:
-        return statistics.median(r[key] for r in results[(framework, workload)])
+        values = [r[key] for r in results[(framework, workload)] if key in r]
+        return statistics.median(values) if values else float("nan")
 
     rows = [
         ("W1 enqueue one-by-one (jobs/s)", "w1", "one_by_one", True),
