@@ -7,6 +7,7 @@ touched another slot would fail with CROSSSLOT).
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -29,17 +30,24 @@ REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """Ports whose cluster bus port (port + 10000) is free and valid too."""
+    rng = random.Random()
+    ports: list[int] = []
+    while len(ports) < count:
+        port = rng.randrange(20000, 45000)
+        if port not in ports and _port_free(port) and _port_free(port + 10000):
+            ports.append(port)
+    return ports
 
 
 def _wait_for_line(proc: subprocess.Popen[bytes], marker: bytes, within: float) -> None:
