@@ -22,8 +22,6 @@ from lexigram.contracts.tasks import (
     HookRegistryProtocol,
     Job,
     JobStatus,
-    Ok,
-    QueueFullError,
     Result,
     TaskConfigurationError,
     TaskDecodeError,
@@ -36,6 +34,7 @@ from lexigram.contracts.tasks import (
 from lexigram.tasks.backends.redis import _scripts as lua
 from lexigram.tasks.backends.redis._batch import GroupCommit
 from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
+from lexigram.tasks.backends.redis._entries import Entry, entry_for, not_a_job, outcome
 from lexigram.tasks.backends.redis._keys import QueueKeys
 from lexigram.tasks.backends.redis._waiting import CLOSED, Waiter
 
@@ -55,8 +54,6 @@ _STATUS_MODES = {
     JobStatus.RUNNING: "running",
     JobStatus.RETRYING: "retrying",
 }
-
-_Entry = tuple[str, bytes, int, int, str, int, int, str]
 
 
 def _positive(name: str, value: float) -> float:
@@ -165,7 +162,7 @@ class RedisTaskQueue:
         # id -> delivery count this object handed out: the lease token. A consumer
         # whose lease expired and was given to another cannot ack, nack or extend it.
         self._tokens: dict[str, int] = {}
-        self._enqueue_commit: GroupCommit[_Entry, tuple[int, str]] = GroupCommit(
+        self._enqueue_commit: GroupCommit[Entry, tuple[int, str]] = GroupCommit(
             self._enqueue_entries, _ENQUEUE_BATCH
         )
         self._ack_commit: GroupCommit[tuple[str, str], None] = GroupCommit(
@@ -262,25 +259,10 @@ class RedisTaskQueue:
 
     # -- producing ------------------------------------------------------------------
 
-    def _entry(self, job: Job) -> _Entry:
-        if job.status is not JobStatus.RETRYING:
-            job.status = JobStatus.PENDING
-        if job.queue_name is None:
-            job.queue_name = self._queue_name
-        payload = encode_job(job)
-        at = 0 if job.scheduled_at is None else math.ceil(job.scheduled_at * 1000)
-        return (
-            job.id,
-            payload,
-            job.priority,
-            at,
-            job.idempotency_key or "",
-            self._idem_ttl_ms,
-            job.delivery_count,
-            "1" if job.retry_count > 0 else "0",
-        )
+    def _entry(self, job: Job) -> Entry:
+        return entry_for(job, self._queue_name, self._idem_ttl_ms)
 
-    async def _enqueue_entries(self, entries: list[_Entry]) -> list[tuple[int, str]]:
+    async def _enqueue_entries(self, entries: list[Entry]) -> list[tuple[int, str]]:
         args: list[Any] = [self._max_size]
         for entry in entries:
             args.extend(entry)
@@ -288,21 +270,7 @@ class RedisTaskQueue:
         return [(int(raw[i]), raw[i + 1].decode()) for i in range(0, len(raw), 2)]
 
     def _outcome(self, job: Job, status: int, job_id: str) -> Result[str, TaskQueueError]:
-        if status >= 0:
-            return Ok(job_id)
-        msg = (
-            f"Queue {self._queue_name!r} is full ({self._max_size} jobs waiting); job "
-            f"{job.name!r} was not enqueued. Retry later, add workers, or raise max_size."
-        )
-        return Err(QueueFullError(msg, queue_name=self._queue_name, capacity=self._max_size))
-
-    @staticmethod
-    def _not_a_job(task: Any) -> Err[TaskQueueError]:
-        msg = (
-            f"RedisTaskQueue.enqueue got {type(task).__name__}, not a Job. "
-            "Build a lexigram.tasks.Job (or JobProtocol) and enqueue that."
-        )
-        return Err(TaskValidationError(msg))
+        return outcome(job, status, job_id, self._queue_name, self._max_size)
 
     async def enqueue(self, task: Any) -> Result[str, TaskQueueError]:
         """Add a job to the queue (one round trip; concurrent calls share one).
@@ -321,7 +289,7 @@ class RedisTaskQueue:
             BackendConnectionError: Redis stayed unreachable for `retry_timeout`.
         """
         if not isinstance(task, Job):
-            return self._not_a_job(task)
+            return not_a_job(task)
         try:
             entry = self._entry(task)
         except TaskValidationError as exc:
@@ -335,10 +303,10 @@ class RedisTaskQueue:
     async def enqueue_many(self, tasks: Sequence[Any]) -> list[Result[str, TaskQueueError]]:
         """Add several jobs with one script call per 500; one result per job, in order."""
         results: list[Result[str, TaskQueueError] | None] = [None] * len(tasks)
-        valid: list[tuple[int, Job, _Entry]] = []
+        valid: list[tuple[int, Job, Entry]] = []
         for index, task in enumerate(tasks):
             if not isinstance(task, Job):
-                results[index] = self._not_a_job(task)
+                results[index] = not_a_job(task)
                 continue
             try:
                 valid.append((index, task, self._entry(task)))
