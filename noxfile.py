@@ -101,10 +101,10 @@ def _editable(dists: list[str]) -> list[str]:
     return args
 
 
-def _third_party_requirements() -> list[str]:
+def _third_party_requirements(dists: list[str] | None = None) -> list[str]:
     """What the first-party wheels need from the index: their deps plus the extras we install."""
     reqs: list[str] = []
-    for dist in PACKAGES.values():
+    for dist in dists if dists is not None else PACKAGES.values():
         project = _pyproject(dist)["project"]
         raw = list(project.get("dependencies", []))
         for extra in EXTRAS.get(dist, []):
@@ -204,7 +204,9 @@ def wheels(session: nox.Session) -> None:
     # Third-party deps come from the index; every first-party dist must come from the wheelhouse,
     # which --no-index guarantees (an index could hold unrelated `lexigram-*` releases).
     session.install(*TEST_DEPS, *_third_party_requirements())
-    session.install("--no-index", "--find-links", str(wheelhouse), f"{META}[all]")
+    # --no-cache: uv caches wheels by file name, and every local build of one version has the same
+    # name, so a cached older build would otherwise be installed instead of the one just built.
+    session.install("--no-cache", "--no-index", "--find-links", str(wheelhouse), f"{META}[all]")
 
     # Smoke test from a neutral directory, so nothing in the checkout can be imported by accident.
     scratch = Path(session.create_tmp())
@@ -216,6 +218,62 @@ def wheels(session: nox.Session) -> None:
         *_pytest_args(session, "tests-integration/packaging"),
         env={"LEXIGRAM_INSTALL_MODE": "wheel", "LEXIGRAM_WHEELHOUSE": str(wheelhouse)},
     )
+    _check_redis_extra(session, uv, wheelhouse)
+
+
+# What `pip install "lexigram-tasks[redis]"` must bring, and what it must not.
+REDIS_EXTRA_CHECK = """\
+import importlib.metadata as md, importlib.util, sys
+names = {d.metadata["Name"] for d in md.distributions()}
+first_party = {name for name in names if name.startswith("lexigram")}
+expected = {"lexigram-tasks", "lexigram-contracts-tasks", "lexigram-kernel",
+            "lexigram-tasks-core", "lexigram-tasks-redis"}
+assert first_party == expected, f"first-party dists installed: {sorted(first_party)}"
+for absent in ("asyncpg", "aio_pika"):
+    assert importlib.util.find_spec(absent) is None, f"{absent} was installed by the redis extra"
+import lexigram.tasks.backends.redis as redis_backend
+from lexigram.tasks import TaskBackendSpec, load_backend
+from lexigram.tasks._backends import create_queue
+assert load_backend("redis") is redis_backend.backend
+queue = create_queue(TaskBackendSpec(type="redis", url="redis://127.0.0.1:6379/0"))
+assert type(queue).__name__ == "RedisTaskQueue", type(queue)
+print("lexigram-tasks[redis] installs:", ", ".join(sorted(first_party)))
+"""
+
+
+def _check_redis_extra(session: nox.Session, uv: str, wheelhouse: Path) -> None:
+    """In a fresh venv, ``lexigram-tasks[redis]`` from the wheels installs exactly its closure."""
+    venv_dir = Path(session.create_tmp()).resolve() / "redis-extra"
+    shutil.rmtree(venv_dir, ignore_errors=True)
+    session.run(uv, "venv", "--quiet", str(venv_dir))
+    python = str(venv_dir / "bin" / "python")
+    # The meta package needs core; its redis extra adds the redis backend.
+    closure = sorted(
+        {
+            *_first_party_closure("lexigram-tasks-core"),
+            *_first_party_closure("lexigram-tasks-redis"),
+        }
+    )
+    session.run(
+        uv, "pip", "install", "--quiet", "--python", python, *_third_party_requirements(closure)
+    )
+    session.run(
+        uv,
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        python,
+        "--no-cache",
+        "--no-index",
+        "--find-links",
+        str(wheelhouse),
+        f"{META}[redis]",
+    )
+    scratch = Path(session.create_tmp())
+    (scratch / "redis_extra.py").write_text(REDIS_EXTRA_CHECK, encoding="utf-8")
+    with session.chdir(scratch):
+        session.run(python, "redis_extra.py", external=True)
 
 
 @nox.session(venv_backend="none", default=False)
