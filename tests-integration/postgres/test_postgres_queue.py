@@ -83,6 +83,21 @@ async def test_dequeue_plan_uses_the_dequeue_index_not_a_table_scan(pg_queue, pg
     assert "Seq Scan" not in due_plan
 
 
+async def test_vacuum_runs_on_the_jobs_table(pg_queue: PostgresTaskQueue, pg_conn):
+    stats = (
+        "SELECT vacuum_count, last_vacuum FROM pg_stat_user_tables "
+        "WHERE schemaname = $1 AND relname = 'tasks'"
+    )
+    await pg_queue.enqueue_many([Job(name="v") for _ in range(50)])
+    for job in await pg_queue.dequeue_batch(50):
+        await pg_queue.ack(job.id)
+    before = await pg_conn.fetchrow(stats, pg_queue.config.schema)
+    await pg_queue.vacuum()
+    after = await pg_conn.fetchrow(stats, pg_queue.config.schema)
+    assert after["vacuum_count"] == before["vacuum_count"] + 1
+    assert after["last_vacuum"] is not None
+
+
 async def test_enqueue_in_rolled_back_transaction_leaves_no_job(pg_queue, pg_conn):
     job = Job(name="outbox")
 

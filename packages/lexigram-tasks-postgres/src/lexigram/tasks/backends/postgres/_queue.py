@@ -38,7 +38,7 @@ from lexigram.contracts.tasks import (
     encode_job,
     make_poison_job,
 )
-from lexigram.tasks.backends.postgres._config import PostgresTaskConfig, channel_name
+from lexigram.tasks.backends.postgres._config import PostgresTaskConfig, channel_name, quote_ident
 from lexigram.tasks.backends.postgres._connection import (
     TRANSIENT_ERRORS,
     Conn,
@@ -611,6 +611,17 @@ class PostgresTaskQueue:
                 await conn.execute(self._sql.clear_keys, queue)
 
         await self._db.run(_clear, "clear the queue")
+
+    async def vacuum(self) -> None:
+        """VACUUM (ANALYZE) the jobs table: for servers that run with autovacuum off.
+
+        The dequeue index is in time order, so the dead entries of finished jobs sit at
+        the front of every scan until a VACUUM removes them (see docs/backends/postgres.md).
+        """
+        await self._ensure_ready()
+        cfg = self.config
+        table = f"{quote_ident(cfg.schema)}.{quote_ident(cfg.table)}"
+        await self._db.run(lambda conn: conn.execute(f"VACUUM (ANALYZE) {table}"), "vacuum")
 
     async def explain_dequeue(self, max_jobs: int = 10) -> str:
         """Return PostgreSQL's plan for the dequeue scan (to check it uses the index)."""
