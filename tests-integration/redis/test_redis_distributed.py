@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from lexigram.contracts.tasks import Job, JobTemplate
 from lexigram.tasks.backends.redis import RedisSchedulerStore, RedisTaskQueue
-from lexigram.tasks.scheduling import TaskScheduler, fire_job_id
+from lexigram.tasks.scheduling import TaskScheduler, fire_key
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -58,7 +58,9 @@ async def test_three_scheduler_processes_fire_each_second_once(
         # One per second, no gap, covering the window.
         assert fire_times == list(range(fire_times[0], fire_times[-1] + 1))
         assert len(fire_times) >= int(ended - started) - 1
-        assert {job.id for job in jobs} == {fire_job_id(schedule_id, t) for t in fire_times}
+        assert {job.idempotency_key for job in jobs} == {
+            fire_key(schedule_id, t) for t in fire_times
+        }
         print(  # noqa: T201 - evidence, shown with -s
             f"\nschedulers: {len(fire_times)} occurrences in {ended - started:.1f} s, "
             f"{len(attempts)} enqueue attempts by 3 processes, {len(jobs)} jobs"

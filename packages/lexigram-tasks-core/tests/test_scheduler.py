@@ -16,7 +16,6 @@ from lexigram.tasks.scheduling import (
     ScheduledJob,
     ScheduleHandle,
     TaskScheduler,
-    fire_job_id,
     fire_key,
 )
 
@@ -189,7 +188,7 @@ def test_scheduler_from_config_uses_interval_and_timezone() -> None:
     assert scheduler.scheduled_jobs[job_id].timezone == "Europe/Berlin"
 
 
-def test_make_job_is_deterministic_per_occurrence() -> None:
+def test_make_job_key_is_deterministic_per_occurrence() -> None:
     scheduler = TaskScheduler()
     job_id = scheduler.schedule_job_sync(
         JobTemplate(name="report", args=(1,), priority=3), "0 * * * *", "sched-1"
@@ -199,8 +198,9 @@ def test_make_job_is_deterministic_per_occurrence() -> None:
     first = scheduler.make_job(scheduled, fire_time)
     again = scheduler.make_job(scheduled, fire_time)
     other = scheduler.make_job(scheduled, fire_time + 3600)
-    assert first.id == again.id == fire_job_id("sched-1", fire_time)
+    assert first.id != again.id  # ids are per call; the key is the occurrence's identity
     assert str(uuid.UUID(first.id)) == first.id
+    assert again.idempotency_key == first.idempotency_key != other.idempotency_key
     assert first.idempotency_key == fire_key("sched-1", fire_time) == "sched-1@1700000000"
     assert first.cron_expression == "0 * * * *"
     assert (first.name, first.args, first.priority) == ("report", (1,), 3)

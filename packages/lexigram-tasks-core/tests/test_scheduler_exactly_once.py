@@ -16,7 +16,7 @@ import pytest
 from lexigram.contracts.tasks import Job, JobTemplate, TaskQueueError
 from lexigram.contracts.tasks import Result as QueueResult
 from lexigram.tasks.backends.memory import MemoryTaskQueue
-from lexigram.tasks.scheduling import InMemorySchedulerStore, TaskScheduler, fire_job_id
+from lexigram.tasks.scheduling import InMemorySchedulerStore, TaskScheduler, fire_key
 
 
 class _Consumer:
@@ -93,7 +93,7 @@ async def test_three_schedulers_sharing_a_queue_fire_each_occurrence_once() -> N
     assert max(attempts.values()) == 3
     assert sum(attempts.values()) > len(keys)
     for job in consumer.jobs:
-        assert job.id == fire_job_id(schedule_id, job.metadata["fire_time"])
+        assert job.idempotency_key == fire_key(schedule_id, job.metadata["fire_time"])
         assert job.cron_expression == "* * * * * *"
 
 
@@ -112,3 +112,22 @@ async def test_same_occurrence_from_two_schedulers_is_enqueued_once() -> None:
         results.append((await queue.enqueue(job)).unwrap())
     assert len(set(results)) == 1
     assert await queue.get_task_count() == 1
+
+
+async def test_late_scheduler_does_not_rerun_an_occurrence_already_finished() -> None:
+    # Regression: with instant acks, a second scheduler firing a moment later must be
+    # refused by the held key, even though the first copy has already left the queue.
+    queue = MemoryTaskQueue()
+    first, second = TaskScheduler(), TaskScheduler()
+    template = JobTemplate(name="tick")
+    for scheduler in (first, second):
+        scheduler.schedule_job_sync(template, "* * * * * *", "shared")
+    fire_time = 1_700_000_000.0
+    early = first.make_job(first.scheduled_jobs["shared"], fire_time)
+    late = second.make_job(second.scheduled_jobs["shared"], fire_time)
+    assert (await queue.enqueue(early)).unwrap() == early.id
+    leased = await queue.dequeue()
+    assert leased is not None
+    await queue.ack(leased.id)
+    assert (await queue.enqueue(late)).unwrap() == early.id
+    assert await queue.get_task_count() == 0

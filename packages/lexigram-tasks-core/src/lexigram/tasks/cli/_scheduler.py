@@ -1,7 +1,7 @@
 """``lexigram-tasks scheduler APP``: run the cron scheduler alone, enqueuing due jobs.
 
 Each schedule keeps a stable id (``cli:<task name>`` for ``@scheduled`` functions),
-and every fire is enqueued with a deterministic id, so several scheduler processes on
+and every fire is enqueued with a deterministic idempotency key, so several scheduler processes on
 one backend fire each occurrence once. Schedules are saved in the backend's schedule
 store when it has one (Redis, PostgreSQL), where ``inspect`` shows them.
 """

@@ -10,7 +10,7 @@ from lexigram.tasks.scheduling._cron import CronExpression
 from lexigram.tasks.scheduling._dependencies import DependencyResolver
 from lexigram.tasks.scheduling._handle import ScheduleHandle
 from lexigram.tasks.scheduling._job import ScheduledJob
-from lexigram.tasks.scheduling._misfire import MisfirePolicy, fire_job_id, fire_key
+from lexigram.tasks.scheduling._misfire import MisfirePolicy, fire_key
 from lexigram.tasks.scheduling._scheduler import EnqueueCallback, TaskScheduler
 from lexigram.tasks.scheduling._store import (
     InMemorySchedulerStore,
@@ -36,6 +36,5 @@ __all__ = [
     "SchedulerStoreProtocol",
     "TaskScheduler",
     "as_scheduler_store",
-    "fire_job_id",
     "fire_key",
 ]

@@ -1,23 +1,19 @@
 """Which occurrences of a schedule fire, and under which id (exactly-once firing).
 
-The job for occurrence *t* of schedule *s* has the idempotency key ``f"{s}@{int(t)}"``
-and an id derived from that key (uuid5). Queues keep the first job for a key
-(set-if-absent), so schedulers that share a schedule id and a queue enqueue each
-occurrence once, however many of them run.
+The job for occurrence *t* of schedule *s* has the idempotency key ``f"{s}@{int(t)}"``.
+Queues keep the first job for a key (set-if-absent) and keep the key after that job
+finished, so schedulers that share a schedule id and a queue enqueue each occurrence
+once, however many of them run.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from enum import StrEnum
 
 from lexigram.tasks.scheduling._cron import CronExpression
 
 logger = logging.getLogger(__name__)
-
-# Fixed namespace so every process derives the same job id for one occurrence.
-FIRE_ID_NAMESPACE = uuid.UUID("5b0f6f3e-8a47-4b8e-9a55-2f0b4a1c7d11")
 
 
 class MisfirePolicy(StrEnum):
@@ -47,19 +43,6 @@ def fire_key(schedule_id: str, fire_time: float) -> str:
         ``f"{schedule_id}@{int(fire_time)}"``.
     """
     return f"{schedule_id}@{int(fire_time)}"
-
-
-def fire_job_id(schedule_id: str, fire_time: float) -> str:
-    """Return the deterministic job id of one occurrence of a schedule.
-
-    Args:
-        schedule_id: The schedule's id.
-        fire_time: The occurrence's fire time (Unix timestamp).
-
-    Returns:
-        A uuid5 string derived from `fire_key`.
-    """
-    return str(uuid.uuid5(FIRE_ID_NAMESPACE, fire_key(schedule_id, fire_time)))
 
 
 def occurrences_to_fire(

@@ -1,6 +1,6 @@
 """`TaskScheduler`: enqueues jobs from cron schedules, once per occurrence across processes.
 
-Each occurrence is enqueued with a deterministic id and idempotency key (`_misfire`), so
+Each occurrence is enqueued with a deterministic idempotency key (`_misfire`), so
 schedulers sharing a schedule id and a queue fire it once. They share schedule ids by
 restoring them from one store (`restore_from_store`) or by passing the same `job_id`.
 """
@@ -22,7 +22,6 @@ from lexigram.tasks.scheduling._handle import ScheduleHandle
 from lexigram.tasks.scheduling._job import ScheduledJob
 from lexigram.tasks.scheduling._misfire import (
     MisfirePolicy,
-    fire_job_id,
     fire_key,
     occurrences_to_fire,
 )
@@ -44,7 +43,7 @@ class TaskScheduler:
 
     Manages periodic job execution using cron expressions. The loop sleeps until the
     earliest next fire time (never longer than `check_interval`, and woken early when a
-    schedule changes) and enqueues each due occurrence with a deterministic id and
+    schedule changes) and enqueues each due occurrence with a deterministic
     idempotency key, so several schedulers sharing schedules and a queue fire it once.
 
     Persistence: `schedule_job`/`unschedule_job` change the schedule at once and return
@@ -531,7 +530,14 @@ class TaskScheduler:
                 logger.exception("Could not record the next run of schedule %r.", schedule_id)
 
     def make_job(self, job: ScheduledJob, fire_time: float) -> Job:
-        """Build the job for one occurrence: deterministic id and idempotency key.
+        """Build the job for one occurrence: its idempotency key is deterministic.
+
+        The key (`fire_key`) is the occurrence's identity: every scheduler process builds
+        the same one, and the queue's set-if-absent on it makes the occurrence run once.
+        The job id is fresh per call on purpose: a queue accepts the same job id again
+        once that job has finished (how a dead-lettered job is retried), so a
+        deterministic id would let a late scheduler re-run an occurrence that another
+        scheduler's copy had already completed.
 
         Args:
             job: The schedule.
@@ -540,7 +546,7 @@ class TaskScheduler:
         Returns:
             The job to enqueue.
         """
-        created = job.job_template.create_job(job_id=fire_job_id(job.job_id, fire_time))
+        created = job.job_template.create_job()
         created.idempotency_key = fire_key(job.job_id, fire_time)
         created.cron_expression = job.cron_expression
         created.metadata["schedule_id"] = job.job_id
