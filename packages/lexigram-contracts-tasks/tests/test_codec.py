@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import datetime
+import json
+import math
 
 import pytest
 
@@ -9,6 +11,7 @@ from lexigram.contracts.tasks import (
     POISON_JOB_NAME,
     Job,
     JobResult,
+    JobStatus,
     TaskDecodeError,
     TaskValidationError,
     decode_job,
@@ -110,3 +113,35 @@ def test_make_poison_job_keeps_error_and_payload() -> None:
 )
 def test_mask_url_hides_passwords(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+def test_decode_accepts_what_json_accepts_beyond_the_fast_parser() -> None:
+    # orjson (used when installed) rejects integers beyond 64 bits, NaN and a BOM;
+    # decode_job falls back to json for them instead of calling the payload poison.
+    job = Job(name="big", args=(2**70,), kwargs={"x": -(2**65)})
+    assert decode_job(encode_job(job)) == job
+    nan_job = decode_job(b'{"v":1,"job":{"id":"n","name":"x","args":[NaN]}}')
+    assert math.isnan(nan_job.args[0])
+    assert decode_job(b'\xef\xbb\xbf{"v":1,"job":{"id":"b","name":"bom"}}').name == "bom"
+
+
+def test_decode_converts_loosely_typed_fields_like_the_constructor() -> None:
+    payload = (
+        b'{"v":1,"job":{"name":7,"priority":"3","max_retries":"2","timeout":1,'
+        b'"created_at":5,"retry_count":"1","delivery_count":"4","status":"retrying"}}'
+    )
+    job = decode_job(payload)
+    assert (job.name, job.priority, job.max_retries, job.retry_count) == ("7", 3, 2, 1)
+    assert (job.timeout, job.created_at, job.delivery_count) == (1.0, 5.0, 4)
+    assert isinstance(job.timeout, float)
+    assert job.status is JobStatus.RETRYING
+    assert job.id
+
+
+@pytest.mark.parametrize(
+    "record",
+    [{"name": "x", "status": "bogus"}, {"name": "x", "priority": "high"}, {"name": "x", "args": 5}],
+)
+def test_decode_rejects_badly_typed_fields_as_poison(record: dict[str, object]) -> None:
+    with pytest.raises(TaskDecodeError, match="invalid job record"):
+        decode_job(json.dumps({"v": 1, "job": record}))

@@ -8,9 +8,11 @@ cannot carry fail at enqueue time with `TaskValidationError`, never in the worke
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 from lexigram.contracts.tasks._enums import PRIORITY_MAX, PRIORITY_MIN
@@ -22,6 +24,28 @@ ENVELOPE_VERSION = 1
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _URL_PASSWORD = re.compile(r"(?P<prefix>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)@")
+
+
+def _optional_loads() -> Callable[[bytes | str], Any] | None:
+    """Return ``orjson.loads`` when orjson is installed (an optional dependency)."""
+    try:
+        loads: Callable[[bytes | str], Any] = importlib.import_module("orjson").loads
+    except ImportError:
+        return None
+    return loads
+
+
+# Workers decode every job they run; orjson parses the envelope about five times faster.
+_fast_loads = _optional_loads()
+
+
+def _loads(data: bytes | str) -> Any:
+    if _fast_loads is not None:
+        try:
+            return _fast_loads(data)
+        except ValueError:
+            pass  # orjson is stricter (integers beyond 64 bits, NaN, a BOM): json decides
+    return json.loads(data)
 
 
 def _describe_unserializable(job: Job) -> str:
@@ -105,7 +129,7 @@ def decode_job(data: bytes | str) -> Job:
             message says what was wrong.
     """
     try:
-        envelope: Any = json.loads(data)
+        envelope: Any = _loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         preview = data[:60] if isinstance(data, str) else data[:60].decode(errors="replace")
         msg = (

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +24,9 @@ from lexigram.contracts.tasks._enums import (
 
 
 def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+    if type(value) is float or value is None:
+        return value
+    return float(value)
 
 
 @dataclass(slots=True)
@@ -261,32 +263,56 @@ class Job:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Job:
         """Create a job from a dictionary produced by `to_dict`."""
-        result = data.get("result")
-        return cls(
-            id=str(data.get("id") or ""),
-            name=str(data["name"]),
-            args=tuple(data.get("args") or ()),
-            kwargs=dict(data.get("kwargs") or {}),
-            priority=int(data.get("priority") or 0),
-            max_retries=int(data.get("max_retries", 3)),
-            timeout=_opt_float(data.get("timeout")),
-            depends_on=list(data.get("depends_on") or []),
-            idempotency_key=data.get("idempotency_key"),
-            correlation_id=data.get("correlation_id"),
-            causation_id=data.get("causation_id"),
-            status=JobStatus(data.get("status") or JobStatus.PENDING.value),
-            created_at=float(data.get("created_at") or time.time()),
-            started_at=_opt_float(data.get("started_at")),
-            completed_at=_opt_float(data.get("completed_at")),
-            retry_count=int(data.get("retry_count") or 0),
-            last_error=data.get("last_error"),
-            result=JobResult.from_dict(result) if result else None,
-            scheduled_at=_opt_float(data.get("scheduled_at")),
-            cron_expression=data.get("cron_expression"),
-            queue_name=data.get("queue_name"),
-            delivery_count=int(data.get("delivery_count") or 0),
-            metadata=dict(data.get("metadata") or {}),
-        )
+        # The worker decodes every job it runs, so this skips the keyword-argument
+        # __init__ and converts only values that are not already of the right type;
+        # the results (and the errors raised for bad values) are those of the plain
+        # conversions.
+        get = data.get
+        job: Job = object.__new__(Job)
+        value = get("id")
+        job.id = value if type(value) is str and value else str(value or "") or str(uuid.uuid4())
+        value = data["name"]
+        job.name = value if type(value) is str else str(value)
+        value = get("args")
+        job.args = tuple(value) if value else ()
+        value = get("kwargs")
+        job.kwargs = dict(value) if value else {}
+        value = get("priority")
+        job.priority = value if type(value) is int else int(value or 0)
+        value = get("max_retries", 3)
+        job.max_retries = value if type(value) is int else int(value)
+        job.timeout = _opt_float(get("timeout"))
+        value = get("depends_on")
+        job.depends_on = list(value) if value else []
+        job.idempotency_key = get("idempotency_key")
+        job.correlation_id = get("correlation_id")
+        job.causation_id = get("causation_id")
+        value = get("status")
+        status = _JOB_STATUSES.get(value) if type(value) is str else None
+        job.status = status if status is not None else JobStatus(value or JobStatus.PENDING.value)
+        value = get("created_at")
+        job.created_at = value if type(value) is float and value else float(value or time.time())
+        job.started_at = _opt_float(get("started_at"))
+        job.completed_at = _opt_float(get("completed_at"))
+        value = get("retry_count")
+        job.retry_count = value if type(value) is int else int(value or 0)
+        job.last_error = get("last_error")
+        value = get("result")
+        job.result = JobResult.from_dict(value) if value else None
+        job.scheduled_at = _opt_float(get("scheduled_at"))
+        job.cron_expression = get("cron_expression")
+        job.queue_name = get("queue_name")
+        value = get("delivery_count")
+        job.delivery_count = value if type(value) is int else int(value or 0)
+        value = get("metadata")
+        job.metadata = dict(value) if value else {}
+        if cls is not Job:  # a subclass gets its own __init__ (and defaults for its fields)
+            return cls(**{name: getattr(job, name) for name in _JOB_FIELDS})
+        return job
+
+
+_JOB_STATUSES = {status.value: status for status in JobStatus}
+_JOB_FIELDS = tuple(f.name for f in fields(Job))
 
 
 @dataclass(slots=True)
