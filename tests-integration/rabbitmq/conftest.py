@@ -235,3 +235,17 @@ async def spawn_worker(
     finally:
         await recorder.aclose()
     await delete_queue_family(amqp_url, queue_name)
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _close_borrowed_redis_connections() -> AsyncIterator[None]:
+    """Close what the Redis backend opened for borrowed stores (state store, `stores`).
+
+    Those stores share the process-wide Redis backend's connections, which a queue's
+    close() leaves open on purpose; closing them here keeps sockets from outliving the
+    test's event loop.
+    """
+    yield
+    from lexigram.tasks.backends.redis import backend as redis_backend
+
+    await redis_backend.close()

@@ -350,6 +350,11 @@ async def test_stores_option_pairs_the_queue_with_redis_stores(
         assert cache is not None
         for key in await cache.keys(""):
             await cache.delete(key)
+        # Each backend object owns the Redis cache it built from the options.
+        for backend in (first, second):
+            owned = backend.state_store(stores, spec)
+            assert owned is not None
+            await owned.close()  # type: ignore[attr-defined]
         await queue.close()
         await broker.delete_family(queue_name)
 

@@ -573,6 +573,9 @@ class RedisTaskQueue:
         """
         if self._waiter.wake_all():
             await asyncio.sleep(0)  # let the interrupted waits unwind first
+        # Interrupted waits hand back what they leased before the connections go away,
+        # so close() leaves no task behind.
+        await self._waiter.settle_all()
         self._enqueue_commit.reset()
         self._ack_commit.reset()
         self._loop = None

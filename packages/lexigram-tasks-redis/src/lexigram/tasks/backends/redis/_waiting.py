@@ -131,10 +131,27 @@ class Waiter:
         self._connector.give_back_blocking(conn, healthy=True)
         return self._parse(raw)
 
+    async def settle_all(self, grace: float = 1.0) -> None:
+        """Wait up to `grace` seconds for interrupted waits to give their jobs back.
+
+        A wait still blocked on the server after that is aborted: a job its lease
+        script took is then delivered again when the lease runs out (never lost).
+        """
+        if not self._settling:
+            return
+        _, pending = await asyncio.wait(set(self._settling), timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
     def _settle_later(self, conn: MuxClient, futures: list[asyncio.Future[Any]]) -> None:
         async def settle() -> None:
             try:
                 raw = await futures[1]
+            except asyncio.CancelledError:
+                self._connector.give_back_blocking(conn, healthy=False)
+                raise
             except (rexc.RedisError, OSError):
                 self._connector.give_back_blocking(conn, healthy=False)
                 return
