@@ -214,8 +214,8 @@ async def close_quietly(*objects: Any) -> None:
             result = close()
             if inspect.isawaitable(result):
                 await result
-        except Exception:  # noqa: S110 - best effort at exit; the command's outcome stands
-            pass
+        except Exception:  # best effort at exit: the command's outcome stands, but say why
+            logging.getLogger(__name__).debug("Closing %r failed.", obj, exc_info=True)
 
 
 async def release_backend(spec: TaskBackendSpec) -> None:
