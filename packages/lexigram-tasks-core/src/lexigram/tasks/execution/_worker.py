@@ -392,23 +392,30 @@ class TaskWorker(JobExecution):
 
     async def _renew_leases(self, interval: float) -> None:
         loop = asyncio.get_running_loop()
+        due: list[Running] = []
         for entry in list(self._in_flight.values()):
             if entry.task is not None and entry.task.done():
                 await self._reclaim(entry)
                 continue
-            now = loop.time()
             # A lease taken less than half an interval ago still has over 2/3 left.
-            if entry.settling or now - entry.renewed < interval / 2:
-                continue
-            try:
-                kept = await self.queue.extend_lease(entry.job.id)
-            except Exception:
-                self.logger.exception("Extending the lease of job %s failed.", entry.job.id)
-                continue
-            if kept is False:  # only an explicit False means the lease is gone
-                self._interrupt(entry, LEASE_LOST)
-            else:
-                entry.renewed = now
+            if not entry.settling and loop.time() - entry.renewed >= interval / 2:
+                due.append(entry)
+        if due:
+            # Concurrently: a backend that pipelines (Redis) renews them all in one round trip
+            # instead of one per job in flight.
+            await asyncio.gather(*(self._renew_lease(entry) for entry in due))
+
+    async def _renew_lease(self, entry: Running) -> None:
+        now = asyncio.get_running_loop().time()
+        try:
+            kept = await self.queue.extend_lease(entry.job.id)
+        except Exception:
+            self.logger.exception("Extending the lease of job %s failed.", entry.job.id)
+            return
+        if kept is False:  # only an explicit False means the lease is gone
+            self._interrupt(entry, LEASE_LOST)
+        else:
+            entry.renewed = now
 
     async def _reclaim(self, entry: Running) -> None:
         """Release a job whose task was cancelled from outside before it could start."""
