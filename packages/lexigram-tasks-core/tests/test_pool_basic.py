@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from lexigram.contracts.tasks import Job
@@ -12,25 +10,7 @@ from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.dlq import DeadLetterQueue
 from lexigram.tasks.execution import HandlerRegistry, TaskWorkerServices, WorkerPool
 from lexigram.tasks.results import InMemoryResultStore
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
-        self._changed = asyncio.Event()
-
-    async def emit(self, action: str, payload: Any) -> None:
-        self.events.append((action, payload))
-        self._changed.set()
-
-    def ids(self, action: str) -> list[str]:
-        return [payload.task_id for name, payload in self.events if name == action]
-
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
+from lexigram.tasks.testing import HookRecorder
 
 
 async def noop() -> None:
@@ -39,7 +19,7 @@ async def noop() -> None:
 
 async def test_pool_starts_named_workers_and_processes_jobs() -> None:
     queue = MemoryTaskQueue()
-    hooks = Recorder()
+    hooks = HookRecorder()
     pool = WorkerPool(queue, {"noop": noop}, size=3, hooks=hooks)
     await pool.start()
     assert [w.worker_id for w in pool.workers] == ["worker-1", "worker-2", "worker-3"]
@@ -62,7 +42,7 @@ async def test_pool_starts_named_workers_and_processes_jobs() -> None:
 
 async def test_pool_creates_a_shared_dlq_when_none_is_given() -> None:
     queue = MemoryTaskQueue()
-    hooks = Recorder()
+    hooks = HookRecorder()
 
     async def bad() -> None:
         msg = "broken"
@@ -105,7 +85,7 @@ async def test_pool_uses_the_given_dlq_container_and_services() -> None:
 
 async def test_pool_scale_up_and_down() -> None:
     queue = MemoryTaskQueue()
-    hooks = Recorder()
+    hooks = HookRecorder()
     pool = WorkerPool(queue, {"noop": noop}, size=2, hooks=hooks)
     await pool.start()
     await pool.scale_to(5)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from lexigram.contracts.tasks import Job, JobStatus, ProgressStatus
@@ -22,27 +21,7 @@ from lexigram.tasks.middleware import (
 )
 from lexigram.tasks.progress import InMemoryProgressStore, InMemoryProgressTracker, ProgressTracker
 from lexigram.tasks.results import InMemoryResultStore
-
-
-class Recorder:
-    """A hook registry that records every action and wakes waiters on each one."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
-        self._changed = asyncio.Event()
-
-    async def emit(self, action: str, payload: Any) -> None:
-        self.events.append((action, payload))
-        self._changed.set()
-
-    def ids(self, action: str) -> list[str]:
-        return [payload.task_id for name, payload in self.events if name == action]
-
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
+from lexigram.tasks.testing import HookRecorder
 
 
 class Database:
@@ -66,7 +45,7 @@ async def enqueue(queue: MemoryTaskQueue, *jobs: Job) -> None:
 async def test_worker_runs_a_job_stores_its_result_and_acks_it() -> None:
     queue = MemoryTaskQueue()
     store = InMemoryResultStore()
-    hooks = Recorder()
+    hooks = HookRecorder()
 
     async def add(a: int, b: int) -> int:
         return a + b
@@ -211,7 +190,7 @@ async def test_worker_progress_reaches_live_subscribers() -> None:
 async def test_worker_publishes_terminal_progress_even_without_reports() -> None:
     queue = MemoryTaskQueue()
     live = InMemoryProgressTracker()
-    hooks = Recorder()
+    hooks = HookRecorder()
 
     async def quiet() -> None:
         return None
@@ -274,7 +253,7 @@ async def test_worker_sees_handlers_registered_after_start() -> None:
 async def test_worker_never_takes_more_jobs_than_free_slots() -> None:
     queue = MemoryTaskQueue()
     release = asyncio.Event()
-    hooks = Recorder()
+    hooks = HookRecorder()
 
     async def hold() -> None:
         await release.wait()
@@ -368,7 +347,7 @@ async def test_worker_consumes_the_rate_limiter_tokens_it_uses() -> None:
             return False
 
     queue = MemoryTaskQueue()
-    hooks = Recorder()
+    hooks = HookRecorder()
     limiter = CountingLimiter()
 
     async def noop() -> None:
@@ -401,7 +380,7 @@ async def test_worker_start_twice_and_stop_twice_are_harmless() -> None:
 async def test_worker_records_results_under_idempotency_keys() -> None:
     queue = MemoryTaskQueue()
     manager = IdempotencyManager()
-    hooks = Recorder()
+    hooks = HookRecorder()
 
     async def charge(amount: int) -> dict[str, int]:
         return {"charged": amount}

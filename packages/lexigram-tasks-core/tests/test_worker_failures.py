@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,27 +23,9 @@ from lexigram.tasks.config import RetryConfig, TaskWorkerConfig
 from lexigram.tasks.dlq import DeadLetterQueue, PersistentDeadLetterQueue
 from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
 from lexigram.tasks.results import InMemoryResultStore
+from lexigram.tasks.testing import HookRecorder
 
 FAST_RETRY = RetryConfig(initial_delay=0.01, backoff_factor=2.0, max_delay=1.0, jitter=0.0)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
-        self._changed = asyncio.Event()
-
-    async def emit(self, action: str, payload: Any) -> None:
-        self.events.append((action, payload))
-        self._changed.set()
-
-    def ids(self, action: str) -> list[str]:
-        return [payload.task_id for name, payload in self.events if name == action]
-
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
 
 
 class RecordingQueue(MemoryTaskQueue):
@@ -63,7 +44,7 @@ class CustomBaseError(BaseException):
     """A BaseException subclass that is not an Exception."""
 
 
-async def alive(worker: TaskWorker, queue: MemoryTaskQueue, hooks: Recorder) -> None:
+async def alive(worker: TaskWorker, queue: MemoryTaskQueue, hooks: HookRecorder) -> None:
     """Prove the worker still runs jobs: enqueue a probe and wait for it to complete."""
     probe = Job(name="probe")
     (await queue.enqueue(probe)).unwrap()
@@ -76,8 +57,8 @@ async def probe() -> str:
 
 def make_worker(
     queue: MemoryTaskQueue, handlers: dict[str, Any], **services: Any
-) -> tuple[TaskWorker, Recorder, DeadLetterQueue]:
-    hooks = Recorder()
+) -> tuple[TaskWorker, HookRecorder, DeadLetterQueue]:
+    hooks = HookRecorder()
     dlq = DeadLetterQueue()
     config = TaskWorkerConfig(retry=FAST_RETRY, poll_interval=0.05)
     worker = TaskWorker(
@@ -420,7 +401,7 @@ async def test_worker_keeps_the_job_when_the_dlq_fails() -> None:
             raise OSError(msg)
 
     queue = MemoryTaskQueue()
-    hooks = Recorder()
+    hooks = HookRecorder()
     worker = TaskWorker(
         "w1",
         queue,
@@ -442,7 +423,7 @@ async def test_worker_keeps_the_job_when_the_dlq_fails() -> None:
 async def test_worker_awaits_a_persistent_dlq() -> None:
     queue = MemoryTaskQueue()
     dlq = PersistentDeadLetterQueue()
-    hooks = Recorder()
+    hooks = HookRecorder()
 
     async def bad() -> None:
         msg = "nope"
@@ -473,7 +454,7 @@ async def test_worker_survives_failing_result_store_and_hooks() -> None:
             msg = "store down"
             raise ConnectionError(msg)
 
-    class BrokenHooks(Recorder):
+    class BrokenHooks(HookRecorder):
         async def emit(self, action: str, payload: Any) -> None:
             await super().emit(action, payload)
             msg = "observer bug"

@@ -4,32 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
 
 from lexigram.contracts.tasks import Job, JobStatus
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
-        self._changed = asyncio.Event()
-
-    async def emit(self, action: str, payload: Any) -> None:
-        self.events.append((action, payload))
-        self._changed.set()
-
-    def ids(self, action: str) -> list[str]:
-        return [payload.task_id for name, payload in self.events if name == action]
-
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
+from lexigram.tasks.testing import HookRecorder
 
 
 class Gate:
@@ -61,7 +41,7 @@ class Gate:
 async def test_worker_heartbeat_keeps_a_long_job_leased() -> None:
     """A job that runs several lease lengths is extended, never redelivered."""
     queue = MemoryTaskQueue(visibility_timeout=0.15)
-    hooks = Recorder()
+    hooks = HookRecorder()
     runs = 0
 
     async def long_job() -> None:
@@ -106,7 +86,7 @@ async def test_worker_cancels_a_deleted_in_flight_job_and_never_sees_it_again() 
 async def test_worker_graceful_drain_lets_running_jobs_finish() -> None:
     queue = MemoryTaskQueue()
     gate = Gate()
-    hooks = Recorder()
+    hooks = HookRecorder()
     worker = TaskWorker(
         "w1",
         queue,
@@ -150,7 +130,7 @@ async def test_worker_stop_without_drain_cancels_and_requeues_running_jobs() -> 
 
     # Another worker picks them up and finishes them.
     gate.opened.set()
-    hooks = Recorder()
+    hooks = HookRecorder()
     second = TaskWorker(
         "w2", queue, {"gated": gate.handler}, services=TaskWorkerServices(hooks=hooks)
     )
@@ -187,7 +167,7 @@ async def test_worker_stop_is_prompt_while_idle() -> None:
 
 async def test_worker_wakes_for_a_job_enqueued_while_idle() -> None:
     queue = MemoryTaskQueue()
-    hooks = Recorder()
+    hooks = HookRecorder()
 
     async def noop() -> None:
         return None
@@ -222,7 +202,7 @@ async def test_worker_survives_a_failing_queue() -> None:
             return await super().dequeue_batch(max_jobs, timeout=timeout)
 
     queue = FlakyQueue()
-    hooks = Recorder()
+    hooks = HookRecorder()
 
     async def noop() -> None:
         return None
@@ -260,7 +240,7 @@ async def test_worker_nacks_jobs_on_outside_cancellation() -> None:
 async def test_worker_timeout_clock_starts_when_the_job_starts() -> None:
     """A job leased while the loop is blocked still gets its whole timeout to run."""
     queue = MemoryTaskQueue()
-    hooks = Recorder()
+    hooks = HookRecorder()
 
     async def quick() -> str:
         return "ran"

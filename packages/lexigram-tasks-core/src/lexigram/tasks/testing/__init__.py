@@ -55,6 +55,7 @@ from lexigram.tasks.testing._management import (  # noqa: E402 - after register_
     QueueConcurrencyConformance,
     QueueJobManagementConformance,
 )
+from lexigram.tasks.testing._recorder import HookRecorder  # noqa: E402 - after register_assert_rewrite
 
 
 class QueueConformance(
@@ -72,6 +73,7 @@ class QueueConformance(
 
 __all__ = [
     "PROMPT_SECONDS",
+    "HookRecorder",
     "QueueAcknowledgementConformance",
     "QueueConcurrencyConformance",
     "QueueConformance",
