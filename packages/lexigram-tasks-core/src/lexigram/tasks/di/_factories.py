@@ -44,8 +44,7 @@ def create_memory_task_provider(
     Returns:
         The provider.
     """
-    config = TaskConfig(backend=TaskBackendConfig(type=BACKEND_MEMORY))
-    return TaskProvider(worker_count=worker_count, enable_scheduler=enable_scheduler, config=config)
+    return _provider_for(TaskBackendConfig(type=BACKEND_MEMORY), worker_count, enable_scheduler)
 
 
 def create_redis_task_provider(
@@ -68,11 +67,7 @@ def create_redis_task_provider(
     backend = TaskBackendConfig(
         type=BACKEND_REDIS, redis_url=SecretStr(redis_url), queue_name=queue_name
     )
-    return TaskProvider(
-        worker_count=worker_count,
-        enable_scheduler=enable_scheduler,
-        config=TaskConfig(backend=backend),
-    )
+    return _provider_for(backend, worker_count, enable_scheduler)
 
 
 def create_rabbitmq_task_provider(
@@ -95,6 +90,12 @@ def create_rabbitmq_task_provider(
     backend = TaskBackendConfig(
         type=BACKEND_RABBITMQ, amqp_url=SecretStr(amqp_url), queue_name=queue_name
     )
+    return _provider_for(backend, worker_count, enable_scheduler)
+
+
+def _provider_for(
+    backend: TaskBackendConfig, worker_count: int, enable_scheduler: bool
+) -> TaskProvider:
     return TaskProvider(
         worker_count=worker_count,
         enable_scheduler=enable_scheduler,
