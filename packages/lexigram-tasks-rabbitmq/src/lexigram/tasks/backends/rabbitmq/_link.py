@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import aio_pika
@@ -16,6 +15,8 @@ from aiormq.abc import AbstractChannel
 from pamqp.commands import Basic
 
 from lexigram.contracts.tasks import BackendConnectionError, TaskConfigurationError, mask_url
+from lexigram.tasks.backends.rabbitmq._bulk import BulkPublisher, Published, supports_bulk
+from lexigram.tasks.backends.rabbitmq._frames import Outgoing
 from lexigram.tasks.backends.rabbitmq._options import (
     BUCKET_MAX_EXP,
     BUCKET_MIN_EXP,
@@ -37,14 +38,6 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     TimeoutError,
     RuntimeError,  # aio-pika: "connection closed" / "channel not opened" during recovery
 )
-
-
-class Published(enum.Enum):
-    """What the broker answered to a confirmed publish."""
-
-    ACK = "ack"
-    NACK = "nack"
-    RETURNED = "returned"
 
 
 def main_queue_arguments(queue: str, settings: RabbitMQSettings) -> dict[str, Any]:
@@ -110,6 +103,7 @@ class AMQPLink:
         self.connection: AbstractRobustConnection | None = None
         self._publisher: AbstractRobustChannel | None = None
         self._underlay: AbstractChannel | None = None
+        self._bulk: BulkPublisher | None = None
         self._lock = asyncio.Lock()
         self._buckets: dict[int, asyncio.Future[None]] = {}
         self.use_plugin = False
@@ -345,6 +339,36 @@ class AMQPLink:
                 return Published.NACK
             return Published.RETURNED
 
+    async def publish_many(self, messages: Sequence[Outgoing]) -> list[Published]:
+        """Publish through the default exchange, many messages per socket write.
+
+        Confirms are pipelined (up to `publish_window` in flight) and awaited, so an ACK
+        means the broker has the message, as for `publish`. Nothing is retried here:
+
+        Returns:
+            One outcome per message, in order; UNKNOWN where no answer came (the
+            connection is down or was lost, or this aiormq cannot be driven in bulk).
+            The caller publishes those again with `publish`, which waits for reconnects.
+        """
+        if not messages:
+            return []
+        try:
+            channel = await self._publish_channel()
+        except CONNECTION_ERRORS:  # BackendConnectionError is a ConnectionError too
+            return [Published.UNKNOWN] * len(messages)
+        if not supports_bulk(channel):
+            return [Published.UNKNOWN] * len(messages)
+        bulk = self._bulk
+        if bulk is None or bulk.channel is not channel:
+            bulk = BulkPublisher(
+                channel,
+                window=self.settings.publish_window,
+                timeout=self.settings.publish_timeout,
+                delivery_mode=2 if self.settings.durable else 1,
+            )
+            self._bulk = bulk
+        return await bulk.publish(messages)
+
     async def with_channel(self, action: str, call: Callable[[AbstractChannel], Awaitable[T]]) -> T:
         """Run `call` on a short-lived plain channel (passive declares, purges, deletes).
 
@@ -379,6 +403,7 @@ class AMQPLink:
         connection, self.connection = self.connection, None
         self._publisher = None
         self._underlay = None
+        self._bulk = None
         if connection is not None and not connection.is_closed:
             try:
                 await connection.close()

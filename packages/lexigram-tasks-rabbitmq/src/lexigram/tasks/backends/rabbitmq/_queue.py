@@ -7,46 +7,38 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any, cast
-
-from pamqp.commands import Basic
+from typing import Any
 
 from lexigram.contracts.tasks import (
     CacheBackendProtocol,
-    Err,
     HookRegistryProtocol,
     Job,
     JobStatus,
-    Ok,
     Result,
     TaskQueueError,
-    TaskValidationError,
     decode_job,
     encode_job,
 )
+from lexigram.tasks.backends.rabbitmq._bulk import Published
 from lexigram.tasks.backends.rabbitmq._consumer import Delivery, DeliveryBuffer
-from lexigram.tasks.backends.rabbitmq._link import CONNECTION_ERRORS, AMQPLink, Published
+from lexigram.tasks.backends.rabbitmq._link import CONNECTION_ERRORS, AMQPLink
 from lexigram.tasks.backends.rabbitmq._options import (
     DAY,
     DEFAULT_AMQP_URL,
     DelayMode,
     QueueType,
     RabbitMQSettings,
-    delay_bucket,
-    delayed_exchange_name,
     family_queues,
-    map_priority,
     parse_amqp_url,
     state_namespace,
     validate_queue_name,
 )
-from lexigram.tasks.backends.rabbitmq._state import Admission, JobStates, LocalStateStore
+from lexigram.tasks.backends.rabbitmq._publisher import JobPublisher
+from lexigram.tasks.backends.rabbitmq._state import JobStates, LocalStateStore
 
 logger = logging.getLogger(__name__)
 
-_MAX_PLUGIN_DELAY_MS = (1 << 32) - 1
 _STALE_DONE_LIMIT = 10_000
-_QUEUED_ACTION = "task.queued"
 _REBUCKET_ERRORS: tuple[type[Exception], ...] = (TaskQueueError, *CONNECTION_ERRORS)
 
 
@@ -149,10 +141,8 @@ class RabbitMQTaskQueue:
         self._cancelled: set[str] = set()
         self._done_stale: OrderedDict[str, None] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._persistent = 2 if durable else 1
+        self._publisher = JobPublisher(self._link, self._states, self.settings, queue_name)
         self._closed = False
-        self._hooks: HookRegistryProtocol | None = None
-        self._hook_payload: Any = None
 
     def __repr__(self) -> str:
         return (
@@ -181,18 +171,7 @@ class RabbitMQTaskQueue:
         The payload is core's `TaskEnqueuedHook`, imported only when a registry is set
         (a process that passes one runs the core). Pass None to stop emitting.
         """
-        self._hooks = hooks
-        if hooks is not None and self._hook_payload is None:
-            from lexigram.tasks.hooks import TaskEnqueuedHook  # noqa: PLC0415 - core is optional
-
-            self._hook_payload = TaskEnqueuedHook
-
-    async def _emit_queued(self, job: Job) -> None:
-        if self._hooks is not None and self._hook_payload is not None:
-            payload = self._hook_payload(
-                task_name=job.name, queue_name=self._queue_name, task_id=job.id
-            )
-            await self._hooks.emit(_QUEUED_ACTION, payload)
+        self._publisher.set_hook_registry(hooks)
 
     async def connect(self) -> None:
         """Connect and declare the queues now instead of on first use.
@@ -205,66 +184,6 @@ class RabbitMQTaskQueue:
 
     # -- enqueue ---------------------------------------------------------------------
 
-    def _properties(self, job: Job, headers: dict[str, Any] | None = None) -> Basic.Properties:
-        settings = self.settings
-        return Basic.Properties(
-            content_type="application/json",
-            delivery_mode=self._persistent,
-            priority=map_priority(job.priority, settings.max_priority, settings.queue_type),
-            message_id=job.id,
-            headers=headers,
-        )
-
-    async def _publish(self, job: Job, body: bytes, delay: float) -> Published:
-        """Publish a job now, or into the delay path when `delay` seconds remain."""
-        if delay > 0 and self._link.use_plugin:
-            millis = min(int(delay * 1000) + 1, _MAX_PLUGIN_DELAY_MS)
-            return await self._link.publish(
-                body,
-                exchange=delayed_exchange_name(self._queue_name),
-                routing_key=self._queue_name,
-                properties=self._properties(job, {"x-delay": millis}),
-                mandatory=False,  # the plugin returns every mandatory message
-            )
-        exp = delay_bucket(delay) if delay > 0 else None
-        routing_key = self._queue_name if exp is None else await self._link.ensure_bucket(exp)
-        properties = self._properties(job)
-        return await self._link.publish(body, routing_key=routing_key, properties=properties)
-
-    async def _admit(self, job: Job) -> tuple[bytes, float] | Result[str, TaskQueueError]:
-        """Validate and record a job; return what to publish, or the final result."""
-        if job.queue_name is None:
-            job.queue_name = self._queue_name
-        try:
-            body = encode_job(job)
-        except TaskValidationError as exc:
-            return Err(exc)
-        delay = 0.0 if job.scheduled_at is None else job.scheduled_at - time.time()
-        key = job.idempotency_key
-        if key is not None:
-            ttl = max(self.settings.idempotency_ttl, delay)
-            holder = await self._states.claim_idempotency(key, job.id, ttl)
-            if holder is not None and holder != job.id:
-                return Ok(holder)
-        if await self._states.admit(job.id, body.decode(), delay) is not Admission.NEW:
-            return Ok(job.id)
-        return body, delay
-
-    async def _refused(self, job: Job, outcome: Published) -> Err[TaskQueueError]:
-        await self._states.forget(job.id)
-        if job.idempotency_key is not None:
-            await self._states.release_idempotency(job.idempotency_key)
-        reason = (
-            "was unroutable (the queue does not exist)"
-            if outcome is Published.RETURNED
-            else ("was refused (nack) by the broker")
-        )
-        msg = (
-            f"Job {job.id!r} ({job.name!r}) {reason} on queue {self._queue_name!r}. "
-            "Check the broker's logs and limits (disk/memory alarms, max-length), then retry."
-        )
-        return Err(TaskQueueError(msg, queue_name=self._queue_name, job_id=job.id))
-
     async def enqueue(self, task: Job) -> Result[str, TaskQueueError]:
         """Publish a job and wait for the broker's confirm.
 
@@ -276,58 +195,22 @@ class RabbitMQTaskQueue:
         Raises:
             BackendConnectionError: No confirm within `publish_timeout`.
         """
-        admitted = await self._admit(task)
-        if not isinstance(admitted, tuple):
-            return admitted
-        body, delay = admitted
-        try:
-            outcome = await self._publish(task, body, delay)
-        except BaseException:
-            await self._states.forget(task.id)
-            if task.idempotency_key is not None:
-                await self._states.release_idempotency(task.idempotency_key)
-            raise
-        if outcome is not Published.ACK:
-            return await self._refused(task, outcome)
-        if self._hooks is not None:
-            await self._emit_queued(task)
-        return Ok(task.id)
+        return await self._publisher.enqueue(task)
 
     async def enqueue_many(self, tasks: Sequence[Job]) -> list[Result[str, TaskQueueError]]:
-        """Publish jobs with up to `publish_window` confirms in flight.
+        """Publish jobs many per socket write, with up to `publish_window` confirms in flight.
+
+        Every Ok still means the broker confirmed that job. A job whose confirm did not
+        come (the connection dropped mid-batch) is published again on its own, waiting
+        for the reconnect as `enqueue` does; the broker may then hold it twice, and the
+        consumer drops the second copy of an id that is running or finished here.
 
         Returns:
             One result per job, in order. A job whose publish failed on a connection
             error gets Err(BackendConnectionError) instead of raising, so the caller
             learns which jobs did reach the broker.
         """
-        results: list[Result[str, TaskQueueError] | None] = [None] * len(tasks)
-        todo: list[tuple[int, Job, bytes, float]] = []
-        for index, job in enumerate(tasks):
-            admitted = await self._admit(job)
-            if isinstance(admitted, tuple):
-                todo.append((index, job, *admitted))
-            else:
-                results[index] = admitted
-        gate = asyncio.Semaphore(self.settings.publish_window)
-
-        async def publish(index: int, job: Job, body: bytes, delay: float) -> None:
-            async with gate:
-                try:
-                    outcome = await self._publish(job, body, delay)
-                except TaskQueueError as exc:
-                    await self._refused(job, Published.NACK)
-                    results[index] = Err(exc)
-                    return
-            if outcome is not Published.ACK:
-                results[index] = await self._refused(job, outcome)
-                return
-            results[index] = Ok(job.id)
-            if self._hooks is not None:
-                await self._emit_queued(job)
-
-        await asyncio.gather(*(publish(*item) for item in todo))
-        return cast("list[Result[str, TaskQueueError]]", results)  # every slot is filled
+        return await self._publisher.enqueue_many(tasks)
 
     # -- dequeue ---------------------------------------------------------------------
 
@@ -427,7 +310,7 @@ class RabbitMQTaskQueue:
         remaining = (job.scheduled_at or 0.0) - time.time()
         job.delivery_count -= 1
         try:
-            outcome = await self._publish(job, encode_job(job), remaining)
+            outcome = await self._publisher.publish(job, encode_job(job), remaining)
         except _REBUCKET_ERRORS as exc:
             logger.warning("Could not re-publish job %s (%s); it comes back later.", job.id, exc)
             outcome = Published.NACK
@@ -512,7 +395,7 @@ class RabbitMQTaskQueue:
             job.id, body.decode(), retrying=job.retry_count > 0, delay=delay
         )
         try:
-            outcome = await self._publish(job, body, delay)
+            outcome = await self._publisher.publish(job, body, delay)
         except TaskQueueError:
             outcome = Published.NACK
             logger.warning(

@@ -1,0 +1,298 @@
+"""The producer side of `RabbitMQTaskQueue`: jobs in, confirmed messages out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from pamqp.commands import Basic
+
+from lexigram.contracts.tasks import (
+    Err,
+    HookRegistryProtocol,
+    Job,
+    Ok,
+    Result,
+    TaskQueueError,
+    TaskValidationError,
+    encode_job,
+)
+from lexigram.tasks.backends.rabbitmq._bulk import Published
+from lexigram.tasks.backends.rabbitmq._frames import Outgoing
+from lexigram.tasks.backends.rabbitmq._link import AMQPLink
+from lexigram.tasks.backends.rabbitmq._options import (
+    RabbitMQSettings,
+    delay_bucket,
+    delayed_exchange_name,
+    map_priority,
+)
+from lexigram.tasks.backends.rabbitmq._state import Admission, JobStates
+
+_MAX_PLUGIN_DELAY_MS = (1 << 32) - 1
+_MAX_MESSAGE_ID = 255  # an AMQP short string
+_QUEUED_ACTION = "task.queued"
+_SLICES_IN_FLIGHT = 2  # while the broker takes one slice, the next is being admitted
+_YIELD_EVERY = 32
+
+JobResult = Result[str, TaskQueueError]
+
+
+@dataclass(slots=True)
+class _Admitted:
+    """A job recorded in the state store and waiting for its publish."""
+
+    index: int
+    job: Job
+    body: bytes
+    delay: float
+
+
+class JobPublisher:
+    """Turns jobs into confirmed messages for one queue (enqueue, requeue, delays).
+
+    Args:
+        link: The queue's connection.
+        states: The queue's job-state records.
+        settings: The queue's settings.
+        queue_name: The queue's name.
+    """
+
+    def __init__(
+        self, link: AMQPLink, states: JobStates, settings: RabbitMQSettings, queue_name: str
+    ) -> None:
+        self._link = link
+        self._states = states
+        self._settings = settings
+        self._queue_name = queue_name
+        self._delivery_mode = 2 if settings.durable else 1
+        self._hooks: HookRegistryProtocol | None = None
+        self._hook_payload: Any = None
+
+    def set_hook_registry(self, hooks: HookRegistryProtocol | None) -> None:
+        """Emit ``"task.queued"`` to `hooks` for each newly published job (None: stop)."""
+        self._hooks = hooks
+        if hooks is not None and self._hook_payload is None:
+            from lexigram.tasks.hooks import TaskEnqueuedHook  # noqa: PLC0415 - core is optional
+
+            self._hook_payload = TaskEnqueuedHook
+
+    async def _emit_queued(self, job: Job) -> None:
+        if self._hooks is not None and self._hook_payload is not None:
+            payload = self._hook_payload(
+                task_name=job.name, queue_name=self._queue_name, task_id=job.id
+            )
+            await self._hooks.emit(_QUEUED_ACTION, payload)
+
+    # -- one message -------------------------------------------------------------------
+
+    def _priority(self, job: Job) -> int:
+        settings = self._settings
+        return map_priority(job.priority, settings.max_priority, settings.queue_type)
+
+    def _properties(self, job: Job, headers: dict[str, Any] | None = None) -> Basic.Properties:
+        return Basic.Properties(
+            content_type="application/json",
+            delivery_mode=self._delivery_mode,
+            priority=self._priority(job),
+            message_id=job.id,
+            headers=headers,
+        )
+
+    async def _route(self, delay: float) -> str:
+        """The routing key of a job due in `delay` s: the queue, or its delay bucket."""
+        exp = delay_bucket(delay) if delay > 0 else None
+        return self._queue_name if exp is None else await self._link.ensure_bucket(exp)
+
+    async def publish(self, job: Job, body: bytes, delay: float) -> Published:
+        """Publish a job now, or into the delay path when `delay` seconds remain.
+
+        Raises:
+            BackendConnectionError: No confirm within `publish_timeout`.
+        """
+        if delay > 0 and self._link.use_plugin:
+            millis = min(int(delay * 1000) + 1, _MAX_PLUGIN_DELAY_MS)
+            return await self._link.publish(
+                body,
+                exchange=delayed_exchange_name(self._queue_name),
+                routing_key=self._queue_name,
+                properties=self._properties(job, {"x-delay": millis}),
+                mandatory=False,  # the plugin returns every mandatory message
+            )
+        routing_key = await self._route(delay)
+        return await self._link.publish(
+            body, routing_key=routing_key, properties=self._properties(job)
+        )
+
+    # -- enqueue -----------------------------------------------------------------------
+
+    async def _admit(self, job: Job) -> tuple[bytes, float] | JobResult:
+        """Validate and record a job; return what to publish, or the final result."""
+        if job.queue_name is None:
+            job.queue_name = self._queue_name
+        if len(job.id.encode()) > _MAX_MESSAGE_ID:
+            msg = (
+                f"Job id {job.id[:40]!r}... is longer than {_MAX_MESSAGE_ID} bytes, which an "
+                "AMQP message id cannot hold. Use a shorter id (the default is a UUID)."
+            )
+            return Err(TaskValidationError(msg))
+        try:
+            body = encode_job(job)
+        except TaskValidationError as exc:
+            return Err(exc)
+        delay = 0.0 if job.scheduled_at is None else job.scheduled_at - time.time()
+        key = job.idempotency_key
+        if key is not None:
+            ttl = max(self._settings.idempotency_ttl, delay)
+            holder = await self._states.claim_idempotency(key, job.id, ttl)
+            if holder is not None and holder != job.id:
+                return Ok(holder)
+        if await self._states.admit(job.id, body.decode(), delay) is not Admission.NEW:
+            return Ok(job.id)
+        return body, delay
+
+    async def _forget(self, job: Job) -> None:
+        """Undo `_admit` for a job that did not reach the broker."""
+        await self._states.forget(job.id)
+        if job.idempotency_key is not None:
+            await self._states.release_idempotency(job.idempotency_key)
+
+    async def _refused(self, job: Job, outcome: Published) -> Err[TaskQueueError]:
+        await self._forget(job)
+        reason = (
+            "was unroutable (the queue does not exist)"
+            if outcome is Published.RETURNED
+            else "was refused (nack) by the broker"
+        )
+        msg = (
+            f"Job {job.id!r} ({job.name!r}) {reason} on queue {self._queue_name!r}. "
+            "Check the broker's logs and limits (disk/memory alarms, max-length), then retry."
+        )
+        return Err(TaskQueueError(msg, queue_name=self._queue_name, job_id=job.id))
+
+    async def _settle(self, job: Job, outcome: Published) -> JobResult:
+        if outcome is not Published.ACK:
+            return await self._refused(job, outcome)
+        if self._hooks is not None:
+            await self._emit_queued(job)
+        return Ok(job.id)
+
+    async def enqueue(self, job: Job) -> JobResult:
+        """Publish one job and wait for the broker's confirm (see `RabbitMQTaskQueue`)."""
+        admitted = await self._admit(job)
+        if not isinstance(admitted, tuple):
+            return admitted
+        body, delay = admitted
+        try:
+            outcome = await self.publish(job, body, delay)
+        except BaseException:
+            await self._forget(job)
+            raise
+        return await self._settle(job, outcome)
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[JobResult]:
+        """Publish jobs in slices, admitting the next slice while the broker takes this one.
+
+        Each slice goes out through `AMQPLink.publish_many` (many messages per socket
+        write, confirms pipelined); a job whose confirm did not come, and a job that
+        needs the delayed-message plugin's header, is then published on its own.
+        """
+        results: list[JobResult | None] = [None] * len(jobs)
+        admitted: list[_Admitted] = []
+        one_by_one: list[_Admitted] = []
+        size = max(1, self._settings.publish_window // _SLICES_IN_FLIGHT)
+        in_flight: deque[asyncio.Task[None]] = deque()
+        try:
+            for start in range(0, len(jobs), size):
+                first = len(admitted)
+                await self._admit_slice(jobs, start, size, results, admitted)
+                batch = await self._route_slice(admitted[first:], results, one_by_one)
+                if len(in_flight) >= _SLICES_IN_FLIGHT:
+                    await in_flight.popleft()
+                in_flight.append(
+                    asyncio.create_task(self._publish_slice(batch, results, one_by_one))
+                )
+            while in_flight:
+                await in_flight.popleft()
+            await self._publish_each(one_by_one, results)
+        except BaseException:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            for item in admitted:
+                if results[item.index] is None:
+                    await self._forget(item.job)
+            raise
+        return cast("list[JobResult]", results)  # every slot is filled
+
+    async def _admit_slice(
+        self,
+        jobs: Sequence[Job],
+        start: int,
+        size: int,
+        results: list[JobResult | None],
+        admitted: list[_Admitted],
+    ) -> None:
+        for index in range(start, min(start + size, len(jobs))):
+            if index % _YIELD_EVERY == 0:
+                # An in-process state store never suspends: let the slices in flight
+                # write their frames and take their confirms meanwhile.
+                await asyncio.sleep(0)
+            job = jobs[index]
+            outcome = await self._admit(job)
+            if isinstance(outcome, tuple):
+                admitted.append(_Admitted(index, job, *outcome))
+            else:
+                results[index] = outcome
+
+    async def _route_slice(
+        self,
+        items: list[_Admitted],
+        results: list[JobResult | None],
+        one_by_one: list[_Admitted],
+    ) -> list[tuple[_Admitted, Outgoing]]:
+        batch: list[tuple[_Admitted, Outgoing]] = []
+        for item in items:
+            if item.delay > 0 and self._link.use_plugin:
+                one_by_one.append(item)  # needs the x-delay header
+                continue
+            try:
+                routing_key = await self._route(item.delay)
+            except TaskQueueError as exc:
+                await self._forget(item.job)
+                results[item.index] = Err(exc)
+                continue
+            job = item.job
+            batch.append((item, Outgoing(item.body, routing_key, job.id, self._priority(job))))
+        return batch
+
+    async def _publish_slice(
+        self,
+        batch: list[tuple[_Admitted, Outgoing]],
+        results: list[JobResult | None],
+        one_by_one: list[_Admitted],
+    ) -> None:
+        outcomes = await self._link.publish_many([message for _, message in batch])
+        for (item, _), outcome in zip(batch, outcomes, strict=True):
+            if outcome is Published.UNKNOWN:
+                one_by_one.append(item)  # published again on its own, across a reconnect
+            else:
+                results[item.index] = await self._settle(item.job, outcome)
+
+    async def _publish_each(self, items: list[_Admitted], results: list[JobResult | None]) -> None:
+        gate = asyncio.Semaphore(self._settings.publish_window)
+
+        async def publish_one(item: _Admitted) -> None:
+            async with gate:
+                try:
+                    outcome = await self.publish(item.job, item.body, item.delay)
+                except TaskQueueError as exc:
+                    await self._forget(item.job)
+                    results[item.index] = Err(exc)
+                    return
+            results[item.index] = await self._settle(item.job, outcome)
+
+        await asyncio.gather(*(publish_one(item) for item in items))

@@ -1,0 +1,156 @@
+"""`enqueue_many`'s bulk path on a real broker: many publishes per socket write.
+
+Every Ok must still mean "the broker has it": the hand-packed frames must reach the
+queue intact (priorities, delays, bodies larger than a frame), a message the broker
+returns must come back as Err, and a connection lost in the middle of a batch must
+leave no Ok job missing (the unconfirmed ones are published again one by one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from lexigram.contracts.tasks import BackendConnectionError, Job, Priority, TaskValidationError
+from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
+from lexigram.tasks.backends.rabbitmq import _link as link_module
+
+pytestmark = pytest.mark.rabbitmq
+
+Broker = Any  # the `broker` fixture's type lives in conftest.py, which tests do not import
+Factory = Callable[..., RabbitMQTaskQueue]
+
+
+async def drain(
+    queue: RabbitMQTaskQueue, *, quiet_for: float = 1.0, within: float = 60.0
+) -> list[Job]:
+    """Lease and ack every job until none arrives for `quiet_for` seconds."""
+    jobs: list[Job] = []
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        batch = await queue.dequeue_batch(500, timeout=quiet_for)
+        if not batch:
+            return jobs
+        for job in batch:
+            await queue.ack(job.id)
+        jobs += batch
+    pytest.fail(f"still receiving jobs after {within} s ({len(jobs)} so far)")
+
+
+async def test_bulk_publishes_arrive_intact_in_priority_order(
+    make_rabbitmq_queue: Factory, queue_name: str, broker: Broker
+) -> None:
+    producer = make_rabbitmq_queue(publish_window=64)  # many slices and chunks
+    priorities = [Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.CRITICAL]
+    jobs = [
+        Job(name="bulk", args=(index, "é" * (index % 7)), priority=priorities[index % 4])
+        for index in range(1000)
+    ]
+    results = await producer.enqueue_many(jobs)
+    assert [result.unwrap() for result in results] == [job.id for job in jobs]
+    assert await broker.depth(queue_name) == len(jobs)
+
+    consumer = make_rabbitmq_queue()
+    leased = await drain(consumer)
+    assert sorted(job.id for job in leased) == sorted(job.id for job in jobs)
+    by_id = {job.id: job for job in jobs}
+    assert all(job.args == by_id[job.id].args for job in leased)
+    # Everything was queued before the consumer came: the broker hands out by priority.
+    order = [job.priority for job in leased]
+    assert order == sorted(order, reverse=True)
+
+
+async def test_bodies_larger_than_a_frame_are_split_and_rejoined(
+    rabbitmq_queue: RabbitMQTaskQueue,
+) -> None:
+    big = "x" * 400_000  # three body frames at RabbitMQ's default frame_max of 128 KiB
+    jobs = [
+        Job(name="small", args=(1,)),
+        Job(name="big", args=(big,)),
+        Job(name="small", args=(2,)),
+    ]
+    assert all(result.is_ok() for result in await rabbitmq_queue.enqueue_many(jobs))
+    leased = await drain(rabbitmq_queue)
+    assert sorted(job.id for job in leased) == sorted(job.id for job in jobs)
+    (got,) = [job for job in leased if job.name == "big"]
+    assert got.args == (big,)
+
+
+async def test_delayed_jobs_in_a_batch_go_to_their_buckets(
+    rabbitmq_queue: RabbitMQTaskQueue, queue_name: str, broker: Broker
+) -> None:
+    now = time.time()
+    ready = [Job(name="now") for _ in range(5)]
+    later = [Job(name="later", scheduled_at=now + 0.5) for _ in range(5)]
+    results = await rabbitmq_queue.enqueue_many([*ready, *later])
+    assert all(result.is_ok() for result in results)
+    assert await broker.depth(queue_name) == len(ready)
+    assert await rabbitmq_queue.count(queue_name) == len(ready) + len(later)
+    leased = await drain(rabbitmq_queue, quiet_for=2.0)
+    assert sorted(job.id for job in leased) == sorted(job.id for job in [*ready, *later])
+    assert all(job.scheduled_at is None or job.scheduled_at <= time.time() for job in leased)
+
+
+async def test_an_unroutable_batch_comes_back_as_errors_and_leaves_no_record(
+    rabbitmq_queue: RabbitMQTaskQueue, queue_name: str, broker: Broker
+) -> None:
+    await rabbitmq_queue.connect()
+    await broker.delete_family(queue_name)  # the queue vanishes under the producer
+    jobs = [Job(name="lost") for _ in range(20)]
+    results = await rabbitmq_queue.enqueue_many(jobs)
+    assert all(result.is_err() for result in results)
+    message = str(results[0].unwrap_err())
+    assert "unroutable" in message
+    assert queue_name in message
+    assert await rabbitmq_queue.get_job(jobs[0].id) is None
+
+
+async def test_an_invalid_job_fails_alone(rabbitmq_queue: RabbitMQTaskQueue) -> None:
+    jobs = [Job(name="ok"), Job(id="x" * 300, name="too-long-id"), Job(name="ok")]
+    results = await rabbitmq_queue.enqueue_many(jobs)
+    assert results[0].is_ok()
+    assert results[2].is_ok()
+    error = results[1].unwrap_err()
+    assert isinstance(error, TaskValidationError)
+    assert "255 bytes" in str(error)
+
+
+async def test_without_bulk_support_each_job_is_published_on_its_own(
+    rabbitmq_queue: RabbitMQTaskQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A future aiormq without the channel attributes the bulk path drives.
+    monkeypatch.setattr(link_module, "supports_bulk", lambda channel: False)
+    jobs = [Job(name="fallback", args=(index,)) for index in range(50)]
+    assert all(result.is_ok() for result in await rabbitmq_queue.enqueue_many(jobs))
+    leased = await drain(rabbitmq_queue)
+    assert sorted(job.id for job in leased) == sorted(job.id for job in jobs)
+
+
+@pytest.mark.slow
+async def test_connection_lost_mid_batch_loses_no_ok_job(
+    make_rabbitmq_queue: Factory, queue_name: str, broker: Broker, broker_admin: None
+) -> None:
+    producer = make_rabbitmq_queue(reconnect_interval=0.2, publish_timeout=60)
+    jobs = [Job(name="survivor", args=(index,)) for index in range(30_000)]
+    publishing = asyncio.create_task(producer.enqueue_many(jobs))
+    deadline = time.monotonic() + 30
+    while await broker.depth(queue_name) < 2000:
+        assert time.monotonic() < deadline, "the batch never got going"
+        assert not publishing.done(), "the batch finished before the connection could drop"
+        await asyncio.sleep(0.01)
+    assert await broker.drop_connections(queue_name) >= 1
+    results = await asyncio.wait_for(publishing, 120)
+
+    ok = {result.unwrap() for result in results if result.is_ok()}
+    errors = [result.unwrap_err() for result in results if result.is_err()]
+    assert all(isinstance(error, BackendConnectionError) for error in errors)
+    assert len(ok) + len(errors) == len(jobs)
+    assert len(ok) > len(jobs) // 2
+    consumer = make_rabbitmq_queue()
+    delivered = {job.id for job in await drain(consumer, quiet_for=2.0, within=120)}
+    missing = ok - delivered
+    assert not missing, f"{len(missing)} confirmed jobs are not on the broker"
