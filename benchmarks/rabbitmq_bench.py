@@ -22,7 +22,9 @@ Settings, each framework at its documented best for the workload:
   (100 for W4). ``dramatiq-confirmed`` is W1 again with ``confirm_delivery=True``, the
   like-for-like publisher (its worker side is Dramatiq's, so W2-W4 are not repeated).
 - Celery (py-amqp): solo pool (threads pool of 100 for W4), prefetch multiplier 100, no
-  result backend, its default early acks (the job is acked when received).
+  result backend, its default early acks (the job is acked when received) and its
+  default publishing without confirms. ``celery-confirmed`` is W1 again with the
+  transport option ``confirm_publish=True``.
 
 Every framework gets a fresh virtual host for each step (deleted afterwards), so
 queues never leak between frameworks. Workers are separate processes; results come
@@ -52,7 +54,7 @@ from typing import Any
 
 import redis
 
-FRAMEWORKS = ("lexigram", "taskiq", "dramatiq", "dramatiq-confirmed", "celery")
+FRAMEWORKS = ("lexigram", "taskiq", "dramatiq", "dramatiq-confirmed", "celery", "celery-confirmed")
 QUEUE = "bench"
 RESULT_KEY = "bench:rabbitmq:result"
 W3_RATE = 500
@@ -205,10 +207,12 @@ def worker_dramatiq_confirmed(url: str, rec: Recorder) -> None:
     _worker_dramatiq(url, rec, confirm=True)
 
 
-def _celery_app(url: str) -> Any:
+def _celery_app(url: str, *, confirm: bool = False) -> Any:
     from celery import Celery  # noqa: PLC0415
 
     app = Celery("bench", broker=url)
+    if confirm:
+        app.conf.broker_transport_options = {"confirm_publish": True}
     app.conf.update(
         task_default_queue=QUEUE,
         task_ignore_result=True,
@@ -220,9 +224,9 @@ def _celery_app(url: str) -> Any:
     return app
 
 
-def worker_celery(url: str, rec: Recorder) -> None:
+def worker_celery(url: str, rec: Recorder, *, confirm: bool = False) -> None:
     """A Celery worker: solo pool (threads pool of 100 for W4)."""
-    app = _celery_app(url)
+    app = _celery_app(url, confirm=confirm)
     pause = _pause(rec.workload)
 
     @app.task(name="bench")
@@ -243,6 +247,7 @@ WORKERS: dict[str, Callable[[str, Recorder], None]] = {
     "dramatiq": worker_dramatiq,
     "dramatiq-confirmed": worker_dramatiq_confirmed,
     "celery": worker_celery,
+    "celery-confirmed": lambda url, rec: worker_celery(url, rec, confirm=True),
 }
 
 
@@ -293,7 +298,7 @@ class Producer:
 
             self.task = bench
         else:
-            app = _celery_app(self.url)
+            app = _celery_app(self.url, confirm=fw == "celery-confirmed")
 
             @app.task(name="bench")
             def bench(ts: float) -> None:
@@ -410,7 +415,8 @@ def run_worker(
         stop_worker(proc)
 
 
-W1_ONLY = ("dramatiq-confirmed",)
+W1_ONLY = ("dramatiq-confirmed", "celery-confirmed")
+CONFIRMED = ("taskiq", "dramatiq-confirmed", "celery-confirmed")
 NAN = float("nan")
 
 
@@ -515,9 +521,9 @@ def print_table(medians: dict[str, dict[str, float]]) -> None:
     print()
     for key, title, higher in COLUMNS:
         valid = {fw: medians[fw][key] for fw in competitors if medians[fw][key] == medians[fw][key]}
-        if key.startswith("w1") and "dramatiq-confirmed" in valid:
+        confirmed = {fw: valid[fw] for fw in valid if fw in CONFIRMED}
+        if key.startswith("w1") and confirmed:
             # Report both W1 baselines: the fastest overall and the fastest with confirms.
-            confirmed = {fw: valid[fw] for fw in valid if fw in ("taskiq", "dramatiq-confirmed")}
             best_c = max(confirmed, key=confirmed.__getitem__)
             ours_c = medians["lexigram"][key]
             print(

@@ -141,10 +141,13 @@ def test_main_queue_arguments_classic_and_quorum() -> None:
         "x-dead-letter-exchange": "q.dlx",
         "x-max-priority": 7,
         "x-queue-version": 2,
+        "x-queue-mode": "lazy",
     }
     quorum = main_queue_arguments("q", RabbitMQSettings(queue_type="quorum"))
     assert quorum == {"x-dead-letter-exchange": "q.dlx", "x-queue-type": "quorum"}
-    bare = main_queue_arguments("q", RabbitMQSettings(max_priority=0, queue_version=None))
+    bare = main_queue_arguments(
+        "q", RabbitMQSettings(max_priority=0, queue_version=None, queue_mode=None)
+    )
     assert bare == {"x-dead-letter-exchange": "q.dlx"}
 
 
@@ -154,17 +157,24 @@ def test_bucket_arguments_dead_letter_back_to_the_queue() -> None:
         "x-message-ttl": 1024,
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": "q",
+        "x-queue-mode": "lazy",
     }
     quorum = bucket_arguments("q", 10, RabbitMQSettings(queue_type="quorum"))
     assert quorum["x-dead-letter-strategy"] == "at-least-once"
     assert quorum["x-overflow"] == "reject-publish"
     assert "x-queue-version" not in quorum
+    assert "x-queue-mode" not in quorum
 
 
 def test_dead_letter_arguments_ttl_in_milliseconds() -> None:
-    settings = RabbitMQSettings(dead_letter_ttl=1.5, queue_version=1)
-    assert dead_letter_arguments(settings) == {"x-message-ttl": 1500, "x-queue-version": 1}
-    assert dead_letter_arguments(RabbitMQSettings(dead_letter_ttl=None, queue_version=None)) == {}
+    settings = RabbitMQSettings(dead_letter_ttl=1.5, queue_version=1, queue_mode="default")
+    assert dead_letter_arguments(settings) == {
+        "x-message-ttl": 1500,
+        "x-queue-version": 1,
+        "x-queue-mode": "default",
+    }
+    bare = RabbitMQSettings(dead_letter_ttl=None, queue_version=None, queue_mode=None)
+    assert dead_letter_arguments(bare) == {}
 
 
 # -- settings --------------------------------------------------------------------------
@@ -178,8 +188,10 @@ def test_settings_from_options_coerces_strings() -> None:
             "visibility_timeout": "2.5",
             "queue_type": "classic",
             "dead_letter_ttl": None,
+            "queue_mode": "null",
         }
     )
+    assert settings.queue_mode is None
     assert settings.durable is False
     assert settings.max_priority == 20
     assert settings.visibility_timeout == 2.5
@@ -198,6 +210,7 @@ def test_settings_from_options_rejects_unknown_keys() -> None:
     [
         {"queue_type": "stream"},
         {"queue_version": 3},
+        {"queue_mode": "eager"},
         {"delay_mode": "sometimes"},
         {"max_priority": 256},
         {"max_priority": "ten"},

@@ -48,12 +48,17 @@ def main_queue_arguments(queue: str, settings: RabbitMQSettings) -> dict[str, An
         return args
     if settings.max_priority > 0:
         args["x-max-priority"] = settings.max_priority
-    return _versioned(args, settings)
+    return _classic(args, settings)
 
 
-def _versioned(args: dict[str, Any], settings: RabbitMQSettings) -> dict[str, Any]:
-    if settings.queue_type == "classic" and settings.queue_version is not None:
+def _classic(args: dict[str, Any], settings: RabbitMQSettings) -> dict[str, Any]:
+    """Add the storage arguments of a classic queue (a quorum queue takes neither)."""
+    if settings.queue_type != "classic":
+        return args
+    if settings.queue_version is not None:
         args["x-queue-version"] = settings.queue_version
+    if settings.queue_mode is not None:
+        args["x-queue-mode"] = settings.queue_mode
     return args
 
 
@@ -74,7 +79,7 @@ def bucket_arguments(queue: str, exp: int, settings: RabbitMQSettings) -> dict[s
                 "x-overflow": "reject-publish",
             }
         )
-    return _versioned(args, settings)
+    return _classic(args, settings)
 
 
 def dead_letter_arguments(settings: RabbitMQSettings) -> dict[str, Any]:
@@ -84,7 +89,7 @@ def dead_letter_arguments(settings: RabbitMQSettings) -> dict[str, Any]:
         args["x-queue-type"] = "quorum"
     if settings.dead_letter_ttl is not None:
         args["x-message-ttl"] = int(settings.dead_letter_ttl * 1000)
-    return _versioned(args, settings)
+    return _classic(args, settings)
 
 
 class AMQPLink:
@@ -170,7 +175,7 @@ class AMQPLink:
             msg = (
                 f"RabbitMQ refused to {action} for queue {self.queue_name!r}: {exc}. A queue "
                 "or exchange of that name exists with other arguments (durable, queue_type, "
-                "max_priority, queue_version, dead_letter_ttl); use the options it was "
+                "max_priority, queue_version, queue_mode, dead_letter_ttl); use the options it was "
                 "created with, or delete it (rabbitmqctl delete_queue <name>) and let it be "
                 "re-created."
             )

@@ -22,6 +22,7 @@ DEFAULT_AMQP_URL = "amqp://localhost:5672/"
 """The URL used when none is given (the seed's default)."""
 
 QueueType = Literal["classic", "quorum"]
+QueueMode = Literal["lazy", "default"]
 DelayMode = Literal["ttl", "auto", "plugin"]
 
 BUCKET_MIN_EXP = 5
@@ -206,6 +207,11 @@ class RabbitMQSettings:
         queue_version: ``x-queue-version`` of classic queues (2: the v2 storage, whose
             publisher confirms for persistent messages come about twice as fast as v1's
             on RabbitMQ 3.10-3.12; None leaves the broker's default).
+        queue_mode: ``x-queue-mode`` of classic queues. ``lazy`` (the default) writes
+            messages to disk as they arrive instead of holding them in memory first: on
+            RabbitMQ 3.10/3.11 that takes persistent messages about 1.3x as fast and uses
+            less broker memory; 3.12+ works this way always and ignores the argument.
+            None sends no argument (for queues created without it, or set by a policy).
         visibility_timeout: Heartbeat basis for the worker (AMQP has no lease expiry).
         idempotency_ttl: How long an idempotency key is held, in seconds.
         delay_mode: ``ttl`` (bucket queues), ``plugin`` (rabbitmq_delayed_message_exchange)
@@ -224,6 +230,7 @@ class RabbitMQSettings:
     queue_type: QueueType = "classic"
     max_priority: int = 10
     queue_version: int | None = 2
+    queue_mode: QueueMode | None = "lazy"
     visibility_timeout: float = 30.0
     idempotency_ttl: float = DAY
     delay_mode: DelayMode = "ttl"
@@ -249,6 +256,8 @@ class RabbitMQSettings:
     def _check_numbers(self) -> None:
         if self.queue_version not in (None, 1, 2):
             _bad("queue_version", self.queue_version, "1, 2 or None (the broker's default)")
+        if self.queue_mode is not None and self.queue_mode not in get_args(QueueMode):
+            _bad("queue_mode", self.queue_mode, "'lazy', 'default' or None (no argument)")
         for name in (
             "visibility_timeout",
             "idempotency_ttl",
@@ -295,7 +304,7 @@ class RabbitMQSettings:
 
 
 def _coerce(key: str, raw: object, *, default: object) -> object:
-    if raw is None and key in ("dead_letter_ttl", "queue_version"):
+    if key in _NULLABLE and (raw is None or (isinstance(raw, str) and raw.lower() in _NULLS)):
         return None
     if isinstance(default, bool):
         if isinstance(raw, bool):
@@ -317,6 +326,8 @@ def _coerce(key: str, raw: object, *, default: object) -> object:
 
 
 _BACKEND_KEYS = ("state_store", "stores")
+_NULLABLE = ("dead_letter_ttl", "queue_version", "queue_mode")
+_NULLS = ("none", "null", "")
 
 _BOOLS = {
     "true": True,

@@ -7,6 +7,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, cast
 
 from pamqp.commands import Basic
@@ -37,6 +38,7 @@ _MAX_MESSAGE_ID = 255  # an AMQP short string
 _QUEUED_ACTION = "task.queued"
 _SLICES_IN_FLIGHT = 2  # while the broker takes one slice, the next is being admitted
 _YIELD_EVERY = 32
+_FIRST_SLICE = 16  # small, so the broker starts working while the client admits the rest
 
 JobResult = Result[str, TaskQueueError]
 
@@ -49,6 +51,14 @@ class _Admitted:
     job: Job
     body: bytes
     delay: float
+
+
+def _slices(total: int, size: int) -> list[tuple[int, int]]:
+    """Index ranges of the slices of `total` jobs: a small first one, then `size` each."""
+    bounds = [0, min(total, _FIRST_SLICE, size)]
+    while bounds[-1] < total:
+        bounds.append(min(total, bounds[-1] + size))
+    return [(start, stop) for start, stop in pairwise(bounds) if stop > start]
 
 
 class JobPublisher:
@@ -206,9 +216,9 @@ class JobPublisher:
         size = max(1, self._settings.publish_window // _SLICES_IN_FLIGHT)
         in_flight: deque[asyncio.Task[None]] = deque()
         try:
-            for start in range(0, len(jobs), size):
+            for start, stop in _slices(len(jobs), size):
                 first = len(admitted)
-                await self._admit_slice(jobs, start, size, results, admitted)
+                await self._admit_slice(jobs, start, stop, results, admitted)
                 batch = await self._route_slice(admitted[first:], results, one_by_one)
                 if len(in_flight) >= _SLICES_IN_FLIGHT:
                     await in_flight.popleft()
@@ -232,11 +242,11 @@ class JobPublisher:
         self,
         jobs: Sequence[Job],
         start: int,
-        size: int,
+        stop: int,
         results: list[JobResult | None],
         admitted: list[_Admitted],
     ) -> None:
-        for index in range(start, min(start + size, len(jobs))):
+        for index in range(start, stop):
             if index % _YIELD_EVERY == 0:
                 # An in-process state store never suspends: let the slices in flight
                 # write their frames and take their confirms meanwhile.
