@@ -15,8 +15,11 @@ from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.decorators import (
     TaskFunction,
     get_default_queue,
+    get_task_queues,
+    queue_for,
     scheduled,
     set_default_queue,
+    set_task_queues,
     task,
 )
 from lexigram.tasks.dispatch import delay, pending_count
@@ -27,12 +30,19 @@ from lexigram.tasks.results import InMemoryResultStore
 @pytest.fixture(autouse=True)
 def no_default_queue() -> Iterator[None]:
     set_default_queue(None)
+    set_task_queues({})
     yield
     set_default_queue(None)
+    set_task_queues({})
 
 
 @task(name="send_email", priority=Priority.HIGH, max_retries=5, timeout=30.0, queue="mail")
 async def send_email(to: str, subject: str = "hi") -> str:
+    return f"{to}:{subject}"
+
+
+@task(name="send_report")
+async def send_report(to: str, subject: str = "hi") -> str:
     return f"{to}:{subject}"
 
 
@@ -67,7 +77,7 @@ async def test_task_rejects_arguments_that_do_not_fit() -> None:
 
 async def test_delay_without_a_default_queue_says_how_to_configure_one() -> None:
     with pytest.raises(TaskQueueError) as info:
-        await send_email.delay("a@b.c")
+        await send_report.delay("a@b.c")
     message = info.value.message
     assert "No default task queue is configured" in message
     assert "set_default_queue" in message
@@ -82,11 +92,11 @@ async def test_delay_enqueues_on_the_default_queue_and_a_worker_runs_it() -> Non
     set_default_queue(queue)
     assert get_default_queue() is queue
     registry = HandlerRegistry()
-    registry.register(send_email._task_name, send_email)
+    registry.register(send_report._task_name, send_report)
     store = InMemoryResultStore()
     worker = TaskWorker("w1", queue, registry, services=TaskWorkerServices(result_store=store))
 
-    job = await send_email.delay("a@b.c", subject="report")
+    job = await send_report.delay("a@b.c", subject="report")
     assert await queue.get_job(job.id) is job
     await worker.start()
     result = await store.wait(job.id, timeout=5)
@@ -94,6 +104,41 @@ async def test_delay_enqueues_on_the_default_queue_and_a_worker_runs_it() -> Non
     assert result is not None
     assert result.success
     assert result.data == "a@b.c:report"
+
+
+async def test_delay_goes_to_the_queue_the_task_is_declared_for() -> None:
+    default, mail = MemoryTaskQueue(), MemoryTaskQueue(queue_name="outbox")
+    set_default_queue(default)
+    set_task_queues({"mail": mail})
+    job = await send_email.delay("a@b.c")
+    assert await mail.get_job(job.id) is job
+    assert await default.count("tasks") == 0
+    assert get_task_queues() == {"mail": mail}
+    set_task_queues({})
+    assert get_task_queues() == {}
+
+
+async def test_delay_to_an_unconfigured_queue_fails_and_enqueues_nothing() -> None:
+    default = MemoryTaskQueue()
+    set_default_queue(default)
+    set_task_queues({"reports": MemoryTaskQueue()})
+    with pytest.raises(TaskQueueError) as info:
+        await send_email.delay("a@b.c")
+    message = info.value.message
+    assert "No task queue named 'mail'" in message
+    assert "reports" in message  # what is configured
+    assert "apply_async" in message  # and what to do instead
+    assert info.value.details["queue_name"] == "mail"
+    assert await default.count("tasks") == 0
+
+
+async def test_delay_uses_the_default_queue_when_it_serves_the_declared_name() -> None:
+    default = MemoryTaskQueue(queue_name="mail")
+    set_default_queue(default)
+    job = await send_email.delay("a@b.c")
+    assert queue_for("mail") is default
+    assert queue_for("default") is default
+    assert await default.get_job(job.id) is job
 
 
 async def test_apply_async_overrides_options_on_a_given_queue() -> None:

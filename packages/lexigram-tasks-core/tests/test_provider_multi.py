@@ -6,9 +6,10 @@ from typing import Annotated, Any
 import pytest
 
 from lexigram.app import Application, ApplicationStartError
-from lexigram.contracts.tasks import BackendNotFoundError, Job, TaskQueueProtocol
+from lexigram.contracts.tasks import BackendNotFoundError, Job, TaskQueueError, TaskQueueProtocol
 from lexigram.di import Container, HealthStatus, Module, Named, module
 from lexigram.tasks import MemoryTaskQueue, TaskConfig, TaskProvider, TasksModule, WorkerPool
+from lexigram.tasks.decorators import task
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.results import ResultStore
 
@@ -161,3 +162,42 @@ async def test_stub_keeps_backend_names_in_memory():
         assert provider.scheduler is None
         assert provider.worker_count == 1
         assert set(provider.queues) == {"primary", "notifications"}
+
+
+@task(name="notify_by_backend_name", queue="notifications")
+async def notify_by_backend_name(user: int) -> None:
+    return None
+
+
+@task(name="notify_by_queue_name", queue="notify")
+async def notify_by_queue_name(user: int) -> None:
+    return None
+
+
+@task(name="plain_default")
+async def plain_default(user: int) -> None:
+    return None
+
+
+async def test_delay_routes_each_task_to_its_declared_backend():
+    # No workers: the jobs stay where .delay() put them.
+    provider = TaskProvider(
+        config=TaskConfig.from_dict(MULTI), worker_count=0, enable_scheduler=False
+    )
+    container = Container()
+    await provider.register(container)
+    await provider.boot(container)
+    primary = provider.stacks["primary"].queue
+    notify = provider.stacks["notifications"].queue
+    try:
+        by_name = await notify_by_backend_name.delay(1)
+        by_queue_name = await notify_by_queue_name.delay(2)
+        default = await plain_default.delay(3)
+        assert await notify.get_job(by_name.id) is not None
+        assert await notify.get_job(by_queue_name.id) is not None
+        assert await primary.get_job(default.id) is not None
+        assert await primary.get_job(by_name.id) is None
+    finally:
+        await provider.shutdown()
+    with pytest.raises(TaskQueueError, match="No task queue named 'notifications'"):
+        await notify_by_backend_name.delay(4)  # the provider unset its queues

@@ -118,6 +118,8 @@ _EXPORTS: dict[str, str] = {
     "TaskFunction": "lexigram.tasks.decorators",
     "get_default_queue": "lexigram.tasks.decorators",
     "set_default_queue": "lexigram.tasks.decorators",
+    "get_task_queues": "lexigram.tasks.decorators",
+    "set_task_queues": "lexigram.tasks.decorators",
     "delay": "lexigram.tasks.dispatch",
     # concurrency: locks and rate limits
     "DistributedLockProtocol": "lexigram.tasks.concurrency",
@@ -265,8 +267,10 @@ if TYPE_CHECKING:
     from lexigram.tasks.decorators import (
         TaskFunction,
         get_default_queue,
+        get_task_queues,
         scheduled,
         set_default_queue,
+        set_task_queues,
         task,
     )
     from lexigram.tasks.di import (
@@ -504,9 +508,11 @@ __all__ = [
     "delay",
     "distributed_lock",
     "get_default_queue",
+    "get_task_queues",
     "load_backend",
     "scheduled",
     "set_default_queue",
+    "set_task_queues",
     "task",
     "unique_task",
 ]

@@ -173,8 +173,11 @@ def create_store(spec: TaskBackendSpec, factory: str, **kwargs: Any) -> Any | No
     """
     make = getattr(load_backend(spec.type), factory, None)
     if make is None:
-        logger.info(
-            "Task backend %r offers no %s; using the in-memory version.", spec.type, factory
+        # Worth telling a Redis or RabbitMQ user (results then die with the process);
+        # for the memory backend it is what was asked for.
+        level = logging.DEBUG if spec.type == "memory" else logging.INFO
+        logger.log(
+            level, "Task backend %r offers no %s; using the in-memory version.", spec.type, factory
         )
         return None
     return make(spec, **kwargs)

@@ -1,18 +1,20 @@
 """`@task` and `@scheduled`: turn a function into a task you can call, enqueue, or schedule.
 
 A decorated function still runs when called directly. ``await fn.delay(...)`` enqueues
-a job on the application's default queue (set by the tasks provider at boot, or by
-`set_default_queue`), ``await fn.apply_async(queue, ...)`` on a given queue, and
-``fn.signature(...)`` / ``fn.s(...)`` only build the `Job`. Arguments are typed with
-`ParamSpec`, so a type checker flags a wrong call to ``delay`` or ``s`` just as it would
-flag a wrong direct call.
+a job on the queue the task is declared for: ``@task(queue="emails")`` goes to the queue
+named ``emails`` (a backend of that name, or serving that queue name, registered by the
+tasks provider at boot or with `set_task_queues`), the default ``"default"`` to the
+application's default queue (`set_default_queue`). ``await fn.apply_async(queue, ...)``
+enqueues on a given queue, and ``fn.signature(...)`` / ``fn.s(...)`` only build the
+`Job`. Arguments are typed with `ParamSpec`, so a type checker flags a wrong call to
+``delay`` or ``s`` just as it would flag a wrong direct call.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from lexigram.contracts.tasks import (
@@ -29,7 +31,11 @@ R = TypeVar("R")
 IdempotencyKey = str | Callable[..., str] | None
 """A fixed key, a ``str.format`` template over the call's arguments, or a function of them."""
 
+DEFAULT_QUEUE = "default"
+"""The `@task(queue=...)` value that means "the application's default queue"."""
+
 _default_queue: TaskQueueProtocol | None = None
+_named_queues: dict[str, TaskQueueProtocol] = {}
 
 
 def set_default_queue(queue: TaskQueueProtocol | None) -> None:
@@ -43,6 +49,52 @@ def set_default_queue(queue: TaskQueueProtocol | None) -> None:
     """
     global _default_queue  # noqa: PLW0603 - one process-wide default, as `delay` needs
     _default_queue = queue
+
+
+def set_task_queues(queues: Mapping[str, TaskQueueProtocol]) -> None:
+    """Set the queues `TaskFunction.delay` routes to by name (``@task(queue=name)``).
+
+    The tasks provider calls this at boot with every backend under its name and under
+    its queue name; an empty mapping unsets them.
+
+    Args:
+        queues: Queue objects by name.
+    """
+    _named_queues.clear()
+    _named_queues.update(queues)
+
+
+def get_task_queues() -> dict[str, TaskQueueProtocol]:
+    """Return a copy of the queues `TaskFunction.delay` routes to by name."""
+    return dict(_named_queues)
+
+
+def queue_for(name: str) -> TaskQueueProtocol:
+    """Return the queue a task declared with ``@task(queue=name)`` is enqueued on.
+
+    ``"default"`` is the default queue; any other name is a queue set with
+    `set_task_queues`, or the default queue when that one serves a queue of this name.
+
+    Raises:
+        TaskQueueError: No queue of that name is configured (a job enqueued anywhere
+            else would wait for workers that never consume it).
+    """
+    if name == DEFAULT_QUEUE:
+        return get_default_queue()
+    queue = _named_queues.get(name)
+    if queue is not None:
+        return queue
+    if _default_queue is not None and getattr(_default_queue, "queue_name", None) == name:
+        return _default_queue
+    known = sorted(_named_queues) or ["(none)"]
+    msg = (
+        f"No task queue named {name!r} is configured, so a task declared with "
+        f"@task(queue={name!r}) cannot be enqueued with .delay(); configured names: "
+        f"{', '.join(known)}. Add a backend named {name!r} (or with queue_name {name!r}) "
+        "to the tasks config so workers consume it, or enqueue with "
+        ".apply_async(queue, ...)."
+    )
+    raise TaskQueueError(msg, queue_name=name)
 
 
 def get_default_queue() -> TaskQueueProtocol:
@@ -70,7 +122,7 @@ class TaskFunction(Generic[P, R]):
         _priority: Default job priority.
         _max_retries: Default retry limit.
         _timeout: Default timeout in seconds (None: the worker's default).
-        _queue: Name of the queue this task is meant for.
+        _queue: Name of the queue `delay` enqueues on ("default": the default queue).
         _idempotency_key: Fixed key, template, or function of the arguments.
         _func: The undecorated function.
         _cron: Cron expression for `@scheduled` tasks, else None.
@@ -89,7 +141,7 @@ class TaskFunction(Generic[P, R]):
         priority: Priority | int = Priority.NORMAL,
         max_retries: int = 3,
         timeout: float | None = None,
-        queue: str = "default",
+        queue: str = DEFAULT_QUEUE,
         idempotency_key: IdempotencyKey = None,
         cron: str | None = None,
     ) -> None:
@@ -124,17 +176,18 @@ class TaskFunction(Generic[P, R]):
         return self._build(args, kwargs)
 
     async def delay(self, *args: P.args, **kwargs: P.kwargs) -> Job:
-        """Enqueue a job for this call on the application's default queue.
+        """Enqueue a job for this call on the task's queue (see `queue_for`).
 
         Returns:
             The enqueued job (for a duplicate idempotency key: carrying the first
             job's id).
 
         Raises:
-            TaskQueueError: No default queue is configured, or the queue refused the
-                job (e.g. `TaskValidationError` for arguments that are not JSON).
+            TaskQueueError: The task's queue is not configured, or the queue refused
+                the job (e.g. `TaskValidationError` for arguments that are not JSON).
         """
-        return await _enqueue(get_default_queue(), self._build(args, kwargs))
+        job = self._build(args, kwargs)
+        return await _enqueue(queue_for(self._queue), job)
 
     async def apply_async(
         self,
@@ -256,7 +309,8 @@ def task(  # noqa: PLR0917 - the published positional signature
         priority: Task priority (HIGH, NORMAL, LOW or an int).
         max_retries: Maximum retry attempts on failure.
         timeout: Execution timeout in seconds.
-        queue: Name of the queue this task is meant for.
+        queue: Name of the queue `.delay()` enqueues on: a configured backend's name or
+            queue name; ``"default"`` is the application's default queue.
         idempotency_key: Key for idempotent execution: fixed, a template such as
             ``"sync-{user_id}"`` over the call's arguments, or a function of them.
 

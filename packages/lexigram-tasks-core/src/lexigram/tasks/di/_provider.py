@@ -387,6 +387,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
             await self._stop_running()
             raise
         decorators.set_default_queue(self.queue)
+        decorators.set_task_queues(self._queues_by_name())
         logger.info(
             "Tasks started: %d queue(s) %s, %d worker(s) each, scheduler %s.",
             len(self.stacks),
@@ -436,6 +437,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
             current = None
         if current is not None and current is self.queue:
             decorators.set_default_queue(None)
+            decorators.set_task_queues({})
         for stack in self.stacks.values():
             await stack.close()
         close = getattr(self.rate_limiter, "close", None)
@@ -509,6 +511,18 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
             pool.refresh_handlers()
 
     # ------------------------------------------------------------------ jobs
+
+    def _queues_by_name(self) -> dict[str, TaskQueueProtocol]:
+        """Every queue under its backend name and, where no other claims it, its queue name."""
+        named = self.queues
+        by_queue_name: dict[str, list[TaskQueueProtocol]] = {}
+        for stack in self.stacks.values():
+            queue_name = str(getattr(stack.queue, "queue_name", stack.spec.queue_name))
+            by_queue_name.setdefault(queue_name, []).append(stack.queue)
+        for queue_name, queues in by_queue_name.items():
+            if len(queues) == 1 and queue_name not in named:
+                named[queue_name] = queues[0]
+        return named
 
     def _route(self, job: Job) -> TaskQueueProtocol:
         """Pick the queue for a job: the backend named by ``job.queue_name``, else primary."""
