@@ -154,3 +154,77 @@ async def test_connection_lost_mid_batch_loses_no_ok_job(
     delivered = {job.id for job in await drain(consumer, quiet_for=2.0, within=120)}
     missing = ok - delivered
     assert not missing, f"{len(missing)} confirmed jobs are not on the broker"
+
+
+async def test_concurrent_enqueues_share_socket_writes_and_all_arrive(
+    rabbitmq_queue: RabbitMQTaskQueue, queue_name: str, broker: Broker
+) -> None:
+    writes: list[int] = []
+    original = rabbitmq_queue._link.publish_many
+
+    async def counting(messages: Any) -> Any:
+        writes.append(len(messages))
+        return await original(messages)
+
+    rabbitmq_queue._link.publish_many = counting  # type: ignore[method-assign]
+    jobs = [Job(name="concurrent", args=(index,)) for index in range(500)]
+    results = await asyncio.gather(*(rabbitmq_queue.enqueue(job) for job in jobs))
+    assert [result.unwrap() for result in results] == [job.id for job in jobs]
+    assert await broker.depth(queue_name) == len(jobs)
+    # The first goes straight out; the others joined it in a few shared writes.
+    assert sum(writes) == len(jobs) - 1
+    assert len(writes) <= 5
+    leased = await drain(rabbitmq_queue)
+    assert sorted(job.id for job in leased) == sorted(job.id for job in jobs)
+
+
+async def test_concurrent_enqueues_to_a_vanished_queue_are_errors(
+    rabbitmq_queue: RabbitMQTaskQueue, queue_name: str, broker: Broker
+) -> None:
+    await rabbitmq_queue.connect()
+    await broker.delete_family(queue_name)
+    jobs = [Job(name="lost") for _ in range(20)]
+    results = await asyncio.gather(*(rabbitmq_queue.enqueue(job) for job in jobs))
+    assert all(result.is_err() for result in results)
+    assert all("unroutable" in str(result.unwrap_err()) for result in results)
+
+
+@pytest.mark.slow
+async def test_connection_lost_under_concurrent_enqueues_loses_no_ok_job(
+    make_rabbitmq_queue: Factory, queue_name: str, broker: Broker, broker_admin: None
+) -> None:
+    producer = make_rabbitmq_queue(reconnect_interval=0.2, publish_timeout=60)
+    await producer.connect()
+    jobs = [Job(name="survivor", args=(index,)) for index in range(20_000)]
+    outcomes: list[Any] = []
+
+    async def enqueue_all() -> None:
+        for first in range(0, len(jobs), 500):
+            part = jobs[first : first + 500]
+            outcomes.extend(
+                await asyncio.gather(
+                    *(producer.enqueue(job) for job in part), return_exceptions=True
+                )
+            )
+
+    publishing = asyncio.create_task(enqueue_all())
+    deadline = time.monotonic() + 30
+    while await broker.depth(queue_name) < 2000:
+        assert time.monotonic() < deadline, "the enqueues never got going"
+        assert not publishing.done(), "the enqueues finished before the connection could drop"
+        await asyncio.sleep(0.01)
+    assert await broker.drop_connections(queue_name) >= 1
+    await asyncio.wait_for(publishing, 120)
+
+    ok = {
+        outcome.unwrap()
+        for outcome in outcomes
+        if not isinstance(outcome, BaseException) and outcome.is_ok()
+    }
+    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert all(isinstance(failure, BackendConnectionError) for failure in failures)
+    assert len(ok) + len(failures) == len(jobs)
+    consumer = make_rabbitmq_queue()
+    delivered = {job.id for job in await drain(consumer, quiet_for=2.0, within=120)}
+    missing = ok - delivered
+    assert not missing, f"{len(missing)} confirmed jobs are not on the broker"

@@ -109,6 +109,8 @@ class AMQPLink:
         self._publisher: AbstractRobustChannel | None = None
         self._underlay: AbstractChannel | None = None
         self._bulk: BulkPublisher | None = None
+        self._together: list[tuple[Outgoing, asyncio.Future[Published]]] = []
+        self._flushes: set[asyncio.Future[None]] = set()
         self._lock = asyncio.Lock()
         self._buckets: dict[int, asyncio.Future[None]] = {}
         self.use_plugin = False
@@ -344,6 +346,36 @@ class AMQPLink:
                 return Published.NACK
             return Published.RETURNED
 
+    async def publish_together(self, message: Outgoing) -> Published:
+        """Publish one message; those of concurrent callers share a socket write.
+
+        Callers in the same event-loop tick (e.g. ``gather`` of many `enqueue` calls)
+        join one `publish_many` batch, which runs on the next tick. A lone caller pays
+        that one tick.
+
+        Returns:
+            As `publish_many` for this message (UNKNOWN: publish it again with `publish`).
+        """
+        future: asyncio.Future[Published] = asyncio.get_running_loop().create_future()
+        self._together.append((message, future))
+        if len(self._together) == 1:
+            flush = asyncio.ensure_future(self._flush_together())
+            self._flushes.add(flush)
+            flush.add_done_callback(self._flushes.discard)
+        return await future
+
+    async def _flush_together(self) -> None:
+        batch, self._together = self._together, []
+        try:
+            outcomes = await self.publish_many([message for message, _ in batch])
+        except BaseException:
+            outcomes = [Published.UNKNOWN] * len(batch)
+            raise
+        finally:
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if not future.done():  # a caller that was cancelled stopped waiting
+                    future.set_result(outcome)
+
     async def publish_many(self, messages: Sequence[Outgoing]) -> list[Published]:
         """Publish through the default exchange, many messages per socket write.
 
@@ -405,6 +437,10 @@ class AMQPLink:
     async def close(self) -> None:
         """Close the connection (idempotent)."""
         self.closed = True
+        flushes = list(self._flushes)
+        for flush in flushes:
+            flush.cancel()  # its callers get UNKNOWN and fail on the closed link
+        await asyncio.gather(*flushes, return_exceptions=True)
         connection, self.connection = self.connection, None
         self._publisher = None
         self._underlay = None

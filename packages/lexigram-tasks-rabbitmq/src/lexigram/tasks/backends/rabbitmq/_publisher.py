@@ -81,6 +81,7 @@ class JobPublisher:
         self._delivery_mode = 2 if settings.durable else 1
         self._hooks: HookRegistryProtocol | None = None
         self._hook_payload: Any = None
+        self._enqueuing = 0  # `enqueue` calls between admission and confirm
 
     def set_hook_registry(self, hooks: HookRegistryProtocol | None) -> None:
         """Emit ``"task.queued"`` to `hooks` for each newly published job (None: stop)."""
@@ -196,11 +197,22 @@ class JobPublisher:
         if not isinstance(admitted, tuple):
             return admitted
         body, delay = admitted
+        self._enqueuing += 1
         try:
-            outcome = await self.publish(job, body, delay)
+            outcome = Published.UNKNOWN
+            # Alone, a job goes straight out (lowest latency); while other enqueues are
+            # under way, it joins theirs in one socket write (`publish_together`).
+            if self._enqueuing > 1 and not (delay > 0 and self._link.use_plugin):
+                routing_key = await self._route(delay)
+                message = Outgoing(body, routing_key, job.id, self._priority(job))
+                outcome = await self._link.publish_together(message)
+            if outcome is Published.UNKNOWN:  # alone, or no confirm came: publish it now,
+                outcome = await self.publish(job, body, delay)  # waiting for a reconnect
         except BaseException:
             await self._forget(job)
             raise
+        finally:
+            self._enqueuing -= 1
         return await self._settle(job, outcome)
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[JobResult]:
