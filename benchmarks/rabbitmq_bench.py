@@ -4,6 +4,8 @@ Workloads (design §8), each run side by side for every framework on the same br
 median of --runs:
 
 - W1 single: enqueue N1 no-op jobs one by one (awaiting each), jobs/s.
+- W1 gather: enqueue N no-op jobs with single-job calls, 1,000 concurrent at a time
+             (asyncio frameworks only), jobs/s.
 - W1 bulk:   enqueue N no-op jobs with the framework's bulk API (lexigram
              `enqueue_many`; gather for Taskiq; a loop for Dramatiq and Celery), jobs/s.
 - W2 drain:  one worker process drains those N pre-enqueued no-op jobs, jobs/s
@@ -337,6 +339,12 @@ class Producer:
             for _ in range(count):
                 await self.one(ts)
 
+    async def together(self, count: int, ts: float) -> None:
+        """Enqueue `count` jobs with single-job calls, 1,000 concurrent at a time (asyncio only)."""
+        for start in range(0, count, 1000):
+            size = min(1000, count - start)
+            await asyncio.gather(*(self.one(ts) for _ in range(size)))
+
     async def steady(self, rate: int, seconds: float) -> int:
         """Enqueue at `rate` jobs/s for `seconds`, stamping each with its send time."""
         total = int(rate * seconds)
@@ -416,6 +424,7 @@ def run_worker(
 
 
 W1_ONLY = ("dramatiq-confirmed", "celery-confirmed")
+ASYNC_PRODUCERS = ("lexigram", "taskiq")  # the others' enqueue calls block: nothing to gather
 CONFIRMED = ("taskiq", "dramatiq-confirmed", "celery-confirmed")
 NAN = float("nan")
 
@@ -438,6 +447,19 @@ def one_run(  # noqa: PLR0915 - one straight sequence of steps reads best
     finally:
         producer.close()
         vhost.delete()
+
+    if framework in ASYNC_PRODUCERS:
+        vhost = VirtualHost(amqp_url)
+        producer = Producer(framework, vhost.url)
+        try:
+            started = time.perf_counter()
+            producer.run(producer.together(n, 0.0))
+            out["w1_gather"] = n / (time.perf_counter() - started)
+        finally:
+            producer.close()
+            vhost.delete()
+    else:
+        out["w1_gather"] = NAN
 
     vhost = VirtualHost(amqp_url)
     producer = Producer(framework, vhost.url)
@@ -496,6 +518,7 @@ async def _singles(producer: Producer, count: int) -> None:
 
 COLUMNS = (
     ("w1_single", "W1 single jobs/s", True),
+    ("w1_gather", "W1 gather jobs/s", True),
     ("w1_bulk", "W1 bulk jobs/s", True),
     ("w2", "W2 drain jobs/s", True),
     ("w3_p50", "W3 p50 ms", False),
