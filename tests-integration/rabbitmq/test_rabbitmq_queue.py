@@ -320,6 +320,33 @@ async def test_shared_state_store_from_options_spans_handles(
         await worker.close()
 
 
+async def test_bulk_enqueue_with_a_shared_state_store_keeps_ids_and_keys_unique(
+    shared_backend: tuple[RabbitMQBackend, TaskBackendSpec],
+) -> None:
+    factory, spec = shared_backend
+    producer, other = factory.create_queue(spec), factory.create_queue(spec)
+    try:
+        twice = Job(name="same-id")
+        keyed = [Job(name="keyed", idempotency_key="once") for _ in range(3)]
+        plain = [Job(name="plain", args=(index,)) for index in range(300)]
+        batch = [twice, Job(id=twice.id, name="same-id"), *keyed, *plain]
+        results = [result.unwrap() for result in await producer.enqueue_many(batch)]
+        assert results[:2] == [twice.id, twice.id]
+        holder = results[2]
+        assert holder in {job.id for job in keyed}
+        assert results[2:5] == [holder] * 3  # one key, one job, whichever won the race
+        assert results[5:] == [job.id for job in plain]
+        # 302 distinct jobs on the broker, each visible from another handle.
+        assert await other.count(spec.queue_name) == 302
+        found = await other.get_job(plain[-1].id)
+        assert found is not None
+        assert found.args == (299,)
+    finally:
+        await producer.clear()
+        await producer.close()
+        await other.close()
+
+
 async def test_stores_option_pairs_the_queue_with_redis_stores(
     amqp_url: str, redis_url: str, queue_name: str, broker: Broker
 ) -> None:

@@ -258,17 +258,29 @@ class JobPublisher:
         results: list[JobResult | None],
         admitted: list[_Admitted],
     ) -> None:
-        for index in range(start, stop):
-            if index % _YIELD_EVERY == 0:
-                # An in-process state store never suspends: let the slices in flight
-                # write their frames and take their confirms meanwhile.
-                await asyncio.sleep(0)
-            job = jobs[index]
-            outcome = await self._admit(job)
+        outcomes: list[tuple[bytes, float] | JobResult | BaseException]
+        if self._states.shared:
+            # A shared store is a network round trip per record: take them concurrently.
+            admits = (self._admit(jobs[index]) for index in range(start, stop))
+            outcomes = await asyncio.gather(*admits, return_exceptions=True)
+        else:
+            outcomes = []
+            for index in range(start, stop):
+                if index % _YIELD_EVERY == 0:
+                    # An in-process store never suspends: let the slices in flight
+                    # write their frames and take their confirms meanwhile.
+                    await asyncio.sleep(0)
+                outcomes.append(await self._admit(jobs[index]))
+        failure: BaseException | None = None
+        for index, outcome in enumerate(outcomes, start=start):
             if isinstance(outcome, tuple):
-                admitted.append(_Admitted(index, job, *outcome))
+                admitted.append(_Admitted(index, jobs[index], *outcome))
+            elif isinstance(outcome, BaseException):
+                failure = failure or outcome
             else:
                 results[index] = outcome
+        if failure is not None:
+            raise failure  # the caller forgets every job admitted so far
 
     async def _route_slice(
         self,
