@@ -75,13 +75,42 @@ def test_demo_on_postgres(postgres_dsn: str) -> None:
     assert_nothing_left(["--backend", postgres_dsn], queue)
 
 
+def rabbitmq_family(base: str) -> tuple[list[str], list[str]]:
+    """Queues and exchanges the demo's three RabbitMQ queues may create."""
+    queues: list[str] = []
+    exchanges: list[str] = []
+    for suffix in ("", "-reports", "-partners"):
+        name = base + suffix
+        queues += [name, f"{name}.dlx"] + [f"{name}.delay.{2**n}ms" for n in range(5, 32)]
+        exchanges += [f"{name}.dlx", f"{name}.delayed"]
+    return queues, exchanges
+
+
+async def rabbitmq_leftovers(amqp_url: str, base: str) -> list[str]:
+    """The demo's queues and exchanges that still exist on the broker (passive declares)."""
+    queues, exchanges = rabbitmq_family(base)
+    found: list[str] = []
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        for name in queues + exchanges:
+            channel = await connection.channel()  # a failed passive declare closes it
+            try:
+                if name in queues:
+                    await channel.declare_queue(name, passive=True)
+                else:
+                    await channel.get_exchange(name, ensure=True)
+            except aio_pika.exceptions.ChannelClosed:
+                continue
+            found.append(name)
+            await channel.close()
+    finally:
+        await connection.close()
+    return found
+
+
 @pytest.fixture
 def rabbitmq_demo_queues(amqp_url: str) -> Iterator[list[str]]:
-    """Names of the demo's queues; deleted from the broker afterwards.
-
-    The queue contract has no "delete the queue itself": the demo empties its queues, and
-    RabbitMQ keeps the (empty) declarations until they are deleted here.
-    """
+    """Names of the demo's queues; whatever the checks re-declared is deleted afterwards."""
     created: list[str] = []
     yield created
 
@@ -90,11 +119,11 @@ def rabbitmq_demo_queues(amqp_url: str) -> Iterator[list[str]]:
         try:
             channel = await connection.channel()
             for base in created:
-                for suffix in ("", "-reports", "-partners"):
-                    name = base + suffix
-                    extra = [f"{name}.dlx"] + [f"{name}.delay.{2**n}ms" for n in range(5, 32)]
-                    for each in (name, *extra):
-                        await channel.queue_delete(each)
+                queues, exchanges = rabbitmq_family(base)
+                for queue in queues:
+                    await channel.queue_delete(queue)
+                for exchange in exchanges:
+                    await channel.exchange_delete(exchange)
         finally:
             await connection.close()
 
@@ -106,4 +135,6 @@ def test_demo_on_rabbitmq(amqp_url: str, rabbitmq_demo_queues: list[str]) -> Non
     queue, out = run_demo("--backend", amqp_url)
     rabbitmq_demo_queues.append(queue)
     assert "on the rabbitmq (amqp://" in out
-    assert_nothing_left(["--backend", amqp_url], queue)
+    # The demo deletes its queues and exchanges: nothing piles up run after run.
+    assert asyncio.run(rabbitmq_leftovers(amqp_url, queue)) == []
+    assert_nothing_left(["--backend", amqp_url], queue)  # (inspecting declares them again)

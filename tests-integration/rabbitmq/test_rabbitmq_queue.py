@@ -25,6 +25,7 @@ from lexigram.contracts.tasks import (
     JobStatus,
     TaskBackendSpec,
     TaskConfigurationError,
+    TaskQueueError,
     decode_job,
 )
 from lexigram.tasks.backends.rabbitmq import RabbitMQBackend, RabbitMQTaskQueue
@@ -404,3 +405,39 @@ async def test_hook_registry_hears_each_new_job(rabbitmq_queue: RabbitMQTaskQueu
     ]
     assert heard[0][1].queue_name == rabbitmq_queue.queue_name
     assert heard[0][1].task_id == first.id
+
+
+async def queue_exists(url: str, name: str) -> bool:
+    """True if the broker has a queue called `name` (passive declare)."""
+    connection = await aiormq.connect(url)
+    try:
+        channel = await connection.channel()
+        try:
+            await channel.queue_declare(name, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return False
+        return True
+    finally:
+        await connection.close()
+
+
+async def test_delete_queues_removes_the_family_but_not_waiting_jobs_by_default(
+    make_rabbitmq_queue: Factory, amqp_url: str, queue_name: str
+) -> None:
+    queue = make_rabbitmq_queue()
+    await queue.enqueue(Job(name="waits"))
+    await queue.enqueue(Job(name="later", scheduled_at=time.time() + 60))  # a delay bucket
+    with pytest.raises(TaskQueueError, match="still holds 2 job"):
+        await queue.delete_queues()
+    assert await queue_exists(amqp_url, queue_name)
+
+    await queue.clear()
+    await queue.delete_queues()
+    for name in (queue_name, f"{queue_name}.dlx", f"{queue_name}.delay.32768ms"):
+        assert not await queue_exists(amqp_url, name), name
+    await queue.close()
+
+    again = make_rabbitmq_queue()  # a new object declares the family again
+    assert (await again.enqueue(Job(name="fresh"))).is_ok()
+    await again.delete_queues(if_empty=False)
+    assert not await queue_exists(amqp_url, queue_name)

@@ -451,6 +451,12 @@ class Demo:
             logger.debug("Listing the demo's dead letters failed.", exc_info=True)
             own = []
         steps += [functools.partial(backend.dlq_backend.remove, str(d.get("job_id"))) for d in own]
+        # A broker whose queues are objects of their own (RabbitMQ) would keep one empty set
+        # per demo run; a backend that can delete its queues says so with this method.
+        for queue in backend.queues:
+            delete_queues = getattr(queue, "delete_queues", None)
+            if callable(delete_queues):
+                steps.append(delete_queues)
         for step in steps:
             try:
                 await step()

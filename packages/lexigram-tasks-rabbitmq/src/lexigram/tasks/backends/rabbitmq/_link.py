@@ -24,6 +24,7 @@ from lexigram.tasks.backends.rabbitmq._options import (
     bucket_queue_name,
     dead_letter_name,
     delayed_exchange_name,
+    family_queues,
 )
 
 logger = logging.getLogger(__name__)
@@ -434,6 +435,16 @@ class AMQPLink:
         """Purge each queue that exists."""
         await self.with_channel("purge the queue", lambda ch: _each_queue(ch, names, purge=True))
 
+    async def delete_topology(self) -> None:
+        """Delete the queue, its delay buckets, its dead-letter queue and its exchanges."""
+        queue = self.queue_name
+        names = [*family_queues(queue), dead_letter_name(queue)]
+        exchanges = [dead_letter_name(queue), delayed_exchange_name(queue)]
+        await self.with_channel(
+            "delete the queues", lambda channel: _delete_all(channel, names, exchanges)
+        )
+        self._buckets.clear()
+
     async def close(self) -> None:
         """Close the connection (idempotent)."""
         self.closed = True
@@ -469,3 +480,20 @@ async def _each_queue(channel: AbstractChannel, names: list[str], *, purge: bool
     if not channel.is_closed:
         await channel.close()
     return depths
+
+
+async def _delete_all(channel: AbstractChannel, queues: list[str], exchanges: list[str]) -> None:
+    """Delete each queue and exchange that exists; an error closes the channel, so reopen."""
+    for kind, names in (("queue", queues), ("exchange", exchanges)):
+        for name in names:
+            if channel.is_closed:
+                channel = await channel.connection.channel()
+            try:
+                if kind == "queue":
+                    await channel.queue_delete(name)
+                else:
+                    await channel.exchange_delete(name)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                continue
+    if not channel.is_closed:
+        await channel.close()

@@ -29,6 +29,7 @@ from lexigram.tasks.backends.rabbitmq._options import (
     QueueMode,
     QueueType,
     RabbitMQSettings,
+    dead_letter_name,
     family_queues,
     parse_amqp_url,
     state_namespace,
@@ -512,6 +513,33 @@ class RabbitMQTaskQueue:
                 await self._states.delete(job_id)
         await self._link.purge(family_queues(self._queue_name))
         await self._states.clear()
+
+    async def delete_queues(self, *, if_empty: bool = True) -> None:
+        """Delete what this queue created on the broker, e.g. after a test or a demo.
+
+        Removes the queue, its delay buckets, ``<queue>.dlx`` (queue and exchange) and the
+        delayed-message exchange. Close this object afterwards: a later enqueue would find
+        no queue (the next `RabbitMQTaskQueue` of that name declares them again).
+
+        Args:
+            if_empty: Refuse while any job waits, runs here, or sits in ``<queue>.dlx``.
+
+        Raises:
+            TaskQueueError: `if_empty` and jobs remain (the message says how many).
+            BackendConnectionError: The broker cannot be reached.
+        """
+        await self._buffer.quiesce()
+        if if_empty:
+            names = [*family_queues(self._queue_name), dead_letter_name(self._queue_name)]
+            left = sum(await self._link.depths(names)) + len(self._inflight) + len(self._buffer)
+            if left:
+                msg = (
+                    f"RabbitMQ queue {self._queue_name!r} still holds {left} job(s) (waiting, "
+                    "running here, or dead-lettered); drain or clear() it first, or pass "
+                    "if_empty=False to delete them with the queue."
+                )
+                raise TaskQueueError(msg, queue_name=self._queue_name)
+        await self._link.delete_topology()
 
     async def close(self) -> None:
         """Stop consuming and close the connection; unacked jobs return to the queue."""
