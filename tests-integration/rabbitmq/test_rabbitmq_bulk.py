@@ -9,11 +9,13 @@ leave no Ok job missing (the unconfirmed ones are published again one by one).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from lexigram.contracts.tasks import BackendConnectionError, Job, Priority, TaskValidationError
 from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
@@ -228,3 +230,54 @@ async def test_connection_lost_under_concurrent_enqueues_loses_no_ok_job(
     delivered = {job.id for job in await drain(consumer, quiet_for=2.0, within=120)}
     missing = ok - delivered
     assert not missing, f"{len(missing)} confirmed jobs are not on the broker"
+
+
+class MemoryAlarm:
+    """Raises and clears the broker's memory alarm (which blocks every publisher)."""
+
+    def __init__(self, broker: Broker, watermark: str) -> None:
+        self.broker = broker
+        self.watermark = watermark
+
+    async def raise_(self) -> None:
+        await self.broker.ctl("set_vm_memory_high_watermark", "0.0000001")
+
+    async def clear(self) -> None:
+        await self.broker.ctl("set_vm_memory_high_watermark", self.watermark)
+
+
+@pytest_asyncio.fixture
+async def memory_alarm(broker: Broker, broker_admin: None) -> AsyncIterator[MemoryAlarm]:
+    """The broker's memory alarm; the watermark it had is restored whatever happens."""
+    environment = await broker.ctl("environment")
+    found = re.search(r"\{vm_memory_high_watermark,([0-9.]+)\}", environment)
+    alarm = MemoryAlarm(broker, found.group(1) if found else "0.4")
+    yield alarm
+    await alarm.clear()
+
+
+@pytest.mark.slow
+async def test_a_blocked_broker_fails_the_batch_within_publish_timeout_without_copies(
+    make_rabbitmq_queue: Factory, queue_name: str, broker: Broker, memory_alarm: MemoryAlarm
+) -> None:
+    producer = make_rabbitmq_queue(publish_timeout=1.5)
+    await producer.connect()
+    await memory_alarm.raise_()
+    await asyncio.sleep(0.5)  # the broker tells its connections they are blocked
+    jobs = [Job(name="blocked", args=(index,)) for index in range(2000)]
+    started = time.monotonic()
+    results = await producer.enqueue_many(jobs)
+    took = time.monotonic() - started
+    assert took < 1.5 + 2.0, f"gave up after {took:.1f} s, publish_timeout is 1.5 s"
+    errors = [result.unwrap_err() for result in results]  # none can be Ok: nothing confirms
+    assert all(isinstance(error, BackendConnectionError) for error in errors)
+    assert "memory or disk alarm" in str(errors[0])
+    with pytest.raises(BackendConnectionError):
+        await producer.enqueue(Job(name="blocked-alone"))
+    # Not published a second time: once the alarm clears, what was written arrives once.
+    await memory_alarm.clear()
+    await asyncio.sleep(1.0)
+    assert await broker.depth(queue_name) < len(jobs)
+    consumer = make_rabbitmq_queue()
+    delivered = [job.id for job in await drain(consumer)]
+    assert len(delivered) == len(set(delivered))

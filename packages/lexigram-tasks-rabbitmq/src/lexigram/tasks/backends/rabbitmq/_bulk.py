@@ -53,9 +53,13 @@ class Published(enum.Enum):
     NACK = "nack"
     RETURNED = "returned"
     UNKNOWN = "unknown"
-    """Bulk publishes only: no answer, because the channel or connection went away (or
-    the wait timed out). The message may or may not be on the broker; the caller
-    publishes it again."""
+    """Bulk publishes only: no answer because the channel or connection went away. The
+    message may or may not be on the broker; the caller publishes it again (after the
+    reconnect)."""
+    UNCONFIRMED = "unconfirmed"
+    """Bulk publishes only: no answer within the timeout while the connection stayed up
+    (a slow or blocked broker, e.g. a memory alarm). The message may still arrive, so
+    publishing it again would only queue a copy behind it; the caller reports it."""
 
 
 def supports_bulk(channel: Any) -> bool:
@@ -71,6 +75,7 @@ class _Chunk:
     messages: Sequence[Outgoing]
     tags: list[int]
     futures: list[asyncio.Future[Any]]
+    drained: asyncio.Future[None]
 
 
 class BulkPublisher:
@@ -79,7 +84,7 @@ class BulkPublisher:
     Args:
         channel: An open aiormq channel in confirm mode (see `supports_bulk`).
         window: Most messages unconfirmed at once.
-        timeout: Seconds to wait for all confirms before giving the rest up as UNKNOWN.
+        timeout: Seconds to wait for all confirms before giving the rest up as UNCONFIRMED.
         mandatory: Ask the broker to return unroutable messages.
         delivery_mode: 2 for persistent messages, 1 for transient ones.
     """
@@ -123,8 +128,19 @@ class BulkPublisher:
                 break  # the channel is gone: this chunk and the rest stay UNKNOWN
             pending.append(chunk)
             in_flight += len(part)
+            # Waiting for the socket to take the bytes gives TCP backpressure to a huge
+            # batch. Not drained by the deadline (a blocked connection, e.g. a broker
+            # memory alarm): stop writing; the rest is UNCONFIRMED.
+            remaining = max(deadline - time.monotonic(), 0.0)
+            if remaining == 0 or not (await asyncio.wait([chunk.drained], timeout=remaining))[0]:
+                break
         while pending:
             await self._settle(pending.popleft(), outcomes, deadline)
+        if not self.channel.is_closed:  # timed out on a live connection: not a lost one
+            outcomes = [
+                Published.UNCONFIRMED if outcome is Published.UNKNOWN else outcome
+                for outcome in outcomes
+            ]
         return outcomes
 
     async def _write(self, first: int, part: Sequence[Outgoing]) -> _Chunk:
@@ -155,9 +171,7 @@ class BulkPublisher:
                     future.cancel()
                 drained.cancel()
                 raise
-        # Waiting for the socket to take the bytes gives TCP backpressure to a huge batch.
-        await asyncio.wait([drained], timeout=self._timeout)
-        return _Chunk(first, part, tags, futures)
+        return _Chunk(first, part, tags, futures, drained)
 
     async def _settle(self, chunk: _Chunk, outcomes: list[Published], deadline: float) -> None:
         remaining = max(deadline - time.monotonic(), 0.0)

@@ -13,6 +13,7 @@ from typing import Any, cast
 from pamqp.commands import Basic
 
 from lexigram.contracts.tasks import (
+    BackendConnectionError,
     Err,
     HookRegistryProtocol,
     Job,
@@ -184,7 +185,20 @@ class JobPublisher:
         )
         return Err(TaskQueueError(msg, queue_name=self._queue_name, job_id=job.id))
 
+    def _unconfirmed(self, job: Job) -> BackendConnectionError:
+        msg = (
+            f"Job {job.id!r} ({job.name!r}) got no confirm from RabbitMQ within "
+            f"publish_timeout ({self._settings.publish_timeout:g} s) on queue "
+            f"{self._queue_name!r} although the connection is up: the broker is slow or "
+            "blocking publishers (memory or disk alarm). The job may still arrive; check "
+            "the broker before enqueueing it again."
+        )
+        return BackendConnectionError(msg, queue_name=self._queue_name, job_id=job.id)
+
     async def _settle(self, job: Job, outcome: Published) -> JobResult:
+        if outcome is Published.UNCONFIRMED:
+            await self._forget(job)
+            return Err(self._unconfirmed(job))
         if outcome is not Published.ACK:
             return await self._refused(job, outcome)
         if self._hooks is not None:
@@ -213,6 +227,9 @@ class JobPublisher:
             raise
         finally:
             self._enqueuing -= 1
+        if outcome is Published.UNCONFIRMED:  # as `publish` does when no confirm comes
+            await self._forget(job)
+            raise self._unconfirmed(job)
         return await self._settle(job, outcome)
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[JobResult]:
@@ -227,6 +244,7 @@ class JobPublisher:
         one_by_one: list[_Admitted] = []
         size = max(1, self._settings.publish_window // _SLICES_IN_FLIGHT)
         in_flight: deque[asyncio.Task[None]] = deque()
+        stalled = asyncio.Event()
         try:
             for start, stop in _slices(len(jobs), size):
                 first = len(admitted)
@@ -234,8 +252,12 @@ class JobPublisher:
                 batch = await self._route_slice(admitted[first:], results, one_by_one)
                 if len(in_flight) >= _SLICES_IN_FLIGHT:
                     await in_flight.popleft()
+                if stalled.is_set():  # the broker blocks publishers: do not wait again
+                    for item, _ in batch:
+                        results[item.index] = await self._settle(item.job, Published.UNCONFIRMED)
+                    continue
                 in_flight.append(
-                    asyncio.create_task(self._publish_slice(batch, results, one_by_one))
+                    asyncio.create_task(self._publish_slice(batch, results, one_by_one, stalled))
                 )
             while in_flight:
                 await in_flight.popleft()
@@ -308,22 +330,30 @@ class JobPublisher:
         batch: list[tuple[_Admitted, Outgoing]],
         results: list[JobResult | None],
         one_by_one: list[_Admitted],
+        stalled: asyncio.Event,
     ) -> None:
         outcomes = await self._link.publish_many([message for _, message in batch])
         for (item, _), outcome in zip(batch, outcomes, strict=True):
             if outcome is Published.UNKNOWN:
                 one_by_one.append(item)  # published again on its own, across a reconnect
-            else:
-                results[item.index] = await self._settle(item.job, outcome)
+                continue
+            if outcome is Published.UNCONFIRMED:
+                stalled.set()
+            results[item.index] = await self._settle(item.job, outcome)
 
     async def _publish_each(self, items: list[_Admitted], results: list[JobResult | None]) -> None:
         gate = asyncio.Semaphore(self._settings.publish_window)
+        unreachable: list[TaskQueueError] = []
 
         async def publish_one(item: _Admitted) -> None:
             async with gate:
                 try:
+                    if unreachable:  # one publish already waited publish_timeout in vain
+                        raise unreachable[0]
                     outcome = await self.publish(item.job, item.body, item.delay)
                 except TaskQueueError as exc:
+                    if isinstance(exc, BackendConnectionError):
+                        unreachable.append(exc)
                     await self._forget(item.job)
                     results[item.index] = Err(exc)
                     return
