@@ -103,6 +103,19 @@ async def test_enqueue_waits_for_the_reconnect(
     assert await broker.depth(queue_name) == 1
 
 
+async def test_lookups_wait_for_the_reconnect(
+    make_rabbitmq_queue: Factory, queue_name: str, broker: Broker, broker_admin: None
+) -> None:
+    queue = make_rabbitmq_queue(reconnect_interval=1.0)
+    await queue.enqueue(Job(name="waiting"))
+    await broker.drop_connections(queue_name)
+    # The client has seen the loss and reconnects in about a second: counting (a
+    # throwaway channel of its own) waits for that instead of failing.
+    assert await queue.count(queue_name) == 1
+    await queue.clear()
+    assert await queue.count(queue_name) == 0
+
+
 async def test_closed_consumer_hands_its_jobs_to_another(make_rabbitmq_queue: Factory) -> None:
     crashed, survivor = make_rabbitmq_queue(), make_rabbitmq_queue()
     job = Job(name="orphan")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -411,21 +412,36 @@ class AMQPLink:
         """Run `call` on a short-lived plain channel (passive declares, purges, deletes).
 
         Errors such as "queue not found" close the channel they happen on; a throwaway
-        channel keeps them away from the publish and consume channels.
+        channel keeps them away from the publish and consume channels. While the robust
+        connection is being re-established this waits for it, up to `connect_timeout`.
         """
-        connection = await self.ready()
-        transport = connection.transport
-        if transport is None:
-            raise self.connection_error(action, ConnectionError("not connected"))
-        try:
-            channel = await transport.connection.channel()
-        except CONNECTION_ERRORS as exc:
-            raise self.connection_error(action, exc) from exc
+        channel = await self._plain_channel(action)
         try:
             return await call(channel)
         finally:
             if not channel.is_closed:
                 await channel.close()
+
+    async def _plain_channel(self, action: str) -> AbstractChannel:
+        deadline = time.monotonic() + self.settings.connect_timeout
+        while True:
+            connection = await self.ready()
+            transport = connection.transport
+            try:
+                if transport is None or transport.connection.is_closed:
+                    reason = "the connection is being re-established"
+                    raise ConnectionError(reason)
+                return await transport.connection.channel()
+            except CONNECTION_ERRORS as exc:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.closed:
+                    raise self.connection_error(action, exc) from exc
+                # Lost a moment ago: the robust connection reconnects every
+                # reconnect_interval; wait for that (its "connected" flag may lag the loss).
+                await asyncio.sleep(min(0.05, remaining))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(deadline - time.monotonic(), 0.01)):
+                        await connection.connected.wait()
 
     async def depths(self, names: list[str]) -> list[int]:
         """Ready messages in each queue (passive declares); a missing queue counts 0."""
