@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 from uuid import uuid4
 
@@ -151,14 +151,24 @@ def _resolve(service: _Service) -> Iterator[str]:
     if _accepts_connections(service.default_url):
         yield service.default_url
         return
-    msg = (
+    unavailable(
         f"{service.name} is not reachable: {service.env_var} is unset, no Docker engine answers, "
         f"and nothing accepts connections at {service.default_url}. Start the service, or set "
         f"{service.env_var} to its URL."
     )
+
+
+def unavailable(msg: str) -> NoReturn:
+    """Skip a test whose service or tool is missing; fail it instead under CI's rule."""
     if os.environ.get(REQUIRE_SERVICES_VAR) == "1":
         pytest.fail(f"{msg} ({REQUIRE_SERVICES_VAR}=1 makes this a failure.)", pytrace=False)
     pytest.skip(f"{msg} (Set {REQUIRE_SERVICES_VAR}=1 to fail instead of skipping.)")
+
+
+@pytest.fixture(scope="session")
+def service_unavailable() -> Callable[[str], NoReturn]:
+    """`unavailable`, for tests that need more than a URL (a server binary, admin rights)."""
+    return unavailable
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -30,12 +30,17 @@ ENQUEUE_SECONDS = 5.0
 RATE = 40  # jobs per second
 
 
-def _cluster() -> tuple[str, str]:
-    """(version, name) of the local cluster, or skip when this is not the local server."""
+@pytest.fixture
+def local_cluster(
+    postgres_dsn: str, service_unavailable: Callable[[str], NoReturn]
+) -> tuple[str, str, str]:
+    """(DSN, version, name) of the local cluster under test; unavailable for any other server."""
+    if urlsplit(postgres_dsn).hostname not in ("127.0.0.1", "localhost"):
+        service_unavailable("the restart test only restarts a local server")
     versions = sorted(p.name for p in Path("/etc/postgresql").glob("*") if p.is_dir())
     if shutil.which("pg_ctlcluster") is None or not versions or os.geteuid() != 0:
-        pytest.skip("restarting PostgreSQL needs the local Debian cluster and root")
-    return versions[-1], "main"
+        service_unavailable("restarting PostgreSQL needs the local Debian cluster and root")
+    return postgres_dsn, versions[-1], "main"
 
 
 async def _ctl(action: str, version: str, name: str) -> int:
@@ -103,11 +108,9 @@ async def _completed(dsn: str, table: str, prefix: str, expected: set[str], queu
 
 
 async def test_restart_mid_run_loses_no_committed_job(
-    postgres_dsn, make_pg_queue, unique_name, completions, spawn_worker
+    local_cluster, make_pg_queue, unique_name, completions, spawn_worker
 ):
-    if urlsplit(postgres_dsn).hostname not in ("127.0.0.1", "localhost"):
-        pytest.skip("the restart test only restarts a local server")
-    version, name = _cluster()
+    postgres_dsn, version, name = local_cluster
     queue: PostgresTaskQueue = make_pg_queue()
     prefix = f"{unique_name}-"
     workers = [await spawn_worker(queue.queue_name, pause=0.02) for _ in range(2)]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import aiormq
@@ -124,7 +124,7 @@ async def drop_connections(queue_name: str) -> int:
 
 
 @pytest.fixture
-def broker_admin(amqp_url: str) -> None:
+def broker_admin(amqp_url: str, service_unavailable: Callable[[str], NoReturn]) -> None:
     """Require ``rabbitmqctl`` for the broker under test (it must run on this host).
 
     Skipped like a missing service, or failed when LEXIGRAM_REQUIRE_SERVICES=1.
@@ -132,10 +132,9 @@ def broker_admin(amqp_url: str) -> None:
     host = urlsplit(amqp_url).hostname
     if shutil.which("rabbitmqctl") and host in ("127.0.0.1", "localhost", "::1"):
         return
-    msg = f"rabbitmqctl is not available for the broker at {host!r} (needed to force failures)."
-    if os.environ.get("LEXIGRAM_REQUIRE_SERVICES") == "1":
-        pytest.fail(msg, pytrace=False)
-    pytest.skip(msg)
+    service_unavailable(
+        f"rabbitmqctl is not available for the broker at {host!r} (needed to force failures)."
+    )
 
 
 class Broker:

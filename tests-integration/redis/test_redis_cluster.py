@@ -13,8 +13,9 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import pytest_asyncio
@@ -62,9 +63,13 @@ def _wait_for_line(proc: subprocess.Popen[bytes], marker: bytes, within: float) 
 
 
 @pytest.fixture(scope="module")
-def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def cluster_url(
+    tmp_path_factory: pytest.TempPathFactory, service_unavailable: Callable[[str], NoReturn]
+) -> Iterator[str]:
     if REDIS_SERVER is None or REDIS_CLI is None:
-        pytest.skip("redis-server/redis-cli are not on PATH; the cluster test starts its own.")
+        service_unavailable(
+            "redis-server/redis-cli are not on PATH; the cluster test starts its own."
+        )
     ports = _free_ports(3)
     nodes: list[subprocess.Popen[bytes]] = []
     try:

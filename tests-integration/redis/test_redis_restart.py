@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import pytest_asyncio
@@ -79,9 +80,11 @@ class OwnRedis:
 
 
 @pytest_asyncio.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[OwnRedis]:
+async def own_redis(
+    tmp_path: Path, service_unavailable: Callable[[str], NoReturn]
+) -> AsyncIterator[OwnRedis]:
     if REDIS_SERVER is None:
-        pytest.skip("redis-server is not on PATH; the restart test starts its own server.")
+        service_unavailable("redis-server is not on PATH; the restart test starts its own server.")
     server = OwnRedis(tmp_path)
     await server.start()
     yield server
