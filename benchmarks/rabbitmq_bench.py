@@ -51,7 +51,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
@@ -429,83 +430,68 @@ CONFIRMED = ("taskiq", "dramatiq-confirmed", "celery-confirmed")
 NAN = float("nan")
 
 
-def one_run(  # noqa: PLR0915 - one straight sequence of steps reads best
+@contextmanager
+def fresh_producer(framework: str, amqp_url: str) -> Iterator[tuple[Producer, str]]:
+    """A producer on a virtual host of its own; both closed and deleted afterwards."""
+    vhost = VirtualHost(amqp_url)
+    producer = Producer(framework, vhost.url)
+    try:
+        yield producer, vhost.url
+    finally:
+        producer.close()
+        vhost.delete()
+
+
+def rate(count: int, step: Callable[[], Any]) -> float:
+    """Jobs per second of `step`, which handles `count` jobs."""
+    started = time.perf_counter()
+    step()
+    return count / (time.perf_counter() - started)
+
+
+def one_run(
     framework: str, amqp_url: str, redis_url: str, n: int, n_single: int
 ) -> dict[str, float]:
     """Run W1 to W4 once for `framework`, each step in a fresh virtual host."""
+    out = dict.fromkeys(("w1_gather", "w2", "w4", "w3_p50", "w3_p99"), NAN)
+    with fresh_producer(framework, amqp_url) as (producer, _):
+        out["w1_single"] = rate(n_single, lambda: producer.run(_singles(producer, n_single)))
+    if framework in ASYNC_PRODUCERS:
+        with fresh_producer(framework, amqp_url) as (producer, _):
+            out["w1_gather"] = rate(n, lambda: producer.run(producer.together(n, 0.0)))
+    if framework in W1_ONLY:
+        with fresh_producer(framework, amqp_url) as (producer, _):
+            out["w1_bulk"] = rate(n, lambda: producer.run(producer.bulk(n, 0.0)))
+        return out
+
     # No socket timeout: BLPOP waits as long as the slowest framework needs.
     client = redis.Redis.from_url(redis_url, socket_timeout=None)
     client.flushdb()
-    out: dict[str, float] = {}
-
-    vhost = VirtualHost(amqp_url)
-    producer = Producer(framework, vhost.url)
     try:
-        started = time.perf_counter()
-        producer.run(_singles(producer, n_single))
-        out["w1_single"] = n_single / (time.perf_counter() - started)
-    finally:
-        producer.close()
-        vhost.delete()
+        with fresh_producer(framework, amqp_url) as (producer, url):
+            out["w1_bulk"] = rate(n, lambda: producer.run(producer.bulk(n, 0.0)))
+            result = run_worker(client, url, redis_url, framework, job=("w2", n))
+            out["w2"] = n / result["elapsed"] if result else NAN
 
-    if framework in ASYNC_PRODUCERS:
-        vhost = VirtualHost(amqp_url)
-        producer = Producer(framework, vhost.url)
-        try:
-            started = time.perf_counter()
-            producer.run(producer.together(n, 0.0))
-            out["w1_gather"] = n / (time.perf_counter() - started)
-        finally:
-            producer.close()
-            vhost.delete()
-    else:
-        out["w1_gather"] = NAN
+        with fresh_producer(framework, amqp_url) as (producer, url):
+            producer.run(producer.bulk(W4_JOBS, 0.0))
+            result = run_worker(client, url, redis_url, framework, job=("w4", W4_JOBS))
+            out["w4"] = result["elapsed"] if result else NAN
 
-    vhost = VirtualHost(amqp_url)
-    producer = Producer(framework, vhost.url)
-    try:
-        started = time.perf_counter()
-        producer.run(producer.bulk(n, 0.0))
-        out["w1_bulk"] = n / (time.perf_counter() - started)
-        if framework in W1_ONLY:
-            return {**out, "w2": NAN, "w4": NAN, "w3_p50": NAN, "w3_p99": NAN}
-        result = run_worker(client, vhost.url, redis_url, framework, job=("w2", n))
-        out["w2"] = n / result["elapsed"] if result else float("nan")
+        with fresh_producer(framework, amqp_url) as (producer, url):
+            expected = int(W3_RATE * W3_SECONDS)
+            proc = spawn_worker(url, redis_url, framework, "w3", expected)
+            try:
+                producer.run(producer.one(-1.0))  # warm-up: the worker is consuming once it ran
+                result = None
+                if wait_result(client, 60) is not None:
+                    producer.run(producer.steady(W3_RATE, W3_SECONDS))
+                    result = wait_result(client, 60)
+            finally:
+                stop_worker(proc)
+            out["w3_p50"] = result["p50"] if result else NAN
+            out["w3_p99"] = result["p99"] if result else NAN
     finally:
-        producer.close()
-        vhost.delete()
-        if framework in W1_ONLY:
-            client.close()
-
-    vhost = VirtualHost(amqp_url)
-    producer = Producer(framework, vhost.url)
-    try:
-        producer.run(producer.bulk(W4_JOBS, 0.0))
-        result = run_worker(client, vhost.url, redis_url, framework, job=("w4", W4_JOBS))
-        out["w4"] = result["elapsed"] if result else float("nan")
-    finally:
-        producer.close()
-        vhost.delete()
-
-    vhost = VirtualHost(amqp_url)
-    producer = Producer(framework, vhost.url)
-    try:
-        expected = int(W3_RATE * W3_SECONDS)
-        proc = spawn_worker(vhost.url, redis_url, framework, "w3", expected)
-        try:
-            producer.run(producer.one(-1.0))  # warm-up: the worker is consuming once it ran
-            warm = wait_result(client, 60)
-            result = None
-            if warm is not None:
-                producer.run(producer.steady(W3_RATE, W3_SECONDS))
-                result = wait_result(client, 60)
-        finally:
-            stop_worker(proc)
-        out["w3_p50"] = result["p50"] if result else float("nan")
-        out["w3_p99"] = result["p99"] if result else float("nan")
-    finally:
-        producer.close()
-        vhost.delete()
         client.flushdb()
         client.close()
     return out

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import redis
+from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 from lexigram.tasks.cli import cli
 
 SUMMARY_ROWS = (
@@ -115,17 +116,13 @@ def rabbitmq_demo_queues(amqp_url: str) -> Iterator[list[str]]:
     yield created
 
     async def delete() -> None:
-        connection = await aio_pika.connect(amqp_url)
-        try:
-            channel = await connection.channel()
-            for base in created:
-                queues, exchanges = rabbitmq_family(base)
-                for queue in queues:
-                    await channel.queue_delete(queue)
-                for exchange in exchanges:
-                    await channel.exchange_delete(exchange)
-        finally:
-            await connection.close()
+        for base in created:
+            for suffix in ("", "-reports", "-partners"):
+                queue = RabbitMQTaskQueue(amqp_url, base + suffix)
+                try:
+                    await queue.delete_queues(if_empty=False)
+                finally:
+                    await queue.close()
 
     asyncio.run(delete())
 

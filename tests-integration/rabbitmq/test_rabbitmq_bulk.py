@@ -132,6 +132,26 @@ async def test_without_bulk_support_each_job_is_published_on_its_own(
     assert sorted(job.id for job in leased) == sorted(job.id for job in jobs)
 
 
+async def drop_connection_under_way(
+    broker: Broker, queue_name: str, publishing: asyncio.Task[Any]
+) -> None:
+    """Force-close the producer's connection once 2,000 of its jobs are on the broker."""
+    deadline = time.monotonic() + 30
+    while await broker.depth(queue_name) < 2000:
+        assert time.monotonic() < deadline, "the enqueues never got going"
+        assert not publishing.done(), "the enqueues finished before the connection could drop"
+        await asyncio.sleep(0.01)
+    assert await broker.drop_connections(queue_name) >= 1
+    await asyncio.wait_for(publishing, 120)
+
+
+async def assert_on_the_broker(make_queue: Factory, confirmed: set[str]) -> None:
+    """Every confirmed job id is delivered by a fresh consumer (copies are allowed)."""
+    delivered = {job.id for job in await drain(make_queue(), quiet_for=2.0, within=120)}
+    missing = confirmed - delivered
+    assert not missing, f"{len(missing)} confirmed jobs are not on the broker"
+
+
 @pytest.mark.slow
 async def test_connection_lost_mid_batch_loses_no_ok_job(
     make_rabbitmq_queue: Factory, queue_name: str, broker: Broker, broker_admin: None
@@ -139,23 +159,15 @@ async def test_connection_lost_mid_batch_loses_no_ok_job(
     producer = make_rabbitmq_queue(reconnect_interval=0.2, publish_timeout=60)
     jobs = [Job(name="survivor", args=(index,)) for index in range(30_000)]
     publishing = asyncio.create_task(producer.enqueue_many(jobs))
-    deadline = time.monotonic() + 30
-    while await broker.depth(queue_name) < 2000:
-        assert time.monotonic() < deadline, "the batch never got going"
-        assert not publishing.done(), "the batch finished before the connection could drop"
-        await asyncio.sleep(0.01)
-    assert await broker.drop_connections(queue_name) >= 1
-    results = await asyncio.wait_for(publishing, 120)
+    await drop_connection_under_way(broker, queue_name, publishing)
+    results = publishing.result()
 
     ok = {result.unwrap() for result in results if result.is_ok()}
     errors = [result.unwrap_err() for result in results if result.is_err()]
     assert all(isinstance(error, BackendConnectionError) for error in errors)
     assert len(ok) + len(errors) == len(jobs)
     assert len(ok) > len(jobs) // 2
-    consumer = make_rabbitmq_queue()
-    delivered = {job.id for job in await drain(consumer, quiet_for=2.0, within=120)}
-    missing = ok - delivered
-    assert not missing, f"{len(missing)} confirmed jobs are not on the broker"
+    await assert_on_the_broker(make_rabbitmq_queue, ok)
 
 
 async def test_concurrent_enqueues_share_socket_writes_and_all_arrive(
@@ -209,14 +221,7 @@ async def test_connection_lost_under_concurrent_enqueues_loses_no_ok_job(
                 )
             )
 
-    publishing = asyncio.create_task(enqueue_all())
-    deadline = time.monotonic() + 30
-    while await broker.depth(queue_name) < 2000:
-        assert time.monotonic() < deadline, "the enqueues never got going"
-        assert not publishing.done(), "the enqueues finished before the connection could drop"
-        await asyncio.sleep(0.01)
-    assert await broker.drop_connections(queue_name) >= 1
-    await asyncio.wait_for(publishing, 120)
+    await drop_connection_under_way(broker, queue_name, asyncio.create_task(enqueue_all()))
 
     ok = {
         outcome.unwrap()
@@ -226,10 +231,7 @@ async def test_connection_lost_under_concurrent_enqueues_loses_no_ok_job(
     failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
     assert all(isinstance(failure, BackendConnectionError) for failure in failures)
     assert len(ok) + len(failures) == len(jobs)
-    consumer = make_rabbitmq_queue()
-    delivered = {job.id for job in await drain(consumer, quiet_for=2.0, within=120)}
-    missing = ok - delivered
-    assert not missing, f"{len(missing)} confirmed jobs are not on the broker"
+    await assert_on_the_broker(make_rabbitmq_queue, ok)
 
 
 class MemoryAlarm:

@@ -38,6 +38,30 @@ def pamqp_publish(
     return b"".join(pamqp.frame.marshal(frame, channel) for frame in frames)  # type: ignore[arg-type]
 
 
+def assert_same_as_pamqp(
+    message: Outgoing,
+    *,
+    channel: int = 1,
+    frame_max: int = FRAME_MAX,
+    mandatory: bool = True,
+    delivery_mode: int = 2,
+) -> None:
+    """`PublishEncoder` packs exactly the bytes pamqp marshals for the same publish."""
+    kind = "application/json"
+    encoder = PublishEncoder(
+        channel, frame_max, mandatory=mandatory, content_type=kind, delivery_mode=delivery_mode
+    )
+    expected = pamqp_publish(
+        channel,
+        frame_max,
+        message,
+        mandatory=mandatory,
+        content_type=kind,
+        delivery_mode=delivery_mode,
+    )
+    assert encoder.encode(message) == expected
+
+
 @pytest.mark.parametrize("priority", [None, 0, 7, 255])
 @pytest.mark.parametrize("mandatory", [True, False])
 @pytest.mark.parametrize("delivery_mode", [1, 2])
@@ -48,51 +72,23 @@ def test_frames_match_pamqp(priority: int | None, mandatory: bool, delivery_mode
         message_id="0b5c6a3e-8f1e-4c53-9c1a-4bb5f1d2c0de",
         priority=priority,
     )
-    encoder = PublishEncoder(
-        3,
-        FRAME_MAX,
-        mandatory=mandatory,
-        content_type="application/json",
-        delivery_mode=delivery_mode,
-    )
-    expected = pamqp_publish(
-        3,
-        FRAME_MAX,
-        message,
-        mandatory=mandatory,
-        content_type="application/json",
-        delivery_mode=delivery_mode,
-    )
-    assert encoder.encode(message) == expected
+    assert_same_as_pamqp(message, channel=3, mandatory=mandatory, delivery_mode=delivery_mode)
 
 
 @pytest.mark.parametrize("size", [0, 1, 4087, 4088, 4089, 10_000])
 def test_bodies_are_split_at_frame_max(size: int) -> None:
-    frame_max = 4096
     message = Outgoing(
         body=bytes(range(256)) * (size // 256) + b"x" * (size % 256),
         routing_key="q.delay.1024ms",
         message_id="id-1",
         priority=None,
     )
-    encoder = PublishEncoder(
-        1, frame_max, mandatory=True, content_type="application/json", delivery_mode=2
-    )
-    expected = pamqp_publish(
-        1, frame_max, message, mandatory=True, content_type="application/json", delivery_mode=2
-    )
-    assert encoder.encode(message) == expected
+    assert_same_as_pamqp(message, frame_max=4096)
 
 
 def test_unicode_routing_key_and_id_are_utf8_short_strings() -> None:
     message = Outgoing(body=b"{}", routing_key="fila-ç", message_id="ид-1", priority=1)
-    encoder = PublishEncoder(
-        9, FRAME_MAX, mandatory=True, content_type="application/json", delivery_mode=2
-    )
-    expected = pamqp_publish(
-        9, FRAME_MAX, message, mandatory=True, content_type="application/json", delivery_mode=2
-    )
-    assert encoder.encode(message) == expected
+    assert_same_as_pamqp(message, channel=9)
 
 
 def test_a_message_id_over_255_bytes_is_refused_with_the_reason() -> None:

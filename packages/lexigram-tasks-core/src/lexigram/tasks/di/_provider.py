@@ -525,16 +525,8 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         return named
 
     def _route(self, job: Job) -> TaskQueueProtocol:
-        """Pick the queue for a job: the backend named by ``job.queue_name``, else primary."""
-        self._ensure_stacks()
-        target = job.queue_name
-        if target and len(self.stacks) > 1:
-            if target in self.stacks:
-                return self.stacks[target].queue
-            matches = [s.queue for s in self.stacks.values() if s.spec.queue_name == target]
-            if len(matches) == 1:
-                return matches[0]
-        return self._primary.queue
+        """Pick the queue ``job.queue_name`` names (as `.delay()` does), else the primary."""
+        return self._queues_by_name().get(job.queue_name or "", self._primary.queue)
 
     async def enqueue_job(self, job: Job) -> str:
         """Enqueue a job for processing.

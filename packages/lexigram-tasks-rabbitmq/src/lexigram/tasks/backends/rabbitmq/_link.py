@@ -25,7 +25,7 @@ from lexigram.tasks.backends.rabbitmq._options import (
     bucket_queue_name,
     dead_letter_name,
     delayed_exchange_name,
-    family_queues,
+    owned_queues,
 )
 
 logger = logging.getLogger(__name__)
@@ -454,10 +454,10 @@ class AMQPLink:
     async def delete_topology(self) -> None:
         """Delete the queue, its delay buckets, its dead-letter queue and its exchanges."""
         queue = self.queue_name
-        names = [*family_queues(queue), dead_letter_name(queue)]
         exchanges = [dead_letter_name(queue), delayed_exchange_name(queue)]
         await self.with_channel(
-            "delete the queues", lambda channel: _delete_all(channel, names, exchanges)
+            "delete the queues",
+            lambda channel: _delete_all(channel, owned_queues(queue), exchanges),
         )
         self._buckets.clear()
 

@@ -130,6 +130,11 @@ def family_queues(queue: str) -> list[str]:
     ]
 
 
+def owned_queues(queue: str) -> list[str]:
+    """Every queue a `RabbitMQTaskQueue` may declare: `family_queues` and ``<queue>.dlx``."""
+    return [*family_queues(queue), dead_letter_name(queue)]
+
+
 def state_namespace(vhost: str, queue: str) -> str:
     """Key prefix of this queue's job-state records in the state store."""
     return f"lexigram:rabbitmq:{vhost}:{queue}:"

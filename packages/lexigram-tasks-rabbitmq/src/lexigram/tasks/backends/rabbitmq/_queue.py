@@ -29,8 +29,8 @@ from lexigram.tasks.backends.rabbitmq._options import (
     QueueMode,
     QueueType,
     RabbitMQSettings,
-    dead_letter_name,
     family_queues,
+    owned_queues,
     parse_amqp_url,
     state_namespace,
     validate_queue_name,
@@ -530,8 +530,8 @@ class RabbitMQTaskQueue:
         """
         await self._buffer.quiesce()
         if if_empty:
-            names = [*family_queues(self._queue_name), dead_letter_name(self._queue_name)]
-            left = sum(await self._link.depths(names)) + len(self._inflight) + len(self._buffer)
+            depths = await self._link.depths(owned_queues(self._queue_name))
+            left = sum(depths) + len(self._inflight) + len(self._buffer)
             if left:
                 msg = (
                     f"RabbitMQ queue {self._queue_name!r} still holds {left} job(s) (waiting, "
