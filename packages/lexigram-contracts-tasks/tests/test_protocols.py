@@ -42,17 +42,26 @@ class _ListQueue:
         batch, self._jobs = self._jobs[:max_jobs], self._jobs[max_jobs:]
         return batch
 
-    async def extend_lease(self, task_id: str, seconds: float | None = None) -> bool:
+    @property
+    def lease_seconds(self) -> float:
+        return 30.0
+
+    async def extend_lease(
+        self, task_id: str, seconds: float | None = None, *, lease_token: str | None = None
+    ) -> bool:
         return True
 
-    async def ack(self, task_id: str) -> None:
-        return None
+    async def ack(self, task_id: str, *, lease_token: str | None = None) -> bool:
+        return True
 
-    async def nack(self, task_id: str, requeue: bool = True) -> None:
-        return None
+    async def nack(
+        self, task_id: str, requeue: bool = True, *, lease_token: str | None = None
+    ) -> bool:
+        return True
 
-    async def retry_later(self, task: Any, *, delay: float = 0.0) -> None:
+    async def retry_later(self, task: Any, *, delay: float = 0.0) -> bool:
         self._jobs.append(task)
+        return True
 
     async def get_task_count(self) -> int:
         return len(self._jobs)

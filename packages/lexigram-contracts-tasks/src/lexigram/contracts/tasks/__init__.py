@@ -47,6 +47,7 @@ from lexigram.contracts.tasks._errors import (
     WorkflowError,
 )
 from lexigram.contracts.tasks._models import (
+    DEFAULT_MAX_RETRIES,
     FailureRecord,
     IdempotencyResult,
     Job,
@@ -85,6 +86,7 @@ from lexigram.contracts.tasks._protocols import (
 from lexigram.contracts.tasks._result import Err, Ok, Result, UnwrapError
 
 __all__ = [
+    "DEFAULT_MAX_RETRIES",
     "ENVELOPE_VERSION",
     "OPTIONAL_BACKEND_FACTORIES",
     "POISON_JOB_NAME",

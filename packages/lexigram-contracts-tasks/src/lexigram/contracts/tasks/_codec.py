@@ -84,7 +84,7 @@ def validate_job(job: Job) -> None:
     if job.scheduled_at is not None and not math.isfinite(job.scheduled_at):
         msg = f"Job {job.name!r} has scheduled_at={job.scheduled_at!r}. Use epoch seconds."
         raise TaskValidationError(msg)
-    if job.max_retries < 0:
+    if job.max_retries is not None and job.max_retries < 0:
         msg = f"Job {job.name!r} has max_retries={job.max_retries!r}. Use 0 or more."
         raise TaskValidationError(msg)
 

@@ -22,11 +22,20 @@ from lexigram.contracts.tasks._enums import (
     WorkflowStatus,
 )
 
+# Retries a job gets when neither its producer nor its task definition says otherwise.
+DEFAULT_MAX_RETRIES = 3
+
 
 def _opt_float(value: Any) -> float | None:
     if type(value) is float or value is None:
         return value
     return float(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    if type(value) is int or value is None:
+        return value
+    return int(value)
 
 
 @dataclass(slots=True)
@@ -118,8 +127,10 @@ class Job:
         args: Positional arguments for the handler.
         kwargs: Keyword arguments for the handler.
         priority: Execution priority (higher = more important).
-        max_retries: Maximum retry attempts on failure.
-        timeout: Execution timeout in seconds (None = the worker's default).
+        max_retries: Maximum retry attempts on failure; None (the default) lets the task's
+            definition decide (`@task(max_retries=...)`, else `DEFAULT_MAX_RETRIES`).
+        timeout: Execution timeout in seconds; None lets the task's definition decide
+            (else the worker's default).
         depends_on: Ids of jobs this job depends on.
         idempotency_key: Jobs enqueued with the same key run once.
         correlation_id: Id shared by every job of one logical operation.
@@ -136,6 +147,12 @@ class Job:
         queue_name: Queue the job was enqueued on.
         delivery_count: How many times a queue has handed the job to a consumer.
         metadata: Free-form JSON-serializable metadata.
+        lease_token: The fencing token of the delivery this object came from, set by the
+            backend on every `dequeue`/`dequeue_batch` (None on a job that was not leased).
+            Pass it to `ack`/`nack`/`extend_lease` (and keep it on the job for
+            `retry_later`): once another consumer may hold the job, the backend refuses
+            calls made with an older token. It is delivery state, not part of the job:
+            `to_dict` leaves it out.
     """
 
     id: str = ""
@@ -143,7 +160,7 @@ class Job:
     args: tuple[Any, ...] = field(default_factory=tuple)
     kwargs: dict[str, Any] = field(default_factory=dict)
     priority: int = 0
-    max_retries: int = 3
+    max_retries: int | None = None
     timeout: float | None = None
     depends_on: list[str] = field(default_factory=list)
     idempotency_key: str | None = None
@@ -161,6 +178,7 @@ class Job:
     queue_name: str | None = None
     delivery_count: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+    lease_token: str | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -190,8 +208,13 @@ class Job:
 
     @property
     def can_retry(self) -> bool:
-        """Check if the job can be retried (has not exceeded `max_retries`)."""
-        return self.retry_count < self.max_retries
+        """Check if the job can be retried (has not exceeded `max_retries`).
+
+        A job whose `max_retries` is None is judged by `DEFAULT_MAX_RETRIES`; the worker
+        judges it by the task's definition instead.
+        """
+        limit = DEFAULT_MAX_RETRIES if self.max_retries is None else self.max_retries
+        return self.retry_count < limit
 
     @property
     def duration_ms(self) -> float | None:
@@ -279,8 +302,7 @@ class Job:
         job.kwargs = dict(value) if value else {}
         value = get("priority")
         job.priority = value if type(value) is int else int(value or 0)
-        value = get("max_retries", 3)
-        job.max_retries = value if type(value) is int else int(value)
+        job.max_retries = _opt_int(get("max_retries"))
         job.timeout = _opt_float(get("timeout"))
         value = get("depends_on")
         job.depends_on = list(value) if value else []
@@ -306,6 +328,7 @@ class Job:
         job.delivery_count = value if type(value) is int else int(value or 0)
         value = get("metadata")
         job.metadata = dict(value) if value else {}
+        job.lease_token = None
         if cls is not Job:  # a subclass gets its own __init__ (and defaults for its fields)
             return cls(**{name: getattr(job, name) for name in _JOB_FIELDS})
         return job
@@ -324,8 +347,8 @@ class JobTemplate:
         args: Positional arguments.
         kwargs: Keyword arguments.
         priority: Execution priority.
-        max_retries: Maximum retry attempts.
-        timeout: Execution timeout.
+        max_retries: Maximum retry attempts (None: as the task's definition says).
+        timeout: Execution timeout (None: as the task's definition says).
         depends_on: Job dependencies template.
     """
 
@@ -333,7 +356,7 @@ class JobTemplate:
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     priority: int = 0
-    max_retries: int = 3
+    max_retries: int | None = None
     timeout: float | None = None
     depends_on: list[str] = field(default_factory=list)
 
@@ -383,7 +406,7 @@ class JobTemplate:
             args=tuple(data.get("args") or ()),
             kwargs=dict(data.get("kwargs") or {}),
             priority=int(data.get("priority") or 0),
-            max_retries=int(data.get("max_retries", 3)),
+            max_retries=_opt_int(data.get("max_retries")),
             timeout=_opt_float(data.get("timeout")),
             depends_on=list(data.get("depends_on") or []),
         )
@@ -539,7 +562,7 @@ class FailureRecord:
                 args=tuple(data.get("job_args") or ()),
                 kwargs=dict(data.get("job_kwargs") or {}),
                 priority=int(data.get("job_priority") or 0),
-                max_retries=int(data.get("job_max_retries", 3)),
+                max_retries=_opt_int(data.get("job_max_retries")),
                 timeout=_opt_float(data.get("job_timeout")),
             )
         return cls(

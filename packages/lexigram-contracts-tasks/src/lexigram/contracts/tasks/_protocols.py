@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
+from lexigram.contracts.tasks._enums import JobStatus
 from lexigram.contracts.tasks._errors import TaskQueueError
 from lexigram.contracts.tasks._models import (
+    Job,
     JobResult,
     ProgressInfo,
     ProgressSnapshot,
@@ -28,19 +30,35 @@ from lexigram.contracts.tasks._result import Result
 class TaskQueueProtocol(Protocol):
     """Protocol for task queue implementations (memory, Redis, PostgreSQL, RabbitMQ...).
 
-    Delivery is at-least-once with leases: `dequeue` hands a job to one consumer under a
-    lease (visibility timeout). `extend_lease` keeps it while the handler runs; `ack`
-    ends it; `nack(requeue=True)` returns the job now; `retry_later` returns it after a
-    delay with its updated retry state; a lease that expires (the consumer died) makes
-    the job available again with `delivery_count` raised. Higher `priority` first, FIFO
-    within a priority, and a job whose `scheduled_at` is in the future never blocks ready
-    jobs. A job with an `idempotency_key` already seen returns the first job's id.
+    Delivery is at-least-once with leases. `dequeue`/`dequeue_batch` hand a job to one
+    consumer under a lease of `lease_seconds` and set `Job.lease_token` to a token that
+    names this one delivery. `extend_lease` keeps the lease while the handler runs (the
+    worker heartbeats every third of `lease_seconds`); `ack` ends it; `nack(requeue=True)`
+    returns the job now; `retry_later` returns it after a delay with its updated retry
+    state. A lease that expires (the consumer died) makes the job available again with
+    `delivery_count` raised and a new token.
+
+    Fencing: `ack`, `nack`, `extend_lease` and `retry_later` made with a token that no
+    longer holds the lease (it expired, the job was redelivered, acked, deleted) change
+    nothing and return False: a stale holder can never settle or keep another
+    consumer's delivery. Called without a token (`ack(job.id)`, the short form for a
+    single consumer), they act on the job's current delivery, whoever holds it.
+
+    Higher `priority` first, FIFO within a priority, and a job whose `scheduled_at` is in
+    the future never blocks ready jobs. A job with an `idempotency_key` already seen
+    returns the first job's id. An undecodable stored payload never makes `dequeue`
+    raise: the backend leases `make_poison_job(...)` in its place, which the worker
+    dead-letters with the decode error.
+
+    What returns `Err`/False and what raises: `docs/writing-a-backend.md` has the table.
+    In short, a refusal that concerns one job (invalid job, full queue, stale token)
+    is a value; a broken connection raises `BackendConnectionError`.
 
     Example:
         queue = MemoryTaskQueue()
         job_id = (await queue.enqueue(Job(name="send_email", args=("a@b.c",)))).unwrap()
         job = await queue.dequeue()
-        await queue.ack(job.id)
+        await queue.ack(job.id, lease_token=job.lease_token)
     """
 
     @property
@@ -48,7 +66,17 @@ class TaskQueueProtocol(Protocol):
         """Name of the queue this object serves."""
         ...
 
-    async def enqueue(self, task: Any) -> Result[str, TaskQueueError]:
+    @property
+    def lease_seconds(self) -> float:
+        """Length of a delivery's lease (the visibility timeout), in seconds.
+
+        The worker renews the lease of every running job every `lease_seconds / 3`. A
+        backend whose broker has no lease of its own (AMQP) still declares the interval
+        its deliveries are held for between heartbeats.
+        """
+        ...
+
+    async def enqueue(self, task: Job) -> Result[str, TaskQueueError]:
         """Add a job to the queue.
 
         Args:
@@ -61,7 +89,7 @@ class TaskQueueProtocol(Protocol):
         """
         ...
 
-    async def enqueue_many(self, tasks: Sequence[Any]) -> list[Result[str, TaskQueueError]]:
+    async def enqueue_many(self, tasks: Sequence[Job]) -> list[Result[str, TaskQueueError]]:
         """Add several jobs in as few round trips as the backend allows.
 
         Returns:
@@ -69,43 +97,72 @@ class TaskQueueProtocol(Protocol):
         """
         ...
 
-    async def dequeue(self) -> Any | None:
-        """Lease and return the next ready job, or None when none is ready (no waiting)."""
+    async def dequeue(self) -> Job | None:
+        """Lease and return the next ready job, or None when none is ready (no waiting).
+
+        The returned job carries its delivery's `lease_token`.
+        """
         ...
 
-    async def dequeue_batch(self, max_jobs: int, *, timeout: float = 0.0) -> list[Any]:
+    async def dequeue_batch(self, max_jobs: int, *, timeout: float = 0.0) -> list[Job]:
         """Lease up to `max_jobs` ready jobs, waiting up to `timeout` seconds for the first.
 
         Idle consumers wait on the backend's wake-up mechanism, not a sleep loop, so a
-        newly enqueued job is returned within milliseconds.
+        newly enqueued job (through any queue object or process) is returned within
+        milliseconds. Each returned job carries its delivery's `lease_token`.
 
         Returns:
             Between 0 (timeout) and `max_jobs` leased jobs.
         """
         ...
 
-    async def extend_lease(self, task_id: str, seconds: float | None = None) -> bool:
+    async def extend_lease(
+        self, task_id: str, seconds: float | None = None, *, lease_token: str | None = None
+    ) -> bool:
         """Extend the lease of an in-flight job (the worker's heartbeat).
 
+        Args:
+            task_id: The leased job's id.
+            seconds: New lease length from now; None means `lease_seconds`.
+            lease_token: The delivery's token; with it, a lease that ran out (even if no
+                one took the job yet) or passed to another consumer is not extended.
+
         Returns:
-            False when the job is no longer leased (acked, deleted/cancelled, or its lease
-            expired and another consumer may hold it): the worker should stop the handler.
+            False when the job is no longer leased under that token (acked,
+            deleted/cancelled, or its lease expired): the worker stops the handler.
         """
         ...
 
-    async def ack(self, task_id: str) -> None:
-        """Acknowledge successful processing; the queue forgets the job."""
+    async def ack(self, task_id: str, *, lease_token: str | None = None) -> bool:
+        """Acknowledge successful processing; the queue forgets the job.
+
+        Returns:
+            True if the delivery was held and is now settled; False (and no change) for
+            a stale token or a job the queue no longer holds in flight.
+        """
         ...
 
-    async def nack(self, task_id: str, requeue: bool = True) -> None:
-        """Negative-acknowledge a leased job: requeue it now, or discard it."""
+    async def nack(
+        self, task_id: str, requeue: bool = True, *, lease_token: str | None = None
+    ) -> bool:
+        """Negative-acknowledge a leased job: requeue it now, or discard it.
+
+        Returns:
+            True if the delivery was held and is now settled; False (and no change)
+            otherwise, as for `ack`.
+        """
         ...
 
-    async def retry_later(self, task: Any, *, delay: float = 0.0) -> None:
+    async def retry_later(self, task: Job, *, delay: float = 0.0) -> bool:
         """End the lease on `task` and make it available again after `delay` seconds.
 
         The job's current fields (`retry_count`, `last_error`, status) are persisted,
-        so the next delivery sees them.
+        so the next delivery sees them. `task.lease_token` fences the call like the
+        token of `ack`.
+
+        Returns:
+            True if the delivery was held and the job is scheduled again; False (and no
+            change) otherwise.
         """
         ...
 
@@ -113,7 +170,7 @@ class TaskQueueProtocol(Protocol):
         """Return the number of jobs waiting (ready or delayed, not in flight)."""
         ...
 
-    async def get_job(self, job_id: str) -> Any | None:
+    async def get_job(self, job_id: str) -> Job | None:
         """Return a job the queue holds (waiting or in flight), or None."""
         ...
 
@@ -125,13 +182,14 @@ class TaskQueueProtocol(Protocol):
         """
         ...
 
-    async def count(self, queue_name: str, status: Any | None = None) -> int:
+    async def count(self, queue_name: str, status: JobStatus | None = None) -> int:
         """Count jobs of `queue_name` held by the backend.
 
         `status` None counts waiting and in-flight jobs; PENDING counts waiting jobs
         (ready, delayed or awaiting a retry); RETRYING those waiting with retry_count > 0;
-        RUNNING the in-flight ones. Terminal statuses count 0: the queue forgets
-        finished jobs (results live in the result store).
+        RUNNING the in-flight ones whose lease has not expired (an expired lease counts
+        as waiting). Terminal statuses count 0: the queue forgets finished jobs (results
+        live in the result store).
         """
         ...
 
@@ -207,7 +265,7 @@ class JobProtocol(Protocol):
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     priority: int
-    max_retries: int
+    max_retries: int | None
     timeout: float | None
     correlation_id: str | None
     causation_id: str | None
@@ -221,7 +279,7 @@ class JobTemplateProtocol(Protocol):
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     priority: int
-    max_retries: int
+    max_retries: int | None
     timeout: float | None
     depends_on: list[str]
 

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from lexigram.contracts.tasks import (
+    DEFAULT_MAX_RETRIES,
     POISON_JOB_NAME,
     HookRegistryProtocol,
     Job,
@@ -284,7 +285,7 @@ class JobExecution:
 
     async def _settle_failure(self, entry: Running, error: str, tb: str, started: float) -> None:
         job = entry.job
-        if job.retry_count >= job.max_retries:
+        if not job.can_retry:
             await self._dead_letter(entry, error, tb, REASON_MAX_RETRIES, started)
             return
         duration = time.perf_counter() - started
@@ -298,7 +299,7 @@ class JobExecution:
             job.id,
             job.name,
             job.retry_count,
-            job.max_retries + 1,
+            (job.max_retries if job.max_retries is not None else DEFAULT_MAX_RETRIES) + 1,
             delay,
             error,
         )

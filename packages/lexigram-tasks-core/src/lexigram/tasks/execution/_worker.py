@@ -34,7 +34,6 @@ from lexigram.tasks.progress import ProgressTracker
 
 logger = logging.getLogger(__name__)
 
-_DEFAULT_LEASE = 30.0
 # Seconds stop() gives cancelled handlers to unwind and nack before it gives up on them.
 _CANCEL_GRACE = 5.0
 # Longest pause after a failing dequeue (backend down), doubling from 0.1 s.
@@ -126,8 +125,7 @@ class TaskWorker(JobExecution):
         self._observed = services.dashboard is not None or services.progress_tracker is not None
         self._executor: ThreadPoolExecutor | None = None
         self._in_flight: dict[str, Running] = {}
-        lease = getattr(queue, "visibility_timeout", _DEFAULT_LEASE)
-        self._lease = float(lease) if isinstance(lease, int | float) and lease > 0 else 30.0
+        self._lease = float(queue.lease_seconds)
         self._loop_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._slot_free = asyncio.Event()

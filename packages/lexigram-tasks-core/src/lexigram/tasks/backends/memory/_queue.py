@@ -140,6 +140,11 @@ class MemoryTaskQueue:
         return self._queue_name
 
     @property
+    def lease_seconds(self) -> float:
+        """Lease length in seconds given to every dequeued job (the protocol's name)."""
+        return self.visibility_timeout
+
+    @property
     def visibility_timeout(self) -> float:
         """Lease length in seconds given to every dequeued job."""
         return self._visibility_timeout

@@ -180,6 +180,11 @@ class PostgresTaskQueue:
         return self.config.queue_name
 
     @property
+    def lease_seconds(self) -> float:
+        """Lease length in seconds given to every dequeued job (the protocol's name)."""
+        return self.visibility_timeout
+
+    @property
     def visibility_timeout(self) -> float:
         """Lease length in seconds given to every dequeued job."""
         return self.config.visibility_timeout

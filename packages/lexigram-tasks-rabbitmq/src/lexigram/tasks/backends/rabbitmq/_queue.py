@@ -158,6 +158,11 @@ class RabbitMQTaskQueue:
         )
 
     @property
+    def lease_seconds(self) -> float:
+        """The heartbeat basis (AMQP holds a delivery until ack or connection loss)."""
+        return self.visibility_timeout
+
+    @property
     def queue_name(self) -> str:
         """Name of the queue this object serves."""
         return self._queue_name

@@ -185,6 +185,11 @@ class RedisTaskQueue:
         return self._queue_name
 
     @property
+    def lease_seconds(self) -> float:
+        """Lease length in seconds given to every dequeued job (the protocol's name)."""
+        return self.visibility_timeout
+
+    @property
     def visibility_timeout(self) -> float:
         """Lease length in seconds given to every dequeued job."""
         return self._visibility_timeout
