@@ -60,7 +60,9 @@ from lexigram.contracts.tasks._models import (
     WorkflowResult,
     WorkflowSummary,
 )
+from lexigram.contracts.tasks._options import nearest_name, option_names, parse_options
 from lexigram.contracts.tasks._protocols import (
+    OPTIONAL_BACKEND_ATTRIBUTES,
     OPTIONAL_BACKEND_FACTORIES,
     CacheBackendProtocol,
     DLQBackendProtocol,
@@ -88,6 +90,7 @@ from lexigram.contracts.tasks._result import Err, Ok, Result, UnwrapError
 __all__ = [
     "DEFAULT_MAX_RETRIES",
     "ENVELOPE_VERSION",
+    "OPTIONAL_BACKEND_ATTRIBUTES",
     "OPTIONAL_BACKEND_FACTORIES",
     "POISON_JOB_NAME",
     "PRIORITY_MAX",
@@ -156,5 +159,8 @@ __all__ = [
     "encode_job",
     "make_poison_job",
     "mask_url",
+    "nearest_name",
+    "option_names",
+    "parse_options",
     "validate_job",
 ]

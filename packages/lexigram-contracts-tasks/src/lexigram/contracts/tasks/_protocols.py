@@ -615,6 +615,17 @@ class TaskBackendProtocol(Protocol):
     `create_progress_tracker`, `create_dlq_backend`, `create_scheduler_store`,
     `create_workflow_state_store`, `create_lock_manager`, `create_cache_backend`,
     `create_idempotency_store`, and `create_rate_limiter(spec, *, name, rate, per, burst)`.
+
+    A backend also describes itself, so the core never names a backend: the optional
+    attributes in `OPTIONAL_BACKEND_ATTRIBUTES` are
+
+    - ``url_schemes`` (``tuple[str, ...]``): the URL schemes it serves, e.g.
+      ``("redis", "rediss")``; ``--backend redis://...`` and ``url:`` in config select
+      the backend by them.
+    - ``url_field`` (``str | None``): the older per-backend config field that holds its
+      URL (``redis_url``), read when ``url`` is not set.
+    - ``options_type`` (a dataclass type): the options ``TaskBackendSpec.options`` may
+      carry, with their defaults; read them with `parse_options`.
     """
 
     def create_queue(self, spec: TaskBackendSpec, /) -> TaskQueueProtocol:
@@ -635,3 +646,6 @@ OPTIONAL_BACKEND_FACTORIES: tuple[str, ...] = (
     "create_rate_limiter",
 )
 """Names of the optional store factories a `TaskBackendProtocol` object may expose."""
+
+OPTIONAL_BACKEND_ATTRIBUTES: tuple[str, ...] = ("url_schemes", "url_field", "options_type")
+"""Names of the optional self-description attributes of a `TaskBackendProtocol` object."""
