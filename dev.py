@@ -3,17 +3,19 @@
 
     python3 dev.py demo [args...]       run the demo: `lexigram-tasks demo [args...]`
     python3 dev.py test [nox args...]   run every check, exactly as CI does (nox)
+    python3 dev.py version [NEW]        print the lockstep version, or move every package to NEW
 
-Both create ./.venv with the standard library's venv when it is missing, so a system Python
-(Debian's is "externally managed") is never installed into. They then install what the command
-needs into .venv, skipping that step when nothing it depends on has changed, run the command,
-and exit with its exit code.
+`demo` and `test` create ./.venv with the standard library's venv when it is missing, so a
+system Python (Debian's is "externally managed") is never installed into. They then install what
+the command needs into .venv, skipping that step when nothing it depends on has changed, run the
+command, and exit with its exit code.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import venv
@@ -36,7 +38,15 @@ TEST_REQUIREMENTS = ["nox>=2024.10.9", "uv>=0.5"]
 
 USAGE = """\
 usage: python3 dev.py demo [args...]       run `lexigram-tasks demo` from an editable install
-       python3 dev.py test [nox args...]   run the checks with nox (default: CI's sessions)"""
+       python3 dev.py test [nox args...]   run the checks with nox (default: CI's sessions)
+       python3 dev.py version [NEW]        print the lockstep version, or set it to NEW"""
+
+# Every distribution of the project shares one version. Each packages/*/pyproject.toml keeps it
+# as a static `version = "..."` (so that an sdist builds on its own and any tool can read it) and
+# pins its first-party dependencies to exactly that version; `dev.py version NEW` rewrites both,
+# and tests-integration/packaging fails when they drift apart.
+VERSION_LINE = re.compile(r'^version = "([^"]+)"$', re.MULTILINE)
+RELEASE = re.compile(r"\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?(?:\.post\d+)?(?:\.dev\d+)?")
 
 
 def say(message: str) -> None:
@@ -129,12 +139,43 @@ def test(args: list[str]) -> int:
     return run([executable("nox"), *args])
 
 
+def pyprojects() -> dict[str, Path]:
+    """The pyproject.toml of every first-party distribution, by distribution name."""
+    return {path.parent.name: path for path in sorted(ROOT.glob("packages/*/pyproject.toml"))}
+
+
+def version(args: list[str]) -> int:
+    """Print the lockstep version, or rewrite every version and first-party pin to ``args[0]``."""
+    files = pyprojects()
+    found = {}
+    for name, path in files.items():
+        match = VERSION_LINE.search(path.read_text(encoding="utf-8"))
+        found[name] = match.group(1) if match else "<no version line>"
+    if not args:
+        if len(set(found.values())) != 1:
+            fail(f"versions differ: {found}; run `python3 dev.py version X.Y.Z` to align them")
+        print(next(iter(found.values())))
+        return 0
+    new = args[0]
+    if len(args) != 1 or not RELEASE.fullmatch(new):
+        fail(f"expected one version such as 0.3.0, got {' '.join(args)!r}", 2)
+    names = "|".join(re.escape(name) for name in files)
+    # A first-party requirement, with or without extras, and whatever specifier it had.
+    pin = re.compile(rf'"({names})(\[[^\]"]*\])?\s*[<>=~!][^"]*"')
+    for path in files.values():
+        text = VERSION_LINE.sub(f'version = "{new}"', path.read_text(encoding="utf-8"), count=1)
+        text = pin.sub(lambda m: f'"{m.group(1)}{m.group(2) or ""}=={new}"', text)
+        path.write_text(text, encoding="utf-8")
+        say(f"{path.relative_to(ROOT)}: {new}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    """Dispatch ``demo`` / ``test``; print usage for anything else."""
+    """Dispatch ``demo`` / ``test`` / ``version``; print usage for anything else."""
     if sys.version_info < MIN_PYTHON:
         needed = ".".join(map(str, MIN_PYTHON))
         fail(f"Python {needed}+ is required; this is Python {sys.version.split()[0]}.")
-    commands = {"demo": demo, "test": test}
+    commands = {"demo": demo, "test": test, "version": version}
     if argv[:1] in (["-h"], ["--help"]):
         print(USAGE)
         return 0
