@@ -1,8 +1,9 @@
 """The backend conformance kit: pytest test classes every queue backend must pass.
 
-Each class encodes one theme of the delivery contract (design §3). A backend's test
-module subclasses them (named ``Test...`` so that pytest collects the subclass) and
-supplies one fixture, ``make_queue`` (see `QueueFactory`)::
+Each class encodes one theme of the delivery contract (`docs/writing-a-backend.md`
+describes it). A backend's test module subclasses them (named ``Test...`` so that
+pytest collects the subclass) and supplies one fixture, ``make_queue`` (see
+`QueueFactory`)::
 
     import uuid
     import pytest
@@ -18,9 +19,12 @@ supplies one fixture, ``make_queue`` (see `QueueFactory`)::
     class TestMyQueueConformance(QueueConformance):
         pass
 
-A backend that cannot honour one theme subclasses the others instead of
-`QueueConformance`, and says why in its documentation. The kit needs pytest and
-pytest-asyncio (its classes carry the ``asyncio`` mark, so strict mode works too).
+The timing promises are class attributes a backend may widen explicitly
+(`wake_margin`, `due_margin`, `redelivery_margin`; see `QueueConformanceBase`). A
+backend that can store raw bytes where an encoded job would be also subclasses
+`QueuePoisonConformance` and implements its ``plant_raw_payload`` hook. The kit needs
+pytest and pytest-asyncio (its classes carry the ``asyncio`` mark, so strict mode works
+too).
 """
 
 from __future__ import annotations
@@ -31,22 +35,30 @@ import pytest
 # must run before the test modules below are imported.
 pytest.register_assert_rewrite(
     "lexigram.tasks.testing._base",
+    "lexigram.tasks.testing._bounds",
     "lexigram.tasks.testing._delivery",
+    "lexigram.tasks.testing._fencing",
     "lexigram.tasks.testing._leases",
     "lexigram.tasks.testing._management",
+    "lexigram.tasks.testing._worker",
 )
 
 from lexigram.tasks.testing._base import (  # noqa: E402 - after register_assert_rewrite
+    DUE_MARGIN,
     PROMPT_SECONDS,
+    REDELIVERY_MARGIN,
+    WAKE_MARGIN,
     QueueConformanceBase,
     QueueFactory,
 )
+from lexigram.tasks.testing._bounds import QueueBoundsConformance  # noqa: E402
 from lexigram.tasks.testing._delivery import (  # noqa: E402 - after register_assert_rewrite
     QueueIdempotencyConformance,
     QueueOrderingConformance,
     QueueRoundTripConformance,
     QueueWaitConformance,
 )
+from lexigram.tasks.testing._fencing import QueueFencingConformance  # noqa: E402
 from lexigram.tasks.testing._leases import (  # noqa: E402 - after register_assert_rewrite
     QueueAcknowledgementConformance,
     QueueLeaseConformance,
@@ -56,6 +68,11 @@ from lexigram.tasks.testing._management import (  # noqa: E402 - after register_
     QueueJobManagementConformance,
 )
 from lexigram.tasks.testing._recorder import HookRecorder  # noqa: E402 - after register_assert_rewrite
+from lexigram.tasks.testing._worker import (  # noqa: E402 - after register_assert_rewrite
+    POISON_PAYLOADS,
+    QueuePoisonConformance,
+    QueueWorkerConformance,
+)
 
 
 class QueueConformance(
@@ -65,24 +82,39 @@ class QueueConformance(
     QueueWaitConformance,
     QueueLeaseConformance,
     QueueAcknowledgementConformance,
+    QueueFencingConformance,
+    QueueBoundsConformance,
     QueueJobManagementConformance,
     QueueConcurrencyConformance,
+    QueueWorkerConformance,
 ):
-    """Every theme of the queue contract; what a full backend subclasses."""
+    """Every theme of the queue contract; what a full backend subclasses.
+
+    `QueuePoisonConformance` is not included: it needs the backend's
+    ``plant_raw_payload`` hook, so a backend adds it to its subclass's bases.
+    """
 
 
 __all__ = [
+    "DUE_MARGIN",
+    "POISON_PAYLOADS",
     "PROMPT_SECONDS",
+    "REDELIVERY_MARGIN",
+    "WAKE_MARGIN",
     "HookRecorder",
     "QueueAcknowledgementConformance",
+    "QueueBoundsConformance",
     "QueueConcurrencyConformance",
     "QueueConformance",
     "QueueConformanceBase",
     "QueueFactory",
+    "QueueFencingConformance",
     "QueueIdempotencyConformance",
     "QueueJobManagementConformance",
     "QueueLeaseConformance",
     "QueueOrderingConformance",
+    "QueuePoisonConformance",
     "QueueRoundTripConformance",
     "QueueWaitConformance",
+    "QueueWorkerConformance",
 ]

@@ -159,7 +159,7 @@ class QueueIdempotencyConformance(QueueConformanceBase):
         first = make_job(idempotency_key="invoice-7")
         await enqueue_ok(queue, first)
         leased = await lease_one(queue)
-        await queue.ack(leased.id)
+        assert await queue.ack(leased.id, lease_token=leased.lease_token) is True
         assert await enqueue_ok(queue, make_job(idempotency_key="invoice-7")) == first.id
         assert await queue.get_task_count() == 0
 
@@ -179,6 +179,29 @@ class QueueIdempotencyConformance(QueueConformanceBase):
         assert await enqueue_ok(queue, again) == job.id
         assert await queue.get_task_count() == 1
         assert [leased.id for leased in await drain(queue)] == [job.id]
+
+    async def test_finished_job_resubmitted_under_its_own_id_runs_again(
+        self, queue: TaskQueueProtocol
+    ) -> None:
+        """A job id is a duplicate only while the queue holds that job, not after it."""
+        job = make_job()
+        await enqueue_ok(queue, job)
+        leased = await lease_one(queue)
+        assert await queue.ack(leased.id, lease_token=leased.lease_token) is True
+        assert await enqueue_ok(queue, make_job(id=job.id)) == job.id
+        assert await queue.get_task_count() == 1
+        assert [again.id for again in await drain(queue)] == [job.id]
+
+    async def test_clear_forgets_idempotency_keys(self, queue: TaskQueueProtocol) -> None:
+        """After `clear` a held key is free: a new job with it is enqueued under its own id."""
+        first = make_job(idempotency_key="report-9")
+        await enqueue_ok(queue, first)
+        await queue.clear()
+        second = make_job(idempotency_key="report-9")
+        assert await enqueue_ok(queue, second) == second.id, (
+            "clear() kept an idempotency key: a new job with it was taken for the old one"
+        )
+        assert [job.id for job in await drain(queue)] == [second.id]
 
     async def test_different_idempotency_keys_are_independent(
         self, queue: TaskQueueProtocol

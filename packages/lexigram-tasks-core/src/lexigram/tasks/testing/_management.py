@@ -1,7 +1,7 @@
 """Conformance: inspecting and managing jobs, and concurrent consumers.
 
 Themes: `get_job`, `delete_job`, `count`, `get_task_count`, `clear`, `close`; and
-exactly-once hand-out to competing consumers (design §3, §9).
+exactly-once hand-out to competing consumers.
 """
 
 # ruff: noqa: S101, PLR2004 - the kit is pytest tests: asserts on literal expected counts

@@ -9,9 +9,13 @@ Layout (every operation O(log n) or amortised O(1)):
 - ``_ready``: heap of ``(-priority, sequence, job)``: priority high to low, then FIFO.
 - ``_delayed``: heap of ``(scheduled_at, sequence, job)``; due entries are promoted to
   ``_ready`` on the next dequeue, so a delayed job never blocks a ready one.
-- ``_in_flight``: id -> lease deadline (monotonic); ``_leases`` is a heap of
-  ``(deadline, id)`` checked lazily, so an expired lease costs nothing until someone
-  looks at the queue.
+- ``_in_flight``: id -> ``(lease deadline (monotonic), lease token)``; ``_leases`` is a
+  heap of ``(deadline, id)`` checked lazily, so an expired lease costs nothing until
+  someone looks at the queue.
+
+Every delivery hands out a copy of the stored job carrying a new lease token, so a
+holder whose lease ran out neither shares an object with the next holder nor can
+settle its delivery: `ack`, `nack`, `extend_lease` and `retry_later` compare tokens.
 
 Stale heap entries are dropped whenever a structure empties and the heaps are rebuilt
 when stale entries outnumber live ones, so memory returns to baseline after a burst.
@@ -20,13 +24,14 @@ when stale entries outnumber live ones, so memory returns to baseline after a bu
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
+import itertools
 import logging
 import math
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
 
 from lexigram.contracts.tasks import (
     Err,
@@ -48,6 +53,21 @@ logger = logging.getLogger(__name__)
 _QUEUED_ACTION = "task.queued"
 # Heaps may hold this many stale entries beyond twice the live count before a rebuild.
 _COMPACT_SLACK = 64
+_JOB_FIELDS = tuple(field.name for field in dataclasses.fields(Job))
+# Lease tokens: unique in this process, which is all a memory queue serves.
+_tokens = itertools.count(1)
+
+
+def _copy_job(job: Job, lease_token: str | None) -> Job:
+    """Return a shallow copy of `job` carrying `lease_token` (what one delivery sees)."""
+    copy: Job = object.__new__(Job)
+    for name in _JOB_FIELDS:
+        object.__setattr__(copy, name, getattr(job, name))
+    copy.kwargs = dict(job.kwargs)
+    copy.metadata = dict(job.metadata)
+    copy.depends_on = list(job.depends_on)
+    copy.lease_token = lease_token
+    return copy
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -60,15 +80,16 @@ class MemoryTaskQueue:
 
     Jobs live in this process only and are lost when it exits; use it for development,
     tests and single-process applications. Delivery follows the same rules as the
-    networked backends (design §3): leases with a visibility timeout, priority then
-    FIFO, delayed jobs that never block ready ones, idempotency keys, and jobs that are
-    rejected when Redis would reject them (the payload is JSON-encoded once at enqueue
-    to check it, about 8 µs per job).
+    networked backends (`docs/writing-a-backend.md`): leases fenced by a token per
+    delivery, priority then FIFO, delayed jobs that never block ready ones, idempotency
+    keys, and jobs that are rejected when Redis would reject them (the payload is
+    JSON-encoded once at enqueue to check it, about 8 µs per job).
 
-    The queue stores the `Job` objects themselves: `dequeue` hands out the same object
-    that was enqueued, so a worker's changes to it are visible through `get_job`. Any
-    number of tasks of one event loop may share it: no operation awaits while it changes
-    the queue, so no lock is needed (it is not meant to be shared between threads).
+    The queue keeps the enqueued `Job` object; each delivery (and `get_job`) hands out
+    a copy, so a worker's changes to its copy reach the queue only through
+    `retry_later`, as they would with a networked backend. Any number of tasks of one
+    event loop may share it: no operation awaits while it changes the queue, so no
+    lock is needed (it is not meant to be shared between threads).
 
     Args:
         queue_name: Name of the queue (what `count` matches and hooks report).
@@ -83,7 +104,7 @@ class MemoryTaskQueue:
         queue = MemoryTaskQueue()
         job_id = (await queue.enqueue(Job(name="send_email", args=("a@b.c",)))).unwrap()
         job = await queue.dequeue()
-        await queue.ack(job.id)
+        await queue.ack(job.id, lease_token=job.lease_token)
     """
 
     def __init__(
@@ -119,7 +140,7 @@ class MemoryTaskQueue:
         self._waiting: dict[str, int] = {}
         self._ready: list[tuple[int, int, Job]] = []
         self._delayed: list[tuple[float, int, Job]] = []
-        self._in_flight: dict[str, float] = {}
+        self._in_flight: dict[str, tuple[float, str]] = {}
         self._leases: list[tuple[float, str]] = []
         # key -> (first job id, expiry); the deque holds (expiry, key) in expiry order
         # because every key gets the same TTL, so expiring keys is a popleft loop.
@@ -159,7 +180,7 @@ class MemoryTaskQueue:
 
     # -- producing ------------------------------------------------------------------
 
-    async def enqueue(self, task: Any) -> Result[str, TaskQueueError]:
+    async def enqueue(self, task: Job) -> Result[str, TaskQueueError]:
         """Add a job to the queue.
 
         A job id already held, or an idempotency key already held, returns Ok with the
@@ -201,7 +222,7 @@ class MemoryTaskQueue:
             )
         return Ok(task.id)
 
-    async def enqueue_many(self, tasks: Sequence[Any]) -> list[Result[str, TaskQueueError]]:
+    async def enqueue_many(self, tasks: Sequence[Job]) -> list[Result[str, TaskQueueError]]:
         """Add several jobs; one result per job, in order (see `enqueue`)."""
         return [await self.enqueue(task) for task in tasks]
 
@@ -246,48 +267,59 @@ class MemoryTaskQueue:
             if jobs or self._close_epoch != epoch:
                 return jobs
 
-    async def extend_lease(self, task_id: str, seconds: float | None = None) -> bool:
+    async def extend_lease(
+        self, task_id: str, seconds: float | None = None, *, lease_token: str | None = None
+    ) -> bool:
         """Extend the lease of an in-flight job (the worker's heartbeat).
 
         Args:
             task_id: The leased job's id.
-            seconds: New lease length from now; None means `visibility_timeout`.
+            seconds: New lease length from now; None means `lease_seconds`.
+            lease_token: The delivery's token; None acts on the current delivery.
 
         Returns:
-            False when the job is not leased any more (acked, deleted, or its lease
-            expired, in which case it is made available again now).
+            False when the job is not leased under that token any more (acked, deleted,
+            handed to another consumer, or its lease ran out, in which case it is made
+            available again now).
         """
-        deadline = self._in_flight.get(task_id)
-        if deadline is None:
-            return False
         now = time.monotonic()
-        if deadline <= now:
-            # Expired but not yet noticed: hand the job back now rather than extend a
-            # lease another consumer may be about to be given.
-            del self._in_flight[task_id]
-            self._expire(task_id)
-            if self._waiters:
-                self._wake_all()
+        held = self._held(task_id, lease_token, now)
+        if held is None:
             return False
         new_deadline = now + (self._visibility_timeout if seconds is None else seconds)
-        self._in_flight[task_id] = new_deadline
+        self._in_flight[task_id] = (new_deadline, held)
         heapq.heappush(self._leases, (new_deadline, task_id))
         self._compact_leases()
         return True
 
-    async def ack(self, task_id: str) -> None:
-        """Acknowledge successful processing; the queue forgets the job."""
-        if self._in_flight.pop(task_id, None) is None:
-            return
+    async def ack(self, task_id: str, *, lease_token: str | None = None) -> bool:
+        """Acknowledge successful processing; the queue forgets the job.
+
+        Returns:
+            True if the delivery was held (under `lease_token`, when given) and is now
+            settled; False, changing nothing, otherwise.
+        """
+        if self._held(task_id, lease_token, time.monotonic()) is None:
+            return False
+        del self._in_flight[task_id]
         self._forget(task_id)
         self._compact_leases()
+        return True
 
-    async def nack(self, task_id: str, requeue: bool = True) -> None:
-        """Negative-acknowledge a leased job: requeue it now, or discard it."""
-        if self._in_flight.pop(task_id, None) is None:
-            return
-        job = self._jobs[task_id]
+    async def nack(
+        self, task_id: str, requeue: bool = True, *, lease_token: str | None = None
+    ) -> bool:
+        """Negative-acknowledge a leased job: requeue it now, or discard it.
+
+        Returns:
+            True if the delivery was held and is now settled; False, changing nothing,
+            otherwise.
+        """
+        if self._held(task_id, lease_token, time.monotonic()) is None:
+            return False
+        del self._in_flight[task_id]
         if requeue:
+            job = self._jobs[task_id]
             job.status = JobStatus.PENDING
             self._push_waiting(job)
             if self._waiters:
@@ -295,23 +327,30 @@ class MemoryTaskQueue:
         else:
             self._forget(task_id)
         self._compact_leases()
+        return True
 
-    async def retry_later(self, task: Job, *, delay: float = 0.0) -> None:
+    async def retry_later(self, task: Job, *, delay: float = 0.0) -> bool:
         """End the lease on `task` and make it available again after `delay` seconds.
 
         The fields of the `task` object passed in (`retry_count`, `last_error`, ...) are
-        what the next delivery sees, and its status becomes RETRYING. A job that is not
-        leased (acked, deleted, or already back in the queue) is left alone.
+        what the next delivery sees, and its status becomes RETRYING. `task.lease_token`
+        fences the call: a job not leased under it is left alone.
+
+        Returns:
+            True if the delivery was held and the job waits again; False otherwise.
         """
-        if self._in_flight.pop(task.id, None) is None:
-            return
-        task.status = JobStatus.RETRYING
-        task.scheduled_at = time.time() + delay if delay > 0 else None
-        self._jobs[task.id] = task
-        self._push_waiting(task)
+        if self._held(task.id, task.lease_token, time.monotonic()) is None:
+            return False
+        del self._in_flight[task.id]
+        stored = _copy_job(task, None)
+        stored.status = JobStatus.RETRYING
+        stored.scheduled_at = time.time() + delay if delay > 0 else None
+        self._jobs[task.id] = stored
+        self._push_waiting(stored)
         if self._waiters:
             self._wake_all()
         self._compact_leases()
+        return True
 
     # -- inspecting -----------------------------------------------------------------
 
@@ -321,9 +360,10 @@ class MemoryTaskQueue:
         return len(self._waiting)
 
     async def get_job(self, job_id: str) -> Job | None:
-        """Return a job the queue holds (waiting or in flight), or None."""
+        """Return a copy of a job the queue holds (waiting or in flight), or None."""
         self._reap(time.monotonic())
-        return self._jobs.get(job_id)
+        job = self._jobs.get(job_id)
+        return None if job is None else _copy_job(job, None)
 
     async def delete_job(self, job_id: str) -> bool:
         """Delete a waiting or in-flight job; an in-flight one is never re-delivered.
@@ -341,13 +381,14 @@ class MemoryTaskQueue:
             return True
         return False
 
-    async def count(self, queue_name: str, status: Any | None = None) -> int:
+    async def count(self, queue_name: str, status: JobStatus | None = None) -> int:
         """Count jobs of `queue_name` held by this queue.
 
         `status` None counts waiting and in-flight jobs; PENDING the waiting ones
         (ready, delayed or awaiting a retry); RETRYING those waiting with
-        retry_count > 0; RUNNING the in-flight ones. Other statuses and other queue
-        names count 0.
+        retry_count > 0; RUNNING the in-flight ones whose lease has not run out (an
+        expired lease is handed back first, so it counts as waiting). Other statuses
+        and other queue names count 0.
         """
         if queue_name != self._queue_name:
             return 0
@@ -385,7 +426,7 @@ class MemoryTaskQueue:
 
     # -- internals ------------------------------------------------------------------
 
-    def _check(self, task: Any) -> TaskValidationError | None:
+    def _check(self, task: object) -> TaskValidationError | None:
         """Return why `task` cannot be enqueued (not a job, invalid, not JSON), or None."""
         if not isinstance(task, Job):
             msg = (
@@ -421,6 +462,26 @@ class MemoryTaskQueue:
         # The key still naming this very job means the job itself is being resubmitted
         # (a dead-letter retry), not duplicated by another one.
         return None if held == task.id else held
+
+    def _held(self, job_id: str, lease_token: str | None, now: float) -> str | None:
+        """Return the token of `job_id`'s live lease if `lease_token` holds it, else None.
+
+        A lease that has run out is handed back to the queue here (so it counts as
+        waiting at once) and holds nothing, whatever the token.
+        """
+        lease = self._in_flight.get(job_id)
+        if lease is None:
+            return None
+        deadline, token = lease
+        if deadline <= now:
+            del self._in_flight[job_id]
+            self._expire(job_id)
+            if self._waiters:
+                self._wake_all()
+            return None
+        if lease_token is not None and lease_token != token:
+            return None
+        return token
 
     def _push_waiting(self, job: Job) -> None:
         """Make `job` wait: ready now, or in the delayed heap until `scheduled_at`."""
@@ -459,9 +520,10 @@ class MemoryTaskQueue:
             del waiting[job_id]
             job.status = running
             job.delivery_count += 1
-            in_flight[job_id] = deadline
+            token = f"m{next(_tokens)}"
+            in_flight[job_id] = (deadline, token)
             heapq.heappush(self._leases, (deadline, job_id))
-            taken.append(job)
+            taken.append(_copy_job(job, token))
         return taken
 
     def _promote(self, now_epoch: float) -> None:
@@ -484,7 +546,8 @@ class MemoryTaskQueue:
         expired = False
         while leases and leases[0][0] <= now:
             deadline, job_id = heapq.heappop(leases)
-            if in_flight.get(job_id) == deadline:
+            lease = in_flight.get(job_id)
+            if lease is not None and lease[0] == deadline:
                 del in_flight[job_id]
                 self._expire(job_id)
                 expired = True
@@ -554,7 +617,7 @@ class MemoryTaskQueue:
             self._leases.clear()
         elif len(self._leases) > 2 * len(self._in_flight) + _COMPACT_SLACK:
             in_flight = self._in_flight
-            self._leases = [(deadline, job_id) for job_id, deadline in in_flight.items()]
+            self._leases = [(lease[0], job_id) for job_id, lease in in_flight.items()]
             heapq.heapify(self._leases)
 
     def _compact_waiting(self) -> None:

@@ -1,0 +1,217 @@
+"""Conformance through the real worker: heartbeats keep a long job, poison is dead-lettered.
+
+`QueueWorkerConformance` runs a job three times longer than the lease through two
+`TaskWorker` objects on two queue handles (two worker processes) and checks it ran
+exactly once: the worker's heartbeat, timed from `lease_seconds`, must keep the lease.
+
+`QueuePoisonConformance` is opt-in: a backend that can store raw bytes where an
+encoded job would be implements `plant_raw_payload`, and the kit checks that such a
+payload is leased as a poison job (never raised from `dequeue`) and that a worker
+dead-letters it with the decode error and keeps running other jobs.
+"""
+
+# ruff: noqa: S101, PLR2004 - the kit is pytest tests: asserts on literal expected counts
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from lexigram.contracts.tasks import (
+    POISON_JOB_NAME,
+    FailureRecord,
+    Job,
+    JobStatus,
+    TaskQueueProtocol,
+)
+from lexigram.tasks.execution import TaskWorker
+from lexigram.tasks.testing._base import (
+    QueueConformanceBase,
+    QueueFactory,
+    enqueue_ok,
+    lease_one,
+    make_job,
+    next_job,
+    status_of,
+    token_of,
+)
+
+_SLOW_TASK = "conformance.slow"
+_QUICK_TASK = "conformance.quick"
+# Raw payloads no `decode_job` accepts: not JSON, and JSON that is not an envelope.
+POISON_PAYLOADS: tuple[bytes, ...] = (b"\xff\xfe not a job \x00", b'{"v": 1, "nojob": []}')
+
+
+async def _wait_until(predicate: Callable[[], Any], within: float, what: str) -> None:
+    """Poll `predicate` (sync or async) every 20 ms until it holds; fail after `within`."""
+    deadline = time.monotonic() + within
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, f"{what} did not happen within {within:.1f}s"
+        await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def _running(*workers: TaskWorker) -> AsyncIterator[None]:
+    for worker in workers:
+        await worker.start()
+    try:
+        yield
+    finally:
+        for worker in workers:
+            await worker.stop()
+
+
+async def _dead_letter_record(dlq: Any, job_id: str) -> FailureRecord | None:
+    """Return the worker DLQ's record for `job_id` (its `get` may be sync or async)."""
+    record = dlq.get(job_id)
+    if inspect.isawaitable(record):
+        record = await record
+    return record if isinstance(record, FailureRecord) else None
+
+
+class QueueWorkerConformance(QueueConformanceBase):
+    """A job running longer than its lease, heartbeated by the real worker, runs once."""
+
+    async def test_job_three_leases_long_runs_once_through_the_worker(
+        self, make_queue: QueueFactory, lease_seconds: float
+    ) -> None:
+        """Two workers on two handles; a job lasting 3x the lease is run exactly once."""
+        producer = await make_queue()
+        runs: list[float] = []
+        finished = asyncio.Event()
+
+        async def slow() -> str:
+            runs.append(time.monotonic())
+            await asyncio.sleep(lease_seconds * 3)
+            finished.set()
+            return "done"
+
+        handlers = {_SLOW_TASK: slow}
+        first = TaskWorker("conformance-worker-1", await make_queue(), handlers)
+        second = TaskWorker("conformance-worker-2", await make_queue(), handlers)
+        job = make_job(_SLOW_TASK, timeout=lease_seconds * 20, max_retries=0)
+        async with _running(first, second):
+            await enqueue_ok(producer, job)
+            await asyncio.wait_for(finished.wait(), lease_seconds * 3 + self.prompt_seconds)
+
+            async def acked() -> bool:
+                return await producer.count(producer.queue_name) == 0
+
+            await _wait_until(acked, self.prompt_seconds, "the ack of the finished job")
+            # Give a lost lease every chance to show: one more lease and its margin.
+            await asyncio.sleep(lease_seconds + self.redelivery_margin)
+        assert len(runs) == 1, (
+            f"a job lasting 3x the {lease_seconds}s lease ran {len(runs)} times; the "
+            "worker heartbeats every lease_seconds / 3, so lease_seconds must be the real "
+            "lease and extend_lease must keep it"
+        )
+        assert await producer.get_job(job.id) is None
+
+
+class QueuePoisonConformance(QueueConformanceBase, abc.ABC):
+    """Opt-in: an undecodable stored payload is leased as a poison job and dead-lettered.
+
+    Subclass it next to `QueueConformance` and implement `plant_raw_payload`.
+    """
+
+    @abc.abstractmethod
+    async def plant_raw_payload(self, queue: TaskQueueProtocol, raw: bytes) -> str:
+        """Store `raw` where an encoded job would be, so the next dequeue meets it.
+
+        Args:
+            queue: A queue from `make_queue` (empty, or holding what the test put in).
+            raw: Bytes that `decode_job` rejects.
+
+        Returns:
+            The job id the payload was stored under (what the poison job's id will be).
+        """
+
+    @pytest.mark.parametrize("raw", POISON_PAYLOADS, ids=["not-json", "not-an-envelope"])
+    async def test_undecodable_payload_is_leased_as_a_poison_job(
+        self, queue: TaskQueueProtocol, raw: bytes
+    ) -> None:
+        """`dequeue` never raises: it leases a poison job, with a token, that can be acked."""
+        job_id = await self.plant_raw_payload(queue, raw)
+        poison = await lease_one(queue)
+        assert poison.id == job_id, f"the poison job has id {poison.id!r}, not {job_id!r}"
+        assert poison.name == POISON_JOB_NAME, (
+            f"an undecodable payload was handed out as {poison.name!r}; lease "
+            "make_poison_job(job_id, raw, error) instead"
+        )
+        assert poison.last_error, "the poison job does not carry the decode error"
+        assert status_of(poison) is JobStatus.RUNNING
+        token = token_of(poison)
+        assert await queue.count(queue.queue_name, JobStatus.RUNNING) == 1
+        assert await queue.ack(poison.id, lease_token=token) is True
+        assert await queue.count(queue.queue_name) == 0
+        assert await queue.dequeue() is None, "an acked poison payload came back"
+
+    async def test_poison_payload_does_not_block_other_jobs(self, queue: TaskQueueProtocol) -> None:
+        """Jobs around a poison payload are delivered, in a batch too."""
+        before = make_job(priority=5)
+        await enqueue_ok(queue, before)
+        poison_id = await self.plant_raw_payload(queue, POISON_PAYLOADS[0])
+        after = make_job(priority=0)
+        await enqueue_ok(queue, after)
+        delivered: dict[str, Job] = {}
+        deadline = time.monotonic() + self.prompt_seconds
+        while len(delivered) < 3 and time.monotonic() < deadline:
+            for job in await queue.dequeue_batch(3, timeout=0.2):
+                delivered[job.id] = job
+        assert set(delivered) == {before.id, poison_id, after.id}, (
+            "a poison payload stopped other jobs from being delivered"
+        )
+        assert delivered[poison_id].name == POISON_JOB_NAME
+        assert delivered[before.id].name == before.name
+        for job in delivered.values():
+            assert await queue.ack(job.id, lease_token=job.lease_token) is True
+
+    async def test_worker_dead_letters_poison_and_keeps_running(
+        self, make_queue: QueueFactory
+    ) -> None:
+        """Through a real worker the poison ends in the DLQ with the decode error."""
+        producer = await make_queue()
+        done: list[int] = []
+
+        async def quick(number: int) -> int:
+            done.append(number)
+            return number
+
+        worker = TaskWorker("conformance-poison", await make_queue(), {_QUICK_TASK: quick})
+        poison_id = await self.plant_raw_payload(producer, POISON_PAYLOADS[0])
+        async with _running(worker):
+            for number in range(3):
+                await enqueue_ok(producer, make_job(_QUICK_TASK, args=(number,)))
+
+            async def settled() -> bool:
+                return await producer.count(producer.queue_name) == 0
+
+            await _wait_until(settled, self.prompt_seconds, "settling the poison and 3 jobs")
+            assert worker.running, "the worker stopped after meeting a poison payload"
+            record = await _dead_letter_record(worker.dlq, poison_id)
+            assert record is not None, "the poison payload was not dead-lettered"
+            assert record.job.name == POISON_JOB_NAME
+            decode_error = record.job.metadata.get("poison_error")
+            assert decode_error, "the poison job does not carry its decode error in metadata"
+            assert decode_error in record.error, (
+                f"the dead-letter record says {record.error!r}, not the decode error"
+            )
+            await enqueue_ok(producer, make_job(_QUICK_TASK, args=(99,)))
+            await _wait_until(lambda: 99 in done, self.prompt_seconds, "a job after the poison")
+        assert sorted(done) == [0, 1, 2, 99]
+        assert await next_job(producer, 0.1) is None
+
+
+__all__ = ["POISON_PAYLOADS", "QueuePoisonConformance", "QueueWorkerConformance"]
