@@ -38,11 +38,12 @@ async def test_migrate_concurrent_starters_apply_each_migration_once(postgres_ds
         results = await asyncio.gather(*(migrate(postgres_dsn, schema) for _ in range(6)))
         applied = [names for names in results if names]
         assert len(applied) == 1
-        assert len(applied[0]) == 2  # the store tables and the jobs table
+        assert len(applied[0]) == 3  # the store tables (v1, v2) and the jobs table
         rows = await pg_conn.fetch(f'SELECT scope, version FROM "{schema}".schema_migrations')  # noqa: S608
         assert sorted((r["scope"], r["version"]) for r in rows) == [
             ("queue:tasks", 1),
             ("stores", 1),
+            ("stores", 2),
         ]
         assert await migrate(postgres_dsn, schema) == []
         # A second jobs table in the same schema is its own migration scope.
@@ -253,23 +254,95 @@ async def test_idempotency_key_is_held_while_its_job_exists_past_the_ttl(
     assert await queue.enqueue(again) == Ok(again.id)
 
 
-async def test_stale_consumer_cannot_touch_a_job_another_consumer_holds(
-    make_pg_queue: QueueFactory,
-):
+async def test_stale_holder_is_refused_on_all_four_calls(make_pg_queue: QueueFactory):
+    """After redelivery the first holder's token settles and keeps nothing."""
     first = make_pg_queue(visibility_timeout=0.3)
     second = make_pg_queue(visibility_timeout=30.0)
-    job = Job(name="slow")
+    job = Job(name="slow", args=("payload",))
     await first.enqueue(job)
-    leased = await first.dequeue()
-    assert leased is not None
+    stale = await first.dequeue()
+    assert stale is not None
     redelivered = await second.dequeue_batch(1, timeout=5.0)  # after the short lease ends
     assert [j.delivery_count for j in redelivered] == [2]
-    assert await first.extend_lease(job.id) is False
-    await first.nack(job.id)  # a stale nack must not requeue the second holder's job
+    current = redelivered[0]
+    assert current.lease_token is not None
+    assert current.lease_token != stale.lease_token
+    token = stale.lease_token
+    assert await first.extend_lease(job.id, lease_token=token) is False
+    assert await first.ack(job.id, lease_token=token) is False
+    assert await first.nack(job.id, lease_token=token) is False
+    assert await first.nack(job.id, requeue=False, lease_token=token) is False
+    stale.mark_retrying()
+    stale.last_error = "stale"
+    assert await first.retry_later(stale, delay=0.0) is False
+    # Nothing changed: the second holder still holds the same delivery, unmodified.
     assert await second.count(second.queue_name, JobStatus.RUNNING) == 1
-    assert await second.extend_lease(job.id) is True
-    await second.ack(job.id)
+    held = await second.get_job(job.id)
+    assert held is not None
+    assert (held.delivery_count, held.retry_count, held.last_error) == (2, 0, None)
+    assert await second.extend_lease(job.id, lease_token=current.lease_token) is True
+    assert await second.ack(job.id, lease_token=current.lease_token) is True
     assert await second.count(second.queue_name) == 0
+
+
+async def test_expired_lease_refuses_its_token_even_if_nobody_took_the_job(
+    pg_queue: PostgresTaskQueue,
+):
+    queue = pg_queue
+    await queue.enqueue(Job(name="late"))
+    leased = await queue.dequeue()
+    assert leased is not None
+    await queue.extend_lease(leased.id, 0.2, lease_token=leased.lease_token)
+    await asyncio.sleep(0.4)
+    assert await queue.count(queue.queue_name, JobStatus.RUNNING) == 0
+    assert await queue.count(queue.queue_name, JobStatus.PENDING) == 1
+    for settle in (
+        queue.extend_lease(leased.id, lease_token=leased.lease_token),
+        queue.ack(leased.id, lease_token=leased.lease_token),
+        queue.nack(leased.id, lease_token=leased.lease_token),
+        queue.retry_later(leased, delay=5.0),
+    ):
+        assert await settle is False
+    again = await queue.dequeue()
+    assert again is not None
+    assert again.delivery_count == 2
+
+
+async def test_a_token_does_not_outlive_an_ack_and_re_enqueue_under_the_same_id(
+    pg_queue: PostgresTaskQueue,
+):
+    """The token names the row as well as the delivery count: a new row is a new lease."""
+    queue = pg_queue
+    job = Job(name="again")
+    await queue.enqueue(job)
+    old = await queue.dequeue()
+    assert old is not None
+    assert await queue.ack(old.id, lease_token=old.lease_token) is True
+    await queue.enqueue(Job(name="again", id=job.id))
+    new = await queue.dequeue()
+    assert new is not None
+    assert new.delivery_count == old.delivery_count == 1
+    assert new.lease_token != old.lease_token
+    assert await queue.ack(job.id, lease_token=old.lease_token) is False
+    assert await queue.ack(job.id, lease_token=new.lease_token) is True
+
+
+async def test_batched_acks_report_each_outcome(pg_queue: PostgresTaskQueue):
+    """Acks sent together in one statement each learn whether they held the lease."""
+    queue = pg_queue
+    await queue.enqueue_many([Job(name="n", args=(i,)) for i in range(50)])
+    jobs = await queue.dequeue_batch(50)
+    assert len(jobs) == 50
+    outcomes = await asyncio.gather(
+        *(queue.ack(j.id, lease_token=j.lease_token) for j in jobs[:25]),
+        *(queue.ack(j.id, lease_token=f"0:{j.delivery_count}") for j in jobs[25:]),
+        queue.ack(jobs[0].id, lease_token=jobs[0].lease_token),  # the same ack twice
+    )
+    assert outcomes[:25] == [True] * 25
+    assert outcomes[25:50] == [False] * 25
+    assert outcomes[50] is False
+    assert await queue.count(queue.queue_name, JobStatus.RUNNING) == 25
+    assert all(await asyncio.gather(*(queue.ack(j.id) for j in jobs[25:])))
 
 
 async def test_requeue_stalled_releases_jobs_without_heartbeat(pg_queue: PostgresTaskQueue):

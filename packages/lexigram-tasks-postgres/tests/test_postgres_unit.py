@@ -7,23 +7,28 @@ from importlib.metadata import entry_points
 import pytest
 
 from lexigram.contracts.tasks import (
+    OPTIONAL_BACKEND_ATTRIBUTES,
     OPTIONAL_BACKEND_FACTORIES,
     Err,
     Job,
+    JobStatus,
     TaskBackendSpec,
     TaskConfigurationError,
     TaskQueueProtocol,
     TaskValidationError,
+    parse_options,
 )
 from lexigram.tasks.backends.postgres import (
     DEFAULT_SCHEMA,
+    PostgresOptions,
     PostgresTaskConfig,
     PostgresTaskQueue,
     backend,
     create_queue,
 )
-from lexigram.tasks.backends.postgres._config import channel_name, normalize_dsn
 from lexigram.tasks.backends.postgres._connection import backoff_delays, payload_delay
+from lexigram.tasks.backends.postgres._enqueue import make_token, parse_token
+from lexigram.tasks.backends.postgres._options import channel_name, normalize_dsn
 from lexigram.tasks.backends.postgres._schema import (
     QUEUE_MIGRATIONS,
     STORE_MIGRATIONS,
@@ -113,7 +118,7 @@ def test_from_mapping_reads_strings_and_rejects_unknown_keys():
     )
     assert config.visibility_timeout == 12.5
     assert config.pool_max_size == 8
-    with pytest.raises(TaskConfigurationError, match="visiblity_timeout"):
+    with pytest.raises(TaskConfigurationError, match="Did you mean 'visibility_timeout'"):
         PostgresTaskConfig.from_mapping({"visiblity_timeout": 3})
     with pytest.raises(TaskConfigurationError, match="not a number"):
         PostgresTaskConfig.from_mapping({"poll_interval": "soon"})
@@ -175,10 +180,16 @@ def test_migrations_are_ordered_and_render_for_the_schema():
 
 def test_pending_migrations_by_scope():
     everything = _pending({}, "tasks")
-    assert [(scope, m.version) for scope, m in everything] == [("stores", 1), ("queue:tasks", 1)]
-    assert _pending({"stores": 1, "queue:tasks": 1}, "tasks") == []
-    assert [scope for scope, _ in _pending({"stores": 1}, "other")] == ["queue:other"]
-    assert _pending({"stores": 1}, None) == []
+    assert [(scope, m.version) for scope, m in everything] == [
+        ("stores", 1),
+        ("stores", 2),
+        ("queue:tasks", 1),
+    ]
+    assert _pending({"stores": 2, "queue:tasks": 1}, "tasks") == []
+    assert [scope for scope, _ in _pending({"stores": 2}, "other")] == ["queue:other"]
+    assert _pending({"stores": 2}, None) == []
+    # A schema of the previous version gets exactly the upgrade.
+    assert [(scope, m.version) for scope, m in _pending({"stores": 1}, None)] == [("stores", 2)]
 
 
 def test_backoff_is_bounded_and_grows():
@@ -239,4 +250,64 @@ async def test_invalid_jobs_are_rejected_before_any_connection():
     assert isinstance(result.error, TaskValidationError)
     not_a_job = await queue.enqueue({"name": "dict"})
     assert isinstance(not_a_job, Err)
+    await queue.close()
+
+
+def test_backend_describes_itself():
+    assert backend.url_schemes == ("postgresql", "postgres")
+    assert backend.url_field == "postgres_dsn"
+    assert backend.options_type is PostgresOptions
+    for name in OPTIONAL_BACKEND_ATTRIBUTES:
+        assert hasattr(backend, name), name
+
+
+def test_options_are_read_by_parse_options_with_did_you_mean():
+    spec = TaskBackendSpec(
+        name="pg", type="postgres", options={"visibility_timeout": "9", "namespace": "b"}
+    )
+    options = PostgresOptions.from_spec(spec)
+    assert (options.visibility_timeout, options.namespace) == (9.0, "b")
+    typo = TaskBackendSpec(name="pg", type="postgres", options={"shcema": "x"})
+    with pytest.raises(TaskConfigurationError, match="Did you mean 'schema'"):
+        backend.create_dlq_backend(typo)
+    with pytest.raises(TaskConfigurationError, match="result_ttl"):
+        PostgresOptions(result_ttl=0)
+    with pytest.raises(TaskConfigurationError, match="schema"):
+        parse_options("postgres", "pg", {"schema": "Bad-Name"}, PostgresOptions)
+
+
+def test_queue_config_refuses_store_options():
+    with pytest.raises(TaskConfigurationError, match="store option 'namespace'"):
+        PostgresTaskConfig.from_mapping({"namespace": "x"})
+
+
+def test_lease_tokens_name_one_delivery_of_one_row():
+    assert make_token(12, 3) == "12:3"
+    assert parse_token("12:3") == (12, 3)
+    assert parse_token(None) is None
+    for junk in ("", "12", "a:b", "1:2:3", "x:1"):
+        assert parse_token(junk) is None
+
+
+async def test_a_nul_in_an_id_or_key_is_an_err_not_a_server_error():
+    queue = PostgresTaskQueue(dsn="postgresql://nowhere.invalid/db")
+    for job in (Job(name="t", id="a\x00b"), Job(name="t", idempotency_key="k\x00")):
+        result = await queue.enqueue(job)
+        assert isinstance(result, Err)
+        assert isinstance(result.error, TaskValidationError)
+        assert "U+0000" in str(result.error)
+    await queue.close()
+
+
+async def test_a_malformed_token_is_refused_without_a_round_trip():
+    # No server behind this DSN: a refusal that needed one would raise instead.
+    queue = PostgresTaskQueue(dsn="postgresql://nowhere.invalid/db")
+    for token in ("not-a-token", "7", "x:y"):
+        assert await queue.ack("id", lease_token=token) is False
+        assert await queue.nack("id", lease_token=token) is False
+        assert await queue.extend_lease("id", lease_token=token) is False
+    job = Job(name="t")
+    job.lease_token = "garbage"  # noqa: S105 - a lease token, not a secret
+    assert await queue.retry_later(job, delay=1.0) is False
+    assert job.status is JobStatus.PENDING  # a refused retry leaves the job untouched
     await queue.close()

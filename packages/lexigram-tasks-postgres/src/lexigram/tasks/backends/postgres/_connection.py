@@ -2,6 +2,10 @@
 
 - One asyncpg pool per (event loop, DSN, pool settings) is shared, reference-counted, by
   every queue and store of a process; the last `close` closes it.
+- The first connection fails at once with a `BackendConnectionError` that says what is
+  wrong (refused, login rejected, unknown database, TLS, no answer within the connect
+  timeout) and how to fix it; only a server that is starting or shutting down, or out
+  of connection slots, is waited for.
 - `Database.run` executes an operation on a pooled connection and retries it with
   exponential backoff when the connection is lost or the server is restarting. asyncpg
   replaces a dead pooled connection on the next acquire, so a retry after a PostgreSQL
@@ -17,12 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import random
+import ssl
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -88,28 +95,143 @@ async def _keep_session(_conn: asyncpg.Connection[Any]) -> None:
     """
 
 
+def _where(dsn: str | None) -> str:
+    return "the libpq environment (PGHOST...)" if dsn is None else mask_url(dsn)
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
 def connection_error(dsn: str | None, what: str, exc: BaseException) -> BackendConnectionError:
     """Build the `BackendConnectionError` for a failed `what` (the DSN masked)."""
-    where = "the libpq environment (PGHOST...)" if dsn is None else mask_url(dsn)
     msg = (
-        f"PostgreSQL at {where} could not {what}: {type(exc).__name__}: {exc}. Check that "
-        "the server is running and reachable, and that the DSN is right."
+        f"PostgreSQL at {_where(dsn)} could not {what}: {type(exc).__name__}: "
+        f"{_one_line(exc)}. Check that the server is running and reachable, and that the "
+        "DSN is right."
     )
     return BackendConnectionError(msg)
+
+
+# A server that is starting, shutting down or full: the first connection waits for it.
+_WAIT_AT_CONNECT: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def _dsn_part(dsn: str | None, part: str) -> str | None:
+    """The user, database, or host:port of a URL-style DSN (None if not one)."""
+    if dsn is None or "://" not in dsn:
+        return None
+    try:
+        url = urlsplit(dsn)
+        if part == "user":
+            return unquote(url.username) if url.username else None
+        if part == "database":
+            return unquote(url.path.lstrip("/")) or None
+        host = url.hostname or "localhost"
+        port = url.port or 5432
+    except ValueError:
+        return None
+    return f"{host}:{port}"
+
+
+def connect_error(dsn: str | None, exc: BaseException, *, timeout: float) -> BackendConnectionError:
+    """Say in one line why the first connection to `dsn` failed, and what to do.
+
+    Each cause gets its own message: refused, login rejected, unknown database, TLS,
+    no answer within `timeout`, host not found; anything else is named with its error.
+    """
+    where = _where(dsn)
+    address = _dsn_part(dsn, "address") or "the server's host and port"
+    detail = _one_line(exc)
+    if isinstance(exc, TimeoutError):
+        msg = (
+            f"PostgreSQL at {where} did not answer within {timeout:g} s (connect_timeout). "
+            f"Check that {address} is a PostgreSQL server and that no firewall drops the "
+            "traffic, or raise the connect_timeout option."
+        )
+    elif isinstance(exc, asyncpg.exceptions.InvalidPasswordError):
+        user = _dsn_part(dsn, "user")
+        who = f" of user {user!r}" if user else ""
+        msg = (
+            f"PostgreSQL at {where} rejected the login{who} (wrong password): {detail}. "
+            "Fix the user name or password in the DSN."
+        )
+    elif isinstance(exc, asyncpg.exceptions.InvalidAuthorizationSpecificationError):
+        msg = (
+            f"PostgreSQL at {where} refused the login: {detail}. Fix the user name in the "
+            "DSN, create that role on the server, or allow it in the server's pg_hba.conf."
+        )
+    elif isinstance(exc, asyncpg.exceptions.InvalidCatalogNameError):
+        database = _dsn_part(dsn, "database")
+        create = f"Create it (createdb {database})" if database else "Create it"
+        msg = (
+            f"PostgreSQL at {where} has no such database: {detail}. {create}, or fix the "
+            "database name in the DSN."
+        )
+    elif "rejected SSL upgrade" in detail:
+        msg = (
+            f"PostgreSQL at {where} does not offer TLS but the DSN requires it (sslmode): "
+            f"{detail}. Enable ssl on the server, or use sslmode=prefer or disable."
+        )
+    elif isinstance(exc, ssl.SSLError):
+        msg = (
+            f"PostgreSQL at {where} failed the TLS handshake: {detail}. Check sslrootcert "
+            "(the CA that signed the server's certificate), the host name the certificate "
+            "names, and sslmode in the DSN."
+        )
+    elif isinstance(exc, ConnectionRefusedError) or f"[Errno {errno.ECONNREFUSED}]" in detail:
+        msg = (
+            f"PostgreSQL at {where} refused the connection: nothing accepts connections at "
+            f"{address}. Start the server, or fix the host and port in the DSN."
+        )
+    elif isinstance(exc, OSError):
+        msg = (
+            f"PostgreSQL at {where} could not be reached: {type(exc).__name__}: {detail}. "
+            "Check the host name and port in the DSN and the network."
+        )
+    elif isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", None) or "?"
+        msg = (
+            f"PostgreSQL at {where} refused the connection (SQLSTATE {state}): {detail}. "
+            "Check the DSN and the server's log."
+        )
+    else:
+        msg = (
+            f"PostgreSQL at {where} could not be connected to: {type(exc).__name__}: "
+            f"{detail}. Check the DSN and that the server is a PostgreSQL server."
+        )
+    return BackendConnectionError(msg)
+
+
+# What asyncpg raises while opening a connection (a protocol error from something that
+# is not a PostgreSQL server included).
+_CONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    *TRANSIENT_ERRORS,
+    asyncpg.PostgresError,
+    ssl.SSLError,
+    ValueError,  # a DSN asyncpg cannot parse
+)
 
 
 async def connect_once(dsn: str | None, *, timeout: float = 10.0) -> asyncpg.Connection:
     """Open one connection (for migrations and the LISTEN connection).
 
     Raises:
-        BackendConnectionError: The server cannot be reached.
+        BackendConnectionError: The server cannot be reached or refuses the login (the
+            message says which, see `connect_error`).
     """
     try:
-        conn: asyncpg.Connection = await asyncpg.connect(
-            dsn, timeout=timeout, server_settings=_SERVER_SETTINGS
+        conn: asyncpg.Connection = await asyncio.wait_for(
+            asyncpg.connect(dsn, timeout=timeout, server_settings=_SERVER_SETTINGS),
+            timeout + 1.0,
         )
-    except TRANSIENT_ERRORS as exc:
-        raise connection_error(dsn, "accept a connection", exc) from exc
+    except _CONNECT_ERRORS as exc:
+        raise connect_error(dsn, exc, timeout=timeout) from exc
     return conn
 
 
@@ -203,31 +325,45 @@ class Database:
         return shared.pool
 
     async def _create_pool(self) -> asyncpg.Pool:
-        last: BaseException | None = None
-        for delay in [*backoff_delays(self.max_attempts), None]:
+        """Open the pool; fail at once with the cause unless the server is only busy.
+
+        A refused connection, a rejected login, an unknown database, a TLS failure or no
+        answer within `connect_timeout` will not go away by itself: it is reported at
+        once. A server that is starting, shutting down or out of connection slots is
+        tried again with backoff, `max_attempts` times in all.
+        """
+        delays = backoff_delays(self.max_attempts)
+        attempt = 0
+        while True:
             try:
-                return await asyncpg.create_pool(
-                    self.dsn,
-                    min_size=self._min_size,
-                    max_size=self._max_size,
-                    command_timeout=self._command_timeout,
-                    timeout=self._connect_timeout,
-                    server_settings=_SERVER_SETTINGS,
-                    reset=_keep_session,
+                # The pool opens min_size connections, each bounded by the connect
+                # timeout; the outer bound also covers a pool that never gets there.
+                return await asyncio.wait_for(
+                    asyncpg.create_pool(
+                        self.dsn,
+                        min_size=self._min_size,
+                        max_size=self._max_size,
+                        command_timeout=self._command_timeout,
+                        timeout=self._connect_timeout,
+                        server_settings=_SERVER_SETTINGS,
+                        reset=_keep_session,
+                    ),
+                    self._connect_timeout + 1.0,
                 )
-            except TRANSIENT_ERRORS as exc:
-                last = exc
-                if delay is None:
-                    break
+            except _WAIT_AT_CONNECT as exc:
+                if attempt >= len(delays):
+                    raise connect_error(self.dsn, exc, timeout=self._connect_timeout) from exc
+                delay = delays[attempt]
+                attempt += 1
                 logger.warning(
-                    "PostgreSQL at %s refused a connection (%s); retrying in %.1f s.",
+                    "PostgreSQL at %s cannot take a connection now (%s); retrying in %.1f s.",
                     self.masked_dsn,
-                    exc,
+                    _one_line(exc),
                     delay,
                 )
                 await asyncio.sleep(delay)
-        assert last is not None  # noqa: S101 - the loop ran at least once
-        raise connection_error(self.dsn, "accept a connection", last) from last
+            except _CONNECT_ERRORS as exc:
+                raise connect_error(self.dsn, exc, timeout=self._connect_timeout) from exc
 
     async def run(self, operation: Callable[[Conn], Awaitable[T]], what: str) -> T:
         """Run `operation` on a pooled connection, retrying transient failures.
@@ -242,7 +378,7 @@ class Database:
         delays = backoff_delays(self.max_attempts)
         attempt = 0
         while True:
-            pool = await self.pool()
+            pool = await self.pool()  # a failed first connection raises from here
             try:
                 async with pool.acquire() as conn:
                     try:

@@ -20,8 +20,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from lexigram.contracts.tasks import TaskConfigurationError
-from lexigram.tasks.backends.postgres._config import DEFAULT_SCHEMA, channel_name
 from lexigram.tasks.backends.postgres._connection import Database, Listener
+from lexigram.tasks.backends.postgres._options import DEFAULT_SCHEMA, channel_name
 from lexigram.tasks.backends.postgres._stores import _deleted, _TableStore, dumps, loads
 
 _SAFETY_NET = 5.0
@@ -305,7 +305,7 @@ class PostgresIdempotencyStore(_Purging):
                 f"""
 WITH ins AS (
     INSERT INTO {self._s}.idempotency AS i (key, record, expires_at)
-    VALUES ($1, $2::jsonb, clock_timestamp() + make_interval(secs => $3))
+    VALUES ($1, $2::json, clock_timestamp() + make_interval(secs => $3))
     ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record, expires_at = EXCLUDED.expires_at
         WHERE i.expires_at <= clock_timestamp()
     RETURNING 1
@@ -338,7 +338,7 @@ SELECT (SELECT count(*) FROM ins) AS stored,
         await self._execute(
             f"""
 INSERT INTO {self._s}.idempotency (key, record, expires_at)
-VALUES ($1, $2::jsonb, clock_timestamp() + make_interval(secs => $3))
+VALUES ($1, $2::json, clock_timestamp() + make_interval(secs => $3))
 ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record, expires_at = EXCLUDED.expires_at""",  # noqa: S608 - validated
             key,
             dumps(dict(record)),
@@ -360,7 +360,10 @@ def _like_prefix(prefix: str) -> str:
 
 
 class PostgresCacheBackend(_Purging):
-    """A string key-value cache with TTLs, shared by every process using the schema."""
+    """A string key-value cache with TTLs, shared by every process using the schema.
+
+    Values are stored as UTF-8 bytes (``bytea``), so any string, U+0000 included, is kept.
+    """
 
     _what = "cache"
     _table = "cache"
@@ -372,7 +375,7 @@ class PostgresCacheBackend(_Purging):
             f"SELECT value FROM {self._s}.cache WHERE key = $1 AND {self._live}",  # noqa: S608 - validated
             key,
         )
-        return None if value is None else str(value)
+        return None if value is None else bytes(value).decode("utf-8")
 
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
         """Store a value, expiring after `ttl` seconds when given (None or <= 0: never)."""
@@ -384,7 +387,7 @@ VALUES ($1, $2, CASE WHEN $3::float8 > 0 THEN clock_timestamp() + make_interval(
                 END)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at""",  # noqa: S608 - validated
             key,
-            value,
+            value.encode("utf-8"),
             ttl,
         )
 
@@ -399,7 +402,7 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.ex
     WHERE c.expires_at IS NOT NULL AND c.expires_at <= clock_timestamp()
 RETURNING 1""",  # noqa: S608 - validated
             key,
-            value,
+            value.encode("utf-8"),
             ttl,
         )
         return bool(rows)

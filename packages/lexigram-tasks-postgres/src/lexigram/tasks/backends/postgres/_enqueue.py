@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from lexigram.contracts.tasks import (
     Err,
@@ -23,8 +22,8 @@ from lexigram.contracts.tasks import (
     TaskValidationError,
     encode_job,
 )
-from lexigram.tasks.backends.postgres._config import PostgresTaskConfig
 from lexigram.tasks.backends.postgres._connection import Conn, Database, connection_error
+from lexigram.tasks.backends.postgres._options import PostgresTaskConfig
 from lexigram.tasks.backends.postgres._sql import QueueSQL
 
 _KEY_PURGE_INTERVAL = 60.0
@@ -42,18 +41,26 @@ class Enqueuer:
         self._channel = channel
         self._keys_purged_at = -_KEY_PURGE_INTERVAL
 
-    def prepare(self, task: Any) -> Prepared:
+    def prepare(self, task: object) -> Prepared:
         """Validate and encode `task` (status PENDING unless RETRYING, queue name set).
 
         Raises:
-            TaskValidationError: Not a `Job`, or invalid / not JSON-serializable.
+            TaskValidationError: Not a `Job`, invalid / not JSON-serializable, or an id
+                or idempotency key holding U+0000 (which a text column cannot store).
         """
         if not isinstance(task, Job):
             msg = (
                 f"PostgresTaskQueue.enqueue got {type(task).__name__}, not a Job. Build a "
-                "lexigram.tasks.Job (or JobProtocol) and enqueue that."
+                "lexigram.tasks.Job and enqueue that."
             )
             raise TaskValidationError(msg)
+        for field, value in (("id", task.id), ("idempotency_key", task.idempotency_key)):
+            if isinstance(value, str) and "\x00" in value:
+                msg = (
+                    f"Job {field} {value!r} contains U+0000 (NUL), which PostgreSQL cannot "
+                    f"store in a text column. Remove the NUL character from the {field}."
+                )
+                raise TaskValidationError(msg)
         if task.status is not JobStatus.RETRYING:
             task.status = JobStatus.PENDING
         if task.queue_name is None:
@@ -61,7 +68,7 @@ class Enqueuer:
         return task, encode_job(task)
 
     def split(
-        self, tasks: Sequence[Any]
+        self, tasks: Sequence[object]
     ) -> tuple[list[Result[str, TaskQueueError]], list[Prepared], list[tuple[int, Job, bytes]]]:
         """Prepare `tasks`: per-job results so far, plain jobs, and keyed jobs by index."""
         results: list[Result[str, TaskQueueError]] = []
@@ -147,27 +154,52 @@ class Enqueuer:
         await conn.execute(self._sql.purge_keys, self._config.queue_name)
 
 
+Token = tuple[int, int]
+"""A parsed lease token: (row seq, delivery count)."""
+
+
+def parse_token(token: str | None) -> Token | None:
+    """Parse a lease token ``"<seq>:<delivery_count>"``; None for a malformed one."""
+    if token is None:
+        return None
+    seq, sep, count = token.partition(":")
+    try:
+        return (int(seq), int(count)) if sep else None
+    except ValueError:
+        return None
+
+
+def make_token(seq: int, delivery_count: int) -> str:
+    """The lease token of one delivery: the row's seq and its delivery count."""
+    return f"{seq}:{delivery_count}"
+
+
 class AckBatcher:
-    """Coalesces acks: one ``DELETE ... WHERE id = ANY($1)`` per batch.
+    """Coalesces acks: one ``DELETE ... USING unnest(...)`` per batch.
 
     An ack waits for its batch's statement, so when `ack` returns the job is gone. Acks
     arriving while a statement is in flight form the next batch: no timer, no added
-    latency when acks are rare.
+    latency when acks are rare. Each ack learns whether it deleted its job (its token
+    still held the lease).
     """
 
     def __init__(self, db: Database, sql: str) -> None:
         self._db = db
         self._sql = sql
-        self._pending: list[tuple[str, asyncio.Future[None]]] = []
+        self._pending: list[tuple[str, Token | None, asyncio.Future[bool]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def ack(self, task_id: str) -> None:
-        """Delete the leased job `task_id` (together with concurrent acks)."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((task_id, future))
+    async def ack(self, task_id: str, token: Token | None) -> bool:
+        """Delete the leased job `task_id` (together with concurrent acks).
+
+        Returns:
+            True if the job was leased (under `token`, when given) and is now deleted.
+        """
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((task_id, token, future))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._flush())
-        await future
+        return await future
 
     async def drain(self) -> None:
         """Wait for acks in flight (used by `close`)."""
@@ -177,22 +209,28 @@ class AckBatcher:
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[:_ACK_BATCH], self._pending[_ACK_BATCH:]
-            ids = [task_id for task_id, _ in batch]
             try:
-                await self._db.run(self._statement(ids), "ack jobs")
+                done = await self._db.run(self._statement(batch), "ack jobs")
             except BaseException as exc:  # every waiting ack must learn the outcome
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue
-            for _, future in batch:
+            for position, (_, _, future) in enumerate(batch, start=1):
                 if not future.done():
-                    future.set_result(None)
+                    future.set_result(position in done)
 
-    def _statement(self, ids: list[str]) -> Callable[[Conn], Awaitable[str]]:
-        async def _delete(conn: Conn) -> str:
-            return await conn.execute(self._sql, ids)
+    def _statement(
+        self, batch: list[tuple[str, Token | None, asyncio.Future[bool]]]
+    ) -> Callable[[Conn], Awaitable[set[int]]]:
+        ids = [task_id for task_id, _, _ in batch]
+        seqs = [None if token is None else token[0] for _, token, _ in batch]
+        counts = [None if token is None else token[1] for _, token, _ in batch]
+
+        async def _delete(conn: Conn) -> set[int]:
+            rows = await conn.fetch(self._sql, ids, seqs, counts)
+            return {int(row[0]) for row in rows}
 
         return _delete

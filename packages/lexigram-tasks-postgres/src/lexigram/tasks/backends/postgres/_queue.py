@@ -11,8 +11,10 @@ How the pieces fit (the SQL itself is in `_sql`, the tables in `_schema`):
 - idle consumers wait on LISTEN (one shared connection per process), bounded by the
   next delayed job or lease expiry and a slow safety-net poll.
 - acks issued while another ack is in flight are sent together in one DELETE.
-- a per-object map of delivery counts acts as the lease token, so a consumer whose
-  lease expired cannot nack, retry or extend a job another consumer now holds.
+- every delivery carries the lease token ``"<seq>:<delivery_count>"`` (`seq` is unique
+  per inserted row, the count rises with each delivery); ack, nack, extend_lease and
+  retry_later check it in the same statement that acts, so a consumer whose lease
+  expired can neither settle nor keep a job: they return False and change nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from typing import Any, TypeVar
 import asyncpg
 
 from lexigram.contracts.tasks import (
-    HookRegistryProtocol,
     Job,
     JobStatus,
     Ok,
@@ -38,7 +39,6 @@ from lexigram.contracts.tasks import (
     encode_job,
     make_poison_job,
 )
-from lexigram.tasks.backends.postgres._config import PostgresTaskConfig, channel_name, quote_ident
 from lexigram.tasks.backends.postgres._connection import (
     TRANSIENT_ERRORS,
     Conn,
@@ -46,15 +46,20 @@ from lexigram.tasks.backends.postgres._connection import (
     Listener,
     payload_delay,
 )
-from lexigram.tasks.backends.postgres._enqueue import AckBatcher, Enqueuer
+from lexigram.tasks.backends.postgres._enqueue import (
+    AckBatcher,
+    Enqueuer,
+    Token,
+    make_token,
+    parse_token,
+)
+from lexigram.tasks.backends.postgres._options import PostgresTaskConfig, channel_name, quote_ident
 from lexigram.tasks.backends.postgres._schema import ensure_schema
 from lexigram.tasks.backends.postgres._sql import QueueSQL
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_QUEUED_ACTION = "task.queued"
 
 _STATUS_COUNTS = {
     JobStatus.PENDING: "count_waiting",
@@ -85,10 +90,12 @@ def _pool_of(provider: Any) -> asyncpg.Pool | None:
 class PostgresTaskQueue:
     """PostgreSQL task queue implementing the whole `TaskQueueProtocol`.
 
-    Delivery is at-least-once with leases (design §3): priority high to low, FIFO within
-    a priority, delayed jobs never block ready ones, idempotency keys and job ids are
+    Delivery is at-least-once with leases: priority high to low, FIFO within a
+    priority, delayed jobs never block ready ones, idempotency keys and job ids are
     unique per queue, and a job whose consumer died is delivered again once its lease
-    expires. Tables are created on first use (see `migrate`).
+    expires. Every delivery carries a lease token (`Job.lease_token`) that fences
+    `ack`, `nack`, `extend_lease` and `retry_later`. Tables are created on first use
+    (see `migrate`).
 
     Args:
         config: A `PostgresTaskConfig`, a dict of its fields, or None for the defaults.
@@ -152,12 +159,9 @@ class PostgresTaskQueue:
         self._sql = QueueSQL.build(cfg.schema, cfg.table)
         self._channel = channel_name(cfg.schema, cfg.table, cfg.queue_name)
         self._enqueuer = Enqueuer(cfg, self._sql, self._channel)
-        self._hooks: HookRegistryProtocol | None = None
         self._ready = False
         self._ready_lock = asyncio.Lock()
         self._listener: Listener | None = None
-        # id -> delivery_count at dequeue: the lease token of jobs this object leased.
-        self._tokens: dict[str, int] = {}
         self._acks = AckBatcher(self._db, self._sql.ack_many)
         # Wake-ups: a generation counter and the event the current waiters sleep on.
         self._generation = 0
@@ -193,10 +197,6 @@ class PostgresTaskQueue:
     def channel(self) -> str:
         """The LISTEN/NOTIFY channel of this queue."""
         return self._channel
-
-    def set_hook_registry(self, hooks: HookRegistryProtocol | None) -> None:
-        """Attach an optional hook registry; each new job then emits ``"task.queued"``."""
-        self._hooks = hooks
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -256,7 +256,7 @@ class PostgresTaskQueue:
     # -- producing ------------------------------------------------------------------
 
     async def enqueue(
-        self, task: Any, *, connection: Conn | None = None
+        self, task: Job, *, connection: Conn | None = None
     ) -> Result[str, TaskQueueError]:
         """Add a job to the queue.
 
@@ -279,13 +279,13 @@ class PostgresTaskQueue:
         return results[0]
 
     async def enqueue_in_transaction(
-        self, connection: Conn, task: Any
+        self, connection: Conn, task: Job
     ) -> Result[str, TaskQueueError]:
         """Enqueue `task` on `connection` (the caller's transaction); see `enqueue`."""
         return await self.enqueue(task, connection=connection)
 
     async def enqueue_many(
-        self, tasks: Sequence[Any], *, connection: Conn | None = None
+        self, tasks: Sequence[Job], *, connection: Conn | None = None
     ) -> list[Result[str, TaskQueueError]]:
         """Add several jobs: the ones without an idempotency key in one statement.
 
@@ -310,23 +310,7 @@ class PostgresTaskQueue:
                 held = await self._db.run(lambda c: insert(c, plain, keyed), "enqueue jobs")
             for index, job_id in held:
                 results[index] = Ok(job_id)
-            await self._emit_queued([job for job, _ in plain] + [job for _, job, _ in keyed])
         return results
-
-    async def _emit_queued(self, jobs: list[Job]) -> None:
-        if self._hooks is None or not jobs:
-            return
-        # The hook payload type lives in the core package, which is installed whenever a
-        # hook registry exists (only the core's provider sets one).
-        from lexigram.tasks.hooks import TaskEnqueuedHook  # noqa: PLC0415
-
-        for job in jobs:
-            await self._hooks.emit(
-                _QUEUED_ACTION,
-                TaskEnqueuedHook(
-                    task_name=job.name, queue_name=self.config.queue_name, task_id=job.id
-                ),
-            )
 
     # -- consuming ------------------------------------------------------------------
 
@@ -414,9 +398,12 @@ class PostgresTaskQueue:
                 self._empty_generation = generation
             return []
         rows = sorted(rows, key=lambda r: (-r["priority"], r["due"], r["seq"]))
-        return [self._leased(row["id"], row["payload"], row["delivery_count"]) for row in rows]
+        return [
+            self._leased(row["id"], row["payload"], row["delivery_count"], row["seq"])
+            for row in rows
+        ]
 
-    def _leased(self, job_id: str, payload: bytes, delivery_count: int) -> Job:
+    def _leased(self, job_id: str, payload: bytes, delivery_count: int, seq: int) -> Job:
         try:
             job = decode_job(payload)
         except TaskDecodeError as exc:
@@ -427,7 +414,7 @@ class PostgresTaskQueue:
         job.delivery_count = delivery_count
         if job.queue_name is None:
             job.queue_name = self.config.queue_name
-        self._tokens[job_id] = delivery_count
+        job.lease_token = make_token(seq, delivery_count)
         return job
 
     async def _seconds_until_due(self) -> float | None:
@@ -451,59 +438,91 @@ class PostgresTaskQueue:
         wake, self._wake = self._wake, asyncio.Event()
         wake.set()
 
-    async def extend_lease(self, task_id: str, seconds: float | None = None) -> bool:
+    async def extend_lease(
+        self, task_id: str, seconds: float | None = None, *, lease_token: str | None = None
+    ) -> bool:
         """Extend the lease of an in-flight job (the worker's heartbeat).
 
         Args:
             task_id: The leased job's id.
             seconds: New lease length from now; None means `visibility_timeout`.
+            lease_token: The delivery's token (`Job.lease_token`); None extends the
+                current delivery's lease, whoever holds it.
 
         Returns:
-            False when the job is not leased any more (acked, deleted, its lease expired,
-            or another consumer now holds it).
+            False when the lease is not held any more (acked, deleted, expired, or
+            another delivery's), and then nothing changed.
         """
+        token = _token_args(lease_token)
+        if token is None:
+            return False
         length = self.config.visibility_timeout if seconds is None else float(seconds)
-        token = self._tokens.get(task_id)
+        await self._ensure_ready()
         row = await self._db.run(
-            lambda conn: conn.fetchval(self._sql.extend, task_id, token, length),
+            lambda conn: conn.fetchval(self._sql.extend, task_id, *token, length),
             "extend a lease",
         )
-        # On False the token is kept: a later nack or retry_later from this consumer
-        # must still be recognised as stale (ack and nack drop it).
         return row is not None
 
-    async def ack(self, task_id: str) -> None:
+    async def ack(self, task_id: str, *, lease_token: str | None = None) -> bool:
         """Acknowledge successful processing: the job is deleted.
 
         Acks issued while another is in flight are sent together in one statement.
+
+        Returns:
+            True if the delivery was held (under `lease_token`, when given) and the job
+            is now deleted; False, and no change, otherwise.
         """
-        self._tokens.pop(task_id, None)
-        await self._acks.ack(task_id)
+        if lease_token is None:
+            return await self._acks.ack(task_id, None)
+        token = parse_token(lease_token)
+        if token is None:
+            return False
+        return await self._acks.ack(task_id, token)
 
-    async def nack(self, task_id: str, requeue: bool = True) -> None:
-        """Negative-acknowledge a leased job: requeue it now, or discard it."""
-        token = self._tokens.pop(task_id, None)
-        sql = self._sql.requeue if requeue else self._sql.discard
-        args: tuple[Any, ...] = (task_id, token, self._channel) if requeue else (task_id, token)
-        await self._db.run(lambda conn: conn.execute(sql, *args), "nack a job")
+    async def nack(
+        self, task_id: str, requeue: bool = True, *, lease_token: str | None = None
+    ) -> bool:
+        """Negative-acknowledge a leased job: requeue it now, or discard it.
 
-    async def retry_later(self, task: Job, *, delay: float = 0.0) -> None:
+        Returns:
+            True if the delivery was held and is now settled; False, and no change,
+            otherwise (as for `ack`).
+        """
+        token = _token_args(lease_token)
+        if token is None:
+            return False
+        if requeue:
+            sql, args = self._sql.requeue, (task_id, *token, self._channel)
+        else:
+            sql, args = self._sql.discard, (task_id, *token)
+        rows = await self._db.run(lambda conn: conn.fetch(sql, *args), "nack a job")
+        return bool(rows)
+
+    async def retry_later(self, task: Job, *, delay: float = 0.0) -> bool:
         """End the lease on `task` and make it available again after `delay` seconds.
 
         The job's current fields (`retry_count`, `last_error`...) are stored, so the
-        next delivery sees them; its status becomes RETRYING. A job that is no longer
-        leased by this consumer is left alone.
+        next delivery sees them; its status becomes RETRYING. `task.lease_token` fences
+        the call like the token of `ack`.
+
+        Returns:
+            True if the delivery was held and the job is scheduled again; False, and no
+            change (neither in the table nor to `task`), otherwise.
         """
-        token = self._tokens.pop(task.id, None)
+        token = _token_args(task.lease_token)
+        if token is None:
+            return False
         delay = max(float(delay), 0.0)
+        status, scheduled_at = task.status, task.scheduled_at
         task.status = JobStatus.RETRYING
         task.scheduled_at = time.time() + delay if delay > 0 else None
         payload = encode_job(task)
-        await self._db.run(
-            lambda conn: conn.execute(
+        rows = await self._db.run(
+            lambda conn: conn.fetch(
                 self._sql.retry_later,
                 task.id,
-                token,
+                *token,
                 delay,
                 task.retry_count,
                 payload,
@@ -511,6 +530,9 @@ class PostgresTaskQueue:
             ),
             "schedule a retry",
         )
+        if not rows:
+            task.status, task.scheduled_at = status, scheduled_at
+        return bool(rows)
 
     async def requeue_stalled(self, visibility_timeout_seconds: float = 60) -> int:
         """Make in-flight jobs without a heartbeat for that many seconds available now.
@@ -575,19 +597,19 @@ class PostgresTaskQueue:
             True if the job existed and was deleted.
         """
         await self._ensure_ready()
-        self._tokens.pop(job_id, None)
         row = await self._db.run(
             lambda conn: conn.fetchval(self._sql.delete_job, job_id, self.config.queue_name),
             "delete a job",
         )
         return row is not None
 
-    async def count(self, queue_name: str, status: Any | None = None) -> int:
+    async def count(self, queue_name: str, status: JobStatus | None = None) -> int:
         """Count jobs of `queue_name` in this table.
 
         `status` None counts waiting and in-flight jobs; PENDING the waiting ones (ready,
-        delayed or awaiting a retry); RETRYING those waiting with retry_count > 0;
-        RUNNING the in-flight ones. Terminal statuses count 0.
+        delayed or awaiting a retry, or leased with an expired lease); RETRYING those
+        waiting with retry_count > 0; RUNNING the in-flight ones whose lease has not
+        expired. Terminal statuses count 0.
         """
         if status is None:
             return await self._count(self._sql.count_all, queue_name)
@@ -607,7 +629,6 @@ class PostgresTaskQueue:
     async def clear(self) -> None:
         """Remove every job of this queue, waiting or in flight, and its idempotency keys."""
         await self._ensure_ready()
-        self._tokens.clear()
         queue = self.config.queue_name
 
         async def _clear(conn: Conn) -> None:
@@ -636,6 +657,19 @@ class PostgresTaskQueue:
             "explain the dequeue query",
         )
         return "\n".join(str(row[0]) for row in rows)
+
+
+_NO_TOKEN: tuple[None, None] = (None, None)
+
+
+def _token_args(lease_token: str | None) -> Token | tuple[None, None] | None:
+    """SQL arguments (seq, delivery count) for a token; None for a malformed token.
+
+    No token gives (NULL, NULL): the statement then acts on the current delivery.
+    """
+    if lease_token is None:
+        return _NO_TOKEN
+    return parse_token(lease_token)
 
 
 __all__ = ["TRANSIENT_ERRORS", "PostgresTaskQueue"]

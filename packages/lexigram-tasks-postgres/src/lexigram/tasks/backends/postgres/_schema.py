@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from lexigram.tasks.backends.postgres._config import (
+from lexigram.tasks.backends.postgres._connection import Conn, connect_once
+from lexigram.tasks.backends.postgres._options import (
     DEFAULT_SCHEMA,
     quote_ident,
     validate_identifier,
 )
-from lexigram.tasks.backends.postgres._connection import Conn, connect_once
 
 logger = logging.getLogger(__name__)
 
@@ -159,10 +159,29 @@ CREATE TABLE IF NOT EXISTS {s}.idempotency (
 );
 """
 
+# Records move from jsonb to json, and cache values from text to bytea: jsonb and text
+# refuse U+0000 ("\u0000 cannot be converted to text"), so a failing job whose error,
+# traceback or arguments held a NUL could not be dead-lettered (nor its result or
+# progress stored). json keeps the JSON text as written, escapes included; nothing
+# queries inside these records, so jsonb's operators are not missed. The conversion
+# rewrites each table once; the existing records stay readable.
+_STORES_V2 = """
+ALTER TABLE {s}.results ALTER COLUMN data TYPE json USING data::json;
+ALTER TABLE {s}.progress ALTER COLUMN data TYPE json USING data::json;
+ALTER TABLE {s}.dead_letters ALTER COLUMN data TYPE json USING data::json;
+ALTER TABLE {s}.schedules ALTER COLUMN data TYPE json USING data::json;
+ALTER TABLE {s}.workflows ALTER COLUMN data TYPE json USING data::json;
+ALTER TABLE {s}.idempotency ALTER COLUMN record TYPE json USING record::json;
+ALTER TABLE {s}.cache ALTER COLUMN value TYPE bytea USING convert_to(value, 'UTF8');
+"""
+
 QUEUE_MIGRATIONS: tuple[Migration, ...] = (Migration(1, "jobs table, indexes, keys", _QUEUE_V1),)
 """Migrations of a jobs table (scope ``queue:<table>``), oldest first."""
 
-STORE_MIGRATIONS: tuple[Migration, ...] = (Migration(1, "store tables", _STORES_V1),)
+STORE_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "store tables", _STORES_V1),
+    Migration(2, "NUL-safe records (json) and cache values (bytea)", _STORES_V2),
+)
 """Migrations of the store tables (scope ``stores``), oldest first."""
 
 _MIGRATIONS_TABLE = """
@@ -259,7 +278,7 @@ async def ensure_schema(
 
 
 async def migrate(
-    dsn: str | None, schema: str = DEFAULT_SCHEMA, *, table: str = "tasks"
+    dsn: str | None, schema: str = DEFAULT_SCHEMA, *, table: str = "tasks", timeout: float = 10.0
 ) -> list[str]:
     """Create or upgrade the backend's tables in `schema` (what the CLI runs).
 
@@ -269,14 +288,18 @@ async def migrate(
         dsn: PostgreSQL DSN; None uses the libpq environment variables.
         schema: Schema to create or upgrade.
         table: Name of the jobs table.
+        timeout: Seconds to wait for the connection.
 
     Returns:
         Names of the migrations applied; empty if the schema was up to date.
 
+    Raises:
+        BackendConnectionError: The server cannot be reached or refuses the login.
+
     Example:
         applied = await migrate("postgresql://app@db/app", "lexigram_tasks")
     """
-    conn = await connect_once(dsn)
+    conn = await connect_once(dsn, timeout=timeout)
     try:
         return await ensure_schema(conn, schema, table)
     finally:

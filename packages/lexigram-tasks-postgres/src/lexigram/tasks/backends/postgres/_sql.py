@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lexigram.tasks.backends.postgres._config import quote_ident
+from lexigram.tasks.backends.postgres._options import quote_ident
 
 # NOTIFY payload: '' when something is ready now, else seconds until the earliest due job.
 _NOTIFY_PAYLOAD = (
@@ -149,36 +149,57 @@ RETURNING j.id, j.payload, j.delivery_count, picked.priority, picked.available_a
         next_due = f"""
 SELECT extract(epoch FROM min(available_at) - clock_timestamp())::float8 FROM {jobs}
 WHERE queue = $1 AND status <> 'pending' AND available_at > now()"""  # noqa: S608 - identifiers validated
-        # $1 ids -> ids deleted. Only leased jobs: an ack never removes a waiting job.
-        ack_many = (
-            f"DELETE FROM {jobs} WHERE id = ANY($1::text[]) AND status = 'running' RETURNING id"  # noqa: S608 - identifiers validated
-        )
-        lease_held = "status = 'running' AND ($2::int IS NULL OR delivery_count = $2)"
-        # $1 id, $2 delivery token (NULL: any), $3 channel.
+
+        # A lease token is "<seq>:<delivery_count>": `seq` is unique per inserted row
+        # (an identity), `delivery_count` rises with every delivery, so the pair names
+        # one delivery of one row, also across an ack and a re-enqueue under the same
+        # id. Token parameters: seq (NULL = no token) and delivery count. With a token
+        # the lease must still be that delivery's and unexpired; without one, any
+        # current delivery (status 'running') is acted on.
+        def held(seq: str, count: str, alias: str = "") -> str:
+            return (
+                f"{alias}status = 'running' AND ({seq} IS NULL OR ({alias}seq = {seq} "
+                f"AND {alias}delivery_count = {count} "
+                f"AND {alias}available_at > clock_timestamp()))"
+            )
+
+        # $1 ids, $2 seqs, $3 delivery counts (NULL seq: no token) -> the 1-based
+        # positions of the acks that deleted their job. Only leased jobs: an ack never
+        # removes a waiting job. A job acked twice in one batch is deleted (and
+        # reported) once.
+        ack_many = f"""
+DELETE FROM {jobs} AS j
+USING unnest($1::text[], $2::bigint[], $3::int[]) WITH ORDINALITY AS a(id, seq, dc, n)
+WHERE j.id = a.id AND {held("a.seq", "a.dc", "j.")}
+RETURNING a.n"""  # noqa: S608 - identifiers validated
+        lease_held = held("$2::bigint", "$3::int")
+        # $1 id, $2 seq, $3 delivery count, $4 channel -> one row when requeued.
         requeue = f"""
 WITH u AS (
     UPDATE {jobs} SET status = 'pending', available_at = clock_timestamp(), heartbeat_at = NULL
     WHERE id = $1 AND {lease_held}
     RETURNING available_at
 )
-SELECT pg_notify($3, '') FROM u"""  # noqa: S608 - identifiers validated
-        # $1 id, $2 delivery token (NULL: any).
+SELECT pg_notify($4, '') FROM u"""  # noqa: S608 - identifiers validated
+        # $1 id, $2 seq, $3 delivery count -> the id when discarded.
         discard = f"DELETE FROM {jobs} WHERE id = $1 AND {lease_held} RETURNING id"  # noqa: S608 - identifiers validated
-        # $1 id, $2 token, $3 delay seconds, $4 retry_count, $5 payload, $6 channel.
+        # $1 id, $2 seq, $3 delivery count, $4 delay seconds, $5 retry_count, $6 payload,
+        # $7 channel -> one row when rescheduled.
         retry_later = f"""
 WITH u AS (
     UPDATE {jobs}
-    SET status = CASE WHEN $3::float8 > 0 THEN 'scheduled' ELSE 'pending' END,
-        available_at = clock_timestamp() + make_interval(secs => $3),
-        heartbeat_at = NULL, retry_count = $4, payload = $5
+    SET status = CASE WHEN $4::float8 > 0 THEN 'scheduled' ELSE 'pending' END,
+        available_at = clock_timestamp() + make_interval(secs => $4),
+        heartbeat_at = NULL, retry_count = $5, payload = $6
     WHERE id = $1 AND {lease_held}
     RETURNING available_at
 )
-SELECT pg_notify($6, {_NOTIFY_PAYLOAD}) FROM u HAVING count(*) > 0"""  # noqa: S608 - identifiers validated
-        # $1 id, $2 token, $3 lease seconds -> 1 when the lease was still held.
+SELECT pg_notify($7, {_NOTIFY_PAYLOAD}) FROM u HAVING count(*) > 0"""  # noqa: S608 - identifiers validated
+        # $1 id, $2 seq, $3 delivery count, $4 lease seconds -> 1 when the lease was held
+        # (and unexpired, with or without a token).
         extend = f"""
 UPDATE {jobs}
-SET available_at = clock_timestamp() + make_interval(secs => $3),
+SET available_at = clock_timestamp() + make_interval(secs => $4),
     heartbeat_at = clock_timestamp()
 WHERE id = $1 AND {lease_held} AND available_at > clock_timestamp()
 RETURNING 1"""  # noqa: S608 - identifiers validated

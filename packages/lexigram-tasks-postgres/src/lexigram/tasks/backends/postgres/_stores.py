@@ -1,6 +1,8 @@
-"""PostgreSQL stores: results, progress, dead letters, schedules and workflow state.
+r"""PostgreSQL stores: results, progress, dead letters, schedules and workflow state.
 
-Each store keeps its records as JSON (``jsonb``) in a table of the backend's schema,
+Each store keeps its records as JSON text (``json``, not ``jsonb``: jsonb refuses the
+escape ``\u0000``, so a record holding a NUL character, such as the traceback of a job
+that failed on one, could not be stored) in a table of the backend's schema,
 keyed by (namespace, id): stores built from specs with different ``namespace`` options
 share the tables without seeing each other's records. Tables come from the ``stores``
 migrations, applied on first use.
@@ -25,13 +27,13 @@ from lexigram.contracts.tasks import (
     WorkflowStatus,
     WorkflowSummary,
 )
-from lexigram.tasks.backends.postgres._config import (
+from lexigram.tasks.backends.postgres._connection import Conn, Database, Listener
+from lexigram.tasks.backends.postgres._options import (
     DEFAULT_SCHEMA,
     channel_name,
     quote_ident,
     validate_identifier,
 )
-from lexigram.tasks.backends.postgres._connection import Conn, Database, Listener
 from lexigram.tasks.backends.postgres._schema import ensure_schema
 
 logger = logging.getLogger(__name__)
@@ -42,12 +44,15 @@ _TERMINAL_PROGRESS = frozenset({"complete", "failed"})
 
 
 def dumps(value: Any) -> str:
-    """JSON text for a jsonb column; values JSON cannot carry are stored as their str()."""
+    r"""JSON text for a json column; values JSON cannot carry are stored as their str().
+
+    U+0000 is written as the escape ``\u0000``, which the json type keeps as written.
+    """
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def loads(text: str) -> Any:
-    """Decode a jsonb column (asyncpg hands jsonb over as text)."""
+    """Decode a json column (asyncpg hands json over as text)."""
     return json.loads(text)
 
 
@@ -145,7 +150,7 @@ class PostgresResultStore(_TableStore):
             f"""
 WITH up AS (
     INSERT INTO {self._s}.results (namespace, job_id, success, data, stored_at, expires_at)
-    VALUES ($1, $2, $3, $4::jsonb, clock_timestamp(),
+    VALUES ($1, $2, $3, $4::json, clock_timestamp(),
             clock_timestamp() + make_interval(secs => $5))
     ON CONFLICT (namespace, job_id) DO UPDATE SET success = EXCLUDED.success,
         data = EXCLUDED.data, stored_at = EXCLUDED.stored_at, expires_at = EXCLUDED.expires_at
@@ -276,7 +281,7 @@ class PostgresProgressStore(_TableStore):
         await self._execute(
             f"""
 INSERT INTO {self._s}.progress (namespace, job_id, complete, data, updated_at)
-VALUES ($1, $2, $3, $4::jsonb, clock_timestamp())
+VALUES ($1, $2, $3, $4::json, clock_timestamp())
 ON CONFLICT (namespace, job_id) DO UPDATE SET complete = EXCLUDED.complete,
     data = EXCLUDED.data, updated_at = EXCLUDED.updated_at""",  # noqa: S608 - validated
             self.namespace,
@@ -322,7 +327,7 @@ class PostgresDLQBackend(_TableStore):
         await self._execute(
             f"""
 INSERT INTO {self._s}.dead_letters (namespace, record_id, data, added_at)
-VALUES ($1, $2, $3::jsonb, clock_timestamp())
+VALUES ($1, $2, $3::json, clock_timestamp())
 ON CONFLICT (namespace, record_id) DO UPDATE SET data = EXCLUDED.data,
     added_at = EXCLUDED.added_at""",  # noqa: S608 - validated
             self.namespace,
@@ -387,7 +392,7 @@ class PostgresSchedulerStore(_TableStore):
         await self._execute(
             f"""
 INSERT INTO {self._s}.schedules (namespace, job_id, data, next_run, updated_at)
-VALUES ($1, $2, $3::jsonb, $4, clock_timestamp())
+VALUES ($1, $2, $3::json, $4, clock_timestamp())
 ON CONFLICT (namespace, job_id) DO UPDATE SET data = EXCLUDED.data,
     next_run = EXCLUDED.next_run, updated_at = EXCLUDED.updated_at""",  # noqa: S608 - validated
             self.namespace,
@@ -439,7 +444,7 @@ class PostgresWorkflowStateStore(_TableStore):
         await self._execute(
             f"""
 INSERT INTO {self._s}.workflows (namespace, workflow_id, status, data)
-VALUES ($1, $2, $3, $4::jsonb)
+VALUES ($1, $2, $3, $4::json)
 ON CONFLICT (namespace, workflow_id) DO UPDATE SET status = EXCLUDED.status,
     data = EXCLUDED.data, updated_at = clock_timestamp()""",  # noqa: S608 - validated
             self.namespace,
