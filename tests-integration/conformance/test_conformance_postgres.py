@@ -1,7 +1,8 @@
 """The shipped conformance kit, run in full against PostgresTaskQueue on a real server.
 
-The tables live in a schema of their own for this test session (``lexigram_test_<hex>``,
-dropped at the end); each test gets its own queue name inside it.
+The tables live in a schema of their own for this test module (``lexigram_test_<hex>``,
+dropped at the end); each test gets its own queue name inside it. The poison tests
+plant raw bytes straight into the ``payload`` column, where an encoded job would be.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from lexigram.contracts.tasks import TaskQueueProtocol
 from lexigram.tasks.backends.postgres import PostgresTaskQueue, migrate
-from lexigram.tasks.testing import QueueConformance, QueueFactory
+from lexigram.tasks.testing import QueueConformance, QueueFactory, QueuePoisonConformance
 
 pytestmark = pytest.mark.postgres
 
@@ -63,5 +65,25 @@ async def make_queue(
         await queue.close()
 
 
-class TestPostgresQueueConformance(QueueConformance):
-    pass
+async def plant_payload(queue: PostgresTaskQueue, raw: bytes) -> str:
+    """Insert `raw` as the payload of a new ready row of `queue`; return its id."""
+    config = queue.config
+    job_id = f"raw-{uuid.uuid4().hex}"
+    conn = await asyncpg.connect(config.dsn)
+    try:
+        await conn.execute(
+            f'INSERT INTO "{config.schema}"."{config.table}" (id, queue, payload) '  # noqa: S608 - test schema
+            "VALUES ($1, $2, $3)",
+            job_id,
+            config.queue_name,
+            raw,
+        )
+    finally:
+        await conn.close()
+    return job_id
+
+
+class TestPostgresQueueConformance(QueueConformance, QueuePoisonConformance):
+    async def plant_raw_payload(self, queue: TaskQueueProtocol, raw: bytes) -> str:
+        assert isinstance(queue, PostgresTaskQueue)
+        return await plant_payload(queue, raw)
