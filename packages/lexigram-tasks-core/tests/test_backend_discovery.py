@@ -9,6 +9,7 @@ from pydantic import SecretStr
 
 from lexigram.contracts.tasks import (
     BackendConflictError,
+    BackendError,
     BackendImportError,
     BackendNotFoundError,
     TaskBackendSpec,
@@ -69,15 +70,48 @@ def test_load_backend_memory_resolves_through_entry_point() -> None:
     assert queue.queue_name == "q1"
 
 
-def test_load_backend_unknown_type_names_installed_and_pip_command() -> None:
+def test_load_backend_unknown_type_names_installed_and_no_pip_hint_for_third_party() -> None:
     _backends.clear_backend_cache()
     with pytest.raises(BackendNotFoundError) as info:
         _backends.load_backend("nosuch")
     message = str(info.value)
     assert "'nosuch'" in message
     assert "'memory'" in message  # the installed types are listed
-    assert 'pip install "lexigram-tasks[nosuch]"' in message
+    assert "pip install" not in message  # not ours: no lexigram-tasks extra to suggest
     assert message.endswith(".")
+
+
+def test_load_backend_typo_suggests_the_installed_type(fake_entry_points: list[Any]) -> None:
+    target = _backends._FunctionBackend(create_queue=lambda spec: spec)  # type: ignore[arg-type,return-value]
+    fake_entry_points.append(
+        _FakeEntryPoint("sqlite", "a:backend", "lexigram-tasks-sqlite", target)
+    )
+    with pytest.raises(BackendNotFoundError) as info:
+        _backends.load_backend("sqlit")
+    assert "Did you mean 'sqlite'?" in str(info.value)
+    assert "pip install" not in str(info.value)  # it is installed already
+    assert info.value.details["suggestion"] == "sqlite"
+
+
+def test_load_backend_first_party_type_gets_the_extra(fake_entry_points: list[Any]) -> None:
+    with pytest.raises(BackendNotFoundError) as info:
+        _backends.load_backend("redis")
+    assert 'pip install "lexigram-tasks[redis]"' in str(info.value)
+    with pytest.raises(BackendNotFoundError) as typo:
+        _backends.load_backend("rediss")
+    assert "Did you mean 'redis'?" in str(typo.value)
+    assert 'pip install "lexigram-tasks[redis]"' in str(typo.value)
+
+
+def test_first_party_backends_match_the_meta_package_extras() -> None:
+    import tomllib
+    from pathlib import Path
+
+    from lexigram.tasks.constants import FIRST_PARTY_BACKENDS
+
+    meta = Path(__file__).parents[2] / "lexigram-tasks" / "pyproject.toml"
+    extras = tomllib.loads(meta.read_text())["project"]["optional-dependencies"]
+    assert sorted(FIRST_PARTY_BACKENDS) == sorted(set(extras) - {"all"})
 
 
 def test_load_backend_two_distributions_conflict_names_both(fake_entry_points: list[Any]) -> None:
@@ -122,15 +156,114 @@ def test_load_backend_function_entry_point_is_wrapped(fake_entry_points: list[An
 
 def test_load_backend_rejects_non_backend_object(fake_entry_points: list[Any]) -> None:
     fake_entry_points.append(_FakeEntryPoint("bad", "m:CONSTANT", "dist-bad", 42))
-    with pytest.raises(TypeError, match="create_queue"):
+    with pytest.raises(BackendError) as info:
         _backends.load_backend("bad")
+    message = str(info.value)
+    assert "create_queue" in message
+    assert "'bad = m:CONSTANT'" in message  # the entry point
+    assert "dist-bad 1.0" in message  # the distribution
+    assert "fault of dist-bad, not of lexigram-tasks" in message
+
+
+def test_load_backend_missing_attribute_blames_the_distribution(
+    fake_entry_points: list[Any],
+) -> None:
+    error = AttributeError("module 'acme_tasks' has no attribute 'backnd'")
+    fake_entry_points.append(_FakeEntryPoint("acme", "acme_tasks:backnd", "acme-tasks", error))
+    with pytest.raises(BackendImportError) as info:
+        _backends.load_backend("acme")
+    message = str(info.value)
+    assert "'acme = acme_tasks:backnd'" in message
+    assert "acme-tasks 1.0" in message
+    assert "AttributeError: module 'acme_tasks' has no attribute 'backnd'" in message
+    assert info.value.details["distribution"] == "acme-tasks"
+    assert info.value.__cause__ is error
+
+
+def test_load_backend_import_time_error_blames_the_distribution(
+    fake_entry_points: list[Any],
+) -> None:
+    fake_entry_points.append(
+        _FakeEntryPoint("acme", "acme_tasks:backend", "acme-tasks", RuntimeError("boom"))
+    )
+    with pytest.raises(BackendImportError, match=r"RuntimeError: boom\. This is a fault of acme"):
+        _backends.load_backend("acme")
+
+
+def test_factory_that_raises_becomes_backend_error(fake_entry_points: list[Any]) -> None:
+    def create_queue(spec: TaskBackendSpec) -> Any:
+        raise KeyError("host")
+
+    fake_entry_points.append(_FakeEntryPoint("acme", "m:create_queue", "acme-tasks", create_queue))
+    with pytest.raises(BackendError) as info:
+        _backends.create_queue(TaskBackendSpec(type="acme"))
+    message = str(info.value)
+    assert "create_queue" in message
+    assert "acme-tasks 1.0" in message
+    assert "KeyError: 'host'" in message
+
+
+def test_store_factory_that_raises_becomes_backend_error(fake_entry_points: list[Any]) -> None:
+    class Backend:
+        def create_queue(self, spec: TaskBackendSpec) -> Any:
+            return None
+
+        def create_result_store(self, spec: TaskBackendSpec) -> Any:
+            raise ValueError("no pool")
+
+    fake_entry_points.append(_FakeEntryPoint("acme", "m:backend", "acme-tasks", Backend()))
+    with pytest.raises(BackendError, match="create_result_store.*ValueError: no pool"):
+        _backends.create_store(TaskBackendSpec(type="acme"), "create_result_store")
+
+
+def test_factory_configuration_error_passes_through(fake_entry_points: list[Any]) -> None:
+    from lexigram.contracts.tasks import TaskConfigurationError
+
+    def create_queue(spec: TaskBackendSpec) -> Any:
+        raise TaskConfigurationError("Backend option x is unknown.")
+
+    fake_entry_points.append(_FakeEntryPoint("acme", "m:create_queue", "acme-tasks", create_queue))
+    with pytest.raises(TaskConfigurationError, match="option x"):
+        _backends.create_queue(TaskBackendSpec(type="acme"))
 
 
 def test_create_queue_rejects_factory_returning_non_queue(fake_entry_points: list[Any]) -> None:
     target = _backends._FunctionBackend(create_queue=lambda spec: object())  # type: ignore[arg-type,return-value]
     fake_entry_points.append(_FakeEntryPoint("odd", "m:backend", "dist-odd", target))
-    with pytest.raises(TypeError, match="TaskQueueProtocol"):
+    with pytest.raises(BackendError, match="TaskQueueProtocol"):
         _backends.create_queue(TaskBackendSpec(type="odd"))
+
+
+def test_scheme_resolution_reads_the_backends_url_schemes(fake_entry_points: list[Any]) -> None:
+    class Backend:
+        url_schemes = ("acme", "acmes")
+        url_field = "redis_url"
+
+        def create_queue(self, spec: TaskBackendSpec) -> Any:
+            return None
+
+    broken = ModuleNotFoundError("No module named 'nothing'")
+    fake_entry_points.append(_FakeEntryPoint("acmetype", "m:backend", "acme-tasks", Backend()))
+    fake_entry_points.append(_FakeEntryPoint("broken", "n:backend", "broken-tasks", broken))
+    assert _backends.backend_for_scheme("ACMES") == "acmetype"
+    assert _backends.backend_for_scheme("acmetype") == "acmetype"  # a type name is a scheme
+    assert _backends.backend_for_scheme("nope") is None
+    assert _backends.known_schemes() == ["acme", "acmes"]
+    config = TaskBackendConfig(type="acmetype")  # the backend's url_field is read
+    assert _backends.spec_from_config(config).url == "redis://localhost:6379"
+
+
+def test_two_backends_claiming_one_scheme_conflict(fake_entry_points: list[Any]) -> None:
+    class Backend:
+        url_schemes = ("same",)
+
+        def create_queue(self, spec: TaskBackendSpec) -> Any:
+            return None
+
+    fake_entry_points.append(_FakeEntryPoint("a", "m:backend", "dist-a", Backend()))
+    fake_entry_points.append(_FakeEntryPoint("b", "m:backend", "dist-b", Backend()))
+    with pytest.raises(BackendConflictError, match="several installed backends"):
+        _backends.backend_for_scheme("same")
 
 
 def test_spec_from_config_unwraps_secret_and_prefers_generic_url() -> None:

@@ -8,6 +8,7 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
+from lexigram.contracts.tasks import BackendNotFoundError
 from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._context import parse_backend, resolve_spec
 from lexigram.tasks.cli._errors import CLIError
@@ -154,5 +155,12 @@ def test_resolve_spec_keeps_options_only_for_the_same_type() -> None:
 
 
 def test_resolve_spec_rejects_an_uninstalled_type() -> None:
-    with pytest.raises(CLIError, match="Unknown backend type 'nosuch'"):
+    with pytest.raises(BackendNotFoundError, match="No task backend named 'nosuch'"):
         resolve_spec(TaskConfig(), "nosuch")
+
+
+def test_a_typed_type_suggests_the_installed_one_and_exits_2() -> None:
+    result = run("inspect", "--backend", "memroy")
+    assert result.exit_code == 2, result.output
+    assert "Did you mean 'memory'?" in result.output
+    assert "pip install" not in result.output

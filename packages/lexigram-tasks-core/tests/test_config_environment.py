@@ -82,7 +82,8 @@ def test_validate_unknown_backend_type_names_installed_types():
     issue = _issues(config, "development")["tasks.backend.type"]
     assert issue.severity == "error"
     assert "'memory'" in issue.message
-    assert 'pip install "lexigram-tasks[rediss]"' in issue.fix
+    assert "Did you mean 'redis'?" in issue.fix
+    assert "pip install" not in issue.fix  # redis is installed here
 
 
 def test_validate_workers_disabled_with_scheduler_warns():

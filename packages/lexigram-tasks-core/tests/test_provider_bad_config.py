@@ -40,7 +40,7 @@ def _error_text(exc: BaseException) -> str:
             [
                 "tasks.backends[1].type = 'rediss'",
                 "No task backend named 'rediss' is installed (installed: ",
-                'pip install "lexigram-tasks[rediss]"',
+                "Did you mean 'redis'?",
             ],
             id="typo-in-backend-type",
         ),

@@ -3,26 +3,39 @@
 Backends register in the entry-point group ``lexigram.tasks.backends`` under their type
 name (``memory``, ``redis``, ``rabbitmq``, ``postgres``, or a third party's). Listing the
 names imports nothing; only the selected backend is imported, so a program using Redis
-never imports asyncpg or aio-pika. The built-in memory backend registers the same way:
-there is no if/elif on backend type anywhere.
+never imports asyncpg or aio-pika. The built-in memory backend registers the same way.
+
+The core never names a backend: what it needs to know about one it reads from the
+backend object's optional self-description (`OPTIONAL_BACKEND_ATTRIBUTES`):
+``url_schemes`` (which URLs select it), ``url_field`` (its older per-backend config
+field, such as ``redis_url``) and ``options_type``.
+
+Whatever goes wrong while loading or calling a backend's entry point (an attribute
+that does not exist, an object that is not a backend, a factory that raises) becomes a
+`BackendError` that names the entry point, the distribution that provides it and the
+cause, so the right party is blamed.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
 from lexigram.contracts.tasks import (
     BackendConflictError,
+    BackendError,
     BackendImportError,
     BackendNotFoundError,
     TaskBackendProtocol,
     TaskBackendSpec,
+    TaskQueueError,
     TaskQueueProtocol,
 )
+from lexigram.tasks.constants import BACKEND_MEMORY, FIRST_PARTY_BACKENDS
 
 if TYPE_CHECKING:
     from lexigram.tasks.config import NamedTaskConfig, TaskBackendConfig, TaskConfig
@@ -32,19 +45,13 @@ logger = logging.getLogger(__name__)
 BACKENDS_GROUP = "lexigram.tasks.backends"
 """Entry-point group in which backends register, by type name."""
 
-# Legacy per-type URL fields of the config models; a generic `url` wins over them.
-_URL_FIELD_BY_TYPE: Mapping[str, str] = {
-    "redis": "redis_url",
-    "rabbitmq": "amqp_url",
-    "postgres": "postgres_dsn",
-}
-
 _cache: dict[str, TaskBackendProtocol] = {}
+_origins: dict[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
 class _FunctionBackend:
-    """Adapts an entry point that names a bare `create_queue` function (house-style form)."""
+    """Adapts an entry point that names a bare `create_queue` function."""
 
     create_queue: Callable[[TaskBackendSpec], TaskQueueProtocol]
 
@@ -58,11 +65,73 @@ def available_backends() -> list[str]:
     return sorted(set(entry_points(group=BACKENDS_GROUP).names))
 
 
+def _dist_name(ep: EntryPoint) -> str:
+    dist = ep.dist
+    return dist.name if dist is not None else "an unknown distribution"
+
+
 def _describe(ep: EntryPoint) -> str:
     dist = ep.dist
     if dist is None:
         return ep.value
     return f"{dist.name} {dist.version}"
+
+
+def _origin(ep: EntryPoint) -> str:
+    """``entry point 'x = mod:obj' of distribution acme-x 1.0`` (for messages)."""
+    where = f"distribution {_describe(ep)}" if ep.dist is not None else "an unknown distribution"
+    return f"entry point '{ep.name} = {ep.value}' in group {BACKENDS_GROUP!r} of {where}"
+
+
+def _blame(ep: EntryPoint) -> str:
+    return (
+        f"This is a fault of {_dist_name(ep)}, not of lexigram-tasks: upgrade or reinstall "
+        "it, or report it to its maintainers."
+    )
+
+
+def install_hint(type_: str) -> str:
+    """The pip command that installs a first-party backend, or "" for any other type."""
+    if type_ in FIRST_PARTY_BACKENDS:
+        return f'pip install "lexigram-tasks[{type_}]"'
+    return ""
+
+
+def _suggestion(type_: str, installed: list[str]) -> str | None:
+    candidates = sorted(set(installed) | set(FIRST_PARTY_BACKENDS))
+    close = difflib.get_close_matches(type_, candidates, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def missing_backend_fix(type_: str) -> str:
+    """What to do about a backend type that is not installed: "did you mean", pip, or both.
+
+    The ``pip install "lexigram-tasks[...]"`` hint is given only for a first-party type.
+    """
+    installed = available_backends()
+    close = _suggestion(type_, installed)
+    if type_ in FIRST_PARTY_BACKENDS:
+        return f"Install it with {install_hint(type_)}."
+    if close is None:
+        return (
+            "Check the type for a typo, or install the distribution that registers it in "
+            f"the entry-point group {BACKENDS_GROUP!r}."
+        )
+    if close not in installed:
+        return f"Did you mean {close!r}? It is installed with {install_hint(close)}."
+    return f"Did you mean {close!r}?"
+
+
+def _not_found(type_: str) -> BackendNotFoundError:
+    installed = available_backends()
+    shown = ", ".join(repr(name) for name in installed) or "none"
+    msg = (
+        f"No task backend named {type_!r} is installed (installed: {shown}). "
+        f"{missing_backend_fix(type_)}"
+    )
+    return BackendNotFoundError(
+        msg, details={"type": type_, "suggestion": _suggestion(type_, installed)}
+    )
 
 
 def _select_entry_point(type_: str) -> EntryPoint:
@@ -73,13 +142,7 @@ def _select_entry_point(type_: str) -> EntryPoint:
     for ep in matches:
         by_dist.setdefault(ep.dist.name if ep.dist else ep.value, ep)
     if not by_dist:
-        installed = ", ".join(repr(name) for name in available_backends()) or "none"
-        msg = (
-            f"No task backend named {type_!r} is installed (installed: {installed}). "
-            "Check NamedTaskConfig.type for a typo, or install the distribution that "
-            f'provides it, e.g. pip install "lexigram-tasks[{type_}]".'
-        )
-        raise BackendNotFoundError(msg, details={"type": type_})
+        raise _not_found(type_)
     if len(by_dist) > 1:
         providers = " and ".join(sorted(_describe(ep) for ep in by_dist.values()))
         msg = (
@@ -100,41 +163,125 @@ def load_backend(type_: str) -> TaskBackendProtocol:
         The backend object, exposing `create_queue(spec)` and optional store factories.
 
     Raises:
-        BackendNotFoundError: No installed distribution provides `type_`.
+        BackendNotFoundError: No installed distribution provides `type_` (with a "did
+            you mean" for a near miss, and the pip command for a first-party type).
         BackendConflictError: Two distributions provide `type_`.
-        BackendImportError: The backend failed to import (usually a missing dependency).
-        TypeError: The entry point names something that is not a backend.
+        BackendImportError: The entry point failed to load (missing dependency, missing
+            attribute, an error while importing); names the entry point and distribution.
+        BackendError: The entry point names something that is not a backend.
     """
     cached = _cache.get(type_)
     if cached is not None:
         return cached
     ep = _select_entry_point(type_)
+    origin = _origin(ep)
+    details = {"type": type_, "entry_point": ep.value, "distribution": _dist_name(ep)}
     try:
         loaded: Any = ep.load()
     except ImportError as exc:
-        dist = ep.dist.name if ep.dist else f"lexigram-tasks-{type_}"
         msg = (
-            f"Task backend {type_!r} ({ep.value}) failed to import: {exc}. Install or repair "
-            f'the distribution that provides it, e.g. pip install --force-reinstall "{dist}".'
+            f"Task backend {type_!r} failed to import ({origin}): {type(exc).__name__}: "
+            f"{exc}. Install or repair the distribution that provides it, e.g. "
+            f'pip install --force-reinstall "{_dist_name(ep)}".'
         )
-        raise BackendImportError(msg, details={"type": type_}) from exc
+        raise BackendImportError(msg, details=details) from exc
+    except Exception as exc:  # any failure inside a third party's import is theirs
+        msg = (
+            f"Task backend {type_!r} failed to load ({origin}): {type(exc).__name__}: "
+            f"{exc}. {_blame(ep)}"
+        )
+        raise BackendImportError(msg, details=details) from exc
     backend: Any = loaded
-    if not hasattr(loaded, "create_queue") and callable(loaded):
+    if not hasattr(loaded, "create_queue") and callable(loaded) and not isinstance(loaded, type):
         backend = _FunctionBackend(create_queue=loaded)
     if not isinstance(backend, TaskBackendProtocol):
         msg = (
-            f"Entry point {type_!r} = {ep.value!r} in group {BACKENDS_GROUP!r} names "
-            f"{type(loaded).__name__!r}, which has no create_queue(spec). Point it at an "
-            "object with create_queue or at a create_queue function."
+            f"Task backend {type_!r} is not a backend ({origin}): it names "
+            f"{type(loaded).__name__!r}, which has no create_queue(spec). The entry point "
+            f"must name an object with create_queue or a create_queue function. "
+            f"{_blame(ep)}"
         )
-        raise TypeError(msg)
+        raise BackendError(msg, details=details)
     _cache[type_] = backend
+    _origins[type_] = origin
     return backend
 
 
 def clear_backend_cache() -> None:
     """Forget loaded backends (for tests that install or fake entry points)."""
     _cache.clear()
+    _origins.clear()
+
+
+def backend_attribute(type_: str, name: str, default: Any = None) -> Any:
+    """Read one of a backend's self-description attributes (`OPTIONAL_BACKEND_ATTRIBUTES`).
+
+    Args:
+        type_: The backend type.
+        name: ``"url_schemes"``, ``"url_field"`` or ``"options_type"``.
+        default: What to return when the backend does not declare it.
+
+    Returns:
+        The attribute, or `default`.
+
+    Raises:
+        BackendError: The backend cannot be loaded.
+    """
+    return getattr(load_backend(type_), name, default)
+
+
+def backend_for_scheme(scheme: str) -> str | None:
+    """Return the installed backend type that serves URLs of `scheme`, or None.
+
+    A scheme that is itself an installed backend's type name selects that backend
+    without importing anything. Otherwise each installed backend is imported and its
+    ``url_schemes`` read; a backend that fails to import is skipped here (it fails
+    with its own message when it is selected).
+
+    Raises:
+        BackendConflictError: Two installed backends declare the scheme.
+    """
+    scheme = scheme.lower()
+    installed = available_backends()
+    if scheme in installed:
+        return scheme
+    claims: list[str] = []
+    for name in installed:
+        try:
+            schemes = backend_attribute(name, "url_schemes", ())
+        except BackendError:
+            logger.debug("Skipping backend %r while resolving scheme %r.", name, scheme)
+            continue
+        if scheme in (str(s).lower() for s in schemes or ()):
+            claims.append(name)
+    if len(claims) > 1:
+        msg = (
+            f"URL scheme {scheme!r} is served by several installed backends "
+            f"({', '.join(claims)}). Give the backend type explicitly instead of a URL."
+        )
+        raise BackendConflictError(msg, details={"scheme": scheme})
+    return claims[0] if claims else None
+
+
+def known_schemes() -> list[str]:
+    """Every URL scheme an installed backend serves (imports the backends), sorted."""
+    schemes: set[str] = set()
+    for name in available_backends():
+        try:
+            schemes.update(str(s) for s in backend_attribute(name, "url_schemes", ()) or ())
+        except BackendError:
+            continue
+    return sorted(schemes)
+
+
+def _wrap_call(spec: TaskBackendSpec, what: str, exc: Exception) -> BackendError:
+    origin = _origins.get(spec.type, f"backend {spec.type!r}")
+    msg = (
+        f"Task backend {spec.type!r} failed in {what} ({origin}): {type(exc).__name__}: "
+        f"{exc}. This is a fault of the backend, not of lexigram-tasks: upgrade it or "
+        "report it to its maintainers."
+    )
+    return BackendError(msg, details={"type": spec.type, "call": what})
 
 
 def create_queue(spec: TaskBackendSpec) -> TaskQueueProtocol:
@@ -147,16 +294,27 @@ def create_queue(spec: TaskBackendSpec) -> TaskQueueProtocol:
         The backend's queue.
 
     Raises:
-        TypeError: The backend returned something that is not a `TaskQueueProtocol`.
+        TaskQueueError: The backend's own error (e.g. `TaskConfigurationError` for a
+            bad option) passes through unchanged.
+        BackendError: Loading failed, the factory raised another exception, or it
+            returned something that is not a `TaskQueueProtocol`.
     """
-    # Typed as object: a third-party factory may return anything, and this is the check.
-    queue: object = load_backend(spec.type).create_queue(spec)
+    backend = load_backend(spec.type)
+    try:
+        # Typed as object: a third-party factory may return anything, and this is the check.
+        queue: object = backend.create_queue(spec)
+    except TaskQueueError:
+        raise
+    except Exception as exc:
+        raise _wrap_call(spec, "create_queue", exc) from exc
     if not isinstance(queue, TaskQueueProtocol):
+        origin = _origins.get(spec.type, f"backend {spec.type!r}")
         msg = (
             f"Task backend {spec.type!r} returned {type(queue).__name__!r} from "
-            "create_queue, which does not implement TaskQueueProtocol. Fix the backend."
+            f"create_queue ({origin}), which does not implement TaskQueueProtocol. "
+            "This is a fault of the backend: report it to its maintainers."
         )
-        raise TypeError(msg)
+        raise BackendError(msg, details={"type": spec.type, "call": "create_queue"})
     return queue
 
 
@@ -170,17 +328,46 @@ def create_store(spec: TaskBackendSpec, factory: str, **kwargs: Any) -> Any | No
 
     Returns:
         The store, or None; the caller then uses its in-memory version.
+
+    Raises:
+        BackendError: The factory raised an exception that is not one of ours.
     """
     make = getattr(load_backend(spec.type), factory, None)
     if make is None:
-        # Worth telling a Redis or RabbitMQ user (results then die with the process);
-        # for the memory backend it is what was asked for.
-        level = logging.DEBUG if spec.type == "memory" else logging.INFO
+        # Worth telling the user of a networked backend (results then die with the
+        # process); for the in-memory backend it is what was asked for.
+        level = logging.DEBUG if spec.type == BACKEND_MEMORY else logging.INFO
         logger.log(
             level, "Task backend %r offers no %s; using the in-memory version.", spec.type, factory
         )
         return None
-    return make(spec, **kwargs)
+    try:
+        return make(spec, **kwargs)
+    except TaskQueueError:
+        raise
+    except Exception as exc:
+        raise _wrap_call(spec, factory, exc) from exc
+
+
+def url_of(config: NamedTaskConfig | TaskBackendConfig) -> tuple[str, str | None]:
+    """Return ``(field, url)``: the config field that holds the backend's URL, and it.
+
+    The generic ``url`` wins; otherwise the field the backend declares as its
+    ``url_field`` (e.g. ``redis_url``) is read. A backend that cannot be loaded yields
+    ``("url", None)``: building it fails later with its own message.
+    """
+    secret = getattr(config, "url", None)
+    if secret is not None:
+        return "url", secret.get_secret_value() or None
+    try:
+        field = backend_attribute(config.type, "url_field")
+    except BackendError:
+        return "url", None
+    value = getattr(config, field, None) if isinstance(field, str) else None
+    if value is None:
+        return field if isinstance(field, str) else "url", None
+    text = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+    return str(field), text or None
 
 
 def spec_from_config(
@@ -188,8 +375,8 @@ def spec_from_config(
 ) -> TaskBackendSpec:
     """Build the `TaskBackendSpec` a backend factory receives from a config model.
 
-    The generic `url` wins; otherwise the legacy field for the type (`redis_url`,
-    `amqp_url`, `postgres_dsn`) is used. Secrets are unwrapped here and nowhere else.
+    The generic `url` wins; otherwise the backend's own ``url_field`` is read (see
+    `url_of`). Secrets are unwrapped here and nowhere else.
 
     Args:
         config: A `NamedTaskConfig` or a `TaskBackendConfig`.
@@ -198,15 +385,11 @@ def spec_from_config(
     Returns:
         The spec.
     """
-    secret = getattr(config, "url", None)
-    if secret is None:
-        field = _URL_FIELD_BY_TYPE.get(config.type)
-        secret = getattr(config, field, None) if field else None
-    url = secret.get_secret_value() if secret is not None else None
+    _, url = url_of(config)
     return TaskBackendSpec(
         name=name or getattr(config, "name", None) or "default",
         type=config.type,
-        url=url or None,
+        url=url,
         queue_name=config.queue_name,
         options=dict(config.options),
     )
@@ -256,9 +439,15 @@ __all__ = [
     "BACKENDS_GROUP",
     "TaskBackendRegistry",
     "available_backends",
+    "backend_attribute",
+    "backend_for_scheme",
     "clear_backend_cache",
     "create_queue",
     "create_store",
+    "install_hint",
+    "known_schemes",
     "load_backend",
+    "missing_backend_fix",
     "spec_from_config",
+    "url_of",
 ]

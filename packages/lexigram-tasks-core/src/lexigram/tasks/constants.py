@@ -1,4 +1,4 @@
-"""Constants of lexigram-tasks: environment variable names, defaults and backend type names.
+"""Constants of lexigram-tasks: environment variable names and defaults.
 
 The defaults here are the ones the configuration models use, so code that needs "the
 default queue name" reads it from one place.
@@ -24,9 +24,15 @@ DEFAULT_CONFIG_FILE: Final = "application.yaml"
 """File `TaskConfig.from_yaml` reads when no path is given."""
 
 BACKEND_MEMORY: Final = "memory"
-BACKEND_REDIS: Final = "redis"
-BACKEND_RABBITMQ: Final = "rabbitmq"
-BACKEND_POSTGRES: Final = "postgres"
+"""Type name of the in-memory backend that ships inside the core."""
+
+FIRST_PARTY_BACKENDS: Final = ("postgres", "rabbitmq", "redis")
+"""Extras of the ``lexigram-tasks`` distribution, one per first-party backend.
+
+Used only to suggest ``pip install "lexigram-tasks[<type>]"`` for a backend that is not
+installed; the core reads everything else about a backend from the backend itself. A
+test keeps this equal to the extras declared in ``packages/lexigram-tasks``.
+"""
 
 DEFAULT_BACKEND: Final = BACKEND_MEMORY
 DEFAULT_QUEUE_NAME: Final = "tasks"
@@ -43,9 +49,6 @@ DEFAULT_AMQP_URL: Final = "amqp://localhost:5672/"
 
 __all__ = [
     "BACKEND_MEMORY",
-    "BACKEND_POSTGRES",
-    "BACKEND_RABBITMQ",
-    "BACKEND_REDIS",
     "CONFIG_SECTION",
     "DEFAULT_AMQP_URL",
     "DEFAULT_BACKEND",
@@ -63,4 +66,5 @@ __all__ = [
     "ENV_ENVIRONMENT_VAR",
     "ENV_NESTED_DELIMITER",
     "ENV_PREFIX",
+    "FIRST_PARTY_BACKENDS",
 ]

@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 from lexigram.contracts.tasks import (
-    BackendNotFoundError,
     TaskBackendSpec,
     TaskQueueError,
     TaskQueueProtocol,
@@ -25,25 +23,16 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks._backends import (
     available_backends,
+    backend_for_scheme,
     create_queue,
     create_store,
+    known_schemes,
     load_backend,
     spec_from_config,
 )
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.config import TaskConfig
 from lexigram.tasks.constants import BACKEND_MEMORY
-
-# URL scheme -> backend type. A scheme that is itself an installed backend's name (e.g. a
-# third party's ``sqs://``) selects that backend, so this table only holds the aliases.
-SCHEME_TYPES: Mapping[str, str] = {
-    "redis": "redis",
-    "rediss": "redis",
-    "amqp": "rabbitmq",
-    "amqps": "rabbitmq",
-    "postgres": "postgres",
-    "postgresql": "postgres",
-}
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
 """Seconds a command waits for the backend's first answer before saying it is unreachable."""
@@ -88,14 +77,12 @@ def parse_backend(value: str) -> tuple[str, str | None]:
     if "://" not in text:
         return text.lower(), None
     scheme = urlsplit(text).scheme.lower()
-    backend_type = SCHEME_TYPES.get(scheme)
-    if backend_type is None and scheme in available_backends():
-        backend_type = scheme
+    backend_type = backend_for_scheme(scheme)
     if backend_type is None:
-        known = ", ".join(f"{s}://" for s in SCHEME_TYPES)
+        known = ", ".join(f"{s}://" for s in known_schemes()) or "none"
         msg = (
-            f"--backend {mask_url(text)!r} has the URL scheme {scheme!r}, which names no "
-            f"backend. Use one of {known}, or a type name "
+            f"--backend {mask_url(text)!r} has the URL scheme {scheme!r}, which no installed "
+            f"backend serves (schemes: {known}). Use one of those, or a type name "
             f"({', '.join(available_backends())})."
         )
         raise CLIError(msg)
@@ -106,19 +93,10 @@ def check_backend(backend_type: str) -> None:
     """Import the backend `backend_type` now, so a typo fails with a one-line message.
 
     Raises:
-        CLIError: No installed backend has that type.
-        BackendError: The backend is installed but cannot be imported.
+        BackendNotFoundError: No installed backend has that type (with "did you mean").
+        BackendError: The backend is installed but cannot be loaded.
     """
-    try:
-        load_backend(backend_type)
-    except BackendNotFoundError:
-        installed = ", ".join(available_backends()) or "none"
-        msg = (
-            f"Unknown backend type {backend_type!r} (installed: {installed}). Pass one of "
-            "those or a URL such as redis://localhost:6379/0 to --backend; a backend that "
-            f'is not installed comes with pip install "lexigram-tasks[{backend_type}]".'
-        )
-        raise CLIError(msg) from None
+    load_backend(backend_type)
 
 
 def resolve_spec(

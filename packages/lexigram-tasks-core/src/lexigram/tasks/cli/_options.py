@@ -27,8 +27,8 @@ def backend_option(func: F) -> F:
         "-b",
         metavar="URL|TYPE",
         help=(
-            "Backend URL (redis://, rediss://, amqp://, amqps://, postgresql://) or type name "
-            "(memory, redis, rabbitmq, postgres). Default: the config's backend."
+            "Backend URL (its scheme picks the backend, e.g. redis://host:6379/0) or an "
+            "installed backend's type name. Default: the config's backend."
         ),
     )(func)
 

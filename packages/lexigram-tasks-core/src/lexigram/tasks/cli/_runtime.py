@@ -1,9 +1,11 @@
 """One worker process: a `WorkerPool` per queue over one backend, plus its stores.
 
 `WorkerRuntime` builds the queues (checking that the backend answers), the backend's
-shared stores (DLQ, results, progress; in-memory ones where it has none), one pool
-per queue, and registers the process in the backend's key-value store so that
-``lexigram-tasks inspect`` can list running workers.
+shared stores (DLQ, results, progress; in-memory ones where it has none), the hook
+registry with the installed ``lexigram.tasks.plugins`` plugins, the rate limiter and
+one pool per queue, all through the composition root `TaskProvider` uses
+(`lexigram.tasks.di._stack`), and registers the process in the backend's key-value
+store so that ``lexigram-tasks inspect`` can list running workers.
 """
 
 from __future__ import annotations
@@ -14,11 +16,17 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from lexigram.contracts.tasks import RateLimiterProtocol, TaskBackendSpec, TaskQueueProtocol
-from lexigram.tasks._backends import create_store
+from lexigram.contracts.tasks import (
+    RateLimiterProtocol,
+    TaskBackendSpec,
+    TaskQueueError,
+    TaskQueueProtocol,
+)
+from lexigram.tasks import decorators
+from lexigram.tasks._backends import TaskBackendRegistry
 from lexigram.tasks.cli._app import LoadedApp
 from lexigram.tasks.cli._context import (
     Stores,
@@ -30,8 +38,15 @@ from lexigram.tasks.cli._context import (
     release_backend,
 )
 from lexigram.tasks.config import TaskConfig, TaskWorkerConfig
-from lexigram.tasks.dlq import InMemoryDLQBackend, PersistentDeadLetterQueue
-from lexigram.tasks.execution import TaskWorkerServices, WorkerPool
+from lexigram.tasks.di._stack import (
+    BackendStack,
+    build_config_rate_limiter,
+    build_hooks,
+    build_pool,
+    build_stack,
+)
+from lexigram.tasks.execution import WorkerPool
+from lexigram.tasks.hooks import HookRegistry
 
 logger = logging.getLogger("lexigram.tasks.cli")
 
@@ -103,6 +118,9 @@ class WorkerRuntime:
         self.queues: list[TaskQueueProtocol] = []
         self.pools: list[WorkerPool] = []
         self.stores = Stores()
+        self.stack: BackendStack | None = None
+        self.rate_limiter: RateLimiterProtocol | None = None
+        self.hooks = HookRegistry()
         self.started_at = time.time()
         self._presence_task: asyncio.Task[None] | None = None
 
@@ -112,84 +130,72 @@ class WorkerRuntime:
     async def start(self, connect_timeout: float) -> None:
         """Connect, build the pools and start consuming.
 
+        The queue, stores, rate limiter, hooks and pools are built by the same code
+        as `TaskProvider` builds them (`lexigram.tasks.di._stack`).
+
         Raises:
             CLIError: The backend does not answer.
             TaskQueueError: The backend failed (e.g. a connection error).
         """
-        for name in self.queue_names:
-            queue = self._queue_for(name)
-            self.queues.append(queue)
-            await probe(queue, self.spec, connect_timeout)
-        self.stores = open_stores(
-            self.spec, "dlq_backend", "result_store", "progress_tracker", "cache"
+        first = self.queue_names[0]
+        self.stack = build_stack(
+            self.spec.name,
+            replace(self.spec, queue_name=first),
+            field="tasks.backend",
+            registry=TaskBackendRegistry.with_defaults(),
+            queue=self._preset(first),
         )
-        progress_store = create_store(self.spec, "create_progress_store")
-        if progress_store is not None:
-            self.stores.opened.append(progress_store)
-        if self.stores.dlq_backend is None:
+        self.queues = [self.stack.queue]
+        for name in self.queue_names[1:]:
+            self.queues.append(self._preset(name) or open_queue(self.spec, name))
+        for queue in self.queues:
+            await probe(queue, self.spec, connect_timeout)
+        self.stores = open_stores(self.spec, "cache")
+        if not self.stack.has_shared_dead_letters:
             logger.warning(
                 "The %s backend has no shared dead-letter storage: jobs that fail for good "
                 "are kept in this process only (lost when it exits).",
                 describe(self.spec),
             )
-        limiter = self._rate_limiter()
-        dlq_storage = self.stores.dlq_backend or InMemoryDLQBackend()
+        self.rate_limiter = build_config_rate_limiter(self.config, self.stack)
+        self.hooks = build_hooks()
         for queue in self.queues:
-            services = TaskWorkerServices(
-                dead_letter_queue=PersistentDeadLetterQueue(backend=dlq_storage, queue=queue),
-                result_store=self.stores.result_store,
-                progress_store=progress_store,
-                progress_tracker=self.stores.progress_tracker,
-                rate_limiter=limiter,
+            self.pools.append(
+                build_pool(
+                    self.stack,
+                    self.app.handlers,
+                    config=self.config,
+                    size=max(1, self.worker_config.worker_count),
+                    queue=queue,
+                    worker_config=self.worker_config,
+                    rate_limiter=self.rate_limiter,
+                    hooks=self.hooks,
+                )
             )
-            pool = WorkerPool(
-                queue,
-                self.app.handlers,
-                size=max(1, self.worker_config.worker_count),
-                config=self.worker_config,
-                services=services,
-            )
-            self.pools.append(pool)
         for pool in self.pools:
             await pool.start()
+        # Handlers that enqueue follow-up jobs (``other.delay()``) use these queues.
+        decorators.set_default_queue(self.queues[0])
+        decorators.set_task_queues({q.queue_name: q for q in self.queues})
         if self.stores.cache is not None:
             await self._beat()
             self._presence_task = asyncio.create_task(self._presence_loop())
+        plugins = self.hooks.plugin_names()
         logger.info(
-            "Worker %s consuming %s on %s (%d handler(s), concurrency %d).",
+            "Worker %s consuming %s on %s (%d handler(s), concurrency %d%s).",
             self.worker_id,
             ", ".join(self.queue_names),
             describe(self.spec),
             len(self.app.handlers),
             self.worker_config.max_concurrent_tasks,
+            f", plugins {', '.join(plugins)}" if plugins else "",
         )
 
-    def _queue_for(self, name: str) -> TaskQueueProtocol:
+    def _preset(self, name: str) -> TaskQueueProtocol | None:
         own = self.preset_queue
         if own is not None and own.queue_name == name:
             return own
-        return open_queue(self.spec, name)
-
-    def _rate_limiter(self) -> RateLimiterProtocol | None:
-        settings = self.config.rate_limit
-        if not settings.enabled:
-            return None
-        shared = create_store(
-            self.spec,
-            "create_rate_limiter",
-            name="global",
-            rate=settings.rate,
-            per=settings.per,
-            burst=settings.burst,
-        )
-        if shared is not None:
-            self.stores.opened.append(shared)
-            limiter: RateLimiterProtocol = shared
-            return limiter
-        # Imported here: only workers with a rate limit need it.
-        from lexigram.tasks.concurrency import GlobalRateLimiter  # noqa: PLC0415
-
-        return GlobalRateLimiter(rate=settings.rate, per=settings.per, burst=settings.burst)
+        return None
 
     def totals(self) -> WorkerTotals:
         """Sum the counters of every pool now."""
@@ -222,8 +228,18 @@ class WorkerRuntime:
                 await self.stores.cache.delete(WORKER_KEY_PREFIX + self.worker_id)
             except Exception:
                 logger.debug("Could not unregister worker %s.", self.worker_id, exc_info=True)
+        if self.queues:
+            try:
+                current = decorators.get_default_queue()
+            except TaskQueueError:
+                current = None
+            if current is self.queues[0]:
+                decorators.set_default_queue(None)
+                decorators.set_task_queues({})
         await self.stores.close()
-        await close_quietly(*self.queues)
+        if self.stack is not None:
+            await self.stack.close()
+        await close_quietly(*self.queues[1:], self.rate_limiter)
         await release_backend(self.spec)
 
     # -- presence ----------------------------------------------------------------------

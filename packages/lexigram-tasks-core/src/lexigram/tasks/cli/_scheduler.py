@@ -16,13 +16,11 @@ from typing import Any
 import click
 
 from lexigram.contracts.tasks import Job, TaskBackendSpec
+from lexigram.tasks._backends import TaskBackendRegistry
 from lexigram.tasks.cli._app import LoadedApp, load_app
 from lexigram.tasks.cli._context import (
-    close_quietly,
     describe,
     load_config,
-    open_queue,
-    open_stores,
     probe,
     release_backend,
     resolve_spec,
@@ -37,6 +35,7 @@ from lexigram.tasks.cli._options import (
 )
 from lexigram.tasks.cli._output import setup_logging
 from lexigram.tasks.config import TaskConfig
+from lexigram.tasks.di._stack import build_stack
 from lexigram.tasks.scheduling import TaskScheduler
 
 logger = logging.getLogger("lexigram.tasks.cli")
@@ -90,8 +89,15 @@ def scheduler_command(
 
 
 async def _run(app: LoadedApp, config: TaskConfig, spec: TaskBackendSpec, timeout: float) -> None:
-    queue = open_queue(spec)
-    stores = open_stores(spec, "scheduler_store")
+    # The same builder as TaskProvider's: queue plus the backend's scheduler store.
+    stack = build_stack(
+        spec.name,
+        spec,
+        field="tasks.backend",
+        registry=TaskBackendRegistry.with_defaults(),
+        with_scheduler_store=True,
+    )
+    queue = stack.queue
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -104,7 +110,7 @@ async def _run(app: LoadedApp, config: TaskConfig, spec: TaskBackendSpec, timeou
     scheduler: TaskScheduler | None = None
     try:
         await probe(queue, spec, timeout)
-        scheduler = TaskScheduler.from_config(config.scheduler, store=stores.scheduler_store)
+        scheduler = TaskScheduler.from_config(config.scheduler, store=stack.scheduler_store)
         for schedule in app.schedules:
             try:
                 await scheduler.schedule_job(schedule.template, schedule.cron, schedule.schedule_id)
@@ -140,6 +146,5 @@ async def _run(app: LoadedApp, config: TaskConfig, spec: TaskBackendSpec, timeou
             await scheduler.stop_scheduler()
         for sig in installed:
             loop.remove_signal_handler(sig)
-        await stores.close()
-        await close_quietly(queue)
+        await stack.close()
         await release_backend(spec)

@@ -17,14 +17,9 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr
-
 from lexigram.contracts.tasks import TaskConfigurationError, mask_url
 from lexigram.tasks.constants import (
     BACKEND_MEMORY,
-    BACKEND_POSTGRES,
-    BACKEND_RABBITMQ,
-    BACKEND_REDIS,
     DEFAULT_AMQP_URL,
     DEFAULT_REDIS_URL,
     ENV_ENVIRONMENT_VAR,
@@ -114,28 +109,25 @@ _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})  # noqa: 
 _DEFAULT_LOGINS = frozenset({("guest", "guest"), ("admin", "admin"), ("user", "password")})
 _PLACEHOLDERS = ("changeme", "change-me", "example", "placeholder", "xxx", "todo")
 _DEFAULT_URLS = frozenset({DEFAULT_REDIS_URL, DEFAULT_AMQP_URL, DEFAULT_REDIS_URL + "/0"})
-_URL_FIELDS: Mapping[str, str] = {
-    BACKEND_REDIS: "redis_url",
-    BACKEND_RABBITMQ: "amqp_url",
-    BACKEND_POSTGRES: "postgres_dsn",
-}
-
-
-def _secret(value: SecretStr | str | None) -> str | None:
-    if isinstance(value, SecretStr):
-        return value.get_secret_value()
-    return value
 
 
 def _backend_url(backend: NamedTaskConfig | TaskBackendConfig) -> tuple[str, str | None]:
     """Return (field name, URL) of the URL a backend will connect to."""
-    url = _secret(backend.url)
-    if url:
-        return "url", url
-    name = _URL_FIELDS.get(backend.type)
-    if name is None:
-        return "url", None
-    return name, _secret(getattr(backend, name, None))
+    # Imported here: discovery reads entry-point metadata, which only these checks need.
+    from lexigram.tasks._backends import url_of  # noqa: PLC0415
+
+    return url_of(backend)
+
+
+def _needs_url(backend_type: str) -> bool:
+    """Whether the backend declares URL schemes (it connects somewhere) per its entry point."""
+    from lexigram.contracts.tasks import BackendError  # noqa: PLC0415
+    from lexigram.tasks._backends import backend_attribute  # noqa: PLC0415
+
+    try:
+        return bool(backend_attribute(backend_type, "url_schemes", ()))
+    except BackendError:
+        return False
 
 
 def check_config(config: TaskConfig, env: Environment) -> list[ConfigIssue]:
@@ -184,7 +176,7 @@ def _check_backend(
     strict_env: bool,
 ) -> Iterator[ConfigIssue]:
     # Imported here: discovery reads entry-point metadata, which only this check needs.
-    from lexigram.tasks._backends import available_backends  # noqa: PLC0415
+    from lexigram.tasks._backends import available_backends, missing_backend_fix  # noqa: PLC0415
 
     installed = available_backends()
     if backend.type not in installed:
@@ -196,10 +188,7 @@ def _check_backend(
                 f"No task backend named {backend.type!r} is installed (installed: "
                 f"{', '.join(map(repr, installed)) or 'none'})."
             ),
-            fix=(
-                "Check the type for a typo, or install its distribution, e.g. "
-                f'pip install "lexigram-tasks[{backend.type}]".'
-            ),
+            fix=missing_backend_fix(backend.type),
         )
     if backend.type == BACKEND_MEMORY and strict_env:
         yield ConfigIssue(
@@ -210,18 +199,18 @@ def _check_backend(
                 f"The in-memory backend loses every queued job when the process exits and "
                 f"is not shared between processes; it is not meant for {env.value}."
             ),
-            fix="Use a networked backend such as 'redis', 'rabbitmq' or 'postgres'.",
+            fix="Use a backend that keeps jobs outside the process (see docs/backends/).",
         )
         return
     field_name, url = _backend_url(backend)
     field = f"{path}.{field_name}"
-    if backend.type == BACKEND_POSTGRES and not url:
+    if not url and backend.type in installed and _needs_url(backend.type):
         yield ConfigIssue(
             field=field,
             value="None",
             severity="error",
-            message="The postgres backend has no DSN to connect to.",
-            fix="Set postgres_dsn (or url), e.g. from ${POSTGRES_DSN}.",
+            message=f"The {backend.type} backend has no URL to connect to.",
+            fix=f"Set {field_name} (or url), e.g. from an environment variable.",
         )
         return
     if url:

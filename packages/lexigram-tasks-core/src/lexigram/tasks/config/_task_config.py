@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from lexigram.contracts.tasks import TaskConfigurationError, mask_url
 from lexigram.tasks.config._environment import ConfigIssue, Environment, check_config
@@ -113,6 +113,56 @@ class TaskConfig(_Section):
             )
             raise ValueError(msg)
         return entries
+
+    @model_validator(mode="after")
+    def _check_worker_sections(self) -> TaskConfig:
+        conflicts = [
+            f"tasks.{top} = {_value_at(self, top)!r} and tasks.worker.{own} = "
+            f"{_value_at(self.worker, own)!r}"
+            for top, own in _explicit_pairs(self)
+            if _value_at(self, top) != _value_at(self.worker, own)
+        ]
+        if conflicts:
+            msg = (
+                f"{'; '.join(conflicts)} contradict each other. Set each value in one place "
+                "(the retry and timeout sections apply to the worker)"
+            )
+            raise ValueError(msg)
+        return self
+
+    def effective_worker(self) -> TaskWorkerConfig:
+        """The worker settings every worker of this config runs with.
+
+        The ``retry`` and ``timeout`` sections configure the worker: a value set in
+        them replaces the worker section's default (``timeout.default_timeout`` becomes
+        ``worker.default_timeout``, ``retry.max_delay`` becomes
+        ``worker.retry.max_delay``). Setting the same value in both places differently
+        is a configuration error. `TaskProvider` and ``lexigram-tasks worker`` both
+        build their workers from this.
+
+        Returns:
+            A new `TaskWorkerConfig`.
+        """
+        timeout_updates = {
+            name: getattr(self.timeout, name)
+            for name in self.timeout.model_fields_set
+            if name in TaskWorkerConfig.model_fields
+        }
+        retry = self.worker.retry
+        retry_updates = {
+            name: getattr(self.retry, name)
+            for name in self.retry.model_fields_set
+            if name not in retry.model_fields_set
+        }
+        if retry_updates:
+            retry = retry.model_copy(update=retry_updates)
+        updates: dict[str, Any] = {
+            name: value
+            for name, value in timeout_updates.items()
+            if name not in self.worker.model_fields_set
+        }
+        updates["retry"] = retry
+        return self.worker.model_copy(update=updates)
 
     # ------------------------------------------------------------------ loading
 
@@ -358,6 +408,28 @@ class TaskConfig(_Section):
         """Return the settings as plain data with every secret masked (safe to log or show)."""
         masked: dict[str, Any] = _mask(self.model_dump(mode="python"))
         return masked
+
+
+def _explicit_pairs(config: TaskConfig) -> list[tuple[str, str]]:
+    """(``section.field``, ``worker...field``) pairs set explicitly on both sides."""
+    pairs = [
+        (f"timeout.{name}", name)
+        for name in config.timeout.model_fields_set
+        if name in config.worker.model_fields_set
+    ]
+    pairs += [
+        (f"retry.{name}", f"retry.{name}")
+        for name in config.retry.model_fields_set
+        if name in config.worker.retry.model_fields_set
+    ]
+    return pairs
+
+
+def _value_at(model: BaseModel, path: str) -> Any:
+    value: Any = model
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def _mask(value: Any) -> Any:

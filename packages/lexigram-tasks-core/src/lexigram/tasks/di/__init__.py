@@ -13,6 +13,7 @@ from lexigram.tasks.di._factories import (
     create_provider_from_config,
     create_rabbitmq_task_provider,
     create_redis_task_provider,
+    create_url_task_provider,
 )
 from lexigram.tasks.di._handlers import CRON_ATTRIBUTE, TASK_NAME_ATTRIBUTE, is_handler_class
 from lexigram.tasks.di._module import TasksModule
@@ -29,5 +30,6 @@ __all__ = [
     "create_provider_from_config",
     "create_rabbitmq_task_provider",
     "create_redis_task_provider",
+    "create_url_task_provider",
     "is_handler_class",
 ]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from lexigram.contracts.tasks import TaskConfigurationError, mask_url
+from lexigram.tasks._backends import backend_for_scheme, known_schemes
 from lexigram.tasks.config import TaskBackendConfig, TaskConfig
 from lexigram.tasks.constants import (
     BACKEND_MEMORY,
-    BACKEND_RABBITMQ,
-    BACKEND_REDIS,
     DEFAULT_AMQP_URL,
     DEFAULT_QUEUE_NAME,
     DEFAULT_REDIS_URL,
@@ -64,10 +65,7 @@ def create_redis_task_provider(
     Returns:
         The provider; it connects when the application starts.
     """
-    backend = TaskBackendConfig(
-        type=BACKEND_REDIS, redis_url=SecretStr(redis_url), queue_name=queue_name
-    )
-    return _provider_for(backend, worker_count, enable_scheduler)
+    return create_url_task_provider(redis_url, queue_name, worker_count, enable_scheduler)
 
 
 def create_rabbitmq_task_provider(
@@ -87,9 +85,42 @@ def create_rabbitmq_task_provider(
     Returns:
         The provider; it connects when the application starts.
     """
-    backend = TaskBackendConfig(
-        type=BACKEND_RABBITMQ, amqp_url=SecretStr(amqp_url), queue_name=queue_name
-    )
+    return create_url_task_provider(amqp_url, queue_name, worker_count, enable_scheduler)
+
+
+def create_url_task_provider(
+    url: str,
+    queue_name: str = DEFAULT_QUEUE_NAME,
+    worker_count: int = 1,
+    enable_scheduler: bool = True,
+) -> TaskProvider:
+    """Create a TaskProvider on the backend that serves `url`'s scheme.
+
+    The backend is the installed one whose entry point declares the scheme in its
+    ``url_schemes`` (or whose type name is the scheme).
+
+    Args:
+        url: Connection URL, e.g. ``redis://localhost:6379/0``.
+        queue_name: Queue name.
+        worker_count: Number of workers.
+        enable_scheduler: Whether to run the scheduler.
+
+    Returns:
+        The provider; it connects when the application starts.
+
+    Raises:
+        TaskConfigurationError: No installed backend serves the URL's scheme.
+    """
+    scheme = urlsplit(url).scheme
+    backend_type = backend_for_scheme(scheme) if scheme else None
+    if backend_type is None:
+        known = ", ".join(f"{s}://" for s in known_schemes()) or "none"
+        msg = (
+            f"No installed task backend serves {mask_url(url)!r} (scheme {scheme!r}; "
+            f"installed schemes: {known}). Install the backend for it or fix the URL."
+        )
+        raise TaskConfigurationError(msg, details={"scheme": scheme})
+    backend = TaskBackendConfig(type=backend_type, url=SecretStr(url), queue_name=queue_name)
     return _provider_for(backend, worker_count, enable_scheduler)
 
 

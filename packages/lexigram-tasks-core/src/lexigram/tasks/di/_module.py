@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from lexigram.contracts.tasks import TaskExecutorProtocol, TaskQueueProtocol
 from lexigram.di import DynamicModule, Module, module
-from lexigram.tasks.config import TaskBackendConfig, TaskConfig
+from lexigram.tasks.config import NamedTaskConfig, TaskBackendConfig, TaskConfig
 from lexigram.tasks.constants import BACKEND_MEMORY
 from lexigram.tasks.di._handlers import check_handler_class
 from lexigram.tasks.di._provider import TaskProvider
@@ -176,17 +176,15 @@ class TasksModule(Module):
 def _in_memory(config: TaskConfig) -> TaskConfig:
     """Return `config` with every backend replaced by an in-memory one of the same name."""
     backend = TaskBackendConfig(type=BACKEND_MEMORY, queue_name=config.backend.queue_name)
+    # Every connection setting goes back to its default; only the identity stays.
+    keep = {"name", "primary", "queue_name"}
+    reset = {
+        name: info.get_default(call_default_factory=True)
+        for name, info in NamedTaskConfig.model_fields.items()
+        if name not in keep
+    }
     entries = [
-        entry.model_copy(
-            update={
-                "type": BACKEND_MEMORY,
-                "url": None,
-                "redis_url": None,
-                "amqp_url": None,
-                "postgres_dsn": None,
-                "options": {},
-            }
-        )
+        entry.model_copy(update={**reset, "type": BACKEND_MEMORY, "options": {}})
         for entry in config.backends
     ]
     return config.model_copy(

@@ -50,9 +50,15 @@ from lexigram.tasks.config import TaskConfig
 from lexigram.tasks.di._handlers import discover_handler_classes, handler_specs
 from lexigram.tasks.di._health import aggregate_pool_stats, probe_queues, summarize
 from lexigram.tasks.di._registration import HandlerRegistrationMixin
-from lexigram.tasks.di._stack import BackendStack, build_rate_limiter, build_stacks
+from lexigram.tasks.di._stack import (
+    BackendStack,
+    build_config_rate_limiter,
+    build_hooks,
+    build_pool,
+    build_stacks,
+)
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
-from lexigram.tasks.execution import HandlerRegistry, TaskWorkerServices, WorkerPool
+from lexigram.tasks.execution import HandlerRegistry, WorkerPool
 from lexigram.tasks.hooks import HookRegistry
 from lexigram.tasks.observability import TaskDashboard, TaskMetricsCollector
 from lexigram.tasks.progress import ProgressStore
@@ -71,7 +77,7 @@ _CONTEXT_KEYS = frozenset({"queue", "worker_count", "enable_scheduler", "middlew
 class TaskProvider(HandlerRegistrationMixin, Provider):
     """Task processing provider: DI bindings, workers, scheduler and health.
 
-    Explicit constructor arguments win over the configuration (design §9): a
+    Explicit constructor arguments win over the configuration: a
     `worker_count` or `enable_scheduler` left as None comes from `config`, and an
     explicit `queue` replaces the one the config would build (the primary one in
     multi-backend mode; the other named backends are still built from config).
@@ -143,7 +149,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         self.rate_limiter: RateLimiterProtocol | None = None
         # Lifecycle hooks (plugins from the entry-point group `lexigram.tasks.plugins`, and
         # observers added with provider.hooks.on(...)) feed the metrics counters.
-        self.hooks = HookRegistry()
+        self.hooks = build_hooks(load_plugins=False)  # plugins are loaded at boot
         self.metrics = TaskMetricsCollector()
         self.metrics.attach(self.hooks)
         self.dashboard = TaskDashboard()
@@ -243,16 +249,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         self._primary_name = primary
         main = stacks[primary]
         self.queue = main.queue
-        if cfg.rate_limit.enabled:
-            limits = cfg.rate_limit
-            self.rate_limiter = build_rate_limiter(
-                main.spec,
-                field=main.path,
-                name=f"{cfg.name}:global",
-                rate=limits.rate,
-                per=limits.per,
-                burst=limits.burst,
-            )
+        self.rate_limiter = build_config_rate_limiter(cfg, main)
         if self.scheduler is not None and main.scheduler_store is not None:
             self.scheduler.store = as_scheduler_store(main.scheduler_store)
         for stack in stacks.values():
@@ -271,22 +268,15 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         if self.worker_pools:
             return
         for name, stack in self.stacks.items():
-            services = TaskWorkerServices(
-                dead_letter_queue=stack.dead_letter_queue,
-                result_store=stack.result_store,
-                progress_store=stack.progress_store,
-                progress_tracker=stack.progress_tracker,
+            self.worker_pools[name] = build_pool(
+                stack,
+                self.registry,
+                config=self._config,
+                size=self.worker_count,
                 rate_limiter=self.rate_limiter,
                 hooks=self.hooks,
                 dashboard=self.dashboard,
-            )
-            self.worker_pools[name] = WorkerPool(
-                stack.queue,
-                self.registry,
-                size=self.worker_count,
                 middleware_pipeline=self.middleware_pipeline,
-                config=self._config.worker,
-                services=services,
             )
         self.worker_pool = self.worker_pools[self._primary.name]
 

@@ -1,4 +1,10 @@
-"""One backend's queue and stores, built from a `TaskBackendSpec` through discovery.
+"""The composition root: one backend's queue, stores, rate limiter, hooks and worker pools.
+
+`TaskProvider` and the command line (``lexigram-tasks worker``, ``scheduler``,
+``inspect``, ``enqueue``, ``dlq``) build through this module, so a configuration
+section means the same in both: the worker settings come from
+`TaskConfig.effective_worker` (``retry`` and ``timeout`` included), the rate-limit
+bucket is `rate_limit_bucket`, and plugins are loaded by `build_hooks`.
 
 `build_stack` asks the backend named by ``spec.type`` for its queue and for each of
 its optional stores (result, progress, progress tracker, DLQ, scheduler store); where
@@ -13,7 +19,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from lexigram.contracts.tasks import (
     BackendError,
@@ -25,10 +31,15 @@ from lexigram.contracts.tasks import (
     TaskQueueProtocol,
 )
 from lexigram.tasks._backends import TaskBackendRegistry, create_store, spec_from_config
-from lexigram.tasks.config import TaskConfig
+from lexigram.tasks.config import TaskConfig, TaskWorkerConfig
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
+from lexigram.tasks.execution import HandlerRegistry, TaskWorkerServices, WorkerPool
+from lexigram.tasks.hooks import HookRegistry
 from lexigram.tasks.progress import InMemoryProgressStore, InMemoryProgressTracker, ProgressStore
 from lexigram.tasks.results import InMemoryResultStore, ResultStore
+
+if TYPE_CHECKING:
+    from lexigram.tasks.middleware import TaskMiddlewarePipeline
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +60,8 @@ class BackendStack:
         progress_tracker: Live progress broadcast (subscribe to a job's updates).
         dead_letter_queue: Where permanently failed jobs go; `retry` re-enqueues on `queue`.
         scheduler_store: The backend's schedule store, or None (in-memory schedules).
+        has_shared_dead_letters: Whether the backend stores dead letters itself
+            (otherwise they live in this process only).
         closeables: Stores this stack built, closed at shutdown (the queue is closed too).
     """
 
@@ -61,6 +74,7 @@ class BackendStack:
     progress_tracker: ProgressTrackerProtocol
     dead_letter_queue: PersistentDeadLetterQueue
     scheduler_store: Any | None = None
+    has_shared_dead_letters: bool = False
     closeables: list[Any] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -176,6 +190,7 @@ def build_stack(
         progress_tracker=cast("ProgressTrackerProtocol", tracker),
         dead_letter_queue=PersistentDeadLetterQueue(backend=dlq_backend, queue=built_queue),
         scheduler_store=scheduler_store,
+        has_shared_dead_letters=dlq_backend is not None,
         closeables=closeables,
     )
 
@@ -231,3 +246,102 @@ def build_rate_limiter(
     from lexigram.tasks.concurrency import GlobalRateLimiter  # noqa: PLC0415
 
     return GlobalRateLimiter(rate=rate, per=per, burst=burst)
+
+
+# ---------------------------------------------------------------------- the one composition root
+#
+# `TaskProvider` and every CLI command build their workers through the functions below, so
+# a setting means the same wherever it is read.
+
+
+def rate_limit_bucket(config: TaskConfig) -> str:
+    """The name of the job-start rate-limit bucket of `config` (``"<name>:global"``).
+
+    Every process of one configuration (provider or ``lexigram-tasks worker``) shares
+    this bucket on a backend that offers a shared rate limiter.
+    """
+    return f"{config.name}:global"
+
+
+def build_config_rate_limiter(
+    config: TaskConfig, stack: BackendStack
+) -> RateLimiterProtocol | None:
+    """Build the rate limiter ``config.rate_limit`` describes, or None when it is off."""
+    limits = config.rate_limit
+    if not limits.enabled:
+        return None
+    return build_rate_limiter(
+        stack.spec,
+        field=stack.path,
+        name=rate_limit_bucket(config),
+        rate=limits.rate,
+        per=limits.per,
+        burst=limits.burst,
+    )
+
+
+def build_hooks(*, load_plugins: bool = True) -> HookRegistry:
+    """A hook registry with the ``lexigram.tasks.plugins`` entry-point plugins loaded.
+
+    Args:
+        load_plugins: Load the installed plugins now (the provider loads them at boot).
+    """
+    hooks = HookRegistry()
+    if load_plugins:
+        hooks.load_entry_point_plugins()
+    return hooks
+
+
+def build_pool(
+    stack: BackendStack,
+    handlers: HandlerRegistry,
+    *,
+    config: TaskConfig,
+    size: int,
+    queue: TaskQueueProtocol | None = None,
+    worker_config: TaskWorkerConfig | None = None,
+    rate_limiter: RateLimiterProtocol | None = None,
+    hooks: HookRegistry | None = None,
+    dashboard: Any = None,
+    middleware_pipeline: TaskMiddlewarePipeline | None = None,
+) -> WorkerPool:
+    """Build the worker pool that consumes `queue` (default: the stack's) with its stores.
+
+    Args:
+        stack: The backend's queue and stores.
+        handlers: Task name -> handler.
+        config: The configuration (its `effective_worker` settings are used).
+        size: Workers in the pool.
+        queue: Another queue of the same backend (another queue name); its dead
+            letters are retried onto it.
+        worker_config: Worker settings to use instead of ``config.effective_worker()``
+            (command-line overrides applied to them).
+        rate_limiter: The job-start limiter (see `build_config_rate_limiter`).
+        hooks: Lifecycle hooks (plugins and observers).
+        dashboard: Observability dashboard.
+        middleware_pipeline: Middleware around every job.
+
+    Returns:
+        The pool, not started.
+    """
+    consumed = queue if queue is not None else stack.queue
+    dead_letters = stack.dead_letter_queue
+    if consumed is not stack.queue:
+        dead_letters = PersistentDeadLetterQueue(backend=dead_letters.backend, queue=consumed)
+    services = TaskWorkerServices(
+        dead_letter_queue=dead_letters,
+        result_store=stack.result_store,
+        progress_store=stack.progress_store,
+        progress_tracker=stack.progress_tracker,
+        rate_limiter=rate_limiter,
+        hooks=hooks,
+        dashboard=dashboard,
+    )
+    return WorkerPool(
+        consumed,
+        handlers,
+        size=size,
+        middleware_pipeline=middleware_pipeline,
+        config=worker_config if worker_config is not None else config.effective_worker(),
+        services=services,
+    )
