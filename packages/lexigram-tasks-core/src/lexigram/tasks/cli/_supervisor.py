@@ -3,10 +3,23 @@
 Each child is ``python -m lexigram.tasks.cli worker ... --workers 1``, its own process
 with its own event loop, started in a new session so that a Ctrl-C in the terminal
 reaches only the supervisor, which forwards exactly one SIGTERM per signal it gets:
-the first makes every child drain, a second makes them stop hard. A child that dies
-is restarted (with a growing pause if it keeps dying before it is ready). A child
-tells the supervisor it is ready (consuming) through a pipe, and notices when its
-supervisor is gone (its stdin pipe closes) and drains.
+the first makes every child drain, a second makes them stop hard. A child tells the
+supervisor it is ready (consuming) through a pipe, and notices when its supervisor is
+gone (its stdin pipe closes) and drains.
+
+Restart policy, one slot at a time (a slot never stops its siblings):
+
+- A child killed from outside (a negative exit status: the OOM killer's or an operator's
+  SIGKILL, a SIGTERM) or that dies after it was ready is always restarted: at once the
+  first time, then after a pause that doubles up to 10 s while it keeps dying within 10 s
+  of its start.
+- A child that exits with an error status before it was ready is a crash of the app at
+  start-up. After 5 in a row its slot is *crash-looping* and is retried every 30 s while
+  another slot runs. When every slot is crash-looping, or the very first children report a
+  user error (exit code 2: bad APP, config, unreachable backend), the app cannot start:
+  the supervisor says so, stops every child and exits 2.
+- With ``--burst`` a child that exits 0 has drained the queues: it is not restarted, and
+  the supervisor exits 0 once every child has.
 
 With ``--reload`` the supervisor also watches the APP's source files (modification
 times, checked twice a second: no extra dependency) and restarts the children
@@ -36,8 +49,12 @@ READY_FD_ENV = "LEXIGRAM_TASKS_READY_FD"
 
 _TICK = 0.2  # seconds between looks at the children and the files
 _RELOAD_CHECK = 0.5
-_MAX_EARLY_EXITS = 5  # exits in a row before becoming ready, then the supervisor gives up
+_MAX_EARLY_EXITS = 5  # error exits in a row before becoming ready: the slot is crash-looping
 _USAGE_EXIT = 2  # a child's exit code for a user error (bad APP, config, unreachable backend)
+_STABLE_AFTER = 10.0  # a child that ran this long restarts at once if it dies
+_BACKOFF_FIRST = 0.5  # the pause before the second quick restart in a row; it doubles
+_BACKOFF_MAX = 10.0
+_CRASH_LOOP_RETRY = 30.0  # how often a crash-looping slot is tried again while a sibling runs
 _KILL_GRACE = 10.0  # extra seconds after the drain timeout before SIGKILL
 _IGNORED_DIRS = {"__pycache__", ".git", ".venv", "venv", "node_modules", ".mypy_cache"}
 
@@ -48,7 +65,11 @@ class _Child:
     process: subprocess.Popen[bytes] | None = None
     ready_fd: int | None = None
     ready: bool = False
-    early_exits: int = 0
+    started_at: float = 0.0
+    early_errors: int = 0  # error exits in a row before becoming ready
+    quick_deaths: int = 0  # deaths in a row, each within _STABLE_AFTER of its start
+    crash_looping: bool = False
+    done: bool = False  # --burst: it drained the queues and exited 0
     restart_at: float | None = None
     exit_code: int | None = None
 
@@ -97,12 +118,14 @@ class Supervisor:
         count: Number of worker processes.
         shutdown_timeout: The children's drain timeout (to know when to SIGKILL).
         watch: Paths to watch for ``--reload`` (None: no reloading).
+        burst: The children run with ``--burst``: one that exits 0 is done, not restarted.
     """
 
     child_args: list[str]
     count: int
     shutdown_timeout: float
     watch: list[Path] | None = None
+    burst: bool = False
     _children: list[_Child] = field(default_factory=list)
     _signals: int = 0
     _forwarded: int = 0
@@ -113,8 +136,9 @@ class Supervisor:
         """Supervise until a signal stops the children; return the exit code.
 
         Returns:
-            0 when every child drained cleanly, 2 when the children fail at startup
-            (a user error they reported), 1 otherwise.
+            0 when every child drained cleanly (after a signal, or with ``burst`` once
+            the queues are empty), 2 when the app cannot start (a user error the first
+            children reported, or every slot crash-looping), 1 otherwise.
         """
         previous = {sig: signal.signal(sig, self._on_signal) for sig in _signals()}
         try:
@@ -181,6 +205,8 @@ class Supervisor:
         child.ready_fd = read_end
         child.ready = False
         child.restart_at = None
+        child.started_at = time.monotonic()
+        child.exit_code = None
         logger.info("Started worker process %d (pid %d).", child.slot, child.process.pid)
 
     def _check_ready(self, child: _Child) -> None:
@@ -194,7 +220,10 @@ class Supervisor:
             data = b""
         if data:
             child.ready = True
-            child.early_exits = 0
+            child.early_errors = 0
+            if child.crash_looping:
+                logger.warning("Worker process %d is ready again.", child.slot)
+            child.crash_looping = False
             self._ever_ready = True
         self._close_ready(child)
 
@@ -209,32 +238,86 @@ class Supervisor:
                 self._check_ready(child)
                 self._close_pipe(child)
                 child.process = None
-                if not child.ready:
-                    child.early_exits += 1
-                    if (code == _USAGE_EXIT and not self._ever_ready) or (
-                        child.early_exits >= _MAX_EARLY_EXITS
-                    ):
-                        logger.error(
-                            "Worker process %d exited with code %d before it was ready; "
-                            "giving up (its error is printed above).",
-                            child.slot,
-                            code,
-                        )
-                        self._terminate_all(signal.SIGTERM)
-                        self._wait_all(self.shutdown_timeout + _KILL_GRACE)
-                        return _USAGE_EXIT if code == _USAGE_EXIT else 1
-                delay = min(0.5 * 2 ** (child.early_exits - 1), 10.0) if child.early_exits else 0.0
-                logger.warning(
-                    "Worker process %d (pid %d) exited with code %d; restarting it%s.",
-                    child.slot,
-                    process.pid,
-                    code,
-                    f" in {delay:g} s" if delay else "",
-                )
-                child.restart_at = now + delay
+                failed = self._on_exit(child, process.pid, code, now)
+                if failed is not None:
+                    return failed
             if child.process is None and child.restart_at is not None and now >= child.restart_at:
                 self._spawn(child)
+        if all(child.done for child in self._children):
+            logger.info("Every worker process found the queues empty (--burst); exiting.")
+            return 0
         return None
+
+    def _on_exit(self, child: _Child, pid: int, code: int, now: float) -> int | None:
+        """Decide what a child's exit means: restart it (when), or stop the pool (exit code)."""
+        if self.burst and code == 0:
+            child.done = True
+            logger.info("Worker process %d found the queues empty (--burst).", child.slot)
+            return None
+        if now - child.started_at >= _STABLE_AFTER:
+            child.quick_deaths = 0
+        child.quick_deaths += 1
+        delay = _backoff(child.quick_deaths)
+        if code < 0 or code == 0 or child.ready:
+            # Killed from outside (OOM killer, operator), drained on someone else's SIGTERM,
+            # or died after it was consuming: not a start-up crash, so always restarted.
+            logger.warning(
+                "Worker process %d (pid %d) exited with code %d; restarting it%s%s.",
+                child.slot,
+                pid,
+                code,
+                f" in {delay:g} s" if delay else "",
+                _cause(code),
+            )
+            child.restart_at = now + delay
+            return None
+        child.early_errors += 1
+        if code == _USAGE_EXIT and not self._ever_ready:
+            logger.error(
+                "Worker process %d exited with code %d before it was ready; giving up "
+                "(its error is printed above).",
+                child.slot,
+                code,
+            )
+            return self._give_up()
+        if child.early_errors < _MAX_EARLY_EXITS:
+            logger.warning(
+                "Worker process %d (pid %d) exited with code %d before it was ready; "
+                "restarting it%s.",
+                child.slot,
+                pid,
+                code,
+                f" in {delay:g} s" if delay else "",
+            )
+            child.restart_at = now + delay
+            return None
+        child.crash_looping = True
+        if all(sibling.crash_looping for sibling in self._children):
+            logger.error(
+                "Every worker process exited with an error before it was ready, %d times in a "
+                "row (last: process %d, code %d): the app crashes at start-up; giving up "
+                "(its error is printed above).",
+                child.early_errors,
+                child.slot,
+                code,
+            )
+            return self._give_up()
+        logger.error(
+            "Worker process %d exited with code %d before it was ready, %d times in a row: it "
+            "is crash-looping (its error is printed above); trying it again every %g s while "
+            "the other worker processes keep running.",
+            child.slot,
+            code,
+            child.early_errors,
+            _CRASH_LOOP_RETRY,
+        )
+        child.restart_at = now + _CRASH_LOOP_RETRY
+        return None
+
+    def _give_up(self) -> int:
+        self._terminate_all(signal.SIGTERM)
+        self._wait_all(self.shutdown_timeout + _KILL_GRACE)
+        return _USAGE_EXIT
 
     def _stopping(self, now: float) -> int | None:
         if self._stop_since is None:
@@ -252,7 +335,9 @@ class Supervisor:
             if code is None:
                 alive = True
             elif child.exit_code is None:
-                child.exit_code = code
+                # A child still starting has no handler for the SIGTERM yet: it stopped as asked.
+                stopped = code == -signal.SIGTERM and not child.ready
+                child.exit_code = 0 if stopped else code
         if alive:
             return None
         codes = [c.exit_code for c in self._children if c.exit_code is not None]
@@ -263,7 +348,10 @@ class Supervisor:
         self._wait_all(self.shutdown_timeout + _KILL_GRACE)
         for child in self._children:
             self._close_pipe(child)
-            child.early_exits = 0
+            child.early_errors = 0
+            child.quick_deaths = 0
+            child.crash_looping = False
+            child.done = False
             self._spawn(child)
 
     def _terminate_all(self, sig: signal.Signals) -> None:
@@ -301,6 +389,26 @@ class Supervisor:
                 process.stdin.close()
             except OSError:
                 return
+
+
+def _backoff(quick_deaths: int) -> float:
+    """The pause before a restart: none the first time, then doubling up to the cap."""
+    if quick_deaths <= 1:
+        return 0.0
+    return float(min(_BACKOFF_FIRST * 2 ** (quick_deaths - 2), _BACKOFF_MAX))
+
+
+def _cause(code: int) -> str:
+    """Why a child that is restarted exited, when its status says more than a number."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f" (killed by {name} from outside the supervisor; not counted as a crash)"
+    if code == 0:
+        return " (it drained after a signal from outside the supervisor)"
+    return ""
 
 
 def _signals() -> list[signal.Signals]:

@@ -91,6 +91,8 @@ class WorkerOptions:
         if self.shutdown_timeout is not None:
             args += ["--shutdown-timeout", str(self.shutdown_timeout)]
         args += ["--connect-timeout", str(self.connect_timeout)]
+        if self.burst:
+            args.append("--burst")
         if self.debug:
             args.append("--debug")
         return args
@@ -155,6 +157,7 @@ def worker_command(**params: Any) -> None:
             count=options.workers,
             shutdown_timeout=_shutdown_timeout(options, app),
             watch=app.watch_paths if options.reload else None,
+            burst=options.burst,
         )
         raise SystemExit(supervisor.run())
     console = stderr_console()
@@ -171,7 +174,7 @@ def _shutdown_timeout(options: WorkerOptions, app: LoadedApp) -> float:
     if options.shutdown_timeout is not None:
         return options.shutdown_timeout
     config = load_config(options.config_path, app.config)
-    return config.worker.shutdown_timeout
+    return config.effective_worker().shutdown_timeout
 
 
 def _worker_config(options: WorkerOptions, base: TaskWorkerConfig) -> TaskWorkerConfig:
@@ -199,7 +202,7 @@ async def _run(
         config,
         spec,
         queues,
-        worker_config=_worker_config(options, config.worker),
+        worker_config=_worker_config(options, config.effective_worker()),
         preset_queue=app.queue if own_queue else None,
     )
     stopper = _Stopper(runtime.worker_config.shutdown_timeout)
