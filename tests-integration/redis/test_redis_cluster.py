@@ -1,8 +1,9 @@
-"""The whole conformance kit on a real three-node Redis Cluster started by the test.
+"""The whole conformance kit (poison hook included) on a three-node Redis Cluster.
 
-Every key of a queue shares one hash tag, so every Lua script touches one slot; this
-runs the queue through redis-py's ``RedisCluster`` client to prove it (a script that
-touched another slot would fail with CROSSSLOT).
+The test starts its own cluster on free loopback ports. Every key of a queue shares
+one hash tag, so every Lua script touches one slot; this runs the queue through
+redis-py's ``RedisCluster`` client to prove it (a script that touched another slot
+would fail with CROSSSLOT). The kit's default margins hold unwidened.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import pytest
 import pytest_asyncio
 from redis.asyncio.cluster import RedisCluster
 
-from lexigram.contracts.tasks import Job
+from lexigram.contracts.tasks import Job, TaskQueueProtocol
 from lexigram.tasks.backends.redis import RedisTaskQueue
-from lexigram.tasks.testing import QueueConformance, QueueFactory
+from lexigram.tasks.testing import QueueConformance, QueueFactory, QueuePoisonConformance
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -165,3 +166,16 @@ class TestRedisClusterQueueConformance(QueueConformance):
         finally:
             await client.aclose()
         assert len(slots) == 1, "a queue's keys must all hash to one slot"
+
+
+class TestRedisClusterQueuePoisonConformance(QueuePoisonConformance):
+    async def plant_raw_payload(self, queue: TaskQueueProtocol, raw: bytes) -> str:
+        # The queue's own enqueue script stores the payload bytes as given, where
+        # `enqueue` puts an encoded job (entry: id, payload, priority, ready-at,
+        # idempotency key and ttl, delivery count, retrying flag).
+        assert isinstance(queue, RedisTaskQueue)
+        job_id = f"poison-{uuid.uuid4().hex[:12]}"
+        entry = (job_id, raw, 0, 0, "", 0, 0, "0")
+        [(status, stored)] = await queue._enqueue_entries([entry])
+        assert (status, stored) == (1, job_id)
+        return job_id

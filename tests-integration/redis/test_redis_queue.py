@@ -81,40 +81,100 @@ async def test_url_alias_and_conflicting_urls() -> None:
         RedisTaskQueue(url="http://localhost")
 
 
-async def test_stale_consumer_cannot_ack_or_extend_a_redelivered_job(
-    make_redis_queue: MakeQueue,
-) -> None:
+async def test_stale_holder_is_refused_on_all_four_calls(make_redis_queue: MakeQueue) -> None:
     first = make_redis_queue("stale", visibility_timeout=0.3)
     second = make_redis_queue("stale", visibility_timeout=5)
     job = Job(name="slow")
     await first.enqueue(job)
     held = await first.dequeue()
     assert held is not None
+    assert held.lease_token
     again = await second.dequeue_batch(1, timeout=3)
     assert [j.id for j in again] == [job.id]
     assert again[0].delivery_count == 2
-    # The first consumer's lease is gone: its heartbeat says so and its ack is ignored.
-    assert await first.extend_lease(job.id) is False
-    await first.ack(job.id)
+    assert again[0].lease_token not in (None, held.lease_token)
+    # The first holder's lease is gone: every call with its token is refused, changing nothing.
+    stale = held.lease_token
+    assert await first.extend_lease(job.id, lease_token=stale) is False
+    assert await first.ack(job.id, lease_token=stale) is False
+    assert await first.nack(job.id, lease_token=stale) is False
+    assert await first.nack(job.id, requeue=False, lease_token=stale) is False
+    held.mark_retrying()
+    assert await first.retry_later(held, delay=60) is False
+    assert held.scheduled_at is None  # the refused call left the object alone too
+    current = await second.get_job(job.id)
+    assert current is not None
+    assert current.status is JobStatus.RUNNING
+    assert current.retry_count == 0
+    assert current.delivery_count == 2
     assert await second.count("stale", JobStatus.RUNNING) == 1
-    assert await second.extend_lease(job.id) is True
-    await second.ack(job.id)
+    token = again[0].lease_token
+    assert await second.extend_lease(job.id, lease_token=token) is True
+    assert await second.ack(job.id, lease_token=token) is True
     assert await second.count("stale") == 0
 
 
-async def test_extend_after_lease_expired_returns_false_and_requeues(
+async def test_expired_token_is_refused_even_before_redelivery(make_redis_queue: MakeQueue) -> None:
+    queue = make_redis_queue("expired-token", visibility_timeout=0.2)
+    job = Job(name="x")
+    await queue.enqueue(job)
+    held = await queue.dequeue()
+    assert held is not None
+    await asyncio.sleep(0.35)  # time passing is the point: the 0.2 s lease runs out
+    assert await queue.count("expired-token", JobStatus.RUNNING) == 0
+    assert await queue.ack(job.id, lease_token=held.lease_token) is False
+    assert await queue.nack(job.id, lease_token=held.lease_token) is False
+    assert await queue.retry_later(held) is False
+    again = await queue.dequeue()
+    assert again is not None
+    assert again.delivery_count == 2
+    assert await queue.ack(job.id, lease_token=again.lease_token) is True
+
+
+async def test_calls_without_a_token_act_on_the_current_delivery(
+    make_redis_queue: MakeQueue,
+) -> None:
+    first = make_redis_queue("no-token", visibility_timeout=0.2)
+    second = make_redis_queue("no-token", visibility_timeout=5)
+    job = Job(name="x")
+    await first.enqueue(job)
+    assert await first.dequeue() is not None
+    again = await second.dequeue_batch(1, timeout=3)
+    assert [j.id for j in again] == [job.id]
+    assert await first.extend_lease(job.id) is True  # the short form: whoever holds it
+    assert await first.ack(job.id) is True
+    assert await second.ack(job.id, lease_token=again[0].lease_token) is False
+    assert await first.ack(job.id) is False  # nothing in flight any more
+
+
+async def test_extend_after_lease_expired_returns_false_and_changes_nothing(
     make_redis_queue: MakeQueue,
 ) -> None:
     queue = make_redis_queue("expired", visibility_timeout=0.2)
     job = Job(name="x")
     await queue.enqueue(job)
-    assert await queue.dequeue() is not None
+    held = await queue.dequeue()
+    assert held is not None
     await asyncio.sleep(0.4)  # time passing is the point: the 0.2 s lease runs out
+    assert await queue.extend_lease(job.id, lease_token=held.lease_token) is False
     assert await queue.extend_lease(job.id) is False
     assert await queue.get_task_count() == 1
     again = await queue.dequeue()
     assert again is not None
     assert again.delivery_count == 2
+
+
+async def test_batched_acks_answer_each_caller(make_redis_queue: MakeQueue) -> None:
+    queue = make_redis_queue("acks")
+    jobs = [Job(name="n") for _ in range(50)]
+    await queue.enqueue_many(jobs)
+    leased = await queue.dequeue_batch(50)
+    assert len(leased) == 50
+    calls = [queue.ack(job.id, lease_token=job.lease_token) for job in leased]
+    calls += [queue.ack(job.id, lease_token="1") for job in leased[:10]]  # noqa: S106 - forged
+    answers = await asyncio.gather(*calls)
+    assert answers[:50] == [True] * 50
+    assert answers[50:] == [False] * 10
 
 
 async def test_concurrent_enqueues_and_acks_are_batched_without_loss(
@@ -297,23 +357,3 @@ async def test_cancelled_wait_gives_back_a_job_it_leased(make_redis_queue: MakeQ
     got = await producer.dequeue_batch(1, timeout=5)
     assert [j.id for j in got] == [job.id]
     await producer.ack(job.id)
-
-
-async def test_hook_registry_sees_each_new_job_once(make_redis_queue: MakeQueue) -> None:
-    events: list[tuple[str, object]] = []
-
-    class Hooks:
-        async def emit(self, action: str, payload: object) -> None:
-            events.append((action, payload))
-
-    queue = make_redis_queue("hooked")
-    queue.set_hook_registry(Hooks())
-    job = Job(name="send_email")
-    await queue.enqueue(job)
-    await queue.enqueue(Job(id=job.id, name="send_email"))  # a duplicate: no event
-    await queue.enqueue_many([Job(name="other")])
-    assert [(action, getattr(p, "task_name", None)) for action, p in events] == [
-        ("task.queued", "send_email"),
-        ("task.queued", "other"),
-    ]
-    assert all(getattr(p, "queue_name", None) == "hooked" for _, p in events)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.metadata
 import re
 
@@ -19,7 +20,13 @@ from lexigram.contracts.tasks import (
     TaskQueueProtocol,
 )
 from lexigram.tasks.backends import redis as redis_backend
-from lexigram.tasks.backends.redis import RedisBackend, RedisConnector, RedisTaskQueue, backend
+from lexigram.tasks.backends.redis import (
+    RedisBackend,
+    RedisConnector,
+    RedisOptions,
+    RedisTaskQueue,
+    backend,
+)
 from lexigram.tasks.backends.redis import _scripts as lua
 from lexigram.tasks.backends.redis._batch import GroupCommit
 from lexigram.tasks.backends.redis._connection import LuaScript, check_url
@@ -144,12 +151,28 @@ def test_backend_option_parsing() -> None:
     assert queue.visibility_timeout == 12.0
     assert queue.key_prefix == "svc"
     assert queue.keys.tag == "{svc:jobs}"
-    with pytest.raises(TaskConfigurationError, match="unknown option"):
+    with pytest.raises(TaskConfigurationError, match="unknown option 'nope'"):
         backend.create_queue(TaskBackendSpec(type="redis", options={"nope": 1}))
+    with pytest.raises(TaskConfigurationError, match="Did you mean 'visibility_timeout'"):
+        backend.create_queue(TaskBackendSpec(type="redis", options={"visibilty_timeout": 1}))
     with pytest.raises(TaskConfigurationError, match="a whole number"):
         backend.create_queue(TaskBackendSpec(type="redis", options={"max_size": "many"}))
-    with pytest.raises(TaskConfigurationError, match="a number of seconds"):
+    with pytest.raises(TaskConfigurationError, match="is not a number"):
         backend.create_queue(TaskBackendSpec(type="redis", options={"visibility_timeout": True}))
+
+
+def test_backend_describes_itself() -> None:
+    assert backend.url_schemes == ("redis", "rediss", "unix")
+    assert backend.url_field == "redis_url"
+    assert backend.options_type is RedisOptions
+    assert dataclasses.is_dataclass(RedisOptions)
+    defaults = RedisOptions()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        defaults.key_prefix = "x"  # type: ignore[misc]
+    assert (defaults.visibility_timeout, defaults.command_timeout) == (30.0, 10.0)
+    spec = TaskBackendSpec(type="redis", options={"command_timeout": "2.5", "client_name": "w"})
+    assert RedisOptions.from_spec(spec).command_timeout == 2.5
+    assert backend.connector(spec).command_timeout == 2.5
 
 
 def test_backend_shares_one_connector_per_url_and_options() -> None:
@@ -174,22 +197,55 @@ def test_connector_refuses_bad_settings() -> None:
         RedisConnector(max_connections=0)
     with pytest.raises(TaskConfigurationError):
         RedisConnector(retry_timeout=-1)
+    with pytest.raises(TaskConfigurationError, match="command_timeout"):
+        RedisConnector(command_timeout=0)
 
 
-async def test_connector_gives_up_after_its_retry_budget() -> None:
-    connector = RedisConnector("redis://127.0.0.1:1/0", retry_timeout=0.2)
+async def test_connector_reports_a_failed_first_contact_at_once() -> None:
+    connector = RedisConnector("redis://127.0.0.1:1/0", retry_timeout=30)
     attempts = 0
 
     async def always_down(_client: object) -> None:
         nonlocal attempts
         attempts += 1
-        msg = "refused"
-        raise ConnectionRefusedError(msg)
+        raise ConnectionRefusedError(111, "Connection refused")
 
-    with pytest.raises(BackendConnectionError) as info:
+    with pytest.raises(BackendConnectionError, match="refused the connection") as info:
+        await connector.call("test", always_down)
+    assert attempts == 1
+    assert info.value.details["transient"] is True
+    assert info.value.details["reason"] == "refused"
+    await connector.close()
+
+
+async def test_connector_retries_an_outage_after_a_first_success() -> None:
+    connector = RedisConnector("redis://127.0.0.1:1/0", retry_timeout=0.2)
+    attempts = 0
+
+    async def fine(_client: object) -> int:
+        return 1
+
+    async def always_down(_client: object) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    assert await connector.call("test", fine) == 1
+    with pytest.raises(BackendConnectionError, match=r"stayed unreachable for 0\.2 s") as info:
         await connector.call("test", always_down)
     assert attempts >= 2
     assert info.value.details["transient"] is True
+    await connector.close()
+
+
+async def test_connector_gives_a_command_a_deadline() -> None:
+    connector = RedisConnector("redis://127.0.0.1:1/0", command_timeout=0.05)
+
+    async def never(_client: object) -> None:
+        await asyncio.Event().wait()
+
+    with pytest.raises(BackendConnectionError, match=r"did not answer test within 0\.05 s"):
+        await connector.call("test", never)
     await connector.close()
 
 

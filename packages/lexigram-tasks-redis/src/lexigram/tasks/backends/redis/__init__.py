@@ -14,10 +14,11 @@ See docs/backends/redis.md for the key layout, semantics and operations.
 
 from __future__ import annotations
 
-from lexigram.tasks.backends.redis._backend import OPTIONS, RedisBackend, backend, create_queue
+from lexigram.tasks.backends.redis._backend import RedisBackend, backend, create_queue
 from lexigram.tasks.backends.redis._connection import RedisConnector
 from lexigram.tasks.backends.redis._kv import RedisCacheBackend, RedisIdempotencyStore
 from lexigram.tasks.backends.redis._locks import RedisLock, RedisLockManager, RedisRateLimiter
+from lexigram.tasks.backends.redis._options import RedisOptions
 from lexigram.tasks.backends.redis._progress import RedisProgressTracker
 from lexigram.tasks.backends.redis._queue import RedisTaskQueue
 from lexigram.tasks.backends.redis._stores import (
@@ -29,7 +30,6 @@ from lexigram.tasks.backends.redis._stores import (
 )
 
 __all__ = [
-    "OPTIONS",
     "RedisBackend",
     "RedisCacheBackend",
     "RedisConnector",
@@ -37,6 +37,7 @@ __all__ = [
     "RedisIdempotencyStore",
     "RedisLock",
     "RedisLockManager",
+    "RedisOptions",
     "RedisProgressStore",
     "RedisProgressTracker",
     "RedisRateLimiter",

@@ -1,18 +1,20 @@
-"""`RedisBackend`: the object the ``redis`` entry point names (design §2).
+"""`RedisBackend`: the object the ``redis`` entry point names.
 
-It builds the queue and every store from a `TaskBackendSpec`, sharing one connection
-pool per URL and connection options, so ``type: redis`` puts the whole stack on Redis.
+It describes itself (URL schemes, legacy URL field, options type) so that the core
+needs no knowledge of Redis, and builds the queue and every store from a
+`TaskBackendSpec`, sharing one connection pool per URL and connection options, so
+``type: redis`` puts the whole stack on Redis.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from lexigram.contracts.tasks import TaskBackendSpec, TaskConfigurationError
-from lexigram.tasks.backends.redis._connection import DEFAULT_URL, RedisConnector
+from lexigram.contracts.tasks import TaskBackendSpec
+from lexigram.tasks.backends.redis._connection import DEFAULT_URL, URL_SCHEMES, RedisConnector
 from lexigram.tasks.backends.redis._kv import RedisCacheBackend, RedisIdempotencyStore
 from lexigram.tasks.backends.redis._locks import RedisLockManager, RedisRateLimiter
+from lexigram.tasks.backends.redis._options import RedisOptions
 from lexigram.tasks.backends.redis._progress import RedisProgressTracker
 from lexigram.tasks.backends.redis._queue import RedisTaskQueue
 from lexigram.tasks.backends.redis._stores import (
@@ -23,80 +25,22 @@ from lexigram.tasks.backends.redis._stores import (
     RedisWorkflowStateStore,
 )
 
-_FLOAT_OPTIONS = {
-    "visibility_timeout": 30.0,
-    "idempotency_ttl": 86400.0,
-    "socket_timeout": None,
-    "socket_connect_timeout": 5.0,
-    "retry_timeout": 15.0,
-    "result_ttl": 3600.0,
-    "progress_ttl": 86400.0,
-}
-_INT_OPTIONS = ("max_size", "max_connections", "dlq_max_entries")
-_STR_OPTIONS = ("key_prefix", "client_name")
-_CONNECTION_OPTIONS = (
-    "max_connections",
-    "socket_timeout",
-    "socket_connect_timeout",
-    "retry_timeout",
-    "client_name",
-)
-OPTIONS = frozenset((*_FLOAT_OPTIONS, *_INT_OPTIONS, *_STR_OPTIONS))
-"""Every option a Redis backend spec may carry in `TaskBackendSpec.options`."""
-
-
-def _bad(spec: TaskBackendSpec, name: str, value: object, what: str) -> TaskConfigurationError:
-    msg = (
-        f"Redis backend {spec.name!r} option {name}={value!r} is not {what}. "
-        f"Set options.{name} to {what}, or leave it out for the default."
-    )
-    return TaskConfigurationError(msg)
-
-
-def _options(spec: TaskBackendSpec) -> dict[str, Any]:
-    """Validate and convert `spec.options`."""
-    unknown = sorted(str(name) for name in spec.options if name not in OPTIONS)
-    if unknown:
-        msg = (
-            f"Redis backend {spec.name!r} got unknown option(s) {unknown}. "
-            f"Known options: {sorted(OPTIONS)}."
-        )
-        raise TaskConfigurationError(msg)
-    return {
-        name: _convert(spec, name, value)
-        for name, value in spec.options.items()
-        if value is not None
-    }
-
-
-def _convert(spec: TaskBackendSpec, name: str, value: object) -> Any:
-    if name in _FLOAT_OPTIONS:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise _bad(spec, name, value, "a number of seconds")
-        try:
-            return float(value)
-        except ValueError:
-            raise _bad(spec, name, value, "a number of seconds") from None
-    if name in _INT_OPTIONS:
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise _bad(spec, name, value, "a whole number")
-        try:
-            return int(value)
-        except ValueError:
-            raise _bad(spec, name, value, "a whole number") from None
-    if not isinstance(value, str):
-        raise _bad(spec, name, value, "a string")
-    return value
-
 
 class RedisBackend:
     """Builds `RedisTaskQueue` and the Redis stores from a `TaskBackendSpec`.
 
-    Options (``spec.options``): `visibility_timeout`, `idempotency_ttl`, `max_size`,
-    `key_prefix`, `max_connections`, `socket_timeout`, `socket_connect_timeout`,
-    `retry_timeout`, `client_name`, `result_ttl`, `progress_ttl`, `dlq_max_entries`.
-    The URL is ``spec.url`` (default ``redis://localhost:6379``).
+    The options ``spec.options`` may carry are the fields of `RedisOptions`
+    (`options_type`). The URL is ``spec.url`` (default ``redis://localhost:6379``).
+
+    Attributes:
+        url_schemes: URL schemes this backend serves (``--backend redis://...``).
+        url_field: The older config field that holds the URL when ``url`` is not set.
+        options_type: The dataclass of accepted options, with their defaults.
     """
+
+    url_schemes: tuple[str, ...] = URL_SCHEMES
+    url_field: str | None = "redis_url"
+    options_type: type[RedisOptions] = RedisOptions
 
     def __init__(self) -> None:
         self._connectors: dict[tuple[Any, ...], RedisConnector] = {}
@@ -106,20 +50,28 @@ class RedisBackend:
 
     def connector(self, spec: TaskBackendSpec) -> RedisConnector:
         """Return the shared connector for the spec's URL and connection options."""
-        options = _options(spec)
+        return self._connector(spec, RedisOptions.from_spec(spec))
+
+    def _connector(self, spec: TaskBackendSpec, options: RedisOptions) -> RedisConnector:
         url = spec.url or DEFAULT_URL
-        conn = {name: options[name] for name in _CONNECTION_OPTIONS if name in options}
-        key = (url, tuple(sorted(conn.items())))
+        key = (url, options.connection_key())
         found = self._connectors.get(key)
         if found is None:
-            found = RedisConnector(url, **conn)
+            found = RedisConnector(
+                url,
+                max_connections=options.max_connections,
+                socket_timeout=options.socket_timeout,
+                socket_connect_timeout=options.socket_connect_timeout,
+                command_timeout=options.command_timeout,
+                retry_timeout=options.retry_timeout,
+                client_name=options.client_name,
+            )
             self._connectors[key] = found
         return found
 
-    @staticmethod
-    def _prefix(spec: TaskBackendSpec) -> str:
-        prefix = spec.options.get("key_prefix", "lexigram")
-        return str(prefix) if prefix is not None else "lexigram"
+    def _parts(self, spec: TaskBackendSpec) -> tuple[RedisOptions, str, RedisConnector]:
+        options = RedisOptions.from_spec(spec)
+        return options, options.key_prefix, self._connector(spec, options)
 
     def create_queue(self, spec: TaskBackendSpec, /) -> RedisTaskQueue:
         """Build a `RedisTaskQueue` for `spec` (lazy: nothing connects until first use).
@@ -127,68 +79,64 @@ class RedisBackend:
         Raises:
             TaskConfigurationError: An option is unknown or has a wrong value.
         """
-        options = _options(spec)
-        queue_options: Mapping[str, Any] = {
-            name: options[name]
-            for name in ("visibility_timeout", "idempotency_ttl", "max_size")
-            if name in options
-        }
+        options, prefix, connector = self._parts(spec)
         return RedisTaskQueue(
             queue_name=spec.queue_name,
-            key_prefix=self._prefix(spec),
-            connector=self.connector(spec),
-            **queue_options,
+            key_prefix=prefix,
+            connector=connector,
+            visibility_timeout=options.visibility_timeout,
+            idempotency_ttl=options.idempotency_ttl,
+            max_size=options.max_size,
         )
 
     def create_result_store(self, spec: TaskBackendSpec, /) -> RedisResultStore:
         """Build a `RedisResultStore` (option `result_ttl`, default 3600 s)."""
-        ttl = _options(spec).get("result_ttl", 3600.0)
-        return RedisResultStore(
-            key_prefix=self._prefix(spec), ttl=ttl, connector=self.connector(spec)
-        )
+        options, prefix, connector = self._parts(spec)
+        return RedisResultStore(key_prefix=prefix, ttl=options.result_ttl, connector=connector)
 
     def create_progress_store(self, spec: TaskBackendSpec, /) -> RedisProgressStore:
         """Build a `RedisProgressStore` (option `progress_ttl`, default 86400 s)."""
-        ttl = _options(spec).get("progress_ttl", 86400.0)
-        return RedisProgressStore(
-            key_prefix=self._prefix(spec), ttl=ttl, connector=self.connector(spec)
-        )
+        options, prefix, connector = self._parts(spec)
+        return RedisProgressStore(key_prefix=prefix, ttl=options.progress_ttl, connector=connector)
 
     def create_progress_tracker(self, spec: TaskBackendSpec, /) -> RedisProgressTracker:
         """Build a `RedisProgressTracker` (live progress over pub/sub)."""
-        ttl = _options(spec).get("progress_ttl", 86400.0)
+        options, prefix, connector = self._parts(spec)
         return RedisProgressTracker(
-            key_prefix=self._prefix(spec), ttl=ttl, connector=self.connector(spec)
+            key_prefix=prefix, ttl=options.progress_ttl, connector=connector
         )
 
     def create_dlq_backend(self, spec: TaskBackendSpec, /) -> RedisDLQBackend:
         """Build a `RedisDLQBackend` (option `dlq_max_entries`, default 100000)."""
-        cap = _options(spec).get("dlq_max_entries", 100_000)
+        options, prefix, connector = self._parts(spec)
         return RedisDLQBackend(
-            key_prefix=self._prefix(spec), max_entries=cap, connector=self.connector(spec)
+            key_prefix=prefix, max_entries=options.dlq_max_entries, connector=connector
         )
 
     def create_scheduler_store(self, spec: TaskBackendSpec, /) -> RedisSchedulerStore:
         """Build a `RedisSchedulerStore`."""
-        return RedisSchedulerStore(key_prefix=self._prefix(spec), connector=self.connector(spec))
+        _, prefix, connector = self._parts(spec)
+        return RedisSchedulerStore(key_prefix=prefix, connector=connector)
 
     def create_workflow_state_store(self, spec: TaskBackendSpec, /) -> RedisWorkflowStateStore:
         """Build a `RedisWorkflowStateStore`."""
-        return RedisWorkflowStateStore(
-            key_prefix=self._prefix(spec), connector=self.connector(spec)
-        )
+        _, prefix, connector = self._parts(spec)
+        return RedisWorkflowStateStore(key_prefix=prefix, connector=connector)
 
     def create_lock_manager(self, spec: TaskBackendSpec, /) -> RedisLockManager:
         """Build a `RedisLockManager`."""
-        return RedisLockManager(key_prefix=self._prefix(spec), connector=self.connector(spec))
+        _, prefix, connector = self._parts(spec)
+        return RedisLockManager(key_prefix=prefix, connector=connector)
 
     def create_cache_backend(self, spec: TaskBackendSpec, /) -> RedisCacheBackend:
         """Build a `RedisCacheBackend`."""
-        return RedisCacheBackend(key_prefix=self._prefix(spec), connector=self.connector(spec))
+        _, prefix, connector = self._parts(spec)
+        return RedisCacheBackend(key_prefix=prefix, connector=connector)
 
     def create_idempotency_store(self, spec: TaskBackendSpec, /) -> RedisIdempotencyStore:
         """Build a `RedisIdempotencyStore`."""
-        return RedisIdempotencyStore(key_prefix=self._prefix(spec), connector=self.connector(spec))
+        _, prefix, connector = self._parts(spec)
+        return RedisIdempotencyStore(key_prefix=prefix, connector=connector)
 
     def create_rate_limiter(
         self,
@@ -209,13 +157,9 @@ class RedisBackend:
             per: Window length in seconds.
             burst: Bucket capacity (default: `rate`).
         """
+        _, prefix, connector = self._parts(spec)
         return RedisRateLimiter(
-            self.connector(spec),
-            name=name,
-            rate=rate,
-            per=per,
-            burst=burst,
-            key_prefix=self._prefix(spec),
+            connector, name=name, rate=rate, per=per, burst=burst, key_prefix=prefix
         )
 
     async def close(self) -> None:

@@ -87,8 +87,10 @@ class RedisStore:
             f"namespace={self.namespace.tag!r})"
         )
 
-    async def _call(self, what: str, fn: Callable[[Any], Awaitable[T]]) -> T:
-        return await self._connector.call(f"{self._store} {what}", fn)
+    async def _call(
+        self, what: str, fn: Callable[[Any], Awaitable[T]], *, blocking: bool = False
+    ) -> T:
+        return await self._connector.call(f"{self._store} {what}", fn, blocking=blocking)
 
     async def close(self) -> None:
         """Close the connection pool if this store built it; safe to call twice."""

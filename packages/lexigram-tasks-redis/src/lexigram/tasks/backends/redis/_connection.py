@@ -1,10 +1,18 @@
 """One redis-py asyncio client per event loop, created lazily, and the retry policy.
 
-Every Redis call of the backend goes through `RedisConnector.call`: transient failures
-(connection refused or reset, timeouts, a server still loading its AOF, a failover in
-progress) are retried with exponential backoff for up to `retry_timeout` seconds, then
-surface as `BackendConnectionError` with the URL masked. Authentication and permission
-errors are not retried: they never heal by waiting.
+Every Redis call of the backend goes through `RedisConnector.call`, which gives each
+attempt a deadline (`command_timeout`, so a server that accepts and never answers
+cannot hang a caller) and classifies failures (`_diagnose.py`):
+
+- never heal by waiting (wrong password, missing permission, database out of range,
+  TLS failure, not a Redis server): raised at once;
+- could heal (connection refused or reset, timeouts, a server loading its AOF, a
+  failover): raised at once on the first contact with the server, since a wrong URL
+  is far likelier than a restart; once the server has answered, retried with
+  exponential backoff for up to `retry_timeout` seconds.
+
+Either way the caller gets a `BackendConnectionError` whose one-line message names
+the masked URL, what failed and the fix.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from lexigram.contracts.tasks import (
     TaskConfigurationError,
     mask_url,
 )
+from lexigram.tasks.backends.redis._diagnose import CommandDeadline, Diagnosis, diagnose
 from lexigram.tasks.backends.redis._mux import SUPPORTED_KWARGS, MuxClient
 from redis import exceptions as rexc
 from redis.asyncio.retry import Retry
@@ -37,7 +46,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_URL = "redis://localhost:6379"
-_SCHEMES = ("redis", "rediss", "unix")
+URL_SCHEMES: tuple[str, ...] = ("redis", "rediss", "unix")
+"""The URL schemes the Redis backend serves."""
 
 # Errors that can heal by waiting. AuthenticationError subclasses ConnectionError in
 # redis-py, so it is filtered out first (see `_is_transient`).
@@ -71,7 +81,7 @@ def check_url(url: str) -> str:
         TaskConfigurationError: The scheme is not redis://, rediss:// or unix://.
     """
     scheme = urlsplit(url).scheme
-    if scheme not in _SCHEMES:
+    if scheme not in URL_SCHEMES:
         msg = (
             f"Redis URL {mask_url(url)!r} has scheme {scheme!r}. Use redis://host:port/db, "
             "rediss://host:port/db for TLS, or unix:///path/to/redis.sock."
@@ -130,9 +140,13 @@ class RedisConnector:
         client: An existing ``redis.asyncio.Redis`` (or ``RedisCluster``) to use
             instead of building one; the caller keeps ownership (it is not closed).
         max_connections: Pool size limit (None: redis-py's default, unbounded).
-        socket_timeout: Read timeout for ordinary commands (None: no timeout).
-        socket_connect_timeout: Connect timeout in seconds.
-        retry_timeout: How long transient failures are retried before giving up.
+        socket_timeout: Read timeout of one socket read (None: none; `command_timeout`
+            still bounds every command).
+        socket_connect_timeout: Seconds to open a connection (TCP and TLS).
+        command_timeout: Seconds one attempt of a non-blocking operation may take
+            (None: no deadline). Blocking waits bound themselves.
+        retry_timeout: How long transient failures are retried, once the server has
+            answered at least once, before giving up.
         client_name: CLIENT SETNAME for every connection (shows in CLIENT LIST).
         connection_kwargs: Extra keyword arguments for ``Redis.from_url`` (TLS files,
             ``parser_class``, ``health_check_interval``, ...).
@@ -149,6 +163,7 @@ class RedisConnector:
         max_connections: int | None = None,
         socket_timeout: float | None = None,
         socket_connect_timeout: float = 5.0,
+        command_timeout: float | None = 10.0,
         retry_timeout: float = 15.0,
         client_name: str | None = None,
         connection_kwargs: Mapping[str, Any] | None = None,
@@ -163,7 +178,17 @@ class RedisConnector:
         if not retry_timeout >= 0:
             msg = f"Redis retry_timeout={retry_timeout!r} is negative. Use 0 or more seconds."
             raise TaskConfigurationError(msg)
+        if command_timeout is not None and not command_timeout > 0:
+            msg = (
+                f"Redis command_timeout={command_timeout!r} is not positive. "
+                "Use a number of seconds above 0 (default 10), or None for no deadline."
+            )
+            raise TaskConfigurationError(msg)
         self.retry_timeout = float(retry_timeout)
+        self.command_timeout = None if command_timeout is None else float(command_timeout)
+        self.connect_timeout = socket_connect_timeout
+        # Whether the server ever answered: before that, a failure is reported at once.
+        self._reached = False
         self._external = client
         self._kwargs: dict[str, Any] = {
             "socket_connect_timeout": socket_connect_timeout,
@@ -267,8 +292,10 @@ class RedisConnector:
         *,
         retry_timeout: float | None = None,
         fast: bool = False,
+        blocking: bool = False,
+        fail_fast: bool = True,
     ) -> T:
-        """Run ``fn(client)``, retrying transient failures with exponential backoff.
+        """Run ``fn(client)`` under the command deadline, retrying what may heal.
 
         Args:
             what: What is being done, for logs and error messages ("enqueue", ...).
@@ -277,13 +304,17 @@ class RedisConnector:
                 their lease runs out, never lost).
             retry_timeout: Override of the connector's retry budget in seconds.
             fast: Give `fn` the multiplexed client (non-blocking commands only).
+            blocking: `fn` blocks on the server (BLPOP) and bounds its own wait, so
+                `command_timeout` does not apply.
+            fail_fast: Report a failure on the first contact at once (False: spend
+                the retry budget even then, for a consumer that waits anyway).
 
         Returns:
             What `fn` returned.
 
         Raises:
-            BackendConnectionError: Redis stayed unreachable for the whole budget, or
-                rejected the credentials.
+            BackendConnectionError: The server cannot be reached or refused us (the
+                message says which and what to change).
             BackendError: Redis answered with an error (a bug or a misconfiguration).
         """
         budget = self.retry_timeout if retry_timeout is None else retry_timeout
@@ -291,29 +322,39 @@ class RedisConnector:
         attempt = 0
         while True:
             try:
-                result = await fn(self.fast_client() if fast else self.client())
+                result = await self._attempt(what, fn, fast=fast, blocking=blocking)
             except rexc.RedisError as exc:
                 if not _is_transient(exc):
                     raise self._permanent_error(what, exc) from exc
                 last: BaseException = exc
-            except (ConnectionError, TimeoutError) as exc:
+            except (OSError, TimeoutError) as exc:  # ConnectionError, ssl.SSLError
                 last = exc
             else:
+                self._reached = True
                 if self._outage_since is not None:
                     self._recovered()
                 return result
+            found = self._diagnose(what, last)
+            if not found.transient or (fail_fast and not self._reached):
+                raise BackendConnectionError(
+                    found.message,
+                    url=self.masked_url,
+                    operation=what,
+                    transient=found.transient,
+                    reason=found.kind,
+                ) from last
             now = time.monotonic()
             if deadline is None:
                 deadline = now + budget
                 self._note_outage(what, last)
             if now >= deadline:
                 msg = (
-                    f"Redis at {self.masked_url} is unreachable: {what} failed for "
-                    f"{budget:.1f} s ({type(last).__name__}: {last}). Check that the server "
-                    "is running and the URL is right; the operation can be retried."
+                    f"Redis at {self.masked_url} stayed unreachable for {budget:.1f} s "
+                    f"during {what} (last: {found.kind}, {type(last).__name__}: {last}). "
+                    "Check that the server is running; the operation can be retried."
                 )
                 raise BackendConnectionError(
-                    msg, url=self.masked_url, operation=what, transient=True
+                    msg, url=self.masked_url, operation=what, transient=True, reason=found.kind
                 ) from last
             # The first retry is immediate: a pooled connection that died with the
             # server fails once and is replaced by a fresh one.
@@ -322,13 +363,49 @@ class RedisConnector:
             attempt += 1
             await asyncio.sleep(min(delay, max(0.0, deadline - now)))
 
+    async def _attempt(
+        self, what: str, fn: Callable[[Any], Awaitable[T]], *, fast: bool, blocking: bool
+    ) -> T:
+        """One try of `fn`; a missed command deadline raises `CommandDeadline`."""
+        client = self.fast_client() if fast else self.client()
+        if blocking or self.command_timeout is None:
+            return await fn(client)
+        timer = asyncio.timeout(self.command_timeout)
+        try:
+            async with timer:
+                return await fn(client)
+        except TimeoutError as exc:
+            if not timer.expired():
+                raise
+            self._drop_fast(fast)
+            msg = f"no reply to {what} within {self.command_timeout:g} s"
+            raise CommandDeadline(msg) from exc
+
+    def _diagnose(self, what: str, exc: BaseException) -> Diagnosis:
+        return diagnose(
+            exc,
+            url=self.url,
+            masked=self.masked_url,
+            what=what,
+            connect_timeout=self.connect_timeout,
+            command_timeout=self.command_timeout,
+        )
+
+    def _drop_fast(self, fast: bool) -> None:
+        """Drop the multiplexed connection after a command got no reply in time."""
+        if fast and self._mux is not None and self._mux_loop is asyncio.get_running_loop():
+            self._mux.abort()
+
     def _permanent_error(self, what: str, exc: rexc.RedisError) -> BackendError:
-        if isinstance(exc, _PERMANENT):
-            msg = (
-                f"Redis at {self.masked_url} refused {what}: {exc}. Check the user and "
-                "password in the URL and the ACL rules of that user."
+        found = self._diagnose(what, exc)
+        if found.kind in ("auth", "noauth", "noperm", "db", "not_redis", "tls"):
+            return BackendConnectionError(
+                found.message,
+                url=self.masked_url,
+                operation=what,
+                transient=False,
+                reason=found.kind,
             )
-            return BackendConnectionError(msg, url=self.masked_url, operation=what, transient=False)
         msg = (
             f"Redis at {self.masked_url} answered {what} with an error: "
             f"{type(exc).__name__}: {exc}. This is a bug or a server misconfiguration "

@@ -143,7 +143,7 @@ class RedisLock:
             async with asyncio.timeout(seconds + _WAIT_GRACE):
                 return await client.execute_command("BLPOP", wake, server_timeout)
 
-        await self._connector.call("lock wait", blpop)
+        await self._connector.call("lock wait", blpop, blocking=True)
 
     async def release(self) -> None:
         """Release the lock if this holder still owns it (otherwise do nothing)."""

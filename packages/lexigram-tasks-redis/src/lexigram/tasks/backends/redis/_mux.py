@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+from lexigram.tasks.backends.redis._diagnose import ConnectFailed
 from redis import exceptions as rexc
 from redis.connection import parse_url
 
@@ -383,7 +384,7 @@ class MuxClient:
                     )
         except (OSError, TimeoutError) as exc:
             msg = f"Could not connect to Redis: {type(exc).__name__}: {exc}"
-            raise rexc.ConnectionError(msg) from exc
+            raise ConnectFailed(msg) from exc
         self._tune(protocol)
         try:
             await self._handshake(protocol)

@@ -14,12 +14,11 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from lexigram.contracts.tasks import (
     BackendConnectionError,
     Err,
-    HookRegistryProtocol,
     Job,
     JobStatus,
     Result,
@@ -40,15 +39,12 @@ from lexigram.tasks.backends.redis._waiting import CLOSED, Waiter
 
 logger = logging.getLogger(__name__)
 
-_QUEUED_ACTION = "task.queued"
 _ENQUEUE_BATCH = 500  # jobs per enqueue script call: a few ms of server time at most
 _ACK_BATCH = 1000
 _SCAN_LIMIT = 1000  # delayed promotions / lease reclaims per dequeue call
 _MIN_BLOCK = 0.001  # Redis blocks with millisecond resolution
 _MAX_BLOCK = 30.0  # safety net: re-check the queue at least this often while idle
 _DEQUEUE_OUTAGE_BUDGET = 1.0  # seconds a consumer waits on a dead server per call
-_LOST = 0  # lease token of a job whose lease this consumer lost
-_MAX_TOKENS = 100_000
 _STATUS_MODES = {
     JobStatus.PENDING: "waiting",
     JobStatus.RUNNING: "running",
@@ -64,10 +60,13 @@ def _positive(name: str, value: float) -> float:
 
 
 class RedisTaskQueue:
-    """Task queue on Redis implementing the whole `TaskQueueProtocol` (design §3).
+    """Task queue on Redis implementing the whole `TaskQueueProtocol`.
 
     At-least-once delivery with leases, priority then FIFO, delayed jobs that never
     block ready ones, idempotency keys, and automatic reclaim of expired leases. Every
+    delivery carries a lease token (`Job.lease_token`) that `ack`, `nack`,
+    `extend_lease` and `retry_later` check in the same script that settles the job, so
+    a consumer whose lease ran out can never settle or extend the next delivery. Every
     state change is one Lua script, so a job is always in exactly one of the ready,
     delayed and in-flight structures. All keys of a queue share the hash tag
     ``{<key_prefix>:<queue_name>}``, so it runs unchanged on Redis Cluster.
@@ -79,7 +78,7 @@ class RedisTaskQueue:
         redis_url: ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL; ACL user and
             password go in the URL (``redis://user:secret@host:6379/0``).
         queue_name: Name of the queue.
-        url: Alias of `redis_url` (the seed's examples write ``RedisTaskQueue(url=...)``).
+        url: Alias of `redis_url` (``RedisTaskQueue(url=...)``).
         key_prefix: First part of every key's hash tag.
         visibility_timeout: Lease length in seconds; a job not acked, nacked or
             extended within it is delivered again.
@@ -91,10 +90,14 @@ class RedisTaskQueue:
             instead of building one from the URL; it is not closed by `close`.
         max_connections: Connection pool limit (None: unbounded). Each idle consumer
             holds one connection while it blocks.
-        socket_timeout: Read timeout of ordinary commands in seconds (None: none).
-        socket_connect_timeout: Connect timeout in seconds.
+        socket_timeout: Read timeout of one socket read in seconds (None: none).
+        socket_connect_timeout: Seconds to open a connection (TCP and TLS).
+        command_timeout: Seconds a command may go unanswered before the attempt fails
+            (a server that accepts and never answers cannot hang a call).
         retry_timeout: How long transient connection errors are retried (with
-            exponential backoff) before `BackendConnectionError` is raised.
+            exponential backoff), once the server has answered, before
+            `BackendConnectionError` is raised; a first contact that fails (refused,
+            timed out) is reported at once.
         connector: A shared `RedisConnector` (used by the backend object to share one
             pool between a queue and its stores); overrides the URL and pool options.
         connection_kwargs: Extra keyword arguments for ``redis.asyncio.Redis.from_url``
@@ -104,7 +107,7 @@ class RedisTaskQueue:
         queue = RedisTaskQueue(url="redis://localhost:6379/0", queue_name="emails")
         job_id = (await queue.enqueue(Job(name="send_email", args=("a@b.c",)))).unwrap()
         job = await queue.dequeue()
-        await queue.ack(job.id)
+        await queue.ack(job.id, lease_token=job.lease_token)
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class RedisTaskQueue:
         max_connections: int | None = None,
         socket_timeout: float | None = None,
         socket_connect_timeout: float = 5.0,
+        command_timeout: float | None = 10.0,
         retry_timeout: float = 15.0,
         connector: RedisConnector | None = None,
         connection_kwargs: dict[str, Any] | None = None,
@@ -146,6 +150,7 @@ class RedisTaskQueue:
             max_connections=max_connections,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_connect_timeout,
+            command_timeout=command_timeout,
             retry_timeout=retry_timeout,
             connection_kwargs=connection_kwargs,
         )
@@ -157,15 +162,10 @@ class RedisTaskQueue:
         self._lease_ms = math.ceil(self._visibility_timeout * 1000)
         self._idem_ttl_ms = math.ceil(idempotency_ttl * 1000)
         self._max_size = max_size or 0
-        self._hooks: HookRegistryProtocol | None = None
-        self._hook_payload: Any = None
-        # id -> delivery count this object handed out: the lease token. A consumer
-        # whose lease expired and was given to another cannot ack, nack or extend it.
-        self._tokens: dict[str, int] = {}
         self._enqueue_commit: GroupCommit[Entry, tuple[int, str]] = GroupCommit(
             self._enqueue_entries, _ENQUEUE_BATCH
         )
-        self._ack_commit: GroupCommit[tuple[str, str], None] = GroupCommit(
+        self._ack_commit: GroupCommit[tuple[str, str], bool] = GroupCommit(
             self._ack_entries, _ACK_BATCH
         )
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -204,18 +204,6 @@ class RedisTaskQueue:
         """The connection owner (shared with the stores of the same backend object)."""
         return self._connector
 
-    def set_hook_registry(self, hooks: HookRegistryProtocol | None) -> None:
-        """Attach an optional hook registry; each newly added job emits ``"task.queued"``.
-
-        The payload is core's `TaskEnqueuedHook` (imported lazily: only a process that
-        runs the core, and so can pass a registry, needs it).
-        """
-        self._hooks = hooks
-        if hooks is not None and self._hook_payload is None:
-            from lexigram.tasks.hooks import TaskEnqueuedHook  # noqa: PLC0415 - optional core
-
-            self._hook_payload = TaskEnqueuedHook
-
     # -- connection -----------------------------------------------------------------
 
     def _check_loop(self) -> None:
@@ -233,6 +221,7 @@ class RedisTaskQueue:
         *,
         keys: Sequence[str] | None = None,
         retry_timeout: float | None = None,
+        fail_fast: bool = True,
     ) -> Any:
         used = self._fixed if keys is None else keys
         return await self._connector.call(
@@ -240,6 +229,7 @@ class RedisTaskQueue:
             lambda client: script(client, used, args),
             retry_timeout=retry_timeout,
             fast=True,
+            fail_fast=fail_fast,
         )
 
     async def ping(self) -> bool:
@@ -277,7 +267,7 @@ class RedisTaskQueue:
     def _outcome(self, job: Job, status: int, job_id: str) -> Result[str, TaskQueueError]:
         return outcome(job, status, job_id, self._queue_name, self._max_size)
 
-    async def enqueue(self, task: Any) -> Result[str, TaskQueueError]:
+    async def enqueue(self, task: Job) -> Result[str, TaskQueueError]:
         """Add a job to the queue (one round trip; concurrent calls share one).
 
         A job id already in the queue, or an idempotency key already held, returns Ok
@@ -293,7 +283,7 @@ class RedisTaskQueue:
         Raises:
             BackendConnectionError: Redis stayed unreachable for `retry_timeout`.
         """
-        if not isinstance(task, Job):
+        if not isinstance(cast(object, task), Job):  # untyped callers
             return not_a_job(task)
         try:
             entry = self._entry(task)
@@ -301,16 +291,14 @@ class RedisTaskQueue:
             return Err(exc)
         self._check_loop()
         status, job_id = await self._enqueue_commit.submit(entry)
-        if status == 1 and self._hooks is not None:
-            await self._emit_queued(task)
         return self._outcome(task, status, job_id)
 
-    async def enqueue_many(self, tasks: Sequence[Any]) -> list[Result[str, TaskQueueError]]:
+    async def enqueue_many(self, tasks: Sequence[Job]) -> list[Result[str, TaskQueueError]]:
         """Add several jobs with one script call per 500; one result per job, in order."""
         results: list[Result[str, TaskQueueError] | None] = [None] * len(tasks)
         valid: list[tuple[int, Job, Entry]] = []
         for index, task in enumerate(tasks):
-            if not isinstance(task, Job):
+            if not isinstance(cast(object, task), Job):  # untyped callers
                 results[index] = not_a_job(task)
                 continue
             try:
@@ -322,20 +310,11 @@ class RedisTaskQueue:
             outcomes = await self._enqueue_entries([entry for _, _, entry in chunk])
             for (index, job, _), (status, job_id) in zip(chunk, outcomes, strict=True):
                 results[index] = self._outcome(job, status, job_id)
-                if status == 1 and self._hooks is not None:
-                    await self._emit_queued(job)
         return [result for result in results if result is not None]
-
-    async def _emit_queued(self, job: Job) -> None:
-        if self._hooks is not None and self._hook_payload is not None:
-            payload = self._hook_payload(
-                task_name=job.name, queue_name=self._queue_name, task_id=job.id
-            )
-            await self._hooks.emit(_QUEUED_ACTION, payload)
 
     # -- consuming ------------------------------------------------------------------
 
-    def _decode(self, raw_id: bytes, payload: bytes, deliveries: int) -> Job:
+    def _decode(self, raw_id: bytes, payload: bytes, deliveries: int, token: bytes) -> Job:
         job_id = raw_id.decode()
         try:
             job = decode_job(payload)
@@ -345,12 +324,7 @@ class RedisTaskQueue:
         job.id = job_id
         job.delivery_count = deliveries
         job.status = JobStatus.RUNNING
-        tokens = self._tokens
-        if len(tokens) >= _MAX_TOKENS:
-            # Bounded memory: forget the oldest token (its job then acks without the
-            # stale-consumer check, as a job leased by another queue object does).
-            del tokens[next(iter(tokens))]
-        tokens[job_id] = deliveries
+        job.lease_token = token.decode()
         return job
 
     def _lease_args(self, max_jobs: int) -> tuple[int, int, int]:
@@ -358,15 +332,24 @@ class RedisTaskQueue:
 
     def _parse_lease(self, raw: Any) -> tuple[int, list[Job]]:
         decode = self._decode
-        jobs = [decode(raw[i], raw[i + 1], int(raw[i + 2])) for i in range(1, len(raw), 3)]
+        jobs = [
+            decode(raw[i], raw[i + 1], int(raw[i + 2]), raw[i + 3]) for i in range(1, len(raw), 4)
+        ]
         return int(raw[0]), jobs
 
-    async def _lease(self, max_jobs: int, retry_timeout: float | None) -> tuple[int, list[Job]]:
-        raw = await self._run(lua.DEQUEUE, self._lease_args(max_jobs), retry_timeout=retry_timeout)
+    async def _lease(
+        self, max_jobs: int, retry_timeout: float | None, *, fail_fast: bool = True
+    ) -> tuple[int, list[Job]]:
+        raw = await self._run(
+            lua.DEQUEUE,
+            self._lease_args(max_jobs),
+            retry_timeout=retry_timeout,
+            fail_fast=fail_fast,
+        )
         return self._parse_lease(raw)
 
     async def _give_back(self, job: Job) -> None:
-        await self.nack(job.id, requeue=True)
+        await self.nack(job.id, requeue=True, lease_token=job.lease_token)
 
     async def dequeue(self) -> Job | None:
         """Lease and return the next ready job, or None when none is ready (no waiting).
@@ -420,80 +403,95 @@ class RedisTaskQueue:
     async def _lease_unless_down(self, max_jobs: int) -> tuple[int, list[Job]] | None:
         """Lease without waiting; None while Redis is unreachable (after ~1 s of retries)."""
         try:
-            return await self._lease(max_jobs, _DEQUEUE_OUTAGE_BUDGET)
+            return await self._lease(max_jobs, _DEQUEUE_OUTAGE_BUDGET, fail_fast=False)
         except BackendConnectionError as exc:
             if not _is_outage(exc):
                 raise
             return None
 
-    async def extend_lease(self, task_id: str, seconds: float | None = None) -> bool:
+    async def extend_lease(
+        self, task_id: str, seconds: float | None = None, *, lease_token: str | None = None
+    ) -> bool:
         """Extend the lease of an in-flight job (the worker's heartbeat).
 
         Args:
             task_id: The leased job's id.
             seconds: New lease length from now; None means `visibility_timeout`.
+            lease_token: The delivery's `Job.lease_token`; None extends the current
+                delivery, whoever holds it.
 
         Returns:
-            False when the job is no longer leased by this consumer: acked, deleted,
-            or its lease expired (it is then made available again at once) or was
-            handed to another consumer.
+            False (and nothing changed) when the job is not held under that token:
+            acked, deleted, redelivered, or its lease already ran out.
         """
         ms = self._lease_ms if seconds is None else max(1, math.ceil(seconds * 1000))
-        token = self._tokens.get(task_id)
-        extended = await self._run(lua.EXTEND, (task_id, "" if token is None else token, ms))
-        if not extended:
-            # Remember the loss: a later ack/nack/retry_later from this consumer must not
-            # touch the job (another consumer may hold it). 0 matches no delivery count.
-            self._tokens[task_id] = _LOST
-        return bool(extended)
+        return bool(await self._run(lua.EXTEND, (task_id, lease_token or "", ms)))
 
-    async def _ack_entries(self, entries: list[tuple[str, str]]) -> list[None]:
+    async def _ack_entries(self, entries: list[tuple[str, str]]) -> list[bool]:
         args: list[str] = []
         for job_id, token in entries:
             args.append(job_id)
             args.append(token)
-        await self._run(lua.ACK, args)
-        return [None] * len(entries)
+        return [bool(done) for done in await self._run(lua.ACK, args)]
 
-    async def ack(self, task_id: str) -> None:
+    async def ack(self, task_id: str, *, lease_token: str | None = None) -> bool:
         """Acknowledge successful processing; the queue forgets the job.
 
-        Only a job in flight is acked, and only by the consumer that holds its current
-        lease. Concurrent acks are sent together in one script call.
+        Concurrent acks are sent together in one script call, each with its own answer.
+
+        Args:
+            task_id: The leased job's id.
+            lease_token: The delivery's `Job.lease_token`; None acks the current
+                delivery, whoever holds it.
+
+        Returns:
+            True if the job was in flight under that token and is now gone; False (and
+            nothing changed) for a stale token or a job not in flight.
         """
         self._check_loop()
-        token = self._tokens.pop(task_id, None)
-        await self._ack_commit.submit((task_id, "" if token is None else str(token)))
+        return await self._ack_commit.submit((task_id, lease_token or ""))
 
-    async def nack(self, task_id: str, requeue: bool = True) -> None:
-        """Negative-acknowledge a leased job: requeue it now (behind its priority) or drop it."""
-        token = self._tokens.pop(task_id, None)
-        await self._run(
-            lua.NACK, (task_id, "" if token is None else token, "1" if requeue else "0")
-        )
+    async def nack(
+        self, task_id: str, requeue: bool = True, *, lease_token: str | None = None
+    ) -> bool:
+        """Negative-acknowledge a leased job: requeue it now (behind its priority) or drop it.
 
-    async def retry_later(self, task: Job, *, delay: float = 0.0) -> None:
+        Returns:
+            True if the job was in flight under `lease_token` (or any delivery, without
+            one) and is now requeued or dropped; False (and nothing changed) otherwise.
+        """
+        args = (task_id, lease_token or "", "1" if requeue else "0")
+        return bool(await self._run(lua.NACK, args))
+
+    async def retry_later(self, task: Job, *, delay: float = 0.0) -> bool:
         """End the lease on `task` and make it available again after `delay` seconds.
 
         The `task` object's fields (`retry_count`, `last_error`, ...) are stored, so the
-        next delivery sees them, and its status becomes RETRYING. A job that is no
-        longer leased (acked, deleted, or handed to another consumer) is left alone.
+        next delivery sees them, and its status becomes RETRYING. `task.lease_token`
+        fences the call as the token of `ack` does.
+
+        Returns:
+            True if the job was held and is scheduled again; False (and nothing
+            changed, in Redis or on `task`) when it was not held under that token.
         """
+        saved = (task.status, task.scheduled_at)
         task.status = JobStatus.RETRYING
         task.scheduled_at = time.time() + delay if delay > 0 else None
         payload = encode_job(task)
-        token = self._tokens.pop(task.id, None)
-        await self._run(
+        done = await self._run(
             lua.RETRY_LATER,
             (
                 task.id,
-                "" if token is None else token,
+                task.lease_token or "",
                 payload,
                 task.priority,
                 max(0, math.ceil(delay * 1000)),
                 "1" if task.retry_count > 0 else "0",
             ),
         )
+        if not done:
+            task.status, task.scheduled_at = saved
+        return bool(done)
 
     # -- inspecting -----------------------------------------------------------------
 
@@ -527,15 +525,15 @@ class RedisTaskQueue:
         Returns:
             True if the job existed and was deleted.
         """
-        self._tokens.pop(job_id, None)
         return bool(await self._run(lua.DELETE, (job_id,)))
 
-    async def count(self, queue_name: str, status: Any | None = None) -> int:
+    async def count(self, queue_name: str, status: JobStatus | None = None) -> int:
         """Count jobs of `queue_name` (any queue under this key prefix).
 
         `status` None counts waiting and in-flight jobs; PENDING the waiting ones
         (ready, delayed, awaiting a retry, or with an expired lease); RETRYING those
-        waiting with retry_count > 0; RUNNING the in-flight ones. Terminal statuses
+        waiting with retry_count > 0; RUNNING the in-flight ones whose lease has not
+        run out (an expired lease counts as waiting). Terminal statuses
         count 0: the queue forgets finished jobs.
         """
         if status is None:
@@ -568,7 +566,6 @@ class RedisTaskQueue:
                 await client.delete(*batch)
 
         await self._connector.call("clear", wipe)
-        self._tokens.clear()
 
     async def close(self) -> None:
         """Wake every blocked `dequeue_batch` and close the connection pool.

@@ -6,7 +6,8 @@ Every queue script gets the ten keys of `QueueKeys.fixed` as KEYS, in this order
 2. ``ready``       ZSET  id scored ``(PRIORITY_MAX - priority) * 2^44 + seq``
 3. ``delayed``     ZSET  id scored by the epoch-ms time it becomes ready
 4. ``inflight``    ZSET  id scored by its epoch-ms lease deadline
-5. ``score``       HASH  id -> the ready score it gets when it is (or becomes) ready
+5. ``score``       HASH  id -> the ready score it gets when it is (or becomes) ready;
+                         a delivery's lease token is the score it was popped with
 6. ``deliveries``  HASH  id -> how many times it has been dequeued
 7. ``retrying``    SET   ids whose job has retry_count > 0 (for count(RETRYING))
 8. ``idem``        HASH  id -> "<expiry-ms>:<idempotency key>"; the key itself is the
@@ -54,12 +55,14 @@ end
     "make_waiting": """
 -- Put id into ready (or delayed when at is in the future) with a fresh sequence
 -- number, so it goes behind the jobs of its priority that are already waiting.
--- Returns 1 when it became ready (someone should be woken).
+-- Returns 1 when an idle consumer should look again: the job is ready, or it is now
+-- the next delayed job to fall due (a blocked consumer must shorten its wait).
 local function make_waiting(id, prio_part, at, now)
   local score = prio_part * PRIO_UNIT + redis.call('INCR', K_SEQ)
   redis.call('HSET', K_SCORE, id, score)
   if at > now then
     redis.call('ZADD', K_DELAYED, at, id)
+    if redis.call('ZRANGE', K_DELAYED, 0, 0)[1] == id then return 1 end
     return 0
   end
   redis.call('ZADD', K_READY, score, id)
@@ -80,11 +83,20 @@ local function notify(n)
   for _ = have + 1, want do redis.call('RPUSH', K_NOTIFY, 1) end
 end
 """,
-    "token_ok": """
--- The token matches when none was given, or when the delivery count is still the
--- one the consumer received (nobody got the job since).
-local function token_ok(id, tok)
-  return tok == '' or redis.call('HGET', K_DC, id) == tok
+    "holds": """
+-- Does `tok` hold the lease of id? A token is the ready score the delivery was popped
+-- with: every placement (enqueue, requeue, retry, reclaim) gets a fresh one from the
+-- sequence, so a token names exactly one delivery. With a token, a lease that ran out
+-- (even if nobody took the job yet) no longer holds; without one ('') the job's
+-- current delivery is acted on, whoever holds it.
+local function holds(id, tok, now)
+  local deadline = redis.call('ZSCORE', K_INFLIGHT, id)
+  if not deadline then return false end
+  if tok == '' then return true end
+  if tonumber(deadline) <= now then return false end
+  local s = tonumber(redis.call('HGET', K_SCORE, id) or '')
+  local t = tonumber(tok)
+  return s ~= nil and t ~= nil and s == t
 end
 """,
     "release_idem": """
@@ -206,7 +218,7 @@ return out
 )
 
 # ARGV: max jobs, lease ms, max promotions/reclaims per call.
-# Returns: {next_due, id1, payload1, deliveries1, ...}; next_due is the ms until the
+# Returns: {next_due, id1, payload1, deliveries1, token1, ...}; next_due is the ms until the
 # next delayed job is due or lease expires (-1: none), so an idle consumer knows how
 # long it may block.
 DEQUEUE = LuaScript(
@@ -239,6 +251,7 @@ if max > 0 then
       out[#out + 1] = id
       out[#out + 1] = payload
       out[#out + 1] = redis.call('HINCRBY', K_DC, id, 1)
+      out[#out + 1] = popped[i + 1]
     end
   end
 end
@@ -261,34 +274,35 @@ return out
 """,
 )
 
-# ARGV: pairs of (id, token). Acks only in-flight jobs whose token matches.
+# ARGV: pairs of (id, token). Acks only in-flight jobs whose token holds the lease.
+# Returns one 1 (acked) or 0 (refused: stale token, not in flight) per pair.
 ACK = LuaScript(
     "ack",
-    _prelude("now_ms", "token_ok", "release_idem", "forget")
+    _prelude("now_ms", "holds", "release_idem", "forget")
     + """
 local now = now_ms()
-local n = 0
+local out = {}
 for i = 1, #ARGV, 2 do
   local id = ARGV[i]
-  if redis.call('ZSCORE', K_INFLIGHT, id) and token_ok(id, ARGV[i + 1]) then
+  if holds(id, ARGV[i + 1], now) then
     forget(id, now)
-    n = n + 1
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
   end
 end
-return n
+return out
 """,
 )
 
 # ARGV: id, token, requeue ('1' or '0').
 NACK = LuaScript(
     "nack",
-    _prelude(
-        "now_ms", "make_waiting", "prio_part_of", "notify", "token_ok", "release_idem", "forget"
-    )
+    _prelude("now_ms", "make_waiting", "prio_part_of", "notify", "holds", "release_idem", "forget")
     + """
 local id = ARGV[1]
-if not redis.call('ZSCORE', K_INFLIGHT, id) or not token_ok(id, ARGV[2]) then return 0 end
 local now = now_ms()
+if not holds(id, ARGV[2], now) then return 0 end
 if ARGV[3] == '1' then
   redis.call('ZREM', K_INFLIGHT, id)
   make_waiting(id, prio_part_of(id), 0, now)
@@ -303,11 +317,11 @@ return 1
 # ARGV: id, token, payload, priority, delay ms, retrying ('1' or '0').
 RETRY_LATER = LuaScript(
     "retry_later",
-    _prelude("now_ms", "make_waiting", "notify", "token_ok")
+    _prelude("now_ms", "make_waiting", "notify", "holds")
     + """
 local id = ARGV[1]
-if not redis.call('ZSCORE', K_INFLIGHT, id) or not token_ok(id, ARGV[2]) then return 0 end
 local now = now_ms()
+if not holds(id, ARGV[2], now) then return 0 end
 redis.call('ZREM', K_INFLIGHT, id)
 redis.call('HSET', K_JOBS, id, ARGV[3])
 if ARGV[6] == '1' then
@@ -323,22 +337,16 @@ return 1
 """,
 )
 
-# ARGV: id, token, lease ms. 1 = extended; 0 = not leased (an expired lease is
-# returned to the queue right away, as the consumer has lost it).
+# ARGV: id, token, lease ms. 1 = extended; 0 = not held (acked, deleted, stale token,
+# or the lease already ran out: the job is then waiting for its next delivery).
 EXTEND = LuaScript(
     "extend_lease",
-    _prelude("now_ms", "make_waiting", "prio_part_of", "notify", "token_ok")
+    _prelude("now_ms", "holds")
     + """
 local id = ARGV[1]
-local deadline = redis.call('ZSCORE', K_INFLIGHT, id)
-if not deadline or not token_ok(id, ARGV[2]) then return 0 end
 local now = now_ms()
-if tonumber(deadline) <= now then
-  redis.call('ZREM', K_INFLIGHT, id)
-  make_waiting(id, prio_part_of(id), 0, now)
-  notify(1)
-  return 0
-end
+if not holds(id, ARGV[2], now) then return 0 end
+if tonumber(redis.call('ZSCORE', K_INFLIGHT, id)) <= now then return 0 end
 redis.call('ZADD', K_INFLIGHT, now + tonumber(ARGV[3]), id)
 return 1
 """,

@@ -155,7 +155,7 @@ class RedisResultStore(RedisStore):
                     return await client.execute_command("BLPOP", notify, t)
 
             try:
-                popped = await self._call("wait", blpop)
+                popped = await self._call("wait", blpop, blocking=True)
             except BackendConnectionError:
                 if time.monotonic() >= deadline:
                     return None

@@ -181,7 +181,9 @@ class Waiter:
                 return await client.execute_command("BLPOP", notify, timeout)
 
         try:
-            await self._connector.call("wait", blpop, retry_timeout=_OUTAGE_BUDGET)
+            await self._connector.call(
+                "wait", blpop, retry_timeout=_OUTAGE_BUDGET, blocking=True, fail_fast=False
+            )
         except BackendConnectionError as exc:
             if exc.details.get("transient") is False:
                 raise

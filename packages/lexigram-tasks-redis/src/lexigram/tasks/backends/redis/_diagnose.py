@@ -1,0 +1,208 @@
+"""What went wrong with a Redis connection, in one line that names the fix.
+
+`RedisConnector.call` hands every failure it gives up on to `diagnose`, which looks
+through the exception chain (redis-py and the multiplexed client wrap the socket
+error) and returns a `Diagnosis`: a short kind, whether waiting could heal it, and the
+message. Every message names the masked URL, what failed and what to change.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from redis import exceptions as rexc
+
+_MAX_DETAIL = 160
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """One classified connection failure.
+
+    Attributes:
+        kind: ``refused``, ``dns``, ``tls``, ``connect_timeout``, ``silent``,
+            ``auth``, ``noauth``, ``noperm``, ``db``, ``not_redis``, ``closed`` or
+            ``other``.
+        transient: True when waiting (a restart, a failover) may heal it.
+        message: The one-line message for `BackendConnectionError`.
+    """
+
+    kind: str
+    transient: bool
+    message: str
+
+
+def _fatal(kind: str, message: str) -> Diagnosis:
+    return Diagnosis(kind, transient=False, message=message)
+
+
+def _healable(kind: str, message: str) -> Diagnosis:
+    return Diagnosis(kind, transient=True, message=message)
+
+
+class ConnectFailed(rexc.ConnectionError):
+    """Opening a connection failed (TCP, TLS or the handshake): the cause is chained."""
+
+
+class CommandDeadline(rexc.TimeoutError):
+    """A command got no reply within the connector's `command_timeout`."""
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _detail(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"socket {parts.path}"
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        port = 6379
+    return f"{parts.hostname or 'localhost'}:{port}"
+
+
+def _db(url: str) -> str:
+    path = urlsplit(url).path.strip("/")
+    return path or "0"
+
+
+def diagnose(  # noqa: C901, PLR0911, PLR0912 - one flat table of cases reads best
+    exc: BaseException,
+    *,
+    url: str,
+    masked: str,
+    what: str,
+    connect_timeout: float | None,
+    command_timeout: float | None,
+) -> Diagnosis:
+    """Classify `exc` (raised while running `what` against `url`).
+
+    Args:
+        exc: The exception the last attempt raised.
+        url: The real URL (for host, port and database; never printed).
+        masked: The URL with its password masked (printed).
+        what: The operation, e.g. ``"enqueue"``.
+        connect_timeout: The connector's `socket_connect_timeout`, for the message.
+        command_timeout: The connector's `command_timeout`, for the message.
+    """
+    chain = _chain(exc)
+    text = " ".join(str(e) for e in chain)
+    tls = urlsplit(url).scheme == "rediss"
+    for item in chain:
+        if isinstance(item, ssl.SSLError):
+            return _fatal(
+                "tls",
+                f"Redis at {masked}: the TLS handshake failed ({_detail(item)}). Check that "
+                "the server speaks TLS on that port and that its certificate is trusted "
+                "(connection option ssl_ca_certs), or use redis:// for a plain-text port.",
+            )
+        if isinstance(item, socket.gaierror):
+            return _healable(
+                "dns",
+                f"Redis at {masked}: the host name does not resolve ({_detail(item)}). "
+                "Fix the host in the URL.",
+            )
+        if isinstance(item, ConnectionRefusedError):
+            return _healable(
+                "refused",
+                f"Redis at {masked} refused the connection: nothing listens on "
+                f"{_where(url)}. Start Redis there, or fix the host and port in the URL.",
+            )
+        if isinstance(item, FileNotFoundError):
+            return _healable(
+                "refused",
+                f"Redis at {masked}: {_where(url)} does not exist. Start Redis with that "
+                "unixsocket, or fix the path in the URL.",
+            )
+    if isinstance(exc, CommandDeadline):
+        return _healable(
+            "silent",
+            f"Redis at {masked} did not answer {what} within {command_timeout:g} s "
+            "(command_timeout): the connection is open but nothing comes back. Check that "
+            "the URL points at a Redis server that is not paused or overloaded, or raise "
+            "command_timeout.",
+        )
+    if "DB index is out of range" in text or "invalid db index" in text.lower():
+        return _fatal(
+            "db",
+            f"Redis at {masked} has no database {_db(url)} (DB index is out of range). "
+            "Use a database number below the server's 'databases' setting (16 by "
+            "default) in the URL path, e.g. redis://host:6379/0.",
+        )
+    if isinstance(exc, rexc.NoPermissionError) or "NOPERM" in text:
+        return _fatal(
+            "noperm",
+            f"Redis at {masked} refused {what}: the ACL user lacks a permission "
+            f"({_detail(exc)}). Grant that user the commands and keys it needs "
+            "(ACL SETUSER), or use another user in the URL.",
+        )
+    if isinstance(exc, rexc.AuthenticationError):
+        lowered = text.lower()
+        if "noauth" in lowered or "authentication required" in lowered:
+            return _fatal(
+                "noauth",
+                f"Redis at {masked} requires a password (NOAUTH). Put it in the URL: "
+                "redis://:password@host:port/db, or redis://user:password@host:port/db for "
+                "an ACL user.",
+            )
+        return _fatal(
+            "auth",
+            f"Redis at {masked} rejected the credentials ({_detail(exc)}). Fix the user "
+            "and password in the URL (redis://user:password@host:port/db), or enable "
+            "that ACL user.",
+        )
+    if isinstance(exc, rexc.InvalidResponse) or "Unreadable reply" in text:
+        return _fatal(
+            "not_redis",
+            f"The server at {masked} does not speak the Redis protocol ({_detail(exc)}). "
+            "Check the port in the URL"
+            + (", and use rediss:// only for a TLS port." if tls else "."),
+        )
+    connecting = any(isinstance(item, ConnectFailed) for item in chain) or (
+        "Timeout connecting" in text
+    )
+    if connecting and any(isinstance(item, TimeoutError | rexc.TimeoutError) for item in chain):
+        hint = (
+            " With rediss://, a server that does not speak TLS on that port also looks like this."
+            if tls
+            else ""
+        )
+        return _healable(
+            "connect_timeout",
+            f"Redis at {masked} did not accept a connection within {connect_timeout:g} s "
+            "(socket_connect_timeout). Check the host, port and firewall, or raise "
+            f"socket_connect_timeout.{hint}",
+        )
+    if isinstance(exc, rexc.TimeoutError | TimeoutError):
+        return _healable(
+            "silent",
+            f"Redis at {masked} did not answer {what} in time ({_detail(exc)}). Check that "
+            "the server is not paused or overloaded, or raise socket_timeout.",
+        )
+    if isinstance(exc, rexc.ConnectionError | ConnectionError | OSError):
+        hint = "" if tls else " If the server requires TLS, use rediss://."
+        return _healable(
+            "closed",
+            f"Redis at {masked} dropped the connection during {what} ({_detail(exc)}). "
+            f"Check that the server is running and reachable.{hint}",
+        )
+    return _healable(
+        "other",
+        f"Redis at {masked} failed {what} ({type(exc).__name__}: {_detail(exc)}).",
+    )

@@ -1,0 +1,74 @@
+"""`RedisOptions`: every option a Redis backend spec may carry, with its default.
+
+`RedisBackend` reads ``TaskBackendSpec.options`` into this dataclass with the contracts'
+`parse_options`, which converts strings from YAML or the environment, rejects unknown
+keys with the nearest valid name, and names the backend, option and fix in its errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lexigram.contracts.tasks import TaskBackendSpec, parse_options
+
+BACKEND_TYPE = "redis"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisOptions:
+    """Options of a ``type: redis`` backend (``TaskBackendSpec.options``).
+
+    Attributes:
+        visibility_timeout: Lease length in seconds; a job not acked, nacked or
+            extended within it is delivered again.
+        idempotency_ttl: Seconds an idempotency key stays held after its job was enqueued.
+        max_size: Most jobs that may wait at once (None: no limit).
+        key_prefix: First part of every key's hash tag.
+        max_connections: Connection pool limit (None: unbounded).
+        socket_timeout: Read timeout of one socket read in seconds (None: none; the
+            command deadline below still applies).
+        socket_connect_timeout: Seconds to open a connection (TCP and TLS).
+        command_timeout: Seconds a command may take before it counts as unanswered (a
+            server that accepts connections and never replies fails within it).
+        retry_timeout: Seconds transient failures (a restart, a failover) are retried
+            once the server has been reached; a first contact that fails is reported
+            at once.
+        client_name: CLIENT SETNAME for every connection (shows in CLIENT LIST).
+        result_ttl: Seconds a job result is kept.
+        progress_ttl: Seconds progress records are kept.
+        dlq_max_entries: Most dead-letter records kept (the oldest go first).
+    """
+
+    visibility_timeout: float = 30.0
+    idempotency_ttl: float = 86400.0
+    max_size: int | None = None
+    key_prefix: str = "lexigram"
+    max_connections: int | None = None
+    socket_timeout: float | None = None
+    socket_connect_timeout: float = 5.0
+    command_timeout: float = 10.0
+    retry_timeout: float = 15.0
+    client_name: str | None = None
+    result_ttl: float = 3600.0
+    progress_ttl: float = 86400.0
+    dlq_max_entries: int = 100_000
+
+    @classmethod
+    def from_spec(cls, spec: TaskBackendSpec) -> RedisOptions:
+        """Read and check `spec.options`.
+
+        Raises:
+            TaskConfigurationError: An unknown option or a value of the wrong type.
+        """
+        return parse_options(BACKEND_TYPE, spec.name, spec.options, cls)
+
+    def connection_key(self) -> tuple[object, ...]:
+        """The options that shape a connection pool (specs equal in these share one)."""
+        return (
+            self.max_connections,
+            self.socket_timeout,
+            self.socket_connect_timeout,
+            self.command_timeout,
+            self.retry_timeout,
+            self.client_name,
+        )
