@@ -192,7 +192,8 @@ def test_load_backend_import_time_error_blames_the_distribution(
 
 def test_factory_that_raises_becomes_backend_error(fake_entry_points: list[Any]) -> None:
     def create_queue(spec: TaskBackendSpec) -> Any:
-        raise KeyError("host")
+        msg = "host"
+        raise KeyError(msg)
 
     fake_entry_points.append(_FakeEntryPoint("acme", "m:create_queue", "acme-tasks", create_queue))
     with pytest.raises(BackendError) as info:
@@ -209,10 +210,11 @@ def test_store_factory_that_raises_becomes_backend_error(fake_entry_points: list
             return None
 
         def create_result_store(self, spec: TaskBackendSpec) -> Any:
-            raise ValueError("no pool")
+            msg = "no pool"
+            raise ValueError(msg)
 
     fake_entry_points.append(_FakeEntryPoint("acme", "m:backend", "acme-tasks", Backend()))
-    with pytest.raises(BackendError, match="create_result_store.*ValueError: no pool"):
+    with pytest.raises(BackendError, match=r"create_result_store.*ValueError: no pool"):
         _backends.create_store(TaskBackendSpec(type="acme"), "create_result_store")
 
 
@@ -220,7 +222,8 @@ def test_factory_configuration_error_passes_through(fake_entry_points: list[Any]
     from lexigram.contracts.tasks import TaskConfigurationError
 
     def create_queue(spec: TaskBackendSpec) -> Any:
-        raise TaskConfigurationError("Backend option x is unknown.")
+        msg = "Backend option x is unknown."
+        raise TaskConfigurationError(msg)
 
     fake_entry_points.append(_FakeEntryPoint("acme", "m:create_queue", "acme-tasks", create_queue))
     with pytest.raises(TaskConfigurationError, match="option x"):

@@ -11,7 +11,6 @@ from click.testing import CliRunner
 from lexigram.contracts.tasks import BackendNotFoundError
 from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._context import parse_backend, resolve_spec
-from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.config import TaskConfig
 
 
