@@ -1,0 +1,128 @@
+"""Shared plumbing of the SQLite stores: the database they run on, JSON, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from lexigram.tasks.backends.sqlite._database import Database
+from lexigram.tasks.backends.sqlite._options import SQLiteOptions, path_from_url
+
+logger = logging.getLogger(__name__)
+
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_lenient = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
+
+
+def dumps(value: Any, *, what: str = "value") -> str:
+    """Encode `value` as compact JSON; a non-JSON leaf is stored as its ``repr``.
+
+    Stores receive what handlers returned; refusing a result after the job ran would
+    lose it, so an unserialisable leaf is kept as text and a warning is logged.
+    """
+    try:
+        return _encoder.encode(value)
+    except (TypeError, ValueError) as exc:
+        logger.warning(
+            "A %s is not JSON-serializable (%s); its non-JSON parts are stored as repr().",
+            what,
+            exc,
+        )
+        return _lenient.encode(value)
+
+
+def loads(raw: str | bytes) -> Any:
+    """Decode JSON written by `dumps`."""
+    return json.loads(raw)
+
+
+def expiry(ttl: float | None, now: float | None = None) -> float:
+    """Epoch seconds at which something stored now with `ttl` expires (far future for none)."""
+    if ttl is None or ttl <= 0:
+        return 1e18
+    return (time.time() if now is None else now) + ttl
+
+
+class SQLiteStore:
+    """Base of every SQLite store: one `Database` (shared or owned).
+
+    Args:
+        path: The database file, used when `database` is not given.
+        url: A ``sqlite:///`` URL instead of `path`.
+        options: Backend options (synchronous, busy timeout, poll interval...).
+        database: A shared `Database` (the backend object passes the queue's), which
+            `close` leaves open unless `close_database` (the backend object passes a
+            reference taken with `Database.retain` for each object it builds).
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        *,
+        url: str | None = None,
+        options: SQLiteOptions | None = None,
+        database: Database | None = None,
+        close_database: bool = False,
+    ) -> None:
+        self.options = options or SQLiteOptions()
+        self._owns_db = database is None or close_database
+        if database is None:
+            database = Database(
+                path if path is not None else path_from_url(url),
+                synchronous=self.options.synchronous,
+                busy_timeout=self.options.busy_timeout,
+                allow_network_filesystem=self.options.allow_network_filesystem,
+            )
+        self._db = database
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(path={self._db.path!r})"
+
+    @property
+    def database(self) -> Database:
+        """The `Database` this store runs on."""
+        return self._db
+
+    async def close(self) -> None:
+        """Close the database if this store opened it; safe to call twice."""
+        if self._owns_db:
+            await self._db.close()
+
+
+class Wakeup:
+    """An asyncio event set from any thread when a topic is published (in any process).
+
+    Use as a context manager around a check-then-wait loop: subscribe first, then
+    read, then `wait`, so that no publication can fall between the read and the wait.
+    """
+
+    def __init__(self, db: Database, topic: str) -> None:
+        self._db = db
+        self._topic = topic
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+
+    def _callback(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    def __enter__(self) -> Wakeup:
+        self._db.notifier.subscribe(self._topic, self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._db.notifier.unsubscribe(self._topic, self._callback)
+
+    async def wait(self, seconds: float) -> bool:
+        """Wait up to `seconds` for a publication; True if one arrived (and reset)."""
+        if not self._event.is_set():
+            try:
+                async with asyncio.timeout(max(0.0, seconds)):
+                    await self._event.wait()
+            except TimeoutError:
+                return False
+        self._event.clear()
+        return True

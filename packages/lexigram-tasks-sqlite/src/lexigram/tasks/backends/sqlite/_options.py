@@ -1,0 +1,105 @@
+"""Options of the SQLite backend and the ``sqlite:///`` URL.
+
+The URL follows the convention SQLAlchemy made common: ``sqlite:///tasks.db`` is a path
+relative to the working directory (three slashes), ``sqlite:////var/lib/app/tasks.db``
+an absolute one (four). ``:memory:`` is refused: a queue another process cannot open is
+what the ``memory`` backend already is.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from lexigram.contracts.tasks import TaskConfigurationError
+
+DEFAULT_FILENAME = "lexigram-tasks.db"
+"""The database file used when no URL is given (in the working directory)."""
+
+DEFAULT_PATH_ENV = "LEXIGRAM_TASKS_SQLITE_PATH"
+"""Environment variable that overrides the default database file."""
+
+Synchronous = Literal["NORMAL", "FULL"]
+
+
+@dataclass(frozen=True, slots=True)
+class SQLiteOptions:
+    """What ``TaskBackendSpec.options`` may carry for the ``sqlite`` backend.
+
+    Attributes:
+        visibility_timeout: Lease length in seconds of every delivery.
+        synchronous: ``NORMAL`` (default): in WAL mode a commit is durable against a crash
+            of the process, but a power loss or OS crash may lose the last transactions
+            (never corrupts the file). ``FULL``: every commit is fsynced before it returns,
+            so an acknowledged enqueue or ack survives a power loss; writes are slower.
+        busy_timeout: Seconds a writer waits for another process's write lock before the
+            call fails with `BackendConnectionError`.
+        poll_interval: Upper bound in seconds on how long an idle consumer waits without
+            checking the file (``PRAGMA data_version``) when no wake-up datagram arrived;
+            a safety net only: enqueues wake consumers through a notification socket.
+        idempotency_ttl: Seconds an idempotency key keeps pointing at its first job.
+        result_ttl: Seconds a stored job result is kept.
+        progress_ttl: Seconds a progress entry is kept after its last change.
+        dlq_max_entries: Most dead-letter records kept (oldest dropped first; 0 = no cap).
+        allow_network_filesystem: Open a database on NFS/SMB/... anyway. SQLite's locks
+            are not reliable there: two hosts sharing the file can corrupt it.
+    """
+
+    visibility_timeout: float = 30.0
+    synchronous: Synchronous = "NORMAL"
+    busy_timeout: float = 10.0
+    poll_interval: float = 1.0
+    idempotency_ttl: float = 86400.0
+    result_ttl: float = 3600.0
+    progress_ttl: float = 86400.0
+    dlq_max_entries: int = 100_000
+    allow_network_filesystem: bool = False
+
+
+def default_path() -> str:
+    """The database file used when nothing is configured.
+
+    ``$LEXIGRAM_TASKS_SQLITE_PATH`` when set, else ``lexigram-tasks.db`` in the working
+    directory, so a worker and a producer started in the same directory share it.
+    """
+    return os.environ.get(DEFAULT_PATH_ENV) or DEFAULT_FILENAME
+
+
+def path_from_url(url: str | None) -> str:
+    """Return the database file a ``sqlite:///`` URL names (the default path for None).
+
+    Raises:
+        TaskConfigurationError: Not a ``sqlite:`` URL, no path, a host part, or
+            ``:memory:``.
+    """
+    if url is None or not url.strip():
+        return default_path()
+    text = url.strip()
+    parts = urlsplit(text)
+    if parts.scheme.lower() != "sqlite":
+        msg = (
+            f"SQLite backend URL {text!r} does not start with sqlite://. "
+            "Use sqlite:///relative/tasks.db or sqlite:////absolute/path/tasks.db."
+        )
+        raise TaskConfigurationError(msg)
+    if parts.netloc:
+        msg = (
+            f"SQLite backend URL {text!r} names a host ({parts.netloc!r}); SQLite opens a local "
+            "file. Use sqlite:///relative/tasks.db or sqlite:////absolute/path/tasks.db."
+        )
+        raise TaskConfigurationError(msg)
+    path = unquote(parts.path)
+    if path.startswith("/"):
+        path = path[1:]  # sqlite:///x.db -> "x.db"; sqlite:////abs/x.db -> "/abs/x.db"
+    if not path:
+        return default_path()
+    if path == ":memory:" or path.startswith("file::memory:"):
+        msg = (
+            f"SQLite backend URL {text!r} asks for an in-memory database, which no other "
+            "process can open. Use --backend memory for a one-process queue, or a file "
+            "such as sqlite:///tasks.db."
+        )
+        raise TaskConfigurationError(msg)
+    return path

@@ -1,0 +1,613 @@
+"""`SQLiteTaskQueue`: the `TaskQueueProtocol` on one table of a SQLite file.
+
+- enqueue: one INSERT per job (``executemany`` for a batch), all of `enqueue_many` in
+  one transaction; an idempotency key is claimed in ``lexigram_job_keys`` in the same
+  transaction.
+- dequeue: one transaction selects up to n ready rows in delivery order and leases
+  them: a new random lease token, ``delivery_count + 1``, and ``available_at`` moved to
+  the lease expiry. An expired lease is simply a row whose ``available_at`` has passed,
+  so the same statement redelivers it.
+- fencing: ack, nack, retry_later and extend_lease with a token match on
+  ``lease_token = ? AND available_at > now``: a token whose lease ran out (even if no
+  one took the job yet), was replaced by a redelivery, or whose row is gone changes
+  nothing.
+- waiting: an idle consumer waits for a wake-up datagram (see `_notify`), bounded by
+  the next delayed job or lease expiry and by `poll_interval`, at which it checks
+  ``PRAGMA data_version`` before querying again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lexigram.contracts.tasks import (
+    Err,
+    HookRegistryProtocol,
+    Job,
+    JobStatus,
+    Ok,
+    Result,
+    TaskDecodeError,
+    TaskQueueError,
+    TaskValidationError,
+    decode_job,
+    encode_job,
+    make_poison_job,
+)
+from lexigram.tasks.backends.sqlite._database import Database, data_version
+from lexigram.tasks.backends.sqlite._options import SQLiteOptions, path_from_url
+
+logger = logging.getLogger(__name__)
+
+_QUEUED_ACTION = "task.queued"
+
+_INSERT = (
+    "INSERT INTO lexigram_jobs (id, queue, priority, available_at, retry_count, "
+    "idempotency_key, payload) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
+_PICK = (
+    "SELECT seq, id, payload, delivery_count FROM lexigram_jobs "
+    "WHERE queue = ? AND available_at <= ? "
+    "ORDER BY priority DESC, available_at, seq LIMIT ?"
+)
+_LEASE = (
+    "UPDATE lexigram_jobs SET lease_token = ?, delivery_count = delivery_count + 1, "
+    "available_at = ? WHERE seq = ?"
+)
+_NEXT_DUE = "SELECT min(available_at) FROM lexigram_jobs WHERE queue = ? AND available_at > ?"
+_HELD = "id = ? AND queue = ? AND lease_token = ? AND available_at > ?"
+_ANY_HOLDER = "id = ? AND queue = ? AND lease_token IS NOT NULL"
+_LEASED = "lease_token IS NOT NULL AND available_at > ?"
+
+
+def queue_topic(queue_name: str) -> str:
+    """The wake-up topic of a queue."""
+    return f"q:{queue_name}"
+
+
+@dataclass(slots=True)
+class _Taken:
+    rows: list[tuple[str, bytes, int]]
+    token: str
+    next_due: float | None
+    version: int
+
+
+class SQLiteTaskQueue:
+    """A durable task queue in a SQLite file, shared by every process on the machine.
+
+    Delivery is at-least-once with leases: priority high to low, FIFO within a
+    priority, delayed jobs never block ready ones, idempotency keys and job ids are
+    unique, and a job whose consumer died is delivered again once its lease expires.
+
+    Args:
+        path: The database file (default: see `default_path`). Ignored with `database`.
+        queue_name: The queue this object serves.
+        visibility_timeout: Lease length in seconds.
+        url: A ``sqlite:///`` URL instead of `path`.
+        options: `SQLiteOptions` for everything else (synchronous, busy timeout...).
+        database: A shared `Database` (the backend object passes one per file), which
+            `close` leaves open unless `close_database` (the backend object passes a
+            reference taken with `Database.retain` for each object it builds).
+
+    Example:
+        queue = SQLiteTaskQueue("tasks.db", queue_name="emails")
+        job_id = (await queue.enqueue(Job(name="send_email", args=("a@b.c",)))).unwrap()
+        job = await queue.dequeue()
+        await queue.ack(job.id, lease_token=job.lease_token)
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        *,
+        queue_name: str = "default",
+        visibility_timeout: float | None = None,
+        url: str | None = None,
+        options: SQLiteOptions | None = None,
+        database: Database | None = None,
+        close_database: bool = False,
+    ) -> None:
+        opts = options or SQLiteOptions()
+        self.options = opts
+        self._queue_name = queue_name
+        self._lease = float(
+            visibility_timeout if visibility_timeout is not None else opts.visibility_timeout
+        )
+        if self._lease <= 0:
+            msg = f"SQLiteTaskQueue visibility_timeout={self._lease!r}. Use a positive number."
+            raise ValueError(msg)
+        self._owns_db = database is None or close_database
+        if database is None:
+            database = Database(
+                path if path is not None else path_from_url(url),
+                synchronous=opts.synchronous,
+                busy_timeout=opts.busy_timeout,
+                allow_network_filesystem=opts.allow_network_filesystem,
+            )
+        self._db = database
+        self._topic = queue_topic(queue_name)
+        self._topics = (self._topic,)
+        self._hooks: HookRegistryProtocol | None = None
+        self._generation = 0
+        self._wake: asyncio.Event | None = None
+        self._sub_loop: asyncio.AbstractEventLoop | None = None
+        self._background: set[asyncio.Future[None]] = set()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SQLiteTaskQueue(path={self._db.path!r}, queue_name={self._queue_name!r})"
+
+    @property
+    def queue_name(self) -> str:
+        """Name of the queue this object serves."""
+        return self._queue_name
+
+    @property
+    def lease_seconds(self) -> float:
+        """Lease length in seconds given to every delivery."""
+        return self._lease
+
+    @property
+    def visibility_timeout(self) -> float:
+        """Lease length in seconds (the older name of `lease_seconds`)."""
+        return self._lease
+
+    @property
+    def database(self) -> Database:
+        """The `Database` this queue runs on."""
+        return self._db
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._db.path
+
+    def set_hook_registry(self, hooks: HookRegistryProtocol | None) -> None:
+        """Attach an optional hook registry; each new job then emits ``"task.queued"``."""
+        self._hooks = hooks
+
+    # -- producing --------------------------------------------------------------------
+
+    async def enqueue(self, task: Job) -> Result[str, TaskQueueError]:
+        """Add a job; a job id or idempotency key already held returns Ok(existing id).
+
+        Returns:
+            Ok(job_id), or Err(TaskValidationError) for an invalid or non-JSON job.
+
+        Raises:
+            BackendConnectionError: The database cannot be written.
+        """
+        return (await self.enqueue_many([task]))[0]
+
+    async def enqueue_many(self, tasks: Sequence[Job]) -> list[Result[str, TaskQueueError]]:
+        """Add several jobs in one transaction; one result per job, in order."""
+        results: list[Result[str, TaskQueueError] | None] = [None] * len(tasks)
+        rows: list[tuple[int, tuple[Any, ...]]] = []
+        now = time.time()
+        for index, job in enumerate(tasks):
+            if job.status is not JobStatus.RETRYING:
+                job.status = JobStatus.PENDING
+            if job.queue_name is None:
+                job.queue_name = self._queue_name
+            try:
+                payload = encode_job(job)
+            except TaskValidationError as exc:
+                results[index] = Err(exc)
+                continue
+            due = now if job.scheduled_at is None else max(now, job.scheduled_at)
+            rows.append(
+                (
+                    index,
+                    (
+                        job.id,
+                        self._queue_name,
+                        job.priority,
+                        due,
+                        job.retry_count,
+                        job.idempotency_key,
+                        payload,
+                    ),
+                )
+            )
+        if rows:
+            queue, ttl = self._queue_name, self.options.idempotency_ttl
+
+            def insert(conn: sqlite3.Connection) -> list[str]:
+                return _insert(conn, queue, ttl, [row for _, row in rows])
+
+            ids = await self._db.call(insert, topics=self._topics, what="enqueue jobs")
+            added: list[Job] = []
+            for (index, row), job_id in zip(rows, ids, strict=True):
+                results[index] = Ok(job_id)
+                if job_id == row[0]:
+                    added.append(tasks[index])
+            await self._emit_queued(added)
+        return [result for result in results if result is not None]
+
+    async def _emit_queued(self, jobs: list[Job]) -> None:
+        if self._hooks is None or not jobs:
+            return
+        # The payload type lives in the core package, installed whenever a hook registry
+        # exists (only the core's provider sets one).
+        from lexigram.tasks.hooks import TaskEnqueuedHook  # noqa: PLC0415
+
+        for job in jobs:
+            await self._hooks.emit(
+                _QUEUED_ACTION,
+                TaskEnqueuedHook(task_name=job.name, queue_name=self._queue_name, task_id=job.id),
+            )
+
+    # -- consuming --------------------------------------------------------------------
+
+    async def dequeue(self) -> Job | None:
+        """Lease and return the next ready job, or None when none is ready (no waiting)."""
+        jobs = await self.dequeue_batch(1)
+        return jobs[0] if jobs else None
+
+    async def dequeue_batch(self, max_jobs: int, *, timeout: float = 0.0) -> list[Job]:
+        """Lease up to `max_jobs` ready jobs, waiting up to `timeout` seconds for the first.
+
+        The wait ends on a wake-up from any process (a new or returned job), when a
+        delayed job or a lease falls due, on `close`, or at `timeout`.
+        """
+        if max_jobs < 1 or self._closed:
+            return []
+        if timeout <= 0:
+            return self._jobs(await self._take(max_jobs))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._subscribe(loop)
+        skip_take = False
+        version = -1
+        next_due: float | None = None
+        while True:
+            generation = self._generation
+            if not skip_take:
+                taken = await self._take(max_jobs)
+                if taken.rows:
+                    return self._jobs(taken)
+                version, next_due = taken.version, taken.next_due
+            skip_take = False
+            now = loop.time()
+            if now >= deadline or self._closed:
+                return []
+            if self._generation != generation:
+                continue  # woken while querying
+            wait = min(deadline - now, self.options.poll_interval)
+            due_in = None if next_due is None else max(0.0, next_due - time.time())
+            if due_in is not None and due_in <= wait:
+                wait, polling = due_in, False
+            else:
+                polling = wait < deadline - now
+            woke = await self._wait_wake(wait)
+            if not woke and polling:
+                # Nothing woke us: take again only if another connection committed.
+                current = await self._db.call(data_version, write=False, what="poll")
+                skip_take = current == version
+
+    def _subscribe(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._sub_loop is loop:
+            return
+        if self._sub_loop is not None:
+            self._db.notifier.unsubscribe(self._topic, self._notified)
+        self._sub_loop = loop
+        self._wake = asyncio.Event()
+        self._db.notifier.subscribe(self._topic, self._notified)
+
+    def _notified(self) -> None:
+        loop = self._sub_loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._on_wake)
+
+    def _on_wake(self) -> None:
+        self._generation += 1
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _wait_wake(self, seconds: float) -> bool:
+        wake = self._wake
+        if wake is None:
+            await asyncio.sleep(seconds)
+            return False
+        if wake.is_set():
+            wake.clear()
+            return True
+        try:
+            async with asyncio.timeout(seconds):
+                await wake.wait()
+        except TimeoutError:
+            return False
+        wake.clear()
+        return True
+
+    async def _take(self, max_jobs: int) -> _Taken:
+        queue, lease = self._queue_name, self._lease
+
+        def take(conn: sqlite3.Connection) -> _Taken:
+            version = data_version(conn)
+            now = time.time()
+            picked = conn.execute(_PICK, (queue, now, max_jobs)).fetchall()
+            token = secrets.token_hex(8)
+            if not picked:
+                due = conn.execute(_NEXT_DUE, (queue, now)).fetchone()[0]
+                return _Taken([], token, due, version)
+            expiry = now + lease
+            conn.executemany(_LEASE, [(token, expiry, row[0]) for row in picked])
+            return _Taken([(row[1], row[2], row[3] + 1) for row in picked], token, None, version)
+
+        task = asyncio.ensure_future(self._db.call(take, what="lease jobs"))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # The consumer went away while the lease was being taken: hand the jobs back
+            # now rather than after the lease expires.
+            task.add_done_callback(self._give_back)
+            raise
+
+    def _give_back(self, task: asyncio.Future[_Taken]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        taken = task.result()
+        if taken.rows and not self._closed:
+            queue, token = self._queue_name, taken.token
+
+            def release(conn: sqlite3.Connection) -> None:
+                now = time.time()
+                conn.executemany(
+                    "UPDATE lexigram_jobs SET lease_token = NULL, available_at = ?, "  # noqa: S608 - constant text
+                    f"delivery_count = max(0, delivery_count - 1) WHERE {_HELD}",
+                    [(now, row[0], queue, token, now) for row in taken.rows],
+                )
+
+            released = asyncio.ensure_future(
+                self._db.call(release, topics=self._topics, what="release")
+            )
+            self._background.add(released)
+            released.add_done_callback(self._background.discard)
+
+    def _jobs(self, taken: _Taken) -> list[Job]:
+        jobs: list[Job] = []
+        for job_id, payload, delivery_count in taken.rows:
+            try:
+                job = decode_job(payload)
+            except TaskDecodeError as exc:
+                job = make_poison_job(job_id, payload, str(exc))
+            job.status = JobStatus.RUNNING
+            job.delivery_count = delivery_count
+            job.lease_token = taken.token
+            jobs.append(job)
+        return jobs
+
+    # -- settling ---------------------------------------------------------------------
+
+    def _where(self, task_id: str, token: str | None) -> tuple[str, tuple[Any, ...]]:
+        if token is None:
+            return _ANY_HOLDER, (task_id, self._queue_name)
+        return _HELD, (task_id, self._queue_name, token, time.time())
+
+    async def _change(
+        self, sql: str, params: tuple[Any, ...], *, wake: bool = False, what: str
+    ) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            return conn.execute(sql, params).rowcount > 0
+
+        topics = self._topics if wake else ()
+        return await self._db.call(run, topics=topics, what=what)
+
+    async def ack(self, task_id: str, *, lease_token: str | None = None) -> bool:
+        """Acknowledge a delivery; the queue forgets the job.
+
+        Returns:
+            True if the delivery was held and is now settled; False (and no change) for
+            a stale token or a job not in flight.
+        """
+        where, params = self._where(task_id, lease_token)
+        return await self._change(
+            f"DELETE FROM lexigram_jobs WHERE {where}",  # noqa: S608 - constant text
+            params,
+            what="ack a job",
+        )
+
+    async def nack(
+        self, task_id: str, requeue: bool = True, *, lease_token: str | None = None
+    ) -> bool:
+        """Return a leased job to the queue now (`requeue`), or discard it."""
+        where, params = self._where(task_id, lease_token)
+        if not requeue:
+            return await self._change(
+                f"DELETE FROM lexigram_jobs WHERE {where}",  # noqa: S608 - constant text
+                params,
+                what="discard a job",
+            )
+        return await self._change(
+            f"UPDATE lexigram_jobs SET lease_token = NULL, available_at = ? WHERE {where}",  # noqa: S608 - constant text
+            (time.time(), *params),
+            wake=True,
+            what="requeue a job",
+        )
+
+    async def retry_later(self, task: Job, *, delay: float = 0.0) -> bool:
+        """End the lease on `task` and make it available after `delay` s, with its new state.
+
+        Fenced by `task.lease_token` like `ack`.
+        """
+        task.status = JobStatus.RETRYING
+        try:
+            payload = encode_job(task)
+        except TaskValidationError:
+            logger.exception("Job %s cannot be re-encoded for its retry; it is discarded.", task.id)
+            return await self.nack(task.id, requeue=False, lease_token=task.lease_token)
+        where, params = self._where(task.id, task.lease_token)
+        due = time.time() + max(0.0, delay)
+        return await self._change(
+            "UPDATE lexigram_jobs SET lease_token = NULL, available_at = ?, retry_count = ?, "  # noqa: S608 - constant text
+            f"payload = ? WHERE {where}",
+            (due, task.retry_count, payload, *params),
+            wake=True,
+            what="schedule a retry",
+        )
+
+    async def extend_lease(
+        self, task_id: str, seconds: float | None = None, *, lease_token: str | None = None
+    ) -> bool:
+        """Extend an unexpired lease to `seconds` (default `lease_seconds`) from now.
+
+        Returns:
+            False when the job is not leased under that token any more (acked, deleted,
+            or the lease expired).
+        """
+        length = self._lease if seconds is None else max(0.0, seconds)
+        now = time.time()
+        if lease_token is None:
+            where = f"{_ANY_HOLDER} AND available_at > ?"
+            params: tuple[Any, ...] = (task_id, self._queue_name, now)
+        else:
+            where, params = _HELD, (task_id, self._queue_name, lease_token, now)
+        return await self._change(
+            f"UPDATE lexigram_jobs SET available_at = ? WHERE {where}",  # noqa: S608 - constant text
+            (now + length, *params),
+            what="extend a lease",
+        )
+
+    # -- inspecting -------------------------------------------------------------------
+
+    async def get_task_count(self) -> int:
+        """Return the number of jobs waiting (ready or delayed, not in flight)."""
+        return await self.count(self._queue_name, JobStatus.PENDING)
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """Return a job the queue holds (waiting or in flight), or None."""
+        queue = self._queue_name
+
+        def read(conn: sqlite3.Connection) -> tuple[bytes, int, bool, int] | None:
+            now = time.time()
+            row = conn.execute(
+                "SELECT payload, delivery_count, lease_token IS NOT NULL AND available_at > ?, "
+                "retry_count FROM lexigram_jobs WHERE id = ? AND queue = ?",
+                (now, job_id, queue),
+            ).fetchone()
+            return None if row is None else (row[0], row[1], bool(row[2]), row[3])
+
+        row = await self._db.call(read, write=False, what="read a job")
+        if row is None:
+            return None
+        payload, delivery_count, leased, _ = row
+        try:
+            job = decode_job(payload)
+        except TaskDecodeError as exc:
+            job = make_poison_job(job_id, payload, str(exc))
+        job.delivery_count = delivery_count
+        if leased:
+            job.status = JobStatus.RUNNING
+        elif job.status not in (JobStatus.PENDING, JobStatus.RETRYING):
+            job.status = JobStatus.RETRYING if job.retry_count > 0 else JobStatus.PENDING
+        return job
+
+    async def get_task_status(self, job_id: str) -> str | None:
+        """Return the status value of a job the queue holds ('pending', ...), or None."""
+        job = await self.get_job(job_id)
+        return None if job is None else job.status.value
+
+    async def delete_job(self, job_id: str) -> bool:
+        """Delete a waiting or in-flight job; an in-flight one is never redelivered."""
+        return await self._change(
+            "DELETE FROM lexigram_jobs WHERE id = ? AND queue = ?",
+            (job_id, self._queue_name),
+            what="delete a job",
+        )
+
+    async def count(self, queue_name: str, status: JobStatus | None = None) -> int:
+        """Count jobs of `queue_name` in this file.
+
+        None counts waiting and in-flight jobs; PENDING the waiting ones (an expired
+        lease counts as waiting); RETRYING the waiting ones with retry_count > 0;
+        RUNNING the unexpired leases. Terminal statuses count 0.
+        """
+        base = "SELECT count(*) FROM lexigram_jobs WHERE queue = ?"
+        params: tuple[Any, ...]
+        if status is None:
+            sql, params = base, (queue_name,)
+        else:
+            try:
+                wanted = JobStatus(status)
+            except ValueError:
+                return 0
+            now = time.time()
+            if wanted is JobStatus.PENDING:
+                sql, params = f"{base} AND NOT ({_LEASED})", (queue_name, now)
+            elif wanted is JobStatus.RETRYING:
+                sql = f"{base} AND retry_count > 0 AND NOT ({_LEASED})"
+                params = (queue_name, now)
+            elif wanted is JobStatus.RUNNING:
+                sql, params = f"{base} AND {_LEASED}", (queue_name, now)
+            else:
+                return 0
+
+        def run(conn: sqlite3.Connection) -> int:
+            return int(conn.execute(sql, params).fetchone()[0])
+
+        return await self._db.call(run, write=False, what="count jobs")
+
+    async def clear(self) -> None:
+        """Remove every job of this queue, waiting or in flight, and its idempotency keys."""
+        queue = self._queue_name
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM lexigram_jobs WHERE queue = ?", (queue,))
+            conn.execute("DELETE FROM lexigram_job_keys WHERE queue = ?", (queue,))
+
+        await self._db.call(run, what="clear the queue")
+
+    async def close(self) -> None:
+        """Stop waiting, and close the database if this queue opened it; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._sub_loop is not None:
+            self._db.notifier.unsubscribe(self._topic, self._notified)
+        if self._wake is not None:
+            self._wake.set()
+        if self._owns_db:
+            await self._db.close()
+
+
+def _insert(
+    conn: sqlite3.Connection, queue: str, ttl: float, rows: list[tuple[Any, ...]]
+) -> list[str]:
+    """Insert `rows` (see `_INSERT`); return the id each row resolved to."""
+    if all(row[5] is None for row in rows):
+        conn.executemany(_INSERT, rows)
+        return [row[0] for row in rows]
+    now = time.time()
+    ids: list[str] = []
+    for row in rows:
+        job_id, key = row[0], row[5]
+        if key is not None:
+            held = conn.execute(
+                "SELECT job_id, expires_at FROM lexigram_job_keys WHERE queue = ? AND key = ?",
+                (queue, key),
+            ).fetchone()
+            if held is not None and held[0] != job_id:
+                alive = held[1] > now or (
+                    conn.execute("SELECT 1 FROM lexigram_jobs WHERE id = ?", (held[0],)).fetchone()
+                    is not None
+                )
+                if alive:
+                    ids.append(held[0])
+                    continue
+            conn.execute(
+                "INSERT OR REPLACE INTO lexigram_job_keys (queue, key, job_id, expires_at) "
+                "VALUES (?, ?, ?, ?)",
+                (queue, key, job_id, now + ttl),
+            )
+        conn.execute(_INSERT, row)
+        ids.append(job_id)
+    return ids

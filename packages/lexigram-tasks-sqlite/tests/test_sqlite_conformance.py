@@ -1,0 +1,53 @@
+"""The shipped conformance kit, run in full against SQLiteTaskQueue (no service needed).
+
+Each `make_queue` call opens its own `Database` on the test's file: another
+connection, another thread and another wake-up socket, as a second worker process
+would have, so the kit's wake-up bounds are measured across connections.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest_asyncio
+
+from lexigram.contracts.tasks import TaskQueueProtocol
+from lexigram.tasks.backends.sqlite import SQLiteTaskQueue
+from lexigram.tasks.testing import QueueConformance, QueueFactory, QueuePoisonConformance
+
+
+@pytest_asyncio.fixture
+async def make_queue(tmp_path: Path, lease_seconds: float) -> AsyncIterator[QueueFactory]:
+    path = str(tmp_path / "conformance.db")
+    name = f"conformance-{uuid.uuid4().hex[:8]}"
+    made: list[SQLiteTaskQueue] = []
+
+    async def factory() -> SQLiteTaskQueue:
+        queue = SQLiteTaskQueue(path, queue_name=name, visibility_timeout=lease_seconds)
+        made.append(queue)
+        return queue
+
+    yield factory
+    for queue in made:
+        await queue.close()
+
+
+class TestSQLiteQueueConformance(QueueConformance):
+    pass
+
+
+class TestSQLitePoisonConformance(QueuePoisonConformance):
+    async def plant_raw_payload(self, queue: TaskQueueProtocol, raw: bytes) -> str:
+        assert isinstance(queue, SQLiteTaskQueue)
+        job_id = f"poison-{uuid.uuid4().hex[:8]}"
+        await queue.count(queue.queue_name)  # creates the tables
+        with sqlite3.connect(queue.path) as conn:
+            conn.execute(
+                "INSERT INTO lexigram_jobs (id, queue, priority, available_at, payload) "
+                "VALUES (?, ?, 0, 0, ?)",
+                (job_id, queue.queue_name, raw),
+            )
+        return job_id
