@@ -51,6 +51,7 @@ class Block:
 
     @property
     def where(self) -> str:
+        """``page:line`` of the block's opening fence."""
         return f"{self.page.relative_to(ROOT)}:{self.line}"
 
 
@@ -110,7 +111,7 @@ def run_block(block: Block, workdir: Path, number: int) -> tuple[bool, str, floa
     env = {**os.environ, "PYTHONPATH": str(workdir), "PYTHONDONTWRITEBYTECODE": "1"}
     started = time.monotonic()
     try:
-        result = subprocess.run(  # noqa: S603 - our own interpreter on the page's own code
+        result = subprocess.run(
             [sys.executable, script.name],
             cwd=workdir,
             env=env,
