@@ -87,7 +87,9 @@ def test_cli_json_of_wrong_shape_is_one_line_with_exit_2() -> None:
 
 def test_cli_unknown_backend_type_is_one_line_with_exit_2() -> None:
     result = run("enqueue", "send_email", "--backend", "rediss2")
-    assert_one_line_error(result, "Unknown backend type 'rediss2'", "installed: ", "memory")
+    assert_one_line_error(
+        result, "No task backend named 'rediss2'", "installed: ", "memory", "Did you mean"
+    )
 
 
 def test_cli_unknown_url_scheme_is_one_line_with_exit_2() -> None:

@@ -130,7 +130,7 @@ def test_config_strict_allows_free_form_options_and_extra():
 
 def test_config_lenient_ignores_unknown_keys_and_logs_them(caplog):
     with caplog.at_level(logging.WARNING, logger="lexigram.tasks.config"):
-        config = TaskConfig.from_dict({"worker": {"workers": 3}})
+        config = TaskConfig.from_dict({"worker": {"workers": 3}}, strict=False)
     assert config.worker.worker_count == 1
     assert "tasks.worker.workers = 3: unknown key" in caplog.text
 

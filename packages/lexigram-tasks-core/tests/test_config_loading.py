@@ -108,8 +108,8 @@ def test_config_from_yaml_invalid_value_names_file_field_value_fix(write):
 def test_config_from_yaml_strict_rejects_unknown_key(write):
     path = write("tasks:\n  scheduler:\n    enable: false\n")
     with pytest.raises(TaskConfigurationError, match="Did you mean 'enabled'"):
-        TaskConfig.from_yaml(path, strict=True, environ={})
-    assert TaskConfig.from_yaml(path, environ={}).scheduler.enabled is True
+        TaskConfig.from_yaml(path, environ={})
+    assert TaskConfig.from_yaml(path, strict=False, environ={}).scheduler.enabled is True
 
 
 def test_config_environment_overrides_file_unless_disabled(write):

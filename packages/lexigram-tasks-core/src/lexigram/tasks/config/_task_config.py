@@ -64,6 +64,9 @@ class TaskConfig(_Section):
         extra: Extra configuration.
         backends: Named backends (multi-backend mode).
         env: The deployment environment; None reads ``LEX_ENV``.
+        strict: Whether loading (`from_dict`, `from_yaml`, `from_env`, every command)
+            rejects unknown keys; ``strict: false`` makes them warnings instead, for a
+            config written for a newer version.
     """
 
     config_path: ClassVar[str] = CONFIG_SECTION
@@ -81,6 +84,7 @@ class TaskConfig(_Section):
     extra: dict[str, Any] = Field(default_factory=dict)
     backends: list[NamedTaskConfig] = Field(default_factory=list)
     env: Environment | None = None
+    strict: bool = True
 
     @field_validator("env", mode="before")
     @classmethod
@@ -171,21 +175,23 @@ class TaskConfig(_Section):
         cls,
         data: Mapping[str, Any],
         *,
-        strict: bool = False,
+        strict: bool | None = None,
         overrides: Mapping[str, Any] | None = None,
     ) -> TaskConfig:
         """Build a config from a mapping (the contents of the ``tasks`` section).
 
         Args:
             data: The settings.
-            strict: Reject unknown keys instead of logging a warning about them.
+            strict: Reject unknown keys (the default). False only logs a warning about
+                each, for configs written for a newer version; None takes the config's own
+                ``strict`` key (default true).
             overrides: Settings that win over `data` (nested mappings merge).
 
         Returns:
             The validated config.
 
         Raises:
-            TaskConfigurationError: A value is invalid, or (strict) a key is unknown; the
+            TaskConfigurationError: A value is invalid, or a key is unknown (unless not strict); the
                 message lists every problem with its field, value and fix.
         """
         merged = deep_merge(data, overrides or {})
@@ -198,7 +204,7 @@ class TaskConfig(_Section):
         *,
         section: str | None = None,
         env_override: bool = True,
-        strict: bool = False,
+        strict: bool | None = None,
         profile: str | None = None,
         overrides: Mapping[str, Any] | None = None,
         environ: Mapping[str, str] | None = None,
@@ -214,7 +220,9 @@ class TaskConfig(_Section):
             section: Dotted key of the tasks section. None takes the ``tasks`` key when
                 the file has one and the whole file otherwise; ``""`` takes the whole file.
             env_override: Let ``LEX_TASKS__SECTION__FIELD`` variables override the file.
-            strict: Reject unknown keys instead of logging a warning about them.
+            strict: Reject unknown keys (the default). False only logs a warning about
+                each, for configs written for a newer version; None takes the config's own
+                ``strict`` key (default true).
             profile: Also load ``<name>.<profile>.yaml`` next to `path` over it, if present.
             overrides: Settings that win over everything else (explicit arguments).
             environ: Variables for interpolation and overrides (defaults to `os.environ`).
@@ -224,7 +232,7 @@ class TaskConfig(_Section):
 
         Raises:
             TaskConfigurationError: The file is missing or not YAML, a variable is unset,
-                a value is invalid, or (strict) a key is unknown.
+                a value is invalid, or a key is unknown (unless not strict).
         """
         file = Path(path)
         origin = f"file '{file}'"
@@ -245,7 +253,7 @@ class TaskConfig(_Section):
     def from_env(
         cls,
         *,
-        strict: bool = False,
+        strict: bool | None = None,
         environ: Mapping[str, str] | None = None,
         overrides: Mapping[str, Any] | None = None,
     ) -> TaskConfig:
@@ -255,7 +263,9 @@ class TaskConfig(_Section):
         ``LEX_TASKS__BACKENDS__NOTIFICATIONS__REDIS_URL=redis://...``.
 
         Args:
-            strict: Reject unknown keys instead of logging a warning about them.
+            strict: Reject unknown keys (the default). False only logs a warning about
+                each, for configs written for a newer version; None takes the config's own
+                ``strict`` key (default true).
             environ: The variables (defaults to `os.environ`).
             overrides: Settings that win over the environment.
 
@@ -263,7 +273,7 @@ class TaskConfig(_Section):
             The validated config.
 
         Raises:
-            TaskConfigurationError: A value is invalid, or (strict) a key is unknown.
+            TaskConfigurationError: A value is invalid, or a key is unknown (unless not strict).
         """
         raw = apply_environment(
             RawConfig(origin="the environment"), cls, environ=environ, prefix=cls.env_prefix
@@ -307,8 +317,11 @@ class TaskConfig(_Section):
         return result
 
     @classmethod
-    def _build(cls, raw: RawConfig, *, strict: bool) -> TaskConfig:
+    def _build(cls, raw: RawConfig, *, strict: bool | None) -> TaskConfig:
         unknown = find_unknown_keys(cls, raw.data, root=cls.config_path, sources=raw.sources)
+        if strict is None:
+            own = raw.data.get("strict", True) if isinstance(raw.data, Mapping) else True
+            strict = own not in (False, "false", "False", "0", 0, "no")
         problems = list(unknown) if strict else []
         config: TaskConfig | None = None
         token = _NESTED.set(True)

@@ -359,8 +359,7 @@ def report_unknown_keys(problems: Sequence[ConfigProblem], *, origin: str | None
     where = f" in {origin}" if origin else ""
     for problem in problems:
         logger.warning(
-            "Ignoring unknown task configuration key%s: %s (load with strict=True to make "
-            "this an error).",
+            "Ignoring unknown task configuration key%s (strict is off): %s",
             where,
             problem.render(),
         )
