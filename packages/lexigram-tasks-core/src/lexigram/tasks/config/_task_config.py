@@ -320,8 +320,8 @@ class TaskConfig(_Section):
     def _build(cls, raw: RawConfig, *, strict: bool | None) -> TaskConfig:
         unknown = find_unknown_keys(cls, raw.data, root=cls.config_path, sources=raw.sources)
         if strict is None:
-            own = raw.data.get("strict", True) if isinstance(raw.data, Mapping) else True
-            strict = own not in (False, "false", "False", "0", 0, "no")
+            own = raw.data.get("strict", True)
+            strict = str(own).strip().lower() not in {"false", "0", "no", "off"}
         problems = list(unknown) if strict else []
         config: TaskConfig | None = None
         token = _NESTED.set(True)
