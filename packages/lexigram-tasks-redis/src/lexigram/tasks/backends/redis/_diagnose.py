@@ -62,7 +62,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 def _detail(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    text = " ".join(text.split())
+    text = " ".join(text.split()).rstrip(".")
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
 
 
@@ -151,6 +151,14 @@ def diagnose(  # noqa: C901, PLR0911, PLR0912 - one flat table of cases reads be
             f"Redis at {masked} refused {what}: the ACL user lacks a permission "
             f"({_detail(exc)}). Grant that user the commands and keys it needs "
             "(ACL SETUSER), or use another user in the URL.",
+        )
+    if "unauthenticated" in text:
+        # Redis refuses a long command from a client that has not authenticated yet.
+        return _fatal(
+            "noauth",
+            f"Redis at {masked} requires a password (NOAUTH). Put it in the URL: "
+            "redis://:password@host:port/db, or redis://user:password@host:port/db for "
+            "an ACL user.",
         )
     if isinstance(exc, rexc.AuthenticationError):
         lowered = text.lower()

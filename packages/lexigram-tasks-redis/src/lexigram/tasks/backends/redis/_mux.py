@@ -248,9 +248,10 @@ class _MuxProtocol(asyncio.Protocol):
                 future.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = rexc.ConnectionError(
-            f"Connection to Redis lost ({exc})." if exc else "Connection closed by server."
-        )
+        if self.lost is None:  # else `_abort` already said why (kept for the callers)
+            self.lost = rexc.ConnectionError(
+                f"Connection to Redis lost ({exc})." if exc else "Connection closed by server."
+            )
         while self._waiters:
             future = self._waiters.popleft()
             if not future.done():
