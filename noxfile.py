@@ -135,6 +135,7 @@ def lint(session: nox.Session) -> None:
     session.install(RUFF)
     session.run("ruff", "check", ".", *session.posargs)
     session.run("ruff", "format", "--check", ".")
+    session.run("python", "tools/check_layers.py")  # import layering (no dependencies)
 
 
 @nox.session
