@@ -1,15 +1,14 @@
 """The shipped conformance kit against RabbitMQTaskQueue on a real broker.
 
-Every theme runs except `QueueLeaseConformance`: AMQP has no lease that expires while
-its consumer lives (a job stays with its consumer until acked or until the connection
-drops), so "a lease that runs out redelivers the job" cannot hold. The reason is listed
-in docs/backends/rabbitmq.md; tests-integration/rabbitmq/test_rabbitmq_leases.py covers
-what AMQP does instead (redelivery on connection loss, heartbeats that report a lost
-delivery).
+Every theme runs, the poison theme included (`plant_raw_payload` publishes raw bytes
+straight to the queue). AMQP has no lease of its own while a consumer lives, so the
+queue keeps one per delivery (`visibility_timeout`): a job neither acked nor extended
+in time is given back to the broker, and its old lease token is refused from then on.
 
 The kit runs twice: with the default in-process job-state store (every ``make_queue``
-handle has its own), and with a shared Redis state store (all handles share one), the
-setting for producers and workers in separate processes.
+handle has its own; idempotency keys are claimed on the broker), and with a shared
+Redis state store (all handles share one), the setting for producers and workers in
+separate processes.
 """
 
 from __future__ import annotations
@@ -20,53 +19,47 @@ from collections.abc import AsyncIterator
 import aiormq
 import pytest
 import pytest_asyncio
+from pamqp.commands import Basic
 
+from lexigram.contracts.tasks import TaskQueueProtocol
 from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
-from lexigram.tasks.testing import (
-    QueueAcknowledgementConformance,
-    QueueConcurrencyConformance,
-    QueueFactory,
-    QueueIdempotencyConformance,
-    QueueJobManagementConformance,
-    QueueOrderingConformance,
-    QueueRoundTripConformance,
-    QueueWaitConformance,
-)
+from lexigram.tasks.testing import QueueConformance, QueueFactory, QueuePoisonConformance
 
 pytestmark = pytest.mark.rabbitmq
 
 
-async def _delete_family(amqp_url: str, name: str) -> None:
-    # The helper lives in the rabbitmq/ conftest; importing conftests is not allowed,
-    # so the few lines are repeated here.
-    connection = await aiormq.connect(amqp_url)
+async def _remove(amqp_url: str, name: str) -> None:
+    """Delete every broker object the queue made (its claims included)."""
+    queue = RabbitMQTaskQueue(amqp_url, name)
     try:
-        channel = await connection.channel()
-        names = [name, f"{name}.dlx"] + [f"{name}.delay.{1 << exp}ms" for exp in range(5, 32)]
-        for queue in names:
-            try:
-                await channel.queue_delete(queue)
-            except aiormq.exceptions.AMQPError:
-                channel = await connection.channel()
-        for exchange in (f"{name}.dlx", f"{name}.delayed"):
-            try:
-                await channel.exchange_delete(exchange)
-            except aiormq.exceptions.AMQPError:
-                channel = await connection.channel()
+        await queue.delete_queues(if_empty=False)
     finally:
-        await connection.close()
+        await queue.close()
 
 
-class _RabbitMQThemes(
-    QueueRoundTripConformance,
-    QueueIdempotencyConformance,
-    QueueOrderingConformance,
-    QueueWaitConformance,
-    QueueAcknowledgementConformance,
-    QueueJobManagementConformance,
-    QueueConcurrencyConformance,
-):
-    """Every theme of the kit except leases (see the module docstring)."""
+class _RabbitMQKit(QueueConformance, QueuePoisonConformance):
+    """Every theme of the kit, plus the poison theme."""
+
+    amqp_url = ""
+
+    @pytest.fixture(autouse=True)
+    def _remember_url(self, amqp_url: str) -> None:
+        self.amqp_url = amqp_url
+
+    async def plant_raw_payload(self, queue: TaskQueueProtocol, raw: bytes) -> str:
+        """Publish `raw` to the queue as a producer that does not speak our envelope."""
+        job_id = f"raw-{uuid.uuid4().hex[:12]}"
+        connection = await aiormq.connect(self.amqp_url)
+        try:
+            channel = await connection.channel()
+            await channel.basic_publish(
+                raw,
+                routing_key=queue.queue_name,
+                properties=Basic.Properties(message_id=job_id, delivery_mode=2),
+            )
+        finally:
+            await connection.close()
+        return job_id
 
 
 @pytest_asyncio.fixture
@@ -76,20 +69,21 @@ async def make_queue(amqp_url: str, lease_seconds: float) -> AsyncIterator[Queue
 
     async def factory() -> RabbitMQTaskQueue:
         queue = RabbitMQTaskQueue(amqp_url, name, visibility_timeout=lease_seconds)
+        await queue.connect()  # declares the queue, so a raw publish finds it
         made.append(queue)
         return queue
 
     yield factory
     for queue in made:
         await queue.close()
-    await _delete_family(amqp_url, name)
+    await _remove(amqp_url, name)
 
 
-class TestRabbitMQQueueConformance(_RabbitMQThemes):
+class TestRabbitMQQueueConformance(_RabbitMQKit):
     pass
 
 
-class TestRabbitMQSharedStateConformance(_RabbitMQThemes):
+class TestRabbitMQSharedStateConformance(_RabbitMQKit):
     @pytest_asyncio.fixture
     async def make_queue(
         self, amqp_url: str, redis_url: str, lease_seconds: float
@@ -104,6 +98,7 @@ class TestRabbitMQSharedStateConformance(_RabbitMQThemes):
             queue = RabbitMQTaskQueue(
                 amqp_url, name, visibility_timeout=lease_seconds, state_store=store
             )
+            await queue.connect()
             made.append(queue)
             return queue
 
@@ -113,4 +108,4 @@ class TestRabbitMQSharedStateConformance(_RabbitMQThemes):
         for key in await store.keys(""):
             await store.delete(key)
         await store.close()
-        await _delete_family(amqp_url, name)
+        await _remove(amqp_url, name)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
@@ -16,8 +18,9 @@ from lexigram.contracts.tasks import (
 from lexigram.tasks.backends.rabbitmq import (
     LocalStateStore,
     RabbitMQBackend,
+    RabbitMQOptions,
     RabbitMQTaskQueue,
-    _backend,
+    _stores,
     backend,
     create_queue,
 )
@@ -28,6 +31,41 @@ def test_entry_point_names_the_backend_object() -> None:
     loaded = found.load()
     assert loaded is backend
     assert isinstance(loaded, TaskBackendProtocol)
+
+
+def test_backend_describes_itself() -> None:
+    assert backend.url_schemes == ("amqp", "amqps")
+    assert backend.url_field == "amqp_url"
+    assert backend.options_type is RabbitMQOptions
+    assert dataclasses.is_dataclass(RabbitMQOptions)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RabbitMQOptions().durable = False  # type: ignore[misc]
+
+
+def test_backend_imports_nothing_of_the_core() -> None:
+    """A backend depends on the contracts only: no module of it imports core."""
+    package = Path(_stores.__file__).parent
+    for module in package.glob("*.py"):
+        imported = [
+            line
+            for line in module.read_text().splitlines()
+            if line.startswith(("from lexigram.", "import lexigram."))
+            and not line.startswith(
+                ("from lexigram.contracts.", "from lexigram.tasks.backends.rabbitmq")
+            )
+        ]
+        assert imported == [], f"{module.name} imports {imported}"
+    assert not hasattr(RabbitMQTaskQueue, "set_hook_registry")
+
+
+def test_queue_takes_options_and_keyword_overrides() -> None:
+    options = RabbitMQOptions(max_priority=3, visibility_timeout=9)
+    queue = RabbitMQTaskQueue("amqp://127.0.0.1:1/", "q", options=options, durable=False)
+    assert queue.options.max_priority == 3
+    assert queue.options.durable is False
+    assert queue.lease_seconds == 9.0
+    with pytest.raises(TaskConfigurationError, match="Did you mean 'max_priority'"):
+        RabbitMQTaskQueue("amqp://127.0.0.1:1/", "q", max_priorty=3)
 
 
 def test_create_queue_applies_spec_without_connecting() -> None:
@@ -44,15 +82,16 @@ def test_create_queue_applies_spec_without_connecting() -> None:
     assert isinstance(queue, TaskQueueProtocol)
     assert queue.queue_name == "emails"
     assert queue.visibility_timeout == 7.0
-    assert queue.settings.max_priority == 4
-    assert queue.settings.durable is False
+    assert queue.lease_seconds == 7.0
+    assert queue.options.max_priority == 4
+    assert queue.options.durable is False
     assert queue.target.vhost == "prod"
     assert "s3cret" not in repr(queue)
     assert "s3cret" not in queue.url
     assert isinstance(queue.state_store, LocalStateStore)
 
 
-def test_default_url_and_queue_name_match_the_seed() -> None:
+def test_default_url_and_queue_name() -> None:
     queue = RabbitMQTaskQueue()
     assert queue.queue_name == "tasks"
     assert queue.url == "amqp://localhost:5672/"
@@ -77,7 +116,7 @@ def test_state_store_object_is_used_as_given() -> None:
     [
         ("mongodb://u:pw@host/db", "scheme"),
         ({"type": "no-such-backend", "url": "x://"}, "not installed"),
-        (42, "not supported"),
+        (42, "is invalid"),
     ],
 )
 def test_state_store_setting_errors_name_the_fix(setting: object, message: str) -> None:
@@ -88,8 +127,9 @@ def test_state_store_setting_errors_name_the_fix(setting: object, message: str) 
 
 
 class FakeEntryPoint:
-    def __init__(self, target: object) -> None:
+    def __init__(self, target: object, name: str = "redis") -> None:
         self.target = target
+        self.name = name
 
     def load(self) -> object:
         return self.target
@@ -97,6 +137,8 @@ class FakeEntryPoint:
 
 class StoresBackend:
     """A backend offering a cache and a result store, recording the specs it was given."""
+
+    url_schemes = ("redis", "rediss")
 
     def __init__(self) -> None:
         self.specs: list[tuple[str, TaskBackendSpec]] = []
@@ -119,7 +161,7 @@ class StoresBackend:
 @pytest.fixture
 def stores_backend(monkeypatch: pytest.MonkeyPatch) -> StoresBackend:
     target = StoresBackend()
-    monkeypatch.setattr(_backend, "entry_points", lambda **_: [FakeEntryPoint(target)])
+    monkeypatch.setattr(_stores, "entry_points", lambda **_: [FakeEntryPoint(target)])
     return target
 
 
@@ -130,7 +172,7 @@ def test_state_store_backend_without_cache_factory_is_refused(
         def create_queue(self, spec: TaskBackendSpec, /) -> object:
             return object()
 
-    monkeypatch.setattr(_backend, "entry_points", lambda **_: [FakeEntryPoint(NoCache())])
+    monkeypatch.setattr(_stores, "entry_points", lambda **_: [FakeEntryPoint(NoCache())])
     spec = TaskBackendSpec(type="rabbitmq", options={"state_store": {"type": "nocache"}})
     with pytest.raises(TaskConfigurationError, match="create_cache_backend"):
         RabbitMQBackend().create_queue(spec)

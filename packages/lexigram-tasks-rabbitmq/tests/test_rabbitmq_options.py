@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lexigram.contracts.tasks import PRIORITY_MAX, Priority, TaskConfigurationError
-from lexigram.tasks.backends.rabbitmq import RabbitMQSettings, map_priority
-from lexigram.tasks.backends.rabbitmq._link import (
+from lexigram.tasks.backends.rabbitmq import RabbitMQOptions, map_priority
+from lexigram.tasks.backends.rabbitmq._connection import (
     bucket_arguments,
     dead_letter_arguments,
     main_queue_arguments,
@@ -136,30 +136,30 @@ def test_delay_bucket_hops_to_due_in_few_steps() -> None:
 
 
 def test_main_queue_arguments_classic_and_quorum() -> None:
-    classic = main_queue_arguments("q", RabbitMQSettings(max_priority=7))
+    classic = main_queue_arguments("q", RabbitMQOptions(max_priority=7))
     assert classic == {
         "x-dead-letter-exchange": "q.dlx",
         "x-max-priority": 7,
         "x-queue-version": 2,
         "x-queue-mode": "lazy",
     }
-    quorum = main_queue_arguments("q", RabbitMQSettings(queue_type="quorum"))
+    quorum = main_queue_arguments("q", RabbitMQOptions(queue_type="quorum"))
     assert quorum == {"x-dead-letter-exchange": "q.dlx", "x-queue-type": "quorum"}
     bare = main_queue_arguments(
-        "q", RabbitMQSettings(max_priority=0, queue_version=None, queue_mode=None)
+        "q", RabbitMQOptions(max_priority=0, queue_version=None, queue_mode=None)
     )
     assert bare == {"x-dead-letter-exchange": "q.dlx"}
 
 
 def test_bucket_arguments_dead_letter_back_to_the_queue() -> None:
-    args = bucket_arguments("q", 10, RabbitMQSettings(queue_version=None))
+    args = bucket_arguments("q", 10, RabbitMQOptions(queue_version=None))
     assert args == {
         "x-message-ttl": 1024,
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": "q",
         "x-queue-mode": "lazy",
     }
-    quorum = bucket_arguments("q", 10, RabbitMQSettings(queue_type="quorum"))
+    quorum = bucket_arguments("q", 10, RabbitMQOptions(queue_type="quorum"))
     assert quorum["x-dead-letter-strategy"] == "at-least-once"
     assert quorum["x-overflow"] == "reject-publish"
     assert "x-queue-version" not in quorum
@@ -167,42 +167,51 @@ def test_bucket_arguments_dead_letter_back_to_the_queue() -> None:
 
 
 def test_dead_letter_arguments_ttl_in_milliseconds() -> None:
-    settings = RabbitMQSettings(dead_letter_ttl=1.5, queue_version=1, queue_mode="default")
+    settings = RabbitMQOptions(dead_letter_ttl=1.5, queue_version=1, queue_mode="default")
     assert dead_letter_arguments(settings) == {
         "x-message-ttl": 1500,
         "x-queue-version": 1,
         "x-queue-mode": "default",
     }
-    bare = RabbitMQSettings(dead_letter_ttl=None, queue_version=None, queue_mode=None)
+    bare = RabbitMQOptions(dead_letter_ttl=None, queue_version=None, queue_mode=None)
     assert dead_letter_arguments(bare) == {}
 
 
-# -- settings --------------------------------------------------------------------------
+# -- options ---------------------------------------------------------------------------
 
 
-def test_settings_from_options_coerces_strings() -> None:
-    settings = RabbitMQSettings.from_options(
+def test_options_from_spec_convert_strings() -> None:
+    options = RabbitMQOptions.from_options(
         {
             "durable": "false",
             "max_priority": "20",
             "visibility_timeout": "2.5",
             "queue_type": "classic",
-            "dead_letter_ttl": None,
-            "queue_mode": "null",
+            "dead_letter_ttl": "0",
+            "queue_mode": "none",
+            "queue_version": "0",
+            "broker_idempotency": "off",
         }
     )
-    assert settings.queue_mode is None
-    assert settings.durable is False
-    assert settings.max_priority == 20
-    assert settings.visibility_timeout == 2.5
-    assert settings.dead_letter_ttl is None
+    assert options.durable is False
+    assert options.max_priority == 20
+    assert options.visibility_timeout == 2.5
+    assert options.broker_idempotency is False
+    # 0 / "none" mean "send no argument": the broker's default.
+    assert dead_letter_arguments(options) == {}
+    assert main_queue_arguments("q", options) == {
+        "x-dead-letter-exchange": "q.dlx",
+        "x-max-priority": 20,
+    }
+    # None means "the default", as for every backend.
+    assert RabbitMQOptions.from_options({"dead_letter_ttl": None}).dead_letter_ttl == 7 * 86400
 
 
-def test_settings_from_options_rejects_unknown_keys() -> None:
-    with pytest.raises(TaskConfigurationError, match="'max_priorty' is unknown") as info:
-        RabbitMQSettings.from_options({"max_priorty": 3})
-    assert "max_priority" in str(info.value)
-    RabbitMQSettings.from_options({"state_store": None, "stores": None})
+def test_options_reject_unknown_keys_naming_the_nearest() -> None:
+    with pytest.raises(TaskConfigurationError, match="unknown option 'max_priorty'") as info:
+        RabbitMQOptions.from_options({"max_priorty": 3})
+    assert "Did you mean 'max_priority'?" in str(info.value)
+    RabbitMQOptions.from_options({"state_store": None, "stores": None})
 
 
 @pytest.mark.parametrize(
@@ -221,7 +230,7 @@ def test_settings_from_options_rejects_unknown_keys() -> None:
         {"queue_type": "quorum", "durable": False},
     ],
 )
-def test_settings_reject_bad_values(options: dict[str, object]) -> None:
+def test_options_reject_bad_values(options: dict[str, object]) -> None:
     with pytest.raises(TaskConfigurationError) as info:
-        RabbitMQSettings.from_options(options)
+        RabbitMQOptions.from_options(options)
     assert str(info.value).endswith(".")

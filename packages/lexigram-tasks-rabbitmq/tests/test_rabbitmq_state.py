@@ -20,9 +20,9 @@ class Clock:
         return self.now
 
 
-def make_states(clock: Clock | None = None, *, shared: bool = False) -> JobStates:
+def make_states(clock: Clock | None = None) -> JobStates:
     store = LocalStateStore(clock=clock or Clock())
-    return JobStates(store, "ns:", shared=shared, state_ttl=60.0)
+    return JobStates(store, "ns:", state_ttl=60.0)
 
 
 async def test_local_store_satisfies_cache_protocol_and_expires() -> None:
@@ -93,7 +93,9 @@ async def test_idempotency_claim_returns_holder() -> None:
     states = make_states()
     assert await states.claim_idempotency("k", "first", ttl=10) is None
     assert await states.claim_idempotency("k", "second", ttl=10) == "first"
-    await states.release_idempotency("k")
+    await states.release_idempotency("k", "second")  # not the holder: nothing changes
+    assert await states.claim_idempotency("k", "third", ttl=10) == "first"
+    await states.release_idempotency("k", "first")
     assert await states.claim_idempotency("k", "second", ttl=10) is None
 
 
@@ -106,12 +108,12 @@ async def test_idempotency_claim_expires_with_ttl() -> None:
 
 
 async def test_requeued_and_started_track_retries() -> None:
-    states = make_states(shared=True)
+    states = make_states()
     await states.admit("j1", "{}", delay=0)
     await states.requeued("j1", '{"r":1}', retrying=True, delay=5)
     assert await states.count("retry") == 1
     assert await states.waiting_envelope("j1") == '{"r":1}'
-    await states.started("j1", '{"r":1}', retried=True)
+    await states.started("j1", '{"r":1}', retried=True, lease=30.0)
     assert await states.count("retry") == 0
     assert await states.running_envelope("j1") == '{"r":1}'
     assert await states.running_ids() == ["j1"]
@@ -119,7 +121,24 @@ async def test_requeued_and_started_track_retries() -> None:
     assert await states.count("run") == 0
 
 
-async def test_clear_keeps_idempotency_keys() -> None:
+async def test_running_record_lives_as_long_as_the_lease() -> None:
+    """A worker that dies stops counting as RUNNING once its lease is over."""
+    clock = Clock()
+    states = make_states(clock)
+    await states.started("j1", "{}", retried=False, lease=5.0)
+    clock.now += 4
+    await states.renewed("j1", "{}", 5.0)  # a heartbeat
+    clock.now += 4
+    assert await states.count("run") == 1
+    clock.now += 2  # no heartbeat for a whole lease: the holder is gone
+    assert await states.count("run") == 0
+    assert await states.running_envelope("j1") is None
+    await states.started("j2", "{}", retried=False, lease=5.0)
+    await states.lapsed("j2")
+    assert await states.count("run") == 0
+
+
+async def test_clear_forgets_idempotency_keys() -> None:
     states = make_states()
     await states.claim_idempotency("k", "j1", ttl=10)
     await states.admit("j1", "{}", delay=0)
@@ -128,7 +147,7 @@ async def test_clear_keeps_idempotency_keys() -> None:
     await states.clear()
     assert await states.store.keys("ns:job:") == []
     assert await states.count("del") == 0
-    assert await states.claim_idempotency("k", "j3", ttl=10) == "j1"
+    assert await states.claim_idempotency("k", "j3", ttl=10) is None
 
 
 async def test_ttl_covers_the_delay() -> None:

@@ -27,8 +27,12 @@ from aio_pika.abc import AbstractRobustChannel
 from aiormq.abc import AbstractChannel, DeliveredMessage
 from pamqp.commands import Basic
 
-from lexigram.contracts.tasks import Job, TaskDecodeError, decode_job, make_poison_job
-from lexigram.tasks.backends.rabbitmq._link import CONNECTION_ERRORS, AMQPLink, main_queue_arguments
+from lexigram.contracts.tasks import Job, TaskDecodeError, decode_job, encode_job, make_poison_job
+from lexigram.tasks.backends.rabbitmq._connection import (
+    CONNECTION_ERRORS,
+    AMQPLink,
+    main_queue_arguments,
+)
 from lexigram.tasks.backends.rabbitmq._options import delay_bucket
 
 logger = logging.getLogger(__name__)
@@ -71,9 +75,27 @@ class ChannelAcks:
 
 
 class Delivery:
-    """One delivered message and the job decoded from it."""
+    """One delivered message, the job decoded from it, and its lease.
 
-    __slots__ = ("acks", "due", "envelope", "job", "redelivered", "restamp", "settled", "tag")
+    The lease token names this one delivery: it is bound to the channel and delivery
+    tag the broker gave it, so it dies with that channel, and a redelivery of the same
+    job (to this process or another) gets a new one.
+    """
+
+    __slots__ = (
+        "acks",
+        "deadline",
+        "due",
+        "envelope",
+        "grace",
+        "job",
+        "redelivered",
+        "restamp",
+        "settled",
+        "tag",
+        "timer",
+        "token",
+    )
 
     def __init__(self, message: DeliveredMessage, acks: ChannelAcks) -> None:
         self.acks = acks
@@ -81,6 +103,10 @@ class Delivery:
         self.redelivered = bool(message.redelivered)
         self.settled = False
         self.due = 0.0
+        self.token = ""
+        self.deadline = 0.0  # loop time the lease runs out (set when handed out)
+        self.timer: asyncio.TimerHandle | None = None
+        self.grace = False
         body = message.body
         headers = message.header.properties.headers or {}
         try:
@@ -105,6 +131,16 @@ class Delivery:
         """True when the channel it came on is gone (the broker requeued it)."""
         return not self.acks.alive
 
+    def record(self) -> str:
+        """The envelope to record while it runs (a poison job's own, valid, encoding)."""
+        return self.envelope if self.envelope is not None else encode_job(self.job).decode()
+
+    def stop_timer(self) -> None:
+        """Cancel the lease timer."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
 
 class DeliveryBuffer:
     """The consumer of one queue plus the get channel and the local buffer."""
@@ -121,7 +157,7 @@ class DeliveryBuffer:
         self._send_back = send_back
         self._holding = holding  # True while the queue has jobs in flight
         self._queue = link.queue_name
-        self._quorum = link.settings.queue_type == "quorum"
+        self._quorum = link.options.queue_type == "quorum"
         self._channel: AbstractRobustChannel | None = None
         self._getter: AbstractRobustChannel | None = None
         self._getter_acks: ChannelAcks | None = None
@@ -249,8 +285,8 @@ class DeliveryBuffer:
                 # Declared here too so a robust reopen re-declares it before we consume.
                 await channel.declare_queue(
                     self._queue,
-                    durable=self._link.settings.durable,
-                    arguments=main_queue_arguments(self._queue, self._link.settings),
+                    durable=self._link.options.durable,
+                    arguments=main_queue_arguments(self._queue, self._link.options),
                 )
                 channel.reopen_callbacks.add(self._on_reopen)
                 self._channel = channel

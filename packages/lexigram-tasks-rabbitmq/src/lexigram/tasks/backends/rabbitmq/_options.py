@@ -1,4 +1,4 @@
-"""Pure helpers of the RabbitMQ backend: settings, URLs, names, priorities and delays.
+"""Pure helpers of the RabbitMQ backend: options, URLs, names, priorities and delays.
 
 Nothing here touches the network, so all of it is unit-tested without a broker.
 """
@@ -7,22 +7,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 from urllib.parse import unquote, urlsplit
 
 from lexigram.contracts.tasks import (
     PRIORITY_MAX,
+    CacheBackendProtocol,
     Priority,
     TaskConfigurationError,
     mask_url,
+    parse_options,
 )
 
 DEFAULT_AMQP_URL = "amqp://localhost:5672/"
-"""The URL used when none is given (the seed's default)."""
+"""The URL used when none is given."""
 
 QueueType = Literal["classic", "quorum"]
-QueueMode = Literal["lazy", "default"]
+QueueMode = Literal["lazy", "default", "none"]
 DelayMode = Literal["ttl", "auto", "plugin"]
 
 BUCKET_MIN_EXP = 5
@@ -198,12 +200,17 @@ def delay_bucket(remaining: float) -> int | None:
     return min(millis.bit_length() - 1, BUCKET_MAX_EXP)
 
 
-# -- settings ----------------------------------------------------------------------------
+# -- options -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RabbitMQSettings:
-    """Validated options of a `RabbitMQTaskQueue` (also the keys of `spec.options`).
+class RabbitMQOptions:
+    """The options of the RabbitMQ backend: the keys of ``TaskBackendSpec.options``.
+
+    The backend reads them with `parse_options`, which converts strings from YAML or
+    environment variables and names the nearest option on a typo; this class checks
+    the ranges. `RabbitMQTaskQueue` takes an instance (``options=``) or the same names
+    as keyword arguments.
 
     Attributes:
         durable: Durable queues and persistent messages (survive a broker restart).
@@ -211,24 +218,37 @@ class RabbitMQSettings:
         max_priority: ``x-max-priority`` of a classic queue (0 disables priorities).
         queue_version: ``x-queue-version`` of classic queues (2: the v2 storage, whose
             publisher confirms for persistent messages come about twice as fast as v1's
-            on RabbitMQ 3.10-3.12; None leaves the broker's default).
+            on RabbitMQ 3.10-3.12; 0 or None sends no argument: the broker's default).
         queue_mode: ``x-queue-mode`` of classic queues. ``lazy`` (the default) writes
             messages to disk as they arrive instead of holding them in memory first: on
             RabbitMQ 3.10/3.11 that takes persistent messages about 1.3x as fast and uses
             less broker memory; 3.12+ works this way always and ignores the argument.
-            None sends no argument (for queues created without it, or set by a policy).
-        visibility_timeout: Heartbeat basis for the worker (AMQP has no lease expiry).
+            ``none`` (or None) sends no argument (for queues created without it, or set
+            by a policy).
+        visibility_timeout: The lease of a delivery, in seconds: a job neither acked nor
+            extended for this long is given back to the broker for another consumer.
+            The worker heartbeats every third of it.
         idempotency_ttl: How long an idempotency key is held, in seconds.
+        broker_idempotency: Without a shared state store, claim idempotency keys on the
+            broker (one small self-expiring queue per key), so producers and schedulers
+            in separate processes agree on them; False keeps them in this process only.
         delay_mode: ``ttl`` (bucket queues), ``plugin`` (rabbitmq_delayed_message_exchange)
             or ``auto`` (the plugin when the broker has it, else buckets).
-        dead_letter_ttl: ``x-message-ttl`` of the broker-side dead-letter queue (None keeps
-            messages until an operator removes them).
-        connect_timeout: Seconds to wait for the broker on connect.
+        dead_letter_ttl: ``x-message-ttl`` of the broker-side dead-letter queue in seconds
+            (0 or None keeps messages until an operator removes them).
+        connect_timeout: Seconds to wait for the broker on connect (TCP, TLS and the AMQP
+            handshake together).
         reconnect_interval: Seconds between reconnect attempts after a connection loss.
         publish_timeout: Seconds an enqueue waits (including for a reconnect) for a confirm.
         publish_window: Publisher confirms in flight at once in `enqueue_many`.
         state_ttl: Lifetime of a job-state record in seconds (plus the job's delay).
         state_max_entries: Size bound of the in-process state store.
+        stores: Another installed backend whose stores (results, progress, DLQ,
+            schedules, locks, ...) this backend hands out: a ``redis://`` /
+            ``postgresql://`` URL or ``{"type": ..., "url": ..., "options": {...}}``.
+        state_store: Where the job-state records live (same forms, or a
+            `CacheBackendProtocol` object); defaults to the ``stores`` backend's cache,
+            else to an in-process store.
     """
 
     durable: bool = True
@@ -238,6 +258,7 @@ class RabbitMQSettings:
     queue_mode: QueueMode | None = "lazy"
     visibility_timeout: float = 30.0
     idempotency_ttl: float = DAY
+    broker_idempotency: bool = True
     delay_mode: DelayMode = "ttl"
     dead_letter_ttl: float | None = 7 * DAY
     connect_timeout: float = 10.0
@@ -246,6 +267,8 @@ class RabbitMQSettings:
     publish_window: int = 256
     state_ttl: float = 7 * DAY
     state_max_entries: int = 100_000
+    stores: object = None
+    state_store: object = None
 
     def __post_init__(self) -> None:
         if self.queue_type not in get_args(QueueType):
@@ -255,14 +278,24 @@ class RabbitMQSettings:
         if not 0 <= self.max_priority <= PRIORITY_MAX:
             _bad("max_priority", self.max_priority, f"an int in 0..{PRIORITY_MAX} (10 is typical)")
         if self.queue_type == "quorum" and not self.durable:
-            _bad("durable", self.durable, "True: quorum queues are always durable")
+            _bad("durable", self.durable, "true: quorum queues are always durable")
+        self._check_storage()
         self._check_numbers()
+        for name in ("stores", "state_store"):
+            value = getattr(self, name)
+            if value is None or isinstance(value, str | Mapping):
+                continue
+            if name == "state_store" and isinstance(value, CacheBackendProtocol):
+                continue
+            _bad(name, value, "a redis:// or postgresql:// URL, or {'type': ..., 'url': ...}")
+
+    def _check_storage(self) -> None:
+        if self.queue_version not in (None, 0, 1, 2):
+            _bad("queue_version", self.queue_version, "1, 2, or 0 for the broker's default")
+        if self.queue_mode is not None and self.queue_mode not in get_args(QueueMode):
+            _bad("queue_mode", self.queue_mode, "'lazy', 'default' or 'none' (no argument)")
 
     def _check_numbers(self) -> None:
-        if self.queue_version not in (None, 1, 2):
-            _bad("queue_version", self.queue_version, "1, 2 or None (the broker's default)")
-        if self.queue_mode is not None and self.queue_mode not in get_args(QueueMode):
-            _bad("queue_mode", self.queue_mode, "'lazy', 'default' or None (no argument)")
         for name in (
             "visibility_timeout",
             "idempotency_ttl",
@@ -274,78 +307,43 @@ class RabbitMQSettings:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 _bad(name, value, "a positive number of seconds")
-        if self.dead_letter_ttl is not None and not self.dead_letter_ttl > 0:
-            _bad("dead_letter_ttl", self.dead_letter_ttl, "a positive number of seconds or None")
+        if self.dead_letter_ttl is not None and not self.dead_letter_ttl >= 0:
+            _bad("dead_letter_ttl", self.dead_letter_ttl, "seconds, or 0 to keep dead letters")
         if self.publish_window < 1:
             _bad("publish_window", self.publish_window, "an int of 1 or more")
         if self.state_max_entries < 1:
             _bad("state_max_entries", self.state_max_entries, "an int of 1 or more")
 
-    @classmethod
-    def from_options(cls, options: Mapping[str, object]) -> RabbitMQSettings:
-        """Build settings from `TaskBackendSpec.options`, coercing strings from env/YAML.
+    @property
+    def queue_version_argument(self) -> int | None:
+        """The ``x-queue-version`` to declare, or None for no argument."""
+        return self.queue_version or None
 
-        ``state_store`` and ``stores`` are read by the backend object, not here.
+    @property
+    def queue_mode_argument(self) -> str | None:
+        """The ``x-queue-mode`` to declare, or None for no argument."""
+        return None if self.queue_mode in (None, "none") else self.queue_mode
+
+    @property
+    def dead_letter_ttl_ms(self) -> int | None:
+        """The ``x-message-ttl`` of ``<queue>.dlx`` in ms, or None to keep dead letters."""
+        return int(self.dead_letter_ttl * 1000) if self.dead_letter_ttl else None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, name: str = "rabbitmq") -> RabbitMQOptions:
+        """Read `TaskBackendSpec.options` (strings from env/YAML are converted).
+
+        Args:
+            options: The spec's options.
+            name: The configured backend's name, for messages.
 
         Raises:
-            TaskConfigurationError: A key is unknown, or a value has the wrong type or is
-                out of range.
+            TaskConfigurationError: An unknown option (naming the nearest one), a value of
+                the wrong type, or one out of range.
         """
-        known = {f.name: f for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, raw in options.items():
-            spec = known.get(key)
-            if spec is None:
-                if key in _BACKEND_KEYS:
-                    continue
-                names = ", ".join(sorted([*known, *_BACKEND_KEYS]))
-                msg = (
-                    f"RabbitMQ backend option {key!r} is unknown. Check it for a typo; "
-                    f"the options are: {names}."
-                )
-                raise TaskConfigurationError(msg)
-            values[key] = _coerce(key, raw, default=spec.default)
-        return cls(**values)
-
-
-def _coerce(key: str, raw: object, *, default: object) -> object:
-    if key in _NULLABLE and (raw is None or (isinstance(raw, str) and raw.lower() in _NULLS)):
-        return None
-    if isinstance(default, bool):
-        if isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str) and raw.strip().lower() in _BOOLS:
-            return _BOOLS[raw.strip().lower()]
-        _bad(key, raw, "true or false")
-    if isinstance(default, int) and not isinstance(default, bool):
-        try:
-            return int(str(raw)) if not isinstance(raw, int) or isinstance(raw, bool) else raw
-        except ValueError:
-            _bad(key, raw, "an integer")
-    if isinstance(default, float):
-        try:
-            return float(raw) if isinstance(raw, int | float | str) else _bad(key, raw, "a number")
-        except ValueError:
-            _bad(key, raw, "a number of seconds")
-    return raw
-
-
-_BACKEND_KEYS = ("state_store", "stores")
-_NULLABLE = ("dead_letter_ttl", "queue_version", "queue_mode")
-_NULLS = ("none", "null", "")
-
-_BOOLS = {
-    "true": True,
-    "1": True,
-    "yes": True,
-    "on": True,
-    "false": False,
-    "0": False,
-    "no": False,
-    "off": False,
-}
+        return parse_options("rabbitmq", name, options, cls)
 
 
 def _bad(key: str, value: object, expected: str) -> Any:
     msg = f"RabbitMQ backend option {key}={value!r} is invalid. Use {expected}."
-    raise TaskConfigurationError(msg)
+    raise TaskConfigurationError(msg, details={"backend": "rabbitmq", "option": key})

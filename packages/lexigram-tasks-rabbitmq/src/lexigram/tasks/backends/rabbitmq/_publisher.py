@@ -15,7 +15,6 @@ from pamqp.commands import Basic
 from lexigram.contracts.tasks import (
     BackendConnectionError,
     Err,
-    HookRegistryProtocol,
     Job,
     Ok,
     Result,
@@ -24,10 +23,11 @@ from lexigram.contracts.tasks import (
     encode_job,
 )
 from lexigram.tasks.backends.rabbitmq._bulk import Published
+from lexigram.tasks.backends.rabbitmq._claims import Claims
+from lexigram.tasks.backends.rabbitmq._connection import AMQPLink
 from lexigram.tasks.backends.rabbitmq._frames import Outgoing
-from lexigram.tasks.backends.rabbitmq._link import AMQPLink
 from lexigram.tasks.backends.rabbitmq._options import (
-    RabbitMQSettings,
+    RabbitMQOptions,
     delay_bucket,
     delayed_exchange_name,
     map_priority,
@@ -36,7 +36,6 @@ from lexigram.tasks.backends.rabbitmq._state import Admission, JobStates
 
 _MAX_PLUGIN_DELAY_MS = (1 << 32) - 1
 _MAX_MESSAGE_ID = 255  # an AMQP short string
-_QUEUED_ACTION = "task.queued"
 _SLICES_IN_FLIGHT = 2  # while the broker takes one slice, the next is being admitted
 _YIELD_EVERY = 32
 _FIRST_SLICE = 16  # small, so the broker starts working while the client admits the rest
@@ -68,42 +67,32 @@ class JobPublisher:
     Args:
         link: The queue's connection.
         states: The queue's job-state records.
-        settings: The queue's settings.
+        claims: Where idempotency keys are claimed (the state store or the broker).
+        options: The queue's options.
         queue_name: The queue's name.
     """
 
     def __init__(
-        self, link: AMQPLink, states: JobStates, settings: RabbitMQSettings, queue_name: str
+        self,
+        link: AMQPLink,
+        states: JobStates,
+        claims: Claims,
+        options: RabbitMQOptions,
+        queue_name: str,
     ) -> None:
         self._link = link
         self._states = states
-        self._settings = settings
+        self._claims = claims
+        self._options = options
         self._queue_name = queue_name
-        self._delivery_mode = 2 if settings.durable else 1
-        self._hooks: HookRegistryProtocol | None = None
-        self._hook_payload: Any = None
+        self._delivery_mode = 2 if options.durable else 1
         self._enqueuing = 0  # `enqueue` calls between admission and confirm
-
-    def set_hook_registry(self, hooks: HookRegistryProtocol | None) -> None:
-        """Emit ``"task.queued"`` to `hooks` for each newly published job (None: stop)."""
-        self._hooks = hooks
-        if hooks is not None and self._hook_payload is None:
-            from lexigram.tasks.hooks import TaskEnqueuedHook  # noqa: PLC0415 - core is optional
-
-            self._hook_payload = TaskEnqueuedHook
-
-    async def _emit_queued(self, job: Job) -> None:
-        if self._hooks is not None and self._hook_payload is not None:
-            payload = self._hook_payload(
-                task_name=job.name, queue_name=self._queue_name, task_id=job.id
-            )
-            await self._hooks.emit(_QUEUED_ACTION, payload)
 
     # -- one message -------------------------------------------------------------------
 
     def _priority(self, job: Job) -> int:
-        settings = self._settings
-        return map_priority(job.priority, settings.max_priority, settings.queue_type)
+        options = self._options
+        return map_priority(job.priority, options.max_priority, options.queue_type)
 
     def _properties(self, job: Job, headers: dict[str, Any] | None = None) -> Basic.Properties:
         return Basic.Properties(
@@ -158,8 +147,8 @@ class JobPublisher:
         delay = 0.0 if job.scheduled_at is None else job.scheduled_at - time.time()
         key = job.idempotency_key
         if key is not None:
-            ttl = max(self._settings.idempotency_ttl, delay)
-            holder = await self._states.claim_idempotency(key, job.id, ttl)
+            ttl = max(self._options.idempotency_ttl, delay)
+            holder = await self._claims.claim_idempotency(key, job.id, ttl)
             if holder is not None and holder != job.id:
                 return Ok(holder)
         if await self._states.admit(job.id, body.decode(), delay) is not Admission.NEW:
@@ -170,7 +159,7 @@ class JobPublisher:
         """Undo `_admit` for a job that did not reach the broker."""
         await self._states.forget(job.id)
         if job.idempotency_key is not None:
-            await self._states.release_idempotency(job.idempotency_key)
+            await self._claims.release_idempotency(job.idempotency_key, job.id)
 
     async def _refused(self, job: Job, outcome: Published) -> Err[TaskQueueError]:
         await self._forget(job)
@@ -188,7 +177,7 @@ class JobPublisher:
     def _unconfirmed(self, job: Job) -> BackendConnectionError:
         msg = (
             f"Job {job.id!r} ({job.name!r}) got no confirm from RabbitMQ within "
-            f"publish_timeout ({self._settings.publish_timeout:g} s) on queue "
+            f"publish_timeout ({self._options.publish_timeout:g} s) on queue "
             f"{self._queue_name!r} although the connection is up: the broker is slow or "
             "blocking publishers (memory or disk alarm). The job may still arrive; check "
             "the broker before enqueueing it again."
@@ -201,8 +190,6 @@ class JobPublisher:
             return Err(self._unconfirmed(job))
         if outcome is not Published.ACK:
             return await self._refused(job, outcome)
-        if self._hooks is not None:
-            await self._emit_queued(job)
         return Ok(job.id)
 
     async def enqueue(self, job: Job) -> JobResult:
@@ -242,7 +229,7 @@ class JobPublisher:
         results: list[JobResult | None] = [None] * len(jobs)
         admitted: list[_Admitted] = []
         one_by_one: list[_Admitted] = []
-        size = max(1, self._settings.publish_window // _SLICES_IN_FLIGHT)
+        size = max(1, self._options.publish_window // _SLICES_IN_FLIGHT)
         in_flight: deque[asyncio.Task[None]] = deque()
         stalled = asyncio.Event()
         try:
@@ -281,7 +268,7 @@ class JobPublisher:
         admitted: list[_Admitted],
     ) -> None:
         outcomes: list[tuple[bytes, float] | JobResult | BaseException]
-        if self._states.shared:
+        if not self._states.local:
             # A shared store is a network round trip per record: take them concurrently.
             admits = (self._admit(jobs[index]) for index in range(start, stop))
             outcomes = await asyncio.gather(*admits, return_exceptions=True)
@@ -342,7 +329,7 @@ class JobPublisher:
             results[item.index] = await self._settle(item.job, outcome)
 
     async def _publish_each(self, items: list[_Admitted], results: list[JobResult | None]) -> None:
-        gate = asyncio.Semaphore(self._settings.publish_window)
+        gate = asyncio.Semaphore(self._options.publish_window)
         unreachable: list[TaskQueueError] = []
 
         async def publish_one(item: _Admitted) -> None:

@@ -3,45 +3,44 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 from lexigram.contracts.tasks import (
     CacheBackendProtocol,
-    HookRegistryProtocol,
     Job,
     JobStatus,
     Result,
     TaskQueueError,
     decode_job,
     encode_job,
+    parse_options,
 )
 from lexigram.tasks.backends.rabbitmq._bulk import Published
+from lexigram.tasks.backends.rabbitmq._claims import BrokerClaims, Claims
+from lexigram.tasks.backends.rabbitmq._connection import CONNECTION_ERRORS, AMQPLink
 from lexigram.tasks.backends.rabbitmq._consumer import Delivery, DeliveryBuffer
-from lexigram.tasks.backends.rabbitmq._link import CONNECTION_ERRORS, AMQPLink
 from lexigram.tasks.backends.rabbitmq._options import (
-    DAY,
     DEFAULT_AMQP_URL,
-    DelayMode,
-    QueueMode,
-    QueueType,
-    RabbitMQSettings,
+    RabbitMQOptions,
     family_queues,
     owned_queues,
-    parse_amqp_url,
     state_namespace,
     validate_queue_name,
 )
 from lexigram.tasks.backends.rabbitmq._publisher import JobPublisher
-from lexigram.tasks.backends.rabbitmq._state import JobStates, LocalStateStore
+from lexigram.tasks.backends.rabbitmq._state import JobStates
+from lexigram.tasks.backends.rabbitmq._stores import local_state_store, state_store_for
 
 logger = logging.getLogger(__name__)
 
-_STALE_DONE_LIMIT = 10_000
 _REBUCKET_ERRORS: tuple[type[Exception], ...] = (TaskQueueError, *CONNECTION_ERRORS)
+_STALL_GRACE = 0.2
+"""Seconds a lease timer may fire late before the loop counts as having been blocked."""
 
 
 class RabbitMQTaskQueue:
@@ -50,39 +49,30 @@ class RabbitMQTaskQueue:
     Nothing connects until the first operation. Jobs are JSON envelopes published
     persistently (``durable=True``) to a durable classic or quorum queue; `enqueue`
     returns Ok only after the broker confirmed the message. Workers consume with
-    manual acks and a prefetch equal to their free slots; a consumer that loses its
-    connection gets its unacked jobs redelivered by the broker, and the connection,
-    channels and consumer recover on their own after a broker restart. Delays use
-    per-delay TTL queues that dead-letter back (or the delayed-message plugin), a
-    rejected job is dead-lettered to ``<queue>.dlx``, and `get_job` / `delete_job` /
-    `count` rely on a job-state store (see ``docs/backends/rabbitmq.md`` for where AMQP
-    differs from the other backends).
+    manual acks and a prefetch equal to their free slots. Each job handed out is
+    leased for `lease_seconds`: the lease ends when its consumer's connection drops
+    (the broker redelivers it) or when nobody acked or extended it in time (it is given
+    back to the broker for another consumer). Every delivery carries its own lease
+    token, and `ack`/`nack`/`extend_lease`/`retry_later` with a token that no longer
+    holds the lease return False and change nothing. Delays use per-delay TTL queues
+    that dead-letter back (or the delayed-message plugin), a rejected job is
+    dead-lettered to ``<queue>.dlx``, and `get_job` / `delete_job` / `count` rely on a
+    job-state store (see ``docs/backends/rabbitmq.md`` for where AMQP differs from the
+    other backends).
 
     Args:
         amqp_url: ``amqp://user:pass@host:5672/vhost`` or ``amqps://...`` (TLS).
         queue_name: Queue to serve (also the prefix of its delay and dead-letter queues).
-        durable: Durable queues and persistent messages (survive a broker restart).
-        queue_type: ``classic`` (priorities) or ``quorum`` (replicated).
-        max_priority: ``x-max-priority`` of a classic queue; job priorities 0..255 are
-            mapped onto 0..max_priority keeping their order.
-        queue_version: ``x-queue-version`` of the classic queues (2 by default: faster
-            confirms for persistent messages; None for the broker's default).
-        queue_mode: ``x-queue-mode`` of the classic queues (``lazy`` by default: messages
-            go to disk as they arrive, which on RabbitMQ 3.10/3.11 takes persistent
-            messages faster; 3.12+ ignores it). None sends no argument.
-        visibility_timeout: The worker's heartbeat basis. AMQP has no lease expiry: a
-            job stays with its consumer until acked or the connection drops.
+        options: The backend's options (`RabbitMQOptions`); the defaults when None.
         state_store: A shared `CacheBackendProtocol` (e.g. the Redis or Postgres one) for
-            job-state records; None keeps them in this process.
-        idempotency_ttl: How long an idempotency key is held, in seconds.
-        delay_mode: ``ttl`` (bucket queues, default), ``plugin`` or ``auto``.
-        dead_letter_ttl: ``x-message-ttl`` of ``<queue>.dlx``; None keeps dead letters.
-        connect_timeout: Seconds to wait for the broker on connect.
-        reconnect_interval: Seconds between reconnect attempts.
-        publish_timeout: Seconds an enqueue waits for a confirm, reconnects included.
-        publish_window: Confirms in flight at once in `enqueue_many`.
-        state_ttl: Lifetime of a job-state record in seconds (plus the job's delay).
-        state_max_entries: Size bound of the in-process state store.
+            job-state records; None uses ``options.state_store`` / ``options.stores``,
+            else keeps them in this process.
+        **values: Option names of `RabbitMQOptions` as keyword arguments (e.g.
+            ``visibility_timeout=5``), applied on top of `options`.
+
+    Raises:
+        TaskConfigurationError: An unknown option (naming the nearest one), a value out
+            of range, or a malformed URL or queue name.
 
     Example:
         queue = RabbitMQTaskQueue("amqp://guest:guest@localhost:5672/", "emails")
@@ -94,73 +84,53 @@ class RabbitMQTaskQueue:
         amqp_url: str = DEFAULT_AMQP_URL,
         queue_name: str = "tasks",
         *,
-        durable: bool = True,
-        queue_type: QueueType = "classic",
-        max_priority: int = 10,
-        queue_version: int | None = 2,
-        queue_mode: QueueMode | None = "lazy",
-        visibility_timeout: float = 30.0,
+        options: RabbitMQOptions | None = None,
         state_store: CacheBackendProtocol | None = None,
-        idempotency_ttl: float = DAY,
-        delay_mode: DelayMode = "ttl",
-        dead_letter_ttl: float | None = 7 * DAY,
-        connect_timeout: float = 10.0,
-        reconnect_interval: float = 1.0,
-        publish_timeout: float = 30.0,
-        publish_window: int = 256,
-        state_ttl: float = 7 * DAY,
-        state_max_entries: int = 100_000,
+        **values: Any,
     ) -> None:
-        self.settings = RabbitMQSettings(
-            durable=durable,
-            queue_type=queue_type,
-            max_priority=max_priority,
-            queue_version=queue_version,
-            queue_mode=queue_mode,
-            visibility_timeout=visibility_timeout,
-            idempotency_ttl=idempotency_ttl,
-            delay_mode=delay_mode,
-            dead_letter_ttl=dead_letter_ttl,
-            connect_timeout=connect_timeout,
-            reconnect_interval=reconnect_interval,
-            publish_timeout=publish_timeout,
-            publish_window=publish_window,
-            state_ttl=state_ttl,
-            state_max_entries=state_max_entries,
-        )
-        self.target = parse_amqp_url(amqp_url)
+        if values:
+            given = parse_options("rabbitmq", queue_name, values, RabbitMQOptions)
+            chosen = {name: getattr(given, name) for name in values}
+            options = dataclasses.replace(options or RabbitMQOptions(), **chosen)
+        self.options = options = options or RabbitMQOptions()
         self._queue_name = validate_queue_name(queue_name)
-        self.visibility_timeout = float(visibility_timeout)
-        self._link = AMQPLink(amqp_url, queue_name, self.settings)
+        self._link = AMQPLink(amqp_url, queue_name, options)
+        self.target = self._link.target
+        if state_store is None:
+            state_store = state_store_for(options, queue_name)
+        namespace = state_namespace(self.target.vhost, queue_name)
         store = (
             state_store
             if state_store is not None
-            else LocalStateStore(max_entries=state_max_entries)
+            else local_state_store(self.target, namespace, options)
         )
-        self._states = JobStates(
-            store,
-            state_namespace(self.target.vhost, queue_name),
-            shared=state_store is not None,
-            state_ttl=state_ttl,
-        )
+        self._states = JobStates(store, namespace, state_ttl=options.state_ttl)
+        claims: Claims = self._states
+        if state_store is None and options.broker_idempotency:
+            # No store other processes see: claim keys where every process looks.
+            claims = BrokerClaims(self._link)
+        self._claims = claims
         self._buffer = DeliveryBuffer(self._link, self._send_back_soon, self._holding)
         self._inflight: dict[str, Delivery] = {}
-        self._cancelled: set[str] = set()
-        self._done_stale: OrderedDict[str, None] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._publisher = JobPublisher(self._link, self._states, self.settings, queue_name)
+        self._publisher = JobPublisher(self._link, self._states, claims, options, queue_name)
         self._closed = False
 
     def __repr__(self) -> str:
         return (
             f"RabbitMQTaskQueue(url={self._link.masked_url!r}, queue_name={self._queue_name!r}, "
-            f"queue_type={self.settings.queue_type!r})"
+            f"queue_type={self.options.queue_type!r})"
         )
 
     @property
     def lease_seconds(self) -> float:
-        """The heartbeat basis (AMQP holds a delivery until ack or connection loss)."""
-        return self.visibility_timeout
+        """The lease of a delivery, in seconds (``visibility_timeout``)."""
+        return float(self.options.visibility_timeout)
+
+    @property
+    def visibility_timeout(self) -> float:
+        """The lease of a delivery, in seconds (the option's name; see `lease_seconds`)."""
+        return float(self.options.visibility_timeout)
 
     @property
     def queue_name(self) -> str:
@@ -176,14 +146,6 @@ class RabbitMQTaskQueue:
     def state_store(self) -> CacheBackendProtocol:
         """The job-state store (in-process unless a shared one was passed)."""
         return self._states.store
-
-    def set_hook_registry(self, hooks: HookRegistryProtocol | None) -> None:
-        """Attach an optional hook registry; each newly published job emits ``"task.queued"``.
-
-        The payload is core's `TaskEnqueuedHook`, imported only when a registry is set
-        (a process that passes one runs the core). Pass None to stop emitting.
-        """
-        self._publisher.set_hook_registry(hooks)
 
     async def connect(self) -> None:
         """Connect and declare the queues now instead of on first use.
@@ -262,12 +224,14 @@ class RabbitMQTaskQueue:
                 finally:
                     buffer.leave()
             return jobs
+        if not self._link.connected:
+            await self._link.ready()  # a first connect fails on its own, with its cause
         buffer.enter()
         try:
             deadline = time.monotonic() + timeout
             try:
                 # Bounded: while reconnecting, subscribing waits for the connection.
-                async with asyncio.timeout(max(timeout, self.settings.connect_timeout)):
+                async with asyncio.timeout(max(timeout, self.options.connect_timeout)):
                     await buffer.ensure_consuming(len(self._inflight) + max_jobs)
             except TimeoutError:
                 return []
@@ -282,6 +246,7 @@ class RabbitMQTaskQueue:
 
     async def _hand_out(self, deliveries: list[Delivery]) -> list[Job]:
         jobs: list[Job] = []
+        lease = self.lease_seconds
         for delivery in deliveries:
             job = delivery.job
             current = self._inflight.get(job.id)
@@ -290,24 +255,23 @@ class RabbitMQTaskQueue:
                 # across a reconnect): the running one settles it, drop this one.
                 await self._buffer.ack(delivery)
                 continue
-            if job.id in self._done_stale:
-                # It finished while its first delivery's channel was gone: do not rerun.
-                del self._done_stale[job.id]
-                await self._buffer.ack(delivery)
-                continue
             if await self._states.take_if_deleted(job.id):
                 await self._buffer.ack(delivery)
                 continue
-            await self._states.started(job.id, delivery.envelope, retried=job.retry_count > 0)
+            await self._states.started(
+                job.id, delivery.record(), retried=job.retry_count > 0, lease=lease
+            )
             job.status = JobStatus.RUNNING
+            delivery.token = job.lease_token = secrets.token_hex(8)
+            if current is not None:
+                current.stop_timer()
             self._inflight[job.id] = delivery
+            self._arm(delivery, lease)
             jobs.append(job)
         return jobs
 
     def _send_back_soon(self, delivery: Delivery) -> None:
-        task = asyncio.ensure_future(self._send_back(delivery))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._send_back(delivery))
 
     async def _send_back(self, delivery: Delivery) -> None:
         """Re-publish a delivery that is not handed out now, then ack it.
@@ -332,75 +296,153 @@ class RabbitMQTaskQueue:
         await asyncio.sleep(1.0)  # do not spin on a broker that keeps refusing
         await self._buffer.reject(delivery, requeue=True)
 
+    # -- leases ----------------------------------------------------------------------
+
+    def _arm(self, delivery: Delivery, seconds: float) -> None:
+        """(Re)start the lease of a delivery handed out here: it ends `seconds` from now."""
+        loop = asyncio.get_running_loop()
+        delivery.stop_timer()
+        delivery.deadline = loop.time() + seconds
+        delivery.grace = False
+        delivery.timer = loop.call_at(delivery.deadline, self._lease_due, delivery)
+
+    def _lease_due(self, delivery: Delivery) -> None:
+        """The lease timer fired: give the job back unless the loop itself was blocked.
+
+        A timer that fires well after its time means this process's event loop was
+        blocked, and with it the heartbeats of the job: that is not a holder that went
+        away, so it first gets a third of the lease to heartbeat.
+        """
+        delivery.timer = None
+        job_id = delivery.job.id
+        if self._inflight.get(job_id) is not delivery or delivery.settled:
+            return
+        loop = asyncio.get_running_loop()
+        late = loop.time() - delivery.deadline
+        if late > max(_STALL_GRACE, self.lease_seconds / 4) and not delivery.grace:
+            delivery.grace = True
+            delivery.timer = loop.call_later(self.lease_seconds / 3, self._lease_due, delivery)
+            return
+        self._take(job_id)
+        self._spawn(self._give_back(delivery))
+
+    async def _give_back(self, delivery: Delivery) -> None:
+        """Return a delivery whose lease ran out to the broker (it is delivered again)."""
+        job = delivery.job
+        logger.warning(
+            "Lease of job %s (%s) on %r ran out after %g s without a heartbeat; it goes "
+            "back to the queue.",
+            job.id,
+            job.name,
+            self._queue_name,
+            self.lease_seconds,
+        )
+        await self._states.lapsed(job.id)
+        await self._buffer.reject(delivery, requeue=True)
+
+    def _held(self, task_id: str, token: str | None) -> Delivery | None:
+        """The delivery of `task_id` held here under `token` (any token when None)."""
+        delivery = self._inflight.get(task_id)
+        if delivery is None or (token is not None and delivery.token != token):
+            return None
+        if delivery.stale:
+            # Its channel is gone, so the broker requeued it: nobody holds it here.
+            delivery.stop_timer()
+            self._take(task_id)
+            return None
+        return delivery
+
     # -- settle ----------------------------------------------------------------------
 
-    async def extend_lease(self, task_id: str, seconds: float | None = None) -> bool:
-        """Confirm the job is still held; AMQP has no lease to extend.
+    async def extend_lease(
+        self, task_id: str, seconds: float | None = None, *, lease_token: str | None = None
+    ) -> bool:
+        """Renew the lease of a job held here (the worker's heartbeat).
 
-        A delivery stays with its consumer until acked or until the connection drops,
-        so this returns True while the delivery is held and its channel is alive, and
-        False once the job was deleted or the channel was lost (the broker has then
-        requeued it). The broker's ``consumer_timeout`` bounds a hung handler.
+        Returns:
+            True while the delivery is held under `lease_token`; False once it was
+            settled, deleted, given back after its lease ran out, or lost with its
+            channel (the broker has then requeued it).
         """
-        if task_id in self._cancelled:
-            return False
-        delivery = self._inflight.get(task_id)
-        if delivery is None or delivery.stale:
-            return False
-        return not (self._states.shared and await self._states.is_deleted(task_id))
-
-    async def ack(self, task_id: str) -> None:
-        """Acknowledge a finished job (coalesced into multiple-acks where safe)."""
-        if task_id in self._cancelled:
-            self._cancelled.discard(task_id)  # deleted while running: already settled
-            return
-        delivery = self._take(task_id)
+        delivery = self._held(task_id, lease_token)
         if delivery is None:
-            return
-        if not await self._buffer.ack(delivery):
-            self._remember_stale_done(task_id)
-        await self._states.forget(task_id)
+            return False
+        if await self._states.is_deleted(task_id):
+            if self._inflight.get(task_id) is delivery:
+                # Deleted through another queue object: settle the message, so it never comes back.
+                self._take(task_id)
+                await self._buffer.ack(delivery)
+                await self._states.forget(task_id)
+            return False
+        if self._inflight.get(task_id) is not delivery:
+            return False
+        length = self.lease_seconds if seconds is None else max(float(seconds), 0.001)
+        self._arm(delivery, length)
+        await self._states.renewed(task_id, delivery.record(), length)
+        return True
 
-    async def nack(self, task_id: str, requeue: bool = True) -> None:
+    async def ack(self, task_id: str, *, lease_token: str | None = None) -> bool:
+        """Acknowledge a finished job (coalesced into multiple-acks where safe).
+
+        Returns:
+            True if the delivery was held under `lease_token` and is now settled.
+        """
+        delivery = self._held(task_id, lease_token)
+        if delivery is None:
+            return False
+        self._take(task_id)
+        if not await self._buffer.ack(delivery):
+            return False  # the channel died meanwhile: the broker redelivers it
+        await self._states.forget(task_id)
+        return True
+
+    async def nack(
+        self, task_id: str, requeue: bool = True, *, lease_token: str | None = None
+    ) -> bool:
         """Requeue a leased job now, or dead-letter it to ``<queue>.dlx``.
 
         A requeued job is re-published (confirmed) with its delivery count, then the
         original is acked, so its next delivery counts exactly.
+
+        Returns:
+            True if the delivery was held under `lease_token` and is now settled.
         """
-        if task_id in self._cancelled:
-            self._cancelled.discard(task_id)
-            return
-        delivery = self._take(task_id)
+        delivery = self._held(task_id, lease_token)
         if delivery is None:
-            return
+            return False
+        self._take(task_id)
         if not requeue or await self._states.is_deleted(task_id):
             await self._buffer.reject(delivery, requeue=False)
             await self._states.forget(task_id)
-            return
-        if delivery.stale:
-            return  # the broker already requeued it when the channel closed
+            return True
         job = delivery.job
         job.status = JobStatus.RETRYING if job.retry_count > 0 else JobStatus.PENDING
         await self._requeue(job, delivery, delay=0.0)
+        return True
 
-    async def retry_later(self, task: Job, *, delay: float = 0.0) -> None:
-        """Publish the updated job (confirmed) to the delay path, then ack the original."""
-        if task.id in self._cancelled:
-            self._cancelled.discard(task.id)
-            return
-        delivery = self._take(task.id)
-        if delivery is not None and delivery.stale:
-            return  # the broker redelivers the original; this retry's state is lost
+    async def retry_later(self, task: Job, *, delay: float = 0.0) -> bool:
+        """Publish the updated job (confirmed) to the delay path, then ack the original.
+
+        Fenced by ``task.lease_token`` like `ack`.
+
+        Returns:
+            True if the delivery was held and the job waits again; False otherwise.
+        """
+        delivery = self._held(task.id, task.lease_token)
+        if delivery is None:
+            return False
+        self._take(task.id)
         if await self._states.is_deleted(task.id):
-            if delivery is not None:
-                await self._buffer.ack(delivery)
-            return
+            await self._buffer.ack(delivery)
+            await self._states.forget(task.id)
+            return False
         if task.status in (JobStatus.RUNNING, JobStatus.PENDING):
             task.status = JobStatus.RETRYING if task.retry_count > 0 else JobStatus.PENDING
         task.scheduled_at = time.time() + delay if delay > 0 else None
         await self._requeue(task, delivery, delay=max(0.0, delay))
+        return True
 
-    async def _requeue(self, job: Job, delivery: Delivery | None, *, delay: float) -> None:
+    async def _requeue(self, job: Job, delivery: Delivery, *, delay: float) -> None:
         body = encode_job(job)
         # Recorded first: once published, the job may be delivered and finished at once.
         await self._states.requeued(
@@ -414,11 +456,9 @@ class RabbitMQTaskQueue:
                 "Could not requeue job %s; the broker redelivers it.", job.id, exc_info=True
             )
         if outcome is not Published.ACK:
-            if delivery is not None:
-                await self._buffer.reject(delivery, requeue=True)
+            await self._buffer.reject(delivery, requeue=True)
             return
-        if delivery is not None:
-            await self._buffer.ack(delivery)
+        await self._buffer.ack(delivery)
 
     def _holding(self) -> bool:
         return bool(self._inflight)
@@ -426,21 +466,28 @@ class RabbitMQTaskQueue:
     def _take(self, job_id: str) -> Delivery | None:
         """Remove a job from the in-flight map (the consumer may go idle after the last)."""
         delivery = self._inflight.pop(job_id, None)
-        if delivery is not None and not self._inflight:
-            self._buffer.settled()
+        if delivery is not None:
+            delivery.stop_timer()
+            if not self._inflight:
+                self._buffer.settled()
         return delivery
 
-    def _remember_stale_done(self, task_id: str) -> None:
-        self._done_stale[task_id] = None
-        if len(self._done_stale) > _STALE_DONE_LIMIT:
-            self._done_stale.popitem(last=False)
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle_background(self) -> None:
+        """Wait for give-backs and send-backs under way (before counting)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # -- lookups ---------------------------------------------------------------------
 
     async def get_job(self, job_id: str) -> Job | None:
         """Return a waiting or running job by id (from the in-flight map or the state store)."""
         delivery = self._inflight.get(job_id)
-        if delivery is not None and not delivery.stale and job_id not in self._cancelled:
+        if delivery is not None and not delivery.stale:
             return Job.from_dict(delivery.job.to_dict())
         running = await self._states.running_envelope(job_id)
         if running is not None:
@@ -453,12 +500,12 @@ class RabbitMQTaskQueue:
     async def delete_job(self, job_id: str) -> bool:
         """Delete a waiting or running job; it is never delivered again.
 
-        A job running here is acked at once (its worker sees `extend_lease` False); a
-        waiting one gets a tombstone and is dropped when the broker delivers it.
+        A job running here is acked at once (its holder's token is refused from then
+        on, so its worker sees `extend_lease` False); a waiting one, or one running in
+        another process, gets a tombstone and is dropped when the broker delivers it.
         """
         delivery = self._take(job_id)
         if delivery is not None:
-            self._cancelled.add(job_id)
             if await self._buffer.ack(delivery):
                 await self._states.forget(job_id)
             else:
@@ -470,13 +517,14 @@ class RabbitMQTaskQueue:
         """Number of jobs waiting (ready or delayed, not in flight)."""
         return await self.count(self._queue_name, JobStatus.PENDING)
 
-    async def count(self, queue_name: str, status: Any | None = None) -> int:
+    async def count(self, queue_name: str, status: JobStatus | None = None) -> int:
         """Count jobs; waiting ones come from the broker's queue depths.
 
         PENDING = messages ready in the queue and its delay buckets, plus those
-        buffered here, minus deleted ones not yet dropped; RUNNING = jobs in flight
-        (this process, or every process with a shared state store); RETRYING = jobs
-        waiting for a retry scheduled through this state store.
+        buffered here, minus deleted ones not yet dropped; RUNNING = leases that have
+        not run out (this process's, or every process's with a shared state store,
+        whose running records expire with the lease); RETRYING = jobs waiting for a
+        retry scheduled through this state store.
         """
         wanted = None if status is None else JobStatus(status)
         if wanted in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED):
@@ -490,6 +538,8 @@ class RabbitMQTaskQueue:
         total = 0
         if wanted in (None, JobStatus.PENDING):
             await self._buffer.quiesce()
+            await self._settle_background()
+            await self._buffer.quiesce()
             depth = await self._broker_depth(queue_name) + len(self._buffer)
             total += max(0, depth - await self._states.count("del"))
         if wanted in (None, JobStatus.RUNNING):
@@ -497,9 +547,7 @@ class RabbitMQTaskQueue:
         return total
 
     async def _running(self) -> int:
-        if self._states.shared:
-            return await self._states.count("run")
-        return sum(1 for d in self._inflight.values() if not d.stale)
+        return await self._states.count("run")
 
     async def _broker_depth(self, queue_name: str) -> int:
         """Ready messages in `queue_name` and its delay buckets (passive declares)."""
@@ -513,18 +561,20 @@ class RabbitMQTaskQueue:
             await self.delete_job(job_id)
         for delivery in self._buffer.drain():
             await self._buffer.ack(delivery)
-        if self._states.shared:
-            for job_id in await self._states.running_ids():
-                await self._states.delete(job_id)
+        for job_id in await self._states.running_ids():
+            await self._states.delete(job_id)
         await self._link.purge(family_queues(self._queue_name))
         await self._states.clear()
+        if self._claims is not self._states:
+            await self._claims.clear()
 
     async def delete_queues(self, *, if_empty: bool = True) -> None:
         """Delete what this queue created on the broker, e.g. after a test or a demo.
 
-        Removes the queue, its delay buckets, ``<queue>.dlx`` (queue and exchange) and the
-        delayed-message exchange. Close this object afterwards: a later enqueue would find
-        no queue (the next `RabbitMQTaskQueue` of that name declares them again).
+        Removes the queue, its delay buckets, ``<queue>.dlx`` (queue and exchange), the
+        delayed-message exchange and the idempotency keys claimed on the broker. Close
+        this object afterwards: a later enqueue would find no queue (the next
+        `RabbitMQTaskQueue` of that name declares them again).
 
         Args:
             if_empty: Refuse while any job waits, runs here, or sits in ``<queue>.dlx``.
@@ -544,6 +594,7 @@ class RabbitMQTaskQueue:
                     "if_empty=False to delete them with the queue."
                 )
                 raise TaskQueueError(msg, queue_name=self._queue_name)
+        await BrokerClaims(self._link).delete()
         await self._link.delete_topology()
 
     async def close(self) -> None:
@@ -551,6 +602,8 @@ class RabbitMQTaskQueue:
         if self._closed:
             return
         self._closed = True
+        for delivery in self._inflight.values():
+            delivery.stop_timer()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -2,14 +2,17 @@
 
 A broker can neither look a message up by id nor delete one in the middle of a
 queue, so the queue keeps a small record per job in a key-value store
-(`CacheBackendProtocol`): the in-process `LocalStateStore` by default, or a shared one
+(`CacheBackendProtocol`): an in-process `LocalStateStore` by default (one per queue
+name, shared by the queue objects of this process), or a shared one
 (Redis, Postgres, ...) passed as ``state_store``. Keys, under
 ``lexigram:rabbitmq:<vhost>:<queue>:``:
 
 - ``job:<id>``  ``w<envelope>`` while the job waits or runs; ``d`` once deleted
   (a tombstone: the message still sits in the broker and is dropped when delivered).
 - ``del:<id>``  mirrors each tombstone so `count` can subtract them cheaply.
-- ``run:<id>``  the running job (shared stores only; locally the in-flight map knows).
+- ``run:<id>``  the running job (its envelope). It lives as long as the delivery's
+  lease and each heartbeat renews it, so a worker that died (SIGKILL, lost
+  connection) stops counting as RUNNING once its lease is over.
 - ``retry:<id>`` set while a job waits for a retry (for ``count(status=RETRYING)``).
 - ``idem:<key>`` the id of the job that holds an idempotency key.
 """
@@ -128,11 +131,10 @@ class JobStates:
         store: CacheBackendProtocol,
         namespace: str,
         *,
-        shared: bool,
         state_ttl: float,
     ) -> None:
         self.store = store
-        self.shared = shared
+        self.local = isinstance(store, LocalStateStore)
         self._ns = namespace
         self._ttl = state_ttl
 
@@ -156,9 +158,11 @@ class JobStates:
             return None
         return holder
 
-    async def release_idempotency(self, key: str) -> None:
-        """Give an idempotency key back (the enqueue that took it failed)."""
-        await self.store.delete(self._key("idem", key))
+    async def release_idempotency(self, key: str, job_id: str) -> None:
+        """Give an idempotency key back (the enqueue of `job_id` that took it failed)."""
+        ikey = self._key("idem", key)
+        if await self.store.get(ikey) == job_id:
+            await self.store.delete(ikey)
 
     async def admit(self, job_id: str, envelope: str, delay: float) -> Admission:
         """Record a job about to be published; see `Admission`."""
@@ -177,10 +181,14 @@ class JobStates:
 
     async def forget(self, job_id: str) -> None:
         """Drop every record of a job (its publish failed, or it finished)."""
-        keys = [self._key("job", job_id), self._key("retry", job_id), self._key("del", job_id)]
-        if self.shared:
-            keys.append(self._key("run", job_id))
-        await self._delete_all(keys)
+        await self._delete_all(
+            [
+                self._key("job", job_id),
+                self._key("retry", job_id),
+                self._key("del", job_id),
+                self._key("run", job_id),
+            ]
+        )
 
     # -- delivery --------------------------------------------------------------------
 
@@ -196,12 +204,19 @@ class JobStates:
         """True if a tombstone exists for the job."""
         return await self.store.get(self._key("job", job_id)) == _DELETED
 
-    async def started(self, job_id: str, envelope: str | None, *, retried: bool) -> None:
-        """Record that a job was handed to a consumer."""
+    async def started(self, job_id: str, envelope: str, *, retried: bool, lease: float) -> None:
+        """Record that a job was handed to a consumer under a lease of `lease` seconds."""
         if retried:
             await self.store.delete(self._key("retry", job_id))
-        if self.shared and envelope is not None:
-            await self.store.set(self._key("run", job_id), envelope, self._ttl)
+        await self.store.set(self._key("run", job_id), envelope, lease)
+
+    async def renewed(self, job_id: str, envelope: str, lease: float) -> None:
+        """A heartbeat: the running record lives `lease` seconds from now."""
+        await self.store.set(self._key("run", job_id), envelope, lease)
+
+    async def lapsed(self, job_id: str) -> None:
+        """The lease ran out here: the job no longer runs (it goes back to the queue)."""
+        await self.store.delete(self._key("run", job_id))
 
     async def requeued(self, job_id: str, envelope: str, *, retrying: bool, delay: float) -> None:
         """Record that a job waits again (nack with requeue, or retry_later)."""
@@ -209,8 +224,7 @@ class JobStates:
         await self.store.set(self._key("job", job_id), _WAITING + envelope, ttl)
         if retrying:
             await self.store.set(self._key("retry", job_id), "1", ttl)
-        if self.shared:
-            await self.store.delete(self._key("run", job_id))
+        await self.store.delete(self._key("run", job_id))
 
     # -- lookups ---------------------------------------------------------------------
 
@@ -222,16 +236,14 @@ class JobStates:
         return value[1:]
 
     async def running_envelope(self, job_id: str) -> str | None:
-        """The envelope of a job running in another process (shared stores only)."""
-        if not self.shared:
-            return None
+        """The envelope of a running job (held by any queue object using this store)."""
         return await self.store.get(self._key("run", job_id))
 
     async def delete(self, job_id: str) -> bool:
         """Tombstone a waiting or remotely running job; True if it was known."""
         key = self._key("job", job_id)
         current = await self.store.get(key)
-        running = self.shared and await self.store.exists(self._key("run", job_id))
+        running = await self.store.exists(self._key("run", job_id))
         if current is None and not running:
             return False
         if current == _DELETED:
@@ -247,21 +259,21 @@ class JobStates:
         return len(await self.store.keys(f"{self._ns}{kind}:"))
 
     async def running_ids(self) -> list[str]:
-        """Ids of the jobs recorded as running (shared stores only)."""
+        """Ids of the jobs recorded as running."""
         prefix = f"{self._ns}run:"
         return [key[len(prefix) :] for key in await self.store.keys(prefix)]
 
     async def clear(self) -> None:
-        """Drop every record of this queue except idempotency keys."""
+        """Drop every record of this queue, idempotency keys included."""
         keys = [
             key
-            for kind in ("job", "del", "run", "retry")
+            for kind in ("job", "del", "run", "retry", "idem")
             for key in await self.store.keys(f"{self._ns}{kind}:")
         ]
         await self._delete_all(keys)
 
     async def _delete_all(self, keys: list[str]) -> None:
-        if not self.shared:
+        if self.local:
             for key in keys:
                 await self.store.delete(key)
             return

@@ -12,20 +12,23 @@ from typing import Any, TypeVar, cast
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection, ExchangeType
+from aio_pika.connection import make_url
 from aiormq.abc import AbstractChannel
 from pamqp.commands import Basic
 
 from lexigram.contracts.tasks import BackendConnectionError, TaskConfigurationError, mask_url
 from lexigram.tasks.backends.rabbitmq._bulk import BulkPublisher, Published, supports_bulk
+from lexigram.tasks.backends.rabbitmq._errors import ConnectAttempt, connect_failure
 from lexigram.tasks.backends.rabbitmq._frames import Outgoing
 from lexigram.tasks.backends.rabbitmq._options import (
     BUCKET_MAX_EXP,
     BUCKET_MIN_EXP,
-    RabbitMQSettings,
+    RabbitMQOptions,
     bucket_queue_name,
     dead_letter_name,
     delayed_exchange_name,
     owned_queues,
+    parse_amqp_url,
 )
 
 logger = logging.getLogger(__name__)
@@ -40,38 +43,86 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     TimeoutError,
     RuntimeError,  # aio-pika: "connection closed" / "channel not opened" during recovery
 )
+_CONNECT_ERRORS: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, EOFError)
 
 
-def main_queue_arguments(queue: str, settings: RabbitMQSettings) -> dict[str, Any]:
+class _TCPProbe:
+    """Tells, after a connect timed out, whether the TCP connection itself would open.
+
+    Started only when the connect is slow (a healthy broker answers in milliseconds,
+    so it never runs then): one plain TCP connect to the same port, closed at once.
+    """
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        self._host = host
+        self._port = port
+        self._deadline = time.monotonic() + timeout
+        self._task: asyncio.Task[bool] | None = None
+        self._timer = asyncio.get_running_loop().call_later(min(0.5, timeout / 4), self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.ensure_future(self._try())
+
+    async def _try(self) -> bool:
+        try:
+            async with asyncio.timeout(max(self._deadline - time.monotonic(), 0.05)):
+                _, writer = await asyncio.open_connection(self._host, self._port)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+
+    async def result(self) -> bool | None:
+        """True if TCP opened, False if not, None if the probe never started."""
+        self._timer.cancel()
+        if self._task is None:
+            return None
+        try:
+            async with asyncio.timeout(0.5):
+                return await asyncio.shield(self._task)
+        except TimeoutError:
+            return False
+
+    def cancel(self) -> None:
+        """Stop the probe (the connect succeeded or its outcome is known)."""
+        self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+
+
+def main_queue_arguments(queue: str, options: RabbitMQOptions) -> dict[str, Any]:
     """Arguments of the main queue (must match on every process that declares it)."""
     args: dict[str, Any] = {"x-dead-letter-exchange": dead_letter_name(queue)}
-    if settings.queue_type == "quorum":
+    if options.queue_type == "quorum":
         args["x-queue-type"] = "quorum"
         return args
-    if settings.max_priority > 0:
-        args["x-max-priority"] = settings.max_priority
-    return _classic(args, settings)
+    if options.max_priority > 0:
+        args["x-max-priority"] = options.max_priority
+    return _classic(args, options)
 
 
-def _classic(args: dict[str, Any], settings: RabbitMQSettings) -> dict[str, Any]:
+def _classic(args: dict[str, Any], options: RabbitMQOptions) -> dict[str, Any]:
     """Add the storage arguments of a classic queue (a quorum queue takes neither)."""
-    if settings.queue_type != "classic":
+    if options.queue_type != "classic":
         return args
-    if settings.queue_version is not None:
-        args["x-queue-version"] = settings.queue_version
-    if settings.queue_mode is not None:
-        args["x-queue-mode"] = settings.queue_mode
+    version, mode = options.queue_version_argument, options.queue_mode_argument
+    if version is not None:
+        args["x-queue-version"] = version
+    if mode is not None:
+        args["x-queue-mode"] = mode
     return args
 
 
-def bucket_arguments(queue: str, exp: int, settings: RabbitMQSettings) -> dict[str, Any]:
+def bucket_arguments(queue: str, exp: int, options: RabbitMQOptions) -> dict[str, Any]:
     """Arguments of a delay bucket: a fixed TTL, then dead-lettered back to `queue`."""
     args: dict[str, Any] = {
         "x-message-ttl": 1 << exp,
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": queue,
     }
-    if settings.queue_type == "quorum":
+    if options.queue_type == "quorum":
         # At-least-once dead-lettering needs reject-publish; without it a quorum queue
         # dead-letters at most once and could drop a delayed job on a leader change.
         args.update(
@@ -81,17 +132,18 @@ def bucket_arguments(queue: str, exp: int, settings: RabbitMQSettings) -> dict[s
                 "x-overflow": "reject-publish",
             }
         )
-    return _classic(args, settings)
+    return _classic(args, options)
 
 
-def dead_letter_arguments(settings: RabbitMQSettings) -> dict[str, Any]:
+def dead_letter_arguments(options: RabbitMQOptions) -> dict[str, Any]:
     """Arguments of the broker-side dead-letter queue."""
     args: dict[str, Any] = {}
-    if settings.queue_type == "quorum":
+    if options.queue_type == "quorum":
         args["x-queue-type"] = "quorum"
-    if settings.dead_letter_ttl is not None:
-        args["x-message-ttl"] = int(settings.dead_letter_ttl * 1000)
-    return _classic(args, settings)
+    ttl_ms = options.dead_letter_ttl_ms
+    if ttl_ms is not None:
+        args["x-message-ttl"] = ttl_ms
+    return _classic(args, options)
 
 
 class AMQPLink:
@@ -102,11 +154,12 @@ class AMQPLink:
     channels; publishes wait for that (bounded by `publish_timeout`) and are retried.
     """
 
-    def __init__(self, url: str, queue_name: str, settings: RabbitMQSettings) -> None:
+    def __init__(self, url: str, queue_name: str, options: RabbitMQOptions) -> None:
         self.url = url
+        self.target = parse_amqp_url(url)
         self.masked_url = mask_url(url)
         self.queue_name = queue_name
-        self.settings = settings
+        self.options = options
         self.connection: AbstractRobustConnection | None = None
         self._publisher: AbstractRobustChannel | None = None
         self._underlay: AbstractChannel | None = None
@@ -119,6 +172,11 @@ class AMQPLink:
         self.closed = False
 
     # -- connecting ------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True once the first connect succeeded and the topology is declared."""
+        return self.connection is not None and self._publisher is not None
 
     def reconnecting(self) -> bool:
         """True while a connection that was up is down and being re-established."""
@@ -143,24 +201,36 @@ class AMQPLink:
             return self.connection
 
     async def _connect(self) -> AbstractRobustConnection:
-        deadline = time.monotonic() + self.settings.connect_timeout
-        delay = 0.1
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                return await aio_pika.connect_robust(
-                    self.url,
-                    timeout=max(remaining, 0.1),
-                    reconnect_interval=self.settings.reconnect_interval,
-                    client_properties={"connection_name": f"lexigram-tasks:{self.queue_name}"},
-                )
-            except CONNECTION_ERRORS as exc:
-                if time.monotonic() + delay >= deadline:
-                    error = self.connection_error("connect", exc)
-                    raise error from exc
-                logger.debug("Connecting to %s failed (%s); retrying.", self.masked_url, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        """Open the robust connection once, within `connect_timeout` (TCP, TLS, AMQP).
+
+        A failure is final and says what is wrong (see `connect_failure`); later losses
+        are the robust connection's business (it reconnects every `reconnect_interval`).
+        """
+        timeout = self.options.connect_timeout
+        connection = aio_pika.RobustConnection(
+            make_url(self.url),
+            reconnect_interval=self.options.reconnect_interval,
+            client_properties={"connection_name": f"lexigram-tasks:{self.queue_name}"},
+        )
+        probe = _TCPProbe(self.target.host, self.target.port, timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                await connection.connect(timeout=timeout)
+        except _CONNECT_ERRORS as exc:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await connection.close()
+            tcp_open = await probe.result() if isinstance(exc, TimeoutError) else None
+            attempt = ConnectAttempt.of(
+                self.url, self.target.host, self.target.port, self.target.vhost, timeout
+            )
+            raise connect_failure(exc, attempt, tcp_open=tcp_open) from exc
+        except BaseException:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await connection.close()
+            raise
+        finally:
+            probe.cancel()
+        return connection
 
     def connection_error(self, action: str, exc: BaseException) -> BackendConnectionError:
         """Build the error raised when `action` failed on the broker."""
@@ -188,28 +258,28 @@ class AMQPLink:
             raise self.connection_error(action, exc) from exc
 
     async def _declare_topology(self, channel: AbstractRobustChannel) -> None:
-        settings, queue = self.settings, self.queue_name
+        options, queue = self.options, self.queue_name
         dlx = dead_letter_name(queue)
         exchange = await self._guard(
             "declare the dead-letter exchange",
-            channel.declare_exchange(dlx, ExchangeType.FANOUT, durable=settings.durable),
+            channel.declare_exchange(dlx, ExchangeType.FANOUT, durable=options.durable),
         )
         dead = await self._guard(
             "declare the dead-letter queue",
             channel.declare_queue(
-                dlx, durable=settings.durable, arguments=dead_letter_arguments(settings)
+                dlx, durable=options.durable, arguments=dead_letter_arguments(options)
             ),
         )
         await self._guard("bind the dead-letter queue", dead.bind(exchange, routing_key=queue))
         main = await self._guard(
             "declare the queue",
             channel.declare_queue(
-                queue, durable=settings.durable, arguments=main_queue_arguments(queue, settings)
+                queue, durable=options.durable, arguments=main_queue_arguments(queue, options)
             ),
         )
-        if settings.delay_mode != "ttl":
+        if options.delay_mode != "ttl":
             self.use_plugin = await self._plugin_available()
-            if settings.delay_mode == "plugin" and not self.use_plugin:
+            if options.delay_mode == "plugin" and not self.use_plugin:
                 msg = (
                     f"delay_mode='plugin' was asked for queue {queue!r}, but the broker at "
                     f"{self.masked_url} has no rabbitmq_delayed_message_exchange plugin. "
@@ -223,7 +293,7 @@ class AMQPLink:
                 channel.declare_exchange(
                     delayed_exchange_name(queue),
                     ExchangeType.X_DELAYED_MESSAGE,
-                    durable=settings.durable,
+                    durable=options.durable,
                     arguments={"x-delayed-type": "direct"},
                 ),
             )
@@ -271,8 +341,8 @@ class AMQPLink:
                     "declare a delay bucket",
                     self._publisher.declare_queue(
                         name,
-                        durable=self.settings.durable,
-                        arguments=bucket_arguments(self.queue_name, exp, self.settings),
+                        durable=self.options.durable,
+                        arguments=bucket_arguments(self.queue_name, exp, self.options),
                     ),
                 )
             except BaseException as exc:
@@ -312,7 +382,7 @@ class AMQPLink:
             BackendConnectionError: No confirm within `publish_timeout` (the broker is
                 down or unreachable); the job may or may not have reached the broker.
         """
-        deadline = time.monotonic() + self.settings.publish_timeout
+        deadline = time.monotonic() + self.options.publish_timeout
         delay = 0.05
         while True:
             try:
@@ -401,9 +471,9 @@ class AMQPLink:
         if bulk is None or bulk.channel is not channel:
             bulk = BulkPublisher(
                 channel,
-                window=self.settings.publish_window,
-                timeout=self.settings.publish_timeout,
-                delivery_mode=2 if self.settings.durable else 1,
+                window=self.options.publish_window,
+                timeout=self.options.publish_timeout,
+                delivery_mode=2 if self.options.durable else 1,
             )
             self._bulk = bulk
         return await bulk.publish(messages)
@@ -423,7 +493,7 @@ class AMQPLink:
                 await channel.close()
 
     async def _plain_channel(self, action: str) -> AbstractChannel:
-        deadline = time.monotonic() + self.settings.connect_timeout
+        deadline = time.monotonic() + self.options.connect_timeout
         while True:
             connection = await self.ready()
             transport = connection.transport

@@ -1,0 +1,169 @@
+"""What went wrong when connecting to RabbitMQ, said in one line with its fix.
+
+A failed connect is turned into one `BackendConnectionError` per cause: a refused
+login, a virtual host the user may not open, nothing listening on the port, a host
+name that does not resolve, a TLS failure, no TCP connection in time, and a server
+that accepts TCP but never speaks AMQP. Each message names the masked URL and what
+to do. Nothing here touches the network, so every message is unit-tested.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import aiormq
+
+from lexigram.contracts.tasks import BackendConnectionError, mask_url
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectAttempt:
+    """What a connect tried, for the message (never holds the password).
+
+    Attributes:
+        masked_url: The URL with its password masked.
+        host: Broker host.
+        port: Broker port.
+        vhost: Virtual host.
+        user: User name of the URL (``guest`` when it has none).
+        tls: True for ``amqps://``.
+        timeout: The connect timeout, in seconds.
+    """
+
+    masked_url: str
+    host: str
+    port: int
+    vhost: str
+    user: str
+    tls: bool
+    timeout: float
+
+    @classmethod
+    def of(cls, url: str, host: str, port: int, vhost: str, timeout: float) -> ConnectAttempt:
+        """Describe a connect to `url` (already parsed into host, port and vhost)."""
+        parts = urlsplit(url)
+        user = unquote(parts.username) if parts.username else "guest"
+        return cls(
+            masked_url=mask_url(url),
+            host=host,
+            port=port,
+            vhost=vhost,
+            user=user,
+            tls=parts.scheme.lower() == "amqps",
+            timeout=timeout,
+        )
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The OS-level error aiormq wrapped (its transport errors carry it as the cause)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError | socket.gaierror | ConnectionRefusedError):
+            return current
+        current = current.__cause__ or current.__context__
+    return exc
+
+
+def _refused(exc: BaseException) -> bool:
+    root = _root(exc)
+    if isinstance(root, ConnectionRefusedError):
+        return True
+    args: tuple[object, ...] = tuple(getattr(exc, "args", ()))
+    return len(args) > 0 and args[0] == errno.ECONNREFUSED
+
+
+def connect_failure(
+    exc: BaseException, attempt: ConnectAttempt, *, tcp_open: bool | None
+) -> BackendConnectionError:
+    """The error to raise for a connect to `attempt` that failed with `exc`.
+
+    Args:
+        exc: What the client library raised (a timeout included).
+        attempt: What was tried.
+        tcp_open: For a timeout: True if a TCP connection to the port did open (so
+            the server accepted it and then said nothing), False if it did not, None
+            when unknown.
+
+    Returns:
+        A `BackendConnectionError` whose message names the cause, the URL and the fix.
+    """
+    where = f"{attempt.host}:{attempt.port}"
+    url = attempt.masked_url
+    root = _root(exc)
+    text = str(exc)
+    if isinstance(exc, aiormq.exceptions.ProbableAuthenticationError) or "ACCESS_REFUSED" in text:
+        msg = (
+            f"RabbitMQ at {url} refused the login of user {attempt.user!r} (ACCESS_REFUSED): "
+            "fix the user name and password in the URL (amqp://USER:PASSWORD@host:port/vhost)."
+        )
+        reason = "access_refused"
+    elif "Connection.OpenOk" in text or isinstance(exc, aiormq.exceptions.ConnectionNotAllowed):
+        vhost = attempt.vhost
+        msg = (
+            f"RabbitMQ at {url} refused virtual host {vhost!r} to user {attempt.user!r} "
+            "(NOT_ALLOWED: it does not exist or the user has no permission on it): fix the "
+            f"URL's path, or create it and grant access (rabbitmqctl add_vhost {vhost}; "
+            f"rabbitmqctl set_permissions -p {vhost} {attempt.user} '.*' '.*' '.*')."
+        )
+        reason = "vhost_refused"
+    elif _refused(exc):
+        msg = (
+            f"Nothing accepts connections at {where} ({url}: connection refused): start "
+            "RabbitMQ there, or fix the host and port in the URL (5672 for amqp://, 5671 "
+            "for amqps://)."
+        )
+        reason = "connection_refused"
+    elif isinstance(root, socket.gaierror):
+        msg = (
+            f"The host name {attempt.host!r} of {url} does not resolve ({root.strerror}): "
+            "fix the host in the URL."
+        )
+        reason = "unknown_host"
+    elif isinstance(root, ssl.SSLCertVerificationError):
+        msg = (
+            f"TLS with {where} failed ({url}): the broker's certificate is not trusted "
+            f"({root.verify_message}). Give the CA that signed it with ?cafile=/path/ca.pem "
+            "in the URL, or fix the host name to match the certificate."
+        )
+        reason = "tls_untrusted"
+    elif isinstance(root, ssl.SSLError):
+        msg = (
+            f"TLS with {where} failed ({url}: {root.reason or root}). If the port serves "
+            "plain AMQP use amqp:// (5672); otherwise check the broker's TLS listener and "
+            "the client certificate options in the URL."
+        )
+        reason = "tls_failed"
+    elif isinstance(exc, TimeoutError) and tcp_open:
+        msg = (
+            f"{where} accepted the TCP connection but did not complete the AMQP handshake "
+            f"within {attempt.timeout:g} s ({url}): check that it is RabbitMQ's AMQP port "
+            "(5672, or 5671 for amqps://) and that the broker is not paused or overloaded."
+        )
+        reason = "no_amqp_answer"
+    elif isinstance(exc, TimeoutError):
+        msg = (
+            f"No TCP connection to {where} within {attempt.timeout:g} s ({url}): the host "
+            "is unreachable or a firewall drops the packets. Check the host, port and "
+            "network, or raise connect_timeout."
+        )
+        reason = "connect_timeout"
+    elif isinstance(exc, aiormq.exceptions.IncompatibleProtocolError | EOFError):
+        msg = (
+            f"{where} closed the connection during the AMQP handshake ({url}): it is not "
+            "an AMQP 0-9-1 server, or it expects TLS (use amqps://)."
+        )
+        reason = "not_amqp"
+    else:
+        detail = mask_url(f"{type(exc).__name__}: {exc}")
+        msg = (
+            f"Could not connect to RabbitMQ at {url} ({detail}): check that the broker is "
+            "running and the URL, credentials and virtual host are right."
+        )
+        reason = "connect_failed"
+    return BackendConnectionError(msg, details={"backend": "rabbitmq", "reason": reason})

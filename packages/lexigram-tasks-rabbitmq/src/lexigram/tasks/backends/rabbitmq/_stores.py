@@ -1,0 +1,144 @@
+"""Stores borrowed from another installed backend (RabbitMQ holds jobs, not records).
+
+RabbitMQ is a transport: it holds jobs, not results, progress, schedules or locks.
+The ``stores`` option names another backend (``redis://...``, ``postgresql://...`` or
+``{"type": ..., "url": ..., "options": {...}}``) whose store factories this backend
+hands the calls to; ``state_store`` (default: the ``stores`` backend's cache) is where
+the queue keeps its job-state records. Backends are found through their entry points
+and matched by the URL schemes they declare, so no backend is named here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from typing import Any
+from urllib.parse import urlsplit
+
+from lexigram.contracts.tasks import (
+    CacheBackendProtocol,
+    TaskBackendSpec,
+    TaskConfigurationError,
+    mask_url,
+)
+from lexigram.tasks.backends.rabbitmq._options import AMQPTarget, RabbitMQOptions
+from lexigram.tasks.backends.rabbitmq._state import LocalStateStore
+
+BACKENDS_GROUP = "lexigram.tasks.backends"
+
+_STATE_STORES: dict[str, CacheBackendProtocol] = {}
+"""One state store per distinct setting, shared by the queues of this process."""
+
+
+_LOCAL_STORES: dict[tuple[str, int, str], LocalStateStore] = {}
+
+
+def local_state_store(
+    target: AMQPTarget, namespace: str, options: RabbitMQOptions
+) -> LocalStateStore:
+    """The in-process store of one queue, shared by every queue object of it in this process.
+
+    So a producer and a worker in one process agree on a job's state, as they do with
+    a shared store across processes.
+    """
+    key = (target.host, target.port, namespace)
+    store = _LOCAL_STORES.get(key)
+    if store is None:
+        store = LocalStateStore(max_entries=options.state_max_entries)
+        _LOCAL_STORES[key] = store
+    return store
+
+
+def state_store_for(options: RabbitMQOptions, queue_name: str) -> CacheBackendProtocol | None:
+    """The shared job-state store `options` ask for, or None for the in-process one.
+
+    Raises:
+        TaskConfigurationError: The setting names a backend that is not installed or
+            offers no cache backend.
+    """
+    setting = options.state_store if options.state_store is not None else options.stores
+    if setting is None:
+        return None
+    if isinstance(setting, CacheBackendProtocol):
+        return setting
+    option = "state_store" if options.state_store is not None else "stores"
+    other = other_spec(setting, "rabbitmq", queue_name, option)
+    cache_key = f"{other.type}|{other.url}|{sorted(other.options.items())!r}"
+    store = _STATE_STORES.get(cache_key)
+    if store is None:
+        store = delegate(other, "create_cache_backend", required=True)
+        _STATE_STORES[cache_key] = store
+    return store
+
+
+def borrow(spec: TaskBackendSpec, factory: str, **kwargs: Any) -> Any | None:
+    """Call `factory` of the ``stores`` backend of `spec`, or return None without one."""
+    setting = RabbitMQOptions.from_options(spec.options, name=spec.name).stores
+    if setting is None:
+        return None
+    other = other_spec(setting, spec.name, spec.queue_name, "stores")
+    return delegate(other, factory, required=False, **kwargs)
+
+
+def other_spec(setting: object, name: str, queue_name: str, option: str) -> TaskBackendSpec:
+    """The spec of the backend a ``stores`` / ``state_store`` setting names."""
+    if isinstance(setting, str):
+        setting = {"url": setting}
+    if not isinstance(setting, Mapping):
+        msg = (
+            f"RabbitMQ option {option}={setting!r} is not supported. Pass a redis:// or "
+            "postgresql:// URL, or a mapping {'type': 'redis', 'url': ..., 'options': {...}}."
+        )
+        raise TaskConfigurationError(msg)
+    url = str(setting["url"]) if setting.get("url") is not None else None
+    type_ = str(setting.get("type") or _type_from_url(url, option))
+    options = setting.get("options") or {}
+    return TaskBackendSpec(
+        name=name, type=type_, url=url, queue_name=queue_name, options=dict(options)
+    )
+
+
+def _type_from_url(url: str | None, option: str) -> str:
+    """The installed backend that declares the URL's scheme in its ``url_schemes``."""
+    scheme = urlsplit(url or "").scheme.lower()
+    known: list[str] = []
+    for point in entry_points(group=BACKENDS_GROUP):
+        if point.name == "rabbitmq":
+            continue
+        try:
+            schemes = tuple(getattr(point.load(), "url_schemes", ()) or ())
+        except Exception:  # noqa: S112 - a broken backend is reported when it is used
+            continue
+        known.extend(schemes)
+        if scheme and scheme in schemes:
+            return point.name
+    shown = mask_url(url) if url else url
+    offered = ", ".join(f"{s}://" for s in sorted(set(known))) or "none installed"
+    msg = (
+        f"RabbitMQ option {option} has URL {shown!r}, whose scheme is served by no "
+        f"installed backend (schemes: {offered}). Use one of those, or give "
+        "{'type': ..., 'url': ...}."
+    )
+    raise TaskConfigurationError(msg)
+
+
+def delegate(spec: TaskBackendSpec, factory: str, *, required: bool, **kwargs: Any) -> Any:
+    """Call `factory` of the installed backend `spec.type` (None if it has none)."""
+    found = entry_points(group=BACKENDS_GROUP, name=spec.type)
+    if not found:
+        installed = sorted(entry_points(group=BACKENDS_GROUP).names)
+        msg = (
+            f"RabbitMQ options name backend {spec.type!r} for stores, which is not installed "
+            f"(installed: {', '.join(installed) or 'none'}). Install its distribution."
+        )
+        raise TaskConfigurationError(msg)
+    make = getattr(next(iter(found)).load(), factory, None)
+    if make is None:
+        if not required:
+            return None
+        msg = (
+            f"Backend {spec.type!r} offers no {factory}, so it cannot hold the RabbitMQ "
+            "job-state records. Use a backend that has one (e.g. redis or postgres)."
+        )
+        raise TaskConfigurationError(msg)
+    return make(spec, **kwargs)
