@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
 from importlib.metadata import entry_points
 
+import asyncpg
 import pytest
 
 from lexigram.contracts.tasks import (
@@ -27,6 +30,7 @@ from lexigram.tasks.backends.postgres import (
     create_queue,
 )
 from lexigram.tasks.backends.postgres._connection import backoff_delays, payload_delay
+from lexigram.tasks.backends.postgres._diagnose import connect_error
 from lexigram.tasks.backends.postgres._enqueue import make_token, parse_token
 from lexigram.tasks.backends.postgres._options import channel_name, normalize_dsn
 from lexigram.tasks.backends.postgres._schema import (
@@ -311,3 +315,53 @@ async def test_a_malformed_token_is_refused_without_a_round_trip():
     assert await queue.retry_later(job, delay=1.0) is False
     assert job.status is JobStatus.PENDING  # a refused retry leaves the job untouched
     await queue.close()
+
+
+_DSN = "postgresql://app:hunter2@db.example:5433/shop"
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (
+            asyncpg.exceptions.InvalidPasswordError(
+                'password authentication failed for user "app"'
+            ),
+            (
+                "PostgreSQL at postgresql://app:***@db.example:5433/shop rejected the login "
+                "of user 'app' (wrong password): password authentication failed for user "
+                '"app". Fix the user name or password in the DSN.'
+            ),
+        ),
+        (
+            OSError(
+                "Multiple exceptions: [Errno 111] Connect call failed ('::1', 5433, 0, 0), "
+                "[Errno 111] Connect call failed ('127.0.0.1', 5433)"
+            ),
+            (
+                "PostgreSQL at postgresql://app:***@db.example:5433/shop refused the connection: "
+                "nothing accepts connections at db.example:5433. Start the server, or fix the host "
+                "and port in the DSN."
+            ),
+        ),
+        (
+            socket.gaierror(-2, "Name or service not known"),
+            (
+                "PostgreSQL at postgresql://app:***@db.example:5433/shop could not be reached: "
+                "gaierror: [Errno -2] Name or service not known. Check the host name and port in "
+                "the DSN and the network."
+            ),
+        ),
+        (
+            ssl.SSLCertVerificationError("certificate verify failed: self-signed certificate"),
+            "failed the TLS handshake",
+        ),
+        (TimeoutError(), "did not answer within 2.5 s (connect_timeout)"),
+    ],
+    ids=["password", "refused-all-addresses", "dns", "certificate", "timeout"],
+)
+def test_connect_errors_say_what_is_wrong(exc: BaseException, expected: str) -> None:
+    message = str(connect_error(_DSN, exc, timeout=2.5))
+    assert expected in message
+    assert "hunter2" not in message
+    assert "\n" not in message

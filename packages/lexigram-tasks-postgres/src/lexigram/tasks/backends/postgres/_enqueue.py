@@ -22,7 +22,8 @@ from lexigram.contracts.tasks import (
     TaskValidationError,
     encode_job,
 )
-from lexigram.tasks.backends.postgres._connection import Conn, Database, connection_error
+from lexigram.tasks.backends.postgres._connection import Conn, Database
+from lexigram.tasks.backends.postgres._diagnose import connection_error
 from lexigram.tasks.backends.postgres._options import PostgresTaskConfig
 from lexigram.tasks.backends.postgres._sql import QueueSQL
 
@@ -172,6 +173,19 @@ def parse_token(token: str | None) -> Token | None:
 def make_token(seq: int, delivery_count: int) -> str:
     """The lease token of one delivery: the row's seq and its delivery count."""
     return f"{seq}:{delivery_count}"
+
+
+_NO_TOKEN: tuple[None, None] = (None, None)
+
+
+def token_args(lease_token: str | None) -> Token | tuple[None, None] | None:
+    """SQL arguments (seq, delivery count) for a token; None for a malformed token.
+
+    No token gives (NULL, NULL): the statement then acts on the current delivery.
+    """
+    if lease_token is None:
+        return _NO_TOKEN
+    return parse_token(lease_token)
 
 
 class AckBatcher:

@@ -26,8 +26,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-import asyncpg
-
 from lexigram.contracts.tasks import (
     Job,
     JobStatus,
@@ -45,13 +43,14 @@ from lexigram.tasks.backends.postgres._connection import (
     Database,
     Listener,
     payload_delay,
+    pool_of,
 )
 from lexigram.tasks.backends.postgres._enqueue import (
     AckBatcher,
     Enqueuer,
-    Token,
     make_token,
     parse_token,
+    token_args,
 )
 from lexigram.tasks.backends.postgres._options import PostgresTaskConfig, channel_name, quote_ident
 from lexigram.tasks.backends.postgres._schema import ensure_schema
@@ -71,20 +70,6 @@ _STATUS_COUNTS = {
 async def _in_transaction(conn: Conn, fn: Callable[[Conn], Awaitable[T]]) -> T:
     async with conn.transaction():
         return await fn(conn)
-
-
-def _pool_of(provider: Any) -> asyncpg.Pool | None:
-    """Accept an asyncpg pool, or an object exposing one as ``.pool``."""
-    if provider is None:
-        return None
-    pool = provider if isinstance(provider, asyncpg.Pool) else getattr(provider, "pool", None)
-    if not isinstance(pool, asyncpg.Pool):
-        msg = (
-            f"PostgresTaskQueue provider {type(provider).__name__} is neither an asyncpg pool "
-            "nor an object with an asyncpg pool in `.pool`. Pass pool=<asyncpg.Pool> or a DSN."
-        )
-        raise TypeError(msg)
-    return pool
 
 
 class PostgresTaskQueue:
@@ -152,7 +137,7 @@ class PostgresTaskQueue:
             command_timeout=cfg.command_timeout,
             connect_timeout=cfg.connect_timeout,
             max_attempts=cfg.max_attempts,
-            pool=_pool_of(provider),
+            pool=pool_of(provider),
         )
         # Without a DSN next to an external pool there is nothing to LISTEN with.
         self._can_listen = provider is None or cfg.dsn is not None
@@ -453,7 +438,7 @@ class PostgresTaskQueue:
             False when the lease is not held any more (acked, deleted, expired, or
             another delivery's), and then nothing changed.
         """
-        token = _token_args(lease_token)
+        token = token_args(lease_token)
         if token is None:
             return False
         length = self.config.visibility_timeout if seconds is None else float(seconds)
@@ -489,7 +474,7 @@ class PostgresTaskQueue:
             True if the delivery was held and is now settled; False, and no change,
             otherwise (as for `ack`).
         """
-        token = _token_args(lease_token)
+        token = token_args(lease_token)
         if token is None:
             return False
         if requeue:
@@ -510,7 +495,7 @@ class PostgresTaskQueue:
             True if the delivery was held and the job is scheduled again; False, and no
             change (neither in the table nor to `task`), otherwise.
         """
-        token = _token_args(task.lease_token)
+        token = token_args(task.lease_token)
         if token is None:
             return False
         delay = max(float(delay), 0.0)
@@ -657,19 +642,6 @@ class PostgresTaskQueue:
             "explain the dequeue query",
         )
         return "\n".join(str(row[0]) for row in rows)
-
-
-_NO_TOKEN: tuple[None, None] = (None, None)
-
-
-def _token_args(lease_token: str | None) -> Token | tuple[None, None] | None:
-    """SQL arguments (seq, delivery count) for a token; None for a malformed token.
-
-    No token gives (NULL, NULL): the statement then acts on the current delivery.
-    """
-    if lease_token is None:
-        return _NO_TOKEN
-    return parse_token(lease_token)
 
 
 __all__ = ["TRANSIENT_ERRORS", "PostgresTaskQueue"]

@@ -1,0 +1,122 @@
+"""One line per connection failure: what is wrong, with the masked DSN, and the fix.
+
+`connect_error` tells a refused port, a rejected login, an unknown database, a TLS
+failure, a server that does not answer within the connect timeout and a host that
+cannot be reached apart; `connection_error` names an operation that failed after the
+connection was made. Both return a `BackendConnectionError` (exit code 2 in the CLI).
+"""
+
+from __future__ import annotations
+
+import errno
+import ssl
+from urllib.parse import unquote, urlsplit
+
+import asyncpg
+
+from lexigram.contracts.tasks import BackendConnectionError, mask_url
+
+
+def _where(dsn: str | None) -> str:
+    return "the libpq environment (PGHOST...)" if dsn is None else mask_url(dsn)
+
+
+def one_line(text: object) -> str:
+    """`text` on one line (whitespace runs collapsed)."""
+    return " ".join(str(text).split())
+
+
+def connection_error(dsn: str | None, what: str, exc: BaseException) -> BackendConnectionError:
+    """Build the `BackendConnectionError` for a failed `what` (the DSN masked)."""
+    msg = (
+        f"PostgreSQL at {_where(dsn)} could not {what}: {type(exc).__name__}: "
+        f"{one_line(exc)}. Check that the server is running and reachable, and that the "
+        "DSN is right."
+    )
+    return BackendConnectionError(msg)
+
+
+def _dsn_part(dsn: str | None, part: str) -> str | None:
+    """The user, database, or host:port of a URL-style DSN (None if not one)."""
+    if dsn is None or "://" not in dsn:
+        return None
+    try:
+        url = urlsplit(dsn)
+        if part == "user":
+            return unquote(url.username) if url.username else None
+        if part == "database":
+            return unquote(url.path.lstrip("/")) or None
+        host = url.hostname or "localhost"
+        port = url.port or 5432
+    except ValueError:
+        return None
+    return f"{host}:{port}"
+
+
+def connect_error(dsn: str | None, exc: BaseException, *, timeout: float) -> BackendConnectionError:
+    """Say in one line why the first connection to `dsn` failed, and what to do.
+
+    Each cause gets its own message: refused, login rejected, unknown database, TLS,
+    no answer within `timeout`, host not found; anything else is named with its error.
+    """
+    where = _where(dsn)
+    address = _dsn_part(dsn, "address") or "the server's host and port"
+    detail = one_line(exc)
+    if isinstance(exc, TimeoutError):
+        msg = (
+            f"PostgreSQL at {where} did not answer within {timeout:g} s (connect_timeout). "
+            f"Check that {address} is a PostgreSQL server and that no firewall drops the "
+            "traffic, or raise the connect_timeout option."
+        )
+    elif isinstance(exc, asyncpg.exceptions.InvalidPasswordError):
+        user = _dsn_part(dsn, "user")
+        who = f" of user {user!r}" if user else ""
+        msg = (
+            f"PostgreSQL at {where} rejected the login{who} (wrong password): {detail}. "
+            "Fix the user name or password in the DSN."
+        )
+    elif isinstance(exc, asyncpg.exceptions.InvalidAuthorizationSpecificationError):
+        msg = (
+            f"PostgreSQL at {where} refused the login: {detail}. Fix the user name in the "
+            "DSN, create that role on the server, or allow it in the server's pg_hba.conf."
+        )
+    elif isinstance(exc, asyncpg.exceptions.InvalidCatalogNameError):
+        database = _dsn_part(dsn, "database")
+        create = f"Create it (createdb {database})" if database else "Create it"
+        msg = (
+            f"PostgreSQL at {where} has no such database: {detail}. {create}, or fix the "
+            "database name in the DSN."
+        )
+    elif "rejected SSL upgrade" in detail:
+        msg = (
+            f"PostgreSQL at {where} does not offer TLS but the DSN requires it (sslmode): "
+            f"{detail}. Enable ssl on the server, or use sslmode=prefer or disable."
+        )
+    elif isinstance(exc, ssl.SSLError):
+        msg = (
+            f"PostgreSQL at {where} failed the TLS handshake: {detail}. Check sslrootcert "
+            "(the CA that signed the server's certificate), the host name the certificate "
+            "names, and sslmode in the DSN."
+        )
+    elif isinstance(exc, ConnectionRefusedError) or f"[Errno {errno.ECONNREFUSED}]" in detail:
+        msg = (
+            f"PostgreSQL at {where} refused the connection: nothing accepts connections at "
+            f"{address}. Start the server, or fix the host and port in the DSN."
+        )
+    elif isinstance(exc, OSError):
+        msg = (
+            f"PostgreSQL at {where} could not be reached: {type(exc).__name__}: {detail}. "
+            "Check the host name and port in the DSN and the network."
+        )
+    elif isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", None) or "?"
+        msg = (
+            f"PostgreSQL at {where} refused the connection (SQLSTATE {state}): {detail}. "
+            "Check the DSN and the server's log."
+        )
+    else:
+        msg = (
+            f"PostgreSQL at {where} could not be connected to: {type(exc).__name__}: "
+            f"{detail}. Check the DSN and that the server is a PostgreSQL server."
+        )
+    return BackendConnectionError(msg)
