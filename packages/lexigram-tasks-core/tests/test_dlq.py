@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import time
+from typing import Any
 
 import pytest
 
 from lexigram.contracts.tasks import (
     DLQBackendProtocol,
+    DLQProtocol,
     Err,
     FailureRecord,
     Job,
@@ -227,3 +230,35 @@ async def test_persistent_dlq_requeue_retry_all_purge_remove_clear() -> None:
     stats = dlq.get_stats()
     assert (stats["total_retried"], stats["total_purged"]) == (2, 1)
     assert "PersistentDeadLetterQueue" in repr(dlq)
+
+
+async def _settle(value: Any) -> Any:
+    """What a `DLQProtocol` caller does: await the result when it is awaitable."""
+    return await value if inspect.isawaitable(value) else value
+
+
+@pytest.mark.parametrize("make_dlq", [DeadLetterQueue, PersistentDeadLetterQueue])
+async def test_both_dlqs_satisfy_the_one_protocol(make_dlq: Any) -> None:
+    dlq: DLQProtocol = make_dlq()
+    assert isinstance(dlq, DLQProtocol)
+    job, other = failed_job("send"), failed_job("report")
+    await _settle(dlq.add(job, "ValueError: bad input", traceback="tb", reason="max_retries"))
+    await _settle(dlq.add(other, "KeyError: x"))
+    record = await _settle(dlq.get(job.id))
+    assert isinstance(record, FailureRecord)
+    assert (record.job.id, record.traceback) == (job.id, "tb")
+    assert record.error == "ValueError: bad input"
+    assert record.metadata == {"reason": "max_retries"}
+    listed = await _settle(dlq.list_failed(limit=10))
+    assert [r.job.id for r in listed] == [other.id, job.id]
+    only = await _settle(dlq.list_failed(job_name="send"))
+    assert [r.job.id for r in only] == [job.id]
+    queue = MemoryTaskQueue()
+    assert await dlq.requeue(job.id, queue) == job.id
+    assert await _settle(dlq.get(job.id)) is None
+    assert await queue.get_task_count() == 1
+    assert await dlq.requeue("no-such-job", queue) is None
+    assert await _settle(dlq.remove(other.id)) is True
+    assert await _settle(dlq.remove(other.id)) is False
+    await _settle(dlq.add(other, "again"))
+    assert await _settle(dlq.clear()) == 1

@@ -15,6 +15,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 from lexigram.contracts.tasks._enums import JobStatus
 from lexigram.contracts.tasks._errors import TaskQueueError
 from lexigram.contracts.tasks._models import (
+    FailureRecord,
     Job,
     JobResult,
     ProgressInfo,
@@ -330,40 +331,45 @@ class HookRegistryProtocol(Protocol):
 
 @runtime_checkable
 class DLQProtocol(Protocol):
-    """Message-level dead-letter queue (the contract's view; see `DeadLetterQueue`)."""
+    """A dead-letter queue: where a worker puts a job it gives up on, and tools read it.
 
-    async def add(
-        self,
-        message_id: str,
-        payload: Any,
-        reason: str,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Store a failed message."""
+    Both shipped DLQs satisfy it: the in-process `DeadLetterQueue`, whose methods are
+    plain calls, and `PersistentDeadLetterQueue` over a `DLQBackendProtocol` storage,
+    whose methods are coroutines. So each method returns its value or an awaitable of
+    it; a caller that accepts either awaits the result when `inspect.isawaitable` says
+    so (the worker does). Records are `FailureRecord` objects keyed by job id.
+    """
+
+    def add(
+        self, job: Job, error: str, traceback: str | None = None, **metadata: Any
+    ) -> Awaitable[None] | None:
+        """Store (or replace) the failure record of `job` with its error and traceback."""
         ...
 
-    async def get(self, message_id: str) -> Any | None:
-        """Return a stored failure, or None."""
+    def get(self, job_id: str) -> FailureRecord | Awaitable[FailureRecord | None] | None:
+        """Return the failure record of `job_id`, or None."""
         ...
 
-    async def retry(self, message_id: str) -> bool:
-        """Send a failure back to its queue."""
+    def list_failed(
+        self, *, limit: int = 50, job_name: str | None = None
+    ) -> list[FailureRecord] | Awaitable[list[FailureRecord]]:
+        """Return failure records newest first, optionally only those of `job_name`."""
         ...
 
-    async def purge(self, message_id: str) -> bool:
-        """Delete one failure."""
+    def remove(self, job_id: str) -> bool | Awaitable[bool]:
+        """Delete one record for good; True if it existed."""
         ...
 
-    async def clear(self) -> int:
-        """Delete every failure and return how many there were."""
+    def clear(self) -> int | Awaitable[int]:
+        """Delete every record and return how many there were."""
         ...
 
-    async def size(self) -> int:
-        """Return the number of stored failures."""
-        ...
+    async def requeue(self, job_id: str, queue: TaskQueueProtocol) -> str | None:
+        """Take the job of `job_id` out, reset for a fresh run, and enqueue it on `queue`.
 
-    async def list_failed(self, limit: int = 100, offset: int = 0) -> list[Any]:
-        """Return stored failures, newest first."""
+        Returns:
+            The enqueued job's id, or None if no record has that id.
+        """
         ...
 
 
