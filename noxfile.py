@@ -1,18 +1,21 @@
 """Every check of the lexigram-tasks monorepo: the one entry point for CI and for local runs.
 
-``nox`` runs the default sessions (lint, typecheck, unit, integration, wheels), ``nox -l`` lists
-all of them, ``nox -s lint`` runs one. Arguments after ``--`` go to the session's tool, e.g.
+``nox`` runs the default sessions (lint, typecheck, unit, integration, wheels, docs, and
+unit_other on every other supported Python found here), ``nox -l`` lists all of them,
+``nox -s lint`` runs one. Arguments after ``--`` go to the session's tool, e.g.
 ``nox -s "unit(core)" -- -k retry``; a path among them replaces the session's default test
-paths. See docs/development.md (house-style §2.8).
+paths. See docs/development.md.
 
-Sessions run on the interpreter that runs nox (3.11+); ``nox --force-python 3.12`` tries another.
+Sessions run on the interpreter that runs nox (3.11+); ``unit_other`` repeats the unit sessions
+on Python 3.12 and 3.13 when uv (or PATH) finds them.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,7 @@ nox.options.error_on_missing_interpreters = "CI" in os.environ
 # Reuse venvs by default for speed; the sessions whose point is a clean install (unit: no
 # undeclared deps; wheels: nothing but the built wheels) pass reuse_venv=False.
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["lint", "typecheck", "unit", "integration", "wheels"]
+nox.options.sessions = ["lint", "typecheck", "unit", "integration", "wheels", "docs"]
 
 # Every distribution that holds code, in dependency order; short ids name the unit sessions.
 PACKAGES = {
@@ -39,6 +42,7 @@ PACKAGES = {
     "redis": "lexigram-tasks-redis",
     "rabbitmq": "lexigram-tasks-rabbitmq",
     "postgres": "lexigram-tasks-postgres",
+    "sqlite": "lexigram-tasks-sqlite",
 }
 META = "lexigram-tasks"
 FIRST_PARTY = frozenset([*PACKAGES.values(), META])
@@ -56,12 +60,66 @@ TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout>=2.3"]
 UNIT_EXTRA_DEPS: dict[str, list[str]] = {"lexigram-tasks-core": ["mypy==2.4.1"]}
 # The RabbitMQ module of testcontainers imports pika; it is used only when a Docker engine answers.
 TESTCONTAINERS = "testcontainers[rabbitmq]>=4"
+DOCS_DEPS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
+# The other supported interpreters the unit tests also run on, when this machine has them.
+OTHER_PYTHONS = ("3.12", "3.13")
 
 # Built wheels are checked by the wheels session (LEXIGRAM_WHEELHOUSE); integration skips a rebuild.
 WHEEL_GUARD = (
     "tests-integration/packaging/test_namespace_layout.py::test_wheels_ship_disjoint_files"
 )
 REQUIRED_DOCS = [ROOT / "README.md", ROOT / "docs" / "index.md", ROOT / "docs" / "development.md"]
+
+
+def _expose_pyenv_versions() -> None:
+    """Let uv and PATH lookups see pyenv's other installed Pythons (3.12, 3.13).
+
+    pyenv's shims answer only for the selected versions; listing the newest installed patch
+    release of each other supported minor after the selected ones in PYENV_VERSION makes
+    ``python3.12`` resolve without changing what ``python3`` is.
+    """
+    pyenv = shutil.which("pyenv")
+    if pyenv is None:
+        return
+
+    def ask(*args: str) -> str:
+        run = subprocess.run([pyenv, *args], capture_output=True, text=True, check=False)  # noqa: S603
+        return run.stdout if run.returncode == 0 else ""
+
+    installed: dict[str, tuple[int, ...]] = {}
+    for name in ask("versions", "--bare").split():
+        parts = name.split(".")
+        if len(parts) == 3 and all(part.isdigit() for part in parts):  # noqa: PLR2004
+            minor = ".".join(parts[:2])
+            release = tuple(int(part) for part in parts)
+            if minor in OTHER_PYTHONS and release > installed.get(minor, ()):
+                installed[minor] = release
+    if not installed:
+        return
+    selected = os.environ.get("PYENV_VERSION") or ask("version-name").strip() or "system"
+    extra = [".".join(map(str, release)) for release in installed.values()]
+    os.environ["PYENV_VERSION"] = ":".join([selected, *extra])
+
+
+def _has_python(version: str) -> bool:
+    """Whether a working interpreter of ``version`` is installed: asks uv, else PATH."""
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
+        return False  # the unit sessions already run on it
+    uv = shutil.which("uv")
+    if uv is not None:
+        command = [uv, "python", "find", "--no-project", version]
+    else:
+        executable = shutil.which(f"python{version}")
+        if executable is None:
+            return False
+        command = [executable, "-c", "pass"]
+    return subprocess.run(command, capture_output=True, check=False).returncode == 0  # noqa: S603
+
+
+_expose_pyenv_versions()
+FOUND_PYTHONS = [version for version in OTHER_PYTHONS if _has_python(version)]
+if FOUND_PYTHONS:
+    nox.options.sessions.append("unit_other")
 
 
 def _pyproject(dist: str) -> dict[str, Any]:
@@ -150,9 +208,22 @@ def typecheck(session: nox.Session) -> None:
 @nox.parametrize("package", list(PACKAGES.values()), ids=list(PACKAGES))
 def unit(session: nox.Session, package: str) -> None:
     """Unit tests of one package, installed alone with only its first-party deps (editable)."""
+    _unit(session, package)
+
+
+def _unit(session: nox.Session, package: str) -> None:
     extra = UNIT_EXTRA_DEPS.get(package, [])
     session.install(*TEST_DEPS, *extra, *_editable(_first_party_closure(package)))
     session.run("pytest", *_pytest_args(session, f"packages/{package}/tests"))
+
+
+if FOUND_PYTHONS:
+
+    @nox.session(python=FOUND_PYTHONS, reuse_venv=False)
+    @nox.parametrize("package", list(PACKAGES.values()), ids=list(PACKAGES))
+    def unit_other(session: nox.Session, package: str) -> None:
+        """The unit session on each other supported Python found here (3.12, 3.13)."""
+        _unit(session, package)
 
 
 @nox.session
@@ -172,7 +243,7 @@ SMOKE = """\
 import importlib.metadata as md, pathlib, sys
 from lexigram.tasks import available_backends, load_backend
 checkout = pathlib.Path(sys.argv[1])
-types = ["memory", "redis", "rabbitmq", "postgres"]
+types = ["memory", "sqlite", "redis", "rabbitmq", "postgres"]
 assert set(types) <= set(available_backends()), f"installed backends: {available_backends()}"
 for type_ in types:
     backend = load_backend(type_)  # core's own resolver, through the entry point
@@ -220,6 +291,7 @@ def wheels(session: nox.Session) -> None:
         env={"LEXIGRAM_INSTALL_MODE": "wheel", "LEXIGRAM_WHEELHOUSE": str(wheelhouse)},
     )
     _check_redis_extra(session, uv, wheelhouse)
+    _check_public_index_resolution(session, uv, wheelhouse)
 
 
 # What `pip install "lexigram-tasks[redis]"` must bring, and what it must not.
@@ -228,7 +300,7 @@ import importlib.metadata as md, importlib.util, sys
 names = {d.metadata["Name"] for d in md.distributions()}
 first_party = {name for name in names if name.startswith("lexigram")}
 expected = {"lexigram-tasks", "lexigram-contracts-tasks", "lexigram-kernel",
-            "lexigram-tasks-core", "lexigram-tasks-redis"}
+            "lexigram-tasks-core", "lexigram-tasks-sqlite", "lexigram-tasks-redis"}
 assert first_party == expected, f"first-party dists installed: {sorted(first_party)}"
 for absent in ("asyncpg", "aio_pika"):
     assert importlib.util.find_spec(absent) is None, f"{absent} was installed by the redis extra"
@@ -248,10 +320,11 @@ def _check_redis_extra(session: nox.Session, uv: str, wheelhouse: Path) -> None:
     shutil.rmtree(venv_dir, ignore_errors=True)
     session.run(uv, "venv", "--quiet", str(venv_dir))
     python = str(venv_dir / "bin" / "python")
-    # The meta package needs core; its redis extra adds the redis backend.
+    # The meta package needs core and the SQLite backend; its redis extra adds Redis.
     closure = sorted(
         {
             *_first_party_closure("lexigram-tasks-core"),
+            *_first_party_closure("lexigram-tasks-sqlite"),
             *_first_party_closure("lexigram-tasks-redis"),
         }
     )
@@ -277,36 +350,77 @@ def _check_redis_extra(session: nox.Session, uv: str, wheelhouse: Path) -> None:
         session.run(python, "redis_extra.py", external=True)
 
 
-@nox.session(venv_backend="none", default=False)
+# What `pip install "lexigram-tasks[redis]"` resolves to when the built wheels sit beside the public
+# index, which holds an unrelated `lexigram-tasks` 0.1.x: every first-party dist must be ours.
+RESOLUTION_CHECK = """\
+import importlib.metadata as md, sys
+version = sys.argv[1]
+found = {d.metadata["Name"]: d.version for d in md.distributions()
+         if d.metadata["Name"].startswith("lexigram")}
+assert found.get("lexigram-tasks") == version, f"resolved {found}, expected {version}"
+stray = {name: v for name, v in found.items() if v != version}
+assert not stray, f"not this project's version {version}: {stray}"
+print("beside the public index, lexigram-tasks[redis] resolves to:",
+      ", ".join(f"{name} {v}" for name, v in sorted(found.items())))
+"""
+
+
+def _check_public_index_resolution(session: nox.Session, uv: str, wheelhouse: Path) -> None:
+    """With the wheels beside the index, pip and uv pick ours over its older `lexigram-tasks`."""
+    venv_dir = Path(session.create_tmp()).resolve() / "public-index"
+    shutil.rmtree(venv_dir, ignore_errors=True)
+    session.run(uv, "venv", "--quiet", "--seed", str(venv_dir))
+    python = str(venv_dir / "bin" / "python")
+    requirement = f"{META}[redis]"
+    session.run(
+        python,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-cache-dir",
+        "--find-links",
+        str(wheelhouse),
+        requirement,
+        external=True,
+    )
+    scratch = Path(session.create_tmp())
+    (scratch / "resolution.py").write_text(RESOLUTION_CHECK, encoding="utf-8")
+    with session.chdir(scratch):
+        session.run(python, "resolution.py", _version(), external=True)
+    # uv resolves the same way (its default index strategy also sees the wheelhouse).
+    session.run(uv, "pip", "uninstall", "--quiet", "--python", python, *FIRST_PARTY)
+    session.run(
+        uv,
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        python,
+        "--no-cache",
+        "--find-links",
+        str(wheelhouse),
+        requirement,
+    )
+    with session.chdir(scratch):
+        session.run(python, "resolution.py", _version(), external=True)
+
+
+@nox.session
 def docs(session: nox.Session) -> None:
-    """Check README.md and docs/*.md: required pages exist, links resolve, python blocks compile."""
-    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    """Run every python block of README.md and docs/ as written; build the site with --strict."""
     problems = [f"missing page: {p.relative_to(ROOT)}" for p in REQUIRED_DOCS if not p.is_file()]
-    for page in pages:
-        problems += _check_page(page)
-    for problem in problems:
-        session.warn(problem)
     if problems:
-        session.error(f"{len(problems)} documentation problem(s), listed above.")
-    session.log(f"{len(pages)} pages checked.")
-
-
-def _check_page(page: Path) -> list[str]:
-    """Relative links that point nowhere, and ```python blocks that do not compile."""
-    text = page.read_text(encoding="utf-8")
-    name = str(page.relative_to(ROOT))
-    problems: list[str] = []
-    for target in re.findall(r"\]\(([^)\s]+)\)", text):
-        path = target.split("#", 1)[0]
-        external = "://" in path or path.startswith("mailto:")
-        if path and not external and not (page.parent / path).exists():
-            problems.append(f"{name}: broken link {target!r}")
-    for number, block in enumerate(re.findall(r"```python\n(.*?)```", text, re.DOTALL), 1):
-        try:
-            compile(block, f"{name} python block {number}", "exec")
-        except SyntaxError as exc:
-            problems.append(f"{name}: python block {number} does not compile: {exc}")
-    return problems
+        session.error("; ".join(problems))
+    session.install(*DOCS_DEPS, *_editable([*PACKAGES.values(), META]))
+    # Each block runs in a fresh process; blocks that need Redis, PostgreSQL or RabbitMQ use
+    # the local servers CI has. Pages can be named: `nox -s docs -- docs/cli.md`.
+    session.run("python", "tests-docs/check_docs.py", *session.posargs)
+    site = Path(session.create_tmp()) / "site"
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", str(site), env={"NO_MKDOCS_2_WARNING": "1"}
+    )
 
 
 @nox.session(default=False)

@@ -1,6 +1,6 @@
 """Guards for the namespace-package layout, entry points and lockstep versions.
 
-house-style §2.3 rule 5 and §2.12. nox runs this file in both install modes: ``integration``
+nox runs this file in both install modes: ``integration``
 (every package editable, ``LEXIGRAM_INSTALL_MODE=editable``) and ``wheels`` (everything from
 built wheels, ``LEXIGRAM_INSTALL_MODE=wheel``, ``LEXIGRAM_WHEELHOUSE`` = the built wheels).
 The layout trap these catch passes in exactly one of the two modes, so both must run.
@@ -43,7 +43,7 @@ SHARED = frozenset({"lexigram", "lexigram/contracts", "lexigram/tasks/backends"}
 EXTENDED = "lexigram/tasks"
 EXTEND_PATH_LINE = '__path__ = __import__("pkgutil").extend_path(__path__, __name__)'
 
-# The import packages each distribution owns (house-style §2.1). A new top-level package is a
+# The import packages each distribution owns. A new top-level package is a
 # layout decision: add it here in the same change. Core's memory backend sits inside core's own
 # lexigram/tasks tree, whose py.typed covers it in every install mode (same src root, same wheel).
 OWNED_ROOTS: dict[str, tuple[str, ...]] = {
@@ -53,6 +53,7 @@ OWNED_ROOTS: dict[str, tuple[str, ...]] = {
     "lexigram-tasks-redis": ("lexigram/tasks/backends/redis",),
     "lexigram-tasks-rabbitmq": ("lexigram/tasks/backends/rabbitmq",),
     "lexigram-tasks-postgres": ("lexigram/tasks/backends/postgres",),
+    "lexigram-tasks-sqlite": ("lexigram/tasks/backends/sqlite",),
 }
 META_EXTRAS = {
     "redis": "lexigram-tasks-redis",
@@ -148,7 +149,7 @@ def test_shared_levels_hold_only_directories() -> None:
     }
     assert not offenders, (
         "shared namespace levels must hold only subdirectories (no __init__.py, modules or "
-        f"py.typed; house-style §2.3 rule 1): {sorted(offenders)}"
+        f"py.typed): {sorted(offenders)}"
     )
 
 
@@ -206,14 +207,14 @@ def test_py_typed_in_every_owned_leaf_package() -> None:
             )
             if not covered and "py.typed" not in tree[root].files[dist]:
                 missing.append(f"{dist}: {root}/py.typed")
-    assert not missing, f"missing PEP 561 markers (house-style §2.3 rule 3): {missing}"
+    assert not missing, f"missing PEP 561 markers: {missing}"
 
 
 def test_lexigram_tasks_init_extends_path_on_its_first_line() -> None:
     source = _core_init().read_text(encoding="utf-8")
     assert source.splitlines()[0] == EXTEND_PATH_LINE, (
         f"{_core_init().relative_to(ROOT)} must begin with exactly {EXTEND_PATH_LINE!r} "
-        "(house-style §2.3 rule 2)"
+        "(it must stay the first line)"
     )
     touching = _lines_touching_path(source)
     assert touching == [1], f"only line 1 may touch __path__ there; also lines {touching[1:]}"
@@ -248,8 +249,8 @@ def test_pyproject_holds_packaging_only(dist: str) -> None:
     assert set(data.get("tool", {})) <= {"hatch"}, "tool config belongs in the root pyproject"
     assert "version" not in data["project"].get("dynamic", []), "lockstep versions are static"
     hatch = data.get("tool", {}).get("hatch", {})
-    assert "dev-mode-exact" not in hatch.get("build", {}), "breaks editable installs (§2.3 rule 4)"
-    assert "dev-mode-dirs" not in hatch.get("build", {}), "breaks editable installs (§2.3 rule 4)"
+    assert "dev-mode-exact" not in hatch.get("build", {}), "breaks editable installs of namespace packages"
+    assert "dev-mode-dirs" not in hatch.get("build", {}), "breaks editable installs of namespace packages"
     wheel = hatch.get("build", {}).get("targets", {}).get("wheel", {})
     if dist == META:
         assert wheel.get("bypass-selection") is True
@@ -303,7 +304,7 @@ def _files(dist: str) -> list[md.PackagePath]:
     return list(md.distribution(dist).files or [])
 
 
-# --- (c) lockstep versions (house-style §2.12) ----------------------------------------------
+# --- (c) lockstep versions -------------------------------------------------------------
 
 
 def _version() -> str:
