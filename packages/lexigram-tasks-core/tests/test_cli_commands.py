@@ -13,9 +13,13 @@ from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._context import parse_backend, resolve_spec
 from lexigram.tasks.config import TaskConfig
 
+# These tests run on the memory backend: configured through the environment, so the
+# default SQLite database (used when nothing is configured) stays out of them.
+MEMORY = {"LEX_TASKS__BACKEND__TYPE": "memory"}
+
 
 def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None):
-    return CliRunner().invoke(cli, list(args), env=env, input=stdin)
+    return CliRunner().invoke(cli, list(args), env={**MEMORY, **(env or {})}, input=stdin)
 
 
 def test_enqueue_prints_the_job_id_and_warns_about_memory() -> None:

@@ -24,8 +24,13 @@ COMMANDS = [
 ]
 
 
+# On the memory backend, configured through the environment: the default SQLite database
+# (used when nothing is configured) stays out of these tests.
+MEMORY = {"LEX_TASKS__BACKEND__TYPE": "memory"}
+
+
 def run(*args: str, env: dict[str, str] | None = None):
-    return CliRunner().invoke(cli, list(args), env=env)
+    return CliRunner().invoke(cli, list(args), env={**MEMORY, **(env or {})})
 
 
 def assert_one_line_error(result, *fragments: str) -> None:

@@ -52,7 +52,10 @@ class Supervised:
     def __init__(self, cwd: Path, *args: str) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), *sys.path])}
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "lexigram.tasks.cli", "worker", *args, "--log-level", "info"],
+            [
+                *(sys.executable, "-m", "lexigram.tasks.cli", "worker", *args),
+                *("--backend", "memory", "--log-level", "info"),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -45,6 +45,15 @@ DEFAULT_MAX_TIMEOUT: Final = 3600.0
 DEFAULT_SCHEDULER_TIMEZONE: Final = "UTC"
 DEFAULT_SCHEDULER_CHECK_INTERVAL: Final = 1.0
 DEFAULT_REDIS_URL: Final = "redis://localhost:6379"
+
+DEFAULT_DB_ENV: Final = "LEXIGRAM_TASKS_DB"
+"""Variable naming the database file the command line uses when nothing is configured."""
+
+DEFAULT_DB_FILE: Final = "lexigram-tasks.db"
+"""That file's default name, in the working directory."""
+
+DEFAULT_DB_SCHEME: Final = "sqlite"
+"""URL scheme of the command line's default backend (used when it is installed)."""
 DEFAULT_AMQP_URL: Final = "amqp://localhost:5672/"
 
 __all__ = [
@@ -53,6 +62,9 @@ __all__ = [
     "DEFAULT_AMQP_URL",
     "DEFAULT_BACKEND",
     "DEFAULT_CONFIG_FILE",
+    "DEFAULT_DB_ENV",
+    "DEFAULT_DB_FILE",
+    "DEFAULT_DB_SCHEME",
     "DEFAULT_MAX_CONCURRENT_TASKS",
     "DEFAULT_MAX_TIMEOUT",
     "DEFAULT_POLL_INTERVAL",

@@ -11,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import click
 
 from lexigram.contracts.tasks import (
     TaskBackendSpec,
@@ -32,7 +36,13 @@ from lexigram.tasks._backends import (
 )
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.config import TaskConfig
-from lexigram.tasks.constants import BACKEND_MEMORY
+from lexigram.tasks.constants import (
+    BACKEND_MEMORY,
+    DEFAULT_DB_ENV,
+    DEFAULT_DB_FILE,
+    DEFAULT_DB_SCHEME,
+    ENV_PREFIX,
+)
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
 """Seconds a command waits for the backend's first answer before saying it is unreachable."""
@@ -56,6 +66,37 @@ def load_config(path: str | None, base: TaskConfig | None = None) -> TaskConfig:
     if base is not None:
         return base
     return TaskConfig.from_env()
+
+
+def default_backend(
+    config_path: str | None, base: TaskConfig | None, backend: str | None
+) -> str | None:
+    """The ``--backend`` to use: `backend`, or the default database when nothing is configured.
+
+    Nothing is configured when there is no ``--backend``, no ``--config``, no config of
+    the APP's own and no ``LEX_TASKS__*`` variable. Then every command uses one SQLite
+    database file, ``lexigram-tasks.db`` in the working directory (``$LEXIGRAM_TASKS_DB``
+    names another file), so a worker and a producer started in two terminals share it,
+    and says so in its first line (on stderr). Without the SQLite backend installed,
+    the configuration's own default (the in-memory backend) is kept.
+
+    Returns:
+        The backend URL or type to pass to `resolve_spec`, or None.
+    """
+    if backend is not None or config_path is not None or base is not None:
+        return backend
+    if any(name.startswith(ENV_PREFIX) for name in os.environ):
+        return None
+    if DEFAULT_DB_SCHEME not in available_backends():
+        return None
+    path = os.environ.get(DEFAULT_DB_ENV, "").strip() or DEFAULT_DB_FILE
+    shown = Path(path).expanduser().resolve()
+    click.echo(
+        f"Using the SQLite database {shown} (nothing is configured: pass --backend or "
+        f"--config, or set {DEFAULT_DB_ENV}, to use another).",
+        err=True,
+    )
+    return f"{DEFAULT_DB_SCHEME}:///{shown}"
 
 
 def parse_backend(value: str) -> tuple[str, str | None]:

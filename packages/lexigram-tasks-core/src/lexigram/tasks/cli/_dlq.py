@@ -19,6 +19,7 @@ from lexigram.contracts.tasks import FailureRecord, TaskBackendSpec, TaskQueuePr
 from lexigram.tasks.cli._context import (
     Stores,
     close_quietly,
+    default_backend,
     load_config,
     open_queue,
     open_stores,
@@ -101,6 +102,7 @@ def _run(
     action: Callable[[_Session], Awaitable[T]],
 ) -> T:
     setup_logging("debug" if debug else "critical")
+    backend = default_backend(config_path, None, backend)
     spec = resolve_spec(load_config(config_path), backend)
     stores = open_stores(spec, "dlq_backend")
     if stores.dlq_backend is None:

@@ -12,6 +12,7 @@ import click
 from lexigram.contracts.tasks import Job, Priority, TaskBackendSpec
 from lexigram.tasks.cli._context import (
     close_quietly,
+    default_backend,
     describe,
     is_process_local,
     load_config,
@@ -137,6 +138,7 @@ def enqueue_command(
     the handler as NAME(*args, **kwargs).
     """
     setup_logging("debug" if debug else "critical")
+    backend = default_backend(config_path, None, backend)
     config = load_config(config_path)
     spec = resolve_spec(config, backend, queue)
     if not name.strip():

@@ -10,6 +10,7 @@ import click
 from lexigram.contracts.tasks import JobStatus, TaskBackendSpec
 from lexigram.tasks.cli._context import (
     close_quietly,
+    default_backend,
     describe,
     is_process_local,
     load_config,
@@ -66,6 +67,7 @@ def inspect_command(
     schedules are listed where the backend stores them (Redis, PostgreSQL).
     """
     setup_logging("debug" if debug else "critical")
+    backend = default_backend(config_path, None, backend)
     config = load_config(config_path)
     spec = resolve_spec(config, backend)
     report = asyncio.run(_gather(spec, list(dict.fromkeys(queues)), connect_timeout))

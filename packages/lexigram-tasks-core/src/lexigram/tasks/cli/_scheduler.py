@@ -19,6 +19,7 @@ from lexigram.contracts.tasks import Job, TaskBackendSpec
 from lexigram.tasks._backends import TaskBackendRegistry
 from lexigram.tasks.cli._app import LoadedApp, load_app
 from lexigram.tasks.cli._context import (
+    default_backend,
     describe,
     load_config,
     probe,
@@ -83,6 +84,7 @@ def scheduler_command(
             "(e.g. @scheduled('*/5 * * * *')), or schedule it on your TaskProvider."
         )
         raise CLIError(msg)
+    backend = default_backend(config_path, loaded.config, backend)
     config = load_config(config_path, loaded.config)
     spec = resolve_spec(config, backend, queue)
     asyncio.run(_run(loaded, config, spec, connect_timeout))

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import click
@@ -26,7 +26,7 @@ from rich.live import Live
 from rich.text import Text
 
 from lexigram.tasks.cli._app import LoadedApp, load_app
-from lexigram.tasks.cli._context import describe, load_config, resolve_spec
+from lexigram.tasks.cli._context import default_backend, describe, load_config, resolve_spec
 from lexigram.tasks.cli._options import (
     backend_option,
     config_option,
@@ -152,6 +152,7 @@ def worker_command(**params: Any) -> None:
     if options.workers > 1 or (options.reload and not supervised):
         setup_logging(level)
         app = load_app(options.app)  # fail here, once, rather than in every child
+        options = _with_default_backend(options, app)  # the children get it as --backend
         supervisor = Supervisor(
             child_args=options.child_args(),
             count=options.workers,
@@ -164,10 +165,16 @@ def worker_command(**params: Any) -> None:
     interactive = console.is_terminal and not supervised
     setup_logging(level, console if interactive else None)
     app = load_app(options.app)
+    options = _with_default_backend(options, app)
     code = asyncio.run(_run(options, app, console if interactive else None, supervised))
     if code == HARD_STOP_EXIT_CODE:
         raise HardStop(code)
     raise SystemExit(code)
+
+
+def _with_default_backend(options: WorkerOptions, app: LoadedApp) -> WorkerOptions:
+    backend = default_backend(options.config_path, app.config, options.backend)
+    return options if backend == options.backend else replace(options, backend=backend)
 
 
 def _shutdown_timeout(options: WorkerOptions, app: LoadedApp) -> float:

@@ -1,0 +1,98 @@
+"""With nothing configured, every command uses one SQLite file and says which first.
+
+``lexigram-tasks-sqlite`` is installed with the meta package; ``lexigram-tasks worker
+APP`` and ``lexigram-tasks enqueue ...`` started in two terminals of one directory then
+share ``./lexigram-tasks.db`` (``$LEXIGRAM_TASKS_DB`` names another file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lexigram.tasks.cli import cli
+
+APP = """
+from pathlib import Path
+
+from lexigram.tasks import task
+
+
+@task
+async def note(text: str) -> str:
+    Path("done.txt").write_text(text)
+    return text
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory and an environment that configures nothing."""
+    for name in list(os.environ):
+        if name.startswith("LEX_TASKS__") or name == "LEXIGRAM_TASKS_DB":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "default_app.py").write_text(textwrap.dedent(APP))
+    return tmp_path
+
+
+def cli_process(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), *sys.path])}
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "lexigram.tasks.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_worker_and_enqueue_in_two_processes_share_the_default_file(workdir: Path) -> None:
+    database = workdir / "lexigram-tasks.db"
+    enqueued = cli_process(workdir, "enqueue", "note", "--args", '["from another process"]')
+    assert enqueued.returncode == 0, enqueued.stderr
+    first = enqueued.stderr.splitlines()[0]
+    assert first.startswith(f"Using the SQLite database {database} (nothing is configured")
+    assert len(enqueued.stdout.split()) == 1  # stdout is the job id alone
+    assert database.exists()
+
+    worker = cli_process(workdir, "worker", "default_app", "--burst", "--log-level", "info")
+    assert worker.returncode == 0, worker.stderr
+    assert worker.stderr.splitlines()[0].startswith(f"Using the SQLite database {database}")
+    assert (workdir / "done.txt").read_text() == "from another process"
+    assert "1 processed, 1 succeeded, 0 failed" in worker.stderr
+
+
+def test_the_variable_names_another_file(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    other = workdir / "elsewhere" / "jobs.db"
+    other.parent.mkdir()
+    monkeypatch.setenv("LEXIGRAM_TASKS_DB", str(other))
+    result = CliRunner().invoke(cli, ["enqueue", "note", "--args", '["x"]'])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(f"Using the SQLite database {other} ")
+    listed = CliRunner().invoke(cli, ["inspect", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout)["queues"][0]["waiting"] == 1
+    assert not (workdir / "lexigram-tasks.db").exists()
+
+
+def test_anything_configured_turns_the_default_off(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    explicit = CliRunner().invoke(cli, ["enqueue", "note", "--backend", "memory"])
+    assert explicit.exit_code == 0, explicit.output
+    assert "Using the SQLite database" not in explicit.stderr
+    monkeypatch.setenv("LEX_TASKS__WORKER__WORKER_COUNT", "2")
+    from_env = CliRunner().invoke(cli, ["enqueue", "note"])
+    assert from_env.exit_code == 0, from_env.output
+    assert "Using the SQLite database" not in from_env.stderr
+    assert not (workdir / "lexigram-tasks.db").exists()
