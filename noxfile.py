@@ -435,3 +435,14 @@ def changelog(session: nox.Session) -> None:
     """Preview the next CHANGELOG.md section from the changes/ fragments (towncrier --draft)."""
     session.install(TOWNCRIER)
     session.run("towncrier", "build", "--draft", "--version", _version(), *session.posargs)
+
+
+@nox.session(name="kit-mutants", default=False)
+def kit_mutants(session: nox.Session) -> None:
+    """Measure the conformance kit: it must pass a reference backend and fail every mutant.
+
+    Runs tests-kit/run_mutants.py (arguments after ``--`` go to it, e.g. ``-- --jobs 1
+    stale_ack``); prints one row per mutant and fails if one survives.
+    """
+    session.install(*_editable(_first_party_closure("lexigram-tasks-core")), *TEST_DEPS)
+    session.run("python", str(ROOT / "tests-kit" / "run_mutants.py"), *session.posargs)

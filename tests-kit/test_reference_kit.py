@@ -1,0 +1,44 @@
+"""The conformance kit, every theme and the poison hook, against the reference backend.
+
+`run_mutants.py` runs this module once unmutated (it must pass) and once per mutant
+(it must fail).
+"""
+
+# ruff: noqa: INP001, S101 - a test module run by path (importlib mode); tests assert
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+from reference_backend import ReferenceQueue, drop_store, plant_raw
+
+from lexigram.contracts.tasks import TaskQueueProtocol
+from lexigram.tasks.testing import QueueConformance, QueueFactory, QueuePoisonConformance
+
+
+@pytest_asyncio.fixture
+async def make_queue(lease_seconds: float) -> AsyncIterator[QueueFactory]:
+    """Handles on one fresh reference queue; its store is dropped after the test."""
+    name = f"kit-{uuid.uuid4().hex[:8]}"
+    made: list[ReferenceQueue] = []
+
+    async def factory() -> ReferenceQueue:
+        queue = ReferenceQueue(queue_name=name, lease_seconds=lease_seconds)
+        made.append(queue)
+        return queue
+
+    yield factory
+    for queue in made:
+        await queue.close()
+    drop_store(name)
+
+
+class TestReferenceKit(QueueConformance, QueuePoisonConformance):
+    """Every theme, with the default margins and the kit's default 1 s lease."""
+
+    async def plant_raw_payload(self, queue: TaskQueueProtocol, raw: bytes) -> str:
+        """Store `raw` as the next record of the queue's store."""
+        assert isinstance(queue, ReferenceQueue)
+        return plant_raw(queue, raw)
