@@ -6,6 +6,8 @@ import asyncio
 import dataclasses
 import importlib.metadata
 import re
+import socket
+import ssl
 
 import pytest
 
@@ -30,7 +32,9 @@ from lexigram.tasks.backends.redis import (
 from lexigram.tasks.backends.redis import _scripts as lua
 from lexigram.tasks.backends.redis._batch import GroupCommit
 from lexigram.tasks.backends.redis._connection import LuaScript, check_url
+from lexigram.tasks.backends.redis._diagnose import CommandDeadline, ConnectFailed, diagnose
 from lexigram.tasks.backends.redis._keys import QueueKeys, StoreKeys, check_name, glob_escape
+from redis import exceptions as rexc
 
 
 def test_queue_keys_share_the_hash_tag() -> None:
@@ -312,3 +316,59 @@ async def test_enqueue_of_a_non_job_or_invalid_job_needs_no_server() -> None:
     mixed = await queue.enqueue_many([Job(name="bad", priority=999)])
     assert len(mixed) == 1
     assert mixed[0].is_err()
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "transient"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), "refused", True),
+        (socket.gaierror(-2, "Name or service not known"), "dns", True),
+        (ssl.SSLCertVerificationError("certificate verify failed"), "tls", False),
+        (rexc.ResponseError("DB index is out of range"), "db", False),
+        (rexc.AuthenticationError("WRONGPASS invalid username-password pair"), "auth", False),
+        (rexc.AuthenticationError("NOAUTH Authentication required."), "noauth", False),
+        (rexc.ResponseError("Protocol error: unauthenticated multibulk length"), "noauth", False),
+        (rexc.NoPermissionError("NOPERM no permissions to run 'evalsha'"), "noperm", False),
+        (rexc.InvalidResponse('Protocol error, got "H" as reply type byte'), "not_redis", False),
+        (CommandDeadline("no reply"), "silent", True),
+        (rexc.ConnectionError("Connection closed by server."), "closed", True),
+    ],
+)
+def test_each_failure_gets_its_kind(exc: BaseException, kind: str, transient: bool) -> None:
+    found = diagnose(
+        exc,
+        url="redis://app:secret@cache.example:6390/3",
+        masked="redis://app:***@cache.example:6390/3",
+        what="enqueue",
+        connect_timeout=5.0,
+        command_timeout=10.0,
+    )
+    assert (found.kind, found.transient) == (kind, transient)
+    assert "secret" not in found.message
+    assert "redis://app:***@cache.example:6390/3" in found.message
+    assert "\n" not in found.message
+
+
+def test_failure_names_the_unix_socket_and_the_database() -> None:
+    refused = diagnose(
+        FileNotFoundError(2, "No such file or directory"),
+        url="unix:///run/redis.sock",
+        masked="unix:///run/redis.sock",
+        what="enqueue",
+        connect_timeout=5.0,
+        command_timeout=10.0,
+    )
+    assert "socket /run/redis.sock does not exist" in refused.message
+    wrapped = ConnectFailed("Could not connect to Redis: TimeoutError")
+    wrapped.__cause__ = TimeoutError()
+    slow = diagnose(
+        wrapped,
+        url="rediss://cache.example:6390/0",
+        masked="rediss://cache.example:6390/0",
+        what="enqueue",
+        connect_timeout=2.0,
+        command_timeout=10.0,
+    )
+    assert slow.kind == "connect_timeout"
+    assert "within 2 s (socket_connect_timeout)" in slow.message
+    assert "does not speak TLS" in slow.message

@@ -335,14 +335,9 @@ class RedisConnector:
                     self._recovered()
                 return result
             found = self._diagnose(what, last)
-            if not found.transient or (fail_fast and not self._reached):
-                raise BackendConnectionError(
-                    found.message,
-                    url=self.masked_url,
-                    operation=what,
-                    transient=found.transient,
-                    reason=found.kind,
-                ) from last
+            now_error = self.failure(what, last, fail_fast=fail_fast)
+            if now_error is not None:
+                raise now_error from last
             now = time.monotonic()
             if deadline is None:
                 deadline = now + budget
@@ -380,6 +375,26 @@ class RedisConnector:
             self._drop_fast(fast)
             msg = f"no reply to {what} within {self.command_timeout:g} s"
             raise CommandDeadline(msg) from exc
+
+    def failure(
+        self, what: str, exc: BaseException, *, fail_fast: bool = True
+    ) -> BackendConnectionError | None:
+        """The error to raise at once for `exc`, or None when retrying is worth it.
+
+        Failures that never heal are raised at once; so are those that could, while
+        the server has never answered (with `fail_fast`). Otherwise (an outage of a
+        server that answered before) the caller retries within its budget.
+        """
+        found = self._diagnose(what, exc)
+        if found.transient and not (fail_fast and not self._reached):
+            return None
+        return BackendConnectionError(
+            found.message,
+            url=self.masked_url,
+            operation=what,
+            transient=found.transient,
+            reason=found.kind,
+        )
 
     def _diagnose(self, what: str, exc: BaseException) -> Diagnosis:
         return diagnose(

@@ -167,23 +167,33 @@ class RedisProgressTracker(RedisStore):
                         if snapshot.status in _TERMINAL:
                             return
                 except (rexc.ConnectionError, rexc.TimeoutError) as exc:
-                    now = time.monotonic()
-                    outage_since = outage_since or now
-                    if now - outage_since > self._connector.retry_timeout:
-                        msg = (
-                            f"Progress subscription to task {task_id!r} could not reach Redis at "
-                            f"{self._connector.masked_url} for {now - outage_since:.1f} s ({exc}). "
-                            "Check the server; subscribe again once it is back."
-                        )
-                        raise BackendConnectionError(msg) from exc
-                    logger.warning(
-                        "Progress subscription to %s lost its connection (%s); resubscribing.",
-                        task_id,
-                        exc,
-                    )
-                    await asyncio.sleep(_RESUBSCRIBE_DELAY)
+                    outage_since = await self._outage(task_id, exc, outage_since)
             finally:
                 await _close_pubsub(pubsub)
+
+    async def _outage(self, task_id: str, exc: BaseException, since: float | None) -> float:
+        """Wait before resubscribing, or raise when the failure will not heal in time.
+
+        Returns:
+            When the outage began (for the next failure's budget).
+        """
+        error = self._connector.failure(f"{self._store} subscribe", exc)
+        if error is not None:
+            raise error from exc
+        now = time.monotonic()
+        since = since or now
+        if now - since > self._connector.retry_timeout:
+            msg = (
+                f"Progress subscription to task {task_id!r} could not reach Redis at "
+                f"{self._connector.masked_url} for {now - since:.1f} s ({exc}). "
+                "Check the server; subscribe again once it is back."
+            )
+            raise BackendConnectionError(msg) from exc
+        logger.warning(
+            "Progress subscription to %s lost its connection (%s); resubscribing.", task_id, exc
+        )
+        await asyncio.sleep(_RESUBSCRIBE_DELAY)
+        return since
 
 
 async def _close_pubsub(pubsub: Any) -> None:

@@ -551,11 +551,16 @@ class RedisTaskQueue:
         return int(await self._run(lua.COUNT, (mode,), keys=keys))
 
     async def clear(self) -> None:
-        """Remove every job, waiting or in flight, and every idempotency key."""
+        """Remove every job, waiting or in flight, and every idempotency key.
+
+        The sequence counter stays: lease tokens are drawn from it, so a holder from
+        before the clear can never match a token handed out after it.
+        """
         keys = self.keys
+        doomed = [key for key in keys.fixed if key != keys.seq]
 
         async def wipe(client: Any) -> None:
-            await client.delete(*keys.fixed)
+            await client.delete(*doomed)
             batch: list[Any] = []
             async for key in client.scan_iter(match=keys.idempotency_pattern, count=1000):
                 batch.append(key)
