@@ -410,3 +410,17 @@ async def test_entry_point_backend_builds_queue_from_spec(postgres_dsn, pg_schem
         await queue.clear()
     finally:
         await queue.close()
+
+
+async def test_settling_calls_on_a_fresh_schema_return_false(postgres_dsn: str, pg_conn):
+    """A process whose first call is an ack (no table yet) gets False, not a server error."""
+    schema = f"lexigram_test_{uuid.uuid4().hex[:8]}"
+    queue = PostgresTaskQueue(dsn=postgres_dsn, schema=schema, queue_name="fresh")
+    try:
+        assert await queue.ack("nope") is False
+        assert await queue.nack("nope", lease_token="1:1") is False  # noqa: S106 - not a secret
+        assert await queue.extend_lease("nope") is False
+        assert await queue.retry_later(Job(name="nope")) is False
+    finally:
+        await queue.close()
+        await pg_conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

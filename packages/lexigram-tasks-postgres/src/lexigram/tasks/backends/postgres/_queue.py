@@ -458,11 +458,10 @@ class PostgresTaskQueue:
             True if the delivery was held (under `lease_token`, when given) and the job
             is now deleted; False, and no change, otherwise.
         """
-        if lease_token is None:
-            return await self._acks.ack(task_id, None)
-        token = parse_token(lease_token)
-        if token is None:
+        token = None if lease_token is None else parse_token(lease_token)
+        if lease_token is not None and token is None:
             return False
+        await self._ensure_ready()
         return await self._acks.ack(task_id, token)
 
     async def nack(
@@ -477,6 +476,7 @@ class PostgresTaskQueue:
         token = token_args(lease_token)
         if token is None:
             return False
+        await self._ensure_ready()
         if requeue:
             sql, args = self._sql.requeue, (task_id, *token, self._channel)
         else:
@@ -498,6 +498,7 @@ class PostgresTaskQueue:
         token = token_args(task.lease_token)
         if token is None:
             return False
+        await self._ensure_ready()
         delay = max(float(delay), 0.0)
         status, scheduled_at = task.status, task.scheduled_at
         task.status = JobStatus.RETRYING
