@@ -19,6 +19,7 @@ import uuid
 
 import pytest
 
+from lexigram.contracts.tasks import JobStatus
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.testing import {theme}
 
@@ -52,6 +53,22 @@ class DeleteKeepsLeaseQueue(MemoryTaskQueue):
 
     async def get_job(self, job_id):
         return None if job_id in self._hidden else await super().get_job(job_id)
+
+
+class AckIgnoresTokenQueue(MemoryTaskQueue):
+    """Bug: ack settles whatever delivery holds the job, whatever token it is given."""
+
+    async def ack(self, task_id, *, lease_token=None):
+        return await super().ack(task_id)
+
+
+class CountsExpiredLeasesQueue(MemoryTaskQueue):
+    """Bug: count(RUNNING) counts every lease, also those that ran out."""
+
+    async def count(self, queue_name, status=None):
+        if status is JobStatus.RUNNING and queue_name == self.queue_name:
+            return len(self._in_flight)
+        return await super().count(queue_name, status)
 
 
 @pytest.fixture
@@ -137,12 +154,34 @@ def test_kit_fails_queue_whose_delete_keeps_the_lease(pytester: pytest.Pytester)
     assert "test_deleted_in_flight_job_cannot_be_extended_or_requeued" in failed
 
 
+def test_kit_fails_queue_whose_ack_ignores_the_token(pytester: pytest.Pytester) -> None:
+    _, failed = _run_kit(
+        pytester,
+        queue_class="AckIgnoresTokenQueue",
+        theme="QueueFencingConformance",
+        select="ack_after_redelivery",
+    )
+    assert failed == {"test_stale_holder_cannot_ack_after_redelivery"}
+
+
+def test_kit_fails_queue_that_counts_expired_leases(pytester: pytest.Pytester) -> None:
+    _, failed = _run_kit(
+        pytester,
+        queue_class="CountsExpiredLeasesQueue",
+        theme="QueueBoundsConformance",
+        select="count_running",
+    )
+    assert failed == {"test_count_running_excludes_expired_leases"}
+
+
 @pytest.mark.parametrize(
     ("theme", "select"),
     [
         ("QueueOrderingConformance", None),
         ("QueueLeaseConformance", "redelivers"),
         ("QueueJobManagementConformance", "delete"),
+        ("QueueFencingConformance", "ack_after_redelivery"),
+        ("QueueBoundsConformance", "count_running"),
     ],
 )
 def test_kit_passes_correct_memory_queue(
