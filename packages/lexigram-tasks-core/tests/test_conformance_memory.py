@@ -1,4 +1,9 @@
-"""The shipped conformance kit, run in full against MemoryTaskQueue."""
+"""The shipped conformance kit, run in full against MemoryTaskQueue.
+
+`QueuePoisonConformance` does not apply: a memory queue keeps `Job` objects, never
+encoded bytes, so there is no undecodable payload to plant. The reference backend of
+the kit's mutation check (tests-kit/) runs it.
+"""
 
 from __future__ import annotations
 
