@@ -23,7 +23,7 @@ from lexigram.tasks.decorators import (
     task,
 )
 from lexigram.tasks.dispatch import delay, pending_count
-from lexigram.tasks.execution import HandlerRegistry, TaskWorker, TaskWorkerServices
+from lexigram.tasks.execution import HandlerRegistry, TaskOptions, TaskWorker, TaskWorkerServices
 from lexigram.tasks.results import InMemoryResultStore
 
 
@@ -49,13 +49,20 @@ async def send_report(to: str, subject: str = "hi") -> str:
 async def test_task_keeps_the_function_callable_and_records_options() -> None:
     assert isinstance(send_email, TaskFunction)
     assert await send_email("a@b.c") == "a@b.c:hi"
-    assert send_email._task_name == "send_email"
-    assert send_email._priority == Priority.HIGH
-    assert send_email._max_retries == 5
-    assert send_email._timeout == 30.0
-    assert send_email._queue == "mail"
-    assert send_email._idempotency_key is None
-    assert send_email._cron is None
+    assert send_email.name == "send_email"
+    assert send_email.options == TaskOptions(
+        priority=Priority.HIGH, max_retries=5, timeout=30.0, queue="mail"
+    )
+    assert send_email.idempotency_key is None
+    assert send_email.cron is None
+    with pytest.raises(AttributeError):
+        send_email.options.max_retries = 1  # type: ignore[misc]  # frozen
+    # The older underscored spellings still read the same values.
+    assert (send_email._task_name, send_email._max_retries, send_email._timeout) == (
+        "send_email",
+        5,
+        30.0,
+    )
     assert send_email.__name__ == "send_email"
     assert "send_email" in repr(send_email)
 
@@ -64,7 +71,8 @@ async def test_task_signature_builds_a_job_without_enqueueing() -> None:
     job = send_email.signature("a@b.c", subject="yo")
     assert isinstance(job, Job)
     assert (job.name, job.args, job.kwargs) == ("send_email", ("a@b.c",), {"subject": "yo"})
-    assert (job.priority, job.max_retries, job.timeout) == (10, 5, 30.0)
+    # Only the priority is copied into the job: the worker applies the task's options.
+    assert (job.priority, job.max_retries, job.timeout) == (10, None, None)
     assert send_email.s("x").args == ("x",)
 
 
@@ -87,17 +95,19 @@ async def test_delay_without_a_default_queue_says_how_to_configure_one() -> None
 
 
 async def test_delay_enqueues_on_the_default_queue_and_a_worker_runs_it() -> None:
-    """Regression (design §9): `task(...).delay()` must really enqueue, not raise."""
+    """Regression: `task(...).delay()` must really enqueue, not raise."""
     queue = MemoryTaskQueue()
     set_default_queue(queue)
     assert get_default_queue() is queue
     registry = HandlerRegistry()
-    registry.register(send_report._task_name, send_report)
+    registry.register(send_report.name, send_report)
     store = InMemoryResultStore()
     worker = TaskWorker("w1", queue, registry, services=TaskWorkerServices(result_store=store))
 
     job = await send_report.delay("a@b.c", subject="report")
-    assert await queue.get_job(job.id) is job
+    stored = await queue.get_job(job.id)
+    assert stored is not None
+    assert stored.name == "send_report"
     await worker.start()
     result = await store.wait(job.id, timeout=5)
     await worker.stop()
@@ -111,7 +121,7 @@ async def test_delay_goes_to_the_queue_the_task_is_declared_for() -> None:
     set_default_queue(default)
     set_task_queues({"mail": mail})
     job = await send_email.delay("a@b.c")
-    assert await mail.get_job(job.id) is job
+    assert await mail.get_job(job.id) is not None
     assert await default.count("tasks") == 0
     assert get_task_queues() == {"mail": mail}
     set_task_queues({})
@@ -138,7 +148,7 @@ async def test_delay_uses_the_default_queue_when_it_serves_the_declared_name() -
     job = await send_email.delay("a@b.c")
     assert queue_for("mail") is default
     assert queue_for("default") is default
-    assert await default.get_job(job.id) is job
+    assert await default.get_job(job.id) is not None
 
 
 async def test_apply_async_overrides_options_on_a_given_queue() -> None:
@@ -153,8 +163,13 @@ async def test_apply_async_overrides_options_on_a_given_queue() -> None:
         subject="s",
     )
     stored = await queue.get_job(job.id)
-    assert stored is job
-    assert (job.priority, job.max_retries, job.timeout, job.idempotency_key) == (20, 1, 2.0, "once")
+    assert stored is not None
+    assert (stored.priority, stored.max_retries, stored.timeout, stored.idempotency_key) == (
+        20,
+        1,
+        2.0,
+        "once",
+    )
     assert job.kwargs == {"subject": "s"}
     again = await send_email.apply_async(queue, "other", idempotency_key="once")
     assert again.id == job.id  # a duplicate key returns the first job's id
@@ -176,9 +191,10 @@ async def test_bare_task_decorator_and_name_default() -> None:
         return x + 1
 
     assert plain(1) == 2
-    assert plain._task_name == "plain"
-    assert plain._priority == Priority.NORMAL
-    assert plain._max_retries == 3
+    assert plain.name == "plain"
+    assert plain.options == TaskOptions()
+    assert plain.options.priority == Priority.NORMAL
+    assert plain.options.max_retries is None  # the worker then allows DEFAULT_MAX_RETRIES
 
 
 async def test_idempotency_key_template_and_function() -> None:
@@ -206,9 +222,10 @@ async def test_scheduled_sets_cron_metadata() -> None:
     async def daily_report() -> None:
         return None
 
-    assert daily_report._cron == "0 9 * * *"
-    assert daily_report._task_name == "daily_report"
-    assert daily_report._priority == Priority.LOW
+    assert daily_report.cron == "0 9 * * *"
+    assert daily_report.name == "daily_report"
+    assert daily_report.options.priority == Priority.LOW
+    assert daily_report.options.max_retries == 1
     with pytest.raises(TaskValidationError, match="cron expression"):
         scheduled(cron="  ")
 

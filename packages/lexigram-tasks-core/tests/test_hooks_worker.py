@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+import pytest
 
 from lexigram.contracts.tasks import Job, ProgressSnapshot, ProgressStatus
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import RetryConfig, TaskWorkerConfig
-from lexigram.tasks.events import DomainEvent, TaskCompletedEvent, TaskFailedEvent, TaskQueuedEvent
+from lexigram.tasks.decorators import enqueue_job
+from lexigram.tasks.events import (
+    DomainEvent,
+    TaskCompletedEvent,
+    TaskFailedEvent,
+    TaskQueuedEvent,
+    producer_events,
+)
 from lexigram.tasks.execution import TaskWorkerServices, WorkerPool
 from lexigram.tasks.hooks import (
     HookRegistry,
@@ -21,6 +30,15 @@ from lexigram.tasks.observability import TaskDashboard, TaskMetricsCollector
 from lexigram.tasks.progress import InMemoryProgressTracker, ProgressTracker
 
 
+@pytest.fixture
+def hooks() -> Iterator[HookRegistry]:
+    """A hook registry that also sees this process's "queued" events."""
+    registry = HookRegistry()
+    remove = producer_events().add(registry)
+    yield registry
+    remove()
+
+
 async def _run_until(pool: WorkerPool, done: asyncio.Event) -> None:
     await pool.start()
     try:
@@ -30,8 +48,7 @@ async def _run_until(pool: WorkerPool, done: asyncio.Event) -> None:
         await pool.stop(drain=True)
 
 
-async def test_queue_and_worker_fire_every_hook_and_event_with_ids():
-    hooks = HookRegistry()
+async def test_queue_and_worker_fire_every_hook_and_event_with_ids(hooks: HookRegistry):
     seen: list[tuple[str, object]] = []
 
     def recorder(action: str) -> Callable[[object], None]:
@@ -47,7 +64,6 @@ async def test_queue_and_worker_fire_every_hook_and_event_with_ids():
     )
 
     queue = MemoryTaskQueue(queue_name="mail")
-    queue.set_hook_registry(hooks)
 
     async def send(to: str) -> str:
         return f"sent to {to}"
@@ -56,8 +72,8 @@ async def test_queue_and_worker_fire_every_hook_and_event_with_ids():
         msg = "smtp down"
         raise ConnectionError(msg)
 
-    ok_id = (await queue.enqueue(Job(name="send", args=("a@b.c",)))).unwrap()
-    bad_id = (await queue.enqueue(Job(name="explode", max_retries=0))).unwrap()
+    ok_id = (await enqueue_job(queue, Job(name="send", args=("a@b.c",)))).id
+    bad_id = (await enqueue_job(queue, Job(name="explode", max_retries=0))).id
     pool = WorkerPool(queue, {"send": send, "explode": explode}, hooks=hooks)
     await _run_until(pool, finished)
 
@@ -66,11 +82,12 @@ async def test_queue_and_worker_fire_every_hook_and_event_with_ids():
         task_name="send", queue_name="mail", task_id=ok_id
     )
     assert payloads[("task.started", ok_id)] == TaskStartedHook(
-        task_name="send", task_id=ok_id, worker_id="worker-1"
+        task_name="send", task_id=ok_id, worker_id="worker-1", queue_name="mail", attempt=1
     )
-    assert payloads[("task.completed", ok_id)] == TaskCompletedHook(
-        task_name="send", task_id=ok_id, worker_id="worker-1"
-    )
+    completed = payloads[("task.completed", ok_id)]
+    assert isinstance(completed, TaskCompletedHook)
+    assert (completed.worker_id, completed.queue_name, completed.attempt) == ("worker-1", "mail", 1)
+    assert completed.duration is not None
     failed = payloads[("task.failed", bad_id)]
     assert isinstance(failed, TaskFailedHook)
     assert failed.worker_id == "worker-1"
@@ -84,8 +101,7 @@ async def test_queue_and_worker_fire_every_hook_and_event_with_ids():
     assert "smtp down" in by_type[(TaskFailedEvent, bad_id)].error  # type: ignore[attr-defined]
 
 
-async def test_failed_hook_fires_once_after_retries_are_exhausted():
-    hooks = HookRegistry()
+async def test_failed_hook_fires_once_after_retries_are_exhausted(hooks: HookRegistry):
     started: list[str] = []
     failed: list[str] = []
     hooks.add_observer("task.started", lambda p: started.append(p.task_id))
@@ -106,13 +122,11 @@ async def test_failed_hook_fires_once_after_retries_are_exhausted():
     assert failed == [job_id]  # …but only the final failure is reported
 
 
-async def test_worker_feeds_the_dashboard_and_metrics_collector():
+async def test_worker_feeds_the_dashboard_and_metrics_collector(hooks: HookRegistry):
     dashboard = TaskDashboard()
-    hooks = HookRegistry()
     metrics = TaskMetricsCollector()
     metrics.attach(hooks)
     queue = MemoryTaskQueue()
-    queue.set_hook_registry(hooks)
     done = asyncio.Event()
     outcomes = 0
 
@@ -133,8 +147,8 @@ async def test_worker_feeds_the_dashboard_and_metrics_collector():
         raise ValueError(msg)
 
     for n in range(5):
-        await queue.enqueue(Job(name="resize", args=(n,)))
-    bad = (await queue.enqueue(Job(name="broken", max_retries=0))).unwrap()
+        await enqueue_job(queue, Job(name="resize", args=(n,)))
+    bad = (await enqueue_job(queue, Job(name="broken", max_retries=0))).id
     services = TaskWorkerServices(dashboard=dashboard)
     pool = WorkerPool(
         queue, {"resize": resize, "broken": fail_sync}, size=2, hooks=hooks, services=services

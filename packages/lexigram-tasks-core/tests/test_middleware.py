@@ -1,4 +1,4 @@
-"""Middleware: pipeline order, error reporting, metrics, logging and timeouts."""
+"""Middleware: pipeline order, error reporting, metrics, logging and the timeout setting."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import logging
 
 import pytest
 
-from lexigram.contracts.tasks import Job, JobResult, TaskTimeoutError
+from lexigram.contracts.tasks import Job, JobResult
+from lexigram.tasks.backends.memory import MemoryTaskQueue
+from lexigram.tasks.dlq import DeadLetterQueue
+from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
 from lexigram.tasks.middleware import (
     LoggingMiddleware,
     MetricsMiddleware,
@@ -17,6 +20,7 @@ from lexigram.tasks.middleware import (
     TimeoutMiddleware,
 )
 from lexigram.tasks.middleware._base import ERROR_KEY, TRACEBACK_KEY
+from lexigram.tasks.testing import HookRecorder
 
 
 class Tracing(TaskMiddleware):
@@ -161,26 +165,21 @@ async def test_timeout_middleware_computes_the_effective_timeout() -> None:
     assert TimeoutMiddleware().effective_timeout(Job(name="x")) == 300.0
 
 
-async def test_timeout_middleware_execute_with_timeout() -> None:
-    timeout = TimeoutMiddleware(default_timeout=0.05)
-    job = Job(name="slow")
-    ctx = TaskExecutionContext(job=job)
-
-    async def fast(x: int, *, y: int) -> int:
-        return x + y
-
-    result = await timeout.execute_with_timeout(fast, job, ctx, [1], {"y": 2})
-    assert result.success
-    assert result.data == 3
-
-    async def stuck() -> None:
-        await asyncio.Event().wait()
-
-    with pytest.raises(TaskTimeoutError, match=r"exceeded its timeout of 0\.05 s"):
-        await timeout.execute_with_timeout(stuck, job, ctx)
+async def test_timeout_middleware_gives_jobs_without_their_own_the_default() -> None:
+    middleware = TimeoutMiddleware(default_timeout=10, max_timeout=5)
+    set_to: list[float] = []
+    ctx = TaskExecutionContext(job=Job(name="x"), timeout=300.0, deadline_setter=set_to.append)
+    await middleware.before_execute(ctx)
+    assert (ctx.timeout, set_to) == (5, [5])  # the worker's default, replaced and capped
+    explicit = TaskExecutionContext(
+        job=Job(name="x"), timeout=2.0, timeout_explicit=True, deadline_setter=set_to.append
+    )
+    await TimeoutMiddleware(default_timeout=10).before_execute(explicit)
+    assert explicit.timeout == 2.0  # the task's own timeout stands
 
 
-async def test_pipeline_with_timeout_middleware_fails_slow_jobs() -> None:
+async def test_worker_enforces_the_timeout_middleware_sets() -> None:
+    """TimeoutMiddleware sets the value; the worker's deadline timer is what stops the job."""
     log: list[str] = []
     pipeline = TaskMiddlewarePipeline()
     pipeline.add(Tracing("t", log))
@@ -189,8 +188,43 @@ async def test_pipeline_with_timeout_middleware_fails_slow_jobs() -> None:
     async def stuck() -> None:
         await asyncio.Event().wait()
 
-    result = await pipeline.execute(Job(name="stuck"), stuck)
-    assert not result.success
-    assert result.error is not None
-    assert result.error.startswith("TaskTimeoutError")
-    assert log == ["t.before", "t.error:TaskTimeoutError"]
+    queue = MemoryTaskQueue()
+    hooks = HookRecorder()
+    dlq = DeadLetterQueue()
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"stuck": stuck},
+        services=TaskWorkerServices(hooks=hooks, dead_letter_queue=dlq),
+        middleware_pipeline=pipeline,
+    )
+    job = Job(name="stuck", max_retries=0)
+    (await queue.enqueue(job)).unwrap()
+    started = asyncio.get_running_loop().time()
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+    elapsed = asyncio.get_running_loop().time() - started
+    await worker.stop()
+    record = dlq.get(job.id)
+    assert record is not None
+    assert record.error.startswith("TaskTimeoutError")
+    assert "0.05 s" in record.error
+    assert elapsed < 2.0
+    assert log == ["t.before"]  # a cancelled attempt is not reported as a handler error
+
+
+async def test_pipeline_run_re_raises_the_handler_exception_unchanged() -> None:
+    log: list[str] = []
+    pipeline = TaskMiddlewarePipeline()
+    pipeline.add(Tracing("t", log))
+    error = KeyError("missing")
+
+    async def broken() -> None:
+        raise error
+
+    ctx = TaskExecutionContext(job=Job(name="broken"))
+    with pytest.raises(KeyError) as caught:
+        await pipeline.run(ctx, broken, (), {})
+    assert caught.value is error
+    assert log == ["t.before", "t.error:KeyError"]
+    assert ctx.metadata[ERROR_KEY] is error

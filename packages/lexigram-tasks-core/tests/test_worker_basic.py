@@ -64,11 +64,28 @@ async def test_worker_runs_a_job_stores_its_result_and_acks_it() -> None:
     assert result.success
     assert result.data == 5
     assert (result.id, result.name, result.retry_count) == (job.id, "add", 0)
-    assert job.status is JobStatus.COMPLETED
+    assert await queue.get_job(job.id) is None  # acked: the queue forgot it
     assert await queue.count("tasks") == 0
     assert [name for name, _ in hooks.events] == ["task.started", "task.completed"]
-    assert hooks.events[0][1] == TaskStartedHook(task_name="add", task_id=job.id, worker_id="w1")
-    assert hooks.events[1][1] == TaskCompletedHook(task_name="add", task_id=job.id, worker_id="w1")
+    started = hooks.events[0][1]
+    assert isinstance(started, TaskStartedHook)
+    assert (started.task_name, started.task_id, started.worker_id, started.attempt) == (
+        "add",
+        job.id,
+        "w1",
+        1,
+    )
+    done = hooks.events[1][1]
+    assert isinstance(done, TaskCompletedHook)
+    assert (done.task_name, done.task_id, done.worker_id, done.queue_name) == (
+        "add",
+        job.id,
+        "w1",
+        "tasks",
+    )
+    assert done.attempt == 1
+    assert done.duration is not None
+    assert 0 <= done.duration < 5
     stats = worker.get_stats()
     assert (stats.jobs_processed, stats.jobs_succeeded, stats.jobs_failed) == (1, 1, 0)
     assert stats.uptime >= 0
@@ -142,8 +159,8 @@ async def test_worker_injects_tracker_context_and_job() -> None:
     assert await store.wait(job.id, timeout=5) is not None
     await worker.stop()
 
-    assert got["job"] is job
-    assert got["ctx"].job is job
+    assert got["job"].id == job.id  # the delivered copy of the job
+    assert got["ctx"].job is got["job"]
     assert got["tracker"].job_id == job.id
     info = await progress.get(job.id)
     assert info is not None

@@ -112,7 +112,8 @@ async def test_worker_retries_with_growing_delays_then_dead_letters_with_traceba
     # DeadLetterQueue.retry hands the job back; enqueued again it now succeeds.
     healthy = True
     retried = dlq.retry(job.id)
-    assert retried is job
+    assert retried is not None
+    assert retried.id == job.id
     assert (retried.status, retried.retry_count, retried.last_error) == (
         JobStatus.PENDING,
         0,
@@ -265,7 +266,8 @@ async def test_worker_dead_letters_a_crash_looping_job() -> None:
     # Six deliveries that never ended in ack or retry: a worker died each time.
     for _ in range(6):
         leased = await queue.dequeue()
-        assert leased is job
+        assert leased is not None
+        assert leased.id == job.id
         await queue.nack(job.id, requeue=True)
     await worker.start()
     await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))

@@ -68,14 +68,15 @@ async def test_worker_cancels_a_deleted_in_flight_job_and_never_sees_it_again() 
     (await queue.enqueue(job)).unwrap()
     await worker.start()
     await gate.wait_entered(1)
-    running = worker._in_flight[job.id].task
+    entry = worker._in_flight[job.id]
+    running = entry.task
     assert running is not None
     assert await queue.delete_job(job.id)
     await asyncio.wait_for(asyncio.wait({running}), 5)  # the heartbeat notices and cancels
     assert not worker.is_busy()
     assert gate.cancelled == 1
     assert worker.stats.jobs_cancelled == 1
-    assert job.status is JobStatus.CANCELLED
+    assert entry.job.status is JobStatus.CANCELLED
     # Not acked, not requeued: the queue does not hold it and will not deliver it.
     assert await queue.get_job(job.id) is None
     assert await queue.dequeue_batch(1, timeout=0.3) == []
@@ -249,8 +250,8 @@ async def test_worker_timeout_clock_starts_when_the_job_starts() -> None:
     job = Job(name="quick", timeout=0.01)
     (await queue.enqueue(job)).unwrap()
     leased = await queue.dequeue()
-    assert leased is job
-    worker._start_job(job)
+    assert leased is not None
+    worker._start_job(leased)
     time.sleep(0.05)  # noqa: ASYNC251 - deliberately block the loop past the job's timeout
     await hooks.wait_until(lambda: job.id in hooks.ids("task.completed"))
     assert worker.stats.jobs_succeeded == 1
@@ -261,8 +262,9 @@ async def test_worker_releases_a_job_stopped_before_its_task_started() -> None:
     worker = TaskWorker("w1", queue, {"quick": lambda: None})
     job = Job(name="quick")
     (await queue.enqueue(job)).unwrap()
-    assert await queue.dequeue() is job
-    worker._start_job(job)
+    leased = await queue.dequeue()
+    assert leased is not None
+    worker._start_job(leased)
     entry = worker._in_flight[job.id]
     worker._interrupt(entry, "stop")  # what stop() does to every running job
     assert entry.task is not None
@@ -277,8 +279,9 @@ async def test_worker_heartbeat_reclaims_a_job_cancelled_from_outside_before_sta
     worker = TaskWorker("w1", queue, {"quick": lambda: None})
     job = Job(name="quick")
     (await queue.enqueue(job)).unwrap()
-    assert await queue.dequeue() is job
-    worker._start_job(job)
+    leased = await queue.dequeue()
+    assert leased is not None
+    worker._start_job(leased)
     entry = worker._in_flight[job.id]
     assert entry.task is not None
     entry.task.cancel()  # before its first step: the body never runs

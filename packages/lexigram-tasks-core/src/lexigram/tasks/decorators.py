@@ -8,13 +8,19 @@ application's default queue (`set_default_queue`). ``await fn.apply_async(queue,
 enqueues on a given queue, and ``fn.signature(...)`` / ``fn.s(...)`` only build the
 `Job`. Arguments are typed with `ParamSpec`, so a type checker flags a wrong call to
 ``delay`` or ``s`` just as it would flag a wrong direct call.
+
+The task's options (``fn.options``, a `TaskOptions`) are not copied into its jobs: the
+worker runs every job of the task with the options it has registered, so a job made by
+``Job(name=...)``, the CLI or a schedule behaves like one made by ``.delay()``. Every
+enqueue of the core goes through `enqueue_job`, which reports "queued" on
+`lexigram.tasks.events.producer_events()` once per job a queue accepted.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from lexigram.contracts.tasks import (
@@ -24,6 +30,8 @@ from lexigram.contracts.tasks import (
     TaskQueueProtocol,
     TaskValidationError,
 )
+from lexigram.tasks.events import QUEUED, JobEvent, producer_events
+from lexigram.tasks.execution._options import ExceptionTypes, TaskOptions
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -118,14 +126,11 @@ class TaskFunction(Generic[P, R]):
     """A function decorated with `@task`: callable as before, plus enqueueing helpers.
 
     Attributes:
-        _task_name: The task name jobs carry (the handler is registered under it).
-        _priority: Default job priority.
-        _max_retries: Default retry limit.
-        _timeout: Default timeout in seconds (None: the worker's default).
-        _queue: Name of the queue `delay` enqueues on ("default": the default queue).
-        _idempotency_key: Fixed key, template, or function of the arguments.
-        _func: The undecorated function.
-        _cron: Cron expression for `@scheduled` tasks, else None.
+        name: The task name jobs carry (the handler is registered under it).
+        options: The task's `TaskOptions`; the worker runs every job of the task
+            with them.
+        cron: Cron expression of a ``@scheduled`` task, else None.
+        idempotency_key: Fixed key, template, or function of the arguments.
     """
 
     # Set by functools.update_wrapper; declared so type checkers know them.
@@ -138,26 +143,53 @@ class TaskFunction(Generic[P, R]):
         func: Callable[P, R],
         *,
         name: str | None = None,
-        priority: Priority | int = Priority.NORMAL,
-        max_retries: int = 3,
-        timeout: float | None = None,
-        queue: str = DEFAULT_QUEUE,
+        options: TaskOptions | None = None,
         idempotency_key: IdempotencyKey = None,
         cron: str | None = None,
     ) -> None:
         functools.update_wrapper(self, func)
         self._func = func
-        self._task_name: str = name or str(getattr(func, "__name__", type(func).__name__))
-        self._priority = int(priority)
-        self._max_retries = max_retries
-        self._timeout = timeout
-        self._queue = queue
-        self._idempotency_key = idempotency_key
-        self._cron = cron
+        self.name: str = name or str(getattr(func, "__name__", type(func).__name__))
+        self.options = options if options is not None else TaskOptions()
+        self.idempotency_key = idempotency_key
+        self.cron = cron
         self._signature = _signature_of(func)
 
+    # Older spellings of the public attributes, kept for code written against them.
+    @property
+    def _task_name(self) -> str:
+        return self.name
+
+    @property
+    def _cron(self) -> str | None:
+        return self.cron
+
+    @_cron.setter
+    def _cron(self, value: str | None) -> None:
+        self.cron = value
+
+    @property
+    def _priority(self) -> int:
+        return self.options.priority
+
+    @property
+    def _max_retries(self) -> int | None:
+        return self.options.max_retries
+
+    @property
+    def _timeout(self) -> float | None:
+        return self.options.timeout
+
+    @property
+    def _queue(self) -> str:
+        return self.options.queue
+
+    @property
+    def _idempotency_key(self) -> IdempotencyKey:
+        return self.idempotency_key
+
     def __repr__(self) -> str:
-        return f"<TaskFunction {self._task_name!r} of {self._func!r}>"
+        return f"<TaskFunction {self.name!r} of {self._func!r}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function directly (no queue involved)."""
@@ -187,7 +219,7 @@ class TaskFunction(Generic[P, R]):
                 the job (e.g. `TaskValidationError` for arguments that are not JSON).
         """
         job = self._build(args, kwargs)
-        return await _enqueue(queue_for(self._queue), job)
+        return await enqueue_job(queue_for(self.options.queue), job)
 
     async def apply_async(
         self,
@@ -203,7 +235,8 @@ class TaskFunction(Generic[P, R]):
 
         `priority`, `max_retries`, `timeout` and `idempotency_key` are options, not
         arguments of the function (a function with parameters of those names must be
-        enqueued with `signature` plus ``queue.enqueue``).
+        enqueued with `signature` plus `enqueue_job`). The values given here are set
+        on the job and win over the task's options for this job only.
 
         Returns:
             The enqueued job.
@@ -220,17 +253,17 @@ class TaskFunction(Generic[P, R]):
             job.timeout = timeout
         if idempotency_key is not None:
             job.idempotency_key = idempotency_key
-        return await _enqueue(queue, job)
+        return await enqueue_job(queue, job)
 
     def _build(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
         bound = self._bind(args, kwargs)
+        # Only the priority is copied (the queue orders by it); max_retries and timeout
+        # stay None so that the worker's registered task decides them.
         return Job(
-            name=self._task_name,
+            name=self.name,
             args=tuple(args),
             kwargs=dict(kwargs),
-            priority=self._priority,
-            max_retries=self._max_retries,
-            timeout=self._timeout,
+            priority=self.options.priority,
             idempotency_key=self._key_for(args, kwargs, bound),
         )
 
@@ -242,15 +275,15 @@ class TaskFunction(Generic[P, R]):
             return dict(self._signature.bind_partial(*args, **kwargs).arguments)
         except TypeError as exc:
             msg = (
-                f"Task {self._task_name!r} cannot be called with these arguments: {exc}. "
-                f"Its signature is {self._task_name}{self._signature}."
+                f"Task {self.name!r} cannot be called with these arguments: {exc}. "
+                f"Its signature is {self.name}{self._signature}."
             )
             raise TaskValidationError(msg) from None
 
     def _key_for(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], bound: dict[str, Any]
     ) -> str | None:
-        key = self._idempotency_key
+        key = self.idempotency_key
         if key is None or (isinstance(key, str) and "{" not in key):
             return key
         try:
@@ -259,7 +292,7 @@ class TaskFunction(Generic[P, R]):
             return str(key(*args, **kwargs))
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             msg = (
-                f"Task {self._task_name!r}: idempotency_key {key!r} could not be built from "
+                f"Task {self.name!r}: idempotency_key {key!r} could not be built from "
                 f"the call's arguments ({type(exc).__name__}: {exc}). Use only parameter names "
                 "in the template, e.g. 'sync-{user_id}'."
             )
@@ -273,14 +306,90 @@ def _signature_of(func: Callable[..., Any]) -> inspect.Signature | None:
         return None
 
 
-async def _enqueue(queue: TaskQueueProtocol, job: Job) -> Job:
+async def enqueue_job(queue: TaskQueueProtocol, job: Job) -> Job:
+    """Enqueue `job` on `queue` and report it: the one way the core enqueues a job.
+
+    Emits one "queued" `JobEvent` on `producer_events()` when the queue accepted a new
+    job (not for a duplicate id or idempotency key).
+
+    Returns:
+        The job (for a duplicate idempotency key: carrying the first job's id).
+
+    Raises:
+        TaskQueueError: The queue refused the job.
+    """
     result = await queue.enqueue(job)
     if result.is_err():
         raise result.unwrap_err()
     job_id = result.unwrap()
     if job_id != job.id:  # a duplicate idempotency key: the first job stands for this call
         job.id = job_id
+        return job
+    stream = producer_events()
+    if stream:
+        await stream.observe(_queued(queue, job))
     return job
+
+
+async def enqueue_jobs(queue: TaskQueueProtocol, jobs: Sequence[Job]) -> list[Job | Exception]:
+    """Enqueue several jobs with the queue's bulk call and report each accepted one.
+
+    Returns:
+        Per job, in order: the job (carrying the first job's id for a duplicate key),
+        or the error the queue returned for it.
+    """
+    results = await queue.enqueue_many(list(jobs))
+    out: list[Job | Exception] = []
+    accepted: list[Job] = []
+    for job, result in zip(jobs, results, strict=True):
+        if result.is_err():
+            out.append(result.unwrap_err())
+            continue
+        job_id = result.unwrap()
+        if job_id != job.id:
+            job.id = job_id
+        else:
+            accepted.append(job)
+        out.append(job)
+    stream = producer_events()
+    if stream:
+        for job in accepted:
+            await stream.observe(_queued(queue, job))
+    return out
+
+
+def _queued(queue: TaskQueueProtocol, job: Job) -> JobEvent:
+    name = job.queue_name or str(getattr(queue, "queue_name", "") or "")
+    return JobEvent(
+        kind=QUEUED, task=job.name, job_id=job.id, queue=name, enqueued_at=job.created_at
+    )
+
+
+def _options(
+    *,
+    priority: Priority | int,
+    max_retries: int | None,
+    timeout: float | None,
+    queue: str,
+    retry_on: Iterable[type[BaseException]],
+    dont_retry_on: Iterable[type[BaseException]],
+    retry_backoff: float | None,
+    retry_backoff_max: float | None,
+    retry_jitter: bool | None,
+    store_result: bool,
+) -> TaskOptions:
+    return TaskOptions(
+        max_retries=max_retries,
+        timeout=timeout,
+        priority=int(priority),
+        queue=queue,
+        retry_on=tuple(retry_on),
+        dont_retry_on=tuple(dont_retry_on),
+        retry_backoff=retry_backoff,
+        retry_backoff_max=retry_backoff_max,
+        retry_jitter=retry_jitter,
+        store_result=store_result,
+    )
 
 
 @overload
@@ -289,54 +398,95 @@ def task(name: Callable[P, R], /) -> TaskFunction[P, R]: ...
 def task(
     name: str | None = None,
     priority: Priority | int = Priority.NORMAL,
-    max_retries: int = 3,
+    max_retries: int | None = None,
     timeout: float | None = None,
     queue: str = "default",
     idempotency_key: IdempotencyKey = None,
+    *,
+    retry_on: ExceptionTypes = (),
+    dont_retry_on: ExceptionTypes = (),
+    retry_backoff: float | None = None,
+    retry_backoff_max: float | None = None,
+    retry_jitter: bool | None = None,
+    store_result: bool = True,
 ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
 def task(  # noqa: PLR0917 - the published positional signature
     name: Any = None,
     priority: Priority | int = Priority.NORMAL,
-    max_retries: int = 3,
+    max_retries: int | None = None,
     timeout: float | None = None,
     queue: str = "default",
     idempotency_key: IdempotencyKey = None,
+    *,
+    retry_on: ExceptionTypes = (),
+    dont_retry_on: ExceptionTypes = (),
+    retry_backoff: float | None = None,
+    retry_backoff_max: float | None = None,
+    retry_jitter: bool | None = None,
+    store_result: bool = True,
 ) -> Any:
     """Decorator to define a task (usable as ``@task`` or ``@task(...)``).
 
+    The options hold for every job of the task, however it was enqueued: the worker
+    reads them from the task it has registered under the job's name.
+
     Args:
         name: Task name (defaults to the function's name).
-        priority: Task priority (HIGH, NORMAL, LOW or an int).
-        max_retries: Maximum retry attempts on failure.
-        timeout: Execution timeout in seconds.
+        priority: Priority `.delay()` gives the jobs (HIGH, NORMAL, LOW or an int).
+        max_retries: Retries after a failed attempt (None: 3; 0: never retry).
+        timeout: Seconds an attempt may run (None: the worker's default_timeout).
         queue: Name of the queue `.delay()` enqueues on: a configured backend's name or
             queue name; ``"default"`` is the application's default queue.
         idempotency_key: Key for idempotent execution: fixed, a template such as
             ``"sync-{user_id}"`` over the call's arguments, or a function of them.
+        retry_on: Retry only failures raising these exception types (Celery's
+            ``autoretry_for``); others are dead-lettered at once. Empty: retry all.
+        dont_retry_on: Never retry these exception types (Celery's
+            ``dont_autoretry_for``); wins over `retry_on`.
+        retry_backoff: Seconds before the first retry, doubled for each further one
+            (Celery's ``retry_backoff``); None: the worker's retry config.
+        retry_backoff_max: Longest delay between retries (Celery's
+            ``retry_backoff_max``); None: the worker's ``retry.max_delay``.
+        retry_jitter: True picks each delay at random between 0 and the backoff
+            (Celery's ``retry_jitter``); False: exact delays; None: the worker's config.
+        store_result: False: the worker stores no result for the task's jobs.
+
+    A handler can also steer its job: ``raise Reject("why")`` dead-letters it at once,
+    ``raise Retry(delay=30)`` retries it after 30 s (counting against `max_retries`).
+    Arguments that do not fit the handler's signature fail once, without retries.
 
     Returns:
         A decorator producing a `TaskFunction` with `.delay()` and `.apply_async()`.
 
+    Raises:
+        ValueError: An option is out of range (e.g. ``max_retries=-1``).
+        TypeError: `retry_on`/`dont_retry_on` hold something that is not an exception
+            class.
+
     Example:
-        @task(name="send_email", max_retries=5)
+        @task(name="send_email", max_retries=5, retry_on=(ConnectionError,))
         async def send_email(to: str, subject: str) -> None: ...
 
-        registry.register(send_email._task_name, send_email)
+        registry.register(send_email.name, send_email)
         job = await send_email.delay("a@b.c", subject="Hi")
     """
     if callable(name):
         return TaskFunction(name)
+    options = _options(
+        priority=priority,
+        max_retries=max_retries,
+        timeout=timeout,
+        queue=queue,
+        retry_on=retry_on,
+        dont_retry_on=dont_retry_on,
+        retry_backoff=retry_backoff,
+        retry_backoff_max=retry_backoff_max,
+        retry_jitter=retry_jitter,
+        store_result=store_result,
+    )
 
     def decorator(func: Callable[P, R]) -> TaskFunction[P, R]:
-        return TaskFunction(
-            func,
-            name=name,
-            priority=priority,
-            max_retries=max_retries,
-            timeout=timeout,
-            queue=queue,
-            idempotency_key=idempotency_key,
-        )
+        return TaskFunction(func, name=name, options=options, idempotency_key=idempotency_key)
 
     return decorator
 
@@ -345,10 +495,10 @@ def scheduled(
     cron: str,
     name: str | None = None,
     priority: Priority | int = Priority.NORMAL,
-    max_retries: int = 3,
+    max_retries: int | None = None,
     timeout: float | None = None,
 ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]:
-    """Decorator to define a scheduled task (a `task` with a cron expression in `_cron`).
+    """Decorator to define a scheduled task (a `task` with a cron expression in `cron`).
 
     Args:
         cron: Cron expression (e.g. ``"0 9 * * *"``).
@@ -358,7 +508,7 @@ def scheduled(
         timeout: Execution timeout.
 
     Returns:
-        A decorator producing a `TaskFunction` whose `_cron` is set; register it with
+        A decorator producing a `TaskFunction` whose `cron` is set; register it with
         ``TaskProvider.register_scheduled_task``.
 
     Raises:
@@ -369,16 +519,19 @@ def scheduled(
         raise TaskValidationError(msg)
 
     def decorator(func: Callable[P, R]) -> TaskFunction[P, R]:
-        return TaskFunction(
-            func,
-            name=name,
-            priority=priority,
-            max_retries=max_retries,
-            timeout=timeout,
-            cron=cron.strip(),
-        )
+        options = TaskOptions(max_retries=max_retries, timeout=timeout, priority=int(priority))
+        return TaskFunction(func, name=name, options=options, cron=cron.strip())
 
     return decorator
 
 
-__all__ = ["TaskFunction", "get_default_queue", "scheduled", "set_default_queue", "task"]
+__all__ = [
+    "TaskFunction",
+    "TaskOptions",
+    "enqueue_job",
+    "enqueue_jobs",
+    "get_default_queue",
+    "scheduled",
+    "set_default_queue",
+    "task",
+]

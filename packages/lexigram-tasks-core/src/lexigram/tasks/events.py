@@ -1,17 +1,23 @@
-"""Domain events of the task lifecycle, and a minimal in-process `EventBus`.
+"""The job event stream (`JobEvent`, `EventObserver`), domain events and an `EventBus`.
 
-`HookRegistry` turns lifecycle hook actions into these events and publishes them on
-its bus: ``task.queued`` becomes `TaskQueuedEvent`, ``task.completed``
-`TaskCompletedEvent`, and ``task.failed`` (a job that failed for good)
-`TaskFailedEvent`. Subscribers see each event when it happens, in the process that
-emitted it.
+Everything that happens to a job is reported once, as a `JobEvent`, to the observers
+of one stream: the worker emits "started", "completed", "retrying", "failed" (dead-
+lettered), "released" and "lost"; the producer helpers (`.delay()`, `.apply_async()`,
+`enqueue_job`) emit "queued" on `producer_events()`. Hooks (`HookRegistry`), the
+`EventBus` (through `HookRegistry`), the `TaskDashboard` and your own metrics are
+observers of that stream: an observer is any object with ``observe(event)``.
+
+`HookRegistry` turns the stream into lifecycle hook actions and domain events:
+"queued" becomes `TaskQueuedEvent`, "completed" `TaskCompletedEvent`, and "failed" (a
+job that failed for good) `TaskFailedEvent`. Subscribers see each event when it
+happens, in the process that emitted it.
 
 Example:
     bus = EventBus()
     hooks = HookRegistry(event_bus=bus)
 
     async def on_done(event: TaskCompletedEvent) -> None:
-        print(event.task_id, "done by", event.worker_id)
+        print(event.task_id, "done by", event.worker_id, "in", event.duration, "s")
 
     bus.subscribe(TaskCompletedEvent, on_done)
 """
@@ -22,10 +28,10 @@ import asyncio
 import dataclasses
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Self, TypeVar, cast
+from typing import Any, ClassVar, Protocol, Self, TypeVar, cast, runtime_checkable
 from uuid import UUID, uuid4
 
 logger = logging.getLogger(__name__)
@@ -137,10 +143,12 @@ class TaskQueuedEvent(DomainEvent):
     Attributes:
         task_id: Unique identifier of the queued task.
         queue_name: Name of the queue that accepted the task.
+        task_name: Name of the task ("" when not reported).
     """
 
     task_id: str
     queue_name: str
+    task_name: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,10 +158,16 @@ class TaskCompletedEvent(DomainEvent):
     Attributes:
         task_id: Unique identifier of the completed task.
         worker_id: Identifier of the worker that executed the task.
+        task_name: Name of the task ("" when not reported).
+        attempt: Which attempt succeeded (1 = the first).
+        duration: Seconds the attempt ran (None when not reported).
     """
 
     task_id: str
     worker_id: str
+    task_name: str = ""
+    attempt: int = 0
+    duration: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,10 +177,167 @@ class TaskFailedEvent(DomainEvent):
     Attributes:
         task_id: Unique identifier of the failed task.
         error: Human-readable description of the failure reason.
+        task_name: Name of the task ("" when not reported).
+        worker_id: Identifier of the worker that ran the last attempt.
+        attempt: Number of the last attempt (1 = the first).
+        duration: Seconds the last attempt ran (None when not reported).
     """
 
     task_id: str
     error: str
+    task_name: str = ""
+    worker_id: str = ""
+    attempt: int = 0
+    duration: float | None = None
+
+
+# -- the job event stream -------------------------------------------------------------
+
+QUEUED = "queued"
+STARTED = "started"
+COMPLETED = "completed"
+RETRYING = "retrying"
+FAILED = "failed"
+RELEASED = "released"
+LOST = "lost"
+JOB_EVENT_KINDS = (QUEUED, STARTED, COMPLETED, RETRYING, FAILED, RELEASED, LOST)
+"""Every `JobEvent.kind`, in the order a job's life can produce them."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobEvent:
+    """One thing that happened to a job, as every observer sees it.
+
+    Attributes:
+        kind: "queued" (accepted by a queue), "started" (an attempt began),
+            "completed" (an attempt succeeded and the job was acked), "retrying" (an
+            attempt failed and a retry is scheduled), "failed" (the job failed for good
+            and was dead-lettered), "released" (the worker stopped and requeued it),
+            "lost" (the worker lost the job's lease; another delivery will settle it).
+        task: Task name.
+        job_id: Id of the job.
+        queue: Queue name ("" when unknown).
+        attempt: Attempt number, 1 for the first run (0 for "queued").
+        worker_id: Worker that ran the attempt ("" for "queued").
+        enqueued_at: When the job was created (epoch seconds).
+        started_at: When the attempt started (epoch seconds), None before it did.
+        finished_at: When the attempt ended (epoch seconds), None until it did.
+        duration: Seconds the attempt ran, None until it ended.
+        error: The error of a failed attempt ("TypeName: message").
+        reason: Why a job failed for good ("max_retries", "rejected", "bad_arguments",
+            "unknown_task", ...) or was retried ("retry_requested").
+        retry_in: Seconds until the retry, for "retrying".
+    """
+
+    kind: str
+    task: str
+    job_id: str
+    queue: str = ""
+    attempt: int = 0
+    worker_id: str = ""
+    enqueued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration: float | None = None
+    error: str | None = None
+    reason: str | None = None
+    retry_in: float | None = None
+
+
+@runtime_checkable
+class EventObserver(Protocol):
+    """Receives every `JobEvent` of the stream it is added to.
+
+    `observe` may be a plain method or ``async def``. An observer that raises is logged
+    and never fails a job or stops the other observers.
+    """
+
+    def observe(self, event: JobEvent) -> Awaitable[None] | None:
+        """Handle one event."""
+        ...
+
+
+class EventStream:
+    """Fans each `JobEvent` out to its observers, in the order they were added.
+
+    It is itself an `EventObserver`, so streams nest.
+    """
+
+    __slots__ = ("_observers",)
+
+    def __init__(self, observers: Iterable[EventObserver] = ()) -> None:
+        self._observers: list[EventObserver] = []
+        for observer in observers:
+            self.add(observer)
+
+    def __repr__(self) -> str:
+        return f"EventStream({self._observers!r})"
+
+    def __bool__(self) -> bool:
+        return bool(self._observers)
+
+    def __len__(self) -> int:
+        return len(self._observers)
+
+    @property
+    def observers(self) -> tuple[EventObserver, ...]:
+        """The observers, in delivery order."""
+        return tuple(self._observers)
+
+    def add(self, observer: EventObserver) -> Callable[[], None]:
+        """Add an observer; returns a function that removes it again.
+
+        Raises:
+            TypeError: `observer` has no ``observe`` method.
+        """
+        if not callable(getattr(observer, "observe", None)):
+            msg = (
+                f"An event observer needs an observe(event) method; {observer!r} has none. "
+                "Pass e.g. a HookRegistry, a TaskDashboard or your own class."
+            )
+            raise TypeError(msg)
+        self._observers.append(observer)
+
+        def remove() -> None:
+            self.remove(observer)
+
+        return remove
+
+    def remove(self, observer: EventObserver) -> bool:
+        """Remove an observer; True if it was there."""
+        if observer in self._observers:
+            self._observers.remove(observer)
+            return True
+        return False
+
+    async def observe(self, event: JobEvent) -> None:
+        """Deliver `event` to every observer; their errors are logged, not raised."""
+        for observer in self._observers:
+            try:
+                result = observer.observe(event)
+                if result is not None:
+                    await result
+            except Exception:
+                logger.exception(
+                    "Event observer %r failed on %s of job %s; the others still run.",
+                    observer,
+                    event.kind,
+                    event.job_id,
+                )
+
+
+_producer_events = EventStream()
+
+
+def producer_events() -> EventStream:
+    """The process-wide stream that "queued" events are emitted on.
+
+    Every enqueue of the core passes through `lexigram.tasks.decorators.enqueue_job`
+    (`.delay()`, `.apply_async()`, the CLI, the scheduler, workflows), which emits one
+    "queued" event here for each job a queue accepted (not for a deduplicated one), on
+    every backend. The tasks provider adds its `HookRegistry` to it at boot.
+    """
+    return _producer_events
 
 
 EventHandler = Callable[[Any], Awaitable[None] | None]
@@ -258,10 +429,22 @@ class EventBus:
 
 
 __all__ = [
+    "COMPLETED",
+    "FAILED",
+    "JOB_EVENT_KINDS",
+    "LOST",
+    "QUEUED",
+    "RELEASED",
+    "RETRYING",
+    "STARTED",
     "DomainEvent",
     "EventBus",
     "EventHandler",
+    "EventObserver",
+    "EventStream",
+    "JobEvent",
     "TaskCompletedEvent",
     "TaskFailedEvent",
     "TaskQueuedEvent",
+    "producer_events",
 ]

@@ -56,7 +56,7 @@ class HandlerRegistrationMixin:
         template = JobTemplate(
             name=str(name),
             priority=int(getattr(task_func, "_priority", 0)),
-            max_retries=int(getattr(task_func, "_max_retries", 3)),
+            max_retries=getattr(task_func, "_max_retries", None),
             timeout=getattr(task_func, "_timeout", None),
         )
         self._register_and_schedule(str(name), task_func, str(cron), template)

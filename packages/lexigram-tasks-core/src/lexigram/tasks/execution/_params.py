@@ -99,6 +99,24 @@ class HandlerPlan:
         return all(name in kwargs for name in self.required_keyword)
 
 
+def binding_error(plan: HandlerPlan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """True when ``handler(*args, **kwargs)`` cannot bind to the handler's signature.
+
+    Called only after a call raised `TypeError`, to tell a wrong call (the job's
+    arguments: retrying cannot help) from a `TypeError` raised inside the handler.
+    """
+    target = getattr(plan.handler, "_func", plan.handler)
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return False
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError:
+        return True
+    return False
+
+
 def is_async_callable(handler: Any) -> bool:
     """Return True if calling `handler` returns a coroutine (async def, wrapped or not)."""
     func = getattr(handler, "_func", None)

@@ -8,6 +8,7 @@ from collections.abc import Callable, ItemsView, Iterator, KeysView
 from typing import Any, TypeVar, overload
 
 from lexigram.contracts.tasks import TaskNotFoundError
+from lexigram.tasks.execution._options import TaskOptions, options_of
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -28,8 +29,9 @@ def unknown_task_error(name: str, registered: list[str]) -> TaskNotFoundError:
 class HandlerRegistry:
     """Registry for task handlers that also satisfies the `TaskExecutorProtocol` contract.
 
-    Maps task names to handler functions (sync or async). Workers look handlers up on
-    every job, so a handler registered after a pool started is used straight away.
+    Maps task names to handler functions (sync or async) and their `TaskOptions`. Workers
+    look handlers up on every job, so a handler registered after a pool started is used
+    straight away, and each job runs with the options of the task it names.
 
     Example:
         registry = HandlerRegistry()
@@ -42,20 +44,27 @@ class HandlerRegistry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Callable[..., Any]] = {}
+        self._options: dict[str, TaskOptions] = {}
 
     def __repr__(self) -> str:
         return f"HandlerRegistry({sorted(self._handlers)!r})"
 
     @overload
-    def register(self, name: str, handler: None = None) -> Callable[[_F], _F]: ...
+    def register(
+        self, name: str, handler: None = None, *, options: TaskOptions | None = None
+    ) -> Callable[[_F], _F]: ...
     @overload
-    def register(self, name: str, handler: _F) -> _F: ...
-    def register(self, name: str, handler: Any = None) -> Any:
+    def register(self, name: str, handler: _F, *, options: TaskOptions | None = None) -> _F: ...
+    def register(
+        self, name: str, handler: Any = None, *, options: TaskOptions | None = None
+    ) -> Any:
         """Register a task handler, directly or as a decorator.
 
         Args:
             name: Task name (what `Job.name` carries).
             handler: Handler function; omit it to use the method as a decorator.
+            options: The task's options (default: those of a ``@task`` function, else
+                `DEFAULT_OPTIONS`); every job of the task runs with them.
 
         Returns:
             The handler (direct call) or a decorator that registers and returns it.
@@ -69,7 +78,7 @@ class HandlerRegistry:
         if handler is None:
 
             def decorator(func: _F) -> _F:
-                self.register(name, func)
+                self.register(name, func, options=options)
                 return func
 
             return decorator
@@ -77,7 +86,19 @@ class HandlerRegistry:
             msg = f"Handler for task {name!r} is not callable: {handler!r}. Pass a function."
             raise TypeError(msg)
         self._handlers[name] = handler
+        self._options[name] = options if options is not None else options_of(handler)
         return handler
+
+    def lookup(self, name: str) -> tuple[Callable[..., Any], TaskOptions] | None:
+        """Return the handler of task `name` with its options, or None when unknown."""
+        handler = self._handlers.get(name)
+        if handler is None:
+            return None
+        return handler, self._options[name]
+
+    def options(self, name: str) -> TaskOptions | None:
+        """Return the options of task `name`, or None when no such task is registered."""
+        return self._options.get(name)
 
     def register_handler(self, task_name: str, handler: Any) -> None:
         """Register a handler for a task type (`TaskExecutorProtocol` method).
@@ -127,6 +148,7 @@ class HandlerRegistry:
 
     def remove(self, name: str) -> bool:
         """Remove a handler; True if one was registered under `name`."""
+        self._options.pop(name, None)
         return self._handlers.pop(name, None) is not None
 
     def list_handlers(self) -> list[str]:
@@ -154,6 +176,7 @@ class HandlerRegistry:
     def clear(self) -> None:
         """Remove every handler."""
         self._handlers.clear()
+        self._options.clear()
 
     def keys(self) -> KeysView[str]:
         """Return the registered task names."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from lexigram.contracts.tasks import (
     TaskManagerProtocol,
 )
 from lexigram.tasks.dlq import DeadLetterQueue, PersistentDeadLetterQueue
+from lexigram.tasks.events import EventObserver
 from lexigram.tasks.progress import ProgressStore
 from lexigram.tasks.results import ResultStore
 
@@ -34,7 +36,8 @@ class TaskWorkerServices:
             `PersistentDeadLetterQueue`).
         result_store: Store for job results.
         progress_store: Store for the progress handlers report.
-        dashboard: Observability dashboard (anything with `record_execution(...)`).
+        dashboard: Observability dashboard: a `TaskDashboard` (or any object with
+            ``observe(event)`` or ``record_execution(...)``); it observes the job events.
         retry_policy: Retry delay policy: an object with `compute_delay(attempt)` or
             `get_delay(attempt)` returning seconds; overrides `TaskWorkerConfig.retry`.
         task_manager: Task manager that tracks the worker's background tasks.
@@ -42,10 +45,14 @@ class TaskWorkerServices:
             job's result under its key on success (`mark_completed(key, data)`) and frees
             the key when the job is dead-lettered (`release(key)`).
         logger: Logger to use instead of the module's.
-        hooks: Hook registry that receives "task.started"/"task.completed"/"task.failed".
+        hooks: Hook registry that receives "task.started"/"task.completed"/"task.failed"
+            (it observes the job events: `HookRegistry.observe`, or `emit` for any
+            other `HookRegistryProtocol`).
         rate_limiter: Token bucket consulted before jobs are taken from the queue.
         progress_tracker: Live progress tracker that handlers' progress is broadcast to;
             the worker also publishes each job's terminal state to it.
+        observers: More observers of the job event stream (metrics, tracing, ...):
+            objects with ``observe(event: JobEvent)``.
     """
 
     container: Any = None
@@ -60,6 +67,7 @@ class TaskWorkerServices:
     hooks: HookRegistryProtocol | None = None
     rate_limiter: RateLimiterProtocol | None = None
     progress_tracker: ProgressTrackerProtocol | None = None
+    observers: Sequence[EventObserver] = ()
 
 
 @dataclass
@@ -81,6 +89,8 @@ class WorkerJobStats:
         jobs_retried: Failed attempts sent back for a retry.
         jobs_dead_lettered: Jobs sent to the dead-letter queue.
         jobs_cancelled: Jobs whose handler was cancelled because their lease was lost.
+        jobs_lost: Jobs whose lease was found lost when the worker settled them (their
+            outcome was dropped; their current delivery settles them).
     """
 
     worker_id: str
@@ -94,6 +104,7 @@ class WorkerJobStats:
     jobs_retried: int = 0
     jobs_dead_lettered: int = 0
     jobs_cancelled: int = 0
+    jobs_lost: int = 0
 
     @property
     def uptime(self) -> float:

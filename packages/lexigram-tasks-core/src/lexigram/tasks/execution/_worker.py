@@ -1,10 +1,10 @@
 """`TaskWorker`: one consume loop that runs up to `max_concurrent_tasks` jobs at once.
 
 The loop takes only as many jobs as it has free slots (batch dequeue, never more),
-starts each as an asyncio task and, when full, sleeps until a job finishes. One
-heartbeat task per worker extends the leases of every running job; one timer per
-worker enforces timeouts (re-armed for the earliest deadline), so the per-job cost
-is a dict entry and a task.
+starts each as an asyncio task running `JobRunner.run` and, when full, sleeps until a
+job finishes. One heartbeat task per worker extends the leases of every running job;
+one timer per worker enforces timeouts (re-armed for the earliest deadline; it is the
+only timeout mechanism), so the per-job cost is a dict entry and a task.
 """
 
 from __future__ import annotations
@@ -14,21 +14,17 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from lexigram.contracts.tasks import Job, TaskQueueProtocol
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.dlq import DeadLetterQueue
+from lexigram.tasks.events import COMPLETED, FAILED, EventObserver, EventStream, JobEvent
+from lexigram.tasks.execution._options import TaskOptions, options_of
 from lexigram.tasks.execution._registry import HandlerRegistry
-from lexigram.tasks.execution._running import (
-    LEASE_LOST,
-    STOP,
-    TIMEOUT,
-    JobExecution,
-    Running,
-)
+from lexigram.tasks.execution._runner import LEASE_LOST, STOP, TIMEOUT, JobRunner, Running
 from lexigram.tasks.execution._stats import TaskWorkerServices, WorkerJobStats
+from lexigram.tasks.hooks import as_observer
 from lexigram.tasks.middleware import TaskMiddlewarePipeline
 from lexigram.tasks.progress import ProgressTracker
 
@@ -42,29 +38,72 @@ _MAX_ERROR_BACKOFF = 5.0
 _DEADLINE_SLACK = 1e-3
 
 
-def _lookup_of(handlers: Any) -> Callable[[str], Any]:
+def _lookup_of(handlers: Any) -> Callable[[str], tuple[Callable[..., Any], TaskOptions] | None]:
+    """Task name -> (handler, options) for a `HandlerRegistry` or a dict of handlers."""
+    lookup = getattr(handlers, "lookup", None)
+    if callable(lookup):
+        return lookup  # type: ignore[no-any-return]
     get = getattr(handlers, "get", None)
-    if callable(get):
-        return get  # type: ignore[no-any-return]
-    get_handler = getattr(handlers, "get_handler", None)
-    if callable(get_handler):
-        return get_handler  # type: ignore[no-any-return]
-    msg = (
-        f"handler_registry must be a dict of task name -> handler or a HandlerRegistry, got "
-        f"{type(handlers).__name__}. Pass e.g. {{'send_email': send_email}}."
-    )
-    raise TypeError(msg)
+    if not callable(get):
+        get = getattr(handlers, "get_handler", None)
+    if not callable(get):
+        msg = (
+            f"handler_registry must be a dict of task name -> handler or a HandlerRegistry, "
+            f"got {type(handlers).__name__}. Pass e.g. {{'send_email': send_email}}."
+        )
+        raise TypeError(msg)
+
+    def find(name: str) -> tuple[Callable[..., Any], TaskOptions] | None:
+        handler = get(name)
+        return None if handler is None else (handler, options_of(handler))
+
+    return find
 
 
-class TaskWorker(JobExecution):
+class _RecordExecution:
+    """Feeds a dashboard that only has ``record_execution(...)`` from the event stream."""
+
+    __slots__ = ("dashboard",)
+
+    def __init__(self, dashboard: Any) -> None:
+        self.dashboard = dashboard
+
+    def observe(self, event: JobEvent) -> None:
+        if event.kind in (COMPLETED, FAILED):
+            self.dashboard.record_execution(
+                event.task,
+                job_id=event.job_id,
+                duration_ms=(event.duration or 0.0) * 1000.0,
+                success=event.kind == COMPLETED,
+                error=event.error,
+                worker_id=event.worker_id,
+            )
+
+
+def event_stream_of(services: TaskWorkerServices) -> EventStream:
+    """The job event stream a worker reports to: hooks, dashboard, then other observers."""
+    observers: list[EventObserver] = []
+    if services.hooks is not None:
+        observers.append(as_observer(services.hooks))
+    dashboard = services.dashboard
+    if dashboard is not None:
+        has_observe = callable(getattr(dashboard, "observe", None))
+        observers.append(dashboard if has_observe else _RecordExecution(dashboard))
+    observers.extend(services.observers)
+    return EventStream(observers)
+
+
+class TaskWorker:
     """Individual task worker: consumes one queue and runs jobs with registered handlers.
 
     Each job runs in its own asyncio task, up to `config.max_concurrent_tasks` at once;
-    sync handlers run in a bounded thread pool. Whatever a handler does (raise any
-    exception type, time out, never return), the job ends in `ack` (success or
-    dead-lettered), `retry_later` (retry with backoff) or `nack(requeue=True)` (worker
-    stopping), or loses its lease and is left to the queue; the worker itself never
-    dies on bad input.
+    sync handlers run in a bounded thread pool. Each job runs with the options of the
+    task it names (``@task(max_retries=..., timeout=..., retry_on=...)``), whoever
+    enqueued it; a job's own `max_retries`/`timeout` win only where its producer set
+    them. Whatever a handler does (raise any exception type, time out, never return),
+    the job ends in `ack` (success or dead-lettered), `retry_later` (retry with
+    backoff) or `nack(requeue=True)` (worker stopping), or loses its lease and is left
+    to the queue; the worker itself never dies on bad input.
 
     Args:
         worker_id: Unique worker identifier.
@@ -72,8 +111,10 @@ class TaskWorker(JobExecution):
         handler_registry: Dict of task name -> handler, or a `HandlerRegistry`;
             looked up per job, so handlers registered later are seen.
         config: Worker configuration (`TaskWorkerConfig()` when omitted).
-        services: Optional infrastructure services (DLQ, result store, ...).
+        services: Optional infrastructure services (DLQ, result store, observers...).
         middleware_pipeline: Optional middleware around every execution.
+        log_jobs: Log every completed job at INFO (default: the config's ``log_jobs``
+            when it has one, else False).
 
     Example:
         worker = TaskWorker("worker-1", queue, handlers)
@@ -91,6 +132,7 @@ class TaskWorker(JobExecution):
         services: TaskWorkerServices | None = None,
         *,
         middleware_pipeline: TaskMiddlewarePipeline | None = None,
+        log_jobs: bool | None = None,
     ) -> None:
         services = services if services is not None else TaskWorkerServices()
         self.worker_id = worker_id
@@ -115,15 +157,8 @@ class TaskWorker(JobExecution):
             else logging.LoggerAdapter(logger, {"worker_id": worker_id})
         )
         self._lookup = _lookup_of(handler_registry)
-        self._pipeline = middleware_pipeline if middleware_pipeline else None
-        self._hooks = services.hooks
-        self._progress_tracker = services.progress_tracker
-        self._container = services.container
-        self._retry_policy = services.retry_policy
-        self._idempotency = services.idempotency_manager
         self._rate_limiter = services.rate_limiter
-        self._observed = services.dashboard is not None or services.progress_tracker is not None
-        self._executor: ThreadPoolExecutor | None = None
+        self._progress_tracker = services.progress_tracker
         self._in_flight: dict[str, Running] = {}
         self._lease = float(queue.lease_seconds)
         self._loop_task: asyncio.Task[None] | None = None
@@ -135,8 +170,30 @@ class TaskWorker(JobExecution):
         self._deadline_at = math.inf
         self._stop_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._default_timeout = min(self.config.default_timeout, self.config.max_timeout)
         self._stop_requested = False
+        if log_jobs is None:
+            log_jobs = bool(getattr(self.config, "log_jobs", False))
+        self.events = event_stream_of(services)
+        self._runner = JobRunner(
+            worker_id=worker_id,
+            queue=queue,
+            lookup=self._lookup,
+            task_names=self._handler_names,
+            config=self.config,
+            stats=self.stats,
+            dlq=self.dlq,
+            events=self.events,
+            arm_deadline=self._set_deadline,
+            result_store=services.result_store,
+            progress_store=services.progress_store,
+            progress_tracker=services.progress_tracker,
+            pipeline=middleware_pipeline if middleware_pipeline else None,
+            container=services.container,
+            retry_policy=services.retry_policy,
+            idempotency=services.idempotency_manager,
+            logger=self.logger,
+            log_jobs=log_jobs,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -153,7 +210,6 @@ class TaskWorker(JobExecution):
         self.running = True
         self._stop_requested = False
         self._loop = asyncio.get_running_loop()
-        self._default_timeout = min(self.config.default_timeout, self.config.max_timeout)
         self.stats.started_at = time.time()
         manager = self.services.task_manager
         consume, beat = self._consume(), self._heartbeat()
@@ -216,7 +272,7 @@ class TaskWorker(JobExecution):
         """
         entry = self._in_flight.get(job_id)
         if entry is not None and (self.progress_store or self._progress_tracker):
-            return self._tracker_for(entry)
+            return self._runner.tracker_for(entry)
         if self.progress_store is None and self._progress_tracker is None:
             return None
         return ProgressTracker(job_id, self.progress_store, tracker=self._progress_tracker)
@@ -272,7 +328,7 @@ class TaskWorker(JobExecution):
             return
         if not self.running:  # stop() began while the jobs were being leased
             for job in jobs:
-                await self._release(job)
+                await self._runner.release(job)
             return
         for job in jobs:
             self._start_job(job)
@@ -308,30 +364,8 @@ class TaskWorker(JobExecution):
         entry.task = loop.create_task(self._run_job(entry))
 
     async def _run_job(self, entry: Running) -> None:
-        # A task cancelled before its first step never runs its body, so the worker
-        # never cancels a task that has not started (see _interrupt): it sets a reason
-        # that is handled here instead. Nothing awaits before the try.
-        entry.started = True
-        started = time.perf_counter()
         try:
-            if entry.reason is not None:  # interrupted (stop, lost lease) before it began
-                await self._after_cancel(entry, asyncio.CancelledError(), started)
-                return
-            if self.config.enforce_timeout:
-                self._set_deadline(entry)
-            data = await self._invoke(entry)
-        except asyncio.CancelledError as exc:
-            entry.settling = True
-            await self._after_cancel(entry, exc, started)
-        except BaseException as exc:
-            entry.settling = True
-            await self._after_error(entry, exc, started)
-        else:
-            entry.settling = True
-            if entry.interrupted:  # the handler swallowed the worker's cancellation
-                await self._after_cancel(entry, asyncio.CancelledError(), started)
-            else:
-                await self._settle_success(entry, data, started)
+            await self._runner.run(entry)
         finally:
             self._forget(entry)
 
@@ -345,13 +379,13 @@ class TaskWorker(JobExecution):
 
     # -- timeouts and leases ---------------------------------------------------------
 
-    def _set_deadline(self, entry: Running) -> None:
-        """Start the job's timeout clock (from when it really starts, not when leased)."""
+    def _set_deadline(self, entry: Running, seconds: float) -> None:
+        """Start (or move) the job's timeout clock: `seconds` from when it really started."""
         loop = self._loop or asyncio.get_running_loop()
-        timeout = entry.job.timeout
-        deadline = loop.time() + (
-            self._default_timeout if timeout is None else self._effective_timeout(entry.job)
-        )
+        moved = entry.deadline != math.inf
+        deadline = loop.time() + seconds
+        if moved and entry.started_at:
+            deadline -= max(0.0, time.time() - entry.started_at)
         entry.deadline = deadline
         if self._deadline_handle is None or deadline < self._deadline_at:
             self._arm_deadline(loop, deadline)
@@ -405,8 +439,12 @@ class TaskWorker(JobExecution):
 
     async def _renew_lease(self, entry: Running) -> None:
         now = asyncio.get_running_loop().time()
+        job = entry.job
         try:
-            kept = await self.queue.extend_lease(entry.job.id)
+            if job.lease_token is None:
+                kept = await self.queue.extend_lease(job.id)
+            else:
+                kept = await self.queue.extend_lease(job.id, lease_token=job.lease_token)
         except Exception:
             self.logger.exception("Extending the lease of job %s failed.", entry.job.id)
             return
@@ -425,7 +463,7 @@ class TaskWorker(JobExecution):
             entry.job.id,
             entry.job.name,
         )
-        await self._release(entry.job)
+        await self._runner.release(entry.job)
 
     @staticmethod
     def _interrupt(entry: Running, reason: str) -> None:
@@ -469,6 +507,4 @@ class TaskWorker(JobExecution):
             self._deadline_handle.cancel()
             self._deadline_handle = None
             self._deadline_at = math.inf
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        self._runner.shutdown()

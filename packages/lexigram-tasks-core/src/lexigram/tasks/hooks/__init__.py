@@ -12,10 +12,12 @@ from lexigram.tasks.hooks._payloads import (
     TaskEnqueuedHook,
     TaskFailedHook,
     TaskStartedHook,
+    hook_call_for,
 )
-from lexigram.tasks.hooks._registry import HookRegistry, Observer
+from lexigram.tasks.hooks._registry import HookObserver, HookRegistry, Observer, as_observer
 
 __all__ = [
+    "HookObserver",
     "HookRegistry",
     "HookRegistryProtocol",
     "Observer",
@@ -23,4 +25,6 @@ __all__ = [
     "TaskEnqueuedHook",
     "TaskFailedHook",
     "TaskStartedHook",
+    "as_observer",
+    "hook_call_for",
 ]

@@ -1,8 +1,10 @@
 """`HookRegistry`: fans lifecycle actions out to pluggy plugins, observers and events.
 
-Queues call ``emit("task.queued", TaskEnqueuedHook(...))`` and workers
-``emit("task.started" | "task.completed" | "task.failed", ...)``. For each action the
-registry, in this order:
+The registry is an observer of the job event stream (`observe(JobEvent)`): the worker
+and the producer helpers report each job event once, and the registry turns it into
+the hook action ``task.queued``, ``task.started``, ``task.completed`` or
+``task.failed`` (`hook_call_for`). `emit` delivers an action by hand. For each action
+the registry, in this order:
 
 1. calls the pluggy hook the action maps to (`lexigram.tasks.hookspecs.ACTION_HOOKS`)
    on every registered plugin, one implementation at a time, so a failing plugin
@@ -25,14 +27,17 @@ from typing import Any
 
 import pluggy
 
+from lexigram.contracts.tasks import HookRegistryProtocol
 from lexigram.tasks import hookspecs
 from lexigram.tasks.events import (
     DomainEvent,
     EventBus,
+    JobEvent,
     TaskCompletedEvent,
     TaskFailedEvent,
     TaskQueuedEvent,
 )
+from lexigram.tasks.hooks._payloads import hook_call_for
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +48,61 @@ Observer = Callable[[Any], Awaitable[None] | None]
 def _event_for(action: str, payload: Any) -> DomainEvent | None:
     """Build the domain event of a lifecycle action, or None when it has none."""
     task_id = str(getattr(payload, "task_id", "") or "")
+    task_name = str(getattr(payload, "task_name", "") or "")
     if action == "task.queued":
-        return TaskQueuedEvent(task_id=task_id, queue_name=str(payload.queue_name))
+        return TaskQueuedEvent(
+            task_id=task_id, queue_name=str(payload.queue_name), task_name=task_name
+        )
+    worker_id = str(getattr(payload, "worker_id", "") or "")
+    attempt = int(getattr(payload, "attempt", 0) or 0)
+    duration = getattr(payload, "duration", None)
     if action == "task.completed":
-        worker_id = str(getattr(payload, "worker_id", "") or "")
-        return TaskCompletedEvent(task_id=task_id, worker_id=worker_id)
+        return TaskCompletedEvent(
+            task_id=task_id,
+            worker_id=worker_id,
+            task_name=task_name,
+            attempt=attempt,
+            duration=duration,
+        )
     if action == "task.failed":
-        return TaskFailedEvent(task_id=task_id, error=str(getattr(payload, "reason", "")))
+        return TaskFailedEvent(
+            task_id=task_id,
+            error=str(getattr(payload, "reason", "")),
+            task_name=task_name,
+            worker_id=worker_id,
+            attempt=attempt,
+            duration=duration,
+        )
     return None
+
+
+class HookObserver:
+    """Feeds the job event stream to any `HookRegistryProtocol` (``emit(action, payload)``).
+
+    `HookRegistry` observes the stream itself; this adapter serves other registries
+    (a test recorder, your own). Events without a hook action are skipped.
+    """
+
+    __slots__ = ("hooks",)
+
+    def __init__(self, hooks: HookRegistryProtocol) -> None:
+        self.hooks = hooks
+
+    def __repr__(self) -> str:
+        return f"HookObserver({self.hooks!r})"
+
+    async def observe(self, event: JobEvent) -> None:
+        """Emit the hook action of `event`, if it has one."""
+        call = hook_call_for(event)
+        if call is not None:
+            await self.hooks.emit(*call)
+
+
+def as_observer(hooks: HookRegistryProtocol) -> Any:
+    """`hooks` itself when it observes job events (`HookRegistry`), else a `HookObserver`."""
+    if callable(getattr(hooks, "observe", None)):
+        return hooks
+    return HookObserver(hooks)
 
 
 class HookRegistry:
@@ -60,7 +112,7 @@ class HookRegistry:
         hooks = HookRegistry()
         hooks.load_entry_point_plugins()          # group "lexigram.tasks.plugins"
         hooks.on("task.failed")(alert_on_call)    # an in-process observer
-        queue.set_hook_registry(hooks)
+        producer_events().add(hooks)              # "task.queued" of this process
         pool = WorkerPool(queue, handlers, hooks=hooks)
 
     Args:
@@ -228,6 +280,12 @@ class HookRegistry:
         return decorate
 
     # -- emitting --------------------------------------------------------------------
+
+    async def observe(self, event: JobEvent) -> None:
+        """Deliver a job event as its hook action (`EventObserver` method)."""
+        call = hook_call_for(event)
+        if call is not None:
+            await self.emit(*call)
 
     async def emit(self, action: str, payload: Any) -> None:
         """Deliver `payload` to the plugins, observers and event subscribers of `action`.

@@ -1,4 +1,4 @@
-"""Task middleware: hooks around every execution (logging, metrics, timeouts, your own)."""
+"""Task middleware: hooks around every execution (logging, metrics, the timeout, your own)."""
 
 from __future__ import annotations
 

@@ -7,14 +7,11 @@ import inspect
 import time
 import traceback
 from abc import ABC
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lexigram.contracts.tasks import Job, JobResult
-
-if TYPE_CHECKING:
-    from lexigram.tasks.middleware._builtin import TimeoutMiddleware
 
 ERROR_KEY = "error"
 """`TaskExecutionContext.metadata` key holding the exception of a failed execution."""
@@ -33,6 +30,10 @@ class TaskExecutionContext:
         duration_ms: How long it took, in milliseconds.
         result: The `JobResult`, once there is one.
         metadata: Free-form data middleware share (e.g. the effective timeout).
+        timeout: Seconds this attempt may run, as the worker enforces it (None: no
+            timeout, or not run by a worker).
+        timeout_explicit: True when `timeout` was set by the job or its task, False
+            when it is the worker's default.
     """
 
     job: Job
@@ -41,6 +42,19 @@ class TaskExecutionContext:
     duration_ms: float = 0.0
     result: JobResult | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    timeout: float | None = None
+    timeout_explicit: bool = False
+    deadline_setter: Callable[[float], None] | None = field(default=None, repr=False)
+
+    def set_timeout(self, seconds: float) -> None:
+        """Set this attempt's timeout to `seconds`, counted from the attempt's start.
+
+        The worker's deadline timer enforces it (the one timeout mechanism); outside a
+        worker this only records the value.
+        """
+        self.timeout = seconds
+        if self.deadline_setter is not None:
+            self.deadline_setter(seconds)
 
 
 class TaskMiddleware(ABC):  # noqa: B024 - every hook is optional, so none is abstract
@@ -71,11 +85,12 @@ async def call_handler(handler: Any, args: Sequence[Any], kwargs: dict[str, Any]
 class TaskMiddlewarePipeline:
     """Chains middleware around task execution.
 
-    A `TimeoutMiddleware` in the chain runs the handler under its timeout; otherwise the
-    handler is called directly. A failure of any kind (except cancellation, which
-    propagates) is reported to every middleware's `on_error` and returned as a failed
-    `JobResult`; the exception and its traceback are left in
-    ``ctx.metadata["error"]`` / ``["traceback"]`` for the caller.
+    `run` (what the worker calls) runs every `before_execute`, the handler, then every
+    `after_execute`; a failure of any kind (except cancellation, which propagates as
+    it is) is reported to every middleware's `on_error` and re-raised unchanged.
+    `execute` is the same for callers that want a `JobResult` instead of an exception.
+    Timeouts are not the pipeline's business: the worker enforces them (a
+    `TimeoutMiddleware` only sets the value).
 
     Example:
         pipeline = TaskMiddlewarePipeline()
@@ -98,6 +113,44 @@ class TaskMiddlewarePipeline:
         """Append a middleware instance to the pipeline."""
         self.middlewares.append(middleware)
 
+    async def run(
+        self,
+        ctx: TaskExecutionContext,
+        handler: Any,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """Run `handler(*args, **kwargs)` inside the middleware; return its value.
+
+        Raises:
+            BaseException: Whatever the handler or a middleware raised, unchanged, after
+                every `on_error` ran.
+        """
+        ctx.start_time = time.time()
+        started = time.perf_counter()
+        try:
+            for middleware in self.middlewares:
+                await middleware.before_execute(ctx)
+            data = await call_handler(handler, args, kwargs)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._finish(ctx, started)
+            ctx.metadata[ERROR_KEY] = exc
+            ctx.result = JobResult.fail(
+                f"{type(exc).__name__}: {exc}",
+                retry_count=ctx.job.retry_count,
+                duration=ctx.duration_ms / 1000.0,
+            )
+            for middleware in reversed(self.middlewares):
+                await middleware.on_error(ctx, exc)
+            raise
+        self._finish(ctx, started)
+        ctx.result = JobResult.ok(data, duration=ctx.duration_ms / 1000.0)
+        for middleware in reversed(self.middlewares):
+            await middleware.after_execute(ctx)
+        return data
+
     async def execute(
         self,
         job: Job,
@@ -107,77 +160,30 @@ class TaskMiddlewarePipeline:
         resolved_kwargs: dict[str, Any] | None = None,
         ctx: TaskExecutionContext | None = None,
     ) -> JobResult:
-        """Execute a job through the middleware pipeline.
+        """Execute a job through the middleware pipeline and return its `JobResult`.
 
         Args:
             job: The job to execute.
             handler: The handler (sync or async callable).
-            resolved_args: Positional arguments to call it with (default: `job.args`);
-                a worker passes the arguments it resolved, DI-injected ones included.
+            resolved_args: Positional arguments to call it with (default: `job.args`).
             resolved_kwargs: Keyword arguments (default: `job.kwargs`).
             ctx: Context to use (a fresh one when omitted).
 
         Returns:
-            JobResult from execution: `ok` with the handler's return value, or `fail`.
+            `ok` with the handler's return value, or `fail`; the exception and its
+            traceback are left in ``ctx.metadata["error"]`` / ``["traceback"]``.
         """
         ctx = ctx if ctx is not None else TaskExecutionContext(job=job)
         args = tuple(job.args) if resolved_args is None else tuple(resolved_args)
         kwargs = dict(job.kwargs) if resolved_kwargs is None else resolved_kwargs
-        ctx.start_time = time.time()
-        started = time.perf_counter()
         try:
-            for middleware in self.middlewares:
-                await middleware.before_execute(ctx)
-            result = await self._run(handler, job, ctx, args, kwargs, started=started)
+            await self.run(ctx, handler, args, kwargs)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            return await self._failed(ctx, exc, started)
-        ctx.result = result
-        self._finish(ctx, started)
-        for middleware in reversed(self.middlewares):
-            await middleware.after_execute(ctx)
-        return result
-
-    async def _run(
-        self,
-        handler: Any,
-        job: Job,
-        ctx: TaskExecutionContext,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        started: float,
-    ) -> JobResult:
-        timeout = self._timeout_middleware()
-        if timeout is not None:
-            return await timeout.execute_with_timeout(handler, job, ctx, list(args), kwargs)
-        data = await call_handler(handler, args, kwargs)
-        return JobResult.ok(data, duration=time.perf_counter() - started)
-
-    def _timeout_middleware(self) -> TimeoutMiddleware | None:
-        from lexigram.tasks.middleware._builtin import TimeoutMiddleware  # noqa: PLC0415 - cycle
-
-        for middleware in self.middlewares:
-            if isinstance(middleware, TimeoutMiddleware):
-                return middleware
-        return None
-
-    async def _failed(
-        self, ctx: TaskExecutionContext, exc: BaseException, started: float
-    ) -> JobResult:
-        self._finish(ctx, started)
-        ctx.metadata[ERROR_KEY] = exc
-        ctx.metadata[TRACEBACK_KEY] = "".join(traceback.format_exception(exc))
-        result = JobResult.fail(
-            f"{type(exc).__name__}: {exc}",
-            retry_count=ctx.job.retry_count,
-            duration=time.perf_counter() - started,
-        )
-        ctx.result = result
-        for middleware in reversed(self.middlewares):
-            await middleware.on_error(ctx, exc)
-        return result
+            ctx.metadata[TRACEBACK_KEY] = "".join(traceback.format_exception(exc))
+        assert ctx.result is not None  # noqa: S101 - run() always sets it
+        return ctx.result
 
     @staticmethod
     def _finish(ctx: TaskExecutionContext, started: float) -> None:

@@ -1,20 +1,17 @@
-"""Built-in middleware: logging, metrics, and timeouts."""
+"""Built-in middleware: logging, metrics, and the timeout setting."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Sequence
 from typing import Any
 
-from lexigram.contracts.tasks import Job, JobResult, TaskTimeoutError
-from lexigram.tasks.middleware._base import TaskExecutionContext, TaskMiddleware, call_handler
+from lexigram.contracts.tasks import Job
+from lexigram.tasks.middleware._base import TaskExecutionContext, TaskMiddleware
 
 _logger = logging.getLogger(__name__)
 
 TIMEOUT_KEY = "timeout"
-"""`TaskExecutionContext.metadata` key of the effective timeout `TimeoutMiddleware` applies."""
+"""`TaskExecutionContext.metadata` key of the timeout `TimeoutMiddleware` set."""
 
 
 class LoggingMiddleware(TaskMiddleware):
@@ -117,15 +114,15 @@ class MetricsMiddleware(TaskMiddleware):
 
 
 class TimeoutMiddleware(TaskMiddleware):
-    """Enforces an execution timeout on tasks.
+    """Sets the timeout of jobs that have none of their own; the worker enforces it.
 
-    The effective timeout is the job's `timeout`, else `default_timeout`, capped at
-    `max_timeout`. A sync handler handed to the pipeline runs on the event loop; the
-    worker passes sync handlers wrapped to run in its thread pool, where the timeout
-    stops the wait but cannot stop the thread.
+    A job's timeout is its own `Job.timeout`, else its task's ``@task(timeout=...)``;
+    this middleware gives every other job `default_timeout` and caps every job at
+    `max_timeout`. It only sets the value (`TaskExecutionContext.set_timeout`): the
+    worker's deadline timer is the one thing that stops a job that runs too long.
 
     Args:
-        default_timeout: Seconds for jobs that set no timeout.
+        default_timeout: Seconds for jobs whose job and task set no timeout.
         max_timeout: Upper bound of any job's timeout (None = no cap).
     """
 
@@ -134,51 +131,26 @@ class TimeoutMiddleware(TaskMiddleware):
         self.max_timeout = max_timeout
 
     def effective_timeout(self, job: Job) -> float:
-        """Return the timeout that applies to `job`."""
+        """Return the timeout this middleware gives `job` (judged by `Job.timeout` alone)."""
         timeout = job.timeout if job.timeout is not None else self.default_timeout
         if self.max_timeout is not None:
             timeout = min(timeout, self.max_timeout)
         return timeout
 
+    def timeout_for(self, ctx: TaskExecutionContext) -> float:
+        """Return the timeout for the attempt of `ctx` (its explicit one, else the default)."""
+        if ctx.timeout_explicit and ctx.timeout is not None:
+            timeout = ctx.timeout
+        elif ctx.job.timeout is not None:
+            timeout = ctx.job.timeout
+        else:
+            timeout = self.default_timeout
+        if self.max_timeout is not None:
+            timeout = min(timeout, self.max_timeout)
+        return timeout
+
     async def before_execute(self, ctx: TaskExecutionContext) -> None:
-        """Compute and store the effective timeout in ``ctx.metadata["timeout"]``."""
-        ctx.metadata[TIMEOUT_KEY] = self.effective_timeout(ctx.job)
-
-    async def execute_with_timeout(
-        self,
-        handler: Any,
-        job: Job,
-        ctx: TaskExecutionContext,
-        resolved_args: Sequence[Any] | None = None,
-        resolved_kwargs: dict[str, Any] | None = None,
-    ) -> JobResult:
-        """Execute `handler` with timeout enforcement.
-
-        Args:
-            handler: The handler to execute.
-            job: The job being executed.
-            ctx: Execution context.
-            resolved_args: Pre-resolved positional arguments (default: `job.args`).
-            resolved_kwargs: Pre-resolved keyword arguments (default: `job.kwargs`).
-
-        Returns:
-            `JobResult.ok` with the handler's return value.
-
-        Raises:
-            TaskTimeoutError: The handler ran longer than the effective timeout.
-        """
-        timeout = float(ctx.metadata.get(TIMEOUT_KEY) or self.effective_timeout(job))
-        args = tuple(job.args) if resolved_args is None else tuple(resolved_args)
-        kwargs = dict(job.kwargs) if resolved_kwargs is None else resolved_kwargs
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(timeout):
-                data = await call_handler(handler, args, kwargs)
-        except TimeoutError:
-            msg = (
-                f"Task {job.name!r} (job {job.id}) exceeded its timeout of {timeout:g} s. "
-                "Raise the job's timeout or TimeoutMiddleware's default/max, or make the "
-                "handler faster."
-            )
-            raise TaskTimeoutError(msg, details={"timeout": timeout}) from None
-        return JobResult.ok(data, duration=time.perf_counter() - started)
+        """Set the attempt's timeout (also recorded in ``ctx.metadata["timeout"]``)."""
+        timeout = self.timeout_for(ctx)
+        ctx.metadata[TIMEOUT_KEY] = timeout
+        ctx.set_timeout(timeout)

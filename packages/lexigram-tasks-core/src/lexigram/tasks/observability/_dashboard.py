@@ -1,7 +1,8 @@
 """`TaskDashboard`: recent executions, throughput, error rates and latency percentiles.
 
-The worker calls `record_execution` after every job that finishes (succeeded, or failed
-for good) when `TaskWorkerServices.dashboard` is set. Everything is kept in memory and
+The dashboard observes the job event stream (`observe`): every job that finishes
+(succeeded, or failed for good) is recorded with its duration when it is passed as
+`TaskWorkerServices.dashboard` or added as an observer. Everything is kept in memory and
 bounded: `history_size` records overall, per-task latency samples and errors; the
 windowed throughput uses one counter per second.
 """
@@ -15,6 +16,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from lexigram.tasks.events import COMPLETED, FAILED, JobEvent
 
 
 @dataclass
@@ -127,6 +130,20 @@ class TaskDashboard:
         self._tasks: dict[str, _TaskStats] = {}
         # (whole second on the monotonic clock, executions in it), oldest first
         self._per_second: deque[list[int]] = deque()
+
+    def observe(self, event: JobEvent) -> None:
+        """Record a job that finished ("completed", or "failed" for good); `EventObserver`."""
+        kind = event.kind
+        if kind not in (COMPLETED, FAILED):
+            return
+        self.record_execution(
+            event.task,
+            job_id=event.job_id,
+            duration_ms=(event.duration or 0.0) * 1000.0,
+            success=kind == COMPLETED,
+            error=event.error,
+            worker_id=event.worker_id or None,
+        )
 
     def record_execution(
         self,
