@@ -242,8 +242,7 @@ async def test_wrong_password_of_an_acl_user(call: Call, redis_url: str, acl_use
         "rejected the credentials (invalid username-password pair" in str(error)
     )
     assert str(error).endswith(
-        "Fix the user and password in the URL (redis://user:password@host:port/db), "
-        "or enable that ACL user."
+        "Fix the user and password in the URL (its 'user:password@' part), or enable that ACL user."
     )
     assert "wrong" not in str(error)
     assert error.details["transient"] is False
@@ -275,8 +274,8 @@ async def test_missing_password(call: Call, password_server: int) -> None:
     url = f"redis://127.0.0.1:{password_server}/0"
     error = await _failure(call(url), within=1.0)
     assert str(error) == (
-        f"Redis at {url} requires a password (NOAUTH). Put it in the URL: "
-        "redis://:password@host:port/db, or redis://user:password@host:port/db for an ACL user."
+        f"Redis at {url} requires a password (NOAUTH). Add it to the URL as ':password@' "
+        "after the scheme, or 'user:password@' for an ACL user."
     )
     if call is not _subscribe:  # a subscription would wait for progress
         ok = await call(f"redis://:s3cret@127.0.0.1:{password_server}/0")

@@ -152,28 +152,24 @@ def diagnose(  # noqa: C901, PLR0911, PLR0912 - one flat table of cases reads be
             f"({_detail(exc)}). Grant that user the commands and keys it needs "
             "(ACL SETUSER), or use another user in the URL.",
         )
-    if "unauthenticated" in text:
-        # Redis refuses a long command from a client that has not authenticated yet.
+    lowered = text.lower()
+    # "unauthenticated": Redis refuses a long command from a client that has not
+    # authenticated yet, before it would answer NOAUTH.
+    if "unauthenticated" in lowered or (
+        isinstance(exc, rexc.AuthenticationError)
+        and ("noauth" in lowered or "authentication required" in lowered)
+    ):
         return _fatal(
             "noauth",
-            f"Redis at {masked} requires a password (NOAUTH). Put it in the URL: "
-            "redis://:password@host:port/db, or redis://user:password@host:port/db for "
-            "an ACL user.",
+            f"Redis at {masked} requires a password (NOAUTH). Add it to the URL as "
+            "':password@' after the scheme, or 'user:password@' for an ACL user.",
         )
     if isinstance(exc, rexc.AuthenticationError):
-        lowered = text.lower()
-        if "noauth" in lowered or "authentication required" in lowered:
-            return _fatal(
-                "noauth",
-                f"Redis at {masked} requires a password (NOAUTH). Put it in the URL: "
-                "redis://:password@host:port/db, or redis://user:password@host:port/db for "
-                "an ACL user.",
-            )
         return _fatal(
             "auth",
             f"Redis at {masked} rejected the credentials ({_detail(exc)}). Fix the user "
-            "and password in the URL (redis://user:password@host:port/db), or enable "
-            "that ACL user.",
+            "and password in the URL (its 'user:password@' part), or enable that ACL "
+            "user.",
         )
     if isinstance(exc, rexc.InvalidResponse) or "Unreadable reply" in text:
         return _fatal(
