@@ -413,7 +413,8 @@ def docs(session: nox.Session) -> None:
     problems = [f"missing page: {p.relative_to(ROOT)}" for p in REQUIRED_DOCS if not p.is_file()]
     if problems:
         session.error("; ".join(problems))
-    session.install(*DOCS_DEPS, *_editable([*PACKAGES.values(), META]))
+    # pytest too: "Writing a backend" runs the conformance kit the way a backend's tests do.
+    session.install(*DOCS_DEPS, *TEST_DEPS, *_editable([*PACKAGES.values(), META]))
     # Each block runs in a fresh process; blocks that need Redis, PostgreSQL or RabbitMQ use
     # the local servers CI has. Pages can be named: `nox -s docs -- docs/cli.md`.
     session.run("python", "tests-docs/check_docs.py", *session.posargs)
