@@ -417,6 +417,7 @@ def docs(session: nox.Session) -> None:
     session.install(*DOCS_DEPS, *TEST_DEPS, *_editable([*PACKAGES.values(), META]))
     # Each block runs in a fresh process; blocks that need Redis, PostgreSQL or RabbitMQ use
     # the local servers CI has. Pages can be named: `nox -s docs -- docs/cli.md`.
+    session.run("pytest", "tests-docs")  # the checker's own tests
     session.run("python", "tests-docs/check_docs.py", *session.posargs)
     site = Path(session.create_tmp()) / "site"
     session.run(
