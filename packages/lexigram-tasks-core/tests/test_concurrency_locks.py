@@ -146,7 +146,10 @@ async def test_in_memory_lock_try_acquire_and_release():
     b = manager.acquire("k", timeout=10)
     assert isinstance(a, InMemoryLock)
     assert isinstance(a, LockProtocol)
-    assert DistributedLockProtocol is InMemoryLock
+    assert isinstance(a, DistributedLockProtocol)  # a real protocol of every lock
+    built = DistributedLockProtocol("other", 5)  # calling it builds the in-process lock
+    assert isinstance(built, InMemoryLock)
+    assert built.key == "other"
     assert await a.try_acquire()
     assert await a.acquire() is False  # already held (by this object)
     assert await b.try_acquire() is False

@@ -35,8 +35,23 @@ def test_importing_the_package_loads_no_backend_client_or_croniter() -> None:
     assert out == "[]"
 
 
-def test_seed_job_names_are_the_concrete_dataclasses() -> None:
-    job = lexigram.tasks.JobProtocol(id="", name="x")
-    assert isinstance(job, lexigram.tasks.Job)
+def test_job_protocols_are_real_protocols_that_build_their_standard_class() -> None:
+    from lexigram.contracts.tasks import JobProtocol as JobShape
+
+    job = lexigram.tasks.JobProtocol(id="", name="x")  # the published call form
+    assert type(job) is lexigram.tasks.Job
+    assert isinstance(job, lexigram.tasks.JobProtocol)
+    assert isinstance(job, JobShape)
+    assert not isinstance(object(), lexigram.tasks.JobProtocol)
     template = lexigram.tasks.JobTemplateProtocol(name="cleanup", args=())
+    assert type(template) is lexigram.tasks.JobTemplate
+    assert isinstance(template, lexigram.tasks.JobTemplateProtocol)
     assert template.create_job().name == "cleanup"
+
+
+def test_the_export_list_is_curated() -> None:
+    public = set(lexigram.tasks.__all__)
+    assert len(public) == len(lexigram.tasks.__all__)
+    assert {"PoolStrategy", "DependencyResolver", "set_task_queues"}.isdisjoint(public)
+    for name in ("JobProtocol", "JobTemplateProtocol", "DistributedLockProtocol"):
+        assert isinstance(getattr(lexigram.tasks, name), type)  # real classes, no alias

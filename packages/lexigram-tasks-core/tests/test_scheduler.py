@@ -11,7 +11,6 @@ import pytest
 from lexigram.contracts.tasks import Err, Job, JobTemplate, Ok, TaskQueueError
 from lexigram.tasks.config import TaskSchedulerConfig
 from lexigram.tasks.scheduling import (
-    DependencyResolver,
     MisfirePolicy,
     ScheduledJob,
     ScheduleHandle,
@@ -383,35 +382,6 @@ def test_scheduled_job_calculate_next_run() -> None:
     assert scheduled.calculate_next_run() > time.time()
     scheduled.cron_expression = "0 10 * * *"  # the parsed expression follows the change
     assert scheduled.calculate_next_run(1_704_067_200.0 - 1) == 1_704_067_200.0 + 3600
-
-
-def test_dependency_resolver_rejects_a_cycle_and_rolls_back() -> None:
-    from lexigram.contracts.tasks import TaskDependencyCycleError
-
-    resolver = DependencyResolver()
-    resolver.register("report", ["transform"])
-    resolver.register("transform", ["extract"])
-    with pytest.raises(TaskDependencyCycleError) as info:
-        resolver.register("extract", ["report"])
-    assert info.value.cycle == ["extract", "report", "transform", "extract"]
-    assert "extract -> report -> transform -> extract" in str(info.value)
-    assert resolver.get_all() == {"report": ["transform"], "transform": ["extract"]}
-    with pytest.raises(TaskDependencyCycleError):
-        resolver.register("transform", ["report"])  # replacing edges rolls back too
-    assert resolver.get_dependencies("transform") == ["extract"]
-    with pytest.raises(TaskDependencyCycleError):
-        resolver.register("self", ["self"])
-
-
-def test_dependency_resolver_topological_order_and_remove() -> None:
-    resolver = DependencyResolver()
-    resolver.register("report", ["extract", "transform"])
-    resolver.register("transform", ["extract"])
-    order = resolver.topological_order()
-    assert order.index("extract") < order.index("transform") < order.index("report")
-    resolver.remove("report")
-    assert "report" not in resolver.get_all()
-    assert resolver.get_dependencies("unknown") == []
 
 
 async def test_stop_scheduler_cancels_a_callback_that_never_returns() -> None:

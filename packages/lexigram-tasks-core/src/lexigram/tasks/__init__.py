@@ -1,13 +1,20 @@
 __path__ = __import__("pkgutil").extend_path(__path__, __name__)
 # lexigram-tasks: asyncio background tasks that lose no job.
 #
-# Every public name of the API is importable from here (``from lexigram.tasks import
-# TaskProvider, MemoryTaskQueue``). Names load lazily, so importing this package does
-# not import a backend, croniter, or anything a program does not use. The line above
-# must stay first (house-style §2.3), which is why this module has no docstring and no
-# ``from __future__`` import: nothing here needs postponed annotations.
+# Every public name is importable from here (``from lexigram.tasks import TaskProvider,
+# task``). Names load lazily, so importing this package imports no backend, no croniter
+# and not even pydantic until a name that needs them is used. The line above must stay
+# first (it lets the backend distributions share the ``lexigram.tasks`` namespace), which
+# is why this module has no docstring and no ``from __future__`` import.
+#
+# The import block under ``if TYPE_CHECKING:`` is the one list of public names, grouped
+# by the module that defines each: type checkers read it, and at run time the lazy
+# loader reads the same block (`_exports`) to learn where each name lives. ``__all__``
+# repeats the names for ``import *`` and for type checkers; a test keeps the two equal.
+import ast
 import importlib
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -15,172 +22,6 @@ try:
 except PackageNotFoundError:  # running from a source tree without metadata
     __version__ = "0.0.0"
 
-_CONTRACTS = "lexigram.contracts.tasks"
-
-# Public name -> module that defines it. One line per name keeps merges trivial.
-_EXPORTS: dict[str, str] = {
-    # contracts: protocols, value types, enums, errors, Result
-    "BackendConflictError": _CONTRACTS,
-    "BackendConnectionError": _CONTRACTS,
-    "BackendError": _CONTRACTS,
-    "BackendImportError": _CONTRACTS,
-    "BackendNotFoundError": _CONTRACTS,
-    "CacheBackendProtocol": _CONTRACTS,
-    "DuplicateTaskError": _CONTRACTS,
-    "Err": _CONTRACTS,
-    "FailureRecord": _CONTRACTS,
-    "IdempotencyResult": _CONTRACTS,
-    "IdempotencyResultStatus": _CONTRACTS,
-    "Job": _CONTRACTS,
-    "JobResult": _CONTRACTS,
-    "JobStatus": _CONTRACTS,
-    "JobTemplate": _CONTRACTS,
-    "Ok": _CONTRACTS,
-    "OnErrorPolicy": _CONTRACTS,
-    "Priority": _CONTRACTS,
-    "ProgressInfo": _CONTRACTS,
-    "ProgressSnapshot": _CONTRACTS,
-    "ProgressStatus": _CONTRACTS,
-    "ProgressTrackerProtocol": _CONTRACTS,
-    "QueueFullError": _CONTRACTS,
-    "Result": _CONTRACTS,
-    "StepResult": _CONTRACTS,
-    "TaskBackendSpec": _CONTRACTS,
-    "TaskCancelledError": _CONTRACTS,
-    "TaskConfigurationError": _CONTRACTS,
-    "TaskDecodeError": _CONTRACTS,
-    "TaskDependencyCycleError": _CONTRACTS,
-    "TaskError": _CONTRACTS,
-    "TaskExecutionError": _CONTRACTS,
-    "TaskExecutorProtocol": _CONTRACTS,
-    "TaskNotFoundError": _CONTRACTS,
-    "TaskQueueError": _CONTRACTS,
-    "TaskQueueProtocol": _CONTRACTS,
-    "TaskRegistrationError": _CONTRACTS,
-    "TaskTimeoutError": _CONTRACTS,
-    "TaskValidationError": _CONTRACTS,
-    "WorkflowError": _CONTRACTS,
-    "WorkflowResult": _CONTRACTS,
-    "WorkflowStatus": _CONTRACTS,
-    "WorkflowSummary": _CONTRACTS,
-    # job model under the seed's names (concrete dataclasses)
-    "JobProtocol": "lexigram.tasks.models",
-    "JobTemplateProtocol": "lexigram.tasks.models",
-    "PoolStrategy": "lexigram.tasks.types",
-    # backends and discovery
-    "MemoryTaskQueue": "lexigram.tasks.backends.memory",
-    "available_backends": "lexigram.tasks._backends",
-    "load_backend": "lexigram.tasks._backends",
-    "TaskBackendRegistry": "lexigram.tasks._backends",
-    # configuration
-    "NamedTaskConfig": "lexigram.tasks.config",
-    "RetryConfig": "lexigram.tasks.config",
-    "TaskBackendConfig": "lexigram.tasks.config",
-    "TaskConfig": "lexigram.tasks.config",
-    "TaskRateLimitConfig": "lexigram.tasks.config",
-    "TaskSchedulerConfig": "lexigram.tasks.config",
-    "TaskTimeoutConfig": "lexigram.tasks.config",
-    "TaskWorkerConfig": "lexigram.tasks.config",
-    "ConfigIssue": "lexigram.tasks.config",
-    "Environment": "lexigram.tasks.config",
-    # execution
-    "HandlerRegistry": "lexigram.tasks.execution",
-    "TaskWorker": "lexigram.tasks.execution",
-    "TaskWorkerServices": "lexigram.tasks.execution",
-    "WorkerJobStats": "lexigram.tasks.execution",
-    "WorkerPool": "lexigram.tasks.execution",
-    # middleware
-    "LoggingMiddleware": "lexigram.tasks.middleware",
-    "MetricsMiddleware": "lexigram.tasks.middleware",
-    "TaskExecutionContext": "lexigram.tasks.middleware",
-    "TaskMiddleware": "lexigram.tasks.middleware",
-    "TaskMiddlewarePipeline": "lexigram.tasks.middleware",
-    "TimeoutMiddleware": "lexigram.tasks.middleware",
-    # dead-letter queue
-    "DeadLetterQueue": "lexigram.tasks.dlq",
-    "DLQBackend": "lexigram.tasks.dlq",
-    "InMemoryDLQBackend": "lexigram.tasks.dlq",
-    "PersistentDeadLetterQueue": "lexigram.tasks.dlq",
-    # results and cache
-    "CacheBackendResultStore": "lexigram.tasks.results",
-    "InMemoryResultStore": "lexigram.tasks.results",
-    "ResultStore": "lexigram.tasks.results",
-    "InMemoryCacheBackend": "lexigram.tasks.cache",
-    # progress
-    "CacheBackendProgressStore": "lexigram.tasks.progress",
-    "InMemoryProgressStore": "lexigram.tasks.progress",
-    "InMemoryProgressTracker": "lexigram.tasks.progress",
-    "ProgressStore": "lexigram.tasks.progress",
-    "ProgressTracker": "lexigram.tasks.progress",
-    # decorators and dispatch
-    "scheduled": "lexigram.tasks.decorators",
-    "task": "lexigram.tasks.decorators",
-    "TaskFunction": "lexigram.tasks.decorators",
-    "get_default_queue": "lexigram.tasks.decorators",
-    "set_default_queue": "lexigram.tasks.decorators",
-    "get_task_queues": "lexigram.tasks.decorators",
-    "set_task_queues": "lexigram.tasks.decorators",
-    "delay": "lexigram.tasks.dispatch",
-    # concurrency: locks and rate limits
-    "DistributedLockProtocol": "lexigram.tasks.concurrency",
-    "GlobalRateLimiter": "lexigram.tasks.concurrency",
-    "InMemoryLock": "lexigram.tasks.concurrency",
-    "LockManager": "lexigram.tasks.concurrency",
-    "QueueRateLimiter": "lexigram.tasks.concurrency",
-    "TokenBucket": "lexigram.tasks.concurrency",
-    "UniqueTask": "lexigram.tasks.concurrency",
-    "distributed_lock": "lexigram.tasks.concurrency",
-    "unique_task": "lexigram.tasks.concurrency",
-    # idempotency
-    "IdempotencyManager": "lexigram.tasks.idempotency",
-    "IdempotentTaskManager": "lexigram.tasks.idempotency",
-    "InMemoryIdempotencyStore": "lexigram.tasks.idempotency",
-    # background work
-    "BackgroundTaskManager": "lexigram.tasks.background_task_manager",
-    "ScheduledWorker": "lexigram.tasks.scheduled_worker",
-    # observability
-    "ExecutionRecord": "lexigram.tasks.observability",
-    "TaskDashboard": "lexigram.tasks.observability",
-    "TaskHealth": "lexigram.tasks.observability",
-    "TaskMetricsCollector": "lexigram.tasks.observability",
-    # hooks and events
-    "TaskCompletedHook": "lexigram.tasks.hooks",
-    "TaskEnqueuedHook": "lexigram.tasks.hooks",
-    "TaskFailedHook": "lexigram.tasks.hooks",
-    "TaskStartedHook": "lexigram.tasks.hooks",
-    "HookRegistry": "lexigram.tasks.hooks",
-    "TaskCompletedEvent": "lexigram.tasks.events",
-    "TaskFailedEvent": "lexigram.tasks.events",
-    "TaskQueuedEvent": "lexigram.tasks.events",
-    "DomainEvent": "lexigram.tasks.events",
-    "EventBus": "lexigram.tasks.events",
-    # scheduling
-    "CronExpression": "lexigram.tasks.scheduling",
-    "DependencyResolver": "lexigram.tasks.scheduling",
-    "InMemorySchedulerStore": "lexigram.tasks.scheduling",
-    "ScheduledJob": "lexigram.tasks.scheduling",
-    "SchedulerStore": "lexigram.tasks.scheduling",
-    "TaskScheduler": "lexigram.tasks.scheduling",
-    # workflows
-    "BranchStep": "lexigram.tasks.workflows",
-    "InMemoryWorkflowStateStore": "lexigram.tasks.workflows",
-    "TaskChain": "lexigram.tasks.workflows",
-    "TaskChord": "lexigram.tasks.workflows",
-    "TaskGroup": "lexigram.tasks.workflows",
-    "TaskStep": "lexigram.tasks.workflows",
-    "Workflow": "lexigram.tasks.workflows",
-    "WorkflowStateStore": "lexigram.tasks.workflows",
-    "chain": "lexigram.tasks.workflows",
-    # application integration
-    "TaskProvider": "lexigram.tasks.di",
-    "TasksModule": "lexigram.tasks.di",
-    "create_memory_task_provider": "lexigram.tasks.di",
-    "create_provider_from_config": "lexigram.tasks.di",
-    "create_rabbitmq_task_provider": "lexigram.tasks.di",
-    "create_redis_task_provider": "lexigram.tasks.di",
-}
-
-# Static view of the lazy exports for type checkers (names in __all__ count as re-exported).
 if TYPE_CHECKING:
     from lexigram.contracts.tasks import (
         BackendConflictError,
@@ -211,7 +52,6 @@ if TYPE_CHECKING:
         TaskBackendSpec,
         TaskCancelledError,
         TaskConfigurationError,
-        TaskDecodeError,
         TaskDependencyCycleError,
         TaskError,
         TaskExecutionError,
@@ -237,9 +77,6 @@ if TYPE_CHECKING:
     )
     from lexigram.tasks.background_task_manager import (
         BackgroundTaskManager,
-    )
-    from lexigram.tasks.cache import (
-        InMemoryCacheBackend,
     )
     from lexigram.tasks.concurrency import (
         DistributedLockProtocol,
@@ -267,10 +104,8 @@ if TYPE_CHECKING:
     from lexigram.tasks.decorators import (
         TaskFunction,
         get_default_queue,
-        get_task_queues,
         scheduled,
         set_default_queue,
-        set_task_queues,
         task,
     )
     from lexigram.tasks.di import (
@@ -280,6 +115,7 @@ if TYPE_CHECKING:
         create_provider_from_config,
         create_rabbitmq_task_provider,
         create_redis_task_provider,
+        create_url_task_provider,
     )
     from lexigram.tasks.dispatch import (
         delay,
@@ -351,14 +187,10 @@ if TYPE_CHECKING:
     )
     from lexigram.tasks.scheduling import (
         CronExpression,
-        DependencyResolver,
         InMemorySchedulerStore,
         ScheduledJob,
         SchedulerStore,
         TaskScheduler,
-    )
-    from lexigram.tasks.types import (
-        PoolStrategy,
     )
     from lexigram.tasks.workflows import (
         BranchStep,
@@ -372,7 +204,7 @@ if TYPE_CHECKING:
         chain,
     )
 
-# Kept equal to the export map by a test; a literal so type checkers can read it.
+
 __all__ = [
     "BackendConflictError",
     "BackendConnectionError",
@@ -388,7 +220,6 @@ __all__ = [
     "CronExpression",
     "DLQBackend",
     "DeadLetterQueue",
-    "DependencyResolver",
     "DistributedLockProtocol",
     "DomainEvent",
     "DuplicateTaskError",
@@ -404,7 +235,6 @@ __all__ = [
     "IdempotencyResult",
     "IdempotencyResultStatus",
     "IdempotentTaskManager",
-    "InMemoryCacheBackend",
     "InMemoryDLQBackend",
     "InMemoryIdempotencyStore",
     "InMemoryLock",
@@ -427,7 +257,6 @@ __all__ = [
     "Ok",
     "OnErrorPolicy",
     "PersistentDeadLetterQueue",
-    "PoolStrategy",
     "Priority",
     "ProgressInfo",
     "ProgressSnapshot",
@@ -455,7 +284,6 @@ __all__ = [
     "TaskConfig",
     "TaskConfigurationError",
     "TaskDashboard",
-    "TaskDecodeError",
     "TaskDependencyCycleError",
     "TaskEnqueuedHook",
     "TaskError",
@@ -505,17 +333,31 @@ __all__ = [
     "create_provider_from_config",
     "create_rabbitmq_task_provider",
     "create_redis_task_provider",
+    "create_url_task_provider",
     "delay",
     "distributed_lock",
     "get_default_queue",
-    "get_task_queues",
     "load_backend",
     "scheduled",
     "set_default_queue",
-    "set_task_queues",
     "task",
     "unique_task",
 ]
+
+
+def _exports() -> dict[str, str]:
+    """Public name -> defining module, read from this file's ``if TYPE_CHECKING:`` block."""
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    found: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name):
+            for stmt in node.body:
+                if isinstance(stmt, ast.ImportFrom) and stmt.module:
+                    found.update(dict.fromkeys((a.name for a in stmt.names), stmt.module))
+    return found
+
+
+_EXPORTS = _exports()
 
 
 def __getattr__(name: str) -> Any:

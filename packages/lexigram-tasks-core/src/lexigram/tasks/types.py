@@ -1,18 +1,7 @@
-"""Small enums of the public API."""
+"""The priority levels of the public API (`Priority`, defined in the contracts)."""
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from lexigram.contracts.tasks import Priority
 
-
-class PoolStrategy(StrEnum):
-    """How a worker pool sizes itself."""
-
-    FIXED = "fixed"
-    DYNAMIC = "dynamic"
-    ADAPTIVE = "adaptive"
-
-
-__all__ = ["PoolStrategy", "Priority"]
+__all__ = ["Priority"]

@@ -21,9 +21,10 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, ParamSpec, Self, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, Self, TypeVar, overload, runtime_checkable
 
 from lexigram.contracts.tasks import LockManagerProtocol, LockProtocol
+from lexigram.tasks.models import BuildsDefault
 
 logger = logging.getLogger(__name__)
 
@@ -208,8 +209,16 @@ async def _wait_for_release(hold: asyncio.Lock, wake_at: float) -> None:
     hold.release()
 
 
-DistributedLockProtocol = InMemoryLock
-"""The seed's name for `InMemoryLock` (an alias of the concrete class, not a Protocol)."""
+@runtime_checkable
+class DistributedLockProtocol(LockProtocol, Protocol, metaclass=BuildsDefault):
+    """A lock on one key: what every lock (in-memory, Redis, PostgreSQL) exposes.
+
+    Calling it builds the standard in-process lock, `InMemoryLock`, with the same
+    arguments (``DistributedLockProtocol(key, timeout, locks_dict, locks_lock)``).
+    """
+
+
+BuildsDefault.defaults[DistributedLockProtocol] = InMemoryLock
 
 
 class LockManager:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from lexigram.contracts.tasks import JobTemplate, SchedulerStoreProtocol
 from lexigram.tasks.scheduling._cron import CronExpression
-from lexigram.tasks.scheduling._dependencies import DependencyResolver
 from lexigram.tasks.scheduling._handle import ScheduleHandle
 from lexigram.tasks.scheduling._job import ScheduledJob
 from lexigram.tasks.scheduling._misfire import MisfirePolicy, fire_key
@@ -24,7 +23,6 @@ JobTemplateProtocol = JobTemplate
 
 __all__ = [
     "CronExpression",
-    "DependencyResolver",
     "EnqueueCallback",
     "InMemorySchedulerStore",
     "JobTemplateProtocol",
