@@ -81,7 +81,7 @@ async def test_app_injects_both_queues_by_name_and_each_worker_consumes_its_own(
         assert isinstance(notifier.queue, RedisTaskQueue)
         assert isinstance(primary, MemoryTaskQueue)
         assert named_primary is primary
-        # The injected objects are the ones the workers consume (design §9).
+        # The injected objects are the ones the workers consume.
         notify_pool = await app.container.resolve(Annotated[WorkerPool, Named("notifications")])
         primary_pool = await app.container.resolve(Annotated[WorkerPool, Named("primary")])
         assert notify_pool.queue is notifier.queue

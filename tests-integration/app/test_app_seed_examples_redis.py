@@ -1,4 +1,4 @@
-"""The seed's TasksModule examples that use Redis, as written (imports added)."""
+"""The published API reference's TasksModule examples that use Redis, as written (imports added)."""
 
 from __future__ import annotations
 

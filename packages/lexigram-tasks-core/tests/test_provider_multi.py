@@ -44,7 +44,7 @@ async def test_multi_backend_binds_each_queue_by_name_and_the_primary_unnamed():
     assert notify.queue_name == "notify"
     for name, queue in (("primary", primary), ("notifications", notify)):
         pool = await container.resolve(Annotated[WorkerPool, Named(name)])
-        # design §9: the object injected under Named(x) is the object x's workers consume.
+        # The object injected under Named(x) is the object x's workers consume.
         assert pool.queue is queue
         dlq = await container.resolve(Annotated[PersistentDeadLetterQueue, Named(name)])
         assert dlq is pool.dead_letter_queue

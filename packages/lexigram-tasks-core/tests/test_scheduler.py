@@ -43,7 +43,7 @@ def _make_due(scheduler: TaskScheduler, job_id: str, occurrences_ago: int = 0) -
 
 
 def test_schedule_ids_are_unique_within_one_second() -> None:
-    # design §9: ids were f"scheduled_{name}_{int(time.time())}" and collided.
+    # Schedule ids used to be f"scheduled_{name}_{int(time.time())}" and collided.
     scheduler = TaskScheduler()
     ids = [scheduler.schedule_job_sync(JobTemplate(name="cleanup"), "0 0 * * *") for _ in range(50)]
     assert len(set(ids)) == 50

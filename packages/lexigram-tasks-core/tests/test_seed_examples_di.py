@@ -1,4 +1,4 @@
-"""The seed's TaskProvider, TasksModule and NamedTaskConfig examples, as written (imports added).
+"""The published API reference's TaskProvider, TasksModule and NamedTaskConfig examples, as written (imports added).
 
 The Redis variants of the TasksModule examples need a server; they run in
 tests-integration/app/test_app_seed_examples_redis.py.
@@ -107,7 +107,7 @@ async def test_seed_named_task_config_inject_by_name(tmp_path, monkeypatch):
     class NotificationService:
         def __init__(
             self,
-            # The seed's injection line, verbatim:
+            # The reference's injection line, verbatim:
             queue: Annotated[TaskQueueProtocol, Named("notifications")],
         ) -> None:
             self.queue = queue

@@ -1,4 +1,4 @@
-"""The seed's examples for the engine's classes, run as written (imports and stubs added)."""
+"""The published API reference's examples for the engine's classes, run as written (imports and stubs added)."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ async def test_seed_progress_tracker_protocol_examples(capsys: pytest.CaptureFix
 
     async def watch() -> None:
         async for snap in tracker.subscribe("export-1"):
-            print(f"{snap.percent:.1f}% — {snap.message}")  # noqa: T201 - the seed's example
+            print(f"{snap.percent:.1f}% — {snap.message}")  # noqa: T201 - the reference's example
 
     watcher = asyncio.create_task(watch())
     await asyncio.sleep(0)
@@ -106,7 +106,7 @@ async def test_seed_progress_tracker_protocol_examples(capsys: pytest.CaptureFix
 
     # The second example: subscribing to a task that already finished.
     async for snap in tracker.subscribe("export-1"):
-        print(f"{snap.percent:.1f}% — {snap.message}")  # noqa: T201 - the seed's example
+        print(f"{snap.percent:.1f}% — {snap.message}")  # noqa: T201 - the reference's example
     assert capsys.readouterr().out == "100.0% — Export finished\n"
 
 

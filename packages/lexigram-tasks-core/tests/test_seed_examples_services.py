@@ -97,7 +97,7 @@ async def test_seed_queue_rate_limiter_example():
 
 
 async def test_seed_scheduled_worker_example():
-    # The seed's MyWorker shows only the class-level defaults; the docstring above it
+    # The reference's MyWorker shows only the class-level defaults; the docstring above it
     # says "Subclass and implement run_cycle", so the subclass implements it here.
     ran = asyncio.Event()
 

@@ -366,7 +366,7 @@ def unique_task(
     timeout: float = 60.0,
     skip_if_locked: bool = True,
 ) -> UniqueTask:
-    """Decorator spelling of `UniqueTask` (the seed's ``@unique_task(...)``).
+    """Decorator spelling of `UniqueTask` (``@unique_task(...)``, the published spelling).
 
     Args:
         lock_manager: `LockManager` instance for creating locks.
@@ -400,7 +400,7 @@ async def distributed_lock(
 ) -> AsyncIterator[LockProtocol]:
     """Context manager that waits for a lock on `key` and releases it on exit.
 
-    Deprecated spelling kept from the seed: prefer ``async with manager.acquire(key)``,
+    Deprecated spelling kept from the published API: prefer ``async with manager.acquire(key)``,
     which takes the manager from the DI container. Without `lock_manager`, a default
     manager shared by the running event loop is used, so two calls with one key exclude
     each other.
