@@ -1,4 +1,4 @@
-"""The published API reference's NamedTaskConfig example, loaded from a YAML file, run on Redis and RabbitMQ."""
+"""The published reference's NamedTaskConfig example from a YAML file, on Redis and RabbitMQ."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ async def test_seed_named_task_config_example_runs_on_redis_and_rabbitmq(  # noq
     path.write_text(SEED_YAML, encoding="utf-8")
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("AMQP_URL", amqp_url)
-    # Isolation from other tests through LEX_TASKS__ overrides; the file stays as the reference wrote it.
+    # Isolation from other tests through LEX_TASKS__ overrides; the file stays as written.
     monkeypatch.setenv("LEX_TASKS__BACKENDS__PRIMARY__OPTIONS__KEY_PREFIX", key_prefix)
     monkeypatch.setenv("LEX_TASKS__BACKENDS__NOTIFICATIONS__QUEUE_NAME", amqp_queue_name)
     config = TaskConfig.from_yaml(path)

@@ -1,4 +1,6 @@
-"""The published API reference's TaskProvider, TasksModule and NamedTaskConfig examples, as written (imports added).
+"""The published reference's TaskProvider, TasksModule and NamedTaskConfig examples, as written.
+
+Imports are added.
 
 The Redis variants of the TasksModule examples need a server; they run in
 tests-integration/app/test_app_seed_examples_redis.py.

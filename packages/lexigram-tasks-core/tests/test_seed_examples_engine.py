@@ -1,4 +1,4 @@
-"""The published API reference's examples for the engine's classes, run as written (imports and stubs added)."""
+"""The published reference's examples for the engine's classes, as written (imports added)."""
 
 from __future__ import annotations
 
