@@ -49,7 +49,7 @@ class Recorder:
         self.calls.append(("after_failure", payload))
 
 
-def test_hook_names_follow_house_style_and_match_the_specs():
+def test_hook_names_follow_one_pattern_and_match_the_specs():
     assert hookspecs.ACTION_HOOKS == {
         "task.queued": "lexigram_tasks_after_enqueue",
         "task.started": "lexigram_tasks_before_execute",

@@ -10,7 +10,7 @@ import pytest
 from lexigram.contracts.tasks import Job, ProgressSnapshot, ProgressStatus
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import RetryConfig, TaskWorkerConfig
-from lexigram.tasks.decorators import enqueue_job
+from lexigram.tasks.decorators import enqueue_job, enqueue_jobs, submit_job
 from lexigram.tasks.events import (
     DomainEvent,
     TaskCompletedEvent,
@@ -244,3 +244,18 @@ async def test_a_failing_handler_ends_progress_subscriptions_with_failed():
     assert "out of memory" in snaps[-1].error
     late = await _collect(live, job_id)
     assert [s.status for s in late] == [ProgressStatus.FAILED]
+
+
+async def test_every_producer_helper_reports_queued_once(hooks: HookRegistry):
+    """`task.queued` comes from the core, once per accepted job, whatever the backend."""
+    queued: list[str] = []
+    hooks.add_observer("task.queued", lambda p: queued.append(p.task_id))
+    queue = MemoryTaskQueue()
+    first = await enqueue_job(queue, Job(name="a", idempotency_key="k"))
+    duplicate = await enqueue_job(queue, Job(name="a", idempotency_key="k"))
+    assert duplicate.id == first.id
+    submitted = Job(name="b")
+    assert (await submit_job(queue, submitted)).unwrap() == submitted.id
+    bulk = await enqueue_jobs(queue, [Job(name="c"), Job(name="d")])
+    ids = [job.id for job in bulk if isinstance(job, Job)]
+    assert queued == [first.id, submitted.id, *ids]

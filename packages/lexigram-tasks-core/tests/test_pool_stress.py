@@ -2,8 +2,8 @@
 
 Every job must end exactly once, as completed or dead-lettered; nothing may stay in
 flight; and the queue's internal structures must be empty afterwards (memory back to
-its baseline). This is the regression test for design §9's "workers that never ack or
-nack" and "failures that vanish".
+its baseline). This is the regression test for "workers that never ack or nack" and
+"failures that vanish".
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ async def test_worker_runs_a_job_stores_its_result_and_acks_it() -> None:
 
 
 async def test_worker_binds_positional_args_before_di_resolved_params() -> None:
-    """Regression (design §9): positional arguments must never be dropped under DI."""
+    """Regression: positional arguments must never be dropped under DI."""
     container = Container()
     container.singleton(Database, Database())
     container.singleton(Mailer, Mailer("primary"), name="primary")

@@ -170,7 +170,7 @@ async def test_worker_requeue_from_dlq_runs_the_job_again() -> None:
     ids=lambda e: type(e).__name__,
 )
 async def test_worker_catches_every_exception_type(error: BaseException) -> None:
-    """Regression (design §9): no exception type may make a failure vanish."""
+    """Regression: no exception type may make a failure vanish."""
     queue = MemoryTaskQueue()
     calls = 0
 

@@ -12,8 +12,9 @@ enqueues on a given queue, and ``fn.signature(...)`` / ``fn.s(...)`` only build 
 The task's options (``fn.options``, a `TaskOptions`) are not copied into its jobs: the
 worker runs every job of the task with the options it has registered, so a job made by
 ``Job(name=...)``, the CLI or a schedule behaves like one made by ``.delay()``. Every
-enqueue of the core goes through `enqueue_job`, which reports "queued" on
-`lexigram.tasks.events.producer_events()` once per job a queue accepted.
+enqueue of the core goes through `submit_job` (or `enqueue_job` / `enqueue_jobs`, built
+on the same rule), which reports "queued" on `lexigram.tasks.events.producer_events()`
+once per job a queue accepted.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from lexigram.contracts.tasks import (
     Job,
     Priority,
+    Result,
     TaskQueueError,
     TaskQueueProtocol,
     TaskValidationError,
@@ -306,11 +308,24 @@ def _signature_of(func: Callable[..., Any]) -> inspect.Signature | None:
         return None
 
 
-async def enqueue_job(queue: TaskQueueProtocol, job: Job) -> Job:
-    """Enqueue `job` on `queue` and report it: the one way the core enqueues a job.
+async def submit_job(queue: TaskQueueProtocol, job: Job) -> Result[str, TaskQueueError]:
+    """``queue.enqueue(job)`` that also reports the job: the one way the core enqueues.
 
     Emits one "queued" `JobEvent` on `producer_events()` when the queue accepted a new
-    job (not for a duplicate id or idempotency key).
+    job (not for a duplicate id or idempotency key, nor a refused job). Use it wherever
+    ``queue.enqueue`` would be called (it returns the same `Result`), e.g. as the
+    scheduler's callback: ``functools.partial(submit_job, queue)``.
+    """
+    result = await queue.enqueue(job)
+    if result.is_ok() and result.unwrap() == job.id:
+        stream = producer_events()
+        if stream:
+            await stream.observe(_queued(queue, job))
+    return result
+
+
+async def enqueue_job(queue: TaskQueueProtocol, job: Job) -> Job:
+    """Enqueue `job` on `queue` and report it (`submit_job`), raising if it was refused.
 
     Returns:
         The job (for a duplicate idempotency key: carrying the first job's id).
@@ -318,16 +333,12 @@ async def enqueue_job(queue: TaskQueueProtocol, job: Job) -> Job:
     Raises:
         TaskQueueError: The queue refused the job.
     """
-    result = await queue.enqueue(job)
+    result = await submit_job(queue, job)
     if result.is_err():
         raise result.unwrap_err()
     job_id = result.unwrap()
     if job_id != job.id:  # a duplicate idempotency key: the first job stands for this call
         job.id = job_id
-        return job
-    stream = producer_events()
-    if stream:
-        await stream.observe(_queued(queue, job))
     return job
 
 
@@ -533,5 +544,6 @@ __all__ = [
     "get_default_queue",
     "scheduled",
     "set_default_queue",
+    "submit_job",
     "task",
 ]

@@ -2,8 +2,9 @@
 
 Everything that happens to a job is reported once, as a `JobEvent`, to the observers
 of one stream: the worker emits "started", "completed", "retrying", "failed" (dead-
-lettered), "released" and "lost"; the producer helpers (`.delay()`, `.apply_async()`,
-`enqueue_job`) emit "queued" on `producer_events()`. Hooks (`HookRegistry`), the
+lettered), "released" and "lost"; the producer helper every enqueue goes through
+(`submit_job`, under `.delay()`, `.apply_async()` and `enqueue_job`) emits "queued" on
+`producer_events()`. Hooks (`HookRegistry`), the
 `EventBus` (through `HookRegistry`), the `TaskDashboard` and your own metrics are
 observers of that stream: an observer is any object with ``observe(event)``.
 
@@ -332,10 +333,11 @@ _producer_events = EventStream()
 def producer_events() -> EventStream:
     """The process-wide stream that "queued" events are emitted on.
 
-    Every enqueue of the core passes through `lexigram.tasks.decorators.enqueue_job`
-    (`.delay()`, `.apply_async()`, the CLI, the scheduler, workflows), which emits one
-    "queued" event here for each job a queue accepted (not for a deduplicated one), on
-    every backend. The tasks provider adds its `HookRegistry` to it at boot.
+    Every enqueue of the core passes through `lexigram.tasks.decorators.submit_job`
+    (`.delay()`, `.apply_async()`, `enqueue_job`, the provider, the CLI, the
+    scheduler), which emits one "queued" event here for each job a queue accepted (not
+    for a deduplicated one), on every backend. The tasks provider adds its
+    `HookRegistry` to it at boot.
     """
     return _producer_events
 

@@ -15,7 +15,7 @@ through the entry-point group ``lexigram.tasks.plugins`` (`load_entry_point_plug
     [project.entry-points."lexigram.tasks.plugins"]
     my_plugin = "my_plugin"
 
-Hook names follow house style: ``lexigram_tasks_<before|after>_<event>``. Each takes one
+Hook names follow one pattern: ``lexigram_tasks_<before|after>_<event>``. Each takes one
 argument, ``payload`` (an implementation may omit it). An implementation may be a
 plain function or an ``async def``; `HookRegistry.emit` awaits the latter. An error in
 one implementation is logged and never reaches the task or the other plugins.

@@ -194,6 +194,8 @@ class JobRunner:
         self._executor: ThreadPoolExecutor | None = None
         self._default_timeout = min(config.default_timeout, config.max_timeout)
         self._queue_name = str(getattr(queue, "queue_name", "") or "")
+        # Whether every job needs _after_end (live progress, idempotency keys).
+        self._finishing = progress_tracker is not None or idempotency is not None
 
     # -- the one path ----------------------------------------------------------------
 
@@ -362,7 +364,19 @@ class JobRunner:
         job.completed_at = now
         job.result = result
         self.stats.record_job(result)
-        if not await self._settle(job, "ack", self._ack(job)):
+        try:  # inlined rather than _settle(): this is the hot path
+            if job.lease_token is None:
+                held = await self.queue.ack(job.id)
+            else:
+                held = await self.queue.ack(job.id, lease_token=job.lease_token)
+        except Exception:
+            held = None
+            self.logger.exception(
+                "Ack of job %s (%s) failed; it is delivered again when its lease expires.",
+                job.id,
+                job.name,
+            )
+        if held is False:
             await self._lost(entry, duration)
             return
         options = entry.options
@@ -371,7 +385,8 @@ class JobRunner:
                 await self.result_store.store(job.id, result)
             except Exception:
                 self.logger.exception("Storing the result of job %s (%s) failed.", job.id, job.name)
-        await self._after_end(entry, result)
+        if self._finishing or entry.tracker is not None:
+            await self._after_end(entry, result)
         if self.events:
             await self.events.observe(self._event(entry, COMPLETED, duration=duration, end=now))
         if self.log_jobs:
