@@ -30,6 +30,7 @@ from lexigram.contracts.tasks import (
     JobResult,
     ProgressInfo,
     TaskBackendSpec,
+    TaskValidationError,
     WorkflowResult,
     WorkflowStatus,
 )
@@ -294,3 +295,13 @@ async def test_stores_v2_upgrades_a_v1_schema_in_place(postgres_dsn: str) -> Non
     finally:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()
+
+
+async def test_a_nul_in_a_key_is_a_validation_error_naming_it(build: Callable[..., Any]) -> None:
+    """Keys and names live in text columns: a NUL there is refused with one clear line."""
+    cache = build("create_cache_backend")
+    with pytest.raises(TaskValidationError, match=r"U\+0000 \(NUL\)"):
+        await cache.set(f"key{NUL}", "value", 60)
+    locks = build("create_lock_manager")
+    with pytest.raises(TaskValidationError, match="Remove the NUL character"):
+        await locks.acquire(f"lock{NUL}", timeout=1.0).__aenter__()

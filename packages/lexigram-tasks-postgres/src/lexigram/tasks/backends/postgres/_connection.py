@@ -32,7 +32,7 @@ from typing import Any, TypeAlias, TypeVar
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from lexigram.contracts.tasks import BackendConnectionError, mask_url
+from lexigram.contracts.tasks import BackendConnectionError, TaskValidationError, mask_url
 from lexigram.tasks.backends.postgres._diagnose import connect_error, connection_error, one_line
 
 logger = logging.getLogger(__name__)
@@ -92,6 +92,15 @@ async def _keep_session(_conn: asyncpg.Connection[Any]) -> None:
     advisory lock, temp table or SET on pooled connections; every transaction is closed),
     so the default reset would only add a round trip to every operation.
     """
+
+
+# U+0000 in a text parameter (22021) or a JSON escape jsonb refuses (22P05): the value,
+# not the connection, is at fault. Records and payloads are stored NUL-safe (json,
+# bytea); this is left for keys and names (ids, lock keys, cache keys...).
+_NUL_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.CharacterNotInRepertoireError,
+    asyncpg.exceptions.UntranslatableCharacterError,
+)
 
 
 # A server that is starting, shutting down or full: the first connection waits for it.
@@ -283,6 +292,7 @@ class Database:
 
         Raises:
             BackendConnectionError: Every attempt failed on a transient error.
+            TaskValidationError: A key or name sent holds U+0000 (text cannot store it).
         """
         delays = backoff_delays(self.max_attempts)
         attempt = 0
@@ -301,6 +311,12 @@ class Database:
                         with contextlib.suppress(asyncpg.InterfaceError):
                             conn.terminate()
                         raise
+            except _NUL_ERRORS as exc:
+                msg = (
+                    f"PostgreSQL cannot {what}: a key or name holds U+0000 (NUL), which a "
+                    f"text column cannot store ({one_line(exc)}). Remove the NUL character."
+                )
+                raise TaskValidationError(msg) from exc
             except TRANSIENT_ERRORS as exc:
                 if self._closed or attempt >= len(delays):
                     raise connection_error(self.dsn, what, exc) from exc
