@@ -32,6 +32,8 @@ from lexigram.tasks.cli._options import (
     json_option,
 )
 from lexigram.tasks.cli._output import echo_json, setup_logging
+from lexigram.tasks.decorators import enqueue_job
+from lexigram.tasks.di._stack import build_hooks, observe_enqueues
 
 EPILOG = """\b
 Examples:
@@ -172,12 +174,12 @@ def enqueue_command(
 
 async def _enqueue(spec: TaskBackendSpec, job: Job, connect_timeout: float) -> str:
     queue = open_queue(spec)
+    # Installed plugins see this job as "queued", as they do every job the core enqueues.
+    stop_observing = observe_enqueues(build_hooks())
     try:
         await probe(queue, spec, connect_timeout)
-        result = await queue.enqueue(job)
-        if result.is_err():
-            raise result.unwrap_err()
-        return result.unwrap()
+        return (await enqueue_job(queue, job)).id
     finally:
+        stop_observing()
         await close_quietly(queue)
         await release_backend(spec)

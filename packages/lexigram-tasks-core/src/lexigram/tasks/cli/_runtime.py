@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -44,6 +45,7 @@ from lexigram.tasks.di._stack import (
     build_hooks,
     build_pool,
     build_stack,
+    observe_enqueues,
 )
 from lexigram.tasks.execution import WorkerPool
 from lexigram.tasks.hooks import HookRegistry
@@ -123,6 +125,7 @@ class WorkerRuntime:
         self.hooks = HookRegistry()
         self.started_at = time.time()
         self._presence_task: asyncio.Task[None] | None = None
+        self._stop_observing: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"WorkerRuntime({self.worker_id!r}, queues={self.queue_names!r})"
@@ -159,6 +162,7 @@ class WorkerRuntime:
             )
         self.rate_limiter = build_config_rate_limiter(self.config, self.stack)
         self.hooks = build_hooks()
+        self._stop_observing = observe_enqueues(self.hooks)  # jobs handlers enqueue
         for queue in self.queues:
             self.pools.append(
                 build_pool(
@@ -228,6 +232,9 @@ class WorkerRuntime:
                 await self.stores.cache.delete(WORKER_KEY_PREFIX + self.worker_id)
             except Exception:
                 logger.debug("Could not unregister worker %s.", self.worker_id, exc_info=True)
+        if self._stop_observing is not None:
+            self._stop_observing()
+            self._stop_observing = None
         if self.queues:
             try:
                 current = decorators.get_default_queue()

@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any
 
 import click
 
-from lexigram.contracts.tasks import Job, TaskBackendSpec
+from lexigram.contracts.tasks import Err, Job, Ok, Result, TaskBackendSpec, TaskQueueError
 from lexigram.tasks._backends import TaskBackendRegistry
 from lexigram.tasks.cli._app import LoadedApp, load_app
 from lexigram.tasks.cli._context import (
@@ -36,7 +35,8 @@ from lexigram.tasks.cli._options import (
 )
 from lexigram.tasks.cli._output import setup_logging
 from lexigram.tasks.config import TaskConfig
-from lexigram.tasks.di._stack import build_stack
+from lexigram.tasks.decorators import enqueue_job
+from lexigram.tasks.di._stack import build_hooks, build_stack, observe_enqueues
 from lexigram.tasks.scheduling import TaskScheduler
 
 logger = logging.getLogger("lexigram.tasks.cli")
@@ -100,6 +100,7 @@ async def _run(app: LoadedApp, config: TaskConfig, spec: TaskBackendSpec, timeou
         with_scheduler_store=True,
     )
     queue = stack.queue
+    stop_observing = observe_enqueues(build_hooks())  # plugins see each fire's job queued
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -128,11 +129,13 @@ async def _run(app: LoadedApp, config: TaskConfig, spec: TaskBackendSpec, timeou
                 job.timezone,
             )
 
-        async def enqueue(job: Job) -> Any:
-            result = await queue.enqueue(job)
-            if result.is_ok():
-                logger.info("Enqueued %s as job %s.", job.name, result.unwrap())
-            return result
+        async def enqueue(job: Job) -> Result[str, TaskQueueError]:
+            try:
+                job_id = (await enqueue_job(queue, job)).id
+            except TaskQueueError as exc:
+                return Err(exc)
+            logger.info("Enqueued %s as job %s.", job.name, job_id)
+            return Ok(job_id)
 
         await scheduler.start_scheduler(enqueue)
         logger.info(
@@ -148,5 +151,6 @@ async def _run(app: LoadedApp, config: TaskConfig, spec: TaskBackendSpec, timeou
             await scheduler.stop_scheduler()
         for sig in installed:
             loop.remove_signal_handler(sig)
+        stop_observing()
         await stack.close()
         await release_backend(spec)

@@ -46,7 +46,7 @@ class HandlerSpec:
         handler: The bound method to run.
         cron: Cron expression to schedule it with, or None.
         priority: Priority of scheduled jobs.
-        max_retries: Retry limit of scheduled jobs.
+        max_retries: Retry limit of scheduled jobs (None: the task definition decides).
         timeout: Timeout of scheduled jobs (None: the worker's default).
     """
 
@@ -54,7 +54,7 @@ class HandlerSpec:
     handler: Callable[..., Any]
     cron: str | None = None
     priority: int = 0
-    max_retries: int = 3
+    max_retries: int | None = None
     timeout: float | None = None
 
 

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 from lexigram.contracts.tasks import (
     DLQBackendProtocol,
+    Err,
     HookRegistryProtocol,
     IdempotencyStoreProtocol,
     Job,
     JobTemplate,
+    Ok,
     ProgressStoreProtocol,
     ProgressTrackerProtocol,
     RateLimiterProtocol,
@@ -56,6 +58,7 @@ from lexigram.tasks.di._stack import (
     build_hooks,
     build_pool,
     build_stacks,
+    observe_enqueues,
 )
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.execution import HandlerRegistry, WorkerPool
@@ -154,6 +157,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         self.metrics.attach(self.hooks)
         self.dashboard = TaskDashboard()
         self._primary_name: str | None = None
+        self._stop_observing: Callable[[], None] | None = None
         # Tasks and schedules that boot() took from handler classes; shutdown() removes
         # them, so the provider can be registered again (by a new application).
         self._class_tasks: list[str] = []
@@ -252,11 +256,6 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         self.rate_limiter = build_config_rate_limiter(cfg, main)
         if self.scheduler is not None and main.scheduler_store is not None:
             self.scheduler.store = as_scheduler_store(main.scheduler_store)
-        for stack in stacks.values():
-            # Queues that emit "task.queued" take the registry; others simply do not emit.
-            set_hooks = getattr(stack.queue, "set_hook_registry", None)
-            if set_hooks is not None:
-                set_hooks(self.hooks)
 
     @property
     def _primary(self) -> BackendStack:
@@ -363,6 +362,8 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
             return
         try:
             self.hooks.load_entry_point_plugins()
+            if self._stop_observing is None:
+                self._stop_observing = observe_enqueues(self.hooks)
             await self._wire_handler_classes(container)
             for pool in self.worker_pools.values():
                 pool.services.container = container
@@ -421,6 +422,9 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         closes the queues and stores. Safe to call twice.
         """
         await self._stop_running()
+        if self._stop_observing is not None:
+            self._stop_observing()
+            self._stop_observing = None
         try:
             current = decorators.get_default_queue()
         except TaskQueueError:
@@ -533,13 +537,13 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         Raises:
             TaskQueueError: The queue refused the job.
         """
-        result = await self._route(job).enqueue(job)
-        if result.is_err():
-            raise result.unwrap_err()
-        return result.unwrap()
+        return (await decorators.enqueue_job(self._route(job), job)).id
 
     async def _enqueue_scheduled(self, job: Job) -> Result[str, TaskQueueError]:
-        return await self._route(job).enqueue(job)
+        try:
+            return Ok((await decorators.enqueue_job(self._route(job), job)).id)
+        except TaskQueueError as exc:
+            return Err(exc)
 
     def get_worker_stats(self) -> dict[str, Any] | None:
         """Get worker pool statistics (None before the pools exist).

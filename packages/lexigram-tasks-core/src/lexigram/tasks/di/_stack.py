@@ -33,6 +33,7 @@ from lexigram.contracts.tasks import (
 from lexigram.tasks._backends import TaskBackendRegistry, create_store, spec_from_config
 from lexigram.tasks.config import TaskConfig, TaskWorkerConfig
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
+from lexigram.tasks.events import producer_events
 from lexigram.tasks.execution import HandlerRegistry, TaskWorkerServices, WorkerPool
 from lexigram.tasks.hooks import HookRegistry
 from lexigram.tasks.progress import InMemoryProgressStore, InMemoryProgressTracker, ProgressStore
@@ -290,6 +291,16 @@ def build_hooks(*, load_plugins: bool = True) -> HookRegistry:
     if load_plugins:
         hooks.load_entry_point_plugins()
     return hooks
+
+
+def observe_enqueues(hooks: HookRegistry) -> Callable[[], None]:
+    """Report every job this process enqueues to `hooks` ("queued" job events).
+
+    Every enqueue of the core goes through `lexigram.tasks.decorators.enqueue_job`,
+    which emits on `producer_events()`; the worker's own events reach the hooks through
+    its services. Returns the function that stops the reporting again.
+    """
+    return producer_events().add(hooks)
 
 
 def build_pool(
