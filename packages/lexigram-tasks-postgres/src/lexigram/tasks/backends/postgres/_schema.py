@@ -30,6 +30,13 @@ logger = logging.getLogger(__name__)
 
 STORES_SCOPE = "stores"
 
+MIGRATION_TIMEOUT = 3600.0
+"""Seconds a migration statement (or the wait for another process's migration) may take.
+
+Longer than the pool's per-statement `command_timeout`: a migration that rewrites a
+large table (stores v2 converts every record) must not be cancelled half-way.
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -258,12 +265,14 @@ async def ensure_schema(
     async with conn.transaction():
         # Serialises concurrent starters; released automatically at commit/rollback.
         await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"lexigram_tasks:{schema}"
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            f"lexigram_tasks:{schema}",
+            timeout=MIGRATION_TIMEOUT,
         )
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
         await conn.execute(_MIGRATIONS_TABLE.format(s=quote_ident(schema)))
         for scope, migration in _pending(await _applied_versions(conn, schema), table):
-            await conn.execute(_render(migration, schema, table or ""))
+            await conn.execute(_render(migration, schema, table or ""), timeout=MIGRATION_TIMEOUT)
             await conn.execute(
                 f"INSERT INTO {quote_ident(schema)}.schema_migrations (scope, version, name) "  # noqa: S608 - validated identifier
                 "VALUES ($1, $2, $3)",
