@@ -289,7 +289,7 @@ async def ensure_schema(
 async def migrate(
     dsn: str | None, schema: str = DEFAULT_SCHEMA, *, table: str = "tasks", timeout: float = 10.0
 ) -> list[str]:
-    """Create or upgrade the backend's tables in `schema` (what the CLI runs).
+    """Create or upgrade the backend's tables in `schema` (e.g. from a deploy script).
 
     Safe to run while workers are running and from several processes at once.
 
