@@ -1,0 +1,140 @@
+"""One job event stream: hooks, domain events, the dashboard and observers see the same facts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from lexigram.contracts.tasks import Job
+from lexigram.tasks.backends.memory import MemoryTaskQueue
+from lexigram.tasks.events import (
+    COMPLETED,
+    FAILED,
+    DomainEvent,
+    EventStream,
+    JobEvent,
+    TaskCompletedEvent,
+    TaskFailedEvent,
+)
+from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
+from lexigram.tasks.hooks import HookRegistry, TaskCompletedHook, TaskFailedHook
+from lexigram.tasks.observability import TaskDashboard
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.events: list[JobEvent] = []
+
+    def observe(self, event: JobEvent) -> None:
+        self.events.append(event)
+
+
+async def test_hooks_bus_dashboard_and_observers_see_the_same_events() -> None:
+    hooks = HookRegistry()
+    payloads: list[object] = []
+    hooks.add_observer("task.completed", payloads.append)
+    hooks.add_observer("task.failed", payloads.append)
+    domain: list[DomainEvent] = []
+    hooks.event_bus.subscribe(DomainEvent, domain.append)
+    dashboard = TaskDashboard()
+    collect = Collect()
+    done = asyncio.Event()
+
+    class Done:
+        async def observe(self, event: JobEvent) -> None:  # an async observer
+            if len([e for e in collect.events if e.kind in (COMPLETED, FAILED)]) == 2:
+                done.set()
+
+    async def ok() -> str:
+        await asyncio.sleep(0.02)
+        return "fine"
+
+    async def bad() -> None:
+        msg = "broken"
+        raise RuntimeError(msg)
+
+    queue = MemoryTaskQueue(queue_name="mail")
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"ok": ok, "bad": bad},
+        services=TaskWorkerServices(hooks=hooks, dashboard=dashboard, observers=[collect, Done()]),
+    )
+    good, failing = Job(name="ok"), Job(name="bad", max_retries=0)
+    for job in (good, failing):
+        (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await asyncio.wait_for(done.wait(), 5)
+    await worker.stop()
+
+    finished = {e.job_id: e for e in collect.events if e.kind in (COMPLETED, FAILED)}
+    assert finished[good.id].kind == COMPLETED
+    assert finished[failing.id].kind == FAILED
+    ok_duration = finished[good.id].duration
+    assert ok_duration is not None
+    assert ok_duration >= 0.02
+    assert finished[good.id].queue == "mail"
+    assert finished[good.id].worker_id == "w1"
+    assert finished[good.id].enqueued_at == good.created_at
+
+    completed_hook = next(p for p in payloads if isinstance(p, TaskCompletedHook))
+    failed_hook = next(p for p in payloads if isinstance(p, TaskFailedHook))
+    assert completed_hook.duration == ok_duration
+    assert failed_hook.duration == finished[failing.id].duration
+    completed_event = next(e for e in domain if isinstance(e, TaskCompletedEvent))
+    failed_event = next(e for e in domain if isinstance(e, TaskFailedEvent))
+    assert (completed_event.task_id, completed_event.duration) == (good.id, ok_duration)
+    assert completed_event.task_name == "ok"
+    assert failed_event.task_id == failing.id
+    assert "broken" in failed_event.error
+    recent = {r["job_id"]: r for r in dashboard.get_recent_executions()}
+    assert recent[good.id]["duration_ms"] == pytest.approx(ok_duration * 1000.0)
+    assert recent[failing.id]["success"] is False
+    # Each job is reported once per kind: no second door.
+    assert [e.kind for e in collect.events if e.job_id == good.id] == ["started", COMPLETED]
+
+
+async def test_a_failing_observer_is_logged_and_the_others_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken:
+        def observe(self, event: JobEvent) -> None:
+            msg = "observer bug"
+            raise ValueError(msg)
+
+    collect = Collect()
+    stream = EventStream([Broken(), collect])
+    event = JobEvent(kind=COMPLETED, task="t", job_id="j1")
+    with caplog.at_level(logging.ERROR):
+        await stream.observe(event)
+    assert collect.events == [event]
+    assert any("Event observer" in r.getMessage() for r in caplog.records)
+    with pytest.raises(TypeError, match="observe"):
+        stream.add(object())  # type: ignore[arg-type]
+
+
+async def test_a_dashboard_with_only_record_execution_is_still_fed() -> None:
+    class Legacy:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, bool]] = []
+
+        def record_execution(self, task_name: str, **fields: object) -> None:
+            self.calls.append((task_name, bool(fields["success"])))
+
+    legacy = Legacy()
+    done = asyncio.Event()
+
+    async def quick() -> None:
+        done.set()
+
+    queue = MemoryTaskQueue()
+    worker = TaskWorker(
+        "w1", queue, {"quick": quick}, services=TaskWorkerServices(dashboard=legacy)
+    )
+    (await queue.enqueue(Job(name="quick"))).unwrap()
+    await worker.start()
+    await asyncio.wait_for(done.wait(), 5)
+    await worker.stop(drain=True)
+    assert legacy.calls == [("quick", True)]
