@@ -19,7 +19,7 @@ import pytest_asyncio
 
 from lexigram.contracts.tasks import BackendConnectionError, Job, Priority, TaskValidationError
 from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
-from lexigram.tasks.backends.rabbitmq import _link as link_module
+from lexigram.tasks.backends.rabbitmq import _connection as link_module
 
 pytestmark = pytest.mark.rabbitmq
 

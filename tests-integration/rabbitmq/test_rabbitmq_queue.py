@@ -289,8 +289,9 @@ async def shared_backend(
         },
     )
     yield factory, spec
-    store = factory.state_store(spec.options["state_store"], spec)
-    assert store is not None
+    handle = factory.create_queue(spec)
+    store = handle.state_store
+    await handle.close()
     for key in await store.keys(""):
         await store.delete(key)
     await store.close()  # type: ignore[attr-defined]
@@ -374,37 +375,12 @@ async def test_stores_option_pairs_the_queue_with_redis_stores(
         await writer.delete("job-1")
         for store in (writer, reader):
             await store.close()
-        cache = first.state_store(stores, spec)
-        assert cache is not None
+        cache = queue.state_store
         for key in await cache.keys(""):
             await cache.delete(key)
-        # Each backend object owns the Redis cache it built from the options.
-        for backend in (first, second):
-            owned = backend.state_store(stores, spec)
-            assert owned is not None
-            await owned.close()  # type: ignore[attr-defined]
+        await cache.close()  # type: ignore[attr-defined]
         await queue.close()
         await broker.delete_family(queue_name)
-
-
-async def test_hook_registry_hears_each_new_job(rabbitmq_queue: RabbitMQTaskQueue) -> None:
-    heard: list[tuple[str, Any]] = []
-
-    class Registry:
-        async def emit(self, action: str, payload: Any) -> None:
-            heard.append((action, payload))
-
-    rabbitmq_queue.set_hook_registry(Registry())
-    first = Job(name="hooked")
-    await rabbitmq_queue.enqueue(first)
-    await rabbitmq_queue.enqueue(Job(id=first.id, name="hooked"))  # already queued: no event
-    await rabbitmq_queue.enqueue_many([Job(name="bulk")])
-    assert [(action, payload.task_name) for action, payload in heard] == [
-        ("task.queued", "hooked"),
-        ("task.queued", "bulk"),
-    ]
-    assert heard[0][1].queue_name == rabbitmq_queue.queue_name
-    assert heard[0][1].task_id == first.id
 
 
 async def queue_exists(url: str, name: str) -> bool:

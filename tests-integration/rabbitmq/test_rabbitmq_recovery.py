@@ -1,11 +1,11 @@
-"""What AMQP does instead of leases: redelivery on connection loss, and recovery.
+"""Leases on AMQP: a delivery dies with its channel, and recovery after a connection loss.
 
-AMQP has no lease that runs out while a consumer lives (the reason the kit's lease
-theme is left out). A job stays with its consumer until it is acked or the
-connection drops; then the broker redelivers it. These tests drop connections from
-the broker side (``rabbitmqctl close_connection``, as on a network loss) and check
-that jobs come back, heartbeats report the lost delivery, consumers and producers
-recover, and a job finished during the outage is not run again.
+A delivery's lease ends when it runs out (the kit checks that) or when the channel it
+came on is lost: then the broker redelivers the job and the old lease token is
+refused. These tests drop connections from the broker side (``rabbitmqctl
+close_connection``, as on a network loss) and check that jobs come back, the holder
+of a lost delivery is refused by all four settling calls, and consumers and
+producers recover.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from lexigram.contracts.tasks import Job
+from lexigram.contracts.tasks import Job, JobStatus
 from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 
 pytestmark = pytest.mark.rabbitmq
@@ -70,26 +70,33 @@ async def test_connection_loss_redelivers_jobs_and_the_consumer_resumes(
     assert await producer.count(queue_name) == 0
 
 
-async def test_job_acked_during_the_outage_is_not_run_again(
+async def test_holder_of_a_lost_delivery_is_refused_on_all_four_calls(
     make_rabbitmq_queue: Factory, queue_name: str, broker: Broker, broker_admin: None
 ) -> None:
     worker = make_rabbitmq_queue()
     job = Job(name="finishes-while-disconnected")
     await worker.enqueue(job)
     (held,) = await lease(worker, 1)
+    token = held.lease_token
     await broker.drop_connections(queue_name)
     await until_lease_lost(worker, held.id)
-    # The handler finished anyway: its ack cannot reach the broker (the channel is gone)
-    # and the broker redelivers the job, but this queue drops the redelivered copy.
-    await worker.ack(held.id)
-    # The redelivery comes once the connection is back (reconnect_interval, or later on a
-    # busy broker): until it has been dropped the job is still counted, never handed out.
-    deadline = time.monotonic() + 15
-    while True:
-        assert await worker.dequeue_batch(1, timeout=0.5) == []
-        if await worker.count(queue_name) == 0:
-            break
-        assert time.monotonic() < deadline, "the redelivered copy was never dropped"
+    # The broker requeued the job with the channel; after the reconnect it is
+    # delivered again, under a new token, to this same process.
+    (again,) = await lease(worker, 1)
+    assert again.id == held.id
+    assert again.lease_token != token
+    stale = Job.from_dict(held.to_dict())
+    stale.lease_token = token
+    stale.mark_retrying()
+    assert await worker.ack(held.id, lease_token=token) is False
+    assert await worker.nack(held.id, requeue=False, lease_token=token) is False
+    assert await worker.extend_lease(held.id, 60.0, lease_token=token) is False
+    assert await worker.retry_later(stale, delay=0.0) is False
+    # Nothing of that touched the new delivery.
+    assert await worker.count(queue_name, JobStatus.RUNNING) == 1
+    assert await worker.extend_lease(again.id, lease_token=again.lease_token) is True
+    assert await worker.ack(again.id, lease_token=again.lease_token) is True
+    assert await worker.count(queue_name) == 0
 
 
 async def test_enqueue_waits_for_the_reconnect(
@@ -129,22 +136,36 @@ async def test_closed_consumer_hands_its_jobs_to_another(make_rabbitmq_queue: Fa
     assert await survivor.get_job(job.id) is None
 
 
-async def test_heartbeat_holds_a_job_for_as_long_as_the_consumer_lives(
-    make_rabbitmq_queue: Factory,
-) -> None:
+async def test_heartbeats_hold_a_job_for_many_leases(make_rabbitmq_queue: Factory) -> None:
     holder, other = (
-        make_rabbitmq_queue(visibility_timeout=0.2),
-        make_rabbitmq_queue(visibility_timeout=0.2),
+        make_rabbitmq_queue(visibility_timeout=0.6),
+        make_rabbitmq_queue(visibility_timeout=0.6),
     )
     job = Job(name="long-running")
     await holder.enqueue(job)
-    await lease(holder, 1)
-    # Several "visibility timeouts" pass: no lease runs out, nobody else gets the job.
-    for _ in range(4):
+    (held,) = await lease(holder, 1)
+    # Five leases pass with a heartbeat every third of one: nobody else gets the job.
+    for _ in range(15):
         assert await other.dequeue_batch(1, timeout=0.2) == []
-        assert await holder.extend_lease(job.id, seconds=0.2)
-    await holder.ack(job.id)
+        assert await holder.extend_lease(job.id, lease_token=held.lease_token)
+    assert await holder.ack(job.id, lease_token=held.lease_token) is True
     assert await holder.extend_lease(job.id) is False
+
+
+async def test_a_lease_without_heartbeats_runs_out(make_rabbitmq_queue: Factory) -> None:
+    holder, other = (
+        make_rabbitmq_queue(visibility_timeout=0.5),
+        make_rabbitmq_queue(visibility_timeout=0.5),
+    )
+    job = Job(name="forgotten")
+    await holder.enqueue(job)
+    (held,) = await lease(holder, 1)
+    started = time.monotonic()
+    (again,) = await lease(other, 1, within=5.0)
+    assert again.id == job.id
+    assert time.monotonic() - started >= 0.4
+    assert await holder.ack(job.id, lease_token=held.lease_token) is False
+    assert await other.ack(job.id, lease_token=again.lease_token) is True
 
 
 async def test_quorum_redelivery_counts_from_x_delivery_count(
