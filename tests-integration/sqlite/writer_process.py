@@ -4,8 +4,9 @@ Usage: python writer_process.py PATH QUEUE SYNCHRONOUS RUN
 
 Enqueues batches of 50 jobs (one transaction each) and acks jobs it leases, as fast as
 it can, forever. After each call returns it prints what the database acknowledged:
-``enq <first> <last>`` for the job indices of a committed batch (ids ``job-RUN-<index>``), ``ack <job id>`` for an
-acked delivery, and ``lease <job id>`` before it acks a leased job. The test SIGKILLs it at a random moment, mid-write.
+``enq <first> <last>`` for the job indices of a committed batch (ids
+``job-RUN-<index>``), ``ack <job id>`` for an acked delivery, and ``lease <job id>``
+before it acks a leased job. The test SIGKILLs it at a random moment, mid-write.
 """
 
 from __future__ import annotations
