@@ -13,6 +13,7 @@ import asyncio
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from lexigram.contracts.tasks import Job, TaskQueueProtocol
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.dlq import DeadLetterQueue
 from lexigram.tasks.events import COMPLETED, FAILED, EventObserver, EventStream, JobEvent
+from lexigram.tasks.execution._lag import DEFAULT_LOOP_LAG_THRESHOLD, LoopLagMonitor
 from lexigram.tasks.execution._options import TaskOptions, options_of
 from lexigram.tasks.execution._registry import HandlerRegistry
 from lexigram.tasks.execution._runner import LEASE_LOST, STOP, TIMEOUT, JobRunner, Running
@@ -115,6 +117,9 @@ class TaskWorker:
         middleware_pipeline: Optional middleware around every execution.
         log_jobs: Log every completed job at INFO (default: the config's ``log_jobs``
             when it has one, else False).
+        loop_lag_threshold: Warn, naming the running tasks, when the event loop was
+            blocked this many seconds; 0 turns the check off (None: the config's
+            ``loop_lag_threshold`` when it has one, else 0.5).
 
     Example:
         worker = TaskWorker("worker-1", queue, handlers)
@@ -133,6 +138,7 @@ class TaskWorker:
         *,
         middleware_pipeline: TaskMiddlewarePipeline | None = None,
         log_jobs: bool | None = None,
+        loop_lag_threshold: float | None = None,
     ) -> None:
         services = services if services is not None else TaskWorkerServices()
         self.worker_id = worker_id
@@ -173,6 +179,21 @@ class TaskWorker:
         self._stop_requested = False
         if log_jobs is None:
             log_jobs = bool(getattr(self.config, "log_jobs", False))
+        if loop_lag_threshold is None:
+            configured = getattr(self.config, "loop_lag_threshold", None)
+            loop_lag_threshold = (
+                DEFAULT_LOOP_LAG_THRESHOLD if configured is None else float(configured)
+            )
+        self.lag_monitor = (
+            LoopLagMonitor(loop_lag_threshold, self._running_task_names, self.logger, worker_id)
+            if loop_lag_threshold > 0
+            else None
+        )
+        self._lag_task: asyncio.Task[None] | None = None
+        # Jobs that ran longer than the lag threshold, as (name, finished at): a job that
+        # blocked the loop has finished by the time the monitor wakes up to see the lag.
+        self._long_jobs: deque[tuple[str, float]] = deque(maxlen=64)
+        self._long_job = loop_lag_threshold if loop_lag_threshold > 0 else math.inf
         self.events = event_stream_of(services)
         self._runner = JobRunner(
             worker_id=worker_id,
@@ -222,6 +243,10 @@ class TaskWorker:
             self._loop_task = asyncio.create_task(consume, name=f"lexigram.tasks.{self.worker_id}")
             self._heartbeat_task = asyncio.create_task(
                 beat, name=f"lexigram.tasks.{self.worker_id}.heartbeat"
+            )
+        if self.lag_monitor is not None:
+            self._lag_task = asyncio.create_task(
+                self.lag_monitor.run(), name=f"lexigram.tasks.{self.worker_id}.loop-lag"
             )
 
     async def stop(self, drain: bool = False, timeout: float | None = 30.0) -> None:
@@ -276,6 +301,16 @@ class TaskWorker:
         if self.progress_store is None and self._progress_tracker is None:
             return None
         return ProgressTracker(job_id, self.progress_store, tracker=self._progress_tracker)
+
+    def _running_task_names(self, lag: float) -> list[str]:
+        """Names of the jobs that were running during the last `lag` seconds (the block)."""
+        began = time.time() - lag
+        names = [
+            e.job.name for e in self._in_flight.values() if e.started and e.started_at <= began
+        ]
+        names += [name for name, finished in self._long_jobs if finished >= began]
+        self._long_jobs.clear()
+        return names
 
     def _handler_names(self) -> list[str]:
         try:
@@ -370,6 +405,10 @@ class TaskWorker:
             self._forget(entry)
 
     def _forget(self, entry: Running) -> None:
+        if entry.started_at:
+            now = time.time()
+            if now - entry.started_at >= self._long_job:
+                self._long_jobs.append((entry.job.name, now))
         job_id = entry.job.id
         if self._in_flight.get(job_id) is entry:
             del self._in_flight[job_id]
@@ -503,6 +542,9 @@ class TaskWorker:
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             self._heartbeat_task = None
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            self._lag_task = None
         if self._deadline_handle is not None:
             self._deadline_handle.cancel()
             self._deadline_handle = None
