@@ -1,6 +1,7 @@
 """Unreachable servers: one line saying what is wrong and what to do, exit code 2.
 
-Nothing listens on port 1, so these need no server; they need the backend packages.
+Nothing listens on port 1, so these need no server; they need the backend packages. A
+refused connection fails at once (no waiting for --connect-timeout) and says so.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def assert_one_line(result, *fragments: str) -> None:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
     for fragment in fragments:
-        assert fragment in lines[0]
+        assert fragment in lines[0].lower()
     assert "s3cret" not in result.output
     assert "Traceback" not in result.output
 
@@ -32,29 +33,26 @@ def assert_one_line(result, *fragments: str) -> None:
 def test_enqueue_to_an_unreachable_server_is_one_line(backend: str) -> None:
     url = UNREACHABLE[backend]
     result = CliRunner().invoke(cli, ["enqueue", "x", "--backend", url, "--connect-timeout", "0.5"])
-    assert_one_line(result, f"The {backend} (", "did not answer within 0.5 s", ":***@")
+    assert_one_line(result, "127.0.0.1:1", "refused", ":***@")
 
 
 def test_inspect_unreachable_redis_is_one_line() -> None:
     url = UNREACHABLE["redis"]
     result = CliRunner().invoke(cli, ["inspect", "-b", url, "--connect-timeout", "0.5"])
-    assert_one_line(result, "Check that the server is running")
+    assert_one_line(result, "redis://:***@127.0.0.1:1/0", "refused")
 
 
 def test_worker_unreachable_redis_is_one_line() -> None:
     args = ["worker", "lexigram.tasks.cli._demo_app:build_registry", "-b", UNREACHABLE["redis"]]
     result = CliRunner().invoke(cli, [*args, "--connect-timeout", "0.5"])
-    assert_one_line(result, "redis://:***@127.0.0.1:1/0", "did not answer")
+    assert_one_line(result, "redis://:***@127.0.0.1:1/0", "refused")
 
 
 def test_dlq_unreachable_postgres_is_one_line() -> None:
     args = ["dlq", "list", "-b", UNREACHABLE["postgres"], "--connect-timeout", "0.5"]
-    assert_one_line(CliRunner().invoke(cli, args), "postgres")
+    assert_one_line(CliRunner().invoke(cli, args), "postgresql://app:***@127.0.0.1:1/app")
 
 
 def test_demo_unreachable_rabbitmq_is_one_line() -> None:
     args = ["demo", "-b", UNREACHABLE["rabbitmq"], "--connect-timeout", "0.5"]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
-    assert "did not answer" in result.stderr
+    assert_one_line(CliRunner().invoke(cli, args), "amqp://guest:***@127.0.0.1:1/", "refused")
