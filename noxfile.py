@@ -257,7 +257,7 @@ for type_ in types:
 
 @nox.session(reuse_venv=False)
 def wheels(session: nox.Session) -> None:
-    """Build every wheel, install lexigram-tasks[all] from them alone, run guards and smoke test."""
+    """Build every wheel; install from them alone, run guards, smoke and index-resolution checks."""
     uv = _uv(session)
     wheelhouse = Path(session.create_tmp()) / "wheelhouse"
     shutil.rmtree(wheelhouse, ignore_errors=True)
@@ -414,7 +414,8 @@ def docs(session: nox.Session) -> None:
     if problems:
         session.error("; ".join(problems))
     # pytest too: "Writing a backend" runs the conformance kit the way a backend's tests do.
-    session.install(*DOCS_DEPS, *TEST_DEPS, *_editable([*PACKAGES.values(), META]))
+    # Ruff too: mkdocstrings formats the signatures of the API reference with it.
+    session.install(*DOCS_DEPS, RUFF, *TEST_DEPS, *_editable([*PACKAGES.values(), META]))
     # Each block runs in a fresh process; blocks that need Redis, PostgreSQL or RabbitMQ use
     # the local servers CI has. Pages can be named: `nox -s docs -- docs/cli.md`.
     session.run("pytest", "tests-docs")  # the checker's own tests
