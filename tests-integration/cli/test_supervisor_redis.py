@@ -1,8 +1,9 @@
-"""``worker -w 2`` on Redis under a SIGKILL storm: the pool keeps running and keeps working.
+"""``worker -w 2`` on Redis: a SIGKILL storm, and ``--burst`` across processes.
 
 The OOM killer or an operator killing a worker process is not a broken app: the supervisor
 restarts the killed slot (with a pause that grows) however often it happens, and never stops
-the healthy sibling.
+the healthy sibling. With ``--burst`` every process drains the shared queue, then the
+supervisor exits 0.
 """
 
 from __future__ import annotations
@@ -76,3 +77,22 @@ def test_sigkill_storm_on_the_newest_child_keeps_the_pool_running_and_processing
     code = pool.process.wait(timeout=60)
     pool.close()
     assert code == 0, "".join(pool.seen)
+
+
+@pytest.mark.timeout(120)
+def test_burst_with_two_processes_drains_the_shared_queue_and_exits_0(
+    redis_config: Path, write_app, cli_process, tmp_path: Path
+) -> None:
+    done = tmp_path / "done"
+    done.mkdir()
+    app = write_app(RECORD_APP.replace("DONE_DIR", repr(str(done))))
+    for n in range(30):
+        result = CliRunner().invoke(
+            cli, ["enqueue", "record", "--args", f"[{n}]", "--config", str(redis_config)]
+        )
+        assert result.exit_code == 0, result.output
+    pool = cli_process("worker", app, "--config", str(redis_config), "-w", "2", "--burst")
+    code = pool.process.wait(timeout=90)
+    pool.wait_for(r"Every worker process found the queues empty \(--burst\); exiting")
+    assert code == 0
+    assert sorted(int(p.stem) for p in done.glob("*.done")) == list(range(30))
