@@ -56,3 +56,14 @@ def test_dlq_unreachable_postgres_is_one_line() -> None:
 def test_demo_unreachable_rabbitmq_is_one_line() -> None:
     args = ["demo", "-b", UNREACHABLE["rabbitmq"], "--connect-timeout", "0.5"]
     assert_one_line(CliRunner().invoke(cli, args), "amqp://guest:***@127.0.0.1:1/", "refused")
+
+
+def test_a_typo_in_a_backend_type_suggests_the_installed_one() -> None:
+    result = CliRunner().invoke(cli, ["enqueue", "x", "--backend", "sqlit"])
+    assert_one_line(result, "no task backend named 'sqlit'", "did you mean 'sqlite'?")
+    assert "pip install" not in result.stderr  # it is installed; and not ours to suggest
+
+
+def test_a_typo_of_a_server_backend_is_suggested_too() -> None:
+    result = CliRunner().invoke(cli, ["enqueue", "x", "--backend", "postgress"])
+    assert_one_line(result, "did you mean 'postgres'?")

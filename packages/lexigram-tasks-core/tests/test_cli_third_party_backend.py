@@ -88,6 +88,17 @@ async def test_config_selects_it_by_type_and_url(faketype: ModuleType) -> None:
     assert (spec.type, spec.url, spec.queue_name) == ("faketype", "fake://box/1", "third")
 
 
+def test_a_broken_entry_point_blames_its_distribution_with_exit_2(faketype: ModuleType) -> None:
+    result = CliRunner().invoke(cli, ["inspect", "--backend", "brokentype"])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert "'brokentype = lexi_faketype:no_such_backend'" in line  # the entry point
+    assert "lexi-faketype 0.1.0" in line  # the distribution
+    assert "AttributeError" in line  # the cause
+    assert "fault of lexi-faketype, not of lexigram-tasks" in line
+    assert "report it with the command you ran" not in line  # not blamed on us
+
+
 def test_its_options_are_checked_by_its_options_type(faketype: ModuleType) -> None:
     config = TaskConfig.from_dict({"backend": {"type": "faketype", "options": {"visiblity": 1}}})
     with pytest.raises(TaskConfigurationError, match="visibility_timeout"):

@@ -165,8 +165,8 @@ def enqueue_command(
     if is_process_local(spec):
         click.echo(
             "note: the memory backend keeps jobs inside this process, so this job is gone "
-            "now that the command ends. Pass --backend redis://... (or postgresql://, "
-            "amqp://) to reach a worker.",
+            "now that the command ends. Leave --backend out to use the default SQLite "
+            "file, or pass a server's URL, to reach a worker.",
             err=True,
         )
     logging.getLogger("lexigram.tasks.cli").debug("Enqueued %s on %s.", job_id, describe(spec))
