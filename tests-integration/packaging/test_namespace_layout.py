@@ -249,8 +249,9 @@ def test_pyproject_holds_packaging_only(dist: str) -> None:
     assert set(data.get("tool", {})) <= {"hatch"}, "tool config belongs in the root pyproject"
     assert "version" not in data["project"].get("dynamic", []), "lockstep versions are static"
     hatch = data.get("tool", {}).get("hatch", {})
-    assert "dev-mode-exact" not in hatch.get("build", {}), "breaks editable installs of namespace packages"
-    assert "dev-mode-dirs" not in hatch.get("build", {}), "breaks editable installs of namespace packages"
+    breaks = "breaks editable installs of namespace packages"
+    assert "dev-mode-exact" not in hatch.get("build", {}), breaks
+    assert "dev-mode-dirs" not in hatch.get("build", {}), breaks
     wheel = hatch.get("build", {}).get("targets", {}).get("wheel", {})
     if dist == META:
         assert wheel.get("bypass-selection") is True
