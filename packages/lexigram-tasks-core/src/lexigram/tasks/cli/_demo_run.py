@@ -44,6 +44,7 @@ from lexigram.tasks.cli._demo_report import (
 )
 from lexigram.tasks.concurrency import QueueRateLimiter
 from lexigram.tasks.config import RetryConfig, TaskWorkerConfig
+from lexigram.tasks.decorators import enqueue_jobs
 from lexigram.tasks.dlq import InMemoryDLQBackend, PersistentDeadLetterQueue
 from lexigram.tasks.execution import TaskWorkerServices, WorkerPool
 from lexigram.tasks.progress import InMemoryProgressTracker
@@ -287,9 +288,9 @@ class Demo:
     async def _enqueue_all(self, queue: TaskQueueProtocol, jobs: list[Job]) -> list[Any]:
         futures = [self.events.expect(job.id) for job in jobs]
         self._job_ids.extend(job.id for job in jobs)
-        for result in await queue.enqueue_many(jobs):
-            if result.is_err():
-                raise result.unwrap_err()
+        for outcome in await enqueue_jobs(queue, jobs):
+            if isinstance(outcome, Exception):
+                raise outcome
         return futures
 
     async def _wait(self, futures: list[Any]) -> list[bool]:

@@ -23,6 +23,7 @@ from lexigram.contracts.tasks import (
     TaskQueueProtocol,
     TaskValidationError,
 )
+from lexigram.tasks.decorators import enqueue_job
 from lexigram.tasks.idempotency._store import InMemoryIdempotencyStore
 
 logger = logging.getLogger(__name__)
@@ -225,16 +226,14 @@ class IdempotentTaskManager:
         await self.idempotency_manager.mark_completed(key, result)
 
     async def _enqueue(self, job: Job, key: str, claimed: IdempotencyResult) -> IdempotencyResult:
+        own_id = job.id
         try:
-            outcome = await self.queue.enqueue(job)
+            # The one way the core enqueues: observers see the job as "queued".
+            queued_id = (await enqueue_job(self.queue, job)).id
         except BaseException:
             await self.idempotency_manager.release(key)
             raise
-        if outcome.is_err():
-            await self.idempotency_manager.release(key)
-            raise outcome.unwrap_err()
-        queued_id = outcome.unwrap()
-        if queued_id == job.id:
+        if queued_id == own_id:
             return claimed
         # The queue already held the key (another producer used the queue directly):
         # its first job is the one that runs, so remember that id instead.
