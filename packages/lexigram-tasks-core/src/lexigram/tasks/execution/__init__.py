@@ -6,6 +6,7 @@ from lexigram.tasks.execution._options import DEFAULT_OPTIONS, Reject, Retry, Ta
 from lexigram.tasks.execution._pool import WorkerPool
 from lexigram.tasks.execution._registry import HandlerRegistry
 from lexigram.tasks.execution._runner import JobRunner
+from lexigram.tasks.execution._settle import Settler
 from lexigram.tasks.execution._stats import TaskWorkerServices, WorkerJobStats
 from lexigram.tasks.execution._worker import TaskWorker
 
@@ -15,6 +16,7 @@ __all__ = [
     "JobRunner",
     "Reject",
     "Retry",
+    "Settler",
     "TaskOptions",
     "TaskWorker",
     "TaskWorkerServices",

@@ -24,7 +24,8 @@ from lexigram.tasks.events import COMPLETED, FAILED, EventObserver, EventStream,
 from lexigram.tasks.execution._lag import DEFAULT_LOOP_LAG_THRESHOLD, LoopLagMonitor
 from lexigram.tasks.execution._options import TaskOptions, options_of
 from lexigram.tasks.execution._registry import HandlerRegistry
-from lexigram.tasks.execution._runner import LEASE_LOST, STOP, TIMEOUT, JobRunner, Running
+from lexigram.tasks.execution._runner import JobRunner
+from lexigram.tasks.execution._settle import LEASE_LOST, STOP, TIMEOUT, Running, Settler
 from lexigram.tasks.execution._stats import TaskWorkerServices, WorkerJobStats
 from lexigram.tasks.hooks import as_observer
 from lexigram.tasks.middleware import TaskMiddlewarePipeline
@@ -195,25 +196,31 @@ class TaskWorker:
         self._long_jobs: deque[tuple[str, float]] = deque(maxlen=64)
         self._long_job = loop_lag_threshold if loop_lag_threshold > 0 else math.inf
         self.events = event_stream_of(services)
-        self._runner = JobRunner(
+        self._settler = Settler(
             worker_id=worker_id,
             queue=queue,
-            lookup=self._lookup,
-            task_names=self._handler_names,
             config=self.config,
             stats=self.stats,
             dlq=self.dlq,
             events=self.events,
-            arm_deadline=self._set_deadline,
             result_store=services.result_store,
             progress_store=services.progress_store,
             progress_tracker=services.progress_tracker,
-            pipeline=middleware_pipeline if middleware_pipeline else None,
-            container=services.container,
             retry_policy=services.retry_policy,
             idempotency=services.idempotency_manager,
             logger=self.logger,
             log_jobs=log_jobs,
+        )
+        self._runner = JobRunner(
+            worker_id=worker_id,
+            lookup=self._lookup,
+            task_names=self._handler_names,
+            config=self.config,
+            events=self.events,
+            arm_deadline=self._set_deadline,
+            settler=self._settler,
+            pipeline=middleware_pipeline if middleware_pipeline else None,
+            container=services.container,
         )
 
     def __repr__(self) -> str:
@@ -297,7 +304,7 @@ class TaskWorker:
         """
         entry = self._in_flight.get(job_id)
         if entry is not None and (self.progress_store or self._progress_tracker):
-            return self._runner.tracker_for(entry)
+            return self._settler.tracker_for(entry)
         if self.progress_store is None and self._progress_tracker is None:
             return None
         return ProgressTracker(job_id, self.progress_store, tracker=self._progress_tracker)
@@ -363,7 +370,7 @@ class TaskWorker:
             return
         if not self.running:  # stop() began while the jobs were being leased
             for job in jobs:
-                await self._runner.release(job)
+                await self._settler.release(job)
             return
         for job in jobs:
             self._start_job(job)
@@ -502,7 +509,7 @@ class TaskWorker:
             entry.job.id,
             entry.job.name,
         )
-        await self._runner.release(entry.job)
+        await self._settler.release(entry.job)
 
     @staticmethod
     def _interrupt(entry: Running, reason: str) -> None:

@@ -1,0 +1,560 @@
+"""`Settler`: ends every job in exactly one outcome, and reports it once.
+
+    success               -> ack, then store the result and report "completed"
+    failure, retries left -> retry_later(delay)          ("retrying")
+    failure for good      -> dead-letter, then ack        ("failed")
+    stopped by the worker -> nack(requeue=True)           ("released")
+    lease lost            -> nothing: the job's current holder settles it ("lost")
+
+Every queue call passes the job's lease token, so a worker that lost a job's lease
+(it ran past its lease, or was deleted or redelivered) changes nothing: the backend
+answers False. Then this worker does not store a result or count the job as done,
+because the job's current delivery will run (or has run) and settle it; it logs a
+warning and reports "lost".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+import time
+import traceback
+from typing import Any
+
+from lexigram.contracts.tasks import (
+    Job,
+    JobResult,
+    JobStatus,
+    ProgressTrackerProtocol,
+    TaskQueueError,
+    TaskQueueProtocol,
+    TaskTimeoutError,
+)
+from lexigram.tasks.config import TaskWorkerConfig
+from lexigram.tasks.dlq import DeadLetterQueue, PersistentDeadLetterQueue
+from lexigram.tasks.events import (
+    COMPLETED,
+    FAILED,
+    LOST,
+    RELEASED,
+    RETRYING,
+    STARTED,
+    EventStream,
+    JobEvent,
+)
+from lexigram.tasks.execution._options import Reject, Retry, TaskOptions
+from lexigram.tasks.execution._stats import WorkerJobStats
+from lexigram.tasks.progress import ProgressStore, ProgressTracker
+from lexigram.tasks.results import ResultStore
+
+# Why the worker itself cancelled a job's task (None: it did not).
+TIMEOUT = "timeout"
+LEASE_LOST = "lease_lost"
+STOP = "stop"
+
+REASON_MAX_RETRIES = "max_retries"
+REASON_NOT_RETRIED = "not_retried"
+REASON_REJECTED = "rejected"
+REASON_BAD_ARGUMENTS = "bad_arguments"
+REASON_UNKNOWN_TASK = "unknown_task"
+REASON_POISON = "poison"
+REASON_CRASH_LOOP = "crash_loop"
+REASON_RETRY_REQUESTED = "retry_requested"
+# Reasons for which the handler never ran on this delivery (no attempt is counted).
+_NOT_ATTEMPTED = frozenset({REASON_UNKNOWN_TASK, REASON_POISON, REASON_CRASH_LOOP})
+
+
+class Running:
+    """Book-keeping of one in-flight job (slots: this is created per job)."""
+
+    __slots__ = (
+        "deadline",
+        "job",
+        "options",
+        "reason",
+        "renewed",
+        "settling",
+        "started",
+        "started_at",
+        "task",
+        "timeout",
+        "tracker",
+    )
+
+    def __init__(self, job: Job, now: float, deadline: float) -> None:
+        self.job = job
+        self.deadline = deadline
+        self.renewed = now
+        self.reason: str | None = None
+        self.started = False
+        self.started_at = 0.0
+        self.settling = False
+        self.task: asyncio.Task[None] | None = None
+        self.tracker: ProgressTracker | None = None
+        self.options: TaskOptions | None = None
+        self.timeout: float | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        """True once the worker cancelled (or marked) this job for a reason."""
+        return self.reason is not None
+
+
+class Unrunnable(Exception):  # noqa: N818 - internal signal, never escapes the worker
+    """A job that cannot run (again): it goes straight to the DLQ without retries."""
+
+    def __init__(self, reason: str, error: BaseException | str) -> None:
+        super().__init__(str(error))
+        self.reason = reason
+        self.error = error if isinstance(error, str) else describe(error)
+
+
+class Settler:
+    """Settles jobs and reports their events; one per `TaskWorker`, collaborators explicit.
+
+    Args:
+        worker_id: Id of the worker, in logs, events and DLQ records.
+        queue: The queue the jobs were leased from (ack/nack/retry_later).
+        config: The worker's configuration (retry backoff).
+        stats: Counters to update.
+        dlq: Where jobs that failed for good go.
+        events: The job event stream (observers: hooks, dashboard, metrics...).
+        result_store: Where results are stored (None: nowhere).
+        progress_store: Where handlers' progress is saved.
+        progress_tracker: Live progress tracker; each job's terminal state is published.
+        retry_policy: ``compute_delay(attempt)`` / ``get_delay(attempt)`` overriding the
+            configured backoff of tasks that set none of their own.
+        idempotency: Idempotency manager (``mark_completed`` / ``release``).
+        logger: Where to log.
+        log_jobs: Log every completed job at INFO.
+    """
+
+    def __init__(
+        self,
+        *,
+        worker_id: str,
+        queue: TaskQueueProtocol,
+        config: TaskWorkerConfig,
+        stats: WorkerJobStats,
+        dlq: DeadLetterQueue | PersistentDeadLetterQueue,
+        events: EventStream,
+        result_store: ResultStore | None = None,
+        progress_store: ProgressStore | None = None,
+        progress_tracker: ProgressTrackerProtocol | None = None,
+        retry_policy: Any = None,
+        idempotency: Any = None,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        log_jobs: bool = False,
+    ) -> None:
+        self.worker_id = worker_id
+        self.queue = queue
+        self.config = config
+        self.stats = stats
+        self.dlq = dlq
+        self.events = events
+        self.result_store = result_store
+        self.progress_store = progress_store
+        self.progress_tracker = progress_tracker
+        self.retry_policy = retry_policy
+        self.idempotency = idempotency
+        self.logger = logger
+        self.log_jobs = log_jobs
+        self._queue_name = str(getattr(queue, "queue_name", "") or "")
+        # Whether every job needs _after_end (live progress, idempotency keys).
+        self._finishing = progress_tracker is not None or idempotency is not None
+
+    def tracker_for(self, entry: Running) -> ProgressTracker:
+        """The job's `ProgressTracker` (created on first use)."""
+        if entry.tracker is None:
+            entry.tracker = ProgressTracker(
+                entry.job.id, self.progress_store, tracker=self.progress_tracker
+            )
+        return entry.tracker
+
+    # -- outcomes --------------------------------------------------------------------
+    async def succeeded(self, entry: Running, data: Any, started: float) -> None:
+        job = entry.job
+        duration = time.perf_counter() - started
+        now = time.time()
+        result = JobResult(
+            success=True,
+            data=data,
+            duration=duration,
+            retry_count=job.retry_count,
+            id=job.id,
+            name=job.name,
+            completed_at=now,
+        )
+        job.status = JobStatus.COMPLETED
+        job.completed_at = now
+        job.result = result
+        self.stats.record_job(result)
+        try:  # inlined rather than _settle(): this is the hot path
+            if job.lease_token is None:
+                held = await self.queue.ack(job.id)
+            else:
+                held = await self.queue.ack(job.id, lease_token=job.lease_token)
+        except Exception:
+            held = None
+            self.logger.exception(
+                "Ack of job %s (%s) failed; it is delivered again when its lease expires.",
+                job.id,
+                job.name,
+            )
+        if held is False:
+            await self._lost(entry, duration)
+            return
+        options = entry.options
+        if self.result_store is not None and (options is None or options.store_result):
+            try:
+                await self.result_store.store(job.id, result)
+            except Exception:
+                self.logger.exception("Storing the result of job %s (%s) failed.", job.id, job.name)
+        if self._finishing or entry.tracker is not None:
+            await self._after_end(entry, result)
+        if self.events:
+            await self.events.observe(self.event(entry, COMPLETED, duration=duration, end=now))
+        if self.log_jobs:
+            self.logger.info(
+                "Job %s (%s) completed in %.1f ms (attempt %d).",
+                job.id,
+                job.name,
+                duration * 1000.0,
+                job.retry_count + 1,
+            )
+
+    async def errored(self, entry: Running, exc: BaseException, started: float) -> None:
+        if isinstance(exc, Unrunnable):
+            await self._dead_letter(entry, exc.error, None, exc.reason, started)
+            return
+        await self._failed(entry, exc, describe(exc), _format(exc), started)
+
+    async def _failed(
+        self, entry: Running, exc: BaseException, error: str, tb: str, started: float
+    ) -> None:
+        """Retry a failed attempt, or dead-letter the job: the one retry decision."""
+        job = entry.job
+        options = entry.options
+        if isinstance(exc, Reject):
+            await self._dead_letter(entry, error, tb, REASON_REJECTED, started)
+            return
+        if not isinstance(exc, Retry) and options is not None and not options.retries(exc):
+            await self._dead_letter(entry, error, tb, REASON_NOT_RETRIED, started)
+            return
+        limit = options.max_retries_for(job) if options is not None else 0
+        if job.retry_count >= limit:
+            await self._dead_letter(entry, error, tb, REASON_MAX_RETRIES, started)
+        elif isinstance(exc, Retry):
+            await self._retry(entry, error, started, exc.delay, REASON_RETRY_REQUESTED)
+        else:
+            await self._retry(entry, error, started, None, None)
+
+    async def cancelled(self, entry: Running, exc: BaseException, started: float) -> None:
+        reason = entry.reason
+        task = asyncio.current_task()
+        if reason is not None and task is not None and task.cancelling():
+            task.uncancel()  # the cancellation was ours and is handled here
+        job = entry.job
+        if reason == TIMEOUT:
+            message = (
+                f"Task {job.name!r} (job {job.id}) exceeded its timeout of "
+                f"{entry.timeout or 0:g} s. Raise @task(timeout=...) (or the job's "
+                "timeout, or TaskWorkerConfig.default_timeout/max_timeout), or make the "
+                "handler faster."
+            )
+            timed_out = TaskTimeoutError(message, details={"timeout": entry.timeout})
+            error = describe(timed_out)
+            where = "".join(traceback.format_exception(exc))
+            tb = f"{error}\n\nThe handler was interrupted at:\n{where}"
+            await self._failed(entry, timed_out, error, tb, started)
+        elif reason == LEASE_LOST:
+            job.mark_cancelled()
+            self.stats.jobs_cancelled += 1
+            self.logger.warning(
+                "Job %s (%s) lost its lease (deleted, cancelled or expired); its handler was "
+                "cancelled and the job is not acked.",
+                job.id,
+                job.name,
+            )
+            if self.events:
+                await self.events.observe(self.event(entry, LOST, started=started))
+        else:
+            await self.release(job)
+            if self.events:
+                await self.events.observe(self.event(entry, RELEASED, started=started))
+            if reason is None:
+                raise exc  # an outside cancellation (loop shutdown): honour it
+
+    async def release(self, job: Job) -> None:
+        """Give a leased job back to the queue now (the worker is stopping)."""
+        job.status = JobStatus.PENDING
+        try:
+            if job.lease_token is None:
+                await self.queue.nack(job.id, requeue=True)
+            else:
+                await self.queue.nack(job.id, requeue=True, lease_token=job.lease_token)
+        except Exception:
+            self.logger.exception(
+                "Nack of job %s (%s) failed; it is delivered again when its lease expires.",
+                job.id,
+                job.name,
+            )
+
+    async def _retry(
+        self,
+        entry: Running,
+        error: str,
+        started: float,
+        delay: float | None,
+        reason: str | None,
+    ) -> None:
+        job = entry.job
+        duration = time.perf_counter() - started
+        self.stats.record_job(JobResult.fail(error, retry_count=job.retry_count, duration=duration))
+        attempt = job.retry_count + 1
+        options = entry.options
+        limit = options.max_retries_for(job) if options is not None else 0
+        job.mark_retrying()
+        job.last_error = error
+        if delay is None:
+            delay = self._retry_delay(job.retry_count - 1, options)
+        if not await self._settle(job, "retry_later", self.queue.retry_later(job, delay=delay)):
+            await self._lost(entry, duration, attempt)
+            return
+        self.stats.jobs_retried += 1
+        self.logger.warning(
+            "Job %s (%s) failed (attempt %d of %d), retrying in %.2f s: %s",
+            job.id,
+            job.name,
+            attempt,
+            limit + 1,
+            delay,
+            error,
+        )
+        if self.events:
+            event = self.event(
+                entry, RETRYING, duration=duration, error=error, reason=reason, retry_in=delay
+            )
+            await self.events.observe(event)
+
+    async def _dead_letter(
+        self, entry: Running, error: str, tb: str | None, reason: str, started: float
+    ) -> None:
+        job = entry.job
+        duration = time.perf_counter() - started
+        attempts = job.retry_count + (reason not in _NOT_ATTEMPTED)
+        result = JobResult.fail(error, retry_count=job.retry_count, duration=duration)
+        result.id, result.name = job.id, job.name
+        job.mark_failed(error)
+        job.result = result
+        self.stats.record_job(result)
+        options = entry.options
+        try:
+            added = self.dlq.add(
+                job,
+                error,
+                traceback=tb,
+                reason=reason,
+                worker_id=self.worker_id,
+                attempts=attempts,
+                max_retries=options.max_retries_for(job) if options is not None else None,
+            )
+            if inspect.isawaitable(added):
+                await added
+        except Exception:
+            # The failure must not vanish: without a DLQ record the job comes back later.
+            delay = max(1.0, self.config.retry.max_delay)
+            self.logger.exception(
+                "Dead-lettering job %s (%s) failed; it is retried in %.0f s instead.",
+                job.id,
+                job.name,
+                delay,
+            )
+            await self._settle(job, "retry_later", self.queue.retry_later(job, delay=delay))
+            return
+        self.stats.jobs_dead_lettered += 1
+        self.logger.error(
+            "Job %s (%s) dead-lettered after %d attempt(s) (%s): %s",
+            job.id,
+            job.name,
+            attempts,
+            reason,
+            error,
+        )
+        if not await self._settle(job, "ack", self._ack(job)):
+            # The record stays: whoever holds the job now may dead-letter it again.
+            await self._lost(entry, duration, attempts)
+            return
+        if self.result_store is not None and (options is None or options.store_result):
+            try:
+                await self.result_store.store(job.id, result)
+            except Exception:
+                self.logger.exception("Storing the result of job %s (%s) failed.", job.id, job.name)
+        await self._after_end(entry, result)
+        if self.events:
+            event = self.event(
+                entry, FAILED, duration=duration, error=error, reason=reason, attempt=attempts
+            )
+            await self.events.observe(event)
+
+    async def _lost(self, entry: Running, duration: float, attempt: int | None = None) -> None:
+        job = entry.job
+        self.stats.jobs_lost += 1
+        self.logger.warning(
+            "Job %s (%s) lost its lease before it was settled (it ran past its lease, or "
+            "was deleted or delivered again); its outcome is dropped and its current "
+            "delivery settles it.",
+            job.id,
+            job.name,
+        )
+        if self.events:
+            await self.events.observe(self.event(entry, LOST, duration=duration, attempt=attempt))
+
+    # -- queue calls -----------------------------------------------------------------
+
+    def _ack(self, job: Job) -> Any:
+        if job.lease_token is None:
+            return self.queue.ack(job.id)
+        return self.queue.ack(job.id, lease_token=job.lease_token)
+
+    async def _settle(self, job: Job, what: str, call: Any) -> bool:
+        """Await a settling queue call; False only when the backend says the lease is gone.
+
+        A call that raises is logged: the lease then runs out and the job is delivered
+        again (True is returned, as the outcome is recorded all the same).
+        """
+        try:
+            held = await call
+        except Exception:
+            self.logger.exception(
+                "%s of job %s (%s) failed; it is delivered again when its lease expires.",
+                what.capitalize(),
+                job.id,
+                job.name,
+            )
+            return True
+        return held is not False
+
+    # -- after the end ---------------------------------------------------------------
+
+    async def _after_end(self, entry: Running, result: JobResult) -> None:
+        """Finish the job's progress record and its idempotency key; errors are logged."""
+        tracker = entry.tracker
+        if tracker is None and self.progress_tracker is not None:
+            tracker = self.tracker_for(entry)
+        if tracker is not None and not tracker.finished:
+            try:
+                if result.success:
+                    await tracker.complete()
+                else:
+                    await tracker.fail(result.error or "failed")
+            except Exception:
+                self.logger.exception("Reporting progress of job %s failed.", entry.job.id)
+        key = entry.job.idempotency_key
+        if self.idempotency is not None and key is not None:
+            await self._settle_idempotency(key, result)
+
+    async def _settle_idempotency(self, key: str, result: JobResult) -> None:
+        """Remember a success under the job's key; free the key of a dead-lettered job."""
+        manager = self.idempotency
+        try:
+            if result.success:
+                mark = getattr(manager, "mark_completed", None)
+                if mark is not None:
+                    await mark(key, result.data)
+            else:
+                release = getattr(manager, "release", None)
+                if release is not None:
+                    await release(key)
+        except KeyError:
+            pass  # the job was not submitted through the manager: nothing to record
+        except Exception:
+            self.logger.exception("Recording idempotency key %r failed.", key)
+
+    def event(
+        self,
+        entry: Running,
+        kind: str,
+        *,
+        duration: float | None = None,
+        error: str | None = None,
+        reason: str | None = None,
+        retry_in: float | None = None,
+        attempt: int | None = None,
+        end: float | None = None,
+        started: float | None = None,
+    ) -> JobEvent:
+        job = entry.job
+        if duration is None and started is not None:
+            duration = time.perf_counter() - started
+        finished = None
+        if kind != STARTED:
+            finished = end if end is not None else time.time()
+        return JobEvent(
+            kind=kind,
+            task=job.name,
+            job_id=job.id,
+            queue=job.queue_name or self._queue_name,
+            attempt=attempt if attempt is not None else job.retry_count + (kind != RETRYING),
+            worker_id=self.worker_id,
+            enqueued_at=job.created_at,
+            started_at=entry.started_at or None,
+            finished_at=finished,
+            duration=duration,
+            error=error,
+            reason=reason,
+            retry_in=retry_in,
+        )
+
+    # -- policies --------------------------------------------------------------------
+
+    def _retry_delay(self, attempt: int, options: TaskOptions | None) -> float:
+        """Seconds before retry number `attempt` (0-based), as the task or config says.
+
+        A task's ``retry_backoff=N`` waits N, 2N, 4N... seconds (capped at
+        ``retry_backoff_max``, else the configured ``max_delay``); ``retry_jitter=True``
+        picks a random delay between 0 and that (Celery's full jitter). Otherwise
+        `TaskWorkerServices.retry_policy`, else `TaskWorkerConfig.retry` decides.
+        """
+        retry = self.config.retry
+        own = options is not None and (
+            options.retry_backoff is not None
+            or options.retry_backoff_max is not None
+            or options.retry_jitter is not None
+        )
+        policy = self.retry_policy
+        if not own and policy is not None:
+            compute = getattr(policy, "compute_delay", None) or getattr(policy, "get_delay", None)
+            if compute is not None:
+                try:
+                    return max(0.0, float(compute(attempt)))
+                except Exception:
+                    self.logger.exception("retry_policy failed; using TaskWorkerConfig.retry.")
+        initial, factor, cap = retry.initial_delay, retry.backoff_factor, retry.max_delay
+        if options is not None:
+            if options.retry_backoff is not None:
+                initial, factor = options.retry_backoff, 2.0
+            if options.retry_backoff_max is not None:
+                cap = options.retry_backoff_max
+        delay = min(cap, initial * factor**attempt)
+        jitter = None if options is None else options.retry_jitter
+        if jitter is True:
+            delay = random.uniform(0.0, delay)  # noqa: S311 - jitter, not security
+        elif jitter is None and retry.jitter:
+            spread = delay * retry.jitter
+            delay += random.uniform(-spread, spread)  # noqa: S311 - jitter, not security
+        return max(0.0, delay)
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, TaskQueueError):
+        return f"{type(exc).__name__}: {exc.message}"
+    if isinstance(exc, Reject | Retry):
+        return f"{type(exc).__name__}: {exc.reason}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _format(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))
