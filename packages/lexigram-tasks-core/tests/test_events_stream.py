@@ -20,7 +20,7 @@ from lexigram.tasks.events import (
 )
 from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
 from lexigram.tasks.hooks import HookRegistry, TaskCompletedHook, TaskFailedHook
-from lexigram.tasks.observability import TaskDashboard
+from lexigram.tasks.observability import TaskDashboard, TaskMetricsCollector
 
 
 class Collect:
@@ -138,3 +138,16 @@ async def test_a_dashboard_with_only_record_execution_is_still_fed() -> None:
     await asyncio.wait_for(done.wait(), 5)
     await worker.stop(drain=True)
     assert legacy.calls == [("quick", True)]
+
+
+async def test_the_metrics_collector_observes_the_stream() -> None:
+    metrics = TaskMetricsCollector()
+    stream = EventStream([metrics])
+    for kind in ("queued", "started", "retrying", "started", "completed"):
+        await stream.observe(JobEvent(kind=kind, task="send", job_id="j1"))
+    assert metrics.snapshot()["tasks"]["send"] == {
+        "queued": 1,
+        "started": 2,
+        "retrying": 1,
+        "completed": 1,
+    }

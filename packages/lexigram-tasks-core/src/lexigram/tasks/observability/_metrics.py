@@ -1,4 +1,4 @@
-"""`TaskMetricsCollector`: counters per task and lifecycle status, fed by hook actions."""
+"""`TaskMetricsCollector`: counters per task and lifecycle status, fed by job events."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from lexigram.tasks.events import JobEvent
 
 # Hook action -> the status it counts.
 _ACTION_STATUS = {
@@ -23,12 +25,15 @@ class _ObservableHooks(Protocol):
 class TaskMetricsCollector:
     """Counts lifecycle events per task name and status.
 
-    `attach` subscribes it to a `HookRegistry` (queued, started, completed, failed);
+    It is an observer of the job event stream (pass it in
+    ``TaskWorkerServices(observers=[metrics])`` and add it to `producer_events()`): every
+    `JobEvent` counts under its kind ("queued", "started", "completed", "retrying",
+    "failed", ...). `attach` subscribes it to a `HookRegistry`'s four actions instead;
     `record` counts by hand. `snapshot` returns plain dicts for a metrics endpoint.
 
     Example:
         metrics = TaskMetricsCollector()
-        metrics.attach(hooks)
+        pool = WorkerPool(queue, handlers, services=TaskWorkerServices(observers=[metrics]))
         ...
         metrics.snapshot()["totals"]["failed"]
     """
@@ -54,8 +59,16 @@ class TaskMetricsCollector:
             per_task = self._counts.setdefault(task_name, {})
             per_task[status] = per_task.get(status, 0) + count
 
-    def observe(self, action: str, payload: Any) -> None:
-        """Count a hook action's payload (its ``task_name``) under the action's status."""
+    def observe(self, action: str | JobEvent, payload: Any = None) -> None:
+        """Count a `JobEvent` under its kind, or a hook action's payload under its status.
+
+        Args:
+            action: A job event (the `EventObserver` call), or a hook action name.
+            payload: The hook action's payload (its ``task_name`` is counted).
+        """
+        if isinstance(action, JobEvent):
+            self.record(action.task, action.kind)
+            return
         status = _ACTION_STATUS.get(action, action)
         self.record(str(getattr(payload, "task_name", "unknown")), status)
 
