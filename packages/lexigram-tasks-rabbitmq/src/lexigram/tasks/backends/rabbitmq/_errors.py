@@ -100,7 +100,7 @@ def connect_failure(
     if isinstance(exc, aiormq.exceptions.ProbableAuthenticationError) or "ACCESS_REFUSED" in text:
         msg = (
             f"RabbitMQ at {url} refused the login of user {attempt.user!r} (ACCESS_REFUSED): "
-            "fix the user name and password in the URL (amqp://USER:PASSWORD@host:port/vhost)."
+            "fix the user name or password in the URL (the part before the @)."
         )
         reason = "access_refused"
     elif "Connection.OpenOk" in text or isinstance(exc, aiormq.exceptions.ConnectionNotAllowed):
