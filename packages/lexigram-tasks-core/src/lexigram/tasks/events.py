@@ -285,6 +285,15 @@ class EventStream:
         """The observers, in delivery order."""
         return tuple(self._observers)
 
+    @property
+    def observer_list(self) -> list[EventObserver]:
+        """The live list of observers (read it, never change it: use `add`/`remove`).
+
+        An emitter that reports many events keeps it to test ``if observers:``
+        cheaply, seeing observers added later.
+        """
+        return self._observers
+
     def add(self, observer: EventObserver) -> Callable[[], None]:
         """Add an observer; returns a function that removes it again.
 

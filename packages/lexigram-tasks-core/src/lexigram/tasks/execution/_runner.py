@@ -75,6 +75,8 @@ class JobRunner:
         self.worker_id = worker_id
         self.config = config
         self.events = events
+        # The stream's own list (C-level truth test on the hot path, sees later adds).
+        self._observers = events.observer_list
         self.settler = settler
         self.pipeline = pipeline
         self.container = container
@@ -116,7 +118,7 @@ class JobRunner:
     async def _call(self, entry: Running) -> Any:
         job = entry.job
         handler, explicit = self._prepare(entry)
-        if self.events:
+        if self._observers:
             await self.events.observe(self.settler.event(entry, STARTED))
         plan = plan_for(handler)
         if self.pipeline is None and (

@@ -154,6 +154,8 @@ class Settler:
         self.stats = stats
         self.dlq = dlq
         self.events = events
+        # The stream's own list (C-level truth test on the hot path, sees later adds).
+        self._observers = events.observer_list
         self.result_store = result_store
         self.progress_store = progress_store
         self.progress_tracker = progress_tracker
@@ -214,7 +216,7 @@ class Settler:
                 self.logger.exception("Storing the result of job %s (%s) failed.", job.id, job.name)
         if self._finishing or entry.tracker is not None:
             await self._after_end(entry, result)
-        if self.events:
+        if self._observers:
             await self.events.observe(self.event(entry, COMPLETED, duration=duration, end=now))
         if self.log_jobs:
             self.logger.info(
@@ -278,11 +280,11 @@ class Settler:
                 job.id,
                 job.name,
             )
-            if self.events:
+            if self._observers:
                 await self.events.observe(self.event(entry, LOST, started=started))
         else:
             await self.release(job)
-            if self.events:
+            if self._observers:
                 await self.events.observe(self.event(entry, RELEASED, started=started))
             if reason is None:
                 raise exc  # an outside cancellation (loop shutdown): honour it
@@ -333,7 +335,7 @@ class Settler:
             delay,
             error,
         )
-        if self.events:
+        if self._observers:
             event = self.event(
                 entry, RETRYING, duration=duration, error=error, reason=reason, retry_in=delay
             )
@@ -393,7 +395,7 @@ class Settler:
             except Exception:
                 self.logger.exception("Storing the result of job %s (%s) failed.", job.id, job.name)
         await self._after_end(entry, result)
-        if self.events:
+        if self._observers:
             event = self.event(
                 entry, FAILED, duration=duration, error=error, reason=reason, attempt=attempts
             )
@@ -409,7 +411,7 @@ class Settler:
             job.id,
             job.name,
         )
-        if self.events:
+        if self._observers:
             await self.events.observe(self.event(entry, LOST, duration=duration, attempt=attempt))
 
     # -- queue calls -----------------------------------------------------------------
