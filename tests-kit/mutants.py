@@ -34,6 +34,7 @@ MUTANTS: dict[str, str] = {
     "delivery_count_not_raised": "a delivery does not raise delivery_count",
     "deleted_in_flight_redelivered": "a job deleted while in flight comes back after its lease",
     "batch_overfills": "dequeue_batch returns one job more than max_jobs",
+    "discarding_nack_requeues": "nack(requeue=False) requeues the job instead of discarding it",
     # ordering
     "priority_ignored": "jobs come out FIFO whatever their priority",
     "fifo_broken": "jobs of one priority come out newest first",
@@ -42,6 +43,8 @@ MUTANTS: dict[str, str] = {
     "retry_delay_ignored": "retry_later hands the job back at once, whatever the delay",
     "retry_state_lost": "retry_later does not store the job's retry_count and last_error",
     # idempotency
+    "duplicate_id_enqueued": "enqueueing an id the queue holds replaces the held job",
+    "key_released_on_ack": "a key is released when its job is acked, before its TTL ends",
     "idempotency_key_ignored": "a second job with a held idempotency key is enqueued",
     "resubmission_refused": "a finished job resubmitted under its own id and key is dropped",
     "clear_keeps_keys": "clear() keeps idempotency keys",

@@ -126,7 +126,7 @@ class ReferenceQueue:
         except TaskValidationError as exc:
             return Err(exc)
         store = self._store
-        if task.id in store.records:
+        if task.id in store.records and not _mutant("duplicate_id_enqueued"):
             return Ok(task.id)
         key = task.idempotency_key
         if key is not None and not _mutant("idempotency_key_ignored"):
@@ -307,6 +307,8 @@ class ReferenceQueue:
         if held is None:
             return False
         del self._store.records[task_id]
+        if _mutant("key_released_on_ack"):
+            self._store.keys = {k: v for k, v in self._store.keys.items() if v[0] != task_id}
         return True
 
     async def nack(
@@ -316,7 +318,7 @@ class ReferenceQueue:
         record = self._holds(task_id, lease_token, fenced=not _mutant("stale_nack"))
         if record is None:
             return False
-        if not requeue:
+        if not requeue and not _mutant("discarding_nack_requeues"):
             del self._store.records[task_id]
             return True
         record.leased_until = None

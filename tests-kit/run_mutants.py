@@ -66,8 +66,9 @@ async def run_kit(mutant: str, *, stop_at_first: bool) -> Outcome:
     failures = _FAILED.findall(text)
     passed = _PASSED.search(text)
     returncode = process.returncode if process.returncode is not None else -1
-    if returncode not in (0, 1):  # collection error, crash: show it, never count it
-        print(text[-3000:], file=sys.stderr)
+    if returncode not in (0, 1):  # a collection error or a crash is never counted as caught
+        tail = [line for line in text.splitlines() if line.startswith("E ")][-3:]
+        print(f"{mutant or 'reference'}: pytest exited {returncode}: {' / '.join(tail)}")
     return Outcome(
         mutant=mutant,
         returncode=returncode,
@@ -84,7 +85,7 @@ async def run_all(names: list[str], jobs: int) -> list[Outcome]:
     async def one(name: str) -> Outcome:
         async with limit:
             outcome = await run_kit(name, stop_at_first=True)
-        caught = "yes" if outcome.failed else "NO"
+        caught = "yes" if outcome.failed else "NO" if outcome.returncode == 0 else "error"
         print(f"{name:<32} {caught:<7} {outcome.first_failure:<64} {outcome.seconds:6.1f}")
         return outcome
 
@@ -114,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = asyncio.run(run_all(names, max(options.jobs, 1)))
     survivors = [outcome.mutant for outcome in outcomes if not outcome.failed]
     caught = len(outcomes) - len(survivors)
+    errors = [outcome.mutant for outcome in outcomes if outcome.returncode not in (0, 1)]
+    if errors:
+        print(f"not run (pytest could not run the kit): {', '.join(errors)}")
     print(f"{caught} of {len(outcomes)} mutants caught; total {time.monotonic() - started:.0f}s")
     if survivors:
         print(f"survivors: {', '.join(survivors)}")
