@@ -26,10 +26,9 @@ from lexigram.contracts.tasks import (
     mask_url,
 )
 from lexigram.tasks._backends import (
+    TaskBackendRegistry,
     available_backends,
     backend_for_scheme,
-    create_queue,
-    create_store,
     known_schemes,
     load_backend,
     spec_from_config,
@@ -43,6 +42,10 @@ from lexigram.tasks.constants import (
     DEFAULT_DB_SCHEME,
     ENV_PREFIX,
 )
+from lexigram.tasks.di._stack import build_queue, build_store
+
+CONFIG_FIELD = "tasks.backend"
+"""The config path the commands' backend is named by in messages."""
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
 """Seconds a command waits for the backend's first answer before saying it is unreachable."""
@@ -182,7 +185,8 @@ def open_queue(spec: TaskBackendSpec, queue_name: str | None = None) -> TaskQueu
     """Build the queue for `spec` (or for another queue name on the same backend)."""
     if queue_name is not None and queue_name != spec.queue_name:
         spec = replace(spec, queue_name=queue_name)
-    return create_queue(spec)
+    # The same builder as TaskProvider's (lexigram.tasks.di._stack).
+    return build_queue(spec, field=CONFIG_FIELD, registry=TaskBackendRegistry.with_defaults())
 
 
 async def probe(
@@ -288,7 +292,7 @@ def open_stores(spec: TaskBackendSpec, *names: str) -> Stores:
     """
     stores = Stores()
     for name in names:
-        built = create_store(spec, _FACTORIES[name])
+        built = build_store(spec, _FACTORIES[name], CONFIG_FIELD)
         if built is not None:
             setattr(stores, name, built)
             stores.opened.append(built)

@@ -116,7 +116,13 @@ def build_queue(
         raise _prefixed(exc, field) from None
 
 
-def _store(spec: TaskBackendSpec, factory: str, field: str, **kwargs: Any) -> Any | None:
+def build_store(spec: TaskBackendSpec, factory: str, field: str, **kwargs: Any) -> Any | None:
+    """Build one of the backend's optional stores (None when it offers none).
+
+    Raises:
+        BackendError: The backend cannot be loaded or its factory failed.
+        TaskConfigurationError: The backend rejects the spec's options.
+    """
     try:
         return create_store(spec, factory, **kwargs)
     except (BackendError, TaskConfigurationError) as exc:
@@ -130,7 +136,7 @@ def _or_memory(
     closeables: list[Any],
     fallback: Callable[[], Any],
 ) -> Any:
-    built = _store(spec, factory, field)
+    built = build_store(spec, factory, field)
     if built is None:
         return fallback()
     closeables.append(built)
@@ -171,12 +177,12 @@ def build_stack(
     tracker = _or_memory(
         spec, "create_progress_tracker", field, closeables, InMemoryProgressTracker
     )
-    dlq_backend = _store(spec, "create_dlq_backend", field)
+    dlq_backend = build_store(spec, "create_dlq_backend", field)
     if dlq_backend is not None:
         closeables.append(dlq_backend)
     scheduler_store = None
     if with_scheduler_store:
-        scheduler_store = _store(spec, "create_scheduler_store", field)
+        scheduler_store = build_store(spec, "create_scheduler_store", field)
         if scheduler_store is not None:
             closeables.append(scheduler_store)
     return BackendStack(
@@ -240,7 +246,9 @@ def build_rate_limiter(
     spec: TaskBackendSpec, *, field: str, name: str, rate: int, per: float, burst: int | None
 ) -> RateLimiterProtocol:
     """Build the job-start rate limiter: the backend's shared one, else a process-local one."""
-    limiter = _store(spec, "create_rate_limiter", field, name=name, rate=rate, per=per, burst=burst)
+    limiter = build_store(
+        spec, "create_rate_limiter", field, name=name, rate=rate, per=per, burst=burst
+    )
     if limiter is not None:
         return cast("RateLimiterProtocol", limiter)
     # Imported here: only applications that enable rate limiting need it.
