@@ -26,9 +26,9 @@ class BuildsDefault(_ProtocolMeta):  # type: ignore[misc]
 
     defaults: dict[type, type] = {}  # noqa: RUF012 - one registry, shared on purpose
 
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        """Build the standard implementation of this protocol."""
-        return BuildsDefault.defaults[cls](*args, **kwargs)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Build the standard implementation of this protocol (`self` is the protocol)."""
+        return BuildsDefault.defaults[self](*args, **kwargs)
 
 
 @runtime_checkable
