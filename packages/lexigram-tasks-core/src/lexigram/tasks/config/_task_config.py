@@ -38,9 +38,7 @@ from lexigram.tasks.config._validation import (
 )
 from lexigram.tasks.constants import (
     CONFIG_SECTION,
-    DEFAULT_AMQP_URL,
     DEFAULT_CONFIG_FILE,
-    DEFAULT_REDIS_URL,
     ENV_PREFIX,
 )
 
@@ -295,14 +293,12 @@ class TaskConfig(_Section):
         Returns:
             A TaskConfig configured for the single named backend.
         """
+        # Every setting the entry has and the single-backend section knows; one left
+        # unset (None) keeps the section's default.
+        shared = set(TaskBackendConfig.model_fields) & set(NamedTaskConfig.model_fields)
+        values = {name: getattr(entry, name) for name in shared}
         backend = TaskBackendConfig(
-            type=entry.type,
-            url=entry.url,
-            redis_url=entry.redis_url or SecretStr(DEFAULT_REDIS_URL),
-            amqp_url=entry.amqp_url or SecretStr(DEFAULT_AMQP_URL),
-            postgres_dsn=entry.postgres_dsn,
-            queue_name=entry.queue_name,
-            options=dict(entry.options),
+            **{name: value for name, value in values.items() if value is not None},
         )
         if base is None:
             return cls(name=entry.name, backend=backend)
