@@ -168,6 +168,26 @@ async def test_a_lease_without_heartbeats_runs_out(make_rabbitmq_queue: Factory)
     assert await other.ack(job.id, lease_token=again.lease_token) is True
 
 
+async def test_a_blocked_loop_does_not_lose_its_lease(make_rabbitmq_queue: Factory) -> None:
+    """A handler that blocks the event loop past the lease blocks the lease timer too.
+
+    When the loop runs again the timer is late; it gives the holder a third of a lease to
+    heartbeat instead of handing the job to another consumer while its worker lives.
+    """
+    holder, other = (
+        make_rabbitmq_queue(visibility_timeout=0.6),
+        make_rabbitmq_queue(visibility_timeout=0.6),
+    )
+    job = Job(name="blocks-the-loop")
+    await holder.enqueue(job)
+    (held,) = await lease(holder, 1)
+    time.sleep(1.2)  # noqa: ASYNC251 - the point: a handler blocking the loop, twice the lease
+    await asyncio.sleep(0.01)  # the late lease timer runs here, before the next heartbeat
+    assert await holder.extend_lease(job.id, lease_token=held.lease_token) is True
+    assert await other.dequeue_batch(1, timeout=0.5) == []
+    assert await holder.ack(job.id, lease_token=held.lease_token) is True
+
+
 async def test_quorum_redelivery_counts_from_x_delivery_count(
     make_rabbitmq_queue: Factory, queue_name: str, broker: Broker, broker_admin: None
 ) -> None:
