@@ -20,7 +20,8 @@ import pytest
 
 from lexigram.contracts.tasks import Job
 from lexigram.tasks.backends.memory import MemoryTaskQueue
-from lexigram.tasks.events import TaskFailedEvent
+from lexigram.tasks.decorators import enqueue_job
+from lexigram.tasks.events import TaskFailedEvent, producer_events
 from lexigram.tasks.execution import WorkerPool
 from lexigram.tasks.hooks import HookRegistry
 
@@ -85,7 +86,7 @@ async def test_entry_point_plugin_receives_all_four_hooks_for_success_and_failur
     plugin: ModuleType = importlib.import_module(plugin_module)
 
     queue = MemoryTaskQueue(queue_name="plugins")
-    queue.set_hook_registry(hooks)
+    remove = producer_events().add(hooks)  # "task.queued" comes from the core's enqueue
     failed = asyncio.Event()
     hooks.event_bus.subscribe(TaskFailedEvent, lambda e: failed.set())
     succeeded = asyncio.Event()
@@ -98,8 +99,11 @@ async def test_entry_point_plugin_receives_all_four_hooks_for_success_and_failur
         raise ValueError(msg)
 
     hooks.add_observer("task.completed", lambda p: succeeded.set())
-    good = (await queue.enqueue(Job(name="works"))).unwrap()
-    bad = (await queue.enqueue(Job(name="breaks", max_retries=0))).unwrap()
+    try:
+        good = (await enqueue_job(queue, Job(name="works"))).id
+        bad = (await enqueue_job(queue, Job(name="breaks", max_retries=0))).id
+    finally:
+        remove()
     pool = WorkerPool(queue, {"works": works, "breaks": breaks}, hooks=hooks)
     await pool.start()
     try:
