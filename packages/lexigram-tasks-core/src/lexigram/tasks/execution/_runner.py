@@ -54,6 +54,7 @@ class JobRunner:
         config: The worker's configuration (timeouts, crash loops, thread pool size).
         events: The job event stream ("started" is reported here).
         arm_deadline: Starts (or moves) a job's deadline on the worker's timer.
+        done: Called when a job's run is over (the worker frees its slot).
         settler: Ends each job in its outcome.
         pipeline: Middleware around every handler call.
         container: DI container for handler parameters.
@@ -68,6 +69,7 @@ class JobRunner:
         config: TaskWorkerConfig,
         events: EventStream,
         arm_deadline: Callable[[Running, float], None],
+        done: Callable[[Running], None],
         settler: Settler,
         pipeline: TaskMiddlewarePipeline | None = None,
         container: Any = None,
@@ -83,6 +85,7 @@ class JobRunner:
         self._lookup = lookup
         self._task_names = task_names
         self._arm_deadline = arm_deadline
+        self._done = done
         self._executor: ThreadPoolExecutor | None = None
         self._default_timeout = min(config.default_timeout, config.max_timeout)
 
@@ -92,28 +95,33 @@ class JobRunner:
         # never cancels a task that has not started: it sets a reason that is handled
         # here instead. Nothing awaits before the try.
         entry.started = True
-        entry.started_at = time.time()
+        job = entry.job
+        job.mark_running()
+        entry.started_at = job.started_at or 0.0
         started = time.perf_counter()
         try:
-            if entry.reason is not None:  # interrupted (stop, lost lease) before it began
-                await self.settler.cancelled(entry, asyncio.CancelledError(), started)
-                return
-            data = await self._call(entry)
-        except asyncio.CancelledError as exc:
-            entry.settling = True
-            await self.settler.cancelled(entry, exc, started)
-        except BaseException as exc:
-            entry.settling = True
-            if entry.reason is not None:  # cancelled by the worker, re-raised as another
+            try:
+                if entry.reason is not None:  # interrupted (stop, lost lease) before it began
+                    await self.settler.cancelled(entry, asyncio.CancelledError(), started)
+                    return
+                data = await self._call(entry)
+            except asyncio.CancelledError as exc:
+                entry.settling = True
                 await self.settler.cancelled(entry, exc, started)
+            except BaseException as exc:
+                entry.settling = True
+                if entry.reason is not None:  # cancelled by the worker, re-raised as another
+                    await self.settler.cancelled(entry, exc, started)
+                else:
+                    await self.settler.errored(entry, exc, started)
             else:
-                await self.settler.errored(entry, exc, started)
-        else:
-            entry.settling = True
-            if entry.interrupted:  # the handler swallowed the worker's cancellation
-                await self.settler.cancelled(entry, asyncio.CancelledError(), started)
-            else:
-                await self.settler.succeeded(entry, data, started)
+                entry.settling = True
+                if entry.interrupted:  # the handler swallowed the worker's cancellation
+                    await self.settler.cancelled(entry, asyncio.CancelledError(), started)
+                else:
+                    await self.settler.succeeded(entry, data, started)
+        finally:
+            self._done(entry)
 
     async def _call(self, entry: Running) -> Any:
         job = entry.job
@@ -174,7 +182,6 @@ class JobRunner:
             entry.timeout = min(explicit, self.config.max_timeout)
         if self.config.enforce_timeout:
             self._arm_deadline(entry, entry.timeout)
-        job.mark_running()
         return handler, explicit
 
     def _set_timeout(self, entry: Running, seconds: float) -> None:

@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import random
 import time
 import traceback
+from collections import deque
 from typing import Any
 
 from lexigram.contracts.tasks import (
@@ -166,6 +168,11 @@ class Settler:
         self._queue_name = str(getattr(queue, "queue_name", "") or "")
         # Whether every job needs _after_end (live progress, idempotency keys).
         self._finishing = progress_tracker is not None or idempotency is not None
+        # Attempts that ran at least `long_job_seconds` (the loop-lag threshold), as
+        # (task name, finished at): the loop-lag monitor wakes after a blocking job
+        # ended, and names it from here.
+        self.long_job_seconds = math.inf
+        self.long_jobs: deque[tuple[str, float]] = deque(maxlen=64)
 
     def tracker_for(self, entry: Running) -> ProgressTracker:
         """The job's `ProgressTracker` (created on first use)."""
@@ -193,6 +200,8 @@ class Settler:
         job.completed_at = now
         job.result = result
         self.stats.record_job(result)
+        if duration >= self.long_job_seconds:
+            self.long_jobs.append((job.name, now))
         try:  # inlined rather than _settle(): this is the hot path
             if job.lease_token is None:
                 held = await self.queue.ack(job.id)
@@ -313,7 +322,7 @@ class Settler:
         reason: str | None,
     ) -> None:
         job = entry.job
-        duration = time.perf_counter() - started
+        duration = self._ended(job, started)
         self.stats.record_job(JobResult.fail(error, retry_count=job.retry_count, duration=duration))
         attempt = job.retry_count + 1
         options = entry.options
@@ -345,7 +354,7 @@ class Settler:
         self, entry: Running, error: str, tb: str | None, reason: str, started: float
     ) -> None:
         job = entry.job
-        duration = time.perf_counter() - started
+        duration = self._ended(job, started)
         attempts = job.retry_count + (reason not in _NOT_ATTEMPTED)
         result = JobResult.fail(error, retry_count=job.retry_count, duration=duration)
         result.id, result.name = job.id, job.name
@@ -400,6 +409,13 @@ class Settler:
                 entry, FAILED, duration=duration, error=error, reason=reason, attempt=attempts
             )
             await self.events.observe(event)
+
+    def _ended(self, job: Job, started: float) -> float:
+        """Seconds the attempt ran; remembers it when it ran as long as a loop block."""
+        duration = time.perf_counter() - started
+        if duration >= self.long_job_seconds:
+            self.long_jobs.append((job.name, time.time()))
+        return duration
 
     async def _lost(self, entry: Running, duration: float, attempt: int | None = None) -> None:
         job = entry.job

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -56,9 +55,16 @@ def _lookup_of(handlers: Any) -> Callable[[str], tuple[Callable[..., Any], TaskO
         )
         raise TypeError(msg)
 
+    found: dict[str, tuple[Callable[..., Any], TaskOptions]] = {}
+
     def find(name: str) -> tuple[Callable[..., Any], TaskOptions] | None:
         handler = get(name)
-        return None if handler is None else (handler, options_of(handler))
+        if handler is None:
+            return None
+        hit = found.get(name)
+        if hit is None or hit[0] is not handler:  # new, or replaced in the mapping
+            hit = found[name] = (handler, options_of(handler))
+        return hit
 
     return find
 
@@ -191,10 +197,6 @@ class TaskWorker:
             else None
         )
         self._lag_task: asyncio.Task[None] | None = None
-        # Jobs that ran longer than the lag threshold, as (name, finished at): a job that
-        # blocked the loop has finished by the time the monitor wakes up to see the lag.
-        self._long_jobs: deque[tuple[str, float]] = deque(maxlen=64)
-        self._long_job = loop_lag_threshold if loop_lag_threshold > 0 else math.inf
         self.events = event_stream_of(services)
         self._settler = Settler(
             worker_id=worker_id,
@@ -218,10 +220,13 @@ class TaskWorker:
             config=self.config,
             events=self.events,
             arm_deadline=self._set_deadline,
+            done=self._forget,
             settler=self._settler,
             pipeline=middleware_pipeline if middleware_pipeline else None,
             container=services.container,
         )
+        if loop_lag_threshold > 0:
+            self._settler.long_job_seconds = loop_lag_threshold
 
     def __repr__(self) -> str:
         return (
@@ -315,8 +320,9 @@ class TaskWorker:
         names = [
             e.job.name for e in self._in_flight.values() if e.started and e.started_at <= began
         ]
-        names += [name for name, finished in self._long_jobs if finished >= began]
-        self._long_jobs.clear()
+        long_jobs = self._settler.long_jobs
+        names += [name for name, finished in long_jobs if finished >= began]
+        long_jobs.clear()
         return names
 
     def _handler_names(self) -> list[str]:
@@ -403,19 +409,9 @@ class TaskWorker:
         entry = Running(job, loop.time(), math.inf)
         self._in_flight[job.id] = entry
         self.current_job = job
-        entry.task = loop.create_task(self._run_job(entry))
-
-    async def _run_job(self, entry: Running) -> None:
-        try:
-            await self._runner.run(entry)
-        finally:
-            self._forget(entry)
+        entry.task = loop.create_task(self._runner.run(entry))
 
     def _forget(self, entry: Running) -> None:
-        if entry.started_at:
-            now = time.time()
-            if now - entry.started_at >= self._long_job:
-                self._long_jobs.append((entry.job.name, now))
         job_id = entry.job.id
         if self._in_flight.get(job_id) is entry:
             del self._in_flight[job_id]
