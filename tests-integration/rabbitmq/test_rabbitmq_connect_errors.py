@@ -242,3 +242,135 @@ def test_cli_says_it_in_one_line_with_exit_2(amqp_url: str, command: list[str]) 
     lines = [line for line in done.stderr.splitlines() if "ACCESS_REFUSED" in line]
     assert len(lines) == 1, done.stderr
     assert "s3cret" not in done.stderr + done.stdout
+
+
+class PausableProxy:
+    """A TCP proxy to the broker that can stop forwarding (a broker that stops answering)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.server: asyncio.Server | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            with contextlib.suppress(OSError):
+                while data := await reader.read(65536):
+                    await self.flowing.wait()
+                    writer.write(data)
+                    await writer.drain()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(self.host, self.port)
+        for task in (
+            asyncio.ensure_future(self._pump(reader, upstream_writer)),
+            asyncio.ensure_future(self._pump(upstream_reader, writer)),
+        ):
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        self.flowing.set()
+        if self.server is not None:
+            self.server.close()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.server is not None:
+            await self.server.wait_closed()
+
+
+@pytest_asyncio.fixture
+async def paused_broker(amqp_url: str) -> AsyncIterator[tuple[RabbitMQTaskQueue, PausableProxy]]:
+    """A connected queue whose broker then stops answering (every frame held back)."""
+    parts = urlsplit(amqp_url)
+    proxy = PausableProxy(parts.hostname or "127.0.0.1", parts.port or 5672)
+    port = await proxy.start()
+    via = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{port}"))
+    name = f"lexigram-test-{uuid.uuid4().hex[:8]}"
+    queue = RabbitMQTaskQueue(via, name, connect_timeout=CONNECT_TIMEOUT, publish_timeout=1.0)
+    await queue.connect()
+    assert (await queue.enqueue(Job(name="before-the-pause"))).is_ok()
+    proxy.flowing.clear()
+    yield queue, proxy
+    await proxy.stop()
+    await queue.close()
+    cleanup = RabbitMQTaskQueue(amqp_url, name)
+    await cleanup.delete_queues(if_empty=False)
+    await cleanup.close()
+
+
+PAUSED_CALLS: dict[str, tuple[Call, str]] = {
+    "enqueue": (lambda queue: queue.enqueue(Job(name="x")), "publish a job"),
+    "keyed-enqueue": (
+        lambda queue: queue.enqueue(Job(name="x", idempotency_key="k")),
+        "claim an idempotency key",
+    ),
+    "count": (lambda queue: queue.count(queue.queue_name), "count jobs"),
+    "dequeue": (lambda queue: queue.dequeue(), "fetch a job"),
+}
+
+
+@pytest.mark.parametrize("call", sorted(PAUSED_CALLS))
+async def test_a_broker_that_stops_answering_fails_calls_at_their_deadline(
+    paused_broker: tuple[RabbitMQTaskQueue, PausableProxy], call: str
+) -> None:
+    queue, _ = paused_broker
+    run, action = PAUSED_CALLS[call]
+    started = time.monotonic()
+    with pytest.raises(BackendConnectionError) as info:
+        await asyncio.wait_for(run(queue), 10.0)
+    assert time.monotonic() - started < 2.5
+    message = str(info.value)
+    assert f"did not answer within 1 s when asked to {action}" in message, message
+    assert "\n" not in message
+
+
+async def test_a_waiting_worker_is_not_stuck_on_a_paused_broker(
+    paused_broker: tuple[RabbitMQTaskQueue, PausableProxy],
+) -> None:
+    queue, _ = paused_broker
+    started = time.monotonic()
+    assert await asyncio.wait_for(queue.dequeue_batch(1, timeout=0.5), 10.0) == []
+    assert time.monotonic() - started < CONNECT_TIMEOUT + 1.0
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["enqueue", "some.task"],
+        ["worker", "lexigram.tasks.cli._demo_app:build_registry", "--burst"],
+    ],
+    ids=["enqueue", "worker"],
+)
+async def test_cli_gives_up_on_a_silent_server_with_the_cause(
+    silent_server: int, command: list[str]
+) -> None:
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lexigram.tasks.cli",
+        *command,
+        "--backend",
+        f"amqp://guest:{WRONG}@127.0.0.1:{silent_server}/",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60.0)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 2, err.decode()
+    text = err.decode()
+    assert "accepted the TCP connection but did not complete the AMQP handshake" in text
+    assert WRONG not in text + out.decode()
+    assert elapsed < 20.0, f"the CLI took {elapsed:.1f}s to give up"

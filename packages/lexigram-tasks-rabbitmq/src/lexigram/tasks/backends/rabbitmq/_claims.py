@@ -153,8 +153,9 @@ class BrokerClaims:
         lock = claim_queue_name(self._queue, key)
         holder_queue = f"{lock}.id"
         ttl_ms = max(1, int(ttl * 1000))
+        within = self._link.options.publish_timeout
         try:
-            async with self._lock:
+            async with asyncio.timeout(within), self._lock:
                 for _ in range(_ATTEMPTS):
                     await self._declare(lock, ttl_ms, limit=True)
                     if await self._publish(lock, job_id, ttl_ms):
@@ -173,7 +174,7 @@ class BrokerClaims:
             if isinstance(exc, BackendConnectionError):
                 raise
             action = "claim an idempotency key"
-            raise self._link.connection_error(action, exc) from exc
+            raise self._link.connection_error(action, exc, within) from exc
         # The key stays taken but its holder never said who it is (it died between
         # the two publishes): this job is the duplicate; name the key's holder as unknown.
         logger.warning("Idempotency key %r is held by a job that left no id; skipped.", key)

@@ -195,8 +195,14 @@ class AMQPLink:
                 self.connection = await self._connect()
             if self._publisher is None:
                 channel = self.connection.channel(publisher_confirms=True)
-                await self._guard("open a channel", channel.initialize())
-                await self._declare_topology(channel)
+                within = self.options.connect_timeout
+                try:
+                    async with asyncio.timeout(within):
+                        await self._guard("open a channel", channel.initialize())
+                        await self._declare_topology(channel)
+                except TimeoutError as exc:
+                    action = "declare the queues"
+                    raise self.connection_error(action, exc, within) from exc
                 self._publisher = channel
             return self.connection
 
@@ -232,8 +238,27 @@ class AMQPLink:
             probe.cancel()
         return connection
 
-    def connection_error(self, action: str, exc: BaseException) -> BackendConnectionError:
-        """Build the error raised when `action` failed on the broker."""
+    def connection_error(
+        self, action: str, exc: BaseException, within: float | None = None
+    ) -> BackendConnectionError:
+        """Build the error raised when `action` failed on the broker (after connecting).
+
+        Args:
+            action: What was tried ("publish a job").
+            exc: What the client raised.
+            within: The deadline that ran out, for a timeout.
+        """
+        if isinstance(exc, TimeoutError):
+            deadline = f" within {within:g} s" if within is not None else " in time"
+            msg = (
+                f"RabbitMQ at {self.masked_url} did not answer{deadline} when asked to "
+                f"{action} for queue {self.queue_name!r}: the broker is paused, overloaded "
+                "or blocking publishers (memory or disk alarm), or the network is down. "
+                "Check the broker (rabbitmq-diagnostics status, alarms) and retry."
+            )
+            return BackendConnectionError(
+                msg, details={"backend": "rabbitmq", "reason": "no_answer"}
+            )
         detail = mask_url(f"{type(exc).__name__}: {exc}")
         msg = (
             f"Could not {action} on RabbitMQ at {self.masked_url} for queue "
@@ -405,7 +430,9 @@ class AMQPLink:
                 raise
             except CONNECTION_ERRORS as exc:
                 if time.monotonic() + delay >= deadline or self.closed:
-                    error = self.connection_error("publish a job", exc)
+                    error = self.connection_error(
+                        "publish a job", exc, self.options.publish_timeout
+                    )
                     raise error from exc
                 logger.debug("Publish to %s failed (%s); retrying.", self.masked_url, exc)
                 await asyncio.sleep(delay)
@@ -483,14 +510,20 @@ class AMQPLink:
 
         Errors such as "queue not found" close the channel they happen on; a throwaway
         channel keeps them away from the publish and consume channels. While the robust
-        connection is being re-established this waits for it, up to `connect_timeout`.
+        connection is being re-established this waits for it, up to `connect_timeout`;
+        the whole call has `publish_timeout` (a paused broker fails it, never hangs it).
         """
-        channel = await self._plain_channel(action)
+        within = self.options.publish_timeout
         try:
-            return await call(channel)
-        finally:
-            if not channel.is_closed:
-                await channel.close()
+            async with asyncio.timeout(within):
+                channel = await self._plain_channel(action)
+                try:
+                    return await call(channel)
+                finally:
+                    if not channel.is_closed:
+                        await channel.close()
+        except TimeoutError as exc:
+            raise self.connection_error(action, exc, within) from exc
 
     async def _plain_channel(self, action: str) -> AbstractChannel:
         deadline = time.monotonic() + self.options.connect_timeout

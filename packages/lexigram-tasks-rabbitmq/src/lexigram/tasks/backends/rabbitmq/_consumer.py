@@ -458,14 +458,16 @@ class DeliveryBuffer:
         """Fetch one message with basic.get (None when none is ready or while reconnecting)."""
         if self._link.reconnecting():
             return None
-        acks = await self._getter_channel()
+        within = self._link.options.publish_timeout
         try:
-            message = await acks.channel.basic_get(self._queue, no_ack=False)
+            async with asyncio.timeout(within):
+                acks = await self._getter_channel()
+                message = await acks.channel.basic_get(self._queue, no_ack=False)
         except CONNECTION_ERRORS as exc:
             self._getter_acks = None
             if self._link.reconnecting():
                 return None
-            error = self._link.connection_error("fetch a job", exc)
+            error = self._link.connection_error("fetch a job", exc, within)
             raise error from exc
         if not isinstance(message.delivery, Basic.GetOk) or message.delivery_tag is None:
             return None

@@ -126,15 +126,17 @@ def connect_failure(
         )
         reason = "unknown_host"
     elif isinstance(root, ssl.SSLCertVerificationError):
+        why = getattr(root, "verify_message", None) or root
         msg = (
             f"TLS with {where} failed ({url}): the broker's certificate is not trusted "
-            f"({root.verify_message}). Give the CA that signed it with ?cafile=/path/ca.pem "
-            "in the URL, or fix the host name to match the certificate."
+            f"({why}). Give the CA that signed it with ?cafile=/path/ca.pem in the URL, or "
+            "fix the host name to match the certificate."
         )
         reason = "tls_untrusted"
     elif isinstance(root, ssl.SSLError):
+        why = getattr(root, "reason", None) or root
         msg = (
-            f"TLS with {where} failed ({url}: {root.reason or root}). If the port serves "
+            f"TLS with {where} failed ({url}: {why}). If the port serves "
             "plain AMQP use amqp:// (5672); otherwise check the broker's TLS listener and "
             "the client certificate options in the URL."
         )

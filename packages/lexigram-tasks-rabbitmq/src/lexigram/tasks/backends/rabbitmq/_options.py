@@ -261,7 +261,7 @@ class RabbitMQOptions:
     broker_idempotency: bool = True
     delay_mode: DelayMode = "ttl"
     dead_letter_ttl: float | None = 7 * DAY
-    connect_timeout: float = 10.0
+    connect_timeout: float = 4.0
     reconnect_interval: float = 1.0
     publish_timeout: float = 30.0
     publish_window: int = 256

@@ -1,0 +1,104 @@
+"""Unit tests of the connect-failure messages (no broker: the client's errors are built here)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import aiormq
+import pytest
+
+from lexigram.contracts.tasks import BackendConnectionError
+from lexigram.tasks.backends.rabbitmq._errors import ConnectAttempt, connect_failure
+
+URL = "amqp://app:s3cret@mq.example:5672/orders"
+
+
+def attempt() -> ConnectAttempt:
+    return ConnectAttempt.of(URL, "mq.example", 5672, "orders", 4.0)
+
+
+def wrapped(cause: BaseException) -> BaseException:
+    """An aiormq transport error carrying the OS error as its cause, as aiormq raises it."""
+    error = aiormq.exceptions.AMQPConnectionError(*cause.args)
+    error.__cause__ = cause
+    return error
+
+
+def unverified() -> ssl.SSLCertVerificationError:
+    error = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    error.verify_message = "self-signed certificate"
+    return error
+
+
+@pytest.mark.parametrize(
+    ("exc", "tcp_open", "expected", "reason"),
+    [
+        (
+            aiormq.exceptions.ProbableAuthenticationError("ACCESS_REFUSED - Login was refused"),
+            None,
+            "refused the login of user 'app' (ACCESS_REFUSED)",
+            "access_refused",
+        ),
+        (
+            aiormq.exceptions.InvalidFrameError(
+                "Expected one of ['Connection.OpenOk'], got <Connection.Close>"
+            ),
+            None,
+            "refused virtual host 'orders' to user 'app'",
+            "vhost_refused",
+        ),
+        (
+            wrapped(ConnectionRefusedError(111, "Connect call failed")),
+            None,
+            "Nothing accepts connections at mq.example:5672",
+            "connection_refused",
+        ),
+        (
+            wrapped(socket.gaierror(-2, "Name or service not known")),
+            None,
+            "The host name 'mq.example' of",
+            "unknown_host",
+        ),
+        (wrapped(unverified()), None, "certificate is not trusted", "tls_untrusted"),
+        (
+            wrapped(ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")),
+            None,
+            "If the port serves plain AMQP use amqp://",
+            "tls_failed",
+        ),
+        (TimeoutError(), True, "accepted the TCP connection", "no_amqp_answer"),
+        (
+            TimeoutError(),
+            False,
+            "No TCP connection to mq.example:5672 within 4 s",
+            "connect_timeout",
+        ),
+        (
+            aiormq.exceptions.IncompatibleProtocolError("EOF"),
+            None,
+            "closed the connection during the AMQP handshake",
+            "not_amqp",
+        ),
+        (RuntimeError("something else"), None, "Could not connect to RabbitMQ", "connect_failed"),
+    ],
+)
+def test_each_cause_has_its_own_line(
+    exc: BaseException, tcp_open: bool | None, expected: str, reason: str
+) -> None:
+    error = connect_failure(exc, attempt(), tcp_open=tcp_open)
+    assert isinstance(error, BackendConnectionError)
+    message = str(error)
+    assert expected in message
+    assert error.details["reason"] == reason
+    assert "s3cret" not in message
+    assert "amqp://app:***@mq.example:5672/orders" in message
+    assert "\n" not in message
+    assert message.endswith(".")
+
+
+def test_attempt_reads_the_user_and_tls_from_the_url() -> None:
+    tls = ConnectAttempt.of("amqps://mq:5671/", "mq", 5671, "/", 1.0)
+    assert tls.tls is True
+    assert tls.user == "guest"
+    assert attempt().user == "app"
