@@ -196,9 +196,9 @@ def test_network_filesystems_are_detected_from_the_mount_table(tmp_path: Path) -
 async def test_a_database_on_a_network_filesystem_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lexigram.tasks.backends.sqlite import _database
+    from lexigram.tasks.backends.sqlite import _open
 
-    monkeypatch.setattr(_database, "network_filesystem", lambda directory: "nfs4")
+    monkeypatch.setattr(_open, "network_filesystem", lambda directory: "nfs4")
     queue = SQLiteTaskQueue(str(tmp_path / "n.db"))
     try:
         with pytest.raises(TaskConfigurationError, match="network filesystem \\(nfs4\\)"):

@@ -12,7 +12,7 @@ import asyncio
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -23,6 +23,8 @@ from lexigram.tasks.backends.sqlite._database import Database
 _TERMINAL = (ProgressStatus.COMPLETE, ProgressStatus.FAILED)
 _PROGRESS_KEPT = 100  # snapshots kept per task for subscribers that fall behind
 _PURGE_EVERY = 10.0  # seconds between purges of expired progress logs
+_LAST_KEPT = 10_000  # running tasks whose last snapshot a tracker remembers
+_TRIM_EVERY = 25  # trim a task's log on every 25th snapshot
 
 
 def lock_topic(key: str) -> str:
@@ -385,66 +387,91 @@ class SQLiteProgressTracker(SQLiteStore):
         super().__init__(*args, **kwargs)
         self._ttl = self.options.progress_ttl if ttl is None else ttl
         self._purged_at = 0.0
+        # The last snapshot this object published per running task, so that `complete`
+        # and `fail` need not read it back.
+        self._last: dict[str, ProgressSnapshot] = {}
 
-    async def _publish(self, snapshot: ProgressSnapshot) -> None:
-        data = dumps(snapshot.to_dict(), what=f"progress of task {snapshot.task_id}")
-        task_id, ttl = snapshot.task_id, self._ttl
-        now = time.time()
+    def _record(
+        self,
+        task_id: str,
+        build: Callable[[ProgressSnapshot | None], ProgressSnapshot],
+        *,
+        needs_last: bool,
+    ) -> None:
+        """Append the snapshot `build(last snapshot)` to the task's log (write-behind).
+
+        The last snapshot comes from this object's memory when it published it, else it
+        is read in the same transaction; either way nothing is awaited.
+        """
+        cached = self._last.get(task_id) if needs_last else None
+        ttl, now = self._ttl, time.time()
         purge = now - self._purged_at > _PURGE_EVERY
         if purge:
             self._purged_at = now
 
         def run(conn: sqlite3.Connection) -> None:
-            row = conn.execute(
-                "SELECT max(seq) FROM lexigram_progress_events WHERE task_id = ?", (task_id,)
-            ).fetchone()
-            seq = int(row[0] or 0) + 1
-            conn.execute(
-                "INSERT INTO lexigram_progress_events VALUES (?, ?, ?, ?)",
-                (task_id, seq, data, time.time()),
-            )
-            conn.execute(
-                "DELETE FROM lexigram_progress_events WHERE task_id = ? AND seq <= ?",
-                (task_id, seq - _PROGRESS_KEPT),
-            )
+            last = cached
+            if needs_last and last is None:
+                row = conn.execute(
+                    "SELECT data FROM lexigram_progress_events WHERE task_id = ? "
+                    "ORDER BY seq DESC LIMIT 1",
+                    (task_id,),
+                ).fetchone()
+                last = None if row is None else ProgressSnapshot.from_dict(loads(row[0]))
+            snapshot = build(last)
+            data = dumps(snapshot.to_dict(), what=f"progress of task {task_id}")
+            seq = conn.execute(
+                "INSERT INTO lexigram_progress_events SELECT ?, coalesce(max(seq), 0) + 1, ?, ? "
+                "FROM lexigram_progress_events WHERE task_id = ? RETURNING seq",
+                (task_id, data, time.time(), task_id),
+            ).fetchone()[0]
+            if seq > _PROGRESS_KEPT and seq % _TRIM_EVERY == 0:
+                conn.execute(
+                    "DELETE FROM lexigram_progress_events WHERE task_id = ? AND seq <= ?",
+                    (task_id, seq - _PROGRESS_KEPT),
+                )
             if purge and ttl > 0:
                 conn.execute("DELETE FROM lexigram_progress_events WHERE at <= ?", (now - ttl,))
 
-        await self._db.call(run, topics=(progress_topic(task_id),), what="record progress")
+        self._db.submit(run, topics=(progress_topic(task_id),), what="record progress")
 
     async def update(self, task_id: str, current: int, total: int, message: str = "") -> None:
-        """Record incremental progress for a task and wake its subscribers."""
-        await self._publish(
-            ProgressSnapshot(
-                task_id=task_id,
-                current=current,
-                total=total,
-                status=ProgressStatus.RUNNING,
-                message=message,
-            )
+        """Record incremental progress for a task and wake its subscribers (write-behind)."""
+        snapshot = ProgressSnapshot(
+            task_id=task_id,
+            current=current,
+            total=total,
+            status=ProgressStatus.RUNNING,
+            message=message,
         )
+        if len(self._last) >= _LAST_KEPT:
+            self._last.pop(next(iter(self._last)))
+        self._last[task_id] = snapshot
+        self._record(task_id, lambda _: snapshot, needs_last=False)
 
     async def complete(self, task_id: str, result: str = "") -> None:
         """Mark a task completed (current = total) and end its subscriptions."""
-        last = await self.get(task_id)
-        total = last.total if last is not None else 0
-        if total <= 0:
-            total = last.current if last is not None else 0
-        await self._publish(
-            ProgressSnapshot(
+
+        def build(last: ProgressSnapshot | None) -> ProgressSnapshot:
+            total = last.total if last is not None else 0
+            if total <= 0:
+                total = last.current if last is not None else 0
+            return ProgressSnapshot(
                 task_id=task_id,
                 current=total,
                 total=total,
                 status=ProgressStatus.COMPLETE,
                 message=result,
             )
-        )
+
+        self._record(task_id, build, needs_last=True)
+        self._last.pop(task_id, None)
 
     async def fail(self, task_id: str, error: str) -> None:
         """Mark a task failed and end its subscriptions."""
-        last = await self.get(task_id)
-        await self._publish(
-            ProgressSnapshot(
+
+        def build(last: ProgressSnapshot | None) -> ProgressSnapshot:
+            return ProgressSnapshot(
                 task_id=task_id,
                 current=last.current if last is not None else 0,
                 total=last.total if last is not None else 0,
@@ -452,13 +479,15 @@ class SQLiteProgressTracker(SQLiteStore):
                 message=last.message if last is not None else "",
                 error=error,
             )
-        )
+
+        self._record(task_id, build, needs_last=True)
+        self._last.pop(task_id, None)
 
     async def _since(self, task_id: str, seen: int) -> list[tuple[int, ProgressSnapshot]]:
-        """Snapshots after `seen` in order; for `seen` 0 only the latest one."""
+        """Snapshots after `seen` in order; for `seen` -1 only the latest one."""
 
         def run(conn: sqlite3.Connection) -> list[tuple[int, str]]:
-            if seen == 0:
+            if seen < 0:
                 sql = (
                     "SELECT seq, data FROM lexigram_progress_events WHERE task_id = ? "
                     "AND seq > ? ORDER BY seq DESC LIMIT 1"
@@ -475,7 +504,7 @@ class SQLiteProgressTracker(SQLiteStore):
 
     async def get(self, task_id: str) -> ProgressSnapshot | None:
         """Return the most recent snapshot, or None if the task is unknown."""
-        found = await self._since(task_id, 0)
+        found = await self._since(task_id, -1)
         return found[0][1] if found else None
 
     def subscribe(self, task_id: str) -> AsyncIterator[ProgressSnapshot]:
@@ -488,10 +517,12 @@ class SQLiteProgressTracker(SQLiteStore):
         return self._follow(task_id)
 
     async def _follow(self, task_id: str) -> AsyncIterator[ProgressSnapshot]:
-        seen = 0
+        seen = -1  # first read: the current snapshot only; then every later one
         with Wakeup(self._db, progress_topic(task_id)) as wakeup:
             while True:
-                for seq, snapshot in await self._since(task_id, seen):
+                found = await self._since(task_id, seen)
+                seen = max(seen, 0)
+                for seq, snapshot in found:
                     seen = seq
                     yield snapshot
                     if snapshot.status in _TERMINAL:

@@ -1,16 +1,24 @@
-"""`Database`: one SQLite connection on a dedicated thread, with an asyncio bridge.
+"""`Database`: one SQLite connection per file and process, with an asyncio bridge.
 
-``sqlite3`` blocks, so every statement runs on one thread per `Database`; coroutines
-hand it small functions and await their results. Calls that arrive while the thread
-is busy are run together in one transaction (group commit): a worker acking a hundred
-jobs pays for one commit, not a hundred. If a function fails, the batch is rolled back
-and each call is replayed in a transaction of its own, so one bad call never takes
-another's write with it. A caller's future resolves only after its commit, so an
-acknowledged enqueue or ack is in the file.
+Coroutines hand the database small functions (``fn(connection)``) and await their
+results. Calls issued in the same turn of the event loop run together in one
+transaction (group commit): a worker acking a hundred jobs pays for one commit.
 
-The file is opened in WAL mode (readers never block the writer, and a process killed
-mid-write leaves a file that opens clean), with ``synchronous`` NORMAL or FULL and a
-busy timeout for the write lock other processes hold.
+Where a call runs was measured, not assumed. With ``synchronous=NORMAL`` a WAL commit
+does no fsync and a statement takes microseconds, while handing work to a thread and
+back costs a GIL hand-off each way (about 0.7 ms per call on a busy 2-core machine,
+ten times the work itself). So a batch runs on the event loop itself, unless
+
+- another process holds the write lock (the batch would have to wait): it moves to a
+  dedicated database thread, which waits up to `busy_timeout` without blocking the loop;
+- ``synchronous=FULL`` (every commit waits for an fsync): always on the thread;
+- earlier calls are still queued on the thread (order is kept: a call never overtakes
+  one issued before it), or another event loop is using the connection.
+
+If a function fails, the batch is rolled back and each call is replayed on the thread
+in a transaction of its own, so one bad call never takes another's write with it. A
+caller's future resolves only after its commit, so an acknowledged enqueue or ack is
+in the file. The file is opened in WAL mode (see `_open`).
 """
 
 from __future__ import annotations
@@ -24,21 +32,21 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from lexigram.contracts.tasks import BackendConnectionError, TaskConfigurationError
-from lexigram.tasks.backends.sqlite._netfs import network_filesystem
+from lexigram.contracts.tasks import BackendConnectionError
 from lexigram.tasks.backends.sqlite._notify import Notifier
-from lexigram.tasks.backends.sqlite._schema import migrate
+from lexigram.tasks.backends.sqlite._open import busy_error, is_busy, open_database
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 Fn = Callable[[sqlite3.Connection], Any]
+Outcome = tuple["_Call", bool, Any]
 
 _MAX_BATCH = 512
+_BUSY_SLEEP = (0.001, 0.002, 0.005, 0.01, 0.02)  # back-off while another process writes
 
 
 class _Call:
@@ -49,8 +57,8 @@ class _Call:
         fn: Fn,
         write: bool,
         topics: Sequence[str],
-        loop: asyncio.AbstractEventLoop,
-        future: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop | None,
+        future: asyncio.Future[Any] | None,
         what: str,
     ) -> None:
         self.fn = fn
@@ -61,8 +69,17 @@ class _Call:
         self.what = what
 
 
-def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for future, ok, value in outcomes:
+class _BusyError(Exception):
+    """Another connection holds the lock this batch needs."""
+
+
+def _settle(outcomes: list[Outcome]) -> None:
+    for call, ok, value in outcomes:
+        future = call.future
+        if future is None:
+            if not ok:
+                logger.error("SQLite write-behind call to %s failed: %s", call.what, value)
+            continue
         if future.done():
             continue  # the caller was cancelled; the work is done anyway
         if ok:
@@ -72,7 +89,7 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 
 
 class Database:
-    """One SQLite file, served by one connection on its own thread.
+    """One SQLite file, served by one connection (on the event loop or its own thread).
 
     Args:
         path: The database file (created if missing, with its directory).
@@ -94,14 +111,23 @@ class Database:
         self.busy_timeout = busy_timeout
         self.allow_network_filesystem = allow_network_filesystem
         self.notifier = Notifier(path)
-        self._calls: stdqueue.SimpleQueue[_Call | None] = stdqueue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self.inline = self.synchronous != "FULL"
         self._conn: sqlite3.Connection | None = None
         self._open_error: BaseException | None = None
         self._closed = False
         self._refs = 1
+        self._reset()
+
+    def _reset(self) -> None:
         self._pid = os.getpid()
+        self._calls: stdqueue.SimpleQueue[list[_Call] | None] = stdqueue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._conn_lock = threading.Lock()  # whoever runs statements holds it
+        self._count_lock = threading.Lock()
+        self._queued = 0  # calls handed to the thread and not yet settled
+        self._pending: list[_Call] = []  # calls of this loop turn, run together
+        self._pending_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"Database(path={self.path!r}, synchronous={self.synchronous!r})"
@@ -116,10 +142,10 @@ class Database:
         topics: Sequence[str] = (),
         what: str = "run a statement",
     ) -> T:
-        """Run `fn(connection)` on the database thread and return its result.
+        """Run `fn(connection)` and return its result once its transaction committed.
 
         Args:
-            fn: The work; it must not commit or begin (the thread does).
+            fn: The work; it must not begin or commit (the database does).
             write: Whether `fn` writes (it then runs under the write lock).
             topics: Wake-up topics published after the commit (see `Notifier`).
             what: Words for error messages ("enqueue jobs").
@@ -128,22 +154,88 @@ class Database:
             BackendConnectionError: The file cannot be opened or written, or stayed
                 locked by another process for `busy_timeout` seconds.
         """
-        if self._closed:
-            msg = f"The SQLite database {self.path!r} is closed; cannot {what}."
-            raise BackendConnectionError(msg)
-        self._ensure_thread()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._calls.put(_Call(fn, write, topics, loop, future, what))
+        self._add(_Call(fn, write, topics, loop, future, what), loop)
         return await future
 
-    def _ensure_thread(self) -> None:
+    def submit(
+        self,
+        fn: Callable[[sqlite3.Connection], object],
+        *,
+        topics: Sequence[str] = (),
+        what: str = "write",
+    ) -> None:
+        """Queue a write without waiting for it (write-behind).
+
+        Calls run in the order they were issued on the one connection, so anything
+        this process does afterwards through `call` (a read, or an ack whose commit it
+        awaits) sees this write, committed. A failure is logged, not raised: use it
+        for state whose loss in a crash is harmless (progress, a result written before
+        the job's ack).
+
+        Raises:
+            BackendConnectionError: The database is closed.
+        """
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        self._add(_Call(fn, True, topics, None, None, what), loop)  # noqa: FBT003
+
+    def _add(self, call: _Call, loop: asyncio.AbstractEventLoop | None) -> None:
+        if self._closed:
+            msg = f"The SQLite database {self.path!r} is closed; cannot {call.what}."
+            raise BackendConnectionError(msg)
         if self._pid != os.getpid():
             # A forked child inherits the object but not the thread or a usable connection.
-            self._pid = os.getpid()
-            self._thread, self._conn, self._open_error = None, None, None
-            self._calls = stdqueue.SimpleQueue()
-            self._start_lock = threading.Lock()
+            self._reset()
+            self._conn, self._open_error = None, None
+        if self._pending:
+            if loop is self._pending_loop:
+                self._pending.append(call)
+                return
+            self._hand_over(self._take_pending())
+        if loop is not None and self.inline and self._conn is not None and not self._queued:
+            self._pending = [call]
+            self._pending_loop = loop
+            loop.call_soon(self._flush)
+            return
+        self._hand_over([call])
+
+    def _take_pending(self) -> list[_Call]:
+        batch, self._pending, self._pending_loop = self._pending, [], None
+        return batch
+
+    def _flush(self) -> None:
+        """Run this loop turn's calls on the event loop, or hand them to the thread."""
+        batch = self._take_pending()
+        if not batch:
+            return
+        conn = self._conn
+        if conn is None or self._queued or not self._conn_lock.acquire(blocking=False):
+            self._hand_over(batch)
+            return
+        try:
+            outcomes = self._attempt(conn, batch)
+        except _BusyError:
+            outcomes = None
+        except sqlite3.Error as exc:
+            outcomes = exc
+        finally:
+            self._conn_lock.release()
+        if outcomes is None or isinstance(outcomes, BaseException):
+            self._hand_over(batch)  # locked by another process, or a call failed
+        else:
+            _settle(outcomes)
+
+    def _hand_over(self, batch: list[_Call]) -> None:
+        with self._count_lock:
+            self._queued += len(batch)
+        self._ensure_thread()
+        self._calls.put(batch)
+
+    def _ensure_thread(self) -> None:
         if self._thread is not None:
             return
         with self._start_lock:
@@ -152,7 +244,75 @@ class Database:
                 thread.start()
                 self._thread = thread
 
-    # -- the database thread ----------------------------------------------------------
+    # -- running a batch --------------------------------------------------------------
+
+    def _attempt(
+        self, conn: sqlite3.Connection, batch: list[_Call]
+    ) -> list[Outcome] | BaseException:
+        """Run `batch` once: its outcomes, or the error of a failed call (nothing committed).
+
+        Raises:
+            _BusyError: Another connection holds the lock (nothing committed).
+        """
+        if not any(call.write for call in batch):
+            return self._reads(conn, batch)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            if is_busy(exc):
+                raise _BusyError from exc
+            raise
+        try:
+            outcomes: list[Outcome] = [(call, True, call.fn(conn)) for call in batch]
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            if is_busy(exc):
+                raise _BusyError from exc
+            return exc
+        self._publish(batch)
+        return outcomes
+
+    def _reads(self, conn: sqlite3.Connection, batch: list[_Call]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for call in batch:
+            try:
+                outcomes.append((call, True, call.fn(conn)))
+            except sqlite3.Error as exc:
+                if is_busy(exc):
+                    raise _BusyError from exc
+                outcomes.append((call, False, self._error(exc, call.what)))
+            except Exception as exc:  # the caller gets its own error
+                outcomes.append((call, False, exc))
+        return outcomes
+
+    def _patiently(self, conn: sqlite3.Connection, batch: list[_Call]) -> list[Outcome]:
+        """Run `batch` on the thread, waiting out another process's lock; never raises."""
+        deadline = time.monotonic() + self.busy_timeout
+        tries = 0
+        while True:
+            try:
+                outcomes = self._attempt(conn, batch)
+            except _BusyError as exc:
+                if time.monotonic() < deadline:
+                    time.sleep(_BUSY_SLEEP[min(tries, len(_BUSY_SLEEP) - 1)])
+                    tries += 1
+                    continue
+                busy = busy_error(self.path, batch[0].what, self.busy_timeout)
+                busy.__cause__ = exc.__cause__
+                return [(call, False, busy) for call in batch]
+            except sqlite3.Error as exc:
+                return [(call, False, self._error(exc, call.what)) for call in batch]
+            if not isinstance(outcomes, BaseException):
+                return outcomes
+            if len(batch) == 1:
+                error = outcomes
+                if isinstance(error, sqlite3.Error):
+                    error = self._error(error, batch[0].what)
+                return [(batch[0], False, error)]
+            # Replay each call on its own so that only the failing one fails.
+            return [out for call in batch for out in self._patiently(conn, [call])]
 
     def _serve(self) -> None:
         calls = self._calls
@@ -160,7 +320,7 @@ class Database:
             first = calls.get()
             if first is None:
                 break
-            batch = [first]
+            batch = list(first)
             stop = False
             while len(batch) < _MAX_BATCH:
                 try:
@@ -170,14 +330,24 @@ class Database:
                 if more is None:
                     stop = True
                     break
-                batch.append(more)
-            self._run_batch(batch)
+                batch.extend(more)
+            with self._conn_lock:
+                try:
+                    conn = self._connection()
+                except BaseException as exc:  # every caller gets the error
+                    outcomes: list[Outcome] = [(call, False, exc) for call in batch]
+                else:
+                    outcomes = self._patiently(conn, batch)
+            self._deliver(outcomes)
+            with self._count_lock:
+                self._queued -= len(batch)
             if stop:
                 break
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+        with self._conn_lock:
+            last, self._conn = self._conn, None
+            if last is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    last.close()
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is not None:
@@ -185,159 +355,16 @@ class Database:
         if self._open_error is not None:
             raise self._open_error
         try:
-            self._conn = self._open()
+            self._conn = open_database(
+                self.path,
+                synchronous=self.synchronous,
+                busy_timeout=self.busy_timeout,
+                allow_network_filesystem=self.allow_network_filesystem,
+            )
         except BaseException as exc:
             self._open_error = exc
             raise
         return self._conn
-
-    def _open(self) -> sqlite3.Connection:
-        directory = Path(self.path).absolute().parent
-        fs = network_filesystem(str(directory))
-        if fs is not None and not self.allow_network_filesystem:
-            msg = (
-                f"The SQLite database {self.path!r} is on a network filesystem ({fs}); SQLite's "
-                "locks are not reliable there and two hosts sharing the file can corrupt it. "
-                "Put the file on a local disk, or set the option allow_network_filesystem=true "
-                "if only this host ever opens it."
-            )
-            raise TaskConfigurationError(msg)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self.busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        except (OSError, sqlite3.Error) as exc:
-            msg = (
-                f"Cannot open the SQLite database {self.path!r} ({exc}). Check that the "
-                "directory exists and is writable, or pass another sqlite:/// URL."
-            )
-            raise BackendConnectionError(msg) from exc
-        deadline = time.monotonic() + self.busy_timeout
-        while True:
-            try:
-                applied = self._prepare(conn)
-            except sqlite3.OperationalError as exc:
-                # Switching a new file to WAL while another process opens it can fail
-                # with "locked" at once, without SQLite's busy handler: try again.
-                if "locked" in str(exc) and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                    continue
-                conn.close()
-                raise self._error(exc, "open the database") from exc
-            except sqlite3.Error as exc:
-                conn.close()
-                raise self._error(exc, "open the database") from exc
-            except RuntimeError as exc:
-                conn.close()
-                raise BackendConnectionError(str(exc)) from exc
-            break
-        if applied:
-            logger.info("SQLite database %s migrated to schema version %d.", self.path, applied[-1])
-        return conn
-
-    def _prepare(self, conn: sqlite3.Connection) -> list[int]:
-        """Set the pragmas and apply pending migrations; return the versions applied."""
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            logger.warning(
-                "SQLite database %s did not switch to WAL mode (%s); readers and the "
-                "writer will block each other.",
-                self.path,
-                mode,
-            )
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
-        conn.execute("PRAGMA foreign_keys=OFF")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            applied = migrate(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return applied
-
-    def _run_batch(self, batch: list[_Call]) -> None:
-        outcomes: list[tuple[_Call, bool, Any]] = []
-        try:
-            conn = self._connection()
-        except BaseException as exc:
-            self._deliver([(call, False, exc) for call in batch])
-            return
-        writes = any(call.write for call in batch)
-        if not writes:
-            self._deliver([self._run_one(conn, call, transaction=False) for call in batch])
-            return
-        try:
-            self._begin(conn)
-        except sqlite3.Error as exc:
-            error = self._error(exc, batch[0].what)
-            self._deliver([(call, False, error) for call in batch])
-            return
-        failed = False
-        for call in batch:
-            try:
-                outcomes.append((call, True, call.fn(conn)))
-            except BaseException:
-                failed = True
-                break
-        if not failed:
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.Error:
-                failed = True
-        if failed:
-            # Replay each call on its own so that only the failing one fails.
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            outcomes = [self._run_one(conn, call, transaction=call.write) for call in batch]
-        else:
-            self._publish(batch)
-        self._deliver(outcomes)
-
-    def _run_one(self, conn: sqlite3.Connection, call: _Call, *, transaction: bool) -> Any:
-        try:
-            if transaction:
-                self._begin(conn)
-            try:
-                value = call.fn(conn)
-            except BaseException:
-                if transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                raise
-            if transaction:
-                conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if transaction and conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            return (call, False, self._error(exc, call.what))
-        except BaseException as exc:
-            return (call, False, exc)
-        self._publish([call])
-        return (call, True, value)
-
-    def _begin(self, conn: sqlite3.Connection) -> None:
-        """BEGIN IMMEDIATE, retrying a "locked" that SQLite returns without waiting.
-
-        The busy handler covers the usual wait for another writer; a few situations
-        (another connection recovering the WAL, a journal-mode change) fail at once.
-        """
-        deadline = time.monotonic() + self.busy_timeout
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) and time.monotonic() < deadline:
-                    time.sleep(0.005)
-                    continue
-                raise
-            return
 
     def _publish(self, batch: list[_Call]) -> None:
         topics = [topic for call in batch for topic in call.topics]
@@ -348,22 +375,20 @@ class Database:
                 logger.debug("Publishing wake-ups failed; waiters fall back to polling.")
 
     def _error(self, exc: sqlite3.Error, what: str) -> BackendConnectionError:
-        text = str(exc)
-        if "locked" in text or "busy" in text:
-            msg = (
-                f"Could not {what}: the SQLite database {self.path!r} stayed locked by another "
-                f"process for {self.busy_timeout:g} s. Raise the busy_timeout option, or find "
-                "the process holding a long write transaction."
-            )
-        else:
-            msg = f"Could not {what} on the SQLite database {self.path!r}: {text}."
+        if is_busy(exc):
+            return busy_error(self.path, what, self.busy_timeout)
+        msg = f"Could not {what} on the SQLite database {self.path!r}: {exc}."
         return BackendConnectionError(msg)
 
     @staticmethod
-    def _deliver(outcomes: list[tuple[_Call, bool, Any]]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        for call, ok, value in outcomes:
-            by_loop.setdefault(call.loop, []).append((call.future, ok, value))
+    def _deliver(outcomes: list[Outcome]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+        for outcome in outcomes:
+            loop = outcome[0].loop
+            if loop is None:
+                _settle([outcome])  # write-behind: only a failure to log
+            else:
+                by_loop.setdefault(loop, []).append(outcome)
         for loop, settled in by_loop.items():
             with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
                 loop.call_soon_threadsafe(_settle, settled)
@@ -390,11 +415,16 @@ class Database:
         self._refs -= 1
         if self._refs > 0:
             return
+        if self._pending:
+            self._hand_over(self._take_pending())
         self._closed = True
-        thread = self._thread
-        if thread is not None and self._pid == os.getpid():
-            self._calls.put(None)
-            await asyncio.get_running_loop().run_in_executor(None, thread.join, 5.0)
+        if self._pid == os.getpid():
+            if self._thread is None and self._conn is not None:
+                self._ensure_thread()  # the thread closes the connection
+            thread = self._thread
+            if thread is not None:
+                self._calls.put(None)
+                await asyncio.get_running_loop().run_in_executor(None, thread.join, 5.0)
         self._thread = None
         self.notifier.close()
 

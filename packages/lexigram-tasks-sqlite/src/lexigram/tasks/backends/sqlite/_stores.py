@@ -44,7 +44,11 @@ class SQLiteResultStore(SQLiteStore):
         self._purged_at = 0.0
 
     async def store(self, job_id: str, result: JobResult) -> None:
-        """Store `result` under `job_id` (replacing any earlier one) and wake waiters."""
+        """Store `result` under `job_id` (replacing any earlier one) and wake waiters.
+
+        The write is queued, not awaited: every later call of this process (a `get`,
+        the job's ack) runs after it on the same connection and so sees it committed.
+        """
         data = dumps(result.to_dict(), what=f"result of job {job_id}")
         now = time.time()
         purge = now - self._purged_at > _PURGE_EVERY
@@ -57,7 +61,9 @@ class SQLiteResultStore(SQLiteStore):
             if purge:
                 conn.execute("DELETE FROM lexigram_results WHERE expires_at <= ?", (now,))
 
-        await self._db.call(run, topics=(result_topic(job_id),), what="store a result")
+        # Write-behind: the worker acks the job next, and that ack's commit (awaited)
+        # comes after this one on the same connection.
+        self._db.submit(run, topics=(result_topic(job_id),), what="store a result")
 
     async def get(self, job_id: str) -> JobResult | None:
         """Return the result of `job_id`, or None if absent or expired."""
@@ -148,7 +154,7 @@ class SQLiteProgressStore(SQLiteStore):
         def run(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO lexigram_progress VALUES (?, ?, ?, ?)", row)
 
-        await self._db.call(run, what="save progress")
+        self._db.submit(run, what="save progress")  # write-behind, like results
 
     async def get(self, job_id: str) -> ProgressInfo | None:
         """Return progress for a job, or None."""
@@ -169,7 +175,7 @@ class SQLiteProgressStore(SQLiteStore):
         def run(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM lexigram_progress WHERE job_id = ?", (job_id,))
 
-        await self._db.call(run, what="delete progress")
+        self._db.submit(run, what="delete progress")
 
     async def list_active(self) -> list[ProgressInfo]:
         """Return entries whose job has not completed (expired ones are removed)."""

@@ -1,0 +1,109 @@
+"""Opening a database file: the network-filesystem check, pragmas and migrations."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from pathlib import Path
+
+from lexigram.contracts.tasks import BackendConnectionError, TaskConfigurationError
+from lexigram.tasks.backends.sqlite._netfs import network_filesystem
+from lexigram.tasks.backends.sqlite._schema import migrate
+
+logger = logging.getLogger(__name__)
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether `exc` is SQLite's "another connection holds the lock" (worth retrying)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+def busy_error(path: str, what: str, busy_timeout: float) -> BackendConnectionError:
+    """The error of a call that found the file locked for `busy_timeout` seconds."""
+    msg = (
+        f"Could not {what}: the SQLite database {path!r} stayed locked by another process "
+        f"for {busy_timeout:g} s. Raise the busy_timeout option, or find the process holding "
+        "a long write transaction."
+    )
+    return BackendConnectionError(msg)
+
+
+def open_database(
+    path: str, *, synchronous: str, busy_timeout: float, allow_network_filesystem: bool
+) -> sqlite3.Connection:
+    """Open `path` in WAL mode, set the pragmas and apply pending migrations.
+
+    The connection has no busy timeout of its own (``busy_timeout=0``): the caller
+    waits for another process's lock itself, so that a call made on the event loop
+    can give up at once and move to the database thread instead of blocking the loop.
+
+    Raises:
+        TaskConfigurationError: The file is on a network filesystem.
+        BackendConnectionError: The file cannot be opened, migrated, or stayed locked.
+    """
+    directory = Path(path).absolute().parent
+    fs = network_filesystem(str(directory))
+    if fs is not None and not allow_network_filesystem:
+        msg = (
+            f"The SQLite database {path!r} is on a network filesystem ({fs}); SQLite's "
+            "locks are not reliable there and two hosts sharing the file can corrupt it. "
+            "Put the file on a local disk, or set the option allow_network_filesystem=true "
+            "if only this host ever opens it."
+        )
+        raise TaskConfigurationError(msg)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+    except (OSError, sqlite3.Error) as exc:
+        msg = (
+            f"Cannot open the SQLite database {path!r} ({exc}). Check that the directory "
+            "exists and is writable, or pass another sqlite:/// URL."
+        )
+        raise BackendConnectionError(msg) from exc
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            applied = _prepare(conn, path, synchronous)
+        except sqlite3.Error as exc:
+            if is_busy(exc) and time.monotonic() < deadline:
+                time.sleep(0.01)  # another process is creating or migrating the file
+                continue
+            conn.close()
+            if is_busy(exc):
+                raise busy_error(path, "open the database", busy_timeout) from exc
+            msg = f"Could not open the SQLite database {path!r}: {exc}."
+            raise BackendConnectionError(msg) from exc
+        except RuntimeError as exc:
+            conn.close()
+            raise BackendConnectionError(str(exc)) from exc
+        break
+    if applied:
+        logger.info("SQLite database %s migrated to schema version %d.", path, applied[-1])
+    return conn
+
+
+def _prepare(conn: sqlite3.Connection, path: str, synchronous: str) -> list[int]:
+    """Set the pragmas and apply pending migrations; return the versions applied."""
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        logger.warning(
+            "SQLite database %s did not switch to WAL mode (%s); readers and the writer "
+            "will block each other.",
+            path,
+            mode,
+        )
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=0")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        applied = migrate(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return applied
