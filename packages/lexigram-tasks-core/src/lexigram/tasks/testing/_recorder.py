@@ -10,7 +10,7 @@ from typing import Any
 class HookRecorder:
     """A `HookRegistryProtocol` that records each action and wakes waiters on every one.
 
-    Pass it as `hooks` to a queue (`set_hook_registry`) or a worker, then wait for what
+    Pass it as a worker's hooks (`TaskWorkerServices(hooks=...)`), then wait for what
     the test expects instead of sleeping::
 
         hooks = HookRecorder()

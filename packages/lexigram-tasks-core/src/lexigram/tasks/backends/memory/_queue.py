@@ -35,7 +35,6 @@ from collections.abc import Callable, Sequence
 
 from lexigram.contracts.tasks import (
     Err,
-    HookRegistryProtocol,
     Job,
     JobStatus,
     Ok,
@@ -46,11 +45,9 @@ from lexigram.contracts.tasks import (
     TaskValidationError,
     encode_job,
 )
-from lexigram.tasks.hooks import TaskEnqueuedHook
 
 logger = logging.getLogger(__name__)
 
-_QUEUED_ACTION = "task.queued"
 # Heaps may hold this many stale entries beyond twice the live count before a rebuild.
 _COMPACT_SLACK = 64
 # Lease tokens: unique in this process, which is all a memory queue serves.
@@ -147,7 +144,6 @@ class MemoryTaskQueue:
         self._visibility_timeout = float(visibility_timeout)
         self._max_size = max_size
         self._idempotency_ttl = float(idempotency_ttl)
-        self._hooks: HookRegistryProtocol | None = None
         self._seq = 0
         self._jobs: dict[str, Job] = {}
         self._waiting: dict[str, int] = {}
@@ -182,14 +178,6 @@ class MemoryTaskQueue:
     def visibility_timeout(self) -> float:
         """Lease length in seconds given to every dequeued job."""
         return self._visibility_timeout
-
-    def set_hook_registry(self, hooks: HookRegistryProtocol | None) -> None:
-        """Attach an optional hook registry after provider boot wiring.
-
-        When set, every job added by `enqueue` emits ``"task.queued"`` with a
-        `TaskEnqueuedHook`. Pass None to stop emitting.
-        """
-        self._hooks = hooks
 
     # -- producing ------------------------------------------------------------------
 
@@ -228,11 +216,6 @@ class MemoryTaskQueue:
         self._push_waiting(task)
         if self._waiters:
             self._wake_all()
-        if self._hooks is not None:
-            await self._hooks.emit(
-                _QUEUED_ACTION,
-                TaskEnqueuedHook(task_name=task.name, queue_name=self._queue_name, task_id=task.id),
-            )
         return Ok(task.id)
 
     async def enqueue_many(self, tasks: Sequence[Job]) -> list[Result[str, TaskQueueError]]:
