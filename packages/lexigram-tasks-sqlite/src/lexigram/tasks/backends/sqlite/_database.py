@@ -36,7 +36,12 @@ from typing import Any, TypeVar, cast
 
 from lexigram.contracts.tasks import BackendConnectionError
 from lexigram.tasks.backends.sqlite._notify import Notifier
-from lexigram.tasks.backends.sqlite._open import busy_error, is_busy, open_database
+from lexigram.tasks.backends.sqlite._open import (
+    Checkpointer,
+    busy_error,
+    is_busy,
+    open_database,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +133,7 @@ class Database:
         self._queued = 0  # calls handed to the thread and not yet settled
         self._pending: list[_Call] = []  # calls of this loop turn, run together
         self._pending_loop: asyncio.AbstractEventLoop | None = None
+        self._checkpointer = Checkpointer(self.path)
 
     def __repr__(self) -> str:
         return f"Database(path={self.path!r}, synchronous={self.synchronous!r})"
@@ -265,6 +271,7 @@ class Database:
         try:
             outcomes: list[Outcome] = [(call, True, call.fn(conn)) for call in batch]
             conn.execute("COMMIT")
+            self._checkpointer.nudge()
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
@@ -426,6 +433,7 @@ class Database:
                 self._calls.put(None)
                 await asyncio.get_running_loop().run_in_executor(None, thread.join, 5.0)
         self._thread = None
+        self._checkpointer.stop()
         self.notifier.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -99,6 +100,9 @@ def _prepare(conn: sqlite3.Connection, path: str, synchronous: str) -> list[int]
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=0")
     conn.execute("PRAGMA foreign_keys=OFF")
+    # Checkpoints (copying the WAL into the file, with an fsync) run on a thread of
+    # their own (`Checkpointer`), not inside a commit on the event loop.
+    conn.execute("PRAGMA wal_autocheckpoint=0")
     conn.execute("BEGIN IMMEDIATE")
     try:
         applied = migrate(conn)
@@ -107,3 +111,60 @@ def _prepare(conn: sqlite3.Connection, path: str, synchronous: str) -> list[int]
         raise
     conn.execute("COMMIT")
     return applied
+
+
+class Checkpointer:
+    """Copies the WAL back into the database file on a thread of its own.
+
+    The connections of `Database` turn SQLite's automatic checkpoint off, because it
+    runs inside the commit that crosses the threshold, on the event loop, fsync
+    included. `nudge` is called after commits; every `every` of them this thread runs
+    a PASSIVE checkpoint on its own connection (never blocking writers or readers).
+    """
+
+    def __init__(self, path: str, every: int = 200) -> None:
+        self._path = path
+        self._every = every
+        self._commits = 0
+        self._wanted = threading.Event()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def nudge(self) -> None:
+        """Count one commit; wake the thread when a checkpoint is due."""
+        self._commits += 1
+        if self._commits >= self._every:
+            self._commits = 0
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="lexigram-sqlite-checkpoint", daemon=True
+                )
+                self._thread.start()
+            self._wanted.set()
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, timeout=0, isolation_level=None)
+        except sqlite3.Error:
+            logger.warning("Cannot open %s to checkpoint its WAL.", self._path, exc_info=True)
+            return
+        try:
+            while True:
+                self._wanted.wait()
+                self._wanted.clear()
+                if self._stopped:
+                    return
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:  # busy: another process checkpoints now
+                    logger.debug("WAL checkpoint of %s skipped: %s", self._path, exc)
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        """Stop the thread (the last connection to close checkpoints the WAL anyway)."""
+        self._stopped = True
+        self._wanted.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=5.0)
