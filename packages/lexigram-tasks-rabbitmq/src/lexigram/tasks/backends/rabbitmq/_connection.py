@@ -18,7 +18,7 @@ from pamqp.commands import Basic
 
 from lexigram.contracts.tasks import BackendConnectionError, TaskConfigurationError, mask_url
 from lexigram.tasks.backends.rabbitmq._bulk import BulkPublisher, Published, supports_bulk
-from lexigram.tasks.backends.rabbitmq._errors import ConnectAttempt, connect_failure
+from lexigram.tasks.backends.rabbitmq._errors import ConnectAttempt, TCPProbe, connect_failure
 from lexigram.tasks.backends.rabbitmq._frames import Outgoing
 from lexigram.tasks.backends.rabbitmq._options import (
     BUCKET_MAX_EXP,
@@ -44,52 +44,6 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     RuntimeError,  # aio-pika: "connection closed" / "channel not opened" during recovery
 )
 _CONNECT_ERRORS: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, EOFError)
-
-
-class _TCPProbe:
-    """Tells, after a connect timed out, whether the TCP connection itself would open.
-
-    Started only when the connect is slow (a healthy broker answers in milliseconds,
-    so it never runs then): one plain TCP connect to the same port, closed at once.
-    """
-
-    def __init__(self, host: str, port: int, timeout: float) -> None:
-        self._host = host
-        self._port = port
-        self._deadline = time.monotonic() + timeout
-        self._task: asyncio.Task[bool] | None = None
-        self._timer = asyncio.get_running_loop().call_later(min(0.5, timeout / 4), self._start)
-
-    def _start(self) -> None:
-        self._task = asyncio.ensure_future(self._try())
-
-    async def _try(self) -> bool:
-        try:
-            async with asyncio.timeout(max(self._deadline - time.monotonic(), 0.05)):
-                _, writer = await asyncio.open_connection(self._host, self._port)
-        except (OSError, TimeoutError):
-            return False
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True
-
-    async def result(self) -> bool | None:
-        """True if TCP opened, False if not, None if the probe never started."""
-        self._timer.cancel()
-        if self._task is None:
-            return None
-        try:
-            async with asyncio.timeout(0.5):
-                return await asyncio.shield(self._task)
-        except TimeoutError:
-            return False
-
-    def cancel(self) -> None:
-        """Stop the probe (the connect succeeded or its outcome is known)."""
-        self._timer.cancel()
-        if self._task is not None:
-            self._task.cancel()
 
 
 def main_queue_arguments(queue: str, options: RabbitMQOptions) -> dict[str, Any]:
@@ -218,7 +172,7 @@ class AMQPLink:
             reconnect_interval=self.options.reconnect_interval,
             client_properties={"connection_name": f"lexigram-tasks:{self.queue_name}"},
         )
-        probe = _TCPProbe(self.target.host, self.target.port, timeout)
+        probe = TCPProbe(self.target.host, self.target.port, timeout)
         try:
             async with asyncio.timeout(timeout):
                 await connection.connect(timeout=timeout)

@@ -4,14 +4,18 @@ A failed connect is turned into one `BackendConnectionError` per cause: a refuse
 login, a virtual host the user may not open, nothing listening on the port, a host
 name that does not resolve, a TLS failure, no TCP connection in time, and a server
 that accepts TCP but never speaks AMQP. Each message names the masked URL and what
-to do. Nothing here touches the network, so every message is unit-tested.
+to do. Only `TCPProbe` touches the network (to tell a silent server from an unreachable
+one after a timeout); the messages are unit-tested.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -56,6 +60,52 @@ class ConnectAttempt:
             tls=parts.scheme.lower() == "amqps",
             timeout=timeout,
         )
+
+
+class TCPProbe:
+    """Tells, after a connect timed out, whether the TCP connection itself would open.
+
+    Started only when the connect is slow (a healthy broker answers in milliseconds,
+    so it never runs then): one plain TCP connect to the same port, closed at once.
+    """
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        self._host = host
+        self._port = port
+        self._deadline = time.monotonic() + timeout
+        self._task: asyncio.Task[bool] | None = None
+        self._timer = asyncio.get_running_loop().call_later(min(0.5, timeout / 4), self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.ensure_future(self._try())
+
+    async def _try(self) -> bool:
+        try:
+            async with asyncio.timeout(max(self._deadline - time.monotonic(), 0.05)):
+                _, writer = await asyncio.open_connection(self._host, self._port)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+
+    async def result(self) -> bool | None:
+        """True if TCP opened, False if not, None if the probe never started."""
+        self._timer.cancel()
+        if self._task is None:
+            return None
+        try:
+            async with asyncio.timeout(0.5):
+                return await asyncio.shield(self._task)
+        except TimeoutError:
+            return False
+
+    def cancel(self) -> None:
+        """Stop the probe (the connect succeeded or its outcome is known)."""
+        self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
 
 def _root(exc: BaseException) -> BaseException:
