@@ -19,8 +19,9 @@ Rows:
 - ``lexigram-pool``: a bare ``WorkerPool`` (one worker, concurrency 100, no result
   store) on ``SQLiteTaskQueue``: what the queue itself sustains.
 - ``huey``: ``SqliteHuey`` with its defaults (WAL, SQLite's default ``synchronous``,
-  FULL on this build) and its own consumer (``create_consumer``) with 4 worker threads
-  (100 for W4; 1 thread measured slower for W2), periodic tasks off.
+  FULL on this build) and its own consumer (``create_consumer``) with its default one
+  worker thread (measured fastest for W2: 4 and 8 threads drained 30-50 % slower; 100
+  threads for W4), periodic tasks off.
 - ``huey-nofsync``: the same with ``fsync=False`` (``synchronous=OFF``), huey's fastest.
 
 The parent orchestrates; producers and workers run in child processes. Results are the
@@ -35,8 +36,8 @@ Setup (huey never enters the project's dependencies)::
     benchmarks/.venv-sqlite/bin/python benchmarks/sqlite_bench.py --runs 3
 """
 
-# ruff: noqa: PLC0415, T201, S603 - frameworks are imported lazily in the child that runs them;
-# the script prints its table; it starts its own children with fixed argument lists.
+# ruff: noqa: PLC0415, S603, D102, D103 - frameworks are imported lazily in the child that runs
+# them; it starts its own children with fixed argument lists; helpers are described by name.
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 FRAMEWORKS = ("lexigram-cli", "lexigram-cli-full", "lexigram-pool", "huey", "huey-nofsync")
-HUEY_WORKERS = 4
+HUEY_WORKERS = int(os.environ.get("BENCH_HUEY_WORKERS", "1"))
 
 
 # --------------------------------------------------------------------------- the job
@@ -231,7 +232,15 @@ def start_worker(
         if concurrency is not None:
             args += ["--concurrency", str(concurrency)]
     elif framework == "lexigram-pool":
-        args = [sys.executable, __file__, "--child", "pool", framework, path, str(concurrency or 100)]
+        args = [
+            sys.executable,
+            __file__,
+            "--child",
+            "pool",
+            framework,
+            path,
+            str(concurrency or 100),
+        ]
     else:
         workers = concurrency or HUEY_WORKERS
         args = [sys.executable, __file__, "--child", "huey", framework, path, str(workers)]
@@ -276,7 +285,13 @@ def w1(framework: str, workdir: Path, n: int, bulk: bool) -> float:
 
 def drain(framework: str, workdir: Path, n: int, mode: str, concurrency: int | None) -> float:
     path, out = fresh(workdir, "w2")
-    run_child("produce", framework if framework != "lexigram-pool" else "lexigram-cli", path, str(n), "bulk")
+    run_child(
+        "produce",
+        framework if framework != "lexigram-pool" else "lexigram-cli",
+        path,
+        str(n),
+        "bulk",
+    )
     env = {"BENCH_N": str(n), "BENCH_OUT": str(out), "BENCH_MODE": mode}
     proc = start_worker(framework, path, env, concurrency)
     try:
@@ -348,9 +363,10 @@ def main() -> None:
         workdir = Path(tmp)
         for run in range(args.runs):
             for framework in frameworks:
-                def add(key: str, value: Any, fw: str = framework) -> None:
+
+                def add(key: str, value: Any, fw: str = framework, n: int = run + 1) -> None:
                     rows.setdefault((fw, key), []).append(value)
-                    print(f"run {run + 1} {fw:18} {key:10} {value}", file=sys.stderr)
+                    print(f"run {n} {fw:18} {key:10} {value}", file=sys.stderr)
 
                 if "w1" in workloads and framework != "lexigram-pool":
                     add("w1-single", w1(framework, workdir, args.single, bulk=False))
@@ -377,10 +393,15 @@ def print_table(rows: dict[tuple[str, str], list[Any]], frameworks: list[str], a
         f"\nmedian of {args.runs} runs; W1 single {args.single}, W1 bulk / W2 {args.jobs} jobs, "
         f"W3 {args.rate:g} jobs/s for {args.seconds:g} s, W4 2,000 x sleep(0.05) at 100"
     )
-    print("| framework | W1 single (jobs/s) | W1 bulk (jobs/s) | W2 (jobs/s) | W3 p50 / p99 (ms) | W4 (s) |")
+    print(
+        "| framework | W1 single (jobs/s) | W1 bulk (jobs/s) | W2 (jobs/s) "
+        "| W3 p50 / p99 (ms) | W4 (s) |"
+    )
     print("|---|---|---|---|---|---|")
     for fw in frameworks:
-        single, bulk, w2v, w3v, w4v = (med(fw, k) for k in ("w1-single", "w1-bulk", "w2", "w3", "w4"))
+        single, bulk, w2v, w3v, w4v = (
+            med(fw, k) for k in ("w1-single", "w1-bulk", "w2", "w3", "w4")
+        )
         cells = [
             f"{single:,.0f}" if single else "-",
             f"{bulk:,.0f}" if bulk else "-",
