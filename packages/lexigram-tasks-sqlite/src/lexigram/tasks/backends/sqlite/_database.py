@@ -51,6 +51,7 @@ Fn = Callable[[sqlite3.Connection], Any]
 Outcome = tuple["_Call", bool, Any]
 
 _MAX_BATCH = 512
+_BEHIND_DELAY = 0.002  # seconds a write-behind call waits to share a commit
 _BUSY_SLEEP = (0.001, 0.002, 0.005, 0.01, 0.02)  # back-off while another process writes
 
 
@@ -133,6 +134,7 @@ class Database:
         self._queued = 0  # calls handed to the thread and not yet settled
         self._pending: list[_Call] = []  # calls of this loop turn, run together
         self._pending_loop: asyncio.AbstractEventLoop | None = None
+        self._urgent = False  # a flush of the pending calls is scheduled for this turn
         self._checkpointer = Checkpointer(self.path)
 
     def __repr__(self) -> str:
@@ -198,19 +200,29 @@ class Database:
             self._reset()
             self._conn, self._open_error = None, None
         if self._pending:
-            if loop is self._pending_loop:
+            if loop is not None and loop is self._pending_loop:
                 self._pending.append(call)
+                if call.future is not None and not self._urgent:
+                    self._urgent = True
+                    loop.call_soon(self._flush)
                 return
             self._hand_over(self._take_pending())
         if loop is not None and self.inline and self._conn is not None and not self._queued:
             self._pending = [call]
             self._pending_loop = loop
-            loop.call_soon(self._flush)
+            if call.future is None:
+                # Write-behind waits a moment for an awaited call (the job's ack) to
+                # share its commit; each commit writes every page it touched.
+                loop.call_later(_BEHIND_DELAY, self._flush)
+            else:
+                self._urgent = True
+                loop.call_soon(self._flush)
             return
         self._hand_over([call])
 
     def _take_pending(self) -> list[_Call]:
         batch, self._pending, self._pending_loop = self._pending, [], None
+        self._urgent = False
         return batch
 
     def _flush(self) -> None:

@@ -18,7 +18,7 @@ from lexigram.contracts.tasks import TaskConfigurationError
 DEFAULT_FILENAME = "lexigram-tasks.db"
 """The database file used when no URL is given (in the working directory)."""
 
-DEFAULT_PATH_ENV = "LEXIGRAM_TASKS_SQLITE_PATH"
+DEFAULT_PATH_ENV = "LEXIGRAM_TASKS_DB"
 """Environment variable that overrides the default database file."""
 
 Synchronous = Literal["NORMAL", "FULL"]
@@ -61,7 +61,7 @@ class SQLiteOptions:
 def default_path() -> str:
     """The database file used when nothing is configured.
 
-    ``$LEXIGRAM_TASKS_SQLITE_PATH`` when set, else ``lexigram-tasks.db`` in the working
+    ``$LEXIGRAM_TASKS_DB`` when set, else ``lexigram-tasks.db`` in the working
     directory, so a worker and a producer started in the same directory share it.
     """
     return os.environ.get(DEFAULT_PATH_ENV) or DEFAULT_FILENAME
