@@ -1,0 +1,50 @@
+"""A scheduler process for test_sqlite_scheduler.py (run as a script, not collected).
+
+Usage: python scheduler_process.py PATH QUEUE START_AT DURATION
+
+Schedules an every-second cron under a fixed schedule id on a SQLite scheduler store,
+starts at the wall-clock time START_AT (so the processes overlap), runs for DURATION
+seconds enqueueing on the SQLite queue, then prints the JSON list of the idempotency
+keys it attempted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from lexigram.contracts.tasks import Job, JobTemplate, TaskBackendSpec
+from lexigram.tasks.backends.sqlite import SQLiteTaskQueue, backend
+from lexigram.tasks.scheduling import TaskScheduler
+
+SCHEDULE_ID = "every-second"
+
+
+async def main(argv: list[str]) -> None:
+    path, queue_name = argv[:2]
+    start_at, duration = float(argv[2]), float(argv[3])
+    spec = TaskBackendSpec(type="sqlite", url=f"sqlite:///{path}")
+    store = backend.create_scheduler_store(spec)
+    queue = SQLiteTaskQueue(path, queue_name=queue_name)
+    attempted: list[str | None] = []
+
+    async def enqueue(job: Job) -> Any:
+        attempted.append(job.idempotency_key)
+        return await queue.enqueue(job)
+
+    scheduler = TaskScheduler(check_interval=1.0, store=store)
+    await scheduler.schedule_job(JobTemplate(name="tick"), "* * * * * *", SCHEDULE_ID)
+    await asyncio.sleep(max(0.0, start_at - time.time()))  # line up with the other processes
+    await scheduler.start_scheduler(enqueue)
+    await asyncio.sleep(duration)  # the observation window
+    await scheduler.stop_scheduler()
+    await queue.close()
+    await store.close()
+    sys.stdout.write(json.dumps(attempted) + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:5]))
