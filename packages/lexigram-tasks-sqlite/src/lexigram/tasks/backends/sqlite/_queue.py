@@ -30,7 +30,6 @@ from typing import Any
 
 from lexigram.contracts.tasks import (
     Err,
-    HookRegistryProtocol,
     Job,
     JobStatus,
     Ok,
@@ -46,8 +45,6 @@ from lexigram.tasks.backends.sqlite._database import Database, data_version
 from lexigram.tasks.backends.sqlite._options import SQLiteOptions, path_from_url
 
 logger = logging.getLogger(__name__)
-
-_QUEUED_ACTION = "task.queued"
 
 # Lease tokens only need to be unique per delivery (they fence, they do not
 # authenticate): a per-process generator seeded from the OS, no syscall per lease.
@@ -146,7 +143,6 @@ class SQLiteTaskQueue:
         self._db = database
         self._topic = queue_topic(queue_name)
         self._topics = (self._topic,)
-        self._hooks: HookRegistryProtocol | None = None
         self._generation = 0
         self._wake: asyncio.Event | None = None
         self._sub_loop: asyncio.AbstractEventLoop | None = None
@@ -180,10 +176,6 @@ class SQLiteTaskQueue:
     def path(self) -> str:
         """The database file."""
         return self._db.path
-
-    def set_hook_registry(self, hooks: HookRegistryProtocol | None) -> None:
-        """Attach an optional hook registry; each new job then emits ``"task.queued"``."""
-        self._hooks = hooks
 
     # -- producing --------------------------------------------------------------------
 
@@ -235,26 +227,9 @@ class SQLiteTaskQueue:
                 return _insert(conn, queue, ttl, [row for _, row in rows])
 
             ids = await self._db.call(insert, topics=self._topics, what="enqueue jobs")
-            added: list[Job] = []
-            for (index, row), job_id in zip(rows, ids, strict=True):
+            for (index, _), job_id in zip(rows, ids, strict=True):
                 results[index] = Ok(job_id)
-                if job_id == row[0]:
-                    added.append(tasks[index])
-            await self._emit_queued(added)
         return [result for result in results if result is not None]
-
-    async def _emit_queued(self, jobs: list[Job]) -> None:
-        if self._hooks is None or not jobs:
-            return
-        # The payload type lives in the core package, installed whenever a hook registry
-        # exists (only the core's provider sets one).
-        from lexigram.tasks.hooks import TaskEnqueuedHook  # noqa: PLC0415
-
-        for job in jobs:
-            await self._hooks.emit(
-                _QUEUED_ACTION,
-                TaskEnqueuedHook(task_name=job.name, queue_name=self._queue_name, task_id=job.id),
-            )
 
     # -- consuming --------------------------------------------------------------------
 
