@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -212,3 +214,24 @@ async def test_a_database_on_a_network_filesystem_is_refused(
         assert (await allowed.enqueue(Job(name="a"))).is_ok()
     finally:
         await allowed.close()
+
+
+EXIT_SCRIPT = """
+import asyncio, sys
+from lexigram.contracts.tasks import JobResult
+from lexigram.tasks.backends.sqlite import SQLiteResultStore
+
+async def main():
+    store = SQLiteResultStore(sys.argv[1])
+    await store.get("warm-up")  # the file is open: the next write runs behind
+    await store.store("last", JobResult.ok(data=5))  # the loop ends before its turn
+
+asyncio.run(main())
+"""
+
+
+def test_a_write_behind_made_just_before_exit_is_committed(tmp_path: Path) -> None:
+    path = str(tmp_path / "exit.db")
+    subprocess.run([sys.executable, "-c", EXIT_SCRIPT, path], check=True, timeout=60)  # noqa: S603
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT job_id FROM lexigram_results").fetchall() == [("last",)]

@@ -24,6 +24,7 @@ in the file. The file is opened in WAL mode (see `_open`).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
@@ -31,6 +32,7 @@ import queue as stdqueue
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -94,6 +96,20 @@ def _settle(outcomes: list[Outcome]) -> None:
             future.set_exception(value)
 
 
+_OPEN: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    """Commit write-behind calls still waiting for their turn when the process exits.
+
+    A program that ends its event loop without closing its stores would otherwise drop
+    a result or progress write made in its last two milliseconds.
+    """
+    for db in list(_OPEN):
+        db.flush_now()
+
+
 class Database:
     """One SQLite file, served by one connection (on the event loop or its own thread).
 
@@ -123,6 +139,7 @@ class Database:
         self._closed = False
         self._refs = 1
         self._reset()
+        _OPEN.add(self)
 
     def _reset(self) -> None:
         self._pid = os.getpid()
@@ -246,6 +263,22 @@ class Database:
             self._hand_over(batch)  # locked by another process, or a call failed
         else:
             _settle(outcomes)
+
+    def flush_now(self) -> None:
+        """Run the calls waiting for this loop turn now, on the calling thread if free."""
+        batch = self._take_pending()
+        conn = self._conn
+        if not batch or conn is None or self._pid != os.getpid():
+            return
+        if self._queued or not self._conn_lock.acquire(blocking=False):
+            self._hand_over(batch)
+            return
+        try:
+            outcomes = self._patiently(conn, batch)
+        finally:
+            self._conn_lock.release()
+        # Only write-behind failures are reported: an awaited call's loop is gone by now.
+        _settle([out for out in outcomes if out[0].future is None])
 
     def _hand_over(self, batch: list[_Call]) -> None:
         with self._count_lock:
