@@ -31,6 +31,7 @@ from lexigram.contracts.tasks import (
     WorkflowStatus,
 )
 from lexigram.tasks.backends.sqlite import SQLiteBackend
+from lexigram.tasks.backends.sqlite._base import Purger
 
 
 @pytest_asyncio.fixture
@@ -246,3 +247,26 @@ async def test_one_failing_call_does_not_take_the_others_down(made: Any) -> None
     assert "no such table" in str(outcomes[1])
     assert await store.get("x") is not None
     assert await store.get("y") is not None
+
+
+async def test_expired_results_are_purged_in_bounded_chunks_until_caught_up(made: Any) -> None:
+    store = build(made, "create_result_store")
+    store._purger = Purger(every=3600.0, chunk=100)
+
+    def plant(conn: sqlite3.Connection) -> None:
+        conn.executemany(
+            "INSERT INTO lexigram_results VALUES (?, 1, '{}', 0, 1)",
+            [(f"old{i}",) for i in range(250)],
+        )
+
+    await store.database.call(plant)
+
+    def remaining(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT count(*) FROM lexigram_results").fetchone()[0])
+
+    counts = []
+    for index in range(4):
+        await store.store(f"new{index}", JobResult.ok(data=index))
+        counts.append(await store.database.call(remaining, write=False))
+    # 100 per write while behind (the first purge is due at once), then no more purges.
+    assert counts == [151, 52, 3, 4]

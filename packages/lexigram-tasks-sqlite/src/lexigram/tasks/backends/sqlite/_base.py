@@ -46,6 +46,32 @@ def expiry(ttl: float | None, now: float | None = None) -> float:
     return (time.time() if now is None else now) + ttl
 
 
+class Purger:
+    """Decides when a store deletes expired rows, in bounded chunks.
+
+    A purge runs at most every `every` seconds and deletes at most `chunk` rows, so no
+    single write holds the event loop long; while a purge deletes a full chunk (the
+    store is behind), the next write purges again, until it has caught up.
+    """
+
+    def __init__(self, every: float = 1.0, chunk: int = 2000) -> None:
+        self.chunk = chunk
+        self._every = every
+        self._at = 0.0
+        self._behind = False
+
+    def due(self, now: float) -> bool:
+        """Whether the write made at `now` should purge (and note that it does)."""
+        if self._behind or now - self._at >= self._every:
+            self._at = now
+            return True
+        return False
+
+    def done(self, deleted: int) -> None:
+        """Record how many rows the purge deleted."""
+        self._behind = deleted >= self.chunk
+
+
 class SQLiteStore:
     """Base of every SQLite store: one `Database` (shared or owned).
 

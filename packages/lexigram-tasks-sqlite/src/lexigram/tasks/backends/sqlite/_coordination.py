@@ -17,12 +17,18 @@ from types import TracebackType
 from typing import Any, Self
 
 from lexigram.contracts.tasks import ProgressSnapshot, ProgressStatus
-from lexigram.tasks.backends.sqlite._base import SQLiteStore, Wakeup, dumps, expiry, loads
+from lexigram.tasks.backends.sqlite._base import (
+    Purger,
+    SQLiteStore,
+    Wakeup,
+    dumps,
+    expiry,
+    loads,
+)
 from lexigram.tasks.backends.sqlite._database import Database
 
 _TERMINAL = (ProgressStatus.COMPLETE, ProgressStatus.FAILED)
 _PROGRESS_KEPT = 100  # snapshots kept per task for subscribers that fall behind
-_PURGE_EVERY = 10.0  # seconds between purges of expired progress logs
 _LAST_KEPT = 10_000  # running tasks whose last snapshot a tracker remembers
 _TRIM_EVERY = 25  # trim a task's log on every 25th snapshot
 
@@ -386,7 +392,7 @@ class SQLiteProgressTracker(SQLiteStore):
     def __init__(self, *args: Any, ttl: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._ttl = self.options.progress_ttl if ttl is None else ttl
-        self._purged_at = 0.0
+        self._purger = Purger()
         # The last snapshot this object published per running task, so that `complete`
         # and `fail` need not read it back.
         self._last: dict[str, ProgressSnapshot] = {}
@@ -405,9 +411,8 @@ class SQLiteProgressTracker(SQLiteStore):
         """
         cached = self._last.get(task_id) if needs_last else None
         ttl, now = self._ttl, time.time()
-        purge = now - self._purged_at > _PURGE_EVERY
-        if purge:
-            self._purged_at = now
+        purger = self._purger
+        purge = ttl > 0 and purger.due(now)
 
         def run(conn: sqlite3.Connection) -> None:
             last = cached
@@ -430,8 +435,13 @@ class SQLiteProgressTracker(SQLiteStore):
                     "DELETE FROM lexigram_progress_events WHERE task_id = ? AND seq <= ?",
                     (task_id, seq - _PROGRESS_KEPT),
                 )
-            if purge and ttl > 0:
-                conn.execute("DELETE FROM lexigram_progress_events WHERE at <= ?", (now - ttl,))
+            if purge:
+                cur = conn.execute(
+                    "DELETE FROM lexigram_progress_events WHERE (task_id, seq) IN "
+                    "(SELECT task_id, seq FROM lexigram_progress_events WHERE at <= ? LIMIT ?)",
+                    (now - ttl, purger.chunk),
+                )
+                purger.done(cur.rowcount)
 
         self._db.submit(run, topics=(progress_topic(task_id),), what="record progress")
 

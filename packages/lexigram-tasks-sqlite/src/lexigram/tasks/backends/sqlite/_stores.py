@@ -20,9 +20,14 @@ from lexigram.contracts.tasks import (
     WorkflowStatus,
     WorkflowSummary,
 )
-from lexigram.tasks.backends.sqlite._base import SQLiteStore, Wakeup, dumps, expiry, loads
-
-_PURGE_EVERY = 10.0  # seconds between opportunistic purges of expired rows
+from lexigram.tasks.backends.sqlite._base import (
+    Purger,
+    SQLiteStore,
+    Wakeup,
+    dumps,
+    expiry,
+    loads,
+)
 
 
 def result_topic(job_id: str) -> str:
@@ -41,7 +46,7 @@ class SQLiteResultStore(SQLiteStore):
     def __init__(self, *args: Any, ttl: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._ttl = self.options.result_ttl if ttl is None else ttl
-        self._purged_at = 0.0
+        self._purger = Purger()
 
     async def store(self, job_id: str, result: JobResult) -> None:
         """Store `result` under `job_id` (replacing any earlier one) and wake waiters.
@@ -51,15 +56,19 @@ class SQLiteResultStore(SQLiteStore):
         """
         data = dumps(result.to_dict(), what=f"result of job {job_id}")
         now = time.time()
-        purge = now - self._purged_at > _PURGE_EVERY
-        if purge:
-            self._purged_at = now
+        purger = self._purger
+        purge = purger.due(now)
         row = (job_id, 1 if result.success else 0, data, now, expiry(self._ttl, now))
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO lexigram_results VALUES (?, ?, ?, ?, ?)", row)
             if purge:
-                conn.execute("DELETE FROM lexigram_results WHERE expires_at <= ?", (now,))
+                cur = conn.execute(
+                    "DELETE FROM lexigram_results WHERE job_id IN (SELECT job_id FROM "
+                    "lexigram_results WHERE expires_at <= ? LIMIT ?)",
+                    (now, purger.chunk),
+                )
+                purger.done(cur.rowcount)
 
         # Write-behind: the worker acks the job next, and that ack's commit (awaited)
         # comes after this one on the same connection.
