@@ -213,7 +213,17 @@ def unit(session: nox.Session, package: str) -> None:
 
 def _unit(session: nox.Session, package: str) -> None:
     extra = UNIT_EXTRA_DEPS.get(package, [])
-    session.install(*TEST_DEPS, *extra, *_editable(_first_party_closure(package)))
+    # A package's `test` extra declares what its tests need beyond its own dependencies (a
+    # backend that runs core's conformance kit names core there): those first-party
+    # distributions are installed editable too, the rest from the index.
+    dists = _first_party_closure(package)
+    for raw in _pyproject(package)["project"].get("optional-dependencies", {}).get("test", []):
+        name = canonicalize_name(Requirement(raw).name)
+        if name in FIRST_PARTY:
+            dists += [dist for dist in _first_party_closure(name) if dist not in dists]
+        else:
+            extra = [*extra, raw]
+    session.install(*TEST_DEPS, *extra, *_editable(dists))
     session.run("pytest", *_pytest_args(session, f"packages/{package}/tests"))
 
 
