@@ -1,6 +1,6 @@
 """RabbitMQ task-queue benchmark: lexigram-tasks against Taskiq, Dramatiq and Celery.
 
-Workloads (design §8), each run side by side for every framework on the same broker,
+Workloads (W1–W4, see benchmarks/README.md), each run side by side for every framework on the same broker,
 median of --runs:
 
 - W1 single: enqueue N1 no-op jobs one by one (awaiting each), jobs/s.

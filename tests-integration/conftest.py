@@ -1,4 +1,4 @@
-"""Service URLs for the integration suite (house-style §2.7).
+"""Service URLs for the integration suite.
 
 Each URL resolves, once per session, in this order:
 

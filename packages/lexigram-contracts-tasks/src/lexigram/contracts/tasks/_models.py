@@ -119,8 +119,6 @@ class JobResult:
 class Job:
     """A background job: a named unit of work with arguments, priority and retry state.
 
-    `lexigram.tasks` exports this class under the seed's name `JobProtocol` too.
-
     Attributes:
         id: Unique job identifier (a uuid4 string when left empty).
         name: Task name; selects the handler.
