@@ -1,6 +1,6 @@
 r"""PostgreSQL queues side by side: lexigram-tasks vs pgqueuer, procrastinate and SAQ.
 
-Workloads (W1–W4, see benchmarks/README.md), each framework at its best documented settings, one worker
+Workloads W1-W4 (benchmarks/README.md), each framework at its best documented settings, one worker
 process each, every framework in its own database of the same local server:
 
 - W1  enqueue N no-op jobs one by one, and in bulk (the framework's batch API)

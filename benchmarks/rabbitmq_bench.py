@@ -1,7 +1,7 @@
 """RabbitMQ task-queue benchmark: lexigram-tasks against Taskiq, Dramatiq and Celery.
 
-Workloads (W1–W4, see benchmarks/README.md), each run side by side for every framework on the same broker,
-median of --runs:
+Workloads W1-W4 (benchmarks/README.md), each run side by side for every framework on the
+same broker, median of --runs:
 
 - W1 single: enqueue N1 no-op jobs one by one (awaiting each), jobs/s.
 - W1 gather: enqueue N no-op jobs with single-job calls, 1,000 concurrent at a time

@@ -1,6 +1,6 @@
 """Redis task-queue benchmark: lexigram-tasks against arq, SAQ, Taskiq, streaq and Dramatiq.
 
-Workloads (W1–W4, see benchmarks/README.md), each run side by side for every framework, median of --runs:
+Workloads W1-W4 (benchmarks/README.md), each run side by side for every framework, median of --runs:
 
 - W1 single: enqueue N1 no-op jobs one by one (awaiting each), jobs/s.
 - W1 bulk:   enqueue N no-op jobs with the framework's bulk API (gather when it has
