@@ -294,17 +294,12 @@ def _collect_provider(provider: Any, app: LoadedApp) -> None:
 
 
 def _add_task_function(function: TaskFunction[Any, Any], app: LoadedApp) -> None:
-    name = function._task_name  # noqa: SLF001 - the decorator's public metadata
-    app.handlers.register(name, function)
-    cron = function._cron  # noqa: SLF001
-    if cron:
-        template = JobTemplate(
-            name=name,
-            priority=function._priority,  # noqa: SLF001
-            max_retries=function._max_retries,  # noqa: SLF001
-            timeout=function._timeout,  # noqa: SLF001
-        )
-        app.schedules.append(Schedule(f"cli:{name}", template, cron))
+    name = function.name
+    app.handlers.register(name, function, options=function.options)
+    if function.cron:
+        # Retries and timeout stay unset: the worker takes them from the registered task.
+        template = JobTemplate(name=name, priority=function.options.priority)
+        app.schedules.append(Schedule(f"cli:{name}", template, function.cron))
 
 
 def _collect_module(module: types.ModuleType, app: LoadedApp) -> None:
@@ -313,7 +308,7 @@ def _collect_module(module: types.ModuleType, app: LoadedApp) -> None:
             _add_task_function(value, app)
         elif isinstance(value, HandlerRegistry):
             for name, handler in value.items():
-                app.handlers.register(name, handler)
+                app.handlers.register(name, handler, options=value.options(name))
 
 
 def _watch_paths(module: types.ModuleType) -> list[Path]:

@@ -105,8 +105,20 @@ class PriorityParam(ParamBase):
     help="Run no earlier than this many seconds from now.",
 )
 @click.option("--queue", "-q", metavar="NAME", help="Queue name. Default: the config's queue_name.")
-@click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True)
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS")
+@click.option(
+    "--max-retries",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Retry limit of this job. Default: the task's definition decides.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Time limit of this job. Default: the task's definition decides.",
+)
 @click.option(
     "--idempotency-key",
     metavar="KEY",
@@ -125,7 +137,7 @@ def enqueue_command(
     priority: int,
     delay: float,
     queue: str | None,
-    max_retries: int,
+    max_retries: int | None,
     timeout: float | None,
     idempotency_key: str | None,
     backend: str | None,

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lexigram.tasks.decorators import TaskFunction
+from lexigram.tasks.execution import TaskOptions
 
 logger = logging.getLogger(__name__)
 
@@ -45,17 +46,20 @@ class HandlerSpec:
         task_name: The task name jobs carry.
         handler: The bound method to run.
         cron: Cron expression to schedule it with, or None.
-        priority: Priority of scheduled jobs.
-        max_retries: Retry limit of scheduled jobs (None: the task definition decides).
-        timeout: Timeout of scheduled jobs (None: the worker's default).
+        options: The task's options (a ``@task`` method's; None for a ``handle()``
+            class, which runs with the defaults). The handler is registered with them,
+            so the worker applies them to every job of the task, however it was made.
     """
 
     task_name: str
     handler: Callable[..., Any]
     cron: str | None = None
-    priority: int = 0
-    max_retries: int | None = None
-    timeout: float | None = None
+    options: TaskOptions | None = None
+
+    @property
+    def priority(self) -> int:
+        """Priority of the jobs a schedule of this task enqueues."""
+        return self.options.priority if self.options is not None else 0
 
 
 def _entry_method(cls: type) -> str | None:
@@ -133,15 +137,12 @@ def handler_specs(instance: object) -> list[HandlerSpec]:
                 cron=cron if isinstance(cron, str) and cron.strip() else None,
             )
         )
-    # The decorator's underscored attributes are its published metadata.
     specs.extend(
         HandlerSpec(
-            task_name=function._task_name,  # noqa: SLF001
-            handler=types.MethodType(function._func, instance),  # noqa: SLF001
-            cron=function._cron,  # noqa: SLF001
-            priority=function._priority,  # noqa: SLF001
-            max_retries=function._max_retries,  # noqa: SLF001
-            timeout=function._timeout,  # noqa: SLF001
+            task_name=function.name,
+            handler=types.MethodType(function.__wrapped__, instance),
+            cron=function.cron,
+            options=function.options,
         )
         for function in _task_functions(cls).values()
     )

@@ -399,19 +399,15 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
                     )
                 self._class_tasks.append(spec.task_name)
                 if spec.cron is None:
-                    self.register_handler(spec.task_name, spec.handler)
+                    self.register_handler(spec.task_name, spec.handler, options=spec.options)
                 else:
                     self._class_schedules.append(f"scheduled:{spec.task_name}")
                     self._register_and_schedule(
                         spec.task_name,
                         spec.handler,
                         spec.cron,
-                        JobTemplate(
-                            name=spec.task_name,
-                            priority=spec.priority,
-                            max_retries=spec.max_retries,
-                            timeout=spec.timeout,
-                        ),
+                        JobTemplate(name=spec.task_name, priority=spec.priority),
+                        spec.options,
                     )
 
     async def shutdown(self) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lexigram.contracts.tasks import Job, JobTemplate, TaskRegistrationError
-from lexigram.tasks.execution import HandlerRegistry
+from lexigram.tasks.execution import HandlerRegistry, TaskOptions
 from lexigram.tasks.scheduling import TaskScheduler
 
 logger = logging.getLogger(__name__)
@@ -19,14 +19,22 @@ class HandlerRegistrationMixin:
     registry: HandlerRegistry
     scheduler: TaskScheduler | None
 
-    def register_handler(self, task_name: str, handler: Callable[..., Any]) -> None:
+    def register_handler(
+        self,
+        task_name: str,
+        handler: Callable[..., Any],
+        *,
+        options: TaskOptions | None = None,
+    ) -> None:
         """Register a task handler (workers see it at once, even after boot).
 
         Args:
             task_name: Name of the task type.
             handler: Handler function (sync or async).
+            options: The task's options (default: a ``@task`` function's own, else
+                the defaults); the worker runs every job of the task with them.
         """
-        self.registry.register(task_name, handler)
+        self.registry.register(task_name, handler, options=options)
 
     def register_scheduled_task(self, task_func: Any) -> None:
         """Register a decorated task function for scheduling.
@@ -53,19 +61,21 @@ class HandlerRegistrationMixin:
                 "(or register a plain task with register_handler)."
             )
             raise TaskRegistrationError(msg, details={"missing": missing})
-        template = JobTemplate(
-            name=str(name),
-            priority=int(getattr(task_func, "_priority", 0)),
-            max_retries=getattr(task_func, "_max_retries", None),
-            timeout=getattr(task_func, "_timeout", None),
-        )
+        # Retries and timeout are left to the task's registered options: the worker
+        # applies them to every job of the task, scheduled or not.
+        template = JobTemplate(name=str(name), priority=int(getattr(task_func, "_priority", 0)))
         self._register_and_schedule(str(name), task_func, str(cron), template)
 
     def _register_and_schedule(
-        self, name: str, handler: Callable[..., Any], cron: str, template: JobTemplate
+        self,
+        name: str,
+        handler: Callable[..., Any],
+        cron: str,
+        template: JobTemplate,
+        options: TaskOptions | None = None,
     ) -> None:
-        previous = self.registry.get_handler(name)
-        self.registry.register(name, handler)
+        previous = self.registry.lookup(name)
+        self.registry.register(name, handler, options=options)
         if self.scheduler is None:
             logger.warning(
                 "Task %r is registered but not scheduled (cron %r): the scheduler is disabled.",
@@ -81,7 +91,7 @@ class HandlerRegistrationMixin:
             if previous is None:
                 self.registry.remove(name)
             else:
-                self.registry.register(name, previous)
+                self.registry.register(name, previous[0], options=previous[1])
             msg = (
                 f"Cannot schedule task {name!r} with cron {cron!r}: {exc} The handler "
                 "registration was rolled back; fix the cron expression."
