@@ -87,6 +87,45 @@ def test_worker_burst_runs_every_job_then_exits_0(app_module: ModuleType) -> Non
     assert "5 processed, 5 succeeded, 0 failed" in result.stderr
 
 
+def test_worker_log_jobs_logs_one_info_line_per_completed_job(app_module: ModuleType) -> None:
+    enqueue(app_module, *(Job(name="add", args=(n, 1)) for n in range(3)))
+    result = worker(app_module, "--burst", "--log-jobs")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if "(add) completed in" in line]
+    assert len(lines) == 3, result.stderr
+    assert all("(attempt 1)" in line for line in lines)
+
+
+def test_worker_logs_no_job_lines_by_default(app_module: ModuleType) -> None:
+    enqueue(app_module, Job(name="add", args=(1, 1)))
+    result = worker(app_module, "--burst", "--log-level", "info")
+    assert result.exit_code == 0, result.output
+    assert "completed in" not in result.stderr
+
+
+CONFIGURED_APP = """
+from lexigram.tasks import MemoryTaskQueue, TaskConfig, TaskProvider
+
+queue = MemoryTaskQueue(queue_name="work")
+config = TaskConfig.from_dict({"worker": {"log_jobs": True, "loop_lag_threshold": 0}})
+provider = TaskProvider(queue=queue, config=config)
+provider.register_handler("add", lambda a, b: a + b)
+"""
+
+
+def test_worker_log_jobs_comes_from_the_worker_config_section(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"cli_worker_configured_{uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(CONFIGURED_APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    enqueue(module, Job(name="add", args=(2, 2)))
+    result = worker(module, "--burst")
+    assert result.exit_code == 0, result.output
+    assert "(add) completed in" in result.stderr
+
+
 def test_worker_sigterm_drains_running_job_and_exits_0(app_module: ModuleType) -> None:
     enqueue(
         app_module,
@@ -140,6 +179,7 @@ def test_worker_options_round_trip_to_child_arguments() -> None:
         burst=False,
         connect_timeout=2.0,
         debug=True,
+        log_jobs=True,
     )
     args = options.child_args()
     assert args[:4] == ["worker", "m:p", "--workers", "1"]
@@ -152,6 +192,7 @@ def test_worker_options_round_trip_to_child_arguments() -> None:
     assert parsed["concurrency"] == 7
     assert parsed["backend"] == "redis://h/0"
     assert parsed["debug"] is True
+    assert parsed["log_jobs"] is True
 
 
 # -- real processes: supervision and reload -------------------------------------------------

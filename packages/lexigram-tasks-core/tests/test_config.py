@@ -226,3 +226,22 @@ def test_config_secrets_never_appear_in_repr_dump_or_errors():
     assert PASSWORD not in str(info.value)
     assert PASSWORD not in repr(info.value.details)
     assert "redis://user:***@cache:6379/0" in str(info.value)
+
+
+def test_worker_section_sets_job_logging_and_the_loop_lag_monitor() -> None:
+    from lexigram.tasks import HandlerRegistry, MemoryTaskQueue, TaskWorker
+
+    defaults = TaskConfig().effective_worker()
+    assert (defaults.log_jobs, defaults.loop_lag_threshold) == (False, 0.5)
+    config = TaskConfig.from_dict({"worker": {"log_jobs": "true", "loop_lag_threshold": "0"}})
+    section = config.effective_worker()
+    assert (section.log_jobs, section.loop_lag_threshold) == (True, 0.0)
+    worker = TaskWorker("w", MemoryTaskQueue(), HandlerRegistry(), config=section)
+    assert worker.lag_monitor is None  # 0 turns the monitor off
+    watched = TaskWorker("w", MemoryTaskQueue(), HandlerRegistry(), config=defaults)
+    assert watched.lag_monitor is not None
+
+
+def test_worker_section_rejects_a_negative_loop_lag_threshold() -> None:
+    with pytest.raises(TaskConfigurationError, match=r"loop_lag_threshold = -1: must be ≥ 0"):
+        TaskConfig.from_dict({"worker": {"loop_lag_threshold": -1}})

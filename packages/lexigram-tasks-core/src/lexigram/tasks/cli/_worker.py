@@ -76,6 +76,7 @@ class WorkerOptions:
     burst: bool
     connect_timeout: float
     debug: bool
+    log_jobs: bool = False
 
     def child_args(self) -> list[str]:
         """The arguments of one supervised child: the same options, one process."""
@@ -93,6 +94,8 @@ class WorkerOptions:
         args += ["--connect-timeout", str(self.connect_timeout)]
         if self.burst:
             args.append("--burst")
+        if self.log_jobs:
+            args.append("--log-jobs")
         if self.debug:
             args.append("--debug")
         return args
@@ -132,6 +135,11 @@ class WorkerOptions:
 @log_level_option("info")
 @click.option("--reload", is_flag=True, help="Restart when the APP's source changes (development).")
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty and nothing runs.")
+@click.option(
+    "--log-jobs",
+    is_flag=True,
+    help="Log a line at INFO for every completed job. Default: worker.log_jobs (off).",
+)
 @config_option
 @connect_timeout_option
 @debug_option
@@ -190,6 +198,8 @@ def _worker_config(options: WorkerOptions, base: TaskWorkerConfig) -> TaskWorker
         updates["max_concurrent_tasks"] = options.concurrency
     if options.shutdown_timeout is not None:
         updates["shutdown_timeout"] = options.shutdown_timeout
+    if options.log_jobs:
+        updates["log_jobs"] = True
     return base.model_copy(update=updates)
 
 

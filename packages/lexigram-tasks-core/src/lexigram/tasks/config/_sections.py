@@ -193,6 +193,11 @@ class TaskWorkerConfig(_Section):
         retry: Backoff between retries of a failed job.
         max_deliveries: Deliveries of one job not explained by its retries (a worker
             died or released it mid-run) after which it is dead-lettered as a crash loop.
+        log_jobs: Log one line at INFO for every job that completes (task, job id,
+            duration, attempt); failures are logged either way.
+        loop_lag_threshold: Seconds the event loop may be blocked (a task calling
+            blocking code) before the worker warns, naming the running tasks; 0 turns
+            the monitor off.
     """
 
     config_path: ClassVar[str] = "tasks.worker"
@@ -223,6 +228,12 @@ class TaskWorkerConfig(_Section):
         default=5,
         ge=1,
         json_schema_extra=_fix("Set how many unexplained deliveries to allow, ≥ 1."),
+    )
+    log_jobs: bool = False
+    loop_lag_threshold: float = Field(
+        default=0.5,
+        ge=0.0,
+        json_schema_extra=_fix("Set seconds ≥ 0, e.g. 0.5 (0 turns the loop-lag warning off)."),
     )
 
 
