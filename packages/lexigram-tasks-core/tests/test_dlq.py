@@ -262,3 +262,65 @@ async def test_both_dlqs_satisfy_the_one_protocol(make_dlq: Any) -> None:
     assert await _settle(dlq.remove(other.id)) is False
     await _settle(dlq.add(other, "again"))
     assert await _settle(dlq.clear()) == 1
+
+
+@pytest.mark.parametrize("make_dlq", [DeadLetterQueue, PersistentDeadLetterQueue])
+async def test_attempt_count_is_the_workers_attempts(make_dlq: Any) -> None:
+    dlq: DLQProtocol = make_dlq()
+    ran_twice = failed_job("flaky", retries=1)
+    never_ran = failed_job("unknown", retries=0)
+    legacy = failed_job("legacy", retries=2)
+    await _settle(dlq.add(ran_twice, "E", reason="max_retries", attempts=2, max_retries=1))
+    await _settle(dlq.add(never_ran, "E", reason="unknown_task", attempts=0))
+    await _settle(dlq.add(legacy, "E", attempts="many"))  # not a count: the retry count
+    counts = {
+        job.name: (await _settle(dlq.get(job.id))).attempt_count
+        for job in (ran_twice, never_ran, legacy)
+    }
+    assert counts == {"flaky": 2, "unknown": 0, "legacy": 2}
+    record = await _settle(dlq.get(ran_twice.id))
+    assert record.metadata["max_retries"] == 1
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+async def test_dlq_shows_the_attempt_number_the_worker_logs(
+    persistent: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+    import logging
+
+    from lexigram.tasks.config import RetryConfig, TaskWorkerConfig
+    from lexigram.tasks.decorators import task
+    from lexigram.tasks.execution import HandlerRegistry, TaskWorker, TaskWorkerServices
+    from lexigram.tasks.testing import HookRecorder
+
+    @task(max_retries=1)
+    async def flaky() -> None:
+        msg = "still down"
+        raise ConnectionError(msg)
+
+    queue = MemoryTaskQueue()
+    dlq = PersistentDeadLetterQueue(queue=queue) if persistent else DeadLetterQueue()
+    registry = HandlerRegistry()
+    registry.register(flaky.name, flaky)
+    hooks = HookRecorder()
+    worker = TaskWorker(
+        "w1",
+        queue,
+        registry,
+        TaskWorkerConfig(retry=RetryConfig(initial_delay=0.01, jitter=0.0), poll_interval=0.05),
+        TaskWorkerServices(dead_letter_queue=dlq, hooks=hooks),
+    )
+    job = Job(name="flaky")
+    (await queue.enqueue(job)).unwrap()
+    with caplog.at_level(logging.ERROR):
+        await worker.start()
+        try:
+            async with asyncio.timeout(5):
+                await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+        finally:
+            await worker.stop()
+    record = await _settle(dlq.get(job.id))
+    assert record.attempt_count == 2
+    assert record.job.retry_count == 1
+    assert any("dead-lettered after 2 attempt(s)" in r.getMessage() for r in caplog.records)

@@ -99,7 +99,7 @@ async def test_worker_retries_with_growing_delays_then_dead_letters_with_traceba
     assert record.traceback is not None
     assert "raise_value_error" in record.traceback
     assert "ValueError: bad input 5" in record.traceback
-    assert record.attempt_count == 3
+    assert record.attempt_count == 4  # the first run and 3 retries, as the log says
     assert record.metadata["reason"] == "max_retries"
     assert record.metadata["attempts"] == 4
     failed = await store.get(job.id)

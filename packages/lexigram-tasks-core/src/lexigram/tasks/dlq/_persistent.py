@@ -12,7 +12,7 @@ from lexigram.contracts.tasks import (
     Job,
     TaskQueueProtocol,
 )
-from lexigram.tasks.dlq._queue import enqueue_again, reset_for_retry
+from lexigram.tasks.dlq._queue import attempt_count, enqueue_again, reset_for_retry
 
 DLQBackend = DLQBackendProtocol
 """The storage protocol of `PersistentDeadLetterQueue` (alias of `DLQBackendProtocol`)."""
@@ -109,13 +109,15 @@ class PersistentDeadLetterQueue:
             job: The failed job.
             error: Error message.
             traceback: Full traceback string.
-            **metadata: Additional metadata.
+            **metadata: Additional metadata (reason, worker id, ``attempts``,
+                ``max_retries``, ...). ``attempts`` becomes the record's
+                ``attempt_count`` (default: the job's retry count).
         """
         record = FailureRecord(
             job=job,
             error=error,
             traceback=traceback,
-            attempt_count=job.retry_count,
+            attempt_count=attempt_count(job, metadata),
             metadata=dict(metadata),
         )
         await self.backend.add(job.id, record.to_dict())

@@ -16,6 +16,19 @@ from lexigram.contracts.tasks import (
 )
 
 
+def attempt_count(job: Job, metadata: dict[str, Any]) -> int:
+    """The attempts a dead-lettered job had: the worker's ``attempts``, else its retry count.
+
+    The worker passes ``attempts`` (runs of the handler, the number its log line shows;
+    0 for a job that could not run at all); a caller that passes none gets the job's
+    retry count, as before.
+    """
+    attempts = metadata.get("attempts")
+    if isinstance(attempts, int) and not isinstance(attempts, bool) and attempts >= 0:
+        return attempts
+    return job.retry_count
+
+
 def reset_for_retry(job: Job) -> Job:
     """Reset a dead-lettered job so that it runs again from scratch (returns the same job)."""
     job.status = JobStatus.PENDING
@@ -84,7 +97,9 @@ class DeadLetterQueue:
             job: The failed job.
             error: Error message.
             traceback: Full traceback string.
-            **metadata: Additional metadata (reason, worker id, ...).
+            **metadata: Additional metadata (reason, worker id, ``attempts``,
+                ``max_retries``, ...). ``attempts`` becomes the record's
+                ``attempt_count`` (default: the job's retry count).
         """
         records = self._records
         records.pop(job.id, None)
@@ -92,7 +107,7 @@ class DeadLetterQueue:
             job=job,
             error=error,
             traceback=traceback,
-            attempt_count=job.retry_count,
+            attempt_count=attempt_count(job, metadata),
             metadata=dict(metadata),
         )
         self._total_added += 1
