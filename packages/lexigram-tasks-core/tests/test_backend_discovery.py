@@ -5,7 +5,6 @@ from importlib.metadata import EntryPoint
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from lexigram.contracts.tasks import (
     BackendConflictError,
@@ -15,7 +14,7 @@ from lexigram.contracts.tasks import (
     TaskBackendSpec,
 )
 from lexigram.tasks import _backends
-from lexigram.tasks.config import NamedTaskConfig, TaskBackendConfig
+from lexigram.tasks.config import TaskBackendConfig
 
 
 class _FakeDist:
@@ -267,18 +266,6 @@ def test_two_backends_claiming_one_scheme_conflict(fake_entry_points: list[Any])
     fake_entry_points.append(_FakeEntryPoint("b", "m:backend", "dist-b", Backend()))
     with pytest.raises(BackendConflictError, match="several installed backends"):
         _backends.backend_for_scheme("same")
-
-
-def test_spec_from_config_unwraps_secret_and_prefers_generic_url() -> None:
-    named = NamedTaskConfig(
-        name="n", type="redis", redis_url=SecretStr("redis://u:pw@h:1/0"), queue_name="q"
-    )
-    spec = _backends.spec_from_config(named)
-    assert spec.url == "redis://u:pw@h:1/0"
-    assert "pw" not in repr(spec)
-    assert spec.name == "n"
-    generic = TaskBackendConfig(type="acme", url=SecretStr("acme://x"))
-    assert _backends.spec_from_config(generic).url == "acme://x"
 
 
 def test_registry_explicit_factory_wins_over_entry_points() -> None:

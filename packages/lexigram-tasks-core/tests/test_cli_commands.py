@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from lexigram.contracts.tasks import BackendNotFoundError
 from lexigram.tasks.cli import cli
-from lexigram.tasks.cli._context import parse_backend, resolve_spec
+from lexigram.tasks.cli._context import resolve_spec
 from lexigram.tasks.config import TaskConfig
 
 # These tests run on the memory backend: configured through the environment, so the
@@ -128,24 +128,6 @@ def test_dlq_retry_all_asks_before_acting() -> None:
     result = run("dlq", "retry-all", stdin="n\n")
     assert result.exit_code == 130
     assert "Requeue every dead-lettered job?" in result.output
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("redis://localhost:6379/0", ("redis", "redis://localhost:6379/0")),
-        ("rediss://h:6380", ("redis", "rediss://h:6380")),
-        ("amqp://guest:guest@h/", ("rabbitmq", "amqp://guest:guest@h/")),
-        ("amqps://h/", ("rabbitmq", "amqps://h/")),
-        ("postgresql://h/db", ("postgres", "postgresql://h/db")),
-        ("postgres://h/db", ("postgres", "postgres://h/db")),
-        ("memory", ("memory", None)),
-        ("Redis", ("redis", None)),
-        ("memory://", ("memory", "memory://")),
-    ],
-)
-def test_parse_backend_maps_schemes_and_names(value: str, expected: tuple[str, str | None]) -> None:
-    assert parse_backend(value) == expected
 
 
 def test_resolve_spec_keeps_options_only_for_the_same_type() -> None:

@@ -97,12 +97,6 @@ def test_cli_unknown_backend_type_is_one_line_with_exit_2() -> None:
     )
 
 
-def test_cli_unknown_url_scheme_is_one_line_with_exit_2() -> None:
-    result = run("inspect", "--backend", "mysql://root:hunter2@db/app")
-    assert_one_line_error(result, "scheme 'mysql'", "redis://")
-    assert "hunter2" not in result.output
-
-
 def test_cli_unknown_app_module_is_one_line_with_exit_2() -> None:
     result = run("worker", "no_such_module_for_cli_tests:registry")
     assert_one_line_error(result, "Cannot import 'no_such_module_for_cli_tests'", "PYTHONPATH")

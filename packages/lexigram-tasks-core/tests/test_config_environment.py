@@ -47,45 +47,6 @@ def test_validate_flags_guest_guest_and_masks_the_password():
     assert _issues(config, "development")["tasks.backend.url"].severity == "warning"
 
 
-def test_validate_flags_placeholder_password():
-    config = TaskConfig.from_dict(
-        {"backend": {"type": "redis", "redis_url": "redis://:changeme@cache:6379"}}
-    )
-    issue = _issues(config, "production")["tasks.backend.redis_url"]
-    assert "placeholder" in issue.message
-    assert "changeme" not in str(issue)
-
-
-def test_validate_flags_default_url_and_localhost_and_no_password_in_production():
-    default = TaskConfig.from_dict({"backend": {"type": "redis"}})
-    messages = [i.message for i in default.validate_for_environment("production")]
-    assert any("built-in default placeholder" in m for m in messages)
-    assert any("no password" in m for m in messages)
-    local = TaskConfig.from_dict(
-        {"backend": {"type": "redis", "redis_url": f"redis://:{PASSWORD}@127.0.0.1:6380/0"}}
-    )
-    # Other issues (e.g. "backend 'redis' is not installed" in a core-only env) may be listed too.
-    (issue,) = [i for i in local.validate_for_environment("production") if "points at" in i.message]
-    assert issue.severity == "warning"
-    assert "points at 127.0.0.1" in issue.message
-    assert PASSWORD not in str(issue)
-
-
-def test_validate_postgres_without_dsn_is_an_error():
-    config = TaskConfig.from_dict({"backends": [{"name": "pg", "type": "postgres"}]})
-    issue = _issues(config, "development")["tasks.backends[0].postgres_dsn"]
-    assert issue.severity == "error"
-
-
-def test_validate_unknown_backend_type_names_installed_types():
-    config = TaskConfig.from_dict({"backend": {"type": "rediss"}})
-    issue = _issues(config, "development")["tasks.backend.type"]
-    assert issue.severity == "error"
-    assert "'memory'" in issue.message
-    assert "Did you mean 'redis'?" in issue.fix
-    assert "pip install" not in issue.fix  # redis is installed here
-
-
 def test_validate_workers_disabled_with_scheduler_warns():
     config = TaskConfig.from_dict({"worker": {"worker_count": 0}})
     issue = _issues(config, "development")["tasks.worker.worker_count"]

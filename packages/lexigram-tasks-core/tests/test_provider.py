@@ -7,7 +7,6 @@ import pytest
 
 from lexigram.app import Application, ApplicationStartError
 from lexigram.contracts.tasks import (
-    BackendNotFoundError,
     DLQBackendProtocol,
     HookRegistryProtocol,
     Job,
@@ -118,20 +117,6 @@ def test_provider_builds_queue_from_config_type_through_discovery():
     assert isinstance(queue, MemoryTaskQueue)
     assert queue.queue_name == "jobs"
     assert provider.queue is queue
-
-
-async def test_provider_unknown_backend_type_fails_at_start_naming_field_value_and_fix():
-    provider = TaskProvider(config=TaskConfig.from_dict({"backend": {"type": "rediss"}}))
-    app = Application().use(provider)
-    with pytest.raises(ApplicationStartError) as info:
-        await app.start()
-    cause = info.value.__cause__
-    assert isinstance(cause, BackendNotFoundError)
-    assert cause.message.startswith(
-        "tasks.backend.type = 'rediss': No task backend named 'rediss' is installed (installed: "
-    )
-    assert cause.message.endswith("Did you mean 'redis'?")
-    assert _other_tasks() == set()
 
 
 async def test_provider_register_binds_every_service():
