@@ -10,7 +10,7 @@ from lexigram.contracts.tasks import Job, JobStatus, ProgressStatus
 from lexigram.di import Container, Named
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import TaskWorkerConfig
-from lexigram.tasks.execution import HandlerRegistry, TaskWorker, TaskWorkerServices
+from lexigram.tasks.execution import HandlerRegistry, Reject, TaskWorker, TaskWorkerServices
 from lexigram.tasks.hooks import TaskCompletedHook, TaskStartedHook
 from lexigram.tasks.idempotency import IdempotencyManager
 from lexigram.tasks.middleware import (
@@ -204,28 +204,51 @@ async def test_worker_progress_reaches_live_subscribers() -> None:
     assert late[0].percent == 100.0
 
 
-async def test_worker_publishes_terminal_progress_even_without_reports() -> None:
+async def test_a_job_without_progress_writes_none_and_readers_fall_back_to_its_result() -> None:
     queue = MemoryTaskQueue()
-    live = InMemoryProgressTracker()
+    store = InMemoryResultStore()
+    live = InMemoryProgressTracker(results=store)
+    plain = InMemoryProgressTracker()
     hooks = HookRecorder()
 
     async def quiet() -> None:
         return None
 
+    async def broken() -> None:
+        reason = "no"
+        raise Reject(reason)
+
     worker = TaskWorker(
         "w1",
         queue,
-        {"quiet": quiet},
-        services=TaskWorkerServices(progress_tracker=live, hooks=hooks),
+        {"quiet": quiet, "broken": broken},
+        services=TaskWorkerServices(progress_tracker=live, result_store=store, hooks=hooks),
     )
-    job = Job(name="quiet")
+    job, bad = Job(name="quiet"), Job(name="broken")
+    follower = asyncio.ensure_future(_collect(live.subscribe(job.id)))
+    await asyncio.sleep(0)
     await enqueue(queue, job)
+    await enqueue(queue, bad)
     await worker.start()
-    await hooks.wait_until(lambda: job.id in hooks.ids("task.completed"))
+    await hooks.wait_until(
+        lambda: job.id in hooks.ids("task.completed") and bad.id in hooks.ids("task.failed")
+    )
     await worker.stop()
+    assert await plain.get(job.id) is None  # nothing was published for it
     snapshot = await live.get(job.id)
     assert snapshot is not None
     assert snapshot.status is ProgressStatus.COMPLETE
+    assert snapshot.percent == 100.0
+    followed = await asyncio.wait_for(follower, 5)
+    assert [s.status for s in followed] == [ProgressStatus.COMPLETE]
+    failed = await live.get(bad.id)
+    assert failed is not None
+    assert failed.status is ProgressStatus.FAILED
+    assert "no" in failed.error
+
+
+async def _collect(snapshots: Any) -> list[Any]:
+    return [snapshot async for snapshot in snapshots]
 
 
 async def test_worker_runs_sync_handlers_in_a_thread() -> None:

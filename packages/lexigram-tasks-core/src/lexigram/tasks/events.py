@@ -369,6 +369,11 @@ class EventBus:
     def __repr__(self) -> str:
         return f"EventBus(subscribers={len(self._subscribers)})"
 
+    @property
+    def has_subscribers(self) -> bool:
+        """True while anything is subscribed (an emitter may skip building events)."""
+        return bool(self._subscribers)
+
     def subscribe(
         self, event_type: type[_E], handler: Callable[[_E], Awaitable[None] | None]
     ) -> Callable[[], None]:

@@ -125,7 +125,9 @@ class Settler:
         events: The job event stream (observers: hooks, dashboard, metrics...).
         result_store: Where results are stored (None: nowhere).
         progress_store: Where handlers' progress is saved.
-        progress_tracker: Live progress tracker; each job's terminal state is published.
+        progress_tracker: Live progress tracker; the terminal state of each job that
+            reported progress (its handler took a `ProgressTracker`) is published. A job
+            that never did writes no progress at all: its end is its result and status.
         retry_policy: ``compute_delay(attempt)`` / ``get_delay(attempt)`` overriding the
             configured backoff of tasks that set none of their own.
         idempotency: Idempotency manager (``mark_completed`` / ``release``).
@@ -166,8 +168,9 @@ class Settler:
         self.logger = logger
         self.log_jobs = log_jobs
         self._queue_name = str(getattr(queue, "queue_name", "") or "")
-        # Whether every job needs _after_end (live progress, idempotency keys).
-        self._finishing = progress_tracker is not None or idempotency is not None
+        # Whether every job needs _after_end (idempotency keys); a job whose handler
+        # took a ProgressTracker needs it too (entry.tracker is set).
+        self._finishing = idempotency is not None
         # Attempts that ran at least `long_job_seconds` (the loop-lag threshold), as
         # (task name, finished at): the loop-lag monitor wakes after a blocking job
         # ended, and names it from here.
@@ -458,10 +461,13 @@ class Settler:
     # -- after the end ---------------------------------------------------------------
 
     async def _after_end(self, entry: Running, result: JobResult) -> None:
-        """Finish the job's progress record and its idempotency key; errors are logged."""
+        """Finish the job's progress record and its idempotency key; errors are logged.
+
+        Only a job whose handler took a `ProgressTracker` has a progress record to
+        finish: the others write no progress row or snapshot per job (readers of
+        progress fall back to the job's result).
+        """
         tracker = entry.tracker
-        if tracker is None and self.progress_tracker is not None:
-            tracker = self.tracker_for(entry)
         if tracker is not None and not tracker.finished:
             try:
                 if result.success:

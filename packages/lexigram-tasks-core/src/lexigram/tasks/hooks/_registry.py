@@ -30,6 +30,10 @@ import pluggy
 from lexigram.contracts.tasks import HookRegistryProtocol
 from lexigram.tasks import hookspecs
 from lexigram.tasks.events import (
+    COMPLETED,
+    FAILED,
+    QUEUED,
+    STARTED,
     DomainEvent,
     EventBus,
     JobEvent,
@@ -43,6 +47,15 @@ logger = logging.getLogger(__name__)
 
 Observer = Callable[[Any], Awaitable[None] | None]
 """An in-process observer: called with the action's payload; may be sync or async."""
+
+
+# The job-event kinds that have a hook action (as `hook_call_for` maps them).
+_KIND_ACTIONS = {
+    COMPLETED: "task.completed",
+    STARTED: "task.started",
+    FAILED: "task.failed",
+    QUEUED: "task.queued",
+}
 
 
 def _event_for(action: str, payload: Any) -> DomainEvent | None:
@@ -282,10 +295,25 @@ class HookRegistry:
     # -- emitting --------------------------------------------------------------------
 
     async def observe(self, event: JobEvent) -> None:
-        """Deliver a job event as its hook action (`EventObserver` method)."""
+        """Deliver a job event as its hook action (`EventObserver` method).
+
+        Nothing is built when nothing listens to the action (no plugin implements its
+        hook, no observer, no event-bus subscriber): the worker reports two events per
+        job, and most workers have no hook at all.
+        """
+        action = _KIND_ACTIONS.get(event.kind)
+        if action is None or not self.listened(action):
+            return
         call = hook_call_for(event)
         if call is not None:
             await self.emit(*call)
+
+    def listened(self, action: str) -> bool:
+        """True when a plugin, an observer or an event-bus subscriber would see `action`."""
+        if getattr(self._bus, "has_subscribers", True) or self._observers.get(action):
+            return True
+        hook_name = hookspecs.ACTION_HOOKS.get(action)
+        return hook_name is not None and bool(getattr(self._pm.hook, hook_name).get_hookimpls())
 
     async def emit(self, action: str, payload: Any) -> None:
         """Deliver `payload` to the plugins, observers and event subscribers of `action`.

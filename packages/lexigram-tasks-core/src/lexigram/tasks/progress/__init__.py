@@ -8,7 +8,11 @@ from lexigram.tasks.progress._stores import (
     InMemoryProgressStore,
     ProgressStore,
 )
-from lexigram.tasks.progress._tracker import InMemoryProgressTracker, ProgressTracker
+from lexigram.tasks.progress._tracker import (
+    InMemoryProgressTracker,
+    ProgressTracker,
+    snapshot_from_result,
+)
 
 __all__ = [
     "CacheBackendProgressStore",
@@ -19,4 +23,5 @@ __all__ = [
     "ProgressStatus",
     "ProgressStore",
     "ProgressTracker",
+    "snapshot_from_result",
 ]

@@ -9,14 +9,38 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from lexigram.contracts.tasks import (
+    JobResult,
     ProgressInfo,
     ProgressSnapshot,
     ProgressStatus,
     ProgressTrackerProtocol,
+    ResultStoreProtocol,
 )
 from lexigram.tasks.progress._stores import ProgressStore
 
 _TERMINAL = (ProgressStatus.COMPLETE, ProgressStatus.FAILED)
+
+
+def snapshot_from_result(task_id: str, result: JobResult) -> ProgressSnapshot:
+    """The terminal progress snapshot of a job that never reported progress.
+
+    A worker writes no progress for a job whose handler took no `ProgressTracker`; its
+    end is its stored result. Progress readers turn that result into the snapshot the
+    job would have ended with: COMPLETE at 100 % for a success, FAILED with the error.
+
+    Args:
+        task_id: The job's id.
+        result: Its stored result.
+    """
+    if result.success:
+        return ProgressSnapshot(task_id=task_id, current=1, total=1, status=ProgressStatus.COMPLETE)
+    return ProgressSnapshot(
+        task_id=task_id,
+        current=0,
+        total=0,
+        status=ProgressStatus.FAILED,
+        error=result.error or "failed",
+    )
 
 
 class ProgressTracker:
@@ -144,8 +168,13 @@ class InMemoryProgressTracker:
     that yields the terminal snapshot once. Terminal snapshots of the most recent
     `max_finished` tasks are kept for late subscribers; older ones are forgotten.
 
+    A worker publishes nothing for a job that never reported progress; with `results`
+    set, `get` and `subscribe` answer for such a job from its stored result (see
+    `snapshot_from_result`).
+
     Args:
         max_finished: Finished tasks whose terminal snapshot is kept.
+        results: The result store the workers write to (optional).
 
     Example:
         tracker = InMemoryProgressTracker()
@@ -153,8 +182,11 @@ class InMemoryProgressTracker:
             print(f"{snap.percent:.1f}% - {snap.message}")
     """
 
-    def __init__(self, *, max_finished: int = 10000) -> None:
+    def __init__(
+        self, *, max_finished: int = 10000, results: ResultStoreProtocol | None = None
+    ) -> None:
         self._max_finished = max_finished
+        self._results = results
         self._snapshots: dict[str, ProgressSnapshot] = {}
         self._subscribers: dict[str, set[asyncio.Queue[ProgressSnapshot]]] = {}
         self._finished: deque[str] = deque()
@@ -222,8 +254,17 @@ class InMemoryProgressTracker:
         )
 
     async def get(self, task_id: str) -> ProgressSnapshot | None:
-        """Return the most recent snapshot, or None if the task has not been seen."""
-        return self._snapshots.get(task_id)
+        """Return the most recent snapshot, or None if the task has not been seen.
+
+        A task with no snapshot whose result is stored (see `results`) gets the
+        terminal snapshot of that result.
+        """
+        found = self._snapshots.get(task_id)
+        if found is None and self._results is not None:
+            result = await self._results.get(task_id)
+            if result is not None:
+                return snapshot_from_result(task_id, result)
+        return found
 
     async def subscribe(self, task_id: str) -> AsyncGenerator[ProgressSnapshot, None]:
         """Yield the task's current snapshot (if any), then one snapshot per change.
@@ -244,20 +285,45 @@ class InMemoryProgressTracker:
             return
         inbox: asyncio.Queue[ProgressSnapshot] = asyncio.Queue()
         self._subscribers.setdefault(task_id, set()).add(inbox)
+        # Until the task publishes a snapshot, its stored result may end it instead (a
+        # task that reports no progress publishes none).
+        ended: asyncio.Future[ProgressSnapshot] | None = None
+        if current is None and self._results is not None:
+            ended = asyncio.ensure_future(self._ended(task_id))
         try:
             if current is not None:
                 yield current
             while True:
-                snapshot = await inbox.get()
+                if ended is None:
+                    snapshot = await inbox.get()
+                else:
+                    snapshot = await _first(inbox, ended)
+                    if snapshot.status not in _TERMINAL:  # it reports progress itself
+                        ended.cancel()
+                        ended = None
                 yield snapshot
                 if snapshot.status in _TERMINAL:
                     return
         finally:
-            subscribers = self._subscribers.get(task_id)
-            if subscribers is not None:
-                subscribers.discard(inbox)
-                if not subscribers:
-                    del self._subscribers[task_id]
+            if ended is not None:
+                ended.cancel()
+            self._unsubscribe(task_id, inbox)
+
+    def _unsubscribe(self, task_id: str, inbox: asyncio.Queue[ProgressSnapshot]) -> None:
+        subscribers = self._subscribers.get(task_id)
+        if subscribers is not None:
+            subscribers.discard(inbox)
+            if not subscribers:
+                del self._subscribers[task_id]
+
+    async def _ended(self, task_id: str) -> ProgressSnapshot:
+        """The terminal snapshot of `task_id`'s stored result, once there is one."""
+        results = self._results
+        while results is not None:
+            result = await results.wait(task_id, timeout=3600.0)
+            if result is not None:
+                return snapshot_from_result(task_id, result)
+        raise asyncio.CancelledError  # never reached: only started with a result store
 
     def _publish(self, snapshot: ProgressSnapshot) -> None:
         task_id = snapshot.task_id
@@ -275,3 +341,20 @@ class InMemoryProgressTracker:
             # The id may have been restarted since (a retried job): keep live state.
             if snapshot is not None and snapshot.status in _TERMINAL:
                 del self._snapshots[task_id]
+
+
+async def _first(
+    inbox: asyncio.Queue[ProgressSnapshot], ended: asyncio.Future[ProgressSnapshot]
+) -> ProgressSnapshot:
+    """The next published snapshot or, if the result comes first, the result's one."""
+    if not inbox.empty():
+        return inbox.get_nowait()
+    getter = asyncio.ensure_future(inbox.get())
+    try:
+        await asyncio.wait((getter, ended), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not getter.done():
+            getter.cancel()
+    if getter.done() and not getter.cancelled():
+        return getter.result()
+    return ended.result()
