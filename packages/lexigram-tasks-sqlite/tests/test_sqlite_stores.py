@@ -230,6 +230,27 @@ async def test_tracker_subscriber_gets_every_change_then_ends(made: Any) -> None
     assert await reader.get("unknown") is None
 
 
+async def test_tracker_answers_from_the_result_of_a_job_without_progress(made: Any) -> None:
+    results = build(made, "create_result_store")
+    reader = build(made, "create_progress_tracker")
+    assert await reader.get("quiet") is None
+    following = asyncio.ensure_future(_collect(reader.subscribe("quiet")))
+    await asyncio.sleep(0.05)
+    await results.store("quiet", JobResult.ok(data=1))
+    await results.store("broken", JobResult.fail("ValueError: bad"))
+    followed = await asyncio.wait_for(following, 2.0)
+    assert [(s.status.value, s.percent) for s in followed] == [("complete", 100.0)]
+    failed = await reader.get("broken")
+    assert failed is not None
+    assert (failed.status.value, failed.error) == ("failed", "ValueError: bad")
+    late = await _collect(reader.subscribe("broken"))
+    assert [s.status.value for s in late] == ["failed"]
+
+
+async def _collect(snapshots: Any) -> list[Any]:
+    return [snapshot async for snapshot in snapshots]
+
+
 async def test_one_failing_call_does_not_take_the_others_down(made: Any) -> None:
     store = build(made, "create_result_store")
 

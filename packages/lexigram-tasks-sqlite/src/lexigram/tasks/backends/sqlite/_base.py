@@ -119,15 +119,15 @@ class SQLiteStore:
 
 
 class Wakeup:
-    """An asyncio event set from any thread when a topic is published (in any process).
+    """An asyncio event set from any thread when one of its topics is published (any process).
 
     Use as a context manager around a check-then-wait loop: subscribe first, then
     read, then `wait`, so that no publication can fall between the read and the wait.
     """
 
-    def __init__(self, db: Database, topic: str) -> None:
+    def __init__(self, db: Database, *topics: str) -> None:
         self._db = db
-        self._topic = topic
+        self._topics = topics
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
 
@@ -136,11 +136,13 @@ class Wakeup:
             self._loop.call_soon_threadsafe(self._event.set)
 
     def __enter__(self) -> Wakeup:
-        self._db.notifier.subscribe(self._topic, self._callback)
+        for topic in self._topics:
+            self._db.notifier.subscribe(topic, self._callback)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._db.notifier.unsubscribe(self._topic, self._callback)
+        for topic in self._topics:
+            self._db.notifier.unsubscribe(topic, self._callback)
 
     async def wait(self, seconds: float) -> bool:
         """Wait up to `seconds` for a publication; True if one arrived (and reset)."""

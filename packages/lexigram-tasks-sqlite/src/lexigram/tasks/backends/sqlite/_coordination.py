@@ -26,6 +26,7 @@ from lexigram.tasks.backends.sqlite._base import (
     loads,
 )
 from lexigram.tasks.backends.sqlite._database import Database
+from lexigram.tasks.backends.sqlite._stores import result_topic
 
 _TERMINAL = (ProgressStatus.COMPLETE, ProgressStatus.FAILED)
 _PROGRESS_KEPT = 100  # snapshots kept per task for subscribers that fall behind
@@ -387,6 +388,11 @@ class SQLiteProgressTracker(SQLiteStore):
     Each change appends a snapshot to a short per-task log (the last 100 are kept) and
     wakes subscribers; `subscribe` yields the current snapshot, then every later one
     in order, and ends after COMPLETE or FAILED.
+
+    A worker logs nothing for a job that never reported progress (its handler took no
+    `ProgressTracker`): for a task with no snapshot at all, `get` and `subscribe`
+    answer from its stored result in the same file (COMPLETE at 100 % for a success,
+    FAILED with the error otherwise).
     """
 
     def __init__(self, *args: Any, ttl: float | None = None, **kwargs: Any) -> None:
@@ -494,23 +500,26 @@ class SQLiteProgressTracker(SQLiteStore):
         self._last.pop(task_id, None)
 
     async def _since(self, task_id: str, seen: int) -> list[tuple[int, ProgressSnapshot]]:
-        """Snapshots after `seen` in order; for `seen` -1 only the latest one."""
+        """Snapshots after `seen` in order; for `seen` -1 only the latest one.
+
+        While the task has no snapshot at all (`seen` -1 or 0), its stored result stands
+        in for one (seq 0, terminal).
+        """
 
         def run(conn: sqlite3.Connection) -> list[tuple[int, str]]:
-            if seen < 0:
-                sql = (
-                    "SELECT seq, data FROM lexigram_progress_events WHERE task_id = ? "
-                    "AND seq > ? ORDER BY seq DESC LIMIT 1"
-                )
-            else:
-                sql = (
-                    "SELECT seq, data FROM lexigram_progress_events WHERE task_id = ? "
-                    "AND seq > ? ORDER BY seq"
-                )
-            return [(int(row[0]), str(row[1])) for row in conn.execute(sql, (task_id, seen))]
+            if seen <= 0:
+                found = _latest_or_result(conn, task_id)
+                if found is None or seen < 0 or found[0] == 0:
+                    return [] if found is None else [found]
+            rows = conn.execute(
+                "SELECT seq, data FROM lexigram_progress_events WHERE task_id = ? "
+                "AND seq > ? ORDER BY seq",
+                (task_id, seen),
+            )
+            return [(int(row[0]), str(row[1])) for row in rows]
 
         rows = await self._db.call(run, write=False, what="read progress")
-        return [(seq, ProgressSnapshot.from_dict(loads(raw))) for seq, raw in rows]
+        return [(seq, _snapshot(task_id, seq, raw)) for seq, raw in rows]
 
     async def get(self, task_id: str) -> ProgressSnapshot | None:
         """Return the most recent snapshot, or None if the task is unknown."""
@@ -528,7 +537,7 @@ class SQLiteProgressTracker(SQLiteStore):
 
     async def _follow(self, task_id: str) -> AsyncIterator[ProgressSnapshot]:
         seen = -1  # first read: the current snapshot only; then every later one
-        with Wakeup(self._db, progress_topic(task_id)) as wakeup:
+        with Wakeup(self._db, progress_topic(task_id), result_topic(task_id)) as wakeup:
             while True:
                 found = await self._since(task_id, seen)
                 seen = max(seen, 0)
@@ -538,3 +547,34 @@ class SQLiteProgressTracker(SQLiteStore):
                     if snapshot.status in _TERMINAL:
                         return
                 await wakeup.wait(self.options.poll_interval)
+
+
+def _latest_or_result(conn: sqlite3.Connection, task_id: str) -> tuple[int, str] | None:
+    """The task's latest snapshot as (seq, data); without one, (0, result data) if stored."""
+    row = conn.execute(
+        "SELECT seq, data FROM lexigram_progress_events WHERE task_id = ? "
+        "ORDER BY seq DESC LIMIT 1",
+        (task_id,),
+    ).fetchone()
+    if row is None:
+        row = conn.execute(
+            "SELECT 0, data FROM lexigram_results WHERE job_id = ? AND expires_at > ?",
+            (task_id, time.time()),
+        ).fetchone()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def _snapshot(task_id: str, seq: int, raw: str) -> ProgressSnapshot:
+    """A logged snapshot, or (seq 0) the terminal snapshot of the task's stored result."""
+    data = loads(raw)
+    if seq > 0:
+        return ProgressSnapshot.from_dict(data)
+    if data.get("success"):
+        return ProgressSnapshot(task_id=task_id, current=1, total=1, status=ProgressStatus.COMPLETE)
+    return ProgressSnapshot(
+        task_id=task_id,
+        current=0,
+        total=0,
+        status=ProgressStatus.FAILED,
+        error=str(data.get("error") or "failed"),
+    )
