@@ -149,3 +149,54 @@ def test_a_typed_type_suggests_the_installed_one_and_exits_2() -> None:
     assert result.exit_code == 2, result.output
     assert "Did you mean 'memory'?" in result.output
     assert "pip install" not in result.output
+
+
+def _backend_with(monkeypatch: pytest.MonkeyPatch, options_type: type | None) -> None:
+    from lexigram.tasks.cli import _context
+
+    monkeypatch.setattr(_context, "backend_attribute", lambda _type, _name: options_type)
+
+
+def test_connect_timeout_becomes_the_backends_own_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dataclasses import dataclass
+
+    from lexigram.contracts.tasks import TaskBackendSpec
+    from lexigram.tasks.cli._context import outer_deadline, with_connect_timeout
+
+    @dataclass(frozen=True)
+    class ServerOptions:  # as PostgreSQL and RabbitMQ
+        connect_timeout: float = 10.0
+        command_timeout: float = 60.0
+
+    @dataclass(frozen=True)
+    class RedisLike:  # no connect_timeout: a silent server is caught by command_timeout
+        socket_connect_timeout: float = 5.0
+        command_timeout: float = 10.0
+
+    spec = TaskBackendSpec(type="srv", url="srv://h")
+    _backend_with(monkeypatch, ServerOptions)
+    tuned = with_connect_timeout(spec, 0.5)
+    assert tuned.options == {"connect_timeout": 0.5}  # command_timeout left alone
+    assert outer_deadline(tuned, 0.5) == 1.5  # a margin past the backend's own
+    configured = with_connect_timeout(
+        TaskBackendSpec(type="srv", url="srv://h", options={"connect_timeout": "8"}), 0.5
+    )
+    assert configured.options == {"connect_timeout": "8"}  # the deployment's choice wins
+    assert outer_deadline(configured, 0.5) == 9.0
+
+    _backend_with(monkeypatch, RedisLike)
+    assert with_connect_timeout(spec, 2.0).options == {
+        "socket_connect_timeout": 2.0,
+        "command_timeout": 2.0,
+    }
+
+    _backend_with(monkeypatch, None)  # a backend that describes no options
+    assert with_connect_timeout(spec, 2.0) is spec
+    assert outer_deadline(spec, 2.0) == 3.0
+
+
+def test_resolve_spec_sets_no_connect_option_the_memory_backend_lacks() -> None:
+    spec = resolve_spec(TaskConfig(), "memory", connect_timeout=0.5)
+    assert spec.options == {}

@@ -24,10 +24,12 @@ from lexigram.contracts.tasks import (
     TaskQueueError,
     TaskQueueProtocol,
     mask_url,
+    option_names,
 )
 from lexigram.tasks._backends import (
     TaskBackendRegistry,
     available_backends,
+    backend_attribute,
     backend_for_scheme,
     known_schemes,
     load_backend,
@@ -49,6 +51,17 @@ CONFIG_FIELD = "tasks.backend"
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
 """Seconds a command waits for the backend's first answer before saying it is unreachable."""
+
+CONNECT_TIMEOUT_OPTIONS = ("connect_timeout", "socket_connect_timeout")
+"""Backend options that ``--connect-timeout`` sets (when the backend declares them)."""
+
+FIRST_ANSWER_OPTION = "command_timeout"
+"""Set too by ``--connect-timeout`` for a backend with no ``connect_timeout`` option: then
+(as with Redis) a server that accepts connections and never replies is only caught by it."""
+
+OUTER_DEADLINE_MARGIN = 1.0
+"""Seconds the command's own deadline waits beyond the backend's, so that the backend's
+precise error (naming the cause and the option) is the one shown."""
 
 
 def load_config(path: str | None, base: TaskConfig | None = None) -> TaskConfig:
@@ -144,13 +157,24 @@ def check_backend(backend_type: str) -> None:
 
 
 def resolve_spec(
-    config: TaskConfig, backend: str | None = None, queue_name: str | None = None
+    config: TaskConfig,
+    backend: str | None = None,
+    queue_name: str | None = None,
+    *,
+    connect_timeout: float | None = None,
 ) -> TaskBackendSpec:
     """Build the backend spec from the config and the ``--backend``/``--queue`` options.
 
     The config's primary backend (or its ``backend`` section) is the base. ``--backend``
     replaces its type and URL; the config's backend options are kept only when the type
     stays the same (another backend would reject them).
+
+    Args:
+        config: The command's configuration.
+        backend: The ``--backend`` value, if any.
+        queue_name: The ``--queue`` value, if any.
+        connect_timeout: The ``--connect-timeout`` value: set as the backend's own
+            connect timeout (see `with_connect_timeout`).
 
     Raises:
         CLIError: ``--backend`` is malformed or names a backend that is not installed.
@@ -166,7 +190,60 @@ def resolve_spec(
     if queue_name is not None:
         spec = replace(spec, queue_name=queue_name)
     check_backend(spec.type)
+    if connect_timeout is not None:
+        spec = with_connect_timeout(spec, connect_timeout)
     return spec
+
+
+def first_answer_options(spec: TaskBackendSpec) -> tuple[str, ...]:
+    """The options of `spec`'s backend that bound the wait for its first answer.
+
+    Read from the backend object's ``options_type``: ``connect_timeout`` and
+    ``socket_connect_timeout`` where declared, and ``command_timeout`` when the backend
+    has no ``connect_timeout`` (nothing else catches a server that accepts connections
+    and never replies). Empty for a backend that declares none of them.
+    """
+    options_type = backend_attribute(spec.type, "options_type")
+    if options_type is None:
+        return ()
+    declared = option_names(options_type)
+    names = [name for name in CONNECT_TIMEOUT_OPTIONS if name in declared]
+    if "connect_timeout" not in declared and FIRST_ANSWER_OPTION in declared:
+        names.append(FIRST_ANSWER_OPTION)
+    return tuple(names)
+
+
+def with_connect_timeout(spec: TaskBackendSpec, seconds: float) -> TaskBackendSpec:
+    """`spec` with ``--connect-timeout`` as its backend's own first-answer deadline.
+
+    Each option named by `first_answer_options` that the configuration does not set is
+    set to `seconds`, so an unreachable or silent server fails with the backend's own
+    message (which names the server, the cause and the option). Options the
+    configuration sets are kept: they were chosen for this deployment.
+    """
+    missing = {
+        name: seconds for name in first_answer_options(spec) if spec.options.get(name) is None
+    }
+    if not missing:
+        return spec
+    return replace(spec, options={**spec.options, **missing})
+
+
+def outer_deadline(spec: TaskBackendSpec, timeout: float) -> float:
+    """Seconds `probe` waits: a little past the backend's own deadline for a first answer.
+
+    The backend's error is precise, so it should be the one the user reads; the
+    command's own deadline is only a last resort for a backend that has none.
+    """
+    own = [timeout]
+    for name in first_answer_options(spec):
+        value = spec.options.get(name)
+        if isinstance(value, (int, float, str)):
+            try:
+                own.append(float(value))
+            except ValueError:
+                continue
+    return max(own) + OUTER_DEADLINE_MARGIN
 
 
 def describe(spec: TaskBackendSpec) -> str:
@@ -195,22 +272,25 @@ async def probe(
     """Make one cheap call so an unreachable backend fails now, with one clear line.
 
     Raises:
-        CLIError: The backend did not answer within `timeout` seconds, or failed with
-            an error that is not one of ours.
+        CLIError: The backend did not answer within `timeout` seconds plus a margin
+            (its own deadlines, set from `timeout` by `with_connect_timeout`, come
+            first), or failed with an error that is not one of ours.
         TaskQueueError: The backend's own (already clear) error, e.g. a connection error.
     """
     where = describe(spec)
+    deadline = outer_deadline(spec, timeout)
     # Client libraries log every failed connection attempt while they retry; the outcome
     # is reported below as one line, so they stay quiet here unless debugging.
     quiet = logging.getLogger().getEffectiveLevel() > logging.DEBUG
     if quiet:
         logging.disable(logging.ERROR)
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(deadline):
             await queue.count(queue.queue_name)
     except TimeoutError:
         msg = (
-            f"The {where} backend did not answer within {timeout:g} s. Check that the server "
+            f"The {where} backend did not answer within {deadline:g} s (--connect-timeout "
+            f"{timeout:g} s and a {OUTER_DEADLINE_MARGIN:g} s margin). Check that the server "
             "is running and reachable, and that --backend (or the config's url) is right."
         )
         raise CLIError(msg) from None

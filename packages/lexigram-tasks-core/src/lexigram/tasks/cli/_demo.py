@@ -120,7 +120,8 @@ def demo_command(
     chord workflow and a rate-limited queue: all on one backend, in about five seconds.
     """
     setup_logging("debug" if debug else "critical")
-    spec = resolve_spec(load_config(config_path) if config_path else _default_config(), backend)
+    config = load_config(config_path) if config_path else _default_config()
+    spec = resolve_spec(config, backend, connect_timeout=connect_timeout)
     console = stdout_console()
     label = describe(spec)
     console.print(f"[bold]lexigram-tasks demo[/bold] on the [cyan]{label}[/cyan] backend")

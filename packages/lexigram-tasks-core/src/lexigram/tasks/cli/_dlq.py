@@ -103,7 +103,7 @@ def _run(
 ) -> T:
     setup_logging("debug" if debug else "critical")
     backend = default_backend(config_path, None, backend)
-    spec = resolve_spec(load_config(config_path), backend)
+    spec = resolve_spec(load_config(config_path), backend, connect_timeout=timeout)
     stores = open_stores(spec, "dlq_backend")
     if stores.dlq_backend is None:
         msg = (

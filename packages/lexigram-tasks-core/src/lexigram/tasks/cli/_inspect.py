@@ -69,7 +69,7 @@ def inspect_command(
     setup_logging("debug" if debug else "critical")
     backend = default_backend(config_path, None, backend)
     config = load_config(config_path)
-    spec = resolve_spec(config, backend)
+    spec = resolve_spec(config, backend, connect_timeout=connect_timeout)
     report = asyncio.run(_gather(spec, list(dict.fromkeys(queues)), connect_timeout))
     if as_json:
         echo_json(report)

@@ -52,7 +52,10 @@ def connect_timeout_option(func: F) -> F:
         default=DEFAULT_CONNECT_TIMEOUT,
         show_default=True,
         metavar="SECONDS",
-        help="How long to wait for the backend's first answer before giving up.",
+        help=(
+            "How long to wait for the backend's first answer before giving up (set as the "
+            "backend's own connect timeout unless the config sets one)."
+        ),
     )(func)
 
 

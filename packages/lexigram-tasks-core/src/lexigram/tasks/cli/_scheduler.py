@@ -86,7 +86,7 @@ def scheduler_command(
         raise CLIError(msg)
     backend = default_backend(config_path, loaded.config, backend)
     config = load_config(config_path, loaded.config)
-    spec = resolve_spec(config, backend, queue)
+    spec = resolve_spec(config, backend, queue, connect_timeout=connect_timeout)
     asyncio.run(_run(loaded, config, spec, connect_timeout))
 
 

@@ -211,7 +211,12 @@ async def _run(
     own_queue = app.queue is not None and options.backend is None and not options.config_path
     if not queues and app.queue is not None and own_queue:
         queues = [app.queue.queue_name]  # the APP's own queue object is consumed
-    spec = resolve_spec(config, options.backend, queues[0] if queues else None)
+    spec = resolve_spec(
+        config,
+        options.backend,
+        queues[0] if queues else None,
+        connect_timeout=options.connect_timeout,
+    )
     if not queues:
         queues = [spec.queue_name]
     runtime = WorkerRuntime(
