@@ -164,3 +164,21 @@ __all__ = [
     "parse_options",
     "validate_job",
 ]
+
+# Envelope security: signing and the payload size limit (see `configure_envelope`).
+from lexigram.contracts.tasks._codec import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    configure_envelope,
+    envelope_signer,
+    max_payload_bytes,
+)
+from lexigram.contracts.tasks._security import EnvelopeSigner, key_id
+
+__all__ += [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "EnvelopeSigner",
+    "configure_envelope",
+    "envelope_signer",
+    "key_id",
+    "max_payload_bytes",
+]

@@ -1,7 +1,13 @@
 """The job envelope: how a job travels through a broker, and URL masking.
 
 A job is encoded as compact JSON ``{"v": 1, "job": {...}}``. The format version lets a
-newer worker read what an older producer wrote. JSON is the default because it is
+newer worker read what an older producer wrote. With an `EnvelopeSigner` configured
+(`configure_envelope`), the envelope is ``{"v": 1, "sig": "<key id>.<hmac>", "job": {...}}``
+where the HMAC-SHA256 covers the exact bytes of the ``job`` value, and `decode_job`
+rejects an unsigned or badly signed envelope with `TaskDecodeError`; every backend
+already turns that error into a poison job, which the worker dead-letters without
+running it. `encode_job` also refuses a job that was never delivered and encodes to
+more than the maximum payload size. JSON is the default because it is
 safe: no payload can execute code on decode, unlike pickle. Arguments that JSON
 cannot carry fail at enqueue time with `TaskValidationError`, never in the worker.
 """
@@ -18,12 +24,78 @@ from typing import Any
 from lexigram.contracts.tasks._enums import PRIORITY_MAX, PRIORITY_MIN
 from lexigram.contracts.tasks._errors import TaskDecodeError, TaskValidationError
 from lexigram.contracts.tasks._models import Job
+from lexigram.contracts.tasks._security import EnvelopeSigner
 
 ENVELOPE_VERSION = 1
 """Version of the job envelope this code writes; it reads this version and older."""
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _URL_PASSWORD = re.compile(r"(?P<prefix>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)@")
+
+
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+"""Default largest encoded job `encode_job` accepts at enqueue (1 MiB)."""
+
+_SIGNED_PREFIX = b'{"v":%d,"sig":"' % ENVELOPE_VERSION
+_SIGNED_JOB = b'","job":'
+_SIGNATURE = re.compile(r"[0-9a-f]{8}\.[0-9a-f]{64}")
+
+# Process-wide envelope settings; set once at start-up by the composition root.
+_signer: EnvelopeSigner | None = None
+_max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+
+
+def configure_envelope(
+    *,
+    signer: EnvelopeSigner | None = None,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+) -> None:
+    """Set how this process signs, verifies and bounds job envelopes.
+
+    Every backend encodes and decodes through `encode_job` / `decode_job`, so this one
+    call covers them all. The settings are process-wide: the last call wins.
+
+    Args:
+        signer: Signs every envelope `encode_job` writes and makes `decode_job` refuse
+            an unsigned or badly signed one; None (the default) neither signs nor checks.
+        max_payload_bytes: Largest encoded size of a job at enqueue, in bytes.
+
+    Raises:
+        ValueError: `max_payload_bytes` is not positive.
+    """
+    global _signer, _max_payload_bytes  # noqa: PLW0603 - one process-wide setting
+    if max_payload_bytes <= 0:
+        msg = f"max_payload_bytes={max_payload_bytes!r} is not positive. Use e.g. 1048576 (1 MiB)."
+        raise ValueError(msg)
+    _signer = signer
+    _max_payload_bytes = max_payload_bytes
+
+
+def envelope_signer() -> EnvelopeSigner | None:
+    """Return the signer `configure_envelope` set (None when envelopes are not signed)."""
+    return _signer
+
+
+def max_payload_bytes() -> int:
+    """Return the largest encoded job size `encode_job` accepts at enqueue."""
+    return _max_payload_bytes
+
+
+def _size(count: int) -> str:
+    """Human-readable byte count: ``1.2 MB``, ``1 MB``, ``800 kB`` (binary units)."""
+    for unit, scale in (("MB", 1024 * 1024), ("kB", 1024)):
+        if count >= scale:
+            return f"{count / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{count} bytes"
+
+
+def _too_large(job: Job, size: int) -> TaskValidationError:
+    msg = (
+        f"job {job.id} ({job.name}) encodes to {_size(size)} ({size} bytes), over the limit "
+        f"of {_size(_max_payload_bytes)} (max_payload_bytes); pass large data by reference "
+        "(store it and pass its key or URL) or raise tasks.security.max_payload_bytes."
+    )
+    return TaskValidationError(msg)
 
 
 def _optional_loads() -> Callable[[bytes | str], Any] | None:
@@ -99,11 +171,17 @@ def encode_job(job: Job) -> bytes:
         The UTF-8 JSON envelope.
 
     Raises:
-        TaskValidationError: The job is invalid or an argument is not JSON-serializable.
+        TaskValidationError: The job is invalid, an argument is not JSON-serializable,
+            or a job never delivered encodes to more than `max_payload_bytes` (a job
+            re-encoded for a retry or requeue is not refused: it was admitted already).
     """
     validate_job(job)
+    signer = _signer
     try:
-        text = _encoder.encode({"v": ENVELOPE_VERSION, "job": job.to_dict()})
+        if signer is None:
+            text = _encoder.encode({"v": ENVELOPE_VERSION, "job": job.to_dict()})
+        else:
+            text = _encoder.encode(job.to_dict())
     except (TypeError, ValueError) as exc:
         where = _describe_unserializable(job)
         msg = (
@@ -112,7 +190,51 @@ def encode_job(job: Job) -> bytes:
             "e.g. an id instead of an object or an ISO string instead of a datetime."
         )
         raise TaskValidationError(msg) from None
-    return text.encode()
+    data = text.encode()
+    if signer is not None:
+        data = b"%s%s%s%s}" % (_SIGNED_PREFIX, signer.sign(data).encode(), _SIGNED_JOB, data)
+    if len(data) > _max_payload_bytes and job.delivery_count == 0 and job.retry_count == 0:
+        raise _too_large(job, len(data))
+    return data
+
+
+def _label(envelope: dict[str, Any]) -> str:
+    record = envelope.get("job")
+    if not isinstance(record, dict):
+        return "job ?"
+    return f"job {record.get('id')} ({record.get('name')})"
+
+
+def _verify(signer: EnvelopeSigner, data: bytes | str, envelope: dict[str, Any]) -> None:
+    """Raise `TaskDecodeError` unless `data` is an envelope `signer` accepts."""
+    signature = envelope.get("sig")
+    if signature is None:
+        msg = (
+            f"{_label(envelope)} is not signed, and this worker only runs signed jobs "
+            "(tasks.security.signing_key is set); it was not run. Set the same signing_key "
+            "on every producer."
+        )
+        raise TaskDecodeError(msg)
+    raw = data.encode() if isinstance(data, str) else data
+    start = len(_SIGNED_PREFIX)
+    end = raw.find(_SIGNED_JOB, start)
+    if (
+        not isinstance(signature, str)
+        or not raw.startswith(_SIGNED_PREFIX)
+        or raw[start:end] != signature.encode()
+        or not raw.endswith(b"}")
+        or _SIGNATURE.fullmatch(signature) is None
+    ):
+        problem: str | None = "its signature field is malformed"
+    else:
+        problem = signer.check(signature, raw[end + len(_SIGNED_JOB) : -1])
+    if problem is not None:
+        msg = (
+            f"{_label(envelope)}: its signature does not match any configured key "
+            f"({problem}); it was not run. Sign it with a key this worker has "
+            "(tasks.security.signing_key or verification_keys)."
+        )
+        raise TaskDecodeError(msg)
 
 
 def decode_job(data: bytes | str) -> Job:
@@ -125,7 +247,8 @@ def decode_job(data: bytes | str) -> Job:
         The decoded job.
 
     Raises:
-        TaskDecodeError: The payload is not a valid envelope (a poison message); the
+        TaskDecodeError: The payload is not a valid envelope (a poison message), or a
+            signer is configured and the envelope is unsigned or badly signed; the
             message says what was wrong.
     """
     try:
@@ -150,6 +273,8 @@ def decode_job(data: bytes | str) -> Job:
             f"{ENVELOPE_VERSION}). Upgrade lexigram-tasks on the workers."
         )
         raise TaskDecodeError(msg)
+    if _signer is not None:
+        _verify(_signer, data, envelope)
     try:
         return Job.from_dict(envelope["job"])
     except (KeyError, TypeError, ValueError) as exc:

@@ -78,10 +78,11 @@ def load_config(path: str | None, base: TaskConfig | None = None) -> TaskConfig:
         TaskConfigurationError: The file is missing or invalid, or a variable is.
     """
     if path is not None:
-        return TaskConfig.from_yaml(path)
-    if base is not None:
-        return base
-    return TaskConfig.from_env()
+        config = TaskConfig.from_yaml(path)
+    else:
+        config = base if base is not None else TaskConfig.from_env()
+    config.security.apply()  # envelope signing and size limit, for every command
+    return config
 
 
 def default_backend(

@@ -30,6 +30,7 @@ from lexigram.tasks.config._sections import (
     TaskWorkerConfig,
     _Section,
 )
+from lexigram.tasks.config._security import TaskSecurityConfig
 from lexigram.tasks.config._validation import (
     configuration_error,
     find_unknown_keys,
@@ -59,6 +60,7 @@ class TaskConfig(_Section):
         retry: Retry backoff settings.
         rate_limit: Global rate limit.
         timeout: Timeout settings.
+        security: Envelope signing keys and the maximum payload size.
         extra: Extra configuration.
         backends: Named backends (multi-backend mode).
         env: The deployment environment; None reads ``LEX_ENV``.
@@ -79,6 +81,7 @@ class TaskConfig(_Section):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     rate_limit: TaskRateLimitConfig = Field(default_factory=TaskRateLimitConfig)
     timeout: TaskTimeoutConfig = Field(default_factory=TaskTimeoutConfig)
+    security: TaskSecurityConfig = Field(default_factory=TaskSecurityConfig)
     extra: dict[str, Any] = Field(default_factory=dict)
     backends: list[NamedTaskConfig] = Field(default_factory=list)
     env: Environment | None = None

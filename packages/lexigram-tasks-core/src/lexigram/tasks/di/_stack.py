@@ -215,6 +215,7 @@ def build_stacks(
     one stack per ``backends`` entry; the primary is the entry marked primary, else the
     first. An explicit `queue` replaces the primary's queue only.
     """
+    config.security.apply()  # envelope signing and size limit, for every backend
     if not config.backends:
         spec = spec_from_config(config.backend, name=config.name)
         stack = build_stack(

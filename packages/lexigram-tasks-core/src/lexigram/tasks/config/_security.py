@@ -1,0 +1,70 @@
+"""The ``tasks.security`` section: envelope signing keys and the payload size limit."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Self
+
+from pydantic import Field, SecretStr, model_validator
+
+from lexigram.contracts.tasks import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    EnvelopeSigner,
+    configure_envelope,
+)
+from lexigram.tasks.config._sections import _fix, _Section
+
+
+class TaskSecurityConfig(_Section):
+    """Envelope security: an optional HMAC signature on every job, and a size limit.
+
+    Attributes:
+        signing_key: Secret every envelope this process encodes is signed with
+            (HMAC-SHA256). When set, this process only runs signed jobs: an unsigned
+            or badly signed job is dead-lettered, never run. None: no signing, no check
+            (signed jobs still run).
+        verification_keys: Older keys whose signatures are still accepted (key
+            rotation). Needs `signing_key`.
+        max_payload_bytes: Largest encoded job accepted at enqueue, in bytes (1 MiB).
+    """
+
+    config_path: ClassVar[str] = "tasks.security"
+
+    signing_key: SecretStr | None = None
+    verification_keys: list[SecretStr] = Field(default_factory=list)
+    max_payload_bytes: int = Field(
+        default=DEFAULT_MAX_PAYLOAD_BYTES,
+        gt=0,
+        json_schema_extra=_fix("Set a size in bytes ≥ 1, e.g. 1048576 (1 MiB)."),
+    )
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> Self:
+        keys = [self.signing_key, *self.verification_keys]
+        if any(key is not None and not key.get_secret_value() for key in keys):
+            msg = "a signing key is empty. Set a long random secret (32 bytes or more)"
+            raise ValueError(msg)
+        if self.verification_keys and self.signing_key is None:
+            msg = (
+                "verification_keys is set without signing_key. Set signing_key too: a worker "
+                "that checks signatures must also sign the jobs it re-enqueues"
+            )
+            raise ValueError(msg)
+        return self
+
+    def signer(self) -> EnvelopeSigner | None:
+        """Return the `EnvelopeSigner` these keys describe, or None without a key."""
+        if self.signing_key is None:
+            return None
+        return EnvelopeSigner(
+            self.signing_key.get_secret_value(),
+            [key.get_secret_value() for key in self.verification_keys],
+        )
+
+    def apply(self) -> None:
+        """Make this section the process's envelope settings (`configure_envelope`).
+
+        The composition root (`TaskProvider` and every ``lexigram-tasks`` command) calls
+        it once per configuration it builds from, so every backend signs, verifies and
+        bounds envelopes alike.
+        """
+        configure_envelope(signer=self.signer(), max_payload_bytes=self.max_payload_bytes)
