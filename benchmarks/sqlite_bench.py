@@ -14,6 +14,7 @@ Rows:
 - ``lexigram-cli``: the documented path, ``lexigram-tasks worker sqlite_bench:HANDLERS
   --backend sqlite:///...`` with every default (concurrency 10, results stored in the
   SQLite result store, ``synchronous=NORMAL``); W4 adds ``--concurrency 100``.
+- ``lexigram-cli-c100``: the same worker with ``--concurrency 100`` for every workload.
 - ``lexigram-cli-full``: the same with the option ``synchronous=FULL`` (every commit
   fsynced), set through ``LEX_TASKS__BACKEND__OPTIONS__SYNCHRONOUS``.
 - ``lexigram-pool``: a bare ``WorkerPool`` (one worker, concurrency 100, no result
@@ -56,7 +57,14 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-FRAMEWORKS = ("lexigram-cli", "lexigram-cli-full", "lexigram-pool", "huey", "huey-nofsync")
+FRAMEWORKS = (
+    "lexigram-cli",
+    "lexigram-cli-c100",
+    "lexigram-cli-full",
+    "lexigram-pool",
+    "huey",
+    "huey-nofsync",
+)
 HUEY_WORKERS = int(os.environ.get("BENCH_HUEY_WORKERS", "1"))
 
 
@@ -229,6 +237,8 @@ def start_worker(
             env["LEX_TASKS__BACKEND__OPTIONS__SYNCHRONOUS"] = "FULL"
         else:
             args += ["--backend", f"sqlite:///{path}"]
+        if framework == "lexigram-cli-c100":
+            concurrency = 100
         if concurrency is not None:
             args += ["--concurrency", str(concurrency)]
     elif framework == "lexigram-pool":

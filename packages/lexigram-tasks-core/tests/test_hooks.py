@@ -221,3 +221,36 @@ async def test_emit_with_a_foreign_payload_logs_instead_of_raising(caplog):
     with caplog.at_level(logging.ERROR):
         await hooks.emit("task.queued", {"not": "a payload"})
     assert "Could not build the event" in caplog.text
+
+
+async def test_a_registry_nobody_listens_to_says_so_and_wakes_up_for_each_kind_of_listener():
+    from lexigram.tasks.events import EventStream
+
+    hooks = HookRegistry()
+    stream = EventStream([hooks])
+    assert not hooks.listening
+    assert not stream.listening
+
+    class Plugin:
+        @hookimpl
+        def lexigram_tasks_after_execute(self, payload):
+            del payload
+
+    hooks.register_plugin(Plugin())
+    assert hooks.listened("task.completed")
+    assert not hooks.listened("task.failed")
+    assert stream.listening
+
+    observed = HookRegistry()
+    observed.on("task.failed")(lambda payload: None)
+    assert observed.listening
+
+    subscribed = HookRegistry()
+    subscribed.event_bus.subscribe(DomainEvent, lambda event: None)
+    assert subscribed.listening
+    assert EventStream([object.__new__(_Plain)]).listening
+
+
+class _Plain:
+    def observe(self, event):
+        del event

@@ -320,6 +320,16 @@ class EventStream:
             return True
         return False
 
+    @property
+    def listening(self) -> bool:
+        """False when every observer says it would ignore job events right now.
+
+        An observer may have a ``listening`` attribute (a `HookRegistry` with no plugin,
+        observer or subscriber has it False); one without it always counts. Emitters
+        of many events test it to skip building events nobody reads.
+        """
+        return any(getattr(observer, "listening", True) for observer in self._observers)
+
     async def observe(self, event: JobEvent) -> None:
         """Deliver `event` to every observer; their errors are logged, not raised."""
         for observer in self._observers:

@@ -126,7 +126,7 @@ class JobRunner:
     async def _call(self, entry: Running) -> Any:
         job = entry.job
         handler, explicit = self._prepare(entry)
-        if self._observers:
+        if self._observers and self.events.listening:
             await self.events.observe(self.settler.event(entry, STARTED))
         plan = plan_for(handler)
         if self.pipeline is None and (

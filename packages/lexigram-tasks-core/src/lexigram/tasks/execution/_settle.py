@@ -228,7 +228,7 @@ class Settler:
                 self.logger.exception("Storing the result of job %s (%s) failed.", job.id, job.name)
         if self._finishing or entry.tracker is not None:
             await self._after_end(entry, result)
-        if self._observers:
+        if self._observers and self.events.listening:
             await self.events.observe(self.event(entry, COMPLETED, duration=duration, end=now))
         if self.log_jobs:
             self.logger.info(

@@ -308,6 +308,11 @@ class HookRegistry:
         if call is not None:
             await self.emit(*call)
 
+    @property
+    def listening(self) -> bool:
+        """True when anything would see a job event (see `EventStream.listening`)."""
+        return any(self.listened(action) for action in _KIND_ACTIONS.values())
+
     def listened(self, action: str) -> bool:
         """True when a plugin, an observer or an event-bus subscriber would see `action`."""
         if getattr(self._bus, "has_subscribers", True) or self._observers.get(action):
