@@ -101,6 +101,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (namespace, key)
         ) WITHOUT ROWID""",
     ),
+    (
+        # Every stored result paid for this index (a worker stores one per job) while
+        # only the rare "list completed / failed results" read used it: that read now
+        # scans the table, which the TTL keeps bounded.
+        "DROP INDEX IF EXISTS lexigram_results_listed",
+    ),
 )
 """Migration N (1-based) is ``MIGRATIONS[N - 1]``; never edit one that shipped."""
 
