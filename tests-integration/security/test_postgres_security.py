@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest_asyncio
@@ -11,7 +11,8 @@ import pytest_asyncio
 from lexigram.contracts.tasks import TaskQueueProtocol
 from lexigram.tasks.backends.postgres import PostgresTaskQueue, migrate
 
-from .conftest import MakeQueue, Scenario
+MakeQueue = Callable[[], TaskQueueProtocol]
+Scenario = Callable[[MakeQueue], Awaitable[None]]
 
 
 @pytest_asyncio.fixture

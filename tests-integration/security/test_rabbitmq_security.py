@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiormq
 import pytest_asyncio
@@ -10,7 +10,8 @@ import pytest_asyncio
 from lexigram.contracts.tasks import TaskQueueProtocol
 from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 
-from .conftest import MakeQueue, Scenario
+MakeQueue = Callable[[], TaskQueueProtocol]
+Scenario = Callable[[MakeQueue], Awaitable[None]]
 
 
 async def _delete_queues(url: str, name: str) -> None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest_asyncio
 
 from lexigram.contracts.tasks import TaskQueueProtocol
 from lexigram.tasks.backends.redis import RedisTaskQueue
 
-from .conftest import MakeQueue, Scenario
+MakeQueue = Callable[[], TaskQueueProtocol]
+Scenario = Callable[[MakeQueue], Awaitable[None]]
 
 
 @pytest_asyncio.fixture
