@@ -10,8 +10,17 @@ from uuid import uuid4
 import pytest
 from click.testing import CliRunner
 
-from lexigram.contracts.tasks import Job, JobTemplate
-from lexigram.tasks import HandlerRegistry, MemoryTaskQueue, TaskProvider, scheduled, task
+from lexigram.app import Application
+from lexigram.contracts.tasks import Job
+from lexigram.di import Module, module
+from lexigram.tasks import (
+    HandlerRegistry,
+    MemoryTaskQueue,
+    TaskProvider,
+    TasksModule,
+    scheduled,
+    task,
+)
 from lexigram.tasks.cli import _enqueue, cli
 from lexigram.tasks.cli._app import load_app
 from lexigram.tasks.di._handlers import handler_specs
@@ -108,31 +117,33 @@ def test_handler_class_methods_carry_their_task_options() -> None:
     assert plain.priority == 0
 
 
-async def test_provider_registers_bound_methods_with_their_options() -> None:
-    provider = TaskProvider(queue=MemoryTaskQueue(), enable_scheduler=True)
-    for spec in handler_specs(Reports()):
-        if spec.cron is None:
-            provider.register_handler(spec.task_name, spec.handler, options=spec.options)
-        else:
-            provider._register_and_schedule(
-                spec.task_name,
-                spec.handler,
-                spec.cron,
-                JobTemplate(name=spec.task_name),
-                spec.options,
-            )
-    registry: HandlerRegistry = provider.registry
-    report = registry.options("wiring.report")
-    nightly = registry.options("wiring.nightly")
-    assert report is not None
-    assert (report.max_retries, report.timeout) == (1, 0.5)
-    assert nightly is not None
-    assert (nightly.max_retries, nightly.timeout) == (0, 3.0)
-    assert provider.scheduler is not None
-    [template] = [
-        job.job_template
-        for job in provider.scheduler.get_scheduled_jobs()
-        if job.job_id == "scheduled:wiring.nightly"
-    ]
-    assert template.max_retries is None
-    assert template.timeout is None
+async def test_booted_provider_registers_bound_methods_with_their_options() -> None:
+    @module(
+        imports=[
+            TasksModule.configure(queue=MemoryTaskQueue(), enable_scheduler=True),
+            TasksModule.scope(Reports, Plain),
+        ]
+    )
+    class AppModule(Module): ...
+
+    async with Application.boot(modules=[AppModule]) as app:
+        provider = await app.container.resolve(TaskProvider)
+        registry: HandlerRegistry = provider.registry
+        report = registry.options("wiring.report")
+        nightly = registry.options("wiring.nightly")
+        plain = registry.options("wiring.plain")
+        assert report is not None
+        assert (report.max_retries, report.timeout) == (1, 0.5)
+        assert nightly is not None
+        assert (nightly.max_retries, nightly.timeout) == (0, 3.0)
+        assert plain is not None
+        assert (plain.max_retries, plain.timeout) == (None, None)
+        assert provider.scheduler is not None
+        [template] = [
+            job.job_template
+            for job in provider.scheduler.get_scheduled_jobs()
+            if job.job_id == "scheduled:wiring.nightly"
+        ]
+        # The worker's registry governs: the schedule's jobs carry no copies.
+        assert template.max_retries is None
+        assert template.timeout is None
