@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -47,6 +47,7 @@ from lexigram.tasks.di._stack import (
     build_stack,
     observe_enqueues,
 )
+from lexigram.tasks.events import EventObserver
 from lexigram.tasks.execution import WorkerPool
 from lexigram.tasks.hooks import HookRegistry
 
@@ -98,6 +99,7 @@ class WorkerRuntime:
         worker_config: Worker settings with the command-line overrides applied.
         preset_queue: A queue object to consume instead of building one for its name
             (a `TaskProvider`'s own queue).
+        observers: More observers of the workers' job events (e.g. metrics).
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class WorkerRuntime:
         *,
         worker_config: TaskWorkerConfig,
         preset_queue: TaskQueueProtocol | None = None,
+        observers: Sequence[EventObserver] = (),
     ) -> None:
         self.app = app
         self.config = config
@@ -116,6 +119,7 @@ class WorkerRuntime:
         self.queue_names = queue_names
         self.worker_config = worker_config
         self.preset_queue = preset_queue
+        self.observers = tuple(observers)
         self.worker_id = worker_identity()
         self.queues: list[TaskQueueProtocol] = []
         self.pools: list[WorkerPool] = []
@@ -174,6 +178,7 @@ class WorkerRuntime:
                     worker_config=self.worker_config,
                     rate_limiter=self.rate_limiter,
                     hooks=self.hooks,
+                    observers=self.observers,
                 )
             )
         for pool in self.pools:

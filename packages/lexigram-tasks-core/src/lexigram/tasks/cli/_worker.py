@@ -18,7 +18,7 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -38,6 +38,9 @@ from lexigram.tasks.cli._output import setup_logging, stderr_console
 from lexigram.tasks.cli._runtime import WorkerRuntime, WorkerTotals
 from lexigram.tasks.cli._supervisor import SUPERVISED_ENV, Supervisor, signal_ready
 from lexigram.tasks.config import TaskWorkerConfig
+
+if TYPE_CHECKING:
+    from lexigram.tasks.observability._prometheus import PrometheusObserver
 
 logger = logging.getLogger("lexigram.tasks.cli")
 
@@ -77,6 +80,8 @@ class WorkerOptions:
     connect_timeout: float
     debug: bool
     log_jobs: bool = False
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     def child_args(self) -> list[str]:
         """The arguments of one supervised child: the same options, one process."""
@@ -140,6 +145,19 @@ class WorkerOptions:
     is_flag=True,
     help="Log a line at INFO for every completed job. Default: worker.log_jobs (off).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    metavar="PORT",
+    help="Serve Prometheus metrics on http://HOST:PORT/metrics (needs prometheus-client).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="HOST",
+    help="Address the metrics server binds to.",
+)
 @config_option
 @connect_timeout_option
 @debug_option
@@ -157,6 +175,12 @@ def worker_command(**params: Any) -> None:
     options = WorkerOptions(**params)
     level = "debug" if options.debug else options.log_level
     supervised = os.environ.get(SUPERVISED_ENV) is not None
+    if options.metrics_port is not None and options.workers > 1:
+        msg = (
+            "--metrics-port serves one process: run with --workers 1 (one worker "
+            "process per metrics port), or drop --metrics-port."
+        )
+        raise click.UsageError(msg)
     if options.workers > 1 or (options.reload and not supervised):
         setup_logging(level)
         app = load_app(options.app)  # fail here, once, rather than in every child
@@ -219,6 +243,7 @@ async def _run(
     )
     if not queues:
         queues = [spec.queue_name]
+    metrics = _start_metrics(options)
     runtime = WorkerRuntime(
         app,
         config,
@@ -226,12 +251,15 @@ async def _run(
         queues,
         worker_config=_worker_config(options, config.effective_worker()),
         preset_queue=app.queue if own_queue else None,
+        observers=(metrics,) if metrics is not None else (),
     )
     stopper = _Stopper(runtime.worker_config.shutdown_timeout)
     stopper.install()
     status: asyncio.Task[None] | None = None
     try:
         await runtime.start(options.connect_timeout)
+        if metrics is not None:
+            _watch_runtime(metrics, runtime)
         if supervised:
             await _watch_supervisor(stopper.request)
             signal_ready()
@@ -244,6 +272,45 @@ async def _run(
             await asyncio.gather(status, return_exceptions=True)
         stopper.uninstall()
         await runtime.close()
+
+
+def _start_metrics(options: WorkerOptions) -> PrometheusObserver | None:
+    """Start the Prometheus endpoint of ``--metrics-port``; return its observer (or None)."""
+    if options.metrics_port is None:
+        return None
+    try:
+        from prometheus_client import start_http_server  # noqa: PLC0415 - optional extra
+
+        from lexigram.tasks.observability._prometheus import PrometheusObserver  # noqa: PLC0415
+    except ImportError:
+        msg = "--metrics-port needs prometheus-client: pip install 'lexigram-tasks[prometheus]'."
+        raise click.UsageError(msg) from None
+    observer = PrometheusObserver()
+    try:
+        start_http_server(options.metrics_port, addr=options.metrics_host)
+    except OSError as exc:
+        msg = (
+            f"--metrics-port {options.metrics_port}: cannot listen on "
+            f"{options.metrics_host}:{options.metrics_port} ({exc.strerror}); pick a free port."
+        )
+        raise click.UsageError(msg) from None
+    logger.info(
+        "Serving metrics on http://%s:%d/metrics", options.metrics_host, options.metrics_port
+    )
+    return observer
+
+
+def _watch_runtime(metrics: PrometheusObserver, runtime: WorkerRuntime) -> None:
+    """Export the runtime's queue depths and event-loop lag through `metrics`."""
+    metrics.watch_queues(runtime.queues)
+    monitors = [
+        worker.lag_monitor
+        for pool in runtime.pools
+        for worker in pool.workers
+        if worker.lag_monitor is not None
+    ]
+    if monitors:
+        metrics.watch_loop_lag(lambda: max(monitor.last_lag for monitor in monitors))
 
 
 async def _shutdown(runtime: WorkerRuntime, stopper: _Stopper) -> int:

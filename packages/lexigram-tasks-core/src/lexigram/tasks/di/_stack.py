@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -33,7 +33,7 @@ from lexigram.contracts.tasks import (
 from lexigram.tasks._backends import TaskBackendRegistry, create_store, spec_from_config
 from lexigram.tasks.config import TaskConfig, TaskWorkerConfig
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
-from lexigram.tasks.events import producer_events
+from lexigram.tasks.events import EventObserver, producer_events
 from lexigram.tasks.execution import HandlerRegistry, TaskWorkerServices, WorkerPool
 from lexigram.tasks.hooks import HookRegistry
 from lexigram.tasks.progress import InMemoryProgressStore, InMemoryProgressTracker, ProgressStore
@@ -324,6 +324,7 @@ def build_pool(
     hooks: HookRegistry | None = None,
     dashboard: Any = None,
     middleware_pipeline: TaskMiddlewarePipeline | None = None,
+    observers: Sequence[EventObserver] = (),
 ) -> WorkerPool:
     """Build the worker pool that consumes `queue` (default: the stack's) with its stores.
 
@@ -340,6 +341,7 @@ def build_pool(
         hooks: Lifecycle hooks (plugins and observers).
         dashboard: Observability dashboard.
         middleware_pipeline: Middleware around every job.
+        observers: More observers of the workers' job events (e.g. metrics).
 
     Returns:
         The pool, not started.
@@ -356,6 +358,7 @@ def build_pool(
         rate_limiter=rate_limiter,
         hooks=hooks,
         dashboard=dashboard,
+        observers=observers,
     )
     return WorkerPool(
         consumed,

@@ -1,0 +1,182 @@
+"""`PrometheusObserver`: a real `TaskWorker` on the memory backend, read from a real registry."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from lexigram.contracts.tasks import Job
+from lexigram.tasks.backends.memory import MemoryTaskQueue
+from lexigram.tasks.config import RetryConfig, TaskWorkerConfig
+from lexigram.tasks.events import COMPLETED, RETRYING, STARTED, EventStream, JobEvent
+from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
+from lexigram.tasks.observability._prometheus import PrometheusObserver
+
+FAST_RETRIES = TaskWorkerConfig(retry=RetryConfig(initial_delay=0.001, max_delay=0.001))
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    found = registry.get_sample_value(name, labels)
+    return 0.0 if found is None else found
+
+
+async def wait_for_count(registry: CollectorRegistry, total: float) -> None:
+    async def reached() -> None:
+        while True:
+            counted = sum(
+                sample.value
+                for metric in registry.collect()
+                if metric.name == "lexigram_tasks_jobs"
+                for sample in metric.samples
+                if sample.name == "lexigram_tasks_jobs_total"
+            )
+            if counted >= total:
+                return
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(reached(), 10)
+
+
+async def test_counts_durations_waits_and_in_progress_after_a_real_worker_run() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusObserver(registry)
+    calls: dict[str, int] = {}
+
+    async def ok(n: int) -> int:
+        await asyncio.sleep(0.01)
+        return n
+
+    async def flaky(key: str) -> str:
+        calls[key] = calls.get(key, 0) + 1
+        if calls[key] == 1:
+            msg = "first attempt fails"
+            raise RuntimeError(msg)
+        return key
+
+    async def bad() -> None:
+        msg = "always fails"
+        raise ValueError(msg)
+
+    queue = MemoryTaskQueue(queue_name="metrics")
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"ok": ok, "flaky": flaky, "bad": bad},
+        FAST_RETRIES,
+        TaskWorkerServices(observers=[metrics]),
+    )
+    jobs = [Job(name="ok", args=[i]) for i in range(5)]
+    jobs += [Job(name="flaky", args=[f"k{i}"], max_retries=2) for i in range(2)]
+    jobs += [Job(name="bad", max_retries=1) for _ in range(3)]
+    for job in jobs:
+        (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    metrics.watch_queues([queue])
+    # 5 ok + 2 flaky x (retry, success) + 3 bad x (retry, dead letter) = 15 outcomes
+    await wait_for_count(registry, 15)
+    await worker.stop()
+
+    def jobs_total(task: str, outcome: str) -> float:
+        labels = {"task": task, "queue": "metrics", "outcome": outcome}
+        return value(registry, "lexigram_tasks_jobs_total", **labels)
+
+    assert jobs_total("ok", "succeeded") == 5
+    assert jobs_total("flaky", "retried") == 2
+    assert jobs_total("flaky", "succeeded") == 2
+    assert jobs_total("bad", "retried") == 3
+    assert jobs_total("bad", "dead_lettered") == 3
+    assert jobs_total("ok", "dead_lettered") == 0
+    ok_labels = {"task": "ok", "queue": "metrics"}
+    assert value(registry, "lexigram_tasks_job_duration_seconds_count", **ok_labels) == 5
+    assert value(registry, "lexigram_tasks_job_duration_seconds_sum", **ok_labels) >= 0.05
+    bad_labels = {"task": "bad", "queue": "metrics"}
+    assert value(registry, "lexigram_tasks_job_duration_seconds_count", **bad_labels) == 6
+    # the queue wait is taken from the first attempt only
+    assert value(registry, "lexigram_tasks_queue_wait_seconds_count", **bad_labels) == 3
+    for task in ("ok", "flaky", "bad"):
+        labels = {"task": task, "queue": "metrics"}
+        assert value(registry, "lexigram_tasks_jobs_in_progress", **labels) == 0
+    assert await metrics.refresh_depths() == {"metrics": 0.0}
+    text = generate_latest(registry).decode()
+    assert 'lexigram_tasks_queue_depth{queue="metrics"} 0.0' in text
+    assert "# TYPE lexigram_tasks_jobs_total counter" in text
+
+
+async def test_in_progress_counts_a_running_job_and_a_depth_read_from_another_thread() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusObserver(registry, depth_interval=0.0)
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def slow() -> None:
+        started.set()
+        await release.wait()
+
+    queue = MemoryTaskQueue(queue_name="busy")
+    one_at_a_time = TaskWorkerConfig(max_concurrent_tasks=1)
+    services = TaskWorkerServices(observers=[metrics])
+    worker = TaskWorker("w1", queue, {"slow": slow}, one_at_a_time, services)
+    (await queue.enqueue(Job(name="slow"))).unwrap()
+    for _ in range(3):
+        (await queue.enqueue(Job(name="slow"))).unwrap()  # wait: one job runs at a time
+    await worker.start()
+    await asyncio.wait_for(started.wait(), 5)
+    labels = {"task": "slow", "queue": "busy"}
+    assert value(registry, "lexigram_tasks_jobs_in_progress", **labels) == 1
+    metrics.watch_queues([queue])
+    # A scrape runs in the HTTP server's thread: the depth is read on the queue's loop.
+    text = (await asyncio.to_thread(generate_latest, registry)).decode()
+    pending = await queue.count("busy")
+    assert pending >= 2
+    assert f'lexigram_tasks_queue_depth{{queue="busy"}} {float(pending)}' in text
+    release.set()
+    await wait_for_count(registry, 4)
+    await worker.stop()
+    assert value(registry, "lexigram_tasks_jobs_in_progress", **labels) == 0
+
+
+def test_event_loop_lag_is_whatever_the_source_says() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusObserver(registry)
+    lag = [0.25]
+    metrics.watch_loop_lag(lambda: lag[0])
+    assert value(registry, "lexigram_tasks_event_loop_lag_seconds") == 0.25
+    lag[0] = 0.0
+    assert value(registry, "lexigram_tasks_event_loop_lag_seconds") == 0.0
+
+
+def test_a_terminal_event_without_a_start_does_not_drive_in_progress_below_zero() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusObserver(registry)
+    metrics.observe(JobEvent(kind=RETRYING, task="t", job_id="j", queue="q", duration=0.1))
+    assert value(registry, "lexigram_tasks_jobs_in_progress", task="t", queue="q") == 0
+    assert value(registry, "lexigram_tasks_jobs_total", task="t", queue="q", outcome="retried") == 1
+
+
+async def test_cost_per_event_through_the_stream() -> None:
+    """Micro-benchmark: events per second through `observe` (printed with -s)."""
+    metrics = PrometheusObserver(CollectorRegistry())
+    stream = EventStream([metrics])
+    now = time.time()
+    events = []
+    for i in range(2000):
+        common = {"task": f"t{i % 5}", "job_id": f"j{i}", "queue": "q", "worker_id": "w"}
+        events.append(JobEvent(kind=STARTED, attempt=1, enqueued_at=now, started_at=now, **common))
+        events.append(JobEvent(kind=COMPLETED, attempt=1, duration=0.01, **common))
+    began = time.perf_counter()
+    for event in events:
+        metrics.observe(event)
+    direct = len(events) / (time.perf_counter() - began)
+    began = time.perf_counter()
+    for event in events:
+        await stream.observe(event)
+    through_stream = len(events) / (time.perf_counter() - began)
+    print(f"PrometheusObserver: {direct:,.0f} events/s direct, {through_stream:,.0f} via stream")  # noqa: T201
+    assert (
+        value(
+            metrics.registry, "lexigram_tasks_jobs_total", task="t0", queue="q", outcome="succeeded"
+        )
+        == 2 * 400
+    )
