@@ -12,7 +12,7 @@ from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import RetryConfig, TaskWorkerConfig
 from lexigram.tasks.events import COMPLETED, RETRYING, STARTED, EventStream, JobEvent
 from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
-from lexigram.tasks.observability._prometheus import PrometheusObserver
+from lexigram.tasks.observability import PrometheusObserver
 
 FAST_RETRIES = TaskWorkerConfig(retry=RetryConfig(initial_delay=0.001, max_delay=0.001))
 
