@@ -145,6 +145,9 @@ if TYPE_CHECKING:
         WorkerJobStats,
         WorkerPool,
     )
+    from lexigram.tasks.handles import (
+        JobHandle,
+    )
     from lexigram.tasks.hooks import (
         HookRegistry,
         TaskCompletedHook,
@@ -251,6 +254,7 @@ __all__ = [
     "InMemoryWorkflowStateStore",
     "Job",
     "JobEvent",
+    "JobHandle",
     "JobProtocol",
     "JobResult",
     "JobStatus",

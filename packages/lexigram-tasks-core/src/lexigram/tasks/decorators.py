@@ -22,18 +22,23 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from lexigram.contracts.tasks import (
     Job,
     Priority,
     Result,
+    ResultStoreProtocol,
     TaskQueueError,
     TaskQueueProtocol,
     TaskValidationError,
 )
 from lexigram.tasks.events import QUEUED, JobEvent, producer_events
 from lexigram.tasks.execution._options import ExceptionTypes, TaskOptions
+from lexigram.tasks.handles import JobHandle, register_job_stores
+
+if TYPE_CHECKING:
+    from lexigram.contracts.tasks import ProgressStoreProtocol
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -48,7 +53,12 @@ _default_queue: TaskQueueProtocol | None = None
 _named_queues: dict[str, TaskQueueProtocol] = {}
 
 
-def set_default_queue(queue: TaskQueueProtocol | None) -> None:
+def set_default_queue(
+    queue: TaskQueueProtocol | None,
+    *,
+    result_store: ResultStoreProtocol | None = None,
+    progress_store: ProgressStoreProtocol | None = None,
+) -> None:
     """Set the queue that `TaskFunction.delay` enqueues on (None to unset).
 
     The tasks provider calls this at boot with the application's primary queue; call it
@@ -56,9 +66,14 @@ def set_default_queue(queue: TaskQueueProtocol | None) -> None:
 
     Args:
         queue: The default queue, or None.
+        result_store: The result store its workers write to, so that the handles
+            ``.delay()`` returns can await results (see `register_job_stores`).
+        progress_store: The progress store its handlers report to.
     """
     global _default_queue  # noqa: PLW0603 - one process-wide default, as `delay` needs
     _default_queue = queue
+    if queue is not None and (result_store is not None or progress_store is not None):
+        register_job_stores(queue, result_store=result_store, progress_store=progress_store)
 
 
 def set_task_queues(queues: Mapping[str, TaskQueueProtocol]) -> None:
@@ -209,39 +224,106 @@ class TaskFunction(Generic[P, R]):
         """Shorthand for `signature`."""
         return self._build(args, kwargs)
 
-    async def delay(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+    async def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         """Enqueue a job for this call on the task's queue (see `queue_for`).
 
         Returns:
-            The enqueued job (for a duplicate idempotency key: carrying the first
-            job's id).
+            A `JobHandle` of the enqueued job, for a duplicate idempotency key
+            carrying the first job's id: ``await handle.result()`` waits for its result.
 
         Raises:
             TaskQueueError: The task's queue is not configured, or the queue refused
                 the job (e.g. `TaskValidationError` for arguments that are not JSON).
         """
         job = self._build(args, kwargs)
-        return await enqueue_job(queue_for(self.options.queue), job)
+        queue = queue_for(self.options.queue)
+        return JobHandle(queue, await enqueue_job(queue, job))
 
+    # Type checkers check the arguments of a call without options against the function's
+    # signature (a ParamSpec admits no further keywords); a call with at least one option
+    # matches one of the later overloads, whose arguments are not checked.
+    @overload
+    async def apply_async(
+        self, queue: TaskQueueProtocol, /, *args: P.args, **kwargs: P.kwargs
+    ) -> JobHandle[R]: ...
+    @overload
     async def apply_async(
         self,
         queue: TaskQueueProtocol,
+        /,
+        *args: Any,
+        priority: Priority | int,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        result_store: ResultStoreProtocol | None = None,
+        **kwargs: Any,
+    ) -> JobHandle[R]: ...
+    @overload
+    async def apply_async(
+        self,
+        queue: TaskQueueProtocol,
+        /,
+        *args: Any,
+        max_retries: int | None,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        result_store: ResultStoreProtocol | None = None,
+        **kwargs: Any,
+    ) -> JobHandle[R]: ...
+    @overload
+    async def apply_async(
+        self,
+        queue: TaskQueueProtocol,
+        /,
+        *args: Any,
+        timeout: float | None,
+        idempotency_key: str | None = None,
+        result_store: ResultStoreProtocol | None = None,
+        **kwargs: Any,
+    ) -> JobHandle[R]: ...
+    @overload
+    async def apply_async(
+        self,
+        queue: TaskQueueProtocol,
+        /,
+        *args: Any,
+        idempotency_key: str | None,
+        result_store: ResultStoreProtocol | None = None,
+        **kwargs: Any,
+    ) -> JobHandle[R]: ...
+    @overload
+    async def apply_async(
+        self,
+        queue: TaskQueueProtocol,
+        /,
+        *args: Any,
+        result_store: ResultStoreProtocol | None,
+        **kwargs: Any,
+    ) -> JobHandle[R]: ...
+    async def apply_async(  # type: ignore[misc] # P.kwargs could hold an option's name
+        self,
+        queue: TaskQueueProtocol,
+        /,
         *args: Any,
         priority: Priority | int | None = None,
         max_retries: int | None = None,
         timeout: float | None = None,
         idempotency_key: str | None = None,
+        result_store: ResultStoreProtocol | None = None,
         **kwargs: Any,
-    ) -> Job:
+    ) -> JobHandle[R]:
         """Enqueue a job for this call on `queue`, overriding the task's options.
 
-        `priority`, `max_retries`, `timeout` and `idempotency_key` are options, not
-        arguments of the function (a function with parameters of those names must be
-        enqueued with `signature` plus `enqueue_job`). The values given here are set
-        on the job and win over the task's options for this job only.
+        `priority`, `max_retries`, `timeout`, `idempotency_key` and `result_store` are
+        options, not arguments of the function (a function with parameters of those
+        names must be enqueued with `signature` plus `enqueue_job`). The values given
+        here are set on the job and win over the task's options for this job only.
+        `result_store` is where the handle reads the job's result (default: the store
+        registered for `queue`, see `register_job_stores`).
 
         Returns:
-            The enqueued job.
+            A `JobHandle` of the enqueued job.
 
         Raises:
             TaskQueueError: The queue refused the job.
@@ -255,7 +337,7 @@ class TaskFunction(Generic[P, R]):
             job.timeout = timeout
         if idempotency_key is not None:
             job.idempotency_key = idempotency_key
-        return await enqueue_job(queue, job)
+        return JobHandle(queue, await enqueue_job(queue, job), result_store=result_store)
 
     def _build(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
         bound = self._bind(args, kwargs)
@@ -479,7 +561,8 @@ def task(  # noqa: PLR0917 - the published positional signature
         async def send_email(to: str, subject: str) -> None: ...
 
         registry.register(send_email.name, send_email)
-        job = await send_email.delay("a@b.c", subject="Hi")
+        handle = await send_email.delay("a@b.c", subject="Hi")
+        await handle.result(timeout=10)
     """
     if callable(name):
         return TaskFunction(name)
@@ -537,6 +620,7 @@ def scheduled(
 
 
 __all__ = [
+    "JobHandle",
     "TaskFunction",
     "TaskOptions",
     "enqueue_job",

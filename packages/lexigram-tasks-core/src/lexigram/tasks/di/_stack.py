@@ -35,6 +35,7 @@ from lexigram.tasks.config import TaskConfig, TaskWorkerConfig
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.events import EventObserver, producer_events
 from lexigram.tasks.execution import HandlerRegistry, TaskWorkerServices, WorkerPool
+from lexigram.tasks.handles import register_job_stores
 from lexigram.tasks.hooks import HookRegistry
 from lexigram.tasks.progress import InMemoryProgressStore, InMemoryProgressTracker, ProgressStore
 from lexigram.tasks.results import InMemoryResultStore, ResultStore
@@ -185,6 +186,8 @@ def build_stack(
         scheduler_store = build_store(spec, "create_scheduler_store", field)
         if scheduler_store is not None:
             closeables.append(scheduler_store)
+    # The handles `.delay()`/`.apply_async()` return for this queue read these stores.
+    register_job_stores(built_queue, result_store=result_store, progress_store=progress_store)
     return BackendStack(
         name=name,
         path=field,
@@ -350,6 +353,9 @@ def build_pool(
     dead_letters = stack.dead_letter_queue
     if consumed is not stack.queue:
         dead_letters = PersistentDeadLetterQueue(backend=dead_letters.backend, queue=consumed)
+        register_job_stores(
+            consumed, result_store=stack.result_store, progress_store=stack.progress_store
+        )
     services = TaskWorkerServices(
         dead_letter_queue=dead_letters,
         result_store=stack.result_store,

@@ -1,0 +1,299 @@
+"""`JobHandle`: the enqueued job, plus its result, status and progress.
+
+``await fn.delay(...)`` and ``await fn.apply_async(queue, ...)`` return a `JobHandle`.
+It reads like the `Job` that was enqueued (``handle.id``, ``handle.args`` ...;
+``handle.job`` is the `Job` itself) and also remembers the queue it was enqueued on
+and the stores its workers write to, so it can answer ``await
+handle.result(timeout=5)``, ``await handle.status()`` and ``await
+handle.progress()``. Another process rebuilds one from
+a job id: ``JobHandle(queue, job_id, result_store=store)``.
+
+The stores of a queue are found in the registry `register_job_stores` fills: the
+composition root registers every queue it builds with its backend's result and
+progress stores, so ``.delay()`` in an application (or inside a worker) needs nothing
+more. A script that builds its own queue passes ``result_store=`` explicitly.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, overload
+
+from lexigram.contracts.tasks import (
+    Job,
+    JobResult,
+    JobStatus,
+    ProgressInfo,
+    ProgressStoreProtocol,
+    ResultStoreProtocol,
+    TaskConfigurationError,
+    TaskExecutionError,
+    TaskNotFoundError,
+    TaskQueueProtocol,
+)
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+_FOREVER_CHUNK = 3600.0  # seconds per store wait when the caller waits without a timeout
+
+
+@dataclass(frozen=True, slots=True)
+class JobStores:
+    """The stores the workers of one queue write to (what a `JobHandle` reads).
+
+    Attributes:
+        result_store: Where job results are stored, or None.
+        progress_store: Where handlers' progress is saved, or None.
+    """
+
+    result_store: ResultStoreProtocol | None = None
+    progress_store: ProgressStoreProtocol | None = None
+
+
+# Queue object -> its stores. Weak where the queue allows it, so a registry entry never
+# keeps a closed queue alive; queues that cannot be weakly referenced are kept by id.
+_weak_stores: weakref.WeakKeyDictionary[Any, JobStores] = weakref.WeakKeyDictionary()
+_strong_stores: dict[int, tuple[TaskQueueProtocol, JobStores]] = {}
+
+
+def register_job_stores(
+    queue: TaskQueueProtocol,
+    *,
+    result_store: ResultStoreProtocol | None,
+    progress_store: ProgressStoreProtocol | None = None,
+) -> None:
+    """Record the stores the workers of `queue` write to, for the handles of its jobs.
+
+    The composition root calls this for every queue it builds; call it yourself for a
+    queue you build by hand (or pass ``result_store=`` to ``apply_async``).
+
+    Args:
+        queue: The queue object ``.delay()``/``.apply_async()`` enqueue on.
+        result_store: Its workers' result store (None: results cannot be awaited).
+        progress_store: Its workers' progress store.
+    """
+    stores = JobStores(result_store=result_store, progress_store=progress_store)
+    try:
+        _weak_stores[queue] = stores
+    except TypeError:  # not hashable or not weakly referenceable
+        _strong_stores[id(queue)] = (queue, stores)
+
+
+def job_stores_for(queue: TaskQueueProtocol) -> JobStores:
+    """Return the stores registered for `queue` (empty `JobStores` when none are)."""
+    try:
+        found = _weak_stores.get(queue)
+    except TypeError:
+        found = None
+    if found is not None:
+        return found
+    entry = _strong_stores.get(id(queue))
+    if entry is not None and entry[0] is queue:
+        return entry[1]
+    return JobStores()
+
+
+class JobHandle(Generic[R]):
+    """An enqueued job that can await its result and report its status and progress.
+
+    Reading an attribute of the `Job` reads it from the job as enqueued (``handle.id``,
+    ``handle.name``, ``handle.args`` ...), so code written for the `Job` that
+    ``.delay()`` used to return keeps working; ``handle.job`` is the `Job` itself, for
+    code that needs one. Two names of `Job` are methods here instead: `status` and
+    `result` (read ``handle.job.status`` for the enqueued copy's field). ``R`` is the
+    task's return type: ``await handle.result()`` of a task declared
+    ``async def add(a: int, b: int) -> int`` is an ``int`` to a type checker.
+
+    Args:
+        queue: The queue the job was enqueued on.
+        job: The job, or the id of a job enqueued elsewhere (another process); a handle
+            built from an id knows only the id until `fetch` reads the job.
+        result_store: Where its workers store results (default: the store registered
+            for `queue` with `register_job_stores`).
+        progress_store: Where its handler saves progress (default: the registered one).
+
+    Example:
+        handle = await add.apply_async(queue, 2, 3, result_store=results)
+        assert await handle.result(timeout=5) == 5
+        same = JobHandle[int](queue, handle.id, result_store=results)
+    """
+
+    __slots__ = ("_job", "_progress_store", "_queue", "_result_store")
+
+    def __init__(
+        self,
+        queue: TaskQueueProtocol,
+        job: Job | str,
+        *,
+        result_store: ResultStoreProtocol | None = None,
+        progress_store: ProgressStoreProtocol | None = None,
+    ) -> None:
+        if isinstance(job, str):
+            if not job.strip():
+                msg = "JobHandle needs a job id, got an empty string. Pass the id .delay() gave."
+                raise TaskConfigurationError(msg)
+            job = Job(id=job.strip())
+        registered = job_stores_for(queue)
+        self._job = job
+        self._queue = queue
+        self._result_store = result_store if result_store is not None else registered.result_store
+        self._progress_store = (
+            progress_store if progress_store is not None else registered.progress_store
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names the handle does not define: the job's attributes.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._job, name)
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self._job.id} task={self._job.name!r}>"
+
+    @property
+    def job(self) -> Job:
+        """The job as enqueued (or as last read by `fetch`)."""
+        return self._job
+
+    @property
+    def id(self) -> str:
+        """The job's id."""
+        return self._job.id
+
+    @property
+    def name(self) -> str:
+        """The job's task name ("" for a handle built from an id, until `fetch`)."""
+        return self._job.name
+
+    @property
+    def queue(self) -> TaskQueueProtocol:
+        """The queue the job was enqueued on."""
+        return self._queue
+
+    @property
+    def result_store(self) -> ResultStoreProtocol | None:
+        """The result store this handle reads (None: results cannot be awaited)."""
+        return self._result_store
+
+    @overload
+    async def result(
+        self: JobHandle[Coroutine[Any, Any, T]], timeout: float | None = 30.0
+    ) -> T: ...
+    @overload
+    async def result(self: JobHandle[T], timeout: float | None = 30.0) -> T: ...
+    async def result(self, timeout: float | None = 30.0) -> Any:
+        """Wait for the job's result and return what the handler returned.
+
+        The wait is the result store's own (woken when the result is stored where the
+        backend can, e.g. in memory or through Redis), not a polling loop here.
+
+        Args:
+            timeout: Longest wait in seconds; None waits until there is a result.
+
+        Returns:
+            The handler's return value.
+
+        Raises:
+            TaskExecutionError: The job failed for good (its error is the message,
+                ``details["error"]``).
+            TimeoutError: No result within `timeout` seconds.
+            TaskConfigurationError: No result store is known for the job's queue.
+        """
+        outcome = await self.wait(timeout)
+        if not outcome.success:
+            msg = f"Job {self.id} ({self._label()}) failed: {outcome.error or 'no error message'}"
+            raise TaskExecutionError(
+                msg, details={"job_id": self.id, "task": self.name, "error": outcome.error}
+            )
+        return outcome.data
+
+    async def wait(self, timeout: float | None = 30.0) -> JobResult:
+        """Wait for the job's stored `JobResult` (success or failure) and return it.
+
+        Raises:
+            TimeoutError: No result within `timeout` seconds.
+            TaskConfigurationError: No result store is known for the job's queue.
+        """
+        store = self._require_result_store()
+        if timeout is not None:
+            found = await store.wait(self.id, timeout=timeout)
+            if found is None:
+                msg = (
+                    f"Job {self.id} ({self._label()}) has no result after {timeout:g} s. "
+                    "Check that a worker consumes its queue and that the task stores "
+                    "results (store_result=True), or wait longer."
+                )
+                raise TimeoutError(msg)
+            return found
+        while True:
+            found = await store.wait(self.id, timeout=_FOREVER_CHUNK)
+            if found is not None:
+                return found
+
+    async def status(self) -> JobStatus:
+        """Return where the job is now: PENDING, RUNNING, RETRYING, COMPLETED or FAILED.
+
+        A stored result decides COMPLETED/FAILED; otherwise the queue's copy of the job
+        says whether it waits or runs.
+
+        Raises:
+            TaskNotFoundError: Neither the queue nor the result store knows the job (an
+                unknown id, an expired result, or a task with ``store_result=False``).
+        """
+        store = self._result_store
+        if store is not None:
+            found = await store.get(self.id)
+            if found is not None:
+                return JobStatus.COMPLETED if found.success else JobStatus.FAILED
+        queued = await self._queue.get_job(self.id)
+        if queued is not None:
+            return queued.status
+        if store is not None:  # it may have finished between the two reads
+            found = await store.get(self.id)
+            if found is not None:
+                return JobStatus.COMPLETED if found.success else JobStatus.FAILED
+        msg = (
+            f"Job {self.id} ({self._label()}) is neither in its queue nor in the result "
+            "store: the id is unknown, its result expired, or its task does not store "
+            "results (store_result=False)."
+        )
+        raise TaskNotFoundError(msg, details={"job_id": self.id})
+
+    async def progress(self) -> ProgressInfo | None:
+        """Return the progress the handler last reported, or None (none yet, or no store)."""
+        if self._progress_store is None:
+            return None
+        return await self._progress_store.get(self.id)
+
+    async def fetch(self) -> JobHandle[R]:
+        """Read the job's attributes from its queue into this handle and return it.
+
+        Raises:
+            TaskNotFoundError: The queue no longer holds the job.
+        """
+        queued = await self._queue.get_job(self.id)
+        if queued is None:
+            msg = f"Job {self.id} is not in its queue (finished, deleted, or an unknown id)."
+            raise TaskNotFoundError(msg, details={"job_id": self.id})
+        self._job = queued
+        return self
+
+    def _require_result_store(self) -> ResultStoreProtocol:
+        if self._result_store is None:
+            msg = (
+                f"Job {self.id} ({self._label()}): no result store is known for its queue, "
+                "so its result cannot be awaited. Boot the application with "
+                "TasksModule/TaskProvider, pass result_store= to apply_async() or "
+                "JobHandle(...), or call register_job_stores(queue, result_store=...)."
+            )
+            raise TaskConfigurationError(msg)
+        return self._result_store
+
+    def _label(self) -> str:
+        return f"task {self.name!r}" if self.name else "task unknown"
+
+
+__all__ = ["JobHandle", "JobStores", "job_stores_for", "register_job_stores"]
