@@ -99,6 +99,10 @@ def _settle(outcomes: list[Outcome]) -> None:
 _OPEN: weakref.WeakSet[Database] = weakref.WeakSet()
 
 
+# How long the exit hook waits for calls already handed to a database thread.
+_EXIT_DRAIN_SECONDS = 10.0
+
+
 @atexit.register
 def _flush_at_exit() -> None:
     """Commit write-behind calls still waiting for their turn when the process exits.
@@ -265,20 +269,32 @@ class Database:
             _settle(outcomes)
 
     def flush_now(self) -> None:
-        """Run the calls waiting for this loop turn now, on the calling thread if free."""
+        """At exit: commit the calls waiting for this loop turn and those handed to the thread.
+
+        The waiting calls run on the calling thread when the connection is free. The
+        database thread is a daemon, which the interpreter would stop with calls still in
+        its queue, so this waits (bounded) until it has committed them.
+        """
         batch = self._take_pending()
         conn = self._conn
-        if not batch or conn is None or self._pid != os.getpid():
+        if conn is None or self._pid != os.getpid():
             return
-        if self._queued or not self._conn_lock.acquire(blocking=False):
-            self._hand_over(batch)
-            return
-        try:
-            outcomes = self._patiently(conn, batch)
-        finally:
-            self._conn_lock.release()
-        # Only write-behind failures are reported: an awaited call's loop is gone by now.
-        _settle([out for out in outcomes if out[0].future is None])
+        if batch:
+            if self._queued or not self._conn_lock.acquire(blocking=False):
+                self._hand_over(batch)
+            else:
+                try:
+                    outcomes = self._patiently(conn, batch)
+                finally:
+                    self._conn_lock.release()
+                # Only write-behind failures are reported: an awaited call's loop is gone.
+                _settle([out for out in outcomes if out[0].future is None])
+        self._wait_until_drained(_EXIT_DRAIN_SECONDS)
+
+    def _wait_until_drained(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while self._queued and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def _hand_over(self, batch: list[_Call]) -> None:
         with self._count_lock:
