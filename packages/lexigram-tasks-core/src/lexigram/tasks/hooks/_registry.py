@@ -156,6 +156,10 @@ class HookRegistry:
         self._pm = pm
         self._bus = event_bus if event_bus is not None else EventBus()
         self._observers: dict[str, list[Observer]] = {}
+        # The pluggy hook of each action (pluggy keeps one caller per hook).
+        self._callers: dict[str, pluggy.HookCaller] = {
+            action: getattr(pm.hook, hook) for action, hook in hookspecs.ACTION_HOOKS.items()
+        }
 
     def __repr__(self) -> str:
         plugins = sorted(name for name, _ in self._pm.list_name_plugin())
@@ -311,14 +315,16 @@ class HookRegistry:
     @property
     def listening(self) -> bool:
         """True when anything would see a job event (see `EventStream.listening`)."""
-        return any(self.listened(action) for action in _KIND_ACTIONS.values())
+        if getattr(self._bus, "has_subscribers", True) or any(self._observers.values()):
+            return True
+        return any(caller.get_hookimpls() for caller in self._callers.values())
 
     def listened(self, action: str) -> bool:
         """True when a plugin, an observer or an event-bus subscriber would see `action`."""
         if getattr(self._bus, "has_subscribers", True) or self._observers.get(action):
             return True
-        hook_name = hookspecs.ACTION_HOOKS.get(action)
-        return hook_name is not None and bool(getattr(self._pm.hook, hook_name).get_hookimpls())
+        caller = self._callers.get(action)
+        return caller is not None and bool(caller.get_hookimpls())
 
     async def emit(self, action: str, payload: Any) -> None:
         """Deliver `payload` to the plugins, observers and event subscribers of `action`.
