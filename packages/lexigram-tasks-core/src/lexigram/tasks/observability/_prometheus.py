@@ -25,12 +25,18 @@ import asyncio
 import logging
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 try:
-    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-    from prometheus_client.core import GaugeMetricFamily, Metric
+    from prometheus_client import REGISTRY, CollectorRegistry, Gauge
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
     from prometheus_client.registry import Collector
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     msg = (
@@ -93,69 +99,47 @@ class PrometheusObserver:
     ) -> None:
         self.registry = registry if registry is not None else REGISTRY
         self.depth_interval = depth_interval
-        reg = self.registry
-        self.jobs = Counter(
-            "jobs",
-            "Job attempts by outcome: succeeded, retried (failed, retry scheduled), "
-            "dead_lettered (failed for good), lost (lease lost), released (requeued on stop).",
-            ("task", "queue", "outcome"),
-            namespace=NAMESPACE,
-            registry=reg,
-        )
-        self.duration = Histogram(
-            "job_duration_seconds",
-            "Seconds each attempt's handler ran.",
-            ("task", "queue"),
-            namespace=NAMESPACE,
-            buckets=buckets,
-            registry=reg,
-        )
-        self.queue_wait = Histogram(
-            "queue_wait_seconds",
-            "Seconds from enqueue to the start of the first attempt.",
-            ("task", "queue"),
-            namespace=NAMESPACE,
-            buckets=buckets,
-            registry=reg,
-        )
-        self.in_progress = Gauge(
-            "jobs_in_progress",
-            "Jobs running now in this process.",
-            ("task", "queue"),
-            namespace=NAMESPACE,
-            registry=reg,
-        )
+        self.buckets = tuple(sorted(float(bound) for bound in buckets))
         self._running: set[tuple[str, str]] = set()
+        self._series: dict[tuple[str, str], _Series] = {}
         self._depth: _DepthCollector | None = None
         self._lag_source: Callable[[], float | None] | None = None
+        self.registry.register(_JobsCollector(self))
 
     def __repr__(self) -> str:
         return f"PrometheusObserver(registry={self.registry!r})"
 
     def observe(self, event: JobEvent) -> None:
-        """Update the metrics for one job event (never raises for a known event)."""
+        """Update the metrics for one job event (plain arithmetic: no lock, no I/O)."""
+        series = self._series.get((event.task, event.queue))
+        if series is None:
+            series = _Series(len(self.buckets))
+            self._series[event.task, event.queue] = series
         kind = event.kind
-        task, queue = event.task, event.queue
         if kind == STARTED:
             key = (event.job_id, event.worker_id)
             if key not in self._running:
                 self._running.add(key)
-                self.in_progress.labels(task, queue).inc()
-            if event.attempt <= 1 and event.enqueued_at is not None:
+                series.in_progress += 1
+            enqueued = event.enqueued_at
+            if enqueued is not None and event.attempt <= 1:
                 started = event.started_at if event.started_at is not None else time.time()
-                self.queue_wait.labels(task, queue).observe(max(0.0, started - event.enqueued_at))
+                wait = max(0.0, started - enqueued)
+                series.wait_counts[bisect_left(self.buckets, wait)] += 1
+                series.wait_sum += wait
             return
-        outcome = OUTCOMES.get(kind)
-        if outcome is None:
+        outcomes = series.outcomes
+        if kind not in outcomes:
             return  # "queued" and kinds this version does not know
-        self.jobs.labels(task, queue, outcome).inc()
+        outcomes[kind] += 1
         key = (event.job_id, event.worker_id)
         if key in self._running:
-            self._running.discard(key)
-            self.in_progress.labels(task, queue).dec()
-        ran = kind in _RAN and event.reason not in _NOT_RUN_REASONS
-        if ran and event.duration is not None:
-            self.duration.labels(task, queue).observe(event.duration)
+            self._running.remove(key)
+            series.in_progress -= 1
+        duration = event.duration
+        if duration is not None and kind in _RAN and event.reason not in _NOT_RUN_REASONS:
+            series.duration_counts[bisect_left(self.buckets, duration)] += 1
+            series.duration_sum += duration
 
     # -- gauges read on scrape -----------------------------------------------------
 
@@ -206,6 +190,84 @@ class PrometheusObserver:
         source = self._lag_source
         value = source() if source is not None else None
         return float(value) if value is not None else 0.0
+
+
+class _Series:
+    """The figures of one (task, queue); the scrape turns them into metric families.
+
+    Histogram counts are per bucket (the last one is +Inf), made cumulative on scrape.
+    """
+
+    __slots__ = (
+        "duration_counts",
+        "duration_sum",
+        "in_progress",
+        "outcomes",
+        "wait_counts",
+        "wait_sum",
+    )
+
+    def __init__(self, buckets: int) -> None:
+        self.outcomes = dict.fromkeys(OUTCOMES, 0)
+        self.in_progress = 0
+        self.duration_counts = [0] * (buckets + 1)
+        self.duration_sum = 0.0
+        self.wait_counts = [0] * (buckets + 1)
+        self.wait_sum = 0.0
+
+
+def _cumulative(bounds: Sequence[float], counts: list[int]) -> list[tuple[str, float]]:
+    total = 0
+    out: list[tuple[str, float]] = []
+    for bound, count in zip((*bounds, float("inf")), counts, strict=True):
+        total += count
+        out.append(("+Inf" if bound == float("inf") else repr(float(bound)), float(total)))
+    return out
+
+
+class _JobsCollector(Collector):
+    """Builds the job metric families from the observer's figures when scraped."""
+
+    def __init__(self, metrics: PrometheusObserver) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        metrics = self.metrics
+        jobs = CounterMetricFamily(
+            f"{NAMESPACE}_jobs",
+            "Job attempts by outcome: succeeded, retried (failed, retry scheduled), "
+            "dead_lettered (failed for good), lost (lease lost), released (requeued on stop).",
+            labels=("task", "queue", "outcome"),
+        )
+        duration = HistogramMetricFamily(
+            f"{NAMESPACE}_job_duration_seconds",
+            "Seconds each attempt's handler ran.",
+            labels=("task", "queue"),
+        )
+        wait = HistogramMetricFamily(
+            f"{NAMESPACE}_queue_wait_seconds",
+            "Seconds from enqueue to the start of the first attempt.",
+            labels=("task", "queue"),
+        )
+        running = GaugeMetricFamily(
+            f"{NAMESPACE}_jobs_in_progress",
+            "Jobs running now in this process.",
+            labels=("task", "queue"),
+        )
+        bounds = metrics.buckets
+        for (task, queue), series in sorted(dict(metrics._series).items()):  # noqa: SLF001
+            for kind, count in list(series.outcomes.items()):
+                jobs.add_metric((task, queue, OUTCOMES[kind]), count)
+            duration.add_metric(
+                (task, queue),
+                _cumulative(bounds, list(series.duration_counts)),
+                series.duration_sum,
+            )
+            wait.add_metric(
+                (task, queue), _cumulative(bounds, list(series.wait_counts)), series.wait_sum
+            )
+            running.add_metric((task, queue), series.in_progress)
+        yield from (jobs, duration, wait, running)
 
 
 class _DepthCollector(Collector):
