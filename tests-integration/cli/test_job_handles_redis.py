@@ -1,20 +1,24 @@
-"""A `JobHandle` awaits a result that a worker in another process stored on Redis.
+"""`JobHandle` and ``lexigram-tasks job`` read results a worker in another process stored.
 
-The worker is ``lexigram-tasks worker APP`` as its own process; this process is the
-producer: an application booted with a `TaskProvider` on the same configuration and
-no workers, calling ``.delay()`` and awaiting the handles it returns.
+The worker is ``lexigram-tasks worker APP`` as its own process on Redis; this process
+is the producer: an application booted with a `TaskProvider` on the same configuration
+and no workers, calling ``.delay()`` and awaiting the handles it returns, or the
+``job status|result|wait`` commands.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from lexigram.app import Application
 from lexigram.contracts.tasks import JobStatus, TaskExecutionError
 from lexigram.tasks import JobHandle, TaskConfig, TaskProvider
+from lexigram.tasks.cli import cli
 
 pytestmark = pytest.mark.redis
 
@@ -70,3 +74,50 @@ async def test_handles_await_results_a_worker_process_stored(
         assert provider.queue is not None
         again = JobHandle[int](provider.queue, handle.id)
         assert await again.result(timeout=5) == 5
+
+
+def _job(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["job", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_job_commands_show_status_and_results_a_worker_process_stored(
+    redis_config: Path, write_app, cli_process
+) -> None:
+    app = write_app(APP)
+    config = ["--config", str(redis_config)]
+    ids = {}
+    for name, args in (("add", "[2, 3]"), ("boom", '["disk full"]'), ("steps", "[2]")):
+        done = CliRunner().invoke(cli, ["enqueue", name, "--args", args, *config])
+        assert done.exit_code == 0, done.output
+        ids[name] = done.stdout.strip().split()[-1]
+
+    code, out, _ = _job("status", ids["add"], *config)
+    assert (code, out.split()[:2]) == (0, [ids["add"], "pending"])
+    code, _, err = _job("result", ids["add"], *config)
+    assert code == 2
+    assert "no result yet (it is pending)" in err
+
+    worker = cli_process("worker", app, *config, "--log-level", "info")
+    worker.wait_for(r"consuming")
+    code, out, _ = _job("wait", ids["add"], "--timeout", "30", *config)
+    assert (code, out.strip()) == (0, "5")
+    code, out, _ = _job("result", ids["add"], "--json", *config)
+    assert code == 0
+    assert json.loads(out)["result"] == 5
+    assert json.loads(out)["status"] == "completed"
+
+    code, _, err = _job("wait", ids["boom"], "--timeout", "30", *config)
+    assert code == 1
+    assert "disk full" in err
+    code, out, _ = _job("status", ids["boom"], *config)
+    assert (code, out.split()[1]) == (0, "failed")
+
+    assert _job("wait", ids["steps"], *config)[0] == 0
+    code, out, _ = _job("status", ids["steps"], "--json", *config)
+    status = json.loads(out)
+    assert (status["status"], status["progress"]["current"]) == ("completed", 2)
+
+    code, _, err = _job("status", "no-such-job", *config)
+    assert code == 2
+    assert "no-such-job" in err

@@ -258,3 +258,15 @@ def test_handle_result_type_and_apply_async_arguments_are_type_checked(tmp_path:
     assert 'Revealed type is "str"' in out
     assert 'No overload variant of "apply_async" of "TaskFunction" matches' in out
     assert out.count("error:") == 1
+
+
+def test_job_commands_on_a_backend_without_shared_results_say_so() -> None:
+    from click.testing import CliRunner
+
+    from lexigram.tasks.cli import cli
+
+    for command in ("status", "result", "wait"):
+        result = CliRunner().invoke(cli, ["job", command, "abc", "--backend", "memory"])
+        assert result.exit_code == 2, result.output
+        assert "no shared result store" in result.stderr
+        assert "--backend redis://" in result.stderr

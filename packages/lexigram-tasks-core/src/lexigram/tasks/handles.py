@@ -204,7 +204,7 @@ class JobHandle(Generic[R]):
         """
         outcome = await self.wait(timeout)
         if not outcome.success:
-            msg = f"Job {self.id} ({self._label()}) failed: {outcome.error or 'no error message'}"
+            msg = f"{self._label()} failed: {outcome.error or 'no error message'}"
             raise TaskExecutionError(
                 msg, details={"job_id": self.id, "task": self.name, "error": outcome.error}
             )
@@ -222,7 +222,7 @@ class JobHandle(Generic[R]):
             found = await store.wait(self.id, timeout=timeout)
             if found is None:
                 msg = (
-                    f"Job {self.id} ({self._label()}) has no result after {timeout:g} s. "
+                    f"{self._label()} has no result after {timeout:g} s. "
                     "Check that a worker consumes its queue and that the task stores "
                     "results (store_result=True), or wait longer."
                 )
@@ -256,7 +256,7 @@ class JobHandle(Generic[R]):
             if found is not None:
                 return JobStatus.COMPLETED if found.success else JobStatus.FAILED
         msg = (
-            f"Job {self.id} ({self._label()}) is neither in its queue nor in the result "
+            f"{self._label()} is neither in its queue nor in the result "
             "store: the id is unknown, its result expired, or its task does not store "
             "results (store_result=False)."
         )
@@ -284,7 +284,7 @@ class JobHandle(Generic[R]):
     def _require_result_store(self) -> ResultStoreProtocol:
         if self._result_store is None:
             msg = (
-                f"Job {self.id} ({self._label()}): no result store is known for its queue, "
+                f"{self._label()}: no result store is known for its queue, "
                 "so its result cannot be awaited. Boot the application with "
                 "TasksModule/TaskProvider, pass result_store= to apply_async() or "
                 "JobHandle(...), or call register_job_stores(queue, result_store=...)."
@@ -293,7 +293,9 @@ class JobHandle(Generic[R]):
         return self._result_store
 
     def _label(self) -> str:
-        return f"task {self.name!r}" if self.name else "task unknown"
+        """``Job <id> (task '<name>')``, or ``Job <id>`` while the name is not known."""
+        name = self._job.name
+        return f"Job {self._job.id} (task {name!r})" if name else f"Job {self._job.id}"
 
 
 __all__ = ["JobHandle", "JobStores", "job_stores_for", "register_job_stores"]

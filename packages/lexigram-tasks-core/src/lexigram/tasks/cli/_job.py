@@ -1,0 +1,242 @@
+"""``lexigram-tasks job ...``: a job's status and result, or wait for its result.
+
+The commands read what workers of another process wrote: the job as its queue holds it,
+the backend's result store and its progress store, through a `JobHandle` rebuilt from
+the id. A backend without a shared result store (memory) has nothing to show from
+another process, and the commands say so.
+
+Exit codes: 0 when the job succeeded (or, for ``status``, when it is known), 1 when it
+failed for good, 2 for an error of the command (unknown id, no result in time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from lexigram.contracts.tasks import JobResult, JobStatus, TaskNotFoundError
+from lexigram.tasks.cli._context import (
+    CONFIG_FIELD,
+    close_quietly,
+    default_backend,
+    load_config,
+    open_queue,
+    open_stores,
+    probe,
+    release_backend,
+    resolve_spec,
+)
+from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.cli._options import (
+    F,
+    backend_option,
+    config_option,
+    connect_timeout_option,
+    debug_option,
+    json_option,
+)
+from lexigram.tasks.cli._output import echo_json, setup_logging, stdout_console, when
+from lexigram.tasks.di._stack import build_store
+from lexigram.tasks.handles import JobHandle
+
+T = TypeVar("T")
+
+EPILOG = """\b
+Examples:
+  lexigram-tasks job status 5f0c...e1 -b redis://localhost:6379/0
+  lexigram-tasks job result 5f0c...e1 -b redis://localhost:6379/0
+  lexigram-tasks job wait 5f0c...e1 --timeout 60 -b redis://localhost:6379/0
+"""
+
+
+def _common(func: F) -> F:
+    for decorate in (debug_option, connect_timeout_option, config_option, backend_option):
+        func = decorate(func)
+    return func
+
+
+@click.group("job", epilog=EPILOG)
+def job_group() -> None:
+    """Show a job's status or result, or wait for its result."""
+
+
+def _run(
+    backend: str | None,
+    config_path: str | None,
+    timeout: float,
+    debug: bool,
+    action: Callable[[JobHandle[Any]], Awaitable[T]],
+    *,
+    job_id: str,
+) -> T:
+    setup_logging("debug" if debug else "critical")
+    backend = default_backend(config_path, None, backend)
+    spec = resolve_spec(load_config(config_path), backend, connect_timeout=timeout)
+    stores = open_stores(spec, "result_store")
+    if stores.result_store is None:
+        msg = (
+            f"The {spec.type} backend keeps job results inside its worker processes (it has "
+            "no shared result store), so there is nothing to read from here. Use a backend "
+            "that stores them: --backend redis://localhost:6379/0 or postgresql://..."
+        )
+        raise CLIError(msg)
+    progress_store = build_store(spec, "create_progress_store", CONFIG_FIELD)
+
+    async def go() -> T:
+        queue = open_queue(spec)
+        try:
+            await probe(queue, spec, timeout)
+            handle: JobHandle[Any] = JobHandle(
+                queue, job_id, result_store=stores.result_store, progress_store=progress_store
+            )
+            return await action(handle)
+        finally:
+            await stores.close()
+            await close_quietly(queue, progress_store)
+            await release_backend(spec)
+
+    return asyncio.run(go())
+
+
+def _result_dict(job_id: str, result: JobResult) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "status": (JobStatus.COMPLETED if result.success else JobStatus.FAILED).value,
+        "result": result.data,
+        "error": result.error,
+        "duration": result.duration,
+        "retries": result.retry_count,
+        "finished_at": result.completed_at or result.failed_at,
+    }
+
+
+def _print_result(job_id: str, result: JobResult, as_json: bool) -> None:
+    data = _result_dict(job_id, result)
+    if as_json:
+        echo_json(data)
+    elif result.success:
+        click.echo(json.dumps(result.data, default=str))
+    else:
+        click.echo(f"Job {job_id} failed: {result.error}", err=True)
+    if not result.success:
+        raise SystemExit(1)
+
+
+@job_group.command("status")
+@click.argument("job_id")
+@json_option
+@_common
+def status_command(
+    *,
+    job_id: str,
+    as_json: bool,
+    backend: str | None,
+    config_path: str | None,
+    connect_timeout: float,
+    debug: bool,
+) -> None:
+    """Show where a job is: pending, running, retrying, completed or failed."""
+
+    async def action(handle: JobHandle[Any]) -> dict[str, Any]:
+        try:
+            status = await handle.status()
+        except TaskNotFoundError as exc:
+            raise CLIError(exc.message) from None
+        info = await handle.progress()
+        return {
+            "id": handle.id,
+            "status": status.value,
+            "progress": None
+            if info is None
+            else {
+                "current": info.current,
+                "total": info.total,
+                "percentage": info.percentage,
+                "message": info.message,
+                "updated_at": info.updated_at,
+            },
+        }
+
+    data = _run(backend, config_path, connect_timeout, debug, action, job_id=job_id)
+    if as_json:
+        echo_json(data)
+        return
+    line = f"{data['id']}  {data['status']}"
+    progress = data["progress"]
+    if progress is not None:
+        line += (
+            f"  {progress['percentage']:.0f}% ({progress['current']}/{progress['total']})"
+            f"  {progress['message']}  updated {when(progress['updated_at'])}"
+        )
+    stdout_console().print(line, highlight=False)
+
+
+@job_group.command("result")
+@click.argument("job_id")
+@json_option
+@_common
+def result_command(
+    *,
+    job_id: str,
+    as_json: bool,
+    backend: str | None,
+    config_path: str | None,
+    connect_timeout: float,
+    debug: bool,
+) -> None:
+    """Print a finished job's result as JSON (exit 1 when it failed)."""
+
+    async def action(handle: JobHandle[Any]) -> JobResult:
+        assert handle.result_store is not None  # noqa: S101 - _run checked it
+        found = await handle.result_store.get(handle.id)
+        if found is None:
+            try:
+                status = await handle.status()
+            except TaskNotFoundError as exc:
+                raise CLIError(exc.message) from None
+            msg = (
+                f"Job {job_id} has no result yet (it is {status.value}). Run "
+                f"`lexigram-tasks job wait {job_id}` to wait for it."
+            )
+            raise CLIError(msg)
+        return found
+
+    result = _run(backend, config_path, connect_timeout, debug, action, job_id=job_id)
+    _print_result(job_id, result, as_json)
+
+
+@job_group.command("wait")
+@click.argument("job_id")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Longest wait for the result, in seconds.",
+)
+@json_option
+@_common
+def wait_command(
+    *,
+    job_id: str,
+    timeout: float,
+    as_json: bool,
+    backend: str | None,
+    config_path: str | None,
+    connect_timeout: float,
+    debug: bool,
+) -> None:
+    """Wait for a job's result and print it as JSON (exit 1 when it failed)."""
+
+    async def action(handle: JobHandle[Any]) -> JobResult:
+        try:
+            return await handle.wait(timeout)
+        except TimeoutError as exc:
+            raise CLIError(str(exc)) from None
+
+    result = _run(backend, config_path, connect_timeout, debug, action, job_id=job_id)
+    _print_result(job_id, result, as_json)
