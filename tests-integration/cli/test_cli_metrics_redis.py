@@ -115,3 +115,13 @@ def test_metrics_port_with_several_workers_is_refused_in_one_line(redis_config: 
     )
     assert done.exit_code == 2
     assert "--metrics-port serves one process" in done.output
+
+
+def test_worker_metrics_port_from_the_config_with_several_workers_is_refused(
+    redis_config: Path, write_app
+) -> None:
+    redis_config.write_text(redis_config.read_text() + "    metrics_port: 9108\n")
+    app = write_app(APP)
+    done = CliRunner().invoke(cli, ["worker", app, "--config", str(redis_config), "--workers", "2"])
+    assert done.exit_code == 2
+    assert "worker.metrics_port serves one process" in done.output

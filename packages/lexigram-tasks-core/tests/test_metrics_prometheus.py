@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from lexigram.contracts.tasks import Job
+from lexigram.contracts.tasks import Job, TaskConfigurationError
 from lexigram.tasks.backends.memory import MemoryTaskQueue
-from lexigram.tasks.config import RetryConfig, TaskWorkerConfig
+from lexigram.tasks.config import RetryConfig, TaskConfig, TaskWorkerConfig
 from lexigram.tasks.events import COMPLETED, RETRYING, STARTED, EventStream, JobEvent
 from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
 from lexigram.tasks.observability import PrometheusObserver
@@ -180,3 +181,11 @@ async def test_cost_per_event_through_the_stream() -> None:
         )
         == 2 * 400
     )
+
+
+def test_worker_metrics_port_config_field() -> None:
+    assert TaskWorkerConfig().metrics_port is None
+    config = TaskConfig.from_dict({"worker": {"metrics_port": "9108"}})
+    assert config.effective_worker().metrics_port == 9108
+    with pytest.raises(TaskConfigurationError, match="metrics_port"):
+        TaskConfig.from_dict({"worker": {"metrics_port": 70000}})

@@ -185,6 +185,12 @@ def worker_command(**params: Any) -> None:
         setup_logging(level)
         app = load_app(options.app)  # fail here, once, rather than in every child
         options = _with_default_backend(options, app)  # the children get it as --backend
+        if options.workers > 1 and _metrics_port(options, app) is not None:
+            msg = (
+                "worker.metrics_port serves one process: run with --workers 1 (one worker "
+                "process per metrics port), or unset it."
+            )
+            raise click.UsageError(msg)
         supervisor = Supervisor(
             child_args=options.child_args(),
             count=options.workers,
@@ -207,6 +213,12 @@ def worker_command(**params: Any) -> None:
 def _with_default_backend(options: WorkerOptions, app: LoadedApp) -> WorkerOptions:
     backend = default_backend(options.config_path, app.config, options.backend)
     return options if backend == options.backend else replace(options, backend=backend)
+
+
+def _metrics_port(options: WorkerOptions, app: LoadedApp) -> int | None:
+    if options.metrics_port is not None:
+        return options.metrics_port
+    return load_config(options.config_path, app.config).effective_worker().metrics_port
 
 
 def _shutdown_timeout(options: WorkerOptions, app: LoadedApp) -> float:
@@ -243,7 +255,7 @@ async def _run(
     )
     if not queues:
         queues = [spec.queue_name]
-    metrics = _start_metrics(options)
+    metrics = _start_metrics(options, config.effective_worker().metrics_port)
     runtime = WorkerRuntime(
         app,
         config,
@@ -274,9 +286,13 @@ async def _run(
         await runtime.close()
 
 
-def _start_metrics(options: WorkerOptions) -> PrometheusObserver | None:
-    """Start the Prometheus endpoint of ``--metrics-port``; return its observer (or None)."""
-    if options.metrics_port is None:
+def _start_metrics(options: WorkerOptions, configured: int | None) -> PrometheusObserver | None:
+    """Start the Prometheus endpoint of ``--metrics-port`` (else `configured`, the config's).
+
+    Returns its observer, or None when no port is set.
+    """
+    port = options.metrics_port if options.metrics_port is not None else configured
+    if port is None:
         return None
     try:
         from prometheus_client import start_http_server  # noqa: PLC0415 - optional extra
@@ -287,16 +303,14 @@ def _start_metrics(options: WorkerOptions) -> PrometheusObserver | None:
         raise click.UsageError(msg) from None
     observer = PrometheusObserver()
     try:
-        start_http_server(options.metrics_port, addr=options.metrics_host)
+        start_http_server(port, addr=options.metrics_host)
     except OSError as exc:
         msg = (
-            f"--metrics-port {options.metrics_port}: cannot listen on "
-            f"{options.metrics_host}:{options.metrics_port} ({exc.strerror}); pick a free port."
+            f"metrics port {port}: cannot listen on "
+            f"{options.metrics_host}:{port} ({exc.strerror}); pick a free port."
         )
         raise click.UsageError(msg) from None
-    logger.info(
-        "Serving metrics on http://%s:%d/metrics", options.metrics_host, options.metrics_port
-    )
+    logger.info("Serving metrics on http://%s:%d/metrics", options.metrics_host, port)
     return observer
 
 

@@ -198,6 +198,8 @@ class TaskWorkerConfig(_Section):
         loop_lag_threshold: Seconds the event loop may be blocked (a task calling
             blocking code) before the worker warns, naming the running tasks; 0 turns
             the monitor off.
+        metrics_port: Port on which ``lexigram-tasks worker`` serves Prometheus
+            metrics (like ``--metrics-port``; needs prometheus-client); None serves none.
     """
 
     config_path: ClassVar[str] = "tasks.worker"
@@ -234,6 +236,12 @@ class TaskWorkerConfig(_Section):
         default=0.5,
         ge=0.0,
         json_schema_extra=_fix("Set seconds ≥ 0, e.g. 0.5 (0 turns the loop-lag warning off)."),
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        json_schema_extra=_fix("Set a TCP port 0-65535, e.g. 9108, or leave it unset."),
     )
 
 
