@@ -113,7 +113,11 @@ def test_job_commands_show_status_and_results_a_worker_process_stored(
     code, out, _ = _job("status", ids["boom"], *config)
     assert (code, out.split()[1]) == (0, "failed")
 
-    assert _job("wait", ids["steps"], *config)[0] == 0
+    code, out, err = _job("wait", ids["steps"], "--follow", *config)
+    assert (code, out.strip()) == (0, "2")
+    # The bar, drawn from the progress saved for the job (completed by the worker).
+    assert "100%" in err
+    assert "2/2" in err
     code, out, _ = _job("status", ids["steps"], "--json", *config)
     status = json.loads(out)
     assert (status["status"], status["progress"]["current"]) == ("completed", 2)

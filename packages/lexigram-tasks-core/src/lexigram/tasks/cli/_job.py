@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from lexigram.contracts.tasks import JobResult, JobStatus, TaskNotFoundError
 from lexigram.tasks.cli._context import (
@@ -39,7 +40,13 @@ from lexigram.tasks.cli._options import (
     debug_option,
     json_option,
 )
-from lexigram.tasks.cli._output import echo_json, setup_logging, stdout_console, when
+from lexigram.tasks.cli._output import (
+    echo_json,
+    setup_logging,
+    stderr_console,
+    stdout_console,
+    when,
+)
 from lexigram.tasks.di._stack import build_store
 from lexigram.tasks.handles import JobHandle
 
@@ -50,7 +57,11 @@ Examples:
   lexigram-tasks job status 5f0c...e1 -b redis://localhost:6379/0
   lexigram-tasks job result 5f0c...e1 -b redis://localhost:6379/0
   lexigram-tasks job wait 5f0c...e1 --timeout 60 -b redis://localhost:6379/0
+  lexigram-tasks job wait 5f0c...e1 --follow -b redis://localhost:6379/0
 """
+
+FOLLOW_INTERVAL = 0.2
+"""Seconds between reads of the progress store while ``wait --follow`` draws the bar."""
 
 
 def _common(func: F) -> F:
@@ -209,6 +220,43 @@ def result_command(
     _print_result(job_id, result, as_json)
 
 
+async def _follow(handle: JobHandle[Any], timeout: float) -> JobResult:
+    """Wait for the result while drawing the handler's progress as a bar on stderr."""
+    waiter = asyncio.ensure_future(handle.wait(timeout))
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+    )
+    with Progress(*columns, console=stderr_console()) as bar:
+        row = bar.add_task(f"job {handle.id}", total=None)
+        try:
+            while not waiter.done():
+                info = await handle.progress()
+                if info is not None:
+                    bar.update(
+                        row,
+                        completed=info.current,
+                        total=info.total or None,
+                        description=info.message or f"job {handle.id}",
+                    )
+                await asyncio.wait({waiter}, timeout=FOLLOW_INTERVAL)
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+                await asyncio.gather(waiter, return_exceptions=True)
+        info = await handle.progress()
+        if info is not None:
+            bar.update(
+                row,
+                completed=info.current,
+                total=info.total or None,
+                description=info.message or f"job {handle.id}",
+            )
+    return waiter.result()
+
+
 @job_group.command("wait")
 @click.argument("job_id")
 @click.option(
@@ -218,12 +266,14 @@ def result_command(
     show_default=True,
     help="Longest wait for the result, in seconds.",
 )
+@click.option("--follow", "-f", is_flag=True, help="Show the job's progress as a bar meanwhile.")
 @json_option
 @_common
 def wait_command(
     *,
     job_id: str,
     timeout: float,
+    follow: bool,
     as_json: bool,
     backend: str | None,
     config_path: str | None,
@@ -234,7 +284,7 @@ def wait_command(
 
     async def action(handle: JobHandle[Any]) -> JobResult:
         try:
-            return await handle.wait(timeout)
+            return await (_follow(handle, timeout) if follow else handle.wait(timeout))
         except TimeoutError as exc:
             raise CLIError(str(exc)) from None
 
