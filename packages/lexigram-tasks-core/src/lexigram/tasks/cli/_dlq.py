@@ -194,15 +194,39 @@ def _short(text: str, width: int = 60) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
+# How many matching ids an ambiguous prefix's error lists.
+_AMBIGUOUS_SHOWN = 5
+
+
 async def _get(session: _Session, job_id: str) -> FailureRecord:
+    """The dead-lettered job whose id is `job_id` or starts with it (a unique prefix)."""
     record = await session.dlq().get(job_id)
-    if record is None:
+    if record is not None:
+        return record
+    matches = [
+        data
+        for data in await session.stores.dlq_backend.list_all()
+        if str(data.get("job_id", "")).startswith(job_id)
+    ]
+    if len(matches) == 1:
+        found = await session.dlq().get(str(matches[0]["job_id"]))
+        if found is not None:
+            return found
+    if len(matches) > 1:
+        shown = sorted(str(m["job_id"]) for m in matches)
+        ids = ", ".join(shown[:_AMBIGUOUS_SHOWN]) + (
+            ", ..." if len(shown) > _AMBIGUOUS_SHOWN else ""
+        )
         msg = (
-            f"No dead-lettered job has the id {job_id!r}. Run `lexigram-tasks dlq list` "
-            "(with the same --backend) to see the ids."
+            f"{len(matches)} dead-lettered jobs have ids starting with {job_id!r} ({ids}). "
+            "Give more characters of the id."
         )
         raise CLIError(msg)
-    return record
+    msg = (
+        f"No dead-lettered job has an id starting with {job_id!r}. Run `lexigram-tasks dlq "
+        "list` (with the same --backend) to see the ids."
+    )
+    raise CLIError(msg)
 
 
 @dlq_group.command("show")
@@ -218,7 +242,10 @@ def show_command(
     connect_timeout: float,
     debug: bool,
 ) -> None:
-    """Show one dead-lettered job: arguments, error, attempts and traceback."""
+    """Show one dead-lettered job: arguments, error, attempts and traceback.
+
+    JOB_ID is the job's id or a unique prefix of it, as `dlq list` shows.
+    """
 
     async def action(session: _Session) -> FailureRecord:
         return await _get(session, job_id)
@@ -262,19 +289,22 @@ def retry_command(
     connect_timeout: float,
     debug: bool,
 ) -> None:
-    """Move a dead-lettered job back onto its queue (retry count reset)."""
+    """Move a dead-lettered job back onto its queue (retry count reset).
 
-    async def action(session: _Session) -> tuple[str, str]:
+    JOB_ID is the job's id or a unique prefix of it, as `dlq list` shows.
+    """
+
+    async def action(session: _Session) -> tuple[str, str, str]:
         record = await _get(session, job_id)
         target = queue or record.job.queue_name
-        job = await session.dlq(target).retry(job_id)
+        job = await session.dlq(target).retry(record.job.id)
         if job is None:  # taken by another process between get and retry
-            msg = f"Job {job_id!r} left the dead-letter queue meanwhile; nothing to do."
+            msg = f"Job {record.job.id!r} left the dead-letter queue meanwhile; nothing to do."
             raise CLIError(msg)
-        return job.name, target or session.spec.queue_name
+        return job.id, job.name, target or session.spec.queue_name
 
-    name, target = _run(backend, config_path, connect_timeout, debug, action)
-    click.echo(f"Requeued job {job_id} ({name}) on queue {target!r}.")
+    full_id, name, target = _run(backend, config_path, connect_timeout, debug, action)
+    click.echo(f"Requeued job {full_id} ({name}) on queue {target!r}.")
 
 
 @dlq_group.command("retry-all")
