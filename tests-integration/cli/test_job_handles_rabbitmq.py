@@ -1,0 +1,94 @@
+"""`JobHandle` on RabbitMQ with Redis stores, the worker in another process.
+
+RabbitMQ carries the jobs; the ``stores`` backend (Redis, under this test's key prefix)
+holds the results the worker process stores and the handles of this process await.
+"""
+
+from __future__ import annotations
+
+import importlib
+import textwrap
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from lexigram.app import Application
+from lexigram.contracts.tasks import JobStatus, TaskExecutionError
+from lexigram.tasks import TaskConfig, TaskProvider
+from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.redis]
+
+APP = """
+from lexigram.tasks import task
+
+
+@task
+async def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task(max_retries=0)
+async def boom(reason: str) -> None:
+    raise RuntimeError(reason)
+"""
+
+
+@pytest_asyncio.fixture
+async def rabbitmq_config(
+    tmp_path: Path,
+    amqp_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Path]:
+    """A config on a queue of this test's own (deleted afterwards) with Redis stores."""
+    queue_name = f"lexigram-jh-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "tasks.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            tasks:
+              backend:
+                type: rabbitmq
+                url: "${{LEXIGRAM_JOB_HANDLES_AMQP_URL}}"
+                queue_name: {queue_name}
+                options:
+                  stores:
+                    type: redis
+                    url: "${{LEXIGRAM_JOB_HANDLES_REDIS_URL}}"
+                    options:
+                      key_prefix: {redis_prefix}
+            """
+        )
+    )
+    monkeypatch.setenv("LEXIGRAM_JOB_HANDLES_AMQP_URL", amqp_url)
+    monkeypatch.setenv("LEXIGRAM_JOB_HANDLES_REDIS_URL", redis_url)
+    yield path
+    queue = RabbitMQTaskQueue(amqp_url, queue_name)
+    try:
+        await queue.delete_queues(if_empty=False)
+    finally:
+        await queue.close()
+
+
+async def test_handles_await_results_a_worker_process_stored_via_rabbitmq(
+    rabbitmq_config: Path, write_app, cli_process
+) -> None:
+    name = write_app(APP)
+    worker = cli_process("worker", name, "--config", str(rabbitmq_config), "--log-level", "info")
+    worker.wait_for(r"consuming")
+    module = importlib.import_module(name)
+    provider = TaskProvider(
+        config=TaskConfig.from_yaml(rabbitmq_config), worker_count=0, enable_scheduler=False
+    )
+    async with Application.boot(providers=[provider]):
+        handle = await module.add.delay(2, 3)
+        assert await handle.result(timeout=30) == 5
+        assert await handle.status() is JobStatus.COMPLETED
+        failed = await module.boom.delay("disk full")
+        with pytest.raises(TaskExecutionError, match="disk full"):
+            await failed.result(timeout=30)
