@@ -459,3 +459,16 @@ def kit_mutants(session: nox.Session) -> None:
     """
     session.install(*_editable(_first_party_closure("lexigram-tasks-core")), *TEST_DEPS)
     session.run("python", str(ROOT / "tests-kit" / "run_mutants.py"), *session.posargs)
+
+
+@nox.session(default=False)
+def chaos(session: nox.Session) -> None:
+    """Fault-injection runs on private Redis, PostgreSQL and SQLite instances (opt-in).
+
+    Runs tests-chaos/run_chaos.py (arguments after ``--`` go to it, e.g. ``-- --short`` for
+    one 300-job worker SIGKILL storm per backend, about a minute); prints one table and fails
+    on any lost, unexplained duplicate or stuck job. Needs redis-server and PostgreSQL's
+    initdb/pg_ctl on this machine; it starts its own instances on free loopback ports.
+    """
+    session.install(*_editable([*PACKAGES.values(), META]))
+    session.run("python", str(ROOT / "tests-chaos" / "run_chaos.py"), *session.posargs)
