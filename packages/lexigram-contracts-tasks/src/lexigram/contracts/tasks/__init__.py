@@ -61,6 +61,7 @@ from lexigram.contracts.tasks._models import (
     WorkflowSummary,
 )
 from lexigram.contracts.tasks._options import nearest_name, option_names, parse_options
+from lexigram.contracts.tasks._progress import snapshot_from_result
 from lexigram.contracts.tasks._protocols import (
     OPTIONAL_BACKEND_ATTRIBUTES,
     OPTIONAL_BACKEND_FACTORIES,
@@ -182,3 +183,5 @@ __all__ += [
     "key_id",
     "max_payload_bytes",
 ]
+
+__all__ += ["snapshot_from_result"]

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from lexigram.contracts.tasks import ProgressInfo, ProgressSnapshot, ProgressStatus
+from lexigram.contracts.tasks import (
+    ProgressInfo,
+    ProgressSnapshot,
+    ProgressStatus,
+    snapshot_from_result,
+)
 from lexigram.tasks.progress._stores import (
     CacheBackendProgressStore,
     InMemoryProgressStore,
@@ -11,7 +16,6 @@ from lexigram.tasks.progress._stores import (
 from lexigram.tasks.progress._tracker import (
     InMemoryProgressTracker,
     ProgressTracker,
-    snapshot_from_result,
 )
 
 __all__ = [

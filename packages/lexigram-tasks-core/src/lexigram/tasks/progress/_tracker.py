@@ -9,38 +9,16 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from lexigram.contracts.tasks import (
-    JobResult,
     ProgressInfo,
     ProgressSnapshot,
     ProgressStatus,
     ProgressTrackerProtocol,
     ResultStoreProtocol,
+    snapshot_from_result,
 )
 from lexigram.tasks.progress._stores import ProgressStore
 
 _TERMINAL = (ProgressStatus.COMPLETE, ProgressStatus.FAILED)
-
-
-def snapshot_from_result(task_id: str, result: JobResult) -> ProgressSnapshot:
-    """The terminal progress snapshot of a job that never reported progress.
-
-    A worker writes no progress for a job whose handler took no `ProgressTracker`; its
-    end is its stored result. Progress readers turn that result into the snapshot the
-    job would have ended with: COMPLETE at 100 % for a success, FAILED with the error.
-
-    Args:
-        task_id: The job's id.
-        result: Its stored result.
-    """
-    if result.success:
-        return ProgressSnapshot(task_id=task_id, current=1, total=1, status=ProgressStatus.COMPLETE)
-    return ProgressSnapshot(
-        task_id=task_id,
-        current=0,
-        total=0,
-        status=ProgressStatus.FAILED,
-        error=result.error or "failed",
-    )
 
 
 class ProgressTracker:

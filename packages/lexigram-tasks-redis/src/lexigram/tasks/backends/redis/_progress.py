@@ -4,25 +4,39 @@ Every change writes the snapshot and publishes it in one script, so a subscriber
 any process sees each change. A subscriber subscribes first and reads the stored
 snapshot second, so nothing published in between is missed (a duplicate is dropped);
 one that arrives after the end gets the terminal snapshot once.
+
+A worker writes no snapshot for a job that never reported progress (its handler took
+no `ProgressTracker`): for a task with no snapshot at all, `get` answers from the
+job's stored result under the same key prefix, and `subscribe` waits for that result
+(the result store's wake-up list) as well as for published changes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
-from lexigram.contracts.tasks import BackendConnectionError, ProgressSnapshot, ProgressStatus
+from lexigram.contracts.tasks import (
+    BackendConnectionError,
+    JobResult,
+    ProgressSnapshot,
+    ProgressStatus,
+    snapshot_from_result,
+)
 from lexigram.tasks.backends.redis._base import RedisStore, dumps, loads, ttl_ms
 from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
+from lexigram.tasks.backends.redis._stores import RedisResultStore
 from redis import exceptions as rexc
 
 logger = logging.getLogger(__name__)
 
 _TERMINAL = (ProgressStatus.COMPLETE, ProgressStatus.FAILED)
 _RESUBSCRIBE_DELAY = 0.2
+_RESULT_WAIT = 300.0  # seconds per blocking wait for a job's result (then waits again)
 
 # KEYS: snapshot hash. ARGV: json, ttl ms (0 = none), channel. Each change gets the next
 # sequence number; it is published as "<seq>|<json>" so a subscriber can tell which
@@ -63,6 +77,8 @@ class RedisProgressTracker(RedisStore):
     ) -> None:
         super().__init__(url, key_prefix=key_prefix, connector=connector, client=client)
         self._ttl_ms = ttl_ms(ttl) or 0
+        # Results of jobs that never reported progress, read on the same connection.
+        self._results = RedisResultStore(key_prefix=key_prefix, connector=self._connector)
 
     def _key(self, task_id: str) -> str:
         return self.namespace.key("s", task_id)
@@ -119,9 +135,16 @@ class RedisProgressTracker(RedisStore):
         )
 
     async def get(self, task_id: str) -> ProgressSnapshot | None:
-        """Return the most recent snapshot, or None if the task is unknown."""
+        """Return the most recent snapshot, or None if the task is unknown.
+
+        A task with no snapshot whose result is stored (it never reported progress)
+        gets the terminal snapshot built from that result.
+        """
         _, snapshot = await self._read(task_id)
-        return snapshot
+        if snapshot is not None:
+            return snapshot
+        result = await self._results.get(task_id)
+        return None if result is None else snapshot_from_result(task_id, result)
 
     async def _read(self, task_id: str) -> tuple[int, ProgressSnapshot | None]:
         seq, raw = await self._call("get", lambda c: c.hmget(self._key(task_id), "seq", "data"))
@@ -134,7 +157,9 @@ class RedisProgressTracker(RedisStore):
 
         It yields the current snapshot (if any), then one per change, and ends after
         COMPLETE or FAILED. A lost connection is re-established; the stored snapshot
-        is re-read then, so the iterator never ends on a missed terminal update.
+        is re-read then, so the iterator never ends on a missed terminal update. For a
+        job that never reported progress it ends with the snapshot built from the
+        job's result once that is stored.
         """
         return self._follow(task_id)
 
@@ -144,6 +169,7 @@ class RedisProgressTracker(RedisStore):
         outage_since: float | None = None
         while True:
             pubsub = self._connector.client().pubsub(ignore_subscribe_messages=True)
+            events: _Events | None = None
             try:
                 try:
                     # Subscribe before reading, so no change falls between the two.
@@ -155,21 +181,45 @@ class RedisProgressTracker(RedisStore):
                         if current.status in _TERMINAL:
                             return
                     outage_since = None
-                    async for message in pubsub.listen():
-                        if message.get("type") != "message":
-                            continue
-                        raw_seq, _, data = bytes(message["data"]).partition(b"|")
-                        if int(raw_seq) <= seen:
-                            continue  # already covered by the snapshot read above
-                        seen = int(raw_seq)
-                        snapshot = ProgressSnapshot.from_dict(loads(data))
+                    # While nothing was published, the job's result is waited for too.
+                    events = _Events(
+                        pubsub,
+                        self._wait_result(task_id) if seen == 0 else None,
+                        functools.partial(self._on_result, task_id),
+                    )
+                    while True:
+                        seen, snapshot = await events.next(seen)
                         yield snapshot
                         if snapshot.status in _TERMINAL:
                             return
                 except (rexc.ConnectionError, rexc.TimeoutError) as exc:
                     outage_since = await self._outage(task_id, exc, outage_since)
             finally:
+                if events is not None:
+                    await events.close()
                 await _close_pubsub(pubsub)
+
+    async def _wait_result(self, task_id: str) -> JobResult:
+        """Block until the result of `task_id` is stored (woken by the result store)."""
+        while True:
+            result = await self._results.wait(task_id, timeout=_RESULT_WAIT)
+            if result is not None:
+                return result
+
+    async def _on_result(
+        self, task_id: str, seen: int, result: JobResult
+    ) -> ProgressSnapshot | None:
+        """The snapshot that ends a subscription once the task's result is stored.
+
+        None while the task has a snapshot that is not terminal yet: it reported
+        progress, and its worker publishes the terminal update after the result.
+        """
+        seq, current = await self._read(task_id)
+        if current is None:
+            return snapshot_from_result(task_id, result)
+        if seq > seen and current.status in _TERMINAL:
+            return current
+        return None
 
     async def _outage(self, task_id: str, exc: BaseException, since: float | None) -> float:
         """Wait before resubscribing, or raise when the failure will not heal in time.
@@ -194,6 +244,75 @@ class RedisProgressTracker(RedisStore):
         )
         await asyncio.sleep(_RESUBSCRIBE_DELAY)
         return since
+
+
+class _Events:
+    """What one subscription waits on: its channel, and maybe the job's result.
+
+    Each runs as a task that hands itself to one inbox when done, so `next` waits on
+    both without ever cancelling a read of the channel half way.
+
+    Args:
+        pubsub: The subscribed redis-py pub/sub object.
+        result: Waits for the job's result (None: the job reports progress).
+        on_result: ``(seen, result)`` -> the snapshot that ends the subscription, or
+            None when the job's own terminal update is still to come.
+    """
+
+    def __init__(
+        self,
+        pubsub: Any,
+        result: Coroutine[Any, Any, JobResult] | None,
+        on_result: Callable[[int, JobResult], Awaitable[ProgressSnapshot | None]],
+    ) -> None:
+        self._pubsub = pubsub
+        self._on_result = on_result
+        self._inbox: asyncio.Queue[asyncio.Future[Any]] = asyncio.Queue()
+        self._reader = self._start(_next_message(pubsub))
+        self._waiter = None if result is None else self._start(result)
+
+    def _start(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        task = asyncio.ensure_future(coro)
+        task.add_done_callback(self._inbox.put_nowait)
+        return task
+
+    async def next(self, seen: int) -> tuple[int, ProgressSnapshot]:
+        """The next snapshot newer than sequence number `seen`, with its number."""
+        while True:
+            done = await self._inbox.get()
+            if done is not self._reader:  # the result arrived
+                snapshot = await self._on_result(seen, done.result())
+                if snapshot is not None:
+                    return seen, snapshot
+                continue
+            data: bytes = done.result()
+            self._reader = self._start(_next_message(self._pubsub))
+            raw_seq, _, payload = data.partition(b"|")
+            if int(raw_seq) <= seen:
+                continue  # already covered by the snapshot read when subscribing
+            self._stop_waiting()  # it reports progress, so it ends with its own update
+            return int(raw_seq), ProgressSnapshot.from_dict(loads(payload))
+
+    def _stop_waiting(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.remove_done_callback(self._inbox.put_nowait)
+            waiter.cancel()
+
+    async def close(self) -> None:
+        """Cancel what is still pending."""
+        pending = [t for t in (self._reader, self._waiter) if t is not None and not t.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _next_message(pubsub: Any) -> bytes:
+    """The payload of the next message published on the subscribed channel."""
+    while True:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+        if message is not None and message.get("type") == "message":
+            return bytes(message["data"])
 
 
 async def _close_pubsub(pubsub: Any) -> None:
