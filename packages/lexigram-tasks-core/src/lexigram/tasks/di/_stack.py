@@ -176,7 +176,12 @@ def build_stack(
         spec, "create_progress_store", field, closeables, InMemoryProgressStore
     )
     tracker = _or_memory(
-        spec, "create_progress_tracker", field, closeables, InMemoryProgressTracker
+        spec,
+        "create_progress_tracker",
+        field,
+        closeables,
+        # A job that never reported progress ends with its result: answer from the result store.
+        lambda: InMemoryProgressTracker(results=result_store),
     )
     dlq_backend = build_store(spec, "create_dlq_backend", field)
     if dlq_backend is not None:
