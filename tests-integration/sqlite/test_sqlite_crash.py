@@ -15,6 +15,7 @@ import asyncio
 import random
 import signal
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ LEASE = 2.0
 
 
 def _runs(path: str) -> list[tuple[str, int, int]]:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         return list(conn.execute("SELECT job_key, pid, completed FROM crash_runs"))
 
 
@@ -51,7 +52,7 @@ async def test_sigkilled_workers_lose_no_job(tmp_path: Path, spawn: Any) -> None
     path = str(tmp_path / "crash.db")
     queue = SQLiteTaskQueue(path, queue_name="crash", visibility_timeout=LEASE)
     await queue.count("crash")
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("CREATE TABLE crash_runs (job_key TEXT, pid INTEGER, completed INTEGER)")
     jobs = [Job(name="record", args=(f"k{i}",), max_retries=10) for i in range(JOBS)]
     assert all(result.is_ok() for result in await queue.enqueue_many(jobs))
@@ -121,7 +122,7 @@ async def test_kill_mid_write_loses_nothing_acknowledged(
                 acked.add(rest[0])
     assert committed, "the writer committed nothing before it was killed"
     assert acked, "the writer acked nothing before it was killed"
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         present = {row[0] for row in conn.execute("SELECT id FROM lexigram_jobs")}
     # Gone = acked (perhaps just before the kill, unreported); never a job it did not lease.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest_asyncio
@@ -44,7 +45,7 @@ class TestSQLitePoisonConformance(QueuePoisonConformance):
         assert isinstance(queue, SQLiteTaskQueue)
         job_id = f"poison-{uuid.uuid4().hex[:8]}"
         await queue.count(queue.queue_name)  # creates the tables
-        with sqlite3.connect(queue.path) as conn:
+        with closing(sqlite3.connect(queue.path)) as conn, conn:
             conn.execute(
                 "INSERT INTO lexigram_jobs (id, queue, priority, available_at, payload) "
                 "VALUES (?, ?, 0, 0, ?)",

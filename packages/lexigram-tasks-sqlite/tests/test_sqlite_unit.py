@@ -6,6 +6,7 @@ import importlib.metadata
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -141,14 +142,14 @@ async def test_schema_version_is_recorded_and_migrations_run_once(tmp_path: Path
         queue = SQLiteTaskQueue(path)
         await queue.count(queue.queue_name)
         await queue.close()
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         versions = [row[0] for row in conn.execute("SELECT version FROM lexigram_schema")]
     assert versions == list(range(1, SCHEMA_VERSION + 1))
 
 
 async def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = str(tmp_path / "new.db")
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("CREATE TABLE lexigram_schema (version INTEGER NOT NULL)")
         conn.execute("INSERT INTO lexigram_schema VALUES (?)", (SCHEMA_VERSION + 1,))
     queue = SQLiteTaskQueue(path)
@@ -233,5 +234,5 @@ asyncio.run(main())
 def test_a_write_behind_made_just_before_exit_is_committed(tmp_path: Path) -> None:
     path = str(tmp_path / "exit.db")
     subprocess.run([sys.executable, "-c", EXIT_SCRIPT, path], check=True, timeout=60)  # noqa: S603
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         assert conn.execute("SELECT job_id FROM lexigram_results").fetchall() == [("last",)]
