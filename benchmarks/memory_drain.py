@@ -1,4 +1,4 @@
-"""W2 (design §8) on the in-memory backends: lexigram-tasks against Taskiq's InMemoryBroker.
+"""W2 on the in-memory backends: lexigram-tasks against Taskiq's InMemoryBroker.
 
 Drain N pre-enqueued no-op jobs in one process and report jobs/s (median of --runs,
 each run in a fresh process). What is timed, per framework:
