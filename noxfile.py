@@ -46,8 +46,9 @@ PACKAGES = {
 }
 META = "lexigram-tasks"
 FIRST_PARTY = frozenset([*PACKAGES.values(), META])
-# Optional features a package is installed with in editable sessions (core's cron = croniter).
-EXTRAS = {"lexigram-tasks-core": ["cron"]}
+# Optional features a package is installed with in editable sessions (core: croniter for cron,
+# prometheus-client for the metrics observer, so typecheck and the tests see both).
+EXTRAS = {"lexigram-tasks-core": ["cron", "prometheus"]}
 
 # Tool versions are pinned so that a new release cannot turn CI red on an unchanged tree.
 RUFF = "ruff==0.17.6"
