@@ -212,7 +212,7 @@ def unit(session: nox.Session, package: str) -> None:
     _unit(session, package)
 
 
-def _unit(session: nox.Session, package: str) -> None:
+def _unit(session: nox.Session, package: str, *, default_marks: str | None = None) -> None:
     extra = UNIT_EXTRA_DEPS.get(package, [])
     # A package's `test` extra declares what its tests need beyond its own dependencies (a
     # backend that runs core's conformance kit names core there): those first-party
@@ -225,7 +225,10 @@ def _unit(session: nox.Session, package: str) -> None:
         else:
             extra = [*extra, raw]
     session.install(*TEST_DEPS, *extra, *_editable(dists))
-    session.run("pytest", *_pytest_args(session, f"packages/{package}/tests"))
+    defaults = [f"packages/{package}/tests"]
+    if default_marks is not None and not any(arg.startswith("-m") for arg in session.posargs):
+        defaults += ["-m", default_marks]
+    session.run("pytest", *_pytest_args(session, *defaults))
 
 
 if FOUND_PYTHONS:
@@ -233,8 +236,13 @@ if FOUND_PYTHONS:
     @nox.session(python=FOUND_PYTHONS, reuse_venv=False)
     @nox.parametrize("package", list(PACKAGES.values()), ids=list(PACKAGES))
     def unit_other(session: nox.Session, package: str) -> None:
-        """The unit session on each other supported Python found here (3.12, 3.13)."""
-        _unit(session, package)
+        """The unit session on each other supported Python found here (3.12, 3.13).
+
+        Tests marked ``slow`` (lease waits, worker processes, stress runs) exercise timing,
+        not the interpreter, and already run on the main Python: leaving them out here
+        keeps the default suite's run time down. ``nox -s unit_other -- -m ''`` runs all.
+        """
+        _unit(session, package, default_marks="not slow")
 
 
 @nox.session

@@ -208,13 +208,15 @@ async def test_lock_context_manager(build):
 
 async def test_rate_limiter_bucket_is_shared_and_refills(build, unique_name):
     name = f"limit-{unique_name}"
-    one = build("create_rate_limiter", name=name, rate=5, per=1.0)
-    two = build("create_rate_limiter", name=name, rate=5, per=1.0)
+    # One token per second: the seven round trips below (the first creates the table)
+    # finish long before a token comes back, even on a loaded machine.
+    one = build("create_rate_limiter", name=name, rate=5, per=5.0)
+    two = build("create_rate_limiter", name=name, rate=5, per=5.0)
     assert isinstance(one, RateLimiterProtocol)
     taken = [await (one if i % 2 else two).try_acquire() for i in range(7)]
     assert taken == [True] * 5 + [False] * 2
     started = time.monotonic()
-    await one.acquire(2)  # waits for the refill (5 tokens per second)
+    await one.acquire(1)  # waits for the refill
     assert time.monotonic() - started > 0.2
 
 

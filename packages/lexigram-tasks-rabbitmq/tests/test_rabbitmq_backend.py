@@ -178,15 +178,46 @@ def test_state_store_backend_without_cache_factory_is_refused(
         RabbitMQBackend().create_queue(spec)
 
 
-def test_state_store_is_built_once_per_setting(stores_backend: StoresBackend) -> None:
-    shared = RabbitMQBackend()
+class ClosingStateStore(LocalStateStore):
+    """A state store that records whether it was closed."""
+
+    closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_a_state_store_built_from_the_options_is_closed_with_its_queue(
+    stores_backend: StoresBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stores_backend, "create_cache_backend", lambda spec: ClosingStateStore())
     options = {"state_store": "redis://:pw@127.0.0.1:6379/3"}
-    first = shared.create_queue(TaskBackendSpec(type="rabbitmq", queue_name="a", options=options))
-    second = shared.create_queue(TaskBackendSpec(type="rabbitmq", queue_name="b", options=options))
-    assert first.state_store is second.state_store
-    assert [(kind, spec.type, spec.url) for kind, spec in stores_backend.specs] == [
-        ("cache", "redis", "redis://:pw@127.0.0.1:6379/3")
-    ]
+    backend = RabbitMQBackend()
+    first = backend.create_queue(TaskBackendSpec(type="rabbitmq", queue_name="a", options=options))
+    second = backend.create_queue(TaskBackendSpec(type="rabbitmq", queue_name="b", options=options))
+    assert isinstance(first.state_store, ClosingStateStore)
+    assert first.state_store is not second.state_store  # each queue owns the one it built
+
+    await first.close()
+
+    assert first.state_store.closed
+    assert isinstance(second.state_store, ClosingStateStore)
+    assert not second.state_store.closed
+    await second.close()
+
+
+async def test_a_state_store_passed_in_is_left_open() -> None:
+    store = ClosingStateStore()
+    given = RabbitMQTaskQueue("amqp://guest:guest@127.0.0.1/", "a", state_store=store)
+    in_options = RabbitMQTaskQueue(
+        "amqp://guest:guest@127.0.0.1/", "b", options=RabbitMQOptions(state_store=store)
+    )
+    assert in_options.state_store is store
+
+    await given.close()
+    await in_options.close()
+
+    assert not store.closed
 
 
 def test_store_factories_return_none_without_stores_option() -> None:

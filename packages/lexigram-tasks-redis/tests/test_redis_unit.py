@@ -372,3 +372,49 @@ def test_failure_names_the_unix_socket_and_the_database() -> None:
     assert slow.kind == "connect_timeout"
     assert "within 2 s (socket_connect_timeout)" in slow.message
     assert "does not speak TLS" in slow.message
+
+
+class CountingConnector(RedisConnector):
+    """A connector that counts how often it was closed (it never connects here)."""
+
+    closes = 0
+
+    async def close(self) -> None:
+        self.closes += 1
+
+
+async def test_closing_a_store_never_closes_the_connector_under_its_queue() -> None:
+    connector = CountingConnector()
+    queue = RedisTaskQueue(connector=connector)
+    results = redis_backend.RedisResultStore(connector=connector)
+    tracker = redis_backend.RedisProgressTracker(connector=connector)
+
+    await results.close()
+    await tracker.close()
+    assert connector.closes == 0
+
+    await queue.close()
+    assert connector.closes == 1
+
+
+async def test_closing_the_queue_never_closes_the_connector_under_its_stores() -> None:
+    connector = CountingConnector()
+    queue = RedisTaskQueue(connector=connector)
+    results = redis_backend.RedisResultStore(connector=connector)
+
+    await queue.close()
+    assert connector.closes == 0
+    await results.close()
+    assert connector.closes == 1
+
+
+async def test_the_last_store_of_a_shared_connector_closes_it() -> None:
+    # RabbitMQ's ``stores`` option borrows stores with no Redis queue beside them.
+    connector = CountingConnector()
+    results = redis_backend.RedisResultStore(connector=connector)
+    tracker = redis_backend.RedisProgressTracker(connector=connector)
+
+    await results.close()
+    assert connector.closes == 0
+    await tracker.close()  # its own share and that of the result reader inside it
+    assert connector.closes == 1

@@ -34,7 +34,11 @@ from lexigram.tasks.backends.rabbitmq._options import (
 )
 from lexigram.tasks.backends.rabbitmq._publisher import JobPublisher
 from lexigram.tasks.backends.rabbitmq._state import JobStates
-from lexigram.tasks.backends.rabbitmq._stores import local_state_store, state_store_for
+from lexigram.tasks.backends.rabbitmq._stores import (
+    close_store,
+    local_state_store,
+    state_store_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +100,12 @@ class RabbitMQTaskQueue:
         self._queue_name = validate_queue_name(queue_name)
         self._link = AMQPLink(amqp_url, queue_name, options)
         self.target = self._link.target
+        # A store built from the options is this queue's to close; one passed in is not.
+        self._owned_state_store: CacheBackendProtocol | None = None
         if state_store is None:
             state_store = state_store_for(options, queue_name)
+            if state_store is not None and state_store not in (options.stores, options.state_store):
+                self._owned_state_store = state_store
         namespace = state_namespace(self.target.vhost, queue_name)
         store = (
             state_store
@@ -609,3 +617,4 @@ class RabbitMQTaskQueue:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._buffer.close()
         await self._link.close()
+        await close_store(self._owned_state_store)

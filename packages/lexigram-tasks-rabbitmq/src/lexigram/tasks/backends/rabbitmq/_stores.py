@@ -10,6 +10,7 @@ and matched by the URL schemes they declare, so no backend is named here.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any
@@ -25,10 +26,6 @@ from lexigram.tasks.backends.rabbitmq._options import AMQPTarget, RabbitMQOption
 from lexigram.tasks.backends.rabbitmq._state import LocalStateStore
 
 BACKENDS_GROUP = "lexigram.tasks.backends"
-
-_STATE_STORES: dict[str, CacheBackendProtocol] = {}
-"""One state store per distinct setting, shared by the queues of this process."""
-
 
 _LOCAL_STORES: dict[tuple[str, int, str], LocalStateStore] = {}
 
@@ -50,7 +47,10 @@ def local_state_store(
 
 
 def state_store_for(options: RabbitMQOptions, queue_name: str) -> CacheBackendProtocol | None:
-    """The shared job-state store `options` ask for, or None for the in-process one.
+    """Build the shared job-state store `options` ask for, or None for the in-process one.
+
+    The caller owns what this builds and closes it (the backend it comes from shares
+    its connections between the stores it builds, so one per queue object costs none).
 
     Raises:
         TaskConfigurationError: The setting names a backend that is not installed or
@@ -63,12 +63,18 @@ def state_store_for(options: RabbitMQOptions, queue_name: str) -> CacheBackendPr
         return setting
     option = "state_store" if options.state_store is not None else "stores"
     other = other_spec(setting, "rabbitmq", queue_name, option)
-    cache_key = f"{other.type}|{other.url}|{sorted(other.options.items())!r}"
-    store = _STATE_STORES.get(cache_key)
-    if store is None:
-        store = delegate(other, "create_cache_backend", required=True)
-        _STATE_STORES[cache_key] = store
+    store: CacheBackendProtocol = delegate(other, "create_cache_backend", required=True)
     return store
+
+
+async def close_store(store: object | None) -> None:
+    """Close a store built by another backend (its ``close`` or ``aclose``, if any)."""
+    close = getattr(store, "close", None) or getattr(store, "aclose", None)
+    if close is None:
+        return
+    result = close()
+    if inspect.isawaitable(result):
+        await result
 
 
 def borrow(spec: TaskBackendSpec, factory: str, **kwargs: Any) -> Any | None:

@@ -77,7 +77,9 @@ class RedisStore:
         client: Any | None = None,
     ) -> None:
         self._owns_connector = connector is None
-        self._connector = connector or RedisConnector(url, client=client)
+        self._connector = (
+            connector.share() if connector is not None else RedisConnector(url, client=client)
+        )
         self._key_prefix = key_prefix
         self.namespace = StoreKeys.build(key_prefix, self._store)
 
@@ -93,6 +95,12 @@ class RedisStore:
         return await self._connector.call(f"{self._store} {what}", fn, blocking=blocking)
 
     async def close(self) -> None:
-        """Close the connection pool if this store built it; safe to call twice."""
+        """Close the connection pool if this store built it, else release its share of it.
+
+        The last share released closes a shared connector (see `RedisConnector.share`).
+        Safe to call twice; a store used again after `close` reconnects lazily.
+        """
         if self._owns_connector:
             await self._connector.close()
+        else:
+            await self._connector.release()

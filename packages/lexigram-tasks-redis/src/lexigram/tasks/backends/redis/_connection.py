@@ -223,6 +223,8 @@ class RedisConnector:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Any | None = None
         self._outage_since: float | None = None
+        # Stores sharing this connector (see `share` / `release`).
+        self._sharers = 0
 
     def __repr__(self) -> str:
         return f"RedisConnector(url={self.masked_url!r})"
@@ -448,6 +450,24 @@ class RedisConnector:
                 self.masked_url,
                 time.monotonic() - since,
             )
+
+    def share(self) -> RedisConnector:
+        """Count one more user (a queue or store) that closes it with `release`.
+
+        A backend object hands one connector to the queue and to every store it builds
+        for the same server, so closing one of them never cuts the connections of the
+        others; the connections close when the last user releases them (stores borrowed
+        without a queue, as RabbitMQ's ``stores`` option does, included). A release
+        too many only closes early: the next call reconnects.
+        """
+        self._sharers += 1
+        return self
+
+    async def release(self) -> None:
+        """Give back one `share`; the last one given back closes the connector."""
+        self._sharers = max(0, self._sharers - 1)
+        if self._sharers == 0:
+            await self.close()
 
     async def close(self) -> None:
         """Close the client of the running loop (an injected client is left open).

@@ -80,6 +80,11 @@ class RedisProgressTracker(RedisStore):
         # Results of jobs that never reported progress, read on the same connection.
         self._results = RedisResultStore(key_prefix=key_prefix, connector=self._connector)
 
+    async def close(self) -> None:
+        """Release the connections (this tracker's and its result reader's share)."""
+        await self._results.close()
+        await super().close()
+
     def _key(self, task_id: str) -> str:
         return self.namespace.key("s", task_id)
 

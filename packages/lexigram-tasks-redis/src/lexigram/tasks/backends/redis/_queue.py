@@ -144,15 +144,22 @@ class RedisTaskQueue:
         if max_size is not None and max_size < 1:
             msg = f"RedisTaskQueue max_size={max_size!r} is below 1. Use None for no limit."
             raise TaskConfigurationError(msg)
-        self._connector = connector or RedisConnector(
-            url or redis_url,
-            client=client,
-            max_connections=max_connections,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_connect_timeout,
-            command_timeout=command_timeout,
-            retry_timeout=retry_timeout,
-            connection_kwargs=connection_kwargs,
+        # A shared connector (the backend object hands one to the queue and the stores of
+        # a spec) closes when its last user releases it; one built here is closed here.
+        self._owns_connector = connector is None
+        self._connector = (
+            connector.share()
+            if connector is not None
+            else RedisConnector(
+                url or redis_url,
+                client=client,
+                max_connections=max_connections,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_connect_timeout,
+                command_timeout=command_timeout,
+                retry_timeout=retry_timeout,
+                connection_kwargs=connection_kwargs,
+            )
         )
         self._queue_name = queue_name
         self._key_prefix = key_prefix
@@ -575,8 +582,9 @@ class RedisTaskQueue:
     async def close(self) -> None:
         """Wake every blocked `dequeue_batch` and close the connection pool.
 
-        Safe to call twice; a later call reconnects lazily (a provider may stop and
-        start the same queue object).
+        A connector shared with stores (a backend object's) is released instead, and
+        closes with its last user. Safe to call twice; a later call reconnects lazily
+        (a provider may stop and start the same queue object).
         """
         if self._waiter.wake_all():
             await asyncio.sleep(0)  # let the interrupted waits unwind first
@@ -586,7 +594,10 @@ class RedisTaskQueue:
         self._enqueue_commit.reset()
         self._ack_commit.reset()
         self._loop = None
-        await self._connector.close()
+        if self._owns_connector:
+            await self._connector.close()
+        else:
+            await self._connector.release()
 
     async def __aenter__(self) -> RedisTaskQueue:
         return self
