@@ -347,9 +347,9 @@ _DSN = "postgresql://app:hunter2@db.example:5433/shop"
         (
             socket.gaierror(-2, "Name or service not known"),
             (
-                "PostgreSQL at postgresql://app:***@db.example:5433/shop could not be reached: "
-                "gaierror: [Errno -2] Name or service not known. Check the host name and port in "
-                "the DSN and the network."
+                "PostgreSQL at postgresql://app:***@db.example:5433/shop: the host name of "
+                "db.example:5433 does not resolve ([Errno -2] Name or service not known). "
+                "Fix the host in the DSN."
             ),
         ),
         (

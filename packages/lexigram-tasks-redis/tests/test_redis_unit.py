@@ -418,3 +418,27 @@ async def test_the_last_store_of_a_shared_connector_closes_it() -> None:
     assert connector.closes == 0
     await tracker.close()  # its own share and that of the result reader inside it
     assert connector.closes == 1
+
+
+def test_a_silent_tls_connection_suggests_a_plain_port() -> None:
+    found = diagnose(
+        CommandDeadline("no reply"),
+        url="rediss://127.0.0.1:6379/0",
+        masked="rediss://127.0.0.1:6379/0",
+        what="enqueue",
+        connect_timeout=5.0,
+        command_timeout=2.0,
+    )
+    assert found.kind == "silent"
+    assert found.message.endswith(
+        "speaks plain Redis (no TLS) also looks like this: use redis:// for it."
+    )
+    plain = diagnose(
+        CommandDeadline("no reply"),
+        url="redis://127.0.0.1:6379/0",
+        masked="redis://127.0.0.1:6379/0",
+        what="enqueue",
+        connect_timeout=5.0,
+        command_timeout=2.0,
+    )
+    assert "rediss" not in plain.message

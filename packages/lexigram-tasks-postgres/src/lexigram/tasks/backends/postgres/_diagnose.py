@@ -9,6 +9,7 @@ connection was made. Both return a `BackendConnectionError` (exit code 2 in the 
 from __future__ import annotations
 
 import errno
+import socket
 import ssl
 from urllib.parse import unquote, urlsplit
 
@@ -53,7 +54,9 @@ def _dsn_part(dsn: str | None, part: str) -> str | None:
     return f"{host}:{port}"
 
 
-def connect_error(dsn: str | None, exc: BaseException, *, timeout: float) -> BackendConnectionError:
+def connect_error(  # noqa: C901 - one flat table of causes reads best
+    dsn: str | None, exc: BaseException, *, timeout: float
+) -> BackendConnectionError:
     """Say in one line why the first connection to `dsn` failed, and what to do.
 
     Each cause gets its own message: refused, login rejected, unknown database, TLS,
@@ -102,6 +105,11 @@ def connect_error(dsn: str | None, exc: BaseException, *, timeout: float) -> Bac
         msg = (
             f"PostgreSQL at {where} refused the connection: nothing accepts connections at "
             f"{address}. Start the server, or fix the host and port in the DSN."
+        )
+    elif isinstance(exc, socket.gaierror):
+        msg = (
+            f"PostgreSQL at {where}: the host name of {address} does not resolve ({detail}). "
+            "Fix the host in the DSN."
         )
     elif isinstance(exc, OSError):
         msg = (

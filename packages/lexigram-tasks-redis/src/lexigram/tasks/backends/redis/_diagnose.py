@@ -131,12 +131,19 @@ def diagnose(  # noqa: C901, PLR0911, PLR0912 - one flat table of cases reads be
                 "unixsocket, or fix the path in the URL.",
             )
     if isinstance(exc, CommandDeadline):
+        # A TLS client on a plain-text port waits for a handshake reply that never comes.
+        plain_port = (
+            " With rediss://, a port that speaks plain Redis (no TLS) also looks like this: "
+            "use redis:// for it."
+            if tls
+            else ""
+        )
         return _healable(
             "silent",
             f"Redis at {masked} did not answer {what} within {command_timeout:g} s "
             "(command_timeout): the connection is open but nothing comes back. Check that "
             "the URL points at a Redis server that is not paused or overloaded, or raise "
-            "command_timeout.",
+            f"command_timeout.{plain_port}",
         )
     if "DB index is out of range" in text or "invalid db index" in text.lower():
         return _fatal(
