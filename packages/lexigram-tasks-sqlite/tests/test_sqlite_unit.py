@@ -171,6 +171,22 @@ async def test_an_unwritable_place_fails_with_one_clear_error(tmp_path: Path) ->
         await queue.close()
 
 
+async def test_a_file_that_is_not_a_database_is_named_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n" * 200)
+    queue = SQLiteTaskQueue(str(path))
+    try:
+        with pytest.raises(BackendConnectionError) as raised:
+            await queue.enqueue(Job(name="a"))
+    finally:
+        await queue.close()
+    message = str(raised.value)
+    assert "notes.db" in message
+    assert "file is not a database" in message
+    assert "a path that does not exist yet" in message
+    assert "\n" not in message
+
+
 MOUNTINFO = """\
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
 40 22 0:35 / /mnt/share rw,relatime shared:20 - nfs4 server:/export rw,vers=4.2

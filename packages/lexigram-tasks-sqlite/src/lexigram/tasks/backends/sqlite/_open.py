@@ -76,7 +76,11 @@ def open_database(
             conn.close()
             if is_busy(exc):
                 raise busy_error(path, "open the database", busy_timeout) from exc
-            msg = f"Could not open the SQLite database {path!r}: {exc}."
+            msg = (
+                f"Could not open the SQLite database {path!r}: {exc}. Point the URL at a "
+                "lexigram-tasks database, or at a path that does not exist yet (it is "
+                "created there)."
+            )
             raise BackendConnectionError(msg) from exc
         except RuntimeError as exc:
             conn.close()
