@@ -13,11 +13,16 @@ from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 
 from lexigram.contracts.tasks import TaskQueueProtocol
 from lexigram.tasks.backends.sqlite import SQLiteTaskQueue
 from lexigram.tasks.testing import QueueConformance, QueueFactory, QueuePoisonConformance
+
+# Lease waits, most of this module's ~35 s: timing, not the interpreter, so the other-Python
+# unit sessions leave it out (it runs in the main one).
+pytestmark = pytest.mark.slow
 
 
 @pytest_asyncio.fixture
