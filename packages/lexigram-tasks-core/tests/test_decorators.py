@@ -230,6 +230,28 @@ async def test_scheduled_sets_cron_metadata() -> None:
         scheduled(cron="  ")
 
 
+@pytest.mark.parametrize(
+    ("cron", "named"),
+    [
+        ("61 * * * *", "minute field '61' is out of range 0-59"),
+        ("0 9 * *", "it has 4 field(s)"),
+        ("0 25 * * *", "hour field '25' is out of range 0-23"),
+        ("*/0 * * * *", "a step is a whole number >= 1"),
+    ],
+)
+def test_a_malformed_cron_fails_when_the_task_is_decorated(cron: str, named: str) -> None:
+    with pytest.raises(TaskValidationError) as raised:
+
+        @scheduled(cron, name="nightly_report")
+        async def nightly_report() -> None:
+            return None
+
+    message = str(raised.value)
+    assert message.startswith("@scheduled task 'nightly_report': Cron expression")
+    assert named in message
+    assert "Use five fields" in message
+
+
 async def test_delay_dispatch_runs_in_the_background() -> None:
     done = asyncio.Event()
     calls: list[int] = []

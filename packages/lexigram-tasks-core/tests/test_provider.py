@@ -28,6 +28,7 @@ from lexigram.tasks import (
     MemoryTaskQueue,
     TaskBackendRegistry,
     TaskConfig,
+    TaskFunction,
     TaskProvider,
     TasksModule,
     WorkerPool,
@@ -287,11 +288,13 @@ def test_register_scheduled_task_rolls_back_on_a_bad_cron():
 
     provider.register_handler("report", old)
 
-    @scheduled("not a cron", name="report")
-    async def report() -> None: ...
+    # Built without @scheduled, which would refuse these crons already.
+    async def report_handler() -> None: ...
 
-    @scheduled("61 * * * *", name="fresh")
-    async def fresh() -> None: ...
+    async def fresh_handler() -> None: ...
+
+    report = TaskFunction(report_handler, name="report", cron="not a cron")
+    fresh = TaskFunction(fresh_handler, name="fresh", cron="61 * * * *")
 
     with pytest.raises(TaskRegistrationError, match="Cannot schedule task 'report'"):
         provider.register_scheduled_task(report)

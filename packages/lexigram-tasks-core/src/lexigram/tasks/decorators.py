@@ -36,6 +36,7 @@ from lexigram.contracts.tasks import (
 from lexigram.tasks.events import QUEUED, JobEvent, producer_events
 from lexigram.tasks.execution._options import ExceptionTypes, TaskOptions
 from lexigram.tasks.handles import JobHandle, register_job_stores
+from lexigram.tasks.scheduling._cron import validate_cron
 
 if TYPE_CHECKING:
     from lexigram.contracts.tasks import ProgressStoreProtocol
@@ -606,7 +607,8 @@ def scheduled(
         ``TaskProvider.register_scheduled_task``.
 
     Raises:
-        TaskValidationError: `cron` is empty.
+        TaskValidationError: `cron` is empty, or malformed (raised when the function is
+            decorated, i.e. at import, naming the task, the bad field and the fix).
     """
     if not cron.strip():
         msg = f"@scheduled needs a cron expression, got {cron!r}. Use e.g. '0 9 * * *'."
@@ -614,7 +616,13 @@ def scheduled(
 
     def decorator(func: Callable[P, R]) -> TaskFunction[P, R]:
         options = TaskOptions(max_retries=max_retries, timeout=timeout, priority=int(priority))
-        return TaskFunction(func, name=name, options=options, cron=cron.strip())
+        scheduled_task = TaskFunction(func, name=name, options=options, cron=cron.strip())
+        try:
+            validate_cron(cron)
+        except ValueError as exc:
+            msg = f"@scheduled task {scheduled_task.name!r}: {exc}"
+            raise TaskValidationError(msg) from None
+        return scheduled_task
 
     return decorator
 
