@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from lexigram.contracts.tasks import BackendNotFoundError
+from lexigram.contracts.tasks import BackendNotFoundError, Job
+from lexigram.tasks.cli import _enqueue as enqueue_command
 from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._context import resolve_spec
 from lexigram.tasks.config import TaskConfig
@@ -200,3 +202,53 @@ def test_connect_timeout_becomes_the_backends_own_connect_timeout(
 def test_resolve_spec_sets_no_connect_option_the_memory_backend_lacks() -> None:
     spec = resolve_spec(TaskConfig(), "memory", connect_timeout=0.5)
     assert spec.options == {}
+
+
+@pytest.fixture
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[Job]:
+    """The jobs the enqueue command hands to its queue (captured instead of sent)."""
+    jobs: list[Job] = []
+
+    async def capture(spec: object, job: Job, connect_timeout: float) -> str:
+        jobs.append(job)
+        return job.id
+
+    monkeypatch.setattr(enqueue_command, "_enqueue", capture)
+    return jobs
+
+
+def test_enqueue_reads_arguments_from_a_file(tmp_path: Path, enqueued: list[Job]) -> None:
+    rows = [{"row": index} for index in range(5000)]  # far beyond a comfortable command line
+    (tmp_path / "rows.json").write_text(json.dumps([rows]))
+    (tmp_path / "options.json").write_text('{"dry_run": true}')
+    result = run(
+        "enqueue",
+        "import_rows",
+        "--args",
+        f"@{tmp_path / 'rows.json'}",
+        "--kwargs",
+        f"@{tmp_path / 'options.json'}",
+    )
+    assert result.exit_code == 0, result.output
+    (job,) = enqueued
+    assert job.args == (rows,)
+    assert job.kwargs == {"dry_run": True}
+
+
+def test_enqueue_reads_arguments_from_standard_input(enqueued: list[Job]) -> None:
+    result = run("enqueue", "import_rows", "--args", "-", stdin='[1, "two", {"three": 3}]')
+    assert result.exit_code == 0, result.output
+    (job,) = enqueued
+    assert job.args == (1, "two", {"three": 3})
+
+
+def test_enqueue_argument_file_errors_name_the_file(tmp_path: Path) -> None:
+    missing = run("enqueue", "x", "--args", f"@{tmp_path / 'nope.json'}")
+    assert missing.exit_code == 2
+    assert "cannot read" in missing.stderr
+    assert "nope.json" in missing.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text("[1, 2")
+    result = run("enqueue", "x", "--args", f"@{broken}")
+    assert result.exit_code == 2
+    assert f"file {str(broken)!r} is not valid JSON" in result.stderr

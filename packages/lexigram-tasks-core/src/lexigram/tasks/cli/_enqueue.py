@@ -41,6 +41,8 @@ Examples:
   lexigram-tasks enqueue build_report --priority high --delay 60 -q reports \\
       --backend redis://localhost:6379/0
   lexigram-tasks enqueue sync_user --kwargs '{"user_id": 7}' --idempotency-key sync-7
+  lexigram-tasks enqueue import_rows --args @rows.json
+  generate-rows | lexigram-tasks enqueue import_rows --args -
 """
 
 
@@ -79,7 +81,7 @@ class PriorityParam(ParamBase):
     type=JSONParam(list, "'[\"ada@example.com\", 3]'"),
     default="[]",
     metavar="JSON",
-    help="Positional arguments, as a JSON array.",
+    help="Positional arguments, as a JSON array; @FILE reads it from a file, - from stdin.",
 )
 @click.option(
     "--kwargs",
@@ -87,7 +89,7 @@ class PriorityParam(ParamBase):
     type=JSONParam(dict, '\'{"subject": "Hi"}\''),
     default="{}",
     metavar="JSON",
-    help="Keyword arguments, as a JSON object.",
+    help="Keyword arguments, as a JSON object; @FILE reads it from a file, - from stdin.",
 )
 @click.option(
     "--priority",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -93,6 +94,9 @@ def json_option(func: F) -> F:
 class JSONParam(ParamBase):
     """A JSON value of one expected shape (a list for ``--args``, an object for ``--kwargs``).
 
+    The value is the JSON itself, ``@PATH`` for a file that holds it, or ``-`` to read it
+    from standard input (argument lists too large for a command line).
+
     Args:
         expected: The Python type the JSON must decode to (`list` or `dict`).
         example: An example shown in the error message.
@@ -109,19 +113,33 @@ class JSONParam(ParamBase):
         if isinstance(value, self.expected):
             return value
         what = "a JSON array" if self.expected is list else "a JSON object"
+        text, source = self._read(str(value), param, ctx)
         try:
-            decoded = json.loads(value)
+            decoded = json.loads(text)
         except ValueError as exc:
             self.fail(
-                f"{value!r} is not valid JSON ({exc}). Pass {what}, e.g. {self.example} "
-                "(quote it for the shell)",
+                f"{source} is not valid JSON ({exc}). Pass {what}, e.g. {self.example} "
+                "(quote it for the shell), @FILE or - (standard input)",
                 param,
                 ctx,
             )
         if not isinstance(decoded, self.expected):
-            self.fail(
-                f"{value!r} is JSON but not {what}. Pass e.g. {self.example}",
-                param,
-                ctx,
-            )
+            self.fail(f"{source} is JSON but not {what}. Pass e.g. {self.example}", param, ctx)
         return decoded
+
+    def _read(
+        self, value: str, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, str]:
+        """The JSON text of `value` (itself, a file's or stdin's) and how to name its source."""
+        if value == "-":
+            return sys.stdin.read(), "standard input"
+        if not value.startswith("@"):
+            return value, repr(value)
+        path = value[1:]
+        try:
+            with open(path, encoding="utf-8") as file:  # noqa: PTH123 - a path from the user
+                return file.read(), f"file {path!r}"
+        except OSError as exc:
+            self.fail(
+                f"cannot read {path!r} ({exc.strerror or exc}). Check the path after @", param, ctx
+            )
