@@ -4,6 +4,7 @@ fields and type names. Core's own unit session installs core alone, without them
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -12,6 +13,11 @@ from pydantic import SecretStr
 from lexigram.app import Application, ApplicationStartError
 from lexigram.contracts.tasks import BackendNotFoundError
 from lexigram.tasks import TaskProvider, _backends
+from lexigram.tasks.backends.memory import MemoryTaskQueue
+from lexigram.tasks.backends.postgres import PostgresTaskQueue
+from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
+from lexigram.tasks.backends.redis import RedisTaskQueue
+from lexigram.tasks.backends.sqlite import SQLiteTaskQueue
 from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._context import parse_backend
 from lexigram.tasks.config import ConfigIssue, NamedTaskConfig, TaskBackendConfig, TaskConfig
@@ -118,3 +124,19 @@ async def test_provider_unknown_backend_type_fails_at_start_naming_field_value_a
     )
     assert cause.message.endswith("Did you mean 'redis'?")
     assert {t for t in asyncio.all_tasks() if t is not asyncio.current_task()} == set()
+
+
+def test_every_queue_class_defaults_to_the_configured_default_queue_name(tmp_path: Path) -> None:
+    # A queue built by hand (a script filling a queue, a test) must meet the CLI's and the
+    # provider's default queue; on SQLite it once was "default" and met nothing.
+    expected = TaskBackendConfig().queue_name
+    queues = [
+        MemoryTaskQueue(),
+        RedisTaskQueue(),
+        RabbitMQTaskQueue(),
+        PostgresTaskQueue(),
+        SQLiteTaskQueue(str(tmp_path / "q.db")),
+    ]
+    assert {type(queue).__name__: queue.queue_name for queue in queues} == {
+        type(queue).__name__: expected for queue in queues
+    }

@@ -97,7 +97,7 @@ class SQLiteTaskQueue:
 
     Args:
         path: The database file (default: see `default_path`). Ignored with `database`.
-        queue_name: The queue this object serves.
+        queue_name: The queue this object serves ("tasks" by default, as on every backend).
         visibility_timeout: Lease length in seconds.
         url: A ``sqlite:///`` URL instead of `path`.
         options: `SQLiteOptions` for everything else (synchronous, busy timeout...).
@@ -116,7 +116,7 @@ class SQLiteTaskQueue:
         self,
         path: str | None = None,
         *,
-        queue_name: str = "default",
+        queue_name: str = "tasks",
         visibility_timeout: float | None = None,
         url: str | None = None,
         options: SQLiteOptions | None = None,
