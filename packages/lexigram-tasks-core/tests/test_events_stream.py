@@ -151,3 +151,46 @@ async def test_the_metrics_collector_observes_the_stream() -> None:
         "retrying": 1,
         "completed": 1,
     }
+
+
+class _Switchable:
+    """An observer with a listening switch (as a `HookRegistry` has)."""
+
+    def __init__(self, listening: bool) -> None:
+        self.asked = 0
+        self._listening = listening
+
+    @property
+    def listening(self) -> bool:
+        self.asked += 1
+        return self._listening
+
+    def observe(self, event: object) -> None:
+        del event
+
+
+class _AlwaysListening:
+    listening = True
+
+    def observe(self, event: object) -> None:
+        del event
+
+
+def test_an_observer_that_always_listens_answers_without_asking_the_others() -> None:
+    quiet = _Switchable(listening=False)
+    stream = EventStream([quiet])
+    assert not stream.listening
+    assert quiet.asked == 1
+
+    remove = stream.add(_AlwaysListening())
+    assert stream.listening
+    assert quiet.asked == 1  # not asked again: the always-listening one decides
+
+    remove()
+    assert not stream.listening
+    assert quiet.asked == 2
+
+    switched_off = _AlwaysListening()
+    switched_off.listening = False  # set on the instance: it is asked like a switch
+    stream.add(switched_off)
+    assert not stream.listening

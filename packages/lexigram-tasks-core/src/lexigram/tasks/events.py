@@ -264,10 +264,13 @@ class EventStream:
     It is itself an `EventObserver`, so streams nest.
     """
 
-    __slots__ = ("_observers",)
+    __slots__ = ("_always", "_observers")
 
     def __init__(self, observers: Iterable[EventObserver] = ()) -> None:
         self._observers: list[EventObserver] = []
+        # How many observers listen by their class's definition (no ``listening`` switch,
+        # or a plain ``listening = True``): while there is one, `listening` needs no scan.
+        self._always = 0
         for observer in observers:
             self.add(observer)
 
@@ -307,6 +310,8 @@ class EventStream:
             )
             raise TypeError(msg)
         self._observers.append(observer)
+        if _listens_always(observer):
+            self._always += 1
 
         def remove() -> None:
             self.remove(observer)
@@ -317,6 +322,8 @@ class EventStream:
         """Remove an observer; True if it was there."""
         if observer in self._observers:
             self._observers.remove(observer)
+            if _listens_always(observer):
+                self._always -= 1
             return True
         return False
 
@@ -326,8 +333,11 @@ class EventStream:
 
         An observer may have a ``listening`` attribute (a `HookRegistry` with no plugin,
         observer or subscriber has it False); one without it always counts. Emitters
-        of many events test it to skip building events nobody reads.
+        of many events test it to skip building events nobody reads (twice per job,
+        so an observer that always listens answers without asking the others).
         """
+        if self._always:
+            return True
         return any(getattr(observer, "listening", True) for observer in self._observers)
 
     async def observe(self, event: JobEvent) -> None:
@@ -344,6 +354,18 @@ class EventStream:
                     event.kind,
                     event.job_id,
                 )
+
+
+def _listens_always(observer: object) -> bool:
+    """True when `observer`'s class makes it listen to every event.
+
+    That is: no ``listening`` attribute, or a class attribute that is plainly True
+    (not a property), not overridden on the instance when it was added. An instance
+    that switches itself off later still gets every event (`observe` delivers to all);
+    the flag only saves `EventStream.listening` a scan.
+    """
+    declared = getattr(type(observer), "listening", True)
+    return declared is True and "listening" not in getattr(observer, "__dict__", {})
 
 
 _producer_events = EventStream()
