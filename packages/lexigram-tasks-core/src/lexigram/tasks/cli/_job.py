@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 
 from lexigram.contracts.tasks import JobResult, JobStatus, TaskNotFoundError
 from lexigram.tasks.cli._context import (
@@ -233,28 +233,26 @@ async def _follow(handle: JobHandle[Any], timeout: float) -> JobResult:
         row = bar.add_task(f"job {handle.id}", total=None)
         try:
             while not waiter.done():
-                info = await handle.progress()
-                if info is not None:
-                    bar.update(
-                        row,
-                        completed=info.current,
-                        total=info.total or None,
-                        description=info.message or f"job {handle.id}",
-                    )
+                await _draw_progress(handle, bar, row)
                 await asyncio.wait({waiter}, timeout=FOLLOW_INTERVAL)
         finally:
             if not waiter.done():
                 waiter.cancel()
                 await asyncio.gather(waiter, return_exceptions=True)
-        info = await handle.progress()
-        if info is not None:
-            bar.update(
-                row,
-                completed=info.current,
-                total=info.total or None,
-                description=info.message or f"job {handle.id}",
-            )
+        await _draw_progress(handle, bar, row)  # the last report, once the result is in
     return waiter.result()
+
+
+async def _draw_progress(handle: JobHandle[Any], bar: Progress, row: TaskID) -> None:
+    """Show the progress the job's handler last reported (nothing before its first)."""
+    info = await handle.progress()
+    if info is not None:
+        bar.update(
+            row,
+            completed=info.current,
+            total=info.total or None,
+            description=info.message or f"job {handle.id}",
+        )
 
 
 @job_group.command("wait")
