@@ -25,6 +25,7 @@ from lexigram.tasks.backends.memory import MemoryOptions, MemoryTaskQueue, backe
 
 def _assert_empty(queue: MemoryTaskQueue) -> None:
     assert queue._jobs == {}
+    assert queue._payloads == {}
     assert queue._waiting == {}
     assert queue._ready == []
     assert queue._delayed == []
@@ -43,26 +44,62 @@ async def test_memory_queue_satisfies_the_protocol() -> None:
     assert "emails" in repr(queue)
 
 
-async def test_each_delivery_is_a_copy_with_its_own_token() -> None:
+async def test_a_redelivery_is_a_new_object_without_the_holders_changes() -> None:
     queue = MemoryTaskQueue()
     job = Job(name="noop", kwargs={"to": "a@b.c"}, metadata={"m": 1})
     await queue.enqueue(job)
     assert job.queue_name == "tasks"
     first = await queue.dequeue()
     assert first is not None
-    assert first is not job
-    assert (first.id, first.kwargs, first.metadata) == (job.id, {"to": "a@b.c"}, {"m": 1})
+    # The first delivery is the enqueued object: no copy on the path every job takes.
+    assert first is job
     assert first.lease_token
-    # A holder's changes to its copy do not reach the queue.
     first.kwargs["to"] = "changed"
+    first.metadata["m"] = 2
     first.mark_retrying()
     assert await queue.nack(first.id, lease_token=first.lease_token) is True
     second = await queue.dequeue()
     assert second is not None
-    assert second.kwargs == {"to": "a@b.c"}
-    assert second.retry_count == 0
+    assert second is not first
+    assert (second.kwargs, second.metadata) == ({"to": "a@b.c"}, {"m": 1})
+    assert (second.retry_count, second.delivery_count) == (0, 2)
     assert second.lease_token not in (None, first.lease_token)
-    assert first.lease_token != second.lease_token
+    # A lease that runs out gives the same: the job as it was enqueued.
+    second.kwargs["to"] = "changed again"
+    assert await queue.extend_lease(second.id, 0.0, lease_token=second.lease_token)
+    third = await queue.dequeue()
+    assert third is not None
+    assert third is not second
+    assert (third.kwargs, third.delivery_count, third.status) == (
+        {"to": "a@b.c"},
+        3,
+        JobStatus.RUNNING,
+    )
+
+
+async def test_a_retried_job_is_delivered_as_passed_to_retry_later() -> None:
+    queue = MemoryTaskQueue()
+    await queue.enqueue(Job(name="noop", kwargs={"n": 1}))
+    first = await queue.dequeue()
+    assert first is not None
+    first.mark_retrying()
+    first.last_error = "boom"
+    assert await queue.retry_later(first, delay=0) is True
+    # What the holder changes after retry_later does not reach the queue.
+    first.kwargs["n"] = 99
+    first.last_error = "later"
+    second = await queue.dequeue()
+    assert second is not None
+    assert second is not first
+    assert (second.kwargs, second.retry_count, second.last_error) == ({"n": 1}, 1, "boom")
+    # Its lease running out brings back the retried job, not the first one.
+    second.last_error = "changed"
+    assert await queue.extend_lease(second.id, 0.0, lease_token=second.lease_token)
+    third = await queue.dequeue()
+    assert third is not None
+    assert (third.retry_count, third.last_error, third.status) == (1, "boom", JobStatus.RUNNING)
+    assert await queue.ack(third.id, lease_token=third.lease_token) is True
+    _assert_empty(queue)
 
 
 async def test_stale_copy_cannot_settle_the_new_delivery() -> None:

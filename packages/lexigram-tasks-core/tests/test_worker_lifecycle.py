@@ -127,18 +127,26 @@ async def test_worker_stop_without_drain_cancels_and_requeues_running_jobs() -> 
     assert gate.cancelled == 4
     assert await queue.count("tasks", JobStatus.PENDING) == 4
     assert await queue.count("tasks", JobStatus.RUNNING) == 0
-    assert all(job.status is JobStatus.PENDING for job in jobs)
+    for job in jobs:
+        waiting = await queue.get_job(job.id)
+        assert waiting is not None
+        assert (waiting.status, waiting.delivery_count) == (JobStatus.PENDING, 1)
 
-    # Another worker picks them up and finishes them.
-    gate.opened.set()
+    # Another worker picks them up (their second delivery) and finishes them.
     hooks = HookRecorder()
     second = TaskWorker(
-        "w2", queue, {"gated": gate.handler}, services=TaskWorkerServices(hooks=hooks)
+        "w2",
+        queue,
+        {"gated": gate.handler},
+        TaskWorkerConfig(max_concurrent_tasks=4),
+        TaskWorkerServices(hooks=hooks),
     )
     await second.start()
+    await gate.wait_entered(8)
+    assert {entry.job.delivery_count for entry in second._in_flight.values()} == {2}
+    gate.opened.set()
     await hooks.wait_until(lambda: len(hooks.ids("task.completed")) == 4)
     await second.stop()
-    assert {job.delivery_count for job in jobs} == {2}
     assert await queue.count("tasks") == 0
 
 
@@ -232,7 +240,7 @@ async def test_worker_nacks_jobs_on_outside_cancellation() -> None:
     assert entry.task.cancelled()
     # Nacked with requeue: the (still running) worker takes it again.
     await gate.wait_entered(2)
-    assert job.delivery_count == 2
+    assert worker._in_flight[job.id].job.delivery_count == 2
     gate.opened.set()
     await worker.stop(drain=True)
     assert await queue.count("tasks") == 0
