@@ -21,6 +21,7 @@ from typing import Any
 from lexigram.contracts.tasks import (
     POISON_JOB_NAME,
     Job,
+    JobStatus,
     TaskDecodeError,
     TaskValidationError,
 )
@@ -96,8 +97,8 @@ class JobRunner:
         # here instead. Nothing awaits before the try.
         entry.started = True
         job = entry.job
-        job.mark_running()
-        entry.started_at = job.started_at or 0.0
+        job.status = JobStatus.RUNNING  # Job.mark_running(), inlined on every job's path
+        job.started_at = entry.started_at = time.time()
         started = time.perf_counter()
         try:
             try:

@@ -307,11 +307,20 @@ class MemoryTaskQueue:
             True if the delivery was held (under `lease_token`, when given) and is now
             settled; False, changing nothing, otherwise.
         """
-        if self._held(task_id, lease_token, time.monotonic()) is None:
+        lease = self._in_flight.get(task_id)
+        # Inlined `_held` for the live lease held under the token (every job's path).
+        if (
+            lease is None
+            or lease[0] <= time.monotonic()
+            or (lease_token is not None and lease_token != lease[1])
+        ) and self._held(task_id, lease_token, time.monotonic()) is None:
             return False
         del self._in_flight[task_id]
         self._forget(task_id)
-        self._compact_leases()
+        if not self._in_flight:
+            self._leases.clear()
+        elif len(self._leases) > 2 * len(self._in_flight) + _COMPACT_SLACK:
+            self._compact_leases()
         return True
 
     async def nack(
