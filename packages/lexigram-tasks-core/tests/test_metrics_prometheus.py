@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from lexigram.contracts.tasks import Job, TaskConfigurationError
 from lexigram.tasks.backends.memory import MemoryTaskQueue
@@ -189,3 +189,43 @@ def test_worker_metrics_port_config_field() -> None:
     assert config.effective_worker().metrics_port == 9108
     with pytest.raises(TaskConfigurationError, match="metrics_port"):
         TaskConfig.from_dict({"worker": {"metrics_port": 70000}})
+
+
+async def test_two_observers_of_one_registry_are_served_summed() -> None:
+    registry = CollectorRegistry()
+    first, second = PrometheusObserver(registry), PrometheusObserver(registry)
+    for metrics, outcome in ((first, COMPLETED), (second, COMPLETED), (second, RETRYING)):
+        metrics.observe(JobEvent(kind=STARTED, task="t", job_id="j", queue="q"))
+        metrics.observe(JobEvent(kind=outcome, task="t", job_id="j", queue="q", duration=0.2))
+    labels = {"task": "t", "queue": "q"}
+    assert value(registry, "lexigram_tasks_jobs_total", outcome="succeeded", **labels) == 2
+    assert value(registry, "lexigram_tasks_jobs_total", outcome="retried", **labels) == 1
+    assert value(registry, "lexigram_tasks_job_duration_seconds_count", **labels) == 3
+    assert value(registry, "lexigram_tasks_jobs_in_progress", **labels) == 0
+    first.watch_loop_lag(lambda: 0.1)
+    second.watch_loop_lag(lambda: 0.3)
+    assert value(registry, "lexigram_tasks_event_loop_lag_seconds") == 0.3
+    first.watch_queues([MemoryTaskQueue(queue_name="a")])
+    second.watch_queues([MemoryTaskQueue(queue_name="b")])
+    text = (await asyncio.to_thread(generate_latest, registry)).decode()
+    assert 'lexigram_tasks_queue_depth{queue="a"} 0.0' in text
+    assert 'lexigram_tasks_queue_depth{queue="b"} 0.0' in text
+    assert text.count("# TYPE lexigram_tasks_jobs_total counter") == 1
+
+
+def test_observers_of_one_registry_need_the_same_buckets() -> None:
+    registry = CollectorRegistry()
+    PrometheusObserver(registry, buckets=(0.1, 1.0))
+    with pytest.raises(TaskConfigurationError, match="same buckets"):
+        PrometheusObserver(registry, buckets=(0.5,))
+    # Metrics of the same names from elsewhere still collide, as prometheus-client says.
+    other = CollectorRegistry()
+    Counter("lexigram_tasks_jobs", "foreign", registry=other)
+    with pytest.raises(ValueError, match="Duplicated"):
+        PrometheusObserver(other)
+
+
+def test_observers_on_the_default_registry_do_not_collide() -> None:
+    """As when `lexigram-tasks worker --metrics-port` runs twice in one process."""
+    PrometheusObserver()
+    PrometheusObserver()

@@ -9,6 +9,10 @@ dictionary look-ups per event, no I/O). Queue depths are not updated per job: th
 read with ``queue.count`` when the registry is scraped, at most once every
 ``depth_interval`` seconds, and the last figures are served in between.
 
+Several observers may share one registry (one per worker of a process, or a CLI worker
+started twice in one process): the registry gets one exporter, which serves the sum of
+their figures, so their series never collide.
+
 Example:
     from prometheus_client import CollectorRegistry, generate_latest
 
@@ -25,12 +29,13 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 try:
-    from prometheus_client import REGISTRY, CollectorRegistry, Gauge
+    from prometheus_client import REGISTRY, CollectorRegistry
     from prometheus_client.core import (
         CounterMetricFamily,
         GaugeMetricFamily,
@@ -45,6 +50,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     )
     raise ImportError(msg) from exc
 
+from lexigram.contracts.tasks import TaskConfigurationError
 from lexigram.tasks.events import COMPLETED, FAILED, LOST, RELEASED, RETRYING, STARTED, JobEvent
 
 if TYPE_CHECKING:
@@ -81,11 +87,19 @@ class PrometheusObserver:
     ``lexigram_tasks_jobs_in_progress{task,queue}`` (gauge), and once watched
     ``lexigram_tasks_queue_depth{queue}`` and ``lexigram_tasks_event_loop_lag_seconds``.
 
+    Observers given the same registry are served together: counters and histograms
+    are summed over them, queue depths merged by queue name, and the loop lag is the
+    largest any of them reports.
+
     Args:
         registry: Where the metrics are registered (default: prometheus_client's
             global ``REGISTRY``, which ``start_http_server`` serves).
-        buckets: Histogram buckets in seconds.
+        buckets: Histogram buckets in seconds (the same for every observer of one
+            registry).
         depth_interval: Queue depths are read at most once per this many seconds.
+
+    Raises:
+        TaskConfigurationError: Another observer of `registry` has other buckets.
     """
 
     listening = True
@@ -102,9 +116,9 @@ class PrometheusObserver:
         self.buckets = tuple(sorted(float(bound) for bound in buckets))
         self._running: set[tuple[str, str]] = set()
         self._series: dict[tuple[str, str], _Series] = {}
-        self._depth: _DepthCollector | None = None
+        self._depth: _DepthReader | None = None
         self._lag_source: Callable[[], float | None] | None = None
-        self.registry.register(_JobsCollector(self))
+        _export_for(self.registry, self.buckets).observers.append(self)
 
     def __repr__(self) -> str:
         return f"PrometheusObserver(registry={self.registry!r})"
@@ -155,13 +169,10 @@ class PrometheusObserver:
         The depths are read with ``queue.count(name)`` on `loop` (the one the queues
         belong to; default: the running loop) when the registry is scraped, at most
         once per `depth_interval`; a read that takes longer than `timeout` seconds
-        serves the previous figures.
+        serves the previous figures. A second call replaces the queues watched.
         """
-        if self._depth is not None:
-            self.registry.unregister(self._depth)
         owner = loop if loop is not None else asyncio.get_running_loop()
-        self._depth = _DepthCollector(list(queues), owner, self.depth_interval, timeout)
-        self.registry.register(self._depth)
+        self._depth = _DepthReader(list(queues), owner, self.depth_interval, timeout)
 
     async def refresh_depths(self) -> dict[str, float]:
         """Read the watched queues' depths now (from their loop); return them by queue."""
@@ -175,20 +186,13 @@ class PrometheusObserver:
         `source` returns the event loop's last measured lag in seconds (e.g. a
         `TaskWorker`'s ``lag_monitor.last_lag``), or None when there is no figure.
         """
-        first = self._lag_source is None
         self._lag_source = source
-        if first:
-            gauge = Gauge(
-                "event_loop_lag_seconds",
-                "How late the worker's event loop woke at its last lag measurement.",
-                namespace=NAMESPACE,
-                registry=self.registry,
-            )
-            gauge.set_function(self._lag)
 
-    def _lag(self) -> float:
+    def _lag(self) -> float | None:
         source = self._lag_source
-        value = source() if source is not None else None
+        if source is None:
+            return None
+        value = source()
         return float(value) if value is not None else 0.0
 
 
@@ -225,53 +229,130 @@ def _cumulative(bounds: Sequence[float], counts: list[int]) -> list[tuple[str, f
     return out
 
 
-class _JobsCollector(Collector):
-    """Builds the job metric families from the observer's figures when scraped."""
+_exports: weakref.WeakKeyDictionary[CollectorRegistry, _RegistryExport] = (
+    weakref.WeakKeyDictionary()
+)
+_exports_lock = threading.Lock()
 
-    def __init__(self, metrics: PrometheusObserver) -> None:
-        self.metrics = metrics
+
+def _export_for(registry: CollectorRegistry, buckets: tuple[float, ...]) -> _RegistryExport:
+    """Return the exporter of `registry`, registering it with the first observer."""
+    with _exports_lock:
+        export = _exports.get(registry)
+        if export is None:
+            export = _RegistryExport(buckets)
+            registry.register(export)  # raises first when foreign metrics hold the names
+            _exports[registry] = export
+        elif export.buckets != buckets:
+            msg = (
+                f"PrometheusObserver buckets {list(buckets)} differ from {list(export.buckets)} "
+                "of another observer of the same registry; their histograms cannot be summed. "
+                "Give every observer of one registry the same buckets."
+            )
+            raise TaskConfigurationError(msg)
+        return export
+
+
+def _job_families() -> tuple[
+    CounterMetricFamily, HistogramMetricFamily, HistogramMetricFamily, GaugeMetricFamily
+]:
+    jobs = CounterMetricFamily(
+        f"{NAMESPACE}_jobs",
+        "Job attempts by outcome: succeeded, retried (failed, retry scheduled), "
+        "dead_lettered (failed for good), lost (lease lost), released (requeued on stop).",
+        labels=("task", "queue", "outcome"),
+    )
+    duration = HistogramMetricFamily(
+        f"{NAMESPACE}_job_duration_seconds",
+        "Seconds each attempt's handler ran.",
+        labels=("task", "queue"),
+    )
+    wait = HistogramMetricFamily(
+        f"{NAMESPACE}_queue_wait_seconds",
+        "Seconds from enqueue to the start of the first attempt.",
+        labels=("task", "queue"),
+    )
+    running = GaugeMetricFamily(
+        f"{NAMESPACE}_jobs_in_progress",
+        "Jobs running now in this process.",
+        labels=("task", "queue"),
+    )
+    return jobs, duration, wait, running
+
+
+class _RegistryExport(Collector):
+    """Serves every observer of one registry: their figures summed when scraped."""
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        self.observers: list[PrometheusObserver] = []
+
+    def describe(self) -> list[Metric]:
+        # Names only: the registry must not call collect() (and read depths) at registration.
+        return list(_job_families())
 
     def collect(self) -> Iterator[Metric]:
-        metrics = self.metrics
-        jobs = CounterMetricFamily(
-            f"{NAMESPACE}_jobs",
-            "Job attempts by outcome: succeeded, retried (failed, retry scheduled), "
-            "dead_lettered (failed for good), lost (lease lost), released (requeued on stop).",
-            labels=("task", "queue", "outcome"),
-        )
-        duration = HistogramMetricFamily(
-            f"{NAMESPACE}_job_duration_seconds",
-            "Seconds each attempt's handler ran.",
-            labels=("task", "queue"),
-        )
-        wait = HistogramMetricFamily(
-            f"{NAMESPACE}_queue_wait_seconds",
-            "Seconds from enqueue to the start of the first attempt.",
-            labels=("task", "queue"),
-        )
-        running = GaugeMetricFamily(
-            f"{NAMESPACE}_jobs_in_progress",
-            "Jobs running now in this process.",
-            labels=("task", "queue"),
-        )
-        bounds = metrics.buckets
-        for (task, queue), series in sorted(dict(metrics._series).items()):  # noqa: SLF001
-            for kind, count in list(series.outcomes.items()):
+        observers = list(self.observers)
+        jobs, duration, wait, running = _job_families()
+        for (task, queue), series in sorted(self._merged(observers).items()):
+            for kind, count in series.outcomes.items():
                 jobs.add_metric((task, queue, OUTCOMES[kind]), count)
             duration.add_metric(
                 (task, queue),
-                _cumulative(bounds, list(series.duration_counts)),
+                _cumulative(self.buckets, series.duration_counts),
                 series.duration_sum,
             )
             wait.add_metric(
-                (task, queue), _cumulative(bounds, list(series.wait_counts)), series.wait_sum
+                (task, queue), _cumulative(self.buckets, series.wait_counts), series.wait_sum
             )
             running.add_metric((task, queue), series.in_progress)
         yield from (jobs, duration, wait, running)
+        readers = [observer._depth for observer in observers if observer._depth is not None]  # noqa: SLF001
+        if readers:
+            depth = GaugeMetricFamily(
+                f"{NAMESPACE}_queue_depth",
+                "Jobs waiting in the queue (read with queue.count at most once per interval).",
+                labels=("queue",),
+            )
+            depths: dict[str, float] = {}
+            for reader in readers:
+                depths.update(reader.current())
+            for name, value in sorted(depths.items()):
+                depth.add_metric((name,), value)
+            yield depth
+        lags = [lag for observer in observers if (lag := observer._lag()) is not None]  # noqa: SLF001
+        if lags:
+            yield GaugeMetricFamily(
+                f"{NAMESPACE}_event_loop_lag_seconds",
+                "How late the worker's event loop woke at its last lag measurement.",
+                value=max(lags),
+            )
+
+    def _merged(self, observers: list[PrometheusObserver]) -> dict[tuple[str, str], _Series]:
+        """Sum the observers' series per (task, queue); one observer's are read as they are."""
+        if len(observers) == 1:
+            return dict(observers[0]._series)  # noqa: SLF001
+        size = len(self.buckets)
+        merged: dict[tuple[str, str], _Series] = {}
+        for observer in observers:
+            for key, series in list(observer._series.items()):  # noqa: SLF001
+                total = merged.get(key)
+                if total is None:
+                    total = merged[key] = _Series(size)
+                for kind, count in series.outcomes.items():
+                    total.outcomes[kind] += count
+                total.in_progress += series.in_progress
+                total.duration_sum += series.duration_sum
+                total.wait_sum += series.wait_sum
+                for index, count in enumerate(series.duration_counts):
+                    total.duration_counts[index] += count
+                for index, count in enumerate(series.wait_counts):
+                    total.wait_counts[index] += count
+        return merged
 
 
-class _DepthCollector(Collector):
-    """Serves queue depths, read on scrape at most once per interval."""
+class _DepthReader:
+    """Reads one observer's queue depths, on scrape at most once per interval."""
 
     def __init__(
         self,
@@ -288,20 +369,11 @@ class _DepthCollector(Collector):
         self.read_at = float("-inf")
         self._refreshing = threading.Lock()
 
-    def describe(self) -> list[Metric]:
-        return []  # the registry must not call collect() at registration
-
-    def collect(self) -> Iterator[Metric]:
+    def current(self) -> dict[str, float]:
+        """The depths to serve now, read first when the last read is older than the interval."""
         if time.monotonic() - self.read_at >= self.interval:
             self._refresh_from_scrape()
-        family = GaugeMetricFamily(
-            f"{NAMESPACE}_queue_depth",
-            "Jobs waiting in the queue (read with queue.count at most once per interval).",
-            labels=("queue",),
-        )
-        for name, depth in sorted(self.depths.items()):
-            family.add_metric((name,), depth)
-        yield family
+        return dict(self.depths)
 
     def _refresh_from_scrape(self) -> None:
         if self.loop.is_closed() or not self._refreshing.acquire(blocking=False):
