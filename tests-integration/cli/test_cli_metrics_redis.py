@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -108,20 +111,65 @@ def test_metrics_endpoint_counts_successes_retries_and_dead_letters(
     assert samples[depth] == 0
 
 
-def test_metrics_port_with_several_workers_is_refused_in_one_line(redis_config: Path) -> None:
-    done = CliRunner().invoke(
-        cli,
-        ["worker", "x", "--config", str(redis_config), "--workers", "2", "--metrics-port", "9"],
-    )
-    assert done.exit_code == 2
-    assert "--metrics-port serves one process" in done.output
+def snapshot_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("lexigram-tasks-metrics-*"))
 
 
-def test_worker_metrics_port_from_the_config_with_several_workers_is_refused(
-    redis_config: Path, write_app
+def wait_for_totals(port: int, ok: float, dead: float) -> dict:
+    deadline = time.monotonic() + 30
+    samples: dict = {}
+    while time.monotonic() < deadline:
+        samples = scrape(port)
+        if (
+            jobs_total(samples, "ok", "succeeded") >= ok
+            and jobs_total(samples, "broken", "dead_lettered") >= dead
+        ):
+            break
+        time.sleep(0.2)
+    return samples
+
+
+def test_several_worker_processes_are_served_summed_by_the_supervisor(
+    redis_config: Path, write_app, cli_process
 ) -> None:
-    redis_config.write_text(redis_config.read_text() + "    metrics_port: 9108\n")
+    """`--workers 2` with the port from the config: one endpoint, both children counted."""
+    port = free_port()
+    redis_config.write_text(
+        redis_config.read_text()
+        + f"    metrics_port: {port}\n"
+        + "    retry:\n      initial_delay: 0.01\n      max_delay: 0.01\n      jitter: 0.0\n"
+    )
     app = write_app(APP)
-    done = CliRunner().invoke(cli, ["worker", app, "--config", str(redis_config), "--workers", "2"])
-    assert done.exit_code == 2
-    assert "worker.metrics_port serves one process" in done.output
+    runner = CliRunner()
+    for n in range(OK_JOBS):
+        done = runner.invoke(
+            cli, ["enqueue", "ok", "--args", f"[{n}]", "--config", str(redis_config)]
+        )
+        assert done.exit_code == 0, done.output
+    done = runner.invoke(cli, ["enqueue", "broken", "--config", str(redis_config)])
+    assert done.exit_code == 0, done.output
+
+    dirs_before = snapshot_dirs()
+    supervisor = cli_process("worker", app, "--config", str(redis_config), "--workers", "2")
+    supervisor.wait_for(r"Serving the worker processes' metrics on http://127\.0\.0\.1:\d+")
+    pids = [int(supervisor.wait_for(r"Started worker process \d \(pid (\d+)\)")[1])]
+    pids.append(int(supervisor.wait_for(r"Started worker process \d \(pid (\d+)\)")[1]))
+    samples = wait_for_totals(port, OK_JOBS, 1)
+    assert jobs_total(samples, "ok", "succeeded") == OK_JOBS, samples
+    assert jobs_total(samples, "broken", "retried") == 1
+    assert jobs_total(samples, "broken", "dead_lettered") == 1
+    assert samples[("lexigram_tasks_jobs_in_progress", (("queue", "jobs"), ("task", "ok")))] == 0
+    assert ("lexigram_tasks_event_loop_lag_seconds", ()) in samples
+
+    # A child killed and restarted never takes its counts with it.
+    os.kill(pids[0], signal.SIGKILL)
+    supervisor.wait_for(r"Started worker process \d \(pid \d+\)")
+    done = runner.invoke(cli, ["enqueue", "ok", "--args", "[99]", "--config", str(redis_config)])
+    assert done.exit_code == 0, done.output
+    samples = wait_for_totals(port, OK_JOBS + 1, 1)
+    assert jobs_total(samples, "ok", "succeeded") == OK_JOBS + 1, samples
+
+    supervisor.process.send_signal(signal.SIGTERM)
+    assert supervisor.process.wait(timeout=30) == 0
+    # The snapshot directory goes with the supervisor.
+    assert snapshot_dirs() <= dirs_before

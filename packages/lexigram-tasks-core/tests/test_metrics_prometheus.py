@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -14,6 +16,11 @@ from lexigram.tasks.config import RetryConfig, TaskConfig, TaskWorkerConfig
 from lexigram.tasks.events import COMPLETED, RETRYING, STARTED, EventStream, JobEvent
 from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
 from lexigram.tasks.observability import PrometheusObserver
+from lexigram.tasks.observability._prometheus_processes import (
+    ProcessesCollector,
+    snapshot_path,
+    write_snapshot,
+)
 
 FAST_RETRIES = TaskWorkerConfig(retry=RetryConfig(initial_delay=0.001, max_delay=0.001))
 
@@ -229,3 +236,26 @@ def test_observers_on_the_default_registry_do_not_collide() -> None:
     """As when `lexigram-tasks worker --metrics-port` runs twice in one process."""
     PrometheusObserver()
     PrometheusObserver()
+
+
+async def test_the_supervisor_sums_snapshots_and_keeps_exited_processes_counts(
+    tmp_path: Path,
+) -> None:
+    child = PrometheusObserver(CollectorRegistry())
+    child.observe(JobEvent(kind=STARTED, task="t", job_id="a", queue="q"))
+    child.observe(JobEvent(kind=COMPLETED, task="t", job_id="a", queue="q", duration=0.1))
+    child.observe(JobEvent(kind=STARTED, task="t", job_id="b", queue="q"))  # still running
+    child.watch_loop_lag(lambda: 0.2)
+    await write_snapshot(child, tmp_path)
+    # The same figures as written by a process that has exited (no such pid).
+    live = json.loads(snapshot_path(tmp_path).read_text())
+    exited = {**live, "pid": 2**22 + 12345, "lag": 9.0}
+    snapshot_path(tmp_path, exited["pid"]).write_text(json.dumps(exited))
+    (tmp_path / "worker-1.json").write_text("{half a fil")  # skipped, with a warning
+    registry = CollectorRegistry()
+    registry.register(ProcessesCollector(tmp_path))
+    labels = {"task": "t", "queue": "q"}
+    assert value(registry, "lexigram_tasks_jobs_total", outcome="succeeded", **labels) == 2
+    assert value(registry, "lexigram_tasks_job_duration_seconds_count", **labels) == 2
+    assert value(registry, "lexigram_tasks_jobs_in_progress", **labels) == 1  # live only
+    assert value(registry, "lexigram_tasks_event_loop_lag_seconds") == 0.2  # live only

@@ -18,7 +18,7 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 from rich.console import Console
@@ -27,6 +27,12 @@ from rich.text import Text
 
 from lexigram.tasks.cli._app import LoadedApp, load_app
 from lexigram.tasks.cli._context import default_backend, describe, load_config, resolve_spec
+from lexigram.tasks.cli._metrics import (
+    publish_to_supervisor,
+    serve_children,
+    start_metrics,
+    watch_runtime,
+)
 from lexigram.tasks.cli._options import (
     backend_option,
     config_option,
@@ -38,9 +44,6 @@ from lexigram.tasks.cli._output import setup_logging, stderr_console
 from lexigram.tasks.cli._runtime import WorkerRuntime, WorkerTotals
 from lexigram.tasks.cli._supervisor import SUPERVISED_ENV, Supervisor, signal_ready
 from lexigram.tasks.config import TaskWorkerConfig
-
-if TYPE_CHECKING:
-    from lexigram.tasks.observability._prometheus import PrometheusObserver
 
 logger = logging.getLogger("lexigram.tasks.cli")
 
@@ -175,22 +178,10 @@ def worker_command(**params: Any) -> None:
     options = WorkerOptions(**params)
     level = "debug" if options.debug else options.log_level
     supervised = os.environ.get(SUPERVISED_ENV) is not None
-    if options.metrics_port is not None and options.workers > 1:
-        msg = (
-            "--metrics-port serves one process: run with --workers 1 (one worker "
-            "process per metrics port), or drop --metrics-port."
-        )
-        raise click.UsageError(msg)
     if options.workers > 1 or (options.reload and not supervised):
         setup_logging(level)
         app = load_app(options.app)  # fail here, once, rather than in every child
         options = _with_default_backend(options, app)  # the children get it as --backend
-        if options.workers > 1 and _metrics_port(options, app) is not None:
-            msg = (
-                "worker.metrics_port serves one process: run with --workers 1 (one worker "
-                "process per metrics port), or unset it."
-            )
-            raise click.UsageError(msg)
         supervisor = Supervisor(
             child_args=options.child_args(),
             count=options.workers,
@@ -198,7 +189,10 @@ def worker_command(**params: Any) -> None:
             watch=app.watch_paths if options.reload else None,
             burst=options.burst,
         )
-        raise SystemExit(supervisor.run())
+        # The supervisor serves the port: the children write it their figures.
+        with serve_children(_metrics_port(options, app), options.metrics_host):
+            code = supervisor.run()
+        raise SystemExit(code)
     console = stderr_console()
     interactive = console.is_terminal and not supervised
     setup_logging(level, console if interactive else None)
@@ -255,7 +249,11 @@ async def _run(
     )
     if not queues:
         queues = [spec.queue_name]
-    metrics = _start_metrics(options, config.effective_worker().metrics_port)
+    port = options.metrics_port
+    metrics = start_metrics(
+        port if port is not None else config.effective_worker().metrics_port,
+        options.metrics_host,
+    )
     runtime = WorkerRuntime(
         app,
         config,
@@ -268,10 +266,12 @@ async def _run(
     stopper = _Stopper(runtime.worker_config.shutdown_timeout)
     stopper.install()
     status: asyncio.Task[None] | None = None
+    publisher: asyncio.Task[None] | None = None
     try:
         await runtime.start(options.connect_timeout)
         if metrics is not None:
-            _watch_runtime(metrics, runtime)
+            watch_runtime(metrics, runtime)
+            publisher = publish_to_supervisor(metrics)
         if supervised:
             await _watch_supervisor(stopper.request)
             signal_ready()
@@ -282,49 +282,11 @@ async def _run(
         if status is not None:
             status.cancel()
             await asyncio.gather(status, return_exceptions=True)
+        if publisher is not None:  # cancelling writes the last snapshot
+            publisher.cancel()
+            await asyncio.gather(publisher, return_exceptions=True)
         stopper.uninstall()
         await runtime.close()
-
-
-def _start_metrics(options: WorkerOptions, configured: int | None) -> PrometheusObserver | None:
-    """Start the Prometheus endpoint of ``--metrics-port`` (else `configured`, the config's).
-
-    Returns its observer, or None when no port is set.
-    """
-    port = options.metrics_port if options.metrics_port is not None else configured
-    if port is None:
-        return None
-    try:
-        from prometheus_client import start_http_server  # noqa: PLC0415 - optional extra
-
-        from lexigram.tasks.observability._prometheus import PrometheusObserver  # noqa: PLC0415
-    except ImportError:
-        msg = "--metrics-port needs prometheus-client: pip install 'lexigram-tasks[prometheus]'."
-        raise click.UsageError(msg) from None
-    observer = PrometheusObserver()
-    try:
-        start_http_server(port, addr=options.metrics_host)
-    except OSError as exc:
-        msg = (
-            f"metrics port {port}: cannot listen on "
-            f"{options.metrics_host}:{port} ({exc.strerror}); pick a free port."
-        )
-        raise click.UsageError(msg) from None
-    logger.info("Serving metrics on http://%s:%d/metrics", options.metrics_host, port)
-    return observer
-
-
-def _watch_runtime(metrics: PrometheusObserver, runtime: WorkerRuntime) -> None:
-    """Export the runtime's queue depths and event-loop lag through `metrics`."""
-    metrics.watch_queues(runtime.queues)
-    monitors = [
-        worker.lag_monitor
-        for pool in runtime.pools
-        for worker in pool.workers
-        if worker.lag_monitor is not None
-    ]
-    if monitors:
-        metrics.watch_loop_lag(lambda: max(monitor.last_lag for monitor in monitors))
 
 
 async def _shutdown(runtime: WorkerRuntime, stopper: _Stopper) -> int:

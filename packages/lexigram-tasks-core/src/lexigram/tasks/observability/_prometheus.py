@@ -32,7 +32,7 @@ import time
 import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry
@@ -188,6 +188,28 @@ class PrometheusObserver:
         """
         self._lag_source = source
 
+    async def snapshot(self) -> dict[str, Any]:
+        """The observer's figures as JSON values, queue depths read first when due.
+
+        What a supervised worker process writes for its supervisor to serve
+        (``lexigram-tasks worker --workers N --metrics-port P``).
+        """
+        depths: dict[str, float] | None = None
+        if self._depth is not None:
+            reader = self._depth
+            if time.monotonic() - reader.read_at >= reader.interval:
+                await reader.refresh()
+            depths = dict(reader.depths)
+        return {
+            "buckets": list(self.buckets),
+            "series": [
+                [task, queue, series.to_json()]
+                for (task, queue), series in list(self._series.items())
+            ],
+            "depths": depths,
+            "lag": self._lag(),
+        }
+
     def _lag(self) -> float | None:
         source = self._lag_source
         if source is None:
@@ -218,6 +240,83 @@ class _Series:
         self.duration_sum = 0.0
         self.wait_counts = [0] * (buckets + 1)
         self.wait_sum = 0.0
+
+    def add(self, other: _Series, *, in_progress: bool = True) -> None:
+        """Add `other`'s figures to these (its in-progress gauge too, unless told not to)."""
+        for kind, count in other.outcomes.items():
+            self.outcomes[kind] = self.outcomes.get(kind, 0) + count
+        if in_progress:
+            self.in_progress += other.in_progress
+        self.duration_sum += other.duration_sum
+        self.wait_sum += other.wait_sum
+        for index, count in enumerate(other.duration_counts):
+            self.duration_counts[index] += count
+        for index, count in enumerate(other.wait_counts):
+            self.wait_counts[index] += count
+
+    def to_json(self) -> dict[str, Any]:
+        """The figures as JSON values (what a worker process hands its supervisor)."""
+        return {
+            "outcomes": dict(self.outcomes),
+            "in_progress": self.in_progress,
+            "duration_counts": list(self.duration_counts),
+            "duration_sum": self.duration_sum,
+            "wait_counts": list(self.wait_counts),
+            "wait_sum": self.wait_sum,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], buckets: int) -> _Series:
+        """Rebuild figures written by `to_json` (with the same number of buckets)."""
+        series = cls(buckets)
+        series.outcomes.update({str(k): int(v) for k, v in data["outcomes"].items()})
+        series.in_progress = int(data["in_progress"])
+        series.duration_counts = [int(c) for c in data["duration_counts"]]
+        series.duration_sum = float(data["duration_sum"])
+        series.wait_counts = [int(c) for c in data["wait_counts"]]
+        series.wait_sum = float(data["wait_sum"])
+        if len(series.duration_counts) != buckets + 1 or len(series.wait_counts) != buckets + 1:
+            msg = "metrics snapshot has other histogram buckets"
+            raise ValueError(msg)
+        return series
+
+
+def families(
+    buckets: Sequence[float],
+    series: dict[tuple[str, str], _Series],
+    depths: dict[str, float] | None,
+    lag: float | None,
+) -> Iterator[Metric]:
+    """The metric families of a scrape: job figures by (task, queue), then the gauges.
+
+    The queue-depth family is served only when `depths` is not None (someone watches
+    queues), the loop-lag gauge only when `lag` is not None.
+    """
+    jobs, duration, wait, running = _job_families()
+    for (task, queue), figures in sorted(series.items()):
+        for kind, count in list(figures.outcomes.items()):
+            jobs.add_metric((task, queue, OUTCOMES[kind]), count)
+        duration.add_metric(
+            (task, queue), _cumulative(buckets, figures.duration_counts), figures.duration_sum
+        )
+        wait.add_metric((task, queue), _cumulative(buckets, figures.wait_counts), figures.wait_sum)
+        running.add_metric((task, queue), figures.in_progress)
+    yield from (jobs, duration, wait, running)
+    if depths is not None:
+        depth = GaugeMetricFamily(
+            f"{NAMESPACE}_queue_depth",
+            "Jobs waiting in the queue (read with queue.count at most once per interval).",
+            labels=("queue",),
+        )
+        for name, value in sorted(depths.items()):
+            depth.add_metric((name,), value)
+        yield depth
+    if lag is not None:
+        yield GaugeMetricFamily(
+            f"{NAMESPACE}_event_loop_lag_seconds",
+            "How late the worker's event loop woke at its last lag measurement.",
+            value=lag,
+        )
 
 
 def _cumulative(bounds: Sequence[float], counts: list[int]) -> list[tuple[str, float]]:
@@ -293,40 +392,15 @@ class _RegistryExport(Collector):
 
     def collect(self) -> Iterator[Metric]:
         observers = list(self.observers)
-        jobs, duration, wait, running = _job_families()
-        for (task, queue), series in sorted(self._merged(observers).items()):
-            for kind, count in series.outcomes.items():
-                jobs.add_metric((task, queue, OUTCOMES[kind]), count)
-            duration.add_metric(
-                (task, queue),
-                _cumulative(self.buckets, series.duration_counts),
-                series.duration_sum,
-            )
-            wait.add_metric(
-                (task, queue), _cumulative(self.buckets, series.wait_counts), series.wait_sum
-            )
-            running.add_metric((task, queue), series.in_progress)
-        yield from (jobs, duration, wait, running)
         readers = [observer._depth for observer in observers if observer._depth is not None]  # noqa: SLF001
+        depths: dict[str, float] | None = None
         if readers:
-            depth = GaugeMetricFamily(
-                f"{NAMESPACE}_queue_depth",
-                "Jobs waiting in the queue (read with queue.count at most once per interval).",
-                labels=("queue",),
-            )
-            depths: dict[str, float] = {}
+            depths = {}
             for reader in readers:
                 depths.update(reader.current())
-            for name, value in sorted(depths.items()):
-                depth.add_metric((name,), value)
-            yield depth
         lags = [lag for observer in observers if (lag := observer._lag()) is not None]  # noqa: SLF001
-        if lags:
-            yield GaugeMetricFamily(
-                f"{NAMESPACE}_event_loop_lag_seconds",
-                "How late the worker's event loop woke at its last lag measurement.",
-                value=max(lags),
-            )
+        merged = self._merged(observers)
+        yield from families(self.buckets, merged, depths, max(lags) if lags else None)
 
     def _merged(self, observers: list[PrometheusObserver]) -> dict[tuple[str, str], _Series]:
         """Sum the observers' series per (task, queue); one observer's are read as they are."""
@@ -339,15 +413,7 @@ class _RegistryExport(Collector):
                 total = merged.get(key)
                 if total is None:
                     total = merged[key] = _Series(size)
-                for kind, count in series.outcomes.items():
-                    total.outcomes[kind] += count
-                total.in_progress += series.in_progress
-                total.duration_sum += series.duration_sum
-                total.wait_sum += series.wait_sum
-                for index, count in enumerate(series.duration_counts):
-                    total.duration_counts[index] += count
-                for index, count in enumerate(series.wait_counts):
-                    total.wait_counts[index] += count
+                total.add(series)
         return merged
 
 
