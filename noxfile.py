@@ -47,8 +47,9 @@ PACKAGES = {
 META = "lexigram-tasks"
 FIRST_PARTY = frozenset([*PACKAGES.values(), META])
 # Optional features a package is installed with in editable sessions (core: croniter for cron,
-# prometheus-client for the metrics observer, so typecheck and the tests see both).
-EXTRAS = {"lexigram-tasks-core": ["cron", "prometheus"]}
+# prometheus-client for the metrics observer, opentelemetry-api for tracing, so typecheck and the
+# tests see them).
+EXTRAS = {"lexigram-tasks-core": ["cron", "prometheus", "otel"]}
 
 # Tool versions are pinned so that a new release cannot turn CI red on an unchanged tree.
 RUFF = "ruff==0.17.6"
@@ -61,6 +62,8 @@ TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout>=2.3"]
 UNIT_EXTRA_DEPS: dict[str, list[str]] = {"lexigram-tasks-core": ["mypy==2.4.1"]}
 # The RabbitMQ module of testcontainers imports pika; it is used only when a Docker engine answers.
 TESTCONTAINERS = "testcontainers[rabbitmq]>=4"
+# The tracing tests export spans with the OpenTelemetry SDK (the product needs only the API).
+OTEL_SDK = "opentelemetry-sdk>=1.20,<2"
 DOCS_DEPS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
 # The other supported interpreters the unit tests also run on, when this machine has them.
 OTHER_PYTHONS = ("3.12", "3.13")
@@ -248,7 +251,7 @@ if FOUND_PYTHONS:
 @nox.session
 def integration(session: nox.Session) -> None:
     """Integration tests and packaging guards against real services, every package editable."""
-    session.install(*TEST_DEPS, TESTCONTAINERS, *_editable([*PACKAGES.values(), META]))
+    session.install(*TEST_DEPS, TESTCONTAINERS, OTEL_SDK, *_editable([*PACKAGES.values(), META]))
     session.run(
         "pytest",
         *_pytest_args(session, "tests-integration", "--deselect", WHEEL_GUARD),

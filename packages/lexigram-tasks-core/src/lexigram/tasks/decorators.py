@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from lexigram.contracts.tasks import (
@@ -36,6 +37,7 @@ from lexigram.contracts.tasks import (
 from lexigram.tasks.events import QUEUED, JobEvent, producer_events
 from lexigram.tasks.execution._options import ExceptionTypes, TaskOptions
 from lexigram.tasks.handles import JobHandle, register_job_stores
+from lexigram.tasks.observability._tracing import producer_span
 from lexigram.tasks.scheduling._cron import validate_cron
 
 if TYPE_CHECKING:
@@ -399,7 +401,8 @@ async def submit_job(queue: TaskQueueProtocol, job: Job) -> Result[str, TaskQueu
     ``queue.enqueue`` would be called (it returns the same `Result`), e.g. as the
     scheduler's callback: ``functools.partial(submit_job, queue)``.
     """
-    result = await queue.enqueue(job)
+    with producer_span(job, _queue_name(queue, job)):
+        result = await queue.enqueue(job)
     if result.is_ok() and result.unwrap() == job.id:
         stream = producer_events()
         if stream:
@@ -432,7 +435,10 @@ async def enqueue_jobs(queue: TaskQueueProtocol, jobs: Sequence[Job]) -> list[Jo
         Per job, in order: the job (carrying the first job's id for a duplicate key),
         or the error the queue returned for it.
     """
-    results = await queue.enqueue_many(list(jobs))
+    with ExitStack() as spans:
+        for job in jobs:
+            spans.enter_context(producer_span(job, _queue_name(queue, job)))
+        results = await queue.enqueue_many(list(jobs))
     out: list[Job | Exception] = []
     accepted: list[Job] = []
     for job, result in zip(jobs, results, strict=True):
@@ -452,10 +458,18 @@ async def enqueue_jobs(queue: TaskQueueProtocol, jobs: Sequence[Job]) -> list[Jo
     return out
 
 
+def _queue_name(queue: TaskQueueProtocol, job: Job) -> str:
+    return job.queue_name or str(getattr(queue, "queue_name", "") or "")
+
+
 def _queued(queue: TaskQueueProtocol, job: Job) -> JobEvent:
-    name = job.queue_name or str(getattr(queue, "queue_name", "") or "")
     return JobEvent(
-        kind=QUEUED, task=job.name, job_id=job.id, queue=name, enqueued_at=job.created_at
+        kind=QUEUED,
+        task=job.name,
+        job_id=job.id,
+        queue=_queue_name(queue, job),
+        enqueued_at=job.created_at,
+        metadata=job.metadata,
     )
 
 

@@ -228,6 +228,8 @@ class JobEvent:
         reason: Why a job failed for good ("max_retries", "rejected", "bad_arguments",
             "unknown_task", ...) or was retried ("retry_requested").
         retry_in: Seconds until the retry, for "retrying".
+        metadata: The job's metadata (read it, never change it): e.g. the trace
+            context the producer attached.
     """
 
     kind: str
@@ -243,6 +245,7 @@ class JobEvent:
     error: str | None = None
     reason: str | None = None
     retry_in: float | None = None
+    metadata: Mapping[str, Any] | None = None
 
 
 @runtime_checkable

@@ -200,6 +200,8 @@ class TaskWorkerConfig(_Section):
             the monitor off.
         metrics_port: Port on which ``lexigram-tasks worker`` serves Prometheus
             metrics (like ``--metrics-port``; needs prometheus-client); None serves none.
+        tracing: Make an OpenTelemetry span of each job attempt, a child of the span
+            that enqueued the job (only when opentelemetry-api is installed).
     """
 
     config_path: ClassVar[str] = "tasks.worker"
@@ -243,6 +245,7 @@ class TaskWorkerConfig(_Section):
         le=65535,
         json_schema_extra=_fix("Set a TCP port 0-65535, e.g. 9108, or leave it unset."),
     )
+    tracing: bool = True
 
 
 class TaskSchedulerConfig(_Section):

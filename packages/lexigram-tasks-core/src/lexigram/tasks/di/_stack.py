@@ -37,6 +37,7 @@ from lexigram.tasks.events import EventObserver, producer_events
 from lexigram.tasks.execution import HandlerRegistry, TaskWorkerServices, WorkerPool
 from lexigram.tasks.handles import register_job_stores
 from lexigram.tasks.hooks import HookRegistry
+from lexigram.tasks.observability._tracing import TracingObserver, tracing_available
 from lexigram.tasks.progress import InMemoryProgressStore, InMemoryProgressTracker, ProgressStore
 from lexigram.tasks.results import InMemoryResultStore, ResultStore
 
@@ -349,12 +350,17 @@ def build_pool(
         hooks: Lifecycle hooks (plugins and observers).
         dashboard: Observability dashboard.
         middleware_pipeline: Middleware around every job.
-        observers: More observers of the workers' job events (e.g. metrics).
+        observers: More observers of the workers' job events (e.g. metrics); a
+            `TracingObserver` is added when opentelemetry-api is installed and
+            ``worker.tracing`` is on.
 
     Returns:
         The pool, not started.
     """
     consumed = queue if queue is not None else stack.queue
+    settings = worker_config if worker_config is not None else config.effective_worker()
+    if settings.tracing and tracing_available():
+        observers = (*observers, TracingObserver())
     dead_letters = stack.dead_letter_queue
     if consumed is not stack.queue:
         dead_letters = PersistentDeadLetterQueue(backend=dead_letters.backend, queue=consumed)
@@ -376,6 +382,6 @@ def build_pool(
         handlers,
         size=size,
         middleware_pipeline=middleware_pipeline,
-        config=worker_config if worker_config is not None else config.effective_worker(),
+        config=settings,
         services=services,
     )

@@ -530,6 +530,7 @@ class Settler:
             error=error,
             reason=reason,
             retry_in=retry_in,
+            metadata=job.metadata,
         )
 
     # -- policies --------------------------------------------------------------------

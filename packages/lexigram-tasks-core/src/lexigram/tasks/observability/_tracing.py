@@ -1,0 +1,173 @@
+"""OpenTelemetry traces of jobs: a producer span per enqueue, a consumer span per attempt.
+
+Active when the optional ``opentelemetry-api`` package is installed (``pip install
+'lexigram-tasks[otel]'``); without it every function here does nothing. Spans follow
+OpenTelemetry's messaging conventions:
+
+- ``send <task>`` (kind PRODUCER) around each enqueue of the core (`submit_job`, so
+  ``.delay()``, ``.apply_async()``, the CLI's ``enqueue``, the scheduler and the
+  provider). The W3C trace context of that span (``traceparent``, ``tracestate``) is
+  written into the job's envelope, in ``Job.metadata["trace_context"]``.
+- ``process <task>`` (kind CONSUMER) for each attempt, a child of the producer span, so
+  a trace started in a web request shows the job that ran in another process. It is the
+  current span while the handler runs (spans the handler starts nest under it), and
+  ends with the attempt's outcome (an error status for a failed attempt).
+
+Which tracer provider and exporter are used is the application's choice, as always with
+OpenTelemetry: until the application sets one (with the API alone, say) no span is
+started and the job path costs what it costs without the API. ``worker.tracing: false``
+in the configuration keeps a worker from starting consumer spans.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from lexigram.tasks.events import COMPLETED, FAILED, LOST, RELEASED, RETRYING, STARTED, JobEvent
+
+if TYPE_CHECKING:
+    from lexigram.contracts.tasks import Job
+
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import propagate, trace
+    from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, SpanKind, StatusCode
+
+    _AVAILABLE = True
+except ImportError:  # the optional extra is not installed: tracing is off
+    _AVAILABLE = False
+
+logger = logging.getLogger(__name__)
+
+TRACE_CONTEXT_KEY = "trace_context"
+"""`Job.metadata` key of the W3C trace context (``traceparent``, ``tracestate``)."""
+
+SYSTEM = "lexigram_tasks"
+"""The ``messaging.system`` attribute of every span."""
+
+_ENDS = frozenset({COMPLETED, RETRYING, FAILED, LOST, RELEASED})
+
+
+def tracing_available() -> bool:
+    """True when ``opentelemetry-api`` is installed (spans are made)."""
+    return _AVAILABLE
+
+
+def _recording() -> bool:
+    """True when the application has configured a tracer provider.
+
+    The API's default provider records nothing: then no span is started at all, which
+    keeps the job path as fast as without the API.
+    """
+    return _AVAILABLE and not isinstance(
+        trace.get_tracer_provider(), (ProxyTracerProvider, NoOpTracerProvider)
+    )
+
+
+def _tracer() -> Any:
+    from lexigram.tasks import __version__  # noqa: PLC0415 - avoids an import cycle
+
+    return trace.get_tracer("lexigram.tasks", __version__)
+
+
+@contextmanager
+def producer_span(job: Job, queue_name: str) -> Iterator[None]:
+    """Run an enqueue of `job` inside a ``send`` span whose context the job carries."""
+    if not _recording():
+        yield
+        return
+    attributes = {
+        "messaging.system": SYSTEM,
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "send",
+        "messaging.destination.name": queue_name,
+        "messaging.message.id": job.id,
+        "lexigram_tasks.task.name": job.name,
+    }
+    with _tracer().start_as_current_span(
+        f"send {job.name}", kind=SpanKind.PRODUCER, attributes=attributes
+    ):
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        if carrier:
+            job.metadata[TRACE_CONTEXT_KEY] = carrier
+        yield
+
+
+class TracingObserver:
+    """An `EventObserver` that makes a consumer span of each attempt of each job.
+
+    The span starts on the attempt's "started" event (inside the job's own asyncio
+    task, just before the handler is called, so it is the handler's current span) and
+    ends on the attempt's outcome. The worker composed by the CLI and `TaskProvider`
+    adds one when ``opentelemetry-api`` is installed and ``worker.tracing`` is on; give
+    one to a hand-built worker through ``TaskWorkerServices(observers=[...])``.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, str], tuple[Any, object]] = {}
+
+    @property
+    def listening(self) -> bool:
+        """True while the application has a tracer provider configured (else no spans)."""
+        return _recording()
+
+    def __repr__(self) -> str:
+        return f"TracingObserver(open_spans={len(self._open)})"
+
+    def observe(self, event: JobEvent) -> None:
+        """Start or end the attempt's span."""
+        kind = event.kind
+        if kind == STARTED:
+            if _recording():
+                self._start(event)
+        elif kind in _ENDS:
+            self._end(event)
+
+    def _start(self, event: JobEvent) -> None:
+        carrier = (event.metadata or {}).get(TRACE_CONTEXT_KEY)
+        parent = propagate.extract(carrier) if isinstance(carrier, dict) else None
+        attributes = {
+            "messaging.system": SYSTEM,
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.destination.name": event.queue,
+            "messaging.message.id": event.job_id,
+            "messaging.consumer.group.name": event.worker_id,
+            "lexigram_tasks.task.name": event.task,
+            "lexigram_tasks.attempt": event.attempt,
+        }
+        span = _tracer().start_span(
+            f"process {event.task}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        self._open[event.job_id, event.worker_id] = (span, token)
+
+    def _end(self, event: JobEvent) -> None:
+        opened = self._open.pop((event.job_id, event.worker_id), None)
+        if opened is None:
+            return
+        span, token = opened
+        span.set_attribute("lexigram_tasks.outcome", event.kind)
+        if event.kind in (RETRYING, FAILED) and event.error:
+            span.set_status(StatusCode.ERROR, event.error)
+            span.set_attribute("error.type", event.error.split(":", 1)[0])
+        if event.reason:
+            span.set_attribute("lexigram_tasks.reason", event.reason)
+        # Detached only where it was attached (the job's own task); an attempt ended
+        # from another task (a lost lease, a stop) left with its task's context.
+        if trace.get_current_span() is span:
+            otel_context.detach(token)  # type: ignore[arg-type]
+        span.end()
+
+
+__all__ = [
+    "SYSTEM",
+    "TRACE_CONTEXT_KEY",
+    "TracingObserver",
+    "producer_span",
+    "tracing_available",
+]
