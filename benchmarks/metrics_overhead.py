@@ -1,4 +1,4 @@
-"""What Prometheus metrics cost the documented worker: W2 on Redis with and without them.
+"""What metrics and traces cost the documented worker: W2 on Redis with and without them.
 
 One run = N no-op jobs bulk-enqueued on Redis, then ``lexigram-tasks worker APP --burst
 --concurrency 100`` (the documented CLI worker, its defaults otherwise: results stored)
@@ -8,9 +8,13 @@ drains them and exits. Each run is timed twice:
 - ``drain``: from the first job's start to the last job's end, read from the stored
   results (``completed_at - duration`` of the first, ``completed_at`` of the last).
 
-The two variants alternate run by run: ``plain`` and ``metrics`` (``--metrics-port``, a
-`PrometheusObserver` on the worker's event stream, the endpoint served but not scraped).
-Nothing is asserted; the script prints both medians and the overhead.
+The variants alternate run by run: ``plain``; ``metrics`` (``--metrics-port``, a
+`PrometheusObserver` on the worker's event stream, the endpoint served but not scraped);
+``metrics+tracing`` (the same, and the APP configures the OpenTelemetry SDK: a
+`TracerProvider` whose `BatchSpanProcessor` hands every span to an exporter that drops
+it, so each attempt's consumer span is made, recorded and exported; needs
+opentelemetry-sdk, else that variant is left out). Nothing is asserted; the script prints
+the medians and the overheads.
 
 It uses Redis database 15 of --url under its own key prefix and deletes those keys.
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import socket
 import statistics
@@ -40,6 +45,35 @@ from lexigram.tasks import task
 async def noop() -> None:
     return None
 """
+
+
+TRACED_APP = """
+from collections.abc import Sequence
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from lexigram.tasks import task
+
+
+class Discard(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+provider = TracerProvider()
+provider.add_span_processor(BatchSpanProcessor(Discard()))
+trace.set_tracer_provider(provider)
+
+
+@task
+async def noop() -> None:
+    return None
+"""
+
+VARIANTS = {"plain": ("bench_app", False), "metrics": ("bench_app", True)}
+VARIANTS["metrics+tracing"] = ("bench_traced_app", True)
 
 
 CONFIG = """
@@ -98,13 +132,14 @@ async def _wipe(url: str, prefix: str) -> None:
         await client.aclose()
 
 
-def _one_run(url: str, jobs: int, app_dir: Path, metrics: bool) -> tuple[float, float]:
+def _one_run(url: str, jobs: int, app_dir: Path, variant: str) -> tuple[float, float]:
+    app, metrics = VARIANTS[variant]
     prefix = f"bench-metrics-{uuid.uuid4().hex[:8]}"
     asyncio.run(_fill(url, prefix, jobs))
     config = app_dir / "tasks.yaml"
     config.write_text(CONFIG.format(url=url, prefix=prefix), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(app_dir)}
-    command = [sys.executable, "-m", "lexigram.tasks.cli", "worker", "bench_app", "--burst"]
+    command = [sys.executable, "-m", "lexigram.tasks.cli", "worker", app, "--burst"]
     command += ["--config", str(config), "--concurrency", "100", "--log-level", "warning"]
     if metrics:
         command += ["--metrics-port", str(_free_port())]
@@ -126,15 +161,22 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    figures: dict[str, list[tuple[float, float]]] = {"plain": [], "metrics": []}
+    variants = list(VARIANTS)
+    if importlib.util.find_spec("opentelemetry.sdk") is None:
+        variants.remove("metrics+tracing")
+        print("opentelemetry-sdk is not installed: the metrics+tracing variant is left out.")
+    figures: dict[str, list[tuple[float, float]]] = {variant: [] for variant in variants}
     with tempfile.TemporaryDirectory() as scratch:
         app_dir = Path(scratch)
         (app_dir / "bench_app.py").write_text(APP, encoding="utf-8")
+        (app_dir / "bench_traced_app.py").write_text(TRACED_APP, encoding="utf-8")
         for run in range(1, args.runs + 1):
-            for variant in ("plain", "metrics"):
-                wall, drain = _one_run(args.url, args.jobs, app_dir, variant == "metrics")
+            for variant in variants:
+                wall, drain = _one_run(args.url, args.jobs, app_dir, variant)
                 figures[variant].append((wall, drain))
-                print(f"run {run} {variant:8} wall {wall:9,.0f} jobs/s  drain {drain:9,.0f} jobs/s")
+                print(
+                    f"run {run} {variant:15} wall {wall:9,.0f} jobs/s  drain {drain:9,.0f} jobs/s"
+                )
     print(f"\nW2 on Redis, {args.jobs:,} no-op jobs, CLI worker --concurrency 100, results stored;")
     print(f"median of {args.runs} runs, variants interleaved")
     print("| variant | wall (start-up included), jobs/s | drain, jobs/s |")
@@ -145,9 +187,11 @@ def main() -> None:
         drain = statistics.median(row[1] for row in rows)
         medians[variant] = (wall, drain)
         print(f"| {variant} | {wall:,.0f} | {drain:,.0f} |")
-    cost_wall = 1 - medians["metrics"][0] / medians["plain"][0]
-    cost_drain = 1 - medians["metrics"][1] / medians["plain"][1]
-    print(f"\nmetrics cost: {cost_wall:+.1%} (wall), {cost_drain:+.1%} (drain)")
+    print()
+    for variant in variants[1:]:
+        cost_wall = 1 - medians[variant][0] / medians["plain"][0]
+        cost_drain = 1 - medians[variant][1] / medians["plain"][1]
+        print(f"{variant} cost: {cost_wall:+.1%} (wall), {cost_drain:+.1%} (drain)")
 
 
 if __name__ == "__main__":

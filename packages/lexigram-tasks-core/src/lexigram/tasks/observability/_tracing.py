@@ -67,10 +67,24 @@ def _recording() -> bool:
     )
 
 
+_tracers: dict[int, tuple[object, Any]] = {}
+
+
 def _tracer() -> Any:
+    """This library's tracer from the current provider, made once per provider.
+
+    The SDK builds a new tracer on every ``get_tracer`` call, which costs more than a span.
+    """
+    provider = trace.get_tracer_provider()
+    cached = _tracers.get(id(provider))
+    if cached is not None and cached[0] is provider:
+        return cached[1]
     from lexigram.tasks import __version__  # noqa: PLC0415 - avoids an import cycle
 
-    return trace.get_tracer("lexigram.tasks", __version__)
+    tracer = trace.get_tracer("lexigram.tasks", __version__, tracer_provider=provider)
+    _tracers.clear()
+    _tracers[id(provider)] = (provider, tracer)
+    return tracer
 
 
 @contextmanager
@@ -82,7 +96,6 @@ def producer_span(job: Job, queue_name: str) -> Iterator[None]:
     attributes = {
         "messaging.system": SYSTEM,
         "messaging.operation.type": "send",
-        "messaging.operation.name": "send",
         "messaging.destination.name": queue_name,
         "messaging.message.id": job.id,
         "lexigram_tasks.task.name": job.name,
@@ -133,7 +146,6 @@ class TracingObserver:
         attributes = {
             "messaging.system": SYSTEM,
             "messaging.operation.type": "process",
-            "messaging.operation.name": "process",
             "messaging.destination.name": event.queue,
             "messaging.message.id": event.job_id,
             "messaging.consumer.group.name": event.worker_id,
