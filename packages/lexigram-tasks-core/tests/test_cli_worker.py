@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import os
 import queue as queue_module
 import re
@@ -94,6 +95,28 @@ def test_worker_log_jobs_logs_one_info_line_per_completed_job(app_module: Module
     lines = [line for line in result.stderr.splitlines() if "(add) completed in" in line]
     assert len(lines) == 3, result.stderr
     assert all("(attempt 1)" in line for line in lines)
+
+
+def test_worker_log_format_json_writes_one_object_per_line_with_the_job_fields(
+    app_module: ModuleType,
+) -> None:
+    enqueue(app_module, Job(name="add", args=(2, 3)), Job(name="nope"))
+    result = worker(app_module, "--burst", "--log-jobs", "--log-format", "json")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert records, result.stderr
+    assert all({"time", "level", "logger", "message"} <= set(record) for record in records)
+    done = [record for record in records if record.get("outcome") == "completed"]
+    assert len(done) == 1, records
+    assert done[0]["task"] == "add"
+    assert done[0]["attempt"] == 1
+    assert done[0]["duration_ms"] >= 0
+    assert done[0]["level"] == "info"
+    failed = [record for record in records if record.get("outcome") == "failed"]
+    assert len(failed) == 1, records
+    assert (failed[0]["task"], failed[0]["reason"]) == ("nope", "unknown_task")
+    # The option lasts for the command only.
+    assert os.environ.get("LEXIGRAM_TASKS_LOG_FORMAT") is None
 
 
 def test_worker_logs_no_job_lines_by_default(app_module: ModuleType) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from lexigram.tasks.cli._context import DEFAULT_CONNECT_TIMEOUT
-from lexigram.tasks.cli._output import LOG_LEVELS
+from lexigram.tasks.cli._output import LOG_FORMAT_ENV, LOG_FORMATS, LOG_LEVELS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,9 +71,18 @@ def debug_option(func: F) -> F:
 
 
 def log_level_option(default: str) -> Callable[[F], F]:
-    """``--log-level LEVEL`` with the given default."""
+    """``--log-level LEVEL`` with the given default, and ``--log-format``."""
 
     def decorate(func: F) -> F:
+        func = click.option(
+            "--log-format",
+            type=click.Choice(LOG_FORMATS, case_sensitive=False),
+            default=None,
+            expose_value=False,
+            callback=_set_log_format,
+            help="Log lines as rich text on a terminal and plain elsewhere (auto), "
+            "always plain, or one JSON object per line (json). [default: auto]",
+        )(func)
         return click.option(
             "--log-level",
             type=click.Choice(LOG_LEVELS, case_sensitive=False),
@@ -82,6 +92,23 @@ def log_level_option(default: str) -> Callable[[F], F]:
         )(func)
 
     return decorate
+
+
+def _set_log_format(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Put ``--log-format`` in the environment for the command (and the processes it starts)."""
+    del param
+    if value is None:
+        return
+    previous = os.environ.get(LOG_FORMAT_ENV)
+    os.environ[LOG_FORMAT_ENV] = value.lower()
+
+    def restore() -> None:
+        if previous is None:
+            os.environ.pop(LOG_FORMAT_ENV, None)
+        else:
+            os.environ[LOG_FORMAT_ENV] = previous
+
+    ctx.call_on_close(restore)
 
 
 def json_option(func: F) -> F:

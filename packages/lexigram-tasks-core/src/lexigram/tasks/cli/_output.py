@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,6 +25,46 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 """Values ``--log-level`` accepts."""
 
 PLAIN_LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+LOG_FORMATS = ("auto", "plain", "json")
+"""Values ``--log-format`` accepts: auto (rich on a terminal, plain lines otherwise)."""
+
+LOG_FORMAT_ENV = "LEXIGRAM_TASKS_LOG_FORMAT"
+"""Environment variable naming the log format (what ``--log-format`` sets, so the
+worker processes a supervisor starts log the same way)."""
+
+# Attributes every LogRecord has: the JSON formatter writes the others as fields.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the record's extras.
+
+    Extras are what a caller passed as ``extra={...}`` (the worker's per-job lines carry
+    ``task``, ``job_id``, ``attempt``, ``duration_ms``); an exception comes as ``exc_info``
+    (the formatted traceback). Values that are not JSON become their ``str``.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        data.update(
+            (key, value)
+            for key, value in vars(record).items()
+            if key not in _RECORD_FIELDS and not key.startswith("_")
+        )
+        if record.exc_info:
+            data["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
 
 # The handler this module installed, replaced (not stacked) when a command sets up again.
 _installed: list[logging.Handler] = []
@@ -43,6 +84,9 @@ def stderr_console() -> Console:
 def setup_logging(level: str, console: Console | None = None) -> None:
     """Send log records to stderr: through rich on a terminal, as plain lines otherwise.
 
+    ``LEXIGRAM_TASKS_LOG_FORMAT`` (set by ``--log-format``) chooses: ``json`` writes one
+    JSON object per record, ``plain`` plain lines even on a terminal.
+
     The previous logging set-up comes back when the command ends (its click context
     closes), so a program that runs commands in-process (tests, embedding) keeps its own.
 
@@ -56,8 +100,12 @@ def setup_logging(level: str, console: Console | None = None) -> None:
         root.removeHandler(old)
     _installed.clear()
     target = console if console is not None else stderr_console()
+    log_format = os.environ.get(LOG_FORMAT_ENV, "auto").lower()
     handler: logging.Handler
-    if target.is_terminal:
+    if log_format == "json":
+        handler = logging.StreamHandler(target.file)
+        handler.setFormatter(JsonLogFormatter())
+    elif target.is_terminal and log_format != "plain":
         handler = RichHandler(console=target, show_path=False, rich_tracebacks=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:

@@ -23,6 +23,7 @@ import random
 import time
 import traceback
 from collections import deque
+from collections.abc import MutableMapping
 from typing import Any
 
 from lexigram.contracts.tasks import (
@@ -66,6 +67,19 @@ REASON_CRASH_LOOP = "crash_loop"
 REASON_RETRY_REQUESTED = "retry_requested"
 # Reasons for which the handler never ran on this delivery (no attempt is counted).
 _NOT_ATTEMPTED = frozenset({REASON_UNKNOWN_TASK, REASON_POISON, REASON_CRASH_LOOP})
+
+
+class WorkerLogAdapter(logging.LoggerAdapter[logging.Logger]):
+    """Adds the worker's id to each record and keeps the ``extra`` fields a call passes.
+
+    (`logging.LoggerAdapter` replaces a call's ``extra`` with its own before Python 3.13;
+    the per-job lines carry theirs: task, job id, attempt, duration.)
+    """
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        given = kwargs.get("extra")
+        kwargs["extra"] = {**(self.extra or {}), **given} if given else self.extra
+        return msg, kwargs
 
 
 class Running:
@@ -231,12 +245,20 @@ class Settler:
         if self._observers and self.events.listening:
             await self.events.observe(self.event(entry, COMPLETED, duration=duration, end=now))
         if self.log_jobs:
+            attempt = job.retry_count + 1
             self.logger.info(
                 "Job %s (%s) completed in %.1f ms (attempt %d).",
                 job.id,
                 job.name,
                 duration * 1000.0,
-                job.retry_count + 1,
+                attempt,
+                extra={
+                    "job_id": job.id,
+                    "task": job.name,
+                    "duration_ms": round(duration * 1000.0, 3),
+                    "attempt": attempt,
+                    "outcome": COMPLETED,
+                },
             )
 
     async def errored(self, entry: Running, exc: BaseException, started: float) -> None:
@@ -346,6 +368,14 @@ class Settler:
             limit + 1,
             delay,
             error,
+            extra={
+                "job_id": job.id,
+                "task": job.name,
+                "attempt": attempt,
+                "outcome": RETRYING,
+                "error": error,
+                "retry_in": delay,
+            },
         )
         if self._observers:
             event = self.event(
@@ -396,6 +426,14 @@ class Settler:
             attempts,
             reason,
             error,
+            extra={
+                "job_id": job.id,
+                "task": job.name,
+                "attempt": attempts,
+                "outcome": FAILED,
+                "reason": reason,
+                "error": error,
+            },
         )
         if not await self._settle(job, "ack", self._ack(job)):
             # The record stays: whoever holds the job now may dead-letter it again.

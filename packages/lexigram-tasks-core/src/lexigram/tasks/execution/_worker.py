@@ -24,7 +24,14 @@ from lexigram.tasks.execution._lag import DEFAULT_LOOP_LAG_THRESHOLD, LoopLagMon
 from lexigram.tasks.execution._options import TaskOptions, options_of
 from lexigram.tasks.execution._registry import HandlerRegistry
 from lexigram.tasks.execution._runner import JobRunner
-from lexigram.tasks.execution._settle import LEASE_LOST, STOP, TIMEOUT, Running, Settler
+from lexigram.tasks.execution._settle import (
+    LEASE_LOST,
+    STOP,
+    TIMEOUT,
+    Running,
+    Settler,
+    WorkerLogAdapter,
+)
 from lexigram.tasks.execution._stats import TaskWorkerServices, WorkerJobStats
 from lexigram.tasks.hooks import as_observer
 from lexigram.tasks.middleware import TaskMiddlewarePipeline
@@ -167,7 +174,7 @@ class TaskWorker:
         self.logger = (
             services.logger
             if services.logger is not None
-            else logging.LoggerAdapter(logger, {"worker_id": worker_id})
+            else WorkerLogAdapter(logger, {"worker_id": worker_id})
         )
         self._lookup = _lookup_of(handler_registry)
         self._rate_limiter = services.rate_limiter
