@@ -47,9 +47,9 @@ PACKAGES = {
 META = "lexigram-tasks"
 FIRST_PARTY = frozenset([*PACKAGES.values(), META])
 # Optional features a package is installed with in editable sessions (core: croniter for cron,
-# prometheus-client for the metrics observer, opentelemetry-api for tracing, so typecheck and the
-# tests see them).
-EXTRAS = {"lexigram-tasks-core": ["cron", "prometheus", "otel"]}
+# prometheus-client for the metrics observer, opentelemetry-api for tracing, Starlette for the web
+# helpers, so typecheck and the tests see them).
+EXTRAS = {"lexigram-tasks-core": ["cron", "prometheus", "otel", "web"]}
 
 # Tool versions are pinned so that a new release cannot turn CI red on an unchanged tree.
 RUFF = "ruff==0.17.6"
@@ -62,8 +62,10 @@ TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout>=2.3"]
 UNIT_EXTRA_DEPS: dict[str, list[str]] = {"lexigram-tasks-core": ["mypy==2.4.1"]}
 # The RabbitMQ module of testcontainers imports pika; it is used only when a Docker engine answers.
 TESTCONTAINERS = "testcontainers[rabbitmq]>=4"
-# The tracing tests export spans with the OpenTelemetry SDK (the product needs only the API).
+# The tracing tests export spans with the OpenTelemetry SDK (the product needs only the API); the
+# web example is a FastAPI app called through httpx.
 OTEL_SDK = "opentelemetry-sdk>=1.20,<2"
+WEB_TEST_DEPS = ["fastapi>=0.110", "httpx>=0.27"]
 DOCS_DEPS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
 # The other supported interpreters the unit tests also run on, when this machine has them.
 OTHER_PYTHONS = ("3.12", "3.13")

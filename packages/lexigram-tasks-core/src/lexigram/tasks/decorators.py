@@ -19,6 +19,7 @@ once per job a queue accepted.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,6 +27,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from lexigram.contracts.tasks import (
+    BackendConnectionError,
     Job,
     Priority,
     Result,
@@ -393,6 +395,34 @@ def _signature_of(func: Callable[..., Any]) -> inspect.Signature | None:
         return None
 
 
+DEFAULT_ENQUEUE_TIMEOUT = 5.0
+"""Seconds an enqueue of the core may take before it fails (``tasks.backend.enqueue_timeout``)."""
+
+_enqueue_timeout: float | None = DEFAULT_ENQUEUE_TIMEOUT
+
+
+def configure_enqueue_timeout(seconds: float | None) -> None:
+    """Set how long every enqueue of this process may take (None: as long as it takes).
+
+    The composition roots (`TaskProvider`, every ``lexigram-tasks`` command) set it from
+    ``tasks.backend.enqueue_timeout``, so a web request calling ``.delay()`` while the
+    broker is down fails after that many seconds with a clear error instead of hanging.
+    """
+    global _enqueue_timeout  # noqa: PLW0603 - a process-wide setting, like envelope signing
+    _enqueue_timeout = seconds
+
+
+def _enqueue_timed_out(
+    queue: TaskQueueProtocol, what: str, seconds: float
+) -> BackendConnectionError:
+    return BackendConnectionError(
+        f"Enqueueing {what} on queue {str(getattr(queue, 'queue_name', '?'))!r} got no answer "
+        f"within {seconds:g} s (tasks.backend.enqueue_timeout): the broker may be down or "
+        "overloaded. The job may or may not have been enqueued; send it again with the same "
+        "idempotency key to be sure it runs once, or raise the timeout."
+    )
+
+
 async def submit_job(queue: TaskQueueProtocol, job: Job) -> Result[str, TaskQueueError]:
     """``queue.enqueue(job)`` that also reports the job: the one way the core enqueues.
 
@@ -400,9 +430,19 @@ async def submit_job(queue: TaskQueueProtocol, job: Job) -> Result[str, TaskQueu
     job (not for a duplicate id or idempotency key, nor a refused job). Use it wherever
     ``queue.enqueue`` would be called (it returns the same `Result`), e.g. as the
     scheduler's callback: ``functools.partial(submit_job, queue)``.
+
+    Raises:
+        BackendConnectionError: The queue gave no answer within the enqueue timeout
+            (`configure_enqueue_timeout`), or could not reach its server.
     """
+    timeout = _enqueue_timeout
     with producer_span(job, _queue_name(queue, job)):
-        result = await queue.enqueue(job)
+        try:
+            async with asyncio.timeout(timeout):
+                result = await queue.enqueue(job)
+        except TimeoutError:
+            assert timeout is not None  # noqa: S101 - no deadline, no TimeoutError from it
+            raise _enqueue_timed_out(queue, f"job {job.id} ({job.name})", timeout) from None
     if result.is_ok() and result.unwrap() == job.id:
         stream = producer_events()
         if stream:
@@ -435,10 +475,16 @@ async def enqueue_jobs(queue: TaskQueueProtocol, jobs: Sequence[Job]) -> list[Jo
         Per job, in order: the job (carrying the first job's id for a duplicate key),
         or the error the queue returned for it.
     """
+    timeout = _enqueue_timeout
     with ExitStack() as spans:
         for job in jobs:
             spans.enter_context(producer_span(job, _queue_name(queue, job)))
-        results = await queue.enqueue_many(list(jobs))
+        try:
+            async with asyncio.timeout(timeout):
+                results = await queue.enqueue_many(list(jobs))
+        except TimeoutError:
+            assert timeout is not None  # noqa: S101 - no deadline, no TimeoutError from it
+            raise _enqueue_timed_out(queue, f"{len(jobs)} jobs", timeout) from None
     out: list[Job | Exception] = []
     accepted: list[Job] = []
     for job, result in zip(jobs, results, strict=True):

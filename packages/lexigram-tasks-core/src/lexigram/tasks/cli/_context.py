@@ -44,6 +44,7 @@ from lexigram.tasks.constants import (
     DEFAULT_DB_SCHEME,
     ENV_PREFIX,
 )
+from lexigram.tasks.decorators import configure_enqueue_timeout
 from lexigram.tasks.di._stack import build_queue, build_store
 
 CONFIG_FIELD = "tasks.backend"
@@ -82,6 +83,7 @@ def load_config(path: str | None, base: TaskConfig | None = None) -> TaskConfig:
     else:
         config = base if base is not None else TaskConfig.from_env()
     config.security.apply()  # envelope signing and size limit, for every command
+    configure_enqueue_timeout(config.backend.enqueue_timeout)
     return config
 
 

@@ -159,6 +159,10 @@ class TaskBackendConfig(_Section):
         postgres_dsn: PostgreSQL DSN (type 'postgres').
         queue_name: Queue name.
         options: Backend-specific options passed through to the backend factory.
+        enqueue_timeout: Seconds an enqueue (``.delay()``, ``enqueue_job``, the CLI's
+            ``enqueue``) may take before it fails with a clear error, so that a web
+            request does not hang while the broker is down; None waits as long as the
+            backend's own deadlines allow.
     """
 
     config_path: ClassVar[str] = "tasks.backend"
@@ -176,6 +180,11 @@ class TaskBackendConfig(_Section):
         default=DEFAULT_QUEUE_NAME, min_length=1, json_schema_extra=_fix("Name the queue.")
     )
     options: dict[str, Any] = Field(default_factory=dict)
+    enqueue_timeout: float | None = Field(
+        default=5.0,
+        gt=0.0,
+        json_schema_extra=_fix("Set a positive number of seconds, e.g. 5, or null for none."),
+    )
 
 
 class TaskWorkerConfig(_Section):

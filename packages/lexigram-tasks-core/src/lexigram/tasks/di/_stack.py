@@ -32,6 +32,7 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks._backends import TaskBackendRegistry, create_store, spec_from_config
 from lexigram.tasks.config import TaskConfig, TaskWorkerConfig
+from lexigram.tasks.decorators import configure_enqueue_timeout
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.events import EventObserver, producer_events
 from lexigram.tasks.execution import HandlerRegistry, TaskWorkerServices, WorkerPool
@@ -225,6 +226,7 @@ def build_stacks(
     first. An explicit `queue` replaces the primary's queue only.
     """
     config.security.apply()  # envelope signing and size limit, for every backend
+    configure_enqueue_timeout(config.backend.enqueue_timeout)
     if not config.backends:
         spec = spec_from_config(config.backend, name=config.name)
         stack = build_stack(

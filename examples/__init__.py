@@ -1,0 +1,1 @@
+"""Runnable examples of lexigram-tasks in other frameworks."""

@@ -1,0 +1,1 @@
+"""A FastAPI app that enqueues jobs for lexigram-tasks workers."""
