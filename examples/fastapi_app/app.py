@@ -2,7 +2,7 @@
 
 Run it against a local Redis, the worker in one terminal and the web app in another::
 
-    export LEX_TASKS__BACKEND__TYPE=redis LEX_TASKS__BACKEND__URL=redis://127.0.0.1:6379/0
+    export LEX_TASKS__BACKEND__URL=redis://127.0.0.1:6379/0
     lexigram-tasks worker examples.fastapi_app.app           # from the repository root
     uvicorn examples.fastapi_app.app:app --port 8000
 

@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def example(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Iterator[ModuleType]:
     """The example app module, configured (as its docstring says) for the test's Redis."""
-    monkeypatch.setenv("LEX_TASKS__BACKEND__TYPE", "redis")
     monkeypatch.setenv("LEX_TASKS__BACKEND__URL", redis_url)
     monkeypatch.setenv("LEX_TASKS__BACKEND__QUEUE_NAME", f"web-{uuid4().hex[:8]}")
     monkeypatch.syspath_prepend(str(ROOT))

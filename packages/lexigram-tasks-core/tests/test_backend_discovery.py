@@ -12,8 +12,9 @@ from lexigram.contracts.tasks import (
     BackendImportError,
     BackendNotFoundError,
     TaskBackendSpec,
+    TaskConfigurationError,
 )
-from lexigram.tasks import _backends
+from lexigram.tasks import TaskConfig, _backends
 from lexigram.tasks.config import TaskBackendConfig
 
 
@@ -298,3 +299,20 @@ def test_entry_point_type_is_real_entry_point_class() -> None:
     eps = entry_points(group=_backends.BACKENDS_GROUP)
     assert "memory" in eps.names
     assert all(isinstance(ep, EntryPoint) for ep in eps)
+
+
+def test_a_url_alone_chooses_its_backend_and_a_disagreeing_type_is_refused() -> None:
+    chosen = TaskConfig.from_dict({"backend": {"url": "memory://"}})
+    assert _backends.spec_from_config(chosen.backend).type == "memory"
+    clash = TaskConfig.from_dict({"backend": {"type": "memory", "url": "unknown-scheme://x"}})
+    assert _backends.spec_from_config(clash.backend).type == "memory"  # nobody serves it
+    both = TaskConfig.from_dict(
+        {"backends": [{"name": "jobs", "type": "acme", "url": "memory://"}]}
+    )
+    with pytest.raises(TaskConfigurationError) as refused:
+        _backends.spec_from_config(both.backends[0])
+    assert str(refused.value) == (
+        "tasks.backends[jobs].url is a memory:// URL, served by the 'memory' backend, but "
+        "tasks.backends[jobs].type is 'acme'. Set type: memory (or drop type and let the URL "
+        "choose), or give a URL of the backend you meant."
+    )

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from lexigram.contracts.tasks import (
     BackendConflictError,
@@ -32,6 +33,7 @@ from lexigram.contracts.tasks import (
     BackendNotFoundError,
     TaskBackendProtocol,
     TaskBackendSpec,
+    TaskConfigurationError,
     TaskQueueError,
     TaskQueueProtocol,
 )
@@ -370,6 +372,40 @@ def url_of(config: NamedTaskConfig | TaskBackendConfig) -> tuple[str, str | None
     return str(field), text or None
 
 
+def _type_for_url(config: NamedTaskConfig | TaskBackendConfig, field: str, url: str | None) -> str:
+    """The backend type, agreeing with the scheme of the generic ``url``.
+
+    A config that sets ``url`` and leaves ``type`` at its default gets the backend that
+    serves the URL's scheme (``url: redis://...`` alone means Redis, as ``--backend
+    redis://...`` does). One that sets both must make them agree.
+
+    Raises:
+        TaskConfigurationError: ``type`` names a backend that does not serve the URL's
+            scheme.
+    """
+    if field != "url" or not url or "://" not in url:
+        return config.type
+    scheme = urlsplit(url).scheme.lower()
+    served = backend_for_scheme(scheme)
+    if "type" not in config.model_fields_set:
+        return served or config.type
+    if served is None or served == config.type:
+        return config.type
+    where = _config_path_of(config)
+    msg = (
+        f"{where}.url is a {scheme}:// URL, served by the {served!r} backend, but "
+        f"{where}.type is {config.type!r}. Set type: {served} (or drop type and let the "
+        "URL choose), or give a URL of the backend you meant."
+    )
+    raise TaskConfigurationError(msg, details={"type": config.type, "scheme": scheme})
+
+
+def _config_path_of(config: NamedTaskConfig | TaskBackendConfig) -> str:
+    """Where `config` sits in the configuration, for messages (``tasks.backend``...)."""
+    name = getattr(config, "name", None)  # only the entries of tasks.backends have one
+    return f"tasks.backends[{name}]" if name else "tasks.backend"
+
+
 def spec_from_config(
     config: NamedTaskConfig | TaskBackendConfig, *, name: str | None = None
 ) -> TaskBackendSpec:
@@ -385,10 +421,10 @@ def spec_from_config(
     Returns:
         The spec.
     """
-    _, url = url_of(config)
+    field, url = url_of(config)
     return TaskBackendSpec(
         name=name or getattr(config, "name", None) or "default",
-        type=config.type,
+        type=_type_for_url(config, field, url),
         url=url,
         queue_name=config.queue_name,
         options=dict(config.options),
