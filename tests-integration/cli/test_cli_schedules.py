@@ -1,0 +1,319 @@
+"""Schedules you can manage, on Redis, PostgreSQL and SQLite: owners, state, CLI.
+
+Each test drives the schedulers' checks directly (`_tick`) with the schedule made due,
+so nothing waits for a cron occurrence; the ``lexigram-tasks schedule`` commands run
+in-process (click's runner, in a thread) on the same backend as the schedulers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from click.testing import CliRunner, Result
+
+import redis
+from lexigram.contracts.tasks import Job, JobTemplate, TaskBackendSpec, TaskQueueProtocol
+from lexigram.tasks._backends import create_store
+from lexigram.tasks.backends.postgres import migrate
+from lexigram.tasks.cli import cli
+from lexigram.tasks.cli._context import load_config, open_queue, release_backend, resolve_spec
+from lexigram.tasks.scheduling import TaskScheduler
+
+EVERY_SECOND = "* * * * * *"
+
+
+@dataclass
+class Target:
+    """One backend: its config file (for the commands) and its spec (for the test)."""
+
+    config: Path
+    spec: TaskBackendSpec
+    opened: list[Any]
+
+    def store(self) -> Any:
+        store = create_store(self.spec, "create_scheduler_store")
+        assert store is not None
+        self.opened.append(store)
+        return store
+
+    def queue(self, name: str) -> TaskQueueProtocol:
+        queue = open_queue(self.spec, name)
+        self.opened.append(queue)
+        return queue
+
+    def scheduler(self, namespace: str, queue_name: str) -> TaskScheduler:
+        return TaskScheduler(
+            store=self.store(), namespace=namespace, queue_name=queue_name, check_interval=60.0
+        )
+
+    async def run(self, *args: str) -> Result:
+        argv = ["schedule", *args, "--config", str(self.config)]
+        # Wide enough that the table's cells are not wrapped.
+        return await asyncio.to_thread(CliRunner(env={"COLUMNS": "200"}).invoke, cli, argv)
+
+    async def listed(self) -> list[dict[str, Any]]:
+        done = await self.run("list", "--json")
+        assert done.exit_code == 0, done.output
+        rows: list[dict[str, Any]] = json.loads(done.stdout)
+        return rows
+
+
+def _write_config(path: Path, backend: str) -> Path:
+    path.write_text(textwrap.dedent(backend))
+    return path
+
+
+def _redis_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    url: str = request.getfixturevalue("redis_url")
+    prefix = f"lexigram-sched-{uuid.uuid4().hex[:8]}"
+    yield _write_config(
+        tmp_path / "tasks.yaml",
+        f"""
+        tasks:
+          backend:
+            type: redis
+            url: "{url}"
+            queue_name: jobs
+            options: {{key_prefix: {prefix}}}
+        """,
+    )
+    client = redis.Redis.from_url(url)
+    try:
+        for pattern in (f"{{{prefix}:*", f"{prefix}:*"):
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()
+
+
+async def _drop_schema(dsn: str, schema: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+def _postgres_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    dsn: str = request.getfixturevalue("postgres_dsn")
+    schema = f"lexigram_sched_{uuid.uuid4().hex[:8]}"
+    asyncio.run(migrate(dsn, schema))
+    yield _write_config(
+        tmp_path / "tasks.yaml",
+        f"""
+        tasks:
+          backend:
+            type: postgres
+            url: "{dsn}"
+            queue_name: jobs
+            options: {{schema: {schema}}}
+        """,
+    )
+    asyncio.run(_drop_schema(dsn, schema))
+
+
+def _sqlite_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    del request
+    yield _write_config(
+        tmp_path / "tasks.yaml",
+        f"""
+        tasks:
+          backend:
+            type: sqlite
+            url: "sqlite:///{tmp_path / "schedules.db"}"
+            queue_name: jobs
+        """,
+    )
+
+
+CONFIGS: dict[str, Callable[[pytest.FixtureRequest, Path], Iterator[Path]]] = {
+    "redis": _redis_config,
+    "postgres": _postgres_config,
+    "sqlite": _sqlite_config,
+}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        "sqlite",
+    ]
+)
+def config_path(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    yield from CONFIGS[request.param](request, tmp_path)
+
+
+@pytest_asyncio.fixture
+async def target(config_path: Path) -> AsyncIterator[Target]:
+    spec = resolve_spec(load_config(str(config_path)))
+    made = Target(config_path, spec, [])
+    yield made
+    for obj in made.opened:
+        await obj.close()
+    await release_backend(spec)
+
+
+def _collector(into: list[Job]) -> Callable[[Job], None]:
+    return into.append
+
+
+async def _check(scheduler: TaskScheduler, callback: Callable[[Job], Any]) -> None:
+    """One scheduler check with every enabled schedule due now."""
+    now = time.time()
+    for job in scheduler.get_scheduled_jobs():
+        job.next_run = job.cron.latest_at_or_before(now)
+    scheduler._callback = callback
+    scheduler.running = True
+    await scheduler._tick()
+
+
+async def test_two_applications_on_one_backend_never_fire_each_others_schedules(
+    target: Target,
+) -> None:
+    first = target.scheduler("billing.tasks", "billing")
+    second = target.scheduler("mail.tasks", "mail")
+    # The same schedule id in both applications, as two @scheduled `tick` tasks give.
+    await first.schedule_job(JobTemplate(name="billing_tick"), EVERY_SECOND, "cli:tick")
+    await second.schedule_job(JobTemplate(name="mail_tick"), EVERY_SECOND, "cli:tick")
+    # A record an older version saved without an owner: nobody fires it.
+    await target.store().save_job(
+        "cli:legacy",
+        {
+            "job_id": "cli:legacy",
+            "job_template": {"name": "legacy_tick"},
+            "cron_expression": EVERY_SECOND,
+            "next_run": time.time() - 5,
+        },
+    )
+
+    restarted = target.scheduler("mail.tasks", "mail")
+    assert await restarted.restore_from_store() == 1
+    billing_queue, mail_queue = target.queue("billing"), target.queue("mail")
+    await _check(first, billing_queue.enqueue)
+    await _check(restarted, mail_queue.enqueue)
+
+    async def names(queue: TaskQueueProtocol) -> list[str]:
+        jobs = await queue.dequeue_batch(10, timeout=0.5)
+        return sorted(job.name for job in jobs)
+
+    assert await names(billing_queue) == ["billing_tick"]
+    assert await names(mail_queue) == ["mail_tick"]
+    rows = {(r["namespace"], r["id"]): r for r in await target.listed()}
+    assert set(rows) == {
+        ("billing.tasks", "cli:tick"),
+        ("mail.tasks", "cli:tick"),
+        (None, "cli:legacy"),
+    }
+    assert rows["billing.tasks", "cli:tick"]["queue"] == "billing"
+    assert rows["mail.tasks", "cli:tick"]["queue"] == "mail"
+
+
+async def test_schedule_remove_stops_a_schedule(target: Target) -> None:
+    scheduler = target.scheduler("app.tasks", "jobs")
+    await scheduler.schedule_job(JobTemplate(name="tick"), EVERY_SECOND, "cli:tick")
+    fired: list[Job] = []
+    await _check(scheduler, _collector(fired))
+    assert len(fired) == 1
+
+    done = await target.run("remove", "cli:ti")  # a unique prefix is enough
+    assert done.exit_code == 0, done.output
+    assert "Removed schedule 'cli:tick' (namespace app.tasks)" in done.stdout
+    await _check(scheduler, _collector(fired))
+    assert len(fired) == 1  # not fired again
+    assert scheduler.get_scheduled_job("cli:tick") is None
+    assert await target.listed() == []
+
+
+async def test_schedule_pause_survives_a_restart_and_resume_fires_again(target: Target) -> None:
+    scheduler = target.scheduler("app.tasks", "jobs")
+    await scheduler.schedule_job(JobTemplate(name="tick"), EVERY_SECOND, "cli:tick")
+    done = await target.run("pause", "cli:tick")
+    assert (done.exit_code, done.stdout.strip()) == (
+        0,
+        "Paused schedule 'cli:tick' (namespace app.tasks).",
+    )
+    fired: list[Job] = []
+    await _check(scheduler, _collector(fired))
+    assert fired == []
+    [row] = await target.listed()
+    assert row["enabled"] is False
+
+    # The application restarts and declares its schedule again: it stays paused.
+    restarted = target.scheduler("app.tasks", "jobs")
+    restarted.schedule_job_sync(JobTemplate(name="tick"), EVERY_SECOND, "cli:tick")
+    await restarted.restore_from_store()
+    await restarted.schedule_job(JobTemplate(name="tick"), EVERY_SECOND, "cli:tick")
+    assert restarted.scheduled_jobs["cli:tick"].enabled is False
+    await _check(restarted, _collector(fired))
+    assert fired == []
+
+    done = await target.run("resume", "cli:tick")
+    assert done.exit_code == 0, done.output
+    assert "Resumed schedule 'cli:tick'" in done.stdout
+    await restarted.sync_from_store()  # what the loop does before each check
+    assert restarted.scheduled_jobs["cli:tick"].enabled is True
+    await _check(restarted, _collector(fired))
+    assert [job.name for job in fired] == ["tick"]
+
+
+async def test_schedule_run_now_enqueues_once_and_last_run_is_shown(target: Target) -> None:
+    scheduler = target.scheduler("app.tasks", "reports")
+    await scheduler.schedule_job(JobTemplate(name="report", args=(7,)), "0 3 * * *", "nightly")
+    before = time.time()
+    done = await target.run("run-now", "nightly")
+    assert done.exit_code == 0, done.output
+    assert "on 'reports'" in done.stdout
+    reports = target.queue("reports")
+    [job] = await reports.dequeue_batch(10, timeout=0.5)
+    assert (job.name, list(job.args), job.metadata["trigger"]) == ("report", [7], "run-now")
+    assert await reports.dequeue_batch(10, timeout=0.2) == []  # once
+    [row] = await target.listed()
+    assert row["last_outcome"] == "enqueued"
+    assert row["last_job_id"] == job.id
+    assert row["last_run"] >= before
+    report = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["inspect", "--json", "--config", str(target.config)]
+    )
+    [shown] = json.loads(report.stdout)["schedules"]
+    assert shown["last_run"] == row["last_run"]
+
+
+async def test_last_run_and_outcome_persist_across_a_restart(target: Target) -> None:
+    scheduler = target.scheduler("app.tasks", "jobs")
+    await scheduler.schedule_job(JobTemplate(name="tick"), EVERY_SECOND, "cli:tick")
+    fired: list[Job] = []
+    await _check(scheduler, _collector(fired))
+    fire_time = fired[0].metadata["fire_time"]
+    [row] = await target.listed()
+    assert (row["last_run"], row["last_outcome"]) == (fire_time, "enqueued")
+    assert row["next_run"] > fire_time
+
+    table = await target.run("list")
+    assert "enqueued" in table.stdout
+    restarted = target.scheduler("app.tasks", "jobs")
+    await restarted.restore_from_store()
+    assert restarted.scheduled_jobs["cli:tick"].last_run == fire_time
+
+
+async def test_schedule_unknown_id_is_one_line_with_exit_2(target: Target) -> None:
+    done = await target.run("pause", "nope")
+    assert done.exit_code == 2
+    assert done.output.strip().splitlines() == [
+        (
+            "error: No stored schedule has an id starting with 'nope'. Run `lexigram-tasks "
+            "schedule list` (with the same --backend) to see the ids."
+        )
+    ]
