@@ -264,7 +264,9 @@ async def test_schedule_pause_survives_a_restart_and_resume_fires_again(target: 
     assert done.exit_code == 0, done.output
     assert "Resumed schedule 'cli:tick'" in done.stdout
     await restarted.sync_from_store()  # what the loop does before each check
-    assert restarted.scheduled_jobs["cli:tick"].enabled is True
+    resumed = restarted.get_scheduled_job("cli:tick")
+    assert resumed is not None
+    assert resumed.enabled is True
     await _check(restarted, _collector(fired))
     assert [job.name for job in fired] == ["tick"]
 
