@@ -215,7 +215,12 @@ class TaskScheduler(StoredSchedules):
         if previous is not None:
             # The definition is replaced; the state (paused, last run) is kept.
             merge_declared(scheduled, previous)
-            logger.info("Replacing schedule %r with cron %r.", schedule_id, cron.expression)
+            if (previous.job_template, previous.cron_expression, previous.timezone) != (
+                template,
+                cron.expression,
+                tz,
+            ):
+                logger.info("Replacing schedule %r with cron %r.", schedule_id, cron.expression)
         self.scheduled_jobs[schedule_id] = scheduled
         self._wakeup.set()
         return schedule_id
