@@ -245,7 +245,7 @@ def find_schedule(rows: list[dict[str, Any]], ident: str) -> dict[str, Any]:
     raise CLIError(msg)
 
 
-@schedule_group.command("list")
+@schedule_group.command("list", short_help="Show every stored schedule and its last run.")
 @json_option
 @_common
 def list_command(
@@ -298,7 +298,7 @@ def _name(row: dict[str, Any]) -> str:
     return f"{row['id']!r} (namespace {row['namespace'] or UNOWNED})"
 
 
-@schedule_group.command("remove")
+@schedule_group.command("remove", short_help="Delete a stored schedule.")
 @click.argument("schedule_id")
 @_common
 def remove_command(
@@ -324,7 +324,7 @@ def remove_command(
     _one(schedule_id, namespace, options, change)
 
 
-@schedule_group.command("pause")
+@schedule_group.command("pause", short_help="Stop a schedule firing until it is resumed.")
 @click.argument("schedule_id")
 @_common
 def pause_command(
@@ -348,7 +348,7 @@ def pause_command(
     _one(schedule_id, namespace, options, change)
 
 
-@schedule_group.command("resume")
+@schedule_group.command("resume", short_help="Let a paused schedule fire again.")
 @click.argument("schedule_id")
 @_common
 def resume_command(
@@ -379,7 +379,7 @@ def resume_command(
     _one(schedule_id, namespace, options, change)
 
 
-@schedule_group.command("run-now")
+@schedule_group.command("run-now", short_help="Enqueue one job of a schedule now.")
 @click.argument("schedule_id")
 @_common
 def run_now_command(
