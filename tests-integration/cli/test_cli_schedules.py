@@ -1,4 +1,6 @@
-"""Schedules you can manage, on Redis, PostgreSQL and SQLite: owners, state, CLI.
+"""Schedules you can manage, on Redis, PostgreSQL, SQLite and RabbitMQ: owners, state, CLI.
+
+RabbitMQ carries the jobs and keeps its schedules in its ``stores`` backend (Redis here).
 
 Each test drives the schedulers' checks directly (`_tick`) with the schedule made due,
 so nothing waits for a cron occurrence; the ``lexigram-tasks schedule`` commands run
@@ -40,6 +42,11 @@ class Target:
     config: Path
     spec: TaskBackendSpec
     opened: list[Any]
+    suffix: str
+
+    def name(self, base: str) -> str:
+        """A queue name of this test's own (a broker's queues outlive the test)."""
+        return f"{base}{self.suffix}"
 
     def store(self) -> Any:
         store = create_store(self.spec, "create_scheduler_store")
@@ -48,13 +55,16 @@ class Target:
         return store
 
     def queue(self, name: str) -> TaskQueueProtocol:
-        queue = open_queue(self.spec, name)
+        queue = open_queue(self.spec, self.name(name))
         self.opened.append(queue)
         return queue
 
     def scheduler(self, namespace: str, queue_name: str) -> TaskScheduler:
         return TaskScheduler(
-            store=self.store(), namespace=namespace, queue_name=queue_name, check_interval=60.0
+            store=self.store(),
+            namespace=namespace,
+            queue_name=self.name(queue_name),
+            check_interval=60.0,
         )
 
     async def run(self, *args: str) -> Result:
@@ -138,10 +148,34 @@ def _sqlite_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[P
     )
 
 
+def _rabbitmq_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    amqp_url: str = request.getfixturevalue("amqp_url")
+    stores = _redis_config(request, tmp_path)
+    redis_yaml = next(stores).read_text()
+    prefix = redis_yaml.split("key_prefix: ")[1].split("}")[0]
+    url = redis_yaml.split('url: "')[1].split('"')[0]
+    yield _write_config(
+        tmp_path / "tasks.yaml",
+        f"""
+        tasks:
+          backend:
+            type: rabbitmq
+            url: "{amqp_url}"
+            queue_name: jobs{RABBITMQ_SUFFIX}
+            options:
+              stores: {{type: redis, url: "{url}", options: {{key_prefix: {prefix}}}}}
+        """,
+    )
+    next(stores, None)  # deletes the Redis keys
+
+
+RABBITMQ_SUFFIX = f"-{uuid.uuid4().hex[:8]}"
+
 CONFIGS: dict[str, Callable[[pytest.FixtureRequest, Path], Iterator[Path]]] = {
     "redis": _redis_config,
     "postgres": _postgres_config,
     "sqlite": _sqlite_config,
+    "rabbitmq": _rabbitmq_config,
 }
 
 
@@ -150,6 +184,7 @@ CONFIGS: dict[str, Callable[[pytest.FixtureRequest, Path], Iterator[Path]]] = {
         pytest.param("redis", marks=pytest.mark.redis),
         pytest.param("postgres", marks=pytest.mark.postgres),
         "sqlite",
+        pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
     ]
 )
 def config_path(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
@@ -159,9 +194,14 @@ def config_path(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path
 @pytest_asyncio.fixture
 async def target(config_path: Path) -> AsyncIterator[Target]:
     spec = resolve_spec(load_config(str(config_path)))
-    made = Target(config_path, spec, [])
+    on_broker = spec.type == "rabbitmq"
+    made = Target(config_path, spec, [], RABBITMQ_SUFFIX if on_broker else "")
     yield made
+    if on_broker:
+        made.queue("jobs")  # the queue the commands probe, deleted with the others
     for obj in made.opened:
+        if on_broker and hasattr(obj, "delete_queues"):
+            await obj.delete_queues(if_empty=False)
         await obj.close()
     await release_backend(spec)
 
@@ -217,8 +257,8 @@ async def test_two_applications_on_one_backend_never_fire_each_others_schedules(
         ("mail.tasks", "cli:tick"),
         (None, "cli:legacy"),
     }
-    assert rows["billing.tasks", "cli:tick"]["queue"] == "billing"
-    assert rows["mail.tasks", "cli:tick"]["queue"] == "mail"
+    assert rows["billing.tasks", "cli:tick"]["queue"] == target.name("billing")
+    assert rows["mail.tasks", "cli:tick"]["queue"] == target.name("mail")
 
 
 async def test_schedule_remove_stops_a_schedule(target: Target) -> None:
@@ -277,7 +317,7 @@ async def test_schedule_run_now_enqueues_once_and_last_run_is_shown(target: Targ
     before = time.time()
     done = await target.run("run-now", "nightly")
     assert done.exit_code == 0, done.output
-    assert "on 'reports'" in done.stdout
+    assert f"on {target.name('reports')!r}" in done.stdout
     reports = target.queue("reports")
     [job] = await reports.dequeue_batch(10, timeout=0.5)
     assert (job.name, list(job.args), job.metadata["trigger"]) == ("report", [7], "run-now")
