@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import textwrap
 import time
 import uuid
@@ -25,7 +26,9 @@ import pytest_asyncio
 from click.testing import CliRunner, Result
 
 import redis
+from lexigram.app import Application
 from lexigram.contracts.tasks import Job, JobTemplate, TaskBackendSpec, TaskQueueProtocol
+from lexigram.tasks import TaskConfig, TaskProvider
 from lexigram.tasks._backends import create_store
 from lexigram.tasks.backends.postgres import migrate
 from lexigram.tasks.cli import cli
@@ -359,3 +362,63 @@ async def test_schedule_unknown_id_is_one_line_with_exit_2(target: Target) -> No
             "schedule list` (with the same --backend) to see the ids."
         )
     ]
+
+
+TICK_APP = """
+from lexigram.tasks import scheduled
+
+
+@scheduled("* * * * * *", name="tick")
+async def tick() -> None:
+    return None
+"""
+
+
+def _redis_app_config(path: Path, url: str, prefix: str, queue_name: str) -> str:
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            tasks:
+              backend:
+                type: redis
+                url: "{url}"
+                queue_name: {queue_name}
+                options: {{key_prefix: {prefix}}}
+              scheduler: {{check_interval: 0.2}}
+            """
+        )
+    )
+    return str(path)
+
+
+@pytest.mark.redis
+async def test_an_application_restoring_schedules_leaves_another_apps_alone(
+    tmp_path: Path,
+    redis_url: str,
+    redis_prefix: str,
+    write_app: Callable[[str], str],
+    cli_process: Callable[..., Any],
+) -> None:
+    # The first application: a `lexigram-tasks scheduler` process firing cli:tick.
+    first = _redis_app_config(tmp_path / "first.yaml", redis_url, redis_prefix, "first")
+    proc = cli_process("scheduler", write_app(TICK_APP), "--config", first, "--log-level", "info")
+    proc.wait_for(r"Scheduler running")  # its schedule is stored by then
+    # The second: a TaskProvider on the same Redis that restores its schedules at boot.
+    second = _redis_app_config(tmp_path / "second.yaml", redis_url, redis_prefix, "second")
+    provider = TaskProvider(config=TaskConfig.from_yaml(second), worker_count=0)
+    async with Application.boot(providers=[provider]):
+        assert provider.scheduler is not None
+        assert provider.scheduler.get_scheduled_jobs() == []
+        await asyncio.sleep(1.05)  # at least one occurrence of the first app's schedule
+        queue = provider.queue
+        assert queue is not None
+        assert await queue.count("second") == 0
+    proc.process.send_signal(signal.SIGINT)
+    assert proc.process.wait(timeout=30) == 0
+    spec = resolve_spec(load_config(first))
+    first_queue = open_queue(spec)
+    try:
+        assert await first_queue.count("first") >= 1  # fired by its own scheduler only
+    finally:
+        await first_queue.close()
+        await release_backend(spec)
