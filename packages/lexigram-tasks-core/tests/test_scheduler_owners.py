@@ -182,6 +182,7 @@ def test_namespace_must_not_be_empty_and_comes_from_the_config() -> None:
     assert TaskScheduler.from_config(config).namespace == "billing"
     assert TaskScheduler.from_config(TaskSchedulerConfig()).namespace == "default"
     assert TaskScheduler.from_config(config, namespace="cli").namespace == "cli"
+    assert TaskScheduler.from_config(TaskSchedulerConfig(adopt_unowned=True)).adopt_unowned
 
 
 def test_renaming_the_namespace_moves_the_schedules_held() -> None:

@@ -268,6 +268,8 @@ class TaskSchedulerConfig(_Section):
             save; only schedulers of the same namespace restore and fire them. None:
             the APP's module for ``lexigram-tasks scheduler``, ``queue:<primary
             queue>`` for `TaskProvider`.
+        adopt_unowned: Take over stored schedules saved without a namespace (by an
+            older version) at restore, instead of only those the application declares.
     """
 
     config_path: ClassVar[str] = "tasks.scheduler"
@@ -284,6 +286,7 @@ class TaskSchedulerConfig(_Section):
         min_length=1,
         json_schema_extra=_fix("Name the application, e.g. 'billing', or leave it out."),
     )
+    adopt_unowned: bool = False
 
 
 class TaskRateLimitConfig(_Section):

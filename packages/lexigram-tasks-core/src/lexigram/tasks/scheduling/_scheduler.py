@@ -152,7 +152,7 @@ class TaskScheduler(StoredSchedules):
         store: SchedulerStore | SchedulerStoreProtocol | None = None,
         **options: Any,
     ) -> TaskScheduler:
-        """Build a scheduler from `TaskSchedulerConfig` (check interval and timezone).
+        """Build a scheduler from `TaskSchedulerConfig` (interval, timezone, namespace).
 
         Args:
             config: The scheduler section of `TaskConfig`.
@@ -164,6 +164,8 @@ class TaskScheduler(StoredSchedules):
         """
         if config.namespace is not None:
             options.setdefault("namespace", config.namespace)
+        if config.adopt_unowned:
+            options.setdefault("adopt_unowned", True)
         return cls(config.check_interval, store, timezone=config.timezone, **options)
 
     # ------------------------------------------------------------------ scheduling
