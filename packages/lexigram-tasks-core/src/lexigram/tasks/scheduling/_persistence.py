@@ -15,6 +15,7 @@ from lexigram.tasks.scheduling._job import ScheduledJob, storage_key
 from lexigram.tasks.scheduling._owners import check_namespace, merge_declared, sort_records
 from lexigram.tasks.scheduling._store import SchedulerStore
 
+# The scheduler's one logger, whichever of its modules logs (filters name it).
 logger = logging.getLogger("lexigram.tasks.scheduling._scheduler")
 
 T = TypeVar("T")
@@ -53,7 +54,7 @@ class StoredSchedules:
         return storage_key(self._namespace, schedule_id)
 
     async def restore_from_store(self) -> int:
-        """Restore all persisted job definitions from the configured store.
+        """Restore this scheduler's namespace's schedules from the configured store.
 
         Call once during startup, before `start_scheduler`. Only this scheduler's
         `namespace` is restored. A schedule this scheduler already holds (declared in
@@ -102,8 +103,9 @@ class StoredSchedules:
         if left:
             logger.warning(
                 "%d stored schedule(s) have no namespace (saved by an older version) and do "
-                "not fire: %s. Remove them with `lexigram-tasks schedule remove ID`, or build "
-                "the scheduler with adopt_unowned=True to take them over as %r.",
+                "not fire: %s. Remove them with `lexigram-tasks schedule remove ID`, or set "
+                "tasks.scheduler.adopt_unowned (TaskScheduler(adopt_unowned=True)) to take "
+                "them over as %r.",
                 len(left),
                 ", ".join(left),
                 self._namespace,
