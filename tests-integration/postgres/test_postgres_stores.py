@@ -144,13 +144,39 @@ async def test_scheduler_store_survives_a_scheduler_restart(build):
     assert isinstance(store, SchedulerStoreProtocol)
     first = TaskScheduler(check_interval=1.0, store=store)
     schedule_id = await first.schedule_job(JobTemplate(name="report"), "0 9 * * *")
-    await store.update_next_run(schedule_id, 1234.5)
+    key = first.scheduled_jobs[schedule_id].key  # stored as "<namespace>/<id>"
+    await store.update_next_run(key, 1234.5)
     other = TaskScheduler(check_interval=1.0, store=build("create_scheduler_store"))
     assert await other.restore_from_store() == 1
     restored = other.scheduled_jobs[schedule_id]
     assert restored.job_template.name == "report"
     assert restored.next_run == 1234.5
-    await store.delete_job(schedule_id)
+    await store.delete_job(key)
+    assert await store.load_jobs() == {}
+
+
+async def test_scheduler_store_update_fields_changes_only_state_fields(build) -> None:
+    store = build("create_scheduler_store")
+    record = {"job_id": "s1", "cron": "* * * * *", "next_run": 10.0, "enabled": True}
+    await store.save_job("s1", record)
+    state = {"enabled": False, "last_run": 9.5, "last_outcome": "enqueued", "cron": "x"}
+    await store.update_fields("s1", state)  # "cron" is not a state field: ignored
+    await store.update_fields("unknown", {"enabled": False})  # no record: ignored
+    await store.update_fields("s1", {"next_run": 30.0, "last_error": None})
+    assert await store.load_jobs() == {
+        "s1": {
+            "job_id": "s1",
+            "cron": "* * * * *",
+            "next_run": 30.0,
+            "enabled": False,
+            "last_run": 9.5,
+            "last_outcome": "enqueued",
+            "last_error": None,
+        }
+    }
+    await store.save_job("s1", record)  # a save replaces the state with the record's
+    assert await store.load_jobs() == {"s1": record}
+    await store.delete_job("s1")
     assert await store.load_jobs() == {}
 
 

@@ -18,8 +18,14 @@ from lexigram.tasks.scheduling import (
     SchedulerStoreAdapter,
     TaskScheduler,
     as_scheduler_store,
+    storage_key,
 )
 from lexigram.tasks.scheduling._misfire import occurrences_to_fire
+
+
+def key(schedule_id: str) -> str:
+    """The store key of a schedule of a scheduler built without a namespace."""
+    return storage_key("default", schedule_id)
 
 
 class DictRecordStore:
@@ -59,10 +65,12 @@ async def test_schedule_job_awaited_persists_to_the_store() -> None:
     scheduler = TaskScheduler(store=store)
     job_id = await scheduler.schedule_job(JobTemplate(name="a"), "0 * * * *")
     saved = await store.load_jobs()
-    assert list(saved) == [job_id]
-    assert saved[job_id].job_template == JobTemplate(name="a")
-    assert saved[job_id].next_run == scheduler.scheduled_jobs[job_id].next_run
-    assert saved[job_id] is not scheduler.scheduled_jobs[job_id]
+    assert list(saved) == [key(job_id)]
+    assert saved[key(job_id)].job_id == job_id
+    assert saved[key(job_id)].namespace == "default"
+    assert saved[key(job_id)].job_template == JobTemplate(name="a")
+    assert saved[key(job_id)].next_run == scheduler.scheduled_jobs[job_id].next_run
+    assert saved[key(job_id)] is not scheduler.scheduled_jobs[job_id]
 
 
 async def test_schedule_job_not_awaited_still_persists_on_the_running_loop() -> None:
@@ -71,7 +79,7 @@ async def test_schedule_job_not_awaited_still_persists_on_the_running_loop() -> 
     scheduler.schedule_job(JobTemplate(name="a"), "0 * * * *", "fire-and-forget")
     # The write runs as a task on the loop; wait for the tasks the scheduler started.
     await asyncio.gather(*scheduler._writes)
-    assert list(await store.load_jobs()) == ["fire-and-forget"]
+    assert list(await store.load_jobs()) == [key("fire-and-forget")]
 
 
 def test_schedule_job_without_a_loop_persists_at_start_scheduler() -> None:
@@ -86,7 +94,7 @@ def test_schedule_job_without_a_loop_persists_at_start_scheduler() -> None:
         await scheduler.stop_scheduler()
         return saved
 
-    assert list(asyncio.run(main())) == ["early"]
+    assert list(asyncio.run(main())) == [key("early")]
 
 
 def test_schedule_job_without_a_loop_persists_when_awaited_later() -> None:
@@ -98,7 +106,7 @@ def test_schedule_job_without_a_loop_persists_when_awaited_later() -> None:
         assert await handle == "later"
         return list(await store.load_jobs())
 
-    assert asyncio.run(main()) == ["later"]
+    assert asyncio.run(main()) == [key("later")]
 
 
 async def test_sync_variants_do_not_touch_the_store() -> None:
@@ -108,7 +116,7 @@ async def test_sync_variants_do_not_touch_the_store() -> None:
     scheduler.schedule_job_sync(JobTemplate(name="memory-only"), "0 * * * *", "mem")
     assert scheduler.unschedule_job_sync(kept) is True
     await asyncio.gather(*scheduler._writes)
-    assert list(await store.load_jobs()) == [kept]
+    assert list(await store.load_jobs()) == [key(kept)]
 
 
 async def test_unschedule_job_deletes_from_the_store() -> None:
@@ -143,10 +151,10 @@ async def test_enable_disable_persist_for_stored_schedules() -> None:
     job_id = await scheduler.schedule_job(JobTemplate(name="a"), "0 * * * *")
     scheduler.disable_job(job_id)
     await asyncio.gather(*scheduler._writes)
-    assert (await store.load_jobs())[job_id].enabled is False
+    assert (await store.load_jobs())[key(job_id)].enabled is False
     scheduler.enable_job(job_id)
     await asyncio.gather(*scheduler._writes)
-    assert (await store.load_jobs())[job_id].enabled is True
+    assert (await store.load_jobs())[key(job_id)].enabled is True
 
 
 async def test_store_write_failure_is_logged_and_retried(
@@ -162,7 +170,7 @@ async def test_store_write_failure_is_logged_and_retried(
     store.fail = False
     await scheduler.start_scheduler(lambda job: None)  # flushes pending writes
     await scheduler.stop_scheduler()
-    assert list(await store.load_jobs()) == ["retry-me"]
+    assert list(await store.load_jobs()) == [key("retry-me")]
 
 
 async def test_awaited_handle_raises_the_store_error() -> None:
@@ -199,7 +207,8 @@ async def test_scheduler_wraps_a_dict_record_store() -> None:
     scheduler = TaskScheduler(store=records)
     assert isinstance(scheduler.store, SchedulerStoreAdapter)
     job_id = await scheduler.schedule_job(JobTemplate(name="a"), "0 9 * * *")
-    record = records.records[job_id]
+    record = records.records[key(job_id)]
+    assert record["namespace"] == "default"
     assert record["job_template"]["name"] == "a"
     assert record["cron_expression"] == "0 9 * * *"
     assert record["job_id"] == job_id
@@ -266,8 +275,11 @@ async def test_update_next_run_only_for_stored_schedules() -> None:
     finally:
         await scheduler.stop_scheduler()
     saved = await store.load_jobs()
-    assert list(saved) == [stored]  # no partial record for the memory-only schedule
-    assert saved[stored].next_run == scheduler.scheduled_jobs[stored].next_run > time.time()
+    assert list(saved) == [key(stored)]  # no partial record for the memory-only schedule
+    held = scheduler.scheduled_jobs[stored]
+    assert saved[key(stored)].next_run == held.next_run > time.time()
+    assert saved[key(stored)].last_run == held.last_run is not None
+    assert saved[key(stored)].last_outcome == "enqueued"
 
 
 # --------------------------------------------------------------------------- misfires
@@ -323,7 +335,7 @@ async def test_restored_scheduler_that_was_down_fires_latest_missed_once() -> No
     job_id = await first.schedule_job(JobTemplate(name="hourly"), "0 * * * *")
     now = time.time()
     five_hours_ago = first.scheduled_jobs[job_id].cron.latest_at_or_before(now - 5 * HOUR)
-    await store.update_next_run(job_id, five_hours_ago)  # as left by a scheduler that died
+    await store.update_next_run(key(job_id), five_hours_ago)  # left by a scheduler that died
 
     restarted = TaskScheduler(store=store, check_interval=60.0)
     await restarted.restore_from_store()
@@ -341,12 +353,12 @@ async def test_restored_scheduler_that_was_down_fires_latest_missed_once() -> No
         await restarted.stop_scheduler()
     latest = restarted.scheduled_jobs[job_id].cron.latest_at_or_before(now)
     assert [job.metadata["fire_time"] for job in received] == [latest]
-    saved = (await store.load_jobs())[job_id]
+    saved = (await store.load_jobs())[key(job_id)]
     assert saved.next_run == latest + HOUR  # the store moved on past the misfire
 
 
 class FlakyNextRunStore(InMemorySchedulerStore):
-    async def update_next_run(self, job_id: str, next_run: float) -> None:
+    async def update_fields(self, job_id: str, fields: Mapping[str, Any]) -> None:
         msg = "store offline"
         raise ConnectionError(msg)
 
@@ -365,7 +377,7 @@ async def test_failed_next_run_write_is_logged_and_firing_goes_on(
             await asyncio.wait_for(fired.wait(), timeout=3.0)
         finally:
             await scheduler.stop_scheduler()
-    assert f"Could not record the next run of schedule {job_id!r}" in caplog.text
+    assert f"Could not record the last run of schedule {job_id!r}" in caplog.text
     assert job.next_run > time.time()
 
 
@@ -407,4 +419,4 @@ async def test_failing_store_during_a_check_is_logged_and_the_loop_goes_on(
         await asyncio.wait_for(store.saved.wait(), timeout=3.0)
     finally:
         await scheduler.stop_scheduler()
-    assert list(await store.load_jobs()) == ["x"]
+    assert list(await store.load_jobs()) == [key("x")]

@@ -129,6 +129,31 @@ async def test_scheduler_store_keeps_next_run_apart(made: Any) -> None:
     assert await store.load_jobs() == {}
 
 
+async def test_scheduler_store_update_fields_changes_only_state_fields(made: Any) -> None:
+    store = build(made, "create_scheduler_store")
+    record = {"job_id": "s1", "cron": "* * * * *", "next_run": 10.0, "enabled": True}
+    await store.save_job("s1", record)
+    state = {"enabled": False, "last_run": 9.5, "last_outcome": "enqueued", "cron": "x"}
+    await store.update_fields("s1", state)  # "cron" is not a state field: ignored
+    await store.update_fields("unknown", {"enabled": False})  # no record: ignored
+    await store.update_fields("s1", {"next_run": 30.0, "last_error": None})
+    assert await store.load_jobs() == {
+        "s1": {
+            "job_id": "s1",
+            "cron": "* * * * *",
+            "next_run": 30.0,
+            "enabled": False,
+            "last_run": 9.5,
+            "last_outcome": "enqueued",
+            "last_error": None,
+        }
+    }
+    await store.save_job("s1", record)  # a save replaces the state with the record's
+    assert await store.load_jobs() == {"s1": record}
+    await store.delete_job("s1")
+    assert await store.load_jobs() == {}
+
+
 async def test_workflow_state_lists_unfinished_workflows(made: Any) -> None:
     store = build(made, "create_workflow_state_store")
     assert isinstance(store, WorkflowStateStoreProtocol)

@@ -34,6 +34,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "scheduler": ("_scheduler", "scheduler_command", "Run the cron schedules of an APP."),
     "enqueue": ("_enqueue", "enqueue_command", "Enqueue a job and print its id."),
     "inspect": ("_inspect", "inspect_command", "Show queues, workers, schedules, DLQ size."),
+    "schedule": ("_schedule", "schedule_group", "List, pause, resume, remove or run schedules."),
     "dlq": ("_dlq", "dlq_group", "List, show, retry or purge dead-lettered jobs."),
     "job": ("_job", "job_group", "Show a job's status or result, or wait for it."),
     "demo": ("_demo", "demo_command", "See everything work in a few seconds (no setup)."),

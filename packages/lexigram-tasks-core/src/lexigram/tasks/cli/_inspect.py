@@ -27,8 +27,9 @@ from lexigram.tasks.cli._options import (
     debug_option,
     json_option,
 )
-from lexigram.tasks.cli._output import ago, echo_json, setup_logging, stdout_console, table, when
+from lexigram.tasks.cli._output import ago, echo_json, setup_logging, stdout_console, table
 from lexigram.tasks.cli._runtime import registered_workers
+from lexigram.tasks.cli._schedule import schedule_row, schedules_table
 
 EPILOG = """\b
 Examples:
@@ -98,7 +99,10 @@ async def _gather(spec: TaskBackendSpec, names: list[str], timeout: float) -> di
         schedules = None
         if stores.scheduler_store is not None:
             records = await stores.scheduler_store.load_jobs()
-            schedules = [_schedule_row(r) for r in records.values()]
+            schedules = sorted(
+                (schedule_row(key, record) for key, record in records.items()),
+                key=lambda r: (r["namespace"] or "", r["id"]),
+            )
         dead = await stores.dlq_backend.size() if stores.dlq_backend is not None else None
         return {
             "backend": {"type": spec.type, "url": describe(spec)},
@@ -125,19 +129,6 @@ async def _counts(queue: Any, name: str) -> dict[str, Any]:
         "retrying": retrying,
         "in_flight": running,
         "total": waiting + running,
-    }
-
-
-def _schedule_row(record: dict[str, Any]) -> dict[str, Any]:
-    template = record.get("job_template") or {}
-    return {
-        "id": record.get("job_id"),
-        "task": template.get("name") if isinstance(template, dict) else None,
-        "cron": record.get("cron_expression"),
-        "timezone": record.get("timezone"),
-        "enabled": record.get("enabled", True),
-        "next_run": record.get("next_run"),
-        "last_run": record.get("last_run"),
     }
 
 
@@ -191,23 +182,7 @@ def _render(report: dict[str, Any], spec: TaskBackendSpec) -> None:
     elif not schedules:
         console.print("Schedules: none stored.")
     else:
-        console.print(
-            table(
-                "Schedules",
-                ["schedule", "task", "cron", "enabled", "next run", "last run"],
-                [
-                    (
-                        s["id"],
-                        s["task"],
-                        s["cron"],
-                        "yes" if s["enabled"] else "no",
-                        when(s["next_run"]),
-                        when(s["last_run"]),
-                    )
-                    for s in schedules
-                ],
-            )
-        )
+        console.print(schedules_table("Schedules (see `lexigram-tasks schedule list`)", schedules))
     dead = report["dead_letters"]
     if dead is None:
         console.print(f"Dead letters: not stored by the {spec.type} backend (kept per worker).")

@@ -3,7 +3,10 @@
 Each schedule keeps a stable id (``cli:<task name>`` for ``@scheduled`` functions),
 and every fire is enqueued with a deterministic idempotency key, so several scheduler processes on
 one backend fire each occurrence once. Schedules are saved in the backend's schedule
-store when it has one (Redis, PostgreSQL), where ``inspect`` shows them.
+store when it has one (Redis, PostgreSQL, SQLite) under the namespace of the APP (its
+module, or ``--namespace``), where ``inspect`` and ``schedule list`` show them; a
+scheduler fires only its own namespace's schedules, and keeps the paused state and
+last run its stored schedules had.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from pathlib import Path
 
 import click
 
@@ -45,6 +49,7 @@ EPILOG = """\b
 Examples:
   lexigram-tasks scheduler myapp.tasks --backend redis://localhost:6379/0
   lexigram-tasks scheduler myapp.tasks:provider --config config/tasks.yaml
+  lexigram-tasks scheduler myapp.tasks --namespace billing -b redis://localhost:6379/0
 
 \b
 In myapp/tasks.py:
@@ -57,6 +62,13 @@ In myapp/tasks.py:
 @click.argument("app")
 @backend_option
 @click.option("--queue", "-q", metavar="NAME", help="Queue to enqueue on. Default: the config's.")
+@click.option(
+    "--namespace",
+    "-n",
+    metavar="NAME",
+    help="The application owning the schedules (only its schedulers fire them). Default: "
+    "tasks.scheduler.namespace, else APP's module (myapp.tasks for myapp.tasks:app).",
+)
 @log_level_option("info")
 @config_option
 @connect_timeout_option
@@ -66,6 +78,7 @@ def scheduler_command(
     app: str,
     backend: str | None,
     queue: str | None,
+    namespace: str | None,
     log_level: str,
     config_path: str | None,
     connect_timeout: float,
@@ -87,10 +100,60 @@ def scheduler_command(
     backend = default_backend(config_path, loaded.config, backend)
     config = load_config(config_path, loaded.config)
     spec = resolve_spec(config, backend, queue, connect_timeout=connect_timeout)
-    asyncio.run(_run(loaded, config, spec, connect_timeout))
+    owner = namespace or config.scheduler.namespace or app_namespace(loaded)
+    asyncio.run(_run(loaded, config, spec, connect_timeout, owner))
 
 
-async def _run(app: LoadedApp, config: TaskConfig, spec: TaskBackendSpec, timeout: float) -> None:
+def app_namespace(app: LoadedApp) -> str:
+    """The default namespace of APP's schedules: its module.
+
+    ``myapp.tasks:app`` and ``myapp.tasks`` both give ``myapp.tasks``; for a YAML config
+    APP, the module its ``extra.app`` names first.
+    """
+    source = app.source
+    if source.lower().endswith((".yaml", ".yml")) or Path(source).is_file():
+        refs = app.config.extra.get("app") if app.config is not None else None
+        if isinstance(refs, str):
+            source = refs
+        elif isinstance(refs, list) and refs:
+            source = str(refs[0])
+    return source.partition(":")[0]
+
+
+async def _declare(scheduler: TaskScheduler, app: LoadedApp) -> None:
+    """Schedule what APP declares, keeping the state its stored schedules had.
+
+    Declared first, then restored (which merges the stored state into them and takes
+    over records an older version saved without a namespace), then saved.
+    """
+    for schedule in app.schedules:
+        try:
+            scheduler.schedule_job_sync(schedule.template, schedule.cron, schedule.schedule_id)
+        except ValueError as exc:
+            msg = f"Schedule {schedule.schedule_id!r} ({schedule.cron!r}): {exc}"
+            raise CLIError(msg) from None
+    if scheduler.store is None:
+        return
+    await scheduler.restore_from_store()
+    declared = {schedule.schedule_id for schedule in app.schedules}
+    for schedule in app.schedules:
+        await scheduler.schedule_job(schedule.template, schedule.cron, schedule.schedule_id)
+    for job in scheduler.get_scheduled_jobs():
+        if job.job_id not in declared:
+            scheduler.unschedule_job_sync(job.job_id)
+            logger.warning(
+                "Stored schedule %r of namespace %r is not declared by %s any more; it does "
+                "not fire. Remove it with `lexigram-tasks schedule remove %s`.",
+                job.job_id,
+                scheduler.namespace,
+                app.source,
+                job.key,
+            )
+
+
+async def _run(
+    app: LoadedApp, config: TaskConfig, spec: TaskBackendSpec, timeout: float, namespace: str
+) -> None:
     # The same builder as TaskProvider's: queue plus the backend's scheduler store.
     stack = build_stack(
         spec.name,
@@ -113,20 +176,21 @@ async def _run(app: LoadedApp, config: TaskConfig, spec: TaskBackendSpec, timeou
     scheduler: TaskScheduler | None = None
     try:
         await probe(queue, spec, timeout)
-        scheduler = TaskScheduler.from_config(config.scheduler, store=stack.scheduler_store)
-        for schedule in app.schedules:
-            try:
-                await scheduler.schedule_job(schedule.template, schedule.cron, schedule.schedule_id)
-            except ValueError as exc:
-                msg = f"Schedule {schedule.schedule_id!r} ({schedule.cron!r}): {exc}"
-                raise CLIError(msg) from None
+        scheduler = TaskScheduler.from_config(
+            config.scheduler,
+            store=stack.scheduler_store,
+            namespace=namespace,
+            queue_name=spec.queue_name,
+        )
+        await _declare(scheduler, app)
         for job in scheduler.get_scheduled_jobs():
             logger.info(
-                "Schedule %s: %s at %r (%s).",
+                "Schedule %s: %s at %r (%s)%s.",
                 job.job_id,
                 job.job_template.name,
                 job.cron_expression,
                 job.timezone,
+                "" if job.enabled else ", paused",
             )
 
         async def enqueue(job: Job) -> Result[str, TaskQueueError]:
@@ -139,8 +203,9 @@ async def _run(app: LoadedApp, config: TaskConfig, spec: TaskBackendSpec, timeou
 
         await scheduler.start_scheduler(enqueue)
         logger.info(
-            "Scheduler running %d schedule(s) onto %r on %s; Ctrl-C to stop.",
+            "Scheduler running %d schedule(s) of namespace %r onto %r on %s; Ctrl-C to stop.",
             len(app.schedules),
+            namespace,
             spec.queue_name,
             describe(spec),
         )

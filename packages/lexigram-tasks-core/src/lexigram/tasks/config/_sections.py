@@ -264,6 +264,12 @@ class TaskSchedulerConfig(_Section):
         enabled: Whether the scheduler runs.
         check_interval: Seconds between checks for due schedules.
         timezone: IANA timezone in which cron expressions are evaluated.
+        namespace: The application owning the schedules this config's schedulers
+            save; only schedulers of the same namespace restore and fire them. None:
+            the APP's module for ``lexigram-tasks scheduler``, ``queue:<primary
+            queue>`` for `TaskProvider`.
+        adopt_unowned: Take over stored schedules saved without a namespace (by an
+            older version) at restore, instead of only those the application declares.
     """
 
     config_path: ClassVar[str] = "tasks.scheduler"
@@ -275,6 +281,12 @@ class TaskSchedulerConfig(_Section):
     timezone: str = Field(
         default="UTC", min_length=1, json_schema_extra=_fix("Use an IANA name such as 'UTC'.")
     )
+    namespace: str | None = Field(
+        default=None,
+        min_length=1,
+        json_schema_extra=_fix("Name the application, e.g. 'billing', or leave it out."),
+    )
+    adopt_unowned: bool = False
 
 
 class TaskRateLimitConfig(_Section):

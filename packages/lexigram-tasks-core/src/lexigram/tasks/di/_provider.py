@@ -177,6 +177,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         else:  # keep the schedules registered so far
             self.scheduler.check_interval = cfg.scheduler.check_interval
             self.scheduler.timezone = cfg.scheduler.timezone
+            self.scheduler.adopt_unowned = cfg.scheduler.adopt_unowned
 
     async def _adopt_application_config(self, container: ContainerRegistrarProtocol) -> None:
         """Use the application's `TaskConfig` (``Application(config=...)``) if none was given."""
@@ -254,8 +255,13 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         main = stacks[primary]
         self.queue = main.queue
         self.rate_limiter = build_config_rate_limiter(cfg, main)
-        if self.scheduler is not None and main.scheduler_store is not None:
-            self.scheduler.store = as_scheduler_store(main.scheduler_store)
+        if self.scheduler is not None:
+            # Schedules are owned by an application: without a configured name, the
+            # primary queue names it (applications sharing a queue share its jobs too).
+            self.scheduler.namespace = cfg.scheduler.namespace or f"queue:{main.spec.queue_name}"
+            self.scheduler.queue_name = main.spec.queue_name
+            if main.scheduler_store is not None:
+                self.scheduler.store = as_scheduler_store(main.scheduler_store)
 
     @property
     def _primary(self) -> BackendStack:

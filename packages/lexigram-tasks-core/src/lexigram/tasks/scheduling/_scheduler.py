@@ -19,12 +19,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lexigram.contracts.tasks import Err, Job, JobTemplate, SchedulerStoreProtocol
 from lexigram.tasks.scheduling._cron import CronExpression, resolve_timezone
 from lexigram.tasks.scheduling._handle import ScheduleHandle
-from lexigram.tasks.scheduling._job import ScheduledJob
+from lexigram.tasks.scheduling._job import ScheduledJob, ScheduleOutcome
 from lexigram.tasks.scheduling._misfire import (
     MisfirePolicy,
     fire_key,
     occurrences_to_fire,
 )
+from lexigram.tasks.scheduling._owners import (
+    DEFAULT_NAMESPACE,
+    check_namespace,
+    merge_declared,
+)
+from lexigram.tasks.scheduling._persistence import StoredSchedules
 from lexigram.tasks.scheduling._store import SchedulerStore, as_scheduler_store
 
 if TYPE_CHECKING:
@@ -38,7 +44,7 @@ EnqueueCallback = Callable[[Job], Any]
 """Receives each job to enqueue: `queue.enqueue` or any sync/async callable."""
 
 
-class TaskScheduler:
+class TaskScheduler(StoredSchedules):
     """Task scheduler for cron-like job scheduling.
 
     Manages periodic job execution using cron expressions. The loop sleeps until the
@@ -55,6 +61,11 @@ class TaskScheduler:
 
     Misfires (see `MisfirePolicy`): a scheduler that was down or late fires the latest
     missed occurrence once by default.
+
+    Ownership: schedules are saved with the scheduler's `namespace` (the application)
+    and `queue_name`, and a scheduler restores only its namespace's schedules. Before
+    each check it re-reads them, so a schedule removed or paused in the store (e.g. by
+    ``lexigram-tasks schedule remove``) does not fire again.
 
     Not thread-safe: call it from its event loop's thread.
 
@@ -76,6 +87,12 @@ class TaskScheduler:
             (used by `MisfirePolicy.SKIP`).
         max_catch_up: Most occurrences one schedule fires in one check under
             `MisfirePolicy.ALL`.
+        namespace: The application owning this scheduler's schedules; schedulers of
+            other namespaces sharing the store never restore or fire them.
+        queue_name: The queue the jobs go to, recorded on each schedule (for
+            ``lexigram-tasks schedule run-now`` and listings).
+        adopt_unowned: Also restore stored schedules saved without a namespace (by an
+            older version); by default only those this scheduler declares are taken over.
 
     Raises:
         ValueError: A bad timezone, interval, policy or cap.
@@ -90,6 +107,9 @@ class TaskScheduler:
         misfire_policy: MisfirePolicy | str = MisfirePolicy.LATEST,
         misfire_grace_time: float = 60.0,
         max_catch_up: int = 100,
+        namespace: str = DEFAULT_NAMESPACE,
+        queue_name: str | None = None,
+        adopt_unowned: bool = False,
     ) -> None:
         if check_interval <= 0:
             msg = f"check_interval must be > 0 seconds, got {check_interval!r}. Pass e.g. 1.0."
@@ -109,6 +129,9 @@ class TaskScheduler:
         self.misfire_policy = policy
         self.misfire_grace_time = misfire_grace_time
         self.max_catch_up = max_catch_up
+        self._namespace = check_namespace(namespace)
+        self.queue_name = queue_name
+        self.adopt_unowned = adopt_unowned
         self.store: SchedulerStore | None = None if store is None else as_scheduler_store(store)
         self.scheduled_jobs: dict[str, ScheduledJob] = {}
         self.running = False
@@ -129,7 +152,7 @@ class TaskScheduler:
         store: SchedulerStore | SchedulerStoreProtocol | None = None,
         **options: Any,
     ) -> TaskScheduler:
-        """Build a scheduler from `TaskSchedulerConfig` (check interval and timezone).
+        """Build a scheduler from `TaskSchedulerConfig` (interval, timezone, namespace).
 
         Args:
             config: The scheduler section of `TaskConfig`.
@@ -139,6 +162,10 @@ class TaskScheduler:
         Returns:
             The scheduler.
         """
+        if config.namespace is not None:
+            options.setdefault("namespace", config.namespace)
+        if config.adopt_unowned:
+            options.setdefault("adopt_unowned", True)
         return cls(config.check_interval, store, timezone=config.timezone, **options)
 
     # ------------------------------------------------------------------ scheduling
@@ -182,10 +209,20 @@ class TaskScheduler:
             next_run=cron.get_next(time.time()),
             timezone=tz,
             job_id=schedule_id,
+            namespace=self._namespace,
+            queue_name=self.queue_name,
         )
         scheduled._cron = cron  # noqa: SLF001 - reuse the expression just parsed
-        if schedule_id in self.scheduled_jobs:
-            logger.info("Replacing schedule %r with cron %r.", schedule_id, cron.expression)
+        previous = self.scheduled_jobs.get(schedule_id)
+        if previous is not None:
+            # The definition is replaced; the state (paused, last run) is kept.
+            merge_declared(scheduled, previous)
+            if (previous.job_template, previous.cron_expression, previous.timezone) != (
+                template,
+                cron.expression,
+                tz,
+            ):
+                logger.info("Replacing schedule %r with cron %r.", schedule_id, cron.expression)
         self.scheduled_jobs[schedule_id] = scheduled
         self._wakeup.set()
         return schedule_id
@@ -312,98 +349,7 @@ class TaskScheduler:
         """
         return {jid: job.next_run for jid, job in self.scheduled_jobs.items() if job.enabled}
 
-    async def restore_from_store(self) -> int:
-        """Restore all persisted job definitions from the configured store.
-
-        Call once during startup, before `start_scheduler`. Restored schedules whose
-        next run passed while no scheduler ran are handled by the misfire policy.
-
-        Returns:
-            Number of jobs restored.
-
-        Raises:
-            RuntimeError: No store was provided at construction.
-        """
-        if self.store is None:
-            msg = (
-                "restore_from_store() needs a scheduler store, and this TaskScheduler has "
-                "none. Pass store=... (e.g. InMemorySchedulerStore() or a backend's store)."
-            )
-            raise RuntimeError(msg)
-        loaded = await self.store.load_jobs()
-        for job_id, job in loaded.items():
-            job.job_id = job_id
-            self.scheduled_jobs[job_id] = job
-            self._stored.add(job_id)
-        self._wakeup.set()
-        logger.info("Restored %d schedule(s) from the store.", len(loaded))
-        return len(loaded)
-
     # ------------------------------------------------------------------ persistence
-
-    def _persist(self, job_id: str, value: T) -> ScheduleHandle[T]:
-        if self.store is None:
-            return ScheduleHandle(value)
-        self._dirty.add(job_id)
-        task = self._start_write(job_id)
-        handle = ScheduleHandle(value, task=task, write=lambda: self._flush([job_id]))
-        if task is not None:
-            task.add_done_callback(lambda t: self._write_done(t, handle))
-        return handle
-
-    def _persist_if_stored(self, job_id: str) -> None:
-        if self.store is not None and (job_id in self._stored or job_id in self._dirty):
-            self._dirty.add(job_id)
-            task = self._start_write(job_id)
-            if task is not None:
-                task.add_done_callback(lambda t: self._write_done(t, None))
-
-    def _start_write(self, job_id: str) -> asyncio.Task[None] | None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return None  # no loop: written by start_scheduler, the loop, or an await
-        task = loop.create_task(self._flush([job_id]), name=f"scheduler-store-{job_id}")
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
-        return task
-
-    @staticmethod
-    def _write_done(task: asyncio.Task[None], handle: ScheduleHandle[Any] | None) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()  # retrieved here so asyncio never reports it as lost
-        if exc is not None and (handle is None or not handle.awaited):
-            logger.error(
-                "Scheduler store write failed; it is retried at the next check.", exc_info=exc
-            )
-
-    async def _flush(self, job_ids: list[str] | None = None) -> None:
-        """Write the current state of dirty schedules to the store.
-
-        Writes run one at a time and read the schedule's state when they run, so the
-        last write for an id always reflects the latest change, whatever the order in
-        which writes were started.
-        """
-        store = self.store
-        if store is None:
-            return
-        async with self._store_lock:
-            for job_id in list(self._dirty) if job_ids is None else job_ids:
-                if job_id not in self._dirty:
-                    continue
-                self._dirty.discard(job_id)
-                job = self.scheduled_jobs.get(job_id)
-                try:
-                    if job is None:
-                        await store.delete_job(job_id)
-                        self._stored.discard(job_id)
-                    else:
-                        await store.save_job(job_id, job)
-                        self._stored.add(job_id)
-                except Exception:
-                    self._dirty.add(job_id)  # retried by the next flush
-                    raise
 
     # ------------------------------------------------------------------ the loop
 
@@ -450,12 +396,6 @@ class TaskScheduler:
         await self._flush_logged()
         logger.info("Scheduler stopped.")
 
-    async def _flush_logged(self) -> None:
-        try:
-            await self._flush()
-        except Exception:
-            logger.exception("Scheduler store write failed; it is retried at the next check.")
-
     async def _run(self) -> None:
         while self.running:
             # Cleared before the check, so a change or a stop made during it (which sets
@@ -478,6 +418,12 @@ class TaskScheduler:
 
     async def _tick(self) -> None:
         """Fire every due schedule once, then write pending store changes."""
+        if self.store is not None and self._stored:
+            try:
+                await self.sync_from_store()
+            except Exception:
+                # The store being down must not stop schedules: fire what is held.
+                logger.exception("Could not re-read the schedules from the store.")
         now = time.time()
         due = [j for j in self.scheduled_jobs.values() if j.enabled and j.next_run <= now]
         for job in sorted(due, key=lambda j: j.next_run):
@@ -517,17 +463,26 @@ class TaskScheduler:
                 self.misfire_policy.value,
                 len(times),
             )
+        if not times:
+            job.last_run = job.cron.latest_at_or_before(now)
+            job.apply_state({"last_outcome": ScheduleOutcome.SKIPPED.value, "last_error": None})
         for fire_time in times:
-            await self._enqueue(job, fire_time)
             job.last_run = fire_time
+            job_id, error = await self._enqueue(job, fire_time)
+            outcome = ScheduleOutcome.FAILED if error is not None else ScheduleOutcome.ENQUEUED
+            job.apply_state(
+                {"last_outcome": outcome.value, "last_error": error, "last_job_id": job_id}
+            )
         if self.scheduled_jobs.get(schedule_id) is not job:
             return  # unscheduled or replaced while enqueueing
         job.next_run = job.cron.get_next(now)
         if self.store is not None and schedule_id in self._stored:
+            state = job.state()
+            del state["enabled"]  # a pause made meanwhile in the store must stand
             try:
-                await self.store.update_next_run(schedule_id, job.next_run)
+                await self.store.update_fields(job.key, state)
             except Exception:
-                logger.exception("Could not record the next run of schedule %r.", schedule_id)
+                logger.exception("Could not record the last run of schedule %r.", schedule_id)
 
     def make_job(self, job: ScheduledJob, fire_time: float) -> Job:
         """Build the job for one occurrence: its idempotency key is deterministic.
@@ -553,23 +508,24 @@ class TaskScheduler:
         created.metadata["fire_time"] = fire_time
         return created
 
-    async def _enqueue(self, job: ScheduledJob, fire_time: float) -> None:
+    async def _enqueue(self, job: ScheduledJob, fire_time: float) -> tuple[str | None, str | None]:
+        """Enqueue one occurrence; return (job id, None) or (None, why it failed)."""
         callback = self._callback
         if callback is None:
-            return
+            return None, "the scheduler is not running"
         created = self.make_job(job, fire_time)
         try:
             outcome = callback(created)
             if inspect.isawaitable(outcome):
                 outcome = await outcome
-        except Exception:
+        except Exception as exc:
             # Not retried by this scheduler: another scheduler process may still fire it.
             logger.exception(
                 "Could not enqueue occurrence %s of schedule %r.",
                 created.idempotency_key,
                 job.job_id,
             )
-            return
+            return None, f"{type(exc).__name__}: {exc}"
         if isinstance(outcome, Err):
             logger.error(
                 "Enqueue of occurrence %s of schedule %r failed: %s",
@@ -577,5 +533,13 @@ class TaskScheduler:
                 job.job_id,
                 outcome.error,
             )
-        else:
-            logger.debug("Enqueued occurrence %s as job %s.", created.idempotency_key, created.id)
+            return None, str(outcome.error)
+        logger.debug("Enqueued occurrence %s as job %s.", created.idempotency_key, created.id)
+        return _enqueued_id(outcome, created.id), None
+
+
+def _enqueued_id(outcome: Any, fallback: str) -> str:
+    """The job id a callback's outcome names (an `Ok` value, a job, an id), else `fallback`."""
+    value = getattr(outcome, "value", outcome)
+    value = getattr(value, "id", value)
+    return value if isinstance(value, str) and value else fallback

@@ -10,10 +10,11 @@ needs nothing from core. The published API's `SchedulerStore` is typed over
 from __future__ import annotations
 
 import logging
-from typing import Protocol, cast, runtime_checkable
+from collections.abc import Mapping
+from typing import Any, Protocol, cast, runtime_checkable
 
 from lexigram.contracts.tasks import SchedulerStoreProtocol
-from lexigram.tasks.scheduling._job import ScheduledJob
+from lexigram.tasks.scheduling._job import STATE_FIELDS, ScheduledJob
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,8 @@ class SchedulerStore(Protocol):
     A custom store of this kind must subclass `SchedulerStore` explicitly: `TaskScheduler`
     treats any other store as a dict-record store (`SchedulerStoreProtocol`, what backend
     stores implement) and wraps it in `SchedulerStoreAdapter`. Every method is a no-op
-    for an unknown id rather than an error.
+    for an unknown id rather than an error. Ids are store keys (`ScheduledJob.key`,
+    ``"<namespace>/<schedule id>"``); the schedule's own id is `ScheduledJob.job_id`.
     """
 
     async def save_job(self, job_id: str, job: ScheduledJob) -> None:
@@ -58,6 +60,20 @@ class SchedulerStore(Protocol):
         """
         ...
 
+    async def update_fields(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        """Change state fields of a stored schedule, leaving the rest of it as it is.
+
+        Only the names in `STATE_FIELDS` are written, so that a scheduler recording a
+        fire and a command pausing the schedule never undo each other's change. This
+        default records ``next_run`` only; the stores shipped here record every field.
+
+        Args:
+            job_id: The schedule's store key.
+            fields: Some of `STATE_FIELDS` with their new values.
+        """
+        if fields.get("next_run") is not None:
+            await self.update_next_run(job_id, float(fields["next_run"]))
+
 
 class InMemorySchedulerStore(SchedulerStore):
     """A `SchedulerStore` in process memory, for tests and single-process apps.
@@ -78,7 +94,7 @@ class InMemorySchedulerStore(SchedulerStore):
             job: The schedule.
         """
         record = job.to_dict()
-        record["job_id"] = job_id
+        record["job_id"] = job.job_id or job_id
         self._records[job_id] = record
 
     async def load_jobs(self) -> dict[str, ScheduledJob]:
@@ -104,6 +120,17 @@ class InMemorySchedulerStore(SchedulerStore):
         """
         self._records.pop(job_id, None)
 
+    async def update_fields(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        """Change state fields of a stored schedule (no-op for an unknown id).
+
+        Args:
+            job_id: The schedule's store key.
+            fields: Some of `STATE_FIELDS` with their new values.
+        """
+        record = self._records.get(job_id)
+        if record is not None:
+            record.update({k: v for k, v in fields.items() if k in STATE_FIELDS})
+
 
 class SchedulerStoreAdapter(SchedulerStore):
     """A `SchedulerStore` over a dict-record `SchedulerStoreProtocol` (a backend's store).
@@ -126,7 +153,7 @@ class SchedulerStoreAdapter(SchedulerStore):
             job: The schedule.
         """
         record = job.to_dict()
-        record["job_id"] = job_id
+        record["job_id"] = job.job_id or job_id
         await self.records.save_job(job_id, record)
 
     async def load_jobs(self) -> dict[str, ScheduledJob]:
@@ -143,7 +170,7 @@ class SchedulerStoreAdapter(SchedulerStore):
                     job_id,
                 )
                 continue
-            job.job_id = job_id
+            job.job_id = job.job_id or job_id
             loaded[job_id] = job
         return loaded
 
@@ -163,6 +190,44 @@ class SchedulerStoreAdapter(SchedulerStore):
             job_id: The schedule's id.
         """
         await self.records.delete_job(job_id)
+
+    async def update_fields(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        """Change state fields of a stored schedule (see `update_record_fields`).
+
+        Args:
+            job_id: The schedule's store key.
+            fields: Some of `STATE_FIELDS` with their new values.
+        """
+        await update_record_fields(self.records, job_id, fields)
+
+
+async def update_record_fields(
+    records: SchedulerStoreProtocol, key: str, fields: Mapping[str, Any]
+) -> None:
+    """Change state fields of one record of a dict-record store.
+
+    The stores shipped with lexigram-tasks offer ``update_fields(key, fields)``, which
+    changes only those fields in one atomic step. For a store without it, ``next_run``
+    goes through `update_next_run` and the other fields through a read and a rewrite
+    of the record (a change another process makes in between can be lost).
+
+    Args:
+        records: The backend's record store.
+        key: The schedule's store key.
+        fields: Some of `STATE_FIELDS` with their new values.
+    """
+    changes = {k: v for k, v in fields.items() if k in STATE_FIELDS}
+    own = getattr(records, "update_fields", None)
+    if own is not None:
+        await own(key, changes)
+        return
+    if changes.get("next_run") is not None:
+        await records.update_next_run(key, float(changes["next_run"]))
+    rest = {k: v for k, v in changes.items() if k != "next_run"}
+    if rest:
+        record = (await records.load_jobs()).get(key)
+        if record is not None:
+            await records.save_job(key, {**record, **rest})
 
 
 def as_scheduler_store(store: SchedulerStore | SchedulerStoreProtocol) -> SchedulerStore:

@@ -380,10 +380,48 @@ ON CONFLICT (namespace, record_id) DO UPDATE SET data = EXCLUDED.data,
         return int(value)
 
 
+SCHEDULE_STATE_FIELDS = frozenset(
+    {"enabled", "next_run", "last_run", "last_outcome", "last_error", "last_job_id"}
+)
+"""Record fields `PostgresSchedulerStore.update_fields` changes (others are ignored)."""
+
+
 class PostgresSchedulerStore(_TableStore):
     """Cron schedules as records (the dicts of `ScheduledJob.to_dict`)."""
 
     _what = "scheduler store"
+
+    async def update_fields(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        """Change state fields of a schedule, leaving the rest (no-op for an unknown id).
+
+        The row is locked while it is read and rewritten, so a scheduler recording a
+        fire and a command pausing the schedule never undo each other's change.
+        """
+        changes = {k: v for k, v in fields.items() if k in SCHEDULE_STATE_FIELDS}
+        if not changes:
+            return
+        await self._ensure_ready()
+        select = (
+            f"SELECT data FROM {self._s}.schedules "  # noqa: S608 - validated
+            "WHERE namespace = $1 AND job_id = $2 FOR UPDATE"
+        )
+        update = (
+            f"UPDATE {self._s}.schedules SET data = $3::json, "  # noqa: S608 - validated
+            "next_run = COALESCE($4, next_run), updated_at = clock_timestamp() "
+            "WHERE namespace = $1 AND job_id = $2"
+        )
+        next_run = changes.get("next_run")
+        at = None if next_run is None else float(next_run)
+
+        async def run(conn: Conn) -> None:
+            async with conn.transaction():
+                text = await conn.fetchval(select, self.namespace, job_id)
+                if text is None:
+                    return
+                record = {**loads(text), **changes}
+                await conn.execute(update, self.namespace, job_id, dumps(record), at)
+
+        await self._db.run(run, f"write the {self._what}")
 
     async def save_job(self, job_id: str, job: Mapping[str, Any]) -> None:
         """Store (or replace) a schedule."""

@@ -12,7 +12,7 @@ from typing import Any
 from lexigram.contracts.tasks import TaskBackendSpec
 from lexigram.tasks.backends.rabbitmq._options import DEFAULT_AMQP_URL, RabbitMQOptions
 from lexigram.tasks.backends.rabbitmq._queue import RabbitMQTaskQueue
-from lexigram.tasks.backends.rabbitmq._stores import borrow
+from lexigram.tasks.backends.rabbitmq._stores import borrow, close_lenders
 
 
 class RabbitMQBackend:
@@ -34,6 +34,14 @@ class RabbitMQBackend:
 
     def __repr__(self) -> str:
         return "RabbitMQBackend()"
+
+    async def close(self) -> None:
+        """Release the shared connection pools of the ``stores`` backend, if one lent any.
+
+        A command calls this when it ends; the stores themselves are closed by whoever
+        built them.
+        """
+        await close_lenders()
 
     def create_queue(self, spec: TaskBackendSpec, /) -> RabbitMQTaskQueue:
         """Build the queue for `spec` (nothing connects until first use).

@@ -29,6 +29,10 @@ BACKENDS_GROUP = "lexigram.tasks.backends"
 
 _LOCAL_STORES: dict[tuple[str, int, str], LocalStateStore] = {}
 
+# Backend objects stores were borrowed from, by type: their shared connection pools are
+# released when this backend is (`close_lenders`).
+_LENDERS: dict[str, Any] = {}
+
 
 def local_state_store(
     target: AMQPTarget, namespace: str, options: RabbitMQOptions
@@ -75,6 +79,12 @@ async def close_store(store: object | None) -> None:
     result = close()
     if inspect.isawaitable(result):
         await result
+
+
+async def close_lenders() -> None:
+    """Release what the backends stores were borrowed from hold (their shared pools)."""
+    for lender in list(_LENDERS.values()):
+        await close_store(lender)
 
 
 def borrow(spec: TaskBackendSpec, factory: str, **kwargs: Any) -> Any | None:
@@ -138,7 +148,9 @@ def delegate(spec: TaskBackendSpec, factory: str, *, required: bool, **kwargs: A
             f"(installed: {', '.join(installed) or 'none'}). Install its distribution."
         )
         raise TaskConfigurationError(msg)
-    make = getattr(next(iter(found)).load(), factory, None)
+    other = next(iter(found)).load()
+    _LENDERS[spec.type] = other
+    make = getattr(other, factory, None)
     if make is None:
         if not required:
             return None

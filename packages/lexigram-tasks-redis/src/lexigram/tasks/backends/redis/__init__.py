@@ -21,11 +21,11 @@ from lexigram.tasks.backends.redis._locks import RedisLock, RedisLockManager, Re
 from lexigram.tasks.backends.redis._options import RedisOptions
 from lexigram.tasks.backends.redis._progress import RedisProgressTracker
 from lexigram.tasks.backends.redis._queue import RedisTaskQueue
+from lexigram.tasks.backends.redis._schedules import RedisSchedulerStore
 from lexigram.tasks.backends.redis._stores import (
     RedisDLQBackend,
     RedisProgressStore,
     RedisResultStore,
-    RedisSchedulerStore,
     RedisWorkflowStateStore,
 )
 

@@ -1,4 +1,6 @@
-"""Redis versions of the result, progress, DLQ, scheduler and workflow-state stores.
+"""Redis versions of the result, progress, DLQ and workflow-state stores.
+
+The scheduler store is in `_schedules`.
 
 Each store keeps its keys under one hash tag ``{<key_prefix>:<store>}`` so that its
 multi-key scripts run on Redis Cluster; see docs/backends/redis.md for the layout.
@@ -384,100 +386,6 @@ class RedisDLQBackend(RedisStore):
     async def size(self) -> int:
         """Return the number of records."""
         return int(await self._call("size", lambda c: c.hlen(self._records)))
-
-
-# KEYS: records, next_run. ARGV: id, next_run. Only an existing schedule is updated.
-_UPDATE_NEXT_RUN = LuaScript(
-    "scheduler_next_run",
-    """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-return 1
-""",
-)
-
-
-class RedisSchedulerStore(RedisStore):
-    """`SchedulerStoreProtocol` on Redis: schedules survive restarts and are shared.
-
-    Records (the dicts of `ScheduledJob.to_dict`) live in one hash; `next_run` is kept
-    in a second hash so that `update_next_run` is one atomic field write, and it is
-    merged back into each record (key ``"next_run"``) by `load_jobs`.
-
-    Args:
-        url: Redis URL (when no `connector` is given).
-        key_prefix: Namespace ``{<key_prefix>:scheduler}``.
-        connector: Shared connection owner.
-        client: Existing redis-py asyncio client.
-    """
-
-    _store = "scheduler"
-
-    def __init__(
-        self,
-        url: str = DEFAULT_URL,
-        *,
-        key_prefix: str = "lexigram",
-        connector: RedisConnector | None = None,
-        client: Any | None = None,
-    ) -> None:
-        super().__init__(url, key_prefix=key_prefix, connector=connector, client=client)
-        self._records = self.namespace.key("jobs")
-        self._next_run = self.namespace.key("next_run")
-
-    async def save_job(self, job_id: str, job: Mapping[str, Any]) -> None:
-        """Store (or replace) a schedule."""
-        record = dict(job)
-        data = dumps(record, what=f"schedule {job_id}")
-        next_run = record.get("next_run")
-
-        async def run(client: Any) -> None:
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.hset(self._records, job_id, data)
-                if isinstance(next_run, int | float):
-                    pipe.hset(self._next_run, job_id, repr(float(next_run)))
-                else:
-                    pipe.hdel(self._next_run, job_id)
-                await pipe.execute()
-
-        await self._call("save_job", run)
-
-    async def load_jobs(self) -> dict[str, dict[str, Any]]:
-        """Return every stored schedule by id, with its latest ``next_run``."""
-
-        async def run(client: Any) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.hgetall(self._records)
-                pipe.hgetall(self._next_run)
-                records, next_runs = await pipe.execute()
-            return records, next_runs
-
-        records, next_runs = await self._call("load_jobs", run)
-        jobs: dict[str, dict[str, Any]] = {}
-        for raw_id, raw in records.items():
-            record = dict(loads(raw))
-            next_run = next_runs.get(raw_id)
-            if next_run is not None:
-                record["next_run"] = float(next_run)
-            jobs[raw_id.decode()] = record
-        return jobs
-
-    async def update_next_run(self, job_id: str, next_run: float) -> None:
-        """Record a schedule's next fire time (ignored for an unknown schedule)."""
-        keys = (self._records, self._next_run)
-        args = (job_id, repr(float(next_run)))
-        await self._call("update_next_run", lambda c: _UPDATE_NEXT_RUN(c, keys, args))
-
-    async def delete_job(self, job_id: str) -> None:
-        """Remove a schedule."""
-
-        async def run(client: Any) -> None:
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.hdel(self._records, job_id)
-                pipe.hdel(self._next_run, job_id)
-                await pipe.execute()
-
-        await self._call("delete_job", run)
 
 
 _ACTIVE_WORKFLOW = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING)

@@ -285,6 +285,12 @@ class SQLiteDLQBackend(SQLiteStore):
         return await self._db.call(run, write=False)
 
 
+SCHEDULE_STATE_FIELDS = frozenset(
+    {"enabled", "next_run", "last_run", "last_outcome", "last_error", "last_job_id"}
+)
+"""Record fields `SQLiteSchedulerStore.update_fields` changes (others are ignored)."""
+
+
 class SQLiteSchedulerStore(SQLiteStore):
     """`SchedulerStoreProtocol` on SQLite: schedules survive restarts and are shared.
 
@@ -340,6 +346,33 @@ class SQLiteSchedulerStore(SQLiteStore):
             conn.execute("DELETE FROM lexigram_schedules WHERE job_id = ?", (job_id,))
 
         await self._db.call(run, what="delete a schedule")
+
+    async def update_fields(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        """Change state fields of a schedule, leaving the rest (no-op for an unknown id).
+
+        Read and rewrite happen in one write transaction, so a scheduler recording a
+        fire and a command pausing the schedule never undo each other's change.
+        """
+        changes = {k: v for k, v in fields.items() if k in SCHEDULE_STATE_FIELDS}
+        if not changes:
+            return
+        next_run = changes.get("next_run")
+        at = None if next_run is None else float(next_run)
+
+        def run(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT data FROM lexigram_schedules WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            if row is None:
+                return
+            record = {**loads(row[0]), **changes}
+            conn.execute(
+                "UPDATE lexigram_schedules SET data = ?, next_run = COALESCE(?, next_run) "
+                "WHERE job_id = ?",
+                (dumps(record, what=f"schedule {job_id}"), at, job_id),
+            )
+
+        await self._db.call(run, what="update a schedule")
 
 
 _ACTIVE_WORKFLOW = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING)

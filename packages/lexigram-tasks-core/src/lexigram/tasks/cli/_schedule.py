@@ -1,0 +1,429 @@
+"""``lexigram-tasks schedule ...``: list, remove, pause, resume and run stored schedules.
+
+These commands work on the backend's schedule store (its ``create_scheduler_store``),
+where every scheduler saves its schedules with the namespace of the application that
+owns them. A running scheduler re-reads its schedules before each check, so a removed
+or paused schedule does not fire again. A backend without a schedule store (memory;
+RabbitMQ without ``stores``) keeps schedules inside the scheduler process, and the
+commands say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+
+from lexigram.contracts.tasks import TaskBackendSpec, TaskQueueError, TaskQueueProtocol
+from lexigram.tasks.cli._context import (
+    Stores,
+    close_quietly,
+    default_backend,
+    load_config,
+    open_queue,
+    open_stores,
+    probe,
+    release_backend,
+    resolve_spec,
+)
+from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.cli._options import (
+    F,
+    backend_option,
+    config_option,
+    connect_timeout_option,
+    debug_option,
+    json_option,
+)
+from lexigram.tasks.cli._output import echo_json, setup_logging, stdout_console, table, when
+from lexigram.tasks.decorators import enqueue_job
+from lexigram.tasks.scheduling import ScheduledJob, ScheduleOutcome, update_record_fields
+
+T = TypeVar("T")
+
+EPILOG = """\b
+Examples:
+  lexigram-tasks schedule list -b redis://localhost:6379/0
+  lexigram-tasks schedule pause cli:nightly_cleanup -b redis://localhost:6379/0
+  lexigram-tasks schedule resume cli:nightly -b redis://localhost:6379/0   (a unique prefix)
+  lexigram-tasks schedule run-now myapp.tasks/cli:report -b redis://localhost:6379/0
+  lexigram-tasks schedule remove cli:old_report --namespace myapp.tasks -b redis://...
+
+\b
+A schedule is named by its id (as `schedule list` shows it), a unique prefix of it, or
+NAMESPACE/ID when two applications use the same id.
+"""
+
+UNOWNED = "-"
+"""How listings show the namespace of a record saved before schedules had owners."""
+
+_AMBIGUOUS_SHOWN = 5
+
+_COLUMNS = (
+    "namespace",
+    "schedule",
+    "task",
+    "queue",
+    "cron",
+    "state",
+    "next run",
+    "last run",
+    "outcome",
+)
+
+
+def _common(func: F) -> F:
+    decorators = (
+        debug_option,
+        connect_timeout_option,
+        config_option,
+        backend_option,
+        click.option(
+            "--namespace",
+            "-n",
+            metavar="NAME",
+            help="Only schedules of this application (as `schedule list` shows it).",
+        ),
+    )
+    for decorate in decorators:
+        func = decorate(func)
+    return func
+
+
+@click.group("schedule", epilog=EPILOG)
+def schedule_group() -> None:
+    """List, pause, resume, remove or run now the cron schedules stored on a backend."""
+
+
+def schedule_row(key: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The fields a listing shows of one stored schedule record."""
+    template = record.get("job_template") or {}
+    return {
+        "key": key,
+        "id": record.get("job_id") or key,
+        "namespace": record.get("namespace"),
+        "task": template.get("name") if isinstance(template, dict) else None,
+        "queue": record.get("queue_name"),
+        "cron": record.get("cron_expression"),
+        "timezone": record.get("timezone"),
+        "enabled": record.get("enabled", True),
+        "next_run": record.get("next_run"),
+        "last_run": record.get("last_run"),
+        "last_outcome": record.get("last_outcome"),
+        "last_error": record.get("last_error"),
+        "last_job_id": record.get("last_job_id"),
+    }
+
+
+def outcome_text(row: dict[str, Any]) -> str:
+    """The last outcome as a listing shows it (with the error of a failed enqueue)."""
+    outcome = row.get("last_outcome")
+    if outcome is None:
+        return "-"
+    if outcome == ScheduleOutcome.FAILED and row.get("last_error"):
+        return f"failed: {row['last_error']}"
+    return str(outcome)
+
+
+def schedules_table(title: str, rows: list[dict[str, Any]]) -> Any:
+    """The table `schedule list` and `inspect` print."""
+    return table(
+        title,
+        [
+            "namespace",
+            "schedule",
+            "task",
+            "queue",
+            "cron",
+            "state",
+            "next run",
+            "last run",
+            "outcome",
+        ],
+        [
+            (
+                r["namespace"] or UNOWNED,
+                r["id"],
+                r["task"],
+                r["queue"] or "-",
+                r["cron"],
+                "active" if r["enabled"] else "paused",
+                when(r["next_run"]) if r["enabled"] else "-",
+                when(r["last_run"]),
+                outcome_text(r),
+            )
+            for r in rows
+        ],
+    )
+
+
+@dataclass(slots=True)
+class _Session:
+    """The backend's schedule store, opened for one command."""
+
+    spec: TaskBackendSpec
+    stores: Stores
+    queue: TaskQueueProtocol
+
+    @property
+    def store(self) -> Any:
+        return self.stores.scheduler_store
+
+    async def rows(self, namespace: str | None) -> list[dict[str, Any]]:
+        records: dict[str, dict[str, Any]] = await self.store.load_jobs()
+        rows = [schedule_row(key, record) for key, record in records.items()]
+        if namespace is not None:
+            rows = [r for r in rows if (r["namespace"] or UNOWNED) == namespace]
+        return sorted(rows, key=lambda r: (r["namespace"] or "", r["id"]))
+
+
+def _run(
+    backend: str | None,
+    config_path: str | None,
+    timeout: float,
+    debug: bool,
+    action: Callable[[_Session], Awaitable[T]],
+) -> T:
+    setup_logging("debug" if debug else "critical")
+    backend = default_backend(config_path, None, backend)
+    spec = resolve_spec(load_config(config_path), backend, connect_timeout=timeout)
+    stores = open_stores(spec, "scheduler_store")
+    if stores.scheduler_store is None:
+        msg = (
+            f"The {spec.type} backend keeps schedules inside the scheduler process (it has "
+            "no schedule store), so there is nothing to manage from here. Use a backend "
+            "that stores them: --backend redis://localhost:6379/0, postgresql://... or "
+            "sqlite:///path.db."
+        )
+        raise CLIError(msg)
+
+    async def go() -> T:
+        queue = open_queue(spec)
+        try:
+            await probe(queue, spec, timeout)
+            return await action(_Session(spec, stores, queue))
+        finally:
+            await stores.close()
+            await close_quietly(queue)
+            await release_backend(spec)
+
+    return asyncio.run(go())
+
+
+def _ids(rows: list[dict[str, Any]]) -> str:
+    shown = sorted(f"{r['namespace'] or UNOWNED}/{r['id']}" for r in rows)
+    more = ", ..." if len(shown) > _AMBIGUOUS_SHOWN else ""
+    return ", ".join(shown[:_AMBIGUOUS_SHOWN]) + more
+
+
+def find_schedule(rows: list[dict[str, Any]], ident: str) -> dict[str, Any]:
+    """The one schedule `ident` names: its store key, its id, or a unique prefix of either.
+
+    Raises:
+        CLIError: No schedule, or several, match (the message names them and the fix).
+    """
+    exact_key = [r for r in rows if r["key"] == ident]
+    exact_id = [r for r in rows if r["id"] == ident]
+    prefix = [r for r in rows if str(r["id"]).startswith(ident) or r["key"].startswith(ident)]
+    for found in (exact_key, exact_id, prefix):
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            msg = (
+                f"{len(found)} schedules match {ident!r} ({_ids(found)}). Name one as "
+                "NAMESPACE/ID, pass --namespace, or give more characters of the id."
+            )
+            raise CLIError(msg)
+    msg = (
+        f"No stored schedule has an id starting with {ident!r}. Run `lexigram-tasks "
+        "schedule list` (with the same --backend) to see the ids."
+    )
+    raise CLIError(msg)
+
+
+@schedule_group.command("list", short_help="Show every stored schedule and its last run.")
+@json_option
+@_common
+def list_command(
+    *,
+    as_json: bool,
+    namespace: str | None,
+    backend: str | None,
+    config_path: str | None,
+    connect_timeout: float,
+    debug: bool,
+) -> None:
+    """List the stored schedules: owner, task, queue, cron, state, next and last run.
+
+    The namespace is the application that owns a schedule; only its schedulers fire it.
+    "-" marks a schedule saved by an older version, which no scheduler fires until one
+    that declares the same id takes it over.
+    """
+
+    async def action(session: _Session) -> list[dict[str, Any]]:
+        return await session.rows(namespace)
+
+    rows = _run(backend, config_path, connect_timeout, debug, action)
+    if as_json:
+        echo_json(rows)
+        return
+    console = stdout_console()
+    if not rows:
+        console.print("No schedule is stored." if namespace is None else "No schedule matches.")
+        return
+    console.print(schedules_table(f"Schedules ({len(rows)})", rows))
+
+
+def _one(
+    ident: str,
+    namespace: str | None,
+    options: tuple[str | None, str | None, float, bool],
+    change: Callable[[_Session, dict[str, Any]], Awaitable[str]],
+) -> None:
+    """Find the schedule `ident` names, apply `change` to it and print what it says."""
+
+    async def action(session: _Session) -> str:
+        row = find_schedule(await session.rows(namespace), ident)
+        return await change(session, row)
+
+    backend, config_path, timeout, debug = options
+    click.echo(_run(backend, config_path, timeout, debug, action))
+
+
+def _name(row: dict[str, Any]) -> str:
+    return f"{row['id']!r} (namespace {row['namespace'] or UNOWNED})"
+
+
+@schedule_group.command("remove", short_help="Delete a stored schedule.")
+@click.argument("schedule_id")
+@_common
+def remove_command(
+    *,
+    schedule_id: str,
+    namespace: str | None,
+    backend: str | None,
+    config_path: str | None,
+    connect_timeout: float,
+    debug: bool,
+) -> None:
+    """Delete a stored schedule; its running scheduler stops firing it at its next check.
+
+    A schedule declared in code (@scheduled, or scheduled at startup) is saved again
+    when its scheduler restarts: remove it from the code too, or pause it instead.
+    """
+
+    async def change(session: _Session, row: dict[str, Any]) -> str:
+        await session.store.delete_job(row["key"])
+        return f"Removed schedule {_name(row)}."
+
+    options = (backend, config_path, connect_timeout, debug)
+    _one(schedule_id, namespace, options, change)
+
+
+@schedule_group.command("pause", short_help="Stop a schedule firing until it is resumed.")
+@click.argument("schedule_id")
+@_common
+def pause_command(
+    *,
+    schedule_id: str,
+    namespace: str | None,
+    backend: str | None,
+    config_path: str | None,
+    connect_timeout: float,
+    debug: bool,
+) -> None:
+    """Stop a schedule from firing until `schedule resume` (kept across restarts)."""
+
+    async def change(session: _Session, row: dict[str, Any]) -> str:
+        if not row["enabled"]:
+            return f"Schedule {_name(row)} is already paused."
+        await update_record_fields(session.store, row["key"], {"enabled": False})
+        return f"Paused schedule {_name(row)}."
+
+    options = (backend, config_path, connect_timeout, debug)
+    _one(schedule_id, namespace, options, change)
+
+
+@schedule_group.command("resume", short_help="Let a paused schedule fire again.")
+@click.argument("schedule_id")
+@_common
+def resume_command(
+    *,
+    schedule_id: str,
+    namespace: str | None,
+    backend: str | None,
+    config_path: str | None,
+    connect_timeout: float,
+    debug: bool,
+) -> None:
+    """Let a paused schedule fire again, from its next occurrence after now.
+
+    Occurrences that passed while it was paused are not caught up.
+    """
+
+    async def change(session: _Session, row: dict[str, Any]) -> str:
+        if row["enabled"]:
+            return f"Schedule {_name(row)} is not paused."
+        records = await session.store.load_jobs()
+        next_run = ScheduledJob.from_dict(records[row["key"]]).calculate_next_run()
+        await update_record_fields(
+            session.store, row["key"], {"enabled": True, "next_run": next_run}
+        )
+        return f"Resumed schedule {_name(row)}; it next fires at {when(next_run)}."
+
+    options = (backend, config_path, connect_timeout, debug)
+    _one(schedule_id, namespace, options, change)
+
+
+@schedule_group.command("run-now", short_help="Enqueue one job of a schedule now.")
+@click.argument("schedule_id")
+@_common
+def run_now_command(
+    *,
+    schedule_id: str,
+    namespace: str | None,
+    backend: str | None,
+    config_path: str | None,
+    connect_timeout: float,
+    debug: bool,
+) -> None:
+    """Enqueue one job of a schedule now, on its queue (paused or not).
+
+    The job is the one the schedule's next occurrence would enqueue, marked
+    ``trigger: run-now`` in its metadata; the schedule's own occurrences are unchanged.
+    """
+
+    async def change(session: _Session, row: dict[str, Any]) -> str:
+        records = await session.store.load_jobs()
+        scheduled = ScheduledJob.from_dict(records[row["key"]])
+        now = time.time()
+        job = scheduled.job_template.create_job()
+        job.cron_expression = scheduled.cron_expression
+        job.metadata.update(schedule_id=row["id"], fire_time=now, trigger="run-now")
+        target = scheduled.queue_name or session.spec.queue_name
+        queue = (
+            session.queue
+            if target == session.queue.queue_name
+            else open_queue(session.spec, target)
+        )
+        state: dict[str, Any] = {"last_run": now, "last_error": None}
+        try:
+            job = await enqueue_job(queue, job)
+        except TaskQueueError as exc:
+            state.update(last_outcome=ScheduleOutcome.FAILED.value, last_error=str(exc))
+            await update_record_fields(session.store, row["key"], state)
+            msg = f"Could not enqueue schedule {_name(row)} on queue {target!r}: {exc}"
+            raise CLIError(msg) from None
+        finally:
+            if queue is not session.queue:
+                await close_quietly(queue)
+        state.update(last_outcome=ScheduleOutcome.ENQUEUED.value, last_job_id=job.id)
+        await update_record_fields(session.store, row["key"], state)
+        return f"Enqueued job {job.id} ({job.name}) of schedule {_name(row)} on {target!r}."
+
+    options = (backend, config_path, connect_timeout, debug)
+    _one(schedule_id, namespace, options, change)
