@@ -20,6 +20,7 @@ once per job a queue accepted.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,6 +37,7 @@ from lexigram.contracts.tasks import (
     TaskQueueProtocol,
     TaskValidationError,
 )
+from lexigram.tasks.concurrency._task_rate import parse_rate_limit
 from lexigram.tasks.events import QUEUED, JobEvent, producer_events
 from lexigram.tasks.execution._options import ExceptionTypes, TaskOptions
 from lexigram.tasks.handles import JobHandle, register_job_stores
@@ -563,6 +565,7 @@ def task(
     retry_backoff_max: float | None = None,
     retry_jitter: bool | None = None,
     store_result: bool = True,
+    rate_limit: str | None = None,
 ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
 def task(  # noqa: PLR0917 - the published positional signature
     name: Any = None,
@@ -578,6 +581,7 @@ def task(  # noqa: PLR0917 - the published positional signature
     retry_backoff_max: float | None = None,
     retry_jitter: bool | None = None,
     store_result: bool = True,
+    rate_limit: str | None = None,
 ) -> Any:
     """Decorator to define a task (usable as ``@task`` or ``@task(...)``).
 
@@ -604,6 +608,10 @@ def task(  # noqa: PLR0917 - the published positional signature
         retry_jitter: True picks each delay at random between 0 and the backoff
             (Celery's ``retry_jitter``); False: exact delays; None: the worker's config.
         store_result: False: the worker stores no result for the task's jobs.
+        rate_limit: How often the task's jobs may start: ``"10/s"``, ``"100/m"`` or
+            ``"1000/h"``, evenly spaced and shared by every worker process (within
+            the process on the memory backend). A job over the limit waits or is
+            put back for later; it is never retried or failed for it.
 
     A handler can also steer its job: ``raise Reject("why")`` dead-letters it at once,
     ``raise Retry(delay=30)`` retries it after 30 s (counting against `max_retries`).
@@ -616,6 +624,8 @@ def task(  # noqa: PLR0917 - the published positional signature
         ValueError: An option is out of range (e.g. ``max_retries=-1``).
         TypeError: `retry_on`/`dont_retry_on` hold something that is not an exception
             class.
+        TaskValidationError: `rate_limit` is not of an accepted form (raised when the
+            function is decorated, naming the task).
 
     Example:
         @task(name="send_email", max_retries=5, retry_on=(ConnectionError,))
@@ -641,7 +651,11 @@ def task(  # noqa: PLR0917 - the published positional signature
     )
 
     def decorator(func: Callable[P, R]) -> TaskFunction[P, R]:
-        return TaskFunction(func, name=name, options=options, idempotency_key=idempotency_key)
+        made = TaskFunction(func, name=name, options=options, idempotency_key=idempotency_key)
+        if rate_limit is not None:  # parsed once, here, so a typo fails at import
+            limit = parse_rate_limit(rate_limit, task=made.name)
+            made.options = dataclasses.replace(options, rate_limit=limit)
+        return made
 
     return decorator
 

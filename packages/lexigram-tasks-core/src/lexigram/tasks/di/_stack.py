@@ -31,6 +31,11 @@ from lexigram.contracts.tasks import (
     TaskQueueProtocol,
 )
 from lexigram.tasks._backends import TaskBackendRegistry, create_store, spec_from_config
+from lexigram.tasks.concurrency._task_rate import (
+    RateLimit,
+    TaskRateLimiters,
+    in_process_limiter,
+)
 from lexigram.tasks.config import TaskConfig, TaskWorkerConfig
 from lexigram.tasks.decorators import configure_enqueue_timeout
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
@@ -67,6 +72,7 @@ class BackendStack:
         has_shared_dead_letters: Whether the backend stores dead letters itself
             (otherwise they live in this process only).
         closeables: Stores this stack built, closed at shutdown (the queue is closed too).
+        task_rate_limiters: The buckets of rate-limited tasks (see `task_rate_limiters`).
     """
 
     name: str
@@ -80,6 +86,7 @@ class BackendStack:
     scheduler_store: Any | None = None
     has_shared_dead_letters: bool = False
     closeables: list[Any] = field(default_factory=list)
+    task_rate_limiters: TaskRateLimiters | None = None
 
     async def close(self) -> None:
         """Close the stores, then the queue; a failing close is logged, not raised."""
@@ -301,6 +308,37 @@ def build_config_rate_limiter(
     )
 
 
+def task_rate_limiters(stack: BackendStack, config: TaskConfig) -> TaskRateLimiters:
+    """The buckets of the rate-limited tasks (``@task(rate_limit=...)``) run on `stack`.
+
+    One per stack, so every pool of a process shares them. Each task's bucket is the
+    backend's shared rate limiter named ``"<config name>:task:<task>"`` (so every
+    process of the configuration shares it), holding one token: jobs start evenly
+    spaced. A backend without one gets an in-process bucket, with a warning.
+    """
+    if stack.task_rate_limiters is not None:
+        return stack.task_rate_limiters
+
+    def make(task: str, limit: RateLimit) -> tuple[RateLimiterProtocol, bool]:
+        shared = build_store(
+            stack.spec,
+            "create_rate_limiter",
+            stack.path,
+            name=f"{config.name}:task:{task}",
+            rate=limit.rate,
+            per=limit.per,
+            burst=1,
+        )
+        if shared is None:
+            return in_process_limiter(task, limit)
+        return cast("RateLimiterProtocol", shared), True
+
+    limiters = TaskRateLimiters(make, backend=stack.spec.type)
+    stack.task_rate_limiters = limiters
+    stack.closeables.append(limiters)
+    return limiters
+
+
 def build_hooks(*, load_plugins: bool = True) -> HookRegistry:
     """A hook registry with the ``lexigram.tasks.plugins`` entry-point plugins loaded.
 
@@ -369,12 +407,16 @@ def build_pool(
         register_job_stores(
             consumed, result_store=stack.result_store, progress_store=stack.progress_store
         )
+    limiters = task_rate_limiters(stack, config)
+    # Built now, so a backend that cannot share them is reported when the pool starts.
+    limiters.prepare((name, handlers.options(name)) for name in handlers.list_handlers())
     services = TaskWorkerServices(
         dead_letter_queue=dead_letters,
         result_store=stack.result_store,
         progress_store=stack.progress_store,
         progress_tracker=stack.progress_tracker,
         rate_limiter=rate_limiter,
+        task_rate_limiters=limiters,
         hooks=hooks,
         dashboard=dashboard,
         observers=observers,

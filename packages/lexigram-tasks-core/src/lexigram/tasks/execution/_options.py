@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lexigram.contracts.tasks import DEFAULT_MAX_RETRIES, Job, Priority
+from lexigram.tasks.concurrency._task_rate import RateLimit
 
 ExceptionTypes = tuple[type[BaseException], ...]
 
@@ -100,6 +101,9 @@ class TaskOptions:
             ``retry_jitter`` (None: as `TaskWorkerConfig.retry.jitter` says).
         store_result: Store each job's result in the worker's result store (False for
             tasks whose result nobody reads).
+        rate_limit: How often the task's jobs may start, shared by every worker
+            process where the backend can share it (None: no limit); set with
+            ``@task(rate_limit="10/s")``.
     """
 
     max_retries: int | None = None
@@ -112,6 +116,7 @@ class TaskOptions:
     retry_backoff_max: float | None = None
     retry_jitter: bool | None = None
     store_result: bool = True
+    rate_limit: RateLimit | None = None
 
     def __post_init__(self) -> None:
         if self.max_retries is not None and self.max_retries < 0:

@@ -25,6 +25,7 @@ from lexigram.contracts.tasks import (
     TaskDecodeError,
     TaskValidationError,
 )
+from lexigram.tasks.concurrency._task_rate import RateDeferred, TaskRateGate, rate_deferrals
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.events import STARTED, EventStream
 from lexigram.tasks.execution._options import TaskOptions
@@ -59,6 +60,7 @@ class JobRunner:
         settler: Ends each job in its outcome.
         pipeline: Middleware around every handler call.
         container: DI container for handler parameters.
+        gate: Admits the jobs of rate-limited tasks.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class JobRunner:
         settler: Settler,
         pipeline: TaskMiddlewarePipeline | None = None,
         container: Any = None,
+        gate: TaskRateGate | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.config = config
@@ -87,6 +90,7 @@ class JobRunner:
         self._task_names = task_names
         self._arm_deadline = arm_deadline
         self._done = done
+        self._gate = gate
         self._executor: ThreadPoolExecutor | None = None
         self._default_timeout = min(config.default_timeout, config.max_timeout)
 
@@ -106,6 +110,8 @@ class JobRunner:
                     await self.settler.cancelled(entry, asyncio.CancelledError(), started)
                     return
                 data = await self._call(entry)
+            except RateDeferred:
+                pass  # back in the queue for later: not an attempt, nothing to settle
             except asyncio.CancelledError as exc:
                 entry.settling = True
                 await self.settler.cancelled(entry, exc, started)
@@ -126,7 +132,12 @@ class JobRunner:
 
     async def _call(self, entry: Running) -> Any:
         job = entry.job
-        handler, explicit = self._prepare(entry)
+        handler, options, explicit = self._prepare(entry)
+        if options.rate_limit is not None and self._gate is not None:
+            await self._gate.admit(entry, options.rate_limit)
+        # After the gate: waiting for a token is not running. (_prepare set the timeout.)
+        if self.config.enforce_timeout and entry.timeout is not None:
+            self._arm_deadline(entry, entry.timeout)
         if self._observers and self.events.listening:
             await self.events.observe(self.settler.event(entry, STARTED))
         plan = plan_for(handler)
@@ -162,11 +173,12 @@ class JobRunner:
             return await call(*args, **kwargs)
         return await self.pipeline.run(ctx, call, args, kwargs)
 
-    def _prepare(self, entry: Running) -> tuple[Callable[..., Any], float | None]:
-        """Find the job's task, resolve its options and start its deadline.
+    def _prepare(self, entry: Running) -> tuple[Callable[..., Any], TaskOptions, float | None]:
+        """Find the job's task and resolve its options.
 
         Returns:
-            The handler, and the timeout the job or its task set (None: the default).
+            The handler, the task's options, and the timeout the job or its task set
+            (None: the default).
         """
         job = entry.job
         found = self._lookup(job.name)
@@ -174,16 +186,17 @@ class JobRunner:
             raise self._unrunnable(job)
         handler, options = found
         entry.options = options
-        if job.delivery_count - job.retry_count > self.config.max_deliveries:
+        if job.delivery_count - job.retry_count > self.config.max_deliveries and (
+            # Deliveries that only gave the job back for its rate limit are no crash.
+            job.delivery_count - job.retry_count - rate_deferrals(job) > self.config.max_deliveries
+        ):
             raise Unrunnable(REASON_CRASH_LOOP, self._crash_loop_message(job))
         explicit = job.timeout if job.timeout is not None else options.timeout
         if explicit is None:
             entry.timeout = self._default_timeout
         else:
             entry.timeout = min(explicit, self.config.max_timeout)
-        if self.config.enforce_timeout:
-            self._arm_deadline(entry, entry.timeout)
-        return handler, explicit
+        return handler, options, explicit
 
     def _set_timeout(self, entry: Running, seconds: float) -> None:
         """A middleware set the attempt's timeout: move the job's deadline."""

@@ -15,6 +15,7 @@ from lexigram.contracts.tasks import (
     RateLimiterProtocol,
     TaskManagerProtocol,
 )
+from lexigram.tasks.concurrency._task_rate import TaskRateLimiters
 from lexigram.tasks.dlq import DeadLetterQueue, PersistentDeadLetterQueue
 from lexigram.tasks.events import EventObserver
 from lexigram.tasks.progress import ProgressStore
@@ -49,6 +50,8 @@ class TaskWorkerServices:
             (it observes the job events: `HookRegistry.observe`, or `emit` for any
             other `HookRegistryProtocol`).
         rate_limiter: Token bucket consulted before jobs are taken from the queue.
+        task_rate_limiters: The buckets of rate-limited tasks (``@task(rate_limit=...)``)
+            shared by the process's workers (None: each worker keeps in-process ones).
         progress_tracker: Live progress tracker that handlers' progress is broadcast to;
             the worker also publishes each job's terminal state to it.
         observers: More observers of the job event stream (metrics, tracing, ...):
@@ -66,6 +69,7 @@ class TaskWorkerServices:
     logger: logging.Logger | logging.LoggerAdapter[Any] | None = None
     hooks: HookRegistryProtocol | None = None
     rate_limiter: RateLimiterProtocol | None = None
+    task_rate_limiters: TaskRateLimiters | None = None
     progress_tracker: ProgressTrackerProtocol | None = None
     observers: Sequence[EventObserver] = ()
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from lexigram.contracts.tasks import Job, TaskQueueProtocol
+from lexigram.tasks.concurrency._task_rate import TaskRateGate, TaskRateLimiters
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.dlq import DeadLetterQueue
 from lexigram.tasks.events import COMPLETED, FAILED, EventObserver, EventStream, JobEvent
@@ -204,6 +205,13 @@ class TaskWorker:
             else None
         )
         self._lag_task: asyncio.Task[None] | None = None
+        # Jobs of rate-limited tasks waiting for a token hold no slot (`_consume_once`).
+        self._gate = TaskRateGate(
+            services.task_rate_limiters or TaskRateLimiters(),
+            queue,
+            wake=self._slot_free.set,
+            max_parked=self.config.max_concurrent_tasks,
+        )
         self.events = event_stream_of(services)
         self._settler = Settler(
             worker_id=worker_id,
@@ -231,6 +239,7 @@ class TaskWorker:
             settler=self._settler,
             pipeline=middleware_pipeline if middleware_pipeline else None,
             container=services.container,
+            gate=self._gate,
         )
         if loop_lag_threshold > 0:
             self._settler.long_job_seconds = loop_lag_threshold
@@ -363,7 +372,7 @@ class TaskWorker:
                 backoff = min(backoff * 2, _MAX_ERROR_BACKOFF)
 
     async def _consume_once(self) -> None:
-        free = self.config.max_concurrent_tasks - len(self._in_flight)
+        free = self.config.max_concurrent_tasks - len(self._in_flight) + self._gate.parked
         if free <= 0:
             self._slot_free.clear()
             await self._slot_free.wait()
@@ -560,3 +569,4 @@ class TaskWorker:
             self._deadline_handle = None
             self._deadline_at = math.inf
         self._runner.shutdown()
+        self._gate.close()

@@ -1,0 +1,146 @@
+"""Per-task rate limits: ``@task(rate_limit=...)`` parsed at decoration, honoured by workers.
+
+Rates are measured from the moments handlers start (jobs start one period apart: the
+task's bucket holds one token), within a tolerance; nothing asserts machine speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from lexigram.app import Application
+from lexigram.contracts.tasks import Job, TaskValidationError
+from lexigram.tasks import TaskProvider, task
+from lexigram.tasks.backends.memory import MemoryTaskQueue
+from lexigram.tasks.concurrency._task_rate import RateLimit, parse_rate_limit
+from lexigram.tasks.config import TaskWorkerConfig
+from lexigram.tasks.execution import HandlerRegistry, TaskOptions, TaskWorker, WorkerPool
+
+TOLERANCE = 0.15
+
+
+@pytest.mark.parametrize(
+    ("text", "rate", "per"),
+    [("10/s", 10, 1.0), ("100/m", 100, 60.0), ("1000/h", 1000, 3600.0), (" 5 / s ", 5, 1.0)],
+)
+def test_rate_limit_forms_parse_to_a_rate_and_a_period(text, rate, per):
+    limit = parse_rate_limit(text, task="t")
+    assert (limit.rate, limit.per) == (rate, per)
+    assert limit.per_second == pytest.approx(rate / per)
+
+
+@pytest.mark.parametrize("bad", ["10", "10/d", "0/s", "-1/s", "1.5/s", "ten/s", "", 10])
+def test_an_invalid_rate_limit_fails_at_decoration_naming_the_task_and_the_forms(bad):
+    with pytest.raises(TaskValidationError) as caught:
+
+        @task(name="emails.send", rate_limit=bad)
+        async def send() -> None: ...
+
+    message = str(caught.value)
+    assert "'emails.send'" in message
+    assert repr(bad) in message
+    assert "'<n>/s', '<n>/m' or '<n>/h'" in message
+    assert "\n" not in message
+
+
+def test_the_decorated_task_carries_the_parsed_limit_in_its_options():
+    @task(rate_limit="100/m")
+    async def sync_crm() -> None: ...
+
+    assert sync_crm.options.rate_limit == RateLimit(rate=100, per=60.0, text="100/m")
+
+    @task
+    async def plain() -> None: ...
+
+    assert plain.options.rate_limit is None
+
+
+async def test_a_10_per_second_task_runs_about_10_jobs_a_second_and_others_are_not_held_back():
+    queue = MemoryTaskQueue()
+    limited: list[float] = []
+    free: list[float] = []
+
+    @task(name="limited", rate_limit="10/s")
+    async def limited_task(n: int) -> None:
+        limited.append(time.monotonic())
+
+    @task(name="free")
+    async def free_task(n: int) -> None:
+        free.append(time.monotonic())
+
+    registry = HandlerRegistry()
+    registry.register("limited", limited_task)
+    registry.register("free", free_task)
+    # The limited backlog comes first: the free jobs behind it must not wait for it.
+    await queue.enqueue_many([Job(name="limited", args=(i,)) for i in range(40)])
+    await queue.enqueue_many([Job(name="free", args=(i,)) for i in range(20)])
+    pool = WorkerPool(queue, registry, size=1, config=TaskWorkerConfig(max_concurrent_tasks=4))
+    began = time.monotonic()
+    await pool.start()
+    try:
+        await asyncio.sleep(1.05)
+    finally:
+        await pool.stop()
+    assert len(free) == 20
+    assert max(free) - began < 0.5, max(free) - began
+    # One second at 10/s, the first at once: 11 starts (10 after the first).
+    assert 9 <= len(limited) <= 12, len(limited)
+    rate = (len(limited) - 1) / (limited[-1] - limited[0])
+    assert 10 * (1 - TOLERANCE) <= rate <= 10 * (1 + TOLERANCE), rate
+    for worker in pool.workers:
+        stats = worker.get_stats()
+        assert (stats.jobs_failed, stats.jobs_retried, stats.jobs_dead_lettered) == (0, 0, 0)
+
+
+async def test_a_job_given_back_for_its_limit_is_not_retried_failed_or_dead_lettered():
+    queue = MemoryTaskQueue()
+    started: list[int] = []
+    all_started = asyncio.Event()
+
+    async def burst(n: int) -> None:
+        started.append(n)
+        if len(started) == 30:
+            all_started.set()
+
+    registry = HandlerRegistry()
+    registry.register(
+        "burst", burst, options=TaskOptions(rate_limit=parse_rate_limit("20/s", task="burst"))
+    )
+    # More jobs than one worker keeps waiting in line: the rest go back to the queue.
+    await queue.enqueue_many([Job(name="burst", args=(i,)) for i in range(30)])
+    worker = TaskWorker(
+        "w", queue, registry, config=TaskWorkerConfig(max_concurrent_tasks=10, max_deliveries=1)
+    )
+    await worker.start()
+    try:
+        async with asyncio.timeout(5):
+            await all_started.wait()
+    finally:
+        await worker.stop()
+    assert sorted(started) == list(range(30))
+    stats = worker.get_stats()
+    assert (stats.jobs_failed, stats.jobs_retried, stats.jobs_dead_lettered) == (0, 0, 0)
+    assert worker.dlq.size == 0
+
+
+async def test_a_limit_holds_for_jobs_enqueued_by_name_through_the_provider():
+    provider = TaskProvider(worker_count=2)
+    starts: list[float] = []
+
+    @task(name="by_name", rate_limit="20/s")
+    async def by_name() -> None:
+        starts.append(time.monotonic())
+
+    provider.register_handler("by_name", by_name)
+    async with Application.boot(providers=[provider]):
+        queue = provider.queue
+        assert queue is not None
+        await queue.enqueue_many([Job(name="by_name") for _ in range(30)])
+        await asyncio.sleep(1.0)
+    # Two workers, one bucket: the jobs started 1/20 s apart (the rest ran while draining).
+    assert len(starts) == 30
+    rate = (len(starts) - 1) / (starts[-1] - starts[0])
+    assert 20 * (1 - TOLERANCE) <= rate <= 20 * (1 + TOLERANCE), rate
