@@ -95,8 +95,18 @@ async def test_a_10_per_second_task_runs_about_10_jobs_a_second_and_others_are_n
         assert (stats.jobs_failed, stats.jobs_retried, stats.jobs_dead_lettered) == (0, 0, 0)
 
 
+class _CountingQueue(MemoryTaskQueue):
+    """The memory queue, counting the jobs given back for later."""
+
+    given_back = 0
+
+    async def retry_later(self, task: Job, *, delay: float = 0.0) -> bool:
+        self.given_back += 1
+        return await super().retry_later(task, delay=delay)
+
+
 async def test_a_job_given_back_for_its_limit_is_not_retried_failed_or_dead_lettered():
-    queue = MemoryTaskQueue()
+    queue = _CountingQueue()
     started: list[int] = []
     all_started = asyncio.Event()
 
@@ -121,6 +131,8 @@ async def test_a_job_given_back_for_its_limit_is_not_retried_failed_or_dead_lett
     finally:
         await worker.stop()
     assert sorted(started) == list(range(30))
+    # Some jobs went back to the queue (and came back more than max_deliveries times).
+    assert queue.given_back > 0
     stats = worker.get_stats()
     assert (stats.jobs_failed, stats.jobs_retried, stats.jobs_dead_lettered) == (0, 0, 0)
     assert worker.dlq.size == 0
