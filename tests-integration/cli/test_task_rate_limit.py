@@ -1,0 +1,170 @@
+"""``@task(rate_limit="20/s")`` holds across three ``lexigram-tasks worker`` processes.
+
+On Redis, PostgreSQL and SQLite the task's bucket lives in the backend, so three worker
+processes together start its jobs at 20 a second, not 20 each. Every handler appends
+its start time and process id to one file; the rate is counted over a window that
+begins once all three workers consume, within a tolerance. A task without a limit,
+enqueued behind the limited backlog, is not held back by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+import redis
+from lexigram.contracts.tasks import Job, TaskBackendSpec
+from lexigram.tasks._backends import TaskBackendRegistry
+from lexigram.tasks.backends.postgres import migrate
+
+RATE = 20
+TOLERANCE = 0.15
+WINDOW = 2.5
+WORKERS = 3
+
+APP = """
+import os
+import time
+
+from lexigram.tasks import task
+
+LOG = os.environ["LEXIGRAM_RATE_TEST_LOG"]
+
+
+def _note(kind: str) -> None:
+    with open(LOG, "a") as out:  # one short line per write: appends do not interleave
+        out.write(f"{kind} {time.time():.6f} {os.getpid()}\\n")
+
+
+@task(name="limited", rate_limit="20/s")
+async def limited(n: int) -> None:
+    _note("limited")
+
+
+@task(name="free")
+async def free(n: int) -> None:
+    _note("free")
+"""
+
+
+def _redis_backend(redis_url: str) -> Iterator[TaskBackendSpec]:
+    prefix = f"lexigram-rate-{uuid.uuid4().hex[:8]}"
+    options = {"key_prefix": prefix}
+    yield TaskBackendSpec(type="redis", url=redis_url, queue_name="jobs", options=options)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for pattern in (f"{{{prefix}:*", f"{prefix}:*"):
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()
+
+
+async def _drop_schema(dsn: str, schema: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+def _postgres_backend(dsn: str) -> Iterator[TaskBackendSpec]:
+    schema = f"lexigram_rate_{uuid.uuid4().hex[:8]}"
+    asyncio.run(migrate(dsn, schema))
+    yield TaskBackendSpec(type="postgres", url=dsn, queue_name="jobs", options={"schema": schema})
+    asyncio.run(_drop_schema(dsn, schema))
+
+
+def _sqlite_backend(path: Path) -> Iterator[TaskBackendSpec]:
+    yield TaskBackendSpec(type="sqlite", url=f"sqlite:///{path}", queue_name="jobs")
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        "sqlite",
+    ]
+)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskBackendSpec]:
+    """The backend, on a key prefix, schema or file of its own (removed afterwards)."""
+    if request.param == "redis":
+        made = _redis_backend(request.getfixturevalue("redis_url"))
+    elif request.param == "postgres":
+        made = _postgres_backend(request.getfixturevalue("postgres_dsn"))
+    else:
+        made = _sqlite_backend(tmp_path / "tasks.db")
+    yield from made
+
+
+async def _enqueue(spec: TaskBackendSpec, jobs: list[Job]) -> None:
+    queue = TaskBackendRegistry.with_defaults().create_queue(spec)
+    try:
+        await queue.enqueue_many(jobs)
+    finally:
+        await queue.close()
+
+
+def test_three_worker_processes_start_a_20_per_second_task_20_times_a_second(
+    backend: TaskBackendSpec,
+    tmp_path: Path,
+    write_app: Callable[[str], str],
+    cli_process: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = backend
+    section = {"type": spec.type, "url": spec.url, "queue_name": "jobs", "options": spec.options}
+    config = tmp_path / "tasks.yaml"  # YAML reads JSON
+    config.write_text(
+        json.dumps({"tasks": {"backend": section, "worker": {"poll_interval": 0.05}}})
+    )
+    log = tmp_path / "starts.log"
+    log.touch()
+    monkeypatch.setenv("LEXIGRAM_RATE_TEST_LOG", str(log))
+    app = write_app(APP)
+    # Enqueued by name (not through .delay()): the task's definition sets the limit.
+    backlog = [Job(name="limited", args=(n,)) for n in range(int(RATE * (WINDOW + 3)))]
+    asyncio.run(_enqueue(spec, [*backlog, *(Job(name="free", args=(n,)) for n in range(20))]))
+
+    workers = [
+        cli_process(
+            "worker", app, "--config", str(config), "--concurrency", "4", "--log-level", "info"
+        )
+        for _ in range(WORKERS)
+    ]
+    for worker in workers:
+        worker.wait_for(r"Worker .* consuming jobs")
+    began = time.time()
+    time.sleep(WINDOW + 0.3)
+    for worker in workers:
+        worker.process.terminate()
+    for worker in workers:
+        assert worker.process.wait(timeout=30) == 0
+    unshared = [line for w in workers for line in w.seen if "offers no rate limiter" in line]
+    assert unshared == []
+
+    rows = [line.split() for line in log.read_text().splitlines()]
+    limited = sorted(float(at) for kind, at, _ in rows if kind == "limited")
+    free = [float(at) for kind, at, _ in rows if kind == "free"]
+    in_window = [at for at in limited if began <= at < began + WINDOW]
+    rate = len(in_window) / WINDOW
+    pids = {pid for kind, at, pid in rows if kind == "limited" and began <= float(at)}
+    print(  # noqa: T201 - evidence, shown with -s
+        f"\n{spec.type}: {len(in_window)} starts of the 20/s task in {WINDOW} s = {rate:.1f}/s "
+        f"by {len(pids)} processes; {len(limited)} in all"
+    )
+    assert RATE * (1 - TOLERANCE) <= rate <= RATE * (1 + TOLERANCE), rate
+    assert len(pids) == WORKERS  # every process took its share of one limit
+    # The unlimited jobs behind the limited backlog ran, without waiting for it.
+    assert len(free) == 20
+    assert max(free) < began + 1.0
+    assert len(limited) < len(backlog)
