@@ -24,6 +24,7 @@ import redis
 from lexigram.contracts.tasks import Job, TaskBackendSpec
 from lexigram.tasks._backends import TaskBackendRegistry
 from lexigram.tasks.backends.postgres import migrate
+from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 
 RATE = 20
 TOLERANCE = 0.15
@@ -84,6 +85,24 @@ def _postgres_backend(dsn: str) -> Iterator[TaskBackendSpec]:
     asyncio.run(_drop_schema(dsn, schema))
 
 
+def _rabbitmq_backend(amqp_url: str, redis_url: str) -> Iterator[TaskBackendSpec]:
+    queue_name = f"lexigram-rate-{uuid.uuid4().hex[:8]}"
+    redis_stores = _redis_backend(redis_url)
+    stores = next(redis_stores)
+    options = {"stores": {"type": "redis", "url": redis_url, "options": dict(stores.options)}}
+    yield TaskBackendSpec(type="rabbitmq", url=amqp_url, queue_name=queue_name, options=options)
+    asyncio.run(_delete_rabbitmq_queue(amqp_url, queue_name))
+    next(redis_stores, None)
+
+
+async def _delete_rabbitmq_queue(amqp_url: str, queue_name: str) -> None:
+    queue = RabbitMQTaskQueue(amqp_url, queue_name)
+    try:
+        await queue.delete_queues(if_empty=False)
+    finally:
+        await queue.close()
+
+
 def _sqlite_backend(path: Path) -> Iterator[TaskBackendSpec]:
     yield TaskBackendSpec(type="sqlite", url=f"sqlite:///{path}", queue_name="jobs")
 
@@ -93,6 +112,8 @@ def _sqlite_backend(path: Path) -> Iterator[TaskBackendSpec]:
         pytest.param("redis", marks=pytest.mark.redis),
         pytest.param("postgres", marks=pytest.mark.postgres),
         "sqlite",
+        # RabbitMQ shares the bucket of the backend its ``stores`` option names.
+        pytest.param("rabbitmq", marks=[pytest.mark.rabbitmq, pytest.mark.redis]),
     ]
 )
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskBackendSpec]:
@@ -101,6 +122,10 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskBack
         made = _redis_backend(request.getfixturevalue("redis_url"))
     elif request.param == "postgres":
         made = _postgres_backend(request.getfixturevalue("postgres_dsn"))
+    elif request.param == "rabbitmq":
+        made = _rabbitmq_backend(
+            request.getfixturevalue("amqp_url"), request.getfixturevalue("redis_url")
+        )
     else:
         made = _sqlite_backend(tmp_path / "tasks.db")
     yield from made
@@ -122,7 +147,12 @@ def test_three_worker_processes_start_a_20_per_second_task_20_times_a_second(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     spec = backend
-    section = {"type": spec.type, "url": spec.url, "queue_name": "jobs", "options": spec.options}
+    section = {
+        "type": spec.type,
+        "url": spec.url,
+        "queue_name": spec.queue_name,
+        "options": dict(spec.options),
+    }
     config = tmp_path / "tasks.yaml"  # YAML reads JSON
     config.write_text(
         json.dumps({"tasks": {"backend": section, "worker": {"poll_interval": 0.05}}})
@@ -142,7 +172,7 @@ def test_three_worker_processes_start_a_20_per_second_task_20_times_a_second(
         for _ in range(WORKERS)
     ]
     for worker in workers:
-        worker.wait_for(r"Worker .* consuming jobs")
+        worker.wait_for(r"Worker .* consuming ")
     began = time.time()
     time.sleep(WINDOW + 0.3)
     for worker in workers:
@@ -168,3 +198,34 @@ def test_three_worker_processes_start_a_20_per_second_task_20_times_a_second(
     assert len(free) == 20
     assert max(free) < began + 1.0
     assert len(limited) < len(backlog)
+
+
+@pytest.fixture
+def plain_rabbitmq(amqp_url: str) -> Iterator[TaskBackendSpec]:
+    """A RabbitMQ queue of this test's own, without ``stores`` (deleted afterwards)."""
+    queue_name = f"lexigram-rate-{uuid.uuid4().hex[:8]}"
+    yield TaskBackendSpec(type="rabbitmq", url=amqp_url, queue_name=queue_name)
+    asyncio.run(_delete_rabbitmq_queue(amqp_url, queue_name))
+
+
+@pytest.mark.rabbitmq
+def test_a_worker_on_rabbitmq_without_stores_warns_at_start_that_the_limit_is_per_process(
+    plain_rabbitmq: TaskBackendSpec,
+    tmp_path: Path,
+    write_app: Callable[[str], str],
+    cli_process: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = plain_rabbitmq
+    section = {"type": "rabbitmq", "url": spec.url, "queue_name": spec.queue_name}
+    config = tmp_path / "tasks.yaml"
+    config.write_text(json.dumps({"tasks": {"backend": section}}))
+    monkeypatch.setenv("LEXIGRAM_RATE_TEST_LOG", str(tmp_path / "starts.log"))
+    worker = cli_process("worker", write_app(APP), "--config", str(config), "--log-level", "info")
+    warning = worker.wait_for(r"offers no rate limiter shared")
+    assert "'limited'" in warning.string
+    assert "'20/s'" in warning.string
+    assert "per worker process" in warning.string
+    worker.wait_for(r"Worker .* consuming ")  # given before the worker consumes
+    worker.process.terminate()
+    assert worker.process.wait(timeout=30) == 0

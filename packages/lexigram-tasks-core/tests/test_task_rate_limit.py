@@ -7,6 +7,7 @@ task's bucket holds one token), within a tolerance; nothing asserts machine spee
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -15,7 +16,7 @@ from lexigram.app import Application
 from lexigram.contracts.tasks import Job, TaskValidationError
 from lexigram.tasks import TaskProvider, task
 from lexigram.tasks.backends.memory import MemoryTaskQueue
-from lexigram.tasks.concurrency._task_rate import RateLimit, parse_rate_limit
+from lexigram.tasks.concurrency._task_rate import RateLimit, TaskRateLimiters, parse_rate_limit
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.execution import HandlerRegistry, TaskOptions, TaskWorker, WorkerPool
 
@@ -156,3 +157,24 @@ async def test_a_limit_holds_for_jobs_enqueued_by_name_through_the_provider():
     assert len(starts) == 30
     rate = (len(starts) - 1) / (starts[-1] - starts[0])
     assert 20 * (1 - TOLERANCE) <= rate <= 20 * (1 + TOLERANCE), rate
+
+
+def test_a_backend_without_a_shared_limiter_is_named_in_a_warning_per_limited_task(caplog):
+    limit = parse_rate_limit("20/s", task="report")
+    limiters = TaskRateLimiters(backend="rabbitmq")
+    with caplog.at_level(logging.WARNING, logger="lexigram.tasks.concurrency._task_rate"):
+        limiters.prepare([("report", TaskOptions(rate_limit=limit)), ("plain", TaskOptions())])
+        limiters.get("report", limit)  # built once: no second warning
+    [record] = caplog.records
+    message = record.getMessage()
+    assert "'report'" in message
+    assert "'20/s'" in message
+    assert "rabbitmq" in message
+    assert "per worker process" in message
+
+
+def test_the_memory_backend_keeps_per_process_buckets_without_a_warning(caplog):
+    limiters = TaskRateLimiters()
+    with caplog.at_level(logging.WARNING):
+        limiters.get("report", parse_rate_limit("20/s", task="report"))
+    assert caplog.records == []

@@ -112,12 +112,13 @@ class TaskRateLimiters:
 
     Args:
         factory: Builds a task's bucket (default: an in-process one).
-        backend: The backend's type, named in the warning given when its buckets are
-            not shared between processes.
+        backend: The backend's type, named in the warning given when a bucket is not
+            shared between processes (None: no warning, e.g. for the memory backend,
+            whose workers all run in one process).
     """
 
     def __init__(
-        self, factory: LimiterFactory = in_process_limiter, *, backend: str = "memory"
+        self, factory: LimiterFactory = in_process_limiter, *, backend: str | None = None
     ) -> None:
         self._factory = factory
         self._backend = backend
@@ -132,7 +133,7 @@ class TaskRateLimiters:
         if held is not None and held[0] == limit:
             return held[1]
         limiter, shared = self._factory(task, limit)
-        if not shared and self._backend != "memory":
+        if not shared and self._backend is not None:
             logger.warning(
                 "Task %r has rate_limit=%r, but the %s backend offers no rate limiter shared "
                 "between processes: the limit holds per worker process (N processes start up "

@@ -37,6 +37,7 @@ from lexigram.tasks.concurrency._task_rate import (
     in_process_limiter,
 )
 from lexigram.tasks.config import TaskConfig, TaskWorkerConfig
+from lexigram.tasks.constants import BACKEND_MEMORY
 from lexigram.tasks.decorators import configure_enqueue_timeout
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.events import EventObserver, producer_events
@@ -333,7 +334,8 @@ def task_rate_limiters(stack: BackendStack, config: TaskConfig) -> TaskRateLimit
             return in_process_limiter(task, limit)
         return cast("RateLimiterProtocol", shared), True
 
-    limiters = TaskRateLimiters(make, backend=stack.spec.type)
+    unshared_matters = stack.spec.type != BACKEND_MEMORY  # one process shares anyway
+    limiters = TaskRateLimiters(make, backend=stack.spec.type if unshared_matters else None)
     stack.task_rate_limiters = limiters
     stack.closeables.append(limiters)
     return limiters
