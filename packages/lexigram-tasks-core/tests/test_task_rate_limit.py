@@ -96,6 +96,27 @@ async def test_a_10_per_second_task_runs_about_10_jobs_a_second_and_others_are_n
         assert (stats.jobs_failed, stats.jobs_retried, stats.jobs_dead_lettered) == (0, 0, 0)
 
 
+async def test_the_workers_of_a_pool_share_one_bucket_per_task():
+    queue = MemoryTaskQueue()
+    starts: list[float] = []
+
+    @task(name="shared", rate_limit="20/s")
+    async def shared() -> None:
+        starts.append(time.monotonic())
+
+    registry = HandlerRegistry()
+    registry.register("shared", shared)
+    await queue.enqueue_many([Job(name="shared") for _ in range(100)])
+    pool = WorkerPool(queue, registry, size=3, config=TaskWorkerConfig(max_concurrent_tasks=4))
+    await pool.start()
+    try:
+        await asyncio.sleep(1.0)
+    finally:
+        await pool.stop()
+    # Three workers, one process, one bucket: 20 a second, not 60.
+    assert 17 <= len(starts) <= 23, len(starts)
+
+
 class _CountingQueue(MemoryTaskQueue):
     """The memory queue, counting the jobs given back for later."""
 

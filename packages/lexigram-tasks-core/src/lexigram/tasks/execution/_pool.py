@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from lexigram.contracts.tasks import HookRegistryProtocol, TaskManagerProtocol, TaskQueueProtocol
+from lexigram.tasks.concurrency._task_rate import TaskRateLimiters
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.dlq import DeadLetterQueue, PersistentDeadLetterQueue
 from lexigram.tasks.execution._registry import HandlerRegistry
@@ -82,6 +83,8 @@ class WorkerPool:
         self.services = dataclasses.replace(base, **changes)
         if self.services.dead_letter_queue is None:
             self.services.dead_letter_queue = DeadLetterQueue()
+        if self.services.task_rate_limiters is None:  # one bucket per task for all workers
+            self.services.task_rate_limiters = TaskRateLimiters()
         self.queue = queue
         self.handlers = handler_registry
         self.size = size
