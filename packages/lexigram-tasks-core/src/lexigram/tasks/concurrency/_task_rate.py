@@ -218,6 +218,7 @@ class TaskRateGate:
         self._lines: dict[str, _Line] = {}
         self.parked = 0
         """Jobs waiting for a token now (they hold no worker slot)."""
+        self._waiting: set[Running] = set()
 
     def _line(self, task: str, limit: RateLimit) -> _Line:
         line = self._lines.get(task)
@@ -248,6 +249,7 @@ class TaskRateGate:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         line.waiters.append(waiter)
         self.parked += 1
+        self._waiting.add(entry)
         self._wake()
         if line.pump is None or line.pump.done():
             line.pump = asyncio.create_task(self._pump(job.name, line))
@@ -255,6 +257,7 @@ class TaskRateGate:
             await waiter
         finally:
             self.parked -= 1
+            self._waiting.discard(entry)
             if not waiter.done():  # cancelled while waiting (worker stopping)
                 waiter.cancel()
         # Its run starts now: durations and the lag monitor should not count the wait.
@@ -301,6 +304,10 @@ class TaskRateGate:
                 line.limit.text,
                 due - now,
             )
+
+    def waiting(self) -> list[Running]:
+        """The jobs waiting for a token now (a stopping worker releases them first)."""
+        return list(self._waiting)
 
     def close(self) -> None:
         """Stop the lines' token takers (the worker is stopping)."""

@@ -298,6 +298,8 @@ class TaskWorker:
                 self._loop_task.cancel()
             await asyncio.wait({self._loop_task})
             self._loop_task = None
+            for entry in self._gate.waiting():  # not started: requeue them, do not drain them
+                self._interrupt(entry, STOP)
             if drain and self._in_flight:
                 await asyncio.wait(self._tasks(), timeout=timeout)
             await self._cancel_running()
