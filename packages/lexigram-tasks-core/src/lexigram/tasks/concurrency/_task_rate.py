@@ -43,6 +43,9 @@ DEFERRALS_KEY = "lexigram.rate_deferrals"
 # Seconds of a task's rate that one worker keeps waiting in line (at least one job):
 # enough to take each token the moment it is there, few enough not to hoard the queue.
 _PARK_SECONDS = 0.5
+# A task's bucket holds 1 token plus this slack (see `RateLimit.capacity`).
+_SLACK_TOKENS = 0.25
+_SLACK_SECONDS = 0.02
 # Longest pause after the shared limiter failed (backend down), doubling from 0.1 s.
 _MAX_ERROR_BACKOFF = 5.0
 
@@ -65,6 +68,18 @@ class RateLimit:
     def per_second(self) -> float:
         """Jobs per second."""
         return self.rate / self.per
+
+    @property
+    def capacity(self) -> float:
+        """Tokens the task's bucket holds: one, and a little slack.
+
+        One token spaces the jobs evenly. The slack keeps the refill that accrues while
+        the next taker is on its way (a timer firing late, a round trip to the backend):
+        with a bucket of exactly one token that time is lost on every job, a few percent
+        at 20/s and most of the rate at 1000/s. It is a quarter of a token, or 20 ms of
+        the rate where that is more.
+        """
+        return 1.0 + max(_SLACK_TOKENS, self.per_second * _SLACK_SECONDS)
 
     def __str__(self) -> str:
         return self.text
@@ -99,12 +114,12 @@ LimiterFactory = Callable[[str, RateLimit], "tuple[RateLimiterProtocol, bool]"]
 
 
 def in_process_limiter(task: str, limit: RateLimit) -> tuple[RateLimiterProtocol, bool]:
-    """A process-local token bucket of one token: jobs start one period apart."""
+    """A process-local bucket of `limit.capacity` tokens: jobs start one period apart."""
     del task  # one bucket per task name, kept by `TaskRateLimiters`
     # Imported here: the module stays importable from the task options without cycles.
-    from lexigram.tasks.concurrency._rate_limit import GlobalRateLimiter  # noqa: PLC0415
+    from lexigram.tasks.concurrency._rate_limit import TokenBucket  # noqa: PLC0415
 
-    return GlobalRateLimiter(rate=limit.rate, per=limit.per, burst=1), False
+    return TokenBucket(capacity=limit.capacity, refill_rate=limit.per_second), False
 
 
 class TaskRateLimiters:

@@ -314,8 +314,9 @@ def task_rate_limiters(stack: BackendStack, config: TaskConfig) -> TaskRateLimit
 
     One per stack, so every pool of a process shares them. Each task's bucket is the
     backend's shared rate limiter named ``"<config name>:task:<task>"`` (so every
-    process of the configuration shares it), holding one token: jobs start evenly
-    spaced. A backend without one gets an in-process bucket, with a warning.
+    process of the configuration shares it), holding about one token
+    (`RateLimit.capacity`): jobs start evenly spaced. A backend without one gets an
+    in-process bucket, with a warning.
     """
     if stack.task_rate_limiters is not None:
         return stack.task_rate_limiters
@@ -328,7 +329,7 @@ def task_rate_limiters(stack: BackendStack, config: TaskConfig) -> TaskRateLimit
             name=f"{config.name}:task:{task}",
             rate=limit.rate,
             per=limit.per,
-            burst=1,
+            burst=limit.capacity,
         )
         if shared is None:
             return in_process_limiter(task, limit)
