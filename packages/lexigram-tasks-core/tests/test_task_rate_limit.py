@@ -16,7 +16,8 @@ from lexigram.app import Application
 from lexigram.contracts.tasks import Job, TaskValidationError
 from lexigram.tasks import TaskProvider, task
 from lexigram.tasks.backends.memory import MemoryTaskQueue
-from lexigram.tasks.concurrency._task_rate import RateLimit, TaskRateLimiters, parse_rate_limit
+from lexigram.tasks.concurrency import RateLimit, parse_rate_limit
+from lexigram.tasks.concurrency._task_rate import TaskRateLimiters
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.execution import HandlerRegistry, TaskOptions, TaskWorker, WorkerPool
 

@@ -1,4 +1,4 @@
-"""Concurrency controls: rate limits (token buckets) and locks on keys (unique tasks)."""
+"""Concurrency controls: rate limits (token buckets, per task) and locks on keys (unique tasks)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from lexigram.tasks.concurrency._locking import (
     unique_task,
 )
 from lexigram.tasks.concurrency._rate_limit import GlobalRateLimiter, QueueRateLimiter, TokenBucket
+from lexigram.tasks.concurrency._task_rate import RateLimit, parse_rate_limit
 
 __all__ = [
     "DistributedLockProtocol",
@@ -21,9 +22,11 @@ __all__ = [
     "LockManagerProtocol",
     "LockProtocol",
     "QueueRateLimiter",
+    "RateLimit",
     "RateLimiterProtocol",
     "TokenBucket",
     "UniqueTask",
     "distributed_lock",
+    "parse_rate_limit",
     "unique_task",
 ]
