@@ -17,9 +17,9 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lexigram.contracts.tasks import (
     Job,
@@ -152,8 +152,8 @@ class TaskRateLimiters:
             logger.warning(
                 "Task %r has rate_limit=%r, but the %s backend offers no rate limiter shared "
                 "between processes: the limit holds per worker process (N processes start up "
-                "to N times as many jobs). Configure a backend or state store that provides "
-                "one (Redis, PostgreSQL, SQLite) to share it.",
+                "to N times as many jobs). To share it, use a backend that offers one, or "
+                "point this backend's stores at one.",
                 task,
                 limit.text,
                 self._backend,
@@ -161,11 +161,11 @@ class TaskRateLimiters:
         self._limiters[task] = (limit, limiter)
         return limiter
 
-    def prepare(self, options: Any) -> None:
+    def prepare(self, options: Iterable[tuple[str, object]]) -> None:
         """Build the buckets of every limited task in `options` now (and warn now).
 
         Args:
-            options: Pairs of (task name, `TaskOptions`).
+            options: Pairs of (task name, its `TaskOptions` or None).
         """
         for task, opts in options:
             limit = getattr(opts, "rate_limit", None)
