@@ -229,3 +229,9 @@ async def test_a_draining_worker_requeues_the_jobs_waiting_for_a_token_at_once()
     assert await queue.get_task_count() == 1
     stats = worker.get_stats()
     assert (stats.jobs_failed, stats.jobs_retried, stats.jobs_dead_lettered) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(("rate", "per"), [(0, 1.0), (5, 0.0)])
+def test_a_rate_limit_built_by_hand_must_be_positive(rate, per):
+    with pytest.raises(ValueError, match="parse_rate_limit"):
+        RateLimit(rate=rate, per=per, text="?")

@@ -27,6 +27,7 @@ from lexigram.contracts.tasks import (
     TaskQueueProtocol,
     TaskValidationError,
 )
+from lexigram.tasks.concurrency._rate_limit import TokenBucket
 
 if TYPE_CHECKING:
     from lexigram.tasks.execution._settle import Running
@@ -63,6 +64,14 @@ class RateLimit:
     rate: int
     per: float
     text: str
+
+    def __post_init__(self) -> None:
+        if self.rate < 1 or not self.per > 0:
+            msg = (
+                f"RateLimit(rate={self.rate!r}, per={self.per!r}): use a whole number of jobs "
+                "of 1 or more per a positive number of seconds, or parse_rate_limit('10/s')."
+            )
+            raise ValueError(msg)
 
     @property
     def per_second(self) -> float:
@@ -116,9 +125,6 @@ LimiterFactory = Callable[[str, RateLimit], "tuple[RateLimiterProtocol, bool]"]
 def in_process_limiter(task: str, limit: RateLimit) -> tuple[RateLimiterProtocol, bool]:
     """A process-local bucket of `limit.capacity` tokens: jobs start one period apart."""
     del task  # one bucket per task name, kept by `TaskRateLimiters`
-    # Imported here: the module stays importable from the task options without cycles.
-    from lexigram.tasks.concurrency._rate_limit import TokenBucket  # noqa: PLC0415
-
     return TokenBucket(capacity=limit.capacity, refill_rate=limit.per_second), False
 
 
