@@ -237,9 +237,12 @@ class TaskRateGate:
         self._wake = wake
         self._max_parked = max(1, max_parked)
         self._lines: dict[str, _Line] = {}
-        self.parked = 0
-        """Jobs waiting for a token now (they hold no worker slot)."""
         self._waiting: set[Running] = set()
+
+    @property
+    def parked(self) -> int:
+        """Jobs waiting for a token now (they hold no worker slot)."""
+        return len(self._waiting)
 
     def _line(self, task: str, limit: RateLimit) -> _Line:
         line = self._lines.get(task)
@@ -269,7 +272,6 @@ class TaskRateGate:
             raise RateDeferred
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         line.waiters.append(waiter)
-        self.parked += 1
         self._waiting.add(entry)
         self._wake()
         if line.pump is None or line.pump.done():
@@ -277,7 +279,6 @@ class TaskRateGate:
         try:
             await waiter
         finally:
-            self.parked -= 1
             self._waiting.discard(entry)
             if not waiter.done():  # cancelled while waiting (worker stopping)
                 waiter.cancel()
