@@ -28,7 +28,7 @@ from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 
 RATE = 20
 TOLERANCE = 0.15
-WINDOW = 2.5
+WINDOW = 2.0
 WORKERS = 3
 
 APP = """
