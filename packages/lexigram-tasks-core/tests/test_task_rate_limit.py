@@ -19,7 +19,14 @@ from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.concurrency import RateLimit, parse_rate_limit
 from lexigram.tasks.concurrency._task_rate import TaskRateLimiters
 from lexigram.tasks.config import TaskWorkerConfig
-from lexigram.tasks.execution import HandlerRegistry, TaskOptions, TaskWorker, WorkerPool
+from lexigram.tasks.events import COMPLETED, JobEvent
+from lexigram.tasks.execution import (
+    HandlerRegistry,
+    TaskOptions,
+    TaskWorker,
+    TaskWorkerServices,
+    WorkerPool,
+)
 
 TOLERANCE = 0.15
 
@@ -235,3 +242,42 @@ async def test_a_draining_worker_requeues_the_jobs_waiting_for_a_token_at_once()
 def test_a_rate_limit_built_by_hand_must_be_positive(rate, per):
     with pytest.raises(ValueError, match="parse_rate_limit"):
         RateLimit(rate=rate, per=per, text="?")
+
+
+class _Durations:
+    """An observer of the job events: the duration of each completed job."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def observe(self, event: JobEvent) -> None:
+        if event.kind == COMPLETED:
+            self.seconds.append(event.duration or 0.0)
+
+
+async def test_the_wait_for_a_token_is_not_counted_in_a_job_s_duration():
+    queue = MemoryTaskQueue()
+    durations = _Durations()
+    starts: list[float] = []
+    all_done = asyncio.Event()
+
+    @task(name="four_a_second", rate_limit="4/s")
+    async def four_a_second() -> None:
+        starts.append(time.monotonic())
+        if len(starts) == 3:
+            all_done.set()
+
+    registry = HandlerRegistry()
+    registry.register("four_a_second", four_a_second)
+    await queue.enqueue_many([Job(name="four_a_second") for _ in range(3)])
+    worker = TaskWorker("w", queue, registry, services=TaskWorkerServices(observers=[durations]))
+    await worker.start()
+    try:
+        async with asyncio.timeout(5):
+            await all_done.wait()
+        await asyncio.sleep(0.05)  # the last one settles
+    finally:
+        await worker.stop(drain=True)
+    assert starts[-1] - starts[0] >= 0.4  # the last two waited for their tokens...
+    assert len(durations.seconds) == 3
+    assert max(durations.seconds) < 0.1, durations.seconds  # ...but did not run that long

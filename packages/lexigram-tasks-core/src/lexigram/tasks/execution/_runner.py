@@ -109,7 +109,11 @@ class JobRunner:
                 if entry.reason is not None:  # interrupted (stop, lost lease) before it began
                     await self.settler.cancelled(entry, asyncio.CancelledError(), started)
                     return
-                data = await self._call(entry)
+                handler, options, explicit = self._prepare(entry)
+                if options.rate_limit is not None and self._gate is not None:
+                    await self._gate.admit(entry, options.rate_limit)
+                    started = time.perf_counter()  # the wait for a token is not the run
+                data = await self._call(entry, handler, explicit)
             except RateDeferred:
                 pass  # back in the queue for later: not an attempt, nothing to settle
             except asyncio.CancelledError as exc:
@@ -130,12 +134,11 @@ class JobRunner:
         finally:
             self._done(entry)
 
-    async def _call(self, entry: Running) -> Any:
+    async def _call(
+        self, entry: Running, handler: Callable[..., Any], explicit: float | None
+    ) -> Any:
         job = entry.job
-        handler, options, explicit = self._prepare(entry)
-        if options.rate_limit is not None and self._gate is not None:
-            await self._gate.admit(entry, options.rate_limit)
-        # After the gate: waiting for a token is not running. (_prepare set the timeout.)
+        # After the rate-limit gate: waiting for a token is not running. (_prepare set it.)
         if self.config.enforce_timeout and entry.timeout is not None:
             self._arm_deadline(entry, entry.timeout)
         if self._observers and self.events.listening:
