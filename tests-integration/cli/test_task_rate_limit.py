@@ -1,7 +1,8 @@
 """``@task(rate_limit="20/s")`` holds across three ``lexigram-tasks worker`` processes.
 
-On Redis, PostgreSQL and SQLite the task's bucket lives in the backend, so three worker
-processes together start its jobs at 20 a second, not 20 each. Every handler appends
+On Redis, PostgreSQL and SQLite the task's bucket lives in the backend (on RabbitMQ, in the
+backend its ``stores`` option names), so three worker processes together start its jobs at
+20 a second, not 20 each. Every handler appends
 its start time and process id to one file; the rate is counted over a window that
 begins once all three workers consume, within a tolerance. A task without a limit,
 enqueued behind the limited backlog, is not held back by it.
