@@ -213,11 +213,12 @@ async def test_a_draining_worker_requeues_the_jobs_waiting_for_a_token_at_once()
     queue = MemoryTaskQueue()
     ran: list[int] = []
     first_ran = asyncio.Event()
+    second_ran = asyncio.Event()
 
     @task(name="slow_rate", rate_limit="1/m")
     async def slow_rate(n: int) -> None:
         ran.append(n)
-        first_ran.set()
+        (second_ran if first_ran.is_set() else first_ran).set()
 
     registry = HandlerRegistry()
     registry.register("slow_rate", slow_rate)
@@ -236,6 +237,17 @@ async def test_a_draining_worker_requeues_the_jobs_waiting_for_a_token_at_once()
     assert await queue.get_task_count() == 1
     stats = worker.get_stats()
     assert (stats.jobs_failed, stats.jobs_retried, stats.jobs_dead_lettered) == (0, 0, 0)
+    # Its next delivery is no crash loop, even where one extra delivery would be.
+    strict = TaskWorkerConfig(max_deliveries=1)
+    second = TaskWorker("w2", queue, registry, config=strict)
+    await second.start()
+    try:
+        async with asyncio.timeout(5):
+            await second_ran.wait()
+    finally:
+        await second.stop()
+    assert ran == [0, 1]
+    assert second.get_stats().jobs_dead_lettered == 0
 
 
 @pytest.mark.parametrize(("rate", "per"), [(0, 1.0), (5, 0.0)])

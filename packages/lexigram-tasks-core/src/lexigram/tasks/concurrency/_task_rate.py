@@ -200,7 +200,8 @@ class _Line:
         self.limit = limit
         self.limiter = limiter
         self.park_limit = park_limit
-        self.waiters: deque[asyncio.Future[None]] = deque()
+        # Each resolves True (a token was taken for it) or False (the worker is stopping).
+        self.waiters: deque[asyncio.Future[bool]] = deque()
         self.pump: asyncio.Task[None] | None = None
         # When (monotonic) the next job given back to the queue should come back: each
         # one reserves a period, so a backlog returns spread out, not all at once.
@@ -270,18 +271,21 @@ class TaskRateGate:
         if len(line.waiters) >= line.park_limit:
             await self._give_back(entry, line)
             raise RateDeferred
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         line.waiters.append(waiter)
         self._waiting.add(entry)
         self._wake()
         if line.pump is None or line.pump.done():
             line.pump = asyncio.create_task(self._pump(job.name, line))
         try:
-            await waiter
+            granted = await waiter
         finally:
             self._waiting.discard(entry)
-            if not waiter.done():  # cancelled while waiting (worker stopping)
+            if not waiter.done():  # cancelled while waiting (lease lost, worker gone)
                 waiter.cancel()
+        if not granted:  # the worker is stopping: another one takes it from the queue
+            await self._give_back(entry, line, now=True)
+            raise RateDeferred
         # Its run starts now: durations and the lag monitor should not count the wait.
         job.started_at = entry.started_at = time.time()
 
@@ -302,18 +306,24 @@ class TaskRateGate:
             while line.waiters:
                 waiter = line.waiters.popleft()
                 if not waiter.done():
-                    waiter.set_result(None)
+                    waiter.set_result(True)
                     break
 
-    async def _give_back(self, entry: Running, line: _Line) -> None:
+    async def _give_back(self, entry: Running, line: _Line, *, now: bool = False) -> None:
+        """Put the job back in the queue (`now`, or when its turn is about due).
+
+        It counts as given back, not as an attempt: the crash-loop check leaves out
+        the deliveries this explains.
+        """
         job = entry.job
         period = 1.0 / line.limit.per_second
-        now = time.monotonic()
-        due = max(line.horizon, now + (len(line.waiters) + 1) * period)
-        line.horizon = due + period
+        at = time.monotonic()
+        due = at if now else max(line.horizon, at + (len(line.waiters) + 1) * period)
+        if not now:
+            line.horizon = due + period
         job.metadata[DEFERRALS_KEY] = rate_deferrals(job) + 1
         try:
-            kept = await self._queue.retry_later(job, delay=due - now)
+            kept = await self._queue.retry_later(job, delay=due - at)
         except Exception:
             # The lease runs out and the job comes back anyway; nothing is lost.
             logger.exception("Giving back job %s (%s) for its rate limit failed.", job.id, job.name)
@@ -324,12 +334,20 @@ class TaskRateGate:
                 job.id,
                 job.name,
                 line.limit.text,
-                due - now,
+                due - at,
             )
 
-    def waiting(self) -> list[Running]:
-        """The jobs waiting for a token now (a stopping worker releases them first)."""
-        return list(self._waiting)
+    def release_waiting(self) -> None:
+        """Give every job waiting for a token back to the queue now (the worker stops).
+
+        They never started, so they are not drained; like any job given back, the
+        delivery does not count towards the crash-loop check.
+        """
+        for line in self._lines.values():
+            while line.waiters:
+                waiter = line.waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(False)
 
     def close(self) -> None:
         """Stop the lines' token takers (the worker is stopping)."""

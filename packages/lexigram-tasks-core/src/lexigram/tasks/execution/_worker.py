@@ -298,8 +298,7 @@ class TaskWorker:
                 self._loop_task.cancel()
             await asyncio.wait({self._loop_task})
             self._loop_task = None
-            for entry in self._gate.waiting():  # not started: requeue them, do not drain them
-                self._interrupt(entry, STOP)
+            self._gate.release_waiting()  # never started: back to the queue, not drained
             if drain and self._in_flight:
                 await asyncio.wait(self._tasks(), timeout=timeout)
             await self._cancel_running()
