@@ -36,6 +36,7 @@ from lexigram.contracts.tasks import (
     TaskQueueProtocol,
     TaskValidationError,
 )
+from lexigram.tasks.constants import IMMUTABLE_STEP_KEY
 from lexigram.tasks.events import QUEUED, JobEvent, producer_events
 from lexigram.tasks.execution._options import ExceptionTypes, TaskOptions
 from lexigram.tasks.handles import JobHandle, register_job_stores
@@ -226,8 +227,22 @@ class TaskFunction(Generic[P, R]):
         return self._build(args, kwargs)
 
     def s(self, *args: P.args, **kwargs: P.kwargs) -> Job:
-        """Shorthand for `signature`."""
+        """Shorthand for `signature`.
+
+        In a queue-driven workflow (`JobChain`, `JobGroup`, `JobChord`) the step then
+        receives the previous step's result as its first argument, before these.
+        """
         return self._build(args, kwargs)
+
+    def si(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Like `s`, but immutable: in a workflow the step gets only these arguments.
+
+        The previous step's result is not prepended (type checkers check the call as
+        for `s`).
+        """
+        job = self._build(args, kwargs)
+        job.metadata[IMMUTABLE_STEP_KEY] = True
+        return job
 
     async def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         """Enqueue a job for this call on the task's queue (see `queue_for`).
