@@ -1,9 +1,10 @@
-"""Queue-driven workflows across three ``lexigram-tasks worker`` processes, on Redis and PostgreSQL.
+"""Queue-driven workflows across three ``lexigram-tasks worker`` processes.
 
-The workers are real processes built by the command line (so the backend's run store
-is what they advance runs in); this process boots a provider with no workers, applies
-the workflows on its queue and awaits their handles. Every task appends a line to a
-file the test reads, so "the callback ran exactly once" is counted across processes.
+Redis, PostgreSQL and SQLite each run the same tests. The workers are real processes
+built by the command line (so the backend's run store is what they advance runs in);
+this process boots a provider with no workers, applies the workflows on its queue and
+awaits their handles. Every task appends a line to a file the test reads, so "the
+callback ran exactly once" is counted across processes.
 """
 
 from __future__ import annotations
@@ -120,7 +121,22 @@ async def _drop_schema(dsn: str, schema: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(params=["redis", "postgres"])
+def _sqlite_config(path: Path) -> str:
+    return f"""
+        tasks:
+          backend:
+            type: sqlite
+            url: "sqlite:///{path}"
+            queue_name: wf
+            options:
+              visibility_timeout: 1
+          worker:
+            poll_interval: 0.05
+            max_concurrent_tasks: 20
+        """
+
+
+@pytest.fixture(params=["redis", "postgres", "sqlite"])
 def config_path(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Path]:
@@ -134,6 +150,9 @@ def config_path(
         path.write_text(textwrap.dedent(_redis_config(tmp_path, url, name)))
         yield path
         _drop_redis(url, name)
+    elif request.param == "sqlite":
+        path.write_text(textwrap.dedent(_sqlite_config(tmp_path / "wf.db")))
+        yield path
     else:
         request.applymarker(pytest.mark.postgres)
         dsn = request.getfixturevalue("postgres_dsn")
