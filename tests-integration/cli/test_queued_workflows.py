@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import textwrap
 import time
 import uuid
@@ -20,12 +21,14 @@ from typing import Any
 
 import asyncpg
 import pytest
+from click.testing import CliRunner
 
 import redis
 from lexigram.app import Application
 from lexigram.contracts.tasks import WorkflowError, WorkflowStatus
 from lexigram.tasks import JobChain, JobChord, JobGroup, TaskConfig, TaskProvider
 from lexigram.tasks.backends.postgres import migrate
+from lexigram.tasks.cli import cli
 
 APP = """
 import os
@@ -213,6 +216,16 @@ async def test_chain_group_and_chord_run_across_three_workers(
     assert len({line.split()[2] for line in calls if line.startswith("square")}) > 1
     assert info.status is WorkflowStatus.COMPLETED
     assert [s.status for s in info.steps] == ["succeeded"] * 201
+    shown = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli,
+        ["workflow", "show", chain_handle.workflow_id, "--json", "--config", str(config_path)],
+    )
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.stdout)
+    assert (data["kind"], data["status"], data["result"]) == ("JobChain", "completed", 20)
+    assert [step["result"] for step in data["steps"]] == list(range(1, 21))
+    assert all(step["duration"] is not None for step in data["steps"])
 
 
 async def test_a_failed_step_stops_the_chain_on_the_backend(
@@ -230,6 +243,14 @@ async def test_a_failed_step_stops_the_chain_on_the_backend(
         await asyncio.sleep(0.3)
         assert (await handle.info()).steps[2].status == "waiting"
     assert "never" not in _calls(tmp_path)
+    shown = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli,
+        ["workflow", "show", handle.workflow_id, "--config", str(config_path)],
+    )
+    assert shown.exit_code == 1, shown.output
+    assert "boom  failed" in shown.stdout
+    assert "RuntimeError: boom after 2" in shown.stdout
 
 
 async def test_chord_survives_a_worker_killed_mid_run(
