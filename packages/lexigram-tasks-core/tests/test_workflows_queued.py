@@ -51,8 +51,8 @@ def never(x: int) -> int:
 
 
 @task
-def report(workflow_id: str, error: str) -> None:
-    calls.append(("report", (workflow_id, error)))
+def report(failure: dict[str, Any], note: str) -> None:
+    calls.append(("report", (failure["workflow_id"], failure["step"], failure["error"], note)))
 
 
 HANDLERS = {fn.name: fn for fn in (add, collect, boom, never, report)}
@@ -142,7 +142,7 @@ async def test_job_chord_callback_runs_once_with_every_result_despite_duplicates
 async def test_a_failed_step_fails_the_chain_and_runs_on_error_once() -> None:
     queue, store = MemoryTaskQueue(), InMemoryWorkflowStateStore()
     workers = await run_workers(queue)
-    chain = JobChain(add.s(1, 1), boom.s(), never.s(), on_error=report.s())
+    chain = JobChain(add.s(1, 1), boom.s(), never.s(), on_error=report.s("paged"))
     handle = await chain.apply_async(queue, store=store, workflow_id="wf-fail")
     with pytest.raises(WorkflowError, match=r"failed at step 'boom': ValueError: boom 2") as info:
         await handle.result(timeout=5)
@@ -153,7 +153,9 @@ async def test_a_failed_step_fails_the_chain_and_runs_on_error_once() -> None:
         await asyncio.sleep(0.01)
     await stop(workers)
     assert ("never", 2) not in calls
-    assert [c for c in calls if c[0] == "report"] == [("report", ("wf-fail", "ValueError: boom 2"))]
+    assert [c for c in calls if c[0] == "report"] == [
+        ("report", ("wf-fail", "boom", "ValueError: boom 2", "paged"))
+    ]
     steps = (await handle.info()).steps
     assert [(s.name, s.status) for s in steps] == [
         ("add", "succeeded"),
@@ -223,6 +225,24 @@ def test_builders_reject_what_they_cannot_run() -> None:
         JobChain()
     with pytest.raises(TypeError, match="takes signatures"):
         JobGroup(JobGroup(add.s(1, 2)))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="set on_error on the outer JobChain"):
+        JobChain(add.s(1, 2), JobGroup(add.s(1), on_error=report.s("x")))
+
+
+async def test_a_result_the_next_step_cannot_carry_fails_the_run() -> None:
+    @task
+    def opaque() -> object:
+        return object()
+
+    queue, store = MemoryTaskQueue(), InMemoryWorkflowStateStore()
+    worker = TaskWorker("w", queue, {"opaque": opaque, "never": never})
+    await worker.start()
+    handle = await JobChain(opaque.s(), never.s()).apply_async(queue, store=store)
+    with pytest.raises(WorkflowError, match=r"next step of workflow .* was refused"):
+        await handle.result(timeout=5)
+    await worker.stop()
+    assert not calls
+    assert await queue.count("tasks") == 0
 
 
 async def test_in_process_chain_is_unchanged() -> None:

@@ -24,7 +24,7 @@ import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from lexigram.contracts.tasks import (
     BackendConnectionError,
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from lexigram.contracts.tasks import ProgressStoreProtocol
 
 P = ParamSpec("P")
+P2 = ParamSpec("P2")
 R = TypeVar("R")
 
 IdempotencyKey = str | Callable[..., str] | None
@@ -226,11 +227,21 @@ class TaskFunction(Generic[P, R]):
         """
         return self._build(args, kwargs)
 
-    def s(self, *args: P.args, **kwargs: P.kwargs) -> Job:
-        """Shorthand for `signature`.
+    # The second overload types a chain step that gets the previous step's result as its
+    # first argument: the call then leaves the first parameter out.
+    @overload
+    def s(self, *args: P.args, **kwargs: P.kwargs) -> Job: ...
+    @overload
+    def s(
+        self: TaskFunction[Concatenate[Any, P2], R], *args: P2.args, **kwargs: P2.kwargs
+    ) -> Job: ...
+    def s(self, *args: Any, **kwargs: Any) -> Job:
+        """Shorthand for `signature`; also a step of a queue-driven workflow.
 
-        In a queue-driven workflow (`JobChain`, `JobGroup`, `JobChord`) the step then
-        receives the previous step's result as its first argument, before these.
+        In a `JobChain` every step after the first receives the previous step's result
+        as its first argument, before these, so ``parse.s()`` is a step of
+        ``def parse(raw: str)``: type checkers accept a call with every argument or
+        with all but the first (use `si` for a step that takes no previous result).
         """
         return self._build(args, kwargs)
 

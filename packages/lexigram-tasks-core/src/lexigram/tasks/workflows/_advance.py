@@ -24,6 +24,7 @@ from lexigram.contracts.tasks import (
     Job,
     TaskQueueError,
     TaskQueueProtocol,
+    TaskValidationError,
     WorkflowRunStoreProtocol,
 )
 from lexigram.tasks.constants import IMMUTABLE_STEP_KEY, WORKFLOW_STEP_KEY
@@ -205,7 +206,16 @@ async def step_succeeded(
         jobs = stage_jobs(
             workflow_id, rest, stage + 1, previous=(output,), on_error=place.get("on_error")
         )
-        await enqueue_all(queue, jobs)
+        try:
+            await enqueue_all(queue, jobs)
+        except TaskValidationError as exc:
+            # The next step can never be enqueued (e.g. a result that is not JSON): running
+            # this step again cannot help, so the run fails here with the reason.
+            error = (
+                f"{type(exc).__name__}: the next step of workflow {workflow_id!r} was refused: "
+                f"{exc.message}"
+            )
+            return await step_failed(queue, job, place, error, log)
     except Exception:
         log.exception(
             "Advancing workflow %s after job %s (%s) failed; the job is not acked, so the "
@@ -237,11 +247,20 @@ async def step_failed(
         )
         on_error = place.get("on_error")
         if first and on_error is not None:
-            errback = {**on_error, "args": [workflow_id, error, *on_error["args"]]}
-            if on_error.get("immutable"):
-                errback = dict(on_error)
+            failure = {
+                "workflow_id": workflow_id,
+                "step": job.name,
+                "job_id": job.id,
+                "stage": int(place["stage"]),
+                "member": int(place["member"]),
+                "error": error,
+            }
             (callback,) = stage_jobs(
-                workflow_id, [{"group": False, "steps": [errback]}], -1, previous=(), on_error=None
+                workflow_id,
+                [{"group": False, "steps": [on_error]}],
+                -1,
+                previous=(failure,),
+                on_error=None,
             )
             # The callback is no step of the run: it must not advance or fail it.
             callback.metadata.clear()

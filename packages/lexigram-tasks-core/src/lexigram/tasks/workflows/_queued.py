@@ -167,7 +167,7 @@ class WorkflowHandle:
         """Return the run's status (RUNNING, COMPLETED or FAILED)."""
         return (await self.info()).status
 
-    async def result(self, timeout: float | None = 60.0, *, poll_interval: float = 0.02) -> Any:
+    async def result(self, timeout: float | None = 60.0, *, poll_interval: float = 0.5) -> Any:
         """Wait for the run to end and return its final result.
 
         A chain's result is its last step's, a group's the list of its steps' results
@@ -175,13 +175,15 @@ class WorkflowHandle:
 
         Args:
             timeout: Seconds to wait (None: forever).
-            poll_interval: Seconds between reads of the store.
+            poll_interval: Longest pause between reads of the store (the first reads
+                come quicker: 10 ms, then half as often again each time).
 
         Raises:
             WorkflowError: The run failed (the message names the step and its error).
             TimeoutError: It did not end within `timeout`.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.01
         while True:
             info = await self.info()
             if info.status is WorkflowStatus.COMPLETED:
@@ -200,7 +202,10 @@ class WorkflowHandle:
                     f"(status {info.status.value}). Are workers consuming its queue?"
                 )
                 raise TimeoutError(msg)
-            await asyncio.sleep(poll_interval)
+            if deadline is not None:
+                pause = min(pause, max(0.0, deadline - time.monotonic()))
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, poll_interval)
 
 
 class QueuedWorkflow:
@@ -208,8 +213,9 @@ class QueuedWorkflow:
 
     Args:
         on_error: A signature enqueued once when a step fails for good (after its
-            retries); it receives the workflow id and the error message before its own
-            arguments (none with ``.si()``).
+            retries); its first argument is a dict with the ``workflow_id``, the failed
+            ``step`` (task name), its ``job_id``, ``stage``, ``member`` and ``error``
+            (nothing is prepended with ``.si()``).
     """
 
     def __init__(self, *, on_error: Job | None = None) -> None:
@@ -332,6 +338,12 @@ class JobChain(QueuedWorkflow):
             if isinstance(step, Job):
                 self._stages.append({"group": False, "steps": [signature_of(step)]})
             elif isinstance(step, QueuedWorkflow):
+                if step.on_error is not None:
+                    msg = (
+                        f"A {type(step).__name__} nested in a JobChain has its own on_error, "
+                        "which would never run: set on_error on the outer JobChain."
+                    )
+                    raise ValueError(msg)
                 self._stages.extend(step.stages())
             else:
                 msg = (
