@@ -1,10 +1,10 @@
 """Queue-driven workflows across three ``lexigram-tasks worker`` processes.
 
-Redis, PostgreSQL and SQLite each run the same tests. The workers are real processes
-built by the command line (so the backend's run store is what they advance runs in);
-this process boots a provider with no workers, applies the workflows on its queue and
-awaits their handles. Every task appends a line to a file the test reads, so "the
-callback ran exactly once" is counted across processes.
+Redis, PostgreSQL, SQLite and RabbitMQ (with Redis stores) each run the same tests. The
+workers are real processes built by the command line (so the backend's run store is what
+they advance runs in); this process boots a provider with no workers, applies the
+workflows on its queue and awaits their handles. Every task appends a line to a file the
+test reads, so "the callback ran exactly once" is counted across processes.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from lexigram.app import Application
 from lexigram.contracts.tasks import WorkflowError, WorkflowStatus
 from lexigram.tasks import JobChain, JobChord, JobGroup, TaskConfig, TaskProvider
 from lexigram.tasks.backends.postgres import migrate
+from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 from lexigram.tasks.cli import cli
 
 APP = """
@@ -139,7 +140,34 @@ def _sqlite_config(path: Path) -> str:
         """
 
 
-@pytest.fixture(params=["redis", "postgres", "sqlite"])
+def _rabbitmq_config(amqp_url: str, queue_name: str, redis_url: str, prefix: str) -> str:
+    return f"""
+        tasks:
+          backend:
+            type: rabbitmq
+            url: "{amqp_url}"
+            queue_name: {queue_name}
+            options:
+              stores:
+                type: redis
+                url: "{redis_url}"
+                options:
+                  key_prefix: {prefix}
+          worker:
+            poll_interval: 0.05
+            max_concurrent_tasks: 20
+        """
+
+
+async def _drop_rabbitmq_queue(amqp_url: str, queue_name: str) -> None:
+    queue = RabbitMQTaskQueue(amqp_url, queue_name)
+    try:
+        await queue.delete_queues(if_empty=False)
+    finally:
+        await queue.close()
+
+
+@pytest.fixture(params=["redis", "postgres", "sqlite", "rabbitmq"])
 def config_path(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Path]:
@@ -152,6 +180,14 @@ def config_path(
         url = request.getfixturevalue("redis_url")
         path.write_text(textwrap.dedent(_redis_config(tmp_path, url, name)))
         yield path
+        _drop_redis(url, name)
+    elif request.param == "rabbitmq":
+        request.applymarker(pytest.mark.rabbitmq)
+        request.applymarker(pytest.mark.redis)
+        amqp, url = request.getfixturevalue("amqp_url"), request.getfixturevalue("redis_url")
+        path.write_text(textwrap.dedent(_rabbitmq_config(amqp, name, url, name)))
+        yield path
+        asyncio.run(_drop_rabbitmq_queue(amqp, name))
         _drop_redis(url, name)
     elif request.param == "sqlite":
         path.write_text(textwrap.dedent(_sqlite_config(tmp_path / "wf.db")))
