@@ -307,3 +307,35 @@ async def test_chord_survives_a_worker_killed_mid_run(
     calls = _calls(tmp_path)
     assert calls.count("total 300") == 1
     assert {int(line.split()[1]) for line in calls if line.startswith("square")} == set(range(300))
+
+
+@pytest.mark.slow
+async def test_a_thousand_member_chord_while_a_worker_is_killed_every_second(
+    config_path: Path, workers, tmp_path: Path
+) -> None:
+    app, *running = workers(3)
+    provider = _provider(config_path)
+    kills = 0
+    async with Application.boot(providers=[provider]):
+        assert provider.queue is not None
+        chain = JobChain(app.add.s(0, 1), *(app.add.s(1) for _ in range(19)))
+        chain_handle = await chain.apply_async(provider.queue)
+        members = JobGroup(*(app.square.s(n) for n in range(1000)))
+        chord_handle = await JobChord(members, app.total.s()).apply_async(provider.queue)
+        waiting = asyncio.ensure_future(chord_handle.result(timeout=120))
+        deadline = time.monotonic() + 30
+        while not _calls(tmp_path):  # the first kill lands while members run
+            assert time.monotonic() < deadline, "no worker ran a member"
+            await asyncio.sleep(0.005)
+        while not waiting.done():
+            running[kills % len(running)].process.kill()  # SIGKILL, then a replacement
+            _, replacement = workers(1)
+            running[kills % len(running)] = replacement
+            kills += 1
+            await asyncio.wait([waiting], timeout=1.0)
+        assert waiting.result() == sum(n * n for n in range(1000))
+        assert await chain_handle.result(timeout=60) == 20
+    calls = _calls(tmp_path)
+    assert kills >= 1
+    assert calls.count("total 1000") == 1
+    assert {int(line.split()[1]) for line in calls if line.startswith("square")} == set(range(1000))
