@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -208,7 +209,7 @@ class WorkflowHandle:
             pause = min(pause * 1.5, poll_interval)
 
 
-class QueuedWorkflow:
+class QueuedWorkflow(ABC):
     """Base of the queue-driven workflows: a run of stages, applied onto a queue.
 
     Args:
@@ -221,9 +222,9 @@ class QueuedWorkflow:
     def __init__(self, *, on_error: Job | None = None) -> None:
         self.on_error = on_error
 
+    @abstractmethod
     def stages(self) -> list[Stage]:
         """The run's stages, as stored in its definition."""
-        raise TypeError(f"{type(self).__name__} defines no stages.")  # noqa: EM102 - base only
 
     async def apply_async(
         self,
