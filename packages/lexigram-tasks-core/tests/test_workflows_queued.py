@@ -14,6 +14,7 @@ from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.constants import WORKFLOW_STEP_KEY
 from lexigram.tasks.decorators import task
 from lexigram.tasks.execution import TaskWorker
+from lexigram.tasks.testing import RunStoreFactory, WorkflowRunStoreConformance
 from lexigram.tasks.workflows import (
     InMemoryWorkflowStateStore,
     JobChain,
@@ -251,3 +252,17 @@ async def test_in_process_chain_is_unchanged() -> None:
 
     result = await TaskChain([TaskStep("a", double), TaskStep("b", double)]).execute(3)
     assert result.unwrap().final_result == 12
+
+
+@pytest.fixture
+def make_run_store() -> RunStoreFactory:
+    store = InMemoryWorkflowStateStore()  # one process: every "worker" shares it
+
+    async def factory() -> InMemoryWorkflowStateStore:
+        return store
+
+    return factory
+
+
+class TestInMemoryRunStoreConformance(WorkflowRunStoreConformance):
+    pass
