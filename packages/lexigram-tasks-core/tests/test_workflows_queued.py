@@ -216,6 +216,16 @@ async def test_record_step_answers_only_the_step_that_completes_the_stage() -> N
     assert await store.record_step("r", 0, 1, size=2, record=record) is None
 
 
+async def test_reapplying_an_id_enqueues_nothing_new_and_refuses_another_workflow() -> None:
+    queue, store = MemoryTaskQueue(), InMemoryWorkflowStateStore()
+    chain = JobChain(add.s(1, 2), add.s(3))
+    await chain.apply_async(queue, store=store, workflow_id="order-7")
+    await chain.apply_async(queue, store=store, workflow_id="order-7")  # a producer's retry
+    assert await queue.count("tasks") == 1
+    with pytest.raises(WorkflowError, match="already used by another workflow"):
+        await JobChain(add.s(5, 5)).apply_async(queue, store=store, workflow_id="order-7")
+
+
 async def test_apply_async_without_a_store_names_the_fix() -> None:
     with pytest.raises(TaskQueueError, match="No workflow run store is registered"):
         await JobChain(add.s(1, 2)).apply_async(MemoryTaskQueue())

@@ -9,6 +9,7 @@ step, a group one stage, a chord a group stage then its callback.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -249,6 +250,7 @@ class QueuedWorkflow(ABC):
 
         Raises:
             TaskQueueError: No store is given or registered, or the queue refused a job.
+            WorkflowError: `workflow_id` names a run of another workflow.
         """
         if store is None:
             store = workflow_store_for(queue)
@@ -264,10 +266,29 @@ class QueuedWorkflow(ABC):
         stages = self.stages()
         on_error = None if self.on_error is None else signature_of(self.on_error)
         definition = {"kind": type(self).__name__, "stages": stages, "on_error": on_error}
-        await store.create_run(run_id, definition)
+        if not await store.create_run(run_id, definition):
+            await _check_same_run(store, run_id, definition)
         jobs = stage_jobs(run_id, stages, 0, previous=(), on_error=on_error)
         await enqueue_all(queue, jobs)
         return WorkflowHandle(run_id, store)
+
+
+async def _check_same_run(
+    store: WorkflowRunStoreProtocol, run_id: str, definition: dict[str, Any]
+) -> None:
+    """Refuse to re-apply a run id that names another workflow (a retry must match)."""
+    run = await store.load_run(run_id)
+    # Compared as JSON, the form the store keeps (tuples come back as lists).
+    same = run is not None and json.dumps(run["definition"], sort_keys=True, default=str) == (
+        json.dumps(definition, sort_keys=True, default=str)
+    )
+    if not same:
+        msg = (
+            f"Workflow id {run_id!r} is already used by another workflow in this store. "
+            "Apply with a new workflow_id (or none, for a random one), or delete the old "
+            "run with store.delete_run(...)."
+        )
+        raise WorkflowError(msg)
 
 
 def _group_stage(steps: Sequence[object], what: str) -> Stage:

@@ -28,7 +28,9 @@ class InMemoryWorkflowRuns:
 
     def __init__(self) -> None:
         self._runs: dict[str, dict[str, Any]] = {}
-        # Per run: the member that completed each stage, and the step that failed the run.
+        # Per run: steps recorded per stage, the member that completed each stage, and the
+        # step that failed the run.
+        self._counts: dict[str, dict[int, int]] = {}
         self._completers: dict[str, dict[int, int]] = {}
         self._failer: dict[str, str] = {}
 
@@ -47,6 +49,7 @@ class InMemoryWorkflowRuns:
             "created_at": now,
             "updated_at": now,
         }
+        self._counts[workflow_id] = {}
         self._completers[workflow_id] = {}
         return True
 
@@ -65,18 +68,17 @@ class InMemoryWorkflowRuns:
             return None
         steps: dict[str, Any] = run["steps"]
         key = step_key(stage, member)
+        counts = self._counts[workflow_id]
         if key not in steps:
             steps[key] = copy.deepcopy(dict(record))
+            counts[stage] = counts.get(stage, 0) + 1
             run["updated_at"] = time.time()
-        if run["status"] != RUNNING:
-            return None
-        keys = [step_key(stage, index) for index in range(size)]
-        if any(k not in steps for k in keys):
+        if run["status"] != RUNNING or counts.get(stage, 0) < size:
             return None
         completer = self._completers[workflow_id].setdefault(stage, member)
         if completer != member:
             return None
-        return [copy.deepcopy(steps[k]) for k in keys]
+        return [copy.deepcopy(steps[step_key(stage, index)]) for index in range(size)]
 
     async def fail_step(
         self, workflow_id: str, stage: int, member: int, *, record: Mapping[str, Any]
@@ -86,7 +88,10 @@ class InMemoryWorkflowRuns:
         if run is None:
             return False
         key = step_key(stage, member)
-        run["steps"].setdefault(key, copy.deepcopy(dict(record)))
+        if key not in run["steps"]:
+            run["steps"][key] = copy.deepcopy(dict(record))
+            counts = self._counts[workflow_id]
+            counts[stage] = counts.get(stage, 0) + 1
         if run["status"] == RUNNING:
             run["status"] = FAILED
             run["error"] = record.get("error")
@@ -110,5 +115,6 @@ class InMemoryWorkflowRuns:
     async def delete_run(self, workflow_id: str) -> None:
         """Delete a run (no-op when absent)."""
         self._runs.pop(workflow_id, None)
+        self._counts.pop(workflow_id, None)
         self._completers.pop(workflow_id, None)
         self._failer.pop(workflow_id, None)
