@@ -96,6 +96,40 @@ async def test_job_chain_passes_each_result_to_the_next_step() -> None:
     assert await queue.count("tasks") == 0
 
 
+class RecordingQueue(MemoryTaskQueue):
+    """Keeps every job enqueued in bulk (the way workflows enqueue)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[Job] = []
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[Result[str, TaskQueueError]]:
+        self.sent.extend(jobs)
+        return await super().enqueue_many(jobs)
+
+
+async def test_a_chain_of_groups_feeds_each_group_the_list_before_it() -> None:
+    queue, store = RecordingQueue(), InMemoryWorkflowStateStore()
+    sent = queue.sent
+    workers = await run_workers(queue, 2)
+    chain = JobChain(
+        JobGroup(add.s(1, 1), add.s(2, 2)), JobGroup(collect.s(), collect.s()), collect.s()
+    )
+    handle = await chain.apply_async(queue, store=store)
+    assert await handle.result(timeout=5) == [[2, 4], [2, 4]]
+    await stop(workers)
+    assert len(sent) == 5
+    # A step's job carries its place only; the rest of the workflow stays in the store.
+    assert set(sent[0].metadata[WORKFLOW_STEP_KEY]) == {
+        "id",
+        "stage",
+        "member",
+        "size",
+        "group",
+        "last",
+    }
+
+
 async def test_job_group_runs_its_steps_in_parallel() -> None:
     barrier = asyncio.Barrier(3)
 

@@ -1,8 +1,9 @@
 """The worker's side of queue-driven workflows: advance a run when a step's job ends.
 
 A step job carries ``metadata[WORKFLOW_STEP_KEY]``: the run's id, the step's stage and
-member, the stage's size, and the stages after it (with the error callback), so the
-worker that finishes it needs nothing but the run store to go on:
+member, the stage's size, whether the stage is a group and whether it is the last. The
+rest of the definition stays in the run store, read only by the step that completes a
+stage, so a job's size does not grow with the workflow's:
 
     success -> record_step (atomic join) -> the step that completed the stage enqueues
                the next stage, or finishes the run after the last
@@ -33,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 Stage = dict[str, Any]
 """A stage of a run's definition: ``{"group": bool, "steps": [signature dicts]}``."""
+
+ENQUEUE_BATCH = 200
+"""Most step jobs enqueued in one bulk call."""
 
 _weak: weakref.WeakKeyDictionary[Any, WorkflowRunStoreProtocol] = weakref.WeakKeyDictionary()
 _strong: dict[int, tuple[TaskQueueProtocol, WorkflowRunStoreProtocol]] = {}
@@ -87,22 +91,21 @@ def step_key(workflow_id: str, stage: int, member: int) -> str:
 
 def stage_jobs(
     workflow_id: str,
-    stages: Sequence[Stage],
+    stage: Stage,
     index: int,
     *,
+    last: bool,
     previous: tuple[Any, ...],
-    on_error: Mapping[str, Any] | None,
 ) -> list[Job]:
-    """Build the jobs of ``stages[0]``, stage number `index` of the run.
+    """Build the jobs of `stage`, stage number `index` of the run.
 
     Args:
         workflow_id: The run's id.
-        stages: The stage to build, then the stages after it (carried by each job).
+        stage: The stage's definition.
         index: The stage's number in the run.
+        last: Whether no stage follows it.
         previous: ``(output,)`` of the stage before, ``()`` for the first stage.
-        on_error: The error callback's signature, or None.
     """
-    stage, rest = stages[0], list(stages[1:])
     steps = stage["steps"]
     jobs: list[Job] = []
     for member, sig in enumerate(steps):
@@ -115,8 +118,7 @@ def stage_jobs(
             "member": member,
             "size": len(steps),
             "group": bool(stage["group"]),
-            "rest": rest,
-            "on_error": on_error,
+            "last": last,
         }
         jobs.append(
             Job(
@@ -135,14 +137,19 @@ def stage_jobs(
 
 
 async def enqueue_all(queue: TaskQueueProtocol, jobs: Sequence[Job]) -> None:
-    """Enqueue `jobs` in one bulk call; raise the first refusal."""
+    """Enqueue `jobs` in bulk calls of at most `ENQUEUE_BATCH`; raise the first refusal.
+
+    Batches keep each call within the backend's enqueue timeout however large a group
+    is; a batch sent twice after a failure adds nothing (each step has its own key).
+    """
     # Imported here: the worker's settle path imports this module lazily, and the
     # producer helpers import the execution package.
     from lexigram.tasks.decorators import enqueue_jobs  # noqa: PLC0415
 
-    for outcome in await enqueue_jobs(queue, jobs):
-        if isinstance(outcome, Exception):
-            raise outcome
+    for start in range(0, len(jobs), ENQUEUE_BATCH):
+        for outcome in await enqueue_jobs(queue, jobs[start : start + ENQUEUE_BATCH]):
+            if isinstance(outcome, Exception):
+                raise outcome
 
 
 def _store(queue: TaskQueueProtocol, workflow_id: str) -> WorkflowRunStoreProtocol:
@@ -157,6 +164,18 @@ def _store(queue: TaskQueueProtocol, workflow_id: str) -> WorkflowRunStoreProtoc
         )
         raise TaskQueueError(msg)
     return store
+
+
+async def _stages(store: WorkflowRunStoreProtocol, workflow_id: str) -> list[Stage] | None:
+    run = await store.load_run(workflow_id)
+    if run is None:
+        logger.warning(
+            "Workflow %s is no longer in the run store (deleted); its next steps are not run.",
+            workflow_id,
+        )
+        return None
+    stages: list[Stage] = run["definition"]["stages"]
+    return stages
 
 
 def _record(job: Job, *, result: Any, error: str | None) -> dict[str, Any]:
@@ -199,13 +218,15 @@ async def step_succeeded(
             return True
         results = [record.get("result") for record in records]
         output = results if place["group"] else results[0]
-        rest: list[Stage] = list(place["rest"])
-        if not rest:
+        if place["last"]:
             await store.finish_run(workflow_id, output)
             return True
-        jobs = stage_jobs(
-            workflow_id, rest, stage + 1, previous=(output,), on_error=place.get("on_error")
-        )
+        stages = await _stages(store, workflow_id)
+        if stages is None:  # deleted while it ran: nothing left to advance
+            return True
+        index = stage + 1
+        last = index + 1 >= len(stages)
+        jobs = stage_jobs(workflow_id, stages[index], index, last=last, previous=(output,))
         try:
             await enqueue_all(queue, jobs)
         except TaskValidationError as exc:
@@ -245,8 +266,11 @@ async def step_failed(
             int(place["member"]),
             record=_record(job, result=None, error=error),
         )
-        on_error = place.get("on_error")
-        if first and on_error is not None:
+        on_error = None
+        if first:
+            run = await store.load_run(workflow_id)
+            on_error = None if run is None else run["definition"].get("on_error")
+        if on_error is not None:
             failure = {
                 "workflow_id": workflow_id,
                 "step": job.name,
@@ -257,10 +281,10 @@ async def step_failed(
             }
             (callback,) = stage_jobs(
                 workflow_id,
-                [{"group": False, "steps": [on_error]}],
+                {"group": False, "steps": [on_error]},
                 -1,
+                last=True,
                 previous=(failure,),
-                on_error=None,
             )
             # The callback is no step of the run: it must not advance or fail it.
             callback.metadata.clear()

@@ -268,7 +268,7 @@ class QueuedWorkflow(ABC):
         definition = {"kind": type(self).__name__, "stages": stages, "on_error": on_error}
         if not await store.create_run(run_id, definition):
             await _check_same_run(store, run_id, definition)
-        jobs = stage_jobs(run_id, stages, 0, previous=(), on_error=on_error)
+        jobs = stage_jobs(run_id, stages[0], 0, last=len(stages) == 1, previous=())
         await enqueue_all(queue, jobs)
         return WorkflowHandle(run_id, store)
 
