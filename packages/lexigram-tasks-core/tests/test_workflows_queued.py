@@ -8,9 +8,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from lexigram.contracts.tasks import Job, Result, TaskQueueError, WorkflowError, WorkflowStatus
 from lexigram.tasks.backends.memory import MemoryTaskQueue
+from lexigram.tasks.cli import cli
 from lexigram.tasks.constants import WORKFLOW_STEP_KEY
 from lexigram.tasks.decorators import task
 from lexigram.tasks.execution import TaskWorker
@@ -310,3 +312,10 @@ def make_run_store() -> RunStoreFactory:
 
 class TestInMemoryRunStoreConformance(WorkflowRunStoreConformance):
     pass
+
+
+def test_workflow_show_on_a_backend_without_a_shared_run_store_says_so() -> None:
+    result = CliRunner().invoke(cli, ["workflow", "show", "abc", "--backend", "memory"])
+    assert result.exit_code == 2, result.output
+    assert "no shared workflow run store" in result.stderr
+    assert "redis://" in result.stderr
