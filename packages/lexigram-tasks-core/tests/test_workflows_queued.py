@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from lexigram.contracts.tasks import Job, Result, TaskQueueError, WorkflowError, WorkflowStatus
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.cli import cli
+from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.constants import WORKFLOW_STEP_KEY
 from lexigram.tasks.decorators import task
 from lexigram.tasks.execution import TaskWorker
@@ -25,6 +26,7 @@ from lexigram.tasks.workflows import (
     TaskChain,
     TaskStep,
 )
+from lexigram.tasks.workflows._advance import stage_jobs
 
 calls: list[tuple[str, Any]] = []
 
@@ -319,3 +321,22 @@ def test_workflow_show_on_a_backend_without_a_shared_run_store_says_so() -> None
     assert result.exit_code == 2, result.output
     assert "no shared workflow run store" in result.stderr
     assert "redis://" in result.stderr
+
+
+async def test_a_step_on_a_worker_without_a_run_store_is_not_lost() -> None:
+    """It is not acked (another worker may have the store) until it is dead-lettered."""
+    step = JobChain(add.s(1, 2), add.s(3)).stages()[0]
+    (job,) = stage_jobs("orphan", step, 0, last=False, previous=())
+    queue = MemoryTaskQueue(visibility_timeout=0.05)
+    await queue.enqueue(job)
+    config = TaskWorkerConfig(max_deliveries=2)
+    worker = TaskWorker("w", queue, HANDLERS, config=config)
+    await worker.start()
+    for _ in range(300):
+        if await queue.count("tasks") == 0:
+            break
+        await asyncio.sleep(0.01)
+    await worker.stop()
+    assert await queue.count("tasks") == 0  # dead-lettered as a crash loop, then acked
+    assert calls.count(("add", (1, 2))) == 2
+    assert worker.stats.jobs_dead_lettered == 1

@@ -258,6 +258,18 @@ async def step_failed(
 ) -> bool:
     """Mark a step's run FAILED and enqueue its error callback once; False on failure."""
     workflow_id = str(place["id"])
+    if workflow_store_for(queue) is None:
+        # Retrying cannot register a store; the job's DLQ record keeps the failure, and
+        # leaving it unacked would dead-letter it again and again.
+        log.error(
+            "Job %s (%s), a step of workflow %s, failed for good on a worker with no "
+            "workflow run store for its queue, so the workflow cannot be marked failed. "
+            "Configure the backend's workflow state store on every worker of the queue.",
+            job.id,
+            job.name,
+            workflow_id,
+        )
+        return True
     try:
         store = _store(queue, workflow_id)
         first = await store.fail_step(
