@@ -80,7 +80,7 @@ async def test_task_rejects_arguments_that_do_not_fit() -> None:
     with pytest.raises(TaskValidationError, match="cannot be called with these arguments"):
         send_email.signature("a", "b", "c")  # type: ignore[call-arg]
     with pytest.raises(TaskValidationError, match="send_email"):
-        send_email.s(to="a", bogus=1)  # type: ignore[call-arg]
+        send_email.s(to="a", bogus=1)  # type: ignore[call-overload]
 
 
 async def test_delay_without_a_default_queue_says_how_to_configure_one() -> None:
@@ -321,12 +321,15 @@ def test_task_delay_arguments_are_type_checked(tmp_path: Path) -> None:
             async def main() -> None:
                 await add.delay(1, 2)
                 await add.delay("one", 2)
-                add.s(1)
+                add.si(1)
+                add.s(1)  # a chain step: the previous result is its first argument
+                add.s("one")
             """
         )
     )
     out, _, status = mypy_api.run([str(sample), "--strict", "--no-error-summary"])
     assert status == 1
     assert 'Argument 1 to "delay" of "TaskFunction" has incompatible type "str"' in out
-    assert 'Missing positional argument "b" in call to "s" of "TaskFunction"' in out
-    assert out.count("error:") == 2
+    assert 'Missing positional argument "b" in call to "si" of "TaskFunction"' in out
+    assert 'No overload variant of "s" of "TaskFunction" matches argument type "str"' in out
+    assert out.count("error:") == 3

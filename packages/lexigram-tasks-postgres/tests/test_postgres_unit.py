@@ -187,13 +187,17 @@ def test_pending_migrations_by_scope():
     assert [(scope, m.version) for scope, m in everything] == [
         ("stores", 1),
         ("stores", 2),
+        ("stores", 3),
         ("queue:tasks", 1),
     ]
-    assert _pending({"stores": 2, "queue:tasks": 1}, "tasks") == []
-    assert [scope for scope, _ in _pending({"stores": 2}, "other")] == ["queue:other"]
-    assert _pending({"stores": 2}, None) == []
-    # A schema of the previous version gets exactly the upgrade.
-    assert [(scope, m.version) for scope, m in _pending({"stores": 1}, None)] == [("stores", 2)]
+    assert _pending({"stores": 3, "queue:tasks": 1}, "tasks") == []
+    assert [scope for scope, _ in _pending({"stores": 3}, "other")] == ["queue:other"]
+    assert _pending({"stores": 3}, None) == []
+    # A schema of an earlier version gets exactly the upgrades.
+    assert [(scope, m.version) for scope, m in _pending({"stores": 1}, None)] == [
+        ("stores", 2),
+        ("stores", 3),
+    ]
 
 
 def test_backoff_is_bounded_and_grows():

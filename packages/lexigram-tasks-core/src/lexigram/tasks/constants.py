@@ -56,6 +56,12 @@ DEFAULT_DB_SCHEME: Final = "sqlite"
 """URL scheme of the command line's default backend (used when it is installed)."""
 DEFAULT_AMQP_URL: Final = "amqp://localhost:5672/"
 
+WORKFLOW_STEP_KEY: Final = "lexigram.workflow"
+"""`Job.metadata` key of a queue-driven workflow step: where the step sits in its run."""
+
+IMMUTABLE_STEP_KEY: Final = "lexigram.immutable"
+"""`Job.metadata` key set by ``.si()``: the step does not receive the previous result."""
+
 __all__ = [
     "BACKEND_MEMORY",
     "CONFIG_SECTION",
@@ -79,4 +85,6 @@ __all__ = [
     "ENV_NESTED_DELIMITER",
     "ENV_PREFIX",
     "FIRST_PARTY_BACKENDS",
+    "IMMUTABLE_STEP_KEY",
+    "WORKFLOW_STEP_KEY",
 ]

@@ -25,7 +25,7 @@ import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from lexigram.contracts.tasks import (
     BackendConnectionError,
@@ -38,6 +38,7 @@ from lexigram.contracts.tasks import (
     TaskValidationError,
 )
 from lexigram.tasks.concurrency._task_rate import parse_rate_limit
+from lexigram.tasks.constants import IMMUTABLE_STEP_KEY
 from lexigram.tasks.events import QUEUED, JobEvent, producer_events
 from lexigram.tasks.execution._options import ExceptionTypes, TaskOptions
 from lexigram.tasks.handles import JobHandle, register_job_stores
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from lexigram.contracts.tasks import ProgressStoreProtocol
 
 P = ParamSpec("P")
+P2 = ParamSpec("P2")
 R = TypeVar("R")
 
 IdempotencyKey = str | Callable[..., str] | None
@@ -227,9 +229,33 @@ class TaskFunction(Generic[P, R]):
         """
         return self._build(args, kwargs)
 
-    def s(self, *args: P.args, **kwargs: P.kwargs) -> Job:
-        """Shorthand for `signature`."""
+    # The second overload types a chain step that gets the previous step's result as its
+    # first argument: the call then leaves the first parameter out.
+    @overload
+    def s(self, *args: P.args, **kwargs: P.kwargs) -> Job: ...
+    @overload
+    def s(
+        self: TaskFunction[Concatenate[Any, P2], R], *args: P2.args, **kwargs: P2.kwargs
+    ) -> Job: ...
+    def s(self, *args: Any, **kwargs: Any) -> Job:
+        """Shorthand for `signature`; also a step of a queue-driven workflow.
+
+        In a `JobChain` every step after the first receives the previous step's result
+        as its first argument, before these, so ``parse.s()`` is a step of
+        ``def parse(raw: str)``: type checkers accept a call with every argument or
+        with all but the first (use `si` for a step that takes no previous result).
+        """
         return self._build(args, kwargs)
+
+    def si(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Like `s`, but immutable: in a workflow the step gets only these arguments.
+
+        The previous step's result is not prepended (type checkers check the call as
+        for `s`).
+        """
+        job = self._build(args, kwargs)
+        job.metadata[IMMUTABLE_STEP_KEY] = True
+        return job
 
     async def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         """Enqueue a job for this call on the task's queue (see `queue_for`).

@@ -84,6 +84,7 @@ from lexigram.contracts.tasks._protocols import (
     TaskManagerProtocol,
     TaskQueueProtocol,
     TaskWorkerProtocol,
+    WorkflowRunStoreProtocol,
     WorkflowStateStoreProtocol,
 )
 from lexigram.contracts.tasks._result import Err, Ok, Result, UnwrapError
@@ -153,6 +154,7 @@ __all__ = [
     "UnwrapError",
     "WorkflowError",
     "WorkflowResult",
+    "WorkflowRunStoreProtocol",
     "WorkflowStateStoreProtocol",
     "WorkflowStatus",
     "WorkflowSummary",

@@ -501,6 +501,68 @@ class WorkflowStateStoreProtocol(Protocol):
 
 
 @runtime_checkable
+class WorkflowRunStoreProtocol(Protocol):
+    """Persists queue-driven workflow runs and joins their stages atomically.
+
+    A run is a sequence of stages; a stage is one or more steps, each a job on the
+    queue. Step records are JSON dicts (``job_id``, ``status``, ``result``, ``error``,
+    ``started_at``, ``finished_at``). Every method is safe to repeat: a worker that
+    dies between recording a step and acking its job runs the step again and makes
+    the same calls, and must get the same answers.
+    """
+
+    async def create_run(self, workflow_id: str, definition: Mapping[str, Any]) -> bool:
+        """Store a new RUNNING run with its definition; False when the id exists."""
+        ...
+
+    async def record_step(
+        self,
+        workflow_id: str,
+        stage: int,
+        member: int,
+        *,
+        size: int,
+        record: Mapping[str, Any],
+    ) -> list[dict[str, Any]] | None:
+        """Record a step's success; return the stage's records when this step completes it.
+
+        Atomic: the first record of a step is kept (a repeat changes nothing), and
+        exactly one step of a stage, the one whose record made all `size` present, is
+        answered with the stage's records in member order (and so is every repeat of
+        that step); every other call, and every call once the run is no longer
+        RUNNING, gets None.
+        """
+        ...
+
+    async def fail_step(
+        self, workflow_id: str, stage: int, member: int, *, record: Mapping[str, Any]
+    ) -> bool:
+        """Record a step that failed for good and mark the run FAILED.
+
+        Returns True to the step that moved the run from RUNNING to FAILED (and to
+        every repeat of that step), False otherwise.
+        """
+        ...
+
+    async def finish_run(self, workflow_id: str, result: Any) -> None:
+        """Mark a RUNNING run COMPLETED with its final result."""
+        ...
+
+    async def load_run(self, workflow_id: str) -> dict[str, Any] | None:
+        """Return a run, or None.
+
+        The dict holds ``workflow_id``, ``definition``, ``status`` (a `WorkflowStatus`
+        value), ``steps`` (records by ``"<stage>:<member>"``), ``result``, ``error``,
+        ``created_at`` and ``updated_at`` (epoch seconds).
+        """
+        ...
+
+    async def delete_run(self, workflow_id: str) -> None:
+        """Delete a run and its step records (no-op when absent)."""
+        ...
+
+
+@runtime_checkable
 class LockProtocol(Protocol):
     """A lock on one key that expires after its timeout (so a dead holder frees it)."""
 

@@ -37,6 +37,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "schedule": ("_schedule", "schedule_group", "List, pause, resume, remove or run schedules."),
     "dlq": ("_dlq", "dlq_group", "List, show, retry or purge dead-lettered jobs."),
     "job": ("_job", "job_group", "Show a job's status or result, or wait for it."),
+    "workflow": ("_workflow", "workflow_group", "Show a queue-driven workflow's steps."),
     "demo": ("_demo", "demo_command", "See everything work in a few seconds (no setup)."),
 }
 

@@ -29,6 +29,7 @@ from lexigram.contracts.tasks import (
     TaskConfigurationError,
     TaskQueueError,
     TaskQueueProtocol,
+    WorkflowRunStoreProtocol,
 )
 from lexigram.tasks._backends import TaskBackendRegistry, create_store, spec_from_config
 from lexigram.tasks.concurrency._task_rate import (
@@ -47,6 +48,7 @@ from lexigram.tasks.hooks import HookRegistry
 from lexigram.tasks.observability._tracing import TracingObserver, tracing_available
 from lexigram.tasks.progress import InMemoryProgressStore, InMemoryProgressTracker, ProgressStore
 from lexigram.tasks.results import InMemoryResultStore, ResultStore
+from lexigram.tasks.workflows import InMemoryWorkflowStateStore, register_workflow_store
 
 if TYPE_CHECKING:
     from lexigram.tasks.middleware import TaskMiddlewarePipeline
@@ -70,6 +72,8 @@ class BackendStack:
         progress_tracker: Live progress broadcast (subscribe to a job's updates).
         dead_letter_queue: Where permanently failed jobs go; `retry` re-enqueues on `queue`.
         scheduler_store: The backend's schedule store, or None (in-memory schedules).
+        workflow_store: The run store of queue-driven workflows on `queue` (the
+            backend's workflow state store, else an in-memory one).
         has_shared_dead_letters: Whether the backend stores dead letters itself
             (otherwise they live in this process only).
         closeables: Stores this stack built, closed at shutdown (the queue is closed too).
@@ -85,6 +89,7 @@ class BackendStack:
     progress_tracker: ProgressTrackerProtocol
     dead_letter_queue: PersistentDeadLetterQueue
     scheduler_store: Any | None = None
+    workflow_store: WorkflowRunStoreProtocol | None = None
     has_shared_dead_letters: bool = False
     closeables: list[Any] = field(default_factory=list)
     task_rate_limiters: TaskRateLimiters | None = None
@@ -203,6 +208,13 @@ def build_stack(
             closeables.append(scheduler_store)
     # The handles `.delay()`/`.apply_async()` return for this queue read these stores.
     register_job_stores(built_queue, result_store=result_store, progress_store=progress_store)
+    workflow_store = _or_memory(
+        spec, "create_workflow_state_store", field, closeables, InMemoryWorkflowStateStore
+    )
+    if not isinstance(workflow_store, WorkflowRunStoreProtocol):
+        workflow_store = None  # a third-party state store without queue-driven runs
+    else:
+        register_workflow_store(built_queue, workflow_store)
     return BackendStack(
         name=name,
         path=field,
@@ -215,6 +227,7 @@ def build_stack(
         progress_tracker=cast("ProgressTrackerProtocol", tracker),
         dead_letter_queue=PersistentDeadLetterQueue(backend=dlq_backend, queue=built_queue),
         scheduler_store=scheduler_store,
+        workflow_store=workflow_store,
         has_shared_dead_letters=dlq_backend is not None,
         closeables=closeables,
     )
@@ -410,6 +423,8 @@ def build_pool(
         register_job_stores(
             consumed, result_store=stack.result_store, progress_store=stack.progress_store
         )
+        if stack.workflow_store is not None:
+            register_workflow_store(consumed, stack.workflow_store)
     limiters = task_rate_limiters(stack, config)
     # Built now, so a backend that cannot share them is reported when the pool starts.
     limiters.prepare((name, handlers.options(name)) for name in handlers.list_handlers())

@@ -36,6 +36,7 @@ from lexigram.contracts.tasks import (
     TaskTimeoutError,
 )
 from lexigram.tasks.config import TaskWorkerConfig
+from lexigram.tasks.constants import WORKFLOW_STEP_KEY
 from lexigram.tasks.dlq import DeadLetterQueue, PersistentDeadLetterQueue
 from lexigram.tasks.events import (
     COMPLETED,
@@ -200,7 +201,7 @@ class Settler:
         return entry.tracker
 
     # -- outcomes --------------------------------------------------------------------
-    async def succeeded(self, entry: Running, data: Any, started: float) -> None:
+    async def succeeded(self, entry: Running, data: Any, started: float) -> None:  # noqa: C901 - the hot path, inlined on purpose
         job = entry.job
         duration = time.perf_counter() - started
         now = time.time()
@@ -219,6 +220,11 @@ class Settler:
         self.stats.record_job(result)
         if duration >= self.long_job_seconds:
             self.long_jobs.append((job.name, now))
+        place = job.metadata.get(WORKFLOW_STEP_KEY)  # a queue-driven workflow's step
+        if place is not None and not await _workflows().step_succeeded(
+            self.queue, job, place, data, self.logger
+        ):
+            return  # not acked: the step runs again when its lease ends, and advances then
         try:  # inlined rather than _settle(): this is the hot path
             if job.lease_token is None:
                 held = await self.queue.ack(job.id)
@@ -418,6 +424,11 @@ class Settler:
             )
             await self._settle(job, "retry_later", self.queue.retry_later(job, delay=delay))
             return
+        place = job.metadata.get(WORKFLOW_STEP_KEY)
+        if place is not None and not await _workflows().step_failed(
+            self.queue, job, place, error, self.logger
+        ):
+            return  # not acked: settled again when its lease ends
         self.stats.jobs_dead_lettered += 1
         self.logger.error(
             "Job %s (%s) dead-lettered after %d attempt(s) (%s): %s",
@@ -609,6 +620,14 @@ class Settler:
             spread = delay * retry.jitter
             delay += random.uniform(-spread, spread)  # noqa: S311 - jitter, not security
         return max(0.0, delay)
+
+
+def _workflows() -> Any:
+    # Imported on a workflow step's path only: the workflows package imports the producer
+    # helpers, which import this package.
+    from lexigram.tasks.workflows import _advance  # noqa: PLC0415
+
+    return _advance
 
 
 def describe(exc: BaseException) -> str:

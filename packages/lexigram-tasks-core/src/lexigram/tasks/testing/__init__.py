@@ -25,6 +25,9 @@ backend that can store raw bytes where an encoded job would be also subclasses
 `QueuePoisonConformance` and implements its ``plant_raw_payload`` hook. The kit needs
 pytest and pytest-asyncio (its classes carry the ``asyncio`` mark, so strict mode works
 too).
+
+`WorkflowRunStoreConformance` checks a workflow run store (the atomic stage join of
+queue-driven workflows) through a ``make_run_store`` fixture the same way.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ pytest.register_assert_rewrite(
     "lexigram.tasks.testing._leases",
     "lexigram.tasks.testing._management",
     "lexigram.tasks.testing._worker",
+    "lexigram.tasks.testing._workflow_runs",
 )
 
 from lexigram.tasks.testing._base import (  # noqa: E402 - after register_assert_rewrite
@@ -72,6 +76,10 @@ from lexigram.tasks.testing._worker import (  # noqa: E402 - after register_asse
     POISON_PAYLOADS,
     QueuePoisonConformance,
     QueueWorkerConformance,
+)
+from lexigram.tasks.testing._workflow_runs import (  # noqa: E402 - after register_assert_rewrite
+    RunStoreFactory,
+    WorkflowRunStoreConformance,
 )
 
 
@@ -117,4 +125,6 @@ __all__ = [
     "QueueRoundTripConformance",
     "QueueWaitConformance",
     "QueueWorkerConformance",
+    "RunStoreFactory",
+    "WorkflowRunStoreConformance",
 ]

@@ -12,16 +12,30 @@ from lexigram.contracts.tasks import (
     WorkflowStatus,
     WorkflowSummary,
 )
+from lexigram.tasks.workflows._advance import register_workflow_store, workflow_store_for
 from lexigram.tasks.workflows._branch import BranchStep
 from lexigram.tasks.workflows._chain import TaskChain, chain
 from lexigram.tasks.workflows._chord import TaskChord
 from lexigram.tasks.workflows._group import TaskGroup
+from lexigram.tasks.workflows._queued import (
+    JobChain,
+    JobChord,
+    JobGroup,
+    QueuedWorkflow,
+    WorkflowHandle,
+    WorkflowRunInfo,
+    WorkflowStepInfo,
+)
 from lexigram.tasks.workflows._state import InMemoryWorkflowStateStore, WorkflowStateStore
 from lexigram.tasks.workflows._steps import TaskStep, Workflow, run_step
 
 __all__ = [
     "BranchStep",
     "InMemoryWorkflowStateStore",
+    "JobChain",
+    "JobChord",
+    "JobGroup",
+    "QueuedWorkflow",
     "StepResult",
     "TaskChain",
     "TaskChord",
@@ -29,10 +43,15 @@ __all__ = [
     "TaskStep",
     "Workflow",
     "WorkflowError",
+    "WorkflowHandle",
     "WorkflowResult",
+    "WorkflowRunInfo",
     "WorkflowStateStore",
     "WorkflowStatus",
+    "WorkflowStepInfo",
     "WorkflowSummary",
     "chain",
+    "register_workflow_store",
     "run_step",
+    "workflow_store_for",
 ]

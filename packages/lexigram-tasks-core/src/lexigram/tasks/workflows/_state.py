@@ -11,6 +11,7 @@ from lexigram.contracts.tasks import (
     WorkflowStatus,
     WorkflowSummary,
 )
+from lexigram.tasks.workflows._runs import InMemoryWorkflowRuns
 
 WorkflowStateStore = WorkflowStateStoreProtocol
 """The published name of the workflow state store protocol (save/load/list/delete)."""
@@ -23,14 +24,17 @@ def _copy(result: WorkflowResult) -> WorkflowResult:
     return dataclasses.replace(result, steps=[dataclasses.replace(step) for step in result.steps])
 
 
-class InMemoryWorkflowStateStore:
+class InMemoryWorkflowStateStore(InMemoryWorkflowRuns):
     """A `WorkflowStateStore` in process memory, for tests and single-process apps.
 
     Saved states are copies; `list_active` lists workflows whose saved status is
-    PENDING or RUNNING (a chain that crashed mid-run stays RUNNING).
+    PENDING or RUNNING (a chain that crashed mid-run stays RUNNING). It is also a
+    `WorkflowRunStoreProtocol` for queue-driven workflows whose workers run in this
+    process.
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self._states: dict[str, tuple[WorkflowResult, datetime, datetime]] = {}
 
     async def save_state(self, workflow_id: str, result: WorkflowResult) -> None:

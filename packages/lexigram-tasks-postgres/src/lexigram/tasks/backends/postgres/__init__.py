@@ -34,8 +34,8 @@ from lexigram.tasks.backends.postgres._stores import (
     PostgresProgressStore,
     PostgresResultStore,
     PostgresSchedulerStore,
-    PostgresWorkflowStateStore,
 )
+from lexigram.tasks.backends.postgres._workflows import PostgresWorkflowStateStore
 
 __all__ = [
     "DEFAULT_SCHEMA",

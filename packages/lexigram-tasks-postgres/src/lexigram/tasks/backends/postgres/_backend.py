@@ -25,8 +25,8 @@ from lexigram.tasks.backends.postgres._stores import (
     PostgresProgressStore,
     PostgresResultStore,
     PostgresSchedulerStore,
-    PostgresWorkflowStateStore,
 )
+from lexigram.tasks.backends.postgres._workflows import PostgresWorkflowStateStore
 
 
 def _database(spec: TaskBackendSpec, options: PostgresOptions) -> Database:

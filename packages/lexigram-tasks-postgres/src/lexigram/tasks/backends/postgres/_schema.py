@@ -182,12 +182,45 @@ ALTER TABLE {s}.idempotency ALTER COLUMN record TYPE json USING record::json;
 ALTER TABLE {s}.cache ALTER COLUMN value TYPE bytea USING convert_to(value, 'UTF8');
 """
 
+# Queue-driven workflow runs: a run row that every join locks, a row per ended step, and
+# a row per joined stage naming the one member that completed it (its advance).
+_STORES_V3 = """
+CREATE TABLE IF NOT EXISTS {s}.workflow_runs (
+    namespace   text        NOT NULL,
+    workflow_id text        NOT NULL,
+    status      text        NOT NULL,
+    definition  json        NOT NULL,
+    result      json,
+    error       text,
+    failer      text,
+    created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (namespace, workflow_id)
+);
+CREATE TABLE IF NOT EXISTS {s}.workflow_steps (
+    namespace   text    NOT NULL,
+    workflow_id text    NOT NULL,
+    stage       integer NOT NULL,
+    member      integer NOT NULL,
+    record      json    NOT NULL,
+    PRIMARY KEY (namespace, workflow_id, stage, member)
+);
+CREATE TABLE IF NOT EXISTS {s}.workflow_stages (
+    namespace   text    NOT NULL,
+    workflow_id text    NOT NULL,
+    stage       integer NOT NULL,
+    completer   integer NOT NULL,
+    PRIMARY KEY (namespace, workflow_id, stage)
+);
+"""
+
 QUEUE_MIGRATIONS: tuple[Migration, ...] = (Migration(1, "jobs table, indexes, keys", _QUEUE_V1),)
 """Migrations of a jobs table (scope ``queue:<table>``), oldest first."""
 
 STORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "store tables", _STORES_V1),
     Migration(2, "NUL-safe records (json) and cache values (bytea)", _STORES_V2),
+    Migration(3, "queue-driven workflow runs", _STORES_V3),
 )
 """Migrations of the store tables (scope ``stores``), oldest first."""
 

@@ -1,4 +1,4 @@
-r"""PostgreSQL stores: results, progress, dead letters, schedules and workflow state.
+r"""PostgreSQL stores: results, progress, dead letters and schedules (workflows: `_workflows`).
 
 Each store keeps its records as JSON text (``json``, not ``jsonb``: jsonb refuses the
 escape ``\u0000``, so a record holding a NUL character, such as the traceback of a job
@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -23,9 +22,6 @@ import asyncpg
 from lexigram.contracts.tasks import (
     JobResult,
     ProgressInfo,
-    WorkflowResult,
-    WorkflowStatus,
-    WorkflowSummary,
 )
 from lexigram.tasks.backends.postgres._connection import Conn, Database, Listener
 from lexigram.tasks.backends.postgres._options import (
@@ -39,7 +35,6 @@ from lexigram.tasks.backends.postgres._schema import ensure_schema
 logger = logging.getLogger(__name__)
 
 _SAFETY_NET = 5.0
-_ACTIVE_WORKFLOWS = [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]
 _TERMINAL_PROGRESS = frozenset({"complete", "failed"})
 
 
@@ -469,65 +464,4 @@ ON CONFLICT (namespace, job_id) DO UPDATE SET data = EXCLUDED.data,
             f"DELETE FROM {self._s}.schedules WHERE namespace = $1 AND job_id = $2",  # noqa: S608 - validated
             self.namespace,
             job_id,
-        )
-
-
-class PostgresWorkflowStateStore(_TableStore):
-    """Workflow progress, so a chain resumes from its last completed step after a crash."""
-
-    _what = "workflow state store"
-
-    async def save_state(self, workflow_id: str, result: WorkflowResult) -> None:
-        """Save (or replace) a workflow's state."""
-        await self._execute(
-            f"""
-INSERT INTO {self._s}.workflows (namespace, workflow_id, status, data)
-VALUES ($1, $2, $3, $4::json)
-ON CONFLICT (namespace, workflow_id) DO UPDATE SET status = EXCLUDED.status,
-    data = EXCLUDED.data, updated_at = clock_timestamp()""",  # noqa: S608 - validated
-            self.namespace,
-            workflow_id,
-            result.status.value,
-            dumps(result.to_dict()),
-        )
-
-    async def load_state(self, workflow_id: str) -> WorkflowResult | None:
-        """Return a workflow's saved state, or None."""
-        text = await self._fetchval(
-            f"SELECT data FROM {self._s}.workflows WHERE namespace = $1 AND workflow_id = $2",  # noqa: S608 - validated
-            self.namespace,
-            workflow_id,
-        )
-        return None if text is None else WorkflowResult.from_dict(loads(text))
-
-    async def list_active(self) -> list[WorkflowSummary]:
-        """Return summaries of the workflows that are pending or running."""
-        rows = await self._fetch(
-            f"SELECT workflow_id, data, created_at, updated_at FROM {self._s}.workflows "  # noqa: S608 - validated
-            "WHERE namespace = $1 AND status = ANY($2::text[]) ORDER BY created_at",
-            self.namespace,
-            _ACTIVE_WORKFLOWS,
-        )
-        summaries: list[WorkflowSummary] = []
-        for row in rows:
-            result = WorkflowResult.from_dict(loads(row["data"]))
-            created: datetime = row["created_at"]
-            updated: datetime = row["updated_at"]
-            summaries.append(
-                WorkflowSummary(
-                    workflow_id=row["workflow_id"],
-                    status=result.status,
-                    completed_steps=[step.step_name for step in result.steps if step.success],
-                    created_at=created,
-                    last_updated=updated,
-                )
-            )
-        return summaries
-
-    async def delete_state(self, workflow_id: str) -> None:
-        """Delete a workflow's state (no-op when absent)."""
-        await self._execute(
-            f"DELETE FROM {self._s}.workflows WHERE namespace = $1 AND workflow_id = $2",  # noqa: S608 - validated
-            self.namespace,
-            workflow_id,
         )

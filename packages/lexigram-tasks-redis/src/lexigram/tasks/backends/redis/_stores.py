@@ -25,6 +25,7 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks.backends.redis._base import NOW_MS, RedisStore, dumps, loads, ttl_ms
 from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
+from lexigram.tasks.backends.redis._runs import RedisWorkflowRuns
 
 _WAIT_GRACE = 5.0
 _MIN_WAIT = 0.001  # Redis blocks with millisecond resolution
@@ -391,8 +392,11 @@ class RedisDLQBackend(RedisStore):
 _ACTIVE_WORKFLOW = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING)
 
 
-class RedisWorkflowStateStore(RedisStore):
+class RedisWorkflowStateStore(RedisWorkflowRuns):
     """`WorkflowStateStoreProtocol` on Redis, so a chain resumes after a crash.
+
+    It is also the `WorkflowRunStoreProtocol` of queue-driven workflows
+    (`RedisWorkflowRuns`).
 
     Args:
         url: Redis URL (when no `connector` is given).

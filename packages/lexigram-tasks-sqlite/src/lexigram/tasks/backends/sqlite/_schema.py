@@ -107,6 +107,33 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # scans the table, which the TTL keeps bounded.
         "DROP INDEX IF EXISTS lexigram_results_listed",
     ),
+    (
+        # Queue-driven workflow runs: the run, a row per ended step, and a row per joined
+        # stage naming the one member that completed it (see `_runs`).
+        """CREATE TABLE lexigram_workflow_runs (
+            workflow_id TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            definition TEXT NOT NULL,
+            result TEXT,
+            error TEXT,
+            failer TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        """CREATE TABLE lexigram_workflow_steps (
+            workflow_id TEXT NOT NULL,
+            stage INTEGER NOT NULL,
+            member INTEGER NOT NULL,
+            record TEXT NOT NULL,
+            PRIMARY KEY (workflow_id, stage, member)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE lexigram_workflow_stages (
+            workflow_id TEXT NOT NULL,
+            stage INTEGER NOT NULL,
+            completer INTEGER NOT NULL,
+            PRIMARY KEY (workflow_id, stage)
+        ) WITHOUT ROWID""",
+    ),
 )
 """Migration N (1-based) is ``MIGRATIONS[N - 1]``; never edit one that shipped."""
 

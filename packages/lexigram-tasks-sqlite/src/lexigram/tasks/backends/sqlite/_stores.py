@@ -28,6 +28,7 @@ from lexigram.tasks.backends.sqlite._base import (
     expiry,
     loads,
 )
+from lexigram.tasks.backends.sqlite._runs import SQLiteWorkflowRuns
 
 
 def result_topic(job_id: str) -> str:
@@ -378,8 +379,11 @@ class SQLiteSchedulerStore(SQLiteStore):
 _ACTIVE_WORKFLOW = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING)
 
 
-class SQLiteWorkflowStateStore(SQLiteStore):
-    """`WorkflowStateStoreProtocol` on SQLite, so a chain resumes after a crash."""
+class SQLiteWorkflowStateStore(SQLiteWorkflowRuns):
+    """`WorkflowStateStoreProtocol` on SQLite, so a chain resumes after a crash.
+
+    It is also the `WorkflowRunStoreProtocol` of queue-driven workflows.
+    """
 
     async def save_state(self, workflow_id: str, result: WorkflowResult) -> None:
         """Save a workflow's state (PENDING/RUNNING ones are listed as active)."""

@@ -1,0 +1,122 @@
+"""`WorkflowRunStoreConformance`: what a queue-driven workflow run store must do.
+
+A backend supplies one fixture, ``make_run_store``: an async factory returning a
+`WorkflowRunStoreProtocol` object. Each call should return a new object on the same
+storage, as another worker process would have (a store that lives in one process, like
+the memory one, returns the same object each time); the fixture owns cleanup. Run ids
+are unique per test.
+"""
+
+# ruff: noqa: S101 - the kit is pytest tests: they assert
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from lexigram.contracts.tasks import WorkflowRunStoreProtocol
+
+RunStoreFactory = Callable[[], Awaitable[WorkflowRunStoreProtocol]]
+"""The type of the ``make_run_store`` fixture a backend supplies."""
+
+_DEFINITION: dict[str, Any] = {"kind": "JobChord", "stages": [], "on_error": None}
+
+
+def _ok(result: Any) -> dict[str, Any]:
+    return {"status": "succeeded", "result": result, "job_id": f"job-{result}"}
+
+
+@pytest.mark.asyncio
+class WorkflowRunStoreConformance:
+    """The atomic join and the failure rule of `WorkflowRunStoreProtocol`."""
+
+    async def test_create_run_stores_a_running_run_once(
+        self, make_run_store: RunStoreFactory
+    ) -> None:
+        first, second = await make_run_store(), await make_run_store()
+        run_id = uuid.uuid4().hex
+        assert await first.create_run(run_id, _DEFINITION) is True
+        assert await second.create_run(run_id, {"kind": "other"}) is False
+        run = await second.load_run(run_id)
+        assert run is not None, "load_run found no run that create_run stored"
+        assert (run["workflow_id"], run["status"], run["definition"]) == (
+            run_id,
+            "running",
+            _DEFINITION,
+        )
+        assert run["steps"] == {}
+        assert run["created_at"] > 0
+        assert await second.load_run(uuid.uuid4().hex) is None
+
+    async def test_join_answers_exactly_one_member_despite_concurrent_duplicates(
+        self, make_run_store: RunStoreFactory
+    ) -> None:
+        stores = [await make_run_store(), await make_run_store()]
+        run_id = uuid.uuid4().hex
+        await stores[0].create_run(run_id, _DEFINITION)
+        size = 12
+
+        async def record(member: int, copy: int) -> tuple[int, Any]:
+            store = stores[(member + copy) % 2]
+            answer = await store.record_step(run_id, 0, member, size=size, record=_ok(member))
+            return member, answer
+
+        answers = await asyncio.gather(*(record(m, c) for m in range(size) for c in range(3)))
+        winners = {member for member, answer in answers if answer is not None}
+        assert len(winners) == 1, f"members {sorted(winners)} were each told they joined"
+        for member, answer in answers:
+            if member in winners:
+                assert answer is not None, "a repeat of the joining member was not answered"
+                assert [r["result"] for r in answer] == list(range(size))
+        (winner,) = winners
+        again = await stores[1].record_step(run_id, 0, winner, size=size, record=_ok(-1))
+        assert again is not None
+        assert [r["result"] for r in again] == list(range(size)), "a repeat replaced a record"
+
+    async def test_join_waits_for_every_member(self, make_run_store: RunStoreFactory) -> None:
+        store = await make_run_store()
+        run_id = uuid.uuid4().hex
+        await store.create_run(run_id, _DEFINITION)
+        for member in (2, 0):
+            assert await store.record_step(run_id, 0, member, size=3, record=_ok(member)) is None
+        assert await store.record_step(run_id, 1, 0, size=1, record=_ok(9)) is not None
+        last = await store.record_step(run_id, 0, 1, size=3, record=_ok(1))
+        assert last is not None
+        assert [r["result"] for r in last] == [0, 1, 2]
+
+    async def test_a_failed_step_fails_the_run_once_and_stops_every_join(
+        self, make_run_store: RunStoreFactory
+    ) -> None:
+        first, second = await make_run_store(), await make_run_store()
+        run_id = uuid.uuid4().hex
+        await first.create_run(run_id, _DEFINITION)
+        failed = {"status": "failed", "error": "RuntimeError: no", "job_id": "j"}
+        assert await first.fail_step(run_id, 0, 1, record=failed) is True
+        assert await second.fail_step(run_id, 0, 1, record=failed) is True, "a repeat of it"
+        assert await second.fail_step(run_id, 0, 2, record=failed) is False
+        assert await first.record_step(run_id, 0, 0, size=1, record=_ok(0)) is None
+        await first.finish_run(run_id, "too late")
+        run = await second.load_run(run_id)
+        assert run is not None
+        assert (run["status"], run["error"], run["result"]) == ("failed", "RuntimeError: no", None)
+        assert run["steps"]["0:1"]["status"] == "failed"
+        assert run["steps"]["0:0"]["result"] == 0
+
+    async def test_finish_and_delete_a_run(self, make_run_store: RunStoreFactory) -> None:
+        first, second = await make_run_store(), await make_run_store()
+        run_id = uuid.uuid4().hex
+        await first.create_run(run_id, _DEFINITION)
+        await first.record_step(run_id, 0, 0, size=1, record=_ok([1, "two"]))
+        await first.finish_run(run_id, {"total": [1, "two"]})
+        run = await second.load_run(run_id)
+        assert run is not None
+        assert (run["status"], run["result"]) == ("completed", {"total": [1, "two"]})
+        assert run["steps"]["0:0"]["result"] == [1, "two"]
+        assert run["updated_at"] >= run["created_at"]
+        await second.delete_run(run_id)
+        assert await first.load_run(run_id) is None
+        await second.delete_run(run_id)  # absent: a no-op

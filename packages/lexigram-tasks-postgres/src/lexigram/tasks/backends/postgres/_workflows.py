@@ -1,0 +1,268 @@
+"""PostgreSQL workflow stores: the in-process chains' state and queue-driven runs.
+
+A queue-driven run is a row of ``workflow_runs`` (definition, status, result); each
+step that ended is a row of ``workflow_steps`` and each joined stage a row of
+``workflow_stages`` naming the member that completed it. Every call that decides
+something locks the run's row first (``SELECT ... FOR UPDATE``), so the joins of one
+run are serialized whichever process makes them; a chord's last two members can
+never both see the other's record missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from lexigram.contracts.tasks import WorkflowResult, WorkflowStatus, WorkflowSummary
+from lexigram.tasks.backends.postgres._connection import Conn
+from lexigram.tasks.backends.postgres._stores import _TableStore, dumps, loads
+
+_ACTIVE_WORKFLOWS = [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]
+_RUNNING = WorkflowStatus.RUNNING.value
+
+
+class PostgresWorkflowStateStore(_TableStore):
+    """Workflow progress, so a chain resumes from its last completed step after a crash.
+
+    It is also the `WorkflowRunStoreProtocol` of queue-driven workflows.
+    """
+
+    _what = "workflow state store"
+
+    async def save_state(self, workflow_id: str, result: WorkflowResult) -> None:
+        """Save (or replace) a workflow's state."""
+        await self._execute(
+            f"""
+INSERT INTO {self._s}.workflows (namespace, workflow_id, status, data)
+VALUES ($1, $2, $3, $4::json)
+ON CONFLICT (namespace, workflow_id) DO UPDATE SET status = EXCLUDED.status,
+    data = EXCLUDED.data, updated_at = clock_timestamp()""",  # noqa: S608 - validated
+            self.namespace,
+            workflow_id,
+            result.status.value,
+            dumps(result.to_dict()),
+        )
+
+    async def load_state(self, workflow_id: str) -> WorkflowResult | None:
+        """Return a workflow's saved state, or None."""
+        text = await self._fetchval(
+            f"SELECT data FROM {self._s}.workflows WHERE namespace = $1 AND workflow_id = $2",  # noqa: S608 - validated
+            self.namespace,
+            workflow_id,
+        )
+        return None if text is None else WorkflowResult.from_dict(loads(text))
+
+    async def list_active(self) -> list[WorkflowSummary]:
+        """Return summaries of the workflows that are pending or running."""
+        rows = await self._fetch(
+            f"SELECT workflow_id, data, created_at, updated_at FROM {self._s}.workflows "  # noqa: S608 - validated
+            "WHERE namespace = $1 AND status = ANY($2::text[]) ORDER BY created_at",
+            self.namespace,
+            _ACTIVE_WORKFLOWS,
+        )
+        summaries: list[WorkflowSummary] = []
+        for row in rows:
+            result = WorkflowResult.from_dict(loads(row["data"]))
+            created: datetime = row["created_at"]
+            updated: datetime = row["updated_at"]
+            summaries.append(
+                WorkflowSummary(
+                    workflow_id=row["workflow_id"],
+                    status=result.status,
+                    completed_steps=[step.step_name for step in result.steps if step.success],
+                    created_at=created,
+                    last_updated=updated,
+                )
+            )
+        return summaries
+
+    async def delete_state(self, workflow_id: str) -> None:
+        """Delete a workflow's state (no-op when absent)."""
+        await self._execute(
+            f"DELETE FROM {self._s}.workflows WHERE namespace = $1 AND workflow_id = $2",  # noqa: S608 - validated
+            self.namespace,
+            workflow_id,
+        )
+
+    # -- queue-driven runs ---------------------------------------------------------------
+
+    async def _in_transaction(self, what: str, fn: Any) -> Any:
+        await self._ensure_ready()
+
+        async def run(conn: Conn) -> Any:
+            async with conn.transaction():
+                return await fn(conn)
+
+        return await self._db.run(run, what)
+
+    async def _lock_run(self, conn: Conn, workflow_id: str) -> Any:
+        return await conn.fetchrow(
+            f"SELECT status, failer FROM {self._s}.workflow_runs "  # noqa: S608 - validated
+            "WHERE namespace = $1 AND workflow_id = $2 FOR UPDATE",
+            self.namespace,
+            workflow_id,
+        )
+
+    async def _insert_step(
+        self, conn: Conn, workflow_id: str, stage: int, member: int, record: Mapping[str, Any]
+    ) -> None:
+        await conn.execute(
+            f"INSERT INTO {self._s}.workflow_steps (namespace, workflow_id, stage, member, "  # noqa: S608 - validated
+            "record) VALUES ($1, $2, $3, $4, $5::json) ON CONFLICT DO NOTHING",
+            self.namespace,
+            workflow_id,
+            stage,
+            member,
+            dumps(dict(record)),
+        )
+
+    async def create_run(self, workflow_id: str, definition: Mapping[str, Any]) -> bool:
+        """Store a new RUNNING run; False when the id exists."""
+        status = await self._execute(
+            f"INSERT INTO {self._s}.workflow_runs (namespace, workflow_id, status, definition) "  # noqa: S608 - validated
+            "VALUES ($1, $2, $3, $4::json) ON CONFLICT DO NOTHING",
+            self.namespace,
+            workflow_id,
+            _RUNNING,
+            dumps(dict(definition)),
+        )
+        return status.endswith(" 1")
+
+    async def record_step(
+        self,
+        workflow_id: str,
+        stage: int,
+        member: int,
+        *,
+        size: int,
+        record: Mapping[str, Any],
+    ) -> list[dict[str, Any]] | None:
+        """Record a success; the stage's records to the step that completed the stage."""
+        s = self._s
+
+        async def join(conn: Conn) -> list[dict[str, Any]] | None:
+            run = await self._lock_run(conn, workflow_id)
+            if run is None:
+                return None
+            await self._insert_step(conn, workflow_id, stage, member, record)
+            if run["status"] != _RUNNING:
+                return None
+            count = await conn.fetchval(
+                f"SELECT count(*) FROM {s}.workflow_steps "  # noqa: S608 - validated
+                "WHERE namespace = $1 AND workflow_id = $2 AND stage = $3",
+                self.namespace,
+                workflow_id,
+                stage,
+            )
+            if count < size:
+                return None
+            completer = await conn.fetchval(
+                f"INSERT INTO {s}.workflow_stages (namespace, workflow_id, stage, completer) "  # noqa: S608 - validated
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (namespace, workflow_id, stage) "
+                "DO UPDATE SET completer = workflow_stages.completer RETURNING completer",
+                self.namespace,
+                workflow_id,
+                stage,
+                member,
+            )
+            if completer != member:
+                return None
+            rows = await conn.fetch(
+                f"SELECT record FROM {s}.workflow_steps WHERE namespace = $1 "  # noqa: S608 - validated
+                "AND workflow_id = $2 AND stage = $3 ORDER BY member",
+                self.namespace,
+                workflow_id,
+                stage,
+            )
+            return [loads(row["record"]) for row in rows]
+
+        answer: list[dict[str, Any]] | None = await self._in_transaction("record a step", join)
+        return answer
+
+    async def fail_step(
+        self, workflow_id: str, stage: int, member: int, *, record: Mapping[str, Any]
+    ) -> bool:
+        """Record a failed step; True to the step that failed the run."""
+        key = f"{stage}:{member}"
+
+        async def fail(conn: Conn) -> bool:
+            run = await self._lock_run(conn, workflow_id)
+            if run is None:
+                return False
+            await self._insert_step(conn, workflow_id, stage, member, record)
+            if run["status"] != _RUNNING:
+                return bool(run["failer"] == key)
+            await conn.execute(
+                f"UPDATE {self._s}.workflow_runs SET status = $3, error = $4, failer = $5, "  # noqa: S608 - validated
+                "updated_at = clock_timestamp() WHERE namespace = $1 AND workflow_id = $2",
+                self.namespace,
+                workflow_id,
+                WorkflowStatus.FAILED.value,
+                str(record.get("error") or ""),
+                key,
+            )
+            return True
+
+        return bool(await self._in_transaction("fail a step", fail))
+
+    async def finish_run(self, workflow_id: str, result: Any) -> None:
+        """Mark a RUNNING run COMPLETED with its result."""
+        await self._execute(
+            f"UPDATE {self._s}.workflow_runs SET status = $3, result = $4::json, "  # noqa: S608 - validated
+            "updated_at = clock_timestamp() WHERE namespace = $1 AND workflow_id = $2 "
+            "AND status = $5",
+            self.namespace,
+            workflow_id,
+            WorkflowStatus.COMPLETED.value,
+            dumps(result),
+            _RUNNING,
+        )
+
+    async def load_run(self, workflow_id: str) -> dict[str, Any] | None:
+        """Return a run, or None."""
+        s = self._s
+
+        async def read(conn: Conn) -> dict[str, Any] | None:
+            run = await conn.fetchrow(
+                f"SELECT definition, status, result, error, created_at, updated_at "  # noqa: S608 - validated
+                f"FROM {s}.workflow_runs WHERE namespace = $1 AND workflow_id = $2",
+                self.namespace,
+                workflow_id,
+            )
+            if run is None:
+                return None
+            steps = await conn.fetch(
+                f"SELECT stage, member, record FROM {s}.workflow_steps "  # noqa: S608 - validated
+                "WHERE namespace = $1 AND workflow_id = $2",
+                self.namespace,
+                workflow_id,
+            )
+            created: datetime = run["created_at"]
+            updated: datetime = run["updated_at"]
+            return {
+                "workflow_id": workflow_id,
+                "definition": loads(run["definition"]),
+                "status": run["status"],
+                "steps": {f"{r['stage']}:{r['member']}": loads(r["record"]) for r in steps},
+                "result": None if run["result"] is None else loads(run["result"]),
+                "error": run["error"],
+                "created_at": created.timestamp(),
+                "updated_at": updated.timestamp(),
+            }
+
+        found: dict[str, Any] | None = await self._in_transaction("read a run", read)
+        return found
+
+    async def delete_run(self, workflow_id: str) -> None:
+        """Delete a run and its steps (no-op when absent)."""
+
+        async def delete(conn: Conn) -> None:
+            for table in ("workflow_steps", "workflow_stages", "workflow_runs"):
+                await conn.execute(
+                    f"DELETE FROM {self._s}.{table} WHERE namespace = $1 AND workflow_id = $2",  # noqa: S608 - validated
+                    self.namespace,
+                    workflow_id,
+                )
+
+        await self._in_transaction("delete a run", delete)

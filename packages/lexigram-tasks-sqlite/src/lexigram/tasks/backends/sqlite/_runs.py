@@ -1,0 +1,186 @@
+"""Queue-driven workflow runs on SQLite: each join is one write transaction.
+
+`SQLiteDatabase.call` runs a write under the file's write lock (``BEGIN IMMEDIATE``),
+so the read-count-decide of a join cannot interleave with another process's; the
+tables are ``lexigram_workflow_runs``, ``lexigram_workflow_steps`` and
+``lexigram_workflow_stages`` (the member that completed each stage).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from lexigram.contracts.tasks import WorkflowStatus
+from lexigram.tasks.backends.sqlite._base import SQLiteStore, dumps, loads
+
+_RUNNING = WorkflowStatus.RUNNING.value
+
+
+def _insert_step(
+    conn: sqlite3.Connection, workflow_id: str, stage: int, member: int, data: str
+) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO lexigram_workflow_steps VALUES (?, ?, ?, ?)",
+        (workflow_id, stage, member, data),
+    )
+
+
+class SQLiteWorkflowRuns(SQLiteStore):
+    """`WorkflowRunStoreProtocol` on SQLite: the base of `SQLiteWorkflowStateStore`."""
+
+    async def create_run(self, workflow_id: str, definition: Mapping[str, Any]) -> bool:
+        """Store a new RUNNING run; False when the id exists."""
+        data = dumps(dict(definition), what=f"workflow {workflow_id}")
+
+        def run(conn: sqlite3.Connection) -> bool:
+            now = time.time()
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO lexigram_workflow_runs (workflow_id, status, definition, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                (workflow_id, _RUNNING, data, now, now),
+            )
+            return cursor.rowcount == 1
+
+        return await self._db.call(run, what="create a workflow run")
+
+    async def record_step(
+        self,
+        workflow_id: str,
+        stage: int,
+        member: int,
+        *,
+        size: int,
+        record: Mapping[str, Any],
+    ) -> list[dict[str, Any]] | None:
+        """Record a success; the stage's records to the step that completed the stage."""
+        data = dumps(dict(record), what=f"step {stage}:{member} of workflow {workflow_id}")
+
+        def run(conn: sqlite3.Connection) -> list[str] | None:
+            row = conn.execute(
+                "SELECT status FROM lexigram_workflow_runs WHERE workflow_id = ?", (workflow_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            _insert_step(conn, workflow_id, stage, member, data)
+            if row[0] != _RUNNING:
+                return None
+            (count,) = conn.execute(
+                "SELECT count(*) FROM lexigram_workflow_steps WHERE workflow_id = ? AND stage = ?",
+                (workflow_id, stage),
+            ).fetchone()
+            if count < size:
+                return None
+            conn.execute(
+                "INSERT OR IGNORE INTO lexigram_workflow_stages VALUES (?, ?, ?)",
+                (workflow_id, stage, member),
+            )
+            (completer,) = conn.execute(
+                "SELECT completer FROM lexigram_workflow_stages "
+                "WHERE workflow_id = ? AND stage = ?",
+                (workflow_id, stage),
+            ).fetchone()
+            if completer != member:
+                return None
+            return [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT record FROM lexigram_workflow_steps WHERE workflow_id = ? "
+                    "AND stage = ? ORDER BY member",
+                    (workflow_id, stage),
+                )
+            ]
+
+        raws = await self._db.call(run, what="record a workflow step")
+        return None if raws is None else [loads(raw) for raw in raws]
+
+    async def fail_step(
+        self, workflow_id: str, stage: int, member: int, *, record: Mapping[str, Any]
+    ) -> bool:
+        """Record a failed step; True to the step that failed the run."""
+        data = dumps(dict(record), what=f"step {stage}:{member} of workflow {workflow_id}")
+        key = f"{stage}:{member}"
+
+        def run(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT status, failer FROM lexigram_workflow_runs WHERE workflow_id = ?",
+                (workflow_id,),
+            ).fetchone()
+            if row is None:
+                return False
+            _insert_step(conn, workflow_id, stage, member, data)
+            if row[0] != _RUNNING:
+                return bool(row[1] == key)
+            conn.execute(
+                "UPDATE lexigram_workflow_runs SET status = ?, error = ?, failer = ?, "
+                "updated_at = ? WHERE workflow_id = ?",
+                (
+                    WorkflowStatus.FAILED.value,
+                    str(record.get("error") or ""),
+                    key,
+                    time.time(),
+                    workflow_id,
+                ),
+            )
+            return True
+
+        return await self._db.call(run, what="fail a workflow step")
+
+    async def finish_run(self, workflow_id: str, result: Any) -> None:
+        """Mark a RUNNING run COMPLETED with its result."""
+        data = dumps(result, what=f"result of workflow {workflow_id}")
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE lexigram_workflow_runs SET status = ?, result = ?, updated_at = ? "
+                "WHERE workflow_id = ? AND status = ?",
+                (WorkflowStatus.COMPLETED.value, data, time.time(), workflow_id, _RUNNING),
+            )
+
+        await self._db.call(run, what="finish a workflow run")
+
+    async def load_run(self, workflow_id: str) -> dict[str, Any] | None:
+        """Return a run, or None."""
+
+        def run(conn: sqlite3.Connection) -> tuple[Any, list[Any]] | None:
+            row = conn.execute(
+                "SELECT definition, status, result, error, created_at, updated_at "
+                "FROM lexigram_workflow_runs WHERE workflow_id = ?",
+                (workflow_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            steps = conn.execute(
+                "SELECT stage, member, record FROM lexigram_workflow_steps WHERE workflow_id = ?",
+                (workflow_id,),
+            ).fetchall()
+            return row, steps
+
+        found = await self._db.call(run, write=False, what="read a workflow run")
+        if found is None:
+            return None
+        (definition, status, result, error, created, updated), steps = found
+        return {
+            "workflow_id": workflow_id,
+            "definition": loads(definition),
+            "status": status,
+            "steps": {f"{stage}:{member}": loads(raw) for stage, member, raw in steps},
+            "result": None if result is None else loads(result),
+            "error": error,
+            "created_at": float(created),
+            "updated_at": float(updated),
+        }
+
+    async def delete_run(self, workflow_id: str) -> None:
+        """Delete a run and its steps (no-op when absent)."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            for table in ("workflow_steps", "workflow_stages", "workflow_runs"):
+                conn.execute(
+                    f"DELETE FROM lexigram_{table} WHERE workflow_id = ?",  # noqa: S608 - fixed names
+                    (workflow_id,),
+                )
+
+        await self._db.call(run, what="delete a workflow run")
