@@ -30,6 +30,8 @@ if TYPE_CHECKING:
         BackendImportError,
         BackendNotFoundError,
         CacheBackendProtocol,
+        CancellableQueueProtocol,
+        CancelOutcome,
         DuplicateTaskError,
         Err,
         FailureRecord,
@@ -144,6 +146,7 @@ if TYPE_CHECKING:
         TaskWorkerServices,
         WorkerJobStats,
         WorkerPool,
+        shield_cancellation,
     )
     from lexigram.tasks.handles import (
         JobHandle,
@@ -230,6 +233,8 @@ __all__ = [
     "CacheBackendProgressStore",
     "CacheBackendProtocol",
     "CacheBackendResultStore",
+    "CancelOutcome",
+    "CancellableQueueProtocol",
     "ConfigIssue",
     "CronExpression",
     "DLQBackend",
@@ -366,6 +371,7 @@ __all__ = [
     "load_backend",
     "scheduled",
     "set_default_queue",
+    "shield_cancellation",
     "task",
     "unique_task",
 ]

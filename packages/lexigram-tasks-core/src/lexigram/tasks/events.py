@@ -201,7 +201,8 @@ RETRYING = "retrying"
 FAILED = "failed"
 RELEASED = "released"
 LOST = "lost"
-JOB_EVENT_KINDS = (QUEUED, STARTED, COMPLETED, RETRYING, FAILED, RELEASED, LOST)
+CANCELLED = "cancelled"
+JOB_EVENT_KINDS = (QUEUED, STARTED, COMPLETED, RETRYING, FAILED, RELEASED, LOST, CANCELLED)
 """Every `JobEvent.kind`, in the order a job's life can produce them."""
 
 
@@ -214,7 +215,8 @@ class JobEvent:
             "completed" (an attempt succeeded and the job was acked), "retrying" (an
             attempt failed and a retry is scheduled), "failed" (the job failed for good
             and was dead-lettered), "released" (the worker stopped and requeued it),
-            "lost" (the worker lost the job's lease; another delivery will settle it).
+            "lost" (the worker lost the job's lease; another delivery will settle it),
+            "cancelled" (the job was cancelled while it ran; it is not retried).
         task: Task name.
         job_id: Id of the job.
         queue: Queue name ("" when unknown).
@@ -480,6 +482,7 @@ class EventBus:
 
 
 __all__ = [
+    "CANCELLED",
     "COMPLETED",
     "FAILED",
     "JOB_EVENT_KINDS",

@@ -4,8 +4,8 @@
 It reads like the `Job` that was enqueued (``handle.id``, ``handle.args`` ...;
 ``handle.job`` is the `Job` itself) and also remembers the queue it was enqueued on
 and the stores its workers write to, so it can answer ``await
-handle.result(timeout=5)``, ``await handle.status()`` and ``await
-handle.progress()``. Another process rebuilds one from
+handle.result(timeout=5)``, ``await handle.status()``, ``await handle.progress()``
+and ``await handle.cancel()``. Another process rebuilds one from
 a job id: ``JobHandle(queue, job_id, result_store=store)``.
 
 The stores of a queue are found in the registry `register_job_stores` fills: the
@@ -22,17 +22,21 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
 from lexigram.contracts.tasks import (
+    CancellableQueueProtocol,
+    CancelOutcome,
     Job,
     JobResult,
     JobStatus,
     ProgressInfo,
     ProgressStoreProtocol,
     ResultStoreProtocol,
+    TaskCancelledError,
     TaskConfigurationError,
     TaskExecutionError,
     TaskNotFoundError,
     TaskQueueProtocol,
 )
+from lexigram.tasks.execution._cancel import cancelled_result
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -197,12 +201,16 @@ class JobHandle(Generic[R]):
             The handler's return value.
 
         Raises:
+            TaskCancelledError: The job was cancelled (`cancel`).
             TaskExecutionError: The job failed for good (its error is the message,
                 ``details["error"]``).
             TimeoutError: No result within `timeout` seconds.
             TaskConfigurationError: No result store is known for the job's queue.
         """
         outcome = await self.wait(timeout)
+        if outcome.cancelled:
+            msg = f"{self._label()} was cancelled, so it has no result."
+            raise TaskCancelledError(msg, details={"job_id": self.id, "task": self.name})
         if not outcome.success:
             msg = f"{self._label()} failed: {outcome.error or 'no error message'}"
             raise TaskExecutionError(
@@ -234,10 +242,10 @@ class JobHandle(Generic[R]):
                 return found
 
     async def status(self) -> JobStatus:
-        """Return where the job is now: PENDING, RUNNING, RETRYING, COMPLETED or FAILED.
+        """Return where the job is now: PENDING, RUNNING, RETRYING, COMPLETED, FAILED or CANCELLED.
 
-        A stored result decides COMPLETED/FAILED; otherwise the queue's copy of the job
-        says whether it waits or runs.
+        A stored result decides COMPLETED/FAILED/CANCELLED; otherwise the queue's copy of
+        the job says whether it waits or runs.
 
         Raises:
             TaskNotFoundError: Neither the queue nor the result store knows the job (an
@@ -247,20 +255,61 @@ class JobHandle(Generic[R]):
         if store is not None:
             found = await store.get(self.id)
             if found is not None:
-                return JobStatus.COMPLETED if found.success else JobStatus.FAILED
+                return found.status
         queued = await self._queue.get_job(self.id)
         if queued is not None:
             return queued.status
         if store is not None:  # it may have finished between the two reads
             found = await store.get(self.id)
             if found is not None:
-                return JobStatus.COMPLETED if found.success else JobStatus.FAILED
+                return found.status
         msg = (
             f"{self._label()} is neither in its queue nor in the result "
             "store: the id is unknown, its result expired, or its task does not store "
             "results (store_result=False)."
         )
         raise TaskNotFoundError(msg, details={"job_id": self.id})
+
+    async def cancel(self) -> CancelOutcome:
+        """Cancel the job: remove it if it waits, stop its handler if it runs.
+
+        A waiting or delayed job is removed from its queue and never runs (REMOVED). A
+        running job is removed too and its worker cancels the handler within about a
+        second (STOPPING); the handler can hold that off with `shield_cancellation`.
+        Either way the job is not retried nor dead-lettered, and the result store
+        records it as cancelled, so `result` raises `TaskCancelledError` and `status`
+        says CANCELLED. A job that already finished is left as it was (FINISHED). A
+        running job on a queue without `CancellableQueueProtocol` is left alone
+        (UNSUPPORTED): such a backend can only remove waiting jobs.
+
+        Returns:
+            What happened, as a `CancelOutcome`; ``outcome.cancelled`` is True for
+            REMOVED and STOPPING.
+        """
+        queue = self._queue
+        if isinstance(queue, CancellableQueueProtocol):
+            outcome = await queue.cancel(self.id)
+        else:
+            outcome = await self._delete_waiting()
+        store = self._result_store
+        if outcome.cancelled:
+            if store is not None:
+                await store.store(self.id, cancelled_result(self.id, self.name))
+            return outcome
+        finished = store is not None and await store.get(self.id) is not None
+        if outcome is CancelOutcome.NOT_FOUND and finished:
+            return CancelOutcome.FINISHED
+        return outcome
+
+    async def _delete_waiting(self) -> CancelOutcome:
+        """Cancel on a queue that can only delete: a waiting job, never a running one."""
+        queued = await self._queue.get_job(self.id)
+        if queued is None:
+            return CancelOutcome.NOT_FOUND
+        if queued.status is JobStatus.RUNNING:
+            return CancelOutcome.UNSUPPORTED
+        deleted = await self._queue.delete_job(self.id)
+        return CancelOutcome.REMOVED if deleted else CancelOutcome.NOT_FOUND
 
     async def progress(self) -> ProgressInfo | None:
         """Return the progress the handler last reported, or None (none yet, or no store)."""

@@ -36,6 +36,33 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class CancelOutcome(StrEnum):
+    """What cancelling a job did (`CancellableQueueProtocol.cancel`, `JobHandle.cancel`).
+
+    Attributes:
+        REMOVED: The job was waiting (ready, delayed or awaiting a retry) and is gone
+            from its queue: it never runs.
+        STOPPING: The job was running. It is gone from its queue (no worker can settle
+            or redeliver it) and its worker was told to cancel the handler.
+        FINISHED: The job had already finished (completed, failed or cancelled):
+            nothing was cancelled. `JobHandle.cancel` answers this from the result store.
+        NOT_FOUND: Neither the queue nor the result store knows the job.
+        UNSUPPORTED: The job is running on a backend that cannot reach its worker
+            (the queue does not implement `CancellableQueueProtocol`); it was left alone.
+    """
+
+    REMOVED = "removed"
+    STOPPING = "stopping"
+    FINISHED = "finished"
+    NOT_FOUND = "not_found"
+    UNSUPPORTED = "unsupported"
+
+    @property
+    def cancelled(self) -> bool:
+        """True when the job will not run (again): REMOVED or STOPPING."""
+        return self in (CancelOutcome.REMOVED, CancelOutcome.STOPPING)
+
+
 class ProgressStatus(StrEnum):
     """Lifecycle states for a tracked task; lowercase values round-trip through JSON."""
 

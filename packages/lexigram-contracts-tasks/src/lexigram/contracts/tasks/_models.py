@@ -51,6 +51,14 @@ class JobResult:
     name: str | None = None
     completed_at: float | None = None
     failed_at: float | None = None
+    cancelled: bool = False
+
+    @property
+    def status(self) -> JobStatus:
+        """COMPLETED, FAILED or CANCELLED (a cancelled job's result is not a success)."""
+        if self.success:
+            return JobStatus.COMPLETED
+        return JobStatus.CANCELLED if self.cancelled else JobStatus.FAILED
 
     @classmethod
     def ok(cls, data: Any = None, duration: float = 0.0) -> JobResult:
@@ -97,6 +105,7 @@ class JobResult:
             "name": self.name,
             "completed_at": self.completed_at,
             "failed_at": self.failed_at,
+            "cancelled": self.cancelled,
         }
 
     @classmethod
@@ -112,6 +121,7 @@ class JobResult:
             name=data.get("name"),
             completed_at=_opt_float(data.get("completed_at")),
             failed_at=_opt_float(data.get("failed_at")),
+            cancelled=bool(data.get("cancelled", False)),
         )
 
 

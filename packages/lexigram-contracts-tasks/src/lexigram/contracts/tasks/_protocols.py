@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
-from lexigram.contracts.tasks._enums import JobStatus
+from lexigram.contracts.tasks._enums import CancelOutcome, JobStatus
 from lexigram.contracts.tasks._errors import TaskQueueError
 from lexigram.contracts.tasks._models import (
     FailureRecord,
@@ -200,6 +200,49 @@ class TaskQueueProtocol(Protocol):
 
     async def close(self) -> None:
         """Close connections and release resources; safe to call twice."""
+        ...
+
+
+@runtime_checkable
+class CancellableQueueProtocol(Protocol):
+    """Optional capability of a queue: cancel jobs, including running ones.
+
+    A queue that implements it (the memory, Redis, PostgreSQL, RabbitMQ and SQLite
+    queues do) lets `JobHandle.cancel` and ``lexigram-tasks job cancel`` stop a job
+    that is already running: the worker running it hears of it through `cancellations`
+    and cancels the handler. For a queue without it, a waiting job is cancelled with
+    `TaskQueueProtocol.delete_job` and a running one is reported as
+    `CancelOutcome.UNSUPPORTED` and left alone.
+
+    Example:
+        outcome = await queue.cancel(job_id)  # REMOVED, STOPPING or NOT_FOUND
+    """
+
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        """Cancel a job: remove it if it waits, stop it if it runs.
+
+        In one atomic step: a waiting job (ready, delayed, awaiting a retry) is deleted
+        and REMOVED is returned; an in-flight job is deleted as `delete_job` deletes it
+        (never redelivered, its holder's `ack`/`nack`/`extend_lease`/`retry_later`
+        return False), its id is announced to every `cancellations` iterator of the
+        queue in any process, and STOPPING is returned; a job the queue does not hold
+        gives NOT_FOUND. Never FINISHED or UNSUPPORTED: the queue forgets finished jobs.
+
+        Raises:
+            BackendConnectionError: The service cannot be reached.
+        """
+        ...
+
+    def cancellations(self) -> AsyncIterator[str]:
+        """Yield the id of every job of this queue cancelled while in flight.
+
+        Announcements made through any queue object or process reach every iterator
+        that is open at the time, within about a second (the worker stops the handler
+        then). An iterator may also yield ids of jobs it does not run; the worker
+        ignores those. It ends only when the task iterating it is cancelled, or when
+        the queue is closed; it raises `BackendConnectionError` when the service cannot
+        be reached (the worker logs it and subscribes again).
+        """
         ...
 
 

@@ -1,12 +1,14 @@
-"""``lexigram-tasks job ...``: a job's status and result, or wait for its result.
+"""``lexigram-tasks job ...``: a job's status and result, wait for its result, or cancel it.
 
 The commands read what workers of another process wrote: the job as its queue holds it,
 the backend's result store and its progress store, through a `JobHandle` rebuilt from
 the id. A backend without a shared result store (memory) has nothing to show from
 another process, and the commands say so.
 
-Exit codes: 0 when the job succeeded (or, for ``status``, when it is known), 1 when it
-failed for good, 2 for an error of the command (unknown id, no result in time).
+Exit codes: 0 when the job succeeded (or, for ``status``, when it is known; for
+``cancel``, when it was cancelled), 1 when it failed for good or was cancelled (for
+``cancel``: nothing was cancelled, it had finished or its backend cannot stop a running
+job), 2 for an error of the command (unknown id, no result in time).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, TypeVar
 import click
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 
-from lexigram.contracts.tasks import JobResult, JobStatus, TaskNotFoundError
+from lexigram.contracts.tasks import CancelOutcome, JobResult, TaskNotFoundError
 from lexigram.tasks.cli._context import (
     CONFIG_FIELD,
     close_quietly,
@@ -58,6 +60,7 @@ Examples:
   lexigram-tasks job result 5f0c...e1 -b redis://localhost:6379/0
   lexigram-tasks job wait 5f0c...e1 --timeout 60 -b redis://localhost:6379/0
   lexigram-tasks job wait 5f0c...e1 --follow -b redis://localhost:6379/0
+  lexigram-tasks job cancel 5f0c...e1 -b redis://localhost:6379/0
 """
 
 FOLLOW_INTERVAL = 0.2
@@ -72,7 +75,7 @@ def _common(func: F) -> F:
 
 @click.group("job", epilog=EPILOG)
 def job_group() -> None:
-    """Show a job's status or result, or wait for its result."""
+    """Show a job's status or result, wait for its result, or cancel it."""
 
 
 def _run(
@@ -116,7 +119,7 @@ def _run(
 def _result_dict(job_id: str, result: JobResult) -> dict[str, Any]:
     return {
         "id": job_id,
-        "status": (JobStatus.COMPLETED if result.success else JobStatus.FAILED).value,
+        "status": result.status.value,
         "result": result.data,
         "error": result.error,
         "duration": result.duration,
@@ -131,6 +134,8 @@ def _print_result(job_id: str, result: JobResult, as_json: bool) -> None:
         echo_json(data)
     elif result.success:
         click.echo(json.dumps(result.data, default=str))
+    elif result.cancelled:
+        click.echo(f"Job {job_id} was cancelled.", err=True)
     else:
         click.echo(f"Job {job_id} failed: {result.error}", err=True)
     if not result.success:
@@ -288,3 +293,53 @@ def wait_command(
 
     result = _run(backend, config_path, connect_timeout, debug, action, job_id=job_id)
     _print_result(job_id, result, as_json)
+
+
+_CANCEL_LINES = {
+    CancelOutcome.REMOVED: "Job {id} was waiting and is cancelled: it will not run.",
+    CancelOutcome.STOPPING: (
+        "Job {id} was running: its worker was told to stop it, and it is recorded as cancelled."
+    ),
+    CancelOutcome.FINISHED: "Job {id} had already finished ({status}); nothing was cancelled.",
+    CancelOutcome.UNSUPPORTED: (
+        "Job {id} is running and the {backend} backend cannot stop a running job; it was "
+        "left alone. Wait for it, or stop its worker."
+    ),
+}
+
+
+@job_group.command("cancel")
+@click.argument("job_id")
+@json_option
+@_common
+def cancel_command(
+    *,
+    job_id: str,
+    as_json: bool,
+    backend: str | None,
+    config_path: str | None,
+    connect_timeout: float,
+    debug: bool,
+) -> None:
+    """Cancel a job: remove it if it waits, stop it if it runs (exit 1: nothing cancelled)."""
+
+    async def action(handle: JobHandle[Any]) -> tuple[CancelOutcome, str]:
+        outcome = await handle.cancel()
+        if outcome is CancelOutcome.NOT_FOUND:
+            msg = (
+                f"Job {job_id} is neither in its queue nor in the result store: the id is "
+                "unknown, or its result expired. Check the id and the --backend."
+            )
+            raise CLIError(msg)
+        status = "" if outcome is not CancelOutcome.FINISHED else (await handle.status()).value
+        return outcome, status
+
+    outcome, status = _run(backend, config_path, connect_timeout, debug, action, job_id=job_id)
+    if as_json:
+        echo_json({"id": job_id, "outcome": outcome.value, "cancelled": outcome.cancelled})
+    else:
+        kind = backend.split(":", 1)[0] if backend else "configured"
+        line = _CANCEL_LINES[outcome].format(id=job_id, status=status, backend=kind)
+        stdout_console().print(line, highlight=False)
+    if not outcome.cancelled:
+        raise SystemExit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lexigram.tasks.execution._cancel import shield_cancellation
 from lexigram.tasks.execution._options import DEFAULT_OPTIONS, Reject, Retry, TaskOptions
 from lexigram.tasks.execution._pool import WorkerPool
 from lexigram.tasks.execution._registry import HandlerRegistry
@@ -22,4 +23,5 @@ __all__ = [
     "TaskWorkerServices",
     "WorkerJobStats",
     "WorkerPool",
+    "shield_cancellation",
 ]

@@ -28,6 +28,7 @@ from lexigram.contracts.tasks import (
 from lexigram.tasks.concurrency._task_rate import RateDeferred, TaskRateGate, rate_deferrals
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.events import STARTED, EventStream
+from lexigram.tasks.execution._cancel import current_entry
 from lexigram.tasks.execution._options import TaskOptions
 from lexigram.tasks.execution._params import binding_error, plan_for, resolve_arguments
 from lexigram.tasks.execution._registry import unknown_task_error
@@ -100,6 +101,7 @@ class JobRunner:
         # never cancels a task that has not started: it sets a reason that is handled
         # here instead. Nothing awaits before the try.
         entry.started = True
+        current_entry.set(entry)  # this task's own context: for shield_cancellation()
         job = entry.job
         job.status = JobStatus.RUNNING  # Job.mark_running(), inlined on every job's path
         job.started_at = entry.started_at = time.time()

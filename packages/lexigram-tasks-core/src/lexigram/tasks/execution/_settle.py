@@ -4,6 +4,7 @@
     failure, retries left -> retry_later(delay)          ("retrying")
     failure for good      -> dead-letter, then ack        ("failed")
     stopped by the worker -> nack(requeue=True)           ("released")
+    cancelled (job cancel)-> nack(requeue=False), store CANCELLED ("cancelled")
     lease lost            -> nothing: the job's current holder settles it ("lost")
 
 Every queue call passes the job's lease token, so a worker that lost a job's lease
@@ -39,6 +40,7 @@ from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.constants import WORKFLOW_STEP_KEY
 from lexigram.tasks.dlq import DeadLetterQueue, PersistentDeadLetterQueue
 from lexigram.tasks.events import (
+    CANCELLED,
     COMPLETED,
     FAILED,
     LOST,
@@ -48,6 +50,7 @@ from lexigram.tasks.events import (
     EventStream,
     JobEvent,
 )
+from lexigram.tasks.execution._cancel import cancelled_result
 from lexigram.tasks.execution._options import Reject, Retry, TaskOptions
 from lexigram.tasks.execution._stats import WorkerJobStats
 from lexigram.tasks.progress import ProgressStore, ProgressTracker
@@ -57,6 +60,7 @@ from lexigram.tasks.results import ResultStore
 TIMEOUT = "timeout"
 LEASE_LOST = "lease_lost"
 STOP = "stop"
+CANCEL = "cancel"
 
 REASON_MAX_RETRIES = "max_retries"
 REASON_NOT_RETRIED = "not_retried"
@@ -88,11 +92,13 @@ class Running:
 
     __slots__ = (
         "deadline",
+        "deferred",
         "job",
         "options",
         "reason",
         "renewed",
         "settling",
+        "shield",
         "started",
         "started_at",
         "task",
@@ -112,6 +118,9 @@ class Running:
         self.tracker: ProgressTracker | None = None
         self.options: TaskOptions | None = None
         self.timeout: float | None = None
+        # Depth of `shield_cancellation` blocks, and whether an interrupt waits for them.
+        self.shield = 0
+        self.deferred = False
 
     @property
     def interrupted(self) -> bool:
@@ -311,6 +320,8 @@ class Settler:
             where = "".join(traceback.format_exception(exc))
             tb = f"{error}\n\nThe handler was interrupted at:\n{where}"
             await self._failed(entry, timed_out, error, tb, started)
+        elif reason == CANCEL:
+            await self._cancelled(entry, started)
         elif reason == LEASE_LOST:
             job.mark_cancelled()
             self.stats.jobs_cancelled += 1
@@ -328,6 +339,26 @@ class Settler:
                 await self.events.observe(self.event(entry, RELEASED, started=started))
             if reason is None:
                 raise exc  # an outside cancellation (loop shutdown): honour it
+
+    async def _cancelled(self, entry: Running, started: float) -> None:
+        """The job was cancelled while running: no retry, no DLQ; CANCELLED is stored."""
+        job = entry.job
+        duration = self._ended(job, started)
+        job.mark_cancelled()
+        result = cancelled_result(job.id, job.name, duration=duration, retry_count=job.retry_count)
+        job.result = result
+        self.stats.jobs_cancelled += 1
+        # `cancel` already removed the job; a backend whose delivery outlives that (a
+        # broker message) is told to drop it. False is the expected answer elsewhere.
+        await self._settle(
+            job, "discard", self.queue.nack(job.id, requeue=False, lease_token=job.lease_token)
+        )
+        await self._store_result(entry, result)
+        await self._after_end(entry, result)
+        self.logger.info("Job %s (%s) was cancelled while running.", job.id, job.name)
+        if self._observers:
+            event = self.event(entry, CANCELLED, duration=duration, error=result.error)
+            await self.events.observe(event)
 
     async def release(self, job: Job) -> None:
         """Give a leased job back to the queue now (the worker is stopping)."""
@@ -450,17 +481,21 @@ class Settler:
             # The record stays: whoever holds the job now may dead-letter it again.
             await self._lost(entry, duration, attempts)
             return
-        if self.result_store is not None and (options is None or options.store_result):
-            try:
-                await self.result_store.store(job.id, result)
-            except Exception:
-                self.logger.exception("Storing the result of job %s (%s) failed.", job.id, job.name)
+        await self._store_result(entry, result)
         await self._after_end(entry, result)
         if self._observers:
             event = self.event(
                 entry, FAILED, duration=duration, error=error, reason=reason, attempt=attempts
             )
             await self.events.observe(event)
+
+    async def _store_result(self, entry: Running, result: JobResult) -> None:
+        options, job = entry.options, entry.job
+        if self.result_store is not None and (options is None or options.store_result):
+            try:
+                await self.result_store.store(job.id, result)
+            except Exception:
+                self.logger.exception("Storing the result of job %s (%s) failed.", job.id, job.name)
 
     def _ended(self, job: Job, started: float) -> float:
         """Seconds the attempt ran; remembers it when it ran as long as a loop block."""

@@ -16,16 +16,18 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lexigram.contracts.tasks import Job, TaskQueueProtocol
+from lexigram.contracts.tasks import CancellableQueueProtocol, Job, TaskQueueProtocol
 from lexigram.tasks.concurrency._task_rate import TaskRateGate, TaskRateLimiters
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.dlq import DeadLetterQueue
 from lexigram.tasks.events import COMPLETED, FAILED, EventObserver, EventStream, JobEvent
+from lexigram.tasks.execution._cancel import CancelWatch
 from lexigram.tasks.execution._lag import DEFAULT_LOOP_LAG_THRESHOLD, LoopLagMonitor
 from lexigram.tasks.execution._options import TaskOptions, options_of
 from lexigram.tasks.execution._registry import HandlerRegistry
 from lexigram.tasks.execution._runner import JobRunner
 from lexigram.tasks.execution._settle import (
+    CANCEL,
     LEASE_LOST,
     STOP,
     TIMEOUT,
@@ -212,6 +214,12 @@ class TaskWorker:
             wake=self._slot_free.set,
             max_parked=self.config.max_concurrent_tasks,
         )
+        self._cancel_task: asyncio.Task[None] | None = None
+        self._cancels = (
+            CancelWatch(queue, self._cancel_running_job, self.logger, worker_id)
+            if isinstance(queue, CancellableQueueProtocol)
+            else None
+        )
         self.events = event_stream_of(services)
         self._settler = Settler(
             worker_id=worker_id,
@@ -275,6 +283,11 @@ class TaskWorker:
         if self.lag_monitor is not None:
             self._lag_task = asyncio.create_task(
                 self.lag_monitor.run(), name=f"lexigram.tasks.{self.worker_id}.loop-lag"
+            )
+        if self._cancels is not None:
+            self._cancel_task = asyncio.create_task(
+                self._cancels.run(lambda: self.running),
+                name=f"lexigram.tasks.{self.worker_id}.cancellations",
             )
 
     async def stop(self, drain: bool = False, timeout: float | None = 30.0) -> None:
@@ -424,6 +437,9 @@ class TaskWorker:
     def _start_job(self, job: Job) -> None:
         loop = self._loop or asyncio.get_running_loop()
         entry = Running(job, loop.time(), math.inf)
+        cancels = self._cancels
+        if cancels is not None and cancels.ids and cancels.ids.pop(job.id, None) is not None:
+            entry.reason = CANCEL  # cancelled between its lease and now: it never starts
         self._in_flight[job.id] = entry
         self.current_job = job
         entry.task = loop.create_task(self._runner.run(entry))
@@ -435,6 +451,16 @@ class TaskWorker:
         if self.current_job is entry.job:
             self.current_job = None
         self._slot_free.set()
+
+    # -- cancellation ----------------------------------------------------------------
+
+    def _cancel_running_job(self, job_id: str) -> bool:
+        """Interrupt the job if this worker runs it (a cancellation was announced)."""
+        entry = self._in_flight.get(job_id)
+        if entry is None:
+            return False
+        self._interrupt(entry, CANCEL)
+        return True
 
     # -- timeouts and leases ---------------------------------------------------------
 
@@ -529,12 +555,15 @@ class TaskWorker:
         """Cancel a running handler for `reason`, unless it already finished.
 
         A task that has not started yet is only marked: cancelling it would skip its
-        body (and so its nack), leaving the job in flight.
+        body (and so its nack), leaving the job in flight. A handler inside
+        `shield_cancellation` is marked too; the shield's end cancels it.
         """
         if entry.settling or entry.reason is not None or entry.task is None:
             return
         entry.reason = reason
-        if entry.started:
+        if entry.shield:
+            entry.deferred = True
+        elif entry.started:
             entry.task.cancel()
 
     # -- stopping --------------------------------------------------------------------
@@ -565,6 +594,9 @@ class TaskWorker:
         if self._lag_task is not None:
             self._lag_task.cancel()
             self._lag_task = None
+        if self._cancel_task is not None:
+            self._cancel_task.cancel()
+            self._cancel_task = None
         if self._deadline_handle is not None:
             self._deadline_handle.cancel()
             self._deadline_handle = None

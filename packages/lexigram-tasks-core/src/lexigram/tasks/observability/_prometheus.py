@@ -51,7 +51,16 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError(msg) from exc
 
 from lexigram.contracts.tasks import TaskConfigurationError
-from lexigram.tasks.events import COMPLETED, FAILED, LOST, RELEASED, RETRYING, STARTED, JobEvent
+from lexigram.tasks.events import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    LOST,
+    RELEASED,
+    RETRYING,
+    STARTED,
+    JobEvent,
+)
 
 if TYPE_CHECKING:
     from lexigram.contracts.tasks import TaskQueueProtocol
@@ -67,6 +76,7 @@ OUTCOMES: dict[str, str] = {
     FAILED: "dead_lettered",
     LOST: "lost",
     RELEASED: "released",
+    CANCELLED: "cancelled",
 }
 """`JobEvent.kind` -> the ``outcome`` label of ``lexigram_tasks_jobs_total``."""
 

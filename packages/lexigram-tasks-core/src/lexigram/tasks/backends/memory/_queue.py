@@ -37,9 +37,10 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from lexigram.contracts.tasks import (
+    CancelOutcome,
     Err,
     Job,
     JobStatus,
@@ -168,6 +169,8 @@ class MemoryTaskQueue:
         self._idempotency_expiry: deque[tuple[float, str]] = deque()
         self._waiters: set[asyncio.Future[None]] = set()
         self._close_epoch = 0
+        # One inbox per open `cancellations()` iterator.
+        self._cancel_inboxes: set[asyncio.Queue[str]] = set()
 
     def __repr__(self) -> str:
         return (
@@ -400,6 +403,31 @@ class MemoryTaskQueue:
             self._compact_waiting()
             return True
         return False
+
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        """Remove a waiting job (REMOVED), or remove a running one and announce it (STOPPING).
+
+        Returns NOT_FOUND for a job the queue does not hold (`CancellableQueueProtocol`).
+        """
+        self._reap(time.monotonic())
+        running = job_id in self._in_flight
+        if not await self.delete_job(job_id):
+            return CancelOutcome.NOT_FOUND
+        if not running:
+            return CancelOutcome.REMOVED
+        for inbox in self._cancel_inboxes:
+            inbox.put_nowait(job_id)
+        return CancelOutcome.STOPPING
+
+    async def cancellations(self) -> AsyncIterator[str]:
+        """Yield the id of every job this queue object cancels while it is in flight."""
+        inbox: asyncio.Queue[str] = asyncio.Queue()
+        self._cancel_inboxes.add(inbox)
+        try:
+            while True:
+                yield await inbox.get()
+        finally:
+            self._cancel_inboxes.discard(inbox)
 
     async def count(self, queue_name: str, status: JobStatus | None = None) -> int:
         """Count jobs of `queue_name` held by this queue.
