@@ -125,3 +125,27 @@ def test_job_commands_show_status_and_results_a_worker_process_stored(
     code, _, err = _job("status", "no-such-job", *config)
     assert code == 2
     assert "no-such-job" in err
+
+
+def test_job_cancel_removes_a_waiting_job_and_then_says_it_finished(redis_config: Path) -> None:
+    config = ["--config", str(redis_config)]
+    done = CliRunner().invoke(cli, ["enqueue", "add", "--args", "[1, 2]", *config])
+    assert done.exit_code == 0, done.output
+    job_id = done.stdout.strip().split()[-1]
+
+    code, out, _ = _job("cancel", job_id, *config)
+    assert code == 0, out
+    assert "will not run" in out
+    code, out, _ = _job("status", job_id, *config)
+    assert (code, out.split()[:2]) == (0, [job_id, "cancelled"])
+    code, _, err = _job("result", job_id, *config)
+    assert code == 1
+    assert f"Job {job_id} was cancelled." in err
+
+    # A second cancel finds nothing to cancel: the job ended (cancelled) already.
+    code, out, _ = _job("cancel", job_id, "--json", *config)
+    assert code == 1
+    assert json.loads(out) == {"id": job_id, "outcome": "finished", "cancelled": False}
+    code, _, err = _job("cancel", "no-such-job", *config)
+    assert code == 2
+    assert "neither in its queue nor in the result store" in err

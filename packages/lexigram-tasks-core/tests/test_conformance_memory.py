@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from lexigram.tasks.backends.memory import MemoryTaskQueue
-from lexigram.tasks.testing import QueueConformance, QueueFactory
+from lexigram.tasks.testing import QueueCancellationConformance, QueueConformance, QueueFactory
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def make_queue(lease_seconds: float) -> QueueFactory:
     return factory
 
 
-class TestMemoryQueueConformance(QueueConformance):
+class TestMemoryQueueConformance(QueueConformance, QueueCancellationConformance):
     @pytest.fixture
     def lease_seconds(self) -> float:
         # Memory has no network jitter, so a short lease keeps the lease tests quick.

@@ -204,8 +204,8 @@ class TaskQueueProtocol(Protocol):
 
 
 @runtime_checkable
-class CancellableQueueProtocol(Protocol):
-    """Optional capability of a queue: cancel jobs, including running ones.
+class CancellableQueueProtocol(TaskQueueProtocol, Protocol):
+    """A queue with the optional capability to cancel jobs, including running ones.
 
     A queue that implements it (the memory, Redis, PostgreSQL, RabbitMQ and SQLite
     queues do) lets `JobHandle.cancel` and ``lexigram-tasks job cancel`` stop a job

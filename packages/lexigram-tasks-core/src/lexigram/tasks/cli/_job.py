@@ -339,7 +339,6 @@ def cancel_command(
         echo_json({"id": job_id, "outcome": outcome.value, "cancelled": outcome.cancelled})
     else:
         kind = backend.split(":", 1)[0] if backend else "configured"
-        line = _CANCEL_LINES[outcome].format(id=job_id, status=status, backend=kind)
-        stdout_console().print(line, highlight=False)
+        click.echo(_CANCEL_LINES[outcome].format(id=job_id, status=status, backend=kind))
     if not outcome.cancelled:
         raise SystemExit(1)

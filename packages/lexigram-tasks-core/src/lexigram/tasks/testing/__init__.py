@@ -22,7 +22,8 @@ pytest collects the subclass) and supplies one fixture, ``make_queue`` (see
 The timing promises are class attributes a backend may widen explicitly
 (`wake_margin`, `due_margin`, `redelivery_margin`; see `QueueConformanceBase`). A
 backend that can store raw bytes where an encoded job would be also subclasses
-`QueuePoisonConformance` and implements its ``plant_raw_payload`` hook. The kit needs
+`QueuePoisonConformance` and implements its ``plant_raw_payload`` hook; one that
+implements `CancellableQueueProtocol` subclasses `QueueCancellationConformance`. The kit needs
 pytest and pytest-asyncio (its classes carry the ``asyncio`` mark, so strict mode works
 too).
 
@@ -39,6 +40,7 @@ import pytest
 pytest.register_assert_rewrite(
     "lexigram.tasks.testing._base",
     "lexigram.tasks.testing._bounds",
+    "lexigram.tasks.testing._cancel",
     "lexigram.tasks.testing._delivery",
     "lexigram.tasks.testing._fencing",
     "lexigram.tasks.testing._leases",
@@ -56,6 +58,7 @@ from lexigram.tasks.testing._base import (  # noqa: E402 - after register_assert
     QueueFactory,
 )
 from lexigram.tasks.testing._bounds import QueueBoundsConformance  # noqa: E402
+from lexigram.tasks.testing._cancel import QueueCancellationConformance  # noqa: E402
 from lexigram.tasks.testing._delivery import (  # noqa: E402 - after register_assert_rewrite
     QueueIdempotencyConformance,
     QueueOrderingConformance,
@@ -99,7 +102,9 @@ class QueueConformance(
     """Every theme of the queue contract; what a full backend subclasses.
 
     `QueuePoisonConformance` is not included: it needs the backend's
-    ``plant_raw_payload`` hook, so a backend adds it to its subclass's bases.
+    ``plant_raw_payload`` hook, so a backend adds it to its subclass's bases. Nor is
+    `QueueCancellationConformance`: cancellation is an optional capability
+    (`CancellableQueueProtocol`), so a backend that offers it adds that class too.
     """
 
 
@@ -112,6 +117,7 @@ __all__ = [
     "HookRecorder",
     "QueueAcknowledgementConformance",
     "QueueBoundsConformance",
+    "QueueCancellationConformance",
     "QueueConcurrencyConformance",
     "QueueConformance",
     "QueueConformanceBase",

@@ -85,6 +85,11 @@ class QueueKeys:
             self.notify,
         )
 
+    @property
+    def cancel_channel(self) -> str:
+        """Pub/sub channel announcing the ids of the queue's jobs cancelled in flight."""
+        return f"{self.tag}:cancel"
+
     def idempotency_key(self, key: str) -> str:
         """Name of the key that holds idempotency key `key` (value: the first job id)."""
         return f"{self.idem}:{key}"

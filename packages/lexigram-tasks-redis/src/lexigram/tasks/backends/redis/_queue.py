@@ -13,11 +13,12 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 from lexigram.contracts.tasks import (
     BackendConnectionError,
+    CancelOutcome,
     Err,
     Job,
     JobStatus,
@@ -32,6 +33,7 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks.backends.redis import _scripts as lua
 from lexigram.tasks.backends.redis._batch import GroupCommit
+from lexigram.tasks.backends.redis._cancel import follow_cancellations
 from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
 from lexigram.tasks.backends.redis._entries import Entry, entry_for, not_a_job, outcome
 from lexigram.tasks.backends.redis._keys import QueueKeys
@@ -534,6 +536,19 @@ class RedisTaskQueue:
         """
         return bool(await self._run(lua.DELETE, (job_id,)))
 
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        """Remove a waiting job (REMOVED), or remove a running one and announce it (STOPPING).
+
+        One script deletes the job and, when a live lease held it, publishes its id on
+        the queue's cancel channel; NOT_FOUND for a job the queue does not hold.
+        """
+        found = int(await self._run(lua.CANCEL, (job_id, self.keys.cancel_channel)))
+        return _CANCEL_OUTCOMES[found]
+
+    def cancellations(self) -> AsyncIterator[str]:
+        """Yield the id of every job of this queue cancelled in flight (any process)."""
+        return follow_cancellations(self._connector, self.keys.cancel_channel)
+
     async def count(self, queue_name: str, status: JobStatus | None = None) -> int:
         """Count jobs of `queue_name` (any queue under this key prefix).
 
@@ -604,6 +619,9 @@ class RedisTaskQueue:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+_CANCEL_OUTCOMES = (CancelOutcome.NOT_FOUND, CancelOutcome.REMOVED, CancelOutcome.STOPPING)
 
 
 def _is_outage(exc: BackendConnectionError) -> bool:

@@ -361,6 +361,25 @@ return forget(ARGV[1], now_ms())
 """,
 )
 
+# ARGV: id, cancel channel. Removes the job wherever it is, as DELETE does, and
+# announces it when a live lease held it. 0 = absent; 1 = it waited (or its lease had
+# run out); 2 = it was in flight, and its id was published on the channel.
+CANCEL = LuaScript(
+    "cancel",
+    _prelude("now_ms", "release_idem", "forget")
+    + """
+local id = ARGV[1]
+local now = now_ms()
+local deadline = redis.call('ZSCORE', K_INFLIGHT, id)
+if forget(id, now) == 0 then return 0 end
+if deadline and tonumber(deadline) > now then
+  redis.call('PUBLISH', ARGV[2], id)
+  return 2
+end
+return 1
+""",
+)
+
 # ARGV: id. Returns {} when absent, else {payload, deliveries, leased (1/0)}.
 GET = LuaScript(
     "get_job",
@@ -401,5 +420,5 @@ return n
 """,
 )
 
-QUEUE_SCRIPTS = (ENQUEUE, DEQUEUE, ACK, NACK, RETRY_LATER, EXTEND, DELETE, GET, COUNT)
+QUEUE_SCRIPTS = (ENQUEUE, DEQUEUE, ACK, NACK, RETRY_LATER, EXTEND, DELETE, CANCEL, GET, COUNT)
 """Every queue script (loaded up front by `RedisTaskQueue.connect`)."""

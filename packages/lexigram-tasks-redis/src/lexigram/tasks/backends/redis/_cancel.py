@@ -1,0 +1,47 @@
+"""Cancellation announcements of a queue: one pub/sub channel per queue.
+
+The queue's ``cancel`` script publishes the id of a job it removed from flight on
+``{<prefix>:<queue>}:cancel`` in the same atomic step, so every worker subscribed at
+that moment hears of it; a worker that was not subscribed still loses the job at its
+next heartbeat (the lease is gone).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from lexigram.contracts.tasks import BackendConnectionError
+from lexigram.tasks.backends.redis._connection import RedisConnector
+from redis import exceptions as rexc
+
+logger = logging.getLogger(__name__)
+
+
+async def follow_cancellations(connector: RedisConnector, channel: str) -> AsyncIterator[str]:
+    """Yield every job id published on `channel`, until cancelled.
+
+    Raises:
+        BackendConnectionError: The subscription's connection failed (the worker
+            subscribes again).
+    """
+    pubsub = connector.client().pubsub(ignore_subscribe_messages=True)
+    try:
+        try:
+            await pubsub.subscribe(channel)
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                if message is not None and message.get("type") == "message":
+                    yield bytes(message["data"]).decode()
+        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
+            msg = (
+                f"The subscription to job cancellations at {connector.masked_url} lost its "
+                f"connection ({type(exc).__name__}: {exc}). Check that Redis is running; "
+                "workers subscribe again by themselves."
+            )
+            raise BackendConnectionError(msg, url=connector.masked_url) from exc
+    finally:
+        try:
+            await pubsub.aclose()
+        except (rexc.RedisError, OSError):  # the connection is already gone
+            logger.debug("Closing the cancellation subscription failed; ignored.", exc_info=True)
