@@ -23,10 +23,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from lexigram.contracts.tasks import (
+    CancelOutcome,
     Job,
     JobStatus,
     Ok,
@@ -37,6 +38,7 @@ from lexigram.contracts.tasks import (
     encode_job,
     make_poison_job,
 )
+from lexigram.tasks.backends.postgres._cancel import follow_cancellations
 from lexigram.tasks.backends.postgres._connection import (
     TRANSIENT_ERRORS,
     Conn,
@@ -143,6 +145,7 @@ class PostgresTaskQueue:
         self._can_listen = provider is None or cfg.dsn is not None
         self._sql = QueueSQL.build(cfg.schema, cfg.table)
         self._channel = channel_name(cfg.schema, cfg.table, cfg.queue_name)
+        self._cancel_channel = channel_name(cfg.schema, cfg.table, cfg.queue_name, "cancel")
         self._enqueuer = Enqueuer(cfg, self._sql, self._channel)
         self._ready = False
         self._ready_lock = asyncio.Lock()
@@ -588,6 +591,30 @@ class PostgresTaskQueue:
             "delete a job",
         )
         return row is not None
+
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        """Remove a waiting job (REMOVED), or remove a running one and announce it (STOPPING).
+
+        One statement deletes the row and, when a live lease held it, NOTIFYs the
+        queue's cancel channel with the id; NOT_FOUND for a job the queue does not hold.
+        """
+        await self._ensure_ready()
+        row = await self._db.run(
+            lambda conn: conn.fetchrow(
+                self._sql.cancel, job_id, self.config.queue_name, self._cancel_channel
+            ),
+            "cancel a job",
+        )
+        if row is None:
+            return CancelOutcome.NOT_FOUND
+        return CancelOutcome.STOPPING if row["leased"] else CancelOutcome.REMOVED
+
+    def cancellations(self) -> AsyncIterator[str]:
+        """Yield the id of every job of this queue cancelled in flight (any process)."""
+        cfg = self.config
+        return follow_cancellations(
+            cfg.dsn, cfg.connect_timeout, self._cancel_channel, can_listen=self._can_listen
+        )
 
     async def count(self, queue_name: str, status: JobStatus | None = None) -> int:
         """Count jobs of `queue_name` in this table.

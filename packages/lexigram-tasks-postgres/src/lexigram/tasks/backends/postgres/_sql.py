@@ -38,6 +38,7 @@ class QueueSQL:
     extend: str
     get_job: str
     delete_job: str
+    cancel: str
     count_all: str
     count_waiting: str
     count_retrying: str
@@ -210,6 +211,16 @@ SELECT payload, delivery_count,
        status = 'running' AND available_at > clock_timestamp() AS leased
 FROM {jobs} WHERE id = $1 AND queue = $2"""  # noqa: S608 - identifiers validated
         delete_job = f"DELETE FROM {jobs} WHERE id = $1 AND queue = $2 RETURNING id"  # noqa: S608 - identifiers validated
+        # $1 id, $2 queue, $3 cancel channel -> no row when absent, else whether a live
+        # lease held it; only then is the id announced on the channel (at commit).
+        cancel = f"""
+WITH d AS (
+    DELETE FROM {jobs} WHERE id = $1 AND queue = $2
+    RETURNING status = 'running' AND available_at > clock_timestamp() AS leased
+), announced AS (
+    SELECT pg_notify($3, $1) FROM d WHERE d.leased
+)
+SELECT d.leased, (SELECT count(*) FROM announced) FROM d"""  # noqa: S608 - identifiers validated
         # Counts take $1 queue. "Waiting" = not leased, or leased with an expired lease.
         leased = "status = 'running' AND available_at > clock_timestamp()"
         count_all = f"SELECT count(*) FROM {jobs} WHERE queue = $1"  # noqa: S608 - identifiers validated
@@ -246,6 +257,7 @@ SELECT (SELECT count(*) FROM u)::int, (SELECT count(*) FROM woke)"""  # noqa: S6
             extend=extend,
             get_job=get_job,
             delete_job=delete_job,
+            cancel=cancel,
             count_all=count_all,
             count_waiting=count_waiting,
             count_retrying=count_retrying,
