@@ -24,11 +24,12 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from lexigram.contracts.tasks import (
+    CancelOutcome,
     Err,
     Job,
     JobStatus,
@@ -40,6 +41,13 @@ from lexigram.contracts.tasks import (
     decode_job,
     encode_job,
     make_poison_job,
+)
+from lexigram.tasks.backends.sqlite._cancel import (
+    RAN,
+    WAITED,
+    cancel_in,
+    cancel_topic,
+    follow_cancellations,
 )
 from lexigram.tasks.backends.sqlite._database import Database, data_version
 from lexigram.tasks.backends.sqlite._options import SQLiteOptions, path_from_url
@@ -509,6 +517,27 @@ class SQLiteTaskQueue:
             (job_id, self._queue_name),
             what="delete a job",
         )
+
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        """Remove a waiting job (REMOVED), or remove a running one and announce it (STOPPING).
+
+        One transaction deletes the row and, when a live lease held it, records the
+        announcement that wakes the workers of every process; NOT_FOUND for a job the
+        queue does not hold.
+        """
+        queue = self._queue_name
+        found = await self._db.call(
+            lambda conn: cancel_in(conn, queue, job_id),
+            topics=(cancel_topic(queue),),
+            what="cancel a job",
+        )
+        if found == RAN:
+            return CancelOutcome.STOPPING
+        return CancelOutcome.REMOVED if found == WAITED else CancelOutcome.NOT_FOUND
+
+    def cancellations(self) -> AsyncIterator[str]:
+        """Yield the id of every job of this queue cancelled in flight (any process)."""
+        return follow_cancellations(self._db, self._queue_name, self.options.poll_interval)
 
     async def count(self, queue_name: str, status: JobStatus | None = None) -> int:
         """Count jobs of `queue_name` in this file.
