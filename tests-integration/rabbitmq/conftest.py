@@ -22,7 +22,7 @@ from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 def family(name: str) -> tuple[list[str], list[str]]:
     """Queues and exchanges a `RabbitMQTaskQueue` named `name` may create."""
     queues = [name, f"{name}.dlx"] + [f"{name}.delay.{1 << exp}ms" for exp in range(5, 32)]
-    exchanges = [f"{name}.dlx", f"{name}.delayed"]
+    exchanges = [f"{name}.dlx", f"{name}.delayed", f"{name}.cancel"]
     return queues, exchanges
 
 

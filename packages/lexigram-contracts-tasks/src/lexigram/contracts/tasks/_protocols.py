@@ -223,9 +223,9 @@ class CancellableQueueProtocol(TaskQueueProtocol, Protocol):
 
         In one atomic step: a waiting job (ready, delayed, awaiting a retry) is deleted
         and REMOVED is returned; an in-flight job is deleted as `delete_job` deletes it
-        (never redelivered, its holder's `ack`/`nack`/`extend_lease`/`retry_later`
-        return False), its id is announced to every `cancellations` iterator of the
-        queue in any process, and STOPPING is returned; a job the queue does not hold
+        (never delivered again, and its holder's `extend_lease` returns False), its id
+        is announced to every `cancellations` iterator of the queue in any process, and
+        STOPPING is returned; a job the queue does not hold
         gives NOT_FOUND. Never FINISHED or UNSUPPORTED: the queue forgets finished jobs.
 
         Raises:

@@ -4,7 +4,7 @@
     failure, retries left -> retry_later(delay)          ("retrying")
     failure for good      -> dead-letter, then ack        ("failed")
     stopped by the worker -> nack(requeue=True)           ("released")
-    cancelled (job cancel)-> nack(requeue=False), store CANCELLED ("cancelled")
+    cancelled             -> ack (refused: cancel removed it), store CANCELLED ("cancelled")
     lease lost            -> nothing: the job's current holder settles it ("lost")
 
 Every queue call passes the job's lease token, so a worker that lost a job's lease
@@ -348,11 +348,10 @@ class Settler:
         result = cancelled_result(job.id, job.name, duration=duration, retry_count=job.retry_count)
         job.result = result
         self.stats.jobs_cancelled += 1
-        # `cancel` already removed the job; a backend whose delivery outlives that (a
-        # broker message) is told to drop it. False is the expected answer elsewhere.
-        await self._settle(
-            job, "discard", self.queue.nack(job.id, requeue=False, lease_token=job.lease_token)
-        )
+        # `cancel` already removed the job, so False is the usual answer; a backend whose
+        # delivery outlives that (a broker message held here) settles it now. Not a
+        # discarding nack: a broker would dead-letter the message.
+        await self._settle(job, "ack", self._ack(job))
         await self._store_result(entry, result)
         await self._after_end(entry, result)
         self.logger.info("Job %s (%s) was cancelled while running.", job.id, job.name)

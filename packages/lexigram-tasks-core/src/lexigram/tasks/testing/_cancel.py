@@ -1,9 +1,9 @@
 """Conformance of the optional cancellation capability (`CancellableQueueProtocol`).
 
 `QueueCancellationConformance` checks what `JobHandle.cancel` relies on: a waiting or
-delayed job is removed and never delivered; an in-flight one is removed, its holder can
-no longer settle it, and its id reaches every open `cancellations` iterator, on any
-queue handle; through a real `TaskWorker`, a running handler stops within
+delayed job is removed and never delivered; an in-flight one is removed, its holder's
+heartbeat (`extend_lease`) fails, and its id reaches every open `cancellations`
+iterator, on any queue handle; through a real `TaskWorker`, a running handler stops within
 `cancel_margin` seconds, is neither retried nor dead-lettered, and the result store
 says CANCELLED. A backend without the capability leaves this class out.
 """
@@ -151,7 +151,10 @@ class QueueCancellationConformance(QueueConformanceBase):
                 listener.cancel()
             await asyncio.gather(*listeners, return_exceptions=True)
         token = token_of(job)
-        assert not await queue.ack(job_id, lease_token=token), "a cancelled job was acked"
+        # The holder's heartbeat fails: how a worker that missed the notice stops too.
+        assert not await queue.extend_lease(job_id, lease_token=token), (
+            "the lease of a cancelled job was extended"
+        )
         assert await queue.get_job(job_id) is None
 
     async def test_worker_stops_a_cancelled_running_job_and_records_it(

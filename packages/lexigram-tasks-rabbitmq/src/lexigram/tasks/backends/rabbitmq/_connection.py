@@ -25,6 +25,7 @@ from lexigram.tasks.backends.rabbitmq._options import (
     BUCKET_MIN_EXP,
     RabbitMQOptions,
     bucket_queue_name,
+    cancel_exchange_name,
     dead_letter_name,
     delayed_exchange_name,
     owned_queues,
@@ -479,6 +480,14 @@ class AMQPLink:
         except TimeoutError as exc:
             raise self.connection_error(action, exc, within) from exc
 
+    async def open_channel(self, action: str) -> AbstractChannel:
+        """Open a plain channel of the caller's own (it closes it), waiting for a reconnect.
+
+        Raises:
+            BackendConnectionError: No connection within `connect_timeout`.
+        """
+        return await self._plain_channel(action)
+
     async def _plain_channel(self, action: str) -> AbstractChannel:
         deadline = time.monotonic() + self.options.connect_timeout
         while True:
@@ -511,7 +520,11 @@ class AMQPLink:
     async def delete_topology(self) -> None:
         """Delete the queue, its delay buckets, its dead-letter queue and its exchanges."""
         queue = self.queue_name
-        exchanges = [dead_letter_name(queue), delayed_exchange_name(queue)]
+        exchanges = [
+            dead_letter_name(queue),
+            delayed_exchange_name(queue),
+            cancel_exchange_name(queue),
+        ]
         await self.with_channel(
             "delete the queues",
             lambda channel: _delete_all(channel, owned_queues(queue), exchanges),

@@ -120,6 +120,11 @@ def delayed_exchange_name(queue: str) -> str:
     return f"{queue}.delayed"
 
 
+def cancel_exchange_name(queue: str) -> str:
+    """Name of the fanout exchange announcing the cancelled running jobs of `queue`."""
+    return f"{queue}.cancel"
+
+
 def bucket_queue_name(queue: str, exp: int) -> str:
     """Name of the delay bucket queue holding messages for 2**exp milliseconds."""
     return f"{queue}.delay.{1 << exp}ms"

@@ -7,11 +7,12 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from lexigram.contracts.tasks import (
     CacheBackendProtocol,
+    CancelOutcome,
     Job,
     JobStatus,
     Result,
@@ -21,6 +22,7 @@ from lexigram.contracts.tasks import (
     parse_options,
 )
 from lexigram.tasks.backends.rabbitmq._bulk import Published
+from lexigram.tasks.backends.rabbitmq._cancel import announce, follow_cancellations
 from lexigram.tasks.backends.rabbitmq._claims import BrokerClaims, Claims
 from lexigram.tasks.backends.rabbitmq._connection import CONNECTION_ERRORS, AMQPLink
 from lexigram.tasks.backends.rabbitmq._consumer import Delivery, DeliveryBuffer
@@ -520,6 +522,29 @@ class RabbitMQTaskQueue:
                 await self._states.delete(job_id)
             return True
         return await self._states.delete(job_id)
+
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        """Remove a waiting job (REMOVED), or remove a running one and announce it (STOPPING).
+
+        The job is deleted as `delete_job` deletes it (a tombstone, or an ack when it
+        runs here), then a running one is announced on the ``<queue>.cancel`` fanout
+        exchange. A job running in another process is known only through a shared state
+        store; with the in-process one, cancelling it from here gives NOT_FOUND.
+        """
+        delivery = self._inflight.get(job_id)
+        running = delivery is not None and not delivery.stale
+        if not running:
+            running = await self._states.running_envelope(job_id) is not None
+        if not await self.delete_job(job_id):
+            return CancelOutcome.NOT_FOUND
+        if not running:
+            return CancelOutcome.REMOVED
+        await announce(self._link, job_id)
+        return CancelOutcome.STOPPING
+
+    def cancellations(self) -> AsyncIterator[str]:
+        """Yield the id of every job of this queue cancelled while running (any process)."""
+        return follow_cancellations(self._link)
 
     async def get_task_count(self) -> int:
         """Number of jobs waiting (ready or delayed, not in flight)."""
