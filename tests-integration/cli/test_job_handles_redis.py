@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,9 @@ from lexigram.tasks.cli import cli
 pytestmark = pytest.mark.redis
 
 APP = """
+import asyncio
+import sys
+
 from lexigram.tasks import ProgressTracker, task
 
 
@@ -34,6 +38,12 @@ async def add(a: int, b: int) -> int:
 @task(max_retries=0)
 async def boom(reason: str) -> None:
     raise RuntimeError(reason)
+
+
+@task
+async def slow() -> None:
+    print("slow started", file=sys.stderr, flush=True)
+    await asyncio.sleep(60)
 
 
 @task
@@ -149,3 +159,27 @@ def test_job_cancel_removes_a_waiting_job_and_then_says_it_finished(redis_config
     code, _, err = _job("cancel", "no-such-job", *config)
     assert code == 2
     assert "neither in its queue nor in the result store" in err
+
+
+def test_job_cancel_stops_a_job_running_in_a_worker_process(
+    redis_config: Path, write_app, cli_process
+) -> None:
+    app = write_app(APP)
+    config = ["--config", str(redis_config)]
+    worker = cli_process("worker", app, *config, "--log-level", "info")
+    worker.wait_for(r"consuming")
+    done = CliRunner().invoke(cli, ["enqueue", "slow", *config])
+    assert done.exit_code == 0, done.output
+    job_id = done.stdout.strip().split()[-1]
+    worker.wait_for(r"slow started")
+
+    asked = time.monotonic()
+    code, out, _ = _job("cancel", job_id, *config)
+    assert code == 0, out
+    assert "was running" in out
+    # The worker logs this once the handler has stopped: the Redis announcement reached it.
+    worker.wait_for(rf"Job {job_id} \(slow\) was cancelled while running", timeout=2.0)
+    assert time.monotonic() - asked < 2.5  # the cancel command itself included
+    code, out, _ = _job("status", job_id, *config)
+    assert (code, out.split()[:2]) == (0, [job_id, "cancelled"])
+    assert not any("retrying" in line or "dead-letter" in line for line in worker.seen)

@@ -8,6 +8,7 @@ and the queue's cancel wake-up topic.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,8 +16,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from lexigram.contracts.tasks import ResultStoreProtocol
-from lexigram.tasks.backends.sqlite import SQLiteResultStore, SQLiteTaskQueue
+from lexigram.contracts.tasks import CancelOutcome, Job, ResultStoreProtocol
+from lexigram.tasks.backends.sqlite import SQLiteOptions, SQLiteResultStore, SQLiteTaskQueue
 from lexigram.tasks.testing import QueueCancellationConformance, QueueFactory
 
 
@@ -49,3 +50,26 @@ class TestSQLiteCancellation(QueueCancellationConformance):
         store = SQLiteResultStore(db_path)
         yield store
         await store.close()
+
+
+async def test_a_subscriber_that_misses_the_wake_up_reads_the_announcement_at_its_poll(
+    db_path: str,
+) -> None:
+    # A subscriber whose wake-up socket cannot be bound (a platform without UNIX sockets)
+    # still hears of a cancellation, at its next poll.
+    name = f"cancel-{uuid.uuid4().hex[:8]}"
+    holder = SQLiteTaskQueue(db_path, queue_name=name, options=SQLiteOptions(poll_interval=0.2))
+    canceller = SQLiteTaskQueue(db_path, queue_name=name)
+    holder.database.notifier.supported = False
+    try:
+        job_id = (await canceller.enqueue(Job(name="cancel.me"))).unwrap()
+        [job] = await holder.dequeue_batch(1, timeout=2.0)
+        iterator = holder.cancellations()
+        first = asyncio.ensure_future(anext(iterator))
+        await asyncio.sleep(0.1)  # subscribed: announcements from now on are its own
+        assert await canceller.cancel(job.id) is CancelOutcome.STOPPING
+        assert await asyncio.wait_for(first, 1.0) == job_id
+        await iterator.aclose()  # type: ignore[attr-defined]
+    finally:
+        await holder.close()
+        await canceller.close()
