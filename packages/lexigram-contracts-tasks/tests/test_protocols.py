@@ -1,11 +1,15 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from lexigram.contracts.tasks import (
+    CancellableQueueProtocol,
+    CancelOutcome,
     Job,
     JobProtocol,
+    JobResult,
+    JobStatus,
     JobTemplate,
     JobTemplateProtocol,
     Ok,
@@ -100,3 +104,49 @@ def test_object_missing_methods_is_not_a_queue() -> None:
 def test_concrete_job_and_template_satisfy_structural_protocols() -> None:
     assert isinstance(Job(name="x"), JobProtocol)
     assert isinstance(JobTemplate(name="x"), JobTemplateProtocol)
+
+
+class _CancellableListQueue(_ListQueue):
+    """A third-party queue with the optional cancellation capability, from the contracts alone."""
+
+    def __init__(self, spec: TaskBackendSpec) -> None:
+        super().__init__(spec)
+        self.announced: list[str] = []
+
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        for job in self._jobs:
+            if job.id == job_id:
+                self._jobs.remove(job)
+                return CancelOutcome.REMOVED
+        return CancelOutcome.NOT_FOUND
+
+    async def cancellations(self) -> AsyncIterator[str]:
+        for job_id in self.announced:
+            yield job_id
+
+
+def test_cancellation_is_an_optional_capability_a_third_party_queue_can_offer() -> None:
+    spec = TaskBackendSpec(queue_name="q")
+    plain: TaskQueueProtocol = _ListQueue(spec)
+    cancellable: CancellableQueueProtocol = _CancellableListQueue(spec)
+    assert not isinstance(plain, CancellableQueueProtocol)
+    assert isinstance(cancellable, CancellableQueueProtocol)
+    assert isinstance(cancellable, TaskQueueProtocol)  # it is still a queue
+
+
+def test_cancel_outcome_says_whether_the_job_was_cancelled() -> None:
+    assert {o for o in CancelOutcome if o.cancelled} == {
+        CancelOutcome.REMOVED,
+        CancelOutcome.STOPPING,
+    }
+
+
+def test_a_cancelled_result_round_trips_and_reads_as_cancelled() -> None:
+    result = JobResult(success=False, error="Job j1 was cancelled.", cancelled=True)
+    again = JobResult.from_dict(result.to_dict())
+    assert again.cancelled
+    assert again.status is JobStatus.CANCELLED
+    # Results stored before the field existed read as not cancelled.
+    old = {k: v for k, v in JobResult.fail("boom").to_dict().items() if k != "cancelled"}
+    assert JobResult.from_dict(old).status is JobStatus.FAILED
+    assert JobResult.ok(1).status is JobStatus.COMPLETED
