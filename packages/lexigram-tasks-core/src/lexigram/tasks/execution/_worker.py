@@ -315,7 +315,11 @@ class TaskWorker:
             if drain and self._in_flight:
                 await asyncio.wait(self._tasks(), timeout=timeout)
             await self._cancel_running()
+            listener = self._cancel_task
             self._shutdown_background()
+            if listener is not None:
+                # Let the subscription close its connection while the loop still runs.
+                await asyncio.wait({listener}, timeout=_CANCEL_GRACE)
 
     def get_stats(self) -> WorkerJobStats:
         """Get worker statistics."""
