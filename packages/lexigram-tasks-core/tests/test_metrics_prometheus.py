@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from lexigram.contracts.tasks import Job, TaskConfigurationError
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import RetryConfig, TaskConfig, TaskWorkerConfig
-from lexigram.tasks.events import COMPLETED, RETRYING, STARTED, EventStream, JobEvent
+from lexigram.tasks.events import CANCELLED, COMPLETED, RETRYING, STARTED, EventStream, JobEvent
 from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
 from lexigram.tasks.observability import PrometheusObserver
 from lexigram.tasks.observability._prometheus_processes import (
@@ -259,3 +259,16 @@ async def test_the_supervisor_sums_snapshots_and_keeps_exited_processes_counts(
     assert value(registry, "lexigram_tasks_job_duration_seconds_count", **labels) == 2
     assert value(registry, "lexigram_tasks_jobs_in_progress", **labels) == 1  # live only
     assert value(registry, "lexigram_tasks_event_loop_lag_seconds") == 0.2  # live only
+
+
+def test_a_job_cancelled_while_running_counts_as_cancelled_and_leaves_in_progress() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusObserver(registry)
+    metrics.observe(JobEvent(kind=STARTED, task="t", job_id="j", queue="q", worker_id="w"))
+    assert value(registry, "lexigram_tasks_jobs_in_progress", task="t", queue="q") == 1
+    metrics.observe(
+        JobEvent(kind=CANCELLED, task="t", job_id="j", queue="q", worker_id="w", duration=0.1)
+    )
+    assert value(registry, "lexigram_tasks_jobs_in_progress", task="t", queue="q") == 0
+    labels = {"task": "t", "queue": "q", "outcome": "cancelled"}
+    assert value(registry, "lexigram_tasks_jobs_total", **labels) == 1

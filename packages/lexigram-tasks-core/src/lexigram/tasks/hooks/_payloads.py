@@ -114,7 +114,7 @@ def hook_call_for(event: JobEvent) -> tuple[str, Any] | None:
 
     "queued" -> ``task.queued``, "started" -> ``task.started``, "completed" ->
     ``task.completed``, "failed" (dead-lettered) -> ``task.failed``; "retrying",
-    "released" and "lost" have no hook action.
+    "released", "lost" and "cancelled" have no hook action.
     """
     kind = event.kind
     if kind == COMPLETED:
