@@ -24,7 +24,12 @@ from redis.asyncio.cluster import RedisCluster
 
 from lexigram.contracts.tasks import Job, TaskQueueProtocol
 from lexigram.tasks.backends.redis import RedisTaskQueue
-from lexigram.tasks.testing import QueueConformance, QueueFactory, QueuePoisonConformance
+from lexigram.tasks.testing import (
+    QueueCancellationConformance,
+    QueueConformance,
+    QueueFactory,
+    QueuePoisonConformance,
+)
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -179,3 +184,7 @@ class TestRedisClusterQueuePoisonConformance(QueuePoisonConformance):
         [(status, stored)] = await queue._enqueue_entries([entry])
         assert (status, stored) == (1, job_id)
         return job_id
+
+
+class TestRedisClusterCancellation(QueueCancellationConformance):
+    """The cancel script publishes through the cluster; workers subscribe on one node."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
+import redis.asyncio as aioredis
 from lexigram.contracts.tasks import BackendConnectionError
 from lexigram.tasks.backends.redis._connection import RedisConnector
 from redis import exceptions as rexc
@@ -25,7 +27,8 @@ async def follow_cancellations(connector: RedisConnector, channel: str) -> Async
         BackendConnectionError: The subscription's connection failed (the worker
             subscribes again).
     """
-    pubsub = connector.client().pubsub(ignore_subscribe_messages=True)
+    client, node_client = await _subscriber(connector.client())
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
     try:
         try:
             await pubsub.subscribe(channel)
@@ -43,5 +46,21 @@ async def follow_cancellations(connector: RedisConnector, channel: str) -> Async
     finally:
         try:
             await pubsub.aclose()
+            if node_client:
+                await client.aclose()
         except (rexc.RedisError, OSError):  # the connection is already gone
             logger.debug("Closing the cancellation subscription failed; ignored.", exc_info=True)
+
+
+async def _subscriber(client: Any) -> tuple[Any, bool]:
+    """A client that can SUBSCRIBE, and whether it was made here (to close it after).
+
+    redis-py's asyncio ``RedisCluster`` has no pub/sub, but a Redis Cluster delivers a
+    PUBLISH to the subscribers of every node: a plain client on one node will do.
+    """
+    if hasattr(client, "pubsub"):
+        return client, False
+    await client.initialize()
+    node = client.get_default_node()
+    pool = aioredis.ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
+    return aioredis.Redis(connection_pool=pool), True
