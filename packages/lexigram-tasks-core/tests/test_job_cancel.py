@@ -26,6 +26,7 @@ from lexigram.tasks.dlq import DeadLetterQueue
 from lexigram.tasks.events import CANCELLED, JobEvent
 from lexigram.tasks.execution import TaskWorkerServices
 from lexigram.tasks.results import InMemoryResultStore
+from lexigram.tasks.workflows import TaskChain, TaskStep
 
 
 class Probe:
@@ -315,3 +316,52 @@ async def test_a_queue_without_the_capability_cancels_waiting_jobs_only() -> Non
         assert harness.probe.calls == 1
     finally:
         await harness.worker.stop()
+
+
+async def test_cancelling_the_job_that_runs_a_chain_stops_its_remaining_steps() -> None:
+    ran: list[str] = []
+    second_started = asyncio.Event()
+
+    async def first(data: int) -> int:
+        ran.append("first")
+        return data + 1
+
+    async def second(data: int) -> int:
+        ran.append("second")
+        second_started.set()
+        await asyncio.sleep(30)
+        return data + 1
+
+    async def third(data: int) -> int:
+        ran.append("third")
+        return data + 1
+
+    async def pipeline(start: int) -> Any:
+        steps = [TaskStep("first", first), TaskStep("second", second), TaskStep("third", third)]
+        return await TaskChain(steps).execute(start)
+
+    queue = MemoryTaskQueue(visibility_timeout=30.0)
+    results = InMemoryResultStore()
+    worker = TaskWorker(
+        "w-chain",
+        queue,
+        {"pipeline": pipeline},
+        TaskWorkerConfig(poll_interval=0.05),
+        TaskWorkerServices(result_store=results),
+    )
+    await worker.start()
+    try:
+        job = Job(name="pipeline", args=(1,))
+        (await queue.enqueue(job)).unwrap()
+        await asyncio.wait_for(second_started.wait(), 2)
+        handle: JobHandle[Any] = JobHandle(queue, job.id, result_store=results)
+        assert await handle.cancel() is CancelOutcome.STOPPING
+        for _ in range(100):
+            if not worker.is_busy():
+                break
+            await asyncio.sleep(0.02)
+        assert not worker.is_busy()
+        assert ran == ["first", "second"]
+        assert await handle.status() is JobStatus.CANCELLED
+    finally:
+        await worker.stop()
