@@ -16,6 +16,7 @@ more. A script that builds its own queue passes ``result_store=`` explicitly.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from lexigram.contracts.tasks import (
     TaskQueueProtocol,
 )
 from lexigram.tasks.execution._cancel import cancelled_result
+
+logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -294,7 +297,11 @@ class JobHandle(Generic[R]):
         store = self._result_store
         if outcome.cancelled:
             if store is not None:
-                await store.store(self.id, cancelled_result(self.id, self.name))
+                try:
+                    await store.store(self.id, cancelled_result(self.id, self.name))
+                except Exception:
+                    # The job is cancelled all the same; a stopped worker records it too.
+                    logger.exception("Recording job %s as cancelled failed.", self.id)
             return outcome
         finished = store is not None and await store.get(self.id) is not None
         if outcome is CancelOutcome.NOT_FOUND and finished:
