@@ -103,21 +103,31 @@ class QueueCancellationConformance(QueueConformanceBase):
         """Where the kit's worker stores results and its handles read them."""
         return InMemoryResultStore()
 
-    async def test_cancel_removes_a_waiting_job(self, make_queue: QueueFactory) -> None:
+    async def test_cancel_removes_a_waiting_job(
+        self, make_queue: QueueFactory, result_store: ResultStoreProtocol
+    ) -> None:
         queue = await make_queue()
         other = _cancellable(await make_queue())
         job_id = await enqueue_ok(queue, make_job())
-        assert await other.cancel(job_id) is CancelOutcome.REMOVED
+        handle: JobHandle[Any] = JobHandle(other, job_id, result_store=result_store)
+        assert await handle.cancel() is CancelOutcome.REMOVED
+        assert await handle.status() is JobStatus.CANCELLED
+        with pytest.raises(TaskCancelledError):
+            await handle.result(timeout=1)
         assert await queue.get_job(job_id) is None
         assert await queue.count(queue.queue_name) == 0
         assert await next_job(queue, 0.2) is None, "a cancelled waiting job was delivered"
         assert await other.cancel(job_id) is CancelOutcome.NOT_FOUND
 
-    async def test_cancel_removes_a_delayed_job(self, make_queue: QueueFactory) -> None:
+    async def test_cancel_removes_a_delayed_job(
+        self, make_queue: QueueFactory, result_store: ResultStoreProtocol
+    ) -> None:
         queue = await make_queue()
-        other = _cancellable(await make_queue())
+        other = await make_queue()
         job_id = await enqueue_ok(queue, make_job(scheduled_at=time.time() + 0.3))
-        assert await other.cancel(job_id) is CancelOutcome.REMOVED
+        handle: JobHandle[Any] = JobHandle(other, job_id, result_store=result_store)
+        assert await handle.cancel() is CancelOutcome.REMOVED
+        assert await handle.status() is JobStatus.CANCELLED
         got = await next_job(queue, 0.3 + self.due_margin)
         assert got is None, "a cancelled delayed job was delivered when it fell due"
         assert await queue.count(queue.queue_name) == 0
