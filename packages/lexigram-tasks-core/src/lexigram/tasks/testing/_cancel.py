@@ -47,8 +47,9 @@ from lexigram.tasks.testing._base import (
 _SLOW_TASK = "conformance.cancel.slow"
 _QUICK_TASK = "conformance.cancel.quick"
 _ANSWER = 7
-# A subscription has no "ready" signal; give a new one this long to be established.
-_SUBSCRIBE_SECONDS = 0.3
+# A subscription has no "ready" signal; give a new one this long to be established
+# (a Redis Cluster client, for one, discovers the nodes first).
+_SUBSCRIBE_SECONDS = 0.5
 
 
 def _cancellable(queue: TaskQueueProtocol) -> CancellableQueueProtocol:
@@ -141,13 +142,16 @@ class QueueCancellationConformance(QueueConformanceBase):
     ) -> None:
         queue = _cancellable(await make_queue())
         other = _cancellable(await make_queue())
-        job_id = await enqueue_ok(queue, make_job())
-        job = await lease_one(queue)
+        job = make_job()
+        job_id = job.id
         listeners = [
             asyncio.create_task(_announced(q.cancellations(), job_id)) for q in (queue, other)
         ]
         try:
             await asyncio.sleep(_SUBSCRIBE_SECONDS)
+            # Leased only now, so the lease is still live when it is cancelled.
+            await enqueue_ok(queue, job)
+            job = await lease_one(queue)
             assert await other.cancel(job_id) is CancelOutcome.STOPPING
             done, _ = await asyncio.wait(listeners, timeout=1.0 + CLOCK_TOLERANCE)
             assert len(done) == len(listeners), (
@@ -189,6 +193,8 @@ class QueueCancellationConformance(QueueConformanceBase):
         try:
             job_id = await enqueue_ok(other, make_job(_SLOW_TASK))
             await asyncio.wait_for(probe.started.wait(), self.prompt_seconds)
+            # The worker subscribed when it started, concurrently with taking the job.
+            await asyncio.sleep(_SUBSCRIBE_SECONDS)
             handle: JobHandle[Any] = JobHandle(other, job_id, result_store=result_store)
             assert await handle.cancel() is CancelOutcome.STOPPING
             try:
