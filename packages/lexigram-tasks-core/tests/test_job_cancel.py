@@ -22,9 +22,10 @@ from lexigram.contracts.tasks import (
 from lexigram.tasks import JobHandle, TaskWorker, shield_cancellation
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import TaskWorkerConfig
+from lexigram.tasks.decorators import task
 from lexigram.tasks.dlq import DeadLetterQueue
 from lexigram.tasks.events import CANCELLED, JobEvent
-from lexigram.tasks.execution import TaskWorkerServices
+from lexigram.tasks.execution import HandlerRegistry, TaskWorkerServices
 from lexigram.tasks.results import InMemoryResultStore
 from lexigram.tasks.workflows import TaskChain, TaskStep
 
@@ -363,5 +364,42 @@ async def test_cancelling_the_job_that_runs_a_chain_stops_its_remaining_steps() 
         assert not worker.is_busy()
         assert ran == ["first", "second"]
         assert await handle.status() is JobStatus.CANCELLED
+    finally:
+        await worker.stop()
+
+
+async def test_cancel_a_job_waiting_for_its_rate_limit_token_ends_it_unrun() -> None:
+    ran: list[int] = []
+    first_ran = asyncio.Event()
+
+    @task(name="cancel.rated", rate_limit="1/m")
+    async def rated(n: int) -> None:
+        ran.append(n)
+        first_ran.set()
+
+    queue = MemoryTaskQueue(visibility_timeout=30.0)
+    results = InMemoryResultStore()
+    registry = HandlerRegistry()
+    registry.register("cancel.rated", rated)
+    jobs = [Job(name="cancel.rated", args=(n,)) for n in range(2)]
+    await queue.enqueue_many(jobs)
+    services = TaskWorkerServices(result_store=results)
+    worker = TaskWorker("w-rated", queue, registry, services=services)
+    await worker.start()
+    try:
+        await asyncio.wait_for(first_ran.wait(), 5)
+        await asyncio.sleep(0.1)  # the second job is taken and waits for the next token
+        assert worker.in_flight == 1
+        handle: JobHandle[Any] = JobHandle(queue, jobs[1].id, result_store=results)
+        assert await handle.cancel() is CancelOutcome.STOPPING
+        for _ in range(100):
+            if not worker.is_busy():
+                break
+            await asyncio.sleep(0.02)
+        assert not worker.is_busy()
+        assert ran == [0]
+        assert await handle.status() is JobStatus.CANCELLED
+        assert await queue.count(queue.queue_name) == 0
+        assert worker.stats.jobs_cancelled == 1
     finally:
         await worker.stop()
