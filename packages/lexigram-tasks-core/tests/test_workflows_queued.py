@@ -10,13 +10,21 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from lexigram.contracts.tasks import Job, Result, TaskQueueError, WorkflowError, WorkflowStatus
+from lexigram.contracts.tasks import (
+    CancelOutcome,
+    Job,
+    Result,
+    TaskQueueError,
+    WorkflowError,
+    WorkflowStatus,
+)
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.cli import cli
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.constants import WORKFLOW_STEP_KEY
 from lexigram.tasks.decorators import task
 from lexigram.tasks.execution import TaskWorker
+from lexigram.tasks.handles import JobHandle
 from lexigram.tasks.testing import RunStoreFactory, WorkflowRunStoreConformance
 from lexigram.tasks.workflows import (
     InMemoryWorkflowStateStore,
@@ -340,3 +348,71 @@ async def test_a_step_on_a_worker_without_a_run_store_is_not_lost() -> None:
     assert await queue.count("tasks") == 0  # dead-lettered as a crash loop, then acked
     assert calls.count(("add", (1, 2))) == 2
     assert worker.stats.jobs_dead_lettered == 1
+
+
+gate = asyncio.Event()
+
+
+@task
+async def held(x: int) -> int:
+    calls.append(("held", x))
+    await gate.wait()
+    return x
+
+
+async def step_job_id(queue: RecordingQueue, stage: int) -> str:
+    """The id of the job of `stage` (one step), once the run has enqueued it."""
+    for _ in range(500):
+        for job in queue.sent:
+            if job.metadata[WORKFLOW_STEP_KEY]["stage"] == stage:
+                return job.id
+        await asyncio.sleep(0.01)
+    msg = f"stage {stage} was never enqueued"
+    raise AssertionError(msg)
+
+
+async def test_cancelling_a_running_step_ends_the_chain() -> None:
+    global gate  # noqa: PLW0603 - an event binds to the loop of its first wait
+    gate = asyncio.Event()
+    queue, store = RecordingQueue(), InMemoryWorkflowStateStore()
+    worker = TaskWorker("w", queue, {**HANDLERS, "held": held})
+    await worker.start()
+    chain = JobChain(add.s(1, 1), held.s(), never.s(), on_error=report.s("cancelled"))
+    handle = await chain.apply_async(queue, store=store, workflow_id="wf-cancel-running")
+    job_id = await step_job_id(queue, 1)
+    for _ in range(500):
+        if ("held", 2) in calls:
+            break
+        await asyncio.sleep(0.01)
+    outcome = await JobHandle(queue, job_id).cancel()
+    assert outcome is CancelOutcome.STOPPING
+    with pytest.raises(WorkflowError, match="held"):
+        await handle.result(timeout=5)
+    for _ in range(200):
+        if any(c[0] == "report" for c in calls):
+            break
+        await asyncio.sleep(0.01)
+    await worker.stop()
+    assert ("never", 2) not in calls
+    assert [c[1][1] for c in calls if c[0] == "report"] == ["held"]
+    assert [(s.name, s.status) for s in (await handle.info()).steps] == [
+        ("add", "succeeded"),
+        ("held", "failed"),
+        ("never", "waiting"),
+    ]
+
+
+async def test_cancelling_a_waiting_step_ends_the_chain() -> None:
+    queue, store = RecordingQueue(), InMemoryWorkflowStateStore()
+    chain = JobChain(add.s(1, 1), never.s())
+    handle = await chain.apply_async(queue, store=store, workflow_id="wf-cancel-waiting")
+    job_id = await step_job_id(queue, 0)
+    assert await JobHandle(queue, job_id).cancel() is CancelOutcome.REMOVED
+    assert await handle.status() is WorkflowStatus.FAILED
+    steps = (await handle.info()).steps
+    assert (steps[0].status, steps[0].error) == ("failed", "cancelled before it ran")
+    worker = TaskWorker("w", queue, HANDLERS)
+    await worker.start()
+    await asyncio.sleep(0.1)
+    await worker.stop()
+    assert calls == []

@@ -37,6 +37,7 @@ from lexigram.contracts.tasks import (
     TaskNotFoundError,
     TaskQueueProtocol,
 )
+from lexigram.tasks.constants import WORKFLOW_STEP_KEY
 from lexigram.tasks.execution._cancel import cancelled_result
 
 logger = logging.getLogger(__name__)
@@ -290,11 +291,14 @@ class JobHandle(Generic[R]):
             REMOVED and STOPPING.
         """
         queue = self._queue
+        queued = await queue.get_job(self.id)  # a workflow step says so in its metadata
         if isinstance(queue, CancellableQueueProtocol):
             outcome = await queue.cancel(self.id)
         else:
             outcome = await self._delete_waiting()
         store = self._result_store
+        if outcome is CancelOutcome.REMOVED and queued is not None:
+            await _end_workflow_step(queue, queued)
         if outcome.cancelled:
             if store is not None:
                 try:
@@ -352,6 +356,20 @@ class JobHandle(Generic[R]):
         """``Job <id> (task '<name>')``, or ``Job <id>`` while the name is not known."""
         name = self._job.name
         return f"Job {self._job.id} (task {name!r})" if name else f"Job {self._job.id}"
+
+
+async def _end_workflow_step(queue: TaskQueueProtocol, job: Job) -> None:
+    """A workflow step removed before it ran ends its run, as if it had failed.
+
+    (A step cancelled while running is ended by its worker.) The run is marked FAILED
+    with the error "cancelled", its error callback runs, and no later step is enqueued.
+    """
+    place = job.metadata.get(WORKFLOW_STEP_KEY)
+    if place is None:
+        return
+    from lexigram.tasks.workflows import _advance  # noqa: PLC0415 - imports this module
+
+    await _advance.step_failed(queue, job, place, "cancelled before it ran", logger)
 
 
 __all__ = ["JobHandle", "JobStores", "job_stores_for", "register_job_stores"]

@@ -348,6 +348,11 @@ class Settler:
         result = cancelled_result(job.id, job.name, duration=duration, retry_count=job.retry_count)
         job.result = result
         self.stats.jobs_cancelled += 1
+        place = job.metadata.get(WORKFLOW_STEP_KEY)
+        if place is not None:  # a cancelled step ends its run: no later step is enqueued
+            await _workflows().step_failed(
+                self.queue, job, place, result.error or "cancelled", self.logger
+            )
         # `cancel` already removed the job, so False is the usual answer; a backend whose
         # delivery outlives that (a broker message held here) settles it now. Not a
         # discarding nack: a broker would dead-letter the message.
