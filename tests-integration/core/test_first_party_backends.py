@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from pydantic import SecretStr
 
 from lexigram.app import Application, ApplicationStartError
-from lexigram.contracts.tasks import BackendNotFoundError
+from lexigram.contracts.tasks import BackendNotFoundError, TaskBackendSpec, TaskQueueError
 from lexigram.tasks import TaskProvider, _backends
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.backends.postgres import PostgresTaskQueue
@@ -21,6 +21,9 @@ from lexigram.tasks.backends.sqlite import SQLiteTaskQueue
 from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._context import parse_backend
 from lexigram.tasks.config import ConfigIssue, NamedTaskConfig, TaskBackendConfig, TaskConfig
+from lexigram.tasks.decorators import task
+from lexigram.tasks.di._stack import build_stack
+from lexigram.tasks.workflows import JobChain
 
 PASSWORD = "s3cr3t-pa55"  # noqa: S105 - a marker the tests search for in output
 
@@ -140,3 +143,29 @@ def test_every_queue_class_defaults_to_the_configured_default_queue_name(tmp_pat
     assert {type(queue).__name__: queue.queue_name for queue in queues} == {
         type(queue).__name__: expected for queue in queues
     }
+
+
+async def test_a_backend_without_a_shared_run_store_refuses_queue_driven_workflows() -> None:
+    """RabbitMQ without `stores` has no workflow store: no silent process-local fallback."""
+
+    @task(name="first_party.step")
+    async def step(x: int) -> int:
+        return x
+
+    spec = TaskBackendSpec(type="rabbitmq", url="amqp://guest:guest@127.0.0.1:5672/")
+    stack = build_stack(
+        "rabbit", spec, field="tasks.backend", registry=_backends.TaskBackendRegistry()
+    )
+    try:
+        assert stack.workflow_store is None
+        with pytest.raises(TaskQueueError, match="No workflow run store is registered"):
+            await JobChain(step.s(1)).apply_async(stack.queue)
+    finally:
+        await stack.close()
+    memory = build_stack(
+        "mem",
+        TaskBackendSpec(type="memory"),
+        field="tasks.backend",
+        registry=_backends.TaskBackendRegistry(),
+    )
+    assert memory.workflow_store is not None  # one process is the memory backend's whole world

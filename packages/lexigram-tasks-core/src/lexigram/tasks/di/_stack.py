@@ -208,9 +208,14 @@ def build_stack(
             closeables.append(scheduler_store)
     # The handles `.delay()`/`.apply_async()` return for this queue read these stores.
     register_job_stores(built_queue, result_store=result_store, progress_store=progress_store)
-    workflow_store = _or_memory(
-        spec, "create_workflow_state_store", field, closeables, InMemoryWorkflowStateStore
-    )
+    # Only the memory backend runs workflows in a process-local store: elsewhere one
+    # would leave every other process blind to the runs (steps run, runs never finish),
+    # so a backend without a shared store gets none and `apply_async` says what to set.
+    workflow_store = build_store(spec, "create_workflow_state_store", field)
+    if workflow_store is not None:
+        closeables.append(workflow_store)
+    elif spec.type == BACKEND_MEMORY:
+        workflow_store = InMemoryWorkflowStateStore()
     if not isinstance(workflow_store, WorkflowRunStoreProtocol):
         workflow_store = None  # a third-party state store without queue-driven runs
     else:
