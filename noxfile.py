@@ -253,7 +253,9 @@ if FOUND_PYTHONS:
 @nox.session
 def integration(session: nox.Session) -> None:
     """Integration tests and packaging guards against real services, every package editable."""
-    session.install(*TEST_DEPS, TESTCONTAINERS, OTEL_SDK, *_editable([*PACKAGES.values(), META]))
+    session.install(
+        *TEST_DEPS, TESTCONTAINERS, OTEL_SDK, *WEB_TEST_DEPS, *_editable([*PACKAGES.values(), META])
+    )
     session.run(
         "pytest",
         *_pytest_args(session, "tests-integration", "--deselect", WHEEL_GUARD),
