@@ -229,6 +229,9 @@ def _provider(config_path: Path) -> TaskProvider:
     )
 
 
+GROUP = CHORD = 1000  # a group of 1,000 steps, a chord of 1,000 members and its callback
+
+
 async def test_chain_group_and_chord_run_across_three_workers(
     config_path: Path, workers, tmp_path: Path
 ) -> None:
@@ -238,20 +241,20 @@ async def test_chain_group_and_chord_run_across_three_workers(
         assert provider.queue is not None
         chain = JobChain(app.add.s(0, 1), *(app.add.s(1) for _ in range(19)))
         chain_handle = await chain.apply_async(provider.queue)
-        group_handle = await JobGroup(*(app.square.s(n) for n in range(50))).apply_async(
+        group_handle = await JobGroup(*(app.square.s(n) for n in range(GROUP))).apply_async(
             provider.queue
         )
-        members = JobGroup(*(app.square.s(n) for n in range(200)))
+        members = JobGroup(*(app.square.s(n) for n in range(CHORD)))
         chord_handle = await JobChord(members, app.total.s()).apply_async(provider.queue)
         assert await chain_handle.result(timeout=30) == 20
-        assert await group_handle.result(timeout=30) == [n * n for n in range(50)]
-        assert await chord_handle.result(timeout=30) == sum(n * n for n in range(200))
+        assert await group_handle.result(timeout=30) == [n * n for n in range(GROUP)]
+        assert await chord_handle.result(timeout=30) == sum(n * n for n in range(CHORD))
         info = await chord_handle.info()
     calls = _calls(tmp_path)
-    assert calls.count("total 200") == 1
+    assert calls.count(f"total {CHORD}") == 1
     assert len({line.split()[2] for line in calls if line.startswith("square")}) > 1
     assert info.status is WorkflowStatus.COMPLETED
-    assert [s.status for s in info.steps] == ["succeeded"] * 201
+    assert [s.status for s in info.steps] == ["succeeded"] * (CHORD + 1)
     shown = await asyncio.to_thread(
         CliRunner().invoke,
         cli,
