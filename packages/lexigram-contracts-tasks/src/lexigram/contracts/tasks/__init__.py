@@ -47,6 +47,7 @@ from lexigram.contracts.tasks._errors import (
     TaskValidationError,
     WorkflowError,
 )
+from lexigram.contracts.tasks._lookup import JobLookupProtocol, id_prefix_upper_bound
 from lexigram.contracts.tasks._models import (
     DEFAULT_MAX_RETRIES,
     FailureRecord,
@@ -117,6 +118,7 @@ __all__ = [
     "IdempotencyResultStatus",
     "IdempotencyStoreProtocol",
     "Job",
+    "JobLookupProtocol",
     "JobProtocol",
     "JobResult",
     "JobStatus",
@@ -164,6 +166,7 @@ __all__ = [
     "WorkflowSummary",
     "decode_job",
     "encode_job",
+    "id_prefix_upper_bound",
     "make_poison_job",
     "mask_url",
     "nearest_name",

@@ -34,6 +34,7 @@ from lexigram.tasks.cli._context import (
     resolve_spec,
 )
 from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.cli._lookup import resolve_job_id
 from lexigram.tasks.cli._options import (
     F,
     backend_option,
@@ -86,7 +87,12 @@ def _run(
     action: Callable[[JobHandle[Any]], Awaitable[T]],
     *,
     job_id: str,
-) -> T:
+) -> tuple[str, T]:
+    """Run `action` on the job named by `job_id` (its id or a unique prefix of it).
+
+    Returns:
+        The job's whole id and what `action` returned.
+    """
     setup_logging("debug" if debug else "critical")
     backend = default_backend(config_path, None, backend)
     spec = resolve_spec(load_config(config_path), backend, connect_timeout=timeout)
@@ -100,14 +106,22 @@ def _run(
         raise CLIError(msg)
     progress_store = build_store(spec, "create_progress_store", CONFIG_FIELD)
 
-    async def go() -> T:
+    async def go() -> tuple[str, T]:
         queue = open_queue(spec)
         try:
             await probe(queue, spec, timeout)
+            assert stores.result_store is not None  # noqa: S101 - checked above
+            full_id, note = await resolve_job_id(queue, stores.result_store, job_id, spec.type)
             handle: JobHandle[Any] = JobHandle(
-                queue, job_id, result_store=stores.result_store, progress_store=progress_store
+                queue, full_id, result_store=stores.result_store, progress_store=progress_store
             )
-            return await action(handle)
+            try:
+                return full_id, await action(handle)
+            except CLIError as exc:
+                if not note:
+                    raise
+                # The id was found nowhere and could not be searched as a prefix: say so.
+                raise CLIError(exc.message + note) from None
         finally:
             await stores.close()
             await close_quietly(queue, progress_store)
@@ -177,7 +191,7 @@ def status_command(
             },
         }
 
-    data = _run(backend, config_path, connect_timeout, debug, action, job_id=job_id)
+    _, data = _run(backend, config_path, connect_timeout, debug, action, job_id=job_id)
     if as_json:
         echo_json(data)
         return
@@ -215,14 +229,14 @@ def result_command(
             except TaskNotFoundError as exc:
                 raise CLIError(exc.message) from None
             msg = (
-                f"Job {job_id} has no result yet (it is {status.value}). Run "
-                f"`lexigram-tasks job wait {job_id}` to wait for it."
+                f"Job {handle.id} has no result yet (it is {status.value}). Run "
+                f"`lexigram-tasks job wait {handle.id}` to wait for it."
             )
             raise CLIError(msg)
         return found
 
-    result = _run(backend, config_path, connect_timeout, debug, action, job_id=job_id)
-    _print_result(job_id, result, as_json)
+    full_id, result = _run(backend, config_path, connect_timeout, debug, action, job_id=job_id)
+    _print_result(full_id, result, as_json)
 
 
 async def _follow(handle: JobHandle[Any], timeout: float) -> JobResult:
@@ -291,8 +305,8 @@ def wait_command(
         except TimeoutError as exc:
             raise CLIError(str(exc)) from None
 
-    result = _run(backend, config_path, connect_timeout, debug, action, job_id=job_id)
-    _print_result(job_id, result, as_json)
+    full_id, result = _run(backend, config_path, connect_timeout, debug, action, job_id=job_id)
+    _print_result(full_id, result, as_json)
 
 
 _CANCEL_LINES = {
@@ -327,18 +341,20 @@ def cancel_command(
         outcome = await handle.cancel()
         if outcome is CancelOutcome.NOT_FOUND:
             msg = (
-                f"Job {job_id} is neither in its queue nor in the result store: the id is "
+                f"Job {handle.id} is neither in its queue nor in the result store: the id is "
                 "unknown, or its result expired. Check the id and the --backend."
             )
             raise CLIError(msg)
         status = "" if outcome is not CancelOutcome.FINISHED else (await handle.status()).value
         return outcome, status
 
-    outcome, status = _run(backend, config_path, connect_timeout, debug, action, job_id=job_id)
+    full_id, (outcome, status) = _run(
+        backend, config_path, connect_timeout, debug, action, job_id=job_id
+    )
     if as_json:
-        echo_json({"id": job_id, "outcome": outcome.value, "cancelled": outcome.cancelled})
+        echo_json({"id": full_id, "outcome": outcome.value, "cancelled": outcome.cancelled})
     else:
         kind = backend.split(":", 1)[0] if backend else "configured"
-        click.echo(_CANCEL_LINES[outcome].format(id=job_id, status=status, backend=kind))
+        click.echo(_CANCEL_LINES[outcome].format(id=full_id, status=status, backend=kind))
     if not outcome.cancelled:
         raise SystemExit(1)

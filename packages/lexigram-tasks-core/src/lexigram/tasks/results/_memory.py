@@ -75,6 +75,19 @@ class InMemoryResultStore(ResultStore):
             return None
         return entry[0]
 
+    async def find_job_ids(self, prefix: str, limit: int) -> list[str]:
+        """Return up to `limit` ids with a live result starting with `prefix`.
+
+        Implements `JobLookupProtocol`; the scan is bounded by `max_size`.
+        """
+        now = time.monotonic()
+        found = (
+            job_id
+            for job_id, (_, expires_at) in self._entries.items()
+            if expires_at > now and job_id.startswith(prefix)
+        )
+        return list(islice(found, limit))
+
     async def delete(self, job_id: str) -> bool:
         """Remove the result for the job id and return True if it existed."""
         return self._entries.pop(job_id, None) is not None

@@ -388,6 +388,11 @@ class MemoryTaskQueue:
         job = self._jobs.get(job_id)
         return None if job is None else _copy_job(job, None)
 
+    async def find_job_ids(self, prefix: str, limit: int) -> list[str]:
+        """Return up to `limit` ids of held jobs starting with `prefix` (`JobLookupProtocol`)."""
+        self._reap(time.monotonic())
+        return list(itertools.islice((i for i in self._jobs if i.startswith(prefix)), limit))
+
     async def delete_job(self, job_id: str) -> bool:
         """Delete a waiting or in-flight job; an in-flight one is never re-delivered.
 

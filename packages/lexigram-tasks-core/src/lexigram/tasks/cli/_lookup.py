@@ -1,0 +1,73 @@
+"""Resolve the job id given to ``lexigram-tasks job ...``: the exact id or a unique prefix.
+
+The queue holds the jobs waiting or running and the result store the finished ones, so
+a prefix is looked up in both (through `JobLookupProtocol`, an optional capability) and
+the ids merged. A backend with neither capability accepts exact ids only.
+"""
+
+from __future__ import annotations
+
+from lexigram.contracts.tasks import JobLookupProtocol, ResultStoreProtocol, TaskQueueProtocol
+from lexigram.tasks.cli._errors import CLIError
+
+MIN_PREFIX = 4
+"""Fewest characters of a prefix: shorter ones match too much and make scans costly."""
+
+_SHOWN = 5
+"""Candidates listed when a prefix is ambiguous."""
+
+
+async def resolve_job_id(
+    queue: TaskQueueProtocol, result_store: ResultStoreProtocol, job_id: str, backend: str
+) -> tuple[str, str]:
+    """Return the id of the one job whose id is `job_id` or starts with it, and a note.
+
+    The note is empty, except when no job has the id and the backend cannot search by
+    prefix: then the id is returned as given (the queue may not show every job it holds,
+    e.g. a broker's) and the note is a sentence to add to the command's not-found error.
+
+    Args:
+        queue: The backend's queue (jobs waiting or running).
+        result_store: The backend's result store (finished jobs).
+        job_id: What the user typed: a whole id or its first characters.
+        backend: The backend type, for the messages.
+
+    Returns:
+        The job id, and the note.
+
+    Raises:
+        CLIError: The prefix is too short, matches several jobs or none.
+    """
+    if await queue.get_job(job_id) is not None or await result_store.get(job_id) is not None:
+        return job_id, ""
+    lookups = [o for o in (queue, result_store) if isinstance(o, JobLookupProtocol)]
+    if not lookups:
+        # Without the capability the id may still name a job the queue cannot show
+        # (e.g. one a broker holds): pass it on and let the command report on it.
+        note = f" The {backend} backend cannot search job ids by prefix, so give the whole id."
+        return job_id, note
+    if len(job_id) < MIN_PREFIX:
+        msg = (
+            f"No job has the id {job_id!r}, and a prefix of a job id needs at least "
+            f"{MIN_PREFIX} characters. Give more characters of the id."
+        )
+        raise CLIError(msg)
+    found: dict[str, None] = {}
+    for lookup in lookups:
+        found.update(dict.fromkeys(await lookup.find_job_ids(job_id, _SHOWN + 1)))
+    if len(found) == 1:
+        return next(iter(found)), ""
+    if found:
+        shown = sorted(found)
+        ids = ", ".join(shown[:_SHOWN]) + (", ..." if len(shown) > _SHOWN else "")
+        msg = (
+            f"Several jobs have ids starting with {job_id!r} ({ids}). "
+            "Give more characters of the id."
+        )
+        raise CLIError(msg)
+    msg = (
+        f"No job of the {backend} backend has an id starting with {job_id!r}, waiting, "
+        "running or finished (a finished job's result may have expired). Check the id "
+        "and the --backend."
+    )
+    raise CLIError(msg)
