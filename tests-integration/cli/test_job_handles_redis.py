@@ -156,9 +156,10 @@ def test_job_cancel_removes_a_waiting_job_and_then_says_it_finished(redis_config
     code, out, _ = _job("cancel", job_id, "--json", *config)
     assert code == 1
     assert json.loads(out) == {"id": job_id, "outcome": "finished", "cancelled": False}
+    # An unknown id is looked up as a prefix first, and that lookup reports it.
     code, _, err = _job("cancel", "no-such-job", *config)
     assert code == 2
-    assert "neither in its queue nor in the result store" in err
+    assert "No job of the redis backend has an id starting with 'no-such-job'" in err
 
 
 def test_job_cancel_stops_a_job_running_in_a_worker_process(

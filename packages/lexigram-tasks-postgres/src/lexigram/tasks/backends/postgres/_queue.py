@@ -54,6 +54,7 @@ from lexigram.tasks.backends.postgres._enqueue import (
     parse_token,
     token_args,
 )
+from lexigram.tasks.backends.postgres._lookup import find_ids, queued_ids_sql
 from lexigram.tasks.backends.postgres._options import PostgresTaskConfig, channel_name, quote_ident
 from lexigram.tasks.backends.postgres._schema import ensure_schema
 from lexigram.tasks.backends.postgres._sql import QueueSQL
@@ -549,6 +550,12 @@ class PostgresTaskQueue:
     async def get_task_count(self) -> int:
         """Return the number of jobs waiting (ready or delayed, not in flight)."""
         return await self._count(self._sql.count_waiting, self.config.queue_name)
+
+    async def find_job_ids(self, prefix: str, limit: int) -> list[str]:
+        """Return up to `limit` ids of held jobs starting with `prefix` (`JobLookupProtocol`)."""
+        await self._ensure_ready()
+        sql = queued_ids_sql(self.config.schema, self.config.table)
+        return await find_ids(self._db, sql, self.config.queue_name, prefix, limit)
 
     async def get_job(self, job_id: str) -> Job | None:
         """Return a job the queue holds (waiting or in flight), or None.

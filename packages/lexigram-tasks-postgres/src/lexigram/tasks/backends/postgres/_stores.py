@@ -24,6 +24,7 @@ from lexigram.contracts.tasks import (
     ProgressInfo,
 )
 from lexigram.tasks.backends.postgres._connection import Conn, Database, Listener
+from lexigram.tasks.backends.postgres._lookup import find_ids, result_ids_sql
 from lexigram.tasks.backends.postgres._options import (
     DEFAULT_SCHEMA,
     channel_name,
@@ -169,6 +170,12 @@ SELECT pg_notify($6, job_id) FROM up""",  # noqa: S608 - schema identifier valid
             job_id,
         )
         return None if text is None else JobResult.from_dict(loads(text))
+
+    async def find_job_ids(self, prefix: str, limit: int) -> list[str]:
+        """Return up to `limit` ids with a live result starting with `prefix`."""
+        await self._ensure_ready()
+        sql = result_ids_sql(self._schema)
+        return await find_ids(self._db, sql, self.namespace, prefix, limit)
 
     async def delete(self, job_id: str) -> bool:
         """Delete a result; True if it existed."""

@@ -37,6 +37,7 @@ from lexigram.tasks.backends.redis._cancel import follow_cancellations
 from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
 from lexigram.tasks.backends.redis._entries import Entry, entry_for, not_a_job, outcome
 from lexigram.tasks.backends.redis._keys import QueueKeys
+from lexigram.tasks.backends.redis._lookup import queued_ids
 from lexigram.tasks.backends.redis._waiting import CLOSED, Waiter
 
 logger = logging.getLogger(__name__)
@@ -507,6 +508,13 @@ class RedisTaskQueue:
     async def get_task_count(self) -> int:
         """Return the number of jobs waiting (ready, delayed or with an expired lease)."""
         return int(await self._run(lua.COUNT, ("waiting",)))
+
+    async def find_job_ids(self, prefix: str, limit: int) -> list[str]:
+        """Return up to `limit` ids of held jobs starting with `prefix` (`JobLookupProtocol`)."""
+        jobs = self.keys.jobs
+        return await self._connector.call(
+            "find_job_ids", lambda client: queued_ids(client, jobs, prefix, limit)
+        )
 
     async def get_job(self, job_id: str) -> Job | None:
         """Return a job the queue holds (waiting or in flight), or None.

@@ -25,6 +25,7 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks.backends.redis._base import NOW_MS, RedisStore, dumps, loads, ttl_ms
 from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
+from lexigram.tasks.backends.redis._lookup import result_ids
 from lexigram.tasks.backends.redis._runs import RedisWorkflowRuns
 
 _WAIT_GRACE = 5.0
@@ -116,6 +117,13 @@ class RedisResultStore(RedisStore):
         """Return the result of `job_id`, or None if absent or expired."""
         raw = await self._call("get", lambda c: c.get(self._result_key(job_id)))
         return None if raw is None else JobResult.from_dict(loads(raw))
+
+    async def find_job_ids(self, prefix: str, limit: int) -> list[str]:
+        """Return up to `limit` ids with a stored result starting with `prefix`."""
+        start = self._result_key("")
+        return await self._call(
+            "find_job_ids", lambda client: result_ids(client, start, prefix, limit)
+        )
 
     async def delete(self, job_id: str) -> bool:
         """Delete a result; True if it existed."""

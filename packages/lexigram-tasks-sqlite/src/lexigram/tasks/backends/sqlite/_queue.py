@@ -50,6 +50,7 @@ from lexigram.tasks.backends.sqlite._cancel import (
     follow_cancellations,
 )
 from lexigram.tasks.backends.sqlite._database import Database, data_version
+from lexigram.tasks.backends.sqlite._lookup import queued_ids
 from lexigram.tasks.backends.sqlite._options import SQLiteOptions, path_from_url
 
 logger = logging.getLogger(__name__)
@@ -476,6 +477,10 @@ class SQLiteTaskQueue:
     async def get_task_count(self) -> int:
         """Return the number of jobs waiting (ready or delayed, not in flight)."""
         return await self.count(self._queue_name, JobStatus.PENDING)
+
+    async def find_job_ids(self, prefix: str, limit: int) -> list[str]:
+        """Return up to `limit` ids of held jobs starting with `prefix` (`JobLookupProtocol`)."""
+        return await queued_ids(self._db, self._queue_name, prefix, limit)
 
     async def get_job(self, job_id: str) -> Job | None:
         """Return a job the queue holds (waiting or in flight), or None."""

@@ -28,6 +28,7 @@ from lexigram.tasks.backends.sqlite._base import (
     expiry,
     loads,
 )
+from lexigram.tasks.backends.sqlite._lookup import result_ids
 from lexigram.tasks.backends.sqlite._runs import SQLiteWorkflowRuns
 
 
@@ -87,6 +88,10 @@ class SQLiteResultStore(SQLiteStore):
 
         raw = await self._db.call(run, write=False, what="read a result")
         return None if raw is None else JobResult.from_dict(loads(raw))
+
+    async def find_job_ids(self, prefix: str, limit: int) -> list[str]:
+        """Return up to `limit` ids with a live result starting with `prefix`."""
+        return await result_ids(self._db, prefix, limit)
 
     async def delete(self, job_id: str) -> bool:
         """Delete a result; True if it existed."""

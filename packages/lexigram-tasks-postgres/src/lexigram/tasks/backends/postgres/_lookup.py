@@ -1,0 +1,42 @@
+"""Job ids by prefix (`JobLookupProtocol`) for the PostgreSQL queue and result store.
+
+A prefix becomes the primary-key range ``prefix <= id < bound`` and ``starts_with``
+keeps only true matches, so the lookup walks the index entries of the range and stops
+at the LIMIT (no LIKE, so no wildcard to escape). Under the C collations the range is
+exactly the matching ids; under a linguistic collation, which orders some punctuation
+apart, a prefix holding such a character (e.g. a UUID's ``-``) may miss ids: give the
+characters before it, or the whole id.
+"""
+
+from __future__ import annotations
+
+from lexigram.contracts.tasks import id_prefix_upper_bound
+from lexigram.tasks.backends.postgres._connection import Database
+from lexigram.tasks.backends.postgres._options import quote_ident
+
+
+def queued_ids_sql(schema: str, table: str) -> str:
+    """``$1`` prefix, ``$2`` bound, ``$3`` queue, ``$4`` limit -> ids of held jobs."""
+    jobs = f"{quote_ident(schema)}.{quote_ident(table)}"
+    return (
+        f"SELECT id FROM {jobs} WHERE id >= $1 AND id < $2 AND starts_with(id, $1) "  # noqa: S608 - identifiers validated
+        "AND queue = $3 LIMIT $4"
+    )
+
+
+def result_ids_sql(schema: str) -> str:
+    """``$1`` prefix, ``$2`` bound, ``$3`` namespace, ``$4`` limit -> ids with a result."""
+    return (
+        f"SELECT job_id FROM {quote_ident(schema)}.results WHERE namespace = $3 "  # noqa: S608 - identifiers validated
+        "AND job_id >= $1 AND job_id < $2 AND starts_with(job_id, $1) "
+        "AND (expires_at IS NULL OR expires_at > clock_timestamp()) LIMIT $4"
+    )
+
+
+async def find_ids(db: Database, sql: str, scope: str, prefix: str, limit: int) -> list[str]:
+    """Run a statement of this module for `prefix` in `scope` (a queue or a namespace)."""
+    bound = id_prefix_upper_bound(prefix)
+    rows = await db.run(
+        lambda conn: conn.fetch(sql, prefix, bound, scope, limit), "find jobs by id prefix"
+    )
+    return [str(row[0]) for row in rows]
