@@ -7,6 +7,7 @@ run ``lexigram-tasks`` as a real process and wait for its log lines.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue as queue_module
 import re
@@ -18,9 +19,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from uuid import uuid4
 
+import asyncpg
 import pytest
 
 import redis
+from lexigram.tasks.backends.postgres import migrate
 
 
 @pytest.fixture
@@ -135,3 +138,56 @@ def cli_process(tmp_path: Path) -> Iterator[Callable[..., CliProcess]]:
     yield start
     for process in started:
         process.close()
+
+
+@pytest.fixture
+def sqlite_config(tmp_path: Path) -> Path:
+    """A YAML config for a SQLite database file of this test's own."""
+    path = tmp_path / "tasks.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            tasks:
+              backend:
+                url: "sqlite:///{tmp_path / "tasks.db"}"
+                queue_name: jobs
+              worker:
+                poll_interval: 0.05
+            """
+        )
+    )
+    return path
+
+
+async def _drop_schema(dsn: str, schema: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def pg_config(tmp_path: Path, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A YAML config on a schema of this test's own (migrated here, dropped afterwards)."""
+    schema = f"lexigram_jh_{uuid4().hex[:8]}"
+    asyncio.run(migrate(postgres_dsn, schema))
+    path = tmp_path / "tasks.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            tasks:
+              backend:
+                type: postgres
+                url: "${{LEXIGRAM_JOB_HANDLES_PG_DSN}}"
+                queue_name: jobs
+                options:
+                  schema: {schema}
+              worker:
+                poll_interval: 0.05
+            """
+        )
+    )
+    monkeypatch.setenv("LEXIGRAM_JOB_HANDLES_PG_DSN", postgres_dsn)
+    yield path
+    asyncio.run(_drop_schema(postgres_dsn, schema))

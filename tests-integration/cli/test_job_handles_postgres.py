@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import textwrap
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from click.testing import CliRunner
 
 from lexigram.app import Application
 from lexigram.contracts.tasks import JobStatus, TaskExecutionError
 from lexigram.tasks import JobHandle, TaskConfig, TaskProvider
-from lexigram.tasks.backends.postgres import migrate
 from lexigram.tasks.cli import cli
 
 pytestmark = pytest.mark.postgres
@@ -39,40 +34,6 @@ async def add(a: int, b: int) -> int:
 async def boom(reason: str) -> None:
     raise RuntimeError(reason)
 """
-
-
-async def _drop_schema(dsn: str, schema: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-def pg_config(tmp_path: Path, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A YAML config on a schema of this test's own (migrated here, dropped afterwards)."""
-    schema = f"lexigram_jh_{uuid.uuid4().hex[:8]}"
-    asyncio.run(migrate(postgres_dsn, schema))
-    path = tmp_path / "tasks.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            tasks:
-              backend:
-                type: postgres
-                url: "${{LEXIGRAM_JOB_HANDLES_PG_DSN}}"
-                queue_name: jobs
-                options:
-                  schema: {schema}
-              worker:
-                poll_interval: 0.05
-            """
-        )
-    )
-    monkeypatch.setenv("LEXIGRAM_JOB_HANDLES_PG_DSN", postgres_dsn)
-    yield path
-    asyncio.run(_drop_schema(postgres_dsn, schema))
 
 
 async def test_handles_await_results_a_worker_process_stored_on_postgres(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -34,24 +33,6 @@ async def add(a: int, b: int) -> int:
 async def boom(reason: str) -> None:
     raise RuntimeError(reason)
 """
-
-
-@pytest.fixture
-def sqlite_config(tmp_path: Path) -> Path:
-    path = tmp_path / "tasks.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            tasks:
-              backend:
-                url: "sqlite:///{tmp_path / "tasks.db"}"
-                queue_name: jobs
-              worker:
-                poll_interval: 0.05
-            """
-        )
-    )
-    return path
 
 
 async def test_handles_await_results_a_worker_process_stored_on_sqlite(

@@ -1,0 +1,72 @@
+"""``lexigram-tasks job status|result ID`` takes a unique prefix of the id on real backends.
+
+A waiting job is found through its queue and a finished one through the result store,
+each by `JobLookupProtocol` of the backend (Redis SCAN, PostgreSQL and SQLite index
+ranges). The finished job's result is stored through the backend's own result store, as
+a worker would, so no worker process is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from click.testing import CliRunner
+
+from lexigram.contracts.tasks import JobResult
+from lexigram.tasks.cli import cli
+from lexigram.tasks.cli._context import load_config, open_stores, resolve_spec
+
+BACKENDS = [
+    pytest.param("redis_config", marks=pytest.mark.redis, id="redis"),
+    pytest.param("pg_config", marks=pytest.mark.postgres, id="postgres"),
+    pytest.param("sqlite_config", id="sqlite"),
+]
+
+
+async def _store_result(config: Path, job_id: str, value: int) -> None:
+    spec = resolve_spec(load_config(str(config)))
+    stores = open_stores(spec, "result_store")
+    assert stores.result_store is not None
+    try:
+        await stores.result_store.store(job_id, JobResult.ok(value))
+    finally:
+        await stores.close()
+
+
+def _job(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["job", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("config_fixture", BACKENDS)
+def test_job_status_takes_a_prefix_of_a_waiting_or_finished_job(
+    config_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    config: Path = request.getfixturevalue(config_fixture)
+    options = ["--config", str(config)]
+    enqueued = CliRunner().invoke(cli, ["enqueue", "add", "--args", "[2, 3]", *options])
+    assert enqueued.exit_code == 0, enqueued.output
+    waiting = enqueued.stdout.strip().split()[-1]
+    finished = f"f1n1-{uuid4().hex}"
+    asyncio.run(_store_result(config, finished, 5))
+
+    code, out, err = _job("status", waiting[:8], *options)
+    assert (code, out.split()[:2]) == (0, [waiting, "pending"]), err
+    code, out, err = _job("status", finished[:9], "--json", *options)
+    assert code == 0, err
+    assert json.loads(out)["id"] == finished
+    assert json.loads(out)["status"] == "completed"
+    code, out, err = _job("result", finished[:9], *options)
+    assert (code, out.strip()) == (0, "5"), err
+
+    code, _, err = _job("status", "f1n", *options)
+    assert code == 2
+    assert "needs at least 4 characters" in err
+    code, _, err = _job("status", "zzzz", *options)
+    assert code == 2
+    assert "has an id starting with 'zzzz'" in err
