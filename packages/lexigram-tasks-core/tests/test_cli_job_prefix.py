@@ -90,7 +90,9 @@ async def test_resolve_too_short_prefix_names_the_minimum(stores: tuple[Any, Any
 async def test_resolve_without_the_capability_takes_exact_ids_only(
     stores: tuple[Any, Any],
 ) -> None:
-    queue, results = (_Plain(s) for s in stores)
+    # Any: _Plain carries only the two reads, not the whole protocols.
+    queue: Any = _Plain(stores[0])
+    results: Any = _Plain(stores[1])
     assert await resolve_job_id(queue, results, "beef0000-finished", "acme") == (
         "beef0000-finished",
         "",
