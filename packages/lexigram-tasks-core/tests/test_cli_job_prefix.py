@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from lexigram.contracts.tasks import Job, JobLookupProtocol, JobResult, id_prefix_upper_bound
+from lexigram.contracts.tasks import Job, JobLookupProtocol, JobResult
 from lexigram.tasks import MemoryTaskQueue
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.cli._lookup import resolve_job_id
@@ -41,11 +41,6 @@ def test_memory_queue_and_results_implement_the_lookup() -> None:
     assert isinstance(MemoryTaskQueue(), JobLookupProtocol)
     assert isinstance(InMemoryResultStore(), JobLookupProtocol)
     assert not isinstance(_Plain(None), JobLookupProtocol)
-
-
-def test_id_prefix_upper_bound_is_the_next_string() -> None:
-    assert id_prefix_upper_bound("abcd") == "abce"
-    assert id_prefix_upper_bound("a9") == "a:"
 
 
 async def test_find_job_ids_stops_at_limit(stores: tuple[Any, Any]) -> None:
