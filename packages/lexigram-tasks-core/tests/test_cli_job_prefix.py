@@ -95,3 +95,16 @@ async def test_resolve_without_the_capability_takes_exact_ids_only(
     job_id, note = await resolve_job_id(queue, results, "beef", "acme")
     assert job_id == "beef"
     assert note == " The acme backend cannot search job ids by prefix, so give the whole id."
+
+
+async def test_resolve_with_only_the_result_store_searching_says_so(
+    stores: tuple[Any, Any],
+) -> None:
+    queue: Any = _Plain(stores[0])
+    assert await resolve_job_id(queue, stores[1], "beef", "rabbitmq") == ("beef0000-finished", "")
+    with pytest.raises(
+        CLIError,
+        match=r"Its queue cannot search by prefix: give the whole id "
+        r"of a waiting job\.$",
+    ):
+        await resolve_job_id(queue, stores[1], "abcd1", "rabbitmq")

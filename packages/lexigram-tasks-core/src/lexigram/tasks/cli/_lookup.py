@@ -70,4 +70,9 @@ async def resolve_job_id(
         "running or finished (a finished job's result may have expired). Check the id "
         "and the --backend."
     )
+    if not isinstance(queue, JobLookupProtocol):
+        # E.g. RabbitMQ with a Redis result store: only finished jobs were searched.
+        msg += " Its queue cannot search by prefix: give the whole id of a waiting job."
+    elif not isinstance(result_store, JobLookupProtocol):
+        msg += " Its result store cannot search by prefix: give the whole id of a finished job."
     raise CLIError(msg)
