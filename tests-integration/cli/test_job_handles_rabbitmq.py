@@ -1,11 +1,13 @@
-"""`JobHandle` on RabbitMQ with Redis stores, the worker in another process.
+"""`JobHandle` and ``lexigram-tasks job`` on RabbitMQ with Redis stores.
 
 RabbitMQ carries the jobs; the ``stores`` backend (Redis, under this test's key prefix)
-holds the results the worker process stores and the handles of this process await.
+holds the results: those a worker in another process stores and the handles of this
+process await, and one the prefix test stores itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import textwrap
 import uuid
@@ -14,11 +16,14 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from click.testing import CliRunner
 
 from lexigram.app import Application
-from lexigram.contracts.tasks import JobStatus, TaskExecutionError
+from lexigram.contracts.tasks import JobResult, JobStatus, TaskExecutionError
 from lexigram.tasks import TaskConfig, TaskProvider
 from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
+from lexigram.tasks.cli import cli
+from lexigram.tasks.cli._context import load_config, open_stores, resolve_spec
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.redis]
 
@@ -92,3 +97,30 @@ async def test_handles_await_results_a_worker_process_stored_via_rabbitmq(
         failed = await module.boom.delay("disk full")
         with pytest.raises(TaskExecutionError, match="disk full"):
             await failed.result(timeout=30)
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+async def test_job_prefix_finds_finished_jobs_only_via_rabbitmq(rabbitmq_config: Path) -> None:
+    # The RabbitMQ queue cannot search ids by prefix; its Redis result store can.
+    config = ["--config", str(rabbitmq_config)]
+    code, out, err = await asyncio.to_thread(_cli, "enqueue", "add", "--args", "[2, 3]", *config)
+    assert code == 0, err
+    waiting = out.strip().split()[-1]
+    finished = f"f1n1-{uuid.uuid4().hex}"
+    spec = resolve_spec(load_config(str(rabbitmq_config)))
+    stores = open_stores(spec, "result_store")
+    assert stores.result_store is not None
+    try:
+        await stores.result_store.store(finished, JobResult.ok(5))
+    finally:
+        await stores.close()
+
+    code, out, err = await asyncio.to_thread(_cli, "job", "result", finished[:9], *config)
+    assert (code, out.strip()) == (0, "5"), err
+    code, _, err = await asyncio.to_thread(_cli, "job", "status", waiting[:8], *config)
+    assert code == 2
+    assert "Its queue cannot search by prefix: give the whole id of a waiting job." in err
