@@ -1,6 +1,7 @@
 """``lexigram-tasks job ...``: a job's status and result, wait for its result, or cancel it.
 
-The commands read what workers of another process wrote: the job as its queue holds it,
+ID is the whole job id or a unique prefix of it (see `_lookup`). The commands read
+what workers of another process wrote: the job as its queue holds it,
 the backend's result store and its progress store, through a `JobHandle` rebuilt from
 the id. A backend without a shared result store (memory) has nothing to show from
 another process, and the commands say so.
@@ -62,6 +63,7 @@ Examples:
   lexigram-tasks job wait 5f0c...e1 --timeout 60 -b redis://localhost:6379/0
   lexigram-tasks job wait 5f0c...e1 --follow -b redis://localhost:6379/0
   lexigram-tasks job cancel 5f0c...e1 -b redis://localhost:6379/0
+  lexigram-tasks job status 5f0c3c1e -b redis://localhost:6379/0   (a unique prefix)
 """
 
 FOLLOW_INTERVAL = 0.2
