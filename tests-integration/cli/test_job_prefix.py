@@ -1,4 +1,4 @@
-"""``lexigram-tasks job status|result ID`` takes a unique prefix of the id on real backends.
+"""``lexigram-tasks job status|result|wait|cancel ID`` take a unique prefix on real backends.
 
 A waiting job is found through its queue and a finished one through the result store,
 each by `JobLookupProtocol` of the backend (Redis SCAN, PostgreSQL and SQLite index
@@ -44,7 +44,7 @@ def _job(*args: str) -> tuple[int, str, str]:
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("config_fixture", BACKENDS)
-def test_job_status_takes_a_prefix_of_a_waiting_or_finished_job(
+def test_job_commands_take_a_prefix_of_a_waiting_or_finished_job(
     config_fixture: str, request: pytest.FixtureRequest
 ) -> None:
     config: Path = request.getfixturevalue(config_fixture)
@@ -63,6 +63,13 @@ def test_job_status_takes_a_prefix_of_a_waiting_or_finished_job(
     assert json.loads(out)["status"] == "completed"
     code, out, err = _job("result", finished[:9], *options)
     assert (code, out.strip()) == (0, "5"), err
+    code, out, err = _job("wait", finished[:9], "--timeout", "5", *options)
+    assert (code, out.strip()) == (0, "5"), err
+    code, out, err = _job("cancel", waiting[:8], *options)
+    assert (code, out.strip()) == (
+        0,
+        f"Job {waiting} was waiting and is cancelled: it will not run.",
+    )
 
     code, _, err = _job("status", "f1n", *options)
     assert code == 2
