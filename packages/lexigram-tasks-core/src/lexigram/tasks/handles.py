@@ -291,7 +291,9 @@ class JobHandle(Generic[R]):
             REMOVED and STOPPING.
         """
         queue = self._queue
-        queued = await queue.get_job(self.id)  # a workflow step says so in its metadata
+        # A workflow step says so in its metadata, read before the job is gone; only a
+        # queue that runs workflows pays the extra read.
+        queued = await queue.get_job(self.id) if _runs_workflows(queue) else None
         if isinstance(queue, CancellableQueueProtocol):
             outcome = await queue.cancel(self.id)
         else:
@@ -356,6 +358,12 @@ class JobHandle(Generic[R]):
         """``Job <id> (task '<name>')``, or ``Job <id>`` while the name is not known."""
         name = self._job.name
         return f"Job {self._job.id} (task {name!r})" if name else f"Job {self._job.id}"
+
+
+def _runs_workflows(queue: TaskQueueProtocol) -> bool:
+    from lexigram.tasks.workflows import _advance  # noqa: PLC0415 - imports this module
+
+    return _advance.workflow_store_for(queue) is not None
 
 
 async def _end_workflow_step(queue: TaskQueueProtocol, job: Job) -> None:

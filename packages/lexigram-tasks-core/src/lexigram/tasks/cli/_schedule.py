@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import click
@@ -168,6 +168,8 @@ class _Session:
     spec: TaskBackendSpec
     stores: Stores
     queue: TaskQueueProtocol
+    # The records `rows` read, by store key: a command reads the store once.
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def store(self) -> Any:
@@ -175,6 +177,7 @@ class _Session:
 
     async def rows(self, namespace: str | None) -> list[dict[str, Any]]:
         records: dict[str, dict[str, Any]] = await self.store.load_jobs()
+        self.records = records
         rows = [schedule_row(key, record) for key, record in records.items()]
         if namespace is not None:
             rows = [r for r in rows if (r["namespace"] or UNOWNED) == namespace]
@@ -368,8 +371,7 @@ def resume_command(
     async def change(session: _Session, row: dict[str, Any]) -> str:
         if row["enabled"]:
             return f"Schedule {_name(row)} is not paused."
-        records = await session.store.load_jobs()
-        next_run = ScheduledJob.from_dict(records[row["key"]]).calculate_next_run()
+        next_run = ScheduledJob.from_dict(session.records[row["key"]]).calculate_next_run()
         await update_record_fields(
             session.store, row["key"], {"enabled": True, "next_run": next_run}
         )
@@ -398,8 +400,7 @@ def run_now_command(
     """
 
     async def change(session: _Session, row: dict[str, Any]) -> str:
-        records = await session.store.load_jobs()
-        scheduled = ScheduledJob.from_dict(records[row["key"]])
+        scheduled = ScheduledJob.from_dict(session.records[row["key"]])
         now = time.time()
         job = scheduled.job_template.create_job()
         job.cron_expression = scheduled.cron_expression
