@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 from lexigram.contracts.tasks import Job, JobStatus
@@ -234,10 +235,12 @@ async def test_worker_nacks_jobs_on_outside_cancellation() -> None:
     await worker.start()
     await gate.wait_entered(1)
     entry = worker._in_flight[job.id]
-    assert entry.task is not None
-    entry.task.cancel()  # e.g. the event loop shutting down
-    await asyncio.wait({entry.task})
-    assert entry.task.cancelled()
+    task = entry.task
+    assert task is not None
+    task.cancel()  # e.g. the event loop shutting down
+    await asyncio.wait({task})
+    assert task.cancelled()
+    assert entry.task is None  # the finished entry let go of its task (no reference cycle)
     # Nacked with requeue: the (still running) worker takes it again.
     await gate.wait_entered(2)
     assert worker._in_flight[job.id].job.delivery_count == 2
@@ -275,9 +278,10 @@ async def test_worker_releases_a_job_stopped_before_its_task_started() -> None:
     worker._start_job(leased)
     entry = worker._in_flight[job.id]
     worker._interrupt(entry, "stop")  # what stop() does to every running job
-    assert entry.task is not None
-    await asyncio.wait({entry.task})
-    assert not entry.task.cancelled()
+    task = entry.task
+    assert task is not None
+    await asyncio.wait({task})
+    assert not task.cancelled()
     assert not worker.is_busy()
     assert await queue.count("tasks", JobStatus.PENDING) == 1
 
@@ -298,3 +302,40 @@ async def test_worker_heartbeat_reclaims_a_job_cancelled_from_outside_before_sta
     await worker._renew_leases(10.0)  # ...until the next heartbeat reclaims it
     assert not worker.is_busy()
     assert await queue.count("tasks", JobStatus.PENDING) == 1
+
+
+async def test_finished_jobs_leave_no_reference_cycle_behind() -> None:
+    """A finished job is freed by reference counting: the cycle collector has nothing to do.
+
+    A cycle per job (task -> context -> entry -> task) made the collector run hundreds of
+    times per drain and walk every waiting job each time: the default path's hidden cost.
+    """
+    queue = MemoryTaskQueue()
+    await queue.enqueue_many([Job(name="quick") for _ in range(50)])
+
+    ran = 0
+    all_ran = asyncio.Event()
+
+    async def quick() -> str:
+        nonlocal ran
+        ran += 1
+        if ran == 50:
+            all_ran.set()
+        return "ok"
+
+    worker = TaskWorker("w1", queue, {"quick": quick})
+    gc.collect()
+    gc.disable()
+    try:
+        await worker.start()
+        async with asyncio.timeout(5):
+            await all_ran.wait()
+        await worker.stop(drain=True)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = [type(obj).__name__ for obj in gc.garbage if isinstance(obj, Job | asyncio.Task)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []

@@ -449,6 +449,10 @@ class TaskWorker:
         entry.task = loop.create_task(self._runner.run(entry))
 
     def _forget(self, entry: Running) -> None:
+        # The task's context holds the entry (`current_entry`) and the entry its task: drop
+        # that back reference so both are freed when the task ends instead of waiting for the
+        # cycle collector (a cycle per job made the collector run ~190 times per 20k jobs).
+        entry.task = None
         job_id = entry.job.id
         if self._in_flight.get(job_id) is entry:
             del self._in_flight[job_id]
