@@ -116,6 +116,34 @@ async def test_result_store_wait_wakes_on_store_from_another_client(
         await writer_side.close()
 
 
+async def test_concurrent_results_share_script_calls_and_all_land(
+    connector: RedisConnector, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker finishing many jobs at once stores their results in a few round trips."""
+    store = RedisResultStore(key_prefix=key_prefix, connector=connector)
+    batches: list[int] = []
+    send = store._writes._run
+
+    async def counted(items: list[tuple[str, str, str]]) -> list[None]:
+        batches.append(len(items))
+        return await send(items)
+
+    monkeypatch.setattr(store._writes, "_run", counted)
+    outcomes = [JobResult.ok(n) if n % 3 else JobResult.fail(f"boom {n}") for n in range(300)]
+    waiter = asyncio.create_task(store.wait("job-299", timeout=10))
+    await asyncio.gather(*(store.store(f"job-{n}", r) for n, r in enumerate(outcomes)))
+    assert sum(batches) == 300
+    assert len(batches) <= 4  # one lone call, then batches of up to 200
+    assert [(await store.get(f"job-{n}")) for n in range(300)] == [
+        JobResult.from_dict(r.to_dict()) for r in outcomes
+    ]
+    assert len(await store.get_failed()) == 100
+    assert len(await store.get_completed()) == 200
+    found = await waiter
+    assert found is not None
+    assert found.data == 299
+
+
 async def test_result_store_ttl_and_cleanup(connector: RedisConnector, key_prefix: str) -> None:
     store = RedisResultStore(key_prefix=key_prefix, connector=connector, ttl=0.2)
     await store.store("short", JobResult.ok(1))

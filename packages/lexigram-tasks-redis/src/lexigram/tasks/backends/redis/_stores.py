@@ -24,6 +24,7 @@ from lexigram.contracts.tasks import (
     WorkflowSummary,
 )
 from lexigram.tasks.backends.redis._base import NOW_MS, RedisStore, dumps, loads, ttl_ms
+from lexigram.tasks.backends.redis._batch import GroupCommit
 from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
 from lexigram.tasks.backends.redis._lookup import result_ids
 from lexigram.tasks.backends.redis._runs import RedisWorkflowRuns
@@ -31,31 +32,37 @@ from lexigram.tasks.backends.redis._runs import RedisWorkflowRuns
 _WAIT_GRACE = 5.0
 _MIN_WAIT = 0.001  # Redis blocks with millisecond resolution
 
-# KEYS: result, notify, completed index, failed index. ARGV: json, ttl ms, success (1/0), id.
-_STORE_RESULT = LuaScript(
-    "store_result",
+# KEYS: completed index, failed index, then a result key and a notify key per job.
+# ARGV: ttl ms, then json, success (1/0) and id per job. Stores a batch of results at once.
+_STORE_RESULTS = LuaScript(
+    "store_results",
     NOW_MS
     + """
 local now = now_ms()
-local ttl = tonumber(ARGV[2])
-local id = ARGV[4]
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-if ARGV[3] == '1' then
-  redis.call('ZADD', KEYS[3], now, id)
-  redis.call('ZREM', KEYS[4], id)
-else
-  redis.call('ZADD', KEYS[4], now, id)
-  redis.call('ZREM', KEYS[3], id)
+local ttl = tonumber(ARGV[1])
+for i = 0, (#KEYS - 2) / 2 - 1 do
+  local result, notify = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
+  local id = ARGV[4 + 3 * i]
+  redis.call('SET', result, ARGV[2 + 3 * i], 'PX', ttl)
+  if ARGV[3 + 3 * i] == '1' then
+    redis.call('ZADD', KEYS[1], now, id)
+    redis.call('ZREM', KEYS[2], id)
+  else
+    redis.call('ZADD', KEYS[2], now, id)
+    redis.call('ZREM', KEYS[1], id)
+  end
+  redis.call('DEL', notify)
+  redis.call('RPUSH', notify, 1)
+  redis.call('PEXPIRE', notify, math.min(ttl, 60000))
 end
 -- Drop index entries whose result has expired (cheap: they are the oldest).
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl)
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - ttl)
-redis.call('DEL', KEYS[2])
-redis.call('RPUSH', KEYS[2], 1)
-redis.call('PEXPIRE', KEYS[2], math.min(ttl, 60000))
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ttl)
 return 1
 """,
 )
+# Most results one script call stores (a worker finishing many jobs at once).
+_RESULT_BATCH = 200
 
 # KEYS: completed index, failed index. ARGV: ttl ms. Returns how many were dropped.
 _CLEANUP_RESULTS = LuaScript(
@@ -99,6 +106,10 @@ class RedisResultStore(RedisStore):
         self._ttl_ms = ttl_ms(ttl) or 3_600_000
         self._completed = self.namespace.key("completed")
         self._failed = self.namespace.key("failed")
+        self._writes: GroupCommit[tuple[str, str, str], None] = GroupCommit(
+            self._store_batch, _RESULT_BATCH
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _result_key(self, job_id: str) -> str:
         return self.namespace.key("r", job_id)
@@ -107,11 +118,27 @@ class RedisResultStore(RedisStore):
         return self.namespace.key("n", job_id)
 
     async def store(self, job_id: str, result: JobResult) -> None:
-        """Store `result` under `job_id` (replacing any earlier one) and wake waiters."""
+        """Store `result` under `job_id` (replacing any earlier one) and wake waiters.
+
+        Results stored concurrently (a worker finishing many jobs at once) share one
+        script call: a lone store is sent at once, the ones that arrive meanwhile follow
+        together when it returns.
+        """
         data = dumps(result.to_dict(), what=f"result of job {job_id}")
-        keys = (self._result_key(job_id), self._notify_key(job_id), self._completed, self._failed)
-        args = (data, self._ttl_ms, "1" if result.success else "0", job_id)
-        await self._call("store", lambda c: _STORE_RESULT(c, keys, args))
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a batch in flight belongs to the loop that sent it
+            self._writes.reset()
+            self._loop = loop
+        await self._writes.submit((job_id, data, "1" if result.success else "0"))
+
+    async def _store_batch(self, items: list[tuple[str, str, str]]) -> list[None]:
+        keys = [self._completed, self._failed]
+        args: list[Any] = [self._ttl_ms]
+        for job_id, data, success in items:
+            keys += (self._result_key(job_id), self._notify_key(job_id))
+            args += (data, success, job_id)
+        await self._call("store", lambda c: _STORE_RESULTS(c, keys, args))
+        return [None] * len(items)
 
     async def get(self, job_id: str) -> JobResult | None:
         """Return the result of `job_id`, or None if absent or expired."""
@@ -174,6 +201,12 @@ class RedisResultStore(RedisStore):
             if popped is not None:
                 # Hand the token on: other waiters for the same job wake in turn.
                 await self._call("wait", lambda c: c.rpush(notify, 1))
+
+    async def close(self) -> None:
+        """Close the connection (see `RedisStore.close`); a batch still queued is dropped."""
+        self._writes.reset()
+        self._loop = None
+        await super().close()
 
     async def cleanup_expired(self) -> int:
         """Drop index entries of expired results; returns how many were dropped.
