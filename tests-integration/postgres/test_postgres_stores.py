@@ -89,6 +89,37 @@ async def test_result_store_wait_is_woken_by_a_store_in_another_process(build):
     assert time.monotonic() - started < 4.0  # the NOTIFY, not the 5 s safety net
 
 
+async def test_concurrent_results_share_statements_and_all_land(
+    build: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker finishing many jobs at once commits their results in a few statements."""
+    store = build("create_result_store")
+    statements: list[int] = []
+    send = store._writes._run
+
+    async def counted(items: list[Any]) -> list[None]:
+        statements.append(len(items))
+        return await send(items)
+
+    monkeypatch.setattr(store._writes, "_run", counted)
+    outcomes = [JobResult.ok(n) if n % 3 else JobResult.fail(f"boom {n}") for n in range(300)]
+    waiter = asyncio.create_task(store.wait("job-299", timeout=10.0))
+    await asyncio.sleep(0.1)  # let the waiter start listening
+    stores = [store.store(f"job-{n}", r) for n, r in enumerate(outcomes)]
+    # The same job twice in one batch: the later result wins (one row per job).
+    await asyncio.gather(*stores, store.store("job-0", JobResult.ok("again")))
+    assert sum(statements) == 301
+    assert len(statements) <= 3  # one lone statement, then everything that queued meanwhile
+    assert [(await store.get(f"job-{n}")) for n in range(1, 300)] == outcomes[1:]
+    again = await store.get("job-0")
+    assert again is not None
+    assert again.data == "again"
+    assert len(await store.get_failed()) == 99  # job-0 failed first, then succeeded
+    found = await asyncio.wait_for(waiter, 10.0)
+    assert found is not None
+    assert found.data == 299
+
+
 async def test_result_store_wait_times_out_with_none(build):
     store = build("create_result_store")
     assert await store.wait("never", timeout=0.2) is None

@@ -8,9 +8,8 @@ issued while another ack statement is in flight are sent together in the next on
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from lexigram.contracts.tasks import (
     Err,
@@ -22,6 +21,7 @@ from lexigram.contracts.tasks import (
     TaskValidationError,
     encode_job,
 )
+from lexigram.tasks.backends.postgres._batch import StatementBatcher
 from lexigram.tasks.backends.postgres._connection import Conn, Database
 from lexigram.tasks.backends.postgres._diagnose import connection_error
 from lexigram.tasks.backends.postgres._options import PostgresTaskConfig
@@ -192,16 +192,16 @@ class AckBatcher:
     """Coalesces acks: one ``DELETE ... USING unnest(...)`` per batch.
 
     An ack waits for its batch's statement, so when `ack` returns the job is gone. Acks
-    arriving while a statement is in flight form the next batch: no timer, no added
-    latency when acks are rare. Each ack learns whether it deleted its job (its token
-    still held the lease).
+    arriving while a statement is in flight form the next batch (`StatementBatcher`).
+    Each ack learns whether it deleted its job (its token still held the lease).
     """
 
     def __init__(self, db: Database, sql: str) -> None:
         self._db = db
         self._sql = sql
-        self._pending: list[tuple[str, Token | None, asyncio.Future[bool]]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._batcher: StatementBatcher[tuple[str, Token | None], bool] = StatementBatcher(
+            self._delete, _ACK_BATCH
+        )
 
     async def ack(self, task_id: str, token: Token | None) -> bool:
         """Delete the leased job `task_id` (together with concurrent acks).
@@ -209,42 +209,20 @@ class AckBatcher:
         Returns:
             True if the job was leased (under `token`, when given) and is now deleted.
         """
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((task_id, token, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._flush())
-        return await future
+        return await self._batcher.submit((task_id, token))
 
     async def drain(self) -> None:
         """Wait for acks in flight (used by `close`)."""
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._batcher.drain()
 
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[:_ACK_BATCH], self._pending[_ACK_BATCH:]
-            try:
-                done = await self._db.run(self._statement(batch), "ack jobs")
-            except BaseException as exc:  # every waiting ack must learn the outcome
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
-            for position, (_, _, future) in enumerate(batch, start=1):
-                if not future.done():
-                    future.set_result(position in done)
+    async def _delete(self, batch: list[tuple[str, Token | None]]) -> list[bool]:
+        ids = [task_id for task_id, _ in batch]
+        seqs = [None if token is None else token[0] for _, token in batch]
+        counts = [None if token is None else token[1] for _, token in batch]
 
-    def _statement(
-        self, batch: list[tuple[str, Token | None, asyncio.Future[bool]]]
-    ) -> Callable[[Conn], Awaitable[set[int]]]:
-        ids = [task_id for task_id, _, _ in batch]
-        seqs = [None if token is None else token[0] for _, token, _ in batch]
-        counts = [None if token is None else token[1] for _, token, _ in batch]
-
-        async def _delete(conn: Conn) -> set[int]:
+        async def delete(conn: Conn) -> set[int]:
             rows = await conn.fetch(self._sql, ids, seqs, counts)
             return {int(row[0]) for row in rows}
 
-        return _delete
+        done = await self._db.run(delete, "ack jobs")
+        return [position in done for position in range(1, len(batch) + 1)]

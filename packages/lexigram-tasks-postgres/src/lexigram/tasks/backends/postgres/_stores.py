@@ -23,6 +23,7 @@ from lexigram.contracts.tasks import (
     JobResult,
     ProgressInfo,
 )
+from lexigram.tasks.backends.postgres._batch import StatementBatcher
 from lexigram.tasks.backends.postgres._connection import Conn, Database, Listener
 from lexigram.tasks.backends.postgres._lookup import find_ids, result_ids_sql
 from lexigram.tasks.backends.postgres._options import (
@@ -36,6 +37,8 @@ from lexigram.tasks.backends.postgres._schema import ensure_schema
 logger = logging.getLogger(__name__)
 
 _SAFETY_NET = 5.0
+# Most results one statement stores (a worker finishing many jobs at once).
+_RESULT_BATCH = 500
 _TERMINAL_PROGRESS = frozenset({"complete", "failed"})
 
 
@@ -136,30 +139,45 @@ class PostgresResultStore(_TableStore):
         super().__init__(db, schema=schema, namespace=namespace)
         self.ttl = ttl
         self.channel = channel_name(schema, "results", namespace)
+        self._writes: StatementBatcher[tuple[str, bool, str], None] = StatementBatcher(
+            self._store_batch, _RESULT_BATCH
+        )
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._listener: Listener | None = None
         self._listen_lock = asyncio.Lock()
 
     async def store(self, job_id: str, result: JobResult) -> None:
-        """Store (or replace) a job's result and wake its waiters in every process."""
+        """Store (or replace) a job's result and wake its waiters in every process.
+
+        Results stored concurrently (a worker finishing many jobs at once) go out in one
+        statement and one commit; a lone store is sent at once.
+        """
+        await self._writes.submit((job_id, result.success, dumps(result.to_dict())))
+
+    async def _store_batch(self, batch: list[tuple[str, bool, str]]) -> list[None]:
+        # One row per job: the last of two results of one job in a batch wins (a row may
+        # not be upserted twice by one statement).
+        rows = {job_id: (success, data) for job_id, success, data in batch}
         await self._fetch(
             f"""
 WITH up AS (
     INSERT INTO {self._s}.results (namespace, job_id, success, data, stored_at, expires_at)
-    VALUES ($1, $2, $3, $4::json, clock_timestamp(),
-            clock_timestamp() + make_interval(secs => $5))
+    SELECT $1, r.job_id, r.success, r.data::json, clock_timestamp(),
+           clock_timestamp() + make_interval(secs => $5)
+    FROM unnest($2::text[], $3::boolean[], $4::text[]) AS r(job_id, success, data)
     ON CONFLICT (namespace, job_id) DO UPDATE SET success = EXCLUDED.success,
         data = EXCLUDED.data, stored_at = EXCLUDED.stored_at, expires_at = EXCLUDED.expires_at
     RETURNING job_id
 )
 SELECT pg_notify($6, job_id) FROM up""",  # noqa: S608 - schema identifier validated
             self.namespace,
-            job_id,
-            result.success,
-            dumps(result.to_dict()),
+            list(rows),
+            [success for success, _ in rows.values()],
+            [data for _, data in rows.values()],
             self.ttl,
             self.channel,
         )
+        return [None] * len(batch)
 
     async def get(self, job_id: str) -> JobResult | None:
         """Return a result, or None if absent or expired."""
@@ -264,7 +282,8 @@ SELECT pg_notify($6, job_id) FROM up""",  # noqa: S608 - schema identifier valid
         return await self._listing(success=False, limit=limit)
 
     async def close(self) -> None:
-        """Stop listening and release the pool."""
+        """Finish the results being written, stop listening and release the pool."""
+        await self._writes.drain()
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.unsubscribe(self.channel, self._on_notify)
