@@ -111,8 +111,11 @@ async def test_kill_mid_write_loses_nothing_acknowledged(
         assert await asyncio.wait_for(proc.stdout.readline(), 30.0) == b"started\n"
         await asyncio.sleep(rng.uniform(0.2, 0.6))
         proc.send_signal(signal.SIGKILL)
+        # Read to the end before waiting: wait() also waits for the pipe to close, which
+        # never happens while a full read buffer has paused the pipe (a deadlock).
+        output = await proc.stdout.read()
         await proc.wait()
-        for line in (await proc.stdout.read()).decode().splitlines():
+        for line in output.decode().splitlines():
             kind, *rest = line.split()
             if kind == "enq":
                 committed.update(f"job-{run}-{n}" for n in range(int(rest[0]), int(rest[1]) + 1))
