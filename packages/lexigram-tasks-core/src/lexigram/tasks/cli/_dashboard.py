@@ -74,6 +74,13 @@ def _auth(token: str | None, basic: str | None) -> DashboardAuth:
     return DashboardAuth(token=token, username=username, password=password)
 
 
+def _missing(exc: ImportError) -> str:
+    return (
+        f"The dashboard needs Starlette, Jinja2 and uvicorn ({exc.name} is missing): "
+        "pip install 'lexigram-tasks[dashboard]'."
+    )
+
+
 async def _check(spec: TaskBackendSpec, timeout: float) -> None:
     queue = open_queue(spec)
     try:
@@ -140,19 +147,13 @@ def dashboard_command(
     must carry the page's CSRF token. Needs the extra: pip install 'lexigram-tasks[dashboard]'.
     """
     try:
-        import uvicorn  # noqa: PLC0415 - the extra's server, only for this command
-
-        from lexigram.tasks.dashboard import (  # noqa: PLC0415
+        from lexigram.tasks.dashboard import (  # noqa: PLC0415 - needs the extra
             Dashboard,
             DashboardBackend,
             is_loopback,
         )
     except ImportError as exc:
-        msg = (
-            f"The dashboard needs Starlette, Jinja2 and uvicorn ({exc.name} is missing): "
-            "pip install 'lexigram-tasks[dashboard]'."
-        )
-        raise CLIError(msg) from None
+        raise CLIError(_missing(exc)) from None
     level = "debug" if debug else log_level
     setup_logging(level)
     auth = _auth(token, basic_auth)
@@ -163,6 +164,10 @@ def dashboard_command(
             "to 127.0.0.1."
         )
         raise CLIError(msg)
+    try:
+        import uvicorn  # noqa: PLC0415 - the extra's server, only for this command
+    except ImportError as exc:
+        raise CLIError(_missing(exc)) from None
     backend = default_backend(config_path, None, backend)
     spec = resolve_spec(load_config(config_path), backend, connect_timeout=connect_timeout)
     asyncio.run(_check(spec, connect_timeout))

@@ -208,7 +208,14 @@ class DashboardBackend:
         try:
             full_id, _ = await resolve_job_id(queue, stores.result_store, job_id, self.spec.type)
         except CLIError as exc:
-            raise admin.OperationError(exc.message) from None
+            # A dead-lettered job is in neither the queue nor the result store.
+            if stores.dlq_backend is None:
+                raise admin.OperationError(exc.message) from None
+            try:
+                record = await admin.find_dead_letter(stores.dlq_backend, queue, job_id)
+            except admin.OperationError:
+                raise admin.OperationError(exc.message) from None
+            full_id = record.job.id
         handle: JobHandle[Any] = JobHandle(
             queue, full_id, result_store=stores.result_store, progress_store=self._progress
         )
