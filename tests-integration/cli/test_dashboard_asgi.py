@@ -137,7 +137,8 @@ async def test_the_overview_shows_queues_workers_progress_and_failures(seeded: S
     assert re.search(r'<tr data-queue="jobs"><td>jobs</td><td class="num waiting">1</td>', html)
     assert 'data-worker="host:1"' in html
     assert f'id="progress-{seeded.running.id}" value="3" max="10"' in html
-    assert seeded.dead.id in html and "ValueError: bad image" in html
+    assert seeded.dead.id in html
+    assert "ValueError: bad image" in html
     assert page.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     for name in ("queues", "workers", "running", "failures"):
@@ -149,18 +150,23 @@ async def test_the_overview_shows_queues_workers_progress_and_failures(seeded: S
 
 async def test_every_page_renders(seeded: Seeded) -> None:
     dlq = await seeded.client.get("/dlq")
-    assert seeded.dead.id in dlq.text and "1 shown of 1" in dlq.text
+    assert seeded.dead.id in dlq.text
+    assert "1 shown of 1" in dlq.text
     schedules = await seeded.client.get("/schedules")
-    assert "cli:nightly_report" in schedules.text and "active" in schedules.text
+    assert "cli:nightly_report" in schedules.text
+    assert "active" in schedules.text
     job = await seeded.client.get(f"/jobs/{seeded.dead.id[:8]}")
     assert job.status_code == 200
-    assert "dead-lettered" in job.text and "Traceback ..." in job.text
+    assert "dead-lettered" in job.text
+    assert "Traceback ..." in job.text
     assert "&#34;width&#34;: 640" in job.text or '"width": 640' in job.text
     waiting = await seeded.client.get(f"/jobs/{seeded.waiting.id}")
-    assert "ada@example.com" in waiting.text and 'id="job-status">pending' in waiting.text
+    assert "ada@example.com" in waiting.text
+    assert 'id="job-status">pending' in waiting.text
     assert (await seeded.client.get("/jobs/zzzzzzzz")).status_code == 404
     lookup = await seeded.client.get("/jobs", params={"id": seeded.waiting.id})
-    assert lookup.status_code == 303 and lookup.headers["location"].endswith(seeded.waiting.id)
+    assert lookup.status_code == 303
+    assert lookup.headers["location"].endswith(seeded.waiting.id)
     assert (await seeded.client.get("/workflows")).status_code == 200
     assert (await seeded.client.get("/workflows/nope")).status_code == 404
     script = await seeded.client.get("/static/dashboard.js")
@@ -179,7 +185,8 @@ async def test_retry_from_the_dlq_puts_the_job_back_on_its_queue(seeded: Seeded)
     queue = open_queue(seeded.spec)
     try:
         back = await queue.get_job(seeded.dead.id)
-        assert back is not None and back.retry_count == 0
+        assert back is not None
+        assert back.retry_count == 0
     finally:
         await queue.close()
     shown = await seeded.client.get(answer.headers["location"])
@@ -191,7 +198,8 @@ async def test_bulk_delete_removes_the_selected_dead_letters(seeded: Seeded) -> 
     answer = await seeded.client.post(
         "/dlq/delete", data={"csrf_token": token, "id": [seeded.dead.id, "unknown"]}
     )
-    assert answer.status_code == 303 and "Deleted+1" in answer.headers["location"]
+    assert answer.status_code == 303
+    assert "Deleted+1" in answer.headers["location"]
     assert await _dead_letter_ids(seeded.spec) == set()
 
 
@@ -200,7 +208,8 @@ async def test_a_post_without_the_csrf_token_or_from_another_site_is_refused(
 ) -> None:
     token = await _csrf(seeded.client, "/dlq")
     no_token = await seeded.client.post("/dlq/delete", data={"id": seeded.dead.id})
-    assert no_token.status_code == 403 and "CSRF" in no_token.text
+    assert no_token.status_code == 403
+    assert "CSRF" in no_token.text
     wrong = await seeded.client.post("/dlq/delete", data={"id": seeded.dead.id, "csrf_token": "x"})
     assert wrong.status_code == 403
     foreign = await seeded.client.post(
@@ -208,7 +217,8 @@ async def test_a_post_without_the_csrf_token_or_from_another_site_is_refused(
         data={"id": seeded.dead.id, "csrf_token": token},
         headers={"origin": "https://evil.example"},
     )
-    assert foreign.status_code == 403 and "Origin" in foreign.text
+    assert foreign.status_code == 403
+    assert "Origin" in foreign.text
     cross = await seeded.client.post(
         "/dlq/delete",
         data={"id": seeded.dead.id, "csrf_token": token},
@@ -255,7 +265,8 @@ async def test_schedules_pause_resume_and_run_now(seeded: Seeded) -> None:
     queue = open_queue(seeded.spec)
     try:
         job = await queue.get_job(record["last_job_id"])
-        assert job is not None and job.name == "nightly_report"
+        assert job is not None
+        assert job.name == "nightly_report"
         assert job.metadata["trigger"] == "run-now"
     finally:
         await queue.close()
@@ -264,13 +275,14 @@ async def test_schedules_pause_resume_and_run_now(seeded: Seeded) -> None:
 
 
 async def test_a_token_is_required_when_set(tmp_path: Path) -> None:
-    dashboard = create_dashboard(_config(tmp_path), auth=DashboardAuth(token="s3cret"))
+    dashboard = create_dashboard(_config(tmp_path), auth=DashboardAuth(token="s3cret"))  # noqa: S106 - a test secret
     transport = httpx.ASGITransport(app=dashboard)
     try:
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
             assert (await client.get("/")).status_code == 401
             browser = await client.get("/", headers={"accept": "text/html"})
-            assert browser.status_code == 303 and browser.headers["location"] == "/login"
+            assert browser.status_code == 303
+            assert browser.headers["location"] == "/login"
             ok = await client.get("/", headers={"authorization": "Bearer s3cret"})
             assert ok.status_code == 200
             token = await _csrf(client, "/login")
@@ -279,7 +291,8 @@ async def test_a_token_is_required_when_set(tmp_path: Path) -> None:
             good = await client.post("/login", data={"csrf_token": token, "token": "s3cret"})
             assert good.status_code == 303
             cookie = client.cookies.get("lexigram_dashboard_auth")
-            assert cookie and "s3cret" not in cookie
+            assert cookie
+            assert "s3cret" not in cookie
             assert (await client.get("/dlq")).status_code == 200
     finally:
         await dashboard.close()
@@ -287,7 +300,7 @@ async def test_a_token_is_required_when_set(tmp_path: Path) -> None:
 
 
 async def test_basic_auth_is_required_when_set(tmp_path: Path) -> None:
-    auth = DashboardAuth(username="ops", password="pw")
+    auth = DashboardAuth(username="ops", password="pw")  # noqa: S106 - a test secret
     dashboard = create_dashboard(_config(tmp_path), auth=auth)
     transport = httpx.ASGITransport(app=dashboard)
     try:
@@ -327,10 +340,11 @@ async def test_mounted_under_a_prefix_links_and_cookies_stay_under_it(tmp_path: 
 
 def test_the_command_refuses_a_public_address_without_auth(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(TOKEN_ENV, raising=False)
-    result = CliRunner().invoke(cli, ["dashboard", "--host", "0.0.0.0"])
+    result = CliRunner().invoke(cli, ["dashboard", "--host", "0.0.0.0"])  # noqa: S104 - refused
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1
     assert "Refusing to serve the dashboard on 0.0.0.0 without authentication" in lines[0]
     bad = CliRunner().invoke(cli, ["dashboard", "--host", "10.0.0.5", "--basic-auth", "ops"])
-    assert bad.exit_code == 2 and "USER:PASSWORD" in bad.output
+    assert bad.exit_code == 2
+    assert "USER:PASSWORD" in bad.output
