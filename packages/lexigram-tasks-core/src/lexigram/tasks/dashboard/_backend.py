@@ -84,7 +84,6 @@ class DashboardBackend:
         self._stores: Stores | None = None
         self._progress: Any = None
         self._workflows: Any = None
-        self._lock = asyncio.Lock()
         self._depth = _Rates()
         self._done = _Rates()
 
@@ -165,6 +164,11 @@ class DashboardBackend:
                     info.job_id, {"id": info.job_id, "task": None, "worker": None}
                 )
                 entry["progress"] = _progress_dict(info)
+                if entry["task"] is None:
+                    # Reported before the worker's next heartbeat names it: ask the queue.
+                    job = await self.queue().get_job(info.job_id)
+                    if job is not None:
+                        entry.update(task=job.name, started_at=job.started_at)
         return sorted(found.values(), key=lambda r: (r.get("started_at") or 0.0, r["id"]))
 
     async def recent_failures(self, limit: int = RECENT_FAILURES) -> list[dict[str, Any]] | None:
