@@ -68,6 +68,7 @@ OTEL_SDK = "opentelemetry-sdk>=1.20,<2"
 # The dashboard's extra (Jinja2, uvicorn), and Selenium for its browser tests: they drive the
 # system's Chromium through the system chromedriver (`.ci/run` installs both), nothing downloaded.
 WEB_TEST_DEPS = ["fastapi>=0.110", "httpx>=0.27", "jinja2>=3.1", "uvicorn>=0.23", "selenium>=4.10"]
+DASHBOARD_DOC_DEPS = ["fastapi>=0.110", "httpx>=0.27", "jinja2>=3.1"]
 DOCS_DEPS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
 # The other supported interpreters the unit tests also run on, when this machine has them.
 OTHER_PYTHONS = ("3.12", "3.13")
@@ -449,7 +450,10 @@ def docs(session: nox.Session) -> None:
         session.error("; ".join(problems))
     # pytest too: "Writing a backend" runs the conformance kit the way a backend's tests do.
     # Ruff too: mkdocstrings formats the signatures of the API reference with it.
-    session.install(*DOCS_DEPS, RUFF, *TEST_DEPS, *_editable([*PACKAGES.values(), META]))
+    # FastAPI, httpx and Jinja2 too: the operations page mounts the dashboard in an app.
+    session.install(
+        *DOCS_DEPS, RUFF, *TEST_DEPS, *DASHBOARD_DOC_DEPS, *_editable([*PACKAGES.values(), META])
+    )
     # Each block runs in a fresh process; blocks that need Redis, PostgreSQL or RabbitMQ use
     # the local servers CI has. Pages can be named: `nox -s docs -- docs/cli.md`.
     session.run("pytest", "tests-docs")  # the checker's own tests
