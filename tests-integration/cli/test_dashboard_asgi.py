@@ -45,9 +45,6 @@ class Seeded:
     dead: Job
     running: Job
 
-    async def store(self, name: str) -> Any:
-        return open_stores(self.spec, name).__getattribute__(name)
-
 
 def _config(tmp_path: Path) -> TaskConfig:
     url = f"sqlite:///{tmp_path / 'dash.db'}"
