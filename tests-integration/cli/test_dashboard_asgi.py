@@ -345,3 +345,18 @@ def test_the_command_refuses_a_public_address_without_auth(monkeypatch: pytest.M
     bad = CliRunner().invoke(cli, ["dashboard", "--host", "10.0.0.5", "--basic-auth", "ops"])
     assert bad.exit_code == 2
     assert "USER:PASSWORD" in bad.output
+
+
+async def test_a_websocket_is_refused_unread(tmp_path: Path) -> None:
+    dashboard = create_dashboard(_config(tmp_path))
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        msg = "the dashboard read a websocket message"
+        raise AssertionError(msg)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await dashboard({"type": "websocket", "path": "/", "headers": []}, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008}]

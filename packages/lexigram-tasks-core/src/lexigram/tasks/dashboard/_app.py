@@ -104,7 +104,7 @@ class Dashboard:
         return f"Dashboard({self.backend.description!r}, auth={self.auth!r})"
 
     async def close(self) -> None:
-        """Close the queues and stores the dashboard opened."""
+        """Close the queues and stores the dashboard opened (the app's own pools stay open)."""
         await self.backend.close()
 
     # -- the ASGI entry: authentication, the CSRF cookie, security headers ---------------
@@ -114,7 +114,8 @@ class Dashboard:
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
-            await self._app(scope, receive, send)
+            # No page is a websocket: refuse one before anything reads it.
+            await send({"type": "websocket.close", "code": 1008})
             return
         conn = HTTPConnection(scope)
         token = conn.cookies.get(CSRF_COOKIE)
@@ -145,7 +146,8 @@ class Dashboard:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.close()
+                # Served alone (the command): the backend's shared pools are ours to close.
+                await self.backend.close(release=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

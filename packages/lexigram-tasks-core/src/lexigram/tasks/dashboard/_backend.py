@@ -111,15 +111,22 @@ class DashboardBackend:
             found = self._queues[target] = open_queue(self.spec, target)
         return found
 
-    async def close(self) -> None:
-        """Close every queue and store opened here."""
+    async def close(self, *, release: bool = False) -> None:
+        """Close every queue and store opened here.
+
+        Args:
+            release: Also close the connection pools the backend shares among all its
+                queues and stores in this event loop. Only a process that serves the
+                dashboard alone does: mounted in an app, those pools are the app's too.
+        """
         if self._stores is not None:
             await self._stores.close()
             await close_quietly(self._progress, self._workflows)
             self._stores = None
         await close_quietly(*self._queues.values())
         self._queues.clear()
-        await release_backend(self.spec)
+        if release:
+            await release_backend(self.spec)
 
     # -- reading -----------------------------------------------------------------------
 
