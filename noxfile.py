@@ -65,7 +65,10 @@ TESTCONTAINERS = "testcontainers[rabbitmq]>=4"
 # The tracing tests export spans with the OpenTelemetry SDK (the product needs only the API); the
 # web example is a FastAPI app called through httpx.
 OTEL_SDK = "opentelemetry-sdk>=1.20,<2"
-WEB_TEST_DEPS = ["fastapi>=0.110", "httpx>=0.27"]
+# The dashboard's extra (Jinja2, uvicorn), and Selenium for its browser tests: they drive the
+# system's Chromium through the system chromedriver (`.ci/run` installs both), nothing downloaded.
+WEB_TEST_DEPS = ["fastapi>=0.110", "httpx>=0.27", "jinja2>=3.1", "uvicorn>=0.23", "selenium>=4.10"]
+DASHBOARD_DOC_DEPS = ["fastapi>=0.110", "httpx>=0.27", "jinja2>=3.1"]
 DOCS_DEPS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
 # The other supported interpreters the unit tests also run on, when this machine has them.
 OTHER_PYTHONS = ("3.12", "3.13")
@@ -278,6 +281,12 @@ for type_ in types:
     where = pathlib.Path(sys.modules[ep.module].__file__).resolve()
     assert checkout not in where.parents, f"{ep.module} was imported from the checkout: {where}"
     print(f"smoke: backend type {type_!r} -> {ep.value} from {ep.dist.name} {ep.dist.version}")
+# The dashboard's templates and static files are package data: the wheel must carry them.
+import importlib.util
+tasks_dir = pathlib.Path(importlib.util.find_spec("lexigram.tasks").submodule_search_locations[0])
+for shipped in ("templates/base.html", "templates/overview.html", "static/dashboard.js"):
+    assert (tasks_dir / "dashboard" / shipped).is_file(), f"the wheel lacks dashboard/{shipped}"
+print("smoke: the dashboard's templates and static files are in the wheel")
 """
 
 
@@ -441,7 +450,10 @@ def docs(session: nox.Session) -> None:
         session.error("; ".join(problems))
     # pytest too: "Writing a backend" runs the conformance kit the way a backend's tests do.
     # Ruff too: mkdocstrings formats the signatures of the API reference with it.
-    session.install(*DOCS_DEPS, RUFF, *TEST_DEPS, *_editable([*PACKAGES.values(), META]))
+    # FastAPI, httpx and Jinja2 too: the operations page mounts the dashboard in an app.
+    session.install(
+        *DOCS_DEPS, RUFF, *TEST_DEPS, *DASHBOARD_DOC_DEPS, *_editable([*PACKAGES.values(), META])
+    )
     # Each block runs in a fresh process; blocks that need Redis, PostgreSQL or RabbitMQ use
     # the local servers CI has. Pages can be named: `nox -s docs -- docs/cli.md`.
     session.run("pytest", "tests-docs")  # the checker's own tests

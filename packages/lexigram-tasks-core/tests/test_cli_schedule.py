@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from lexigram.tasks import TaskProvider
-from lexigram.tasks.cli import CLIError, cli
+from lexigram.tasks.admin import OperationError, find_schedule, outcome_text, schedule_row
+from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._app import LoadedApp
-from lexigram.tasks.cli._schedule import find_schedule, outcome_text, schedule_row
 from lexigram.tasks.cli._scheduler import app_namespace
 from lexigram.tasks.config import TaskConfig
 
@@ -37,11 +37,11 @@ def test_find_schedule_by_key_id_or_unique_prefix() -> None:
 
 
 def test_find_schedule_ambiguous_or_unknown_says_what_to_do() -> None:
-    with pytest.raises(CLIError, match=r"2 schedules match 'cli:tick' \(billing/cli:tick, "):
+    with pytest.raises(OperationError, match=r"2 schedules match 'cli:tick' \(billing/cli:tick, "):
         find_schedule(ROWS, "cli:tick")
-    with pytest.raises(CLIError, match=r"NAMESPACE/ID, pass --namespace"):
+    with pytest.raises(OperationError, match=r"NAMESPACE/ID, pass --namespace"):
         find_schedule(ROWS, "cli:")
-    with pytest.raises(CLIError, match=r"No stored schedule has an id starting with 'x'"):
+    with pytest.raises(OperationError, match=r"No stored schedule has an id starting with 'x'"):
         find_schedule(ROWS, "x")
 
 

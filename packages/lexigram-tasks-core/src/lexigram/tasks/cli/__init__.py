@@ -38,6 +38,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "dlq": ("_dlq", "dlq_group", "List, show, retry or purge dead-lettered jobs."),
     "job": ("_job", "job_group", "Show a job's status or result, or wait for it."),
     "workflow": ("_workflow", "workflow_group", "Show a queue-driven workflow's steps."),
+    "dashboard": ("_dashboard", "dashboard_command", "Serve the web dashboard (127.0.0.1)."),
     "demo": ("_demo", "demo_command", "See everything work in a few seconds (no setup)."),
 }
 

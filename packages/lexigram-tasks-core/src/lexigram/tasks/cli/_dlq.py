@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import click
 from rich.syntax import Syntax
 
 from lexigram.contracts.tasks import FailureRecord, TaskBackendSpec, TaskQueueProtocol
+from lexigram.tasks.admin import (
+    dead_letter_row,
+    find_dead_letter,
+    retry_dead_letter,
+    retry_dead_letters,
+)
 from lexigram.tasks.cli._context import (
     Stores,
     close_quietly,
@@ -124,21 +130,6 @@ def _run(
     return asyncio.run(go())
 
 
-def _summary(record: FailureRecord) -> dict[str, Any]:
-    meta = record.metadata
-    return {
-        "id": record.job.id,
-        "task": record.job.name,
-        "queue": record.job.queue_name,
-        "error": record.error,
-        "attempts": record.attempt_count,
-        "max_retries": meta.get("max_retries", record.job.max_retries),
-        "reason": meta.get("reason"),
-        "worker": meta.get("worker_id"),
-        "failed_at": record.failed_at,
-    }
-
-
 @dlq_group.command("list")
 @click.option("--limit", "-n", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--task", "task_name", metavar="NAME", help="Only jobs of this task.")
@@ -161,7 +152,7 @@ def list_command(
         return await dlq.list_failed(limit=limit, job_name=task_name), await dlq.size()
 
     records, size = _run(backend, config_path, connect_timeout, debug, action)
-    rows = [_summary(r) for r in records]
+    rows = [dead_letter_row(r) for r in records]
     if as_json:
         echo_json({"total": size, "jobs": rows})
         return
@@ -194,39 +185,9 @@ def _short(text: str, width: int = 60) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-# How many matching ids an ambiguous prefix's error lists.
-_AMBIGUOUS_SHOWN = 5
-
-
 async def _get(session: _Session, job_id: str) -> FailureRecord:
     """The dead-lettered job whose id is `job_id` or starts with it (a unique prefix)."""
-    record = await session.dlq().get(job_id)
-    if record is not None:
-        return record
-    matches = [
-        data
-        for data in await session.stores.dlq_backend.list_all()
-        if str(data.get("job_id", "")).startswith(job_id)
-    ]
-    if len(matches) == 1:
-        found = await session.dlq().get(str(matches[0]["job_id"]))
-        if found is not None:
-            return found
-    if len(matches) > 1:
-        shown = sorted(str(m["job_id"]) for m in matches)
-        ids = ", ".join(shown[:_AMBIGUOUS_SHOWN]) + (
-            ", ..." if len(shown) > _AMBIGUOUS_SHOWN else ""
-        )
-        msg = (
-            f"{len(matches)} dead-lettered jobs have ids starting with {job_id!r} ({ids}). "
-            "Give more characters of the id."
-        )
-        raise CLIError(msg)
-    msg = (
-        f"No dead-lettered job has an id starting with {job_id!r}. Run `lexigram-tasks dlq "
-        "list` (with the same --backend) to see the ids."
-    )
-    raise CLIError(msg)
+    return await find_dead_letter(session.stores.dlq_backend, session.queue(), job_id)
 
 
 @dlq_group.command("show")
@@ -295,13 +256,10 @@ def retry_command(
     """
 
     async def action(session: _Session) -> tuple[str, str, str]:
-        record = await _get(session, job_id)
-        target = queue or record.job.queue_name
-        job = await session.dlq(target).retry(record.job.id)
-        if job is None:  # taken by another process between get and retry
-            msg = f"Job {record.job.id!r} left the dead-letter queue meanwhile; nothing to do."
-            raise CLIError(msg)
-        return job.id, job.name, target or session.spec.queue_name
+        job, target = await retry_dead_letter(
+            session.stores.dlq_backend, session.queue, job_id, queue_name=queue
+        )
+        return job.id, job.name, target
 
     full_id, name, target = _run(backend, config_path, connect_timeout, debug, action)
     click.echo(f"Requeued job {full_id} ({name}) on queue {target!r}.")
@@ -326,14 +284,9 @@ def retry_all_command(
         click.confirm(f"Requeue {what}?", abort=True)
 
     async def action(session: _Session) -> int:
-        count = 0
-        for data in await session.stores.dlq_backend.list_all():
-            record = FailureRecord.from_dict(data)
-            if task_name is not None and record.job.name != task_name:
-                continue
-            if await session.dlq(record.job.queue_name).retry(record.job.id) is not None:
-                count += 1
-        return count
+        return await retry_dead_letters(
+            session.stores.dlq_backend, session.queue, task_name=task_name
+        )
 
     count = _run(backend, config_path, connect_timeout, debug, action)
     click.echo(f"Requeued {count} job(s).")

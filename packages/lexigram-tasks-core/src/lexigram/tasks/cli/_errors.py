@@ -65,6 +65,11 @@ def message_for(exc: BaseException) -> str:
     """Return the user-facing message of a known error type, or "" for an unexpected one."""
     if isinstance(exc, CLIError):
         return exc.message
+    # The shared operations' error; looked up, not imported, so that `--help` and
+    # `worker` do not load them (an exception of a module never imported cannot occur).
+    operations = sys.modules.get("lexigram.tasks.admin._errors")
+    if operations is not None and isinstance(exc, operations.OperationError):
+        return str(exc.message)
     if isinstance(exc, TaskQueueError):
         text = exc.message
         if exc.hint and exc.hint not in text:

@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from lexigram.contracts.tasks import JobStatus, TaskBackendSpec
+from lexigram.contracts.tasks import TaskBackendSpec
+from lexigram.tasks.admin import queue_counts, registered_workers, schedule_row, watched_queues
 from lexigram.tasks.cli._context import (
     close_quietly,
     default_backend,
@@ -28,8 +29,7 @@ from lexigram.tasks.cli._options import (
     json_option,
 )
 from lexigram.tasks.cli._output import ago, echo_json, setup_logging, stdout_console, table
-from lexigram.tasks.cli._runtime import registered_workers
-from lexigram.tasks.cli._schedule import schedule_row, schedules_table
+from lexigram.tasks.cli._schedule import schedules_table
 
 EPILOG = """\b
 Examples:
@@ -86,16 +86,13 @@ async def _gather(spec: TaskBackendSpec, names: list[str], timeout: float) -> di
         await probe(first, spec, timeout)
         workers = await registered_workers(stores.cache) if stores.cache is not None else None
         if not names:
-            names = [spec.queue_name]
-            for record in workers or []:
-                names.extend(str(q) for q in record.get("queues") or [])
-            names = list(dict.fromkeys(names))
+            names = watched_queues(spec.queue_name, workers)
         rows = []
         for name in names:
             queue = first if name == first.queue_name else open_queue(spec, name)
             if queue is not first:
                 opened.append(queue)
-            rows.append(await _counts(queue, name))
+            rows.append(await queue_counts(queue, name))
         schedules = None
         if stores.scheduler_store is not None:
             records = await stores.scheduler_store.load_jobs()
@@ -115,21 +112,6 @@ async def _gather(spec: TaskBackendSpec, names: list[str], timeout: float) -> di
         await stores.close()
         await close_quietly(*opened)
         await release_backend(spec)
-
-
-async def _counts(queue: Any, name: str) -> dict[str, Any]:
-    waiting, retrying, running = await asyncio.gather(
-        queue.count(name, JobStatus.PENDING),
-        queue.count(name, JobStatus.RETRYING),
-        queue.count(name, JobStatus.RUNNING),
-    )
-    return {
-        "queue": name,
-        "waiting": waiting,
-        "retrying": retrying,
-        "in_flight": running,
-        "total": waiting + running,
-    }
 
 
 def _render(report: dict[str, Any], spec: TaskBackendSpec) -> None:

@@ -23,6 +23,7 @@ import click
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 
 from lexigram.contracts.tasks import CancelOutcome, JobResult, TaskNotFoundError
+from lexigram.tasks.admin import job_status
 from lexigram.tasks.cli._context import (
     CONFIG_FIELD,
     close_quietly,
@@ -174,24 +175,7 @@ def status_command(
     """Show where a job is: pending, running, retrying, completed or failed."""
 
     async def action(handle: JobHandle[Any]) -> dict[str, Any]:
-        try:
-            status = await handle.status()
-        except TaskNotFoundError as exc:
-            raise CLIError(exc.message) from None
-        info = await handle.progress()
-        return {
-            "id": handle.id,
-            "status": status.value,
-            "progress": None
-            if info is None
-            else {
-                "current": info.current,
-                "total": info.total,
-                "percentage": info.percentage,
-                "message": info.message,
-                "updated_at": info.updated_at,
-            },
-        }
+        return await job_status(handle)
 
     _, data = _run(backend, config_path, connect_timeout, debug, action, job_id=job_id)
     if as_json:

@@ -28,6 +28,7 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks import decorators
 from lexigram.tasks._backends import TaskBackendRegistry
+from lexigram.tasks.admin import WORKER_KEY_PREFIX
 from lexigram.tasks.cli._app import LoadedApp
 from lexigram.tasks.cli._context import (
     Stores,
@@ -52,9 +53,6 @@ from lexigram.tasks.execution import WorkerPool
 from lexigram.tasks.hooks import HookRegistry
 
 logger = logging.getLogger("lexigram.tasks.cli")
-
-WORKER_KEY_PREFIX = "lexigram-tasks:worker:"
-"""Key prefix under which running CLI workers register in the backend's cache store."""
 
 PRESENCE_TTL = 15.0
 """Seconds a worker's registration lives without a heartbeat (it beats every third of it)."""
@@ -222,6 +220,24 @@ class WorkerRuntime:
             processed, succeeded, failed, retried, dead, in_flight, time.monotonic()
         )
 
+    def running_jobs(self) -> list[dict[str, Any]]:
+        """The jobs this process runs now: ``id``, ``task`` and ``started_at`` of each."""
+        running: list[dict[str, Any]] = []
+        for pool in self.pools:
+            for worker in pool.workers:
+                # The worker has no public listing of its in-flight jobs; its book-keeping
+                # dict is read as is (entries are only added and removed, never mutated).
+                entries = getattr(worker, "_in_flight", {})
+                running.extend(
+                    {
+                        "id": entry.job.id,
+                        "task": entry.job.name,
+                        "started_at": entry.started_at if entry.started else None,
+                    }
+                    for entry in list(entries.values())
+                )
+        return running
+
     async def drain(self, timeout: float) -> None:
         """Stop taking jobs, let running ones finish for up to `timeout` s, nack the rest."""
         await asyncio.gather(*(pool.stop(drain=True, timeout=timeout) for pool in self.pools))
@@ -279,23 +295,8 @@ class WorkerRuntime:
             "succeeded": totals.succeeded,
             "failed": totals.failed,
             "in_flight": totals.in_flight,
+            "running": self.running_jobs(),
         }
         await self.stores.cache.set(
             WORKER_KEY_PREFIX + self.worker_id, json.dumps(record), ttl=PRESENCE_TTL
         )
-
-
-async def registered_workers(cache: Any) -> list[dict[str, Any]]:
-    """Return the live worker registrations in a backend's cache store."""
-    found: list[dict[str, Any]] = []
-    for key in await cache.keys(WORKER_KEY_PREFIX):
-        raw = await cache.get(key)
-        if raw is None:
-            continue
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            found.append(record)
-    return sorted(found, key=lambda r: str(r.get("id")))

@@ -11,14 +11,23 @@ commands say so.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import click
 
-from lexigram.contracts.tasks import TaskBackendSpec, TaskQueueError, TaskQueueProtocol
+from lexigram.contracts.tasks import TaskBackendSpec, TaskQueueProtocol
+from lexigram.tasks.admin import (
+    UNOWNED,
+    find_schedule,
+    list_schedules,
+    outcome_text,
+    pause_schedule,
+    resume_schedule,
+    run_schedule_now,
+    schedule_name,
+)
 from lexigram.tasks.cli._context import (
     Stores,
     close_quietly,
@@ -40,8 +49,6 @@ from lexigram.tasks.cli._options import (
     json_option,
 )
 from lexigram.tasks.cli._output import echo_json, setup_logging, stdout_console, table, when
-from lexigram.tasks.decorators import enqueue_job
-from lexigram.tasks.scheduling import ScheduledJob, ScheduleOutcome, update_record_fields
 
 T = TypeVar("T")
 
@@ -57,11 +64,6 @@ Examples:
 A schedule is named by its id (as `schedule list` shows it), a unique prefix of it, or
 NAMESPACE/ID when two applications use the same id.
 """
-
-UNOWNED = "-"
-"""How listings show the namespace of a record saved before schedules had owners."""
-
-_AMBIGUOUS_SHOWN = 5
 
 _COLUMNS = (
     "namespace",
@@ -97,36 +99,6 @@ def _common(func: F) -> F:
 @click.group("schedule", epilog=EPILOG)
 def schedule_group() -> None:
     """List, pause, resume, remove or run now the cron schedules stored on a backend."""
-
-
-def schedule_row(key: str, record: dict[str, Any]) -> dict[str, Any]:
-    """The fields a listing shows of one stored schedule record."""
-    template = record.get("job_template") or {}
-    return {
-        "key": key,
-        "id": record.get("job_id") or key,
-        "namespace": record.get("namespace"),
-        "task": template.get("name") if isinstance(template, dict) else None,
-        "queue": record.get("queue_name"),
-        "cron": record.get("cron_expression"),
-        "timezone": record.get("timezone"),
-        "enabled": record.get("enabled", True),
-        "next_run": record.get("next_run"),
-        "last_run": record.get("last_run"),
-        "last_outcome": record.get("last_outcome"),
-        "last_error": record.get("last_error"),
-        "last_job_id": record.get("last_job_id"),
-    }
-
-
-def outcome_text(row: dict[str, Any]) -> str:
-    """The last outcome as a listing shows it (with the error of a failed enqueue)."""
-    outcome = row.get("last_outcome")
-    if outcome is None:
-        return "-"
-    if outcome == ScheduleOutcome.FAILED and row.get("last_error"):
-        return f"failed: {row['last_error']}"
-    return str(outcome)
 
 
 def schedules_table(title: str, rows: list[dict[str, Any]]) -> Any:
@@ -170,18 +142,24 @@ class _Session:
     queue: TaskQueueProtocol
     # The records `rows` read, by store key: a command reads the store once.
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra: list[TaskQueueProtocol] = field(default_factory=list)
 
     @property
     def store(self) -> Any:
         return self.stores.scheduler_store
 
     async def rows(self, namespace: str | None) -> list[dict[str, Any]]:
-        records: dict[str, dict[str, Any]] = await self.store.load_jobs()
-        self.records = records
-        rows = [schedule_row(key, record) for key, record in records.items()]
-        if namespace is not None:
-            rows = [r for r in rows if (r["namespace"] or UNOWNED) == namespace]
-        return sorted(rows, key=lambda r: (r["namespace"] or "", r["id"]))
+        rows, self.records = await list_schedules(self.store, namespace)
+        return rows
+
+    def queue_for(self, name: str | None) -> TaskQueueProtocol:
+        """The command's queue, or another of the backend's (closed by `close`)."""
+        target = name or self.spec.queue_name
+        if target == self.queue.queue_name:
+            return self.queue
+        opened = open_queue(self.spec, target)
+        self.extra.append(opened)
+        return opened
 
 
 def _run(
@@ -208,44 +186,17 @@ def _run(
         queue = open_queue(spec)
         try:
             await probe(queue, spec, timeout)
-            return await action(_Session(spec, stores, queue))
+            session = _Session(spec, stores, queue)
+            try:
+                return await action(session)
+            finally:
+                await close_quietly(*session.extra)
         finally:
             await stores.close()
             await close_quietly(queue)
             await release_backend(spec)
 
     return asyncio.run(go())
-
-
-def _ids(rows: list[dict[str, Any]]) -> str:
-    shown = sorted(f"{r['namespace'] or UNOWNED}/{r['id']}" for r in rows)
-    more = ", ..." if len(shown) > _AMBIGUOUS_SHOWN else ""
-    return ", ".join(shown[:_AMBIGUOUS_SHOWN]) + more
-
-
-def find_schedule(rows: list[dict[str, Any]], ident: str) -> dict[str, Any]:
-    """The one schedule `ident` names: its store key, its id, or a unique prefix of either.
-
-    Raises:
-        CLIError: No schedule, or several, match (the message names them and the fix).
-    """
-    exact_key = [r for r in rows if r["key"] == ident]
-    exact_id = [r for r in rows if r["id"] == ident]
-    prefix = [r for r in rows if str(r["id"]).startswith(ident) or r["key"].startswith(ident)]
-    for found in (exact_key, exact_id, prefix):
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            msg = (
-                f"{len(found)} schedules match {ident!r} ({_ids(found)}). Name one as "
-                "NAMESPACE/ID, pass --namespace, or give more characters of the id."
-            )
-            raise CLIError(msg)
-    msg = (
-        f"No stored schedule has an id starting with {ident!r}. Run `lexigram-tasks "
-        "schedule list` (with the same --backend) to see the ids."
-    )
-    raise CLIError(msg)
 
 
 @schedule_group.command("list", short_help="Show every stored schedule and its last run.")
@@ -297,10 +248,6 @@ def _one(
     click.echo(_run(backend, config_path, timeout, debug, action))
 
 
-def _name(row: dict[str, Any]) -> str:
-    return f"{row['id']!r} (namespace {row['namespace'] or UNOWNED})"
-
-
 @schedule_group.command("remove", short_help="Delete a stored schedule.")
 @click.argument("schedule_id")
 @_common
@@ -321,7 +268,7 @@ def remove_command(
 
     async def change(session: _Session, row: dict[str, Any]) -> str:
         await session.store.delete_job(row["key"])
-        return f"Removed schedule {_name(row)}."
+        return f"Removed schedule {schedule_name(row)}."
 
     options = (backend, config_path, connect_timeout, debug)
     _one(schedule_id, namespace, options, change)
@@ -342,10 +289,9 @@ def pause_command(
     """Stop a schedule from firing until `schedule resume` (kept across restarts)."""
 
     async def change(session: _Session, row: dict[str, Any]) -> str:
-        if not row["enabled"]:
-            return f"Schedule {_name(row)} is already paused."
-        await update_record_fields(session.store, row["key"], {"enabled": False})
-        return f"Paused schedule {_name(row)}."
+        if not await pause_schedule(session.store, row):
+            return f"Schedule {schedule_name(row)} is already paused."
+        return f"Paused schedule {schedule_name(row)}."
 
     options = (backend, config_path, connect_timeout, debug)
     _one(schedule_id, namespace, options, change)
@@ -369,13 +315,10 @@ def resume_command(
     """
 
     async def change(session: _Session, row: dict[str, Any]) -> str:
-        if row["enabled"]:
-            return f"Schedule {_name(row)} is not paused."
-        next_run = ScheduledJob.from_dict(session.records[row["key"]]).calculate_next_run()
-        await update_record_fields(
-            session.store, row["key"], {"enabled": True, "next_run": next_run}
-        )
-        return f"Resumed schedule {_name(row)}; it next fires at {when(next_run)}."
+        next_run = await resume_schedule(session.store, row, session.records[row["key"]])
+        if next_run is None:
+            return f"Schedule {schedule_name(row)} is not paused."
+        return f"Resumed schedule {schedule_name(row)}; it next fires at {when(next_run)}."
 
     options = (backend, config_path, connect_timeout, debug)
     _one(schedule_id, namespace, options, change)
@@ -400,31 +343,9 @@ def run_now_command(
     """
 
     async def change(session: _Session, row: dict[str, Any]) -> str:
-        scheduled = ScheduledJob.from_dict(session.records[row["key"]])
-        now = time.time()
-        job = scheduled.job_template.create_job()
-        job.cron_expression = scheduled.cron_expression
-        job.metadata.update(schedule_id=row["id"], fire_time=now, trigger="run-now")
-        target = scheduled.queue_name or session.spec.queue_name
-        queue = (
-            session.queue
-            if target == session.queue.queue_name
-            else open_queue(session.spec, target)
-        )
-        state: dict[str, Any] = {"last_run": now, "last_error": None}
-        try:
-            job = await enqueue_job(queue, job)
-        except TaskQueueError as exc:
-            state.update(last_outcome=ScheduleOutcome.FAILED.value, last_error=str(exc))
-            await update_record_fields(session.store, row["key"], state)
-            msg = f"Could not enqueue schedule {_name(row)} on queue {target!r}: {exc}"
-            raise CLIError(msg) from None
-        finally:
-            if queue is not session.queue:
-                await close_quietly(queue)
-        state.update(last_outcome=ScheduleOutcome.ENQUEUED.value, last_job_id=job.id)
-        await update_record_fields(session.store, row["key"], state)
-        return f"Enqueued job {job.id} ({job.name}) of schedule {_name(row)} on {target!r}."
+        record = session.records[row["key"]]
+        job, target = await run_schedule_now(session.store, row, record, session.queue_for)
+        return f"Enqueued job {job.id} ({job.name}) of schedule {schedule_name(row)} on {target!r}."
 
     options = (backend, config_path, connect_timeout, debug)
     _one(schedule_id, namespace, options, change)

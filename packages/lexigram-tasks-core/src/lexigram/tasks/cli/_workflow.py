@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from lexigram.contracts.tasks import WorkflowRunStoreProtocol, WorkflowStatus
+from lexigram.tasks.admin import load_workflow, workflow_dict
 from lexigram.tasks.cli._context import (
     CONFIG_FIELD,
     close_quietly,
@@ -33,7 +34,7 @@ from lexigram.tasks.cli._options import (
 )
 from lexigram.tasks.cli._output import echo_json, setup_logging, stdout_console, when
 from lexigram.tasks.di._stack import build_store
-from lexigram.tasks.workflows import WorkflowRunInfo, WorkflowStepInfo
+from lexigram.tasks.workflows import WorkflowRunInfo
 
 EPILOG = """\b
 Examples:
@@ -45,45 +46,6 @@ Examples:
 @click.group("workflow", epilog=EPILOG)
 def workflow_group() -> None:
     """Show a queue-driven workflow (JobChain, JobGroup, JobChord)."""
-
-
-def _step_dict(step: WorkflowStepInfo) -> dict[str, Any]:
-    duration = None
-    if step.started_at is not None and step.finished_at is not None:
-        duration = step.finished_at - step.started_at
-    return {
-        "stage": step.stage,
-        "member": step.member,
-        "task": step.name,
-        "status": step.status,
-        "result": step.result,
-        "error": step.error,
-        "job_id": step.job_id,
-        "attempts": step.attempts,
-        "started_at": step.started_at,
-        "finished_at": step.finished_at,
-        "duration": duration,
-    }
-
-
-def _info_dict(info: WorkflowRunInfo) -> dict[str, Any]:
-    return {
-        "id": info.workflow_id,
-        "kind": info.kind,
-        "status": info.status.value,
-        "result": info.result,
-        "error": info.error,
-        "created_at": info.created_at,
-        "updated_at": info.updated_at,
-        "steps": [_step_dict(step) for step in info.steps],
-    }
-
-
-async def _load(store: WorkflowRunStoreProtocol, workflow_id: str) -> WorkflowRunInfo | None:
-    from lexigram.tasks.workflows._queued import run_info  # noqa: PLC0415 - one use
-
-    run = await store.load_run(workflow_id)
-    return None if run is None else run_info(run)
 
 
 @workflow_group.command("show")
@@ -117,7 +79,7 @@ def show_command(
 
     async def go() -> WorkflowRunInfo | None:
         try:
-            return await asyncio.wait_for(_load(store, workflow_id), connect_timeout + 5.0)
+            return await asyncio.wait_for(load_workflow(store, workflow_id), connect_timeout + 5.0)
         finally:
             await close_quietly(store)
             await release_backend(spec)
@@ -126,7 +88,7 @@ def show_command(
     if info is None:
         msg = f"No workflow {workflow_id!r} in the {spec.type} backend's workflow run store."
         raise CLIError(msg)
-    data = _info_dict(info)
+    data = workflow_dict(info)
     if as_json:
         echo_json(data)
     else:

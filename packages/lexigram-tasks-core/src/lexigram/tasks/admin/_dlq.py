@@ -1,0 +1,144 @@
+"""Dead letters: one row per record, lookup by id prefix, retry and delete.
+
+The functions work on the backend's shared dead-letter storage (its
+``create_dlq_backend``) through `PersistentDeadLetterQueue`; `queue_for` hands them the
+queue a job goes back onto (its own, unless the caller names another).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from lexigram.contracts.tasks import FailureRecord, Job, TaskQueueProtocol
+from lexigram.tasks.admin._errors import OperationError
+from lexigram.tasks.dlq import PersistentDeadLetterQueue
+
+QueueFor = Callable[[str | None], TaskQueueProtocol]
+"""Returns the queue of that name (None: the backend's default queue)."""
+
+_AMBIGUOUS_SHOWN = 5
+"""How many matching ids an ambiguous prefix's error lists."""
+
+
+def dead_letter_row(record: FailureRecord) -> dict[str, Any]:
+    """The fields a listing shows of one dead-lettered job."""
+    meta = record.metadata
+    return {
+        "id": record.job.id,
+        "task": record.job.name,
+        "queue": record.job.queue_name,
+        "error": record.error,
+        "attempts": record.attempt_count,
+        "max_retries": meta.get("max_retries", record.job.max_retries),
+        "reason": meta.get("reason"),
+        "worker": meta.get("worker_id"),
+        "failed_at": record.failed_at,
+    }
+
+
+def _dlq(dlq_backend: Any, queue: TaskQueueProtocol) -> PersistentDeadLetterQueue:
+    return PersistentDeadLetterQueue(backend=dlq_backend, queue=queue)
+
+
+async def find_dead_letter(
+    dlq_backend: Any, queue: TaskQueueProtocol, job_id: str
+) -> FailureRecord:
+    """The dead-lettered job whose id is `job_id` or starts with it (a unique prefix).
+
+    Raises:
+        OperationError: No dead-lettered job matches, or several do.
+    """
+    dlq = _dlq(dlq_backend, queue)
+    record = await dlq.get(job_id)
+    if record is not None:
+        return record
+    matches = [
+        data
+        for data in await dlq_backend.list_all()
+        if str(data.get("job_id", "")).startswith(job_id)
+    ]
+    if len(matches) == 1:
+        found = await dlq.get(str(matches[0]["job_id"]))
+        if found is not None:
+            return found
+    if len(matches) > 1:
+        shown = sorted(str(m["job_id"]) for m in matches)
+        ids = ", ".join(shown[:_AMBIGUOUS_SHOWN]) + (
+            ", ..." if len(shown) > _AMBIGUOUS_SHOWN else ""
+        )
+        msg = (
+            f"{len(matches)} dead-lettered jobs have ids starting with {job_id!r} ({ids}). "
+            "Give more characters of the id."
+        )
+        raise OperationError(msg)
+    msg = (
+        f"No dead-lettered job has an id starting with {job_id!r}. Run `lexigram-tasks dlq "
+        "list` (with the same --backend) to see the ids."
+    )
+    raise OperationError(msg)
+
+
+async def retry_dead_letter(
+    dlq_backend: Any, queue_for: QueueFor, job_id: str, *, queue_name: str | None = None
+) -> tuple[Job, str]:
+    """Move one dead-lettered job back onto its queue (or `queue_name`), retries reset.
+
+    Args:
+        dlq_backend: The backend's dead-letter storage.
+        queue_for: Opens (or reuses) a queue by name.
+        job_id: The job's id or a unique prefix of it.
+        queue_name: Put it on this queue instead of its own.
+
+    Returns:
+        The requeued job and the name of the queue it is on.
+
+    Raises:
+        OperationError: No such job, or it left the dead-letter queue meanwhile.
+    """
+    record = await find_dead_letter(dlq_backend, queue_for(None), job_id)
+    target = queue_name or record.job.queue_name
+    queue = queue_for(target)
+    job = await _dlq(dlq_backend, queue).retry(record.job.id)
+    if job is None:  # taken by another process between get and retry
+        msg = f"Job {record.job.id!r} left the dead-letter queue meanwhile; nothing to do."
+        raise OperationError(msg)
+    return job, queue.queue_name
+
+
+async def retry_dead_letters(
+    dlq_backend: Any,
+    queue_for: QueueFor,
+    *,
+    task_name: str | None = None,
+    job_ids: Iterable[str] | None = None,
+) -> int:
+    """Move dead-lettered jobs back onto their queues; return how many were moved.
+
+    Args:
+        dlq_backend: The backend's dead-letter storage.
+        queue_for: Opens (or reuses) a queue by name.
+        task_name: Only jobs of this task.
+        job_ids: Only these jobs (whole ids); None for every one.
+    """
+    wanted = None if job_ids is None else set(job_ids)
+    count = 0
+    for data in await dlq_backend.list_all():
+        record = FailureRecord.from_dict(data)
+        if task_name is not None and record.job.name != task_name:
+            continue
+        if wanted is not None and record.job.id not in wanted:
+            continue
+        queue = queue_for(record.job.queue_name)
+        if await _dlq(dlq_backend, queue).retry(record.job.id) is not None:
+            count += 1
+    return count
+
+
+async def delete_dead_letter(dlq_backend: Any, job_ids: Iterable[str]) -> int:
+    """Delete dead-lettered jobs for good by whole id; return how many were there."""
+    count = 0
+    for job_id in job_ids:
+        if await dlq_backend.remove(job_id):
+            count += 1
+    return count
