@@ -451,6 +451,23 @@ class RedisConnector:
                 time.monotonic() - since,
             )
 
+    def detached(self, *, retry_timeout: float) -> RedisConnector | None:
+        """A connector to the same server with the same options and nothing shared.
+
+        For another thread's event loop (the lease keeper): its connections are its
+        own. None when this one uses an injected client, which cannot be copied.
+        """
+        if self._external is not None:
+            return None
+        return RedisConnector(
+            self.url,
+            socket_connect_timeout=self.connect_timeout,
+            command_timeout=self.command_timeout,
+            retry_timeout=retry_timeout,
+            connection_kwargs=self._kwargs,
+            multiplex=self.multiplexed,
+        )
+
     def share(self) -> RedisConnector:
         """Count one more user (a queue or store) that closes it with `release`.
 
