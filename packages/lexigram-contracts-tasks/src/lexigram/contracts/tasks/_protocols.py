@@ -71,9 +71,11 @@ class TaskQueueProtocol(Protocol):
     def lease_seconds(self) -> float:
         """Length of a delivery's lease (the visibility timeout), in seconds.
 
-        The worker renews the lease of every running job every `lease_seconds / 3`. A
-        backend whose broker has no lease of its own (AMQP) still declares the interval
-        its deliveries are held for between heartbeats.
+        The worker renews the lease of every running job every `lease_seconds / 3`: from
+        a thread of its own when the queue implements `LeaseRenewingQueueProtocol` (so a
+        handler that blocks the event loop cannot lose it), else with `extend_lease` on
+        its event loop. A backend whose broker has no lease of its own (AMQP) still
+        declares the interval its deliveries are held for between heartbeats.
         """
         ...
 
