@@ -3,9 +3,10 @@
 The heartbeat on the worker's event loop stops whenever a handler blocks the loop
 (``time.sleep`` or CPU work in an ``async def``), and a block longer than the lease let
 the job (and every sibling job of the process) be delivered again while it still ran.
-The keeper runs on a daemon thread with an event loop of its own and renews, through a
-`LeaseRenewerProtocol` that holds its own connection, the lease of every job in the
-worker's in-flight table, in one batch every third of the lease.
+The keeper runs on a daemon thread with an event loop of its own (one thread per process,
+shared by its workers) and renews, through a `LeaseRenewerProtocol` that holds its own
+connection, the lease of every job in the worker's in-flight table, in one batch every
+third of the lease.
 
 It reads that table by copying it (one C-level ``dict.copy``, atomic under the GIL), so
 the worker's per-job cost stays the dict insert and delete it already makes. Leases the
@@ -20,8 +21,10 @@ the loop is still blocked.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -87,37 +90,30 @@ class LeaseKeeper:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._future: concurrent.futures.Future[None] | None = None
         self._warned_stall = False
 
     def start(self) -> None:
-        """Start the keeper's thread (it renews until `stop`)."""
-        started = threading.Event()
-        self._thread = threading.Thread(
-            target=self._serve,
-            args=(started,),
-            name=f"lexigram-leases-{self._worker_id}",
-            daemon=True,  # dies with the process: a dead process must lose its leases
-        )
-        self._thread.start()
-        started.wait()
+        """Start renewing on the process's keeper thread (until `stop`)."""
+        self._loop = _keeper_loop()
+        self._future = asyncio.run_coroutine_threadsafe(self._main(), self._loop)
 
     async def stop(self) -> None:
         """Stop renewing and close the renewer's connection (waits up to 5 s for it)."""
         self._stopping = True
-        loop, wake = self._loop, self._wake
-        if loop is not None and wake is not None:
-            with contextlib.suppress(RuntimeError):  # its loop already ended
-                loop.call_soon_threadsafe(wake.set)
-        thread = self._thread
-        if thread is not None:
-            await asyncio.to_thread(thread.join, _STOP_WAIT)
-            self._thread = None
+        loop, future = self._loop, self._future
+        if loop is None or future is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the keeper's loop is gone (a fork)
+            loop.call_soon_threadsafe(self._wake_up)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), _STOP_WAIT)
+        self._future = None
 
     @property
     def running(self) -> bool:
-        """True while the keeper's thread runs."""
-        return self._thread is not None and self._thread.is_alive()
+        """True while the keeper renews (or watches)."""
+        return self._future is not None and not self._future.done()
 
     def take_blocker(self) -> tuple[str, str] | None:
         """(job id, task name) of the job last seen blocking the loop, once."""
@@ -126,17 +122,14 @@ class LeaseKeeper:
 
     # -- on the keeper's thread ------------------------------------------------------
 
-    def _serve(self, started: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._main(started))
-        finally:
-            loop.close()
+    def _wake_up(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
-    async def _main(self, started: threading.Event) -> None:
+    async def _main(self) -> None:
         self._wake = asyncio.Event()
-        started.set()
+        if self._stopping:
+            return await self._close_renewer()
         loop = asyncio.get_running_loop()
         monitor = self._monitor
         # The watch needs a finer tick than the renewals when the threshold is short.
@@ -153,8 +146,11 @@ class LeaseKeeper:
                 if self.renewer is not None and loop.time() >= next_renewal:
                     next_renewal = loop.time() + self.interval
                     await self._renew_all()
+        except Exception:
+            self._logger.exception("The lease keeper of worker %s stopped.", self._worker_id)
         finally:
             await self._close_renewer()
+        return None
 
     def _finished(self) -> bool:
         # A worker loop that ended without stop() (asyncio.run returned) ends the keeper.
@@ -246,6 +242,35 @@ class LeaseKeeper:
             if entry.task is task:
                 return entry.job.id, entry.job.name
         return None
+
+
+_thread_lock = threading.Lock()
+_thread_loop: tuple[int, asyncio.AbstractEventLoop] | None = None
+
+
+def _keeper_loop() -> asyncio.AbstractEventLoop:
+    """The event loop of the process's keeper thread, started on first use.
+
+    One daemon thread serves every worker of the process: it dies with the process, so a
+    dead worker loses its leases, which is what leases are for. A forked child starts its
+    own (threads do not survive a fork).
+    """
+    global _thread_loop  # noqa: PLW0603 - one keeper thread per process
+    with _thread_lock:
+        if _thread_loop is not None and _thread_loop[0] == os.getpid():
+            return _thread_loop[1]
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def serve() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(started.set)
+            loop.run_forever()
+
+        threading.Thread(target=serve, name="lexigram-lease-keeper", daemon=True).start()
+        started.wait()
+        _thread_loop = (os.getpid(), loop)
+        return loop
 
 
 def start_keeper(

@@ -1,14 +1,15 @@
 """Lease renewal for a worker's lease keeper: one write transaction renews every lease.
 
-The renewer runs on the keeper's thread with a `sqlite3` connection of its own, so it
-needs neither the worker's event loop nor the queue's database thread. It waits for
-another connection's write lock with SQLite's own busy timeout: blocking the keeper's
-thread for a moment delays nothing else. Each UPDATE checks the token and expiry as
+The renewer runs from the keeper's loop with a `sqlite3` connection of its own, so it
+needs neither the worker's event loop nor the queue's database thread. Its statements run
+in a worker thread of the keeper's loop, where waiting for another connection's write lock
+(SQLite's own busy timeout) delays no other keeper. Each UPDATE checks the token and expiry as
 `extend_lease` does, so a stale token changes nothing and is reported.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -41,7 +42,9 @@ class SQLiteLeaseRenewer:
         if not leases:
             return []
         try:
-            return self._renew(leases, seconds)
+            # On a thread: the keeper's loop serves every worker of the process, and the
+            # write lock may take a moment.
+            return await asyncio.to_thread(self._renew, leases, seconds)
         except sqlite3.Error as exc:
             self._drop()
             msg = (
@@ -54,7 +57,10 @@ class SQLiteLeaseRenewer:
         conn = self._conn
         if conn is None:
             conn = self._conn = sqlite3.connect(
-                self._path, timeout=self._busy_timeout, isolation_level=None
+                self._path,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,  # the keeper's loop may use any of its threads
             )
         lost: list[str] = []
         conn.execute("BEGIN IMMEDIATE")
