@@ -300,6 +300,9 @@ def start_keeper(
             )
     if renewer is None and lag_monitor is None:
         return None
+    if lag_monitor is not None:
+        # Its ticks start now: a worker built long before it started was not blocked then.
+        lag_monitor.last_tick = time.monotonic()
     keeper = LeaseKeeper(
         renewer,
         in_flight,
