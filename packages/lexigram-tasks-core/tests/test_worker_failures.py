@@ -277,10 +277,10 @@ async def test_worker_dead_letters_a_crash_looping_job() -> None:
     record = dlq.get(job.id)
     assert record is not None
     assert record.metadata["reason"] == "crash_loop"
-    assert "6 of its deliveries ended without an outcome" in record.error
+    assert "6 of its deliveries were never settled" in record.error
     # Not "a worker died": stops, kills and lost leases all end a delivery so.
     assert "a worker died" not in record.error
-    assert "stopped, died or was killed, or lost the job's lease" in record.error
+    assert "stopped, died or was killed, or lost the job's lease before" in record.error
 
 
 async def test_worker_times_out_async_handlers() -> None:

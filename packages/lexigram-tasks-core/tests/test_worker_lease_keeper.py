@@ -113,4 +113,3 @@ async def test_a_lease_is_let_go_once_the_keeper_stopped() -> None:
     assert again.id == job.id
     assert again.delivery_count == 2
     assert await renewer.renew([(job.id, job.lease_token)], 0.2) == [job.id]
-
