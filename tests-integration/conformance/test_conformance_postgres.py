@@ -17,7 +17,12 @@ import pytest_asyncio
 
 from lexigram.contracts.tasks import TaskQueueProtocol
 from lexigram.tasks.backends.postgres import PostgresTaskQueue, migrate
-from lexigram.tasks.testing import QueueConformance, QueueFactory, QueuePoisonConformance
+from lexigram.tasks.testing import (
+    QueueConformance,
+    QueueFactory,
+    QueueLeaseRenewerConformance,
+    QueuePoisonConformance,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -87,3 +92,7 @@ class TestPostgresQueueConformance(QueueConformance, QueuePoisonConformance):
     async def plant_raw_payload(self, queue: TaskQueueProtocol, raw: bytes) -> str:
         assert isinstance(queue, PostgresTaskQueue)
         return await plant_payload(queue, raw)
+
+
+class TestPostgresLeaseRenewerConformance(QueueLeaseRenewerConformance):
+    """Leases renewed from the worker's lease keeper thread (its own connection)."""

@@ -17,7 +17,12 @@ import redis.asyncio as aioredis
 
 from lexigram.contracts.tasks import TaskQueueProtocol
 from lexigram.tasks.backends.redis import RedisTaskQueue
-from lexigram.tasks.testing import QueueConformance, QueueFactory, QueuePoisonConformance
+from lexigram.tasks.testing import (
+    QueueConformance,
+    QueueFactory,
+    QueueLeaseRenewerConformance,
+    QueuePoisonConformance,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -76,3 +81,7 @@ class TestRedisQueueConformance(QueueConformance):
 class TestRedisQueuePoisonConformance(QueuePoisonConformance):
     async def plant_raw_payload(self, queue: TaskQueueProtocol, raw: bytes) -> str:
         return await plant_raw(queue, raw)
+
+
+class TestRedisLeaseRenewerConformance(QueueLeaseRenewerConformance):
+    """Leases renewed from the worker's lease keeper thread (its own connection)."""

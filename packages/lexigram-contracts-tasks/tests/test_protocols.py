@@ -12,6 +12,8 @@ from lexigram.contracts.tasks import (
     JobStatus,
     JobTemplate,
     JobTemplateProtocol,
+    LeaseRenewerProtocol,
+    LeaseRenewingQueueProtocol,
     Ok,
     Result,
     TaskBackendProtocol,
@@ -150,3 +152,36 @@ def test_a_cancelled_result_round_trips_and_reads_as_cancelled() -> None:
     old = {k: v for k, v in JobResult.fail("boom").to_dict().items() if k != "cancelled"}
     assert JobResult.from_dict(old).status is JobStatus.FAILED
     assert JobResult.ok(1).status is JobStatus.COMPLETED
+
+
+class _Renewer:
+    """A renewer from the contracts alone: it remembers which leases it kept."""
+
+    def __init__(self, held: dict[str, str]) -> None:
+        self.held = held
+
+    async def renew(self, leases: Sequence[tuple[str, str]], seconds: float) -> list[str]:
+        return [job_id for job_id, token in leases if self.held.get(job_id) != token]
+
+    async def close(self) -> None:
+        self.held = {}
+
+
+class _RenewingListQueue(_ListQueue):
+    """A third-party queue with the optional lease renewer, from the contracts alone."""
+
+    def open_lease_renewer(self) -> LeaseRenewerProtocol | None:
+        return _Renewer({})
+
+
+async def test_a_lease_renewer_is_an_optional_capability_a_third_party_queue_can_offer() -> None:
+    spec = TaskBackendSpec(queue_name="q")
+    plain: TaskQueueProtocol = _ListQueue(spec)
+    renewing: LeaseRenewingQueueProtocol = _RenewingListQueue(spec)
+    assert not isinstance(plain, LeaseRenewingQueueProtocol)
+    assert isinstance(renewing, LeaseRenewingQueueProtocol)
+    assert isinstance(renewing, TaskQueueProtocol)  # it is still a queue
+    renewer = renewing.open_lease_renewer()
+    assert isinstance(renewer, LeaseRenewerProtocol)
+    assert await renewer.renew([("a", "t1")], 30.0) == ["a"]
+    await renewer.close()

@@ -12,7 +12,12 @@ import uuid
 import pytest
 
 from lexigram.tasks.backends.memory import MemoryTaskQueue
-from lexigram.tasks.testing import QueueCancellationConformance, QueueConformance, QueueFactory
+from lexigram.tasks.testing import (
+    QueueCancellationConformance,
+    QueueConformance,
+    QueueFactory,
+    QueueLeaseRenewerConformance,
+)
 
 
 @pytest.fixture
@@ -28,7 +33,9 @@ def make_queue(lease_seconds: float) -> QueueFactory:
     return factory
 
 
-class TestMemoryQueueConformance(QueueConformance, QueueCancellationConformance):
+class TestMemoryQueueConformance(
+    QueueConformance, QueueCancellationConformance, QueueLeaseRenewerConformance
+):
     @pytest.fixture
     def lease_seconds(self) -> float:
         # Memory has no network jitter, so a short lease keeps the lease tests quick.

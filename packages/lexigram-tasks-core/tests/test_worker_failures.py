@@ -263,7 +263,7 @@ async def test_worker_dead_letters_a_crash_looping_job() -> None:
     worker, hooks, dlq = make_worker(queue, {"victim": victim})
     job = Job(name="victim")
     (await queue.enqueue(job)).unwrap()
-    # Six deliveries that never ended in ack or retry: a worker died each time.
+    # Six deliveries that never ended in ack or retry (a worker was stopped each time).
     for _ in range(6):
         leased = await queue.dequeue()
         assert leased is not None
@@ -277,7 +277,10 @@ async def test_worker_dead_letters_a_crash_looping_job() -> None:
     record = dlq.get(job.id)
     assert record is not None
     assert record.metadata["reason"] == "crash_loop"
-    assert "died (or was stopped) 6 times" in record.error
+    assert "6 of its deliveries were never settled" in record.error
+    # Not "a worker died": stops, kills and lost leases all end a delivery so.
+    assert "a worker died" not in record.error
+    assert "stopped, died or was killed, or lost the job's lease before" in record.error
 
 
 async def test_worker_times_out_async_handlers() -> None:

@@ -18,7 +18,12 @@ import pytest_asyncio
 
 from lexigram.contracts.tasks import TaskQueueProtocol
 from lexigram.tasks.backends.sqlite import SQLiteTaskQueue
-from lexigram.tasks.testing import QueueConformance, QueueFactory, QueuePoisonConformance
+from lexigram.tasks.testing import (
+    QueueConformance,
+    QueueFactory,
+    QueueLeaseRenewerConformance,
+    QueuePoisonConformance,
+)
 
 # Lease waits, most of this module's ~35 s: timing, not the interpreter, so the other-Python
 # unit sessions leave it out (it runs in the main one).
@@ -57,3 +62,7 @@ class TestSQLitePoisonConformance(QueuePoisonConformance):
                 (job_id, queue.queue_name, raw),
             )
         return job_id
+
+
+class TestSQLiteLeaseRenewerConformance(QueueLeaseRenewerConformance):
+    """Leases renewed from the worker's lease keeper thread (its own connection)."""

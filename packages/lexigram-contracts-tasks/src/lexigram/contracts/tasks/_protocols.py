@@ -71,9 +71,11 @@ class TaskQueueProtocol(Protocol):
     def lease_seconds(self) -> float:
         """Length of a delivery's lease (the visibility timeout), in seconds.
 
-        The worker renews the lease of every running job every `lease_seconds / 3`. A
-        backend whose broker has no lease of its own (AMQP) still declares the interval
-        its deliveries are held for between heartbeats.
+        The worker renews the lease of every running job every `lease_seconds / 3`: from
+        a thread of its own when the queue implements `LeaseRenewingQueueProtocol` (so a
+        handler that blocks the event loop cannot lose it), else with `extend_lease` on
+        its event loop. A backend whose broker has no lease of its own (AMQP) still
+        declares the interval its deliveries are held for between heartbeats.
         """
         ...
 
@@ -242,6 +244,69 @@ class CancellableQueueProtocol(TaskQueueProtocol, Protocol):
         ignores those. It ends only when the task iterating it is cancelled, or when
         the queue is closed; it raises `BackendConnectionError` when the service cannot
         be reached (the worker logs it and subscribes again).
+        """
+        ...
+
+
+@runtime_checkable
+class LeaseRenewerProtocol(Protocol):
+    """Renews leases over a connection of its own, from an event loop that is not the queue's.
+
+    A worker runs it on a thread of its own (the lease keeper), so the leases of the jobs
+    it holds do not depend on its event loop: an ``async`` handler that blocks the loop
+    (``time.sleep``, a CPU-bound loop) no longer lets them run out while the process lives.
+    Every coroutine of one renewer runs on that one loop, one at a time; the renewer opens
+    its connection there on first use, and never touches the queue's own connections.
+
+    Fencing holds as for `TaskQueueProtocol.extend_lease`: a token that no longer holds
+    its lease (settled, deleted or cancelled, expired, delivered again) is refused, and a
+    refused renewal changes nothing, so it can never revive a delivery.
+    """
+
+    async def renew(self, leases: Sequence[tuple[str, str]], seconds: float) -> Sequence[str]:
+        """Extend each ``(job id, lease token)`` lease to `seconds` from now.
+
+        In as few round trips as the backend allows (one for the whole batch where it
+        can): the keeper calls it every third of `TaskQueueProtocol.lease_seconds` with
+        every job its worker holds.
+
+        Returns:
+            The ids whose token no longer holds the lease (nothing was changed for them);
+            the worker stops their handlers, which is how it hears of a cancellation it
+            missed.
+
+        Raises:
+            BackendConnectionError: The service cannot be reached (the keeper logs it
+                and tries again at its next tick).
+        """
+        ...
+
+    async def close(self) -> None:
+        """Close the renewer's connection; safe to call twice."""
+        ...
+
+
+@runtime_checkable
+class LeaseRenewingQueueProtocol(TaskQueueProtocol, Protocol):
+    """A queue that can renew leases independently of the event loop that uses it.
+
+    Optional: a worker whose queue implements it (the memory, Redis, PostgreSQL and
+    SQLite queues do) renews the leases of its running jobs from a thread of its own
+    through `open_lease_renewer`, and the heartbeat on its event loop stops renewing
+    them. A queue without it keeps the heartbeat on the event loop, whose leases a
+    handler that blocks the loop past `lease_seconds` can lose.
+
+    Example:
+        renewer = queue.open_lease_renewer()  # None: renew on the loop as before
+    """
+
+    def open_lease_renewer(self) -> LeaseRenewerProtocol | None:
+        """Return a new renewer with a connection of its own, or None when it cannot.
+
+        Safe to call from any thread; it opens nothing (the renewer connects on its
+        first `LeaseRenewerProtocol.renew`, on the loop that runs it). None means this
+        queue object cannot open a connection of its own (e.g. it was given an
+        existing client or pool and no URL), and the worker renews on its loop.
         """
         ...
 

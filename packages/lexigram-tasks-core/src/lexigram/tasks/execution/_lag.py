@@ -4,12 +4,16 @@ An ``async def`` task that calls blocking code (``time.sleep``, a blocking HTTP 
 CPU-heavy loop) stops every other job of the process while it runs. The monitor sleeps
 a short tick and measures how late it wakes; a wake later than the threshold means the
 loop was blocked that long, and the warning names the tasks that were running then.
+Its ticks also tell the worker's lease keeper (another thread) that the loop is alive;
+the keeper names the job whose task blocks the loop while the block lasts, and this
+monitor's warning after the block names that job too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -29,11 +33,14 @@ class LoopLagMonitor:
         worker_id: The worker, named in the warning.
         tick: Seconds between measurements (default: a fifth of the threshold, at most
             0.1 s).
+        blocker: Returns ``(job id, task name)`` of the job seen blocking the loop, if
+            one was (the lease keeper's observation), or None.
 
     Attributes:
         max_lag: The longest lag measured so far, in seconds.
         last_lag: The lag of the last measurement.
         warnings: How many warnings were logged.
+        last_tick: `time.monotonic()` of the last measurement (read by another thread).
     """
 
     def __init__(
@@ -43,6 +50,8 @@ class LoopLagMonitor:
         logger: logging.Logger | logging.LoggerAdapter[Any],
         worker_id: str,
         tick: float | None = None,
+        *,
+        blocker: Callable[[], tuple[str, str] | None] | None = None,
     ) -> None:
         if not threshold > 0:
             msg = f"loop_lag_threshold={threshold!r}: use a positive number of seconds, or None."
@@ -52,6 +61,8 @@ class LoopLagMonitor:
         self.max_lag = 0.0
         self.last_lag = 0.0
         self.warnings = 0
+        self.last_tick = time.monotonic()
+        self._blocker = blocker
         self._running = running
         self._logger = logger
         self._worker_id = worker_id
@@ -61,7 +72,9 @@ class LoopLagMonitor:
         loop = asyncio.get_running_loop()
         while True:
             before = loop.time()
+            self.last_tick = time.monotonic()
             await asyncio.sleep(self.tick)
+            self.last_tick = time.monotonic()
             self.record(loop.time() - before - self.tick)
 
     def record(self, lag: float) -> None:
@@ -76,14 +89,17 @@ class LoopLagMonitor:
             f"{name!r}" if count == 1 else f"{name!r} (x{count})"
             for name, count in sorted(counts.items())
         )
+        blocker = self._blocker() if self._blocker is not None else None
+        culprit = "" if blocker is None else f" by job {blocker[0]} (task {blocker[1]!r})"
         self._logger.warning(
-            "The event loop of worker %s was blocked for %.2f s (threshold %.2f s) while "
+            "The event loop of worker %s was blocked for %.2f s%s (threshold %.2f s) while "
             "these tasks were running: %s. Every job of this process waited meanwhile. An "
             "async task must not call blocking code (time.sleep, a blocking client, heavy "
             "CPU work): declare the task with a plain `def` (it then runs in a thread) or "
             "wrap the blocking call in `await asyncio.to_thread(...)`.",
             self._worker_id,
             lag,
+            culprit,
             self.threshold,
             names or "(none; the block came from outside the tasks)",
         )

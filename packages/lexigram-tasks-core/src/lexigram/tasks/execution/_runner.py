@@ -216,13 +216,20 @@ class JobRunner:
         return Unrunnable(REASON_UNKNOWN_TASK, unknown_task_error(job.name, self._task_names()))
 
     def _crash_loop_message(self, job: Job) -> str:
-        died = job.delivery_count - job.retry_count - 1
+        # Deliveries that were never settled (a failure counts as a retry). The message
+        # names every way that happens: a blocked event loop is no longer one where the
+        # queue has a lease keeper, and "a worker died" alone would mislead.
+        lost = job.delivery_count - job.retry_count - 1
         return (
             f"Job {job.id} ({job.name!r}) was delivered {job.delivery_count} times but failed "
-            f"only {job.retry_count} times: a worker died (or was stopped) {died} times while "
-            "running this job. It is dead-lettered as a probable crash loop "
+            f"only {job.retry_count} times: {lost} of its deliveries were never settled (the "
+            "worker running it was stopped, died or was killed, or lost the job's lease "
+            "before settling it: its connection to the backend failed or, on a backend "
+            "without a lease keeper, its event loop was blocked past the lease). It is "
+            "dead-lettered as a probable crash loop "
             f"(TaskWorkerConfig.max_deliveries={self.config.max_deliveries}); fix the cause "
-            "(memory, segfault, a blocking handler), then retry it from the DLQ."
+            "(memory, a segfault, a handler that blocks the event loop), then retry it from "
+            "the DLQ."
         )
 
     async def _run_sync(self, handler: Any, *args: Any, **kwargs: Any) -> Any:

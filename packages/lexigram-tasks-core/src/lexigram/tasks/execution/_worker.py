@@ -2,9 +2,11 @@
 
 The loop takes only as many jobs as it has free slots (batch dequeue, never more),
 starts each as an asyncio task running `JobRunner.run` and, when full, sleeps until a
-job finishes. One heartbeat task per worker extends the leases of every running job;
-one timer per worker enforces timeouts (re-armed for the earliest deadline; it is the
-only timeout mechanism), so the per-job cost is a dict entry and a task.
+job finishes. The leases of running jobs are renewed by a `LeaseKeeper` thread when the
+queue offers a `LeaseRenewingQueueProtocol` renewer (so a handler that blocks the loop
+cannot lose them), else by one heartbeat task per worker on the loop. One timer per
+worker enforces timeouts (re-armed for the earliest deadline; it is the only timeout
+mechanism), so the per-job cost is a dict entry and a task.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from lexigram.tasks.dlq import DeadLetterQueue
 from lexigram.tasks.events import COMPLETED, FAILED, EventObserver, EventStream, JobEvent
 from lexigram.tasks.execution._cancel import CancelWatch
 from lexigram.tasks.execution._lag import DEFAULT_LOOP_LAG_THRESHOLD, LoopLagMonitor
+from lexigram.tasks.execution._lease_keeper import LeaseKeeper, start_keeper
 from lexigram.tasks.execution._options import TaskOptions, options_of
 from lexigram.tasks.execution._registry import HandlerRegistry
 from lexigram.tasks.execution._runner import JobRunner
@@ -201,8 +204,15 @@ class TaskWorker:
             loop_lag_threshold = (
                 DEFAULT_LOOP_LAG_THRESHOLD if configured is None else float(configured)
             )
+        self._keeper: LeaseKeeper | None = None
         self.lag_monitor = (
-            LoopLagMonitor(loop_lag_threshold, self._running_task_names, self.logger, worker_id)
+            LoopLagMonitor(
+                loop_lag_threshold,
+                self._running_task_names,
+                self.logger,
+                worker_id,
+                blocker=self._blocking_job,
+            )
             if loop_lag_threshold > 0
             else None
         )
@@ -284,6 +294,7 @@ class TaskWorker:
             self._lag_task = asyncio.create_task(
                 self.lag_monitor.run(), name=f"lexigram.tasks.{self.worker_id}.loop-lag"
             )
+        self._start_keeper()
         if self._cancels is not None:
             self._cancel_task = asyncio.create_task(
                 self._cancels.run(lambda: self.running),
@@ -315,6 +326,7 @@ class TaskWorker:
             if drain and self._in_flight:
                 await asyncio.wait(self._tasks(), timeout=timeout)
             await self._cancel_running()
+            await self._stop_keeper()  # after: a job that ignored its stop loses its lease
             listener = self._cancel_task
             self._shutdown_background()
             if listener is not None:
@@ -358,6 +370,10 @@ class TaskWorker:
         names += [name for name, finished in long_jobs if finished >= began]
         long_jobs.clear()
         return names
+
+    def _blocking_job(self) -> tuple[str, str] | None:
+        keeper = self._keeper
+        return None if keeper is None else keeper.take_blocker()
 
     def _handler_names(self) -> list[str]:
         try:
@@ -505,8 +521,37 @@ class TaskWorker:
         if earliest != math.inf:
             self._arm_deadline(loop, earliest)
 
+    def _start_keeper(self) -> None:
+        """Renew leases from a thread when the queue can (and watch the loop for blocks)."""
+        loop = self._loop or asyncio.get_running_loop()
+        self._keeper = start_keeper(
+            self.queue,
+            self._in_flight,
+            lost=self._leases_lost,
+            loop=loop,
+            logger=self.logger,
+            worker_id=self.worker_id,
+            lag_monitor=self.lag_monitor,
+        )
+
+    async def _stop_keeper(self) -> None:
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            await keeper.stop()
+
+    def _leases_lost(self, leases: list[tuple[str, str]]) -> None:
+        """The lease keeper's report (on the loop): stop the handlers of these deliveries."""
+        for job_id, token in leases:
+            entry = self._in_flight.get(job_id)
+            if entry is not None and entry.job.lease_token == token:
+                self._interrupt(entry, LEASE_LOST)
+
     async def _heartbeat(self) -> None:
-        """Extend the lease of every running job every lease/3 seconds."""
+        """Extend the lease of every running job every lease/3 seconds.
+
+        With a lease keeper, only jobs without a lease token are renewed here (it renews
+        the rest), and the loop still reclaims jobs cancelled from outside.
+        """
         interval = self._lease / 3.0
         while True:
             await asyncio.sleep(interval)
@@ -517,11 +562,15 @@ class TaskWorker:
 
     async def _renew_leases(self, interval: float) -> None:
         loop = asyncio.get_running_loop()
+        keeper = self._keeper
+        kept = keeper is not None and keeper.renewer is not None and keeper.running
         due: list[Running] = []
         for entry in list(self._in_flight.values()):
             if entry.task is not None and entry.task.done():
                 await self._reclaim(entry)
                 continue
+            if kept and entry.job.lease_token is not None:
+                continue  # the lease keeper's thread renews it
             # A lease taken less than half an interval ago still has over 2/3 left.
             if not entry.settling and loop.time() - entry.renewed >= interval / 2:
                 due.append(entry)

@@ -23,7 +23,8 @@ The timing promises are class attributes a backend may widen explicitly
 (`wake_margin`, `due_margin`, `redelivery_margin`; see `QueueConformanceBase`). A
 backend that can store raw bytes where an encoded job would be also subclasses
 `QueuePoisonConformance` and implements its ``plant_raw_payload`` hook; one that
-implements `CancellableQueueProtocol` subclasses `QueueCancellationConformance`. The kit needs
+implements `CancellableQueueProtocol` subclasses `QueueCancellationConformance`, and one that
+implements `LeaseRenewingQueueProtocol` subclasses `QueueLeaseRenewerConformance`. The kit needs
 pytest and pytest-asyncio (its classes carry the ``asyncio`` mark, so strict mode works
 too).
 
@@ -45,6 +46,7 @@ pytest.register_assert_rewrite(
     "lexigram.tasks.testing._fencing",
     "lexigram.tasks.testing._leases",
     "lexigram.tasks.testing._management",
+    "lexigram.tasks.testing._renewer",
     "lexigram.tasks.testing._worker",
     "lexigram.tasks.testing._workflow_runs",
 )
@@ -75,6 +77,7 @@ from lexigram.tasks.testing._management import (  # noqa: E402 - after register_
     QueueJobManagementConformance,
 )
 from lexigram.tasks.testing._recorder import HookRecorder  # noqa: E402 - after register_assert_rewrite
+from lexigram.tasks.testing._renewer import QueueLeaseRenewerConformance  # noqa: E402
 from lexigram.tasks.testing._worker import (  # noqa: E402 - after register_assert_rewrite
     POISON_PAYLOADS,
     QueuePoisonConformance,
@@ -104,7 +107,8 @@ class QueueConformance(
     `QueuePoisonConformance` is not included: it needs the backend's
     ``plant_raw_payload`` hook, so a backend adds it to its subclass's bases. Nor is
     `QueueCancellationConformance`: cancellation is an optional capability
-    (`CancellableQueueProtocol`), so a backend that offers it adds that class too.
+    (`CancellableQueueProtocol`), so a backend that offers it adds that class too, as
+    one that offers `LeaseRenewingQueueProtocol` adds `QueueLeaseRenewerConformance`.
     """
 
 
@@ -126,6 +130,7 @@ __all__ = [
     "QueueIdempotencyConformance",
     "QueueJobManagementConformance",
     "QueueLeaseConformance",
+    "QueueLeaseRenewerConformance",
     "QueueOrderingConformance",
     "QueuePoisonConformance",
     "QueueRoundTripConformance",

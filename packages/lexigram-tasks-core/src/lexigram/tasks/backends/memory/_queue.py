@@ -53,6 +53,7 @@ from lexigram.contracts.tasks import (
     decode_job,
     encode_job,
 )
+from lexigram.tasks.backends.memory._lease_keeper import KeptLeases, MemoryLeaseRenewer
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +172,8 @@ class MemoryTaskQueue:
         self._close_epoch = 0
         # One inbox per open `cancellations()` iterator.
         self._cancel_inboxes: set[asyncio.Queue[str]] = set()
+        # Leases a worker's keeper thread renews (`open_lease_renewer`).
+        self._kept = KeptLeases()
 
     def __repr__(self) -> str:
         return (
@@ -302,6 +305,14 @@ class MemoryTaskQueue:
         heapq.heappush(self._leases, (new_deadline, task_id))
         self._compact_leases()
         return True
+
+    def open_lease_renewer(self) -> MemoryLeaseRenewer:
+        """A renewer for a worker's keeper thread (`LeaseRenewingQueueProtocol`).
+
+        It never changes the queue: a lease found past its deadline that the renewer
+        kept is extended then, so a blocked event loop does not expire it.
+        """
+        return self._kept.open(self._in_flight)
 
     async def ack(self, task_id: str, *, lease_token: str | None = None) -> bool:
         """Acknowledge successful processing; the queue forgets the job.
@@ -527,7 +538,8 @@ class MemoryTaskQueue:
         if lease is None:
             return None
         deadline, token = lease
-        if deadline <= now:
+        # A lease a worker's keeper renewed is extended here rather than expired.
+        if deadline <= now and not (self._kept.renewers and self._keep(job_id, token, now)):
             del self._in_flight[job_id]
             self._expire(job_id)
             if self._waiters:
@@ -603,11 +615,22 @@ class MemoryTaskQueue:
             deadline, job_id = heapq.heappop(leases)
             lease = in_flight.get(job_id)
             if lease is not None and lease[0] == deadline:
+                if self._kept.renewers and self._keep(job_id, lease[1], now):
+                    continue
                 del in_flight[job_id]
                 self._expire(job_id)
                 expired = True
         if expired and self._waiters:
             self._wake_all()
+
+    def _keep(self, job_id: str, token: str, now: float) -> bool:
+        """Extend a lease past its deadline if a worker's lease keeper renewed it."""
+        until = self._kept.until(job_id, token, now)
+        if until is None:
+            return False
+        self._in_flight[job_id] = (until, token)
+        heapq.heappush(self._leases, (until, job_id))
+        return True
 
     def _expire(self, job_id: str) -> None:
         """Handle one expired lease: the job waits again and its next dequeue counts."""

@@ -54,6 +54,7 @@ from lexigram.tasks.backends.postgres._enqueue import (
     parse_token,
     token_args,
 )
+from lexigram.tasks.backends.postgres._lease_keeper import PostgresLeaseRenewer, extend_many_sql
 from lexigram.tasks.backends.postgres._lookup import find_ids, queued_ids_sql
 from lexigram.tasks.backends.postgres._options import PostgresTaskConfig, channel_name, quote_ident
 from lexigram.tasks.backends.postgres._schema import ensure_schema
@@ -452,6 +453,22 @@ class PostgresTaskQueue:
             "extend a lease",
         )
         return row is not None
+
+    def open_lease_renewer(self) -> PostgresLeaseRenewer | None:
+        """A renewer with a connection of its own (`LeaseRenewingQueueProtocol`).
+
+        Returns:
+            None when the queue was given a pool and no DSN (nothing to connect with).
+        """
+        if not self._can_listen:
+            return None
+        cfg = self.config
+        return PostgresLeaseRenewer(
+            cfg.dsn,
+            extend_many_sql(cfg.schema, cfg.table),
+            connect_timeout=cfg.connect_timeout,
+            command_timeout=min(cfg.command_timeout, max(1.0, cfg.visibility_timeout / 3)),
+        )
 
     async def ack(self, task_id: str, *, lease_token: str | None = None) -> bool:
         """Acknowledge successful processing: the job is deleted.

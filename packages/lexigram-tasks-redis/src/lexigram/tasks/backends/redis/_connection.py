@@ -68,6 +68,10 @@ _PERMANENT: tuple[type[BaseException], ...] = (
 )
 _BACKOFF_BASE = 0.05
 _BACKOFF_CAP = 1.0
+# When a command deadline falls due, the reply gets this much longer: after a handler
+# blocked the event loop, a reply that arrived meanwhile is read first, rather than the
+# connection dropped and the command (an ack) sent twice.
+_DEADLINE_GRACE = 0.1
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -124,6 +128,39 @@ class LuaScript:
         except rexc.NoScriptError:
             await client.script_load(self.text)
             return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+class _Deadline:
+    """Expires an `asyncio.timeout` `seconds` after `arm`, plus one short grace.
+
+    The grace is measured from when the deadline's timer ran, so a loop that was blocked
+    past the deadline first reads what arrived meanwhile (the I/O callbacks of the turn
+    after a block run before its timers, but the reply still needs a turn or two to
+    reach the caller).
+    """
+
+    __slots__ = ("_handle", "_seconds", "_timer")
+
+    def __init__(self, timer: asyncio.Timeout, seconds: float) -> None:
+        self._timer = timer
+        self._seconds = seconds
+        self._handle: asyncio.TimerHandle | None = None
+
+    def arm(self) -> None:
+        self._handle = asyncio.get_running_loop().call_later(self._seconds, self._due)
+
+    def _due(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._handle = loop.call_later(_DEADLINE_GRACE, self._expire)
+
+    def _expire(self) -> None:
+        self._handle = None
+        self._timer.reschedule(asyncio.get_running_loop().time())
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 class RedisConnector:
@@ -367,10 +404,15 @@ class RedisConnector:
         client = self.fast_client() if fast else self.client()
         if blocking or self.command_timeout is None:
             return await fn(client)
-        timer = asyncio.timeout(self.command_timeout)
+        timer = asyncio.timeout(None)
+        deadline = _Deadline(timer, self.command_timeout)
         try:
             async with timer:
-                return await fn(client)
+                deadline.arm()
+                try:
+                    return await fn(client)
+                finally:
+                    deadline.cancel()
         except TimeoutError as exc:
             if not timer.expired():
                 raise
@@ -450,6 +492,23 @@ class RedisConnector:
                 self.masked_url,
                 time.monotonic() - since,
             )
+
+    def detached(self, *, retry_timeout: float) -> RedisConnector | None:
+        """A connector to the same server with the same options and nothing shared.
+
+        For another thread's event loop (the lease keeper): its connections are its
+        own. None when this one uses an injected client, which cannot be copied.
+        """
+        if self._external is not None:
+            return None
+        return RedisConnector(
+            self.url,
+            socket_connect_timeout=self.connect_timeout,
+            command_timeout=self.command_timeout,
+            retry_timeout=retry_timeout,
+            connection_kwargs=self._kwargs,
+            multiplex=self.multiplexed,
+        )
 
     def share(self) -> RedisConnector:
         """Count one more user (a queue or store) that closes it with `release`.

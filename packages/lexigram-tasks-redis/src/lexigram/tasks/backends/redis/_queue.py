@@ -37,6 +37,7 @@ from lexigram.tasks.backends.redis._cancel import follow_cancellations
 from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
 from lexigram.tasks.backends.redis._entries import Entry, entry_for, not_a_job, outcome
 from lexigram.tasks.backends.redis._keys import QueueKeys
+from lexigram.tasks.backends.redis._lease_keeper import RedisLeaseRenewer
 from lexigram.tasks.backends.redis._lookup import queued_ids
 from lexigram.tasks.backends.redis._waiting import CLOSED, Waiter
 
@@ -436,6 +437,15 @@ class RedisTaskQueue:
         """
         ms = self._lease_ms if seconds is None else max(1, math.ceil(seconds * 1000))
         return bool(await self._run(lua.EXTEND, (task_id, lease_token or "", ms)))
+
+    def open_lease_renewer(self) -> RedisLeaseRenewer | None:
+        """A renewer with a connection of its own (`LeaseRenewingQueueProtocol`).
+
+        Returns:
+            None when the queue was given a client (there is no URL to connect with).
+        """
+        connector = self._connector.detached(retry_timeout=min(self._visibility_timeout / 3, 5.0))
+        return None if connector is None else RedisLeaseRenewer(connector, self._fixed)
 
     async def _ack_entries(self, entries: list[tuple[str, str]]) -> list[bool]:
         args: list[str] = []

@@ -50,6 +50,7 @@ from lexigram.tasks.backends.sqlite._cancel import (
     follow_cancellations,
 )
 from lexigram.tasks.backends.sqlite._database import Database, data_version
+from lexigram.tasks.backends.sqlite._lease_keeper import SQLiteLeaseRenewer
 from lexigram.tasks.backends.sqlite._lookup import queued_ids
 from lexigram.tasks.backends.sqlite._options import SQLiteOptions, path_from_url
 
@@ -471,6 +472,10 @@ class SQLiteTaskQueue:
             (now + length, *params),
             what="extend a lease",
         )
+
+    def open_lease_renewer(self) -> SQLiteLeaseRenewer:
+        """A renewer with a connection of its own (`LeaseRenewingQueueProtocol`)."""
+        return SQLiteLeaseRenewer(self._db.path, self._queue_name, self._db.busy_timeout)
 
     # -- inspecting -------------------------------------------------------------------
 
