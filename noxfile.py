@@ -62,6 +62,8 @@ TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout>=2.3"]
 UNIT_EXTRA_DEPS: dict[str, list[str]] = {"lexigram-tasks-core": ["mypy==2.4.1"]}
 # The RabbitMQ module of testcontainers imports pika; it is used only when a Docker engine answers.
 TESTCONTAINERS = "testcontainers[rabbitmq]>=4"
+# The integration session runs its tests in two processes.
+XDIST = "pytest-xdist>=3.5"
 # The tracing tests export spans with the OpenTelemetry SDK (the product needs only the API); the
 # web example is a FastAPI app called through httpx.
 OTEL_SDK = "opentelemetry-sdk>=1.20,<2"
@@ -257,13 +259,24 @@ if FOUND_PYTHONS:
 def integration(session: nox.Session) -> None:
     """Integration tests and packaging guards against real services, every package editable."""
     session.install(
-        *TEST_DEPS, TESTCONTAINERS, OTEL_SDK, *WEB_TEST_DEPS, *_editable([*PACKAGES.values(), META])
+        *TEST_DEPS,
+        XDIST,
+        TESTCONTAINERS,
+        OTEL_SDK,
+        *WEB_TEST_DEPS,
+        *_editable([*PACKAGES.values(), META]),
     )
-    session.run(
-        "pytest",
-        *_pytest_args(session, "tests-integration", "--deselect", WHEEL_GUARD),
-        env={"LEXIGRAM_INSTALL_MODE": "editable"},
-    )
+    env = {"LEXIGRAM_INSTALL_MODE": "editable"}
+    if session.posargs:  # a developer's selection: one plain run
+        defaults = ("tests-integration", "--deselect", WHEEL_GUARD)
+        session.run("pytest", *_pytest_args(session, *defaults), env=env)
+        return
+    # Most of these tests wait on brokers and subprocesses rather than compute, so two
+    # processes (a test file stays in one) halve the wall time on two cores. Tests that
+    # disrupt a shared service for everyone (a broker restart) run alone afterwards.
+    common = ["tests-integration", "--deselect", WHEEL_GUARD]
+    session.run("pytest", *common, "-n", "2", "--dist", "loadfile", "-m", "not exclusive", env=env)
+    session.run("pytest", *common, "-m", "exclusive", env=env)
 
 
 # Runs in the wheels venv from a scratch directory: the backend types resolve through their entry

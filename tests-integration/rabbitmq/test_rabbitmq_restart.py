@@ -21,7 +21,9 @@ import redis.asyncio as aioredis
 from lexigram.contracts.tasks import BackendConnectionError, Job
 from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 
-pytestmark = [pytest.mark.rabbitmq, pytest.mark.redis, pytest.mark.slow]
+# Exclusive: the broker restarts under every other test using it; the integration session runs
+# it alone, after the parallel run.
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.redis, pytest.mark.slow, pytest.mark.exclusive]
 
 JOBS = 1500
 WORKERS = 2
