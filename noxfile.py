@@ -48,8 +48,8 @@ META = "lexigram-tasks"
 FIRST_PARTY = frozenset([*PACKAGES.values(), META])
 # Optional features a package is installed with in editable sessions (core: croniter for cron,
 # prometheus-client for the metrics observer, opentelemetry-api for tracing, Starlette for the web
-# helpers, so typecheck and the tests see them).
-EXTRAS = {"lexigram-tasks-core": ["cron", "prometheus", "otel", "web"]}
+# helpers, Jinja2 and uvicorn for the dashboard, so typecheck and the tests see them).
+EXTRAS = {"lexigram-tasks-core": ["cron", "prometheus", "otel", "web", "dashboard"]}
 
 # Tool versions are pinned so that a new release cannot turn CI red on an unchanged tree.
 RUFF = "ruff==0.17.6"
