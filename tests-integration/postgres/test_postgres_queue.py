@@ -187,6 +187,7 @@ async def test_listener_reconnects_after_its_connection_is_killed(
     assert await _listener_pids(pg_conn, consumer.channel)
 
 
+@pytest.mark.exclusive  # terminates every lexigram-tasks connection to the database
 async def test_operations_survive_killed_pool_connections(pg_queue: PostgresTaskQueue, pg_conn):
     await pg_queue.enqueue(Job(name="before"))
     killed = await pg_conn.fetchval(

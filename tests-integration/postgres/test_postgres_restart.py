@@ -107,6 +107,7 @@ async def _completed(dsn: str, table: str, prefix: str, expected: set[str], queu
     return done
 
 
+@pytest.mark.exclusive  # restarts the shared PostgreSQL server under every other test
 async def test_restart_mid_run_loses_no_committed_job(
     local_cluster, make_pg_queue, unique_name, completions, spawn_worker
 ):

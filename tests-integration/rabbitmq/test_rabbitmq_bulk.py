@@ -259,6 +259,7 @@ async def memory_alarm(broker: Broker, broker_admin: None) -> AsyncIterator[Memo
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # the memory alarm blocks every publisher of the shared broker
 async def test_a_blocked_broker_fails_the_batch_within_publish_timeout_without_copies(
     make_rabbitmq_queue: Factory, queue_name: str, broker: Broker, memory_alarm: MemoryAlarm
 ) -> None:
