@@ -8,6 +8,7 @@ through the file's wake-up sockets.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -37,6 +38,39 @@ def result_topic(job_id: str) -> str:
     return f"r:{job_id}"
 
 
+class _ResultBatch:
+    """The results stored since the last batch ran: one ``executemany``, one call.
+
+    Sealed when it first runs; it keeps its rows, so a replay (after a rollback)
+    writes the same ones again.
+    """
+
+    __slots__ = ("lock", "purger", "rows", "sealed", "topics")
+
+    def __init__(self, purger: Purger, lock: threading.Lock) -> None:
+        self.purger = purger
+        self.lock = lock
+        self.rows: list[tuple[Any, ...]] = []
+        self.topics: list[str] = []
+        self.sealed = False
+
+    def __call__(self, conn: sqlite3.Connection) -> None:
+        with self.lock:
+            self.sealed = True
+        conn.executemany(
+            "INSERT OR REPLACE INTO lexigram_results VALUES (?, ?, ?, ?, ?)", self.rows
+        )
+        now = time.time()
+        purger = self.purger
+        if purger.due(now):
+            cur = conn.execute(
+                "DELETE FROM lexigram_results WHERE job_id IN (SELECT job_id FROM "
+                "lexigram_results WHERE expires_at <= ? LIMIT ?)",
+                (now, purger.chunk),
+            )
+            purger.done(cur.rowcount)
+
+
 class SQLiteResultStore(SQLiteStore):
     """`ResultStoreProtocol` on SQLite: job results with a TTL; `wait` wakes across processes.
 
@@ -49,32 +83,31 @@ class SQLiteResultStore(SQLiteStore):
         super().__init__(*args, **kwargs)
         self._ttl = self.options.result_ttl if ttl is None else ttl
         self._purger = Purger()
+        self._lock = threading.Lock()  # the batch may run on the database thread
+        self._batch: _ResultBatch | None = None
 
     async def store(self, job_id: str, result: JobResult) -> None:
         """Store `result` under `job_id` (replacing any earlier one) and wake waiters.
 
         The write is queued, not awaited: every later call of this process (a `get`,
         the job's ack) runs after it on the same connection and so sees it committed.
+        Results stored before their batch runs share one ``executemany``.
         """
         data = dumps(result.to_dict(), what=f"result of job {job_id}")
         now = time.time()
-        purger = self._purger
-        purge = purger.due(now)
         row = (job_id, 1 if result.success else 0, data, now, expiry(self._ttl, now))
-
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT OR REPLACE INTO lexigram_results VALUES (?, ?, ?, ?, ?)", row)
-            if purge:
-                cur = conn.execute(
-                    "DELETE FROM lexigram_results WHERE job_id IN (SELECT job_id FROM "
-                    "lexigram_results WHERE expires_at <= ? LIMIT ?)",
-                    (now, purger.chunk),
-                )
-                purger.done(cur.rowcount)
-
-        # Write-behind: the worker acks the job next, and that ack's commit (awaited)
-        # comes after this one on the same connection.
-        self._db.submit(run, topics=(result_topic(job_id),), what="store a result")
+        with self._lock:
+            batch = self._batch
+            fresh = batch is None or batch.sealed
+            if fresh:
+                batch = self._batch = _ResultBatch(self._purger, self._lock)
+            assert batch is not None  # noqa: S101 - narrowing for the type checker
+            batch.rows.append(row)
+            batch.topics.append(result_topic(job_id))
+        if fresh:
+            # Write-behind: the worker acks the job next, and that ack's commit (awaited
+            # or not) comes after this one on the same connection.
+            self._db.submit(batch, topics=batch.topics, what="store results")
 
     async def get(self, job_id: str) -> JobResult | None:
         """Return the result of `job_id`, or None if absent or expired."""
