@@ -17,8 +17,16 @@ ten times the work itself). So a batch runs on the event loop itself, unless
 
 If a function fails, the batch is rolled back and each call is replayed on the thread
 in a transaction of its own, so one bad call never takes another's write with it. A
-caller's future resolves only after its commit, so an acknowledged enqueue or ack is
-in the file. The file is opened in WAL mode (see `_open`).
+caller's future resolves only after its commit, so an acknowledged enqueue is in the
+file. The file is opened in WAL mode (see `_open`).
+
+`run_now` is the worker's hot path (acks and leases): the statement runs at once in a
+write transaction opened on the loop, and its result is returned before the commit,
+which comes two loop turns later and carries everything issued meanwhile (the acks and
+results of the jobs that just finished, the lease of the next ones): one commit and
+no future per job. A crash before that commit loses only work that is done again (the
+job is delivered again). Calls that cannot run so (no connection yet, the thread busy,
+another process holding the lock, ``synchronous=FULL``) take the awaited path.
 """
 
 from __future__ import annotations
@@ -34,9 +42,19 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 from lexigram.contracts.tasks import BackendConnectionError
+from lexigram.tasks.backends.sqlite._calls import (
+    MISSED,
+    BusyError,
+    Call,
+    Missed,
+    Outcome,
+    early_call,
+    noop,
+    settle,
+)
 from lexigram.tasks.backends.sqlite._notify import Notifier
 from lexigram.tasks.backends.sqlite._open import (
     Checkpointer,
@@ -49,51 +67,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-Fn = Callable[[sqlite3.Connection], Any]
-Outcome = tuple["_Call", bool, Any]
-
 _MAX_BATCH = 512
 _BEHIND_DELAY = 0.002  # seconds a write-behind call waits to share a commit
 _BUSY_SLEEP = (0.001, 0.002, 0.005, 0.01, 0.02)  # back-off while another process writes
-
-
-class _Call:
-    __slots__ = ("fn", "future", "loop", "topics", "what", "write")
-
-    def __init__(  # noqa: PLR0917 - a private record built in one place
-        self,
-        fn: Fn,
-        write: bool,
-        topics: Sequence[str],
-        loop: asyncio.AbstractEventLoop | None,
-        future: asyncio.Future[Any] | None,
-        what: str,
-    ) -> None:
-        self.fn = fn
-        self.write = write
-        self.topics = topics
-        self.loop = loop
-        self.future = future
-        self.what = what
-
-
-class _BusyError(Exception):
-    """Another connection holds the lock this batch needs."""
-
-
-def _settle(outcomes: list[Outcome]) -> None:
-    for call, ok, value in outcomes:
-        future = call.future
-        if future is None:
-            if not ok:
-                logger.error("SQLite write-behind call to %s failed: %s", call.what, value)
-            continue
-        if future.done():
-            continue  # the caller was cancelled; the work is done anyway
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
 
 
 _OPEN: weakref.WeakSet[Database] = weakref.WeakSet()
@@ -147,16 +123,19 @@ class Database:
 
     def _reset(self) -> None:
         self._pid = os.getpid()
-        self._calls: stdqueue.SimpleQueue[list[_Call] | None] = stdqueue.SimpleQueue()
+        self._calls: stdqueue.SimpleQueue[list[Call] | None] = stdqueue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._conn_lock = threading.Lock()  # whoever runs statements holds it
         self._count_lock = threading.Lock()
         self._queued = 0  # calls handed to the thread and not yet settled
-        self._pending: list[_Call] = []  # calls of this loop turn, run together
+        self._pending: list[Call] = []  # calls of this loop turn, run together
         self._pending_loop: asyncio.AbstractEventLoop | None = None
         self._urgent = False  # a flush of the pending calls is scheduled for this turn
-        self._checkpointer = Checkpointer(self.path)
+        # A write transaction `run_now` opened on this loop, committed a turn later.
+        self._open_loop: asyncio.AbstractEventLoop | None = None
+        self._done: list[Outcome] = []  # calls run in it: their outcomes wait for the commit
+        self._checkpointer = Checkpointer(self.path, writer_lock=self._conn_lock)
 
     def __repr__(self) -> str:
         return f"Database(path={self.path!r}, synchronous={self.synchronous!r})"
@@ -185,7 +164,7 @@ class Database:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._add(_Call(fn, write, topics, loop, future, what), loop)
+        self._add(Call(fn, write, topics, loop, future, what), loop)
         return await future
 
     def submit(
@@ -210,9 +189,9 @@ class Database:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        self._add(_Call(fn, True, topics, None, None, what), loop)  # noqa: FBT003
+        self._add(Call(fn, True, topics, None, None, what), loop)  # noqa: FBT003
 
-    def _add(self, call: _Call, loop: asyncio.AbstractEventLoop | None) -> None:
+    def _add(self, call: Call, loop: asyncio.AbstractEventLoop | None) -> None:
         if self._closed:
             msg = f"The SQLite database {self.path!r} is closed; cannot {call.what}."
             raise BackendConnectionError(msg)
@@ -220,6 +199,8 @@ class Database:
             # A forked child inherits the object but not the thread or a usable connection.
             self._reset()
             self._conn, self._open_error = None, None
+        if self._open_loop is not None and self._joined_open(call, loop):
+            return
         if self._pending:
             if loop is not None and loop is self._pending_loop:
                 self._pending.append(call)
@@ -241,13 +222,146 @@ class Database:
             return
         self._hand_over([call])
 
-    def _take_pending(self) -> list[_Call]:
+    def run_now(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        topics: Sequence[str] = (),
+        what: str = "write",
+        replay: bool = True,
+    ) -> T | Missed:
+        """Run a write now, on the event loop, in a transaction committed a turn later.
+
+        The result is returned at once, before the commit: what the call wrote is
+        committed with every call of this turn and the next (acks, result writes, the
+        next lease), one commit for all of them, and lost if the process dies first.
+        Use it for work whose loss in a crash is harmless (an ack: the job runs again).
+        Calls issued before it run first, in the same transaction.
+
+        Returns:
+            The value of `fn`, or `MISSED` when it cannot run now (no connection yet,
+            calls queued on the thread, another process holds the lock, a call failed):
+            then `await call(fn)` instead.
+
+        Args:
+            fn: The work, as for `call`.
+            topics: Wake-up topics published after the commit.
+            what: Words for error messages.
+            replay: Whether to run `fn` again if the transaction has to be rolled back
+                (a fenced ack may; a lease whose rows are already running may not).
+        """
+        loop = self._open_loop
+        if loop is None:
+            loop = self._open()
+            if loop is None:
+                return MISSED
+        elif not _running(loop):
+            return MISSED
+        conn = cast(sqlite3.Connection, self._conn)
+        if self._pending and not self._run_pending(conn):
+            return MISSED
+        try:
+            value = fn(conn)
+        except BaseException:
+            self._abort()
+            return MISSED
+        self._done.append((early_call(fn if replay else noop, topics, what), True, None))
+        return value
+
+    def _open(self) -> asyncio.AbstractEventLoop | None:
+        """Begin a write transaction on the running loop; None when it cannot now."""
+        if not self.inline or self._closed or self._queued or self._pid != os.getpid():
+            return None
+        conn = self._conn
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        if conn is None or (self._pending and self._pending_loop is not loop):
+            return None
+        if not self._conn_lock.acquire(blocking=False):
+            return None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error:
+            self._conn_lock.release()
+            return None
+        self._open_loop = loop
+        # Committed in the turn after next: the calls this turn's wake-ups make (the
+        # worker's next lease) join the same commit.
+        loop.call_soon(self._commit_soon, loop)
+        return loop
+
+    def _commit_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.call_soon(self._commit_open)
+
+    def _run_pending(self, conn: sqlite3.Connection) -> bool:
+        batch = self._take_pending()
+        for call in batch:
+            try:
+                self._done.append((call, True, call.fn(conn)))
+            except BaseException:
+                self._abort(batch[batch.index(call) :])
+                return False
+        return True
+
+    def _abort(self, also: Sequence[Call] = ()) -> None:
+        """Roll the open transaction back and replay its calls on the thread."""
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        replay = [call for call, _, _ in self._done if call.fn is not noop]
+        replay += also
+        replay += self._take_pending()
+        self._done = []
+        self._open_loop = None
+        self._conn_lock.release()
+        if replay:
+            self._hand_over(replay)
+
+    def _commit_open(self, *, at_exit: bool = False) -> None:
+        """Run the calls that joined the open transaction, and commit it."""
+        if self._open_loop is None:
+            return
+        conn = cast(sqlite3.Connection, self._conn)
+        if self._pending and not self._run_pending(conn):
+            return
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            self._abort()
+            return
+        done, self._done = self._done, []
+        self._open_loop = None
+        self._conn_lock.release()
+        self._checkpointer.nudge()
+        self._publish([call for call, _, _ in done])
+        # At exit only write-behind failures are reported: an awaited call's loop is gone.
+        settle([out for out in done if out[0].future is None] if at_exit else done)
+
+    def _joined_open(self, call: Call, loop: asyncio.AbstractEventLoop | None) -> bool:
+        """Queue `call` behind the open transaction; False once that is committed."""
+        opened = cast(asyncio.AbstractEventLoop, self._open_loop)
+        if loop is opened:
+            self._pending.append(call)  # runs in the open transaction, at its commit
+            return True
+        if opened.is_running():
+            self._hand_over([call])  # waits on the thread for the commit's lock release
+            return True
+        # Its loop stopped before the commit came round: nobody else will commit it.
+        self._commit_open(at_exit=opened.is_closed())
+        return False
+
+    def _take_pending(self) -> list[Call]:
         batch, self._pending, self._pending_loop = self._pending, [], None
         self._urgent = False
         return batch
 
     def _flush(self) -> None:
         """Run this loop turn's calls on the event loop, or hand them to the thread."""
+        if self._open_loop is not None:
+            return  # the pending calls joined the open transaction
         batch = self._take_pending()
         if not batch:
             return
@@ -257,7 +371,7 @@ class Database:
             return
         try:
             outcomes = self._attempt(conn, batch)
-        except _BusyError:
+        except BusyError:
             outcomes = None
         except sqlite3.Error as exc:
             outcomes = exc
@@ -266,7 +380,7 @@ class Database:
         if outcomes is None or isinstance(outcomes, BaseException):
             self._hand_over(batch)  # locked by another process, or a call failed
         else:
-            _settle(outcomes)
+            settle(outcomes)
 
     def flush_now(self) -> None:
         """At exit: commit the calls waiting for this loop turn and those handed to the thread.
@@ -275,6 +389,8 @@ class Database:
         database thread is a daemon, which the interpreter would stop with calls still in
         its queue, so this waits (bounded) until it has committed them.
         """
+        if self._open_loop is not None and self._pid == os.getpid():
+            self._commit_open(at_exit=True)
         batch = self._take_pending()
         conn = self._conn
         if conn is None or self._pid != os.getpid():
@@ -288,7 +404,7 @@ class Database:
                 finally:
                     self._conn_lock.release()
                 # Only write-behind failures are reported: an awaited call's loop is gone.
-                _settle([out for out in outcomes if out[0].future is None])
+                settle([out for out in outcomes if out[0].future is None])
         self._wait_until_drained(_EXIT_DRAIN_SECONDS)
 
     def _wait_until_drained(self, seconds: float) -> None:
@@ -296,7 +412,7 @@ class Database:
         while self._queued and time.monotonic() < deadline:
             time.sleep(0.005)
 
-    def _hand_over(self, batch: list[_Call]) -> None:
+    def _hand_over(self, batch: list[Call]) -> None:
         with self._count_lock:
             self._queued += len(batch)
         self._ensure_thread()
@@ -314,12 +430,12 @@ class Database:
     # -- running a batch --------------------------------------------------------------
 
     def _attempt(
-        self, conn: sqlite3.Connection, batch: list[_Call]
+        self, conn: sqlite3.Connection, batch: list[Call]
     ) -> list[Outcome] | BaseException:
         """Run `batch` once: its outcomes, or the error of a failed call (nothing committed).
 
         Raises:
-            _BusyError: Another connection holds the lock (nothing committed).
+            BusyError: Another connection holds the lock (nothing committed).
         """
         if not any(call.write for call in batch):
             return self._reads(conn, batch)
@@ -327,7 +443,7 @@ class Database:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             if is_busy(exc):
-                raise _BusyError from exc
+                raise BusyError from exc
             raise
         try:
             outcomes: list[Outcome] = [(call, True, call.fn(conn)) for call in batch]
@@ -337,32 +453,32 @@ class Database:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             if is_busy(exc):
-                raise _BusyError from exc
+                raise BusyError from exc
             return exc
         self._publish(batch)
         return outcomes
 
-    def _reads(self, conn: sqlite3.Connection, batch: list[_Call]) -> list[Outcome]:
+    def _reads(self, conn: sqlite3.Connection, batch: list[Call]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         for call in batch:
             try:
                 outcomes.append((call, True, call.fn(conn)))
             except sqlite3.Error as exc:
                 if is_busy(exc):
-                    raise _BusyError from exc
+                    raise BusyError from exc
                 outcomes.append((call, False, self._error(exc, call.what)))
             except Exception as exc:  # the caller gets its own error
                 outcomes.append((call, False, exc))
         return outcomes
 
-    def _patiently(self, conn: sqlite3.Connection, batch: list[_Call]) -> list[Outcome]:
+    def _patiently(self, conn: sqlite3.Connection, batch: list[Call]) -> list[Outcome]:
         """Run `batch` on the thread, waiting out another process's lock; never raises."""
         deadline = time.monotonic() + self.busy_timeout
         tries = 0
         while True:
             try:
                 outcomes = self._attempt(conn, batch)
-            except _BusyError as exc:
+            except BusyError as exc:
                 if time.monotonic() < deadline:
                     time.sleep(_BUSY_SLEEP[min(tries, len(_BUSY_SLEEP) - 1)])
                     tries += 1
@@ -434,7 +550,7 @@ class Database:
             raise
         return self._conn
 
-    def _publish(self, batch: list[_Call]) -> None:
+    def _publish(self, batch: list[Call]) -> None:
         topics = [topic for call in batch for topic in call.topics]
         if topics:
             try:
@@ -454,12 +570,12 @@ class Database:
         for outcome in outcomes:
             loop = outcome[0].loop
             if loop is None:
-                _settle([outcome])  # write-behind: only a failure to log
+                settle([outcome])  # write-behind: only a failure to log
             else:
                 by_loop.setdefault(loop, []).append(outcome)
         for loop, settled in by_loop.items():
             with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
-                loop.call_soon_threadsafe(_settle, settled)
+                loop.call_soon_threadsafe(settle, settled)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -483,6 +599,8 @@ class Database:
         self._refs -= 1
         if self._refs > 0:
             return
+        if self._open_loop is not None:
+            self._commit_open()
         if self._pending:
             self._hand_over(self._take_pending())
         self._closed = True
@@ -496,6 +614,14 @@ class Database:
         self._thread = None
         self._checkpointer.stop()
         self.notifier.close()
+
+
+def _running(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether `loop` is the one running in this thread."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def data_version(conn: sqlite3.Connection) -> int:

@@ -11,6 +11,8 @@
   ``lease_token = ? AND available_at > now``: a token whose lease ran out (even if no
   one took the job yet), was replaced by a redelivery, or whose row is gone changes
   nothing.
+- the lease and the ack run at once on the event loop and commit together two loop
+  turns later (`Database.run_now`): a worker pays one commit per round of jobs.
 - waiting: an idle consumer waits for a wake-up datagram (see `_notify`), bounded by
   the next delayed job or lease expiry and by `poll_interval`, at which it checks
   ``PRAGMA data_version`` before querying again.
@@ -42,6 +44,7 @@ from lexigram.contracts.tasks import (
     encode_job,
     make_poison_job,
 )
+from lexigram.tasks.backends.sqlite._calls import Missed
 from lexigram.tasks.backends.sqlite._cancel import (
     RAN,
     WAITED,
@@ -339,6 +342,9 @@ class SQLiteTaskQueue:
             conn.executemany(_LEASE, [(token, expiry, row[0]) for row in picked])
             return _Taken([(row[1], row[2], row[3] + 1) for row in picked], token, None, version)
 
+        taken = self._db.run_now(take, what="lease jobs", replay=False)
+        if not isinstance(taken, Missed):
+            return taken
         task = asyncio.ensure_future(self._db.call(take, what="lease jobs"))
         try:
             return await asyncio.shield(task)
@@ -401,16 +407,25 @@ class SQLiteTaskQueue:
     async def ack(self, task_id: str, *, lease_token: str | None = None) -> bool:
         """Acknowledge a delivery; the queue forgets the job.
 
+        With ``synchronous=NORMAL`` it returns before its commit, which follows within
+        two loop turns together with every write of this process issued meanwhile (and
+        before any later awaited call returns): a crash in between delivers the job
+        again. With FULL it returns after its commit.
+
         Returns:
             True if the delivery was held and is now settled; False (and no change) for
             a stale token or a job not in flight.
         """
         where, params = self._where(task_id, lease_token)
-        return await self._change(
-            f"DELETE FROM lexigram_jobs WHERE {where}",  # noqa: S608 - constant text
-            params,
-            what="ack a job",
-        )
+        sql = f"DELETE FROM lexigram_jobs WHERE {where}"  # noqa: S608 - constant text
+
+        def run(conn: sqlite3.Connection) -> bool:
+            return conn.execute(sql, params).rowcount > 0
+
+        held = self._db.run_now(run, what="ack a job")
+        if isinstance(held, Missed):
+            return await self._db.call(run, what="ack a job")
+        return held
 
     async def nack(
         self, task_id: str, requeue: bool = True, *, lease_token: str | None = None
