@@ -6,7 +6,9 @@ Enqueues batches of 50 jobs (one transaction each) and acks jobs it leases, as f
 it can, forever. After each call returns it prints what the database acknowledged:
 ``enq <first> <last>`` for the job indices of a committed batch (ids
 ``job-RUN-<index>``), ``ack <job id>`` for an acked delivery, and ``lease <job id>``
-before it acks a leased job. The test SIGKILLs it at a random moment, mid-write.
+before it acks a leased job. An ack returns before its commit, which joins the next
+one: an ``enq`` line says that every ack printed before it is committed too. The test
+SIGKILLs it at a random moment, mid-write.
 """
 
 from __future__ import annotations
