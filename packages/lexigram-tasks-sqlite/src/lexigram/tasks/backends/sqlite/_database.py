@@ -70,6 +70,10 @@ T = TypeVar("T")
 _MAX_BATCH = 512
 _BEHIND_DELAY = 0.002  # seconds a write-behind call waits to share a commit
 _BUSY_SLEEP = (0.001, 0.002, 0.005, 0.01, 0.02)  # back-off while another process writes
+# Longest a transaction opened by `run_now` stays open when the loop is blocked (a handler
+# that does not yield): then the watchdog thread commits it, so the write lock goes back to
+# other processes and to the lease keeper's connection.
+_MAX_OPEN_SECONDS = 0.05
 
 
 _OPEN: weakref.WeakSet[Database] = weakref.WeakSet()
@@ -135,6 +139,9 @@ class Database:
         # A write transaction `run_now` opened on this loop, committed a turn later.
         self._open_loop: asyncio.AbstractEventLoop | None = None
         self._done: list[Outcome] = []  # calls run in it: their outcomes wait for the commit
+        self._stmt_lock = threading.RLock()  # the open transaction: the loop or the watchdog
+        self._txn_gen = 0  # counts the transactions `run_now` opened
+        self._watchdog: threading.Thread | None = None
         self._checkpointer = Checkpointer(self.path, writer_lock=self._conn_lock)
 
     def __repr__(self) -> str:
@@ -199,8 +206,10 @@ class Database:
             # A forked child inherits the object but not the thread or a usable connection.
             self._reset()
             self._conn, self._open_error = None, None
-        if self._open_loop is not None and self._joined_open(call, loop):
-            return
+        if self._open_loop is not None:
+            with self._stmt_lock:
+                if self._joined_open(call, loop):
+                    return
         if self._pending:
             if loop is not None and loop is self._pending_loop:
                 self._pending.append(call)
@@ -250,23 +259,24 @@ class Database:
             replay: Whether to run `fn` again if the transaction has to be rolled back
                 (a fenced ack may; a lease whose rows are already running may not).
         """
-        loop = self._open_loop
-        if loop is None:
-            loop = self._open()
+        with self._stmt_lock:
+            loop = self._open_loop
             if loop is None:
+                loop = self._open()
+                if loop is None:
+                    return MISSED
+            elif not _running(loop):
                 return MISSED
-        elif not _running(loop):
-            return MISSED
-        conn = cast(sqlite3.Connection, self._conn)
-        if self._pending and not self._run_pending(conn):
-            return MISSED
-        try:
-            value = fn(conn)
-        except BaseException:
-            self._abort()
-            return MISSED
-        self._done.append((early_call(fn if replay else noop, topics, what), True, None))
-        return value
+            conn = cast(sqlite3.Connection, self._conn)
+            if self._pending and not self._run_pending(conn):
+                return MISSED
+            try:
+                value = fn(conn)
+            except BaseException:
+                self._abort()
+                return MISSED
+            self._done.append((early_call(fn if replay else noop, topics, what), True, None))
+            return value
 
     def _open(self) -> asyncio.AbstractEventLoop | None:
         """Begin a write transaction on the running loop; None when it cannot now."""
@@ -287,13 +297,46 @@ class Database:
             self._conn_lock.release()
             return None
         self._open_loop = loop
+        self._txn_gen += 1
         # Committed in the turn after next: the calls this turn's wake-ups make (the
         # worker's next lease) join the same commit.
         loop.call_soon(self._commit_soon, loop)
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(
+                target=self._watch, name="lexigram-sqlite-watchdog", daemon=True
+            )
+            self._watchdog.start()
         return loop
 
     def _commit_soon(self, loop: asyncio.AbstractEventLoop) -> None:
-        loop.call_soon(self._commit_open)
+        loop.call_soon(self._commit_turn)
+
+    def _commit_turn(self) -> None:
+        if self._open_loop is not None:
+            self._commit_open()
+        elif self._pending:
+            self._flush()  # the watchdog committed: calls queued behind it still wait
+
+    def _watch(self) -> None:
+        """Commit a transaction `run_now` left open for `_MAX_OPEN_SECONDS` (a blocked loop)."""
+        seen = -1
+        while not self._closed and self._pid == os.getpid():
+            time.sleep(_MAX_OPEN_SECONDS)
+            generation = self._txn_gen if self._open_loop is not None else -1
+            if generation >= 0 and generation == seen:
+                self._commit_blocked(generation)
+                generation = -1
+            seen = generation
+
+    def _commit_blocked(self, generation: int) -> None:
+        with self._stmt_lock:
+            loop = self._open_loop
+            if loop is None or self._txn_gen != generation:
+                return
+            self._commit_open(from_thread=True)
+            if self._pending:
+                with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
+                    loop.call_soon_threadsafe(self._flush)
 
     def _run_pending(self, conn: sqlite3.Connection) -> bool:
         batch = self._take_pending()
@@ -320,31 +363,46 @@ class Database:
         if replay:
             self._hand_over(replay)
 
-    def _commit_open(self, *, at_exit: bool = False) -> None:
-        """Run the calls that joined the open transaction, and commit it."""
-        if self._open_loop is None:
-            return
-        conn = cast(sqlite3.Connection, self._conn)
-        if self._pending and not self._run_pending(conn):
-            return
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error:
-            self._abort()
-            return
-        done, self._done = self._done, []
-        self._open_loop = None
-        self._conn_lock.release()
+    def _commit_open(self, *, at_exit: bool = False, from_thread: bool = False) -> None:
+        """Run the calls that joined the open transaction, and commit it.
+
+        From the watchdog (`from_thread`) the calls still queued are left to the loop's
+        flush, and outcomes are handed to the loop.
+        """
+        with self._stmt_lock:
+            loop = self._open_loop
+            if loop is None:
+                return
+            conn = cast(sqlite3.Connection, self._conn)
+            if not from_thread and self._pending and not self._run_pending(conn):
+                return
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error:
+                self._abort()
+                return
+            done, self._done = self._done, []
+            self._open_loop = None
+            self._conn_lock.release()
         self._checkpointer.nudge()
         self._publish([call for call, _, _ in done])
-        # At exit only write-behind failures are reported: an awaited call's loop is gone.
-        settle([out for out in done if out[0].future is None] if at_exit else done)
+        if at_exit:
+            # Only write-behind failures are reported: an awaited call's loop is gone.
+            settle([out for out in done if out[0].future is None])
+        elif from_thread:
+            with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
+                loop.call_soon_threadsafe(settle, done)
+        else:
+            settle(done)
 
     def _joined_open(self, call: Call, loop: asyncio.AbstractEventLoop | None) -> bool:
         """Queue `call` behind the open transaction; False once that is committed."""
-        opened = cast(asyncio.AbstractEventLoop, self._open_loop)
+        opened = self._open_loop
+        if opened is None:
+            return False  # the watchdog committed it meanwhile
         if loop is opened:
             self._pending.append(call)  # runs in the open transaction, at its commit
+            self._pending_loop = opened
             return True
         if opened.is_running():
             self._hand_over([call])  # waits on the thread for the commit's lock release
@@ -522,9 +580,12 @@ class Database:
                     outcomes: list[Outcome] = [(call, False, exc) for call in batch]
                 else:
                     outcomes = self._patiently(conn, batch)
-            self._deliver(outcomes)
+            # Counted off before the outcomes are handed back: the batch is committed, and
+            # a caller that goes on at once must find the thread idle, or its next call
+            # (and every one after) would queue here too, behind nothing.
             with self._count_lock:
                 self._queued -= len(batch)
+            self._deliver(outcomes)
             if stop:
                 break
         with self._conn_lock:
