@@ -37,6 +37,7 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks.backends.redis._diagnose import CommandDeadline, Diagnosis, diagnose
 from lexigram.tasks.backends.redis._mux import SUPPORTED_KWARGS, MuxClient
+from lexigram.tasks.backends.redis._sentinel import SENTINEL_SCHEME, SentinelRoute
 from redis import exceptions as rexc
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -46,7 +47,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_URL = "redis://localhost:6379"
-URL_SCHEMES: tuple[str, ...] = ("redis", "rediss", "unix")
+URL_SCHEMES: tuple[str, ...] = ("redis", "rediss", "unix", SENTINEL_SCHEME)
 """The URL schemes the Redis backend serves."""
 
 # Errors that can heal by waiting. AuthenticationError subclasses ConnectionError in
@@ -88,7 +89,8 @@ def check_url(url: str) -> str:
     if scheme not in URL_SCHEMES:
         msg = (
             f"Redis URL {mask_url(url)!r} has scheme {scheme!r}. Use redis://host:port/db, "
-            "rediss://host:port/db for TLS, or unix:///path/to/redis.sock."
+            "rediss://host:port/db for TLS, unix:///path/to/redis.sock, or "
+            "redis+sentinel://host1:26379,host2:26379/<service_name>/<db> for Sentinel."
         )
         raise TaskConfigurationError(msg)
     return url
@@ -173,7 +175,9 @@ class RedisConnector:
 
     Args:
         url: ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL; ACL user and password
-            go in the URL (``redis://user:secret@host:6379/0``).
+            go in the URL (``redis://user:secret@host:6379/0``). A
+            ``redis+sentinel://host1:26379,host2:26379/<service_name>/<db>`` URL finds
+            the primary through Sentinel (see `_sentinel.py`).
         client: An existing ``redis.asyncio.Redis`` (or ``RedisCluster``) to use
             instead of building one; the caller keeps ownership (it is not closed).
         max_connections: Pool size limit (None: redis-py's default, unbounded).
@@ -242,6 +246,13 @@ class RedisConnector:
             self._kwargs["client_name"] = client_name
         self._kwargs.update(connection_kwargs or {})
         self.multiplexed = multiplex and client is None and set(self._kwargs) <= SUPPORTED_KWARGS
+        # Behind Sentinel, every connection asks the sentinels where the primary is.
+        self._route = (
+            SentinelRoute(url, self._kwargs)
+            if client is None and urlsplit(url).scheme == SENTINEL_SCHEME
+            else None
+        )
+        self._node_url = url if self._route is None else self._route.target.node_url()
         self._muxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MuxClient] = (
             weakref.WeakKeyDictionary()
         )
@@ -280,7 +291,11 @@ class RedisConnector:
             return self._client
         client = self._clients.get(loop)
         if client is None:
-            client = aioredis.Redis.from_url(self.url, **self._kwargs)
+            client = (
+                self._route.client()
+                if self._route is not None
+                else aioredis.Redis.from_url(self.url, **self._kwargs)
+            )
             self._clients[loop] = client
         self._loop, self._client = loop, client
         return client
@@ -298,7 +313,7 @@ class RedisConnector:
             return self._mux
         mux = self._muxes.get(loop)
         if mux is None:
-            mux = MuxClient(self.url, self._kwargs)
+            mux = self._new_mux()
             self._muxes[loop] = mux
         self._mux_loop, self._mux = loop, mux
         return mux
@@ -312,9 +327,13 @@ class RedisConnector:
         if not self.multiplexed:
             return None
         idle = self._blocking.setdefault(asyncio.get_running_loop(), [])
-        conn = idle.pop() if idle else MuxClient(self.url, self._kwargs)
+        conn = idle.pop() if idle else self._new_mux()
         self._blocking_busy.add(conn)
         return conn
+
+    def _new_mux(self) -> MuxClient:
+        locate = None if self._route is None else self._route.locate
+        return MuxClient(self._node_url, self._kwargs, locate=locate)
 
     def give_back_blocking(self, conn: MuxClient, *, healthy: bool) -> None:
         """Return a connection from `take_blocking` (or abort it when not `healthy`)."""
@@ -365,6 +384,7 @@ class RedisConnector:
             except rexc.RedisError as exc:
                 if not _is_transient(exc):
                     raise self._permanent_error(what, exc) from exc
+                self._leave_replica(exc, fast=fast)
                 last: BaseException = exc
             except (OSError, TimeoutError) as exc:  # ConnectionError, ssl.SSLError
                 last = exc
@@ -454,6 +474,15 @@ class RedisConnector:
         """Drop the multiplexed connection after a command got no reply in time."""
         if fast and self._mux is not None and self._mux_loop is asyncio.get_running_loop():
             self._mux.abort()
+
+    def _leave_replica(self, exc: rexc.RedisError, *, fast: bool) -> None:
+        """Drop the multiplexed connection after READONLY (its server was demoted).
+
+        Retrying on the same connection would meet the replica again; a new one asks
+        the sentinels (or DNS) where the primary is now.
+        """
+        if isinstance(exc, rexc.ReadOnlyError):
+            self._drop_fast(fast)
 
     def _permanent_error(self, what: str, exc: rexc.RedisError) -> BackendError:
         found = self._diagnose(what, exc)
@@ -549,3 +578,5 @@ class RedisConnector:
             await mux.aclose()
         if client is not None:
             await client.aclose()
+        if self._route is not None:
+            await self._route.close()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from redis import exceptions as rexc
+from redis.asyncio.sentinel import MasterNotFoundError
 
 _MAX_DETAIL = 160
 
@@ -24,8 +25,8 @@ class Diagnosis:
 
     Attributes:
         kind: ``refused``, ``dns``, ``tls``, ``connect_timeout``, ``silent``,
-            ``auth``, ``noauth``, ``noperm``, ``db``, ``not_redis``, ``closed`` or
-            ``other``.
+            ``auth``, ``noauth``, ``noperm``, ``db``, ``not_redis``, ``closed``,
+            ``no_primary`` (Sentinel) or ``other``.
         transient: True when waiting (a restart, a failover) may heal it.
         message: The one-line message for `BackendConnectionError`.
     """
@@ -70,6 +71,8 @@ def _where(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return f"socket {parts.path}"
+    if parts.scheme == "redis+sentinel":
+        return "the primary the sentinels named"
     try:
         port = parts.port or 6379
     except ValueError:
@@ -105,6 +108,13 @@ def diagnose(  # noqa: C901, PLR0911, PLR0912 - one flat table of cases reads be
     text = " ".join(str(e) for e in chain)
     tls = urlsplit(url).scheme == "rediss"
     for item in chain:
+        if isinstance(item, MasterNotFoundError):
+            return _healable(
+                "no_primary",
+                f"Redis Sentinel at {masked}: no sentinel names a primary it considers up "
+                f"({_detail(item)}). Check the sentinel addresses and the service name in "
+                "the URL; during a failover this lasts until a replica is promoted.",
+            )
         if isinstance(item, ssl.SSLError):
             return _fatal(
                 "tls",

@@ -24,7 +24,7 @@ import logging
 import socket
 import ssl
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from lexigram.tasks.backends.redis._diagnose import ConnectFailed
@@ -282,9 +282,17 @@ class MuxClient:
     `script_load`) with redis-py's raw reply types and exception classes.
     """
 
-    def __init__(self, url: str, options: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        url: str,
+        options: Mapping[str, Any],
+        *,
+        locate: Callable[[], Awaitable[tuple[str, int]]] | None = None,
+    ) -> None:
         self._params: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
         self._options = dict(options)
+        # Behind Sentinel the address is asked for anew before every connect.
+        self._locate = locate
         self._protocol: _MuxProtocol | None = None
         self._connecting: asyncio.Lock | None = None
         self._heads: dict[tuple[str, tuple[Any, ...]], bytes] = {}
@@ -377,11 +385,13 @@ class MuxClient:
                 if "path" in params:
                     _, protocol = await loop.create_unix_connection(_MuxProtocol, params["path"])
                 else:
+                    host, port = (
+                        await self._locate()
+                        if self._locate is not None
+                        else (params.get("host", "localhost"), int(params.get("port", 6379)))
+                    )
                     _, protocol = await loop.create_connection(
-                        _MuxProtocol,
-                        params.get("host", "localhost"),
-                        int(params.get("port", 6379)),
-                        ssl=self._ssl_context(),
+                        _MuxProtocol, host, port, ssl=self._ssl_context()
                     )
         except (OSError, TimeoutError) as exc:
             msg = f"Could not connect to Redis: {type(exc).__name__}: {exc}"
