@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import socket
 import time
 import uuid
@@ -89,8 +90,13 @@ class Topology:
 
     directory: Path
     primary: Node | None = None
-    replica: Node | None = None
+    replicas: list[Node] = field(default_factory=list)
     sentinels: list[Node] = field(default_factory=list)
+
+    @property
+    def replica(self) -> Node:
+        """The first replica (the one promoted when it is the only one)."""
+        return self.replicas[0]
 
     @property
     def url(self) -> str:
@@ -132,42 +138,43 @@ class Topology:
         assert proc.stdout is not None
         return Node(port, proc, asyncio.create_task(_discard(proc.stdout)))
 
-    async def start(self) -> None:
+    async def start(self, replicas: int = 1) -> None:
         self.primary = await self._node("primary")
-        self.replica = await self._node(
-            "replica", "--replicaof", "127.0.0.1", str(self.primary.port)
-        )
+        for _ in range(replicas):
+            self.replicas.append(
+                await self._node("replica", "--replicaof", "127.0.0.1", str(self.primary.port))
+            )
         for _ in range(3):
             self.sentinels.append(await self._sentinel(self.primary.port))
         await self._settle()
 
     async def _settle(self) -> None:
-        """Wait until the replica is in sync and every sentinel knows the others and it."""
-        assert self.replica is not None
+        """Wait until the replicas are in sync and every sentinel knows the others and them."""
         deadline = time.monotonic() + _TOPOLOGY_WITHIN
-        clients = [node.client() for node in (self.replica, *self.sentinels)]
+        replicas = [node.client() for node in self.replicas]
+        sentinels = [node.client() for node in self.sentinels]
         try:
             while True:
-                replica, *sentinels = clients
-                link = (await replica.info("replication")).get("master_link_status")
+                links = [(await r.info("replication")).get("master_link_status") for r in replicas]
                 states = [
                     await sentinel.execute_command("SENTINEL", "MASTER", SERVICE)
                     for sentinel in sentinels
                 ]
                 known = [_pairs(state) for state in states]
-                if link == "up" and all(
-                    int(s["num-other-sentinels"]) == 2 and int(s["num-slaves"]) == 1 for s in known
+                if all(link == "up" for link in links) and all(
+                    int(s["num-other-sentinels"]) == 2 and int(s["num-slaves"]) == len(replicas)
+                    for s in known
                 ):
                     return
-                assert time.monotonic() < deadline, f"topology never settled: {link} {known}"
+                assert time.monotonic() < deadline, f"topology never settled: {links} {known}"
                 await asyncio.sleep(0.2)  # polling other processes: no event to wait on
         finally:
-            for client in clients:
+            for client in (*replicas, *sentinels):
                 await client.aclose()
 
     async def wait_promoted(self) -> float:
-        """Wait until every sentinel names the replica as primary; return when (monotonic)."""
-        assert self.replica is not None
+        """Wait until every sentinel names one replica as primary; return when (monotonic)."""
+        ports = {node.port for node in self.replicas}
         deadline = time.monotonic() + _FAILOVER_WITHIN
         clients = [node.client() for node in self.sentinels]
         try:
@@ -176,7 +183,7 @@ class Topology:
                     await client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
                     for client in clients
                 ]
-                if all(int(address[1]) == self.replica.port for address in named):
+                if len({tuple(a) for a in named}) == 1 and int(named[0][1]) in ports:
                     return time.monotonic()
                 assert time.monotonic() < deadline, f"no failover within {_FAILOVER_WITHIN} s"
                 await asyncio.sleep(0.05)  # polling other processes: no event to wait on
@@ -185,7 +192,7 @@ class Topology:
                 await client.aclose()
 
     async def stop(self) -> None:
-        for node in (*self.sentinels, self.replica, self.primary):
+        for node in (*self.sentinels, *self.replicas, self.primary):
             if node is not None:
                 await node.kill()
 
@@ -203,9 +210,8 @@ async def topology(
             "redis-server is not on PATH; the Sentinel tests start their own primary, "
             "replica and sentinels (redis-server --sentinel)."
         )
-    started = Topology(tmp_path)
+    started = Topology(tmp_path)  # each test starts it with the replicas it needs
     try:
-        await started.start()
         yield started
     finally:
         await started.stop()
@@ -213,100 +219,129 @@ async def topology(
 
 @dataclass
 class Run:
-    """What one failover run saw."""
+    """What one failover run saw: acknowledged enqueues (when) and runs per job id."""
 
-    acknowledged: dict[str, float] = field(default_factory=dict)  # job id -> when (monotonic)
+    acknowledged: dict[str, float] = field(default_factory=dict)
     raised: int = 0
     runs: dict[str, int] = field(default_factory=dict)
+    killed: float = 0.0
+    promoted: float = 0.0
 
+    async def work(self, jid: str) -> None:
+        self.runs[jid] = self.runs.get(jid, 0) + 1
 
-async def _failover_run(topology: Topology, **queue_options: object) -> tuple[Run, float, float]:
-    """Produce and consume across a SIGKILL of the primary; return the run, kill and promotion."""
-    prefix = f"lexigram-sentinel-{uuid.uuid4().hex[:8]}"
-    run = Run()
-
-    async def work(jid: str) -> None:
-        run.runs[jid] = run.runs.get(jid, 0) + 1
-
-    def queue() -> RedisTaskQueue:
-        return RedisTaskQueue(
-            topology.url,
-            "failover",
-            key_prefix=prefix,
-            visibility_timeout=2.0,
-            retry_timeout=30.0,
-            **queue_options,  # type: ignore[arg-type]
-        )
-
-    producer_queue = queue()
-    worker_queues = [queue() for _ in range(2)]
-    pools = [
-        WorkerPool(
-            q,
-            {"work": work},
-            size=1,
-            config=TaskWorkerConfig(max_concurrent_tasks=8, poll_interval=0.5),
-        )
-        for q in worker_queues
-    ]
-    for pool in pools:
-        await pool.start()
-
-    async def produce() -> None:
-        for index in range(1500):
+    async def produce(self, queue: RedisTaskQueue, count: int = 1500) -> None:
+        for index in range(count):
             jid = f"job-{index:05d}"
             try:
-                result = await producer_queue.enqueue(Job(id=jid, name="work", kwargs={"jid": jid}))
+                result = await queue.enqueue(Job(id=jid, name="work", kwargs={"jid": jid}))
             except BackendConnectionError:
-                run.raised += 1
+                self.raised += 1
                 continue
             if result.is_ok():
-                run.acknowledged[jid] = time.monotonic()
+                self.acknowledged[jid] = time.monotonic()
             await asyncio.sleep(0.002)  # a steady producer, a few hundred jobs/s
 
+    async def drained(self, queue: RedisTaskQueue, within: float = 20.0) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if set(self.acknowledged) <= set(self.runs) and await queue.count("failover") == 0:
+                return
+            await asyncio.sleep(0.2)  # polling the workers' progress
+
+    def lost(self) -> list[str]:
+        return sorted(set(self.acknowledged) - set(self.runs))
+
+    def summary(self) -> str:
+        before = sum(1 for at in self.acknowledged.values() if at < self.killed)
+        duplicates = sum(1 for count in self.runs.values() if count > 1)
+        return (
+            f"{len(self.acknowledged)} acknowledged enqueues ({before} before the kill), "
+            f"{self.raised} raised; promoted {self.promoted - self.killed:.1f} s after the "
+            f"kill; acknowledged but lost: {len(self.lost())}; run more than once: {duplicates}"
+        )
+
+
+def _queue(topology: Topology, prefix: str, **options: object) -> RedisTaskQueue:
+    return RedisTaskQueue(
+        topology.url,
+        "failover",
+        key_prefix=prefix,
+        visibility_timeout=2.0,
+        retry_timeout=30.0,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def _failover_run(topology: Topology, producer_queue: RedisTaskQueue, prefix: str) -> Run:
+    """Produce and consume across a SIGKILL of the primary."""
+    run = Run()
+    worker_queues = [_queue(topology, prefix) for _ in range(2)]
+    config = TaskWorkerConfig(max_concurrent_tasks=8, poll_interval=0.5)
+    pools = [WorkerPool(q, {"work": run.work}, size=1, config=config) for q in worker_queues]
+    for pool in pools:
+        await pool.start()
     try:
-        producer = asyncio.create_task(produce())
+        producer = asyncio.create_task(run.produce(producer_queue))
         await asyncio.sleep(1.0)  # mid-run
         assert topology.primary is not None
         await topology.primary.kill()
-        killed = time.monotonic()
-        promoted = await topology.wait_promoted()
+        run.killed = time.monotonic()
+        run.promoted = await topology.wait_promoted()
         await asyncio.wait_for(producer, 60)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if (
-                set(run.acknowledged) <= set(run.runs)
-                and await producer_queue.count("failover") == 0
-            ):
-                break
-            await asyncio.sleep(0.2)  # polling the workers' progress
-        return run, killed, promoted
+        await run.drained(producer_queue)
+        return run
     finally:
         for pool in pools:
             await pool.stop(drain=False, timeout=5)
-        for q in (producer_queue, *worker_queues):
+        for q in worker_queues:
             await q.close()
 
 
 async def test_queue_follows_the_new_primary_and_reports_the_replication_window(
     topology: Topology,
 ) -> None:
-    run, killed, promoted = await _failover_run(topology)
-    before = [jid for jid, at in run.acknowledged.items() if at < killed]
-    after = [jid for jid, at in run.acknowledged.items() if at > promoted]
-    assert before, "the primary was killed before any job was enqueued"
+    await topology.start(replicas=1)
+    prefix = f"lexigram-sentinel-{uuid.uuid4().hex[:8]}"
+    producer = _queue(topology, prefix)
+    try:
+        run = await _failover_run(topology, producer, prefix)
+    finally:
+        await producer.close()
+    after = [jid for jid, at in run.acknowledged.items() if at > run.promoted]
+    assert any(at < run.killed for at in run.acknowledged.values()), "killed too early"
     assert after, "no enqueue succeeded after the failover: the producer did not follow"
-    lost = sorted(set(run.acknowledged) - set(run.runs))
+    lost = run.lost()
     # Only writes the old primary acknowledged and had not yet streamed to the replica can
-    # be lost: every one of them was acknowledged before the kill, and never more than the
-    # producer could enqueue in the last fraction of a second.
-    assert all(run.acknowledged[jid] < killed for jid in lost), lost
+    # be lost: every one was acknowledged before the kill, and no more than the producer
+    # could enqueue in a fraction of a second.
+    assert all(run.acknowledged[jid] < run.killed for jid in lost), lost
     assert len(lost) <= 50, f"{len(lost)} acknowledged jobs lost: {lost[:5]}"
-    assert not [jid for jid in after if jid not in run.runs]
-    duplicates = sum(1 for count in run.runs.values() if count > 1)
-    print(  # noqa: T201 - the evidence the issue asks for, shown with -s
-        f"\nsentinel failover: {len(run.acknowledged)} acknowledged enqueues "
-        f"({len(before)} before the kill), {run.raised} raised; promoted "
-        f"{promoted - killed:.1f} s after the kill; lost (acknowledged by the old primary, "
-        f"never replicated): {len(lost)}; run more than once: {duplicates}"
-    )
+    print(f"\nsentinel failover: {run.summary()}")  # noqa: T201 - the evidence, shown with -s
+
+
+async def test_wait_for_replicas_loses_no_acknowledged_job(topology: Topology) -> None:
+    # Two replicas: after the failover the new primary still has one to wait for (the
+    # sentinels point the other at it).
+    await topology.start(replicas=2)
+    prefix = f"lexigram-sentinel-{uuid.uuid4().hex[:8]}"
+    producer = _queue(topology, prefix, wait_for_replicas=1, replication_timeout=0.5)
+    try:
+        # Frozen replicas confirm nothing: the enqueue raises instead of answering Ok.
+        for node in topology.replicas:
+            node.proc.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(BackendConnectionError) as raised:
+                await producer.enqueue(Job(id="unconfirmed", name="work", kwargs={"jid": "x"}))
+        finally:
+            for node in topology.replicas:
+                node.proc.send_signal(signal.SIGCONT)
+        assert raised.value.details.get("reason") == "replication"
+        assert "0 of 1 replicas" in str(raised.value)
+        await producer.clear()
+        run = await _failover_run(topology, producer, prefix)
+    finally:
+        await producer.close()
+    assert any(at > run.promoted for at in run.acknowledged.values())
+    assert not run.lost(), f"acknowledged jobs lost despite WAIT: {run.lost()[:5]}"
+    print(f"\nsentinel failover with wait_for_replicas=1: {run.summary()}")  # noqa: T201

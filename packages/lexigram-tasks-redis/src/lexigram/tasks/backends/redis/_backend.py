@@ -87,6 +87,8 @@ class RedisBackend:
             visibility_timeout=options.visibility_timeout,
             idempotency_ttl=options.idempotency_ttl,
             max_size=options.max_size,
+            wait_for_replicas=options.wait_for_replicas,
+            replication_timeout=options.replication_timeout,
         )
 
     def create_result_store(self, spec: TaskBackendSpec, /) -> RedisResultStore:

@@ -37,6 +37,10 @@ class RedisOptions:
         result_ttl: Seconds a job result is kept.
         progress_ttl: Seconds progress records are kept.
         dlq_max_entries: Most dead-letter records kept (the oldest go first).
+        wait_for_replicas: Enqueue answers only once this many replicas hold the job
+            (Redis ``WAIT``; 0: do not wait). See docs/backends/redis.md, "Sentinel".
+        replication_timeout: Seconds an enqueue waits for those replicas before it
+            raises.
     """
 
     visibility_timeout: float = 30.0
@@ -52,6 +56,8 @@ class RedisOptions:
     result_ttl: float = 3600.0
     progress_ttl: float = 86400.0
     dlq_max_entries: int = 100_000
+    wait_for_replicas: int = 0
+    replication_timeout: float = 1.0
 
     @classmethod
     def from_spec(cls, spec: TaskBackendSpec) -> RedisOptions:

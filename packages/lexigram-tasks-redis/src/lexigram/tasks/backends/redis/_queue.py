@@ -39,6 +39,7 @@ from lexigram.tasks.backends.redis._entries import Entry, entry_for, not_a_job, 
 from lexigram.tasks.backends.redis._keys import QueueKeys
 from lexigram.tasks.backends.redis._lease_keeper import RedisLeaseRenewer
 from lexigram.tasks.backends.redis._lookup import queued_ids
+from lexigram.tasks.backends.redis._replication import ReplicaWait
 from lexigram.tasks.backends.redis._waiting import CLOSED, Waiter
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,10 @@ class RedisTaskQueue:
             pool between a queue and its stores); overrides the URL and pool options.
         connection_kwargs: Extra keyword arguments for ``redis.asyncio.Redis.from_url``
             (TLS certificate files, ``health_check_interval``, ...).
+        wait_for_replicas: Answer an enqueue only once this many replicas hold the job
+            (``WAIT`` after the script, see `_replication.py`); 0: do not wait.
+        replication_timeout: Seconds that wait may take before enqueue raises
+            `BackendConnectionError` (reason ``replication``).
 
     Example:
         queue = RedisTaskQueue(url="redis://localhost:6379/0", queue_name="emails")
@@ -132,6 +137,8 @@ class RedisTaskQueue:
         retry_timeout: float = 15.0,
         connector: RedisConnector | None = None,
         connection_kwargs: dict[str, Any] | None = None,
+        wait_for_replicas: int = 0,
+        replication_timeout: float = 1.0,
     ) -> None:
         if url is not None and redis_url not in (DEFAULT_URL, url):
             msg = (
@@ -164,6 +171,11 @@ class RedisTaskQueue:
                 retry_timeout=retry_timeout,
                 connection_kwargs=connection_kwargs,
             )
+        )
+        self._replicas = (
+            ReplicaWait(wait_for_replicas, replication_timeout, self._connector.masked_url)
+            if wait_for_replicas
+            else None
         )
         self._queue_name = queue_name
         self._key_prefix = key_prefix
@@ -272,7 +284,10 @@ class RedisTaskQueue:
         args: list[Any] = [self._max_size]
         for entry in entries:
             args.extend(entry)
-        raw = await self._run(lua.ENQUEUE, args)
+        if self._replicas is None:
+            raw = await self._run(lua.ENQUEUE, args)
+        else:
+            raw = await self._replicas.call(self._connector, lua.ENQUEUE, self._fixed, args)
         return [(int(raw[i]), raw[i + 1].decode()) for i in range(0, len(raw), 2)]
 
     def _outcome(self, job: Job, status: int, job_id: str) -> Result[str, TaskQueueError]:
