@@ -166,7 +166,7 @@ def test_backend_option_parsing() -> None:
 
 
 def test_backend_describes_itself() -> None:
-    assert backend.url_schemes == ("redis", "rediss", "unix")
+    assert backend.url_schemes == ("redis", "rediss", "unix", "redis+sentinel")
     assert backend.url_field == "redis_url"
     assert backend.options_type is RedisOptions
     assert dataclasses.is_dataclass(RedisOptions)
