@@ -191,6 +191,14 @@ class Topology:
             for client in clients:
                 await client.aclose()
 
+    async def switch_over(self) -> None:
+        """Ask a sentinel for a failover while the primary keeps running."""
+        client = self.sentinels[0].client()
+        try:
+            assert await client.execute_command("SENTINEL", "FAILOVER", SERVICE)
+        finally:
+            await client.aclose()
+
     async def stop(self) -> None:
         for node in (*self.sentinels, *self.replicas, self.primary):
             if node is not None:
@@ -273,8 +281,10 @@ def _queue(topology: Topology, prefix: str, **options: object) -> RedisTaskQueue
     )
 
 
-async def _failover_run(topology: Topology, producer_queue: RedisTaskQueue, prefix: str) -> Run:
-    """Produce and consume across a SIGKILL of the primary."""
+async def _failover_run(
+    topology: Topology, producer_queue: RedisTaskQueue, prefix: str, *, manual: bool = False
+) -> Run:
+    """Produce and consume across a SIGKILL of the primary (or a SENTINEL FAILOVER)."""
     run = Run()
     worker_queues = [_queue(topology, prefix) for _ in range(2)]
     config = TaskWorkerConfig(max_concurrent_tasks=8, poll_interval=0.5)
@@ -285,7 +295,10 @@ async def _failover_run(topology: Topology, producer_queue: RedisTaskQueue, pref
         producer = asyncio.create_task(run.produce(producer_queue))
         await asyncio.sleep(1.0)  # mid-run
         assert topology.primary is not None
-        await topology.primary.kill()
+        if manual:
+            await topology.switch_over()
+        else:
+            await topology.primary.kill()
         run.killed = time.monotonic()
         run.promoted = await topology.wait_promoted()
         await asyncio.wait_for(producer, 60)
@@ -345,3 +358,20 @@ async def test_wait_for_replicas_loses_no_acknowledged_job(topology: Topology) -
     assert any(at > run.promoted for at in run.acknowledged.values())
     assert not run.lost(), f"acknowledged jobs lost despite WAIT: {run.lost()[:5]}"
     print(f"\nsentinel failover with wait_for_replicas=1: {run.summary()}")  # noqa: T201
+
+
+async def test_queue_follows_a_switchover_of_a_live_primary(topology: Topology) -> None:
+    # SENTINEL FAILOVER promotes the replica and then turns the old primary, still
+    # running, into a replica: clients connected to it are dropped or answered READONLY
+    # and must find the new primary.
+    await topology.start(replicas=1)
+    prefix = f"lexigram-sentinel-{uuid.uuid4().hex[:8]}"
+    producer = _queue(topology, prefix)
+    try:
+        run = await _failover_run(topology, producer, prefix, manual=True)
+    finally:
+        await producer.close()
+    after = [jid for jid, at in run.acknowledged.items() if at > run.promoted]
+    assert after, "no enqueue succeeded after the switchover: the producer did not follow"
+    assert not [jid for jid in after if jid not in run.runs]
+    print(f"\nsentinel switchover: {run.summary()}")  # noqa: T201 - the evidence, shown with -s
