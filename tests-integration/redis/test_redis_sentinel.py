@@ -326,10 +326,10 @@ async def test_queue_follows_the_new_primary_and_reports_the_replication_window(
     assert after, "no enqueue succeeded after the failover: the producer did not follow"
     lost = run.lost()
     # Only writes the old primary acknowledged and had not yet streamed to the replica can
-    # be lost: every one was acknowledged before the kill, and no more than the producer
-    # could enqueue in a fraction of a second.
-    assert all(run.acknowledged[jid] < run.killed for jid in lost), lost
-    assert len(lost) <= 50, f"{len(lost)} acknowledged jobs lost: {lost[:5]}"
+    # be lost: nothing acknowledged after the promotion, nothing older than the replica's
+    # lag (well under a second, even on a busy machine).
+    assert all(run.acknowledged[jid] < run.promoted for jid in lost), lost
+    assert all(run.killed - run.acknowledged[jid] < 1.0 for jid in lost), lost
     print(f"\nsentinel failover: {run.summary()}")  # noqa: T201 - the evidence, shown with -s
 
 
