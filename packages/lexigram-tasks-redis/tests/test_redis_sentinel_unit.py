@@ -66,6 +66,12 @@ def test_queue_and_backend_take_the_url_lazily_and_mask_the_password() -> None:
     assert backend_for_scheme("redis+sentinel") == "redis"
 
 
+def test_tls_options_are_refused_behind_sentinel() -> None:
+    with pytest.raises(TaskConfigurationError, match="TLS behind Sentinel") as info:
+        RedisConnector(URL, connection_kwargs={"ssl_ca_certs": "/etc/ca.pem"})
+    assert "hunter2" not in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("options", "problem"),
     [

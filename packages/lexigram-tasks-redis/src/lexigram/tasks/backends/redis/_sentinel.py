@@ -134,6 +134,15 @@ class SentinelRoute:
 
     def __init__(self, url: str, options: Mapping[str, Any]) -> None:
         self.target = SentinelTarget.parse(url)
+        tls = sorted(name for name in options if name.startswith("ssl"))
+        if tls:
+            # redis-py's sentinel-managed connections would fail on them only when connecting.
+            msg = (
+                f"Redis Sentinel URL {mask_url(url)!r} came with TLS options ({', '.join(tls)}); "
+                "TLS behind Sentinel is not supported yet. Drop them, or use a rediss:// "
+                "URL of one server."
+            )
+            raise TaskConfigurationError(msg)
         self._options = dict(options)
         self._managers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sentinel] = (
             weakref.WeakKeyDictionary()
