@@ -375,3 +375,45 @@ async def test_queue_follows_a_switchover_of_a_live_primary(topology: Topology) 
     assert after, "no enqueue succeeded after the switchover: the producer did not follow"
     assert not [jid for jid in after if jid not in run.runs]
     print(f"\nsentinel switchover: {run.summary()}")  # noqa: T201 - the evidence, shown with -s
+
+
+async def test_an_unreplicated_enqueue_is_lost_unless_replicas_must_confirm_it(
+    topology: Topology,
+) -> None:
+    # The window made deterministic: the replica is frozen and its link cut, so the primary
+    # acknowledges writes no replica will ever see, and then dies. The frozen spell stays
+    # well under down-after-milliseconds, so the sentinels still promote that replica.
+    await topology.start(replicas=1)
+    assert topology.primary is not None
+    prefix = f"lexigram-sentinel-{uuid.uuid4().hex[:8]}"
+    plain = _queue(topology, prefix)
+    waiting = _queue(topology, prefix, wait_for_replicas=1, replication_timeout=0.3)
+    primary = topology.primary.client()
+    try:
+        assert (await plain.enqueue(Job(id="replicated", name="work"))).is_ok()
+        await asyncio.sleep(0.2)  # the replica's stream catches up (nothing to wait on)
+        topology.replica.proc.send_signal(signal.SIGSTOP)
+        try:
+            assert await primary.client_kill_filter(_type="slave") == 1
+            assert (await plain.enqueue(Job(id="acknowledged", name="work"))).is_ok()
+            with pytest.raises(BackendConnectionError) as raised:
+                await waiting.enqueue(Job(id="refused", name="work"))
+            await topology.primary.kill()
+        finally:
+            topology.replica.proc.send_signal(signal.SIGCONT)
+        assert raised.value.details.get("reason") == "replication"
+        killed = time.monotonic()
+        promoted = await topology.wait_promoted()
+        assert await plain.get_job("replicated") is not None
+        # Ok from the old primary, and gone: Redis's asynchronous replication at work.
+        assert await plain.get_job("acknowledged") is None
+        assert await plain.get_job("refused") is None  # never acknowledged, so not a loss
+        print(  # noqa: T201 - the evidence, shown with -s
+            f"\nsentinel window: the enqueue acknowledged while the replica's link was cut is "
+            f"gone after the promotion ({promoted - killed:.1f} s); with wait_for_replicas=1 "
+            "the same enqueue raised instead of answering Ok"
+        )
+    finally:
+        await primary.aclose()
+        await plain.close()
+        await waiting.close()
