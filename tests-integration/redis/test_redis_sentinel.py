@@ -9,7 +9,10 @@ must find it through the ``redis+sentinel://`` URL alone.
 Replication is asynchronous: a job the old primary acknowledged but had not yet sent
 to the replica is gone after the failover. The first test measures how many and
 checks that only jobs acknowledged just before the kill can be among them; the second
-enqueues with ``wait_for_replicas=1`` and checks that no acknowledged job is lost.
+enqueues with ``wait_for_replicas=1`` and checks that no acknowledged job is lost; the
+third switches over a live primary (``SENTINEL FAILOVER``); the last opens the window on
+purpose and shows one acknowledged job lost, and the same enqueue refused when replicas
+must confirm it.
 """
 
 from __future__ import annotations
