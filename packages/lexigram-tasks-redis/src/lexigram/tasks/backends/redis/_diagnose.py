@@ -66,6 +66,31 @@ def _detail(exc: BaseException) -> str:
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
 
 
+# OpenSSL's verify results for a certificate that is valid but names another host.
+_NAME_MISMATCH = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
+def _tls_problem(exc: ssl.SSLError, url: str) -> str:
+    """What went wrong in the TLS handshake, and which part of the URL fixes it."""
+    detail = _detail(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        if getattr(exc, "verify_code", None) in _NAME_MISMATCH:
+            host = urlsplit(url).hostname
+            return (
+                f"the server's certificate does not name the host {host!r} ({detail}). "
+                "Connect with a host name the certificate lists."
+            )
+        return (
+            f"the server's certificate is not trusted ({detail}). Give the CA that signed "
+            "it in the URL: rediss://host:port/0?ssl_ca_certs=/path/to/ca.pem."
+        )
+    return (
+        f"the TLS handshake failed ({detail}). Check that the server speaks TLS on that "
+        "port and that its certificate is trusted (?ssl_ca_certs=/path/to/ca.pem in the "
+        "URL), or use redis:// for a plain-text port."
+    )
+
+
 def _where(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "unix":
@@ -106,12 +131,7 @@ def diagnose(  # noqa: C901, PLR0911, PLR0912 - one flat table of cases reads be
     tls = urlsplit(url).scheme == "rediss"
     for item in chain:
         if isinstance(item, ssl.SSLError):
-            return _fatal(
-                "tls",
-                f"Redis at {masked}: the TLS handshake failed ({_detail(item)}). Check that "
-                "the server speaks TLS on that port and that its certificate is trusted "
-                "(connection option ssl_ca_certs), or use redis:// for a plain-text port.",
-            )
+            return _fatal("tls", f"Redis at {masked}: {_tls_problem(item, url)}")
         if isinstance(item, socket.gaierror):
             return _healable(
                 "dns",
