@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -32,7 +33,7 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lexigram.tasks.cli import cli
 
@@ -42,17 +43,21 @@ START_TIMEOUT_S = 60.0
 
 @dataclass(frozen=True, slots=True)
 class Certs:
-    """PEM files of one test CA and the server certificate it signed.
+    """PEM files of one test CA and the server and client certificates it signed.
 
     Attributes:
         ca: The CA certificate a client must trust.
         cert: The server certificate (for ``localhost`` only).
         key: The server's private key (unencrypted).
+        client_cert: A client certificate, for servers that require one.
+        client_key: Its private key (unencrypted).
     """
 
     ca: Path
     cert: Path
     key: Path
+    client_cert: Path
+    client_key: Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +97,7 @@ def make_certs(directory: Path) -> Certs:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("lexigram-tasks test CA")
     ca_cert = (
-        x509.CertificateBuilder(subject_name=ca_name, issuer_name=ca_name, **valid)
+        x509.CertificateBuilder(issuer_name=ca_name, subject_name=ca_name, **valid)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
@@ -109,28 +114,44 @@ def make_certs(directory: Path) -> Certs:
         )
         .sign(ca_key, hashes.SHA256())
     )  # fmt: skip
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server_cert = (
-        x509.CertificateBuilder(subject_name=_name("localhost"), issuer_name=ca_name, **valid)
-        .public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
     certs = Certs(
-        ca=directory / "ca.pem", cert=directory / "server.pem", key=directory / "server.key"
+        ca=directory / "ca.pem",
+        cert=directory / "server.pem",
+        key=directory / "server.key",
+        client_cert=directory / "client.pem",
+        client_key=directory / "client.key",
     )
     certs.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    certs.cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(certs.key, server_key)
+    issue = x509.CertificateBuilder(issuer_name=ca_name, **valid)
+    server_san = x509.SubjectAlternativeName([x509.DNSName("localhost")])
+    for name, usage, cert, key_file, san in (
+        ("localhost", ExtendedKeyUsageOID.SERVER_AUTH, certs.cert, certs.key, server_san),
+        (
+            "lexigram-worker",
+            ExtendedKeyUsageOID.CLIENT_AUTH,
+            certs.client_cert,
+            certs.client_key,
+            None,
+        ),
+    ):
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            issue.subject_name(_name(name))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                critical=False,
+            )
+        )
+        if san is not None:
+            builder = builder.add_extension(san, critical=False)
+        cert.write_bytes(
+            builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+        )
+        _write_key(key_file, key)
     return certs
 
 
@@ -227,16 +248,18 @@ def require(binary: str, fail: Callable[[str], NoReturn], *extra: Path) -> str:
 REDIS_PASSWORD = "tls-test-secret"  # noqa: S105 - a throwaway password of a private test server
 
 
-@pytest.fixture(scope="module")
-def redis_tls(tls_certs: Certs, service_unavailable: Callable[[str], NoReturn]) -> Iterator[Server]:
-    """A TLS-only Redis with a password on a free loopback port; yield (port, CA file)."""
-    binary = require("redis-server", service_unavailable)
-    root = server_dir("redis", tls_certs, pwd.getpwuid(os.geteuid()))
+@contextmanager
+def _redis(
+    certs: Certs, fail: Callable[[str], NoReturn], *, auth_clients: bool
+) -> Iterator[Server]:
+    binary = require("redis-server", fail)
+    root = server_dir("redis", certs, pwd.getpwuid(os.geteuid()))
     port, log = free_port(), root / "redis.log"
     command = [
         binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
         "--tls-cert-file", str(root / "server.pem"), "--tls-key-file", str(root / "server.key"),
-        "--tls-ca-cert-file", str(root / "ca.pem"), "--tls-auth-clients", "no",
+        "--tls-ca-cert-file", str(root / "ca.pem"),
+        "--tls-auth-clients", "yes" if auth_clients else "no",
         "--requirepass", REDIS_PASSWORD, "--save", "", "--appendonly", "no",
         "--dir", str(root), "--logfile", str(log),
     ]  # fmt: skip
@@ -244,11 +267,27 @@ def redis_tls(tls_certs: Certs, service_unavailable: Callable[[str], NoReturn]) 
     try:
         problem = wait_for_port(port, process, log)
         if problem is not None:
-            service_unavailable(f"the private TLS Redis {problem}")
-        yield Server(port, tls_certs.ca, REDIS_PASSWORD)
+            fail(f"the private TLS Redis {problem}")
+        yield Server(port, certs.ca, REDIS_PASSWORD)
     finally:
         stop(process)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def redis_tls(tls_certs: Certs, service_unavailable: Callable[[str], NoReturn]) -> Iterator[Server]:
+    """A TLS-only Redis with a password on a free loopback port."""
+    with _redis(tls_certs, service_unavailable, auth_clients=False) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis_mtls(
+    tls_certs: Certs, service_unavailable: Callable[[str], NoReturn]
+) -> Iterator[Server]:
+    """A TLS-only Redis that also requires a client certificate signed by the test CA."""
+    with _redis(tls_certs, service_unavailable, auth_clients=True) as server:
+        yield server
 
 
 # Trust authentication ignores it; it is in the URLs to show that no message prints it.

@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
+from lexigram.tasks.backends.redis._mux import MuxClient
+
 pytestmark = [pytest.mark.redis, pytest.mark.tls]
 
 
@@ -44,3 +46,36 @@ def test_a_host_name_outside_the_certificate_is_named(
     assert "IP address mismatch" in message
     assert message.endswith("Connect with a host name the certificate lists.")
     assert redis_tls.password not in message
+
+
+def test_a_client_certificate_in_the_url_passes_a_server_that_requires_one(
+    redis_mtls, tls_certs, round_trip
+) -> None:
+    query = (
+        f"?ssl_ca_certs={redis_mtls.ca}"
+        f"&ssl_certfile={tls_certs.client_cert}&ssl_keyfile={tls_certs.client_key}"
+    )
+    assert round_trip(_url(redis_mtls, "localhost", query), "redis") == {"ran": 5, "result": 5}
+
+
+def test_without_a_client_certificate_the_error_says_so(
+    redis_mtls, failure: Callable[[str], str]
+) -> None:
+    message = failure(_url(redis_mtls, "localhost", f"?ssl_ca_certs={redis_mtls.ca}"))
+    assert "dropped the connection" in message
+    assert message.endswith(
+        "If the server requires a client certificate (tls-auth-clients yes), give it in the "
+        "URL: ?ssl_certfile=/path/client.pem&ssl_keyfile=/path/client.key."
+    )
+
+
+async def test_closing_the_multiplexed_tls_connection_closes_its_socket(redis_tls) -> None:
+    """`aclose` waits for the TLS goodbye: a loop ending right after leaks no socket."""
+    client = MuxClient(_url(redis_tls, "localhost", f"?ssl_ca_certs={redis_tls.ca}"), {})
+    assert await client.execute_command("PING") == b"PONG"
+    protocol = client._protocol
+    assert protocol is not None
+    assert protocol.transport is not None
+    raw = protocol.transport.get_extra_info("socket")
+    await client.aclose()
+    assert raw.fileno() == -1  # closed, not waiting for the garbage collector

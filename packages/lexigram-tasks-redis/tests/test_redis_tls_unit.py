@@ -56,3 +56,21 @@ def test_tls_settings_in_the_url_keep_the_multiplexed_path_only_when_it_honours_
     assert RedisConnector(honoured).multiplexed
     # The multiplexed connection builds its own SSL context and knows no CA directory.
     assert not RedisConnector("rediss://h:6380/0?ssl_ca_path=/etc/ssl/mine").multiplexed
+
+
+def test_a_dropped_tls_connection_without_a_client_certificate_suggests_one() -> None:
+    reset = ConnectionResetError(104, "Connection reset by peer")
+    found = diagnose(
+        reset, url=URL, masked=MASKED, what="count", connect_timeout=5.0, command_timeout=10.0
+    )
+    assert found.kind == "closed"
+    assert "?ssl_certfile=/path/client.pem&ssl_keyfile=/path/client.key" in found.message
+    with_cert = diagnose(
+        reset,
+        url=URL + "?ssl_certfile=/c.pem&ssl_keyfile=/k.pem",
+        masked=MASKED,
+        what="count",
+        connect_timeout=5.0,
+        command_timeout=10.0,
+    )
+    assert "ssl_certfile" not in with_cert.message

@@ -227,7 +227,16 @@ def diagnose(  # noqa: C901, PLR0911, PLR0912 - one flat table of cases reads be
             "the server is not paused or overloaded, or raise socket_timeout.",
         )
     if isinstance(exc, rexc.ConnectionError | ConnectionError | OSError):
-        hint = "" if tls else " If the server requires TLS, use rediss://."
+        hint = " If the server requires TLS, use rediss://."
+        if tls:
+            # Under TLS 1.3 a server that wants a client certificate checks it after the
+            # handshake and just closes the connection: this is all the client sees.
+            hint = (
+                ""
+                if "ssl_certfile=" in url
+                else " If the server requires a client certificate (tls-auth-clients yes), "
+                "give it in the URL: ?ssl_certfile=/path/client.pem&ssl_keyfile=/path/client.key."
+            )
         return _healable(
             "closed",
             f"Redis at {masked} dropped the connection during {what} ({_detail(exc)}). "
