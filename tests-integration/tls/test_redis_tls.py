@@ -79,3 +79,8 @@ async def test_closing_the_multiplexed_tls_connection_closes_its_socket(redis_tl
     raw = protocol.transport.get_extra_info("socket")
     await client.aclose()
     assert raw.fileno() == -1  # closed, not waiting for the garbage collector
+
+
+def test_hostname_verification_can_be_turned_off_in_the_url(redis_tls, round_trip) -> None:
+    query = f"?ssl_ca_certs={redis_tls.ca}&ssl_check_hostname=false"
+    assert round_trip(_url(redis_tls, "127.0.0.1", query), "redis") == {"ran": 5, "result": 5}
