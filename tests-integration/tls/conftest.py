@@ -305,7 +305,7 @@ def postgres_tls(
     refused by the server itself; logins are trusted (the tests are about TLS).
     """
     initdb = require("initdb", service_unavailable, *(d / "initdb" for d in POSTGRES_BIN[::-1]))
-    bin_dir = Path(initdb).parent
+    bin_dir = Path(initdb).resolve().parent  # pg_ctl sits beside the real initdb
     user = service_user("postgres", service_unavailable)
     root = server_dir("pg", tls_certs, user)
     data, log, port = root / "data", root / "postgres.log", free_port()
