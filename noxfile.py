@@ -64,6 +64,8 @@ UNIT_EXTRA_DEPS: dict[str, list[str]] = {"lexigram-tasks-core": ["mypy==2.4.1"]}
 TESTCONTAINERS = "testcontainers[rabbitmq]>=4"
 # The integration session runs its tests in two processes.
 XDIST = "pytest-xdist>=3.5"
+# The TLS tests create their own certificate authority and server certificate.
+CRYPTOGRAPHY = "cryptography>=42"
 # The tracing tests export spans with the OpenTelemetry SDK (the product needs only the API); the
 # web example is a FastAPI app called through httpx.
 OTEL_SDK = "opentelemetry-sdk>=1.20,<2"
@@ -261,6 +263,7 @@ def integration(session: nox.Session) -> None:
     session.install(
         *TEST_DEPS,
         XDIST,
+        CRYPTOGRAPHY,
         TESTCONTAINERS,
         OTEL_SDK,
         *WEB_TEST_DEPS,

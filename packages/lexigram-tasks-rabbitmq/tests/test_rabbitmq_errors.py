@@ -25,9 +25,12 @@ def wrapped(cause: BaseException) -> BaseException:
     return error
 
 
-def unverified() -> ssl.SSLCertVerificationError:
+def unverified(
+    code: int = 19, message: str = "self-signed certificate"
+) -> ssl.SSLCertVerificationError:
     error = ssl.SSLCertVerificationError(1, "certificate verify failed")
-    error.verify_message = "self-signed certificate"
+    error.verify_code = code  # set by the ssl module on a real handshake failure
+    error.verify_message = message
     return error
 
 
@@ -61,6 +64,12 @@ def unverified() -> ssl.SSLCertVerificationError:
             "unknown_host",
         ),
         (wrapped(unverified()), None, "certificate is not trusted", "tls_untrusted"),
+        (
+            wrapped(unverified(64, "IP address mismatch")),
+            None,
+            "does not name the host 'mq.example' (IP address mismatch)",
+            "tls_wrong_host",
+        ),
         (
             wrapped(ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")),
             None,

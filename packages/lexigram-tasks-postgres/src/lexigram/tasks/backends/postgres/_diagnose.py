@@ -54,7 +54,31 @@ def _dsn_part(dsn: str | None, part: str) -> str | None:
     return f"{host}:{port}"
 
 
-def connect_error(  # noqa: C901 - one flat table of causes reads best
+# OpenSSL's verify results for a certificate that is valid but names another host.
+_NAME_MISMATCH = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
+def _names_tls_files(dsn: str | None) -> bool:
+    return dsn is not None and any(f"{key}=" in dsn for key in ("sslrootcert", "sslcert", "sslkey"))
+
+
+def _tls_fix(exc: ssl.SSLError, dsn: str | None) -> str:
+    """Which part of the DSN fixes a failed TLS handshake."""
+    if getattr(exc, "verify_code", None) in _NAME_MISMATCH:
+        host = _dsn_part(dsn, "address")
+        named = f" ({host.rsplit(':', 1)[0]!r})" if host else ""
+        return (
+            f"The server's certificate does not name the host of the DSN{named}: connect "
+            "with a host name the certificate lists (sslmode=verify-full checks it)."
+        )
+    return (
+        "Check sslrootcert (the CA that signed the server's certificate: "
+        "sslrootcert=/path/to/ca.pem), the host name the certificate names, and sslmode "
+        "in the DSN."
+    )
+
+
+def connect_error(  # noqa: C901, PLR0912 - one flat table of causes reads best
     dsn: str | None, exc: BaseException, *, timeout: float
 ) -> BackendConnectionError:
     """Say in one line why the first connection to `dsn` failed, and what to do.
@@ -78,6 +102,14 @@ def connect_error(  # noqa: C901 - one flat table of causes reads best
             f"PostgreSQL at {where} rejected the login{who} (wrong password): {detail}. "
             "Fix the user name or password in the DSN."
         )
+    elif isinstance(exc, asyncpg.exceptions.InvalidAuthorizationSpecificationError) and (
+        "no encryption" in detail
+    ):
+        msg = (
+            f"PostgreSQL at {where} accepts this login only over TLS (its pg_hba.conf has "
+            f"hostssl, not host, for it): {detail}. Set sslmode=verify-full and "
+            "sslrootcert=/path/to/ca.pem in the DSN."
+        )
     elif isinstance(exc, asyncpg.exceptions.InvalidAuthorizationSpecificationError):
         msg = (
             f"PostgreSQL at {where} refused the login: {detail}. Fix the user name in the "
@@ -96,10 +128,25 @@ def connect_error(  # noqa: C901 - one flat table of causes reads best
             f"{detail}. Enable ssl on the server, or use sslmode=prefer or disable."
         )
     elif isinstance(exc, ssl.SSLError):
+        msg = f"PostgreSQL at {where} failed the TLS handshake: {detail}. {_tls_fix(exc, dsn)}"
+    elif isinstance(exc, asyncpg.exceptions.ClientConfigurationError) and (
+        "root certificate" in detail
+    ):
         msg = (
-            f"PostgreSQL at {where} failed the TLS handshake: {detail}. Check sslrootcert "
-            "(the CA that signed the server's certificate), the host name the certificate "
-            "names, and sslmode in the DSN."
+            f"PostgreSQL at {where}: sslmode=verify-ca and verify-full need the CA that "
+            f"signed the server's certificate, and none was found ({detail}). Add "
+            "sslrootcert=/path/to/ca.pem to the DSN."
+        )
+    elif isinstance(exc, asyncpg.exceptions.ClientConfigurationError):
+        msg = f"PostgreSQL at {where}: the DSN's settings are not usable: {detail}. Fix the DSN."
+    elif isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError) and (
+        _names_tls_files(dsn)
+    ):
+        # The ssl module names no file when it cannot load one; with TLS files in the DSN
+        # they are the likely culprit (a missing socket directory is the other cause).
+        msg = (
+            f"PostgreSQL at {where}: a file the DSN names cannot be read: {detail}. Fix "
+            "sslrootcert, sslcert or sslkey in the DSN."
         )
     elif isinstance(exc, ConnectionRefusedError) or f"[Errno {errno.ECONNREFUSED}]" in detail:
         msg = (

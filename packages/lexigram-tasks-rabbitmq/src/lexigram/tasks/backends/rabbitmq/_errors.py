@@ -108,6 +108,10 @@ class TCPProbe:
             self._task.cancel()
 
 
+# OpenSSL's verify results for a certificate that is valid but names another host.
+_NAME_MISMATCH = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
 def _root(exc: BaseException) -> BaseException:
     """The OS-level error aiormq wrapped (its transport errors carry it as the cause)."""
     seen: set[int] = set()
@@ -126,6 +130,29 @@ def _refused(exc: BaseException) -> bool:
         return True
     args: tuple[object, ...] = tuple(getattr(exc, "args", ()))
     return len(args) > 0 and args[0] == errno.ECONNREFUSED
+
+
+def _tls_failure(root: ssl.SSLError, attempt: ConnectAttempt) -> tuple[str, str]:
+    """The message and reason of a failed TLS handshake: what to change in the URL."""
+    where, url = f"{attempt.host}:{attempt.port}", attempt.masked_url
+    if isinstance(root, ssl.SSLCertVerificationError):
+        why = getattr(root, "verify_message", None) or root
+        if getattr(root, "verify_code", None) in _NAME_MISMATCH:
+            return (
+                f"TLS with {where} failed ({url}): the broker's certificate does not name the "
+                f"host {attempt.host!r} ({why}). Connect with a host name the certificate "
+                "lists."
+            ), "tls_wrong_host"
+        return (
+            f"TLS with {where} failed ({url}): the broker's certificate is not trusted "
+            f"({why}). Give the CA that signed it with ?cafile=/path/ca.pem in the URL."
+        ), "tls_untrusted"
+    why = getattr(root, "reason", None) or root
+    return (
+        f"TLS with {where} failed ({url}: {why}). If the port serves plain AMQP use "
+        "amqp:// (5672); otherwise check the broker's TLS listener and the client "
+        "certificate options in the URL."
+    ), "tls_failed"
 
 
 def connect_failure(
@@ -175,22 +202,8 @@ def connect_failure(
             "fix the host in the URL."
         )
         reason = "unknown_host"
-    elif isinstance(root, ssl.SSLCertVerificationError):
-        why = getattr(root, "verify_message", None) or root
-        msg = (
-            f"TLS with {where} failed ({url}): the broker's certificate is not trusted "
-            f"({why}). Give the CA that signed it with ?cafile=/path/ca.pem in the URL, or "
-            "fix the host name to match the certificate."
-        )
-        reason = "tls_untrusted"
     elif isinstance(root, ssl.SSLError):
-        why = getattr(root, "reason", None) or root
-        msg = (
-            f"TLS with {where} failed ({url}: {why}). If the port serves "
-            "plain AMQP use amqp:// (5672); otherwise check the broker's TLS listener and "
-            "the client certificate options in the URL."
-        )
-        reason = "tls_failed"
+        msg, reason = _tls_failure(root, attempt)
     elif isinstance(exc, TimeoutError) and tcp_open:
         msg = (
             f"{where} accepted the TCP connection but did not complete the AMQP handshake "

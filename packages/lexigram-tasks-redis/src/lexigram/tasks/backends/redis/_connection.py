@@ -26,7 +26,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import redis.asyncio as aioredis
 from lexigram.contracts.tasks import (
@@ -245,7 +245,12 @@ class RedisConnector:
         if client_name is not None:
             self._kwargs["client_name"] = client_name
         self._kwargs.update(connection_kwargs or {})
-        self.multiplexed = multiplex and client is None and set(self._kwargs) <= SUPPORTED_KWARGS
+        # TLS settings may come in the URL's query (rediss://...?ssl_ca_certs=...): one the
+        # multiplexed path does not honour would be dropped silently, so it means redis-py.
+        url_tls = {key for key in parse_qs(urlsplit(self.url).query) if key.startswith("ssl_")}
+        self.multiplexed = (
+            multiplex and client is None and set(self._kwargs) | url_tls <= SUPPORTED_KWARGS
+        )
         # Behind Sentinel, every connection asks the sentinels where the primary is.
         self._route = (
             SentinelRoute(url, self._kwargs)

@@ -67,6 +67,31 @@ def _detail(exc: BaseException) -> str:
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
 
 
+# OpenSSL's verify results for a certificate that is valid but names another host.
+_NAME_MISMATCH = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
+def _tls_problem(exc: ssl.SSLError, url: str) -> str:
+    """What went wrong in the TLS handshake, and which part of the URL fixes it."""
+    detail = _detail(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        if getattr(exc, "verify_code", None) in _NAME_MISMATCH:
+            host = urlsplit(url).hostname
+            return (
+                f"the server's certificate does not name the host {host!r} ({detail}). "
+                "Connect with a host name the certificate lists."
+            )
+        return (
+            f"the server's certificate is not trusted ({detail}). Give the CA that signed "
+            "it in the URL: rediss://host:port/0?ssl_ca_certs=/path/to/ca.pem."
+        )
+    return (
+        f"the TLS handshake failed ({detail}). Check that the server speaks TLS on that "
+        "port and that its certificate is trusted (?ssl_ca_certs=/path/to/ca.pem in the "
+        "URL), or use redis:// for a plain-text port."
+    )
+
+
 def _where(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "unix":
@@ -116,12 +141,7 @@ def diagnose(  # noqa: C901, PLR0911, PLR0912 - one flat table of cases reads be
                 "the URL; during a failover this lasts until a replica is promoted.",
             )
         if isinstance(item, ssl.SSLError):
-            return _fatal(
-                "tls",
-                f"Redis at {masked}: the TLS handshake failed ({_detail(item)}). Check that "
-                "the server speaks TLS on that port and that its certificate is trusted "
-                "(connection option ssl_ca_certs), or use redis:// for a plain-text port.",
-            )
+            return _fatal("tls", f"Redis at {masked}: {_tls_problem(item, url)}")
         if isinstance(item, socket.gaierror):
             return _healable(
                 "dns",
@@ -217,7 +237,16 @@ def diagnose(  # noqa: C901, PLR0911, PLR0912 - one flat table of cases reads be
             "the server is not paused or overloaded, or raise socket_timeout.",
         )
     if isinstance(exc, rexc.ConnectionError | ConnectionError | OSError):
-        hint = "" if tls else " If the server requires TLS, use rediss://."
+        hint = " If the server requires TLS, use rediss://."
+        if tls:
+            # Under TLS 1.3 a server that wants a client certificate checks it after the
+            # handshake and just closes the connection: this is all the client sees.
+            hint = (
+                ""
+                if "ssl_certfile=" in url
+                else " If the server requires a client certificate (tls-auth-clients yes), "
+                "give it in the URL: ?ssl_certfile=/path/client.pem&ssl_keyfile=/path/client.key."
+            )
         return _healable(
             "closed",
             f"Redis at {masked} dropped the connection during {what} ({_detail(exc)}). "

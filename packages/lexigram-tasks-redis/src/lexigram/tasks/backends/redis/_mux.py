@@ -43,6 +43,9 @@ else:
     _hiredis_reader, _hiredis_error = hiredis.Reader, hiredis.ReplyError
     HIREDIS = True
 
+_CLOSE_TIMEOUT = 1.0
+"""Longest wait for a closed connection's socket to go (a TLS goodbye to the server)."""
+
 SUPPORTED_KWARGS = frozenset(
     {
         "socket_connect_timeout",
@@ -219,10 +222,12 @@ class _MuxProtocol(asyncio.Protocol):
         self._reader = _reader()
         self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
+        self._gone: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)  # noqa: S101 - stream transports only
         self.transport = transport
+        self._gone = asyncio.get_running_loop().create_future()
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -256,6 +261,8 @@ class _MuxProtocol(asyncio.Protocol):
             future = self._waiters.popleft()
             if not future.done():
                 future.set_exception(self.lost)
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(None)
 
     def _abort(self, exc: BaseException) -> None:
         self.lost = exc
@@ -273,6 +280,21 @@ class _MuxProtocol(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    async def shut(self, timeout: float) -> None:
+        """Close and wait until the socket is closed (at most `timeout`, then abort).
+
+        A TLS connection first exchanges close_notify with the server; an event loop
+        that ended right after `close` would cut that off and leave the socket open.
+        """
+        self.close()
+        if self._gone is None or self.transport is None:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._gone)
+        except TimeoutError:
+            self.transport.abort()
 
 
 class MuxClient:
@@ -458,4 +480,4 @@ class MuxClient:
         """Close the connection (pending requests fail with ConnectionError)."""
         protocol, self._protocol = self._protocol, None
         if protocol is not None:
-            protocol.close()
+            await protocol.shut(_CLOSE_TIMEOUT)
