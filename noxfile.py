@@ -507,12 +507,15 @@ def kit_mutants(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def chaos(session: nox.Session) -> None:
-    """Fault-injection runs on private Redis, PostgreSQL and SQLite instances (opt-in).
+    """Fault-injection runs of the CLI workers on private brokers (opt-in; not in CI's run).
 
-    Runs tests-chaos/run_chaos.py (arguments after ``--`` go to it, e.g. ``-- --short`` for
-    one 300-job worker SIGKILL storm per backend, about a minute); prints one table and fails
-    on any lost, unexplained duplicate or stuck job. Needs redis-server and PostgreSQL's
-    initdb/pg_ctl on this machine; it starts its own instances on free loopback ports.
+    Runs tests-chaos/run.py: worker SIGKILL storms, broker kill -9 and restart, broker pause,
+    poison payloads and scheduler churn on SQLite, Redis and PostgreSQL, each on its own
+    broker instance on a free loopback port (arguments after ``--`` go to it, e.g. ``--
+    --backends redis --scenarios storm --jobs 1000``, or ``-- --short``). Prints one table
+    and fails on any lost, unexplained duplicate or stuck job. Needs redis-server and
+    PostgreSQL's initdb/pg_ctl on this machine. A short variant runs in the integration
+    session (tests-integration/chaos).
     """
     session.install(*_editable([*PACKAGES.values(), META]))
-    session.run("python", str(ROOT / "tests-chaos" / "run_chaos.py"), *session.posargs)
+    session.run("python", str(ROOT / "tests-chaos" / "run.py"), *session.posargs)

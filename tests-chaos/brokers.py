@@ -45,13 +45,13 @@ class RedisBroker:
 
     kind = "redis"
 
-    def __init__(self) -> None:
+    def __init__(self, base: Path | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             msg = "redis-server is not on PATH: install Redis to run the Redis scenarios"
             raise RuntimeError(msg)
         self.binary = binary
-        self.root = Path(tempfile.mkdtemp(prefix="lexigram-chaos-redis-"))
+        self.root = Path(tempfile.mkdtemp(prefix="redis-", dir=base))
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -118,7 +118,7 @@ class PostgresBroker:
 
     kind = "postgres"
 
-    def __init__(self) -> None:
+    def __init__(self, base: Path | None = None) -> None:
         self.bin = _pg_bin()
         if os.geteuid() == 0:
             try:
@@ -128,7 +128,7 @@ class PostgresBroker:
                 raise RuntimeError(msg) from exc
         else:
             self.owner = pwd.getpwuid(os.geteuid())
-        self.root = Path(tempfile.mkdtemp(prefix="lexigram-chaos-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix="pg-", dir=base))
         os.chown(self.root, self.owner.pw_uid, self.owner.pw_gid)
         self.data = self.root / "data"
         self.port = free_port()
@@ -220,8 +220,8 @@ class SQLiteFile:
 
     kind = "sqlite"
 
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="lexigram-chaos-sqlite-"))
+    def __init__(self, base: Path | None = None) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="sqlite-", dir=base))
 
     @property
     def url(self) -> str:

@@ -1,0 +1,436 @@
+"""Fault-injection runs of the real CLI workers on private brokers; prints one table.
+
+Usage: python tests-chaos/run.py [--backends sqlite,redis,postgres] [--jobs N]
+       [--scenarios storm,broker-kill,broker-pause,poison,scheduler-churn] [--short]
+
+Every scenario starts its own broker (Redis, PostgreSQL: see ``brokers.py``) or database file
+(SQLite) on loopback in a temporary directory, enqueues its jobs, starts three
+``lexigram-tasks worker chaos_app --concurrency 8`` processes and injects one fault:
+
+storm            SIGKILL a random worker every second and start a replacement, until drained
+broker-kill      SIGKILL the broker once a third of the jobs ran; restart it on its data 2 s later
+broker-pause     SIGSTOP the broker once a third ran; SIGCONT it 12 s later (6 s with --short)
+poison           undecodable payloads written into the broker's storage, and jobs naming a task
+                 nobody handles, among good jobs: all of them must be dead-lettered
+scheduler-churn  three ``lexigram-tasks scheduler`` processes fire an every-second schedule while
+                 one of them is SIGKILLed and replaced every 2 s: each occurrence runs once
+
+Columns: ``acked`` jobs whose enqueue returned Ok (scheduler-churn: occurrences run);
+``lost`` acked jobs never completed, not dead-lettered, not still waiting or leased at the end;
+``dup ok`` extra runs explained by a fault: a run by a worker SIGKILLed while it held the job,
+or a run that overlapped a broker kill or pause; ``dup bad`` any other extra run;
+``stuck`` jobs still leased after the workers stopped and a lease went by; ``dlq`` actual/
+expected dead letters; ``recovery s`` from the end of the fault (broker back, storm over) to
+the first job completing after it. Exit status 1 on any lost, unexplained duplicate, stuck job
+or a DLQ count other than expected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import os
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from brokers import PostgresBroker, RedisBroker, SQLiteFile  # noqa: E402
+from harness import Run, write_config  # noqa: E402
+
+from lexigram.contracts.tasks import Job, JobStatus, TaskQueueProtocol  # noqa: E402
+
+LEASE = 3.0
+WORKERS = 3
+BATCH = 250
+ACK_SLACK = 2.0  # seconds an ack may still be on its way after the handler returned
+POISON = (
+    b"\x00\x01\x02 not a job",
+    b"{}",
+    b'{"name": "record"}',
+    b"\xff\xfe\xfd",
+    b'{"id": 7, "name": 5, "args": "no"}',
+    b"[1, 2, 3]",
+)
+UNKNOWN_TASKS = 4
+BACKENDS = ("sqlite", "redis", "postgres")
+SCENARIOS = ("storm", "broker-kill", "broker-pause", "poison", "scheduler-churn")
+BROKER_FAULTS = {"broker-kill", "broker-pause"}
+Broker = RedisBroker | PostgresBroker | SQLiteFile
+
+
+@dataclass
+class Outcome:
+    """One row of the table."""
+
+    backend: str
+    scenario: str
+    acked: int = 0
+    lost: int = 0
+    dup_ok: int = 0
+    dup_bad: int = 0
+    stuck: int = 0
+    dlq: int = 0
+    expected_dlq: int = 0
+    recovery: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """True when the row shows a lost, duplicated, stuck or wrongly dead-lettered job."""
+        return bool(
+            self.lost
+            or self.dup_bad
+            or self.stuck
+            or self.dlq != self.expected_dlq
+            or any(note.startswith("ERROR") for note in self.notes)
+        )
+
+
+def open_queue(kind: str, url: str, queue_name: str) -> TaskQueueProtocol:
+    """The producer's handle on the scenario's queue (the same options as the workers')."""
+    if kind == "redis":
+        from lexigram.tasks.backends.redis import RedisTaskQueue
+
+        return RedisTaskQueue(url, queue_name, key_prefix=queue_name, visibility_timeout=LEASE)
+    if kind == "postgres":
+        from lexigram.tasks.backends.postgres import PostgresTaskQueue
+
+        return PostgresTaskQueue(
+            dsn=url, schema=queue_name, queue_name=queue_name, visibility_timeout=LEASE
+        )
+    from lexigram.tasks.backends.sqlite import SQLiteTaskQueue
+
+    return SQLiteTaskQueue(url, queue_name=queue_name, visibility_timeout=LEASE)
+
+
+async def plant(kind: str, queue: Any, raw: bytes) -> str:
+    """Store `raw` where an encoded job would be, so a worker's dequeue meets it."""
+    job_id = f"poison-{uuid.uuid4().hex[:12]}"
+    if kind == "redis":
+        # One enqueue-script entry: id, payload, priority, ready-at (0 = now), idempotency
+        # key and ttl, delivery count, retrying flag.
+        entry = (job_id, raw, 0, 0, "", 0, 0, "0")
+        [(status, stored)] = await queue._enqueue_entries([entry])  # noqa: SLF001
+        if (status, stored) != (1, job_id):
+            msg = f"the Redis enqueue script refused the planted payload: {status}"
+            raise RuntimeError(msg)
+    elif kind == "postgres":
+        import asyncpg
+
+        config = queue.config
+        conn = await asyncpg.connect(config.dsn)
+        try:
+            await conn.execute(
+                f'INSERT INTO "{config.schema}"."{config.table}" (id, queue, payload) '  # noqa: S608
+                "VALUES ($1, $2, $3)",
+                job_id,
+                config.queue_name,
+                raw,
+            )
+        finally:
+            await conn.close()
+    else:
+        await queue.count(queue.queue_name)  # creates the tables
+        with contextlib.closing(sqlite3.connect(queue.path)) as db, db:
+            db.execute(
+                "INSERT INTO lexigram_jobs (id, queue, priority, available_at, payload) "
+                "VALUES (?, ?, 0, 0, ?)",
+                (job_id, queue.queue_name, raw),
+            )
+    return job_id
+
+
+async def enqueue(producer: TaskQueueProtocol, jobs: int, scenario: str, kind: str) -> set[str]:
+    """Enqueue `jobs` record jobs (and the poison); return the keys whose enqueue was Ok."""
+    acked: set[str] = set()
+    batch = [Job(name="record", args=(f"j{i:05d}",), max_retries=50) for i in range(jobs)]
+    for start in range(0, len(batch), BATCH):
+        chunk = batch[start : start + BATCH]
+        for job, result in zip(chunk, await producer.enqueue_many(chunk), strict=True):
+            if result.is_ok():
+                acked.add(str(job.args[0]))
+    if scenario == "poison":
+        for raw in POISON:
+            await plant(kind, producer, raw)
+        for i in range(UNKNOWN_TASKS):
+            result = await producer.enqueue(Job(name="no_such_task", args=(i,)))
+            if not result.is_ok():
+                msg = f"enqueueing the unknown-task job failed: {result}"
+                raise RuntimeError(msg)
+    return acked
+
+
+def completed(run: Run) -> set[str]:
+    """Keys with at least one finished run."""
+    return {key for key, recs in run.runs().items() if any(r[0] == "done" for r in recs)}
+
+
+async def wait_until(predicate: Any, timeout: float) -> bool:
+    """Poll `predicate` (a callable) four times a second until true or `timeout` s passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.25)
+    return bool(predicate())
+
+
+async def inject(run: Run, broker: Broker, scenario: str, acked: set[str], short: bool) -> float:
+    """Inject the scenario's fault; return the wall time the last fault ended (0: none)."""
+    if scenario == "storm":
+        rng = random.Random(22)
+        fault_end = 0.0
+        for _ in range(6 if short else 30):
+            await asyncio.sleep(1.0)
+            if completed(run) >= acked:
+                break
+            fault_end = run.kill_one(rng)
+        return fault_end
+    if scenario in BROKER_FAULTS:
+        if isinstance(broker, SQLiteFile):
+            msg = "SQLite has no server process to kill or pause"
+            raise TypeError(msg)
+        await wait_until(lambda: len(completed(run)) >= len(acked) // 3, 120.0)
+        began = time.time()
+        if scenario == "broker-kill":
+            broker.kill()
+            await asyncio.sleep(2.0)
+            broker.start()
+        else:
+            broker.pause()
+            await asyncio.sleep(6.0 if short else 12.0)
+            broker.resume()
+        ended = time.time()
+        run.windows.append((began - ACK_SLACK, ended + ACK_SLACK))
+        return ended
+    return 0.0
+
+
+def classify(run: Run, outcome: Outcome) -> None:
+    """Count the extra runs of every job: explained by a fault, or not."""
+    for key, recs in run.runs().items():
+        spans: list[tuple[int, float, float | None]] = []  # pid, start, done (None: never)
+        for kind, pid, at in recs:
+            if kind == "start":
+                spans.append((pid, at, None))
+            else:
+                for i in range(len(spans) - 1, -1, -1):
+                    if spans[i][0] == pid and spans[i][2] is None:
+                        spans[i] = (pid, spans[i][1], at)
+                        break
+        if len(spans) < 2:  # noqa: PLR2004 - one run is no duplicate
+            continue
+        legit = 0
+        for pid, began, ended in spans:
+            killed_at = run.killed.get(pid)
+            held = (
+                killed_at is not None
+                and killed_at >= began
+                and (ended is None or killed_at <= ended + ACK_SLACK)
+            )
+            in_fault = any(
+                began <= hi and (ended if ended is not None else hi) >= lo for lo, hi in run.windows
+            )
+            if not (held or in_fault):
+                legit += 1
+        bad = max(0, legit - 1)
+        outcome.dup_bad += bad
+        outcome.dup_ok += len(spans) - 1 - bad
+        if bad:
+            outcome.notes.append(f"unexplained duplicate of {key}: runs {spans}")
+
+
+async def finish(run: Run, outcome: Outcome, producer: TaskQueueProtocol, acked: set[str]) -> None:
+    """Stop everything, then count lost, stuck and dead-lettered jobs."""
+    await asyncio.sleep(LEASE + 1.0)  # a late redelivery shows up as a duplicate
+    await run.stop_all()
+    await asyncio.sleep(LEASE + 0.5)  # a lease a stopped worker still held has run out
+    outcome.stuck = await asyncio.wait_for(producer.count(run.queue, JobStatus.RUNNING), 30.0)
+    waiting = await asyncio.wait_for(producer.count(run.queue, JobStatus.PENDING), 30.0)
+    dead = run.dead_lettered()
+    outcome.dlq = len(dead)
+    good_dead = [j for j, why in dead.items() if not j.startswith("poison-")
+                 and "unknown_task" not in why]  # fmt: skip
+    if outcome.scenario != "poison" and good_dead:
+        outcome.notes.append(f"good jobs dead-lettered: {good_dead[:3]}")
+    missing = acked - completed(run)
+    outcome.lost = max(0, len(missing) - waiting - outcome.stuck)
+    if waiting:
+        outcome.notes.append(f"{waiting} jobs still waiting at the end")
+    if outcome.lost:
+        outcome.notes.append(f"lost (never completed): {sorted(missing)[:10]}")
+    if run.killed:
+        outcome.notes.append(f"{len(run.killed)} workers SIGKILLed")
+    classify(run, outcome)
+
+
+async def churn(run: Run, outcome: Outcome, short: bool) -> None:
+    """Schedulers started and SIGKILLed while an every-second schedule fires; count ticks."""
+    run.schedulers = [run.start_scheduler() for _ in range(3)]
+    rng = random.Random(7)
+    for _ in range(6 if short else 20):
+        await asyncio.sleep(2.0)
+        victim = rng.randrange(len(run.schedulers))
+        run.killed[run.schedulers[victim].pid] = run.sigkill(run.schedulers[victim])
+        run.schedulers[victim] = run.start_scheduler()
+    await asyncio.sleep(2.0)
+    for proc in run.schedulers:
+        run.sigkill(proc)
+    await asyncio.sleep(LEASE + 1.0)
+    ticks = run.ticks()
+    outcome.acked = len(ticks)
+    twice = {fire: pids for fire, pids in ticks.items() if len(pids) > 1}
+    outcome.dup_bad = sum(len(pids) - 1 for pids in twice.values())
+    if twice:
+        outcome.notes.append(f"occurrences run more than once: {sorted(twice.items())[:5]}")
+    fires = sorted(float(f) for f in ticks if f != "None")
+    if fires:
+        gaps = [b - a for a, b in itertools.pairwise(fires) if b - a > 1.5]  # noqa: PLR2004
+        outcome.notes.append(
+            f"{len(ticks)} occurrences over {fires[-1] - fires[0] + 1:.0f} s, "
+            f"{len(gaps)} gaps (a second no scheduler was up)"
+        )
+
+
+async def body(run: Run, broker: Broker, outcome: Outcome, jobs: int, short: bool) -> None:
+    """Enqueue, start the workers, inject the fault, wait for the drain, count."""
+    url = broker.url
+    if run.kind == "postgres":
+        from lexigram.tasks.backends.postgres import migrate
+
+        await migrate(url, run.queue)
+    producer = open_queue(run.kind, url, run.queue)
+    try:
+        if outcome.scenario == "scheduler-churn":
+            run.workers = await run.spawn_many(2)
+            await churn(run, outcome, short)
+            await run.stop_all()
+            return
+        acked = await enqueue(producer, jobs, outcome.scenario, run.kind)
+        outcome.acked = len(acked)
+        if outcome.scenario == "poison":
+            outcome.expected_dlq = len(POISON) + UNKNOWN_TASKS
+        run.workers = await run.spawn_many(WORKERS)
+        fault_end = await inject(run, broker, outcome.scenario, acked, short)
+        if not await wait_until(lambda: completed(run) >= acked, 60.0 if short else 180.0):
+            outcome.notes.append("not every acked job completed within the recovery window")
+        if fault_end:
+            outcome.recovery = run.done_after(fault_end)
+        await finish(run, outcome, producer, acked)
+    finally:
+        with contextlib.suppress(Exception):  # the broker may be gone
+            await asyncio.wait_for(producer.close(), 10.0)
+
+
+def make_broker(kind: str, base: Path) -> Broker:
+    """A new private broker of `kind` (not started)."""
+    if kind == "redis":
+        return RedisBroker(base)
+    if kind == "postgres":
+        return PostgresBroker(base)
+    return SQLiteFile(base)
+
+
+async def run_scenario(kind: str, scenario: str, jobs: int, short: bool, base: Path) -> Outcome:
+    """Run one scenario on a fresh private broker; return its row."""
+    outcome = Outcome(kind, scenario)
+    broker: Broker | None = None
+    run: Run | None = None
+    try:
+        broker = make_broker(kind, base)
+        broker.start()
+        queue = f"chaos_{scenario.replace('-', '_')}_{uuid.uuid4().hex[:6]}"
+        root = Path(tempfile.mkdtemp(prefix=f"{kind}-{scenario}-", dir=base))
+        write_config(root / "chaos.yaml", kind, broker.url, queue, LEASE)
+        # Jobs run long enough that the queue outlives the fault and every kill meets jobs in
+        # flight (24 at once: about 60 storm jobs or 120 others a second).
+        pause = 0.4 if scenario == "storm" else 0.2
+        run = Run(kind, root, root / "chaos.yaml", queue, pause)
+        await body(run, broker, outcome, jobs, short)
+    except Exception as exc:  # one broken scenario must not hide the others: it is a row
+        outcome.notes.append(f"ERROR {type(exc).__name__}: {exc}")
+    finally:
+        if run is not None:
+            for proc in [*run.workers, *run.schedulers]:
+                if proc.poll() is None:
+                    run.sigkill(proc)
+        if broker is not None:
+            broker.stop()
+    return outcome
+
+
+def print_table(rows: list[Outcome]) -> None:
+    """Print the one table of the run, then the notes."""
+    header = ("backend", "scenario", "acked", "lost", "dup ok", "dup bad", "stuck",
+              "dlq act/exp", "recovery s", "result")  # fmt: skip
+    lines = [header]
+    for row in rows:
+        recovery = "-" if row.recovery is None else f"{row.recovery:.1f}"
+        lines.append((row.backend, row.scenario, str(row.acked), str(row.lost), str(row.dup_ok),
+                      str(row.dup_bad), str(row.stuck), f"{row.dlq}/{row.expected_dlq}",
+                      recovery, "FAIL" if row.failed else "ok"))  # fmt: skip
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for index, line in enumerate(lines):
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+    for row in rows:
+        for note in row.notes:
+            print(f"{row.backend}/{row.scenario}: {note}")
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The (backend, scenario) pairs this run covers (SQLite has no broker to fault)."""
+    backends = [b for b in args.backends.split(",") if b]
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    for name, known in ((backends, BACKENDS), (scenarios, SCENARIOS)):
+        unknown = set(name) - set(known)
+        if unknown:
+            msg = f"unknown {sorted(unknown)}: choose from {', '.join(known)}"
+            raise SystemExit(msg)
+    return [(k, s) for k in backends for s in scenarios
+            if not (k == "sqlite" and s in BROKER_FAULTS)]  # fmt: skip
+
+
+async def main(argv: list[str]) -> int:
+    """Run the planned scenarios one after the other; return the exit status."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--jobs", type=int, default=None, help="jobs per scenario")
+    parser.add_argument("--short", action="store_true", help="500 jobs, shorter faults")
+    parser.add_argument("--workdir", default=None, help="keep logs here (default: a temp dir)")
+    args = parser.parse_args(argv)
+    jobs = args.jobs or (500 if args.short else 3000)
+    began = time.monotonic()
+    rows = []
+    with contextlib.ExitStack() as stack:
+        if args.workdir:
+            base = Path(args.workdir)
+            base.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any run
+        else:
+            base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lexigram-chaos-")))
+        base.chmod(0o755)  # the PostgreSQL cluster runs as the postgres user, inside it
+        for kind, scenario in plan(args):
+            print(f"running {kind} {scenario} ({jobs} jobs)...", flush=True)
+            rows.append(await run_scenario(kind, scenario, jobs, args.short, base))
+        print()
+        print_table(rows)
+    print(f"\n{len(rows)} scenarios in {time.monotonic() - began:.0f} s")
+    return 1 if any(row.failed for row in rows) else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(asyncio.run(main(sys.argv[1:])))
