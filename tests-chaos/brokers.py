@@ -234,3 +234,117 @@ class SQLiteFile:
     def stop(self) -> None:
         """Remove the database file."""
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class RabbitMQBroker:
+    """One private RabbitMQ node (its own name, ports, data and config) on loopback.
+
+    Started as the ``rabbitmq`` system user when run as root, with an empty plugin list (the
+    management plugin would bind the shared node's port) and a config of its own, so the
+    machine's ``/etc/rabbitmq`` files (which name the shared node's listener) are not read.
+    Queues are durable and messages persistent, as the backend declares them; the broker
+    writes them to disk before it confirms a publish.
+    """
+
+    kind = "rabbitmq"
+
+    def __init__(self, base: Path | None = None) -> None:
+        script = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+        found = shutil.which("rabbitmq-server")
+        if not script.exists() and found is None:
+            msg = "rabbitmq-server is not installed: install RabbitMQ to run its scenarios"
+            raise RuntimeError(msg)
+        self.script = script if script.exists() else Path(str(found))
+        self.root = Path(tempfile.mkdtemp(prefix="rabbitmq-", dir=base))
+        self.root.chmod(0o755)
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.node = f"chaos-{self.port}@localhost"
+        (self.root / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users = none\n"
+        )
+        (self.root / "enabled_plugins").write_text("[].\n")
+        self.user: pwd.struct_passwd | None = None
+        if os.geteuid() == 0:
+            try:
+                self.user = pwd.getpwnam("rabbitmq")
+            except KeyError:
+                self.user = None
+        if self.user is not None:
+            for path in [self.root, *self.root.iterdir()]:
+                os.chown(path, self.user.pw_uid, self.user.pw_gid)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The AMQP URL workers and the producer connect to."""
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
+        home = self.user.pw_dir if self.user is not None else env.get("HOME", str(self.root))
+        env |= {
+            "HOME": home,
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.root / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.root / "log"),
+            "RABBITMQ_CONFIG_FILE": str(self.root / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.root / "enabled_plugins"),
+            "RABBITMQ_CONF_ENV_FILE": str(self.root / "rabbitmq-env.conf"),  # none: no shared one
+            "RABBITMQ_PID_FILE": str(self.root / "pid"),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        }
+        return env
+
+    def start(self) -> None:
+        """Start (or restart, on the same data) the node and wait until AMQP answers."""
+        prefix = ["runuser", "-u", self.user.pw_name, "--"] if self.user is not None else []
+        with (self.root / "server.log").open("ab") as out:
+            self.proc = subprocess.Popen(
+                [*prefix, str(self.script)], env=self._env(), cwd=self.root,
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        _wait_port(self.port, 90.0)
+
+    @property
+    def pid(self) -> int:
+        """The Erlang VM's (beam.smp) process id, from the node's pid file."""
+        return int((self.root / "pid").read_text().split()[0])
+
+    def kill(self) -> None:
+        """SIGKILL the Erlang VM (no shutdown: what a crash or the OOM killer does)."""
+        pid = self.pid
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5)
+
+    def pause(self) -> None:
+        """Freeze the Erlang VM."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Unfreeze the Erlang VM."""
+        os.kill(self.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        """Stop the node (SIGTERM to the VM, then SIGKILL) and remove its data."""
+        with contextlib.suppress(OSError, ValueError):
+            pid = self.pid
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                time.sleep(0.1)
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+        shutil.rmtree(self.root, ignore_errors=True)

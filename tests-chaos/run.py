@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import random
 import sqlite3
@@ -45,7 +46,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from brokers import PostgresBroker, RedisBroker, SQLiteFile  # noqa: E402
+from brokers import PostgresBroker, RabbitMQBroker, RedisBroker, SQLiteFile  # noqa: E402
 from harness import Run, write_config  # noqa: E402
 
 from lexigram.contracts.tasks import Job, JobStatus, TaskQueueProtocol  # noqa: E402
@@ -63,10 +64,10 @@ POISON = (
     b"[1, 2, 3]",
 )
 UNKNOWN_TASKS = 4
-BACKENDS = ("sqlite", "redis", "postgres")
+BACKENDS = ("sqlite", "redis", "postgres", "rabbitmq")
 SCENARIOS = ("storm", "broker-kill", "broker-pause", "poison", "scheduler-churn")
 BROKER_FAULTS = {"broker-kill", "broker-pause"}
-Broker = RedisBroker | PostgresBroker | SQLiteFile
+Broker = RedisBroker | PostgresBroker | RabbitMQBroker | SQLiteFile
 
 
 @dataclass
@@ -109,12 +110,16 @@ def open_queue(kind: str, url: str, queue_name: str) -> TaskQueueProtocol:
         return PostgresTaskQueue(
             dsn=url, schema=queue_name, queue_name=queue_name, visibility_timeout=LEASE
         )
+    if kind == "rabbitmq":
+        from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
+
+        return RabbitMQTaskQueue(url, queue_name, visibility_timeout=LEASE)
     from lexigram.tasks.backends.sqlite import SQLiteTaskQueue
 
     return SQLiteTaskQueue(url, queue_name=queue_name, visibility_timeout=LEASE)
 
 
-async def plant(kind: str, queue: Any, raw: bytes) -> str:
+async def plant(kind: str, queue: Any, raw: bytes, url: str) -> str:
     """Store `raw` where an encoded job would be, so a worker's dequeue meets it."""
     job_id = f"poison-{uuid.uuid4().hex[:12]}"
     if kind == "redis":
@@ -140,6 +145,17 @@ async def plant(kind: str, queue: Any, raw: bytes) -> str:
             )
         finally:
             await conn.close()
+    elif kind == "rabbitmq":
+        import aio_pika
+
+        await queue.count(queue.queue_name)  # declares the queue with the backend's arguments
+        conn = await aio_pika.connect(url)
+        try:
+            channel = await conn.channel(publisher_confirms=True)
+            message = aio_pika.Message(raw, message_id=job_id, delivery_mode=2)
+            await channel.default_exchange.publish(message, routing_key=queue.queue_name)
+        finally:
+            await conn.close()
     else:
         await queue.count(queue.queue_name)  # creates the tables
         with contextlib.closing(sqlite3.connect(queue.path)) as db, db:
@@ -151,7 +167,9 @@ async def plant(kind: str, queue: Any, raw: bytes) -> str:
     return job_id
 
 
-async def enqueue(producer: TaskQueueProtocol, jobs: int, scenario: str, kind: str) -> set[str]:
+async def enqueue(
+    producer: TaskQueueProtocol, jobs: int, scenario: str, kind: str, url: str
+) -> set[str]:
     """Enqueue `jobs` record jobs (and the poison); return the keys whose enqueue was Ok."""
     acked: set[str] = set()
     batch = [Job(name="record", args=(f"j{i:05d}",), max_retries=50) for i in range(jobs)]
@@ -162,7 +180,7 @@ async def enqueue(producer: TaskQueueProtocol, jobs: int, scenario: str, kind: s
                 acked.add(str(job.args[0]))
     if scenario == "poison":
         for raw in POISON:
-            await plant(kind, producer, raw)
+            await plant(kind, producer, raw, url)
         for i in range(UNKNOWN_TASKS):
             result = await producer.enqueue(Job(name="no_such_task", args=(i,)))
             if not result.is_ok():
@@ -317,7 +335,7 @@ async def body(run: Run, broker: Broker, outcome: Outcome, jobs: int, short: boo
             await churn(run, outcome, short)
             await run.stop_all()
             return
-        acked = await enqueue(producer, jobs, outcome.scenario, run.kind)
+        acked = await enqueue(producer, jobs, outcome.scenario, run.kind, url)
         outcome.acked = len(acked)
         if outcome.scenario == "poison":
             outcome.expected_dlq = len(POISON) + UNKNOWN_TASKS
@@ -339,6 +357,8 @@ def make_broker(kind: str, base: Path) -> Broker:
         return RedisBroker(base)
     if kind == "postgres":
         return PostgresBroker(base)
+    if kind == "rabbitmq":
+        return RabbitMQBroker(base)
     return SQLiteFile(base)
 
 
@@ -422,6 +442,9 @@ async def main(argv: list[str]) -> int:
         else:
             base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lexigram-chaos-")))
         base.chmod(0o755)  # the PostgreSQL cluster runs as the postgres user, inside it
+        # The producer's own warnings (its pool reconnecting while the broker is down) are
+        # expected during the faults: keep them in a file rather than around the table.
+        logging.basicConfig(filename=base / "producer.log", level=logging.INFO, force=True)
         for kind, scenario in plan(args):
             print(f"running {kind} {scenario} ({jobs} jobs)...", flush=True)
             rows.append(await run_scenario(kind, scenario, jobs, args.short, base))
