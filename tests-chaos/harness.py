@@ -71,6 +71,7 @@ class Run:
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env |= {"CHAOS_RESULTS": str(self.results), "CHAOS_PAUSE": str(self.pause)}
+        env["PYTHONUNBUFFERED"] = "1"  # a SIGKILLed process's log must hold what it said
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
         return env
 
@@ -114,8 +115,13 @@ class Run:
 
     def start_scheduler(self) -> subprocess.Popen[bytes]:
         """Start one ``lexigram-tasks scheduler chaos_app`` process."""
-        proc, _ = self._start("scheduler")
+        proc, log = self._start("scheduler")
+        self.logs[proc.pid] = log
         return proc
+
+    def scheduling(self, proc: subprocess.Popen[bytes]) -> bool:
+        """True once scheduler `proc` said it runs its schedules."""
+        return "Scheduler running" in self.logs[proc.pid].read_text(errors="replace")
 
     @staticmethod
     def sigkill(proc: subprocess.Popen[bytes]) -> float:

@@ -1,9 +1,10 @@
 """Fault-injection runs of the real CLI workers on private brokers; prints one table.
 
-Usage: python tests-chaos/run.py [--backends sqlite,redis,postgres] [--jobs N]
-       [--scenarios storm,broker-kill,broker-pause,poison,scheduler-churn] [--short]
+Usage: python tests-chaos/run.py [--backends sqlite,redis,postgres,rabbitmq] [--jobs N]
+       [--scenarios storm,broker-kill,broker-pause,poison,scheduler-churn,producer-kill]
+       [--short] [--workdir DIR]
 
-Every scenario starts its own broker (Redis, PostgreSQL: see ``brokers.py``) or database file
+Every scenario starts its own broker (Redis, PostgreSQL, RabbitMQ: ``brokers.py``) or database file
 (SQLite) on loopback in a temporary directory, enqueues its jobs, starts three
 ``lexigram-tasks worker chaos_app --concurrency 8`` processes and injects one fault:
 
@@ -14,6 +15,9 @@ poison           undecodable payloads written into the broker's storage, and job
                  nobody handles, among good jobs: all of them must be dead-lettered
 scheduler-churn  three ``lexigram-tasks scheduler`` processes fire an every-second schedule while
                  one of them is SIGKILLed and replaced every 2 s: each occurrence runs once
+producer-kill    a producer process (``producer.py``) enqueueing batches is SIGKILLed mid-write
+                 and replaced, 6 times (20): every batch it was told was stored must run (on
+                 SQLite the file must also pass ``PRAGMA integrity_check``)
 
 Columns: ``acked`` jobs whose enqueue returned Ok (scheduler-churn: occurrences run);
 ``lost`` acked jobs never completed, not dead-lettered, not still waiting or leased at the end;
@@ -34,7 +38,9 @@ import itertools
 import logging
 import os
 import random
+import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,7 +71,7 @@ POISON = (
 )
 UNKNOWN_TASKS = 4
 BACKENDS = ("sqlite", "redis", "postgres", "rabbitmq")
-SCENARIOS = ("storm", "broker-kill", "broker-pause", "poison", "scheduler-churn")
+SCENARIOS = ("storm", "broker-kill", "broker-pause", "poison", "scheduler-churn", "producer-kill")
 BROKER_FAULTS = {"broker-kill", "broker-pause"}
 Broker = RedisBroker | PostgresBroker | RabbitMQBroker | SQLiteFile
 
@@ -189,6 +195,24 @@ async def enqueue(
     return acked
 
 
+async def producer_kills(run: Run, url: str, jobs: int, short: bool) -> tuple[set[str], float]:
+    """SIGKILL a producer mid-write, over and over; return the acked keys, the last kill."""
+    acked_file = run.root / "acked.log"
+    rng = random.Random(5)
+    last = 0.0
+    rounds = 6 if short else 20
+    for n in range(rounds):
+        proc = subprocess.Popen(  # noqa: ASYNC220 - started and killed here, never awaited
+            [sys.executable, str(HERE / "producer.py"), run.kind, url, run.queue, f"p{n}",
+             str(acked_file), str(jobs // rounds)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        await asyncio.sleep(rng.uniform(1.5, 2.5))  # start-up, then some batches
+        last = run.sigkill(proc)
+    text = acked_file.read_text() if acked_file.exists() else ""
+    return {line.split()[1] for line in text.splitlines() if line.startswith("acked ")}, last
+
+
 def completed(run: Run) -> set[str]:
     """Keys with at least one finished run."""
     return {key for key, recs in run.runs().items() if any(r[0] == "done" for r in recs)}
@@ -297,15 +321,22 @@ async def churn(run: Run, outcome: Outcome, short: bool) -> None:
     """Schedulers started and SIGKILLed while an every-second schedule fires; count ticks."""
     run.schedulers = [run.start_scheduler() for _ in range(3)]
     rng = random.Random(7)
-    for _ in range(6 if short else 20):
+    kills = 0
+    while kills < (6 if short else 20):
         await asyncio.sleep(2.0)
-        victim = rng.randrange(len(run.schedulers))
+        # Kill only schedulers that run their schedules: on a loaded machine a process still
+        # importing would die before it ever fired, which tests nothing.
+        ready = [i for i, proc in enumerate(run.schedulers) if run.scheduling(proc)]
+        if len(ready) < 2:  # noqa: PLR2004 - keep one up while a replacement starts
+            continue
+        victim = rng.choice(ready)
         run.killed[run.schedulers[victim].pid] = run.sigkill(run.schedulers[victim])
         run.schedulers[victim] = run.start_scheduler()
+        kills += 1
     await asyncio.sleep(2.0)
     for proc in run.schedulers:
-        run.sigkill(proc)
-    await asyncio.sleep(LEASE + 1.0)
+        proc.send_signal(signal.SIGTERM)
+    await asyncio.sleep(LEASE + 2.0)
     ticks = run.ticks()
     outcome.acked = len(ticks)
     twice = {fire: pids for fire, pids in ticks.items() if len(pids) > 1}
@@ -317,7 +348,7 @@ async def churn(run: Run, outcome: Outcome, short: bool) -> None:
         gaps = [b - a for a, b in itertools.pairwise(fires) if b - a > 1.5]  # noqa: PLR2004
         outcome.notes.append(
             f"{len(ticks)} occurrences over {fires[-1] - fires[0] + 1:.0f} s, "
-            f"{len(gaps)} gaps (a second no scheduler was up)"
+            f"{len(gaps)} gaps (seconds no scheduler fired, e.g. none was up)"
         )
 
 
@@ -335,17 +366,28 @@ async def body(run: Run, broker: Broker, outcome: Outcome, jobs: int, short: boo
             await churn(run, outcome, short)
             await run.stop_all()
             return
-        acked = await enqueue(producer, jobs, outcome.scenario, run.kind, url)
+        fault_end = 0.0
+        if outcome.scenario == "producer-kill":
+            run.workers = await run.spawn_many(WORKERS)
+            acked, fault_end = await producer_kills(run, url, jobs, short)
+        else:
+            acked = await enqueue(producer, jobs, outcome.scenario, run.kind, url)
         outcome.acked = len(acked)
         if outcome.scenario == "poison":
             outcome.expected_dlq = len(POISON) + UNKNOWN_TASKS
-        run.workers = await run.spawn_many(WORKERS)
-        fault_end = await inject(run, broker, outcome.scenario, acked, short)
+        if not run.workers:
+            run.workers = await run.spawn_many(WORKERS)
+            fault_end = await inject(run, broker, outcome.scenario, acked, short)
         if not await wait_until(lambda: completed(run) >= acked, 60.0 if short else 180.0):
             outcome.notes.append("not every acked job completed within the recovery window")
         if fault_end:
             outcome.recovery = run.done_after(fault_end)
         await finish(run, outcome, producer, acked)
+        if run.kind == "sqlite":  # a producer SIGKILLed mid-write must leave the file sound
+            with contextlib.closing(sqlite3.connect(url)) as db:
+                (verdict,) = db.execute("PRAGMA integrity_check").fetchone()
+            if verdict != "ok":
+                outcome.notes.append(f"ERROR the database file is damaged: {verdict}")
     finally:
         with contextlib.suppress(Exception):  # the broker may be gone
             await asyncio.wait_for(producer.close(), 10.0)
