@@ -8,7 +8,8 @@ Every scenario starts its own broker (Redis, PostgreSQL, RabbitMQ: ``brokers.py`
 (SQLite) on loopback in a temporary directory, enqueues its jobs, starts three
 ``lexigram-tasks worker chaos_app --concurrency 8`` processes and injects one fault:
 
-storm            SIGKILL a random worker every second and start a replacement, until drained
+storm            SIGKILL a random consuming worker every second (while another consumes) and
+                 start a replacement; 6 kills (30), or until drained
 broker-kill      SIGKILL the broker once a third of the jobs ran; restart it on its data 2 s later
 broker-pause     SIGSTOP the broker once a third ran; SIGCONT it 12 s later (6 s with --short)
 poison           undecodable payloads written into the broker's storage, and jobs naming a task
@@ -233,11 +234,15 @@ async def inject(run: Run, broker: Broker, scenario: str, acked: set[str], short
     if scenario == "storm":
         rng = random.Random(22)
         fault_end = 0.0
-        for _ in range(6 if short else 30):
+        kills, wanted = 0, 6 if short else 30
+        deadline = time.monotonic() + 4.0 * wanted
+        while kills < wanted and time.monotonic() < deadline:
             await asyncio.sleep(1.0)
             if completed(run) >= acked:
                 break
-            fault_end = run.kill_one(rng)
+            at = run.kill_one(rng)
+            if at is not None:
+                fault_end, kills = at, kills + 1
         return fault_end
     if scenario in BROKER_FAULTS:
         if isinstance(broker, SQLiteFile):
