@@ -47,8 +47,6 @@ def _run_chaos(tmp_path: Path, backend: str, scenarios: str, jobs: int) -> None:
 @pytest.fixture
 def run_chaos(tmp_path: Path) -> Callable[[str, str, int], None]:
     """Run the harness on `backend` for the comma-separated `scenarios` with `jobs` jobs."""
-    tmp_path.chmod(0o755)  # harmless here; the PostgreSQL cluster would run as another user
-
     def run(backend: str, scenarios: str, jobs: int) -> None:
         _run_chaos(tmp_path, backend, scenarios, jobs)
 
