@@ -33,9 +33,11 @@ def cli_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "lexigram.tasks.cli"]
 
 
-def write_config(path: Path, kind: str, url: str, queue: str, lease: float) -> None:
-    """The ``--config`` file of the scenario: backend, queue, lease, per-scenario namespace."""
-    options: dict[str, object] = {"visibility_timeout": lease}
+def write_config(
+    path: Path, kind: str, url: str, queue: str, lease: float, *, extra: dict[str, object]
+) -> None:
+    """The ``--config`` file of the scenario: backend, queue, lease, backend `extra` options."""
+    options: dict[str, object] = {"visibility_timeout": lease, **extra}
     if kind == "redis":
         options["key_prefix"] = queue
     elif kind == "postgres":

@@ -74,6 +74,8 @@ UNKNOWN_TASKS = 4
 BACKENDS = ("sqlite", "redis", "postgres", "rabbitmq")
 SCENARIOS = ("storm", "broker-kill", "broker-pause", "poison", "scheduler-churn", "producer-kill")
 BROKER_FAULTS = {"broker-kill", "broker-pause"}
+# Backend options the run adds for one backend (run.py --rabbitmq-queue-type sets RabbitMQ's).
+EXTRA_OPTIONS: dict[str, dict[str, object]] = {"rabbitmq": {}}
 Broker = RedisBroker | PostgresBroker | RabbitMQBroker | SQLiteFile
 
 
@@ -120,7 +122,8 @@ def open_queue(kind: str, url: str, queue_name: str) -> TaskQueueProtocol:
     if kind == "rabbitmq":
         from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 
-        return RabbitMQTaskQueue(url, queue_name, visibility_timeout=LEASE)
+        extra: dict[str, Any] = dict(EXTRA_OPTIONS["rabbitmq"])
+        return RabbitMQTaskQueue(url, queue_name, visibility_timeout=LEASE, **extra)
     from lexigram.tasks.backends.sqlite import SQLiteTaskQueue
 
     return SQLiteTaskQueue(url, queue_name=queue_name, visibility_timeout=LEASE)
@@ -260,6 +263,8 @@ async def inject(run: Run, broker: Broker, scenario: str, acked: set[str], short
             broker.resume()
         ended = time.time()
         run.windows.append((began - ACK_SLACK, ended + ACK_SLACK))
+        with (run.root / "faults.log").open("a") as out:
+            out.write(f"{scenario} {began:.6f} {ended:.6f}\n")
         return ended
     return 0.0
 
@@ -419,7 +424,9 @@ async def run_scenario(kind: str, scenario: str, jobs: int, short: bool, base: P
         broker.start()
         queue = f"chaos_{scenario.replace('-', '_')}_{uuid.uuid4().hex[:6]}"
         root = Path(tempfile.mkdtemp(prefix=f"{kind}-{scenario}-", dir=base))
-        write_config(root / "chaos.yaml", kind, broker.url, queue, LEASE)
+        write_config(
+            root / "chaos.yaml", kind, broker.url, queue, LEASE, extra=EXTRA_OPTIONS.get(kind, {})
+        )
         # Jobs run long enough that the queue outlives the fault and every kill meets jobs in
         # flight (24 at once: about 60 storm jobs or 120 others a second).
         pause = 0.4 if scenario == "storm" else 0.2
@@ -478,7 +485,13 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--jobs", type=int, default=None, help="jobs per scenario")
     parser.add_argument("--short", action="store_true", help="500 jobs, shorter faults")
     parser.add_argument("--workdir", default=None, help="keep logs here (default: a temp dir)")
+    parser.add_argument(
+        "--rabbitmq-queue-type", choices=("classic", "quorum"), default="classic",
+        help="the RabbitMQ backend's queue_type option (default: the backend's, classic)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.rabbitmq_queue_type != "classic":
+        EXTRA_OPTIONS["rabbitmq"]["queue_type"] = args.rabbitmq_queue_type
     jobs = args.jobs or (500 if args.short else 3000)
     began = time.monotonic()
     rows = []
