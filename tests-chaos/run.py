@@ -269,18 +269,24 @@ async def inject(run: Run, broker: Broker, scenario: str, acked: set[str], short
     return 0.0
 
 
+def spans_of(recs: list[tuple[str, int, float]]) -> list[tuple[int, float, float | None]]:
+    """A job's runs from its records: (pid, started, finished or None when it never did)."""
+    spans: list[tuple[int, float, float | None]] = []
+    for kind, pid, at in recs:
+        if kind == "start":
+            spans.append((pid, at, None))
+            continue
+        for i in range(len(spans) - 1, -1, -1):
+            if spans[i][0] == pid and spans[i][2] is None:
+                spans[i] = (pid, spans[i][1], at)
+                break
+    return spans
+
+
 def classify(run: Run, outcome: Outcome) -> None:
     """Count the extra runs of every job: explained by a fault, or not."""
     for key, recs in run.runs().items():
-        spans: list[tuple[int, float, float | None]] = []  # pid, start, done (None: never)
-        for kind, pid, at in recs:
-            if kind == "start":
-                spans.append((pid, at, None))
-            else:
-                for i in range(len(spans) - 1, -1, -1):
-                    if spans[i][0] == pid and spans[i][2] is None:
-                        spans[i] = (pid, spans[i][1], at)
-                        break
+        spans = spans_of(recs)
         if len(spans) < 2:  # noqa: PLR2004 - one run is no duplicate
             continue
         legit = 0
@@ -300,7 +306,10 @@ def classify(run: Run, outcome: Outcome) -> None:
         outcome.dup_bad += bad
         outcome.dup_ok += len(spans) - 1 - bad
         if bad:
-            outcome.notes.append(f"unexplained duplicate of {key}: runs {spans}")
+            shown = sum(note.startswith("unexplained duplicate of") for note in outcome.notes)
+            if shown < 5:  # noqa: PLR2004 - a few examples; the count is in the table
+                runs = ", ".join(f"pid {pid} {began:.3f}-{ended}" for pid, began, ended in spans)
+                outcome.notes.append(f"unexplained duplicate of {key}: runs {runs}")
 
 
 async def finish(run: Run, outcome: Outcome, producer: TaskQueueProtocol, acked: set[str]) -> None:
