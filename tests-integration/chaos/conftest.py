@@ -47,6 +47,7 @@ def _run_chaos(tmp_path: Path, backend: str, scenarios: str, jobs: int) -> None:
 @pytest.fixture
 def run_chaos(tmp_path: Path) -> Callable[[str, str, int], None]:
     """Run the harness on `backend` for the comma-separated `scenarios` with `jobs` jobs."""
+
     def run(backend: str, scenarios: str, jobs: int) -> None:
         _run_chaos(tmp_path, backend, scenarios, jobs)
 
