@@ -26,8 +26,8 @@ Columns: ``acked`` jobs whose enqueue returned Ok (scheduler-churn: occurrences 
 or a run that overlapped a broker kill or pause; ``dup bad`` any other extra run;
 ``stuck`` jobs still leased after the workers stopped and a lease went by; ``dlq`` actual/
 expected dead letters; ``recovery s`` from the end of the fault (broker back, storm over) to
-the first job completing after it. Exit status 1 on any lost, unexplained duplicate, stuck job
-or a DLQ count other than expected.
+the first job completing after it. Exit status 1 on any lost, unexplained duplicate, stuck job,
+a DLQ count other than expected, or a row with nothing acknowledged (it tested nothing).
 """
 
 from __future__ import annotations
@@ -74,8 +74,12 @@ UNKNOWN_TASKS = 4
 BACKENDS = ("sqlite", "redis", "postgres", "rabbitmq")
 SCENARIOS = ("storm", "broker-kill", "broker-pause", "poison", "scheduler-churn", "producer-kill")
 BROKER_FAULTS = {"broker-kill", "broker-pause"}
-# Backend options the run adds for one backend (run.py --rabbitmq-queue-type sets RabbitMQ's).
-EXTRA_OPTIONS: dict[str, dict[str, object]] = {"rabbitmq": {}}
+# Backend options the run adds for one backend: --rabbitmq-queue-type sets RabbitMQ's, through
+# the environment, so that the producer processes of producer-kill declare the same queue.
+QUEUE_TYPE_VAR = "CHAOS_RABBITMQ_QUEUE_TYPE"
+EXTRA_OPTIONS: dict[str, dict[str, object]] = {
+    "rabbitmq": {"queue_type": os.environ[QUEUE_TYPE_VAR]} if QUEUE_TYPE_VAR in os.environ else {}
+}
 Broker = RedisBroker | PostgresBroker | RabbitMQBroker | SQLiteFile
 
 
@@ -99,7 +103,8 @@ class Outcome:
     def failed(self) -> bool:
         """True when the row shows a lost, duplicated, stuck or wrongly dead-lettered job."""
         return bool(
-            self.lost
+            not self.acked  # a run that stored nothing tested nothing
+            or self.lost
             or self.dup_bad
             or self.stuck
             or self.dlq != self.expected_dlq
@@ -501,6 +506,7 @@ async def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.rabbitmq_queue_type != "classic":
         EXTRA_OPTIONS["rabbitmq"]["queue_type"] = args.rabbitmq_queue_type
+        os.environ[QUEUE_TYPE_VAR] = args.rabbitmq_queue_type
     jobs = args.jobs or (500 if args.short else 3000)
     began = time.monotonic()
     rows = []
