@@ -510,11 +510,11 @@ def chaos(session: nox.Session) -> None:
     """Fault-injection runs of the CLI workers on private brokers (opt-in; not in CI's run).
 
     Runs tests-chaos/run.py: worker SIGKILL storms, broker kill -9 and restart, broker pause,
-    poison payloads and scheduler churn on SQLite, Redis and PostgreSQL, each on its own
-    broker instance on a free loopback port (arguments after ``--`` go to it, e.g. ``--
-    --backends redis --scenarios storm --jobs 1000``, or ``-- --short``). Prints one table
-    and fails on any lost, unexplained duplicate or stuck job. Needs redis-server and
-    PostgreSQL's initdb/pg_ctl on this machine. A short variant runs in the integration
+    poison payloads, scheduler churn and producer kills on SQLite, Redis, PostgreSQL and
+    RabbitMQ, each on its own broker instance on a free loopback port (arguments after ``--``
+    go to it, e.g. ``-- --backends redis --scenarios storm --jobs 1000``, or ``-- --short``).
+    Prints one table and fails on any lost, unexplained duplicate or stuck job. Needs
+    redis-server, PostgreSQL's initdb/pg_ctl and rabbitmq-server on this machine. A short variant runs in the integration
     session (tests-integration/chaos).
     """
     session.install(*_editable([*PACKAGES.values(), META]))
