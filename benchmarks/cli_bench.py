@@ -55,7 +55,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -249,55 +248,60 @@ tasks:
       stores: "{results}"
 """
 
+LEXIGRAM_RABBITMQ_MEMORY_CONFIG = """
+tasks:
+  backend:
+    type: rabbitmq
+    url: "{url}"
+    queue_name: bench
+"""
+
 
 def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def lexigram_command(backend: str, app_dir: Path) -> list[str]:
-    """The documented worker: defaults but the concurrency (and --burst to exit)."""
-    command = [_bin("lexigram-tasks"), "worker", "clibench_lexigram"]
-    if backend == "rabbitmq":
-        command += ["--config", str(app_dir / "lexigram-rabbitmq.yaml")]
-    else:
-        command += ["--backend", "{url}", "--queue", "bench"]
-    return [*command, "--concurrency", str(CONCURRENCY), "--burst"]
+# The documented worker: its defaults but the concurrency (and --burst to exit).
+LEXIGRAM = ["lexigram-tasks", "worker", "clibench_lexigram", "--concurrency", "100", "--burst"]
+TASKIQ = ["taskiq", "worker", "clibench_taskiq:broker", "--workers", "1"]
+TASKIQ += ["--max-async-tasks", "100"]
+DRAMATIQ = ["dramatiq", "clibench_dramatiq", "--processes", "1", "--threads", "100"]
+CELERY = ["celery", "-A", "clibench_celery", "worker", "--pool", "threads", "--concurrency"]
+CELERY += ["100", "--queues", "bench", "--without-gossip", "--without-mingle"]
+PGQUEUER = ["pgq", "run", "clibench_pgqueuer:main", "--batch-size", "50"]
+PGQUEUER += ["--max-concurrent-tasks", "100"]
+PROCRASTINATE = ["procrastinate", "--app", "clibench_procrastinate.app", "worker"]
+PROCRASTINATE += ["--concurrency", "100"]
 
-
-COMMANDS: dict[str, dict[str, Callable[[Path], list[str]]]] = {
+# Per backend and framework: the command (its first word a script of this environment);
+# {url} is the broker's URL, {app_dir} the scratch directory holding the APP modules.
+COMMANDS: dict[str, dict[str, list[str]]] = {
     "redis": {
-        "lexigram": lambda d: lexigram_command("redis", d),
-        "arq": lambda _d: [_bin("arq"), "clibench_arq.WorkerSettings"],
-        "saq": lambda _d: [_bin("saq"), "clibench_saq.settings"],
-        "taskiq": lambda _d: [_bin("taskiq"), "worker", "clibench_taskiq:broker", "--workers",
-                              "1", "--max-async-tasks", "100"],  # fmt: skip
-        "streaq": lambda _d: [_bin("streaq"), "run", "clibench_streaq:worker"],
-        "dramatiq": lambda _d: [_bin("dramatiq"), "clibench_dramatiq", "--processes", "1",
-                                "--threads", "100"],  # fmt: skip
+        "lexigram": [*LEXIGRAM, "--backend", "{url}", "--queue", "bench"],
+        "arq": ["arq", "clibench_arq.WorkerSettings"],
+        "saq": ["saq", "clibench_saq.settings"],
+        "taskiq": TASKIQ,
+        "streaq": ["streaq", "run", "clibench_streaq:worker"],
+        "dramatiq": DRAMATIQ,
     },
     "postgres": {
-        "lexigram": lambda d: lexigram_command("postgres", d),
-        "pgqueuer": lambda _d: [_bin("pgq"), "run", "clibench_pgqueuer:main", "--batch-size",
-                                "50", "--max-concurrent-tasks", "100"],  # fmt: skip
-        "procrastinate": lambda _d: [_bin("procrastinate"), "--app", "clibench_procrastinate.app",
-                                     "worker", "--concurrency", "100"],  # fmt: skip
+        "lexigram": [*LEXIGRAM, "--backend", "{url}", "--queue", "bench"],
+        "pgqueuer": PGQUEUER,
+        "procrastinate": PROCRASTINATE,
     },
     "rabbitmq": {
-        "lexigram": lambda d: lexigram_command("rabbitmq", d),
-        "taskiq": lambda _d: [_bin("taskiq"), "worker", "clibench_taskiq:broker", "--workers",
-                              "1", "--max-async-tasks", "100"],  # fmt: skip
-        "dramatiq": lambda _d: [_bin("dramatiq"), "clibench_dramatiq", "--processes", "1",
-                                "--threads", "100"],  # fmt: skip
-        "celery": lambda _d: [_bin("celery"), "-A", "clibench_celery", "worker", "--pool",
-                              "threads", "--concurrency", "100", "--queues", "bench",
-                              "--without-gossip", "--without-mingle"],  # fmt: skip
+        "lexigram": [*LEXIGRAM, "--config", "{app_dir}/lexigram-rabbitmq.yaml"],
+        "lexigram-memory": [*LEXIGRAM, "--config", "{app_dir}/lexigram-rabbitmq-memory.yaml"],
+        "taskiq": TASKIQ,
+        "dramatiq": DRAMATIQ,
+        "celery": CELERY,
     },
 }
 
 DEFAULT_FRAMEWORKS = {
     "redis": ("lexigram", "arq", "saq", "taskiq", "streaq", "dramatiq"),
     "postgres": ("lexigram", "pgqueuer"),
-    "rabbitmq": ("lexigram", "taskiq", "dramatiq", "celery"),
+    "rabbitmq": ("lexigram", "taskiq", "dramatiq", "celery", "lexigram-memory"),
 }
 
 SETTINGS = {
@@ -316,6 +320,8 @@ SETTINGS = {
     ">= 2x batch); no return values, each job's end status logged in its log table",
     "procrastinate": "`procrastinate worker --concurrency 100`; job rows kept with their "
     "status (no return values)",
+    "lexigram-memory": "the same on RabbitMQ without `stores`: the CLI's true default, "
+    "results kept in the worker's memory only (lost when it exits); not the like-for-like row",
     "celery": "`celery worker --pool threads --concurrency 100 --without-gossip "
     "--without-mingle`; Redis result backend",
 }
@@ -340,14 +346,14 @@ def run_cli(command: list[str], env: dict[str, str], app_dir: Path, out: Path) -
         command, env=env, cwd=app_dir, stdout=log, stderr=log, start_new_session=True
     )
     try:
-        deadline = started + 300
+        deadline = started + 120
         while not out.exists():
             if proc.poll() is not None and not out.exists():
                 tail = (app_dir / "worker.log").read_text(errors="replace")[-2000:]
                 msg = f"{command[0]} exited {proc.returncode} before the last job:\n{tail}"
                 raise RuntimeError(msg)
             if time.time() > deadline:
-                msg = f"{command[0]} did not finish within 300 s"
+                msg = f"{command[0]} did not finish within 120 s"
                 raise RuntimeError(msg)
             time.sleep(0.02)
         data = json.loads(out.read_text())
@@ -409,16 +415,18 @@ class Bench:
         else:
             url = fill[self.backend](framework, jobs)
         try:
-            command = [
-                part.format(url=url) for part in COMMANDS[self.backend][framework](self.app_dir)
-            ]
+            template = COMMANDS[self.backend][framework]
+            command = [_bin(template[0])]
+            command += [part.format(url=url, app_dir=self.app_dir) for part in template[1:]]
             return run_cli(command, self.env(url, jobs, sleep, out), self.app_dir, out)
         finally:
             cleanup()
 
     def fill_redis(self, framework: str, jobs: int) -> str:
-        import redis  # noqa: PLC0415
+        """Empty database 11, enqueue the jobs with redis_bench's producer."""
         import redis_bench  # noqa: PLC0415
+
+        import redis  # noqa: PLC0415
 
         url = self.args.redis
         client = redis.Redis.from_url(url)
@@ -432,6 +440,7 @@ class Bench:
         return url
 
     def fill_postgres(self, framework: str, jobs: int) -> str:
+        """Empty the framework's database, enqueue with postgres_bench's adapter, vacuum."""
         import postgres_bench  # noqa: PLC0415
 
         dsn = postgres_bench.dsn_for(framework, self.args.pg)
@@ -451,20 +460,24 @@ class Bench:
         return dsn
 
     def fill_rabbitmq(self, framework: str, jobs: int) -> tuple[str, Callable[[], None]]:
+        """A fresh virtual host filled by rabbitmq_bench's producer; results go to Redis."""
         import rabbitmq_bench  # noqa: PLC0415
+
         import redis  # noqa: PLC0415
 
         client = redis.Redis.from_url(self.args.redis)
         client.flushdb()
         client.close()
         vhost = rabbitmq_bench.VirtualHost(self.args.amqp)
-        producer = rabbitmq_bench.Producer(framework, vhost.url)
+        producer = rabbitmq_bench.Producer(framework.split("-", maxsplit=1)[0], vhost.url)
         try:
             producer.run(producer.bulk(jobs, time.time()))
         finally:
             producer.close()
         config = LEXIGRAM_RABBITMQ_CONFIG.format(url=vhost.url, results=self.args.redis)
         (self.app_dir / "lexigram-rabbitmq.yaml").write_text(config, encoding="utf-8")
+        memory = LEXIGRAM_RABBITMQ_MEMORY_CONFIG.format(url=vhost.url)
+        (self.app_dir / "lexigram-rabbitmq-memory.yaml").write_text(memory, encoding="utf-8")
         return vhost.url, vhost.delete
 
 
@@ -492,6 +505,7 @@ def versions(frameworks: list[str]) -> str:
 
     names = {
         "lexigram": "lexigram-tasks-core",
+        "lexigram-memory": "lexigram-tasks-rabbitmq",
         "arq": "arq",
         "saq": "saq",
         "taskiq": "taskiq",
@@ -518,9 +532,9 @@ def print_tables(bench: Bench, frameworks: list[str], workloads: list[str]) -> N
         jobs = args.jobs if workload == "w2" else W4_JOBS
         print(f"\n### {bench.backend} {workload.upper()} ({jobs:,} jobs, median of {args.runs})")
         if workload == "w2":
-            print("| framework | wall jobs/s (start to N-th done) | steady jobs/s | per run (wall) |")
+            print("| framework | wall jobs/s (start to N-th) | steady jobs/s | per run (wall) |")
         else:
-            print("| framework | wall s (start to last done) | steady s (ideal 1.0) | per run (wall) |")
+            print("| framework | wall s (start to last) | steady s (ideal 1.0) | per run (wall) |")
         print("|---|---:|---:|---|")
         medians: dict[str, tuple[float, float]] = {}
         for framework in frameworks:
@@ -537,7 +551,7 @@ def print_tables(bench: Bench, frameworks: list[str], workloads: list[str]) -> N
             else:
                 per_run = " / ".join(f"{s.wall:.2f}" for s in steps)
                 print(f"| {framework} | {wall:.2f} | {steady:.2f} | {per_run} |")
-        anchors = {f: m for f, m in medians.items() if f != "lexigram"}
+        anchors = {f: m for f, m in medians.items() if not f.startswith("lexigram")}
         if "lexigram" in medians and anchors:
             best = min(anchors, key=lambda f: anchors[f][0])
             ratio_wall = anchors[best][0] / medians["lexigram"][0]
@@ -581,7 +595,7 @@ def main() -> None:
                 for framework in frameworks:
                     try:
                         step = bench.step(framework, workload)
-                    except Exception as error:  # noqa: BLE001 - reported, the run goes on
+                    except Exception as error:  # reported, the run goes on
                         print(f"{workload} run {run} {framework}: FAILED {error}", flush=True)
                         continue
                     bench.figures.setdefault((framework, workload), []).append(step)
