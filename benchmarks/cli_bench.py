@@ -14,7 +14,7 @@ otherwise, ``arq``, ``saq``, ``taskiq worker``, ``streaq run``, ``dramatiq``, ``
 4. ``wall`` = N / (process start to the N-th job's end): start-up, imports, connecting,
    fetching and running, every job's result stored or not as the framework stores it;
    ``steady`` = N / (first job's start to the N-th job's end);
-5. the worker is stopped (lexigram and arq exit by themselves with ``--burst``).
+5. the worker is stopped (lexigram exits by itself with ``--burst``; the others get SIGTERM).
 
 Workloads: W2 = N (``--jobs``) pre-enqueued no-op jobs; W4 = 2,000 pre-enqueued jobs of
 ``sleep(0.05)`` at concurrency 100 (the ideal is 1.0 s of running; W4 is reported as
