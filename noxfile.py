@@ -514,8 +514,8 @@ def chaos(session: nox.Session) -> None:
     RabbitMQ, each on its own broker instance on a free loopback port (arguments after ``--``
     go to it, e.g. ``-- --backends redis --scenarios storm --jobs 1000``, or ``-- --short``).
     Prints one table and fails on any lost, unexplained duplicate or stuck job. Needs
-    redis-server, PostgreSQL's initdb/pg_ctl and rabbitmq-server on this machine. A short variant runs in the integration
-    session (tests-integration/chaos).
+    redis-server, PostgreSQL's initdb/pg_ctl and rabbitmq-server on this machine. A short
+    variant runs in the integration session (tests-integration/chaos).
     """
     session.install(*_editable([*PACKAGES.values(), META]))
     session.run("python", str(ROOT / "tests-chaos" / "run.py"), *session.posargs)
