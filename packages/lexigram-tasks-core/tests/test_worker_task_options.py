@@ -408,3 +408,69 @@ async def test_log_jobs_logs_each_success_at_info(caplog: pytest.LogCaptureFixtu
     ]
     assert len(lines) == 1
     assert f"Job {job.id} (quick) completed in" in lines[0].getMessage()
+
+
+async def test_a_task_registered_again_runs_its_next_jobs_with_the_new_definition() -> None:
+    """The worker caches what it derives from a task only while the task stays the same."""
+    attempts: list[str] = []
+
+    async def flaky() -> None:
+        attempts.append("flaky")
+        msg = "down"
+        raise ConnectionError(msg)
+
+    registry = HandlerRegistry()
+    registry.register("flaky", flaky, options=TaskOptions(max_retries=0))
+    queue = MemoryTaskQueue()
+    dlq = DeadLetterQueue()
+    worker = TaskWorker(
+        "w1",
+        queue,
+        registry,
+        TaskWorkerConfig(max_concurrent_tasks=1, poll_interval=0.01, retry=FAST_RETRY),
+        TaskWorkerServices(dead_letter_queue=dlq),
+    )
+    await worker.start()
+    try:
+        await queue.enqueue(Job(name="flaky"))
+        await _wait_for(lambda: len(dlq) == 1)
+        assert attempts == ["flaky"]  # max_retries=0: dead-lettered at once
+
+        # The same handler registered again with other options: the next job uses them.
+        registry.register("flaky", flaky, options=TaskOptions(max_retries=1))
+        await queue.enqueue(Job(name="flaky"))
+        await _wait_for(lambda: len(dlq) == 2)
+        assert attempts == ["flaky"] * 3
+
+        # A plain mapping: a replaced handler runs from the next job on.
+        ran: list[str] = []
+
+        async def first() -> None:
+            ran.append("first")
+
+        async def second() -> None:
+            ran.append("second")
+
+        handlers = {"job": first}
+        other = MemoryTaskQueue()
+        mapped = TaskWorker("w2", other, handlers, TaskWorkerConfig(poll_interval=0.01))
+        await mapped.start()
+        try:
+            await other.enqueue(Job(name="job"))
+            await _wait_for(lambda: ran == ["first"])
+            handlers["job"] = second
+            await other.enqueue(Job(name="job"))
+            await _wait_for(lambda: ran == ["first", "second"])
+        finally:
+            await mapped.stop()
+    finally:
+        await worker.stop()
+
+
+async def _wait_for(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            msg = "the condition did not hold in time"
+            raise AssertionError(msg)
+        await asyncio.sleep(0.01)

@@ -44,7 +44,9 @@ class HandlerRegistry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Callable[..., Any]] = {}
-        self._options: dict[str, TaskOptions] = {}
+        # One (handler, options) pair per task, replaced whole on every registration: a
+        # worker caches what it derived from a pair for as long as `lookup` returns it.
+        self._entries: dict[str, tuple[Callable[..., Any], TaskOptions]] = {}
 
     def __repr__(self) -> str:
         return f"HandlerRegistry({sorted(self._handlers)!r})"
@@ -86,19 +88,20 @@ class HandlerRegistry:
             msg = f"Handler for task {name!r} is not callable: {handler!r}. Pass a function."
             raise TypeError(msg)
         self._handlers[name] = handler
-        self._options[name] = options if options is not None else options_of(handler)
+        self._entries[name] = (handler, options if options is not None else options_of(handler))
         return handler
 
     def lookup(self, name: str) -> tuple[Callable[..., Any], TaskOptions] | None:
-        """Return the handler of task `name` with its options, or None when unknown."""
-        handler = self._handlers.get(name)
-        if handler is None:
-            return None
-        return handler, self._options[name]
+        """Return the handler of task `name` with its options, or None when unknown.
+
+        The same pair object is returned until the task is registered again.
+        """
+        return self._entries.get(name)
 
     def options(self, name: str) -> TaskOptions | None:
         """Return the options of task `name`, or None when no such task is registered."""
-        return self._options.get(name)
+        entry = self._entries.get(name)
+        return None if entry is None else entry[1]
 
     def register_handler(self, task_name: str, handler: Any) -> None:
         """Register a handler for a task type (`TaskExecutorProtocol` method).
@@ -148,7 +151,7 @@ class HandlerRegistry:
 
     def remove(self, name: str) -> bool:
         """Remove a handler; True if one was registered under `name`."""
-        self._options.pop(name, None)
+        self._entries.pop(name, None)
         return self._handlers.pop(name, None) is not None
 
     def list_handlers(self) -> list[str]:
@@ -176,7 +179,7 @@ class HandlerRegistry:
     def clear(self) -> None:
         """Remove every handler."""
         self._handlers.clear()
-        self._options.clear()
+        self._entries.clear()
 
     def keys(self) -> KeysView[str]:
         """Return the registered task names."""

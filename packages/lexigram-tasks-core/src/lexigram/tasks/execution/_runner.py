@@ -1,7 +1,8 @@
 """`JobRunner`: runs one leased job along one path, and hands the outcome to the `Settler`.
 
-    look up the task -> resolve its options -> start the deadline -> call the handler
-    (through the middleware, if any) -> Settler: succeeded / errored / cancelled
+    find the task (what was derived from it is cached until it is registered again)
+    -> start the deadline -> call the handler (through the middleware, if any)
+    -> Settler: succeeded / errored / cancelled
 
 The worker loop (`TaskWorker`) owns what spans jobs: leases, the heartbeat, the
 deadline timer and stopping.
@@ -16,6 +17,7 @@ import inspect
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from lexigram.contracts.tasks import (
@@ -30,7 +32,12 @@ from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.events import STARTED, EventStream
 from lexigram.tasks.execution._cancel import current_entry
 from lexigram.tasks.execution._options import TaskOptions
-from lexigram.tasks.execution._params import binding_error, plan_for, resolve_arguments
+from lexigram.tasks.execution._params import (
+    HandlerPlan,
+    binding_error,
+    plan_for,
+    resolve_arguments,
+)
 from lexigram.tasks.execution._registry import unknown_task_error
 from lexigram.tasks.execution._settle import (
     REASON_BAD_ARGUMENTS,
@@ -44,7 +51,31 @@ from lexigram.tasks.execution._settle import (
 )
 from lexigram.tasks.middleware import TaskExecutionContext, TaskMiddlewarePipeline
 
-Lookup = Callable[[str], "tuple[Callable[..., Any], TaskOptions] | None"]
+
+@dataclass(frozen=True, slots=True)
+class TaskLookup:
+    """How the runner finds a job's task (see `TaskWorker`'s handler registry).
+
+    Attributes:
+        current: Task name -> an object that stays the same while the task's handler
+            and options do (None: no such task); asked on every job, so it must be cheap.
+        resolve: Task name -> (handler, options), or None for an unknown task.
+    """
+
+    current: Callable[[str], object]
+    resolve: Callable[[str], tuple[Callable[..., Any], TaskOptions] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Task:
+    """What the runner derives once from a registered task, reused for each of its jobs."""
+
+    key: object  # `TaskLookup.current`'s answer when this was derived
+    handler: Callable[..., Any]
+    options: TaskOptions
+    call: HandlerPlan
+    direct: bool  # an async handler called as is: nothing injected, no middleware
+    timeout: float  # an attempt's timeout when the job sets none
 
 
 class JobRunner:
@@ -52,7 +83,7 @@ class JobRunner:
 
     Args:
         worker_id: Id of the worker (names its thread pool).
-        lookup: Task name -> (handler, options), or None for an unknown task.
+        lookup: How to find a job's task.
         task_names: Returns the registered task names (for the unknown-task error).
         config: The worker's configuration (timeouts, crash loops, thread pool size).
         events: The job event stream ("started" is reported here).
@@ -68,7 +99,7 @@ class JobRunner:
         self,
         *,
         worker_id: str,
-        lookup: Lookup,
+        lookup: TaskLookup,
         task_names: Callable[[], list[str]],
         config: TaskWorkerConfig,
         events: EventStream,
@@ -87,15 +118,18 @@ class JobRunner:
         self.settler = settler
         self.pipeline = pipeline
         self.container = container
-        self._lookup = lookup
+        self._current = lookup.current
+        self._resolve = lookup.resolve
+        self._tasks: dict[str, _Task] = {}
         self._task_names = task_names
         self._arm_deadline = arm_deadline
         self._done = done
         self._gate = gate
         self._executor: ThreadPoolExecutor | None = None
         self._default_timeout = min(config.default_timeout, config.max_timeout)
+        self._enforce_timeout = config.enforce_timeout
 
-    async def run(self, entry: Running) -> None:
+    async def run(self, entry: Running) -> None:  # noqa: C901, PLR0912 - the hot path, inlined on purpose
         """Run `entry`'s job and settle it; never raises (except an outside cancel)."""
         # A task cancelled before its first step never runs its body, so the worker
         # never cancels a task that has not started: it sets a reason that is handled
@@ -111,11 +145,23 @@ class JobRunner:
                 if entry.reason is not None:  # interrupted (stop, lost lease) before it began
                     await self.settler.cancelled(entry, asyncio.CancelledError(), started)
                     return
-                handler, options, explicit = self._prepare(entry)
-                if options.rate_limit is not None and self._gate is not None:
-                    await self._gate.admit(entry, options.rate_limit)
+                task = self._task_of(entry)
+                if task.options.rate_limit is not None and self._gate is not None:
+                    await self._gate.admit(entry, task.options.rate_limit)
                     started = time.perf_counter()  # the wait for a token is not the run
-                data = await self._call(entry, handler, explicit)
+                # After the rate-limit gate: waiting for a token is not running.
+                if self._enforce_timeout and entry.timeout is not None:
+                    self._arm_deadline(entry, entry.timeout)
+                if self._observers and self.events.listening:
+                    await self.events.observe(self.settler.event(entry, STARTED))
+                if task.direct:
+                    try:
+                        data = await task.handler(*job.args, **job.kwargs)
+                    except TypeError as exc:
+                        _reject_unbound_call(task.call, job, exc)
+                        raise
+                else:
+                    data = await self._call(entry, task)
             except RateDeferred:
                 pass  # back in the queue for later: not an attempt, nothing to settle
             except asyncio.CancelledError as exc:
@@ -136,16 +182,14 @@ class JobRunner:
         finally:
             self._done(entry)
 
-    async def _call(
-        self, entry: Running, handler: Callable[..., Any], explicit: float | None
-    ) -> Any:
+    async def _call(self, entry: Running, task: _Task) -> Any:
+        """Call a handler that needs more than ``handler(*args, **kwargs)``.
+
+        A sync handler (run in the thread pool), parameters to inject, or middleware.
+        """
         job = entry.job
-        # After the rate-limit gate: waiting for a token is not running. (_prepare set it.)
-        if self.config.enforce_timeout and entry.timeout is not None:
-            self._arm_deadline(entry, entry.timeout)
-        if self._observers and self.events.listening:
-            await self.events.observe(self.settler.event(entry, STARTED))
-        plan = plan_for(handler)
+        handler = task.handler
+        plan = task.call
         if self.pipeline is None and (
             plan.always_direct or plan.direct_call_ok(job.args, job.kwargs)
         ):
@@ -154,9 +198,9 @@ class JobRunner:
                     return await handler(*job.args, **job.kwargs)
                 return await self._run_sync(handler, *job.args, **job.kwargs)
             except TypeError as exc:
-                if binding_error(plan, job.args, job.kwargs):
-                    raise Unrunnable(REASON_BAD_ARGUMENTS, _bad_call(job, exc)) from exc
+                _reject_unbound_call(plan, job, exc)
                 raise
+        explicit = job.timeout if job.timeout is not None else task.options.timeout
         ctx = TaskExecutionContext(
             job=job,
             timeout=entry.timeout,
@@ -178,30 +222,52 @@ class JobRunner:
             return await call(*args, **kwargs)
         return await self.pipeline.run(ctx, call, args, kwargs)
 
-    def _prepare(self, entry: Running) -> tuple[Callable[..., Any], TaskOptions, float | None]:
-        """Find the job's task and resolve its options.
+    def _task_of(self, entry: Running) -> _Task:
+        """Find the job's task and set the attempt's options and timeout on `entry`.
 
-        Returns:
-            The handler, the task's options, and the timeout the job or its task set
-            (None: the default).
+        Raises:
+            Unrunnable: The task is unknown, or the job looks like a crash loop.
         """
         job = entry.job
-        found = self._lookup(job.name)
-        if found is None:
-            raise self._unrunnable(job)
-        handler, options = found
-        entry.options = options
+        name = job.name
+        task = self._tasks.get(name)
+        if task is None or self._current(name) is not task.key:
+            task = self._load(job)
+        entry.options = task.options
         if job.delivery_count - job.retry_count > self.config.max_deliveries and (
             # Deliveries that only gave the job back for its rate limit are no crash.
             job.delivery_count - job.retry_count - rate_deferrals(job) > self.config.max_deliveries
         ):
             raise Unrunnable(REASON_CRASH_LOOP, self._crash_loop_message(job))
-        explicit = job.timeout if job.timeout is not None else options.timeout
-        if explicit is None:
-            entry.timeout = self._default_timeout
+        if job.timeout is None:
+            entry.timeout = task.timeout
         else:
-            entry.timeout = min(explicit, self.config.max_timeout)
-        return handler, options, explicit
+            entry.timeout = min(job.timeout, self.config.max_timeout)
+        return task
+
+    def _load(self, job: Job) -> _Task:
+        """Derive (and cache) what running the jobs of `job`'s task needs."""
+        name = job.name
+        key = self._current(name)
+        found = self._resolve(name) if key is not None else None
+        if found is None:
+            self._tasks.pop(name, None)
+            raise self._unrunnable(job)
+        handler, options = found
+        call = plan_for(handler)
+        timeout = options.timeout
+        task = _Task(
+            key=key,
+            handler=handler,
+            options=options,
+            call=call,
+            direct=self.pipeline is None and call.is_async and call.always_direct,
+            timeout=(
+                self._default_timeout if timeout is None else min(timeout, self.config.max_timeout)
+            ),
+        )
+        self._tasks[name] = task
+        return task
 
     def _set_timeout(self, entry: Running, seconds: float) -> None:
         """A middleware set the attempt's timeout: move the job's deadline."""
@@ -256,6 +322,16 @@ class JobRunner:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+
+def _reject_unbound_call(plan: HandlerPlan, job: Job, exc: TypeError) -> None:
+    """Fail the job for good when `exc` says its arguments do not fit the handler.
+
+    Returns (so the caller re-raises `exc`) when the `TypeError` came from inside the
+    handler: that failure is retried like any other.
+    """
+    if binding_error(plan, job.args, job.kwargs):
+        raise Unrunnable(REASON_BAD_ARGUMENTS, _bad_call(job, exc)) from exc
 
 
 def _bad_call(job: Job, exc: BaseException) -> str:

@@ -28,7 +28,7 @@ from lexigram.tasks.execution._lag import DEFAULT_LOOP_LAG_THRESHOLD, LoopLagMon
 from lexigram.tasks.execution._lease_keeper import LeaseKeeper, start_keeper
 from lexigram.tasks.execution._options import TaskOptions, options_of
 from lexigram.tasks.execution._registry import HandlerRegistry
-from lexigram.tasks.execution._runner import JobRunner
+from lexigram.tasks.execution._runner import JobRunner, TaskLookup
 from lexigram.tasks.execution._settle import (
     CANCEL,
     LEASE_LOST,
@@ -53,11 +53,17 @@ _MAX_ERROR_BACKOFF = 5.0
 _DEADLINE_SLACK = 1e-3
 
 
-def _lookup_of(handlers: Any) -> Callable[[str], tuple[Callable[..., Any], TaskOptions] | None]:
-    """Task name -> (handler, options) for a `HandlerRegistry` or a dict of handlers."""
+def _lookup_of(handlers: Any) -> TaskLookup:
+    """How a worker finds its tasks in a `HandlerRegistry` or a mapping of name -> handler.
+
+    The runner asks `current(name)` on every job (a C-level dict lookup either way) and
+    re-derives what it cached for the task only when the answer is a new object: a
+    registry's (handler, options) pair changes on every registration, a mapping's
+    handler when it is replaced.
+    """
     lookup = getattr(handlers, "lookup", None)
     if callable(lookup):
-        return lookup  # type: ignore[no-any-return]
+        return TaskLookup(current=lookup, resolve=lookup)
     get = getattr(handlers, "get", None)
     if not callable(get):
         get = getattr(handlers, "get_handler", None)
@@ -67,19 +73,13 @@ def _lookup_of(handlers: Any) -> Callable[[str], tuple[Callable[..., Any], TaskO
             f"got {type(handlers).__name__}. Pass e.g. {{'send_email': send_email}}."
         )
         raise TypeError(msg)
+    find = get
 
-    found: dict[str, tuple[Callable[..., Any], TaskOptions]] = {}
+    def resolve(name: str) -> tuple[Callable[..., Any], TaskOptions] | None:
+        handler = find(name)
+        return None if handler is None else (handler, options_of(handler))
 
-    def find(name: str) -> tuple[Callable[..., Any], TaskOptions] | None:
-        handler = get(name)
-        if handler is None:
-            return None
-        hit = found.get(name)
-        if hit is None or hit[0] is not handler:  # new, or replaced in the mapping
-            hit = found[name] = (handler, options_of(handler))
-        return hit
-
-    return find
+    return TaskLookup(current=get, resolve=resolve)
 
 
 class _RecordExecution:
