@@ -451,7 +451,8 @@ class Bench:
             if framework == "lexigram":  # its result store's table, emptied like the queue
                 await _truncate_lexigram_results(dsn)
             try:
-                await adapter.enqueue_bulk([time.time()] * jobs)
+                if jobs:
+                    await adapter.enqueue_bulk([time.time()] * jobs)
             finally:
                 await adapter.close()
             await postgres_bench.vacuum(dsn)
