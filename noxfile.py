@@ -28,6 +28,11 @@ ROOT = Path(__file__).resolve().parent
 PACKAGES_DIR = ROOT / "packages"
 
 nox.options.default_venv_backend = "uv|virtualenv"
+# The test suites start hundreds of worker and CLI subprocesses. With PYTHONDONTWRITEBYTECODE
+# set (some CI machines set it) each one would compile every module it imports from source,
+# about a second per start on a 2-core machine; let the first import write the bytecode
+# instead (into gitignored __pycache__ folders, as running from a checkout always does).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 nox.options.error_on_missing_interpreters = "CI" in os.environ
 # Reuse venvs by default for speed; the sessions whose point is a clean install (unit: no
 # undeclared deps; wheels: nothing but the built wheels) pass reuse_venv=False.

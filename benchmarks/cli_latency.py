@@ -246,6 +246,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="clilatency-") as scratch:
         bench = cli_bench.Bench(args.backend, args, Path(scratch))
         write_apps(bench)
+        cli_bench.precompile(bench.app_dir)
         for run in range(1, args.runs + 1):
             for framework in frameworks:
                 try:
