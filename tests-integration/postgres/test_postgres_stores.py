@@ -309,3 +309,18 @@ async def test_cache_backend_ttl_prefix_and_set_if_absent(build, unique_name):
     assert await cache.delete(p + "a") is True
     assert await cache.delete(p + "a") is False
     assert await cache.keys(p) == [p + "b", p + "c"]
+
+
+async def test_results_stored_in_one_batch_wake_waiters_in_another_process(build):
+    """A batch announces its results in a few notifications, not one per result."""
+    waiter = build("create_result_store")
+    writer = build("create_result_store")
+    ids = [f"batch-{n}" for n in range(400)] + ['odd "id"', '["looks", "like json"]']
+    watched = [ids[0], ids[-3], ids[-2], ids[-1]]
+    waiting = [asyncio.create_task(waiter.wait(job_id, timeout=20.0)) for job_id in watched]
+    await asyncio.sleep(0.2)  # let the waiter start listening
+    started = time.monotonic()
+    await asyncio.gather(*(writer.store(job_id, JobResult.ok(job_id)) for job_id in ids))
+    results = await asyncio.wait_for(asyncio.gather(*waiting), 10.0)
+    assert [r.data if r is not None else None for r in results] == watched
+    assert time.monotonic() - started < 4.0  # the NOTIFY, not the 5 s safety net

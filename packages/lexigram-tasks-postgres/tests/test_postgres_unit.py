@@ -40,6 +40,7 @@ from lexigram.tasks.backends.postgres._schema import (
     _render,
 )
 from lexigram.tasks.backends.postgres._sql import QueueSQL
+from lexigram.tasks.backends.postgres._stores import notified_ids, notify_payloads
 
 
 class _Secret:
@@ -369,3 +370,22 @@ def test_connect_errors_say_what_is_wrong(exc: BaseException, expected: str) -> 
     assert expected in message
     assert "hunter2" not in message
     assert "\n" not in message
+
+
+def test_result_notify_payloads_announce_every_id_under_the_payload_limit():
+    ids = [f"job-{n:05d}" for n in range(2000)] + ['quote"d', "back\\slash", "é", '["x"]']
+    payloads = notify_payloads(ids)
+    assert len(payloads) > 1  # 2,000 ids do not fit in one payload
+    assert all(len(p.encode()) < 8000 for p in payloads)
+    announced = [job_id for p in payloads for job_id in notified_ids(p)]
+    assert set(ids) <= set(announced)
+
+
+def test_result_notify_payload_of_one_id_is_the_id_and_oversized_ids_are_left_out():
+    assert notify_payloads(["job-1"]) == ["job-1"]
+    assert notified_ids("job-1") == ["job-1"]
+    assert notify_payloads(["x" * 9000]) == []
+    assert notify_payloads(["x" * 9000, "job-2"]) == ['["job-2"]']
+    # An id that reads as a JSON array is announced as itself too.
+    assert notified_ids('["a"]') == ['["a"]', "a"]
+    assert notified_ids("[not json") == ["[not json"]

@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 _SAFETY_NET = 5.0
 # Most results one statement stores (a worker finishing many jobs at once).
 _RESULT_BATCH = 500
+# Bytes of one NOTIFY payload naming stored results (PostgreSQL refuses 8,000 and more).
+_NOTIFY_BYTES = 7900
 _TERMINAL_PROGRESS = frozenset({"complete", "failed"})
 
 
@@ -111,6 +113,57 @@ class _TableStore:
         await self._db.close()
 
 
+def notify_payloads(job_ids: list[str]) -> list[str]:
+    """NOTIFY payloads announcing `job_ids`: a lone id as itself, several as JSON arrays.
+
+    Each array stays under PostgreSQL's payload limit; an id too long to fit in any
+    payload is not announced (its waiters find it at their safety-net re-read).
+    """
+    if len(job_ids) == 1:
+        lone = job_ids[0]
+        return [lone] if len(lone.encode()) < _NOTIFY_BYTES else []
+    payloads: list[str] = []
+    chunk: list[str] = []
+    size = 2  # the brackets
+    for job_id in job_ids:
+        item = _json_size(job_id) + 2  # and the ", " before the next one
+        if item + 2 > _NOTIFY_BYTES:
+            continue
+        if size + item > _NOTIFY_BYTES:
+            payloads.append(json.dumps(chunk))
+            chunk, size = [], 2
+        chunk.append(job_id)
+        size += item
+    if chunk:
+        payloads.append(json.dumps(chunk))
+    return payloads
+
+
+def _json_size(text: str) -> int:
+    """Bytes of `text` as a JSON string (``json.dumps`` escapes all but printable ASCII)."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return len(text) + 2
+    return len(json.dumps(text))
+
+
+def notified_ids(payload: str) -> list[str]:
+    """The job ids a result NOTIFY payload may announce (see `notify_payloads`).
+
+    A payload is a lone id or a JSON array of ids; one that parses as an array is also
+    taken as a lone id, since an id may itself look like an array. A waiter woken for
+    nothing only reads its result once more.
+    """
+    if not payload.startswith("["):
+        return [payload]
+    try:
+        ids = json.loads(payload)
+    except ValueError:
+        return [payload]
+    if not isinstance(ids, list):
+        return [payload]
+    return [payload, *(job_id for job_id in ids if isinstance(job_id, str))]
+
+
 def _deleted(status: str) -> int:
     """Row count of a ``DELETE n`` / ``UPDATE n`` command status."""
     return int(status.rsplit(" ", 1)[-1])
@@ -158,7 +211,9 @@ class PostgresResultStore(_TableStore):
         # One row per job: the last of two results of one job in a batch wins (a row may
         # not be upserted twice by one statement).
         rows = {job_id: (success, data) for job_id, success, data in batch}
-        await self._fetch(
+        # Every row is upserted, so the wake-ups are known before the statement runs: a
+        # few notifications per batch (see `notify_payloads`) instead of one per result.
+        await self._execute(
             f"""
 WITH up AS (
     INSERT INTO {self._s}.results (namespace, job_id, success, data, stored_at, expires_at)
@@ -167,15 +222,15 @@ WITH up AS (
     FROM unnest($2::text[], $3::boolean[], $4::text[]) AS r(job_id, success, data)
     ON CONFLICT (namespace, job_id) DO UPDATE SET success = EXCLUDED.success,
         data = EXCLUDED.data, stored_at = EXCLUDED.stored_at, expires_at = EXCLUDED.expires_at
-    RETURNING job_id
 )
-SELECT pg_notify($6, job_id) FROM up""",  # noqa: S608 - schema identifier validated
+SELECT count(pg_notify($6, payload)) FROM unnest($7::text[]) AS payload""",  # noqa: S608 - schema identifier validated
             self.namespace,
             list(rows),
             [success for success, _ in rows.values()],
             [data for _, data in rows.values()],
             self.ttl,
             self.channel,
+            notify_payloads(list(rows)),
         )
         return [None] * len(batch)
 
@@ -247,11 +302,11 @@ SELECT pg_notify($6, job_id) FROM up""",  # noqa: S608 - schema identifier valid
                 self._listener = listener
 
     def _on_notify(self, payload: str | None) -> None:
-        targets = (
-            [e for events in self._waiters.values() for e in events]
-            if payload is None
-            else list(self._waiters.get(payload, ()))
-        )
+        waiters = self._waiters
+        if payload is None:
+            targets = [e for events in waiters.values() for e in events]
+        else:
+            targets = [e for job_id in notified_ids(payload) for e in waiters.get(job_id, ())]
         for event in targets:
             event.set()
 
