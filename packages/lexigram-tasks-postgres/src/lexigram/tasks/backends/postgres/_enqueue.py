@@ -33,6 +33,10 @@ _ACK_BATCH = 1000
 Prepared = tuple[Job, bytes]
 
 
+def _has_nul(value: object) -> bool:
+    return isinstance(value, str) and "\x00" in value
+
+
 class Enqueuer:
     """Turns jobs into rows of one queue (shared by every enqueue of a queue object)."""
 
@@ -55,13 +59,14 @@ class Enqueuer:
                 "lexigram.tasks.Job and enqueue that."
             )
             raise TaskValidationError(msg)
-        for field, value in (("id", task.id), ("idempotency_key", task.idempotency_key)):
-            if isinstance(value, str) and "\x00" in value:
-                msg = (
-                    f"Job {field} {value!r} contains U+0000 (NUL), which PostgreSQL cannot "
-                    f"store in a text column. Remove the NUL character from the {field}."
-                )
-                raise TaskValidationError(msg)
+        job_id, key = task.id, task.idempotency_key
+        if _has_nul(job_id) or _has_nul(key):
+            field, value = ("id", job_id) if _has_nul(job_id) else ("idempotency_key", key)
+            msg = (
+                f"Job {field} {value!r} contains U+0000 (NUL), which PostgreSQL cannot "
+                f"store in a text column. Remove the NUL character from the {field}."
+            )
+            raise TaskValidationError(msg)
         if task.status is not JobStatus.RETRYING:
             task.status = JobStatus.PENDING
         if task.queue_name is None:
@@ -105,14 +110,14 @@ class Enqueuer:
                 self._channel,
             )
         elif plain:
+            jobs = [job for job, _ in plain]
             await conn.execute(
                 self._sql.insert_many,
                 self._config.queue_name,
-                [job.id for job, _ in plain],
-                [job.priority for job, _ in plain],
-                [job.scheduled_at for job, _ in plain],
-                [job.retry_count for job, _ in plain],
-                [None] * len(plain),
+                [job.id for job in jobs],
+                [job.priority for job in jobs],
+                [job.scheduled_at for job in jobs],
+                [job.retry_count for job in jobs],
                 [payload for _, payload in plain],
                 self._channel,
             )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -63,6 +64,9 @@ from lexigram.tasks.backends.postgres._sql import QueueSQL
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Sort key of dequeued rows: (-priority, due, seq), the dequeue statement's last columns.
+_DELIVERY_ORDER = operator.itemgetter(3, 4, 5)
 
 _STATUS_COUNTS = {
     JobStatus.PENDING: "count_waiting",
@@ -387,11 +391,9 @@ class PostgresTaskQueue:
             if generation is not None:
                 self._empty_generation = generation
             return []
-        rows = sorted(rows, key=lambda r: (-r["priority"], r["due"], r["seq"]))
-        return [
-            self._leased(row["id"], row["payload"], row["delivery_count"], row["seq"])
-            for row in rows
-        ]
+        # UPDATE ... RETURNING follows no order: restore the delivery order (columns 3-5).
+        rows = sorted(rows, key=_DELIVERY_ORDER)
+        return [self._leased(row[0], row[1], row[2], row[5]) for row in rows]
 
     def _leased(self, job_id: str, payload: bytes, delivery_count: int, seq: int) -> Job:
         try:

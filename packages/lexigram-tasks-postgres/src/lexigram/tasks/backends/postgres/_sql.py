@@ -53,28 +53,23 @@ class QueueSQL:
         """Render every statement for `schema`.`table` (both already validated)."""
         jobs = f"{quote_ident(schema)}.{quote_ident(table)}"
         keys = f"{quote_ident(schema)}.{quote_ident(table + '_keys')}"
-        # $1 queue, $2 ids, $3 priorities, $4 scheduled_at epochs (NULL = now),
-        # $5 retry counts, $6 idempotency keys, $7 payloads, $8 channel.
-        # Returns the ids actually inserted (an id already present is skipped).
+        # Jobs without an idempotency key: $1 queue, $2 ids, $3 priorities, $4
+        # scheduled_at epochs (NULL = now), $5 retry counts, $6 payloads, $7 channel.
+        # An id already present is skipped. One row back (the NOTIFY), not one per job:
+        # a bulk enqueue learns nothing from the inserted ids.
         insert_many = f"""
-WITH rows AS (
-    SELECT r.id, r.priority, r.retry_count, r.key, r.payload,
-           GREATEST(clock_timestamp(), to_timestamp(r.sched)) AS at
-    FROM unnest($2::text[], $3::smallint[], $4::float8[], $5::int[], $6::text[], $7::bytea[])
-         AS r(id, priority, sched, retry_count, key, payload)
-), ins AS (
-    INSERT INTO {jobs} (id, queue, priority, status, available_at, retry_count,
-                        idempotency_key, payload)
-    SELECT id, $1, priority,
-           CASE WHEN at > clock_timestamp() THEN 'scheduled' ELSE 'pending' END,
-           at, retry_count, key, payload
-    FROM rows
+WITH ins AS (
+    INSERT INTO {jobs} (id, queue, priority, status, available_at, retry_count, payload)
+    SELECT r.id, $1, r.priority,
+           CASE WHEN to_timestamp(r.sched) > clock_timestamp() THEN 'scheduled'
+                ELSE 'pending' END,
+           GREATEST(clock_timestamp(), to_timestamp(r.sched)), r.retry_count, r.payload
+    FROM unnest($2::text[], $3::smallint[], $4::float8[], $5::int[], $6::bytea[])
+         AS r(id, priority, sched, retry_count, payload)
     ON CONFLICT (id) DO NOTHING
-    RETURNING id, available_at
-), woke AS (
-    SELECT pg_notify($8, {_NOTIFY_PAYLOAD}) FROM ins HAVING count(*) > 0
+    RETURNING available_at
 )
-SELECT id, (SELECT count(*) FROM woke) AS notified FROM ins"""  # noqa: S608 - identifiers validated
+SELECT pg_notify($7, {_NOTIFY_PAYLOAD}) FROM ins HAVING count(*) > 0"""  # noqa: S608 - identifiers validated
         # One job: $1 queue, $2 id, $3 priority, $4 scheduled_at epoch (NULL = now),
         # $5 retry count, $6 payload, $7 channel (the common case, without unnest).
         insert_one = f"""
@@ -126,7 +121,8 @@ DELETE FROM {keys} k WHERE k.queue = $1 AND k.expires_at <= clock_timestamp()
         # $1 queue, $2 max jobs, $3 lease seconds. Ready and expired-lease rows are both
         # `available_at <= now()`; the index (queue, priority DESC, available_at, seq)
         # yields them in delivery order and SKIP LOCKED lets concurrent consumers pass
-        # each other's picks. Returns the leased rows with their pre-lease order keys.
+        # each other's picks. Returns the leased rows with their pre-lease order keys
+        # (the priority negated, so that the keys sort ascending).
         pick = f"""
     SELECT id, priority, available_at, seq FROM {jobs}
     WHERE queue = $1 AND available_at <= now()
@@ -143,8 +139,8 @@ SET status = 'running',
     heartbeat_at = clock_timestamp()
 FROM picked
 WHERE j.id = picked.id
-RETURNING j.id, j.payload, j.delivery_count, picked.priority, picked.available_at AS due,
-          picked.seq"""  # noqa: S608 - identifiers validated
+RETURNING j.id, j.payload, j.delivery_count, -picked.priority AS rank,
+          picked.available_at AS due, picked.seq"""  # noqa: S608 - identifiers validated
         # $1 queue -> seconds until the next delayed job or lease falls due (NULL: none).
         # now() (stable, unlike clock_timestamp()) makes the bound an index condition.
         next_due = f"""
