@@ -43,7 +43,7 @@ from typing import Any
 
 import asyncpg
 
-ADMIN_DSN = "postgresql://127.0.0.1:5432/test"
+ADMIN_DSN = ["postgresql://127.0.0.1:5432/test"]  # --pg; each child is given it too
 FRAMEWORKS = ("lexigram", "pgqueuer", "pgqueuer-defaults", "procrastinate", "saq")
 Handler = Callable[[float], Awaitable[None]]
 W3_RATE_HINT = [500.0]  # the producer's rate, passed to W3 children
@@ -345,9 +345,9 @@ async def vacuum(dsn: str) -> None:
 
 async def child(framework: str, workload: str, n: int, concurrency: int) -> dict[str, Any]:
     """Run one measurement in this (child) process and return its figures."""
-    adapter = ADAPTERS[framework](dsn_for(framework, ADMIN_DSN))
+    adapter = ADAPTERS[framework](dsn_for(framework, ADMIN_DSN[0]))
     await adapter.setup()
-    await vacuum(dsn_for(framework, ADMIN_DSN))
+    await vacuum(dsn_for(framework, ADMIN_DSN[0]))
     try:
         if workload == "w1":
             return await _w1(adapter, n, concurrency)
@@ -365,7 +365,7 @@ async def child(framework: str, workload: str, n: int, concurrency: int) -> dict
 
 async def produce(framework: str, n: int, rate: float) -> None:
     """W3's producer: enqueue `n` jobs at `rate` per second, stamped with their send time."""
-    adapter = ADAPTERS[framework](dsn_for(framework, ADMIN_DSN))
+    adapter = ADAPTERS[framework](dsn_for(framework, ADMIN_DSN[0]))
     if framework.startswith("pgqueuer"):
         await adapter.setup()
     elif framework == "procrastinate":
@@ -388,7 +388,7 @@ def run_child(
 ) -> dict[str, Any]:
     """Run one measurement in a child process (and produce the W3 jobs from here)."""
     cmd = [sys.executable, __file__, "--child", framework, workload, str(n), str(concurrency)]
-    cmd += ["--w3-rate", str(rate)]
+    cmd += ["--w3-rate", str(rate), "--pg", ADMIN_DSN[0]]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)  # noqa: S603 - our own script
     if proc.stdout is None:
         msg = "child has no stdout"
@@ -411,7 +411,7 @@ def run_child(
 
 async def ensure_databases() -> None:
     """Create one database per framework on the local server (once)."""
-    conn = await asyncpg.connect(ADMIN_DSN)
+    conn = await asyncpg.connect(ADMIN_DSN[0])
     try:
         for framework in FRAMEWORKS:
             name = f"bench_{framework.split('-', maxsplit=1)[0]}"
@@ -437,9 +437,12 @@ def main() -> None:
     parser.add_argument("--w3-seconds", type=float, default=6.0)
     parser.add_argument("--w4", type=int, default=2000)
     parser.add_argument("--only", default=",".join(FRAMEWORKS))
+    parser.add_argument("--workloads", default="w1,w2,w3,w4", help="comma-separated subset")
+    parser.add_argument("--pg", default=ADMIN_DSN[0], help="server (its database is unused)")
     parser.add_argument("--child", nargs=4, metavar=("FRAMEWORK", "WORKLOAD", "N", "CONC"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    ADMIN_DSN[0] = args.pg
     if args.child:
         framework, workload, n, conc = args.child
         W3_RATE_HINT[0] = args.w3_rate
@@ -456,6 +459,8 @@ def main() -> None:
         ("w3", w3_jobs, 100),
         ("w4", args.w4, 100),
     ]
+    workloads = set(args.workloads.split(","))
+    plan = [step for step in plan if step[0] in workloads]
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for run in range(args.runs):
         for workload, n, conc in plan:
@@ -492,6 +497,8 @@ def print_table(
     print(header)
     print("|" + "---|" * (len(frameworks) + 1))
     for label, workload, key, higher_better in rows:
+        if not any((framework, workload) in results for framework in frameworks):
+            continue
         base = med("lexigram", workload, key) if "lexigram" in frameworks else None
         cells = []
         for framework in frameworks:
