@@ -354,6 +354,31 @@ async def test_cache_backend(connector: RedisConnector, key_prefix: str) -> None
     assert await cache.get("gone") is None
 
 
+async def test_cache_backend_reads_and_writes_many_keys_at_once(
+    connector: RedisConnector, key_prefix: str
+) -> None:
+    cache = RedisCacheBackend(key_prefix=key_prefix, connector=connector)
+    await cache.set("old", "x")
+    await cache.set("stale", "y")
+    await cache.write_many(
+        [("a", "1", None), ("b", "2", 0.1), ("stale", "z", 0), ("c", "3", 60)], ["old"]
+    )
+    assert await cache.get_many(["a", "b", "c", "old", "stale", "none"]) == [
+        "1",
+        "2",
+        "3",
+        None,
+        None,
+        None,
+    ]
+    await asyncio.sleep(0.2)
+    assert await cache.get_many(["a", "b"]) == ["1", None]
+    await cache.write_many([], ["a", "c", "none"])
+    assert await cache.keys("") == []
+    assert await cache.get_many([]) == []
+    await cache.write_many([], [])
+
+
 # -- locks and rate limiters --------------------------------------------------------------
 
 

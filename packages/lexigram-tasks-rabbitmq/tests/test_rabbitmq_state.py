@@ -1,15 +1,22 @@
-"""Unit tests of the job-state records (in-process store) and the ack coalescing."""
+"""Unit tests of the job-state records (in-process store, batched calls) and the ack coalescing."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 
 import pytest
 
 from lexigram.contracts.tasks import POISON_JOB_NAME, CacheBackendProtocol, Job, encode_job
 from lexigram.tasks.backends.rabbitmq import LocalStateStore
 from lexigram.tasks.backends.rabbitmq._consumer import ChannelAcks, Delivery
-from lexigram.tasks.backends.rabbitmq._state import Admission, JobStates
+from lexigram.tasks.backends.rabbitmq._state import (
+    Admission,
+    BatchCacheProtocol,
+    JobStates,
+    Write,
+)
 
 
 class Clock:
@@ -254,3 +261,167 @@ def test_poison_delivery_is_handed_out_not_restamped() -> None:
     assert delivery.job.name == POISON_JOB_NAME
     assert delivery.job.id == "m-1"
     assert delivery.restamp is False
+
+
+class CountingStore(LocalStateStore):
+    """The in-process store counted call by call, each batch call a round trip away.
+
+    `JobStates` treats it as a shared store (it batches and coalesces for it), and a
+    write yields to the loop first, as a network call would.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self.fail_writes = False
+
+    async def get(self, key: str) -> str | None:
+        self.calls.append("get")
+        return await super().get(key)
+
+    async def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        self.calls.append("set")
+        await super().set(key, value, ttl)
+
+    async def delete(self, key: str) -> bool:
+        self.calls.append("delete")
+        return await super().delete(key)
+
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        self.calls.append("get_many")
+        await asyncio.sleep(0)
+        return await super().get_many(keys)
+
+    async def write_many(self, sets: Sequence[Write], deletes: Sequence[str]) -> None:
+        self.calls.append("write_many")
+        await asyncio.sleep(0)
+        if self.fail_writes:
+            msg = "store unreachable"
+            raise ConnectionError(msg)
+        await super().write_many(sets, deletes)
+
+
+def shared_states() -> tuple[JobStates, CountingStore]:
+    store = CountingStore()
+    states = JobStates(store, "ns:", state_ttl=60.0)
+    states.local = False  # as for a store other processes share
+    return states, store
+
+
+async def test_a_batch_of_deliveries_is_looked_up_once_and_recorded_once() -> None:
+    states, store = shared_states()
+    for index in range(100):
+        await states.admit(f"j{index}", "{}", delay=0)
+    await states.requeued("j1", '{"r":1}', retrying=True, delay=0)
+    store.calls.clear()
+    batch = [(f"j{index}", f'{{"n":{index}}}', index == 1) for index in range(100)]
+    verdicts = await states.hand_out(batch, lease=30.0)
+    assert verdicts == [True] * 100
+    assert store.calls == ["get_many", "write_many"]
+    assert await states.count("run") == 100
+    assert await states.running_envelope("j7") == '{"n":7}'
+    assert await states.count("retry") == 0
+
+
+async def test_hand_out_drops_deleted_jobs_and_later_copies_as_one_by_one_would() -> None:
+    states, _ = shared_states()
+    for job_id in ("gone", "twice", "dup"):
+        await states.admit(job_id, "{}", delay=0)
+    await states.delete("gone")
+    await states.delete("twice")
+    verdicts = await states.hand_out(
+        [
+            ("gone", "{}", False),
+            ("dup", "{}", False),
+            ("twice", "{}", False),  # its tombstone is taken here...
+            ("dup", "{}", False),  # a second copy of a job this batch runs
+            ("twice", "{}", False),  # ...so this later copy runs
+        ],
+        lease=30.0,
+    )
+    assert verdicts == [False, True, False, False, True]
+    assert await states.count("del") == 0
+    assert await states.is_deleted("gone") is False
+    assert sorted(await states.running_ids()) == ["dup", "twice"]
+
+
+async def test_run_records_of_a_batch_expire_with_the_lease() -> None:
+    clock = Clock()
+    states = JobStates(LocalStateStore(clock=clock), "ns:", state_ttl=60.0)
+    await states.hand_out([("a", "{}", False), ("b", "{}", False)], lease=5.0)
+    clock.now += 4
+    assert await states.count("run") == 2
+    clock.now += 2
+    assert await states.count("run") == 0
+
+
+async def test_concurrent_forgets_share_writes_and_all_land() -> None:
+    states, store = shared_states()
+    ids = [f"j{index}" for index in range(200)]
+    await states.hand_out([(job_id, "{}", False) for job_id in ids], lease=30.0)
+    for job_id in ids[:50]:
+        await states.requeued(job_id, "{}", retrying=True, delay=0)
+    await states.delete(ids[60])
+    store.calls.clear()
+    await asyncio.gather(*(states.forget(job_id) for job_id in ids))
+    # The first call goes alone; everything that queued meanwhile goes in one more.
+    assert store.calls == ["write_many", "write_many"]
+    assert await store.keys("") == []
+
+
+async def test_a_failed_coalesced_forget_reaches_every_caller_of_its_batch() -> None:
+    states, store = shared_states()
+    store.fail_writes = True
+    outcomes = await asyncio.gather(
+        *(states.forget(f"j{index}") for index in range(10)), return_exceptions=True
+    )
+    assert all(isinstance(outcome, ConnectionError) for outcome in outcomes)
+    store.fail_writes = False
+    await states.admit("later", "{}", delay=0)
+    await states.forget("later")  # the coalescer is idle again, not stuck
+    assert await store.keys("") == []
+
+
+class KeyByKeyStore:
+    """A `CacheBackendProtocol` store without the batch calls (the in-process one inside)."""
+
+    def __init__(self) -> None:
+        self.inner = LocalStateStore()
+        self.calls: list[str] = []
+
+    async def get(self, key: str) -> str | None:
+        self.calls.append("get")
+        return await self.inner.get(key)
+
+    async def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        self.calls.append("set")
+        await self.inner.set(key, value, ttl)
+
+    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
+        return await self.inner.set_if_absent(key, value, ttl)
+
+    async def delete(self, key: str) -> bool:
+        self.calls.append("delete")
+        return await self.inner.delete(key)
+
+    async def exists(self, key: str) -> bool:
+        return await self.inner.exists(key)
+
+    async def keys(self, prefix: str) -> list[str]:
+        return await self.inner.keys(prefix)
+
+
+async def test_a_store_without_batch_calls_gets_the_same_records_key_by_key() -> None:
+    store = KeyByKeyStore()
+    assert isinstance(store, CacheBackendProtocol)
+    assert not isinstance(store, BatchCacheProtocol)
+    states = JobStates(store, "ns:", state_ttl=60.0)
+    await states.admit("a", "{}", delay=0)
+    await states.admit("b", "{}", delay=0)
+    await states.delete("b")
+    verdicts = await states.hand_out([("a", "{}", True), ("b", "{}", False)], lease=30.0)
+    assert verdicts == [True, False]
+    assert store.calls.count("get") >= 2
+    assert await states.running_ids() == ["a"]
+    await asyncio.gather(states.forget("a"), states.forget("b"))
+    assert await store.keys("") == []

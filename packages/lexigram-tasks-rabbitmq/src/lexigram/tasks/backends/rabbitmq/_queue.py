@@ -255,24 +255,31 @@ class RabbitMQTaskQueue:
             buffer.leave()
 
     async def _hand_out(self, deliveries: list[Delivery]) -> list[Job]:
-        jobs: list[Job] = []
-        lease = self.lease_seconds
+        fresh: list[Delivery] = []
         for delivery in deliveries:
-            job = delivery.job
-            current = self._inflight.get(job.id)
+            current = self._inflight.get(delivery.job.id)
             if current is not None and not current.stale:
                 # A second copy of a job that is running here (e.g. published twice
                 # across a reconnect): the running one settles it, drop this one.
                 await self._buffer.ack(delivery)
                 continue
-            if await self._states.take_if_deleted(job.id):
+            fresh.append(delivery)
+        if not fresh:
+            return []
+        lease = self.lease_seconds
+        # One read and one write of the state store for the whole batch.
+        verdicts = await self._states.hand_out(
+            [(d.job.id, d.record(), d.job.retry_count > 0) for d in fresh], lease
+        )
+        jobs: list[Job] = []
+        for delivery, runs in zip(fresh, verdicts, strict=True):
+            if not runs:  # deleted, or another copy of a job this batch runs
                 await self._buffer.ack(delivery)
                 continue
-            await self._states.started(
-                job.id, delivery.record(), retried=job.retry_count > 0, lease=lease
-            )
+            job = delivery.job
             job.status = JobStatus.RUNNING
             delivery.token = job.lease_token = secrets.token_hex(8)
+            current = self._inflight.get(job.id)
             if current is not None:
                 current.stop_timer()
             self._inflight[job.id] = delivery

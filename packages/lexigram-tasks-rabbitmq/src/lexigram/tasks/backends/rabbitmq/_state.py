@@ -15,6 +15,12 @@ name, shared by the queue objects of this process), or a shared one
   connection) stops counting as RUNNING once its lease is over.
 - ``retry:<id>`` set while a job waits for a retry (for ``count(status=RETRYING)``).
 - ``idem:<key>`` the id of the job that holds an idempotency key.
+
+A worker touches these records for every job it runs, so the hot ones ride batched
+round trips on a store that offers `BatchCacheProtocol` (the Redis cache does, with
+pipelines): the deliveries of one hand-out are looked up together and recorded
+together, and the records of jobs acked concurrently are dropped together
+(`GroupCommit`). Other stores get the same calls one key at a time, concurrently.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from lexigram.contracts.tasks import CacheBackendProtocol
 
@@ -32,6 +39,109 @@ logger = logging.getLogger(__name__)
 
 _WAITING = "w"
 _DELETED = "d"
+
+_FORGET_BATCH = 500
+"""Most jobs whose records one coalesced forget drops (four keys each)."""
+
+T = TypeVar("T")
+
+Write = tuple[str, str, float | None]
+"""A value to store: key, value, TTL in seconds (None: no expiry)."""
+
+
+@runtime_checkable
+class BatchCacheProtocol(Protocol):
+    """A `CacheBackendProtocol` store that reads and writes many keys in one round trip.
+
+    Optional: `JobStates` uses it when its store has it, and otherwise makes the same
+    calls key by key.
+    """
+
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Return the value of each key, in order (None if absent or expired)."""
+        ...
+
+    async def write_many(self, sets: Sequence[Write], deletes: Sequence[str]) -> None:
+        """Store `sets` (a TTL that is not positive deletes), then delete `deletes`."""
+        ...
+
+
+class _KeyByKey:
+    """`BatchCacheProtocol` over a store without it: one call per key, all at once."""
+
+    def __init__(self, store: CacheBackendProtocol) -> None:
+        self._store = store
+
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        return list(await asyncio.gather(*(self._store.get(key) for key in keys)))
+
+    async def write_many(self, sets: Sequence[Write], deletes: Sequence[str]) -> None:
+        await asyncio.gather(*(self._store.set(key, value, ttl) for key, value, ttl in sets))
+        await asyncio.gather(*(self._store.delete(key) for key in deletes))
+
+
+class GroupCommit(Generic[T]):
+    """Concurrent `submit` calls share one call of `run`; a lone call pays nothing extra.
+
+    The first caller runs its items at once. Callers arriving while that call is in
+    flight queue up, and when it returns one of them sends everything queued, up to
+    `max_batch` items per call. Each caller returns once its own items are done, or
+    raises what the call that held them raised.
+    """
+
+    def __init__(self, run: Callable[[list[T]], Awaitable[None]], max_batch: int) -> None:
+        self._run = run
+        self._max_batch = max_batch
+        self._pending: list[tuple[T, asyncio.Future[None]]] = []
+        self._busy = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Future[None] | None = None
+
+    async def submit(self, item: T) -> None:
+        """Run `item` alone, or with the items submitted meanwhile."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # Whatever was pending belongs to a loop that is gone and never completes.
+            self._pending, self._busy, self._loop = [], False, loop
+        if self._busy:
+            future: asyncio.Future[None] = loop.create_future()
+            self._pending.append((item, future))
+            await future
+            return
+        self._busy = True
+        try:
+            await self._run([item])
+        finally:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Send what queued meanwhile as the next call, or go idle."""
+        if not self._pending:
+            self._busy = False
+            return
+        batch = self._pending[: self._max_batch]
+        del self._pending[: self._max_batch]
+        # Held here: the loop keeps only a weak reference to a task.
+        self._task = asyncio.ensure_future(self._send(batch))
+
+    async def _send(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
+        try:
+            await self._run([item for item, _ in batch])
+        except asyncio.CancelledError:
+            # The loop is shutting down: nothing queued will be sent.
+            for _, future in batch + self._pending:
+                future.cancel()
+            self._pending, self._busy = [], False
+            raise
+        except Exception as exc:  # every caller of the batch learns the outcome
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+        else:
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
+        self._hand_over()
 
 
 class LocalStateStore:
@@ -102,6 +212,20 @@ class LocalStateStore:
         """Return True if the key is present."""
         return self._live(key) is not None
 
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Return the value of each key, in order (None if absent or expired)."""
+        return [self._live(key) for key in keys]
+
+    async def write_many(self, sets: Sequence[Write], deletes: Sequence[str]) -> None:
+        """Store `sets` (a TTL that is not positive deletes), then delete `deletes`."""
+        for key, value, ttl in sets:
+            if ttl is not None and not ttl > 0:
+                self._data.pop(key, None)
+            else:
+                self._put(key, value, ttl)
+        for key in deletes:
+            self._data.pop(key, None)
+
     async def keys(self, prefix: str) -> list[str]:
         """Return the live keys that start with `prefix`."""
         now = self._clock()
@@ -135,8 +259,12 @@ class JobStates:
     ) -> None:
         self.store = store
         self.local = isinstance(store, LocalStateStore)
+        self._batch: BatchCacheProtocol = (
+            store if isinstance(store, BatchCacheProtocol) else _KeyByKey(store)
+        )
         self._ns = namespace
         self._ttl = state_ttl
+        self._forgets: GroupCommit[str] = GroupCommit(self._forget_many, _FORGET_BATCH)
 
     def _key(self, kind: str, ident: str) -> str:
         return f"{self._ns}{kind}:{ident}"
@@ -180,15 +308,18 @@ class JobStates:
         return Admission.PRESENT
 
     async def forget(self, job_id: str) -> None:
-        """Drop every record of a job (its publish failed, or it finished)."""
-        await self._delete_all(
-            [
-                self._key("job", job_id),
-                self._key("retry", job_id),
-                self._key("del", job_id),
-                self._key("run", job_id),
-            ]
-        )
+        """Drop every record of a job (its publish failed, or it finished).
+
+        Jobs forgotten concurrently (a worker acking many at once) share one write.
+        """
+        if self.local:
+            await self._forget_many([job_id])
+            return
+        await self._forgets.submit(job_id)
+
+    async def _forget_many(self, job_ids: list[str]) -> None:
+        kinds = ("job", "retry", "del", "run")
+        await self._batch.write_many((), [self._key(k, i) for i in job_ids for k in kinds])
 
     # -- delivery --------------------------------------------------------------------
 
@@ -199,6 +330,42 @@ class JobStates:
             return False
         await self._delete_all([key, self._key("del", job_id)])
         return True
+
+    async def hand_out(
+        self, deliveries: Sequence[tuple[str, str, bool]], lease: float
+    ) -> list[bool]:
+        """Record a batch of deliveries as running; False for each one not to run.
+
+        Each delivery is ``(job id, envelope, retried)``, in the order the broker
+        delivered them. Every delivery is taken as `take_if_deleted` and then `started`
+        would take it one by one: a deleted job loses its tombstone and does not run;
+        a later copy of a job that runs in this batch does not run either (nor touches
+        its records). One read and one write for the whole batch.
+        """
+        ids = list(dict.fromkeys(job_id for job_id, _, _ in deliveries))
+        values = await self._batch.get_many([self._key("job", i) for i in ids])
+        found = dict(zip(ids, values, strict=True))
+        sets: list[Write] = []
+        deletes: list[str] = []
+        started: set[str] = set()
+        verdicts: list[bool] = []
+        for job_id, envelope, retried in deliveries:
+            if job_id in started:
+                verdicts.append(False)
+                continue
+            if found[job_id] == _DELETED:
+                found[job_id] = None  # taken: a later copy runs, as it would one by one
+                deletes += (self._key("job", job_id), self._key("del", job_id))
+                verdicts.append(False)
+                continue
+            started.add(job_id)
+            if retried:
+                deletes.append(self._key("retry", job_id))
+            sets.append((self._key("run", job_id), envelope, lease))
+            verdicts.append(True)
+        if sets or deletes:
+            await self._batch.write_many(sets, deletes)
+        return verdicts
 
     async def is_deleted(self, job_id: str) -> bool:
         """True if a tombstone exists for the job."""
@@ -273,8 +440,4 @@ class JobStates:
         await self._delete_all(keys)
 
     async def _delete_all(self, keys: list[str]) -> None:
-        if self.local:
-            for key in keys:
-                await self.store.delete(key)
-            return
-        await asyncio.gather(*(self.store.delete(key) for key in keys))
+        await self._batch.write_many((), keys)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lexigram.tasks.backends.redis._base import RedisStore, dumps, loads, ttl_ms
@@ -138,6 +138,59 @@ class RedisCacheBackend(RedisStore):
         """Return True if the key is present."""
         return bool(await self._call("exists", lambda c: c.exists(self._key(key))))
 
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Return the value of each key, in order (None if absent), in one round trip.
+
+        On Redis Cluster, whose cache keys spread over every slot, redis-py sends each
+        node its share of the MGET.
+        """
+        if not keys:
+            return []
+        names = [self._key(key) for key in keys]
+
+        async def run(client: Any) -> list[Any]:
+            if _spans_slots(client):
+                return list(await client.mget_nonatomic(names))
+            return list(await client.mget(names))
+
+        raws = await self._call("get_many", run)
+        return [None if raw is None else bytes(raw).decode() for raw in raws]
+
+    async def write_many(
+        self, sets: Sequence[tuple[str, str, float | None]], deletes: Sequence[str]
+    ) -> None:
+        """Store `sets` (key, value, TTL in seconds or None), then delete `deletes`.
+
+        One round trip: a pipeline (not a transaction) of a SET per value and one DEL
+        (one per key on Redis Cluster). A TTL that is not positive deletes the key, as
+        `set` does.
+        """
+        gone = [self._key(key) for key in deletes]
+        stored: list[tuple[str, str, int | None]] = []
+        for key, value, ttl in sets:
+            if ttl is not None and not ttl > 0:
+                gone.append(self._key(key))
+            else:
+                stored.append((self._key(key), value, ttl_ms(ttl)))
+        if not stored and not gone:
+            return
+
+        async def run(client: Any) -> None:
+            if not stored and not _spans_slots(client):
+                await client.delete(*gone)
+                return
+            async with client.pipeline(transaction=False) as pipe:
+                for name, value, px in stored:
+                    pipe.set(name, value, px=px)
+                if _spans_slots(client):
+                    for name in gone:
+                        pipe.delete(name)
+                elif gone:
+                    pipe.delete(*gone)
+                await pipe.execute()
+
+        await self._call("write_many", run)
+
     async def keys(self, prefix: str) -> list[str]:
         """Return the keys that start with `prefix` (SCAN, never KEYS), sorted."""
         pattern = glob_escape(self._key(prefix)) + "*"
@@ -150,3 +203,8 @@ class RedisCacheBackend(RedisStore):
             return sorted(set(found))
 
         return await self._call("keys", run)
+
+
+def _spans_slots(client: Any) -> bool:
+    """True for a Redis Cluster client: a multi-key command must stay within one slot."""
+    return hasattr(client, "mget_nonatomic")
