@@ -23,7 +23,7 @@ import pytest_asyncio
 from redis.asyncio.cluster import RedisCluster
 
 from lexigram.contracts.tasks import Job, TaskQueueProtocol
-from lexigram.tasks.backends.redis import RedisTaskQueue
+from lexigram.tasks.backends.redis import RedisCacheBackend, RedisTaskQueue
 from lexigram.tasks.testing import (
     QueueCancellationConformance,
     QueueConformance,
@@ -188,3 +188,21 @@ class TestRedisClusterQueuePoisonConformance(QueuePoisonConformance):
 
 class TestRedisClusterCancellation(QueueCancellationConformance):
     """The cancel script publishes through the cluster; workers subscribe on one node."""
+
+
+async def test_cache_reads_and_writes_many_keys_across_slots(cluster_url: str) -> None:
+    """Cache keys carry no hash tag: the batch calls split by slot instead of failing."""
+    client = RedisCluster.from_url(cluster_url)
+    cache = RedisCacheBackend(client=client, key_prefix=f"lexigram-cluster-{uuid.uuid4().hex[:8]}")
+    try:
+        keys = [f"k{index}" for index in range(40)]
+        assert len({client.keyslot(f"x:cache:{key}") for key in keys}) > 1
+        await cache.write_many([(key, key.upper(), 60) for key in keys], [])
+        assert await cache.get_many([*keys, "none"]) == [*(k.upper() for k in keys), None]
+        await cache.write_many([("k0", "again", None), ("k1", "gone", 0)], keys[2:])
+        assert await cache.get_many(keys[:3]) == ["again", None, None]
+        await cache.write_many([], ["k0"])
+        assert await cache.keys("") == []
+    finally:
+        await cache.close()
+        await client.aclose()

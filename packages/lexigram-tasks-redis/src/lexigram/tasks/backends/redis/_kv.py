@@ -25,6 +25,28 @@ return false
 )
 
 
+# KEYS: the keys to store, then the keys to delete. ARGV: how many to store, then a value
+# and a ttl ms (0 = none) per key stored.
+_WRITE_MANY = LuaScript(
+    "cache_write_many",
+    """
+local stored = tonumber(ARGV[1])
+for i = 1, stored do
+  local ttl = tonumber(ARGV[2 * i + 1])
+  if ttl > 0 then
+    redis.call('SET', KEYS[i], ARGV[2 * i], 'PX', ttl)
+  else
+    redis.call('SET', KEYS[i], ARGV[2 * i])
+  end
+end
+for i = stored + 1, #KEYS, 1000 do
+  redis.call('DEL', unpack(KEYS, i, math.min(i + 999, #KEYS)))
+end
+return 0
+""",
+)
+
+
 class RedisIdempotencyStore(RedisStore):
     """`IdempotencyStoreProtocol` on Redis: JSON records under keys with a TTL.
 
@@ -141,8 +163,8 @@ class RedisCacheBackend(RedisStore):
     async def get_many(self, keys: Sequence[str]) -> list[str | None]:
         """Return the value of each key, in order (None if absent), in one round trip.
 
-        On Redis Cluster, whose cache keys spread over every slot, redis-py sends each
-        node its share of the MGET.
+        One MGET, on the multiplexed connection when there is one. On Redis Cluster,
+        whose cache keys spread over every slot, redis-py sends each node its share.
         """
         if not keys:
             return []
@@ -151,9 +173,9 @@ class RedisCacheBackend(RedisStore):
         async def run(client: Any) -> list[Any]:
             if _spans_slots(client):
                 return list(await client.mget_nonatomic(names))
-            return list(await client.mget(names))
+            return list(await client.execute_command("MGET", *names))
 
-        raws = await self._call("get_many", run)
+        raws = await self._connector.call(f"{self._store} get_many", run, fast=True)
         return [None if raw is None else bytes(raw).decode() for raw in raws]
 
     async def write_many(
@@ -161,35 +183,34 @@ class RedisCacheBackend(RedisStore):
     ) -> None:
         """Store `sets` (key, value, TTL in seconds or None), then delete `deletes`.
 
-        One round trip: a pipeline (not a transaction) of a SET per value and one DEL
-        (one per key on Redis Cluster). A TTL that is not positive deletes the key, as
-        `set` does.
+        One round trip: one script call, on the multiplexed connection when there is
+        one (on Redis Cluster, a pipeline of a command per key, since the keys spread
+        over every slot). A TTL that is not positive deletes the key, as `set` does.
         """
+        stored: list[str] = []
+        values: list[Any] = []
         gone = [self._key(key) for key in deletes]
-        stored: list[tuple[str, str, int | None]] = []
         for key, value, ttl in sets:
             if ttl is not None and not ttl > 0:
                 gone.append(self._key(key))
             else:
-                stored.append((self._key(key), value, ttl_ms(ttl)))
+                stored.append(self._key(key))
+                values += (value, ttl_ms(ttl) or 0)
         if not stored and not gone:
             return
 
         async def run(client: Any) -> None:
-            if not stored and not _spans_slots(client):
-                await client.delete(*gone)
+            if not _spans_slots(client):
+                await _WRITE_MANY(client, [*stored, *gone], [len(stored), *values])
                 return
             async with client.pipeline(transaction=False) as pipe:
-                for name, value, px in stored:
-                    pipe.set(name, value, px=px)
-                if _spans_slots(client):
-                    for name in gone:
-                        pipe.delete(name)
-                elif gone:
-                    pipe.delete(*gone)
+                for index, name in enumerate(stored):
+                    pipe.set(name, values[2 * index], px=values[2 * index + 1] or None)
+                for name in gone:
+                    pipe.delete(name)
                 await pipe.execute()
 
-        await self._call("write_many", run)
+        await self._connector.call(f"{self._store} write_many", run, fast=True)
 
     async def keys(self, prefix: str) -> list[str]:
         """Return the keys that start with `prefix` (SCAN, never KEYS), sorted."""
