@@ -78,8 +78,8 @@ async def test_delete_leaves_a_tombstone_taken_once() -> None:
     assert await states.count("del") == 1
     assert await states.is_deleted("j1") is True
     assert await states.waiting_envelope("j1") is None
-    assert await states.take_if_deleted("j1") is True
-    assert await states.take_if_deleted("j1") is False
+    assert await states.hand_out([("j1", "{}", False)], lease=30.0) == [False]
+    assert await states.hand_out([("j1", "{}", False)], lease=30.0) == [True]
     assert await states.count("del") == 0
 
 
@@ -120,7 +120,7 @@ async def test_requeued_and_started_track_retries() -> None:
     await states.requeued("j1", '{"r":1}', retrying=True, delay=5)
     assert await states.count("retry") == 1
     assert await states.waiting_envelope("j1") == '{"r":1}'
-    await states.started("j1", '{"r":1}', retried=True, lease=30.0)
+    await states.hand_out([("j1", '{"r":1}', True)], lease=30.0)
     assert await states.count("retry") == 0
     assert await states.running_envelope("j1") == '{"r":1}'
     assert await states.running_ids() == ["j1"]
@@ -132,7 +132,7 @@ async def test_running_record_lives_as_long_as_the_lease() -> None:
     """A worker that dies stops counting as RUNNING once its lease is over."""
     clock = Clock()
     states = make_states(clock)
-    await states.started("j1", "{}", retried=False, lease=5.0)
+    await states.hand_out([("j1", "{}", False)], lease=5.0)
     clock.now += 4
     await states.renewed("j1", "{}", 5.0)  # a heartbeat
     clock.now += 4
@@ -140,7 +140,7 @@ async def test_running_record_lives_as_long_as_the_lease() -> None:
     clock.now += 2  # no heartbeat for a whole lease: the holder is gone
     assert await states.count("run") == 0
     assert await states.running_envelope("j1") is None
-    await states.started("j2", "{}", retried=False, lease=5.0)
+    await states.hand_out([("j2", "{}", False)], lease=5.0)
     await states.lapsed("j2")
     assert await states.count("run") == 0
 

@@ -17,10 +17,10 @@ name, shared by the queue objects of this process), or a shared one
 - ``idem:<key>`` the id of the job that holds an idempotency key.
 
 A worker touches these records for every job it runs, so the hot ones ride batched
-round trips on a store that offers `BatchCacheProtocol` (the Redis cache does, with
-pipelines): the deliveries of one hand-out are looked up together and recorded
-together, and the records of jobs acked concurrently are dropped together
-(`GroupCommit`). Other stores get the same calls one key at a time, concurrently.
+round trips on a store that offers `BatchCacheProtocol` (the Redis cache does): the
+deliveries of one hand-out are looked up together and recorded together, and the
+records of jobs acked concurrently are dropped together (`GroupCommit`). Other stores
+get the same calls one key at a time, concurrently.
 """
 
 from __future__ import annotations
@@ -323,24 +323,18 @@ class JobStates:
 
     # -- delivery --------------------------------------------------------------------
 
-    async def take_if_deleted(self, job_id: str) -> bool:
-        """True if the delivered job was deleted (and drop its tombstone)."""
-        key = self._key("job", job_id)
-        if await self.store.get(key) != _DELETED:
-            return False
-        await self._delete_all([key, self._key("del", job_id)])
-        return True
-
     async def hand_out(
         self, deliveries: Sequence[tuple[str, str, bool]], lease: float
     ) -> list[bool]:
         """Record a batch of deliveries as running; False for each one not to run.
 
         Each delivery is ``(job id, envelope, retried)``, in the order the broker
-        delivered them. Every delivery is taken as `take_if_deleted` and then `started`
-        would take it one by one: a deleted job loses its tombstone and does not run;
-        a later copy of a job that runs in this batch does not run either (nor touches
-        its records). One read and one write for the whole batch.
+        delivered them, and is taken as if the batch were taken one delivery after the
+        other: a deleted job loses its tombstone and does not run (a later copy of it
+        in the batch then runs); a running one gets a ``run:`` record that lives
+        `lease` seconds and loses its ``retry:`` record when `retried`; a later copy
+        of a job that runs in this batch does not run and touches nothing. One read and
+        one write for the whole batch.
         """
         ids = list(dict.fromkeys(job_id for job_id, _, _ in deliveries))
         values = await self._batch.get_many([self._key("job", i) for i in ids])
@@ -370,12 +364,6 @@ class JobStates:
     async def is_deleted(self, job_id: str) -> bool:
         """True if a tombstone exists for the job."""
         return await self.store.get(self._key("job", job_id)) == _DELETED
-
-    async def started(self, job_id: str, envelope: str, *, retried: bool, lease: float) -> None:
-        """Record that a job was handed to a consumer under a lease of `lease` seconds."""
-        if retried:
-            await self.store.delete(self._key("retry", job_id))
-        await self.store.set(self._key("run", job_id), envelope, lease)
 
     async def renewed(self, job_id: str, envelope: str, lease: float) -> None:
         """A heartbeat: the running record lives `lease` seconds from now."""
