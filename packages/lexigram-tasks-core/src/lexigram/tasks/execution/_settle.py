@@ -24,7 +24,7 @@ import random
 import time
 import traceback
 from collections import deque
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from lexigram.contracts.tasks import (
@@ -99,6 +99,7 @@ class Running:
         "renewed",
         "settling",
         "shield",
+        "slot_released",
         "started",
         "started_at",
         "task",
@@ -121,6 +122,8 @@ class Running:
         # Depth of `shield_cancellation` blocks, and whether an interrupt waits for them.
         self.shield = 0
         self.deferred = False
+        # The job's success is acked and its slot went to the next job (see Settler.acked).
+        self.slot_released = False
 
     @property
     def interrupted(self) -> bool:
@@ -200,6 +203,10 @@ class Settler:
         # ended, and names it from here.
         self.long_job_seconds = math.inf
         self.long_jobs: deque[tuple[str, float]] = deque(maxlen=64)
+        # Called once a job's success is acked, before its result is stored and its end
+        # reported: the worker hands the job's slot to the next job meanwhile, so leasing
+        # the next round overlaps that bookkeeping (None: the slot frees at the very end).
+        self.acked: Callable[[Running], None] | None = None
 
     def tracker_for(self, entry: Running) -> ProgressTracker:
         """The job's `ProgressTracker` (created on first use)."""
@@ -249,6 +256,9 @@ class Settler:
         if held is False:
             await self._lost(entry, duration)
             return
+        acked = self.acked
+        if acked is not None:
+            acked(entry)
         options = entry.options
         if self.result_store is not None and (options is None or options.store_result):
             try:

@@ -42,6 +42,7 @@ from lexigram.tasks.execution._stats import TaskWorkerServices, WorkerJobStats
 from lexigram.tasks.hooks import as_observer
 from lexigram.tasks.middleware import TaskMiddlewarePipeline
 from lexigram.tasks.progress import ProgressTracker
+from lexigram.tasks.results import InMemoryResultStore
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +187,9 @@ class TaskWorker:
         self._rate_limiter = services.rate_limiter
         self._progress_tracker = services.progress_tracker
         self._in_flight: dict[str, Running] = {}
+        # Jobs in `_in_flight` whose success is acked and whose result is being stored:
+        # they hold no slot (`_acked`).
+        self._finishing = 0
         self._lease = float(queue.lease_seconds)
         self._loop_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -261,6 +265,11 @@ class TaskWorker:
         )
         if loop_lag_threshold > 0:
             self._settler.long_job_seconds = loop_lag_threshold
+        store = services.result_store
+        if store is not None and not isinstance(store, InMemoryResultStore):
+            # Storing a result is a round trip to the backend: the next jobs need not
+            # wait for it. (An in-process store finishes at once: nothing to overlap.)
+            self._settler.acked = self._acked
 
     def __repr__(self) -> str:
         return (
@@ -406,7 +415,12 @@ class TaskWorker:
                 backoff = min(backoff * 2, _MAX_ERROR_BACKOFF)
 
     async def _consume_once(self) -> None:
-        free = self.config.max_concurrent_tasks - len(self._in_flight) + self._gate.parked
+        free = (
+            self.config.max_concurrent_tasks
+            - len(self._in_flight)
+            + self._finishing
+            + self._gate.parked
+        )
         if free <= 0:
             self._slot_free.clear()
             await self._slot_free.wait()
@@ -464,11 +478,24 @@ class TaskWorker:
         self.current_job = job
         entry.task = loop.create_task(self._runner.run(entry))
 
+    def _acked(self, entry: Running) -> None:
+        """The job's success is acked: its slot goes to the next job while it finishes.
+
+        Bounded: at most `max_concurrent_tasks` jobs finish this way at once, so a slow
+        result store still slows the intake down.
+        """
+        if self._finishing < self.config.max_concurrent_tasks:
+            entry.slot_released = True
+            self._finishing += 1
+            self._slot_free.set()
+
     def _forget(self, entry: Running) -> None:
         # The task's context holds the entry (`current_entry`) and the entry its task: drop
         # that back reference so both are freed when the task ends instead of waiting for the
         # cycle collector (a cycle per job made the collector run ~190 times per 20k jobs).
         entry.task = None
+        if entry.slot_released:
+            self._finishing -= 1
         job_id = entry.job.id
         if self._in_flight.get(job_id) is entry:
             del self._in_flight[job_id]
