@@ -260,3 +260,22 @@ def test_options_reject_bad_values(options: dict[str, object]) -> None:
     with pytest.raises(TaskConfigurationError) as info:
         RabbitMQOptions.from_options(options)
     assert str(info.value).endswith(".")
+
+
+@pytest.mark.parametrize(
+    ("options", "enabled"),
+    [
+        ({}, True),  # classic, durable, 10 priority levels: the default
+        ({"queue_type": "quorum"}, False),  # quorum queues log acks before applying them
+        ({"max_priority": 0}, False),  # a sync message would wait behind the backlog
+        ({"durable": False}, False),  # nothing is on disk to keep in step
+    ],
+)
+def test_sync_messages_only_where_they_are_taken_at_once(
+    options: dict[str, object], enabled: bool
+) -> None:
+    from lexigram.tasks.backends.rabbitmq._ack_sync import AckSync
+    from lexigram.tasks.backends.rabbitmq._connection import AMQPLink
+
+    link = AMQPLink("amqp://h/", "q", RabbitMQOptions(**options))  # type: ignore[arg-type]
+    assert AckSync(link).enabled is enabled

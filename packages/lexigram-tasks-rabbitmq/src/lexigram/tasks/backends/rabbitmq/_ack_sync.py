@@ -13,8 +13,10 @@ So a consumer that acked something publishes a small persistent "sync" message t
 queue with a publisher confirm, at most every `SYNC_INTERVAL` seconds: the broker
 confirms it only after the sync that also writes the acks before it. The sync message
 has the queue's highest priority, so the next free consumer takes it at once, and every
-consumer acks and drops it on sight (it is never a job). Quorum queues write acks to
-their log before applying them and need none of this.
+consumer acks and drops it on sight (it is never a job). Only a subscribed consumer
+sends them (it takes its own back before it unsubscribes), and only on a priority queue
+(the default): without priorities a sync message would wait behind every waiting job.
+Quorum queues write acks to their log before applying them and need none of this.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
@@ -53,8 +56,11 @@ class AckSync:
     def __init__(self, link: AMQPLink) -> None:
         self._link = link
         options = link.options
+        # Only a priority queue puts the sync message before the waiting jobs; without
+        # priorities it would wait behind the backlog and count as a job until taken.
         self.enabled = options.queue_type == "classic" and options.durable
-        self._priority = options.max_priority or None
+        self.enabled = self.enabled and options.max_priority > 0
+        self._priority = options.max_priority
         self._id = f"ack-sync-{secrets.token_hex(6)}"
         self._due = False  # acks were sent since the last sync message went out
         self._last = 0.0
@@ -77,12 +83,13 @@ class AckSync:
             if not self._unseen:
                 self._back.set()
 
-    async def settle(self) -> None:
+    async def settle(self, make_room: Callable[[], Awaitable[None]]) -> None:
         """Before the consumer unsubscribes: sync what is unsynced, take our message back.
 
         A sync message left in the queue after every consumer went away would be counted
-        as a waiting job; the consumer stays subscribed (up to `SETTLE_WITHIN`) until it
-        has taken its own back, or another consumer has (then the wait runs out).
+        as a waiting job; the consumer stays subscribed (up to `SETTLE_WITHIN`, with
+        `make_room` giving it a free prefetch slot) until it has taken its own back, or
+        another consumer has (then the wait runs out).
         """
         if not self.enabled:
             return
@@ -94,6 +101,7 @@ class AckSync:
             await asyncio.shield(self._task)
         if self._unseen:
             self._back.clear()
+            await make_room()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(SETTLE_WITHIN):
                     await self._back.wait()

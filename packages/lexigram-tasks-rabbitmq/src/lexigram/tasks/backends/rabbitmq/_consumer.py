@@ -16,6 +16,7 @@ requested in the same event-loop tick are flushed together.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -230,7 +231,9 @@ class DeliveryBuffer:
             if self._calls or self.closed or (self._holding() and not force):
                 return
             if self._consuming and self._acks is not None:
-                await self.sync.settle()
+                await self.sync.settle(self._make_room)
+                if self._called_meanwhile():
+                    return  # a call came in while the sync message came back
                 self._consuming = False
                 tag, self._tag = self._tag, None
                 if tag is not None and self._acks.alive:
@@ -244,6 +247,20 @@ class DeliveryBuffer:
                 # Re-published rather than rejected: a reject would mark the job
                 # "redelivered" and raise its delivery count for a run that never was.
                 self._send_back(delivery)
+
+    def _called_meanwhile(self) -> bool:
+        return bool(self._calls) or self.closed
+
+    async def _make_room(self) -> None:
+        """One more prefetch slot, so the broker can push a sync message to a full consumer.
+
+        Jobs pushed with it are handed back with the rest of the buffer; the next
+        subscribe sets the prefetch again.
+        """
+        acks = self._acks
+        if acks is not None and acks.alive:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await acks.channel.basic_qos(prefetch_count=self._prefetch + 1, global_=True)
 
     async def quiesce(self) -> None:
         """Before counting: give idle buffered jobs back and wait until the broker has them.
@@ -517,7 +534,8 @@ class DeliveryBuffer:
         finally:
             acks.flushing = False
         await self._send(acks, acks.frames())
-        self.sync.acked()
+        if self._consuming:  # a sync message is taken back only by a subscribed consumer
+            self.sync.acked()
         return True
 
     async def reject(self, delivery: Delivery, *, requeue: bool) -> bool:
@@ -542,7 +560,8 @@ class DeliveryBuffer:
         for acks in (self._acks, self._getter_acks):
             if acks is not None and acks.pending and acks.alive:
                 await self._send(acks, acks.frames())
-                self.sync.acked()
+                if self._consuming:
+                    self.sync.acked()
 
     async def _send_pending(self, acks: ChannelAcks) -> None:
         """Ack what is pending on `acks` (a sync message), unless a flush is under way."""
