@@ -41,7 +41,7 @@ SYNC_MESSAGE_TYPE = "lexigram.ack-sync"
 SYNC_INTERVAL = 0.25
 """Longest time acks stay unsynced while a consumer keeps acking."""
 _PUBLISH_ERRORS: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, TaskQueueError)
-SETTLE_WITHIN = 0.5
+SETTLE_WITHIN = 0.05
 """How long a consumer about to unsubscribe waits to take back its own sync message."""
 
 
