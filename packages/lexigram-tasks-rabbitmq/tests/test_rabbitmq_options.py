@@ -17,6 +17,7 @@ from lexigram.tasks.backends.rabbitmq._options import (
     bucket_queue_name,
     delay_bucket,
     parse_amqp_url,
+    split_amqp_url,
     state_namespace,
     validate_queue_name,
 )
@@ -49,6 +50,31 @@ def test_parse_amqp_url_rejects_other_urls_without_leaking_password(url: str) ->
         parse_amqp_url(url)
     assert "secret" not in str(info.value)
     assert str(info.value).endswith(".")
+
+
+def test_split_amqp_url_gives_every_node_the_credentials_vhost_and_query() -> None:
+    url = "amqps://u:p%40w@r1:5671, r2 ,r3:6000/orders?cafile=ca.pem&heartbeat=30"
+    assert split_amqp_url(url) == [
+        "amqps://u:p%40w@r1:5671/orders?cafile=ca.pem&heartbeat=30",
+        "amqps://u:p%40w@r2/orders?cafile=ca.pem&heartbeat=30",
+        "amqps://u:p%40w@r3:6000/orders?cafile=ca.pem&heartbeat=30",
+    ]
+    assert [parse_amqp_url(node).port for node in split_amqp_url(url)] == [5671, 5671, 6000]
+    assert split_amqp_url("amqp://guest:guest@h:5672/") == ["amqp://guest:guest@h:5672/"]
+
+
+def test_parse_amqp_url_of_a_cluster_is_its_first_node() -> None:
+    target = parse_amqp_url("amqp://u:p@r1:5673,r2:5674/team%2Fa")
+    assert (target.host, target.port, target.vhost) == ("r1", 5673, "team/a")
+
+
+@pytest.mark.parametrize(
+    "url", ["amqp://u:secret@r1,,r2/", "amqp://u:secret@r1,/", "amqp://u:secret@r1,r2:port/"]
+)
+def test_cluster_url_with_a_bad_node_is_refused_without_leaking_password(url: str) -> None:
+    with pytest.raises(TaskConfigurationError) as info:
+        parse_amqp_url(url)
+    assert "secret" not in str(info.value)
 
 
 @pytest.mark.parametrize("name", ["", "amq.tasks", "x" * 201])
@@ -234,3 +260,22 @@ def test_options_reject_bad_values(options: dict[str, object]) -> None:
     with pytest.raises(TaskConfigurationError) as info:
         RabbitMQOptions.from_options(options)
     assert str(info.value).endswith(".")
+
+
+@pytest.mark.parametrize(
+    ("options", "enabled"),
+    [
+        ({}, True),  # classic, durable, 10 priority levels: the default
+        ({"queue_type": "quorum"}, False),  # quorum queues log acks before applying them
+        ({"max_priority": 0}, False),  # a sync message would wait behind the backlog
+        ({"durable": False}, False),  # nothing is on disk to keep in step
+    ],
+)
+def test_sync_messages_only_where_they_are_taken_at_once(
+    options: dict[str, object], enabled: bool
+) -> None:
+    from lexigram.tasks.backends.rabbitmq._ack_sync import AckSync
+    from lexigram.tasks.backends.rabbitmq._connection import AMQPLink
+
+    link = AMQPLink("amqp://h/", "q", RabbitMQOptions(**options))  # type: ignore[arg-type]
+    assert AckSync(link).enabled is enabled

@@ -30,6 +30,7 @@ from lexigram.tasks.backends.rabbitmq._options import (
     delayed_exchange_name,
     owned_queues,
     parse_amqp_url,
+    split_amqp_url,
 )
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,33 @@ def dead_letter_arguments(options: RabbitMQOptions) -> dict[str, Any]:
     return _classic(args, options)
 
 
+class FailoverConnection(aio_pika.RobustConnection):
+    """A robust connection that moves to the next node of a cluster when one fails.
+
+    aio-pika reconnects to the URL it holds; every failed attempt and every loss of an
+    established connection passes through `_on_connection_close`, so that is where
+    the URL moves on to the next node (round robin). With one node this is aio-pika's
+    robust connection unchanged.
+    """
+
+    def __init__(self, nodes: Sequence[str], first: int, **kwargs: Any) -> None:
+        super().__init__(make_url(nodes[first]), **kwargs)
+        self._nodes = [make_url(node) for node in nodes]
+        self._current = first
+
+    @property
+    def node(self) -> int:
+        """Index of the node the next (or current) connection goes to."""
+        return self._current
+
+    async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
+        if len(self._nodes) > 1 and not self._close_called:
+            self._current = (self._current + 1) % len(self._nodes)
+            self.url = self._nodes[self._current]
+            logger.info("RabbitMQ connection lost or refused; next attempt goes to %s.", self)
+        await super()._on_connection_close(closing)
+
+
 class AMQPLink:
     """A robust connection with a confirm channel (publishing, declares).
 
@@ -112,6 +140,7 @@ class AMQPLink:
     def __init__(self, url: str, queue_name: str, options: RabbitMQOptions) -> None:
         self.url = url
         self.target = parse_amqp_url(url)
+        self.nodes = split_amqp_url(url)
         self.masked_url = mask_url(url)
         self.queue_name = queue_name
         self.options = options
@@ -164,16 +193,41 @@ class AMQPLink:
     async def _connect(self) -> AbstractRobustConnection:
         """Open the robust connection once, within `connect_timeout` (TCP, TLS, AMQP).
 
-        A failure is final and says what is wrong (see `connect_failure`); later losses
-        are the robust connection's business (it reconnects every `reconnect_interval`).
+        With a cluster URL the nodes are tried in order, each within `connect_timeout`,
+        until one answers. A failure of every node is final and says what is wrong with
+        the first (see `connect_failure`); later losses are the robust connection's
+        business (it reconnects every `reconnect_interval`, moving along the nodes).
         """
+        first_failure: BackendConnectionError | None = None
+        for index in range(len(self.nodes)):
+            try:
+                return await self._connect_node(index)
+            except BackendConnectionError as exc:
+                if len(self.nodes) == 1:
+                    raise
+                first_failure = first_failure or exc
+                logger.warning(
+                    "RabbitMQ node %s of %s did not accept the connection (%s); trying the next.",
+                    index + 1,
+                    self.masked_url,
+                    exc,
+                )
+        assert first_failure is not None  # noqa: S101 - at least one node was tried
+        cluster = self.masked_url
+        msg = f"No node of the RabbitMQ cluster {cluster} accepted a connection. {first_failure}"
+        raise BackendConnectionError(msg, details=first_failure.details) from first_failure
+
+    async def _connect_node(self, index: int) -> AbstractRobustConnection:
+        url = self.nodes[index]
+        target = parse_amqp_url(url)
         timeout = self.options.connect_timeout
-        connection = aio_pika.RobustConnection(
-            make_url(self.url),
+        connection = FailoverConnection(
+            self.nodes,
+            index,
             reconnect_interval=self.options.reconnect_interval,
             client_properties={"connection_name": f"lexigram-tasks:{self.queue_name}"},
         )
-        probe = TCPProbe(self.target.host, self.target.port, timeout)
+        probe = TCPProbe(target.host, target.port, timeout)
         try:
             async with asyncio.timeout(timeout):
                 await connection.connect(timeout=timeout)
@@ -181,9 +235,7 @@ class AMQPLink:
             with contextlib.suppress(*CONNECTION_ERRORS):
                 await connection.close()
             tcp_open = await probe.result() if isinstance(exc, TimeoutError) else None
-            attempt = ConnectAttempt.of(
-                self.url, self.target.host, self.target.port, self.target.vhost, timeout
-            )
+            attempt = ConnectAttempt.of(url, target.host, target.port, target.vhost, timeout)
             raise connect_failure(exc, attempt, tcp_open=tcp_open) from exc
         except BaseException:
             with contextlib.suppress(*CONNECTION_ERRORS):
@@ -338,14 +390,33 @@ class AMQPLink:
     # -- publishing ------------------------------------------------------------------
 
     async def _publish_channel(self) -> AbstractChannel:
+        """The confirm channel jobs are published on; a new one after a loss or a drop."""
         underlay = self._underlay
         if underlay is not None and not underlay.is_closed:
             return underlay
-        await self.ready()
-        assert self._publisher is not None  # noqa: S101 - set by ready()
-        underlay = await self._publisher.get_underlay_channel()
+        connection = await self.ready()
+        transport = connection.transport
+        if transport is None or transport.connection.is_closed:
+            reason = "the connection is being re-established"
+            raise ConnectionError(reason)  # `publish` retries it until its deadline
+        # A returned (unroutable) message must come back as the answer, not raise.
+        underlay = await transport.connection.channel(
+            publisher_confirms=True, on_return_raises=False
+        )
         self._underlay = underlay
         return underlay
+
+    async def _drop_publish_channel(self) -> None:
+        """Close the publishing channel; the next publish opens a new one.
+
+        A RabbitMQ 3.10 channel that published to a quorum queue while it was electing
+        a leader keeps nacking every later publish to it, even after the election; a
+        new channel is served by the new leader at once.
+        """
+        underlay, self._underlay = self._underlay, None
+        if underlay is not None and not underlay.is_closed:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await underlay.close()
 
     async def publish(
         self,
@@ -357,6 +428,11 @@ class AMQPLink:
         mandatory: bool = True,
     ) -> Published:
         """Publish with a confirm, retrying across reconnects until `publish_timeout`.
+
+        On a quorum queue a nack is retried too, until the same deadline: a quorum
+        queue refuses publishes while it elects a new leader (its leader's node went
+        down), and takes them again a moment later. A nack that lasts to the deadline
+        is returned as NACK.
 
         Raises:
             BackendConnectionError: No confirm within `publish_timeout` (the broker is
@@ -380,7 +456,7 @@ class AMQPLink:
                         wait=False,
                     )
             except aiormq.exceptions.DeliveryError:
-                return Published.NACK
+                outcome = Published.NACK
             except (BackendConnectionError, TaskConfigurationError):
                 raise
             except CONNECTION_ERRORS as exc:
@@ -393,12 +469,21 @@ class AMQPLink:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
-            answer: object = confirm  # a returned (unroutable) message arrives as the answer
-            if isinstance(answer, Basic.Ack) or answer is None:
-                return Published.ACK
-            if isinstance(answer, Basic.Nack | Basic.Reject):
-                return Published.NACK
-            return Published.RETURNED
+            else:
+                outcome = _outcome(confirm)
+            retry = outcome is Published.NACK and self.retries_nacks and not self.closed
+            if retry and time.monotonic() + delay < deadline:
+                logger.debug("%s nacked a publish; retrying.", self.masked_url)
+                await self._drop_publish_channel()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            return outcome
+
+    @property
+    def retries_nacks(self) -> bool:
+        """True when a nacked publish is worth retrying (quorum queues, see `publish`)."""
+        return self.options.queue_type == "quorum"
 
     async def publish_together(self, message: Outgoing) -> Published:
         """Publish one message; those of concurrent callers share a socket write.
@@ -547,6 +632,15 @@ class AMQPLink:
                 await connection.close()
             except CONNECTION_ERRORS as exc:
                 logger.debug("Closing the connection to %s failed: %s", self.masked_url, exc)
+
+
+def _outcome(confirm: object) -> Published:
+    """What the broker's answer to a confirmed publish means."""
+    if isinstance(confirm, Basic.Ack) or confirm is None:
+        return Published.ACK
+    if isinstance(confirm, Basic.Nack | Basic.Reject):
+        return Published.NACK
+    return Published.RETURNED  # a returned (unroutable) message arrives as the answer
 
 
 async def _each_queue(channel: AbstractChannel, names: list[str], *, purge: bool) -> list[int]:

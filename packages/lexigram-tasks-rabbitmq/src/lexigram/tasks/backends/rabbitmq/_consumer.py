@@ -16,6 +16,7 @@ requested in the same event-loop tick are flushed together.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -28,6 +29,7 @@ from aiormq.abc import AbstractChannel, DeliveredMessage
 from pamqp.commands import Basic
 
 from lexigram.contracts.tasks import Job, TaskDecodeError, decode_job, encode_job, make_poison_job
+from lexigram.tasks.backends.rabbitmq._ack_sync import AckSync, is_sync_message
 from lexigram.tasks.backends.rabbitmq._connection import (
     CONNECTION_ERRORS,
     AMQPLink,
@@ -174,6 +176,7 @@ class DeliveryBuffer:
         self._timer: asyncio.TimerHandle | None = None
         self._start_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.sync = AckSync(link)
         self.closed = False
 
     def __len__(self) -> int:
@@ -228,6 +231,9 @@ class DeliveryBuffer:
             if self._calls or self.closed or (self._holding() and not force):
                 return
             if self._consuming and self._acks is not None:
+                await self.sync.settle(self._make_room)
+                if self._called_meanwhile():
+                    return  # a call came in while the sync message came back
                 self._consuming = False
                 tag, self._tag = self._tag, None
                 if tag is not None and self._acks.alive:
@@ -241,6 +247,20 @@ class DeliveryBuffer:
                 # Re-published rather than rejected: a reject would mark the job
                 # "redelivered" and raise its delivery count for a run that never was.
                 self._send_back(delivery)
+
+    def _called_meanwhile(self) -> bool:
+        return bool(self._calls) or self.closed
+
+    async def _make_room(self) -> None:
+        """One more prefetch slot, so the broker can push a sync message to a full consumer.
+
+        Jobs pushed with it are handed back with the rest of the buffer; the next
+        subscribe sets the prefetch again.
+        """
+        acks = self._acks
+        if acks is not None and acks.alive:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await acks.channel.basic_qos(prefetch_count=self._prefetch + 1, global_=True)
 
     async def quiesce(self) -> None:
         """Before counting: give idle buffered jobs back and wait until the broker has them.
@@ -372,6 +392,11 @@ class DeliveryBuffer:
         if acks is None or message.channel is not acks.channel:
             return  # a late delivery from a channel we already replaced
         acks.unsettled.add(message.delivery_tag or 0)
+        if is_sync_message(message):
+            acks.pending.add(message.delivery_tag or 0)
+            self.sync.taken(message)
+            self._spawn(self._send_pending(acks))
+            return
         self.push(Delivery(message, acks))
         if not self._consuming and self._calls == 0 and self._idle_timer is None:
             # Pushed just before our basic.cancel took effect: give it back soon.
@@ -463,6 +488,9 @@ class DeliveryBuffer:
             async with asyncio.timeout(within):
                 acks = await self._getter_channel()
                 message = await acks.channel.basic_get(self._queue, no_ack=False)
+                while is_sync_message(message) and message.delivery_tag is not None:
+                    await acks.channel.basic_ack(message.delivery_tag)
+                    message = await acks.channel.basic_get(self._queue, no_ack=False)
         except CONNECTION_ERRORS as exc:
             self._getter_acks = None
             if self._link.reconnecting():
@@ -506,6 +534,8 @@ class DeliveryBuffer:
         finally:
             acks.flushing = False
         await self._send(acks, acks.frames())
+        if self._consuming:  # a sync message is taken back only by a subscribed consumer
+            self.sync.acked()
         return True
 
     async def reject(self, delivery: Delivery, *, requeue: bool) -> bool:
@@ -530,6 +560,13 @@ class DeliveryBuffer:
         for acks in (self._acks, self._getter_acks):
             if acks is not None and acks.pending and acks.alive:
                 await self._send(acks, acks.frames())
+                if self._consuming:
+                    self.sync.acked()
+
+    async def _send_pending(self, acks: ChannelAcks) -> None:
+        """Ack what is pending on `acks` (a sync message), unless a flush is under way."""
+        if acks.pending and acks.alive and not acks.flushing:
+            await self._send(acks, acks.frames())
 
     @staticmethod
     async def _send(acks: ChannelAcks, frames: list[tuple[int, bool]]) -> None:
@@ -552,6 +589,7 @@ class DeliveryBuffer:
         if self.closed:
             return
         self.closed = True
+        self.sync.close()
         for timer in (self._timer, self._idle_timer):
             if timer is not None:
                 timer.cancel()

@@ -9,7 +9,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from lexigram.contracts.tasks import (
     PRIORITY_MAX,
@@ -54,12 +54,45 @@ class AMQPTarget:
     vhost: str
 
 
+def split_amqp_url(url: str) -> list[str]:
+    """One URL per broker node of a cluster URL, in the order written.
+
+    A cluster is written as one URL whose host part lists the nodes separated by
+    commas: ``amqp://user:pass@rabbit1:5672,rabbit2:5672,rabbit3/vhost?heartbeat=30``.
+    Every node gets the same credentials, virtual host and query (TLS options
+    included); a node without a port gets the scheme's default. A URL naming one
+    host comes back as it is.
+
+    Raises:
+        TaskConfigurationError: A node of the list is empty (``h1,,h2`` or a trailing
+            comma).
+    """
+    parts = urlsplit(url)
+    if "," not in parts.netloc:
+        return [url]
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    nodes = hosts.split(",")
+    if any(not node.strip() for node in nodes):
+        msg = (
+            f"AMQP URL {mask_url(url)!r} lists an empty host. Separate the cluster's nodes "
+            "with single commas: amqp://user:pass@rabbit1:5672,rabbit2:5672/vhost."
+        )
+        raise TaskConfigurationError(msg)
+    prefix = f"{userinfo}{at}"
+    return [
+        urlunsplit((parts.scheme, prefix + node.strip(), parts.path, parts.query, parts.fragment))
+        for node in nodes
+    ]
+
+
 def parse_amqp_url(url: str) -> AMQPTarget:
     """Validate an ``amqp://`` / ``amqps://`` URL and return its parts.
 
     The virtual host is the URL path without its leading slash, percent-decoded, as
     every AMQP client reads it: ``amqp://h/`` and ``amqp://h`` mean ``/``,
     ``amqp://h/%2F`` means ``/`` too, and ``amqp://h/orders`` means ``orders``.
+    A cluster URL (``amqp://u:p@h1:5672,h2:5672/vhost``, see `split_amqp_url`) is
+    checked node by node; the target is its first node.
 
     Args:
         url: The connection URL.
@@ -70,6 +103,12 @@ def parse_amqp_url(url: str) -> AMQPTarget:
     Raises:
         TaskConfigurationError: The scheme is not amqp/amqps or the host is missing.
     """
+    nodes = split_amqp_url(url)
+    targets = [_parse_one(node) for node in nodes]
+    return targets[0]
+
+
+def _parse_one(url: str) -> AMQPTarget:
     try:
         parts = urlsplit(url)
         port = parts.port

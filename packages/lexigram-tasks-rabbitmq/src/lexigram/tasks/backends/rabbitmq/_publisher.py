@@ -207,8 +207,10 @@ class JobPublisher:
                 routing_key = await self._route(delay)
                 message = Outgoing(body, routing_key, job.id, self._priority(job))
                 outcome = await self._link.publish_together(message)
-            if outcome is Published.UNKNOWN:  # alone, or no confirm came: publish it now,
-                outcome = await self.publish(job, body, delay)  # waiting for a reconnect
+            if outcome is Published.UNKNOWN or self._retry(outcome):
+                # Alone, or no confirm came: publish it now, waiting for a reconnect (or
+                # for a quorum queue's new leader).
+                outcome = await self.publish(job, body, delay)
         except BaseException:
             await self._forget(job)
             raise
@@ -321,12 +323,16 @@ class JobPublisher:
     ) -> None:
         outcomes = await self._link.publish_many([message for _, message in batch])
         for (item, _), outcome in zip(batch, outcomes, strict=True):
-            if outcome is Published.UNKNOWN:
+            if outcome is Published.UNKNOWN or self._retry(outcome):
                 one_by_one.append(item)  # published again on its own, across a reconnect
                 continue
             if outcome is Published.UNCONFIRMED:
                 stalled.set()
             results[item.index] = await self._settle(item.job, outcome)
+
+    def _retry(self, outcome: Published) -> bool:
+        """True for a nack `publish` would retry (a quorum queue electing a leader)."""
+        return outcome is Published.NACK and self._link.retries_nacks
 
     async def _publish_each(self, items: list[_Admitted], results: list[JobResult | None]) -> None:
         gate = asyncio.Semaphore(self._options.publish_window)
