@@ -14,6 +14,7 @@ import pytest
 from lexigram.contracts.tasks import (
     OPTIONAL_BACKEND_FACTORIES,
     BackendConnectionError,
+    ConnectionCheckingQueueProtocol,
     Job,
     TaskBackendSpec,
     TaskConfigurationError,
@@ -134,6 +135,36 @@ async def test_file_is_in_wal_mode_with_the_chosen_synchronous(
         assert sync == {"NORMAL": 1, "FULL": 2}[synchronous]
     finally:
         await queue.close()
+
+
+async def test_the_connection_check_opens_the_file_and_fails_as_count_does(
+    tmp_path: Path,
+) -> None:
+    queue = SQLiteTaskQueue(str(tmp_path / "c.db"))
+    try:
+        assert isinstance(queue, ConnectionCheckingQueueProtocol)
+        await queue.check_connection()  # creates the tables, as any first call
+        await queue.enqueue(Job(name="a"))
+        await queue.check_connection()
+        assert await queue.count(queue.queue_name) == 1
+    finally:
+        await queue.close()
+    newer = str(tmp_path / "newer.db")
+    with closing(sqlite3.connect(newer)) as conn, conn:
+        conn.execute("CREATE TABLE lexigram_schema (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO lexigram_schema VALUES (?)", (SCHEMA_VERSION + 1,))
+    messages = []
+    for call in ("check_connection", "count"):
+        queue = SQLiteTaskQueue(newer)
+        check = queue.count(queue.queue_name) if call == "count" else queue.check_connection()
+        try:
+            with pytest.raises(BackendConnectionError) as caught:
+                await check
+        finally:
+            await queue.close()
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]
+    assert "Upgrade lexigram-tasks-sqlite" in messages[0]
 
 
 async def test_schema_version_is_recorded_and_migrations_run_once(tmp_path: Path) -> None:

@@ -312,6 +312,31 @@ class LeaseRenewingQueueProtocol(TaskQueueProtocol, Protocol):
 
 
 @runtime_checkable
+class ConnectionCheckingQueueProtocol(TaskQueueProtocol, Protocol):
+    """A queue that can show its backend answers without reading any job (optional).
+
+    Tools that check the connection before they start (the CLI's commands do) call
+    `check_connection` when a queue offers it, else `count`, which some backends answer
+    by reading every job (a second or more on a table of a million). A backend whose
+    `count` is cheap need not implement it.
+
+    Example:
+        if isinstance(queue, ConnectionCheckingQueueProtocol):
+            await queue.check_connection()
+    """
+
+    async def check_connection(self) -> None:
+        """Make one trivial call to the backend (connecting first if needed).
+
+        Raises:
+            TaskQueueError: What any call of this queue raises when the backend cannot
+                be reached or refuses it (e.g. `BackendConnectionError`), with the same
+                message.
+        """
+        ...
+
+
+@runtime_checkable
 class TaskExecutorProtocol(Protocol):
     """Protocol for task executors: dispatch a job to the handler registered for its name."""
 

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import click
 
 from lexigram.contracts.tasks import (
+    ConnectionCheckingQueueProtocol,
     TaskBackendSpec,
     TaskQueueError,
     TaskQueueProtocol,
@@ -289,7 +290,10 @@ async def probe(
         logging.disable(logging.ERROR)
     try:
         async with asyncio.timeout(deadline):
-            await queue.count(queue.queue_name)
+            if isinstance(queue, ConnectionCheckingQueueProtocol):
+                await queue.check_connection()  # reads no job, whatever the backlog
+            else:
+                await queue.count(queue.queue_name)
     except TimeoutError:
         msg = (
             f"The {where} backend did not answer within {deadline:g} s (--connect-timeout "

@@ -660,6 +660,14 @@ class PostgresTaskQueue:
             return 0
         return await self._count(getattr(self._sql, name), queue_name)
 
+    async def check_connection(self) -> None:
+        """Run ``SELECT 1`` (after the schema check, as every call does); raise what it raises.
+
+        `count` would read every row of the queue: seconds on a table of a million jobs.
+        """
+        await self._ensure_ready()
+        await self._db.run(lambda conn: conn.fetchval("SELECT 1"), "answer a connection check")
+
     async def _count(self, sql: str, queue_name: str) -> int:
         await self._ensure_ready()
         value = await self._db.run(lambda conn: conn.fetchval(sql, queue_name), "count jobs")
