@@ -139,6 +139,7 @@ class Run:
     startup: float  # seconds, worker process start to the first job's start
     rss_steady: float  # MiB, median of the largest worker process's samples in the window
     rss_peak: float  # MiB, the largest worker process's VmHWM at the window's end
+    rss_anon: float  # MiB, its anonymous part (steady): RSS less mapped file pages
     worker_cpu: float  # CPU ms per job of the worker processes, inside the window
     broker_cpu: float | None  # CPU ms per job of the broker's processes (None: in-process)
 
@@ -180,7 +181,7 @@ def read_probe(path: Path) -> list[tuple[int, int, float]]:
 
 
 def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM of `pid` in KiB (empty once the process is gone)."""
+    """VmRSS, VmHWM and RssAnon of `pid` in KiB (empty once the process is gone)."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
@@ -188,7 +189,7 @@ def proc_status(pid: int) -> dict[str, int]:
     values = {}
     for line in text.splitlines():
         key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
+        if key in ("VmRSS", "VmHWM", "RssAnon"):
             values[key] = int(rest.split()[0])
     return values
 
@@ -239,7 +240,7 @@ def run_cli_worker(home: Home, processes: int, scratch: Path, args: argparse.Nam
         command, env=env, cwd=scratch, stdout=worker_log, stderr=worker_log,
         start_new_session=True,
     )  # fmt: skip
-    samples: list[int] = []
+    samples: list[tuple[int, int]] = []  # (VmRSS, RssAnon) of the largest worker process
     cpu: list[tuple[int, float, float]] = []  # (completions, worker CPU s, broker CPU s)
     broker: list[int] | None = None
     peak = 0
@@ -252,7 +253,8 @@ def run_cli_worker(home: Home, processes: int, scratch: Path, args: argparse.Nam
                 statuses = [proc_status(pid) for pid in workers]
                 total = sum(lines_by_pid_max(lines).values())
                 if total >= args.warmup or rate is not None:  # at least one sample
-                    samples.append(max(s.get("VmRSS", 0) for s in statuses))
+                    largest = max(statuses, key=lambda s: s.get("VmRSS", 0))
+                    samples.append((largest.get("VmRSS", 0), largest.get("RssAnon", 0)))
                     broker = home.broker_pids() if broker is None else broker
                     cpu.append((total, cpu_seconds(workers), cpu_seconds(broker)))
                 peak = max([peak, *(s.get("VmHWM", 0) for s in statuses)])
@@ -270,11 +272,12 @@ def run_cli_worker(home: Home, processes: int, scratch: Path, args: argparse.Nam
         stop(proc)
         worker_log.close()
     first = min(when for _, count, when in lines if count == 0)
-    steady = statistics.median(samples) if samples else 0
+    steady = statistics.median(rss for rss, _ in samples)
+    anon = statistics.median(anon for _, anon in samples)
     jobs = max(cpu[-1][0] - cpu[0][0], 1)
     worker_ms = (cpu[-1][1] - cpu[0][1]) * 1000 / jobs
     broker_ms = (cpu[-1][2] - cpu[0][2]) * 1000 / jobs if broker else None
-    return Run(rate, first - started, steady / 1024, peak / 1024, worker_ms, broker_ms)
+    return Run(rate, first - started, steady / 1024, peak / 1024, anon / 1024, worker_ms, broker_ms)
 
 
 def lines_by_pid_max(lines: list[tuple[int, int, float]]) -> dict[int, int]:
@@ -534,8 +537,8 @@ def run_case(  # noqa: PLR0917 - one case's coordinates, each named by the calle
                     log(
                         f"{label} round {round_} x{count}: {run.rate:,.0f} jobs/s, start-up "
                         f"{run.startup:.1f} s, RSS {run.rss_steady:.0f} MiB (peak "
-                        f"{run.rss_peak:.0f}), CPU ms/job worker {run.worker_cpu:.3f} broker "
-                        f"{run.broker_cpu}"
+                        f"{run.rss_peak:.0f}, anon {run.rss_anon:.0f}), CPU ms/job worker "
+                        f"{run.worker_cpu:.3f} broker {run.broker_cpu}"
                     )
         finally:
             loop.run_until_complete(handle.close())
@@ -595,12 +598,12 @@ async def memory_child(scratch: str, ready: int, delayed: int, args: argparse.Na
         )  # fmt: skip
         started = time.time()
         await worker.start()
-        samples: list[int] = []
+        samples: list[dict[str, int]] = []
         cpu: list[tuple[int, float]] = []
         while True:
             rate = window_rate(read_probe(out), args.warmup, args.window)
             if clibench_probe.completed() >= args.warmup or rate is not None:
-                samples.append(proc_status(os.getpid()).get("VmRSS", 0))
+                samples.append(proc_status(os.getpid()))
                 cpu.append((clibench_probe.completed(), time.process_time()))
             if rate is not None:
                 break
@@ -608,12 +611,13 @@ async def memory_child(scratch: str, ready: int, delayed: int, args: argparse.Na
         peak = proc_status(os.getpid()).get("VmHWM", 0)
         await worker.stop(drain=True)
         first = min(when for _, count, when in read_probe(out) if count == 0)
-        steady = statistics.median(samples) if samples else 0
+        steady = statistics.median(s.get("VmRSS", 0) for s in samples)
+        anon = statistics.median(s.get("RssAnon", 0) for s in samples)
         jobs = max(cpu[-1][0] - cpu[0][0], 1)
         result["runs"].append(
             {"rate": rate, "startup": first - started, "rss_steady": steady / 1024,
-             "rss_peak": peak / 1024, "worker_cpu": (cpu[-1][1] - cpu[0][1]) * 1000 / jobs,
-             "broker_cpu": None}
+             "rss_peak": peak / 1024, "rss_anon": anon / 1024,
+             "worker_cpu": (cpu[-1][1] - cpu[0][1]) * 1000 / jobs, "broker_cpu": None}
         )  # fmt: skip
     print(json.dumps(result))
 
@@ -621,14 +625,15 @@ async def memory_child(scratch: str, ready: int, delayed: int, args: argparse.Na
 # ------------------------------------------------------------------------------ report
 
 
-def median_run(runs: list[Run]) -> tuple[float, float, float, float, float, str]:
-    """Medians of rate, start-up, steady RSS, peak RSS, worker CPU and broker CPU (text)."""
+def median_run(runs: list[Run]) -> tuple[float, float, float, float, float, float, str]:
+    """Medians of rate, start-up, RSS (steady, peak, anon), worker CPU, broker CPU (text)."""
     brokers = [r.broker_cpu for r in runs if r.broker_cpu is not None]
     return (
         statistics.median(r.rate for r in runs),
         statistics.median(r.startup for r in runs),
         statistics.median(r.rss_steady for r in runs),
         statistics.median(r.rss_peak for r in runs),
+        statistics.median(r.rss_anon for r in runs),
         statistics.median(r.worker_cpu for r in runs),
         f"{statistics.median(brokers):.3f}" if brokers else "in-process",
     )
@@ -643,15 +648,15 @@ def print_table(results: dict[tuple[str, str], Case], args: argparse.Namespace) 
     print(
         f"| backend | backlog | enqueue jobs/s | worker processes | drain jobs/s "
         f"| vs {min(args.depths):,} | per round | start-up s | RSS steady MiB | RSS peak MiB "
-        "| worker CPU ms/job | broker CPU ms/job |"
+        "| of which anon MiB | worker CPU ms/job | broker CPU ms/job |"
     )
-    print("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for (kind, name), case in results.items():
         if not case.runs:
             print(f"| {kind} | {name} | {case.enqueue_rate:,.0f} | | FAILED: {case.note} |")
             continue
         for count, runs in sorted(case.runs.items()):
-            rate, startup, steady, peak, worker_cpu, broker_cpu = median_run(runs)
+            rate, startup, steady, peak, anon, worker_cpu, broker_cpu = median_run(runs)
             base = results.get((kind, f"{min(args.depths):,}"))
             ratio = ""
             if base is not None and count in base.runs:
@@ -660,7 +665,7 @@ def print_table(results: dict[tuple[str, str], Case], args: argparse.Namespace) 
             shown = "1 (in-process TaskWorker)" if kind == "memory" else f"{count} (`-w {count}`)"
             print(
                 f"| {kind} | {name} | {case.enqueue_rate:,.0f} | {shown} | {rate:,.0f} | "
-                f"{ratio} | {per_round} | {startup:.1f} | {steady:.0f} | {peak:.0f} | "
+                f"{ratio} | {per_round} | {startup:.1f} | {steady:.0f} | {peak:.0f} | {anon:.0f} | "
                 f"{worker_cpu:.3f} | {broker_cpu} |"
             )
 
