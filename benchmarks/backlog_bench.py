@@ -20,8 +20,17 @@ For each backend and backlog depth (default 10k, 100k, 1M waiting jobs):
    of the samples inside the window (the largest worker process), **peak** its high-water
    mark (VmHWM) when the window ends; the worker then gets SIGTERM (jobs it leased are
    handed back);
-5. before the next measurement the queue is topped up to its depth again; rounds run the
-   process counts interleaved (round 1: 1, 2, 4 processes; round 2: ...), medians reported.
+5. every queue of a backend (one per depth, plus the delayed case) is filled before the
+   first measurement; then each round visits every queue and process count in turn
+   (round 1: 10k x 1, 2, 4 processes, 100k x 1, 2, 4, ...; round 2: ...), so a change of
+   the machine's load touches every depth alike; before each measurement the queue is
+   topped up to its depth again. Medians of the rounds are reported;
+6. CPU per job (user + system, from /proc, in 10 ms ticks) of the worker processes, and
+   of the broker's processes where they are this case's alone (the private redis-server
+   and RabbitMQ node, the PostgreSQL backends connected to the private database), over
+   the window: a figure the machine's load moves far less than the wall-clock rate. A
+   worker process is counted from its first job on (a child still importing while the
+   others drain is not charged to the jobs).
 
 The delayed case: ``--delayed`` jobs (default 100k) scheduled an hour ahead, then
 ``--ready`` (default 10k) ready ones; the drain rate of the ready ones, one process, the
@@ -41,7 +50,8 @@ Where each backend's data lives (every case starts empty and is removed afterwar
   shared broker's alarms; ``--amqp URL`` uses a broker you name (unique queue, deleted);
 - ``memory``: in-process, necessarily: no CLI worker can share an in-memory queue. One
   child process fills a ``MemoryTaskQueue`` and runs one ``TaskWorker`` (concurrency 100,
-  ``InMemoryResultStore``) on it; its RSS includes the backlog it holds. Only 1 process.
+  ``InMemoryResultStore``) on it; its RSS includes the backlog it holds. Only 1 process,
+  and the depths run one after the other (one child each), not interleaved.
 
 Usage (progress goes to stderr, the tables to stdout)::
 
@@ -218,6 +228,55 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+class Sampler:
+    """RSS and CPU samples of the worker processes (and the broker's) during one run."""
+
+    def __init__(self, home: Home, warmup: int) -> None:
+        self.home = home
+        self.warmup = warmup
+        self.rss: list[tuple[int, int]] = []  # (VmRSS, RssAnon) of the largest worker, KiB
+        # (completions, CPU s of each worker process that has started a job, broker CPU s)
+        self.cpu: list[tuple[int, dict[int, float], float]] = []
+        self.broker: list[int] | None = None
+        self.peak = 0
+
+    def take(self, lines: list[tuple[int, int, float]], last: bool) -> None:
+        """One sample, once the warmup is over (and always at the window's end)."""
+        workers = sorted({pid for pid, _, _ in lines})
+        if not workers:
+            return
+        statuses = [proc_status(pid) for pid in workers]
+        self.peak = max([self.peak, *(s.get("VmHWM", 0) for s in statuses)])
+        total = sum(lines_by_pid_max(lines).values())
+        if total < self.warmup and not last:
+            return
+        largest = max(statuses, key=lambda s: s.get("VmRSS", 0))
+        self.rss.append((largest.get("VmRSS", 0), largest.get("RssAnon", 0)))
+        if self.broker is None:
+            self.broker = self.home.broker_pids()
+        used = {pid: cpu_seconds([pid]) for pid in workers}
+        self.cpu.append((total, used, cpu_seconds(self.broker)))
+
+    def run(self, rate: float, startup: float) -> Run:
+        """The run's figures from the samples."""
+        cpu = self.cpu
+        jobs = max(cpu[-1][0] - cpu[0][0], 1)
+        # A process is counted from the first sample after its first job: a child still
+        # importing while the others drain is not charged to the jobs.
+        since = {pid: used for _, sample, _ in reversed(cpu) for pid, used in sample.items()}
+        worker_s = sum(cpu[-1][1].get(pid, 0.0) - used for pid, used in since.items())
+        broker_ms = (cpu[-1][2] - cpu[0][2]) * 1000 / jobs if self.broker else None
+        return Run(
+            rate=rate,
+            startup=startup,
+            rss_steady=statistics.median(rss for rss, _ in self.rss) / 1024,
+            rss_peak=self.peak / 1024,
+            rss_anon=statistics.median(anon for _, anon in self.rss) / 1024,
+            worker_cpu=worker_s * 1000 / jobs,
+            broker_cpu=broker_ms,
+        )
+
+
 def run_cli_worker(home: Home, processes: int, scratch: Path, args: argparse.Namespace) -> Run:
     """Start the documented worker, measure the window, stop it."""
     out = scratch / "probe.log"
@@ -235,29 +294,17 @@ def run_cli_worker(home: Home, processes: int, scratch: Path, args: argparse.Nam
         "CLIBENCH_URL": home.url,  # cli_bench's APP module reads it at import
     }
     worker_log = (scratch / "worker.log").open("ab")
+    sampler = Sampler(home, args.warmup)
     started = time.time()
     proc = subprocess.Popen(
         command, env=env, cwd=scratch, stdout=worker_log, stderr=worker_log,
         start_new_session=True,
     )  # fmt: skip
-    samples: list[tuple[int, int]] = []  # (VmRSS, RssAnon) of the largest worker process
-    cpu: list[tuple[int, float, float]] = []  # (completions, worker CPU s, broker CPU s)
-    broker: list[int] | None = None
-    peak = 0
     try:
         while True:
             lines = read_probe(out)
             rate = window_rate(lines, args.warmup, args.window)
-            workers = sorted({pid for pid, _, _ in lines})
-            if workers:
-                statuses = [proc_status(pid) for pid in workers]
-                total = sum(lines_by_pid_max(lines).values())
-                if total >= args.warmup or rate is not None:  # at least one sample
-                    largest = max(statuses, key=lambda s: s.get("VmRSS", 0))
-                    samples.append((largest.get("VmRSS", 0), largest.get("RssAnon", 0)))
-                    broker = home.broker_pids() if broker is None else broker
-                    cpu.append((total, cpu_seconds(workers), cpu_seconds(broker)))
-                peak = max([peak, *(s.get("VmHWM", 0) for s in statuses)])
+            sampler.take(lines, last=rate is not None)
             if rate is not None:
                 break
             if proc.poll() is not None:
@@ -272,12 +319,7 @@ def run_cli_worker(home: Home, processes: int, scratch: Path, args: argparse.Nam
         stop(proc)
         worker_log.close()
     first = min(when for _, count, when in lines if count == 0)
-    steady = statistics.median(rss for rss, _ in samples)
-    anon = statistics.median(anon for _, anon in samples)
-    jobs = max(cpu[-1][0] - cpu[0][0], 1)
-    worker_ms = (cpu[-1][1] - cpu[0][1]) * 1000 / jobs
-    broker_ms = (cpu[-1][2] - cpu[0][2]) * 1000 / jobs if broker else None
-    return Run(rate, first - started, steady / 1024, peak / 1024, anon / 1024, worker_ms, broker_ms)
+    return sampler.run(rate, first - started)
 
 
 def lines_by_pid_max(lines: list[tuple[int, int, float]]) -> dict[int, int]:
@@ -504,49 +546,80 @@ def make_home(kind: str, scratch: Path, args: argparse.Namespace) -> Home:
 # ------------------------------------------------------------------------------ cases
 
 
-def run_case(  # noqa: PLR0917 - one case's coordinates, each named by the caller
-    kind: str, ready: int, delayed: int, processes: list[int], args: argparse.Namespace,
-    scratch: Path,
-) -> Case:  # fmt: skip
-    """Fill a fresh queue, then measure each process count `args.rounds` times."""
-    case = Case()
-    label = f"{kind} ready {ready:,}" + (f" + delayed {delayed:,}" if delayed else "")
-    home = make_home(kind, scratch, args)
+@dataclass
+class Target:
+    """One queue under measurement: its home, the producer's handle, its figures."""
+
+    label: str
+    ready: int
+    delayed: int
+    processes: list[int]
+    home: Home
+    handle: Any = None
+    case: Case = field(default_factory=Case)
+
+
+def run_backend(
+    kind: str, specs: list[tuple[str, int, int]], args: argparse.Namespace, scratch: Path
+) -> dict[str, Case]:
+    """Fill one fresh queue per (name, ready, delayed), then measure them interleaved.
+
+    Every queue is filled first; then each round visits every queue and process count in
+    turn, so a change in the machine's load touches every depth alike.
+    """
+    loop = asyncio.new_event_loop()
+    targets: list[Target] = []
     try:
-        loop = asyncio.new_event_loop()
-        handle = loop.run_until_complete(open_queue(kind, home.url, home.queue))
-        try:
+        for name, ready, delayed in specs:
+            label = f"{kind} {name}"
+            processes = args.processes if not delayed else [1]
+            target = Target(label, ready, delayed, processes, make_home(kind, scratch, args))
+            targets.append(target)
+            home = target.home
+            target.handle = loop.run_until_complete(open_queue(kind, home.url, home.queue))
             if delayed:
-                loop.run_until_complete(enqueue(handle, delayed, delay=3600.0, progress=label))
-            seconds = loop.run_until_complete(enqueue(handle, ready, progress=label))
-            case.enqueue_rate = ready / seconds
-            log(f"{label}: filled at {case.enqueue_rate:,.0f} jobs/s")
-            for round_ in range(1, args.rounds + 1):
-                for count in processes:
-                    waiting = loop.run_until_complete(handle.get_task_count())
-                    missing = ready + delayed - waiting
-                    if missing > 0:
-                        loop.run_until_complete(enqueue(handle, missing))
-                    try:
-                        run = run_cli_worker(home, count, scratch, args)
-                    except RuntimeError as error:
-                        log(f"{label} round {round_} x{count}: FAILED {error}")
-                        case.note = str(error).splitlines()[0]
-                        continue
-                    case.runs.setdefault(count, []).append(run)
-                    log(
-                        f"{label} round {round_} x{count}: {run.rate:,.0f} jobs/s, start-up "
-                        f"{run.startup:.1f} s, RSS {run.rss_steady:.0f} MiB (peak "
-                        f"{run.rss_peak:.0f}, anon {run.rss_anon:.0f}), CPU ms/job worker "
-                        f"{run.worker_cpu:.3f} broker {run.broker_cpu}"
-                    )
-        finally:
-            loop.run_until_complete(handle.close())
-            loop.close()
+                loop.run_until_complete(
+                    enqueue(target.handle, delayed, delay=3600.0, progress=label)
+                )
+            seconds = loop.run_until_complete(enqueue(target.handle, ready, progress=label))
+            target.case.enqueue_rate = ready / seconds
+            log(f"{label}: filled at {target.case.enqueue_rate:,.0f} jobs/s")
+        for round_ in range(1, args.rounds + 1):
+            for target in targets:
+                for count in target.processes:
+                    measure(loop, target, count, round_, args, scratch)
     finally:
-        home.close()
-        log(f"{label}: cleaned up; disk: {shutil.disk_usage('/').free / 2**30:.0f} GiB free")
-    return case
+        for target in targets:
+            if target.handle is not None:
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(target.handle.close())
+            target.home.close()
+        loop.close()
+        log(f"{kind}: cleaned up; disk: {shutil.disk_usage('/').free / 2**30:.0f} GiB free")
+    return {target.label.split(" ", 1)[1]: target.case for target in targets}
+
+
+def measure(  # noqa: PLR0917 - one measurement's coordinates
+    loop: asyncio.AbstractEventLoop, target: Target, count: int, round_: int,
+    args: argparse.Namespace, scratch: Path,
+) -> None:  # fmt: skip
+    """Top the queue up to its depth, run the worker once, record the figures."""
+    waiting = loop.run_until_complete(target.handle.get_task_count())
+    missing = target.ready + target.delayed - waiting
+    if missing > 0:
+        loop.run_until_complete(enqueue(target.handle, missing))
+    try:
+        run = run_cli_worker(target.home, count, scratch, args)
+    except RuntimeError as error:
+        log(f"{target.label} round {round_} x{count}: FAILED {error}")
+        target.case.note = str(error).splitlines()[0]
+        return
+    target.case.runs.setdefault(count, []).append(run)
+    log(
+        f"{target.label} round {round_} x{count}: {run.rate:,.0f} jobs/s, start-up "
+        f"{run.startup:.1f} s, RSS {run.rss_steady:.0f} MiB (peak {run.rss_peak:.0f}, anon "
+        f"{run.rss_anon:.0f}), CPU ms/job worker {run.worker_cpu:.3f} broker {run.broker_cpu}"
+    )
 
 
 def run_memory_case(ready: int, delayed: int, args: argparse.Namespace, scratch: Path) -> Case:
@@ -754,17 +827,16 @@ def main() -> None:
     results: dict[tuple[str, str], Case] = {}
     with scratch_dir() as scratch:
         for kind in args.backends.split(","):
-            cases = [(f"{d:,}", d, 0) for d in args.depths]
+            specs = [(f"{d:,}", d, 0) for d in args.depths]
             if args.delayed:
-                cases.append(
+                specs.append(
                     (f"{args.ready:,} + {args.delayed:,} delayed", args.ready, args.delayed)
                 )
-            for name, ready, delayed in cases:
-                if kind == "memory":
-                    case = run_memory_case(ready, delayed, args, scratch)
-                else:
-                    counts = args.processes if not delayed else [1]
-                    case = run_case(kind, ready, delayed, counts, args, scratch)
+            if kind == "memory":
+                for name, ready, delayed in specs:
+                    results[kind, name] = run_memory_case(ready, delayed, args, scratch)
+                continue
+            for name, case in run_backend(kind, specs, args, scratch).items():
                 results[kind, name] = case
     print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print_table(results, args)
