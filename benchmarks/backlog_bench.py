@@ -810,6 +810,7 @@ def scratch_dir() -> Iterator[Path]:
         (path / "clibench_probe.py").write_text(PROBE, encoding="utf-8")
         app = cli_bench.LEXIGRAM_APP.format(name="bench")
         (path / "clibench_lexigram.py").write_text(app, encoding="utf-8")
+        cli_bench.precompile(path)  # workers start from bytecode, as an installed package does
         yield path
 
 
