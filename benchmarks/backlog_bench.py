@@ -3,7 +3,7 @@ r"""Cost as work grows: enqueue and drain rates and worker memory against the ba
 For each backend and backlog depth (default 10k, 100k, 1M waiting jobs):
 
 1. a fresh queue (a private database, file, server or node; see below) is filled with
-   ``--depth`` no-op jobs through the bulk path (``enqueue_many``, 1,000 per call, from
+   as many no-op jobs as the depth through the bulk path (``enqueue_many``, 1,000 per call, from
    this process): the **enqueue rate** is depth / fill time;
 2. the documented CLI worker is started, ``lexigram-tasks worker APP --concurrency 100``
    with every other default (results stored by the backend's default result store; on
@@ -42,7 +42,8 @@ Where each backend's data lives (every case starts empty and is removed afterwar
 - ``redis``: a private ``redis-server`` on a free loopback port, persistence as the shared
   one's defaults here (``save ""``, no AOF), so 1M jobs never land in a shared server and
   its SLOWLOG/INFO commandstats can be read and reset (``--redis URL`` uses a server you
-  name instead, with a unique queue name and key prefix, whose keys are deleted after);
+  name instead, with a unique queue name whose keys are deleted after; the stored
+  results, keyed by job id, expire with their TTL, an hour by default);
 - ``postgres``: a private database ``backlog_<hex>`` created on ``--pg``'s server and
   dropped (``WITH (FORCE)``) after the case;
 - ``rabbitmq``: a private RabbitMQ node on loopback ports (``tests-chaos/brokers.py``'s
