@@ -43,7 +43,7 @@ Where each backend's data lives (every case starts empty and is removed afterwar
   one's defaults here (``save ""``, no AOF), so 1M jobs never land in a shared server and
   its SLOWLOG/INFO commandstats can be read and reset (``--redis URL`` uses a server you
   name instead, with a unique queue name whose keys are deleted after; the stored
-  results, keyed by job id, expire with their TTL, an hour by default);
+  results, keyed by job id, are left to the result store's TTL);
 - ``postgres``: a private database ``backlog_<hex>`` created on ``--pg``'s server and
   dropped (``WITH (FORCE)``) after the case;
 - ``rabbitmq``: a private RabbitMQ node on loopback ports (``tests-chaos/brokers.py``'s
