@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel
 
 from lexigram.contracts.tasks import TaskConfigurationError
@@ -61,6 +60,10 @@ def read_yaml(path: Path) -> Any:
     except OSError as exc:
         msg = f"Config file '{path}' cannot be read ({exc.strerror}). Check its permissions."
         raise TaskConfigurationError(msg, details={"path": str(path)}) from None
+    # PyYAML is loaded only to read a file: configuration from the environment or a
+    # mapping (a worker started with --backend) does without it.
+    import yaml  # noqa: PLC0415
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
