@@ -9,20 +9,16 @@ __path__ = __import__("pkgutil").extend_path(__path__, __name__)
 #
 # The import block under ``if TYPE_CHECKING:`` is the one list of public names, grouped
 # by the module that defines each: type checkers read it, and at run time the lazy
-# loader reads the same block (`_exports`) to learn where each name lives. ``__all__``
-# repeats the names for ``import *`` and for type checkers; a test keeps the two equal.
-import ast
+# loader reads the same block (`_exports`, on the first lookup) to learn where each name
+# lives. ``__all__`` repeats the names for ``import *`` and for type checkers; a test
+# keeps the two equal. ``__version__`` is read from the installed metadata when first
+# asked for: `lexigram-tasks --help` and the worker's start-up do not pay for it.
 import importlib
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("lexigram-tasks-core")
-except PackageNotFoundError:  # running from a source tree without metadata
-    __version__ = "0.0.0"
-
 if TYPE_CHECKING:
+    __version__: str
+
     from lexigram.contracts.tasks import (
         BackendConflictError,
         BackendConnectionError,
@@ -379,7 +375,10 @@ __all__ = [
 
 def _exports() -> dict[str, str]:
     """Public name -> defining module, read from this file's ``if TYPE_CHECKING:`` block."""
-    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    import ast  # noqa: PLC0415 - on the first lookup only
+
+    with open(__file__, encoding="utf-8") as source:  # noqa: PTH123 - pathlib is not needed
+        tree = ast.parse(source.read())
     found: dict[str, str] = {}
     for node in tree.body:
         if isinstance(node, ast.If) and isinstance(node.test, ast.Name):
@@ -389,18 +388,36 @@ def _exports() -> dict[str, str]:
     return found
 
 
-_EXPORTS = _exports()
+def _export_map() -> dict[str, str]:
+    found: dict[str, str] | None = globals().get("_EXPORTS")
+    if found is None:
+        found = globals()["_EXPORTS"] = _exports()
+    return found
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("lexigram-tasks-core")
+    except PackageNotFoundError:  # running from a source tree without metadata
+        return "0.0.0"
 
 
 def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        msg = f"module 'lexigram.tasks' has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(module_name), name)
+    if name == "_EXPORTS":
+        return _export_map()
+    if name == "__version__":
+        value: Any = _version()
+    else:
+        module_name = _export_map().get(name)
+        if module_name is None:
+            msg = f"module 'lexigram.tasks' has no attribute {name!r}"
+            raise AttributeError(msg)
+        value = getattr(importlib.import_module(module_name), name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_export_map()) | {"__version__"})
