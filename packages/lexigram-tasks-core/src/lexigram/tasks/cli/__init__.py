@@ -23,6 +23,7 @@ import click
 from lexigram.tasks.cli._errors import (
     INTERRUPTED_EXIT_CODE,
     CLIError,
+    HardStop,
     debug_requested,
     report,
 )
@@ -146,8 +147,6 @@ def cli(debug: bool) -> None:
 
 def main() -> None:
     """Entry point of the ``lexigram-tasks`` console script."""
-    from lexigram.tasks.cli._worker import HardStop  # noqa: PLC0415 - see _COMMANDS
-
     try:
         cli.main(prog_name="lexigram-tasks")
     except HardStop as stop:

@@ -37,6 +37,7 @@ from lexigram.tasks._backends import (
     spec_from_config,
 )
 from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.cli._options import DEFAULT_CONNECT_TIMEOUT
 from lexigram.tasks.config import TaskConfig
 from lexigram.tasks.constants import (
     BACKEND_MEMORY,
@@ -50,9 +51,6 @@ from lexigram.tasks.di._stack import build_queue, build_store
 
 CONFIG_FIELD = "tasks.backend"
 """The config path the commands' backend is named by in messages."""
-
-DEFAULT_CONNECT_TIMEOUT = 5.0
-"""Seconds a command waits for the backend's first answer before saying it is unreachable."""
 
 CONNECT_TIMEOUT_OPTIONS = ("connect_timeout", "socket_connect_timeout")
 """Backend options that ``--connect-timeout`` sets (when the backend declares them)."""

@@ -16,7 +16,9 @@ from collections.abc import Sequence
 
 import click
 
-from lexigram.contracts.tasks import TaskQueueError, mask_url
+# Nothing of the library is imported here at module level: `lexigram-tasks --help` and
+# the one-line error path load only click (the contracts come in when a message needs
+# them; an error type of a module never imported cannot have been raised).
 
 USAGE_EXIT_CODE = 2
 """Exit code of every user error: bad input, bad config, unreachable backend."""
@@ -29,6 +31,14 @@ INTERRUPTED_EXIT_CODE = 130
 
 DEBUG_ENV_VAR = "LEXIGRAM_TASKS_DEBUG"
 """Environment variable that turns on ``--debug`` for every command."""
+
+
+HARD_STOP_EXIT_CODE = 1
+"""Exit code of a worker stopped by a second signal (running jobs were cancelled)."""
+
+
+class HardStop(SystemExit):
+    """Raised after a second signal; `main` then exits without waiting for stuck threads."""
 
 
 class CLIError(Exception):
@@ -58,6 +68,8 @@ def debug_requested(args: Sequence[str]) -> bool:
 
 def one_line(text: str) -> str:
     """Collapse `text` to one line with secrets masked (URLs keep host, lose password)."""
+    from lexigram.contracts.tasks import mask_url  # noqa: PLC0415 - see the imports above
+
     return " ".join(mask_url(str(text)).split())
 
 
@@ -70,7 +82,8 @@ def message_for(exc: BaseException) -> str:
     operations = sys.modules.get("lexigram.tasks.admin._errors")
     if operations is not None and isinstance(exc, operations.OperationError):
         return str(exc.message)
-    if isinstance(exc, TaskQueueError):
+    errors = sys.modules.get("lexigram.contracts.tasks._errors")
+    if errors is not None and isinstance(exc, errors.TaskQueueError):
         text = exc.message
         if exc.hint and exc.hint not in text:
             text = f"{text} {exc.hint}"

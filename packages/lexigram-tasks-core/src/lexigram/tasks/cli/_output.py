@@ -14,12 +14,13 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 """Values ``--log-level`` accepts."""
@@ -71,14 +72,47 @@ _installed: list[logging.Handler] = []
 _DISCOVERY_LOGGER = "lexigram.tasks._backends"
 
 
+# rich is imported only where it draws (tables, live status, log lines on a terminal):
+# a worker whose stderr is a pipe or a file (a service, a container, a benchmark) never
+# loads it, which is a good part of its start-up time.
+
+
 def stdout_console() -> Console:
     """A console on the current stdout (looked up now, so test runners can capture it)."""
+    from rich.console import Console  # noqa: PLC0415 - see above
+
     return Console(file=sys.stdout, soft_wrap=False)
 
 
 def stderr_console() -> Console:
     """A console on the current stderr."""
+    from rich.console import Console  # noqa: PLC0415 - see above
+
     return Console(file=sys.stderr, soft_wrap=False)
+
+
+def may_be_terminal(stream: TextIO) -> bool:
+    """Whether rich could treat `stream` as a terminal (False means it certainly would not).
+
+    rich calls a stream a terminal when it is a TTY or when ``TTY_COMPATIBLE`` or
+    ``FORCE_COLOR`` says so; with none of these it never does. Only when this returns
+    True is rich loaded to decide, so the answer stays rich's own.
+    """
+    if os.environ.get("TTY_COMPATIBLE") is not None or os.environ.get("FORCE_COLOR") is not None:
+        return True
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if isatty is not None else False
+    except ValueError:  # a closed stream, as rich treats it
+        return False
+
+
+def terminal_console() -> Console | None:
+    """A console on stderr when it is a terminal (as rich sees it), else None."""
+    if not may_be_terminal(sys.stderr):
+        return None
+    console = stderr_console()
+    return console if console.is_terminal else None
 
 
 def setup_logging(level: str, console: Console | None = None) -> None:
@@ -99,17 +133,21 @@ def setup_logging(level: str, console: Console | None = None) -> None:
     for old in _installed:
         root.removeHandler(old)
     _installed.clear()
-    target = console if console is not None else stderr_console()
     log_format = os.environ.get(LOG_FORMAT_ENV, "auto").lower()
+    if console is None and log_format == "auto":
+        console = terminal_console()
+    stream = console.file if console is not None else sys.stderr
     handler: logging.Handler
     if log_format == "json":
-        handler = logging.StreamHandler(target.file)
+        handler = logging.StreamHandler(stream)
         handler.setFormatter(JsonLogFormatter())
-    elif target.is_terminal and log_format != "plain":
-        handler = RichHandler(console=target, show_path=False, rich_tracebacks=False)
+    elif console is not None and console.is_terminal and log_format != "plain":
+        from rich.logging import RichHandler  # noqa: PLC0415 - a terminal only
+
+        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
-        handler = logging.StreamHandler(target.file)
+        handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter(PLAIN_LOG_FORMAT))
     previous = (root.level, discovery.level)
     _installed.append(handler)
@@ -138,6 +176,8 @@ def echo_json(data: Any) -> None:
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
     """Build a rich table with `columns` (numeric-looking columns are right-aligned)."""
+    from rich.table import Table  # noqa: PLC0415 - see stdout_console
+
     result = Table(title=title, title_justify="left", header_style="bold")
     materialised = [[_cell(value) for value in row] for row in rows]
     for index, name in enumerate(columns):

@@ -9,30 +9,13 @@ exit 1.
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import contextlib
-import logging
 import os
-import signal
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
 
-from lexigram.tasks.cli._app import LoadedApp, load_app
-from lexigram.tasks.cli._context import default_backend, describe, load_config, resolve_spec
-from lexigram.tasks.cli._metrics import (
-    publish_to_supervisor,
-    serve_children,
-    start_metrics,
-    watch_runtime,
-)
+from lexigram.tasks.cli._errors import HARD_STOP_EXIT_CODE, HardStop
 from lexigram.tasks.cli._options import (
     backend_option,
     config_option,
@@ -40,18 +23,11 @@ from lexigram.tasks.cli._options import (
     debug_option,
     log_level_option,
 )
-from lexigram.tasks.cli._output import setup_logging, stderr_console
-from lexigram.tasks.cli._runtime import WorkerRuntime, WorkerTotals
-from lexigram.tasks.cli._supervisor import SUPERVISED_ENV, Supervisor, signal_ready
-from lexigram.tasks.config import TaskWorkerConfig
+from lexigram.tasks.cli._supervisor import SUPERVISED_ENV
 
-logger = logging.getLogger("lexigram.tasks.cli")
-
-HARD_STOP_EXIT_CODE = 1
-_STATUS_REFRESH = 0.5  # seconds between status-line updates
-_RATE_WINDOW = 10  # status samples the rate is averaged over (5 s)
-_PLAIN_STATUS_EVERY = 10.0  # seconds between status log lines when not on a terminal
-_HARD_STOP_GRACE = 5.0  # seconds cancelled handlers get to nack their jobs
+# This module is only the command's options: what the worker runs (the APP, the config,
+# the backend, the runtime) is imported once they are parsed, in `worker_command`, so
+# that `worker --help` and a usage error stay quick (see `_worker_run`).
 
 EPILOG = """\b
 Examples:
@@ -60,10 +36,6 @@ Examples:
   lexigram-tasks worker myapp.tasks:provider --workers 4 --shutdown-timeout 60
   lexigram-tasks worker config/tasks.yaml --reload
 """
-
-
-class HardStop(SystemExit):
-    """Raised after a second signal; `main` then exits without waiting for stuck threads."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,269 +148,10 @@ def worker_command(**params: Any) -> None:
     --shutdown-timeout), the rest are requeued, exit code 0. A second signal stops now.
     """
     options = WorkerOptions(**params)
-    level = "debug" if options.debug else options.log_level
-    supervised = os.environ.get(SUPERVISED_ENV) is not None
-    if options.workers > 1 or (options.reload and not supervised):
-        setup_logging(level)
-        app = load_app(options.app)  # fail here, once, rather than in every child
-        options = _with_default_backend(options, app)  # the children get it as --backend
-        supervisor = Supervisor(
-            child_args=options.child_args(),
-            count=options.workers,
-            shutdown_timeout=_shutdown_timeout(options, app),
-            watch=app.watch_paths if options.reload else None,
-            burst=options.burst,
-        )
-        # The supervisor serves the port: the children write it their figures.
-        with serve_children(_metrics_port(options, app), options.metrics_host):
-            code = supervisor.run()
-        raise SystemExit(code)
-    console = stderr_console()
-    interactive = console.is_terminal and not supervised
-    setup_logging(level, console if interactive else None)
-    app = load_app(options.app)
-    options = _with_default_backend(options, app)
-    code = asyncio.run(_run(options, app, console if interactive else None, supervised))
-    if code == HARD_STOP_EXIT_CODE:
-        raise HardStop(code)
-    raise SystemExit(code)
+    # Imported here, not at the top: see the note on the imports.
+    from lexigram.tasks.cli import _worker_run  # noqa: PLC0415
+
+    _worker_run.run_worker(options, supervised=os.environ.get(SUPERVISED_ENV) is not None)
 
 
-def _with_default_backend(options: WorkerOptions, app: LoadedApp) -> WorkerOptions:
-    backend = default_backend(options.config_path, app.config, options.backend)
-    return options if backend == options.backend else replace(options, backend=backend)
-
-
-def _metrics_port(options: WorkerOptions, app: LoadedApp) -> int | None:
-    if options.metrics_port is not None:
-        return options.metrics_port
-    return load_config(options.config_path, app.config).effective_worker().metrics_port
-
-
-def _shutdown_timeout(options: WorkerOptions, app: LoadedApp) -> float:
-    if options.shutdown_timeout is not None:
-        return options.shutdown_timeout
-    config = load_config(options.config_path, app.config)
-    return config.effective_worker().shutdown_timeout
-
-
-def _worker_config(options: WorkerOptions, base: TaskWorkerConfig) -> TaskWorkerConfig:
-    updates: dict[str, Any] = {}
-    if options.concurrency is not None:
-        updates["max_concurrent_tasks"] = options.concurrency
-    if options.shutdown_timeout is not None:
-        updates["shutdown_timeout"] = options.shutdown_timeout
-    if options.log_jobs:
-        updates["log_jobs"] = True
-    return base.model_copy(update=updates)
-
-
-async def _run(
-    options: WorkerOptions, app: LoadedApp, console: Console | None, supervised: bool
-) -> int:
-    config = load_config(options.config_path, app.config)
-    queues = list(dict.fromkeys(options.queues))
-    own_queue = app.queue is not None and options.backend is None and not options.config_path
-    if not queues and app.queue is not None and own_queue:
-        queues = [app.queue.queue_name]  # the APP's own queue object is consumed
-    spec = resolve_spec(
-        config,
-        options.backend,
-        queues[0] if queues else None,
-        connect_timeout=options.connect_timeout,
-    )
-    if not queues:
-        queues = [spec.queue_name]
-    port = options.metrics_port
-    metrics = start_metrics(
-        port if port is not None else config.effective_worker().metrics_port,
-        options.metrics_host,
-    )
-    runtime = WorkerRuntime(
-        app,
-        config,
-        spec,
-        queues,
-        worker_config=_worker_config(options, config.effective_worker()),
-        preset_queue=app.queue if own_queue else None,
-        observers=(metrics,) if metrics is not None else (),
-    )
-    stopper = _Stopper(runtime.worker_config.shutdown_timeout)
-    stopper.install()
-    status: asyncio.Task[None] | None = None
-    publisher: asyncio.Task[None] | None = None
-    try:
-        await runtime.start(options.connect_timeout)
-        if metrics is not None:
-            watch_runtime(metrics, runtime)
-            publisher = publish_to_supervisor(metrics)
-        if supervised:
-            await _watch_supervisor(stopper.request)
-            signal_ready()
-        status = asyncio.create_task(_status(runtime, console, options, stopper))
-        await stopper.requested.wait()
-        return await _shutdown(runtime, stopper)
-    finally:
-        if status is not None:
-            status.cancel()
-            await asyncio.gather(status, return_exceptions=True)
-        if publisher is not None:  # cancelling writes the last snapshot
-            publisher.cancel()
-            await asyncio.gather(publisher, return_exceptions=True)
-        stopper.uninstall()
-        await runtime.close()
-
-
-async def _shutdown(runtime: WorkerRuntime, stopper: _Stopper) -> int:
-    timeout = runtime.worker_config.shutdown_timeout
-    drain = asyncio.create_task(runtime.drain(timeout))
-    hard = asyncio.create_task(stopper.hard.wait())
-    done, _ = await asyncio.wait({drain, hard}, return_when=asyncio.FIRST_COMPLETED)
-    if drain in done:
-        hard.cancel()
-        drain.result()
-        totals = runtime.totals()
-        logger.info(
-            "Worker %s stopped: %d processed, %d succeeded, %d failed.",
-            runtime.worker_id,
-            totals.processed,
-            totals.succeeded,
-            totals.failed,
-        )
-        return 0
-    # Second signal: cancel everything. A cancelled handler's job is nacked (requeued)
-    # by the worker as its task unwinds; a handler that ignores cancellation keeps its
-    # job until the lease expires, and then it is delivered again.
-    drain.cancel()
-    current = asyncio.current_task()
-    others = [t for t in asyncio.all_tasks() if t is not current]
-    for task in others:
-        task.cancel()
-    if others:
-        await asyncio.wait(others, timeout=_HARD_STOP_GRACE)
-    logger.warning("Worker %s stopped hard.", runtime.worker_id)
-    return HARD_STOP_EXIT_CODE
-
-
-class _Stopper:
-    """Turns SIGTERM/SIGINT into a drain request, and a second one into a hard stop."""
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self.requested = asyncio.Event()
-        self.hard = asyncio.Event()
-        self.reason = ""
-        self._installed: list[signal.Signals] = []
-
-    def install(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, self._on_signal, sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                continue  # not the main thread, or a platform without loop signals
-            self._installed.append(sig)
-
-    def uninstall(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in self._installed:
-            loop.remove_signal_handler(sig)
-        self._installed.clear()
-
-    def _on_signal(self, sig: signal.Signals) -> None:
-        if not self.requested.is_set():
-            self.request(f"received {sig.name}")
-            logger.warning(
-                "Received %s: draining (running jobs may finish for up to %g s; send it "
-                "again to stop now).",
-                sig.name,
-                self.timeout,
-            )
-        elif not self.hard.is_set():
-            logger.warning("Received %s again: stopping now.", sig.name)
-            self.hard.set()
-
-    def request(self, reason: str) -> None:
-        if not self.requested.is_set():
-            self.reason = reason
-            self.requested.set()
-
-
-async def _watch_supervisor(request: Callable[[str], None]) -> None:
-    """Drain when the supervisor's end of our stdin closes (it exited or was killed)."""
-    loop = asyncio.get_running_loop()
-
-    class _Watch(asyncio.Protocol):
-        def connection_lost(self, exc: Exception | None) -> None:
-            request("the supervisor exited")
-
-    with contextlib.suppress(OSError, ValueError):
-        await loop.connect_read_pipe(_Watch, sys.stdin)
-
-
-async def _status(
-    runtime: WorkerRuntime, console: Console | None, options: WorkerOptions, stopper: _Stopper
-) -> None:
-    """Show a live status line on a terminal; log one now and then otherwise; end --burst."""
-    # The rate is taken over the last few seconds, so the number does not jump around.
-    window: collections.deque[WorkerTotals] = collections.deque(maxlen=_RATE_WINDOW)
-    window.append(runtime.totals())
-    last_logged = window[0]
-    live = Live(console=console, refresh_per_second=4, transient=True) if console else None
-    with contextlib.ExitStack() as stack:
-        if live is not None:
-            stack.enter_context(live)
-        while True:
-            await asyncio.sleep(_STATUS_REFRESH)
-            current = runtime.totals()
-            rate = _rate(window[0], current)
-            window.append(current)
-            if live is not None:
-                live.update(_status_text(runtime, current, rate))
-            elif current.at - last_logged.at >= _PLAIN_STATUS_EVERY and current != last_logged:
-                logger.info("Status: %s", _status_plain(current, _rate(last_logged, current)))
-                last_logged = current
-            if options.burst and current.in_flight == 0 and await _queues_empty(runtime):
-                stopper.request("the queues are empty (--burst)")
-                logger.info("Queues are empty; stopping (--burst).")
-                return
-
-
-async def _queues_empty(runtime: WorkerRuntime) -> bool:
-    for queue in runtime.queues:
-        if await queue.count(queue.queue_name) > 0:
-            return False
-    return True
-
-
-def _rate(before: WorkerTotals, after: WorkerTotals) -> float:
-    elapsed = after.at - before.at
-    return (after.processed - before.processed) / elapsed if elapsed > 0 else 0.0
-
-
-def _status_plain(totals: WorkerTotals, rate: float) -> str:
-    return (
-        f"processed={totals.processed} succeeded={totals.succeeded} failed={totals.failed} "
-        f"retried={totals.retried} dead_lettered={totals.dead_lettered} "
-        f"in_flight={totals.in_flight} rate={rate:.1f}/s"
-    )
-
-
-def _status_text(runtime: WorkerRuntime, totals: WorkerTotals, rate: float) -> Text:
-    # One line whatever the terminal's width: the end is cut rather than wrapped.
-    text = Text(no_wrap=True, overflow="ellipsis")
-    text.append("● ", style="green")
-    text.append(f"{rate:.1f} jobs/s  ", style="bold")
-    for label, value, style in (
-        ("processed", totals.processed, "bold"),
-        ("ok", totals.succeeded, "green"),
-        ("failed", totals.failed, "red" if totals.failed else "dim"),
-        ("retried", totals.retried, "yellow" if totals.retried else "dim"),
-        ("dlq", totals.dead_lettered, "red" if totals.dead_lettered else "dim"),
-        ("in-flight", totals.in_flight, "cyan"),
-    ):
-        text.append(f"{label} ")
-        text.append(f"{value}", style=style)
-        text.append("  ")
-    text.append(f"{','.join(runtime.queue_names)} @ {describe(runtime.spec)}", style="dim")
-    return text
+__all__ = ["HARD_STOP_EXIT_CODE", "HardStop", "WorkerOptions", "worker_command"]
