@@ -1,0 +1,91 @@
+"""What the command line's start-up imports: help and the worker's path stay light.
+
+Each check runs a fresh interpreter and lists the modules it loaded, so the result does
+not depend on what this test process imported before. Timings are not asserted here
+(`benchmarks/cli_bench.py` measures them); the module sets are what the start-up time
+follows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+# Loaded only by commands that need them: the configuration models (pydantic), the
+# execution engine, the APP loader, PyYAML (a config file), rich (a terminal).
+HEAVY_FOR_HELP = (
+    "pydantic",
+    "yaml",
+    "rich",
+    "lexigram.tasks.config",
+    "lexigram.tasks.execution",
+    "lexigram.tasks.cli._app",
+    "lexigram.tasks.cli._worker_run",
+    "lexigram.contracts.tasks",
+    "importlib.metadata",
+)
+
+
+def _loaded_after(code: str, cwd: Path | None = None) -> set[str]:
+    # Variables that make rich treat a pipe as a terminal would make rich load rightly.
+    env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "TTY_COMPATIBLE"}}
+    snippet = textwrap.dedent(code) + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+    out = subprocess.run(  # noqa: S603 - runs this interpreter on a fixed snippet
+        [sys.executable, "-c", snippet],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    ).stdout
+    return set(json.loads(out.strip().splitlines()[-1]))
+
+
+def _under(modules: set[str], roots: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == r or m.startswith(f"{r}.") for r in roots))
+
+
+@pytest.mark.parametrize("args", [["--help"], ["worker", "--help"], ["--debug", "worker", "-h"]])
+def test_help_imports_no_command_machinery(args: list[str]) -> None:
+    loaded = _loaded_after(
+        f"""
+        from lexigram.tasks.cli import cli
+        code = cli.main({args!r}, standalone_mode=False)
+        assert code == 0, code
+        """
+    )
+    assert "lexigram.tasks.cli._worker" in loaded or args == ["--help"]
+    assert _under(loaded, HEAVY_FOR_HELP) == []
+
+
+def test_importing_the_worker_command_imports_only_its_options() -> None:
+    loaded = _loaded_after("import lexigram.tasks.cli._worker")
+    assert _under(loaded, HEAVY_FOR_HELP) == []
+
+
+def test_a_worker_logging_to_a_pipe_loads_neither_rich_nor_yaml(tmp_path: Path) -> None:
+    (tmp_path / "startup_app.py").write_text(
+        "from lexigram.tasks import task\n\n@task\nasync def noop() -> None:\n    return None\n",
+        encoding="utf-8",
+    )
+    loaded = _loaded_after(
+        """
+        import sys
+        from lexigram.tasks.cli import cli
+        try:
+            cli.main(["worker", "startup_app", "--backend", "memory", "--burst"],
+                     standalone_mode=False)
+        except SystemExit as stop:
+            assert stop.code == 0, stop.code
+        """,
+        cwd=tmp_path,
+    )
+    assert "lexigram.tasks.cli._worker_run" in loaded  # the worker did run
+    assert _under(loaded, ("rich", "yaml")) == []
