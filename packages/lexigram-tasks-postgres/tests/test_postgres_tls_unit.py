@@ -19,6 +19,24 @@ def _verify_error(code: int, message: str) -> ssl.SSLCertVerificationError:
     return error
 
 
+CLIENT_CERT = "&sslcert=/etc/ssl/client.pem&sslkey=/etc/ssl/client.key"
+
+
+def _alert(reason: str) -> ssl.SSLError:
+    error = ssl.SSLError(1, f"[SSL: {reason}] alert")
+    error.reason = reason  # set by the ssl module from what the peer sent
+    return error
+
+
+def _closed_after(cause: BaseException) -> BaseException:
+    """What asyncpg raises when the server drops the connection during the login."""
+    error = asyncpg.exceptions.ConnectionDoesNotExistError(
+        "connection was closed in the middle of operation"
+    )
+    error.__cause__ = cause
+    return error
+
+
 @pytest.mark.parametrize(
     ("dsn", "exc", "expected"),
     [
@@ -58,8 +76,48 @@ def _verify_error(code: int, message: str) -> ssl.SSLCertVerificationError:
             ),
             "accepts this login only over TLS",
         ),
+        (
+            DSN,
+            asyncpg.exceptions.InvalidAuthorizationSpecificationError(
+                "connection requires a valid client certificate"
+            ),
+            "and none was sent: connection requires a valid client certificate. Add sslcert=",
+        ),
+        (
+            DSN + CLIENT_CERT,
+            _closed_after(_alert("TLSV1_ALERT_UNKNOWN_CA")),
+            "as a server does with a client certificate it does not accept: sslcert is not",
+        ),
+        (
+            DSN + CLIENT_CERT,
+            _closed_after(ConnectionResetError(104, "Connection reset by peer")),
+            "as a server does with a client certificate it does not accept: sslcert is not",
+        ),
+        (
+            DSN + CLIENT_CERT,
+            _alert("KEY_VALUES_MISMATCH"),
+            "the DSN's sslkey is not the private key of its sslcert",
+        ),
+        (
+            DSN + CLIENT_CERT,
+            asyncpg.exceptions.InvalidAuthorizationSpecificationError(
+                'certificate authentication failed for user "app"'
+            ),
+            "Use the certificate's common name (CN) as the DSN's user",
+        ),
     ],
-    ids=["untrusted", "wrong-host", "no-root-cert", "missing-ca-file", "hostssl-only"],
+    ids=[
+        "untrusted",
+        "wrong-host",
+        "no-root-cert",
+        "missing-ca-file",
+        "hostssl-only",
+        "no-client-cert",
+        "unknown-ca-alert",
+        "unknown-ca-reset",
+        "key-mismatch",
+        "cert-for-another-user",
+    ],
 )
 def test_tls_problems_name_the_dsn_setting(dsn: str, exc: BaseException, expected: str) -> None:
     message = str(connect_error(dsn, exc, timeout=5.0))
@@ -77,3 +135,8 @@ def test_a_missing_socket_directory_is_not_blamed_on_tls_files() -> None:
         )
     )
     assert "sslrootcert" not in message
+
+
+def test_a_dropped_connection_without_a_client_certificate_is_not_blamed_on_one() -> None:
+    exc = _closed_after(ConnectionResetError(104, "Connection reset by peer"))
+    assert "client certificate" not in str(connect_error(DSN, exc, timeout=5.0))

@@ -62,6 +62,66 @@ def _names_tls_files(dsn: str | None) -> bool:
     return dsn is not None and any(f"{key}=" in dsn for key in ("sslrootcert", "sslcert", "sslkey"))
 
 
+# What a server sends back about the client's certificate; under TLS 1.3 it comes after
+# the client has finished its side of the handshake, so the client may see it, or only
+# the connection reset that follows it: both are read as the same refusal.
+_CLIENT_CERT_REFUSED = frozenset(
+    {
+        "TLSV1_ALERT_UNKNOWN_CA",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+        "SSLV3_ALERT_CERTIFICATE_REVOKED",
+        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+    }
+)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and the errors it was raised from, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _client_cert_problem(dsn: str | None, exc: BaseException, where: str) -> str | None:
+    """The message for a client certificate the server wants and did not get or accept."""
+    detail = one_line(exc)
+    if "requires a valid client certificate" in detail:
+        return (
+            f"PostgreSQL at {where} requires a client certificate for this login (pg_hba.conf "
+            f"method cert) and none was sent: {detail}. Add sslcert=/path/client.pem&"
+            "sslkey=/path/client.key to the DSN."
+        )
+    if "certificate authentication failed" in detail:
+        return (
+            f"PostgreSQL at {where} accepted the client certificate but not for this user: "
+            f"{detail}. Use the certificate's common name (CN) as the DSN's user, or map it "
+            "to the user in the server's pg_ident.conf."
+        )
+    if dsn is None or "sslcert=" not in dsn:
+        return None
+    chain = _causes(exc)
+    alerted = any(getattr(e, "reason", None) in _CLIENT_CERT_REFUSED for e in chain)
+    if alerted or any(isinstance(e, ConnectionResetError) for e in chain):
+        return (
+            f"PostgreSQL at {where} dropped the connection at the end of the TLS handshake, "
+            "as a server does with a client certificate it does not accept: sslcert is not "
+            "signed by a CA in the server's ssl_ca_file, or it expired or was revoked. Give "
+            "a certificate that CA signed (sslcert= and sslkey= in the DSN), or see the "
+            "server's log."
+        )
+    if getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH":
+        return (
+            f"PostgreSQL at {where}: the DSN's sslkey is not the private key of its sslcert "
+            f"({detail}). Give the key that belongs to the certificate."
+        )
+    return None
+
+
 def _tls_fix(exc: ssl.SSLError, dsn: str | None) -> str:
     """Which part of the DSN fixes a failed TLS handshake."""
     if getattr(exc, "verify_code", None) in _NAME_MISMATCH:
@@ -89,7 +149,10 @@ def connect_error(  # noqa: C901, PLR0912 - one flat table of causes reads best
     where = _where(dsn)
     address = _dsn_part(dsn, "address") or "the server's host and port"
     detail = one_line(exc)
-    if isinstance(exc, TimeoutError):
+    client_cert = _client_cert_problem(dsn, exc, where)
+    if client_cert is not None:
+        msg = client_cert
+    elif isinstance(exc, TimeoutError):
         msg = (
             f"PostgreSQL at {where} did not answer within {timeout:g} s (connect_timeout). "
             f"Check that {address} is a PostgreSQL server and that no firewall drops the "
