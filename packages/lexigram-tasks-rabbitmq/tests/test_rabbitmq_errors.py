@@ -111,3 +111,46 @@ def test_attempt_reads_the_user_and_tls_from_the_url() -> None:
     assert tls.tls is True
     assert tls.user == "guest"
     assert attempt().user == "app"
+
+
+TLS_URL = "amqps://app:s3cret@mq.example:5671/orders?cafile=/etc/ssl/ca.pem"
+CLIENT_CERT = "&certfile=/etc/ssl/client.pem&keyfile=/etc/ssl/client.key"
+
+
+def alert(reason: str) -> ssl.SSLError:
+    error = ssl.SSLError(1, f"[SSL: {reason}] alert")
+    error.reason = reason  # set by the ssl module from the alert the peer sent
+    return error
+
+
+@pytest.mark.parametrize(
+    ("exc", "client_cert", "reason"),
+    [
+        (wrapped(alert("TLSV13_ALERT_CERTIFICATE_REQUIRED")), False, "tls_client_cert_required"),
+        (wrapped(ConnectionResetError(104, "reset")), False, "tls_client_cert_required"),
+        (wrapped(alert("TLSV1_ALERT_UNKNOWN_CA")), True, "tls_client_cert_refused"),
+        (wrapped(alert("SSLV3_ALERT_CERTIFICATE_EXPIRED")), True, "tls_client_cert_refused"),
+        (wrapped(ConnectionResetError(104, "reset")), True, "tls_client_cert_refused"),
+        (alert("KEY_VALUES_MISMATCH"), True, "tls_client_key_mismatch"),
+        (FileNotFoundError(2, "No such file or directory"), True, "tls_file_unreadable"),
+    ],
+    ids=["required", "required-reset", "unknown-ca", "expired", "refused-reset", "key", "file"],
+)
+def test_client_certificate_problems_have_their_own_line(
+    exc: BaseException, client_cert: bool, reason: str
+) -> None:
+    """The alert and the bare reset that may arrive instead of it give the same line."""
+    url = TLS_URL + (CLIENT_CERT if client_cert else "")
+    error = connect_failure(
+        exc, ConnectAttempt.of(url, "mq.example", 5671, "orders", 4.0), tcp_open=None
+    )
+    assert error.details["reason"] == reason
+    message = str(error)
+    assert "s3cret" not in message
+    assert "\n" not in message
+    assert message.startswith("TLS with mq.example:5671 failed (amqps://app:***@mq.example")
+
+
+def test_a_reset_over_plain_amqp_is_not_blamed_on_certificates() -> None:
+    error = connect_failure(wrapped(ConnectionResetError(104, "reset")), attempt(), tcp_open=None)
+    assert error.details["reason"] == "connect_failed"

@@ -17,7 +17,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiormq
 
@@ -36,6 +36,7 @@ class ConnectAttempt:
         user: User name of the URL (``guest`` when it has none).
         tls: True for ``amqps://``.
         timeout: The connect timeout, in seconds.
+        client_cert: True when the URL gives a client certificate (``certfile=``).
     """
 
     masked_url: str
@@ -45,6 +46,7 @@ class ConnectAttempt:
     user: str
     tls: bool
     timeout: float
+    client_cert: bool = False
 
     @classmethod
     def of(cls, url: str, host: str, port: int, vhost: str, timeout: float) -> ConnectAttempt:
@@ -59,6 +61,7 @@ class ConnectAttempt:
             user=user,
             tls=parts.scheme.lower() == "amqps",
             timeout=timeout,
+            client_cert=bool(parse_qs(parts.query).get("certfile")),
         )
 
 
@@ -132,6 +135,73 @@ def _refused(exc: BaseException) -> bool:
     return len(args) > 0 and args[0] == errno.ECONNREFUSED
 
 
+# What a broker sends back about the client's certificate. Under TLS 1.3 it comes after the
+# client has finished its side of the handshake, so the client sees either the alert or only
+# the connection reset that follows it; both are read as the same answer.
+_NO_CLIENT_CERT = frozenset({"TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_HANDSHAKE_FAILURE"})
+_CLIENT_CERT_REFUSED = frozenset(
+    {
+        "TLSV1_ALERT_UNKNOWN_CA",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+        "SSLV3_ALERT_CERTIFICATE_REVOKED",
+        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+    }
+)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and the errors it was raised from, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _tls_client_failure(exc: BaseException, attempt: ConnectAttempt) -> tuple[str, str] | None:
+    """The message and reason of a TLS failure on the client's side, else None.
+
+    That is a file the URL names that cannot be read, a key that is not the certificate's,
+    or a client certificate the broker wanted and did not get or did not accept.
+    """
+    if not attempt.tls:
+        return None
+    where, url = f"{attempt.host}:{attempt.port}", attempt.masked_url
+    if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
+        # The ssl module names no file when it cannot load one.
+        return (
+            f"TLS with {where} failed ({url}): a file the URL names cannot be read ({exc}). "
+            "Fix cafile, certfile or keyfile in the URL."
+        ), "tls_file_unreadable"
+    chain = _causes(exc)
+    reasons = {getattr(error, "reason", None) for error in chain}
+    if "KEY_VALUES_MISMATCH" in reasons:
+        return (
+            f"TLS with {where} failed ({url}): the URL's keyfile is not the private key of "
+            "its certfile. Give the key that belongs to the certificate."
+        ), "tls_client_key_mismatch"
+    reset = any(isinstance(error, ConnectionResetError) for error in chain)
+    if reasons & _NO_CLIENT_CERT or (reset and not attempt.client_cert):
+        return (
+            f"TLS with {where} failed ({url}): the broker closed the connection at the end "
+            "of the TLS handshake, as one that requires a client certificate does when it "
+            "gets none (ssl_options.fail_if_no_peer_cert = true). Give one with "
+            "?certfile=/path/client.pem&keyfile=/path/client.key in the URL."
+        ), "tls_client_cert_required"
+    if reasons & _CLIENT_CERT_REFUSED or reset:
+        return (
+            f"TLS with {where} failed ({url}): the broker closed the connection at the end "
+            "of the TLS handshake, as it does with a client certificate it does not accept: "
+            "certfile is not signed by a CA in the broker's ssl_options.cacertfile, or it "
+            "expired or was revoked. Give a certificate that CA signed (?certfile=&keyfile= "
+            "in the URL), or see the broker's log."
+        ), "tls_client_cert_refused"
+    return None
+
+
 def _tls_failure(root: ssl.SSLError, attempt: ConnectAttempt) -> tuple[str, str]:
     """The message and reason of a failed TLS handshake: what to change in the URL."""
     where, url = f"{attempt.host}:{attempt.port}", attempt.masked_url
@@ -202,6 +272,8 @@ def connect_failure(
             "fix the host in the URL."
         )
         reason = "unknown_host"
+    elif (client_side := _tls_client_failure(exc, attempt)) is not None:
+        msg, reason = client_side
     elif isinstance(root, ssl.SSLError):
         msg, reason = _tls_failure(root, attempt)
     elif isinstance(exc, TimeoutError) and tcp_open:
