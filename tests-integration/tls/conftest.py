@@ -162,6 +162,14 @@ def tls_certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return make_certs(directory)
 
 
+@pytest.fixture(scope="session")
+def stranger_certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """Certificates of another CA, which no test server trusts (its client certificate
+    has the same subject as the trusted one, so only the signature tells them apart)."""
+    directory = tmp_path_factory.mktemp("tls-stranger-certs")
+    return make_certs(directory)
+
+
 def free_port() -> int:
     """A loopback port nothing listens on right now."""
     with socket.socket() as sock:
@@ -295,19 +303,20 @@ POSTGRES_PASSWORD = "pg-tls-test-secret"  # noqa: S105 - never checked by the se
 POSTGRES_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
 
 
-@pytest.fixture(scope="module")
-def postgres_tls(
-    tls_certs: Certs, service_unavailable: Callable[[str], NoReturn]
-) -> Iterator[Server]:
-    """A PostgreSQL cluster accepting TLS connections only; yield (port, CA file).
+CLIENT_USER = "lexigram-worker"
+"""The client certificate's common name: the role PostgreSQL's ``cert`` method logs in."""
+CLIENT_DATABASE = "tasks"
+"""The database that role owns in the cluster requiring client certificates."""
 
-    pg_hba.conf has ``hostssl`` lines and no ``host`` line, so a plain-text login is
-    refused by the server itself; logins are trusted (the tests are about TLS).
-    """
-    initdb = require("initdb", service_unavailable, *(d / "initdb" for d in POSTGRES_BIN[::-1]))
+
+@contextmanager
+def _postgres(
+    certs: Certs, fail: Callable[[str], NoReturn], *, client_cert: bool
+) -> Iterator[Server]:
+    initdb = require("initdb", fail, *(d / "initdb" for d in POSTGRES_BIN[::-1]))
     bin_dir = Path(initdb).resolve().parent  # pg_ctl sits beside the real initdb
-    user = service_user("postgres", service_unavailable)
-    root = server_dir("pg", tls_certs, user)
+    user = service_user("postgres", fail)
+    root = server_dir("pg", certs, user)
     data, log, port = root / "data", root / "postgres.log", free_port()
 
     def run(*command: str) -> subprocess.CompletedProcess[str]:
@@ -315,50 +324,88 @@ def postgres_tls(
             [*as_user(user), *command], capture_output=True, text=True, timeout=120, check=False
         )
 
+    # `cert` checks the client certificate against ssl_ca_file and logs in the role its
+    # common name names; `trust` asks for nothing beyond TLS.
+    method = "cert" if client_cert else "trust"
     try:
         init = run(initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync")
         if init.returncode != 0:
-            service_unavailable(f"initdb failed: {init.stderr.strip()[-300:]}")
+            fail(f"initdb failed: {init.stderr.strip()[-300:]}")
         (data / "pg_hba.conf").write_text(
             "local all all trust\n"
-            "hostssl all all 127.0.0.1/32 trust\n"
-            "hostssl all all ::1/128 trust\n"
+            f"hostssl all all 127.0.0.1/32 {method}\n"
+            f"hostssl all all ::1/128 {method}\n"
         )
         options = (
             f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c ssl=on "
             f"-c ssl_cert_file={root / 'server.pem'} -c ssl_key_file={root / 'server.key'} "
-            "-c fsync=off -c max_connections=30"
+            f"-c ssl_ca_file={root / 'ca.pem'} -c fsync=off -c max_connections=30"
         )
         start = run(
             str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start"
         )
         if start.returncode != 0:
-            service_unavailable(f"the private TLS PostgreSQL did not start: {_tail(log)}")
-        yield Server(port, tls_certs.ca, POSTGRES_PASSWORD)
+            fail(f"the private TLS PostgreSQL did not start: {_tail(log)}")
+        if client_cert:
+            for sql in (
+                f'CREATE ROLE "{CLIENT_USER}" LOGIN',
+                f'CREATE DATABASE {CLIENT_DATABASE} OWNER "{CLIENT_USER}"',
+            ):
+                created = run(
+                    str(bin_dir / "psql"), "-h", str(root), "-p", str(port), "-U", "postgres",
+                    "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql,
+                )  # fmt: skip
+                if created.returncode != 0:
+                    fail(f"{sql} failed: {created.stderr.strip()[-300:]}")
+        yield Server(port, certs.ca, POSTGRES_PASSWORD)
     finally:
         if (data / "postmaster.pid").exists():
             run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(root, ignore_errors=True)
 
 
-RABBITMQ_SCRIPTS = (Path("/usr/lib/rabbitmq/bin/rabbitmq-server"),)
+@pytest.fixture(scope="module")
+def postgres_tls(
+    tls_certs: Certs, service_unavailable: Callable[[str], NoReturn]
+) -> Iterator[Server]:
+    """A PostgreSQL cluster accepting TLS connections only.
+
+    pg_hba.conf has ``hostssl`` lines and no ``host`` line, so a plain-text login is
+    refused by the server itself; logins are trusted (the tests are about TLS).
+    """
+    with _postgres(tls_certs, service_unavailable, client_cert=False) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def rabbitmq_tls(
+def postgres_mtls(
     tls_certs: Certs, service_unavailable: Callable[[str], NoReturn]
 ) -> Iterator[Server]:
-    """A second RabbitMQ node with only a TLS listener; yield (port, CA file).
+    """A TLS-only PostgreSQL cluster whose only login method is ``hostssl ... cert``.
 
-    It has a node name, distribution port, data and log directories, config, env file
-    and plugin list of its own, so the shared node (and its config) is never touched.
+    A client must show a certificate signed by the test CA; its common name is the role
+    logged in (`CLIENT_USER`, owner of the database `CLIENT_DATABASE`).
     """
+    with _postgres(tls_certs, service_unavailable, client_cert=True) as server:
+        yield server
+
+
+# guest's password on the private nodes (the broker's default, guest, would hide in "guest:"
+# and so prove nothing about masking).
+RABBITMQ_PASSWORD = "rmq-tls-test-secret"  # noqa: S105 - a throwaway password of a private node
+RABBITMQ_SCRIPTS = (Path("/usr/lib/rabbitmq/bin/rabbitmq-server"),)
+
+
+@contextmanager
+def _rabbitmq(
+    certs: Certs, service_unavailable: Callable[[str], NoReturn], *, client_cert: bool
+) -> Iterator[Server]:
     # The distribution's real start script, not the Debian wrapper in /usr/sbin, which
     # switches user with su and sends the output to the shared node's log files.
     script = next((str(p) for p in RABBITMQ_SCRIPTS if p.is_file()), None)
     script = script or require("rabbitmq-server", service_unavailable)
     user = service_user("rabbitmq", service_unavailable)
-    root = server_dir("rabbitmq", tls_certs, user)
+    root = server_dir("rabbitmq", certs, user)
     port, dist_port, log = free_port(), free_port(), root / "startup.log"
     (root / "rabbitmq.conf").write_text(
         "listeners.tcp = none\n"
@@ -366,11 +413,12 @@ def rabbitmq_tls(
         f"ssl_options.cacertfile = {root / 'ca.pem'}\n"
         f"ssl_options.certfile = {root / 'server.pem'}\n"
         f"ssl_options.keyfile = {root / 'server.key'}\n"
-        "ssl_options.verify = verify_none\n"
-        "ssl_options.fail_if_no_peer_cert = false\n"
+        f"ssl_options.verify = {'verify_peer' if client_cert else 'verify_none'}\n"
+        f"ssl_options.fail_if_no_peer_cert = {'true' if client_cert else 'false'}\n"
         # guest may log in from localhost only by default; the tests connect over loopback
         # but by name, which RabbitMQ cannot always tell apart.
         "loopback_users = none\n"
+        f"default_pass = {RABBITMQ_PASSWORD}\n"
     )
     (root / "enabled_plugins").write_text("[].\n")
     (root / "rabbitmq-env.conf").write_text("")
@@ -403,10 +451,34 @@ def rabbitmq_tls(
         problem = wait_for_port(port, process, log)
         if problem is not None:
             service_unavailable(f"the private TLS RabbitMQ node {problem}")
-        yield Server(port, tls_certs.ca, "guest")
+        yield Server(port, certs.ca, RABBITMQ_PASSWORD)
     finally:
         stop(process)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def rabbitmq_tls(
+    tls_certs: Certs, service_unavailable: Callable[[str], NoReturn]
+) -> Iterator[Server]:
+    """A second RabbitMQ node with only a TLS listener.
+
+    It has a node name, distribution port, data and log directories, config, env file
+    and plugin list of its own, so the shared node (and its config) is never touched.
+    """
+    with _rabbitmq(tls_certs, service_unavailable, client_cert=False) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def rabbitmq_mtls(
+    tls_certs: Certs, service_unavailable: Callable[[str], NoReturn]
+) -> Iterator[Server]:
+    """Such a node that also requires a client certificate signed by the test CA
+    (``ssl_options.verify = verify_peer``, ``fail_if_no_peer_cert = true``); the login
+    is still guest's password."""
+    with _rabbitmq(tls_certs, service_unavailable, client_cert=True) as server:
+        yield server
 
 
 APP = """
@@ -466,9 +538,12 @@ def round_trip(
 
 
 def tls_failure(url: str) -> str:
-    """The error line ``lexigram-tasks inspect -b URL`` ends with when TLS fails."""
+    """The error line ``lexigram-tasks inspect -b URL`` ends with when TLS fails.
+
+    The command must exit with 2, the CLI's code for a backend it cannot connect to.
+    """
     result = CliRunner().invoke(cli, ["inspect", "-b", url, "--connect-timeout", "5"])
-    assert result.exit_code != 0, result.output
+    assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output  # one line naming the problem, no traceback
     return lines[0]
@@ -478,3 +553,17 @@ def tls_failure(url: str) -> str:
 def failure() -> Callable[[str], str]:
     """`tls_failure`, for the test modules (conftest helpers are not importable)."""
     return tls_failure
+
+
+def assert_shows_no_secret(message: str, password: str, *keys: Path) -> None:
+    """`message` holds neither `password` nor any line of the private keys' PEM text."""
+    assert password not in message
+    for key in keys:
+        for line in filter(None, key.read_text().splitlines()):
+            assert line not in message
+
+
+@pytest.fixture
+def no_secret() -> Callable[..., None]:
+    """`assert_shows_no_secret`, for the test modules."""
+    return assert_shows_no_secret
