@@ -27,6 +27,7 @@ from lexigram.contracts.tasks._enums import (
     WorkflowStatus,
 )
 from lexigram.contracts.tasks._errors import (
+    CLIENT_CERTIFICATE_REFUSED,
     BackendConflictError,
     BackendConnectionError,
     BackendError,
@@ -46,6 +47,7 @@ from lexigram.contracts.tasks._errors import (
     TaskTimeoutError,
     TaskValidationError,
     WorkflowError,
+    error_chain,
 )
 from lexigram.contracts.tasks._lookup import JobLookupProtocol, id_prefix_upper_bound
 from lexigram.contracts.tasks._models import (
@@ -96,6 +98,7 @@ from lexigram.contracts.tasks._protocols import (
 from lexigram.contracts.tasks._result import Err, Ok, Result, UnwrapError
 
 __all__ = [
+    "CLIENT_CERTIFICATE_REFUSED",
     "DEFAULT_MAX_RETRIES",
     "ENVELOPE_VERSION",
     "OPTIONAL_BACKEND_ATTRIBUTES",
@@ -172,6 +175,7 @@ __all__ = [
     "WorkflowSummary",
     "decode_job",
     "encode_job",
+    "error_chain",
     "id_prefix_upper_bound",
     "make_poison_job",
     "mask_url",

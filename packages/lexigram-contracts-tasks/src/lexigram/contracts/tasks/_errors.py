@@ -268,3 +268,34 @@ class WorkflowError(Exception):
         self.message = message
         self.step_name = step_name
         self.result = result
+
+
+# -- reading the errors of client libraries (for backend authors) ------------------------
+
+CLIENT_CERTIFICATE_REFUSED = frozenset(
+    {
+        "TLSV1_ALERT_UNKNOWN_CA",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+        "SSLV3_ALERT_CERTIFICATE_REVOKED",
+        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+    }
+)
+"""TLS alerts (OpenSSL's ``SSLError.reason``) a server sends about a client certificate it
+refuses. Under TLS 1.3 they arrive after the client finished its side of the handshake, so
+a client sees either the alert or only the connection reset that follows it: a backend
+reads both as the same refusal."""
+
+
+def error_chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and the errors it was raised from, outermost first.
+
+    Follows ``__cause__``, else ``__context__``; each error once, so a cycle ends the chain.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain

@@ -15,7 +15,12 @@ from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
-from lexigram.contracts.tasks import BackendConnectionError, mask_url
+from lexigram.contracts.tasks import (
+    CLIENT_CERTIFICATE_REFUSED,
+    BackendConnectionError,
+    error_chain,
+    mask_url,
+)
 
 
 def _where(dsn: str | None) -> str:
@@ -62,31 +67,6 @@ def _names_tls_files(dsn: str | None) -> bool:
     return dsn is not None and any(f"{key}=" in dsn for key in ("sslrootcert", "sslcert", "sslkey"))
 
 
-# What a server sends back about the client's certificate; under TLS 1.3 it comes after
-# the client has finished its side of the handshake, so the client may see it, or only
-# the connection reset that follows it: both are read as the same refusal.
-_CLIENT_CERT_REFUSED = frozenset(
-    {
-        "TLSV1_ALERT_UNKNOWN_CA",
-        "SSLV3_ALERT_BAD_CERTIFICATE",
-        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
-        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
-        "SSLV3_ALERT_CERTIFICATE_REVOKED",
-        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
-    }
-)
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    """`exc` and the errors it was raised from, outermost first."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and all(current is not seen for seen in chain):
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
-
-
 def _client_cert_problem(dsn: str | None, exc: BaseException, where: str) -> str | None:
     """The message for a client certificate the server wants and did not get or accept."""
     detail = one_line(exc)
@@ -104,8 +84,8 @@ def _client_cert_problem(dsn: str | None, exc: BaseException, where: str) -> str
         )
     if dsn is None or "sslcert=" not in dsn:
         return None
-    chain = _causes(exc)
-    alerted = any(getattr(e, "reason", None) in _CLIENT_CERT_REFUSED for e in chain)
+    chain = error_chain(exc)
+    alerted = any(getattr(e, "reason", None) in CLIENT_CERTIFICATE_REFUSED for e in chain)
     if alerted or any(isinstance(e, ConnectionResetError) for e in chain):
         return (
             f"PostgreSQL at {where} dropped the connection at the end of the TLS handshake, "

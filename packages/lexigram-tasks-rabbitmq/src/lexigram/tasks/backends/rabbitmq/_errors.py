@@ -21,7 +21,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiormq
 
-from lexigram.contracts.tasks import BackendConnectionError, mask_url
+from lexigram.contracts.tasks import (
+    CLIENT_CERTIFICATE_REFUSED,
+    BackendConnectionError,
+    error_chain,
+    mask_url,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,30 +140,11 @@ def _refused(exc: BaseException) -> bool:
     return len(args) > 0 and args[0] == errno.ECONNREFUSED
 
 
-# What a broker sends back about the client's certificate. Under TLS 1.3 it comes after the
-# client has finished its side of the handshake, so the client sees either the alert or only
-# the connection reset that follows it; both are read as the same answer.
+# What a broker sends back when the client gave no certificate. Under TLS 1.3 it comes after
+# the client has finished its side of the handshake, so the client sees either the alert or
+# only the connection reset that follows it; both are read as the same answer (and the same
+# for a refused certificate: `CLIENT_CERTIFICATE_REFUSED`).
 _NO_CLIENT_CERT = frozenset({"TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_HANDSHAKE_FAILURE"})
-_CLIENT_CERT_REFUSED = frozenset(
-    {
-        "TLSV1_ALERT_UNKNOWN_CA",
-        "SSLV3_ALERT_BAD_CERTIFICATE",
-        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
-        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
-        "SSLV3_ALERT_CERTIFICATE_REVOKED",
-        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
-    }
-)
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    """`exc` and the errors it was raised from, outermost first."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and all(current is not seen for seen in chain):
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
 
 
 def _tls_client_failure(exc: BaseException, attempt: ConnectAttempt) -> tuple[str, str] | None:
@@ -176,7 +162,7 @@ def _tls_client_failure(exc: BaseException, attempt: ConnectAttempt) -> tuple[st
             f"TLS with {where} failed ({url}): a file the URL names cannot be read ({exc}). "
             "Fix cafile, certfile or keyfile in the URL."
         ), "tls_file_unreadable"
-    chain = _causes(exc)
+    chain = error_chain(exc)
     reasons = {getattr(error, "reason", None) for error in chain}
     if "KEY_VALUES_MISMATCH" in reasons:
         return (
@@ -191,7 +177,7 @@ def _tls_client_failure(exc: BaseException, attempt: ConnectAttempt) -> tuple[st
             "gets none (ssl_options.fail_if_no_peer_cert = true). Give one with "
             "?certfile=/path/client.pem&keyfile=/path/client.key in the URL."
         ), "tls_client_cert_required"
-    if reasons & _CLIENT_CERT_REFUSED or reset:
+    if reasons & CLIENT_CERTIFICATE_REFUSED or reset:
         return (
             f"TLS with {where} failed ({url}): the broker closed the connection at the end "
             "of the TLS handshake, as it does with a client certificate it does not accept: "
