@@ -241,7 +241,10 @@ async def _join(nodes: list[Node]) -> None:
         await node.ctl("start_app")
         await node.ctl("await_startup")
 
-    await asyncio.gather(*(join(node) for node in nodes[1:]))
+    # One node at a time: two nodes joining at once race on the cluster's schema, and
+    # mnesia then refuses to start on one of them.
+    for node in nodes[1:]:
+        await join(node)
     status = await nodes[0].ctl("cluster_status", "--formatter", "json")
     for node in nodes:
         assert node.name in status, f"{node.name} did not join: {status}"
