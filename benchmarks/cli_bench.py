@@ -63,7 +63,8 @@ CONCURRENCY = 100
 W4_JOBS = 2000
 W4_SLEEP = 0.05
 
-PROBE = """
+# What every probe module starts with (cli_latency.py's too): its settings and a counter.
+PROBE_HEAD = """
 import json, os, threading, time
 
 N = int(os.environ["CLIBENCH_N"])
@@ -71,7 +72,11 @@ SLEEP = float(os.environ["CLIBENCH_SLEEP"])
 OUT = os.environ["CLIBENCH_OUT"]
 _lock = threading.Lock()  # Dramatiq and Celery run jobs in threads
 _count = 0
-_first = 0.0
+"""
+
+PROBE = (
+    PROBE_HEAD
+    + """_first = 0.0
 
 
 def start():
@@ -91,6 +96,7 @@ def done():
         json.dump({"first": _first, "last": last, "pid": os.getpid()}, out)
     os.replace(OUT + ".tmp", OUT)
 """
+)
 
 ASYNC_BODY = """
     clibench_probe.start()

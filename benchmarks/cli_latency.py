@@ -40,15 +40,9 @@ from typing import Any
 import cli_bench
 
 # The W3 probe: `start(ts)` notes the job's latency; a job sent with ts=0 is the warm-up.
-PROBE = """
-import json, os, threading, time
-
-N = int(os.environ["CLIBENCH_N"])
-SLEEP = float(os.environ["CLIBENCH_SLEEP"])
-OUT = os.environ["CLIBENCH_OUT"]
-_lock = threading.Lock()  # Dramatiq and Celery run jobs in threads
-_count = 0
-_latencies = []
+PROBE = (
+    cli_bench.PROBE_HEAD
+    + """_latencies = []
 
 
 def start(ts):
@@ -76,6 +70,7 @@ def done():
         json.dump(figures, out)
     os.replace(OUT + ".tmp", OUT)
 """
+)
 
 
 @dataclass
