@@ -160,6 +160,10 @@ class Settler:
         idempotency: Idempotency manager (``mark_completed`` / ``release``).
         logger: Where to log.
         log_jobs: Log every completed job at INFO.
+        acked: Called once a job's success is acked, before its result is stored and its
+            end reported: the worker hands the job's slot to the next job meanwhile, so
+            leasing the next round overlaps that bookkeeping (None: the slot frees at the
+            very end).
     """
 
     def __init__(
@@ -178,6 +182,7 @@ class Settler:
         idempotency: Any = None,
         logger: logging.Logger | logging.LoggerAdapter[Any],
         log_jobs: bool = False,
+        acked: Callable[[Running], None] | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.queue = queue
@@ -203,10 +208,7 @@ class Settler:
         # ended, and names it from here.
         self.long_job_seconds = math.inf
         self.long_jobs: deque[tuple[str, float]] = deque(maxlen=64)
-        # Called once a job's success is acked, before its result is stored and its end
-        # reported: the worker hands the job's slot to the next job meanwhile, so leasing
-        # the next round overlaps that bookkeeping (None: the slot frees at the very end).
-        self.acked: Callable[[Running], None] | None = None
+        self.acked = acked
 
     def tracker_for(self, entry: Running) -> ProgressTracker:
         """The job's `ProgressTracker` (created on first use)."""

@@ -57,7 +57,7 @@ _DEADLINE_SLACK = 1e-3
 def _lookup_of(handlers: Any) -> TaskLookup:
     """How a worker finds its tasks in a `HandlerRegistry` or a mapping of name -> handler.
 
-    The runner asks `current(name)` on every job (a C-level dict lookup either way) and
+    The runner asks `current(name)` on every job (one dict lookup either way) and
     re-derives what it cached for the task only when the answer is a new object: a
     registry's (handler, options) pair changes on every registration, a mapping's
     handler when it is replaced.
@@ -74,10 +74,9 @@ def _lookup_of(handlers: Any) -> TaskLookup:
             f"got {type(handlers).__name__}. Pass e.g. {{'send_email': send_email}}."
         )
         raise TypeError(msg)
-    find = get
 
     def resolve(name: str) -> tuple[Callable[..., Any], TaskOptions] | None:
-        handler = find(name)
+        handler = get(name)
         return None if handler is None else (handler, options_of(handler))
 
     return TaskLookup(current=get, resolve=resolve)
@@ -249,6 +248,14 @@ class TaskWorker:
             idempotency=services.idempotency_manager,
             logger=self.logger,
             log_jobs=log_jobs,
+            # Storing a result is a round trip to the backend: the next jobs need not wait
+            # for it. (An in-process store finishes at once: nothing to overlap.)
+            acked=(
+                None
+                if services.result_store is None
+                or isinstance(services.result_store, InMemoryResultStore)
+                else self._acked
+            ),
         )
         self._runner = JobRunner(
             worker_id=worker_id,
@@ -265,11 +272,6 @@ class TaskWorker:
         )
         if loop_lag_threshold > 0:
             self._settler.long_job_seconds = loop_lag_threshold
-        store = services.result_store
-        if store is not None and not isinstance(store, InMemoryResultStore):
-            # Storing a result is a round trip to the backend: the next jobs need not
-            # wait for it. (An in-process store finishes at once: nothing to overlap.)
-            self._settler.acked = self._acked
 
     def __repr__(self) -> str:
         return (
