@@ -52,6 +52,10 @@ _CANCEL_GRACE = 5.0
 _MAX_ERROR_BACKOFF = 5.0
 # Timer slack: asyncio may fire a timer a hair early; treat deadlines this close as due.
 _DEADLINE_SLACK = 1e-3
+# A cancelled job's lease is gone before its announcement arrives (the backend deletes the
+# job, then tells the subscribers); a lost lease waits this long for the announcement, so
+# the job is settled as cancelled rather than as lost.
+_CANCEL_NOTICE_WAIT = 0.25
 
 
 def _lookup_of(handlers: Any) -> TaskLookup:
@@ -573,7 +577,7 @@ class TaskWorker:
         for job_id, token in leases:
             entry = self._in_flight.get(job_id)
             if entry is not None and entry.job.lease_token == token:
-                self._interrupt(entry, LEASE_LOST)
+                self._lease_gone(entry)
 
     async def _heartbeat(self) -> None:
         """Extend the lease of every running job every lease/3 seconds.
@@ -620,9 +624,21 @@ class TaskWorker:
             self.logger.exception("Extending the lease of job %s failed.", entry.job.id)
             return
         if kept is False:  # only an explicit False means the lease is gone
-            self._interrupt(entry, LEASE_LOST)
+            self._lease_gone(entry)
         else:
             entry.renewed = now
+
+    def _lease_gone(self, entry: Running) -> None:
+        """Stop a handler whose lease is gone, as lost unless a cancellation explains it."""
+        if self._cancels is None:
+            self._interrupt(entry, LEASE_LOST)
+            return
+
+        def lost() -> None:
+            if self._in_flight.get(entry.job.id) is entry:
+                self._interrupt(entry, LEASE_LOST)
+
+        asyncio.get_running_loop().call_later(_CANCEL_NOTICE_WAIT, lost)
 
     async def _reclaim(self, entry: Running) -> None:
         """Release a job whose task was cancelled from outside before it could start."""
