@@ -38,7 +38,9 @@ from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.execution import WorkerPool
 
-pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
+# Three Erlang nodes booting take both cores of a small machine for a minute: run alone
+# (exclusive), so neither these tests nor the others time out under the load they make.
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow, pytest.mark.exclusive]
 
 SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
@@ -327,13 +329,13 @@ async def flow_through_failover(cluster: Cluster, *, kill: Callable[[int], int])
         await producer.close()
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(300)
 async def test_worker_node_dies_and_the_worker_moves_to_a_surviving_node(cluster: Cluster) -> None:
     # The worker is on node 1; the leader (and the producer) on node 0 stay up.
     await flow_through_failover(cluster, kill=lambda leader: 1)
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(300)
 async def test_quorum_leader_dies_and_a_new_leader_takes_over(cluster: Cluster) -> None:
     # The leader is node 0, which the producer is connected to; the worker is on node 1.
     await flow_through_failover(cluster, kill=lambda leader: leader)

@@ -394,7 +394,8 @@ async def test_an_unreplicated_enqueue_is_lost_unless_replicas_must_confirm_it(
     primary = topology.primary.client()
     try:
         assert (await plain.enqueue(Job(id="replicated", name="work"))).is_ok()
-        await asyncio.sleep(0.2)  # the replica's stream catches up (nothing to wait on)
+        # The replica has it before its link is cut (a fixed sleep lost that race under load).
+        assert await primary.execute_command("WAIT", 1, 10_000) == 1
         topology.replica.proc.send_signal(signal.SIGSTOP)
         try:
             assert await primary.client_kill_filter(_type="slave") == 1
