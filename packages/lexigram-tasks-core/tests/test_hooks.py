@@ -251,6 +251,35 @@ async def test_a_registry_nobody_listens_to_says_so_and_wakes_up_for_each_kind_o
     assert EventStream([object.__new__(_Plain)]).listening
 
 
+def test_listening_follows_plugins_registered_after_it_was_asked_by_any_path():
+    import pluggy
+
+    hooks = HookRegistry()
+    assert not hooks.listening  # asked (and remembered) before any plugin
+
+    class Plugin:
+        @hookimpl
+        def lexigram_tasks_before_execute(self, payload):
+            del payload
+
+    plugin = Plugin()
+    hooks.plugin_manager.register(plugin, "direct")  # past the registry, on its manager
+    assert hooks.listening
+    hooks.plugin_manager.set_blocked("direct")  # unregisters it
+    assert not hooks.listening
+    hooks.register_plugin(Plugin(), "again")
+    assert hooks.listening
+    hooks.unregister_plugin("again")
+    assert not hooks.listening
+
+    # A manager of the caller's own is looked at every time.
+    own = pluggy.PluginManager("lexigram_tasks")
+    given = HookRegistry(plugin_manager=own)
+    assert not given.listening
+    own.register(Plugin(), "late")
+    assert given.listening
+
+
 class _Plain:
     def observe(self, event):
         del event

@@ -20,6 +20,18 @@ def test_pack_encodes_every_argument_type() -> None:
         pack(("SET", True))
 
 
+def test_hiredis_and_the_python_encoder_write_the_same_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lexigram.tasks.backends.redis import _mux
+
+    args = ("EVALSHA", "f" * 40, 2, "{q}:a", "{q}:b", b"\x00raw", 3_600_000, 0.1, 1e20, -2.5, "é")
+    with_hiredis = pack(args)
+    monkeypatch.setattr(_mux, "_hiredis_pack", None)
+    assert pack(list(args)) == with_hiredis
+    assert pack(args) == b"*%d\r\n" % len(args) + _mux.pack_args(args)
+
+
 def test_parser_reads_every_reply_type() -> None:
     parser = RespParser()
     parser.feed(b"+OK\r\n:42\r\n$3\r\nabc\r\n$-1\r\n*-1\r\n*3\r\n:1\r\n*1\r\n$1\r\nx\r\n$0\r\n\r\n")

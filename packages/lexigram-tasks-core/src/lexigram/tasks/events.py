@@ -343,7 +343,10 @@ class EventStream:
         """
         if self._always:
             return True
-        return any(getattr(observer, "listening", True) for observer in self._observers)
+        for observer in self._observers:  # a loop, not any(): no generator on every job
+            if getattr(observer, "listening", True):
+                return True
+        return False
 
     async def observe(self, event: JobEvent) -> None:
         """Deliver `event` to every observer; their errors are logged, not raised."""

@@ -118,6 +118,25 @@ def as_observer(hooks: HookRegistryProtocol) -> Any:
     return HookObserver(hooks)
 
 
+class _CountingPluginManager(pluggy.PluginManager):
+    """A `PluginManager` that counts (un)registrations, so "does a plugin listen?" is cached.
+
+    Every registration path (`register`, entry points, `set_blocked`) goes through
+    `register` or `unregister`. The worker asks twice per job; the count spares it a
+    look at every hook's implementations each time.
+    """
+
+    generation = 0
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        self.generation += 1
+        return super().register(plugin, name)
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        self.generation += 1
+        return super().unregister(plugin, name)
+
+
 class HookRegistry:
     """Lifecycle hook registry on pluggy; implements `HookRegistryProtocol`.
 
@@ -143,7 +162,7 @@ class HookRegistry:
         pm = (
             plugin_manager
             if plugin_manager is not None
-            else pluggy.PluginManager(hookspecs.PROJECT_NAME)
+            else _CountingPluginManager(hookspecs.PROJECT_NAME)
         )
         if pm.project_name != hookspecs.PROJECT_NAME:
             msg = (
@@ -160,6 +179,10 @@ class HookRegistry:
         self._callers: dict[str, pluggy.HookCaller] = {
             action: getattr(pm.hook, hook) for action, hook in hookspecs.ACTION_HOOKS.items()
         }
+        # Whether a plugin implements an action's hook, as of the manager's generation
+        # (-1: never looked; a manager given by the caller has no generation: always look).
+        self._plugins_generation = -1
+        self._plugins_listening = False
 
     def __repr__(self) -> str:
         plugins = sorted(name for name, _ in self._pm.list_name_plugin())
@@ -317,7 +340,13 @@ class HookRegistry:
         """True when anything would see a job event (see `EventStream.listening`)."""
         if getattr(self._bus, "has_subscribers", True) or any(self._observers.values()):
             return True
-        return any(caller.get_hookimpls() for caller in self._callers.values())
+        generation = getattr(self._pm, "generation", None)
+        if generation is None or generation != self._plugins_generation:
+            self._plugins_listening = any(
+                caller.get_hookimpls() for caller in self._callers.values()
+            )
+            self._plugins_generation = -1 if generation is None else generation
+        return self._plugins_listening
 
     def listened(self, action: str) -> bool:
         """True when a plugin, an observer or an event-bus subscriber would see `action`."""

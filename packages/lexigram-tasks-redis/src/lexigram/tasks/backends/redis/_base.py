@@ -90,9 +90,14 @@ class RedisStore:
         )
 
     async def _call(
-        self, what: str, fn: Callable[[Any], Awaitable[T]], *, blocking: bool = False
+        self,
+        what: str,
+        fn: Callable[[Any], Awaitable[T]],
+        *,
+        blocking: bool = False,
+        fast: bool = False,
     ) -> T:
-        return await self._connector.call(f"{self._store} {what}", fn, blocking=blocking)
+        return await self._connector.call(f"{self._store} {what}", fn, blocking=blocking, fast=fast)
 
     async def close(self) -> None:
         """Close the connection pool if this store built it, else release its share of it.

@@ -35,12 +35,14 @@ logger = logging.getLogger(__name__)
 
 _hiredis_reader: Any = None
 _hiredis_error: Any = None
-try:  # optional: hiredis parses replies in C
+_hiredis_pack: Any = None
+try:  # optional: hiredis parses replies and encodes commands in C
     import hiredis
 except ImportError:  # pragma: no cover - depends on the environment
     HIREDIS = False
 else:
     _hiredis_reader, _hiredis_error = hiredis.Reader, hiredis.ReplyError
+    _hiredis_pack = hiredis.pack_command
     HIREDIS = True
 
 _CLOSE_TIMEOUT = 1.0
@@ -95,6 +97,11 @@ _SIMPLE, _ERROR, _INTEGER, _BULK, _ARRAY = b"+-:$*"
 
 def pack(args: tuple[Any, ...] | list[Any]) -> bytes:
     """Encode one command in RESP (bytes, str, int and float arguments)."""
+    if _hiredis_pack is not None:
+        try:  # the same bytes as below (floats as repr), in C
+            return _hiredis_pack(args if type(args) is tuple else tuple(args))  # type: ignore[no-any-return]
+        except TypeError:
+            pass  # an argument of another type: the encoder below names it
     return b"*%d\r\n" % len(args) + pack_args(args)
 
 
@@ -123,6 +130,7 @@ def pack_args(args: tuple[Any, ...] | list[Any]) -> bytes:
 
 
 _MAX_HEADS = 256  # cached EVALSHA prefixes per connection (one per script and queue)
+_CACHED_KEYS = 8  # a queue's scripts name at most this many keys, and always the same ones
 
 
 class RespParser:
@@ -367,9 +375,14 @@ class MuxClient:
     async def evalsha(self, sha: str, numkeys: int, *args: Any) -> Any:
         """EVALSHA `sha` with `numkeys` keys followed by arguments.
 
-        The encoded ``EVALSHA <sha> <numkeys> <keys...>`` prefix is cached per script
-        and key set (a queue's keys never change), so only the arguments are encoded.
+        Without hiredis, the encoded ``EVALSHA <sha> <numkeys> <keys...>`` prefix is
+        cached per script and key set (a queue's keys never change), so only the
+        arguments are encoded in Python.
         """
+        if _hiredis_pack is not None or numkeys > _CACHED_KEYS:
+            # hiredis encodes it all faster than a cached prefix saves; a batch's keys
+            # vary per call, so there is nothing to reuse either.
+            return await self._send(pack(("EVALSHA", sha, numkeys, *args)))
         keys = args[:numkeys]
         head = self._heads.get((sha, keys))
         if head is None:
