@@ -44,12 +44,16 @@ _NOTIFY_BYTES = 7900
 _TERMINAL_PROGRESS = frozenset({"complete", "failed"})
 
 
+# One encoder for every write: json.dumps with options builds a new one per call.
+_encoder = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
 def dumps(value: Any) -> str:
     r"""JSON text for a json column; values JSON cannot carry are stored as their str().
 
     U+0000 is written as the escape ``\u0000``, which the json type keeps as written.
     """
-    return json.dumps(value, separators=(",", ":"), default=str)
+    return _encoder.encode(value)
 
 
 def loads(text: str) -> Any:
