@@ -343,7 +343,7 @@ class EventStream:
         """
         if self._always:
             return True
-        for observer in self._observers:  # a loop, not any(): no generator on every job
+        for observer in self._observers:  # noqa: SIM110 - no generator on every job
             if getattr(observer, "listening", True):
                 return True
         return False
