@@ -14,8 +14,11 @@ worker's settle them), and reports per job:
   flushes their counters); a read is a block not in shared buffers (from the OS);
 - **CPU ms**: this process's user + system time (SQLite runs in it), and on PostgreSQL
   the backends' of the private database (from /proc; the server must be local);
-- with ``--explain``, PostgreSQL's ``EXPLAIN (ANALYZE, BUFFERS)`` of the dequeue's pick and
-  of one ack batch, taken after the measured batches.
+- on PostgreSQL, the scans of each jobs-table index per batch (which plans the
+  statements got), and with ``--explain`` the ``EXPLAIN (ANALYZE, BUFFERS)`` of the
+  dequeue's pick and of one ack batch, taken after the measured batches. The filled table
+  is not vacuumed or analyzed (as in ``backlog_bench.py`` on a server without autovacuum)
+  unless ``--vacuum`` is given: the planner's choices differ between the two.
 
 ``--ids uuid4`` gives every job a random version 4 id (the previous default), ``--ids
 default`` leaves the id to `Job` (time-ordered since the `new_job_id` change).
@@ -143,7 +146,7 @@ def _proc_cpu(pids: list[int]) -> float:
 
 
 async def postgres_case(
-    server: str, depth: int, ids: str, batches: int, explain: bool
+    server: str, depth: int, ids: str, batches: int, *, explain: bool, vacuum: bool
 ) -> dict[str, float]:
     """Fill a new PostgreSQL database, drain `batches` batches; figures per job."""
     import asyncpg
@@ -160,7 +163,8 @@ async def postgres_case(
         await queue.connect()
         await _fill(queue, depth, ids)
         probe = await asyncpg.connect(url)
-        await probe.execute("VACUUM ANALYZE")  # as autovacuum leaves a freshly filled table
+        if vacuum:
+            await probe.execute("VACUUM ANALYZE")  # as autovacuum leaves a freshly filled table
         await queue.dequeue_batch(BATCH)
         await probe.close()
         # A closed connection's backend flushes its counters as it exits, after close()
@@ -267,13 +271,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ids", choices=("default", "uuid4"), default="default")
     parser.add_argument("--batches", type=int, default=50, help="batches of 100 (default 50)")
     parser.add_argument("--explain", action="store_true", help="PostgreSQL: print the plans")
+    parser.add_argument(
+        "--vacuum",
+        action="store_true",
+        help="PostgreSQL: VACUUM ANALYZE the filled table first (as autovacuum would)",
+    )
     parser.add_argument("--pg", default="postgresql://127.0.0.1:5432/test")
     args = parser.parse_args(argv)
     if args.backend == "sqlite":
         figures = asyncio.run(sqlite_case(args.depth, args.ids, args.batches))
     else:
         figures = asyncio.run(
-            postgres_case(args.pg, args.depth, args.ids, args.batches, args.explain)
+            postgres_case(
+                args.pg,
+                args.depth,
+                args.ids,
+                args.batches,
+                explain=args.explain,
+                vacuum=args.vacuum,
+            )
         )
     shown = ", ".join(
         f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items()
