@@ -242,6 +242,10 @@ async def _explain(url: str, queue: Any) -> None:
     try:
         pick = sql.explain_dequeue.removeprefix("EXPLAIN ")
         _show("dequeue pick", await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {pick}", "q", BATCH))
+        await conn.execute("SAVEPOINT plan")
+        plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql.dequeue}", "q", BATCH, 60.0)
+        _show("dequeue (pick and lease)", plan)
+        await conn.execute("ROLLBACK TO SAVEPOINT plan")
         leased = await conn.fetch(sql.dequeue, "q", BATCH, 60.0)
         ids = [r["id"] for r in leased]
         seqs = [r["seq"] for r in leased]
