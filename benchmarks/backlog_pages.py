@@ -159,17 +159,23 @@ async def postgres_case(
     await admin.execute(f'CREATE DATABASE "{name}"')
     url = server.rsplit("/", 1)[0] + f"/{name}"
     try:
-        queue: Any = create_queue(TaskBackendSpec(type="postgres", url=url, queue_name="q"))
-        await queue.connect()
-        await _fill(queue, depth, ids)
-        probe = await asyncpg.connect(url)
+        spec = TaskBackendSpec(type="postgres", url=url, queue_name="q")
+        filler: Any = create_queue(spec)
+        await filler.connect()
+        await _fill(filler, depth, ids)
+        await filler.close()
         if vacuum:
+            probe = await asyncpg.connect(url)
             await probe.execute("VACUUM ANALYZE")  # as autovacuum leaves a freshly filled table
+            await probe.close()
+        # A backend flushes its statistics within a second or when it exits, which comes
+        # after close() returned: the fill's and the VACUUM's (an ON CONFLICT insert counts
+        # a primary-key scan) must not land in the drain's figures.
+        await asyncio.sleep(1.5)
+        queue: Any = create_queue(spec)
+        await queue.connect()
         await queue.dequeue_batch(BATCH)
-        await probe.close()
-        # A closed connection's backend flushes its counters as it exits, after close()
-        # returned: wait, so that the VACUUM's buffers are not counted as the drain's.
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.5)
         pids = [
             r["pid"]
             for r in await admin.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", name)
