@@ -152,7 +152,9 @@ async def test_every_page_renders(seeded: Seeded) -> None:
     schedules = await seeded.client.get("/schedules")
     assert "cli:nightly_report" in schedules.text
     assert "active" in schedules.text
-    job = await seeded.client.get(f"/jobs/{seeded.dead.id[:8]}")
+    # A prefix into the id's random part: the seeded jobs' time-ordered ids share their
+    # first characters (the millisecond they were made).
+    job = await seeded.client.get(f"/jobs/{seeded.dead.id[:23]}")
     assert job.status_code == 200
     assert "dead-lettered" in job.text
     assert "Traceback ..." in job.text

@@ -49,6 +49,7 @@ from lexigram.contracts.tasks._errors import (
     WorkflowError,
     error_chain,
 )
+from lexigram.contracts.tasks._ids import new_job_id
 from lexigram.contracts.tasks._lookup import JobLookupProtocol, id_prefix_upper_bound
 from lexigram.contracts.tasks._models import (
     DEFAULT_MAX_RETRIES,
@@ -180,6 +181,7 @@ __all__ = [
     "make_poison_job",
     "mask_url",
     "nearest_name",
+    "new_job_id",
     "option_names",
     "parse_options",
     "validate_job",

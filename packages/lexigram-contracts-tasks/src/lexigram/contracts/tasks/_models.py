@@ -9,7 +9,6 @@ without loss, which is what backends rely on to store them.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from lexigram.contracts.tasks._enums import (
     ProgressStatus,
     WorkflowStatus,
 )
+from lexigram.contracts.tasks._ids import new_job_id
 
 # Retries a job gets when neither its producer nor its task definition says otherwise.
 DEFAULT_MAX_RETRIES = 3
@@ -130,7 +130,7 @@ class Job:
     """A background job: a named unit of work with arguments, priority and retry state.
 
     Attributes:
-        id: Unique job identifier (a uuid4 string when left empty).
+        id: Unique job identifier (`new_job_id()`, a time-ordered UUID, when left empty).
         name: Task name; selects the handler.
         args: Positional arguments for the handler.
         kwargs: Keyword arguments for the handler.
@@ -190,7 +190,7 @@ class Job:
 
     def __post_init__(self) -> None:
         if not self.id:
-            self.id = str(uuid.uuid4())
+            self.id = new_job_id()
         # Callers pass lists too (and JSON decoding yields lists); tuple() of a tuple is free.
         self.args = tuple(self.args)
 
@@ -301,7 +301,7 @@ class Job:
         get = data.get
         job: Job = object.__new__(Job)
         value = get("id")
-        job.id = value if type(value) is str and value else str(value or "") or str(uuid.uuid4())
+        job.id = value if type(value) is str and value else str(value or "") or new_job_id()
         value = data["name"]
         job.name = value if type(value) is str else str(value)
         value = get("args")

@@ -188,7 +188,8 @@ def render_summary(report: DemoReport) -> Group:
         dead.add_column("task")
         dead.add_column("error")
         for job_id, task, error in report.dead_letters:
-            dead.add_row(job_id[:8], task, _short(error, 110))
+            # The whole id: time-ordered ids of one run share their first characters.
+            dead.add_row(job_id, task, _short(error, 80))
         parts.append(dead)
     parts.append(
         Text.from_markup(

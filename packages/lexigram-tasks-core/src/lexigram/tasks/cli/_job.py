@@ -64,7 +64,7 @@ Examples:
   lexigram-tasks job wait 5f0c...e1 --timeout 60 -b redis://localhost:6379/0
   lexigram-tasks job wait 5f0c...e1 --follow -b redis://localhost:6379/0
   lexigram-tasks job cancel 5f0c...e1 -b redis://localhost:6379/0
-  lexigram-tasks job status 5f0c3c1e -b redis://localhost:6379/0   (a unique prefix)
+  lexigram-tasks job status 0193a2b4-7c1d-7e2f -b redis://localhost:6379/0   (a unique prefix)
 """
 
 FOLLOW_INTERVAL = 0.2
