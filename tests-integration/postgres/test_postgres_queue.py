@@ -241,6 +241,30 @@ async def test_enqueue_many_reports_each_job_and_deduplicates_keys(pg_queue: Pos
     assert await pg_queue.get_task_count() == 2
 
 
+async def test_enqueue_many_stores_each_jobs_priority_schedule_and_retry_count(
+    pg_queue: PostgresTaskQueue, pg_conn, pg_schema
+):
+    # Alike jobs go in with those three values sent once; mixed ones as arrays.
+    later = time.time() + 3600
+    alike = [Job(name="alike", priority=7, scheduled_at=later, retry_count=2) for _ in range(3)]
+    mixed = [Job(name="mixed", priority=p, scheduled_at=s) for p, s in ((1, None), (9, later))]
+    mixed.append(Job(name="mixed", priority=4, retry_count=1))
+    for batch in (alike, mixed):
+        assert all(r.is_ok() for r in await pg_queue.enqueue_many(batch))
+    table = f'"{pg_schema}".tasks'
+    later_sql = "available_at > now() + interval '50 minutes'"
+    query = f"SELECT id, priority, status, retry_count, {later_sql} AS later FROM {table} WHERE queue = $1"  # noqa: S608, E501 - test schema
+    rows = await pg_conn.fetch(query, pg_queue.queue_name)
+    stored = {r["id"]: (r["priority"], r["status"], r["retry_count"], r["later"]) for r in rows}
+    expected = {job.id: (7, "scheduled", 2, True) for job in alike}
+    expected[mixed[0].id] = (1, "pending", 0, False)
+    expected[mixed[1].id] = (9, "scheduled", 0, True)
+    expected[mixed[2].id] = (4, "pending", 1, False)
+    assert stored == expected
+    leased = await pg_queue.dequeue_batch(10)
+    assert [job.id for job in leased] == [mixed[2].id, mixed[0].id]
+
+
 async def test_idempotency_key_is_held_while_its_job_exists_past_the_ttl(
     make_pg_queue: QueueFactory,
 ):

@@ -2,15 +2,16 @@
 
 A job is encoded as compact JSON ``{"v": 1, "job": {...}}``, where the job record is
 `Job.to_dict` without the fields at their defaults (which `Job.from_dict` reads back as
-those defaults). The format version lets a newer worker read what an older producer wrote. With an `EnvelopeSigner` configured
-(`configure_envelope`), the envelope is ``{"v": 1, "sig": "<key id>.<hmac>", "job": {...}}``
-where the HMAC-SHA256 covers the exact bytes of the ``job`` value, and `decode_job`
-rejects an unsigned or badly signed envelope with `TaskDecodeError`; every backend
-already turns that error into a poison job, which the worker dead-letters without
-running it. `encode_job` also refuses a job that was never delivered and encodes to
-more than the maximum payload size. JSON is the default because it is
-safe: no payload can execute code on decode, unlike pickle. Arguments that JSON
-cannot carry fail at enqueue time with `TaskValidationError`, never in the worker.
+those defaults). The format version lets a newer worker read what an older producer
+wrote. With an `EnvelopeSigner` configured (`configure_envelope`), the envelope is
+``{"v": 1, "sig": "<key id>.<hmac>", "job": {...}}`` where the HMAC-SHA256 covers the
+exact bytes of the ``job`` value, and `decode_job` rejects an unsigned or badly signed
+envelope with `TaskDecodeError`; every backend already turns that error into a poison
+job, which the worker dead-letters without running it. `encode_job` also refuses a job
+that was never delivered and encodes to more than the maximum payload size. JSON is the
+default because it is safe: no payload can execute code on decode, unlike pickle.
+Arguments that JSON cannot carry fail at enqueue time with `TaskValidationError`, never
+in the worker.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import importlib
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lexigram.contracts.tasks._enums import PRIORITY_MAX, PRIORITY_MIN, JobStatus
@@ -136,32 +137,38 @@ def _loads(data: bytes | str) -> Any:
     return json.loads(data)
 
 
-def _plain(value: Any, depth: int = 0) -> bool:  # noqa: PLR0911 - one flat table of types
-    """Tell whether orjson writes `value` as the json module would (up to number spelling).
+def _plain(values: Iterable[Any], depth: int = 0) -> bool:  # noqa: C901, PLR0911 - a flat table of types
+    """Tell whether orjson writes `values` as the json module would (up to number spelling).
 
-    True for str, int, bool, None, finite floats, and lists, tuples and str-keyed dicts of
-    them, by exact type. The json module refuses NaN and infinities where orjson writes
-    ``null``, and orjson writes UUIDs, enums, dataclasses and datetimes that the json module
-    refuses, so anything else goes to the json module, which keeps its results and errors.
+    True when each is a str, int, bool, None, finite float, or a list, tuple or str-keyed
+    dict of such values, by exact type. The json module refuses NaN and infinities where
+    orjson writes ``null``, and orjson writes UUIDs, enums, dataclasses and datetimes that
+    the json module refuses, so anything else goes to the json module, which keeps its
+    results and errors. Scalars are checked in the loop: a call per value would cost more
+    than the rest of the encoding.
     """
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return True
-    if kind is float:
-        return bool(value - value == 0.0)  # NaN and the infinities give NaN
-    if depth >= _PLAIN_DEPTH:
-        return False
-    if kind is list or kind is tuple:
-        for item in value:  # noqa: SIM110 - all() over a generator costs more per item
-            if not _plain(item, depth + 1):
+    for value in values:
+        kind = type(value)
+        if kind is str or kind is int or kind is bool or value is None:
+            continue
+        if kind is float:
+            if value - value == 0.0:  # NaN and the infinities give NaN
+                continue
+            return False
+        if depth >= _PLAIN_DEPTH:
+            return False
+        if kind is list or kind is tuple:
+            if not _plain(value, depth + 1):
                 return False
-        return True
-    if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str or not _plain(item, depth + 1):
+        elif kind is dict:
+            for key in value:
+                if type(key) is not str:
+                    return False
+            if not _plain(value.values(), depth + 1):
                 return False
-        return True
-    return False
+        else:
+            return False
+    return True
 
 
 def _envelope_record(job: Job) -> dict[str, Any]:  # noqa: C901, PLR0912 - one test per field, inlined
@@ -272,7 +279,7 @@ def validate_job(job: Job) -> None:
 
 def _fast_encode(value: Any, record: dict[str, Any]) -> bytes | None:
     """`value` written by orjson, or None when the json module must write it."""
-    if _fast_dumps is None or not _plain(record):
+    if _fast_dumps is None or not _plain(record.values()):
         return None
     try:
         return _fast_dumps(value)

@@ -1,7 +1,8 @@
 """Batched writes of `PostgresTaskQueue`: enqueue validation and INSERTs, batched acks.
 
 Jobs without an idempotency key go in one statement (a single-row INSERT for one job,
-an ``unnest`` INSERT for many); each keyed job claims its key and inserts in one
+an ``unnest`` INSERT for many, with the priority, schedule and retry count sent once
+when every job shares them); each keyed job claims its key and inserts in one
 statement. All of them ``pg_notify`` the queue's channel in that same statement. Acks
 issued while another ack statement is in flight are sent together in the next one.
 """
@@ -31,6 +32,8 @@ _KEY_PURGE_INTERVAL = 60.0
 _ACK_BATCH = 1000
 
 Prepared = tuple[Job, bytes]
+_PENDING = JobStatus.PENDING
+_RETRYING = JobStatus.RETRYING
 
 
 def _has_nul(value: object) -> bool:
@@ -59,16 +62,19 @@ class Enqueuer:
                 "lexigram.tasks.Job and enqueue that."
             )
             raise TaskValidationError(msg)
-        job_id, key = task.id, task.idempotency_key
-        if _has_nul(job_id) or _has_nul(key):
+        # Typed as declared, yet a caller may have put anything there.
+        job_id: object = task.id
+        key: object = task.idempotency_key
+        # Inline for the common case (a str id, no key): this runs once per job.
+        if (isinstance(job_id, str) and "\x00" in job_id) or (key is not None and _has_nul(key)):
             field, value = ("id", job_id) if _has_nul(job_id) else ("idempotency_key", key)
             msg = (
                 f"Job {field} {value!r} contains U+0000 (NUL), which PostgreSQL cannot "
                 f"store in a text column. Remove the NUL character from the {field}."
             )
             raise TaskValidationError(msg)
-        if task.status is not JobStatus.RETRYING:
-            task.status = JobStatus.PENDING
+        if task.status is not _RETRYING:
+            task.status = _PENDING
         if task.queue_name is None:
             task.queue_name = self._config.queue_name
         return task, encode_job(task)
@@ -111,13 +117,22 @@ class Enqueuer:
             )
         elif plain:
             jobs = [job for job, _ in plain]
+            priorities = [job.priority for job in jobs]
+            schedules = [job.scheduled_at for job in jobs]
+            retries = [job.retry_count for job in jobs]
+            count = len(jobs)
+            alike = (
+                priorities.count(priorities[0]) == count
+                and schedules.count(schedules[0]) == count
+                and retries.count(retries[0]) == count
+            )
             await conn.execute(
-                self._sql.insert_many,
+                self._sql.insert_alike if alike else self._sql.insert_many,
                 self._config.queue_name,
                 [job.id for job in jobs],
-                [job.priority for job in jobs],
-                [job.scheduled_at for job in jobs],
-                [job.retry_count for job in jobs],
+                priorities[0] if alike else priorities,
+                schedules[0] if alike else schedules,
+                retries[0] if alike else retries,
                 [payload for _, payload in plain],
                 self._channel,
             )
