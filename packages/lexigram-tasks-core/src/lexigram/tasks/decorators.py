@@ -39,7 +39,7 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks.concurrency._task_rate import parse_rate_limit
 from lexigram.tasks.constants import IMMUTABLE_STEP_KEY
-from lexigram.tasks.events import QUEUED, JobEvent, producer_events
+from lexigram.tasks.events import QUEUED, JobEvent, new_job_event, producer_events
 from lexigram.tasks.execution._options import ExceptionTypes, TaskOptions
 from lexigram.tasks.handles import JobHandle, register_job_stores
 from lexigram.tasks.observability._tracing import producer_span
@@ -537,7 +537,7 @@ def _queue_name(queue: TaskQueueProtocol, job: Job) -> str:
 
 
 def _queued(queue: TaskQueueProtocol, job: Job) -> JobEvent:
-    return JobEvent(
+    return new_job_event(
         kind=QUEUED,
         task=job.name,
         job_id=job.id,

@@ -32,7 +32,16 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol, Self, TypeVar, cast, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Protocol,
+    Self,
+    TypeVar,
+    cast,
+    runtime_checkable,
+)
 from uuid import UUID, uuid4
 
 logger = logging.getLogger(__name__)
@@ -248,6 +257,40 @@ class JobEvent:
     reason: str | None = None
     retry_in: float | None = None
     metadata: Mapping[str, Any] | None = None
+
+
+def _draft_class() -> type:
+    """A mutable twin of `JobEvent` (same fields, same slots) that turns into one.
+
+    A frozen dataclass's ``__init__`` sets each of the 14 fields through
+    ``object.__setattr__``, about three times what building the event with plain slot
+    stores costs; the worker builds two events per job whenever anything observes it.
+    Same slots in the same order give both classes one memory layout, so assigning
+    ``__class__`` at the end of the twin's ``__init__`` is allowed and makes it the
+    frozen `JobEvent` every observer sees.
+    """
+
+    def freeze(self: Any) -> None:
+        self.__class__ = JobEvent
+
+    spec = [(f.name, f.type, field(default=f.default)) for f in dataclasses.fields(JobEvent)]
+    return dataclasses.make_dataclass(
+        "JobEvent",
+        spec,
+        namespace={"__post_init__": freeze},
+        slots=True,
+        kw_only=True,
+        repr=False,
+        eq=False,
+    )
+
+
+if TYPE_CHECKING:
+    new_job_event = JobEvent
+else:
+    new_job_event = _draft_class()
+"""``JobEvent(...)`` for emitters of many events: the same arguments, the same frozen
+`JobEvent`, built for about a third of the instructions (see `_draft_class`)."""
 
 
 @runtime_checkable
@@ -503,5 +546,6 @@ __all__ = [
     "TaskCompletedEvent",
     "TaskFailedEvent",
     "TaskQueuedEvent",
+    "new_job_event",
     "producer_events",
 ]

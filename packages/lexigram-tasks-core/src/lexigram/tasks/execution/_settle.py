@@ -49,6 +49,7 @@ from lexigram.tasks.events import (
     STARTED,
     EventStream,
     JobEvent,
+    new_job_event,
 )
 from lexigram.tasks.execution._cancel import cancelled_result
 from lexigram.tasks.execution._options import Reject, Retry, TaskOptions
@@ -616,7 +617,7 @@ class Settler:
         finished = None
         if kind != STARTED:
             finished = end if end is not None else time.time()
-        return JobEvent(
+        return new_job_event(
             kind=kind,
             task=job.name,
             job_id=job.id,

@@ -321,19 +321,19 @@ class HookRegistry:
 
     # -- emitting --------------------------------------------------------------------
 
-    async def observe(self, event: JobEvent) -> None:
+    def observe(self, event: JobEvent) -> Awaitable[None] | None:
         """Deliver a job event as its hook action (`EventObserver` method).
 
         Nothing is built when nothing listens to the action (no plugin implements its
         hook, no observer, no event-bus subscriber): the worker reports two events per
-        job, and most workers have no hook at all.
+        job, and most workers have no hook at all. Returns the delivery to await, or
+        None when there is nothing to deliver (not even a coroutine is made then).
         """
         action = _KIND_ACTIONS.get(event.kind)
         if action is None or not self.listened(action):
-            return
+            return None
         call = hook_call_for(event)
-        if call is not None:
-            await self.emit(*call)
+        return self.emit(*call) if call is not None else None
 
     @property
     def listening(self) -> bool:

@@ -135,20 +135,24 @@ class PrometheusObserver:
 
     def observe(self, event: JobEvent) -> None:
         """Update the metrics for one job event (plain arithmetic: no lock, no I/O)."""
+        # Two calls per job on the worker's path: locals over attribute look-ups, set
+        # sizes over membership tests before add/discard.
         series = self._series.get((event.task, event.queue))
         if series is None:
-            series = _Series(len(self.buckets))
-            self._series[event.task, event.queue] = series
+            series = self._series[event.task, event.queue] = _Series(len(self.buckets))
         kind = event.kind
+        running = self._running
+        size = len(running)
         if kind == STARTED:
-            key = (event.job_id, event.worker_id)
-            if key not in self._running:
-                self._running.add(key)
+            running.add((event.job_id, event.worker_id))
+            if len(running) != size:
                 series.in_progress += 1
             enqueued = event.enqueued_at
             if enqueued is not None and event.attempt <= 1:
-                started = event.started_at if event.started_at is not None else time.time()
-                wait = max(0.0, started - enqueued)
+                started = event.started_at
+                if started is None:
+                    started = time.time()
+                wait = started - enqueued if started > enqueued else 0.0
                 series.wait_counts[bisect_left(self.buckets, wait)] += 1
                 series.wait_sum += wait
             return
@@ -156,9 +160,8 @@ class PrometheusObserver:
         if kind not in outcomes:
             return  # "queued" and kinds this version does not know
         outcomes[kind] += 1
-        key = (event.job_id, event.worker_id)
-        if key in self._running:
-            self._running.remove(key)
+        running.discard((event.job_id, event.worker_id))
+        if len(running) != size:
             series.in_progress -= 1
         duration = event.duration
         if duration is not None and kind in _RAN and event.reason not in _NOT_RUN_REASONS:

@@ -22,6 +22,7 @@ in the configuration keeps a worker from starting consumer spans.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -34,11 +35,15 @@ if TYPE_CHECKING:
 try:
     from opentelemetry import context as otel_context
     from opentelemetry import propagate, trace
+    from opentelemetry.environment_variables import OTEL_PYTHON_TRACER_PROVIDER
     from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, SpanKind, StatusCode
 
     _AVAILABLE = True
+    # A provider named in the environment is loaded by the API on its first call.
+    _PROVIDER_FROM_ENV = OTEL_PYTHON_TRACER_PROVIDER in os.environ
 except ImportError:  # the optional extra is not installed: tracing is off
     _AVAILABLE = False
+    _PROVIDER_FROM_ENV = False
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +67,21 @@ def _recording() -> bool:
     The API's default provider records nothing: then no span is started at all, which
     keeps the job path as fast as without the API.
     """
-    return _AVAILABLE and not isinstance(
-        trace.get_tracer_provider(), (ProxyTracerProvider, NoOpTracerProvider)
-    )
+    if not _AVAILABLE:
+        return False
+    # While no provider is set, get_tracer_provider() asks the environment for one on
+    # every call (a KeyError raised and caught: a few µs, once or twice per job). The
+    # API module's global says first whether one was set; only when the environment
+    # named a provider (then the API loads it on its first call) is the call needed.
+    provider = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN)
+    if provider is None and not _PROVIDER_FROM_ENV:
+        return False
+    if provider is None or provider is _UNKNOWN:
+        provider = trace.get_tracer_provider()
+    return not isinstance(provider, (ProxyTracerProvider, NoOpTracerProvider))
+
+
+_UNKNOWN = object()
 
 
 _tracers: dict[int, tuple[object, Any]] = {}
@@ -163,12 +180,17 @@ class TracingObserver:
         if opened is None:
             return
         span, token = opened
-        span.set_attribute("lexigram_tasks.outcome", event.kind)
-        if event.kind in (RETRYING, FAILED) and event.error:
-            span.set_status(StatusCode.ERROR, event.error)
-            span.set_attribute("error.type", event.error.split(":", 1)[0])
-        if event.reason:
-            span.set_attribute("lexigram_tasks.reason", event.reason)
+        if span.is_recording():  # a sampled-out span ignores attributes: build none
+            error = event.error
+            if event.kind in (RETRYING, FAILED) and error:
+                span.set_status(StatusCode.ERROR, error)
+                span.set_attributes(
+                    {"lexigram_tasks.outcome": event.kind, "error.type": error.split(":", 1)[0]}
+                )
+            else:
+                span.set_attribute("lexigram_tasks.outcome", event.kind)
+            if event.reason:
+                span.set_attribute("lexigram_tasks.reason", event.reason)
         # Detached only where it was attached (the job's own task); an attempt ended
         # from another task (a lost lease, a stop) left with its task's context.
         if trace.get_current_span() is span:
