@@ -2,24 +2,38 @@
 
 One run = N no-op jobs bulk-enqueued on Redis, then ``lexigram-tasks worker APP --burst
 --concurrency 100`` (the documented CLI worker, its defaults otherwise: results stored)
-drains them and exits. Each run is timed twice:
+drains them and exits. Each run is measured three ways:
 
 - ``wall``: from starting the worker process to its exit (start-up included);
 - ``drain``: from the first job's start to the last job's end, read from the stored
-  results (``completed_at - duration`` of the first, ``completed_at`` of the last).
+  results (``completed_at - duration`` of the first, ``completed_at`` of the last);
+- ``cpu``: the worker process's CPU seconds (user + system, every thread) from the first
+  handler call to the last, per job (the no-op task reads ``time.process_time()`` there
+  and counts its calls: nothing else per job). It moves far less with the machine's load
+  than the rates do.
 
-The variants alternate run by run: ``plain``; ``metrics`` (``--metrics-port``, a
-`PrometheusObserver` on the worker's event stream, the endpoint served but not scraped);
-``metrics+tracing`` (the same, and the APP configures the OpenTelemetry SDK: a
-`TracerProvider` whose `BatchSpanProcessor` hands every span to an exporter that drops
-it, so each attempt's consumer span is made, recorded and exported; needs
-opentelemetry-sdk, else that variant is left out). Nothing is asserted; the script prints
-the medians and the overheads.
+The variants alternate run by run:
+
+- ``plain``: no metrics, OpenTelemetry not importable (a stub package on PYTHONPATH
+  hides it), as for a user without the ``otel`` extra;
+- ``metrics``: ``--metrics-port`` (a `PrometheusObserver` on the worker's event stream,
+  the endpoint served but not scraped), OpenTelemetry hidden the same way;
+- ``metrics+otel-api``: the same with OpenTelemetry importable and no tracer provider
+  configured (what the ``otel`` extra gives before the application sets one up);
+- ``metrics+tracing``: the APP configures the OpenTelemetry SDK: a `TracerProvider`
+  (always-on sampler) whose `BatchSpanProcessor` hands every span to an exporter that
+  drops it, so each attempt's consumer span is made, recorded and exported;
+- ``metrics+tracing-10%``: the same provider with a
+  ``ParentBased(TraceIdRatioBased(0.1))`` sampler (the jobs carry no trace context, so
+  each consumer span is a root and one in ten is recorded).
+
+The SDK variants need opentelemetry-sdk and are left out without it. Nothing is
+asserted; the script prints the medians and the overheads.
 
 It uses Redis database 15 of --url under its own key prefix and deletes those keys.
 
 Usage:
-    .venv/bin/python benchmarks/metrics_overhead.py [--jobs 20000] [--runs 5]
+    .venv/bin/python benchmarks/metrics_overhead.py [--jobs 20000] [--runs 5] [--only V1,V2]
 """
 
 from __future__ import annotations
@@ -38,23 +52,37 @@ import uuid
 from pathlib import Path
 
 APP = """
+import os
+import time
+
 from lexigram.tasks import task
+
+# The worker's CPU seconds (every thread) between the first and the last handler call:
+# the drain alone, without start-up and shutdown. A counter is all it adds per job.
+_LAST = int(os.environ["BENCH_JOBS"])
+_calls = [0, 0.0]
 
 
 @task
 async def noop() -> None:
-    return None
+    _calls[0] += 1
+    if _calls[0] == 1:
+        _calls[1] = time.process_time()
+    elif _calls[0] == _LAST:
+        spent = time.process_time() - _calls[1]
+        with open(os.environ["BENCH_CPU_FILE"], "w") as out:
+            out.write(f"{_LAST - 1} {spent}")
 """
 
 
-TRACED_APP = """
+TRACED_APP = (
+    """
 from collections.abc import Sequence
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-from lexigram.tasks import task
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 
 
 class Discard(SpanExporter):
@@ -62,18 +90,31 @@ class Discard(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-provider = TracerProvider()
+provider = TracerProvider(sampler=SAMPLER)
 provider.add_span_processor(BatchSpanProcessor(Discard()))
 trace.set_tracer_provider(provider)
-
-
-@task
-async def noop() -> None:
-    return None
 """
+    + APP
+)
 
-VARIANTS = {"plain": ("bench_app", False), "metrics": ("bench_app", True)}
-VARIANTS["metrics+tracing"] = ("bench_traced_app", True)
+SAMPLERS = {
+    "bench_traced_app": "ALWAYS_ON",
+    "bench_sampled_app": "ParentBased(TraceIdRatioBased(0.1))",
+}
+
+# OpenTelemetry is a namespace package: a regular package of that name earlier on the
+# path wins, and this one says it is not installed.
+HIDE_OTEL = 'raise ImportError("opentelemetry is hidden by metrics_overhead.py")\n'
+
+# variant -> (APP module, --metrics-port, OpenTelemetry importable)
+VARIANTS = {
+    "plain": ("bench_app", False, False),
+    "metrics": ("bench_app", True, False),
+    "metrics+otel-api": ("bench_app", True, True),
+    "metrics+tracing": ("bench_traced_app", True, True),
+    "metrics+tracing-10%": ("bench_sampled_app", True, True),
+}
+SDK_VARIANTS = ("metrics+tracing", "metrics+tracing-10%")
 
 
 CONFIG = """
@@ -132,13 +173,22 @@ async def _wipe(url: str, prefix: str) -> None:
         await client.aclose()
 
 
-def _one_run(url: str, jobs: int, app_dir: Path, variant: str) -> tuple[float, float]:
-    app, metrics = VARIANTS[variant]
+def _one_run(url: str, jobs: int, app_dir: Path, variant: str) -> tuple[float, float, float]:
+    """One variant once: (wall jobs/s, drain jobs/s, worker CPU µs per job while draining)."""
+    app, metrics, otel = VARIANTS[variant]
     prefix = f"bench-metrics-{uuid.uuid4().hex[:8]}"
     asyncio.run(_fill(url, prefix, jobs))
     config = app_dir / "tasks.yaml"
     config.write_text(CONFIG.format(url=url, prefix=prefix), encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(app_dir)}
+    path = str(app_dir) if otel else os.pathsep.join((str(app_dir / "hide-otel"), str(app_dir)))
+    cpu_file = app_dir / "cpu.txt"
+    cpu_file.unlink(missing_ok=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": path,
+        "BENCH_JOBS": str(jobs),
+        "BENCH_CPU_FILE": str(cpu_file),
+    }
     command = [sys.executable, "-m", "lexigram.tasks.cli", "worker", app, "--burst"]
     command += ["--config", str(config), "--concurrency", "100", "--log-level", "warning"]
     if metrics:
@@ -151,7 +201,8 @@ def _one_run(url: str, jobs: int, app_dir: Path, variant: str) -> tuple[float, f
     if done != jobs:
         msg = f"the worker stored {done} results of {jobs}: the run is invalid."
         raise RuntimeError(msg)
-    return jobs / wall, jobs / window
+    counted, spent = cpu_file.read_text(encoding="utf-8").split()
+    return jobs / wall, jobs / window, float(spent) / int(counted) * 1e6
 
 
 def main() -> None:
@@ -160,38 +211,49 @@ def main() -> None:
     parser.add_argument("--url", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", help="comma-separated variants (default: all)")
     args = parser.parse_args()
-    variants = list(VARIANTS)
+    variants = args.only.split(",") if args.only else list(VARIANTS)
+    if "plain" not in variants:
+        variants.insert(0, "plain")
     if importlib.util.find_spec("opentelemetry.sdk") is None:
-        variants.remove("metrics+tracing")
-        print("opentelemetry-sdk is not installed: the metrics+tracing variant is left out.")
-    figures: dict[str, list[tuple[float, float]]] = {variant: [] for variant in variants}
+        variants = [variant for variant in variants if variant not in SDK_VARIANTS]
+        print("opentelemetry-sdk is not installed: the SDK variants are left out.")
+    figures: dict[str, list[tuple[float, float, float]]] = {variant: [] for variant in variants}
     with tempfile.TemporaryDirectory() as scratch:
         app_dir = Path(scratch)
         (app_dir / "bench_app.py").write_text(APP, encoding="utf-8")
-        (app_dir / "bench_traced_app.py").write_text(TRACED_APP, encoding="utf-8")
+        for module, sampler in SAMPLERS.items():
+            traced = TRACED_APP.replace("SAMPLER", sampler)
+            (app_dir / f"{module}.py").write_text(traced, encoding="utf-8")
+        (app_dir / "hide-otel" / "opentelemetry").mkdir(parents=True)
+        (app_dir / "hide-otel" / "opentelemetry" / "__init__.py").write_text(HIDE_OTEL)
         for run in range(1, args.runs + 1):
             for variant in variants:
-                wall, drain = _one_run(args.url, args.jobs, app_dir, variant)
-                figures[variant].append((wall, drain))
+                wall, drain, cpu = _one_run(args.url, args.jobs, app_dir, variant)
+                figures[variant].append((wall, drain, cpu))
                 print(
-                    f"run {run} {variant:15} wall {wall:9,.0f} jobs/s  drain {drain:9,.0f} jobs/s"
+                    f"run {run} {variant:19} wall {wall:7,.0f} jobs/s  drain {drain:7,.0f} "
+                    f"jobs/s  worker CPU {cpu:6.1f} µs/job",
+                    flush=True,
                 )
     print(f"\nW2 on Redis, {args.jobs:,} no-op jobs, CLI worker --concurrency 100, results stored;")
-    print(f"median of {args.runs} runs, variants interleaved")
-    print("| variant | wall (start-up included), jobs/s | drain, jobs/s |")
-    print("|---|---:|---:|")
+    print(f"median of {args.runs} runs, variants interleaved; load {os.getloadavg()[0]:.2f}")
+    print("| variant | wall (start-up included), jobs/s | drain, jobs/s | worker CPU, µs/job |")
+    print("|---|---:|---:|---:|")
     medians = {}
     for variant, rows in figures.items():
-        wall = statistics.median(row[0] for row in rows)
-        drain = statistics.median(row[1] for row in rows)
-        medians[variant] = (wall, drain)
-        print(f"| {variant} | {wall:,.0f} | {drain:,.0f} |")
+        medians[variant] = tuple(statistics.median(row[i] for row in rows) for i in range(3))
+        wall, drain, cpu = medians[variant]
+        print(f"| {variant} | {wall:,.0f} | {drain:,.0f} | {cpu:.1f} |")
     print()
+    base_wall, base_drain, base_cpu = medians["plain"]
     for variant in variants[1:]:
-        cost_wall = 1 - medians[variant][0] / medians["plain"][0]
-        cost_drain = 1 - medians[variant][1] / medians["plain"][1]
-        print(f"{variant} cost: {cost_wall:+.1%} (wall), {cost_drain:+.1%} (drain)")
+        wall, drain, cpu = medians[variant]
+        print(
+            f"{variant} cost: {1 - wall / base_wall:+.1%} (wall), {1 - drain / base_drain:+.1%} "
+            f"(drain), {cpu - base_cpu:+.1f} µs CPU/job ({cpu / base_cpu - 1:+.1%})"
+        )
 
 
 if __name__ == "__main__":
