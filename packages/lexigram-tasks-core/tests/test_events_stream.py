@@ -194,3 +194,22 @@ def test_an_observer_that_always_listens_answers_without_asking_the_others() -> 
     switched_off.listening = False  # set on the instance: it is asked like a switch
     stream.add(switched_off)
     assert not stream.listening
+
+
+def test_new_job_event_is_a_frozen_job_event_like_one_built_directly() -> None:
+    import dataclasses
+    import pickle
+
+    from lexigram.tasks.events import JobEvent, new_job_event
+
+    fields = {"kind": "started", "task": "t", "job_id": "j1", "attempt": 1, "metadata": {"a": 1}}
+    fast = new_job_event(**fields)  # type: ignore[arg-type]
+    assert type(fast) is JobEvent
+    assert fast == JobEvent(**fields)  # type: ignore[arg-type]
+    assert repr(fast) == repr(JobEvent(**fields))  # type: ignore[arg-type]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.kind = "completed"  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(fast)) == fast  # noqa: S301 - our own bytes
+    assert dataclasses.replace(fast, kind="completed").kind == "completed"
+    with pytest.raises(TypeError):
+        new_job_event(kind="started")  # type: ignore[call-arg]
