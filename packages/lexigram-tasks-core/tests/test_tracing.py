@@ -150,6 +150,35 @@ async def test_a_failed_attempt_ends_its_span_with_an_error(spans: WaitableExpor
     assert parent_of(process) == send.context.span_id
 
 
+async def test_a_job_cancelled_while_running_ends_its_span(spans: WaitableExporter) -> None:
+    from lexigram.tasks.handles import JobHandle
+
+    started = asyncio.Event()
+
+    async def slow() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    queue = MemoryTaskQueue(queue_name="traced")
+    job = Job(name="traced.slow")
+    await enqueue_job(queue, job)
+    observer = TracingObserver()
+    worker = TaskWorker(
+        "w1", queue, {"traced.slow": slow}, services=TaskWorkerServices(observers=[observer])
+    )
+    await worker.start()
+    try:
+        await asyncio.wait_for(started.wait(), 5)
+        await JobHandle(queue, job.id).cancel()
+        await spans.wait_for("process traced.slow")
+    finally:
+        await worker.stop()
+    process = named(spans, "process traced.slow")
+    assert process.attributes is not None
+    assert process.attributes["lexigram_tasks.outcome"] == "cancelled"
+    assert "open_spans=0" in repr(observer)
+
+
 async def test_a_job_enqueued_outside_any_span_starts_its_own_trace(
     spans: WaitableExporter,
 ) -> None:

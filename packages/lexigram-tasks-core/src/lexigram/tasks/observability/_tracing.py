@@ -27,7 +27,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from lexigram.tasks.events import COMPLETED, FAILED, LOST, RELEASED, RETRYING, STARTED, JobEvent
+from lexigram.tasks.events import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    LOST,
+    RELEASED,
+    RETRYING,
+    STARTED,
+    JobEvent,
+)
 
 if TYPE_CHECKING:
     from lexigram.contracts.tasks import Job
@@ -53,7 +62,7 @@ TRACE_CONTEXT_KEY = "trace_context"
 SYSTEM = "lexigram_tasks"
 """The ``messaging.system`` attribute of every span."""
 
-_ENDS = frozenset({COMPLETED, RETRYING, FAILED, LOST, RELEASED})
+_ENDS = frozenset({COMPLETED, RETRYING, FAILED, LOST, RELEASED, CANCELLED})
 
 
 def tracing_available() -> bool:
