@@ -152,8 +152,8 @@ async def test_every_page_renders(seeded: Seeded) -> None:
     schedules = await seeded.client.get("/schedules")
     assert "cli:nightly_report" in schedules.text
     assert "active" in schedules.text
-    # A prefix into the id's random part: the seeded jobs' time-ordered ids share their
-    # first characters (the millisecond they were made).
+    # A prefix into the id's random part: the time-ordered ids of jobs made together share
+    # their first characters (the millisecond they were made).
     job = await seeded.client.get(f"/jobs/{seeded.dead.id[:23]}")
     assert job.status_code == 200
     assert "dead-lettered" in job.text
