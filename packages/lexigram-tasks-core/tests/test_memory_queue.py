@@ -21,6 +21,7 @@ from lexigram.contracts.tasks import (
     TaskValidationError,
 )
 from lexigram.tasks.backends.memory import MemoryOptions, MemoryTaskQueue, backend, create_queue
+from lexigram.tasks.backends.memory import _queue as memory_queue_module
 
 
 def _assert_empty(queue: MemoryTaskQueue) -> None:
@@ -30,7 +31,6 @@ def _assert_empty(queue: MemoryTaskQueue) -> None:
     assert queue._ready == []
     assert queue._delayed == []
     assert queue._in_flight == {}
-    assert queue._leases == []
     assert queue._idempotency == {}
     assert len(queue._idempotency_expiry) == 0
     assert queue._waiters == set()
@@ -200,7 +200,7 @@ async def test_deleting_waiting_jobs_compacts_the_heaps() -> None:
     _assert_empty(queue)
 
 
-async def test_heartbeats_do_not_grow_the_lease_heap() -> None:
+async def test_heartbeats_keep_one_lease_per_job_and_a_shortened_lease_still_expires() -> None:
     queue = MemoryTaskQueue()
     for _ in range(10):
         await queue.enqueue(Job(name="noop"))
@@ -208,9 +208,53 @@ async def test_heartbeats_do_not_grow_the_lease_heap() -> None:
     for _ in range(100):
         for job in jobs:
             assert await queue.extend_lease(job.id)
-    assert len(queue._leases) <= 2 * 10 + 64
-    for job in jobs:
-        await queue.ack(job.id)
+    assert len(queue._in_flight) == 10
+    # A lease made shorter than every other one is still the first to run out.
+    assert await queue.extend_lease(jobs[0].id, 0.01)
+    await asyncio.sleep(0.03)
+    assert await queue.get_task_count() == 1
+    for job in jobs[1:]:
+        assert await queue.ack(job.id)
+    again = await queue.dequeue_batch(1)
+    assert [job.id for job in again] == [jobs[0].id]
+    assert await queue.ack(again[0].id, lease_token=again[0].lease_token)
+    _assert_empty(queue)
+
+
+class _Clock:
+    """Stands in for the queue module's `time`: moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+
+async def test_a_lease_expires_on_time_after_earlier_leases_were_acked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(memory_queue_module, "time", clock)
+    queue = MemoryTaskQueue(visibility_timeout=10.0)
+    first, second = Job(name="noop"), Job(name="noop")
+    await queue.enqueue(first)
+    [held_first] = await queue.dequeue_batch(1)
+    clock.now += 4.0
+    await queue.enqueue(second)
+    [held_second] = await queue.dequeue_batch(1)
+    assert await queue.ack(held_first.id, lease_token=held_first.lease_token)
+    clock.now += 8.0  # past where the acked lease would have ended, not the second one
+    assert await queue.get_task_count() == 0
+    clock.now += 3.0
+    assert await queue.get_task_count() == 1
+    assert not await queue.ack(held_second.id, lease_token=held_second.lease_token)
+    [again] = await queue.dequeue_batch(1)
+    assert (again.id, again.delivery_count) == (second.id, 2)
+    assert await queue.ack(again.id, lease_token=again.lease_token)
     _assert_empty(queue)
 
 

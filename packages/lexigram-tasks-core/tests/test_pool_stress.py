@@ -49,7 +49,6 @@ def assert_queue_empty(queue: MemoryTaskQueue) -> None:
     assert queue._in_flight == {}
     assert queue._ready == []
     assert queue._delayed == []
-    assert queue._leases == []
     assert queue._waiters == set()
 
 

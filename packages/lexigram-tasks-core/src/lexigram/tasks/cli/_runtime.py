@@ -232,7 +232,7 @@ class WorkerRuntime:
                     {
                         "id": entry.job.id,
                         "task": entry.job.name,
-                        "started_at": entry.started_at if entry.started else None,
+                        "started_at": entry.started_at or None,
                     }
                     for entry in list(entries.values())
                 )

@@ -98,6 +98,14 @@ class HandlerRegistry:
         """
         return self._entries.get(name)
 
+    def lookup_function(self) -> Callable[[str], tuple[Callable[..., Any], TaskOptions] | None]:
+        """Return a function that does what `lookup` does, for callers that ask per job.
+
+        It is the mapping's own look-up, with no Python call around it; it stays valid
+        for the registry's lifetime (registrations replace entries, never the mapping).
+        """
+        return self._entries.get
+
     def options(self, name: str) -> TaskOptions | None:
         """Return the options of task `name`, or None when no such task is registered."""
         entry = self._entries.get(name)

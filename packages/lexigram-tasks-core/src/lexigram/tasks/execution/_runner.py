@@ -31,6 +31,7 @@ from lexigram.tasks.concurrency._task_rate import RateDeferred, TaskRateGate, ra
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.events import STARTED, EventStream
 from lexigram.tasks.execution._cancel import current_entry
+from lexigram.tasks.execution._deadlines import DeadlineTimer
 from lexigram.tasks.execution._options import TaskOptions
 from lexigram.tasks.execution._params import (
     HandlerPlan,
@@ -87,7 +88,8 @@ class JobRunner:
         task_names: Returns the registered task names (for the unknown-task error).
         config: The worker's configuration (timeouts, crash loops, thread pool size).
         events: The job event stream ("started" is reported here).
-        arm_deadline: Starts (or moves) a job's deadline on the worker's timer.
+        deadlines: The worker's timer, set at the earliest deadline of its jobs.
+        move_deadline: Moves a running job's deadline (a middleware set its timeout).
         done: Called when a job's run is over (the worker frees its slot).
         settler: Ends each job in its outcome.
         pipeline: Middleware around every handler call.
@@ -103,7 +105,8 @@ class JobRunner:
         task_names: Callable[[], list[str]],
         config: TaskWorkerConfig,
         events: EventStream,
-        arm_deadline: Callable[[Running, float], None],
+        deadlines: DeadlineTimer,
+        move_deadline: Callable[[Running, float], None],
         done: Callable[[Running], None],
         settler: Settler,
         pipeline: TaskMiddlewarePipeline | None = None,
@@ -122,7 +125,8 @@ class JobRunner:
         self._resolve = lookup.resolve
         self._tasks: dict[str, _Task] = {}
         self._task_names = task_names
-        self._arm_deadline = arm_deadline
+        self._deadlines = deadlines
+        self._move_deadline = move_deadline
         self._done = done
         self._gate = gate
         self._executor: ThreadPoolExecutor | None = None
@@ -134,7 +138,6 @@ class JobRunner:
         # A task cancelled before its first step never runs its body, so the worker
         # never cancels a task that has not started: it sets a reason that is handled
         # here instead. Nothing awaits before the try.
-        entry.started = True
         current_entry.set(entry)  # this task's own context: for shield_cancellation()
         job = entry.job
         job.status = JobStatus.RUNNING  # Job.mark_running(), inlined on every job's path
@@ -142,7 +145,7 @@ class JobRunner:
         started = time.perf_counter()
         try:
             try:
-                if entry.reason is not None:  # interrupted (stop, lost lease) before it began
+                if entry.reason:  # interrupted (stop, lost lease) before it began
                     await self.settler.cancelled(entry, asyncio.CancelledError(), started)
                     return
                 task = self._task_of(entry)
@@ -151,7 +154,10 @@ class JobRunner:
                     started = time.perf_counter()  # the wait for a token is not the run
                 # After the rate-limit gate: waiting for a token is not running.
                 if self._enforce_timeout and entry.timeout is not None:
-                    self._arm_deadline(entry, entry.timeout)
+                    # loop.time() is time.monotonic() on asyncio's loops
+                    deadline = entry.deadline = time.monotonic() + entry.timeout
+                    if deadline < self._deadlines.at:
+                        self._deadlines.arm(deadline)
                 if self._observers and self.events.listening:
                     await self.events.observe(self.settler.event(entry, STARTED))
                 if task.direct:
@@ -175,7 +181,7 @@ class JobRunner:
                     await self.settler.errored(entry, exc, started)
             else:
                 entry.settling = True
-                if entry.interrupted:  # the handler swallowed the worker's cancellation
+                if entry.reason is not None:  # the handler swallowed the worker's cancellation
                     await self.settler.cancelled(entry, asyncio.CancelledError(), started)
                 else:
                     await self.settler.succeeded(entry, data, started)
@@ -273,7 +279,7 @@ class JobRunner:
         """A middleware set the attempt's timeout: move the job's deadline."""
         entry.timeout = seconds
         if self.config.enforce_timeout:
-            self._arm_deadline(entry, seconds)
+            self._move_deadline(entry, seconds)
 
     def _unrunnable(self, job: Job) -> Unrunnable:
         if job.name == POISON_JOB_NAME:

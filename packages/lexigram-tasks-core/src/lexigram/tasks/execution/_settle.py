@@ -101,7 +101,6 @@ class Running:
         "settling",
         "shield",
         "slot_released",
-        "started",
         "started_at",
         "task",
         "timeout",
@@ -113,8 +112,7 @@ class Running:
         self.deadline = deadline
         self.renewed = now
         self.reason: str | None = None
-        self.started = False
-        self.started_at = 0.0
+        self.started_at = 0.0  # epoch seconds once its run began (0.0: not yet)
         self.settling = False
         self.task: asyncio.Task[None] | None = None
         self.tracker: ProgressTracker | None = None
@@ -125,11 +123,6 @@ class Running:
         self.deferred = False
         # The job's success is acked and its slot went to the next job (see Settler.acked).
         self.slot_released = False
-
-    @property
-    def interrupted(self) -> bool:
-        """True once the worker cancelled (or marked) this job for a reason."""
-        return self.reason is not None
 
 
 class Unrunnable(Exception):  # noqa: N818 - internal signal, never escapes the worker

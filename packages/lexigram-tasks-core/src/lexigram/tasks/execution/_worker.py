@@ -24,6 +24,7 @@ from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.dlq import DeadLetterQueue
 from lexigram.tasks.events import COMPLETED, FAILED, EventObserver, EventStream, JobEvent
 from lexigram.tasks.execution._cancel import CancelWatch
+from lexigram.tasks.execution._deadlines import DeadlineTimer
 from lexigram.tasks.execution._lag import DEFAULT_LOOP_LAG_THRESHOLD, LoopLagMonitor
 from lexigram.tasks.execution._lease_keeper import LeaseKeeper, start_keeper
 from lexigram.tasks.execution._options import TaskOptions, options_of
@@ -66,6 +67,9 @@ def _lookup_of(handlers: Any) -> TaskLookup:
     registry's (handler, options) pair changes on every registration, a mapping's
     handler when it is replaced.
     """
+    if isinstance(handlers, HandlerRegistry):
+        entry_of = handlers.lookup_function()
+        return TaskLookup(current=entry_of, resolve=entry_of)
     lookup = getattr(handlers, "lookup", None)
     if callable(lookup):
         return TaskLookup(current=lookup, resolve=lookup)
@@ -199,8 +203,7 @@ class TaskWorker:
         self._slot_free = asyncio.Event()
         self._interruptible = False
         self._credits = 0
-        self._deadline_handle: asyncio.TimerHandle | None = None
-        self._deadline_at = math.inf
+        self._deadlines = DeadlineTimer(self._expire_deadlines)
         self._stop_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = False
@@ -267,7 +270,8 @@ class TaskWorker:
             task_names=self._handler_names,
             config=self.config,
             events=self.events,
-            arm_deadline=self._set_deadline,
+            deadlines=self._deadlines,
+            move_deadline=self._set_deadline,
             done=self._forget,
             settler=self._settler,
             pipeline=middleware_pipeline if middleware_pipeline else None,
@@ -378,9 +382,7 @@ class TaskWorker:
     def _running_task_names(self, lag: float) -> list[str]:
         """Names of the jobs that were running during the last `lag` seconds (the block)."""
         began = time.time() - lag
-        names = [
-            e.job.name for e in self._in_flight.values() if e.started and e.started_at <= began
-        ]
+        names = [e.job.name for e in self._in_flight.values() if 0.0 < e.started_at <= began]
         long_jobs = self._settler.long_jobs
         names += [name for name, finished in long_jobs if finished >= began]
         long_jobs.clear()
@@ -529,18 +531,10 @@ class TaskWorker:
         if moved and entry.started_at:
             deadline -= max(0.0, time.time() - entry.started_at)
         entry.deadline = deadline
-        if self._deadline_handle is None or deadline < self._deadline_at:
-            self._arm_deadline(loop, deadline)
-
-    def _arm_deadline(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
-        if self._deadline_handle is not None:
-            self._deadline_handle.cancel()
-        self._deadline_at = deadline
-        self._deadline_handle = loop.call_at(deadline, self._expire_deadlines)
+        if deadline < self._deadlines.at:
+            self._deadlines.arm(deadline)
 
     def _expire_deadlines(self) -> None:
-        self._deadline_handle = None
-        self._deadline_at = math.inf
         loop = asyncio.get_running_loop()
         due = loop.time() + _DEADLINE_SLACK
         earliest = math.inf
@@ -552,7 +546,7 @@ class TaskWorker:
             elif entry.deadline < earliest:
                 earliest = entry.deadline
         if earliest != math.inf:
-            self._arm_deadline(loop, earliest)
+            self._deadlines.arm(earliest)
 
     def _start_keeper(self) -> None:
         """Renew leases from a thread when the queue can (and watch the loop for blocks)."""
@@ -665,7 +659,7 @@ class TaskWorker:
         entry.reason = reason
         if entry.shield:
             entry.deferred = True
-        elif entry.started:
+        elif entry.started_at:
             entry.task.cancel()
 
     # -- stopping --------------------------------------------------------------------
@@ -699,9 +693,6 @@ class TaskWorker:
         if self._cancel_task is not None:
             self._cancel_task.cancel()
             self._cancel_task = None
-        if self._deadline_handle is not None:
-            self._deadline_handle.cancel()
-            self._deadline_handle = None
-            self._deadline_at = math.inf
+        self._deadlines.cancel()
         self._runner.shutdown()
         self._gate.close()

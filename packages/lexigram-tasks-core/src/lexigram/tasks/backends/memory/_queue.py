@@ -10,9 +10,11 @@ Layout (every operation O(log n) or amortised O(1)):
 - ``_ready``: heap of ``(-priority, sequence, job)``: priority high to low, then FIFO.
 - ``_delayed``: heap of ``(scheduled_at, sequence, job)``; due entries are promoted to
   ``_ready`` on the next dequeue, so a delayed job never blocks a ready one.
-- ``_in_flight``: id -> ``(lease deadline (monotonic), lease token)``; ``_leases`` is a
-  heap of ``(deadline, id)`` checked lazily, so an expired lease costs nothing until
-  someone looks at the queue.
+- ``_in_flight``: id -> ``(lease deadline (monotonic), lease token)``, checked lazily:
+  ``_next_reap`` is never later than the earliest deadline, and only a look at the queue
+  past it scans the leases (returning the expired ones and moving it to the earliest
+  left). A lease costs no heap push and its ack no clean-up; a scan happens about once
+  per lease length when jobs end before their leases, the only case the bound is early.
 
 A delivery hands out the stored job object itself, carrying a new lease token: no
 copy on the path every job takes (a copy per delivery cost a quarter of the drain rate,
@@ -59,7 +61,8 @@ logger = logging.getLogger(__name__)
 
 # Heaps may hold this many stale entries beyond twice the live count before a rebuild.
 _COMPACT_SLACK = 64
-# Lease tokens: unique in this process, which is all a memory queue serves.
+# Lease tokens: unique in this process, which is all a memory queue serves. Plain
+# numerals: formatting a prefix in as well doubled what a token cost per delivery.
 _tokens = itertools.count(1)
 
 
@@ -163,7 +166,8 @@ class MemoryTaskQueue:
         self._ready: list[tuple[int, int, Job]] = []
         self._delayed: list[tuple[float, int, Job]] = []
         self._in_flight: dict[str, tuple[float, str]] = {}
-        self._leases: list[tuple[float, str]] = []
+        # No deadline in `_in_flight` is earlier than this (inf: nothing in flight).
+        self._next_reap = math.inf
         # key -> (first job id, expiry); the deque holds (expiry, key) in expiry order
         # because every key gets the same TTL, so expiring keys is a popleft loop.
         self._idempotency: dict[str, tuple[str, float]] = {}
@@ -302,8 +306,7 @@ class MemoryTaskQueue:
             return False
         new_deadline = now + (self._visibility_timeout if seconds is None else seconds)
         self._in_flight[task_id] = (new_deadline, held)
-        heapq.heappush(self._leases, (new_deadline, task_id))
-        self._compact_leases()
+        self._next_reap = min(self._next_reap, new_deadline)
         return True
 
     def open_lease_renewer(self) -> MemoryLeaseRenewer:
@@ -331,10 +334,6 @@ class MemoryTaskQueue:
             return False
         del self._in_flight[task_id]
         self._forget(task_id)
-        if not self._in_flight:
-            self._leases.clear()
-        elif len(self._leases) > 2 * len(self._in_flight) + _COMPACT_SLACK:
-            self._compact_leases()
         return True
 
     async def nack(
@@ -355,7 +354,6 @@ class MemoryTaskQueue:
                 self._wake_all()
         else:
             self._forget(task_id)
-        self._compact_leases()
         return True
 
     async def retry_later(self, task: Job, *, delay: float = 0.0) -> bool:
@@ -383,7 +381,6 @@ class MemoryTaskQueue:
         self._push_waiting(stored)
         if self._waiters:
             self._wake_all()
-        self._compact_leases()
         return True
 
     # -- inspecting -----------------------------------------------------------------
@@ -412,7 +409,6 @@ class MemoryTaskQueue:
         """
         if self._in_flight.pop(job_id, None) is not None:
             self._forget(job_id)
-            self._compact_leases()
             return True
         if self._waiting.pop(job_id, None) is not None:
             self._forget(job_id)
@@ -476,7 +472,7 @@ class MemoryTaskQueue:
         self._ready.clear()
         self._delayed.clear()
         self._in_flight.clear()
-        self._leases.clear()
+        self._next_reap = math.inf
         self._idempotency.clear()
         self._idempotency_expiry.clear()
 
@@ -566,7 +562,7 @@ class MemoryTaskQueue:
     def _take(self, max_jobs: int) -> list[Job]:
         """Lease up to `max_jobs` ready jobs without waiting."""
         now = time.monotonic()
-        if self._leases and self._leases[0][0] <= now:
+        if now >= self._next_reap:
             self._reap(now)
         if self._delayed:
             self._promote(time.time())
@@ -577,6 +573,7 @@ class MemoryTaskQueue:
         waiting = self._waiting
         in_flight = self._in_flight
         deadline = now + self._visibility_timeout
+        self._next_reap = min(self._next_reap, deadline)
         running = JobStatus.RUNNING
         while ready and len(taken) < max_jobs:
             _, seq, job = heapq.heappop(ready)
@@ -586,10 +583,9 @@ class MemoryTaskQueue:
             del waiting[job_id]
             job.status = running
             job.delivery_count += 1
-            token = f"m{next(_tokens)}"
+            token = str(next(_tokens))
             job.lease_token = token
             in_flight[job_id] = (deadline, token)
-            heapq.heappush(self._leases, (deadline, job_id))
             taken.append(job)
         return taken
 
@@ -608,18 +604,18 @@ class MemoryTaskQueue:
 
     def _reap(self, now: float) -> None:
         """Return every job whose lease has expired to the queue."""
-        leases = self._leases
+        if now < self._next_reap:
+            return
         in_flight = self._in_flight
+        overdue = [job_id for job_id, lease in in_flight.items() if lease[0] <= now]
         expired = False
-        while leases and leases[0][0] <= now:
-            deadline, job_id = heapq.heappop(leases)
-            lease = in_flight.get(job_id)
-            if lease is not None and lease[0] == deadline:
-                if self._kept.renewers and self._keep(job_id, lease[1], now):
-                    continue
-                del in_flight[job_id]
-                self._expire(job_id)
-                expired = True
+        for job_id in overdue:
+            if self._kept.renewers and self._keep(job_id, in_flight[job_id][1], now):
+                continue
+            del in_flight[job_id]
+            self._expire(job_id)
+            expired = True
+        self._next_reap = min((lease[0] for lease in in_flight.values()), default=math.inf)
         if expired and self._waiters:
             self._wake_all()
 
@@ -629,7 +625,7 @@ class MemoryTaskQueue:
         if until is None:
             return False
         self._in_flight[job_id] = (until, token)
-        heapq.heappush(self._leases, (until, job_id))
+        self._next_reap = min(self._next_reap, until)
         return True
 
     def _expire(self, job_id: str) -> None:
@@ -661,9 +657,7 @@ class MemoryTaskQueue:
 
     def _next_due(self, now: float) -> float:
         """Monotonic time of the next delayed job due or lease expiry (inf if none)."""
-        due = math.inf
-        if self._leases:
-            due = self._leases[0][0]
+        due = self._next_reap
         if self._delayed:
             due = min(due, now + (self._delayed[0][0] - time.time()))
         return due
@@ -705,14 +699,6 @@ class MemoryTaskQueue:
                 del self._idempotency[key]
                 if not self._idempotency:
                     self._idempotency_expiry.clear()
-
-    def _compact_leases(self) -> None:
-        if not self._in_flight:
-            self._leases.clear()
-        elif len(self._leases) > 2 * len(self._in_flight) + _COMPACT_SLACK:
-            in_flight = self._in_flight
-            self._leases = [(lease[0], job_id) for job_id, lease in in_flight.items()]
-            heapq.heapify(self._leases)
 
     def _compact_waiting(self) -> None:
         waiting = self._waiting
