@@ -131,9 +131,11 @@ class JobRunner:
         self._gate = gate
         self._executor: ThreadPoolExecutor | None = None
         self._default_timeout = min(config.default_timeout, config.max_timeout)
+        self._max_timeout = config.max_timeout
+        self._max_deliveries = config.max_deliveries
         self._enforce_timeout = config.enforce_timeout
 
-    async def run(self, entry: Running) -> None:  # noqa: C901, PLR0912 - the hot path, inlined on purpose
+    async def run(self, entry: Running) -> None:  # noqa: C901, PLR0912, PLR0915 - the hot path, inlined on purpose
         """Run `entry`'s job and settle it; never raises (except an outside cancel)."""
         # A task cancelled before its first step never runs its body, so the worker
         # never cancels a task that has not started: it sets a reason that is handled
@@ -148,7 +150,18 @@ class JobRunner:
                 if entry.reason:  # interrupted (stop, lost lease) before it began
                     await self.settler.cancelled(entry, asyncio.CancelledError(), started)
                     return
-                task = self._task_of(entry)
+                # The job's task and the attempt's options (inlined: every job's path).
+                name = job.name
+                task = self._tasks.get(name)
+                if task is None or self._current(name) is not task.key:
+                    task = self._load(job)
+                entry.options = task.options
+                if job.delivery_count - job.retry_count > self._max_deliveries:
+                    self._check_crash_loop(job)
+                if job.timeout is None:
+                    entry.timeout = task.timeout
+                else:
+                    entry.timeout = min(job.timeout, self._max_timeout)
                 if task.options.rate_limit is not None and self._gate is not None:
                     await self._gate.admit(entry, task.options.rate_limit)
                     started = time.perf_counter()  # the wait for a token is not the run
@@ -228,28 +241,15 @@ class JobRunner:
             return await call(*args, **kwargs)
         return await self.pipeline.run(ctx, call, args, kwargs)
 
-    def _task_of(self, entry: Running) -> _Task:
-        """Find the job's task and set the attempt's options and timeout on `entry`.
+    def _check_crash_loop(self, job: Job) -> None:
+        """Raise for a job delivered more often than it failed, past the worker's limit.
 
         Raises:
-            Unrunnable: The task is unknown, or the job looks like a crash loop.
+            Unrunnable: The job looks like a crash loop.
         """
-        job = entry.job
-        name = job.name
-        task = self._tasks.get(name)
-        if task is None or self._current(name) is not task.key:
-            task = self._load(job)
-        entry.options = task.options
-        if job.delivery_count - job.retry_count > self.config.max_deliveries and (
-            # Deliveries that only gave the job back for its rate limit are no crash.
-            job.delivery_count - job.retry_count - rate_deferrals(job) > self.config.max_deliveries
-        ):
+        # Deliveries that only gave the job back for its rate limit are no crash.
+        if job.delivery_count - job.retry_count - rate_deferrals(job) > self._max_deliveries:
             raise Unrunnable(REASON_CRASH_LOOP, self._crash_loop_message(job))
-        if job.timeout is None:
-            entry.timeout = task.timeout
-        else:
-            entry.timeout = min(job.timeout, self.config.max_timeout)
-        return task
 
     def _load(self, job: Job) -> _Task:
         """Derive (and cache) what running the jobs of `job`'s task needs."""

@@ -107,7 +107,7 @@ class Running:
         "tracker",
     )
 
-    def __init__(self, job: Job, now: float, deadline: float) -> None:
+    def __init__(self, job: Job, now: float, deadline: float = math.inf) -> None:
         self.job = job
         self.deadline = deadline
         self.renewed = now

@@ -478,7 +478,7 @@ class TaskWorker:
 
     def _start_job(self, job: Job) -> None:
         loop = self._loop or asyncio.get_running_loop()
-        entry = Running(job, loop.time(), math.inf)
+        entry = Running(job, loop.time())
         cancels = self._cancels
         if cancels is not None and cancels.ids and cancels.ids.pop(job.id, None) is not None:
             entry.reason = CANCEL  # cancelled between its lease and now: it never starts
