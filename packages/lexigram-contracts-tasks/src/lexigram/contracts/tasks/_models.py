@@ -321,8 +321,11 @@ class Job:
         job.correlation_id = get("correlation_id")
         job.causation_id = get("causation_id")
         value = get("status")
-        status = _JOB_STATUSES.get(value) if type(value) is str else None
-        job.status = status if status is not None else JobStatus(value or JobStatus.PENDING.value)
+        if value is None:  # compact envelopes leave a pending job's status out
+            job.status = _PENDING
+        else:
+            status = _JOB_STATUSES.get(value) if type(value) is str else None
+            job.status = status if status is not None else JobStatus(value or _PENDING.value)
         value = get("created_at")
         job.created_at = value if type(value) is float and value else float(value or time.time())
         value = get("started_at")
@@ -349,6 +352,7 @@ class Job:
 
 
 _JOB_STATUSES = {status.value: status for status in JobStatus}
+_PENDING = JobStatus.PENDING
 _JOB_FIELDS = tuple(f.name for f in fields(Job))
 
 

@@ -27,18 +27,21 @@ end
 """Lua helper: the server's clock in epoch milliseconds (shared by every process)."""
 
 
-def dumps(value: Any, *, what: str = "value") -> str:
+def dumps(value: Any, *, what: str = "value", of: str = "") -> str:
     """Encode `value` as compact JSON; a non-JSON leaf is stored as its ``repr``.
 
     Stores receive what handlers returned; refusing a result after the job already ran
-    would lose it, so an unserialisable leaf is kept as text and a warning is logged.
+    would lose it, so an unserialisable leaf is kept as text and a warning names it
+    (`what`, then `of` when given: callers on every job's path pass the id apart, so the
+    warning's text is only put together when there is one).
     """
     try:
         return _encoder.encode(value)
     except (TypeError, ValueError) as exc:
         logger.warning(
-            "A %s is not JSON-serializable (%s); its non-JSON parts are stored as repr().",
+            "A %s%s is not JSON-serializable (%s); its non-JSON parts are stored as repr().",
             what,
+            f" {of}" if of else "",
             exc,
         )
         return _lenient.encode(value)

@@ -106,16 +106,19 @@ class RedisResultStore(RedisStore):
         self._ttl_ms = ttl_ms(ttl) or 3_600_000
         self._completed = self.namespace.key("completed")
         self._failed = self.namespace.key("failed")
+        # Every stored result names two keys: built by concatenation, not a call each.
+        self._result_prefix = self.namespace.key("r", "")
+        self._notify_prefix = self.namespace.key("n", "")
         self._writes: GroupCommit[tuple[str, str, str], None] = GroupCommit(
             self._store_batch, _RESULT_BATCH
         )
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _result_key(self, job_id: str) -> str:
-        return self.namespace.key("r", job_id)
+        return self._result_prefix + job_id
 
     def _notify_key(self, job_id: str) -> str:
-        return self.namespace.key("n", job_id)
+        return self._notify_prefix + job_id
 
     async def store(self, job_id: str, result: JobResult) -> None:
         """Store `result` under `job_id` (replacing any earlier one) and wake waiters.
@@ -124,7 +127,7 @@ class RedisResultStore(RedisStore):
         script call: a lone store is sent at once, the ones that arrive meanwhile follow
         together when it returns.
         """
-        data = dumps(result.to_dict(), what=f"result of job {job_id}")
+        data = dumps(result.to_dict(), what="result of job", of=job_id)
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a batch in flight belongs to the loop that sent it
             self._writes.reset()
@@ -134,8 +137,10 @@ class RedisResultStore(RedisStore):
     async def _store_batch(self, items: list[tuple[str, str, str]]) -> list[None]:
         keys = [self._completed, self._failed]
         args: list[Any] = [self._ttl_ms]
+        result_prefix = self._result_prefix
+        notify_prefix = self._notify_prefix
         for job_id, data, success in items:
-            keys += (self._result_key(job_id), self._notify_key(job_id))
+            keys += (result_prefix + job_id, notify_prefix + job_id)
             args += (data, success, job_id)
         # On the multiplexed connection (the queue's acks ride it too): its encoder costs
         # a third of redis-py's for the five arguments each result adds.
@@ -276,7 +281,7 @@ class RedisProgressStore(RedisStore):
 
     async def save(self, info: ProgressInfo) -> None:
         """Save progress state (an entry whose job is complete leaves the active set)."""
-        data = dumps(info.to_dict(), what=f"progress of job {info.job_id}")
+        data = dumps(info.to_dict(), what="progress of job", of=info.job_id)
 
         async def run(client: Any) -> None:
             async with client.pipeline(transaction=True) as pipe:
