@@ -28,6 +28,15 @@ Usage::
     .venv/bin/python benchmarks/backlog_pages.py --backend sqlite --depth 1000000
     .venv/bin/python benchmarks/backlog_pages.py --backend postgres --depth 10000 --ids uuid4 \
         --explain
+
+Instructions per job on SQLite (callgrind counts every thread of the process, the WAL
+checkpointer's included): fill a file once, then drain copies of it with two batch
+counts; the difference over the jobs between them leaves out the start and the copy::
+
+    .venv/bin/python benchmarks/backlog_pages.py --backend sqlite --depth 1000000 --keep FILE
+    for n in 10 40; do valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        .venv/bin/python benchmarks/backlog_pages.py --backend sqlite --source FILE --mmap \
+        --batches $n; done   # (instructions at 40 - at 10) / 3,000
 """
 
 # ruff: noqa: PLC0415 - backends are imported by the case that uses them.
@@ -39,6 +48,7 @@ import asyncio
 import ctypes
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import uuid
@@ -78,8 +88,11 @@ async def _drain(queue: Any, batches: int) -> int:
     return done
 
 
+_WRITE = 9  # SQLITE_DBSTATUS_CACHE_WRITE: pages written (to the WAL) at commits
+
+
 class _SQLiteStatus:
-    """Page fetches of one `sqlite3.Connection`, read through the C API."""
+    """Page fetches and writes of one `sqlite3.Connection`, read through the C API."""
 
     def __init__(self, conn: Any) -> None:
         lib = ctypes.CDLL("libsqlite3.so.0")
@@ -95,39 +108,89 @@ class _SQLiteStatus:
         # header: the only way to reach it from Python (a benchmark's shortcut).
         self._db = ctypes.c_void_p.from_address(id(conn) + object.__basicsize__).value
 
-    def take(self) -> tuple[int, int]:
-        """Cache hits and misses since the last call (the counters are reset)."""
+    def take(self) -> tuple[int, int, int]:
+        """Cache hits, misses and pages written since the last call (counters reset)."""
         counts = []
-        for op in (_HIT, _MISS):
+        for op in (_HIT, _MISS, _WRITE):
             cur, high = ctypes.c_int(), ctypes.c_int()
             self._status(self._db, op, ctypes.byref(cur), ctypes.byref(high), 1)
             counts.append(cur.value)
-        return counts[0], counts[1]
+        return counts[0], counts[1], counts[2]
 
 
-async def sqlite_case(depth: int, ids: str, batches: int) -> dict[str, float]:
-    """Fill a new SQLite file, drain `batches` batches; figures per job."""
+async def _sqlite_drain(queue: Any, status: _SQLiteStatus, batches: int) -> dict[str, int]:
+    """Drain as `_drain` does; the jobs, and the pages the takes and the acks fetched.
+
+    A take's statements run while `dequeue_batch` runs (see `Database.run_now`), the
+    acks' at once too; their commit (and the pages it reads) comes before the next take
+    returns, so it is counted with the acks.
+    """
+    totals = dict.fromkeys(("jobs", "take", "ack", "misses", "written"), 0)
+
+    def count(phase: str) -> None:
+        hits, misses, written = status.take()
+        totals[phase] += hits + misses
+        totals["misses"] += misses
+        totals["written"] += written
+
+    for _ in range(batches):
+        count("ack")
+        jobs = await queue.dequeue_batch(BATCH)
+        count("take")
+        acked = await asyncio.gather(*(queue.ack(j.id, lease_token=j.lease_token) for j in jobs))
+        totals["jobs"] += sum(acked)
+    await queue.check_connection()  # an awaited call: the last acks are committed
+    count("ack")
+    return totals
+
+
+async def sqlite_fill(path: str, depth: int, ids: str) -> None:
+    """Fill a new SQLite file at `path` with `depth` jobs, and keep it (``--keep``)."""
+    from lexigram.contracts.tasks import TaskBackendSpec
+    from lexigram.tasks._backends import create_queue
+
+    queue: Any = create_queue(
+        TaskBackendSpec(type="sqlite", url=f"sqlite:///{path}", queue_name="q")
+    )
+    await _fill(queue, depth, ids)
+    await queue.close()
+
+
+async def sqlite_case(
+    depth: int, ids: str, batches: int, *, source: str | None = None, mmap: bool = False
+) -> dict[str, float]:
+    """Fill a new SQLite file (or copy `source`), drain `batches` batches; figures per job."""
     from lexigram.contracts.tasks import TaskBackendSpec
     from lexigram.tasks._backends import create_queue
 
     with tempfile.TemporaryDirectory() as home:
         url = f"sqlite:///{home}/q.db"
+        if source is not None:
+            shutil.copyfile(source, f"{home}/q.db")
         queue: Any = create_queue(TaskBackendSpec(type="sqlite", url=url, queue_name="q"))
-        await _fill(queue, depth, ids)
+        if source is None:
+            await _fill(queue, depth, ids)
         await queue.dequeue_batch(BATCH)  # opens the connection; leases 100 left to expire
         conn = queue._db._conn  # noqa: SLF001 - a benchmark reads the backend's connection
-        conn.execute("PRAGMA mmap_size = 0")
+        if not mmap:
+            conn.execute("PRAGMA mmap_size = 0")
+        await queue.check_connection()  # an awaited call: that lease is committed
         status = _SQLiteStatus(conn)
         status.take()
         cpu = _cpu()
-        done = await _drain(queue, batches)
+        totals = await _sqlite_drain(queue, status, batches)
         cpu = _cpu() - cpu
-        hits, misses = status.take()
         await queue.close()
+    done = totals["jobs"]
+    if not done:
+        return {"jobs": 0}  # --batches 0: the baseline of an instruction count
     return {
         "jobs": done,
-        "pages/job": (hits + misses) / done,
-        "of which cache misses": misses / done,
+        "pages/job": (totals["take"] + totals["ack"]) / done,
+        "of which take": totals["take"] / done,
+        "of which ack and commit": totals["ack"] / done,
+        "of which cache misses": totals["misses"] / done,
+        "pages written/job": totals["written"] / done,
         "client CPU ms/job": cpu * 1e3 / done,
     }
 
@@ -287,9 +350,27 @@ def main(argv: list[str] | None = None) -> None:
         help="PostgreSQL: VACUUM ANALYZE the filled table first (as autovacuum would)",
     )
     parser.add_argument("--pg", default="postgresql://127.0.0.1:5432/test")
+    parser.add_argument(
+        "--keep", metavar="FILE", help="SQLite: fill a new file FILE with --depth jobs and stop"
+    )
+    parser.add_argument(
+        "--source",
+        metavar="FILE",
+        help="SQLite: drain a copy of FILE (made with --keep) instead of filling a new one",
+    )
+    parser.add_argument(
+        "--mmap",
+        action="store_true",
+        help="SQLite: keep the backend's memory map (pages read through it are not counted)",
+    )
     args = parser.parse_args(argv)
+    if args.backend == "sqlite" and args.keep:
+        asyncio.run(sqlite_fill(args.keep, args.depth, args.ids))
+        return
     if args.backend == "sqlite":
-        figures = asyncio.run(sqlite_case(args.depth, args.ids, args.batches))
+        figures = asyncio.run(
+            sqlite_case(args.depth, args.ids, args.batches, source=args.source, mmap=args.mmap)
+        )
     else:
         figures = asyncio.run(
             postgres_case(
@@ -304,7 +385,8 @@ def main(argv: list[str] | None = None) -> None:
     shown = ", ".join(
         f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items()
     )
-    print(f"{args.backend} depth {args.depth:,} ids {args.ids}: {shown}")
+    case = f"a copy of {args.source}" if args.source else f"depth {args.depth:,} ids {args.ids}"
+    print(f"{args.backend} {case}: {shown}")
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@
 - enqueue: one INSERT per job (``executemany`` for a batch), all of `enqueue_many` in
   one transaction; an idempotency key is claimed in ``lexigram_job_keys`` in the same
   transaction.
-- dequeue: one transaction selects up to n ready rows in delivery order and leases
-  them: a new random lease token, ``delivery_count + 1``, and ``available_at`` moved to
-  the lease expiry. An expired lease is simply a row whose ``available_at`` has passed,
-  so the same statement redelivers it.
+- dequeue: one transaction selects up to n ready rows in delivery order (one priority
+  level at a time, reading only rows that are due) and leases them: a new random lease
+  token, ``delivery_count + 1``, and ``available_at`` moved to the lease expiry. An
+  expired lease is simply a row whose ``available_at`` has passed, so the same
+  statements redeliver it.
 - fencing: ack, nack, retry_later and extend_lease with a token match on
   ``lease_token = ? AND available_at > now``: a token whose lease ran out (even if no
   one took the job yet), was replaced by a redelivery, or whose row is gone changes
@@ -70,19 +71,36 @@ _INSERT = (
     "INSERT INTO lexigram_jobs (id, queue, priority, available_at, retry_count, "
     "idempotency_key, payload) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
-# INDEXED BY: without it the planner prefers the range on (queue, available_at) and
-# sorts every ready row for each take (0.6 ms per take with 3,000 jobs waiting).
-_PICK = (
+# Delivery order is `lexigram_jobs_order`: priority high to low, then due time, then
+# enqueue order. A take reads it one priority level at a time: the level's due rows are
+# one range of the index, which ends at its first row not due yet. One statement over
+# every level ("ORDER BY priority DESC, available_at, seq") could not stop there: it
+# filtered each delayed or leased row on its way to the next level, or to the end when
+# fewer rows than asked for were due (56 ms a take with a million of them).
+# INDEXED BY: a plan that sorts the due rows instead would read all of them per take.
+_PICK_LEVEL = (
     "SELECT seq, id, payload, delivery_count FROM lexigram_jobs "
     "INDEXED BY lexigram_jobs_order "
-    "WHERE queue = ? AND available_at <= ? "
-    "ORDER BY priority DESC, available_at, seq LIMIT ?"
+    "WHERE queue = ? AND priority = ? AND available_at <= ? "
+    "ORDER BY available_at, seq LIMIT ?"
 )
+# The levels are found one seek each (SQLite's min/max optimisation), not by a scan.
+_TOP_LEVEL = "SELECT max(priority) FROM lexigram_jobs WHERE queue = ?"
+_NEXT_LEVEL = "SELECT max(priority) FROM lexigram_jobs WHERE queue = ? AND priority < ?"
+_NEXT_DUE_AT_LEVEL = (
+    "SELECT min(available_at) FROM lexigram_jobs "
+    "WHERE queue = ? AND priority = ? AND available_at > ?"
+)
+# The rows of a take are leased by one statement per `_LEASE_CHUNK` of them, not one per
+# row: one statement moves its rows in the order index through one cursor, which spares
+# most of the descents from the root (lease pages per job 5.0 -> 2.1 at 10k jobs waiting,
+# about 8k fewer instructions per job). A shorter chunk repeats its last seq, so the text,
+# and the prepared statement, is always the same.
+_LEASE_CHUNK = 100
 _LEASE = (
-    "UPDATE lexigram_jobs SET lease_token = ?, delivery_count = delivery_count + 1, "
-    "available_at = ? WHERE seq = ?"
+    "UPDATE lexigram_jobs SET lease_token = ?, delivery_count = delivery_count + 1, "  # noqa: S608 - constant text
+    f"available_at = ? WHERE seq IN ({', '.join('?' * _LEASE_CHUNK)})"
 )
-_NEXT_DUE = "SELECT min(available_at) FROM lexigram_jobs WHERE queue = ? AND available_at > ?"
 _HELD = "id = ? AND queue = ? AND lease_token = ? AND available_at > ?"
 _ANY_HOLDER = "id = ? AND queue = ? AND lease_token IS NOT NULL"
 _LEASED = "lease_token IS NOT NULL AND available_at > ?"
@@ -333,13 +351,12 @@ class SQLiteTaskQueue:
         def take(conn: sqlite3.Connection) -> _Taken:
             version = data_version(conn)
             now = time.time()
-            picked = conn.execute(_PICK, (queue, now, max_jobs)).fetchall()
+            picked, due = _pick(conn, queue, now, max_jobs)
             token = f"{_random.getrandbits(64):016x}"
             if not picked:
-                due = conn.execute(_NEXT_DUE, (queue, now)).fetchone()[0]
                 return _Taken([], token, due, version)
             expiry = now + lease
-            conn.executemany(_LEASE, [(token, expiry, row[0]) for row in picked])
+            _lease(conn, token, expiry, [row[0] for row in picked])
             return _Taken([(row[1], row[2], row[3] + 1) for row in picked], token, None, version)
 
         taken = self._db.run_now(take, what="lease jobs", replay=False)
@@ -629,6 +646,39 @@ class SQLiteTaskQueue:
             self._wake.set()
         if self._owns_db:
             await self._db.close()
+
+
+def _pick(
+    conn: sqlite3.Connection, queue: str, now: float, limit: int
+) -> tuple[list[Any], float | None]:
+    """Up to `limit` due rows of `queue` in delivery order, level by level.
+
+    Returns:
+        The rows (seq, id, payload, delivery_count), and when there are none, the
+        earliest time a row of the queue falls due (a delayed job or a lease; None for
+        an empty queue).
+    """
+    picked: list[Any] = []
+    next_due: float | None = None
+    level = conn.execute(_TOP_LEVEL, (queue,)).fetchone()[0]
+    while level is not None:
+        picked += conn.execute(_PICK_LEVEL, (queue, level, now, limit - len(picked))).fetchall()
+        if len(picked) >= limit:
+            break
+        if not picked:
+            due = conn.execute(_NEXT_DUE_AT_LEVEL, (queue, level, now)).fetchone()[0]
+            if due is not None and (next_due is None or due < next_due):
+                next_due = due
+        level = conn.execute(_NEXT_LEVEL, (queue, level)).fetchone()[0]
+    return picked, next_due
+
+
+def _lease(conn: sqlite3.Connection, token: str, expiry: float, seqs: list[int]) -> None:
+    """Lease the rows `seqs` under `token` until `expiry` (see `_LEASE`)."""
+    for first in range(0, len(seqs), _LEASE_CHUNK):
+        chunk = seqs[first : first + _LEASE_CHUNK]
+        chunk += chunk[-1:] * (_LEASE_CHUNK - len(chunk))
+        conn.execute(_LEASE, (token, expiry, *chunk))
 
 
 def _insert(
