@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import random
+
 from lexigram.contracts.tasks import (
     FailureRecord,
     Job,
@@ -116,3 +118,38 @@ def test_backend_spec_repr_masks_password() -> None:
     spec = TaskBackendSpec(type="redis", url="redis://u:topsecret@h/0")
     assert "topsecret" not in repr(spec)
     assert spec.masked_url == "redis://u:***@h/0"
+
+
+def test_a_record_without_some_fields_decodes_as_one_holding_their_defaults() -> None:
+    full = Job(
+        name="everything",
+        args=(1, "two"),
+        kwargs={"k": [3]},
+        priority=7,
+        max_retries=2,
+        timeout=1.5,
+        depends_on=["a"],
+        idempotency_key="key",
+        correlation_id="corr",
+        causation_id="cause",
+        status=JobStatus.RETRYING,
+        started_at=10.0,
+        completed_at=11.0,
+        retry_count=1,
+        last_error="boom",
+        result=JobResult(success=False, error="boom", duration=0.5),
+        scheduled_at=12.0,
+        cron_expression="* * * * *",
+        queue_name="q",
+        delivery_count=3,
+        metadata={"m": 1},
+    ).to_dict()
+    defaults = Job(id=full["id"], name="everything", created_at=full["created_at"]).to_dict()
+    optional = [key for key in full if key not in ("id", "name", "created_at")]
+    rng = random.Random(7)
+    for _ in range(200):
+        kept = {key for key in optional if rng.random() < 0.5}
+        record = {key: value for key, value in full.items() if key in kept or key not in optional}
+        expected = {key: (full if key in kept else defaults)[key] for key in full}
+        assert Job.from_dict(record) == Job.from_dict(expected)
+        assert Job.from_dict(record).to_dict() == expected

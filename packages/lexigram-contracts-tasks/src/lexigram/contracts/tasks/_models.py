@@ -21,6 +21,7 @@ from lexigram.contracts.tasks._enums import (
     WorkflowStatus,
 )
 from lexigram.contracts.tasks._ids import new_job_id
+from lexigram.contracts.tasks._job_record import job_from_record
 
 # Retries a job gets when neither its producer nor its task definition says otherwise.
 DEFAULT_MAX_RETRIES = 3
@@ -293,66 +294,14 @@ class Job:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Job:
-        """Create a job from a dictionary produced by `to_dict`."""
-        # The worker decodes every job it runs, so this skips the keyword-argument
-        # __init__ and converts only values that are not already of the right type;
-        # the results (and the errors raised for bad values) are those of the plain
-        # conversions.
-        get = data.get
+        """Create a job from a dictionary produced by `to_dict` (or an envelope's record)."""
         job: Job = object.__new__(Job)
-        value = get("id")
-        job.id = value if type(value) is str and value else str(value or "") or new_job_id()
-        value = data["name"]
-        job.name = value if type(value) is str else str(value)
-        value = get("args")
-        job.args = tuple(value) if value else ()
-        value = get("kwargs")
-        job.kwargs = dict(value) if value else {}
-        value = get("priority")
-        job.priority = value if type(value) is int else int(value or 0)
-        # The optional numbers, converted inline: a call per field cost more than the rest.
-        value = get("max_retries")
-        job.max_retries = value if value is None or type(value) is int else int(value)
-        value = get("timeout")
-        job.timeout = value if value is None or type(value) is float else float(value)
-        value = get("depends_on")
-        job.depends_on = list(value) if value else []
-        job.idempotency_key = get("idempotency_key")
-        job.correlation_id = get("correlation_id")
-        job.causation_id = get("causation_id")
-        value = get("status")
-        if value is None:  # compact envelopes leave a pending job's status out
-            job.status = _PENDING
-        else:
-            status = _JOB_STATUSES.get(value) if type(value) is str else None
-            job.status = status if status is not None else JobStatus(value or _PENDING.value)
-        value = get("created_at")
-        job.created_at = value if type(value) is float and value else float(value or time.time())
-        value = get("started_at")
-        job.started_at = value if value is None or type(value) is float else float(value)
-        value = get("completed_at")
-        job.completed_at = value if value is None or type(value) is float else float(value)
-        value = get("retry_count")
-        job.retry_count = value if type(value) is int else int(value or 0)
-        job.last_error = get("last_error")
-        value = get("result")
-        job.result = JobResult.from_dict(value) if value else None
-        value = get("scheduled_at")
-        job.scheduled_at = value if value is None or type(value) is float else float(value)
-        job.cron_expression = get("cron_expression")
-        job.queue_name = get("queue_name")
-        value = get("delivery_count")
-        job.delivery_count = value if type(value) is int else int(value or 0)
-        value = get("metadata")
-        job.metadata = dict(value) if value else {}
-        job.lease_token = None
+        job_from_record(job, data)
         if cls is not Job:  # a subclass gets its own __init__ (and defaults for its fields)
             return cls(**{name: getattr(job, name) for name in _JOB_FIELDS})
         return job
 
 
-_JOB_STATUSES = {status.value: status for status in JobStatus}
-_PENDING = JobStatus.PENDING
 _JOB_FIELDS = tuple(f.name for f in fields(Job))
 
 
