@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import uuid
 from importlib.metadata import entry_points
 
 import asyncpg
@@ -379,6 +380,13 @@ def test_result_notify_payloads_announce_every_id_under_the_payload_limit():
     assert all(len(p.encode()) < 8000 for p in payloads)
     announced = [job_id for p in payloads for job_id in notified_ids(p)]
     assert set(ids) <= set(announced)
+
+
+def test_a_batch_of_results_that_fits_is_announced_in_one_payload():
+    ids = [str(uuid.uuid4()) for _ in range(100)] + ['quote"d', "é"]
+    [payload] = notify_payloads(ids)
+    assert len(payload.encode()) < 8000
+    assert notified_ids(payload) == ids
 
 
 def test_result_notify_payload_of_one_id_is_the_id_and_oversized_ids_are_left_out():

@@ -126,6 +126,9 @@ def notify_payloads(job_ids: list[str]) -> list[str]:
     if len(job_ids) == 1:
         lone = job_ids[0]
         return [lone] if len(lone.encode()) < _NOTIFY_BYTES else []
+    whole = json.dumps(job_ids)  # ASCII (json escapes the rest): characters are bytes
+    if len(whole) < _NOTIFY_BYTES:  # a worker's batch of results: one payload, no sizing
+        return [whole]
     payloads: list[str] = []
     chunk: list[str] = []
     size = 2  # the brackets
