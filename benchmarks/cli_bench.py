@@ -34,8 +34,10 @@ Backends and the environment each runs in (install commands in benchmarks/README
 Options: ``--workloads w2,w4`` ``--jobs 10000`` ``--runs 3`` ``--frameworks a,b`` (a
 subset of the backend's frameworks, in that order). Redis data goes to database 11 of
 ``--redis`` (FLUSHDB'd between steps: never point it at data you keep); PostgreSQL uses a
-database per framework (``bench_<framework>``) on ``--pg``; RabbitMQ a throwaway virtual
-host per step (``rabbitmqctl``: run on the broker's host), results in Redis database 11.
+database per framework (``bench_<framework>``, or ``<db>_<framework>`` when ``--pg`` names
+a database other than ``test``); RabbitMQ a throwaway virtual host per step, named after
+the one ``--amqp`` names if any (``rabbitmqctl``: run on the broker's host), results in
+the Redis database.
 Nothing here is asserted; it prints tables.
 """
 
@@ -615,6 +617,7 @@ def main() -> None:
     if args.backend == "postgres":
         import postgres_bench  # noqa: PLC0415
 
+        postgres_bench.ADMIN_DSN[0] = args.pg
         asyncio.run(postgres_bench.ensure_databases())
     print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="clibench-") as scratch:

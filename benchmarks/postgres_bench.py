@@ -53,9 +53,23 @@ PGQ_BATCH_CAP = 100  # pgqueuer's fastest batch size on this machine (50: -25 %,
 W2_CONCURRENCY = {"lexigram": 1000, "pgqueuer": 1000}
 
 
+DEFAULT_DATABASE = "test"
+
+
+def database_for(framework: str, base: str) -> str:
+    """The name of the framework's database on the server of `base`.
+
+    ``bench_<framework>``, or ``<db>_<framework>`` when `base` names a database ``<db>``
+    other than the default, so that sessions sharing a server each keep to their own.
+    """
+    short = framework.split("-", maxsplit=1)[0]
+    database = base.rsplit("/", 1)[1].split("?", 1)[0]
+    return f"bench_{short}" if database in ("", DEFAULT_DATABASE) else f"{database}_{short}"
+
+
 def dsn_for(framework: str, base: str) -> str:
     """Each framework gets a database of its own on the same server."""
-    return base.rsplit("/", 1)[0] + f"/bench_{framework.split('-', maxsplit=1)[0]}"
+    return base.rsplit("/", 1)[0] + "/" + database_for(framework, base)
 
 
 # --------------------------------------------------------------------------- adapters
@@ -414,7 +428,7 @@ async def ensure_databases() -> None:
     conn = await asyncpg.connect(ADMIN_DSN[0])
     try:
         for framework in FRAMEWORKS:
-            name = f"bench_{framework.split('-', maxsplit=1)[0]}"
+            name = database_for(framework, ADMIN_DSN[0])
             if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
                 await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -438,7 +452,9 @@ def main() -> None:
     parser.add_argument("--w4", type=int, default=2000)
     parser.add_argument("--only", default=",".join(FRAMEWORKS))
     parser.add_argument("--workloads", default="w1,w2,w3,w4", help="comma-separated subset")
-    parser.add_argument("--pg", default=ADMIN_DSN[0], help="server (its database is unused)")
+    parser.add_argument(
+        "--pg", default=ADMIN_DSN[0], help="server (a database other than test names theirs)"
+    )
     parser.add_argument("--child", nargs=4, metavar=("FRAMEWORK", "WORKLOAD", "N", "CONC"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

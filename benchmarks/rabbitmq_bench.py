@@ -380,8 +380,12 @@ class VirtualHost:
     """A throwaway virtual host for one step of one framework."""
 
     def __init__(self, base_url: str) -> None:
-        self.name = f"lexigram-bench-{uuid.uuid4().hex[:8]}"
-        self.url = base_url.rstrip("/") + "/" + self.name
+        # A virtual host named in the URL (amqp://.../NAME) prefixes the throwaway ones
+        # instead of being nested into a path the broker would reject.
+        scheme, _, rest = base_url.partition("://")
+        server, _, named = rest.partition("/")
+        self.name = f"{named.strip('/') or 'lexigram-bench'}-{uuid.uuid4().hex[:8]}"
+        self.url = f"{scheme}://{server}/{self.name}"
         rabbitmqctl("add_vhost", self.name)
         rabbitmqctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
 
