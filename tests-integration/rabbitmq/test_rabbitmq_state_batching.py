@@ -136,3 +136,23 @@ async def test_a_second_worker_drops_a_job_deleted_while_it_waited(
     for job in jobs:
         assert await worker.ack(job.id, lease_token=job.lease_token) is True
     assert await cache.keys("") == []
+
+
+async def test_a_first_batch_taken_without_waiting_costs_one_read_and_one_write(
+    make_rabbitmq_queue: Callable[..., RabbitMQTaskQueue], queue_name: str, cache: CountedCache
+) -> None:
+    # A worker's first batch comes from basic.get (its consumer is not subscribed yet):
+    # the gets are handed out together, not one state-store round trip pair per job.
+    queue = make_rabbitmq_queue(state_store=cache)
+    results = await queue.enqueue_many([Job(name="noop") for _ in range(30)])
+    assert all(result.is_ok() for result in results)
+    await queue.delete_job(results[3].unwrap())  # dropped when delivered: its slot refilled
+    cache.calls.clear()
+
+    jobs = await queue.dequeue_batch(20)
+    assert len(jobs) == 20
+    assert results[3].unwrap() not in {job.id for job in jobs}
+    assert cache.calls == Counter(get_many=2, write_many=2)  # the dropped job's refill
+    assert await queue.count(queue_name, JobStatus.RUNNING) == 20
+    for job in jobs:
+        assert await queue.ack(job.id, lease_token=job.lease_token) is True

@@ -221,10 +221,8 @@ class RabbitMQTaskQueue:
             return []
         buffer = self._buffer
         if timeout <= 0 and not buffer.consuming:
-            # Not subscribed: look at the queue as it is now, job by job (basic.get).
-            jobs: list[Job] = []
-            while len(jobs) < max_jobs and (job := await self.dequeue()) is not None:
-                jobs.append(job)
+            # Not subscribed: look at the queue as it is now (basic.get).
+            jobs = await self._get_batch(max_jobs)
             if jobs:
                 # Work is flowing: subscribe, so the caller's next batches come from
                 # the consumer's prefetch instead of one round trip per job.
@@ -253,6 +251,30 @@ class RabbitMQTaskQueue:
                 await buffer.wait(remaining)
         finally:
             buffer.leave()
+
+    async def _get_batch(self, max_jobs: int) -> list[Job]:
+        """Lease up to `max_jobs` jobs with basic.get, handed out together.
+
+        The gets are one round trip each; handing their deliveries out as one batch
+        makes the state store's read and write one each for the batch (a worker's first
+        batch, before its consumer is subscribed) instead of one each per job.
+        """
+        buffer = self._buffer
+        jobs: list[Job] = []
+        while len(jobs) < max_jobs:
+            wanted = max_jobs - len(jobs)
+            exhausted = False
+            for _ in range(wanted):
+                got = await buffer.get()
+                if got is None:
+                    exhausted = True
+                    break
+                buffer.push(got)
+            taken = buffer.take(wanted)
+            jobs += await self._hand_out(taken)
+            if exhausted:
+                break
+        return jobs
 
     async def _hand_out(self, deliveries: list[Delivery]) -> list[Job]:
         fresh: list[Delivery] = []
