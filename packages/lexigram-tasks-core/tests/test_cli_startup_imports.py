@@ -32,6 +32,15 @@ HEAVY_FOR_HELP = (
 )
 
 
+# Loaded only when an application uses `TaskProvider`/`TasksModule`, never by the CLI worker.
+APPLICATION_ONLY = (
+    "lexigram.di",
+    "lexigram.tasks.di._provider",
+    "lexigram.tasks.di._factories",
+    "lexigram.tasks.di._module",
+)
+
+
 def _loaded_after(code: str, cwd: Path | None = None) -> set[str]:
     # Variables that make rich treat a pipe as a terminal would make rich load rightly.
     env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "TTY_COMPATIBLE"}}
@@ -89,3 +98,20 @@ def test_a_worker_logging_to_a_pipe_loads_neither_rich_nor_yaml(tmp_path: Path) 
     )
     assert "lexigram.tasks.cli._worker_run" in loaded  # the worker did run
     assert _under(loaded, ("rich", "yaml")) == []
+    # It builds its stack with `lexigram.tasks.di._stack` alone: the application
+    # container and the provider are for applications that embed the tasks.
+    assert "lexigram.tasks.di._stack" in loaded
+    assert _under(loaded, APPLICATION_ONLY) == []
+
+
+def test_the_di_package_still_gives_every_name_it_lists() -> None:
+    loaded = _loaded_after(
+        """
+        import lexigram.tasks.di as di
+        from lexigram.tasks.di._provider import TaskProvider
+        assert di.TaskProvider is TaskProvider
+        for name in di.__all__:
+            getattr(di, name)
+        """
+    )
+    assert "lexigram.tasks.di._module" in loaded
