@@ -259,46 +259,74 @@ class JobEvent:
     metadata: Mapping[str, Any] | None = None
 
 
-def _draft_class() -> type:
-    """A mutable twin of `JobEvent` (same fields, same slots) that turns into one.
+class _JobEventDraft:
+    """A mutable twin of `JobEvent` that `new_job_event` fills and turns into one.
 
-    A frozen dataclass's ``__init__`` sets each of the 14 fields through
-    ``object.__setattr__``, about three times what building the event with plain slot
-    stores costs; the worker builds two events per job whenever anything observes it.
     Same slots in the same order give both classes one memory layout, so assigning
-    ``__class__`` at the end of the twin's ``__init__`` is allowed and makes it the
-    frozen `JobEvent` every observer sees.
+    ``__class__`` is allowed and makes it the frozen `JobEvent` every observer sees.
     """
 
-    def freeze(self: Any) -> None:
-        self.__class__ = JobEvent
-
-    spec = [(f.name, f.type, field(default=f.default)) for f in dataclasses.fields(JobEvent)]
-    return dataclasses.make_dataclass(
-        "JobEvent",
-        spec,
-        namespace={"__post_init__": freeze},
-        slots=True,
-        kw_only=True,
-        repr=False,
-        eq=False,
-    )
+    __slots__ = JobEvent.__slots__
 
 
-if TYPE_CHECKING:
-    new_job_event = JobEvent
-else:
-    new_job_event = _draft_class()
-"""``JobEvent(...)`` for emitters of many events: the same arguments, the same frozen
-`JobEvent`, built for about a third of the instructions (see `_draft_class`)."""
+_blank_draft = object.__new__
+
+
+def new_job_event(  # noqa: PLR0913 - the fields of JobEvent, by keyword as there
+    *,
+    kind: str,
+    task: str,
+    job_id: str,
+    queue: str = "",
+    attempt: int = 0,
+    worker_id: str = "",
+    enqueued_at: float | None = None,
+    started_at: float | None = None,
+    finished_at: float | None = None,
+    duration: float | None = None,
+    error: str | None = None,
+    reason: str | None = None,
+    retry_in: float | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> JobEvent:
+    """``JobEvent(...)`` for emitters of many events: the same arguments, the same event.
+
+    Calling a class with keyword arguments passes them through a dictionary, and a
+    frozen dataclass's ``__init__`` then sets each of the 14 fields through
+    ``object.__setattr__``; a function called with keywords and plain slot stores on a
+    mutable twin cost under half of that (the worker builds one or two events a job).
+    """
+    event: Any = _blank_draft(_JobEventDraft)
+    event.kind = kind
+    event.task = task
+    event.job_id = job_id
+    event.queue = queue
+    event.attempt = attempt
+    event.worker_id = worker_id
+    event.enqueued_at = enqueued_at
+    event.started_at = started_at
+    event.finished_at = finished_at
+    event.duration = duration
+    event.error = error
+    event.reason = reason
+    event.retry_in = retry_in
+    event.metadata = metadata
+    event.__class__ = JobEvent
+    return event  # type: ignore[no-any-return]
 
 
 @runtime_checkable
 class EventObserver(Protocol):
-    """Receives every `JobEvent` of the stream it is added to.
+    """Receives the `JobEvent`s of the stream it is added to.
 
     `observe` may be a plain method or ``async def``. An observer that raises is logged
     and never fails a job or stops the other observers.
+
+    Two optional attributes spare the emitter work: ``kinds``, the event kinds the
+    observer handles (a collection of `JobEvent.kind` values; without it, every kind),
+    and ``listening``, False while it would ignore every event (see
+    `EventStream.listening_to`). An observer that changes its ``kinds`` after it was
+    added to a stream calls `event_routes_changed`.
     """
 
     def observe(self, event: JobEvent) -> Awaitable[None] | None:
@@ -306,19 +334,39 @@ class EventObserver(Protocol):
         ...
 
 
+# Bumped whenever an observer joins or leaves a stream or changes its ``kinds``: every
+# stream compares it with the value its routes were made at (one global read a check).
+_routes_generation = 0
+
+
+def event_routes_changed() -> None:
+    """Make every `EventStream` read its observers' ``kinds`` again on its next event.
+
+    Call it after changing the ``kinds`` of an observer that is already in a stream.
+    """
+    global _routes_generation  # noqa: PLW0603 - one counter for every stream
+    _routes_generation += 1
+
+
 class EventStream:
-    """Fans each `JobEvent` out to its observers, in the order they were added.
+    """Fans each `JobEvent` out to the observers that handle its kind, in the order added.
 
     It is itself an `EventObserver`, so streams nest.
     """
 
-    __slots__ = ("_always", "_observers")
+    __slots__ = ("_always", "_eager", "_generation", "_observers", "_routes", "_unrouted")
 
     def __init__(self, observers: Iterable[EventObserver] = ()) -> None:
         self._observers: list[EventObserver] = []
         # How many observers listen by their class's definition (no ``listening`` switch,
         # or a plain ``listening = True``): while there is one, `listening` needs no scan.
         self._always = 0
+        # Made from the observers' ``kinds`` by `_route`: the observers of each kind, those
+        # of a kind no observer names, and the kinds an always-listening observer handles.
+        self._routes: dict[str, tuple[EventObserver, ...]] = {}
+        self._unrouted: tuple[EventObserver, ...] = ()
+        self._eager: frozenset[str] = frozenset()
+        self._generation = -1
         for observer in observers:
             self.add(observer)
 
@@ -345,6 +393,17 @@ class EventStream:
         """
         return self._observers
 
+    @property
+    def kinds(self) -> frozenset[str] | None:
+        """The event kinds any of the observers handles (None: every kind)."""
+        declared: set[str] = set()
+        for observer in self._observers:
+            kinds = _kinds_of(observer)
+            if kinds is None:
+                return None
+            declared |= kinds
+        return frozenset(declared)
+
     def add(self, observer: EventObserver) -> Callable[[], None]:
         """Add an observer; returns a function that removes it again.
 
@@ -360,6 +419,7 @@ class EventStream:
         self._observers.append(observer)
         if _listens_always(observer):
             self._always += 1
+        event_routes_changed()  # this stream's routes, and those of streams it is in
 
         def remove() -> None:
             self.remove(observer)
@@ -372,6 +432,7 @@ class EventStream:
             self._observers.remove(observer)
             if _listens_always(observer):
                 self._always -= 1
+            event_routes_changed()
             return True
         return False
 
@@ -380,9 +441,8 @@ class EventStream:
         """False when every observer says it would ignore job events right now.
 
         An observer may have a ``listening`` attribute (a `HookRegistry` with no plugin,
-        observer or subscriber has it False); one without it always counts. Emitters
-        of many events test it to skip building events nobody reads (twice per job,
-        so an observer that always listens answers without asking the others).
+        observer or subscriber has it False); one without it always counts. An
+        observer that always listens answers without asking the others.
         """
         if self._always:
             return True
@@ -391,9 +451,26 @@ class EventStream:
                 return True
         return False
 
+    def listening_to(self, kind: str) -> bool:
+        """False when no observer that handles `kind` events would read one now.
+
+        Emitters of many events test it before building an event of `kind`: the worker
+        builds no "started" event when only metrics that count outcomes listen.
+        """
+        if self._generation != _routes_generation:
+            self._route()
+        if kind in self._eager:
+            return True
+        for observer in self._routes.get(kind, self._unrouted):  # noqa: SIM110 - per job
+            if getattr(observer, "listening", True):
+                return True
+        return False
+
     async def observe(self, event: JobEvent) -> None:
-        """Deliver `event` to every observer; their errors are logged, not raised."""
-        for observer in self._observers:
+        """Deliver `event` to every observer of its kind; their errors are logged, not raised."""
+        if self._generation != _routes_generation:
+            self._route()
+        for observer in self._routes.get(event.kind, self._unrouted):
             try:
                 result = observer.observe(event)
                 if result is not None:
@@ -405,6 +482,28 @@ class EventStream:
                     event.kind,
                     event.job_id,
                 )
+
+    def _route(self) -> None:
+        generation = _routes_generation
+        declared = [(observer, _kinds_of(observer)) for observer in self._observers]
+        named = {kind for _, kinds in declared if kinds is not None for kind in kinds}
+        self._routes = {
+            kind: tuple(o for o, kinds in declared if kinds is None or kind in kinds)
+            for kind in (*JOB_EVENT_KINDS, *named)
+        }
+        self._unrouted = tuple(o for o, kinds in declared if kinds is None)
+        self._eager = frozenset(
+            kind
+            for kind, observers in self._routes.items()
+            if any(_listens_always(observer) for observer in observers)
+        )
+        self._generation = generation
+
+
+def _kinds_of(observer: object) -> frozenset[str] | None:
+    """The kinds `observer` declares it handles (None: every kind)."""
+    kinds = getattr(observer, "kinds", None)
+    return None if kinds is None else frozenset(kinds)
 
 
 def _listens_always(observer: object) -> bool:
@@ -471,10 +570,12 @@ class EventBus:
         """
         entry: tuple[type[DomainEvent], EventHandler] = (event_type, handler)
         self._subscribers.append(entry)
+        event_routes_changed()  # a HookRegistry publishing here listens now
 
         def unsubscribe() -> None:
             if entry in self._subscribers:
                 self._subscribers.remove(entry)
+                event_routes_changed()
 
         return unsubscribe
 
@@ -483,6 +584,7 @@ class EventBus:
         for entry in self._subscribers:
             if entry[0] is event_type and entry[1] == handler:
                 self._subscribers.remove(entry)
+                event_routes_changed()
                 return True
         return False
 
@@ -546,6 +648,7 @@ __all__ = [
     "TaskCompletedEvent",
     "TaskFailedEvent",
     "TaskQueuedEvent",
+    "event_routes_changed",
     "new_job_event",
     "producer_events",
 ]

@@ -171,7 +171,7 @@ class JobRunner:
                     deadline = entry.deadline = time.monotonic() + entry.timeout
                     if deadline < self._deadlines.at:
                         self._deadlines.arm(deadline)
-                if self._observers and self.events.listening:
+                if self._observers and self.events.listening_to(STARTED):
                     await self.events.observe(self.settler.event(entry, STARTED))
                 if task.direct:
                     try:

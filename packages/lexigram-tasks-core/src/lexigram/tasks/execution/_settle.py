@@ -263,7 +263,7 @@ class Settler:
                 self.logger.exception("Storing the result of job %s (%s) failed.", job.id, job.name)
         if self._finishing or entry.tracker is not None:
             await self._after_end(entry, result)
-        if self._observers and self.events.listening:
+        if self._observers and self.events.listening_to(COMPLETED):
             await self.events.observe(self.event(entry, COMPLETED, duration=duration, end=now))
         if self.log_jobs:
             attempt = job.retry_count + 1

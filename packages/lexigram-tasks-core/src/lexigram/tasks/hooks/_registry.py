@@ -40,6 +40,7 @@ from lexigram.tasks.events import (
     TaskCompletedEvent,
     TaskFailedEvent,
     TaskQueuedEvent,
+    event_routes_changed,
 )
 from lexigram.tasks.hooks._payloads import hook_call_for
 
@@ -56,6 +57,9 @@ _KIND_ACTIONS = {
     FAILED: "task.failed",
     QUEUED: "task.queued",
 }
+
+
+_HOOKED_KINDS = frozenset(_KIND_ACTIONS)
 
 
 def _event_for(action: str, payload: Any) -> DomainEvent | None:
@@ -130,11 +134,17 @@ class _CountingPluginManager(pluggy.PluginManager):
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
         self.generation += 1
-        return super().register(plugin, name)
+        try:
+            return super().register(plugin, name)
+        finally:
+            event_routes_changed()  # a registry of this manager may listen now
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
         self.generation += 1
-        return super().unregister(plugin, name)
+        try:
+            return super().unregister(plugin, name)
+        finally:
+            event_routes_changed()
 
 
 class HookRegistry:
@@ -174,15 +184,39 @@ class HookRegistry:
         pm.add_hookspecs(hookspecs)
         self._pm = pm
         self._bus = event_bus if event_bus is not None else EventBus()
+        # An EventBus's live subscriber list, read on every job without a call; None
+        # for another kind of bus, which is asked through ``has_subscribers``.
+        self._bus_subscribers: list[Any] | None = (
+            self._bus._subscribers  # noqa: SLF001 - same package, read only
+            if type(self._bus) is EventBus
+            else None
+        )
         self._observers: dict[str, list[Observer]] = {}
+        self._observed = 0  # observers over all actions, kept by add/remove_observer
         # The pluggy hook of each action (pluggy keeps one caller per hook).
         self._callers: dict[str, pluggy.HookCaller] = {
             action: getattr(pm.hook, hook) for action, hook in hookspecs.ACTION_HOOKS.items()
         }
-        # Whether a plugin implements an action's hook, as of the manager's generation
+        # The actions whose hook a plugin implements, as of the manager's generation
         # (-1: never looked; a manager given by the caller has no generation: always look).
+        self._counted = isinstance(pm, _CountingPluginManager)
         self._plugins_generation = -1
-        self._plugins_listening = False
+        self._plugin_actions: frozenset[str] = frozenset()
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The job-event kinds it handles now (an `EventStream` delivers no others).
+
+        Those that have a hook action; none while nothing would see them: no plugin, no
+        observer and no subscriber on its `EventBus`. Every change to those tells the
+        streams to look again (`event_routes_changed`), so a worker with no hook builds
+        no event for the registry and does not call it. A plugin manager or an event bus
+        of another kind cannot say when it changes: then every such kind, always.
+        """
+        if self._counted and self._bus_subscribers is not None:
+            if not (self._bus_subscribers or self._observed or self._plugged_actions()):
+                return frozenset()
+        return _HOOKED_KINDS
 
     def __repr__(self) -> str:
         plugins = sorted(name for name, _ in self._pm.list_name_plugin())
@@ -291,6 +325,8 @@ class HookRegistry:
             A function that removes this observer.
         """
         self._observers.setdefault(action, []).append(callback)
+        self._observed += 1
+        event_routes_changed()
 
         def remove() -> None:
             self.remove_observer(action, callback)
@@ -302,6 +338,8 @@ class HookRegistry:
         observers = self._observers.get(action, [])
         if callback in observers:
             observers.remove(callback)
+            self._observed -= 1
+            event_routes_changed()
             return True
         return False
 
@@ -338,22 +376,29 @@ class HookRegistry:
     @property
     def listening(self) -> bool:
         """True when anything would see a job event (see `EventStream.listening`)."""
-        if getattr(self._bus, "has_subscribers", True) or any(self._observers.values()):
-            return True
-        generation = getattr(self._pm, "generation", None)
-        if generation is None or generation != self._plugins_generation:
-            self._plugins_listening = any(
-                caller.get_hookimpls() for caller in self._callers.values()
-            )
-            self._plugins_generation = -1 if generation is None else generation
-        return self._plugins_listening
+        return self._subscribed() or self._observed > 0 or bool(self._plugged_actions())
 
     def listened(self, action: str) -> bool:
         """True when a plugin, an observer or an event-bus subscriber would see `action`."""
-        if getattr(self._bus, "has_subscribers", True) or self._observers.get(action):
+        if self._subscribed() or self._observers.get(action):
             return True
-        caller = self._callers.get(action)
-        return caller is not None and bool(caller.get_hookimpls())
+        return action in self._plugged_actions()
+
+    def _subscribed(self) -> bool:
+        subscribers = self._bus_subscribers
+        if subscribers is None:
+            return bool(getattr(self._bus, "has_subscribers", True))
+        return bool(subscribers)
+
+    def _plugged_actions(self) -> frozenset[str]:
+        """The actions whose hook a plugin implements (looked at again after a change)."""
+        generation: int | None = getattr(self._pm, "generation", None) if self._counted else None
+        if generation is None or generation != self._plugins_generation:
+            self._plugin_actions = frozenset(
+                action for action, caller in self._callers.items() if caller.get_hookimpls()
+            )
+            self._plugins_generation = -1 if generation is None else generation
+        return self._plugin_actions
 
     async def emit(self, action: str, payload: Any) -> None:
         """Deliver `payload` to the plugins, observers and event subscribers of `action`.

@@ -36,6 +36,7 @@ from lexigram.tasks.events import (
     RETRYING,
     STARTED,
     JobEvent,
+    event_routes_changed,
 )
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ SYSTEM = "lexigram_tasks"
 """The ``messaging.system`` attribute of every span."""
 
 _ENDS = frozenset({COMPLETED, RETRYING, FAILED, LOST, RELEASED, CANCELLED})
+_STARTS = frozenset({STARTED})
+_STARTS_AND_ENDS = _STARTS | _ENDS
 
 
 def tracing_available() -> bool:
@@ -146,12 +149,25 @@ class TracingObserver:
     one to a hand-built worker through ``TaskWorkerServices(observers=[...])``.
     """
 
+    kinds: frozenset[str]
+    """The job-event kinds it handles: "started", and the outcomes once it made a span.
+
+    Until the first span, an outcome has nothing to end: with the API and no tracer
+    provider the stream then hands it no outcome event at all.
+    """
+
     def __init__(self) -> None:
         self._open: dict[tuple[str, str], tuple[Any, object]] = {}
+        self.kinds = _STARTS
 
     @property
     def listening(self) -> bool:
-        """True while the application has a tracer provider configured (else no spans)."""
+        """True while the application has a tracer provider configured or a span is open."""
+        if self._open:
+            return True
+        # _recording()'s first test, inlined: asked before every job's "started" event.
+        if _AVAILABLE and trace._TRACER_PROVIDER is None and not _PROVIDER_FROM_ENV:  # noqa: SLF001
+            return False
         return _recording()
 
     def __repr__(self) -> str:
@@ -163,7 +179,7 @@ class TracingObserver:
         if kind == STARTED:
             if _recording():
                 self._start(event)
-        elif kind in _ENDS:
+        elif self._open and kind in _ENDS:  # no span open: nothing to end (the API alone)
             self._end(event)
 
     def _start(self, event: JobEvent) -> None:
@@ -183,6 +199,9 @@ class TracingObserver:
         )
         token = otel_context.attach(trace.set_span_in_context(span))
         self._open[event.job_id, event.worker_id] = (span, token)
+        if self.kinds is _STARTS:  # kept from now on: the streams route its ends here
+            self.kinds = _STARTS_AND_ENDS
+            event_routes_changed()
 
     def _end(self, event: JobEvent) -> None:
         opened = self._open.pop((event.job_id, event.worker_id), None)
