@@ -67,8 +67,23 @@ def _observer(*, private: bool) -> PrometheusObserver:
 
 
 def watch_runtime(metrics: PrometheusObserver, runtime: WorkerRuntime) -> None:
-    """Export the runtime's queue depths and event-loop lag through `metrics`."""
+    """Export the runtime's queue depths, running jobs and event-loop lag through `metrics`."""
     metrics.watch_queues(runtime.queues)
+    # Each worker with its queue's name: the label of a job that names no queue.
+    workers = [
+        (worker, str(getattr(worker.queue, "queue_name", "") or ""))
+        for pool in runtime.pools
+        for worker in pool.workers
+    ]
+
+    def running() -> list[tuple[str, str]]:
+        return [
+            (job.name, job.queue_name or queue)
+            for worker, queue in workers
+            for job in worker.running_jobs()
+        ]
+
+    metrics.watch_running(running)
     monitors = [
         worker.lag_monitor
         for pool in runtime.pools

@@ -7,7 +7,10 @@ Needs the optional ``prometheus-client`` package (``pip install
 The observer turns each `JobEvent` into counter, histogram and gauge updates (a few
 dictionary look-ups per event, no I/O). Queue depths are not updated per job: they are
 read with ``queue.count`` when the registry is scraped, at most once every
-``depth_interval`` seconds, and the last figures are served in between.
+``depth_interval`` seconds, and the last figures are served in between. Given the running
+jobs to read (`PrometheusObserver.watch_running`, as the CLI worker does), the
+in-progress gauge is read on scrape too, and the observer asks for one event a job (its
+outcome) instead of two.
 
 Several observers may share one registry (one per worker of a process, or a CLI worker
 started twice in one process): the registry gets one exporter, which serves the sum of
@@ -60,6 +63,7 @@ from lexigram.tasks.events import (
     RETRYING,
     STARTED,
     JobEvent,
+    event_routes_changed,
 )
 
 if TYPE_CHECKING:
@@ -85,6 +89,11 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 
 _RAN = frozenset({COMPLETED, RETRYING, FAILED})
 _NOT_RUN_REASONS = frozenset({"unknown_task", "poison", "crash_loop"})
+_OUTCOME_KINDS = frozenset(OUTCOMES)
+_EVERY_KIND = _OUTCOME_KINDS | {STARTED}
+
+RunningJobs = Callable[[], Iterable[tuple[str, str]]]
+"""Returns the (task, queue) of each job running now, one pair per job."""
 
 
 class PrometheusObserver:
@@ -101,6 +110,10 @@ class PrometheusObserver:
     are summed over them, queue depths merged by queue name, and the loop lag is the
     largest any of them reports.
 
+    The observer handles the "started" event (in-progress gauge, queue wait) and the
+    outcome events; once `watch_running` gives it the running jobs to read on scrape,
+    the outcome events alone (``kinds``), so the worker builds no "started" event for it.
+
     Args:
         registry: Where the metrics are registered (default: prometheus_client's
             global ``REGISTRY``, which ``start_http_server`` serves).
@@ -113,6 +126,9 @@ class PrometheusObserver:
     """
 
     listening = True
+
+    kinds: frozenset[str]
+    """The job-event kinds it handles: the outcomes, and "started" until `watch_running`."""
 
     def __init__(
         self,
@@ -128,6 +144,8 @@ class PrometheusObserver:
         self._series: dict[tuple[str, str], _Series] = {}
         self._depth: _DepthReader | None = None
         self._lag_source: Callable[[], float | None] | None = None
+        self._running_source: RunningJobs | None = None
+        self.kinds = _EVERY_KIND
         _export_for(self.registry, self.buckets).observers.append(self)
 
     def __repr__(self) -> str:
@@ -135,38 +153,58 @@ class PrometheusObserver:
 
     def observe(self, event: JobEvent) -> None:
         """Update the metrics for one job event (plain arithmetic: no lock, no I/O)."""
-        # Two calls per job on the worker's path: locals over attribute look-ups, set
-        # sizes over membership tests before add/discard.
+        # On the worker's path for every job: locals over attribute look-ups, each test
+        # made once, the common case (an attempt that ran) first.
         series = self._series.get((event.task, event.queue))
         if series is None:
             series = self._series[event.task, event.queue] = _Series(len(self.buckets))
         kind = event.kind
-        running = self._running
-        size = len(running)
         if kind == STARTED:
-            running.add((event.job_id, event.worker_id))
-            if len(running) != size:
-                series.in_progress += 1
+            self._started(series, event)
+            return
+        try:
+            series.outcomes[kind] += 1
+        except KeyError:
+            return  # "queued" and kinds this version does not know
+        reading_running = self._running_source is not None
+        if not reading_running:
+            self._ended(series, event)
+        if event.reason in _NOT_RUN_REASONS:
+            return  # no run time, and no wait: the job never started
+        duration = event.duration
+        if duration is not None and kind in _RAN:
+            series.duration_counts[bisect_left(self.buckets, duration)] += 1
+            series.duration_sum += duration
+        if reading_running and event.attempt <= 1:
+            # No "started" event comes: the first attempt's wait is taken when it ends.
             enqueued = event.enqueued_at
-            if enqueued is not None and event.attempt <= 1:
-                started = event.started_at
-                if started is None:
-                    started = time.time()
+            started = event.started_at
+            if enqueued is not None and started is not None:
                 wait = started - enqueued if started > enqueued else 0.0
                 series.wait_counts[bisect_left(self.buckets, wait)] += 1
                 series.wait_sum += wait
-            return
-        outcomes = series.outcomes
-        if kind not in outcomes:
-            return  # "queued" and kinds this version does not know
-        outcomes[kind] += 1
+
+    def _ended(self, series: _Series, event: JobEvent) -> None:
+        running = self._running
+        size = len(running)
         running.discard((event.job_id, event.worker_id))
         if len(running) != size:
             series.in_progress -= 1
-        duration = event.duration
-        if duration is not None and kind in _RAN and event.reason not in _NOT_RUN_REASONS:
-            series.duration_counts[bisect_left(self.buckets, duration)] += 1
-            series.duration_sum += duration
+
+    def _started(self, series: _Series, event: JobEvent) -> None:
+        running = self._running
+        size = len(running)
+        running.add((event.job_id, event.worker_id))
+        if len(running) != size:
+            series.in_progress += 1
+        enqueued = event.enqueued_at
+        if enqueued is not None and event.attempt <= 1:
+            started = event.started_at
+            if started is None:
+                started = time.time()
+            wait = started - enqueued if started > enqueued else 0.0
+            series.wait_counts[bisect_left(self.buckets, wait)] += 1
+            series.wait_sum += wait
 
     # -- gauges read on scrape -----------------------------------------------------
 
@@ -201,6 +239,41 @@ class PrometheusObserver:
         """
         self._lag_source = source
 
+    def watch_running(self, source: RunningJobs) -> None:
+        """Read ``lexigram_tasks_jobs_in_progress`` from `source` on scrape.
+
+        `source` returns the (task, queue) of each job running now (e.g. from
+        `TaskWorker.running_jobs`); it is called from the scraping thread. From then on
+        the observer needs no "started" event: it drops the kind from ``kinds`` and
+        takes each job's queue wait from its first attempt's outcome event instead (the
+        same figure, observed when that attempt ends).
+        """
+        self._running_source = source
+        self._running.clear()
+        for series in list(self._series.values()):
+            series.in_progress = 0
+        self.kinds = _OUTCOME_KINDS
+        event_routes_changed()
+
+    def _figures(self) -> dict[tuple[str, str], _Series]:
+        """The figures by (task, queue) as a scrape serves them (in-progress read now)."""
+        source = self._running_source
+        if source is None:
+            return dict(self._series)
+        running: dict[tuple[str, str], int] = {}
+        for key in source():
+            running[key] = running.get(key, 0) + 1
+        size = len(self.buckets)
+        served: dict[tuple[str, str], _Series] = {}
+        for key in {*list(self._series), *running}:
+            copy = _Series(size)
+            recorded = self._series.get(key)
+            if recorded is not None:
+                copy.add(recorded, in_progress=False)
+            copy.in_progress = running.get(key, 0)
+            served[key] = copy
+        return served
+
     async def snapshot(self) -> dict[str, Any]:
         """The observer's figures as JSON values, queue depths read first when due.
 
@@ -216,8 +289,7 @@ class PrometheusObserver:
         return {
             "buckets": list(self.buckets),
             "series": [
-                [task, queue, series.to_json()]
-                for (task, queue), series in list(self._series.items())
+                [task, queue, series.to_json()] for (task, queue), series in self._figures().items()
             ],
             "depths": depths,
             "lag": self._lag(),
@@ -418,11 +490,11 @@ class _RegistryExport(Collector):
     def _merged(self, observers: list[PrometheusObserver]) -> dict[tuple[str, str], _Series]:
         """Sum the observers' series per (task, queue); one observer's are read as they are."""
         if len(observers) == 1:
-            return dict(observers[0]._series)  # noqa: SLF001
+            return observers[0]._figures()  # noqa: SLF001
         size = len(self.buckets)
         merged: dict[tuple[str, str], _Series] = {}
         for observer in observers:
-            for key, series in list(observer._series.items()):  # noqa: SLF001
+            for key, series in observer._figures().items():  # noqa: SLF001
                 total = merged.get(key)
                 if total is None:
                     total = merged[key] = _Series(size)
