@@ -1,10 +1,11 @@
 """What the worker's observers cost per job, deterministically: the event path alone.
 
-Per job the worker builds two `JobEvent`s ("started", "completed") and delivers each to
-its event stream when something listens. This script does that N times in-process, with
-the observers the CLI worker has: its `HookRegistry` (nothing registered), a
-`PrometheusObserver` (``--metrics-port``) and, when OpenTelemetry is importable, a
-`TracingObserver`. Run it under callgrind with N jobs and with none; the difference over N
+Per job the worker builds a "started" and a "completed" `JobEvent`, each only when an
+observer of its kind listens (`EventStream.listening_to`), and delivers it to the
+observers of its kind. This script does that N times in-process, with the observers the
+CLI worker has: its `HookRegistry` (nothing registered), a `PrometheusObserver`
+(``--metrics-port``; reading the running jobs on scrape as the CLI's does, so it takes no
+"started" event) and, when OpenTelemetry is importable, a `TracingObserver`. Run it under callgrind with N jobs and with none; the difference over N
 is the instructions per job, which the machine's load does not change:
 
     valgrind --tool=callgrind .venv/bin/python benchmarks/event_path_cost.py job metrics 20000
@@ -13,7 +14,9 @@ is the instructions per job, which the machine's load does not change:
 Pieces: ``job`` (the whole path), ``event`` (building one JobEvent), ``rawspan`` (the
 consumer span done by hand with the SDK: start with our attributes, make it current, one
 attribute at the end, end it: the SDK's own floor), ``barespan`` (a span with no attributes
-and no context). Modes: ``metrics`` (OpenTelemetry hidden), ``api`` (importable, no
+and no context). Modes: ``plain`` (no metrics, OpenTelemetry hidden: the hook registry
+alone, what the worker checks without ``--metrics-port``; subtract it for what metrics
+add), ``metrics`` (OpenTelemetry hidden), ``api`` (importable, no
 provider), ``sdk`` (always-on sampler) and ``sdk10`` (``ParentBased(TraceIdRatioBased(0.1))``),
 both exporting through a `BatchSpanProcessor` into an exporter that drops the spans.
 """
@@ -73,11 +76,19 @@ def _pieces(mode: str) -> dict[str, Callable[[int], object]]:
     build = getattr(events, "new_job_event", events.JobEvent)
     now = time.time()
     metadata: dict[str, Any] = {}
-    observers: list[Any] = [HookRegistry(), PrometheusObserver(CollectorRegistry())]
+    observers: list[Any] = [HookRegistry()]
+    if mode != "plain":
+        metrics = PrometheusObserver(CollectorRegistry())
+        if hasattr(metrics, "watch_running"):  # versions before it take every "started" event
+            metrics.watch_running(lambda: ())
+        observers.append(metrics)
     if tracing_available():
         observers.append(TracingObserver())
     stream = EventStream(observers)
     listeners = stream.observer_list
+    listening_to: Callable[[str], bool] = getattr(
+        stream, "listening_to", lambda kind: stream.listening
+    )
 
     def event(kind: str, job_id: str) -> Any:
         return build(
@@ -96,9 +107,9 @@ def _pieces(mode: str) -> dict[str, Callable[[int], object]]:
 
     def job(index: int) -> None:
         job_id = f"job-{index}"
-        if listeners and stream.listening:
+        if listeners and listening_to(STARTED):
             _drive(stream.observe(event(STARTED, job_id)))
-        if listeners and stream.listening:
+        if listeners and listening_to(COMPLETED):
             _drive(stream.observe(event(COMPLETED, job_id)))
 
     pieces: dict[str, Callable[[int], object]] = {
@@ -137,7 +148,7 @@ def _pieces(mode: str) -> dict[str, Callable[[int], object]]:
 def main() -> None:
     """Run one piece N times."""
     piece, mode, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    if mode == "metrics":
+    if mode in ("plain", "metrics"):
         sys.modules["opentelemetry"] = None  # type: ignore[assignment] - not importable
     elif mode.startswith("sdk"):
         _provider(mode)
