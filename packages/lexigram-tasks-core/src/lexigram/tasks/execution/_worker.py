@@ -367,7 +367,7 @@ class TaskWorker:
 
     def running_jobs(self) -> list[Job]:
         """The jobs whose attempt has begun and not yet ended (safe from any thread)."""
-        return [entry.job for entry in list(self._in_flight.values()) if entry.started]
+        return [entry.job for entry in list(self._in_flight.values()) if entry.started_at]
 
     def get_progress_tracker(self, job_id: str) -> ProgressTracker | None:
         """Get a `ProgressTracker` for a job (opt-in for handlers).
