@@ -5,10 +5,13 @@ observer of its kind listens (`EventStream.listening_to`), and delivers it to th
 observers of its kind. This script does that N times in-process, with the observers the
 CLI worker has: its `HookRegistry` (nothing registered), a `PrometheusObserver`
 (``--metrics-port``; reading the running jobs on scrape as the CLI's does, so it takes no
-"started" event) and, when OpenTelemetry is importable, a `TracingObserver`. Run it under callgrind with N jobs and with none; the difference over N
-is the instructions per job, which the machine's load does not change:
+"started" event) and, when OpenTelemetry is importable, a `TracingObserver`. Run it
+under callgrind with N jobs and with none; the difference over N is the instructions per
+job, which the machine's load does not change (a fixed hash seed keeps the two start-ups
+alike):
 
-    valgrind --tool=callgrind .venv/bin/python benchmarks/event_path_cost.py job metrics 20000
+    PYTHONHASHSEED=0 valgrind --tool=callgrind .venv/bin/python \
+        benchmarks/event_path_cost.py job metrics 20000
     (and the same with 0 jobs)
 
 Pieces: ``job`` (the whole path), ``event`` (building one JobEvent), ``rawspan`` (the
@@ -60,11 +63,10 @@ def _drive(delivery: Coroutine[Any, Any, None]) -> None:
         pass
 
 
-def _pieces(mode: str) -> dict[str, Callable[[int], object]]:
+def _observers(mode: str) -> list[Any]:
+    """The CLI worker's observers: its hook registry, metrics, tracing when importable."""
     from prometheus_client import CollectorRegistry  # noqa: PLC0415
 
-    from lexigram.tasks import events  # noqa: PLC0415
-    from lexigram.tasks.events import COMPLETED, STARTED, EventStream  # noqa: PLC0415
     from lexigram.tasks.hooks import HookRegistry  # noqa: PLC0415
     from lexigram.tasks.observability._prometheus import PrometheusObserver  # noqa: PLC0415
     from lexigram.tasks.observability._tracing import (  # noqa: PLC0415
@@ -72,10 +74,6 @@ def _pieces(mode: str) -> dict[str, Callable[[int], object]]:
         tracing_available,
     )
 
-    # What the worker builds its events with (JobEvent itself in versions without it).
-    build = getattr(events, "new_job_event", events.JobEvent)
-    now = time.time()
-    metadata: dict[str, Any] = {}
     observers: list[Any] = [HookRegistry()]
     if mode != "plain":
         metrics = PrometheusObserver(CollectorRegistry())
@@ -84,7 +82,18 @@ def _pieces(mode: str) -> dict[str, Callable[[int], object]]:
         observers.append(metrics)
     if tracing_available():
         observers.append(TracingObserver())
-    stream = EventStream(observers)
+    return observers
+
+
+def _pieces(mode: str) -> dict[str, Callable[[int], object]]:
+    from lexigram.tasks import events  # noqa: PLC0415
+    from lexigram.tasks.events import COMPLETED, STARTED, EventStream  # noqa: PLC0415
+
+    # What the worker builds its events with (JobEvent itself in versions without it).
+    build = getattr(events, "new_job_event", events.JobEvent)
+    now = time.time()
+    metadata: dict[str, Any] = {}
+    stream = EventStream(_observers(mode))
     listeners = stream.observer_list
     listening_to: Callable[[str], bool] = getattr(
         stream, "listening_to", lambda kind: stream.listening

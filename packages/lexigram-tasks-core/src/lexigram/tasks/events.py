@@ -33,7 +33,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import (
-    TYPE_CHECKING,
     Any,
     ClassVar,
     Protocol,
@@ -272,7 +271,7 @@ class _JobEventDraft:
 _blank_draft = object.__new__
 
 
-def new_job_event(  # noqa: PLR0913 - the fields of JobEvent, by keyword as there
+def new_job_event(
     *,
     kind: str,
     task: str,
@@ -461,7 +460,7 @@ class EventStream:
             self._route()
         if kind in self._eager:
             return True
-        for observer in self._routes.get(kind, self._unrouted):  # noqa: SIM110 - per job
+        for observer in self._routes.get(kind, self._unrouted):
             if getattr(observer, "listening", True):
                 return True
         return False

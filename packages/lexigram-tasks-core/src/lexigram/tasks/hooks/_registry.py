@@ -213,10 +213,12 @@ class HookRegistry:
         no event for the registry and does not call it. A plugin manager or an event bus
         of another kind cannot say when it changes: then every such kind, always.
         """
-        if self._counted and self._bus_subscribers is not None:
-            if not (self._bus_subscribers or self._observed or self._plugged_actions()):
-                return frozenset()
-        return _HOOKED_KINDS
+        quiet = (
+            self._counted
+            and self._bus_subscribers is not None
+            and not (self._bus_subscribers or self._observed or self._plugged_actions())
+        )
+        return frozenset() if quiet else _HOOKED_KINDS
 
     def __repr__(self) -> str:
         plugins = sorted(name for name, _ in self._pm.list_name_plugin())
