@@ -13,7 +13,15 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from lexigram.contracts.tasks import Job, TaskConfigurationError
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import RetryConfig, TaskConfig, TaskWorkerConfig
-from lexigram.tasks.events import CANCELLED, COMPLETED, RETRYING, STARTED, EventStream, JobEvent
+from lexigram.tasks.events import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    RETRYING,
+    STARTED,
+    EventStream,
+    JobEvent,
+)
 from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
 from lexigram.tasks.observability import PrometheusObserver
 from lexigram.tasks.observability._prometheus_processes import (
@@ -272,3 +280,76 @@ def test_a_job_cancelled_while_running_counts_as_cancelled_and_leaves_in_progres
     assert value(registry, "lexigram_tasks_jobs_in_progress", task="t", queue="q") == 0
     labels = {"task": "t", "queue": "q", "outcome": "cancelled"}
     assert value(registry, "lexigram_tasks_jobs_total", **labels) == 1
+
+
+async def test_with_the_running_jobs_watched_in_progress_is_read_on_scrape_without_started() -> (
+    None
+):
+    registry = CollectorRegistry()
+    metrics = PrometheusObserver(registry)
+    release = asyncio.Event()
+    both_started = asyncio.Event()
+    calls: list[None] = []
+
+    async def slow() -> None:
+        calls.append(None)
+        if len(calls) == 2:
+            both_started.set()
+        await release.wait()
+
+    queue = MemoryTaskQueue(queue_name="watched")
+    services = TaskWorkerServices(observers=[metrics])
+    worker = TaskWorker("w1", queue, {"slow": slow}, TaskWorkerConfig(), services)
+    metrics.watch_running(lambda: [(job.name, "watched") for job in worker.running_jobs()])
+    assert STARTED not in metrics.kinds
+    assert not worker.events.listening_to(STARTED)  # no "started" event is built
+    for _ in range(2):
+        (await queue.enqueue(Job(name="slow"))).unwrap()
+    await worker.start()
+    await asyncio.wait_for(both_started.wait(), 5)
+    labels = {"task": "slow", "queue": "watched"}
+    assert value(registry, "lexigram_tasks_jobs_in_progress", **labels) == 2
+    release.set()
+    await wait_for_count(registry, 2)
+    await worker.stop()
+    assert value(registry, "lexigram_tasks_jobs_in_progress", **labels) == 0
+    assert value(registry, "lexigram_tasks_queue_wait_seconds_count", **labels) == 2
+    assert value(registry, "lexigram_tasks_job_duration_seconds_count", **labels) == 2
+
+
+def test_with_running_watched_the_wait_is_the_first_attempts_taken_at_its_end() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusObserver(registry)
+    metrics.watch_running(list)
+    common = {"task": "t", "queue": "q", "enqueued_at": 100.0, "started_at": 100.5}
+    metrics.observe(JobEvent(kind=RETRYING, job_id="a", attempt=1, duration=0.1, **common))
+    metrics.observe(JobEvent(kind=COMPLETED, job_id="a", attempt=2, duration=0.1, **common))
+    never_ran = {"attempt": 1, "reason": "unknown_task"}
+    metrics.observe(JobEvent(kind=FAILED, job_id="b", **never_ran, **common))  # type: ignore[arg-type]
+    labels = {"task": "t", "queue": "q"}
+    assert value(registry, "lexigram_tasks_queue_wait_seconds_count", **labels) == 1
+    assert value(registry, "lexigram_tasks_queue_wait_seconds_sum", **labels) == 0.5
+    assert value(registry, "lexigram_tasks_job_duration_seconds_count", **labels) == 2
+    assert value(registry, "lexigram_tasks_jobs_total", outcome="dead_lettered", **labels) == 1
+
+
+async def test_watching_running_jobs_replaces_the_in_progress_counted_from_events(
+    tmp_path: Path,
+) -> None:
+    child = PrometheusObserver(CollectorRegistry())
+    times = {"attempt": 1, "enqueued_at": 100.0, "started_at": 100.5}
+    child.observe(JobEvent(kind=STARTED, task="t", job_id="a", queue="q", **times))  # type: ignore[arg-type]
+    running = [("t", "q"), ("t", "q"), ("u", "q")]
+    child.watch_running(lambda: running)
+    labels = {"task": "t", "queue": "q"}
+    assert value(child.registry, "lexigram_tasks_jobs_in_progress", **labels) == 2
+    assert value(child.registry, "lexigram_tasks_jobs_in_progress", task="u", queue="q") == 1
+    await write_snapshot(child, tmp_path)  # what a supervised child hands its supervisor
+    supervisor = CollectorRegistry()
+    supervisor.register(ProcessesCollector(tmp_path))
+    assert value(supervisor, "lexigram_tasks_jobs_in_progress", **labels) == 2
+    running.clear()
+    assert value(child.registry, "lexigram_tasks_jobs_in_progress", **labels) == 0
+    # The job that started before the watch ends: its wait, taken at its start, stays one.
+    child.observe(JobEvent(kind=COMPLETED, task="t", job_id="a", queue="q", **times))  # type: ignore[arg-type]
+    assert value(child.registry, "lexigram_tasks_queue_wait_seconds_count", **labels) == 1

@@ -19,6 +19,7 @@ from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import RetryConfig, TaskConfig, TaskWorkerConfig
 from lexigram.tasks.decorators import enqueue_job, enqueue_jobs
 from lexigram.tasks.di._stack import build_pool, build_stack
+from lexigram.tasks.events import COMPLETED, STARTED
 from lexigram.tasks.execution import HandlerRegistry, TaskWorker, TaskWorkerServices
 from lexigram.tasks.observability import TracingObserver
 from lexigram.tasks.observability._tracing import TRACE_CONTEXT_KEY
@@ -209,3 +210,17 @@ def test_the_composed_worker_traces_unless_the_config_says_not_to(tracing: bool)
     pool = build_pool(stack, HandlerRegistry(), config=config, size=1)
     tracers = [o for o in pool.services.observers if isinstance(o, TracingObserver)]
     assert len(tracers) == int(tracing)
+
+
+async def test_outcomes_reach_the_observer_once_it_made_a_span(spans: WaitableExporter) -> None:
+    tracing = TracingObserver()
+    assert tracing.kinds == {STARTED}  # nothing to end yet: no outcome event is asked for
+    queue = MemoryTaskQueue(queue_name="traced")
+    (await queue.enqueue(Job(name="traced.work", args=[2]))).unwrap()
+    services = TaskWorkerServices(observers=[tracing])
+    worker = TaskWorker("w1", queue, {"traced.work": work}, TaskWorkerConfig(), services)
+    assert not worker.events.listening_to(COMPLETED)
+    await run_until(worker, spans, "process traced.work")
+    assert COMPLETED in tracing.kinds
+    assert worker.events.listening_to(COMPLETED)
+    assert repr(tracing) == "TracingObserver(open_spans=0)"  # the span was ended

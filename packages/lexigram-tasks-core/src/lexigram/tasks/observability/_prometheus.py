@@ -169,6 +169,8 @@ class PrometheusObserver:
         reading_running = self._running_source is not None
         if not reading_running:
             self._ended(series, event)
+        elif self._running and self._started_before_watching(event):
+            reading_running = False  # its wait was taken from its "started" event
         if event.reason in _NOT_RUN_REASONS:
             return  # no run time, and no wait: the job never started
         duration = event.duration
@@ -190,6 +192,13 @@ class PrometheusObserver:
         running.discard((event.job_id, event.worker_id))
         if len(running) != size:
             series.in_progress -= 1
+
+    def _started_before_watching(self, event: JobEvent) -> bool:
+        key = (event.job_id, event.worker_id)
+        if key in self._running:
+            self._running.discard(key)
+            return True
+        return False
 
     def _started(self, series: _Series, event: JobEvent) -> None:
         running = self._running
@@ -249,7 +258,7 @@ class PrometheusObserver:
         same figure, observed when that attempt ends).
         """
         self._running_source = source
-        self._running.clear()
+        # `_running` keeps the jobs that started before: their waits are counted already.
         for series in list(self._series.values()):
             series.in_progress = 0
         self.kinds = _OUTCOME_KINDS
