@@ -27,10 +27,10 @@ from lexigram.tasks.hookspecs import hookimpl
 
 
 class _Recorder:
-    """Records the kinds it is handed; `kinds` None means every kind."""
+    """Records the kinds it is handed; `event_kinds` None means every kind."""
 
     def __init__(self, kinds: frozenset[str] | None = None, *, listening: bool = True) -> None:
-        self.kinds = kinds
+        self.event_kinds = kinds
         self.seen: list[str] = []
         self._listening = listening
         self.asked = 0
@@ -73,7 +73,7 @@ def test_an_observer_that_changes_its_kinds_is_routed_anew_once_it_says_so() -> 
     recorder = _Recorder(frozenset({COMPLETED}))
     stream = EventStream([recorder])
     assert not stream.listening_to(STARTED)
-    recorder.kinds = frozenset({STARTED, COMPLETED})
+    recorder.event_kinds = frozenset({STARTED, COMPLETED})
     event_routes_changed()
     assert stream.listening_to(STARTED)
 
@@ -160,3 +160,23 @@ async def test_the_worker_builds_no_event_of_a_kind_nobody_handles(
     await worker.stop()
     assert outcomes.seen == [COMPLETED] * 3
     assert built == [COMPLETED] * 3  # no "started" event was built for anyone
+
+
+async def test_an_event_kinds_that_is_no_collection_of_names_declares_nothing() -> None:
+    class WithAMethod:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def event_kinds(self, job_id: str) -> list[str]:  # the user's own, unrelated
+            return [job_id]
+
+        def observe(self, event: JobEvent) -> None:
+            self.seen.append(event.kind)
+
+    with_a_method = WithAMethod()
+    one_string = _Recorder()
+    one_string.event_kinds = COMPLETED  # type: ignore[assignment]
+    stream = EventStream([with_a_method, one_string])
+    await stream.observe(_event(STARTED))
+    assert with_a_method.seen == [STARTED]
+    assert one_string.seen == [STARTED]

@@ -301,7 +301,7 @@ async def test_with_the_running_jobs_watched_in_progress_is_read_on_scrape_witho
     services = TaskWorkerServices(observers=[metrics])
     worker = TaskWorker("w1", queue, {"slow": slow}, TaskWorkerConfig(), services)
     metrics.watch_running(lambda: [(job.name, "watched") for job in worker.running_jobs()])
-    assert STARTED not in metrics.kinds
+    assert STARTED not in metrics.event_kinds
     assert not worker.events.listening_to(STARTED)  # no "started" event is built
     for _ in range(2):
         (await queue.enqueue(Job(name="slow"))).unwrap()

@@ -214,13 +214,13 @@ def test_the_composed_worker_traces_unless_the_config_says_not_to(tracing: bool)
 
 async def test_outcomes_reach_the_observer_once_it_made_a_span(spans: WaitableExporter) -> None:
     tracing = TracingObserver()
-    assert tracing.kinds == {STARTED}  # nothing to end yet: no outcome event is asked for
+    assert tracing.event_kinds == {STARTED}  # nothing to end yet: no outcome event is asked for
     queue = MemoryTaskQueue(queue_name="traced")
     (await queue.enqueue(Job(name="traced.work", args=[2]))).unwrap()
     services = TaskWorkerServices(observers=[tracing])
     worker = TaskWorker("w1", queue, {"traced.work": work}, TaskWorkerConfig(), services)
     assert not worker.events.listening_to(COMPLETED)
     await run_until(worker, spans, "process traced.work")
-    assert COMPLETED in tracing.kinds
+    assert COMPLETED in tracing.event_kinds
     assert worker.events.listening_to(COMPLETED)
     assert repr(tracing) == "TracingObserver(open_spans=0)"  # the span was ended

@@ -29,7 +29,7 @@ import asyncio
 import dataclasses
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import (
@@ -321,10 +321,11 @@ class EventObserver(Protocol):
     `observe` may be a plain method or ``async def``. An observer that raises is logged
     and never fails a job or stops the other observers.
 
-    Two optional attributes spare the emitter work: ``kinds``, the event kinds the
-    observer handles (a collection of `JobEvent.kind` values; without it, every kind),
+    Two optional attributes spare the emitter work: ``event_kinds``, the event kinds
+    the observer handles (a collection of `JobEvent.kind` values; without it, or when it
+    is not such a collection, every kind),
     and ``listening``, False while it would ignore every event (see
-    `EventStream.listening_to`). An observer that changes its ``kinds`` after it was
+    `EventStream.listening_to`). An observer that changes its ``event_kinds`` after it was
     added to a stream calls `event_routes_changed`.
     """
 
@@ -333,15 +334,15 @@ class EventObserver(Protocol):
         ...
 
 
-# Bumped whenever an observer joins or leaves a stream or changes its ``kinds``: every
+# Bumped whenever an observer joins or leaves a stream or changes its ``event_kinds``: every
 # stream compares it with the value its routes were made at (one global read a check).
 _routes_generation = 0
 
 
 def event_routes_changed() -> None:
-    """Make every `EventStream` read its observers' ``kinds`` again on its next event.
+    """Make every `EventStream` read its observers' ``event_kinds`` again on its next event.
 
-    Call it after changing the ``kinds`` of an observer that is already in a stream.
+    Call it after changing the ``event_kinds`` of an observer that is already in a stream.
     """
     global _routes_generation  # noqa: PLW0603 - one counter for every stream
     _routes_generation += 1
@@ -360,7 +361,7 @@ class EventStream:
         # How many observers listen by their class's definition (no ``listening`` switch,
         # or a plain ``listening = True``): while there is one, `listening` needs no scan.
         self._always = 0
-        # Made from the observers' ``kinds`` by `_route`: the observers of each kind, those
+        # Made from the observers' ``event_kinds`` by `_route`: the observers of each kind, those
         # of a kind no observer names, and the kinds an always-listening observer handles.
         self._routes: dict[str, tuple[EventObserver, ...]] = {}
         self._unrouted: tuple[EventObserver, ...] = ()
@@ -393,7 +394,7 @@ class EventStream:
         return self._observers
 
     @property
-    def kinds(self) -> frozenset[str] | None:
+    def event_kinds(self) -> frozenset[str] | None:
         """The event kinds any of the observers handles (None: every kind)."""
         declared: set[str] = set()
         for observer in self._observers:
@@ -500,9 +501,14 @@ class EventStream:
 
 
 def _kinds_of(observer: object) -> frozenset[str] | None:
-    """The kinds `observer` declares it handles (None: every kind)."""
-    kinds = getattr(observer, "kinds", None)
-    return None if kinds is None else frozenset(kinds)
+    """The kinds `observer` declares it handles (None: every kind).
+
+    Anything but a collection of names (a method of that name, a string) declares nothing.
+    """
+    kinds = getattr(observer, "event_kinds", None)
+    if not isinstance(kinds, Collection) or isinstance(kinds, str):
+        return None
+    return frozenset(kinds)
 
 
 def _listens_always(observer: object) -> bool:

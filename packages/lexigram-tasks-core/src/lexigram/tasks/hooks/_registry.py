@@ -204,7 +204,7 @@ class HookRegistry:
         self._plugin_actions: frozenset[str] = frozenset()
 
     @property
-    def kinds(self) -> frozenset[str]:
+    def event_kinds(self) -> frozenset[str]:
         """The job-event kinds it handles now (an `EventStream` delivers no others).
 
         Those that have a hook action; none while nothing would see them: no plugin, no

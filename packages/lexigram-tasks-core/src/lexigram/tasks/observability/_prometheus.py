@@ -112,7 +112,7 @@ class PrometheusObserver:
 
     The observer handles the "started" event (in-progress gauge, queue wait) and the
     outcome events; once `watch_running` gives it the running jobs to read on scrape,
-    the outcome events alone (``kinds``), so the worker builds no "started" event for it.
+    the outcome events alone (``event_kinds``), so the worker builds no "started" event for it.
 
     Args:
         registry: Where the metrics are registered (default: prometheus_client's
@@ -127,7 +127,7 @@ class PrometheusObserver:
 
     listening = True
 
-    kinds: frozenset[str]
+    event_kinds: frozenset[str]
     """The job-event kinds it handles: the outcomes, and "started" until `watch_running`."""
 
     def __init__(
@@ -145,7 +145,7 @@ class PrometheusObserver:
         self._depth: _DepthReader | None = None
         self._lag_source: Callable[[], float | None] | None = None
         self._running_source: RunningJobs | None = None
-        self.kinds = _EVERY_KIND
+        self.event_kinds = _EVERY_KIND
         _export_for(self.registry, self.buckets).observers.append(self)
 
     def __repr__(self) -> str:
@@ -253,7 +253,7 @@ class PrometheusObserver:
 
         `source` returns the (task, queue) of each job running now (e.g. from
         `TaskWorker.running_jobs`); it is called from the scraping thread. From then on
-        the observer needs no "started" event: it drops the kind from ``kinds`` and
+        the observer needs no "started" event: it drops the kind from ``event_kinds`` and
         takes each job's queue wait from its first attempt's outcome event instead (the
         same figure, observed when that attempt ends).
         """
@@ -261,7 +261,7 @@ class PrometheusObserver:
         # `_running` keeps the jobs that started before: their waits are counted already.
         for series in list(self._series.values()):
             series.in_progress = 0
-        self.kinds = _OUTCOME_KINDS
+        self.event_kinds = _OUTCOME_KINDS
         event_routes_changed()
 
     def _figures(self) -> dict[tuple[str, str], _Series]:

@@ -149,7 +149,7 @@ class TracingObserver:
     one to a hand-built worker through ``TaskWorkerServices(observers=[...])``.
     """
 
-    kinds: frozenset[str]
+    event_kinds: frozenset[str]
     """The job-event kinds it handles: "started", and the outcomes once it made a span.
 
     Until the first span, an outcome has nothing to end: with the API and no tracer
@@ -158,7 +158,7 @@ class TracingObserver:
 
     def __init__(self) -> None:
         self._open: dict[tuple[str, str], tuple[Any, object]] = {}
-        self.kinds = _STARTS
+        self.event_kinds = _STARTS
 
     @property
     def listening(self) -> bool:
@@ -199,8 +199,8 @@ class TracingObserver:
         )
         token = otel_context.attach(trace.set_span_in_context(span))
         self._open[event.job_id, event.worker_id] = (span, token)
-        if self.kinds is _STARTS:  # kept from now on: the streams route its ends here
-            self.kinds = _STARTS_AND_ENDS
+        if self.event_kinds is _STARTS:  # kept from now on: the streams route its ends here
+            self.event_kinds = _STARTS_AND_ENDS
             event_routes_changed()
 
     def _end(self, event: JobEvent) -> None:
