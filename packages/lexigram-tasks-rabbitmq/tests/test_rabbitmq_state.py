@@ -345,6 +345,59 @@ async def test_hand_out_drops_deleted_jobs_and_later_copies_as_one_by_one_would(
     assert sorted(await states.running_ids()) == ["dup", "twice"]
 
 
+class OverlapStore(CountingStore):
+    """Notes when each batch call ends too, to show which calls were in flight together."""
+
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        values = await super().get_many(keys)
+        self.calls.append("get_many done")
+        return values
+
+    async def write_many(self, sets: Sequence[Write], deletes: Sequence[str]) -> None:
+        await super().write_many(sets, deletes)
+        self.calls.append("write_many done")
+
+
+async def test_the_lookup_and_the_record_of_a_hand_out_travel_together() -> None:
+    store = OverlapStore()
+    states = JobStates(store, "ns:", state_ttl=60.0)
+    states.local = False
+    await states.admit("a", "{}", delay=0)
+    store.calls.clear()
+    assert await states.hand_out([("a", "{}", False)], lease=30.0) == [True]
+    # Both were sent before either answered: one round trip before the job starts.
+    assert store.calls[:2] == ["get_many", "write_many"]
+    assert sorted(store.calls[2:]) == ["get_many done", "write_many done"]
+
+
+async def test_a_tombstone_met_by_a_hand_out_costs_one_correcting_write() -> None:
+    states, store = shared_states()
+    for job_id in ("gone", "back", "kept"):
+        await states.admit(job_id, "{}", delay=0)
+    await states.requeued("back", '{"try":2}', retrying=True, delay=0)
+    await states.delete("gone")
+    await states.delete("back")
+    await states.requeued("back", '{"try":2}', retrying=True, delay=0)  # revived, retrying
+    await states.delete("back")
+    store.calls.clear()
+    verdicts = await states.hand_out(
+        [
+            ("gone", '{"first":1}', False),
+            ("back", '{"try":1}', False),  # tombstoned: dropped, its tombstone taken
+            ("kept", "{}", True),
+            ("back", '{"try":2}', True),  # the later copy runs, recorded as itself
+        ],
+        lease=30.0,
+    )
+    assert verdicts == [False, False, True, True]
+    assert store.calls == ["get_many", "write_many", "write_many"]
+    assert sorted(await states.running_ids()) == ["back", "kept"]
+    assert await states.running_envelope("back") == '{"try":2}'
+    assert await states.running_envelope("gone") is None
+    assert await states.count("del") == 0
+    assert await states.count("retry") == 0
+
+
 async def test_run_records_of_a_batch_expire_with_the_lease() -> None:
     clock = Clock()
     states = JobStates(LocalStateStore(clock=clock), "ns:", state_ttl=60.0)

@@ -333,15 +333,53 @@ class JobStates:
         other: a deleted job loses its tombstone and does not run (a later copy of it
         in the batch then runs); a running one gets a ``run:`` record that lives
         `lease` seconds and loses its ``retry:`` record when `retried`; a later copy
-        of a job that runs in this batch does not run and touches nothing. One read and
-        one write for the whole batch.
+        of a job that runs in this batch does not run and touches nothing.
+
+        The jobs wait for this before they start, so it costs one round trip: the
+        read of the tombstones and the write of what the batch does if none is
+        found travel together (the write touches no ``job:`` record, so the read sees
+        the same whichever the store applies first). A batch that meets a tombstone
+        pays a second write that corrects what the first one assumed.
         """
-        ids = list(dict.fromkeys(job_id for job_id, _, _ in deliveries))
-        values = await self._batch.get_many([self._key("job", i) for i in ids])
-        found = dict(zip(ids, values, strict=True))
+        first: dict[str, tuple[str, bool]] = {}
+        for job_id, envelope, retried in deliveries:
+            first.setdefault(job_id, (envelope, retried))
+        ids = list(first)
+        assumed: list[Write] = [(self._key("run", i), first[i][0], lease) for i in ids]
+        assumed_gone = [self._key("retry", i) for i in ids if first[i][1]]
+        keys = [self._key("job", i) for i in ids]
+        if self.local:  # no round trip to save: no tasks either
+            values = await self._batch.get_many(keys)
+            await self._batch.write_many(assumed, assumed_gone)
+        else:
+            values, _ = await asyncio.gather(
+                self._batch.get_many(keys), self._batch.write_many(assumed, assumed_gone)
+            )
+        if _DELETED in values:
+            return await self._correct(deliveries, dict(zip(ids, values, strict=True)), lease)
+        seen: set[str] = set()
+        verdicts: list[bool] = []
+        for job_id, _, _ in deliveries:
+            verdicts.append(job_id not in seen)
+            seen.add(job_id)
+        return verdicts
+
+    async def _correct(
+        self,
+        deliveries: Sequence[tuple[str, str, bool]],
+        found: dict[str, str | None],
+        lease: float,
+    ) -> list[bool]:
+        """Verdicts of a batch that met a tombstone, and the write that undoes the guess.
+
+        The batch was recorded as if each job's first copy ran; a tombstoned job's
+        first copy does not, so its ``run:`` record goes (or is rewritten for the later
+        copy that runs instead) and its tombstone is taken.
+        """
+        tombstoned = {job_id for job_id, value in found.items() if value == _DELETED}
+        started: set[str] = set()
         sets: list[Write] = []
         deletes: list[str] = []
-        started: set[str] = set()
         verdicts: list[bool] = []
         for job_id, envelope, retried in deliveries:
             if job_id in started:
@@ -353,12 +391,13 @@ class JobStates:
                 verdicts.append(False)
                 continue
             started.add(job_id)
-            if retried:
-                deletes.append(self._key("retry", job_id))
-            sets.append((self._key("run", job_id), envelope, lease))
+            if job_id in tombstoned:  # a later copy of a tombstoned job runs after all
+                if retried:
+                    deletes.append(self._key("retry", job_id))
+                sets.append((self._key("run", job_id), envelope, lease))
             verdicts.append(True)
-        if sets or deletes:
-            await self._batch.write_many(sets, deletes)
+        deletes += [self._key("run", job_id) for job_id in tombstoned - started]
+        await self._batch.write_many(sets, deletes)
         return verdicts
 
     async def is_deleted(self, job_id: str) -> bool:
