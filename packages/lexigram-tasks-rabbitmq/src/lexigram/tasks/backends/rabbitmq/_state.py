@@ -348,13 +348,17 @@ class JobStates:
         assumed: list[Write] = [(self._key("run", i), first[i][0], lease) for i in ids]
         assumed_gone = [self._key("retry", i) for i in ids if first[i][1]]
         keys = [self._key("job", i) for i in ids]
-        if self.local:  # no round trip to save: no tasks either
+        if self.local:  # no round trip to save: no task either
             values = await self._batch.get_many(keys)
             await self._batch.write_many(assumed, assumed_gone)
         else:
-            values, _ = await asyncio.gather(
-                self._batch.get_many(keys), self._batch.write_many(assumed, assumed_gone)
-            )
+            # The write runs as a task (sent in the next loop pass, while the read is
+            # still out); one task rather than gather's two keeps a lone job's cost low.
+            write = asyncio.ensure_future(self._batch.write_many(assumed, assumed_gone))
+            try:
+                values = await self._batch.get_many(keys)
+            finally:
+                await write
         if _DELETED in values:
             return await self._correct(deliveries, dict(zip(ids, values, strict=True)), lease)
         seen: set[str] = set()
