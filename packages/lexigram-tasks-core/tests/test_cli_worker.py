@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import json
 import os
@@ -26,6 +27,7 @@ from lexigram.tasks.cli._worker import WorkerOptions
 
 APP = """
 import asyncio
+import gc
 import os
 import signal
 
@@ -49,7 +51,12 @@ async def interrupted(signals):
     done.append("interrupted finished")
 
 
+async def frozen_objects():
+    done.append(gc.get_freeze_count())
+
+
 provider.register_handler("add", add)
+provider.register_handler("frozen_objects", frozen_objects)
 provider.register_handler("interrupted", interrupted)
 """
 
@@ -86,6 +93,19 @@ def test_worker_burst_runs_every_job_then_exits_0(app_module: ModuleType) -> Non
     assert count(app_module) == 0
     assert "Queues are empty; stopping (--burst)." in result.stderr
     assert "5 processed, 5 succeeded, 0 failed" in result.stderr
+
+
+def test_worker_runs_jobs_with_start_up_objects_frozen_and_unfreezes_on_exit(
+    app_module: ModuleType,
+) -> None:
+    before = gc.get_freeze_count()
+    enqueue(app_module, Job(name="frozen_objects"))
+    result = worker(app_module, "--burst")
+    assert result.exit_code == 0, result.output
+    # The cyclic collector's full passes skip what start-up built while jobs run...
+    assert app_module.done[0] > before
+    # ...and a worker run in-process hands it back when the command ends.
+    assert gc.get_freeze_count() == before
 
 
 def test_worker_log_jobs_logs_one_info_line_per_completed_job(app_module: ModuleType) -> None:
