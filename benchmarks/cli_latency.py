@@ -14,7 +14,8 @@ but started on an empty queue and left running (lexigram without ``--burst``). T
    sides); when the last one ends, the worker's probe writes p50, p99 and the maximum.
 
 Frameworks run interleaved within a run; the table holds the median over ``--runs`` of
-each run's percentiles. Nothing is asserted; it prints a table.
+each run's percentiles. Nothing is asserted; it prints a table. With ``--stages``, each
+run of lexigram on RabbitMQ also prints where its jobs' latency went (``latency_stages.py``).
 
     benchmarks/.venv-redis/bin/python benchmarks/cli_latency.py redis
     benchmarks/.venv-postgres/bin/python benchmarks/cli_latency.py postgres
@@ -43,12 +44,17 @@ import cli_bench
 PROBE = (
     cli_bench.PROBE_HEAD
     + """_latencies = []
+_stages = None
+if os.environ.get("CLILATENCY_STAGES"):  # --stages: see latency_stages.py
+    import latency_stages as _stages
 
 
 def start(ts):
     now = time.time()
     if ts > 0:
         _latencies.append(now - ts)
+        if _stages is not None:
+            _stages.mark(ts, "handler", now)
     else:
         open(OUT + ".ready", "w").close()
 
@@ -68,6 +74,8 @@ def done():
     }
     with open(OUT + ".tmp", "w") as out:
         json.dump(figures, out)
+    if _stages is not None:
+        _stages.dump(OUT + ".stages")
     os.replace(OUT + ".tmp", OUT)
 """
 )
@@ -91,6 +99,8 @@ def write_apps(bench: cli_bench.Bench) -> None:
             source.replace("clibench_probe.start()", "clibench_probe.start(ts)"), encoding="utf-8"
         )
     (bench.app_dir / "clibench_probe.py").write_text(PROBE, encoding="utf-8")
+    stages = Path(__file__).with_name("latency_stages.py").read_text(encoding="utf-8")
+    (bench.app_dir / "latency_stages.py").write_text(stages, encoding="utf-8")
 
 
 class Sender:
@@ -163,11 +173,17 @@ def _wait_for(path: Path, proc: subprocess.Popen[bytes], log: Path, within: floa
         time.sleep(0.01)
 
 
-def measure(bench: cli_bench.Bench, framework: str, rate: float, seconds: float) -> Latency:
-    """One W3 run of one framework: empty queue, worker up, warm-up, steady stream."""
+def measure(
+    bench: cli_bench.Bench, framework: str, rate: float, seconds: float, *, stages: bool = False
+) -> Latency:
+    """One W3 run of one framework: empty queue, worker up, warm-up, steady stream.
+
+    With `stages` (lexigram on RabbitMQ), also print where its jobs' latency went.
+    """
     jobs = int(rate * seconds)
     out = bench.app_dir / "done.json"
-    for stale in (out, out.with_name("done.json.ready")):
+    traced = out.with_name("done.json.stages")
+    for stale in (out, out.with_name("done.json.ready"), traced):
         stale.unlink(missing_ok=True)
     cleanup: Callable[[], None] = lambda: None  # noqa: E731
     if bench.backend == "rabbitmq":
@@ -180,6 +196,8 @@ def measure(bench: cli_bench.Bench, framework: str, rate: float, seconds: float)
     command = [cli_bench._bin(template[0])]  # noqa: SLF001 - the same lookup as cli_bench's
     command += [part.format(url=url, app_dir=bench.app_dir) for part in template[1:]]
     env = bench.env(url, jobs + 1, 0.0, out)
+    if stages and framework.startswith("lexigram") and bench.backend == "rabbitmq":
+        env["CLILATENCY_STAGES"] = "1"
     log_path = bench.app_dir / "worker.log"
     sender = Sender(bench.backend, framework, url)
     try:
@@ -195,10 +213,51 @@ def measure(bench: cli_bench.Bench, framework: str, rate: float, seconds: float)
             finally:
                 _stop(proc)
         data = json.loads(out.read_text())
+        if traced.exists():
+            print_stages(json.loads(traced.read_text()))
         return Latency(p50=data["p50"], p99=data["p99"], worst=data["max"])
     finally:
         sender.close()
         cleanup()
+
+
+STAGES = ("delivered", "taken", "handed", "handler")
+
+
+def print_stages(traced: dict[str, Any]) -> None:
+    """Percentiles of each stage of the run's jobs, and what paused the worker meanwhile."""
+    spans: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "total")}
+    first, last = float("inf"), 0.0
+    for key, marks in traced["marks"].items():
+        if not all(stage in marks for stage in STAGES):
+            continue
+        sent = float(key)
+        first, last = min(first, sent), max(last, marks["handler"])
+        previous = sent
+        for stage in STAGES:
+            spans[stage].append(marks[stage] - previous)
+            previous = marks[stage]
+        spans["total"].append(marks["handler"] - sent)
+
+    def pct(values: list[float], share: float) -> float:
+        return sorted(values)[min(len(values) - 1, int(len(values) * share))] * 1e3
+
+    print("  stage (ms, from the one before)   p50     p90     p99     max")
+    for stage, values in spans.items():
+        if values:
+            figures = "".join(f"{pct(values, q):8.3f}" for q in (0.5, 0.9, 0.99, 1.0))
+            print(f"  {stage:32}{figures}")
+    during = [(began, took, gen) for began, took, gen in traced["gc"] if first <= began <= last]
+    for generation in (0, 1, 2):
+        pauses = [took for _, took, gen in during if gen == generation]
+        if pauses:
+            print(
+                f"  gc generation {generation}: {len(pauses)} pauses, longest "
+                f"{max(pauses) * 1e3:.2f} ms, {sum(pauses) * 1e3:.1f} ms in all"
+            )
+    slow = [took for began, took in traced["slow"] if first <= began <= last]
+    longest = f", longest {max(slow) * 1e3:.2f} ms" if slow else ""
+    print(f"  event-loop callbacks over 1 ms: {len(slow)}{longest}")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -225,6 +284,11 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/11")
     parser.add_argument("--pg", default="postgresql://127.0.0.1:5432/test")
     parser.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672")
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="lexigram on RabbitMQ: print where each run's latency went (latency_stages.py)",
+    )
     args = parser.parse_args()
     args.jobs = 0  # what cli_bench.Bench reads for W2; unused here
     frameworks = (
@@ -245,7 +309,7 @@ def main() -> None:
         for run in range(1, args.runs + 1):
             for framework in frameworks:
                 try:
-                    latency = measure(bench, framework, args.rate, args.seconds)
+                    latency = measure(bench, framework, args.rate, args.seconds, stages=args.stages)
                 except Exception as error:  # reported, the run goes on
                     print(f"run {run} {framework}: FAILED {error}", flush=True)
                     continue
