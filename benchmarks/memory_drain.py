@@ -54,7 +54,12 @@ FRAMEWORKS = ("lexigram", "taskiq-receiver", "taskiq-kick", "taskiq-inplace")
 # ------------------------------------------------------------------------------------
 
 
-async def _run_lexigram(jobs: int, concurrency: int) -> float:
+async def lexigram_drain(jobs: int, concurrency: int) -> tuple[Any, Any, asyncio.Event]:
+    """N no-op jobs waiting on a `MemoryTaskQueue` and the `TaskWorker` that drains them.
+
+    Returns the queue, the worker (not started) and an event set when the N-th result is
+    stored. `memory_drain_cost.py` builds its drain here too.
+    """
     from lexigram.contracts.tasks import Job, JobResult  # noqa: PLC0415 - child-only import
     from lexigram.tasks.backends.memory import MemoryTaskQueue  # noqa: PLC0415
     from lexigram.tasks.config import TaskWorkerConfig  # noqa: PLC0415
@@ -79,14 +84,18 @@ async def _run_lexigram(jobs: int, concurrency: int) -> float:
 
     queue = MemoryTaskQueue()
     await queue.enqueue_many([Job(name="noop") for _ in range(jobs)])
-    store = CountingStore(max_size=jobs)
     worker = TaskWorker(
         "bench",
         queue,
         {"noop": noop},
         TaskWorkerConfig(max_concurrent_tasks=concurrency),
-        TaskWorkerServices(result_store=store),
+        TaskWorkerServices(result_store=CountingStore(max_size=jobs)),
     )
+    return queue, worker, done
+
+
+async def _run_lexigram(jobs: int, concurrency: int) -> float:
+    queue, worker, done = await lexigram_drain(jobs, concurrency)
     started = time.perf_counter()
     await worker.start()
     await done.wait()

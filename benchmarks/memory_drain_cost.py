@@ -32,6 +32,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import memory_drain
+
 CONCURRENCY = 100
 
 
@@ -56,41 +58,13 @@ def _opcode_tracer(opcodes: collections.Counter[str]) -> Any:
 
 def _child(mode: str, jobs: int) -> None:
     """Enqueue `jobs` no-op jobs; unless `mode` is "enqueue", drain them; then exit."""
-    from lexigram.contracts.tasks import Job, JobResult  # noqa: PLC0415 - child-only import
-    from lexigram.tasks.backends.memory import MemoryTaskQueue  # noqa: PLC0415
-    from lexigram.tasks.config import TaskWorkerConfig  # noqa: PLC0415
-    from lexigram.tasks.execution import TaskWorker, TaskWorkerServices  # noqa: PLC0415
-    from lexigram.tasks.results import InMemoryResultStore  # noqa: PLC0415
-
     opcodes: collections.Counter[str] = collections.Counter()
     trace = _opcode_tracer(opcodes)
 
     async def main() -> None:
-        done = asyncio.Event()
-
-        class CountingStore(InMemoryResultStore):
-            stored = 0
-
-            async def store(self, job_id: str, result: JobResult) -> None:
-                await super().store(job_id, result)
-                self.stored += 1
-                if self.stored == jobs:
-                    done.set()
-
-        async def noop() -> None:
-            return None
-
-        queue = MemoryTaskQueue()
-        await queue.enqueue_many([Job(name="noop") for _ in range(jobs)])
+        _, worker, done = await memory_drain.lexigram_drain(jobs, CONCURRENCY)
         if mode == "enqueue" or jobs == 0:
             os._exit(0)
-        worker = TaskWorker(
-            "bench",
-            queue,
-            {"noop": noop},
-            TaskWorkerConfig(max_concurrent_tasks=CONCURRENCY),
-            TaskWorkerServices(result_store=CountingStore(max_size=jobs)),
-        )
         if mode == "opcodes":
             sys.settrace(trace)
         await worker.start()

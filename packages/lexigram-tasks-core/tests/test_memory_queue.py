@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from importlib.metadata import entry_points
 from typing import Any
@@ -403,3 +404,17 @@ def test_memory_entry_point_names_the_backend_object() -> None:
     assert backend.url_schemes == ()
     assert backend.url_field is None
     assert backend.options_type is MemoryOptions
+
+
+async def test_an_idle_queue_names_no_lease_expiry_after_its_leases_are_acked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(memory_queue_module, "time", clock)
+    queue = MemoryTaskQueue(visibility_timeout=10.0)
+    await queue.enqueue(Job(name="noop"))
+    [held] = await queue.dequeue_batch(1)
+    assert queue._next_due(clock.now) == clock.now + 10.0
+    assert await queue.ack(held.id, lease_token=held.lease_token)
+    # A consumer waiting on the empty queue is not woken when that lease would have ended.
+    assert queue._next_due(clock.now) == math.inf

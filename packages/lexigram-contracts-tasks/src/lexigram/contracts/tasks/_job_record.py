@@ -24,96 +24,58 @@ _PENDING = JobStatus.PENDING
 _STATUSES = {status.value: status for status in JobStatus}
 
 
-def _priority(job: Job, value: Any) -> None:
-    job.priority = value if type(value) is int else int(value or 0)
+def opt_float(value: Any) -> float | None:
+    """`value` as a float, None kept (the conversion of every optional time and length)."""
+    if type(value) is float or value is None:
+        return value
+    return float(value)
 
 
-def _max_retries(job: Job, value: Any) -> None:
-    job.max_retries = value if value is None or type(value) is int else int(value)
+def opt_int(value: Any) -> int | None:
+    """`value` as an int, None kept."""
+    if type(value) is int or value is None:
+        return value
+    return int(value)
 
 
-def _timeout(job: Job, value: Any) -> None:
-    job.timeout = value if value is None or type(value) is float else float(value)
+def _int_or_zero(value: Any) -> int:
+    return value if type(value) is int else int(value or 0)
 
 
-def _depends_on(job: Job, value: Any) -> None:
-    job.depends_on = list(value) if value else []
+def _as_is(value: Any) -> Any:
+    return value
 
 
-def _idempotency_key(job: Job, value: Any) -> None:
-    job.idempotency_key = value
-
-
-def _correlation_id(job: Job, value: Any) -> None:
-    job.correlation_id = value
-
-
-def _causation_id(job: Job, value: Any) -> None:
-    job.causation_id = value
-
-
-def _status(job: Job, value: Any) -> None:
+def _status(value: Any) -> JobStatus:
     status = _STATUSES.get(value) if type(value) is str else None
-    job.status = status if status is not None else JobStatus(value or _PENDING.value)
+    return status if status is not None else JobStatus(value or _PENDING.value)
 
 
-def _started_at(job: Job, value: Any) -> None:
-    job.started_at = value if value is None or type(value) is float else float(value)
-
-
-def _completed_at(job: Job, value: Any) -> None:
-    job.completed_at = value if value is None or type(value) is float else float(value)
-
-
-def _retry_count(job: Job, value: Any) -> None:
-    job.retry_count = value if type(value) is int else int(value or 0)
-
-
-def _last_error(job: Job, value: Any) -> None:
-    job.last_error = value
-
-
-def _result(job: Job, value: Any) -> None:
+def _result(value: Any) -> Any:
     from lexigram.contracts.tasks._models import JobResult  # noqa: PLC0415 - import cycle
 
-    job.result = JobResult.from_dict(value) if value else None
+    return JobResult.from_dict(value) if value else None
 
 
-def _scheduled_at(job: Job, value: Any) -> None:
-    job.scheduled_at = value if value is None or type(value) is float else float(value)
-
-
-def _cron_expression(job: Job, value: Any) -> None:
-    job.cron_expression = value
-
-
-def _delivery_count(job: Job, value: Any) -> None:
-    job.delivery_count = value if type(value) is int else int(value or 0)
-
-
-def _metadata(job: Job, value: Any) -> None:
-    job.metadata = dict(value) if value else {}
-
-
-# Every field but the six the decoder reads itself.
-_FIELD_SETTERS: dict[str, Callable[[Job, Any], None]] = {
-    "priority": _priority,
-    "max_retries": _max_retries,
-    "timeout": _timeout,
-    "depends_on": _depends_on,
-    "idempotency_key": _idempotency_key,
-    "correlation_id": _correlation_id,
-    "causation_id": _causation_id,
+# How each field but the six the decoder reads itself is made from its record value.
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "priority": _int_or_zero,
+    "max_retries": opt_int,
+    "timeout": opt_float,
+    "depends_on": lambda value: list(value) if value else [],
+    "idempotency_key": _as_is,
+    "correlation_id": _as_is,
+    "causation_id": _as_is,
     "status": _status,
-    "started_at": _started_at,
-    "completed_at": _completed_at,
-    "retry_count": _retry_count,
-    "last_error": _last_error,
+    "started_at": opt_float,
+    "completed_at": opt_float,
+    "retry_count": _int_or_zero,
+    "last_error": _as_is,
     "result": _result,
-    "scheduled_at": _scheduled_at,
-    "cron_expression": _cron_expression,
-    "delivery_count": _delivery_count,
-    "metadata": _metadata,
+    "scheduled_at": opt_float,
+    "cron_expression": _as_is,
+    "delivery_count": _int_or_zero,
+    "metadata": lambda value: dict(value) if value else {},
 }
 
 
@@ -161,8 +123,8 @@ def job_from_record(job: Job, data: Mapping[str, Any]) -> None:
     read = 1 + (job_id is not None) + (created_at is not None) + (queue_name is not None)
     read += (args is not None) + (kwargs is not None)
     if len(data) > read:
-        setters = _FIELD_SETTERS
+        converters = _CONVERTERS
         for key, value in data.items():
-            setter = setters.get(key)
-            if setter is not None:
-                setter(job, value)
+            convert = converters.get(key)
+            if convert is not None:
+                setattr(job, key, convert(value))

@@ -22,21 +22,11 @@ from lexigram.contracts.tasks._enums import (
 )
 from lexigram.contracts.tasks._ids import new_job_id
 from lexigram.contracts.tasks._job_record import job_from_record
+from lexigram.contracts.tasks._job_record import opt_float as _opt_float
+from lexigram.contracts.tasks._job_record import opt_int as _opt_int
 
 # Retries a job gets when neither its producer nor its task definition says otherwise.
 DEFAULT_MAX_RETRIES = 3
-
-
-def _opt_float(value: Any) -> float | None:
-    if type(value) is float or value is None:
-        return value
-    return float(value)
-
-
-def _opt_int(value: Any) -> int | None:
-    if type(value) is int or value is None:
-        return value
-    return int(value)
 
 
 @dataclass(slots=True)

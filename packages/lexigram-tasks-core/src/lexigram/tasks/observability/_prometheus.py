@@ -182,9 +182,13 @@ class PrometheusObserver:
             enqueued = event.enqueued_at
             started = event.started_at
             if enqueued is not None and started is not None:
-                wait = started - enqueued if started > enqueued else 0.0
-                series.wait_counts[bisect_left(self.buckets, wait)] += 1
-                series.wait_sum += wait
+                self._waited(series, enqueued, started)
+
+    def _waited(self, series: _Series, enqueued: float, started: float) -> None:
+        """Count one first attempt's wait in the queue (a clock step back counts as 0)."""
+        wait = started - enqueued if started > enqueued else 0.0
+        series.wait_counts[bisect_left(self.buckets, wait)] += 1
+        series.wait_sum += wait
 
     def _ended(self, series: _Series, event: JobEvent) -> None:
         running = self._running
@@ -209,11 +213,7 @@ class PrometheusObserver:
         enqueued = event.enqueued_at
         if enqueued is not None and event.attempt <= 1:
             started = event.started_at
-            if started is None:
-                started = time.time()
-            wait = started - enqueued if started > enqueued else 0.0
-            series.wait_counts[bisect_left(self.buckets, wait)] += 1
-            series.wait_sum += wait
+            self._waited(series, enqueued, time.time() if started is None else started)
 
     # -- gauges read on scrape -----------------------------------------------------
 

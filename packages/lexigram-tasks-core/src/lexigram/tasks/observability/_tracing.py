@@ -163,12 +163,7 @@ class TracingObserver:
     @property
     def listening(self) -> bool:
         """True while the application has a tracer provider configured or a span is open."""
-        if self._open:
-            return True
-        # _recording()'s first test, inlined: asked before every job's "started" event.
-        if _AVAILABLE and trace._TRACER_PROVIDER is None and not _PROVIDER_FROM_ENV:  # noqa: SLF001
-            return False
-        return _recording()
+        return bool(self._open) or _recording()
 
     def __repr__(self) -> str:
         return f"TracingObserver(open_spans={len(self._open)})"

@@ -657,7 +657,8 @@ class MemoryTaskQueue:
 
     def _next_due(self, now: float) -> float:
         """Monotonic time of the next delayed job due or lease expiry (inf if none)."""
-        due = self._next_reap
+        # The bound outlives the leases it was set by: with none left it names no expiry.
+        due = self._next_reap if self._in_flight else math.inf
         if self._delayed:
             due = min(due, now + (self._delayed[0][0] - time.time()))
         return due
