@@ -19,11 +19,13 @@ from __future__ import annotations
 import functools
 import gc
 import os
+import random
 import socket
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 from uuid import uuid4
@@ -187,6 +189,52 @@ def amqp_url() -> Iterator[str]:
 def postgres_dsn() -> Iterator[str]:
     """DSN of a PostgreSQL database for this test session."""
     yield from _resolve(POSTGRES)
+
+
+def _ephemeral_floor() -> int:
+    """Lowest port the kernel hands out to outgoing connections (32768 by default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+_PORTS_FROM = 20000
+_handed_out: set[int] = set()
+
+
+def pick_free_port() -> int:
+    """A loopback port nothing listens on, below the range outgoing connections use.
+
+    A port from ``bind(0)`` lies in that range, so between the test closing its probe
+    socket and a server binding the port, any outgoing connection (a booting Erlang node
+    makes dozens) may take it as its local port and the server fails to start.
+    """
+    ceiling = _ephemeral_floor()
+    if ceiling - _PORTS_FROM < 1000:  # an unusual range: fall back to the kernel's choice
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    while True:
+        port = random.randrange(_PORTS_FROM, ceiling)
+        if port not in _handed_out and _port_free(port):
+            _handed_out.add(port)
+            return port
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """`pick_free_port`: call it for each port a test's own server needs."""
+    return pick_free_port
 
 
 @pytest.fixture

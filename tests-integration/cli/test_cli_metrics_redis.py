@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import tempfile
 import time
 import urllib.request
@@ -36,13 +35,6 @@ OK_JOBS = 6
 BROKEN_JOBS = 3
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
@@ -59,7 +51,7 @@ def jobs_total(samples: dict, task: str, outcome: str) -> float:
 
 
 def test_metrics_endpoint_counts_successes_retries_and_dead_letters(
-    redis_config: Path, write_app, cli_process
+    redis_config: Path, write_app, cli_process, free_port
 ) -> None:
     config = redis_config.read_text() + (
         "    retry:\n      initial_delay: 0.01\n      max_delay: 0.01\n      jitter: 0.0\n"
@@ -130,7 +122,7 @@ def wait_for_totals(port: int, ok: float, dead: float) -> dict:
 
 
 def test_several_worker_processes_are_served_summed_by_the_supervisor(
-    redis_config: Path, write_app, cli_process
+    redis_config: Path, write_app, cli_process, free_port
 ) -> None:
     """`--workers 2` with the port from the config: one endpoint, both children counted."""
     port = free_port()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -102,12 +101,6 @@ def artifacts(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -169,13 +162,14 @@ def test_the_dashboard_shows_live_progress_and_retries_a_dead_letter(  # noqa: P
     write_app: Callable[[str], str],
     cli_process: Callable[..., Any],
     tmp_path: Path,
+    free_port: Callable[[], int],
 ) -> None:
     from selenium.webdriver.common.by import By
 
     config: Path = request.getfixturevalue(config_fixture)
     spec = _spec(config)
     app = write_app(APP)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     worker = cli_process(
         "worker", app, "--config", str(config), "--concurrency", "4", "--log-level", "info"

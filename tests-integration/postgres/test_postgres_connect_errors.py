@@ -52,12 +52,6 @@ def _with(dsn: str, *, user: str | None = None, database: str | None = None) -> 
     return f"{parts.scheme}://{login}{host}:{port}{path}{query}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _failure(dsn: str) -> tuple[str, float]:
     """Use a queue on `dsn`; return the error message and how long it took."""
     queue = PostgresTaskQueue(PostgresTaskConfig(dsn, connect_timeout=CONNECT_TIMEOUT))
@@ -115,8 +109,8 @@ async def broken_tls_server() -> AsyncIterator[int]:
     await _close_all(server, held)
 
 
-async def test_refused_port_fails_at_once() -> None:
-    port = _free_port()
+async def test_refused_port_fails_at_once(free_port: Callable[[], int]) -> None:
+    port = free_port()
     message, took = await _failure(f"postgresql://app:hunter2@127.0.0.1:{port}/test")
     assert message == (
         f"PostgreSQL at postgresql://app:***@127.0.0.1:{port}/test refused the connection: "
@@ -198,17 +192,20 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("make_dsn", "expected"),
     [
-        (lambda dsn: f"postgresql://127.0.0.1:{_free_port()}/test", "refused the connection"),
-        (lambda dsn: _with(dsn, database="lexigram_nodb_cli"), "has no such database"),
-        (lambda dsn: _with(dsn, user="lexigram_nobody_cli"), "refused the login"),
-        (lambda dsn: f"{_with(dsn)}?sslmode=require", "does not offer TLS"),
+        (lambda dsn, port: f"postgresql://127.0.0.1:{port}/test", "refused the connection"),
+        (lambda dsn, port: _with(dsn, database="lexigram_nodb_cli"), "has no such database"),
+        (lambda dsn, port: _with(dsn, user="lexigram_nobody_cli"), "refused the login"),
+        (lambda dsn, port: f"{_with(dsn)}?sslmode=require", "does not offer TLS"),
     ],
     ids=["refused", "database", "role", "tls"],
 )
 def test_cli_prints_one_line_and_exits_2(
-    postgres_dsn: str, make_dsn: Callable[[str], str], expected: str
+    postgres_dsn: str,
+    make_dsn: Callable[[str, int], str],
+    expected: str,
+    free_port: Callable[[], int],
 ) -> None:
-    done = _cli("dlq", "list", "--backend", make_dsn(postgres_dsn))
+    done = _cli("dlq", "list", "--backend", make_dsn(postgres_dsn, free_port()))
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

@@ -17,7 +17,6 @@ import asyncio
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -41,12 +40,6 @@ def _pg_bin() -> Path | None:
         return Path(found).parent
     versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     return versions[-1].parent if versions else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -77,7 +70,9 @@ def _make_server_cert(directory: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def private_server(service_unavailable: Callable[[str], NoReturn]) -> Iterator[tuple[int, Path]]:
+def private_server(
+    service_unavailable: Callable[[str], NoReturn], free_port: Callable[[], int]
+) -> Iterator[tuple[int, Path]]:
     """Start a private PostgreSQL with TLS and password logins; yield (port, certs dir)."""
     bin_dir = _pg_bin()
     if bin_dir is None or shutil.which("openssl") is None:
@@ -95,7 +90,7 @@ def private_server(service_unavailable: Callable[[str], NoReturn]) -> Iterator[t
     for path in (root, certs, *certs.iterdir()):
         os.chown(path, owner.pw_uid, owner.pw_gid)
     (certs / "server.key").chmod(0o600)
-    port = _free_port()
+    port = free_port()
 
     def as_owner(*command: str) -> subprocess.CompletedProcess[str]:
         prefix = ["runuser", "-u", owner.pw_name, "--"] if os.geteuid() == 0 else []

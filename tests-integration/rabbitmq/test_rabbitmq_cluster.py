@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -48,12 +48,6 @@ START_WITHIN = 60.0
 JOBS = 400
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def listening(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -69,8 +63,8 @@ class Node:
     root: Path
     home: Path
     user: pwd.struct_passwd
-    port: int = field(default_factory=free_port)
-    dist_port: int = field(default_factory=free_port)
+    port: int
+    dist_port: int
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -201,7 +195,9 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(service_unavailable: Callable[[str], NoReturn]) -> Iterator[Cluster]:
+def cluster(
+    service_unavailable: Callable[[str], NoReturn], free_port: Callable[[], int]
+) -> Iterator[Cluster]:
     """Three private RabbitMQ nodes joined into one cluster (module scope: started once)."""
     if not SERVER.is_file() or not CTL.is_file():
         service_unavailable("the cluster test needs rabbitmq-server and rabbitmqctl installed")
@@ -221,7 +217,7 @@ def cluster(service_unavailable: Callable[[str], NoReturn]) -> Iterator[Cluster]
     cookie.chmod(0o400)
     for path in (home, cookie):
         os.chown(path, user.pw_uid, user.pw_gid)
-    nodes = [Node(base / f"node{i}", home, user) for i in range(3)]
+    nodes = [Node(base / f"node{i}", home, user, free_port(), free_port()) for i in range(3)]
     try:
         for node in nodes:
             node.prepare()

@@ -47,11 +47,15 @@ def _port_free(port: int) -> bool:
 
 
 def _free_ports(count: int) -> list[int]:
-    """Ports whose cluster bus port (port + 10000) is free and valid too."""
+    """Ports whose cluster bus port (port + 10000) is free too.
+
+    Both lie below 32768, where outgoing connections take their local ports, so none can
+    take one between this check and the node binding it.
+    """
     rng = random.Random()
     ports: list[int] = []
     while len(ports) < count:
-        port = rng.randrange(20000, 45000)
+        port = rng.randrange(12000, 22000)
         if port not in ports and _port_free(port) and _port_free(port + 10000):
             ports.append(port)
     return ports

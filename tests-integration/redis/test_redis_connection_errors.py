@@ -41,12 +41,6 @@ OPENSSL = shutil.which("openssl")
 Call = Callable[[str], Awaitable[object]]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _enqueue(url: str, **options: float) -> object:
     queue = RedisTaskQueue(url, "errors", key_prefix="lexigram-errors", **options)  # type: ignore[arg-type]
     try:
@@ -113,12 +107,12 @@ def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def password_server(
-    server_dir: Path, service_unavailable: Callable[[str], NoReturn]
+    server_dir: Path, service_unavailable: Callable[[str], NoReturn], free_port: Callable[[], int]
 ) -> Iterator[int]:
     """A redis-server of our own with ``requirepass``; yields its port."""
     if REDIS_SERVER is None:
         service_unavailable("redis-server is not on PATH; this test starts its own server.")
-    port = _free_port()
+    port = free_port()
     proc = _redis_server(server_dir, "--port", str(port), "--requirepass", "s3cret")
     yield port
     proc.kill()
@@ -126,7 +120,9 @@ def password_server(
 
 
 @pytest.fixture(scope="module")
-def tls_server(server_dir: Path, service_unavailable: Callable[[str], NoReturn]) -> Iterator[int]:
+def tls_server(
+    server_dir: Path, service_unavailable: Callable[[str], NoReturn], free_port: Callable[[], int]
+) -> Iterator[int]:
     """A redis-server of our own speaking TLS with a self-signed certificate; its port."""
     if REDIS_SERVER is None or OPENSSL is None:
         service_unavailable("redis-server and openssl must be on PATH for the TLS test.")
@@ -141,7 +137,7 @@ def tls_server(server_dir: Path, service_unavailable: Callable[[str], NoReturn])
         check=False,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr.decode()
-    port = _free_port()
+    port = free_port()
     proc = _redis_server(
         server_dir,
         "--port", "0",
@@ -223,8 +219,8 @@ def full_backlog_port() -> Iterator[int]:
 @pytest.mark.parametrize(
     "call", [_enqueue, _store_get, _subscribe], ids=["queue", "store", "subscribe"]
 )
-async def test_refused_connection_fails_at_once(call: Call) -> None:
-    port = _free_port()  # bound then released: nothing listens there
+async def test_refused_connection_fails_at_once(call: Call, free_port: Callable[[], int]) -> None:
+    port = free_port()  # nothing listens there
     error = await _failure(call(f"redis://user:pw@127.0.0.1:{port}/0"), within=1.0)
     assert str(error) == (
         f"Redis at redis://user:***@127.0.0.1:{port}/0 refused the connection: nothing "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -28,18 +27,12 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 REDIS_SERVER = shutil.which("redis-server")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class OwnRedis:
     """A redis-server child process with AOF persistence in `directory`."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, port: int) -> None:
         self.directory = directory
-        self.port = _free_port()
+        self.port = port
         self.proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -81,11 +74,11 @@ class OwnRedis:
 
 @pytest_asyncio.fixture
 async def own_redis(
-    tmp_path: Path, service_unavailable: Callable[[str], NoReturn]
+    tmp_path: Path, service_unavailable: Callable[[str], NoReturn], free_port: Callable[[], int]
 ) -> AsyncIterator[OwnRedis]:
     if REDIS_SERVER is None:
         service_unavailable("redis-server is not on PATH; the restart test starts its own server.")
-    server = OwnRedis(tmp_path)
+    server = OwnRedis(tmp_path, free_port())
     await server.start()
     yield server
     if server.proc is not None and server.proc.returncode is None:

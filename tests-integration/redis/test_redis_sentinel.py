@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -45,12 +44,6 @@ SERVICE = "lexigram-primary"
 # to agree on the replica; a failover then takes a few seconds.
 _TOPOLOGY_WITHIN = 20.0
 _FAILOVER_WITHIN = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _discard(stream: asyncio.StreamReader) -> None:
@@ -92,6 +85,7 @@ class Topology:
     """A primary, one replica and three sentinels, all on loopback."""
 
     directory: Path
+    free_port: Callable[[], int]
     primary: Node | None = None
     replicas: list[Node] = field(default_factory=list)
     sentinels: list[Node] = field(default_factory=list)
@@ -107,7 +101,7 @@ class Topology:
         return f"redis+sentinel://{hosts}/{SERVICE}/0"
 
     async def _node(self, name: str, *args: str) -> Node:
-        port = _free_port()
+        port = self.free_port()
         directory = self.directory / f"{name}-{port}"
         directory.mkdir()
         proc = await _start(
@@ -124,7 +118,7 @@ class Topology:
         return Node(port, proc, asyncio.create_task(_discard(proc.stdout)))
 
     async def _sentinel(self, primary_port: int) -> Node:
-        port = _free_port()
+        port = self.free_port()
         directory = self.directory / f"sentinel-{port}"
         directory.mkdir()
         conf = directory / "sentinel.conf"
@@ -214,14 +208,16 @@ def _pairs(reply: list[str]) -> dict[str, str]:
 
 @pytest_asyncio.fixture
 async def topology(
-    tmp_path: Path, service_unavailable: Callable[[str], NoReturn]
+    tmp_path: Path,
+    service_unavailable: Callable[[str], NoReturn],
+    free_port: Callable[[], int],
 ) -> AsyncIterator[Topology]:
     if REDIS_SERVER is None:
         service_unavailable(
             "redis-server is not on PATH; the Sentinel tests start their own primary, "
             "replica and sentinels (redis-server --sentinel)."
         )
-    started = Topology(tmp_path)  # each test starts it with the replicas it needs
+    started = Topology(tmp_path, free_port)  # each test starts it with the replicas it needs
     try:
         yield started
     finally:

@@ -170,13 +170,6 @@ def stranger_certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return make_certs(directory)
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for_port(port: int, process: subprocess.Popen[bytes] | None, log: Path) -> str | None:
     """Wait until 127.0.0.1:`port` accepts connections; return why not, or None."""
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -258,11 +251,11 @@ REDIS_PASSWORD = "tls-test-secret"  # noqa: S105 - a throwaway password of a pri
 
 @contextmanager
 def _redis(
-    certs: Certs, fail: Callable[[str], NoReturn], *, auth_clients: bool
+    certs: Certs, fail: Callable[[str], NoReturn], ports: Callable[[], int], *, auth_clients: bool
 ) -> Iterator[Server]:
     binary = require("redis-server", fail)
     root = server_dir("redis", certs, pwd.getpwuid(os.geteuid()))
-    port, log = free_port(), root / "redis.log"
+    port, log = ports(), root / "redis.log"
     command = [
         binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
         "--tls-cert-file", str(root / "server.pem"), "--tls-key-file", str(root / "server.key"),
@@ -283,18 +276,20 @@ def _redis(
 
 
 @pytest.fixture(scope="module")
-def redis_tls(tls_certs: Certs, service_unavailable: Callable[[str], NoReturn]) -> Iterator[Server]:
+def redis_tls(
+    tls_certs: Certs, service_unavailable: Callable[[str], NoReturn], free_port: Callable[[], int]
+) -> Iterator[Server]:
     """A TLS-only Redis with a password on a free loopback port."""
-    with _redis(tls_certs, service_unavailable, auth_clients=False) as server:
+    with _redis(tls_certs, service_unavailable, free_port, auth_clients=False) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def redis_mtls(
-    tls_certs: Certs, service_unavailable: Callable[[str], NoReturn]
+    tls_certs: Certs, service_unavailable: Callable[[str], NoReturn], free_port: Callable[[], int]
 ) -> Iterator[Server]:
     """A TLS-only Redis that also requires a client certificate signed by the test CA."""
-    with _redis(tls_certs, service_unavailable, auth_clients=True) as server:
+    with _redis(tls_certs, service_unavailable, free_port, auth_clients=True) as server:
         yield server
 
 
@@ -311,13 +306,13 @@ CLIENT_DATABASE = "tasks"
 
 @contextmanager
 def _postgres(
-    certs: Certs, fail: Callable[[str], NoReturn], *, client_cert: bool
+    certs: Certs, fail: Callable[[str], NoReturn], ports: Callable[[], int], *, client_cert: bool
 ) -> Iterator[Server]:
     initdb = require("initdb", fail, *(d / "initdb" for d in POSTGRES_BIN[::-1]))
     bin_dir = Path(initdb).resolve().parent  # pg_ctl sits beside the real initdb
     user = service_user("postgres", fail)
     root = server_dir("pg", certs, user)
-    data, log, port = root / "data", root / "postgres.log", free_port()
+    data, log, port = root / "data", root / "postgres.log", ports()
 
     def run(*command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(  # noqa: S603 - the distribution's PostgreSQL programs
@@ -366,27 +361,27 @@ def _postgres(
 
 @pytest.fixture(scope="module")
 def postgres_tls(
-    tls_certs: Certs, service_unavailable: Callable[[str], NoReturn]
+    tls_certs: Certs, service_unavailable: Callable[[str], NoReturn], free_port: Callable[[], int]
 ) -> Iterator[Server]:
     """A PostgreSQL cluster accepting TLS connections only.
 
     pg_hba.conf has ``hostssl`` lines and no ``host`` line, so a plain-text login is
     refused by the server itself; logins are trusted (the tests are about TLS).
     """
-    with _postgres(tls_certs, service_unavailable, client_cert=False) as server:
+    with _postgres(tls_certs, service_unavailable, free_port, client_cert=False) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def postgres_mtls(
-    tls_certs: Certs, service_unavailable: Callable[[str], NoReturn]
+    tls_certs: Certs, service_unavailable: Callable[[str], NoReturn], free_port: Callable[[], int]
 ) -> Iterator[Server]:
     """A TLS-only PostgreSQL cluster whose only login method is ``hostssl ... cert``.
 
     A client must show a certificate signed by the test CA; its common name is the role
     logged in (`CLIENT_USER`, owner of the database `CLIENT_DATABASE`).
     """
-    with _postgres(tls_certs, service_unavailable, client_cert=True) as server:
+    with _postgres(tls_certs, service_unavailable, free_port, client_cert=True) as server:
         yield server
 
 
@@ -398,7 +393,11 @@ RABBITMQ_SCRIPTS = (Path("/usr/lib/rabbitmq/bin/rabbitmq-server"),)
 
 @contextmanager
 def _rabbitmq(
-    certs: Certs, service_unavailable: Callable[[str], NoReturn], *, client_cert: bool
+    certs: Certs,
+    service_unavailable: Callable[[str], NoReturn],
+    ports: Callable[[], int],
+    *,
+    client_cert: bool,
 ) -> Iterator[Server]:
     # The distribution's real start script, not the Debian wrapper in /usr/sbin, which
     # switches user with su and sends the output to the shared node's log files.
@@ -406,7 +405,7 @@ def _rabbitmq(
     script = script or require("rabbitmq-server", service_unavailable)
     user = service_user("rabbitmq", service_unavailable)
     root = server_dir("rabbitmq", certs, user)
-    port, dist_port, log = free_port(), free_port(), root / "startup.log"
+    port, dist_port, log = ports(), ports(), root / "startup.log"
     (root / "rabbitmq.conf").write_text(
         "listeners.tcp = none\n"
         f"listeners.ssl.default = 127.0.0.1:{port}\n"
@@ -459,25 +458,25 @@ def _rabbitmq(
 
 @pytest.fixture(scope="module")
 def rabbitmq_tls(
-    tls_certs: Certs, service_unavailable: Callable[[str], NoReturn]
+    tls_certs: Certs, service_unavailable: Callable[[str], NoReturn], free_port: Callable[[], int]
 ) -> Iterator[Server]:
     """A second RabbitMQ node with only a TLS listener.
 
     It has a node name, distribution port, data and log directories, config, env file
     and plugin list of its own, so the shared node (and its config) is never touched.
     """
-    with _rabbitmq(tls_certs, service_unavailable, client_cert=False) as server:
+    with _rabbitmq(tls_certs, service_unavailable, free_port, client_cert=False) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def rabbitmq_mtls(
-    tls_certs: Certs, service_unavailable: Callable[[str], NoReturn]
+    tls_certs: Certs, service_unavailable: Callable[[str], NoReturn], free_port: Callable[[], int]
 ) -> Iterator[Server]:
     """Such a node that also requires a client certificate signed by the test CA
     (``ssl_options.verify = verify_peer``, ``fail_if_no_peer_cert = true``); the login
     is still guest's password."""
-    with _rabbitmq(tls_certs, service_unavailable, client_cert=True) as server:
+    with _rabbitmq(tls_certs, service_unavailable, free_port, client_cert=True) as server:
         yield server
 
 
