@@ -50,6 +50,7 @@ from lexigram.contracts.tasks._errors import (
     error_chain,
 )
 from lexigram.contracts.tasks._ids import new_job_id
+from lexigram.contracts.tasks._json import json_encoder, json_for_storage
 from lexigram.contracts.tasks._lookup import JobLookupProtocol, id_prefix_upper_bound
 from lexigram.contracts.tasks._models import (
     DEFAULT_MAX_RETRIES,
@@ -178,6 +179,8 @@ __all__ = [
     "encode_job",
     "error_chain",
     "id_prefix_upper_bound",
+    "json_encoder",
+    "json_for_storage",
     "make_poison_job",
     "mask_url",
     "nearest_name",

@@ -25,13 +25,14 @@ from typing import Any
 
 from lexigram.contracts.tasks._enums import PRIORITY_MAX, PRIORITY_MIN, JobStatus
 from lexigram.contracts.tasks._errors import TaskDecodeError, TaskValidationError
+from lexigram.contracts.tasks._json import json_encoder
 from lexigram.contracts.tasks._models import Job
 from lexigram.contracts.tasks._security import EnvelopeSigner
 
 ENVELOPE_VERSION = 1
 """Version of the job envelope this code writes; it reads this version and older."""
 
-_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_encode = json_encoder()
 _URL_PASSWORD = re.compile(r"(?P<prefix>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)@")
 
 
@@ -239,12 +240,12 @@ def _envelope_record(job: Job) -> dict[str, Any]:  # noqa: C901, PLR0912 - one t
 def _describe_unserializable(job: Job) -> str:
     for index, value in enumerate(job.args):
         try:
-            _encoder.encode(value)
+            _encode(value)
         except (TypeError, ValueError):
             return f"positional argument {index} ({type(value).__name__}: {value!r:.80})"
     for key, value in job.kwargs.items():
         try:
-            _encoder.encode(value)
+            _encode(value)
         except (TypeError, ValueError):
             return f"keyword argument {key!r} ({type(value).__name__}: {value!r:.80})"
     return "its metadata or result"
@@ -312,7 +313,7 @@ def encode_job(job: Job) -> bytes:
     data = _fast_encode(value, record)
     if data is None:
         try:
-            text = _encoder.encode(value)
+            text = _encode(value)
         except (TypeError, ValueError) as exc:
             where = _describe_unserializable(job)
             msg = (

@@ -22,6 +22,7 @@ import asyncpg
 from lexigram.contracts.tasks import (
     JobResult,
     ProgressInfo,
+    json_encoder,
 )
 from lexigram.tasks.backends.postgres._batch import StatementBatcher
 from lexigram.tasks.backends.postgres._connection import Conn, Database, Listener
@@ -44,16 +45,9 @@ _NOTIFY_BYTES = 7900
 _TERMINAL_PROGRESS = frozenset({"complete", "failed"})
 
 
-# One encoder for every write: json.dumps with options builds a new one per call.
-_encoder = json.JSONEncoder(separators=(",", ":"), default=str)
-
-
-def dumps(value: Any) -> str:
-    r"""JSON text for a json column; values JSON cannot carry are stored as their str().
-
-    U+0000 is written as the escape ``\u0000``, which the json type keeps as written.
-    """
-    return _encoder.encode(value)
+# JSON text for a json column; values JSON cannot carry are stored as their str(). U+0000
+# is written as the escape \u0000, which the json type keeps as written.
+dumps = json_encoder(default=str, ensure_ascii=True, allow_nan=True)
 
 
 def loads(text: str) -> Any:

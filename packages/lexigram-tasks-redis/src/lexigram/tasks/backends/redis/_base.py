@@ -15,8 +15,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_lenient = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
 
 NOW_MS = """
 local function now_ms()
@@ -25,26 +23,6 @@ local function now_ms()
 end
 """
 """Lua helper: the server's clock in epoch milliseconds (shared by every process)."""
-
-
-def dumps(value: Any, *, what: str = "value", of: str = "") -> str:
-    """Encode `value` as compact JSON; a non-JSON leaf is stored as its ``repr``.
-
-    Stores receive what handlers returned; refusing a result after the job already ran
-    would lose it, so an unserialisable leaf is kept as text and a warning names it
-    (`what`, then `of` when given: callers on every job's path pass the id apart, so the
-    warning's text is only put together when there is one).
-    """
-    try:
-        return _encoder.encode(value)
-    except (TypeError, ValueError) as exc:
-        logger.warning(
-            "A %s%s is not JSON-serializable (%s); its non-JSON parts are stored as repr().",
-            what,
-            f" {of}" if of else "",
-            exc,
-        )
-        return _lenient.encode(value)
 
 
 def loads(raw: bytes | str) -> Any:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lexigram.tasks.backends.redis._base import RedisStore, dumps, loads, ttl_ms
+from lexigram.contracts.tasks import json_for_storage
+from lexigram.tasks.backends.redis._base import RedisStore, loads, ttl_ms
 from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
 from lexigram.tasks.backends.redis._keys import check_name, glob_escape
 
@@ -82,7 +83,10 @@ class RedisIdempotencyStore(RedisStore):
 
         A `ttl` that is not positive stores the record without expiry.
         """
-        args = (dumps(dict(record), what=f"idempotency record {key!r}"), ttl_ms(ttl) or 0)
+        args = (
+            json_for_storage(dict(record), what=f"idempotency record {key!r}"),
+            ttl_ms(ttl) or 0,
+        )
         keys = (self._key(key),)
         raw = await self._call("set_if_absent", lambda c: _SET_IF_ABSENT(c, keys, args))
         return None if raw is None else dict(loads(raw))
@@ -94,7 +98,7 @@ class RedisIdempotencyStore(RedisStore):
 
     async def update(self, key: str, record: Mapping[str, Any], ttl: float) -> None:
         """Replace the record for `key` (with a fresh `ttl`)."""
-        data = dumps(dict(record), what=f"idempotency record {key!r}")
+        data = json_for_storage(dict(record), what=f"idempotency record {key!r}")
         await self._call("update", lambda c: c.set(self._key(key), data, px=ttl_ms(ttl)))
 
     async def delete(self, key: str) -> bool:

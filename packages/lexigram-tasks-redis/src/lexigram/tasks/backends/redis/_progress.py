@@ -25,9 +25,10 @@ from lexigram.contracts.tasks import (
     JobResult,
     ProgressSnapshot,
     ProgressStatus,
+    json_for_storage,
     snapshot_from_result,
 )
-from lexigram.tasks.backends.redis._base import RedisStore, dumps, loads, ttl_ms
+from lexigram.tasks.backends.redis._base import RedisStore, loads, ttl_ms
 from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
 from lexigram.tasks.backends.redis._stores import RedisResultStore
 from redis import exceptions as rexc
@@ -92,7 +93,7 @@ class RedisProgressTracker(RedisStore):
         return self.namespace.key("c", task_id)
 
     async def _publish(self, snapshot: ProgressSnapshot) -> None:
-        data = dumps(snapshot.to_dict(), what=f"progress of task {snapshot.task_id}")
+        data = json_for_storage(snapshot.to_dict(), what=f"progress of task {snapshot.task_id}")
         keys = (self._key(snapshot.task_id),)
         args = (data, self._ttl_ms, self._channel(snapshot.task_id))
         await self._call("publish", lambda c: _PUBLISH(c, keys, args))

@@ -14,7 +14,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from lexigram.tasks.backends.redis._base import RedisStore, dumps, loads
+from lexigram.contracts.tasks import json_for_storage
+from lexigram.tasks.backends.redis._base import RedisStore, loads
 from lexigram.tasks.backends.redis._connection import LuaScript
 
 # ARGV: definition json, now. Returns 1 when created, 0 when the run exists.
@@ -89,7 +90,10 @@ class RedisWorkflowRuns(RedisStore):
     async def create_run(self, workflow_id: str, definition: Mapping[str, Any]) -> bool:
         """Store a new RUNNING run; False when the id exists."""
         keys = (self._run_key(workflow_id),)
-        args = (dumps(dict(definition), what=f"workflow {workflow_id}"), repr(time.time()))
+        args = (
+            json_for_storage(dict(definition), what=f"workflow {workflow_id}"),
+            repr(time.time()),
+        )
         created = await self._call("create_run", lambda c: _CREATE(c, keys, args))
         return bool(created)
 
@@ -104,7 +108,9 @@ class RedisWorkflowRuns(RedisStore):
     ) -> list[dict[str, Any]] | None:
         """Record a success; the stage's records to the step that completed the stage."""
         keys = (self._run_key(workflow_id),)
-        data = dumps(dict(record), what=f"step {stage}:{member} of workflow {workflow_id}")
+        data = json_for_storage(
+            dict(record), what=f"step {stage}:{member} of workflow {workflow_id}"
+        )
         args = (stage, member, size, data, repr(time.time()))
         answer = await self._call("record_step", lambda c: _RECORD(c, keys, args))
         if not isinstance(answer, list):
@@ -116,14 +122,19 @@ class RedisWorkflowRuns(RedisStore):
     ) -> bool:
         """Record a failed step; True to the step that failed the run."""
         keys = (self._run_key(workflow_id),)
-        data = dumps(dict(record), what=f"step {stage}:{member} of workflow {workflow_id}")
+        data = json_for_storage(
+            dict(record), what=f"step {stage}:{member} of workflow {workflow_id}"
+        )
         args = (stage, member, data, str(record.get("error") or ""), repr(time.time()))
         return bool(await self._call("fail_step", lambda c: _FAIL(c, keys, args)))
 
     async def finish_run(self, workflow_id: str, result: Any) -> None:
         """Mark a RUNNING run COMPLETED with its result."""
         keys = (self._run_key(workflow_id),)
-        args = (dumps(result, what=f"result of workflow {workflow_id}"), repr(time.time()))
+        args = (
+            json_for_storage(result, what=f"result of workflow {workflow_id}"),
+            repr(time.time()),
+        )
         await self._call("finish_run", lambda c: _FINISH(c, keys, args))
 
     async def load_run(self, workflow_id: str) -> dict[str, Any] | None:

@@ -18,7 +18,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from lexigram.tasks.backends.redis._base import RedisStore, dumps, loads
+from lexigram.contracts.tasks import json_for_storage
+from lexigram.tasks.backends.redis._base import RedisStore, loads
 from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
 
 STATE_FIELDS = ("enabled", "last_run", "last_outcome", "last_error", "last_job_id")
@@ -85,7 +86,7 @@ class RedisSchedulerStore(RedisStore):
     async def save_job(self, job_id: str, job: Mapping[str, Any]) -> None:
         """Store (or replace) a schedule; its state is the record's from now on."""
         record = dict(job)
-        data = dumps(record, what=f"schedule {job_id}")
+        data = json_for_storage(record, what=f"schedule {job_id}")
         next_run = record.get("next_run")
 
         async def run(client: Any) -> None:

@@ -22,8 +22,9 @@ from lexigram.contracts.tasks import (
     WorkflowResult,
     WorkflowStatus,
     WorkflowSummary,
+    json_for_storage,
 )
-from lexigram.tasks.backends.redis._base import NOW_MS, RedisStore, dumps, loads, ttl_ms
+from lexigram.tasks.backends.redis._base import NOW_MS, RedisStore, loads, ttl_ms
 from lexigram.tasks.backends.redis._batch import GroupCommit
 from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
 from lexigram.tasks.backends.redis._lookup import result_ids
@@ -127,7 +128,7 @@ class RedisResultStore(RedisStore):
         script call: a lone store is sent at once, the ones that arrive meanwhile follow
         together when it returns.
         """
-        data = dumps(result.to_dict(), what="result of job", of=job_id)
+        data = json_for_storage(result.to_dict(), what="result of job", of=job_id)
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a batch in flight belongs to the loop that sent it
             self._writes.reset()
@@ -281,7 +282,7 @@ class RedisProgressStore(RedisStore):
 
     async def save(self, info: ProgressInfo) -> None:
         """Save progress state (an entry whose job is complete leaves the active set)."""
-        data = dumps(info.to_dict(), what="progress of job", of=info.job_id)
+        data = json_for_storage(info.to_dict(), what="progress of job", of=info.job_id)
 
         async def run(client: Any) -> None:
             async with client.pipeline(transaction=True) as pipe:
@@ -382,7 +383,7 @@ class RedisDLQBackend(RedisStore):
         """Store (or replace) a record."""
         failed_at = record_data.get("failed_at")
         when = float(failed_at) if isinstance(failed_at, int | float) else time.time()
-        data = dumps(dict(record_data), what=f"dead-letter record {record_id}")
+        data = json_for_storage(dict(record_data), what=f"dead-letter record {record_id}")
         args = (record_id, data, math.floor(when * 1000), self._max_entries)
         keys = (self._records, self._index)
         await self._call("add", lambda c: _DLQ_ADD(c, keys, args))
@@ -471,7 +472,7 @@ class RedisWorkflowStateStore(RedisWorkflowRuns):
 
     async def save_state(self, workflow_id: str, result: WorkflowResult) -> None:
         """Save a workflow's state (PENDING/RUNNING ones are listed as active)."""
-        data = dumps(result.to_dict(), what=f"state of workflow {workflow_id}")
+        data = json_for_storage(result.to_dict(), what=f"state of workflow {workflow_id}")
         now = repr(time.time())
 
         async def run(client: Any) -> None:

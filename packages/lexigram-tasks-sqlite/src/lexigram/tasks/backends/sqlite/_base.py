@@ -13,26 +13,6 @@ from lexigram.tasks.backends.sqlite._options import SQLiteOptions, path_from_url
 
 logger = logging.getLogger(__name__)
 
-_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_lenient = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
-
-
-def dumps(value: Any, *, what: str = "value") -> str:
-    """Encode `value` as compact JSON; a non-JSON leaf is stored as its ``repr``.
-
-    Stores receive what handlers returned; refusing a result after the job ran would
-    lose it, so an unserialisable leaf is kept as text and a warning is logged.
-    """
-    try:
-        return _encoder.encode(value)
-    except (TypeError, ValueError) as exc:
-        logger.warning(
-            "A %s is not JSON-serializable (%s); its non-JSON parts are stored as repr().",
-            what,
-            exc,
-        )
-        return _lenient.encode(value)
-
 
 def loads(raw: str | bytes) -> Any:
     """Decode JSON written by `dumps`."""

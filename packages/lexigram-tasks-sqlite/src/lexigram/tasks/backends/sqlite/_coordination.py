@@ -16,12 +16,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from lexigram.contracts.tasks import ProgressSnapshot, ProgressStatus
+from lexigram.contracts.tasks import ProgressSnapshot, ProgressStatus, json_for_storage
 from lexigram.tasks.backends.sqlite._base import (
     Purger,
     SQLiteStore,
     Wakeup,
-    dumps,
     expiry,
     loads,
 )
@@ -325,7 +324,9 @@ class SQLiteIdempotencyStore(_KeyValue):
         self, key: str, record: Mapping[str, Any], ttl: float
     ) -> dict[str, Any] | None:
         """Store `record` unless `key` exists; return the existing record, or None if stored."""
-        found = await self._set_if_absent(key, dumps(dict(record), what="idempotency record"), ttl)
+        found = await self._set_if_absent(
+            key, json_for_storage(dict(record), what="idempotency record"), ttl
+        )
         return None if found is None else dict(loads(found))
 
     async def get(self, key: str) -> dict[str, Any] | None:
@@ -335,7 +336,7 @@ class SQLiteIdempotencyStore(_KeyValue):
 
     async def update(self, key: str, record: Mapping[str, Any], ttl: float) -> None:
         """Replace the record for `key`."""
-        await self._set(key, dumps(dict(record), what="idempotency record"), ttl)
+        await self._set(key, json_for_storage(dict(record), what="idempotency record"), ttl)
 
     async def delete(self, key: str) -> bool:
         """Delete the record; True if it existed."""
@@ -430,7 +431,7 @@ class SQLiteProgressTracker(SQLiteStore):
                 ).fetchone()
                 last = None if row is None else ProgressSnapshot.from_dict(loads(row[0]))
             snapshot = build(last)
-            data = dumps(snapshot.to_dict(), what=f"progress of task {task_id}")
+            data = json_for_storage(snapshot.to_dict(), what=f"progress of task {task_id}")
             seq = conn.execute(
                 "INSERT INTO lexigram_progress_events SELECT ?, coalesce(max(seq), 0) + 1, ?, ? "
                 "FROM lexigram_progress_events WHERE task_id = ? RETURNING seq",

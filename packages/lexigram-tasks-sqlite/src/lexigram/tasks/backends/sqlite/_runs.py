@@ -13,8 +13,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from lexigram.contracts.tasks import WorkflowStatus
-from lexigram.tasks.backends.sqlite._base import SQLiteStore, dumps, loads
+from lexigram.contracts.tasks import WorkflowStatus, json_for_storage
+from lexigram.tasks.backends.sqlite._base import SQLiteStore, loads
 
 _RUNNING = WorkflowStatus.RUNNING.value
 
@@ -33,7 +33,7 @@ class SQLiteWorkflowRuns(SQLiteStore):
 
     async def create_run(self, workflow_id: str, definition: Mapping[str, Any]) -> bool:
         """Store a new RUNNING run; False when the id exists."""
-        data = dumps(dict(definition), what=f"workflow {workflow_id}")
+        data = json_for_storage(dict(definition), what=f"workflow {workflow_id}")
 
         def run(conn: sqlite3.Connection) -> bool:
             now = time.time()
@@ -56,7 +56,9 @@ class SQLiteWorkflowRuns(SQLiteStore):
         record: Mapping[str, Any],
     ) -> list[dict[str, Any]] | None:
         """Record a success; the stage's records to the step that completed the stage."""
-        data = dumps(dict(record), what=f"step {stage}:{member} of workflow {workflow_id}")
+        data = json_for_storage(
+            dict(record), what=f"step {stage}:{member} of workflow {workflow_id}"
+        )
 
         def run(conn: sqlite3.Connection) -> list[str] | None:
             row = conn.execute(
@@ -100,7 +102,9 @@ class SQLiteWorkflowRuns(SQLiteStore):
         self, workflow_id: str, stage: int, member: int, *, record: Mapping[str, Any]
     ) -> bool:
         """Record a failed step; True to the step that failed the run."""
-        data = dumps(dict(record), what=f"step {stage}:{member} of workflow {workflow_id}")
+        data = json_for_storage(
+            dict(record), what=f"step {stage}:{member} of workflow {workflow_id}"
+        )
         key = f"{stage}:{member}"
 
         def run(conn: sqlite3.Connection) -> bool:
@@ -130,7 +134,7 @@ class SQLiteWorkflowRuns(SQLiteStore):
 
     async def finish_run(self, workflow_id: str, result: Any) -> None:
         """Mark a RUNNING run COMPLETED with its result."""
-        data = dumps(result, what=f"result of workflow {workflow_id}")
+        data = json_for_storage(result, what=f"result of workflow {workflow_id}")
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(

@@ -20,12 +20,12 @@ from lexigram.contracts.tasks import (
     WorkflowResult,
     WorkflowStatus,
     WorkflowSummary,
+    json_for_storage,
 )
 from lexigram.tasks.backends.sqlite._base import (
     Purger,
     SQLiteStore,
     Wakeup,
-    dumps,
     expiry,
     loads,
 )
@@ -93,7 +93,7 @@ class SQLiteResultStore(SQLiteStore):
         the job's ack) runs after it on the same connection and so sees it committed.
         Results stored before their batch runs share one ``executemany``.
         """
-        data = dumps(result.to_dict(), what=f"result of job {job_id}")
+        data = json_for_storage(result.to_dict(), what=f"result of job {job_id}")
         now = time.time()
         row = (job_id, 1 if result.success else 0, data, now, expiry(self._ttl, now))
         with self._lock:
@@ -196,7 +196,7 @@ class SQLiteProgressStore(SQLiteStore):
 
     async def save(self, info: ProgressInfo) -> None:
         """Save progress state (an entry whose job is complete leaves `list_active`)."""
-        data = dumps(info.to_dict(), what=f"progress of job {info.job_id}")
+        data = json_for_storage(info.to_dict(), what=f"progress of job {info.job_id}")
         row = (info.job_id, data, 1 if info.is_complete else 0, expiry(self._ttl))
 
         def run(conn: sqlite3.Connection) -> None:
@@ -255,7 +255,7 @@ class SQLiteDLQBackend(SQLiteStore):
 
     async def add(self, record_id: str, record_data: Mapping[str, Any]) -> None:
         """Store (or replace) a record."""
-        data = dumps(dict(record_data), what=f"dead-letter record {record_id}")
+        data = json_for_storage(dict(record_data), what=f"dead-letter record {record_id}")
         cap = self._cap
 
         def run(conn: sqlite3.Connection) -> None:
@@ -342,7 +342,7 @@ class SQLiteSchedulerStore(SQLiteStore):
     async def save_job(self, job_id: str, job: Mapping[str, Any]) -> None:
         """Store (or replace) a schedule."""
         record = dict(job)
-        data = dumps(record, what=f"schedule {job_id}")
+        data = json_for_storage(record, what=f"schedule {job_id}")
         next_run = record.get("next_run")
         at = float(next_run) if isinstance(next_run, int | float) else None
 
@@ -408,7 +408,7 @@ class SQLiteSchedulerStore(SQLiteStore):
             conn.execute(
                 "UPDATE lexigram_schedules SET data = ?, next_run = COALESCE(?, next_run) "
                 "WHERE job_id = ?",
-                (dumps(record, what=f"schedule {job_id}"), at, job_id),
+                (json_for_storage(record, what=f"schedule {job_id}"), at, job_id),
             )
 
         await self._db.call(run, what="update a schedule")
@@ -425,7 +425,7 @@ class SQLiteWorkflowStateStore(SQLiteWorkflowRuns):
 
     async def save_state(self, workflow_id: str, result: WorkflowResult) -> None:
         """Save a workflow's state (PENDING/RUNNING ones are listed as active)."""
-        data = dumps(result.to_dict(), what=f"state of workflow {workflow_id}")
+        data = json_for_storage(result.to_dict(), what=f"state of workflow {workflow_id}")
         active = 1 if result.status in _ACTIVE_WORKFLOW else 0
 
         def run(conn: sqlite3.Connection) -> None:

@@ -1,0 +1,93 @@
+"""Compact JSON for values on every job's path: one built encoder, called directly.
+
+`json.JSONEncoder.encode` builds the json module's C encoder anew on every call, through
+two Python methods (about 85 bytecodes a value); a backend that stores a result per job
+pays that per job. `json_encoder` builds the C encoder once and returns a function that
+calls it, writing exactly what ``JSONEncoder(separators=(",", ":"), ...).encode`` writes.
+"""
+
+from __future__ import annotations
+
+import json
+import json.encoder
+import logging
+from collections.abc import Callable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def json_encoder(
+    *,
+    default: Callable[[Any], Any] | None = None,
+    ensure_ascii: bool = False,
+    allow_nan: bool = False,
+) -> Callable[[Any], str]:
+    """Return a function writing a value as compact JSON (``,`` and ``:`` separators).
+
+    The function writes what ``json.JSONEncoder(separators=(",", ":"), ensure_ascii=...,
+    allow_nan=..., default=...).encode(value)`` writes and raises what it raises: a
+    `TypeError` for a value JSON cannot carry (unless `default` turns it into one it
+    can), a `ValueError` for NaN or infinities when `allow_nan` is False and for a
+    circular structure.
+
+    Args:
+        default: Called with each value JSON cannot carry; returns one it can. None
+            refuses such values with `TypeError`.
+        ensure_ascii: Escape every non-ASCII character.
+        allow_nan: Write NaN and infinities as ``NaN``/``Infinity`` (not JSON).
+    """
+    reference = json.JSONEncoder(
+        separators=(",", ":"), ensure_ascii=ensure_ascii, allow_nan=allow_nan, default=default
+    )
+    make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if make_encoder is None:  # no C accelerator (another interpreter): the encoder itself
+        return reference.encode
+    strings = (
+        json.encoder.encode_basestring_ascii if ensure_ascii else json.encoder.encode_basestring
+    )
+    # No circular-reference markers: a dict of them shared between calls would keep the
+    # entries an interrupted call left and report cycles that are not there. A cycle
+    # exhausts the recursion limit instead, reported below as the json module reports it.
+    sort_keys = skip_keys = False
+    encode_parts = make_encoder(
+        None, reference.default, strings, None, ":", ",", sort_keys, skip_keys, allow_nan
+    )
+    join = "".join
+
+    def encode(value: Any) -> str:
+        try:
+            return join(encode_parts(value, 0))
+        except RecursionError:
+            msg = "Circular reference detected (or nesting deeper than the recursion limit)"
+            raise ValueError(msg) from None
+
+    encode.__doc__ = "Write `value` as compact JSON (see `json_encoder`)."
+    return encode
+
+
+_strict = json_encoder()
+_lenient = json_encoder(default=repr, allow_nan=True)
+
+
+def json_for_storage(value: Any, *, what: str = "value", of: str = "") -> str:
+    """Encode a value a store keeps (a result, progress) as compact JSON, never refusing it.
+
+    Stores receive what handlers returned; refusing a result after its job ran would
+    lose it, so a leaf JSON cannot carry is kept as its ``repr`` and a warning names
+    the value (`what`, then `of` when given: callers on every job's path pass the job id
+    apart, so the warning's text is only put together when there is one).
+    """
+    try:
+        return _strict(value)
+    except (TypeError, ValueError) as exc:
+        logger.warning(
+            "A %s%s is not JSON-serializable (%s); its non-JSON parts are stored as repr().",
+            what,
+            f" {of}" if of else "",
+            exc,
+        )
+        return _lenient(value)
+
+
+__all__ = ["json_encoder", "json_for_storage"]
