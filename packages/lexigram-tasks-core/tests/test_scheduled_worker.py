@@ -189,7 +189,7 @@ async def test_start_twice_warns_and_shutdown_of_the_manager_stops_it(caplog):
     assert not worker.is_running
 
 
-def test_seed_class_defaults_and_constructor_overrides():
+def test_reference_class_defaults_and_constructor_overrides():
     class MyWorker(ScheduledWorker):
         interval_seconds = 60.0
         initial_delay_seconds = 0.0

@@ -120,7 +120,7 @@ async def test_schedule_job_returns_an_awaitable_handle() -> None:
 
 
 def test_schedule_job_without_await_and_without_a_loop_is_fine() -> None:
-    # The seed calls schedule_job without await; filterwarnings=error would turn a
+    # The published reference calls schedule_job without await; filterwarnings=error would turn a
     # "coroutine was never awaited" warning into a failure.
     scheduler = TaskScheduler()
     handle = scheduler.schedule_job(JobTemplate(name="a"), "0 * * * *")

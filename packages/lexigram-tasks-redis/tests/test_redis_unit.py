@@ -129,7 +129,7 @@ def test_queue_construction_is_lazy_and_masks_the_password() -> None:
     assert isinstance(queue, TaskQueueProtocol)
 
 
-def test_seed_example_constructor_forms() -> None:
+def test_reference_example_constructor_forms() -> None:
     assert RedisTaskQueue(url="redis://localhost").queue_name == "tasks"
     assert RedisTaskQueue("redis://localhost:6379", "emails").queue_name == "emails"
     assert "6390" in repr(RedisTaskQueue(url="redis://localhost:6390"))

@@ -32,7 +32,7 @@ def _other_tasks() -> set[asyncio.Task[Any]]:
     return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
 
 
-async def test_seed_task_provider_example():
+async def test_reference_task_provider_example():
     from lexigram.app import Application
     from lexigram.tasks import MemoryTaskQueue, TaskProvider
 
@@ -53,7 +53,7 @@ async def test_seed_task_provider_example():
     assert _other_tasks() == set()
 
 
-async def test_seed_tasks_module_memory_example():
+async def test_reference_tasks_module_memory_example():
     from lexigram.tasks.backends.memory import MemoryTaskQueue
 
     @module(imports=[TasksModule.configure(queue=MemoryTaskQueue())])
@@ -75,7 +75,7 @@ async def test_seed_tasks_module_memory_example():
     assert _other_tasks() == set()
 
 
-def test_seed_named_task_config_example_loads_from_a_yaml_file(tmp_path, monkeypatch):
+def test_reference_named_task_config_example_loads_from_a_yaml_file(tmp_path, monkeypatch):
     path = tmp_path / "application.yaml"
     path.write_text(NAMED_TASK_CONFIG_YAML, encoding="utf-8")
     monkeypatch.setenv("REDIS_URL", "redis://:redis-pass@cache.internal:6379/0")
@@ -99,7 +99,7 @@ def test_seed_named_task_config_example_loads_from_a_yaml_file(tmp_path, monkeyp
     assert TaskConfig.from_named(notifications).backend.type == "rabbitmq"
 
 
-async def test_seed_named_task_config_inject_by_name(tmp_path, monkeypatch):
+async def test_reference_named_task_config_inject_by_name(tmp_path, monkeypatch):
     path = tmp_path / "application.yaml"
     path.write_text(NAMED_TASK_CONFIG_YAML, encoding="utf-8")
     monkeypatch.setenv("REDIS_URL", "redis://cache.internal:6379/0")

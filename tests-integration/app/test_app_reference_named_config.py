@@ -46,7 +46,7 @@ def _other_tasks() -> set[asyncio.Task[Any]]:
     return {t for t in asyncio.all_tasks() if t is not asyncio.current_task() and ours(t)}
 
 
-async def test_seed_named_task_config_example_runs_on_redis_and_rabbitmq(  # noqa: PLR0917 - pytest fixtures
+async def test_reference_named_task_config_example_runs_on_redis_and_rabbitmq(  # noqa: PLR0917 - pytest fixtures
     tmp_path, monkeypatch, redis_url, amqp_url, key_prefix, amqp_queue_name
 ):
     path = tmp_path / "application.yaml"

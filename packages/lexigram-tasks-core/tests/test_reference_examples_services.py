@@ -1,4 +1,4 @@
-"""Every seed example for the core services, as written (imports and stand-ins added).
+"""The published reference's examples for the core services, as written (stand-ins added).
 
 The names the examples call but do not define (`sync_user_data`, `process_resource`,
 `some_coroutine`, `task_manager`) are defined here as small recording stand-ins.
@@ -34,7 +34,7 @@ async def some_coroutine() -> None:
     calls.append("some_coroutine")
 
 
-async def test_seed_background_task_manager_example():
+async def test_reference_background_task_manager_example():
     manager = BackgroundTaskManager()
     task = manager.track(some_coroutine())
     # … later …
@@ -45,7 +45,7 @@ async def test_seed_background_task_manager_example():
     assert manager.pending_count == 0
 
 
-async def test_seed_distributed_lock_protocol_example():
+async def test_reference_distributed_lock_protocol_example():
     calls.clear()
     lock_manager = LockManager()
     async with lock_manager.acquire("user:123:sync", timeout=60):
@@ -55,7 +55,7 @@ async def test_seed_distributed_lock_protocol_example():
     assert lock_manager.held_keys() == []
 
 
-async def test_seed_unique_task_example():
+async def test_reference_unique_task_example():
     calls.clear()
     lock_manager = LockManager()
 
@@ -69,7 +69,7 @@ async def test_seed_unique_task_example():
     assert calls == [("sync", "u-1")]
 
 
-async def test_seed_distributed_lock_function_example():
+async def test_reference_distributed_lock_function_example():
     calls.clear()
     manager = LockManager()  # Should be from DI container
     async with distributed_lock("resource:123", lock_manager=manager):
@@ -78,14 +78,14 @@ async def test_seed_distributed_lock_function_example():
     assert calls == [("process", 123)]
 
 
-async def test_seed_global_rate_limiter_example():
+async def test_reference_global_rate_limiter_example():
     limiter = GlobalRateLimiter(rate=100, per=1.0)  # 100 tasks / sec
     await limiter.acquire()
 
     assert limiter.available_tokens < 100
 
 
-async def test_seed_queue_rate_limiter_example():
+async def test_reference_queue_rate_limiter_example():
     limiter = QueueRateLimiter()
     limiter.add_limit("emails", rate=5, per=1.0)  # 5 / sec
     limiter.add_limit("reports", rate=1, per=60.0)  # 1 / min
@@ -96,7 +96,7 @@ async def test_seed_queue_rate_limiter_example():
     assert not await limiter.try_acquire("reports")
 
 
-async def test_seed_scheduled_worker_example():
+async def test_reference_scheduled_worker_example():
     # The reference's MyWorker shows only the class-level defaults; the docstring above it
     # says "Subclass and implement run_cycle", so the subclass implements it here.
     ran = asyncio.Event()

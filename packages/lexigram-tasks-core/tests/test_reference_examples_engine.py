@@ -18,7 +18,7 @@ async def send_email(to: str) -> str:
     return f"sent to {to}"
 
 
-async def test_seed_task_worker_example() -> None:
+async def test_reference_task_worker_example() -> None:
     queue = MemoryTaskQueue()
     sent = asyncio.Event()
 
@@ -38,7 +38,7 @@ async def test_seed_task_worker_example() -> None:
     assert worker.stats.jobs_succeeded == 1
 
 
-async def test_seed_worker_pool_example() -> None:
+async def test_reference_worker_pool_example() -> None:
     queue = MemoryTaskQueue()
     handlers = {"send_email": send_email}
 
@@ -52,7 +52,7 @@ async def test_seed_worker_pool_example() -> None:
     assert len(pool.workers) == 8
 
 
-async def test_seed_handler_registry_examples() -> None:
+async def test_reference_handler_registry_examples() -> None:
     registry = HandlerRegistry()
 
     # As decorator
@@ -69,7 +69,9 @@ async def test_seed_handler_registry_examples() -> None:
     assert registry.get("task_name") is my_handler
 
 
-async def test_seed_progress_tracker_protocol_examples(capsys: pytest.CaptureFixture[str]) -> None:
+async def test_reference_progress_tracker_protocol_examples(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     async def fetch_all() -> list[int]:
         return [1, 2, 3, 4]
 
@@ -110,7 +112,7 @@ async def test_seed_progress_tracker_protocol_examples(capsys: pytest.CaptureFix
     assert capsys.readouterr().out == "100.0% — Export finished\n"
 
 
-async def test_seed_delay_example() -> None:
+async def test_reference_delay_example() -> None:
     saved: list[list[str]] = []
 
     class AuditStore:

@@ -36,7 +36,7 @@ def _other_tasks() -> set[asyncio.Task[Any]]:
     return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
 
 
-def test_seed_tasks_module_redis_example_declares_as_written():
+def test_reference_tasks_module_redis_example_declares_as_written():
     from lexigram.tasks.backends.redis import RedisTaskQueue
 
     @module(
@@ -56,12 +56,12 @@ def test_seed_tasks_module_redis_example_declares_as_written():
     assert provider.worker_count == 4
 
 
-async def test_seed_tasks_module_scope_example_on_redis(redis_url, key_prefix):
+async def test_reference_tasks_module_scope_example_on_redis(redis_url, key_prefix):
     global SENT  # noqa: PLW0603 - the handler classes report here
     SENT = asyncio.Queue()
     from lexigram.tasks.backends.redis import RedisTaskQueue
 
-    # The seed writes RedisTaskQueue(url=...); the test's server and key prefix fill the dots.
+    # The reference writes RedisTaskQueue(url=...); the test's server and key prefix fill the dots.
     @module(
         imports=[
             TasksModule.configure(queue=RedisTaskQueue(url=redis_url, key_prefix=key_prefix)),

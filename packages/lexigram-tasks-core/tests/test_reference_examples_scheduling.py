@@ -24,7 +24,7 @@ from lexigram.tasks import (
 )
 
 
-def test_seed_cron_expression_example() -> None:
+def test_reference_cron_expression_example() -> None:
     cron = CronExpression("0 9 * * 1-5")  # Weekdays at 9am
     next_run = cron.get_next()
 
@@ -33,7 +33,7 @@ def test_seed_cron_expression_example() -> None:
     assert time.gmtime(next_run).tm_wday < 5  # Monday..Friday
 
 
-async def test_seed_task_scheduler_example() -> None:
+async def test_reference_task_scheduler_example() -> None:
     queue = MemoryTaskQueue()
 
     scheduler = TaskScheduler()
@@ -56,7 +56,7 @@ async def test_seed_task_scheduler_example() -> None:
     assert await queue.get_task_count() == 0  # midnight has not come yet
 
 
-async def test_seed_branch_step_example() -> None:
+async def test_reference_branch_step_example() -> None:
     async def manual_review(data: dict[str, Any]) -> str:
         return f"review {data['amount']}"
 
@@ -73,7 +73,7 @@ async def test_seed_branch_step_example() -> None:
     assert (await workflow.execute({"amount": 20})).unwrap().final_result == "approved 20"
 
 
-async def test_seed_task_chain_example() -> None:
+async def test_reference_task_chain_example() -> None:
     saved: list[dict[str, Any]] = []
 
     async def parse_data(raw: str) -> dict[str, Any]:
@@ -107,7 +107,7 @@ async def test_seed_task_chain_example() -> None:
     assert saved == [{"name": "ada", "age": 36}]
 
 
-async def test_seed_task_chord_example() -> None:
+async def test_reference_task_chord_example() -> None:
     async def fetch_a(_: Any) -> int:
         return 1
 
@@ -126,7 +126,7 @@ async def test_seed_task_chord_example() -> None:
     assert result.unwrap().final_result == 3
 
 
-async def test_seed_task_group_example() -> None:
+async def test_reference_task_group_example() -> None:
     sent: list[str] = []
 
     async def send_email(user: dict[str, str]) -> str:
@@ -151,7 +151,7 @@ async def test_seed_task_group_example() -> None:
     assert sorted(sent) == ["email:ada@example.com", "sms:+100"]
 
 
-async def test_seed_chain_function_example() -> None:
+async def test_reference_chain_function_example() -> None:
     db: list[int] = []
 
     async def validate_input(data: list[int]) -> list[int]:
