@@ -1,15 +1,22 @@
-"""What a take reads, against the rows a queue holds that are not due, and the schema 4 file."""
+"""What a take and a count read as a queue grows, and the schema 4 file."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
-from lexigram.contracts.tasks import Job
+import pytest
+
+from lexigram.contracts.tasks import Job, JobStatus
 from lexigram.tasks.backends.sqlite import SCHEMA_VERSION, SQLiteTaskQueue
+from lexigram.tasks.backends.sqlite._database import Database
 from lexigram.tasks.backends.sqlite._queue import _pick
+from lexigram.tasks.backends.sqlite._reader import Reader
 
 
 def _jobs_indexes(path: str) -> set[str]:
@@ -131,3 +138,54 @@ async def test_each_row_of_a_take_is_leased_once_whatever_the_batch(tmp_path: Pa
         assert counts == [(1, 253)]
     finally:
         await queue.close()
+
+
+async def test_a_count_reads_off_the_loop_and_sees_the_ack_just_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readers: list[int] = []
+    read = Reader.run
+
+    def watched(self: Reader, fn: Callable[[sqlite3.Connection], int]) -> int:
+        readers.append(threading.get_ident())
+        return read(self, fn)
+
+    monkeypatch.setattr(Reader, "run", watched)
+    queue = SQLiteTaskQueue(str(tmp_path / "count.db"), queue_name="q")
+    try:
+        for _ in range(3):
+            await queue.enqueue(Job(name="noop"))
+        job = await queue.dequeue()
+        assert job is not None
+        # The ack runs in a transaction that commits a loop turn later; the count's
+        # own connection sees it all the same.
+        assert await queue.ack(job.id, lease_token=job.lease_token)
+        assert await queue.count("q") == 2
+        assert await queue.count("q", JobStatus.RUNNING) == 0
+    finally:
+        await queue.close()
+    assert readers
+    assert threading.get_ident() not in readers
+
+
+async def test_a_long_read_apart_leaves_the_loop_running(tmp_path: Path) -> None:
+    db = Database(str(tmp_path / "long.db"))
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    def slow_count(conn: sqlite3.Connection) -> int:
+        time.sleep(0.3)  # a count over a million rows takes about this long
+        return int(conn.execute("SELECT count(*) FROM lexigram_jobs").fetchone()[0])
+
+    ticker = asyncio.create_task(tick())
+    try:
+        assert await db.read_apart(slow_count, what="count jobs") == 0
+    finally:
+        ticker.cancel()
+        await db.close()
+    assert ticks >= 10  # a blocked loop would have ticked once at most

@@ -62,6 +62,7 @@ from lexigram.tasks.backends.sqlite._open import (
     is_busy,
     open_database,
 )
+from lexigram.tasks.backends.sqlite._reader import Reader
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ class Database:
         self._open_error: BaseException | None = None
         self._closed = False
         self._refs = 1
+        self._reader = Reader(path, busy_timeout=busy_timeout)
         self._reset()
         _OPEN.add(self)
 
@@ -173,6 +175,23 @@ class Database:
         future: asyncio.Future[T] = loop.create_future()
         self._add(Call(fn, write, topics, loop, future, what), loop)
         return await future
+
+    async def read_apart(self, fn: Callable[[sqlite3.Connection], T], *, what: str) -> T:
+        """Run a read that may visit many rows on a connection of its own, on a thread.
+
+        Everything this process issued before is committed first, so the read sees it;
+        the read itself never holds up the event loop or this connection's writes (see
+        `Reader`). For reads whose cost grows with the queue, such as counting it.
+
+        Raises:
+            BackendConnectionError: The file cannot be opened or read.
+        """
+        await self.call(_nothing, write=False, what=what)  # also opens and migrates the file
+        try:
+            return await asyncio.to_thread(self._reader.run, fn)
+        except sqlite3.Error as exc:
+            msg = f"Could not {what} in the SQLite database {self.path!r}: {exc}."
+            raise BackendConnectionError(msg) from exc
 
     def submit(
         self,
@@ -674,7 +693,12 @@ class Database:
                 await asyncio.get_running_loop().run_in_executor(None, thread.join, 5.0)
         self._thread = None
         self._checkpointer.stop()
+        self._reader.close()
         self.notifier.close()
+
+
+def _nothing(conn: sqlite3.Connection) -> None:
+    """A call whose only effect is to follow, and so commit, the calls issued before it."""
 
 
 def _running(loop: asyncio.AbstractEventLoop) -> bool:
