@@ -71,33 +71,37 @@ from lexigram.contracts.tasks._progress import snapshot_from_result
 from lexigram.contracts.tasks._protocols import (
     OPTIONAL_BACKEND_ATTRIBUTES,
     OPTIONAL_BACKEND_FACTORIES,
-    CacheBackendProtocol,
     CancellableQueueProtocol,
     ConnectionCheckingQueueProtocol,
-    DLQBackendProtocol,
-    DLQProtocol,
-    HookRegistryProtocol,
-    IdempotencyStoreProtocol,
-    JobProtocol,
-    JobTemplateProtocol,
     LeaseRenewerProtocol,
     LeaseRenewingQueueProtocol,
+    TaskBackendProtocol,
+    TaskQueueProtocol,
+)
+from lexigram.contracts.tasks._result import Err, Ok, Result, UnwrapError
+from lexigram.contracts.tasks._service_protocols import (
+    HookRegistryProtocol,
+    JobProtocol,
+    JobTemplateProtocol,
+    ProgressTrackerProtocol,
+    TaskExecutorProtocol,
+    TaskManagerProtocol,
+    TaskWorkerProtocol,
+)
+from lexigram.contracts.tasks._store_protocols import (
+    CacheBackendProtocol,
+    DLQBackendProtocol,
+    DLQProtocol,
+    IdempotencyStoreProtocol,
     LockManagerProtocol,
     LockProtocol,
     ProgressStoreProtocol,
-    ProgressTrackerProtocol,
     RateLimiterProtocol,
     ResultStoreProtocol,
     SchedulerStoreProtocol,
-    TaskBackendProtocol,
-    TaskExecutorProtocol,
-    TaskManagerProtocol,
-    TaskQueueProtocol,
-    TaskWorkerProtocol,
     WorkflowRunStoreProtocol,
     WorkflowStateStoreProtocol,
 )
-from lexigram.contracts.tasks._result import Err, Ok, Result, UnwrapError
 
 __all__ = [
     "CLIENT_CERTIFICATE_REFUSED",
