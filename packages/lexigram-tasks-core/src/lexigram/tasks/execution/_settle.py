@@ -121,7 +121,7 @@ class Running:
         # Depth of `shield_cancellation` blocks, and whether an interrupt waits for them.
         self.shield = 0
         self.deferred = False
-        # The job's success is acked and its slot went to the next job (see Settler.acked).
+        # The handler succeeded and the slot went to the next job (see Settler.released).
         self.slot_released = False
 
 
@@ -154,10 +154,10 @@ class Settler:
         idempotency: Idempotency manager (``mark_completed`` / ``release``).
         logger: Where to log.
         log_jobs: Log every completed job at INFO.
-        acked: Called once a job's success is acked, before its result is stored and its
-            end reported: the worker hands the job's slot to the next job meanwhile, so
-            leasing the next round overlaps that bookkeeping (None: the slot frees at the
-            very end).
+        released: Called once a job's handler has succeeded, before its ack, its result
+            and its end reported: the worker hands the job's slot to the next job
+            meanwhile, so leasing the next round overlaps that bookkeeping (None: the slot
+            frees at the very end).
     """
 
     def __init__(
@@ -176,7 +176,7 @@ class Settler:
         idempotency: Any = None,
         logger: logging.Logger | logging.LoggerAdapter[Any],
         log_jobs: bool = False,
-        acked: Callable[[Running], None] | None = None,
+        released: Callable[[Running], None] | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.queue = queue
@@ -202,7 +202,7 @@ class Settler:
         # ended, and names it from here.
         self.long_job_seconds = math.inf
         self.long_jobs: deque[tuple[str, float]] = deque(maxlen=64)
-        self.acked = acked
+        self.released = released
 
     def tracker_for(self, entry: Running) -> ProgressTracker:
         """The job's `ProgressTracker` (created on first use)."""
@@ -237,6 +237,12 @@ class Settler:
             self.queue, job, place, data, self.logger
         ):
             return  # not acked: the step runs again when its lease ends, and advances then
+        # The handler is done: its slot can take the next job while the ack and the
+        # result's write travel (a wave of jobs ending together otherwise waits for the
+        # acks' round trips, one group after the other, before the refill is even asked).
+        released = self.released
+        if released is not None:
+            released(entry)
         try:  # inlined rather than _settle(): this is the hot path
             if job.lease_token is None:
                 held = await self.queue.ack(job.id)
@@ -252,9 +258,6 @@ class Settler:
         if held is False:
             await self._lost(entry, duration)
             return
-        acked = self.acked
-        if acked is not None:
-            acked(entry)
         options = entry.options
         if self.result_store is not None and (options is None or options.store_result):
             try:
