@@ -1,10 +1,12 @@
-"""A succeeded job's slot goes to the next job while it is acked and its result stored.
+"""A succeeded job's slot goes to the next job while its result is stored (and, after a
+handler that ran a while, while it is acked).
 
 The ack and the result's write are round trips to the backend; the next round of jobs need
 not wait for them. Still, nothing finishes unacked or unstored: the ack comes before the
 result, stopping (and ``--burst``) waits for both, a job counts as in flight until its
 result is stored, and a store or an ack that hangs throttles the intake after
-`max_concurrent_tasks` finishing jobs.
+`max_concurrent_tasks` finishing jobs. A short job keeps its slot through its ack, so that
+the refill leases for the many slots one round of acks frees.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from lexigram.contracts.tasks import Job, JobResult
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
+from lexigram.tasks.execution._settle import EARLY_RELEASE_SECONDS
 
 
 class GatedStore:
@@ -134,7 +139,7 @@ class GatedAckQueue(MemoryTaskQueue):
         return held if self.answer is None else self.answer
 
 
-async def test_the_next_job_runs_while_the_previous_ack_travels() -> None:
+async def test_the_next_job_runs_while_the_ack_of_a_job_that_ran_a_while_travels() -> None:
     queue = GatedAckQueue()
     store = GatedStore()
     store.gate.set()
@@ -142,6 +147,7 @@ async def test_the_next_job_runs_while_the_previous_ack_travels() -> None:
 
     async def step(n: int) -> int:
         started.append(n)
+        await asyncio.sleep(2 * EARLY_RELEASE_SECONDS)
         return n
 
     worker = TaskWorker(
@@ -172,7 +178,41 @@ async def test_the_next_job_runs_while_the_previous_ack_travels() -> None:
         await worker.stop()
 
 
-async def test_a_released_job_whose_ack_finds_its_lease_gone_gives_back_no_second_slot() -> None:
+async def test_a_short_job_keeps_its_slot_until_its_ack_returns() -> None:
+    queue = GatedAckQueue()
+    store = GatedStore()
+    store.gate.set()
+    started: list[int] = []
+
+    async def step(n: int) -> int:
+        started.append(n)
+        return n
+
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"step": step},
+        TaskWorkerConfig(max_concurrent_tasks=1, poll_interval=0.01),
+        TaskWorkerServices(result_store=store),  # type: ignore[arg-type]
+    )
+    jobs = [Job(name="step", args=(n,)) for n in range(2)]
+    await queue.enqueue_many(jobs)
+    await worker.start()
+    try:
+        await _until(lambda: queue.acks_waiting == 1)
+        await asyncio.sleep(0.05)
+        assert started == [0]  # the one slot waits for the ack
+        queue.gate.set()
+        await _until(lambda: len(store.stored) == 2)
+        assert started == [0, 1]
+    finally:
+        await worker.stop()
+
+
+@pytest.mark.parametrize("runs", [0.0, 2 * EARLY_RELEASE_SECONDS])
+async def test_a_job_whose_ack_finds_its_lease_gone_gives_back_no_second_slot(
+    runs: float,
+) -> None:
     queue = GatedAckQueue()
     queue.answer = False  # every ack finds the lease gone (another worker has the job)
     store = GatedStore()
@@ -181,6 +221,7 @@ async def test_a_released_job_whose_ack_finds_its_lease_gone_gives_back_no_secon
 
     async def step(n: int) -> int:
         started.append(n)
+        await asyncio.sleep(runs)
         return n
 
     worker = TaskWorker(

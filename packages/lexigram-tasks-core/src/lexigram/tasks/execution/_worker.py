@@ -491,7 +491,7 @@ class TaskWorker:
         entry.task = loop.create_task(self._runner.run(entry))
 
     def _release_slot(self, entry: Running) -> None:
-        """The job's handler succeeded: its slot goes to the next job while it is acked.
+        """The job's handler succeeded: its slot goes to the next job while it finishes.
 
         Bounded: at most `max_concurrent_tasks` jobs finish this way at once, so a slow
         result store still slows the intake down.
