@@ -41,6 +41,10 @@ APPLICATION_ONLY = (
 )
 
 
+# Loaded only by what a single worker does not do: supervise children, schedule cron jobs.
+NOT_FOR_ONE_WORKER = ("lexigram.tasks.cli._supervisor", "lexigram.tasks.scheduling")
+
+
 def _loaded_after(code: str, cwd: Path | None = None) -> set[str]:
     # Variables that make rich treat a pipe as a terminal would make rich load rightly.
     env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "TTY_COMPATIBLE"}}
@@ -102,6 +106,47 @@ def test_a_worker_logging_to_a_pipe_loads_neither_rich_nor_yaml(tmp_path: Path) 
     # container and the provider are for applications that embed the tasks.
     assert "lexigram.tasks.di._stack" in loaded
     assert _under(loaded, APPLICATION_ONLY) == []
+    assert _under(loaded, NOT_FOR_ONE_WORKER) == []
+
+
+@pytest.mark.parametrize("backend", ["memory", "no-such-backend://x"])
+def test_the_collector_is_off_during_start_up_and_on_again_after(
+    tmp_path: Path, backend: str
+) -> None:
+    (tmp_path / "gc_app.py").write_text(
+        "import gc\nfrom lexigram.tasks import task\n\nAT_IMPORT = gc.isenabled()\n\n"
+        "@task\nasync def noop() -> None:\n    return None\n",
+        encoding="utf-8",
+    )
+    out = subprocess.run(  # noqa: S603 - runs this interpreter on a fixed snippet
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import gc, sys
+                from lexigram.tasks.cli import cli
+                try:
+                    code = cli.main(["worker", "gc_app", "--backend", {backend!r}, "--burst"],
+                                    standalone_mode=False)
+                except SystemExit as stop:
+                    code = stop.code
+                print(sys.modules["gc_app"].AT_IMPORT if "gc_app" in sys.modules else None,
+                      gc.isenabled(), gc.get_freeze_count(), code)
+                """
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+    ).stdout
+    at_import, after, frozen, code = out.strip().splitlines()[-1].split()
+    assert at_import == "False"  # the APP is imported while the collector is off
+    assert after == "True"  # on again, whether the worker ran or failed to start
+    assert frozen == "0"  # what the run froze is unfrozen when the command returns
+    assert code == ("0" if backend == "memory" else "2")
 
 
 def test_the_di_package_still_gives_every_name_it_lists() -> None:

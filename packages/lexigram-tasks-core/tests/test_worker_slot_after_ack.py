@@ -1,9 +1,12 @@
-"""An acked job's slot goes to the next job while its result is being stored.
+"""A succeeded job's slot goes to the next job while its result is stored (and, after a
+handler that ran a while, while it is acked).
 
-Storing a result is a round trip to the backend; the next round of jobs need not wait for
-it. Still, nothing finishes unstored: stopping (and ``--burst``) waits for the stores, a
-job counts as in flight until its result is stored, and a store that hangs throttles the
-intake after `max_concurrent_tasks` finishing jobs.
+The ack and the result's write are round trips to the backend; the next round of jobs need
+not wait for them. Still, nothing finishes unacked or unstored: the ack comes before the
+result, stopping (and ``--burst``) waits for both, a job counts as in flight until its
+result is stored, and a store or an ack that hangs throttles the intake after
+`max_concurrent_tasks` finishing jobs. A short job keeps its slot through its ack, so that
+the refill leases for the many slots one round of acks frees.
 """
 
 from __future__ import annotations
@@ -11,10 +14,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from lexigram.contracts.tasks import Job, JobResult
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
+from lexigram.tasks.execution._settle import EARLY_RELEASE_SECONDS
 
 
 class GatedStore:
@@ -114,3 +120,128 @@ async def test_stopping_waits_for_results_still_being_stored() -> None:
     await stopping
     assert store.stored[job.id].data == "done"
     assert await queue.count(queue.queue_name) == 0
+
+
+class GatedAckQueue(MemoryTaskQueue):
+    """An in-memory queue whose acks wait until it is opened (a slow backend's round trip)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.acks_waiting = 0
+        self.answer: bool | None = None  # what every ack returns instead of the queue's own
+
+    async def ack(self, task_id: str, *, lease_token: str | None = None) -> bool:
+        self.acks_waiting += 1
+        await self.gate.wait()
+        self.acks_waiting -= 1
+        held = await super().ack(task_id, lease_token=lease_token)
+        return held if self.answer is None else self.answer
+
+
+async def test_the_next_job_runs_while_the_ack_of_a_job_that_ran_a_while_travels() -> None:
+    queue = GatedAckQueue()
+    store = GatedStore()
+    store.gate.set()
+    started: list[int] = []
+
+    async def step(n: int) -> int:
+        started.append(n)
+        await asyncio.sleep(2 * EARLY_RELEASE_SECONDS)
+        return n
+
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"step": step},
+        TaskWorkerConfig(max_concurrent_tasks=1, poll_interval=0.01),
+        TaskWorkerServices(result_store=store),  # type: ignore[arg-type]
+    )
+    jobs = [Job(name="step", args=(n,)) for n in range(3)]
+    await queue.enqueue_many(jobs)
+    await worker.start()
+    try:
+        # One slot; the first ack is held back, yet the slot moved on once (at most
+        # max_concurrent_tasks jobs finish at once), and no result is stored before its ack.
+        await _until(lambda: started == [0, 1])
+        await _until(lambda: queue.acks_waiting == 2)
+        await asyncio.sleep(0.05)
+        assert started == [0, 1]
+        assert worker.in_flight == 2
+        assert store.stored == {}
+        queue.gate.set()
+        await _until(lambda: len(store.stored) == 3)
+        assert [store.stored[job.id].data for job in jobs] == [0, 1, 2]
+        await _until(lambda: worker.in_flight == 0)
+        assert worker.stats.jobs_succeeded == 3
+    finally:
+        await worker.stop()
+
+
+async def test_a_short_job_keeps_its_slot_until_its_ack_returns() -> None:
+    queue = GatedAckQueue()
+    store = GatedStore()
+    store.gate.set()
+    started: list[int] = []
+
+    async def step(n: int) -> int:
+        started.append(n)
+        return n
+
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"step": step},
+        TaskWorkerConfig(max_concurrent_tasks=1, poll_interval=0.01),
+        TaskWorkerServices(result_store=store),  # type: ignore[arg-type]
+    )
+    jobs = [Job(name="step", args=(n,)) for n in range(2)]
+    await queue.enqueue_many(jobs)
+    await worker.start()
+    try:
+        await _until(lambda: queue.acks_waiting == 1)
+        await asyncio.sleep(0.05)
+        assert started == [0]  # the one slot waits for the ack
+        queue.gate.set()
+        await _until(lambda: len(store.stored) == 2)
+        assert started == [0, 1]
+    finally:
+        await worker.stop()
+
+
+@pytest.mark.parametrize("runs", [0.0, 2 * EARLY_RELEASE_SECONDS])
+async def test_a_job_whose_ack_finds_its_lease_gone_gives_back_no_second_slot(
+    runs: float,
+) -> None:
+    queue = GatedAckQueue()
+    queue.answer = False  # every ack finds the lease gone (another worker has the job)
+    store = GatedStore()
+    store.gate.set()
+    started: list[int] = []
+
+    async def step(n: int) -> int:
+        started.append(n)
+        await asyncio.sleep(runs)
+        return n
+
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"step": step},
+        TaskWorkerConfig(max_concurrent_tasks=2, poll_interval=0.01),
+        TaskWorkerServices(result_store=store),  # type: ignore[arg-type]
+    )
+    await queue.enqueue_many([Job(name="step", args=(n,)) for n in range(2)])
+    await worker.start()
+    try:
+        await _until(lambda: queue.acks_waiting == 2)
+        queue.gate.set()
+        await _until(lambda: worker.in_flight == 0)
+        assert store.stored == {}  # a lost job stores no result
+        assert worker._finishing == 0
+        await queue.enqueue_many([Job(name="step", args=(n,)) for n in range(2, 6)])
+        await _until(lambda: len(started) == 6)
+        await _until(lambda: worker.in_flight == 0)
+        assert worker._finishing == 0
+    finally:
+        await worker.stop()

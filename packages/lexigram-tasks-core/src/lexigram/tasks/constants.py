@@ -62,6 +62,9 @@ WORKFLOW_STEP_KEY: Final = "lexigram.workflow"
 IMMUTABLE_STEP_KEY: Final = "lexigram.immutable"
 """`Job.metadata` key set by ``.si()``: the step does not receive the previous result."""
 
+WORKER_KEY_PREFIX: Final = "lexigram-tasks:worker:"
+"""Key prefix under which running CLI workers register in the backend's cache store."""
+
 __all__ = [
     "BACKEND_MEMORY",
     "CONFIG_SECTION",
@@ -86,5 +89,6 @@ __all__ = [
     "ENV_PREFIX",
     "FIRST_PARTY_BACKENDS",
     "IMMUTABLE_STEP_KEY",
+    "WORKER_KEY_PREFIX",
     "WORKFLOW_STEP_KEY",
 ]

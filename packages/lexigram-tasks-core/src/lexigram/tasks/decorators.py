@@ -43,7 +43,6 @@ from lexigram.tasks.events import QUEUED, JobEvent, new_job_event, producer_even
 from lexigram.tasks.execution._options import ExceptionTypes, TaskOptions
 from lexigram.tasks.handles import JobHandle, register_job_stores
 from lexigram.tasks.observability._tracing import producer_span
-from lexigram.tasks.scheduling._cron import validate_cron
 
 if TYPE_CHECKING:
     from lexigram.contracts.tasks import ProgressStoreProtocol
@@ -717,6 +716,10 @@ def scheduled(
     def decorator(func: Callable[P, R]) -> TaskFunction[P, R]:
         options = TaskOptions(max_retries=max_retries, timeout=timeout, priority=int(priority))
         scheduled_task = TaskFunction(func, name=name, options=options, cron=cron.strip())
+        # Here, not at the top: importing the scheduling package costs every worker's
+        # start (the APP imports this module), and only @scheduled needs it.
+        from lexigram.tasks.scheduling._cron import validate_cron  # noqa: PLC0415
+
         try:
             validate_cron(cron)
         except ValueError as exc:

@@ -18,7 +18,6 @@ from lexigram.tasks.admin._dlq import (
 )
 from lexigram.tasks.admin._errors import OperationError
 from lexigram.tasks.admin._queues import (
-    WORKER_KEY_PREFIX,
     job_status,
     queue_counts,
     registered_workers,
@@ -36,6 +35,7 @@ from lexigram.tasks.admin._schedules import (
     schedule_row,
 )
 from lexigram.tasks.admin._workflows import load_workflow, workflow_dict
+from lexigram.tasks.constants import WORKER_KEY_PREFIX
 
 __all__ = [
     "UNOWNED",

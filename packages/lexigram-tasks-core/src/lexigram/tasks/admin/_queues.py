@@ -8,10 +8,8 @@ from typing import Any
 
 from lexigram.contracts.tasks import JobStatus, TaskNotFoundError, TaskQueueProtocol
 from lexigram.tasks.admin._errors import OperationError
+from lexigram.tasks.constants import WORKER_KEY_PREFIX
 from lexigram.tasks.handles import JobHandle
-
-WORKER_KEY_PREFIX = "lexigram-tasks:worker:"
-"""Key prefix under which running CLI workers register in the backend's cache store."""
 
 
 async def queue_counts(queue: TaskQueueProtocol, name: str) -> dict[str, Any]:

@@ -96,7 +96,7 @@ def watch_runtime(metrics: PrometheusObserver, runtime: WorkerRuntime) -> None:
 
 def children_metrics_dir() -> Path | None:
     """The snapshot directory the supervisor named, in a supervised child (else None)."""
-    from lexigram.tasks.cli._supervisor import SUPERVISED_ENV  # noqa: PLC0415 - no cycle
+    from lexigram.tasks.cli._supervised import SUPERVISED_ENV  # noqa: PLC0415 - no cycle
 
     if os.environ.get(SUPERVISED_ENV) is None:
         return None

@@ -28,7 +28,6 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks import decorators
 from lexigram.tasks._backends import TaskBackendRegistry
-from lexigram.tasks.admin import WORKER_KEY_PREFIX
 from lexigram.tasks.cli._app import LoadedApp
 from lexigram.tasks.cli._context import (
     Stores,
@@ -40,6 +39,7 @@ from lexigram.tasks.cli._context import (
     release_backend,
 )
 from lexigram.tasks.config import TaskConfig, TaskWorkerConfig
+from lexigram.tasks.constants import WORKER_KEY_PREFIX
 from lexigram.tasks.di._stack import (
     BackendStack,
     build_config_rate_limiter,

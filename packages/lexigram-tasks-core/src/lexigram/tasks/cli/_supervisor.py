@@ -39,13 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from lexigram.tasks.cli._supervised import READY_FD_ENV, SUPERVISED_ENV
+
 logger = logging.getLogger("lexigram.tasks.cli")
-
-SUPERVISED_ENV = "LEXIGRAM_TASKS_SUPERVISED"
-"""Set in each child's environment to its slot number (1-based)."""
-
-READY_FD_ENV = "LEXIGRAM_TASKS_READY_FD"
-"""Set in each child's environment to the pipe it writes one byte to once it consumes."""
 
 _TICK = 0.2  # seconds between looks at the children and the files
 _RELOAD_CHECK = 0.5
@@ -72,18 +68,6 @@ class _Child:
     done: bool = False  # --burst: it drained the queues and exited 0
     restart_at: float | None = None
     exit_code: int | None = None
-
-
-def signal_ready() -> None:
-    """In a supervised child: tell the supervisor this process is consuming jobs."""
-    fd = os.environ.pop(READY_FD_ENV, None)
-    if fd is None:
-        return
-    try:
-        os.write(int(fd), b"1")
-        os.close(int(fd))
-    except (OSError, ValueError):
-        return  # the supervisor is gone; the stdin watch takes care of that
 
 
 def snapshot(paths: Sequence[Path]) -> dict[Path, float]:

@@ -9,6 +9,7 @@ exit 1.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from lexigram.tasks.cli._options import (
     debug_option,
     log_level_option,
 )
-from lexigram.tasks.cli._supervisor import SUPERVISED_ENV
+from lexigram.tasks.cli._supervised import SUPERVISED_ENV
 
 # This module is only the command's options: what the worker runs (the APP, the config,
 # the backend, the runtime) is imported once they are parsed, in `worker_command`, so
@@ -148,10 +149,23 @@ def worker_command(**params: Any) -> None:
     --shutdown-timeout), the rest are requeued, exit code 0. A second signal stops now.
     """
     options = WorkerOptions(**params)
-    # Imported here, not at the top: see the note on the imports.
-    from lexigram.tasks.cli import _worker_run  # noqa: PLC0415
+    # Start-up builds what lives as long as the worker (modules, the APP, the clients),
+    # which the worker freezes once it consumes (`_worker_run`): the cyclic collector's
+    # passes over it meanwhile free nothing and cost ~4 % of the start's instructions.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        # Imported here, not at the top: see the note on the imports.
+        from lexigram.tasks.cli import _worker_run  # noqa: PLC0415
 
-    _worker_run.run_worker(options, supervised=os.environ.get(SUPERVISED_ENV) is not None)
+        _worker_run.run_worker(
+            options,
+            supervised=os.environ.get(SUPERVISED_ENV) is not None,
+            collect=collecting,
+        )
+    finally:
+        if collecting:
+            gc.enable()
 
 
 __all__ = ["HARD_STOP_EXIT_CODE", "HardStop", "WorkerOptions", "worker_command"]

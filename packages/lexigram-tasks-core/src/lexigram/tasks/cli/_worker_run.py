@@ -29,7 +29,7 @@ from lexigram.tasks.cli._metrics import (
 )
 from lexigram.tasks.cli._output import setup_logging, terminal_console
 from lexigram.tasks.cli._runtime import WorkerRuntime, WorkerTotals
-from lexigram.tasks.cli._supervisor import Supervisor, signal_ready
+from lexigram.tasks.cli._supervised import signal_ready
 from lexigram.tasks.cli._worker import WorkerOptions
 
 if TYPE_CHECKING:
@@ -46,12 +46,14 @@ _PLAIN_STATUS_EVERY = 10.0  # seconds between status log lines when not on a ter
 _HARD_STOP_GRACE = 5.0  # seconds cancelled handlers get to nack their jobs
 
 
-def run_worker(options: WorkerOptions, *, supervised: bool) -> NoReturn:
+def run_worker(options: WorkerOptions, *, supervised: bool, collect: bool = True) -> NoReturn:
     """Run the worker command with parsed `options`; exits with the command's code.
 
     Args:
         options: The command's options.
         supervised: This process is a child of a `Supervisor`.
+        collect: Turn the cyclic collector on once start-up is over (the caller turned
+            it off for start-up, see `worker_command`); False leaves it as it is.
 
     Raises:
         HardStop: A second signal stopped the worker (exit code 1 without waiting for
@@ -63,6 +65,9 @@ def run_worker(options: WorkerOptions, *, supervised: bool) -> NoReturn:
         setup_logging(level)
         app = load_app(options.app)  # fail here, once, rather than in every child
         options = _with_default_backend(options, app)  # the children get it as --backend
+        # Here, not at the top: a worker that supervises no children never needs it.
+        from lexigram.tasks.cli._supervisor import Supervisor  # noqa: PLC0415
+
         supervisor = Supervisor(
             child_args=options.child_args(),
             count=options.workers,
@@ -70,6 +75,8 @@ def run_worker(options: WorkerOptions, *, supervised: bool) -> NoReturn:
             watch=app.watch_paths if options.reload else None,
             burst=options.burst,
         )
+        if collect:
+            gc.enable()  # start-up is over: the supervisor runs as long as its children
         # The supervisor serves the port: the children write it their figures.
         with serve_children(_metrics_port(options, app), options.metrics_host):
             code = supervisor.run()
@@ -80,7 +87,7 @@ def run_worker(options: WorkerOptions, *, supervised: bool) -> NoReturn:
     setup_logging(level, console)
     app = load_app(options.app)
     options = _with_default_backend(options, app)
-    code = asyncio.run(_run(options, app, console, supervised))
+    code = asyncio.run(_run(options, app, console, supervised, collect))
     if code == HARD_STOP_EXIT_CODE:
         raise HardStop(code)
     raise SystemExit(code)
@@ -116,7 +123,11 @@ def _worker_config(options: WorkerOptions, base: TaskWorkerConfig) -> TaskWorker
 
 
 async def _run(
-    options: WorkerOptions, app: LoadedApp, console: Console | None, supervised: bool
+    options: WorkerOptions,
+    app: LoadedApp,
+    console: Console | None,
+    supervised: bool,
+    collect: bool = True,
 ) -> int:
     config = load_config(options.config_path, app.config)
     queues = list(dict.fromkeys(options.queues))
@@ -158,6 +169,8 @@ async def _run(
         # several ms for every job waiting to start.
         gc.freeze()
         frozen = True
+        if collect:
+            gc.enable()
         if metrics is not None:
             watch_runtime(metrics, runtime)
             publisher = publish_to_supervisor(metrics)

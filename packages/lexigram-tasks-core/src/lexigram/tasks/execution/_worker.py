@@ -194,8 +194,8 @@ class TaskWorker:
         self._rate_limiter = services.rate_limiter
         self._progress_tracker = services.progress_tracker
         self._in_flight: dict[str, Running] = {}
-        # Jobs in `_in_flight` whose success is acked and whose result is being stored:
-        # they hold no slot (`_acked`).
+        # Jobs in `_in_flight` whose handler succeeded and whose ack and result are on
+        # their way: they hold no slot (`_release_slot`).
         self._finishing = 0
         self._lease = float(queue.lease_seconds)
         self._loop_task: asyncio.Task[None] | None = None
@@ -255,13 +255,13 @@ class TaskWorker:
             idempotency=services.idempotency_manager,
             logger=self.logger,
             log_jobs=log_jobs,
-            # Storing a result is a round trip to the backend: the next jobs need not wait
-            # for it. (An in-process store finishes at once: nothing to overlap.)
-            acked=(
+            # Acking and storing a result are round trips to the backend: the next jobs need
+            # not wait for them. (An in-process store finishes at once: nothing to overlap.)
+            released=(
                 None
                 if services.result_store is None
                 or isinstance(services.result_store, InMemoryResultStore)
-                else self._acked
+                else self._release_slot
             ),
         )
         self._runner = JobRunner(
@@ -490,8 +490,8 @@ class TaskWorker:
         self.current_job = job
         entry.task = loop.create_task(self._runner.run(entry))
 
-    def _acked(self, entry: Running) -> None:
-        """The job's success is acked: its slot goes to the next job while it finishes.
+    def _release_slot(self, entry: Running) -> None:
+        """The job's handler succeeded: its slot goes to the next job while it finishes.
 
         Bounded: at most `max_concurrent_tasks` jobs finish this way at once, so a slow
         result store still slows the intake down.

@@ -1,7 +1,8 @@
 """Deliveries: the AMQP consumer, its local buffer and (coalesced) acknowledgements.
 
 `dequeue_batch` waits on a real ``basic.consume`` (no polling). The channel's prefetch
-is kept at "jobs in flight + the worker's free slots", so the broker never pushes more
+is kept at "jobs in flight + the worker's free slots", up to a tenth more (it is not
+lowered for every job: `prefetch_target`), so the broker pushes at most a few more jobs
 than the worker can start; messages delivered but not handed out yet wait here, in
 priority order, and count against that prefetch. `dequeue()` uses ``basic.get`` on a
 second channel so a non-blocking call sees the queue as it is now.
@@ -41,6 +42,34 @@ logger = logging.getLogger(__name__)
 
 IDLE_AFTER = 0.02
 """Seconds without a dequeue_batch call after which the consumer unsubscribes."""
+
+PREFETCH_SLACK = 0.1
+"""Share of the wanted prefetch the channel's may exceed it by before it is lowered."""
+
+
+def prefetch_target(wanted: int, current: int) -> int:
+    """The prefetch to ask the broker for when `wanted` deliveries may be unacked.
+
+    Kept within ``wanted .. wanted + wanted * PREFETCH_SLACK``: a prefetch below `wanted`
+    starves free slots, so it is raised at once; one a little above only lets the broker
+    push a few jobs more than the worker takes next, so `current` is kept. Otherwise the
+    prefetch follows the worker's free slots exactly and flips between neighbouring
+    values (a job acked, another finishing) with a ``basic.qos`` round trip awaited on
+    the hand-out's path each time. A new value is the middle of the band, so small moves
+    either way keep it.
+
+    Args:
+        wanted: Deliveries in flight plus the free slots of the caller (at least 1).
+        current: The prefetch the channel has (0: none yet).
+
+    Returns:
+        `current` when it is within the band, else the band's middle.
+    """
+    wanted = max(1, wanted)
+    slack = int(wanted * PREFETCH_SLACK)
+    if wanted <= current <= wanted + slack:
+        return current
+    return wanted + slack // 2
 
 
 class ChannelAcks:
@@ -260,7 +289,11 @@ class DeliveryBuffer:
         acks = self._acks
         if acks is not None and acks.alive:
             with contextlib.suppress(*CONNECTION_ERRORS):
-                await acks.channel.basic_qos(prefetch_count=self._prefetch + 1, global_=True)
+                prefetch = self._prefetch + 1
+                await acks.channel.basic_qos(prefetch_count=prefetch, global_=True)
+                # Recorded: a call that comes in meanwhile keeps the consumer, and the
+                # next resize compares against what the broker has.
+                self._prefetch = prefetch
 
     async def quiesce(self) -> None:
         """Before counting: give idle buffered jobs back and wait until the broker has them.
@@ -278,12 +311,12 @@ class DeliveryBuffer:
                 acks.dirty = False
 
     async def ensure_consuming(self, prefetch: int) -> None:
-        """Subscribe the consumer, or set its prefetch to `prefetch`.
+        """Subscribe the consumer, or bring its prefetch near `prefetch` (`prefetch_target`).
 
         While the connection is down this only records the prefetch: the channel's
         reopen callback subscribes again once the robust connection is back.
         """
-        prefetch = max(1, prefetch)
+        prefetch = prefetch_target(prefetch, self._prefetch if self._consuming else 0)
         if self._consuming and prefetch == self._prefetch:
             return
         if self._consuming and (self._acks is None or not self._acks.alive):

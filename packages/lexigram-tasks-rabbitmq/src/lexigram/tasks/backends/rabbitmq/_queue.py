@@ -215,7 +215,8 @@ class RabbitMQTaskQueue:
         """Lease up to `max_jobs` ready jobs, waiting up to `timeout` s for the first.
 
         With a timeout the wait is the AMQP consumer itself: the broker pushes jobs as
-        they arrive, up to a prefetch of (jobs in flight + `max_jobs`).
+        they arrive, up to a prefetch of (jobs in flight + `max_jobs`), or up to a tenth
+        more while it stays within that (`prefetch_target`).
         """
         if max_jobs <= 0:
             return []
