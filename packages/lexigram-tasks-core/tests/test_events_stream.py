@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 import pytest
@@ -213,3 +214,66 @@ def test_new_job_event_is_a_frozen_job_event_like_one_built_directly() -> None:
     assert dataclasses.replace(fast, kind="completed").kind == "completed"
     with pytest.raises(TypeError):
         new_job_event(kind="started")  # type: ignore[call-arg]
+
+
+def test_new_job_event_takes_the_fields_in_order_positionally() -> None:
+    from lexigram.tasks.events import JobEvent, new_job_event
+
+    values = ("failed", "t", "j1", "q", 2, "w", 1.0, 2.0, 3.0, 1.0, "E: x", "rejected", None, {})
+    names = [field.name for field in dataclasses.fields(JobEvent)]
+    assert new_job_event(*values) == JobEvent(**dict(zip(names, values, strict=True)))
+
+
+async def test_deliver_calls_plain_observers_now_and_returns_nothing_to_await() -> None:
+    first, second = Collect(), Collect()
+    stream = EventStream([first, second])
+    event = JobEvent(kind=COMPLETED, task="t", job_id="j1")
+    assert stream.deliver(event) is None
+    assert first.events == second.events == [event]
+
+
+async def test_deliver_hands_the_rest_on_after_an_async_observer_in_order(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[str] = []
+
+    class Plain:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def observe(self, event: JobEvent) -> None:
+            seen.append(self.name)
+
+    class Slow:
+        async def observe(self, event: JobEvent) -> None:
+            await asyncio.sleep(0)
+            seen.append("slow")
+
+    class BrokenAsync:
+        async def observe(self, event: JobEvent) -> None:
+            msg = "async observer bug"
+            raise ValueError(msg)
+
+    same = Plain("twice")
+    stream = EventStream([Plain("a"), Slow(), same, BrokenAsync(), same, Plain("z")])
+    pending = stream.deliver(JobEvent(kind=COMPLETED, task="t", job_id="j1"))
+    assert seen == ["a"]  # the async observer's turn has come: the rest wait for it
+    assert pending is not None
+    with caplog.at_level(logging.ERROR):
+        await pending
+    assert seen == ["a", "slow", "twice", "twice", "z"]
+    assert any("async observer bug" in str(r.exc_info) for r in caplog.records)
+    # `observe` is the awaitable form of the same delivery.
+    seen.clear()
+    await stream.observe(JobEvent(kind=COMPLETED, task="t", job_id="j2"))
+    assert seen == ["a", "slow", "twice", "twice", "z"]
+
+
+async def test_a_nested_stream_delivers_through_its_parent() -> None:
+    inner_seen = Collect()
+    inner = EventStream([inner_seen])
+    outer = EventStream([inner])
+    pending = outer.deliver(JobEvent(kind=COMPLETED, task="t", job_id="j1"))
+    assert pending is not None  # a stream's observe is a coroutine
+    await pending
+    assert [e.job_id for e in inner_seen.events] == ["j1"]

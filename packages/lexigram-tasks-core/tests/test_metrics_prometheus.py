@@ -55,7 +55,11 @@ async def wait_for_count(registry: CollectorRegistry, total: float) -> None:
     await asyncio.wait_for(reached(), 10)
 
 
-async def test_counts_durations_waits_and_in_progress_after_a_real_worker_run() -> None:
+@pytest.mark.parametrize("watched", [False, True], ids=["from-events", "running-watched"])
+async def test_counts_durations_waits_and_in_progress_after_a_real_worker_run(
+    watched: bool,
+) -> None:
+    """The same figures whether in-progress comes from events or is read on scrape (CLI)."""
     registry = CollectorRegistry()
     metrics = PrometheusObserver(registry)
     calls: dict[str, int] = {}
@@ -83,6 +87,8 @@ async def test_counts_durations_waits_and_in_progress_after_a_real_worker_run() 
         FAST_RETRIES,
         TaskWorkerServices(observers=[metrics]),
     )
+    if watched:
+        metrics.watch_running(lambda: [(job.name, "metrics") for job in worker.running_jobs()])
     jobs = [Job(name="ok", args=[i]) for i in range(5)]
     jobs += [Job(name="flaky", args=[f"k{i}"], max_retries=2) for i in range(2)]
     jobs += [Job(name="bad", max_retries=1) for _ in range(3)]
@@ -111,6 +117,9 @@ async def test_counts_durations_waits_and_in_progress_after_a_real_worker_run() 
     assert value(registry, "lexigram_tasks_job_duration_seconds_count", **bad_labels) == 6
     # the queue wait is taken from the first attempt only
     assert value(registry, "lexigram_tasks_queue_wait_seconds_count", **bad_labels) == 3
+    flaky_labels = {"task": "flaky", "queue": "metrics"}
+    assert value(registry, "lexigram_tasks_queue_wait_seconds_count", **flaky_labels) == 2
+    assert value(registry, "lexigram_tasks_job_duration_seconds_count", **flaky_labels) == 4
     for task in ("ok", "flaky", "bad"):
         labels = {"task": task, "queue": "metrics"}
         assert value(registry, "lexigram_tasks_jobs_in_progress", **labels) == 0
@@ -353,3 +362,21 @@ async def test_watching_running_jobs_replaces_the_in_progress_counted_from_event
     # The job that started before the watch ends: its wait, taken at its start, stays one.
     child.observe(JobEvent(kind=COMPLETED, task="t", job_id="a", queue="q", **times))  # type: ignore[arg-type]
     assert value(child.registry, "lexigram_tasks_queue_wait_seconds_count", **labels) == 1
+    # A job started after the watch: its wait is taken when its first attempt ends.
+    child.observe(JobEvent(kind=COMPLETED, task="t", job_id="b", queue="q", **times))  # type: ignore[arg-type]
+    assert value(child.registry, "lexigram_tasks_queue_wait_seconds_count", **labels) == 2
+    assert value(child.registry, "lexigram_tasks_jobs_total", outcome="succeeded", **labels) == 2
+
+
+def test_a_started_event_after_the_watch_still_takes_its_wait_once() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusObserver(registry)
+    metrics.watch_running(list)
+    times = {"attempt": 1, "enqueued_at": 100.0, "started_at": 100.25}
+    # Handed a "started" event directly (the stream no longer routes one to it).
+    metrics.observe(JobEvent(kind=STARTED, task="t", job_id="a", queue="q", **times))  # type: ignore[arg-type]
+    metrics.observe(JobEvent(kind=COMPLETED, task="t", job_id="a", queue="q", **times))  # type: ignore[arg-type]
+    metrics.observe(JobEvent(kind=COMPLETED, task="t", job_id="b", queue="q", **times))  # type: ignore[arg-type]
+    labels = {"task": "t", "queue": "q"}
+    assert value(registry, "lexigram_tasks_queue_wait_seconds_count", **labels) == 2
+    assert value(registry, "lexigram_tasks_queue_wait_seconds_sum", **labels) == 0.5

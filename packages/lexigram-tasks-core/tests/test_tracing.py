@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -10,6 +12,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 
 from lexigram.contracts.tasks import Job, TaskBackendSpec
@@ -19,7 +22,7 @@ from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import RetryConfig, TaskConfig, TaskWorkerConfig
 from lexigram.tasks.decorators import enqueue_job, enqueue_jobs
 from lexigram.tasks.di._stack import build_pool, build_stack
-from lexigram.tasks.events import COMPLETED, STARTED
+from lexigram.tasks.events import COMPLETED, STARTED, JobEvent
 from lexigram.tasks.execution import HandlerRegistry, TaskWorker, TaskWorkerServices
 from lexigram.tasks.observability import TracingObserver
 from lexigram.tasks.observability._tracing import TRACE_CONTEXT_KEY
@@ -224,3 +227,41 @@ async def test_outcomes_reach_the_observer_once_it_made_a_span(spans: WaitableEx
     assert COMPLETED in tracing.event_kinds
     assert worker.events.listening_to(COMPLETED)
     assert repr(tracing) == "TracingObserver(open_spans=0)"  # the span was ended
+
+
+def test_the_tracer_is_kept_per_provider_and_none_without_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lexigram.tasks.observability import _tracing
+
+    first = _tracing._current_tracer()
+    assert first is not None
+    assert _tracing._current_tracer() is first  # no new tracer per job
+    other = TracerProvider()
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", other)
+    assert _tracing._current_tracer() is not first  # a new provider: its own tracer
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)  # none configured
+    assert _tracing._current_tracer() is None
+    assert not TracingObserver().listening
+
+
+def test_a_sampled_out_attempt_is_current_while_it_runs_and_detached_at_its_end(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", TracerProvider(sampler=ALWAYS_OFF))
+    tracing = TracingObserver()
+    common = {"task": "t", "job_id": "j", "queue": "q", "worker_id": "w", "attempt": 1}
+    tracing.observe(JobEvent(kind=STARTED, **common))  # type: ignore[arg-type]
+    span = trace.get_current_span()
+    assert span.get_span_context().is_valid  # the handler's spans follow its decision
+    assert not span.is_recording()
+    tracing.observe(JobEvent(kind=COMPLETED, duration=0.1, **common))  # type: ignore[arg-type]
+    assert trace.get_current_span() is not span
+    assert repr(tracing) == "TracingObserver(open_spans=0)"
+    # Started in another task's context and ended here: nothing to detach here.
+    contextvars.copy_context().run(tracing.observe, JobEvent(kind=STARTED, **common))  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR):
+        tracing.observe(JobEvent(kind=COMPLETED, duration=0.1, **common))  # type: ignore[arg-type]
+    assert not caplog.records
+    assert not trace.get_current_span().get_span_context().is_valid
+    assert repr(tracing) == "TracingObserver(open_spans=0)"

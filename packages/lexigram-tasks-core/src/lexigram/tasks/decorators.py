@@ -473,7 +473,9 @@ async def submit_job(queue: TaskQueueProtocol, job: Job) -> Result[str, TaskQueu
     if result.is_ok() and result.unwrap() == job.id:
         stream = producer_events()
         if stream:
-            await stream.observe(_queued(queue, job))
+            pending = stream.deliver(_queued(queue, job))
+            if pending is not None:
+                await pending
     return result
 
 
@@ -527,7 +529,9 @@ async def enqueue_jobs(queue: TaskQueueProtocol, jobs: Sequence[Job]) -> list[Jo
     stream = producer_events()
     if stream:
         for job in accepted:
-            await stream.observe(_queued(queue, job))
+            pending = stream.deliver(_queued(queue, job))
+            if pending is not None:
+                await pending
     return out
 
 

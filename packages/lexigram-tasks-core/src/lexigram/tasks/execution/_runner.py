@@ -172,7 +172,9 @@ class JobRunner:
                     if deadline < self._deadlines.at:
                         self._deadlines.arm(deadline)
                 if self._observers and self.events.listening_to(STARTED):
-                    await self.events.observe(self.settler.event(entry, STARTED))
+                    pending = self.events.deliver(self.settler.event(entry, STARTED))
+                    if pending is not None:
+                        await pending
                 if task.direct:
                     try:
                         data = await task.handler(*job.args, **job.kwargs)

@@ -277,7 +277,9 @@ class Settler:
         if self._finishing or entry.tracker is not None:
             await self._after_end(entry, result)
         if self._observers and self.events.listening_to(COMPLETED):
-            await self.events.observe(self.event(entry, COMPLETED, duration=duration, end=now))
+            pending = self.events.deliver(self.event(entry, COMPLETED, duration, now))
+            if pending is not None:
+                await pending
         if self.log_jobs:
             attempt = job.retry_count + 1
             self.logger.info(
@@ -351,11 +353,15 @@ class Settler:
                 job.name,
             )
             if self._observers:
-                await self.events.observe(self.event(entry, LOST, started=started))
+                pending = self.events.deliver(self.event(entry, LOST, started=started))
+                if pending is not None:
+                    await pending
         else:
             await self.release(job)
             if self._observers:
-                await self.events.observe(self.event(entry, RELEASED, started=started))
+                pending = self.events.deliver(self.event(entry, RELEASED, started=started))
+                if pending is not None:
+                    await pending
             if reason is None:
                 raise exc  # an outside cancellation (loop shutdown): honour it
 
@@ -381,7 +387,9 @@ class Settler:
         self.logger.info("Job %s (%s) was cancelled while running.", job.id, job.name)
         if self._observers:
             event = self.event(entry, CANCELLED, duration=duration, error=result.error)
-            await self.events.observe(event)
+            pending = self.events.deliver(event)
+            if pending is not None:
+                await pending
 
     async def release(self, job: Job) -> None:
         """Give a leased job back to the queue now (the worker is stopping)."""
@@ -441,7 +449,9 @@ class Settler:
             event = self.event(
                 entry, RETRYING, duration=duration, error=error, reason=reason, retry_in=delay
             )
-            await self.events.observe(event)
+            pending = self.events.deliver(event)
+            if pending is not None:
+                await pending
 
     async def _dead_letter(
         self, entry: Running, error: str, tb: str | None, reason: str, started: float
@@ -510,7 +520,9 @@ class Settler:
             event = self.event(
                 entry, FAILED, duration=duration, error=error, reason=reason, attempt=attempts
             )
-            await self.events.observe(event)
+            pending = self.events.deliver(event)
+            if pending is not None:
+                await pending
 
     async def _store_result(self, entry: Running, result: JobResult) -> None:
         options, job = entry.options, entry.job
@@ -538,7 +550,11 @@ class Settler:
             job.name,
         )
         if self._observers:
-            await self.events.observe(self.event(entry, LOST, duration=duration, attempt=attempt))
+            pending = self.events.deliver(
+                self.event(entry, LOST, duration=duration, attempt=attempt)
+            )
+            if pending is not None:
+                await pending
 
     # -- queue calls -----------------------------------------------------------------
 
@@ -604,40 +620,41 @@ class Settler:
         except Exception:
             self.logger.exception("Recording idempotency key %r failed.", key)
 
-    def event(
+    def event(  # noqa: PLR0917 - positional on the hot path (see the docstring)
         self,
         entry: Running,
         kind: str,
-        *,
         duration: float | None = None,
+        end: float | None = None,
         error: str | None = None,
         reason: str | None = None,
         retry_in: float | None = None,
         attempt: int | None = None,
-        end: float | None = None,
         started: float | None = None,
     ) -> JobEvent:
+        """The `JobEvent` of `kind` for `entry`'s job (`end`: the time it ended, if known).
+
+        Positional parameters, and `new_job_event` called positionally: this runs for
+        every job an observer listens to, and keyword matching is a good part of a call.
+        """
         job = entry.job
         if duration is None and started is not None:
             duration = time.perf_counter() - started
-        finished = None
-        if kind != STARTED:
-            finished = end if end is not None else time.time()
         return new_job_event(
-            kind=kind,
-            task=job.name,
-            job_id=job.id,
-            queue=job.queue_name or self._queue_name,
-            attempt=attempt if attempt is not None else job.retry_count + (kind != RETRYING),
-            worker_id=self.worker_id,
-            enqueued_at=job.created_at,
-            started_at=entry.started_at or None,
-            finished_at=finished,
-            duration=duration,
-            error=error,
-            reason=reason,
-            retry_in=retry_in,
-            metadata=job.metadata,
+            kind,
+            job.name,
+            job.id,
+            job.queue_name or self._queue_name,
+            job.retry_count + (kind != RETRYING) if attempt is None else attempt,
+            self.worker_id,
+            job.created_at,
+            entry.started_at or None,
+            None if kind == STARTED else time.time() if end is None else end,
+            duration,
+            error,
+            reason,
+            retry_in,
+            job.metadata,
         )
 
     # -- policies --------------------------------------------------------------------

@@ -145,6 +145,9 @@ class PrometheusObserver:
         self._depth: _DepthReader | None = None
         self._lag_source: Callable[[], float | None] | None = None
         self._running_source: RunningJobs | None = None
+        # True while outcomes need no look-up in `_running`: the in-progress gauge is read
+        # on scrape and no job counted from a "started" event is still open.
+        self._waits_at_end = False
         self.event_kinds = _EVERY_KIND
         _export_for(self.registry, self.buckets).observers.append(self)
 
@@ -154,66 +157,65 @@ class PrometheusObserver:
     def observe(self, event: JobEvent) -> None:
         """Update the metrics for one job event (plain arithmetic: no lock, no I/O)."""
         # On the worker's path for every job: locals over attribute look-ups, each test
-        # made once, the common case (an attempt that ran) first.
-        series = self._series.get((event.task, event.queue))
-        if series is None:
+        # made once, no further call in the CLI worker's case (an outcome, the in-progress
+        # gauge read on scrape, no job left from before that).
+        try:
+            series = self._series[event.task, event.queue]
+        except KeyError:
             series = self._series[event.task, event.queue] = _Series(len(self.buckets))
         kind = event.kind
+        started = event.started_at
         if kind == STARTED:
-            self._started(series, event)
-            return
-        try:
-            series.outcomes[kind] += 1
-        except KeyError:
-            return  # "queued" and kinds this version does not know
-        reading_running = self._running_source is not None
-        if not reading_running:
-            self._ended(series, event)
-        elif self._running and self._started_before_watching(event):
-            reading_running = False  # its wait was taken from its "started" event
-        if event.reason in _NOT_RUN_REASONS:
-            return  # no run time, and no wait: the job never started
-        duration = event.duration
-        if duration is not None and kind in _RAN:
-            series.duration_counts[bisect_left(self.buckets, duration)] += 1
-            series.duration_sum += duration
-        if reading_running and event.attempt <= 1:
-            # No "started" event comes: the first attempt's wait is taken when it ends.
+            wait_due = self._opened(series, event)
+            if started is None:
+                started = time.time()
+        else:
+            try:
+                series.outcomes[kind] += 1
+            except KeyError:
+                return  # "queued" and kinds this version does not know
+            wait_due = event.attempt <= 1 if self._waits_at_end else self._closed(series, event)
+            if event.reason in _NOT_RUN_REASONS:
+                return  # no run time, and no wait: the job never started
+            duration = event.duration
+            if duration is not None and kind in _RAN:
+                series.duration_counts[bisect_left(self.buckets, duration)] += 1
+                series.duration_sum += duration
+        if wait_due:
+            # A first attempt's wait in the queue: on its "started" event, or when it ends
+            # if none comes (a clock step back counts as 0).
             enqueued = event.enqueued_at
-            started = event.started_at
             if enqueued is not None and started is not None:
-                self._waited(series, enqueued, started)
+                wait = started - enqueued if started > enqueued else 0.0
+                series.wait_counts[bisect_left(self.buckets, wait)] += 1
+                series.wait_sum += wait
 
-    def _waited(self, series: _Series, enqueued: float, started: float) -> None:
-        """Count one first attempt's wait in the queue (a clock step back counts as 0)."""
-        wait = started - enqueued if started > enqueued else 0.0
-        series.wait_counts[bisect_left(self.buckets, wait)] += 1
-        series.wait_sum += wait
-
-    def _ended(self, series: _Series, event: JobEvent) -> None:
-        running = self._running
-        size = len(running)
-        running.discard((event.job_id, event.worker_id))
-        if len(running) != size:
-            series.in_progress -= 1
-
-    def _started_before_watching(self, event: JobEvent) -> bool:
-        key = (event.job_id, event.worker_id)
-        if key in self._running:
-            self._running.discard(key)
-            return True
-        return False
-
-    def _started(self, series: _Series, event: JobEvent) -> None:
+    def _opened(self, series: _Series, event: JobEvent) -> bool:
+        """Count a started attempt in progress; True when its wait is to be taken now."""
         running = self._running
         size = len(running)
         running.add((event.job_id, event.worker_id))
         if len(running) != size:
             series.in_progress += 1
-        enqueued = event.enqueued_at
-        if enqueued is not None and event.attempt <= 1:
-            started = event.started_at
-            self._waited(series, enqueued, time.time() if started is None else started)
+            self._waits_at_end = False
+        return event.attempt <= 1
+
+    def _closed(self, series: _Series, event: JobEvent) -> bool:
+        """End the attempt's in-progress book-keeping; True when its wait is to be taken now.
+
+        Counting in-progress from events, the wait was taken from the "started" event.
+        Reading it on scrape, the same holds for a job that started before `watch_running`.
+        """
+        running = self._running
+        key = (event.job_id, event.worker_id)
+        if key not in running:
+            return self._running_source is not None and event.attempt <= 1
+        running.discard(key)
+        if self._running_source is None:
+            series.in_progress -= 1
+        elif not running:
+            self._waits_at_end = True  # the last job from before the watch has ended
+        return False
 
     # -- gauges read on scrape -----------------------------------------------------
 
@@ -261,6 +263,7 @@ class PrometheusObserver:
         # `_running` keeps the jobs that started before: their waits are counted already.
         for series in list(self._series.values()):
             series.in_progress = 0
+        self._waits_at_end = not self._running
         self.event_kinds = _OUTCOME_KINDS
         event_routes_changed()
 

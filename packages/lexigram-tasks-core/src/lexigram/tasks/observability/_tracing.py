@@ -25,6 +25,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 from lexigram.tasks.events import (
@@ -46,13 +47,22 @@ try:
     from opentelemetry import context as otel_context
     from opentelemetry import propagate, trace
     from opentelemetry.environment_variables import OTEL_PYTHON_TRACER_PROVIDER
-    from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, SpanKind, StatusCode
+    from opentelemetry.trace import (
+        NoOpTracerProvider,
+        ProxyTracerProvider,
+        SpanKind,
+        StatusCode,
+        TracerProvider,
+    )
 
     _AVAILABLE = True
+    # The API module's global provider (None until one is set), read on every job.
+    _HAS_GLOBAL = hasattr(trace, "_TRACER_PROVIDER")
     # A provider named in the environment is loaded by the API on its first call.
     _PROVIDER_FROM_ENV = OTEL_PYTHON_TRACER_PROVIDER in os.environ
 except ImportError:  # the optional extra is not installed: tracing is off
     _AVAILABLE = False
+    _HAS_GLOBAL = False
     _PROVIDER_FROM_ENV = False
 
 logger = logging.getLogger(__name__)
@@ -73,53 +83,60 @@ def tracing_available() -> bool:
     return _AVAILABLE
 
 
-def _recording() -> bool:
-    """True when the application has configured a tracer provider.
+_UNKNOWN = object()
+# The provider `_current_tracer` answered for last, and its answer: asked once or twice
+# a job, it then costs a global read and an identity test while the provider stays.
+_seen: tuple[object, Any] = (object(), None)
+
+
+def _current_tracer() -> Any:
+    """This library's tracer from the configured provider; None while none is configured.
 
     The API's default provider records nothing: then no span is started at all, which
     keeps the job path as fast as without the API.
+
+    The SDK builds a new tracer on every ``get_tracer`` call, which costs more than a
+    span, and while no provider is set ``get_tracer_provider()`` asks the environment for
+    one on every call (a KeyError raised and caught): the answer is kept per provider,
+    read from the API module's global.
     """
-    if not _AVAILABLE:
-        return False
-    # While no provider is set, get_tracer_provider() asks the environment for one on
-    # every call (a KeyError raised and caught: a few µs, once or twice per job). The
-    # API module's global says first whether one was set; only when the environment
-    # named a provider (then the API loads it on its first call) is the call needed.
-    provider = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN)
+    if not _HAS_GLOBAL:  # no API, or one without the global: asked every time
+        return _tracer_for(_UNKNOWN) if _AVAILABLE else None
+    provider = trace._TRACER_PROVIDER  # noqa: SLF001 - checked for at import
+    seen, tracer = _seen
+    if provider is seen:
+        return tracer
+    return _tracer_for(provider)
+
+
+def _tracer_for(provider: object) -> Any:
+    """Find the answer of `_current_tracer` for `provider` (the API's global), and keep it."""
+    global _seen  # noqa: PLW0603 - the one cache of the module
     if provider is None and not _PROVIDER_FROM_ENV:
-        return False
+        _seen = (None, None)  # none set yet: the global changes when one is
+        return None
     if provider is None or provider is _UNKNOWN:
+        # The API loads a provider the environment names on its first call (the global
+        # holds it from then on); an API without the global is asked every time.
         provider = trace.get_tracer_provider()
-    return not isinstance(provider, (ProxyTracerProvider, NoOpTracerProvider))
+        if provider is _seen[0]:
+            return _seen[1]
+    tracer = None
+    if isinstance(provider, TracerProvider) and not isinstance(
+        provider, (ProxyTracerProvider, NoOpTracerProvider)
+    ):
+        from lexigram.tasks import __version__  # noqa: PLC0415 - avoids an import cycle
 
-
-_UNKNOWN = object()
-
-
-_tracers: dict[int, tuple[object, Any]] = {}
-
-
-def _tracer() -> Any:
-    """This library's tracer from the current provider, made once per provider.
-
-    The SDK builds a new tracer on every ``get_tracer`` call, which costs more than a span.
-    """
-    provider = trace.get_tracer_provider()
-    cached = _tracers.get(id(provider))
-    if cached is not None and cached[0] is provider:
-        return cached[1]
-    from lexigram.tasks import __version__  # noqa: PLC0415 - avoids an import cycle
-
-    tracer = trace.get_tracer("lexigram.tasks", __version__, tracer_provider=provider)
-    _tracers.clear()
-    _tracers[id(provider)] = (provider, tracer)
+        tracer = trace.get_tracer("lexigram.tasks", __version__, tracer_provider=provider)
+    _seen = (provider, tracer)
     return tracer
 
 
 @contextmanager
 def producer_span(job: Job, queue_name: str) -> Iterator[None]:
     """Run an enqueue of `job` inside a ``send`` span whose context the job carries."""
-    if not _recording():
+    tracer = _current_tracer()
+    if tracer is None:
         yield
         return
     attributes = {
@@ -129,7 +146,7 @@ def producer_span(job: Job, queue_name: str) -> Iterator[None]:
         "messaging.message.id": job.id,
         "lexigram_tasks.task.name": job.name,
     }
-    with _tracer().start_as_current_span(
+    with tracer.start_as_current_span(
         f"send {job.name}", kind=SpanKind.PRODUCER, attributes=attributes
     ):
         carrier: dict[str, str] = {}
@@ -157,13 +174,13 @@ class TracingObserver:
     """
 
     def __init__(self) -> None:
-        self._open: dict[tuple[str, str], tuple[Any, object]] = {}
+        self._open: dict[tuple[str, str], tuple[Any, object, object]] = {}
         self.event_kinds = _STARTS
 
     @property
     def listening(self) -> bool:
         """True while the application has a tracer provider configured or a span is open."""
-        return bool(self._open) or _recording()
+        return bool(self._open) or _current_tracer() is not None
 
     def __repr__(self) -> str:
         return f"TracingObserver(open_spans={len(self._open)})"
@@ -172,14 +189,16 @@ class TracingObserver:
         """Start or end the attempt's span."""
         kind = event.kind
         if kind == STARTED:
-            if _recording():
-                self._start(event)
+            tracer = _current_tracer()
+            if tracer is not None:
+                self._start(event, tracer)
         elif self._open and kind in _ENDS:  # no span open: nothing to end (the API alone)
             self._end(event)
 
-    def _start(self, event: JobEvent) -> None:
+    def _start(self, event: JobEvent, tracer: Any) -> None:
         carrier = (event.metadata or {}).get(TRACE_CONTEXT_KEY)
         parent = propagate.extract(carrier) if isinstance(carrier, dict) else None
+        # Built before the sampler decides, as a sampler may read them.
         attributes = {
             "messaging.system": SYSTEM,
             "messaging.operation.type": "process",
@@ -189,11 +208,13 @@ class TracingObserver:
             "lexigram_tasks.task.name": event.task,
             "lexigram_tasks.attempt": event.attempt,
         }
-        span = _tracer().start_span(
+        span = tracer.start_span(
             f"process {event.task}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
         )
-        token = otel_context.attach(trace.set_span_in_context(span))
-        self._open[event.job_id, event.worker_id] = (span, token)
+        # Made current even when sampled out: the handler's spans follow its decision.
+        context = trace.set_span_in_context(span)
+        token = otel_context.attach(context)
+        self._open[event.job_id, event.worker_id] = (span, token, context)
         if self.event_kinds is _STARTS:  # kept from now on: the streams route its ends here
             self.event_kinds = _STARTS_AND_ENDS
             event_routes_changed()
@@ -202,7 +223,7 @@ class TracingObserver:
         opened = self._open.pop((event.job_id, event.worker_id), None)
         if opened is None:
             return
-        span, token = opened
+        span, token, context = opened
         if span.is_recording():  # a sampled-out span ignores attributes: build none
             error = event.error
             if event.kind in (RETRYING, FAILED) and error:
@@ -214,9 +235,14 @@ class TracingObserver:
                 span.set_attribute("lexigram_tasks.outcome", event.kind)
             if event.reason:
                 span.set_attribute("lexigram_tasks.reason", event.reason)
-        # Detached only where it was attached (the job's own task); an attempt ended
-        # from another task (a lost lease, a stop) left with its task's context.
-        if trace.get_current_span() is span:
+        # Detached only where it was attached (the job's own task, its context still the
+        # one made current); an attempt ended from another task (a lost lease, a stop)
+        # left with its task's context. The API's get_current_span() is three calls deep.
+        if type(token) is Token:  # the API's runtime context: read its variable directly
+            current = token.var.get(None) is context
+        else:
+            current = otel_context.get_current() is context
+        if current:
             otel_context.detach(token)  # type: ignore[arg-type]
         span.end()
 
