@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import aiormq
 import pytest
@@ -142,6 +142,13 @@ class Broker:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        # The virtual host of `url` ("/" when it names none): rabbitmqctl needs it by name.
+        self.vhost = unquote(urlsplit(url).path[1:]) or "/"
+
+    def url_for_vhost(self, vhost: str) -> str:
+        """`url` pointing at virtual host `vhost` instead of its own."""
+        parts = urlsplit(self.url)
+        return urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
 
     async def depth(self, name: str) -> int:
         """Ready messages in queue `name` (0 if it does not exist)."""

@@ -80,7 +80,7 @@ async def test_sigkilled_workers_lose_no_job(  # noqa: PLR0917 - pytest fixtures
         print(f"crash test: {restarted} interrupted starts, {duplicates} duplicate runs")  # noqa: T201
         # Nothing stuck: no ready, delayed or unacknowledged message is left.
         assert await queue.count(queue_name) == 0
-        listing = await broker.ctl("list_queues", "name", "messages", "-q")
+        listing = await broker.ctl("list_queues", "-p", broker.vhost, "name", "messages", "-q")
         assert f"{queue_name}\t0" in listing.splitlines()
     finally:
         await queue.close()

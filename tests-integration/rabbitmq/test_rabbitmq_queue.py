@@ -70,14 +70,12 @@ async def test_enqueue_ok_means_the_broker_has_it(
     assert await broker.depth(queue_name) == 3
 
 
-async def test_virtual_host_in_url(
-    amqp_url: str, queue_name: str, broker: Broker, broker_admin: None
-) -> None:
+async def test_virtual_host_in_url(queue_name: str, broker: Broker, broker_admin: None) -> None:
     vhost = f"lexigram-test-{uuid.uuid4().hex[:8]}"
     await broker.ctl("add_vhost", vhost)
     try:
         await broker.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        url = amqp_url.rstrip("/") + "/" + vhost
+        url = broker.url_for_vhost(vhost)
         queue = RabbitMQTaskQueue(url, queue_name)
         assert queue.target.vhost == vhost
         job = Job(name="in-vhost")
