@@ -126,13 +126,14 @@ def test_the_collector_is_off_during_start_up_and_on_again_after(
                 f"""
                 import gc, sys
                 from lexigram.tasks.cli import cli
+                before = gc.get_freeze_count()  # not 0 on every Python (3.12.1: 375)
                 try:
                     code = cli.main(["worker", "gc_app", "--backend", {backend!r}, "--burst"],
                                     standalone_mode=False)
                 except SystemExit as stop:
                     code = stop.code
                 print(sys.modules["gc_app"].AT_IMPORT if "gc_app" in sys.modules else None,
-                      gc.isenabled(), gc.get_freeze_count(), code)
+                      gc.isenabled(), gc.get_freeze_count() - before, code)
                 """
             ),
         ],
@@ -145,7 +146,10 @@ def test_the_collector_is_off_during_start_up_and_on_again_after(
     at_import, after, frozen, code = out.strip().splitlines()[-1].split()
     assert at_import == "False"  # the APP is imported while the collector is off
     assert after == "True"  # on again, whether the worker ran or failed to start
-    assert frozen == "0"  # what the run froze is unfrozen when the command returns
+    # Nothing the run froze stays frozen when the command returns. `gc.unfreeze` releases
+    # everything frozen, so objects frozen before the run (Python 3.12.1 starts with 375)
+    # may leave the permanent generation too: the count may drop below where it started.
+    assert int(frozen) <= 0
     assert code == ("0" if backend == "memory" else "2")
 
 
