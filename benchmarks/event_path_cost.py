@@ -29,6 +29,7 @@ into an exporter that drops the spans.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
 import time
@@ -144,10 +145,9 @@ def _job_loop(stream: Any, settler: Any, entry: Any) -> Callable[[int], None]:
                     await pending
 
     def run_jobs(count: int) -> None:
-        try:  # noqa: SIM105 - nothing awaited suspends: one send runs it to its end
+        # Nothing awaited suspends: one send runs the coroutine to its end.
+        with contextlib.suppress(StopIteration):
             jobs(count).send(None)
-        except StopIteration:
-            pass
 
     return run_jobs
 

@@ -212,27 +212,29 @@ _PORTS_FROM = 20000
 _handed_out: set[int] = set()
 
 
-def pick_free_port() -> int:
+def pick_free_port(partner_offset: int = 0) -> int:
     """A loopback port nothing listens on, below the range outgoing connections use.
 
     A port from ``bind(0)`` lies in that range, so between the test closing its probe
     socket and a server binding the port, any outgoing connection (a booting Erlang node
     makes dozens) may take it as its local port and the server fails to start.
+    With `partner_offset`, ``port + partner_offset`` is free and below that range too
+    (Redis Cluster's bus port is the node's port + 10000).
     """
-    ceiling = _ephemeral_floor()
-    if ceiling - _PORTS_FROM < 1000:  # an unusual range: fall back to the kernel's choice
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
+    ceiling = _ephemeral_floor() - partner_offset
+    low = _PORTS_FROM
+    if ceiling - low < 1000:  # an unusual range: anywhere, at the kernel's risk
+        low, ceiling = 1024, 65535 - partner_offset
     while True:
-        port = random.randrange(_PORTS_FROM, ceiling)
-        if port not in _handed_out and _port_free(port):
-            _handed_out.add(port)
+        port = random.randrange(low, ceiling)
+        ports = {port, port + partner_offset}
+        if not ports & _handed_out and all(_port_free(p) for p in ports):
+            _handed_out.update(ports)
             return port
 
 
 @pytest.fixture(scope="session")
-def free_port() -> Callable[[], int]:
+def free_port() -> Callable[..., int]:
     """`pick_free_port`: call it for each port a test's own server needs."""
     return pick_free_port
 

@@ -8,9 +8,7 @@ would fail with CROSSSLOT). The kit's default margins hold unwidened.
 
 from __future__ import annotations
 
-import random
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -37,30 +35,6 @@ REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ports whose cluster bus port (port + 10000) is free too.
-
-    Both lie below 32768, where outgoing connections take their local ports, so none can
-    take one between this check and the node binding it.
-    """
-    rng = random.Random()
-    ports: list[int] = []
-    while len(ports) < count:
-        port = rng.randrange(12000, 22000)
-        if port not in ports and _port_free(port) and _port_free(port + 10000):
-            ports.append(port)
-    return ports
-
-
 def _wait_for_line(proc: subprocess.Popen[bytes], marker: bytes, within: float) -> None:
     assert proc.stdout is not None
     deadline = time.monotonic() + within
@@ -74,13 +48,15 @@ def _wait_for_line(proc: subprocess.Popen[bytes], marker: bytes, within: float) 
 
 @pytest.fixture(scope="module")
 def cluster_url(
-    tmp_path_factory: pytest.TempPathFactory, service_unavailable: Callable[[str], NoReturn]
+    tmp_path_factory: pytest.TempPathFactory,
+    service_unavailable: Callable[[str], NoReturn],
+    free_port: Callable[..., int],
 ) -> Iterator[str]:
     if REDIS_SERVER is None or REDIS_CLI is None:
         service_unavailable(
             "redis-server/redis-cli are not on PATH; the cluster test starts its own."
         )
-    ports = _free_ports(3)
+    ports = [free_port(partner_offset=10_000) for _ in range(3)]  # + the cluster bus ports
     nodes: list[subprocess.Popen[bytes]] = []
     try:
         for port in ports:

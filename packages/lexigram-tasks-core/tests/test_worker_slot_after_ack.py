@@ -58,6 +58,17 @@ async def _until(condition: Any, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
+def _worker(queue: MemoryTaskQueue, store: GatedStore, handler: Any, slots: int) -> TaskWorker:
+    """A worker with `slots` slots running `handler` as its only task, storing into `store`."""
+    return TaskWorker(
+        "w1",
+        queue,
+        {handler.__name__: handler},
+        TaskWorkerConfig(max_concurrent_tasks=slots, poll_interval=0.01),
+        TaskWorkerServices(result_store=store),  # type: ignore[arg-type]
+    )
+
+
 async def test_the_next_job_runs_while_the_previous_result_is_stored() -> None:
     queue = MemoryTaskQueue()
     store = GatedStore()
@@ -67,13 +78,7 @@ async def test_the_next_job_runs_while_the_previous_result_is_stored() -> None:
         started.append(n)
         return n
 
-    worker = TaskWorker(
-        "w1",
-        queue,
-        {"step": step},
-        TaskWorkerConfig(max_concurrent_tasks=1, poll_interval=0.01),
-        TaskWorkerServices(result_store=store),  # type: ignore[arg-type]
-    )
+    worker = _worker(queue, store, step, 1)
     jobs = [Job(name="step", args=(n,)) for n in range(3)]
     await queue.enqueue_many(jobs)
     await worker.start()
@@ -101,13 +106,7 @@ async def test_stopping_waits_for_results_still_being_stored() -> None:
     async def quick() -> str:
         return "done"
 
-    worker = TaskWorker(
-        "w1",
-        queue,
-        {"quick": quick},
-        TaskWorkerConfig(max_concurrent_tasks=4, poll_interval=0.01),
-        TaskWorkerServices(result_store=store),  # type: ignore[arg-type]
-    )
+    worker = _worker(queue, store, quick, 4)
     job = Job(name="quick")
     await queue.enqueue(job)
     await worker.start()
@@ -150,13 +149,7 @@ async def test_the_next_job_runs_while_the_ack_of_a_job_that_ran_a_while_travels
         await asyncio.sleep(2 * EARLY_RELEASE_SECONDS)
         return n
 
-    worker = TaskWorker(
-        "w1",
-        queue,
-        {"step": step},
-        TaskWorkerConfig(max_concurrent_tasks=1, poll_interval=0.01),
-        TaskWorkerServices(result_store=store),  # type: ignore[arg-type]
-    )
+    worker = _worker(queue, store, step, 1)
     jobs = [Job(name="step", args=(n,)) for n in range(3)]
     await queue.enqueue_many(jobs)
     await worker.start()
@@ -188,13 +181,7 @@ async def test_a_short_job_keeps_its_slot_until_its_ack_returns() -> None:
         started.append(n)
         return n
 
-    worker = TaskWorker(
-        "w1",
-        queue,
-        {"step": step},
-        TaskWorkerConfig(max_concurrent_tasks=1, poll_interval=0.01),
-        TaskWorkerServices(result_store=store),  # type: ignore[arg-type]
-    )
+    worker = _worker(queue, store, step, 1)
     jobs = [Job(name="step", args=(n,)) for n in range(2)]
     await queue.enqueue_many(jobs)
     await worker.start()
@@ -224,13 +211,7 @@ async def test_a_job_whose_ack_finds_its_lease_gone_gives_back_no_second_slot(
         await asyncio.sleep(runs)
         return n
 
-    worker = TaskWorker(
-        "w1",
-        queue,
-        {"step": step},
-        TaskWorkerConfig(max_concurrent_tasks=2, poll_interval=0.01),
-        TaskWorkerServices(result_store=store),  # type: ignore[arg-type]
-    )
+    worker = _worker(queue, store, step, 2)
     await queue.enqueue_many([Job(name="step", args=(n,)) for n in range(2)])
     await worker.start()
     try:

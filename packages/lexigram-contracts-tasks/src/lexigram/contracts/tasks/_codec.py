@@ -25,14 +25,13 @@ from typing import Any
 
 from lexigram.contracts.tasks._enums import PRIORITY_MAX, PRIORITY_MIN, JobStatus
 from lexigram.contracts.tasks._errors import TaskDecodeError, TaskValidationError
-from lexigram.contracts.tasks._json import json_encoder
+from lexigram.contracts.tasks._json import strict_json
 from lexigram.contracts.tasks._models import Job
 from lexigram.contracts.tasks._security import EnvelopeSigner
 
 ENVELOPE_VERSION = 1
 """Version of the job envelope this code writes; it reads this version and older."""
 
-_encode = json_encoder()
 _URL_PASSWORD = re.compile(r"(?P<prefix>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)@")
 
 
@@ -240,12 +239,12 @@ def _envelope_record(job: Job) -> dict[str, Any]:  # noqa: C901, PLR0912 - one t
 def _describe_unserializable(job: Job) -> str:
     for index, value in enumerate(job.args):
         try:
-            _encode(value)
+            strict_json(value)
         except (TypeError, ValueError):
             return f"positional argument {index} ({type(value).__name__}: {value!r:.80})"
     for key, value in job.kwargs.items():
         try:
-            _encode(value)
+            strict_json(value)
         except (TypeError, ValueError):
             return f"keyword argument {key!r} ({type(value).__name__}: {value!r:.80})"
     return "its metadata or result"
@@ -313,7 +312,7 @@ def encode_job(job: Job) -> bytes:
     data = _fast_encode(value, record)
     if data is None:
         try:
-            text = _encode(value)
+            text = strict_json(value)
         except (TypeError, ValueError) as exc:
             where = _describe_unserializable(job)
             msg = (

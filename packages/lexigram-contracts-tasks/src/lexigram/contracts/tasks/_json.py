@@ -66,7 +66,8 @@ def json_encoder(
     return encode
 
 
-_strict = json_encoder()
+strict_json = json_encoder()
+"""Compact JSON refusing what JSON cannot carry: the job envelope's and the stores' first try."""
 _lenient = json_encoder(default=repr, allow_nan=True)
 
 
@@ -79,7 +80,7 @@ def json_for_storage(value: Any, *, what: str = "value", of: str = "") -> str:
     apart, so the warning's text is only put together when there is one).
     """
     try:
-        return _strict(value)
+        return strict_json(value)
     except (TypeError, ValueError) as exc:
         logger.warning(
             "A %s%s is not JSON-serializable (%s); its non-JSON parts are stored as repr().",
