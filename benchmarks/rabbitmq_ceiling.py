@@ -40,11 +40,13 @@ async def measure(channel: Any, arguments: dict[str, Any], priority: int | None,
     name = f"lexigram-ceiling-{uuid.uuid4().hex[:8]}"
     await channel.queue_declare(name, durable=True, arguments=arguments)
     try:
-        publisher = BulkPublisher(channel, window=256, timeout=60)
+        publisher = BulkPublisher(channel, window=256)
         messages = [Outgoing(BODY, name, str(uuid.uuid4()), priority) for _ in range(n)]
         started = time.perf_counter()
         for first in range(0, n, PER_CALL):
-            outcomes = await publisher.publish(messages[first : first + PER_CALL])
+            outcomes = await publisher.publish(
+                messages[first : first + PER_CALL], time.monotonic() + 60
+            )
             if len(set(outcomes)) != 1:
                 msg = f"not every message was confirmed: {sorted({o.value for o in outcomes})}"
                 raise RuntimeError(msg)

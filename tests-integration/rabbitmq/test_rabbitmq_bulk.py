@@ -260,14 +260,27 @@ async def memory_alarm(broker: Broker, broker_admin: None) -> AsyncIterator[Memo
 
 @pytest.mark.slow
 @pytest.mark.exclusive  # the memory alarm blocks every publisher of the shared broker
+@pytest.mark.parametrize(
+    "padding",
+    [
+        pytest.param(0, id="small-jobs"),
+        # 2,000 × 8 KB is more than the kernel's socket buffers hold: the client's writer
+        # stalls on the blocked socket and aiormq's frame queue fills up behind it.
+        pytest.param(8192, id="more-than-the-socket-buffers"),
+    ],
+)
 async def test_a_blocked_broker_fails_the_batch_within_publish_timeout_without_copies(
-    make_rabbitmq_queue: Factory, queue_name: str, broker: Broker, memory_alarm: MemoryAlarm
+    make_rabbitmq_queue: Factory,
+    queue_name: str,
+    broker: Broker,
+    memory_alarm: MemoryAlarm,
+    padding: int,
 ) -> None:
     producer = make_rabbitmq_queue(publish_timeout=1.5)
     await producer.connect()
     await memory_alarm.raise_()
     await asyncio.sleep(0.5)  # the broker tells its connections they are blocked
-    jobs = [Job(name="blocked", args=(index,)) for index in range(2000)]
+    jobs = [Job(name="blocked", args=(index, "x" * padding)) for index in range(2000)]
     started = time.monotonic()
     results = await producer.enqueue_many(jobs)
     took = time.monotonic() - started
@@ -284,3 +297,40 @@ async def test_a_blocked_broker_fails_the_batch_within_publish_timeout_without_c
     consumer = make_rabbitmq_queue()
     delivered = [job.id for job in await drain(consumer)]
     assert len(delivered) == len(set(delivered))
+
+
+@pytest.mark.slow
+@pytest.mark.exclusive  # the memory alarm blocks every publisher of the shared broker
+async def test_a_publish_channel_opened_on_a_blocked_connection_fails_within_publish_timeout(
+    make_rabbitmq_queue: Factory, memory_alarm: MemoryAlarm
+) -> None:
+    producer = make_rabbitmq_queue(publish_timeout=1.5)
+    await producer.connect()
+    await memory_alarm.raise_()
+    await asyncio.sleep(0.5)
+    # The first publish turns "blocking" into "blocked": the broker stops reading the
+    # socket, so from now on not even a channel's opening is answered.
+    with pytest.raises(BackendConnectionError):
+        await producer.enqueue(Job(name="blocks-the-connection"))
+    producer._link._underlay = None  # as after a channel error: the next batch opens one
+    started = time.monotonic()
+    results = await producer.enqueue_many([Job(name="blocked", args=(i,)) for i in range(50)])
+    took = time.monotonic() - started
+    assert took < 1.5 + 2.0, f"gave up after {took:.1f} s, publish_timeout is 1.5 s"
+    assert all(isinstance(result.unwrap_err(), BackendConnectionError) for result in results)
+
+
+async def test_concurrent_batches_share_one_publish_channel(
+    rabbitmq_queue: RabbitMQTaskQueue, queue_name: str, broker: Broker
+) -> None:
+    await rabbitmq_queue.connect()
+    link = rabbitmq_queue._link
+    transport = link.connection.transport if link.connection is not None else None
+    assert transport is not None
+    before = set(transport.connection.channels)
+    batches = [[Job(name="shared", args=(b, i)) for i in range(100)] for b in range(4)]
+    outcomes = await asyncio.gather(*(rabbitmq_queue.enqueue_many(jobs) for jobs in batches))
+    assert all(result.is_ok() for results in outcomes for result in results)
+    opened = set(transport.connection.channels) - before
+    assert len(opened) == 1, f"{len(opened)} publish channels opened for concurrent batches"
+    assert await broker.depth(queue_name) == 400

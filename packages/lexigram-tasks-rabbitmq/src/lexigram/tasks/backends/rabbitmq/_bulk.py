@@ -84,7 +84,6 @@ class BulkPublisher:
     Args:
         channel: An open aiormq channel in confirm mode (see `supports_bulk`).
         window: Most messages unconfirmed at once.
-        timeout: Seconds to wait for all confirms before giving the rest up as UNCONFIRMED.
         mandatory: Ask the broker to return unroutable messages.
         delivery_mode: 2 for persistent messages, 1 for transient ones.
     """
@@ -94,14 +93,12 @@ class BulkPublisher:
         channel: Any,
         *,
         window: int,
-        timeout: float,
         mandatory: bool = True,
         delivery_mode: int = 2,
     ) -> None:
         self.channel = channel
         self._window = max(1, window)
         self._chunk_size = max(1, min(_CHUNK_MAX, self._window // 2))
-        self._timeout = timeout
         self._encoder = PublishEncoder(
             channel.number,
             int(channel.max_content_size) + _FRAME_OVERHEAD,
@@ -110,10 +107,15 @@ class BulkPublisher:
             delivery_mode=delivery_mode,
         )
 
-    async def publish(self, messages: Sequence[Outgoing]) -> list[Published]:
-        """Publish `messages` in order; return one `Published` value per message."""
+    async def publish(self, messages: Sequence[Outgoing], deadline: float) -> list[Published]:
+        """Publish `messages` in order; return one `Published` value per message.
+
+        Args:
+            messages: What to publish.
+            deadline: `time.monotonic()` by which every confirm must have come; what has
+                none by then is UNCONFIRMED (or UNKNOWN if the channel closed).
+        """
         outcomes = [Published.UNKNOWN] * len(messages)
-        deadline = time.monotonic() + self._timeout
         pending: deque[_Chunk] = deque()
         in_flight = 0
         for first in range(0, len(messages), self._chunk_size):
@@ -123,9 +125,11 @@ class BulkPublisher:
                 in_flight -= len(done.messages)
                 await self._settle(done, outcomes, deadline)
             try:
-                chunk = await self._write(first, part)
+                chunk = await self._write(first, part, deadline)
             except (aiormq.exceptions.AMQPError, RuntimeError, ConnectionError):
                 break  # the channel is gone: this chunk and the rest stay UNKNOWN
+            except TimeoutError:
+                break  # the writer is stuck on a blocked socket: the rest is UNCONFIRMED
             pending.append(chunk)
             in_flight += len(part)
             # Waiting for the socket to take the bytes gives TCP backpressure to a huge
@@ -143,13 +147,16 @@ class BulkPublisher:
             ]
         return outcomes
 
-    async def _write(self, first: int, part: Sequence[Outgoing]) -> _Chunk:
+    async def _write(self, first: int, part: Sequence[Outgoing], deadline: float) -> _Chunk:
         channel = self.channel
         payload = b"".join(self._encoder.encode(message) for message in part)
         tags: list[int] = []
         futures: list[asyncio.Future[Any]] = []
         drained: asyncio.Future[None] = channel.create_future()
-        async with channel.lock:
+        # A broker that blocks publishers stops reading the socket: aiormq's writer then
+        # waits on it forever, its frame queue fills, and the lock's holder waits behind
+        # it. Both waits end at the deadline (TimeoutError), before anything was queued.
+        async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)), channel.lock:
             base = channel.delivery_tag
             for offset, message in enumerate(part, start=1):
                 future = channel.create_future()

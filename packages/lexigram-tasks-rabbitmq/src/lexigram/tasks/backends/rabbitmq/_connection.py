@@ -147,6 +147,7 @@ class AMQPLink:
         self.connection: AbstractRobustConnection | None = None
         self._publisher: AbstractRobustChannel | None = None
         self._underlay: AbstractChannel | None = None
+        self._underlay_opening = asyncio.Lock()
         self._bulk: BulkPublisher | None = None
         self._together: list[tuple[Outgoing, asyncio.Future[Published]]] = []
         self._flushes: set[asyncio.Future[None]] = set()
@@ -394,17 +395,23 @@ class AMQPLink:
         underlay = self._underlay
         if underlay is not None and not underlay.is_closed:
             return underlay
-        connection = await self.ready()
-        transport = connection.transport
-        if transport is None or transport.connection.is_closed:
-            reason = "the connection is being re-established"
-            raise ConnectionError(reason)  # `publish` retries it until its deadline
-        # A returned (unroutable) message must come back as the answer, not raise.
-        underlay = await transport.connection.channel(
-            publisher_confirms=True, on_return_raises=False
-        )
-        self._underlay = underlay
-        return underlay
+        # One opening at a time: concurrent publishers (the slices of `enqueue_many`)
+        # share the channel instead of each opening one and leaking all but the last.
+        async with self._underlay_opening:
+            underlay = self._underlay
+            if underlay is not None and not underlay.is_closed:
+                return underlay
+            connection = await self.ready()
+            transport = connection.transport
+            if transport is None or transport.connection.is_closed:
+                reason = "the connection is being re-established"
+                raise ConnectionError(reason)  # `publish` retries it until its deadline
+            # A returned (unroutable) message must come back as the answer, not raise.
+            underlay = await transport.connection.channel(
+                publisher_confirms=True, on_return_raises=False
+            )
+            self._underlay = underlay
+            return underlay
 
     async def _drop_publish_channel(self) -> None:
         """Close the publishing channel; the next publish opens a new one.
@@ -528,8 +535,14 @@ class AMQPLink:
         """
         if not messages:
             return []
+        deadline = time.monotonic() + self.options.publish_timeout
         try:
-            channel = await self._publish_channel()
+            # A broker that blocks publishers (memory or disk alarm) stops reading the
+            # socket, so even a channel's opening may never be answered.
+            async with asyncio.timeout(self.options.publish_timeout):
+                channel = await self._publish_channel()
+        except TimeoutError:
+            return [Published.UNCONFIRMED] * len(messages)
         except CONNECTION_ERRORS:  # BackendConnectionError is a ConnectionError too
             return [Published.UNKNOWN] * len(messages)
         if not supports_bulk(channel):
@@ -539,11 +552,10 @@ class AMQPLink:
             bulk = BulkPublisher(
                 channel,
                 window=self.options.publish_window,
-                timeout=self.options.publish_timeout,
                 delivery_mode=2 if self.options.durable else 1,
             )
             self._bulk = bulk
-        return await bulk.publish(messages)
+        return await bulk.publish(messages, deadline)
 
     async def with_channel(self, action: str, call: Callable[[AbstractChannel], Awaitable[T]]) -> T:
         """Run `call` on a short-lived plain channel (passive declares, purges, deletes).
