@@ -264,7 +264,7 @@ async def memory_alarm(broker: Broker, broker_admin: None) -> AsyncIterator[Memo
     "padding",
     [
         pytest.param(0, id="small-jobs"),
-        # 2,000 × 8 KB is more than the kernel's socket buffers hold: the client's writer
+        # 2,000 jobs of 8 KB are more than the kernel's socket buffers hold: the client's writer
         # stalls on the blocked socket and aiormq's frame queue fills up behind it.
         pytest.param(8192, id="more-than-the-socket-buffers"),
     ],

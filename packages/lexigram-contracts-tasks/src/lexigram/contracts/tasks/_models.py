@@ -8,8 +8,10 @@ without loss, which is what backends rely on to store them.
 
 from __future__ import annotations
 
+import json
+import json.encoder
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +26,23 @@ from lexigram.contracts.tasks._ids import new_job_id
 from lexigram.contracts.tasks._job_record import job_from_record
 from lexigram.contracts.tasks._job_record import opt_float as _opt_float
 from lexigram.contracts.tasks._job_record import opt_int as _opt_int
+from lexigram.contracts.tasks._json import json_for_storage
+
+_json_string: Callable[[str], str] = (
+    getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+)
+
+
+def _json_number(value: float | None) -> str:
+    """A number as JSON, exactly (its shortest round-trip form); null for None.
+
+    A value JSON cannot carry (NaN, infinities) is written as null: the store could not
+    give it back anyway, and a JSON reader would refuse the whole record.
+    """
+    if value is None or value - value != 0.0:  # None, NaN or an infinity
+        return "null"
+    return repr(value)
+
 
 # Retries a job gets when neither its producer nor its task definition says otherwise.
 DEFAULT_MAX_RETRIES = 3
@@ -98,6 +117,31 @@ class JobResult:
             "failed_at": self.failed_at,
             "cancelled": self.cancelled,
         }
+
+    def to_json(self, *, of: str = "") -> str:
+        """The result as a store keeps it: `to_dict`'s record in compact JSON, fast.
+
+        Stores write one of these per job, so it is written directly rather than through
+        a general encoder: ``data`` goes through `json_for_storage` (a part JSON cannot
+        carry is stored as its ``repr``, with a warning naming the job `of`), the
+        strings are escaped by the json module's C function, and the numbers are written
+        exactly (a non-finite one as null). The text is what
+        ``json_for_storage(self.to_dict())`` writes, at a little over half its cost, and
+        `from_dict` reads back a result equal to this one.
+        """
+        data = self.data
+        error = self.error
+        stored = "null" if data is None else json_for_storage(data, what="result of job", of=of)
+        return (
+            f'{{"success":{"true" if self.success else "false"},"data":{stored},'
+            f'"error":{"null" if error is None else _json_string(error)},'
+            f'"duration":{_json_number(self.duration)},"retry_count":{int(self.retry_count)},'
+            f'"id":{"null" if self.id is None else _json_string(self.id)},'
+            f'"name":{"null" if self.name is None else _json_string(self.name)},'
+            f'"completed_at":{_json_number(self.completed_at)},'
+            f'"failed_at":{_json_number(self.failed_at)},'
+            f'"cancelled":{"true" if self.cancelled else "false"}}}'
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobResult:

@@ -128,7 +128,7 @@ class RedisResultStore(RedisStore):
         script call: a lone store is sent at once, the ones that arrive meanwhile follow
         together when it returns.
         """
-        data = json_for_storage(result.to_dict(), what="result of job", of=job_id)
+        data = result.to_json(of=job_id)
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a batch in flight belongs to the loop that sent it
             self._writes.reset()

@@ -93,7 +93,7 @@ class SQLiteResultStore(SQLiteStore):
         the job's ack) runs after it on the same connection and so sees it committed.
         Results stored before their batch runs share one ``executemany``.
         """
-        data = json_for_storage(result.to_dict(), what=f"result of job {job_id}")
+        data = result.to_json(of=job_id)
         now = time.time()
         row = (job_id, 1 if result.success else 0, data, now, expiry(self._ttl, now))
         with self._lock:
