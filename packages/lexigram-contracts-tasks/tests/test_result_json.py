@@ -10,6 +10,8 @@ import random
 import pytest
 
 from lexigram.contracts.tasks import JobResult, json_for_storage
+from lexigram.contracts.tasks import _json as json_module
+from lexigram.contracts.tasks._json import json_number
 
 
 def _random_text(rng: random.Random) -> str:
@@ -17,7 +19,7 @@ def _random_text(rng: random.Random) -> str:
     return "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))
 
 
-def test_the_text_is_what_json_for_storage_writes_of_to_dict() -> None:
+def test_the_record_reads_back_as_json_for_storage_writes_it_and_exactly() -> None:
     rng = random.Random(7)
     for _ in range(500):
         result = JobResult(
@@ -33,7 +35,7 @@ def test_the_text_is_what_json_for_storage_writes_of_to_dict() -> None:
             cancelled=rng.random() < 0.2,
         )
         text = result.to_json()
-        assert text == json_for_storage(result.to_dict())
+        assert json.loads(text) == json.loads(json_for_storage(result.to_dict()))
         assert JobResult.from_dict(json.loads(text)) == result
 
 
@@ -55,3 +57,19 @@ def test_data_is_written_as_json_for_storage_writes_it(caplog: pytest.LogCapture
         stored = json.loads(JobResult(success=True, data=data).to_json(of="job-7"))
     assert stored["data"] == json.loads(json_for_storage(data))
     assert "result of job job-7" in caplog.text
+
+
+@pytest.mark.parametrize("writer", ["orjson", "json module"])
+def test_numbers_are_exact_whichever_writes_them(
+    writer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if writer == "json module":
+        monkeypatch.setattr(json_module, "orjson_dumps", None)
+    elif json_module.orjson_dumps is None:
+        pytest.fail("orjson is a test dependency of the contracts and must be installed")
+    rng = random.Random(11)
+    for _ in range(2000):
+        value = rng.random() * 10 ** rng.randrange(-12, 20)
+        assert float(json_number(value)) == value
+    assert json_number(2) == "2"
+    assert json_number(None) == "null"

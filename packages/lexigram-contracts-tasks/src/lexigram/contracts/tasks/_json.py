@@ -8,6 +8,7 @@ calls it, writing exactly what ``JSONEncoder(separators=(",", ":"), ...).encode`
 
 from __future__ import annotations
 
+import importlib
 import json
 import json.encoder
 import logging
@@ -64,6 +65,35 @@ def json_encoder(
 
     encode.__doc__ = "Write `value` as compact JSON (see `json_encoder`)."
     return encode
+
+
+def _optional_orjson_dumps() -> Callable[[Any], bytes] | None:
+    """Return ``orjson.dumps`` when orjson is installed (an optional dependency)."""
+    try:
+        dumps: Callable[[Any], bytes] = importlib.import_module("orjson").dumps
+    except ImportError:
+        return None
+    return dumps
+
+
+orjson_dumps = _optional_orjson_dumps()
+"""``orjson.dumps`` when orjson is installed (every broker backend installs it), else None."""
+
+
+def json_number(value: float | None) -> str:
+    """A number as JSON, exactly (its shortest round-trip form); null for None.
+
+    orjson finds the shortest form about four times as fast as ``float.__repr__`` (whose
+    arbitrary-precision search costs about 7,000 instructions for an epoch time); the
+    two may write one value differently (``1e-05`` and ``0.00001``), never two values
+    alike. A value JSON cannot carry (NaN, infinities) is written as null: a JSON reader
+    would refuse the whole record.
+    """
+    if value is None or value - value != 0.0:  # None, NaN or an infinity
+        return "null"
+    if orjson_dumps is not None:
+        return orjson_dumps(value).decode()
+    return repr(value)
 
 
 strict_json = json_encoder()
