@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from lexigram.contracts.tasks import Job, JobStatus
 from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._worker import WorkerOptions
+from lexigram.tasks.cli._worker_run import YOUNG_COLLECTION_THRESHOLD
 
 APP = """
 import asyncio
@@ -55,8 +56,13 @@ async def frozen_objects():
     done.append(gc.get_freeze_count())
 
 
+async def collector_thresholds():
+    done.append(gc.get_threshold())
+
+
 provider.register_handler("add", add)
 provider.register_handler("frozen_objects", frozen_objects)
+provider.register_handler("collector_thresholds", collector_thresholds)
 provider.register_handler("interrupted", interrupted)
 """
 
@@ -93,6 +99,19 @@ def test_worker_burst_runs_every_job_then_exits_0(app_module: ModuleType) -> Non
     assert count(app_module) == 0
     assert "Queues are empty; stopping (--burst)." in result.stderr
     assert "5 processed, 5 succeeded, 0 failed" in result.stderr
+
+
+def test_worker_collects_young_objects_less_often_while_it_runs_and_restores_the_setting(
+    app_module: ModuleType,
+) -> None:
+    before = gc.get_threshold()
+    enqueue(app_module, Job(name="collector_thresholds"))
+    result = worker(app_module, "--burst")
+    assert result.exit_code == 0, result.output
+    (during,) = app_module.done
+    assert during[0] == max(before[0], YOUNG_COLLECTION_THRESHOLD)
+    assert during[1:] == before[1:]
+    assert gc.get_threshold() == before
 
 
 def test_worker_runs_jobs_with_start_up_objects_frozen_and_unfreezes_on_exit(
