@@ -1,0 +1,107 @@
+"""What one job costs the documented CLI worker on Redis, in instructions (callgrind).
+
+Wall-clock rates on a shared 2-core VM move by 40 % from run to run and, on its fast
+setting, stop at what Redis serves (the worker is then not the bottleneck, so a cheaper
+worker does not show). Instructions do not move: this script runs ``lexigram-tasks
+worker APP --burst --concurrency 100`` (defaults otherwise: results stored) under
+``valgrind --tool=callgrind`` over a backlog of N no-op jobs and over one of M, and
+prints (instructions(N) - instructions(M)) / (N - M): the worker's instructions per job,
+start-up and shutdown cancelled out. Under callgrind the worker runs about 50 times
+slower than Redis answers, so every batch it asks for is full and the figure repeats to
+within 0.1 %.
+
+Variants: ``plain`` (no metrics; OpenTelemetry hidden as in ``metrics_overhead.py``) and
+``metrics`` (``--metrics-port``, the endpoint served and not scraped). The difference
+is what metrics add to a job on the documented path.
+
+It uses Redis database 15 of --url under its own key prefixes and deletes those keys.
+Needs valgrind (Debian: ``apt-get install valgrind``).
+
+Usage:
+    .venv/bin/python benchmarks/worker_instructions.py [--jobs 12000] [--base 2000]
+        [--only plain,metrics]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from metrics_overhead import APP, CONFIG, HIDE_OTEL, _fill, _free_port, _wipe
+
+VARIANTS = {"plain": False, "metrics": True}  # variant -> --metrics-port
+
+
+def _instructions(url: str, jobs: int, app_dir: Path, metrics: bool) -> int:
+    """Drain `jobs` no-op jobs with the CLI worker under callgrind; its total instructions."""
+    prefix = f"bench-instr-{uuid.uuid4().hex[:8]}"
+    asyncio.run(_fill(url, prefix, jobs))
+    config = app_dir / f"{prefix}.yaml"
+    config.write_text(CONFIG.format(url=url, prefix=prefix), encoding="utf-8")
+    out = app_dir / f"{prefix}.callgrind"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join((str(app_dir / "hide-otel"), str(app_dir))),
+        "PYTHONHASHSEED": "0",  # the same start-up for every run
+        "BENCH_JOBS": str(jobs),
+        "BENCH_CPU_FILE": str(app_dir / "cpu.txt"),
+    }
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # compiling on every run is not the worker
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
+    command += ["-m", "lexigram.tasks.cli", "worker", "bench_app", "--burst"]
+    command += ["--config", str(config), "--concurrency", "100", "--log-level", "warning"]
+    if metrics:
+        command += ["--metrics-port", str(_free_port())]
+    try:
+        subprocess.run(command, env=env, check=True, capture_output=True)  # noqa: S603
+        found = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
+        if found is None:
+            msg = f"no instruction total in {out}"
+            raise RuntimeError(msg)
+        return int(found.group(1))
+    finally:
+        asyncio.run(_wipe(url, prefix))
+        out.unlink(missing_ok=True)
+
+
+def main() -> None:
+    """Measure each variant and print instructions per job."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="redis://127.0.0.1:6379/15")
+    parser.add_argument("--jobs", type=int, default=12_000)
+    parser.add_argument("--base", type=int, default=2_000)
+    parser.add_argument("--only", help="comma-separated variants (default: all)")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (Debian: apt-get install valgrind).")
+    variants = args.only.split(",") if args.only else list(VARIANTS)
+    per_job: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        app_dir = Path(scratch)
+        (app_dir / "bench_app.py").write_text(APP, encoding="utf-8")
+        (app_dir / "hide-otel" / "opentelemetry").mkdir(parents=True)
+        (app_dir / "hide-otel" / "opentelemetry" / "__init__.py").write_text(HIDE_OTEL)
+        for variant in variants:
+            many = _instructions(args.url, args.jobs, app_dir, VARIANTS[variant])
+            few = _instructions(args.url, args.base, app_dir, VARIANTS[variant])
+            per_job[variant] = (many - few) / (args.jobs - args.base)
+            print(
+                f"{variant:8} {many:,} instructions for {args.jobs:,} jobs, {few:,} for "
+                f"{args.base:,}: {per_job[variant]:,.0f} a job",
+                flush=True,
+            )
+    if "plain" in per_job and "metrics" in per_job:
+        added = per_job["metrics"] - per_job["plain"]
+        print(f"metrics add {added:,.0f} instructions a job ({added / per_job['plain']:.1%})")
+
+
+if __name__ == "__main__":
+    main()
