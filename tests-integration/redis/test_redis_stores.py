@@ -165,6 +165,19 @@ async def test_result_store_keeps_non_json_data_as_text(
     assert "not JSON-serializable" in caplog.text
 
 
+async def test_a_result_holding_a_lone_surrogate_is_stored_and_read_back(
+    connector: RedisConnector, key_prefix: str
+) -> None:
+    # A file name with invalid UTF-8 bytes, decoded as Python does (surrogateescape): no
+    # UTF-8 client can send it as it is, and the store used to fail the whole batch.
+    name = b"scan-\xff.pdf".decode("utf-8", "surrogateescape")
+    store = RedisResultStore(key_prefix=key_prefix, connector=connector)
+    result = JobResult.ok({"file": name, "note": "é"})
+    result.id = "odd-name"
+    await store.store("odd-name", result)
+    assert await store.get("odd-name") == result
+
+
 # -- progress --------------------------------------------------------------------------
 
 

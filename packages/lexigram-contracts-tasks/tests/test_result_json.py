@@ -9,7 +9,10 @@ import random
 
 import pytest
 
-from lexigram.contracts.tasks import JobResult, json_for_storage
+from lexigram.contracts.tasks import (
+    JobResult,
+    json_for_storage,
+)
 from lexigram.contracts.tasks import _json as json_module
 from lexigram.contracts.tasks._json import json_number
 

@@ -55,6 +55,14 @@ def build(made: tuple[SQLiteBackend, TaskBackendSpec, list[Any]], factory: str, 
     return obj
 
 
+async def test_a_result_holding_a_lone_surrogate_is_stored_and_read_back(made: Any) -> None:
+    store = build(made, "create_result_store")
+    name = b"scan-\xff.pdf".decode("utf-8", "surrogateescape")
+    result = JobResult.ok(data={"file": name, "note": "é"})
+    await store.store("odd-name", result)
+    assert await store.get("odd-name") == result
+
+
 async def test_results_round_trip_list_and_expire(made: Any) -> None:
     store = build(made, "create_result_store")
     assert isinstance(store, ResultStoreProtocol)

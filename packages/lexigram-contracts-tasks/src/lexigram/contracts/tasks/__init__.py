@@ -50,7 +50,7 @@ from lexigram.contracts.tasks._errors import (
     error_chain,
 )
 from lexigram.contracts.tasks._ids import new_job_id
-from lexigram.contracts.tasks._json import json_encoder, json_for_storage
+from lexigram.contracts.tasks._json import json_encoder, json_for_storage, sendable_json
 from lexigram.contracts.tasks._lookup import JobLookupProtocol, id_prefix_upper_bound
 from lexigram.contracts.tasks._models import (
     DEFAULT_MAX_RETRIES,
@@ -191,6 +191,7 @@ __all__ = [
     "new_job_id",
     "option_names",
     "parse_options",
+    "sendable_json",
     "validate_job",
 ]
 

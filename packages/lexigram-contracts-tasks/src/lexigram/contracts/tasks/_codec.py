@@ -25,7 +25,7 @@ from typing import Any
 
 from lexigram.contracts.tasks._enums import PRIORITY_MAX, PRIORITY_MIN, JobStatus
 from lexigram.contracts.tasks._errors import TaskDecodeError, TaskValidationError
-from lexigram.contracts.tasks._json import orjson_dumps, strict_json
+from lexigram.contracts.tasks._json import orjson_dumps, sendable_json, strict_json
 from lexigram.contracts.tasks._models import Job
 from lexigram.contracts.tasks._security import EnvelopeSigner
 
@@ -312,7 +312,9 @@ def encode_job(job: Job) -> bytes:
                 "e.g. an id instead of an object or an ISO string instead of a datetime."
             )
             raise TaskValidationError(msg) from None
-        data = text.encode()
+        # A lone surrogate (a file name decoded with surrogateescape) has no UTF-8 form;
+        # orjson refused it above, and its JSON escape carries it to the worker.
+        data = sendable_json(text).encode()
     if signer is not None:
         data = b"%s%s%s%s}" % (_SIGNED_PREFIX, signer.sign(data).encode(), _SIGNED_JOB, data)
     if len(data) > _max_payload_bytes and job.delivery_count == 0 and job.retry_count == 0:

@@ -12,6 +12,7 @@ import importlib
 import json
 import json.encoder
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -101,6 +102,38 @@ strict_json = json_encoder()
 _lenient = json_encoder(default=repr, allow_nan=True)
 
 
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_FIRST_ASTRAL = 0x10000  # beyond the basic plane: JSON writes a surrogate pair
+
+
+def _escape(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    if code < _FIRST_ASTRAL:
+        return f"\\u{code:04x}"
+    code -= _FIRST_ASTRAL
+    return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
+
+
+def sendable_json(text: str) -> str:
+    r"""JSON text that every UTF-8 client can send: `text`, or its non-ASCII escaped.
+
+    A string holding a lone surrogate (a file name decoded with ``surrogateescape``, say)
+    cannot be encoded as UTF-8, so Redis, SQLite and PostgreSQL clients refuse the whole
+    record. JSON's ``\u`` escapes carry it, and the json module reads the string back
+    (orjson refuses a lone surrogate's escape: read stored records with the json module).
+    A text of ASCII only, or without a lone surrogate, is returned as it is (the check is
+    a flag read for ASCII, one encoding pass otherwise).
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        # Non-ASCII characters occur only inside JSON strings, where escapes are valid.
+        return _NON_ASCII.sub(_escape, text)
+    return text
+
+
 def json_for_storage(value: Any, *, what: str = "value", of: str = "") -> str:
     """Encode a value a store keeps (a result, progress) as compact JSON, never refusing it.
 
@@ -110,7 +143,7 @@ def json_for_storage(value: Any, *, what: str = "value", of: str = "") -> str:
     apart, so the warning's text is only put together when there is one).
     """
     try:
-        return strict_json(value)
+        return sendable_json(strict_json(value))
     except (TypeError, ValueError) as exc:
         logger.warning(
             "A %s%s is not JSON-serializable (%s); its non-JSON parts are stored as repr().",
@@ -118,7 +151,7 @@ def json_for_storage(value: Any, *, what: str = "value", of: str = "") -> str:
             f" {of}" if of else "",
             exc,
         )
-        return _lenient(value)
+        return sendable_json(_lenient(value))
 
 
-__all__ = ["json_encoder", "json_for_storage"]
+__all__ = ["json_encoder", "json_for_storage", "sendable_json"]

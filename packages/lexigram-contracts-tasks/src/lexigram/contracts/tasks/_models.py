@@ -26,7 +26,7 @@ from lexigram.contracts.tasks._ids import new_job_id
 from lexigram.contracts.tasks._job_record import job_from_record
 from lexigram.contracts.tasks._job_record import opt_float as _opt_float
 from lexigram.contracts.tasks._job_record import opt_int as _opt_int
-from lexigram.contracts.tasks._json import json_for_storage, json_number
+from lexigram.contracts.tasks._json import json_for_storage, json_number, sendable_json
 
 _json_string: Callable[[str], str] = (
     getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
@@ -120,7 +120,7 @@ class JobResult:
         data = self.data
         error = self.error
         stored = "null" if data is None else json_for_storage(data, what="result of job", of=of)
-        return (
+        return sendable_json(
             f'{{"success":{"true" if self.success else "false"},"data":{stored},'
             f'"error":{"null" if error is None else _json_string(error)},'
             f'"duration":{json_number(self.duration)},"retry_count":{int(self.retry_count)},'
