@@ -76,6 +76,18 @@ async def test_result_store_round_trip_and_listing(build):
     assert await store.delete("a") is False
 
 
+async def test_result_store_keeps_what_json_cannot_carry_as_every_store_does(build) -> None:
+    # The same record as the Redis and SQLite stores write (`JobResult.to_json`): a value
+    # JSON cannot carry as its repr, a lone surrogate (a file name decoded with
+    # surrogateescape, which asyncpg cannot send as it is) as its escape.
+    store = build("create_result_store")
+    name = b"scan-\xff.pdf".decode("utf-8", "surrogateescape")
+    await store.store("odd", JobResult.ok({"file": name, "when": object, "nul": "a\x00b"}))
+    found = await store.get("odd")
+    assert found is not None
+    assert found.data == {"file": name, "when": repr(object), "nul": "a\x00b"}
+
+
 async def test_result_store_wait_is_woken_by_a_store_in_another_process(build):
     waiter = build("create_result_store")
     writer = build("create_result_store")

@@ -22,7 +22,7 @@ import asyncpg
 from lexigram.contracts.tasks import (
     JobResult,
     ProgressInfo,
-    json_encoder,
+    json_for_storage,
 )
 from lexigram.tasks.backends.postgres._batch import StatementBatcher
 from lexigram.tasks.backends.postgres._connection import Conn, Database, Listener
@@ -45,9 +45,13 @@ _NOTIFY_BYTES = 7900
 _TERMINAL_PROGRESS = frozenset({"complete", "failed"})
 
 
-# JSON text for a json column; values JSON cannot carry are stored as their str(). U+0000
-# is written as the escape \u0000, which the json type keeps as written.
-dumps = json_encoder(default=str, ensure_ascii=True, allow_nan=True)
+def dumps(record: Any) -> str:
+    """JSON text for a json column, as every backend's stores write it (`json_for_storage`).
+
+    A value JSON cannot carry is stored as its repr, with a warning; U+0000 and a lone
+    surrogate are written as escapes, which the json type keeps as written.
+    """
+    return json_for_storage(record, what="record")
 
 
 def loads(text: str) -> Any:
@@ -206,7 +210,7 @@ class PostgresResultStore(_TableStore):
         Results stored concurrently (a worker finishing many jobs at once) go out in one
         statement and one commit; a lone store is sent at once.
         """
-        await self._writes.submit((job_id, result.success, dumps(result.to_dict())))
+        await self._writes.submit((job_id, result.success, result.to_json(of=job_id)))
 
     async def _store_batch(self, batch: list[tuple[str, bool, str]]) -> list[None]:
         # One row per job: the last of two results of one job in a batch wins (a row may
