@@ -50,6 +50,7 @@ from lexigram.contracts.tasks._errors import (
     error_chain,
 )
 from lexigram.contracts.tasks._ids import new_job_id
+from lexigram.contracts.tasks._job_result import JobResult
 from lexigram.contracts.tasks._json import json_encoder, json_for_storage, sendable_json
 from lexigram.contracts.tasks._lookup import JobLookupProtocol, id_prefix_upper_bound
 from lexigram.contracts.tasks._models import (
@@ -57,7 +58,6 @@ from lexigram.contracts.tasks._models import (
     FailureRecord,
     IdempotencyResult,
     Job,
-    JobResult,
     JobTemplate,
     ProgressInfo,
     ProgressSnapshot,

@@ -52,7 +52,7 @@ def _status(value: Any) -> JobStatus:
 
 
 def _result(value: Any) -> Any:
-    from lexigram.contracts.tasks._models import JobResult  # noqa: PLC0415 - import cycle
+    from lexigram.contracts.tasks._job_result import JobResult  # noqa: PLC0415 - import cycle
 
     return JobResult.from_dict(value) if value else None
 

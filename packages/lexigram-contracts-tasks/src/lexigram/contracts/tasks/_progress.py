@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from lexigram.contracts.tasks._enums import ProgressStatus
-from lexigram.contracts.tasks._models import JobResult, ProgressSnapshot
+from lexigram.contracts.tasks._job_result import JobResult
+from lexigram.contracts.tasks._models import ProgressSnapshot
 
 
 def snapshot_from_result(task_id: str, result: JobResult) -> ProgressSnapshot:

@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Mapping
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
+from lexigram.contracts.tasks._job_result import JobResult
 from lexigram.contracts.tasks._models import (
     FailureRecord,
     Job,
-    JobResult,
     ProgressInfo,
     WorkflowResult,
     WorkflowSummary,
