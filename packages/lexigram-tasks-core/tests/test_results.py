@@ -12,7 +12,6 @@ from lexigram.contracts.tasks import (
     JobResult,
     ResultStoreProtocol,
     TaskConfigurationError,
-    TaskValidationError,
 )
 from lexigram.tasks.cache import InMemoryCacheBackend
 from lexigram.tasks.results import CacheBackendResultStore, InMemoryResultStore, ResultStore
@@ -177,10 +176,15 @@ async def test_cache_result_store_round_trip_and_delete() -> None:
     assert await store.cleanup_expired() == 0
 
 
-async def test_cache_result_store_rejects_non_json_results() -> None:
+async def test_cache_result_store_keeps_non_json_data_as_every_store_does(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     store = CacheBackendResultStore(InMemoryCacheBackend())
-    with pytest.raises(TaskValidationError, match="not JSON-serializable"):
-        await store.store("j", JobResult.ok(object()))
+    await store.store("j", JobResult.ok({"when": object}))
+    found = await store.get("j")
+    assert found is not None
+    assert found.data == {"when": repr(object)}
+    assert "result of job j" in caplog.text
 
 
 async def test_cache_result_store_wait_local_and_across_instances() -> None:

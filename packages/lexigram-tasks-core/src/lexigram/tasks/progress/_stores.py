@@ -6,7 +6,7 @@ import json
 import logging
 from abc import ABC, abstractmethod
 
-from lexigram.contracts.tasks import CacheBackendProtocol, ProgressInfo
+from lexigram.contracts.tasks import CacheBackendProtocol, ProgressInfo, json_for_storage
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class CacheBackendProgressStore(ProgressStore):
 
     async def save(self, info: ProgressInfo) -> None:
         """Persist a `ProgressInfo` entry to the cache backend."""
-        payload = json.dumps(info.to_dict(), separators=(",", ":"), default=str)
+        payload = json_for_storage(info.to_dict(), what="progress of job", of=info.job_id)
         await self._cache.set(self._prefix + info.job_id, payload, ttl=self._ttl or None)
 
     async def get(self, job_id: str) -> ProgressInfo | None:

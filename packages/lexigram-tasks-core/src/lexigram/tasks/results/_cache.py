@@ -7,7 +7,7 @@ import json
 import logging
 import time
 
-from lexigram.contracts.tasks import CacheBackendProtocol, JobResult, TaskValidationError
+from lexigram.contracts.tasks import CacheBackendProtocol, JobResult
 from lexigram.tasks.results._base import ResultStore
 
 logger = logging.getLogger(__name__)
@@ -56,18 +56,11 @@ class CacheBackendResultStore(ResultStore):
     async def store(self, job_id: str, result: JobResult) -> None:
         """Persist a job result in the cache backend with the store's TTL.
 
-        Raises:
-            TaskValidationError: The result's data is not JSON-serializable.
+        The record is `JobResult.to_json`'s, as every backend's result store writes it: a
+        value JSON cannot carry is kept as its ``repr`` (with a warning naming the job),
+        never refused after the job ran.
         """
-        try:
-            payload = json.dumps(result.to_dict(), separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            msg = (
-                f"Result of job {job_id!r} cannot be stored: its data "
-                f"({type(result.data).__name__}) is not JSON-serializable ({exc}). Return "
-                "plain JSON values from the handler, or use InMemoryResultStore."
-            )
-            raise TaskValidationError(msg) from None
+        payload = result.to_json(of=job_id)
         await self._cache.set(self._prefix + job_id, payload, ttl=self._ttl or None)
         for waiter in self._waiters.pop(job_id, ()):
             if not waiter.done():
