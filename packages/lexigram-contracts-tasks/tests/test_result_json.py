@@ -76,3 +76,12 @@ def test_numbers_are_exact_whichever_writes_them(
         assert float(json_number(value)) == value
     assert json_number(2) == "2"
     assert json_number(None) == "null"
+
+
+def test_numbers_orjson_does_not_write_are_written_by_repr() -> None:
+    class Seconds(float):  # as numpy's float64 is: a float subclass orjson refuses
+        def __repr__(self) -> str:
+            return "Seconds(...)"
+
+    assert json_number(2**70) == str(2**70)
+    assert float(json_number(Seconds(0.25))) == 0.25

@@ -93,8 +93,11 @@ def json_number(value: float | None) -> str:
     if value is None or value - value != 0.0:  # None, NaN or an infinity
         return "null"
     if orjson_dumps is not None:
-        return orjson_dumps(value).decode()
-    return repr(value)
+        try:
+            return orjson_dumps(value).decode()
+        except TypeError:  # an int beyond 64 bits, a float subclass (numpy's float64)
+            pass
+    return repr(value) if isinstance(value, int) else float.__repr__(value)
 
 
 strict_json = json_encoder()
