@@ -17,7 +17,7 @@ from lexigram.tasks.backends.redis import RedisTaskQueue
 pytestmark = [pytest.mark.redis, pytest.mark.rabbitmq]
 
 # The reference's example, verbatim.
-SEED_YAML = """\
+REFERENCE_YAML = """\
 backends:
   - name: primary
     primary: true
@@ -50,7 +50,7 @@ async def test_reference_named_task_config_example_runs_on_redis_and_rabbitmq(  
     tmp_path, monkeypatch, redis_url, amqp_url, key_prefix, amqp_queue_name
 ):
     path = tmp_path / "application.yaml"
-    path.write_text(SEED_YAML, encoding="utf-8")
+    path.write_text(REFERENCE_YAML, encoding="utf-8")
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("AMQP_URL", amqp_url)
     # Isolation from other tests through LEX_TASKS__ overrides; the file stays as written.

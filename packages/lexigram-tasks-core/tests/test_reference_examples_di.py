@@ -3,7 +3,7 @@
 Imports are added.
 
 The Redis variants of the TasksModule examples need a server; they run in
-tests-integration/app/test_app_seed_examples_redis.py.
+tests-integration/app/test_app_reference_examples_redis.py.
 """
 
 from __future__ import annotations

@@ -16,16 +16,15 @@ in the worker.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from lexigram.contracts.tasks._enums import PRIORITY_MAX, PRIORITY_MIN, JobStatus
 from lexigram.contracts.tasks._errors import TaskDecodeError, TaskValidationError
-from lexigram.contracts.tasks._json import orjson_dumps, sendable_json, strict_json
+from lexigram.contracts.tasks._json import orjson_dumps, orjson_loads, sendable_json, strict_json
 from lexigram.contracts.tasks._models import Job
 from lexigram.contracts.tasks._security import EnvelopeSigner
 
@@ -100,17 +99,8 @@ def _too_large(job: Job, size: int) -> TaskValidationError:
     return TaskValidationError(msg)
 
 
-def _optional_loads() -> Callable[[bytes | str], Any] | None:
-    """Return ``orjson.loads`` when orjson is installed (an optional dependency)."""
-    try:
-        loads: Callable[[bytes | str], Any] = importlib.import_module("orjson").loads
-    except ImportError:
-        return None
-    return loads
-
-
 # Workers decode every job they run; orjson parses the envelope about five times faster.
-_fast_loads = _optional_loads()
+_fast_loads = orjson_loads
 # Producers encode every job they enqueue; orjson writes a job's record about ten times
 # faster than the json module, once `_plain` has ruled out the values they write differently.
 _fast_dumps = orjson_dumps

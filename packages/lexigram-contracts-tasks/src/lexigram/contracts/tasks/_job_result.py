@@ -11,11 +11,9 @@ from typing import Any
 
 from lexigram.contracts.tasks._enums import JobStatus
 from lexigram.contracts.tasks._job_record import opt_float as _opt_float
-from lexigram.contracts.tasks._json import json_for_storage, json_number, sendable_json
+from lexigram.contracts.tasks._json import json_number, sendable_json, storage_json
 
-_json_string: Callable[[str], str] = (
-    getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
-)
+_json_string: Callable[[str], str] = json.encoder.encode_basestring  # C when available
 
 
 @dataclass(slots=True)
@@ -92,7 +90,7 @@ class JobResult:
         """The result as a store keeps it: `to_dict`'s record in compact JSON, fast.
 
         Stores write one of these per job, so it is written directly rather than through
-        a general encoder: ``data`` goes through `json_for_storage` (a part JSON cannot
+        a general encoder: ``data`` goes through `storage_json` (a part JSON cannot
         carry is stored as its ``repr``, with a warning naming the job `of`), the
         strings are escaped by the json module's C function, and the numbers are written
         exactly (`json_number`). It reads back as what ``json_for_storage(self.to_dict())``
@@ -100,7 +98,7 @@ class JobResult:
         """
         data = self.data
         error = self.error
-        stored = "null" if data is None else json_for_storage(data, what="result of job", of=of)
+        stored = "null" if data is None else storage_json(data, what="result of job", of=of)
         return sendable_json(
             f'{{"success":{"true" if self.success else "false"},"data":{stored},'
             f'"error":{"null" if error is None else _json_string(error)},'

@@ -68,17 +68,22 @@ def json_encoder(
     return encode
 
 
-def _optional_orjson_dumps() -> Callable[[Any], bytes] | None:
-    """Return ``orjson.dumps`` when orjson is installed (an optional dependency)."""
+def _from_orjson(name: str) -> Any:
+    """``orjson.<name>`` when orjson is installed (an optional dependency), else None."""
     try:
-        dumps: Callable[[Any], bytes] = importlib.import_module("orjson").dumps
+        return getattr(importlib.import_module("orjson"), name)
     except ImportError:
         return None
-    return dumps
 
 
-orjson_dumps = _optional_orjson_dumps()
+orjson_dumps: Callable[[Any], bytes] | None = _from_orjson("dumps")
 """``orjson.dumps`` when orjson is installed (every broker backend installs it), else None."""
+orjson_loads: Callable[[bytes | str], Any] | None = _from_orjson("loads")
+"""``orjson.loads`` when orjson is installed, else None."""
+
+
+def _exact_repr(value: float) -> str:
+    return repr(value) if isinstance(value, int) else float.__repr__(value)
 
 
 def json_number(value: float | None) -> str:
@@ -92,12 +97,12 @@ def json_number(value: float | None) -> str:
     """
     if value is None or value - value != 0.0:  # None, NaN or an infinity
         return "null"
-    if orjson_dumps is not None:
-        try:
-            return orjson_dumps(value).decode()
-        except TypeError:  # an int beyond 64 bits, a float subclass (numpy's float64)
-            pass
-    return repr(value) if isinstance(value, int) else float.__repr__(value)
+    if orjson_dumps is None:
+        return _exact_repr(value)
+    try:
+        return orjson_dumps(value).decode()
+    except TypeError:  # an int beyond 64 bits, a float subclass (numpy's float64)
+        return _exact_repr(value)
 
 
 strict_json = json_encoder()
@@ -145,8 +150,13 @@ def json_for_storage(value: Any, *, what: str = "value", of: str = "") -> str:
     the value (`what`, then `of` when given: callers on every job's path pass the job id
     apart, so the warning's text is only put together when there is one).
     """
+    return sendable_json(storage_json(value, what=what, of=of))
+
+
+def storage_json(value: Any, *, what: str = "value", of: str = "") -> str:
+    """`json_for_storage` before `sendable_json`: for a writer that checks its whole record."""
     try:
-        return sendable_json(strict_json(value))
+        return strict_json(value)
     except (TypeError, ValueError) as exc:
         logger.warning(
             "A %s%s is not JSON-serializable (%s); its non-JSON parts are stored as repr().",
@@ -154,7 +164,7 @@ def json_for_storage(value: Any, *, what: str = "value", of: str = "") -> str:
             f" {of}" if of else "",
             exc,
         )
-        return sendable_json(_lenient(value))
+        return _lenient(value)
 
 
 __all__ = ["json_encoder", "json_for_storage", "sendable_json"]
