@@ -7,10 +7,11 @@ worker APP --burst --concurrency 100`` (defaults otherwise: results stored) unde
 ``valgrind --tool=callgrind`` over a backlog of N no-op jobs and over one of M, and
 prints (instructions(N) - instructions(M)) / (N - M): the worker's instructions per job,
 start-up and shutdown cancelled out. Under callgrind the worker runs about 50 times
-slower than Redis answers, so every batch it asks for is full and, on a quiet machine, the
-figure repeats to within 0.1 %. On a loaded one it does not: the worker then gets the CPU
-in bursts, hands out fewer jobs per refill, and pays more round trips (one run beside a CI
-suite read 162,700 instructions a job where quiet runs read 154,400 to 154,600).
+slower than Redis answers, so its batches are nearly always full: on a quiet machine most
+runs agree to 0.3 % and an occasional one reads about 2 % higher (four runs of one tree:
+154,970, 155,208, 155,299 and 158,547), so take the median of a few. On a loaded machine
+the worker gets the CPU in bursts, hands out fewer jobs per refill and pays more round
+trips (one run beside a CI suite read 162,700).
 
 Variants: ``plain`` (no metrics; OpenTelemetry hidden as in ``metrics_overhead.py``) and
 ``metrics`` (``--metrics-port``, the endpoint served and not scraped). The difference
