@@ -8,11 +8,8 @@ import pytest
 
 from lexigram.tasks.backends.rabbitmq import RabbitMQOptions
 from lexigram.tasks.backends.rabbitmq._connection import AMQPLink
-from lexigram.tasks.backends.rabbitmq._consumer import (
-    ChannelAcks,
-    DeliveryBuffer,
-    prefetch_target,
-)
+from lexigram.tasks.backends.rabbitmq._consumer import DeliveryBuffer, prefetch_target
+from lexigram.tasks.backends.rabbitmq._delivery import ChannelAcks
 
 
 class FakeChannel:

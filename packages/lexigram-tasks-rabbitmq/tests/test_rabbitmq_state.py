@@ -10,7 +10,7 @@ import pytest
 
 from lexigram.contracts.tasks import POISON_JOB_NAME, CacheBackendProtocol, Job, encode_job
 from lexigram.tasks.backends.rabbitmq import LocalStateStore
-from lexigram.tasks.backends.rabbitmq._consumer import ChannelAcks, Delivery
+from lexigram.tasks.backends.rabbitmq._delivery import ChannelAcks, Delivery
 from lexigram.tasks.backends.rabbitmq._state import (
     Admission,
     BatchCacheProtocol,

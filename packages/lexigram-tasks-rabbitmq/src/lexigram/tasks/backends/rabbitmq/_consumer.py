@@ -10,8 +10,9 @@ second channel so a non-blocking call sees the queue as it is now.
 Acks: the consumer channel receives deliveries strictly in delivery-tag order (aiormq
 starts one task per delivery, in order, and `_on_message` registers the tag before
 its first await), so one ``basic.ack(multiple=True)`` can settle a run of finished
-jobs when no unsettled tag lies below it. Anything else is acked one by one. Acks
-requested in the same event-loop tick are flushed together.
+jobs when no unsettled tag lies below it (`ChannelAcks.frames`, in `_delivery`).
+Anything else is acked one by one. Acks requested in the same event-loop tick are
+flushed together.
 """
 
 from __future__ import annotations
@@ -26,16 +27,16 @@ from collections.abc import Callable
 from typing import Any
 
 from aio_pika.abc import AbstractRobustChannel
-from aiormq.abc import AbstractChannel, DeliveredMessage
+from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
-from lexigram.contracts.tasks import Job, TaskDecodeError, decode_job, encode_job, make_poison_job
 from lexigram.tasks.backends.rabbitmq._ack_sync import AckSync, is_sync_message
 from lexigram.tasks.backends.rabbitmq._connection import (
     CONNECTION_ERRORS,
     AMQPLink,
     main_queue_arguments,
 )
+from lexigram.tasks.backends.rabbitmq._delivery import ChannelAcks, Delivery
 from lexigram.tasks.backends.rabbitmq._options import delay_bucket
 
 logger = logging.getLogger(__name__)
@@ -70,107 +71,6 @@ def prefetch_target(wanted: int, current: int) -> int:
     if wanted <= current <= wanted + slack:
         return current
     return wanted + slack // 2
-
-
-class ChannelAcks:
-    """Unsettled delivery tags of one channel, and the acks waiting to be sent."""
-
-    __slots__ = ("channel", "dirty", "flushing", "in_order", "pending", "unsettled")
-
-    def __init__(self, channel: AbstractChannel, *, in_order: bool) -> None:
-        self.channel = channel
-        self.in_order = in_order
-        self.unsettled: set[int] = set()
-        self.pending: set[int] = set()
-        self.flushing = False
-        self.dirty = False  # rejects sent that the broker may not have applied yet
-
-    @property
-    def alive(self) -> bool:
-        """False once the channel closed (its deliveries went back to the queue)."""
-        return not self.channel.is_closed
-
-    def frames(self) -> list[tuple[int, bool]]:
-        """Turn the pending acks into (tag, multiple) frames and mark them settled."""
-        pending, self.pending = self.pending, set()
-        self.unsettled -= pending
-        if not pending:
-            return []
-        if not self.in_order:
-            return [(tag, False) for tag in sorted(pending)]
-        floor = min(self.unsettled, default=None)
-        run = [tag for tag in pending if floor is None or tag < floor]
-        rest = sorted(tag for tag in pending if floor is not None and tag > floor)
-        out = [(max(run), len(run) > 1)] if run else []
-        return out + [(tag, False) for tag in rest]
-
-
-class Delivery:
-    """One delivered message, the job decoded from it, and its lease.
-
-    The lease token names this one delivery: it is bound to the channel and delivery
-    tag the broker gave it, so it dies with that channel, and a redelivery of the same
-    job (to this process or another) gets a new one.
-    """
-
-    __slots__ = (
-        "acks",
-        "deadline",
-        "due",
-        "envelope",
-        "grace",
-        "job",
-        "redelivered",
-        "restamp",
-        "settled",
-        "tag",
-        "timer",
-        "token",
-    )
-
-    def __init__(self, message: DeliveredMessage, acks: ChannelAcks) -> None:
-        self.acks = acks
-        self.tag: int = message.delivery_tag or 0
-        self.redelivered = bool(message.redelivered)
-        self.settled = False
-        self.due = 0.0
-        self.token = ""
-        self.deadline = 0.0  # loop time the lease runs out (set when handed out)
-        self.timer: asyncio.TimerHandle | None = None
-        self.grace = False
-        body = message.body
-        headers = message.header.properties.headers or {}
-        try:
-            job = decode_job(body)
-        except TaskDecodeError as exc:
-            ident = message.header.properties.message_id or f"undecodable-{self.tag}"
-            job = make_poison_job(str(ident), body, str(exc))
-            self.envelope: str | None = None
-        else:
-            self.envelope = body.decode()
-        # Quorum queues count deliveries (x-delivery-count); a classic queue only says
-        # "redelivered", so such a delivery is re-published with its count raised
-        # (`restamp`) and the count stays exact however often a job comes back.
-        extra = headers.get("x-delivery-count")
-        again = int(extra) if isinstance(extra, int) else int(self.redelivered)
-        self.restamp = self.redelivered and not isinstance(extra, int) and self.envelope is not None
-        job.delivery_count += 1 + again
-        self.job: Job = job
-
-    @property
-    def stale(self) -> bool:
-        """True when the channel it came on is gone (the broker requeued it)."""
-        return not self.acks.alive
-
-    def record(self) -> str:
-        """The envelope to record while it runs (a poison job's own, valid, encoding)."""
-        return self.envelope if self.envelope is not None else encode_job(self.job).decode()
-
-    def stop_timer(self) -> None:
-        """Cancel the lease timer."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
 
 
 class DeliveryBuffer:

@@ -25,7 +25,8 @@ from lexigram.tasks.backends.rabbitmq._bulk import Published
 from lexigram.tasks.backends.rabbitmq._cancel import announce, follow_cancellations
 from lexigram.tasks.backends.rabbitmq._claims import BrokerClaims, Claims
 from lexigram.tasks.backends.rabbitmq._connection import CONNECTION_ERRORS, AMQPLink
-from lexigram.tasks.backends.rabbitmq._consumer import Delivery, DeliveryBuffer
+from lexigram.tasks.backends.rabbitmq._consumer import DeliveryBuffer
+from lexigram.tasks.backends.rabbitmq._delivery import Delivery
 from lexigram.tasks.backends.rabbitmq._options import (
     DEFAULT_AMQP_URL,
     RabbitMQOptions,

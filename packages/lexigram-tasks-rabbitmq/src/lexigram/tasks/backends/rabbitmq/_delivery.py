@@ -1,0 +1,118 @@
+"""One delivery and the acknowledgements of the channel it came on.
+
+`Delivery` is a message as the consumer or ``basic.get`` received it: the job decoded
+from it (a poison job when it does not decode), its delivery count, and the lease the
+queue gives it when it is handed out. `ChannelAcks` keeps a channel's unsettled delivery
+tags and the acks waiting to be sent, and turns them into as few ``basic.ack`` frames as
+the channel's delivery order allows (see `_consumer` for why a consumer channel's tags
+arrive in order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiormq.abc import AbstractChannel, DeliveredMessage
+
+from lexigram.contracts.tasks import Job, TaskDecodeError, decode_job, encode_job, make_poison_job
+
+
+class ChannelAcks:
+    """Unsettled delivery tags of one channel, and the acks waiting to be sent."""
+
+    __slots__ = ("channel", "dirty", "flushing", "in_order", "pending", "unsettled")
+
+    def __init__(self, channel: AbstractChannel, *, in_order: bool) -> None:
+        self.channel = channel
+        self.in_order = in_order
+        self.unsettled: set[int] = set()
+        self.pending: set[int] = set()
+        self.flushing = False
+        self.dirty = False  # rejects sent that the broker may not have applied yet
+
+    @property
+    def alive(self) -> bool:
+        """False once the channel closed (its deliveries went back to the queue)."""
+        return not self.channel.is_closed
+
+    def frames(self) -> list[tuple[int, bool]]:
+        """Turn the pending acks into (tag, multiple) frames and mark them settled."""
+        pending, self.pending = self.pending, set()
+        self.unsettled -= pending
+        if not pending:
+            return []
+        if not self.in_order:
+            return [(tag, False) for tag in sorted(pending)]
+        floor = min(self.unsettled, default=None)
+        run = [tag for tag in pending if floor is None or tag < floor]
+        rest = sorted(tag for tag in pending if floor is not None and tag > floor)
+        out = [(max(run), len(run) > 1)] if run else []
+        return out + [(tag, False) for tag in rest]
+
+
+class Delivery:
+    """One delivered message, the job decoded from it, and its lease.
+
+    The lease token names this one delivery: it is bound to the channel and delivery
+    tag the broker gave it, so it dies with that channel, and a redelivery of the same
+    job (to this process or another) gets a new one.
+    """
+
+    __slots__ = (
+        "acks",
+        "deadline",
+        "due",
+        "envelope",
+        "grace",
+        "job",
+        "redelivered",
+        "restamp",
+        "settled",
+        "tag",
+        "timer",
+        "token",
+    )
+
+    def __init__(self, message: DeliveredMessage, acks: ChannelAcks) -> None:
+        self.acks = acks
+        self.tag: int = message.delivery_tag or 0
+        self.redelivered = bool(message.redelivered)
+        self.settled = False
+        self.due = 0.0
+        self.token = ""
+        self.deadline = 0.0  # loop time the lease runs out (set when handed out)
+        self.timer: asyncio.TimerHandle | None = None
+        self.grace = False
+        body = message.body
+        headers = message.header.properties.headers or {}
+        try:
+            job = decode_job(body)
+        except TaskDecodeError as exc:
+            ident = message.header.properties.message_id or f"undecodable-{self.tag}"
+            job = make_poison_job(str(ident), body, str(exc))
+            self.envelope: str | None = None
+        else:
+            self.envelope = body.decode()
+        # Quorum queues count deliveries (x-delivery-count); a classic queue only says
+        # "redelivered", so such a delivery is re-published with its count raised
+        # (`restamp`) and the count stays exact however often a job comes back.
+        extra = headers.get("x-delivery-count")
+        again = int(extra) if isinstance(extra, int) else int(self.redelivered)
+        self.restamp = self.redelivered and not isinstance(extra, int) and self.envelope is not None
+        job.delivery_count += 1 + again
+        self.job: Job = job
+
+    @property
+    def stale(self) -> bool:
+        """True when the channel it came on is gone (the broker requeued it)."""
+        return not self.acks.alive
+
+    def record(self) -> str:
+        """The envelope to record while it runs (a poison job's own, valid, encoding)."""
+        return self.envelope if self.envelope is not None else encode_job(self.job).decode()
+
+    def stop_timer(self) -> None:
+        """Cancel the lease timer."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
