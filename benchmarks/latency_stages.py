@@ -53,11 +53,11 @@ def _on_gc(phase: str, info: dict[str, Any]) -> None:
 
 
 def _install() -> None:
-    from lexigram.tasks.backends.rabbitmq import _consumer, _queue  # noqa: PLC0415
+    from lexigram.tasks.backends.rabbitmq import _consumer, _leases  # noqa: PLC0415
 
     buffer_push = _consumer.DeliveryBuffer.push
     buffer_take = _consumer.DeliveryBuffer.take
-    hand_out = _queue.RabbitMQTaskQueue._hand_out  # noqa: SLF001
+    hand_out = _leases.DeliveryLeases.hand_out
 
     def push(self: Any, delivery: Any) -> None:
         _stamp(delivery.job, "delivered")
@@ -77,7 +77,7 @@ def _install() -> None:
 
     _consumer.DeliveryBuffer.push = push  # type: ignore[method-assign]
     _consumer.DeliveryBuffer.take = take  # type: ignore[method-assign]
-    _queue.RabbitMQTaskQueue._hand_out = handed  # type: ignore[method-assign]  # noqa: SLF001
+    _leases.DeliveryLeases.hand_out = handed  # type: ignore[method-assign]
 
     run = asyncio.events.Handle._run  # noqa: SLF001
 

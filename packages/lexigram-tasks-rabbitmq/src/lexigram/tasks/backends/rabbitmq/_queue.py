@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -27,6 +26,7 @@ from lexigram.tasks.backends.rabbitmq._claims import BrokerClaims, Claims
 from lexigram.tasks.backends.rabbitmq._connection import CONNECTION_ERRORS, AMQPLink
 from lexigram.tasks.backends.rabbitmq._consumer import DeliveryBuffer
 from lexigram.tasks.backends.rabbitmq._delivery import Delivery
+from lexigram.tasks.backends.rabbitmq._leases import DeliveryLeases
 from lexigram.tasks.backends.rabbitmq._options import (
     DEFAULT_AMQP_URL,
     RabbitMQOptions,
@@ -46,8 +46,6 @@ from lexigram.tasks.backends.rabbitmq._stores import (
 logger = logging.getLogger(__name__)
 
 _REBUCKET_ERRORS: tuple[type[Exception], ...] = (TaskQueueError, *CONNECTION_ERRORS)
-_STALL_GRACE = 0.2
-"""Seconds a lease timer may fire late before the loop counts as having been blocked."""
 
 
 class RabbitMQTaskQueue:
@@ -122,8 +120,12 @@ class RabbitMQTaskQueue:
             claims = BrokerClaims(self._link)
         self._claims = claims
         self._buffer = DeliveryBuffer(self._link, self._send_back_soon, self._holding)
-        self._inflight: dict[str, Delivery] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._leases = DeliveryLeases(
+            self._buffer, self._states, queue_name, self.lease_seconds, self._spawn
+        )
+        # The leases' own map: the settle paths change it through them, lookups read it.
+        self._inflight = self._leases.inflight
         self._publisher = JobPublisher(self._link, self._states, claims, options, queue_name)
         self._closed = False
 
@@ -206,7 +208,7 @@ class RabbitMQTaskQueue:
             if got is not None:
                 self._buffer.push(got)
             for delivery in self._buffer.take(1):
-                jobs = await self._hand_out([delivery])
+                jobs = await self._leases.hand_out([delivery])
                 if jobs:
                     return jobs[0]
             if got is None and self._buffer.best_priority() is None:
@@ -246,7 +248,7 @@ class RabbitMQTaskQueue:
             except TimeoutError:
                 return []
             while True:
-                jobs = await self._hand_out(buffer.take(max_jobs))
+                jobs = await self._leases.hand_out(buffer.take(max_jobs))
                 remaining = deadline - time.monotonic()
                 if jobs or remaining <= 0:
                     return jobs
@@ -273,42 +275,9 @@ class RabbitMQTaskQueue:
                     break
                 buffer.push(got)
             taken = buffer.take(wanted)
-            jobs += await self._hand_out(taken)
+            jobs += await self._leases.hand_out(taken)
             if exhausted:
                 break
-        return jobs
-
-    async def _hand_out(self, deliveries: list[Delivery]) -> list[Job]:
-        fresh: list[Delivery] = []
-        for delivery in deliveries:
-            current = self._inflight.get(delivery.job.id)
-            if current is not None and not current.stale:
-                # A second copy of a job that is running here (e.g. published twice
-                # across a reconnect): the running one settles it, drop this one.
-                await self._buffer.ack(delivery)
-                continue
-            fresh.append(delivery)
-        if not fresh:
-            return []
-        lease = self.lease_seconds
-        # One read and one write of the state store for the whole batch.
-        verdicts = await self._states.hand_out(
-            [(d.job.id, d.record(), d.job.retry_count > 0) for d in fresh], lease
-        )
-        jobs: list[Job] = []
-        for delivery, runs in zip(fresh, verdicts, strict=True):
-            if not runs:  # deleted, or another copy of a job this batch runs
-                await self._buffer.ack(delivery)
-                continue
-            job = delivery.job
-            job.status = JobStatus.RUNNING
-            delivery.token = job.lease_token = secrets.token_hex(8)
-            current = self._inflight.get(job.id)
-            if current is not None:
-                current.stop_timer()
-            self._inflight[job.id] = delivery
-            self._arm(delivery, lease)
-            jobs.append(job)
         return jobs
 
     def _send_back_soon(self, delivery: Delivery) -> None:
@@ -337,62 +306,6 @@ class RabbitMQTaskQueue:
         await asyncio.sleep(1.0)  # do not spin on a broker that keeps refusing
         await self._buffer.reject(delivery, requeue=True)
 
-    # -- leases ----------------------------------------------------------------------
-
-    def _arm(self, delivery: Delivery, seconds: float) -> None:
-        """(Re)start the lease of a delivery handed out here: it ends `seconds` from now."""
-        loop = asyncio.get_running_loop()
-        delivery.stop_timer()
-        delivery.deadline = loop.time() + seconds
-        delivery.grace = False
-        delivery.timer = loop.call_at(delivery.deadline, self._lease_due, delivery)
-
-    def _lease_due(self, delivery: Delivery) -> None:
-        """The lease timer fired: give the job back unless the loop itself was blocked.
-
-        A timer that fires well after its time means this process's event loop was
-        blocked, and with it the heartbeats of the job: that is not a holder that went
-        away, so it first gets a third of the lease to heartbeat.
-        """
-        delivery.timer = None
-        job_id = delivery.job.id
-        if self._inflight.get(job_id) is not delivery or delivery.settled:
-            return
-        loop = asyncio.get_running_loop()
-        late = loop.time() - delivery.deadline
-        if late > max(_STALL_GRACE, self.lease_seconds / 4) and not delivery.grace:
-            delivery.grace = True
-            delivery.timer = loop.call_later(self.lease_seconds / 3, self._lease_due, delivery)
-            return
-        self._take(job_id)
-        self._spawn(self._give_back(delivery))
-
-    async def _give_back(self, delivery: Delivery) -> None:
-        """Return a delivery whose lease ran out to the broker (it is delivered again)."""
-        job = delivery.job
-        logger.warning(
-            "Lease of job %s (%s) on %r ran out after %g s without a heartbeat; it goes "
-            "back to the queue.",
-            job.id,
-            job.name,
-            self._queue_name,
-            self.lease_seconds,
-        )
-        await self._states.lapsed(job.id)
-        await self._buffer.reject(delivery, requeue=True)
-
-    def _held(self, task_id: str, token: str | None) -> Delivery | None:
-        """The delivery of `task_id` held here under `token` (any token when None)."""
-        delivery = self._inflight.get(task_id)
-        if delivery is None or (token is not None and delivery.token != token):
-            return None
-        if delivery.stale:
-            # Its channel is gone, so the broker requeued it: nobody holds it here.
-            delivery.stop_timer()
-            self._take(task_id)
-            return None
-        return delivery
-
     # -- settle ----------------------------------------------------------------------
 
     async def extend_lease(
@@ -405,20 +318,20 @@ class RabbitMQTaskQueue:
             settled, deleted, given back after its lease ran out, or lost with its
             channel (the broker has then requeued it).
         """
-        delivery = self._held(task_id, lease_token)
+        delivery = self._leases.held(task_id, lease_token)
         if delivery is None:
             return False
         if await self._states.is_deleted(task_id):
             if self._inflight.get(task_id) is delivery:
                 # Deleted through another queue object: settle the message, so it never comes back.
-                self._take(task_id)
+                self._leases.take(task_id)
                 await self._buffer.ack(delivery)
                 await self._states.forget(task_id)
             return False
         if self._inflight.get(task_id) is not delivery:
             return False
         length = self.lease_seconds if seconds is None else max(float(seconds), 0.001)
-        self._arm(delivery, length)
+        self._leases.arm(delivery, length)
         await self._states.renewed(task_id, delivery.record(), length)
         return True
 
@@ -428,10 +341,10 @@ class RabbitMQTaskQueue:
         Returns:
             True if the delivery was held under `lease_token` and is now settled.
         """
-        delivery = self._held(task_id, lease_token)
+        delivery = self._leases.held(task_id, lease_token)
         if delivery is None:
             return False
-        self._take(task_id)
+        self._leases.take(task_id)
         if not await self._buffer.ack(delivery):
             return False  # the channel died meanwhile: the broker redelivers it
         await self._states.forget(task_id)
@@ -448,10 +361,10 @@ class RabbitMQTaskQueue:
         Returns:
             True if the delivery was held under `lease_token` and is now settled.
         """
-        delivery = self._held(task_id, lease_token)
+        delivery = self._leases.held(task_id, lease_token)
         if delivery is None:
             return False
-        self._take(task_id)
+        self._leases.take(task_id)
         if not requeue or await self._states.is_deleted(task_id):
             await self._buffer.reject(delivery, requeue=False)
             await self._states.forget(task_id)
@@ -469,10 +382,10 @@ class RabbitMQTaskQueue:
         Returns:
             True if the delivery was held and the job waits again; False otherwise.
         """
-        delivery = self._held(task.id, task.lease_token)
+        delivery = self._leases.held(task.id, task.lease_token)
         if delivery is None:
             return False
-        self._take(task.id)
+        self._leases.take(task.id)
         if await self._states.is_deleted(task.id):
             await self._buffer.ack(delivery)
             await self._states.forget(task.id)
@@ -503,15 +416,6 @@ class RabbitMQTaskQueue:
 
     def _holding(self) -> bool:
         return bool(self._inflight)
-
-    def _take(self, job_id: str) -> Delivery | None:
-        """Remove a job from the in-flight map (the consumer may go idle after the last)."""
-        delivery = self._inflight.pop(job_id, None)
-        if delivery is not None:
-            delivery.stop_timer()
-            if not self._inflight:
-                self._buffer.settled()
-        return delivery
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -545,7 +449,7 @@ class RabbitMQTaskQueue:
         on, so its worker sees `extend_lease` False); a waiting one, or one running in
         another process, gets a tombstone and is dropped when the broker delivers it.
         """
-        delivery = self._take(job_id)
+        delivery = self._leases.take(job_id)
         if delivery is not None:
             if await self._buffer.ack(delivery):
                 await self._states.forget(job_id)
