@@ -6,11 +6,6 @@ import pytest
 
 from lexigram.contracts.tasks import PRIORITY_MAX, Priority, TaskConfigurationError
 from lexigram.tasks.backends.rabbitmq import RabbitMQOptions, map_priority
-from lexigram.tasks.backends.rabbitmq._connection import (
-    bucket_arguments,
-    dead_letter_arguments,
-    main_queue_arguments,
-)
 from lexigram.tasks.backends.rabbitmq._options import (
     BUCKET_MAX_EXP,
     BUCKET_MIN_EXP,
@@ -20,6 +15,11 @@ from lexigram.tasks.backends.rabbitmq._options import (
     split_amqp_url,
     state_namespace,
     validate_queue_name,
+)
+from lexigram.tasks.backends.rabbitmq._topology import (
+    bucket_arguments,
+    dead_letter_arguments,
+    main_queue_arguments,
 )
 
 

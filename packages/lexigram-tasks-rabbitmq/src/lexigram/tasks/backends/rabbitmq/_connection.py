@@ -1,4 +1,8 @@
-"""The AMQP connection of one queue: robust reconnects, topology and confirmed publishes."""
+"""The AMQP connection of one queue: robust reconnects, topology and confirmed publishes.
+
+The arguments the queues are declared with are `_topology`'s; moving to the next node of
+a cluster after a failure is `_failover`'s.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,17 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
-import aio_pika
 import aiormq
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection, ExchangeType
-from aio_pika.connection import make_url
 from aiormq.abc import AbstractChannel
 from pamqp.commands import Basic
 
 from lexigram.contracts.tasks import BackendConnectionError, TaskConfigurationError, mask_url
 from lexigram.tasks.backends.rabbitmq._bulk import BulkPublisher, Published, supports_bulk
 from lexigram.tasks.backends.rabbitmq._errors import ConnectAttempt, TCPProbe, connect_failure
+from lexigram.tasks.backends.rabbitmq._failover import FailoverConnection
 from lexigram.tasks.backends.rabbitmq._frames import Outgoing
 from lexigram.tasks.backends.rabbitmq._options import (
     BUCKET_MAX_EXP,
@@ -31,6 +34,13 @@ from lexigram.tasks.backends.rabbitmq._options import (
     owned_queues,
     parse_amqp_url,
     split_amqp_url,
+)
+from lexigram.tasks.backends.rabbitmq._topology import (
+    bucket_arguments,
+    dead_letter_arguments,
+    delete_all,
+    each_queue,
+    main_queue_arguments,
 )
 
 logger = logging.getLogger(__name__)
@@ -46,87 +56,6 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     RuntimeError,  # aio-pika: "connection closed" / "channel not opened" during recovery
 )
 _CONNECT_ERRORS: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, EOFError)
-
-
-def main_queue_arguments(queue: str, options: RabbitMQOptions) -> dict[str, Any]:
-    """Arguments of the main queue (must match on every process that declares it)."""
-    args: dict[str, Any] = {"x-dead-letter-exchange": dead_letter_name(queue)}
-    if options.queue_type == "quorum":
-        args["x-queue-type"] = "quorum"
-        return args
-    if options.max_priority > 0:
-        args["x-max-priority"] = options.max_priority
-    return _classic(args, options)
-
-
-def _classic(args: dict[str, Any], options: RabbitMQOptions) -> dict[str, Any]:
-    """Add the storage arguments of a classic queue (a quorum queue takes neither)."""
-    if options.queue_type != "classic":
-        return args
-    version, mode = options.queue_version_argument, options.queue_mode_argument
-    if version is not None:
-        args["x-queue-version"] = version
-    if mode is not None:
-        args["x-queue-mode"] = mode
-    return args
-
-
-def bucket_arguments(queue: str, exp: int, options: RabbitMQOptions) -> dict[str, Any]:
-    """Arguments of a delay bucket: a fixed TTL, then dead-lettered back to `queue`."""
-    args: dict[str, Any] = {
-        "x-message-ttl": 1 << exp,
-        "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": queue,
-    }
-    if options.queue_type == "quorum":
-        # At-least-once dead-lettering needs reject-publish; without it a quorum queue
-        # dead-letters at most once and could drop a delayed job on a leader change.
-        args.update(
-            {
-                "x-queue-type": "quorum",
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-            }
-        )
-    return _classic(args, options)
-
-
-def dead_letter_arguments(options: RabbitMQOptions) -> dict[str, Any]:
-    """Arguments of the broker-side dead-letter queue."""
-    args: dict[str, Any] = {}
-    if options.queue_type == "quorum":
-        args["x-queue-type"] = "quorum"
-    ttl_ms = options.dead_letter_ttl_ms
-    if ttl_ms is not None:
-        args["x-message-ttl"] = ttl_ms
-    return _classic(args, options)
-
-
-class FailoverConnection(aio_pika.RobustConnection):
-    """A robust connection that moves to the next node of a cluster when one fails.
-
-    aio-pika reconnects to the URL it holds; every failed attempt and every loss of an
-    established connection passes through `_on_connection_close`, so that is where
-    the URL moves on to the next node (round robin). With one node this is aio-pika's
-    robust connection unchanged.
-    """
-
-    def __init__(self, nodes: Sequence[str], first: int, **kwargs: Any) -> None:
-        super().__init__(make_url(nodes[first]), **kwargs)
-        self._nodes = [make_url(node) for node in nodes]
-        self._current = first
-
-    @property
-    def node(self) -> int:
-        """Index of the node the next (or current) connection goes to."""
-        return self._current
-
-    async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
-        if len(self._nodes) > 1 and not self._close_called:
-            self._current = (self._current + 1) % len(self._nodes)
-            self.url = self._nodes[self._current]
-            logger.info("RabbitMQ connection lost or refused; next attempt goes to %s.", self)
-        await super()._on_connection_close(closing)
 
 
 class AMQPLink:
@@ -608,11 +537,11 @@ class AMQPLink:
 
     async def depths(self, names: list[str]) -> list[int]:
         """Ready messages in each queue (passive declares); a missing queue counts 0."""
-        return await self.with_channel("count jobs", lambda ch: _each_queue(ch, names, purge=False))
+        return await self.with_channel("count jobs", lambda ch: each_queue(ch, names, purge=False))
 
     async def purge(self, names: list[str]) -> None:
         """Purge each queue that exists."""
-        await self.with_channel("purge the queue", lambda ch: _each_queue(ch, names, purge=True))
+        await self.with_channel("purge the queue", lambda ch: each_queue(ch, names, purge=True))
 
     async def delete_topology(self) -> None:
         """Delete the queue, its delay buckets, its dead-letter queue and its exchanges."""
@@ -624,7 +553,7 @@ class AMQPLink:
         ]
         await self.with_channel(
             "delete the queues",
-            lambda channel: _delete_all(channel, owned_queues(queue), exchanges),
+            lambda channel: delete_all(channel, owned_queues(queue), exchanges),
         )
         self._buckets.clear()
 
@@ -653,39 +582,3 @@ def _outcome(confirm: object) -> Published:
     if isinstance(confirm, Basic.Nack | Basic.Reject):
         return Published.NACK
     return Published.RETURNED  # a returned (unroutable) message arrives as the answer
-
-
-async def _each_queue(channel: AbstractChannel, names: list[str], *, purge: bool) -> list[int]:
-    """Passive-declare (and purge) each queue; "not found" closes the channel, so reopen."""
-    depths: list[int] = []
-    for name in names:
-        if channel.is_closed:
-            channel = await channel.connection.channel()
-        try:
-            ok = await channel.queue_declare(name, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            depths.append(0)
-            continue
-        depths.append(int(ok.message_count or 0))
-        if purge:
-            await channel.queue_purge(name)
-    if not channel.is_closed:
-        await channel.close()
-    return depths
-
-
-async def _delete_all(channel: AbstractChannel, queues: list[str], exchanges: list[str]) -> None:
-    """Delete each queue and exchange that exists; an error closes the channel, so reopen."""
-    for kind, names in (("queue", queues), ("exchange", exchanges)):
-        for name in names:
-            if channel.is_closed:
-                channel = await channel.connection.channel()
-            try:
-                if kind == "queue":
-                    await channel.queue_delete(name)
-                else:
-                    await channel.exchange_delete(name)
-            except aiormq.exceptions.ChannelNotFoundEntity:
-                continue
-    if not channel.is_closed:
-        await channel.close()

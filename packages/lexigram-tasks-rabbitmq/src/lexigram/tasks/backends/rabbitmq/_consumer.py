@@ -31,13 +31,10 @@ from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
 from lexigram.tasks.backends.rabbitmq._ack_sync import AckSync, is_sync_message
-from lexigram.tasks.backends.rabbitmq._connection import (
-    CONNECTION_ERRORS,
-    AMQPLink,
-    main_queue_arguments,
-)
+from lexigram.tasks.backends.rabbitmq._connection import CONNECTION_ERRORS, AMQPLink
 from lexigram.tasks.backends.rabbitmq._delivery import ChannelAcks, Delivery
 from lexigram.tasks.backends.rabbitmq._options import delay_bucket
+from lexigram.tasks.backends.rabbitmq._topology import main_queue_arguments
 
 logger = logging.getLogger(__name__)
 
