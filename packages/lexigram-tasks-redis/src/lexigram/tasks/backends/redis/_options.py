@@ -3,13 +3,15 @@
 `RedisBackend` reads ``TaskBackendSpec.options`` into this dataclass with the contracts'
 `parse_options`, which converts strings from YAML or the environment, rejects unknown
 keys with the nearest valid name, and names the backend, option and fix in its errors.
+`RedisTaskQueue`, which also takes them as keyword arguments, checks their ranges here.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from lexigram.contracts.tasks import TaskBackendSpec, parse_options
+from lexigram.contracts.tasks import TaskBackendSpec, TaskConfigurationError, parse_options
 
 BACKEND_TYPE = "redis"
 
@@ -78,3 +80,28 @@ class RedisOptions:
             self.retry_timeout,
             self.client_name,
         )
+
+
+def positive_seconds(name: str, value: float) -> float:
+    """`value` as a float, when it is a positive finite number of seconds."""
+    if not value > 0 or not math.isfinite(value):
+        msg = f"RedisTaskQueue {name}={value!r} is not a positive number of seconds. Use e.g. 30.0."
+        raise TaskConfigurationError(msg)
+    return float(value)
+
+
+def check_queue_limits(idempotency_ttl: float, max_size: int | None) -> None:
+    """Refuse the idempotency TTL and the size limit `RedisTaskQueue` was given, if out of range.
+
+    Raises:
+        TaskConfigurationError: A negative `idempotency_ttl`, or a `max_size` below 1.
+    """
+    if not idempotency_ttl >= 0:
+        msg = (
+            f"RedisTaskQueue idempotency_ttl={idempotency_ttl!r} is negative. "
+            "Use 0 or more seconds."
+        )
+        raise TaskConfigurationError(msg)
+    if max_size is not None and max_size < 1:
+        msg = f"RedisTaskQueue max_size={max_size!r} is below 1. Use None for no limit."
+        raise TaskConfigurationError(msg)

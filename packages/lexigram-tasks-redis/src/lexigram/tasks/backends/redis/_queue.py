@@ -10,14 +10,12 @@ An idle consumer blocks on BLPOP of the queue's notify list, never in a sleep lo
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 from lexigram.contracts.tasks import (
-    BackendConnectionError,
     CancelOutcome,
     Err,
     Job,
@@ -38,30 +36,21 @@ from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, Re
 from lexigram.tasks.backends.redis._entries import Entry, entry_for, not_a_job, outcome
 from lexigram.tasks.backends.redis._keys import QueueKeys
 from lexigram.tasks.backends.redis._lease_keeper import RedisLeaseRenewer
+from lexigram.tasks.backends.redis._leasing import JobLeaser
 from lexigram.tasks.backends.redis._lookup import queued_ids
+from lexigram.tasks.backends.redis._options import check_queue_limits, positive_seconds
 from lexigram.tasks.backends.redis._replication import ReplicaWait
 from lexigram.tasks.backends.redis._waiting import CLOSED, Waiter
 
-logger = logging.getLogger(__name__)
-
 _ENQUEUE_BATCH = 500  # jobs per enqueue script call: a few ms of server time at most
 _ACK_BATCH = 1000
-_SCAN_LIMIT = 1000  # delayed promotions / lease reclaims per dequeue call
 _MIN_BLOCK = 0.001  # Redis blocks with millisecond resolution
 _MAX_BLOCK = 30.0  # safety net: re-check the queue at least this often while idle
-_DEQUEUE_OUTAGE_BUDGET = 1.0  # seconds a consumer waits on a dead server per call
 _STATUS_MODES = {
     JobStatus.PENDING: "waiting",
     JobStatus.RUNNING: "running",
     JobStatus.RETRYING: "retrying",
 }
-
-
-def _positive(name: str, value: float) -> float:
-    if not value > 0 or not math.isfinite(value):
-        msg = f"RedisTaskQueue {name}={value!r} is not a positive number of seconds. Use e.g. 30.0."
-        raise TaskConfigurationError(msg)
-    return float(value)
 
 
 class RedisTaskQueue:
@@ -146,15 +135,7 @@ class RedisTaskQueue:
                 "Pass only one of them (url is an alias of redis_url)."
             )
             raise TaskConfigurationError(msg)
-        if not idempotency_ttl >= 0:
-            msg = (
-                f"RedisTaskQueue idempotency_ttl={idempotency_ttl!r} is negative. "
-                "Use 0 or more seconds."
-            )
-            raise TaskConfigurationError(msg)
-        if max_size is not None and max_size < 1:
-            msg = f"RedisTaskQueue max_size={max_size!r} is below 1. Use None for no limit."
-            raise TaskConfigurationError(msg)
+        check_queue_limits(idempotency_ttl, max_size)
         # A shared connector (the backend object hands one to the queue and the stores of
         # a spec) closes when its last user releases it; one built here is closed here.
         self._owns_connector = connector is None
@@ -181,7 +162,7 @@ class RedisTaskQueue:
         self._key_prefix = key_prefix
         self.keys = QueueKeys.build(key_prefix, queue_name)
         self._fixed = self.keys.fixed
-        self._visibility_timeout = _positive("visibility_timeout", visibility_timeout)
+        self._visibility_timeout = positive_seconds("visibility_timeout", visibility_timeout)
         self._lease_ms = math.ceil(self._visibility_timeout * 1000)
         self._idem_ttl_ms = math.ceil(idempotency_ttl * 1000)
         self._max_size = max_size or 0
@@ -192,8 +173,9 @@ class RedisTaskQueue:
             self._ack_entries, _ACK_BATCH
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._leaser = JobLeaser(self._run, queue_name, self._lease_ms)
         self._waiter = Waiter(
-            self._connector, self.keys.notify, self._fixed, self._parse_lease, self._give_back
+            self._connector, self.keys.notify, self._fixed, self._leaser.parse, self._give_back
         )
 
     def __repr__(self) -> str:
@@ -340,40 +322,6 @@ class RedisTaskQueue:
 
     # -- consuming ------------------------------------------------------------------
 
-    def _decode(self, raw_id: bytes, payload: bytes, deliveries: int, token: bytes) -> Job:
-        job_id = raw_id.decode()
-        try:
-            job = decode_job(payload)
-        except TaskDecodeError as exc:
-            logger.warning("Job %s in queue %r is undecodable: %s", job_id, self._queue_name, exc)
-            job = make_poison_job(job_id, payload, str(exc))
-        job.id = job_id
-        job.delivery_count = deliveries
-        job.status = JobStatus.RUNNING
-        job.lease_token = token.decode()
-        return job
-
-    def _lease_args(self, max_jobs: int) -> tuple[int, int, int]:
-        return (max_jobs, self._lease_ms, _SCAN_LIMIT)
-
-    def _parse_lease(self, raw: Any) -> tuple[int, list[Job]]:
-        decode = self._decode
-        jobs = [
-            decode(raw[i], raw[i + 1], int(raw[i + 2]), raw[i + 3]) for i in range(1, len(raw), 4)
-        ]
-        return int(raw[0]), jobs
-
-    async def _lease(
-        self, max_jobs: int, retry_timeout: float | None, *, fail_fast: bool = True
-    ) -> tuple[int, list[Job]]:
-        raw = await self._run(
-            lua.DEQUEUE,
-            self._lease_args(max_jobs),
-            retry_timeout=retry_timeout,
-            fail_fast=fail_fast,
-        )
-        return self._parse_lease(raw)
-
     async def _give_back(self, job: Job) -> None:
         await self.nack(job.id, requeue=True, lease_token=job.lease_token)
 
@@ -383,7 +331,7 @@ class RedisTaskQueue:
         Raises:
             BackendConnectionError: Redis stayed unreachable for `retry_timeout`.
         """
-        _, jobs = await self._lease(1, None)
+        _, jobs = await self._leaser.lease(1, None)
         return jobs[0] if jobs else None
 
     async def dequeue_batch(self, max_jobs: int, *, timeout: float = 0.0) -> list[Job]:
@@ -405,7 +353,7 @@ class RedisTaskQueue:
         if max_jobs < 1:
             return []
         deadline = time.monotonic() + max(timeout, 0.0)
-        state = await self._lease_unless_down(max_jobs)
+        state = await self._leaser.lease_unless_down(max_jobs)
         while state is not None:
             next_due, jobs = state
             if jobs:
@@ -415,25 +363,16 @@ class RedisTaskQueue:
                 return []
             block = remaining if next_due < 0 else min(remaining, next_due / 1000)
             if block < _MIN_BLOCK:
-                state = await self._lease_unless_down(max_jobs)
+                state = await self._leaser.lease_unless_down(max_jobs)
                 continue
-            outcome = await self._waiter.wait(min(block, _MAX_BLOCK), self._lease_args(max_jobs))
+            outcome = await self._waiter.wait(min(block, _MAX_BLOCK), self._leaser.args(max_jobs))
             if outcome is CLOSED:
                 return []
             if isinstance(outcome, tuple):
                 state = outcome
             else:
-                state = await self._lease_unless_down(max_jobs)
+                state = await self._leaser.lease_unless_down(max_jobs)
         return []
-
-    async def _lease_unless_down(self, max_jobs: int) -> tuple[int, list[Job]] | None:
-        """Lease without waiting; None while Redis is unreachable (after ~1 s of retries)."""
-        try:
-            return await self._lease(max_jobs, _DEQUEUE_OUTAGE_BUDGET, fail_fast=False)
-        except BackendConnectionError as exc:
-            if not _is_outage(exc):
-                raise
-            return None
 
     async def extend_lease(
         self, task_id: str, seconds: float | None = None, *, lease_token: str | None = None
@@ -655,8 +594,3 @@ class RedisTaskQueue:
 
 
 _CANCEL_OUTCOMES = (CancelOutcome.NOT_FOUND, CancelOutcome.REMOVED, CancelOutcome.STOPPING)
-
-
-def _is_outage(exc: BackendConnectionError) -> bool:
-    """True for an unreachable server (worth waiting out), False for refused credentials."""
-    return exc.details.get("transient", True) is not False

@@ -1,0 +1,96 @@
+"""Taking jobs off a Redis queue: the dequeue script's arguments, and its reply read as jobs.
+
+One call of the dequeue script promotes due delayed jobs, reclaims expired leases and
+leases up to N jobs; `JobLeaser` builds its arguments and turns its reply (the next due
+time, then id, payload, delivery count and lease token per job) into `Job`s. The wait of
+an idle consumer between calls is `_waiting`'s; the loop around both is the queue's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from lexigram.contracts.tasks import (
+    BackendConnectionError,
+    Job,
+    JobStatus,
+    TaskDecodeError,
+    decode_job,
+    make_poison_job,
+)
+from lexigram.tasks.backends.redis import _scripts as lua
+
+# Its records keep the logger of `_queue`, where this code was before, so that logging
+# configurations naming that logger still see them.
+logger = logging.getLogger("lexigram.tasks.backends.redis._queue")
+
+_SCAN_LIMIT = 1000  # delayed promotions / lease reclaims per dequeue call
+_OUTAGE_BUDGET = 1.0  # seconds a consumer waits on a dead server per call
+
+
+class JobLeaser:
+    """Leases the jobs of one queue object.
+
+    Args:
+        run: Runs a script on the queue's keys, with the queue's retries (its ``_run``).
+        queue_name: The queue's name, for log messages.
+        lease_ms: The lease of a job taken, in milliseconds.
+    """
+
+    def __init__(self, run: Callable[..., Awaitable[Any]], queue_name: str, lease_ms: int) -> None:
+        self._run = run
+        self._queue_name = queue_name
+        self._lease_ms = lease_ms
+
+    def _decode(self, raw_id: bytes, payload: bytes, deliveries: int, token: bytes) -> Job:
+        job_id = raw_id.decode()
+        try:
+            job = decode_job(payload)
+        except TaskDecodeError as exc:
+            logger.warning("Job %s in queue %r is undecodable: %s", job_id, self._queue_name, exc)
+            job = make_poison_job(job_id, payload, str(exc))
+        job.id = job_id
+        job.delivery_count = deliveries
+        job.status = JobStatus.RUNNING
+        job.lease_token = token.decode()
+        return job
+
+    def args(self, max_jobs: int) -> tuple[int, int, int]:
+        """The dequeue script's ARGV for a take of up to `max_jobs` jobs."""
+        return (max_jobs, self._lease_ms, _SCAN_LIMIT)
+
+    def parse(self, raw: Any) -> tuple[int, list[Job]]:
+        """The dequeue script's reply as ``(next_due_ms, jobs)``, each job RUNNING."""
+        decode = self._decode
+        jobs = [
+            decode(raw[i], raw[i + 1], int(raw[i + 2]), raw[i + 3]) for i in range(1, len(raw), 4)
+        ]
+        return int(raw[0]), jobs
+
+    async def lease(
+        self, max_jobs: int, retry_timeout: float | None, *, fail_fast: bool = True
+    ) -> tuple[int, list[Job]]:
+        """Run the dequeue script once: lease up to `max_jobs` jobs, waiting for none."""
+        raw = await self._run(
+            lua.DEQUEUE,
+            self.args(max_jobs),
+            retry_timeout=retry_timeout,
+            fail_fast=fail_fast,
+        )
+        return self.parse(raw)
+
+    async def lease_unless_down(self, max_jobs: int) -> tuple[int, list[Job]] | None:
+        """Lease without waiting; None while Redis is unreachable (after ~1 s of retries)."""
+        try:
+            return await self.lease(max_jobs, _OUTAGE_BUDGET, fail_fast=False)
+        except BackendConnectionError as exc:
+            if not _is_outage(exc):
+                raise
+            return None
+
+
+def _is_outage(exc: BackendConnectionError) -> bool:
+    """True for an unreachable server (worth waiting out), False for refused credentials."""
+    return exc.details.get("transient", True) is not False
