@@ -1,6 +1,7 @@
 """`PostgresTaskQueue`: the `TaskQueueProtocol` on one PostgreSQL table (asyncpg).
 
-How the pieces fit (the SQL itself is in `_sql`, the tables in `_schema`):
+How the pieces fit (the SQL itself is in `_sql`, the tables in `_schema`, taking jobs in
+`_leasing`, the wake-ups of idle consumers in `_wakeups`):
 
 - enqueue: one INSERT ... ON CONFLICT (id) DO NOTHING that also calls ``pg_notify`` in
   the same statement. With ``connection=`` it runs on the caller's connection inside
@@ -21,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import operator
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -33,40 +32,31 @@ from lexigram.contracts.tasks import (
     JobStatus,
     Ok,
     Result,
-    TaskDecodeError,
     TaskQueueError,
-    decode_job,
     encode_job,
-    make_poison_job,
 )
 from lexigram.tasks.backends.postgres._cancel import follow_cancellations
 from lexigram.tasks.backends.postgres._connection import (
     TRANSIENT_ERRORS,
     Conn,
     Database,
-    Listener,
-    payload_delay,
     pool_of,
 )
 from lexigram.tasks.backends.postgres._enqueue import (
     AckBatcher,
     Enqueuer,
-    make_token,
     parse_token,
     token_args,
 )
 from lexigram.tasks.backends.postgres._lease_keeper import PostgresLeaseRenewer, extend_many_sql
+from lexigram.tasks.backends.postgres._leasing import JobLeaser, held_job
 from lexigram.tasks.backends.postgres._lookup import find_ids, queued_ids_sql
 from lexigram.tasks.backends.postgres._options import PostgresTaskConfig, channel_name, quote_ident
 from lexigram.tasks.backends.postgres._schema import ensure_schema
 from lexigram.tasks.backends.postgres._sql import QueueSQL
-
-logger = logging.getLogger(__name__)
+from lexigram.tasks.backends.postgres._wakeups import Wakeups
 
 T = TypeVar("T")
-
-# Sort key of dequeued rows: (-priority, due, seq), the dequeue statement's last columns.
-_DELIVERY_ORDER = operator.itemgetter(3, 4, 5)
 
 _STATUS_COUNTS = {
     JobStatus.PENDING: "count_waiting",
@@ -155,14 +145,11 @@ class PostgresTaskQueue:
         self._enqueuer = Enqueuer(cfg, self._sql, self._channel)
         self._ready = False
         self._ready_lock = asyncio.Lock()
-        self._listener: Listener | None = None
         self._acks = AckBatcher(self._db, self._sql.ack_many)
-        # Wake-ups: a generation counter and the event the current waiters sleep on.
-        self._generation = 0
-        self._wake = asyncio.Event()
-        self._due_at: float | None = None  # loop time of the next due job we know of
-        self._probe_at = 0.0  # loop time of the next "next due job" probe
-        self._empty_generation = -1  # wake-up generation at the last take that found nothing
+        self._wakeups = Wakeups(
+            self._db, self._sql, cfg, self._channel, can_listen=self._can_listen
+        )
+        self._leaser = JobLeaser(self._db, self._sql, cfg, self._wakeups)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -197,7 +184,7 @@ class PostgresTaskQueue:
     async def connect(self) -> None:
         """Open the pool, apply pending migrations and start listening (else lazy)."""
         await self._ensure_ready()
-        await self._ensure_listening()
+        await self._wakeups.ensure_listening()
 
     def _is_ready(self) -> bool:
         return self._ready
@@ -216,16 +203,6 @@ class PostgresTaskQueue:
             await self._db.run(_migrate, "apply the schema migrations")
             self._ready = True
 
-    async def _ensure_listening(self) -> None:
-        if self._listener is not None or not self._can_listen or self._closed:
-            return
-        listener = await Listener.acquire(self.config.dsn, self.config.connect_timeout)
-        if self._has_listener() or self._closed:
-            await listener.release()
-            return
-        self._listener = listener
-        await listener.subscribe(self._channel, self._on_notify)
-
     async def ping(self) -> bool:
         """Return True if the database answers a trivial query."""
         try:
@@ -239,12 +216,9 @@ class PostgresTaskQueue:
         if self._closed:
             return
         self._closed = True
-        self._notify_waiters()
+        self._wakeups.close()
         await self._acks.drain()
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            await listener.unsubscribe(self._channel, self._on_notify)
-            await listener.release()
+        await self._wakeups.stop_listening()
         await self._db.close()
 
     # -- producing ------------------------------------------------------------------
@@ -326,109 +300,34 @@ class PostgresTaskQueue:
             return []
         await self._ensure_ready()
         if timeout > 0:
-            await self._ensure_listening()
+            await self._wakeups.ensure_listening()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         # A blocking call right after a take that found nothing (the worker's usual
         # "try, then wait" pair) goes straight to waiting when no NOTIFY arrived since:
         # any new job would have sent one. Saves a round trip per idle cycle.
-        skip_take = timeout > 0 and self._listening and self._empty_generation == self._generation
+        wakeups = self._wakeups
+        skip_take = (
+            timeout > 0 and wakeups.listening and wakeups.empty_generation == wakeups.generation
+        )
         while True:
-            generation, wake = self._generation, self._wake
-            jobs = [] if skip_take else await self._take(max_jobs, generation)
+            generation, wake = wakeups.generation, wakeups.wake
+            jobs = [] if skip_take else await self._leaser.take(max_jobs, generation)
             skip_take = False
             now = loop.time()
             if jobs or now >= deadline or self._closed:
                 return jobs
-            if self._generation != generation:
+            if wakeups.generation != generation:
                 continue  # a notification arrived while we were querying
-            wait = await self._idle_wait(deadline - now, now)
-            if self._generation != generation:
+            wait = await wakeups.idle_wait(deadline - now, now)
+            if wakeups.generation != generation:
                 continue
             if wait > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), wait)
-            if self._due_at is not None and self._due_at <= loop.time():
-                self._due_at = None
-                self._probe_at = 0.0  # look for the next due job at the next idle wait
-
-    async def _idle_wait(self, remaining: float, now: float) -> float:
-        """Seconds an idle consumer may sleep before it must look again."""
-        # Without LISTEN (no DSN, or the listener is reconnecting) poll at least every second.
-        limit = self.config.poll_interval if self._listening else 1.0
-        if now >= self._probe_at:
-            # Delayed jobs and other consumers' leases announce no NOTIFY when they fall
-            # due: one index probe per safety-net interval (or once a due time passed)
-            # finds the next one. New delayed jobs announce their due time by NOTIFY.
-            due = await self._seconds_until_due()
-            self._probe_at = now + limit
-            if due is not None:
-                self._set_due(now + due)
-        wait = min(remaining, limit)
-        if self._due_at is not None:
-            wait = min(wait, self._due_at - now)
-        return wait
-
-    def _set_due(self, due: float) -> None:
-        if self._due_at is None or due < self._due_at:
-            self._due_at = due
-
-    def _has_listener(self) -> bool:
-        return self._listener is not None
-
-    @property
-    def _listening(self) -> bool:
-        return self._listener is not None and self._listener.connected
-
-    async def _take(self, max_jobs: int, generation: int | None = None) -> list[Job]:
-        rows = await self._db.run(
-            lambda conn: conn.fetch(
-                self._sql.dequeue, self.config.queue_name, max_jobs, self.config.visibility_timeout
-            ),
-            "dequeue jobs",
-        )
-        if not rows:
-            if generation is not None:
-                self._empty_generation = generation
-            return []
-        # UPDATE ... RETURNING follows no order: restore the delivery order (columns 3-5).
-        rows = sorted(rows, key=_DELIVERY_ORDER)
-        return [self._leased(row[0], row[1], row[2], row[5]) for row in rows]
-
-    def _leased(self, job_id: str, payload: bytes, delivery_count: int, seq: int) -> Job:
-        try:
-            job = decode_job(payload)
-        except TaskDecodeError as exc:
-            logger.warning("Job %s in queue %s is undecodable: %s", job_id, self.queue_name, exc)
-            job = make_poison_job(job_id, payload, str(exc))
-        job.id = job_id
-        job.status = JobStatus.RUNNING
-        job.delivery_count = delivery_count
-        if job.queue_name is None:
-            job.queue_name = self.config.queue_name
-        job.lease_token = make_token(seq, delivery_count)
-        return job
-
-    async def _seconds_until_due(self) -> float | None:
-        value = await self._db.run(
-            lambda conn: conn.fetchval(self._sql.next_due, self.config.queue_name),
-            "look up the next delayed job",
-        )
-        return None if value is None else max(float(value), 0.0)
-
-    def _on_notify(self, payload: str | None) -> None:
-        if payload is None:
-            self._probe_at = 0.0  # LISTEN reconnected: notifications may have been lost
-        delay = payload_delay(payload)
-        if delay is not None and delay > 0:
-            # A delayed job: remember when it falls due, and let waiters recompute.
-            self._set_due(asyncio.get_running_loop().time() + delay)
-        self._notify_waiters()
-
-    def _notify_waiters(self) -> None:
-        self._generation += 1
-        wake, self._wake = self._wake, asyncio.Event()
-        wake.set()
+            if wakeups.due_at is not None and wakeups.due_at <= loop.time():
+                wakeups.due_at = None
+                wakeups.probe_at = 0.0  # look for the next due job at the next idle wait
 
     async def extend_lease(
         self, task_id: str, seconds: float | None = None, *, lease_token: str | None = None
@@ -587,18 +486,7 @@ class PostgresTaskQueue:
             lambda conn: conn.fetchrow(self._sql.get_job, job_id, self.config.queue_name),
             "read a job",
         )
-        if row is None:
-            return None
-        try:
-            job = decode_job(row["payload"])
-        except TaskDecodeError as exc:
-            job = make_poison_job(job_id, row["payload"], str(exc))
-        job.delivery_count = row["delivery_count"]
-        if row["leased"]:
-            job.status = JobStatus.RUNNING
-        elif job.status not in (JobStatus.PENDING, JobStatus.RETRYING):
-            job.status = JobStatus.RETRYING if job.retry_count > 0 else JobStatus.PENDING
-        return job
+        return None if row is None else held_job(job_id, row)
 
     async def get_task_status(self, job_id: str) -> str | None:
         """Return the status value of a job the queue holds ('pending', ...), or None."""
