@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -70,3 +71,17 @@ def settle(outcomes: list[Outcome]) -> None:
 def early_call(fn: Fn, topics: Sequence[str], what: str) -> Call:
     """The record of a call `Database.run_now` ran: replayed like a write-behind."""
     return Call(fn, True, topics, None, None, what)  # noqa: FBT003 - positional record
+
+
+def deliver(outcomes: list[Outcome]) -> None:
+    """Hand outcomes settled on the database thread back to the loops their callers wait on."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    for outcome in outcomes:
+        loop = outcome[0].loop
+        if loop is None:
+            settle([outcome])  # write-behind: only a failure to log
+        else:
+            by_loop.setdefault(loop, []).append(outcome)
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
+            loop.call_soon_threadsafe(settle, settled)

@@ -16,7 +16,8 @@ ten times the work itself). So a batch runs on the event loop itself, unless
   one issued before it), or another event loop is using the connection.
 
 If a function fails, the batch is rolled back and each call is replayed on the thread
-in a transaction of its own, so one bad call never takes another's write with it. A
+in a transaction of its own, so one bad call never takes another's write with it (how a
+batch runs is `_batch`'s). A
 caller's future resolves only after its commit, so an acknowledged enqueue is in the
 file. The file is opened in WAL mode (see `_open`).
 
@@ -32,67 +33,45 @@ another process holding the lock, ``synchronous=FULL``) take the awaited path.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
-import logging
 import os
 import queue as stdqueue
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
 
 from lexigram.contracts.tasks import BackendConnectionError
+from lexigram.tasks.backends.sqlite._batch import BatchRunner
 from lexigram.tasks.backends.sqlite._calls import (
     MISSED,
     BusyError,
     Call,
     Missed,
     Outcome,
+    deliver,
     early_call,
     noop,
     settle,
 )
+from lexigram.tasks.backends.sqlite._exit import flush_at_exit
 from lexigram.tasks.backends.sqlite._notify import Notifier
-from lexigram.tasks.backends.sqlite._open import (
-    Checkpointer,
-    busy_error,
-    is_busy,
-    open_database,
-)
+from lexigram.tasks.backends.sqlite._open import Checkpointer, open_database
 from lexigram.tasks.backends.sqlite._reader import Reader
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 _MAX_BATCH = 512
 _BEHIND_DELAY = 0.002  # seconds a write-behind call waits to share a commit
-_BUSY_SLEEP = (0.001, 0.002, 0.005, 0.01, 0.02)  # back-off while another process writes
 # Longest a transaction opened by `run_now` stays open when the loop is blocked (a handler
 # that does not yield): then the watchdog thread commits it, so the write lock goes back to
 # other processes and to the lease keeper's connection.
 _MAX_OPEN_SECONDS = 0.05
 
 
-_OPEN: weakref.WeakSet[Database] = weakref.WeakSet()
-
-
 # How long the exit hook waits for calls already handed to a database thread.
 _EXIT_DRAIN_SECONDS = 10.0
-
-
-@atexit.register
-def _flush_at_exit() -> None:
-    """Commit write-behind calls still waiting for their turn when the process exits.
-
-    A program that ends its event loop without closing its stores would otherwise drop
-    a result or progress write made in its last two milliseconds.
-    """
-    for db in list(_OPEN):
-        db.flush_now()
 
 
 class Database:
@@ -125,7 +104,7 @@ class Database:
         self._refs = 1
         self._reader = Reader(path, busy_timeout=busy_timeout)
         self._reset()
-        _OPEN.add(self)
+        flush_at_exit(self)
 
     def _reset(self) -> None:
         self._pid = os.getpid()
@@ -145,6 +124,7 @@ class Database:
         self._txn_gen = 0  # counts the transactions `run_now` opened
         self._watchdog: threading.Thread | None = None
         self._checkpointer = Checkpointer(self.path, writer_lock=self._conn_lock)
+        self._runner = BatchRunner(self.path, self.busy_timeout, self._checkpointer, self.notifier)
 
     def __repr__(self) -> str:
         return f"Database(path={self.path!r}, synchronous={self.synchronous!r})"
@@ -404,7 +384,7 @@ class Database:
             self._open_loop = None
             self._conn_lock.release()
         self._checkpointer.nudge()
-        self._publish([call for call, _, _ in done])
+        self._runner.publish([call for call, _, _ in done])
         if at_exit:
             # Only write-behind failures are reported: an awaited call's loop is gone.
             settle([out for out in done if out[0].future is None])
@@ -447,7 +427,7 @@ class Database:
             self._hand_over(batch)
             return
         try:
-            outcomes = self._attempt(conn, batch)
+            outcomes = self._runner.attempt(conn, batch)
         except BusyError:
             outcomes = None
         except sqlite3.Error as exc:
@@ -477,7 +457,7 @@ class Database:
                 self._hand_over(batch)
             else:
                 try:
-                    outcomes = self._patiently(conn, batch)
+                    outcomes = self._runner.patiently(conn, batch)
                 finally:
                     self._conn_lock.release()
                 # Only write-behind failures are reported: an awaited call's loop is gone.
@@ -506,75 +486,6 @@ class Database:
 
     # -- running a batch --------------------------------------------------------------
 
-    def _attempt(
-        self, conn: sqlite3.Connection, batch: list[Call]
-    ) -> list[Outcome] | BaseException:
-        """Run `batch` once: its outcomes, or the error of a failed call (nothing committed).
-
-        Raises:
-            BusyError: Another connection holds the lock (nothing committed).
-        """
-        if not any(call.write for call in batch):
-            return self._reads(conn, batch)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            if is_busy(exc):
-                raise BusyError from exc
-            raise
-        try:
-            outcomes: list[Outcome] = [(call, True, call.fn(conn)) for call in batch]
-            conn.execute("COMMIT")
-            self._checkpointer.nudge()
-        except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            if is_busy(exc):
-                raise BusyError from exc
-            return exc
-        self._publish(batch)
-        return outcomes
-
-    def _reads(self, conn: sqlite3.Connection, batch: list[Call]) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        for call in batch:
-            try:
-                outcomes.append((call, True, call.fn(conn)))
-            except sqlite3.Error as exc:
-                if is_busy(exc):
-                    raise BusyError from exc
-                outcomes.append((call, False, self._error(exc, call.what)))
-            except Exception as exc:  # the caller gets its own error
-                outcomes.append((call, False, exc))
-        return outcomes
-
-    def _patiently(self, conn: sqlite3.Connection, batch: list[Call]) -> list[Outcome]:
-        """Run `batch` on the thread, waiting out another process's lock; never raises."""
-        deadline = time.monotonic() + self.busy_timeout
-        tries = 0
-        while True:
-            try:
-                outcomes = self._attempt(conn, batch)
-            except BusyError as exc:
-                if time.monotonic() < deadline:
-                    time.sleep(_BUSY_SLEEP[min(tries, len(_BUSY_SLEEP) - 1)])
-                    tries += 1
-                    continue
-                busy = busy_error(self.path, batch[0].what, self.busy_timeout)
-                busy.__cause__ = exc.__cause__
-                return [(call, False, busy) for call in batch]
-            except sqlite3.Error as exc:
-                return [(call, False, self._error(exc, call.what)) for call in batch]
-            if not isinstance(outcomes, BaseException):
-                return outcomes
-            if len(batch) == 1:
-                error = outcomes
-                if isinstance(error, sqlite3.Error):
-                    error = self._error(error, batch[0].what)
-                return [(batch[0], False, error)]
-            # Replay each call on its own so that only the failing one fails.
-            return [out for call in batch for out in self._patiently(conn, [call])]
-
     def _serve(self) -> None:
         calls = self._calls
         while True:
@@ -598,13 +509,13 @@ class Database:
                 except BaseException as exc:  # every caller gets the error
                     outcomes: list[Outcome] = [(call, False, exc) for call in batch]
                 else:
-                    outcomes = self._patiently(conn, batch)
+                    outcomes = self._runner.patiently(conn, batch)
             # Counted off before the outcomes are handed back: the batch is committed, and
             # a caller that goes on at once must find the thread idle, or its next call
             # (and every one after) would queue here too, behind nothing.
             with self._count_lock:
                 self._queued -= len(batch)
-            self._deliver(outcomes)
+            deliver(outcomes)
             if stop:
                 break
         with self._conn_lock:
@@ -629,33 +540,6 @@ class Database:
             self._open_error = exc
             raise
         return self._conn
-
-    def _publish(self, batch: list[Call]) -> None:
-        topics = [topic for call in batch for topic in call.topics]
-        if topics:
-            try:
-                self.notifier.publish(topics)
-            except OSError:
-                logger.debug("Publishing wake-ups failed; waiters fall back to polling.")
-
-    def _error(self, exc: sqlite3.Error, what: str) -> BackendConnectionError:
-        if is_busy(exc):
-            return busy_error(self.path, what, self.busy_timeout)
-        msg = f"Could not {what} on the SQLite database {self.path!r}: {exc}."
-        return BackendConnectionError(msg)
-
-    @staticmethod
-    def _deliver(outcomes: list[Outcome]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
-        for outcome in outcomes:
-            loop = outcome[0].loop
-            if loop is None:
-                settle([outcome])  # write-behind: only a failure to log
-            else:
-                by_loop.setdefault(loop, []).append(outcome)
-        for loop, settled in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
-                loop.call_soon_threadsafe(settle, settled)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -707,8 +591,3 @@ def _running(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
-
-
-def data_version(conn: sqlite3.Connection) -> int:
-    """``PRAGMA data_version``: changes whenever another connection commits."""
-    return int(cast(tuple[int], conn.execute("PRAGMA data_version").fetchone())[0])

@@ -22,11 +22,13 @@ import logging
 import os
 import secrets
 import socket
+import sqlite3
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import cast
 
 logger = logging.getLogger(__name__)
 
@@ -247,3 +249,8 @@ def _chunks(topics: list[str]) -> list[bytes]:
     if current:
         chunks.append(b"\n".join(current))
     return chunks
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    """``PRAGMA data_version``: changes whenever another connection commits."""
+    return int(cast(tuple[int], conn.execute("PRAGMA data_version").fetchone())[0])

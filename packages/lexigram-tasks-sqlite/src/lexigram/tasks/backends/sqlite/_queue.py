@@ -53,9 +53,10 @@ from lexigram.tasks.backends.sqlite._cancel import (
     cancel_topic,
     follow_cancellations,
 )
-from lexigram.tasks.backends.sqlite._database import Database, data_version
+from lexigram.tasks.backends.sqlite._database import Database
 from lexigram.tasks.backends.sqlite._lease_keeper import SQLiteLeaseRenewer
 from lexigram.tasks.backends.sqlite._lookup import queued_ids
+from lexigram.tasks.backends.sqlite._notify import data_version
 from lexigram.tasks.backends.sqlite._options import SQLiteOptions, path_from_url
 
 logger = logging.getLogger(__name__)
