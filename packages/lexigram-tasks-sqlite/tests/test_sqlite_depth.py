@@ -15,8 +15,8 @@ import pytest
 from lexigram.contracts.tasks import Job, JobStatus
 from lexigram.tasks.backends.sqlite import SCHEMA_VERSION, SQLiteTaskQueue
 from lexigram.tasks.backends.sqlite._database import Database
-from lexigram.tasks.backends.sqlite._queue import _pick
 from lexigram.tasks.backends.sqlite._reader import Reader
+from lexigram.tasks.backends.sqlite._sql import pick
 
 
 def _jobs_indexes(path: str) -> set[str]:
@@ -63,7 +63,7 @@ def _take_steps(queue: SQLiteTaskQueue, limit: int) -> tuple[int, int, float | N
 
     conn.set_progress_handler(count, 100)
     try:
-        rows, next_due = _pick(conn, queue.queue_name, time.time(), limit)
+        rows, next_due = pick(conn, queue.queue_name, time.time(), limit)
     finally:
         conn.close()
     return len(rows), steps, next_due

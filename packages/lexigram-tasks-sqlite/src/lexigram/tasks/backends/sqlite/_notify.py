@@ -15,6 +15,7 @@ was stored), ``p:<task id>`` (progress changed), ``l:<key>`` (a lock was release
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import hashlib
@@ -249,6 +250,69 @@ def _chunks(topics: list[str]) -> list[bytes]:
     if current:
         chunks.append(b"\n".join(current))
     return chunks
+
+
+class TopicWaiter:
+    """The wake-ups of one topic for the waiters of one object (a queue's idle consumers).
+
+    `generation` counts the wake-ups: a waiter that sees it move while it was querying
+    looks again at once instead of waiting.
+
+    Args:
+        notifier: The database file's notifier.
+        topic: The topic to wake on.
+    """
+
+    def __init__(self, notifier: Notifier, topic: str) -> None:
+        self._notifier = notifier
+        self._topic = topic
+        self.generation = 0
+        self._wake: asyncio.Event | None = None
+        self._sub_loop: asyncio.AbstractEventLoop | None = None
+
+    def subscribe(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake waiters on `loop` from now on (once per loop; a new loop replaces the old)."""
+        if self._sub_loop is loop:
+            return
+        if self._sub_loop is not None:
+            self._notifier.unsubscribe(self._topic, self._notified)
+        self._sub_loop = loop
+        self._wake = asyncio.Event()
+        self._notifier.subscribe(self._topic, self._notified)
+
+    def _notified(self) -> None:
+        loop = self._sub_loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._on_wake)
+
+    def _on_wake(self) -> None:
+        self.generation += 1
+        if self._wake is not None:
+            self._wake.set()
+
+    async def wait(self, seconds: float) -> bool:
+        """Wait up to `seconds` for a wake-up; True if one came (since the last wait)."""
+        wake = self._wake
+        if wake is None:
+            await asyncio.sleep(seconds)
+            return False
+        if wake.is_set():
+            wake.clear()
+            return True
+        try:
+            async with asyncio.timeout(seconds):
+                await wake.wait()
+        except TimeoutError:
+            return False
+        wake.clear()
+        return True
+
+    def close(self) -> None:
+        """Stop listening, and wake a waiter still waiting."""
+        if self._sub_loop is not None:
+            self._notifier.unsubscribe(self._topic, self._notified)
+        if self._wake is not None:
+            self._wake.set()
 
 
 def data_version(conn: sqlite3.Connection) -> int:

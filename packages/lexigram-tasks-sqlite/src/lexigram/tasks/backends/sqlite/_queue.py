@@ -1,5 +1,7 @@
 """`SQLiteTaskQueue`: the `TaskQueueProtocol` on one table of a SQLite file.
 
+The statements of the take and of enqueue are in `_sql`.
+
 - enqueue: one INSERT per job (``executemany`` for a batch), all of `enqueue_many` in
   one transaction; an idempotency key is claimed in ``lexigram_job_keys`` in the same
   transaction.
@@ -56,8 +58,16 @@ from lexigram.tasks.backends.sqlite._cancel import (
 from lexigram.tasks.backends.sqlite._database import Database
 from lexigram.tasks.backends.sqlite._lease_keeper import SQLiteLeaseRenewer
 from lexigram.tasks.backends.sqlite._lookup import queued_ids
-from lexigram.tasks.backends.sqlite._notify import data_version
+from lexigram.tasks.backends.sqlite._notify import TopicWaiter, data_version
 from lexigram.tasks.backends.sqlite._options import SQLiteOptions, path_from_url
+from lexigram.tasks.backends.sqlite._sql import (
+    ANY_HOLDER,
+    HELD,
+    LEASED,
+    insert_rows,
+    lease_rows,
+    pick,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,44 +77,6 @@ _random = random.Random()  # noqa: S311 - not a secret
 # A forked child must not replay its parent's sequence (it could redeliver the same job
 # under the token its parent used).
 os.register_at_fork(after_in_child=_random.seed)
-
-_INSERT = (
-    "INSERT INTO lexigram_jobs (id, queue, priority, available_at, retry_count, "
-    "idempotency_key, payload) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
-)
-# Delivery order is `lexigram_jobs_order`: priority high to low, then due time, then
-# enqueue order. A take reads it one priority level at a time: the level's due rows are
-# one range of the index, which ends at its first row not due yet. One statement over
-# every level ("ORDER BY priority DESC, available_at, seq") could not stop there: it
-# filtered each delayed or leased row on its way to the next level, or to the end when
-# fewer rows than asked for were due (56 ms a take with a million of them).
-# INDEXED BY: a plan that sorts the due rows instead would read all of them per take.
-_PICK_LEVEL = (
-    "SELECT seq, id, payload, delivery_count FROM lexigram_jobs "
-    "INDEXED BY lexigram_jobs_order "
-    "WHERE queue = ? AND priority = ? AND available_at <= ? "
-    "ORDER BY available_at, seq LIMIT ?"
-)
-# The levels are found one seek each (SQLite's min/max optimisation), not by a scan.
-_TOP_LEVEL = "SELECT max(priority) FROM lexigram_jobs WHERE queue = ?"
-_NEXT_LEVEL = "SELECT max(priority) FROM lexigram_jobs WHERE queue = ? AND priority < ?"
-_NEXT_DUE_AT_LEVEL = (
-    "SELECT min(available_at) FROM lexigram_jobs "
-    "WHERE queue = ? AND priority = ? AND available_at > ?"
-)
-# The rows of a take are leased by one statement per `_LEASE_CHUNK` of them, not one per
-# row: one statement moves its rows in the order index through one cursor, which spares
-# most of the descents from the root (lease pages per job 5.0 -> 2.1 at 10k jobs waiting,
-# about 8k fewer instructions per job). A shorter chunk repeats its last seq, so the text,
-# and the prepared statement, is always the same.
-_LEASE_CHUNK = 100
-_LEASE = (
-    "UPDATE lexigram_jobs SET lease_token = ?, delivery_count = delivery_count + 1, "  # noqa: S608 - constant text
-    f"available_at = ? WHERE seq IN ({', '.join('?' * _LEASE_CHUNK)})"
-)
-_HELD = "id = ? AND queue = ? AND lease_token = ? AND available_at > ?"
-_ANY_HOLDER = "id = ? AND queue = ? AND lease_token IS NOT NULL"
-_LEASED = "lease_token IS NOT NULL AND available_at > ?"
 
 
 def queue_topic(queue_name: str) -> str:
@@ -175,9 +147,7 @@ class SQLiteTaskQueue:
         self._db = database
         self._topic = queue_topic(queue_name)
         self._topics = (self._topic,)
-        self._generation = 0
-        self._wake: asyncio.Event | None = None
-        self._sub_loop: asyncio.AbstractEventLoop | None = None
+        self._waiter = TopicWaiter(database.notifier, self._topic)
         self._background: set[asyncio.Future[None]] = set()
         self._closed = False
 
@@ -256,7 +226,7 @@ class SQLiteTaskQueue:
             queue, ttl = self._queue_name, self.options.idempotency_ttl
 
             def insert(conn: sqlite3.Connection) -> list[str]:
-                return _insert(conn, queue, ttl, [row for _, row in rows])
+                return insert_rows(conn, queue, ttl, [row for _, row in rows])
 
             ids = await self._db.call(insert, topics=self._topics, what="enqueue jobs")
             for (index, _), job_id in zip(rows, ids, strict=True):
@@ -282,12 +252,13 @@ class SQLiteTaskQueue:
             return self._jobs(await self._take(max_jobs))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        self._subscribe(loop)
+        waiter = self._waiter
+        waiter.subscribe(loop)
         skip_take = False
         version = -1
         next_due: float | None = None
         while True:
-            generation = self._generation
+            generation = waiter.generation
             if not skip_take:
                 taken = await self._take(max_jobs)
                 if taken.rows:
@@ -297,7 +268,7 @@ class SQLiteTaskQueue:
             now = loop.time()
             if now >= deadline or self._closed:
                 return []
-            if self._generation != generation:
+            if waiter.generation != generation:
                 continue  # woken while querying
             wait = min(deadline - now, self.options.poll_interval)
             due_in = None if next_due is None else max(0.0, next_due - time.time())
@@ -305,46 +276,11 @@ class SQLiteTaskQueue:
                 wait, polling = due_in, False
             else:
                 polling = wait < deadline - now
-            woke = await self._wait_wake(wait)
+            woke = await waiter.wait(wait)
             if not woke and polling:
                 # Nothing woke us: take again only if another connection committed.
                 current = await self._db.call(data_version, write=False, what="poll")
                 skip_take = current == version
-
-    def _subscribe(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._sub_loop is loop:
-            return
-        if self._sub_loop is not None:
-            self._db.notifier.unsubscribe(self._topic, self._notified)
-        self._sub_loop = loop
-        self._wake = asyncio.Event()
-        self._db.notifier.subscribe(self._topic, self._notified)
-
-    def _notified(self) -> None:
-        loop = self._sub_loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._on_wake)
-
-    def _on_wake(self) -> None:
-        self._generation += 1
-        if self._wake is not None:
-            self._wake.set()
-
-    async def _wait_wake(self, seconds: float) -> bool:
-        wake = self._wake
-        if wake is None:
-            await asyncio.sleep(seconds)
-            return False
-        if wake.is_set():
-            wake.clear()
-            return True
-        try:
-            async with asyncio.timeout(seconds):
-                await wake.wait()
-        except TimeoutError:
-            return False
-        wake.clear()
-        return True
 
     async def _take(self, max_jobs: int) -> _Taken:
         queue, lease = self._queue_name, self._lease
@@ -352,12 +288,12 @@ class SQLiteTaskQueue:
         def take(conn: sqlite3.Connection) -> _Taken:
             version = data_version(conn)
             now = time.time()
-            picked, due = _pick(conn, queue, now, max_jobs)
+            picked, due = pick(conn, queue, now, max_jobs)
             token = f"{_random.getrandbits(64):016x}"
             if not picked:
                 return _Taken([], token, due, version)
             expiry = now + lease
-            _lease(conn, token, expiry, [row[0] for row in picked])
+            lease_rows(conn, token, expiry, [row[0] for row in picked])
             return _Taken([(row[1], row[2], row[3] + 1) for row in picked], token, None, version)
 
         taken = self._db.run_now(take, what="lease jobs", replay=False)
@@ -383,7 +319,7 @@ class SQLiteTaskQueue:
                 now = time.time()
                 conn.executemany(
                     "UPDATE lexigram_jobs SET lease_token = NULL, available_at = ?, "  # noqa: S608 - constant text
-                    f"delivery_count = max(0, delivery_count - 1) WHERE {_HELD}",
+                    f"delivery_count = max(0, delivery_count - 1) WHERE {HELD}",
                     [(now, row[0], queue, token, now) for row in taken.rows],
                 )
 
@@ -410,8 +346,8 @@ class SQLiteTaskQueue:
 
     def _where(self, task_id: str, token: str | None) -> tuple[str, tuple[Any, ...]]:
         if token is None:
-            return _ANY_HOLDER, (task_id, self._queue_name)
-        return _HELD, (task_id, self._queue_name, token, time.time())
+            return ANY_HOLDER, (task_id, self._queue_name)
+        return HELD, (task_id, self._queue_name, token, time.time())
 
     async def _change(
         self, sql: str, params: tuple[Any, ...], *, wake: bool = False, what: str
@@ -496,10 +432,10 @@ class SQLiteTaskQueue:
         length = self._lease if seconds is None else max(0.0, seconds)
         now = time.time()
         if lease_token is None:
-            where = f"{_ANY_HOLDER} AND available_at > ?"
+            where = f"{ANY_HOLDER} AND available_at > ?"
             params: tuple[Any, ...] = (task_id, self._queue_name, now)
         else:
-            where, params = _HELD, (task_id, self._queue_name, lease_token, now)
+            where, params = HELD, (task_id, self._queue_name, lease_token, now)
         return await self._change(
             f"UPDATE lexigram_jobs SET available_at = ? WHERE {where}",  # noqa: S608 - constant text
             (now + length, *params),
@@ -600,12 +536,12 @@ class SQLiteTaskQueue:
                 return 0
             now = time.time()
             if wanted is JobStatus.PENDING:
-                sql, params = f"{base} AND NOT ({_LEASED})", (queue_name, now)
+                sql, params = f"{base} AND NOT ({LEASED})", (queue_name, now)
             elif wanted is JobStatus.RETRYING:
-                sql = f"{base} AND retry_count > 0 AND NOT ({_LEASED})"
+                sql = f"{base} AND retry_count > 0 AND NOT ({LEASED})"
                 params = (queue_name, now)
             elif wanted is JobStatus.RUNNING:
-                sql, params = f"{base} AND {_LEASED}", (queue_name, now)
+                sql, params = f"{base} AND {LEASED}", (queue_name, now)
             else:
                 return 0
 
@@ -642,76 +578,6 @@ class SQLiteTaskQueue:
         if self._closed:
             return
         self._closed = True
-        if self._sub_loop is not None:
-            self._db.notifier.unsubscribe(self._topic, self._notified)
-        if self._wake is not None:
-            self._wake.set()
+        self._waiter.close()
         if self._owns_db:
             await self._db.close()
-
-
-def _pick(
-    conn: sqlite3.Connection, queue: str, now: float, limit: int
-) -> tuple[list[Any], float | None]:
-    """Up to `limit` due rows of `queue` in delivery order, level by level.
-
-    Returns:
-        The rows (seq, id, payload, delivery_count), and when there are none, the
-        earliest time a row of the queue falls due (a delayed job or a lease; None for
-        an empty queue).
-    """
-    picked: list[Any] = []
-    next_due: float | None = None
-    level = conn.execute(_TOP_LEVEL, (queue,)).fetchone()[0]
-    while level is not None:
-        picked += conn.execute(_PICK_LEVEL, (queue, level, now, limit - len(picked))).fetchall()
-        if len(picked) >= limit:
-            break
-        if not picked:
-            due = conn.execute(_NEXT_DUE_AT_LEVEL, (queue, level, now)).fetchone()[0]
-            if due is not None and (next_due is None or due < next_due):
-                next_due = due
-        level = conn.execute(_NEXT_LEVEL, (queue, level)).fetchone()[0]
-    return picked, next_due
-
-
-def _lease(conn: sqlite3.Connection, token: str, expiry: float, seqs: list[int]) -> None:
-    """Lease the rows `seqs` under `token` until `expiry` (see `_LEASE`)."""
-    for first in range(0, len(seqs), _LEASE_CHUNK):
-        chunk = seqs[first : first + _LEASE_CHUNK]
-        chunk += chunk[-1:] * (_LEASE_CHUNK - len(chunk))
-        conn.execute(_LEASE, (token, expiry, *chunk))
-
-
-def _insert(
-    conn: sqlite3.Connection, queue: str, ttl: float, rows: list[tuple[Any, ...]]
-) -> list[str]:
-    """Insert `rows` (see `_INSERT`); return the id each row resolved to."""
-    if all(row[5] is None for row in rows):
-        conn.executemany(_INSERT, rows)
-        return [row[0] for row in rows]
-    now = time.time()
-    ids: list[str] = []
-    for row in rows:
-        job_id, key = row[0], row[5]
-        if key is not None:
-            held = conn.execute(
-                "SELECT job_id, expires_at FROM lexigram_job_keys WHERE queue = ? AND key = ?",
-                (queue, key),
-            ).fetchone()
-            if held is not None and held[0] != job_id:
-                alive = held[1] > now or (
-                    conn.execute("SELECT 1 FROM lexigram_jobs WHERE id = ?", (held[0],)).fetchone()
-                    is not None
-                )
-                if alive:
-                    ids.append(held[0])
-                    continue
-            conn.execute(
-                "INSERT OR REPLACE INTO lexigram_job_keys (queue, key, job_id, expires_at) "
-                "VALUES (?, ?, ?, ?)",
-                (queue, key, job_id, now + ttl),
-            )
-        conn.execute(_INSERT, row)
-        ids.append(job_id)
-    return ids
