@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,8 +33,6 @@ from lexigram.tasks.backends.postgres._options import (
     validate_identifier,
 )
 from lexigram.tasks.backends.postgres._schema import ensure_schema
-
-logger = logging.getLogger(__name__)
 
 _SAFETY_NET = 5.0
 # Most results one statement stores (a worker finishing many jobs at once).

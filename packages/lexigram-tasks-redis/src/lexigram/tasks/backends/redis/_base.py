@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from lexigram.tasks.backends.redis._connection import DEFAULT_URL, RedisConnector
 from lexigram.tasks.backends.redis._keys import StoreKeys
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

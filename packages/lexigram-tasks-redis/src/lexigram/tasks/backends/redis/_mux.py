@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import socket
 import ssl
 from collections import deque
@@ -30,8 +29,6 @@ from typing import Any
 from lexigram.tasks.backends.redis._diagnose import ConnectFailed
 from redis import exceptions as rexc
 from redis.connection import parse_url
-
-logger = logging.getLogger(__name__)
 
 _hiredis_reader: Any = None
 _hiredis_error: Any = None

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from typing import Any
 
 from lexigram.tasks.backends.sqlite._database import Database
 from lexigram.tasks.backends.sqlite._options import SQLiteOptions, path_from_url
-
-logger = logging.getLogger(__name__)
 
 
 def loads(raw: str | bytes) -> Any:
