@@ -63,6 +63,14 @@ def test_available_backends_lists_memory_from_real_entry_points() -> None:
     assert "memory" in _backends.available_backends()
 
 
+def test_the_group_is_read_once_until_the_cache_is_cleared(fake_entry_points: list[Any]) -> None:
+    assert _backends.available_backends() == []
+    fake_entry_points.append(_FakeEntryPoint("acme", "acme_tasks:backend", "acme-tasks"))
+    assert _backends.available_backends() == []  # one read per process, like the backends
+    _backends.clear_backend_cache()
+    assert _backends.available_backends() == ["acme"]
+
+
 def test_load_backend_memory_resolves_through_entry_point() -> None:
     _backends.clear_backend_cache()
     queue = _backends.create_queue(TaskBackendSpec(type="memory", queue_name="q1"))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from lexigram.contracts.tasks import BackendNotFoundError, Job
+from lexigram.contracts.tasks import BackendNotFoundError, Job, TaskBackendSpec
+from lexigram.tasks import _backends
 from lexigram.tasks.cli import _enqueue as enqueue_command
 from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._context import resolve_spec
@@ -139,6 +141,39 @@ def test_resolve_spec_keeps_options_only_for_the_same_type() -> None:
     assert dict(resolve_spec(config).options) == {"max_size": 5}
     assert dict(resolve_spec(config, "memory").options) == {"max_size": 5}
     assert resolve_spec(config, None, "other").queue_name == "other"
+
+
+def test_resolve_spec_of_another_type_imports_only_that_backend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Acme:
+        url_schemes = ("acme",)
+
+        def create_queue(self, spec: TaskBackendSpec) -> None:
+            raise NotImplementedError
+
+    class AcmeEntryPoint:
+        name, value, dist = "acme", "acme_tasks:backend", None
+
+        def load(self) -> Acme:
+            return Acme()
+
+    (memory,) = entry_points(group=_backends.BACKENDS_GROUP, name="memory")
+    monkeypatch.setattr(_backends, "entry_points", lambda group: [memory, AcmeEntryPoint()])
+    _backends.clear_backend_cache()
+    try:
+        config = TaskConfig.from_dict({"backend": {"queue_name": "q", "options": {"max_size": 5}}})
+        spec = resolve_spec(config, "acme://host/0")
+        # The config's memory backend is not imported to read a URL the option replaces.
+        assert sorted(_backends._cache) == ["acme"]
+    finally:
+        _backends.clear_backend_cache()
+    assert (spec.type, spec.url, spec.queue_name, dict(spec.options)) == (
+        "acme",
+        "acme://host/0",
+        "q",
+        {},
+    )
 
 
 def test_resolve_spec_rejects_an_uninstalled_type() -> None:

@@ -45,6 +45,15 @@ APPLICATION_ONLY = (
 NOT_FOR_ONE_WORKER = ("lexigram.tasks.cli._supervisor", "lexigram.tasks.scheduling")
 
 
+# Loaded only by an application that shows a dashboard, a health report or counters: the
+# worker imports the tracing observer alone from the observability package.
+OBSERVABILITY_VIEWS = (
+    "lexigram.tasks.observability._dashboard",
+    "lexigram.tasks.observability._health",
+    "lexigram.tasks.observability._metrics",
+)
+
+
 def _loaded_after(code: str, cwd: Path | None = None) -> set[str]:
     # Variables that make rich treat a pipe as a terminal would make rich load rightly.
     env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "TTY_COMPATIBLE"}}
@@ -107,6 +116,7 @@ def test_a_worker_logging_to_a_pipe_loads_neither_rich_nor_yaml(tmp_path: Path) 
     assert "lexigram.tasks.di._stack" in loaded
     assert _under(loaded, APPLICATION_ONLY) == []
     assert _under(loaded, NOT_FOR_ONE_WORKER) == []
+    assert _under(loaded, OBSERVABILITY_VIEWS) == []
 
 
 @pytest.mark.parametrize("backend", ["memory", "no-such-backend://x"])

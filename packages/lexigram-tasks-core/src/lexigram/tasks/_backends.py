@@ -48,7 +48,11 @@ BACKENDS_GROUP = "lexigram.tasks.backends"
 """Entry-point group in which backends register, by type name."""
 
 _cache: dict[str, TaskBackendProtocol] = {}
-_origins: dict[str, str] = {}
+_entry_points_of: dict[str, EntryPoint] = {}
+# Every lookup of one process reads the group once: listing it reads the entry points of
+# every installed distribution, and a command resolving a URL asked for it three times.
+_registered: list[EntryPoint] = []
+_registered_read = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +68,16 @@ def available_backends() -> list[str]:
     Returns:
         The names registered in the ``lexigram.tasks.backends`` entry-point group.
     """
-    return sorted(set(entry_points(group=BACKENDS_GROUP).names))
+    return sorted({ep.name for ep in _registered_entry_points()})
+
+
+def _registered_entry_points() -> list[EntryPoint]:
+    """The group's entry points, read on first use (`clear_backend_cache` forgets them)."""
+    global _registered_read  # noqa: PLW0603 - one read per process, like the backends
+    if not _registered_read:
+        _registered[:] = entry_points(group=BACKENDS_GROUP)
+        _registered_read = True
+    return _registered
 
 
 def _dist_name(ep: EntryPoint) -> str:
@@ -137,14 +150,16 @@ def _not_found(type_: str) -> BackendNotFoundError:
 
 
 def _select_entry_point(type_: str) -> EntryPoint:
-    matches = list(entry_points(group=BACKENDS_GROUP, name=type_))
+    matches = [ep for ep in _registered_entry_points() if ep.name == type_]
+    if not matches:
+        raise _not_found(type_)
+    if len(matches) == 1:
+        return matches[0]  # its distribution's name is read (a METADATA parse) only for errors
     # One distribution can appear twice on sys.path (e.g. an editable and a site
     # install of the same project); that is not a conflict.
     by_dist: dict[str, EntryPoint] = {}
     for ep in matches:
         by_dist.setdefault(ep.dist.name if ep.dist else ep.value, ep)
-    if not by_dist:
-        raise _not_found(type_)
     if len(by_dist) > 1:
         providers = " and ".join(sorted(_describe(ep) for ep in by_dist.values()))
         msg = (
@@ -176,43 +191,52 @@ def load_backend(type_: str) -> TaskBackendProtocol:
     if cached is not None:
         return cached
     ep = _select_entry_point(type_)
-    origin = _origin(ep)
-    details = {"type": type_, "entry_point": ep.value, "distribution": _dist_name(ep)}
     try:
         loaded: Any = ep.load()
     except ImportError as exc:
         msg = (
-            f"Task backend {type_!r} failed to import ({origin}): {type(exc).__name__}: "
+            f"Task backend {type_!r} failed to import ({_origin(ep)}): {type(exc).__name__}: "
             f"{exc}. Install or repair the distribution that provides it, e.g. "
             f'pip install --force-reinstall "{_dist_name(ep)}".'
         )
-        raise BackendImportError(msg, details=details) from exc
+        raise BackendImportError(msg, details=_details(type_, ep)) from exc
     except Exception as exc:  # any failure inside a third party's import is theirs
         msg = (
-            f"Task backend {type_!r} failed to load ({origin}): {type(exc).__name__}: "
+            f"Task backend {type_!r} failed to load ({_origin(ep)}): {type(exc).__name__}: "
             f"{exc}. {_blame(ep)}"
         )
-        raise BackendImportError(msg, details=details) from exc
+        raise BackendImportError(msg, details=_details(type_, ep)) from exc
     backend: Any = loaded
     if not hasattr(loaded, "create_queue") and callable(loaded) and not isinstance(loaded, type):
         backend = _FunctionBackend(create_queue=loaded)
     if not isinstance(backend, TaskBackendProtocol):
         msg = (
-            f"Task backend {type_!r} is not a backend ({origin}): it names "
+            f"Task backend {type_!r} is not a backend ({_origin(ep)}): it names "
             f"{type(loaded).__name__!r}, which has no create_queue(spec). The entry point "
             f"must name an object with create_queue or a create_queue function. "
             f"{_blame(ep)}"
         )
-        raise BackendError(msg, details=details)
+        raise BackendError(msg, details=_details(type_, ep))
     _cache[type_] = backend
-    _origins[type_] = origin
+    _entry_points_of[type_] = ep
     return backend
 
 
+def _details(type_: str, ep: EntryPoint) -> dict[str, str]:
+    return {"type": type_, "entry_point": ep.value, "distribution": _dist_name(ep)}
+
+
 def clear_backend_cache() -> None:
-    """Forget loaded backends (for tests that install or fake entry points)."""
+    """Forget loaded backends and the group's entry points.
+
+    For tests that install or fake entry points: a backend distribution installed while a
+    process runs is found once this is called.
+    """
+    global _registered_read  # noqa: PLW0603 - see _registered_entry_points
     _cache.clear()
-    _origins.clear()
+    _entry_points_of.clear()
+    _registered.clear()
+    _registered_read = False
 
 
 def backend_attribute(type_: str, name: str, default: Any = None) -> Any:
@@ -276,8 +300,13 @@ def known_schemes() -> list[str]:
     return sorted(schemes)
 
 
+def _loaded_origin(type_: str) -> str:
+    ep = _entry_points_of.get(type_)
+    return _origin(ep) if ep is not None else f"backend {type_!r}"
+
+
 def _wrap_call(spec: TaskBackendSpec, what: str, exc: Exception) -> BackendError:
-    origin = _origins.get(spec.type, f"backend {spec.type!r}")
+    origin = _loaded_origin(spec.type)
     msg = (
         f"Task backend {spec.type!r} failed in {what} ({origin}): {type(exc).__name__}: "
         f"{exc}. This is a fault of the backend, not of lexigram-tasks: upgrade it or "
@@ -310,7 +339,7 @@ def create_queue(spec: TaskBackendSpec) -> TaskQueueProtocol:
     except Exception as exc:
         raise _wrap_call(spec, "create_queue", exc) from exc
     if not isinstance(queue, TaskQueueProtocol):
-        origin = _origins.get(spec.type, f"backend {spec.type!r}")
+        origin = _loaded_origin(spec.type)
         msg = (
             f"Task backend {spec.type!r} returned {type(queue).__name__!r} from "
             f"create_queue ({origin}), which does not implement TaskQueueProtocol. "

@@ -54,7 +54,7 @@ def parse_options(
         TaskConfigurationError: An unknown option (naming the nearest valid one) or a
             value that does not convert to the declared type.
     """
-    hints = typing.get_type_hints(options_type)
+    hints = _option_hints(options_type)
     names = option_names(options_type)
     values: dict[str, Any] = {}
     for key, value in options.items():
@@ -71,6 +71,18 @@ def parse_options(
             continue
         values[name] = _convert(backend, spec_name, name, value, hints[name])
     return options_type(**values)
+
+
+# A backend parses its options once per queue and store it builds (seven times at a Redis
+# worker's start), and resolving the hints evaluates every field's annotation.
+_hints_of: dict[type[Any], dict[str, Any]] = {}
+
+
+def _option_hints(options_type: type[Any]) -> dict[str, Any]:
+    hints = _hints_of.get(options_type)
+    if hints is None:
+        hints = _hints_of[options_type] = typing.get_type_hints(options_type)
+    return hints
 
 
 def _convert(backend: str, spec_name: str, name: str, value: Any, hint: Any) -> Any:

@@ -182,13 +182,25 @@ def resolve_spec(
         CLIError: ``--backend`` is malformed or names a backend that is not installed.
     """
     entry = config.primary_backend or config.backend
-    spec = spec_from_config(entry)
-    if backend is not None:
+    if backend is None:
+        spec = spec_from_config(entry)
+    else:
         backend_type, url = parse_backend(backend)
-        if backend_type == spec.type:
-            spec = replace(spec, url=url or spec.url)
+        if backend_type != entry.type and entry.url is None:
+            # The config's own URL would be dropped: not reading it spares importing its
+            # backend (the default config's memory backend, for a worker given a URL).
+            spec = TaskBackendSpec(
+                name=getattr(entry, "name", None) or "default",
+                type=backend_type,
+                url=url,
+                queue_name=entry.queue_name,
+            )
         else:
-            spec = replace(spec, type=backend_type, url=url, options={})
+            spec = spec_from_config(entry)
+            if backend_type == spec.type:
+                spec = replace(spec, url=url or spec.url)
+            else:
+                spec = replace(spec, type=backend_type, url=url, options={})
     if queue_name is not None:
         spec = replace(spec, queue_name=queue_name)
     check_backend(spec.type)

@@ -11,7 +11,7 @@ from lexigram.contracts.tasks import (
     EnvelopeSigner,
     configure_envelope,
 )
-from lexigram.tasks.config._sections import _fix, _Section
+from lexigram.tasks.config._sections import _empty_list, _fix, _Section
 
 
 class TaskSecurityConfig(_Section):
@@ -30,7 +30,7 @@ class TaskSecurityConfig(_Section):
     config_path: ClassVar[str] = "tasks.security"
 
     signing_key: SecretStr | None = None
-    verification_keys: list[SecretStr] = Field(default_factory=list)
+    verification_keys: list[SecretStr] = Field(default_factory=_empty_list)
     max_payload_bytes: int = Field(
         default=DEFAULT_MAX_PAYLOAD_BYTES,
         gt=0,

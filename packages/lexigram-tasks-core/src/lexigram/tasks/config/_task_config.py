@@ -28,6 +28,8 @@ from lexigram.tasks.config._sections import (
     TaskSchedulerConfig,
     TaskTimeoutConfig,
     TaskWorkerConfig,
+    _empty_list,
+    _empty_mapping,
     _Section,
 )
 from lexigram.tasks.config._security import TaskSecurityConfig
@@ -82,8 +84,8 @@ class TaskConfig(_Section):
     rate_limit: TaskRateLimitConfig = Field(default_factory=TaskRateLimitConfig)
     timeout: TaskTimeoutConfig = Field(default_factory=TaskTimeoutConfig)
     security: TaskSecurityConfig = Field(default_factory=TaskSecurityConfig)
-    extra: dict[str, Any] = Field(default_factory=dict)
-    backends: list[NamedTaskConfig] = Field(default_factory=list)
+    extra: dict[str, Any] = Field(default_factory=_empty_mapping)
+    backends: list[NamedTaskConfig] = Field(default_factory=_empty_list)
     env: Environment | None = None
     strict: bool = True
 
