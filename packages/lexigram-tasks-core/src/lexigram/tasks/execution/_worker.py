@@ -30,15 +30,8 @@ from lexigram.tasks.execution._lease_keeper import LeaseKeeper, start_keeper
 from lexigram.tasks.execution._options import TaskOptions, options_of
 from lexigram.tasks.execution._registry import HandlerRegistry
 from lexigram.tasks.execution._runner import JobRunner, TaskLookup
-from lexigram.tasks.execution._settle import (
-    CANCEL,
-    LEASE_LOST,
-    STOP,
-    TIMEOUT,
-    Running,
-    Settler,
-    WorkerLogAdapter,
-)
+from lexigram.tasks.execution._running import CANCEL, LEASE_LOST, STOP, TIMEOUT, Running
+from lexigram.tasks.execution._settle import Settler, WorkerLogAdapter
 from lexigram.tasks.execution._stats import TaskWorkerServices, WorkerJobStats
 from lexigram.tasks.hooks import as_observer
 from lexigram.tasks.middleware import TaskMiddlewarePipeline
