@@ -23,7 +23,7 @@ import math
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
 from lexigram.contracts.tasks import (
@@ -72,19 +72,6 @@ from lexigram.tasks.results import ResultStore
 # A job that ran at least this long gives its slot to the next job before its ack, one
 # that ran shorter after it (see Settler.released).
 EARLY_RELEASE_SECONDS = 0.005
-
-
-class WorkerLogAdapter(logging.LoggerAdapter[logging.Logger]):
-    """Adds the worker's id to each record and keeps the ``extra`` fields a call passes.
-
-    (`logging.LoggerAdapter` replaces a call's ``extra`` with its own before Python 3.13;
-    the per-job lines carry theirs: task, job id, attempt, duration.)
-    """
-
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
-        given = kwargs.get("extra")
-        kwargs["extra"] = {**(self.extra or {}), **given} if given else self.extra
-        return msg, kwargs
 
 
 class Settler:
