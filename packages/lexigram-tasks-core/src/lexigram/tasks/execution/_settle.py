@@ -51,6 +51,7 @@ from lexigram.tasks.events import (
 )
 from lexigram.tasks.execution._backoff import retry_delay
 from lexigram.tasks.execution._cancel import cancelled_result
+from lexigram.tasks.execution._idempotency_keys import settle_idempotency_key
 from lexigram.tasks.execution._options import Reject, Retry
 from lexigram.tasks.execution._running import (
     CANCEL,
@@ -540,24 +541,7 @@ class Settler:
                 self.logger.exception("Reporting progress of job %s failed.", entry.job.id)
         key = entry.job.idempotency_key
         if self.idempotency is not None and key is not None:
-            await self._settle_idempotency(key, result)
-
-    async def _settle_idempotency(self, key: str, result: JobResult) -> None:
-        """Remember a success under the job's key; free the key of a dead-lettered job."""
-        manager = self.idempotency
-        try:
-            if result.success:
-                mark = getattr(manager, "mark_completed", None)
-                if mark is not None:
-                    await mark(key, result.data)
-            else:
-                release = getattr(manager, "release", None)
-                if release is not None:
-                    await release(key)
-        except KeyError:
-            pass  # the job was not submitted through the manager: nothing to record
-        except Exception:
-            self.logger.exception("Recording idempotency key %r failed.", key)
+            await settle_idempotency_key(self.idempotency, key, result, self.logger)
 
     def event(  # noqa: PLR0917 - positional on the hot path (see the docstring)
         self,
