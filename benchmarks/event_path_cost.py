@@ -90,7 +90,8 @@ def _settler(stream: Any) -> tuple[Any, Any]:
     from lexigram.contracts.tasks import Job  # noqa: PLC0415
     from lexigram.tasks.config import TaskWorkerConfig  # noqa: PLC0415
     from lexigram.tasks.dlq import DeadLetterQueue  # noqa: PLC0415
-    from lexigram.tasks.execution._settle import Running, Settler  # noqa: PLC0415
+    from lexigram.tasks.execution._running import Running  # noqa: PLC0415
+    from lexigram.tasks.execution._settle import Settler  # noqa: PLC0415
     from lexigram.tasks.execution._stats import WorkerJobStats  # noqa: PLC0415
 
     class Queue:

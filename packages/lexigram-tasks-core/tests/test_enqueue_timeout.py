@@ -72,7 +72,7 @@ def test_the_configuration_sets_the_timeout_for_every_command(tmp_path) -> None:
     path = tmp_path / "tasks.yaml"
     path.write_text("tasks:\n  backend:\n    type: memory\n    enqueue_timeout: 0.25\n")
     load_config(str(path), None)
-    from lexigram.tasks import decorators
+    from lexigram.tasks import _producer
 
-    assert decorators._enqueue_timeout == 0.25
+    assert _producer._enqueue_timeout == 0.25
     assert TaskConfig().backend.enqueue_timeout == DEFAULT_ENQUEUE_TIMEOUT

@@ -32,9 +32,9 @@ def _assert_empty(queue: MemoryTaskQueue) -> None:
     assert queue._ready == []
     assert queue._delayed == []
     assert queue._in_flight == {}
-    assert queue._idempotency == {}
-    assert len(queue._idempotency_expiry) == 0
-    assert queue._waiters == set()
+    assert queue._keys.keys == {}
+    assert len(queue._keys.expiries) == 0
+    assert queue._wakeups.waiters == set()
 
 
 async def test_memory_queue_satisfies_the_protocol() -> None:
@@ -327,7 +327,7 @@ async def test_close_wakes_a_waiting_consumer_and_keeps_the_queue_usable() -> No
     queue = MemoryTaskQueue()
     consumer = asyncio.create_task(queue.dequeue_batch(1, timeout=60))
     await asyncio.sleep(0)  # let the consumer start waiting
-    assert queue._waiters
+    assert queue._wakeups.waiters
     await queue.close()
     assert await asyncio.wait_for(consumer, 5) == []
     job = Job(name="after-close")
@@ -344,7 +344,7 @@ async def test_cancelled_consumer_leaves_no_waiter_behind() -> None:
     consumer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await consumer
-    assert queue._waiters == set()
+    assert queue._wakeups.waiters == set()
 
 
 async def test_dequeue_batch_with_no_room_returns_empty() -> None:
@@ -378,7 +378,7 @@ def test_backend_create_queue_reads_the_spec() -> None:
     assert isinstance(queue, MemoryTaskQueue)
     assert (queue.queue_name, queue.visibility_timeout) == ("reports", 5.0)
     assert queue._max_size == 10
-    assert queue._idempotency_ttl == 60.0
+    assert queue._keys.ttl == 60.0
     assert create_queue(TaskBackendSpec()).queue_name == "tasks"
 
 

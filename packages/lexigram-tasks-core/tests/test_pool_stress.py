@@ -49,7 +49,7 @@ def assert_queue_empty(queue: MemoryTaskQueue) -> None:
     assert queue._in_flight == {}
     assert queue._ready == []
     assert queue._delayed == []
-    assert queue._waiters == set()
+    assert queue._wakeups.waiters == set()
 
 
 async def test_pool_ten_thousand_jobs_with_failures_and_timeouts_all_end_once() -> None:

@@ -299,7 +299,7 @@ async def test_worker_heartbeat_reclaims_a_job_cancelled_from_outside_before_sta
     entry.task.cancel()  # before its first step: the body never runs
     await asyncio.wait({entry.task})
     assert worker.is_busy()  # the orphan still holds a slot...
-    await worker._renew_leases(10.0)  # ...until the next heartbeat reclaims it
+    await worker._heartbeat.renew(10.0)  # ...until the next heartbeat reclaims it
     assert not worker.is_busy()
     assert await queue.count("tasks", JobStatus.PENDING) == 1
 

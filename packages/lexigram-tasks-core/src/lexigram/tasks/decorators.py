@@ -14,38 +14,42 @@ worker runs every job of the task with the options it has registered, so a job m
 ``Job(name=...)``, the CLI or a schedule behaves like one made by ``.delay()``. Every
 enqueue of the core goes through `submit_job` (or `enqueue_job` / `enqueue_jobs`, built
 on the same rule), which reports "queued" on `lexigram.tasks.events.producer_events()`
-once per job a queue accepted.
+once per job a queue accepted. Those helpers and the queue routing are defined in
+``_producer.py``; every name of theirs is importable from here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from collections.abc import Callable, Iterable
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from lexigram.contracts.tasks import (
-    BackendConnectionError,
     Job,
     Priority,
-    Result,
     ResultStoreProtocol,
-    TaskQueueError,
     TaskQueueProtocol,
     TaskValidationError,
 )
+from lexigram.tasks._producer import (
+    DEFAULT_ENQUEUE_TIMEOUT,
+    DEFAULT_QUEUE,
+    configure_enqueue_timeout,
+    enqueue_job,
+    enqueue_jobs,
+    get_default_queue,
+    get_task_queues,
+    queue_for,
+    set_default_queue,
+    set_task_queues,
+    submit_job,
+)
 from lexigram.tasks.concurrency._task_rate import parse_rate_limit
 from lexigram.tasks.constants import IMMUTABLE_STEP_KEY
-from lexigram.tasks.events import QUEUED, JobEvent, new_job_event, producer_events
 from lexigram.tasks.execution._options import ExceptionTypes, TaskOptions
-from lexigram.tasks.handles import JobHandle, register_job_stores
-from lexigram.tasks.observability._tracing import producer_span
-
-if TYPE_CHECKING:
-    from lexigram.contracts.tasks import ProgressStoreProtocol
+from lexigram.tasks.handles import JobHandle
 
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
@@ -53,98 +57,6 @@ R = TypeVar("R")
 
 IdempotencyKey = str | Callable[..., str] | None
 """A fixed key, a ``str.format`` template over the call's arguments, or a function of them."""
-
-DEFAULT_QUEUE = "default"
-"""The `@task(queue=...)` value that means "the application's default queue"."""
-
-_default_queue: TaskQueueProtocol | None = None
-_named_queues: dict[str, TaskQueueProtocol] = {}
-
-
-def set_default_queue(
-    queue: TaskQueueProtocol | None,
-    *,
-    result_store: ResultStoreProtocol | None = None,
-    progress_store: ProgressStoreProtocol | None = None,
-) -> None:
-    """Set the queue that `TaskFunction.delay` enqueues on (None to unset).
-
-    The tasks provider calls this at boot with the application's primary queue; call it
-    yourself in scripts and tests that use a queue without the provider.
-
-    Args:
-        queue: The default queue, or None.
-        result_store: The result store its workers write to, so that the handles
-            ``.delay()`` returns can await results (see `register_job_stores`).
-        progress_store: The progress store its handlers report to.
-    """
-    global _default_queue  # noqa: PLW0603 - one process-wide default, as `delay` needs
-    _default_queue = queue
-    if queue is not None and (result_store is not None or progress_store is not None):
-        register_job_stores(queue, result_store=result_store, progress_store=progress_store)
-
-
-def set_task_queues(queues: Mapping[str, TaskQueueProtocol]) -> None:
-    """Set the queues `TaskFunction.delay` routes to by name (``@task(queue=name)``).
-
-    The tasks provider calls this at boot with every backend under its name and under
-    its queue name; an empty mapping unsets them.
-
-    Args:
-        queues: Queue objects by name.
-    """
-    _named_queues.clear()
-    _named_queues.update(queues)
-
-
-def get_task_queues() -> dict[str, TaskQueueProtocol]:
-    """Return a copy of the queues `TaskFunction.delay` routes to by name."""
-    return dict(_named_queues)
-
-
-def queue_for(name: str) -> TaskQueueProtocol:
-    """Return the queue a task declared with ``@task(queue=name)`` is enqueued on.
-
-    ``"default"`` is the default queue; any other name is a queue set with
-    `set_task_queues`, or the default queue when that one serves a queue of this name.
-
-    Raises:
-        TaskQueueError: No queue of that name is configured (a job enqueued anywhere
-            else would wait for workers that never consume it).
-    """
-    if name == DEFAULT_QUEUE:
-        return get_default_queue()
-    queue = _named_queues.get(name)
-    if queue is not None:
-        return queue
-    if _default_queue is not None and getattr(_default_queue, "queue_name", None) == name:
-        return _default_queue
-    known = sorted(_named_queues) or ["(none)"]
-    msg = (
-        f"No task queue named {name!r} is configured, so a task declared with "
-        f"@task(queue={name!r}) cannot be enqueued with .delay(); configured names: "
-        f"{', '.join(known)}. Add a backend named {name!r} (or with queue_name {name!r}) "
-        "to the tasks config so workers consume it, or enqueue with "
-        ".apply_async(queue, ...)."
-    )
-    raise TaskQueueError(msg, queue_name=name)
-
-
-def get_default_queue() -> TaskQueueProtocol:
-    """Return the queue that `TaskFunction.delay` enqueues on.
-
-    Raises:
-        TaskQueueError: No default queue is configured.
-    """
-    if _default_queue is None:
-        msg = (
-            "No default task queue is configured, so .delay() has nowhere to enqueue. Boot "
-            "the application with TasksModule/TaskProvider (it sets the default queue), call "
-            "lexigram.tasks.decorators.set_default_queue(queue), or use "
-            ".apply_async(queue, ...) with an explicit queue."
-        )
-        raise TaskQueueError(msg)
-    return _default_queue
 
 
 class TaskFunction(Generic[P, R]):
@@ -422,134 +334,6 @@ def _signature_of(func: Callable[..., Any]) -> inspect.Signature | None:
         return None
 
 
-DEFAULT_ENQUEUE_TIMEOUT = 5.0
-"""Seconds an enqueue of the core may take before it fails (``tasks.backend.enqueue_timeout``)."""
-
-_enqueue_timeout: float | None = DEFAULT_ENQUEUE_TIMEOUT
-
-
-def configure_enqueue_timeout(seconds: float | None) -> None:
-    """Set how long every enqueue of this process may take (None: as long as it takes).
-
-    The composition roots (`TaskProvider`, every ``lexigram-tasks`` command) set it from
-    ``tasks.backend.enqueue_timeout``, so a web request calling ``.delay()`` while the
-    broker is down fails after that many seconds with a clear error instead of hanging.
-    """
-    global _enqueue_timeout  # noqa: PLW0603 - a process-wide setting, like envelope signing
-    _enqueue_timeout = seconds
-
-
-def _enqueue_timed_out(
-    queue: TaskQueueProtocol, what: str, seconds: float
-) -> BackendConnectionError:
-    return BackendConnectionError(
-        f"Enqueueing {what} on queue {str(getattr(queue, 'queue_name', '?'))!r} got no answer "
-        f"within {seconds:g} s (tasks.backend.enqueue_timeout): the broker may be down or "
-        "overloaded. The job may or may not have been enqueued; send it again with the same "
-        "idempotency key to be sure it runs once, or raise the timeout."
-    )
-
-
-async def submit_job(queue: TaskQueueProtocol, job: Job) -> Result[str, TaskQueueError]:
-    """``queue.enqueue(job)`` that also reports the job: the one way the core enqueues.
-
-    Emits one "queued" `JobEvent` on `producer_events()` when the queue accepted a new
-    job (not for a duplicate id or idempotency key, nor a refused job). Use it wherever
-    ``queue.enqueue`` would be called (it returns the same `Result`), e.g. as the
-    scheduler's callback: ``functools.partial(submit_job, queue)``.
-
-    Raises:
-        BackendConnectionError: The queue gave no answer within the enqueue timeout
-            (`configure_enqueue_timeout`), or could not reach its server.
-    """
-    timeout = _enqueue_timeout
-    with producer_span(job, _queue_name(queue, job)):
-        try:
-            async with asyncio.timeout(timeout):
-                result = await queue.enqueue(job)
-        except TimeoutError:
-            assert timeout is not None  # noqa: S101 - no deadline, no TimeoutError from it
-            raise _enqueue_timed_out(queue, f"job {job.id} ({job.name})", timeout) from None
-    if result.is_ok() and result.unwrap() == job.id:
-        stream = producer_events()
-        if stream:
-            pending = stream.deliver(_queued(queue, job))
-            if pending is not None:
-                await pending
-    return result
-
-
-async def enqueue_job(queue: TaskQueueProtocol, job: Job) -> Job:
-    """Enqueue `job` on `queue` and report it (`submit_job`), raising if it was refused.
-
-    Returns:
-        The job (for a duplicate idempotency key: carrying the first job's id).
-
-    Raises:
-        TaskQueueError: The queue refused the job.
-    """
-    result = await submit_job(queue, job)
-    if result.is_err():
-        raise result.unwrap_err()
-    job_id = result.unwrap()
-    if job_id != job.id:  # a duplicate idempotency key: the first job stands for this call
-        job.id = job_id
-    return job
-
-
-async def enqueue_jobs(queue: TaskQueueProtocol, jobs: Sequence[Job]) -> list[Job | Exception]:
-    """Enqueue several jobs with the queue's bulk call and report each accepted one.
-
-    Returns:
-        Per job, in order: the job (carrying the first job's id for a duplicate key),
-        or the error the queue returned for it.
-    """
-    timeout = _enqueue_timeout
-    with ExitStack() as spans:
-        for job in jobs:
-            spans.enter_context(producer_span(job, _queue_name(queue, job)))
-        try:
-            async with asyncio.timeout(timeout):
-                results = await queue.enqueue_many(list(jobs))
-        except TimeoutError:
-            assert timeout is not None  # noqa: S101 - no deadline, no TimeoutError from it
-            raise _enqueue_timed_out(queue, f"{len(jobs)} jobs", timeout) from None
-    out: list[Job | Exception] = []
-    accepted: list[Job] = []
-    for job, result in zip(jobs, results, strict=True):
-        if result.is_err():
-            out.append(result.unwrap_err())
-            continue
-        job_id = result.unwrap()
-        if job_id != job.id:
-            job.id = job_id
-        else:
-            accepted.append(job)
-        out.append(job)
-    stream = producer_events()
-    if stream:
-        for job in accepted:
-            pending = stream.deliver(_queued(queue, job))
-            if pending is not None:
-                await pending
-    return out
-
-
-def _queue_name(queue: TaskQueueProtocol, job: Job) -> str:
-    return job.queue_name or str(getattr(queue, "queue_name", "") or "")
-
-
-def _queued(queue: TaskQueueProtocol, job: Job) -> JobEvent:
-    return new_job_event(
-        kind=QUEUED,
-        task=job.name,
-        job_id=job.id,
-        queue=_queue_name(queue, job),
-        enqueued_at=job.created_at,
-        metadata=job.metadata,
-    )
-
-
 def _options(
     *,
     priority: Priority | int,
@@ -735,14 +519,20 @@ def scheduled(
 
 
 __all__ = [
+    "DEFAULT_ENQUEUE_TIMEOUT",
+    "DEFAULT_QUEUE",
     "JobHandle",
     "TaskFunction",
     "TaskOptions",
+    "configure_enqueue_timeout",
     "enqueue_job",
     "enqueue_jobs",
     "get_default_queue",
+    "get_task_queues",
+    "queue_for",
     "scheduled",
     "set_default_queue",
+    "set_task_queues",
     "submit_job",
     "task",
 ]

@@ -30,7 +30,7 @@ from lexigram.contracts.tasks import (
 from lexigram.tasks.concurrency._rate_limit import TokenBucket
 
 if TYPE_CHECKING:
-    from lexigram.tasks.execution._settle import Running
+    from lexigram.tasks.execution._running import Running
 
 logger = logging.getLogger(__name__)
 

@@ -21,18 +21,14 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 from lexigram.contracts.tasks import (
-    DLQBackendProtocol,
     Err,
     HookRegistryProtocol,
     IdempotencyStoreProtocol,
     Job,
     JobTemplate,
     Ok,
-    ProgressStoreProtocol,
-    ProgressTrackerProtocol,
     RateLimiterProtocol,
     Result,
-    ResultStoreProtocol,
     TaskConfigurationError,
     TaskExecutorProtocol,
     TaskQueueError,
@@ -54,18 +50,16 @@ from lexigram.tasks.di._health import aggregate_pool_stats, probe_queues, summar
 from lexigram.tasks.di._registration import HandlerRegistrationMixin
 from lexigram.tasks.di._stack import (
     BackendStack,
+    bind_stack,
     build_config_rate_limiter,
     build_hooks,
     build_pool,
     build_stacks,
     observe_enqueues,
 )
-from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.execution import HandlerRegistry, WorkerPool
 from lexigram.tasks.hooks import HookRegistry
 from lexigram.tasks.observability import TaskDashboard, TaskMetricsCollector
-from lexigram.tasks.progress import ProgressStore
-from lexigram.tasks.results import ResultStore
 from lexigram.tasks.scheduling import TaskScheduler, as_scheduler_store
 
 if TYPE_CHECKING:
@@ -320,33 +314,17 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
             container.singleton(TaskScheduler, self.scheduler)
         if self.rate_limiter is not None:
             container.singleton(RateLimiterProtocol, self.rate_limiter)
-        self._bind_stack(container, self._primary, None)
+        primary = self._primary
+        bind_stack(container, primary, self.worker_pools[primary.name], None)
         if self._config.backends:
             for name, stack in self.stacks.items():
-                self._bind_stack(container, stack, name)
+                bind_stack(container, stack, self.worker_pools[stack.name], name)
 
     def _report_config_issues(self) -> None:
         """Log what `validate_for_environment` finds; deployments decide what to block on."""
         levels = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO}
         for issue in self._config.validate_for_environment():
             logger.log(levels[issue.severity], "Task configuration: %s", issue)
-
-    def _bind_stack(
-        self, container: ContainerRegistrarProtocol, stack: BackendStack, name: str | None
-    ) -> None:
-        bindings: list[tuple[Any, Any]] = [
-            (TaskQueueProtocol, stack.queue),
-            (WorkerPool, self.worker_pools[stack.name]),
-            (ResultStore, stack.result_store),
-            (ResultStoreProtocol, stack.result_store),
-            (ProgressStore, stack.progress_store),
-            (ProgressStoreProtocol, stack.progress_store),
-            (ProgressTrackerProtocol, stack.progress_tracker),
-            (PersistentDeadLetterQueue, stack.dead_letter_queue),
-            (DLQBackendProtocol, stack.dead_letter_queue.backend),
-        ]
-        for service_type, instance in bindings:
-            container.singleton(service_type, instance, name=name)
 
     async def boot(self, container: ContainerResolverProtocol) -> None:
         """Start the task provider.

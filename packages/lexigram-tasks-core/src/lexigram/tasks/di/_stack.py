@@ -11,6 +11,7 @@ its optional stores (result, progress, progress tracker, DLQ, scheduler store); 
 the backend offers none, the in-memory version is used (and `create_store` logs it).
 Every error names the config field that selected the backend, so a typo in a type
 reads ``tasks.backends[1].type = 'rediss': No task backend named 'rediss' ...``.
+`bind_stack` is what `TaskProvider` binds in the application container for a stack.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from lexigram.contracts.tasks import (
     BackendError,
+    DLQBackendProtocol,
+    ProgressStoreProtocol,
     ProgressTrackerProtocol,
     RateLimiterProtocol,
+    ResultStoreProtocol,
     TaskBackendSpec,
     TaskConfigurationError,
     TaskQueueError,
@@ -51,6 +55,7 @@ from lexigram.tasks.results import InMemoryResultStore, ResultStore
 from lexigram.tasks.workflows import InMemoryWorkflowStateStore, register_workflow_store
 
 if TYPE_CHECKING:
+    from lexigram.di import ContainerRegistrarProtocol
     from lexigram.tasks.middleware import TaskMiddlewarePipeline
 
 logger = logging.getLogger(__name__)
@@ -106,6 +111,32 @@ class BackendStack:
                     await result
             except Exception:
                 logger.exception("Closing %r of task backend %r failed.", obj, self.name)
+
+
+def bind_stack(
+    container: ContainerRegistrarProtocol,
+    stack: BackendStack,
+    pool: WorkerPool,
+    name: str | None,
+) -> None:
+    """Bind `stack`'s queue, its `pool` and its stores in `container` (unnamed for None).
+
+    `TaskProvider` binds the primary backend's stack unnamed and, in multi-backend
+    mode, every stack under ``Named(name)`` as well.
+    """
+    bindings: list[tuple[Any, Any]] = [
+        (TaskQueueProtocol, stack.queue),
+        (WorkerPool, pool),
+        (ResultStore, stack.result_store),
+        (ResultStoreProtocol, stack.result_store),
+        (ProgressStore, stack.progress_store),
+        (ProgressStoreProtocol, stack.progress_store),
+        (ProgressTrackerProtocol, stack.progress_tracker),
+        (PersistentDeadLetterQueue, stack.dead_letter_queue),
+        (DLQBackendProtocol, stack.dead_letter_queue.backend),
+    ]
+    for service_type, instance in bindings:
+        container.singleton(service_type, instance, name=name)
 
 
 def _prefixed(exc: _E, field: str) -> _E:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from lexigram.contracts.tasks import CancellableQueueProtocol, JobResult
 
 if TYPE_CHECKING:
-    from lexigram.tasks.execution._settle import Running
+    from lexigram.tasks.execution._running import Running
 
 # Seconds a cancellation of a job this worker does not run is remembered: it may be
 # one the worker leased but has not started yet (the announcement overtook dequeue).

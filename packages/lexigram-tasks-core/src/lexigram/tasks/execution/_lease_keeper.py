@@ -38,7 +38,7 @@ from lexigram.contracts.tasks import (
 
 if TYPE_CHECKING:
     from lexigram.tasks.execution._lag import LoopLagMonitor
-    from lexigram.tasks.execution._settle import Running
+    from lexigram.tasks.execution._running import Running
 
 # Most leases in one `renew` call; a worker rarely holds more.
 _BATCH = 500

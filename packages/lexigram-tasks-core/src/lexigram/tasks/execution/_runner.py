@@ -40,16 +40,16 @@ from lexigram.tasks.execution._params import (
     resolve_arguments,
 )
 from lexigram.tasks.execution._registry import unknown_task_error
-from lexigram.tasks.execution._settle import (
+from lexigram.tasks.execution._running import (
     REASON_BAD_ARGUMENTS,
     REASON_CRASH_LOOP,
     REASON_POISON,
     REASON_UNKNOWN_TASK,
     Running,
-    Settler,
     Unrunnable,
     describe,
 )
+from lexigram.tasks.execution._settle import Settler
 from lexigram.tasks.middleware import TaskExecutionContext, TaskMiddlewarePipeline
 
 

@@ -20,11 +20,10 @@ import asyncio
 import inspect
 import logging
 import math
-import random
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
 from lexigram.contracts.tasks import (
@@ -32,7 +31,6 @@ from lexigram.contracts.tasks import (
     JobResult,
     JobStatus,
     ProgressTrackerProtocol,
-    TaskQueueError,
     TaskQueueProtocol,
     TaskTimeoutError,
 )
@@ -51,90 +49,30 @@ from lexigram.tasks.events import (
     JobEvent,
     new_job_event,
 )
+from lexigram.tasks.execution._backoff import retry_delay
 from lexigram.tasks.execution._cancel import cancelled_result
-from lexigram.tasks.execution._options import Reject, Retry, TaskOptions
+from lexigram.tasks.execution._idempotency_keys import settle_idempotency_key
+from lexigram.tasks.execution._options import Reject, Retry
+from lexigram.tasks.execution._running import (
+    CANCEL,
+    LEASE_LOST,
+    NOT_ATTEMPTED,
+    REASON_MAX_RETRIES,
+    REASON_NOT_RETRIED,
+    REASON_REJECTED,
+    REASON_RETRY_REQUESTED,
+    TIMEOUT,
+    Running,
+    Unrunnable,
+    describe,
+)
 from lexigram.tasks.execution._stats import WorkerJobStats
 from lexigram.tasks.progress import ProgressStore, ProgressTracker
 from lexigram.tasks.results import ResultStore
 
-# Why the worker itself cancelled a job's task (None: it did not).
-TIMEOUT = "timeout"
-LEASE_LOST = "lease_lost"
-STOP = "stop"
-CANCEL = "cancel"
-
-REASON_MAX_RETRIES = "max_retries"
-REASON_NOT_RETRIED = "not_retried"
-REASON_REJECTED = "rejected"
-REASON_BAD_ARGUMENTS = "bad_arguments"
-REASON_UNKNOWN_TASK = "unknown_task"
-REASON_POISON = "poison"
-REASON_CRASH_LOOP = "crash_loop"
-REASON_RETRY_REQUESTED = "retry_requested"
 # A job that ran at least this long gives its slot to the next job before its ack, one
 # that ran shorter after it (see Settler.released).
 EARLY_RELEASE_SECONDS = 0.005
-# Reasons for which the handler never ran on this delivery (no attempt is counted).
-_NOT_ATTEMPTED = frozenset({REASON_UNKNOWN_TASK, REASON_POISON, REASON_CRASH_LOOP})
-
-
-class WorkerLogAdapter(logging.LoggerAdapter[logging.Logger]):
-    """Adds the worker's id to each record and keeps the ``extra`` fields a call passes.
-
-    (`logging.LoggerAdapter` replaces a call's ``extra`` with its own before Python 3.13;
-    the per-job lines carry theirs: task, job id, attempt, duration.)
-    """
-
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
-        given = kwargs.get("extra")
-        kwargs["extra"] = {**(self.extra or {}), **given} if given else self.extra
-        return msg, kwargs
-
-
-class Running:
-    """Book-keeping of one in-flight job (slots: this is created per job)."""
-
-    __slots__ = (
-        "deadline",
-        "deferred",
-        "job",
-        "options",
-        "reason",
-        "renewed",
-        "settling",
-        "shield",
-        "slot_released",
-        "started_at",
-        "task",
-        "timeout",
-        "tracker",
-    )
-
-    def __init__(self, job: Job, now: float, deadline: float = math.inf) -> None:
-        self.job = job
-        self.deadline = deadline
-        self.renewed = now
-        self.reason: str | None = None
-        self.started_at = 0.0  # epoch seconds once its run began (0.0: not yet)
-        self.settling = False
-        self.task: asyncio.Task[None] | None = None
-        self.tracker: ProgressTracker | None = None
-        self.options: TaskOptions | None = None
-        self.timeout: float | None = None
-        # Depth of `shield_cancellation` blocks, and whether an interrupt waits for them.
-        self.shield = 0
-        self.deferred = False
-        # The handler succeeded and the slot went to the next job (see Settler.released).
-        self.slot_released = False
-
-
-class Unrunnable(Exception):  # noqa: N818 - internal signal, never escapes the worker
-    """A job that cannot run (again): it goes straight to the DLQ without retries."""
-
-    def __init__(self, reason: str, error: BaseException | str) -> None:
-        super().__init__(str(error))
-        self.reason = reason
-        self.error = error if isinstance(error, str) else describe(error)
 
 
 class Settler:
@@ -423,7 +361,9 @@ class Settler:
         job.mark_retrying()
         job.last_error = error
         if delay is None:
-            delay = self._retry_delay(job.retry_count - 1, options)
+            delay = retry_delay(
+                job.retry_count - 1, options, self.config.retry, self.retry_policy, self.logger
+            )
         if not await self._settle(job, "retry_later", self.queue.retry_later(job, delay=delay)):
             await self._lost(entry, duration, attempt)
             return
@@ -458,7 +398,7 @@ class Settler:
     ) -> None:
         job = entry.job
         duration = self._ended(job, started)
-        attempts = job.retry_count + (reason not in _NOT_ATTEMPTED)
+        attempts = job.retry_count + (reason not in NOT_ATTEMPTED)
         result = JobResult.fail(error, retry_count=job.retry_count, duration=duration)
         result.id, result.name = job.id, job.name
         job.mark_failed(error)
@@ -601,24 +541,7 @@ class Settler:
                 self.logger.exception("Reporting progress of job %s failed.", entry.job.id)
         key = entry.job.idempotency_key
         if self.idempotency is not None and key is not None:
-            await self._settle_idempotency(key, result)
-
-    async def _settle_idempotency(self, key: str, result: JobResult) -> None:
-        """Remember a success under the job's key; free the key of a dead-lettered job."""
-        manager = self.idempotency
-        try:
-            if result.success:
-                mark = getattr(manager, "mark_completed", None)
-                if mark is not None:
-                    await mark(key, result.data)
-            else:
-                release = getattr(manager, "release", None)
-                if release is not None:
-                    await release(key)
-        except KeyError:
-            pass  # the job was not submitted through the manager: nothing to record
-        except Exception:
-            self.logger.exception("Recording idempotency key %r failed.", key)
+            await settle_idempotency_key(self.idempotency, key, result, self.logger)
 
     def event(  # noqa: PLR0917 - positional on the hot path (see the docstring)
         self,
@@ -657,45 +580,6 @@ class Settler:
             job.metadata,
         )
 
-    # -- policies --------------------------------------------------------------------
-
-    def _retry_delay(self, attempt: int, options: TaskOptions | None) -> float:
-        """Seconds before retry number `attempt` (0-based), as the task or config says.
-
-        A task's ``retry_backoff=N`` waits N, 2N, 4N... seconds (capped at
-        ``retry_backoff_max``, else the configured ``max_delay``); ``retry_jitter=True``
-        picks a random delay between 0 and that (Celery's full jitter). Otherwise
-        `TaskWorkerServices.retry_policy`, else `TaskWorkerConfig.retry` decides.
-        """
-        retry = self.config.retry
-        own = options is not None and (
-            options.retry_backoff is not None
-            or options.retry_backoff_max is not None
-            or options.retry_jitter is not None
-        )
-        policy = self.retry_policy
-        if not own and policy is not None:
-            compute = getattr(policy, "compute_delay", None) or getattr(policy, "get_delay", None)
-            if compute is not None:
-                try:
-                    return max(0.0, float(compute(attempt)))
-                except Exception:
-                    self.logger.exception("retry_policy failed; using TaskWorkerConfig.retry.")
-        initial, factor, cap = retry.initial_delay, retry.backoff_factor, retry.max_delay
-        if options is not None:
-            if options.retry_backoff is not None:
-                initial, factor = options.retry_backoff, 2.0
-            if options.retry_backoff_max is not None:
-                cap = options.retry_backoff_max
-        delay = min(cap, initial * factor**attempt)
-        jitter = None if options is None else options.retry_jitter
-        if jitter is True:
-            delay = random.uniform(0.0, delay)  # noqa: S311 - jitter, not security
-        elif jitter is None and retry.jitter:
-            spread = delay * retry.jitter
-            delay += random.uniform(-spread, spread)  # noqa: S311 - jitter, not security
-        return max(0.0, delay)
-
 
 def _workflows() -> Any:
     # Imported on a workflow step's path only: the workflows package imports the producer
@@ -703,14 +587,6 @@ def _workflows() -> Any:
     from lexigram.tasks.workflows import _advance  # noqa: PLC0415
 
     return _advance
-
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, TaskQueueError):
-        return f"{type(exc).__name__}: {exc.message}"
-    if isinstance(exc, Reject | Retry):
-        return f"{type(exc).__name__}: {exc.reason}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _format(exc: BaseException) -> str:

@@ -22,25 +22,17 @@ from lexigram.contracts.tasks import CancellableQueueProtocol, Job, TaskQueuePro
 from lexigram.tasks.concurrency._task_rate import TaskRateGate, TaskRateLimiters
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.dlq import DeadLetterQueue
-from lexigram.tasks.events import COMPLETED, FAILED, EventObserver, EventStream, JobEvent
 from lexigram.tasks.execution._cancel import CancelWatch
 from lexigram.tasks.execution._deadlines import DeadlineTimer
+from lexigram.tasks.execution._heartbeat import Heartbeat
 from lexigram.tasks.execution._lag import DEFAULT_LOOP_LAG_THRESHOLD, LoopLagMonitor
 from lexigram.tasks.execution._lease_keeper import LeaseKeeper, start_keeper
-from lexigram.tasks.execution._options import TaskOptions, options_of
 from lexigram.tasks.execution._registry import HandlerRegistry
-from lexigram.tasks.execution._runner import JobRunner, TaskLookup
-from lexigram.tasks.execution._settle import (
-    CANCEL,
-    LEASE_LOST,
-    STOP,
-    TIMEOUT,
-    Running,
-    Settler,
-    WorkerLogAdapter,
-)
+from lexigram.tasks.execution._runner import JobRunner
+from lexigram.tasks.execution._running import CANCEL, LEASE_LOST, STOP, TIMEOUT, Running
+from lexigram.tasks.execution._settle import Settler
 from lexigram.tasks.execution._stats import TaskWorkerServices, WorkerJobStats
-from lexigram.tasks.hooks import as_observer
+from lexigram.tasks.execution._wiring import WorkerLogAdapter, event_stream_of, lookup_of
 from lexigram.tasks.middleware import TaskMiddlewarePipeline
 from lexigram.tasks.progress import ProgressTracker
 from lexigram.tasks.results import InMemoryResultStore
@@ -57,70 +49,6 @@ _DEADLINE_SLACK = 1e-3
 # job, then tells the subscribers); a lost lease waits this long for the announcement, so
 # the job is settled as cancelled rather than as lost.
 _CANCEL_NOTICE_WAIT = 0.25
-
-
-def _lookup_of(handlers: Any) -> TaskLookup:
-    """How a worker finds its tasks in a `HandlerRegistry` or a mapping of name -> handler.
-
-    The runner asks `current(name)` on every job (one dict lookup either way) and
-    re-derives what it cached for the task only when the answer is a new object: a
-    registry's (handler, options) pair changes on every registration, a mapping's
-    handler when it is replaced.
-    """
-    if isinstance(handlers, HandlerRegistry):
-        entry_of = handlers.lookup_function()
-        return TaskLookup(current=entry_of, resolve=entry_of)
-    lookup = getattr(handlers, "lookup", None)
-    if callable(lookup):
-        return TaskLookup(current=lookup, resolve=lookup)
-    get = getattr(handlers, "get", None)
-    if not callable(get):
-        get = getattr(handlers, "get_handler", None)
-    if not callable(get):
-        msg = (
-            f"handler_registry must be a dict of task name -> handler or a HandlerRegistry, "
-            f"got {type(handlers).__name__}. Pass e.g. {{'send_email': send_email}}."
-        )
-        raise TypeError(msg)
-
-    def resolve(name: str) -> tuple[Callable[..., Any], TaskOptions] | None:
-        handler = get(name)
-        return None if handler is None else (handler, options_of(handler))
-
-    return TaskLookup(current=get, resolve=resolve)
-
-
-class _RecordExecution:
-    """Feeds a dashboard that only has ``record_execution(...)`` from the event stream."""
-
-    __slots__ = ("dashboard",)
-
-    def __init__(self, dashboard: Any) -> None:
-        self.dashboard = dashboard
-
-    def observe(self, event: JobEvent) -> None:
-        if event.kind in (COMPLETED, FAILED):
-            self.dashboard.record_execution(
-                event.task,
-                job_id=event.job_id,
-                duration_ms=(event.duration or 0.0) * 1000.0,
-                success=event.kind == COMPLETED,
-                error=event.error,
-                worker_id=event.worker_id,
-            )
-
-
-def event_stream_of(services: TaskWorkerServices) -> EventStream:
-    """The job event stream a worker reports to: hooks, dashboard, then other observers."""
-    observers: list[EventObserver] = []
-    if services.hooks is not None:
-        observers.append(as_observer(services.hooks))
-    dashboard = services.dashboard
-    if dashboard is not None:
-        has_observe = callable(getattr(dashboard, "observe", None))
-        observers.append(dashboard if has_observe else _RecordExecution(dashboard))
-    observers.extend(services.observers)
-    return EventStream(observers)
 
 
 class TaskWorker:
@@ -190,14 +118,13 @@ class TaskWorker:
             if services.logger is not None
             else WorkerLogAdapter(logger, {"worker_id": worker_id})
         )
-        self._lookup = _lookup_of(handler_registry)
+        self._lookup = lookup_of(handler_registry)
         self._rate_limiter = services.rate_limiter
         self._progress_tracker = services.progress_tracker
         self._in_flight: dict[str, Running] = {}
         # Jobs in `_in_flight` whose handler succeeded and whose ack and result are on
         # their way: they hold no slot (`_release_slot`).
         self._finishing = 0
-        self._lease = float(queue.lease_seconds)
         self._loop_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._slot_free = asyncio.Event()
@@ -215,6 +142,16 @@ class TaskWorker:
                 DEFAULT_LOOP_LAG_THRESHOLD if configured is None else float(configured)
             )
         self._keeper: LeaseKeeper | None = None
+        self._heartbeat = Heartbeat(
+            queue,
+            self._in_flight,
+            float(queue.lease_seconds),
+            kept_by_keeper=self._kept_by_keeper,
+            lease_gone=self._lease_gone,
+            reclaim=self._reclaim,
+            logger=self.logger,
+            worker_id=worker_id,
+        )
         self.lag_monitor = (
             LoopLagMonitor(
                 loop_lag_threshold,
@@ -298,7 +235,7 @@ class TaskWorker:
         self._loop = asyncio.get_running_loop()
         self.stats.started_at = time.time()
         manager = self.services.task_manager
-        consume, beat = self._consume(), self._heartbeat()
+        consume, beat = self._consume(), self._heartbeat.run()
         if manager is not None:
             self._loop_task = manager.track_named(f"lexigram.tasks.{self.worker_id}", consume)
             self._heartbeat_task = manager.track_named(
@@ -570,61 +507,17 @@ class TaskWorker:
         if keeper is not None:
             await keeper.stop()
 
+    def _kept_by_keeper(self) -> bool:
+        """Whether the lease keeper's thread renews the leases that carry a token now."""
+        keeper = self._keeper
+        return keeper is not None and keeper.renewer is not None and keeper.running
+
     def _leases_lost(self, leases: list[tuple[str, str]]) -> None:
         """The lease keeper's report (on the loop): stop the handlers of these deliveries."""
         for job_id, token in leases:
             entry = self._in_flight.get(job_id)
             if entry is not None and entry.job.lease_token == token:
                 self._lease_gone(entry)
-
-    async def _heartbeat(self) -> None:
-        """Extend the lease of every running job every lease/3 seconds.
-
-        With a lease keeper, only jobs without a lease token are renewed here (it renews
-        the rest), and the loop still reclaims jobs cancelled from outside.
-        """
-        interval = self._lease / 3.0
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self._renew_leases(interval)
-            except Exception:
-                self.logger.exception("Heartbeat of worker %s failed.", self.worker_id)
-
-    async def _renew_leases(self, interval: float) -> None:
-        loop = asyncio.get_running_loop()
-        keeper = self._keeper
-        kept = keeper is not None and keeper.renewer is not None and keeper.running
-        due: list[Running] = []
-        for entry in list(self._in_flight.values()):
-            if entry.task is not None and entry.task.done():
-                await self._reclaim(entry)
-                continue
-            if kept and entry.job.lease_token is not None:
-                continue  # the lease keeper's thread renews it
-            # A lease taken less than half an interval ago still has over 2/3 left.
-            if not entry.settling and loop.time() - entry.renewed >= interval / 2:
-                due.append(entry)
-        if due:
-            # Concurrently: a backend that pipelines (Redis) renews them all in one round trip
-            # instead of one per job in flight.
-            await asyncio.gather(*(self._renew_lease(entry) for entry in due))
-
-    async def _renew_lease(self, entry: Running) -> None:
-        now = asyncio.get_running_loop().time()
-        job = entry.job
-        try:
-            if job.lease_token is None:
-                kept = await self.queue.extend_lease(job.id)
-            else:
-                kept = await self.queue.extend_lease(job.id, lease_token=job.lease_token)
-        except Exception:
-            self.logger.exception("Extending the lease of job %s failed.", entry.job.id)
-            return
-        if kept is False:  # only an explicit False means the lease is gone
-            self._lease_gone(entry)
-        else:
-            entry.renewed = now
 
     def _lease_gone(self, entry: Running) -> None:
         """Stop a handler whose lease is gone, as lost unless a cancellation explains it."""

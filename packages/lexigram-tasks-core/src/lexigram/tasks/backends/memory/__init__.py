@@ -6,7 +6,11 @@ backend registers itself. It offers only `create_queue`: core's in-memory stores
 what every backend without its own store factories gets anyway.
 
 Files: ``_backend.py`` (the entry-point object), ``_options.py`` (its options),
-``_queue.py`` (the queue). A memory queue has no connection and no stores of its own.
+``_queue.py`` (the queue) and the queue's parts: ``_jobs.py`` (a job's envelope, copy
+and restored object), ``_idempotency.py`` (held keys), ``_wakeups.py`` (waiting
+consumers), ``_cancellations.py`` (cancellation announcements), ``_lease_keeper.py``
+(leases a worker's keeper thread renews). A memory queue has no connection and no
+stores of its own.
 """
 
 from __future__ import annotations

@@ -31,15 +31,12 @@ when stale entries outnumber live ones, so memory returns to baseline after a bu
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import heapq
 import itertools
 import logging
 import math
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from lexigram.contracts.tasks import (
     CancelOutcome,
@@ -49,13 +46,15 @@ from lexigram.contracts.tasks import (
     Ok,
     QueueFullError,
     Result,
-    TaskConfigurationError,
     TaskQueueError,
-    TaskValidationError,
-    decode_job,
     encode_job,
 )
+from lexigram.tasks.backends.memory._cancellations import CancelNotices
+from lexigram.tasks.backends.memory._idempotency import IdempotencyKeys
+from lexigram.tasks.backends.memory._jobs import copy_job, envelope_of, restored
 from lexigram.tasks.backends.memory._lease_keeper import KeptLeases, MemoryLeaseRenewer
+from lexigram.tasks.backends.memory._options import check_queue_settings
+from lexigram.tasks.backends.memory._wakeups import Wakeups
 
 logger = logging.getLogger(__name__)
 
@@ -64,37 +63,6 @@ _COMPACT_SLACK = 64
 # Lease tokens: unique in this process, which is all a memory queue serves. Plain
 # numerals: formatting a prefix in as well doubled what a token cost per delivery.
 _tokens = itertools.count(1)
-
-
-def _build_copier() -> Callable[[Job, str | None], Job]:
-    """Compile the per-delivery copy of a `Job`: one plain assignment per field.
-
-    Generated from the dataclass fields so that it follows `Job` when a field is added;
-    straight-line assignments cost a fraction of a loop over getattr/setattr, and this
-    runs once per delivery. Containers a handler might change are copied one level deep.
-    """
-    lines = ["def copy_job(job, lease_token):", "    copy = new(Job)"]
-    lines += [f"    copy.{f.name} = job.{f.name}" for f in dataclasses.fields(Job)]
-    lines += [
-        "    copy.kwargs = dict(job.kwargs)",
-        "    copy.metadata = dict(job.metadata)",
-        "    copy.depends_on = list(job.depends_on)",
-        "    copy.lease_token = lease_token",
-        "    return copy",
-    ]
-    namespace: dict[str, object] = {"new": object.__new__, "Job": Job}
-    exec("\n".join(lines), namespace)  # noqa: S102 - fixed source built from Job's own fields
-    copier: Callable[[Job, str | None], Job] = namespace["copy_job"]  # type: ignore[assignment]
-    return copier
-
-
-_copy_job = _build_copier()
-"""Return a shallow copy of a job carrying a lease token (what one delivery sees)."""
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class MemoryTaskQueue:
@@ -140,25 +108,10 @@ class MemoryTaskQueue:
         max_size: int | None = None,
         idempotency_ttl: float = 86400.0,
     ) -> None:
-        if not visibility_timeout > 0 or not math.isfinite(visibility_timeout):
-            msg = (
-                f"MemoryTaskQueue visibility_timeout={visibility_timeout!r} is not a positive "
-                "number of seconds. Use e.g. 30.0."
-            )
-            raise TaskConfigurationError(msg)
-        if max_size is not None and max_size < 1:
-            msg = f"MemoryTaskQueue max_size={max_size!r} is below 1. Use None for no limit."
-            raise TaskConfigurationError(msg)
-        if not idempotency_ttl >= 0:
-            msg = (
-                f"MemoryTaskQueue idempotency_ttl={idempotency_ttl!r} is negative. "
-                "Use 0 or more seconds."
-            )
-            raise TaskConfigurationError(msg)
+        check_queue_settings(visibility_timeout, max_size, idempotency_ttl)
         self._queue_name = queue_name
         self._visibility_timeout = float(visibility_timeout)
         self._max_size = max_size
-        self._idempotency_ttl = float(idempotency_ttl)
         self._seq = 0
         self._jobs: dict[str, Job] = {}
         self._payloads: dict[str, bytes] = {}
@@ -168,14 +121,10 @@ class MemoryTaskQueue:
         self._in_flight: dict[str, tuple[float, str]] = {}
         # No deadline in `_in_flight` is earlier than this (inf: nothing in flight).
         self._next_reap = math.inf
-        # key -> (first job id, expiry); the deque holds (expiry, key) in expiry order
-        # because every key gets the same TTL, so expiring keys is a popleft loop.
-        self._idempotency: dict[str, tuple[str, float]] = {}
-        self._idempotency_expiry: deque[tuple[float, str]] = deque()
-        self._waiters: set[asyncio.Future[None]] = set()
+        self._keys = IdempotencyKeys(float(idempotency_ttl))
+        self._wakeups = Wakeups()
         self._close_epoch = 0
-        # One inbox per open `cancellations()` iterator.
-        self._cancel_inboxes: set[asyncio.Queue[str]] = set()
+        self._cancel_notices = CancelNotices()
         # Leases a worker's keeper thread renews (`open_lease_renewer`).
         self._kept = KeptLeases()
 
@@ -215,7 +164,7 @@ class MemoryTaskQueue:
             Ok(job_id); Err(TaskValidationError) for an invalid or non-JSON job;
             Err(QueueFullError) when `max_size` jobs are already waiting.
         """
-        payload = self._encode(task)
+        payload = envelope_of(task)
         if not isinstance(payload, bytes):
             return Err(payload)
         existing = self._existing_id(task)
@@ -232,12 +181,10 @@ class MemoryTaskQueue:
         self._jobs[task.id] = task
         self._payloads[task.id] = payload
         if key is not None:
-            expiry = time.monotonic() + self._idempotency_ttl
-            self._idempotency[key] = (task.id, expiry)
-            self._idempotency_expiry.append((expiry, key))
+            self._keys.hold(key, task.id, time.monotonic())
         self._push_waiting(task)
-        if self._waiters:
-            self._wake_all()
+        if self._wakeups.waiters:
+            self._wakeups.wake_all()
         return Ok(task.id)
 
     async def enqueue_many(self, tasks: Sequence[Job]) -> list[Result[str, TaskQueueError]]:
@@ -265,7 +212,6 @@ class MemoryTaskQueue:
         jobs = self._take(max_jobs)
         if jobs or not timeout > 0:
             return jobs
-        loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout
         epoch = self._close_epoch
         while True:
@@ -273,14 +219,7 @@ class MemoryTaskQueue:
             if now >= deadline:
                 return []
             delay = min(deadline, self._next_due(now)) - now
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._waiters.add(waiter)
-            handle = loop.call_later(max(delay, 0.0), _wake, waiter)
-            try:
-                await waiter
-            finally:
-                handle.cancel()
-                self._waiters.discard(waiter)
+            await self._wakeups.wait(delay)
             jobs = self._take(max_jobs)
             if jobs or self._close_epoch != epoch:
                 return jobs
@@ -350,8 +289,8 @@ class MemoryTaskQueue:
         del self._in_flight[task_id]
         if requeue:
             self._push_waiting(self._restored(task_id))
-            if self._waiters:
-                self._wake_all()
+            if self._wakeups.waiters:
+                self._wakeups.wake_all()
         else:
             self._forget(task_id)
         return True
@@ -372,15 +311,15 @@ class MemoryTaskQueue:
         """
         if self._held(task.id, task.lease_token, time.monotonic()) is None:
             return False
-        stored = _copy_job(task, None)
+        stored = copy_job(task, None)
         stored.status = JobStatus.RETRYING
         stored.scheduled_at = time.time() + delay if delay > 0 else None
         self._payloads[task.id] = encode_job(stored)
         del self._in_flight[task.id]
         self._jobs[task.id] = stored
         self._push_waiting(stored)
-        if self._waiters:
-            self._wake_all()
+        if self._wakeups.waiters:
+            self._wakeups.wake_all()
         return True
 
     # -- inspecting -----------------------------------------------------------------
@@ -394,7 +333,7 @@ class MemoryTaskQueue:
         """Return a copy of a job the queue holds (waiting or in flight), or None."""
         self._reap(time.monotonic())
         job = self._jobs.get(job_id)
-        return None if job is None else _copy_job(job, None)
+        return None if job is None else copy_job(job, None)
 
     async def find_job_ids(self, prefix: str, limit: int) -> list[str]:
         """Return up to `limit` ids of held jobs starting with `prefix` (`JobLookupProtocol`)."""
@@ -427,19 +366,12 @@ class MemoryTaskQueue:
             return CancelOutcome.NOT_FOUND
         if not running:
             return CancelOutcome.REMOVED
-        for inbox in self._cancel_inboxes:
-            inbox.put_nowait(job_id)
+        self._cancel_notices.announce(job_id)
         return CancelOutcome.STOPPING
 
-    async def cancellations(self) -> AsyncIterator[str]:
+    def cancellations(self) -> AsyncIterator[str]:
         """Yield the id of every job this queue object cancels while it is in flight."""
-        inbox: asyncio.Queue[str] = asyncio.Queue()
-        self._cancel_inboxes.add(inbox)
-        try:
-            while True:
-                yield await inbox.get()
-        finally:
-            self._cancel_inboxes.discard(inbox)
+        return self._cancel_notices.listen()
 
     async def count(self, queue_name: str, status: JobStatus | None = None) -> int:
         """Count jobs of `queue_name` held by this queue.
@@ -473,8 +405,7 @@ class MemoryTaskQueue:
         self._delayed.clear()
         self._in_flight.clear()
         self._next_reap = math.inf
-        self._idempotency.clear()
-        self._idempotency_expiry.clear()
+        self._keys.clear()
 
     async def close(self) -> None:
         """Wake every waiting `dequeue_batch` so that it returns; safe to call twice.
@@ -483,24 +414,9 @@ class MemoryTaskQueue:
         stopped and started again keeps using the same object.
         """
         self._close_epoch += 1
-        self._wake_all()
+        self._wakeups.wake_all()
 
     # -- internals ------------------------------------------------------------------
-
-    def _encode(self, task: object) -> bytes | TaskValidationError:
-        """Return `task`'s envelope, or why it cannot be enqueued (not a job, not JSON)."""
-        if not isinstance(task, Job):
-            msg = (
-                f"MemoryTaskQueue.enqueue got {type(task).__name__}, not a Job. "
-                "Build a lexigram.tasks.Job (or JobProtocol) and enqueue that."
-            )
-            return TaskValidationError(msg)
-        try:
-            # Refuses what a networked backend would refuse; the envelope is what a
-            # redelivery is rebuilt from.
-            return encode_job(task)
-        except TaskValidationError as exc:
-            return exc
 
     def _full_error(self, task: Job) -> QueueFullError | None:
         """Return a `QueueFullError` when `max_size` jobs already wait, else None."""
@@ -519,7 +435,7 @@ class MemoryTaskQueue:
         key = task.idempotency_key
         if key is None:
             return None
-        held = self._held_idempotency_key(key)
+        held = self._keys.held(key, self._jobs, time.monotonic())
         # The key still naming this very job means the job itself is being resubmitted
         # (a dead-letter retry), not duplicated by another one.
         return None if held == task.id else held
@@ -538,8 +454,8 @@ class MemoryTaskQueue:
         if deadline <= now and not (self._kept.renewers and self._keep(job_id, token, now)):
             del self._in_flight[job_id]
             self._expire(job_id)
-            if self._waiters:
-                self._wake_all()
+            if self._wakeups.waiters:
+                self._wakeups.wake_all()
             return None
         if lease_token is not None and lease_token != token:
             return None
@@ -599,8 +515,8 @@ class MemoryTaskQueue:
             if waiting.get(job.id) == seq:
                 self._push_ready(job, seq)
                 moved = True
-        if moved and self._waiters:
-            self._wake_all()
+        if moved and self._wakeups.waiters:
+            self._wakeups.wake_all()
 
     def _reap(self, now: float) -> None:
         """Return every job whose lease has expired to the queue."""
@@ -616,8 +532,8 @@ class MemoryTaskQueue:
             self._expire(job_id)
             expired = True
         self._next_reap = min((lease[0] for lease in in_flight.values()), default=math.inf)
-        if expired and self._waiters:
-            self._wake_all()
+        if expired and self._wakeups.waiters:
+            self._wakeups.wake_all()
 
     def _keep(self, job_id: str, token: str, now: float) -> bool:
         """Extend a lease past its deadline if a worker's lease keeper renewed it."""
@@ -643,15 +559,9 @@ class MemoryTaskQueue:
         """Replace the job a holder had with one decoded from its kept envelope.
 
         The holder keeps its object (and its lease token, which no longer holds); the
-        queue's new one has what the job had when it was enqueued or last retried, the
-        deliveries counted so far, and status PENDING (RETRYING after a retry).
+        queue's new one is as `restored` describes.
         """
-        lent = self._jobs[job_id]
-        job = decode_job(self._payloads[job_id])
-        job.delivery_count = lent.delivery_count
-        job.queue_name = lent.queue_name
-        if job.status is not JobStatus.RETRYING:
-            job.status = JobStatus.PENDING
+        job = restored(self._jobs[job_id], self._payloads[job_id])
         self._jobs[job_id] = job
         return job
 
@@ -663,43 +573,13 @@ class MemoryTaskQueue:
             due = min(due, now + (self._delayed[0][0] - time.time()))
         return due
 
-    def _wake_all(self) -> None:
-        waiters = self._waiters
-        self._waiters = set()
-        for waiter in waiters:
-            _wake(waiter)
-
-    def _held_idempotency_key(self, key: str) -> str | None:
-        """Return the first job id if `key` is still held (its job exists or TTL runs)."""
-        now = time.monotonic()
-        expiry = self._idempotency_expiry
-        keys = self._idempotency
-        while expiry and expiry[0][0] <= now:
-            expires_at, old_key = expiry.popleft()
-            entry = keys.get(old_key)
-            # A key whose job is still queued stays held; `_forget` drops it later.
-            if entry is not None and entry[1] == expires_at and entry[0] not in self._jobs:
-                del keys[old_key]
-        entry = keys.get(key)
-        if entry is None:
-            return None
-        if entry[1] > now or entry[0] in self._jobs:
-            return entry[0]
-        del keys[key]
-        return None
-
     def _forget(self, job_id: str) -> None:
         """Drop a job that leaves the queue (acked, discarded or deleted)."""
         job = self._jobs.pop(job_id)
         del self._payloads[job_id]
         key = job.idempotency_key
         if key is not None:
-            entry = self._idempotency.get(key)
-            # Only a key whose TTL already ran out goes with its job.
-            if entry is not None and entry[0] == job_id and entry[1] <= time.monotonic():
-                del self._idempotency[key]
-                if not self._idempotency:
-                    self._idempotency_expiry.clear()
+            self._keys.release_lapsed(key, job_id, time.monotonic())
 
     def _compact_waiting(self) -> None:
         waiting = self._waiting

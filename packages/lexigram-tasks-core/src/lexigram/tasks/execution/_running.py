@@ -1,0 +1,89 @@
+"""What the run path shares about one in-flight job: `Running`, and why a job ends early.
+
+`Running` is the worker's book-keeping of a job from its lease to its settling; the
+worker, the `JobRunner` and the `Settler` all read and change it. `TIMEOUT`,
+`LEASE_LOST`, `STOP` and `CANCEL` say why the worker itself cancelled a job's task; the
+``REASON_*`` values why a job failed for good or was retried (`JobEvent.reason`, the
+dead-letter record). `Unrunnable` carries such a reason for a job that cannot run, and
+`describe` is how an error reads in a result, an event or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from lexigram.contracts.tasks import Job, TaskQueueError
+from lexigram.tasks.execution._options import Reject, Retry, TaskOptions
+from lexigram.tasks.progress import ProgressTracker
+
+# Why the worker itself cancelled a job's task (None: it did not).
+TIMEOUT = "timeout"
+LEASE_LOST = "lease_lost"
+STOP = "stop"
+CANCEL = "cancel"
+
+REASON_MAX_RETRIES = "max_retries"
+REASON_NOT_RETRIED = "not_retried"
+REASON_REJECTED = "rejected"
+REASON_BAD_ARGUMENTS = "bad_arguments"
+REASON_UNKNOWN_TASK = "unknown_task"
+REASON_POISON = "poison"
+REASON_CRASH_LOOP = "crash_loop"
+REASON_RETRY_REQUESTED = "retry_requested"
+# Reasons for which the handler never ran on this delivery (no attempt is counted).
+NOT_ATTEMPTED = frozenset({REASON_UNKNOWN_TASK, REASON_POISON, REASON_CRASH_LOOP})
+
+
+class Running:
+    """Book-keeping of one in-flight job (slots: this is created per job)."""
+
+    __slots__ = (
+        "deadline",
+        "deferred",
+        "job",
+        "options",
+        "reason",
+        "renewed",
+        "settling",
+        "shield",
+        "slot_released",
+        "started_at",
+        "task",
+        "timeout",
+        "tracker",
+    )
+
+    def __init__(self, job: Job, now: float, deadline: float = math.inf) -> None:
+        self.job = job
+        self.deadline = deadline
+        self.renewed = now
+        self.reason: str | None = None
+        self.started_at = 0.0  # epoch seconds once its run began (0.0: not yet)
+        self.settling = False
+        self.task: asyncio.Task[None] | None = None
+        self.tracker: ProgressTracker | None = None
+        self.options: TaskOptions | None = None
+        self.timeout: float | None = None
+        # Depth of `shield_cancellation` blocks, and whether an interrupt waits for them.
+        self.shield = 0
+        self.deferred = False
+        # The handler succeeded and the slot went to the next job (see Settler.released).
+        self.slot_released = False
+
+
+class Unrunnable(Exception):  # noqa: N818 - internal signal, never escapes the worker
+    """A job that cannot run (again): it goes straight to the DLQ without retries."""
+
+    def __init__(self, reason: str, error: BaseException | str) -> None:
+        super().__init__(str(error))
+        self.reason = reason
+        self.error = error if isinstance(error, str) else describe(error)
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, TaskQueueError):
+        return f"{type(exc).__name__}: {exc.message}"
+    if isinstance(exc, Reject | Retry):
+        return f"{type(exc).__name__}: {exc.reason}"
+    return f"{type(exc).__name__}: {exc}"
