@@ -4,8 +4,10 @@ Per job the worker builds a "started" and a "completed" `JobEvent` (with its own
 `Settler.event`), each only when an observer of its kind listens
 (`EventStream.listening_to`), and delivers it to the observers of its kind
 (`EventStream.deliver`, awaiting what it returns; ``await stream.observe(event)`` in
-versions without it). This script does that N times in-process, inside one coroutine as
-the worker's job task does, with the observers the CLI worker has: its `HookRegistry`
+versions without it); it hands a completed job's figures to the stream's completion
+counters (`EventStream.completion_listeners`, in versions that have them). This script
+does that N times in-process, inside one coroutine as the worker's job task does, with
+the observers the CLI worker has: its `HookRegistry`
 (nothing registered), a `PrometheusObserver` (``--metrics-port``; reading the running jobs
 on scrape as the CLI's does, so it takes no "started" event) and, when OpenTelemetry is
 importable, a `TracingObserver`. Run it under callgrind with N jobs and with none; the
@@ -111,7 +113,7 @@ def _settler(stream: Any) -> tuple[Any, Any]:
     return settler, entry
 
 
-def _job_loop(stream: Any, settler: Any, entry: Any) -> Callable[[int], None]:
+def _job_loop(stream: Any, settler: Any, entry: Any) -> Callable[[int], None]:  # noqa: C901 - the worker's path, written out
     """Run the observers' share of N jobs, written as the worker's job task has it."""
     from lexigram.tasks.events import COMPLETED, STARTED  # noqa: PLC0415
 
@@ -126,6 +128,10 @@ def _job_loop(stream: Any, settler: Any, entry: Any) -> Callable[[int], None]:
     # As `Settler.succeeded` calls it: positionally where the signature allows.
     parameter = inspect.signature(settler.event).parameters["duration"]
     positional = parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    # Versions without counters deliver every completed job as an event.
+    completion: Callable[[], tuple[tuple[Any, ...], bool]] | None = getattr(
+        stream, "completion_listeners", None
+    )
 
     async def jobs(count: int) -> None:
         # `JobRunner.run` and `Settler.succeeded`, with a fresh job id each time.
@@ -135,7 +141,15 @@ def _job_loop(stream: Any, settler: Any, entry: Any) -> Callable[[int], None]:
                 pending = deliver(settler.event(entry, STARTED))
                 if pending is not None:
                     await pending
-            if listeners and listening_to(COMPLETED):
+            if not listeners:
+                continue
+            if completion is not None:
+                counters, read = completion()
+                for counter in counters:
+                    counter(job.name, "default", 1, job.created_at, entry.started_at, 0.0001)
+            else:
+                read = listening_to(COMPLETED)
+            if read:
                 done = (
                     settler.event(entry, COMPLETED, 0.0001, now)
                     if positional

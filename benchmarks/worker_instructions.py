@@ -52,7 +52,10 @@ def _instructions(url: str, jobs: int, app_dir: Path, metrics: bool) -> int:
     out = app_dir / f"{prefix}.callgrind"
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join((str(app_dir / "hide-otel"), str(app_dir))),
+        # The caller's own path last: PYTHONPATH=<a checkout's src dirs> measures that tree.
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, (str(app_dir / "hide-otel"), str(app_dir), os.environ.get("PYTHONPATH")))
+        ),
         "PYTHONHASHSEED": "0",  # the same start-up for every run
         "BENCH_JOBS": str(jobs),
         "BENCH_CPU_FILE": str(app_dir / "cpu.txt"),

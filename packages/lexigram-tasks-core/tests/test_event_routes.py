@@ -180,3 +180,105 @@ async def test_an_event_kinds_that_is_no_collection_of_names_declares_nothing() 
     await stream.observe(_event(STARTED))
     assert with_a_method.seen == [STARTED]
     assert one_string.seen == [STARTED]
+
+
+class _Counter(_Recorder):
+    """Counts completed jobs from their figures; takes every other kind it names as events."""
+
+    def __init__(self, kinds: frozenset[str] | None = frozenset({FAILED})) -> None:
+        super().__init__(kinds)
+        self.counted: list[tuple[Any, ...]] = []
+
+    def count_completed(self, *figures: Any) -> None:
+        self.counted.append(figures)
+
+
+def test_completed_jobs_go_to_counters_as_figures_and_to_readers_as_events() -> None:
+    counter = _Counter()
+    wants_the_event = _Counter(frozenset({COMPLETED}))  # has the method, asks for events
+    stream = EventStream([counter, wants_the_event])
+    # Counted by one, read as an event by the other.
+    assert stream.completion_listeners() == ((counter.count_completed,), True)
+    stream.remove(wants_the_event)
+    # No event is built for the counter alone.
+    assert stream.completion_listeners() == ((counter.count_completed,), False)
+    assert not stream.listening_to(COMPLETED)
+    stream.count_completed("t", "q", 1, 100.0, 100.5, 0.25)
+    assert counter.counted == [("t", "q", 1, 100.0, 100.5, 0.25)]
+    assert wants_the_event.counted == []
+
+
+def test_a_nested_stream_hands_on_what_its_counters_count() -> None:
+    counter = _Counter()
+    reader = _Recorder(frozenset({COMPLETED}))
+    inner = EventStream([counter, reader])
+    outer = EventStream([inner])
+    counters, read = outer.completion_listeners()
+    assert counters == (inner.count_completed,)
+    assert read  # the inner stream's reader listens
+    for count in counters:
+        count("t", "q", 2, None, 100.5, 0.5)
+    assert counter.counted == [("t", "q", 2, None, 100.5, 0.5)]
+    assert reader.seen == []  # figures only: no event was delivered
+
+
+def test_a_counter_that_raises_is_logged_and_the_others_still_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken(_Counter):
+        def count_completed(self, *figures: Any) -> None:
+            msg = "broken counter"
+            raise RuntimeError(msg)
+
+    counter = _Counter()
+    stream = EventStream([Broken(), counter])
+    stream.count_completed("t", "q", 1, None, None, 0.1)
+    assert counter.counted == [("t", "q", 1, None, None, 0.1)]
+    assert "Completion counter" in caplog.text
+    assert "broken counter" in caplog.text
+
+
+async def test_the_worker_counts_completed_jobs_without_building_their_events(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    built: list[str] = []
+
+    def counting(*fields: Any) -> JobEvent:
+        built.append(fields[0])
+        return new_job_event(*fields)
+
+    monkeypatch.setattr(_settle, "new_job_event", counting)
+
+    class Broken(_Counter):
+        def count_completed(self, *figures: Any) -> None:
+            msg = "broken counter"
+            raise RuntimeError(msg)
+
+    all_counted = asyncio.Event()
+
+    class Counter(_Counter):
+        def count_completed(self, *figures: Any) -> None:
+            super().count_completed(*figures)
+            if len(self.counted) == 3:
+                all_counted.set()
+
+    counter = Counter()
+
+    async def job(n: int) -> int:
+        return n
+
+    queue = MemoryTaskQueue(queue_name="counted")
+    services = TaskWorkerServices(observers=[Broken(), counter])
+    worker = TaskWorker("w1", queue, {"job": job}, services=services)
+    for n in range(3):
+        (await queue.enqueue(Job(name="job", args=[n]))).unwrap()
+    await worker.start()
+    await asyncio.wait_for(all_counted.wait(), 5)
+    await worker.stop()
+    assert built == []  # no event of any kind: nobody reads one
+    assert worker.stats.jobs_succeeded == 3  # the broken counter failed no job
+    for task, queue_name, attempt, enqueued_at, started_at, duration in counter.counted:
+        assert (task, queue_name, attempt) == ("job", "counted", 1)
+        assert 0 < enqueued_at <= started_at
+        assert duration >= 0
+    assert caplog.text.count("broken counter") == 3

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -21,8 +22,9 @@ from lexigram.tasks.events import (
     STARTED,
     EventStream,
     JobEvent,
+    new_job_event,
 )
-from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
+from lexigram.tasks.execution import TaskWorker, TaskWorkerServices, _settle
 from lexigram.tasks.observability import PrometheusObserver
 from lexigram.tasks.observability._prometheus_processes import (
     ProcessesCollector,
@@ -359,9 +361,13 @@ async def test_watching_running_jobs_replaces_the_in_progress_counted_from_event
     assert value(supervisor, "lexigram_tasks_jobs_in_progress", **labels) == 2
     running.clear()
     assert value(child.registry, "lexigram_tasks_jobs_in_progress", **labels) == 0
+    # Until the job from before the watch ends, completed jobs come as events (to close it).
+    assert COMPLETED in child.event_kinds
     # The job that started before the watch ends: its wait, taken at its start, stays one.
     child.observe(JobEvent(kind=COMPLETED, task="t", job_id="a", queue="q", **times))  # type: ignore[arg-type]
     assert value(child.registry, "lexigram_tasks_queue_wait_seconds_count", **labels) == 1
+    assert COMPLETED not in child.event_kinds  # from now on as figures (count_completed)
+    assert STARTED not in child.event_kinds
     # A job started after the watch: its wait is taken when its first attempt ends.
     child.observe(JobEvent(kind=COMPLETED, task="t", job_id="b", queue="q", **times))  # type: ignore[arg-type]
     assert value(child.registry, "lexigram_tasks_queue_wait_seconds_count", **labels) == 2
@@ -380,3 +386,44 @@ def test_a_started_event_after_the_watch_still_takes_its_wait_once() -> None:
     labels = {"task": "t", "queue": "q"}
     assert value(registry, "lexigram_tasks_queue_wait_seconds_count", **labels) == 2
     assert value(registry, "lexigram_tasks_queue_wait_seconds_sum", **labels) == 0.5
+
+
+async def test_with_running_watched_the_worker_builds_no_event_for_a_completed_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[str] = []
+
+    def counting(*fields: Any) -> JobEvent:
+        built.append(fields[0])  # the worker passes the fields positionally, kind first
+        return new_job_event(*fields)
+
+    monkeypatch.setattr(_settle, "new_job_event", counting)
+    registry = CollectorRegistry()
+    metrics = PrometheusObserver(registry)
+
+    async def ok() -> None:
+        return None
+
+    async def bad() -> None:
+        msg = "always fails"
+        raise ValueError(msg)
+
+    queue = MemoryTaskQueue(queue_name="figures")
+    services = TaskWorkerServices(observers=[metrics])
+    worker = TaskWorker("w1", queue, {"ok": ok, "bad": bad}, FAST_RETRIES, services)
+    metrics.watch_running(lambda: [(job.name, "figures") for job in worker.running_jobs()])
+    assert worker.events.completion_listeners() == ((metrics.count_completed,), False)
+    assert not worker.events.listening_to(COMPLETED)
+    for _ in range(4):
+        (await queue.enqueue(Job(name="ok"))).unwrap()
+    (await queue.enqueue(Job(name="bad", max_retries=0))).unwrap()
+    await worker.start()
+    await wait_for_count(registry, 5)
+    await worker.stop()
+    assert built == [FAILED]  # the dead letter's event; none for the four that succeeded
+    labels = {"task": "ok", "queue": "figures"}
+    assert value(registry, "lexigram_tasks_jobs_total", outcome="succeeded", **labels) == 4
+    assert value(registry, "lexigram_tasks_job_duration_seconds_count", **labels) == 4
+    assert value(registry, "lexigram_tasks_queue_wait_seconds_count", **labels) == 4
+    bad_labels = {"task": "bad", "queue": "figures"}
+    assert value(registry, "lexigram_tasks_jobs_total", outcome="dead_lettered", **bad_labels) == 1

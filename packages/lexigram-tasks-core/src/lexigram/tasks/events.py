@@ -173,11 +173,30 @@ class EventObserver(Protocol):
     and ``listening``, False while it would ignore every event (see
     `EventStream.listening_to`). An observer that changes its ``event_kinds`` after it was
     added to a stream calls `event_routes_changed`.
+
+    An observer that only counts completed jobs (metrics) may also define
+    ``count_completed(task, queue, attempt, enqueued_at, started_at, duration)`` (see
+    `CompletionCounter`) and leave "completed" out of its ``event_kinds``: the stream then
+    hands it each completed job's figures through that method instead of an event, so the
+    worker builds no `JobEvent` for the one outcome every job has unless another observer
+    reads it.
     """
 
     def observe(self, event: JobEvent) -> Awaitable[None] | None:
         """Handle one event."""
         ...
+
+
+CompletionCounter = Callable[[str, str, int, float | None, float | None, float], None]
+"""``count_completed(task, queue, attempt, enqueued_at, started_at, duration)``.
+
+The figures of a "completed" event, positionally: task name, queue name, attempt
+(1 for the first run), when the job was created and when the attempt started (epoch
+seconds, None when unknown) and the seconds it ran. It returns nothing and must not block.
+"""
+
+
+_Completion = tuple[tuple[CompletionCounter, ...], bool]
 
 
 # Bumped whenever an observer joins or leaves a stream or changes its ``event_kinds``: every
@@ -200,7 +219,16 @@ class EventStream:
     It is itself an `EventObserver`, so streams nest.
     """
 
-    __slots__ = ("_always", "_eager", "_generation", "_observers", "_routes", "_unrouted")
+    __slots__ = (
+        "_always",
+        "_completion",
+        "_counters",
+        "_eager",
+        "_generation",
+        "_observers",
+        "_routes",
+        "_unrouted",
+    )
 
     def __init__(self, observers: Iterable[EventObserver] = ()) -> None:
         self._observers: list[EventObserver] = []
@@ -212,6 +240,10 @@ class EventStream:
         self._routes: dict[str, tuple[EventObserver, ...]] = {}
         self._unrouted: tuple[EventObserver, ...] = ()
         self._eager: frozenset[str] = frozenset()
+        # The ``count_completed`` of observers that take completed jobs as figures, and
+        # what `completion_listeners` returns with them (made once per routing).
+        self._counters: tuple[CompletionCounter, ...] = ()
+        self._completion: tuple[_Completion, _Completion] = (((), True), ((), False))
         self._generation = -1
         for observer in observers:
             self.add(observer)
@@ -312,6 +344,44 @@ class EventStream:
                 return True
         return False
 
+    def completion_listeners(self) -> tuple[tuple[CompletionCounter, ...], bool]:
+        """What a completed job needs: its counters, and whether its event is read now.
+
+        The counters are the ``count_completed`` methods of the observers that define one
+        and leave "completed" out of their ``event_kinds``, and of nested streams; the
+        worker calls each with every completed job's figures (see `CompletionCounter`).
+        The flag is ``listening_to(COMPLETED)``: whether a "completed" event is to be
+        built and delivered as well. One call, as the worker asks it for every job.
+        """
+        if self._generation != _routes_generation:
+            self._route()
+        read, unread = self._completion
+        if COMPLETED in self._eager:
+            return read
+        for observer in self._routes.get(COMPLETED, self._unrouted):
+            if getattr(observer, "listening", True):
+                return read
+        return unread
+
+    def count_completed(  # noqa: PLR0917 - a CompletionCounter: positional by contract
+        self,
+        task: str,
+        queue: str,
+        attempt: int,
+        enqueued_at: float | None,
+        started_at: float | None,
+        duration: float,
+    ) -> None:
+        """Hand a completed job's figures to the counters among the observers.
+
+        A counter that raises is logged; the others still run.
+        """
+        for count in self.completion_listeners()[0]:
+            try:
+                count(task, queue, attempt, enqueued_at, started_at, duration)
+            except Exception as error:
+                counter_failed(count, task, error)
+
     async def observe(self, event: JobEvent) -> None:
         """Deliver `event` to every observer of its kind; their errors are logged, not raised.
 
@@ -356,6 +426,16 @@ class EventStream:
             for kind in (*JOB_EVENT_KINDS, *named)
         }
         self._unrouted = tuple(o for o, kinds in declared if kinds is None)
+        # A nested stream counts whatever its own counters count, whatever kinds it names.
+        self._counters = tuple(
+            observer.count_completed  # type: ignore[attr-defined]
+            for observer, kinds in declared
+            if callable(getattr(observer, "count_completed", None))
+            and (
+                isinstance(observer, EventStream) or (kinds is not None and COMPLETED not in kinds)
+            )
+        )
+        self._completion = ((self._counters, True), (self._counters, False))
         self._eager = frozenset(
             kind
             for kind, observers in self._routes.items()
@@ -414,6 +494,16 @@ def _observer_failed(observer: EventObserver, event: JobEvent, error: Exception)
         observer,
         event.kind,
         event.job_id,
+        exc_info=error,
+    )
+
+
+def counter_failed(counter: CompletionCounter, task: str, error: Exception) -> None:
+    """Log the error a completion counter raised; the job and the other observers go on."""
+    logger.error(
+        "Completion counter %r failed on a job of %s; the others still run.",
+        counter,
+        task,
         exc_info=error,
     )
 
@@ -539,6 +629,7 @@ __all__ = [
     "RELEASED",
     "RETRYING",
     "STARTED",
+    "CompletionCounter",
     "DomainEvent",
     "EventBus",
     "EventHandler",

@@ -47,6 +47,7 @@ from lexigram.tasks.events import (
     STARTED,
     EventStream,
     JobEvent,
+    counter_failed,
     new_job_event,
 )
 from lexigram.tasks.execution._backoff import retry_delay
@@ -155,7 +156,7 @@ class Settler:
         return entry.tracker
 
     # -- outcomes --------------------------------------------------------------------
-    async def succeeded(self, entry: Running, data: Any, started: float) -> None:  # noqa: C901, PLR0912 - the hot path, inlined on purpose
+    async def succeeded(self, entry: Running, data: Any, started: float) -> None:  # noqa: C901, PLR0912, PLR0915 - the hot path, inlined on purpose
         job = entry.job
         duration = time.perf_counter() - started
         now = time.time()
@@ -214,10 +215,20 @@ class Settler:
                 self.logger.exception("Storing the result of job %s (%s) failed.", job.id, job.name)
         if self._finishing or entry.tracker is not None:
             await self._after_end(entry, result)
-        if self._observers and self.events.listening_to(COMPLETED):
-            pending = self.events.deliver(self.event(entry, COMPLETED, duration, now))
-            if pending is not None:
-                await pending
+        if self._observers:
+            counters, read = self.events.completion_listeners()
+            if counters:  # metrics: the job's figures, no event built for them
+                queue = job.queue_name or self._queue_name
+                attempt = job.retry_count + 1
+                for count in counters:
+                    try:
+                        count(job.name, queue, attempt, job.created_at, entry.started_at, duration)
+                    except Exception as error:
+                        counter_failed(count, job.name, error)
+            if read:
+                pending = self.events.deliver(self.event(entry, COMPLETED, duration, now))
+                if pending is not None:
+                    await pending
         if self.log_jobs:
             attempt = job.retry_count + 1
             self.logger.info(

@@ -91,6 +91,8 @@ _RAN = frozenset({COMPLETED, RETRYING, FAILED})
 _NOT_RUN_REASONS = frozenset({"unknown_task", "poison", "crash_loop"})
 _OUTCOME_KINDS = frozenset(OUTCOMES)
 _EVERY_KIND = _OUTCOME_KINDS | {STARTED}
+# Once in-progress is read on scrape, completed jobs come as figures (`count_completed`).
+_UNCOMMON_OUTCOMES = _OUTCOME_KINDS - {COMPLETED}
 
 RunningJobs = Callable[[], Iterable[tuple[str, str]]]
 """Returns the (task, queue) of each job running now, one pair per job."""
@@ -112,7 +114,9 @@ class PrometheusObserver:
 
     The observer handles the "started" event (in-progress gauge, queue wait) and the
     outcome events; once `watch_running` gives it the running jobs to read on scrape,
-    the outcome events alone (``event_kinds``), so the worker builds no "started" event for it.
+    the outcome events alone (``event_kinds``), so the worker builds no "started" event
+    for it, and it takes completed jobs as figures (`count_completed`) rather than as
+    events, so the worker builds no event at all for a job that succeeds.
 
     Args:
         registry: Where the metrics are registered (default: prometheus_client's
@@ -146,7 +150,8 @@ class PrometheusObserver:
         self._lag_source: Callable[[], float | None] | None = None
         self._running_source: RunningJobs | None = None
         # True while outcomes need no look-up in `_running`: the in-progress gauge is read
-        # on scrape and no job counted from a "started" event is still open.
+        # on scrape and no job counted from a "started" event is still open. Set through
+        # `_count_at_end`, which also says which events the observer asks for.
         self._waits_at_end = False
         self.event_kinds = _EVERY_KIND
         _export_for(self.registry, self.buckets).observers.append(self)
@@ -190,6 +195,42 @@ class PrometheusObserver:
                 series.wait_counts[bisect_left(self.buckets, wait)] += 1
                 series.wait_sum += wait
 
+    def count_completed(  # noqa: PLR0917 - a CompletionCounter: positional by contract
+        self,
+        task: str,
+        queue: str,
+        attempt: int,
+        enqueued_at: float | None,
+        started_at: float | None,
+        duration: float,
+    ) -> None:
+        """Count a completed job from its figures (what `observe` does with its event).
+
+        The stream calls it instead of delivering "completed" events while those are not
+        in ``event_kinds``: once the in-progress gauge is read on scrape and no job
+        counted from a "started" event is open, so no look-up among running jobs is due.
+        """
+        try:
+            series = self._series[task, queue]
+        except KeyError:
+            series = self._series[task, queue] = _Series(len(self.buckets))
+        series.outcomes[COMPLETED] += 1
+        series.duration_counts[bisect_left(self.buckets, duration)] += 1
+        series.duration_sum += duration
+        if attempt <= 1 and enqueued_at is not None and started_at:
+            wait = started_at - enqueued_at if started_at > enqueued_at else 0.0
+            series.wait_counts[bisect_left(self.buckets, wait)] += 1
+            series.wait_sum += wait
+
+    def _count_at_end(self, *, at_end: bool) -> None:
+        """Take outcomes without look-ups (`at_end`), and completed jobs as figures, or not."""
+        if at_end == self._waits_at_end:
+            return
+        self._waits_at_end = at_end
+        if self._running_source is not None:
+            self.event_kinds = _UNCOMMON_OUTCOMES if at_end else _OUTCOME_KINDS
+            event_routes_changed()
+
     def _opened(self, series: _Series, event: JobEvent) -> bool:
         """Count a started attempt in progress; True when its wait is to be taken now."""
         running = self._running
@@ -197,7 +238,7 @@ class PrometheusObserver:
         running.add((event.job_id, event.worker_id))
         if len(running) != size:
             series.in_progress += 1
-            self._waits_at_end = False
+            self._count_at_end(at_end=False)
         return event.attempt <= 1
 
     def _closed(self, series: _Series, event: JobEvent) -> bool:
@@ -214,7 +255,7 @@ class PrometheusObserver:
         if self._running_source is None:
             series.in_progress -= 1
         elif not running:
-            self._waits_at_end = True  # the last job from before the watch has ended
+            self._count_at_end(at_end=True)  # the last job from before the watch has ended
         return False
 
     # -- gauges read on scrape -----------------------------------------------------
@@ -256,15 +297,16 @@ class PrometheusObserver:
         `source` returns the (task, queue) of each job running now (e.g. from
         `TaskWorker.running_jobs`); it is called from the scraping thread. From then on
         the observer needs no "started" event: it drops the kind from ``event_kinds`` and
-        takes each job's queue wait from its first attempt's outcome event instead (the
-        same figure, observed when that attempt ends).
+        takes each job's queue wait from its first attempt's outcome instead (the same
+        figure, observed when that attempt ends); once no job that started before the
+        watch is open, it takes completed jobs through `count_completed`, not as events.
         """
         self._running_source = source
         # `_running` keeps the jobs that started before: their waits are counted already.
         for series in list(self._series.values()):
             series.in_progress = 0
         self._waits_at_end = not self._running
-        self.event_kinds = _OUTCOME_KINDS
+        self.event_kinds = _UNCOMMON_OUTCOMES if self._waits_at_end else _OUTCOME_KINDS
         event_routes_changed()
 
     def _figures(self) -> dict[tuple[str, str], _Series]:
