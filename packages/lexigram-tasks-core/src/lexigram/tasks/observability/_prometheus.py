@@ -39,12 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry
-    from prometheus_client.core import (
-        CounterMetricFamily,
-        GaugeMetricFamily,
-        HistogramMetricFamily,
-        Metric,
-    )
+    from prometheus_client.core import Metric
     from prometheus_client.registry import Collector
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     msg = (
@@ -55,37 +50,26 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from lexigram.contracts.tasks import TaskConfigurationError
 from lexigram.tasks.events import (
-    CANCELLED,
     COMPLETED,
     FAILED,
-    LOST,
-    RELEASED,
     RETRYING,
     STARTED,
     JobEvent,
     event_routes_changed,
+)
+from lexigram.tasks.observability._prometheus_families import (
+    DURATION_BUCKETS,
+    NAMESPACE,
+    OUTCOMES,
+    Series,
+    families,
+    job_families,
 )
 
 if TYPE_CHECKING:
     from lexigram.contracts.tasks import TaskQueueProtocol
 
 logger = logging.getLogger(__name__)
-
-NAMESPACE = "lexigram_tasks"
-"""Prefix of every metric name."""
-
-OUTCOMES: dict[str, str] = {
-    COMPLETED: "succeeded",
-    RETRYING: "retried",
-    FAILED: "dead_lettered",
-    LOST: "lost",
-    RELEASED: "released",
-    CANCELLED: "cancelled",
-}
-"""`JobEvent.kind` -> the ``outcome`` label of ``lexigram_tasks_jobs_total``."""
-
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
-"""Buckets (seconds) of the run-time and queue-wait histograms."""
 
 _RAN = frozenset({COMPLETED, RETRYING, FAILED})
 _NOT_RUN_REASONS = frozenset({"unknown_task", "poison", "crash_loop"})
@@ -145,7 +129,7 @@ class PrometheusObserver:
         self.depth_interval = depth_interval
         self.buckets = tuple(sorted(float(bound) for bound in buckets))
         self._running: set[tuple[str, str]] = set()
-        self._series: dict[tuple[str, str], _Series] = {}
+        self._series: dict[tuple[str, str], Series] = {}
         self._depth: _DepthReader | None = None
         self._lag_source: Callable[[], float | None] | None = None
         self._running_source: RunningJobs | None = None
@@ -167,7 +151,7 @@ class PrometheusObserver:
         try:
             series = self._series[event.task, event.queue]
         except KeyError:
-            series = self._series[event.task, event.queue] = _Series(len(self.buckets))
+            series = self._series[event.task, event.queue] = Series(len(self.buckets))
         kind = event.kind
         started = event.started_at
         if kind == STARTED:
@@ -213,7 +197,7 @@ class PrometheusObserver:
         try:
             series = self._series[task, queue]
         except KeyError:
-            series = self._series[task, queue] = _Series(len(self.buckets))
+            series = self._series[task, queue] = Series(len(self.buckets))
         series.outcomes[COMPLETED] += 1
         series.duration_counts[bisect_left(self.buckets, duration)] += 1
         series.duration_sum += duration
@@ -231,7 +215,7 @@ class PrometheusObserver:
             self.event_kinds = _UNCOMMON_OUTCOMES if at_end else _OUTCOME_KINDS
             event_routes_changed()
 
-    def _opened(self, series: _Series, event: JobEvent) -> bool:
+    def _opened(self, series: Series, event: JobEvent) -> bool:
         """Count a started attempt in progress; True when its wait is to be taken now."""
         running = self._running
         size = len(running)
@@ -241,7 +225,7 @@ class PrometheusObserver:
             self._count_at_end(at_end=False)
         return event.attempt <= 1
 
-    def _closed(self, series: _Series, event: JobEvent) -> bool:
+    def _closed(self, series: Series, event: JobEvent) -> bool:
         """End the attempt's in-progress book-keeping; True when its wait is to be taken now.
 
         Counting in-progress from events, the wait was taken from the "started" event.
@@ -309,7 +293,7 @@ class PrometheusObserver:
         self.event_kinds = _UNCOMMON_OUTCOMES if self._waits_at_end else _OUTCOME_KINDS
         event_routes_changed()
 
-    def _figures(self) -> dict[tuple[str, str], _Series]:
+    def _figures(self) -> dict[tuple[str, str], Series]:
         """The figures by (task, queue) as a scrape serves them (in-progress read now)."""
         source = self._running_source
         if source is None:
@@ -318,9 +302,9 @@ class PrometheusObserver:
         for key in source():
             running[key] = running.get(key, 0) + 1
         size = len(self.buckets)
-        served: dict[tuple[str, str], _Series] = {}
+        served: dict[tuple[str, str], Series] = {}
         for key in {*list(self._series), *running}:
-            copy = _Series(size)
+            copy = Series(size)
             recorded = self._series.get(key)
             if recorded is not None:
                 copy.add(recorded, in_progress=False)
@@ -357,116 +341,6 @@ class PrometheusObserver:
         return float(value) if value is not None else 0.0
 
 
-class _Series:
-    """The figures of one (task, queue); the scrape turns them into metric families.
-
-    Histogram counts are per bucket (the last one is +Inf), made cumulative on scrape.
-    """
-
-    __slots__ = (
-        "duration_counts",
-        "duration_sum",
-        "in_progress",
-        "outcomes",
-        "wait_counts",
-        "wait_sum",
-    )
-
-    def __init__(self, buckets: int) -> None:
-        self.outcomes = dict.fromkeys(OUTCOMES, 0)
-        self.in_progress = 0
-        self.duration_counts = [0] * (buckets + 1)
-        self.duration_sum = 0.0
-        self.wait_counts = [0] * (buckets + 1)
-        self.wait_sum = 0.0
-
-    def add(self, other: _Series, *, in_progress: bool = True) -> None:
-        """Add `other`'s figures to these (its in-progress gauge too, unless told not to)."""
-        for kind, count in other.outcomes.items():
-            self.outcomes[kind] = self.outcomes.get(kind, 0) + count
-        if in_progress:
-            self.in_progress += other.in_progress
-        self.duration_sum += other.duration_sum
-        self.wait_sum += other.wait_sum
-        for index, count in enumerate(other.duration_counts):
-            self.duration_counts[index] += count
-        for index, count in enumerate(other.wait_counts):
-            self.wait_counts[index] += count
-
-    def to_json(self) -> dict[str, Any]:
-        """The figures as JSON values (what a worker process hands its supervisor)."""
-        return {
-            "outcomes": dict(self.outcomes),
-            "in_progress": self.in_progress,
-            "duration_counts": list(self.duration_counts),
-            "duration_sum": self.duration_sum,
-            "wait_counts": list(self.wait_counts),
-            "wait_sum": self.wait_sum,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], buckets: int) -> _Series:
-        """Rebuild figures written by `to_json` (with the same number of buckets)."""
-        series = cls(buckets)
-        series.outcomes.update({str(k): int(v) for k, v in data["outcomes"].items()})
-        series.in_progress = int(data["in_progress"])
-        series.duration_counts = [int(c) for c in data["duration_counts"]]
-        series.duration_sum = float(data["duration_sum"])
-        series.wait_counts = [int(c) for c in data["wait_counts"]]
-        series.wait_sum = float(data["wait_sum"])
-        if len(series.duration_counts) != buckets + 1 or len(series.wait_counts) != buckets + 1:
-            msg = "metrics snapshot has other histogram buckets"
-            raise ValueError(msg)
-        return series
-
-
-def families(
-    buckets: Sequence[float],
-    series: dict[tuple[str, str], _Series],
-    depths: dict[str, float] | None,
-    lag: float | None,
-) -> Iterator[Metric]:
-    """The metric families of a scrape: job figures by (task, queue), then the gauges.
-
-    The queue-depth family is served only when `depths` is not None (someone watches
-    queues), the loop-lag gauge only when `lag` is not None.
-    """
-    jobs, duration, wait, running = _job_families()
-    for (task, queue), figures in sorted(series.items()):
-        for kind, count in list(figures.outcomes.items()):
-            jobs.add_metric((task, queue, OUTCOMES[kind]), count)
-        duration.add_metric(
-            (task, queue), _cumulative(buckets, figures.duration_counts), figures.duration_sum
-        )
-        wait.add_metric((task, queue), _cumulative(buckets, figures.wait_counts), figures.wait_sum)
-        running.add_metric((task, queue), figures.in_progress)
-    yield from (jobs, duration, wait, running)
-    if depths is not None:
-        depth = GaugeMetricFamily(
-            f"{NAMESPACE}_queue_depth",
-            "Jobs waiting in the queue (read with queue.count at most once per interval).",
-            labels=("queue",),
-        )
-        for name, value in sorted(depths.items()):
-            depth.add_metric((name,), value)
-        yield depth
-    if lag is not None:
-        yield GaugeMetricFamily(
-            f"{NAMESPACE}_event_loop_lag_seconds",
-            "How late the worker's event loop woke at its last lag measurement.",
-            value=lag,
-        )
-
-
-def _cumulative(bounds: Sequence[float], counts: list[int]) -> list[tuple[str, float]]:
-    total = 0
-    out: list[tuple[str, float]] = []
-    for bound, count in zip((*bounds, float("inf")), counts, strict=True):
-        total += count
-        out.append(("+Inf" if bound == float("inf") else repr(float(bound)), float(total)))
-    return out
-
-
 _exports: weakref.WeakKeyDictionary[CollectorRegistry, _RegistryExport] = (
     weakref.WeakKeyDictionary()
 )
@@ -491,33 +365,6 @@ def _export_for(registry: CollectorRegistry, buckets: tuple[float, ...]) -> _Reg
         return export
 
 
-def _job_families() -> tuple[
-    CounterMetricFamily, HistogramMetricFamily, HistogramMetricFamily, GaugeMetricFamily
-]:
-    jobs = CounterMetricFamily(
-        f"{NAMESPACE}_jobs",
-        "Job attempts by outcome: succeeded, retried (failed, retry scheduled), "
-        "dead_lettered (failed for good), lost (lease lost), released (requeued on stop).",
-        labels=("task", "queue", "outcome"),
-    )
-    duration = HistogramMetricFamily(
-        f"{NAMESPACE}_job_duration_seconds",
-        "Seconds each attempt's handler ran.",
-        labels=("task", "queue"),
-    )
-    wait = HistogramMetricFamily(
-        f"{NAMESPACE}_queue_wait_seconds",
-        "Seconds from enqueue to the start of the first attempt.",
-        labels=("task", "queue"),
-    )
-    running = GaugeMetricFamily(
-        f"{NAMESPACE}_jobs_in_progress",
-        "Jobs running now in this process.",
-        labels=("task", "queue"),
-    )
-    return jobs, duration, wait, running
-
-
 class _RegistryExport(Collector):
     """Serves every observer of one registry: their figures summed when scraped."""
 
@@ -527,7 +374,7 @@ class _RegistryExport(Collector):
 
     def describe(self) -> list[Metric]:
         # Names only: the registry must not call collect() (and read depths) at registration.
-        return list(_job_families())
+        return list(job_families())
 
     def collect(self) -> Iterator[Metric]:
         observers = list(self.observers)
@@ -541,17 +388,17 @@ class _RegistryExport(Collector):
         merged = self._merged(observers)
         yield from families(self.buckets, merged, depths, max(lags) if lags else None)
 
-    def _merged(self, observers: list[PrometheusObserver]) -> dict[tuple[str, str], _Series]:
+    def _merged(self, observers: list[PrometheusObserver]) -> dict[tuple[str, str], Series]:
         """Sum the observers' series per (task, queue); one observer's are read as they are."""
         if len(observers) == 1:
             return observers[0]._figures()  # noqa: SLF001
         size = len(self.buckets)
-        merged: dict[tuple[str, str], _Series] = {}
+        merged: dict[tuple[str, str], Series] = {}
         for observer in observers:
             for key, series in observer._figures().items():  # noqa: SLF001
                 total = merged.get(key)
                 if total is None:
-                    total = merged[key] = _Series(size)
+                    total = merged[key] = Series(size)
                 total.add(series)
         return merged
 

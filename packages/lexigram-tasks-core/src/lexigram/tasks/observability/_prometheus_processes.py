@@ -28,12 +28,12 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from lexigram.tasks.observability._prometheus import (
+from lexigram.tasks.observability._prometheus import PrometheusObserver
+from lexigram.tasks.observability._prometheus_families import (
     DURATION_BUCKETS,
-    PrometheusObserver,
-    _job_families,
-    _Series,
+    Series,
     families,
+    job_families,
 )
 
 logger = logging.getLogger(__name__)
@@ -93,11 +93,11 @@ class ProcessesCollector(Collector):
         self.buckets = tuple(float(bound) for bound in buckets)
 
     def describe(self) -> list[Metric]:
-        return list(_job_families())
+        return list(job_families())
 
     def collect(self) -> Iterator[Metric]:
         size = len(self.buckets)
-        merged: dict[tuple[str, str], _Series] = {}
+        merged: dict[tuple[str, str], Series] = {}
         depths: dict[str, float] | None = None
         lags: list[float] = []
         for snapshot in self._snapshots():
@@ -105,8 +105,8 @@ class ProcessesCollector(Collector):
             for task, queue, figures in snapshot["series"]:
                 total = merged.get((task, queue))
                 if total is None:
-                    total = merged[task, queue] = _Series(size)
-                total.add(_Series.from_json(figures, size), in_progress=live)
+                    total = merged[task, queue] = Series(size)
+                total.add(Series.from_json(figures, size), in_progress=live)
             if live and snapshot.get("depths") is not None:
                 depths = {**(depths or {}), **snapshot["depths"]}
             if live and snapshot.get("lag") is not None:
