@@ -21,7 +21,7 @@ from lexigram.tasks.events import (
     event_routes_changed,
     new_job_event,
 )
-from lexigram.tasks.execution import TaskWorker, TaskWorkerServices, _settle
+from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
 from lexigram.tasks.hooks import HookRegistry
 from lexigram.tasks.hookspecs import hookimpl
 
@@ -128,15 +128,8 @@ def test_a_hook_registry_asks_for_no_event_until_something_listens() -> None:
 
 
 async def test_the_worker_builds_no_event_of_a_kind_nobody_handles(
-    monkeypatch: pytest.MonkeyPatch,
+    built_event_kinds: list[str],
 ) -> None:
-    built: list[str] = []
-
-    def counting(*fields: Any) -> JobEvent:
-        built.append(fields[0])  # the worker passes the fields positionally, kind first
-        return new_job_event(*fields)
-
-    monkeypatch.setattr(_settle, "new_job_event", counting)
     all_done = asyncio.Event()
 
     class Outcomes(_Recorder):
@@ -159,7 +152,7 @@ async def test_the_worker_builds_no_event_of_a_kind_nobody_handles(
     await asyncio.wait_for(all_done.wait(), 5)
     await worker.stop()
     assert outcomes.seen == [COMPLETED] * 3
-    assert built == [COMPLETED] * 3  # no "started" event was built for anyone
+    assert built_event_kinds == [COMPLETED] * 3  # no "started" event was built for anyone
 
 
 async def test_an_event_kinds_that_is_no_collection_of_names_declares_nothing() -> None:
@@ -239,15 +232,8 @@ def test_a_counter_that_raises_is_logged_and_the_others_still_count(
 
 
 async def test_the_worker_counts_completed_jobs_without_building_their_events(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    built_event_kinds: list[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    built: list[str] = []
-
-    def counting(*fields: Any) -> JobEvent:
-        built.append(fields[0])
-        return new_job_event(*fields)
-
-    monkeypatch.setattr(_settle, "new_job_event", counting)
 
     class Broken(_Counter):
         def count_completed(self, *figures: Any) -> None:
@@ -275,7 +261,7 @@ async def test_the_worker_counts_completed_jobs_without_building_their_events(
     await worker.start()
     await asyncio.wait_for(all_counted.wait(), 5)
     await worker.stop()
-    assert built == []  # no event of any kind: nobody reads one
+    assert built_event_kinds == []  # no event of any kind: nobody reads one
     assert worker.stats.jobs_succeeded == 3  # the broken counter failed no job
     for task, queue_name, attempt, enqueued_at, started_at, duration in counter.counted:
         assert (task, queue_name, attempt) == ("job", "counted", 1)

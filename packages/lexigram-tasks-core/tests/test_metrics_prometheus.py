@@ -6,7 +6,6 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -22,9 +21,8 @@ from lexigram.tasks.events import (
     STARTED,
     EventStream,
     JobEvent,
-    new_job_event,
 )
-from lexigram.tasks.execution import TaskWorker, TaskWorkerServices, _settle
+from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
 from lexigram.tasks.observability import PrometheusObserver
 from lexigram.tasks.observability._prometheus_processes import (
     ProcessesCollector,
@@ -389,15 +387,8 @@ def test_a_started_event_after_the_watch_still_takes_its_wait_once() -> None:
 
 
 async def test_with_running_watched_the_worker_builds_no_event_for_a_completed_job(
-    monkeypatch: pytest.MonkeyPatch,
+    built_event_kinds: list[str],
 ) -> None:
-    built: list[str] = []
-
-    def counting(*fields: Any) -> JobEvent:
-        built.append(fields[0])  # the worker passes the fields positionally, kind first
-        return new_job_event(*fields)
-
-    monkeypatch.setattr(_settle, "new_job_event", counting)
     registry = CollectorRegistry()
     metrics = PrometheusObserver(registry)
 
@@ -420,7 +411,8 @@ async def test_with_running_watched_the_worker_builds_no_event_for_a_completed_j
     await worker.start()
     await wait_for_count(registry, 5)
     await worker.stop()
-    assert built == [FAILED]  # the dead letter's event; none for the four that succeeded
+    # The dead letter's event; none for the four that succeeded.
+    assert built_event_kinds == [FAILED]
     labels = {"task": "ok", "queue": "figures"}
     assert value(registry, "lexigram_tasks_jobs_total", outcome="succeeded", **labels) == 4
     assert value(registry, "lexigram_tasks_job_duration_seconds_count", **labels) == 4

@@ -122,18 +122,3 @@ def new_job_event(  # noqa: PLR0917 - the fields in order, passed positionally o
     event.metadata = metadata
     event.__class__ = JobEvent
     return event  # type: ignore[no-any-return]
-
-
-__all__ = [
-    "CANCELLED",
-    "COMPLETED",
-    "FAILED",
-    "JOB_EVENT_KINDS",
-    "LOST",
-    "QUEUED",
-    "RELEASED",
-    "RETRYING",
-    "STARTED",
-    "JobEvent",
-    "new_job_event",
-]

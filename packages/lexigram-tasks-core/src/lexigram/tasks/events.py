@@ -264,24 +264,16 @@ class EventStream:
                 return read
         return unread
 
-    def count_completed(  # noqa: PLR0917 - a CompletionCounter: positional by contract
-        self,
-        task: str,
-        queue: str,
-        attempt: int,
-        enqueued_at: float | None,
-        started_at: float | None,
-        duration: float,
-    ) -> None:
-        """Hand a completed job's figures to the counters among the observers.
+    def count_completed(self, *figures: Any) -> None:
+        """Hand a completed job's figures (see `CompletionCounter`) to the counters here.
 
         A counter that raises is logged; the others still run.
         """
         for count in self.completion_listeners()[0]:
             try:
-                count(task, queue, attempt, enqueued_at, started_at, duration)
+                count(*figures)
             except Exception as error:
-                counter_failed(count, task, error)
+                counter_failed(count, str(figures[0]) if figures else "?", error)
 
     async def observe(self, event: JobEvent) -> None:
         """Deliver `event` to every observer of its kind; their errors are logged, not raised.
