@@ -130,6 +130,8 @@ class PrometheusObserver:
         self.buckets = tuple(sorted(float(bound) for bound in buckets))
         self._running: set[tuple[str, str]] = set()
         self._series: dict[tuple[str, str], Series] = {}
+        # The (task, queue) and series `count_completed` counted last.
+        self._last: tuple[str, str, Series | None] = ("", "", None)
         self._depth: _DepthReader | None = None
         self._lag_source: Callable[[], float | None] | None = None
         self._running_source: RunningJobs | None = None
@@ -194,16 +196,21 @@ class PrometheusObserver:
         in ``event_kinds``: once the in-progress gauge is read on scrape and no job
         counted from a "started" event is open, so no look-up among running jobs is due.
         """
-        try:
-            series = self._series[task, queue]
-        except KeyError:
-            series = self._series[task, queue] = Series(len(self.buckets))
-        series.outcomes[COMPLETED] += 1
-        series.duration_counts[bisect_left(self.buckets, duration)] += 1
+        # Jobs come in runs of one task: the last series is compared before a look-up.
+        last_task, last_queue, series = self._last
+        if series is None or task != last_task or queue != last_queue:
+            key = (task, queue)
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = Series(len(self.buckets))
+            self._last = (task, queue, series)
+        series.completed += 1
+        buckets = self.buckets
+        series.duration_counts[bisect_left(buckets, duration)] += 1
         series.duration_sum += duration
         if attempt <= 1 and enqueued_at is not None and started_at:
             wait = started_at - enqueued_at if started_at > enqueued_at else 0.0
-            series.wait_counts[bisect_left(self.buckets, wait)] += 1
+            series.wait_counts[bisect_left(buckets, wait)] += 1
             series.wait_sum += wait
 
     def _count_at_end(self, *, at_end: bool) -> None:
