@@ -442,3 +442,24 @@ def test_a_silent_tls_connection_suggests_a_plain_port() -> None:
         command_timeout=2.0,
     )
     assert "rediss" not in plain.message
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"visibility_timeout": 0},
+        {"wait_for_replicas": -1},
+        {"replication_timeout": -1.0, "wait_for_replicas": 1},
+    ],
+    ids=["visibility_timeout", "wait_for_replicas", "replication_timeout"],
+)
+async def test_a_queue_refused_its_arguments_takes_no_share_of_a_given_connector(
+    bad: dict[str, float],
+) -> None:
+    connector = RedisConnector("redis://127.0.0.1:6379/0")
+    first = RedisTaskQueue(connector=connector)
+    with pytest.raises(TaskConfigurationError):
+        RedisTaskQueue(connector=connector, **bad)  # type: ignore[arg-type]
+    # The one queue that was built is the connector's only user: releasing it closes it.
+    await first.close()
+    assert connector._sharers == 0

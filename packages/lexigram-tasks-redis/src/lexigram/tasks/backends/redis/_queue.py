@@ -136,11 +136,14 @@ class RedisTaskQueue:
             )
             raise TaskConfigurationError(msg)
         check_queue_limits(idempotency_ttl, max_size)
+        self._visibility_timeout = positive_seconds("visibility_timeout", visibility_timeout)
         # A shared connector (the backend object hands one to the queue and the stores of
         # a spec) closes when its last user releases it; one built here is closed here.
+        # Shared only once every argument is checked: a queue that fails to build has
+        # nothing to release.
         self._owns_connector = connector is None
-        self._connector = (
-            connector.share()
+        built = (
+            connector
             if connector is not None
             else RedisConnector(
                 url or redis_url,
@@ -154,15 +157,15 @@ class RedisTaskQueue:
             )
         )
         self._replicas = (
-            ReplicaWait(wait_for_replicas, replication_timeout, self._connector.masked_url)
+            ReplicaWait(wait_for_replicas, replication_timeout, built.masked_url)
             if wait_for_replicas
             else None
         )
+        self._connector = built if connector is None else connector.share()
         self._queue_name = queue_name
         self._key_prefix = key_prefix
         self.keys = QueueKeys.build(key_prefix, queue_name)
         self._fixed = self.keys.fixed
-        self._visibility_timeout = positive_seconds("visibility_timeout", visibility_timeout)
         self._lease_ms = math.ceil(self._visibility_timeout * 1000)
         self._idem_ttl_ms = math.ceil(idempotency_ttl * 1000)
         self._max_size = max_size or 0
