@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from lexigram.contracts.tasks import BackendNotFoundError, Job, TaskBackendSpec
 from lexigram.tasks import _backends
+from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.cli import _enqueue as enqueue_command
 from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._context import resolve_spec
@@ -149,8 +150,8 @@ def test_resolve_spec_of_another_type_imports_only_that_backend(
     class Acme:
         url_schemes = ("acme",)
 
-        def create_queue(self, spec: TaskBackendSpec) -> None:
-            raise NotImplementedError
+        def create_queue(self, spec: TaskBackendSpec) -> MemoryTaskQueue:
+            return MemoryTaskQueue(queue_name=spec.queue_name)
 
     class AcmeEntryPoint:
         name, value, dist = "acme", "acme_tasks:backend", None
@@ -166,6 +167,7 @@ def test_resolve_spec_of_another_type_imports_only_that_backend(
         spec = resolve_spec(config, "acme://host/0")
         # The config's memory backend is not imported to read a URL the option replaces.
         assert sorted(_backends._cache) == ["acme"]
+        assert _backends.create_queue(spec).queue_name == "q"  # the spec reaches its backend
     finally:
         _backends.clear_backend_cache()
     assert (spec.type, spec.url, spec.queue_name, dict(spec.options)) == (

@@ -147,9 +147,10 @@ class PrometheusObserver:
 
     def observe(self, event: JobEvent) -> None:
         """Update the metrics for one job event (plain arithmetic: no lock, no I/O)."""
-        # On the worker's path for every job: locals over attribute look-ups, each test
-        # made once, no further call in the CLI worker's case (an outcome, the in-progress
-        # gauge read on scrape, no job left from before that).
+        # On the worker's path for every job that does not succeed (and for every job until
+        # the observer takes completed ones as figures): locals over attribute look-ups,
+        # each test made once. `count_completed` repeats its bucket updates inline rather
+        # than share a helper: a call per histogram would cost more than they do.
         try:
             series = self._series[event.task, event.queue]
         except KeyError:
@@ -219,8 +220,12 @@ class PrometheusObserver:
             return
         self._waits_at_end = at_end
         if self._running_source is not None:
-            self.event_kinds = _UNCOMMON_OUTCOMES if at_end else _OUTCOME_KINDS
-            event_routes_changed()
+            self._route_outcomes()
+
+    def _route_outcomes(self) -> None:
+        """Ask for every outcome's event, or for all but "completed" once counted as figures."""
+        self.event_kinds = _UNCOMMON_OUTCOMES if self._waits_at_end else _OUTCOME_KINDS
+        event_routes_changed()
 
     def _opened(self, series: Series, event: JobEvent) -> bool:
         """Count a started attempt in progress; True when its wait is to be taken now."""
@@ -297,8 +302,7 @@ class PrometheusObserver:
         for series in list(self._series.values()):
             series.in_progress = 0
         self._waits_at_end = not self._running
-        self.event_kinds = _UNCOMMON_OUTCOMES if self._waits_at_end else _OUTCOME_KINDS
-        event_routes_changed()
+        self._route_outcomes()
 
     def _figures(self) -> dict[tuple[str, str], Series]:
         """The figures by (task, queue) as a scrape serves them (in-progress read now)."""
