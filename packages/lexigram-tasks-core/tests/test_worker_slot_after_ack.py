@@ -64,7 +64,8 @@ def _worker(queue: MemoryTaskQueue, store: GatedStore, handler: Any, slots: int)
         "w1",
         queue,
         {handler.__name__: handler},
-        TaskWorkerConfig(max_concurrent_tasks=slots, poll_interval=0.01),
+        # No jobs held ahead: the slots' accounting is what these tests count.
+        TaskWorkerConfig(max_concurrent_tasks=slots, poll_interval=0.01, prefetch_window=0.0),
         TaskWorkerServices(result_store=store),  # type: ignore[arg-type]
     )
 

@@ -207,6 +207,12 @@ class TaskWorkerConfig(_Section):
         max_concurrent_tasks: Jobs one worker runs at the same time.
         poll_interval: Longest wait, in seconds, of one idle dequeue call before the
             worker re-checks its stop flag (not a sleep: the queue wakes it earlier).
+        prefetch_window: Seconds of work a worker leases ahead of its free slots, so
+            that a slot that frees starts its next job without a round trip to the
+            queue: as many jobs as it finished in its last window of this length, at
+            most `max_concurrent_tasks`. A held job waits about this long or less, so
+            other workers and later jobs of higher priority are not kept waiting behind
+            it, and long jobs are barely held; 0 turns prefetching off.
         shutdown_timeout: Seconds a graceful stop waits for running jobs.
         default_timeout: Timeout, in seconds, of a job that sets none.
         max_timeout: Upper bound of any job's timeout.
@@ -237,6 +243,11 @@ class TaskWorkerConfig(_Section):
     )
     poll_interval: float = Field(
         default=0.1, gt=0.0, json_schema_extra=_fix("Set a positive number of seconds, e.g. 0.1.")
+    )
+    prefetch_window: float = Field(
+        default=0.1,
+        ge=0.0,
+        json_schema_extra=_fix("Set seconds ≥ 0, e.g. 0.1 (0 turns prefetching off)."),
     )
     shutdown_timeout: float = Field(
         default=30.0, ge=0.0, json_schema_extra=_fix("Set seconds ≥ 0 to wait for running jobs.")

@@ -1,10 +1,12 @@
 """`TaskWorker`: one consume loop that runs up to `max_concurrent_tasks` jobs at once.
 
-The loop takes only as many jobs as it has free slots (batch dequeue, never more),
-starts each as an asyncio task running `JobRunner.run` and, when full, sleeps until a
-job finishes. The leases of running jobs are renewed by a `LeaseKeeper` thread when the
-queue offers a `LeaseRenewingQueueProtocol` renewer (so a handler that blocks the loop
-cannot lose them), else by one heartbeat task per worker on the loop. One timer per
+The loop takes as many jobs as it has free slots (batch dequeue), plus, while its jobs
+are short, those it expects to start within `prefetch_window` (`Prefetch`), which start
+the moment a slot frees. Each job runs as an asyncio task running `JobRunner.run`; when
+full, the loop sleeps until a job finishes. The leases of running jobs are renewed by a
+`LeaseKeeper` thread when the queue offers a `LeaseRenewingQueueProtocol` renewer (so a
+handler that blocks the loop cannot lose them), else by one heartbeat task per worker on
+the loop. One timer per
 worker enforces timeouts (re-armed for the earliest deadline; it is the only timeout
 mechanism), so the per-job cost is a dict entry and a task.
 """
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,9 +28,10 @@ from lexigram.tasks.execution._deadlines import DeadlineTimer
 from lexigram.tasks.execution._heartbeat import Heartbeat
 from lexigram.tasks.execution._lag import DEFAULT_LOOP_LAG_THRESHOLD, LoopLagMonitor
 from lexigram.tasks.execution._lease_keeper import LeaseKeeper, start_keeper
+from lexigram.tasks.execution._prefetch import Prefetch
 from lexigram.tasks.execution._registry import HandlerRegistry
 from lexigram.tasks.execution._runner import JobRunner
-from lexigram.tasks.execution._running import CANCEL, LEASE_LOST, STOP, TIMEOUT, Running
+from lexigram.tasks.execution._running import CANCEL, LEASE_LOST, STOP, Running
 from lexigram.tasks.execution._settle import Settler
 from lexigram.tasks.execution._stats import TaskWorkerServices, WorkerJobStats
 from lexigram.tasks.execution._wiring import WorkerLogAdapter, event_stream_of, lookup_of
@@ -43,8 +45,6 @@ logger = logging.getLogger(__name__)
 _CANCEL_GRACE = 5.0
 # Longest pause after a failing dequeue (backend down), doubling from 0.1 s.
 _MAX_ERROR_BACKOFF = 5.0
-# Timer slack: asyncio may fire a timer a hair early; treat deadlines this close as due.
-_DEADLINE_SLACK = 1e-3
 # A cancelled job's lease is gone before its announcement arrives (the backend deletes the
 # job, then tells the subscribers); a lost lease waits this long for the announcement, so
 # the job is settled as cancelled rather than as lost.
@@ -125,12 +125,17 @@ class TaskWorker:
         # Jobs in `_in_flight` whose handler succeeded and whose ack and result are on
         # their way: they hold no slot (`_release_slot`).
         self._finishing = 0
+        # Jobs leased ahead of a free slot (also in `_in_flight`, with no task yet).
+        self._prefetch = Prefetch(
+            self._in_flight, self.config.max_concurrent_tasks, self.config.prefetch_window
+        )
+        self._ahead = self._prefetch.line
         self._loop_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._slot_free = asyncio.Event()
         self._interruptible = False
         self._credits = 0
-        self._deadlines = DeadlineTimer(self._expire_deadlines)
+        self._deadlines = DeadlineTimer(self._in_flight, self._interrupt)
         self._stop_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = False
@@ -208,7 +213,7 @@ class TaskWorker:
             config=self.config,
             events=self.events,
             deadlines=self._deadlines,
-            move_deadline=self._set_deadline,
+            move_deadline=self._deadlines.move,
             done=self._forget,
             settler=self._settler,
             pipeline=middleware_pipeline if middleware_pipeline else None,
@@ -278,6 +283,8 @@ class TaskWorker:
                 self._loop_task.cancel()
             await asyncio.wait({self._loop_task})
             self._loop_task = None
+            for job in self._prefetch.take_all():  # never started: back to the queue
+                await self._settler.release(job)
             self._gate.release_waiting()  # never started: back to the queue, not drained
             if drain and self._in_flight:
                 await asyncio.wait(self._tasks(), timeout=timeout)
@@ -299,7 +306,7 @@ class TaskWorker:
 
     @property
     def in_flight(self) -> int:
-        """Number of jobs this worker is running now."""
+        """Number of jobs this worker holds: running, finishing, or leased ahead to start."""
         return len(self._in_flight)
 
     def running_jobs(self) -> list[Job]:
@@ -364,35 +371,62 @@ class TaskWorker:
                 backoff = min(backoff * 2, _MAX_ERROR_BACKOFF)
 
     async def _consume_once(self) -> None:
-        free = (
-            self.config.max_concurrent_tasks
-            - len(self._in_flight)
-            + self._finishing
-            + self._gate.parked
-        )
-        if free <= 0:
+        if self._ahead:
+            self._start_ahead()  # in the slots freed since the last pass
+        free = self._free_slots()
+        if self._rate_limiter is not None:
+            wanted = free  # tokens are taken for jobs that start now, never ahead
+        else:
+            now = (self._loop or asyncio.get_running_loop()).time()
+            wanted = self._prefetch.wanted(free, now, self.stats.jobs_processed)
+        if wanted <= 0:
             self._slot_free.clear()
             await self._slot_free.wait()
             return
         if self._rate_limiter is not None:
-            free = await self._take_tokens(free)
-        jobs = await self.queue.dequeue_batch(free)
+            wanted = await self._take_tokens(wanted)
+        jobs = await self.queue.dequeue_batch(wanted)
+        if not jobs and free <= 0:
+            # Only looking ahead, and nothing is ready: wait for a slot, not for the queue
+            # (held jobs start at the next pass, which a freed slot brings at once).
+            self._slot_free.clear()
+            await self._slot_free.wait()
+            return
         if not jobs and self.running:  # stop() may have begun during the call above
             self._interruptible = True
             try:
-                jobs = await self.queue.dequeue_batch(free, timeout=self.config.poll_interval)
+                jobs = await self.queue.dequeue_batch(wanted, timeout=self.config.poll_interval)
             finally:
                 self._interruptible = False
         if self._rate_limiter is not None:
             self._credits -= len(jobs)
-        if not jobs:
-            return
+        if jobs:
+            await self._take(jobs)
+
+    async def _take(self, jobs: list[Job]) -> None:
+        """Start the leased jobs in the free slots and hold the rest ahead."""
         if not self.running:  # stop() began while the jobs were being leased
             for job in jobs:
                 await self._settler.release(job)
             return
+        free = self._free_slots()
+        loop_time = (self._loop or asyncio.get_running_loop()).time()
         for job in jobs:
-            self._start_job(job)
+            if free > 0:
+                self._start_job(job)
+                free -= 1
+            else:
+                self._prefetch.hold(job, loop_time)
+
+    def _free_slots(self) -> int:
+        """Slots no job holds: running jobs hold one, jobs ahead, finishing or parked none."""
+        return (
+            self.config.max_concurrent_tasks
+            - len(self._in_flight)
+            + len(self._ahead)
+            + self._finishing
+            + self._gate.parked
+        )
 
     async def _take_tokens(self, free: int) -> int:
         """Hold up to `free` rate-limit tokens; wait for the first one if none is held."""
@@ -426,6 +460,26 @@ class TaskWorker:
         self._in_flight[job.id] = entry
         self.current_job = job
         entry.task = loop.create_task(self._runner.run(entry))
+
+    def _start_ahead(self) -> None:
+        """Start jobs held ahead in the slots that are free now (none once stopping)."""
+        ahead = self._ahead
+        if not ahead or not self.running:
+            return
+        free = self._free_slots()
+        if free <= 0:
+            return
+        loop = self._loop or asyncio.get_running_loop()
+        cancels = self._cancels
+        run = self._runner.run
+        while free > 0 and ahead:
+            entry = ahead.popleft()
+            if cancels is not None and cancels.ids and entry.job.id in cancels.ids:
+                del cancels.ids[entry.job.id]
+                entry.reason = CANCEL
+            self.current_job = entry.job
+            entry.task = loop.create_task(run(entry))
+            free -= 1
 
     def _release_slot(self, entry: Running) -> None:
         """The job's handler succeeded: its slot goes to the next job while it finishes.
@@ -462,32 +516,7 @@ class TaskWorker:
         self._interrupt(entry, CANCEL)
         return True
 
-    # -- timeouts and leases ---------------------------------------------------------
-
-    def _set_deadline(self, entry: Running, seconds: float) -> None:
-        """Start (or move) the job's timeout clock: `seconds` from when it really started."""
-        loop = self._loop or asyncio.get_running_loop()
-        moved = entry.deadline != math.inf
-        deadline = loop.time() + seconds
-        if moved and entry.started_at:
-            deadline -= max(0.0, time.time() - entry.started_at)
-        entry.deadline = deadline
-        if deadline < self._deadlines.at:
-            self._deadlines.arm(deadline)
-
-    def _expire_deadlines(self) -> None:
-        loop = asyncio.get_running_loop()
-        due = loop.time() + _DEADLINE_SLACK
-        earliest = math.inf
-        for entry in self._in_flight.values():
-            if entry.settling or entry.reason is not None:
-                continue
-            if entry.deadline <= due:
-                self._interrupt(entry, TIMEOUT)
-            elif entry.deadline < earliest:
-                earliest = entry.deadline
-        if earliest != math.inf:
-            self._deadlines.arm(earliest)
+    # -- leases ----------------------------------------------------------------------
 
     def _start_keeper(self) -> None:
         """Renew leases from a thread when the queue can (and watch the loop for blocks)."""
@@ -543,15 +572,21 @@ class TaskWorker:
         )
         await self._settler.release(entry.job)
 
-    @staticmethod
-    def _interrupt(entry: Running, reason: str) -> None:
+    def _interrupt(self, entry: Running, reason: str) -> None:
         """Cancel a running handler for `reason`, unless it already finished.
 
         A task that has not started yet is only marked: cancelling it would skip its
-        body (and so its nack), leaving the job in flight. A handler inside
-        `shield_cancellation` is marked too; the shield's end cancels it.
+        body (and so its nack), leaving the job in flight. A job held ahead is marked and
+        started now, so that its run settles it for `reason` without calling the handler.
+        A handler inside `shield_cancellation` is marked too; the shield's end cancels it.
         """
-        if entry.settling or entry.reason is not None or entry.task is None:
+        if entry.settling or entry.reason is not None:
+            return
+        if entry.task is None:
+            if self._prefetch.drop(entry):  # held ahead: its run settles it unrun
+                entry.reason = reason
+                loop = self._loop or asyncio.get_running_loop()
+                entry.task = loop.create_task(self._runner.run(entry))
             return
         entry.reason = reason
         if entry.shield:

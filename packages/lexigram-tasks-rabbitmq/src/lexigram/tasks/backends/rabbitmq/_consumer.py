@@ -104,6 +104,8 @@ class DeliveryBuffer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.sync = AckSync(link)
         self.closed = False
+        # Ready messages the broker counted behind the last basic.get's (Basic.GetOk).
+        self.ready_behind = 0
 
     def __len__(self) -> int:
         return len(self._ready) + len(self._held)
@@ -401,6 +403,20 @@ class DeliveryBuffer:
         except TimeoutError:
             return
 
+    async def wait_ready(self, count: int, timeout: float) -> None:
+        """Wait up to `timeout` seconds until `count` deliveries are ready here."""
+        deadline = time.monotonic() + timeout
+        while len(self._ready) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._wake.wait()
+            except TimeoutError:
+                return
+
     def _drop_stale(self) -> None:
         self._ready = [item for item in self._ready if not item[2].stale]
         heapq.heapify(self._ready)
@@ -428,7 +444,9 @@ class DeliveryBuffer:
             error = self._link.connection_error("fetch a job", exc, within)
             raise error from exc
         if not isinstance(message.delivery, Basic.GetOk) or message.delivery_tag is None:
+            self.ready_behind = 0
             return None
+        self.ready_behind = message.delivery.message_count or 0
         acks.unsettled.add(message.delivery_tag)
         return Delivery(message, acks)
 
