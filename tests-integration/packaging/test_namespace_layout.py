@@ -34,6 +34,7 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES_DIR = ROOT / "packages"
 GROUP = "lexigram.tasks.backends"
+SCHEMES_GROUP = "lexigram.tasks.url_schemes"
 CORE = "lexigram-tasks-core"
 META = "lexigram-tasks"
 
@@ -279,6 +280,21 @@ def test_backend_entry_point_loads(dist: str, name: str, value: str) -> None:
     assert ep.value == value, f"installed metadata is stale: {ep.value!r} != {value!r}; reinstall"
     backend = ep.load()
     assert callable(getattr(backend, "create_queue", None)), f"{value} has no create_queue()"
+
+
+@pytest.mark.parametrize(("dist", "name", "value"), _declared_backends())
+def test_declared_url_schemes_are_the_backends_own(dist: str, name: str, value: str) -> None:
+    # The schemes a backend declares for import-free URL lookup are its `url_schemes`, and
+    # the installed metadata says the same as its pyproject.
+    section = PYPROJECTS[dist]["project"].get("entry-points", {}).get(SCHEMES_GROUP, {})
+    declared = {scheme for scheme, target in section.items() if target == value}
+    installed = {ep.name for ep in md.entry_points(group=SCHEMES_GROUP) if ep.value == value}
+    assert installed == declared, f"installed metadata is stale: {installed} != {declared}"
+    backend = md.EntryPoint(name, value, GROUP).load()
+    assert declared == set(getattr(backend, "url_schemes", ())), (
+        f"{dist}: the {SCHEMES_GROUP!r} entry points {sorted(declared)} are not its "
+        f"url_schemes {getattr(backend, 'url_schemes', ())}"
+    )
 
 
 @pytest.mark.parametrize(

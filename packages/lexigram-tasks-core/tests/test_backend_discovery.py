@@ -45,11 +45,21 @@ class _FakeEntryPoints(list[Any]):
         return {ep.name for ep in self}
 
 
+class _Registered(list[Any]):
+    """The backends group's fake entry points, and the url-schemes group's in `schemes`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.schemes: list[Any] = []
+
+
 @pytest.fixture
-def fake_entry_points(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    registered: list[Any] = []
+def fake_entry_points(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Registered]:
+    registered = _Registered()
 
     def entry_points(*, group: str, name: str | None = None) -> _FakeEntryPoints:
+        if group == _backends.SCHEMES_GROUP:
+            return _FakeEntryPoints(registered.schemes)
         assert group == _backends.BACKENDS_GROUP
         return _FakeEntryPoints(ep for ep in registered if name is None or ep.name == name)
 
@@ -63,7 +73,7 @@ def test_available_backends_lists_memory_from_real_entry_points() -> None:
     assert "memory" in _backends.available_backends()
 
 
-def test_the_group_is_read_once_until_the_cache_is_cleared(fake_entry_points: list[Any]) -> None:
+def test_the_group_is_read_once_until_the_cache_is_cleared(fake_entry_points: _Registered) -> None:
     assert _backends.available_backends() == []
     fake_entry_points.append(_FakeEntryPoint("acme", "acme_tasks:backend", "acme-tasks"))
     assert _backends.available_backends() == []  # one read per process, like the backends
@@ -89,7 +99,7 @@ def test_load_backend_unknown_type_names_installed_and_no_pip_hint_for_third_par
     assert message.endswith(".")
 
 
-def test_load_backend_typo_suggests_the_installed_type(fake_entry_points: list[Any]) -> None:
+def test_load_backend_typo_suggests_the_installed_type(fake_entry_points: _Registered) -> None:
     target = _backends._FunctionBackend(create_queue=lambda spec: spec)  # type: ignore[arg-type,return-value]
     fake_entry_points.append(
         _FakeEntryPoint("sqlite", "a:backend", "lexigram-tasks-sqlite", target)
@@ -101,7 +111,7 @@ def test_load_backend_typo_suggests_the_installed_type(fake_entry_points: list[A
     assert info.value.details["suggestion"] == "sqlite"
 
 
-def test_load_backend_first_party_type_gets_the_extra(fake_entry_points: list[Any]) -> None:
+def test_load_backend_first_party_type_gets_the_extra(fake_entry_points: _Registered) -> None:
     with pytest.raises(BackendNotFoundError) as info:
         _backends.load_backend("redis")
     assert 'pip install "lexigram-tasks[redis]"' in str(info.value)
@@ -128,7 +138,7 @@ def test_first_party_backends_match_the_meta_package_extras() -> None:
     assert sorted(FIRST_PARTY_BACKENDS) == sorted(backend_extras)
 
 
-def test_load_backend_two_distributions_conflict_names_both(fake_entry_points: list[Any]) -> None:
+def test_load_backend_two_distributions_conflict_names_both(fake_entry_points: _Registered) -> None:
     fake_entry_points.append(_FakeEntryPoint("redis", "a:backend", "lexigram-tasks-redis"))
     fake_entry_points.append(_FakeEntryPoint("redis", "b:backend", "acme-redis"))
     with pytest.raises(BackendConflictError) as info:
@@ -138,7 +148,7 @@ def test_load_backend_two_distributions_conflict_names_both(fake_entry_points: l
 
 
 def test_load_backend_same_distribution_twice_is_not_a_conflict(
-    fake_entry_points: list[Any],
+    fake_entry_points: _Registered,
 ) -> None:
     target = _backends._FunctionBackend(create_queue=lambda spec: spec)
     fake_entry_points.append(_FakeEntryPoint("x", "a:backend", "dist-x", target))
@@ -146,7 +156,7 @@ def test_load_backend_same_distribution_twice_is_not_a_conflict(
     assert _backends.load_backend("x") is target
 
 
-def test_load_backend_import_failure_names_distribution(fake_entry_points: list[Any]) -> None:
+def test_load_backend_import_failure_names_distribution(fake_entry_points: _Registered) -> None:
     error = ModuleNotFoundError("No module named 'aio_pika'")
     fake_entry_points.append(
         _FakeEntryPoint("rabbitmq", "m:backend", "lexigram-tasks-rabbitmq", error)
@@ -157,7 +167,7 @@ def test_load_backend_import_failure_names_distribution(fake_entry_points: list[
     assert info.value.__cause__ is error
 
 
-def test_load_backend_function_entry_point_is_wrapped(fake_entry_points: list[Any]) -> None:
+def test_load_backend_function_entry_point_is_wrapped(fake_entry_points: _Registered) -> None:
     from lexigram.tasks.backends.memory import MemoryTaskQueue
 
     def create_queue(spec: TaskBackendSpec) -> MemoryTaskQueue:
@@ -168,7 +178,7 @@ def test_load_backend_function_entry_point_is_wrapped(fake_entry_points: list[An
     assert isinstance(queue, MemoryTaskQueue)
 
 
-def test_load_backend_rejects_non_backend_object(fake_entry_points: list[Any]) -> None:
+def test_load_backend_rejects_non_backend_object(fake_entry_points: _Registered) -> None:
     fake_entry_points.append(_FakeEntryPoint("bad", "m:CONSTANT", "dist-bad", 42))
     with pytest.raises(BackendError) as info:
         _backends.load_backend("bad")
@@ -180,7 +190,7 @@ def test_load_backend_rejects_non_backend_object(fake_entry_points: list[Any]) -
 
 
 def test_load_backend_missing_attribute_blames_the_distribution(
-    fake_entry_points: list[Any],
+    fake_entry_points: _Registered,
 ) -> None:
     error = AttributeError("module 'acme_tasks' has no attribute 'backnd'")
     fake_entry_points.append(_FakeEntryPoint("acme", "acme_tasks:backnd", "acme-tasks", error))
@@ -195,7 +205,7 @@ def test_load_backend_missing_attribute_blames_the_distribution(
 
 
 def test_load_backend_import_time_error_blames_the_distribution(
-    fake_entry_points: list[Any],
+    fake_entry_points: _Registered,
 ) -> None:
     fake_entry_points.append(
         _FakeEntryPoint("acme", "acme_tasks:backend", "acme-tasks", RuntimeError("boom"))
@@ -204,7 +214,7 @@ def test_load_backend_import_time_error_blames_the_distribution(
         _backends.load_backend("acme")
 
 
-def test_factory_that_raises_becomes_backend_error(fake_entry_points: list[Any]) -> None:
+def test_factory_that_raises_becomes_backend_error(fake_entry_points: _Registered) -> None:
     def create_queue(spec: TaskBackendSpec) -> Any:
         msg = "host"
         raise KeyError(msg)
@@ -218,7 +228,7 @@ def test_factory_that_raises_becomes_backend_error(fake_entry_points: list[Any])
     assert "KeyError: 'host'" in message
 
 
-def test_store_factory_that_raises_becomes_backend_error(fake_entry_points: list[Any]) -> None:
+def test_store_factory_that_raises_becomes_backend_error(fake_entry_points: _Registered) -> None:
     class Backend:
         def create_queue(self, spec: TaskBackendSpec) -> Any:
             return None
@@ -232,7 +242,7 @@ def test_store_factory_that_raises_becomes_backend_error(fake_entry_points: list
         _backends.create_store(TaskBackendSpec(type="acme"), "create_result_store")
 
 
-def test_factory_configuration_error_passes_through(fake_entry_points: list[Any]) -> None:
+def test_factory_configuration_error_passes_through(fake_entry_points: _Registered) -> None:
     from lexigram.contracts.tasks import TaskConfigurationError
 
     def create_queue(spec: TaskBackendSpec) -> Any:
@@ -244,14 +254,14 @@ def test_factory_configuration_error_passes_through(fake_entry_points: list[Any]
         _backends.create_queue(TaskBackendSpec(type="acme"))
 
 
-def test_create_queue_rejects_factory_returning_non_queue(fake_entry_points: list[Any]) -> None:
+def test_create_queue_rejects_factory_returning_non_queue(fake_entry_points: _Registered) -> None:
     target = _backends._FunctionBackend(create_queue=lambda spec: object())  # type: ignore[arg-type,return-value]
     fake_entry_points.append(_FakeEntryPoint("odd", "m:backend", "dist-odd", target))
     with pytest.raises(BackendError, match="TaskQueueProtocol"):
         _backends.create_queue(TaskBackendSpec(type="odd"))
 
 
-def test_scheme_resolution_reads_the_backends_url_schemes(fake_entry_points: list[Any]) -> None:
+def test_scheme_resolution_reads_the_backends_url_schemes(fake_entry_points: _Registered) -> None:
     class Backend:
         url_schemes = ("acme", "acmes")
         url_field = "redis_url"
@@ -270,7 +280,35 @@ def test_scheme_resolution_reads_the_backends_url_schemes(fake_entry_points: lis
     assert _backends.spec_from_config(config).url == "redis://localhost:6379"
 
 
-def test_two_backends_claiming_one_scheme_conflict(fake_entry_points: list[Any]) -> None:
+def test_declared_schemes_find_a_backend_without_importing_any(
+    fake_entry_points: _Registered,
+) -> None:
+    class Backend:
+        url_schemes = ("old",)
+
+        def create_queue(self, spec: TaskBackendSpec) -> Any:
+            return None
+
+    # Loading the declaring backend would raise: resolving its schemes must not load it.
+    never = RuntimeError("the declaring backend was imported")
+    fake_entry_points.append(_FakeEntryPoint("acmetype", "acme:backend", "acme-tasks", never))
+    fake_entry_points.append(_FakeEntryPoint("oldtype", "old:backend", "old-tasks", Backend()))
+    for scheme in ("acme", "acmes"):
+        fake_entry_points.schemes.append(_FakeEntryPoint(scheme, "acme:backend", "acme-tasks"))
+    fake_entry_points.schemes.append(_FakeEntryPoint("orphan", "gone:backend", "gone-tasks"))
+    assert _backends.backend_for_scheme("ACMES") == "acmetype"
+    assert _backends.backend_for_scheme("old") == "oldtype"  # undeclared: read by importing
+    assert _backends.backend_for_scheme("orphan") is None  # declared for no installed backend
+    assert _backends.known_schemes() == ["acme", "acmes", "old"]
+    fake_entry_points.schemes.append(_FakeEntryPoint("old", "acme:backend", "acme-tasks"))
+    _backends.clear_backend_cache()
+    with pytest.raises(
+        BackendConflictError, match=r"several installed backends \(acmetype, oldtype"
+    ):
+        _backends.backend_for_scheme("old")
+
+
+def test_two_backends_claiming_one_scheme_conflict(fake_entry_points: _Registered) -> None:
     class Backend:
         url_schemes = ("same",)
 

@@ -160,7 +160,11 @@ def test_resolve_spec_of_another_type_imports_only_that_backend(
             return Acme()
 
     (memory,) = entry_points(group=_backends.BACKENDS_GROUP, name="memory")
-    monkeypatch.setattr(_backends, "entry_points", lambda group: [memory, AcmeEntryPoint()])
+    monkeypatch.setattr(
+        _backends,
+        "entry_points",
+        lambda group: [memory, AcmeEntryPoint()] if group == _backends.BACKENDS_GROUP else [],
+    )
     _backends.clear_backend_cache()
     try:
         config = TaskConfig.from_dict({"backend": {"queue_name": "q", "options": {"max_size": 5}}})

@@ -8,7 +8,10 @@ never imports asyncpg or aio-pika. The built-in memory backend registers the sam
 The core never names a backend: what it needs to know about one it reads from the
 backend object's optional self-description (`OPTIONAL_BACKEND_ATTRIBUTES`):
 ``url_schemes`` (which URLs select it), ``url_field`` (its older per-backend config
-field, such as ``redis_url``) and ``options_type``.
+field, such as ``redis_url``) and ``options_type``. A backend may also declare its URL
+schemes in the entry-point group ``lexigram.tasks.url_schemes`` (one entry point per
+scheme, naming the same object as its backend entry point): a URL then finds its backend
+without importing the others, which a backend that declares none still costs.
 
 Whatever goes wrong while loading or calling a backend's entry point (an attribute
 that does not exist, an object that is not a backend, a factory that raises) becomes a
@@ -47,12 +50,19 @@ logger = logging.getLogger(__name__)
 BACKENDS_GROUP = "lexigram.tasks.backends"
 """Entry-point group in which backends register, by type name."""
 
+SCHEMES_GROUP = "lexigram.tasks.url_schemes"
+"""Entry-point group in which backends may declare their URL schemes (name: a scheme)."""
+
 _cache: dict[str, TaskBackendProtocol] = {}
 _entry_points_of: dict[str, EntryPoint] = {}
 # Every lookup of one process reads the group once: listing it reads the entry points of
 # every installed distribution, and a command resolving a URL asked for it three times.
 _registered: list[EntryPoint] = []
 _registered_read = False
+# Scheme -> the installed backend types that declare it, and the types that declare any.
+_declared: dict[str, list[str]] = {}
+_declaring: set[str] = set()
+_declared_read = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,11 +242,14 @@ def clear_backend_cache() -> None:
     For tests that install or fake entry points: a backend distribution installed while a
     process runs is found once this is called.
     """
-    global _registered_read  # noqa: PLW0603 - see _registered_entry_points
+    global _registered_read, _declared_read  # noqa: PLW0603 - see _registered_entry_points
     _cache.clear()
     _entry_points_of.clear()
     _registered.clear()
     _registered_read = False
+    _declared.clear()
+    _declaring.clear()
+    _declared_read = False
 
 
 def backend_attribute(type_: str, name: str, default: Any = None) -> Any:
@@ -256,13 +269,45 @@ def backend_attribute(type_: str, name: str, default: Any = None) -> Any:
     return getattr(load_backend(type_), name, default)
 
 
+def _declared_schemes() -> tuple[dict[str, list[str]], set[str]]:
+    """Schemes declared in `SCHEMES_GROUP` -> backend types, and the types declaring any.
+
+    A scheme's entry point names the same object as a backend's entry point, which is
+    how it is matched to that backend's type; nothing is imported.
+    """
+    global _declared_read  # noqa: PLW0603 - one read per process, like the backends
+    if not _declared_read:
+        types_of: dict[str, list[str]] = {}
+        for ep in _registered_entry_points():
+            types_of.setdefault(ep.value, []).append(ep.name)
+        for ep in entry_points(group=SCHEMES_GROUP):
+            for type_ in types_of.get(ep.value, ()):
+                claims = _declared.setdefault(ep.name.lower(), [])
+                if type_ not in claims:
+                    claims.append(type_)
+                _declaring.add(type_)
+        _declared_read = True
+    return _declared, _declaring
+
+
+def _undeclared_schemes(name: str, scheme: str) -> tuple[str, ...]:
+    """The ``url_schemes`` of a backend that declares none in entry points (imports it)."""
+    try:
+        schemes = backend_attribute(name, "url_schemes", ())
+    except BackendError:
+        logger.debug("Skipping backend %r while resolving scheme %r.", name, scheme)
+        return ()
+    return tuple(str(s).lower() for s in schemes or ())
+
+
 def backend_for_scheme(scheme: str) -> str | None:
     """Return the installed backend type that serves URLs of `scheme`, or None.
 
     A scheme that is itself an installed backend's type name selects that backend
-    without importing anything. Otherwise each installed backend is imported and its
-    ``url_schemes`` read; a backend that fails to import is skipped here (it fails
-    with its own message when it is selected).
+    without importing anything, and so does a scheme declared in `SCHEMES_GROUP`.
+    Backends that declare no scheme there are imported and their ``url_schemes`` read;
+    one that fails to import is skipped here (it fails with its own message when it is
+    selected).
 
     Raises:
         BackendConflictError: Two installed backends declare the scheme.
@@ -271,32 +316,29 @@ def backend_for_scheme(scheme: str) -> str | None:
     installed = available_backends()
     if scheme in installed:
         return scheme
-    claims: list[str] = []
-    for name in installed:
-        try:
-            schemes = backend_attribute(name, "url_schemes", ())
-        except BackendError:
-            logger.debug("Skipping backend %r while resolving scheme %r.", name, scheme)
-            continue
-        if scheme in (str(s).lower() for s in schemes or ()):
-            claims.append(name)
+    declared, declaring = _declared_schemes()
+    claims = list(declared.get(scheme, ()))
+    claims += [
+        name
+        for name in installed
+        if name not in declaring and scheme in _undeclared_schemes(name, scheme)
+    ]
     if len(claims) > 1:
         msg = (
             f"URL scheme {scheme!r} is served by several installed backends "
-            f"({', '.join(claims)}). Give the backend type explicitly instead of a URL."
+            f"({', '.join(sorted(claims))}). Give the backend type explicitly instead of a URL."
         )
         raise BackendConflictError(msg, details={"scheme": scheme})
     return claims[0] if claims else None
 
 
 def known_schemes() -> list[str]:
-    """Every URL scheme an installed backend serves (imports the backends), sorted."""
-    schemes: set[str] = set()
+    """Every URL scheme an installed backend serves, sorted (imports the undeclared ones)."""
+    declared, declaring = _declared_schemes()
+    schemes = set(declared)
     for name in available_backends():
-        try:
-            schemes.update(str(s) for s in backend_attribute(name, "url_schemes", ()) or ())
-        except BackendError:
-            continue
+        if name not in declaring:
+            schemes.update(_undeclared_schemes(name, ""))
     return sorted(schemes)
 
 
