@@ -222,21 +222,12 @@ class WorkerRuntime:
 
     def running_jobs(self) -> list[dict[str, Any]]:
         """The jobs this process runs now: ``id``, ``task`` and ``started_at`` of each."""
-        running: list[dict[str, Any]] = []
-        for pool in self.pools:
-            for worker in pool.workers:
-                # The worker has no public listing of its in-flight jobs; its book-keeping
-                # dict is read as is (entries are only added and removed, never mutated).
-                entries = getattr(worker, "_in_flight", {})
-                running.extend(
-                    {
-                        "id": entry.job.id,
-                        "task": entry.job.name,
-                        "started_at": entry.started_at or None,
-                    }
-                    for entry in list(entries.values())
-                )
-        return running
+        return [
+            {"id": job.id, "task": job.name, "started_at": job.started_at or None}
+            for pool in self.pools
+            for worker in pool.workers
+            for job in worker.running_jobs()
+        ]
 
     async def drain(self, timeout: float) -> None:
         """Stop taking jobs, let running ones finish for up to `timeout` s, nack the rest."""
