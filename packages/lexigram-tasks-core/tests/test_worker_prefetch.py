@@ -164,24 +164,17 @@ async def test_a_held_job_keeps_its_lease_while_it_waits() -> None:
         await bench.worker.stop()
 
 
-async def test_long_jobs_are_not_held() -> None:
-    bench = Bench(window=0.1)  # jobs of 0.3 s: one starts every 0.3 s, none within 0.1
+@pytest.mark.parametrize(
+    ("window", "warm", "count"),
+    [
+        pytest.param(0.1, "slow", 2, id="long-jobs"),  # one starts every 0.3 s: none in 0.1
+        pytest.param(0.0, "tick", WARM_UPS, id="window-of-zero"),
+    ],
+)
+async def test_nothing_is_held(window: float, warm: str, count: int) -> None:
+    bench = Bench(window=window)
     try:
-        handles = await bench.gated_behind(warm="slow", count=2)
-        await asyncio.sleep(0.2)
-        assert bench.held() == 0
-        assert await bench.waiting() == 2
-        bench.gate.set()
-        assert [await h.result(timeout=5) for h in handles] == [GATED, GATED + 1, GATED + 2]
-    finally:
-        bench.gate.set()
-        await bench.worker.stop()
-
-
-async def test_a_window_of_zero_holds_nothing() -> None:
-    bench = Bench(window=0.0)
-    try:
-        handles = await bench.gated_behind()
+        handles = await bench.gated_behind(warm=warm, count=count)
         await asyncio.sleep(0.2)
         assert bench.held() == 0
         assert await bench.waiting() == 2

@@ -394,14 +394,7 @@ class DeliveryBuffer:
 
     async def wait(self, timeout: float) -> None:
         """Wait up to `timeout` seconds for a ready delivery."""
-        if self._ready:
-            return
-        self._wake.clear()
-        try:
-            async with asyncio.timeout(timeout):
-                await self._wake.wait()
-        except TimeoutError:
-            return
+        await self.wait_ready(1, timeout)
 
     async def wait_ready(self, count: int, timeout: float) -> None:
         """Wait up to `timeout` seconds until `count` deliveries are ready here."""
