@@ -15,13 +15,15 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from lexigram.contracts.tasks import TaskQueueProtocol
-from lexigram.tasks.backends.redis import RedisTaskQueue
+from lexigram.contracts.tasks import ResultStoreProtocol, TaskBackendSpec, TaskQueueProtocol
+from lexigram.tasks.backends.redis import RedisBackend, RedisResultStore, RedisTaskQueue
 from lexigram.tasks.testing import (
+    PairedStoreFactory,
     QueueConformance,
     QueueFactory,
     QueueLeaseRenewerConformance,
     QueuePoisonConformance,
+    QueueResultAckerConformance,
 )
 
 pytestmark = pytest.mark.redis
@@ -53,25 +55,59 @@ async def plant_raw(queue: TaskQueueProtocol, raw: bytes) -> str:
     return job_id
 
 
+@pytest.fixture
+def key_prefix() -> str:
+    return f"lexigram-conformance-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def backends() -> dict[int, RedisBackend]:
+    """The backend object that built each queue of the test (by the queue's id)."""
+    return {}
+
+
 @pytest_asyncio.fixture
-async def make_queue(redis_url: str, lease_seconds: float) -> AsyncIterator[QueueFactory]:
-    prefix = f"lexigram-conformance-{uuid.uuid4().hex[:8]}"
+async def make_queue(
+    redis_url: str, lease_seconds: float, key_prefix: str, backends: dict[int, RedisBackend]
+) -> AsyncIterator[QueueFactory]:
     made: list[RedisTaskQueue] = []
 
     async def factory() -> RedisTaskQueue:
-        queue = RedisTaskQueue(
-            redis_url,
-            "conformance",
-            key_prefix=prefix,
-            visibility_timeout=lease_seconds,
-        )
+        # A backend object per queue: each handle has its own connection, as a second
+        # worker process would have.
+        backend = RedisBackend()
+        queue = backend.create_queue(_spec(redis_url, key_prefix, lease_seconds))
+        backends[id(queue)] = backend
         made.append(queue)
         return queue
 
     yield factory
     for queue in made:
         await queue.close()
-    await _delete_prefix(redis_url, prefix)
+    await _delete_prefix(redis_url, key_prefix)
+
+
+@pytest_asyncio.fixture
+async def make_paired_result_store(
+    redis_url: str, lease_seconds: float, key_prefix: str, backends: dict[int, RedisBackend]
+) -> AsyncIterator[PairedStoreFactory]:
+    """The result store the backend object that built a queue builds beside it."""
+    made: list[RedisResultStore] = []
+
+    async def factory(queue: TaskQueueProtocol) -> ResultStoreProtocol:
+        spec = _spec(redis_url, key_prefix, lease_seconds)
+        store = backends[id(queue)].create_result_store(spec)
+        made.append(store)
+        return store
+
+    yield factory
+    for store in made:
+        await store.close()
+
+
+def _spec(url: str, prefix: str, lease_seconds: float) -> TaskBackendSpec:
+    options = {"key_prefix": prefix, "visibility_timeout": lease_seconds}
+    return TaskBackendSpec(type="redis", url=url, queue_name="conformance", options=options)
 
 
 class TestRedisQueueConformance(QueueConformance):
@@ -85,3 +121,7 @@ class TestRedisQueuePoisonConformance(QueuePoisonConformance):
 
 class TestRedisLeaseRenewerConformance(QueueLeaseRenewerConformance):
     """Leases renewed from the worker's lease keeper thread (its own connection)."""
+
+
+class TestRedisResultAckerConformance(QueueResultAckerConformance):
+    """A succeeded job's ack and result in one script call (`result_acker`)."""

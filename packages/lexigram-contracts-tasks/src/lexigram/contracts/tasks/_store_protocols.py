@@ -5,7 +5,7 @@ Each is optional; the core uses its in-memory version of any store a backend lac
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -125,6 +125,39 @@ class ResultStoreProtocol(Protocol):
 
     async def get_failed(self, limit: int | None = None) -> list[JobResult]:
         """Return stored failed results, newest first."""
+        ...
+
+
+ResultAcker = Callable[[str, JobResult, "str | None"], Awaitable[bool]]
+"""Acks a delivery and stores its job's result at once: ``(job id, result, lease token)``
+-> what `TaskQueueProtocol.ack` returns (see `ResultAckingQueueProtocol`)."""
+
+
+@runtime_checkable
+class ResultAckingQueueProtocol(TaskQueueProtocol, Protocol):
+    """A queue that can ack a delivery and store its job's result in one call (optional).
+
+    A worker settles a succeeded job with `ack`, then a write to its result store: two
+    round trips to the backend, and two awaits per job in the worker. A queue that can
+    do both in one call, for a given store, returns a function doing so from
+    `result_acker`; the worker asks once, when it is built, and then uses it for every
+    succeeded job whose task keeps its result. The function keeps the promise of the
+    two steps: the result is stored only if the ack held (the delivery still held its
+    lease), in the same atomic step, and it returns what `ack` would.
+
+    Example:
+        acker = queue.result_acker(result_store)  # None: ack, then store
+        if acker is not None:
+            held = await acker(job.id, result, job.lease_token)
+    """
+
+    def result_acker(self, store: ResultStoreProtocol) -> ResultAcker | None:
+        """A function that acks and stores into `store` together, or None.
+
+        None when this queue cannot do it for that store (another backend's store,
+        another server, keys a single atomic step cannot reach); the worker then acks
+        and stores one after the other.
+        """
         ...
 
 

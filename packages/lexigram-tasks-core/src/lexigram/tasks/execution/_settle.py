@@ -31,6 +31,8 @@ from lexigram.contracts.tasks import (
     JobResult,
     JobStatus,
     ProgressTrackerProtocol,
+    ResultAcker,
+    ResultAckingQueueProtocol,
     TaskQueueProtocol,
     TaskTimeoutError,
 )
@@ -86,7 +88,8 @@ class Settler:
         stats: Counters to update.
         dlq: Where jobs that failed for good go.
         events: The job event stream (observers: hooks, dashboard, metrics...).
-        result_store: Where results are stored (None: nowhere).
+        result_store: Where results are stored (None: nowhere). When the queue can ack
+            and store into it in one call (`ResultAckingQueueProtocol`), it does.
         progress_store: Where handlers' progress is saved.
         progress_tracker: Live progress tracker; the terminal state of each job that
             reported progress (its handler took a `ProgressTracker`) is published. A job
@@ -130,6 +133,12 @@ class Settler:
         # The stream's own list (C-level truth test on the hot path, sees later adds).
         self._observers = events.observer_list
         self.result_store = result_store
+        # Ack + result in one call where the queue offers it for this store (asked once).
+        self._acker: ResultAcker | None = (
+            queue.result_acker(result_store)
+            if result_store is not None and isinstance(queue, ResultAckingQueueProtocol)
+            else None
+        )
         self.progress_store = progress_store
         self.progress_tracker = progress_tracker
         self.retry_policy = retry_policy
@@ -190,8 +199,14 @@ class Settler:
         if released is not None and duration >= EARLY_RELEASE_SECONDS:
             released(entry)
             released = None
+        options = entry.options
+        store = self.result_store is not None and (options is None or options.store_result)
+        acker = self._acker if store else None
         try:  # inlined rather than _settle(): this is the hot path
-            if job.lease_token is None:
+            if acker is not None:  # the result goes with the ack, only if the ack holds
+                held = await acker(job.id, result, job.lease_token)
+                store = False
+            elif job.lease_token is None:
                 held = await self.queue.ack(job.id)
             else:
                 held = await self.queue.ack(job.id, lease_token=job.lease_token)
@@ -207,8 +222,7 @@ class Settler:
             return
         if released is not None:
             released(entry)
-        options = entry.options
-        if self.result_store is not None and (options is None or options.store_result):
+        if store and self.result_store is not None:
             try:
                 await self.result_store.store(job.id, result)
             except Exception:

@@ -24,7 +24,9 @@ The timing promises are class attributes a backend may widen explicitly
 backend that can store raw bytes where an encoded job would be also subclasses
 `QueuePoisonConformance` and implements its ``plant_raw_payload`` hook; one that
 implements `CancellableQueueProtocol` subclasses `QueueCancellationConformance`, and one that
-implements `LeaseRenewingQueueProtocol` subclasses `QueueLeaseRenewerConformance`. The kit needs
+implements `LeaseRenewingQueueProtocol` subclasses `QueueLeaseRenewerConformance`, and one that
+implements `ResultAckingQueueProtocol` subclasses `QueueResultAckerConformance` (with a
+``make_paired_result_store`` fixture). The kit needs
 pytest and pytest-asyncio (its classes carry the ``asyncio`` mark, so strict mode works
 too).
 
@@ -47,6 +49,7 @@ pytest.register_assert_rewrite(
     "lexigram.tasks.testing._leases",
     "lexigram.tasks.testing._management",
     "lexigram.tasks.testing._renewer",
+    "lexigram.tasks.testing._result_acker",
     "lexigram.tasks.testing._worker",
     "lexigram.tasks.testing._workflow_runs",
 )
@@ -78,6 +81,10 @@ from lexigram.tasks.testing._management import (  # noqa: E402 - after register_
 )
 from lexigram.tasks.testing._recorder import HookRecorder  # noqa: E402 - after register_assert_rewrite
 from lexigram.tasks.testing._renewer import QueueLeaseRenewerConformance  # noqa: E402
+from lexigram.tasks.testing._result_acker import (  # noqa: E402 - after register_assert_rewrite
+    PairedStoreFactory,
+    QueueResultAckerConformance,
+)
 from lexigram.tasks.testing._worker import (  # noqa: E402 - after register_assert_rewrite
     POISON_PAYLOADS,
     QueuePoisonConformance,
@@ -119,6 +126,7 @@ __all__ = [
     "REDELIVERY_MARGIN",
     "WAKE_MARGIN",
     "HookRecorder",
+    "PairedStoreFactory",
     "QueueAcknowledgementConformance",
     "QueueBoundsConformance",
     "QueueCancellationConformance",
@@ -133,6 +141,7 @@ __all__ = [
     "QueueLeaseRenewerConformance",
     "QueueOrderingConformance",
     "QueuePoisonConformance",
+    "QueueResultAckerConformance",
     "QueueRoundTripConformance",
     "QueueWaitConformance",
     "QueueWorkerConformance",

@@ -61,6 +61,11 @@ class RedisStore:
         self._key_prefix = key_prefix
         self.namespace = StoreKeys.build(key_prefix, self._store)
 
+    @property
+    def connector(self) -> RedisConnector:
+        """The connection this store talks through (shared with its backend's queue)."""
+        return self._connector
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(url={self._connector.masked_url!r}, "

@@ -21,6 +21,8 @@ from lexigram.contracts.tasks import (
     Job,
     JobStatus,
     Result,
+    ResultAcker,
+    ResultStoreProtocol,
     TaskConfigurationError,
     TaskDecodeError,
     TaskQueueError,
@@ -40,6 +42,8 @@ from lexigram.tasks.backends.redis._leasing import JobLeaser
 from lexigram.tasks.backends.redis._lookup import queued_ids
 from lexigram.tasks.backends.redis._options import check_queue_limits, positive_seconds
 from lexigram.tasks.backends.redis._replication import ReplicaWait
+from lexigram.tasks.backends.redis._settling import AckAndStore
+from lexigram.tasks.backends.redis._stores import RedisResultStore
 from lexigram.tasks.backends.redis._waiting import CLOSED, Waiter
 
 _ENQUEUE_BATCH = 500  # jobs per enqueue script call: a few ms of server time at most
@@ -176,6 +180,7 @@ class RedisTaskQueue:
             self._ack_entries, _ACK_BATCH
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._result_acks: AckAndStore | None = None
         self._leaser = JobLeaser(self._run, queue_name, self._lease_ms)
         self._waiter = Waiter(
             self._connector, self.keys.notify, self._fixed, self._leaser.parse, self._give_back
@@ -428,6 +433,23 @@ class RedisTaskQueue:
         self._check_loop()
         return await self._ack_commit.submit((task_id, lease_token or ""))
 
+    def result_acker(self, store: ResultStoreProtocol) -> ResultAcker | None:
+        """Ack and store in one script when `store` is a result store on this connection.
+
+        None for any other store, or when the queue was given its client (it may be a
+        Redis Cluster's, whose slots keep the queue's keys and the store's apart); see
+        `_settling`.
+        """
+        connector = self._connector
+        if not isinstance(store, RedisResultStore) or store.connector is not connector:
+            return None
+        if not connector.owns_client:
+            return None
+        acks = self._result_acks
+        if acks is None or acks.keys != store.result_keys:
+            acks = self._result_acks = AckAndStore(self._run, self._fixed, store.result_keys)
+        return acks
+
     async def nack(
         self, task_id: str, requeue: bool = True, *, lease_token: str | None = None
     ) -> bool:
@@ -583,6 +605,8 @@ class RedisTaskQueue:
         await self._waiter.settle_all()
         self._enqueue_commit.reset()
         self._ack_commit.reset()
+        if self._result_acks is not None:
+            self._result_acks.reset()
         self._loop = None
         if self._owns_connector:
             await self._connector.close()

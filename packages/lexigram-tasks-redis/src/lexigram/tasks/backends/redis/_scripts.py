@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from lexigram.contracts.tasks import PRIORITY_MAX
 from lexigram.tasks.backends.redis._connection import LuaScript
+from lexigram.tasks.backends.redis._stores import RESULT_LUA
 
 PRIORITY_UNIT = 2**44
 """Ready-score step between two priorities; the sequence fills the space below it."""
@@ -295,6 +296,37 @@ return out
 """,
 )
 
+# KEYS: the ten queue keys, a result store's completed and failed indexes, then a result
+# key and a notify key per job. ARGV: the results' ttl ms, then per job id, token, result
+# json, success ('1' or '0'). Acks each delivery as ACK does and stores the result (as
+# the store's own script does) of each one whose lease held. Returns 1 or 0 per job.
+ACK_AND_STORE = LuaScript(
+    "ack_and_store",
+    _prelude("now_ms", "holds", "release_idem", "forget")
+    + RESULT_LUA
+    + """
+local now = now_ms()
+local ttl = tonumber(ARGV[1])
+local done, failed = KEYS[11], KEYS[12]
+local out = {}
+local stored = false
+for i = 0, (#ARGV - 1) / 4 - 1 do
+  local id = ARGV[2 + 4 * i]
+  if holds(id, ARGV[3 + 4 * i], now) then
+    forget(id, now)
+    store_result(done, failed, KEYS[13 + 2 * i], KEYS[14 + 2 * i], id, ARGV[4 + 4 * i],
+      ARGV[5 + 4 * i], now, ttl)
+    out[#out + 1] = 1
+    stored = true
+  else
+    out[#out + 1] = 0
+  end
+end
+if stored then trim_results(done, failed, now, ttl) end
+return out
+""",
+)
+
 # ARGV: id, token, requeue ('1' or '0').
 NACK = LuaScript(
     "nack",
@@ -420,5 +452,17 @@ return n
 """,
 )
 
-QUEUE_SCRIPTS = (ENQUEUE, DEQUEUE, ACK, NACK, RETRY_LATER, EXTEND, DELETE, CANCEL, GET, COUNT)
+QUEUE_SCRIPTS = (
+    ENQUEUE,
+    DEQUEUE,
+    ACK,
+    ACK_AND_STORE,
+    NACK,
+    RETRY_LATER,
+    EXTEND,
+    DELETE,
+    CANCEL,
+    GET,
+    COUNT,
+)
 """Every queue script (loaded up front by `RedisTaskQueue.connect`)."""

@@ -12,6 +12,7 @@ import asyncio
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,32 +34,42 @@ from lexigram.tasks.backends.redis._runs import RedisWorkflowRuns
 _WAIT_GRACE = 5.0
 _MIN_WAIT = 0.001  # Redis blocks with millisecond resolution
 
-# KEYS: completed index, failed index, then a result key and a notify key per job.
-# ARGV: ttl ms, then json, success (1/0) and id per job. Stores a batch of results at once.
-_STORE_RESULTS = LuaScript(
-    "store_results",
-    NOW_MS
-    + """
-local now = now_ms()
-local ttl = tonumber(ARGV[1])
-for i = 0, (#KEYS - 2) / 2 - 1 do
-  local result, notify = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
-  local id = ARGV[4 + 3 * i]
-  redis.call('SET', result, ARGV[2 + 3 * i], 'PX', ttl)
-  if ARGV[3 + 3 * i] == '1' then
-    redis.call('ZADD', KEYS[1], now, id)
-    redis.call('ZREM', KEYS[2], id)
+# Writes one job's result and wakes its waiters; drops index entries whose result has
+# expired (cheap: they are the oldest). Shared with the queue's ACK_AND_STORE script.
+RESULT_LUA = """
+local function store_result(done, failed, result, notify, id, data, success, now, ttl)
+  redis.call('SET', result, data, 'PX', ttl)
+  if success == '1' then
+    redis.call('ZADD', done, now, id)
+    redis.call('ZREM', failed, id)
   else
-    redis.call('ZADD', KEYS[2], now, id)
-    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZADD', failed, now, id)
+    redis.call('ZREM', done, id)
   end
   redis.call('DEL', notify)
   redis.call('RPUSH', notify, 1)
   redis.call('PEXPIRE', notify, math.min(ttl, 60000))
 end
--- Drop index entries whose result has expired (cheap: they are the oldest).
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ttl)
+local function trim_results(done, failed, now, ttl)
+  redis.call('ZREMRANGEBYSCORE', done, '-inf', now - ttl)
+  redis.call('ZREMRANGEBYSCORE', failed, '-inf', now - ttl)
+end
+"""
+
+# KEYS: completed index, failed index, then a result key and a notify key per job.
+# ARGV: ttl ms, then json, success (1/0) and id per job. Stores a batch of results at once.
+_STORE_RESULTS = LuaScript(
+    "store_results",
+    NOW_MS
+    + RESULT_LUA
+    + """
+local now = now_ms()
+local ttl = tonumber(ARGV[1])
+for i = 0, (#KEYS - 2) / 2 - 1 do
+  store_result(KEYS[1], KEYS[2], KEYS[3 + 2 * i], KEYS[4 + 2 * i], ARGV[4 + 3 * i],
+    ARGV[2 + 3 * i], ARGV[3 + 3 * i], now, ttl)
+end
+trim_results(KEYS[1], KEYS[2], now, ttl)
 return 1
 """,
 )
@@ -75,6 +86,17 @@ return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
   + redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', cutoff)
 """,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ResultKeys:
+    """Where a `RedisResultStore` writes: what a script storing its results needs."""
+
+    completed: str  # ZSET of succeeded job ids by time
+    failed: str  # ZSET of failed job ids by time
+    result_prefix: str  # + job id: the result (STRING, with the TTL)
+    notify_prefix: str  # + job id: the LIST its waiters block on
+    ttl_ms: int
 
 
 class RedisResultStore(RedisStore):
@@ -110,6 +132,9 @@ class RedisResultStore(RedisStore):
         # Every stored result names two keys: built by concatenation, not a call each.
         self._result_prefix = self.namespace.key("r", "")
         self._notify_prefix = self.namespace.key("n", "")
+        self.result_keys = ResultKeys(
+            self._completed, self._failed, self._result_prefix, self._notify_prefix, self._ttl_ms
+        )
         self._writes: GroupCommit[tuple[str, str, str], None] = GroupCommit(
             self._store_batch, _RESULT_BATCH
         )
