@@ -15,13 +15,16 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from lexigram.contracts.tasks import TaskQueueProtocol
-from lexigram.tasks.backends.postgres import PostgresTaskQueue, migrate
+from lexigram.contracts.tasks import ResultStoreProtocol, TaskQueueProtocol
+from lexigram.tasks.backends.postgres import PostgresResultStore, PostgresTaskQueue, migrate
+from lexigram.tasks.backends.postgres._connection import Database
 from lexigram.tasks.testing import (
+    PairedStoreFactory,
     QueueConformance,
     QueueFactory,
     QueueLeaseRenewerConformance,
     QueuePoisonConformance,
+    QueueResultAckerConformance,
 )
 
 pytestmark = pytest.mark.postgres
@@ -70,6 +73,26 @@ async def make_queue(
         await queue.close()
 
 
+@pytest_asyncio.fixture
+async def make_paired_result_store(
+    postgres_dsn: str, conformance_schema: str
+) -> AsyncIterator[PairedStoreFactory]:
+    """A result store on the queue's database and schema, as the backend builds one."""
+    made: list[PostgresResultStore] = []
+
+    async def factory(queue: TaskQueueProtocol) -> ResultStoreProtocol:
+        assert isinstance(queue, PostgresTaskQueue)
+        store = PostgresResultStore(
+            Database(postgres_dsn), schema=conformance_schema, namespace=queue.queue_name
+        )
+        made.append(store)
+        return store
+
+    yield factory
+    for store in made:
+        await store.close()
+
+
 async def plant_payload(queue: PostgresTaskQueue, raw: bytes) -> str:
     """Insert `raw` as the payload of a new ready row of `queue`; return its id."""
     config = queue.config
@@ -96,3 +119,7 @@ class TestPostgresQueueConformance(QueueConformance, QueuePoisonConformance):
 
 class TestPostgresLeaseRenewerConformance(QueueLeaseRenewerConformance):
     """Leases renewed from the worker's lease keeper thread (its own connection)."""
+
+
+class TestPostgresResultAckerConformance(QueueResultAckerConformance):
+    """A succeeded job's ack and result in one statement (`result_acker`)."""

@@ -32,6 +32,8 @@ from lexigram.contracts.tasks import (
     JobStatus,
     Ok,
     Result,
+    ResultAcker,
+    ResultStoreProtocol,
     TaskQueueError,
     encode_job,
 )
@@ -53,7 +55,9 @@ from lexigram.tasks.backends.postgres._leasing import JobLeaser, held_job
 from lexigram.tasks.backends.postgres._lookup import find_ids, queued_ids_sql
 from lexigram.tasks.backends.postgres._options import PostgresTaskConfig, channel_name, quote_ident
 from lexigram.tasks.backends.postgres._schema import ensure_schema
+from lexigram.tasks.backends.postgres._settling import AckAndStore
 from lexigram.tasks.backends.postgres._sql import QueueSQL
+from lexigram.tasks.backends.postgres._stores import PostgresResultStore
 from lexigram.tasks.backends.postgres._wakeups import Wakeups
 
 T = TypeVar("T")
@@ -146,6 +150,7 @@ class PostgresTaskQueue:
         self._ready = False
         self._ready_lock = asyncio.Lock()
         self._acks = AckBatcher(self._db, self._sql.ack_many)
+        self._result_acks: AckAndStore | None = None
         self._wakeups = Wakeups(
             self._db, self._sql, cfg, self._channel, can_listen=self._can_listen
         )
@@ -218,6 +223,8 @@ class PostgresTaskQueue:
         self._closed = True
         self._wakeups.close()
         await self._acks.drain()
+        if self._result_acks is not None:
+            await self._result_acks.drain()
         await self._wakeups.stop_listening()
         await self._db.close()
 
@@ -385,6 +392,18 @@ class PostgresTaskQueue:
             return False
         await self._ensure_ready()
         return await self._acks.ack(task_id, token)
+
+    def result_acker(self, store: ResultStoreProtocol) -> ResultAcker | None:
+        """Ack and store in one statement when `store` writes to this queue's database.
+
+        None for any other store (see `_settling`).
+        """
+        if not isinstance(store, PostgresResultStore) or store.dsn != self._db.dsn:
+            return None
+        acks = self._result_acks
+        if acks is None or acks.store is not store:
+            acks = self._result_acks = AckAndStore(self._db, self._sql.ack_many, store)
+        return acks
 
     async def nack(
         self, task_id: str, requeue: bool = True, *, lease_token: str | None = None

@@ -201,6 +201,20 @@ class PostgresResultStore(_TableStore):
         self._listener: Listener | None = None
         self._listen_lock = asyncio.Lock()
 
+    @property
+    def results_table(self) -> str:
+        """The results table, schema-qualified and quoted (for a statement of the queue's)."""
+        return f"{self._s}.results"
+
+    @property
+    def dsn(self) -> str | None:
+        """The database this store writes to (None: libpq's environment)."""
+        return self._db.dsn
+
+    async def prepare(self) -> None:
+        """Apply the schema migrations now (otherwise its first call does)."""
+        await self._ensure_ready()
+
     async def store(self, job_id: str, result: JobResult) -> None:
         """Store (or replace) a job's result and wake its waiters in every process.
 
