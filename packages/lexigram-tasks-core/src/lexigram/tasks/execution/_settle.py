@@ -195,13 +195,15 @@ class Settler:
         # refill then leases for the many slots an ack round frees at once, where freeing
         # each at its handler's return makes many small leases (on RabbitMQ with a state
         # store, a store round trip each: W2's CPU per job rose by a fifth).
-        released = self.released
-        if released is not None and duration >= EARLY_RELEASE_SECONDS:
-            released(entry)
-            released = None
         options = entry.options
         store = self.result_store is not None and (options is None or options.store_result)
         acker = self._acker if store else None
+        # An ack that carries the result returns later than a bare ack: the slot does not
+        # wait for it (the jobs held ahead keep the refills in batches).
+        released = self.released
+        if released is not None and (acker is not None or duration >= EARLY_RELEASE_SECONDS):
+            released(entry)
+            released = None
         try:  # inlined rather than _settle(): this is the hot path
             if acker is not None:  # the result goes with the ack, only if the ack holds
                 held = await acker(job.id, result, job.lease_token)
