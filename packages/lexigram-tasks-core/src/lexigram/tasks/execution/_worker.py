@@ -6,9 +6,9 @@ the moment a slot frees. Each job runs as an asyncio task running `JobRunner.run
 full, the loop sleeps until a job finishes. The leases of running jobs are renewed by a
 `LeaseKeeper` thread when the queue offers a `LeaseRenewingQueueProtocol` renewer (so a
 handler that blocks the loop cannot lose them), else by one heartbeat task per worker on
-the loop. One timer per
-worker enforces timeouts (re-armed for the earliest deadline; it is the only timeout
-mechanism), so the per-job cost is a dict entry and a task.
+the loop. One timer per worker enforces timeouts (`DeadlineTimer`, re-armed for the
+earliest deadline; it is the only timeout mechanism), so the per-job cost is a dict entry
+and a task.
 """
 
 from __future__ import annotations
