@@ -388,9 +388,12 @@ class TaskWorker:
         jobs = await self.queue.dequeue_batch(wanted)
         if not jobs and free <= 0:
             # Only looking ahead, and nothing is ready: wait for a slot, not for the queue
-            # (held jobs start at the next pass, which a freed slot brings at once).
-            self._slot_free.clear()
-            await self._slot_free.wait()
+            # (held jobs start at the next pass, which a freed slot brings at once). A slot
+            # that freed during the call above has set the event already: clearing it then
+            # would wait for a next one that may never come, with jobs held.
+            if self._free_slots() <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
             return
         if not jobs and self.running:  # stop() may have begun during the call above
             self._interruptible = True
