@@ -218,3 +218,88 @@ def test_the_budget_is_what_the_last_window_finished() -> None:
     assert prefetch.budget(101.6, 68) == 10  # a slot's worth (20 > 10) in 0.1 s: no wait
     assert prefetch.wanted(3, 101.65, 68) == 3 + 10  # free slots, and ten ahead
     assert Prefetch({}, slots=10, window=0.0).wanted(3, 200.0, 100) == 3
+
+
+class EndsDuringLookAhead(MemoryTaskQueue):
+    """A queue whose first look-ahead lease (the worker full, a job held ahead) is a round
+    trip during which every running job ends, and which then finds nothing.
+
+    The in-memory queue answers without yielding, so a slot can never free during its
+    `dequeue_batch`; a networked queue's round trip can take as long as a job's end.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.worker: TaskWorker | None = None
+        self.release = asyncio.Event()  # the running jobs' handlers wait for it
+        self.held_then: int | None = None  # jobs held ahead when the forced call came
+
+    async def dequeue_batch(self, max_jobs: int, *, timeout: float = 0.0) -> list[Job]:
+        worker = self.worker
+        if (
+            worker is not None
+            and self.held_then is None
+            and worker._free_slots() <= 0
+            and worker._ahead
+        ):
+            self.held_then = len(worker._ahead)
+            self.release.set()
+            # Every running job's run ends, its slot freed (`_forget` runs in its task).
+            await asyncio.wait(worker._tasks())
+            assert worker._free_slots() == worker.config.max_concurrent_tasks
+            return []
+        return await super().dequeue_batch(max_jobs, timeout=timeout)
+
+
+async def test_a_slot_that_frees_while_looking_ahead_starts_the_held_job() -> None:
+    # Regression (6a2ecfd): the loop cleared the event the ends had set during the
+    # look-ahead call, then waited for a next end that never came, the job held unrun.
+    queue = EndsDuringLookAhead()
+    results = InMemoryResultStore()
+    ran: list[int] = []
+
+    async def quick(n: int) -> int:
+        ran.append(n)
+        return n
+
+    async def gated(n: int) -> int:
+        ran.append(n)
+        await queue.release.wait()
+        return n
+
+    # A window this long makes the budget every slot once two jobs have finished: full,
+    # with one job held, the worker looks ahead for one more (`Prefetch.wanted`).
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"quick": quick, "gated": gated},
+        TaskWorkerConfig(max_concurrent_tasks=2, poll_interval=0.02, prefetch_window=3600.0),
+        TaskWorkerServices(result_store=results),
+    )
+    queue.worker = worker
+
+    async def send(name: str, n: int) -> JobHandle[Any]:
+        job = Job(name=name, args=(n,))
+        (await queue.enqueue(job)).unwrap()
+        return JobHandle(queue, job.id, result_store=results)
+
+    handles = [await send("quick", 0), await send("quick", 1)]
+    await worker.start()
+    try:
+        await _until(lambda: worker._prefetch.rate > 0)  # a rate: a budget of 2
+        # The gated jobs hold both slots until the look-ahead call; the quick one is held.
+        handles += [await send("gated", 2), await send("gated", 3), await send("quick", 4)]
+        try:
+            outcomes = await asyncio.wait_for(
+                asyncio.gather(*(handle.result(timeout=None) for handle in handles)), timeout=10
+            )
+        except TimeoutError:
+            pytest.fail(f"the worker stalled: ran {sorted(ran)}, {worker.in_flight} job(s) held")
+    finally:
+        queue.release.set()
+        await worker.stop()
+    assert queue.held_then == 1
+    assert outcomes == [0, 1, 2, 3, 4]
+    assert sorted(ran) == [0, 1, 2, 3, 4]  # each job ran once
+    assert worker.stats.jobs_succeeded == 5
+    assert worker.in_flight == 0
