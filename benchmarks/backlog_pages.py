@@ -14,6 +14,8 @@ worker's settle them), and reports per job:
   flushes their counters); a read is a block not in shared buffers (from the OS);
 - **CPU ms**: this process's user + system time (SQLite runs in it), and on PostgreSQL
   the backends' of the private database (from /proc; the server must be local);
+- on PostgreSQL, the WAL the server wrote (records, full-page images, bytes; from
+  ``pg_stat_wal``, which counts every database of the server: run it on a quiet one);
 - on PostgreSQL, the scans of each jobs-table index per batch (which plans the
   statements got), and with ``--explain`` the ``EXPLAIN (ANALYZE, BUFFERS)`` of the
   dequeue's pick and of one ack batch, taken after the measured batches. The filled table
@@ -244,6 +246,7 @@ async def postgres_case(
             for r in await admin.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", name)
         ]
         before, scans = await _statio(url), await _index_scans(url)
+        wal = await _wal(url)
         server_cpu = _proc_cpu(pids)
         cpu = _cpu()
         done = await _drain(queue, batches)
@@ -252,6 +255,7 @@ async def postgres_case(
         await queue.close()
         await asyncio.sleep(0.5)
         after = await _statio(url)
+        wal = tuple(now - then for now, then in zip(await _wal(url), wal, strict=True))
         for index, count in (await _index_scans(url)).items():
             used = count - scans.get(index, 0)
             print(f"-- {index}: {used / (done / BATCH):.1f} scans per batch", file=sys.stderr)
@@ -261,6 +265,9 @@ async def postgres_case(
             "of which read": (after[1] - before[1]) / done,
             "client CPU ms/job": cpu * 1e3 / done,
             "server CPU ms/job": server_cpu * 1e3 / done,
+            "WAL records/job": wal[0] / done,
+            "full-page images/job": wal[1] / done,
+            "WAL bytes/job": wal[2] / done,
         }
         if explain:
             await _explain(url, queue)
@@ -284,6 +291,18 @@ async def _statio(url: str) -> tuple[int, int]:
             " FROM pg_statio_user_tables"
         )
         return int(row["hit"]), int(row["read"])
+    finally:
+        await conn.close()
+
+
+async def _wal(url: str) -> tuple[int, int, int]:
+    """The server's WAL records, full-page images and bytes so far (every database's)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        row = await conn.fetchrow("SELECT wal_records, wal_fpi, wal_bytes::bigint FROM pg_stat_wal")
+        return int(row["wal_records"]), int(row["wal_fpi"]), int(row["wal_bytes"])
     finally:
         await conn.close()
 

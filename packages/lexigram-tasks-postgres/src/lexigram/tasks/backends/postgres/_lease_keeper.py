@@ -22,14 +22,15 @@ from lexigram.tasks.backends.postgres._options import quote_ident
 def extend_many_sql(schema: str, table: str) -> str:
     """$1 ids, $2 seqs, $3 delivery counts, $4 lease seconds -> the ids still held."""
     jobs = f"{quote_ident(schema)}.{quote_ident(table)}"
-    # `j.id = ANY($1)` finds the rows by primary key before the join; the token must be
-    # the delivery's and its lease unexpired, as for extend_lease.
+    # Each entry finds its row by primary key (no `j.id = ANY($1)`, whose generic plan
+    # joins every row against every entry on a large table, as the acks' did); the
+    # token must be the delivery's and its lease unexpired, as for extend_lease.
     return f"""
 UPDATE {jobs} AS j
 SET available_at = clock_timestamp() + make_interval(secs => $4),
     heartbeat_at = clock_timestamp()
 FROM unnest($1::text[], $2::bigint[], $3::int[]) AS a(id, seq, dc)
-WHERE j.id = ANY($1::text[]) AND j.id = a.id AND j.status = 'running'
+WHERE j.id = a.id AND j.status = 'running'
   AND j.seq = a.seq AND j.delivery_count = a.dc AND j.available_at > clock_timestamp()
 RETURNING j.id"""  # noqa: S608 - identifiers validated and quoted
 

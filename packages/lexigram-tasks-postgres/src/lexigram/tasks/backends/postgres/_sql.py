@@ -181,11 +181,14 @@ WHERE queue = $1 AND status <> 'pending' AND available_at > now()"""  # noqa: S6
         # positions of the acks that deleted their job. Only leased jobs: an ack never
         # removes a waiting job. A job acked twice in one batch is deleted (and
         # reported) once.
-        # `j.id = ANY($1)` lets the rows be found by primary key before the join.
+        # Each entry finds its row by primary key (`j.id = a.id`, a nested loop over the
+        # entries). No `j.id = ANY($1)` beside it: on a large table the cached generic plan
+        # then scanned the primary key first and joined every row it found against every
+        # entry (100 x 100 per batch of 100), 2.6 ms instead of 0.3 at 1M rows.
         ack_many = f"""
 DELETE FROM {jobs} AS j
 USING unnest($1::text[], $2::bigint[], $3::int[]) WITH ORDINALITY AS a(id, seq, dc, n)
-WHERE j.id = ANY($1::text[]) AND j.id = a.id AND {held("a.seq", "a.dc", "j.")}
+WHERE j.id = a.id AND {held("a.seq", "a.dc", "j.")}
 RETURNING a.n"""  # noqa: S608 - identifiers validated
         lease_held = held("$2::bigint", "$3::int")
         # $1 id, $2 seq, $3 delivery count, $4 channel -> one row when requeued.
