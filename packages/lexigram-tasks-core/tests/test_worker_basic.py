@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import textwrap
 import threading
+from pathlib import Path
 from typing import Annotated, Any
+
+import pytest
 
 from lexigram.contracts.tasks import Job, JobStatus, ProgressStatus
 from lexigram.di import Container, Named
@@ -451,3 +455,68 @@ async def test_worker_records_results_under_idempotency_keys() -> None:
     assert done.result == {"charged": 5}
     assert await manager.get("order-2") is None  # freed: a new submission runs again
     assert await manager.get("never-claimed") is None
+
+
+@pytest.mark.slow
+def test_worker_services_take_any_store_of_the_contracts(tmp_path: Path) -> None:
+    # Backends' stores (RedisResultStore, ...) implement the contracts' protocols without
+    # subclassing core's ABCs: they type-check as services, and a partial store does not.
+    from mypy import api as mypy_api
+
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        textwrap.dedent(
+            """
+            from lexigram.contracts.tasks import JobResult, ProgressInfo
+            from lexigram.tasks.execution import TaskWorkerServices
+
+            class Results:
+                async def store(self, job_id: str, result: JobResult) -> None:
+                    return None
+
+                async def get(self, job_id: str) -> JobResult | None:
+                    return None
+
+                async def delete(self, job_id: str) -> bool:
+                    return False
+
+                async def wait(
+                    self, job_id: str, *, timeout: float = 30.0, poll_interval: float = 0.5
+                ) -> JobResult | None:
+                    return None
+
+                async def cleanup_expired(self) -> int:
+                    return 0
+
+                async def get_completed(self, limit: int | None = None) -> list[JobResult]:
+                    return []
+
+                async def get_failed(self, limit: int | None = None) -> list[JobResult]:
+                    return []
+
+            class Progress:
+                async def save(self, info: ProgressInfo) -> None:
+                    return None
+
+                async def get(self, job_id: str) -> ProgressInfo | None:
+                    return None
+
+                async def delete(self, job_id: str) -> None:
+                    return None
+
+                async def list_active(self) -> list[ProgressInfo]:
+                    return []
+
+            class Partial:
+                async def store(self, job_id: str, result: JobResult) -> None:
+                    return None
+
+            TaskWorkerServices(result_store=Results(), progress_store=Progress())
+            TaskWorkerServices(result_store=Partial())
+            """
+        )
+    )
+    out, _, status = mypy_api.run([str(sample), "--strict", "--no-error-summary"])
+    assert status == 1
+    assert 'incompatible type "Partial"; expected "ResultStoreProtocol | None"' in out
+    assert out.count("error:") == 1, out

@@ -30,9 +30,11 @@ from lexigram.contracts.tasks import (
     Job,
     JobResult,
     JobStatus,
+    ProgressStoreProtocol,
     ProgressTrackerProtocol,
     ResultAcker,
     ResultAckingQueueProtocol,
+    ResultStoreProtocol,
     TaskQueueProtocol,
     TaskTimeoutError,
 )
@@ -70,8 +72,7 @@ from lexigram.tasks.execution._running import (
     describe,
 )
 from lexigram.tasks.execution._stats import WorkerJobStats
-from lexigram.tasks.progress import ProgressStore, ProgressTracker
-from lexigram.tasks.results import ResultStore
+from lexigram.tasks.progress import ProgressTracker
 
 # A job that ran at least this long gives its slot to the next job before its ack, one
 # that ran shorter after it (see Settler.released).
@@ -115,8 +116,8 @@ class Settler:
         stats: WorkerJobStats,
         dlq: DeadLetterQueue | PersistentDeadLetterQueue,
         events: EventStream,
-        result_store: ResultStore | None = None,
-        progress_store: ProgressStore | None = None,
+        result_store: ResultStoreProtocol | None = None,
+        progress_store: ProgressStoreProtocol | None = None,
         progress_tracker: ProgressTrackerProtocol | None = None,
         retry_policy: Any = None,
         idempotency: Any = None,

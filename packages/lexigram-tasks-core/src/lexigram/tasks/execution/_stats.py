@@ -11,15 +11,15 @@ from typing import Any
 from lexigram.contracts.tasks import (
     HookRegistryProtocol,
     JobResult,
+    ProgressStoreProtocol,
     ProgressTrackerProtocol,
     RateLimiterProtocol,
+    ResultStoreProtocol,
     TaskManagerProtocol,
 )
 from lexigram.tasks.concurrency._task_rate import TaskRateLimiters
 from lexigram.tasks.dlq import DeadLetterQueue, PersistentDeadLetterQueue
 from lexigram.tasks.events import EventObserver
-from lexigram.tasks.progress import ProgressStore
-from lexigram.tasks.results import ResultStore
 
 
 @dataclass
@@ -35,8 +35,10 @@ class TaskWorkerServices:
             container.resolve(T)``).
         dead_letter_queue: DLQ for permanently failed jobs (`DeadLetterQueue` or
             `PersistentDeadLetterQueue`).
-        result_store: Store for job results.
-        progress_store: Store for the progress handlers report.
+        result_store: Store for job results: any `ResultStoreProtocol` (a backend's store,
+            e.g. `RedisResultStore`, or a subclass of core's `ResultStore`).
+        progress_store: Store for the progress handlers report: any
+            `ProgressStoreProtocol` (a backend's store, or a subclass of `ProgressStore`).
         dashboard: Observability dashboard: a `TaskDashboard` (or any object with
             ``observe(event)`` or ``record_execution(...)``); it observes the job events.
         retry_policy: Retry delay policy: an object with `compute_delay(attempt)` or
@@ -60,8 +62,8 @@ class TaskWorkerServices:
 
     container: Any = None
     dead_letter_queue: DeadLetterQueue | PersistentDeadLetterQueue | None = None
-    result_store: ResultStore | None = None
-    progress_store: ProgressStore | None = None
+    result_store: ResultStoreProtocol | None = None
+    progress_store: ProgressStoreProtocol | None = None
     dashboard: Any = None
     retry_policy: Any = None
     task_manager: TaskManagerProtocol | None = None

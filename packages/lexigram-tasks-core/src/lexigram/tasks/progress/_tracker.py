@@ -12,11 +12,11 @@ from lexigram.contracts.tasks import (
     ProgressInfo,
     ProgressSnapshot,
     ProgressStatus,
+    ProgressStoreProtocol,
     ProgressTrackerProtocol,
     ResultStoreProtocol,
     snapshot_from_result,
 )
-from lexigram.tasks.progress._stores import ProgressStore
 
 _TERMINAL = (ProgressStatus.COMPLETE, ProgressStatus.FAILED)
 
@@ -44,7 +44,7 @@ class ProgressTracker:
     def __init__(
         self,
         job_id: str,
-        store: ProgressStore | None = None,
+        store: ProgressStoreProtocol | None = None,
         *,
         tracker: ProgressTrackerProtocol | None = None,
     ) -> None:

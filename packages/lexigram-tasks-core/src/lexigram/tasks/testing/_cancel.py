@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -32,7 +32,7 @@ from lexigram.tasks.dlq import DeadLetterQueue
 from lexigram.tasks.events import CANCELLED, JobEvent
 from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
 from lexigram.tasks.handles import JobHandle
-from lexigram.tasks.results import InMemoryResultStore, ResultStore
+from lexigram.tasks.results import InMemoryResultStore
 from lexigram.tasks.testing._base import (
     CLOCK_TOLERANCE,
     QueueConformanceBase,
@@ -253,10 +253,5 @@ def _worker(
         queue,
         handlers,
         TaskWorkerConfig(poll_interval=0.1),
-        # The worker needs only the protocol's methods (as the composition root does).
-        TaskWorkerServices(
-            result_store=cast("ResultStore", result_store),
-            dead_letter_queue=dlq,
-            observers=[probe],
-        ),
+        TaskWorkerServices(result_store=result_store, dead_letter_queue=dlq, observers=[probe]),
     )
