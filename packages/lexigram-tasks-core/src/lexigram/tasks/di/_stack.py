@@ -89,8 +89,8 @@ class BackendStack:
     path: str
     spec: TaskBackendSpec
     queue: TaskQueueProtocol
-    result_store: ResultStore
-    progress_store: ProgressStore
+    result_store: ResultStoreProtocol
+    progress_store: ProgressStoreProtocol
     progress_tracker: ProgressTrackerProtocol
     dead_letter_queue: PersistentDeadLetterQueue
     scheduler_store: Any | None = None
@@ -124,6 +124,9 @@ def bind_stack(
     `TaskProvider` binds the primary backend's stack unnamed and, in multi-backend
     mode, every stack under ``Named(name)`` as well.
     """
+    # The stores are bound under core's classes as well as the contracts' protocols: a
+    # backend's store has every method of the class (it implements the protocol, which
+    # has the same ones) but does not subclass it, since backends never import core.
     bindings: list[tuple[Any, Any]] = [
         (TaskQueueProtocol, stack.queue),
         (WorkerPool, pool),
@@ -256,11 +259,9 @@ def build_stack(
         path=field,
         spec=spec,
         queue=built_queue,
-        # Backend stores implement the contracts structurally (they do not subclass core's
-        # ABCs, which backends cannot import); the worker only calls the contract methods.
-        result_store=cast("ResultStore", result_store),
-        progress_store=cast("ProgressStore", progress_store),
-        progress_tracker=cast("ProgressTrackerProtocol", tracker),
+        result_store=result_store,
+        progress_store=progress_store,
+        progress_tracker=tracker,
         dead_letter_queue=PersistentDeadLetterQueue(backend=dlq_backend, queue=built_queue),
         scheduler_store=scheduler_store,
         workflow_store=workflow_store,
