@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import tracemalloc
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -418,3 +419,20 @@ async def test_an_idle_queue_names_no_lease_expiry_after_its_leases_are_acked(
     assert await queue.ack(held.id, lease_token=held.lease_token)
     # A consumer waiting on the empty queue is not woken when that lease would have ended.
     assert queue._next_due(clock.now) == math.inf
+
+
+async def test_a_waiting_job_keeps_an_envelope_of_its_own_size() -> None:
+    # orjson returns its output in a buffer of at least 4 KiB that it never shrinks; kept
+    # as it came, each waiting job held 4 KiB (a million of them 4.7 GB of RSS).
+    queue = MemoryTaskQueue()
+    jobs = [Job(name="noop", args=(n,)) for n in range(500)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for job in jobs:
+            (await queue.enqueue(job)).unwrap()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert grown / len(jobs) < 1024, f"{grown / len(jobs):.0f} bytes kept per waiting job"
