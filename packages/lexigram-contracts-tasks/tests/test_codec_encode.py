@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import json
 import math
+import tracemalloc
 import uuid
 from collections import OrderedDict
 from datetime import UTC, datetime
@@ -199,3 +200,21 @@ def test_the_compact_record_names_every_field_to_dict_names() -> None:
     job = _full_job()
     record = json.loads(encode_job(job))["job"]
     assert set(record) == set(job.to_dict())
+
+
+def test_an_envelope_holds_no_more_memory_than_its_size(encoder: str) -> None:
+    # orjson hands back a buffer of at least 4 KiB that it never shrinks; an envelope kept
+    # as it came (a waiting job in memory, a bulk enqueue before it is sent) held all of it.
+    jobs = [Job(name="noop", args=(n,)) for n in range(500)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        envelopes = [encode_job(job) for job in jobs]
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    per_envelope = grown / len(envelopes)
+    assert per_envelope < 2 * max(len(envelope) for envelope in envelopes) + 64, (
+        f"{per_envelope:.0f} bytes held per envelope of {len(envelopes[0])} ({encoder})"
+    )

@@ -263,9 +263,14 @@ def _fast_encode(value: Any, record: dict[str, Any]) -> bytes | None:
     if _fast_dumps is None or not _plain(record.values()):
         return None
     try:
-        return _fast_dumps(value)
+        written = _fast_dumps(value)
     except TypeError:  # an integer beyond 64 bits: the json module writes it
         return None
+    # orjson (3.12 and later) hands back the buffer it wrote into, at least 4 KiB, and never
+    # shrinks it: a 100-byte envelope held 4 KiB for as long as it was kept (a memory
+    # queue's million waiting jobs took 4.7 GB, a bulk enqueue of 100,000 jobs 400 MB until
+    # sent). A copy of its own size costs about 65 ns; the join of two parts always copies.
+    return b"".join((written, b""))
 
 
 def encode_job(job: Job) -> bytes:

@@ -51,7 +51,7 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks.backends.memory._cancellations import CancelNotices
 from lexigram.tasks.backends.memory._idempotency import IdempotencyKeys
-from lexigram.tasks.backends.memory._jobs import copy_job, envelope_of, kept, restored
+from lexigram.tasks.backends.memory._jobs import copy_job, envelope_of, restored
 from lexigram.tasks.backends.memory._lease_keeper import KeptLeases, MemoryLeaseRenewer
 from lexigram.tasks.backends.memory._options import check_queue_settings
 from lexigram.tasks.backends.memory._wakeups import Wakeups
@@ -314,7 +314,7 @@ class MemoryTaskQueue:
         stored = copy_job(task, None)
         stored.status = JobStatus.RETRYING
         stored.scheduled_at = time.time() + delay if delay > 0 else None
-        self._payloads[task.id] = kept(encode_job(stored))
+        self._payloads[task.id] = encode_job(stored)
         del self._in_flight[task.id]
         self._jobs[task.id] = stored
         self._push_waiting(stored)
