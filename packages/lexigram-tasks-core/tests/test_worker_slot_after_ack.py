@@ -43,6 +43,21 @@ class GatedStore:
     async def delete(self, job_id: str) -> bool:
         return self.stored.pop(job_id, None) is not None
 
+    async def wait(
+        self, job_id: str, *, timeout: float = 30.0, poll_interval: float = 0.5
+    ) -> JobResult | None:
+        del timeout, poll_interval  # the tests read `stored` once the writes are let through
+        return self.stored.get(job_id)
+
+    async def cleanup_expired(self) -> int:
+        return 0
+
+    async def get_completed(self, limit: int | None = None) -> list[JobResult]:
+        return [result for result in self.stored.values() if result.success][:limit]
+
+    async def get_failed(self, limit: int | None = None) -> list[JobResult]:
+        return [result for result in self.stored.values() if not result.success][:limit]
+
     async def exists(self, job_id: str) -> bool:
         return job_id in self.stored
 
@@ -66,7 +81,7 @@ def _worker(queue: MemoryTaskQueue, store: GatedStore, handler: Any, slots: int)
         {handler.__name__: handler},
         # No jobs held ahead: the slots' accounting is what these tests count.
         TaskWorkerConfig(max_concurrent_tasks=slots, poll_interval=0.01, prefetch_window=0.0),
-        TaskWorkerServices(result_store=store),  # type: ignore[arg-type]
+        TaskWorkerServices(result_store=store),
     )
 
 
