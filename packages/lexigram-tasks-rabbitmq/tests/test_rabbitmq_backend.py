@@ -10,6 +10,7 @@ import pytest
 
 from lexigram.contracts.tasks import (
     OPTIONAL_BACKEND_FACTORIES,
+    URL_SCHEMES_GROUP,
     TaskBackendProtocol,
     TaskBackendSpec,
     TaskConfigurationError,
@@ -127,9 +128,12 @@ def test_state_store_setting_errors_name_the_fix(setting: object, message: str) 
 
 
 class FakeEntryPoint:
+    """Stands for a backend's entry point and, read from the schemes group, for its scheme."""
+
     def __init__(self, target: object, name: str = "redis") -> None:
         self.target = target
         self.name = name
+        self.value = f"fake:{name}"  # the object both entry points name
 
     def load(self) -> object:
         return self.target
@@ -249,3 +253,25 @@ def test_stores_option_borrows_another_backends_stores(stores_backend: StoresBac
     queue = factory.create_queue(spec)
     assert not isinstance(queue.state_store, type(None))
     assert stores_backend.specs[-1][0] == "cache"
+
+
+def test_a_stores_url_finds_a_declaring_backend_without_importing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class NeverLoaded(FakeEntryPoint):
+        def load(self) -> object:
+            msg = "a backend declaring its scheme was imported"
+            raise AssertionError(msg)
+
+    backends = [NeverLoaded(object(), "acme")]
+    schemes = [FakeEntryPoint(object(), "acmes")]
+    schemes[0].value = backends[0].value  # the scheme's entry point names acme's object
+
+    def entry_points(*, group: str, name: str | None = None) -> list[FakeEntryPoint]:
+        assert name is None
+        return schemes if group == URL_SCHEMES_GROUP else list(backends)
+
+    monkeypatch.setattr(_stores, "entry_points", entry_points)
+    monkeypatch.setattr(_stores, "_TYPES_OF_SCHEMES", {})
+    spec = _stores.other_spec("ACMES://host/0", "rabbitmq", "q", "stores")
+    assert (spec.type, spec.url) == ("acme", "ACMES://host/0")

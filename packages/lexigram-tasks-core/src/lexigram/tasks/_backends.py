@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from lexigram.contracts.tasks import (
+    BACKENDS_GROUP,
+    URL_SCHEMES_GROUP,
     BackendConflictError,
     BackendError,
     BackendImportError,
@@ -39,6 +41,7 @@ from lexigram.contracts.tasks import (
     TaskConfigurationError,
     TaskQueueError,
     TaskQueueProtocol,
+    declared_schemes,
 )
 from lexigram.tasks.constants import BACKEND_MEMORY, FIRST_PARTY_BACKENDS
 
@@ -47,10 +50,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-BACKENDS_GROUP = "lexigram.tasks.backends"
-"""Entry-point group in which backends register, by type name."""
-
-SCHEMES_GROUP = "lexigram.tasks.url_schemes"
+SCHEMES_GROUP = URL_SCHEMES_GROUP
 """Entry-point group in which backends may declare their URL schemes (name: a scheme)."""
 
 _cache: dict[str, TaskBackendProtocol] = {}
@@ -277,15 +277,10 @@ def _declared_schemes() -> tuple[dict[str, list[str]], set[str]]:
     """
     global _declared_read  # noqa: PLW0603 - one read per process, like the backends
     if not _declared_read:
-        types_of: dict[str, list[str]] = {}
-        for ep in _registered_entry_points():
-            types_of.setdefault(ep.value, []).append(ep.name)
-        for ep in entry_points(group=SCHEMES_GROUP):
-            for type_ in types_of.get(ep.value, ()):
-                claims = _declared.setdefault(ep.name.lower(), [])
-                if type_ not in claims:
-                    claims.append(type_)
-                _declaring.add(type_)
+        _declared.update(
+            declared_schemes(_registered_entry_points(), entry_points(group=SCHEMES_GROUP))
+        )
+        _declaring.update(type_ for types in _declared.values() for type_ in types)
         _declared_read = True
     return _declared, _declaring
 

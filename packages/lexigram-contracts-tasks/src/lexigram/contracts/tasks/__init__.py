@@ -6,6 +6,11 @@ no third-party dependency.
 
 from __future__ import annotations
 
+from lexigram.contracts.tasks._backend_points import (
+    BACKENDS_GROUP,
+    URL_SCHEMES_GROUP,
+    declared_schemes,
+)
 from lexigram.contracts.tasks._codec import (
     ENVELOPE_VERSION,
     POISON_JOB_NAME,
@@ -218,3 +223,6 @@ __all__ += [
 ]
 
 __all__ += ["snapshot_from_result"]
+
+# Where installed backends are found (entry-point groups), for the core and for backends.
+__all__ += ["BACKENDS_GROUP", "URL_SCHEMES_GROUP", "declared_schemes"]

@@ -17,17 +17,22 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lexigram.contracts.tasks import (
+    BACKENDS_GROUP,
+    URL_SCHEMES_GROUP,
     CacheBackendProtocol,
     TaskBackendSpec,
     TaskConfigurationError,
+    declared_schemes,
     mask_url,
 )
 from lexigram.tasks.backends.rabbitmq._options import AMQPTarget, RabbitMQOptions
 from lexigram.tasks.backends.rabbitmq._state import LocalStateStore
 
-BACKENDS_GROUP = "lexigram.tasks.backends"
-
 _LOCAL_STORES: dict[tuple[str, int, str], LocalStateStore] = {}
+
+# URL scheme -> the backend type serving it: every store a worker builds asks again, and
+# the installed backends do not change while a process runs.
+_TYPES_OF_SCHEMES: dict[str, str] = {}
 
 # Backend objects stores were borrowed from, by type: their shared connection pools are
 # released when this backend is (`close_lenders`).
@@ -115,19 +120,35 @@ def other_spec(setting: object, name: str, queue_name: str, option: str) -> Task
 
 
 def _type_from_url(url: str | None, option: str) -> str:
-    """The installed backend that declares the URL's scheme in its ``url_schemes``."""
+    """The installed backend that serves the URL's scheme.
+
+    As the core finds a backend URL's: by the schemes backends declare in entry points
+    (nothing imported), then by the ``url_schemes`` of those that declare none.
+    """
     scheme = urlsplit(url or "").scheme.lower()
-    known: list[str] = []
-    for point in entry_points(group=BACKENDS_GROUP):
-        if point.name == "rabbitmq":
-            continue
-        try:
-            schemes = tuple(getattr(point.load(), "url_schemes", ()) or ())
-        except Exception:  # noqa: S112 - a broken backend is reported when it is used
-            continue
-        known.extend(schemes)
-        if scheme and scheme in schemes:
-            return point.name
+    found = _TYPES_OF_SCHEMES.get(scheme)
+    if found is not None:
+        return found
+    backends = [point for point in entry_points(group=BACKENDS_GROUP) if point.name != "rabbitmq"]
+    declared = declared_schemes(backends, entry_points(group=URL_SCHEMES_GROUP))
+    known = list(declared)
+    claims = declared.get(scheme, [])
+    if not claims:
+        declaring = {type_ for types in declared.values() for type_ in types}
+        for point in backends:
+            if point.name in declaring:
+                continue
+            try:
+                schemes = tuple(getattr(point.load(), "url_schemes", ()) or ())
+            except Exception:  # noqa: S112 - a broken backend is reported when it is used
+                continue
+            known.extend(schemes)
+            if scheme and scheme in schemes:
+                claims = [point.name]
+                break
+    if scheme and claims:
+        _TYPES_OF_SCHEMES[scheme] = claims[0]
+        return claims[0]
     shown = mask_url(url) if url else url
     offered = ", ".join(f"{s}://" for s in sorted(set(known))) or "none installed"
     msg = (
