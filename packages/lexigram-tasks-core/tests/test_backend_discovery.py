@@ -58,7 +58,7 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Registered]:
     registered = _Registered()
 
     def entry_points(*, group: str, name: str | None = None) -> _FakeEntryPoints:
-        if group == _backends.SCHEMES_GROUP:
+        if group == _backends.URL_SCHEMES_GROUP:
             return _FakeEntryPoints(registered.schemes)
         assert group == _backends.BACKENDS_GROUP
         return _FakeEntryPoints(ep for ep in registered if name is None or ep.name == name)

@@ -50,9 +50,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SCHEMES_GROUP = URL_SCHEMES_GROUP
-"""Entry-point group in which backends may declare their URL schemes (name: a scheme)."""
-
 _cache: dict[str, TaskBackendProtocol] = {}
 _entry_points_of: dict[str, EntryPoint] = {}
 # Every lookup of one process reads the group once: listing it reads the entry points of
@@ -270,7 +267,7 @@ def backend_attribute(type_: str, name: str, default: Any = None) -> Any:
 
 
 def _declared_schemes() -> tuple[dict[str, list[str]], set[str]]:
-    """Schemes declared in `SCHEMES_GROUP` -> backend types, and the types declaring any.
+    """Schemes declared in `URL_SCHEMES_GROUP` -> backend types, and the types declaring any.
 
     A scheme's entry point names the same object as a backend's entry point, which is
     how it is matched to that backend's type; nothing is imported.
@@ -278,7 +275,7 @@ def _declared_schemes() -> tuple[dict[str, list[str]], set[str]]:
     global _declared_read  # noqa: PLW0603 - one read per process, like the backends
     if not _declared_read:
         _declared.update(
-            declared_schemes(_registered_entry_points(), entry_points(group=SCHEMES_GROUP))
+            declared_schemes(_registered_entry_points(), entry_points(group=URL_SCHEMES_GROUP))
         )
         _declaring.update(type_ for types in _declared.values() for type_ in types)
         _declared_read = True
@@ -299,7 +296,7 @@ def backend_for_scheme(scheme: str) -> str | None:
     """Return the installed backend type that serves URLs of `scheme`, or None.
 
     A scheme that is itself an installed backend's type name selects that backend
-    without importing anything, and so does a scheme declared in `SCHEMES_GROUP`.
+    without importing anything, and so does a scheme declared in `URL_SCHEMES_GROUP`.
     Backends that declare no scheme there are imported and their ``url_schemes`` read;
     one that fails to import is skipped here (it fails with its own message when it is
     selected).
