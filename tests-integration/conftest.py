@@ -16,13 +16,16 @@ conftests (``redis/``, ``rabbitmq/``, ``postgres/``, ``conformance/``).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 import os
 import random
 import socket
+import sys
+import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,3 +246,50 @@ def free_port() -> Callable[..., int]:
 def unique_name() -> str:
     """Eight hex characters for a per-test key prefix, queue or table name."""
     return uuid4().hex[:8]
+
+
+StartTogether = Callable[[Path, Sequence[str], int], Awaitable[list[asyncio.subprocess.Process]]]
+
+
+async def _start_together(
+    script: Path, args: Sequence[str], count: int
+) -> list[asyncio.subprocess.Process]:
+    """Start `count` copies of `script` and hand them one start time once all are ready.
+
+    Each copy prints ``ready`` when it has imported and set itself up, then reads the
+    wall-clock start time from its stdin. A copy slow to start (a loaded CI machine) would
+    otherwise begin after the others ended and leave a hole in what they observe together.
+    """
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(count)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), 60.0)
+            assert line == b"ready\n", f"{script.name} did not start: {line!r}"
+        start_at = time.time() + 0.2
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(f"{start_at}\n".encode())
+            await proc.stdin.drain()
+    except BaseException:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        raise
+    return procs
+
+
+@pytest.fixture(scope="session")
+def start_together() -> StartTogether:
+    """Start copies of a script at one wall-clock time, after every copy is ready."""
+    return _start_together

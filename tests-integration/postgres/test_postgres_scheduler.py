@@ -6,14 +6,16 @@ share only the database, as separate deployments would.
 The consumer acks each job as soon as it is delivered, so a scheduler that enqueues an
 occurrence after another scheduler's copy already finished must still be refused: the
 occurrence's identity is its idempotency key (`fire_key`), held after the ack.
+
+The processes start their schedulers together once all three are up (`start_together`),
+and catch up missed occurrences (``misfire_policy="all"``), so a loaded machine that
+starts one late or pauses all three leaves no hole in the occurrences they cover.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -36,25 +38,15 @@ async def _finish_later(queue: PostgresTaskQueue, job_id: str) -> None:
 
 
 async def test_three_scheduler_processes_fire_each_occurrence_exactly_once(
-    postgres_dsn, pg_schema, unique_name
+    postgres_dsn, pg_schema, unique_name, start_together
 ):
     queue_name = f"cron-{unique_name}"
     consumer = PostgresTaskQueue(dsn=postgres_dsn, schema=pg_schema, queue_name=queue_name)
-    start_at = time.time() + 3.0  # every process is up and connected by then
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(SCRIPT),
-            postgres_dsn,
-            pg_schema,
-            queue_name,
-            f"cron-{unique_name}",
-            str(start_at),
-            str(WINDOW),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        for _ in range(3)
-    ]
+    procs = await start_together(
+        SCRIPT,
+        [postgres_dsn, pg_schema, queue_name, f"cron-{unique_name}", str(WINDOW)],
+        3,
+    )
     delivered: list[Job] = []
     running: list[asyncio.Task[None]] = []
     try:

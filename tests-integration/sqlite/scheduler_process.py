@@ -1,11 +1,11 @@
 """A scheduler process for test_sqlite_scheduler.py (run as a script, not collected).
 
-Usage: python scheduler_process.py PATH QUEUE START_AT DURATION
+Usage: python scheduler_process.py PATH QUEUE DURATION
 
 Schedules an every-second cron under a fixed schedule id on a SQLite scheduler store,
-starts at the wall-clock time START_AT (so the processes overlap), runs for DURATION
-seconds enqueueing on the SQLite queue, then prints the JSON list of the idempotency
-keys it attempted.
+prints ``ready``, reads from stdin the wall-clock time at which all the processes start
+(the test's `start_together`), runs for DURATION seconds enqueueing on the SQLite queue,
+then prints the JSON list of the idempotency keys it attempted.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ SCHEDULE_ID = "every-second"
 
 async def main(argv: list[str]) -> None:
     path, queue_name = argv[:2]
-    start_at, duration = float(argv[2]), float(argv[3])
+    duration = float(argv[2])
     spec = TaskBackendSpec(type="sqlite", url=f"sqlite:///{path}")
     store = backend.create_scheduler_store(spec)
     queue = SQLiteTaskQueue(path, queue_name=queue_name)
@@ -35,8 +35,12 @@ async def main(argv: list[str]) -> None:
         attempted.append(job.idempotency_key)
         return await queue.enqueue(job)
 
-    scheduler = TaskScheduler(check_interval=1.0, store=store)
+    # "all": a stall of every process at once (a loaded machine) is caught up, not coalesced.
+    scheduler = TaskScheduler(check_interval=1.0, store=store, misfire_policy="all")
     await scheduler.schedule_job(JobTemplate(name="tick"), "* * * * * *", SCHEDULE_ID)
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    start_at = float(await asyncio.to_thread(sys.stdin.readline))
     await asyncio.sleep(max(0.0, start_at - time.time()))  # line up with the other processes
     await scheduler.start_scheduler(enqueue)
     await asyncio.sleep(duration)  # the observation window
@@ -47,4 +51,4 @@ async def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1:5]))
+    asyncio.run(main(sys.argv[1:4]))

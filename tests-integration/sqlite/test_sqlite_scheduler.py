@@ -5,15 +5,18 @@ share only the file, as three deployments on one machine would. The consumer ack
 each job as soon as it is delivered, so a scheduler that enqueues an occurrence after
 another's copy finished must still be refused: the occurrence's identity is its
 idempotency key (`fire_key`), held after the ack.
+
+The processes start their schedulers together once all three are up (`start_together`),
+and catch up missed occurrences (``misfire_policy="all"``), so a loaded machine that
+starts one late or pauses all three leaves no hole in the occurrences they cover.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
-import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -24,28 +27,18 @@ from lexigram.tasks.scheduling import fire_key
 
 pytestmark = [pytest.mark.slow]
 
+StartTogether = Callable[..., Awaitable[list[asyncio.subprocess.Process]]]
+
 SCRIPT = Path(__file__).with_name("scheduler_process.py")
 WINDOW = 5.0
 
 
 async def test_three_scheduler_processes_fire_each_occurrence_exactly_once(
-    tmp_path: Path,
+    tmp_path: Path, start_together: StartTogether
 ) -> None:
     path = str(tmp_path / "cron.db")
     consumer = SQLiteTaskQueue(path, queue_name="cron")
-    start_at = time.time() + 3.0  # every process is up by then
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(SCRIPT),
-            path,
-            "cron",
-            str(start_at),
-            str(WINDOW),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        for _ in range(3)
-    ]
+    procs = await start_together(SCRIPT, [path, "cron", str(WINDOW)], 3)
     delivered: list[Job] = []
     try:
         outputs = asyncio.gather(*(proc.communicate() for proc in procs))
