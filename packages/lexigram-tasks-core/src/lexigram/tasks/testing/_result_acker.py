@@ -5,8 +5,9 @@ succeeded job and stores its result in one call: the queue offers the function f
 result store its backend builds beside it and not for a store it cannot reach (the core's
 in-memory one); a delivery that holds its lease is acked (the job is gone) and its result
 stored; a token that does not hold changes nothing and stores nothing, and the holder can
-still settle; calls made together each get their own answer. A backend without the
-capability leaves the class out.
+still settle; calls made together each get their own answer; a result already stored
+for the job (its id run again) is replaced. A backend without the capability leaves the
+class out.
 
 The backend supplies one more fixture, ``make_paired_result_store``: given a queue from
 ``make_queue``, the result store its backend would build for that queue (closed and
@@ -139,3 +140,31 @@ class QueueResultAckerConformance(QueueConformanceBase):
                 assert stored.data == n
             else:
                 assert stored is None, f"job {job.id}'s refused ack stored its result"
+
+    async def test_a_result_already_stored_for_the_job_is_replaced(
+        self, queue: TaskQueueProtocol, make_paired_result_store: PairedStoreFactory
+    ) -> None:
+        # A job id run again once finished (a dead letter retried, an id the app chose)
+        # finds its earlier result: the new one replaces it, in a call with other jobs too.
+        acker, store = await _acker(queue, make_paired_result_store)
+        jobs = []
+        for _ in range(10):
+            await enqueue_ok(queue, make_job())
+            jobs.append(await lease_one(queue))
+        again = jobs[3]
+        await store.store(again.id, _result(again, "the earlier run"))
+        answers = await asyncio.gather(
+            *(acker(job.id, _result(job, n), token_of(job)) for n, job in enumerate(jobs))
+        )
+        assert answers == [True] * 10
+        for n, job in enumerate(jobs):
+            stored = await store.get(job.id)
+            assert stored is not None, f"job {job.id}'s result was not stored"
+            assert stored.data == n, f"job {job.id} kept {stored.data!r}, not its new result"
+        # Later calls, with no earlier result, still store theirs.
+        await enqueue_ok(queue, make_job())
+        later = await lease_one(queue)
+        assert await acker(later.id, _result(later, "later"), token_of(later)) is True
+        stored = await store.get(later.id)
+        assert stored is not None
+        assert stored.data == "later"
