@@ -251,7 +251,7 @@ def test_stores_option_borrows_another_backends_stores(stores_backend: StoresBac
     assert dict(borrowed.options) == {"key_prefix": "app"}
     # The job-state records default to the stores backend's cache.
     queue = factory.create_queue(spec)
-    assert not isinstance(queue.state_store, type(None))
+    assert isinstance(queue.state_store, LocalStateStore)  # the stores backend's cache
     assert stores_backend.specs[-1][0] == "cache"
 
 
