@@ -166,6 +166,7 @@ class StoresBackend:
 def stores_backend(monkeypatch: pytest.MonkeyPatch) -> StoresBackend:
     target = StoresBackend()
     monkeypatch.setattr(_stores, "entry_points", lambda **_: [FakeEntryPoint(target)])
+    monkeypatch.setattr(_stores, "_LENDERS", {})
     return target
 
 
@@ -177,6 +178,7 @@ def test_state_store_backend_without_cache_factory_is_refused(
             return object()
 
     monkeypatch.setattr(_stores, "entry_points", lambda **_: [FakeEntryPoint(NoCache())])
+    monkeypatch.setattr(_stores, "_LENDERS", {})
     spec = TaskBackendSpec(type="rabbitmq", options={"state_store": {"type": "nocache"}})
     with pytest.raises(TaskConfigurationError, match="create_cache_backend"):
         RabbitMQBackend().create_queue(spec)
@@ -273,5 +275,6 @@ def test_a_stores_url_finds_a_declaring_backend_without_importing_it(
 
     monkeypatch.setattr(_stores, "entry_points", entry_points)
     monkeypatch.setattr(_stores, "_TYPES_OF_SCHEMES", {})
+    monkeypatch.setattr(_stores, "_LENDERS", {})
     spec = _stores.other_spec("ACMES://host/0", "rabbitmq", "q", "stores")
     assert (spec.type, spec.url) == ("acme", "ACMES://host/0")

@@ -34,8 +34,9 @@ _LOCAL_STORES: dict[tuple[str, int, str], LocalStateStore] = {}
 # the installed backends do not change while a process runs.
 _TYPES_OF_SCHEMES: dict[str, str] = {}
 
-# Backend objects stores were borrowed from, by type: their shared connection pools are
-# released when this backend is (`close_lenders`).
+# Backend objects stores were borrowed from, by type, each looked up once per process (as
+# the core loads a backend once): their shared connection pools are released when this
+# backend is (`close_lenders`).
 _LENDERS: dict[str, Any] = {}
 
 
@@ -161,16 +162,18 @@ def _type_from_url(url: str | None, option: str) -> str:
 
 def delegate(spec: TaskBackendSpec, factory: str, *, required: bool, **kwargs: Any) -> Any:
     """Call `factory` of the installed backend `spec.type` (None if it has none)."""
-    found = entry_points(group=BACKENDS_GROUP, name=spec.type)
-    if not found:
-        installed = sorted(entry_points(group=BACKENDS_GROUP).names)
-        msg = (
-            f"RabbitMQ options name backend {spec.type!r} for stores, which is not installed "
-            f"(installed: {', '.join(installed) or 'none'}). Install its distribution."
-        )
-        raise TaskConfigurationError(msg)
-    other = next(iter(found)).load()
-    _LENDERS[spec.type] = other
+    other = _LENDERS.get(spec.type)
+    if other is None:  # a worker borrows its seven stores from one backend: one lookup
+        found = entry_points(group=BACKENDS_GROUP, name=spec.type)
+        if not found:
+            installed = sorted(entry_points(group=BACKENDS_GROUP).names)
+            msg = (
+                f"RabbitMQ options name backend {spec.type!r} for stores, which is not "
+                f"installed (installed: {', '.join(installed) or 'none'}). Install its "
+                "distribution."
+            )
+            raise TaskConfigurationError(msg)
+        other = _LENDERS[spec.type] = next(iter(found)).load()
     make = getattr(other, factory, None)
     if make is None:
         if not required:
