@@ -488,6 +488,10 @@ class Bench:
         asyncio.run(fill())
         return dsn
 
+    def rabbitmq_stores(self, framework: str) -> str | None:
+        """The `stores:` URL of the framework's RabbitMQ config (its producer's too)."""
+        return self.args.redis if framework == "lexigram" else None
+
     def fill_rabbitmq(self, framework: str, jobs: int) -> tuple[str, Callable[[], None]]:
         """A fresh virtual host filled by rabbitmq_bench's producer; results go to Redis."""
         import rabbitmq_bench  # noqa: PLC0415
@@ -498,7 +502,9 @@ class Bench:
         client.flushdb()
         client.close()
         vhost = rabbitmq_bench.VirtualHost(self.args.amqp)
-        producer = rabbitmq_bench.Producer(framework.split("-", maxsplit=1)[0], vhost.url)
+        producer = rabbitmq_bench.Producer(
+            framework.split("-", maxsplit=1)[0], vhost.url, self.rabbitmq_stores(framework)
+        )
         try:
             producer.run(producer.bulk(jobs, time.time()))
         finally:

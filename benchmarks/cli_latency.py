@@ -106,7 +106,7 @@ def write_apps(bench: cli_bench.Bench) -> None:
 class Sender:
     """Sends single `bench(ts)` jobs with the framework's producer of the backend's bench."""
 
-    def __init__(self, backend: str, framework: str, url: str) -> None:
+    def __init__(self, backend: str, framework: str, url: str, stores: str | None) -> None:
         self.backend = backend
         self.loop = asyncio.new_event_loop()
         self.producer: Any
@@ -120,7 +120,11 @@ class Sender:
             import redis_bench  # noqa: PLC0415
 
             module: Any = redis_bench if backend == "redis" else rabbitmq_bench
-            self.producer = module.Producer(framework.split("-", maxsplit=1)[0], url)
+            name = framework.split("-", maxsplit=1)[0]
+            if backend == "rabbitmq":
+                self.producer = module.Producer(name, url, stores)
+            else:
+                self.producer = module.Producer(name, url)
 
     async def _one(self, ts: float) -> None:
         if self.backend == "postgres":
@@ -199,7 +203,7 @@ def measure(
     if stages and framework.startswith("lexigram") and bench.backend == "rabbitmq":
         env["CLILATENCY_STAGES"] = "1"
     log_path = bench.app_dir / "worker.log"
-    sender = Sender(bench.backend, framework, url)
+    sender = Sender(bench.backend, framework, url, bench.rabbitmq_stores(framework))
     try:
         with log_path.open("wb") as log:
             proc = subprocess.Popen(  # noqa: S603 - fixed argument lists

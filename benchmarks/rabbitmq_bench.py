@@ -262,9 +262,10 @@ WORKERS: dict[str, Callable[[str, Recorder], None]] = {
 class Producer:
     """Enqueues `bench(ts)` jobs for one framework; async frameworks run in one loop."""
 
-    def __init__(self, framework: str, url: str) -> None:
+    def __init__(self, framework: str, url: str, stores: str | None = None) -> None:
         self.framework = framework
         self.url = url
+        self.stores = stores  # lexigram: the `stores:` URL its worker has (job states)
         self.loop = asyncio.new_event_loop()
         self.handle: Any = None
         self.task: Any = None
@@ -277,9 +278,15 @@ class Producer:
     async def _open(self) -> None:
         fw = self.framework
         if fw == "lexigram":
-            from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue  # noqa: PLC0415
+            from lexigram.tasks.backends.rabbitmq import (  # noqa: PLC0415
+                RabbitMQOptions,
+                RabbitMQTaskQueue,
+            )
 
-            self.handle = RabbitMQTaskQueue(self.url, QUEUE)
+            # An app gives its producer the worker's configuration: with `stores:`, each
+            # enqueue records the job's state there before publishing it.
+            options = RabbitMQOptions.from_options({"stores": self.stores} if self.stores else {})
+            self.handle = RabbitMQTaskQueue(self.url, QUEUE, options=options)
             await self.handle.connect()
         elif fw == "taskiq":
             broker = _taskiq_broker(self.url)
