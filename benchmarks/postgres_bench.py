@@ -83,7 +83,8 @@ class Lexigram:
         from lexigram.tasks.config import TaskWorkerConfig
         from lexigram.tasks.execution import WorkerPool
 
-        config = PostgresTaskConfig(dsn, pool_max_size=4, queue_name="bench")
+        # The backend's defaults (a pool of 2), as the CLI worker has them.
+        config = PostgresTaskConfig(dsn, queue_name="bench")
         self.queue = PostgresTaskQueue(config)
         # Imported here, not in work(): W2/W4 time work(), and importing (with
         # PYTHONDONTWRITEBYTECODE, compiling) the worker engine took 0.3 s of it, while
