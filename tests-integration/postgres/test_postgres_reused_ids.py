@@ -68,7 +68,7 @@ async def test_results_of_reused_job_ids_replace_the_earlier_ones(
             assert stored is not None, f"job {n} has no result"
             assert stored.data == 2 * n, f"job {n} kept {stored.data!r}"
         assert sorted(ran) == list(range(JOBS)), "a job ran twice"
-        left = await queue.count(f"q-{unique_name}")
+        left = await queue.count(queue.queue_name)
         assert left == 0, f"{left} job(s) not acked"
         errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
         assert errors == [], errors
