@@ -9,6 +9,7 @@ other workers, and a window of 0 turns holding off.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -303,3 +304,44 @@ async def test_a_slot_that_frees_while_looking_ahead_starts_the_held_job() -> No
     assert sorted(ran) == [0, 1, 2, 3, 4]  # each job ran once
     assert worker.stats.jobs_succeeded == 5
     assert worker.in_flight == 0
+
+
+_SEEN_BY: contextvars.ContextVar[str] = contextvars.ContextVar("seen_by")
+
+
+async def test_a_held_job_does_not_inherit_the_context_of_the_job_it_follows() -> None:
+    # A held job starts from the task of the job whose slot it takes (`_forget`), so the
+    # moment that slot frees; it must start in the worker's context, not in a copy of the
+    # one its predecessor's handler changed.
+    queue = MemoryTaskQueue()
+    gate = asyncio.Event()
+    seen: dict[int, str | None] = {}
+
+    async def setter(n: int) -> int:
+        _SEEN_BY.set(f"job {n}")
+        await gate.wait()
+        return n
+
+    async def reader(n: int) -> int:
+        seen[n] = _SEEN_BY.get(None)
+        return n
+
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"setter": setter, "reader": reader},
+        TaskWorkerConfig(max_concurrent_tasks=1, poll_interval=0.02, prefetch_window=3600.0),
+    )
+    (await queue.enqueue(Job(name="reader", args=(0,)))).unwrap()
+    await worker.start()
+    try:
+        await _until(lambda: worker._prefetch.rate > 0)  # a rate: one job held ahead
+        for job in (Job(name="setter", args=(1,)), Job(name="reader", args=(2,))):
+            (await queue.enqueue(job)).unwrap()
+        await _until(lambda: worker.in_flight == 2)  # the setter runs, the reader is held
+        gate.set()
+        await _until(lambda: 2 in seen)
+    finally:
+        gate.set()
+        await worker.stop()
+    assert seen == {0: None, 2: None}

@@ -8,7 +8,6 @@ fails with one line before the server starts.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 import click
@@ -25,6 +24,7 @@ from lexigram.tasks.cli._context import (
     resolve_spec,
 )
 from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.cli._event_loop import run_async
 from lexigram.tasks.cli._options import (
     backend_option,
     config_option,
@@ -170,7 +170,7 @@ def dashboard_command(
         raise CLIError(_missing(exc)) from None
     backend = default_backend(config_path, None, backend)
     spec = resolve_spec(load_config(config_path), backend, connect_timeout=connect_timeout)
-    asyncio.run(_check(spec, connect_timeout))
+    run_async(_check(spec, connect_timeout))
     app = Dashboard(DashboardBackend(spec, tuple(dict.fromkeys(queues))), auth, title=title)
     shown = f"[{host}]" if ":" in host else host
     guard = "token" if auth.token else "basic auth" if auth.enabled else "no auth, local only"

@@ -7,7 +7,6 @@ through that server, on queues of its own that are cleaned up afterwards.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import click
@@ -26,6 +25,7 @@ from rich.text import Text
 from lexigram.tasks.cli._context import describe, load_config, resolve_spec
 from lexigram.tasks.cli._demo_report import PARTNER_RATE, DemoReport, DemoSettings
 from lexigram.tasks.cli._demo_run import Demo, DemoView
+from lexigram.tasks.cli._event_loop import run_async
 from lexigram.tasks.cli._options import (
     backend_option,
     config_option,
@@ -128,9 +128,9 @@ def demo_command(
     settings = DemoSettings(jobs=jobs)
     if console.is_terminal:
         with _LiveView(console) as view:
-            report = asyncio.run(Demo(spec, settings, view, connect_timeout).run(label))
+            report = run_async(Demo(spec, settings, view, connect_timeout).run(label))
     else:
-        report = asyncio.run(Demo(spec, settings, _PlainView(console), connect_timeout).run(label))
+        report = run_async(Demo(spec, settings, _PlainView(console), connect_timeout).run(label))
     console.print(render_summary(report))
     problems = report.problems(settings)
     if problems:

@@ -8,7 +8,6 @@ the commands say so.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -34,6 +33,7 @@ from lexigram.tasks.cli._context import (
     resolve_spec,
 )
 from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.cli._event_loop import run_async
 from lexigram.tasks.cli._options import (
     F,
     backend_option,
@@ -127,7 +127,7 @@ def _run(
         finally:
             await session.close()
 
-    return asyncio.run(go())
+    return run_async(go())
 
 
 @dlq_group.command("list")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -22,6 +21,7 @@ from lexigram.tasks.cli._context import (
     resolve_spec,
 )
 from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.cli._event_loop import run_async
 from lexigram.tasks.cli._options import (
     JSONParam,
     ParamBase,
@@ -171,7 +171,7 @@ def enqueue_command(
         scheduled_at=time.time() + delay if delay > 0 else None,
         queue_name=spec.queue_name,
     )
-    job_id = asyncio.run(_enqueue(spec, job, connect_timeout))
+    job_id = run_async(_enqueue(spec, job, connect_timeout))
     if as_json:
         echo_json({"id": job_id, "name": name, "queue": spec.queue_name, "backend": spec.type})
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import click
@@ -21,6 +20,7 @@ from lexigram.tasks.cli._context import (
     release_backend,
     resolve_spec,
 )
+from lexigram.tasks.cli._event_loop import run_async
 from lexigram.tasks.cli._options import (
     backend_option,
     config_option,
@@ -71,7 +71,7 @@ def inspect_command(
     backend = default_backend(config_path, None, backend)
     config = load_config(config_path)
     spec = resolve_spec(config, backend, connect_timeout=connect_timeout)
-    report = asyncio.run(_gather(spec, list(dict.fromkeys(queues)), connect_timeout))
+    report = run_async(_gather(spec, list(dict.fromkeys(queues)), connect_timeout))
     if as_json:
         echo_json(report)
         return

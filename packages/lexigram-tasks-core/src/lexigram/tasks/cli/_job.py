@@ -36,6 +36,7 @@ from lexigram.tasks.cli._context import (
     resolve_spec,
 )
 from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.cli._event_loop import run_async
 from lexigram.tasks.cli._lookup import resolve_job_id
 from lexigram.tasks.cli._options import (
     F,
@@ -130,7 +131,7 @@ def _run(
             await close_quietly(queue, progress_store)
             await release_backend(spec)
 
-    return asyncio.run(go())
+    return run_async(go())
 
 
 def _result_dict(job_id: str, result: JobResult) -> dict[str, Any]:

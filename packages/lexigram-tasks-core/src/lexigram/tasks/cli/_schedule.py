@@ -10,7 +10,6 @@ commands say so.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -40,6 +39,7 @@ from lexigram.tasks.cli._context import (
     resolve_spec,
 )
 from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.cli._event_loop import run_async
 from lexigram.tasks.cli._options import (
     F,
     backend_option,
@@ -196,7 +196,7 @@ def _run(
             await close_quietly(queue)
             await release_backend(spec)
 
-    return asyncio.run(go())
+    return run_async(go())
 
 
 @schedule_group.command("list", short_help="Show every stored schedule and its last run.")

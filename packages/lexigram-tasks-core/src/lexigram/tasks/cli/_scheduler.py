@@ -30,6 +30,7 @@ from lexigram.tasks.cli._context import (
     resolve_spec,
 )
 from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.cli._event_loop import run_async
 from lexigram.tasks.cli._options import (
     backend_option,
     config_option,
@@ -101,7 +102,7 @@ def scheduler_command(
     config = load_config(config_path, loaded.config)
     spec = resolve_spec(config, backend, queue, connect_timeout=connect_timeout)
     owner = namespace or config.scheduler.namespace or app_namespace(loaded)
-    asyncio.run(_run(loaded, config, spec, connect_timeout, owner))
+    run_async(_run(loaded, config, spec, connect_timeout, owner))
 
 
 def app_namespace(app: LoadedApp) -> str:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from lexigram.tasks.cli._app import LoadedApp, load_app
 from lexigram.tasks.cli._context import default_backend, describe, load_config, resolve_spec
 from lexigram.tasks.cli._errors import HARD_STOP_EXIT_CODE, HardStop
+from lexigram.tasks.cli._event_loop import run_async
 from lexigram.tasks.cli._metrics import (
     publish_to_supervisor,
     serve_children,
@@ -89,7 +90,7 @@ def run_worker(options: WorkerOptions, *, supervised: bool, collect: bool = True
     setup_logging(level, console)
     app = load_app(options.app)
     options = _with_default_backend(options, app)
-    code = asyncio.run(_run(options, app, console, supervised, collect))
+    code = run_async(_run(options, app, console, supervised, collect))
     if code == HARD_STOP_EXIT_CODE:
         raise HardStop(code)
     raise SystemExit(code)

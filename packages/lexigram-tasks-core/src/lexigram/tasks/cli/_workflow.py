@@ -25,6 +25,7 @@ from lexigram.tasks.cli._context import (
     resolve_spec,
 )
 from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.cli._event_loop import run_async
 from lexigram.tasks.cli._options import (
     backend_option,
     config_option,
@@ -84,7 +85,7 @@ def show_command(
             await close_quietly(store)
             await release_backend(spec)
 
-    info = asyncio.run(go())
+    info = run_async(go())
     if info is None:
         msg = f"No workflow {workflow_id!r} in the {spec.type} backend's workflow run store."
         raise CLIError(msg)
