@@ -2,10 +2,10 @@
 
 Wrong password, unknown virtual host, a refused port, TLS failures, a host that
 never completes TCP, and a server that accepts TCP but never speaks AMQP: `enqueue`
-(the API, as ``.delay()`` uses it), `dequeue_batch` (the worker's wait) and `count`
-(what the CLI probes) each raise `BackendConnectionError` within the connect timeout
-(at once when the cause is known), never a hang, with the password masked. The CLI
-turns the same errors into one line and exit status 2.
+(the API, as ``.delay()`` uses it), `dequeue_batch` (the worker's wait), `count` and
+`check_connection` (what the CLI probes) each raise `BackendConnectionError` within the
+connect timeout (at once when the cause is known), never a hang, with the password
+masked. The CLI turns the same errors into one line and exit status 2.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ CALLS: dict[str, Call] = {
     "enqueue": lambda queue: queue.enqueue(Job(name="x")),
     "dequeue_batch": lambda queue: queue.dequeue_batch(1, timeout=5.0),
     "count": lambda queue: queue.count(queue.queue_name),
+    "check_connection": lambda queue: queue.check_connection(),
 }
 
 
@@ -317,6 +318,7 @@ PAUSED_CALLS: dict[str, tuple[Call, str]] = {
         "claim an idempotency key",
     ),
     "count": (lambda queue: queue.count(queue.queue_name), "count jobs"),
+    "check_connection": (lambda queue: queue.check_connection(), "answer a connection check"),
     "dequeue": (lambda queue: queue.dequeue(), "fetch a job"),
 }
 

@@ -20,6 +20,7 @@ import pytest_asyncio
 from lexigram.contracts.tasks import (
     POISON_JOB_NAME,
     BackendConnectionError,
+    ConnectionCheckingQueueProtocol,
     Job,
     JobResult,
     JobStatus,
@@ -243,6 +244,24 @@ async def test_redeclare_with_other_arguments_is_a_configuration_error(
     await make_rabbitmq_queue(max_priority=10).connect()
     with pytest.raises(TaskConfigurationError, match="other arguments"):
         await make_rabbitmq_queue(max_priority=5).connect()
+
+
+async def test_the_connection_check_declares_the_queue_and_reads_no_job(
+    make_rabbitmq_queue: Factory,
+) -> None:
+    # The CLI's start-up check (`ConnectionCheckingQueueProtocol`): it connects and
+    # declares like any first call, then asks the broker about the queue alone, leaving
+    # the waiting jobs, their delay buckets and the state store untouched.
+    producer, checker = make_rabbitmq_queue(), make_rabbitmq_queue()
+    assert isinstance(checker, ConnectionCheckingQueueProtocol)
+    for n in range(3):
+        assert (await producer.enqueue(Job(name="waiting", args=(n,)))).is_ok()
+    delayed = Job(name="later", scheduled_at=time.time() + 60)
+    assert (await producer.enqueue(delayed)).is_ok()
+    await checker.check_connection()
+    await checker.check_connection()
+    assert await checker.count(checker.queue_name, JobStatus.PENDING) == 4
+    assert sorted(job.args[0] for job in await lease_all(checker, 3)) == [0, 1, 2]
 
 
 async def test_quorum_queue_round_trip(

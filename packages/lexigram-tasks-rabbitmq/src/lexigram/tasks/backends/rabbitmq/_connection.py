@@ -535,9 +535,12 @@ class AMQPLink:
                     async with asyncio.timeout(max(deadline - time.monotonic(), 0.01)):
                         await connection.connected.wait()
 
-    async def depths(self, names: list[str]) -> list[int]:
-        """Ready messages in each queue (passive declares); a missing queue counts 0."""
-        return await self.with_channel("count jobs", lambda ch: each_queue(ch, names, purge=False))
+    async def depths(self, names: list[str], *, action: str = "count jobs") -> list[int]:
+        """Ready messages in each queue (passive declares); a missing queue counts 0.
+
+        `action` is what a timeout's error says the broker was asked to do.
+        """
+        return await self.with_channel(action, lambda ch: each_queue(ch, names, purge=False))
 
     async def purge(self, names: list[str]) -> None:
         """Purge each queue that exists."""

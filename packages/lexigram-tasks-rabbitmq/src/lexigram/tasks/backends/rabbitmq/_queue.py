@@ -172,6 +172,20 @@ class RabbitMQTaskQueue:
         """
         await self._link.ready()
 
+    async def check_connection(self) -> None:
+        """Passive-declare the queue (connecting first if needed); raise what any call raises.
+
+        The CLI's start-up check. `count` passive-declares each of the queue's delay
+        buckets too, reopening the channel after each one that does not exist (about 30
+        ms on a local broker), and asks the state store; this is one declare.
+
+        Raises:
+            BackendConnectionError: The broker cannot be reached or did not answer
+                within `publish_timeout`.
+            TaskConfigurationError: The queue exists with other arguments.
+        """
+        await self._link.depths([self._queue_name], action="answer a connection check")
+
     # -- enqueue ---------------------------------------------------------------------
 
     async def enqueue(self, task: Job) -> Result[str, TaskQueueError]:
