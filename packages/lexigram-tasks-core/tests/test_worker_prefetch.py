@@ -310,9 +310,9 @@ _SEEN_BY: contextvars.ContextVar[str] = contextvars.ContextVar("seen_by")
 
 
 async def test_a_held_job_does_not_inherit_the_context_of_the_job_it_follows() -> None:
-    # A held job starts from the task of the job whose slot it takes (`_forget`), so the
-    # moment that slot frees; it must start in the worker's context, not in a copy of the
-    # one its predecessor's handler changed.
+    # A held job starts when the job before it ends, in the worker's context: never in a
+    # copy of the one its predecessor's handler changed (as it would if the ending job's
+    # task started it).
     queue = MemoryTaskQueue()
     gate = asyncio.Event()
     seen: dict[int, str | None] = {}

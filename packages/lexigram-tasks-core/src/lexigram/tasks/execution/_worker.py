@@ -14,7 +14,6 @@ and a task.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -139,9 +138,6 @@ class TaskWorker:
         self._deadlines = DeadlineTimer(self._in_flight, self._interrupt)
         self._stop_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        # The context every job starts in (a copy of `start()`'s caller's): a held job is
-        # started by the job it follows, and must not inherit what that job's handler set.
-        self._context = contextvars.copy_context()
         self._stop_requested = False
         if log_jobs is None:
             log_jobs = bool(getattr(self.config, "log_jobs", False))
@@ -242,7 +238,6 @@ class TaskWorker:
         self.running = True
         self._stop_requested = False
         self._loop = asyncio.get_running_loop()
-        self._context = contextvars.copy_context()
         self.stats.started_at = time.time()
         manager = self.services.task_manager
         consume, beat = self._consume(), self._heartbeat.run()
@@ -467,14 +462,10 @@ class TaskWorker:
             entry.reason = CANCEL  # cancelled between its lease and now: it never starts
         self._in_flight[job.id] = entry
         self.current_job = job
-        entry.task = loop.create_task(self._runner.run(entry), context=self._context.copy())
+        entry.task = loop.create_task(self._runner.run(entry))
 
     def _start_ahead(self) -> None:
-        """Start jobs held ahead in the slots that are free now (none once stopping).
-
-        Called where a slot frees (a job's end, its handler's success) as well as by the
-        consume loop: a freed slot's next job starts at once, not after the loop's next pass.
-        """
+        """Start jobs held ahead in the slots that are free now (none once stopping)."""
         ahead = self._ahead
         if not ahead or not self.running:
             return
@@ -484,14 +475,13 @@ class TaskWorker:
         loop = self._loop or asyncio.get_running_loop()
         cancels = self._cancels
         run = self._runner.run
-        context = self._context
         while free > 0 and ahead:
             entry = ahead.popleft()
             if cancels is not None and cancels.ids and entry.job.id in cancels.ids:
                 del cancels.ids[entry.job.id]
                 entry.reason = CANCEL
             self.current_job = entry.job
-            entry.task = loop.create_task(run(entry), context=context.copy())
+            entry.task = loop.create_task(run(entry))
             free -= 1
 
     def _release_slot(self, entry: Running) -> None:
@@ -503,8 +493,6 @@ class TaskWorker:
         if self._finishing < self.config.max_concurrent_tasks:
             entry.slot_released = True
             self._finishing += 1
-            if self._ahead:
-                self._start_ahead()
             self._slot_free.set()
 
     def _forget(self, entry: Running) -> None:
@@ -519,8 +507,6 @@ class TaskWorker:
             del self._in_flight[job_id]
         if self.current_job is entry.job:
             self.current_job = None
-        if self._ahead:
-            self._start_ahead()
         self._slot_free.set()
 
     # -- cancellation ----------------------------------------------------------------
@@ -603,7 +589,7 @@ class TaskWorker:
             if self._prefetch.drop(entry):  # held ahead: its run settles it unrun
                 entry.reason = reason
                 loop = self._loop or asyncio.get_running_loop()
-                entry.task = loop.create_task(self._runner.run(entry), context=self._context.copy())
+                entry.task = loop.create_task(self._runner.run(entry))
             return
         entry.reason = reason
         if entry.shield:
