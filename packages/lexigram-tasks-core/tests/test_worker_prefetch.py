@@ -221,6 +221,23 @@ def test_the_budget_is_what_the_last_window_finished() -> None:
     assert Prefetch({}, slots=10, window=0.0).wanted(3, 200.0, 100) == 3
 
 
+def _holding_every_slot(
+    queue: MemoryTaskQueue,
+    handlers: dict[str, Any],
+    slots: int,
+    results: InMemoryResultStore | None = None,
+) -> TaskWorker:
+    """A worker whose window is so long that its budget is every slot once it has finished
+    as many jobs as it has slots (`Prefetch.budget`)."""
+    return TaskWorker(
+        "w1",
+        queue,
+        handlers,
+        TaskWorkerConfig(max_concurrent_tasks=slots, poll_interval=0.02, prefetch_window=3600.0),
+        TaskWorkerServices(result_store=results),
+    )
+
+
 class EndsDuringLookAhead(MemoryTaskQueue):
     """A queue whose first look-ahead lease (the worker full, a job held ahead) is a round
     trip during which every running job ends, and which then finds nothing.
@@ -268,15 +285,8 @@ async def test_a_slot_that_frees_while_looking_ahead_starts_the_held_job() -> No
         await queue.release.wait()
         return n
 
-    # A window this long makes the budget every slot once two jobs have finished: full,
-    # with one job held, the worker looks ahead for one more (`Prefetch.wanted`).
-    worker = TaskWorker(
-        "w1",
-        queue,
-        {"quick": quick, "gated": gated},
-        TaskWorkerConfig(max_concurrent_tasks=2, poll_interval=0.02, prefetch_window=3600.0),
-        TaskWorkerServices(result_store=results),
-    )
+    # Full, with one job held, the worker looks ahead for one more (`Prefetch.wanted`).
+    worker = _holding_every_slot(queue, {"quick": quick, "gated": gated}, 2, results)
     queue.worker = worker
 
     async def send(name: str, n: int) -> JobHandle[Any]:
@@ -326,12 +336,7 @@ async def test_a_held_job_does_not_inherit_the_context_of_the_job_it_follows() -
         seen[n] = _SEEN_BY.get(None)
         return n
 
-    worker = TaskWorker(
-        "w1",
-        queue,
-        {"setter": setter, "reader": reader},
-        TaskWorkerConfig(max_concurrent_tasks=1, poll_interval=0.02, prefetch_window=3600.0),
-    )
+    worker = _holding_every_slot(queue, {"setter": setter, "reader": reader}, 1)
     (await queue.enqueue(Job(name="reader", args=(0,)))).unwrap()
     await worker.start()
     try:
