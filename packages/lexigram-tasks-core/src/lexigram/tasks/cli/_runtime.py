@@ -185,7 +185,9 @@ class WorkerRuntime:
         decorators.set_default_queue(self.queues[0])
         decorators.set_task_queues({q.queue_name: q for q in self.queues})
         if self.stores.cache is not None:
-            await self._beat()
+            # The worker registers itself in the background, after its pools' first lease
+            # has gone out: on a pooled backend (PostgreSQL) that lease would otherwise
+            # wait for the registration's connection or open a second one (3.5 ms).
             self._presence_task = asyncio.create_task(self._presence_loop())
         plugins = self.hooks.plugin_names()
         logger.info(
@@ -265,11 +267,11 @@ class WorkerRuntime:
 
     async def _presence_loop(self) -> None:
         while True:
-            await asyncio.sleep(PRESENCE_TTL / 3)
             try:
                 await self._beat()
             except Exception:
                 logger.warning("Could not refresh worker registration.", exc_info=True)
+            await asyncio.sleep(PRESENCE_TTL / 3)
 
     async def _beat(self) -> None:
         totals = self.totals()
