@@ -1,11 +1,16 @@
-"""A worker's registration lists the jobs it runs (inspect --json and the dashboard show it)."""
+"""A worker's registration: the jobs it runs (inspect --json and the dashboard show it), written
+while it runs whether or not its first write succeeds."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+
+import pytest
 
 from lexigram.contracts.tasks import Job
 from lexigram.tasks import TaskConfig
+from lexigram.tasks.cli import _runtime
 from lexigram.tasks.cli._app import LoadedApp
 from lexigram.tasks.cli._context import resolve_spec
 from lexigram.tasks.cli._runtime import WorkerRuntime
@@ -42,4 +47,59 @@ async def test_running_jobs_names_each_job_while_it_runs_and_forgets_it_after() 
         assert runtime.running_jobs() == []
     finally:
         release.set()
+        await runtime.close()
+
+
+class _RefusingCache:
+    """A key-value store whose first `refusals` writes fail, as a backend's hiccup would."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+        self.records: dict[str, str] = {}
+
+    async def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            msg = "the store did not answer"
+            raise ConnectionError(msg)
+        self.records[key] = value
+
+
+async def test_a_registration_that_fails_is_logged_and_does_not_stop_the_worker(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran = asyncio.Event()
+
+    async def noop() -> None:
+        ran.set()
+
+    app = LoadedApp(source="test")
+    app.handlers.register("noop", noop)
+    config = TaskConfig()
+    spec = resolve_spec(config, "memory")
+    runtime = WorkerRuntime(
+        app, config, spec, [spec.queue_name], worker_config=config.effective_worker()
+    )
+    cache = _RefusingCache(refusals=1)
+    opened = _runtime.open_stores
+
+    def with_refusing_cache(*args: object, **kwargs: object) -> object:
+        stores = opened(*args, **kwargs)  # type: ignore[arg-type]
+        stores.cache = cache
+        return stores
+
+    monkeypatch.setattr(_runtime, "open_stores", with_refusing_cache)
+    monkeypatch.setattr(_runtime, "PRESENCE_TTL", 0.15)  # refreshed every 0.05 s
+    await runtime.start(connect_timeout=2)
+    try:
+        await runtime.queues[0].enqueue(Job(name="noop"))
+        await asyncio.wait_for(ran.wait(), 10)  # the worker runs jobs meanwhile
+        for _ in range(200):
+            if cache.records:
+                break
+            await asyncio.sleep(0.01)
+        [record] = cache.records.values()
+        assert json.loads(record)["id"] == runtime.worker_id
+        assert "Could not refresh worker registration." in caplog.text
+    finally:
         await runtime.close()
