@@ -94,7 +94,8 @@ def _nested(depth: int) -> list[Any]:
 JOBS: list[Any] = [
     lambda: Job(name="h"),
     lambda: Job(name="h", args=(1.5,)),
-    lambda: Job(name="h", args=[1, 2]),
+    # A list on purpose: Job turns the args callers pass as lists into a tuple.
+    lambda: Job(name="h", args=[1, 2]),  # type: ignore[arg-type]
     lambda: Job(name="h", priority=True, retry_count=False),
     _full_job,
     lambda: Job(name="floats", args=(1e16, -0.0, 5e-324, 1.7976931348623157e308, 0.1 + 0.2)),

@@ -77,7 +77,8 @@ def test_config_constructor_and_assignment_raise_configuration_error():
     with pytest.raises(TaskConfigurationError, match=r"tasks\.worker\.worker_count = -3"):
         TaskWorkerConfig(worker_count=-3)
     with pytest.raises(TaskConfigurationError, match=r"tasks\.worker\.max_concurrent_tasks = 0"):
-        TaskConfig(worker={"max_concurrent_tasks": 0})
+        # A mapping on purpose: the outer model validates it and names the nested field.
+        TaskConfig(worker={"max_concurrent_tasks": 0})  # type: ignore[arg-type]
     config = TaskConfig()
     with pytest.raises(TaskConfigurationError, match=r"tasks\.worker\.worker_count = 'many'"):
         config.worker.worker_count = "many"  # type: ignore[assignment]

@@ -125,7 +125,8 @@ async def test_stale_copy_cannot_settle_the_new_delivery() -> None:
 
 async def test_enqueue_non_job_returns_validation_error() -> None:
     queue = MemoryTaskQueue()
-    result = await queue.enqueue({"name": "noop"})
+    # A dict on purpose: enqueue must reject what is not a Job.
+    result = await queue.enqueue({"name": "noop"})  # type: ignore[arg-type]
     assert isinstance(result, Err)
     assert isinstance(result.error, TaskValidationError)
     assert "not a Job" in result.error.message

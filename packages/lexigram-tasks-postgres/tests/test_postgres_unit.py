@@ -258,7 +258,8 @@ async def test_invalid_jobs_are_rejected_before_any_connection():
     result = await queue.enqueue(Job(name="bad", args=(object(),)))
     assert isinstance(result, Err)
     assert isinstance(result.error, TaskValidationError)
-    not_a_job = await queue.enqueue({"name": "dict"})
+    # A dict on purpose: enqueue must reject what is not a Job.
+    not_a_job = await queue.enqueue({"name": "dict"})  # type: ignore[arg-type]
     assert isinstance(not_a_job, Err)
     await queue.close()
 

@@ -309,7 +309,8 @@ async def test_group_commit_hands_errors_to_every_waiter_of_the_batch() -> None:
 
 async def test_enqueue_of_a_non_job_or_invalid_job_needs_no_server() -> None:
     queue = RedisTaskQueue("redis://127.0.0.1:1/0")
-    not_a_job = await queue.enqueue({"name": "x"})
+    # A dict on purpose: enqueue must reject what is not a Job.
+    not_a_job = await queue.enqueue({"name": "x"})  # type: ignore[arg-type]
     assert not_a_job.is_err()
     invalid = await queue.enqueue(Job(name="x", args=(object(),)))
     assert invalid.is_err()
