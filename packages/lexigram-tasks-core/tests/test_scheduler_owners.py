@@ -97,8 +97,9 @@ async def test_pause_and_resume_in_the_store_reach_the_running_scheduler() -> No
 
     await store.update_fields(key, {"enabled": True})
     await scheduler.sync_from_store()
-    assert scheduler.scheduled_jobs["cli:tick"].enabled is True
-    assert scheduler.scheduled_jobs["cli:tick"].next_run > time.time()  # no catch-up
+    resumed = scheduler.scheduled_jobs["cli:tick"]
+    assert resumed.enabled is True
+    assert resumed.next_run > time.time()  # no catch-up
     await check(scheduler, fired.append)
     assert len(fired) == 1
 
