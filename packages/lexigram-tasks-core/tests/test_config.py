@@ -197,7 +197,7 @@ def test_config_from_named_builds_single_backend_config():
 
 
 def test_config_from_named_keeps_base_sections():
-    base = TaskConfig(worker={"worker_count": 3}, backends=[NamedTaskConfig(name="a")])
+    base = TaskConfig(worker=TaskWorkerConfig(worker_count=3), backends=[NamedTaskConfig(name="a")])
     config = TaskConfig.from_named(base.backends[0], base=base)
     assert config.worker.worker_count == 3
     assert config.name == "a"
@@ -206,7 +206,7 @@ def test_config_from_named_keeps_base_sections():
 
 
 def test_config_get_and_has_section():
-    config = TaskConfig(worker={"worker_count": 2}, extra={"a": {"b": 1}})
+    config = TaskConfig(worker=TaskWorkerConfig(worker_count=2), extra={"a": {"b": 1}})
     assert config.get("worker.worker_count") == 2
     assert config.get("extra.a.b") == 1
     assert config.get("worker.nope", "dflt") == "dflt"

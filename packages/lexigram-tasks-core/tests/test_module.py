@@ -13,7 +13,9 @@ from lexigram.tasks import (
     MemoryTaskQueue,
     TaskConfig,
     TaskProvider,
+    TaskSchedulerConfig,
     TasksModule,
+    TaskWorkerConfig,
     scheduled,
     task,
 )
@@ -96,7 +98,9 @@ def test_configure_rejects_a_config_that_is_not_a_task_config():
 
 
 def test_configure_explicit_arguments_win_over_config():
-    config = TaskConfig(worker={"worker_count": 4}, scheduler={"enabled": True})
+    config = TaskConfig(
+        worker=TaskWorkerConfig(worker_count=4), scheduler=TaskSchedulerConfig(enabled=True)
+    )
     (provider,) = TasksModule.configure(
         worker_count=2, enable_scheduler=False, config=config
     ).providers

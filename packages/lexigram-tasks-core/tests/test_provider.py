@@ -26,11 +26,15 @@ from lexigram.di import Container, HealthStatus, Module, ProviderPriority, modul
 from lexigram.tasks import (
     HandlerRegistry,
     MemoryTaskQueue,
+    TaskBackendConfig,
     TaskBackendRegistry,
     TaskConfig,
     TaskFunction,
     TaskProvider,
+    TaskRateLimitConfig,
+    TaskSchedulerConfig,
     TasksModule,
+    TaskWorkerConfig,
     WorkerPool,
     scheduled,
     task,
@@ -66,7 +70,9 @@ def test_provider_class_attributes_match_the_inventory():
 
 
 def test_provider_defaults_come_from_config():
-    config = TaskConfig(worker={"worker_count": 3}, scheduler={"enabled": False})
+    config = TaskConfig(
+        worker=TaskWorkerConfig(worker_count=3), scheduler=TaskSchedulerConfig(enabled=False)
+    )
     provider = TaskProvider(config=config)
     assert provider.worker_count == 3
     assert provider.enable_scheduler is False
@@ -77,7 +83,9 @@ def test_provider_defaults_come_from_config():
 
 
 def test_provider_explicit_arguments_win_over_config():
-    config = TaskConfig(worker={"worker_count": 3}, scheduler={"enabled": True})
+    config = TaskConfig(
+        worker=TaskWorkerConfig(worker_count=3), scheduler=TaskSchedulerConfig(enabled=True)
+    )
     provider = TaskProvider(worker_count=1, enable_scheduler=False, config=config)
     assert provider.worker_count == 1
     assert provider.scheduler is None
@@ -112,7 +120,7 @@ def test_provider_from_config_accepts_a_mapping_and_an_explicit_queue():
 
 
 def test_provider_builds_queue_from_config_type_through_discovery():
-    provider = TaskProvider.from_config(TaskConfig(backend={"queue_name": "jobs"}))
+    provider = TaskProvider.from_config(TaskConfig(backend=TaskBackendConfig(queue_name="jobs")))
     assert provider.queue is None  # nothing is built before it is needed
     (queue,) = provider.queues.values()
     assert isinstance(queue, MemoryTaskQueue)
@@ -121,7 +129,9 @@ def test_provider_builds_queue_from_config_type_through_discovery():
 
 
 async def test_provider_register_binds_every_service():
-    provider = TaskProvider(MemoryTaskQueue(), config=TaskConfig(rate_limit={"enabled": True}))
+    provider = TaskProvider(
+        MemoryTaskQueue(), config=TaskConfig(rate_limit=TaskRateLimitConfig(enabled=True))
+    )
     container = Container()
     await provider.register(container)
     assert await container.resolve(TaskProvider) is provider
@@ -189,7 +199,7 @@ async def test_shutdown_drains_a_running_job_instead_of_cancelling_it():
         finished.append(tag)
 
     queue = MemoryTaskQueue()
-    provider = TaskProvider(queue, config=TaskConfig(worker={"shutdown_timeout": 30}))
+    provider = TaskProvider(queue, config=TaskConfig(worker=TaskWorkerConfig(shutdown_timeout=30)))
     provider.register_handler("slow", slow)
     app = Application().use(provider)
     await app.start()
@@ -341,7 +351,7 @@ async def test_scheduled_task_fires_through_the_primary_queue():
         fired.set()
 
     provider = TaskProvider(
-        MemoryTaskQueue(), config=TaskConfig(scheduler={"check_interval": 0.05})
+        MemoryTaskQueue(), config=TaskConfig(scheduler=TaskSchedulerConfig(check_interval=0.05))
     )
     provider.register_scheduled_task(tick)
     async with Application.boot(providers=[provider]):
@@ -449,7 +459,9 @@ async def test_provider_hooks_feed_metrics_and_observers():
 
 
 async def test_provider_without_config_uses_the_application_config():
-    app_config = TaskConfig(worker={"worker_count": 3}, scheduler={"enabled": False})
+    app_config = TaskConfig(
+        worker=TaskWorkerConfig(worker_count=3), scheduler=TaskSchedulerConfig(enabled=False)
+    )
 
     @module(imports=[TasksModule.configure(worker_count=None)])
     class AppModule(Module): ...
@@ -462,6 +474,6 @@ async def test_provider_without_config_uses_the_application_config():
         assert provider.worker_pool is not None
         assert len(provider.worker_pool.workers) == 3
     # A config given to the provider itself is never replaced.
-    own = TaskProvider(config=TaskConfig(worker={"worker_count": 1}))
+    own = TaskProvider(config=TaskConfig(worker=TaskWorkerConfig(worker_count=1)))
     async with Application.boot(providers=[own], config=app_config):
         assert own.worker_count == 1
