@@ -7,12 +7,14 @@ from typing import Any
 import pytest
 
 from lexigram.contracts.tasks import (
+    URL_SCHEMES_GROUP,
     BackendConflictError,
     BackendError,
     BackendImportError,
     BackendNotFoundError,
     TaskBackendSpec,
     TaskConfigurationError,
+    TaskQueueProtocol,
 )
 from lexigram.tasks import TaskConfig, _backends
 from lexigram.tasks.config import TaskBackendConfig
@@ -53,12 +55,18 @@ class _Registered(list[Any]):
         self.schemes: list[Any] = []
 
 
+def _never_built(spec: TaskBackendSpec) -> TaskQueueProtocol:
+    """The factory of a stand-in backend that a test loads but never builds a queue from."""
+    msg = f"no queue was to be built for {spec.type!r}"
+    raise AssertionError(msg)
+
+
 @pytest.fixture
 def fake_entry_points(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Registered]:
     registered = _Registered()
 
     def entry_points(*, group: str, name: str | None = None) -> _FakeEntryPoints:
-        if group == _backends.URL_SCHEMES_GROUP:
+        if group == URL_SCHEMES_GROUP:
             return _FakeEntryPoints(registered.schemes)
         assert group == _backends.BACKENDS_GROUP
         return _FakeEntryPoints(ep for ep in registered if name is None or ep.name == name)
@@ -100,7 +108,7 @@ def test_load_backend_unknown_type_names_installed_and_no_pip_hint_for_third_par
 
 
 def test_load_backend_typo_suggests_the_installed_type(fake_entry_points: _Registered) -> None:
-    target = _backends._FunctionBackend(create_queue=lambda spec: spec)  # type: ignore[arg-type,return-value]
+    target = _backends._FunctionBackend(create_queue=_never_built)
     fake_entry_points.append(
         _FakeEntryPoint("sqlite", "a:backend", "lexigram-tasks-sqlite", target)
     )
@@ -150,7 +158,7 @@ def test_load_backend_two_distributions_conflict_names_both(fake_entry_points: _
 def test_load_backend_same_distribution_twice_is_not_a_conflict(
     fake_entry_points: _Registered,
 ) -> None:
-    target = _backends._FunctionBackend(create_queue=lambda spec: spec)
+    target = _backends._FunctionBackend(create_queue=_never_built)
     fake_entry_points.append(_FakeEntryPoint("x", "a:backend", "dist-x", target))
     fake_entry_points.append(_FakeEntryPoint("x", "a:backend", "dist-x", target))
     assert _backends.load_backend("x") is target

@@ -8,11 +8,11 @@ import json
 
 import pytest
 
-from lexigram.contracts.tasks import Job
+from lexigram.contracts.tasks import Job, TaskBackendSpec
 from lexigram.tasks import TaskConfig
 from lexigram.tasks.cli import _runtime
 from lexigram.tasks.cli._app import LoadedApp
-from lexigram.tasks.cli._context import resolve_spec
+from lexigram.tasks.cli._context import Stores, open_stores, resolve_spec
 from lexigram.tasks.cli._runtime import WorkerRuntime
 
 
@@ -81,10 +81,9 @@ async def test_a_registration_that_fails_is_logged_and_does_not_stop_the_worker(
         app, config, spec, [spec.queue_name], worker_config=config.effective_worker()
     )
     cache = _RefusingCache(refusals=1)
-    opened = _runtime.open_stores
 
-    def with_refusing_cache(*args: object, **kwargs: object) -> object:
-        stores = opened(*args, **kwargs)  # type: ignore[arg-type]
+    def with_refusing_cache(backend: TaskBackendSpec, *names: str) -> Stores:
+        stores = open_stores(backend, *names)
         stores.cache = cache
         return stores
 

@@ -18,10 +18,12 @@ from pathlib import Path
 from types import ModuleType
 from uuid import uuid4
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from lexigram.contracts.tasks import Job, JobStatus
+from lexigram.tasks import MemoryTaskQueue
 from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._worker import WorkerOptions
 from lexigram.tasks.cli._worker_run import YOUNG_COLLECTION_THRESHOLD
@@ -84,7 +86,8 @@ def enqueue(module: ModuleType, *jobs: Job) -> None:
 
 
 def count(module: ModuleType, status: JobStatus | None = None) -> int:
-    return asyncio.run(module.queue.count("work", status))
+    queue: MemoryTaskQueue = module.queue  # APP's
+    return asyncio.run(queue.count("work", status))
 
 
 def worker(module: ModuleType, *args: str):
@@ -247,6 +250,7 @@ def test_worker_options_round_trip_to_child_arguments() -> None:
     assert args[:4] == ["worker", "m:p", "--workers", "1"]
     assert "--reload" not in args
     context = cli.make_context("lexigram-tasks", list(args))
+    assert isinstance(context.command, click.Group)
     sub = context.command.get_command(context, "worker")
     assert sub is not None
     parsed = sub.make_context("worker", args[1:], parent=context).params

@@ -90,7 +90,7 @@ async def test_unique_task_different_keys_run_concurrently():
         await both_in.wait()
         return n
 
-    assert sorted(await asyncio.gather(work(1), work(2))) == [1, 2]
+    assert list(await asyncio.gather(work(1), work(2))) == [1, 2]
 
 
 async def test_unique_task_sync_function_runs_in_a_thread_and_releases():

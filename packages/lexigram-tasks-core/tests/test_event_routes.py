@@ -261,7 +261,7 @@ async def test_the_worker_counts_completed_jobs_without_building_their_events(
     services = TaskWorkerServices(observers=[Broken(), counter])
     worker = TaskWorker("w1", queue, {"job": job}, services=services)
     for n in range(3):
-        (await queue.enqueue(Job(name="job", args=[n]))).unwrap()
+        (await queue.enqueue(Job(name="job", args=(n,)))).unwrap()
     await worker.start()
     await asyncio.wait_for(all_counted.wait(), 5)
     await worker.stop()

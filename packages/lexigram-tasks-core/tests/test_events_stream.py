@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from typing import Any
 
 import pytest
 
@@ -228,7 +229,22 @@ def test_new_job_event_is_a_frozen_job_event_like_one_built_directly() -> None:
 def test_new_job_event_takes_the_fields_in_order_positionally() -> None:
     from lexigram.tasks.events import JobEvent, new_job_event
 
-    values = ("failed", "t", "j1", "q", 2, "w", 1.0, 2.0, 3.0, 1.0, "E: x", "rejected", None, {})
+    values: tuple[Any, ...] = (  # one value of each field's type
+        "failed",
+        "t",
+        "j1",
+        "q",
+        2,
+        "w",
+        1.0,
+        2.0,
+        3.0,
+        1.0,
+        "E: x",
+        "rejected",
+        None,
+        {},
+    )
     names = [field.name for field in dataclasses.fields(JobEvent)]
     assert new_job_event(*values) == JobEvent(**dict(zip(names, values, strict=True)))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -89,8 +90,8 @@ async def test_counts_durations_waits_and_in_progress_after_a_real_worker_run(
     )
     if watched:
         metrics.watch_running(lambda: [(job.name, "metrics") for job in worker.running_jobs()])
-    jobs = [Job(name="ok", args=[i]) for i in range(5)]
-    jobs += [Job(name="flaky", args=[f"k{i}"], max_retries=2) for i in range(2)]
+    jobs = [Job(name="ok", args=(i,)) for i in range(5)]
+    jobs += [Job(name="flaky", args=(f"k{i}",), max_retries=2) for i in range(2)]
     jobs += [Job(name="bad", max_retries=1) for _ in range(3)]
     for job in jobs:
         (await queue.enqueue(job)).unwrap()
@@ -187,9 +188,9 @@ async def test_cost_per_event_through_the_stream() -> None:
     now = time.time()
     events = []
     for i in range(2000):
-        common = {"task": f"t{i % 5}", "job_id": f"j{i}", "queue": "q", "worker_id": "w"}
-        events.append(JobEvent(kind=STARTED, attempt=1, enqueued_at=now, started_at=now, **common))
-        events.append(JobEvent(kind=COMPLETED, attempt=1, duration=0.01, **common))
+        build = partial(JobEvent, task=f"t{i % 5}", job_id=f"j{i}", queue="q", worker_id="w")
+        events.append(build(kind=STARTED, attempt=1, enqueued_at=now, started_at=now))
+        events.append(build(kind=COMPLETED, attempt=1, duration=0.01))
     began = time.perf_counter()
     for event in events:
         metrics.observe(event)
@@ -330,11 +331,10 @@ def test_with_running_watched_the_wait_is_the_first_attempts_taken_at_its_end() 
     registry = CollectorRegistry()
     metrics = PrometheusObserver(registry)
     metrics.watch_running(list)
-    common = {"task": "t", "queue": "q", "enqueued_at": 100.0, "started_at": 100.5}
-    metrics.observe(JobEvent(kind=RETRYING, job_id="a", attempt=1, duration=0.1, **common))
-    metrics.observe(JobEvent(kind=COMPLETED, job_id="a", attempt=2, duration=0.1, **common))
-    never_ran = {"attempt": 1, "reason": "unknown_task"}
-    metrics.observe(JobEvent(kind=FAILED, job_id="b", **never_ran, **common))  # type: ignore[arg-type]
+    build = partial(JobEvent, task="t", queue="q", enqueued_at=100.0, started_at=100.5)
+    metrics.observe(build(kind=RETRYING, job_id="a", attempt=1, duration=0.1))
+    metrics.observe(build(kind=COMPLETED, job_id="a", attempt=2, duration=0.1))
+    metrics.observe(build(kind=FAILED, job_id="b", attempt=1, reason="unknown_task"))  # never ran
     labels = {"task": "t", "queue": "q"}
     assert value(registry, "lexigram_tasks_queue_wait_seconds_count", **labels) == 1
     assert value(registry, "lexigram_tasks_queue_wait_seconds_sum", **labels) == 0.5

@@ -219,7 +219,7 @@ async def test_outcomes_reach_the_observer_once_it_made_a_span(spans: WaitableEx
     tracing = TracingObserver()
     assert tracing.event_kinds == {STARTED}  # nothing to end yet: no outcome event is asked for
     queue = MemoryTaskQueue(queue_name="traced")
-    (await queue.enqueue(Job(name="traced.work", args=[2]))).unwrap()
+    (await queue.enqueue(Job(name="traced.work", args=(2,)))).unwrap()
     services = TaskWorkerServices(observers=[tracing])
     worker = TaskWorker("w1", queue, {"traced.work": work}, TaskWorkerConfig(), services)
     assert not worker.events.listening_to(COMPLETED)

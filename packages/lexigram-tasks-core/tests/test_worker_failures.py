@@ -35,9 +35,9 @@ class RecordingQueue(MemoryTaskQueue):
         super().__init__(**kwargs)
         self.retry_delays: list[float] = []
 
-    async def retry_later(self, task: Job, *, delay: float = 0.0) -> None:
+    async def retry_later(self, task: Job, *, delay: float = 0.0) -> bool:
         self.retry_delays.append(delay)
-        await super().retry_later(task, delay=delay)
+        return await super().retry_later(task, delay=delay)
 
 
 class CustomBaseError(BaseException):

@@ -79,4 +79,4 @@ def test_the_monitor_can_be_turned_off_and_rejects_a_bad_threshold() -> None:
     worker = TaskWorker("w1", MemoryTaskQueue(), {}, loop_lag_threshold=0)
     assert worker.lag_monitor is None
     with pytest.raises(ValueError, match="loop_lag_threshold"):
-        LoopLagMonitor(-1, list, logging.getLogger("x"), "w1")
+        LoopLagMonitor(-1, lambda _: (), logging.getLogger("x"), "w1")

@@ -27,6 +27,7 @@ from lexigram.tasks.execution import (
     TaskWorker,
     TaskWorkerServices,
 )
+from lexigram.tasks.handles import JobHandle
 from lexigram.tasks.results import InMemoryResultStore
 from lexigram.tasks.testing import HookRecorder
 
@@ -74,7 +75,7 @@ class Harness:
         finally:
             await self.worker.stop()
 
-    def starts(self, job: Job) -> int:
+    def starts(self, job: Job | JobHandle[Any]) -> int:
         return self.hooks.ids("task.started").count(job.id)
 
 

@@ -30,7 +30,7 @@ from lexigram.contracts.tasks import (
     WorkflowStateStoreProtocol,
     WorkflowStatus,
 )
-from lexigram.tasks.backends.sqlite import SQLiteBackend
+from lexigram.tasks.backends.sqlite import SQLiteBackend, SQLiteLockManager, SQLiteResultStore
 from lexigram.tasks.backends.sqlite._base import Purger
 
 
@@ -64,7 +64,7 @@ async def test_a_result_holding_a_lone_surrogate_is_stored_and_read_back(made: A
 
 
 async def test_results_round_trip_list_and_expire(made: Any) -> None:
-    store = build(made, "create_result_store")
+    store: SQLiteResultStore = build(made, "create_result_store")
     assert isinstance(store, ResultStoreProtocol)
     await store.store("a", JobResult.ok(data={"n": 1}))
     await store.store("b", JobResult.fail("boom"))
@@ -178,7 +178,7 @@ async def test_workflow_state_lists_unfinished_workflows(made: Any) -> None:
 
 
 async def test_locks_exclude_expire_and_wake(made: Any) -> None:
-    manager = build(made, "create_lock_manager")
+    manager: SQLiteLockManager = build(made, "create_lock_manager")
     assert isinstance(manager, LockManagerProtocol)
     first = manager.acquire("k", timeout=0.3)
     second = manager.acquire("k", timeout=0.3)
