@@ -60,6 +60,11 @@ EXTRAS = {"lexigram-tasks-core": ["cron", "prometheus", "otel", "web", "dashboar
 RUFF = "ruff==0.17.6"
 MYPY = "mypy==2.4.1"
 TYPE_STUBS = ["types-PyYAML", "types-croniter", "asyncpg-stubs"]
+# mypy checks the unit tests too, so that they cannot drift from the typed API; a test may leave
+# out annotations, but its body is still checked. These are flags, not a per-module override in
+# pyproject.toml, because an override cannot name the test modules: they are top-level (no
+# __init__.py), and mypy's patterns cannot say `test_*`.
+TESTS_MYPY_FLAGS = ["--allow-untyped-defs", "--allow-incomplete-defs", "--check-untyped-defs"]
 TOWNCRIER = "towncrier>=24"
 TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout>=2.3"]
 # Extra test-only needs per package: core's decorator tests run mypy on a sample to prove that
@@ -189,6 +194,17 @@ def _third_party_requirements(dists: list[str] | None = None) -> list[str]:
     return sorted(set(reqs))
 
 
+def _test_extra_requirements() -> list[str]:
+    """The third-party requirements of every package's `test` extra."""
+    reqs = {
+        raw
+        for dist in PACKAGES.values()
+        for raw in _pyproject(dist)["project"].get("optional-dependencies", {}).get("test", [])
+        if canonicalize_name(Requirement(raw).name) not in FIRST_PARTY
+    }
+    return sorted(reqs)
+
+
 def _pytest_args(session: nox.Session, *defaults: str) -> list[str]:
     """Session posargs for pytest; the default targets unless the posargs name a path."""
     names_a_path = any(
@@ -216,10 +232,26 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Run mypy --strict over every packages/*/src (the type gate; config in pyproject.toml)."""
-    # Every package editable, so mypy sees each third-party dependency's types.
-    session.install(MYPY, *TYPE_STUBS, *TEST_DEPS, *_editable(list(PACKAGES.values())))
+    """Run mypy --strict over every packages/*/src, then over each package's unit tests.
+
+    The type gate (config in pyproject.toml). With arguments, one plain mypy run of them.
+    """
+    # Every package editable, so mypy sees each third-party dependency's types, and what the
+    # `test` extras add from the index, so it sees what the tests import.
+    session.install(
+        MYPY,
+        *TYPE_STUBS,
+        *TEST_DEPS,
+        *_test_extra_requirements(),
+        *_editable(list(PACKAGES.values())),
+    )
     session.run("mypy", *session.posargs)
+    if session.posargs:  # a developer's selection
+        return
+    # One run per package: packages hold test files of the same name (pytest's importlib mode
+    # allows it), which one run would reject as duplicate modules.
+    for dist in PACKAGES.values():
+        session.run("mypy", *TESTS_MYPY_FLAGS, f"packages/{dist}/tests")
 
 
 @nox.session(reuse_venv=False)
