@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -16,6 +18,17 @@ from lexigram.tasks.cli._context import Stores, open_stores, resolve_spec
 from lexigram.tasks.cli._runtime import WorkerRuntime
 
 
+def _memory_runtime(handler: Callable[..., Awaitable[Any]]) -> WorkerRuntime:
+    """A CLI worker runtime on the memory backend whose APP has `handler` as its one task."""
+    app = LoadedApp(source="test")
+    app.handlers.register(handler.__name__, handler)
+    config = TaskConfig()
+    spec = resolve_spec(config, "memory")
+    return WorkerRuntime(
+        app, config, spec, [spec.queue_name], worker_config=config.effective_worker()
+    )
+
+
 async def test_running_jobs_names_each_job_while_it_runs_and_forgets_it_after() -> None:
     started = asyncio.Event()
     release = asyncio.Event()
@@ -25,13 +38,7 @@ async def test_running_jobs_names_each_job_while_it_runs_and_forgets_it_after() 
         await release.wait()
         return n
 
-    app = LoadedApp(source="test")
-    app.handlers.register("hold", hold)
-    config = TaskConfig()
-    spec = resolve_spec(config, "memory")
-    runtime = WorkerRuntime(
-        app, config, spec, [spec.queue_name], worker_config=config.effective_worker()
-    )
+    runtime = _memory_runtime(hold)
     await runtime.start(connect_timeout=2)
     try:
         assert runtime.running_jobs() == []
@@ -73,13 +80,7 @@ async def test_a_registration_that_fails_is_logged_and_does_not_stop_the_worker(
     async def noop() -> None:
         ran.set()
 
-    app = LoadedApp(source="test")
-    app.handlers.register("noop", noop)
-    config = TaskConfig()
-    spec = resolve_spec(config, "memory")
-    runtime = WorkerRuntime(
-        app, config, spec, [spec.queue_name], worker_config=config.effective_worker()
-    )
+    runtime = _memory_runtime(noop)
     cache = _RefusingCache(refusals=1)
 
     def with_refusing_cache(backend: TaskBackendSpec, *names: str) -> Stores:
