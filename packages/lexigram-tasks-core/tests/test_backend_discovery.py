@@ -71,7 +71,7 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Registered]:
         assert group == _backends.BACKENDS_GROUP
         return _FakeEntryPoints(ep for ep in registered if name is None or ep.name == name)
 
-    monkeypatch.setattr(_backends, "entry_points", entry_points)
+    monkeypatch.setattr(_backends, "installed_entry_points", entry_points)
     _backends.clear_backend_cache()
     yield registered
     _backends.clear_backend_cache()

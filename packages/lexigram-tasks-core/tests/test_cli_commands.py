@@ -162,7 +162,7 @@ def test_resolve_spec_of_another_type_imports_only_that_backend(
     (memory,) = entry_points(group=_backends.BACKENDS_GROUP, name="memory")
     monkeypatch.setattr(
         _backends,
-        "entry_points",
+        "installed_entry_points",
         lambda group: [memory, AcmeEntryPoint()] if group == _backends.BACKENDS_GROUP else [],
     )
     _backends.clear_backend_cache()

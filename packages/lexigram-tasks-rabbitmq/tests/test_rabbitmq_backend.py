@@ -165,7 +165,7 @@ class StoresBackend:
 @pytest.fixture
 def stores_backend(monkeypatch: pytest.MonkeyPatch) -> StoresBackend:
     target = StoresBackend()
-    monkeypatch.setattr(_stores, "entry_points", lambda **_: [FakeEntryPoint(target)])
+    monkeypatch.setattr(_stores, "installed_entry_points", lambda **_: [FakeEntryPoint(target)])
     monkeypatch.setattr(_stores, "_LENDERS", {})
     return target
 
@@ -177,7 +177,7 @@ def test_state_store_backend_without_cache_factory_is_refused(
         def create_queue(self, spec: TaskBackendSpec, /) -> object:
             return object()
 
-    monkeypatch.setattr(_stores, "entry_points", lambda **_: [FakeEntryPoint(NoCache())])
+    monkeypatch.setattr(_stores, "installed_entry_points", lambda **_: [FakeEntryPoint(NoCache())])
     monkeypatch.setattr(_stores, "_LENDERS", {})
     spec = TaskBackendSpec(type="rabbitmq", options={"state_store": {"type": "nocache"}})
     with pytest.raises(TaskConfigurationError, match="create_cache_backend"):
@@ -273,7 +273,7 @@ def test_a_stores_url_finds_a_declaring_backend_without_importing_it(
         assert name is None
         return schemes if group == URL_SCHEMES_GROUP else list(backends)
 
-    monkeypatch.setattr(_stores, "entry_points", entry_points)
+    monkeypatch.setattr(_stores, "installed_entry_points", entry_points)
     monkeypatch.setattr(_stores, "_TYPES_OF_SCHEMES", {})
     monkeypatch.setattr(_stores, "_LENDERS", {})
     spec = _stores.other_spec("ACMES://host/0", "rabbitmq", "q", "stores")

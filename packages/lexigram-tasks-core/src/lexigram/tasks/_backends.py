@@ -25,7 +25,7 @@ import difflib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -42,6 +42,8 @@ from lexigram.contracts.tasks import (
     TaskQueueError,
     TaskQueueProtocol,
     declared_schemes,
+    forget_installed_entry_points,
+    installed_entry_points,
 )
 from lexigram.tasks.constants import BACKEND_MEMORY, FIRST_PARTY_BACKENDS
 
@@ -52,8 +54,8 @@ logger = logging.getLogger(__name__)
 
 _cache: dict[str, TaskBackendProtocol] = {}
 _entry_points_of: dict[str, EntryPoint] = {}
-# Every lookup of one process reads the group once: listing it reads the entry points of
-# every installed distribution, and a command resolving a URL asked for it three times.
+# The group as first listed (`installed_entry_points` reads every group in one pass over
+# the installed distributions); `clear_backend_cache` forgets both.
 _registered: list[EntryPoint] = []
 _registered_read = False
 # Scheme -> the installed backend types that declare it, and the types that declare any.
@@ -82,7 +84,7 @@ def _registered_entry_points() -> list[EntryPoint]:
     """The group's entry points, read on first use (`clear_backend_cache` forgets them)."""
     global _registered_read  # noqa: PLW0603 - one read per process, like the backends
     if not _registered_read:
-        _registered[:] = entry_points(group=BACKENDS_GROUP)
+        _registered[:] = installed_entry_points(group=BACKENDS_GROUP)
         _registered_read = True
     return _registered
 
@@ -240,6 +242,7 @@ def clear_backend_cache() -> None:
     process runs is found once this is called.
     """
     global _registered_read, _declared_read  # noqa: PLW0603 - see _registered_entry_points
+    forget_installed_entry_points()
     _cache.clear()
     _entry_points_of.clear()
     _registered.clear()
@@ -275,7 +278,9 @@ def _declared_schemes() -> tuple[dict[str, list[str]], set[str]]:
     global _declared_read  # noqa: PLW0603 - one read per process, like the backends
     if not _declared_read:
         _declared.update(
-            declared_schemes(_registered_entry_points(), entry_points(group=URL_SCHEMES_GROUP))
+            declared_schemes(
+                _registered_entry_points(), installed_entry_points(group=URL_SCHEMES_GROUP)
+            )
         )
         _declaring.update(type_ for types in _declared.values() for type_ in types)
         _declared_read = True

@@ -10,6 +10,8 @@ from lexigram.contracts.tasks._backend_points import (
     BACKENDS_GROUP,
     URL_SCHEMES_GROUP,
     declared_schemes,
+    forget_installed_entry_points,
+    installed_entry_points,
 )
 from lexigram.contracts.tasks._codec import (
     ENVELOPE_VERSION,
@@ -225,4 +227,10 @@ __all__ += [
 __all__ += ["snapshot_from_result"]
 
 # Where installed backends are found (entry-point groups), for the core and for backends.
-__all__ += ["BACKENDS_GROUP", "URL_SCHEMES_GROUP", "declared_schemes"]
+__all__ += [
+    "BACKENDS_GROUP",
+    "URL_SCHEMES_GROUP",
+    "declared_schemes",
+    "forget_installed_entry_points",
+    "installed_entry_points",
+]

@@ -6,14 +6,26 @@ entry point per scheme, naming the same object. `declared_schemes` pairs the two
 object, so a URL finds its backend's type with nothing imported. The core resolves a
 backend URL this way, and so does a backend that borrows another's stores (RabbitMQ's
 ``stores`` option).
+
+Both read the groups through `installed_entry_points`: listing any one group reads the
+entry points of every installed distribution (a file each), and a worker's start asks
+for three groups (backends, URL schemes, plugins), four with RabbitMQ's ``stores``.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
-from typing import Protocol
+from importlib.metadata import EntryPoints, entry_points
+from typing import Any, Protocol
 
-__all__ = ["BACKENDS_GROUP", "URL_SCHEMES_GROUP", "declared_schemes"]
+__all__ = [
+    "BACKENDS_GROUP",
+    "URL_SCHEMES_GROUP",
+    "declared_schemes",
+    "forget_installed_entry_points",
+    "installed_entry_points",
+]
 
 BACKENDS_GROUP = "lexigram.tasks.backends"
 """Entry-point group in which backends register, by type name."""
@@ -56,3 +68,38 @@ def declared_schemes(
             if type_ not in claims:
                 claims.append(type_)
     return declared
+
+
+# Every group's entry points (from `importlib.metadata.entry_points()`, whose return type
+# differs by Python version: only its `select` is used), with the `sys.path` they were
+# read under.
+_listing: tuple[tuple[str, ...], Any] | None = None
+
+
+def installed_entry_points(*, group: str, name: str | None = None) -> EntryPoints:
+    """The installed entry points of `group` (only `name`'s if given), read once.
+
+    Every group comes from one reading of the installed distributions per process, so a
+    second group costs no second pass over them. A change of `sys.path` (a distribution
+    put on the path while the process runs) reads them again; one installed into a
+    directory already on the path is found after `forget_installed_entry_points`.
+
+    Args:
+        group: The entry-point group, e.g. `BACKENDS_GROUP`.
+        name: Only the entry points of this name.
+
+    Returns:
+        The entry points, in the order `importlib.metadata.entry_points` lists them.
+    """
+    global _listing  # noqa: PLW0603 - one listing per process (and sys.path)
+    path = tuple(sys.path)
+    if _listing is None or _listing[0] != path:
+        _listing = (path, entry_points())
+    found: EntryPoints = _listing[1].select(group=group)
+    return found if name is None else found.select(name=name)
+
+
+def forget_installed_entry_points() -> None:
+    """Read the installed entry points again on the next `installed_entry_points` call."""
+    global _listing  # noqa: PLW0603 - see installed_entry_points
+    _listing = None

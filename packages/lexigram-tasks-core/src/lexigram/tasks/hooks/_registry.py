@@ -22,12 +22,11 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
 
-from lexigram.contracts.tasks import HookRegistryProtocol
+from lexigram.contracts.tasks import HookRegistryProtocol, installed_entry_points
 from lexigram.tasks import hookspecs
 from lexigram.tasks.events import (
     COMPLETED,
@@ -295,7 +294,7 @@ class HookRegistry:
             The names of the plugins newly registered.
         """
         loaded: list[str] = []
-        for ep in entry_points(group=group):
+        for ep in installed_entry_points(group=group):
             if self._pm.has_plugin(ep.name) or self._pm.is_blocked(ep.name):
                 continue
             dist = ep.dist.name if ep.dist is not None else "an unknown distribution"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from importlib.metadata import entry_points
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +22,7 @@ from lexigram.contracts.tasks import (
     TaskBackendSpec,
     TaskConfigurationError,
     declared_schemes,
+    installed_entry_points,
     mask_url,
 )
 from lexigram.tasks.backends.rabbitmq._options import AMQPTarget, RabbitMQOptions
@@ -130,8 +130,9 @@ def _type_from_url(url: str | None, option: str) -> str:
     found = _TYPES_OF_SCHEMES.get(scheme)
     if found is not None:
         return found
-    backends = [point for point in entry_points(group=BACKENDS_GROUP) if point.name != "rabbitmq"]
-    declared = declared_schemes(backends, entry_points(group=URL_SCHEMES_GROUP))
+    installed = installed_entry_points(group=BACKENDS_GROUP)
+    backends = [point for point in installed if point.name != "rabbitmq"]
+    declared = declared_schemes(backends, installed_entry_points(group=URL_SCHEMES_GROUP))
     known = list(declared)
     claims = declared.get(scheme, [])
     if not claims:
@@ -164,9 +165,9 @@ def delegate(spec: TaskBackendSpec, factory: str, *, required: bool, **kwargs: A
     """Call `factory` of the installed backend `spec.type` (None if it has none)."""
     other = _LENDERS.get(spec.type)
     if other is None:  # a worker borrows its seven stores from one backend: one lookup
-        found = entry_points(group=BACKENDS_GROUP, name=spec.type)
+        found = installed_entry_points(group=BACKENDS_GROUP, name=spec.type)
         if not found:
-            installed = sorted(entry_points(group=BACKENDS_GROUP).names)
+            installed = sorted(installed_entry_points(group=BACKENDS_GROUP).names)
             msg = (
                 f"RabbitMQ options name backend {spec.type!r} for stores, which is not "
                 f"installed (installed: {', '.join(installed) or 'none'}). Install its "
