@@ -18,6 +18,7 @@ import pytest
 
 from lexigram.contracts.tasks import CancelOutcome, Job, JobStatus
 from lexigram.tasks import JobHandle
+from lexigram.tasks._give_back import times_given_back
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
@@ -131,6 +132,11 @@ async def test_stopping_gives_a_held_job_back_unrun(short: Bench) -> None:
     assert sorted(job.args[0] for job in again) == [GATED, GATED + 1, GATED + 2]
     held = next(job for job in again if job.args[0] == GATED + 1)
     assert held.retry_count == 0
+    # Given back unrun, counted as such (no crash for max_deliveries); the gated job's
+    # run was interrupted, so its delivery counts.
+    assert times_given_back(held) == 1
+    interrupted = next(job for job in again if job.args[0] == GATED)
+    assert times_given_back(interrupted) == 0
 
 
 async def test_cancelling_a_held_job_ends_it_unrun(short: Bench) -> None:

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lexigram.contracts.tasks import (
-    Job,
     RateLimiterProtocol,
     TaskQueueProtocol,
     TaskValidationError,
 )
+from lexigram.tasks._give_back import give_back
 from lexigram.tasks.concurrency._rate_limit import TokenBucket
 
 if TYPE_CHECKING:
@@ -37,9 +37,6 @@ logger = logging.getLogger(__name__)
 _PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _FORMAT = re.compile(r"\s*([0-9]+)\s*/\s*([smh])\s*")
 ACCEPTED_FORMS = "'<n>/s', '<n>/m' or '<n>/h' with a whole number n >= 1 (e.g. '10/s')"
-
-DEFERRALS_KEY = "lexigram.rate_deferrals"
-"""`Job.metadata` key counting the times a job was given back for its task's rate limit."""
 
 # Seconds of a task's rate that one worker keeps waiting in line (at least one job):
 # enough to take each token the moment it is there, few enough not to hoard the queue.
@@ -110,12 +107,6 @@ def parse_rate_limit(value: object, *, task: str) -> RateLimit:
 
 class RateDeferred(Exception):  # noqa: N818 - internal signal, never escapes the worker
     """The job was given back to the queue to start later; nothing else is to be done."""
-
-
-def rate_deferrals(job: Job) -> int:
-    """How often `job` was given back to the queue for its task's rate limit."""
-    count = job.metadata.get(DEFERRALS_KEY, 0)
-    return count if isinstance(count, int) else 0
 
 
 LimiterFactory = Callable[[str, RateLimit], "tuple[RateLimiterProtocol, bool]"]
@@ -312,8 +303,7 @@ class TaskRateGate:
     async def _give_back(self, entry: Running, line: _Line, *, now: bool = False) -> None:
         """Put the job back in the queue (`now`, or when its turn is about due).
 
-        It counts as given back, not as an attempt: the crash-loop check leaves out
-        the deliveries this explains.
+        It counts as given back (`give_back`), not as an attempt.
         """
         job = entry.job
         period = 1.0 / line.limit.per_second
@@ -321,9 +311,8 @@ class TaskRateGate:
         due = at if now else max(line.horizon, at + (len(line.waiters) + 1) * period)
         if not now:
             line.horizon = due + period
-        job.metadata[DEFERRALS_KEY] = rate_deferrals(job) + 1
         try:
-            kept = await self._queue.retry_later(job, delay=due - at)
+            kept = await give_back(self._queue, job, delay=due - at)
         except Exception:
             # The lease runs out and the job comes back anyway; nothing is lost.
             logger.exception("Giving back job %s (%s) for its rate limit failed.", job.id, job.name)

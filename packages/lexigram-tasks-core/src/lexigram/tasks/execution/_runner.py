@@ -27,7 +27,8 @@ from lexigram.contracts.tasks import (
     TaskDecodeError,
     TaskValidationError,
 )
-from lexigram.tasks.concurrency._task_rate import RateDeferred, TaskRateGate, rate_deferrals
+from lexigram.tasks._give_back import times_given_back
+from lexigram.tasks.concurrency._task_rate import RateDeferred, TaskRateGate
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.events import STARTED, EventStream
 from lexigram.tasks.execution._cancel import current_entry
@@ -249,8 +250,8 @@ class JobRunner:
         Raises:
             Unrunnable: The job looks like a crash loop.
         """
-        # Deliveries that only gave the job back for its rate limit are no crash.
-        if job.delivery_count - job.retry_count - rate_deferrals(job) > self._max_deliveries:
+        # Deliveries that a worker gave back unrun (rate limit, stop) are no crash.
+        if job.delivery_count - job.retry_count - times_given_back(job) > self._max_deliveries:
             raise Unrunnable(REASON_CRASH_LOOP, self._crash_loop_message(job))
 
     def _load(self, job: Job) -> _Task:

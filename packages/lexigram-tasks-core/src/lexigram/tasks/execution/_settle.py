@@ -38,6 +38,7 @@ from lexigram.contracts.tasks import (
     TaskQueueProtocol,
     TaskTimeoutError,
 )
+from lexigram.tasks._give_back import give_back
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.constants import WORKFLOW_STEP_KEY
 from lexigram.tasks.dlq import DeadLetterQueue, PersistentDeadLetterQueue
@@ -357,8 +358,26 @@ class Settler:
             if pending is not None:
                 await pending
 
+    async def give_back(self, job: Job) -> None:
+        """Give a leased job that never started back to the queue now, counted as such.
+
+        See `lexigram.tasks._give_back`: its delivery is no crash, and it keeps its retry
+        count.
+        """
+        try:
+            await give_back(self.queue, job)
+        except Exception:
+            self.logger.exception(
+                "Giving back job %s (%s) failed; it is delivered again when its lease expires.",
+                job.id,
+                job.name,
+            )
+
     async def release(self, job: Job) -> None:
-        """Give a leased job back to the queue now (the worker is stopping)."""
+        """Give back a job whose run was interrupted (the worker is stopping).
+
+        It started, so its delivery counts towards the crash-loop check.
+        """
         job.status = JobStatus.PENDING
         try:
             if job.lease_token is None:

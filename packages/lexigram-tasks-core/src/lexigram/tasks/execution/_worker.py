@@ -284,7 +284,7 @@ class TaskWorker:
             await asyncio.wait({self._loop_task})
             self._loop_task = None
             for job in self._prefetch.take_all():  # never started: back to the queue
-                await self._settler.release(job)
+                await self._settler.give_back(job)
             self._gate.release_waiting()  # never started: back to the queue, not drained
             if drain and self._in_flight:
                 await asyncio.wait(self._tasks(), timeout=timeout)
@@ -410,7 +410,7 @@ class TaskWorker:
         """Start the leased jobs in the free slots and hold the rest ahead."""
         if not self.running:  # stop() began while the jobs were being leased
             for job in jobs:
-                await self._settler.release(job)
+                await self._settler.give_back(job)
             return
         free = self._free_slots()
         loop_time = (self._loop or asyncio.get_running_loop()).time()
@@ -573,7 +573,7 @@ class TaskWorker:
             entry.job.id,
             entry.job.name,
         )
-        await self._settler.release(entry.job)
+        await self._settler.give_back(entry.job)
 
     def _interrupt(self, entry: Running, reason: str) -> None:
         """Cancel a running handler for `reason`, unless it already finished.

@@ -3,6 +3,9 @@
 `QueueWorkerConformance` runs a job three times longer than the lease through two
 `TaskWorker` objects on two queue handles (two worker processes) and checks it ran
 exactly once: the worker's heartbeat, timed from `lease_seconds`, must keep the lease.
+It also checks that a job given back unrun (`retry_later` with the give-back counted in
+its metadata, as stopping workers and rate limits do) more often than `max_deliveries`
+still runs: the queue must keep the metadata `retry_later` is given.
 
 `QueuePoisonConformance` is opt-in: a backend that can store raw bytes where an
 encoded job would be implements `plant_raw_payload`, and the kit checks that such a
@@ -31,6 +34,8 @@ from lexigram.contracts.tasks import (
     JobStatus,
     TaskQueueProtocol,
 )
+from lexigram.tasks._give_back import give_back
+from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.execution import TaskWorker
 from lexigram.tasks.testing._base import (
     QueueConformanceBase,
@@ -118,6 +123,37 @@ class QueueWorkerConformance(QueueConformanceBase):
             "lease and extend_lease must keep it"
         )
         assert await producer.get_job(job.id) is None
+
+    async def test_a_job_given_back_unrun_more_than_max_deliveries_still_runs(
+        self, make_queue: QueueFactory
+    ) -> None:
+        """Give-backs are counted in the job's metadata, so they are never a crash loop."""
+        queue = await make_queue()
+        job = make_job(_QUICK_TASK, args=(7,))
+        await enqueue_ok(queue, job)
+        given_back = 3
+        for _ in range(given_back):
+            leased = await next_job(queue, self.prompt_seconds)
+            assert leased is not None, "a job given back unrun did not come back"
+            assert await give_back(queue, leased), "retry_later refused a leased job"
+        ran: list[int] = []
+
+        async def quick(number: int) -> int:
+            ran.append(number)
+            return number
+
+        worker = TaskWorker(
+            "conformance-given-back",
+            await make_queue(),
+            {_QUICK_TASK: quick},
+            TaskWorkerConfig(max_deliveries=1),
+        )
+        async with _running(worker):
+            await _wait_until(lambda: ran, self.prompt_seconds, "the run of the job given back")
+        assert ran == [7], "a job given back unrun was dead-lettered as a crash loop"
+        record = await _dead_letter_record(worker.dlq, job.id)
+        assert record is None, f"the job was dead-lettered: {record.error}"
+        assert worker.stats.jobs_succeeded == 1
 
 
 class QueuePoisonConformance(QueueConformanceBase, abc.ABC):
