@@ -211,6 +211,17 @@ def report(mark: Marks, starts: list[float], ends: list[float], cpu: list[float]
         return 1000 * values[int(share * (len(values) - 1))]
 
     print(f"job run: median {pick(runs, 0.5):.2f} ms, p90 {pick(runs, 0.9):.2f} ms")
+    if jobs > slots:
+        first_wave = 1000 * (began[slots - 1] - began[0])
+        last_wave = 1000 * (finished[-1] - finished[-slots])
+        waves = jobs / slots
+        beyond = (1000 * (finished[-1] - began[0]) - first_wave) / waves - 1000 * min(runs)
+        print(
+            f"waves: the first {slots} jobs started over {first_wave:.2f} ms, the last {slots} "
+            f"ended over {last_wave:.2f} ms; each of the {waves:.0f} waves took {beyond:.2f} ms "
+            "more than the shortest run",
+            flush=True,
+        )
     if gaps:
         mean = 1000 * sum(gaps) / len(gaps)
         print(

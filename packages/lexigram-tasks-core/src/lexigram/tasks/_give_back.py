@@ -21,8 +21,8 @@ from lexigram.contracts.tasks import Job, TaskQueueProtocol
 GIVEN_BACK_KEY = "lexigram.given_back"
 """`Job.metadata` key counting the times a worker gave the job back unrun."""
 
-# Workers before 0.3 counted only the rate limit's give-backs, under this key; a job they
-# gave back may still be waiting.
+# Workers of 0.2 counted only the rate limit's give-backs, under this key; a job they gave
+# back may still be waiting when a newer worker leases it.
 _RATE_DEFERRALS_KEY = "lexigram.rate_deferrals"
 
 
