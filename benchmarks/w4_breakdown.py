@@ -12,7 +12,10 @@ started, just before the process was spawned):
 * the worker's CPU time (user + sys) at the first and at the last job's end;
 * the fill of the slots while running: each job's run (start to end, i.e. the sleep and
   its timer's lateness) and the gap between the i-th job's end and the (i + 100)-th
-  job's start (how long a slot stays empty before its next job runs).
+  job's start (how long a slot stays empty before its next job runs);
+* how the waves add up: the time over which the first 100 jobs started, the time over
+  which the last 100 ended, and what each wave took beyond the shortest run (the slot
+  gaps and timer lateness of the slowest slot, averaged over the waves).
 
 Usage (the environment of the backend, as for ``cli_bench.py``)::
 
