@@ -26,6 +26,7 @@ Options: ``--runs`` (15), ``--queue`` (a fresh name per invocation). Nothing is 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import shutil
@@ -126,6 +127,20 @@ def _instructions(url: str, queue: str, app_dir: Path, env: dict[str, str]) -> i
     return int(found.group(1))
 
 
+async def _clear(url: str, queue: str) -> None:
+    """Forget the queue's jobs: each run's job ended its process before its ack."""
+    from lexigram.tasks._backends import create_queue  # noqa: PLC0415 - after the runs
+    from lexigram.tasks.cli._context import resolve_spec  # noqa: PLC0415
+    from lexigram.tasks.config import TaskConfig  # noqa: PLC0415
+
+    spec = resolve_spec(TaskConfig(), url, queue)
+    tasks = create_queue(spec)
+    try:
+        await tasks.clear()
+    finally:
+        await tasks.close()
+
+
 def main() -> None:
     """Parse the options, time the starts, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -139,16 +154,25 @@ def main() -> None:
         (app_dir / "start_app.py").write_text(APP, encoding="utf-8")
         env = {**os.environ, "PYTHONPATH": str(app_dir)}
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # the app's bytecode, as a deployment has
-        _time_once(args.url, args.queue, app_dir, env)  # compiles the app; not counted
-        samples = sorted(_time_once(args.url, args.queue, app_dir, env) for _ in range(args.runs))
+        try:
+            _time_once(args.url, args.queue, app_dir, env)  # compiles the app; not counted
+            samples = sorted(
+                _time_once(args.url, args.queue, app_dir, env) for _ in range(args.runs)
+            )
+        except BaseException:
+            asyncio.run(_clear(args.url, args.queue))
+            raise
         print(
             f"spawn to first job: median {statistics.median(samples):.1f} ms, "
             f"min {samples[0]:.1f}, max {samples[-1]:.1f} ({args.runs} runs, load "
             f"{os.getloadavg()[0]:.2f})"
         )
-        if args.instructions:
-            count = _instructions(args.url, args.queue, app_dir, env)
-            print(f"instructions to the first job's start: {count:,}")
+        try:
+            if args.instructions:
+                count = _instructions(args.url, args.queue, app_dir, env)
+                print(f"instructions to the first job's start: {count:,}")
+        finally:
+            asyncio.run(_clear(args.url, args.queue))
 
 
 if __name__ == "__main__":
