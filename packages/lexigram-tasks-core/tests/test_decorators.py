@@ -312,11 +312,26 @@ def test_task_delay_arguments_are_type_checked(tmp_path: Path) -> None:
     sample.write_text(
         textwrap.dedent(
             """
+            from lexigram.tasks import INJECTED, Job, ProgressTracker
             from lexigram.tasks.decorators import task
 
             @task(name="add")
             async def add(a: int, b: int) -> int:
                 return a + b
+
+            class Database:
+                pass
+
+            @task
+            async def resize(
+                name: str,
+                progress: ProgressTracker = INJECTED,
+                db: Database = INJECTED,
+                *,
+                job: Job = INJECTED,
+            ) -> str:
+                await progress.update(1, 1)
+                return name
 
             async def main() -> None:
                 await add.delay(1, 2)
@@ -324,6 +339,8 @@ def test_task_delay_arguments_are_type_checked(tmp_path: Path) -> None:
                 add.si(1)
                 add.s(1)  # a chain step: the previous result is its first argument
                 add.s("one")
+                await resize.delay("cat.png")  # the injected parameters are not asked for
+                await resize.delay()
             """
         )
     )
@@ -332,4 +349,5 @@ def test_task_delay_arguments_are_type_checked(tmp_path: Path) -> None:
     assert 'Argument 1 to "delay" of "TaskFunction" has incompatible type "str"' in out
     assert 'Missing positional argument "b" in call to "si" of "TaskFunction"' in out
     assert 'No overload variant of "s" of "TaskFunction" matches argument type "str"' in out
-    assert out.count("error:") == 3
+    assert 'Missing positional argument "name" in call to "delay" of "TaskFunction"' in out
+    assert out.count("error:") == 4, out

@@ -14,7 +14,13 @@ from lexigram.contracts.tasks import Job, JobStatus, ProgressStatus
 from lexigram.di import Container, Named
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import TaskWorkerConfig
-from lexigram.tasks.execution import HandlerRegistry, Reject, TaskWorker, TaskWorkerServices
+from lexigram.tasks.execution import (
+    INJECTED,
+    HandlerRegistry,
+    Reject,
+    TaskWorker,
+    TaskWorkerServices,
+)
 from lexigram.tasks.hooks import TaskCompletedHook, TaskStartedHook
 from lexigram.tasks.idempotency import IdempotencyManager
 from lexigram.tasks.middleware import (
@@ -137,6 +143,67 @@ async def test_worker_binds_positional_args_before_di_resolved_params() -> None:
     assert isinstance(seen["db"], Database)
     assert seen["mailer"].label == "primary"
     assert seen["urgent"] is True
+
+
+async def test_parameters_defaulting_to_injected_are_injected_as_if_they_had_no_default() -> None:
+    container = Container()
+    container.singleton(Database, Database())
+    container.singleton(Mailer, Mailer("primary"), name="primary")
+    seen: dict[str, Any] = {}
+
+    async def handler(
+        user_id: int,
+        db: Database = INJECTED,
+        tracker: ProgressTracker = INJECTED,
+        *,
+        mailer: Annotated[Mailer, Named("primary")] = INJECTED,
+        job: Job = INJECTED,
+    ) -> int:
+        seen.update(db=db, tracker=tracker, mailer=mailer, job=job)
+        return user_id
+
+    queue = MemoryTaskQueue()
+    store = InMemoryResultStore()
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"notify": handler},
+        services=TaskWorkerServices(
+            container=container, result_store=store, progress_store=InMemoryProgressStore()
+        ),
+    )
+    job = Job(name="notify", args=(7,))
+    await enqueue(queue, job)
+    await worker.start()
+    result = await store.wait(job.id, timeout=5)
+    await worker.stop()
+
+    assert result is not None
+    assert result.success, result
+    assert isinstance(seen["db"], Database)
+    assert seen["tracker"].job_id == job.id
+    assert seen["mailer"].label == "primary"
+    assert seen["job"].id == job.id
+
+
+async def test_an_injected_parameter_without_a_container_says_what_is_missing() -> None:
+    async def handler(db: Database = INJECTED) -> None:
+        return None
+
+    queue = MemoryTaskQueue()
+    store = InMemoryResultStore()
+    worker = TaskWorker(
+        "w1", queue, {"needs_db": handler}, services=TaskWorkerServices(result_store=store)
+    )
+    job = Job(name="needs_db", max_retries=0)
+    await enqueue(queue, job)
+    await worker.start()
+    result = await store.wait(job.id, timeout=5)
+    await worker.stop()
+
+    assert result is not None
+    assert not result.success
+    assert "no DI container is configured" in (result.error or "")
 
 
 async def test_worker_injects_tracker_context_and_job() -> None:

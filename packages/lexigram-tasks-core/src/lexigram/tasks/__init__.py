@@ -134,6 +134,7 @@ if TYPE_CHECKING:
         TaskQueuedEvent,
     )
     from lexigram.tasks.execution import (
+        INJECTED,
         HandlerRegistry,
         Reject,
         Retry,
@@ -219,6 +220,7 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "INJECTED",
     "BackendConflictError",
     "BackendConnectionError",
     "BackendError",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lexigram.tasks.execution._cancel import shield_cancellation
 from lexigram.tasks.execution._options import DEFAULT_OPTIONS, Reject, Retry, TaskOptions
+from lexigram.tasks.execution._params import INJECTED
 from lexigram.tasks.execution._pool import WorkerPool
 from lexigram.tasks.execution._registry import HandlerRegistry
 from lexigram.tasks.execution._runner import JobRunner
@@ -13,6 +14,7 @@ from lexigram.tasks.execution._worker import TaskWorker
 
 __all__ = [
     "DEFAULT_OPTIONS",
+    "INJECTED",
     "HandlerRegistry",
     "JobRunner",
     "Reject",

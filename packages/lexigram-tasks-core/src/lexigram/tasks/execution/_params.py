@@ -10,6 +10,10 @@ up). Binding rules, in order:
    `TaskExecutionContext` or `Job` gets the job's tracker, context or the job itself;
 4. any other unbound parameter without a default is resolved from the DI container by
    its annotation (``Annotated[T, Named("x")]`` included).
+
+A parameter whose default is `INJECTED` counts as having none: it is injected as above.
+The default is for type checkers, which see the handler's parameters in the calls that
+enqueue it (``task.delay(...)``): there an injected parameter would be a required argument.
 """
 
 from __future__ import annotations
@@ -43,6 +47,39 @@ _SPECIAL_NAMES = {
     "Job": JOB,
     "JobProtocol": JOB,
 }
+
+
+class _Injected:
+    """The type of `INJECTED`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "INJECTED"
+
+
+INJECTED: Any = _Injected()
+"""The default that marks a task handler's parameter as injected by the worker.
+
+The worker gives a handler's `ProgressTracker`, `TaskExecutionContext` and `Job`
+parameters, and resolves its other annotated parameters from the DI container. A type
+checker sees every parameter in the calls that enqueue the task, so
+``resize.delay("cat.png")`` would lack the tracker. As the parameter's default, `INJECTED`
+makes it optional there and changes nothing for the worker (it injects the parameter as if
+it had no default). A direct call of the handler must pass it. It is typed ``Any``, so it
+fits any annotation, and it is a value, not a call, so linters that flag calls in
+defaults (ruff's B008) leave it alone.
+
+Example:
+    @task
+    async def resize(name: str, progress: ProgressTracker = INJECTED) -> str:
+        await progress.update(1, 1)
+        return name
+
+    await resize.delay("cat.png")  # what mypy --strict accepts
+"""
+
+
 _OPTIONAL_TEXT = re.compile(r"^(?:Optional\[(?P<inner>.+)\]|(?P<left>[\w.]+)\s*\|\s*None)$")
 _PLAN_CACHE_LIMIT = 4096
 _plan_cache: dict[Any, HandlerPlan] = {}
@@ -198,9 +235,8 @@ def _analyse(handler: Any) -> HandlerPlan:
             var_kwargs = True
             continue
         annotation = hints.get(param.name, param.annotation)
-        spec = HandlerParam(
-            param.name, param.kind, param.default, annotation, _special_of(annotation)
-        )
+        default = _EMPTY if param.default is INJECTED else param.default
+        spec = HandlerParam(param.name, param.kind, default, annotation, _special_of(annotation))
         (keyword_only if param.kind is _KW_ONLY else positional).append(spec)
     specs = (*positional, *keyword_only)
     has_special = any(s.special is not None for s in specs)
