@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import pytest
 
-from lexigram.contracts.tasks import Job, JobStatus, ProgressStatus
+from lexigram.contracts.tasks import Job, JobResult, JobStatus, ProgressStatus
 from lexigram.di import Container, Named
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import TaskWorkerConfig
@@ -50,6 +50,32 @@ class Service:
 async def enqueue(queue: MemoryTaskQueue, *jobs: Job) -> None:
     for job in jobs:
         (await queue.enqueue(job)).unwrap()
+
+
+def services_container() -> Container:
+    """A container with a `Database` and a `Mailer` named "primary"."""
+    container = Container()
+    container.singleton(Database, Database())
+    container.singleton(Mailer, Mailer("primary"), name="primary")
+    return container
+
+
+async def run_one(handler: Any, job: Job, **services: Any) -> JobResult:
+    """Run `job` with `handler` on a fresh worker (services as keywords); its result."""
+    queue = MemoryTaskQueue()
+    store = InMemoryResultStore()
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {job.name: handler},
+        services=TaskWorkerServices(result_store=store, **services),
+    )
+    await enqueue(queue, job)
+    await worker.start()
+    result = await store.wait(job.id, timeout=5)
+    await worker.stop()
+    assert result is not None
+    return result
 
 
 async def test_worker_runs_a_job_stores_its_result_and_acks_it() -> None:
@@ -105,9 +131,6 @@ async def test_worker_runs_a_job_stores_its_result_and_acks_it() -> None:
 
 async def test_worker_binds_positional_args_before_di_resolved_params() -> None:
     """Regression: positional arguments must never be dropped under DI."""
-    container = Container()
-    container.singleton(Database, Database())
-    container.singleton(Mailer, Mailer("primary"), name="primary")
     seen: dict[str, Any] = {}
 
     async def handler(
@@ -121,21 +144,9 @@ async def test_worker_binds_positional_args_before_di_resolved_params() -> None:
         seen.update(user_id=user_id, subject=subject, db=db, mailer=mailer, urgent=urgent)
         return f"{user_id}:{subject}"
 
-    queue = MemoryTaskQueue()
-    store = InMemoryResultStore()
-    worker = TaskWorker(
-        "w1",
-        queue,
-        {"notify": handler},
-        services=TaskWorkerServices(container=container, result_store=store),
-    )
     job = Job(name="notify", args=(7, "hello"), kwargs={"urgent": True})
-    await enqueue(queue, job)
-    await worker.start()
-    result = await store.wait(job.id, timeout=5)
-    await worker.stop()
+    result = await run_one(handler, job, container=services_container())
 
-    assert result is not None
     assert result.success, result
     assert result.data == "7:hello"
     assert seen["user_id"] == 7
@@ -146,9 +157,6 @@ async def test_worker_binds_positional_args_before_di_resolved_params() -> None:
 
 
 async def test_parameters_defaulting_to_injected_are_injected_as_if_they_had_no_default() -> None:
-    container = Container()
-    container.singleton(Database, Database())
-    container.singleton(Mailer, Mailer("primary"), name="primary")
     seen: dict[str, Any] = {}
 
     async def handler(
@@ -162,23 +170,11 @@ async def test_parameters_defaulting_to_injected_are_injected_as_if_they_had_no_
         seen.update(db=db, tracker=tracker, mailer=mailer, job=job)
         return user_id
 
-    queue = MemoryTaskQueue()
-    store = InMemoryResultStore()
-    worker = TaskWorker(
-        "w1",
-        queue,
-        {"notify": handler},
-        services=TaskWorkerServices(
-            container=container, result_store=store, progress_store=InMemoryProgressStore()
-        ),
-    )
     job = Job(name="notify", args=(7,))
-    await enqueue(queue, job)
-    await worker.start()
-    result = await store.wait(job.id, timeout=5)
-    await worker.stop()
+    result = await run_one(
+        handler, job, container=services_container(), progress_store=InMemoryProgressStore()
+    )
 
-    assert result is not None
     assert result.success, result
     assert isinstance(seen["db"], Database)
     assert seen["tracker"].job_id == job.id
@@ -190,18 +186,8 @@ async def test_an_injected_parameter_without_a_container_says_what_is_missing() 
     async def handler(db: Database = INJECTED) -> None:
         return None
 
-    queue = MemoryTaskQueue()
-    store = InMemoryResultStore()
-    worker = TaskWorker(
-        "w1", queue, {"needs_db": handler}, services=TaskWorkerServices(result_store=store)
-    )
-    job = Job(name="needs_db", max_retries=0)
-    await enqueue(queue, job)
-    await worker.start()
-    result = await store.wait(job.id, timeout=5)
-    await worker.stop()
+    result = await run_one(handler, Job(name="needs_db", max_retries=0))
 
-    assert result is not None
     assert not result.success
     assert "no DI container is configured" in (result.error or "")
 
