@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import textwrap
 import threading
 from pathlib import Path
@@ -180,6 +181,17 @@ async def test_parameters_defaulting_to_injected_are_injected_as_if_they_had_no_
     assert seen["tracker"].job_id == job.id
     assert seen["mailer"].label == "primary"
     assert seen["job"].id == job.id
+
+
+async def test_a_direct_call_that_leaves_an_injected_parameter_out_says_so() -> None:
+    async def resize(name: str, progress: ProgressTracker = INJECTED) -> str:
+        await progress.update(1, 1)
+        return name
+
+    with pytest.raises(AttributeError, match="filled by the worker that runs the job"):
+        await resize("cat.png")
+    assert repr(INJECTED) == "INJECTED"
+    assert copy.deepcopy(INJECTED) is INJECTED  # the worker recognises it by identity
 
 
 async def test_an_injected_parameter_without_a_container_says_what_is_missing() -> None:

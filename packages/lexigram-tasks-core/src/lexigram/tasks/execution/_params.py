@@ -50,12 +50,24 @@ _SPECIAL_NAMES = {
 
 
 class _Injected:
-    """The type of `INJECTED`."""
+    """The type of `INJECTED`: any attribute read says what went wrong."""
 
     __slots__ = ()
 
     def __repr__(self) -> str:
         return "INJECTED"
+
+    def __reduce__(self) -> str:
+        return "INJECTED"  # copies and unpickling give the one marker back
+
+    def __getattr__(self, name: str) -> Any:
+        msg = (
+            f"INJECTED has no attribute {name!r}: a handler parameter whose default is "
+            "INJECTED is filled by the worker that runs the job (the job's tracker, context "
+            "or the job itself, or a service of the DI container). Pass the value when you "
+            "call the handler yourself."
+        )
+        raise AttributeError(msg)
 
 
 INJECTED: Any = _Injected()
