@@ -19,6 +19,7 @@ from lexigram.contracts.tasks import (
     declared_schemes,
     forget_installed_entry_points,
     installed_entry_points,
+    scheme_claims,
 )
 
 
@@ -115,3 +116,34 @@ def test_one_installed_into_a_listed_directory_is_found_once_forgotten(
     forget_installed_entry_points()
     assert installed_entry_points(group=GROUP).names == {"beta"}  # ...until forgotten
     assert len(listings) == 2
+
+
+class UndeclaredSchemes:
+    """The ``url_schemes`` of backends that declare none, recording which were read."""
+
+    def __init__(self, **schemes: tuple[str, ...]) -> None:
+        self.schemes = schemes
+        self.read: list[str] = []
+
+    def __call__(self, type_: str) -> tuple[str, ...]:
+        self.read.append(type_)
+        return self.schemes.get(type_, ())
+
+
+def test_a_scheme_that_is_a_type_name_selects_that_type_alone() -> None:
+    undeclared = UndeclaredSchemes(other=("redis",))
+    claims = scheme_claims("REDIS", ["redis", "other"], {"redis": ["other"]}, undeclared)
+    assert claims == ["redis"]
+    assert undeclared.read == []  # nothing imported
+
+
+def test_declared_claims_come_first_and_undeclared_types_are_asked() -> None:
+    undeclared = UndeclaredSchemes(legacy=("kv", "kvs"), silent=())
+    declared = {"kv": ["modern"], "other": ["elsewhere"]}
+    claims = scheme_claims("kv", ["modern", "elsewhere", "legacy", "silent"], declared, undeclared)
+    assert claims == ["modern", "legacy"]  # a conflict for the caller to report
+    assert undeclared.read == ["legacy", "silent"]  # only the types that declare nothing
+
+
+def test_no_backend_serves_the_scheme() -> None:
+    assert scheme_claims("nope", ["a"], {}, UndeclaredSchemes(a=("x",))) == []

@@ -257,18 +257,9 @@ def test_stores_option_borrows_another_backends_stores(stores_backend: StoresBac
     assert stores_backend.specs[-1][0] == "cache"
 
 
-def test_a_stores_url_finds_a_declaring_backend_without_importing_it(
-    monkeypatch: pytest.MonkeyPatch,
+def _installed(
+    monkeypatch: pytest.MonkeyPatch, backends: list[FakeEntryPoint], schemes: list[FakeEntryPoint]
 ) -> None:
-    class NeverLoaded(FakeEntryPoint):
-        def load(self) -> object:
-            msg = "a backend declaring its scheme was imported"
-            raise AssertionError(msg)
-
-    backends = [NeverLoaded(object(), "acme")]
-    schemes = [FakeEntryPoint(object(), "acmes")]
-    schemes[0].value = backends[0].value  # the scheme's entry point names acme's object
-
     def entry_points(*, group: str, name: str | None = None) -> list[FakeEntryPoint]:
         assert name is None
         return schemes if group == URL_SCHEMES_GROUP else list(backends)
@@ -276,5 +267,43 @@ def test_a_stores_url_finds_a_declaring_backend_without_importing_it(
     monkeypatch.setattr(_stores, "installed_entry_points", entry_points)
     monkeypatch.setattr(_stores, "_TYPES_OF_SCHEMES", {})
     monkeypatch.setattr(_stores, "_LENDERS", {})
+
+
+class NeverLoaded(FakeEntryPoint):
+    """A backend's entry point that the lookup of a URL's scheme must not import."""
+
+    def load(self) -> object:
+        msg = f"backend {self.name!r} was imported to read a scheme decided without it"
+        raise AssertionError(msg)
+
+
+def test_a_stores_url_finds_a_declaring_backend_without_importing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backends: list[FakeEntryPoint] = [NeverLoaded(object(), "acme")]
+    schemes = [FakeEntryPoint(object(), "acmes")]
+    schemes[0].value = backends[0].value  # the scheme's entry point names acme's object
+    _installed(monkeypatch, backends, schemes)
     spec = _stores.other_spec("ACMES://host/0", "rabbitmq", "q", "stores")
     assert (spec.type, spec.url) == ("acme", "ACMES://host/0")
+
+
+def test_a_stores_url_whose_scheme_two_backends_serve_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Served:
+        url_schemes = ("kv",)
+
+    _installed(
+        monkeypatch, [FakeEntryPoint(Served(), "alpha"), FakeEntryPoint(Served(), "beta")], []
+    )
+    with pytest.raises(TaskConfigurationError, match=r"several installed backends \(alpha, beta\)"):
+        _stores.other_spec("kv://host/0", "rabbitmq", "q", "stores")
+
+
+def test_a_stores_url_whose_scheme_is_a_backend_type_imports_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _installed(monkeypatch, [NeverLoaded(object(), "acme"), NeverLoaded(object(), "other")], [])
+    spec = _stores.other_spec("acme://host/0", "rabbitmq", "q", "stores")
+    assert spec.type == "acme"

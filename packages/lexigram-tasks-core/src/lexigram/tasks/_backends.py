@@ -44,6 +44,7 @@ from lexigram.contracts.tasks import (
     declared_schemes,
     forget_installed_entry_points,
     installed_entry_points,
+    scheme_claims,
 )
 from lexigram.tasks.constants import BACKEND_MEMORY, FIRST_PARTY_BACKENDS
 
@@ -310,16 +311,10 @@ def backend_for_scheme(scheme: str) -> str | None:
         BackendConflictError: Two installed backends declare the scheme.
     """
     scheme = scheme.lower()
-    installed = available_backends()
-    if scheme in installed:
-        return scheme
-    declared, declaring = _declared_schemes()
-    claims = list(declared.get(scheme, ()))
-    claims += [
-        name
-        for name in installed
-        if name not in declaring and scheme in _undeclared_schemes(name, scheme)
-    ]
+    declared, _ = _declared_schemes()
+    claims = scheme_claims(
+        scheme, available_backends(), declared, lambda name: _undeclared_schemes(name, scheme)
+    )
     if len(claims) > 1:
         msg = (
             f"URL scheme {scheme!r} is served by several installed backends "

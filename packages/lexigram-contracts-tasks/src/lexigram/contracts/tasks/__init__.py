@@ -12,6 +12,7 @@ from lexigram.contracts.tasks._backend_points import (
     declared_schemes,
     forget_installed_entry_points,
     installed_entry_points,
+    scheme_claims,
 )
 from lexigram.contracts.tasks._codec import (
     ENVELOPE_VERSION,
@@ -233,4 +234,5 @@ __all__ += [
     "declared_schemes",
     "forget_installed_entry_points",
     "installed_entry_points",
+    "scheme_claims",
 ]

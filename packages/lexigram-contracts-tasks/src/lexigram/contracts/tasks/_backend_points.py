@@ -15,7 +15,7 @@ for three groups (backends, URL schemes, plugins), four with RabbitMQ's ``stores
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from importlib.metadata import EntryPoints, entry_points
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ __all__ = [
     "declared_schemes",
     "forget_installed_entry_points",
     "installed_entry_points",
+    "scheme_claims",
 ]
 
 BACKENDS_GROUP = "lexigram.tasks.backends"
@@ -68,6 +69,43 @@ def declared_schemes(
             if type_ not in claims:
                 claims.append(type_)
     return declared
+
+
+def scheme_claims(
+    scheme: str,
+    installed: Collection[str],
+    declared: Mapping[str, Sequence[str]],
+    undeclared_schemes: Callable[[str], Iterable[str]],
+) -> list[str]:
+    """The installed backend types that serve URLs of `scheme`, as every lookup decides it.
+
+    A scheme that is itself an installed type's name selects that type alone. Otherwise the
+    types that declare the scheme in `URL_SCHEMES_GROUP` claim it, and so does each type
+    that declares no scheme there and lists it in its backend's ``url_schemes`` (which
+    `undeclared_schemes` reads, importing that backend). More than one claim is a conflict
+    for the caller to report; none means no installed backend serves the scheme.
+
+    Args:
+        scheme: The URL's scheme (any case).
+        installed: The installed backend types to consider.
+        declared: `declared_schemes` of those types' entry points.
+        undeclared_schemes: A type's ``url_schemes``, lower-cased (called only for the
+            types that declare none).
+
+    Returns:
+        The claiming types: declared ones first, in `declared`'s order.
+    """
+    scheme = scheme.lower()
+    if scheme in installed:
+        return [scheme]
+    declaring = {type_ for types in declared.values() for type_ in types}
+    claims = [type_ for type_ in declared.get(scheme, ()) if type_ in installed]
+    claims += [
+        type_
+        for type_ in installed
+        if type_ not in declaring and scheme in undeclared_schemes(type_)
+    ]
+    return claims
 
 
 # Every group's entry points (from `importlib.metadata.entry_points()`, whose return type

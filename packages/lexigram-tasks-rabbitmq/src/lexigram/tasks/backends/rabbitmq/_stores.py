@@ -24,6 +24,7 @@ from lexigram.contracts.tasks import (
     declared_schemes,
     installed_entry_points,
     mask_url,
+    scheme_claims,
 )
 from lexigram.tasks.backends.rabbitmq._options import AMQPTarget, RabbitMQOptions
 from lexigram.tasks.backends.rabbitmq._state import LocalStateStore
@@ -121,38 +122,51 @@ def other_spec(setting: object, name: str, queue_name: str, option: str) -> Task
 
 
 def _type_from_url(url: str | None, option: str) -> str:
-    """The installed backend that serves the URL's scheme.
+    """The installed backend (other than RabbitMQ) that serves the URL's scheme.
 
-    As the core finds a backend URL's: by the schemes backends declare in entry points
-    (nothing imported), then by the ``url_schemes`` of those that declare none.
+    Decided as the core decides a backend URL's (`scheme_claims`): a scheme that is a
+    backend's type name, else the schemes backends declare in entry points (nothing
+    imported), else the ``url_schemes`` of those that declare none.
     """
     scheme = urlsplit(url or "").scheme.lower()
     found = _TYPES_OF_SCHEMES.get(scheme)
     if found is not None:
         return found
-    installed = installed_entry_points(group=BACKENDS_GROUP)
-    backends = [point for point in installed if point.name != "rabbitmq"]
+    backends = [
+        point for point in installed_entry_points(group=BACKENDS_GROUP) if point.name != "rabbitmq"
+    ]
     declared = declared_schemes(backends, installed_entry_points(group=URL_SCHEMES_GROUP))
-    known = list(declared)
-    claims = declared.get(scheme, [])
-    if not claims:
-        declaring = {type_ for types in declared.values() for type_ in types}
-        for point in backends:
-            if point.name in declaring:
-                continue
+    loaded: dict[str, tuple[str, ...]] = {}
+
+    def undeclared_schemes(type_: str) -> tuple[str, ...]:
+        if type_ not in loaded:
+            point = next(point for point in backends if point.name == type_)
             try:
-                schemes = tuple(getattr(point.load(), "url_schemes", ()) or ())
-            except Exception:  # noqa: S112 - a broken backend is reported when it is used
-                continue
-            known.extend(schemes)
-            if scheme and scheme in schemes:
-                claims = [point.name]
-                break
-    if scheme and claims:
+                schemes = getattr(point.load(), "url_schemes", ()) or ()
+            except Exception:  # a broken backend is reported when it is used
+                schemes = ()
+            loaded[type_] = tuple(str(each).lower() for each in schemes)
+        return loaded[type_]
+
+    types = [point.name for point in backends]
+    claims = scheme_claims(scheme, types, declared, undeclared_schemes) if scheme else []
+    shown = mask_url(url) if url else url
+    if len(claims) > 1:
+        msg = (
+            f"RabbitMQ option {option} has URL {shown!r}, whose scheme is served by several "
+            f"installed backends ({', '.join(sorted(claims))}). Give "
+            "{'type': ..., 'url': ...} instead of a URL."
+        )
+        raise TaskConfigurationError(msg)
+    if claims:
         _TYPES_OF_SCHEMES[scheme] = claims[0]
         return claims[0]
-    shown = mask_url(url) if url else url
-    offered = ", ".join(f"{s}://" for s in sorted(set(known))) or "none installed"
+    declaring = {type_ for claimed in declared.values() for type_ in claimed}
+    known = set(declared)
+    for type_ in types:
+        if type_ not in declaring:
+            known.update(undeclared_schemes(type_))
+    offered = ", ".join(f"{each}://" for each in sorted(known)) or "none installed"
     msg = (
         f"RabbitMQ option {option} has URL {shown!r}, whose scheme is served by no "
         f"installed backend (schemes: {offered}). Use one of those, or give "
