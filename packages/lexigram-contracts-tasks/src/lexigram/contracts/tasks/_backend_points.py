@@ -19,15 +19,6 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from importlib.metadata import EntryPoints, entry_points
 from typing import Any, Protocol
 
-__all__ = [
-    "BACKENDS_GROUP",
-    "URL_SCHEMES_GROUP",
-    "declared_schemes",
-    "forget_installed_entry_points",
-    "installed_entry_points",
-    "scheme_claims",
-]
-
 BACKENDS_GROUP = "lexigram.tasks.backends"
 """Entry-point group in which backends register, by type name."""
 
