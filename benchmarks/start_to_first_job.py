@@ -159,15 +159,11 @@ def main() -> None:
             samples = sorted(
                 _time_once(args.url, args.queue, app_dir, env) for _ in range(args.runs)
             )
-        except BaseException:
-            asyncio.run(_clear(args.url, args.queue))
-            raise
-        print(
-            f"spawn to first job: median {statistics.median(samples):.1f} ms, "
-            f"min {samples[0]:.1f}, max {samples[-1]:.1f} ({args.runs} runs, load "
-            f"{os.getloadavg()[0]:.2f})"
-        )
-        try:
+            print(
+                f"spawn to first job: median {statistics.median(samples):.1f} ms, "
+                f"min {samples[0]:.1f}, max {samples[-1]:.1f} ({args.runs} runs, load "
+                f"{os.getloadavg()[0]:.2f})"
+            )
             if args.instructions:
                 count = _instructions(args.url, args.queue, app_dir, env)
                 print(f"instructions to the first job's start: {count:,}")

@@ -26,14 +26,15 @@ GIVEN_BACK_KEY = "lexigram.given_back"
 _RATE_DEFERRALS_KEY = "lexigram.rate_deferrals"
 
 
+def _count(job: Job, key: str) -> int:
+    """The count stored under `key` in the job's metadata (0 if absent or not a count)."""
+    count = job.metadata.get(key, 0)
+    return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+
 def times_given_back(job: Job) -> int:
     """How often workers gave `job` back to the queue without running it."""
-    total = 0
-    for key in (GIVEN_BACK_KEY, _RATE_DEFERRALS_KEY):
-        count = job.metadata.get(key, 0)
-        if isinstance(count, int) and not isinstance(count, bool):
-            total += count
-    return total
+    return _count(job, GIVEN_BACK_KEY) + _count(job, _RATE_DEFERRALS_KEY)
 
 
 async def give_back(queue: TaskQueueProtocol, job: Job, *, delay: float = 0.0) -> bool:
@@ -48,7 +49,5 @@ async def give_back(queue: TaskQueueProtocol, job: Job, *, delay: float = 0.0) -
         What `retry_later` returns: False when the job's lease was lost meanwhile (its
         lease runs out, or it was deleted, and nothing is to be done).
     """
-    count = job.metadata.get(GIVEN_BACK_KEY, 0)
-    previous = count if isinstance(count, int) and not isinstance(count, bool) else 0
-    job.metadata[GIVEN_BACK_KEY] = previous + 1
+    job.metadata[GIVEN_BACK_KEY] = _count(job, GIVEN_BACK_KEY) + 1
     return await queue.retry_later(job, delay=delay)
