@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
+from lexigram.tasks._outage import CONNECTION_ERRORS, describe_failure
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -65,6 +67,33 @@ class JsonLogFormatter(logging.Formatter):
         if record.exc_info:
             data["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(data, default=str)
+
+
+# The client libraries whose own records about a lost connection carry a traceback (asyncpg's
+# pool logs one each second while the server is away): the backends report the outage
+# themselves, once, so those records keep one line.
+_CLIENT_LOGGERS = ("asyncpg", "aio_pika", "aiormq", "redis")
+
+
+class OneLineClientOutages(logging.Formatter):
+    """Formats with `inner`, a client library's lost-connection traceback as one line.
+
+    A record from one of `_CLIENT_LOGGERS` whose exception is a `ConnectionError` or a
+    `TimeoutError` is formatted from a copy that ends with ``(<ExceptionType>: <message>)``
+    instead of the traceback; every other record goes to `inner` unchanged.
+    """
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, CONNECTION_ERRORS) and record.name.startswith(_CLIENT_LOGGERS):
+            fields = dict(vars(record), exc_info=None, exc_text=None, args=None)
+            fields["msg"] = f"{record.getMessage()} ({describe_failure(exc)})"
+            record = logging.makeLogRecord(fields)
+        return self.inner.format(record)
 
 
 # The handler this module installed, replaced (not stacked) when a command sets up again.
@@ -149,6 +178,7 @@ def setup_logging(level: str, console: Console | None = None) -> None:
     else:
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter(PLAIN_LOG_FORMAT))
+    handler.setFormatter(OneLineClientOutages(handler.formatter or logging.Formatter()))
     previous = (root.level, discovery.level)
     _installed.append(handler)
     root.addHandler(handler)

@@ -28,6 +28,7 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks import decorators
 from lexigram.tasks._backends import TaskBackendRegistry
+from lexigram.tasks._outage import OutageLog
 from lexigram.tasks.cli._app import LoadedApp
 from lexigram.tasks.cli._context import (
     Stores,
@@ -266,11 +267,14 @@ class WorkerRuntime:
     # -- presence ----------------------------------------------------------------------
 
     async def _presence_loop(self) -> None:
+        outage = OutageLog(logger, f"Worker {self.worker_id}", "refresh its registration")
         while True:
             try:
                 await self._beat()
-            except Exception:
-                logger.warning("Could not refresh worker registration.", exc_info=True)
+            except Exception as exc:
+                outage.failed(exc, PRESENCE_TTL / 3)
+            else:
+                outage.succeeded()
             await asyncio.sleep(PRESENCE_TTL / 3)
 
     async def _beat(self) -> None:

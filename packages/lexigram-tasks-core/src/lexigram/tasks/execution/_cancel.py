@@ -25,6 +25,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from lexigram.contracts.tasks import CancellableQueueProtocol, JobResult
+from lexigram.tasks._outage import OutageLog
 
 if TYPE_CHECKING:
     from lexigram.tasks.execution._running import Running
@@ -120,20 +121,23 @@ class CancelWatch:
         self.ids: dict[str, float] = {}
 
     async def run(self, running: Callable[[], bool]) -> None:
-        """Follow the announcements while `running()`; subscribe again after a failure."""
+        """Follow the announcements while `running()`; subscribe again after a failure.
+
+        A lost subscription is logged once. A subscription made again cannot tell
+        whether the backend is back (RabbitMQ's waits for the reconnect), so the outage
+        counts as over at the next announcement, or after a quiet minute.
+        """
         backoff = 0.1
+        outage = OutageLog(self.logger, f"Worker {self.worker_id}", "follow job cancellations")
         while True:
             try:
                 async for job_id in self.queue.cancellations():
                     backoff = 0.1
+                    if outage.in_outage:
+                        outage.succeeded()
                     self.announced(job_id)
-            except Exception:
-                self.logger.exception(
-                    "Worker %s lost its subscription to job cancellations; subscribing "
-                    "again in %.1f s.",
-                    self.worker_id,
-                    backoff,
-                )
+            except Exception as exc:
+                outage.failed(exc, backoff)
             if not running():
                 return
             await asyncio.sleep(backoff)

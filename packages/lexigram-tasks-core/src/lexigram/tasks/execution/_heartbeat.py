@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lexigram.contracts.tasks import TaskQueueProtocol
+from lexigram.tasks._outage import CONNECTION_ERRORS, OutageLog
 from lexigram.tasks.execution._running import Running
 
 
@@ -37,6 +38,7 @@ class Heartbeat:
         "_in_flight",
         "_kept_by_keeper",
         "_lease_gone",
+        "_outage",
         "_reclaim",
         "interval",
         "logger",
@@ -64,6 +66,9 @@ class Heartbeat:
         self._reclaim = reclaim
         self.logger = logger
         self.worker_id = worker_id
+        self._outage = OutageLog(
+            logger, f"Worker {worker_id}", "extend the leases of its running jobs"
+        )
 
     async def run(self) -> None:
         """Extend the lease of every running job every lease/3 seconds, until cancelled.
@@ -72,15 +77,25 @@ class Heartbeat:
         the rest), and the loop still reclaims jobs cancelled from outside.
         """
         interval = self.interval
+        outage = self._outage
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.renew(interval)
-            except Exception:
-                self.logger.exception("Heartbeat of worker %s failed.", self.worker_id)
+                lost = await self.renew(interval)
+            except Exception as exc:
+                lost = exc
+            if lost is not None:
+                outage.failed(lost, interval)
+            elif outage.in_outage:
+                outage.succeeded()
 
-    async def renew(self, interval: float) -> None:
-        """One beat: reclaim the jobs whose task ended, extend the leases that are due."""
+    async def renew(self, interval: float) -> BaseException | None:
+        """One beat: reclaim the jobs whose task ended, extend the leases that are due.
+
+        Returns:
+            The failure of a lease extension that could not reach the backend (one for
+            the beat however many jobs it concerned), or None.
+        """
         loop = asyncio.get_running_loop()
         kept = self._kept_by_keeper()
         due: list[Running] = []
@@ -93,12 +108,15 @@ class Heartbeat:
             # A lease taken less than half an interval ago still has over 2/3 left.
             if not entry.settling and loop.time() - entry.renewed >= interval / 2:
                 due.append(entry)
-        if due:
-            # Concurrently: a backend that pipelines (Redis) renews them all in one round trip
-            # instead of one per job in flight.
-            await asyncio.gather(*(self._renew(entry) for entry in due))
+        if not due:
+            return None
+        # Concurrently: a backend that pipelines (Redis) renews them all in one round trip
+        # instead of one per job in flight.
+        failures = await asyncio.gather(*(self._renew(entry) for entry in due))
+        return next((failure for failure in failures if failure is not None), None)
 
-    async def _renew(self, entry: Running) -> None:
+    async def _renew(self, entry: Running) -> BaseException | None:
+        """Extend one job's lease; its failure if the backend could not be reached."""
         now = asyncio.get_running_loop().time()
         job = entry.job
         try:
@@ -106,10 +124,13 @@ class Heartbeat:
                 kept = await self.queue.extend_lease(job.id)
             else:
                 kept = await self.queue.extend_lease(job.id, lease_token=job.lease_token)
+        except CONNECTION_ERRORS as exc:
+            return exc  # the beat reports the outage once, not once per job
         except Exception:
             self.logger.exception("Extending the lease of job %s failed.", entry.job.id)
-            return
+            return None
         if kept is False:  # only an explicit False means the lease is gone
             self._lease_gone(entry)
         else:
             entry.renewed = now
+        return None

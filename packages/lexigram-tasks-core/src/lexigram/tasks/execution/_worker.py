@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from lexigram.contracts.tasks import CancellableQueueProtocol, Job, TaskQueueProtocol
+from lexigram.tasks._outage import OutageLog
 from lexigram.tasks.concurrency._task_rate import TaskRateGate, TaskRateLimiters
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.dlq import DeadLetterQueue
@@ -350,10 +351,13 @@ class TaskWorker:
 
     async def _consume(self) -> None:
         backoff = 0.1
+        outage = OutageLog(self.logger, f"Worker {self.worker_id}", "take jobs from the queue")
         while self.running:
             try:
                 await self._consume_once()
                 backoff = 0.1
+                if outage.in_outage:
+                    outage.succeeded()
             except asyncio.CancelledError:
                 if not self._stop_requested:
                     raise  # cancelled from outside: stop consuming
@@ -361,12 +365,8 @@ class TaskWorker:
                 if task is not None:
                     task.uncancel()  # stop() interrupted an idle wait
                 return
-            except Exception:
-                self.logger.exception(
-                    "Worker %s could not take jobs from the queue; retrying in %.1f s.",
-                    self.worker_id,
-                    backoff,
-                )
+            except Exception as exc:
+                outage.failed(exc, backoff)
                 await self._pause(backoff)
                 backoff = min(backoff * 2, _MAX_ERROR_BACKOFF)
 

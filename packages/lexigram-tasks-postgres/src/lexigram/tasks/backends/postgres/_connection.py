@@ -24,6 +24,7 @@ import contextlib
 import logging
 import random
 import ssl
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -140,9 +141,17 @@ async def connect_once(dsn: str | None, *, timeout: float = 10.0) -> asyncpg.Con
 
 
 @dataclass(slots=True)
+class _Outage:
+    """When the server stopped answering, for the pair of log lines an outage gets."""
+
+    since: float | None = None
+
+
+@dataclass(slots=True)
 class _SharedPool:
     pool: asyncpg.Pool
     refs: int = 0
+    outage: _Outage = field(default_factory=_Outage)
 
 
 @dataclass(slots=True)
@@ -214,6 +223,7 @@ class Database:
         self._external = pool
         self._shared: _SharedPool | None = None
         self._closed = False
+        self._own_outage = _Outage()  # an injected pool's (a shared one keeps its own)
 
     @property
     def masked_dsn(self) -> str:
@@ -301,7 +311,7 @@ class Database:
             try:
                 async with pool.acquire() as conn:
                     try:
-                        return await operation(conn)
+                        result = await operation(conn)
                     except _CONNECTION_OK_ERRORS:
                         raise
                     except TRANSIENT_ERRORS:
@@ -322,17 +332,44 @@ class Database:
                     raise connection_error(self.dsn, what, exc) from exc
                 delay = delays[attempt]
                 attempt += 1
-                logger.warning(
-                    "PostgreSQL at %s: could not %s (%s: %s); retry %d/%d in %.2f s.",
-                    self.masked_dsn,
-                    what,
-                    type(exc).__name__,
-                    exc,
-                    attempt,
-                    len(delays),
-                    delay,
-                )
+                self._note_outage(what, exc, f"retry {attempt}/{len(delays)} in {delay:.2f} s")
                 await asyncio.sleep(delay)
+            else:
+                outage = self._outage()
+                if outage.since is not None:
+                    self._recovered(outage)
+                return result
+
+    def _outage(self) -> _Outage:
+        """The outage record of this handle's pool (shared by every handle on it)."""
+        shared = self._shared
+        return self._own_outage if shared is None else shared.outage
+
+    def _note_outage(self, what: str, exc: BaseException, retry: str) -> None:
+        """One WARNING when the server stops answering; each retry after it at DEBUG."""
+        outage = self._outage()
+        cause = f"{type(exc).__name__}: {one_line(exc)}"
+        if outage.since is not None:
+            logger.debug(
+                "PostgreSQL at %s: could not %s (%s); %s.", self.masked_dsn, what, cause, retry
+            )
+            return
+        outage.since = time.monotonic()
+        logger.warning(
+            "PostgreSQL at %s unreachable (could not %s: %s); retrying with backoff.",
+            self.masked_dsn,
+            what,
+            cause,
+        )
+
+    def _recovered(self, outage: _Outage) -> None:
+        since, outage.since = outage.since, None
+        if since is not None:
+            logger.warning(
+                "PostgreSQL at %s reachable again after %.2f s.",
+                self.masked_dsn,
+                time.monotonic() - since,
+            )
 
     async def close(self) -> None:
         """Release this handle; the shared pool closes when its last user releases it."""
