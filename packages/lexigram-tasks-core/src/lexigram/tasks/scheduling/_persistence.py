@@ -10,6 +10,7 @@ import asyncio
 import logging
 from typing import Any, TypeVar
 
+from lexigram.tasks._outage import OutageLog
 from lexigram.tasks.scheduling._handle import ScheduleHandle
 from lexigram.tasks.scheduling._job import ScheduledJob, storage_key
 from lexigram.tasks.scheduling._owners import check_namespace, merge_declared, sort_records
@@ -34,6 +35,7 @@ class StoredSchedules:
     _stored: set[str]
     _writes: set[asyncio.Task[None]]
     _store_lock: asyncio.Lock
+    _write_outage: OutageLog
 
     @property
     def namespace(self) -> str:
@@ -147,15 +149,14 @@ class StoredSchedules:
         task.add_done_callback(self._writes.discard)
         return task
 
-    @staticmethod
-    def _write_done(task: asyncio.Task[None], handle: ScheduleHandle[Any] | None) -> None:
+    def _write_done(self, task: asyncio.Task[None], handle: ScheduleHandle[Any] | None) -> None:
         if task.cancelled():
             return
         exc = task.exception()  # retrieved here so asyncio never reports it as lost
-        if exc is not None and (handle is None or not handle.awaited):
-            logger.error(
-                "Scheduler store write failed; it is retried at the next check.", exc_info=exc
-            )
+        if exc is None:
+            self._write_outage.succeeded()
+        elif handle is None or not handle.awaited:  # an awaited handle raises it instead
+            self._write_outage.failed(exc)
 
     async def _flush(self, job_ids: list[str] | None = None) -> None:
         """Write the current state of dirty schedules to the store.
@@ -185,10 +186,13 @@ class StoredSchedules:
                     raise
 
     async def _flush_logged(self) -> None:
+        """Write pending changes; a failure is logged (they are retried at the next check)."""
         try:
             await self._flush()
-        except Exception:
-            logger.exception("Scheduler store write failed; it is retried at the next check.")
+        except Exception as exc:
+            self._write_outage.failed(exc)
+        else:
+            self._write_outage.succeeded()
 
     async def sync_from_store(self) -> None:
         """Apply changes other processes made to this scheduler's stored schedules.

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lexigram.contracts.tasks import Err, Job, JobTemplate, SchedulerStoreProtocol
+from lexigram.tasks._outage import OutageLog
 from lexigram.tasks.scheduling._cron import CronExpression, resolve_timezone
 from lexigram.tasks.scheduling._handle import ScheduleHandle
 from lexigram.tasks.scheduling._job import ScheduledJob, ScheduleOutcome
@@ -144,6 +145,11 @@ class TaskScheduler(StoredSchedules):
         self._stored: set[str] = set()
         self._writes: set[asyncio.Task[None]] = set()
         self._store_lock = asyncio.Lock()
+        # Each loop that talks to the store reports an outage in one line when it begins
+        # and one when it ends (pending writes are retried at the next check).
+        self._check_outage = OutageLog(logger, "Scheduler", "check its schedules")
+        self._read_outage = OutageLog(logger, "Scheduler", "re-read the schedules from its store")
+        self._write_outage = OutageLog(logger, "Scheduler", "write changes to its store")
 
     @classmethod
     def from_config(
@@ -404,9 +410,11 @@ class TaskScheduler(StoredSchedules):
             try:
                 await self._tick()
                 delay = self._delay(time.time())
-            except Exception:
-                logger.exception("Scheduler check failed; retrying after check_interval.")
+            except Exception as exc:
+                self._check_outage.failed(exc, self.check_interval)
                 delay = self.check_interval
+            else:
+                self._check_outage.succeeded()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), delay)
 
@@ -421,9 +429,11 @@ class TaskScheduler(StoredSchedules):
         if self.store is not None and self._stored:
             try:
                 await self.sync_from_store()
-            except Exception:
+            except Exception as exc:
                 # The store being down must not stop schedules: fire what is held.
-                logger.exception("Could not re-read the schedules from the store.")
+                self._read_outage.failed(exc)
+            else:
+                self._read_outage.succeeded()
         now = time.time()
         due = [j for j in self.scheduled_jobs.values() if j.enabled and j.next_run <= now]
         for job in sorted(due, key=lambda j: j.next_run):
