@@ -198,34 +198,6 @@ async def test_worker_wakes_for_a_job_enqueued_while_idle() -> None:
     await worker.stop()
 
 
-async def test_worker_survives_a_failing_queue() -> None:
-    class FlakyQueue(MemoryTaskQueue):
-        def __init__(self) -> None:
-            super().__init__()
-            self.failures = 2
-
-        async def dequeue_batch(self, max_jobs: int, *, timeout: float = 0.0) -> list[Job]:
-            if self.failures:
-                self.failures -= 1
-                msg = "backend unreachable"
-                raise ConnectionError(msg)
-            return await super().dequeue_batch(max_jobs, timeout=timeout)
-
-    queue = FlakyQueue()
-    hooks = HookRecorder()
-
-    async def noop() -> None:
-        return None
-
-    worker = TaskWorker("w1", queue, {"noop": noop}, services=TaskWorkerServices(hooks=hooks))
-    job = Job(name="noop")
-    (await queue.enqueue(job)).unwrap()
-    await worker.start()
-    await hooks.wait_until(lambda: job.id in hooks.ids("task.completed"))
-    await worker.stop()
-    assert queue.failures == 0
-
-
 async def test_worker_nacks_jobs_on_outside_cancellation() -> None:
     queue = MemoryTaskQueue()
     gate = Gate()
