@@ -278,6 +278,7 @@ def test_the_cli_prints_a_client_librarys_lost_connection_in_one_line() -> None:
     )
     assert client.exc_info is not None  # other handlers still get the traceback
     ours = formatter.format(record("lexigram.tasks.x", refused))
+    assert "Traceback (most recent call last)" in formatter.format(record("redisish", refused))
     bug = formatter.format(record("asyncpg.pool", KeyError("k")))
     assert "Traceback (most recent call last)" in ours
     assert "Traceback (most recent call last)" in bug

@@ -72,7 +72,7 @@ class JsonLogFormatter(logging.Formatter):
 # The client libraries whose own records about a lost connection carry a traceback (asyncpg's
 # pool logs one each second while the server is away): the backends report the outage
 # themselves, once, so those records keep one line.
-_CLIENT_LOGGERS = ("asyncpg", "aio_pika", "aiormq", "redis")
+_CLIENT_LOGGERS = frozenset(("asyncpg", "aio_pika", "aiormq", "redis"))
 
 
 class OneLineClientOutages(logging.Formatter):
@@ -89,7 +89,8 @@ class OneLineClientOutages(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, CONNECTION_ERRORS) and record.name.startswith(_CLIENT_LOGGERS):
+        library = record.name.partition(".")[0]
+        if isinstance(exc, CONNECTION_ERRORS) and library in _CLIENT_LOGGERS:
             fields = dict(vars(record), exc_info=None, exc_text=None, args=None)
             fields["msg"] = f"{record.getMessage()} ({describe_failure(exc)})"
             record = logging.makeLogRecord(fields)
