@@ -10,6 +10,7 @@ and resume on their own. A finalizer always starts the broker again.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -101,3 +102,29 @@ async def test_broker_restart_loses_no_confirmed_job(
     finally:
         await producer.close()
         await recorder.aclose()
+
+
+async def test_a_broker_restart_is_one_warning_when_it_begins_and_one_when_it_ends(
+    make_rabbitmq_queue: Callable[..., RabbitMQTaskQueue],
+    restartable_broker: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "lexigram.tasks.backends.rabbitmq")
+    queue = make_rabbitmq_queue(reconnect_interval=0.3, publish_timeout=60)
+    await queue.connect()
+    await restartable_broker.ctl("stop_app")
+    await asyncio.sleep(1.5)  # several reconnect attempts fail meanwhile
+    await restartable_broker.ctl("start_app")
+    await restartable_broker.ctl("await_startup")
+    assert (await queue.enqueue(Job(name="after"))).is_ok()  # waited for the reconnect
+    deadline = time.monotonic() + 10
+    while "reachable again" not in caplog.text and time.monotonic() < deadline:  # noqa: ASYNC110 - aio-pika's reconnect callbacks run on their own time
+        await asyncio.sleep(0.05)
+    ours = [r for r in caplog.records if r.name == "lexigram.tasks.backends.rabbitmq._connection"]
+    warnings = [r.getMessage() for r in ours if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("RabbitMQ at amqp://")
+    assert "unreachable (" in warnings[0]
+    assert warnings[0].endswith("reconnecting every 0.3 s.")
+    assert "reachable again after" in warnings[1]
+    assert "guest:guest" not in caplog.text  # the password is masked

@@ -2,17 +2,22 @@
 
 aio-pika's robust connection reconnects to the one URL it holds; a cluster URL names
 several nodes (`split_amqp_url`), and `FailoverConnection` moves that URL along them.
+It also reports an outage as the other backends do: one WARNING when the connection is
+lost, one when it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
 from aio_pika.connection import make_url
+
+from lexigram.contracts.tasks import mask_url
 
 # Its records keep the logger of `_connection`, where this code was before, so that logging
 # configurations naming that logger still see them.
@@ -32,6 +37,8 @@ class FailoverConnection(aio_pika.RobustConnection):
         super().__init__(make_url(nodes[first]), **kwargs)
         self._nodes = [make_url(node) for node in nodes]
         self._current = first
+        self._lost_at: float | None = None  # monotonic time the connection was lost
+        self.reconnect_callbacks.add(self._reconnected)
 
     @property
     def node(self) -> int:
@@ -39,8 +46,28 @@ class FailoverConnection(aio_pika.RobustConnection):
         return self._current
 
     async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
+        if self._lost_at is None and not self._close_called and not self.is_closed:
+            self._lost_at = time.monotonic()
+            cause = closing.exception() if closing.done() and not closing.cancelled() else None
+            logger.warning(
+                "RabbitMQ at %s unreachable (%s); reconnecting every %g s.",
+                mask_url(str(self.url)),
+                "connection closed"
+                if cause is None
+                else mask_url(f"{type(cause).__name__}: {cause}"),
+                self.reconnect_interval,
+            )
         if len(self._nodes) > 1 and not self._close_called:
             self._current = (self._current + 1) % len(self._nodes)
             self.url = self._nodes[self._current]
             logger.info("RabbitMQ connection lost or refused; next attempt goes to %s.", self)
         await super()._on_connection_close(closing)
+
+    def _reconnected(self, _connection: object) -> None:
+        lost_at, self._lost_at = self._lost_at, None
+        if lost_at is not None:
+            logger.warning(
+                "RabbitMQ at %s reachable again after %.2f s.",
+                mask_url(str(self.url)),
+                time.monotonic() - lost_at,
+            )
