@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import logging
 import os
 import random
 import socket
@@ -246,6 +247,25 @@ def free_port() -> Callable[..., int]:
 def unique_name() -> str:
     """Eight hex characters for a per-test key prefix, queue or table name."""
     return uuid4().hex[:8]
+
+
+@pytest.fixture
+def outage_lines(caplog: pytest.LogCaptureFixture) -> Callable[[str], tuple[str, str]]:
+    """Reads the one outage a backend's logger reported: its two WARNINGs (begin, end).
+
+    Call it with the logger's name; it fails unless that logger wrote exactly two warnings,
+    the second saying the server is reachable again, and no record with a traceback.
+    """
+
+    def lines(logger: str) -> tuple[str, str]:
+        ours = [record for record in caplog.records if record.name == logger]
+        warned = [record.getMessage() for record in ours if record.levelno == logging.WARNING]
+        assert len(warned) == 2, warned
+        assert "reachable again after" in warned[1]
+        assert all(record.exc_info is None for record in ours)
+        return warned[0], warned[1]
+
+    return lines
 
 
 StartTogether = Callable[[Path, Sequence[str], int], Awaitable[list[asyncio.subprocess.Process]]]
