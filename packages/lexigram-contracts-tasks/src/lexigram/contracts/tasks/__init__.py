@@ -87,6 +87,7 @@ from lexigram.contracts.tasks._protocols import (
     TaskQueueProtocol,
 )
 from lexigram.contracts.tasks._result import Err, Ok, Result, UnwrapError
+from lexigram.contracts.tasks._server_outage import ServerOutage
 from lexigram.contracts.tasks._service_protocols import (
     HookRegistryProtocol,
     JobProtocol,
@@ -236,3 +237,6 @@ __all__ += [
     "installed_entry_points",
     "scheme_claims",
 ]
+
+# How a backend reports a server it lost and found again.
+__all__ += ["ServerOutage"]

@@ -24,7 +24,6 @@ import contextlib
 import logging
 import random
 import ssl
-import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,7 +32,12 @@ from typing import Any, TypeAlias, TypeVar
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from lexigram.contracts.tasks import BackendConnectionError, TaskValidationError, mask_url
+from lexigram.contracts.tasks import (
+    BackendConnectionError,
+    ServerOutage,
+    TaskValidationError,
+    mask_url,
+)
 from lexigram.tasks.backends.postgres._diagnose import connect_error, connection_error, one_line
 
 logger = logging.getLogger(__name__)
@@ -141,17 +145,10 @@ async def connect_once(dsn: str | None, *, timeout: float = 10.0) -> asyncpg.Con
 
 
 @dataclass(slots=True)
-class _Outage:
-    """When the server stopped answering, for the pair of log lines an outage gets."""
-
-    since: float | None = None
-
-
-@dataclass(slots=True)
 class _SharedPool:
     pool: asyncpg.Pool
+    outage: ServerOutage
     refs: int = 0
-    outage: _Outage = field(default_factory=_Outage)
 
 
 @dataclass(slots=True)
@@ -223,7 +220,8 @@ class Database:
         self._external = pool
         self._shared: _SharedPool | None = None
         self._closed = False
-        self._own_outage = _Outage()  # an injected pool's (a shared one keeps its own)
+        # Its pool's outage record: a shared pool takes that of the handle that opened it.
+        self._own_outage = ServerOutage(logger, f"PostgreSQL at {self.masked_dsn}")
 
     @property
     def masked_dsn(self) -> str:
@@ -247,7 +245,7 @@ class Database:
             shared = state.pools.get(self._key)
             if shared is None:
                 pool = await self._create_pool()
-                shared = state.pools[self._key] = _SharedPool(pool)
+                shared = state.pools[self._key] = _SharedPool(pool, self._own_outage)
             shared.refs += 1
             self._shared = shared
         return shared.pool
@@ -336,39 +334,21 @@ class Database:
                 await asyncio.sleep(delay)
             else:
                 outage = self._outage()
-                if outage.since is not None:
-                    self._recovered(outage)
+                if outage.ongoing:
+                    outage.back()
                 return result
 
-    def _outage(self) -> _Outage:
+    def _outage(self) -> ServerOutage:
         """The outage record of this handle's pool (shared by every handle on it)."""
         shared = self._shared
         return self._own_outage if shared is None else shared.outage
 
     def _note_outage(self, what: str, exc: BaseException, retry: str) -> None:
         """One WARNING when the server stops answering; each retry after it at DEBUG."""
-        outage = self._outage()
         cause = f"{type(exc).__name__}: {one_line(exc)}"
-        if outage.since is not None:
+        if not self._outage().lost(f"(could not {what}: {cause}); retrying with backoff"):
             logger.debug(
                 "PostgreSQL at %s: could not %s (%s); %s.", self.masked_dsn, what, cause, retry
-            )
-            return
-        outage.since = time.monotonic()
-        logger.warning(
-            "PostgreSQL at %s unreachable (could not %s: %s); retrying with backoff.",
-            self.masked_dsn,
-            what,
-            cause,
-        )
-
-    def _recovered(self, outage: _Outage) -> None:
-        since, outage.since = outage.since, None
-        if since is not None:
-            logger.warning(
-                "PostgreSQL at %s reachable again after %.2f s.",
-                self.masked_dsn,
-                time.monotonic() - since,
             )
 
     async def close(self) -> None:

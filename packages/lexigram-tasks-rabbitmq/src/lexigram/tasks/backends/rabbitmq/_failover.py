@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
 from aio_pika.connection import make_url
 
-from lexigram.contracts.tasks import mask_url
+from lexigram.contracts.tasks import ServerOutage, mask_url
 
 # Its records keep the logger of `_connection`, where this code was before, so that logging
 # configurations naming that logger still see them.
@@ -37,7 +36,7 @@ class FailoverConnection(aio_pika.RobustConnection):
         super().__init__(make_url(nodes[first]), **kwargs)
         self._nodes = [make_url(node) for node in nodes]
         self._current = first
-        self._lost_at: float | None = None  # monotonic time the connection was lost
+        self._outage = ServerOutage(logger, self._server())
         self.reconnect_callbacks.add(self._reconnected)
 
     @property
@@ -46,16 +45,12 @@ class FailoverConnection(aio_pika.RobustConnection):
         return self._current
 
     async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
-        if self._lost_at is None and not self._close_called and not self.is_closed:
-            self._lost_at = time.monotonic()
+        if not self._outage.ongoing and not self._close_called and not self.is_closed:
             cause = closing.exception() if closing.done() and not closing.cancelled() else None
-            logger.warning(
-                "RabbitMQ at %s unreachable (%s); reconnecting every %g s.",
-                mask_url(str(self.url)),
-                "connection closed"
-                if cause is None
-                else mask_url(f"{type(cause).__name__}: {cause}"),
-                self.reconnect_interval,
+            what = "connection closed" if cause is None else f"{type(cause).__name__}: {cause}"
+            self._outage.server = self._server()
+            self._outage.lost(
+                f"({mask_url(what)}); reconnecting every {self.reconnect_interval:g} s"
             )
         if len(self._nodes) > 1 and not self._close_called:
             self._current = (self._current + 1) % len(self._nodes)
@@ -64,10 +59,8 @@ class FailoverConnection(aio_pika.RobustConnection):
         await super()._on_connection_close(closing)
 
     def _reconnected(self, _connection: object) -> None:
-        lost_at, self._lost_at = self._lost_at, None
-        if lost_at is not None:
-            logger.warning(
-                "RabbitMQ at %s reachable again after %.2f s.",
-                mask_url(str(self.url)),
-                time.monotonic() - lost_at,
-            )
+        self._outage.server = self._server()  # the node it reached
+        self._outage.back()
+
+    def _server(self) -> str:
+        return f"RabbitMQ at {mask_url(str(self.url))}"

@@ -32,6 +32,7 @@ import redis.asyncio as aioredis
 from lexigram.contracts.tasks import (
     BackendConnectionError,
     BackendError,
+    ServerOutage,
     TaskConfigurationError,
     mask_url,
 )
@@ -275,7 +276,7 @@ class RedisConnector:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Any | None = None
-        self._outage_since: float | None = None
+        self._outage = ServerOutage(logger, f"Redis at {self.masked_url}")
         # Stores sharing this connector (see `share` / `release`).
         self._sharers = 0
 
@@ -395,8 +396,8 @@ class RedisConnector:
                 last = exc
             else:
                 self._reached = True
-                if self._outage_since is not None:
-                    self._recovered()
+                if self._outage.ongoing:
+                    self._outage.back()
                 return result
             found = self._diagnose(what, last)
             now_error = self.failure(what, last, fail_fast=fail_fast)
@@ -405,7 +406,9 @@ class RedisConnector:
             now = time.monotonic()
             if deadline is None:
                 deadline = now + budget
-                self._note_outage(what, last)
+                self._outage.lost(
+                    f"during {what} ({type(last).__name__}: {last}); retrying with backoff"
+                )
             if now >= deadline:
                 msg = (
                     f"Redis at {self.masked_url} stayed unreachable for {budget:.1f} s "
@@ -505,27 +508,6 @@ class RedisConnector:
             "(e.g. a key of another type under our key prefix); report it with this message."
         )
         return BackendError(msg, url=self.masked_url, operation=what)
-
-    def _note_outage(self, what: str, exc: BaseException) -> None:
-        if self._outage_since is None:
-            self._outage_since = time.monotonic()
-            logger.warning(
-                "Redis at %s unreachable during %s (%s: %s); retrying with backoff.",
-                self.masked_url,
-                what,
-                type(exc).__name__,
-                exc,
-            )
-
-    def _recovered(self) -> None:
-        since = self._outage_since
-        self._outage_since = None
-        if since is not None:
-            logger.warning(
-                "Redis at %s reachable again after %.2f s.",
-                self.masked_url,
-                time.monotonic() - since,
-            )
 
     def detached(self, *, retry_timeout: float) -> RedisConnector | None:
         """A connector to the same server with the same options and nothing shared.
