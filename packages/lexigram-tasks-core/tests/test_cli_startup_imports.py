@@ -54,6 +54,20 @@ OBSERVABILITY_VIEWS = (
 )
 
 
+# Loaded only when something uses them: domain events (an `EventBus` subscriber), hook
+# payloads (a plugin or hook observer), the workflow classes (a workflow run or built).
+UNTIL_SOMETHING_LISTENS = (
+    "lexigram.tasks._domain_events",
+    "lexigram.tasks.hooks._payloads",
+    "lexigram.tasks.workflows._branch",
+    "lexigram.tasks.workflows._chain",
+    "lexigram.tasks.workflows._chord",
+    "lexigram.tasks.workflows._group",
+    "lexigram.tasks.workflows._queued",
+    "lexigram.tasks.workflows._steps",
+)
+
+
 def _loaded_after(code: str, cwd: Path | None = None) -> set[str]:
     # Variables that make rich treat a pipe as a terminal would make rich load rightly.
     env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "TTY_COMPATIBLE"}}
@@ -117,6 +131,7 @@ def test_a_worker_logging_to_a_pipe_loads_neither_rich_nor_yaml(tmp_path: Path) 
     assert _under(loaded, APPLICATION_ONLY) == []
     assert _under(loaded, NOT_FOR_ONE_WORKER) == []
     assert _under(loaded, OBSERVABILITY_VIEWS) == []
+    assert _under(loaded, UNTIL_SOMETHING_LISTENS) == []
 
 
 @pytest.mark.parametrize("backend", ["memory", "no-such-backend://x"])

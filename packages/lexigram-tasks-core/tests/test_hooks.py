@@ -6,9 +6,11 @@ import pluggy
 import pytest
 
 from lexigram.contracts.tasks import HookRegistryProtocol
+from lexigram.tasks import _domain_events as domain_events
 from lexigram.tasks import hookspecs
 from lexigram.tasks.events import (
     DomainEvent,
+    EventBus,
     EventStream,
     TaskCompletedEvent,
     TaskFailedEvent,
@@ -218,10 +220,26 @@ async def test_emit_publishes_domain_events():
 
 
 async def test_emit_with_a_foreign_payload_logs_instead_of_raising(caplog):
-    hooks = HookRegistry()
+    bus = EventBus()
+    seen: list[DomainEvent] = []
+    bus.subscribe(DomainEvent, seen.append)
+    hooks = HookRegistry(event_bus=bus)
     with caplog.at_level(logging.ERROR):
         await hooks.emit("task.queued", {"not": "a payload"})
     assert "Could not build the event" in caplog.text
+    assert seen == []
+
+
+async def test_no_domain_event_is_built_while_no_one_subscribes(monkeypatch):
+    built: list[str] = []
+    monkeypatch.setattr(domain_events, "domain_event_of", lambda action, _: built.append(action))
+    bus = EventBus()
+    hooks = HookRegistry(event_bus=bus)
+    await hooks.emit("task.queued", {"not": "a payload"})
+    assert built == []
+    bus.subscribe(DomainEvent, lambda _: None)
+    await hooks.emit("task.queued", {"not": "a payload"})
+    assert built == ["task.queued"]
 
 
 def _listening(source: HookRegistry | EventStream) -> bool:

@@ -9,12 +9,14 @@ __path__ = __import__("pkgutil").extend_path(__path__, __name__)
 #
 # The import block under ``if TYPE_CHECKING:`` is the one list of public names, grouped
 # by the module that defines each: type checkers read it, and at run time the lazy
-# loader reads the same block (`_exports`, on the first lookup) to learn where each name
-# lives. ``__all__`` repeats the names for ``import *`` and for type checkers; a test
-# keeps the two equal. ``__version__`` is read from the installed metadata when first
-# asked for: `lexigram-tasks --help` and the worker's start-up do not pay for it.
-import importlib
+# loader reads the same block (`type_checking_imports`, on the first lookup) to learn
+# where each name lives. ``__all__`` repeats the names for ``import *`` and for type
+# checkers; a test keeps the two equal. ``__version__`` is read from the installed
+# metadata when first asked for: `lexigram-tasks --help` and the worker's start-up do not
+# pay for it.
 from typing import TYPE_CHECKING, Any
+
+from lexigram.tasks._lazy import lazy_exports, type_checking_imports
 
 if TYPE_CHECKING:
     __version__: str
@@ -375,28 +377,6 @@ __all__ = [
 ]
 
 
-def _exports() -> dict[str, str]:
-    """Public name -> defining module, read from this file's ``if TYPE_CHECKING:`` block."""
-    import ast  # noqa: PLC0415 - on the first lookup only
-
-    with open(__file__, encoding="utf-8") as source:  # noqa: PTH123 - pathlib is not needed
-        tree = ast.parse(source.read())
-    found: dict[str, str] = {}
-    for node in tree.body:
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name):
-            for stmt in node.body:
-                if isinstance(stmt, ast.ImportFrom) and stmt.module:
-                    found.update(dict.fromkeys((a.name for a in stmt.names), stmt.module))
-    return found
-
-
-def _export_map() -> dict[str, str]:
-    found: dict[str, str] | None = globals().get("_EXPORTS")
-    if found is None:
-        found = globals()["_EXPORTS"] = _exports()
-    return found
-
-
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
 
@@ -406,20 +386,15 @@ def _version() -> str:
         return "0.0.0"
 
 
+_lookup, _names = lazy_exports(__name__, lambda: type_checking_imports(__file__))
+
+
 def __getattr__(name: str) -> Any:
-    if name == "_EXPORTS":
-        return _export_map()
-    if name == "__version__":
-        value: Any = _version()
-    else:
-        module_name = _export_map().get(name)
-        if module_name is None:
-            msg = f"module 'lexigram.tasks' has no attribute {name!r}"
-            raise AttributeError(msg)
-        value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value  # later lookups skip __getattr__
+    if name != "__version__":
+        return _lookup(name)
+    value = globals()[name] = _version()
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_export_map()) | {"__version__"})
+    return sorted({*_names(), "__version__"})

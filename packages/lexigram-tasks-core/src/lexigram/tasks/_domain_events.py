@@ -166,3 +166,34 @@ class TaskFailedEvent(DomainEvent):
     worker_id: str = ""
     attempt: int = 0
     duration: float | None = None
+
+
+def domain_event_of(action: str, payload: Any) -> DomainEvent | None:
+    """The domain event of a lifecycle hook action and its payload, or None if it has none."""
+    task_id = str(getattr(payload, "task_id", "") or "")
+    task_name = str(getattr(payload, "task_name", "") or "")
+    if action == "task.queued":
+        return TaskQueuedEvent(
+            task_id=task_id, queue_name=str(payload.queue_name), task_name=task_name
+        )
+    worker_id = str(getattr(payload, "worker_id", "") or "")
+    attempt = int(getattr(payload, "attempt", 0) or 0)
+    duration = getattr(payload, "duration", None)
+    if action == "task.completed":
+        return TaskCompletedEvent(
+            task_id=task_id,
+            worker_id=worker_id,
+            task_name=task_name,
+            attempt=attempt,
+            duration=duration,
+        )
+    if action == "task.failed":
+        return TaskFailedEvent(
+            task_id=task_id,
+            error=str(getattr(payload, "reason", "")),
+            task_name=task_name,
+            worker_id=worker_id,
+            attempt=attempt,
+            duration=duration,
+        )
+    return None

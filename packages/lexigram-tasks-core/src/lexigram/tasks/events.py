@@ -31,14 +31,8 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
-from lexigram.tasks._domain_events import (
-    DomainEvent,
-    TaskCompletedEvent,
-    TaskFailedEvent,
-    TaskQueuedEvent,
-)
 from lexigram.tasks._job_event import (
     CANCELLED,
     COMPLETED,
@@ -52,6 +46,19 @@ from lexigram.tasks._job_event import (
     JobEvent,
     new_job_event,
 )
+from lexigram.tasks._lazy import lazy_exports, type_checking_imports
+
+# The domain event classes load on first use (the block below lists them): a worker
+# publishes them only when an `EventBus` subscriber listens.
+if TYPE_CHECKING:
+    from lexigram.tasks._domain_events import (
+        DomainEvent,
+        TaskCompletedEvent,
+        TaskFailedEvent,
+        TaskQueuedEvent,
+    )
+
+__getattr__, __dir__ = lazy_exports(__name__, lambda: type_checking_imports(__file__))
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,9 @@ starts workers and scheduler at boot and drains them at shutdown. See
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lexigram.tasks._lazy import lazy_exports, type_checking_imports
 
 if TYPE_CHECKING:
     from lexigram.tasks.di._factories import (
@@ -28,33 +29,10 @@ if TYPE_CHECKING:
     from lexigram.tasks.di._provider import TaskProvider
     from lexigram.tasks.di._stack import BackendStack
 
-# Loaded on first use: the command-line worker builds its stack with `_stack` alone and
-# would otherwise import the application container (`lexigram.di`), the provider and
-# its factories at every start without using them.
-_EXPORTS = {
-    "create_memory_task_provider": "_factories",
-    "create_provider_from_config": "_factories",
-    "create_rabbitmq_task_provider": "_factories",
-    "create_redis_task_provider": "_factories",
-    "create_url_task_provider": "_factories",
-    "CRON_ATTRIBUTE": "_handlers",
-    "TASK_NAME_ATTRIBUTE": "_handlers",
-    "is_handler_class": "_handlers",
-    "TasksModule": "_module",
-    "TaskProvider": "_provider",
-    "BackendStack": "_stack",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
+# Each name is loaded on first use (the block above lists them): the command-line worker
+# builds its stack with `_stack` alone and would otherwise import the application
+# container (`lexigram.di`), the provider and its factories at every start unused.
+__getattr__, __dir__ = lazy_exports(__name__, lambda: type_checking_imports(__file__))
 
 __all__ = [
     "CRON_ATTRIBUTE",

@@ -33,15 +33,10 @@ from lexigram.tasks.events import (
     FAILED,
     QUEUED,
     STARTED,
-    DomainEvent,
     EventBus,
     JobEvent,
-    TaskCompletedEvent,
-    TaskFailedEvent,
-    TaskQueuedEvent,
     event_routes_changed,
 )
-from lexigram.tasks.hooks._payloads import hook_call_for
 
 logger = logging.getLogger(__name__)
 
@@ -61,35 +56,12 @@ _KIND_ACTIONS = {
 _HOOKED_KINDS = frozenset(_KIND_ACTIONS)
 
 
-def _event_for(action: str, payload: Any) -> DomainEvent | None:
-    """Build the domain event of a lifecycle action, or None when it has none."""
-    task_id = str(getattr(payload, "task_id", "") or "")
-    task_name = str(getattr(payload, "task_name", "") or "")
-    if action == "task.queued":
-        return TaskQueuedEvent(
-            task_id=task_id, queue_name=str(payload.queue_name), task_name=task_name
-        )
-    worker_id = str(getattr(payload, "worker_id", "") or "")
-    attempt = int(getattr(payload, "attempt", 0) or 0)
-    duration = getattr(payload, "duration", None)
-    if action == "task.completed":
-        return TaskCompletedEvent(
-            task_id=task_id,
-            worker_id=worker_id,
-            task_name=task_name,
-            attempt=attempt,
-            duration=duration,
-        )
-    if action == "task.failed":
-        return TaskFailedEvent(
-            task_id=task_id,
-            error=str(getattr(payload, "reason", "")),
-            task_name=task_name,
-            worker_id=worker_id,
-            attempt=attempt,
-            duration=duration,
-        )
-    return None
+def _hook_call_for(event: JobEvent) -> tuple[str, Any] | None:
+    # The payload classes load with the first event something listens to: most workers
+    # have no hook, and their registry never builds a payload.
+    from lexigram.tasks.hooks._payloads import hook_call_for  # noqa: PLC0415
+
+    return hook_call_for(event)
 
 
 class HookObserver:
@@ -109,7 +81,7 @@ class HookObserver:
 
     async def observe(self, event: JobEvent) -> None:
         """Emit the hook action of `event`, if it has one."""
-        call = hook_call_for(event)
+        call = _hook_call_for(event)
         if call is not None:
             await self.hooks.emit(*call)
 
@@ -371,7 +343,7 @@ class HookRegistry:
         action = _KIND_ACTIONS.get(event.kind)
         if action is None or not self.listened(action):
             return None
-        call = hook_call_for(event)
+        call = _hook_call_for(event)
         return self.emit(*call) if call is not None else None
 
     @property
@@ -421,8 +393,14 @@ class HookRegistry:
                     await result
             except Exception:
                 logger.exception("Hook observer %r of %r failed.", callback, action)
+        if not self._subscribed():
+            return
+        # Loaded with the first subscriber: a worker whose bus nobody listens to (the
+        # command line's) never builds a domain event.
+        from lexigram.tasks._domain_events import domain_event_of  # noqa: PLC0415
+
         try:
-            event = _event_for(action, payload)
+            event = domain_event_of(action, payload)
         except Exception:
             logger.exception("Could not build the event of %r from %r.", action, payload)
             return

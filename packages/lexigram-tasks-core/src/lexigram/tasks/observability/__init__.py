@@ -10,8 +10,9 @@ imported from here on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lexigram.tasks._lazy import lazy_exports, type_checking_imports
 
 if TYPE_CHECKING:
     from lexigram.tasks.observability._dashboard import ExecutionRecord, TaskDashboard
@@ -20,27 +21,9 @@ if TYPE_CHECKING:
     from lexigram.tasks.observability._prometheus import PrometheusObserver as PrometheusObserver
     from lexigram.tasks.observability._tracing import TracingObserver
 
-# Each name is imported on first use: the CLI worker imports `_tracing` alone, and
-# importing a submodule runs this file first.
-_HOMES = {
-    "ExecutionRecord": "_dashboard",
-    "TaskDashboard": "_dashboard",
-    "TaskHealth": "_health",
-    "TaskMetricsCollector": "_metrics",
-    "PrometheusObserver": "_prometheus",  # needs the optional prometheus-client
-    "TracingObserver": "_tracing",
-}
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
-
+# Each name is imported on first use (the block above lists them): the CLI worker imports
+# `_tracing` alone, and importing a submodule runs this file first.
+__getattr__, __dir__ = lazy_exports(__name__, lambda: type_checking_imports(__file__))
 
 __all__ = [
     "ExecutionRecord",

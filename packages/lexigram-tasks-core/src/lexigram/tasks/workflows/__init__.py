@@ -5,29 +5,38 @@ See ``docs/workflows.md`` for the statuses, the on_error rule and resuming after
 
 from __future__ import annotations
 
-from lexigram.contracts.tasks import (
-    StepResult,
-    WorkflowError,
-    WorkflowResult,
-    WorkflowStatus,
-    WorkflowSummary,
-)
-from lexigram.tasks.workflows._advance import register_workflow_store, workflow_store_for
-from lexigram.tasks.workflows._branch import BranchStep
-from lexigram.tasks.workflows._chain import TaskChain, chain
-from lexigram.tasks.workflows._chord import TaskChord
-from lexigram.tasks.workflows._group import TaskGroup
-from lexigram.tasks.workflows._queued import (
-    JobChain,
-    JobChord,
-    JobGroup,
-    QueuedWorkflow,
-    WorkflowHandle,
-    WorkflowRunInfo,
-    WorkflowStepInfo,
-)
-from lexigram.tasks.workflows._state import InMemoryWorkflowStateStore, WorkflowStateStore
-from lexigram.tasks.workflows._steps import TaskStep, Workflow, run_step
+from typing import TYPE_CHECKING
+
+from lexigram.tasks._lazy import lazy_exports, type_checking_imports
+
+# Each name is imported on first use (the names and their modules are the block below):
+# a worker imports `_advance` and `_state` alone unless a job it runs is a workflow step.
+if TYPE_CHECKING:
+    from lexigram.contracts.tasks import (
+        StepResult,
+        WorkflowError,
+        WorkflowResult,
+        WorkflowStatus,
+        WorkflowSummary,
+    )
+    from lexigram.tasks.workflows._advance import register_workflow_store, workflow_store_for
+    from lexigram.tasks.workflows._branch import BranchStep
+    from lexigram.tasks.workflows._chain import TaskChain, chain
+    from lexigram.tasks.workflows._chord import TaskChord
+    from lexigram.tasks.workflows._group import TaskGroup
+    from lexigram.tasks.workflows._queued import (
+        JobChain,
+        JobChord,
+        JobGroup,
+        QueuedWorkflow,
+        WorkflowHandle,
+        WorkflowRunInfo,
+        WorkflowStepInfo,
+    )
+    from lexigram.tasks.workflows._state import InMemoryWorkflowStateStore, WorkflowStateStore
+    from lexigram.tasks.workflows._steps import TaskStep, Workflow, run_step
+
+__getattr__, __dir__ = lazy_exports(__name__, lambda: type_checking_imports(__file__))
 
 __all__ = [
     "BranchStep",
