@@ -95,7 +95,7 @@ def test_a_parenthesised_block_and_aliases_are_read(tmp_path: Path) -> None:
         "from d import Five\n",
         encoding="utf-8",
     )
-    assert type_checking_imports(source) == {
+    assert type_checking_imports(str(source)) == {
         "One": "a.b",
         "Two": "a.b",
         "Three": "c",

@@ -21,7 +21,6 @@ cause, so the right party is blamed.
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from lexigram.contracts.tasks import (
     declared_schemes,
     forget_installed_entry_points,
     installed_entry_points,
+    nearest_name,
     scheme_claims,
 )
 from lexigram.tasks.constants import BACKEND_MEMORY, FIRST_PARTY_BACKENDS
@@ -124,8 +124,7 @@ def install_hint(type_: str) -> str:
 
 def _suggestion(type_: str, installed: list[str]) -> str | None:
     candidates = sorted(set(installed) | set(FIRST_PARTY_BACKENDS))
-    close = difflib.get_close_matches(type_, candidates, n=1, cutoff=0.6)
-    return close[0] if close else None
+    return nearest_name(type_, candidates)
 
 
 def missing_backend_fix(type_: str) -> str:

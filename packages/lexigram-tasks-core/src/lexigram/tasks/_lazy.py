@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 
@@ -57,7 +56,7 @@ def lazy_exports(
     return __getattr__, __dir__
 
 
-def type_checking_imports(source: str | Path) -> dict[str, str]:
+def type_checking_imports(source: str) -> dict[str, str]:
     """Each name imported under the module's ``if TYPE_CHECKING:`` and the module it is from.
 
     For a package whose type-checking import block is its one list of public names. It
@@ -68,7 +67,9 @@ def type_checking_imports(source: str | Path) -> dict[str, str]:
     found: dict[str, str] = {}
     inside = False
     module: str | None = None
-    for raw in Path(source).read_text(encoding="utf-8").splitlines():
+    with open(source, encoding="utf-8") as file:  # noqa: PTH123 - pathlib is not loaded yet
+        lines = file.read().splitlines()
+    for raw in lines:
         line = raw.strip()
         if not inside:
             inside = raw.startswith("if TYPE_CHECKING:")

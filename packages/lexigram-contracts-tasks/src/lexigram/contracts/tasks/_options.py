@@ -10,7 +10,6 @@ no backend writes its own parser and every backend reports mistakes the same way
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import types
 import typing
@@ -32,6 +31,8 @@ def option_names(options_type: type[Any]) -> tuple[str, ...]:
 
 def nearest_name(name: str, candidates: Any) -> str | None:
     """The candidate closest to `name` (a likely typo), or None when none is close."""
+    import difflib  # noqa: PLC0415 - only a mistake's message needs it
+
     matches = difflib.get_close_matches(name, [str(c) for c in candidates], n=1, cutoff=0.6)
     return matches[0] if matches else None
 

@@ -11,7 +11,6 @@ loading reports in the log with a "did you mean" suggestion.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import re
 import types
@@ -22,7 +21,7 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 
-from lexigram.contracts.tasks import TaskConfigurationError, mask_url
+from lexigram.contracts.tasks import TaskConfigurationError, mask_url, nearest_name
 
 logger = logging.getLogger(__name__)
 
@@ -339,9 +338,9 @@ def _unknown(
     fields: Iterable[str],
     sources: Mapping[Loc, str],
 ) -> ConfigProblem:
-    close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
-    if close:
-        fix = f"Did you mean {close[0]!r}? Fix the spelling or remove the key."
+    close = nearest_name(key, fields)
+    if close is not None:
+        fix = f"Did you mean {close!r}? Fix the spelling or remove the key."
     else:
         known = ", ".join(sorted(fields))
         fix = f"Remove the key; this section accepts: {known}."
