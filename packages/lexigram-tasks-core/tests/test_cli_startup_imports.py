@@ -55,10 +55,14 @@ OBSERVABILITY_VIEWS = (
 
 
 # Loaded only when something uses them: domain events (an `EventBus` subscriber), hook
-# payloads (a plugin or hook observer), the workflow classes (a workflow run or built).
+# payloads (a plugin or hook observer), pluggy (a plugin), the workflow classes (a
+# workflow run or built).
 UNTIL_SOMETHING_LISTENS = (
+    "pluggy",
     "lexigram.tasks._domain_events",
+    "lexigram.tasks.hookspecs",
     "lexigram.tasks.hooks._payloads",
+    "lexigram.tasks.hooks._plugins",
     "lexigram.tasks.workflows._branch",
     "lexigram.tasks.workflows._chain",
     "lexigram.tasks.workflows._chord",

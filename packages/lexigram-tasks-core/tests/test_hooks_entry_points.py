@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import subprocess
 import sys
 import textwrap
 import uuid
@@ -168,3 +169,30 @@ async def test_a_plugin_that_fails_to_load_is_logged_and_skipped(
 
 def test_no_plugins_installed_loads_nothing():
     assert HookRegistry().load_entry_point_plugins(group="lexigram.tasks.no-such-group") == []
+
+
+def test_a_registry_without_plugins_makes_no_plugin_manager_until_one_comes():
+    code = textwrap.dedent(
+        """
+        import sys
+        from lexigram.tasks.hooks import HookRegistry
+
+        hooks = HookRegistry()
+        hooks.load_entry_point_plugins(group="lexigram.tasks.no-such-group")
+        print(hooks.plugin_names(), "pluggy" in sys.modules, hooks.event_kinds == frozenset())
+
+        class Plugin:
+            from lexigram.tasks.hookspecs import hookimpl
+
+            @hookimpl
+            def lexigram_tasks_after_failure(self, payload):
+                return None
+
+        hooks.register_plugin(Plugin(), name="late")
+        print(hooks.plugin_names(), "pluggy" in sys.modules, sorted(hooks.event_kinds))
+        """
+    )
+    out = subprocess.run(  # noqa: S603 - this interpreter on a fixed snippet
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == ["[] False True", "['late'] True ['completed', 'failed', 'queued', 'started']"]

@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-if TYPE_CHECKING:  # annotations only: lexigram.tasks.hooks imports this module
+from lexigram.tasks.hooks._actions import ACTION_HOOKS, PLUGIN_ENTRY_POINT_GROUP, PROJECT_NAME
+
+if TYPE_CHECKING:  # annotations only: the payload classes load when first used
     from lexigram.tasks.hooks import (
         TaskCompletedHook,
         TaskEnqueuedHook,
@@ -42,25 +44,11 @@ if TYPE_CHECKING:  # annotations only: lexigram.tasks.hooks imports this module
         TaskStartedHook,
     )
 
-PROJECT_NAME = "lexigram_tasks"
-"""The pluggy project name: the marker name plugins use."""
-
-PLUGIN_ENTRY_POINT_GROUP = "lexigram.tasks.plugins"
-"""Entry-point group `HookRegistry.load_entry_point_plugins` loads plugins from."""
-
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 """Marker for the specs in this module."""
 
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 """Marker plugins put on their hook implementations."""
-
-ACTION_HOOKS: dict[str, str] = {
-    "task.queued": "lexigram_tasks_after_enqueue",
-    "task.started": "lexigram_tasks_before_execute",
-    "task.completed": "lexigram_tasks_after_execute",
-    "task.failed": "lexigram_tasks_after_failure",
-}
-"""Hook action name -> the pluggy hook `HookRegistry.emit` calls for it."""
 
 
 @hookspec
@@ -103,3 +91,16 @@ def lexigram_tasks_after_failure(payload: TaskFailedHook) -> Any:
     Args:
         payload: Task name, job id, the error, and worker id.
     """
+
+
+__all__ = [
+    "ACTION_HOOKS",
+    "PLUGIN_ENTRY_POINT_GROUP",
+    "PROJECT_NAME",
+    "hookimpl",
+    "hookspec",
+    "lexigram_tasks_after_enqueue",
+    "lexigram_tasks_after_execute",
+    "lexigram_tasks_after_failure",
+    "lexigram_tasks_before_execute",
+]

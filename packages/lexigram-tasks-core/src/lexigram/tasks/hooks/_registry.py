@@ -22,12 +22,9 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-import pluggy
+from typing import TYPE_CHECKING, Any
 
 from lexigram.contracts.tasks import HookRegistryProtocol, installed_entry_points
-from lexigram.tasks import hookspecs
 from lexigram.tasks.events import (
     COMPLETED,
     FAILED,
@@ -37,6 +34,10 @@ from lexigram.tasks.events import (
     JobEvent,
     event_routes_changed,
 )
+from lexigram.tasks.hooks._actions import ACTION_HOOKS, PLUGIN_ENTRY_POINT_GROUP
+
+if TYPE_CHECKING:
+    import pluggy
 
 logger = logging.getLogger(__name__)
 
@@ -93,31 +94,6 @@ def as_observer(hooks: HookRegistryProtocol) -> Any:
     return HookObserver(hooks)
 
 
-class _CountingPluginManager(pluggy.PluginManager):
-    """A `PluginManager` that counts (un)registrations, so "does a plugin listen?" is cached.
-
-    Every registration path (`register`, entry points, `set_blocked`) goes through
-    `register` or `unregister`. The worker asks twice per job; the count spares it a
-    look at every hook's implementations each time.
-    """
-
-    generation = 0
-
-    def register(self, plugin: object, name: str | None = None) -> str | None:
-        self.generation += 1
-        try:
-            return super().register(plugin, name)
-        finally:
-            event_routes_changed()  # a registry of this manager may listen now
-
-    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
-        self.generation += 1
-        try:
-            return super().unregister(plugin, name)
-        finally:
-            event_routes_changed()
-
-
 class HookRegistry:
     """Lifecycle hook registry on pluggy; implements `HookRegistryProtocol`.
 
@@ -131,7 +107,8 @@ class HookRegistry:
     Args:
         event_bus: Bus the domain events are published on (a new one if None).
         plugin_manager: A pluggy `PluginManager` for project ``lexigram_tasks`` to use
-            (a new one if None); the specs are added to it.
+            (a new one if None, made when the first plugin is registered or found, so a
+            registry without plugins never imports pluggy); the specs are added to it.
     """
 
     def __init__(
@@ -140,20 +117,16 @@ class HookRegistry:
         event_bus: EventBus | None = None,
         plugin_manager: pluggy.PluginManager | None = None,
     ) -> None:
-        pm = (
-            plugin_manager
-            if plugin_manager is not None
-            else _CountingPluginManager(hookspecs.PROJECT_NAME)
-        )
-        if pm.project_name != hookspecs.PROJECT_NAME:
-            msg = (
-                f"HookRegistry needs a pluggy PluginManager for project "
-                f"{hookspecs.PROJECT_NAME!r}, got one for {pm.project_name!r}. Create it "
-                f"with pluggy.PluginManager({hookspecs.PROJECT_NAME!r})."
-            )
-            raise ValueError(msg)
-        pm.add_hookspecs(hookspecs)
-        self._pm = pm
+        self._pm: pluggy.PluginManager | None = None
+        # The pluggy hook of each action (pluggy keeps one caller per hook).
+        self._callers: dict[str, pluggy.HookCaller] = {}
+        # The actions whose hook a plugin implements, as of the manager's generation
+        # (-1: never looked; a manager given by the caller has no generation: always look).
+        self._counted = plugin_manager is None
+        self._plugins_generation = -1
+        self._plugin_actions: frozenset[str] = frozenset()
+        if plugin_manager is not None:
+            self._adopt(plugin_manager)
         self._bus = event_bus if event_bus is not None else EventBus()
         # An EventBus's live subscriber list, read on every job without a call; None
         # for another kind of bus, which is asked through ``has_subscribers``.
@@ -164,15 +137,19 @@ class HookRegistry:
         )
         self._observers: dict[str, list[Observer]] = {}
         self._observed = 0  # observers over all actions, kept by add/remove_observer
-        # The pluggy hook of each action (pluggy keeps one caller per hook).
-        self._callers: dict[str, pluggy.HookCaller] = {
-            action: getattr(pm.hook, hook) for action, hook in hookspecs.ACTION_HOOKS.items()
-        }
-        # The actions whose hook a plugin implements, as of the manager's generation
-        # (-1: never looked; a manager given by the caller has no generation: always look).
-        self._counted = isinstance(pm, _CountingPluginManager)
-        self._plugins_generation = -1
-        self._plugin_actions: frozenset[str] = frozenset()
+
+    def _adopt(self, manager: pluggy.PluginManager | None) -> pluggy.PluginManager:
+        from lexigram.tasks.hooks._plugins import CountingPluginManager, prepared  # noqa: PLC0415
+
+        pm = prepared(manager)
+        self._pm = pm
+        self._callers = {action: getattr(pm.hook, hook) for action, hook in ACTION_HOOKS.items()}
+        self._counted = isinstance(pm, CountingPluginManager)
+        return pm
+
+    def _manager(self) -> pluggy.PluginManager:
+        """The plugin manager, made (with the specs) on first use."""
+        return self._pm if self._pm is not None else self._adopt(None)
 
     @property
     def event_kinds(self) -> frozenset[str]:
@@ -192,13 +169,12 @@ class HookRegistry:
         return frozenset() if quiet else _HOOKED_KINDS
 
     def __repr__(self) -> str:
-        plugins = sorted(name for name, _ in self._pm.list_name_plugin())
-        return f"HookRegistry(plugins={plugins}, observers={self.observer_count})"
+        return f"HookRegistry(plugins={self.plugin_names()}, observers={self.observer_count})"
 
     @property
     def plugin_manager(self) -> pluggy.PluginManager:
-        """The underlying pluggy plugin manager."""
-        return self._pm
+        """The underlying pluggy plugin manager (made now if it was not yet)."""
+        return self._manager()
 
     @property
     def event_bus(self) -> EventBus:
@@ -227,32 +203,39 @@ class HookRegistry:
                 arguments the hook does not have (the plugin is not registered).
             ValueError: The plugin or the name is already registered.
         """
-        registered = self._pm.register(plugin, name)
+        from lexigram.tasks.hooks._plugins import is_validation_error  # noqa: PLC0415
+
+        pm = self._manager()
+        registered = pm.register(plugin, name)
         if registered is None:  # the name is blocked
             msg = f"Plugin name {name!r} is blocked; unblock it before registering."
             raise ValueError(msg)
         try:
-            self._pm.check_pending()  # a misspelt hook name would be silently ignored
-        except pluggy.PluginValidationError:
-            self._pm.unregister(plugin)
+            pm.check_pending()  # a misspelt hook name would be silently ignored
+        except Exception as exc:
+            if is_validation_error(exc):
+                pm.unregister(plugin)
             raise
         return registered
 
     def unregister_plugin(self, plugin: object | str) -> None:
         """Unregister a plugin, given the plugin or its name (no-op if unknown)."""
+        pm = self._pm
+        if pm is None:
+            return
         if isinstance(plugin, str):
-            if self._pm.has_plugin(plugin):
-                self._pm.unregister(name=plugin)
-        elif self._pm.is_registered(plugin):
-            self._pm.unregister(plugin)
+            if pm.has_plugin(plugin):
+                pm.unregister(name=plugin)
+        elif pm.is_registered(plugin):
+            pm.unregister(plugin)
 
     def plugin_names(self) -> list[str]:
         """Return the names of the registered plugins, sorted."""
+        if self._pm is None:
+            return []
         return sorted(name for name, _ in self._pm.list_name_plugin())
 
-    def load_entry_point_plugins(
-        self, group: str = hookspecs.PLUGIN_ENTRY_POINT_GROUP
-    ) -> list[str]:
+    def load_entry_point_plugins(self, group: str = PLUGIN_ENTRY_POINT_GROUP) -> list[str]:
         """Load and register every plugin of an entry-point group.
 
         The entry name is the plugin name; its value names a module or object. A
@@ -267,7 +250,8 @@ class HookRegistry:
         """
         loaded: list[str] = []
         for ep in installed_entry_points(group=group):
-            if self._pm.has_plugin(ep.name) or self._pm.is_blocked(ep.name):
+            pm = self._manager()
+            if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
                 continue
             dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
             try:
@@ -365,6 +349,8 @@ class HookRegistry:
 
     def _plugged_actions(self) -> frozenset[str]:
         """The actions whose hook a plugin implements (looked at again after a change)."""
+        if self._pm is None:
+            return frozenset()
         generation: int | None = getattr(self._pm, "generation", None) if self._counted else None
         if generation is None or generation != self._plugins_generation:
             self._plugin_actions = frozenset(
@@ -383,8 +369,8 @@ class HookRegistry:
                 ``"task.failed"``, or any custom action (observers only).
             payload: The action's payload (`TaskEnqueuedHook`, ...).
         """
-        hook_name = hookspecs.ACTION_HOOKS.get(action)
-        if hook_name is not None:
+        hook_name = ACTION_HOOKS.get(action)
+        if hook_name is not None and self._pm is not None:
             await self._call_plugins(hook_name, payload)
         for callback in list(self._observers.get(action, ())):
             try:
@@ -408,7 +394,7 @@ class HookRegistry:
             await self._bus.publish(event)
 
     async def _call_plugins(self, hook_name: str, payload: Any) -> None:
-        caller: pluggy.HookCaller = getattr(self._pm.hook, hook_name)
+        caller: pluggy.HookCaller = getattr(self._manager().hook, hook_name)
         impls = caller.get_hookimpls()
         if not impls:
             return
