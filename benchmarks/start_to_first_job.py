@@ -17,10 +17,15 @@ Run it in the environment of the backend, from the repository root, after compil
 
     benchmarks/.venv-redis/bin/python benchmarks/start_to_first_job.py redis://127.0.0.1:6379/12
     benchmarks/.venv-postgres/bin/python benchmarks/start_to_first_job.py URL --instructions
+    benchmarks/.venv-rabbitmq/bin/python benchmarks/start_to_first_job.py AMQP_URL \
+        --stores redis://127.0.0.1:6379/12
 
-(URL: ``postgresql://127.0.0.1:5432/test``.)
+(URL: ``postgresql://127.0.0.1:5432/test``; AMQP_URL: ``amqp://guest:guest@127.0.0.1:5672/``.)
 
-Options: ``--runs`` (15), ``--queue`` (a fresh name per invocation). Nothing is asserted.
+Options: ``--runs`` (15), ``--queue`` (a fresh name per invocation), ``--stores URL``: a
+RabbitMQ worker configured as ``cli_bench.py`` configures it (a ``--config`` file with
+``options: {stores: URL}``, its job states and results kept there) instead of
+``--backend URL``. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -56,9 +61,29 @@ def _command(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def _enqueue(url: str, queue: str, app_dir: Path, env: dict[str, str]) -> None:
+STORES_CONFIG = """\
+tasks:
+  backend:
+    type: rabbitmq
+    url: "{url}"
+    options:
+      stores: "{stores}"
+"""
+CONFIG_FILE = "start.yaml"
+
+
+def _backend_args(url: str, stores: str | None) -> list[str]:
+    """How the commands are told the backend: ``--backend URL``, or the config file."""
+    return ["--backend", url] if stores is None else ["--config", CONFIG_FILE]
+
+
+def _enqueue(url: str, queue: str, app_dir: Path, env: dict[str, str], stores: str | None) -> None:
     subprocess.run(  # noqa: S603 - this environment's own CLI
-        [_command("lexigram-tasks"), "enqueue", "first", "--backend", url, "--queue", queue],
+        [
+            *(_command("lexigram-tasks"), "enqueue", "first"),
+            *_backend_args(url, stores),
+            *("--queue", queue),
+        ],
         cwd=app_dir,
         env=env,
         check=True,
@@ -66,20 +91,23 @@ def _enqueue(url: str, queue: str, app_dir: Path, env: dict[str, str]) -> None:
     )
 
 
-def _worker(url: str, queue: str) -> list[str]:
+def _worker(url: str, queue: str, stores: str | None) -> list[str]:
     return [
         _command("lexigram-tasks"),
-        *("worker", "start_app", "--concurrency", "100", "--backend", url, "--queue", queue),
+        *("worker", "start_app", "--concurrency", "100", *_backend_args(url, stores)),
+        *("--queue", queue),
     ]
 
 
-def _time_once(url: str, queue: str, app_dir: Path, env: dict[str, str]) -> float:
+def _time_once(
+    url: str, queue: str, app_dir: Path, env: dict[str, str], stores: str | None
+) -> float:
     """Milliseconds from the worker's spawn to its first job's start."""
-    _enqueue(url, queue, app_dir, env)
+    _enqueue(url, queue, app_dir, env, stores)
     read, write = os.pipe()
     began = time.time()
     process = subprocess.Popen(  # noqa: S603 - this environment's own CLI
-        _worker(url, queue),
+        _worker(url, queue, stores),
         cwd=app_dir,
         env={**env, "FIRST_JOB_FD": str(write)},
         pass_fds=(write,),
@@ -98,20 +126,22 @@ def _time_once(url: str, queue: str, app_dir: Path, env: dict[str, str]) -> floa
     return 1000 * (float(stamp) - began)
 
 
-def _instructions(url: str, queue: str, app_dir: Path, env: dict[str, str]) -> int:
+def _instructions(
+    url: str, queue: str, app_dir: Path, env: dict[str, str], stores: str | None
+) -> int:
     """Instructions callgrind counts from the worker's start to its first job's start."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         msg = "--instructions needs valgrind (Debian: apt-get install valgrind)"
         raise SystemExit(msg)
-    _enqueue(url, queue, app_dir, env)
+    _enqueue(url, queue, app_dir, env, stores)
     run = subprocess.run(  # noqa: S603 - valgrind on this environment's own CLI
         [
             valgrind,
             "--tool=callgrind",
             "--callgrind-out-file=/dev/null",
             sys.executable,
-            *_worker(url, queue),
+            *_worker(url, queue, stores),
         ],
         cwd=app_dir,
         env={**env, "FIRST_JOB_FD": "1", "PYTHONHASHSEED": "0"},
@@ -127,13 +157,15 @@ def _instructions(url: str, queue: str, app_dir: Path, env: dict[str, str]) -> i
     return int(found.group(1))
 
 
-async def _clear(url: str, queue: str) -> None:
+async def _clear(url: str, queue: str, config: Path | None) -> None:
     """Forget the queue's jobs: each run's job ended its process before its ack."""
     from lexigram.tasks._backends import create_queue  # noqa: PLC0415 - after the runs
-    from lexigram.tasks.cli._context import resolve_spec  # noqa: PLC0415
-    from lexigram.tasks.config import TaskConfig  # noqa: PLC0415
+    from lexigram.tasks.cli._context import load_config, resolve_spec  # noqa: PLC0415
 
-    spec = resolve_spec(TaskConfig(), url, queue)
+    if config is None:
+        spec = resolve_spec(load_config(None), url, queue)
+    else:
+        spec = resolve_spec(load_config(str(config)), None, queue)
     tasks = create_queue(spec)
     try:
         await tasks.clear()
@@ -148,16 +180,22 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--queue", default=f"start-{uuid.uuid4().hex[:8]}")
     parser.add_argument("--instructions", action="store_true", help="also count them once")
+    parser.add_argument("--stores", help="RabbitMQ: keep job states and results at this URL")
     args = parser.parse_args()
+    stores: str | None = args.stores
     with tempfile.TemporaryDirectory(prefix="start-to-first-job-") as scratch:
         app_dir = Path(scratch)
         (app_dir / "start_app.py").write_text(APP, encoding="utf-8")
+        config = None
+        if stores is not None:
+            config = app_dir / CONFIG_FILE
+            config.write_text(STORES_CONFIG.format(url=args.url, stores=stores), encoding="utf-8")
         env = {**os.environ, "PYTHONPATH": str(app_dir)}
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # the app's bytecode, as a deployment has
         try:
-            _time_once(args.url, args.queue, app_dir, env)  # compiles the app; not counted
+            _time_once(args.url, args.queue, app_dir, env, stores)  # compiles the app
             samples = sorted(
-                _time_once(args.url, args.queue, app_dir, env) for _ in range(args.runs)
+                _time_once(args.url, args.queue, app_dir, env, stores) for _ in range(args.runs)
             )
             print(
                 f"spawn to first job: median {statistics.median(samples):.1f} ms, "
@@ -165,10 +203,10 @@ def main() -> None:
                 f"{os.getloadavg()[0]:.2f})"
             )
             if args.instructions:
-                count = _instructions(args.url, args.queue, app_dir, env)
+                count = _instructions(args.url, args.queue, app_dir, env, stores)
                 print(f"instructions to the first job's start: {count:,}")
         finally:
-            asyncio.run(_clear(args.url, args.queue))
+            asyncio.run(_clear(args.url, args.queue, config))
 
 
 if __name__ == "__main__":
