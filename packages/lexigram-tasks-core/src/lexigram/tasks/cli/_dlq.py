@@ -115,7 +115,8 @@ def _run(
         msg = (
             f"The {spec.type} backend keeps no dead letters outside its worker processes (it "
             "has no shared DLQ storage), so there is nothing to read from here. Use a backend "
-            "that stores them: --backend redis://localhost:6379/0 or postgresql://..."
+            "that stores them (--backend redis://localhost:6379/0 or postgresql://...), or "
+            "give this one a store for them if its guide offers one."
         )
         raise CLIError(msg)
 

@@ -159,8 +159,9 @@ class WorkerRuntime:
         self.stores = open_stores(self.spec, "cache")
         if not self.stack.has_shared_dead_letters:
             logger.warning(
-                "The %s backend has no shared dead-letter storage: jobs that fail for good "
-                "are kept in this process only (lost when it exits).",
+                "The %s backend has no shared dead-letter storage: the records of jobs that "
+                "fail for good (what `lexigram-tasks dlq` lists and retries) are kept in this "
+                "process only and lost when it exits; its guide says where it can keep them.",
                 describe(self.spec),
             )
         self.rate_limiter = build_config_rate_limiter(self.config, self.stack)
