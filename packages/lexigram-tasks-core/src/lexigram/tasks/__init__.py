@@ -16,7 +16,7 @@ __path__ = __import__("pkgutil").extend_path(__path__, __name__)
 # pay for it.
 from typing import TYPE_CHECKING, Any
 
-from lexigram.tasks._lazy import lazy_exports, type_checking_imports
+from lexigram.tasks._lazy import lazy_exports
 
 if TYPE_CHECKING:
     __version__: str
@@ -386,7 +386,7 @@ def _version() -> str:
         return "0.0.0"
 
 
-_lookup, _names = lazy_exports(__name__, lambda: type_checking_imports(__file__))
+_lookup, _names = lazy_exports(__name__)
 
 
 def __getattr__(name: str) -> Any:

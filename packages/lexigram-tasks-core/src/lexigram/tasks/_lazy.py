@@ -3,42 +3,38 @@
 A package that re-exports many modules makes everyone who imports one name pay for all of
 them: the CLI worker would import the application container, the dashboard, the queue-
 driven workflows and the domain events at every start without using them. A package
-lists its names with `lazy_exports` instead; `from package import name` then imports the
-module that defines `name`, once.
-
-Each package also keeps an ``if TYPE_CHECKING:`` block importing the same names, for type
-checkers; a test compares the two.
+lists its names once, in an ``if TYPE_CHECKING:`` import block that type checkers read,
+and assigns `lazy_exports` to its ``__getattr__``; `from package import name` then imports
+the module that defines `name`, once.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 
-def lazy_exports(
-    package: str, homes: Mapping[str, str] | Callable[[], Mapping[str, str]]
-) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_exports(package: str) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """A module ``__getattr__`` and ``__dir__`` that import each name where it lives.
+
+    The names and their modules are the package's ``if TYPE_CHECKING:`` import block
+    (`type_checking_imports`), read once, on the first lookup.
 
     Args:
         package: The ``__name__`` of the package that re-exports the names.
-        homes: Each public name and the module defining it, absolute (``lexigram.x``) or
-            relative to `package` (``._chain``); or a function giving that mapping, called
-            once, on the first lookup.
 
     Returns:
         ``(__getattr__, __dir__)``, for the package to assign to those names. A looked-up
         name is stored in the package, so later lookups do not come back here.
     """
     namespace = sys.modules[package].__dict__
-    found: list[Mapping[str, str]] = [homes] if isinstance(homes, Mapping) else []
+    found: list[dict[str, str]] = []
 
-    def names() -> Mapping[str, str]:
+    def names() -> dict[str, str]:
         if not found:
-            found.append(homes() if callable(homes) else homes)
+            found.append(type_checking_imports(namespace["__file__"]))
         return found[0]
 
     def __getattr__(name: str) -> Any:  # noqa: N807 - a module's attribute hook

@@ -46,7 +46,7 @@ from lexigram.tasks._job_event import (
     JobEvent,
     new_job_event,
 )
-from lexigram.tasks._lazy import lazy_exports, type_checking_imports
+from lexigram.tasks._lazy import lazy_exports
 
 # The domain event classes load on first use (the block below lists them): a worker
 # publishes them only when an `EventBus` subscriber listens.
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
         TaskQueuedEvent,
     )
 
-__getattr__, __dir__ = lazy_exports(__name__, lambda: type_checking_imports(__file__))
+__getattr__, __dir__ = lazy_exports(__name__)
 
 logger = logging.getLogger(__name__)
 

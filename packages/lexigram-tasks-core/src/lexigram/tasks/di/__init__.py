@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lexigram.tasks._lazy import lazy_exports, type_checking_imports
+from lexigram.tasks._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from lexigram.tasks.di._factories import (
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 # Each name is loaded on first use (the block above lists them): the command-line worker
 # builds its stack with `_stack` alone and would otherwise import the application
 # container (`lexigram.di`), the provider and its factories at every start unused.
-__getattr__, __dir__ = lazy_exports(__name__, lambda: type_checking_imports(__file__))
+__getattr__, __dir__ = lazy_exports(__name__)
 
 __all__ = [
     "CRON_ATTRIBUTE",

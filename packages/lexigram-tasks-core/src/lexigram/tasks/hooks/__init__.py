@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lexigram.contracts.tasks import HookRegistryProtocol
-from lexigram.tasks._lazy import lazy_exports, type_checking_imports
+from lexigram.tasks._lazy import lazy_exports
 from lexigram.tasks.hooks._registry import HookObserver, HookRegistry, Observer, as_observer
 
 # The payload classes load on first use (the block below lists them): a registry builds
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         hook_call_for,
     )
 
-__getattr__, __dir__ = lazy_exports(__name__, lambda: type_checking_imports(__file__))
+__getattr__, __dir__ = lazy_exports(__name__)
 
 __all__ = [
     "HookObserver",

@@ -51,8 +51,3 @@ def prepared(manager: pluggy.PluginManager | None) -> pluggy.PluginManager:
         raise ValueError(msg)
     pm.add_hookspecs(hookspecs)
     return pm
-
-
-def is_validation_error(exc: BaseException) -> bool:
-    """True for pluggy's `PluginValidationError` (a plugin naming no known hook)."""
-    return isinstance(exc, pluggy.PluginValidationError)

@@ -203,18 +203,17 @@ class HookRegistry:
                 arguments the hook does not have (the plugin is not registered).
             ValueError: The plugin or the name is already registered.
         """
-        from lexigram.tasks.hooks._plugins import is_validation_error  # noqa: PLC0415
-
         pm = self._manager()
+        import pluggy  # noqa: PLC0415 - loaded with the manager just made
+
         registered = pm.register(plugin, name)
         if registered is None:  # the name is blocked
             msg = f"Plugin name {name!r} is blocked; unblock it before registering."
             raise ValueError(msg)
         try:
             pm.check_pending()  # a misspelt hook name would be silently ignored
-        except Exception as exc:
-            if is_validation_error(exc):
-                pm.unregister(plugin)
+        except pluggy.PluginValidationError:
+            pm.unregister(plugin)
             raise
         return registered
 

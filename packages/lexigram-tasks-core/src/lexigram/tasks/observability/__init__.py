@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lexigram.tasks._lazy import lazy_exports, type_checking_imports
+from lexigram.tasks._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from lexigram.tasks.observability._dashboard import ExecutionRecord, TaskDashboard
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 # Each name is imported on first use (the block above lists them): the CLI worker imports
 # `_tracing` alone, and importing a submodule runs this file first.
-__getattr__, __dir__ = lazy_exports(__name__, lambda: type_checking_imports(__file__))
+__getattr__, __dir__ = lazy_exports(__name__)
 
 __all__ = [
     "ExecutionRecord",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lexigram.tasks._lazy import lazy_exports, type_checking_imports
+from lexigram.tasks._lazy import lazy_exports
 
 # Each name is imported on first use (the names and their modules are the block below):
 # a worker imports `_advance` and `_state` alone unless a job it runs is a workflow step.
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from lexigram.tasks.workflows._state import InMemoryWorkflowStateStore, WorkflowStateStore
     from lexigram.tasks.workflows._steps import TaskStep, Workflow, run_step
 
-__getattr__, __dir__ = lazy_exports(__name__, lambda: type_checking_imports(__file__))
+__getattr__, __dir__ = lazy_exports(__name__)
 
 __all__ = [
     "BranchStep",
