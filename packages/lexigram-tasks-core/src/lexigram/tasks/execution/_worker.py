@@ -2,18 +2,20 @@
 
 The loop takes as many jobs as it has free slots (batch dequeue), plus, while its jobs
 are short, those it expects to start within `prefetch_window` (`Prefetch`), which start
-the moment a slot frees. Each job runs as an asyncio task running `JobRunner.run`; when
-full, the loop sleeps until a job finishes. The leases of running jobs are renewed by a
-`LeaseKeeper` thread when the queue offers a `LeaseRenewingQueueProtocol` renewer (so a
-handler that blocks the loop cannot lose them), else by one heartbeat task per worker on
-the loop. One timer per worker enforces timeouts (`DeadlineTimer`, re-armed for the
-earliest deadline; it is the only timeout mechanism), so the per-job cost is a dict entry
-and a task.
+the moment a slot frees (from the ending job's task, whatever the loop is waiting for).
+Each job runs as an asyncio task running `JobRunner.run`, in a copy of the context the
+worker started in; when full, the loop sleeps until a job finishes. The leases of running
+jobs are renewed by a `LeaseKeeper` thread when the queue offers a
+`LeaseRenewingQueueProtocol` renewer (so a handler that blocks the loop cannot lose them),
+else by one heartbeat task per worker on the loop. One timer per worker enforces timeouts
+(`DeadlineTimer`, re-armed for the earliest deadline; it is the only timeout mechanism), so
+the per-job cost is a dict entry and a task.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -139,6 +141,10 @@ class TaskWorker:
         self._deadlines = DeadlineTimer(self._in_flight, self._interrupt)
         self._stop_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Every job's task runs in a copy of the context the worker started in: a job
+        # started from another job's task (the slot it frees) must not inherit that job's
+        # context variables (its entry, a tracing span, whatever its handler set).
+        self._context = contextvars.Context()
         self._stop_requested = False
         if log_jobs is None:
             log_jobs = bool(getattr(self.config, "log_jobs", False))
@@ -239,6 +245,7 @@ class TaskWorker:
         self.running = True
         self._stop_requested = False
         self._loop = asyncio.get_running_loop()
+        self._context = contextvars.copy_context()
         self.stats.started_at = time.time()
         manager = self.services.task_manager
         consume, beat = self._consume(), self._heartbeat.run()
@@ -462,7 +469,12 @@ class TaskWorker:
             entry.reason = CANCEL  # cancelled between its lease and now: it never starts
         self._in_flight[job.id] = entry
         self.current_job = job
-        entry.task = loop.create_task(self._runner.run(entry))
+        self._spawn(entry)
+
+    def _spawn(self, entry: Running) -> None:
+        """Run `entry`'s job in a task of its own, in the worker's context (`_context`)."""
+        loop = self._loop or asyncio.get_running_loop()
+        entry.task = loop.create_task(self._runner.run(entry), context=self._context.copy())
 
     def _start_ahead(self) -> None:
         """Start jobs held ahead in the slots that are free now (none once stopping)."""
@@ -472,17 +484,25 @@ class TaskWorker:
         free = self._free_slots()
         if free <= 0:
             return
-        loop = self._loop or asyncio.get_running_loop()
         cancels = self._cancels
-        run = self._runner.run
         while free > 0 and ahead:
             entry = ahead.popleft()
             if cancels is not None and cancels.ids and entry.job.id in cancels.ids:
                 del cancels.ids[entry.job.id]
                 entry.reason = CANCEL
             self.current_job = entry.job
-            entry.task = loop.create_task(run(entry))
+            self._spawn(entry)
             free -= 1
+
+    def _slot_freed(self) -> None:
+        """A slot freed: a job held ahead starts in it now, and the loop tops the line up.
+
+        Started here rather than by the consume loop, which may be waiting for a
+        `dequeue_batch` round trip: a slot would stay empty for that trip.
+        """
+        if self._ahead:
+            self._start_ahead()
+        self._slot_free.set()
 
     def _release_slot(self, entry: Running) -> None:
         """The job's handler succeeded: its slot goes to the next job while it finishes.
@@ -493,7 +513,7 @@ class TaskWorker:
         if self._finishing < self.config.max_concurrent_tasks:
             entry.slot_released = True
             self._finishing += 1
-            self._slot_free.set()
+            self._slot_freed()
 
     def _forget(self, entry: Running) -> None:
         # The task's context holds the entry (`current_entry`) and the entry its task: drop
@@ -507,7 +527,7 @@ class TaskWorker:
             del self._in_flight[job_id]
         if self.current_job is entry.job:
             self.current_job = None
-        self._slot_free.set()
+        self._slot_freed()
 
     # -- cancellation ----------------------------------------------------------------
 
@@ -588,8 +608,7 @@ class TaskWorker:
         if entry.task is None:
             if self._prefetch.drop(entry):  # held ahead: its run settles it unrun
                 entry.reason = reason
-                loop = self._loop or asyncio.get_running_loop()
-                entry.task = loop.create_task(self._runner.run(entry))
+                self._spawn(entry)
             return
         entry.reason = reason
         if entry.shield:
