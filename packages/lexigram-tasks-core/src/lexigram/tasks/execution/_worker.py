@@ -482,26 +482,26 @@ class TaskWorker:
         if not ahead or not self.running:
             return
         free = self._free_slots()
-        if free <= 0:
-            return
-        cancels = self._cancels
         while free > 0 and ahead:
-            entry = ahead.popleft()
-            if cancels is not None and cancels.ids and entry.job.id in cancels.ids:
-                del cancels.ids[entry.job.id]
-                entry.reason = CANCEL
-            self.current_job = entry.job
-            self._spawn(entry)
+            self._start_held(ahead.popleft())
             free -= 1
 
+    def _start_held(self, entry: Running) -> None:
+        """Start a job that was held ahead (settled unrun if cancelled meanwhile)."""
+        cancels = self._cancels
+        if cancels is not None and cancels.ids and cancels.ids.pop(entry.job.id, None) is not None:
+            entry.reason = CANCEL
+        self.current_job = entry.job
+        self._spawn(entry)
+
     def _slot_freed(self) -> None:
-        """A slot freed: a job held ahead starts in it now, and the loop tops the line up.
+        """A slot freed: the next job held ahead starts in it now; the loop tops the line up.
 
         Started here rather than by the consume loop, which may be waiting for a
-        `dequeue_batch` round trip: a slot would stay empty for that trip.
+        `dequeue_batch` round trip: the slot would stay empty for that trip.
         """
-        if self._ahead:
-            self._start_ahead()
+        if self._ahead and self.running and self._free_slots() > 0:
+            self._start_held(self._ahead.popleft())
         self._slot_free.set()
 
     def _release_slot(self, entry: Running) -> None:
@@ -527,7 +527,10 @@ class TaskWorker:
             del self._in_flight[job_id]
         if self.current_job is entry.job:
             self.current_job = None
-        self._slot_freed()
+        if entry.slot_released:  # its slot went to the next job when its handler ended
+            self._slot_free.set()
+        else:
+            self._slot_freed()
 
     # -- cancellation ----------------------------------------------------------------
 
