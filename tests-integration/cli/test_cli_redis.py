@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,17 @@ def inspect(config: Path) -> dict:
     return json.loads(result.stdout)
 
 
+def registered_workers(config: Path, timeout: float = 10.0) -> list[dict]:
+    """The workers `inspect` lists, once one is there (a worker registers in the background
+    as it starts, so its first jobs can start before its registration lands)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        workers = inspect(config)["workers"]
+        if workers or time.monotonic() > deadline:
+            return workers
+        time.sleep(0.05)
+
+
 def spec_of(redis_url: str, prefix: str) -> TaskBackendSpec:
     return TaskBackendSpec(
         type="redis", url=redis_url, queue_name="jobs", options={"key_prefix": prefix}
@@ -111,7 +123,7 @@ def test_worker_process_finishes_running_jobs_on_sigterm_and_exits_0(
     during = inspect(redis_config)
     assert during["queues"][0]["in_flight"] == 3
     assert during["queues"][0]["waiting"] == 2
-    [registered] = during["workers"]
+    [registered] = registered_workers(redis_config)
     assert registered["queues"] == ["jobs"]
     assert str(worker.process.pid) in registered["id"]
 
