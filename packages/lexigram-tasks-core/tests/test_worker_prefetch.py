@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -244,19 +244,19 @@ def _holding_every_slot(
     )
 
 
-class EndsDuringLookAhead(MemoryTaskQueue):
+class LookAheadTrap(MemoryTaskQueue):
     """A queue whose first look-ahead lease (the worker full, a job held ahead) is a round
-    trip during which every running job ends, and which then finds nothing.
+    trip lasting as long as `during(worker)` runs, which then finds nothing.
 
     The in-memory queue answers without yielding, so a slot can never free during its
     `dequeue_batch`; a networked queue's round trip can take as long as a job's end.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, during: Callable[[TaskWorker], Awaitable[None]]) -> None:
         super().__init__()
         self.worker: TaskWorker | None = None
-        self.release = asyncio.Event()  # the running jobs' handlers wait for it
-        self.held_then: int | None = None  # jobs held ahead when the forced call came
+        self.during = during
+        self.held_then: int | None = None  # jobs held ahead when the trapped call came
 
     async def dequeue_batch(self, max_jobs: int, *, timeout: float = 0.0) -> list[Job]:
         worker = self.worker
@@ -267,20 +267,13 @@ class EndsDuringLookAhead(MemoryTaskQueue):
             and worker._ahead
         ):
             self.held_then = len(worker._ahead)
-            self.release.set()
-            # Every running job's run ends, its slot freed (`_forget` runs in its task).
-            await asyncio.wait(worker._tasks())
-            assert worker._free_slots() == worker.config.max_concurrent_tasks
+            await self.during(worker)
             return []
         return await super().dequeue_batch(max_jobs, timeout=timeout)
 
 
-async def test_a_slot_that_frees_while_looking_ahead_starts_the_held_job() -> None:
-    # Regression (6a2ecfd): the loop cleared the event the ends had set during the
-    # look-ahead call, then waited for a next end that never came, the job held unrun.
-    queue = EndsDuringLookAhead()
-    results = InMemoryResultStore()
-    ran: list[int] = []
+def _quick_and_gated(ran: list[int], gate: asyncio.Event) -> dict[str, Any]:
+    """Handlers: ``quick`` returns at once, ``gated`` once `gate` is set."""
 
     async def quick(n: int) -> int:
         ran.append(n)
@@ -288,11 +281,28 @@ async def test_a_slot_that_frees_while_looking_ahead_starts_the_held_job() -> No
 
     async def gated(n: int) -> int:
         ran.append(n)
-        await queue.release.wait()
+        await gate.wait()
         return n
 
+    return {"quick": quick, "gated": gated}
+
+
+async def test_a_slot_that_frees_while_looking_ahead_starts_the_held_job() -> None:
+    # Regression (6a2ecfd): the loop cleared the event the ends had set during the
+    # look-ahead call, then waited for a next end that never came, the job held unrun.
+    release = asyncio.Event()  # the running jobs' handlers wait for it
+
+    async def every_job_ends(worker: TaskWorker) -> None:
+        release.set()
+        # Every running job's run ends, its slot freed (`_forget` runs in its task).
+        await asyncio.wait(worker._tasks())
+        assert worker._free_slots() == worker.config.max_concurrent_tasks
+
+    queue = LookAheadTrap(every_job_ends)
+    results = InMemoryResultStore()
+    ran: list[int] = []
     # Full, with one job held, the worker looks ahead for one more (`Prefetch.wanted`).
-    worker = _holding_every_slot(queue, {"quick": quick, "gated": gated}, 2, results)
+    worker = _holding_every_slot(queue, _quick_and_gated(ran, release), 2, results)
     queue.worker = worker
 
     async def send(name: str, n: int) -> JobHandle[Any]:
@@ -313,7 +323,7 @@ async def test_a_slot_that_frees_while_looking_ahead_starts_the_held_job() -> No
         except TimeoutError:
             pytest.fail(f"the worker stalled: ran {sorted(ran)}, {worker.in_flight} job(s) held")
     finally:
-        queue.release.set()
+        release.set()
         await worker.stop()
     assert queue.held_then == 1
     assert outcomes == [0, 1, 2, 3, 4]
@@ -322,47 +332,19 @@ async def test_a_slot_that_frees_while_looking_ahead_starts_the_held_job() -> No
     assert worker.in_flight == 0
 
 
-class SlowLookAhead(MemoryTaskQueue):
-    """A queue whose first look-ahead lease (the worker full, a job held ahead) is a round
-    trip that lasts until `answer` is set, and then finds nothing."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.worker: TaskWorker | None = None
-        self.asked = asyncio.Event()  # the look-ahead call is under way
-        self.answer = asyncio.Event()
-
-    async def dequeue_batch(self, max_jobs: int, *, timeout: float = 0.0) -> list[Job]:
-        worker = self.worker
-        if (
-            worker is not None
-            and not self.asked.is_set()
-            and worker._free_slots() <= 0
-            and worker._ahead
-        ):
-            self.asked.set()
-            await self.answer.wait()
-            return []
-        return await super().dequeue_batch(max_jobs, timeout=timeout)
-
-
 async def test_a_held_job_starts_in_a_freed_slot_while_the_loop_waits_for_the_queue() -> None:
     # The consume loop may be in a look-ahead round trip when a slot frees: the held job
     # starts at once, not when that trip ends (on PostgreSQL slots stayed empty 3-4 ms).
-    queue = SlowLookAhead()
+    asked, answer = asyncio.Event(), asyncio.Event()
+
+    async def until_answered(worker: TaskWorker) -> None:
+        asked.set()
+        await answer.wait()
+
+    queue = LookAheadTrap(until_answered)
     gate = asyncio.Event()
     ran: list[int] = []
-
-    async def quick(n: int) -> int:
-        ran.append(n)
-        return n
-
-    async def gated(n: int) -> int:
-        ran.append(n)
-        await gate.wait()
-        return n
-
-    worker = _holding_every_slot(queue, {"quick": quick, "gated": gated}, 2)
+    worker = _holding_every_slot(queue, _quick_and_gated(ran, gate), 2)
     queue.worker = worker
     for n in (0, 1):
         (await queue.enqueue(Job(name="quick", args=(n,)))).unwrap()
@@ -372,15 +354,16 @@ async def test_a_held_job_starts_in_a_freed_slot_while_the_loop_waits_for_the_qu
         for job in (Job(name="gated", args=(2,)), Job(name="gated", args=(3,))):
             (await queue.enqueue(job)).unwrap()
         (await queue.enqueue(Job(name="quick", args=(4,)))).unwrap()
-        await asyncio.wait_for(queue.asked.wait(), timeout=5)  # full, job 4 held
+        await asyncio.wait_for(asked.wait(), timeout=5)  # full, job 4 held
         assert 4 not in ran
         gate.set()
         await _until(lambda: 4 in ran)
-        assert not queue.answer.is_set()  # the look-ahead call is still out
+        assert not answer.is_set()  # the look-ahead call is still out
     finally:
-        queue.answer.set()
+        answer.set()
         gate.set()
         await worker.stop()
+    assert queue.held_then == 1
     assert sorted(ran) == [0, 1, 2, 3, 4]
     assert worker.stats.jobs_succeeded == 5
 
