@@ -30,11 +30,11 @@ from lexigram.tasks.execution._cancel import CancelWatch
 from lexigram.tasks.execution._deadlines import DeadlineTimer
 from lexigram.tasks.execution._heartbeat import Heartbeat
 from lexigram.tasks.execution._lag import DEFAULT_LOOP_LAG_THRESHOLD, LoopLagMonitor
-from lexigram.tasks.execution._lease_keeper import LeaseKeeper, start_keeper
+from lexigram.tasks.execution._leases import LeaseWatch
 from lexigram.tasks.execution._prefetch import Prefetch
 from lexigram.tasks.execution._registry import HandlerRegistry
 from lexigram.tasks.execution._runner import JobRunner
-from lexigram.tasks.execution._running import CANCEL, LEASE_LOST, STOP, Running
+from lexigram.tasks.execution._running import CANCEL, STOP, Running
 from lexigram.tasks.execution._settle import Settler
 from lexigram.tasks.execution._stats import TaskWorkerServices, WorkerJobStats
 from lexigram.tasks.execution._wiring import WorkerLogAdapter, event_stream_of, lookup_of
@@ -48,10 +48,6 @@ logger = logging.getLogger(__name__)
 _CANCEL_GRACE = 5.0
 # Longest pause after a failing dequeue (backend down), doubling from 0.1 s.
 _MAX_ERROR_BACKOFF = 5.0
-# A cancelled job's lease is gone before its announcement arrives (the backend deletes the
-# job, then tells the subscribers); a lost lease waits this long for the announcement, so
-# the job is settled as cancelled rather than as lost.
-_CANCEL_NOTICE_WAIT = 0.25
 
 
 class TaskWorker:
@@ -153,28 +149,6 @@ class TaskWorker:
             loop_lag_threshold = (
                 DEFAULT_LOOP_LAG_THRESHOLD if configured is None else float(configured)
             )
-        self._keeper: LeaseKeeper | None = None
-        self._heartbeat = Heartbeat(
-            queue,
-            self._in_flight,
-            float(queue.lease_seconds),
-            kept_by_keeper=self._kept_by_keeper,
-            lease_gone=self._lease_gone,
-            reclaim=self._reclaim,
-            logger=self.logger,
-            worker_id=worker_id,
-        )
-        self.lag_monitor = (
-            LoopLagMonitor(
-                loop_lag_threshold,
-                self._running_task_names,
-                self.logger,
-                worker_id,
-                blocker=self._blocking_job,
-            )
-            if loop_lag_threshold > 0
-            else None
-        )
         self._lag_task: asyncio.Task[None] | None = None
         # Jobs of rate-limited tasks waiting for a token hold no slot (`_consume_once`).
         self._gate = TaskRateGate(
@@ -212,6 +186,37 @@ class TaskWorker:
                 or isinstance(services.result_store, InMemoryResultStore)
                 else self._release_slot
             ),
+        )
+        self._leases = LeaseWatch(
+            queue,
+            self._in_flight,
+            interrupt=self._interrupt,
+            forget=self._forget,
+            give_back=self._settler.give_back,
+            announces_cancels=self._cancels is not None,
+            logger=self.logger,
+            worker_id=worker_id,
+        )
+        self._heartbeat = Heartbeat(
+            queue,
+            self._in_flight,
+            float(queue.lease_seconds),
+            kept_by_keeper=self._leases.kept_by_keeper,
+            lease_gone=self._leases.lease_gone,
+            reclaim=self._leases.reclaim,
+            logger=self.logger,
+            worker_id=worker_id,
+        )
+        self.lag_monitor = (
+            LoopLagMonitor(
+                loop_lag_threshold,
+                self._running_task_names,
+                self.logger,
+                worker_id,
+                blocker=self._leases.blocking_job,
+            )
+            if loop_lag_threshold > 0
+            else None
         )
         self._runner = JobRunner(
             worker_id=worker_id,
@@ -263,7 +268,7 @@ class TaskWorker:
             self._lag_task = asyncio.create_task(
                 self.lag_monitor.run(), name=f"lexigram.tasks.{self.worker_id}.loop-lag"
             )
-        self._start_keeper()
+        self._leases.start(self._loop, self.lag_monitor)
         if self._cancels is not None:
             self._cancel_task = asyncio.create_task(
                 self._cancels.run(lambda: self.running),
@@ -297,7 +302,7 @@ class TaskWorker:
             if drain and self._in_flight:
                 await asyncio.wait(self._tasks(), timeout=timeout)
             await self._cancel_running()
-            await self._stop_keeper()  # after: a job that ignored its stop loses its lease
+            await self._leases.stop()  # after: a job that ignored its stop loses its lease
             listener = self._cancel_task
             self._shutdown_background()
             if listener is not None:
@@ -343,10 +348,6 @@ class TaskWorker:
         names += [name for name, finished in long_jobs if finished >= began]
         long_jobs.clear()
         return names
-
-    def _blocking_job(self) -> tuple[str, str] | None:
-        keeper = self._keeper
-        return None if keeper is None else keeper.take_blocker()
 
     def _handler_names(self) -> list[str]:
         try:
@@ -541,62 +542,6 @@ class TaskWorker:
             return False
         self._interrupt(entry, CANCEL)
         return True
-
-    # -- leases ----------------------------------------------------------------------
-
-    def _start_keeper(self) -> None:
-        """Renew leases from a thread when the queue can (and watch the loop for blocks)."""
-        loop = self._loop or asyncio.get_running_loop()
-        self._keeper = start_keeper(
-            self.queue,
-            self._in_flight,
-            lost=self._leases_lost,
-            loop=loop,
-            logger=self.logger,
-            worker_id=self.worker_id,
-            lag_monitor=self.lag_monitor,
-        )
-
-    async def _stop_keeper(self) -> None:
-        keeper, self._keeper = self._keeper, None
-        if keeper is not None:
-            await keeper.stop()
-
-    def _kept_by_keeper(self) -> bool:
-        """Whether the lease keeper's thread renews the leases that carry a token now."""
-        keeper = self._keeper
-        return keeper is not None and keeper.renewer is not None and keeper.running
-
-    def _leases_lost(self, leases: list[tuple[str, str]]) -> None:
-        """The lease keeper's report (on the loop): stop the handlers of these deliveries."""
-        for job_id, token in leases:
-            entry = self._in_flight.get(job_id)
-            if entry is not None and entry.job.lease_token == token:
-                self._lease_gone(entry)
-
-    def _lease_gone(self, entry: Running) -> None:
-        """Stop a handler whose lease is gone, as lost unless a cancellation explains it."""
-        if self._cancels is None:
-            self._interrupt(entry, LEASE_LOST)
-            return
-
-        def lost() -> None:
-            if self._in_flight.get(entry.job.id) is entry:
-                self._interrupt(entry, LEASE_LOST)
-
-        asyncio.get_running_loop().call_later(_CANCEL_NOTICE_WAIT, lost)
-
-    async def _reclaim(self, entry: Running) -> None:
-        """Release a job whose task was cancelled from outside before it could start."""
-        if self._in_flight.get(entry.job.id) is not entry:
-            return
-        self._forget(entry)
-        self.logger.warning(
-            "Job %s (%s) was cancelled from outside before it started; requeueing it.",
-            entry.job.id,
-            entry.job.name,
-        )
-        await self._settler.give_back(entry.job)
 
     def _interrupt(self, entry: Running, reason: str) -> None:
         """Cancel a running handler for `reason`, unless it already finished.
