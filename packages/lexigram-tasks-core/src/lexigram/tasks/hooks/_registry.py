@@ -368,9 +368,9 @@ class HookRegistry:
                 ``"task.failed"``, or any custom action (observers only).
             payload: The action's payload (`TaskEnqueuedHook`, ...).
         """
-        hook_name = ACTION_HOOKS.get(action)
-        if hook_name is not None and self._pm is not None:
-            await self._call_plugins(hook_name, payload)
+        caller = self._callers.get(action)  # none before a plugin manager is made
+        if caller is not None:
+            await self._call_plugins(caller, payload)
         for callback in list(self._observers.get(action, ())):
             try:
                 result = callback(payload)
@@ -392,8 +392,8 @@ class HookRegistry:
         if event is not None:
             await self._bus.publish(event)
 
-    async def _call_plugins(self, hook_name: str, payload: Any) -> None:
-        caller: pluggy.HookCaller = getattr(self._manager().hook, hook_name)
+    async def _call_plugins(self, caller: pluggy.HookCaller, payload: Any) -> None:
+        hook_name = caller.name
         impls = caller.get_hookimpls()
         if not impls:
             return
