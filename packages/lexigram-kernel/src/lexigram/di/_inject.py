@@ -11,8 +11,7 @@ from __future__ import annotations
 import inspect
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, NamedTuple, Union, get_args, get_origin
 
 from lexigram.di._errors import ResolutionError
 from lexigram.di._markers import Named
@@ -85,8 +84,7 @@ def service_key(service_type: Any, name: str | None = None) -> ServiceKey:
     return base, name if name is not None else marker
 
 
-@dataclass(frozen=True, slots=True)
-class Param:
+class Param(NamedTuple):
     """How to fill one parameter of an injected callable.
 
     Attributes:

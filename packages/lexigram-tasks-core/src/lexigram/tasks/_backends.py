@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib.metadata import EntryPoint
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from lexigram.contracts.tasks import (
@@ -65,8 +64,7 @@ _declaring: set[str] = set()
 _declared_read = False
 
 
-@dataclass(frozen=True, slots=True)
-class _FunctionBackend:
+class _FunctionBackend(NamedTuple):
     """Adapts an entry point that names a bare `create_queue` function."""
 
     create_queue: Callable[[TaskBackendSpec], TaskQueueProtocol]

@@ -19,8 +19,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Coroutine
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from lexigram.contracts.tasks import (
     CancellableQueueProtocol,
@@ -48,8 +47,7 @@ T = TypeVar("T")
 _FOREVER_CHUNK = 3600.0  # seconds per store wait when the caller waits without a timeout
 
 
-@dataclass(frozen=True, slots=True)
-class JobStores:
+class JobStores(NamedTuple):
     """The stores the workers of one queue write to (what a `JobHandle` reads).
 
     Attributes:

@@ -29,7 +29,7 @@ import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from lexigram.contracts.tasks import JobTemplate, TaskQueueProtocol
 from lexigram.tasks.cli._errors import CLIError
@@ -45,8 +45,7 @@ _KINDS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Schedule:
+class Schedule(NamedTuple):
     """One cron schedule the APP declares.
 
     Attributes:

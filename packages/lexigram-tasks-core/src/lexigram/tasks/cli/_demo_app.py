@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from lexigram.contracts.tasks import Job, Priority
 from lexigram.tasks.execution import HandlerRegistry
@@ -146,8 +146,7 @@ def build_registry() -> HandlerRegistry:
     return registry
 
 
-@dataclass(frozen=True, slots=True)
-class Batch:
+class Batch(NamedTuple):
     """The jobs of the demo's main batch.
 
     Attributes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from lexigram.tasks.cli._demo_app import EUR_TO_USD, REGIONS, order_amounts
 
@@ -11,8 +11,7 @@ CHANNELS = ("email", "sms", "push")
 PARTNER_RATE = 5  # jobs per second on the rate-limited queue
 
 
-@dataclass(frozen=True, slots=True)
-class DemoSettings:
+class DemoSettings(NamedTuple):
     """How much work the demo does.
 
     Attributes:

@@ -17,8 +17,8 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
+from typing import Any, NamedTuple
 
 from lexigram.contracts.tasks import (
     RateLimiterProtocol,
@@ -59,8 +59,7 @@ PRESENCE_TTL = 15.0
 """Seconds a worker's registration lives without a heartbeat (it beats every third of it)."""
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerTotals:
+class WorkerTotals(NamedTuple):
     """Counters of all pools of one process at one moment.
 
     Attributes:

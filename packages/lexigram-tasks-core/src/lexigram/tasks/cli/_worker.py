@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
@@ -39,8 +38,7 @@ Examples:
 """
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
+class WorkerOptions(NamedTuple):
     """The worker command's options, as parsed."""
 
     app: str

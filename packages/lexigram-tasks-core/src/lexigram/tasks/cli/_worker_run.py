@@ -15,7 +15,6 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from lexigram.tasks.cli._app import LoadedApp, load_app
@@ -98,7 +97,7 @@ def run_worker(options: WorkerOptions, *, supervised: bool, collect: bool = True
 
 def _with_default_backend(options: WorkerOptions, app: LoadedApp) -> WorkerOptions:
     backend = default_backend(options.config_path, app.config, options.backend)
-    return options if backend == options.backend else replace(options, backend=backend)
+    return options if backend == options.backend else options._replace(backend=backend)
 
 
 def _metrics_port(options: WorkerOptions, app: LoadedApp) -> int | None:

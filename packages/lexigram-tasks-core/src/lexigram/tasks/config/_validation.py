@@ -15,8 +15,7 @@ import logging
 import re
 import types
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Union, get_args, get_origin
+from typing import Any, NamedTuple, Union, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
@@ -32,8 +31,7 @@ _SECRET_NAME = re.compile(r"(password|passwd|secret|token|_key$|^key$|dsn|url)",
 _MAX_VALUE_CHARS = 80
 
 
-@dataclass(frozen=True, slots=True)
-class ConfigProblem:
+class ConfigProblem(NamedTuple):
     """One invalid value or unknown key, ready to be shown to a user.
 
     Attributes:

@@ -21,8 +21,7 @@ import inspect
 import logging
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from lexigram.tasks.decorators import TaskFunction
 from lexigram.tasks.execution import TaskOptions
@@ -38,8 +37,7 @@ CRON_ATTRIBUTE = "cron"
 _ENTRY_METHODS = ("handle", "__call__")
 
 
-@dataclass(frozen=True, slots=True)
-class HandlerSpec:
+class HandlerSpec(NamedTuple):
     """One task a handler class contributes.
 
     Attributes:

@@ -22,8 +22,7 @@ import inspect
 import re
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from lexigram.contracts.tasks import Job, TaskValidationError
 from lexigram.tasks.middleware import TaskExecutionContext
@@ -105,8 +104,7 @@ class Resolver(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class HandlerParam:
+class HandlerParam(NamedTuple):
     """One analysed handler parameter."""
 
     name: str
@@ -121,8 +119,7 @@ class HandlerParam:
         return self.default is not _EMPTY
 
 
-@dataclass(frozen=True, slots=True)
-class HandlerPlan:
+class HandlerPlan(NamedTuple):
     """The cached analysis of one handler: how to call it for any job."""
 
     handler: Any

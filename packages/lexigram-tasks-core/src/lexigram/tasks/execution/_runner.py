@@ -17,8 +17,7 @@ import inspect
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from lexigram.contracts.tasks import (
     POISON_JOB_NAME,
@@ -54,8 +53,7 @@ from lexigram.tasks.execution._settle import Settler
 from lexigram.tasks.middleware import TaskExecutionContext, TaskMiddlewarePipeline
 
 
-@dataclass(frozen=True, slots=True)
-class TaskLookup:
+class TaskLookup(NamedTuple):
     """How the runner finds a job's task (see `TaskWorker`'s handler registry).
 
     Attributes:
@@ -68,8 +66,7 @@ class TaskLookup:
     resolve: Callable[[str], tuple[Callable[..., Any], TaskOptions] | None]
 
 
-@dataclass(frozen=True, slots=True)
-class _Task:
+class _Task(NamedTuple):
     """What the runner derives once from a registered task, reused for each of its jobs."""
 
     key: object  # `TaskLookup.current`'s answer when this was derived

@@ -15,7 +15,7 @@ edited once released; a change is a new, higher version.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import asyncpg
 
@@ -38,8 +38,7 @@ large table (stores v2 converts every record) must not be cancelled half-way.
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
+class Migration(NamedTuple):
     """One versioned schema change.
 
     `sql` is formatted with ``{s}`` (schema), ``{t}`` (jobs table), ``{k}`` (its key

@@ -9,7 +9,7 @@ seconds) is converted once, on the way in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from lexigram.tasks.backends.postgres._options import quote_ident
 
@@ -20,8 +20,7 @@ _NOTIFY_PAYLOAD = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class QueueSQL:
+class QueueSQL(NamedTuple):
     """Statements of one jobs table. Parameters are documented per statement."""
 
     insert_one: str

@@ -16,7 +16,7 @@ import errno
 import socket
 import ssl
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiormq
@@ -29,8 +29,7 @@ from lexigram.contracts.tasks import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectAttempt:
+class ConnectAttempt(NamedTuple):
     """What a connect tried, for the message (never holds the password).
 
     Attributes:

@@ -10,7 +10,7 @@ every byte against pamqp's own marshalling.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _FRAME_METHOD = 1
 _FRAME_HEADER = 2
@@ -31,8 +31,7 @@ _method_head = struct.Struct(">HHH")
 _content_head = struct.Struct(">HHQH")
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     """One message of a bulk publish.
 
     Attributes:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from lexigram.contracts.tasks import (
@@ -37,8 +37,7 @@ DAY = 86400.0
 _MAX_QUEUE_NAME = 200  # AMQP allows 255 bytes; keep room for ".delay.2147483648ms"
 
 
-@dataclass(frozen=True, slots=True)
-class AMQPTarget:
+class AMQPTarget(NamedTuple):
     """The parts of an AMQP URL the backend needs (never holds the password).
 
     Attributes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from redis import exceptions as rexc
@@ -19,8 +19,7 @@ from redis.asyncio.sentinel import MasterNotFoundError
 _MAX_DETAIL = 160
 
 
-@dataclass(frozen=True, slots=True)
-class Diagnosis:
+class Diagnosis(NamedTuple):
     """One classified connection failure.
 
     Attributes:

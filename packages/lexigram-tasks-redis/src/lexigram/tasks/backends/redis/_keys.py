@@ -7,7 +7,7 @@ layout is documented in docs/backends/redis.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from lexigram.contracts.tasks import TaskConfigurationError
 
@@ -35,8 +35,7 @@ def glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in _GLOB_SPECIAL else ch for ch in text)
 
 
-@dataclass(frozen=True, slots=True)
-class QueueKeys:
+class QueueKeys(NamedTuple):
     """The keys of one queue (see docs/backends/redis.md, "Key layout")."""
 
     tag: str
@@ -100,8 +99,7 @@ class QueueKeys:
         return f"{glob_escape(self.idem)}:*"
 
 
-@dataclass(frozen=True, slots=True)
-class StoreKeys:
+class StoreKeys(NamedTuple):
     """Key builder for one store namespace ``{<prefix>:<store>}``."""
 
     tag: str

@@ -23,8 +23,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
 from lexigram.contracts.tasks import TaskConfigurationError, mask_url
@@ -59,8 +58,7 @@ def _address(url: str, item: str) -> tuple[str, int]:
     return host, int(port)
 
 
-@dataclass(frozen=True, slots=True)
-class SentinelTarget:
+class SentinelTarget(NamedTuple):
     """What a ``redis+sentinel://`` URL says (the password is never printed).
 
     Attributes:
@@ -104,6 +102,14 @@ class SentinelTarget:
             db=int(path[1]) if len(path) == 2 else 0,  # noqa: PLR2004
             username=unquote(user) or None,
             password=unquote(password) if has_password else None,
+        )
+
+    def __repr__(self) -> str:
+        # A tuple's repr would show the password; a log line or a traceback must not.
+        password = None if self.password is None else "***"
+        return (
+            f"SentinelTarget(sentinels={self.sentinels!r}, service_name={self.service_name!r}, "
+            f"db={self.db!r}, username={self.username!r}, password={password!r})"
         )
 
     def node_url(self, host: str = "localhost", port: int = 6379) -> str:

@@ -12,9 +12,8 @@ import asyncio
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from lexigram.contracts.tasks import (
     BackendConnectionError,
@@ -88,8 +87,7 @@ return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ResultKeys:
+class ResultKeys(NamedTuple):
     """Where a `RedisResultStore` writes: what a script storing its results needs."""
 
     completed: str  # ZSET of succeeded job ids by time
