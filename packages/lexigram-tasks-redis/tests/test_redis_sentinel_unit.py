@@ -25,6 +25,14 @@ def test_the_url_names_sentinels_service_database_and_credentials() -> None:
     assert target.node_url() == "redis://app:hunter2@localhost:6379/2"
 
 
+def test_the_parsed_url_never_prints_its_password() -> None:
+    shown = repr(SentinelTarget.parse(URL))
+    assert "hunter2" not in shown
+    assert "password='***'" in shown
+    assert "username='app'" in shown
+    assert "password=None" in repr(SentinelTarget.parse("redis+sentinel://s1/svc"))
+
+
 def test_the_database_defaults_to_zero_and_credentials_to_none() -> None:
     target = SentinelTarget.parse("redis+sentinel://[::1]:26379/svc")
     assert target.sentinels == (("::1", 26379),)
