@@ -249,9 +249,10 @@ async def test_redeclare_with_other_arguments_is_a_configuration_error(
 async def test_the_connection_check_declares_the_queue_and_reads_no_job(
     make_rabbitmq_queue: Factory,
 ) -> None:
-    # The CLI's start-up check (`ConnectionCheckingQueueProtocol`): it connects and
-    # declares like any first call, then asks the broker about the queue alone, leaving
-    # the waiting jobs, their delay buckets and the state store untouched.
+    # The CLI's start-up check (`ConnectionCheckingQueueProtocol`): the first connects
+    # and declares like any first call (that is the check), the second asks the broker
+    # about the queue alone; both leave the waiting jobs, their delay buckets and the
+    # state store untouched.
     producer, checker = make_rabbitmq_queue(), make_rabbitmq_queue()
     assert isinstance(checker, ConnectionCheckingQueueProtocol)
     for n in range(3):

@@ -173,17 +173,23 @@ class RabbitMQTaskQueue:
         await self._link.ready()
 
     async def check_connection(self) -> None:
-        """Passive-declare the queue (connecting first if needed); raise what any call raises.
+        """Connect and declare the queues, or passive-declare the queue once connected.
 
-        The CLI's start-up check. `count` passive-declares each of the queue's delay
-        buckets too, reopening the channel after each one that does not exist (about 30
-        ms on a local broker), and asks the state store; this is one declare.
+        The CLI's start-up check. On a first connect, declaring the topology (the queue
+        with its arguments, its dead-letter exchange and queue) is the check, so nothing
+        more is asked; a connection already up answers one passive declare. `count`
+        passive-declares each of the queue's delay buckets too, reopening the channel
+        after each one that does not exist (about 30 ms on a local broker), and asks the
+        state store.
 
         Raises:
             BackendConnectionError: The broker cannot be reached or did not answer
                 within `publish_timeout`.
             TaskConfigurationError: The queue exists with other arguments.
         """
+        if not self._link.connected:
+            await self._link.ready()
+            return
         await self._link.depths([self._queue_name], action="answer a connection check")
 
     # -- enqueue ---------------------------------------------------------------------
@@ -267,12 +273,13 @@ class RabbitMQTaskQueue:
     async def _first_batch(self, max_jobs: int) -> list[Job]:
         """Lease up to `max_jobs` ready jobs while unsubscribed (a worker's first batch).
 
-        One basic.get says whether a job is ready and how many wait behind it. Work is
-        flowing then: the consumer subscribes, so this batch and the caller's next ones
-        come from its prefetch, which the broker pushes in one stream, instead of a
-        basic.get round trip per job (100 of them were a worker's first ~70 ms). The
-        batch waits a moment for the jobs counted behind the first (other consumers may
-        take some), and is handed out as one (one state-store round trip).
+        One basic.get says whether a job is ready and how many wait behind it. A job
+        alone is handed out at once. Otherwise work is flowing: the consumer subscribes,
+        so this batch and the caller's next ones come from its prefetch, which the broker
+        pushes in one stream, instead of a basic.get round trip per job (100 of them were
+        a worker's first ~70 ms). The batch waits a moment for the jobs counted behind
+        the first (other consumers may take some), and is handed out as one (one
+        state-store round trip).
         """
         buffer = self._buffer
         got = await buffer.get()
@@ -280,6 +287,11 @@ class RabbitMQTaskQueue:
             return []
         buffer.push(got)
         wanted = min(max_jobs, 1 + buffer.ready_behind)
+        if wanted == 1:
+            # Nothing waits behind it: hand it out now, not after subscribing (a channel,
+            # its prefetch and basic.consume, about 6 ms on a local broker); the caller's
+            # next wait subscribes.
+            return await self._leases.hand_out(buffer.take(1))
         deadline = time.monotonic() + _FIRST_BATCH_WAIT
         jobs: list[Job] = []
         buffer.enter()
