@@ -253,6 +253,21 @@ def test_queue_accepts_a_dict_config_and_keyword_overrides():
         PostgresTaskQueue(provider=object())
 
 
+def test_queue_takes_the_dsn_first_as_the_other_backends_take_their_url():
+    queue = PostgresTaskQueue("postgresql://app:pw@h/db", queue_name="emails")
+    assert queue.config.dsn == "postgresql://app:pw@h/db"
+    assert queue.queue_name == "emails"
+    with pytest.raises(TaskConfigurationError, match="both as its first argument and as dsn="):
+        PostgresTaskQueue("postgresql://h/db", dsn="postgresql://h/other")
+
+
+def test_a_queue_name_passed_as_the_provider_is_named_and_never_echoed():
+    with pytest.raises(TypeError, match="queue_name=") as info:
+        PostgresTaskQueue("postgresql://h/db", "postgresql://app:pw@h/db")
+    assert "pw" not in str(info.value)
+    assert "\n" not in str(info.value)
+
+
 async def test_invalid_jobs_are_rejected_before_any_connection():
     queue = PostgresTaskQueue(dsn="postgresql://nowhere.invalid/db")
     result = await queue.enqueue(Job(name="bad", args=(object(),)))

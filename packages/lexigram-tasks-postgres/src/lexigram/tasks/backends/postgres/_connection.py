@@ -176,11 +176,17 @@ def pool_of(provider: Any) -> asyncpg.Pool | None:
     """Accept an asyncpg pool, or an object exposing one as ``.pool``."""
     if provider is None:
         return None
+    if isinstance(provider, str):  # never echoed: it may be a DSN with its password
+        msg = (
+            "PostgresTaskQueue's provider (its second argument) is a string, not an asyncpg "
+            "pool. Pass the queue name as queue_name=... and the DSN first or as dsn=...."
+        )
+        raise TypeError(msg)
     pool = provider if isinstance(provider, asyncpg.Pool) else getattr(provider, "pool", None)
     if not isinstance(pool, asyncpg.Pool):
         msg = (
             f"PostgresTaskQueue provider {type(provider).__name__} is neither an asyncpg pool "
-            "nor an object with an asyncpg pool in `.pool`. Pass pool=<asyncpg.Pool> or a DSN."
+            "nor an object with an asyncpg pool in `.pool`. Pass provider=<asyncpg.Pool> or a DSN."
         )
         raise TypeError(msg)
     return pool

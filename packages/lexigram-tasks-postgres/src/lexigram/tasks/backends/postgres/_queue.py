@@ -34,6 +34,7 @@ from lexigram.contracts.tasks import (
     Result,
     ResultAcker,
     ResultStoreProtocol,
+    TaskConfigurationError,
     TaskQueueError,
     encode_job,
 )
@@ -85,7 +86,8 @@ class PostgresTaskQueue:
     (see `migrate`).
 
     Args:
-        config: A `PostgresTaskConfig`, a dict of its fields, or None for the defaults.
+        config: A `PostgresTaskConfig`, a dict of its fields, the DSN, or None for the
+            defaults.
         provider: An asyncpg pool to use (or an object with one in ``.pool``) instead of
             the queue's own shared pool; it is not closed by `close`. LISTEN still needs a
             DSN (``dsn=``); without one, idle consumers poll every `poll_interval`.
@@ -107,7 +109,7 @@ class PostgresTaskQueue:
 
     def __init__(
         self,
-        config: PostgresTaskConfig | Mapping[str, Any] | None = None,
+        config: PostgresTaskConfig | Mapping[str, Any] | str | None = None,
         provider: Any = None,
         *,
         dsn: str | None = None,
@@ -118,6 +120,14 @@ class PostgresTaskQueue:
         poll_interval: float | None = None,
         idempotency_ttl: float | None = None,
     ) -> None:
+        if isinstance(config, str):  # the DSN, as the other backends take their URL first
+            if dsn is not None:
+                msg = (
+                    "PostgresTaskQueue got a DSN both as its first argument and as dsn=. "
+                    "Pass it once."
+                )
+                raise TaskConfigurationError(msg)
+            config, dsn = None, config
         if config is None:
             config = PostgresTaskConfig()
         elif not isinstance(config, PostgresTaskConfig):
