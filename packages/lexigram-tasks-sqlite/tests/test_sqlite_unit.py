@@ -49,6 +49,21 @@ def test_no_url_means_the_default_file(monkeypatch: pytest.MonkeyPatch) -> None:
     assert path_from_url(None) == "/srv/q.db"
 
 
+def test_a_path_is_a_file_a_sqlite_url_or_refused(tmp_path: Path) -> None:
+    inside = tmp_path / "q.db"
+    assert (
+        repr(SQLiteTaskQueue(str(inside)))
+        == f"SQLiteTaskQueue(path={str(inside)!r}, queue_name='tasks')"
+    )
+    assert "path='tasks.db'" in repr(SQLiteTaskQueue("sqlite:///tasks.db"))
+    with pytest.raises(TaskConfigurationError, match="is a URL, not a file") as info:
+        SQLiteTaskQueue("redis://:secret@localhost/0")
+    assert "secret" not in str(info.value)
+    with pytest.raises(TaskConfigurationError, match="both a path and url="):
+        SQLiteTaskQueue(str(inside), url="sqlite:///other.db")
+    assert not any(tmp_path.iterdir())  # nothing was opened
+
+
 @pytest.mark.parametrize(
     ("url", "words"),
     [

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from lexigram.tasks.backends.sqlite._database import Database
-from lexigram.tasks.backends.sqlite._options import SQLiteOptions, path_from_url
+from lexigram.tasks.backends.sqlite._options import SQLiteOptions, database_path
 
 
 def loads(raw: str | bytes) -> Any:
@@ -53,7 +53,8 @@ class SQLiteStore:
     """Base of every SQLite store: one `Database` (shared or owned).
 
     Args:
-        path: The database file, used when `database` is not given.
+        path: The database file (or a ``sqlite:///`` URL), used when `database` is not
+            given.
         url: A ``sqlite:///`` URL instead of `path`.
         options: Backend options (synchronous, busy timeout, poll interval...).
         database: A shared `Database` (the backend object passes the queue's), which
@@ -74,7 +75,7 @@ class SQLiteStore:
         self._owns_db = database is None or close_database
         if database is None:
             database = Database(
-                path if path is not None else path_from_url(url),
+                database_path(path, url, type(self).__name__),
                 synchronous=self.options.synchronous,
                 busy_timeout=self.options.busy_timeout,
                 allow_network_filesystem=self.options.allow_network_filesystem,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from lexigram.contracts.tasks import TaskConfigurationError
+from lexigram.contracts.tasks import TaskConfigurationError, mask_url
 
 DEFAULT_FILENAME = "lexigram-tasks.db"
 """The database file used when no URL is given (in the working directory)."""
@@ -100,6 +100,33 @@ def path_from_url(url: str | None) -> str:
             f"SQLite backend URL {text!r} asks for an in-memory database, which no other "
             "process can open. Use --backend memory for a one-process queue, or a file "
             "such as sqlite:///tasks.db."
+        )
+        raise TaskConfigurationError(msg)
+    return path
+
+
+def database_path(path: str | None, url: str | None, owner: str) -> str:
+    """The database file of a queue or store given a file path, a URL, or neither.
+
+    `owner` names the queue or store class in messages. A ``sqlite:`` URL passed as
+    the path is read as the URL; any other URL there is refused, not opened as a file
+    named after it (``redis://x`` would make a directory ``redis:`` holding a file ``x``).
+
+    Raises:
+        TaskConfigurationError: Both are given, the path is a URL of another scheme, or
+            the URL is not usable (see `path_from_url`).
+    """
+    if path is not None and url is not None:
+        msg = f"{owner} got both a path and url=. Pass one of them."
+        raise TaskConfigurationError(msg)
+    if path is None:
+        return path_from_url(url)
+    if "://" in path:
+        if urlsplit(path.strip()).scheme.lower() == "sqlite":
+            return path_from_url(path)
+        msg = (
+            f"{owner} path {mask_url(path)!r} is a URL, not a file. Pass a file path "
+            "such as tasks.db, or url='sqlite:///tasks.db'."
         )
         raise TaskConfigurationError(msg)
     return path

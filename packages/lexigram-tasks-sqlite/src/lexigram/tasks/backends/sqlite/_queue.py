@@ -59,7 +59,7 @@ from lexigram.tasks.backends.sqlite._database import Database
 from lexigram.tasks.backends.sqlite._lease_keeper import SQLiteLeaseRenewer
 from lexigram.tasks.backends.sqlite._lookup import queued_ids
 from lexigram.tasks.backends.sqlite._notify import TopicWaiter, data_version
-from lexigram.tasks.backends.sqlite._options import SQLiteOptions, path_from_url
+from lexigram.tasks.backends.sqlite._options import SQLiteOptions, database_path
 from lexigram.tasks.backends.sqlite._sql import (
     ANY_HOLDER,
     HELD,
@@ -100,7 +100,8 @@ class SQLiteTaskQueue:
     unique, and a job whose consumer died is delivered again once its lease expires.
 
     Args:
-        path: The database file (default: see `default_path`). Ignored with `database`.
+        path: The database file, or a ``sqlite:///`` URL (default: see `default_path`).
+            Ignored with `database`.
         queue_name: The queue this object serves ("tasks" by default, as on every backend).
         visibility_timeout: Lease length in seconds.
         url: A ``sqlite:///`` URL instead of `path`.
@@ -139,7 +140,7 @@ class SQLiteTaskQueue:
         self._owns_db = database is None or close_database
         if database is None:
             database = Database(
-                path if path is not None else path_from_url(url),
+                database_path(path, url, type(self).__name__),
                 synchronous=opts.synchronous,
                 busy_timeout=opts.busy_timeout,
                 allow_network_filesystem=opts.allow_network_filesystem,
