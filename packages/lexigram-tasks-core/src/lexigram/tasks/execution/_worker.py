@@ -496,13 +496,12 @@ class TaskWorker:
         self._spawn(entry)
 
     def _slot_freed(self) -> None:
-        """A slot freed: the next job held ahead starts in it now; the loop tops the line up.
+        """A slot freed: a job held ahead starts in it now; the loop tops the line up.
 
         Started here rather than by the consume loop, which may be waiting for a
         `dequeue_batch` round trip: the slot would stay empty for that trip.
         """
-        if self._ahead and self.running and self._free_slots() > 0:
-            self._start_held(self._ahead.popleft())
+        self._start_ahead()
         self._slot_free.set()
 
     def _release_slot(self, entry: Running) -> None:
