@@ -32,6 +32,11 @@ HEAVY_FOR_HELP = (
 )
 
 
+# Loaded only when something is configured (a file, an APP's config, a LEX_TASKS__*
+# variable): a worker with every default reads plain records (`lexigram.tasks._worker_settings`).
+NOT_UNLESS_CONFIGURED = ("pydantic", "pydantic_core", "lexigram.tasks.config")
+
+
 # Loaded only when an application uses `TaskProvider`/`TasksModule`, never by the CLI worker.
 APPLICATION_ONLY = (
     "lexigram.di",
@@ -136,6 +141,32 @@ def test_a_worker_logging_to_a_pipe_loads_neither_rich_nor_yaml(tmp_path: Path) 
     assert _under(loaded, NOT_FOR_ONE_WORKER) == []
     assert _under(loaded, OBSERVABILITY_VIEWS) == []
     assert _under(loaded, UNTIL_SOMETHING_LISTENS) == []
+    # Nothing is configured (no file, no APP config, no LEX_TASKS__* variable): the
+    # worker runs with the defaults' plain records, and pydantic is never imported.
+    assert _under(loaded, NOT_UNLESS_CONFIGURED) == []
+
+
+def test_a_configured_worker_reads_its_configuration_models(tmp_path: Path) -> None:
+    (tmp_path / "configured_app.py").write_text(
+        "from lexigram.tasks import task\n\n@task\nasync def noop() -> None:\n    return None\n",
+        encoding="utf-8",
+    )
+    loaded = _loaded_after(
+        """
+        import os
+        os.environ["LEX_TASKS__WORKER__MAX_CONCURRENT_TASKS"] = "3"
+        from lexigram.tasks.cli import cli
+        try:
+            cli.main(["worker", "configured_app", "--backend", "memory", "--burst"],
+                     standalone_mode=False)
+        except SystemExit as stop:
+            assert stop.code == 0, stop.code
+        """,
+        cwd=tmp_path,
+    )
+    assert "lexigram.tasks.cli._worker_run" in loaded
+    assert "lexigram.tasks.config" in loaded
+    assert "pydantic" in loaded
 
 
 @pytest.mark.parametrize("backend", ["memory", "no-such-backend://x"])

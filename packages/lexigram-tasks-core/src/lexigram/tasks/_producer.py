@@ -25,6 +25,7 @@ from lexigram.contracts.tasks import (
     TaskQueueError,
     TaskQueueProtocol,
 )
+from lexigram.tasks.constants import DEFAULT_ENQUEUE_TIMEOUT
 from lexigram.tasks.events import QUEUED, JobEvent, new_job_event, producer_events
 from lexigram.tasks.handles import register_job_stores
 from lexigram.tasks.observability._tracing import producer_span
@@ -124,9 +125,6 @@ def get_default_queue() -> TaskQueueProtocol:
         raise TaskQueueError(msg)
     return _default_queue
 
-
-DEFAULT_ENQUEUE_TIMEOUT = 5.0
-"""Seconds an enqueue of the core may take before it fails (``tasks.backend.enqueue_timeout``)."""
 
 _enqueue_timeout: float | None = DEFAULT_ENQUEUE_TIMEOUT
 

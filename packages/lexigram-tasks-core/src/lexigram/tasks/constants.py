@@ -20,6 +20,9 @@ ENV_ENVIRONMENT_VAR: Final = "LEX_ENV"
 CONFIG_SECTION: Final = "tasks"
 """Key of the tasks section in an application config file."""
 
+DEFAULT_CONFIG_NAME: Final = "tasks"
+"""`TaskConfig.name` by default: the prefix of its rate-limit buckets."""
+
 DEFAULT_CONFIG_FILE: Final = "application.yaml"
 """File `TaskConfig.from_yaml` reads when no path is given."""
 
@@ -42,6 +45,9 @@ DEFAULT_POLL_INTERVAL: Final = 0.1
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 30.0
 DEFAULT_TASK_TIMEOUT: Final = 300.0
 DEFAULT_MAX_TIMEOUT: Final = 3600.0
+DEFAULT_ENQUEUE_TIMEOUT: Final = 5.0
+"""Seconds an enqueue of the core may take before it fails (``tasks.backend.enqueue_timeout``)."""
+
 DEFAULT_SCHEDULER_TIMEZONE: Final = "UTC"
 DEFAULT_SCHEDULER_CHECK_INTERVAL: Final = 1.0
 DEFAULT_REDIS_URL: Final = "redis://localhost:6379"
@@ -71,9 +77,11 @@ __all__ = [
     "DEFAULT_AMQP_URL",
     "DEFAULT_BACKEND",
     "DEFAULT_CONFIG_FILE",
+    "DEFAULT_CONFIG_NAME",
     "DEFAULT_DB_ENV",
     "DEFAULT_DB_FILE",
     "DEFAULT_DB_SCHEME",
+    "DEFAULT_ENQUEUE_TIMEOUT",
     "DEFAULT_MAX_CONCURRENT_TASKS",
     "DEFAULT_MAX_TIMEOUT",
     "DEFAULT_POLL_INTERVAL",

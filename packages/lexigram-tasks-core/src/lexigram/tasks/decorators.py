@@ -34,7 +34,6 @@ from lexigram.contracts.tasks import (
     TaskValidationError,
 )
 from lexigram.tasks._producer import (
-    DEFAULT_ENQUEUE_TIMEOUT,
     DEFAULT_QUEUE,
     configure_enqueue_timeout,
     enqueue_job,
@@ -47,7 +46,7 @@ from lexigram.tasks._producer import (
     submit_job,
 )
 from lexigram.tasks.concurrency._task_rate import parse_rate_limit
-from lexigram.tasks.constants import IMMUTABLE_STEP_KEY
+from lexigram.tasks.constants import DEFAULT_ENQUEUE_TIMEOUT, IMMUTABLE_STEP_KEY
 from lexigram.tasks.execution._options import ExceptionTypes, TaskOptions
 from lexigram.tasks.handles import JobHandle
 

@@ -29,13 +29,15 @@ import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lexigram.contracts.tasks import JobTemplate, TaskQueueProtocol
 from lexigram.tasks.cli._errors import CLIError
-from lexigram.tasks.config import TaskConfig
 from lexigram.tasks.decorators import TaskFunction
 from lexigram.tasks.execution import HandlerRegistry
+
+if TYPE_CHECKING:
+    from lexigram.tasks.config import TaskConfig
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 _APP_KEY = "app"
@@ -148,6 +150,8 @@ def _load_config_app(path: str) -> LoadedApp:
             "path, or pass a module such as myapp.tasks."
         )
         raise CLIError(msg)
+    from lexigram.tasks.config import TaskConfig  # noqa: PLC0415 - a config file is read
+
     config = TaskConfig.from_yaml(path)
     refs = config.extra.get(_APP_KEY)
     if isinstance(refs, str):
@@ -280,6 +284,9 @@ def _collect_mapping(obj: Mapping[Any, Any], app: LoadedApp, source: str) -> Non
 
 def _collect_provider(provider: Any, app: LoadedApp) -> None:
     app.handlers = provider.registry
+    # A provider has imported the configuration models already.
+    from lexigram.tasks.config import TaskConfig  # noqa: PLC0415
+
     config = getattr(provider, "config", None)
     if isinstance(config, TaskConfig):
         app.config = config

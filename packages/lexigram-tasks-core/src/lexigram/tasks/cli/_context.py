@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import click
@@ -38,16 +38,19 @@ from lexigram.tasks._backends import (
 )
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.cli._options import DEFAULT_CONNECT_TIMEOUT
-from lexigram.tasks.config import TaskConfig
 from lexigram.tasks.constants import (
     BACKEND_MEMORY,
+    DEFAULT_BACKEND,
     DEFAULT_DB_ENV,
     DEFAULT_DB_FILE,
     DEFAULT_DB_SCHEME,
+    DEFAULT_QUEUE_NAME,
     ENV_PREFIX,
 )
-from lexigram.tasks.decorators import configure_enqueue_timeout
-from lexigram.tasks.di._stack import build_queue, build_store
+from lexigram.tasks.di._stack import apply_process_settings, build_queue, build_store
+
+if TYPE_CHECKING:
+    from lexigram.tasks.config import TaskConfig
 
 CONFIG_FIELD = "tasks.backend"
 """The config path the commands' backend is named by in messages."""
@@ -64,26 +67,56 @@ OUTER_DEADLINE_MARGIN = 1.0
 precise error (naming the cause and the option) is the one shown."""
 
 
-def load_config(path: str | None, base: TaskConfig | None = None) -> TaskConfig:
-    """Load the configuration for a command.
+def configured_by_environment() -> bool:
+    """Whether a ``LEX_TASKS__*`` variable is set (the environment configures the tasks)."""
+    return any(name.startswith(ENV_PREFIX) for name in os.environ)
+
+
+def read_config(path: str | None, base: TaskConfig | None = None) -> TaskConfig | None:
+    """Read the configuration for a command, or None when nothing is configured.
+
+    Nothing is configured when there is no file, no APP config and no ``LEX_TASKS__*``
+    variable: every default applies then (the composition root reads them from the
+    plain records the configuration models take their defaults from), and the
+    configuration models, with pydantic, are not imported. Either way the process-wide
+    settings (envelope signing, size limit, enqueue timeout) are set from it.
 
     Args:
         path: A YAML file (``--config``); read with ``LEX_TASKS__*`` overrides.
         base: The APP's own config, used when no file is given.
 
     Returns:
-        The file's config, else `base`, else the one ``LEX_TASKS__*`` variables describe.
+        The file's config, else `base`, else the one ``LEX_TASKS__*`` variables
+        describe, else None.
 
     Raises:
         TaskConfigurationError: The file is missing or invalid, or a variable is.
     """
+    if path is None and base is None and not configured_by_environment():
+        apply_process_settings(None)
+        return None
+    from lexigram.tasks.config import TaskConfig  # noqa: PLC0415 - only when configured
+
     if path is not None:
         config = TaskConfig.from_yaml(path)
     else:
         config = base if base is not None else TaskConfig.from_env()
-    config.security.apply()  # envelope signing and size limit, for every command
-    configure_enqueue_timeout(config.backend.enqueue_timeout)
+    apply_process_settings(config)
     return config
+
+
+def load_config(path: str | None, base: TaskConfig | None = None) -> TaskConfig:
+    """Load the configuration for a command: `read_config`'s, or the defaults' model.
+
+    Raises:
+        TaskConfigurationError: The file is missing or invalid, or a variable is.
+    """
+    config = read_config(path, base)
+    if config is not None:
+        return config
+    from lexigram.tasks.config import TaskConfig  # noqa: PLC0415 - the defaults' model
+
+    return TaskConfig()
 
 
 def default_backend(
@@ -103,7 +136,7 @@ def default_backend(
     """
     if backend is not None or config_path is not None or base is not None:
         return backend
-    if any(name.startswith(ENV_PREFIX) for name in os.environ):
+    if configured_by_environment():
         return None
     if DEFAULT_DB_SCHEME not in available_backends():
         return None
@@ -159,7 +192,7 @@ def check_backend(backend_type: str) -> None:
 
 
 def resolve_spec(
-    config: TaskConfig,
+    config: TaskConfig | None,
     backend: str | None = None,
     queue_name: str | None = None,
     *,
@@ -172,7 +205,7 @@ def resolve_spec(
     stays the same (another backend would reject them).
 
     Args:
-        config: The command's configuration.
+        config: The command's configuration (None: nothing configured, the defaults).
         backend: The ``--backend`` value, if any.
         queue_name: The ``--queue`` value, if any.
         connect_timeout: The ``--connect-timeout`` value: set as the backend's own
@@ -181,6 +214,13 @@ def resolve_spec(
     Raises:
         CLIError: ``--backend`` is malformed or names a backend that is not installed.
     """
+    if config is None:
+        # The default backend section: the in-memory backend, no URL, no options.
+        spec = TaskBackendSpec(name="default", type=DEFAULT_BACKEND, queue_name=DEFAULT_QUEUE_NAME)
+        if backend is not None:
+            backend_type, url = parse_backend(backend)
+            spec = replace(spec, type=backend_type, url=url)
+        return _finish_spec(spec, queue_name, connect_timeout)
     entry = config.primary_backend or config.backend
     if backend is None:
         spec = spec_from_config(entry)
@@ -201,6 +241,13 @@ def resolve_spec(
                 spec = replace(spec, url=url or spec.url)
             else:
                 spec = replace(spec, type=backend_type, url=url, options={})
+    return _finish_spec(spec, queue_name, connect_timeout)
+
+
+def _finish_spec(
+    spec: TaskBackendSpec, queue_name: str | None, connect_timeout: float | None
+) -> TaskBackendSpec:
+    """`spec` with ``--queue`` and ``--connect-timeout`` applied, its backend imported."""
     if queue_name is not None:
         spec = replace(spec, queue_name=queue_name)
     check_backend(spec.type)

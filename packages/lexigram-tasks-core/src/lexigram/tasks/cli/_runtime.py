@@ -18,7 +18,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lexigram.contracts.tasks import (
     RateLimiterProtocol,
@@ -39,7 +39,6 @@ from lexigram.tasks.cli._context import (
     probe,
     release_backend,
 )
-from lexigram.tasks.config import TaskConfig, TaskWorkerConfig
 from lexigram.tasks.constants import WORKER_KEY_PREFIX
 from lexigram.tasks.di._stack import (
     BackendStack,
@@ -52,6 +51,10 @@ from lexigram.tasks.di._stack import (
 from lexigram.tasks.events import EventObserver
 from lexigram.tasks.execution import WorkerPool
 from lexigram.tasks.hooks import HookRegistry
+
+if TYPE_CHECKING:
+    from lexigram.tasks._worker_settings import AnyWorkerSettings
+    from lexigram.tasks.config import TaskConfig
 
 logger = logging.getLogger("lexigram.tasks.cli")
 
@@ -91,7 +94,8 @@ class WorkerRuntime:
 
     Args:
         app: The loaded APP (handlers, and possibly its own queue).
-        config: The effective config (worker section, rate limit).
+        config: The effective config (worker section, rate limit); None when nothing
+            is configured (every default).
         spec: The backend spec (``queue_name`` is the first queue).
         queue_names: Queues to consume; one pool each.
         worker_config: Worker settings with the command-line overrides applied.
@@ -103,11 +107,11 @@ class WorkerRuntime:
     def __init__(
         self,
         app: LoadedApp,
-        config: TaskConfig,
+        config: TaskConfig | None,
         spec: TaskBackendSpec,
         queue_names: list[str],
         *,
-        worker_config: TaskWorkerConfig,
+        worker_config: AnyWorkerSettings,
         preset_queue: TaskQueueProtocol | None = None,
         observers: Sequence[EventObserver] = (),
     ) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from lexigram.tasks.cli._app import LoadedApp, load_app
-from lexigram.tasks.cli._context import default_backend, describe, load_config, resolve_spec
+from lexigram.tasks.cli._context import default_backend, describe, read_config, resolve_spec
 from lexigram.tasks.cli._errors import HARD_STOP_EXIT_CODE, HardStop
 from lexigram.tasks.cli._event_loop import run_async
 from lexigram.tasks.cli._metrics import (
@@ -31,12 +31,13 @@ from lexigram.tasks.cli._output import setup_logging, terminal_console
 from lexigram.tasks.cli._runtime import WorkerRuntime, WorkerTotals
 from lexigram.tasks.cli._supervised import signal_ready
 from lexigram.tasks.cli._worker import WorkerOptions
+from lexigram.tasks.di._stack import worker_settings
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-    from lexigram.tasks.config import TaskWorkerConfig
+    from lexigram.tasks._worker_settings import AnyWorkerSettings
 
 logger = logging.getLogger("lexigram.tasks.cli")
 
@@ -103,17 +104,17 @@ def _with_default_backend(options: WorkerOptions, app: LoadedApp) -> WorkerOptio
 def _metrics_port(options: WorkerOptions, app: LoadedApp) -> int | None:
     if options.metrics_port is not None:
         return options.metrics_port
-    return load_config(options.config_path, app.config).effective_worker().metrics_port
+    return worker_settings(read_config(options.config_path, app.config)).metrics_port
 
 
 def _shutdown_timeout(options: WorkerOptions, app: LoadedApp) -> float:
     if options.shutdown_timeout is not None:
         return options.shutdown_timeout
-    config = load_config(options.config_path, app.config)
-    return config.effective_worker().shutdown_timeout
+    return worker_settings(read_config(options.config_path, app.config)).shutdown_timeout
 
 
-def _worker_config(options: WorkerOptions, base: TaskWorkerConfig) -> TaskWorkerConfig:
+def _worker_config(options: WorkerOptions, base: AnyWorkerSettings) -> AnyWorkerSettings:
+    """`base` with the command line's overrides (the same fields on both kinds)."""
     updates: dict[str, Any] = {}
     if options.concurrency is not None:
         updates["max_concurrent_tasks"] = options.concurrency
@@ -121,6 +122,10 @@ def _worker_config(options: WorkerOptions, base: TaskWorkerConfig) -> TaskWorker
         updates["shutdown_timeout"] = options.shutdown_timeout
     if options.log_jobs:
         updates["log_jobs"] = True
+    if not updates:
+        return base
+    if isinstance(base, tuple):  # the plain record (nothing configured)
+        return base._replace(**updates)
     return base.model_copy(update=updates)
 
 
@@ -131,7 +136,7 @@ async def _run(
     supervised: bool,
     collect: bool = True,
 ) -> int:
-    config = load_config(options.config_path, app.config)
+    config = read_config(options.config_path, app.config)
     queues = list(dict.fromkeys(options.queues))
     own_queue = app.queue is not None and options.backend is None and not options.config_path
     if not queues and app.queue is not None and own_queue:
@@ -144,17 +149,17 @@ async def _run(
     )
     if not queues:
         queues = [spec.queue_name]
+    settings = worker_settings(config)
     port = options.metrics_port
     metrics = start_metrics(
-        port if port is not None else config.effective_worker().metrics_port,
-        options.metrics_host,
+        port if port is not None else settings.metrics_port, options.metrics_host
     )
     runtime = WorkerRuntime(
         app,
         config,
         spec,
         queues,
-        worker_config=_worker_config(options, config.effective_worker()),
+        worker_config=_worker_config(options, settings),
         preset_queue=app.queue if own_queue else None,
         observers=(metrics,) if metrics is not None else (),
     )

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from lexigram.tasks._worker_settings import RETRY_DEFAULTS, WORKER_DEFAULTS
 from lexigram.tasks.config._validation import (
     configuration_error,
     problems_from_validation_error,
@@ -21,6 +22,7 @@ from lexigram.tasks.constants import (
     CONFIG_SECTION,
     DEFAULT_AMQP_URL,
     DEFAULT_BACKEND,
+    DEFAULT_ENQUEUE_TIMEOUT,
     DEFAULT_QUEUE_NAME,
     DEFAULT_REDIS_URL,
 )
@@ -144,16 +146,22 @@ class RetryConfig(_Section):
     config_path: ClassVar[str] = "tasks.retry"
 
     initial_delay: float = Field(
-        default=1.0, ge=0.0, json_schema_extra=_fix("Set a delay in seconds ≥ 0, e.g. 1.0.")
+        default=RETRY_DEFAULTS.initial_delay,
+        ge=0.0,
+        json_schema_extra=_fix("Set a delay in seconds ≥ 0, e.g. 1.0."),
     )
     max_delay: float = Field(
-        default=300.0, ge=0.0, json_schema_extra=_fix("Set a delay in seconds ≥ 0, e.g. 300.")
+        default=RETRY_DEFAULTS.max_delay,
+        ge=0.0,
+        json_schema_extra=_fix("Set a delay in seconds ≥ 0, e.g. 300."),
     )
     backoff_factor: float = Field(
-        default=2.0, ge=1.0, json_schema_extra=_fix("Set a factor ≥ 1, e.g. 2.0.")
+        default=RETRY_DEFAULTS.backoff_factor,
+        ge=1.0,
+        json_schema_extra=_fix("Set a factor ≥ 1, e.g. 2.0."),
     )
     jitter: float = Field(
-        default=0.25,
+        default=RETRY_DEFAULTS.jitter,
         ge=0.0,
         le=1.0,
         json_schema_extra=_fix("Set a fraction between 0 and 1, e.g. 0.25."),
@@ -193,7 +201,7 @@ class TaskBackendConfig(_Section):
     )
     options: dict[str, Any] = Field(default_factory=_empty_mapping)
     enqueue_timeout: float | None = Field(
-        default=5.0,
+        default=DEFAULT_ENQUEUE_TIMEOUT,
         gt=0.0,
         json_schema_extra=_fix("Set a positive number of seconds, e.g. 5, or null for none."),
     )
@@ -234,50 +242,60 @@ class TaskWorkerConfig(_Section):
     config_path: ClassVar[str] = "tasks.worker"
 
     worker_count: int = Field(
-        default=1, ge=0, json_schema_extra=_fix("Set a non-negative number of workers.")
+        default=WORKER_DEFAULTS.worker_count,
+        ge=0,
+        json_schema_extra=_fix("Set a non-negative number of workers."),
     )
     max_concurrent_tasks: int = Field(
-        default=10,
+        default=WORKER_DEFAULTS.max_concurrent_tasks,
         ge=1,
         json_schema_extra=_fix("Set how many jobs one worker may run at once, at least 1."),
     )
     poll_interval: float = Field(
-        default=0.1, gt=0.0, json_schema_extra=_fix("Set a positive number of seconds, e.g. 0.1.")
+        default=WORKER_DEFAULTS.poll_interval,
+        gt=0.0,
+        json_schema_extra=_fix("Set a positive number of seconds, e.g. 0.1."),
     )
     prefetch_window: float = Field(
-        default=0.1,
+        default=WORKER_DEFAULTS.prefetch_window,
         ge=0.0,
         json_schema_extra=_fix("Set seconds ≥ 0, e.g. 0.1 (0 turns prefetching off)."),
     )
     shutdown_timeout: float = Field(
-        default=30.0, ge=0.0, json_schema_extra=_fix("Set seconds ≥ 0 to wait for running jobs.")
+        default=WORKER_DEFAULTS.shutdown_timeout,
+        ge=0.0,
+        json_schema_extra=_fix("Set seconds ≥ 0 to wait for running jobs."),
     )
     default_timeout: float = Field(
-        default=300.0, gt=0.0, json_schema_extra=_fix("Set a positive number of seconds.")
+        default=WORKER_DEFAULTS.default_timeout,
+        gt=0.0,
+        json_schema_extra=_fix("Set a positive number of seconds."),
     )
     max_timeout: float = Field(
-        default=3600.0, gt=0.0, json_schema_extra=_fix("Set a positive number of seconds.")
+        default=WORKER_DEFAULTS.max_timeout,
+        gt=0.0,
+        json_schema_extra=_fix("Set a positive number of seconds."),
     )
-    enforce_timeout: bool = True
+    enforce_timeout: bool = WORKER_DEFAULTS.enforce_timeout
     retry: RetryConfig = Field(default_factory=RetryConfig)
     max_deliveries: int = Field(
-        default=5,
+        default=WORKER_DEFAULTS.max_deliveries,
         ge=1,
         json_schema_extra=_fix("Set how many unexplained deliveries to allow, ≥ 1."),
     )
-    log_jobs: bool = False
+    log_jobs: bool = WORKER_DEFAULTS.log_jobs
     loop_lag_threshold: float = Field(
-        default=0.5,
+        default=WORKER_DEFAULTS.loop_lag_threshold,
         ge=0.0,
         json_schema_extra=_fix("Set seconds ≥ 0, e.g. 0.5 (0 turns the loop-lag warning off)."),
     )
     metrics_port: int | None = Field(
-        default=None,
+        default=WORKER_DEFAULTS.metrics_port,
         ge=0,
         le=65535,
         json_schema_extra=_fix("Set a TCP port 0-65535, e.g. 9108, or leave it unset."),
     )
-    tracing: bool = True
+    tracing: bool = WORKER_DEFAULTS.tracing
 
 
 class TaskSchedulerConfig(_Section):
@@ -348,12 +366,16 @@ class TaskTimeoutConfig(_Section):
     config_path: ClassVar[str] = "tasks.timeout"
 
     default_timeout: float = Field(
-        default=300.0, gt=0.0, json_schema_extra=_fix("Set a positive number of seconds.")
+        default=WORKER_DEFAULTS.default_timeout,
+        gt=0.0,
+        json_schema_extra=_fix("Set a positive number of seconds."),
     )
     max_timeout: float = Field(
-        default=3600.0, gt=0.0, json_schema_extra=_fix("Set a positive number of seconds.")
+        default=WORKER_DEFAULTS.max_timeout,
+        gt=0.0,
+        json_schema_extra=_fix("Set a positive number of seconds."),
     )
-    enforce_timeout: bool = True
+    enforce_timeout: bool = WORKER_DEFAULTS.enforce_timeout
 
 
 class NamedTaskConfig(_Section):

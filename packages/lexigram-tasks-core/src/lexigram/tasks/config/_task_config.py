@@ -42,6 +42,7 @@ from lexigram.tasks.config._validation import (
 from lexigram.tasks.constants import (
     CONFIG_SECTION,
     DEFAULT_CONFIG_FILE,
+    DEFAULT_CONFIG_NAME,
     ENV_PREFIX,
 )
 
@@ -75,7 +76,7 @@ class TaskConfig(_Section):
     config_section: ClassVar[str] = CONFIG_SECTION
     env_prefix: ClassVar[str] = ENV_PREFIX
 
-    name: str = "tasks"
+    name: str = DEFAULT_CONFIG_NAME
     enabled: bool = True
     backend: TaskBackendConfig = Field(default_factory=TaskBackendConfig)
     worker: TaskWorkerConfig = Field(default_factory=TaskWorkerConfig)

@@ -2,9 +2,15 @@
 
 `TaskProvider` and the command line (``lexigram-tasks worker``, ``scheduler``,
 ``inspect``, ``enqueue``, ``dlq``) build through this module, so a configuration
-section means the same in both: the worker settings come from
-`TaskConfig.effective_worker` (``retry`` and ``timeout`` included), the rate-limit
+section means the same in both: the process-wide settings are set by
+`apply_process_settings`, the worker settings come from `worker_settings`
+(`TaskConfig.effective_worker`, ``retry`` and ``timeout`` included), the rate-limit
 bucket is `rate_limit_bucket`, and plugins are loaded by `build_hooks`.
+
+Where a function takes ``config: TaskConfig | None``, None means nothing is configured
+(no file, no APP config, no ``LEX_TASKS__*`` variable): every default applies, read
+from the plain records and constants the configuration models take their defaults from,
+so the command line's worker starts without importing pydantic.
 
 `build_stack` asks the backend named by ``spec.type`` for its queue and for each of
 its optional stores (result, progress, progress tracker, DLQ, scheduler store); where
@@ -34,15 +40,16 @@ from lexigram.contracts.tasks import (
     TaskQueueError,
     TaskQueueProtocol,
     WorkflowRunStoreProtocol,
+    configure_envelope,
 )
 from lexigram.tasks._backends import TaskBackendRegistry, create_store, spec_from_config
+from lexigram.tasks._worker_settings import WORKER_DEFAULTS
 from lexigram.tasks.concurrency._task_rate import (
     RateLimit,
     TaskRateLimiters,
     in_process_limiter,
 )
-from lexigram.tasks.config import TaskConfig, TaskWorkerConfig
-from lexigram.tasks.constants import BACKEND_MEMORY
+from lexigram.tasks.constants import BACKEND_MEMORY, DEFAULT_CONFIG_NAME, DEFAULT_ENQUEUE_TIMEOUT
 from lexigram.tasks.decorators import configure_enqueue_timeout
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.events import EventObserver, producer_events
@@ -56,6 +63,8 @@ from lexigram.tasks.workflows import InMemoryWorkflowStateStore, register_workfl
 
 if TYPE_CHECKING:
     from lexigram.di import ContainerRegistrarProtocol
+    from lexigram.tasks._worker_settings import AnyWorkerSettings
+    from lexigram.tasks.config import TaskConfig
     from lexigram.tasks.middleware import TaskMiddlewarePipeline
 
 logger = logging.getLogger(__name__)
@@ -283,8 +292,7 @@ def build_stacks(
     one stack per ``backends`` entry; the primary is the entry marked primary, else the
     first. An explicit `queue` replaces the primary's queue only.
     """
-    config.security.apply()  # envelope signing and size limit, for every backend
-    configure_enqueue_timeout(config.backend.enqueue_timeout)
+    apply_process_settings(config)
     if not config.backends:
         spec = spec_from_config(config.backend, name=config.name)
         stack = build_stack(
@@ -333,19 +341,49 @@ def build_rate_limiter(
 # a setting means the same wherever it is read.
 
 
-def rate_limit_bucket(config: TaskConfig) -> str:
+def apply_process_settings(config: TaskConfig | None) -> None:
+    """Make `config`'s process-wide settings this process's (the defaults for None).
+
+    Envelope signing and the payload size limit (``tasks.security``) and the enqueue
+    timeout (``tasks.backend.enqueue_timeout``): every backend of the process signs,
+    verifies, bounds and times out alike. Called once per configuration built from.
+    """
+    if config is None:
+        configure_envelope()
+        configure_enqueue_timeout(DEFAULT_ENQUEUE_TIMEOUT)
+        return
+    config.security.apply()
+    configure_enqueue_timeout(config.backend.enqueue_timeout)
+
+
+def worker_settings(config: TaskConfig | None) -> AnyWorkerSettings:
+    """The settings every worker of `config` runs with (`TaskConfig.effective_worker`)."""
+    return WORKER_DEFAULTS if config is None else config.effective_worker()
+
+
+def config_name(config: TaskConfig | None) -> str:
+    """`config`'s name (``tasks.name``), which prefixes its rate-limit buckets."""
+    return DEFAULT_CONFIG_NAME if config is None else config.name
+
+
+def rate_limit_bucket(config: TaskConfig | None) -> str:
     """The name of the job-start rate-limit bucket of `config` (``"<name>:global"``).
 
     Every process of one configuration (provider or ``lexigram-tasks worker``) shares
     this bucket on a backend that offers a shared rate limiter.
     """
-    return f"{config.name}:global"
+    return f"{config_name(config)}:global"
 
 
 def build_config_rate_limiter(
-    config: TaskConfig, stack: BackendStack
+    config: TaskConfig | None, stack: BackendStack
 ) -> RateLimiterProtocol | None:
-    """Build the rate limiter ``config.rate_limit`` describes, or None when it is off."""
+    """Build the rate limiter ``config.rate_limit`` describes, or None when it is off.
+
+    None (nothing configured) has it off: ``tasks.rate_limit.enabled`` is false by default.
+    """
+    if config is None:
+        return None
     limits = config.rate_limit
     if not limits.enabled:
         return None
@@ -359,7 +397,7 @@ def build_config_rate_limiter(
     )
 
 
-def task_rate_limiters(stack: BackendStack, config: TaskConfig) -> TaskRateLimiters:
+def task_rate_limiters(stack: BackendStack, config: TaskConfig | None) -> TaskRateLimiters:
     """The buckets of the rate-limited tasks (``@task(rate_limit=...)``) run on `stack`.
 
     One per stack, so every pool of a process shares them. Each task's bucket is the
@@ -370,13 +408,14 @@ def task_rate_limiters(stack: BackendStack, config: TaskConfig) -> TaskRateLimit
     """
     if stack.task_rate_limiters is not None:
         return stack.task_rate_limiters
+    prefix = config_name(config)
 
     def make(task: str, limit: RateLimit) -> tuple[RateLimiterProtocol, bool]:
         shared = build_store(
             stack.spec,
             "create_rate_limiter",
             stack.path,
-            name=f"{config.name}:task:{task}",
+            name=f"{prefix}:task:{task}",
             rate=limit.rate,
             per=limit.per,
             burst=limit.capacity,
@@ -418,10 +457,10 @@ def build_pool(
     stack: BackendStack,
     handlers: HandlerRegistry,
     *,
-    config: TaskConfig,
+    config: TaskConfig | None,
     size: int,
     queue: TaskQueueProtocol | None = None,
-    worker_config: TaskWorkerConfig | None = None,
+    worker_config: AnyWorkerSettings | None = None,
     rate_limiter: RateLimiterProtocol | None = None,
     hooks: HookRegistry | None = None,
     dashboard: Any = None,
@@ -433,11 +472,12 @@ def build_pool(
     Args:
         stack: The backend's queue and stores.
         handlers: Task name -> handler.
-        config: The configuration (its `effective_worker` settings are used).
+        config: The configuration (its `worker_settings` are used), or None (nothing
+            configured: the defaults).
         size: Workers in the pool.
         queue: Another queue of the same backend (another queue name); its dead
             letters are retried onto it.
-        worker_config: Worker settings to use instead of ``config.effective_worker()``
+        worker_config: Worker settings to use instead of ``worker_settings(config)``
             (command-line overrides applied to them).
         rate_limiter: The job-start limiter (see `build_config_rate_limiter`).
         hooks: Lifecycle hooks (plugins and observers).
@@ -451,7 +491,7 @@ def build_pool(
         The pool, not started.
     """
     consumed = queue if queue is not None else stack.queue
-    settings = worker_config if worker_config is not None else config.effective_worker()
+    settings = worker_config if worker_config is not None else worker_settings(config)
     if settings.tracing and tracing_available():
         observers = (*observers, TracingObserver())
     dead_letters = stack.dead_letter_queue

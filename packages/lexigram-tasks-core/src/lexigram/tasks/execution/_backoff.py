@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lexigram.tasks.config import RetryConfig
 from lexigram.tasks.execution._options import TaskOptions
+
+if TYPE_CHECKING:
+    from lexigram.tasks._worker_settings import AnyRetrySettings
 
 
 def retry_delay(
     attempt: int,
     options: TaskOptions | None,
-    retry: RetryConfig,
+    retry: AnyRetrySettings,
     policy: Any,
     logger: logging.Logger | logging.LoggerAdapter[Any],
 ) -> float:

@@ -7,16 +7,20 @@ import dataclasses
 import importlib
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lexigram.contracts.tasks import HookRegistryProtocol, TaskManagerProtocol, TaskQueueProtocol
+from lexigram.tasks._worker_settings import settings_or_model_defaults
 from lexigram.tasks.concurrency._task_rate import TaskRateLimiters
-from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.dlq import DeadLetterQueue, PersistentDeadLetterQueue
 from lexigram.tasks.execution._registry import HandlerRegistry
 from lexigram.tasks.execution._stats import TaskWorkerServices, WorkerJobStats
 from lexigram.tasks.execution._worker import TaskWorker
 from lexigram.tasks.middleware import TaskMiddlewarePipeline
+
+if TYPE_CHECKING:
+    from lexigram.tasks._worker_settings import AnyWorkerSettings
+
 
 try:  # optional: system figures in get_pool_stats (psutil is not a dependency)
     _psutil: Any = importlib.import_module("psutil")
@@ -65,7 +69,7 @@ class WorkerPool:
         container: Any = None,
         middleware_pipeline: TaskMiddlewarePipeline | None = None,
         *,
-        config: TaskWorkerConfig | None = None,
+        config: AnyWorkerSettings | None = None,
         services: TaskWorkerServices | None = None,
     ) -> None:
         if size < 0:
@@ -88,7 +92,7 @@ class WorkerPool:
         self.queue = queue
         self.handlers = handler_registry
         self.size = size
-        self.config = config if config is not None else TaskWorkerConfig()
+        self.config = settings_or_model_defaults(config)
         self.middleware_pipeline = middleware_pipeline
         self.workers: list[TaskWorker] = []
         self.running = False

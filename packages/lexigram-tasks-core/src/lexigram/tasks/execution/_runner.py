@@ -17,7 +17,7 @@ import inspect
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lexigram.contracts.tasks import (
     POISON_JOB_NAME,
@@ -28,7 +28,6 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks._give_back import times_given_back
 from lexigram.tasks.concurrency._task_rate import RateDeferred, TaskRateGate
-from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.events import STARTED, EventStream
 from lexigram.tasks.execution._cancel import current_entry
 from lexigram.tasks.execution._deadlines import DeadlineTimer
@@ -51,6 +50,9 @@ from lexigram.tasks.execution._running import (
 )
 from lexigram.tasks.execution._settle import Settler
 from lexigram.tasks.middleware import TaskExecutionContext, TaskMiddlewarePipeline
+
+if TYPE_CHECKING:
+    from lexigram.tasks._worker_settings import AnyWorkerSettings
 
 
 class TaskLookup(NamedTuple):
@@ -101,7 +103,7 @@ class JobRunner:
         worker_id: str,
         lookup: TaskLookup,
         task_names: Callable[[], list[str]],
-        config: TaskWorkerConfig,
+        config: AnyWorkerSettings,
         events: EventStream,
         deadlines: DeadlineTimer,
         move_deadline: Callable[[Running, float], None],

@@ -24,7 +24,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lexigram.contracts.tasks import (
     Job,
@@ -39,7 +39,6 @@ from lexigram.contracts.tasks import (
     TaskTimeoutError,
 )
 from lexigram.tasks._give_back import give_back
-from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.constants import WORKFLOW_STEP_KEY
 from lexigram.tasks.dlq import DeadLetterQueue, PersistentDeadLetterQueue
 from lexigram.tasks.events import (
@@ -74,6 +73,9 @@ from lexigram.tasks.execution._running import (
 )
 from lexigram.tasks.execution._stats import WorkerJobStats
 from lexigram.tasks.progress import ProgressTracker
+
+if TYPE_CHECKING:
+    from lexigram.tasks._worker_settings import AnyWorkerSettings
 
 # A job that ran at least this long gives its slot to the next job before its ack, one
 # that ran shorter after it (see Settler.released).
@@ -113,7 +115,7 @@ class Settler:
         *,
         worker_id: str,
         queue: TaskQueueProtocol,
-        config: TaskWorkerConfig,
+        config: AnyWorkerSettings,
         stats: WorkerJobStats,
         dlq: DeadLetterQueue | PersistentDeadLetterQueue,
         events: EventStream,

@@ -19,12 +19,12 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lexigram.contracts.tasks import CancellableQueueProtocol, Job, TaskQueueProtocol
 from lexigram.tasks._outage import OutageLog
+from lexigram.tasks._worker_settings import settings_or_model_defaults
 from lexigram.tasks.concurrency._task_rate import TaskRateGate, TaskRateLimiters
-from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.dlq import DeadLetterQueue
 from lexigram.tasks.execution._cancel import CancelWatch
 from lexigram.tasks.execution._deadlines import DeadlineTimer
@@ -41,6 +41,10 @@ from lexigram.tasks.execution._wiring import WorkerLogAdapter, event_stream_of, 
 from lexigram.tasks.middleware import TaskMiddlewarePipeline
 from lexigram.tasks.progress import ProgressTracker
 from lexigram.tasks.results import InMemoryResultStore
+
+if TYPE_CHECKING:
+    from lexigram.tasks._worker_settings import AnyWorkerSettings
+
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +92,7 @@ class TaskWorker:
         worker_id: str,
         queue: TaskQueueProtocol,
         handler_registry: Mapping[str, Callable[..., Any]] | HandlerRegistry,
-        config: TaskWorkerConfig | None = None,
+        config: AnyWorkerSettings | None = None,
         services: TaskWorkerServices | None = None,
         *,
         middleware_pipeline: TaskMiddlewarePipeline | None = None,
@@ -99,7 +103,7 @@ class TaskWorker:
         self.worker_id = worker_id
         self.queue = queue
         self.handlers = handler_registry
-        self.config = config if config is not None else TaskWorkerConfig()
+        self.config = settings_or_model_defaults(config)
         self.services = services
         self.stats = WorkerJobStats(worker_id=worker_id)
         self.running = False
