@@ -47,7 +47,12 @@ from lexigram.tasks.constants import (
     DEFAULT_QUEUE_NAME,
     ENV_PREFIX,
 )
-from lexigram.tasks.di._stack import apply_process_settings, build_queue, build_store
+from lexigram.tasks.di._stack import (
+    apply_process_settings,
+    build_queue,
+    build_store,
+    report_config_issues,
+)
 
 if TYPE_CHECKING:
     from lexigram.tasks.config import TaskConfig
@@ -72,7 +77,9 @@ def configured_by_environment() -> bool:
     return any(name.startswith(ENV_PREFIX) for name in os.environ)
 
 
-def read_config(path: str | None, base: TaskConfig | None = None) -> TaskConfig | None:
+def read_config(
+    path: str | None, base: TaskConfig | None = None, *, report: bool = True
+) -> TaskConfig | None:
     """Read the configuration for a command, or None when nothing is configured.
 
     Nothing is configured when there is no file, no APP config and no ``LEX_TASKS__*``
@@ -84,10 +91,12 @@ def read_config(path: str | None, base: TaskConfig | None = None) -> TaskConfig 
     Args:
         path: A YAML file (``--config``); read with ``LEX_TASKS__*`` overrides.
         base: The APP's own config, used when no file is given.
+        report: Log what `TaskConfig.validate_for_environment` finds (as `TaskProvider`
+            does); False for a process whose parent has reported it.
 
     Returns:
-        The file's config, else `base`, else the one ``LEX_TASKS__*`` variables
-        describe, else None.
+        The file's config, else `base` (with ``LEX_TASKS__*`` variables over it), else
+        the one those variables describe, else None.
 
     Raises:
         TaskConfigurationError: The file is missing or invalid, or a variable is.
@@ -99,9 +108,13 @@ def read_config(path: str | None, base: TaskConfig | None = None) -> TaskConfig 
 
     if path is not None:
         config = TaskConfig.from_yaml(path)
+    elif base is not None:
+        config = base.with_environment()  # the variables win over the APP's own config
     else:
-        config = base if base is not None else TaskConfig.from_env()
+        config = TaskConfig.from_env()
     apply_process_settings(config)
+    if report:
+        report_config_issues(config)
     return config
 
 

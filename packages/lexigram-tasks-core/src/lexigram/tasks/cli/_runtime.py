@@ -170,6 +170,11 @@ class WorkerRuntime:
         self.rate_limiter = build_config_rate_limiter(self.config, self.stack)
         self.hooks = build_hooks()
         self._stop_observing = observe_enqueues(self.hooks)  # jobs handlers enqueue
+        if self.worker_config.worker_count == 0:
+            logger.info(
+                "tasks.worker.worker_count is 0: an application's TaskProvider runs no "
+                "worker with it; this command runs one per queue, as asked."
+            )
         for queue in self.queues:
             self.pools.append(
                 build_pool(

@@ -15,11 +15,11 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from lexigram.tasks.cli._app import LoadedApp, load_app
 from lexigram.tasks.cli._context import default_backend, describe, read_config, resolve_spec
-from lexigram.tasks.cli._errors import HARD_STOP_EXIT_CODE, HardStop
+from lexigram.tasks.cli._errors import HARD_STOP_EXIT_CODE, CLIError, HardStop
 from lexigram.tasks.cli._event_loop import run_async
 from lexigram.tasks.cli._metrics import (
     publish_to_supervisor,
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from lexigram.tasks._worker_settings import AnyWorkerSettings
+    from lexigram.tasks.config import TaskConfig
 
 logger = logging.getLogger("lexigram.tasks.cli")
 
@@ -68,20 +69,21 @@ def run_worker(options: WorkerOptions, *, supervised: bool, collect: bool = True
         setup_logging(level)
         app = load_app(options.app)  # fail here, once, rather than in every child
         options = _with_default_backend(options, app)  # the children get it as --backend
+        settings = worker_settings(_worker_config_of(options, app, report=True))
         # Here, not at the top: a worker that supervises no children never needs it.
         from lexigram.tasks.cli._supervisor import Supervisor  # noqa: PLC0415
 
         supervisor = Supervisor(
             child_args=options.child_args(),
             count=options.workers,
-            shutdown_timeout=_shutdown_timeout(options, app),
+            shutdown_timeout=_or(options.shutdown_timeout, settings.shutdown_timeout),
             watch=app.watch_paths if options.reload else None,
             burst=options.burst,
         )
         if collect:
             gc.enable()  # start-up is over: the supervisor runs as long as its children
         # The supervisor serves the port: the children write it their figures.
-        with serve_children(_metrics_port(options, app), options.metrics_host):
+        with serve_children(_or(options.metrics_port, settings.metrics_port), options.metrics_host):
             code = supervisor.run()
         raise SystemExit(code)
     # A live status line only on a terminal, and not in a supervised child (whose
@@ -101,16 +103,29 @@ def _with_default_backend(options: WorkerOptions, app: LoadedApp) -> WorkerOptio
     return options if backend == options.backend else options._replace(backend=backend)
 
 
-def _metrics_port(options: WorkerOptions, app: LoadedApp) -> int | None:
-    if options.metrics_port is not None:
-        return options.metrics_port
-    return worker_settings(read_config(options.config_path, app.config)).metrics_port
+_T = TypeVar("_T")
 
 
-def _shutdown_timeout(options: WorkerOptions, app: LoadedApp) -> float:
-    if options.shutdown_timeout is not None:
-        return options.shutdown_timeout
-    return worker_settings(read_config(options.config_path, app.config)).shutdown_timeout
+def _or(given: _T | None, configured: _T) -> _T:
+    """A command-line option's value, else the configuration's."""
+    return configured if given is None else given
+
+
+def _worker_config_of(options: WorkerOptions, app: LoadedApp, *, report: bool) -> TaskConfig | None:
+    """The worker's configuration (`read_config`), refused when it disables the tasks.
+
+    Raises:
+        CLIError: The configuration sets ``tasks.enabled: false``.
+    """
+    config = read_config(options.config_path, app.config, report=report)
+    if config is not None and not config.enabled:
+        msg = (
+            "The configuration sets tasks.enabled to false, so it runs no worker (a "
+            "TaskProvider with it starts none either). Set it to true or remove it (e.g. "
+            "LEX_TASKS__ENABLED=true) to run this worker."
+        )
+        raise CLIError(msg)
+    return config
 
 
 def _worker_config(options: WorkerOptions, base: AnyWorkerSettings) -> AnyWorkerSettings:
@@ -136,7 +151,7 @@ async def _run(
     supervised: bool,
     collect: bool = True,
 ) -> int:
-    config = read_config(options.config_path, app.config)
+    config = _worker_config_of(options, app, report=not supervised)
     queues = list(dict.fromkeys(options.queues))
     own_queue = app.queue is not None and options.backend is None and not options.config_path
     if not queues and app.queue is not None and own_queue:

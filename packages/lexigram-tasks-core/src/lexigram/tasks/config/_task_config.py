@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -285,6 +286,28 @@ class TaskConfig(_Section):
         if overrides:
             raw.data = deep_merge(raw.data, overrides)
         return cls._build(raw, strict=strict)
+
+    def with_environment(self, *, environ: Mapping[str, str] | None = None) -> TaskConfig:
+        """This config with ``LEX_TASKS__*`` variables over it, as `from_yaml` reads a file.
+
+        The command line reads an APP's own config (a `TaskProvider`'s) this way, so the
+        variables win over it as they win over a ``--config`` file.
+
+        Args:
+            environ: The variables (defaults to `os.environ`).
+
+        Returns:
+            A new validated config; this one when no variable is set.
+
+        Raises:
+            TaskConfigurationError: A variable's value is invalid, or its key is unknown.
+        """
+        env = os.environ if environ is None else environ
+        if not any(name.startswith(self.env_prefix) for name in env):
+            return self
+        raw = RawConfig(self.model_dump(exclude_unset=True), origin="the APP's configuration")
+        raw = apply_environment(raw, type(self), environ=env, prefix=self.env_prefix)
+        return self._build(raw, strict=None)
 
     @classmethod
     def from_named(cls, entry: NamedTaskConfig, *, base: TaskConfig | None = None) -> TaskConfig:

@@ -56,6 +56,7 @@ from lexigram.tasks.di._stack import (
     build_pool,
     build_stacks,
     observe_enqueues,
+    report_config_issues,
 )
 from lexigram.tasks.execution import HandlerRegistry, WorkerPool
 from lexigram.tasks.hooks import HookRegistry
@@ -322,9 +323,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
 
     def _report_config_issues(self) -> None:
         """Log what `validate_for_environment` finds; deployments decide what to block on."""
-        levels = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO}
-        for issue in self._config.validate_for_environment():
-            logger.log(levels[issue.severity], "Task configuration: %s", issue)
+        report_config_issues(self._config)
 
     async def boot(self, container: ContainerResolverProtocol) -> None:
         """Start the task provider.

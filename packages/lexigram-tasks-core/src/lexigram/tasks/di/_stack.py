@@ -356,6 +356,19 @@ def apply_process_settings(config: TaskConfig | None) -> None:
     configure_enqueue_timeout(config.backend.enqueue_timeout)
 
 
+def report_config_issues(config: TaskConfig | None) -> None:
+    """Log what `TaskConfig.validate_for_environment` finds; deployments decide what blocks.
+
+    `TaskProvider` and every command that reads a configuration report through here, so
+    a production config with a placeholder URL reads the same warning in both.
+    """
+    if config is None:
+        return
+    levels = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO}
+    for issue in config.validate_for_environment():
+        logger.log(levels[issue.severity], "Task configuration: %s", issue)
+
+
 def worker_settings(config: TaskConfig | None) -> AnyWorkerSettings:
     """The settings every worker of `config` runs with (`TaskConfig.effective_worker`)."""
     return WORKER_DEFAULTS if config is None else config.effective_worker()

@@ -1,0 +1,114 @@
+"""The command line reads a configuration as `TaskProvider` does: switches, issues, precedence."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from pathlib import Path
+from types import ModuleType
+from uuid import uuid4
+
+import pytest
+from click.testing import CliRunner
+
+from lexigram.contracts.tasks import Job
+from lexigram.tasks.cli import cli
+
+APP = """
+from lexigram.tasks import MemoryTaskQueue, TaskConfig, TaskProvider, scheduled, task
+
+queue = MemoryTaskQueue(queue_name="work")
+config = TaskConfig.from_dict({"worker": {"max_concurrent_tasks": 4}})
+provider = TaskProvider(queue=queue, config=config)
+provider.register_handler("add", lambda a, b: a + b)
+
+
+@scheduled("0 9 * * *")
+@task
+async def nine() -> None:
+    return None
+"""
+
+
+@pytest.fixture
+def app_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    name = f"cli_doors_app_{uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return importlib.import_module(name)
+
+
+def _config(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "tasks.yaml"
+    path.write_text("tasks:\n" + body, encoding="utf-8")
+    return str(path)
+
+
+def test_a_worker_refuses_a_configuration_that_disables_the_tasks(
+    app_module: ModuleType, tmp_path: Path
+) -> None:
+    asyncio.run(app_module.queue.enqueue(Job(name="add", args=(1, 2))))
+    config = _config(tmp_path, "  enabled: false\n  backend: {type: memory}\n")
+    result = CliRunner().invoke(cli, ["worker", app_module.__name__, "--config", config, "--burst"])
+    assert result.exit_code == 2, result.output
+    assert "sets tasks.enabled to false, so it runs no worker" in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ("  enabled: false\n", "tasks.enabled"),
+        ("  scheduler: {enabled: false}\n", "tasks.scheduler.enabled"),
+    ],
+)
+def test_a_scheduler_refuses_a_configuration_that_turns_it_off(
+    app_module: ModuleType, tmp_path: Path, body: str, key: str
+) -> None:
+    config = _config(tmp_path, body)
+    result = CliRunner().invoke(cli, ["scheduler", app_module.__name__, "--config", config])
+    assert result.exit_code == 2, result.output
+    assert f"sets {key} to false, so it runs no scheduler" in result.stderr
+
+
+def test_variables_win_over_the_apps_own_configuration(
+    app_module: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = f"{app_module.__name__}:provider"
+    result = CliRunner().invoke(cli, ["worker", app, "--burst", "--log-level", "info"])
+    assert result.exit_code == 0, result.output
+    assert "concurrency 4)" in result.stderr  # the APP's config
+    monkeypatch.setenv("LEX_TASKS__WORKER__MAX_CONCURRENT_TASKS", "7")
+    result = CliRunner().invoke(cli, ["worker", app, "--burst", "--log-level", "info"])
+    assert result.exit_code == 0, result.output
+    assert "concurrency 7)" in result.stderr
+
+
+def test_a_misspelt_variable_over_the_apps_configuration_is_refused(
+    app_module: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEX_TASKS__WORKER__MAX_CONCURENT_TASKS", "7")
+    app = f"{app_module.__name__}:provider"
+    result = CliRunner().invoke(cli, ["worker", app, "--burst"])
+    assert result.exit_code == 2, result.output
+    assert "Did you mean 'max_concurrent_tasks'?" in result.stderr
+
+
+def test_a_worker_reports_the_configurations_issues_as_the_provider_does(
+    app_module: ModuleType, tmp_path: Path
+) -> None:
+    config = _config(tmp_path, "  env: production\n  backend: {type: memory}\n")
+    result = CliRunner().invoke(cli, ["worker", app_module.__name__, "--config", config, "--burst"])
+    assert result.exit_code == 0, result.output
+    assert "Task configuration: [error] tasks.backend.type = 'memory'" in result.stderr
+
+
+def test_a_worker_count_of_zero_is_named_when_the_command_runs_one(
+    app_module: ModuleType, tmp_path: Path
+) -> None:
+    config = _config(tmp_path, "  worker: {worker_count: 0}\n")
+    args = ["worker", app_module.__name__, "--config", config, "--burst", "--log-level", "info"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "tasks.worker.worker_count is 0" in result.stderr
