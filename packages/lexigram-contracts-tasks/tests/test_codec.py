@@ -109,6 +109,9 @@ def test_make_poison_job_keeps_error_and_payload() -> None:
         ("postgresql://app:p%40ss@db/test", "postgresql://app:***@db/test"),
         ("rediss://:token@host", "rediss://:***@host"),
         ("redis://localhost:6379", "redis://localhost:6379"),
+        # An unescaped "@" in a password: URL parsers split at the last "@".
+        ("redis://:hunter2@SECRET@127.0.0.1:6379/8", "redis://:***@127.0.0.1:6379/8"),
+        ("redis://host:6379/0?tag=a@b", "redis://host:6379/0?tag=a@b"),
     ],
 )
 def test_mask_url_hides_passwords(url: str, masked: str) -> None:

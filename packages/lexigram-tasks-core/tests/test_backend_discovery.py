@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint
 from typing import Any
@@ -353,6 +354,22 @@ def test_entry_point_type_is_real_entry_point_class() -> None:
     eps = entry_points(group=_backends.BACKENDS_GROUP)
     assert "memory" in eps.names
     assert all(isinstance(ep, EntryPoint) for ep in eps)
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("reddis://:hunter2@127.0.0.1:6379/8", "has the scheme 'reddis', which no installed"),
+        ("rediss//:hunter2@127.0.0.1:6379/8", "is not a URL (its '://' is missing or mistyped)"),
+    ],
+)
+def test_a_url_no_backend_serves_is_refused_rather_than_dropped(url: str, words: str) -> None:
+    # Without a type, falling back to the default would run on the in-memory backend.
+    config = TaskConfig.from_dict({"backend": {"url": url}})
+    with pytest.raises(TaskConfigurationError, match=re.escape(words)) as refused:
+        _backends.spec_from_config(config.backend)
+    assert str(refused.value).startswith("tasks.backend.url = ")
+    assert "hunter2" not in str(refused.value)
 
 
 def test_a_url_alone_chooses_its_backend_and_a_disagreeing_type_is_refused() -> None:

@@ -293,3 +293,13 @@ def test_enqueue_argument_file_errors_name_the_file(tmp_path: Path) -> None:
     result = run("enqueue", "x", "--args", f"@{broken}")
     assert result.exit_code == 2
     assert f"file {str(broken)!r} is not valid JSON" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["rediss//:hunter2@127.0.0.1:6379/8", "redis:/:hunter2@h/0"])
+def test_a_backend_url_with_a_mistyped_separator_is_refused_without_its_password(
+    value: str,
+) -> None:
+    result = run("inspect", "--backend", value)
+    assert result.exit_code == 2, result.output
+    assert "is neither a URL (scheme://...; its '://' is missing or mistyped)" in result.stderr
+    assert "hunter2" not in result.output

@@ -69,6 +69,7 @@ def test_a_path_is_a_file_a_sqlite_url_or_refused(tmp_path: Path) -> None:
     [
         ("sqlite:///:memory:", "in-memory"),
         ("sqlite://host/x.db", "names a host"),
+        ("sqlite://u:hunter2@h/x.db", "names a host or credentials"),
         ("redis://localhost/0", "does not start with sqlite://"),
     ],
 )
@@ -76,6 +77,7 @@ def test_bad_urls_say_what_to_do(url: str, words: str) -> None:
     with pytest.raises(TaskConfigurationError, match=words) as caught:
         path_from_url(url)
     assert "sqlite:///" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
 
 
 def test_backend_describes_itself() -> None:

@@ -42,6 +42,7 @@ from lexigram.contracts.tasks import (
     declared_schemes,
     forget_installed_entry_points,
     installed_entry_points,
+    mask_url,
     nearest_name,
     scheme_claims,
 )
@@ -432,6 +433,32 @@ def url_of(config: NamedTaskConfig | TaskBackendConfig) -> tuple[str, str | None
     return str(field), text or None
 
 
+def shown_url(text: str) -> str:
+    """A URL-like value as a message shows it: no password, even when its ``://`` is wrong.
+
+    `mask_url` for a URL; for a value without ``://`` (a mistyped scheme separator),
+    nothing before its last ``@``, where a password would be.
+    """
+    if "://" in text:
+        return mask_url(text)
+    _, at, host = text.rpartition("@")
+    return f"***@{host}" if at else text
+
+
+def _unserved_url(where: str, url: str) -> TaskConfigurationError:
+    """The error of a ``url`` whose scheme no installed backend serves, `type` unset."""
+    schemes = ", ".join(f"{s}://" for s in known_schemes()) or "none"
+    if "://" in url:
+        what = f"has the scheme {urlsplit(url).scheme.lower()!r}, which no installed backend serves"
+    else:
+        what = "is not a URL (its '://' is missing or mistyped)"
+    msg = (
+        f"{where}.url = {shown_url(url)!r} {what} (schemes: {schemes}). Fix the URL, or set "
+        f"{where}.type to the backend it is for."
+    )
+    return TaskConfigurationError(msg, details={"url": shown_url(url)})
+
+
 def _type_for_url(config: NamedTaskConfig | TaskBackendConfig, field: str, url: str | None) -> str:
     """The backend type, agreeing with the scheme of the generic ``url``.
 
@@ -443,12 +470,21 @@ def _type_for_url(config: NamedTaskConfig | TaskBackendConfig, field: str, url: 
         TaskConfigurationError: ``type`` names a backend that does not serve the URL's
             scheme.
     """
-    if field != "url" or not url or "://" not in url:
+    if field != "url" or not url:
         return config.type
+    type_set = "type" in config.model_fields_set
+    if "://" not in url:
+        if type_set:
+            return config.type  # the backend reads its own URL, and names what is wrong
+        raise _unserved_url(_config_path_of(config), url)
     scheme = urlsplit(url).scheme.lower()
     served = backend_for_scheme(scheme)
-    if "type" not in config.model_fields_set:
-        return served or config.type
+    if not type_set:
+        if served is None:
+            # Falling back to the default type would drop the URL: a typo in the scheme
+            # would run on the in-memory backend and lose every job at exit.
+            raise _unserved_url(_config_path_of(config), url)
+        return served
     if served is None or served == config.type:
         return config.type
     where = _config_path_of(config)

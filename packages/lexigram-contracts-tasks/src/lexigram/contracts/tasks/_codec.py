@@ -31,7 +31,9 @@ from lexigram.contracts.tasks._security import EnvelopeSigner
 ENVELOPE_VERSION = 1
 """Version of the job envelope this code writes; it reads this version and older."""
 
-_URL_PASSWORD = re.compile(r"(?P<prefix>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)@")
+# The password runs to the last "@" of the authority (which ends at the first "/", "?" or
+# "#"), as URL parsers read it: an unescaped "@" inside a password is masked with the rest.
+_URL_PASSWORD = re.compile(r"(?P<prefix>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^\s/?#]*)@")
 
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024

@@ -34,6 +34,7 @@ from lexigram.tasks._backends import (
     backend_for_scheme,
     known_schemes,
     load_backend,
+    shown_url,
     spec_from_config,
 )
 from lexigram.tasks.cli._errors import CLIError
@@ -180,6 +181,14 @@ def parse_backend(value: str) -> tuple[str, str | None]:
         msg = "--backend is empty. Pass a URL such as redis://localhost:6379/0 or a type name."
         raise CLIError(msg)
     if "://" not in text:
+        if any(mark in text for mark in ":/@"):
+            # Not a type name: a URL with its "://" mistyped.
+            msg = (
+                f"--backend {shown_url(text)!r} is neither a URL (scheme://...; its '://' is "
+                f"missing or mistyped) nor a backend type name "
+                f"({', '.join(available_backends())}). Write e.g. redis://localhost:6379/0."
+            )
+            raise CLIError(msg)
         return text.lower(), None
     scheme = urlsplit(text).scheme.lower()
     backend_type = backend_for_scheme(scheme)

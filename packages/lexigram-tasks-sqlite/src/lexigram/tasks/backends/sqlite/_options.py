@@ -78,16 +78,18 @@ def path_from_url(url: str | None) -> str:
         return default_path()
     text = url.strip()
     parts = urlsplit(text)
+    shown = mask_url(text)
     if parts.scheme.lower() != "sqlite":
         msg = (
-            f"SQLite backend URL {text!r} does not start with sqlite://. "
+            f"SQLite backend URL {shown!r} does not start with sqlite://. "
             "Use sqlite:///relative/tasks.db or sqlite:////absolute/path/tasks.db."
         )
         raise TaskConfigurationError(msg)
     if parts.netloc:
         msg = (
-            f"SQLite backend URL {text!r} names a host ({parts.netloc!r}); SQLite opens a local "
-            "file. Use sqlite:///relative/tasks.db or sqlite:////absolute/path/tasks.db."
+            f"SQLite backend URL {shown!r} names a host or credentials after sqlite://; SQLite "
+            "opens a local file. Use sqlite:///relative/tasks.db or "
+            "sqlite:////absolute/path/tasks.db."
         )
         raise TaskConfigurationError(msg)
     path = unquote(parts.path)
@@ -97,7 +99,7 @@ def path_from_url(url: str | None) -> str:
         return default_path()
     if path == ":memory:" or path.startswith("file::memory:"):
         msg = (
-            f"SQLite backend URL {text!r} asks for an in-memory database, which no other "
+            f"SQLite backend URL {shown!r} asks for an in-memory database, which no other "
             "process can open. Use --backend memory for a one-process queue, or a file "
             "such as sqlite:///tasks.db."
         )
