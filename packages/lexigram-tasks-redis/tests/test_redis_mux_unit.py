@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import ssl
 
 import pytest
@@ -91,3 +93,26 @@ def test_tls_context_follows_the_url() -> None:
     loose = relaxed._ssl_context()
     assert loose is not None
     assert loose.verify_mode == ssl.CERT_NONE
+
+
+async def test_a_refused_handshake_leaves_no_reply_unread(caplog: pytest.LogCaptureFixture) -> None:
+    # A server that is not Redis (here: one that reads the first bytes and hangs up)
+    # fails the pipelined AUTH and SELECT together; both replies must be collected, or
+    # asyncio logs "Future exception was never retrieved" with a traceback.
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = MuxClient(f"redis://:secret@127.0.0.1:{port}/8", {})
+    try:
+        with pytest.raises(rexc.ConnectionError):
+            await client.execute_command("PING")
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+    gc.collect()
+    await asyncio.sleep(0)
+    assert "never retrieved" not in caplog.text

@@ -115,6 +115,32 @@ def test_supported_urls(url: str) -> None:
     assert check_url(url) == url
 
 
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("redis://:hunter2@localhost:6379/x", "names the database 'x', which is not a number"),
+        ("redis://localhost:6379/0?socket_timout=3", "Did you mean 'socket_timeout'?"),
+        ("rediss://:hunter2@localhost:6380/0?colour=red", "query option 'colour'"),
+    ],
+)
+def test_a_database_or_query_redis_py_would_drop_is_refused(url: str, words: str) -> None:
+    with pytest.raises(TaskConfigurationError, match=re.escape(words)) as info:
+        check_url(url)
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost:6379/0?socket_timeout=3&health_check_interval=10",
+        "rediss://localhost:6380/0?ssl_cert_reqs=none&client_name=worker",
+        "redis://localhost:6379?db=2",
+    ],
+)
+def test_the_query_options_redis_py_takes_are_accepted(url: str) -> None:
+    assert check_url(url) == url
+
+
 def test_unsupported_url_is_refused_with_the_password_masked() -> None:
     with pytest.raises(TaskConfigurationError) as info:
         check_url("http://user:hunter2@host:80")

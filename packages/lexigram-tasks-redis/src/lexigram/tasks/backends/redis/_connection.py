@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import logging
 import random
 import socket
@@ -35,6 +36,7 @@ from lexigram.contracts.tasks import (
     ServerOutage,
     TaskConfigurationError,
     mask_url,
+    nearest_name,
 )
 from lexigram.tasks.backends.redis._diagnose import CommandDeadline, Diagnosis, diagnose
 from lexigram.tasks.backends.redis._mux import SUPPORTED_KWARGS, MuxClient
@@ -94,7 +96,50 @@ def check_url(url: str) -> str:
             "redis+sentinel://host1:26379,host2:26379/<service_name>/<db> for Sentinel."
         )
         raise TaskConfigurationError(msg)
+    if scheme in ("redis", "rediss"):
+        _check_database_and_query(url)
     return url
+
+
+def _check_database_and_query(url: str) -> None:
+    """Refuse a database that is not a number and a query key redis-py does not take.
+
+    redis-py's URL parser drops a database it cannot read (``/x`` meant database 0) and
+    hands unknown query keys on as strings, so a typo would go unnoticed or write to
+    another database.
+
+    Raises:
+        TaskConfigurationError: Naming the part and what to write instead.
+    """
+    parts = urlsplit(url)
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        msg = (
+            f"Redis URL {mask_url(url)!r} names the database {database!r}, which is not a "
+            "number. Use redis://host:6379/0 (databases are numbered from 0)."
+        )
+        raise TaskConfigurationError(msg)
+    for key in parse_qs(parts.query, keep_blank_values=True):
+        if key.startswith("ssl_") or key in _url_query_keys():
+            continue
+        near = nearest_name(key, _url_query_keys())
+        hint = f"Did you mean {near!r}? " if near else ""
+        msg = (
+            f"Redis URL {mask_url(url)!r} has the query option {key!r}, which redis-py does "
+            f"not take. {hint}Fix or remove it."
+        )
+        raise TaskConfigurationError(msg)
+
+
+def _url_query_keys() -> frozenset[str]:
+    """What a Redis URL's query may set: redis-py's URL options and connection arguments."""
+    from redis.asyncio.connection import AbstractConnection  # noqa: PLC0415
+    from redis.connection import URL_QUERY_ARGUMENT_PARSERS  # noqa: PLC0415
+
+    taken = set(URL_QUERY_ARGUMENT_PARSERS)
+    taken.update(inspect.signature(AbstractConnection.__init__).parameters)
+    taken.discard("self")
+    return frozenset(taken)
 
 
 def _keepalive_options() -> dict[int, int]:

@@ -478,13 +478,17 @@ class MuxClient:
         if name:
             steps.append(("CLIENT", "SETNAME", name))
         futures = [protocol.request(pack(step)) for step in steps]
-        for future in futures:
-            try:
-                await future
-            except rexc.ResponseError as exc:
-                if "AUTH" in str(exc) or "WRONGPASS" in str(exc) or "NOAUTH" in str(exc):
-                    raise rexc.AuthenticationError(str(exc)) from exc
-                raise
+        # Every reply is collected, so a failure of the first step (a refused AUTH, a
+        # server that is not Redis closing the connection) leaves no reply unread.
+        replies = await asyncio.gather(*futures, return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, rexc.ResponseError):
+                text = str(reply)
+                if "AUTH" in text or "WRONGPASS" in text or "NOAUTH" in text:
+                    raise rexc.AuthenticationError(text) from reply
+                raise reply
+            if isinstance(reply, BaseException):
+                raise reply
 
     async def aclose(self) -> None:
         """Close the connection (pending requests fail with ConnectionError)."""
