@@ -112,3 +112,24 @@ def test_a_worker_count_of_zero_is_named_when_the_command_runs_one(
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "tasks.worker.worker_count is 0" in result.stderr
+
+
+def test_a_providers_schedule_keeps_its_own_timezone_on_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lexigram.tasks.cli._app import load_app  # noqa: PLC0415
+
+    name = f"cli_doors_tz_{uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(
+        "from lexigram.tasks import JobTemplate, TaskConfig, TaskProvider\n"
+        "provider = TaskProvider(config=TaskConfig.from_dict("
+        "{'scheduler': {'timezone': 'America/New_York'}}))\n"
+        "provider.register_handler('h', lambda: None)\n"
+        "provider.scheduler.schedule_job_sync(JobTemplate(name='h'), '0 9 * * *', 'tokyo',"
+        " timezone='Asia/Tokyo')\n"
+        "provider.scheduler.schedule_job_sync(JobTemplate(name='h'), '0 9 * * *', 'local')\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    zones = {s.schedule_id: s.timezone for s in load_app(f"{name}:provider").schedules}
+    assert zones == {"tokyo": "Asia/Tokyo", "local": "America/New_York"}

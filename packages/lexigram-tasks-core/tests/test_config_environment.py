@@ -57,16 +57,32 @@ def test_validate_workers_disabled_with_scheduler_warns():
     assert no_scheduler.validate_for_environment("development") == []
 
 
-def test_validate_contradicting_timeouts_and_bad_timezone_are_errors():
-    config = TaskConfig.from_dict(
-        {
-            "worker": {"default_timeout": 100, "max_timeout": 10},
-            "scheduler": {"timezone": "Mars/Olympus"},
-        }
-    )
+def test_validate_contradicting_timeouts_are_errors():
+    config = TaskConfig.from_dict({"worker": {"default_timeout": 100, "max_timeout": 10}})
     issues = _issues(config, "development")
     assert issues["tasks.worker.default_timeout"].severity == "error"
-    assert issues["tasks.scheduler.timezone"].severity == "error"
+
+
+def test_timeouts_are_checked_as_the_workers_run_with_them():
+    # The timeout section's value replaces the worker section's default: 5 s within 10.
+    combined = TaskConfig.from_dict(
+        {"worker": {"max_timeout": 10}, "timeout": {"default_timeout": 5}}
+    )
+    assert combined.validate_for_environment("development") == []
+    # The worker section's default of 300 s exceeds the timeout section's 10.
+    issues = _issues(TaskConfig.from_dict({"timeout": {"max_timeout": 10}}), "development")
+    issue = issues["tasks.worker.default_timeout"]
+    assert "exceeds tasks.timeout.max_timeout (10.0)" in issue.message
+
+
+@pytest.mark.parametrize("build", ["from_dict", "constructor"])
+def test_an_unknown_scheduler_timezone_fails_when_the_config_is_read(build: str):
+    data = {"scheduler": {"timezone": "Mars/Olympus"}}
+    with pytest.raises(TaskConfigurationError) as refused:
+        TaskConfig.from_dict(data) if build == "from_dict" else TaskConfig(**data)
+    assert "tasks.scheduler.timezone = 'Mars/Olympus': is not a known IANA timezone" in str(
+        refused.value
+    )
 
 
 def test_validate_errors_come_first():

@@ -445,6 +445,31 @@ def shown_url(text: str) -> str:
     return f"***@{host}" if at else text
 
 
+def check_url_syntax(url: str, where: str) -> None:
+    """Refuse a URL that no parser can read: a port that is not a number, a broken IPv6 host.
+
+    Checked where a URL enters (``--backend``, a configuration's ``url``), so the user
+    reads which URL and which part, instead of a client library's error at first use.
+
+    Raises:
+        TaskConfigurationError: Naming `where`, the URL (password masked) and the part.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - reading it is the check (urllib parses it lazily)
+    except ValueError as exc:
+        named = (
+            f"{where} {shown_url(url)!r}"
+            if where.startswith("-")
+            else f"{where} = {shown_url(url)!r}"
+        )
+        msg = (
+            f"{named} is not a valid URL ({exc}). Write it as scheme://host:port/... (the "
+            "port a number, an IPv6 host in brackets such as [::1])."
+        )
+        raise TaskConfigurationError(msg, details={"url": shown_url(url)}) from None
+
+
 def _unserved_url(where: str, url: str) -> TaskConfigurationError:
     """The error of a ``url`` whose scheme no installed backend serves, `type` unset."""
     schemes = ", ".join(f"{s}://" for s in known_schemes()) or "none"
@@ -473,6 +498,7 @@ def _type_for_url(config: NamedTaskConfig | TaskBackendConfig, field: str, url: 
     if field != "url" or not url:
         return config.type
     type_set = "type" in config.model_fields_set
+    check_url_syntax(url, f"{_config_path_of(config)}.url")
     if "://" not in url:
         if type_set:
             return config.type  # the backend reads its own URL, and names what is wrong

@@ -55,11 +55,14 @@ class Schedule(NamedTuple):
             happens once).
         template: What each fire enqueues.
         cron: The cron expression.
+        timezone: The IANA timezone it is evaluated in (a `TaskProvider`'s schedule
+            carries its own); None for the scheduler's (``tasks.scheduler.timezone``).
     """
 
     schedule_id: str
     template: JobTemplate
     cron: str
+    timezone: str | None = None
 
 
 @dataclass(slots=True)
@@ -296,7 +299,9 @@ def _collect_provider(provider: Any, app: LoadedApp) -> None:
     scheduler = getattr(provider, "scheduler", None)
     jobs: Iterable[Any] = scheduler.get_scheduled_jobs() if scheduler is not None else ()
     for job in jobs:
-        app.schedules.append(Schedule(job.job_id, job.job_template, job.cron_expression))
+        app.schedules.append(
+            Schedule(job.job_id, job.job_template, job.cron_expression, job.timezone)
+        )
 
 
 def _add_task_function(function: TaskFunction[Any, Any], app: LoadedApp) -> None:

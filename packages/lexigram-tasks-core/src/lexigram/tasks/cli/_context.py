@@ -32,6 +32,7 @@ from lexigram.tasks._backends import (
     available_backends,
     backend_attribute,
     backend_for_scheme,
+    check_url_syntax,
     known_schemes,
     load_backend,
     shown_url,
@@ -190,6 +191,7 @@ def parse_backend(value: str) -> tuple[str, str | None]:
             )
             raise CLIError(msg)
         return text.lower(), None
+    check_url_syntax(text, "--backend")
     scheme = urlsplit(text).scheme.lower()
     backend_type = backend_for_scheme(scheme)
     if backend_type is None:

@@ -149,7 +149,9 @@ async def _declare(scheduler: TaskScheduler, app: LoadedApp) -> None:
     """
     for schedule in app.schedules:
         try:
-            scheduler.schedule_job_sync(schedule.template, schedule.cron, schedule.schedule_id)
+            scheduler.schedule_job_sync(
+                schedule.template, schedule.cron, schedule.schedule_id, timezone=schedule.timezone
+            )
         except ValueError as exc:
             msg = f"Schedule {schedule.schedule_id!r} ({schedule.cron!r}): {exc}"
             raise CLIError(msg) from None
@@ -158,7 +160,9 @@ async def _declare(scheduler: TaskScheduler, app: LoadedApp) -> None:
     await scheduler.restore_from_store()
     declared = {schedule.schedule_id for schedule in app.schedules}
     for schedule in app.schedules:
-        await scheduler.schedule_job(schedule.template, schedule.cron, schedule.schedule_id)
+        await scheduler.schedule_job(
+            schedule.template, schedule.cron, schedule.schedule_id, timezone=schedule.timezone
+        )
     for job in scheduler.get_scheduled_jobs():
         if job.job_id not in declared:
             scheduler.unschedule_job_sync(job.job_id)

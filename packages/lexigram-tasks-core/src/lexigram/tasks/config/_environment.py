@@ -10,7 +10,6 @@ instead of raising, so a deployment can decide what to block on.
 from __future__ import annotations
 
 import os
-import zoneinfo
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -156,16 +155,6 @@ def _check_all(config: TaskConfig, env: Environment) -> Iterator[ConfigIssue]:
         yield from _check_backend(path, backend, env, strict_env=strict_env)
     yield from _check_workers(config, env)
     yield from _check_timeouts(config)
-    try:
-        zoneinfo.ZoneInfo(config.scheduler.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        yield ConfigIssue(
-            field="tasks.scheduler.timezone",
-            value=repr(config.scheduler.timezone),
-            severity="error",
-            message="The scheduler timezone is not a known IANA timezone.",
-            fix="Use a name such as 'UTC' or 'Europe/Berlin'.",
-        )
 
 
 def _check_backend(
@@ -306,15 +295,25 @@ def _check_workers(config: TaskConfig, env: Environment) -> Iterator[ConfigIssue
 
 
 def _check_timeouts(config: TaskConfig) -> Iterator[ConfigIssue]:
-    for path, section in (("tasks.worker", config.worker), ("tasks.timeout", config.timeout)):
-        if section.default_timeout > section.max_timeout:
-            yield ConfigIssue(
-                field=f"{path}.default_timeout",
-                value=repr(section.default_timeout),
-                severity="error",
-                message=(
-                    f"The default timeout exceeds max_timeout ({section.max_timeout!r}), so "
-                    "every job would be cut to max_timeout."
-                ),
-                fix="Make default_timeout ≤ max_timeout.",
-            )
+    # What the workers run with: the worker section with the timeout section's values
+    # over its defaults, each blamed on the section that set it (or on the worker
+    # section, for a default).
+    effective = config.effective_worker()
+    if effective.default_timeout <= effective.max_timeout:
+        return
+
+    def source(name: str) -> str:
+        if name not in config.worker.model_fields_set and name in config.timeout.model_fields_set:
+            return f"tasks.timeout.{name}"
+        return f"tasks.worker.{name}"
+
+    yield ConfigIssue(
+        field=source("default_timeout"),
+        value=repr(effective.default_timeout),
+        severity="error",
+        message=(
+            f"The default timeout exceeds {source('max_timeout')} "
+            f"({effective.max_timeout!r}), so every job would be cut to max_timeout."
+        ),
+        fix="Make default_timeout ≤ max_timeout.",
+    )

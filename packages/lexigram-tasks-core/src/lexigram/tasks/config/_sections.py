@@ -8,10 +8,11 @@ field, the value and the fix; loading (dict, YAML, environment) lives on `TaskCo
 
 from __future__ import annotations
 
+import zoneinfo
 from contextvars import ContextVar
 from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from lexigram.tasks._worker_settings import RETRY_DEFAULTS, WORKER_DEFAULTS
 from lexigram.tasks.config._validation import (
@@ -320,7 +321,12 @@ class TaskSchedulerConfig(_Section):
         default=1.0, gt=0.0, json_schema_extra=_fix("Set a positive number of seconds, e.g. 1.0.")
     )
     timezone: str = Field(
-        default="UTC", min_length=1, json_schema_extra=_fix("Use an IANA name such as 'UTC'.")
+        default="UTC",
+        min_length=1,
+        json_schema_extra=_fix(
+            "Use an IANA name such as 'UTC' or 'Europe/Berlin' (without a system timezone "
+            "database, install the tzdata package)."
+        ),
     )
     namespace: str | None = Field(
         default=None,
@@ -328,6 +334,18 @@ class TaskSchedulerConfig(_Section):
         json_schema_extra=_fix("Name the application, e.g. 'billing', or leave it out."),
     )
     adopt_unowned: bool = False
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        # Checked here, so a bad name fails when the configuration is read, through every
+        # door, rather than when a scheduler first evaluates a schedule.
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            msg = "is not a known IANA timezone"
+            raise ValueError(msg) from None
+        return value
 
 
 class TaskRateLimitConfig(_Section):
