@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from lexigram.contracts.tasks import Job
 from lexigram.tasks.cli import cli
+from lexigram.tasks.cli._app import load_app
 
 APP = """
 from lexigram.tasks import MemoryTaskQueue, TaskConfig, TaskProvider, scheduled, task
@@ -117,8 +118,6 @@ def test_a_worker_count_of_zero_is_named_when_the_command_runs_one(
 def test_a_providers_schedule_keeps_its_own_timezone_on_the_command_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lexigram.tasks.cli._app import load_app  # noqa: PLC0415
-
     name = f"cli_doors_tz_{uuid4().hex[:8]}"
     (tmp_path / f"{name}.py").write_text(
         "from lexigram.tasks import JobTemplate, TaskConfig, TaskProvider\n"
