@@ -103,9 +103,12 @@ def test_cron_invalid_expression_names_the_field(expression: str, fragment: str)
     assert "Use five fields" in message
 
 
-def test_cron_impossible_date_is_rejected() -> None:
-    with pytest.raises(ValueError, match=r"Cron expression '\* \* 30 2 \*' is invalid"):
-        CronExpression("* * 30 2 *")
+@pytest.mark.parametrize("expression", ["* * 30 2 *", "0 0 31 2 *"])
+def test_cron_impossible_date_is_rejected_as_never_matching(expression: str) -> None:
+    with pytest.raises(ValueError, match="never matches a date") as info:
+        CronExpression(expression)
+    assert str(info.value).startswith(f"Cron expression {expression!r} never matches a date")
+    assert "five fields" not in str(info.value)  # its fields are well formed
 
 
 def test_cron_empty_expression_is_rejected() -> None:

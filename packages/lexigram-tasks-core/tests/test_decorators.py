@@ -351,3 +351,46 @@ def test_task_delay_arguments_are_type_checked(tmp_path: Path) -> None:
     assert 'No overload variant of "s" of "TaskFunction" matches argument type "str"' in out
     assert 'Missing positional argument "name" in call to "delay" of "TaskFunction"' in out
     assert out.count("error:") == 4, out
+
+
+class _Sync:
+    """A handler class: its @task methods run bound to an instance."""
+
+    @task(idempotency_key="sync-{user_id}")
+    async def sync(self, user_id: int) -> int:
+        return user_id
+
+    @task
+    async def one(self, a: int) -> int:
+        return a
+
+
+def test_a_method_task_is_called_with_the_arguments_after_self() -> None:
+    job = _Sync.sync.s(7)
+    assert (job.args, job.idempotency_key) == ((7,), "sync-7")
+    assert _Sync.one.s(a=3).kwargs == {"a": 3}
+    with pytest.raises(TaskValidationError, match="cannot be called with these arguments"):
+        _Sync.one.s(1, 2)  # the worker would call instance.one(1, 2): one too many
+
+
+def test_a_method_task_runs_bound_with_the_arguments_its_producer_checked() -> None:
+    from lexigram.tasks.di._handlers import handler_specs
+
+    async def scenario() -> list[object]:
+        queue = MemoryTaskQueue()
+        handlers = {spec.task_name: spec.handler for spec in handler_specs(_Sync())}
+        results = InMemoryResultStore()
+        worker = TaskWorker("w", queue, handlers, services=TaskWorkerServices(result_store=results))
+        job = (await _Sync.sync.apply_async(queue, 7)).job
+        await worker.start()
+        try:
+            for _ in range(100):
+                stored = await results.get(job.id)
+                if stored is not None:
+                    return [stored.success, stored.data]
+                await asyncio.sleep(0.01)
+        finally:
+            await worker.stop()
+        return []
+
+    assert asyncio.run(scenario()) == [True, 7]

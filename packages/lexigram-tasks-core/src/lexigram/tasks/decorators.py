@@ -9,9 +9,15 @@ enqueues on a given queue, and ``fn.signature(...)`` / ``fn.s(...)`` only build 
 `Job`. Arguments are typed with `ParamSpec`, so a type checker flags a wrong call to
 ``delay`` or ``s`` just as it would flag a wrong direct call.
 
-The task's options (``fn.options``, a `TaskOptions`) are not copied into its jobs: the
-worker runs every job of the task with the options it has registered, so a job made by
-``Job(name=...)``, the CLI or a schedule behaves like one made by ``.delay()``. Every
+The task's options (``fn.options``, a `TaskOptions`) are of two kinds. What the worker
+decides (retries and their backoff, the timeout, the rate limit, whether the result is
+stored) is not copied into the jobs: the worker runs every job of the task with the
+options it has registered, so a job made by ``Job(name=...)``, the CLI or a schedule
+behaves like one made by ``.delay()``. What a job carries from its producer (the
+priority, the queue, the idempotency key built from the arguments) is set by the calls
+that build a job from a call: ``.delay()``, ``.apply_async()``, ``.s()``/``.si()`` and
+schedules of the task; a hand-made ``Job(name=...)`` or ``lexigram-tasks enqueue`` job
+carries what it is given (``priority=``, ``--priority``, ``--idempotency-key``...). Every
 enqueue of the core goes through `submit_job` (or `enqueue_job` / `enqueue_jobs`, built
 on the same rule), which reports "queued" on `lexigram.tasks.events.producer_events()`
 once per job a queue accepted. Those helpers and the queue routing are defined in
@@ -126,6 +132,22 @@ class TaskFunction(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<TaskFunction {self.name!r} of {self._func!r}>"
+
+    def __set_name__(self, owner: type, attribute: str) -> None:
+        """Declared in a class body: a handler class's method, run bound to an instance.
+
+        The worker calls it as ``instance.method(*args, **kwargs)`` (`TaskProvider` binds
+        it), so a producer passes the arguments after ``self``: the checks of `delay`,
+        `s` and the idempotency key template read the signature without its first
+        parameter, as the worker will call it.
+        """
+        signature = self._signature
+        if signature is None or isinstance(self._func, staticmethod):
+            return
+        parameters = list(signature.parameters.values())
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if parameters and parameters[0].kind in positional:
+            self._signature = signature.replace(parameters=parameters[1:])
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function directly (no queue involved)."""

@@ -223,7 +223,15 @@ class CronExpression:
             # (L, W, #, H extensions, impossible dates such as 30 February).
             self._iterator(time.time()).get_next(float)
         except (ValueError, KeyError, TypeError) as exc:
-            msg = f"Cron expression {expression!r} is invalid: {exc}. {_USAGE}"
+            if "failed to find next date" in str(exc):
+                # Well formed, but no date matches (30 February): the fields are right.
+                msg = (
+                    f"Cron expression {expression!r} never matches a date (such as day 30 "
+                    "or 31 of a month that has none). Choose a day that month has, or "
+                    "another month."
+                )
+            else:
+                msg = f"Cron expression {expression!r} is invalid: {exc}. {_USAGE}"
             raise ValueError(msg) from exc
 
     def _iterator(self, base_time: float) -> Any:
