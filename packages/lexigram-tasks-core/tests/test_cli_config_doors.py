@@ -132,3 +132,20 @@ def test_a_providers_schedule_keeps_its_own_timezone_on_the_command_line(
     monkeypatch.syspath_prepend(str(tmp_path))
     zones = {s.schedule_id: s.timezone for s in load_app(f"{name}:provider").schedules}
     assert zones == {"tokyo": "Asia/Tokyo", "local": "America/New_York"}
+
+
+def test_a_file_name_given_as_app_is_named_as_such(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "jobs.py").write_text("VALUE = 1\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["worker", "jobs.py", "--backend", "memory", "--burst"])
+    assert result.exit_code == 2, result.output
+    assert "APP 'jobs.py' is a file name; APP is a module name" in result.stderr
+    assert "Pass 'jobs'" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["worker", "enqueue"])
+def test_an_empty_queue_option_is_refused(app_module: ModuleType, command: str) -> None:
+    target = app_module.__name__ if command == "worker" else "add"
+    result = CliRunner().invoke(cli, [command, target, "--backend", "memory", "-q", " "])
+    assert result.exit_code == 2, result.output
+    assert "--queue is empty" in result.stderr

@@ -191,3 +191,8 @@ def test_config_from_env_strict_reports_unknown_variable():
     with pytest.raises(TaskConfigurationError) as info:
         TaskConfig.from_env(environ={"LEX_TASKS__WORKER__WORKERS": "2"}, strict=True)
     assert "(from environment variable LEX_TASKS__WORKER__WORKERS): unknown key" in str(info.value)
+
+
+def test_from_dict_names_what_it_takes_when_given_something_else() -> None:
+    with pytest.raises(TaskConfigurationError, match="takes a mapping of the tasks section"):
+        TaskConfig.from_dict("backend: redis")  # type: ignore[arg-type]

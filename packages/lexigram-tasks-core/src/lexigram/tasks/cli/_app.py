@@ -125,6 +125,16 @@ def load_app(source: str) -> LoadedApp:
     if not text:
         msg = f"APP is empty. Pass {_KINDS}, e.g. myapp.tasks or myapp.tasks:registry."
         raise CLIError(msg)
+    module_part = text.partition(":")[0]
+    if module_part.endswith(".py"):
+        # A file name given for a module: import machinery would read "app.py" as the
+        # submodule "py" of "app", and a YAML parser would read Python as YAML.
+        dotted = module_part[: -len(".py")].replace("/", ".").replace("\\", ".").strip(".")
+        msg = (
+            f"APP {text!r} is a file name; APP is a module name, as Python imports it. "
+            f"Pass {dotted + text[len(module_part) :]!r} (run from the directory holding it)."
+        )
+        raise CLIError(msg)
     if _is_config_path(text):
         return _load_config_app(text)
     _ensure_cwd_on_path()

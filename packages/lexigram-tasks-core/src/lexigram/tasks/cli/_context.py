@@ -205,6 +205,18 @@ def parse_backend(value: str) -> tuple[str, str | None]:
     return backend_type, text
 
 
+def check_queue_option(name: str) -> str:
+    """Return a ``--queue`` value, refusing an empty one (it would name no queue anyone uses).
+
+    Raises:
+        CLIError: The name is empty or blank.
+    """
+    if not name.strip():
+        msg = "--queue is empty. Name a queue, e.g. --queue emails, or leave the option out."
+        raise CLIError(msg)
+    return name
+
+
 def check_backend(backend_type: str) -> None:
     """Import the backend `backend_type` now, so a typo fails with a one-line message.
 
@@ -273,7 +285,7 @@ def _finish_spec(
 ) -> TaskBackendSpec:
     """`spec` with ``--queue`` and ``--connect-timeout`` applied, its backend imported."""
     if queue_name is not None:
-        spec = replace(spec, queue_name=queue_name)
+        spec = replace(spec, queue_name=check_queue_option(queue_name))
     check_backend(spec.type)
     if connect_timeout is not None:
         spec = with_connect_timeout(spec, connect_timeout)

@@ -18,7 +18,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from lexigram.tasks.cli._app import LoadedApp, load_app
-from lexigram.tasks.cli._context import default_backend, describe, read_config, resolve_spec
+from lexigram.tasks.cli._context import (
+    check_queue_option,
+    default_backend,
+    describe,
+    read_config,
+    resolve_spec,
+)
 from lexigram.tasks.cli._errors import HARD_STOP_EXIT_CODE, CLIError, HardStop
 from lexigram.tasks.cli._event_loop import run_async
 from lexigram.tasks.cli._metrics import (
@@ -152,7 +158,7 @@ async def _run(
     collect: bool = True,
 ) -> int:
     config = _worker_config_of(options, app, report=not supervised)
-    queues = list(dict.fromkeys(options.queues))
+    queues = list(dict.fromkeys(check_queue_option(name) for name in options.queues))
     own_queue = app.queue is not None and options.backend is None and not options.config_path
     if not queues and app.queue is not None and own_queue:
         queues = [app.queue.queue_name]  # the APP's own queue object is consumed

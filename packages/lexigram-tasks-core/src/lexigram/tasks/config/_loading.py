@@ -53,8 +53,8 @@ def read_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         msg = (
-            f"Config file '{path}' does not exist. Pass the path of your YAML file, e.g. "
-            "TaskConfig.from_yaml('config/application.yaml')."
+            f"Config file '{path}' does not exist (relative paths start at {Path.cwd()}). "
+            "Check the path of your YAML file."
         )
         raise TaskConfigurationError(msg, details={"path": str(path)}) from None
     except OSError as exc:

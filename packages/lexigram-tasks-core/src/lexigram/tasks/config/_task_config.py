@@ -197,8 +197,15 @@ class TaskConfig(_Section):
 
         Raises:
             TaskConfigurationError: A value is invalid, or a key is unknown (unless not strict); the
-                message lists every problem with its field, value and fix.
+                message lists every problem with its field, value and fix; `data` is
+                not a mapping.
         """
+        if not isinstance(data, Mapping):  # untyped callers
+            msg = (  # type: ignore[unreachable]
+                f"TaskConfig.from_dict takes a mapping of the tasks section's settings, not "
+                f"{type(data).__name__}. Pass e.g. {{'backend': {{'type': 'redis'}}}}."
+            )
+            raise TaskConfigurationError(msg)
         merged = deep_merge(data, overrides or {})
         return cls._build(RawConfig(merged), strict=strict)
 
