@@ -413,3 +413,19 @@ def test_result_notify_payload_of_one_id_is_the_id_and_oversized_ids_are_left_ou
     # An id that reads as a JSON array is announced as itself too.
     assert notified_ids('["a"]') == ['["a"]', "a"]
     assert notified_ids("[not json") == ["[not json"]
+
+
+@pytest.mark.parametrize(
+    ("dsn", "expected"),
+    [
+        (_DSN, "did not answer as PostgreSQL does"),  # sslmode=prefer: only asked
+        (_DSN + "?sslmode=require", "does not offer TLS but the DSN requires it"),
+    ],
+)
+def test_a_rejected_tls_request_blames_the_port_unless_tls_was_required(
+    dsn: str, expected: str
+) -> None:
+    exc = ConnectionError('PostgreSQL server at "db.example:5433" rejected SSL upgrade')
+    message = str(connect_error(dsn, exc, timeout=2.5))
+    assert expected in message
+    assert "hunter2" not in message

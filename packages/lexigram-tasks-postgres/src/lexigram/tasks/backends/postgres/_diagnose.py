@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import socket
 import ssl
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 
@@ -40,6 +40,14 @@ def connection_error(dsn: str | None, what: str, exc: BaseException) -> BackendC
         "DSN is right."
     )
     return BackendConnectionError(msg)
+
+
+def _requires_tls(dsn: str | None) -> bool:
+    """Whether the DSN's sslmode makes TLS required (require, verify-ca, verify-full)."""
+    if dsn is None or "://" not in dsn:
+        return False
+    modes = parse_qs(urlsplit(dsn).query).get("sslmode", [])
+    return any(mode in ("require", "verify-ca", "verify-full") for mode in modes)
 
 
 def _dsn_part(dsn: str | None, part: str) -> str | None:
@@ -165,10 +173,18 @@ def connect_error(  # noqa: C901, PLR0912 - one flat table of causes reads best
             f"PostgreSQL at {where} has no such database: {detail}. {create}, or fix the "
             "database name in the DSN."
         )
-    elif "rejected SSL upgrade" in detail:
+    elif "rejected SSL upgrade" in detail and _requires_tls(dsn):
         msg = (
             f"PostgreSQL at {where} does not offer TLS but the DSN requires it (sslmode): "
             f"{detail}. Enable ssl on the server, or use sslmode=prefer or disable."
+        )
+    elif "rejected SSL upgrade" in detail:
+        # Without sslmode=require the client only asked whether TLS is offered: a server
+        # that answers neither yes nor no is not PostgreSQL.
+        msg = (
+            f"The server at {where} did not answer as PostgreSQL does ({detail}): it is "
+            "probably another service. Check the DSN's host and port (PostgreSQL listens "
+            "on 5432 by default)."
         )
     elif isinstance(exc, ssl.SSLError):
         msg = f"PostgreSQL at {where} failed the TLS handshake: {detail}. {_tls_fix(exc, dsn)}"
