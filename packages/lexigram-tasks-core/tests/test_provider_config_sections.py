@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from lexigram.app import Application
-from lexigram.contracts.tasks import Job, TaskConfigurationError
+from lexigram.contracts.tasks import Job, JobTemplate, TaskConfigurationError
 from lexigram.tasks import TaskConfig, TaskProvider
 from lexigram.tasks.cli import cli
 from lexigram.tasks.di._stack import rate_limit_bucket
@@ -121,3 +121,22 @@ def test_cli_worker_follows_the_sections(app_module: ModuleType) -> None:
     assert result.exit_code == 0, result.output
     assert "2 processed, 0 succeeded, 2 failed" in result.stderr
     assert elapsed < 4, f"took {elapsed:.1f} s: the timeout section was not applied"
+
+
+async def test_an_adopted_scheduler_timezone_reaches_the_schedules_declared_before() -> None:
+
+    provider = TaskProvider()
+    assert provider.scheduler is not None
+    provider.scheduler.schedule_job_sync(JobTemplate(name="nine"), "0 9 * * *", "nine")
+    provider.scheduler.schedule_job_sync(
+        JobTemplate(name="tokyo"), "0 9 * * *", "tokyo", timezone="Asia/Tokyo"
+    )
+    config = TaskConfig.from_dict({"scheduler": {"timezone": "America/New_York"}})
+    app = Application(config=config).use(provider)
+    await app.start()
+    try:
+        zones = {job.job_id: job.timezone for job in provider.scheduler.get_scheduled_jobs()}
+    finally:
+        await app.stop()
+    # The schedule without a zone of its own follows the adopted one; the other keeps its.
+    assert zones == {"nine": "America/New_York", "tokyo": "Asia/Tokyo"}

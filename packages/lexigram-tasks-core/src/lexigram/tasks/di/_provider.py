@@ -171,7 +171,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
             self.scheduler = TaskScheduler.from_config(cfg.scheduler)
         else:  # keep the schedules registered so far
             self.scheduler.check_interval = cfg.scheduler.check_interval
-            self.scheduler.timezone = cfg.scheduler.timezone
+            self.scheduler.set_timezone(cfg.scheduler.timezone)
             self.scheduler.adopt_unowned = cfg.scheduler.adopt_unowned
 
     async def _adopt_application_config(self, container: ContainerRegistrarProtocol) -> None:

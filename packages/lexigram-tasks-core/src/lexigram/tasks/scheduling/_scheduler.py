@@ -135,6 +135,8 @@ class TaskScheduler(StoredSchedules):
         self.adopt_unowned = adopt_unowned
         self.store: SchedulerStore | None = None if store is None else as_scheduler_store(store)
         self.scheduled_jobs: dict[str, ScheduledJob] = {}
+        # Schedules declared without a timezone of their own: they follow `set_timezone`.
+        self._in_scheduler_zone: set[str] = set()
         self.running = False
         self._callback: EnqueueCallback | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -230,8 +232,36 @@ class TaskScheduler(StoredSchedules):
             ):
                 logger.info("Replacing schedule %r with cron %r.", schedule_id, cron.expression)
         self.scheduled_jobs[schedule_id] = scheduled
+        if timezone is None:
+            self._in_scheduler_zone.add(schedule_id)
+        else:
+            self._in_scheduler_zone.discard(schedule_id)
         self._wakeup.set()
         return schedule_id
+
+    def set_timezone(self, timezone: str) -> None:
+        """Make `timezone` the scheduler's, for the schedules that have none of their own.
+
+        Those declared without a timezone are evaluated in the new one from now on (their
+        next run is computed again); those given one keep it. `TaskProvider` calls this
+        when it adopts an application's configuration after schedules were declared.
+
+        Raises:
+            ValueError: The timezone is not a known IANA name.
+        """
+        resolve_timezone(timezone)
+        self.timezone = timezone
+        now = time.time()
+        for schedule_id in sorted(self._in_scheduler_zone):
+            job = self.scheduled_jobs.get(schedule_id)
+            if job is None or job.timezone == timezone:
+                continue
+            cron = CronExpression(job.cron_expression, timezone=timezone)
+            job.timezone = timezone
+            job._cron = cron  # noqa: SLF001 - the expression just parsed, as when declared
+            job.next_run = cron.get_next(now)
+            self._persist_if_stored(schedule_id)
+        self._wakeup.set()
 
     def schedule_job(
         self,
@@ -273,6 +303,7 @@ class TaskScheduler(StoredSchedules):
             True if the job was removed, False if not found.
         """
         removed = self.scheduled_jobs.pop(job_id, None) is not None
+        self._in_scheduler_zone.discard(job_id)
         if removed:
             self._wakeup.set()
         return removed
