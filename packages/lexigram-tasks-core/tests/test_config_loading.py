@@ -196,3 +196,31 @@ def test_config_from_env_strict_reports_unknown_variable():
 def test_from_dict_names_what_it_takes_when_given_something_else() -> None:
     with pytest.raises(TaskConfigurationError, match="takes a mapping of the tasks section"):
         TaskConfig.from_dict("backend: redis")  # type: ignore[arg-type]
+
+
+def test_variables_write_null_and_lists_as_text_can() -> None:
+    key = "k" * 40
+    config = TaskConfig.from_env(
+        environ={
+            "LEX_TASKS__BACKEND__ENQUEUE_TIMEOUT": "null",
+            "LEX_TASKS__WORKER__METRICS_PORT": "~",
+            "LEX_TASKS__SECURITY__SIGNING_KEY": key,
+            "LEX_TASKS__SECURITY__VERIFICATION_KEYS": f"{'a' * 40}, {'b' * 40}",
+        }
+    )
+    assert config.backend.enqueue_timeout is None
+    assert config.worker.metrics_port is None
+    assert [k.get_secret_value() for k in config.security.verification_keys] == [
+        "a" * 40,
+        "b" * 40,
+    ]
+    as_json = TaskConfig.from_env(
+        environ={
+            "LEX_TASKS__SECURITY__SIGNING_KEY": key,
+            "LEX_TASKS__SECURITY__VERIFICATION_KEYS": f'["{"c" * 40}"]',
+        }
+    )
+    assert len(as_json.security.verification_keys) == 1
+    # A field that cannot be None still refuses the word, naming the variable.
+    with pytest.raises(TaskConfigurationError, match="LEX_TASKS__WORKER__MAX_CONCURRENT_TASKS"):
+        TaskConfig.from_env(environ={"LEX_TASKS__WORKER__MAX_CONCURRENT_TASKS": "null"})

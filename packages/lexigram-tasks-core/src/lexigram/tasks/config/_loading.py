@@ -8,12 +8,14 @@ explicit overrides passed by the caller.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 from collections.abc import Mapping, MutableMapping, MutableSequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -277,9 +279,37 @@ def _assign(
             index += 1
         model = nested
     if index < len(segments):
-        container[segments[index]] = value
-        loc.append(segments[index])
+        key = segments[index]
+        info = model.model_fields.get(key) if model is not None else None
+        container[key] = value if info is None else _env_value(info.annotation, value)
+        loc.append(key)
     return tuple(loc)
+
+
+_NULL_WORDS = frozenset({"null", "none", "~"})
+
+
+def _env_value(annotation: Any, value: str) -> Any:
+    """A variable's text as the field takes it: null words for None, items for a list.
+
+    A variable holds text only, so what YAML writes as ``null`` or a list is written
+    ``null`` (or ``none``, ``~``) and ``a,b`` (or a JSON array); every other value stays
+    text for the model to convert.
+    """
+    options = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else ()
+    if type(None) in options and value.strip().lower() in _NULL_WORDS:
+        return None
+    kinds = [a for a in options if a is not type(None)] if options else [annotation]
+    if any(get_origin(kind) is list for kind in kinds):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                items = json.loads(text)
+            except ValueError:
+                return value  # the model names the variable and what it expects
+            return items if isinstance(items, list) else value
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
 
 
 def _list_position(items: MutableSequence[Any], segment: str, var: str) -> int:

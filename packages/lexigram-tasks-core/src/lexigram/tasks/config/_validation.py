@@ -170,7 +170,7 @@ _FIXES: Mapping[str, str] = {
     "model_type": "Write this section as a mapping of key: value pairs.",
     "model_attributes_type": "Write this section as a mapping of key: value pairs.",
     "dict_type": "Write a mapping of key: value pairs.",
-    "list_type": "Write a list (one '- ' item per entry).",
+    "list_type": "Write a list (one '- ' item per entry; in a variable, comma-separated).",
     "string_too_short": "Give a non-empty value.",
     "too_short": "Give a non-empty value.",
 }
