@@ -13,6 +13,7 @@ from lexigram.contracts.tasks import TaskBackendSpec, TaskConfigurationError
 from lexigram.tasks.backends.redis import RedisBackend, RedisConnector, RedisTaskQueue
 from lexigram.tasks.backends.redis._diagnose import diagnose
 from lexigram.tasks.backends.redis._sentinel import SentinelTarget
+from redis import exceptions as rexc
 
 URL = "redis+sentinel://app:hunter2@s1:26379,s2:26380,s3/tasks-primary/2"
 
@@ -104,3 +105,31 @@ def test_no_primary_is_diagnosed_as_a_sentinel_problem() -> None:
     assert found.transient
     assert "service name" in found.message
     assert "hunter2" not in found.message
+
+
+def test_no_primary_shows_none_of_redis_pys_connection_reprs() -> None:
+    noisy = "No master found for 'svc' : {'127.0.0.1:1': <redis.asyncio.client.Redis(...)>}"
+    found = diagnose(
+        MasterNotFoundError(noisy),
+        url=URL,
+        masked="redis+sentinel://app:***@s1:26379/tasks-primary/2",
+        what="enqueue",
+        connect_timeout=5.0,
+        command_timeout=10.0,
+    )
+    assert "<redis" not in found.message
+    assert "port 26379 by default" in found.message
+
+
+def test_a_redis_server_given_as_a_sentinel_is_named_as_such() -> None:
+    found = diagnose(
+        rexc.ResponseError("unknown command 'SENTINEL', with args beginning with: 'get-master"),
+        url=URL,
+        masked="redis+sentinel://app:***@s1:6379/tasks-primary/2",
+        what="connect",
+        connect_timeout=5.0,
+        command_timeout=10.0,
+    )
+    assert found.kind == "not_sentinel"
+    assert not found.transient
+    assert "is not a Redis Sentinel" in found.message

@@ -539,7 +539,7 @@ class RedisConnector:
 
     def _permanent_error(self, what: str, exc: rexc.RedisError) -> BackendError:
         found = self._diagnose(what, exc)
-        if found.kind in ("auth", "noauth", "noperm", "db", "not_redis", "tls"):
+        if found.kind in ("auth", "noauth", "noperm", "db", "not_redis", "not_sentinel", "tls"):
             return BackendConnectionError(
                 found.message,
                 url=self.masked_url,

@@ -133,11 +133,13 @@ def diagnose(  # noqa: C901, PLR0911, PLR0912 - one flat table of cases reads be
     tls = urlsplit(url).scheme == "rediss"
     for item in chain:
         if isinstance(item, MasterNotFoundError):
+            # Its text holds redis-py's reprs of every sentinel connection: not shown.
             return _healable(
                 "no_primary",
-                f"Redis Sentinel at {masked}: no sentinel names a primary it considers up "
-                f"({_detail(item)}). Check the sentinel addresses and the service name in "
-                "the URL; during a failover this lasts until a replica is promoted.",
+                f"Redis Sentinel at {masked}: no sentinel named a primary it considers up "
+                "(none answered, or none monitors the service in the URL). Check the "
+                "sentinel addresses (port 26379 by default) and the service name in the "
+                "URL; during a failover this lasts until a replica is promoted.",
             )
         if isinstance(item, ssl.SSLError):
             return _fatal("tls", f"Redis at {masked}: {_tls_problem(item, url)}")
@@ -173,6 +175,13 @@ def diagnose(  # noqa: C901, PLR0911, PLR0912 - one flat table of cases reads be
             "(command_timeout): the connection is open but nothing comes back. Check that "
             "the URL points at a Redis server that is not paused or overloaded, or raise "
             f"command_timeout.{plain_port}",
+        )
+    if "unknown command" in text.lower() and "sentinel" in text.lower():
+        return _fatal(
+            "not_sentinel",
+            f"The server at {masked} is not a Redis Sentinel (it does not know the SENTINEL "
+            "command): a redis+sentinel:// URL names the sentinels (port 26379 by "
+            "default), not the Redis server; use redis:// to connect to this one directly.",
         )
     if "DB index is out of range" in text or "invalid db index" in text.lower():
         return _fatal(
