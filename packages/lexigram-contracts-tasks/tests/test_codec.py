@@ -12,12 +12,14 @@ from lexigram.contracts.tasks import (
     Job,
     JobResult,
     JobStatus,
+    TaskConfigurationError,
     TaskDecodeError,
     TaskValidationError,
     decode_job,
     encode_job,
     make_poison_job,
     mask_url,
+    require_number,
 )
 
 
@@ -148,3 +150,25 @@ def test_decode_converts_loosely_typed_fields_like_the_constructor() -> None:
 def test_decode_rejects_badly_typed_fields_as_poison(record: dict[str, object]) -> None:
     with pytest.raises(TaskDecodeError, match="invalid job record"):
         decode_job(json.dumps({"v": 1, "job": record}))
+
+
+@pytest.mark.parametrize(
+    ("value", "whole", "ok"),
+    [
+        (30, False, True),
+        (0.5, False, True),
+        ("30", False, False),
+        (True, False, False),
+        (None, False, False),
+        (10, True, True),
+        (10.0, True, False),
+    ],
+)
+def test_require_number_refuses_what_a_range_check_cannot_compare(
+    value: object, whole: bool, ok: bool
+) -> None:
+    if ok:
+        require_number("Queue", "visibility_timeout", value, whole=whole)
+        return
+    with pytest.raises(TaskConfigurationError, match=r"Queue visibility_timeout=.* is not a"):
+        require_number("Queue", "visibility_timeout", value, whole=whole)

@@ -74,7 +74,12 @@ from lexigram.contracts.tasks._models import (
     WorkflowResult,
     WorkflowSummary,
 )
-from lexigram.contracts.tasks._options import nearest_name, option_names, parse_options
+from lexigram.contracts.tasks._options import (
+    nearest_name,
+    option_names,
+    parse_options,
+    require_number,
+)
 from lexigram.contracts.tasks._progress import snapshot_from_result
 from lexigram.contracts.tasks._protocols import (
     OPTIONAL_BACKEND_ATTRIBUTES,
@@ -204,6 +209,7 @@ __all__ = [
     "new_job_id",
     "option_names",
     "parse_options",
+    "require_number",
     "sendable_json",
     "validate_job",
 ]

@@ -29,6 +29,31 @@ def option_names(options_type: type[Any]) -> tuple[str, ...]:
     return tuple(field.name for field in dataclasses.fields(options_type))
 
 
+def require_number(owner: str, name: str, value: object, *, whole: bool = False) -> None:
+    """Refuse a constructor argument that is not a number, before any range check.
+
+    A backend's checks compare numbers (``value > 0``); given a string they would fail
+    with Python's ``'>' not supported between 'str' and 'int'``. `parse_options` converts
+    strings from files and variables; an argument passed in code must be a number.
+
+    Args:
+        owner: Who takes it, for the message (e.g. ``"RedisTaskQueue"``).
+        name: The argument.
+        value: What was passed.
+        whole: An integer is required.
+
+    Raises:
+        TaskConfigurationError: `value` is not an int or float (a bool is not a number
+            here), or not an int when `whole`.
+    """
+    kinds: tuple[type, ...] = (int,) if whole else (int, float)
+    if isinstance(value, kinds) and not isinstance(value, bool):
+        return
+    kind = "a whole number" if whole else "a number"
+    msg = f"{owner} {name}={value!r} is not {kind}. Pass {kind}, e.g. {10 if whole else 30.0}."
+    raise TaskConfigurationError(msg, details={"option": name})
+
+
 def nearest_name(name: str, candidates: Any) -> str | None:
     """The candidate closest to `name` (a likely typo), or None when none is close."""
     import difflib  # noqa: PLC0415 - only a mistake's message needs it

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lexigram.contracts.tasks import TaskConfigurationError
+from lexigram.contracts.tasks import TaskConfigurationError, require_number
 
 BACKEND_TYPE = "memory"
 """The entry-point name of this backend."""
@@ -42,6 +42,10 @@ def check_queue_settings(
         TaskConfigurationError: `visibility_timeout` is not a positive finite number,
             `max_size` is below 1, or `idempotency_ttl` is negative.
     """
+    require_number("MemoryTaskQueue", "visibility_timeout", visibility_timeout)
+    require_number("MemoryTaskQueue", "idempotency_ttl", idempotency_ttl)
+    if max_size is not None:
+        require_number("MemoryTaskQueue", "max_size", max_size, whole=True)
     if not visibility_timeout > 0 or not math.isfinite(visibility_timeout):
         msg = (
             f"MemoryTaskQueue visibility_timeout={visibility_timeout!r} is not a positive "

@@ -22,6 +22,7 @@ from lexigram.contracts.tasks import (
     TaskConfigurationError,
     mask_url,
     parse_options,
+    require_number,
 )
 
 BACKEND_TYPE = "postgres"
@@ -91,6 +92,7 @@ def channel_name(*parts: str) -> str:
 
 
 def _positive(name: str, value: float) -> None:
+    require_number("PostgreSQL backend", name, value)
     if isinstance(value, bool) or not (value > 0 and math.isfinite(value)):
         msg = (
             f"PostgreSQL backend {name}={value!r} is not a positive number of seconds. "
@@ -105,6 +107,9 @@ def _check(settings: PostgresOptions | PostgresTaskConfig) -> None:
     validate_identifier(settings.table, field="table")
     for name in ("visibility_timeout", "poll_interval", "command_timeout", "connect_timeout"):
         _positive(name, getattr(settings, name))
+    require_number("PostgreSQL backend", "idempotency_ttl", settings.idempotency_ttl)
+    for name in ("max_attempts", "pool_min_size", "pool_max_size"):
+        require_number("PostgreSQL backend", name, getattr(settings, name), whole=True)
     if not settings.idempotency_ttl >= 0:
         msg = (
             f"PostgreSQL backend idempotency_ttl={settings.idempotency_ttl!r} is negative. "

@@ -11,7 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lexigram.contracts.tasks import TaskBackendSpec, TaskConfigurationError, parse_options
+from lexigram.contracts.tasks import (
+    TaskBackendSpec,
+    TaskConfigurationError,
+    parse_options,
+    require_number,
+)
 
 BACKEND_TYPE = "redis"
 
@@ -84,6 +89,7 @@ class RedisOptions:
 
 def positive_seconds(name: str, value: float) -> float:
     """`value` as a float, when it is a positive finite number of seconds."""
+    require_number("RedisTaskQueue", name, value)
     if not value > 0 or not math.isfinite(value):
         msg = f"RedisTaskQueue {name}={value!r} is not a positive number of seconds. Use e.g. 30.0."
         raise TaskConfigurationError(msg)
@@ -96,6 +102,9 @@ def check_queue_limits(idempotency_ttl: float, max_size: int | None) -> None:
     Raises:
         TaskConfigurationError: A negative `idempotency_ttl`, or a `max_size` below 1.
     """
+    require_number("RedisTaskQueue", "idempotency_ttl", idempotency_ttl)
+    if max_size is not None:
+        require_number("RedisTaskQueue", "max_size", max_size, whole=True)
     if not idempotency_ttl >= 0:
         msg = (
             f"RedisTaskQueue idempotency_ttl={idempotency_ttl!r} is negative. "

@@ -46,6 +46,7 @@ from lexigram.contracts.tasks import (
     decode_job,
     encode_job,
     make_poison_job,
+    require_number,
 )
 from lexigram.tasks.backends.sqlite._calls import Missed
 from lexigram.tasks.backends.sqlite._cancel import (
@@ -131,9 +132,9 @@ class SQLiteTaskQueue:
         opts = options or SQLiteOptions()
         self.options = opts
         self._queue_name = queue_name
-        self._lease = float(
-            visibility_timeout if visibility_timeout is not None else opts.visibility_timeout
-        )
+        lease = visibility_timeout if visibility_timeout is not None else opts.visibility_timeout
+        require_number(type(self).__name__, "visibility_timeout", lease)
+        self._lease = float(lease)
         if self._lease <= 0:
             msg = f"SQLiteTaskQueue visibility_timeout={self._lease!r}. Use a positive number."
             raise ValueError(msg)
