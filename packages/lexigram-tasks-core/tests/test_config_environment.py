@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from lexigram.contracts.tasks import TaskConfigurationError
-from lexigram.tasks.config import ConfigIssue, Environment, TaskConfig
+from lexigram.tasks.config import ConfigIssue, Environment, TaskConfig, TaskSchedulerConfig
 
 PASSWORD = "s3cr3t-pa55"  # noqa: S105 - a marker the tests search for in output
 
@@ -75,11 +75,18 @@ def test_timeouts_are_checked_as_the_workers_run_with_them():
     assert "exceeds tasks.timeout.max_timeout (10.0)" in issue.message
 
 
-@pytest.mark.parametrize("build", ["from_dict", "constructor"])
-def test_an_unknown_scheduler_timezone_fails_when_the_config_is_read(build: str):
-    data = {"scheduler": {"timezone": "Mars/Olympus"}}
+def _from_dict() -> object:
+    return TaskConfig.from_dict({"scheduler": {"timezone": "Mars/Olympus"}})
+
+
+def _constructed() -> object:
+    return TaskSchedulerConfig(timezone="Mars/Olympus")
+
+
+@pytest.mark.parametrize("build", [_from_dict, _constructed])
+def test_an_unknown_scheduler_timezone_fails_when_the_config_is_read(build) -> None:
     with pytest.raises(TaskConfigurationError) as refused:
-        TaskConfig.from_dict(data) if build == "from_dict" else TaskConfig(**data)
+        build()
     assert "tasks.scheduler.timezone = 'Mars/Olympus': is not a known IANA timezone" in str(
         refused.value
     )

@@ -41,7 +41,7 @@ from lexigram.tasks.execution import TaskWorker, WorkerPool
 
 def _as_dict(record: Any) -> dict[str, Any]:
     """A `WorkerSettings`/`RetrySettings` or a model, as plain values (nested too)."""
-    if isinstance(record, tuple):
+    if isinstance(record, WorkerSettings | RetrySettings):
         return {k: _as_dict(v) if isinstance(v, tuple) else v for k, v in record._asdict().items()}
     return dict(record.model_dump())
 
@@ -89,7 +89,7 @@ def test_the_unconfigured_process_settings_are_the_default_configs() -> None:
 
 @pytest.mark.parametrize(
     ("backend", "queue"),
-    [(None, None), ("memory", "other"), ("sqlite:///jobs.db", None)],
+    [(None, None), ("memory", "other"), ("memory://", None)],
 )
 def test_an_unconfigured_spec_is_the_default_configs(
     backend: str | None, queue: str | None

@@ -30,7 +30,7 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Callable, Iterable
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from lexigram.contracts.tasks import (
     Job,
@@ -133,6 +133,14 @@ class TaskFunction(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<TaskFunction {self.name!r} of {self._func!r}>"
 
+    if TYPE_CHECKING:
+        # For type checkers only (at run time the class attribute is this object): read
+        # from a class, a method task takes the arguments after ``self``, as its
+        # producers pass them and the worker calls it (see `__set_name__`).
+        def __get__(
+            self: TaskFunction[Concatenate[Any, P2], R], instance: object, owner: type[Any]
+        ) -> TaskFunction[P2, R]: ...
+
     def __set_name__(self, owner: type, attribute: str) -> None:
         """Declared in a class body: a handler class's method, run bound to an instance.
 
@@ -142,8 +150,9 @@ class TaskFunction(Generic[P, R]):
         parameter, as the worker will call it.
         """
         signature = self._signature
-        if signature is None or isinstance(self._func, staticmethod):
-            return
+        defined_here = getattr(self._func, "__qualname__", "").rpartition(".")[0]
+        if signature is None or defined_here != owner.__qualname__:
+            return  # not a method of `owner` (a task assigned to a class attribute)
         parameters = list(signature.parameters.values())
         positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         if parameters and parameters[0].kind in positional:
