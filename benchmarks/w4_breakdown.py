@@ -130,7 +130,7 @@ def child(argv: list[str]) -> None:  # noqa: C901, PLR0915 - one instrumented ru
     mark("worker path imported (APP types, config, engine, runtime)")
     for name, label in (
         ("load_app", "APP loaded"),
-        ("load_config", "config read"),
+        ("read_config", "config read"),
         ("resolve_spec", "backend resolved (its client imported)"),
     ):
         original = getattr(worker_run, name)
