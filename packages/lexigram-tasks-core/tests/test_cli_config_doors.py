@@ -149,3 +149,17 @@ def test_an_empty_queue_option_is_refused(app_module: ModuleType, command: str) 
     result = CliRunner().invoke(cli, [command, target, "--backend", "memory", "-q", " "])
     assert result.exit_code == 2, result.output
     assert "--queue is empty" in result.stderr
+
+
+def test_a_backend_set_by_variables_replaces_the_apps_own_queue(
+    app_module: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The APP's queue object was built from its config without the variable; the worker
+    # consumes the backend the variables describe (here: another queue name).
+    asyncio.run(app_module.queue.enqueue(Job(name="add", args=(1, 2))))
+    monkeypatch.setenv("LEX_TASKS__BACKEND__QUEUE_NAME", "elsewhere")
+    app = f"{app_module.__name__}:provider"
+    result = CliRunner().invoke(cli, ["worker", app, "--burst", "--log-level", "info"])
+    assert result.exit_code == 0, result.output
+    assert "consuming elsewhere on memory" in result.stderr
+    assert "0 processed" in result.stderr  # the APP's own queue (with its job) was not used

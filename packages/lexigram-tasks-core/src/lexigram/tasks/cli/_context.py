@@ -79,6 +79,16 @@ def configured_by_environment() -> bool:
     return any(name.startswith(ENV_PREFIX) for name in os.environ)
 
 
+def backend_configured_by_environment() -> bool:
+    """Whether ``LEX_TASKS__BACKEND__*``/``LEX_TASKS__BACKENDS__*`` variables set a backend.
+
+    Then an APP's own queue object, built from the APP's config without them, is not the
+    backend the command is configured for.
+    """
+    backend = f"{ENV_PREFIX}BACKEND"
+    return any(name.upper().startswith(backend) for name in os.environ)
+
+
 def read_config(
     path: str | None, base: TaskConfig | None = None, *, report: bool = True
 ) -> TaskConfig | None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from lexigram.tasks.cli._app import LoadedApp, load_app
 from lexigram.tasks.cli._context import (
+    backend_configured_by_environment,
     check_queue_option,
     default_backend,
     describe,
@@ -159,7 +160,13 @@ async def _run(
 ) -> int:
     config = _worker_config_of(options, app, report=not supervised)
     queues = list(dict.fromkeys(check_queue_option(name) for name in options.queues))
-    own_queue = app.queue is not None and options.backend is None and not options.config_path
+    # The APP's own queue object is consumed unless the backend is given some other way.
+    own_queue = (
+        app.queue is not None
+        and options.backend is None
+        and not options.config_path
+        and not backend_configured_by_environment()
+    )
     if not queues and app.queue is not None and own_queue:
         queues = [app.queue.queue_name]  # the APP's own queue object is consumed
     spec = resolve_spec(
