@@ -75,8 +75,11 @@ precise error (naming the cause and the option) is the one shown."""
 
 
 def configured_by_environment() -> bool:
-    """Whether a ``LEX_TASKS__*`` variable is set (the environment configures the tasks)."""
-    return any(name.startswith(ENV_PREFIX) for name in os.environ)
+    """Whether a ``LEX_TASKS__*`` variable is set (the environment configures the tasks).
+
+    Case-insensitive, as `TaskConfig.from_env` reads the variables.
+    """
+    return any(name.upper().startswith(ENV_PREFIX) for name in os.environ)
 
 
 def backend_configured_by_environment() -> bool:

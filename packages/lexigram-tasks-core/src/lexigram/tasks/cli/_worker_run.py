@@ -76,7 +76,7 @@ def run_worker(options: WorkerOptions, *, supervised: bool, collect: bool = True
         setup_logging(level)
         app = load_app(options.app)  # fail here, once, rather than in every child
         options = _with_default_backend(options, app)  # the children get it as --backend
-        settings = worker_settings(_worker_config_of(options, app, report=True))
+        settings = worker_settings(_enabled_config(options, app, report=True))
         # Here, not at the top: a worker that supervises no children never needs it.
         from lexigram.tasks.cli._supervisor import Supervisor  # noqa: PLC0415
 
@@ -118,7 +118,7 @@ def _or(given: _T | None, configured: _T) -> _T:
     return configured if given is None else given
 
 
-def _worker_config_of(options: WorkerOptions, app: LoadedApp, *, report: bool) -> TaskConfig | None:
+def _enabled_config(options: WorkerOptions, app: LoadedApp, *, report: bool) -> TaskConfig | None:
     """The worker's configuration (`read_config`), refused when it disables the tasks.
 
     Raises:
@@ -158,7 +158,7 @@ async def _run(
     supervised: bool,
     collect: bool = True,
 ) -> int:
-    config = _worker_config_of(options, app, report=not supervised)
+    config = _enabled_config(options, app, report=not supervised)
     queues = list(dict.fromkeys(check_queue_option(name) for name in options.queues))
     # The APP's own queue object is consumed unless the backend is given some other way.
     own_queue = (
@@ -178,10 +178,7 @@ async def _run(
     if not queues:
         queues = [spec.queue_name]
     settings = worker_settings(config)
-    port = options.metrics_port
-    metrics = start_metrics(
-        port if port is not None else settings.metrics_port, options.metrics_host
-    )
+    metrics = start_metrics(_or(options.metrics_port, settings.metrics_port), options.metrics_host)
     runtime = WorkerRuntime(
         app,
         config,
