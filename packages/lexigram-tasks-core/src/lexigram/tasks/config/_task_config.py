@@ -310,7 +310,7 @@ class TaskConfig(_Section):
             TaskConfigurationError: A variable's value is invalid, or its key is unknown.
         """
         env = os.environ if environ is None else environ
-        if not any(name.startswith(self.env_prefix) for name in env):
+        if not any(name.upper().startswith(self.env_prefix.upper()) for name in env):
             return self
         raw = RawConfig(self.model_dump(exclude_unset=True), origin="the APP's configuration")
         raw = apply_environment(raw, type(self), environ=env, prefix=self.env_prefix)
