@@ -74,22 +74,43 @@ OUTER_DEADLINE_MARGIN = 1.0
 precise error (naming the cause and the option) is the one shown."""
 
 
-def configured_by_environment() -> bool:
-    """Whether a ``LEX_TASKS__*`` variable is set (the environment configures the tasks).
+def configured_by_environment(section: str = "") -> bool:
+    """Whether a ``LEX_TASKS__<section>*`` variable is set (any ``LEX_TASKS__*`` by default).
 
-    Case-insensitive, as `TaskConfig.from_env` reads the variables.
+    Case-insensitive, as `TaskConfig.from_env` reads the variables. ``"BACKEND"`` covers
+    ``tasks.backend`` and ``tasks.backends``.
     """
-    return any(name.upper().startswith(ENV_PREFIX) for name in os.environ)
+    prefix = ENV_PREFIX + section.upper()
+    return any(name.upper().startswith(prefix) for name in os.environ)
 
 
-def backend_configured_by_environment() -> bool:
-    """Whether ``LEX_TASKS__BACKEND__*``/``LEX_TASKS__BACKENDS__*`` variables set a backend.
+def refuse_disabled(config: TaskConfig | None, command: str, *, scheduler: bool = False) -> None:
+    """Refuse a configuration that turns `command` off, as `TaskProvider` runs none then.
 
-    Then an APP's own queue object, built from the APP's config without them, is not the
-    backend the command is configured for.
+    Args:
+        config: The command's configuration (None: the defaults, which turn nothing off).
+        command: What the command runs, for the message ("worker", "scheduler").
+        scheduler: ``tasks.scheduler.enabled`` turns it off too.
+
+    Raises:
+        CLIError: ``tasks.enabled`` (or, with `scheduler`, ``tasks.scheduler.enabled``) is
+            false.
     """
-    backend = f"{ENV_PREFIX}BACKEND"
-    return any(name.upper().startswith(backend) for name in os.environ)
+    if config is None:
+        return
+    switches = [("tasks.enabled", config.enabled, "LEX_TASKS__ENABLED")]
+    if scheduler:
+        switches.append(
+            ("tasks.scheduler.enabled", config.scheduler.enabled, "LEX_TASKS__SCHEDULER__ENABLED")
+        )
+    for key, enabled, variable in switches:
+        if not enabled:
+            msg = (
+                f"The configuration sets {key} to false, so it runs no {command} (a "
+                f"TaskProvider with it runs none either). Set it to true or remove it (e.g. "
+                f"{variable}=true) to run this {command}."
+            )
+            raise CLIError(msg)
 
 
 def read_config(

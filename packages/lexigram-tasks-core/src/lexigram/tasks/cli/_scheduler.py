@@ -26,6 +26,7 @@ from lexigram.tasks.cli._context import (
     describe,
     load_config,
     probe,
+    refuse_disabled,
     release_backend,
     resolve_spec,
 )
@@ -100,29 +101,10 @@ def scheduler_command(
         raise CLIError(msg)
     backend = default_backend(config_path, loaded.config, backend)
     config = load_config(config_path, loaded.config)
-    _refuse_disabled(config)
+    refuse_disabled(config, "scheduler", scheduler=True)
     spec = resolve_spec(config, backend, queue, connect_timeout=connect_timeout)
     owner = namespace or config.scheduler.namespace or app_namespace(loaded)
     run_async(_run(loaded, config, spec, connect_timeout, owner))
-
-
-def _refuse_disabled(config: TaskConfig) -> None:
-    """Refuse a configuration that turns the scheduler off, as `TaskProvider` runs none.
-
-    Raises:
-        CLIError: ``tasks.enabled`` or ``tasks.scheduler.enabled`` is false.
-    """
-    for key, enabled, variable in (
-        ("tasks.enabled", config.enabled, "LEX_TASKS__ENABLED"),
-        ("tasks.scheduler.enabled", config.scheduler.enabled, "LEX_TASKS__SCHEDULER__ENABLED"),
-    ):
-        if not enabled:
-            msg = (
-                f"The configuration sets {key} to false, so it runs no scheduler (a "
-                f"TaskProvider with it runs none either). Set it to true or remove it (e.g. "
-                f"{variable}=true) to run this scheduler."
-            )
-            raise CLIError(msg)
 
 
 def app_namespace(app: LoadedApp) -> str:

@@ -17,16 +17,18 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+from lexigram.tasks._worker_settings import WorkerSettings
 from lexigram.tasks.cli._app import LoadedApp, load_app
 from lexigram.tasks.cli._context import (
-    backend_configured_by_environment,
     check_queue_option,
+    configured_by_environment,
     default_backend,
     describe,
     read_config,
+    refuse_disabled,
     resolve_spec,
 )
-from lexigram.tasks.cli._errors import HARD_STOP_EXIT_CODE, CLIError, HardStop
+from lexigram.tasks.cli._errors import HARD_STOP_EXIT_CODE, HardStop
 from lexigram.tasks.cli._event_loop import run_async
 from lexigram.tasks.cli._metrics import (
     publish_to_supervisor,
@@ -125,13 +127,7 @@ def _enabled_config(options: WorkerOptions, app: LoadedApp, *, report: bool) -> 
         CLIError: The configuration sets ``tasks.enabled: false``.
     """
     config = read_config(options.config_path, app.config, report=report)
-    if config is not None and not config.enabled:
-        msg = (
-            "The configuration sets tasks.enabled to false, so it runs no worker (a "
-            "TaskProvider with it starts none either). Set it to true or remove it (e.g. "
-            "LEX_TASKS__ENABLED=true) to run this worker."
-        )
-        raise CLIError(msg)
+    refuse_disabled(config, "worker")
     return config
 
 
@@ -146,7 +142,7 @@ def _worker_config(options: WorkerOptions, base: AnyWorkerSettings) -> AnyWorker
         updates["log_jobs"] = True
     if not updates:
         return base
-    if isinstance(base, tuple):  # the plain record (nothing configured)
+    if isinstance(base, WorkerSettings):  # the plain record (nothing configured)
         return base._replace(**updates)
     return base.model_copy(update=updates)
 
@@ -165,7 +161,7 @@ async def _run(
         app.queue is not None
         and options.backend is None
         and not options.config_path
-        and not backend_configured_by_environment()
+        and not configured_by_environment("BACKEND")
     )
     if not queues and app.queue is not None and own_queue:
         queues = [app.queue.queue_name]  # the APP's own queue object is consumed

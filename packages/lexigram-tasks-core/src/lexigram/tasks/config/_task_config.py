@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -309,11 +308,10 @@ class TaskConfig(_Section):
         Raises:
             TaskConfigurationError: A variable's value is invalid, or its key is unknown.
         """
-        env = os.environ if environ is None else environ
-        if not any(name.upper().startswith(self.env_prefix.upper()) for name in env):
-            return self
         raw = RawConfig(self.model_dump(exclude_unset=True), origin="the APP's configuration")
-        raw = apply_environment(raw, type(self), environ=env, prefix=self.env_prefix)
+        raw = apply_environment(raw, type(self), environ=environ, prefix=self.env_prefix)
+        if not raw.sources:  # no variable applied
+            return self
         return self._build(raw, strict=None)
 
     @classmethod

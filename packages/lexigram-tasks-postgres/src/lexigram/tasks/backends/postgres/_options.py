@@ -93,7 +93,7 @@ def channel_name(*parts: str) -> str:
 
 def _positive(name: str, value: float) -> None:
     require_number("PostgreSQL backend", name, value)
-    if isinstance(value, bool) or not (value > 0 and math.isfinite(value)):
+    if not (value > 0 and math.isfinite(value)):
         msg = (
             f"PostgreSQL backend {name}={value!r} is not a positive number of seconds. "
             f"Set {name} to a number above 0."

@@ -18,6 +18,7 @@ the masked URL, what failed and the fix.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import inspect
 import logging
@@ -131,6 +132,7 @@ def _check_database_and_query(url: str) -> None:
         raise TaskConfigurationError(msg)
 
 
+@functools.cache
 def _url_query_keys() -> frozenset[str]:
     """What a Redis URL's query may set: redis-py's URL options and connection arguments."""
     from redis.asyncio.connection import AbstractConnection  # noqa: PLC0415
