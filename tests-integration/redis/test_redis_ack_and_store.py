@@ -79,11 +79,16 @@ async def test_only_a_result_store_on_the_queues_own_connection_gets_an_acker(
 
 
 async def test_a_held_delivery_is_acked_and_its_result_stored(pair: Pair) -> None:
-    (job,) = await _leased(pair.queue, 1)
+    (job, unwatched) = await _leased(pair.queue, 2)
     acker = pair.queue.result_acker(pair.store)
     assert acker is not None
     waiting = asyncio.create_task(pair.store.wait(job.id, timeout=5.0))
     await asyncio.sleep(0.05)  # the waiter blocks on the result's notify list first
+    assert await acker(unwatched.id, _result(unwatched), unwatched.lease_token) is True
+    # Nobody waits for that one: its result is stored without a wake-up token.
+    assert await pair.store.get(unwatched.id) is not None
+    client = pair.store.connector.client()
+    assert await client.exists(pair.store._notify_key(unwatched.id)) == 0
     assert await acker(job.id, _result(job, {"n": 1}), job.lease_token) is True
     woken = await asyncio.wait_for(waiting, 2.0)
     assert woken is not None
@@ -94,7 +99,7 @@ async def test_a_held_delivery_is_acked_and_its_result_stored(pair: Pair) -> Non
     assert stored is not None
     assert stored.success
     assert stored.data == {"n": 1}
-    assert [r.id for r in await pair.store.get_completed()] == [job.id]
+    assert {r.id for r in await pair.store.get_completed()} == {job.id, unwatched.id}
 
 
 async def test_a_stale_token_changes_nothing_and_stores_no_result(pair: Pair) -> None:

@@ -116,6 +116,50 @@ async def test_result_store_wait_wakes_on_store_from_another_client(
         await writer_side.close()
 
 
+async def test_only_an_awaited_result_leaves_a_wake_up_token(
+    connector: RedisConnector, key_prefix: str
+) -> None:
+    """A result nobody waits for writes no notify list; a waiter's is pushed, then cleared."""
+    store = RedisResultStore(key_prefix=key_prefix, connector=connector)
+    client = connector.client()
+    await store.store("unwatched", JobResult.ok(1))
+    assert await client.exists(store._notify_key("unwatched")) == 0
+    assert await client.zcard(store.result_keys.waiting) == 0
+
+    waiter = asyncio.create_task(store.wait("watched", timeout=10))
+    while await client.zcard(store.result_keys.waiting) == 0:
+        await asyncio.sleep(0.01)  # registered before it blocks
+    await store.store("watched", JobResult.ok(2))
+    found = await asyncio.wait_for(waiter, 5)
+    assert found is not None
+    assert found.data == 2
+    assert await client.zcard(store.result_keys.waiting) == 0  # the store took it out
+    assert await client.exists(store._notify_key("watched")) == 1  # handed on to others
+
+    # Deleting the result takes its token too: a later waiter blocks, it does not spin.
+    assert await store.delete("watched") is True
+    assert await client.exists(store._notify_key("watched")) == 0
+    started = time.monotonic()
+    assert await store.wait("watched", timeout=0.3) is None
+    assert time.monotonic() - started >= 0.25
+
+
+async def test_a_waiter_that_gave_up_is_dropped_from_the_waiting_index(
+    connector: RedisConnector, key_prefix: str
+) -> None:
+    store = RedisResultStore(key_prefix=key_prefix, connector=connector)
+    client = connector.client()
+    assert await store.wait("never", timeout=0.05) is None
+    # Registered until its timeout plus the client's grace, then trimmed by any store.
+    assert await client.zcard(store.result_keys.waiting) == 1
+    await client.zadd(store.result_keys.waiting, {"never": 0})  # as if that time passed
+    await store.store("other", JobResult.ok(3))
+    assert await client.zcard(store.result_keys.waiting) == 0
+    await client.zadd(store.result_keys.waiting, {"never": 0})
+    assert await store.cleanup_expired() == 0
+    assert await client.zcard(store.result_keys.waiting) == 0
+
+
 async def test_concurrent_results_share_script_calls_and_all_land(
     connector: RedisConnector, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,7 +8,10 @@ Every queue script gets the ten keys of `QueueKeys.fixed` as KEYS, in this order
 4. ``inflight``    ZSET  id scored by its epoch-ms lease deadline
 5. ``score``       HASH  id -> the ready score it gets when it is (or becomes) ready;
                          a delivery's lease token is the score it was popped with
-6. ``deliveries``  HASH  id -> how many times it has been dequeued
+6. ``deliveries``  HASH  id -> how many of its deliveries ended without settling it
+                         (requeued, retried, lease ran out); a job in flight is on
+                         delivery that + 1. Absent for the usual job (delivered once and
+                         acked), so a delivery writes nothing here.
 7. ``retrying``    SET   ids whose job has retry_count > 0 (for count(RETRYING))
 8. ``idem``        HASH  id -> "<expiry-ms>:<idempotency key>"; the key itself is the
                          STRING ``<idem>:<idempotency key>`` holding the first job id
@@ -237,6 +240,7 @@ end
 local expired = redis.call('ZRANGEBYSCORE', K_INFLIGHT, '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(expired) do
   redis.call('ZREM', K_INFLIGHT, id)
+  redis.call('HINCRBY', K_DC, id, 1)
   make_waiting(id, prio_part_of(id), 0, now)
 end
 local out = {-1}
@@ -251,7 +255,7 @@ if max > 0 then
       redis.call('ZADD', K_INFLIGHT, deadline, id)
       out[#out + 1] = id
       out[#out + 1] = payload
-      out[#out + 1] = redis.call('HINCRBY', K_DC, id, 1)
+      out[#out + 1] = tonumber(redis.call('HGET', K_DC, id) or '0') + 1
       out[#out + 1] = popped[i + 1]
     end
   end
@@ -296,8 +300,8 @@ return out
 """,
 )
 
-# KEYS: the ten queue keys, a result store's completed and failed indexes, then a result
-# key and a notify key per job. ARGV: the results' ttl ms, then per job id, token, result
+# KEYS: the ten queue keys, a result store's completed, failed and waiting indexes, then
+# a result key and a notify key per job. ARGV: the results' ttl ms, then per job id, token, result
 # json, success ('1' or '0'). Acks each delivery as ACK does and stores the result (as
 # the store's own script does) of each one whose lease held. Returns 1 or 0 per job.
 ACK_AND_STORE = LuaScript(
@@ -307,22 +311,22 @@ ACK_AND_STORE = LuaScript(
     + """
 local now = now_ms()
 local ttl = tonumber(ARGV[1])
-local done, failed = KEYS[11], KEYS[12]
+local done, failed, waiting = KEYS[11], KEYS[12], KEYS[13]
 local out = {}
 local stored = false
 for i = 0, (#ARGV - 1) / 4 - 1 do
   local id = ARGV[2 + 4 * i]
   if holds(id, ARGV[3 + 4 * i], now) then
     forget(id, now)
-    store_result(done, failed, KEYS[13 + 2 * i], KEYS[14 + 2 * i], id, ARGV[4 + 4 * i],
-      ARGV[5 + 4 * i], now, ttl)
+    store_result(done, failed, waiting, KEYS[14 + 2 * i], KEYS[15 + 2 * i], id,
+      ARGV[4 + 4 * i], ARGV[5 + 4 * i], now, ttl)
     out[#out + 1] = 1
     stored = true
   else
     out[#out + 1] = 0
   end
 end
-if stored then trim_results(done, failed, now, ttl) end
+if stored then trim_results(done, failed, waiting, now, ttl) end
 return out
 """,
 )
@@ -337,6 +341,7 @@ local now = now_ms()
 if not holds(id, ARGV[2], now) then return 0 end
 if ARGV[3] == '1' then
   redis.call('ZREM', K_INFLIGHT, id)
+  redis.call('HINCRBY', K_DC, id, 1)
   make_waiting(id, prio_part_of(id), 0, now)
   notify(1)
 else
@@ -355,6 +360,7 @@ local id = ARGV[1]
 local now = now_ms()
 if not holds(id, ARGV[2], now) then return 0 end
 redis.call('ZREM', K_INFLIGHT, id)
+redis.call('HINCRBY', K_DC, id, 1)
 redis.call('HSET', K_JOBS, id, ARGV[3])
 if ARGV[6] == '1' then
   redis.call('SADD', K_RETRYING, id)
@@ -420,10 +426,13 @@ GET = LuaScript(
 local id = ARGV[1]
 local payload = redis.call('HGET', K_JOBS, id)
 if not payload then return {} end
-local dc = redis.call('HGET', K_DC, id) or '0'
+local dc = tonumber(redis.call('HGET', K_DC, id) or '0')
 local deadline = redis.call('ZSCORE', K_INFLIGHT, id)
 local leased = 0
-if deadline and tonumber(deadline) > now_ms() then leased = 1 end
+if deadline then
+  dc = dc + 1  -- delivered and not settled, even if its lease ran out
+  if tonumber(deadline) > now_ms() then leased = 1 end
+end
 return {payload, dc, leased}
 """,
 )

@@ -73,7 +73,7 @@ class AckAndStore:
 
     async def _settle(self, items: list[tuple[str, str, str, str]]) -> list[bool]:
         keys = self.keys
-        script_keys = [*self._fixed, keys.completed, keys.failed]
+        script_keys = [*self._fixed, keys.completed, keys.failed, keys.waiting]
         args: list[Any] = [keys.ttl_ms]
         result_prefix, notify_prefix = keys.result_prefix, keys.notify_prefix
         for job_id, token, data, success in items:

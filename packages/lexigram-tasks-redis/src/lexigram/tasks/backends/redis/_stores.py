@@ -35,8 +35,13 @@ _MIN_WAIT = 0.001  # Redis blocks with millisecond resolution
 
 # Writes one job's result and wakes its waiters; drops index entries whose result has
 # expired (cheap: they are the oldest). Shared with the queue's ACK_AND_STORE script.
+# Only a job somebody waits for gets a wake-up token: `wait` registers in the waiting
+# index (job id by the server time its waiter gives up) before it blocks, in the same
+# script that found no result, so a result stored in between cannot go unannounced. A
+# token for every job was a list key created and expired per job for nobody.
 RESULT_LUA = """
-local function store_result(done, failed, result, notify, id, data, success, now, ttl)
+local function store_result(done, failed, waiting, result, notify, id, data, success, now,
+    ttl)
   redis.call('SET', result, data, 'PX', ttl)
   if success == '1' then
     redis.call('ZADD', done, now, id)
@@ -45,18 +50,21 @@ local function store_result(done, failed, result, notify, id, data, success, now
     redis.call('ZADD', failed, now, id)
     redis.call('ZREM', done, id)
   end
-  redis.call('DEL', notify)
-  redis.call('RPUSH', notify, 1)
-  redis.call('PEXPIRE', notify, math.min(ttl, 60000))
+  if redis.call('ZREM', waiting, id) == 1 then
+    redis.call('DEL', notify)
+    redis.call('RPUSH', notify, 1)
+    redis.call('PEXPIRE', notify, math.min(ttl, 60000))
+  end
 end
-local function trim_results(done, failed, now, ttl)
+local function trim_results(done, failed, waiting, now, ttl)
   redis.call('ZREMRANGEBYSCORE', done, '-inf', now - ttl)
   redis.call('ZREMRANGEBYSCORE', failed, '-inf', now - ttl)
+  redis.call('ZREMRANGEBYSCORE', waiting, '-inf', now)
 end
 """
 
-# KEYS: completed index, failed index, then a result key and a notify key per job.
-# ARGV: ttl ms, then json, success (1/0) and id per job. Stores a batch of results at once.
+# KEYS: completed index, failed index, waiting index, then a result key and a notify key
+# per job. ARGV: ttl ms, then json, success (1/0) and id per job. Stores a batch at once.
 _STORE_RESULTS = LuaScript(
     "store_results",
     NOW_MS
@@ -64,25 +72,46 @@ _STORE_RESULTS = LuaScript(
     + """
 local now = now_ms()
 local ttl = tonumber(ARGV[1])
-for i = 0, (#KEYS - 2) / 2 - 1 do
-  store_result(KEYS[1], KEYS[2], KEYS[3 + 2 * i], KEYS[4 + 2 * i], ARGV[4 + 3 * i],
-    ARGV[2 + 3 * i], ARGV[3 + 3 * i], now, ttl)
+for i = 0, (#KEYS - 3) / 2 - 1 do
+  store_result(KEYS[1], KEYS[2], KEYS[3], KEYS[4 + 2 * i], KEYS[5 + 2 * i],
+    ARGV[4 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i], now, ttl)
 end
-trim_results(KEYS[1], KEYS[2], now, ttl)
+trim_results(KEYS[1], KEYS[2], KEYS[3], now, ttl)
 return 1
 """,
 )
 # Most results one script call stores (a worker finishing many jobs at once).
 _RESULT_BATCH = 200
 
-# KEYS: completed index, failed index. ARGV: ttl ms. Returns how many were dropped.
+# KEYS: completed index, failed index, waiting index. ARGV: ttl ms. Returns how many
+# result index entries were dropped (waiters that gave up are dropped too, not counted).
 _CLEANUP_RESULTS = LuaScript(
     "cleanup_results",
     NOW_MS
     + """
-local cutoff = now_ms() - tonumber(ARGV[1])
+local now = now_ms()
+local cutoff = now - tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
   + redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', cutoff)
+""",
+)
+
+# KEYS: result key, waiting index. ARGV: job id, ms the waiter may still wait. Returns
+# the stored result, or registers the waiter (keeping the latest give-up time of the
+# job's waiters) and returns nil: `store_result` then pushes the job a wake-up token.
+_AWAIT_RESULT = LuaScript(
+    "await_result",
+    NOW_MS
+    + """
+local data = redis.call('GET', KEYS[1])
+if data then return data end
+local until_ms = now_ms() + tonumber(ARGV[2])
+local current = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not current or tonumber(current) < until_ms then
+  redis.call('ZADD', KEYS[2], until_ms, ARGV[1])
+end
+return false
 """,
 )
 
@@ -92,6 +121,7 @@ class ResultKeys(NamedTuple):
 
     completed: str  # ZSET of succeeded job ids by time
     failed: str  # ZSET of failed job ids by time
+    waiting: str  # ZSET of awaited job ids by the server time their waiters give up
     result_prefix: str  # + job id: the result (STRING, with the TTL)
     notify_prefix: str  # + job id: the LIST its waiters block on
     ttl_ms: int
@@ -127,11 +157,17 @@ class RedisResultStore(RedisStore):
         self._ttl_ms = ttl_ms(ttl) or 3_600_000
         self._completed = self.namespace.key("completed")
         self._failed = self.namespace.key("failed")
+        self._waiting = self.namespace.key("waiting")
         # Every stored result names two keys: built by concatenation, not a call each.
         self._result_prefix = self.namespace.key("r", "")
         self._notify_prefix = self.namespace.key("n", "")
         self.result_keys = ResultKeys(
-            self._completed, self._failed, self._result_prefix, self._notify_prefix, self._ttl_ms
+            self._completed,
+            self._failed,
+            self._waiting,
+            self._result_prefix,
+            self._notify_prefix,
+            self._ttl_ms,
         )
         self._writes: GroupCommit[tuple[str, str, str], None] = GroupCommit(
             self._store_batch, _RESULT_BATCH
@@ -159,7 +195,7 @@ class RedisResultStore(RedisStore):
         await self._writes.submit((job_id, data, "1" if result.success else "0"))
 
     async def _store_batch(self, items: list[tuple[str, str, str]]) -> list[None]:
-        keys = [self._completed, self._failed]
+        keys = [self._completed, self._failed, self._waiting]
         args: list[Any] = [self._ttl_ms]
         result_prefix = self._result_prefix
         notify_prefix = self._notify_prefix
@@ -191,7 +227,10 @@ class RedisResultStore(RedisStore):
                 pipe.delete(self._result_key(job_id))
                 pipe.zrem(self._completed, job_id)
                 pipe.zrem(self._failed, job_id)
-                deleted, _, _ = await pipe.execute()
+                # A token left for the deleted result would wake a later waiter for
+                # nothing, and again each time it handed the token on.
+                pipe.delete(self._notify_key(job_id))
+                deleted, _, _, _ = await pipe.execute()
             return int(deleted)
 
         return bool(await self._call("delete", run))
@@ -205,18 +244,22 @@ class RedisResultStore(RedisStore):
     ) -> JobResult | None:
         """Wait up to `timeout` seconds for the result of `job_id`.
 
-        Blocks on the job's notify list (BLPOP), so it wakes as soon as `store` runs in
-        any process; `poll_interval` is accepted for the protocol and not used.
+        Registers as the job's waiter and blocks on its notify list (BLPOP), so it wakes
+        as soon as `store` runs in any process; `poll_interval` is accepted for the
+        protocol and not used.
         """
         deadline = time.monotonic() + max(0.0, timeout)
         notify = self._notify_key(job_id)
+        keys = (self._result_key(job_id), self._waiting)
         while True:
-            found = await self.get(job_id)
-            if found is not None:
-                return found
             remaining = deadline - time.monotonic()
             if remaining < _MIN_WAIT:
-                return None
+                return await self.get(job_id)
+            # Registered until the server gives the wait up (plus the client's grace).
+            args = (job_id, math.ceil((remaining + _WAIT_GRACE) * 1000))
+            raw = await self._call("wait", lambda c, a=args: _AWAIT_RESULT(c, keys, a))
+            if raw is not None:
+                return JobResult.from_dict(loads(raw))
             server_timeout = f"{math.ceil(remaining * 1000) / 1000:.3f}"
 
             async def blpop(client: Any, wait_s: float = remaining, t: str = server_timeout) -> Any:
@@ -244,7 +287,7 @@ class RedisResultStore(RedisStore):
 
         The results themselves expire by Redis TTL without any call.
         """
-        keys = (self._completed, self._failed)
+        keys = (self._completed, self._failed, self._waiting)
         return int(
             await self._call("cleanup", lambda c: _CLEANUP_RESULTS(c, keys, (self._ttl_ms,)))
         )
