@@ -127,8 +127,11 @@ async def test_only_an_awaited_result_leaves_a_wake_up_token(
     assert await client.zcard(store.result_keys.waiting) == 0
 
     waiter = asyncio.create_task(store.wait("watched", timeout=10))
-    while await client.zcard(store.result_keys.waiting) == 0:
-        await asyncio.sleep(0.01)  # registered before it blocks
+    for _ in range(500):  # registered before it blocks
+        if await client.zcard(store.result_keys.waiting):
+            break
+        await asyncio.sleep(0.01)
+    assert await client.zcard(store.result_keys.waiting) == 1
     await store.store("watched", JobResult.ok(2))
     found = await asyncio.wait_for(waiter, 5)
     assert found is not None
