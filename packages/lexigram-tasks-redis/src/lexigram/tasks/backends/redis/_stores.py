@@ -257,7 +257,11 @@ class RedisResultStore(RedisStore):
                 return await self.get(job_id)
             # Registered until the server gives the wait up (plus the client's grace).
             args = (job_id, math.ceil((remaining + _WAIT_GRACE) * 1000))
-            raw = await self._call("wait", lambda c, a=args: _AWAIT_RESULT(c, keys, a))
+
+            async def register(client: Any, script_args: tuple[str, int] = args) -> Any:
+                return await _AWAIT_RESULT(client, keys, script_args)
+
+            raw = await self._call("wait", register)
             if raw is not None:
                 return JobResult.from_dict(loads(raw))
             server_timeout = f"{math.ceil(remaining * 1000) / 1000:.3f}"
