@@ -195,6 +195,35 @@ async def test_schema_version_is_recorded_and_migrations_run_once(tmp_path: Path
     assert versions == list(range(1, SCHEMA_VERSION + 1))
 
 
+async def test_rows_with_columns_another_program_mistyped_are_still_delivered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A due time or a delivery count that is not a number does not stop the queue."""
+    path = str(tmp_path / "typed.db")
+    queue = SQLiteTaskQueue(path)
+    try:
+        jobs = [Job(name="a"), Job(name="b"), Job(name="c")]
+        for job in jobs:
+            (await queue.enqueue(job)).unwrap()
+        with closing(sqlite3.connect(path)) as conn, conn:
+            conn.execute(
+                "UPDATE lexigram_jobs SET available_at = 'soon' WHERE id = ?", (jobs[0].id,)
+            )
+            conn.execute(
+                "UPDATE lexigram_jobs SET delivery_count = 'x' WHERE id = ?", (jobs[1].id,)
+            )
+        first = await queue.dequeue_batch(10)
+        assert [job.id for job in first] == [jobs[1].id, jobs[2].id]
+        assert first[0].delivery_count == 1  # 'x' read as no earlier delivery
+        # The idle take finds the due time that is not one, makes it now and delivers.
+        (repaired,) = await queue.dequeue_batch(10, timeout=1.0)
+        assert repaired.id == jobs[0].id
+        assert "not a number" in caplog.text
+        assert "lexigram_jobs.available_at" in caplog.text
+    finally:
+        await queue.close()
+
+
 async def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = str(tmp_path / "new.db")
     with closing(sqlite3.connect(path)) as conn, conn:

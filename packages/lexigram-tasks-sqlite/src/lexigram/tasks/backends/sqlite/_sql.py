@@ -7,9 +7,12 @@ conditions the settling statements and the counts share.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from typing import Any
+
+logger = logging.getLogger("lexigram.tasks.backends.sqlite")
 
 _INSERT = (
     "INSERT INTO lexigram_jobs (id, queue, priority, available_at, retry_count, "
@@ -22,8 +25,10 @@ _INSERT = (
 # filtered each delayed or leased row on its way to the next level, or to the end when
 # fewer rows than asked for were due (56 ms a take with a million of them).
 # INDEXED BY: a plan that sorts the due rows instead would read all of them per take.
+# SQLite keeps whatever another program wrote into a column (its types are affinities):
+# a delivery count that is not a number reads as 0 rather than failing every take.
 _PICK_LEVEL = (
-    "SELECT seq, id, payload, delivery_count FROM lexigram_jobs "
+    "SELECT seq, id, payload, CAST(delivery_count AS INTEGER) FROM lexigram_jobs "
     "INDEXED BY lexigram_jobs_order "
     "WHERE queue = ? AND priority = ? AND available_at <= ? "
     "ORDER BY available_at, seq LIMIT ?"
@@ -34,6 +39,14 @@ _NEXT_LEVEL = "SELECT max(priority) FROM lexigram_jobs WHERE queue = ? AND prior
 _NEXT_DUE_AT_LEVEL = (
     "SELECT min(available_at) FROM lexigram_jobs "
     "WHERE queue = ? AND priority = ? AND available_at > ?"
+)
+# A due time that is not a number sorts after every number, so its row would never fall
+# due (nor be the level's earliest while a number is there): an idle take looks at the
+# level's last due time (one seek) and makes such rows due now.
+_LAST_DUE_AT_LEVEL = "SELECT max(available_at) FROM lexigram_jobs WHERE queue = ? AND priority = ?"
+_DUE_NOW_IF_NOT_A_TIME = (
+    "UPDATE lexigram_jobs SET available_at = ?, lease_token = NULL "
+    "WHERE queue = ? AND typeof(available_at) NOT IN ('integer', 'real')"
 )
 # The rows of a take are leased by one statement per `_LEASE_CHUNK` of them, not one per
 # row: one statement moves its rows in the order index through one cursor, which spares
@@ -68,11 +81,27 @@ def pick(
         if len(picked) >= limit:
             break
         if not picked:
-            due = conn.execute(_NEXT_DUE_AT_LEVEL, (queue, level, now)).fetchone()[0]
+            last = conn.execute(_LAST_DUE_AT_LEVEL, (queue, level)).fetchone()[0]
+            if isinstance(last, int | float):
+                due = conn.execute(_NEXT_DUE_AT_LEVEL, (queue, level, now)).fetchone()[0]
+            else:
+                _make_due(conn, queue, now)
+                due = now
             if due is not None and (next_due is None or due < next_due):
                 next_due = due
         level = conn.execute(_NEXT_LEVEL, (queue, level)).fetchone()[0]
     return picked, next_due
+
+
+def _make_due(conn: sqlite3.Connection, queue: str, now: float) -> None:
+    repaired = conn.execute(_DUE_NOW_IF_NOT_A_TIME, (now, queue)).rowcount
+    logger.error(
+        "SQLite queue %r: %d job row(s) had a due time (lexigram_jobs.available_at) that "
+        "is not a number, written by something other than lexigram-tasks; they are due "
+        "now. Write times as epoch seconds.",
+        queue,
+        repaired,
+    )
 
 
 def lease_rows(conn: sqlite3.Connection, token: str, expiry: float, seqs: list[int]) -> None:
