@@ -163,3 +163,13 @@ def test_a_backend_set_by_variables_replaces_the_apps_own_queue(
     assert result.exit_code == 0, result.output
     assert "consuming elsewhere on memory" in result.stderr
     assert "0 processed" in result.stderr  # the APP's own queue (with its job) was not used
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["worker", "app", "--burst"], ["enqueue", "add"], ["scheduler", "app"], ["inspect", "stats"]],
+)
+def test_an_empty_config_option_is_refused_by_every_command(command: list[str]) -> None:
+    result = CliRunner().invoke(cli, [*command, "--config", ""])
+    assert result.exit_code == 2, result.output
+    assert "'--config': is empty: give the path of a YAML config file" in result.stderr

@@ -37,6 +37,15 @@ def backend_option(func: F) -> F:
     )(func)
 
 
+def _non_empty_path(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # An empty value (`--config "$UNSET"`) would read as "nothing configured" in some
+    # commands and as the current directory in others: neither is what was asked.
+    if value == "":
+        msg = "is empty: give the path of a YAML config file, or leave the option out."
+        raise click.BadParameter(msg, param=param)
+    return value
+
+
 def config_option(func: F) -> F:
     """``--config PATH`` (YAML; LEX_TASKS__* variables override it)."""
     return click.option(
@@ -44,6 +53,7 @@ def config_option(func: F) -> F:
         "config_path",
         metavar="PATH",
         type=click.Path(dir_okay=False),
+        callback=_non_empty_path,
         help="YAML config file (its `tasks` section); LEX_TASKS__* variables override it.",
     )(func)
 
