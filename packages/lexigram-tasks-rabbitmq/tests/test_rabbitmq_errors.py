@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 
@@ -22,6 +23,15 @@ def wrapped(cause: BaseException) -> BaseException:
     """An aiormq transport error carrying the OS error as its cause, as aiormq raises it."""
     error = aiormq.exceptions.AMQPConnectionError(*cause.args)
     error.__cause__ = cause
+    return error
+
+
+def closed_early() -> BaseException:
+    """What aiormq raises when the peer (PostgreSQL on 5432, say) hangs up on the header."""
+    error = aiormq.exceptions.AMQPConnectionError(
+        "Server connection unexpectedly closed. Read 0 bytes but 1 bytes expected"
+    )
+    error.__context__ = asyncio.IncompleteReadError(b"", 1)
     return error
 
 
@@ -87,6 +97,12 @@ def unverified(
             aiormq.exceptions.IncompatibleProtocolError("EOF"),
             None,
             "closed the connection during the AMQP handshake",
+            "not_amqp",
+        ),
+        (
+            closed_early(),
+            None,
+            "it is not an AMQP 0-9-1 server (check the port: 5672 for amqp://",
             "not_amqp",
         ),
         (RuntimeError("something else"), None, "Could not connect to RabbitMQ", "connect_failed"),

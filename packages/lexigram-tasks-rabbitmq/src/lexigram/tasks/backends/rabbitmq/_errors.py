@@ -131,6 +131,22 @@ def _root(exc: BaseException) -> BaseException:
     return exc
 
 
+def _closed_early(exc: BaseException) -> bool:
+    """The peer hung up before answering (aiormq: "connection unexpectedly closed").
+
+    Another service on the port (PostgreSQL, an HTTP server) reads the AMQP header,
+    finds it foreign and closes; aiormq wraps the end of the stream it met.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc.__cause__ or exc.__context__
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, EOFError):
+            return isinstance(exc, aiormq.exceptions.AMQPConnectionError)
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _refused(exc: BaseException) -> bool:
     root = _root(exc)
     if isinstance(root, ConnectionRefusedError):
@@ -275,10 +291,13 @@ def connect_failure(
             "network, or raise connect_timeout."
         )
         reason = "connect_timeout"
-    elif isinstance(exc, aiormq.exceptions.IncompatibleProtocolError | EOFError):
+    elif isinstance(exc, aiormq.exceptions.IncompatibleProtocolError | EOFError) or _closed_early(
+        exc
+    ):
         msg = (
             f"{where} closed the connection during the AMQP handshake ({url}): it is not "
-            "an AMQP 0-9-1 server, or it expects TLS (use amqps://)."
+            "an AMQP 0-9-1 server (check the port: 5672 for amqp://, 5671 for amqps://), "
+            "or it expects TLS (use amqps://)."
         )
         reason = "not_amqp"
     else:
