@@ -122,6 +122,19 @@ def test_config_strict_rejects_unknown_keys_with_suggestion():
     assert "tasks.backends[0].tpye = 'redis': unknown key. Did you mean 'type'?" in text
 
 
+def test_a_process_wide_key_in_a_named_backend_says_where_it_goes():
+    with pytest.raises(TaskConfigurationError) as info:
+        TaskConfig.from_dict({"backends": [{"name": "a", "enqueue_timeout": 2}]})
+    assert (
+        "tasks.backends[0].enqueue_timeout = 2: unknown key. Set it as "
+        "tasks.backend.enqueue_timeout (one deadline for every queue), or remove the key."
+    ) in str(info.value)
+    config = TaskConfig.from_dict(
+        {"backend": {"enqueue_timeout": 2}, "backends": [{"name": "a", "type": "memory"}]}
+    )
+    assert config.backend.enqueue_timeout == 2
+
+
 def test_config_strict_allows_free_form_options_and_extra():
     config = TaskConfig.from_dict(
         {"backend": {"options": {"anything": 1}}, "extra": {"custom": {"x": 1}}}, strict=True

@@ -427,6 +427,10 @@ class NamedTaskConfig(_Section):
     """
 
     config_path: ClassVar[str] = "NamedTaskConfig"
+    keys_set_elsewhere: ClassVar[dict[str, str]] = {
+        "enqueue_timeout": "tasks.backend.enqueue_timeout (one deadline for every queue)"
+    }
+    """Keys of the single-backend section that are not per backend: where they go."""
 
     name: str = Field(
         min_length=1, json_schema_extra=_fix("Give every backend a unique, non-empty name.")

@@ -310,8 +310,17 @@ def find_unknown_keys(
         loc: Loc = (*base_loc, str(key))
         info = fields.get(str(key))
         if info is None:
+            elsewhere: Mapping[str, str] = getattr(model, "keys_set_elsewhere", {})
             problems.append(
-                _unknown(str(key), value, loc, root=root, fields=fields, sources=sources or {})
+                _unknown(
+                    str(key),
+                    value,
+                    loc,
+                    root=root,
+                    fields=fields,
+                    sources=sources or {},
+                    elsewhere=elsewhere.get(str(key)),
+                )
             )
             continue
         nested, is_list = _model_of(info.annotation)
@@ -335,9 +344,12 @@ def _unknown(
     root: str,
     fields: Iterable[str],
     sources: Mapping[Loc, str],
+    elsewhere: str | None = None,
 ) -> ConfigProblem:
     close = nearest_name(key, fields)
-    if close is not None:
+    if elsewhere is not None:
+        fix = f"Set it as {elsewhere}, or remove the key."
+    elif close is not None:
         fix = f"Did you mean {close!r}? Fix the spelling or remove the key."
     else:
         known = ", ".join(sorted(fields))
