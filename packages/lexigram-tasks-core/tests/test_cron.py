@@ -6,7 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from lexigram.contracts.tasks import TaskValidationError
+from lexigram.tasks import scheduled
 from lexigram.tasks.scheduling import CronExpression
+from lexigram.tasks.scheduling._cron import validate_cron
 
 
 def _ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> float:
@@ -109,6 +112,32 @@ def test_cron_impossible_date_is_rejected_as_never_matching(expression: str) -> 
         CronExpression(expression)
     assert str(info.value).startswith(f"Cron expression {expression!r} never matches a date")
     assert "five fields" not in str(info.value)  # its fields are well formed
+
+
+@pytest.mark.parametrize(
+    "expression", ["0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 30-31 feb *", "0 0 0 30 2 * *"]
+)
+def test_impossible_dates_are_found_without_croniter(expression: str) -> None:
+    """`validate_cron` (what `@scheduled` checks at import) finds them itself."""
+    with pytest.raises(ValueError, match="never matches a date"):
+        validate_cron(expression)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["0 0 29 2 *", "0 0 31 * *", "0 0 31 jan-feb *", "0 0 30 2 1", "0 0 */30 2 *", "0 0 L 2 *"],
+)
+def test_dates_some_month_has_pass_both_checks(expression: str) -> None:
+    validate_cron(expression)
+    CronExpression(expression)
+
+
+def test_scheduled_refuses_an_impossible_date_when_the_module_is_imported() -> None:
+    with pytest.raises(TaskValidationError, match="never matches a date"):
+
+        @scheduled("0 9 30 2 *")
+        async def never() -> None:
+            return None
 
 
 def test_cron_empty_expression_is_rejected() -> None:

@@ -122,6 +122,52 @@ def _invalid(expression: str, reason: str) -> ValueError:
     return ValueError(f"Cron expression {expression!r} is invalid: {reason}. {_USAGE}")
 
 
+def _never_matches(expression: str) -> ValueError:
+    return ValueError(
+        f"Cron expression {expression!r} never matches a date (such as day 30 or 31 of a "
+        "month that has none). Choose a day that month has, or another month."
+    )
+
+
+# The most days each month has (February's leap day included).
+_MONTH_DAYS: Final = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _plain_values(text: str, spec: _Field) -> set[int] | None:
+    """The values of a field made of numbers, names and ranges; None for anything else.
+
+    Steps, wildcards and croniter's extensions give None: only a plain list is judged
+    here, the rest is croniter's (see `CronExpression.__init__`).
+    """
+    values: set[int] = set()
+    for part in text.lower().split(","):
+        low, dash, high = part.partition("-")
+        ends = [spec.names.get(end, int(end) if end.isdigit() else -1) for end in (low, high)]
+        if ends[0] < 0 or (dash and ends[1] < 0):
+            return None
+        values.update(range(ends[0], (ends[1] if dash else ends[0]) + 1))
+    return values
+
+
+def _has_a_date(fields: tuple[str, ...]) -> bool:
+    """False when the day-of-month and month fields name no day any month has.
+
+    Only a day-of-week of any day (``*`` or ``?``) leaves the day to the day-of-month
+    field alone; otherwise cron runs on either, and some weekday always comes.
+    """
+    layout = _LAYOUTS[len(fields)]
+    by_name = {spec.name: text for spec, text in zip(layout, fields, strict=True)}
+    if by_name[_WEEKDAY.name] not in ("*", "?"):
+        return True
+    days = _plain_values(by_name[_DAY.name], _DAY)
+    months = _plain_values(by_name[_MONTH.name], _MONTH)
+    if days is None or not days:
+        return True
+    if months is None:
+        months = set(range(1, 13))
+    return any(min(days) <= _MONTH_DAYS[month - 1] for month in months)
+
+
 def _check_value(expression: str, spec: _Field, token: str, part: str) -> None:
     if token.lower() in spec.names:
         return
@@ -169,7 +215,8 @@ def validate_cron(expression: str) -> tuple[str, ...]:
         The whitespace-separated fields (or the alias, alone).
 
     Raises:
-        ValueError: The expression is malformed; the message names the bad field and value.
+        ValueError: The expression is malformed (the message names the bad field and
+            value), or its day and month fields name no date (30 February).
     """
     if not expression.strip():
         msg = f"Cron expression {expression!r} is empty. {_USAGE}"
@@ -187,6 +234,8 @@ def validate_cron(expression: str) -> tuple[str, ...]:
     for spec, text in zip(layout, fields, strict=True):
         for part in text.split(","):
             _check_part(expression, spec, part)
+    if not _has_a_date(fields):
+        raise _never_matches(expression)
     return fields
 
 
@@ -224,14 +273,10 @@ class CronExpression:
             self._iterator(time.time()).get_next(float)
         except (ValueError, KeyError, TypeError) as exc:
             if "failed to find next date" in str(exc):
-                # Well formed, but no date matches (30 February): the fields are right.
-                msg = (
-                    f"Cron expression {expression!r} never matches a date (such as day 30 "
-                    "or 31 of a month that has none). Choose a day that month has, or "
-                    "another month."
-                )
-            else:
-                msg = f"Cron expression {expression!r} is invalid: {exc}. {_USAGE}"
+                # Well formed, but no date matches (a case `validate_cron` cannot judge,
+                # such as 'L' or a year field): the fields are right.
+                raise _never_matches(expression) from exc
+            msg = f"Cron expression {expression!r} is invalid: {exc}. {_USAGE}"
             raise ValueError(msg) from exc
 
     def _iterator(self, base_time: float) -> Any:
