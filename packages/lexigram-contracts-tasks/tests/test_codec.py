@@ -114,6 +114,11 @@ def test_make_poison_job_keeps_error_and_payload() -> None:
         # An unescaped "@" in a password: URL parsers split at the last "@".
         ("redis://:hunter2@SECRET@127.0.0.1:6379/8", "redis://:***@127.0.0.1:6379/8"),
         ("redis://host:6379/0?tag=a@b", "redis://host:6379/0?tag=a@b"),
+        # An unescaped "/" in a password (it ends the authority for a URL parser, so the
+        # password cannot work, but the URL still reaches an error message).
+        ("redis://:pa/ss@host:6379/0", "redis://:***@host:6379/0"),
+        ("amqp://user:p/w@host/vh", "amqp://user:***@host/vh"),
+        ("postgresql://u:a/b/c@h/db?x=a@b", "postgresql://u:***@h/db?x=a@b"),
     ],
 )
 def test_mask_url_hides_passwords(url: str, masked: str) -> None:

@@ -31,9 +31,11 @@ from lexigram.contracts.tasks._security import EnvelopeSigner
 ENVELOPE_VERSION = 1
 """Version of the job envelope this code writes; it reads this version and older."""
 
-# The password runs to the last "@" of the authority (which ends at the first "/", "?" or
-# "#"), as URL parsers read it: an unescaped "@" inside a password is masked with the rest.
-_URL_PASSWORD = re.compile(r"(?P<prefix>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^\s/?#]*)@")
+# The password runs to the last "@" before the query or fragment: an unescaped "@" or "/"
+# inside a password is masked with the rest. (URL parsers end the authority at the first
+# "/", so such a password never works, but the URL it sits in still reaches error
+# messages.) An "@" in the path after a port is masked from the port on: safe, if odd.
+_URL_PASSWORD = re.compile(r"(?P<prefix>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^\s?#]*)@")
 
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
