@@ -119,6 +119,15 @@ def test_make_poison_job_keeps_error_and_payload() -> None:
         ("redis://:pa/ss@host:6379/0", "redis://:***@host:6379/0"),
         ("amqp://user:p/w@host/vh", "amqp://user:***@host/vh"),
         ("postgresql://u:a/b/c@h/db?x=a@b", "postgresql://u:***@h/db?x=a@b"),
+        # A password given as a setting: in the query, or in a libpq key/value DSN.
+        (
+            "postgresql://u@h/db?password=s3cret&sslmode=off",
+            "postgresql://u@h/db?password=***&sslmode=off",
+        ),
+        ("redis://h:6379/0?Password=s3cret", "redis://h:6379/0?Password=***"),
+        ("host=db user=app password=s3cret dbname=x", "host=db user=app password=*** dbname=x"),
+        ("host=db password = 'se cr\\'et' sslpassword=k", "host=db password = *** sslpassword=***"),
+        ("redis://h/0?passwords_file=x", "redis://h/0?passwords_file=x"),
     ],
 )
 def test_mask_url_hides_passwords(url: str, masked: str) -> None:

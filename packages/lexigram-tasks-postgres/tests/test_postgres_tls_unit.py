@@ -140,3 +140,18 @@ def test_a_missing_socket_directory_is_not_blamed_on_tls_files() -> None:
 def test_a_dropped_connection_without_a_client_certificate_is_not_blamed_on_one() -> None:
     exc = _closed_after(ConnectionResetError(104, "Connection reset by peer"))
     assert "client certificate" not in str(connect_error(DSN, exc, timeout=5.0))
+
+
+def test_a_key_value_dsn_is_named_with_the_url_form_and_its_password_masked() -> None:
+    dsn = "host=db user=app password=hunter2 dbname=orders"
+    exc = asyncpg.exceptions.ClientConfigurationError(
+        'invalid DSN: scheme is expected to be either "postgresql" or "postgres", got \'\''
+    )
+    message = str(connect_error(dsn, exc, timeout=5.0))
+    assert "the DSN is in libpq's key=value form, which asyncpg does not read" in message
+    assert "postgresql://user@host:5432/dbname" in message
+    assert "password=***" in message
+    assert "hunter2" not in message
+    # A URL DSN whose settings asyncpg refuses keeps the general line.
+    other = str(connect_error("postgresql://db/x?sslmode=bogus", exc, timeout=5.0))
+    assert "the DSN's settings are not usable" in other

@@ -36,6 +36,12 @@ ENVELOPE_VERSION = 1
 # "/", so such a password never works, but the URL it sits in still reaches error
 # messages.) An "@" in the path after a port is masked from the port on: safe, if odd.
 _URL_PASSWORD = re.compile(r"(?P<prefix>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^\s?#]*)@")
+# A password given as a setting: a URL's query (``?password=...``, which asyncpg and
+# redis-py read) or a libpq key/value DSN (``host=db password=...``, quoted or not).
+_SETTING_PASSWORD = re.compile(
+    r"(?P<key>(?<![A-Za-z0-9_])(?:ssl)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s&#]*)",
+    re.IGNORECASE,
+)
 
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
@@ -411,10 +417,14 @@ def mask_url(url: str) -> str:
     Args:
         url: A connection URL such as ``redis://user:secret@host:6379/0``.
 
+    Also masks a ``password=`` setting, in a URL's query or in a libpq key/value DSN
+    (``host=db password=secret``).
+
     Returns:
         The URL with the password masked; URLs without one are returned unchanged.
     """
-    return _URL_PASSWORD.sub(lambda m: f"{m.group('prefix')}***@", url)
+    masked = _URL_PASSWORD.sub(lambda m: f"{m.group('prefix')}***@", url)
+    return _SETTING_PASSWORD.sub(lambda m: f"{m.group('key')}***", masked)
 
 
 POISON_JOB_NAME = "lexigram.undecodable"

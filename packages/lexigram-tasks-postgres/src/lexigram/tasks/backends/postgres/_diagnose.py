@@ -196,6 +196,18 @@ def connect_error(  # noqa: C901, PLR0912 - one flat table of causes reads best
             f"signed the server's certificate, and none was found ({detail}). Add "
             "sslrootcert=/path/to/ca.pem to the DSN."
         )
+    elif (
+        isinstance(exc, asyncpg.exceptions.ClientConfigurationError)
+        and dsn is not None
+        and "=" in dsn
+        and "://" not in dsn
+    ):
+        # libpq's key/value form ("host=db dbname=app"), which asyncpg does not read.
+        msg = (
+            f"PostgreSQL at {where}: the DSN is in libpq's key=value form, which asyncpg "
+            "does not read. Write it as a URL: postgresql://user@host:5432/dbname, with "
+            "the password as user:password@ and other settings as ?key=value."
+        )
     elif isinstance(exc, asyncpg.exceptions.ClientConfigurationError):
         msg = f"PostgreSQL at {where}: the DSN's settings are not usable: {detail}. Fix the DSN."
     elif isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError) and (
