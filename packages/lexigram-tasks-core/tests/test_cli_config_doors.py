@@ -173,3 +173,27 @@ def test_an_empty_config_option_is_refused_by_every_command(command: list[str]) 
     result = CliRunner().invoke(cli, [*command, "--config", ""])
     assert result.exit_code == 2, result.output
     assert "'--config': is empty: give the path of a YAML config file" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "cause"),
+    [
+        ("redis://127.0.0.1:63x0/0", "(Port could not be cast to integer value as '63x0')"),
+        ("redis://[::1/0", "(Invalid IPv6 URL)"),
+        # An unescaped "/" ends the password early: what the parser calls the port is part
+        # of the password, so the cause is not quoted.
+        ("redis://:hun/ter2@127.0.0.1:6390/0", "(its host or port cannot be read)"),
+    ],
+)
+def test_an_unreadable_url_names_its_part_and_never_a_piece_of_the_password(
+    url: str, cause: str
+) -> None:
+    from lexigram.contracts.tasks import TaskConfigurationError
+    from lexigram.tasks._backends import check_url_syntax
+
+    with pytest.raises(TaskConfigurationError) as info:
+        check_url_syntax(url, "--backend")
+    message = str(info.value)
+    assert "is not a valid URL " + cause in message
+    assert "hun" not in message
+    assert "ter2" not in message

@@ -463,9 +463,13 @@ def check_url_syntax(url: str, where: str) -> None:
             if where.startswith("-")
             else f"{where} = {shown_url(url)!r}"
         )
+        # The parser quotes what it read as the port, which is part of the password when
+        # an unescaped "/" cut the password short: then the cause goes unquoted.
+        cause = str(exc) if shown_url(url) == url else "its host or port cannot be read"
         msg = (
-            f"{named} is not a valid URL ({exc}). Write it as scheme://host:port/... (the "
-            "port a number, an IPv6 host in brackets such as [::1])."
+            f"{named} is not a valid URL ({cause}). Write it as scheme://host:port/... (the "
+            "port a number, an IPv6 host in brackets such as [::1], a '/' or '@' in the "
+            "password written as %2F or %40)."
         )
         raise TaskConfigurationError(msg, details={"url": shown_url(url)}) from None
 
