@@ -11,7 +11,8 @@ from uuid import uuid4
 import pytest
 from click.testing import CliRunner
 
-from lexigram.contracts.tasks import Job
+from lexigram.contracts.tasks import Job, TaskConfigurationError
+from lexigram.tasks._backends import check_url_syntax
 from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._app import load_app
 
@@ -188,9 +189,6 @@ def test_an_empty_config_option_is_refused_by_every_command(command: list[str]) 
 def test_an_unreadable_url_names_its_part_and_never_a_piece_of_the_password(
     url: str, cause: str
 ) -> None:
-    from lexigram.contracts.tasks import TaskConfigurationError
-    from lexigram.tasks._backends import check_url_syntax
-
     with pytest.raises(TaskConfigurationError) as info:
         check_url_syntax(url, "--backend")
     message = str(info.value)
