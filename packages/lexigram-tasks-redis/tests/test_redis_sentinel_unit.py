@@ -11,7 +11,7 @@ from redis.asyncio.sentinel import MasterNotFoundError
 
 from lexigram.contracts.tasks import TaskBackendSpec, TaskConfigurationError
 from lexigram.tasks.backends.redis import RedisBackend, RedisConnector, RedisTaskQueue
-from lexigram.tasks.backends.redis._diagnose import diagnose
+from lexigram.tasks.backends.redis._diagnose import Diagnosis, diagnose
 from lexigram.tasks.backends.redis._sentinel import SentinelTarget
 from redis import exceptions as rexc
 
@@ -92,15 +92,20 @@ def test_bad_replica_wait_settings_are_refused(options: dict[str, float], proble
         RedisTaskQueue(URL, "emails", **options)  # type: ignore[arg-type]
 
 
-def test_no_primary_is_diagnosed_as_a_sentinel_problem() -> None:
-    found = diagnose(
-        MasterNotFoundError("No master found for 'tasks-primary'"),
-        url=URL,
-        masked="redis+sentinel://app:***@s1:26379/tasks-primary/2",
-        what="enqueue",
-        connect_timeout=5.0,
-        command_timeout=10.0,
+def _diagnosed(
+    exc: BaseException,
+    *,
+    masked: str = "redis+sentinel://app:***@s1:26379/tasks-primary/2",
+    what: str = "enqueue",
+) -> Diagnosis:
+    """`diagnose` of `exc` on the module's Sentinel URL, with the usual timeouts."""
+    return diagnose(
+        exc, url=URL, masked=masked, what=what, connect_timeout=5.0, command_timeout=10.0
     )
+
+
+def test_no_primary_is_diagnosed_as_a_sentinel_problem() -> None:
+    found = _diagnosed(MasterNotFoundError("No master found for 'tasks-primary'"))
     assert found.kind == "no_primary"
     assert found.transient
     assert "service name" in found.message
@@ -109,26 +114,16 @@ def test_no_primary_is_diagnosed_as_a_sentinel_problem() -> None:
 
 def test_no_primary_shows_none_of_redis_pys_connection_reprs() -> None:
     noisy = "No master found for 'svc' : {'127.0.0.1:1': <redis.asyncio.client.Redis(...)>}"
-    found = diagnose(
-        MasterNotFoundError(noisy),
-        url=URL,
-        masked="redis+sentinel://app:***@s1:26379/tasks-primary/2",
-        what="enqueue",
-        connect_timeout=5.0,
-        command_timeout=10.0,
-    )
+    found = _diagnosed(MasterNotFoundError(noisy))
     assert "<redis" not in found.message
     assert "port 26379 by default" in found.message
 
 
 def test_a_redis_server_given_as_a_sentinel_is_named_as_such() -> None:
-    found = diagnose(
+    found = _diagnosed(
         rexc.ResponseError("unknown command 'SENTINEL', with args beginning with: 'get-master"),
-        url=URL,
         masked="redis+sentinel://app:***@s1:6379/tasks-primary/2",
         what="connect",
-        connect_timeout=5.0,
-        command_timeout=10.0,
     )
     assert found.kind == "not_sentinel"
     assert not found.transient
