@@ -136,16 +136,18 @@ _MONTH_DAYS: Final = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 def _plain_values(text: str, spec: _Field) -> set[int] | None:
     """The values of a field made of numbers, names and ranges; None for anything else.
 
-    Steps, wildcards and croniter's extensions give None: only a plain list is judged
-    here, the rest is croniter's (see `CronExpression.__init__`).
+    Steps, wildcards, ranges that wrap around (``nov-feb``) and croniter's extensions
+    give None: only a plain list is judged here, the rest is croniter's (see
+    `CronExpression.__init__`).
     """
     values: set[int] = set()
     for part in text.lower().split(","):
         low, dash, high = part.partition("-")
-        ends = [spec.names.get(end, int(end) if end.isdigit() else -1) for end in (low, high)]
-        if ends[0] < 0 or (dash and ends[1] < 0):
+        first = spec.names.get(low, int(low) if low.isdigit() else -1)
+        last = spec.names.get(high, int(high) if high.isdigit() else -1) if dash else first
+        if first < 0 or last < first:
             return None
-        values.update(range(ends[0], (ends[1] if dash else ends[0]) + 1))
+        values.update(range(first, last + 1))
     return values
 
 
@@ -160,11 +162,9 @@ def _has_a_date(fields: tuple[str, ...]) -> bool:
     if by_name[_WEEKDAY.name] not in ("*", "?"):
         return True
     days = _plain_values(by_name[_DAY.name], _DAY)
-    months = _plain_values(by_name[_MONTH.name], _MONTH)
-    if days is None or not days:
+    if days is None:
         return True
-    if months is None:
-        months = set(range(1, 13))
+    months = _plain_values(by_name[_MONTH.name], _MONTH) or range(1, 13)
     return any(min(days) <= _MONTH_DAYS[month - 1] for month in months)
 
 
