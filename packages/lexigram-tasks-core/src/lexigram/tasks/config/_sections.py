@@ -8,12 +8,12 @@ field, the value and the fix; loading (dict, YAML, environment) lives on `TaskCo
 
 from __future__ import annotations
 
-import zoneinfo
 from contextvars import ContextVar
 from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from lexigram.tasks._timezone import resolve_timezone
 from lexigram.tasks._worker_settings import RETRY_DEFAULTS, WORKER_DEFAULTS
 from lexigram.tasks.config._validation import (
     configuration_error,
@@ -341,8 +341,8 @@ class TaskSchedulerConfig(_Section):
         # Checked here, so a bad name fails when the configuration is read, through every
         # door, rather than when a scheduler first evaluates a schedule.
         try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            resolve_timezone(value)
+        except ValueError:
             msg = "is not a known IANA timezone"
             raise ValueError(msg) from None
         return value

@@ -17,7 +17,8 @@ import re
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from lexigram.tasks._timezone import resolve_timezone
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -93,29 +94,6 @@ def load_croniter() -> ModuleType:
             "by default)."
         )
         raise ImportError(msg, name="croniter") from exc
-
-
-def resolve_timezone(name: str) -> ZoneInfo:
-    """Return the `ZoneInfo` for an IANA timezone name.
-
-    Args:
-        name: IANA timezone name such as ``"UTC"`` or ``"Europe/Paris"``.
-
-    Returns:
-        The timezone.
-
-    Raises:
-        ValueError: The name is not a known timezone.
-    """
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        msg = (
-            f"Timezone {name!r} is not a known IANA timezone. Use a name such as 'UTC' or "
-            "'Europe/Paris' (TaskSchedulerConfig.timezone); on systems without a timezone "
-            "database, install the tzdata package."
-        )
-        raise ValueError(msg) from exc
 
 
 def _invalid(expression: str, reason: str) -> ValueError:

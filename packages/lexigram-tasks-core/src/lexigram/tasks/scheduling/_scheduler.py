@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from lexigram.contracts.tasks import Err, Job, JobTemplate, SchedulerStoreProtocol
 from lexigram.tasks._outage import OutageLog
-from lexigram.tasks.scheduling._cron import CronExpression, resolve_timezone
+from lexigram.tasks._timezone import resolve_timezone
+from lexigram.tasks.scheduling._cron import CronExpression
 from lexigram.tasks.scheduling._handle import ScheduleHandle
 from lexigram.tasks.scheduling._job import ScheduledJob, ScheduleOutcome
 from lexigram.tasks.scheduling._misfire import (
