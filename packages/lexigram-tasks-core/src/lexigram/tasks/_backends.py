@@ -458,20 +458,17 @@ def check_url_syntax(url: str, where: str) -> None:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - reading it is the check (urllib parses it lazily)
     except ValueError as exc:
-        named = (
-            f"{where} {shown_url(url)!r}"
-            if where.startswith("-")
-            else f"{where} = {shown_url(url)!r}"
-        )
+        shown = shown_url(url)
+        named = f"{where} {shown!r}" if where.startswith("-") else f"{where} = {shown!r}"
         # The parser quotes what it read as the port, which is part of the password when
         # an unescaped "/" cut the password short: then the cause goes unquoted.
-        cause = str(exc) if shown_url(url) == url else "its host or port cannot be read"
+        cause = str(exc) if shown == url else "its host or port cannot be read"
         msg = (
             f"{named} is not a valid URL ({cause}). Write it as scheme://host:port/... (the "
             "port a number, an IPv6 host in brackets such as [::1], a '/' or '@' in the "
             "password written as %2F or %40)."
         )
-        raise TaskConfigurationError(msg, details={"url": shown_url(url)}) from None
+        raise TaskConfigurationError(msg, details={"url": shown}) from None
 
 
 def _unserved_url(where: str, url: str) -> TaskConfigurationError:
