@@ -119,32 +119,33 @@ class TCPProbe:
 _NAME_MISMATCH = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
 
 
-def _root(exc: BaseException) -> BaseException:
-    """The OS-level error aiormq wrapped (its transport errors carry it as the cause)."""
+def _in_chain(
+    exc: BaseException, kinds: type[BaseException] | tuple[type[BaseException], ...]
+) -> BaseException | None:
+    """The first of `exc` and the errors it wraps (cause, else context) that is a `kinds`."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, ssl.SSLError | socket.gaierror | ConnectionRefusedError):
+        if isinstance(current, kinds):
             return current
         current = current.__cause__ or current.__context__
-    return exc
+    return None
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The OS-level error aiormq wrapped (its transport errors carry it as the cause)."""
+    return _in_chain(exc, (ssl.SSLError, socket.gaierror, ConnectionRefusedError)) or exc
 
 
 def _closed_early(exc: BaseException) -> bool:
-    """The peer hung up before answering (aiormq: "connection unexpectedly closed").
+    """The peer hung up before answering the AMQP header, or answered another protocol.
 
-    Another service on the port (PostgreSQL, an HTTP server) reads the AMQP header,
-    finds it foreign and closes; aiormq wraps the end of the stream it met.
+    Another service on the port (PostgreSQL, an HTTP server) reads the header, finds it
+    foreign and closes; aiormq raises that as an incompatible protocol, or wraps the end
+    of the stream it met ("connection unexpectedly closed").
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc.__cause__ or exc.__context__
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, EOFError):
-            return isinstance(exc, aiormq.exceptions.AMQPConnectionError)
-        current = current.__cause__ or current.__context__
-    return False
+    return _in_chain(exc, (aiormq.exceptions.IncompatibleProtocolError, EOFError)) is not None
 
 
 def _refused(exc: BaseException) -> bool:
@@ -291,9 +292,7 @@ def connect_failure(
             "network, or raise connect_timeout."
         )
         reason = "connect_timeout"
-    elif isinstance(exc, aiormq.exceptions.IncompatibleProtocolError | EOFError) or _closed_early(
-        exc
-    ):
+    elif _closed_early(exc):
         msg = (
             f"{where} closed the connection during the AMQP handshake ({url}): it is not "
             "an AMQP 0-9-1 server (check the port: 5672 for amqp://, 5671 for amqps://), "
