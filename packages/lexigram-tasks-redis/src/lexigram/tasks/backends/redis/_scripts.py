@@ -301,9 +301,10 @@ return out
 )
 
 # KEYS: the ten queue keys, a result store's completed, failed and waiting indexes, then
-# a result key and a notify key per job. ARGV: the results' ttl ms, then per job id, token, result
-# json, success ('1' or '0'). Acks each delivery as ACK does and stores the result (as
-# the store's own script does) of each one whose lease held. Returns 1 or 0 per job.
+# a result key and a notify key per job. ARGV: the results' ttl ms, then per job id,
+# token, result json, success ('1' or '0'). Acks each delivery as ACK does and stores the
+# result (as the store's own script does) of each one whose lease held. Returns 1 or 0
+# per job.
 ACK_AND_STORE = LuaScript(
     "ack_and_store",
     _prelude("now_ms", "holds", "release_idem", "forget")
