@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import pytest
+import redis.asyncio as aioredis
 
 from lexigram.contracts.tasks import (
     OPTIONAL_BACKEND_FACTORIES,
@@ -412,6 +414,37 @@ async def test_cache_backend(connector: RedisConnector, key_prefix: str) -> None
     assert await cache.delete("user:1") is False
     await cache.set("gone", "v", ttl=0)
     assert await cache.get("gone") is None
+
+
+async def test_single_key_store_calls_open_no_pooled_connection(
+    redis_url: str, key_prefix: str
+) -> None:
+    # The cache and the idempotency store send their single-key commands on the
+    # multiplexed connection (RabbitMQ's producer records every job through the cache):
+    # the server sees that one connection under the connector's name, never a pooled one.
+    name = f"lexigram-test-{uuid.uuid4().hex[:12]}"
+    connector = RedisConnector(redis_url, client_name=name)
+    observer = aioredis.Redis.from_url(redis_url)
+    try:
+        cache = RedisCacheBackend(key_prefix=key_prefix, connector=connector)
+        idempotency = RedisIdempotencyStore(key_prefix=key_prefix, connector=connector)
+        assert await cache.get_many(["k"]) == [None]  # opens the multiplexed connection
+        assert await cache.set_if_absent("k", "v", ttl=60) is True
+        await cache.set("k2", "w")
+        assert await cache.get("k") == "v"
+        assert await cache.exists("k2")
+        assert await cache.delete("k2") is True
+        assert await idempotency.set_if_absent("i", {"task_id": "1"}, ttl=60) is None
+        await idempotency.update("i", {"task_id": "1", "status": "completed"}, ttl=60)
+        assert await idempotency.get("i") == {"task_id": "1", "status": "completed"}
+        assert await idempotency.delete("i") is True
+        clients = await observer.client_list()
+        assert [c["name"] for c in clients].count(name) == 1
+    finally:
+        await connector.close()
+        for key in await observer.keys(f"*{key_prefix}*"):
+            await observer.delete(key)
+        await observer.aclose()
 
 
 async def test_cache_backend_reads_and_writes_many_keys_at_once(

@@ -82,6 +82,14 @@ class RedisStore:
     ) -> T:
         return await self._connector.call(f"{self._store} {what}", fn, blocking=blocking, fast=fast)
 
+    async def _command(self, what: str, *args: Any) -> Any:
+        """Run one non-blocking command on the multiplexed connection (`_call` with fast).
+
+        A store's single-key calls ride it as the queue's scripts do: through the
+        redis-py pool, each would also pay a pool round (acquire, probe, release).
+        """
+        return await self._call(what, lambda c: c.execute_command(*args), fast=True)
+
     async def close(self) -> None:
         """Close the connection pool if this store built it, else release its share of it.
 

@@ -48,6 +48,12 @@ return 0
 )
 
 
+def _expiry(ttl: float | None) -> tuple[str, int] | tuple[()]:
+    """The ``PX`` arguments of a SET for `ttl` seconds (none: no expiry)."""
+    millis = ttl_ms(ttl)
+    return () if millis is None else ("PX", millis)
+
+
 class RedisIdempotencyStore(RedisStore):
     """`IdempotencyStoreProtocol` on Redis: JSON records under keys with a TTL.
 
@@ -88,22 +94,22 @@ class RedisIdempotencyStore(RedisStore):
             ttl_ms(ttl) or 0,
         )
         keys = (self._key(key),)
-        raw = await self._call("set_if_absent", lambda c: _SET_IF_ABSENT(c, keys, args))
+        raw = await self._call("set_if_absent", lambda c: _SET_IF_ABSENT(c, keys, args), fast=True)
         return None if raw is None else dict(loads(raw))
 
     async def get(self, key: str) -> dict[str, Any] | None:
         """Return the record for `key`, or None."""
-        raw = await self._call("get", lambda c: c.get(self._key(key)))
+        raw = await self._command("get", "GET", self._key(key))
         return None if raw is None else dict(loads(raw))
 
     async def update(self, key: str, record: Mapping[str, Any], ttl: float) -> None:
         """Replace the record for `key` (with a fresh `ttl`)."""
         data = json_for_storage(dict(record), what=f"idempotency record {key!r}")
-        await self._call("update", lambda c: c.set(self._key(key), data, px=ttl_ms(ttl)))
+        await self._command("update", "SET", self._key(key), data, *_expiry(ttl))
 
     async def delete(self, key: str) -> bool:
         """Delete the record; True if it existed."""
-        return bool(await self._call("delete", lambda c: c.delete(self._key(key))))
+        return bool(await self._command("delete", "DEL", self._key(key)))
 
 
 class RedisCacheBackend(RedisStore):
@@ -137,7 +143,7 @@ class RedisCacheBackend(RedisStore):
 
     async def get(self, key: str) -> str | None:
         """Return the value, or None if absent or expired."""
-        raw = await self._call("get", lambda c: c.get(self._key(key)))
+        raw = await self._command("get", "GET", self._key(key))
         return None if raw is None else bytes(raw).decode()
 
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
@@ -145,24 +151,24 @@ class RedisCacheBackend(RedisStore):
         if ttl is not None and not ttl > 0:
             await self.delete(key)
             return
-        await self._call("set", lambda c: c.set(self._key(key), value, px=ttl_ms(ttl)))
+        await self._command("set", "SET", self._key(key), value, *_expiry(ttl))
 
     async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
         """Store a value only if the key is absent; True if stored."""
         if ttl is not None and not ttl > 0:
             return not await self.exists(key)
-        stored = await self._call(
-            "set_if_absent", lambda c: c.set(self._key(key), value, nx=True, px=ttl_ms(ttl))
+        stored = await self._command(
+            "set_if_absent", "SET", self._key(key), value, "NX", *_expiry(ttl)
         )
         return bool(stored)
 
     async def delete(self, key: str) -> bool:
         """Delete a key; True if it existed."""
-        return bool(await self._call("delete", lambda c: c.delete(self._key(key))))
+        return bool(await self._command("delete", "DEL", self._key(key)))
 
     async def exists(self, key: str) -> bool:
         """Return True if the key is present."""
-        return bool(await self._call("exists", lambda c: c.exists(self._key(key))))
+        return bool(await self._command("exists", "EXISTS", self._key(key)))
 
     async def get_many(self, keys: Sequence[str]) -> list[str | None]:
         """Return the value of each key, in order (None if absent), in one round trip.
