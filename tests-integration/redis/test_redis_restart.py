@@ -20,7 +20,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from lexigram.contracts.tasks import BackendConnectionError, Job
-from lexigram.tasks.backends.redis import RedisTaskQueue
+from lexigram.tasks.backends.redis import RedisCacheBackend, RedisTaskQueue
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -145,3 +145,26 @@ async def test_workers_survive_a_redis_restart(
             await worker.stop()  # type: ignore[attr-defined]
         await queue.close()
         await recorder.aclose()
+
+
+async def test_cache_calls_reconnect_after_a_redis_restart(own_redis: OwnRedis) -> None:
+    # The cache's single-key commands share the queue's multiplexed connection: when the
+    # server dies under it, the next call retries on a fresh one (a RabbitMQ producer
+    # with `stores:` records every job this way).
+    cache = RedisCacheBackend(own_redis.url, key_prefix="restart-cache")
+    try:
+        assert await cache.set_if_absent("before", "1", ttl=60) is True
+        await own_redis.kill()
+        restarted = asyncio.create_task(_start_after(own_redis, 0.3))
+        assert await cache.set_if_absent("after", "2", ttl=60) is True  # waits for the server
+        await restarted
+        assert await cache.get("before") == "1"  # appendfsync always: kept on disk
+        assert await cache.get("after") == "2"
+        assert await cache.set_if_absent("after", "3", ttl=60) is False
+    finally:
+        await cache.close()
+
+
+async def _start_after(server: OwnRedis, seconds: float) -> None:
+    await asyncio.sleep(seconds)
+    await server.start()
