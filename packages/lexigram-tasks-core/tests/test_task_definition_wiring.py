@@ -23,7 +23,7 @@ from lexigram.tasks import (
 )
 from lexigram.tasks.cli import _enqueue, cli
 from lexigram.tasks.cli._app import load_app
-from lexigram.tasks.di._handlers import handler_specs
+from lexigram.tasks.di._handlers import handler_specs, is_handler_class
 
 MODULE = """
     from lexigram.tasks import HandlerRegistry, scheduled, task
@@ -115,6 +115,38 @@ def test_handler_class_methods_carry_their_task_options() -> None:
     [plain] = handler_specs(Plain())
     assert plain.options is None
     assert plain.priority == 0
+
+
+@task(name="wiring.module_level")
+async def module_level(day: int) -> int:
+    return day
+
+
+class Mixed:
+    shared = module_level  # a module-level task kept on the class: not a method of it
+
+    @task(name="wiring.mixed_method")
+    async def method(self, day: int) -> int:
+        return day
+
+
+class OnlyAssigned:
+    shared = module_level
+
+
+class MixedChild(Mixed):
+    pass
+
+
+async def test_a_task_assigned_to_a_class_attribute_is_not_bound_as_a_method() -> None:
+    # The producer side (`delay`'s signature check) and the handler classes agree: an
+    # assigned task keeps its own parameters and is not registered bound to an instance.
+    [spec] = handler_specs(Mixed())
+    assert spec.task_name == "wiring.mixed_method"
+    assert await spec.handler(3) == 3
+    assert [s.task_name for s in handler_specs(MixedChild())] == ["wiring.mixed_method"]
+    assert not is_handler_class(OnlyAssigned)
+    assert module_level.signature(4).args == (4,)
 
 
 async def test_booted_provider_registers_bound_methods_with_their_options() -> None:

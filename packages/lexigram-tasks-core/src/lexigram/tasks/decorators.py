@@ -150,9 +150,8 @@ class TaskFunction(Generic[P, R]):
         parameter, as the worker will call it.
         """
         signature = self._signature
-        defined_here = getattr(self._func, "__qualname__", "").rpartition(".")[0]
-        if signature is None or defined_here != owner.__qualname__:
-            return  # not a method of `owner` (a task assigned to a class attribute)
+        if signature is None or not is_method_of(self, owner):
+            return  # a task assigned to a class attribute, not declared in the body
         parameters = list(signature.parameters.values())
         positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         if parameters and parameters[0].kind in positional:
@@ -389,6 +388,16 @@ def _options(
         retry_jitter=retry_jitter,
         store_result=store_result,
     )
+
+
+def is_method_of(function: TaskFunction[Any, Any], owner: type) -> bool:
+    """Whether `function` was declared in the body of `owner` (a method of it).
+
+    A task defined elsewhere and assigned to a class attribute (``send = send_email``)
+    is not: it runs as the plain function it is, never bound to an instance.
+    """
+    declared_in = getattr(function.__wrapped__, "__qualname__", "").rpartition(".")[0]
+    return declared_in == owner.__qualname__
 
 
 @overload

@@ -23,7 +23,7 @@ import types
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from lexigram.tasks.decorators import TaskFunction
+from lexigram.tasks.decorators import TaskFunction, is_method_of
 from lexigram.tasks.execution import TaskOptions
 
 logger = logging.getLogger(__name__)
@@ -71,11 +71,15 @@ def _entry_method(cls: type) -> str | None:
 
 
 def _task_functions(cls: type) -> dict[str, TaskFunction[Any, Any]]:
-    """Return the ``@task``-decorated attributes of `cls` and its bases, by attribute name."""
+    """Return the ``@task`` methods of `cls` and its bases, by attribute name.
+
+    A task assigned to a class attribute rather than declared in the class body is a
+    plain function (`is_method_of`), not a method to bind to an instance.
+    """
     found: dict[str, TaskFunction[Any, Any]] = {}
     for klass in reversed(cls.__mro__):
         for attr, value in vars(klass).items():
-            if isinstance(value, TaskFunction):
+            if isinstance(value, TaskFunction) and is_method_of(value, klass):
                 found[attr] = value
             else:
                 found.pop(attr, None)  # a subclass replaced it with something else
