@@ -256,14 +256,6 @@ tasks:
       stores: "{results}"
 """
 
-LEXIGRAM_RABBITMQ_MEMORY_CONFIG = """
-tasks:
-  backend:
-    type: rabbitmq
-    url: "{url}"
-    queue_name: bench
-"""
-
 
 def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
@@ -299,7 +291,8 @@ COMMANDS: dict[str, dict[str, list[str]]] = {
     },
     "rabbitmq": {
         "lexigram": [*LEXIGRAM, "--config", "{app_dir}/lexigram-rabbitmq.yaml"],
-        "lexigram-memory": [*LEXIGRAM, "--config", "{app_dir}/lexigram-rabbitmq-memory.yaml"],
+        # Nothing to configure without stores: the command line alone, as on the others.
+        "lexigram-memory": [*LEXIGRAM, "--backend", "{url}", "--queue", "bench"],
         "taskiq": TASKIQ,
         "dramatiq": DRAMATIQ,
         "celery": CELERY,
@@ -511,8 +504,6 @@ class Bench:
             producer.close()
         config = LEXIGRAM_RABBITMQ_CONFIG.format(url=vhost.url, results=self.args.redis)
         (self.app_dir / "lexigram-rabbitmq.yaml").write_text(config, encoding="utf-8")
-        memory = LEXIGRAM_RABBITMQ_MEMORY_CONFIG.format(url=vhost.url)
-        (self.app_dir / "lexigram-rabbitmq-memory.yaml").write_text(memory, encoding="utf-8")
         return vhost.url, vhost.delete
 
 
