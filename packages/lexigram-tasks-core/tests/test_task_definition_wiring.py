@@ -149,6 +149,29 @@ async def test_a_task_assigned_to_a_class_attribute_is_not_bound_as_a_method() -
     assert module_level.signature(4).args == (4,)
 
 
+def _renaming(func: Any) -> Any:
+    """A decorator that does not copy the function's name (no functools.wraps)."""
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return await func(*args, **kwargs)
+
+    return wrapper
+
+
+class WrappedMethod:
+    @task(name="wiring.wrapped")
+    @_renaming
+    async def wrapped(self, day: int) -> int:
+        return day * 2
+
+
+async def test_a_method_behind_a_renaming_decorator_is_still_a_method() -> None:
+    # Its qualified name is the decorator's, but @task was applied in the class body.
+    [spec] = handler_specs(WrappedMethod())
+    assert spec.task_name == "wiring.wrapped"
+    assert await spec.handler(3) == 6
+
+
 async def test_booted_provider_registers_bound_methods_with_their_options() -> None:
     @module(
         imports=[

@@ -29,7 +29,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Iterable
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from lexigram.contracts.tasks import (
@@ -96,6 +98,7 @@ class TaskFunction(Generic[P, R]):
         self.idempotency_key = idempotency_key
         self.cron = cron
         self._signature = _signature_of(func)
+        self._applied_in = _applying_scope()
 
     # Older spellings of the public attributes, kept for code written against them.
     @property
@@ -390,14 +393,28 @@ def _options(
     )
 
 
+def _applying_scope() -> str | None:
+    """The qualified name of the code that applied ``@task`` (a class body's: its class's).
+
+    The first frame outside this module: a class body when the decorator is written
+    there, ``<module>`` at module level.
+    """
+    frame: FrameType | None = sys._getframe(1)  # noqa: SLF001 - where it was applied
+    while frame is not None and frame.f_globals is globals():
+        frame = frame.f_back
+    return None if frame is None else frame.f_code.co_qualname
+
+
 def is_method_of(function: TaskFunction[Any, Any], owner: type) -> bool:
     """Whether `function` was declared in the body of `owner` (a method of it).
 
+    Either the function's own qualified name says so, or ``@task`` was applied in that
+    class body (the function may be wrapped by a decorator that does not copy its name).
     A task defined elsewhere and assigned to a class attribute (``send = send_email``)
-    is not: it runs as the plain function it is, never bound to an instance.
+    is neither: it runs as the plain function it is, never bound to an instance.
     """
     declared_in = getattr(function.__wrapped__, "__qualname__", "").rpartition(".")[0]
-    return declared_in == owner.__qualname__
+    return owner.__qualname__ in (declared_in, function._applied_in)  # noqa: SLF001
 
 
 @overload
