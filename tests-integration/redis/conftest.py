@@ -34,12 +34,18 @@ def key_prefix() -> str:
 
 
 @pytest_asyncio.fixture
-async def connector(redis_url: str, key_prefix: str) -> AsyncIterator[RedisConnector]:
+async def clean_prefix(redis_url: str, key_prefix: str) -> AsyncIterator[str]:
+    """The test's key prefix; its keys are deleted afterwards."""
+    yield key_prefix
+    await delete_prefix(redis_url, key_prefix)
+
+
+@pytest_asyncio.fixture
+async def connector(redis_url: str, clean_prefix: str) -> AsyncIterator[RedisConnector]:
     """A connector to the test Redis; the test's keys are deleted afterwards."""
     conn = RedisConnector(redis_url)
     yield conn
     await conn.close()
-    await delete_prefix(redis_url, key_prefix)
 
 
 @pytest_asyncio.fixture

@@ -417,7 +417,7 @@ async def test_cache_backend(connector: RedisConnector, key_prefix: str) -> None
 
 
 async def test_single_key_store_calls_open_no_pooled_connection(
-    redis_url: str, key_prefix: str
+    redis_url: str, clean_prefix: str
 ) -> None:
     # The cache and the idempotency store send their single-key commands on the
     # multiplexed connection (RabbitMQ's producer records every job through the cache):
@@ -426,8 +426,8 @@ async def test_single_key_store_calls_open_no_pooled_connection(
     connector = RedisConnector(redis_url, client_name=name)
     observer = aioredis.Redis.from_url(redis_url)
     try:
-        cache = RedisCacheBackend(key_prefix=key_prefix, connector=connector)
-        idempotency = RedisIdempotencyStore(key_prefix=key_prefix, connector=connector)
+        cache = RedisCacheBackend(key_prefix=clean_prefix, connector=connector)
+        idempotency = RedisIdempotencyStore(key_prefix=clean_prefix, connector=connector)
         assert await cache.get_many(["k"]) == [None]  # opens the multiplexed connection
         assert await cache.set_if_absent("k", "v", ttl=60) is True
         await cache.set("k2", "w")
@@ -442,8 +442,6 @@ async def test_single_key_store_calls_open_no_pooled_connection(
         assert [c["name"] for c in clients].count(name) == 1
     finally:
         await connector.close()
-        for key in await observer.keys(f"*{key_prefix}*"):
-            await observer.delete(key)
         await observer.aclose()
 
 

@@ -135,7 +135,7 @@ class OnlyAssigned:
 
 
 class MixedChild(Mixed):
-    pass
+    """Inherits both: the method stays a method, the assigned task stays out."""
 
 
 async def test_a_task_assigned_to_a_class_attribute_is_not_bound_as_a_method() -> None:
