@@ -182,6 +182,38 @@ def test_resolve_spec_of_another_type_imports_only_that_backend(
     )
 
 
+def test_a_bare_backend_type_takes_the_configs_url_for_that_type(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Acme:
+        url_schemes = ("acme",)
+        url_field = "redis_url"  # reads a per-type field of the backend section
+
+        def create_queue(self, spec: TaskBackendSpec) -> MemoryTaskQueue:
+            return MemoryTaskQueue(queue_name=spec.queue_name)
+
+    class AcmeEntryPoint:
+        name, value, dist = "acme", "acme_tasks:backend", None
+
+        def load(self) -> Acme:
+            return Acme()
+
+    (memory,) = entry_points(group=_backends.BACKENDS_GROUP, name="memory")
+    monkeypatch.setattr(
+        _backends,
+        "installed_entry_points",
+        lambda group: [memory, AcmeEntryPoint()] if group == _backends.BACKENDS_GROUP else [],
+    )
+    _backends.clear_backend_cache()
+    try:
+        # No type in the file, only the per-type URL: `--backend acme` names the type.
+        config = TaskConfig.from_dict({"backend": {"redis_url": "acme://legacy:1/13"}})
+        spec = resolve_spec(config, "acme")
+    finally:
+        _backends.clear_backend_cache()
+    assert (spec.type, spec.url) == ("acme", "acme://legacy:1/13")
+
+
 def test_resolve_spec_rejects_an_uninstalled_type() -> None:
     with pytest.raises(BackendNotFoundError, match="No task backend named 'nosuch'"):
         resolve_spec(TaskConfig(), "nosuch")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lexigram.contracts.tasks import Job, TaskBackendSpec
-from lexigram.tasks import TaskConfig
+from lexigram.tasks import TaskConfig, _presence
 from lexigram.tasks.cli import _runtime
 from lexigram.tasks.cli._app import LoadedApp
 from lexigram.tasks.cli._context import Stores, open_stores, resolve_spec
@@ -89,7 +89,7 @@ async def test_a_registration_that_fails_is_logged_and_does_not_stop_the_worker(
         return stores
 
     monkeypatch.setattr(_runtime, "open_stores", with_refusing_cache)
-    monkeypatch.setattr(_runtime, "PRESENCE_TTL", 0.15)  # refreshed every 0.05 s
+    monkeypatch.setattr(_presence, "PRESENCE_TTL", 0.15)  # refreshed every 0.05 s
     await runtime.start(connect_timeout=2)
     try:
         await runtime.queues[0].enqueue(Job(name="noop"))

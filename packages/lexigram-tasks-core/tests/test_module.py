@@ -188,6 +188,15 @@ async def test_stub_runs_in_memory_with_one_worker_and_no_scheduler():
         TasksModule.stub(config="tasks.yaml")  # type: ignore[arg-type]
 
 
+def test_stub_keeps_the_applications_enqueue_deadline() -> None:
+    config = TaskConfig.from_dict(
+        {"backend": {"type": "memory", "queue_name": "jobs", "enqueue_timeout": 0.25}}
+    )
+    (provider,) = TasksModule.stub(config).providers
+    assert provider.config.backend.enqueue_timeout == 0.25
+    assert provider.config.backend.queue_name == "jobs"
+
+
 def test_published_module_path_and_entry_points():
     assert module_path.TasksModule is TasksModule
     (modules_ep,) = entry_points(group="lexigram.modules", name="tasks")

@@ -38,6 +38,8 @@ from lexigram.tasks.execution import HandlerRegistry
 
 if TYPE_CHECKING:
     from lexigram.tasks.config import TaskConfig
+    from lexigram.tasks.hooks import HookRegistry
+    from lexigram.tasks.middleware import TaskMiddlewarePipeline
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 _APP_KEY = "app"
@@ -76,6 +78,10 @@ class LoadedApp:
         config: The config the APP carries (a provider's, or the YAML file's), or None.
         queue: A provider's queue object, used when no ``--backend`` is given.
         watch_paths: Directories (recursive) or files ``--reload`` watches.
+        middleware_pipeline: A provider's middleware, run around every job.
+        hooks: A provider's hook registry (its observers, its metrics), which the
+            worker's job events feed as they feed it under the provider.
+        dashboard: A provider's dashboard, fed by the worker's job events.
     """
 
     source: str
@@ -84,17 +90,23 @@ class LoadedApp:
     config: TaskConfig | None = None
     queue: TaskQueueProtocol | None = None
     watch_paths: list[Path] = field(default_factory=list)
+    middleware_pipeline: TaskMiddlewarePipeline | None = None
+    hooks: HookRegistry | None = None
+    dashboard: Any = None
 
     def merge(self, other: LoadedApp) -> None:
-        """Add `other`'s handlers, schedules and watch paths to this app."""
+        """Add `other`'s handlers (with their options), schedules and watch paths to this app.
+
+        What only one runtime can have (a config, a queue, a provider's middleware,
+        hooks and dashboard) is taken from the first APP that has it.
+        """
         for name, handler in other.handlers.items():
-            self.handlers.register(name, handler)
+            self.handlers.register(name, handler, options=other.handlers.options(name))
         self.schedules.extend(other.schedules)
         self.watch_paths.extend(other.watch_paths)
-        if self.config is None:
-            self.config = other.config
-        if self.queue is None:
-            self.queue = other.queue
+        for name in ("config", "queue", "middleware_pipeline", "hooks", "dashboard"):
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(other, name))
 
 
 def _ensure_cwd_on_path() -> None:
@@ -306,6 +318,11 @@ def _collect_provider(provider: Any, app: LoadedApp) -> None:
     queue = getattr(provider, "queue", None)
     if queue is not None:
         app.queue = queue
+    # What the provider would run its pools with, so that `worker APP:provider` runs the
+    # jobs as the provider booted in the application does.
+    app.middleware_pipeline = getattr(provider, "middleware_pipeline", None)
+    app.hooks = getattr(provider, "hooks", None)
+    app.dashboard = getattr(provider, "dashboard", None)
     scheduler = getattr(provider, "scheduler", None)
     jobs: Iterable[Any] = scheduler.get_scheduled_jobs() if scheduler is not None else ()
     for job in jobs:

@@ -37,7 +37,9 @@ from lexigram.tasks._backends import (
     load_backend,
     shown_url,
     spec_from_config,
+    url_of,
 )
+from lexigram.tasks._presence import describe_backend
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.cli._options import DEFAULT_CONNECT_TIMEOUT
 from lexigram.tasks.constants import (
@@ -299,6 +301,9 @@ def resolve_spec(
         if backend_type != entry.type and entry.url is None:
             # The config's own URL would be dropped: not reading it spares importing its
             # backend (the default config's memory backend, for a worker given a URL).
+            if url is None:
+                # A bare type takes the config's URL for it (``redis_url`` for redis).
+                url = url_of(entry.model_copy(update={"type": backend_type}))[1]
             spec = TaskBackendSpec(
                 name=getattr(entry, "name", None) or "default",
                 type=backend_type,
@@ -377,11 +382,8 @@ def outer_deadline(spec: TaskBackendSpec, timeout: float) -> float:
     return max(own) + OUTER_DEADLINE_MARGIN
 
 
-def describe(spec: TaskBackendSpec) -> str:
-    """Return ``type (masked url)`` for messages and headers; never shows a password."""
-    if spec.type == BACKEND_MEMORY or not spec.url:
-        return spec.type
-    return f"{spec.type} ({mask_url(spec.url)})"
+describe = describe_backend
+"""Return ``type (masked url)`` for messages and headers; never shows a password."""
 
 
 def is_process_local(spec: TaskBackendSpec) -> bool:

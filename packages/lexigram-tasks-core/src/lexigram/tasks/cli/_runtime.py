@@ -11,14 +11,11 @@ store so that ``lexigram-tasks inspect`` can list running workers.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from lexigram.contracts.tasks import (
     RateLimiterProtocol,
@@ -28,7 +25,13 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks import decorators
 from lexigram.tasks._backends import TaskBackendRegistry
-from lexigram.tasks._outage import OutageLog
+from lexigram.tasks._presence import (
+    WorkerPresence,
+    WorkerTotals,
+    pool_totals,
+    running_jobs,
+    worker_identity,
+)
 from lexigram.tasks.cli._app import LoadedApp
 from lexigram.tasks.cli._context import (
     Stores,
@@ -39,7 +42,6 @@ from lexigram.tasks.cli._context import (
     probe,
     release_backend,
 )
-from lexigram.tasks.constants import WORKER_KEY_PREFIX
 from lexigram.tasks.di._stack import (
     BackendStack,
     build_config_rate_limiter,
@@ -57,36 +59,6 @@ if TYPE_CHECKING:
     from lexigram.tasks.config import TaskConfig
 
 logger = logging.getLogger("lexigram.tasks.cli")
-
-PRESENCE_TTL = 15.0
-"""Seconds a worker's registration lives without a heartbeat (it beats every third of it)."""
-
-
-class WorkerTotals(NamedTuple):
-    """Counters of all pools of one process at one moment.
-
-    Attributes:
-        processed: Execution attempts finished.
-        succeeded: Attempts that succeeded.
-        failed: Attempts that failed (retried or dead-lettered).
-        retried: Failed attempts sent back for a retry.
-        dead_lettered: Jobs sent to the dead-letter queue.
-        in_flight: Jobs running now.
-        at: When the numbers were taken (monotonic seconds).
-    """
-
-    processed: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    in_flight: int = 0
-    at: float = 0.0
-
-
-def worker_identity() -> str:
-    """``host:pid``: how this process shows up in ``inspect`` and in logs."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class WorkerRuntime:
@@ -130,7 +102,7 @@ class WorkerRuntime:
         self.rate_limiter: RateLimiterProtocol | None = None
         self.hooks = HookRegistry()
         self.started_at = time.time()
-        self._presence_task: asyncio.Task[None] | None = None
+        self.presence: WorkerPresence | None = None
         self._stop_observing: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
@@ -168,7 +140,13 @@ class WorkerRuntime:
                 describe(self.spec),
             )
         self.rate_limiter = build_config_rate_limiter(self.config, self.stack)
-        self.hooks = build_hooks()
+        # A provider APP's own hooks (its observers and metrics), with the plugins loaded
+        # as its boot would; otherwise a registry of the installed plugins.
+        if self.app.hooks is not None:
+            self.hooks = self.app.hooks
+            self.hooks.load_entry_point_plugins()
+        else:
+            self.hooks = build_hooks()
         self._stop_observing = observe_enqueues(self.hooks)  # jobs handlers enqueue
         if self.worker_config.worker_count == 0:
             logger.info(
@@ -186,6 +164,8 @@ class WorkerRuntime:
                     worker_config=self.worker_config,
                     rate_limiter=self.rate_limiter,
                     hooks=self.hooks,
+                    dashboard=self.app.dashboard,
+                    middleware_pipeline=self.app.middleware_pipeline,
                     observers=self.observers,
                 )
             )
@@ -195,10 +175,15 @@ class WorkerRuntime:
         decorators.set_default_queue(self.queues[0])
         decorators.set_task_queues({q.queue_name: q for q in self.queues})
         if self.stores.cache is not None:
-            # The worker registers itself in the background, after its pools' first lease
-            # has gone out: on a pooled backend (PostgreSQL) that lease would otherwise
-            # wait for the registration's connection or open a second one (3.5 ms).
-            self._presence_task = asyncio.create_task(self._presence_loop())
+            self.presence = WorkerPresence(
+                self.stores.cache,
+                pools=lambda: self.pools,
+                queues=self.queue_names,
+                backend=describe(self.spec),
+                concurrency=self.worker_config.max_concurrent_tasks,
+                worker_id=self.worker_id,
+            )
+            self.presence.start()
         plugins = self.hooks.plugin_names()
         logger.info(
             "Worker %s consuming %s on %s (%d handler(s), concurrency %d%s).",
@@ -218,28 +203,11 @@ class WorkerRuntime:
 
     def totals(self) -> WorkerTotals:
         """Sum the counters of every pool now."""
-        processed = succeeded = failed = retried = dead = in_flight = 0
-        for pool in self.pools:
-            for worker in pool.workers:
-                stats = worker.get_stats()
-                processed += stats.jobs_processed
-                succeeded += stats.jobs_succeeded
-                failed += stats.jobs_failed
-                retried += stats.jobs_retried
-                dead += stats.jobs_dead_lettered
-                in_flight += worker.in_flight
-        return WorkerTotals(
-            processed, succeeded, failed, retried, dead, in_flight, time.monotonic()
-        )
+        return pool_totals(self.pools)
 
     def running_jobs(self) -> list[dict[str, Any]]:
         """The jobs this process runs now: ``id``, ``task`` and ``started_at`` of each."""
-        return [
-            {"id": job.id, "task": job.name, "started_at": job.started_at or None}
-            for pool in self.pools
-            for worker in pool.workers
-            for job in worker.running_jobs()
-        ]
+        return running_jobs(self.pools)
 
     async def drain(self, timeout: float) -> None:
         """Stop taking jobs, let running ones finish for up to `timeout` s, nack the rest."""
@@ -247,15 +215,9 @@ class WorkerRuntime:
 
     async def close(self) -> None:
         """Unregister, then close stores and queues."""
-        if self._presence_task is not None:
-            self._presence_task.cancel()
-            await asyncio.gather(self._presence_task, return_exceptions=True)
-            self._presence_task = None
-        if self.stores.cache is not None:
-            try:
-                await self.stores.cache.delete(WORKER_KEY_PREFIX + self.worker_id)
-            except Exception:
-                logger.debug("Could not unregister worker %s.", self.worker_id, exc_info=True)
+        if self.presence is not None:
+            await self.presence.stop()
+            self.presence = None
         if self._stop_observing is not None:
             self._stop_observing()
             self._stop_observing = None
@@ -272,37 +234,3 @@ class WorkerRuntime:
             await self.stack.close()
         await close_quietly(*self.queues[1:], self.rate_limiter)
         await release_backend(self.spec)
-
-    # -- presence ----------------------------------------------------------------------
-
-    async def _presence_loop(self) -> None:
-        outage = OutageLog(logger, f"Worker {self.worker_id}", "refresh its registration")
-        while True:
-            try:
-                await self._beat()
-            except Exception as exc:
-                outage.failed(exc, PRESENCE_TTL / 3)
-            else:
-                outage.succeeded()
-            await asyncio.sleep(PRESENCE_TTL / 3)
-
-    async def _beat(self) -> None:
-        totals = self.totals()
-        record: dict[str, Any] = {
-            "id": self.worker_id,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "queues": self.queue_names,
-            "backend": describe(self.spec),
-            "started_at": self.started_at,
-            "seen_at": time.time(),
-            "concurrency": self.worker_config.max_concurrent_tasks,
-            "processed": totals.processed,
-            "succeeded": totals.succeeded,
-            "failed": totals.failed,
-            "in_flight": totals.in_flight,
-            "running": self.running_jobs(),
-        }
-        await self.stores.cache.set(
-            WORKER_KEY_PREFIX + self.worker_id, json.dumps(record), ttl=PRESENCE_TTL
-        )

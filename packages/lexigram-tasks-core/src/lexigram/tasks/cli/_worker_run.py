@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+from lexigram.tasks._presence import WorkerTotals
 from lexigram.tasks._worker_settings import WorkerSettings
 from lexigram.tasks.cli._app import LoadedApp, load_app
 from lexigram.tasks.cli._context import (
@@ -37,7 +38,7 @@ from lexigram.tasks.cli._metrics import (
     watch_runtime,
 )
 from lexigram.tasks.cli._output import setup_logging, terminal_console
-from lexigram.tasks.cli._runtime import WorkerRuntime, WorkerTotals
+from lexigram.tasks.cli._runtime import WorkerRuntime
 from lexigram.tasks.cli._supervised import signal_ready
 from lexigram.tasks.cli._worker import WorkerOptions
 from lexigram.tasks.di._stack import worker_settings

@@ -308,7 +308,7 @@ class TaskConfig(_Section):
         Raises:
             TaskConfigurationError: A variable's value is invalid, or its key is unknown.
         """
-        raw = RawConfig(self.model_dump(exclude_unset=True), origin="the APP's configuration")
+        raw = RawConfig(given_fields(self), origin="the APP's configuration")
         raw = apply_environment(raw, type(self), environ=environ, prefix=self.env_prefix)
         if not raw.sources:  # no variable applied
             return self
@@ -484,3 +484,26 @@ def _mask(value: Any) -> Any:
     if isinstance(value, list):
         return [_mask(item) for item in value]
     return value
+
+
+def given_fields(model: BaseModel) -> dict[str, Any]:
+    """The fields of `model` that were set or differ from their defaults, nested alike.
+
+    What rebuilding `model` needs: ``model_dump(exclude_unset=True)`` alone would drop
+    a section that was never passed to the constructor but changed by assignment
+    afterwards (``config.worker.max_concurrent_tasks = 3``), and a full dump would
+    turn every default into an explicit setting.
+    """
+    given: dict[str, Any] = {}
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        explicit = name in model.model_fields_set
+        if isinstance(value, BaseModel):
+            nested = given_fields(value)
+            if nested or explicit:
+                given[name] = nested
+        elif isinstance(value, list) and any(isinstance(item, BaseModel) for item in value):
+            given[name] = [given_fields(i) if isinstance(i, BaseModel) else i for i in value]
+        elif explicit or value != info.get_default(call_default_factory=True):
+            given[name] = value
+    return given

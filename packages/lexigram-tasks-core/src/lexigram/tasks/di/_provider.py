@@ -44,6 +44,7 @@ from lexigram.di import (
 )
 from lexigram.tasks import decorators
 from lexigram.tasks._backends import TaskBackendRegistry, create_store
+from lexigram.tasks._presence import WorkerPresence, describe_backend
 from lexigram.tasks.config import TaskConfig
 from lexigram.tasks.di._handlers import discover_handler_classes, handler_specs
 from lexigram.tasks.di._health import aggregate_pool_stats, probe_queues, summarize
@@ -55,6 +56,7 @@ from lexigram.tasks.di._stack import (
     build_hooks,
     build_pool,
     build_stacks,
+    build_store,
     observe_enqueues,
     report_config_issues,
 )
@@ -93,7 +95,8 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         worker_count: Workers per queue; None takes ``config.worker.worker_count``.
         enable_scheduler: Run the cron scheduler; None takes ``config.scheduler.enabled``.
         middleware_pipeline: Middleware around every job execution.
-        config: The configuration; defaults to ``TaskConfig()``.
+        config: The configuration; defaults to ``TaskConfig()``. ``LEX_TASKS__*``
+            environment variables win over it (`TaskConfig.with_environment`).
 
     Raises:
         TypeError: `config` is not a `TaskConfig`.
@@ -128,7 +131,11 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
                 "non-negative number of workers."
             )
             raise TaskConfigurationError(msg, details={"worker_count": worker_count})
-        self._config: TaskConfig = config if config is not None else TaskConfig()
+        # LEX_TASKS__* variables win over a config built in code, as they win over a file
+        # and over this provider's config when `lexigram-tasks worker` runs it: one rule.
+        self._config: TaskConfig = (
+            config if config is not None else TaskConfig()
+        ).with_environment()
         self._config_given = config is not None
         self.queue: TaskQueueProtocol | None = queue
         self._explicit_queue = queue
@@ -153,6 +160,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         self.dashboard = TaskDashboard()
         self._primary_name: str | None = None
         self._stop_observing: Callable[[], None] | None = None
+        self._presence: WorkerPresence | None = None
         # Tasks and schedules that boot() took from handler classes; shutdown() removes
         # them, so the provider can be registered again (by a new application).
         self._class_tasks: list[str] = []
@@ -181,7 +189,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
             return
         config = await resolve(TaskConfig)
         if isinstance(config, TaskConfig) and config is not self._config:
-            self._config = config
+            self._config = config.with_environment()
             self._apply_config()
 
     @classmethod
@@ -352,6 +360,8 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
                 pool.services.container = container
                 if self.worker_count > 0:
                     await pool.start()
+            if self.worker_count > 0:
+                self._start_presence()
             if self.scheduler is not None:
                 if self.scheduler.store is not None:
                     restored = await self.scheduler.restore_from_store()
@@ -369,6 +379,36 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
             self.worker_count,
             "on" if self.scheduler is not None else "off",
         )
+
+    def _start_presence(self) -> None:
+        """Register this process's workers where ``inspect`` lists them, as the CLI's are.
+
+        In the primary backend's key-value store; a backend without one lists none.
+        """
+        primary = self._primary
+        cache = build_store(
+            primary.spec,
+            "create_cache_backend",
+            primary.path,
+            fallback="no registration of running workers (`inspect` lists none)",
+        )
+        if cache is None:
+            return
+        primary.closeables.append(cache)  # closed with the stack, after `_stop_presence`
+        self._presence = WorkerPresence(
+            cache,
+            pools=lambda: list(self.worker_pools.values()),
+            queues=[stack.spec.queue_name for stack in self.stacks.values()],
+            backend=describe_backend(primary.spec),
+            concurrency=self.worker_pools[primary.name].config.max_concurrent_tasks,
+        )
+        self._presence.start()
+
+    async def _stop_presence(self) -> None:
+        presence, self._presence = self._presence, None
+        if presence is None:
+            return
+        await presence.stop()
 
     async def _wire_handler_classes(self, container: ContainerResolverProtocol) -> None:
         for cls in await discover_handler_classes(container):
@@ -401,6 +441,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         closes the queues and stores. Safe to call twice.
         """
         await self._stop_running()
+        await self._stop_presence()
         if self._stop_observing is not None:
             self._stop_observing()
             self._stop_observing = None

@@ -175,13 +175,25 @@ def build_queue(
         raise _prefixed(exc, field) from None
 
 
-def build_store(spec: TaskBackendSpec, factory: str, field: str, **kwargs: Any) -> Any | None:
+def build_store(
+    spec: TaskBackendSpec,
+    factory: str,
+    field: str,
+    *,
+    fallback: str | None = None,
+    **kwargs: Any,
+) -> Any | None:
     """Build one of the backend's optional stores (None when it offers none).
+
+    `fallback` says what the caller does without one (logged when the backend offers
+    none; default: "the in-memory version").
 
     Raises:
         BackendError: The backend cannot be loaded or its factory failed.
         TaskConfigurationError: The backend rejects the spec's options.
     """
+    if fallback is not None:
+        kwargs["fallback"] = fallback
     try:
         return create_store(spec, factory, **kwargs)
     except (BackendError, TaskConfigurationError) as exc:

@@ -1,0 +1,160 @@
+"""The CLI worker and the provider run an application's tasks the same way.
+
+A `TaskProvider` run by ``lexigram-tasks worker APP:provider`` keeps its middleware, hook
+observers and dashboard; both register their workers where ``inspect`` lists them; both
+put ``LEX_TASKS__*`` variables over the configuration they are given, and neither loses a
+section of it that was changed after it was built; a YAML APP keeps its tasks' options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from lexigram.app import Application
+from lexigram.contracts.tasks import Job
+from lexigram.tasks import TaskConfig, TaskProvider
+from lexigram.tasks.cache import InMemoryCacheBackend
+from lexigram.tasks.cli._app import load_app
+from lexigram.tasks.cli._context import resolve_spec
+from lexigram.tasks.cli._runtime import WorkerRuntime
+from lexigram.tasks.constants import WORKER_KEY_PREFIX
+from lexigram.tasks.di import _provider
+from lexigram.tasks.di._stack import build_store
+
+
+@pytest.fixture
+def write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def write(source: str) -> str:
+        name = f"one_way_{uuid4().hex[:8]}"
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        return name
+
+    return write
+
+
+PROVIDER_APP = """
+    from lexigram.tasks import TaskProvider, task
+    from lexigram.tasks.middleware import TaskMiddleware, TaskMiddlewarePipeline
+
+    seen = []
+
+    class Recording(TaskMiddleware):
+        async def before_execute(self, ctx):
+            seen.append(("middleware", ctx.job.name))
+
+    pipeline = TaskMiddlewarePipeline()
+    pipeline.add(Recording())
+    provider = TaskProvider(middleware_pipeline=pipeline)
+
+    @provider.hooks.on("task.completed")
+    async def completed(payload):
+        seen.append(("hook", payload.task_name))
+
+    @task
+    async def greet(name: str) -> str:
+        seen.append(("handler", name))
+        return name
+
+    provider.register_handler(greet.name, greet)
+"""
+
+
+async def test_cli_worker_runs_a_provider_app_with_its_middleware_hooks_and_dashboard(
+    write_module: Any,
+) -> None:
+    module_name = write_module(PROVIDER_APP)
+    app = load_app(f"{module_name}:provider")
+    module = __import__(module_name)
+    config = TaskConfig()
+    spec = resolve_spec(config, "memory")
+    runtime = WorkerRuntime(
+        app, config, spec, [spec.queue_name], worker_config=config.effective_worker()
+    )
+    await runtime.start(connect_timeout=2)
+    try:
+        await runtime.queues[0].enqueue(Job(name="greet", args=("ada",)))
+        for _ in range(500):
+            if ("hook", "greet") in module.seen:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await runtime.close()
+    assert module.seen == [("middleware", "greet"), ("handler", "ada"), ("hook", "greet")]
+    assert module.provider.dashboard.get_summary()["total_executed"] == 1
+
+
+async def test_a_booted_provider_registers_its_workers_where_inspect_lists_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache = InMemoryCacheBackend()
+
+    def with_cache(spec: Any, factory: str, field: str, **kwargs: Any) -> Any:
+        if factory == "create_cache_backend":
+            return cache
+        return build_store(spec, factory, field, **kwargs)
+
+    monkeypatch.setattr(_provider, "build_store", with_cache)
+    provider = TaskProvider(worker_count=1, enable_scheduler=False)
+    async with Application.boot(providers=[provider]):
+        keys: list[str] = []
+        for _ in range(200):
+            keys = await cache.keys(WORKER_KEY_PREFIX)
+            if keys:
+                break
+            await asyncio.sleep(0.01)
+        [key] = keys
+        record = json.loads(await cache.get(key) or "{}")
+        assert record["queues"] == [provider.config.backend.queue_name]
+        assert record["concurrency"] == provider.config.worker.max_concurrent_tasks
+    assert await cache.keys(WORKER_KEY_PREFIX) == []
+
+
+def test_provider_puts_lex_tasks_variables_over_its_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEX_TASKS__WORKER__MAX_CONCURRENT_TASKS", "3")
+    config = TaskConfig.from_dict({"timeout": {"default_timeout": 9.0}})
+    provider = TaskProvider(config=config)
+    assert provider.config.worker.max_concurrent_tasks == 3
+    assert provider.config.timeout.default_timeout == 9.0
+
+
+def test_with_environment_keeps_a_section_changed_after_the_config_was_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = TaskConfig.from_dict({"backend": {"type": "memory", "queue_name": "jobs"}})
+    config.worker.max_concurrent_tasks = 3  # never passed in: only assigned
+    config.timeout.default_timeout = 1.0
+    monkeypatch.setenv("LEX_TASKS__WORKER__LOG_JOBS", "true")
+    merged = config.with_environment()
+    assert merged.worker.log_jobs is True
+    assert merged.worker.max_concurrent_tasks == 3
+    assert merged.timeout.default_timeout == 1.0
+    assert merged.backend.queue_name == "jobs"
+
+
+def test_a_yaml_app_keeps_the_options_its_tasks_were_registered_with(
+    write_module: Any, tmp_path: Path
+) -> None:
+    module_name = write_module(
+        """
+        from lexigram.tasks import HandlerRegistry, TaskOptions
+
+        registry = HandlerRegistry()
+        registry.register("quiet", lambda: 7, options=TaskOptions(store_result=False, timeout=2.0))
+        """
+    )
+    path = tmp_path / "tasks.yaml"
+    path.write_text(f"tasks:\n  extra:\n    app: {module_name}:registry\n", encoding="utf-8")
+    app = load_app(str(path))
+    options = app.handlers.options("quiet")
+    assert options is not None
+    assert options.store_result is False
+    assert options.timeout == 2.0
