@@ -35,6 +35,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from lexigram.contracts.tasks import (
+    PRIORITY_MAX,
+    PRIORITY_MIN,
     Job,
     Priority,
     ResultStoreProtocol,
@@ -61,6 +63,7 @@ from lexigram.tasks.handles import JobHandle
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
 R = TypeVar("R")
+T = TypeVar("T")
 
 IdempotencyKey = str | Callable[..., str] | None
 """A fixed key, a ``str.format`` template over the call's arguments, or a function of them."""
@@ -93,7 +96,7 @@ class TaskFunction(Generic[P, R]):
     ) -> None:
         functools.update_wrapper(self, func)
         self._func = func
-        self.name: str = name or str(getattr(func, "__name__", type(func).__name__))
+        self.name: str = name or _default_name(func)
         self.options = options if options is not None else TaskOptions()
         self.idempotency_key = idempotency_key
         self.cron = cron
@@ -366,20 +369,41 @@ def _signature_of(func: Callable[..., Any]) -> inspect.Signature | None:
         return None
 
 
-def _options(
+def _default_name(func: Callable[..., Any]) -> str:
+    return str(getattr(func, "__name__", type(func).__name__))
+
+
+_UNSET_OPTIONS = TaskOptions()
+
+
+def _declaration(
+    decorator: str,
     *,
+    name: str | None,
     priority: Priority | int,
     max_retries: int | None,
     timeout: float | None,
     queue: str,
+    idempotency_key: IdempotencyKey,
     retry_on: Iterable[type[BaseException]],
     dont_retry_on: Iterable[type[BaseException]],
     retry_backoff: float | None,
     retry_backoff_max: float | None,
     retry_jitter: bool | None,
     store_result: bool,
-) -> TaskOptions:
-    return TaskOptions(
+    rate_limit: str | None,
+    cron: str | None,
+) -> Callable[[Callable[P, R]], TaskFunction[P, R]]:
+    """The decorator `task` and `scheduled` return: options checked now, applied by `_declare`."""
+    # Checked here, when the decorator is built, so a bad value fails at import like the
+    # other options, not at the first enqueue (where the job codec would refuse it).
+    if not PRIORITY_MIN <= int(priority) <= PRIORITY_MAX:
+        msg = (
+            f"@{decorator}(priority={priority!r}): use a Priority or a whole number from "
+            f"{PRIORITY_MIN} to {PRIORITY_MAX} (higher runs first)."
+        )
+        raise ValueError(msg)
+    options = TaskOptions(
         max_retries=max_retries,
         timeout=timeout,
         priority=int(priority),
@@ -391,6 +415,94 @@ def _options(
         retry_jitter=retry_jitter,
         store_result=store_result,
     )
+
+    def decorator_(func: Callable[P, R]) -> TaskFunction[P, R]:
+        return _declare(
+            func,
+            decorator,
+            name=name,
+            options=options,
+            idempotency_key=idempotency_key,
+            rate_limit=rate_limit,
+            cron=cron,
+        )
+
+    return decorator_
+
+
+def _declare(
+    func: Callable[P, R],
+    decorator: str,
+    *,
+    name: str | None,
+    options: TaskOptions,
+    idempotency_key: IdempotencyKey,
+    rate_limit: str | None,
+    cron: str | None,
+) -> TaskFunction[P, R]:
+    """Make the `TaskFunction` of `func`, or of the function a `TaskFunction` `func` wraps.
+
+    Stacked over a task (``@scheduled`` above ``@task``, or the other way round), the
+    new task wraps the plain function and keeps every setting of the one below: each
+    setting comes from whichever decorator gives it a value other than its default, and
+    two decorators giving one setting different values raise `TaskValidationError`.
+    """
+    below = func if isinstance(func, TaskFunction) else None
+    if below is not None:
+        func = below.__wrapped__
+        inner_name = below.name if below.name != _default_name(func) else None
+        name = _one_of("name", _default_name(func), name, inner_name, None)
+    task_name = name or _default_name(func)
+    if cron is not None:
+        # Here, not at the top: importing the scheduling package costs every worker's
+        # start (the APP imports this module), and only @scheduled needs it.
+        from lexigram.tasks.scheduling._cron import validate_cron  # noqa: PLC0415
+
+        try:
+            validate_cron(cron)
+        except ValueError as exc:
+            msg = f"@{decorator} task {task_name!r}: {exc}"
+            raise TaskValidationError(msg) from None
+    if rate_limit is not None:  # parsed once, here, so a typo fails at import
+        options = dataclasses.replace(
+            options, rate_limit=parse_rate_limit(rate_limit, task=task_name)
+        )
+    if below is not None:
+        options = _merged(task_name, options, below.options)
+        idempotency_key = _one_of(
+            "idempotency_key", task_name, idempotency_key, below.idempotency_key, None
+        )
+        cron = _one_of("cron", task_name, cron, below.cron, None)
+    return TaskFunction(
+        func, name=name, options=options, idempotency_key=idempotency_key, cron=cron
+    )
+
+
+def _one_of(setting: str, task_name: str, outer: T, inner: T, unset: T) -> T:
+    """The value of `setting` two stacked decorators give: the one not left `unset`."""
+    if outer in (unset, inner):
+        return inner
+    if inner == unset:
+        return outer
+    msg = (
+        f"Task {task_name!r}: the stacked decorators set {setting} to {inner!r} and to "
+        f"{outer!r}. Set it in one of them only."
+    )
+    raise TaskValidationError(msg)
+
+
+def _merged(task_name: str, outer: TaskOptions, inner: TaskOptions) -> TaskOptions:
+    changes = {
+        field.name: _one_of(
+            field.name,
+            task_name,
+            getattr(outer, field.name),
+            getattr(inner, field.name),
+            getattr(_UNSET_OPTIONS, field.name),
+        )
+        for field in dataclasses.fields(TaskOptions)
+    }
+    return dataclasses.replace(inner, **changes)
 
 
 def _applying_scope() -> str | None:
@@ -455,11 +567,14 @@ def task(  # noqa: PLR0917 - the published positional signature
     """Decorator to define a task (usable as ``@task`` or ``@task(...)``).
 
     The options hold for every job of the task, however it was enqueued: the worker
-    reads them from the task it has registered under the job's name.
+    reads them from the task it has registered under the job's name. Applied over a
+    task (e.g. above ``@scheduled``), it keeps that task's cron expression and options,
+    as `scheduled` describes.
 
     Args:
         name: Task name (defaults to the function's name).
-        priority: Priority `.delay()` gives the jobs (HIGH, NORMAL, LOW or an int).
+        priority: Priority `.delay()` gives the jobs (HIGH, NORMAL, LOW or an int
+            from 0 to 255).
         max_retries: Retries after a failed attempt (None: 3; 0: never retry).
         timeout: Seconds an attempt may run (None: the worker's default_timeout).
         queue: Name of the queue `.delay()` enqueues on: a configured backend's name or
@@ -490,11 +605,13 @@ def task(  # noqa: PLR0917 - the published positional signature
         A decorator producing a `TaskFunction` with `.delay()` and `.apply_async()`.
 
     Raises:
-        ValueError: An option is out of range (e.g. ``max_retries=-1``).
+        ValueError: An option is out of range (e.g. ``max_retries=-1``, or a
+            `priority` outside ``PRIORITY_MIN``..``PRIORITY_MAX``, 0..255).
         TypeError: `retry_on`/`dont_retry_on` hold something that is not an exception
             class.
         TaskValidationError: `rate_limit` is not of an accepted form (raised when the
-            function is decorated, naming the task).
+            function is decorated, naming the task), or ``@task(...)`` is stacked over
+            a task (e.g. a ``@scheduled`` one) that sets an option to another value.
 
     Example:
         @task(name="send_email", max_retries=5, retry_on=(ConnectionError,))
@@ -505,28 +622,32 @@ def task(  # noqa: PLR0917 - the published positional signature
         await handle.result(timeout=10)
     """
     if callable(name):
-        return TaskFunction(name)
-    options = _options(
+        return _declare(
+            name,
+            "task",
+            name=None,
+            options=TaskOptions(),
+            idempotency_key=None,
+            rate_limit=None,
+            cron=None,
+        )
+    return _declaration(
+        "task",
+        name=name,
         priority=priority,
         max_retries=max_retries,
         timeout=timeout,
         queue=queue,
+        idempotency_key=idempotency_key,
         retry_on=retry_on,
         dont_retry_on=dont_retry_on,
         retry_backoff=retry_backoff,
         retry_backoff_max=retry_backoff_max,
         retry_jitter=retry_jitter,
         store_result=store_result,
+        rate_limit=rate_limit,
+        cron=None,
     )
-
-    def decorator(func: Callable[P, R]) -> TaskFunction[P, R]:
-        made = TaskFunction(func, name=name, options=options, idempotency_key=idempotency_key)
-        if rate_limit is not None:  # parsed once, here, so a typo fails at import
-            limit = parse_rate_limit(rate_limit, task=made.name)
-            made.options = dataclasses.replace(options, rate_limit=limit)
-        return made
-
-    return decorator
 
 
 def scheduled(
@@ -535,15 +656,44 @@ def scheduled(
     priority: Priority | int = Priority.NORMAL,
     max_retries: int | None = None,
     timeout: float | None = None,
+    *,
+    queue: str = "default",
+    idempotency_key: IdempotencyKey = None,
+    retry_on: ExceptionTypes = (),
+    dont_retry_on: ExceptionTypes = (),
+    retry_backoff: float | None = None,
+    retry_backoff_max: float | None = None,
+    retry_jitter: bool | None = None,
+    store_result: bool = True,
+    rate_limit: str | None = None,
 ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]:
-    """Decorator to define a scheduled task (a `task` with a cron expression in `cron`).
+    """Decorator to define a scheduled task: `task` with a cron expression in `cron`.
+
+    Every option of `task` is accepted, with the same meaning and checks (the ones after
+    `timeout` by keyword only). ``@scheduled(cron)`` may also be stacked with ``@task``,
+    in either order: the result is one task with the cron expression and every option
+    either decorator set. An option left at its default in one decorator takes the
+    other's value; two different values for one option raise `TaskValidationError`::
+
+        @scheduled("0 9 * * *")
+        @task(name="reports.daily", queue="reports", max_retries=5)
+        async def daily_report() -> None: ...
 
     Args:
         cron: Cron expression (e.g. ``"0 9 * * *"``).
-        name: Task name.
-        priority: Task priority.
-        max_retries: Maximum retry attempts.
-        timeout: Execution timeout.
+        name: Task name (defaults to the function's name).
+        priority: Priority of the jobs the schedule (and `.delay()`) enqueues.
+        max_retries: Retries after a failed attempt (None: 3; 0: never retry).
+        timeout: Seconds an attempt may run (None: the worker's default_timeout).
+        queue: As for `task`.
+        idempotency_key: As for `task`.
+        retry_on: As for `task`.
+        dont_retry_on: As for `task`.
+        retry_backoff: As for `task`.
+        retry_backoff_max: As for `task`.
+        retry_jitter: As for `task`.
+        store_result: As for `task`.
+        rate_limit: As for `task`.
 
     Returns:
         A decorator producing a `TaskFunction` whose `cron` is set; register it with
@@ -551,27 +701,32 @@ def scheduled(
 
     Raises:
         TaskValidationError: `cron` is empty, or malformed (raised when the function is
-            decorated, i.e. at import, naming the task, the bad field and the fix).
+            decorated, i.e. at import, naming the task, the bad field and the fix);
+            `rate_limit` is malformed; a stacked ``@task`` sets an option to another value.
+        ValueError: An option is out of range (e.g. ``priority=300``).
+        TypeError: `retry_on`/`dont_retry_on` hold something that is not an exception
+            class.
     """
     if not cron.strip():
         msg = f"@scheduled needs a cron expression, got {cron!r}. Use e.g. '0 9 * * *'."
         raise TaskValidationError(msg)
-
-    def decorator(func: Callable[P, R]) -> TaskFunction[P, R]:
-        options = TaskOptions(max_retries=max_retries, timeout=timeout, priority=int(priority))
-        scheduled_task = TaskFunction(func, name=name, options=options, cron=cron.strip())
-        # Here, not at the top: importing the scheduling package costs every worker's
-        # start (the APP imports this module), and only @scheduled needs it.
-        from lexigram.tasks.scheduling._cron import validate_cron  # noqa: PLC0415
-
-        try:
-            validate_cron(cron)
-        except ValueError as exc:
-            msg = f"@scheduled task {scheduled_task.name!r}: {exc}"
-            raise TaskValidationError(msg) from None
-        return scheduled_task
-
-    return decorator
+    return _declaration(
+        "scheduled",
+        name=name,
+        priority=priority,
+        max_retries=max_retries,
+        timeout=timeout,
+        queue=queue,
+        idempotency_key=idempotency_key,
+        retry_on=retry_on,
+        dont_retry_on=dont_retry_on,
+        retry_backoff=retry_backoff,
+        retry_backoff_max=retry_backoff_max,
+        retry_jitter=retry_jitter,
+        store_result=store_result,
+        rate_limit=rate_limit,
+        cron=cron.strip(),
+    )
 
 
 __all__ = [

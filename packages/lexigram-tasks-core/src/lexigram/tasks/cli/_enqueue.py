@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from lexigram.contracts.tasks import Job, Priority, TaskBackendSpec
+from lexigram.contracts.tasks import PRIORITY_MAX, PRIORITY_MIN, Job, Priority, TaskBackendSpec
 from lexigram.tasks.cli._context import (
     close_quietly,
     default_backend,
@@ -47,7 +47,7 @@ Examples:
 
 
 class PriorityParam(ParamBase):
-    """A priority: a name (low, normal, high, critical) or a number from 0 to 20."""
+    """A priority: a name (low, normal, high, critical) or a number a `Job` accepts (0-255)."""
 
     name = "priority"
 
@@ -62,12 +62,12 @@ class PriorityParam(ParamBase):
         try:
             number = int(text)
         except ValueError:
-            number = -1
-        if 0 <= number <= int(Priority.CRITICAL):
+            number = PRIORITY_MIN - 1
+        if PRIORITY_MIN <= number <= PRIORITY_MAX:
             return number
         return self.fail(
-            f"{value!r} is not a priority. Use low, normal, high, critical, or a number from 0 "
-            f"to {int(Priority.CRITICAL)} (higher runs first)",
+            f"{value!r} is not a priority. Use low, normal, high, critical, or a number from "
+            f"{PRIORITY_MIN} to {PRIORITY_MAX} (higher runs first)",
             param,
             ctx,
         )
@@ -97,7 +97,7 @@ class PriorityParam(ParamBase):
     type=PriorityParam(),
     default="normal",
     show_default=True,
-    help="low, normal, high, critical, or 0-20 (higher runs first).",
+    help=f"low, normal, high, critical, or {PRIORITY_MIN}-{PRIORITY_MAX} (higher runs first).",
 )
 @click.option(
     "--delay",
