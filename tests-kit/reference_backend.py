@@ -32,12 +32,14 @@ from lexigram.contracts.tasks import (
     JobStatus,
     Ok,
     Result,
+    TaskBackendSpec,
     TaskDecodeError,
     TaskQueueError,
     TaskValidationError,
     decode_job,
     encode_job,
     make_poison_job,
+    parse_options,
 )
 
 MUTANT = os.environ.get("KIT_MUTANT", "")
@@ -426,3 +428,41 @@ def plant_raw(queue: ReferenceQueue, raw: bytes) -> str:
     store.records[job_id] = _Record(payload=raw, priority=0, seq=store.seq, ready_at=None)
     store.notify()
     return job_id
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceOptions:
+    """What `TaskBackendSpec.options` may carry for the reference backend."""
+
+    lease_seconds: float = 30.0
+    idempotency_ttl: float = 3600.0
+
+
+class ReferenceBackend:
+    """The object an entry point of the reference backend would name (`TaskBackendProtocol`).
+
+    It declares every optional self-description a backend can: no URL scheme (its stores
+    live in this process), its options, and the flags and `close` that say so.
+    """
+
+    url_schemes: tuple[str, ...] = ()
+    url_field: str | None = None
+    options_type: type[ReferenceOptions] = ReferenceOptions
+    url_required: bool = False
+    process_local: bool = True
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def create_queue(self, spec: TaskBackendSpec, /) -> ReferenceQueue:
+        """Build a handle on the spec's queue."""
+        options = parse_options("reference", spec.name, spec.options, ReferenceOptions)
+        return ReferenceQueue(
+            queue_name=spec.queue_name,
+            lease_seconds=options.lease_seconds,
+            idempotency_ttl=options.idempotency_ttl,
+        )
+
+    async def close(self) -> None:
+        """Nothing is shared between handles but the stores, which outlive a program's use."""
+        self.closed += 1

@@ -17,12 +17,17 @@ Whatever goes wrong while loading or calling a backend's entry point (an attribu
 that does not exist, an object that is not a backend, a factory that raises) becomes a
 `BackendError` that names the entry point, the distribution that provides it and the
 cause, so the right party is blamed.
+
+A `TaskBackendRegistry` adds backends registered in code (a queue factory or a whole
+backend object) in front of the entry points; whatever resolves a type through a
+registry (the queue, every optional store, the self-description, `close`) sees them.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib.metadata import EntryPoint
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
@@ -34,6 +39,7 @@ from lexigram.contracts.tasks import (
     BackendError,
     BackendImportError,
     BackendNotFoundError,
+    ClosableBackendProtocol,
     TaskBackendProtocol,
     TaskBackendSpec,
     TaskConfigurationError,
@@ -66,7 +72,7 @@ _declared_read = False
 
 
 class _FunctionBackend(NamedTuple):
-    """Adapts an entry point that names a bare `create_queue` function."""
+    """Adapts a bare `create_queue` function: a backend that offers no optional store."""
 
     create_queue: Callable[[TaskBackendSpec], TaskQueueProtocol]
 
@@ -214,10 +220,8 @@ def load_backend(type_: str) -> TaskBackendProtocol:
             f"{exc}. {_blame(ep)}"
         )
         raise BackendImportError(msg, details=_details(type_, ep)) from exc
-    backend: Any = loaded
-    if not hasattr(loaded, "create_queue") and callable(loaded) and not isinstance(loaded, type):
-        backend = _FunctionBackend(create_queue=loaded)
-    if not isinstance(backend, TaskBackendProtocol):
+    backend = _as_backend(loaded)
+    if backend is None:
         msg = (
             f"Task backend {type_!r} is not a backend ({_origin(ep)}): it names "
             f"{type(loaded).__name__!r}, which has no create_queue(spec). The entry point "
@@ -228,6 +232,17 @@ def load_backend(type_: str) -> TaskBackendProtocol:
     _cache[type_] = backend
     _entry_points_of[type_] = ep
     return backend
+
+
+def _as_backend(obj: object) -> TaskBackendProtocol | None:
+    """`obj` as a backend: itself if it has `create_queue`, a function wrapped, else None."""
+    if isinstance(obj, type):
+        return None  # a class has an unbound create_queue: its instance is the backend
+    if isinstance(obj, TaskBackendProtocol):
+        return obj
+    if callable(obj):
+        return _FunctionBackend(create_queue=obj)
+    return None
 
 
 def _details(type_: str, ep: EntryPoint) -> dict[str, str]:
@@ -256,7 +271,7 @@ def backend_attribute(type_: str, name: str, default: Any = None) -> Any:
 
     Args:
         type_: The backend type.
-        name: ``"url_schemes"``, ``"url_field"`` or ``"options_type"``.
+        name: One of `OPTIONAL_BACKEND_ATTRIBUTES` or `OPTIONAL_BACKEND_FLAGS`.
         default: What to return when the backend does not declare it.
 
     Returns:
@@ -332,13 +347,18 @@ def known_schemes() -> list[str]:
     return sorted(schemes)
 
 
-def _loaded_origin(type_: str) -> str:
+def _loaded_origin(type_: str, backend: object = None) -> str:
+    """Where `backend` (default: the loaded one) of `type_` came from, for messages."""
+    if backend is not None and _cache.get(type_) is not backend:
+        return f"backend registered in code as {type_!r}"
     ep = _entry_points_of.get(type_)
     return _origin(ep) if ep is not None else f"backend {type_!r}"
 
 
-def _wrap_call(spec: TaskBackendSpec, what: str, exc: Exception) -> BackendError:
-    origin = _loaded_origin(spec.type)
+def _wrap_call(
+    spec: TaskBackendSpec, what: str, exc: Exception, backend: object = None
+) -> BackendError:
+    origin = _loaded_origin(spec.type, backend)
     msg = (
         f"Task backend {spec.type!r} failed in {what} ({origin}): {type(exc).__name__}: "
         f"{exc}. This is a fault of the backend, not of lexigram-tasks: upgrade it or "
@@ -362,16 +382,19 @@ def create_queue(spec: TaskBackendSpec) -> TaskQueueProtocol:
         BackendError: Loading failed, the factory raised another exception, or it
             returned something that is not a `TaskQueueProtocol`.
     """
-    backend = load_backend(spec.type)
+    return _build_queue(load_backend(spec.type), spec)
+
+
+def _build_queue(backend: TaskBackendProtocol, spec: TaskBackendSpec) -> TaskQueueProtocol:
     try:
         # Typed as object: a third-party factory may return anything, and this is the check.
         queue: object = backend.create_queue(spec)
     except TaskQueueError:
         raise
     except Exception as exc:
-        raise _wrap_call(spec, "create_queue", exc) from exc
+        raise _wrap_call(spec, "create_queue", exc, backend) from exc
     if not isinstance(queue, TaskQueueProtocol):
-        origin = _loaded_origin(spec.type)
+        origin = _loaded_origin(spec.type, backend)
         msg = (
             f"Task backend {spec.type!r} returned {type(queue).__name__!r} from "
             f"create_queue ({origin}), which does not implement TaskQueueProtocol. "
@@ -381,27 +404,50 @@ def create_queue(spec: TaskBackendSpec) -> TaskQueueProtocol:
     return queue
 
 
-def create_store(spec: TaskBackendSpec, factory: str, **kwargs: Any) -> Any | None:
+IN_MEMORY = "the in-memory version"
+"""What `create_store` says is used instead of a missing factory, unless told otherwise."""
+
+
+def create_store(
+    spec: TaskBackendSpec, factory: str, *, fallback: str = IN_MEMORY, **kwargs: Any
+) -> Any | None:
     """Build one of a backend's optional stores, or None when it offers none.
 
     Args:
         spec: The backend spec.
         factory: The factory name, one of `OPTIONAL_BACKEND_FACTORIES`.
+        fallback: What the caller uses when the backend offers none, for the log line
+            (``"Task backend 'x' offers no <factory>; using <fallback>."``).
         **kwargs: Extra arguments for the factory (e.g. a rate limiter's rate).
 
     Returns:
-        The store, or None; the caller then uses its in-memory version.
+        The store, or None; the caller then uses `fallback`.
 
     Raises:
-        BackendError: The factory raised an exception that is not one of ours.
+        BackendError: The backend cannot be loaded, or the factory raised an exception
+            that is not one of ours.
     """
-    make = getattr(load_backend(spec.type), factory, None)
+    return _build_store(load_backend(spec.type), spec, factory, fallback, kwargs)
+
+
+def _build_store(
+    backend: TaskBackendProtocol,
+    spec: TaskBackendSpec,
+    factory: str,
+    fallback: str,
+    kwargs: dict[str, Any],
+) -> Any | None:
+    make = getattr(backend, factory, None)
     if make is None:
-        # Worth telling the user of a networked backend (results then die with the
-        # process); for the in-memory backend it is what was asked for.
-        level = logging.DEBUG if spec.type == BACKEND_MEMORY else logging.INFO
+        # Worth telling the user of a shared backend (results then die with the process);
+        # for a process-local one it is what was asked for.
+        local = _process_local(backend, spec.type)
         logger.log(
-            level, "Task backend %r offers no %s; using the in-memory version.", spec.type, factory
+            logging.DEBUG if local else logging.INFO,
+            "Task backend %r offers no %s; using %s.",
+            spec.type,
+            factory,
+            fallback,
         )
         return None
     try:
@@ -409,21 +455,114 @@ def create_store(spec: TaskBackendSpec, factory: str, **kwargs: Any) -> Any | No
     except TaskQueueError:
         raise
     except Exception as exc:
-        raise _wrap_call(spec, factory, exc) from exc
+        raise _wrap_call(spec, factory, exc, backend) from exc
 
 
-def url_of(config: NamedTaskConfig | TaskBackendConfig) -> tuple[str, str | None]:
+def _process_local(backend: TaskBackendProtocol, type_: str) -> bool:
+    declared = getattr(backend, "process_local", None)
+    if isinstance(declared, bool):
+        return declared
+    # The core's own memory backend keeps everything in its process whether or not its
+    # object says so; any other backend is shared unless it declares otherwise.
+    return type_ == BACKEND_MEMORY
+
+
+def is_process_local(type_: str) -> bool:
+    """Whether the backend `type_` keeps everything inside one process (``process_local``).
+
+    Nothing a process-local backend holds is visible to another process or command,
+    and the core's in-memory stores lose nothing beside it. A backend that cannot be
+    loaded counts as shared (building it fails with its own message).
+    """
+    try:
+        backend = load_backend(type_)
+    except BackendError:
+        return False
+    return _process_local(backend, type_)
+
+
+def url_required(type_: str) -> bool:
+    """Whether a backend `type_` that declares ``url_schemes`` needs a URL to work.
+
+    Reads the backend's ``url_required`` flag (default True); False for a backend that
+    works without one (SQLite uses its default file). A backend declaring no scheme, or
+    one that cannot be loaded, needs none as far as the configuration check goes.
+    """
+    try:
+        backend = load_backend(type_)
+    except BackendError:
+        return False
+    return _url_required(backend)
+
+
+def _url_required(backend: TaskBackendProtocol) -> bool:
+    if not getattr(backend, "url_schemes", ()):
+        return False
+    declared = getattr(backend, "url_required", True)
+    return declared if isinstance(declared, bool) else True
+
+
+async def _close(backend: object, type_: str) -> None:
+    """Call the backend's optional `close` (sync or async); a failure is logged, not raised."""
+    if not isinstance(backend, ClosableBackendProtocol):
+        return
+    try:
+        result = backend.close()
+        if inspect.isawaitable(result):
+            await result
+    except Exception:  # the program is ending its use of the backend anyway
+        logger.warning(
+            "Closing task backend %r (%s) failed.",
+            type_,
+            _loaded_origin(type_, backend),
+            exc_info=True,
+        )
+
+
+async def close_backend(type_: str) -> None:
+    """Close the loaded backend `type_` (its optional `close`) and forget the loaded object.
+
+    The one place that closes a backend object: call it when the program is done with
+    the backend in this event loop, after closing the queues and stores built from it
+    (a command ends, a provider shuts down). A type that was never loaded has nothing
+    to release; a failing `close` is logged, not raised. The next `load_backend` of the
+    type loads it again.
+
+    Args:
+        type_: The backend type.
+    """
+    backend = _cache.get(type_)
+    if backend is None:
+        return
+    await _close(backend, type_)
+    _cache.pop(type_, None)
+    _entry_points_of.pop(type_, None)
+
+
+async def release_backends(types: Iterable[str]) -> None:
+    """`close_backend` for each distinct type in `types`, in order (e.g. every stack's)."""
+    for type_ in dict.fromkeys(types):
+        await close_backend(type_)
+
+
+def url_of(
+    config: NamedTaskConfig | TaskBackendConfig, *, registry: TaskBackendRegistry | None = None
+) -> tuple[str, str | None]:
     """Return ``(field, url)``: the config field that holds the backend's URL, and it.
 
     The generic ``url`` wins; otherwise the field the backend declares as its
-    ``url_field`` (e.g. ``redis_url``) is read. A backend that cannot be loaded yields
-    ``("url", None)``: building it fails later with its own message.
+    ``url_field`` (e.g. ``redis_url``) is read, from `registry`'s backend when one is
+    given. A backend that cannot be loaded yields ``("url", None)``: building it fails
+    later with its own message.
     """
     secret = getattr(config, "url", None)
     if secret is not None:
         return "url", secret.get_secret_value() or None
     try:
-        field = backend_attribute(config.type, "url_field")
+        if registry is not None:
+            field = registry.backend_attribute(config.type, "url_field")
+        else:
+            field = backend_attribute(config.type, "url_field")
     except BackendError:
         return "url", None
     value = getattr(config, field, None) if isinstance(field, str) else None
@@ -485,7 +624,12 @@ def _unserved_url(where: str, url: str) -> TaskConfigurationError:
     return TaskConfigurationError(msg, details={"url": shown_url(url)})
 
 
-def _type_for_url(config: NamedTaskConfig | TaskBackendConfig, field: str, url: str | None) -> str:
+def _type_for_url(
+    config: NamedTaskConfig | TaskBackendConfig,
+    field: str,
+    url: str | None,
+    registry: TaskBackendRegistry | None,
+) -> str:
     """The backend type, agreeing with the scheme of the generic ``url``.
 
     A config that sets ``url`` and leaves ``type`` at its default gets the backend that
@@ -505,7 +649,7 @@ def _type_for_url(config: NamedTaskConfig | TaskBackendConfig, field: str, url: 
             return config.type  # the backend reads its own URL, and names what is wrong
         raise _unserved_url(_config_path_of(config), url)
     scheme = urlsplit(url).scheme.lower()
-    served = backend_for_scheme(scheme)
+    served = registry.backend_for_scheme(scheme) if registry else backend_for_scheme(scheme)
     if not type_set:
         if served is None:
             # Falling back to the default type would drop the URL: a typo in the scheme
@@ -530,7 +674,10 @@ def _config_path_of(config: NamedTaskConfig | TaskBackendConfig) -> str:
 
 
 def spec_from_config(
-    config: NamedTaskConfig | TaskBackendConfig, *, name: str | None = None
+    config: NamedTaskConfig | TaskBackendConfig,
+    *,
+    name: str | None = None,
+    registry: TaskBackendRegistry | None = None,
 ) -> TaskBackendSpec:
     """Build the `TaskBackendSpec` a backend factory receives from a config model.
 
@@ -540,73 +687,202 @@ def spec_from_config(
     Args:
         config: A `NamedTaskConfig` or a `TaskBackendConfig`.
         name: The backend name (defaults to the config's `name`, or "default").
+        registry: Where the backend's self-description is read (its registrations
+            first); None reads the installed entry points only.
 
     Returns:
         The spec.
     """
-    field, url = url_of(config)
+    field, url = url_of(config, registry=registry)
     return TaskBackendSpec(
         name=name or getattr(config, "name", None) or "default",
-        type=_type_for_url(config, field, url),
+        type=_type_for_url(config, field, url, registry),
         url=url,
         queue_name=config.queue_name,
         options=dict(config.options),
     )
 
 
+QueueFactory = Callable[[TaskBackendSpec], TaskQueueProtocol]
+"""A bare queue factory: what `TaskBackendRegistry.register` takes beside a backend object."""
+
+
 class TaskBackendRegistry:
-    """Maps backend type names to queue factories: explicit registrations, then entry points.
+    """Resolves backend types: backends registered here first, then entry points.
+
+    Everything that resolves a type through a registry (the queue, every optional
+    store, the self-description attributes, closing) sees its registrations, so a
+    backend registered in code runs a whole `TaskProvider` like an installed one.
 
     Example:
         registry = TaskBackendRegistry.with_defaults()
+        registry.register("acme", AcmeBackend())        # queue and stores
+        registry.register("plain", make_plain_queue)    # a queue only
         queue = registry.create_backend(TaskConfig())   # a MemoryTaskQueue
     """
 
     def __init__(self) -> None:
-        self._factories: dict[str, Callable[[TaskBackendSpec], Any]] = {}
+        self._backends: dict[str, TaskBackendProtocol] = {}
 
     @classmethod
     def with_defaults(cls) -> TaskBackendRegistry:
         """Return a registry that resolves every installed backend through entry points."""
         return cls()
 
-    def register(self, backend_type: str, factory: Callable[[TaskBackendSpec], Any]) -> None:
-        """Register (or override) the queue factory for `backend_type` in this registry."""
-        self._factories[backend_type] = factory
+    def register(self, backend_type: str, backend: TaskBackendProtocol | QueueFactory) -> None:
+        """Register (or override) the backend of `backend_type` in this registry.
+
+        Args:
+            backend_type: The type name configurations select it by.
+            backend: A backend object (`TaskBackendProtocol`: `create_queue` and any
+                optional factories, attributes and `close`), or a bare queue factory
+                ``(spec) -> queue``; a bare factory offers no optional store, so every
+                caller uses its fallback (the in-memory stores).
+
+        Raises:
+            TypeError: `backend` is neither (e.g. the backend's class, not an instance).
+        """
+        found = _as_backend(backend)
+        if found is None:
+            what = f"the class {backend.__name__}" if isinstance(backend, type) else repr(backend)
+            msg = (
+                f"Cannot register {what} as task backend {backend_type!r}: pass an object "
+                "with create_queue(spec) (an instance, not its class) or a queue factory "
+                "function (spec) -> queue."
+            )
+            raise TypeError(msg)
+        self._backends[backend_type] = found
 
     def available_backends(self) -> list[str]:
         """Return the known type names: registered ones and installed entry points."""
-        return sorted(set(self._factories) | set(available_backends()))
+        return sorted(set(self._backends) | set(available_backends()))
 
     def __contains__(self, backend_type: object) -> bool:
         return backend_type in self.available_backends()
 
+    def backend(self, backend_type: str) -> TaskBackendProtocol:
+        """Return the backend of `backend_type`: the one registered here, else the installed one.
+
+        Raises:
+            BackendError: Not registered, and loading the installed one failed (see
+                `load_backend`).
+        """
+        found = self._backends.get(backend_type)
+        return found if found is not None else load_backend(backend_type)
+
+    def backend_attribute(self, backend_type: str, name: str, default: Any = None) -> Any:
+        """`backend_attribute` over this registry's backends (registrations first)."""
+        return getattr(self.backend(backend_type), name, default)
+
+    def is_process_local(self, backend_type: str) -> bool:
+        """`is_process_local` over this registry's backends (registrations first)."""
+        if backend_type not in self._backends:
+            return is_process_local(backend_type)
+        return _process_local(self._backends[backend_type], backend_type)
+
+    def url_required(self, backend_type: str) -> bool:
+        """`url_required` over this registry's backends (registrations first)."""
+        if backend_type not in self._backends:
+            return url_required(backend_type)
+        return _url_required(self._backends[backend_type])
+
+    def backend_for_scheme(self, scheme: str) -> str | None:
+        """`backend_for_scheme`, where a registered backend's ``url_schemes`` claim too.
+
+        A registration overrides the installed backend of the same type, schemes included.
+
+        Raises:
+            BackendConflictError: Two backends claim the scheme.
+        """
+        scheme = scheme.lower()
+        claims = [
+            type_
+            for type_, backend in self._backends.items()
+            if scheme in (str(s).lower() for s in getattr(backend, "url_schemes", ()) or ())
+        ]
+        installed = backend_for_scheme(scheme)
+        # An installed backend overridden by a registration claims through it alone.
+        if installed is not None and installed not in self._backends:
+            claims.append(installed)
+        if len(claims) > 1:
+            msg = (
+                f"URL scheme {scheme!r} is served by several backends "
+                f"({', '.join(sorted(claims))}). Give the backend type explicitly instead "
+                "of a URL."
+            )
+            raise BackendConflictError(msg, details={"scheme": scheme})
+        return claims[0] if claims else None
+
     def create_queue(self, spec: TaskBackendSpec) -> TaskQueueProtocol:
-        """Build the queue for `spec`, preferring a factory registered here."""
-        factory = self._factories.get(spec.type)
-        if factory is None:
-            return create_queue(spec)
-        queue: TaskQueueProtocol = factory(spec)
-        return queue
+        """Build the queue for `spec`, preferring a backend registered here.
+
+        Raises:
+            TaskQueueError: The backend's own error passes through unchanged.
+            BackendError: Loading failed, the factory raised another exception, or it
+                returned something that is not a `TaskQueueProtocol`.
+        """
+        return _build_queue(self.backend(spec.type), spec)
+
+    def create_store(
+        self, spec: TaskBackendSpec, factory: str, *, fallback: str = IN_MEMORY, **kwargs: Any
+    ) -> Any | None:
+        """Build one of the backend's optional stores, or None (see module-level `create_store`).
+
+        A backend registered here as a bare queue factory offers none.
+
+        Args:
+            spec: The backend spec.
+            factory: The factory name, one of `OPTIONAL_BACKEND_FACTORIES`.
+            fallback: What the caller uses when the backend offers none, for the log line.
+            **kwargs: Extra arguments for the factory (e.g. a rate limiter's rate).
+
+        Raises:
+            BackendError: The backend cannot be loaded, or the factory raised an
+                exception that is not one of ours.
+        """
+        return _build_store(self.backend(spec.type), spec, factory, fallback, kwargs)
 
     def create_backend(self, config: TaskConfig) -> TaskQueueProtocol:
         """Build the queue of a single-backend `TaskConfig` (its `backend` section)."""
-        return self.create_queue(spec_from_config(config.backend, name=config.name))
+        return self.create_queue(spec_from_config(config.backend, name=config.name, registry=self))
+
+    async def close_backend(self, backend_type: str) -> None:
+        """Close the backend of `backend_type` (its optional `close`); see `close_backend`.
+
+        A registered backend is closed and stays registered; an installed one is
+        closed and forgotten, as by the module-level `close_backend`.
+        """
+        found = self._backends.get(backend_type)
+        if found is None:
+            await close_backend(backend_type)
+        else:
+            await _close(found, backend_type)
+
+    async def release_backends(self, types: Iterable[str]) -> None:
+        """`close_backend` for each distinct type in `types`, in order."""
+        for type_ in dict.fromkeys(types):
+            await self.close_backend(type_)
 
 
 __all__ = [
     "BACKENDS_GROUP",
+    "IN_MEMORY",
+    "QueueFactory",
     "TaskBackendRegistry",
     "available_backends",
     "backend_attribute",
     "backend_for_scheme",
     "clear_backend_cache",
+    "close_backend",
     "create_queue",
     "create_store",
     "install_hint",
+    "is_process_local",
     "known_schemes",
     "load_backend",
     "missing_backend_fix",
+    "release_backends",
     "spec_from_config",
     "url_of",
+    "url_required",
 ]

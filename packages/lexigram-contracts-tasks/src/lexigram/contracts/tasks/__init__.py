@@ -6,6 +6,7 @@ no third-party dependency.
 
 from __future__ import annotations
 
+from lexigram.contracts.tasks._backend_check import backend_problems
 from lexigram.contracts.tasks._backend_points import (
     BACKENDS_GROUP,
     URL_SCHEMES_GROUP,
@@ -84,7 +85,10 @@ from lexigram.contracts.tasks._progress import snapshot_from_result
 from lexigram.contracts.tasks._protocols import (
     OPTIONAL_BACKEND_ATTRIBUTES,
     OPTIONAL_BACKEND_FACTORIES,
+    OPTIONAL_BACKEND_FLAGS,
+    OPTIONAL_BACKEND_METHODS,
     CancellableQueueProtocol,
+    ClosableBackendProtocol,
     ConnectionCheckingQueueProtocol,
     LeaseRenewerProtocol,
     LeaseRenewingQueueProtocol,
@@ -103,9 +107,11 @@ from lexigram.contracts.tasks._service_protocols import (
     TaskWorkerProtocol,
 )
 from lexigram.contracts.tasks._store_protocols import (
+    SCHEDULE_STATE_FIELDS,
     CacheBackendProtocol,
     DLQBackendProtocol,
     DLQProtocol,
+    FieldUpdatingSchedulerStoreProtocol,
     IdempotencyStoreProtocol,
     LockManagerProtocol,
     LockProtocol,
@@ -125,9 +131,12 @@ __all__ = [
     "ENVELOPE_VERSION",
     "OPTIONAL_BACKEND_ATTRIBUTES",
     "OPTIONAL_BACKEND_FACTORIES",
+    "OPTIONAL_BACKEND_FLAGS",
+    "OPTIONAL_BACKEND_METHODS",
     "POISON_JOB_NAME",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
+    "SCHEDULE_STATE_FIELDS",
     "BackendConflictError",
     "BackendConnectionError",
     "BackendError",
@@ -136,12 +145,14 @@ __all__ = [
     "CacheBackendProtocol",
     "CancelOutcome",
     "CancellableQueueProtocol",
+    "ClosableBackendProtocol",
     "ConnectionCheckingQueueProtocol",
     "DLQBackendProtocol",
     "DLQProtocol",
     "DuplicateTaskError",
     "Err",
     "FailureRecord",
+    "FieldUpdatingSchedulerStoreProtocol",
     "HookRegistryProtocol",
     "IdempotencyResult",
     "IdempotencyResultStatus",
@@ -197,6 +208,7 @@ __all__ = [
     "WorkflowStateStoreProtocol",
     "WorkflowStatus",
     "WorkflowSummary",
+    "backend_problems",
     "decode_job",
     "encode_job",
     "error_chain",

@@ -8,7 +8,8 @@ from the core.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 from lexigram.contracts.tasks._enums import CancelOutcome, JobStatus
@@ -333,12 +334,23 @@ class ConnectionCheckingQueueProtocol(TaskQueueProtocol, Protocol):
 class TaskBackendProtocol(Protocol):
     """What an entry point in group ``lexigram.tasks.backends`` names.
 
-    `create_queue` is required. A backend may also offer any of these factories, each
-    taking the same `TaskBackendSpec`; the core uses the in-memory version of any it
-    lacks and logs that it did: `create_result_store`, `create_progress_store`,
-    `create_progress_tracker`, `create_dlq_backend`, `create_scheduler_store`,
-    `create_workflow_state_store`, `create_lock_manager`, `create_cache_backend`,
-    `create_idempotency_store`, and `create_rate_limiter(spec, *, name, rate, per, burst)`.
+    `create_queue` is required. A backend may also offer any of the factories in
+    `OPTIONAL_BACKEND_FACTORIES`, each taking the same `TaskBackendSpec` (the rate
+    limiter also ``*, name, rate, per, burst``) and returning an object that shares its
+    state between processes. What the core does when one is missing (and it logs that):
+
+    - `create_result_store`, `create_progress_store`, `create_progress_tracker`,
+      `create_dlq_backend`, `create_scheduler_store`, `create_idempotency_store`,
+      `create_rate_limiter`, `create_lock_manager`: the core uses its in-memory version,
+      seen by one process only (`create_lock_manager` feeds the `LockManager` the
+      application container offers; without it, its locks hold within one process).
+    - `create_workflow_state_store`: no in-memory version, except for a process-local
+      backend (``process_local = True``). Queue-driven workflows need it to return a
+      store that also implements `WorkflowRunStoreProtocol`; without one they refuse to
+      start and say so (a store with `WorkflowStateStoreProtocol` alone only serves
+      `JobChain`'s resume).
+    - `create_cache_backend`: none; the command line then does not list running
+      workers.
 
     A backend also describes itself, so the core never names a backend: the optional
     attributes in `OPTIONAL_BACKEND_ATTRIBUTES` are
@@ -350,10 +362,43 @@ class TaskBackendProtocol(Protocol):
       URL (``redis_url``), read when ``url`` is not set.
     - ``options_type`` (a dataclass type): the options ``TaskBackendSpec.options`` may
       carry, with their defaults; read them with `parse_options`.
+
+    and the flags in `OPTIONAL_BACKEND_FLAGS`, declared only where the default is wrong:
+
+    - ``url_required`` (``bool``, default True): for a backend with ``url_schemes``, the
+      configuration check reports a missing URL as an error. False for a backend with
+      a usable default location (SQLite's default file).
+    - ``process_local`` (``bool``, default False): the backend keeps everything inside
+      one process (the memory backend), so other processes and commands can see none of
+      it, and the core's in-memory stores lose nothing.
+
+    Finally a backend that holds resources of its own beyond any queue or store it
+    built (shared connection pools) offers ``async def close(self) -> None``
+    (`ClosableBackendProtocol`): called once the program is done with the backend (a
+    command ends, a provider shuts down), after the queues and stores were closed. It
+    must leave the object usable: a later call of a factory opens anew.
     """
 
     def create_queue(self, spec: TaskBackendSpec, /) -> TaskQueueProtocol:
         """Build the backend's queue for `spec`."""
+        ...
+
+
+@runtime_checkable
+class ClosableBackendProtocol(TaskBackendProtocol, Protocol):
+    """A backend object that holds resources of its own and releases them in `close`.
+
+    Optional (`OPTIONAL_BACKEND_METHODS`): the Redis backend closes the connection pools
+    its queues and stores share, the RabbitMQ backend those of the backend it borrows
+    stores from. A backend whose queues and stores own everything they use needs none.
+    """
+
+    async def close(self) -> None:
+        """Release what the backend object holds; the next factory call opens anew.
+
+        Called after the queues and stores built from it were closed, from the event
+        loop they ran on. A plain method returning None is accepted too.
+        """
         ...
 
 
@@ -373,3 +418,11 @@ OPTIONAL_BACKEND_FACTORIES: tuple[str, ...] = (
 
 OPTIONAL_BACKEND_ATTRIBUTES: tuple[str, ...] = ("url_schemes", "url_field", "options_type")
 """Names of the optional self-description attributes of a `TaskBackendProtocol` object."""
+
+OPTIONAL_BACKEND_FLAGS: Mapping[str, bool] = MappingProxyType(
+    {"url_required": True, "process_local": False}
+)
+"""The optional boolean attributes of a `TaskBackendProtocol` object, with their defaults."""
+
+OPTIONAL_BACKEND_METHODS: tuple[str, ...] = ("close",)
+"""Names of the optional methods of a `TaskBackendProtocol` object besides its factories."""

@@ -203,6 +203,39 @@ class SchedulerStoreProtocol(Protocol):
         ...
 
 
+SCHEDULE_STATE_FIELDS: tuple[str, ...] = (
+    "enabled",
+    "next_run",
+    "last_run",
+    "last_outcome",
+    "last_error",
+    "last_job_id",
+)
+"""The fields of a schedule record that change while it runs (`update_fields` takes them)."""
+
+
+@runtime_checkable
+class FieldUpdatingSchedulerStoreProtocol(SchedulerStoreProtocol, Protocol):
+    """A scheduler store that changes some fields of one record in one step (optional).
+
+    The core records a fire, a pause or a resume by changing a few of
+    `SCHEDULE_STATE_FIELDS`. A store with `update_fields` does that in one atomic step;
+    for one without it, the core reads the whole record and writes it back, and a change
+    another process makes in between can be lost.
+
+    Example:
+        if isinstance(store, FieldUpdatingSchedulerStoreProtocol):
+            await store.update_fields(key, {"enabled": False})
+    """
+
+    async def update_fields(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        """Change only `fields` (some of `SCHEDULE_STATE_FIELDS`) of one record, atomically.
+
+        A no-op for an unknown id; the record's other fields are left as they are.
+        """
+        ...
+
+
 @runtime_checkable
 class WorkflowStateStoreProtocol(Protocol):
     """Persists workflow progress so a chain resumes after a crash."""

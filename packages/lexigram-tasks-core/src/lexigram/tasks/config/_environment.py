@@ -25,6 +25,7 @@ from lexigram.tasks.constants import (
 )
 
 if TYPE_CHECKING:
+    from lexigram.tasks._backends import TaskBackendRegistry
     from lexigram.tasks.config._sections import NamedTaskConfig, TaskBackendConfig
     from lexigram.tasks.config._task_config import TaskConfig
 
@@ -110,33 +111,52 @@ _PLACEHOLDERS = ("changeme", "change-me", "example", "placeholder", "xxx", "todo
 _DEFAULT_URLS = frozenset({DEFAULT_REDIS_URL, DEFAULT_AMQP_URL, DEFAULT_REDIS_URL + "/0"})
 
 
-def _backend_url(backend: NamedTaskConfig | TaskBackendConfig) -> tuple[str, str | None]:
+def _backend_url(
+    backend: NamedTaskConfig | TaskBackendConfig, registry: TaskBackendRegistry | None
+) -> tuple[str, str | None]:
     """Return (field name, URL) of the URL a backend will connect to."""
     # Imported here: discovery reads entry-point metadata, which only these checks need.
     from lexigram.tasks._backends import url_of  # noqa: PLC0415
 
-    return url_of(backend)
+    return url_of(backend, registry=registry)
 
 
-def _needs_url(backend_type: str) -> bool:
-    """Whether the backend declares URL schemes (it connects somewhere) per its entry point."""
-    from lexigram.contracts.tasks import BackendError  # noqa: PLC0415
-    from lexigram.tasks._backends import backend_attribute  # noqa: PLC0415
+def _needs_url(backend_type: str, registry: TaskBackendRegistry | None) -> bool:
+    """Whether the backend connects somewhere and has no usable default (``url_required``)."""
+    from lexigram.tasks._backends import url_required  # noqa: PLC0415
 
-    try:
-        return bool(backend_attribute(backend_type, "url_schemes", ()))
-    except BackendError:
-        return False
+    if registry is not None:
+        return registry.url_required(backend_type)
+    return url_required(backend_type)
 
 
-def check_config(config: TaskConfig, env: Environment) -> list[ConfigIssue]:
-    """Run every check on `config` for `env` and return the findings, errors first."""
-    issues = list(_check_all(config, env))
+def _is_process_local(backend_type: str, registry: TaskBackendRegistry | None) -> bool:
+    from lexigram.tasks._backends import is_process_local  # noqa: PLC0415
+
+    if registry is not None:
+        return registry.is_process_local(backend_type)
+    return is_process_local(backend_type)
+
+
+def check_config(
+    config: TaskConfig, env: Environment, *, registry: TaskBackendRegistry | None = None
+) -> list[ConfigIssue]:
+    """Run every check on `config` for `env` and return the findings, errors first.
+
+    Args:
+        config: The configuration.
+        env: Where it is to run.
+        registry: Where backend types are resolved (backends registered in code count
+            as installed); None reads the installed entry points only.
+    """
+    issues = list(_check_all(config, env, registry))
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(issues, key=lambda issue: order[issue.severity])
 
 
-def _check_all(config: TaskConfig, env: Environment) -> Iterator[ConfigIssue]:
+def _check_all(
+    config: TaskConfig, env: Environment, registry: TaskBackendRegistry | None
+) -> Iterator[ConfigIssue]:
     strict_env = env in (Environment.PRODUCTION, Environment.STAGING)
     if not config.enabled:
         yield ConfigIssue(
@@ -152,7 +172,7 @@ def _check_all(config: TaskConfig, env: Environment) -> Iterator[ConfigIssue]:
     else:
         backends = [("tasks.backend", config.backend)]
     for path, backend in backends:
-        yield from _check_backend(path, backend, env, strict_env=strict_env)
+        yield from _check_backend(path, backend, env, strict_env=strict_env, registry=registry)
     yield from _check_workers(config, env)
     yield from _check_timeouts(config)
 
@@ -163,11 +183,12 @@ def _check_backend(
     env: Environment,
     *,
     strict_env: bool,
+    registry: TaskBackendRegistry | None,
 ) -> Iterator[ConfigIssue]:
     # Imported here: discovery reads entry-point metadata, which only this check needs.
     from lexigram.tasks._backends import available_backends, missing_backend_fix  # noqa: PLC0415
 
-    installed = available_backends()
+    installed = registry.available_backends() if registry is not None else available_backends()
     if backend.type not in installed:
         yield ConfigIssue(
             field=f"{path}.type",
@@ -179,27 +200,31 @@ def _check_backend(
             ),
             fix=missing_backend_fix(backend.type),
         )
-    if backend.type == BACKEND_MEMORY and strict_env:
+    if strict_env and backend.type in installed and _is_process_local(backend.type, registry):
+        what = "in-memory" if backend.type == BACKEND_MEMORY else f"process-local {backend.type}"
         yield ConfigIssue(
             field=f"{path}.type",
-            value=repr(BACKEND_MEMORY),
+            value=repr(backend.type),
             severity="error" if env is Environment.PRODUCTION else "warning",
             message=(
-                f"The in-memory backend loses every queued job when the process exits and "
+                f"The {what} backend loses every queued job when the process exits and "
                 f"is not shared between processes; it is not meant for {env.value}."
             ),
             fix="Use a backend that keeps jobs outside the process (see docs/backends/).",
         )
         return
-    field_name, url = _backend_url(backend)
+    field_name, url = _backend_url(backend, registry)
     field = f"{path}.{field_name}"
-    if not url and backend.type in installed and _needs_url(backend.type):
+    if not url and backend.type in installed and _needs_url(backend.type, registry):
+        # `field_name` is the backend's older field when it declares one (redis_url),
+        # which still works; the generic url is what to recommend.
+        older = f" (or {path}.{field_name})" if field_name != "url" else ""
         yield ConfigIssue(
             field=field,
             value="None",
             severity="error",
             message=f"The {backend.type} backend has no URL to connect to.",
-            fix=f"Set {field_name} (or url), e.g. from an environment variable.",
+            fix=f"Set {path}.url{older}, e.g. from an environment variable.",
         )
         return
     if url:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol, cast, runtime_checkable
 
-from lexigram.contracts.tasks import SchedulerStoreProtocol
+from lexigram.contracts.tasks import FieldUpdatingSchedulerStoreProtocol, SchedulerStoreProtocol
 from lexigram.tasks.scheduling._job import STATE_FIELDS, ScheduledJob
 
 logger = logging.getLogger(__name__)
@@ -206,10 +206,10 @@ async def update_record_fields(
 ) -> None:
     """Change state fields of one record of a dict-record store.
 
-    The stores shipped with lexigram-tasks offer ``update_fields(key, fields)``, which
-    changes only those fields in one atomic step. For a store without it, ``next_run``
-    goes through `update_next_run` and the other fields through a read and a rewrite
-    of the record (a change another process makes in between can be lost).
+    A store with `FieldUpdatingSchedulerStoreProtocol` (every store shipped with
+    lexigram-tasks) changes only those fields in one atomic step. For a store without
+    it, ``next_run`` goes through `update_next_run` and the other fields through a read
+    and a rewrite of the record (a change another process makes in between can be lost).
 
     Args:
         records: The backend's record store.
@@ -217,9 +217,8 @@ async def update_record_fields(
         fields: Some of `STATE_FIELDS` with their new values.
     """
     changes = {k: v for k, v in fields.items() if k in STATE_FIELDS}
-    own = getattr(records, "update_fields", None)
-    if own is not None:
-        await own(key, changes)
+    if isinstance(records, FieldUpdatingSchedulerStoreProtocol):
+        await records.update_fields(key, changes)
         return
     if changes.get("next_run") is not None:
         await records.update_next_run(key, float(changes["next_run"]))

@@ -49,11 +49,13 @@ class SQLiteBackend:
         url_schemes: The URL schemes that select this backend.
         url_field: None: there is no older per-backend config field.
         options_type: The dataclass of the options a spec may carry.
+        url_required: False: without a URL the queue uses its default file.
     """
 
     url_schemes: ClassVar[tuple[str, ...]] = ("sqlite",)
     url_field: ClassVar[str | None] = None
     options_type: ClassVar[type[SQLiteOptions]] = SQLiteOptions
+    url_required: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._databases: dict[tuple[Any, ...], Database] = {}

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lexigram.contracts.tasks import (
+    OPTIONAL_BACKEND_FLAGS,
+    OPTIONAL_BACKEND_METHODS,
+    ClosableBackendProtocol,
+    FieldUpdatingSchedulerStoreProtocol,
+    SchedulerStoreProtocol,
+    TaskBackendProtocol,
+    TaskBackendSpec,
+    backend_problems,
+)
+
+
+@dataclass(frozen=True)
+class _Options:
+    timeout: float = 1.0
+
+
+class _Good:
+    url_schemes = ("acme", "acmes")
+    url_field = None
+    options_type = _Options
+    url_required = False
+    process_local = False
+
+    def create_queue(self, spec: TaskBackendSpec, /) -> Any:
+        return None
+
+    def create_result_store(self, spec: TaskBackendSpec, /) -> Any:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class _Minimal:
+    def create_queue(self, spec: TaskBackendSpec, /) -> Any:
+        return None
+
+
+def test_flags_and_methods_are_declared_with_defaults() -> None:
+    assert dict(OPTIONAL_BACKEND_FLAGS) == {"url_required": True, "process_local": False}
+    assert OPTIONAL_BACKEND_METHODS == ("close",)
+
+
+def test_a_correct_or_minimal_backend_has_no_problems() -> None:
+    assert backend_problems(_Good()) == []
+    assert backend_problems(_Minimal()) == []
+
+
+def test_close_is_an_optional_capability() -> None:
+    assert isinstance(_Good(), ClosableBackendProtocol)
+    assert isinstance(_Minimal(), TaskBackendProtocol)
+    assert not isinstance(_Minimal(), ClosableBackendProtocol)
+
+
+def test_wrong_declarations_are_each_named() -> None:
+    class Bad(_Minimal):
+        url_schemes = ("ACME", "acme://")
+        url_field = 3
+        options_type = _Options()
+        process_local = "yes"
+
+    problems = backend_problems(Bad())
+    assert len(problems) == 5, problems
+    assert "not a lower-case scheme" in problems[0]
+    assert "without '://'" in problems[1]
+    assert backend_problems(object()) == ["create_queue is missing or not callable."]
+
+
+class _Records:
+    async def save_job(self, job_id: str, job: Mapping[str, Any]) -> None: ...
+
+    async def load_jobs(self) -> dict[str, dict[str, Any]]:
+        return {}
+
+    async def update_next_run(self, job_id: str, next_run: float) -> None: ...
+
+    async def delete_job(self, job_id: str) -> None: ...
+
+
+class _FieldRecords(_Records):
+    async def update_fields(self, job_id: str, fields: Mapping[str, Any]) -> None: ...
+
+
+def test_update_fields_is_an_optional_scheduler_store_capability() -> None:
+    assert isinstance(_Records(), SchedulerStoreProtocol)
+    assert not isinstance(_Records(), FieldUpdatingSchedulerStoreProtocol)
+    assert isinstance(_FieldRecords(), FieldUpdatingSchedulerStoreProtocol)
