@@ -15,9 +15,15 @@ stored) is not copied into the jobs: the worker runs every job of the task with 
 options it has registered, so a job made by ``Job(name=...)``, the CLI or a schedule
 behaves like one made by ``.delay()``. What a job carries from its producer (the
 priority, the queue, the idempotency key built from the arguments) is set by the calls
-that build a job from a call: ``.delay()``, ``.apply_async()``, ``.s()``/``.si()`` and
-schedules of the task; a hand-made ``Job(name=...)`` or ``lexigram-tasks enqueue`` job
-carries what it is given (``priority=``, ``--priority``, ``--idempotency-key``...). Every
+that build a job from a call: ``.delay()`` and ``.apply_async()`` (which enqueue on the
+task's queue, or the one given), ``.s()``/``.si()``/``.signature()`` (whose job names the
+task's queue in ``queue_name`` unless it is ``"default"``, so a router such as
+``TaskProvider.enqueue_job`` sends it where ``.delay()`` would) and schedules of the task;
+a hand-made ``Job(name=...)`` or ``lexigram-tasks enqueue`` job carries what it is given
+(``priority=``, ``--priority``, ``--idempotency-key``...). A step of a queue-driven
+workflow is the exception: its job runs on the workflow's queue and carries the step's
+own idempotency key instead of the task's (one job per step), but keeps the priority,
+``scheduled_at`` and the arguments of its signature. Every
 enqueue of the core goes through `submit_job` (or `enqueue_job` / `enqueue_jobs`, built
 on the same rule), which reports "queued" on `lexigram.tasks.events.producer_events()`
 once per job a queue accepted. Those helpers and the queue routing are defined in
@@ -173,7 +179,7 @@ class TaskFunction(Generic[P, R]):
         Raises:
             TaskValidationError: The arguments do not fit the function's signature.
         """
-        return self._build(args, kwargs)
+        return self._routed(args, kwargs)
 
     # The second overload types a chain step that gets the previous step's result as its
     # first argument: the call then leaves the first parameter out.
@@ -191,7 +197,7 @@ class TaskFunction(Generic[P, R]):
         ``def parse(raw: str)``: type checkers accept a call with every argument or
         with all but the first (use `si` for a step that takes no previous result).
         """
-        return self._build(args, kwargs)
+        return self._routed(args, kwargs)
 
     def si(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Like `s`, but immutable: in a workflow the step gets only these arguments.
@@ -199,7 +205,7 @@ class TaskFunction(Generic[P, R]):
         The previous step's result is not prepended (type checkers check the call as
         for `s`).
         """
-        job = self._build(args, kwargs)
+        job = self._routed(args, kwargs)
         job.metadata[IMMUTABLE_STEP_KEY] = True
         return job
 
@@ -329,6 +335,17 @@ class TaskFunction(Generic[P, R]):
             priority=self.options.priority,
             idempotency_key=self._key_for(args, kwargs, bound),
         )
+
+    def _routed(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
+        """`_build`, naming the task's queue so a router sends the job where `delay` would.
+
+        Only the built-but-not-enqueued jobs carry it: `delay` and `apply_async` pick the
+        queue themselves and leave the name to that queue, as they always have.
+        """
+        job = self._build(args, kwargs)
+        if self.options.queue != DEFAULT_QUEUE:
+            job.queue_name = self.options.queue
+        return job
 
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if self._signature is None:
