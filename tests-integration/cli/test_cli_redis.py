@@ -243,13 +243,13 @@ def test_scheduler_process_enqueues_and_inspect_shows_the_schedule(
 ) -> None:
     app = write_app(CRON_APP)
     scheduler = cli_process("scheduler", app, "--config", str(redis_config), "--log-level", "info")
-    scheduler.wait_for(r"Schedule cli:tick: tick at '\* \* \* \* \* \*'")
+    scheduler.wait_for(r"Schedule scheduled:tick: tick at '\* \* \* \* \* \*'")
     scheduler.wait_for(r"Enqueued tick as job")
     scheduler.process.send_signal(signal.SIGINT)
     assert scheduler.process.wait(timeout=30) == 0
     report = inspect(redis_config)
     [schedule] = report["schedules"]
-    assert schedule["id"] == "cli:tick"
+    assert schedule["id"] == "scheduled:tick"
     assert schedule["task"] == "tick"
     assert schedule["cron"] == "* * * * * *"
     assert report["queues"][0]["waiting"] >= 1

@@ -55,7 +55,7 @@ def test_load_app_module_collects_task_functions_and_registries(write_module) ->
     app = load_app(name)
     assert set(app.handlers) == {"send_email", "reports.build", "cleanup", "from_registry"}
     [schedule] = app.schedules
-    assert schedule.schedule_id == "cli:cleanup"
+    assert schedule.schedule_id == "scheduled:cleanup"
     assert schedule.cron == "*/5 * * * *"
     assert schedule.template.name == "cleanup"
 

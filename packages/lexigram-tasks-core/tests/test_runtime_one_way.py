@@ -27,6 +27,7 @@ from lexigram.tasks.cli._runtime import WorkerRuntime
 from lexigram.tasks.constants import WORKER_KEY_PREFIX
 from lexigram.tasks.di import _provider
 from lexigram.tasks.di._stack import build_store
+from lexigram.tasks.scheduling import InMemorySchedulerStore
 
 
 @pytest.fixture
@@ -158,3 +159,36 @@ def test_a_yaml_app_keeps_the_options_its_tasks_were_registered_with(
     assert options is not None
     assert options.store_result is False
     assert options.timeout == 2.0
+
+
+SCHEDULED_APP = """
+    from lexigram.tasks import scheduled
+
+    @scheduled("0 3 * * *")
+    async def nightly() -> None:
+        return None
+"""
+
+
+async def test_a_provider_saves_its_schedules_under_the_id_the_command_line_gives_them(
+    write_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module_name = write_module(SCHEDULED_APP)
+    nightly = __import__(module_name).nightly
+    store = InMemorySchedulerStore()
+    real_build_stacks = _provider.build_stacks
+
+    def with_store(*args: Any, **kwargs: Any) -> Any:
+        stacks, primary = real_build_stacks(*args, **kwargs)
+        stacks[primary].scheduler_store = store
+        return stacks, primary
+
+    monkeypatch.setattr(_provider, "build_stacks", with_store)
+    provider = TaskProvider(worker_count=0)
+    provider.register_scheduled_task(nightly)
+    async with Application.boot(providers=[provider]):
+        stored = [job.job_id for job in (await store.load_jobs()).values()]
+    # `schedule list` reads the store: the provider's schedule is there, under the id the
+    # `scheduler` command gives the same task, so the two fire each occurrence once.
+    [schedule] = load_app(module_name).schedules
+    assert stored == [schedule.schedule_id] == ["scheduled:nightly"]

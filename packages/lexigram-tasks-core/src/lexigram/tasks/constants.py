@@ -71,6 +71,15 @@ IMMUTABLE_STEP_KEY: Final = "lexigram.immutable"
 WORKER_KEY_PREFIX: Final = "lexigram-tasks:worker:"
 """Key prefix under which running CLI workers register in the backend's cache store."""
 
+
+def scheduled_task_id(task_name: str) -> str:
+    """The schedule id of a ``@scheduled`` task: one in every process that declares it.
+
+    Each occurrence's idempotency key is made of it, so a `TaskProvider` and the
+    ``lexigram-tasks scheduler`` command running the same task fire an occurrence once.
+    """
+    return f"scheduled:{task_name}"
+
 __all__ = [
     "BACKEND_MEMORY",
     "CONFIG_SECTION",
@@ -99,4 +108,5 @@ __all__ = [
     "IMMUTABLE_STEP_KEY",
     "WORKER_KEY_PREFIX",
     "WORKFLOW_STEP_KEY",
+    "scheduled_task_id",
 ]

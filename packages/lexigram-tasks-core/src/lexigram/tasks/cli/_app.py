@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lexigram.contracts.tasks import JobTemplate, TaskQueueProtocol
 from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.constants import scheduled_task_id
 from lexigram.tasks.decorators import TaskFunction
 from lexigram.tasks.execution import HandlerRegistry
 
@@ -337,7 +338,7 @@ def _add_task_function(function: TaskFunction[Any, Any], app: LoadedApp) -> None
     if function.cron:
         # Retries and timeout stay unset: the worker takes them from the registered task.
         template = JobTemplate(name=name, priority=function.options.priority)
-        app.schedules.append(Schedule(f"cli:{name}", template, function.cron))
+        app.schedules.append(Schedule(scheduled_task_id(name), template, function.cron))
 
 
 def _collect_module(module: types.ModuleType, app: LoadedApp) -> None:

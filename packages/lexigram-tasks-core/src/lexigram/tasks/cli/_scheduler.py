@@ -1,8 +1,9 @@
 """``lexigram-tasks scheduler APP``: run the cron scheduler alone, enqueuing due jobs.
 
-Each schedule keeps a stable id (``cli:<task name>`` for ``@scheduled`` functions),
-and every fire is enqueued with a deterministic idempotency key, so several scheduler processes on
-one backend fire each occurrence once. Schedules are saved in the backend's schedule
+Each schedule keeps a stable id (``scheduled:<task name>`` for ``@scheduled`` functions,
+the id `TaskProvider` gives them too), and every fire is enqueued with an idempotency key
+made of that id and the occurrence, so several scheduler processes on one backend (this
+command's, or a provider's) fire each occurrence once. Schedules are saved in the backend's schedule
 store when it has one (Redis, PostgreSQL, SQLite) under the namespace of the APP (its
 module, or ``--namespace``), where ``inspect`` and ``schedule list`` show them; a
 scheduler fires only its own namespace's schedules, and keeps the paused state and
@@ -126,8 +127,10 @@ def app_namespace(app: LoadedApp) -> str:
 async def _declare(scheduler: TaskScheduler, app: LoadedApp) -> None:
     """Schedule what APP declares, keeping the state its stored schedules had.
 
-    Declared first, then restored (which merges the stored state into them and takes
-    over records an older version saved without a namespace), then saved.
+    Declared first, then restored (which merges the stored state into them, takes
+    over records an older version saved without a namespace and saves them), as
+    `TaskProvider` does at boot; stored schedules APP does not declare any more are
+    then left out.
     """
     for schedule in app.schedules:
         try:
@@ -139,12 +142,8 @@ async def _declare(scheduler: TaskScheduler, app: LoadedApp) -> None:
             raise CLIError(msg) from None
     if scheduler.store is None:
         return
-    await scheduler.restore_from_store()
+    await scheduler.restore_from_store()  # merges the stored state, saves the new ones
     declared = {schedule.schedule_id for schedule in app.schedules}
-    for schedule in app.schedules:
-        await scheduler.schedule_job(
-            schedule.template, schedule.cron, schedule.schedule_id, timezone=schedule.timezone
-        )
     for job in scheduler.get_scheduled_jobs():
         if job.job_id not in declared:
             scheduler.unschedule_job_sync(job.job_id)

@@ -46,6 +46,7 @@ from lexigram.tasks import decorators
 from lexigram.tasks._backends import TaskBackendRegistry, create_store
 from lexigram.tasks._presence import WorkerPresence, describe_backend
 from lexigram.tasks.config import TaskConfig
+from lexigram.tasks.constants import scheduled_task_id
 from lexigram.tasks.di._handlers import discover_handler_classes, handler_specs
 from lexigram.tasks.di._health import aggregate_pool_stats, probe_queues, summarize
 from lexigram.tasks.di._registration import HandlerRegistrationMixin
@@ -424,7 +425,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
                 if spec.cron is None:
                     self.register_handler(spec.task_name, spec.handler, options=spec.options)
                 else:
-                    self._class_schedules.append(f"scheduled:{spec.task_name}")
+                    self._class_schedules.append(scheduled_task_id(spec.task_name))
                     self._register_and_schedule(
                         spec.task_name,
                         spec.handler,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lexigram.contracts.tasks import Job, JobTemplate, TaskRegistrationError
+from lexigram.tasks.constants import scheduled_task_id
 from lexigram.tasks.execution import HandlerRegistry, TaskOptions
 from lexigram.tasks.scheduling import TaskScheduler
 
@@ -86,7 +87,7 @@ class HandlerRegistrationMixin:
         try:
             # A fixed id: every process declaring this task shares one schedule, and the
             # scheduler's per-occurrence idempotency key makes it fire once across them.
-            self.scheduler.schedule_job_sync(template, cron, job_id=f"scheduled:{name}")
+            self.scheduler.schedule_job_sync(template, cron, job_id=scheduled_task_id(name))
         except Exception as exc:
             if previous is None:
                 self.registry.remove(name)

@@ -60,7 +60,8 @@ class StoredSchedules:
 
         Call once during startup, before `start_scheduler`. Only this scheduler's
         `namespace` is restored. A schedule this scheduler already holds (declared in
-        code) keeps its definition and takes the stored state (paused, last run); a
+        code) keeps its definition and takes the stored state (paused, last run), and
+        one the store does not have yet is saved to it; a
         stored schedule without a namespace (saved by an older version) is taken over
         when this scheduler holds one of the same id or `adopt_unowned` is set, and
         otherwise left alone with a warning. Restored schedules whose next run passed
@@ -101,6 +102,11 @@ class StoredSchedules:
             self._dirty.add(schedule_id)
             await self._flush([schedule_id])  # written under its new key, then the old removed
             await self.store.delete_job(key)
+        # Schedules declared in code but never stored are saved now, so that `schedule
+        # list`, `inspect` and the dashboard show what runs, whoever declared them.
+        declared_only = [i for i in self.scheduled_jobs if i not in self._stored]
+        self._dirty.update(declared_only)
+        await self._flush()
         left = sorted(set(found.unowned) - set(claimed))
         if left:
             logger.warning(
