@@ -10,6 +10,11 @@ A step's outcome is always a `StepResult`, never an exception (cancellation and 
   step's output: ``success=True``, ``data`` = that value, and ``error`` still records the
   failure it recovered from. When ``on_error`` raises (re-raise to keep the failure),
   the step fails and ``error`` names both exceptions.
+
+A step whose handler is a ``@task`` function (a `TaskFunction`) runs it like the worker
+would, within the step's process: awaited when the decorated function is async, with the
+task's ``timeout`` and ``max_retries`` (and ``retry_on``/``dont_retry_on``/``retry_backoff``)
+where the step sets no ``timeout``/``max_retries`` of its own.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from lexigram.contracts.tasks import (
     WorkflowResult,
     WorkflowStatus,
 )
+from lexigram.tasks.decorators import TaskFunction
+from lexigram.tasks.execution._options import DEFAULT_OPTIONS, Reject, Retry, TaskOptions
 
 if TYPE_CHECKING:
     from lexigram.tasks.workflows._chain import TaskChain
@@ -49,17 +56,26 @@ class TaskStep:
         name: Human-readable step name (unique within a chain that resumes from a store).
         handler: Callable that takes the step's input and returns its output. Async
             handlers are awaited; sync handlers run in a worker thread so they do not
-            block the event loop.
+            block the event loop. A ``@task`` function counts as async when the function
+            it decorates is.
         on_error: Optional error handler: called with the exception when the handler
-            raises or times out; its return value (awaited if async) becomes the
-            step's output. Re-raise inside it to keep the step failed.
-        timeout: Optional timeout in seconds for the handler.
+            raises or times out (after the last attempt); its return value (awaited if
+            async) becomes the step's output. Re-raise inside it to keep the step failed.
+        timeout: Seconds one attempt of the handler may run. None: a ``@task``
+            handler's own ``timeout``, else no limit.
+        max_retries: Further attempts after a failed one. None: a ``@task`` handler's
+            own ``max_retries`` when it sets one, else none (a task's unset value means
+            the worker's default, which applies to jobs, not to steps). A ``@task``
+            handler's ``retry_on``/``dont_retry_on`` choose which failures are retried
+            and its ``retry_backoff`` spaces the attempts; ``raise Reject(...)`` in the
+            handler is never retried and ``raise Retry(delay=...)`` waits that long.
     """
 
     name: str
     handler: Callable[..., Any]
     on_error: Callable[[Exception], Any] | None = None
     timeout: float | None = None
+    max_retries: int | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -70,6 +86,12 @@ class TaskStep:
             raise TypeError(msg)
         if self.timeout is not None and self.timeout <= 0:
             msg = f"TaskStep {self.name!r} has timeout {self.timeout!r}; use a positive number."
+            raise ValueError(msg)
+        if self.max_retries is not None and self.max_retries < 0:
+            msg = (
+                f"TaskStep {self.name!r} has max_retries {self.max_retries!r}; use 0 or more "
+                "(0: never retry)."
+            )
             raise ValueError(msg)
 
     def __or__(self, other: TaskStep | TaskChain) -> TaskChain:
@@ -94,28 +116,89 @@ async def _maybe_await(value: Any) -> Any:
     return value
 
 
+def _task_options(step: TaskStep) -> TaskOptions:
+    """The options of a ``@task`` handler, else the defaults (nothing set)."""
+    return step.handler.options if isinstance(step.handler, TaskFunction) else DEFAULT_OPTIONS
+
+
+def _attempt_timeout(step: TaskStep) -> float | None:
+    """Seconds one attempt may run: the step's `timeout`, else its task's (or None)."""
+    return step.timeout if step.timeout is not None else _task_options(step).timeout
+
+
+def _retries(step: TaskStep) -> int:
+    """Further attempts after a failed one: `max_retries`, else its task's, else 0."""
+    if step.max_retries is not None:
+        return step.max_retries
+    return _task_options(step).max_retries or 0
+
+
+def _is_async(handler: Callable[..., Any]) -> bool:
+    # A TaskFunction is an object with __call__, which inspect does not see as a
+    # coroutine function even when the function it decorates is one.
+    if isinstance(handler, TaskFunction):
+        return inspect.iscoroutinefunction(handler.__wrapped__)
+    return inspect.iscoroutinefunction(handler)
+
+
 async def _call_handler(step: TaskStep, input_data: Any) -> Any:
-    if inspect.iscoroutinefunction(step.handler):
+    if _is_async(step.handler):
         return await step.handler(input_data)
     # A sync callable may still return an awaitable (a lambda wrapping a coroutine).
     return await _maybe_await(await asyncio.to_thread(step.handler, input_data))
 
 
 async def _call_with_timeout(step: TaskStep, input_data: Any) -> Any:
-    if step.timeout is None:
+    timeout = _attempt_timeout(step)
+    if timeout is None:
         return await _call_handler(step, input_data)
-    scope = asyncio.timeout(step.timeout)
+    scope = asyncio.timeout(timeout)
     try:
         async with scope:
             return await _call_handler(step, input_data)
     except TimeoutError:
         if not scope.expired():
             raise  # the handler's own TimeoutError, not ours
+        whose = "TaskStep.timeout" if step.timeout is not None else "the task's @task(timeout=...)"
         msg = (
-            f"Step {step.name!r} did not finish within its timeout of {step.timeout} s. "
-            "Raise TaskStep.timeout or make the step faster."
+            f"Step {step.name!r} did not finish within its timeout of {timeout} s. "
+            f"Raise {whose} or make the step faster."
         )
         raise TaskTimeoutError(msg) from None
+
+
+def _retry_delay(step: TaskStep, exc: Exception, retry: int) -> float | None:
+    """Seconds before retry number `retry` (from 1) after `exc`, or None: no retry."""
+    options = _task_options(step)
+    if retry > _retries(step) or isinstance(exc, Reject) or not options.retries(exc):
+        return None
+    if isinstance(exc, Retry) and exc.delay is not None:
+        return exc.delay
+    if options.retry_backoff is None:
+        return 0.0
+    delay = options.retry_backoff * 2.0 ** (retry - 1)
+    return delay if options.retry_backoff_max is None else min(delay, options.retry_backoff_max)
+
+
+async def _attempts(step: TaskStep, input_data: Any) -> Any:
+    retry = 0
+    while True:
+        try:
+            return await _call_with_timeout(step, input_data)
+        except Exception as exc:
+            retry += 1
+            delay = _retry_delay(step, exc, retry)
+            if delay is None:
+                raise
+            logger.info(
+                "Workflow step %r failed (%s); retry %d of %d in %.3g s.",
+                step.name,
+                describe(exc),
+                retry,
+                _retries(step),
+                delay,
+            )
+            await asyncio.sleep(delay)
 
 
 async def run_step(step: TaskStep, input_data: Any) -> StepResult:
@@ -134,7 +217,7 @@ async def run_step(step: TaskStep, input_data: Any) -> StepResult:
         return (time.perf_counter() - started) * 1000.0
 
     try:
-        data = await _call_with_timeout(step, input_data)
+        data = await _attempts(step, input_data)
     except Exception as exc:
         error = describe(exc)
         if step.on_error is None:
