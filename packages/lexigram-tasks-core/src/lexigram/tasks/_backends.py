@@ -52,7 +52,7 @@ from lexigram.contracts.tasks import (
     nearest_name,
     scheme_claims,
 )
-from lexigram.tasks.constants import BACKEND_MEMORY, FIRST_PARTY_BACKENDS
+from lexigram.tasks.constants import FIRST_PARTY_BACKENDS
 
 if TYPE_CHECKING:
     from lexigram.tasks.config import NamedTaskConfig, TaskBackendConfig, TaskConfig
@@ -441,7 +441,7 @@ def _build_store(
     if make is None:
         # Worth telling the user of a shared backend (results then die with the process);
         # for a process-local one it is what was asked for.
-        local = _process_local(backend, spec.type)
+        local = _process_local(backend)
         logger.log(
             logging.DEBUG if local else logging.INFO,
             "Task backend %r offers no %s; using %s.",
@@ -458,13 +458,9 @@ def _build_store(
         raise _wrap_call(spec, factory, exc, backend) from exc
 
 
-def _process_local(backend: TaskBackendProtocol, type_: str) -> bool:
-    declared = getattr(backend, "process_local", None)
-    if isinstance(declared, bool):
-        return declared
-    # The core's own memory backend keeps everything in its process whether or not its
-    # object says so; any other backend is shared unless it declares otherwise.
-    return type_ == BACKEND_MEMORY
+def _process_local(backend: TaskBackendProtocol) -> bool:
+    # A backend is shared between processes unless it declares otherwise.
+    return getattr(backend, "process_local", False) is True
 
 
 def is_process_local(type_: str) -> bool:
@@ -478,7 +474,7 @@ def is_process_local(type_: str) -> bool:
         backend = load_backend(type_)
     except BackendError:
         return False
-    return _process_local(backend, type_)
+    return _process_local(backend)
 
 
 def url_required(type_: str) -> bool:
@@ -778,7 +774,7 @@ class TaskBackendRegistry:
         """`is_process_local` over this registry's backends (registrations first)."""
         if backend_type not in self._backends:
             return is_process_local(backend_type)
-        return _process_local(self._backends[backend_type], backend_type)
+        return _process_local(self._backends[backend_type])
 
     def url_required(self, backend_type: str) -> bool:
         """`url_required` over this registry's backends (registrations first)."""

@@ -28,22 +28,24 @@ from lexigram.contracts.tasks import (
     option_names,
 )
 from lexigram.tasks._backends import (
+    IN_MEMORY,
     TaskBackendRegistry,
     available_backends,
     backend_attribute,
     backend_for_scheme,
     check_url_syntax,
+    close_backend,
     known_schemes,
     load_backend,
     shown_url,
     spec_from_config,
     url_of,
 )
+from lexigram.tasks._backends import is_process_local as backend_is_process_local
 from lexigram.tasks._presence import describe_backend
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.cli._options import DEFAULT_CONNECT_TIMEOUT
 from lexigram.tasks.constants import (
-    BACKEND_MEMORY,
     DEFAULT_BACKEND,
     DEFAULT_DB_ENV,
     DEFAULT_DB_FILE,
@@ -388,7 +390,7 @@ describe = describe_backend
 
 def is_process_local(spec: TaskBackendSpec) -> bool:
     """Whether the backend keeps jobs inside one process (nothing another command can see)."""
-    return spec.type == BACKEND_MEMORY
+    return backend_is_process_local(spec.type)
 
 
 def open_queue(spec: TaskBackendSpec, queue_name: str | None = None) -> TaskQueueProtocol:
@@ -462,9 +464,10 @@ async def release_backend(spec: TaskBackendSpec) -> None:
 
     A command runs one event loop; its queues and stores share the backend's connection
     pools, which outlive any one of them. A backend that keeps such pools offers an
-    optional ``close()``; it is called when a command ends.
+    optional ``close()`` (`ClosableBackendProtocol`); it is called when a command ends,
+    as `TaskProvider` calls it at shutdown.
     """
-    await close_quietly(load_backend(spec.type))
+    await close_backend(spec.type)
 
 
 @dataclass(slots=True)
@@ -492,12 +495,13 @@ class Stores:
         await close_quietly(*self.opened)
 
 
+# Store -> (its factory, what a command does without it, for the log line).
 _FACTORIES = {
-    "dlq_backend": "create_dlq_backend",
-    "result_store": "create_result_store",
-    "progress_tracker": "create_progress_tracker",
-    "scheduler_store": "create_scheduler_store",
-    "cache": "create_cache_backend",
+    "dlq_backend": ("create_dlq_backend", "dead-letter records kept in this process only"),
+    "result_store": ("create_result_store", IN_MEMORY),
+    "progress_tracker": ("create_progress_tracker", IN_MEMORY),
+    "scheduler_store": ("create_scheduler_store", "schedules kept in this process only"),
+    "cache": ("create_cache_backend", "no registration of running workers (`inspect` lists none)"),
 }
 
 
@@ -508,7 +512,8 @@ def open_stores(spec: TaskBackendSpec, *names: str) -> Stores:
     """
     stores = Stores()
     for name in names:
-        built = build_store(spec, _FACTORIES[name], CONFIG_FIELD)
+        factory, fallback = _FACTORIES[name]
+        built = build_store(spec, factory, CONFIG_FIELD, fallback=fallback)
         if built is not None:
             setattr(stores, name, built)
             stores.opened.append(built)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -45,6 +45,9 @@ from lexigram.tasks.constants import (
     DEFAULT_CONFIG_NAME,
     ENV_PREFIX,
 )
+
+if TYPE_CHECKING:
+    from lexigram.tasks._backends import TaskBackendRegistry
 
 
 class TaskConfig(_Section):
@@ -398,7 +401,12 @@ class TaskConfig(_Section):
         """Check if running in test environment."""
         return self.environment is Environment.TESTING
 
-    def validate_for_environment(self, env: Environment | str | None = None) -> list[ConfigIssue]:
+    def validate_for_environment(
+        self,
+        env: Environment | str | None = None,
+        *,
+        registry: TaskBackendRegistry | None = None,
+    ) -> list[ConfigIssue]:
         """Validate task configuration for the given environment.
 
         Flags what is valid but wrong for `env`: the memory backend in production,
@@ -408,12 +416,14 @@ class TaskConfig(_Section):
 
         Args:
             env: Target environment; resolved from ``LEX_ENV`` when None (after `self.env`).
+            registry: Where backend types are looked up besides the installed entry
+                points (a provider's, with backends registered in code).
 
         Returns:
             List of ConfigIssue instances, errors first; empty when all is well.
         """
         target = Environment.parse(env) if env is not None else self.environment
-        return check_config(self, target)
+        return check_config(self, target, registry=registry)
 
     # ------------------------------------------------------------------ access
 

@@ -43,8 +43,9 @@ from lexigram.di import (
     ProviderPriority,
 )
 from lexigram.tasks import decorators
-from lexigram.tasks._backends import TaskBackendRegistry, create_store
+from lexigram.tasks._backends import TaskBackendRegistry
 from lexigram.tasks._presence import WorkerPresence, describe_backend
+from lexigram.tasks.concurrency import LockManager
 from lexigram.tasks.config import TaskConfig
 from lexigram.tasks.constants import scheduled_task_id
 from lexigram.tasks.di._handlers import discover_handler_classes, handler_specs
@@ -301,7 +302,8 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         under ``Named(name)`` in multi-backend mode: `TaskQueueProtocol`, `WorkerPool`,
         `ResultStore`/`ResultStoreProtocol`, `ProgressStore`/`ProgressStoreProtocol`,
         `ProgressTrackerProtocol`, `PersistentDeadLetterQueue`/`DLQBackendProtocol`;
-        `RateLimiterProtocol` when rate limiting is enabled.
+        `RateLimiterProtocol` when rate limiting is enabled; `LockManager` (over the
+        primary backend's lock manager when it offers one, else in-process locks).
 
         Args:
             container: DI registrar to bind task services into.
@@ -326,13 +328,27 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
             container.singleton(RateLimiterProtocol, self.rate_limiter)
         primary = self._primary
         bind_stack(container, primary, self.worker_pools[primary.name], None)
+        container.singleton(LockManager, self._lock_manager(primary))
         if self._config.backends:
             for name, stack in self.stacks.items():
                 bind_stack(container, stack, self.worker_pools[stack.name], name)
 
     def _report_config_issues(self) -> None:
         """Log what `validate_for_environment` finds; deployments decide what to block on."""
-        report_config_issues(self._config)
+        report_config_issues(self._config, self.backend_registry)
+
+    def _lock_manager(self, primary: BackendStack) -> LockManager:
+        """The `LockManager` the container provides: the primary backend's locks, if any."""
+        shared = build_store(
+            primary.spec,
+            "create_lock_manager",
+            primary.path,
+            registry=self.backend_registry,
+            fallback="locks of this process only",
+        )
+        if shared is not None:
+            primary.closeables.append(shared)
+        return LockManager(backend=shared)
 
     async def boot(self, container: ContainerResolverProtocol) -> None:
         """Start the task provider.
@@ -391,6 +407,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
             primary.spec,
             "create_cache_backend",
             primary.path,
+            registry=self.backend_registry,
             fallback="no registration of running workers (`inspect` lists none)",
         )
         if cache is None:
@@ -458,6 +475,9 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         close = getattr(self.rate_limiter, "close", None)
         if close is not None:
             await close()
+        # What the backends hold for this event loop (shared connection pools), as the
+        # command line releases it when a command ends; they reopen lazily on next use.
+        await self.backend_registry.release_backends(s.spec.type for s in self.stacks.values())
         self._reset()
 
     def _reset(self) -> None:
@@ -598,7 +618,9 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
 
         if storage is None:
             main = self._primary
-            storage = create_store(main.spec, "create_idempotency_store")
+            storage = build_store(
+                main.spec, "create_idempotency_store", main.path, registry=self.backend_registry
+            )
         return IdempotencyManager(storage)
 
     def build_idempotent_task_manager(

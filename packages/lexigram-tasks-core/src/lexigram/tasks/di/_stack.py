@@ -42,14 +42,14 @@ from lexigram.contracts.tasks import (
     WorkflowRunStoreProtocol,
     configure_envelope,
 )
-from lexigram.tasks._backends import TaskBackendRegistry, create_store, spec_from_config
+from lexigram.tasks._backends import IN_MEMORY, TaskBackendRegistry, spec_from_config
 from lexigram.tasks._worker_settings import WORKER_DEFAULTS
 from lexigram.tasks.concurrency._task_rate import (
     RateLimit,
     TaskRateLimiters,
     in_process_limiter,
 )
-from lexigram.tasks.constants import BACKEND_MEMORY, DEFAULT_CONFIG_NAME, DEFAULT_ENQUEUE_TIMEOUT
+from lexigram.tasks.constants import DEFAULT_CONFIG_NAME, DEFAULT_ENQUEUE_TIMEOUT
 from lexigram.tasks.decorators import configure_enqueue_timeout
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.events import EventObserver, producer_events
@@ -107,6 +107,7 @@ class BackendStack:
     has_shared_dead_letters: bool = False
     closeables: list[Any] = field(default_factory=list)
     task_rate_limiters: TaskRateLimiters | None = None
+    registry: TaskBackendRegistry = field(default_factory=TaskBackendRegistry.with_defaults)
 
     async def close(self) -> None:
         """Close the stores, then the queue; a failing close is logged, not raised."""
@@ -180,22 +181,23 @@ def build_store(
     factory: str,
     field: str,
     *,
-    fallback: str | None = None,
+    registry: TaskBackendRegistry | None = None,
+    fallback: str = IN_MEMORY,
     **kwargs: Any,
 ) -> Any | None:
     """Build one of the backend's optional stores (None when it offers none).
 
-    `fallback` says what the caller does without one (logged when the backend offers
-    none; default: "the in-memory version").
+    `registry` is where the backend is looked up (default: the installed entry points);
+    `fallback` says what the caller does without the store (logged when the backend
+    offers none).
 
     Raises:
         BackendError: The backend cannot be loaded or its factory failed.
         TaskConfigurationError: The backend rejects the spec's options.
     """
-    if fallback is not None:
-        kwargs["fallback"] = fallback
+    doors = registry if registry is not None else TaskBackendRegistry.with_defaults()
     try:
-        return create_store(spec, factory, **kwargs)
+        return doors.create_store(spec, factory, fallback=fallback, **kwargs)
     except (BackendError, TaskConfigurationError) as exc:
         raise _prefixed(exc, field) from None
 
@@ -206,8 +208,10 @@ def _or_memory(
     field: str,
     closeables: list[Any],
     fallback: Callable[[], Any],
+    *,
+    registry: TaskBackendRegistry,
 ) -> Any:
-    built = build_store(spec, factory, field)
+    built = build_store(spec, factory, field, registry=registry)
     if built is None:
         return fallback()
     closeables.append(built)
@@ -241,9 +245,11 @@ def build_stack(
     """
     closeables: list[Any] = []
     built_queue = queue if queue is not None else build_queue(spec, field=field, registry=registry)
-    result_store = _or_memory(spec, "create_result_store", field, closeables, InMemoryResultStore)
+    result_store = _or_memory(
+        spec, "create_result_store", field, closeables, InMemoryResultStore, registry=registry
+    )
     progress_store = _or_memory(
-        spec, "create_progress_store", field, closeables, InMemoryProgressStore
+        spec, "create_progress_store", field, closeables, InMemoryProgressStore, registry=registry
     )
     tracker = _or_memory(
         spec,
@@ -252,24 +258,48 @@ def build_stack(
         closeables,
         # A job that never reported progress ends with its result: answer from the result store.
         lambda: InMemoryProgressTracker(results=result_store),
+        registry=registry,
     )
-    dlq_backend = build_store(spec, "create_dlq_backend", field)
+    dlq_backend = build_store(
+        spec,
+        "create_dlq_backend",
+        field,
+        registry=registry,
+        fallback="dead-letter records kept in this process only",
+    )
     if dlq_backend is not None:
         closeables.append(dlq_backend)
     scheduler_store = None
     if with_scheduler_store:
-        scheduler_store = build_store(spec, "create_scheduler_store", field)
+        scheduler_store = build_store(
+            spec,
+            "create_scheduler_store",
+            field,
+            registry=registry,
+            fallback="schedules kept in this process only",
+        )
         if scheduler_store is not None:
             closeables.append(scheduler_store)
     # The handles `.delay()`/`.apply_async()` return for this queue read these stores.
     register_job_stores(built_queue, result_store=result_store, progress_store=progress_store)
-    # Only the memory backend runs workflows in a process-local store: elsewhere one
-    # would leave every other process blind to the runs (steps run, runs never finish),
-    # so a backend without a shared store gets none and `apply_async` says what to set.
-    workflow_store = build_store(spec, "create_workflow_state_store", field)
+    # Only a backend that keeps its jobs in this process runs workflows in a
+    # process-local store: elsewhere one would leave every other process blind to the
+    # runs (steps run, runs never finish), so a backend without a shared store gets none
+    # and `apply_async` says what to set.
+    local = registry.is_process_local(spec.type)
+    workflow_store = build_store(
+        spec,
+        "create_workflow_state_store",
+        field,
+        registry=registry,
+        fallback=IN_MEMORY
+        if local
+        else "no workflow store (queue-driven workflows need one implementing "
+        "WorkflowRunStoreProtocol)",
+    )
     if workflow_store is not None:
         closeables.append(workflow_store)
-    elif spec.type == BACKEND_MEMORY:
+    elif local:
         workflow_store = InMemoryWorkflowStateStore()
     if not isinstance(workflow_store, WorkflowRunStoreProtocol):
         workflow_store = None  # a third-party state store without queue-driven runs
@@ -288,6 +318,7 @@ def build_stack(
         workflow_store=workflow_store,
         has_shared_dead_letters=dlq_backend is not None,
         closeables=closeables,
+        registry=registry,
     )
 
 
@@ -306,7 +337,7 @@ def build_stacks(
     """
     apply_process_settings(config)
     if not config.backends:
-        spec = spec_from_config(config.backend, name=config.name)
+        spec = spec_from_config(config.backend, name=config.name, registry=registry)
         stack = build_stack(
             config.name,
             spec,
@@ -323,7 +354,7 @@ def build_stacks(
         is_primary = entry.name == primary_entry.name
         stacks[entry.name] = build_stack(
             entry.name,
-            spec_from_config(entry),
+            spec_from_config(entry, registry=registry),
             field=f"tasks.backends[{index}]",
             registry=registry,
             queue=queue if is_primary else None,
@@ -333,11 +364,26 @@ def build_stacks(
 
 
 def build_rate_limiter(
-    spec: TaskBackendSpec, *, field: str, name: str, rate: int, per: float, burst: int | None
+    spec: TaskBackendSpec,
+    *,
+    field: str,
+    name: str,
+    rate: int,
+    per: float,
+    burst: int | None,
+    registry: TaskBackendRegistry | None = None,
 ) -> RateLimiterProtocol:
     """Build the job-start rate limiter: the backend's shared one, else a process-local one."""
     limiter = build_store(
-        spec, "create_rate_limiter", field, name=name, rate=rate, per=per, burst=burst
+        spec,
+        "create_rate_limiter",
+        field,
+        registry=registry,
+        fallback="a limiter of this process only",
+        name=name,
+        rate=rate,
+        per=per,
+        burst=burst,
     )
     if limiter is not None:
         return cast("RateLimiterProtocol", limiter)
@@ -368,7 +414,9 @@ def apply_process_settings(config: TaskConfig | None) -> None:
     configure_enqueue_timeout(config.backend.enqueue_timeout)
 
 
-def report_config_issues(config: TaskConfig | None) -> None:
+def report_config_issues(
+    config: TaskConfig | None, registry: TaskBackendRegistry | None = None
+) -> None:
     """Log what `TaskConfig.validate_for_environment` finds; deployments decide what blocks.
 
     `TaskProvider` and every command that reads a configuration report through here, so
@@ -377,7 +425,7 @@ def report_config_issues(config: TaskConfig | None) -> None:
     if config is None:
         return
     levels = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO}
-    for issue in config.validate_for_environment():
+    for issue in config.validate_for_environment(registry=registry):
         logger.log(levels[issue.severity], "Task configuration: %s", issue)
 
 
@@ -419,6 +467,7 @@ def build_config_rate_limiter(
         rate=limits.rate,
         per=limits.per,
         burst=limits.burst,
+        registry=stack.registry,
     )
 
 
@@ -440,6 +489,8 @@ def task_rate_limiters(stack: BackendStack, config: TaskConfig | None) -> TaskRa
             stack.spec,
             "create_rate_limiter",
             stack.path,
+            registry=stack.registry,
+            fallback="a bucket of this process only",
             name=f"{prefix}:task:{task}",
             rate=limit.rate,
             per=limit.per,
@@ -449,7 +500,7 @@ def task_rate_limiters(stack: BackendStack, config: TaskConfig | None) -> TaskRa
             return in_process_limiter(task, limit)
         return cast("RateLimiterProtocol", shared), True
 
-    unshared_matters = stack.spec.type != BACKEND_MEMORY  # one process shares anyway
+    unshared_matters = not stack.registry.is_process_local(stack.spec.type)  # else all shared
     limiters = TaskRateLimiters(make, backend=stack.spec.type if unshared_matters else None)
     stack.task_rate_limiters = limiters
     stack.closeables.append(limiters)

@@ -16,11 +16,14 @@ class MemoryBackend:
         url_schemes: None: a memory queue is chosen by type, never by a URL.
         url_field: None: there is no URL to read.
         options_type: `MemoryOptions`, what `TaskBackendSpec.options` may carry.
+        process_local: True: jobs and records live in this process; nothing another
+            process (or command) can see.
     """
 
     url_schemes: ClassVar[tuple[str, ...]] = ()
     url_field: ClassVar[str | None] = None
     options_type: ClassVar[type[MemoryOptions]] = MemoryOptions
+    process_local: ClassVar[bool] = True
 
     def __repr__(self) -> str:
         return "MemoryBackend()"
