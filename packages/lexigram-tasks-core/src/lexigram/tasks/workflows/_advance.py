@@ -72,8 +72,13 @@ def workflow_store_for(queue: TaskQueueProtocol) -> WorkflowRunStoreProtocol | N
 
 
 def signature_of(job: Job) -> dict[str, Any]:
-    """The JSON form of a step's signature (a `Job` built by ``.s()`` or ``.si()``)."""
-    return {
+    """The JSON form of a step's signature (a `Job` built by ``.s()`` or ``.si()``).
+
+    It keeps what the step's job is enqueued with: the call, the priority, the retry and
+    timeout overrides and `scheduled_at` (the earliest time the step may run). The
+    idempotency key, the queue and the metadata are the run's (see `stage_jobs`).
+    """
+    sig = {
         "name": job.name,
         "args": list(job.args),
         "kwargs": dict(job.kwargs),
@@ -82,6 +87,11 @@ def signature_of(job: Job) -> dict[str, Any]:
         "timeout": job.timeout,
         "immutable": bool(job.metadata.get(IMMUTABLE_STEP_KEY)),
     }
+    # Only when set, so the definition of a run without delays reads as it always did
+    # (re-applying a run id compares the stored definition with the new one).
+    if job.scheduled_at is not None:
+        sig["scheduled_at"] = job.scheduled_at
+    return sig
 
 
 def step_key(workflow_id: str, stage: int, member: int) -> str:
@@ -98,6 +108,11 @@ def stage_jobs(
     previous: tuple[Any, ...],
 ) -> list[Job]:
     """Build the jobs of `stage`, stage number `index` of the run.
+
+    Each job is its signature's call with the step's own idempotency key (`step_key`),
+    the run's id as correlation id and the step's place in its metadata. A signature's
+    `scheduled_at` is kept as is: the job runs no earlier than that time, and at once
+    when its stage is enqueued after it.
 
     Args:
         workflow_id: The run's id.
@@ -128,6 +143,7 @@ def stage_jobs(
                 priority=int(sig.get("priority") or 0),
                 max_retries=sig.get("max_retries"),
                 timeout=sig.get("timeout"),
+                scheduled_at=sig.get("scheduled_at"),
                 idempotency_key=step_key(workflow_id, index, member),
                 correlation_id=workflow_id,
                 metadata={WORKFLOW_STEP_KEY: place},
