@@ -195,3 +195,21 @@ def test_an_unreadable_url_names_its_part_and_never_a_piece_of_the_password(
     assert "is not a valid URL " + cause in message
     assert "hun" not in message
     assert "ter2" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "amqp://app:s3cret@rabbit1:5672,rabbit2:5672,rabbit3:5672/prod",
+        "redis+sentinel://:s3cret@sentinel-a:26379,sentinel-b:26379/tasks-primary/0",
+    ],
+)
+def test_a_cluster_or_sentinel_url_listing_several_hosts_is_accepted(url: str) -> None:
+    check_url_syntax(url, "--backend")  # the check of --backend and of a config's url
+
+
+def test_a_bad_port_of_one_host_of_several_is_named() -> None:
+    with pytest.raises(
+        TaskConfigurationError, match="Port could not be cast to integer value as '56x2'"
+    ):
+        check_url_syntax("amqp://a:5672,b:56x2/", "--backend")

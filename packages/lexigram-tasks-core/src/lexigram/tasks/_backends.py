@@ -583,6 +583,8 @@ def shown_url(text: str) -> str:
 def check_url_syntax(url: str, where: str) -> None:
     """Refuse a URL that no parser can read: a port that is not a number, a broken IPv6 host.
 
+    A comma-separated list of hosts (a cluster, Sentinel) is accepted when each host is.
+
     Checked where a URL enters (``--backend``, a configuration's ``url``), so the user
     reads which URL and which part, instead of a client library's error at first use.
 
@@ -591,7 +593,11 @@ def check_url_syntax(url: str, where: str) -> None:
     """
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - reading it is the check (urllib parses it lazily)
+        # A cluster's or Sentinel's URL lists several hosts (``amqp://u:p@a:5672,b:5672/``,
+        # ``redis+sentinel://s1:26379,s2:26379/name/0``): each one is checked.
+        _, _, hosts = parts.netloc.rpartition("@")
+        for host in hosts.split(",") if "," in hosts else [hosts]:
+            urlsplit(f"{parts.scheme}://{host}").port  # noqa: B018 - reading it is the check
     except ValueError as exc:
         shown = shown_url(url)
         named = f"{where} {shown!r}" if where.startswith("-") else f"{where} = {shown!r}"
