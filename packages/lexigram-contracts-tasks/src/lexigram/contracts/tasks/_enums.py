@@ -8,9 +8,9 @@ from enum import IntEnum, StrEnum
 class Priority(IntEnum):
     """Task priority levels for queue ordering (higher number = higher priority).
 
-    The scale is 0-20 and is separate from the kernel's `ProviderPriority` (0-100).
     Workers dequeue higher-priority jobs before lower-priority ones; any integer in
-    `PRIORITY_MIN`..`PRIORITY_MAX` is accepted, these are the named points.
+    `PRIORITY_MIN`..`PRIORITY_MAX` (0-255) is accepted, and these are the named points.
+    The scale is separate from the kernel's `ProviderPriority` (0-100).
     """
 
     LOW = 0
