@@ -28,11 +28,15 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 SUFFIX = ".exe" if os.name == "nt" else ""
 
 # What each command installs into .venv. The demo needs core (with croniter for schedules) and
-# its first-party dependencies, all editable; the checks need only nox, which makes its own venvs.
+# its first-party dependencies, all editable. The SQLite backend comes too: the README's
+# quickstart then runs `lexigram-tasks worker` and `enqueue` from this .venv, and without it both
+# would fall back to the in-memory backend, where the enqueued job dies with its process. The
+# checks need only nox, which makes its own venvs.
 DEMO_PACKAGES = [
     "lexigram-contracts-tasks",
     "lexigram-kernel",
     "lexigram-tasks-core[cron]",
+    "lexigram-tasks-sqlite",
 ]
 TEST_REQUIREMENTS = ["nox>=2024.10.9", "uv>=0.5"]
 
@@ -117,7 +121,7 @@ def run(command: list[str | Path]) -> int:
 
 
 def demo(args: list[str]) -> int:
-    """Install core editable and run `lexigram-tasks demo`."""
+    """Install core and the SQLite backend editable and run `lexigram-tasks demo`."""
     python = ensure_venv()
     editable: list[str] = []
     inputs: list[Path] = []
