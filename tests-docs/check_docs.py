@@ -1,4 +1,4 @@
-"""Run every ```python block of README.md and docs/**/*.md as written; check links.
+"""Run every ```python block of README.md and docs/**/*.md as written; check YAML and links.
 
 Usage: ``python tests-docs/check_docs.py [PAGE ...]`` (``nox -s docs`` runs it on every page).
 
@@ -13,6 +13,13 @@ Rules a page follows (docs/development.md, "Documentation"):
 - A block of any language preceded by ``<!-- file: NAME -->`` is also written to NAME in the
   page's directory before any block runs, so a page can show ``application.yaml`` or a
   ``myapp/tasks.py`` module and then use it.
+- Each ```yaml block must parse with ``yaml.safe_load`` as written, as the configuration loader
+  reads a file: it parses first and replaces ``${VAR}`` placeholders in the parsed strings
+  afterwards, so a placeholder where YAML does not allow one (``[${KEY}]``) fails here as it
+  would for a user. A block whose top level has a ``tasks:`` mapping is then loaded with
+  ``TaskConfig.from_yaml``, every ``${VAR}`` without a default set to an example value
+  (`EXAMPLE_VALUES`) and ``LEX_TASKS__*`` variables ignored, so each key and value is checked;
+  loading connects to nothing. ``<!-- fragment -->`` before a yaml block leaves only the parse.
 - Relative links must point at files that exist.
 
 Prints one line per block and a summary; exits 1 when a block or a link fails.
@@ -36,6 +43,18 @@ FRAGMENT = "<!-- fragment -->"
 FILE_MARK = re.compile(r"^ *<!-- file: (?P<name>[\w./-]+) -->$")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 TIMEOUT = 120.0
+YAML_LANGS = frozenset({"yaml", "yml"})
+# The configuration loader's placeholder: ${VAR} or ${VAR:-default} ($${...} is a literal).
+PLACEHOLDER = re.compile(r"(?<!\$)\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<default>:-[^}]*)?\}")
+# What a ${VAR} without a default stands for while a yaml block is validated: a URL of the
+# backend a variable of that name usually points at, else a placeholder long enough for any
+# key or password check.
+EXAMPLE_VALUES = {
+    "REDIS_URL": "redis://localhost:6379/0",
+    "AMQP_URL": "amqp://guest:guest@localhost:5672/",
+    "DATABASE_URL": "postgresql://app@localhost:5432/app",
+}
+EXAMPLE_VALUE = "example-value-0123456789abcdef0123456789abcdef"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +149,44 @@ def run_block(block: Block, workdir: Path, number: int) -> tuple[bool, str, floa
     return True, output, seconds
 
 
+def example_environment(code: str) -> dict[str, str]:
+    """A value for every ``${VAR}`` of `code` without a default (those with one keep it)."""
+    return {
+        match.group("name"): EXAMPLE_VALUES.get(match.group("name"), EXAMPLE_VALUE)
+        for match in PLACEHOLDER.finditer(code)
+        if match.group("default") is None
+    }
+
+
+def check_yaml_block(block: Block, workdir: Path, number: int) -> tuple[str, str | None]:
+    """Parse one yaml block; load it as configuration when it has a ``tasks:`` mapping.
+
+    Returns:
+        What was checked (``parsed`` or ``validated``), and the problem or None.
+    """
+    # Imported here: only pages with yaml blocks need PyYAML and the package.
+    import yaml  # noqa: PLC0415
+
+    try:
+        document = yaml.safe_load(block.code)
+    except yaml.YAMLError as exc:
+        return "parsed", f"not valid YAML: {' '.join(str(exc).split())}"
+    tasks = document.get("tasks") if isinstance(document, dict) else None
+    if block.fragment or not isinstance(tasks, dict):
+        return "parsed", None
+    from lexigram.contracts.tasks import TaskConfigurationError  # noqa: PLC0415
+    from lexigram.tasks.config import TaskConfig  # noqa: PLC0415
+
+    path = workdir / f"_block_{number}.yaml"
+    path.write_text(block.code, encoding="utf-8")
+    environ = example_environment(block.code)
+    try:
+        TaskConfig.from_yaml(path, environ=environ, env_override=False)
+    except TaskConfigurationError as exc:
+        return "validated", f"TaskConfig.from_yaml refuses it: {exc}"
+    return "validated", None
+
+
 def check_page(page: Path) -> tuple[int, int, list[str]]:
     """Run the python blocks of one page; (blocks run, fragments, problems)."""
     blocks = blocks_of(page)
@@ -143,6 +200,13 @@ def check_page(page: Path) -> tuple[int, int, list[str]]:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(block.code, encoding="utf-8")
         for number, block in enumerate(blocks, 1):
+            if block.lang in YAML_LANGS:
+                checked, problem = check_yaml_block(block, workdir, number)
+                status = "ok" if problem is None else "FAILED"
+                print(f"{status:<9} {block.where} (yaml, {checked})", flush=True)
+                if problem is not None:
+                    problems.append(f"{block.where}: yaml block failed: {problem}")
+                continue
             if block.lang != "python":
                 continue
             if block.fragment:
@@ -175,9 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         print(f"\n{problem}", file=sys.stderr)
     failed = sum(1 for p in problems if "python block failed" in p)
+    yaml_failed = sum(1 for p in problems if "yaml block failed" in p)
     print(
         f"\ndocs: {len(pages)} pages, {total_ran} python blocks run, {failed} failed, "
-        f"{total_fragments} fragments; {len(problems) - failed} other problem(s)"
+        f"{total_fragments} fragments; {yaml_failed} yaml block(s) failed; "
+        f"{len(problems) - failed - yaml_failed} other problem(s)"
     )
     return 1 if problems else 0
 
