@@ -75,6 +75,11 @@ def tasks_lifespan(
         scheduler: Run the cron scheduler in the web process too.
         inner: The app's own lifespan, run inside this one (its state is yielded).
 
+    `workers` and `scheduler` decide for the web process whatever the configuration's
+    ``worker.worker_count`` and ``scheduler.enabled`` say: those are read by the
+    processes that run jobs (``lexigram-tasks worker``, ``lexigram-tasks scheduler``,
+    an application's `TaskProvider`), so one configuration file serves all of them.
+
     Returns:
         What ``FastAPI(lifespan=...)`` / ``Starlette(lifespan=...)`` take.
     """
