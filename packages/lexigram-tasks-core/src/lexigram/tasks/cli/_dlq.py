@@ -34,6 +34,7 @@ from lexigram.tasks.cli._context import (
 )
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.cli._event_loop import run_async
+from lexigram.tasks.cli._inspect import existing_only
 from lexigram.tasks.cli._options import (
     F,
     backend_option,
@@ -109,13 +110,15 @@ def _run(
 ) -> T:
     setup_logging("debug" if debug else "critical")
     backend = default_backend(config_path, None, backend)
-    spec = resolve_spec(load_config(config_path), backend, connect_timeout=timeout)
+    # A SQLite file that does not exist is refused rather than created (see existing_only).
+    spec = existing_only(resolve_spec(load_config(config_path), backend, connect_timeout=timeout))
     stores = open_stores(spec, "dlq_backend")
     if stores.dlq_backend is None:
         msg = (
             f"The {spec.type} backend keeps no dead letters outside its worker processes (it "
             "has no shared DLQ storage), so there is nothing to read from here. Use a backend "
-            "that stores them (--backend redis://localhost:6379/0 or postgresql://...), or "
+            "that stores them (--backend redis://localhost:6379/0, postgresql://... or "
+            "sqlite:///tasks.db), or "
             "give this one a store for them if its guide offers one."
         )
         raise CLIError(msg)

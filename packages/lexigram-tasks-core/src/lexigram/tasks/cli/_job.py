@@ -37,6 +37,7 @@ from lexigram.tasks.cli._context import (
 )
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.cli._event_loop import run_async
+from lexigram.tasks.cli._inspect import existing_only
 from lexigram.tasks.cli._lookup import resolve_job_id
 from lexigram.tasks.cli._options import (
     F,
@@ -99,13 +100,15 @@ def _run(
     """
     setup_logging("debug" if debug else "critical")
     backend = default_backend(config_path, None, backend)
-    spec = resolve_spec(load_config(config_path), backend, connect_timeout=timeout)
+    # A SQLite file that does not exist is refused rather than created (see existing_only).
+    spec = existing_only(resolve_spec(load_config(config_path), backend, connect_timeout=timeout))
     stores = open_stores(spec, "result_store")
     if stores.result_store is None:
         msg = (
             f"The {spec.type} backend keeps job results inside its worker processes (it has "
             "no shared result store), so there is nothing to read from here. Use a backend "
-            "that stores them: --backend redis://localhost:6379/0 or postgresql://..."
+            "that stores them: --backend redis://localhost:6379/0, postgresql://... or "
+            "sqlite:///tasks.db."
         )
         raise CLIError(msg)
     progress_store = build_store(spec, "create_progress_store", CONFIG_FIELD)

@@ -24,7 +24,7 @@ from lexigram.tasks.backends.sqlite._coordination import (
     SQLiteRateLimiter,
 )
 from lexigram.tasks.backends.sqlite._database import Database
-from lexigram.tasks.backends.sqlite._options import SQLiteOptions, path_from_url
+from lexigram.tasks.backends.sqlite._options import SQLiteOptions, check_exists, path_from_url
 from lexigram.tasks.backends.sqlite._queue import SQLiteTaskQueue
 from lexigram.tasks.backends.sqlite._stores import (
     SQLiteDLQBackend,
@@ -64,9 +64,17 @@ class SQLiteBackend:
         return f"SQLiteBackend(files={len(self._databases)})"
 
     def database(self, spec: TaskBackendSpec, options: SQLiteOptions | None = None) -> Database:
-        """Return a reference to the shared `Database` of the spec's file (release with close)."""
+        """Return a reference to the shared `Database` of the spec's file (release with close).
+
+        Raises:
+            BackendConnectionError: The option ``must_exist`` is set and the file is missing.
+        """
         opts = options or read_options(spec)
         path = path_from_url(spec.url)
+        if opts.must_exist:
+            # Checked before anything is built: the notification socket's directory and
+            # the connection would otherwise create the file and its directory.
+            check_exists(path)
         key = (
             str(Path(path).absolute()),
             os.getpid(),

@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import queue as stdqueue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar, cast
 
 from lexigram.contracts.tasks import BackendConnectionError
@@ -73,6 +75,15 @@ _MAX_OPEN_SECONDS = 0.05
 # How long the exit hook waits for calls already handed to a database thread.
 _EXIT_DRAIN_SECONDS = 10.0
 
+logger = logging.getLogger(__name__)
+
+# The files this process has named. A spec without a URL (``--backend sqlite``, a config
+# with no url) shows no file anywhere else, so the first `Database` of each file says
+# which one it is; once, not for each queue, store or reopening after a fork. Said when
+# the object is built, not when the file is opened: the command line opens it inside its
+# connection probe, which silences everything below ERROR.
+_announced: set[str] = set()
+
 
 class Database:
     """One SQLite file, served by one connection (on the event loop or its own thread).
@@ -105,6 +116,10 @@ class Database:
         self._reader = Reader(path, busy_timeout=busy_timeout)
         self._reset()
         flush_at_exit(self)
+        shown = str(Path(path).absolute())
+        if shown not in _announced:
+            _announced.add(shown)
+            logger.info("Using the SQLite database %s.", shown)
 
     def _reset(self) -> None:
         self._pid = os.getpid()

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from lexigram.contracts.tasks import TaskConfigurationError, mask_url
+from lexigram.contracts.tasks import BackendConnectionError, TaskConfigurationError, mask_url
 
 DEFAULT_FILENAME = "lexigram-tasks.db"
 """The database file used when no URL is given (in the working directory)."""
@@ -45,6 +46,10 @@ class SQLiteOptions:
         dlq_max_entries: Most dead-letter records kept (oldest dropped first; 0 = no cap).
         allow_network_filesystem: Open a database on NFS/SMB/... anyway. SQLite's locks
             are not reliable there: two hosts sharing the file can corrupt it.
+        must_exist: Refuse a database file that does not exist instead of creating it
+            (and its directory). The command line's read-only commands (``inspect``,
+            ``dlq``, ``job``) set it, so that a mistyped path fails instead of showing
+            a new, empty queue.
     """
 
     visibility_timeout: float = 30.0
@@ -56,6 +61,7 @@ class SQLiteOptions:
     progress_ttl: float = 86400.0
     dlq_max_entries: int = 100_000
     allow_network_filesystem: bool = False
+    must_exist: bool = False
 
 
 def default_path() -> str:
@@ -132,3 +138,20 @@ def database_path(path: str | None, url: str | None, owner: str) -> str:
         )
         raise TaskConfigurationError(msg)
     return path
+
+
+def check_exists(path: str) -> None:
+    """Refuse a database file that does not exist (the ``must_exist`` option).
+
+    Raises:
+        BackendConnectionError: Nothing is at `path`; names it (absolute) and what to do.
+    """
+    if Path(path).exists():
+        return
+    shown = str(Path(path).absolute())
+    msg = (
+        f"The SQLite database {shown} does not exist (the option must_exist is set, so it "
+        "is not created). Check the path (--backend, the config's url or LEXIGRAM_TASKS_DB); "
+        "a worker or `lexigram-tasks enqueue` creates the file on first use."
+    )
+    raise BackendConnectionError(msg, details={"path": shown})
