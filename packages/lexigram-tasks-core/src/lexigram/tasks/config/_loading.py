@@ -89,7 +89,8 @@ def select_section(document: Any, section: str | None, path: Path) -> dict[str, 
 
     Raises:
         TaskConfigurationError: The document or the section is not a mapping, or the
-            section is missing.
+            section is missing (with `section` None: no ``tasks`` key, and no top-level
+            key is a setting of the tasks section either).
     """
     if document is None:
         document = {}
@@ -100,8 +101,12 @@ def select_section(document: Any, section: str | None, path: Path) -> dict[str, 
         )
         raise TaskConfigurationError(msg, details={"path": str(path)})
     if section is None:
-        inner = document.get("tasks")
-        return dict(inner) if isinstance(inner, Mapping) else dict(document)
+        if "tasks" not in document:
+            _require_tasks_keys(document, path)
+            return dict(document)
+        # An empty `tasks:` means the defaults, and one that is not a mapping is an error
+        # about that key, as for a section named explicitly (not "unknown key tasks.tasks").
+        section = "tasks"
     current: Any = document
     for key in filter(None, section.split(".")):
         if not isinstance(current, Mapping) or key not in current:
@@ -122,6 +127,34 @@ def select_section(document: Any, section: str | None, path: Path) -> dict[str, 
         )
         raise TaskConfigurationError(msg, details={"path": str(path), "section": section})
     return dict(current)
+
+
+def _require_tasks_keys(document: Mapping[Any, Any], path: Path) -> None:
+    """Refuse a whole document read as the tasks section when none of its keys belongs there.
+
+    Such a file (``other: 1``) most likely lacks its ``tasks:`` line, or keeps the
+    settings under another key; reporting each of its keys as unknown to the tasks
+    section would hide that. A document with at least one tasks setting is left to the
+    model, which names the keys it does not know.
+
+    Raises:
+        TaskConfigurationError: The document is not empty and none of its top-level keys
+            is a setting of the tasks section.
+    """
+    if not document:
+        return
+    # Imported here: the model's module imports this one.
+    from lexigram.tasks.config._task_config import TaskConfig  # noqa: PLC0415
+
+    if any(str(key) in TaskConfig.model_fields for key in document):
+        return
+    keys = ", ".join(repr(str(key)) for key in document)
+    msg = (
+        f"Config file '{path}' has no 'tasks:' section (top-level keys: {keys}). Put the "
+        "task settings under a top-level 'tasks:' key, e.g. 'tasks:' followed by an "
+        "indented 'backend:' (from Python, section='app.tasks' reads a nested one)."
+    )
+    raise TaskConfigurationError(msg, details={"path": str(path), "section": "tasks"})
 
 
 class _Interpolator:
