@@ -13,7 +13,7 @@ on `lexigram.tasks.events.producer_events()`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
@@ -74,6 +74,26 @@ def set_task_queues(queues: Mapping[str, TaskQueueProtocol]) -> None:
     """
     _named_queues.clear()
     _named_queues.update(queues)
+
+
+def install_task_queues(
+    default: TaskQueueProtocol, named: Mapping[str, TaskQueueProtocol]
+) -> Callable[[], None]:
+    """Make `default` and `named` the queues ``.delay()`` uses; return how to take them back.
+
+    What a runtime (a booted `TaskProvider`, a ``lexigram-tasks worker`` process) does at
+    start. The returned function unsets them again, unless another runtime has installed
+    its own queues since (then it leaves those alone).
+    """
+    set_default_queue(default)
+    set_task_queues(named)
+
+    def uninstall() -> None:
+        if _default_queue is default:
+            set_default_queue(None)
+            set_task_queues({})
+
+    return uninstall
 
 
 def get_task_queues() -> dict[str, TaskQueueProtocol]:

@@ -9,7 +9,6 @@ else ``LEX_TASKS__*`` variables alone. Command-line options win over all of them
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 from dataclasses import dataclass, field, replace
@@ -42,6 +41,7 @@ from lexigram.tasks._backends import (
     url_of,
 )
 from lexigram.tasks._backends import is_process_local as backend_is_process_local
+from lexigram.tasks._closing import close_each
 from lexigram.tasks._presence import describe_backend
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.cli._options import DEFAULT_CONNECT_TIMEOUT
@@ -446,17 +446,8 @@ async def probe(
 
 
 async def close_quietly(*objects: Any) -> None:
-    """Close stores and queues, ignoring errors (a command is ending anyway)."""
-    for obj in objects:
-        close = getattr(obj, "close", None) or getattr(obj, "aclose", None)
-        if close is None:
-            continue
-        try:
-            result = close()
-            if inspect.isawaitable(result):
-                await result
-        except Exception:  # best effort at exit: the command's outcome stands, but say why
-            logging.getLogger(__name__).debug("Closing %r failed.", obj, exc_info=True)
+    """Close stores and queues, ignoring errors (a command is ending anyway; logged at DEBUG)."""
+    await close_each(*objects, owner="this command", level=logging.DEBUG)
 
 
 async def release_backend(spec: TaskBackendSpec) -> None:

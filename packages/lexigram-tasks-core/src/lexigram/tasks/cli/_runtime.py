@@ -20,10 +20,8 @@ from typing import TYPE_CHECKING, Any
 from lexigram.contracts.tasks import (
     RateLimiterProtocol,
     TaskBackendSpec,
-    TaskQueueError,
     TaskQueueProtocol,
 )
-from lexigram.tasks import decorators
 from lexigram.tasks._backends import TaskBackendRegistry
 from lexigram.tasks._presence import (
     WorkerPresence,
@@ -32,6 +30,7 @@ from lexigram.tasks._presence import (
     running_jobs,
     worker_identity,
 )
+from lexigram.tasks._producer import install_task_queues
 from lexigram.tasks.cli._app import LoadedApp
 from lexigram.tasks.cli._context import (
     Stores,
@@ -104,6 +103,7 @@ class WorkerRuntime:
         self.started_at = time.time()
         self.presence: WorkerPresence | None = None
         self._stop_observing: Callable[[], None] | None = None
+        self._uninstall_queues: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"WorkerRuntime({self.worker_id!r}, queues={self.queue_names!r})"
@@ -172,8 +172,9 @@ class WorkerRuntime:
         for pool in self.pools:
             await pool.start()
         # Handlers that enqueue follow-up jobs (``other.delay()``) use these queues.
-        decorators.set_default_queue(self.queues[0])
-        decorators.set_task_queues({q.queue_name: q for q in self.queues})
+        self._uninstall_queues = install_task_queues(
+            self.queues[0], {q.queue_name: q for q in self.queues}
+        )
         if self.stores.cache is not None:
             self.presence = WorkerPresence(
                 self.stores.cache,
@@ -221,14 +222,9 @@ class WorkerRuntime:
         if self._stop_observing is not None:
             self._stop_observing()
             self._stop_observing = None
-        if self.queues:
-            try:
-                current = decorators.get_default_queue()
-            except TaskQueueError:
-                current = None
-            if current is self.queues[0]:
-                decorators.set_default_queue(None)
-                decorators.set_task_queues({})
+        if self._uninstall_queues is not None:
+            self._uninstall_queues()
+            self._uninstall_queues = None
         await self.stores.close()
         if self.stack is not None:
             await self.stack.close()

@@ -26,6 +26,7 @@ from lexigram.contracts.tasks import (
     TaskQueueProtocol,
     TaskValidationError,
 )
+from lexigram.tasks._closing import close_each
 from lexigram.tasks._give_back import give_back
 from lexigram.tasks.concurrency._rate_limit import TokenBucket
 
@@ -172,14 +173,9 @@ class TaskRateLimiters:
     async def close(self) -> None:
         """Close the buckets that hold connections."""
         limiters, self._limiters = self._limiters, {}
-        for _, limiter in limiters.values():
-            close = getattr(limiter, "close", None)
-            if close is None:
-                continue
-            try:
-                await close()
-            except Exception:
-                logger.exception("Closing the rate limiter %r failed.", limiter)
+        await close_each(
+            *(limiter for _, limiter in limiters.values()), owner="the task rate limits"
+        )
 
 
 class _Line:

@@ -44,7 +44,9 @@ from lexigram.di import (
 )
 from lexigram.tasks import decorators
 from lexigram.tasks._backends import TaskBackendRegistry
+from lexigram.tasks._closing import close_each
 from lexigram.tasks._presence import WorkerPresence, describe_backend
+from lexigram.tasks._producer import install_task_queues
 from lexigram.tasks.concurrency import LockManager
 from lexigram.tasks.config import TaskConfig
 from lexigram.tasks.constants import scheduled_task_id
@@ -163,6 +165,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         self._primary_name: str | None = None
         self._stop_observing: Callable[[], None] | None = None
         self._presence: WorkerPresence | None = None
+        self._uninstall_queues: Callable[[], None] | None = None
         # Tasks and schedules that boot() took from handler classes; shutdown() removes
         # them, so the provider can be registered again (by a new application).
         self._class_tasks: list[str] = []
@@ -387,8 +390,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         except BaseException:
             await self._stop_running()
             raise
-        decorators.set_default_queue(self.queue)
-        decorators.set_task_queues(self._queues_by_name())
+        self._uninstall_queues = install_task_queues(self._primary.queue, self._queues_by_name())
         logger.info(
             "Tasks started: %d queue(s) %s, %d worker(s) each, scheduler %s.",
             len(self.stacks),
@@ -463,18 +465,12 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         if self._stop_observing is not None:
             self._stop_observing()
             self._stop_observing = None
-        try:
-            current = decorators.get_default_queue()
-        except TaskQueueError:
-            current = None
-        if current is not None and current is self.queue:
-            decorators.set_default_queue(None)
-            decorators.set_task_queues({})
+        if self._uninstall_queues is not None:
+            self._uninstall_queues()
+            self._uninstall_queues = None
         for stack in self.stacks.values():
             await stack.close()
-        close = getattr(self.rate_limiter, "close", None)
-        if close is not None:
-            await close()
+        await close_each(self.rate_limiter, owner="the task provider")
         # What the backends hold for this event loop (shared connection pools), as the
         # command line releases it when a command ends; they reopen lazily on next use.
         await self.backend_registry.release_backends(s.spec.type for s in self.stacks.values())

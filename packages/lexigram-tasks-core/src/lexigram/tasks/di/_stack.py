@@ -22,7 +22,6 @@ reads ``tasks.backends[1].type = 'rediss': No task backend named 'rediss' ...``.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from lexigram.contracts.tasks import (
     configure_envelope,
 )
 from lexigram.tasks._backends import IN_MEMORY, TaskBackendRegistry, spec_from_config
+from lexigram.tasks._closing import close_each
 from lexigram.tasks._worker_settings import WORKER_DEFAULTS
 from lexigram.tasks.concurrency._task_rate import (
     RateLimit,
@@ -111,16 +111,7 @@ class BackendStack:
 
     async def close(self) -> None:
         """Close the stores, then the queue; a failing close is logged, not raised."""
-        for obj in (*self.closeables, self.queue):
-            close = getattr(obj, "close", None) or getattr(obj, "aclose", None)
-            if close is None:
-                continue
-            try:
-                result = close()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("Closing %r of task backend %r failed.", obj, self.name)
+        await close_each(*self.closeables, self.queue, owner=f"task backend {self.name!r}")
 
 
 def bind_stack(
