@@ -52,7 +52,7 @@ from lexigram.contracts.tasks import (
     nearest_name,
     scheme_claims,
 )
-from lexigram.tasks.constants import FIRST_PARTY_BACKENDS
+from lexigram.tasks.constants import DEFAULT_DB_SCHEME, FIRST_PARTY_BACKENDS
 
 if TYPE_CHECKING:
     from lexigram.tasks.config import NamedTaskConfig, TaskBackendConfig, TaskConfig
@@ -121,9 +121,15 @@ def _blame(ep: EntryPoint) -> str:
 
 
 def install_hint(type_: str) -> str:
-    """The pip command that installs a first-party backend, or "" for any other type."""
+    """The pip command that installs a first-party backend, or "" for any other type.
+
+    SQLite comes with the ``lexigram-tasks`` meta package (no extra); the server
+    backends are its extras.
+    """
     if type_ in FIRST_PARTY_BACKENDS:
         return f'pip install "lexigram-tasks[{type_}]"'
+    if type_ == DEFAULT_DB_SCHEME:
+        return "pip install lexigram-tasks (or lexigram-tasks-sqlite alone)"
     return ""
 
 
@@ -139,7 +145,7 @@ def missing_backend_fix(type_: str) -> str:
     """
     installed = available_backends()
     close = _suggestion(type_, installed)
-    if type_ in FIRST_PARTY_BACKENDS:
+    if install_hint(type_):
         return f"Install it with {install_hint(type_)}."
     if close is None:
         return (

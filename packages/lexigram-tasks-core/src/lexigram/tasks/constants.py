@@ -30,6 +30,18 @@ BACKEND_MEMORY: Final = "memory"
 """Type name of the in-memory backend that ships inside the core."""
 
 FIRST_PARTY_BACKENDS: Final = ("postgres", "rabbitmq", "redis")
+FIRST_PARTY_SCHEMES: Final = {
+    "sqlite": "sqlite",
+    "redis": "redis",
+    "rediss": "redis",
+    "redis+sentinel": "redis",
+    "amqp": "rabbitmq",
+    "amqps": "rabbitmq",
+    "postgres": "postgres",
+    "postgresql": "postgres",
+}
+"""URL scheme -> the first-party backend serving it, to name what to install when the
+backend is not installed (installed backends declare their schemes themselves)."""
 """Extras of the ``lexigram-tasks`` distribution, one per first-party backend.
 
 Used only to suggest ``pip install "lexigram-tasks[<type>]"`` for a backend that is not
@@ -80,6 +92,7 @@ def scheduled_task_id(task_name: str) -> str:
     """
     return f"scheduled:{task_name}"
 
+
 __all__ = [
     "BACKEND_MEMORY",
     "CONFIG_SECTION",
@@ -105,6 +118,7 @@ __all__ = [
     "ENV_NESTED_DELIMITER",
     "ENV_PREFIX",
     "FIRST_PARTY_BACKENDS",
+    "FIRST_PARTY_SCHEMES",
     "IMMUTABLE_STEP_KEY",
     "WORKER_KEY_PREFIX",
     "WORKFLOW_STEP_KEY",

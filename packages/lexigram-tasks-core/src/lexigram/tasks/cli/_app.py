@@ -220,7 +220,8 @@ def _import(module_name: str, source: str) -> types.ModuleType:
         raise CLIError(msg) from exc
     except Exception as exc:
         msg = (
-            f"Importing {module_name!r} (APP {source!r}) raised {type(exc).__name__}: {exc}. "
+            f"Importing {module_name!r} (APP {source!r}) raised {type(exc).__name__}: "
+            f"{str(exc).rstrip('.')}. "
             "Fix the error in your module (--debug shows the traceback)."
         )
         raise CLIError(msg) from exc
@@ -264,7 +265,8 @@ def _call_factory(obj: Any, source: str) -> Any:
     try:
         built = obj()
     except Exception as exc:
-        msg = f"Calling APP {source!r} raised {type(exc).__name__}: {exc}. Fix the factory."
+        cause = str(exc).rstrip(".")
+        msg = f"Calling APP {source!r} raised {type(exc).__name__}: {cause}. Fix the factory."
         raise CLIError(msg) from exc
     if inspect.isawaitable(built):
         close = getattr(built, "close", None)

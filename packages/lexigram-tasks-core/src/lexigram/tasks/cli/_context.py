@@ -34,8 +34,10 @@ from lexigram.tasks._backends import (
     backend_for_scheme,
     check_url_syntax,
     close_backend,
+    install_hint,
     known_schemes,
     load_backend,
+    missing_backend_fix,
     shown_url,
     spec_from_config,
     url_of,
@@ -52,6 +54,7 @@ from lexigram.tasks.constants import (
     DEFAULT_DB_SCHEME,
     DEFAULT_QUEUE_NAME,
     ENV_PREFIX,
+    FIRST_PARTY_SCHEMES,
 )
 from lexigram.tasks.di._stack import (
     apply_process_settings,
@@ -192,6 +195,12 @@ def default_backend(
     if configured_by_environment():
         return None
     if DEFAULT_DB_SCHEME not in available_backends():
+        click.echo(
+            "Using the in-memory backend: nothing is configured and the SQLite backend, the "
+            "default, is not installed (jobs live in this process only). Install it with "
+            f"{install_hint(DEFAULT_DB_SCHEME)}, or pass --backend or --config.",
+            err=True,
+        )
         return None
     path = os.environ.get(DEFAULT_DB_ENV, "").strip() or DEFAULT_DB_FILE
     shown = Path(path).expanduser().resolve()
@@ -233,6 +242,13 @@ def parse_backend(value: str) -> tuple[str, str | None]:
     scheme = urlsplit(text).scheme.lower()
     backend_type = backend_for_scheme(scheme)
     if backend_type is None:
+        first_party = FIRST_PARTY_SCHEMES.get(scheme)
+        if first_party is not None:
+            msg = (
+                f"--backend {mask_url(text)!r} needs the {first_party} backend, which is not "
+                f"installed. {missing_backend_fix(first_party)}"
+            )
+            raise CLIError(msg)
         known = ", ".join(f"{s}://" for s in known_schemes()) or "none"
         msg = (
             f"--backend {mask_url(text)!r} has the URL scheme {scheme!r}, which no installed "

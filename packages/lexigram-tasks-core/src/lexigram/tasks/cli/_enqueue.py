@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from lexigram.contracts.tasks import PRIORITY_MAX, PRIORITY_MIN, Job, Priority, TaskBackendSpec
+from lexigram.tasks._backends import install_hint
 from lexigram.tasks.cli._context import (
     close_quietly,
     default_backend,
@@ -154,6 +155,7 @@ def enqueue_command(
     the handler as NAME(*args, **kwargs).
     """
     setup_logging("debug" if debug else "critical")
+    given_backend = backend
     backend = default_backend(config_path, None, backend)
     config = load_config(config_path)
     spec = resolve_spec(config, backend, queue, connect_timeout=connect_timeout)
@@ -177,10 +179,14 @@ def enqueue_command(
     else:
         click.echo(job_id)
     if is_process_local(spec):
+        if given_backend is None and config_path is None:
+            # Nothing was configured and the default SQLite backend is not installed.
+            reach = f"Install the SQLite backend ({install_hint('sqlite')}) or pass a server's URL"
+        else:
+            reach = "Leave --backend out to use the default SQLite file, or pass a server's URL"
         click.echo(
-            "note: the memory backend keeps jobs inside this process, so this job is gone "
-            "now that the command ends. Leave --backend out to use the default SQLite "
-            "file, or pass a server's URL, to reach a worker.",
+            f"note: the {spec.type} backend keeps jobs inside this process, so this job is "
+            f"gone now that the command ends. {reach}, to reach a worker.",
             err=True,
         )
     logging.getLogger("lexigram.tasks.cli").debug("Enqueued %s on %s.", job_id, describe(spec))
