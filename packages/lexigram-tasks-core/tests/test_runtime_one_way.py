@@ -26,7 +26,7 @@ from lexigram.tasks.cli._context import resolve_spec
 from lexigram.tasks.cli._runtime import WorkerRuntime
 from lexigram.tasks.constants import WORKER_KEY_PREFIX
 from lexigram.tasks.di import _provider
-from lexigram.tasks.di._stack import build_store
+from lexigram.tasks.di._stack import build_stacks, build_store
 from lexigram.tasks.scheduling import InMemorySchedulerStore
 
 
@@ -176,10 +176,8 @@ async def test_a_provider_saves_its_schedules_under_the_id_the_command_line_give
     module_name = write_module(SCHEDULED_APP)
     nightly = __import__(module_name).nightly
     store = InMemorySchedulerStore()
-    real_build_stacks = _provider.build_stacks
-
     def with_store(*args: Any, **kwargs: Any) -> Any:
-        stacks, primary = real_build_stacks(*args, **kwargs)
+        stacks, primary = build_stacks(*args, **kwargs)
         stacks[primary].scheduler_store = store
         return stacks, primary
 
