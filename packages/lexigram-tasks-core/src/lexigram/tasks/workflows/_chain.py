@@ -164,8 +164,9 @@ class TaskChain(Workflow):
             status, final = WorkflowStatus.FAILED, None
             error = (
                 f"Chain {self.workflow_id!r} stopped at step {failed[0]!r}: "
-                f"{results[-1].error}. Steps after it did not run; fix the cause and run "
-                "the chain again (with a state_store it resumes at that step)."
+                f"{(results[-1].error or 'it failed').rstrip('.')}. Steps after it did not run; "
+                "fix the cause and run the chain again (with a state_store it resumes at that "
+                "step)."
             )
         else:
             status = WorkflowStatus.PARTIALLY_COMPLETED if succeeded else WorkflowStatus.FAILED
