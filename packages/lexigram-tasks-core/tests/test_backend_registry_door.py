@@ -321,9 +321,18 @@ def test_sqlite_without_a_url_is_not_an_error() -> None:
     assert not _backends.url_required("sqlite")
 
 
-def test_missing_url_fix_names_the_fields_once() -> None:
-    registry_free = _url_issues({"type": "postgres", "postgres_dsn": None})
-    assert registry_free == [
+def test_missing_url_fix_names_the_fields_once(clean_cache: None) -> None:
+    # A backend whose older URL field is `postgres_dsn`, registered here so that the test
+    # does not need the PostgreSQL backend installed (core's own suite runs without it).
+    registry = TaskBackendRegistry()
+    registry.register("acmepg", _DsnFieldBackend())
+    config = TaskConfig.from_dict({"backend": {"type": "acmepg"}})
+    fixes = [
+        f"{issue.field}: {issue.fix}"
+        for issue in check_config(config, Environment.DEVELOPMENT, registry=registry)
+        if "no URL" in issue.message
+    ]
+    assert fixes == [
         (
             "tasks.backend.postgres_dsn: Set tasks.backend.url (or tasks.backend.postgres_dsn),"
             " e.g. from an environment variable."
@@ -341,6 +350,14 @@ def test_missing_url_fix_without_an_older_field(clean_cache: None) -> None:
         if "no URL" in issue.message
     ]
     assert fixes == ["Set tasks.backend.url, e.g. from an environment variable."]
+
+
+class _DsnFieldBackend:
+    url_schemes: ClassVar[tuple[str, ...]] = ("acmepg",)
+    url_field: ClassVar[str | None] = "postgres_dsn"
+
+    def create_queue(self, spec: TaskBackendSpec, /) -> MemoryTaskQueue:
+        return MemoryTaskQueue()
 
 
 class _NoFieldBackend:
