@@ -176,6 +176,7 @@ async def test_a_provider_saves_its_schedules_under_the_id_the_command_line_give
     module_name = write_module(SCHEDULED_APP)
     nightly = __import__(module_name).nightly
     store = InMemorySchedulerStore()
+
     def with_store(*args: Any, **kwargs: Any) -> Any:
         stacks, primary = build_stacks(*args, **kwargs)
         stacks[primary].scheduler_store = store
