@@ -19,7 +19,7 @@ import pytest
 
 from lexigram.app import Application
 from lexigram.contracts.tasks import Job
-from lexigram.tasks import TaskConfig, TaskProvider
+from lexigram.tasks import MemoryTaskQueue, TaskConfig, TaskProvider
 from lexigram.tasks.cache import InMemoryCacheBackend
 from lexigram.tasks.cli._app import load_app
 from lexigram.tasks.cli._context import resolve_spec
@@ -191,3 +191,38 @@ async def test_a_provider_saves_its_schedules_under_the_id_the_command_line_give
     # `scheduler` command gives the same task, so the two fire each occurrence once.
     [schedule] = load_app(module_name).schedules
     assert stored == [schedule.schedule_id] == ["scheduled:nightly"]
+
+
+QUEUED_SCHEDULE_APP = """
+    from lexigram.tasks import scheduled
+
+    @scheduled("0 3 * * *", queue="emails", priority=9)
+    async def digest() -> None:
+        return None
+"""
+
+
+def test_a_scheduled_tasks_queue_rides_its_template_under_both_doors(write_module: Any) -> None:
+    module_name = write_module(QUEUED_SCHEDULE_APP)
+    [schedule] = load_app(module_name).schedules
+    provider = TaskProvider(worker_count=0)
+    provider.register_scheduled_task(__import__(module_name).digest)
+    assert provider.scheduler is not None
+    declared = provider.scheduler.get_scheduled_job(schedule.schedule_id)
+    assert declared is not None
+    assert declared.job_template == schedule.template
+    assert (schedule.template.queue_name, schedule.template.priority) == ("emails", 9)
+    fired = provider.scheduler.make_job(declared, 0.0)
+    assert fired.queue_name == "emails"
+
+
+def test_the_scheduler_command_fires_a_job_onto_the_queue_its_task_names() -> None:
+    from lexigram.tasks.cli._scheduler import _Router
+
+    spec = resolve_spec(TaskConfig(), "memory")
+    own = MemoryTaskQueue(queue_name=spec.queue_name)
+    route = _Router(spec, own)
+    assert route(Job(name="tick")) is own
+    emails = route(Job(name="digest", queue_name="emails"))
+    assert emails.queue_name == "emails"
+    assert route(Job(name="digest", queue_name="emails")) is emails

@@ -44,6 +44,7 @@ from lexigram.contracts.tasks import (
     PRIORITY_MAX,
     PRIORITY_MIN,
     Job,
+    JobTemplate,
     Priority,
     ResultStoreProtocol,
     TaskQueueProtocol,
@@ -377,6 +378,19 @@ class TaskFunction(Generic[P, R]):
                 "in the template, e.g. 'sync-{user_id}'."
             )
             raise TaskValidationError(msg) from None
+
+
+def schedule_template(name: str, options: TaskOptions | None) -> JobTemplate:
+    """What each occurrence of the scheduled task `name` enqueues: name, priority, queue.
+
+    The one template of a scheduled task, under a `TaskProvider` and the ``scheduler``
+    command alike. Retries and timeout stay unset (the worker takes them from the task it
+    has registered); the queue is the task's ``@task(queue=...)``, None for the default.
+    """
+    if options is None:
+        return JobTemplate(name=name)
+    queue = None if options.queue == DEFAULT_QUEUE else options.queue
+    return JobTemplate(name=name, priority=options.priority, queue_name=queue)
 
 
 def _signature_of(func: Callable[..., Any]) -> inspect.Signature | None:
@@ -758,6 +772,7 @@ __all__ = [
     "get_default_queue",
     "get_task_queues",
     "queue_for",
+    "schedule_template",
     "scheduled",
     "set_default_queue",
     "set_task_queues",

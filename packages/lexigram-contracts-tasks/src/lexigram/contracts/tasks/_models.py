@@ -221,6 +221,8 @@ class JobTemplate:
         max_retries: Maximum retry attempts (None: as the task's definition says).
         timeout: Execution timeout (None: as the task's definition says).
         depends_on: Job dependencies template.
+        queue_name: The queue the jobs are for, by name (a task's ``@task(queue=...)``);
+            None: the queue of whoever enqueues them (a scheduler's own).
     """
 
     name: str
@@ -230,6 +232,7 @@ class JobTemplate:
     max_retries: int | None = None
     timeout: float | None = None
     depends_on: list[str] = field(default_factory=list)
+    queue_name: str | None = None
 
     def create_job(self, job_id: str = "") -> Job:
         """Create a `Job` instance from this template (id generated when empty)."""
@@ -242,6 +245,7 @@ class JobTemplate:
             max_retries=self.max_retries,
             timeout=self.timeout,
             depends_on=list(self.depends_on),
+            queue_name=self.queue_name,
         )
 
     @classmethod
@@ -255,11 +259,16 @@ class JobTemplate:
             max_retries=job.max_retries,
             timeout=job.timeout,
             depends_on=list(job.depends_on),
+            queue_name=job.queue_name,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Convert the template to a dictionary for serialization."""
-        return {
+        """Convert the template to a dictionary for serialization.
+
+        ``queue_name`` is written only when set, so a record stays what older versions
+        wrote and read.
+        """
+        data: dict[str, Any] = {
             "name": self.name,
             "args": list(self.args),
             "kwargs": dict(self.kwargs),
@@ -268,6 +277,9 @@ class JobTemplate:
             "timeout": self.timeout,
             "depends_on": list(self.depends_on),
         }
+        if self.queue_name is not None:
+            data["queue_name"] = self.queue_name
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobTemplate:
@@ -280,6 +292,7 @@ class JobTemplate:
             max_retries=_opt_int(data.get("max_retries")),
             timeout=_opt_float(data.get("timeout")),
             depends_on=list(data.get("depends_on") or []),
+            queue_name=str(data["queue_name"]) if data.get("queue_name") else None,
         )
 
 

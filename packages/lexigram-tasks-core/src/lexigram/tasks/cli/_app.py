@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from lexigram.contracts.tasks import JobTemplate, TaskQueueProtocol
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.constants import scheduled_task_id
-from lexigram.tasks.decorators import TaskFunction
+from lexigram.tasks.decorators import TaskFunction, schedule_template
 from lexigram.tasks.execution import HandlerRegistry
 
 if TYPE_CHECKING:
@@ -338,8 +338,7 @@ def _add_task_function(function: TaskFunction[Any, Any], app: LoadedApp) -> None
     name = function.name
     app.handlers.register(name, function, options=function.options)
     if function.cron:
-        # Retries and timeout stay unset: the worker takes them from the registered task.
-        template = JobTemplate(name=name, priority=function.options.priority)
+        template = schedule_template(name, function.options)
         app.schedules.append(Schedule(scheduled_task_id(name), template, function.cron))
 
 

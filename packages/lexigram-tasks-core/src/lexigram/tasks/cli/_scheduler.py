@@ -19,13 +19,23 @@ from pathlib import Path
 
 import click
 
-from lexigram.contracts.tasks import Err, Job, Ok, Result, TaskBackendSpec, TaskQueueError
+from lexigram.contracts.tasks import (
+    Err,
+    Job,
+    Ok,
+    Result,
+    TaskBackendSpec,
+    TaskQueueError,
+    TaskQueueProtocol,
+)
 from lexigram.tasks._backends import TaskBackendRegistry
 from lexigram.tasks.cli._app import LoadedApp, load_app
 from lexigram.tasks.cli._context import (
+    close_quietly,
     default_backend,
     describe,
     load_config,
+    open_queue,
     probe,
     refuse_disabled,
     release_backend,
@@ -157,6 +167,28 @@ async def _declare(scheduler: TaskScheduler, app: LoadedApp) -> None:
             )
 
 
+class _Router:
+    """The queue each fire goes to: the one its task is declared for, on this backend.
+
+    A task declared for another queue (``@scheduled(..., queue="emails")``) fires onto
+    that queue of the same backend, as its ``.delay()`` and a provider's scheduler send
+    it; every other job onto the scheduler's own queue.
+    """
+
+    def __init__(self, spec: TaskBackendSpec, own: TaskQueueProtocol) -> None:
+        self.spec = spec
+        self.own = own
+        self.opened: dict[str, TaskQueueProtocol] = {}
+
+    def __call__(self, job: Job) -> TaskQueueProtocol:
+        name = job.queue_name
+        if not name or name == self.spec.queue_name:
+            return self.own
+        if name not in self.opened:
+            self.opened[name] = open_queue(self.spec, name)
+        return self.opened[name]
+
+
 async def _run(
     app: LoadedApp, config: TaskConfig, spec: TaskBackendSpec, timeout: float, namespace: str
 ) -> None:
@@ -169,6 +201,7 @@ async def _run(
         with_scheduler_store=True,
     )
     queue = stack.queue
+    route = _Router(spec, queue)
     stop_observing = observe_enqueues(build_hooks())  # plugins see each fire's job queued
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -201,7 +234,7 @@ async def _run(
 
         async def enqueue(job: Job) -> Result[str, TaskQueueError]:
             try:
-                job_id = (await enqueue_job(queue, job)).id
+                job_id = (await enqueue_job(route(job), job)).id
             except TaskQueueError as exc:
                 return Err(exc)
             logger.info("Enqueued %s as job %s.", job.name, job_id)
@@ -223,5 +256,6 @@ async def _run(
         for sig in installed:
             loop.remove_signal_handler(sig)
         stop_observing()
+        await close_quietly(*route.opened.values())
         await stack.close()
         await release_backend(spec)

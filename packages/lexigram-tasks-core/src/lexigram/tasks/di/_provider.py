@@ -25,7 +25,6 @@ from lexigram.contracts.tasks import (
     HookRegistryProtocol,
     IdempotencyStoreProtocol,
     Job,
-    JobTemplate,
     Ok,
     RateLimiterProtocol,
     Result,
@@ -50,6 +49,7 @@ from lexigram.tasks._producer import install_task_queues
 from lexigram.tasks.concurrency import LockManager
 from lexigram.tasks.config import TaskConfig
 from lexigram.tasks.constants import scheduled_task_id
+from lexigram.tasks.decorators import schedule_template
 from lexigram.tasks.di._handlers import discover_handler_classes, handler_specs
 from lexigram.tasks.di._health import aggregate_pool_stats, probe_queues, summarize
 from lexigram.tasks.di._registration import HandlerRegistrationMixin
@@ -449,7 +449,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
                         spec.task_name,
                         spec.handler,
                         spec.cron,
-                        JobTemplate(name=spec.task_name, priority=spec.priority),
+                        schedule_template(spec.task_name, spec.options),
                         spec.options,
                     )
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from lexigram.contracts.tasks import Job, JobTemplate, TaskRegistrationError
 from lexigram.tasks.constants import scheduled_task_id
+from lexigram.tasks.decorators import TaskFunction, schedule_template
 from lexigram.tasks.execution import HandlerRegistry, TaskOptions
 from lexigram.tasks.scheduling import TaskScheduler
 
@@ -62,9 +63,10 @@ class HandlerRegistrationMixin:
                 "(or register a plain task with register_handler)."
             )
             raise TaskRegistrationError(msg, details={"missing": missing})
-        # Retries and timeout are left to the task's registered options: the worker
-        # applies them to every job of the task, scheduled or not.
-        template = JobTemplate(name=str(name), priority=int(getattr(task_func, "_priority", 0)))
+        options = task_func.options if isinstance(task_func, TaskFunction) else None
+        template = schedule_template(str(name), options)
+        if options is None:  # a duck-typed stand-in names its priority only
+            template.priority = int(getattr(task_func, "_priority", 0))
         self._register_and_schedule(str(name), task_func, str(cron), template)
 
     def _register_and_schedule(
