@@ -25,7 +25,7 @@ from lexigram.tasks.cli._app import load_app
 from lexigram.tasks.cli._context import resolve_spec
 from lexigram.tasks.cli._runtime import WorkerRuntime
 from lexigram.tasks.constants import WORKER_KEY_PREFIX
-from lexigram.tasks.di import _provider
+from lexigram.tasks.di import _provider, _stack
 from lexigram.tasks.di._stack import build_stacks, build_store
 from lexigram.tasks.scheduling import InMemorySchedulerStore
 
@@ -103,7 +103,7 @@ async def test_a_booted_provider_registers_its_workers_where_inspect_lists_them(
             return cache
         return build_store(spec, factory, field, **kwargs)
 
-    monkeypatch.setattr(_provider, "build_store", with_cache)
+    monkeypatch.setattr(_stack, "build_store", with_cache)
     provider = TaskProvider(worker_count=1, enable_scheduler=False)
     async with Application.boot(providers=[provider]):
         keys: list[str] = []

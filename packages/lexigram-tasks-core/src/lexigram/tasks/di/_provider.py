@@ -342,15 +342,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
 
     def _lock_manager(self, primary: BackendStack) -> LockManager:
         """The `LockManager` the container provides: the primary backend's locks, if any."""
-        shared = build_store(
-            primary.spec,
-            "create_lock_manager",
-            primary.path,
-            registry=self.backend_registry,
-            fallback="locks of this process only",
-        )
-        if shared is not None:
-            primary.closeables.append(shared)
+        shared = primary.add_store("create_lock_manager", fallback="locks of this process only")
         return LockManager(backend=shared)
 
     async def boot(self, container: ContainerResolverProtocol) -> None:
@@ -405,16 +397,13 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         In the primary backend's key-value store; a backend without one lists none.
         """
         primary = self._primary
-        cache = build_store(
-            primary.spec,
+        # Closed with the stack, after `_stop_presence` has unregistered.
+        cache = primary.add_store(
             "create_cache_backend",
-            primary.path,
-            registry=self.backend_registry,
             fallback="no registration of running workers (`inspect` lists none)",
         )
         if cache is None:
             return
-        primary.closeables.append(cache)  # closed with the stack, after `_stop_presence`
         self._presence = WorkerPresence(
             cache,
             pools=lambda: list(self.worker_pools.values()),

@@ -109,6 +109,20 @@ class BackendStack:
     task_rate_limiters: TaskRateLimiters | None = None
     registry: TaskBackendRegistry = field(default_factory=TaskBackendRegistry.with_defaults)
 
+    def add_store(self, factory: str, *, fallback: str) -> Any | None:
+        """Build one more of the backend's stores, closed with this stack; None if it has none.
+
+        Args:
+            factory: The backend's factory, e.g. ``"create_cache_backend"``.
+            fallback: What the caller does without it, for the log line.
+        """
+        built = build_store(
+            self.spec, factory, self.path, registry=self.registry, fallback=fallback
+        )
+        if built is not None:
+            self.closeables.append(built)
+        return built
+
     async def close(self) -> None:
         """Close the stores, then the queue; a failing close is logged, not raised."""
         await close_each(*self.closeables, self.queue, owner=f"task backend {self.name!r}")
