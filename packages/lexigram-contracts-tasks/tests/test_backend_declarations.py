@@ -92,3 +92,28 @@ def test_update_fields_is_an_optional_scheduler_store_capability() -> None:
     assert isinstance(_Records(), SchedulerStoreProtocol)
     assert not isinstance(_Records(), FieldUpdatingSchedulerStoreProtocol)
     assert isinstance(_FieldRecords(), FieldUpdatingSchedulerStoreProtocol)
+
+
+def test_first_answer_options_name_fields_of_the_options_type() -> None:
+    class Declares(_Good):
+        first_answer_options = ("timeout",)
+
+    class NamesAnUnknownOption(_Good):
+        first_answer_options = ("connect_timeout",)
+
+    class HasNoOptionsType(_Minimal):
+        first_answer_options = ("timeout",)
+
+    class IsNotATuple(_Good):
+        first_answer_options = "timeout"
+
+    assert backend_problems(Declares()) == []
+    assert backend_problems(NamesAnUnknownOption()) == [
+        "first_answer_options names ['connect_timeout'], which options_type does not have."
+    ]
+    assert backend_problems(HasNoOptionsType()) == [
+        "first_answer_options names options, but there is no options_type to hold them."
+    ]
+    assert backend_problems(IsNotATuple()) == [
+        "first_answer_options is 'timeout', not a tuple of option names."
+    ]

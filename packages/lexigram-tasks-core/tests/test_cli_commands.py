@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -212,6 +213,43 @@ def test_a_bare_backend_type_takes_the_configs_url_for_that_type(
     finally:
         _backends.clear_backend_cache()
     assert (spec.type, spec.url) == ("acme", "acme://legacy:1/13")
+
+
+def test_connect_timeout_sets_the_options_a_backend_declares_for_its_first_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    @dataclass(frozen=True)
+    class AcmeOptions:
+        handshake_timeout: float | None = None
+        connect_timeout: float | None = None
+
+    class Acme:
+        url_schemes = ("acme",)
+        options_type = AcmeOptions
+        # Its own name for the deadline; `connect_timeout` is not one it wants set.
+        first_answer_options = ("handshake_timeout",)
+
+        def create_queue(self, spec: TaskBackendSpec) -> MemoryTaskQueue:
+            return MemoryTaskQueue(queue_name=spec.queue_name)
+
+    class AcmeEntryPoint:
+        name, value, dist = "acme", "acme_tasks:backend", None
+
+        def load(self) -> Acme:
+            return Acme()
+
+    (memory,) = entry_points(group=_backends.BACKENDS_GROUP, name="memory")
+    monkeypatch.setattr(
+        _backends,
+        "installed_entry_points",
+        lambda group: [memory, AcmeEntryPoint()] if group == _backends.BACKENDS_GROUP else [],
+    )
+    _backends.clear_backend_cache()
+    try:
+        spec = resolve_spec(TaskConfig(), "acme://host/0", connect_timeout=3.0)
+    finally:
+        _backends.clear_backend_cache()
+    assert dict(spec.options) == {"handshake_timeout": 3.0}
 
 
 def test_resolve_spec_rejects_an_uninstalled_type() -> None:

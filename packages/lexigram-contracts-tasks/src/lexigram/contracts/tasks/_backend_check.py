@@ -25,7 +25,8 @@ def backend_problems(backend: object) -> list[str]:
     Checked: `create_queue`, every factory in `OPTIONAL_BACKEND_FACTORIES` and method in
     `OPTIONAL_BACKEND_METHODS` it has is callable; ``url_schemes`` is a tuple of
     lower-case schemes without ``://``; ``url_field`` is a string or None;
-    ``options_type`` is a dataclass type; each flag in `OPTIONAL_BACKEND_FLAGS` is a bool.
+    ``options_type`` is a dataclass type; ``first_answer_options`` is a tuple of its field
+    names; each flag in `OPTIONAL_BACKEND_FLAGS` is a bool.
     A declaration left out is not a problem.
 
     Example:
@@ -56,6 +57,7 @@ def backend_problems(backend: object) -> list[str]:
         isinstance(options_type, type) and dataclasses.is_dataclass(options_type)
     ):
         problems.append(f"options_type is {options_type!r}, not a dataclass type.")
+    problems.extend(_first_answer_problems(backend, options_type))
     for flag in OPTIONAL_BACKEND_FLAGS:
         value = getattr(backend, flag, _MISSING)
         if value is not _MISSING and not isinstance(value, bool):
@@ -81,3 +83,18 @@ def _url_problems(backend: object) -> list[str]:
     if url_field is not None and not (isinstance(url_field, str) and url_field.isidentifier()):
         problems.append(f"url_field is {url_field!r}, not a config field name or None.")
     return problems
+
+
+def _first_answer_problems(backend: object, options_type: object) -> list[str]:
+    names = getattr(backend, "first_answer_options", None)
+    if names is None:
+        return []
+    if not (isinstance(names, tuple) and all(isinstance(name, str) for name in names)):
+        return [f"first_answer_options is {names!r}, not a tuple of option names."]
+    if not (isinstance(options_type, type) and dataclasses.is_dataclass(options_type)):
+        return ["first_answer_options names options, but there is no options_type to hold them."]
+    fields = {field.name for field in dataclasses.fields(options_type)}
+    unknown = [name for name in names if name not in fields]
+    if unknown:
+        return [f"first_answer_options names {unknown!r}, which options_type does not have."]
+    return []

@@ -362,6 +362,12 @@ class TaskBackendProtocol(Protocol):
       URL (``redis_url``), read when ``url`` is not set.
     - ``options_type`` (a dataclass type): the options ``TaskBackendSpec.options`` may
       carry, with their defaults; read them with `parse_options`.
+    - ``first_answer_options`` (``tuple[str, ...]``): the options of ``options_type``
+      that bound the wait for the server's first answer (connecting, and a deadline that
+      catches a server that accepts connections and never replies); the command line's
+      ``--connect-timeout`` sets those the configuration leaves unset. Without it, the
+      options named ``connect_timeout`` and ``socket_connect_timeout`` are taken, plus
+      ``command_timeout`` when there is no ``connect_timeout``.
 
     and the flags in `OPTIONAL_BACKEND_FLAGS`, declared only where the default is wrong:
 
@@ -416,7 +422,12 @@ OPTIONAL_BACKEND_FACTORIES: tuple[str, ...] = (
 )
 """Names of the optional store factories a `TaskBackendProtocol` object may expose."""
 
-OPTIONAL_BACKEND_ATTRIBUTES: tuple[str, ...] = ("url_schemes", "url_field", "options_type")
+OPTIONAL_BACKEND_ATTRIBUTES: tuple[str, ...] = (
+    "url_schemes",
+    "url_field",
+    "options_type",
+    "first_answer_options",
+)
 """Names of the optional self-description attributes of a `TaskBackendProtocol` object."""
 
 OPTIONAL_BACKEND_FLAGS: Mapping[str, bool] = MappingProxyType(

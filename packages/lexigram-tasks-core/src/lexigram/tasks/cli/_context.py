@@ -352,11 +352,15 @@ def _finish_spec(
 def first_answer_options(spec: TaskBackendSpec) -> tuple[str, ...]:
     """The options of `spec`'s backend that bound the wait for its first answer.
 
-    Read from the backend object's ``options_type``: ``connect_timeout`` and
-    ``socket_connect_timeout`` where declared, and ``command_timeout`` when the backend
-    has no ``connect_timeout`` (nothing else catches a server that accepts connections
-    and never replies). Empty for a backend that declares none of them.
+    What the backend object declares as ``first_answer_options``; otherwise read from
+    its ``options_type``: ``connect_timeout`` and ``socket_connect_timeout`` where
+    declared, and ``command_timeout`` when the backend has no ``connect_timeout``
+    (nothing else catches a server that accepts connections and never replies). Empty
+    for a backend that declares none of them.
     """
+    named = backend_attribute(spec.type, "first_answer_options")
+    if isinstance(named, tuple):
+        return tuple(str(name) for name in named)
     options_type = backend_attribute(spec.type, "options_type")
     if options_type is None:
         return ()
