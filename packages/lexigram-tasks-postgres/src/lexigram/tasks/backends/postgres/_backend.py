@@ -52,11 +52,14 @@ class PostgresBackend:
         url_schemes: The URL schemes that select this backend.
         url_field: The config field that holds the DSN when ``url`` is not set.
         options_type: The dataclass of the options a spec may carry.
+        first_answer_options: The options ``--connect-timeout`` sets: asyncpg's
+            connect timeout covers the connection and the server's first answer.
     """
 
     url_schemes: ClassVar[tuple[str, ...]] = ("postgresql", "postgres")
     url_field: ClassVar[str | None] = "postgres_dsn"
     options_type: ClassVar[type[PostgresOptions]] = PostgresOptions
+    first_answer_options: ClassVar[tuple[str, ...]] = ("connect_timeout",)
 
     def __repr__(self) -> str:
         return "PostgresBackend()"

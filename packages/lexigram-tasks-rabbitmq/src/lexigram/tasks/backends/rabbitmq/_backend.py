@@ -26,11 +26,14 @@ class RabbitMQBackend:
         url_schemes: The URL schemes this backend serves.
         url_field: The older config field holding its URL.
         options_type: The dataclass of its options.
+        first_answer_options: The options ``--connect-timeout`` sets (the connection
+            and the AMQP handshake).
     """
 
     url_schemes: tuple[str, ...] = ("amqp", "amqps")
     url_field: str | None = "amqp_url"
     options_type: type[RabbitMQOptions] = RabbitMQOptions
+    first_answer_options: tuple[str, ...] = ("connect_timeout",)
 
     def __repr__(self) -> str:
         return "RabbitMQBackend()"

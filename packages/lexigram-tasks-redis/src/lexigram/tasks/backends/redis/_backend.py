@@ -36,11 +36,15 @@ class RedisBackend:
         url_schemes: URL schemes this backend serves (``--backend redis://...``).
         url_field: The older config field that holds the URL when ``url`` is not set.
         options_type: The dataclass of accepted options, with their defaults.
+        first_answer_options: The options ``--connect-timeout`` sets: the connect
+            timeout, and the command deadline that catches a server that accepts
+            connections and never replies.
     """
 
     url_schemes: tuple[str, ...] = URL_SCHEMES
     url_field: str | None = "redis_url"
     options_type: type[RedisOptions] = RedisOptions
+    first_answer_options: tuple[str, ...] = ("socket_connect_timeout", "command_timeout")
 
     def __init__(self) -> None:
         self._connectors: dict[tuple[Any, ...], RedisConnector] = {}

@@ -55,6 +55,7 @@ class SQLiteBackend:
     url_schemes: ClassVar[tuple[str, ...]] = ("sqlite",)
     url_field: ClassVar[str | None] = None
     options_type: ClassVar[type[SQLiteOptions]] = SQLiteOptions
+    first_answer_options: ClassVar[tuple[str, ...]] = ()  # a file: no server to wait for
     url_required: ClassVar[bool] = False
 
     def __init__(self) -> None:
