@@ -104,7 +104,8 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
 
     Raises:
         TypeError: `config` is not a `TaskConfig`.
-        TaskConfigurationError: `worker_count` is negative.
+        TaskConfigurationError: `worker_count` is negative, or a ``LEX_TASKS__*``
+            variable has an invalid value or an unknown key.
     """
 
     name = "tasks"
