@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -145,36 +146,47 @@ def test_resolve_spec_keeps_options_only_for_the_same_type() -> None:
     assert resolve_spec(config, None, "other").queue_name == "other"
 
 
-def test_resolve_spec_of_another_type_imports_only_that_backend(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    class Acme:
-        url_schemes = ("acme",)
+class _Acme:
+    """A third-party backend installed beside the memory one (see `install_acme`)."""
 
-        def create_queue(self, spec: TaskBackendSpec) -> MemoryTaskQueue:
-            return MemoryTaskQueue(queue_name=spec.queue_name)
+    url_schemes = ("acme",)
 
-    class AcmeEntryPoint:
-        name, value, dist = "acme", "acme_tasks:backend", None
+    def create_queue(self, spec: TaskBackendSpec) -> MemoryTaskQueue:
+        return MemoryTaskQueue(queue_name=spec.queue_name)
 
-        def load(self) -> Acme:
-            return Acme()
 
-    (memory,) = entry_points(group=_backends.BACKENDS_GROUP, name="memory")
-    monkeypatch.setattr(
-        _backends,
-        "installed_entry_points",
-        lambda group: [memory, AcmeEntryPoint()] if group == _backends.BACKENDS_GROUP else [],
-    )
-    _backends.clear_backend_cache()
-    try:
-        config = TaskConfig.from_dict({"backend": {"queue_name": "q", "options": {"max_size": 5}}})
-        spec = resolve_spec(config, "acme://host/0")
-        # The config's memory backend is not imported to read a URL the option replaces.
-        assert sorted(_backends._cache) == ["acme"]
-        assert _backends.create_queue(spec).queue_name == "q"  # the spec reaches its backend
-    finally:
+@pytest.fixture
+def install_acme(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[_Acme], None]]:
+    """Make `backend` the installed ``acme`` backend (entry point), the cache cleared around."""
+
+    def install(backend: _Acme) -> None:
+        class AcmeEntryPoint:
+            name, value, dist = "acme", "acme_tasks:backend", None
+
+            def load(self) -> _Acme:
+                return backend
+
+        (memory,) = entry_points(group=_backends.BACKENDS_GROUP, name="memory")
+        monkeypatch.setattr(
+            _backends,
+            "installed_entry_points",
+            lambda group: [memory, AcmeEntryPoint()] if group == _backends.BACKENDS_GROUP else [],
+        )
         _backends.clear_backend_cache()
+
+    yield install
+    _backends.clear_backend_cache()
+
+
+def test_resolve_spec_of_another_type_imports_only_that_backend(
+    install_acme: Callable[[_Acme], None],
+) -> None:
+    install_acme(_Acme())
+    config = TaskConfig.from_dict({"backend": {"queue_name": "q", "options": {"max_size": 5}}})
+    spec = resolve_spec(config, "acme://host/0")
+    # The config's memory backend is not imported to read a URL the option replaces.
+    assert sorted(_backends._cache) == ["acme"]
+    assert _backends.create_queue(spec).queue_name == "q"  # the spec reaches its backend
     assert (spec.type, spec.url, spec.queue_name, dict(spec.options)) == (
         "acme",
         "acme://host/0",
@@ -184,71 +196,33 @@ def test_resolve_spec_of_another_type_imports_only_that_backend(
 
 
 def test_a_bare_backend_type_takes_the_configs_url_for_that_type(
-    monkeypatch: pytest.MonkeyPatch,
+    install_acme: Callable[[_Acme], None],
 ) -> None:
-    class Acme:
-        url_schemes = ("acme",)
+    class Acme(_Acme):
         url_field = "redis_url"  # reads a per-type field of the backend section
 
-        def create_queue(self, spec: TaskBackendSpec) -> MemoryTaskQueue:
-            return MemoryTaskQueue(queue_name=spec.queue_name)
-
-    class AcmeEntryPoint:
-        name, value, dist = "acme", "acme_tasks:backend", None
-
-        def load(self) -> Acme:
-            return Acme()
-
-    (memory,) = entry_points(group=_backends.BACKENDS_GROUP, name="memory")
-    monkeypatch.setattr(
-        _backends,
-        "installed_entry_points",
-        lambda group: [memory, AcmeEntryPoint()] if group == _backends.BACKENDS_GROUP else [],
-    )
-    _backends.clear_backend_cache()
-    try:
-        # No type in the file, only the per-type URL: `--backend acme` names the type.
-        config = TaskConfig.from_dict({"backend": {"redis_url": "acme://legacy:1/13"}})
-        spec = resolve_spec(config, "acme")
-    finally:
-        _backends.clear_backend_cache()
+    install_acme(Acme())
+    # No type in the file, only the per-type URL: `--backend acme` names the type.
+    config = TaskConfig.from_dict({"backend": {"redis_url": "acme://legacy:1/13"}})
+    spec = resolve_spec(config, "acme")
     assert (spec.type, spec.url) == ("acme", "acme://legacy:1/13")
 
 
 def test_connect_timeout_sets_the_options_a_backend_declares_for_its_first_answer(
-    monkeypatch: pytest.MonkeyPatch,
+    install_acme: Callable[[_Acme], None],
 ) -> None:
     @dataclass(frozen=True)
     class AcmeOptions:
         handshake_timeout: float | None = None
         connect_timeout: float | None = None
 
-    class Acme:
-        url_schemes = ("acme",)
+    class Acme(_Acme):
         options_type = AcmeOptions
         # Its own name for the deadline; `connect_timeout` is not one it wants set.
         first_answer_options = ("handshake_timeout",)
 
-        def create_queue(self, spec: TaskBackendSpec) -> MemoryTaskQueue:
-            return MemoryTaskQueue(queue_name=spec.queue_name)
-
-    class AcmeEntryPoint:
-        name, value, dist = "acme", "acme_tasks:backend", None
-
-        def load(self) -> Acme:
-            return Acme()
-
-    (memory,) = entry_points(group=_backends.BACKENDS_GROUP, name="memory")
-    monkeypatch.setattr(
-        _backends,
-        "installed_entry_points",
-        lambda group: [memory, AcmeEntryPoint()] if group == _backends.BACKENDS_GROUP else [],
-    )
-    _backends.clear_backend_cache()
-    try:
-        spec = resolve_spec(TaskConfig(), "acme://host/0", connect_timeout=3.0)
-    finally:
-        _backends.clear_backend_cache()
+    install_acme(Acme())
+    spec = resolve_spec(TaskConfig(), "acme://host/0", connect_timeout=3.0)
     assert dict(spec.options) == {"handshake_timeout": 3.0}
 
 
