@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from lexigram.contracts.tasks import TaskBackendSpec
-from lexigram.tasks.cli import _inspect
-from lexigram.tasks.cli._inspect import MUST_EXIST_OPTION, existing_only
+from lexigram.tasks.cli import _context
+from lexigram.tasks.cli._context import MUST_EXIST_OPTION, existing_only
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def declaring(monkeypatch: pytest.MonkeyPatch, options_type: type | None) -> Non
         assert name == "options_type"
         return options_type
 
-    monkeypatch.setattr(_inspect, "backend_attribute", attribute)
+    monkeypatch.setattr(_context, "backend_attribute", attribute)
 
 
 def test_the_option_is_set_where_the_backend_declares_it(monkeypatch: pytest.MonkeyPatch) -> None:

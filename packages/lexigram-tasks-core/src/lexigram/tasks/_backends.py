@@ -476,11 +476,7 @@ def is_process_local(type_: str) -> bool:
     and the core's in-memory stores lose nothing beside it. A backend that cannot be
     loaded counts as shared (building it fails with its own message).
     """
-    try:
-        backend = load_backend(type_)
-    except BackendError:
-        return False
-    return _process_local(backend)
+    return TaskBackendRegistry().is_process_local(type_)
 
 
 def url_required(type_: str) -> bool:
@@ -490,11 +486,7 @@ def url_required(type_: str) -> bool:
     works without one (SQLite uses its default file). A backend declaring no scheme, or
     one that cannot be loaded, needs none as far as the configuration check goes.
     """
-    try:
-        backend = load_backend(type_)
-    except BackendError:
-        return False
-    return _url_required(backend)
+    return TaskBackendRegistry().url_required(type_)
 
 
 def _url_required(backend: TaskBackendProtocol) -> bool:
@@ -543,8 +535,7 @@ async def close_backend(type_: str) -> None:
 
 async def release_backends(types: Iterable[str]) -> None:
     """`close_backend` for each distinct type in `types`, in order (e.g. every stack's)."""
-    for type_ in dict.fromkeys(types):
-        await close_backend(type_)
+    await TaskBackendRegistry().release_backends(types)
 
 
 def url_of(
@@ -561,10 +552,7 @@ def url_of(
     if secret is not None:
         return "url", secret.get_secret_value() or None
     try:
-        if registry is not None:
-            field = registry.backend_attribute(config.type, "url_field")
-        else:
-            field = backend_attribute(config.type, "url_field")
+        field = (registry or TaskBackendRegistry()).backend_attribute(config.type, "url_field")
     except BackendError:
         return "url", None
     value = getattr(config, field, None) if isinstance(field, str) else None
@@ -657,7 +645,7 @@ def _type_for_url(
             return config.type  # the backend reads its own URL, and names what is wrong
         raise _unserved_url(_config_path_of(config), url)
     scheme = urlsplit(url).scheme.lower()
-    served = registry.backend_for_scheme(scheme) if registry else backend_for_scheme(scheme)
+    served = (registry or TaskBackendRegistry()).backend_for_scheme(scheme)
     if not type_set:
         if served is None:
             # Falling back to the default type would drop the URL: a typo in the scheme
@@ -784,15 +772,17 @@ class TaskBackendRegistry:
 
     def is_process_local(self, backend_type: str) -> bool:
         """`is_process_local` over this registry's backends (registrations first)."""
-        if backend_type not in self._backends:
-            return is_process_local(backend_type)
-        return _process_local(self._backends[backend_type])
+        try:
+            return _process_local(self.backend(backend_type))
+        except BackendError:
+            return False  # counts as shared: building it fails with its own message
 
     def url_required(self, backend_type: str) -> bool:
         """`url_required` over this registry's backends (registrations first)."""
-        if backend_type not in self._backends:
-            return url_required(backend_type)
-        return _url_required(self._backends[backend_type])
+        try:
+            return _url_required(self.backend(backend_type))
+        except BackendError:
+            return False  # needs none as far as the check goes: building it says why
 
     def backend_for_scheme(self, scheme: str) -> str | None:
         """`backend_for_scheme`, where a registered backend's ``url_schemes`` claim too.

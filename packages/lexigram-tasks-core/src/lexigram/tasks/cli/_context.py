@@ -76,6 +76,16 @@ FIRST_ANSWER_OPTION = "command_timeout"
 """Set too by ``--connect-timeout`` for a backend with no ``connect_timeout`` option: then
 (as with Redis) a server that accepts connections and never replies is only caught by it."""
 
+MUST_EXIST_OPTION = "must_exist"
+"""A backend option saying: refuse storage that does not exist yet instead of creating it.
+
+A backend whose storage springs into being when first opened (a SQLite file) declares it
+in its ``options_type``; `existing_only` sets it for the commands that only read (or act
+on what is already there), so a mistyped path fails instead of showing a new, empty
+queue. A backend that does not declare it is left alone: options are checked, and an
+unknown one is refused.
+"""
+
 OUTER_DEADLINE_MARGIN = 1.0
 """Seconds the command's own deadline waits beyond the backend's, so that the backend's
 precise error (naming the cause and the option) is the one shown."""
@@ -369,6 +379,20 @@ def first_answer_options(spec: TaskBackendSpec) -> tuple[str, ...]:
     if "connect_timeout" not in declared and FIRST_ANSWER_OPTION in declared:
         names.append(FIRST_ANSWER_OPTION)
     return tuple(names)
+
+
+def existing_only(spec: TaskBackendSpec) -> TaskBackendSpec:
+    """`spec` asking its backend to refuse storage that does not exist, where it can.
+
+    Sets `MUST_EXIST_OPTION` when the backend's ``options_type`` declares it (SQLite's
+    does: its file would otherwise be created, directory and all), whatever the
+    configuration says, since the commands that call this have nothing to do on a new,
+    empty store. Any other backend's spec is returned unchanged.
+    """
+    options_type = backend_attribute(spec.type, "options_type")
+    if options_type is None or MUST_EXIST_OPTION not in option_names(options_type):
+        return spec
+    return replace(spec, options={**spec.options, MUST_EXIST_OPTION: True})
 
 
 def with_connect_timeout(spec: TaskBackendSpec, seconds: float) -> TaskBackendSpec:

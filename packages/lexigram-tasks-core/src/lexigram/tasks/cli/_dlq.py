@@ -25,6 +25,7 @@ from lexigram.tasks.cli._context import (
     Stores,
     close_quietly,
     default_backend,
+    existing_only,
     load_config,
     open_queue,
     open_stores,
@@ -34,7 +35,6 @@ from lexigram.tasks.cli._context import (
 )
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.cli._event_loop import run_async
-from lexigram.tasks.cli._inspect import existing_only
 from lexigram.tasks.cli._options import (
     F,
     backend_option,

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import click
 
-from lexigram.contracts.tasks import TaskBackendSpec, option_names
-from lexigram.tasks._backends import backend_attribute
+from lexigram.contracts.tasks import TaskBackendSpec
 from lexigram.tasks.admin import queue_counts, registered_workers, schedule_row, watched_queues
 from lexigram.tasks.cli._context import (
     close_quietly,
     default_backend,
     describe,
+    existing_only,
     is_process_local,
     load_config,
     open_queue,
@@ -32,16 +31,6 @@ from lexigram.tasks.cli._options import (
 )
 from lexigram.tasks.cli._output import ago, echo_json, setup_logging, stdout_console, table
 from lexigram.tasks.cli._schedule import schedules_table
-
-MUST_EXIST_OPTION = "must_exist"
-"""A backend option saying: refuse storage that does not exist yet instead of creating it.
-
-A backend whose storage springs into being when first opened (a SQLite file) declares it
-in its ``options_type``; `existing_only` sets it for the commands that only read (or act
-on what is already there), so a mistyped path fails instead of showing a new, empty
-queue. A backend that does not declare it is left alone: options are checked, and an
-unknown one is refused.
-"""
 
 EPILOG = """\b
 Examples:
@@ -90,20 +79,6 @@ def inspect_command(
         echo_json(report)
         return
     _render(report, spec)
-
-
-def existing_only(spec: TaskBackendSpec) -> TaskBackendSpec:
-    """`spec` asking its backend to refuse storage that does not exist, where it can.
-
-    Sets `MUST_EXIST_OPTION` when the backend's ``options_type`` declares it (SQLite's
-    does: its file would otherwise be created, directory and all), whatever the
-    configuration says, since the commands that call this have nothing to do on a new,
-    empty store. Any other backend's spec is returned unchanged.
-    """
-    options_type = backend_attribute(spec.type, "options_type")
-    if options_type is None or MUST_EXIST_OPTION not in option_names(options_type):
-        return spec
-    return replace(spec, options={**spec.options, MUST_EXIST_OPTION: True})
 
 
 async def _gather(spec: TaskBackendSpec, names: list[str], timeout: float) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from lexigram.tasks.cli._context import (
     CONFIG_FIELD,
     close_quietly,
     default_backend,
+    existing_only,
     load_config,
     open_queue,
     open_stores,
@@ -37,7 +38,6 @@ from lexigram.tasks.cli._context import (
 )
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.cli._event_loop import run_async
-from lexigram.tasks.cli._inspect import existing_only
 from lexigram.tasks.cli._lookup import resolve_job_id
 from lexigram.tasks.cli._options import (
     F,

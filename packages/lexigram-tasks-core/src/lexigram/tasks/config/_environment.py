@@ -123,19 +123,18 @@ def _backend_url(
 
 def _needs_url(backend_type: str, registry: TaskBackendRegistry | None) -> bool:
     """Whether the backend connects somewhere and has no usable default (``url_required``)."""
-    from lexigram.tasks._backends import url_required  # noqa: PLC0415
-
-    if registry is not None:
-        return registry.url_required(backend_type)
-    return url_required(backend_type)
+    return _registry(registry).url_required(backend_type)
 
 
 def _is_process_local(backend_type: str, registry: TaskBackendRegistry | None) -> bool:
-    from lexigram.tasks._backends import is_process_local  # noqa: PLC0415
+    return _registry(registry).is_process_local(backend_type)
 
-    if registry is not None:
-        return registry.is_process_local(backend_type)
-    return is_process_local(backend_type)
+
+def _registry(registry: TaskBackendRegistry | None) -> TaskBackendRegistry:
+    """`registry`, or one that resolves the installed backends only."""
+    from lexigram.tasks._backends import TaskBackendRegistry  # noqa: PLC0415
+
+    return registry if registry is not None else TaskBackendRegistry()
 
 
 def check_config(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -39,7 +40,9 @@ from lexigram.contracts.tasks import (
     WorkflowResult,
     WorkflowStatus,
 )
+from lexigram.tasks._worker_settings import RetrySettings
 from lexigram.tasks.decorators import TaskFunction
+from lexigram.tasks.execution._backoff import retry_delay
 from lexigram.tasks.execution._options import DEFAULT_OPTIONS, Reject, Retry, TaskOptions
 
 if TYPE_CHECKING:
@@ -167,6 +170,11 @@ async def _call_with_timeout(step: TaskStep, input_data: Any) -> Any:
         raise TaskTimeoutError(msg) from None
 
 
+# The worker's backoff with the task's own settings; a task that sets none retries its
+# step at once (the configured retry policy is for jobs, not for in-process steps).
+_STEP_RETRY = RetrySettings(initial_delay=0.0, max_delay=math.inf, jitter=0.0)
+
+
 def _retry_delay(step: TaskStep, exc: Exception, retry: int) -> float | None:
     """Seconds before retry number `retry` (from 1) after `exc`, or None: no retry."""
     options = _task_options(step)
@@ -174,10 +182,7 @@ def _retry_delay(step: TaskStep, exc: Exception, retry: int) -> float | None:
         return None
     if isinstance(exc, Retry) and exc.delay is not None:
         return exc.delay
-    if options.retry_backoff is None:
-        return 0.0
-    delay = options.retry_backoff * 2.0 ** (retry - 1)
-    return delay if options.retry_backoff_max is None else min(delay, options.retry_backoff_max)
+    return retry_delay(retry - 1, options, _STEP_RETRY, None, logger)
 
 
 async def _attempts(step: TaskStep, input_data: Any) -> Any:
