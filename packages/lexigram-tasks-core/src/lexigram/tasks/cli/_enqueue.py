@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -74,7 +75,34 @@ class PriorityParam(ParamBase):
         )
 
 
-@click.command("enqueue", epilog=EPILOG)
+def _misplaced_arguments_error(extra: list[str]) -> click.UsageError:
+    """The usage error for words after NAME: the task's arguments belong in ``--args``.
+
+    Celery's, rq's and many shells' habits put them there; the message shows the
+    ``--args`` value those words would have been (each read as JSON where it parses, a
+    string otherwise).
+    """
+    values: list[Any] = []
+    for word in extra:
+        try:
+            values.append(json.loads(word))
+        except ValueError:
+            values.append(word)
+    suggested = json.dumps(values).replace("'", "\\u0027")
+    return click.UsageError(
+        f"Got unexpected arguments after the task name ({' '.join(extra)}). A task's "
+        f"arguments go in --args as a JSON array: --args '{suggested}' (and keyword "
+        "arguments in --kwargs as a JSON object)."
+    )
+
+
+@click.command(
+    "enqueue",
+    epilog=EPILOG,
+    # Words after NAME are collected, not refused by click, so that the error can show
+    # the --args value they were meant to be.
+    context_settings={"allow_extra_args": True},
+)
 @click.argument("name")
 @click.option(
     "--args",
@@ -154,6 +182,9 @@ def enqueue_command(
     Arguments must be JSON-serializable: they travel as JSON to the worker, which calls
     the handler as NAME(*args, **kwargs).
     """
+    extra = click.get_current_context().args
+    if extra:
+        raise _misplaced_arguments_error(extra)
     setup_logging("debug" if debug else "critical")
     given_backend = backend
     backend = default_backend(config_path, None, backend)
