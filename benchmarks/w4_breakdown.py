@@ -5,7 +5,9 @@ starts ``lexigram-tasks worker APP --concurrency 100 --burst`` through this scri
 marks milestones in the worker process itself (milliseconds after the launcher's clock
 started, just before the process was spawned):
 
-* interpreter up, the command line imported, the worker path imported (APP, config,
+* interpreter up (with this script's own imports: asyncio, which the worker needs anyway,
+  argparse, subprocess, tempfile; a bare interpreter is up in about 10 ms), the command
+  line imported, the worker path imported (APP, config,
   engine, runtime), the APP loaded, the config read, the backend resolved (its client
   imported), the runtime started, its connection probe, each of the first three
   ``dequeue_batch`` calls, the first job's start and the last job's end;
@@ -122,7 +124,7 @@ def child(argv: list[str]) -> None:  # noqa: C901, PLR0915 - one instrumented ru
     import importlib  # noqa: PLC0415
 
     mark = Marks()
-    mark("interpreter up")
+    mark("interpreter up (and asyncio, argparse, subprocess imported)")
     cli = importlib.import_module("lexigram.tasks.cli")
     mark("command line imported")
     worker_run = importlib.import_module("lexigram.tasks.cli._worker_run")
