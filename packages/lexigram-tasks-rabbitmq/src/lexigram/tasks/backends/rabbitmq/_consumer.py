@@ -337,7 +337,13 @@ class DeliveryBuffer:
     # -- the buffer ------------------------------------------------------------------
 
     def push(self, delivery: Delivery) -> None:
-        """Buffer a delivery: ready now, held briefly, or sent back to a delay bucket."""
+        """Buffer a delivery: ready now, held briefly, or sent back to a delay bucket.
+
+        A delivery whose channel is closing or closed is dropped: the broker has it back
+        (or will, when it reads the close), so it must neither run nor be re-published.
+        """
+        if delivery.stale:
+            return
         if delivery.restamp:
             self._send_back(delivery)
             return

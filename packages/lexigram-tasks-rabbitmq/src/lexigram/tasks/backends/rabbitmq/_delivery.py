@@ -16,6 +16,23 @@ from aiormq.abc import AbstractChannel, DeliveredMessage
 
 from lexigram.contracts.tasks import Job, TaskDecodeError, decode_job, encode_job, make_poison_job
 
+# aiormq's flag for a close it began itself: an RPC on the channel timed out or was
+# cancelled, so it sent Channel.Close and refuses acks from then on.
+_CLOSE_BEGUN = "_Channel__close_event"
+
+
+def closing_started(channel: AbstractChannel) -> bool:
+    """True once aiormq began closing `channel` and waits for the broker's CloseOk.
+
+    Until the CloseOk comes, ``is_closed`` stays False, yet the channel refuses acks and
+    the broker requeues its unacked messages as soon as it reads the Close. A broker that
+    was paused reads it late and first sends the deliveries queued before it: run, such a
+    delivery runs its job a second time (its ack cannot be sent, and the requeued copy
+    runs elsewhere); sent back, it leaves two copies in the queue.
+    """
+    began = getattr(channel, _CLOSE_BEGUN, None)
+    return isinstance(began, asyncio.Event) and began.is_set()
+
 
 class ChannelAcks:
     """Unsettled delivery tags of one channel, and the acks waiting to be sent."""
@@ -32,8 +49,8 @@ class ChannelAcks:
 
     @property
     def alive(self) -> bool:
-        """False once the channel closed (its deliveries went back to the queue)."""
-        return not self.channel.is_closed
+        """False once the channel closed or began to close (its deliveries go back)."""
+        return not self.channel.is_closed and not closing_started(self.channel)
 
     def frames(self) -> list[tuple[int, bool]]:
         """Turn the pending acks into (tag, multiple) frames and mark them settled."""

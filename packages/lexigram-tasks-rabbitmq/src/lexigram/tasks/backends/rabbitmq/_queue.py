@@ -320,6 +320,10 @@ class RabbitMQTaskQueue:
         delivery itself is not counted: the copy carries the count of deliveries that
         really happened.
         """
+        if delivery.stale:
+            # Its channel is closing or closed: the broker requeues the message itself,
+            # and a copy published now would be a second one.
+            return
         job = delivery.job
         remaining = (job.scheduled_at or 0.0) - time.time()
         job.delivery_count -= 1
