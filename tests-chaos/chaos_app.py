@@ -17,11 +17,8 @@ import asyncio
 import os
 import time
 
-from lexigram.tasks import scheduled, task
-
-# The job being run is what tells an occurrence of the schedule apart; the worker keeps it in
-# a context variable that has no public accessor.
-from lexigram.tasks.execution._cancel import current_entry
+from lexigram.contracts.tasks import Job
+from lexigram.tasks import INJECTED, scheduled, task
 
 RESULTS = os.environ.get("CHAOS_RESULTS", "chaos-results.log")
 PAUSE = float(os.environ.get("CHAOS_PAUSE", "0.05"))
@@ -45,8 +42,10 @@ async def record(key: str) -> None:
 
 
 @scheduled("* * * * * *")
-async def tick() -> None:
-    """Record which occurrence of the every-second schedule this run is."""
-    entry = current_entry.get()
-    fire = entry.job.metadata.get("fire_time") if entry is not None else None
+async def tick(job: Job = INJECTED) -> None:
+    """Record which occurrence of the every-second schedule this run is.
+
+    The worker injects the job being run; its metadata names the occurrence.
+    """
+    fire = job.metadata.get("fire_time")
     _append(f"tick {fire} {os.getpid()} {time.time():.6f}\n")
