@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -26,6 +27,8 @@ import pytest_asyncio
 
 from lexigram.contracts.tasks import BackendConnectionError, Job
 from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
+
+PausableProxy = Any  # the `broker_proxy` fixture's type lives in conftest.py
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -245,66 +248,20 @@ def test_cli_says_it_in_one_line_with_exit_2(amqp_url: str, command: list[str]) 
     assert "s3cret" not in done.stderr + done.stdout
 
 
-class PausableProxy:
-    """A TCP proxy to the broker that can stop forwarding (a broker that stops answering)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.flowing = asyncio.Event()
-        self.flowing.set()
-        self.server: asyncio.Server | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            with contextlib.suppress(OSError):
-                while data := await reader.read(65536):
-                    await self.flowing.wait()
-                    writer.write(data)
-                    await writer.drain()
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                await writer.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(self.host, self.port)
-        for task in (
-            asyncio.ensure_future(self._pump(reader, upstream_writer)),
-            asyncio.ensure_future(self._pump(upstream_reader, writer)),
-        ):
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
-
-    async def stop(self) -> None:
-        self.flowing.set()
-        if self.server is not None:
-            self.server.close()
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self.server is not None:
-            await self.server.wait_closed()
-
-
 @pytest_asyncio.fixture
-async def paused_broker(amqp_url: str) -> AsyncIterator[tuple[RabbitMQTaskQueue, PausableProxy]]:
+async def paused_broker(
+    amqp_url: str, broker_proxy: PausableProxy
+) -> AsyncIterator[tuple[RabbitMQTaskQueue, PausableProxy]]:
     """A connected queue whose broker then stops answering (every frame held back)."""
-    parts = urlsplit(amqp_url)
-    proxy = PausableProxy(parts.hostname or "127.0.0.1", parts.port or 5672)
-    port = await proxy.start()
-    via = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{port}"))
     name = f"lexigram-test-{uuid.uuid4().hex[:8]}"
-    queue = RabbitMQTaskQueue(via, name, connect_timeout=CONNECT_TIMEOUT, publish_timeout=1.0)
+    queue = RabbitMQTaskQueue(
+        broker_proxy.url, name, connect_timeout=CONNECT_TIMEOUT, publish_timeout=1.0
+    )
     await queue.connect()
     assert (await queue.enqueue(Job(name="before-the-pause"))).is_ok()
-    proxy.flowing.clear()
-    yield queue, proxy
-    await proxy.stop()
+    broker_proxy.flowing.clear()
+    yield queue, broker_proxy
+    broker_proxy.flowing.set()
     await queue.close()
     cleanup = RabbitMQTaskQueue(amqp_url, name)
     await cleanup.delete_queues(if_empty=False)
