@@ -17,6 +17,7 @@ import pytest
 from lexigram.contracts.tasks import (
     SCHEDULE_STATE_FIELDS,
     BackendError,
+    BackendLookupProtocol,
     FieldUpdatingSchedulerStoreProtocol,
     LockManagerProtocol,
     SchedulerStoreProtocol,
@@ -78,6 +79,62 @@ def test_registered_backend_object_serves_its_stores_through_the_registry() -> N
     assert registry.backend_attribute("acme2", "url_field") == "acme_url"
     with pytest.raises(BackendError, match="acme2"):
         _backends.create_store(spec, "create_result_store")  # entry points alone: unknown
+
+
+class _Recording(_Backend):
+    """Records the specs its factories are handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed: list[TaskBackendSpec] = []
+
+    def create_queue(self, spec: TaskBackendSpec, /) -> MemoryTaskQueue:
+        self.handed.append(spec)
+        return super().create_queue(spec)
+
+    def create_result_store(self, spec: TaskBackendSpec, /) -> InMemoryResultStore:
+        self.handed.append(spec)
+        return super().create_result_store(spec)
+
+
+def test_every_spec_a_backend_is_handed_carries_the_lookup_that_resolved_it() -> None:
+    registry = TaskBackendRegistry()
+    backend = _Recording()
+    registry.register("acme3", backend)
+    spec = TaskBackendSpec(type="acme3", queue_name="q")
+    registry.create_queue(spec)
+    registry.create_store(spec, "create_result_store")
+    assert [handed.backends for handed in backend.handed] == [registry, registry]
+    assert backend.handed[0] == spec  # the lookup is not part of a spec's equality
+    assert isinstance(registry, BackendLookupProtocol)
+    # What the registry answers is what the backend asking the lookup gets.
+    assert registry.backend("acme3") is backend
+    assert registry.backend_for_scheme("acme") == "acme3"
+
+    # A lookup already set (a backend handing its spec on to the one it borrows from) stays.
+    other = TaskBackendRegistry()
+    registry.create_queue(TaskBackendSpec(type="acme3", backends=other))
+    assert backend.handed[-1].backends is other
+
+
+def test_a_spec_built_without_a_registry_carries_the_installed_backends(
+    clean_cache: None,
+) -> None:
+    handed: list[TaskBackendSpec] = []
+    memory = _backends.load_backend("memory")
+
+    class Spy:
+        def create_queue(self, spec: TaskBackendSpec, /) -> Any:
+            handed.append(spec)
+            return memory.create_queue(spec)
+
+    _backends._cache["spy"] = Spy()  # as if installed: loaded once per process
+    _backends.create_queue(TaskBackendSpec(type="spy"))
+    (spec,) = handed
+    assert spec.backends is _backends.INSTALLED
+    assert isinstance(spec.backends, BackendLookupProtocol)
+    assert spec.backends.backend("memory") is memory
+    assert spec.backends.backend_for_scheme("memory") == "memory"
 
 
 def test_registered_queue_factory_offers_no_store(caplog: pytest.LogCaptureFixture) -> None:

@@ -166,6 +166,7 @@ class StoresBackend:
 def stores_backend(monkeypatch: pytest.MonkeyPatch) -> StoresBackend:
     target = StoresBackend()
     monkeypatch.setattr(_stores, "installed_entry_points", lambda **_: [FakeEntryPoint(target)])
+    monkeypatch.setattr(_stores, "_INSTALLED", {})
     monkeypatch.setattr(_stores, "_LENDERS", {})
     return target
 
@@ -178,6 +179,7 @@ def test_state_store_backend_without_cache_factory_is_refused(
             return object()
 
     monkeypatch.setattr(_stores, "installed_entry_points", lambda **_: [FakeEntryPoint(NoCache())])
+    monkeypatch.setattr(_stores, "_INSTALLED", {})
     monkeypatch.setattr(_stores, "_LENDERS", {})
     spec = TaskBackendSpec(type="rabbitmq", options={"state_store": {"type": "nocache"}})
     with pytest.raises(TaskConfigurationError, match="create_cache_backend"):
@@ -266,6 +268,7 @@ def _installed(
 
     monkeypatch.setattr(_stores, "installed_entry_points", entry_points)
     monkeypatch.setattr(_stores, "_TYPES_OF_SCHEMES", {})
+    monkeypatch.setattr(_stores, "_INSTALLED", {})
     monkeypatch.setattr(_stores, "_LENDERS", {})
 
 

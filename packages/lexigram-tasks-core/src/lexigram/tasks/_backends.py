@@ -20,11 +20,13 @@ cause, so the right party is blamed.
 
 A `TaskBackendRegistry` adds backends registered in code (a queue factory or a whole
 backend object) in front of the entry points; whatever resolves a type through a
-registry (the queue, every optional store, the self-description, `close`) sees them.
+registry (the queue, every optional store, the self-description, `close`) sees them,
+and so does a backend asking the spec it was given for another (`TaskBackendSpec.backends`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from collections.abc import Callable, Iterable
@@ -38,6 +40,7 @@ from lexigram.contracts.tasks import (
     BackendConflictError,
     BackendError,
     BackendImportError,
+    BackendLookupProtocol,
     BackendNotFoundError,
     ClosableBackendProtocol,
     TaskBackendProtocol,
@@ -388,7 +391,32 @@ def create_queue(spec: TaskBackendSpec) -> TaskQueueProtocol:
         BackendError: Loading failed, the factory raised another exception, or it
             returned something that is not a `TaskQueueProtocol`.
     """
-    return _build_queue(load_backend(spec.type), spec)
+    return _build_queue(load_backend(spec.type), _handed(spec, INSTALLED))
+
+
+class _InstalledBackends:
+    """The installed backends (entry points) as a `BackendLookupProtocol`."""
+
+    def __repr__(self) -> str:
+        return "the installed backends"
+
+    def backend(self, backend_type: str, /) -> TaskBackendProtocol:
+        return load_backend(backend_type)
+
+    def backend_for_scheme(self, scheme: str, /) -> str | None:
+        return backend_for_scheme(scheme)
+
+
+INSTALLED: BackendLookupProtocol = _InstalledBackends()
+"""The lookup a spec carries when the module-level functions (no registry) build from it."""
+
+
+def _handed(spec: TaskBackendSpec, backends: BackendLookupProtocol) -> TaskBackendSpec:
+    """`spec` as a backend is given it: carrying the lookup that resolved its type.
+
+    A lookup already set is kept (a backend handing a spec on to the one it borrows from).
+    """
+    return spec if spec.backends is not None else dataclasses.replace(spec, backends=backends)
 
 
 def _build_queue(backend: TaskBackendProtocol, spec: TaskBackendSpec) -> TaskQueueProtocol:
@@ -433,7 +461,9 @@ def create_store(
         BackendError: The backend cannot be loaded, or the factory raised an exception
             that is not one of ours.
     """
-    return _build_store(load_backend(spec.type), spec, factory, fallback, kwargs)
+    return _build_store(
+        load_backend(spec.type), _handed(spec, INSTALLED), factory, fallback, kwargs
+    )
 
 
 def _build_store(
@@ -708,7 +738,10 @@ class TaskBackendRegistry:
 
     Everything that resolves a type through a registry (the queue, every optional
     store, the self-description attributes, closing) sees its registrations, so a
-    backend registered in code runs a whole `TaskProvider` like an installed one.
+    backend registered in code runs a whole `TaskProvider` like an installed one. The
+    registry is also the `BackendLookupProtocol` of every spec it hands a backend
+    (`TaskBackendSpec.backends`): a backend that borrows another's stores (RabbitMQ's
+    ``stores`` option) finds a registered one too.
 
     Example:
         registry = TaskBackendRegistry.with_defaults()
@@ -819,7 +852,7 @@ class TaskBackendRegistry:
             BackendError: Loading failed, the factory raised another exception, or it
                 returned something that is not a `TaskQueueProtocol`.
         """
-        return _build_queue(self.backend(spec.type), spec)
+        return _build_queue(self.backend(spec.type), _handed(spec, self))
 
     def create_store(
         self, spec: TaskBackendSpec, factory: str, *, fallback: str = IN_MEMORY, **kwargs: Any
@@ -838,7 +871,7 @@ class TaskBackendRegistry:
             BackendError: The backend cannot be loaded, or the factory raised an
                 exception that is not one of ours.
         """
-        return _build_store(self.backend(spec.type), spec, factory, fallback, kwargs)
+        return _build_store(self.backend(spec.type), _handed(spec, self), factory, fallback, kwargs)
 
     def create_backend(self, config: TaskConfig) -> TaskQueueProtocol:
         """Build the queue of a single-backend `TaskConfig` (its `backend` section)."""

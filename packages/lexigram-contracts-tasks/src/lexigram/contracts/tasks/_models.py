@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lexigram.contracts.tasks._enums import (
     IdempotencyResultStatus,
@@ -25,6 +25,9 @@ from lexigram.contracts.tasks._job_record import job_from_record
 from lexigram.contracts.tasks._job_record import opt_float as _opt_float
 from lexigram.contracts.tasks._job_record import opt_int as _opt_int
 from lexigram.contracts.tasks._job_result import JobResult
+
+if TYPE_CHECKING:
+    from lexigram.contracts.tasks._protocols import BackendLookupProtocol
 
 # Retries a job gets when neither its producer nor its task definition says otherwise.
 DEFAULT_MAX_RETRIES = 3
@@ -484,6 +487,9 @@ class TaskBackendSpec:
         url: Connection URL or DSN, or None for the backend's default.
         queue_name: Queue this backend instance serves.
         options: Backend-specific settings (e.g. `visibility_timeout`, `key_prefix`).
+        backends: How this backend finds another one by type or URL scheme (the
+            core's registry, set by the core on every spec it hands a backend); None
+            when the spec was built outside the core. Not part of equality.
     """
 
     name: str = "default"
@@ -491,6 +497,7 @@ class TaskBackendSpec:
     url: str | None = None
     queue_name: str = "tasks"
     options: Mapping[str, object] = field(default_factory=dict)
+    backends: BackendLookupProtocol | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         return (

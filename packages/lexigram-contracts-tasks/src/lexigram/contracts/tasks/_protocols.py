@@ -408,6 +408,41 @@ class ClosableBackendProtocol(TaskBackendProtocol, Protocol):
         ...
 
 
+@runtime_checkable
+class BackendLookupProtocol(Protocol):
+    """How a backend finds the other backends of the program that built it.
+
+    The core puts the lookup it resolves types with (its `TaskBackendRegistry`: backends
+    registered in code first, then the installed ones) into the `TaskBackendSpec` of
+    every queue and store it asks a backend for, as `TaskBackendSpec.backends`. A backend
+    that hands part of its work to another (RabbitMQ's ``stores`` option names the
+    backend that keeps its results) asks this lookup, so it finds what the
+    configuration's ``type`` would find, and never keeps a lookup of its own.
+
+    Example:
+        if spec.backends is not None:
+            lender = spec.backends.backend("redis")
+            results = lender.create_result_store(spec)
+    """
+
+    def backend(self, backend_type: str, /) -> TaskBackendProtocol:
+        """Return the backend object of `backend_type`.
+
+        Raises:
+            BackendError: No backend has that type (`BackendNotFoundError`), or loading
+                it failed; the message says what to install or fix.
+        """
+        ...
+
+    def backend_for_scheme(self, scheme: str, /) -> str | None:
+        """Return the type of the backend serving URLs of `scheme`, or None if none does.
+
+        Raises:
+            BackendConflictError: Several backends claim the scheme.
+        """
+        ...
+
+
 OPTIONAL_BACKEND_FACTORIES: tuple[str, ...] = (
     "create_result_store",
     "create_progress_store",

@@ -54,7 +54,9 @@ class RabbitMQBackend:
                 ``stores`` names a backend that is not installed or offers no cache.
         """
         options = RabbitMQOptions.from_options(spec.options, name=spec.name)
-        return RabbitMQTaskQueue(spec.url or DEFAULT_AMQP_URL, spec.queue_name, options=options)
+        return RabbitMQTaskQueue(
+            spec.url or DEFAULT_AMQP_URL, spec.queue_name, options=options, backends=spec.backends
+        )
 
     # -- stores borrowed from the ``stores`` backend (None: the core's in-memory one) ----
 

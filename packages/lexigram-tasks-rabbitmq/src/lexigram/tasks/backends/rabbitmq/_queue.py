@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from lexigram.contracts.tasks import (
+    BackendLookupProtocol,
     CacheBackendProtocol,
     CancelOutcome,
     Job,
@@ -75,6 +76,8 @@ class RabbitMQTaskQueue:
         state_store: A shared `CacheBackendProtocol` (e.g. the Redis or Postgres one) for
             job-state records; None uses ``options.state_store`` / ``options.stores``,
             else keeps them in this process.
+        backends: Where the backend those options name is found (the core passes its
+            registry, `TaskBackendSpec.backends`); None: among the installed backends.
         **values: Option names of `RabbitMQOptions` as keyword arguments (e.g.
             ``visibility_timeout=5``), applied on top of `options`.
 
@@ -94,6 +97,7 @@ class RabbitMQTaskQueue:
         *,
         options: RabbitMQOptions | None = None,
         state_store: CacheBackendProtocol | None = None,
+        backends: BackendLookupProtocol | None = None,
         **values: Any,
     ) -> None:
         if values:
@@ -107,7 +111,7 @@ class RabbitMQTaskQueue:
         # A store built from the options is this queue's to close; one passed in is not.
         self._owned_state_store: CacheBackendProtocol | None = None
         if state_store is None:
-            state_store = state_store_for(options, queue_name)
+            state_store = state_store_for(options, queue_name, backends)
             if state_store is not None and state_store not in (options.stores, options.state_store):
                 self._owned_state_store = state_store
         namespace = state_namespace(self.target.vhost, queue_name)

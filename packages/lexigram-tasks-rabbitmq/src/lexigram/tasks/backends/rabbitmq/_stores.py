@@ -4,8 +4,11 @@ RabbitMQ is a transport: it holds jobs, not results, progress, schedules or lock
 The ``stores`` option names another backend (``redis://...``, ``postgresql://...`` or
 ``{"type": ..., "url": ..., "options": {...}}``) whose store factories this backend
 hands the calls to; ``state_store`` (default: the ``stores`` backend's cache) is where
-the queue keeps its job-state records. Backends are found through their entry points
-and matched by the URL schemes they declare, so no backend is named here.
+the queue keeps its job-state records. No backend is named here: a spec the core built
+carries the core's lookup (`TaskBackendSpec.backends`, the registry the configuration's
+``type`` is resolved with, so a backend registered in code can lend its stores too), and
+only a queue built outside the core (``RabbitMQTaskQueue(..., stores=...)`` on its own)
+finds the backend through the entry points and the URL schemes they declare.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from urllib.parse import urlsplit
 from lexigram.contracts.tasks import (
     BACKENDS_GROUP,
     URL_SCHEMES_GROUP,
+    BackendConflictError,
+    BackendError,
+    BackendLookupProtocol,
     CacheBackendProtocol,
     TaskBackendSpec,
     TaskConfigurationError,
@@ -35,10 +41,13 @@ _LOCAL_STORES: dict[tuple[str, int, str], LocalStateStore] = {}
 # the installed backends do not change while a process runs.
 _TYPES_OF_SCHEMES: dict[str, str] = {}
 
-# Backend objects stores were borrowed from, by type, each looked up once per process (as
-# the core loads a backend once): their shared connection pools are released when this
-# backend is (`close_lenders`).
-_LENDERS: dict[str, Any] = {}
+# The installed backend of each type, for specs built outside the core, looked up once per
+# process (as the core loads a backend once).
+_INSTALLED: dict[str, Any] = {}
+
+# Every backend object stores were borrowed from, by identity: their shared connection
+# pools are released when this backend is (`close_lenders`).
+_LENDERS: dict[int, Any] = {}
 
 
 def local_state_store(
@@ -57,11 +66,14 @@ def local_state_store(
     return store
 
 
-def state_store_for(options: RabbitMQOptions, queue_name: str) -> CacheBackendProtocol | None:
+def state_store_for(
+    options: RabbitMQOptions, queue_name: str, backends: BackendLookupProtocol | None = None
+) -> CacheBackendProtocol | None:
     """Build the shared job-state store `options` ask for, or None for the in-process one.
 
     The caller owns what this builds and closes it (the backend it comes from shares
     its connections between the stores it builds, so one per queue object costs none).
+    `backends` finds the backend the setting names (None: the installed ones).
 
     Raises:
         TaskConfigurationError: The setting names a backend that is not installed or
@@ -73,7 +85,7 @@ def state_store_for(options: RabbitMQOptions, queue_name: str) -> CacheBackendPr
     if isinstance(setting, CacheBackendProtocol):
         return setting
     option = "state_store" if options.state_store is not None else "stores"
-    other = other_spec(setting, "rabbitmq", queue_name, option)
+    other = other_spec(setting, "rabbitmq", queue_name, option, backends)
     store: CacheBackendProtocol = delegate(other, "create_cache_backend", required=True)
     return store
 
@@ -99,12 +111,21 @@ def borrow(spec: TaskBackendSpec, factory: str, **kwargs: Any) -> Any | None:
     setting = RabbitMQOptions.from_options(spec.options, name=spec.name).stores
     if setting is None:
         return None
-    other = other_spec(setting, spec.name, spec.queue_name, "stores")
+    other = other_spec(setting, spec.name, spec.queue_name, "stores", spec.backends)
     return delegate(other, factory, required=False, **kwargs)
 
 
-def other_spec(setting: object, name: str, queue_name: str, option: str) -> TaskBackendSpec:
-    """The spec of the backend a ``stores`` / ``state_store`` setting names."""
+def other_spec(
+    setting: object,
+    name: str,
+    queue_name: str,
+    option: str,
+    backends: BackendLookupProtocol | None = None,
+) -> TaskBackendSpec:
+    """The spec of the backend a ``stores`` / ``state_store`` setting names.
+
+    It carries `backends`, the lookup that found it (None: the installed backends).
+    """
     if isinstance(setting, str):
         setting = {"url": setting}
     if not isinstance(setting, Mapping):
@@ -114,20 +135,47 @@ def other_spec(setting: object, name: str, queue_name: str, option: str) -> Task
         )
         raise TaskConfigurationError(msg)
     url = str(setting["url"]) if setting.get("url") is not None else None
-    type_ = str(setting.get("type") or _type_from_url(url, option))
+    type_ = str(setting.get("type") or _type_from_url(url, option, backends))
     options = setting.get("options") or {}
     return TaskBackendSpec(
-        name=name, type=type_, url=url, queue_name=queue_name, options=dict(options)
+        name=name,
+        type=type_,
+        url=url,
+        queue_name=queue_name,
+        options=dict(options),
+        backends=backends,
     )
 
 
-def _type_from_url(url: str | None, option: str) -> str:
-    """The installed backend (other than RabbitMQ) that serves the URL's scheme.
+def _looked_up_type(url: str | None, option: str, backends: BackendLookupProtocol) -> str:
+    """The backend (other than RabbitMQ) that `backends` says serves the URL's scheme."""
+    scheme = urlsplit(url or "").scheme.lower()
+    shown = mask_url(url) if url else url
+    try:
+        found = backends.backend_for_scheme(scheme) if scheme else None
+    except BackendConflictError as exc:
+        msg = f"RabbitMQ option {option} has URL {shown!r}: {exc}"
+        raise TaskConfigurationError(msg) from exc
+    if found is None or found == "rabbitmq":
+        msg = (
+            f"RabbitMQ option {option} has URL {shown!r}, whose scheme is served by no "
+            "backend that keeps records (RabbitMQ holds jobs only). Use the URL of one "
+            "that does (e.g. redis:// or postgresql://), or give {'type': ..., 'url': ...}."
+        )
+        raise TaskConfigurationError(msg)
+    return found
 
-    Decided as the core decides a backend URL's (`scheme_claims`): a scheme that is a
+
+def _type_from_url(url: str | None, option: str, lookup: BackendLookupProtocol | None) -> str:
+    """The backend (other than RabbitMQ) that serves the URL's scheme.
+
+    Asked of `lookup` when the core gave one; else decided among the installed
+    backends as the core decides a backend URL's (`scheme_claims`): a scheme that is a
     backend's type name, else the schemes backends declare in entry points (nothing
     imported), else the ``url_schemes`` of those that declare none.
     """
+    if lookup is not None:
+        return _looked_up_type(url, option, lookup)
     scheme = urlsplit(url or "").scheme.lower()
     found = _TYPES_OF_SCHEMES.get(scheme)
     if found is not None:
@@ -175,9 +223,15 @@ def _type_from_url(url: str | None, option: str) -> str:
     raise TaskConfigurationError(msg)
 
 
-def delegate(spec: TaskBackendSpec, factory: str, *, required: bool, **kwargs: Any) -> Any:
-    """Call `factory` of the installed backend `spec.type` (None if it has none)."""
-    other = _LENDERS.get(spec.type)
+def _lender(spec: TaskBackendSpec) -> Any:
+    """The backend object of `spec.type`: from the spec's lookup, else the installed one."""
+    if spec.backends is not None:
+        try:
+            return spec.backends.backend(spec.type)
+        except BackendError as exc:
+            msg = f"RabbitMQ options name backend {spec.type!r} for stores: {exc}"
+            raise TaskConfigurationError(msg) from exc
+    other = _INSTALLED.get(spec.type)
     if other is None:  # a worker borrows its seven stores from one backend: one lookup
         found = installed_entry_points(group=BACKENDS_GROUP, name=spec.type)
         if not found:
@@ -188,7 +242,14 @@ def delegate(spec: TaskBackendSpec, factory: str, *, required: bool, **kwargs: A
                 "distribution."
             )
             raise TaskConfigurationError(msg)
-        other = _LENDERS[spec.type] = next(iter(found)).load()
+        other = _INSTALLED[spec.type] = next(iter(found)).load()
+    return other
+
+
+def delegate(spec: TaskBackendSpec, factory: str, *, required: bool, **kwargs: Any) -> Any:
+    """Call `factory` of the backend `spec.type` (None if it has none)."""
+    other = _lender(spec)
+    _LENDERS.setdefault(id(other), other)
     make = getattr(other, factory, None)
     if make is None:
         if not required:
