@@ -10,17 +10,13 @@ and its result and the job's state record land in the registered backend's store
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
 from lexigram.app import Application
 from lexigram.contracts.tasks import Job, JobResult, TaskBackendSpec
 from lexigram.tasks import TaskConfig, TaskProvider
 from lexigram.tasks.backends.memory import MemoryTaskQueue
-from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 from lexigram.tasks.cache import InMemoryCacheBackend
 from lexigram.tasks.results import InMemoryResultStore
 
@@ -49,18 +45,8 @@ class VaultBackend:
         return self.records
 
 
-@pytest_asyncio.fixture
-async def queue_name(amqp_url: str) -> AsyncIterator[str]:
-    name = f"lexigram-vault-{uuid.uuid4().hex[:8]}"
-    yield name
-    queue = RabbitMQTaskQueue(amqp_url, name)
-    try:
-        await queue.delete_queues(if_empty=False)
-    finally:
-        await queue.close()
-
-
 @pytest.mark.parametrize("stores", ["vault://results", {"type": "vault"}])
+@pytest.mark.usefixtures("make_rabbitmq_queue")  # deletes the test's queues afterwards
 async def test_a_worker_keeps_results_in_a_backend_registered_in_code(
     amqp_url: str, queue_name: str, stores: object
 ) -> None:
