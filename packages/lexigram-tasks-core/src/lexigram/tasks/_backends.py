@@ -26,6 +26,7 @@ and so does a backend asking the spec it was given for another (`TaskBackendSpec
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import logging
@@ -64,6 +65,10 @@ logger = logging.getLogger(__name__)
 
 _cache: dict[str, TaskBackendProtocol] = {}
 _entry_points_of: dict[str, EntryPoint] = {}
+
+# How many programs of this process (providers) hold each backend object on each event loop
+# (`TaskBackendRegistry.hold_backends`): releasing closes a backend only when none is left.
+_holders: dict[tuple[int, asyncio.AbstractEventLoop], int] = {}
 # The group as first listed (`installed_entry_points` reads every group in one pass over
 # the installed distributions); `clear_backend_cache` forgets both.
 _registered: list[EntryPoint] = []
@@ -564,7 +569,7 @@ async def close_backend(type_: str) -> None:
 
 
 async def release_backends(types: Iterable[str]) -> None:
-    """`close_backend` for each distinct type in `types`, in order (e.g. every stack's)."""
+    """`close_backend` for each distinct type in `types` that no provider holds, in order."""
     await TaskBackendRegistry().release_backends(types)
 
 
@@ -889,10 +894,46 @@ class TaskBackendRegistry:
         else:
             await _close(found, backend_type)
 
-    async def release_backends(self, types: Iterable[str]) -> None:
-        """`close_backend` for each distinct type in `types`, in order."""
+    def hold_backends(self, types: Iterable[str]) -> None:
+        """Count the caller as a user of each distinct backend in `types`, on this loop.
+
+        A provider holds its backends while it runs and gives them back with
+        ``release_backends(types, held=True)``: a backend object (and the connection pools
+        it shares between every queue and store built from it) is closed only when no
+        holder on the loop is left, so two providers of one process on the same backend
+        do not cut each other's connections. A type not loaded yet is skipped.
+        """
+        loop = asyncio.get_running_loop()
         for type_ in dict.fromkeys(types):
+            backend = self._loaded(type_)
+            if backend is not None:
+                key = (id(backend), loop)
+                _holders[key] = _holders.get(key, 0) + 1
+
+    async def release_backends(self, types: Iterable[str], *, held: bool = False) -> None:
+        """`close_backend` for each distinct type in `types` that nobody holds, in order.
+
+        Args:
+            types: The backend types (e.g. every stack's).
+            held: The caller holds them (`hold_backends`): its hold is given back first.
+                A backend another program still holds on this loop stays open.
+        """
+        loop = asyncio.get_running_loop()
+        for type_ in dict.fromkeys(types):
+            backend = self._loaded(type_)
+            if backend is not None:
+                key = (id(backend), loop)
+                left = _holders.get(key, 0) - (1 if held else 0)
+                if left > 0:
+                    _holders[key] = left
+                    continue
+                _holders.pop(key, None)
             await self.close_backend(type_)
+
+    def _loaded(self, backend_type: str) -> TaskBackendProtocol | None:
+        """The backend object of `backend_type` in use here, or None if none was loaded."""
+        found = self._backends.get(backend_type)
+        return found if found is not None else _cache.get(backend_type)
 
 
 __all__ = [

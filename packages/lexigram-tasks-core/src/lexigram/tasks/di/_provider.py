@@ -167,6 +167,9 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         self._stop_observing: Callable[[], None] | None = None
         self._presence: WorkerPresence | None = None
         self._uninstall_queues: Callable[[], None] | None = None
+        # Whether this provider holds its backends (from boot to shutdown): another
+        # provider's shutdown then leaves their shared connection pools open.
+        self._holding_backends = False
         # Tasks and schedules that boot() took from handler classes; shutdown() removes
         # them, so the provider can be registered again (by a new application).
         self._class_tasks: list[str] = []
@@ -363,6 +366,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         self._build_pools()
         if not self._config.enabled:
             logger.info("Tasks are disabled (tasks.enabled = false): no worker or scheduler.")
+            self._hold_backends()
             return
         try:
             self.hooks.load_entry_point_plugins()
@@ -384,6 +388,7 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
             await self._stop_running()
             raise
         self._uninstall_queues = install_task_queues(self._primary.queue, self._queues_by_name())
+        self._hold_backends()
         logger.info(
             "Tasks started: %d queue(s) %s, %d worker(s) each, scheduler %s.",
             len(self.stacks),
@@ -462,9 +467,19 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
             await stack.close()
         await close_each(self.rate_limiter, owner="the task provider")
         # What the backends hold for this event loop (shared connection pools), as the
-        # command line releases it when a command ends; they reopen lazily on next use.
-        await self.backend_registry.release_backends(s.spec.type for s in self.stacks.values())
+        # command line releases it when a command ends, unless another provider of this
+        # process still holds the backend; they reopen lazily on next use.
+        held, self._holding_backends = self._holding_backends, False
+        await self.backend_registry.release_backends(
+            (s.spec.type for s in self.stacks.values()), held=held
+        )
         self._reset()
+
+    def _hold_backends(self) -> None:
+        """Hold the stacks' backends until `shutdown` (see `TaskBackendRegistry.hold_backends`)."""
+        if not self._holding_backends:
+            self.backend_registry.hold_backends(s.spec.type for s in self.stacks.values())
+            self._holding_backends = True
 
     def _reset(self) -> None:
         """Forget what register() and boot() built, so a new application can start again.
