@@ -13,8 +13,9 @@ broker, the client and the extra round trips cost by themselves:
 
 Each variant adds one of the costs lexigram's RabbitMQ path has, never any of its code:
 
-- ``queue``: ``plain`` is a durable classic queue declared without arguments (what
-  Dramatiq declares; on RabbitMQ 3.10-3.12 that is the v1 storage), ``backend`` has the
+- ``queue``: ``plain`` is a durable classic queue declared without arguments (Dramatiq's
+  has no version, mode or priorities either, only a dead-letter target; on RabbitMQ
+  3.10-3.12 that is the v1 storage), ``backend`` has the
   RabbitMQ backend's default arguments (``x-queue-version: 2``, lazy, ``x-max-priority:
   10``, a dead-letter exchange);
 - ``record``: the producer writes a ~400-byte record to Redis (``SET NX EX``) before each
