@@ -75,7 +75,7 @@ async def test_a_provider_shutting_down_leaves_the_backend_of_a_running_one_open
     stopping = _provider(backend, "b")
     async with Application.boot(providers=[running]):
         async with Application.boot(providers=[stopping]):
-            pass
+            assert stopping.queue is not None  # booted on the shared backend, then shut down
         assert backend.closed == 0  # `running` still uses its pools
     assert backend.closed == 1
 
