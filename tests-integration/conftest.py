@@ -17,6 +17,7 @@ conftests (``redis/``, ``rabbitmq/``, ``postgres/``, ``conformance/``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import logging
@@ -26,7 +27,7 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from urllib.parse import urlsplit
 from uuid import uuid4
 
 import pytest
+import pytest_asyncio
 
 REQUIRE_SERVICES_VAR = "LEXIGRAM_REQUIRE_SERVICES"
 PROBE_TIMEOUT_S = 1.0
@@ -313,3 +315,86 @@ async def _start_together(
 def start_together() -> StartTogether:
     """Start copies of a script at one wall-clock time, after every copy is ready."""
     return _start_together
+
+
+class TcpProxy:
+    """A TCP proxy to a server, for outage tests.
+
+    `pause` holds back every frame both ways (a server that stops answering: a paused
+    process, a frozen VM) until `resume`; `cut` closes the listener and every connection
+    through it (a server that went away) until `restore` listens again on the same port.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.listen_port = 0  # chosen by the first `restore`, kept by the later ones
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.server: asyncio.Server | None = None
+        self.pumps: set[asyncio.Task[None]] = set()
+
+    def pause(self) -> None:
+        """Hold back every frame from now on, in both directions."""
+        self.flowing.clear()
+
+    def resume(self) -> None:
+        """Forward the held frames and everything after them."""
+        self.flowing.set()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            with contextlib.suppress(OSError):
+                while data := await reader.read(65536):
+                    await self.flowing.wait()
+                    writer.write(data)
+                    await writer.drain()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(self.host, self.port)
+        for pump in (self._pump(reader, upstream_writer), self._pump(upstream_reader, writer)):
+            task = asyncio.ensure_future(pump)
+            self.pumps.add(task)
+            task.add_done_callback(self.pumps.discard)
+
+    async def restore(self) -> int:
+        """Listen (again) on the proxy's port; return it."""
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.listen_port)
+        self.listen_port = int(self.server.sockets[0].getsockname()[1])
+        return self.listen_port
+
+    async def cut(self) -> None:
+        """Stop listening and close every connection through the proxy."""
+        self.flowing.set()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+        for task in list(self.pumps):
+            task.cancel()
+        await asyncio.gather(*self.pumps, return_exceptions=True)
+
+    def url(self, url: str) -> str:
+        """`url` (its scheme, credentials, path and query) pointed at this proxy."""
+        parts = urlsplit(url)
+        credentials, at, _ = parts.netloc.rpartition("@")
+        return parts._replace(netloc=f"{credentials}{at}127.0.0.1:{self.listen_port}").geturl()
+
+
+@pytest_asyncio.fixture
+async def tcp_proxy() -> AsyncIterator[Callable[[str, int], Awaitable[TcpProxy]]]:
+    """Start `TcpProxy`s to (host, port); each is cut when the test ends."""
+    started: list[TcpProxy] = []
+
+    async def start(host: str, port: int) -> TcpProxy:
+        proxy = TcpProxy(host, port)
+        await proxy.restore()
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        await proxy.cut()

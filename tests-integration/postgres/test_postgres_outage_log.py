@@ -8,10 +8,10 @@ server stays up for the other tests while this queue sees it go away and come ba
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
@@ -23,57 +23,20 @@ pytestmark = [pytest.mark.postgres]
 
 BACKEND_LOGGER = "lexigram.tasks.backends.postgres._connection"
 
-
-class CuttableProxy:
-    """A TCP proxy to the server that can be cut (as a server that went away) and restored."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.listen_port = 0
-        self.server: asyncio.Server | None = None
-        self.pumps: set[asyncio.Task[None]] = set()
-
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            with contextlib.suppress(OSError):
-                while data := await reader.read(65536):
-                    writer.write(data)
-                    await writer.drain()
-        finally:
-            writer.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(self.host, self.port)
-        for pump in (self._pump(reader, upstream_writer), self._pump(upstream_reader, writer)):
-            task = asyncio.ensure_future(pump)
-            self.pumps.add(task)
-            task.add_done_callback(self.pumps.discard)
-
-    async def restore(self) -> int:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.listen_port)
-        self.listen_port = int(self.server.sockets[0].getsockname()[1])
-        return self.listen_port
-
-    async def cut(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-            self.server = None
-        for task in list(self.pumps):
-            task.cancel()
-        await asyncio.gather(*self.pumps, return_exceptions=True)
+TcpProxy = Any  # the `tcp_proxy` fixture's type lives in the top conftest.py
 
 
 @pytest_asyncio.fixture
 async def behind_proxy(
-    postgres_dsn: str, pg_schema: str, unique_name: str
-) -> AsyncIterator[tuple[Callable[[], PostgresTaskQueue], CuttableProxy]]:
-    """A factory of queues that reach the server through a `CuttableProxy`, and the proxy."""
+    postgres_dsn: str,
+    pg_schema: str,
+    unique_name: str,
+    tcp_proxy: Callable[[str, int], Awaitable[TcpProxy]],
+) -> AsyncIterator[tuple[Callable[[], PostgresTaskQueue], TcpProxy]]:
+    """A factory of queues that reach the server through a `TcpProxy`, and the proxy."""
     parts = urlsplit(postgres_dsn)
-    proxy = CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    port = await proxy.restore()
-    user = f"{parts.username}@" if parts.username else ""
-    dsn = urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{port}"))
+    proxy = await tcp_proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    dsn = proxy.url(postgres_dsn)
     made: list[PostgresTaskQueue] = []
 
     def queue() -> PostgresTaskQueue:
@@ -90,7 +53,7 @@ async def behind_proxy(
 
 
 async def test_an_outage_is_one_warning_when_it_begins_and_one_when_it_ends(
-    behind_proxy: tuple[Callable[[], PostgresTaskQueue], CuttableProxy],
+    behind_proxy: tuple[Callable[[], PostgresTaskQueue], TcpProxy],
     caplog: pytest.LogCaptureFixture,
     outage_lines: Callable[[str], tuple[str, str]],
 ) -> None:

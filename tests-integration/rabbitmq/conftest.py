@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import aiormq
@@ -258,60 +257,8 @@ async def _close_borrowed_redis_connections() -> AsyncIterator[None]:
     await redis_backend.close()
 
 
-class PausableProxy:
-    """A TCP proxy to the broker that can stop forwarding (a broker that stops answering)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.url = ""  # the broker's AMQP URL through this proxy, once started
-        self.flowing = asyncio.Event()
-        self.flowing.set()
-        self.server: asyncio.Server | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            with contextlib.suppress(OSError):
-                while data := await reader.read(65536):
-                    await self.flowing.wait()
-                    writer.write(data)
-                    await writer.drain()
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                await writer.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(self.host, self.port)
-        for task in (
-            asyncio.ensure_future(self._pump(reader, upstream_writer)),
-            asyncio.ensure_future(self._pump(upstream_reader, writer)),
-        ):
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
-
-    async def stop(self) -> None:
-        self.flowing.set()
-        if self.server is not None:
-            self.server.close()
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self.server is not None:
-            await self.server.wait_closed()
-
-
 @pytest_asyncio.fixture
-async def broker_proxy(amqp_url: str) -> AsyncIterator[PausableProxy]:
-    """A started `PausableProxy` to the test broker; its ``url`` connects through it."""
+async def broker_proxy(amqp_url: str, tcp_proxy: Callable[[str, int], Awaitable[Any]]) -> Any:
+    """A `TcpProxy` (the top conftest's) to the test broker; `url(amqp_url)` goes through it."""
     parts = urlsplit(amqp_url)
-    proxy = PausableProxy(parts.hostname or "127.0.0.1", parts.port or 5672)
-    port = await proxy.start()
-    credentials, at, _ = parts.netloc.rpartition("@")
-    proxy.url = urlunsplit(parts._replace(netloc=f"{credentials}{at}127.0.0.1:{port}"))
-    yield proxy
-    await proxy.stop()
+    return await tcp_proxy(parts.hostname or "127.0.0.1", parts.port or 5672)

@@ -21,20 +21,20 @@ from lexigram.tasks.backends.rabbitmq._delivery import ChannelAcks, closing_star
 
 pytestmark = pytest.mark.rabbitmq
 
-PausableProxy = Any  # the `broker_proxy` fixture's type lives in conftest.py
+TcpProxy = Any  # the `broker_proxy` fixture's type lives in the top conftest.py
 
 
 async def test_a_timed_out_rpc_marks_the_channel_closing_before_it_is_closed(
-    broker_proxy: PausableProxy,
+    amqp_url: str, broker_proxy: TcpProxy
 ) -> None:
-    connection = await aiormq.connect(broker_proxy.url)
+    connection = await aiormq.connect(broker_proxy.url(amqp_url))
     try:
         channel = await connection.channel()
         acks = ChannelAcks(channel, in_order=True)
         assert not closing_started(channel)
         assert acks.alive
 
-        broker_proxy.flowing.clear()  # the broker "pauses": no frame passes either way
+        broker_proxy.pause()  # the broker "pauses": no frame passes either way
         with pytest.raises(asyncio.TimeoutError):
             await channel.basic_qos(prefetch_count=5, timeout=0.2)
         await asyncio.sleep(0.05)  # aiormq sends its Channel.Close in the failure path
@@ -45,6 +45,6 @@ async def test_a_timed_out_rpc_marks_the_channel_closing_before_it_is_closed(
         with pytest.raises(aiormq.exceptions.ChannelInvalidStateError):
             await channel.basic_ack(1)
     finally:
-        broker_proxy.flowing.set()
+        broker_proxy.resume()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(connection.close(), 5.0)

@@ -28,7 +28,7 @@ import pytest_asyncio
 from lexigram.contracts.tasks import BackendConnectionError, Job
 from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 
-PausableProxy = Any  # the `broker_proxy` fixture's type lives in conftest.py
+TcpProxy = Any  # the `broker_proxy` fixture's type lives in the top conftest.py
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -250,18 +250,18 @@ def test_cli_says_it_in_one_line_with_exit_2(amqp_url: str, command: list[str]) 
 
 @pytest_asyncio.fixture
 async def paused_broker(
-    amqp_url: str, broker_proxy: PausableProxy
-) -> AsyncIterator[tuple[RabbitMQTaskQueue, PausableProxy]]:
+    amqp_url: str, broker_proxy: TcpProxy
+) -> AsyncIterator[tuple[RabbitMQTaskQueue, TcpProxy]]:
     """A connected queue whose broker then stops answering (every frame held back)."""
     name = f"lexigram-test-{uuid.uuid4().hex[:8]}"
     queue = RabbitMQTaskQueue(
-        broker_proxy.url, name, connect_timeout=CONNECT_TIMEOUT, publish_timeout=1.0
+        broker_proxy.url(amqp_url), name, connect_timeout=CONNECT_TIMEOUT, publish_timeout=1.0
     )
     await queue.connect()
     assert (await queue.enqueue(Job(name="before-the-pause"))).is_ok()
-    broker_proxy.flowing.clear()
+    broker_proxy.pause()
     yield queue, broker_proxy
-    broker_proxy.flowing.set()
+    broker_proxy.resume()
     await queue.close()
     cleanup = RabbitMQTaskQueue(amqp_url, name)
     await cleanup.delete_queues(if_empty=False)
@@ -282,7 +282,7 @@ PAUSED_CALLS: dict[str, tuple[Call, str]] = {
 
 @pytest.mark.parametrize("call", sorted(PAUSED_CALLS))
 async def test_a_broker_that_stops_answering_fails_calls_at_their_deadline(
-    paused_broker: tuple[RabbitMQTaskQueue, PausableProxy], call: str
+    paused_broker: tuple[RabbitMQTaskQueue, TcpProxy], call: str
 ) -> None:
     queue, _ = paused_broker
     run, action = PAUSED_CALLS[call]
@@ -296,7 +296,7 @@ async def test_a_broker_that_stops_answering_fails_calls_at_their_deadline(
 
 
 async def test_a_waiting_worker_is_not_stuck_on_a_paused_broker(
-    paused_broker: tuple[RabbitMQTaskQueue, PausableProxy],
+    paused_broker: tuple[RabbitMQTaskQueue, TcpProxy],
 ) -> None:
     queue, _ = paused_broker
     started = time.monotonic()
