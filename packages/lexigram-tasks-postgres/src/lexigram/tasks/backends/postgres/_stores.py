@@ -200,6 +200,10 @@ class PostgresResultStore(_TableStore):
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._listener: Listener | None = None
         self._listen_lock = asyncio.Lock()
+        # now() (the statement's start outside a transaction), not clock_timestamp(): a
+        # volatile bound cannot be an index condition, and the sweep then read the whole
+        # table instead of the expired end of `results_expiry_idx`.
+        self._cleanup_sql = f"DELETE FROM {self._s}.results WHERE expires_at <= now()"  # noqa: S608 - validated
 
     @property
     def results_table(self) -> str:
@@ -328,10 +332,7 @@ SELECT count(pg_notify($6, payload)) FROM unnest($7::text[]) AS payload""",  # n
 
     async def cleanup_expired(self) -> int:
         """Remove expired results and return how many were removed."""
-        status = await self._execute(
-            f"DELETE FROM {self._s}.results WHERE expires_at <= clock_timestamp()"  # noqa: S608 - validated
-        )
-        return _deleted(status)
+        return _deleted(await self._execute(self._cleanup_sql))
 
     async def _listing(self, *, success: bool, limit: int | None) -> list[JobResult]:
         rows = await self._fetch(
