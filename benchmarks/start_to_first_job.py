@@ -12,6 +12,13 @@ and prints the instructions executed from the process's start to the first job's
 deterministic to about 0.2 %, where wall-clock figures on a shared VM move by a few ms
 (compare two trees with this, not with the milliseconds). Needs valgrind.
 
+With ``--floor`` (implies ``--instructions``) it also counts what no framework could
+save: the first job writes the names of the modules loaded by then, and a plain
+``python -c`` that imports only asyncio and the third-party ones among them (the clients,
+pydantic, PyYAML, click and what they pull in; none of lexigram's modules, no
+configuration models, no connection) is counted under callgrind too. The difference is
+lexigram's own share of the start.
+
 Run it in the environment of the backend, from the repository root, after compiling
 (``python -m compileall -q packages``; the environments of ``cli_bench.py``)::
 
@@ -22,10 +29,10 @@ Run it in the environment of the backend, from the repository root, after compil
 
 (URL: ``postgresql://127.0.0.1:5432/test``; AMQP_URL: ``amqp://guest:guest@127.0.0.1:5672/``.)
 
-Options: ``--runs`` (15), ``--queue`` (a fresh name per invocation), ``--stores URL``: a
-RabbitMQ worker configured as ``cli_bench.py`` configures it (a ``--config`` file with
-``options: {stores: URL}``, its job states and results kept there) instead of
-``--backend URL``. Nothing is asserted.
+Options: ``--runs`` (15), ``--queue`` (a fresh name per invocation), ``--floor``,
+``--stores URL``: a RabbitMQ worker configured as ``cli_bench.py`` configures it (a
+``--config`` file with ``options: {stores: URL}``, its job states and results kept there)
+instead of ``--backend URL``. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from pathlib import Path
 
 APP = """\
 import os
+import sys
 import time
 
 from lexigram.tasks import task
@@ -52,6 +60,10 @@ from lexigram.tasks import task
 
 @task
 async def first() -> None:
+    modules = os.environ.get("FIRST_JOB_MODULES")
+    if modules:
+        with open(modules, "w", encoding="utf-8") as out:
+            out.write("\\n".join(list(sys.modules)))
     os.write(int(os.environ["FIRST_JOB_FD"]), repr(time.time()).encode())
     os._exit(0)
 """
@@ -126,25 +138,16 @@ def _time_once(
     return 1000 * (float(stamp) - began)
 
 
-def _instructions(
-    url: str, queue: str, app_dir: Path, env: dict[str, str], stores: str | None
-) -> int:
-    """Instructions callgrind counts from the worker's start to its first job's start."""
+def _callgrind(command: list[str], app_dir: Path, env: dict[str, str]) -> int:
+    """Instructions callgrind counts over `command` (run with this interpreter)."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         msg = "--instructions needs valgrind (Debian: apt-get install valgrind)"
         raise SystemExit(msg)
-    _enqueue(url, queue, app_dir, env, stores)
-    run = subprocess.run(  # noqa: S603 - valgrind on this environment's own CLI
-        [
-            valgrind,
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            *_worker(url, queue, stores),
-        ],
+    run = subprocess.run(  # noqa: S603 - valgrind on this environment's own interpreter
+        [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, *command],
         cwd=app_dir,
-        env={**env, "FIRST_JOB_FD": "1", "PYTHONHASHSEED": "0"},
+        env={**env, "PYTHONHASHSEED": "0"},
         capture_output=True,
         text=True,
         check=False,
@@ -155,6 +158,59 @@ def _instructions(
         msg = f"callgrind printed no total:\n{run.stderr[-2000:]}"
         raise SystemExit(msg)
     return int(found.group(1))
+
+
+def _instructions(
+    url: str,
+    queue: str,
+    app_dir: Path,
+    env: dict[str, str],
+    stores: str | None,
+    *,
+    modules_file: Path | None = None,
+) -> int:
+    """Instructions from the worker's start to its first job's start.
+
+    With `modules_file`, the first job also writes there the names of the modules loaded.
+    """
+    _enqueue(url, queue, app_dir, env, stores)
+    run_env = {**env, "FIRST_JOB_FD": "1"}
+    if modules_file is not None:
+        run_env["FIRST_JOB_MODULES"] = str(modules_file)
+    return _callgrind(_worker(url, queue, stores), app_dir, run_env)
+
+
+def third_party(modules: list[str]) -> list[str]:
+    """The modules of `modules` a framework-free program would load too, asyncio first.
+
+    That is, in their import order, those of neither the standard library, lexigram nor
+    the app.
+    """
+    own = {"lexigram", "start_app", "__main__", "__mp_main__"}
+    kept = ["asyncio"]
+    for name in modules:
+        top = name.partition(".")[0]
+        if top in own or top in sys.stdlib_module_names or top in sys.builtin_module_names:
+            continue
+        kept.append(name)
+    return kept
+
+
+def _floor_instructions(modules: list[str], app_dir: Path, env: dict[str, str]) -> int:
+    """Instructions of a bare interpreter importing `modules` (those that import alone)."""
+    # A module may exist only as another's side effect (an alias set into sys.modules),
+    # which no import statement reaches: skip it rather than fail the count.
+    script = "\n".join(
+        [
+            "import importlib",
+            f"for name in {modules!r}:",
+            "    try:",
+            "        importlib.import_module(name)",
+            "    except Exception:",
+            "        pass",
+        ]
+    )
+    return _callgrind(["-c", script], app_dir, env)
 
 
 async def _clear(url: str, queue: str, config: Path | None) -> None:
@@ -180,6 +236,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--queue", default=f"start-{uuid.uuid4().hex[:8]}")
     parser.add_argument("--instructions", action="store_true", help="also count them once")
+    parser.add_argument(
+        "--floor", action="store_true", help="also count the third-party imports alone"
+    )
     parser.add_argument("--stores", help="RabbitMQ: keep job states and results at this URL")
     args = parser.parse_args()
     stores: str | None = args.stores
@@ -206,10 +265,23 @@ def main() -> None:
                 f"min {samples[0]:.1f}, max {samples[-1]:.1f} ({args.runs} runs, load "
                 f"{os.getloadavg()[0]:.2f})"
             )
-            if args.instructions:
+            if args.instructions or args.floor:
                 asyncio.run(_clear(args.url, args.queue, config))
-                count = _instructions(args.url, args.queue, app_dir, env, stores)
+                modules_file = app_dir / "modules.txt" if args.floor else None
+                count = _instructions(
+                    args.url, args.queue, app_dir, env, stores, modules_file=modules_file
+                )
                 print(f"instructions to the first job's start: {count:,}")
+                if modules_file is not None:
+                    loaded = modules_file.read_text(encoding="utf-8").split("\n")
+                    imported = third_party(loaded)
+                    floor = _floor_instructions(imported, app_dir, env)
+                    print(
+                        f"asyncio and the {len(imported) - 1} third-party modules alone: "
+                        f"{floor:,} ({100 * floor / count:.0f} %); lexigram's share (its "
+                        f"modules, configuration, connection, first hand-out): "
+                        f"{count - floor:,} ({100 * (count - floor) / count:.0f} %)"
+                    )
         finally:
             asyncio.run(_clear(args.url, args.queue, config))
 
