@@ -18,6 +18,7 @@ from lexigram.contracts.tasks import (
     TaskQueueProtocol,
 )
 from lexigram.tasks import TaskConfig, _backends
+from lexigram.tasks._backends import _entry_points
 from lexigram.tasks.config import TaskBackendConfig
 
 
@@ -72,7 +73,8 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Registered]:
         assert group == _backends.BACKENDS_GROUP
         return _FakeEntryPoints(ep for ep in registered if name is None or ep.name == name)
 
-    monkeypatch.setattr(_backends, "installed_entry_points", entry_points)
+    # Patched where it is looked up: the package only re-exports.
+    monkeypatch.setattr(_entry_points, "installed_entry_points", entry_points)
     _backends.clear_backend_cache()
     yield registered
     _backends.clear_backend_cache()

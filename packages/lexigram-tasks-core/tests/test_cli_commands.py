@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from lexigram.contracts.tasks import BackendNotFoundError, Job, TaskBackendSpec
 from lexigram.tasks import _backends
+from lexigram.tasks._backends import _entry_points
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.cli import _enqueue as enqueue_command
 from lexigram.tasks.cli import cli
@@ -168,7 +169,7 @@ def install_acme(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[_Acme], 
 
         (memory,) = entry_points(group=_backends.BACKENDS_GROUP, name="memory")
         monkeypatch.setattr(
-            _backends,
+            _entry_points,  # the module that looks it up
             "installed_entry_points",
             lambda group: [memory, AcmeEntryPoint()] if group == _backends.BACKENDS_GROUP else [],
         )
