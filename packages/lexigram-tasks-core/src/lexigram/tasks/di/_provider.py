@@ -21,16 +21,10 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 from lexigram.contracts.tasks import (
-    Err,
     HookRegistryProtocol,
-    IdempotencyStoreProtocol,
-    Job,
-    Ok,
     RateLimiterProtocol,
-    Result,
     TaskConfigurationError,
     TaskExecutorProtocol,
-    TaskQueueError,
     TaskQueueProtocol,
 )
 from lexigram.di import (
@@ -41,7 +35,6 @@ from lexigram.di import (
     Provider,
     ProviderPriority,
 )
-from lexigram.tasks import decorators
 from lexigram.tasks._backends import TaskBackendRegistry
 from lexigram.tasks._closing import close_each
 from lexigram.tasks._presence import WorkerPresence, describe_backend
@@ -52,6 +45,7 @@ from lexigram.tasks.constants import scheduled_task_id
 from lexigram.tasks.decorators import schedule_template
 from lexigram.tasks.di._handlers import discover_handler_classes, handler_specs
 from lexigram.tasks.di._health import aggregate_pool_stats, probe_queues, summarize
+from lexigram.tasks.di._provider_jobs import ProviderJobsMixin
 from lexigram.tasks.di._registration import HandlerRegistrationMixin
 from lexigram.tasks.di._stack import (
     BackendStack,
@@ -60,7 +54,6 @@ from lexigram.tasks.di._stack import (
     build_hooks,
     build_pool,
     build_stacks,
-    build_store,
     observe_enqueues,
     report_config_issues,
 )
@@ -70,7 +63,6 @@ from lexigram.tasks.observability import TaskDashboard, TaskMetricsCollector
 from lexigram.tasks.scheduling import TaskScheduler, as_scheduler_store
 
 if TYPE_CHECKING:
-    from lexigram.tasks.idempotency import IdempotencyManager, IdempotentTaskManager
     from lexigram.tasks.middleware import TaskMiddlewarePipeline
 
 logger = logging.getLogger(__name__)
@@ -78,7 +70,7 @@ logger = logging.getLogger(__name__)
 _CONTEXT_KEYS = frozenset({"queue", "worker_count", "enable_scheduler", "middleware_pipeline"})
 
 
-class TaskProvider(HandlerRegistrationMixin, Provider):
+class TaskProvider(HandlerRegistrationMixin, ProviderJobsMixin, Provider):
     """Task processing provider: DI bindings, workers, scheduler and health.
 
     Explicit constructor arguments win over the configuration: a
@@ -546,47 +538,6 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
         for pool in self.worker_pools.values():
             pool.refresh_handlers()
 
-    # ------------------------------------------------------------------ jobs
-
-    def _queues_by_name(self) -> dict[str, TaskQueueProtocol]:
-        """Every queue under its backend name and, where no other claims it, its queue name."""
-        named = self.queues
-        by_queue_name: dict[str, list[TaskQueueProtocol]] = {}
-        for stack in self.stacks.values():
-            queue_name = str(getattr(stack.queue, "queue_name", stack.spec.queue_name))
-            by_queue_name.setdefault(queue_name, []).append(stack.queue)
-        for queue_name, queues in by_queue_name.items():
-            if len(queues) == 1 and queue_name not in named:
-                named[queue_name] = queues[0]
-        return named
-
-    def _route(self, job: Job) -> TaskQueueProtocol:
-        """Pick the queue ``job.queue_name`` names (as `.delay()` does), else the primary."""
-        return self._queues_by_name().get(job.queue_name or "", self._primary.queue)
-
-    async def enqueue_job(self, job: Job) -> str:
-        """Enqueue a job for processing.
-
-        In multi-backend mode a job whose ``queue_name`` names a backend (or exactly one
-        backend's queue) goes there; every other job goes to the primary queue.
-
-        Args:
-            job: The job.
-
-        Returns:
-            The job id (the first job's id for a duplicate idempotency key).
-
-        Raises:
-            TaskQueueError: The queue refused the job.
-        """
-        return (await decorators.enqueue_job(self._route(job), job)).id
-
-    async def _enqueue_scheduled(self, job: Job) -> Result[str, TaskQueueError]:
-        try:
-            return Ok((await decorators.enqueue_job(self._route(job), job)).id)
-        except TaskQueueError as exc:
-            return Err(exc)
-
     def get_worker_stats(self) -> dict[str, Any] | None:
         """Get worker pool statistics (None before the pools exist).
 
@@ -598,52 +549,4 @@ class TaskProvider(HandlerRegistrationMixin, Provider):
             return None
         return aggregate_pool_stats(
             {name: pool.get_pool_stats() for name, pool in self.worker_pools.items()}
-        )
-
-    # ------------------------------------------------------------------ idempotency
-
-    def build_idempotency_manager(
-        self, storage: IdempotencyStoreProtocol | None = None
-    ) -> IdempotencyManager:
-        """Build an idempotency manager over `storage`.
-
-        Args:
-            storage: Where keys are kept; None uses the primary backend's idempotency
-                store (Redis and Postgres offer one), else an in-memory store.
-
-        Returns:
-            The manager.
-        """
-        # Imported on use: idempotency is optional and most applications never load it.
-        from lexigram.tasks.idempotency import IdempotencyManager  # noqa: PLC0415
-
-        if storage is None:
-            main = self._primary
-            storage = build_store(
-                main.spec, "create_idempotency_store", main.path, registry=self.backend_registry
-            )
-        return IdempotencyManager(storage)
-
-    def build_idempotent_task_manager(
-        self,
-        queue_client: TaskQueueProtocol | None = None,
-        idempotency_manager: IdempotencyManager | None = None,
-    ) -> IdempotentTaskManager:
-        """Build a manager that submits a job at most once per idempotency key.
-
-        Args:
-            queue_client: The queue to submit to; None uses the primary queue.
-            idempotency_manager: The key manager; None builds one with
-                `build_idempotency_manager`.
-
-        Returns:
-            The manager; its results go to the primary backend's result store.
-        """
-        from lexigram.tasks.idempotency import IdempotentTaskManager  # noqa: PLC0415
-
-        main = self._primary
-        return IdempotentTaskManager(
-            queue_client if queue_client is not None else main.queue,
-            idempotency_manager or self.build_idempotency_manager(),
-            result_store=main.result_store,
         )
