@@ -104,6 +104,7 @@ class AckAndStore:
         if not self._store_ready:
             await self.store.prepare()  # its table exists before a statement writes it
             self._store_ready = True
+        self.store.expiry.written()
         data = result.to_json(of=job_id)
         return await self._batcher.submit((job_id, token, result.success, data))
 

@@ -25,6 +25,7 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks.backends.postgres._batch import StatementBatcher
 from lexigram.tasks.backends.postgres._connection import Conn, Database, Listener
+from lexigram.tasks.backends.postgres._expiry import ResultExpiry
 from lexigram.tasks.backends.postgres._lookup import find_ids, result_ids_sql
 from lexigram.tasks.backends.postgres._options import (
     DEFAULT_SCHEMA,
@@ -200,10 +201,7 @@ class PostgresResultStore(_TableStore):
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._listener: Listener | None = None
         self._listen_lock = asyncio.Lock()
-        # now() (the statement's start outside a transaction), not clock_timestamp(): a
-        # volatile bound cannot be an index condition, and the sweep then read the whole
-        # table instead of the expired end of `results_expiry_idx`.
-        self._cleanup_sql = f"DELETE FROM {self._s}.results WHERE expires_at <= now()"  # noqa: S608 - validated
+        self.expiry = ResultExpiry(self._rows_deleted, self.results_table)
 
     @property
     def results_table(self) -> str:
@@ -225,6 +223,7 @@ class PostgresResultStore(_TableStore):
         Results stored concurrently (a worker finishing many jobs at once) go out in one
         statement and one commit; a lone store is sent at once.
         """
+        self.expiry.written()
         await self._writes.submit((job_id, result.success, result.to_json(of=job_id)))
 
     async def _store_batch(self, batch: list[tuple[str, bool, str]]) -> list[None]:
@@ -331,8 +330,15 @@ SELECT count(pg_notify($6, payload)) FROM unnest($7::text[]) AS payload""",  # n
             event.set()
 
     async def cleanup_expired(self) -> int:
-        """Remove expired results and return how many were removed."""
-        return _deleted(await self._execute(self._cleanup_sql))
+        """Remove expired results and return how many were removed.
+
+        Writes of results run the same sweep in the background now and then (see
+        `ResultExpiry`), so nothing has to call this for expired results to go.
+        """
+        return await self.expiry.sweep()
+
+    async def _rows_deleted(self, sql: str, *args: Any) -> int:
+        return _deleted(await self._execute(sql, *args))
 
     async def _listing(self, *, success: bool, limit: int | None) -> list[JobResult]:
         rows = await self._fetch(
@@ -356,6 +362,7 @@ SELECT count(pg_notify($6, payload)) FROM unnest($7::text[]) AS payload""",  # n
     async def close(self) -> None:
         """Finish the results being written, stop listening and release the pool."""
         await self._writes.drain()
+        await self.expiry.close()
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.unsubscribe(self.channel, self._on_notify)
