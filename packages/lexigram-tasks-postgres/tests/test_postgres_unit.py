@@ -190,15 +190,17 @@ def test_pending_migrations_by_scope():
         ("stores", 1),
         ("stores", 2),
         ("stores", 3),
+        ("stores", 4),
         ("queue:tasks", 1),
     ]
-    assert _pending({"stores": 3, "queue:tasks": 1}, "tasks") == []
-    assert [scope for scope, _ in _pending({"stores": 3}, "other")] == ["queue:other"]
-    assert _pending({"stores": 3}, None) == []
+    assert _pending({"stores": 4, "queue:tasks": 1}, "tasks") == []
+    assert [scope for scope, _ in _pending({"stores": 4}, "other")] == ["queue:other"]
+    assert _pending({"stores": 4}, None) == []
     # A schema of an earlier version gets exactly the upgrades.
     assert [(scope, m.version) for scope, m in _pending({"stores": 1}, None)] == [
         ("stores", 2),
         ("stores", 3),
+        ("stores", 4),
     ]
 
 
@@ -298,6 +300,8 @@ def test_options_are_read_by_parse_options_with_did_you_mean():
         backend.create_dlq_backend(typo)
     with pytest.raises(TaskConfigurationError, match="result_ttl"):
         PostgresOptions(result_ttl=0)
+    with pytest.raises(TaskConfigurationError, match="progress_ttl"):
+        PostgresOptions(progress_ttl=-1)
     with pytest.raises(TaskConfigurationError, match="schema"):
         parse_options("postgres", "pg", {"schema": "Bad-Name"}, PostgresOptions)
 

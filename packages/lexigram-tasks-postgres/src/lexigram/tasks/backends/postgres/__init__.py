@@ -27,11 +27,11 @@ from lexigram.tasks.backends.postgres._options import (
     PostgresOptions,
     PostgresTaskConfig,
 )
+from lexigram.tasks.backends.postgres._progress import PostgresProgressStore
 from lexigram.tasks.backends.postgres._queue import PostgresTaskQueue
 from lexigram.tasks.backends.postgres._schema import migrate
 from lexigram.tasks.backends.postgres._stores import (
     PostgresDLQBackend,
-    PostgresProgressStore,
     PostgresResultStore,
     PostgresSchedulerStore,
 )

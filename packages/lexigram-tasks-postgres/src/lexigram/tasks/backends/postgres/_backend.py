@@ -18,11 +18,11 @@ from lexigram.tasks.backends.postgres._coordination import (
     PostgresRateLimiter,
 )
 from lexigram.tasks.backends.postgres._options import PostgresOptions, PostgresTaskConfig
+from lexigram.tasks.backends.postgres._progress import PostgresProgressStore
 from lexigram.tasks.backends.postgres._queue import PostgresTaskQueue
 from lexigram.tasks.backends.postgres._schema import migrate
 from lexigram.tasks.backends.postgres._stores import (
     PostgresDLQBackend,
-    PostgresProgressStore,
     PostgresResultStore,
     PostgresSchedulerStore,
 )
@@ -79,10 +79,13 @@ class PostgresBackend:
         )
 
     def create_progress_store(self, spec: TaskBackendSpec, /) -> PostgresProgressStore:
-        """Build a progress store."""
+        """Build a progress store (option ``progress_ttl``, default one day)."""
         options = PostgresOptions.from_spec(spec)
         return PostgresProgressStore(
-            _database(spec, options), schema=options.schema, namespace=options.namespace
+            _database(spec, options),
+            schema=options.schema,
+            namespace=options.namespace,
+            ttl=options.progress_ttl,
         )
 
     def create_dlq_backend(self, spec: TaskBackendSpec, /) -> PostgresDLQBackend:

@@ -1,17 +1,19 @@
-"""Expired results leave the results table without anyone calling `cleanup_expired`.
+"""Expired results and progress entries leave their tables without anyone asking.
 
-Redis drops a result when its key's TTL runs out and SQLite's store deletes expired rows
-as it writes; on PostgreSQL an expired result used to stay until the application called
-`cleanup_expired()`, which nothing in the worker did, so the table (and every index
-write into it) grew with every job ever run. Now the writes of results (the store's own,
-and the queue's ack that stores them, `AckAndStore`) start a sweep now and then, in the
-background: at most one per store object at a time, at most one a second, each deleting
-the expired rows chunk by chunk until it finds fewer than a chunk. A sweep that fails
-(the server gone, a permission) is logged and the next one waits a minute.
+Redis drops a result or a progress entry when its key's TTL runs out, and SQLite's stores
+delete expired rows as they write. On PostgreSQL an expired result used to stay until the
+application called `cleanup_expired()`, which nothing in a worker did, and a progress
+entry had no expiry at all: both tables (and every index write into them) grew with every
+job ever run. Now each write of one of these stores (a result stored by the store or by
+the queue's ack that stores it, `AckAndStore`; a progress entry saved) notes itself to
+the store's `ExpiredRows`, which starts a sweep in the background: at most one per store
+object at a time, at most one a second, each deleting the expired rows chunk by chunk
+until it finds fewer than a chunk. A sweep that fails (the server gone, a permission) is
+logged and the next one waits a minute.
 
 Rows are picked with ``FOR UPDATE SKIP LOCKED``, so the sweeps of many workers share the
-expired rows instead of queueing on each other's locks, and a result being re-stored
-right now is left for a later sweep.
+expired rows instead of queueing on each other's locks, and a row being written right
+now is left for a later sweep.
 """
 
 from __future__ import annotations
@@ -23,49 +25,52 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 
-# Its records keep the logger of `_stores`, where the result store lives, so that logging
+# Its records keep the logger of `_stores`, where the stores live, so that logging
 # configurations naming that logger see them.
 logger = logging.getLogger("lexigram.tasks.backends.postgres._stores")
 
 SWEEP_EVERY = 1.0
 """Seconds from one sweep started by writes to the next."""
 SWEEP_CHUNK = 2000
-"""Most expired results one statement deletes (a sweep that is behind runs several)."""
+"""Most expired rows one statement deletes (a sweep that is behind runs several)."""
 _AFTER_FAILURE = 60.0
 """Seconds a failed sweep makes the next one wait (one warning a minute, not per write)."""
 
 
-def expired_results_sql(results_table: str) -> str:
-    """Delete up to $1 expired results of `results_table` (schema-qualified and quoted).
+def expired_rows_sql(table: str) -> str:
+    """Delete up to $1 expired rows of `table` (schema-qualified and quoted).
 
+    The table is keyed by (namespace, job_id) and has a partial index on ``expires_at``.
     The bound is ``now()`` (the statement's start outside a transaction), not
     ``clock_timestamp()``: a volatile bound cannot be an index condition, and the sweep
-    would read the whole table instead of the expired end of ``results_expiry_idx``.
+    would read the whole table instead of the expired end of the index.
     """
     return f"""
-DELETE FROM {results_table} AS r
-USING (SELECT namespace, job_id FROM {results_table}
+DELETE FROM {table} AS r
+USING (SELECT namespace, job_id FROM {table}
        WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED) AS e
 WHERE r.namespace = e.namespace AND r.job_id = e.job_id"""  # noqa: S608 - a validated identifier
 
 
-class ResultExpiry:
-    """The sweeps of one result store.
+class ExpiredRows:
+    """The sweeps of one store's table.
 
     Args:
         delete: Runs a ``DELETE`` with its arguments on the store's database (migrations
             applied first) and returns how many rows it deleted.
-        results_table: The results table, schema-qualified and quoted.
+        table: The store's table, schema-qualified and quoted.
+        what: What the rows are, for the log ("results", "progress entries").
     """
 
-    def __init__(self, delete: Callable[[str, int], Awaitable[int]], results_table: str) -> None:
+    def __init__(self, delete: Callable[[str, int], Awaitable[int]], table: str, what: str) -> None:
         self._delete = delete
-        self.sql = expired_results_sql(results_table)
+        self.sql = expired_rows_sql(table)
+        self._what = what
         self._next_at = -math.inf
         self._running: asyncio.Task[None] | None = None
 
     def written(self) -> None:
-        """Note a write of results: start a background sweep if one is due."""
+        """Note a write to the table: start a background sweep if one is due."""
         if self._running is not None:
             return
         now = time.monotonic()
@@ -75,7 +80,7 @@ class ResultExpiry:
         self._running = asyncio.get_running_loop().create_task(self._sweep_in_background())
 
     async def sweep(self) -> int:
-        """Delete every expired result now, chunk by chunk; return how many."""
+        """Delete every expired row now, chunk by chunk; return how many."""
         removed = 0
         while True:
             deleted = await self._delete(self.sql, SWEEP_CHUNK)
@@ -97,7 +102,8 @@ class ResultExpiry:
         except Exception as exc:  # a sweep must never fail a write: logged, tried later
             self._next_at = time.monotonic() + _AFTER_FAILURE
             logger.warning(
-                "Could not delete expired results (%s); the next sweep is in %.0f s.",
+                "Could not delete expired %s (%s); the next sweep is in %.0f s.",
+                self._what,
                 exc,
                 _AFTER_FAILURE,
             )

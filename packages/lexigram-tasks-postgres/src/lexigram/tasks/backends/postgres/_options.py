@@ -152,6 +152,7 @@ class PostgresOptions:
         namespace: Which records the stores of this spec see (stores built from specs
             with different namespaces share the tables without seeing each other's rows).
         result_ttl: Seconds a job's result is kept.
+        progress_ttl: Seconds a job's progress entry is kept after its last change.
 
     Example:
         options = parse_options("postgres", "default", {"visibility_timeout": "60"},
@@ -170,6 +171,7 @@ class PostgresOptions:
     max_attempts: int = 5
     namespace: str = "default"
     result_ttl: float = 86400.0
+    progress_ttl: float = 86400.0
 
     def __post_init__(self) -> None:
         _check(self)
@@ -177,6 +179,7 @@ class PostgresOptions:
             msg = "PostgreSQL backend namespace='' is empty. Use e.g. 'default'."
             raise TaskConfigurationError(msg)
         _positive("result_ttl", self.result_ttl)
+        _positive("progress_ttl", self.progress_ttl)
 
     @classmethod
     def from_spec(cls, spec: TaskBackendSpec) -> PostgresOptions:
@@ -189,7 +192,7 @@ class PostgresOptions:
 
 
 # The fields of PostgresOptions that only the stores read.
-_STORE_ONLY = frozenset({"namespace", "result_ttl"})
+_STORE_ONLY = frozenset({"namespace", "result_ttl", "progress_ttl"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,6 +213,16 @@ CREATE TABLE IF NOT EXISTS {s}.workflow_stages (
 );
 """
 
+# Progress entries expire a day after their last change (option `progress_ttl`), as they
+# do on Redis and SQLite; before, a job's progress stayed until something deleted it.
+# Entries written before this version get the default day from their last change.
+_STORES_V4 = """
+ALTER TABLE {s}.progress ADD COLUMN IF NOT EXISTS expires_at timestamptz;
+UPDATE {s}.progress SET expires_at = updated_at + interval '1 day' WHERE expires_at IS NULL;
+CREATE INDEX IF NOT EXISTS progress_expiry_idx ON {s}.progress (expires_at)
+    WHERE expires_at IS NOT NULL;
+"""
+
 QUEUE_MIGRATIONS: tuple[Migration, ...] = (Migration(1, "jobs table, indexes, keys", _QUEUE_V1),)
 """Migrations of a jobs table (scope ``queue:<table>``), oldest first."""
 
@@ -220,6 +230,7 @@ STORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "store tables", _STORES_V1),
     Migration(2, "NUL-safe records (json) and cache values (bytea)", _STORES_V2),
     Migration(3, "queue-driven workflow runs", _STORES_V3),
+    Migration(4, "progress entries expire", _STORES_V4),
 )
 """Migrations of the store tables (scope ``stores``), oldest first."""
 

@@ -1,4 +1,4 @@
-r"""PostgreSQL stores: results, progress, dead letters and schedules (workflows: `_workflows`).
+r"""PostgreSQL stores: results, dead letters, schedules (progress and workflows: own modules).
 
 Each store keeps its records as JSON text (``json``, not ``jsonb``: jsonb refuses the
 escape ``\u0000``, so a record holding a NUL character, such as the traceback of a job
@@ -20,12 +20,11 @@ import asyncpg
 
 from lexigram.contracts.tasks import (
     JobResult,
-    ProgressInfo,
     json_for_storage,
 )
 from lexigram.tasks.backends.postgres._batch import StatementBatcher
 from lexigram.tasks.backends.postgres._connection import Conn, Database, Listener
-from lexigram.tasks.backends.postgres._expiry import ResultExpiry
+from lexigram.tasks.backends.postgres._expiry import ExpiredRows
 from lexigram.tasks.backends.postgres._lookup import find_ids, result_ids_sql
 from lexigram.tasks.backends.postgres._options import (
     DEFAULT_SCHEMA,
@@ -40,7 +39,6 @@ _SAFETY_NET = 5.0
 _RESULT_BATCH = 500
 # Bytes of one NOTIFY payload naming stored results (PostgreSQL refuses 8,000 and more).
 _NOTIFY_BYTES = 7900
-_TERMINAL_PROGRESS = frozenset({"complete", "failed"})
 
 
 def dumps(record: Any) -> str:
@@ -108,6 +106,9 @@ class _TableStore:
         )
         return status
 
+    async def _rows_deleted(self, sql: str, *args: Any) -> int:
+        return _deleted(await self._execute(sql, *args))
+
     async def close(self) -> None:
         """Release the connection pool (shared pools close with their last user)."""
         await self._db.close()
@@ -167,6 +168,10 @@ def notified_ids(payload: str) -> list[str]:
     return [payload, *(job_id for job_id in ids if isinstance(job_id, str))]
 
 
+_UNEXPIRED = "(expires_at IS NULL OR expires_at > clock_timestamp())"
+"""The rows a read may return: those without an expiry or not expired yet."""
+
+
 def _deleted(status: str) -> int:
     """Row count of a ``DELETE n`` / ``UPDATE n`` command status."""
     return int(status.rsplit(" ", 1)[-1])
@@ -201,7 +206,7 @@ class PostgresResultStore(_TableStore):
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._listener: Listener | None = None
         self._listen_lock = asyncio.Lock()
-        self.expiry = ResultExpiry(self._rows_deleted, self.results_table)
+        self.expiry = ExpiredRows(self._rows_deleted, self.results_table, "results")
 
     @property
     def results_table(self) -> str:
@@ -257,7 +262,7 @@ SELECT count(pg_notify($6, payload)) FROM unnest($7::text[]) AS payload""",  # n
         """Return a result, or None if absent or expired."""
         text = await self._fetchval(
             f"SELECT data FROM {self._s}.results WHERE namespace = $1 AND job_id = $2 "  # noqa: S608 - validated
-            "AND (expires_at IS NULL OR expires_at > clock_timestamp())",
+            f"AND {_UNEXPIRED}",
             self.namespace,
             job_id,
         )
@@ -333,17 +338,14 @@ SELECT count(pg_notify($6, payload)) FROM unnest($7::text[]) AS payload""",  # n
         """Remove expired results and return how many were removed.
 
         Writes of results run the same sweep in the background now and then (see
-        `ResultExpiry`), so nothing has to call this for expired results to go.
+        `ExpiredRows`), so nothing has to call this for expired results to go.
         """
         return await self.expiry.sweep()
-
-    async def _rows_deleted(self, sql: str, *args: Any) -> int:
-        return _deleted(await self._execute(sql, *args))
 
     async def _listing(self, *, success: bool, limit: int | None) -> list[JobResult]:
         rows = await self._fetch(
             f"SELECT data FROM {self._s}.results WHERE namespace = $1 AND success = $2 "  # noqa: S608 - validated
-            "AND (expires_at IS NULL OR expires_at > clock_timestamp()) "
+            f"AND {_UNEXPIRED} "
             "ORDER BY stored_at DESC LIMIT $3",
             self.namespace,
             success,
@@ -368,53 +370,6 @@ SELECT count(pg_notify($6, payload)) FROM unnest($7::text[]) AS payload""",  # n
             await listener.unsubscribe(self.channel, self._on_notify)
             await listener.release()
         await super().close()
-
-
-class PostgresProgressStore(_TableStore):
-    """The latest `ProgressInfo` per job."""
-
-    _what = "progress store"
-
-    async def save(self, info: ProgressInfo) -> None:
-        """Save (or replace) a job's progress."""
-        complete = info.is_complete or info.metadata.get("status") in _TERMINAL_PROGRESS
-        await self._execute(
-            f"""
-INSERT INTO {self._s}.progress (namespace, job_id, complete, data, updated_at)
-VALUES ($1, $2, $3, $4::json, clock_timestamp())
-ON CONFLICT (namespace, job_id) DO UPDATE SET complete = EXCLUDED.complete,
-    data = EXCLUDED.data, updated_at = EXCLUDED.updated_at""",  # noqa: S608 - validated
-            self.namespace,
-            info.job_id,
-            complete,
-            dumps(info.to_dict()),
-        )
-
-    async def get(self, job_id: str) -> ProgressInfo | None:
-        """Return a job's progress, or None."""
-        text = await self._fetchval(
-            f"SELECT data FROM {self._s}.progress WHERE namespace = $1 AND job_id = $2",  # noqa: S608 - validated
-            self.namespace,
-            job_id,
-        )
-        return None if text is None else ProgressInfo.from_dict(loads(text))
-
-    async def delete(self, job_id: str) -> None:
-        """Remove a job's progress (no-op when absent)."""
-        await self._execute(
-            f"DELETE FROM {self._s}.progress WHERE namespace = $1 AND job_id = $2",  # noqa: S608 - validated
-            self.namespace,
-            job_id,
-        )
-
-    async def list_active(self) -> list[ProgressInfo]:
-        """Return the progress of jobs that have not completed or failed."""
-        rows = await self._fetch(
-            f"SELECT data FROM {self._s}.progress WHERE namespace = $1 AND NOT complete "  # noqa: S608 - validated
-            "ORDER BY updated_at",
-            self.namespace,
-        )
-        return [ProgressInfo.from_dict(loads(row["data"])) for row in rows]
 
 
 class PostgresDLQBackend(_TableStore):

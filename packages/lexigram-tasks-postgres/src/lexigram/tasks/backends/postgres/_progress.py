@@ -1,0 +1,91 @@
+"""The PostgreSQL progress store: the latest `ProgressInfo` per job, with a TTL.
+
+Its table is one of the ``stores`` migrations (the expiry came with ``stores v4``);
+the records are JSON text, like every store's (see `_stores`).
+"""
+
+from __future__ import annotations
+
+from lexigram.contracts.tasks import ProgressInfo
+from lexigram.tasks.backends.postgres._connection import Database
+from lexigram.tasks.backends.postgres._expiry import ExpiredRows
+from lexigram.tasks.backends.postgres._options import DEFAULT_SCHEMA
+from lexigram.tasks.backends.postgres._stores import _UNEXPIRED, _TableStore, dumps, loads
+
+_TERMINAL_PROGRESS = frozenset({"complete", "failed"})
+"""Metadata statuses that make an entry complete (not listed as active)."""
+
+
+class PostgresProgressStore(_TableStore):
+    """The latest `ProgressInfo` per job, kept `ttl` seconds after its last change.
+
+    Args:
+        db: The database handle.
+        schema: Schema holding the tables.
+        namespace: Which entries this store sees.
+        ttl: Seconds an entry is kept after its last change (expired entries are neither
+            read nor listed, and saves sweep them out; see `ExpiredRows`).
+    """
+
+    _what = "progress store"
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        namespace: str = "default",
+        ttl: float = 86400.0,
+    ) -> None:
+        super().__init__(db, schema=schema, namespace=namespace)
+        self.ttl = ttl
+        self.expiry = ExpiredRows(self._rows_deleted, f"{self._s}.progress", "progress entries")
+
+    async def save(self, info: ProgressInfo) -> None:
+        """Save (or replace) a job's progress."""
+        complete = info.is_complete or info.metadata.get("status") in _TERMINAL_PROGRESS
+        self.expiry.written()
+        await self._execute(
+            f"""
+INSERT INTO {self._s}.progress (namespace, job_id, complete, data, updated_at, expires_at)
+VALUES ($1, $2, $3, $4::json, clock_timestamp(), clock_timestamp() + make_interval(secs => $5))
+ON CONFLICT (namespace, job_id) DO UPDATE SET complete = EXCLUDED.complete,
+    data = EXCLUDED.data, updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at""",  # noqa: S608 - validated
+            self.namespace,
+            info.job_id,
+            complete,
+            dumps(info.to_dict()),
+            self.ttl,
+        )
+
+    async def get(self, job_id: str) -> ProgressInfo | None:
+        """Return a job's progress, or None (also once it expired)."""
+        text = await self._fetchval(
+            f"SELECT data FROM {self._s}.progress WHERE namespace = $1 AND job_id = $2 "  # noqa: S608 - validated
+            f"AND {_UNEXPIRED}",
+            self.namespace,
+            job_id,
+        )
+        return None if text is None else ProgressInfo.from_dict(loads(text))
+
+    async def delete(self, job_id: str) -> None:
+        """Remove a job's progress (no-op when absent)."""
+        await self._execute(
+            f"DELETE FROM {self._s}.progress WHERE namespace = $1 AND job_id = $2",  # noqa: S608 - validated
+            self.namespace,
+            job_id,
+        )
+
+    async def list_active(self) -> list[ProgressInfo]:
+        """Return the progress of jobs that have not completed or failed."""
+        rows = await self._fetch(
+            f"SELECT data FROM {self._s}.progress WHERE namespace = $1 AND NOT complete "  # noqa: S608 - validated
+            f"AND {_UNEXPIRED} ORDER BY updated_at",
+            self.namespace,
+        )
+        return [ProgressInfo.from_dict(loads(row["data"])) for row in rows]
+
+    async def close(self) -> None:
+        """Stop a sweep in progress and release the pool."""
+        await self.expiry.close()
+        await super().close()

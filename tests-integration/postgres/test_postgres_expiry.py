@@ -1,0 +1,210 @@
+"""Expired results and progress entries leave their tables: by index, without anyone asking.
+
+Every stored result is also written into ``results_expiry_idx``. The sweep
+(`cleanup_expired`) compared ``expires_at`` with ``clock_timestamp()``, which is volatile:
+PostgreSQL cannot use a volatile bound as an index condition, so every sweep read the
+whole results table while the index was paid for on every write and never read. And
+nothing in a worker called it: expired results stayed forever. Progress entries had no
+expiry at all (Redis and SQLite keep them `progress_ttl` seconds). Here the sweep's plan
+must be a scan of the expiry index, it must delete exactly the expired rows, and a write
+(a result stored by the store or by the queue's ack, a progress entry saved) must start
+it by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from lexigram.contracts.tasks import Job, JobResult, ProgressInfo, TaskBackendSpec
+from lexigram.tasks.backends.postgres import PostgresTaskQueue, backend, migrate
+from lexigram.tasks.backends.postgres._expiry import SWEEP_CHUNK
+from lexigram.tasks.backends.postgres._schema import (
+    _MIGRATIONS_TABLE,
+    STORE_MIGRATIONS,
+    _render,
+)
+
+pytestmark = pytest.mark.postgres
+
+LIVE_ROWS = 100_000
+EXPIRED_ROWS = 2 * SWEEP_CHUNK + 500  # three statements: two full chunks and a rest
+
+
+def _index_names(plan: dict[str, Any]) -> list[str]:
+    names = [plan["Index Name"]] if "Index Name" in plan else []
+    for child in plan.get("Plans", ()):
+        names.extend(_index_names(child))
+    return names
+
+
+@pytest_asyncio.fixture
+async def schema(postgres_dsn: str) -> AsyncIterator[str]:
+    """A migrated schema of this test's own."""
+    name = f"lexigram_expiry_{uuid.uuid4().hex[:8]}"
+    await migrate(postgres_dsn, name)
+    try:
+        yield name
+    finally:
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+        finally:
+            await conn.close()
+
+
+async def _sql(dsn: str, statement: str) -> Any:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(statement)
+    finally:
+        await conn.close()
+
+
+async def _add_rows(dsn: str, schema: str, table: str, count: int, *, expired: bool) -> None:
+    prefix, when = (
+        ("old", "now() - interval '1 minute'") if expired else ("live", "now() + '1 day'")
+    )
+    extra = ", complete, updated_at" if table == "progress" else ", success"
+    values = ", false, now()" if table == "progress" else ", true"
+    await _sql(
+        dsn,
+        f'INSERT INTO "{schema}".{table} (namespace, job_id, data, expires_at{extra}) '  # noqa: S608 - a test's own schema
+        f"SELECT 'sweep', '{prefix}-' || g, '{{}}'::json, {when}{values} "
+        f"FROM generate_series(1, {count}) AS g",
+    )
+    await _sql(dsn, f'ANALYZE "{schema}".{table}')
+
+
+async def _expired_left(dsn: str, schema: str, table: str) -> int:
+    return int(
+        await _sql(dsn, f'SELECT count(*) FROM "{schema}".{table} WHERE expires_at <= now()')  # noqa: S608 - a test's own schema
+    )
+
+
+async def _until_swept(dsn: str, schema: str, table: str) -> None:
+    for _ in range(100):
+        if await _expired_left(dsn, schema, table) == 0:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"expired rows of {table} are still there 5 s after a write")
+
+
+def _spec(dsn: str, schema: str, **options: Any) -> TaskBackendSpec:
+    return TaskBackendSpec(url=dsn, options={"schema": schema, "namespace": "sweep", **options})
+
+
+async def test_the_sweep_reads_the_expiry_index_and_deletes_only_the_expired(
+    postgres_dsn: str, schema: str
+) -> None:
+    await _add_rows(postgres_dsn, schema, "results", LIVE_ROWS, expired=False)
+    await _add_rows(postgres_dsn, schema, "results", EXPIRED_ROWS, expired=True)
+    store = backend.create_result_store(_spec(postgres_dsn, schema))
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {store.expiry.sql}", SWEEP_CHUNK)
+        plan = json.loads(raw)[0]["Plan"]
+        assert "results_expiry_idx" in _index_names(plan), plan
+
+        assert await store.cleanup_expired() == EXPIRED_ROWS
+        left = await conn.fetchval(f'SELECT count(*) FROM "{schema}".results')  # noqa: S608 - a test's own schema
+        assert left == LIVE_ROWS
+    finally:
+        await store.close()
+        await conn.close()
+
+
+async def test_storing_a_result_sweeps_the_expired_ones(postgres_dsn: str, schema: str) -> None:
+    await _add_rows(postgres_dsn, schema, "results", 300, expired=True)
+    store = backend.create_result_store(_spec(postgres_dsn, schema))
+    try:
+        result = JobResult.ok(1)
+        await store.store("fresh", result)
+        await _until_swept(postgres_dsn, schema, "results")
+        assert await store.get("fresh") == result
+    finally:
+        await store.close()
+
+
+async def test_the_ack_that_stores_a_result_sweeps_the_expired_ones(
+    postgres_dsn: str, schema: str
+) -> None:
+    await _add_rows(postgres_dsn, schema, "results", 300, expired=True)
+    store = backend.create_result_store(_spec(postgres_dsn, schema))
+    queue = PostgresTaskQueue(dsn=postgres_dsn, schema=schema, queue_name="sweep")
+    try:
+        acker = queue.result_acker(store)
+        assert acker is not None  # the store is on the queue's database
+        await queue.enqueue(Job(name="noop"))
+        (job,) = await queue.dequeue_batch(1)
+        result = JobResult.ok(2)
+        assert await acker(job.id, result, job.lease_token)
+        await _until_swept(postgres_dsn, schema, "results")
+        assert await store.get(job.id) == result
+    finally:
+        await queue.close()
+        await store.close()
+
+
+async def test_progress_is_forgotten_after_its_ttl(postgres_dsn: str, schema: str) -> None:
+    store = backend.create_progress_store(_spec(postgres_dsn, schema, progress_ttl=0.2))
+    try:
+        await store.save(ProgressInfo(job_id="short", current=1, total=3))
+        assert await store.get("short") is not None
+        assert [info.job_id for info in await store.list_active()] == ["short"]
+        await asyncio.sleep(0.3)
+        assert await store.get("short") is None
+        assert await store.list_active() == []
+    finally:
+        await store.close()
+
+
+async def test_saving_progress_sweeps_the_expired_entries(postgres_dsn: str, schema: str) -> None:
+    await _add_rows(postgres_dsn, schema, "progress", 300, expired=True)
+    store = backend.create_progress_store(_spec(postgres_dsn, schema))
+    try:
+        await store.save(ProgressInfo(job_id="fresh", current=1, total=2))
+        await _until_swept(postgres_dsn, schema, "progress")
+        saved = await store.get("fresh")
+        assert saved is not None
+        assert saved.current == 1
+    finally:
+        await store.close()
+
+
+async def test_stores_v4_gives_earlier_progress_entries_a_day(postgres_dsn: str) -> None:
+    """Entries written before progress expired are kept one day from their last change."""
+    name = f"lexigram_expiry_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{name}"')
+        await conn.execute(_MIGRATIONS_TABLE.format(s=f'"{name}"'))
+        for migration in STORE_MIGRATIONS[:3]:
+            await conn.execute(_render(migration, name, ""))
+            await conn.execute(
+                f'INSERT INTO "{name}".schema_migrations (scope, version, name) '  # noqa: S608 - a test's own schema
+                "VALUES ('stores', $1, $2)",
+                migration.version,
+                migration.name,
+            )
+        await conn.execute(
+            f'INSERT INTO "{name}".progress (namespace, job_id, complete, data, updated_at) '  # noqa: S608 - a test's own schema
+            """VALUES ('sweep', 'before', false, '{"job_id": "before"}'::json, """
+            "now() - interval '1 hour')"
+        )
+        applied = await migrate(postgres_dsn, name)
+        assert applied[0] == "stores v4 progress entries expire"
+        kept = await conn.fetchval(
+            f'SELECT expires_at - updated_at FROM "{name}".progress'  # noqa: S608 - a test's own schema
+        )
+        assert kept.total_seconds() == 86400
+    finally:
+        await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+        await conn.close()
