@@ -191,16 +191,18 @@ def test_pending_migrations_by_scope():
         ("stores", 2),
         ("stores", 3),
         ("stores", 4),
+        ("stores", 5),
         ("queue:tasks", 1),
     ]
-    assert _pending({"stores": 4, "queue:tasks": 1}, "tasks") == []
-    assert [scope for scope, _ in _pending({"stores": 4}, "other")] == ["queue:other"]
-    assert _pending({"stores": 4}, None) == []
+    assert _pending({"stores": 5, "queue:tasks": 1}, "tasks") == []
+    assert [scope for scope, _ in _pending({"stores": 5}, "other")] == ["queue:other"]
+    assert _pending({"stores": 5}, None) == []
     # A schema of an earlier version gets exactly the upgrades.
     assert [(scope, m.version) for scope, m in _pending({"stores": 1}, None)] == [
         ("stores", 2),
         ("stores", 3),
         ("stores", 4),
+        ("stores", 5),
     ]
 
 

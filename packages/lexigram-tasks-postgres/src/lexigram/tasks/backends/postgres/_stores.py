@@ -342,15 +342,17 @@ SELECT count(pg_notify($6, payload)) FROM unnest($7::text[]) AS payload""",  # n
         """
         return await self.expiry.sweep()
 
-    async def _listing(self, *, success: bool, limit: int | None) -> list[JobResult]:
-        rows = await self._fetch(
-            f"SELECT data FROM {self._s}.results WHERE namespace = $1 AND success = $2 "  # noqa: S608 - validated
-            f"AND {_UNEXPIRED} "
-            "ORDER BY stored_at DESC LIMIT $3",
-            self.namespace,
-            success,
-            limit,
+    def _listing_sql(self, *, success: bool) -> str:
+        # `success` is written into the statement, not passed: the generic plan of
+        # `success = $2` could not use `results_failed_idx` (`WHERE NOT success`).
+        which = "success" if success else "NOT success"
+        return (
+            f"SELECT data FROM {self._s}.results WHERE namespace = $1 AND {which} "  # noqa: S608 - validated
+            f"AND {_UNEXPIRED} ORDER BY stored_at DESC LIMIT $2"
         )
+
+    async def _listing(self, *, success: bool, limit: int | None) -> list[JobResult]:
+        rows = await self._fetch(self._listing_sql(success=success), self.namespace, limit)
         return [JobResult.from_dict(loads(row["data"])) for row in rows]
 
     async def get_completed(self, limit: int | None = None) -> list[JobResult]:
