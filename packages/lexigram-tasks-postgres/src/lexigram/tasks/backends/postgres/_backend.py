@@ -69,7 +69,7 @@ class PostgresBackend:
         return PostgresTaskQueue(PostgresTaskConfig.from_spec(spec))
 
     def create_result_store(self, spec: TaskBackendSpec, /) -> PostgresResultStore:
-        """Build a result store (option ``result_ttl``, default one day)."""
+        """Build a result store (option ``result_ttl``, default an hour, as on every backend)."""
         options = PostgresOptions.from_spec(spec)
         return PostgresResultStore(
             _database(spec, options),

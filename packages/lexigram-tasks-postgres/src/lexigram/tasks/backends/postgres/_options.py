@@ -170,7 +170,7 @@ class PostgresOptions:
     connect_timeout: float = 10.0
     max_attempts: int = 5
     namespace: str = "default"
-    result_ttl: float = 86400.0
+    result_ttl: float = 3600.0
     progress_ttl: float = 86400.0
 
     def __post_init__(self) -> None:

@@ -195,7 +195,7 @@ class PostgresResultStore(_TableStore):
         *,
         schema: str = DEFAULT_SCHEMA,
         namespace: str = "default",
-        ttl: float = 86400.0,
+        ttl: float = 3600.0,
     ) -> None:
         super().__init__(db, schema=schema, namespace=namespace)
         self.ttl = ttl
