@@ -141,6 +141,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # answers per priority level (see `_queue`).
         "DROP INDEX IF EXISTS lexigram_jobs_due",
     ),
+    (
+        # Saving progress deletes expired entries now and then, as storing results does;
+        # before, only `list_active` did, so a process that never listed kept them all.
+        "CREATE INDEX IF NOT EXISTS lexigram_progress_expiry ON lexigram_progress (expires_at)",
+    ),
 )
 """Migration N (1-based) is ``MIGRATIONS[N - 1]``; never edit one that shipped."""
 

@@ -193,14 +193,27 @@ class SQLiteProgressStore(SQLiteStore):
     def __init__(self, *args: Any, ttl: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._ttl = self.options.progress_ttl if ttl is None else ttl
+        self._purger = Purger()  # used on the database thread only, like the results'
 
     async def save(self, info: ProgressInfo) -> None:
-        """Save progress state (an entry whose job is complete leaves `list_active`)."""
+        """Save progress state (an entry whose job is complete leaves `list_active`).
+
+        Like storing a result, a save now and then deletes a chunk of expired entries.
+        """
         data = json_for_storage(info.to_dict(), what=f"progress of job {info.job_id}")
         row = (info.job_id, data, 1 if info.is_complete else 0, expiry(self._ttl))
+        purger = self._purger
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO lexigram_progress VALUES (?, ?, ?, ?)", row)
+            now = time.time()
+            if purger.due(now):
+                cur = conn.execute(
+                    "DELETE FROM lexigram_progress WHERE job_id IN (SELECT job_id FROM "
+                    "lexigram_progress WHERE expires_at <= ? LIMIT ?)",
+                    (now, purger.chunk),
+                )
+                purger.done(cur.rowcount)
 
         self._db.submit(run, what="save progress")  # write-behind, like results
 
