@@ -38,10 +38,11 @@ async def test_migrate_concurrent_starters_apply_each_migration_once(postgres_ds
         results = await asyncio.gather(*(migrate(postgres_dsn, schema) for _ in range(6)))
         applied = [names for names in results if names]
         assert len(applied) == 1
-        assert len(applied[0]) == 6  # the store tables (v1 to v5) and the jobs table
+        assert len(applied[0]) == 7  # the store tables (v1 to v5) and the jobs table (v1, v2)
         rows = await pg_conn.fetch(f'SELECT scope, version FROM "{schema}".schema_migrations')  # noqa: S608
         assert sorted((r["scope"], r["version"]) for r in rows) == [
             ("queue:tasks", 1),
+            ("queue:tasks", 2),
             ("stores", 1),
             ("stores", 2),
             ("stores", 3),
@@ -51,7 +52,8 @@ async def test_migrate_concurrent_starters_apply_each_migration_once(postgres_ds
         assert await migrate(postgres_dsn, schema) == []
         # A second jobs table in the same schema is its own migration scope.
         assert await migrate(postgres_dsn, schema, table="emails") == [
-            "queue:emails v1 jobs table, indexes, keys"
+            "queue:emails v1 jobs table, indexes, keys",
+            "queue:emails v2 no timed index (the dequeue index answers its reads)",
         ]
     finally:
         await pg_conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -84,9 +86,40 @@ async def test_dequeue_plan_uses_the_dequeue_index_not_a_table_scan(pg_queue, pg
         r[0] for r in await pg_conn.fetch("EXPLAIN " + sql.dequeue, pg_queue.queue_name, 50, 30.0)
     )
     assert "Seq Scan" not in update_plan
-    due_plan = "\n".join(r[0] for r in await pg_conn.fetch("EXPLAIN " + sql.next_due, "x"))
-    assert "tasks_timed_idx" in due_plan
-    assert "Seq Scan" not in due_plan
+    # The idle "next due" probe and the count of running jobs read the dequeue index one
+    # priority level at a time; no index of their own is written by every dequeue.
+    for statement in (sql.next_due, sql.count_running):
+        plan = "\n".join(r[0] for r in await pg_conn.fetch("EXPLAIN " + statement, "x"))
+        assert "tasks_dequeue_idx" in plan
+        assert "Seq Scan" not in plan
+    indexes = {
+        row["indexname"]
+        for row in await pg_conn.fetch(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'tasks'",
+            pg_schema,
+        )
+    }
+    assert indexes == {"tasks_pkey", "tasks_dequeue_idx"}
+
+
+async def test_due_times_and_leases_are_found_on_every_priority_level(pg_queue, pg_conn):
+    """`next_due`, the running count and `requeue_stalled` walk the levels one by one."""
+    now = time.time()
+    await pg_queue.enqueue(Job(name="ready-top", priority=20))
+    await pg_queue.enqueue(Job(name="ready-low", priority=0))
+    await pg_queue.enqueue(Job(name="later", priority=10, scheduled_at=now + 60))
+    await pg_queue.enqueue(Job(name="soon", priority=3, scheduled_at=now + 2))
+    (leased,) = await pg_queue.dequeue_batch(1)
+    assert leased.name == "ready-top"
+    assert await pg_queue.count(pg_queue.queue_name, JobStatus.RUNNING) == 1
+
+    due = await pg_conn.fetchval(pg_queue._sql.next_due, pg_queue.queue_name)
+    assert 0 < due <= 2  # the level-3 job, before the lease (30 s) and the level-10 job
+
+    assert await pg_queue.requeue_stalled(visibility_timeout_seconds=0) == 1
+    assert await pg_queue.count(pg_queue.queue_name, JobStatus.RUNNING) == 0
+    names = [job.name for job in await pg_queue.dequeue_batch(10)]
+    assert names == ["ready-top", "ready-low"]
 
 
 async def test_vacuum_runs_on_the_jobs_table(pg_queue: PostgresTaskQueue, pg_conn):

@@ -59,7 +59,8 @@ class Migration(NamedTuple):
 # a priority stops at the first not-yet-due row and reclaiming an expired lease is part
 # of the ordinary dequeue. `status` is 'pending' (ready at enqueue), 'scheduled'
 # (delayed or backing off) or 'running' (leased); the partial "timed" index over the
-# non-pending rows answers "when is the next delayed job or lease due" in one probe.
+# non-pending rows answered "when is the next delayed job or lease due" (version 2
+# drops it).
 _QUEUE_V1 = """
 CREATE TABLE IF NOT EXISTS {s}.{t} (
     id              text        PRIMARY KEY,
@@ -234,7 +235,18 @@ CREATE INDEX IF NOT EXISTS results_failed_idx ON {s}.results (namespace, stored_
     WHERE NOT success;
 """
 
-QUEUE_MIGRATIONS: tuple[Migration, ...] = (Migration(1, "jobs table, indexes, keys", _QUEUE_V1),)
+# Every dequeue (the row becomes 'running') and every delayed enqueue wrote an entry into
+# the partial "timed" index, which only answered the idle consumer's next-due bound, the
+# count of running jobs and `requeue_stalled`. The dequeue index answers them too, one
+# priority level at a time (see `levels` in `_sql`), as SQLite's queue does.
+_QUEUE_V2 = """
+DROP INDEX IF EXISTS {s}.{j};
+"""
+
+QUEUE_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "jobs table, indexes, keys", _QUEUE_V1),
+    Migration(2, "no timed index (the dequeue index answers its reads)", _QUEUE_V2),
+)
 """Migrations of a jobs table (scope ``queue:<table>``), oldest first."""
 
 STORE_MIGRATIONS: tuple[Migration, ...] = (

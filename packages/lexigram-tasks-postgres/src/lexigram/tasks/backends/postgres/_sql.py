@@ -157,11 +157,33 @@ FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.payload, j.delivery_count, -picked.priority AS rank,
           picked.available_at AS due, picked.seq"""  # noqa: S608 - identifiers validated
+        # The rows of queue $1 that fall due later (delayed, backing off, or leased), read
+        # through the dequeue index one priority level at a time: `levels` finds the
+        # queue's levels one index descent each (a loose index scan), and each level's
+        # future rows are a range of that index (`available_at > now()`; now() is
+        # stable, unlike clock_timestamp(), so the bound is an index condition). No index
+        # of their own: every dequeue would write an entry into it (see `_schema`).
+        levels = f"""
+WITH RECURSIVE levels(priority) AS (
+    (SELECT priority FROM {jobs} WHERE queue = $1 ORDER BY priority DESC LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.priority FROM {jobs} AS j WHERE j.queue = $1 AND j.priority < l.priority
+            ORDER BY j.priority DESC LIMIT 1)
+    FROM levels AS l WHERE l.priority IS NOT NULL
+)"""  # noqa: S608 - identifiers validated
+
+        def later(columns: str, condition: str = "") -> str:
+            return f"""
+FROM levels CROSS JOIN LATERAL (
+    SELECT {columns} FROM {jobs}
+    WHERE queue = $1 AND priority = levels.priority AND available_at > now(){condition}
+) AS later"""  # noqa: S608 - identifiers validated
+
         # $1 queue -> seconds until the next delayed job or lease falls due (NULL: none).
-        # now() (stable, unlike clock_timestamp()) makes the bound an index condition.
-        next_due = f"""
-SELECT extract(epoch FROM min(available_at) - clock_timestamp())::float8 FROM {jobs}
-WHERE queue = $1 AND status <> 'pending' AND available_at > now()"""  # noqa: S608 - identifiers validated
+        # Each level's earliest is the first entry of its range: one descent per level.
+        earliest = later("available_at", " AND status <> 'pending' ORDER BY available_at LIMIT 1")
+        next_due = f"""{levels}
+SELECT extract(epoch FROM min(later.available_at) - clock_timestamp())::float8 {earliest}"""  # noqa: S608 - identifiers validated
 
         # A lease token is "<seq>:<delivery_count>": `seq` is unique per inserted row
         # (an identity), `delivery_count` rises with every delivery, so the pair names
@@ -243,15 +265,20 @@ SELECT d.leased, (SELECT count(*) FROM announced) FROM d"""  # noqa: S608 - iden
         count_retrying = (
             f"SELECT count(*) FROM {jobs} WHERE queue = $1 AND retry_count > 0 AND NOT ({leased})"  # noqa: S608 - identifiers validated
         )
-        count_running = f"SELECT count(*) FROM {jobs} WHERE queue = $1 AND {leased}"  # noqa: S608 - identifiers validated
+        count_running = f"""{levels}
+SELECT count(*) {later("1", f" AND {leased}")}"""
         clear_jobs = f"DELETE FROM {jobs} WHERE queue = $1"  # noqa: S608 - identifiers validated
         clear_keys = f"DELETE FROM {keys} WHERE queue = $1"  # noqa: S608 - identifiers validated
         # $1 queue, $2 seconds without heartbeat, $3 channel -> number requeued.
-        requeue_stalled = f"""
-WITH u AS (
+        # Only unexpired leases: an expired one is the dequeue's to reclaim already.
+        stalled = later(
+            "id",
+            " AND status = 'running'"
+            " AND heartbeat_at < clock_timestamp() - make_interval(secs => $2)",
+        )
+        requeue_stalled = f"""{levels}, u AS (
     UPDATE {jobs} SET status = 'pending', available_at = clock_timestamp(), heartbeat_at = NULL
-    WHERE queue = $1 AND status = 'running'
-      AND heartbeat_at < clock_timestamp() - make_interval(secs => $2)
+    WHERE id IN (SELECT later.id {stalled})
     RETURNING available_at
 ), woke AS (
     SELECT pg_notify($3, '') FROM u HAVING count(*) > 0
