@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 
 from lexigram.tasks.backends.postgres import PostgresTaskQueue, migrate
+from lexigram.tasks.backends.postgres._schema import _MIGRATIONS_TABLE, STORE_MIGRATIONS, _render
 
 
 async def _drop_schema(dsn: str, schema: str) -> None:
@@ -128,3 +129,34 @@ async def spawn_worker(
         except TimeoutError:
             proc.kill()
             await proc.wait()
+
+
+@pytest_asyncio.fixture
+async def stores_schema_at(
+    postgres_dsn: str, pg_conn: asyncpg.Connection
+) -> AsyncIterator[Callable[[int], Awaitable[str]]]:
+    """`await stores_schema_at(n)` -> a new schema whose store tables stop at version n.
+
+    As an earlier release left it: the migrations up to ``stores v<n>`` applied and
+    recorded, none after; for tests of an upgrade. The schemas are dropped afterwards.
+    """
+    made: list[str] = []
+
+    async def at(version: int) -> str:
+        schema = f"lexigram_test_{uuid.uuid4().hex[:8]}"
+        made.append(schema)
+        await pg_conn.execute(f'CREATE SCHEMA "{schema}"')
+        await pg_conn.execute(_MIGRATIONS_TABLE.format(s=f'"{schema}"'))
+        for migration in STORE_MIGRATIONS[:version]:
+            await pg_conn.execute(_render(migration, schema, ""))
+            await pg_conn.execute(
+                f'INSERT INTO "{schema}".schema_migrations (scope, version, name) '  # noqa: S608 - a test's own schema
+                "VALUES ('stores', $1, $2)",
+                migration.version,
+                migration.name,
+            )
+        return schema
+
+    yield at
+    for schema in made:
+        await pg_conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -35,11 +35,6 @@ from lexigram.contracts.tasks import (
     WorkflowStatus,
 )
 from lexigram.tasks.backends.postgres import PostgresTaskQueue, backend, migrate
-from lexigram.tasks.backends.postgres._schema import (
-    _MIGRATIONS_TABLE,
-    STORE_MIGRATIONS,
-    _render,
-)
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
 
@@ -260,41 +255,31 @@ def test_dlq_list_shows_the_nul_job(
     assert "nul_task" in done.stdout
 
 
-async def test_stores_v2_upgrades_a_v1_schema_in_place(postgres_dsn: str) -> None:
+async def test_stores_v2_upgrades_a_v1_schema_in_place(
+    postgres_dsn: str, pg_conn: asyncpg.Connection, stores_schema_at: Callable[..., Any]
+) -> None:
     """A schema written by the previous version keeps its records and then takes NULs."""
-    schema = f"lexigram_test_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(postgres_dsn)
+    schema = await stores_schema_at(1)
+    await pg_conn.execute(
+        f'INSERT INTO "{schema}".dead_letters (namespace, record_id, data) '  # noqa: S608 - test schema
+        """VALUES ('default', 'old', '{"error": "before the upgrade"}'::jsonb)"""
+    )
+    await pg_conn.execute(
+        f"INSERT INTO \"{schema}\".cache (key, value) VALUES ('k', 'old value')"  # noqa: S608 - test schema
+    )
+    applied = await migrate(postgres_dsn, schema)
+    assert applied[0] == "stores v2 NUL-safe records (json) and cache values (bytea)"
+    spec = TaskBackendSpec(type="postgres", url=postgres_dsn, options={"schema": schema})
+    dlq = backend.create_dlq_backend(spec)
+    cache = backend.create_cache_backend(spec)
     try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        await conn.execute(_MIGRATIONS_TABLE.format(s=f'"{schema}"'))
-        await conn.execute(_render(STORE_MIGRATIONS[0], schema, ""))
-        await conn.execute(
-            f'INSERT INTO "{schema}".schema_migrations (scope, version, name) '  # noqa: S608 - test schema
-            "VALUES ('stores', 1, 'store tables')"
-        )
-        await conn.execute(
-            f'INSERT INTO "{schema}".dead_letters (namespace, record_id, data) '  # noqa: S608 - test schema
-            """VALUES ('default', 'old', '{"error": "before the upgrade"}'::jsonb)"""
-        )
-        await conn.execute(
-            f"INSERT INTO \"{schema}\".cache (key, value) VALUES ('k', 'old value')"  # noqa: S608 - test schema
-        )
-        applied = await migrate(postgres_dsn, schema)
-        assert applied[0] == "stores v2 NUL-safe records (json) and cache values (bytea)"
-        spec = TaskBackendSpec(type="postgres", url=postgres_dsn, options={"schema": schema})
-        dlq = backend.create_dlq_backend(spec)
-        cache = backend.create_cache_backend(spec)
-        try:
-            assert await dlq.get("old") == {"error": "before the upgrade"}
-            assert await cache.get("k") == "old value"
-            await dlq.add("new", {"error": f"after{NUL}"})
-            assert await dlq.get("new") == {"error": f"after{NUL}"}
-        finally:
-            await dlq.close()
-            await cache.close()
+        assert await dlq.get("old") == {"error": "before the upgrade"}
+        assert await cache.get("k") == "old value"
+        await dlq.add("new", {"error": f"after{NUL}"})
+        assert await dlq.get("new") == {"error": f"after{NUL}"}
     finally:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
+        await dlq.close()
+        await cache.close()
 
 
 async def test_a_nul_in_a_key_is_a_validation_error_naming_it(build: Callable[..., Any]) -> None:

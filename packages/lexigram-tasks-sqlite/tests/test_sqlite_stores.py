@@ -303,48 +303,43 @@ async def test_one_failing_call_does_not_take_the_others_down(made: Any) -> None
     assert await store.get("y") is not None
 
 
-async def test_saving_progress_purges_expired_entries_in_bounded_chunks(made: Any) -> None:
-    """Before, only `list_active` deleted expired progress: a worker never listing kept it."""
-    store = build(made, "create_progress_store")
+async def _store_result(store: Any, index: int) -> None:
+    await store.store(f"new{index}", JobResult.ok(data=index))
+
+
+async def _save_progress(store: Any, index: int) -> None:
+    await store.save(ProgressInfo(job_id=f"new{index}", current=1, total=2))
+
+
+@pytest.mark.parametrize(
+    ("factory", "table", "expired_row", "write"),
+    [
+        ("create_result_store", "lexigram_results", "(?, 1, '{}', 0, 1)", _store_result),
+        # Before, only `list_active` deleted expired progress: a worker that never listed
+        # kept every entry.
+        ("create_progress_store", "lexigram_progress", "(?, '{}', 0, 1)", _save_progress),
+    ],
+)
+async def test_writes_purge_expired_rows_in_bounded_chunks_until_caught_up(
+    made: Any, factory: str, table: str, expired_row: str, write: Any
+) -> None:
+    store = build(made, factory)
     store._purger = Purger(every=3600.0, chunk=100)
 
     def plant(conn: sqlite3.Connection) -> None:
         conn.executemany(
-            "INSERT INTO lexigram_progress VALUES (?, '{}', 0, 1)",
+            f"INSERT INTO {table} VALUES {expired_row}",  # noqa: S608 - the test's own table
             [(f"old{i}",) for i in range(250)],
         )
 
     await store.database.call(plant)
 
     def remaining(conn: sqlite3.Connection) -> int:
-        return int(conn.execute("SELECT count(*) FROM lexigram_progress").fetchone()[0])
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
 
     counts = []
     for index in range(4):
-        await store.save(ProgressInfo(job_id=f"new{index}", current=1, total=2))
-        counts.append(await store.database.call(remaining, write=False))
-    assert counts == [151, 52, 3, 4]
-    assert (await store.get("new3")) == ProgressInfo(job_id="new3", current=1, total=2)
-
-
-async def test_expired_results_are_purged_in_bounded_chunks_until_caught_up(made: Any) -> None:
-    store = build(made, "create_result_store")
-    store._purger = Purger(every=3600.0, chunk=100)
-
-    def plant(conn: sqlite3.Connection) -> None:
-        conn.executemany(
-            "INSERT INTO lexigram_results VALUES (?, 1, '{}', 0, 1)",
-            [(f"old{i}",) for i in range(250)],
-        )
-
-    await store.database.call(plant)
-
-    def remaining(conn: sqlite3.Connection) -> int:
-        return int(conn.execute("SELECT count(*) FROM lexigram_results").fetchone()[0])
-
-    counts = []
-    for index in range(4):
-        await store.store(f"new{index}", JobResult.ok(data=index))
+        await write(store, index)
         counts.append(await store.database.call(remaining, write=False))
     # 100 per write while behind (the first purge is due at once), then no more purges.
     assert counts == [151, 52, 3, 4]

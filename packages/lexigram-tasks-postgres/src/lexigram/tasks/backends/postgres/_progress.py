@@ -7,39 +7,27 @@ the records are JSON text, like every store's (see `_stores`).
 from __future__ import annotations
 
 from lexigram.contracts.tasks import ProgressInfo
-from lexigram.tasks.backends.postgres._connection import Database
-from lexigram.tasks.backends.postgres._expiry import ExpiredRows
-from lexigram.tasks.backends.postgres._options import DEFAULT_SCHEMA
-from lexigram.tasks.backends.postgres._stores import _UNEXPIRED, _TableStore, dumps, loads
+from lexigram.tasks.backends.postgres._stores import _UNEXPIRED, _ExpiringTable, dumps, loads
 
 _TERMINAL_PROGRESS = frozenset({"complete", "failed"})
 """Metadata statuses that make an entry complete (not listed as active)."""
 
 
-class PostgresProgressStore(_TableStore):
+class PostgresProgressStore(_ExpiringTable):
     """The latest `ProgressInfo` per job, kept `ttl` seconds after its last change.
 
     Args:
         db: The database handle.
         schema: Schema holding the tables.
         namespace: Which entries this store sees.
-        ttl: Seconds an entry is kept after its last change (expired entries are neither
-            read nor listed, and saves sweep them out; see `ExpiredRows`).
+        ttl: Seconds an entry is kept after its last change (None: a day; expired
+            entries are neither read nor listed, and saves sweep them out).
     """
 
     _what = "progress store"
-
-    def __init__(
-        self,
-        db: Database,
-        *,
-        schema: str = DEFAULT_SCHEMA,
-        namespace: str = "default",
-        ttl: float = 86400.0,
-    ) -> None:
-        super().__init__(db, schema=schema, namespace=namespace)
-        self.ttl = ttl
-        self.expiry = ExpiredRows(self._rows_deleted, f"{self._s}.progress", "progress entries")
+    _table = "progress"
+    _rows = "progress entries"
+    _default_ttl = 86400.0
 
     async def save(self, info: ProgressInfo) -> None:
         """Save (or replace) a job's progress."""
@@ -60,13 +48,8 @@ ON CONFLICT (namespace, job_id) DO UPDATE SET complete = EXCLUDED.complete,
 
     async def get(self, job_id: str) -> ProgressInfo | None:
         """Return a job's progress, or None (also once it expired)."""
-        text = await self._fetchval(
-            f"SELECT data FROM {self._s}.progress WHERE namespace = $1 AND job_id = $2 "  # noqa: S608 - validated
-            f"AND {_UNEXPIRED}",
-            self.namespace,
-            job_id,
-        )
-        return None if text is None else ProgressInfo.from_dict(loads(text))
+        record = await self._live_record(job_id)
+        return None if record is None else ProgressInfo.from_dict(record)
 
     async def delete(self, job_id: str) -> None:
         """Remove a job's progress (no-op when absent)."""
@@ -84,8 +67,3 @@ ON CONFLICT (namespace, job_id) DO UPDATE SET complete = EXCLUDED.complete,
             self.namespace,
         )
         return [ProgressInfo.from_dict(loads(row["data"])) for row in rows]
-
-    async def close(self) -> None:
-        """Stop a sweep in progress and release the pool."""
-        await self.expiry.close()
-        await super().close()

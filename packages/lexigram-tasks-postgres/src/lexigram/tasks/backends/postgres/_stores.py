@@ -177,17 +177,16 @@ def _deleted(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-class PostgresResultStore(_TableStore):
-    """Job results with a TTL; `wait` is woken by NOTIFY when the result is stored.
+class _ExpiringTable(_TableStore):
+    """A store whose rows expire `ttl` seconds after their last write.
 
-    Args:
-        db: Database handle.
-        schema: Schema of the backend's tables.
-        namespace: Which results this store sees.
-        ttl: Seconds a result is kept.
+    Expired rows are neither read nor listed, and writes sweep them out (`ExpiredRows`).
+    `ttl` None is the store's default (`_default_ttl`).
     """
 
-    _what = "result store"
+    _table = ""
+    _rows = ""
+    _default_ttl = 3600.0
 
     def __init__(
         self,
@@ -195,10 +194,51 @@ class PostgresResultStore(_TableStore):
         *,
         schema: str = DEFAULT_SCHEMA,
         namespace: str = "default",
-        ttl: float = 3600.0,
+        ttl: float | None = None,
     ) -> None:
         super().__init__(db, schema=schema, namespace=namespace)
-        self.ttl = ttl
+        self.ttl = self._default_ttl if ttl is None else ttl
+        self.expiry = ExpiredRows(self._rows_deleted, f"{self._s}.{self._table}", self._rows)
+
+    async def _live_record(self, job_id: str) -> Any:
+        """The decoded record of `job_id`, or None when it is absent or expired."""
+        text = await self._fetchval(
+            f"SELECT data FROM {self._s}.{self._table} WHERE namespace = $1 AND job_id = $2 "  # noqa: S608 - validated
+            f"AND {_UNEXPIRED}",
+            self.namespace,
+            job_id,
+        )
+        return None if text is None else loads(text)
+
+    async def close(self) -> None:
+        """Stop a sweep in progress and release the pool."""
+        await self.expiry.close()
+        await super().close()
+
+
+class PostgresResultStore(_ExpiringTable):
+    """Job results with a TTL; `wait` is woken by NOTIFY when the result is stored.
+
+    Args:
+        db: Database handle.
+        schema: Schema of the backend's tables.
+        namespace: Which results this store sees.
+        ttl: Seconds a result is kept (None: an hour).
+    """
+
+    _what = "result store"
+    _table = "results"
+    _rows = "results"
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        namespace: str = "default",
+        ttl: float | None = None,
+    ) -> None:
+        super().__init__(db, schema=schema, namespace=namespace, ttl=ttl)
         self.channel = channel_name(schema, "results", namespace)
         self._writes: StatementBatcher[tuple[str, bool, str], None] = StatementBatcher(
             self._store_batch, _RESULT_BATCH
@@ -206,7 +246,6 @@ class PostgresResultStore(_TableStore):
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._listener: Listener | None = None
         self._listen_lock = asyncio.Lock()
-        self.expiry = ExpiredRows(self._rows_deleted, self.results_table, "results")
 
     @property
     def results_table(self) -> str:
@@ -260,13 +299,8 @@ SELECT count(pg_notify($6, payload)) FROM unnest($7::text[]) AS payload""",  # n
 
     async def get(self, job_id: str) -> JobResult | None:
         """Return a result, or None if absent or expired."""
-        text = await self._fetchval(
-            f"SELECT data FROM {self._s}.results WHERE namespace = $1 AND job_id = $2 "  # noqa: S608 - validated
-            f"AND {_UNEXPIRED}",
-            self.namespace,
-            job_id,
-        )
-        return None if text is None else JobResult.from_dict(loads(text))
+        record = await self._live_record(job_id)
+        return None if record is None else JobResult.from_dict(record)
 
     async def find_job_ids(self, prefix: str, limit: int) -> list[str]:
         """Return up to `limit` ids with a live result starting with `prefix`."""
@@ -366,7 +400,6 @@ SELECT count(pg_notify($6, payload)) FROM unnest($7::text[]) AS payload""",  # n
     async def close(self) -> None:
         """Finish the results being written, stop listening and release the pool."""
         await self._writes.drain()
-        await self.expiry.close()
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.unsubscribe(self.channel, self._on_notify)

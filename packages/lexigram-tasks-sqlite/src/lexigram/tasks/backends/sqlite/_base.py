@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from typing import Any
 
@@ -47,6 +48,21 @@ class Purger:
     def done(self, deleted: int) -> None:
         """Record how many rows the purge deleted."""
         self._behind = deleted >= self.chunk
+
+    def after_write(self, conn: sqlite3.Connection, table: str) -> None:
+        """Delete a chunk of `table`'s expired rows if a purge is due (a write just ran).
+
+        `table` is one of the stores' own, keyed by ``job_id`` with an ``expires_at``
+        index; call it on the database thread, in the write's transaction.
+        """
+        now = time.time()
+        if self.due(now):
+            cur = conn.execute(
+                f"DELETE FROM {table} WHERE job_id IN "  # noqa: S608 - the stores' own tables
+                f"(SELECT job_id FROM {table} WHERE expires_at <= ? LIMIT ?)",
+                (now, self.chunk),
+            )
+            self.done(cur.rowcount)
 
 
 class SQLiteStore:

@@ -60,15 +60,7 @@ class _ResultBatch:
         conn.executemany(
             "INSERT OR REPLACE INTO lexigram_results VALUES (?, ?, ?, ?, ?)", self.rows
         )
-        now = time.time()
-        purger = self.purger
-        if purger.due(now):
-            cur = conn.execute(
-                "DELETE FROM lexigram_results WHERE job_id IN (SELECT job_id FROM "
-                "lexigram_results WHERE expires_at <= ? LIMIT ?)",
-                (now, purger.chunk),
-            )
-            purger.done(cur.rowcount)
+        self.purger.after_write(conn, "lexigram_results")
 
 
 class SQLiteResultStore(SQLiteStore):
@@ -206,14 +198,7 @@ class SQLiteProgressStore(SQLiteStore):
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO lexigram_progress VALUES (?, ?, ?, ?)", row)
-            now = time.time()
-            if purger.due(now):
-                cur = conn.execute(
-                    "DELETE FROM lexigram_progress WHERE job_id IN (SELECT job_id FROM "
-                    "lexigram_progress WHERE expires_at <= ? LIMIT ?)",
-                    (now, purger.chunk),
-                )
-                purger.done(cur.rowcount)
+            purger.after_write(conn, "lexigram_progress")
 
         self._db.submit(run, what="save progress")  # write-behind, like results
 

@@ -1,4 +1,4 @@
-"""Expired results and progress entries leave their tables: by index, without anyone asking.
+"""The store tables' indexes: expired rows leave by index, and listings read theirs.
 
 Every stored result is also written into ``results_expiry_idx``. The sweep
 (`cleanup_expired`) compared ``expires_at`` with ``clock_timestamp()``, which is volatile:
@@ -9,6 +9,11 @@ expiry at all (Redis and SQLite keep them `progress_ttl` seconds). Here the swee
 must be a scan of the expiry index, it must delete exactly the expired rows, and a write
 (a result stored by the store or by the queue's ack, a progress entry saved) must start
 it by itself.
+
+Every result was also written into an index on (namespace, success, stored_at) that only
+the listings read; ``stores v5`` keeps an index of the failed results alone
+(``results_failed_idx``), so a job that succeeds writes one index entry fewer. Listing
+the failed results must still read it, and both listings return the newest first.
 """
 
 from __future__ import annotations
@@ -26,11 +31,6 @@ import pytest_asyncio
 from lexigram.contracts.tasks import Job, JobResult, ProgressInfo, TaskBackendSpec
 from lexigram.tasks.backends.postgres import PostgresTaskQueue, backend, migrate
 from lexigram.tasks.backends.postgres._expiry import SWEEP_CHUNK
-from lexigram.tasks.backends.postgres._schema import (
-    _MIGRATIONS_TABLE,
-    STORE_MIGRATIONS,
-    _render,
-)
 
 pytestmark = pytest.mark.postgres
 
@@ -179,32 +179,56 @@ async def test_saving_progress_sweeps_the_expired_entries(postgres_dsn: str, sch
         await store.close()
 
 
-async def test_stores_v4_gives_earlier_progress_entries_a_day(postgres_dsn: str) -> None:
+async def test_stores_v4_gives_earlier_progress_entries_a_day(
+    postgres_dsn: str, pg_conn: asyncpg.Connection, stores_schema_at: Any
+) -> None:
     """Entries written before progress expired are kept one day from their last change."""
-    name = f"lexigram_expiry_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(postgres_dsn)
+    schema = await stores_schema_at(3)
+    await pg_conn.execute(
+        f'INSERT INTO "{schema}".progress (namespace, job_id, complete, data, updated_at) '  # noqa: S608 - a test's own schema
+        """VALUES ('sweep', 'before', false, '{"job_id": "before"}'::json, """
+        "now() - interval '1 hour')"
+    )
+    applied = await migrate(postgres_dsn, schema)
+    assert applied[0] == "stores v4 progress entries expire"
+    kept = await pg_conn.fetchval(
+        f'SELECT expires_at - updated_at FROM "{schema}".progress'  # noqa: S608 - a test's own schema
+    )
+    assert kept.total_seconds() == 86400
+
+
+async def test_failed_results_are_listed_through_their_index(
+    postgres_dsn: str, pg_conn: asyncpg.Connection, schema: str
+) -> None:
+    for prefix, count, success in (("ok", 50_000, "true"), ("bad", 20, "false")):
+        await pg_conn.execute(
+            f'INSERT INTO "{schema}".results '  # noqa: S608 - a test's own schema
+            "(namespace, job_id, success, data, stored_at, expires_at) "
+            f"SELECT 'sweep', '{prefix}-' || g, {success}, "
+            f"json_build_object('success', {success}, 'data', g), "
+            "now() - make_interval(secs => 1000000 - g), now() + interval '1 day' "
+            f"FROM generate_series(1, {count}) AS g"
+        )
+    await pg_conn.execute(f'ANALYZE "{schema}".results')
+    indexes = {
+        row["indexname"]
+        for row in await pg_conn.fetch(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'results'",
+            schema,
+        )
+    }
+    assert indexes == {"results_pkey", "results_expiry_idx", "results_failed_idx"}
+    store = backend.create_result_store(_spec(postgres_dsn, schema))
     try:
-        await conn.execute(f'CREATE SCHEMA "{name}"')
-        await conn.execute(_MIGRATIONS_TABLE.format(s=f'"{name}"'))
-        for migration in STORE_MIGRATIONS[:3]:
-            await conn.execute(_render(migration, name, ""))
-            await conn.execute(
-                f'INSERT INTO "{name}".schema_migrations (scope, version, name) '  # noqa: S608 - a test's own schema
-                "VALUES ('stores', $1, $2)",
-                migration.version,
-                migration.name,
-            )
-        await conn.execute(
-            f'INSERT INTO "{name}".progress (namespace, job_id, complete, data, updated_at) '  # noqa: S608 - a test's own schema
-            """VALUES ('sweep', 'before', false, '{"job_id": "before"}'::json, """
-            "now() - interval '1 hour')"
+        raw = await pg_conn.fetchval(
+            f"EXPLAIN (FORMAT JSON) {store._listing_sql(success=False)}", "sweep", 5
         )
-        applied = await migrate(postgres_dsn, name)
-        assert applied[0] == "stores v4 progress entries expire"
-        kept = await conn.fetchval(
-            f'SELECT expires_at - updated_at FROM "{name}".progress'  # noqa: S608 - a test's own schema
-        )
-        assert kept.total_seconds() == 86400
+        plan = json.loads(raw)[0]["Plan"]
+        assert "results_failed_idx" in _index_names(plan), plan
+
+        failed = await store.get_failed(limit=5)
+        assert [result.data for result in failed] == [20, 19, 18, 17, 16]
+        succeeded = await store.get_completed(limit=3)
+        assert [result.data for result in succeeded] == [50_000, 49_999, 49_998]
     finally:
-        await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
-        await conn.close()
+        await store.close()
