@@ -38,7 +38,7 @@ async def test_migrate_concurrent_starters_apply_each_migration_once(postgres_ds
         results = await asyncio.gather(*(migrate(postgres_dsn, schema) for _ in range(6)))
         applied = [names for names in results if names]
         assert len(applied) == 1
-        assert len(applied[0]) == 7  # the store tables (v1 to v5) and the jobs table (v1, v2)
+        assert len(applied[0]) == 8  # the store tables (v1 to v6) and the jobs table (v1, v2)
         rows = await pg_conn.fetch(f'SELECT scope, version FROM "{schema}".schema_migrations')  # noqa: S608
         assert sorted((r["scope"], r["version"]) for r in rows) == [
             ("queue:tasks", 1),
@@ -48,6 +48,7 @@ async def test_migrate_concurrent_starters_apply_each_migration_once(postgres_ds
             ("stores", 3),
             ("stores", 4),
             ("stores", 5),
+            ("stores", 6),
         ]
         assert await migrate(postgres_dsn, schema) == []
         # A second jobs table in the same schema is its own migration scope.

@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NamedTuple
 
 import asyncpg
 import pytest
@@ -150,6 +150,71 @@ async def test_the_ack_that_stores_a_result_sweeps_the_expired_ones(
         assert await store.get(job.id) == result
     finally:
         await queue.close()
+        await store.close()
+
+
+async def _set_idempotency(store: Any) -> None:
+    assert await store.set_if_absent("fresh", {"n": 1}, 60) is None
+
+
+async def _set_cache(store: Any) -> None:
+    await store.set("fresh", "value", 60)
+
+
+class _KeyedTable(NamedTuple):
+    factory: str
+    table: str
+    column: str  # the value column
+    value: str  # a value of it, in SQL
+    index: str
+    write: Callable[[Any], Awaitable[None]]
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        _KeyedTable(
+            "create_idempotency_store",
+            "idempotency",
+            "record",
+            "'{}'::json",
+            "idempotency_expiry_idx",
+            _set_idempotency,
+        ),
+        _KeyedTable(
+            "create_cache_backend",
+            "cache",
+            "value",
+            "'\\x00'::bytea",
+            "cache_expiry_idx",
+            _set_cache,
+        ),
+    ],
+    ids=["idempotency", "cache"],
+)
+async def test_idempotency_records_and_cache_entries_are_swept_through_their_index(
+    postgres_dsn: str, pg_conn: asyncpg.Connection, schema: str, kind: _KeyedTable
+) -> None:
+    """They were deleted once a minute by one statement reading the whole table."""
+    factory, table, column, value, index, write = kind
+    for prefix, count, when in (
+        ("live", 50_000, "now() + interval '1 day'"),
+        ("old", 300, "now() - interval '1 minute'"),
+    ):
+        await pg_conn.execute(
+            f'INSERT INTO "{schema}".{table} (key, {column}, expires_at) '  # noqa: S608 - a test's own schema
+            f"SELECT '{prefix}-' || g, {value}, {when} FROM generate_series(1, {count}) AS g"
+        )
+    await pg_conn.execute(f'ANALYZE "{schema}".{table}')
+    store = getattr(backend, factory)(_spec(postgres_dsn, schema))
+    try:
+        raw = await pg_conn.fetchval(f"EXPLAIN (FORMAT JSON) {store.expiry.sql}", SWEEP_CHUNK)
+        plan = json.loads(raw)[0]["Plan"]
+        assert index in _index_names(plan), plan
+        await write(store)
+        await _until_swept(postgres_dsn, schema, table)
+        assert await pg_conn.fetchval(f'SELECT count(*) FROM "{schema}".{table}') == 50_001  # noqa: S608
+    finally:
         await store.close()
 
 

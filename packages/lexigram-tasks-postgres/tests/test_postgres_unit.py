@@ -192,21 +192,23 @@ def test_pending_migrations_by_scope():
         ("stores", 3),
         ("stores", 4),
         ("stores", 5),
+        ("stores", 6),
         ("queue:tasks", 1),
         ("queue:tasks", 2),
     ]
-    assert _pending({"stores": 5, "queue:tasks": 2}, "tasks") == []
-    assert [scope for scope, _ in _pending({"stores": 5}, "other")] == [
+    assert _pending({"stores": 6, "queue:tasks": 2}, "tasks") == []
+    assert [scope for scope, _ in _pending({"stores": 6}, "other")] == [
         "queue:other",
         "queue:other",
     ]
-    assert _pending({"stores": 5}, None) == []
+    assert _pending({"stores": 6}, None) == []
     # A schema of an earlier version gets exactly the upgrades.
     assert [(scope, m.version) for scope, m in _pending({"stores": 1}, None)] == [
         ("stores", 2),
         ("stores", 3),
         ("stores", 4),
         ("stores", 5),
+        ("stores", 6),
     ]
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import time
 import uuid
 from collections.abc import Mapping
 from types import TracebackType
@@ -21,27 +20,31 @@ from typing import Any, Self
 
 from lexigram.contracts.tasks import TaskConfigurationError
 from lexigram.tasks.backends.postgres._connection import Database, Listener
+from lexigram.tasks.backends.postgres._expiry import ExpiredRows
 from lexigram.tasks.backends.postgres._options import DEFAULT_SCHEMA, channel_name
 from lexigram.tasks.backends.postgres._stores import _deleted, _TableStore, dumps, loads
 
 _SAFETY_NET = 5.0
-_PURGE_INTERVAL = 60.0
 
 
 class _Purging(_TableStore):
-    """A store whose expired rows are deleted now and then by the writers."""
+    """A store keyed by ``key`` whose expired rows its writes sweep out (`ExpiredRows`)."""
 
     _table = ""
-    _purged_at = -math.inf
+    _rows = ""
 
-    async def _maybe_purge(self) -> None:
-        now = time.monotonic()
-        if now - self._purged_at < _PURGE_INTERVAL:
-            return
-        self._purged_at = now
-        await self._execute(
-            f"DELETE FROM {self._s}.{self._table} WHERE expires_at <= clock_timestamp()"  # noqa: S608 - validated
+    def __init__(
+        self, db: Database, *, schema: str = DEFAULT_SCHEMA, namespace: str = "default"
+    ) -> None:
+        super().__init__(db, schema=schema, namespace=namespace)
+        self.expiry = ExpiredRows(
+            self._rows_deleted, f"{self._s}.{self._table}", self._rows, keys=("key",)
         )
+
+    async def close(self) -> None:
+        """Stop a sweep in progress and release the pool."""
+        await self.expiry.close()
+        await super().close()
 
 
 class PostgresLock:
@@ -294,12 +297,13 @@ class PostgresIdempotencyStore(_Purging):
 
     _what = "idempotency store"
     _table = "idempotency"
+    _rows = "idempotency records"
 
     async def set_if_absent(
         self, key: str, record: Mapping[str, Any], ttl: float
     ) -> dict[str, Any] | None:
         """Store `record` unless `key` is held; return the holder's record, or None if stored."""
-        await self._maybe_purge()
+        self.expiry.written()
         for _ in range(5):
             rows = await self._fetch(
                 f"""
@@ -335,6 +339,7 @@ SELECT (SELECT count(*) FROM ins) AS stored,
 
     async def update(self, key: str, record: Mapping[str, Any], ttl: float) -> None:
         """Replace the record for `key` (and restart its TTL)."""
+        self.expiry.written()
         await self._execute(
             f"""
 INSERT INTO {self._s}.idempotency (key, record, expires_at)
@@ -367,6 +372,7 @@ class PostgresCacheBackend(_Purging):
 
     _what = "cache"
     _table = "cache"
+    _rows = "cache entries"
     _live = "(expires_at IS NULL OR expires_at > clock_timestamp())"
 
     async def get(self, key: str) -> str | None:
@@ -379,7 +385,7 @@ class PostgresCacheBackend(_Purging):
 
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
         """Store a value, expiring after `ttl` seconds when given (None or <= 0: never)."""
-        await self._maybe_purge()
+        self.expiry.written()
         await self._execute(
             f"""
 INSERT INTO {self._s}.cache (key, value, expires_at)
@@ -393,6 +399,7 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.ex
 
     async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
         """Store a value only if the key is absent (or expired); True if stored."""
+        self.expiry.written()
         rows = await self._fetch(
             f"""
 INSERT INTO {self._s}.cache AS c (key, value, expires_at)

@@ -1,15 +1,17 @@
-"""Expired results and progress entries leave their tables without anyone asking.
+"""Expired rows (results, progress, idempotency records, cache entries) leave by themselves.
 
 Redis drops a result or a progress entry when its key's TTL runs out, and SQLite's stores
 delete expired rows as they write. On PostgreSQL an expired result used to stay until the
-application called `cleanup_expired()`, which nothing in a worker did, and a progress
-entry had no expiry at all: both tables (and every index write into them) grew with every
-job ever run. Now each write of one of these stores (a result stored by the store or by
-the queue's ack that stores it, `AckAndStore`; a progress entry saved) notes itself to
-the store's `ExpiredRows`, which starts a sweep in the background: at most one per store
-object at a time, at most one a second, each deleting the expired rows chunk by chunk
-until it finds fewer than a chunk. A sweep that fails (the server gone, a permission) is
-logged and the next one waits a minute.
+application called `cleanup_expired()`, which nothing in a worker did, a progress entry
+had no expiry at all, and idempotency records and cache entries were deleted once a
+minute by one unbounded statement that read the whole table inside a caller's write. Now
+each write of one of these stores (a result stored by the store or by the queue's ack
+that stores it, `AckAndStore`; a progress entry saved; an idempotency record or a cache
+entry set) notes itself to the store's `ExpiredRows`, which starts a sweep in the
+background: at most one per store object at a time, at most one a second, each deleting
+the expired rows chunk by chunk, through an index on their expiry, until it finds fewer
+than a chunk. A sweep that fails (the server gone, a permission) is logged and the next
+one waits a minute.
 
 Rows are picked with ``FOR UPDATE SKIP LOCKED``, so the sweeps of many workers share the
 expired rows instead of queueing on each other's locks, and a row being written right
@@ -37,19 +39,20 @@ _AFTER_FAILURE = 60.0
 """Seconds a failed sweep makes the next one wait (one warning a minute, not per write)."""
 
 
-def expired_rows_sql(table: str) -> str:
+def expired_rows_sql(table: str, keys: tuple[str, ...]) -> str:
     """Delete up to $1 expired rows of `table` (schema-qualified and quoted).
 
-    The table is keyed by (namespace, job_id) and has a partial index on ``expires_at``.
-    The bound is ``now()`` (the statement's start outside a transaction), not
-    ``clock_timestamp()``: a volatile bound cannot be an index condition, and the sweep
-    would read the whole table instead of the expired end of the index.
+    The table's primary key is `keys`, and it has an index on ``expires_at``. The bound is
+    ``now()`` (the statement's start outside a transaction), not ``clock_timestamp()``: a
+    volatile bound cannot be an index condition, and the sweep would read the whole table
+    instead of the expired end of the index.
     """
+    matched = " AND ".join(f"r.{key} = e.{key}" for key in keys)
     return f"""
 DELETE FROM {table} AS r
-USING (SELECT namespace, job_id FROM {table}
+USING (SELECT {", ".join(keys)} FROM {table}
        WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED) AS e
-WHERE r.namespace = e.namespace AND r.job_id = e.job_id"""  # noqa: S608 - a validated identifier
+WHERE {matched}"""  # noqa: S608 - validated identifiers
 
 
 class ExpiredRows:
@@ -60,11 +63,18 @@ class ExpiredRows:
             applied first) and returns how many rows it deleted.
         table: The store's table, schema-qualified and quoted.
         what: What the rows are, for the log ("results", "progress entries").
+        keys: The table's primary key columns.
     """
 
-    def __init__(self, delete: Callable[[str, int], Awaitable[int]], table: str, what: str) -> None:
+    def __init__(
+        self,
+        delete: Callable[[str, int], Awaitable[int]],
+        table: str,
+        what: str,
+        keys: tuple[str, ...] = ("namespace", "job_id"),
+    ) -> None:
         self._delete = delete
-        self.sql = expired_rows_sql(table)
+        self.sql = expired_rows_sql(table, keys)
         self._what = what
         self._next_at = -math.inf
         self._running: asyncio.Task[None] | None = None

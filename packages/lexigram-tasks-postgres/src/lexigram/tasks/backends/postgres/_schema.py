@@ -243,6 +243,15 @@ _QUEUE_V2 = """
 DROP INDEX IF EXISTS {s}.{j};
 """
 
+# Idempotency records and cache entries are swept like results (`ExpiredRows`): by their
+# writes, in the background, in chunks found through an index on their expiry. Before,
+# each writer ran one unbounded DELETE a minute that read the whole table.
+_STORES_V6 = """
+CREATE INDEX IF NOT EXISTS idempotency_expiry_idx ON {s}.idempotency (expires_at);
+CREATE INDEX IF NOT EXISTS cache_expiry_idx ON {s}.cache (expires_at)
+    WHERE expires_at IS NOT NULL;
+"""
+
 QUEUE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "jobs table, indexes, keys", _QUEUE_V1),
     Migration(2, "no timed index (the dequeue index answers its reads)", _QUEUE_V2),
@@ -255,6 +264,7 @@ STORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "queue-driven workflow runs", _STORES_V3),
     Migration(4, "progress entries expire", _STORES_V4),
     Migration(5, "only failed results indexed for listing", _STORES_V5),
+    Migration(6, "idempotency and cache entries indexed by expiry", _STORES_V6),
 )
 """Migrations of the store tables (scope ``stores``), oldest first."""
 
