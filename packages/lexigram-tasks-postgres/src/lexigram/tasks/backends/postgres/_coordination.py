@@ -20,31 +20,17 @@ from typing import Any, Self
 
 from lexigram.contracts.tasks import TaskConfigurationError
 from lexigram.tasks.backends.postgres._connection import Database, Listener
-from lexigram.tasks.backends.postgres._expiry import ExpiredRows
+from lexigram.tasks.backends.postgres._expiry import UNEXPIRED
 from lexigram.tasks.backends.postgres._options import DEFAULT_SCHEMA, channel_name
-from lexigram.tasks.backends.postgres._stores import _deleted, _TableStore, dumps, loads
+from lexigram.tasks.backends.postgres._stores import (
+    _deleted,
+    _SweptTable,
+    _TableStore,
+    dumps,
+    loads,
+)
 
 _SAFETY_NET = 5.0
-
-
-class _Purging(_TableStore):
-    """A store keyed by ``key`` whose expired rows its writes sweep out (`ExpiredRows`)."""
-
-    _table = ""
-    _rows = ""
-
-    def __init__(
-        self, db: Database, *, schema: str = DEFAULT_SCHEMA, namespace: str = "default"
-    ) -> None:
-        super().__init__(db, schema=schema, namespace=namespace)
-        self.expiry = ExpiredRows(
-            self._rows_deleted, f"{self._s}.{self._table}", self._rows, keys=("key",)
-        )
-
-    async def close(self) -> None:
-        """Stop a sweep in progress and release the pool."""
-        await self.expiry.close()
-        await super().close()
 
 
 class PostgresLock:
@@ -292,11 +278,12 @@ RETURNING granted, tokens""",  # noqa: S608 - validated
             await asyncio.sleep(max((tokens - available) / self.refill_per_second, 0.001))
 
 
-class PostgresIdempotencyStore(_Purging):
+class PostgresIdempotencyStore(_SweptTable):
     """Idempotency records (JSON dicts) under unique keys with a TTL."""
 
     _what = "idempotency store"
     _table = "idempotency"
+    _keys = ("key",)
     _rows = "idempotency records"
 
     async def set_if_absent(
@@ -364,7 +351,7 @@ def _like_prefix(prefix: str) -> str:
     return escaped + "%"
 
 
-class PostgresCacheBackend(_Purging):
+class PostgresCacheBackend(_SweptTable):
     """A string key-value cache with TTLs, shared by every process using the schema.
 
     Values are stored as UTF-8 bytes (``bytea``), so any string, U+0000 included, is kept.
@@ -372,13 +359,13 @@ class PostgresCacheBackend(_Purging):
 
     _what = "cache"
     _table = "cache"
+    _keys = ("key",)
     _rows = "cache entries"
-    _live = "(expires_at IS NULL OR expires_at > clock_timestamp())"
 
     async def get(self, key: str) -> str | None:
         """Return the value, or None if absent or expired."""
         value = await self._fetchval(
-            f"SELECT value FROM {self._s}.cache WHERE key = $1 AND {self._live}",  # noqa: S608 - validated
+            f"SELECT value FROM {self._s}.cache WHERE key = $1 AND {UNEXPIRED}",  # noqa: S608 - validated
             key,
         )
         return None if value is None else bytes(value).decode("utf-8")
@@ -417,7 +404,7 @@ RETURNING 1""",  # noqa: S608 - validated
     async def delete(self, key: str) -> bool:
         """Delete a key; True if it existed (and had not expired)."""
         rows = await self._fetch(
-            f"DELETE FROM {self._s}.cache WHERE key = $1 RETURNING {self._live} AS live",  # noqa: S608 - validated
+            f"DELETE FROM {self._s}.cache WHERE key = $1 RETURNING {UNEXPIRED} AS live",  # noqa: S608 - validated
             key,
         )
         return bool(rows) and bool(rows[0]["live"])
@@ -429,7 +416,7 @@ RETURNING 1""",  # noqa: S608 - validated
     async def keys(self, prefix: str) -> list[str]:
         """Return the live keys that start with `prefix` (an index range scan)."""
         rows = await self._fetch(
-            f"SELECT key FROM {self._s}.cache WHERE key LIKE $1 AND {self._live} ORDER BY key",  # noqa: S608 - validated
+            f"SELECT key FROM {self._s}.cache WHERE key LIKE $1 AND {UNEXPIRED} ORDER BY key",  # noqa: S608 - validated
             _like_prefix(prefix),
         )
         return [str(row["key"]) for row in rows]

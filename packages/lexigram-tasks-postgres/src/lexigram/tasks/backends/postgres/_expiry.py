@@ -31,6 +31,9 @@ from collections.abc import Awaitable, Callable
 # configurations naming that logger see them.
 logger = logging.getLogger("lexigram.tasks.backends.postgres._stores")
 
+UNEXPIRED = "(expires_at IS NULL OR expires_at > clock_timestamp())"
+"""The rows a read may return: those without an expiry or not expired yet."""
+
 SWEEP_EVERY = 1.0
 """Seconds from one sweep started by writes to the next."""
 SWEEP_CHUNK = 2000

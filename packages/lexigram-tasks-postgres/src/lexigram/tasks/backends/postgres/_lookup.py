@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from lexigram.contracts.tasks import id_prefix_upper_bound
 from lexigram.tasks.backends.postgres._connection import Database
+from lexigram.tasks.backends.postgres._expiry import UNEXPIRED
 from lexigram.tasks.backends.postgres._options import quote_ident
 
 
@@ -29,7 +30,7 @@ def result_ids_sql(schema: str) -> str:
     return (
         f"SELECT job_id FROM {quote_ident(schema)}.results WHERE namespace = $3 "  # noqa: S608 - identifiers validated
         "AND job_id >= $1 AND job_id < $2 AND starts_with(job_id, $1) "
-        "AND (expires_at IS NULL OR expires_at > clock_timestamp()) LIMIT $4"
+        f"AND {UNEXPIRED} LIMIT $4"
     )
 
 

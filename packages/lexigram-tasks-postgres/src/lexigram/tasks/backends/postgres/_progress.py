@@ -7,7 +7,8 @@ the records are JSON text, like every store's (see `_stores`).
 from __future__ import annotations
 
 from lexigram.contracts.tasks import ProgressInfo
-from lexigram.tasks.backends.postgres._stores import _UNEXPIRED, _ExpiringTable, dumps, loads
+from lexigram.tasks.backends.postgres._expiry import UNEXPIRED
+from lexigram.tasks.backends.postgres._stores import _ExpiringTable, dumps, loads
 
 _TERMINAL_PROGRESS = frozenset({"complete", "failed"})
 """Metadata statuses that make an entry complete (not listed as active)."""
@@ -63,7 +64,7 @@ ON CONFLICT (namespace, job_id) DO UPDATE SET complete = EXCLUDED.complete,
         """Return the progress of jobs that have not completed or failed."""
         rows = await self._fetch(
             f"SELECT data FROM {self._s}.progress WHERE namespace = $1 AND NOT complete "  # noqa: S608 - validated
-            f"AND {_UNEXPIRED} ORDER BY updated_at",
+            f"AND {UNEXPIRED} ORDER BY updated_at",
             self.namespace,
         )
         return [ProgressInfo.from_dict(loads(row["data"])) for row in rows]

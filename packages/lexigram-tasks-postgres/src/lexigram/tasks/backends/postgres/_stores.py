@@ -24,7 +24,7 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks.backends.postgres._batch import StatementBatcher
 from lexigram.tasks.backends.postgres._connection import Conn, Database, Listener
-from lexigram.tasks.backends.postgres._expiry import ExpiredRows
+from lexigram.tasks.backends.postgres._expiry import UNEXPIRED, ExpiredRows
 from lexigram.tasks.backends.postgres._lookup import find_ids, result_ids_sql
 from lexigram.tasks.backends.postgres._options import (
     DEFAULT_SCHEMA,
@@ -168,24 +168,41 @@ def notified_ids(payload: str) -> list[str]:
     return [payload, *(job_id for job_id in ids if isinstance(job_id, str))]
 
 
-_UNEXPIRED = "(expires_at IS NULL OR expires_at > clock_timestamp())"
-"""The rows a read may return: those without an expiry or not expired yet."""
-
-
 def _deleted(status: str) -> int:
     """Row count of a ``DELETE n`` / ``UPDATE n`` command status."""
     return int(status.rsplit(" ", 1)[-1])
 
 
-class _ExpiringTable(_TableStore):
-    """A store whose rows expire `ttl` seconds after their last write.
+class _SweptTable(_TableStore):
+    """A store whose expired rows its writes sweep out (`ExpiredRows`).
 
-    Expired rows are neither read nor listed, and writes sweep them out (`ExpiredRows`).
-    `ttl` None is the store's default (`_default_ttl`).
+    `_table` is its table, `_keys` that table's primary key, `_rows` what the rows are.
     """
 
     _table = ""
+    _keys: tuple[str, ...] = ("namespace", "job_id")
     _rows = ""
+
+    def __init__(
+        self, db: Database, *, schema: str = DEFAULT_SCHEMA, namespace: str = "default"
+    ) -> None:
+        super().__init__(db, schema=schema, namespace=namespace)
+        self.expiry = ExpiredRows(
+            self._rows_deleted, f"{self._s}.{self._table}", self._rows, keys=self._keys
+        )
+
+    async def close(self) -> None:
+        """Stop a sweep in progress and release the pool."""
+        await self.expiry.close()
+        await super().close()
+
+
+class _ExpiringTable(_SweptTable):
+    """A store whose rows expire `ttl` seconds after their last write (None: `_default_ttl`).
+
+    Expired rows are neither read nor listed, and writes sweep them out.
+    """
+
     _default_ttl = 3600.0
 
     def __init__(
@@ -198,22 +215,16 @@ class _ExpiringTable(_TableStore):
     ) -> None:
         super().__init__(db, schema=schema, namespace=namespace)
         self.ttl = self._default_ttl if ttl is None else ttl
-        self.expiry = ExpiredRows(self._rows_deleted, f"{self._s}.{self._table}", self._rows)
 
     async def _live_record(self, job_id: str) -> Any:
         """The decoded record of `job_id`, or None when it is absent or expired."""
         text = await self._fetchval(
             f"SELECT data FROM {self._s}.{self._table} WHERE namespace = $1 AND job_id = $2 "  # noqa: S608 - validated
-            f"AND {_UNEXPIRED}",
+            f"AND {UNEXPIRED}",
             self.namespace,
             job_id,
         )
         return None if text is None else loads(text)
-
-    async def close(self) -> None:
-        """Stop a sweep in progress and release the pool."""
-        await self.expiry.close()
-        await super().close()
 
 
 class PostgresResultStore(_ExpiringTable):
@@ -382,7 +393,7 @@ SELECT count(pg_notify($6, payload)) FROM unnest($7::text[]) AS payload""",  # n
         which = "success" if success else "NOT success"
         return (
             f"SELECT data FROM {self._s}.results WHERE namespace = $1 AND {which} "  # noqa: S608 - validated
-            f"AND {_UNEXPIRED} ORDER BY stored_at DESC LIMIT $2"
+            f"AND {UNEXPIRED} ORDER BY stored_at DESC LIMIT $2"
         )
 
     async def _listing(self, *, success: bool, limit: int | None) -> list[JobResult]:
