@@ -5,7 +5,6 @@ points name (`declared_schemes`), and every group read in one listing
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,14 +68,14 @@ def _write_distribution(root: Path, entries: str) -> str:
 def listings(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """How many times the installed distributions are listed."""
     calls: list[int] = []
-    real = importlib.metadata.entry_points
-
-    def counting() -> object:
-        calls.append(1)
-        return real()
-
     backend_points = importlib.import_module("lexigram.contracts.tasks._backend_points")
-    monkeypatch.setattr(backend_points, "entry_points", counting)
+    real = backend_points.read_entry_points
+
+    def counting(path: tuple[str, ...]) -> object:
+        calls.append(1)
+        return real(path)
+
+    monkeypatch.setattr(backend_points, "read_entry_points", counting)
     forget_installed_entry_points()
     yield calls
     forget_installed_entry_points()

@@ -144,6 +144,20 @@ def test_a_worker_logging_to_a_pipe_loads_neither_rich_nor_yaml(tmp_path: Path) 
     # Nothing is configured (no file, no APP config, no LEX_TASKS__* variable): the
     # worker runs with the defaults' plain records, and pydantic is never imported.
     assert _under(loaded, NOT_UNLESS_CONFIGURED) == []
+    # Its backend is found from the entry points' files, not through importlib.metadata.
+    assert _under(loaded, ("importlib.metadata", "email")) == []
+
+
+def test_resolving_another_backends_url_imports_not_the_memory_backend() -> None:
+    loaded = _loaded_after(
+        """
+        from lexigram.tasks._backends import backend_for_scheme
+        assert backend_for_scheme("no-such-scheme") is None
+        """
+    )
+    # Every installed backend that declares no URL scheme is imported to read its
+    # url_schemes, but the memory backend serves none (it is chosen by its type name).
+    assert _under(loaded, ("lexigram.tasks.backends.memory", "importlib.metadata")) == []
 
 
 def test_a_configured_worker_reads_its_configuration_models(tmp_path: Path) -> None:

@@ -24,6 +24,12 @@ from lexigram.contracts.tasks._codec import (
     mask_url,
     validate_job,
 )
+from lexigram.contracts.tasks._entry_point_files import (
+    DistributionInfo,
+    InstalledDistribution,
+    InstalledEntryPoint,
+    InstalledEntryPoints,
+)
 from lexigram.contracts.tasks._enums import (
     PRIORITY_MAX,
     PRIORITY_MIN,
@@ -252,6 +258,10 @@ __all__ += ["snapshot_from_result"]
 __all__ += [
     "BACKENDS_GROUP",
     "URL_SCHEMES_GROUP",
+    "DistributionInfo",
+    "InstalledDistribution",
+    "InstalledEntryPoint",
+    "InstalledEntryPoints",
     "declared_schemes",
     "forget_installed_entry_points",
     "installed_entry_points",

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from importlib.metadata import EntryPoints, entry_points
-from typing import Any, Protocol
+from typing import Protocol
+
+from lexigram.contracts.tasks._entry_point_files import InstalledEntryPoints, read_entry_points
 
 BACKENDS_GROUP = "lexigram.tasks.backends"
 """Entry-point group in which backends register, by type name."""
@@ -99,13 +100,11 @@ def scheme_claims(
     return claims
 
 
-# Every group's entry points (from `importlib.metadata.entry_points()`, whose return type
-# differs by Python version: only its `select` is used), with the `sys.path` they were
-# read under.
-_listing: tuple[tuple[str, ...], Any] | None = None
+# Every group's entry points, with the `sys.path` they were read under.
+_listing: tuple[tuple[str, ...], InstalledEntryPoints] | None = None
 
 
-def installed_entry_points(*, group: str, name: str | None = None) -> EntryPoints:
+def installed_entry_points(*, group: str, name: str | None = None) -> InstalledEntryPoints:
     """The installed entry points of `group` (only `name`'s if given), read once.
 
     Every group comes from one reading of the installed distributions per process, so a
@@ -118,13 +117,14 @@ def installed_entry_points(*, group: str, name: str | None = None) -> EntryPoint
         name: Only the entry points of this name.
 
     Returns:
-        The entry points, in the order `importlib.metadata.entry_points` lists them.
+        The entry points, in the order `importlib.metadata.entry_points` lists them
+        (read without importing it: see `read_entry_points`).
     """
     global _listing  # noqa: PLW0603 - one listing per process (and sys.path)
     path = tuple(sys.path)
     if _listing is None or _listing[0] != path:
-        _listing = (path, entry_points())
-    found: EntryPoints = _listing[1].select(group=group)
+        _listing = (path, read_entry_points(path))
+    found = _listing[1].select(group=group)
     return found if name is None else found.select(name=name)
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from importlib.metadata import EntryPoint
 from typing import Any, NamedTuple
 
 from lexigram.contracts.tasks import (
@@ -37,6 +36,7 @@ from lexigram.contracts.tasks import (
     BackendError,
     BackendImportError,
     BackendNotFoundError,
+    InstalledEntryPoint,
     TaskBackendProtocol,
     TaskBackendSpec,
     TaskQueueProtocol,
@@ -46,17 +46,17 @@ from lexigram.contracts.tasks import (
     nearest_name,
     scheme_claims,
 )
-from lexigram.tasks.constants import DEFAULT_DB_SCHEME, FIRST_PARTY_BACKENDS
+from lexigram.tasks.constants import BACKEND_MEMORY, DEFAULT_DB_SCHEME, FIRST_PARTY_BACKENDS
 
 # The name of the module this package was: logging configurations (and the CLI's, which
 # sets its level) that name it keep seeing the records of every module of the package.
 logger = logging.getLogger("lexigram.tasks._backends")
 
 _cache: dict[str, TaskBackendProtocol] = {}
-_entry_points_of: dict[str, EntryPoint] = {}
+_entry_points_of: dict[str, InstalledEntryPoint] = {}
 # The group as first listed (`installed_entry_points` reads every group in one pass over
 # the installed distributions); `clear_backend_cache` forgets both.
-_registered: list[EntryPoint] = []
+_registered: list[InstalledEntryPoint] = []
 _registered_read = False
 # Scheme -> the installed backend types that declare it, and the types that declare any.
 _declared: dict[str, list[str]] = {}
@@ -79,7 +79,7 @@ def available_backends() -> list[str]:
     return sorted({ep.name for ep in _registered_entry_points()})
 
 
-def _registered_entry_points() -> list[EntryPoint]:
+def _registered_entry_points() -> list[InstalledEntryPoint]:
     """The group's entry points, read on first use (`clear_backend_cache` forgets them)."""
     global _registered_read  # noqa: PLW0603 - one read per process, like the backends
     if not _registered_read:
@@ -88,25 +88,25 @@ def _registered_entry_points() -> list[EntryPoint]:
     return _registered
 
 
-def _dist_name(ep: EntryPoint) -> str:
+def _dist_name(ep: InstalledEntryPoint) -> str:
     dist = ep.dist
     return dist.name if dist is not None else "an unknown distribution"
 
 
-def _describe(ep: EntryPoint) -> str:
+def _describe(ep: InstalledEntryPoint) -> str:
     dist = ep.dist
     if dist is None:
         return ep.value
     return f"{dist.name} {dist.version}"
 
 
-def _origin(ep: EntryPoint) -> str:
+def _origin(ep: InstalledEntryPoint) -> str:
     """``entry point 'x = mod:obj' of distribution acme-x 1.0`` (for messages)."""
     where = f"distribution {_describe(ep)}" if ep.dist is not None else "an unknown distribution"
     return f"entry point '{ep.name} = {ep.value}' in group {BACKENDS_GROUP!r} of {where}"
 
 
-def _blame(ep: EntryPoint) -> str:
+def _blame(ep: InstalledEntryPoint) -> str:
     return (
         f"This is a fault of {_dist_name(ep)}, not of lexigram-tasks: upgrade or reinstall "
         "it, or report it to its maintainers."
@@ -162,7 +162,7 @@ def _not_found(type_: str) -> BackendNotFoundError:
     )
 
 
-def _select_entry_point(type_: str) -> EntryPoint:
+def _select_entry_point(type_: str) -> InstalledEntryPoint:
     matches = [ep for ep in _registered_entry_points() if ep.name == type_]
     if not matches:
         raise _not_found(type_)
@@ -170,7 +170,7 @@ def _select_entry_point(type_: str) -> EntryPoint:
         return matches[0]  # its distribution's name is read (a METADATA parse) only for errors
     # One distribution can appear twice on sys.path (e.g. an editable and a site
     # install of the same project); that is not a conflict.
-    by_dist: dict[str, EntryPoint] = {}
+    by_dist: dict[str, InstalledEntryPoint] = {}
     for ep in matches:
         by_dist.setdefault(ep.dist.name if ep.dist else ep.value, ep)
     if len(by_dist) > 1:
@@ -244,7 +244,7 @@ def _as_backend(obj: object) -> TaskBackendProtocol | None:
     return None
 
 
-def _details(type_: str, ep: EntryPoint) -> dict[str, str]:
+def _details(type_: str, ep: InstalledEntryPoint) -> dict[str, str]:
     return {"type": type_, "entry_point": ep.value, "distribution": _dist_name(ep)}
 
 
@@ -300,8 +300,17 @@ def _declared_schemes() -> tuple[dict[str, list[str]], set[str]]:
     return _declared, _declaring
 
 
+# The core's own memory backend, which serves no URL (it is chosen by its type name):
+# resolving another backend's URL need not import it to read that.
+_MEMORY_BACKEND = "lexigram.tasks.backends.memory:backend"
+
+
 def _undeclared_schemes(name: str, scheme: str) -> tuple[str, ...]:
     """The ``url_schemes`` of a backend that declares none in entry points (imports it)."""
+    if name == BACKEND_MEMORY and all(
+        ep.value == _MEMORY_BACKEND for ep in _registered_entry_points() if ep.name == name
+    ):
+        return ()
     try:
         schemes = backend_attribute(name, "url_schemes", ())
     except BackendError:
