@@ -1,7 +1,8 @@
 """Contracts of lexigram-tasks: protocols, value types, enums and errors.
 
-This distribution is all a third-party backend author depends on. It holds no I/O and
-no third-party dependency.
+This distribution is all a third-party backend author depends on. It has no third-party
+dependency, and its only I/O is reading the installed distributions' entry points
+(`installed_entry_points`), which is how backends are found.
 """
 
 from __future__ import annotations
