@@ -25,6 +25,7 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks import TaskConfig, _backends
 from lexigram.tasks._backends import TaskBackendRegistry
+from lexigram.tasks._backends._building import lenders_of
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.concurrency import LockManager
 from lexigram.tasks.config import Environment, TaskBackendConfig
@@ -104,12 +105,17 @@ def test_every_spec_a_backend_is_handed_carries_the_lookup_that_resolved_it() ->
     spec = TaskBackendSpec(type="acme3", queue_name="q")
     registry.create_queue(spec)
     registry.create_store(spec, "create_result_store")
-    assert [handed.backends for handed in backend.handed] == [registry, registry]
     assert backend.handed[0] == spec  # the lookup is not part of a spec's equality
     assert isinstance(registry, BackendLookupProtocol)
-    # What the registry answers is what the backend asking the lookup gets.
-    assert registry.backend("acme3") is backend
-    assert registry.backend_for_scheme("acme") == "acme3"
+    # What the registry answers is what the backend asking the lookup gets: a backend
+    # registered in this registry alone is found.
+    for handed in backend.handed:
+        lookup = handed.backends
+        assert isinstance(lookup, BackendLookupProtocol)
+        assert lookup.backend("acme3") is registry.backend("acme3") is backend
+        assert lookup.backend_for_scheme("acme") == registry.backend_for_scheme("acme") == "acme3"
+    # What it looked up is what it borrows from: held and released with it.
+    assert lenders_of(backend) == ["acme3"]
 
     # A lookup already set (a backend handing its spec on to the one it borrows from) stays.
     other = TaskBackendRegistry()
@@ -131,8 +137,8 @@ def test_a_spec_built_without_a_registry_carries_the_installed_backends(
     _backends._cache["spy"] = Spy()  # as if installed: loaded once per process
     _backends.create_queue(TaskBackendSpec(type="spy"))
     (spec,) = handed
-    assert spec.backends is _backends.INSTALLED
     assert isinstance(spec.backends, BackendLookupProtocol)
+    assert repr(spec.backends) == repr(_backends.INSTALLED) == "the installed backends"
     assert spec.backends.backend("memory") is memory
     assert spec.backends.backend_for_scheme("memory") == "memory"
 

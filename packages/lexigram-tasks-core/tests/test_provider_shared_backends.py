@@ -85,3 +85,60 @@ async def test_a_provider_shutting_down_leaves_the_backend_of_a_running_one_open
         await stopping.shutdown()
         assert backend.closed == 1
     assert backend.closed == 2
+
+
+class BorrowingBackend:
+    """A backend whose queues keep their records in another ("shared"), as RabbitMQ's
+    ``stores`` option does: it finds that one through its spec's lookup."""
+
+    url_schemes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def create_queue(self, spec: TaskBackendSpec, /) -> MemoryTaskQueue:
+        assert spec.backends is not None
+        spec.backends.backend("shared")  # where its records would go
+        return MemoryTaskQueue(queue_name=spec.queue_name)
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+def _borrowing_provider(
+    lender: SharedBackend, borrower: BorrowingBackend, queue_name: str
+) -> TaskProvider:
+    config = TaskConfig.model_validate({"backend": {"type": "borrowing", "queue_name": queue_name}})
+    provider = TaskProvider(config=config, worker_count=1, enable_scheduler=False)
+    provider.backend_registry.register("shared", lender)
+    provider.backend_registry.register("borrowing", borrower)
+    return provider
+
+
+async def test_a_backend_lent_to_another_stays_open_for_the_provider_that_uses_it() -> None:
+    lender, borrower = SharedBackend(), BorrowingBackend()
+    running = _provider(lender, "a")
+    stopping = _borrowing_provider(lender, borrower, "b")
+    async with Application.boot(providers=[running]):
+        async with Application.boot(providers=[stopping]):
+            assert stopping.queue is not None
+        assert borrower.closed == 1
+        assert lender.closed == 0  # `running` still uses its pools
+    assert lender.closed == 1
+
+
+async def test_a_lender_nobody_else_holds_is_released_after_its_borrower() -> None:
+    lender, borrower = SharedBackend(), BorrowingBackend()
+    alone = _borrowing_provider(lender, borrower, "b")
+    async with Application.boot(providers=[alone]):
+        assert alone.queue is not None
+    assert (borrower.closed, lender.closed) == (1, 1)
+
+    # The provider outliving the borrower holds the lender too, whichever boots first.
+    running = _provider(lender, "a")
+    later = _borrowing_provider(lender, BorrowingBackend(), "c")
+    async with Application.boot(providers=[later]):
+        async with Application.boot(providers=[running]):
+            pass
+        assert lender.closed == 1
+    assert lender.closed == 2

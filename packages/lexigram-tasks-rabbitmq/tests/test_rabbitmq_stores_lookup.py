@@ -146,9 +146,31 @@ def test_what_the_lookup_cannot_resolve_is_a_configuration_error(
 
 
 @pytest.mark.usefixtures("no_entry_points")
-async def test_a_lender_found_through_the_lookup_is_released_with_the_backend() -> None:
+async def test_a_lender_found_through_the_lookup_is_left_to_the_program() -> None:
     lender = Lender()
     spec = _spec("acme://host/0", Lookup({"acme": lender}, {"acme": "acme"}))
+    backend = RabbitMQBackend()
+    backend.create_result_store(spec)
+
+    await backend.close()
+
+    # The core releases it after this backend, unless another program still holds it
+    # (lexigram-tasks-core: test_provider_shared_backends.py).
+    assert lender.closed == 0
+
+
+async def test_a_lender_found_without_a_lookup_is_released_with_the_backend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A spec built outside the core carries no lookup: the installed backends are read,
+    # and nobody else knows this backend borrowed from them.
+    lender = Lender()
+    monkeypatch.setattr(_stores, "_TYPES_OF_SCHEMES", {"acme": "acme"})
+    monkeypatch.setattr(_stores, "_INSTALLED", {"acme": lender})
+    monkeypatch.setattr(_stores, "_LENDERS", {})
+    spec = TaskBackendSpec(
+        name="jobs", type="rabbitmq", queue_name="q", options={"stores": "acme://host/0"}
+    )
     backend = RabbitMQBackend()
     backend.create_result_store(spec)
     backend.create_result_store(spec)  # the same lender: released once

@@ -9,6 +9,13 @@ fallback). The module-level functions build from the installed backends (`INSTAL
 
 `close_backend` is the one place that closes a backend object, and so the one place
 besides `clear_backend_cache` that makes the process forget a loaded backend.
+
+A backend may hand part of its work to another (RabbitMQ's ``stores`` option names the
+backend that keeps its results): it finds that one through the lookup of the spec it is
+given, which notes the lender (`lenders_of`). The program that holds and releases the
+borrower holds and releases its lenders with it (`TaskBackendRegistry.release_backends`),
+so a lender is closed when nobody uses it any more, never by the borrower while another
+program of the process still does.
 """
 
 from __future__ import annotations
@@ -64,7 +71,8 @@ def create_queue(spec: TaskBackendSpec) -> TaskQueueProtocol:
         BackendError: Loading failed, the factory raised another exception, or it
             returned something that is not a `TaskQueueProtocol`.
     """
-    return _build_queue(load_backend(spec.type), _handed(spec, INSTALLED))
+    backend = load_backend(spec.type)
+    return _build_queue(backend, _handed(spec, INSTALLED, backend))
 
 
 class _InstalledBackends:
@@ -84,12 +92,47 @@ INSTALLED: BackendLookupProtocol = _InstalledBackends()
 """The lookup a spec carries when the module-level functions (no registry) build from it."""
 
 
-def _handed(spec: TaskBackendSpec, backends: BackendLookupProtocol) -> TaskBackendSpec:
-    """`spec` as a backend is given it: carrying the lookup that resolved its type.
+# The types each backend object (by id) borrowed from through its spec's lookup.
+_lenders: dict[int, dict[str, None]] = {}
 
-    A lookup already set is kept (a backend handing a spec on to the one it borrows from).
+
+class _Borrowing:
+    """The lookup handed to one backend: `lookup`, noting the types the backend borrows."""
+
+    __slots__ = ("_borrower", "_lookup")
+
+    def __init__(self, lookup: BackendLookupProtocol, borrower: TaskBackendProtocol) -> None:
+        self._lookup = lookup
+        self._borrower = id(borrower)
+
+    def __repr__(self) -> str:
+        return repr(self._lookup)
+
+    def backend(self, backend_type: str, /) -> TaskBackendProtocol:
+        found = self._lookup.backend(backend_type)
+        _lenders.setdefault(self._borrower, {})[backend_type] = None
+        return found
+
+    def backend_for_scheme(self, scheme: str, /) -> str | None:
+        return self._lookup.backend_for_scheme(scheme)
+
+
+def lenders_of(backend: TaskBackendProtocol) -> list[str]:
+    """The types `backend` borrowed from (its stores, its job states), in first-use order."""
+    return list(_lenders.get(id(backend), ()))
+
+
+def _handed(
+    spec: TaskBackendSpec, backends: BackendLookupProtocol, backend: TaskBackendProtocol
+) -> TaskBackendSpec:
+    """`spec` as `backend` is given it: carrying the lookup that resolved its type.
+
+    A lookup already set is kept (a backend handing a spec on to the one it borrows from:
+    what that one borrows counts as borrowed by the first).
     """
-    return spec if spec.backends is not None else dataclasses.replace(spec, backends=backends)
+    if spec.backends is not None:
+        return spec
+    return dataclasses.replace(spec, backends=_Borrowing(backends, backend))
 
 
 def _build_queue(backend: TaskBackendProtocol, spec: TaskBackendSpec) -> TaskQueueProtocol:
@@ -134,9 +177,8 @@ def create_store(
         BackendError: The backend cannot be loaded, or the factory raised an exception
             that is not one of ours.
     """
-    return _build_store(
-        load_backend(spec.type), _handed(spec, INSTALLED), factory, fallback, kwargs
-    )
+    backend = load_backend(spec.type)
+    return _build_store(backend, _handed(spec, INSTALLED, backend), factory, fallback, kwargs)
 
 
 def _build_store(
@@ -180,7 +222,11 @@ def _url_required(backend: TaskBackendProtocol) -> bool:
 
 
 async def _close(backend: object, type_: str) -> None:
-    """Call the backend's optional `close` (sync or async); a failure is logged, not raised."""
+    """Call the backend's optional `close` (sync or async); a failure is logged, not raised.
+
+    What it borrowed is forgotten too: its next queues and stores note their lenders again.
+    """
+    _lenders.pop(id(backend), None)
     if not isinstance(backend, ClosableBackendProtocol):
         return
     try:

@@ -34,6 +34,7 @@ from lexigram.tasks._backends._building import (
     _process_local,
     _url_required,
     close_backend,
+    lenders_of,
 )
 from lexigram.tasks._backends._entry_points import (
     _as_backend,
@@ -176,7 +177,8 @@ class TaskBackendRegistry:
             BackendError: Loading failed, the factory raised another exception, or it
                 returned something that is not a `TaskQueueProtocol`.
         """
-        return _build_queue(self.backend(spec.type), _handed(spec, self))
+        backend = self.backend(spec.type)
+        return _build_queue(backend, _handed(spec, self, backend))
 
     def create_store(
         self, spec: TaskBackendSpec, factory: str, *, fallback: str = IN_MEMORY, **kwargs: Any
@@ -195,7 +197,8 @@ class TaskBackendRegistry:
             BackendError: The backend cannot be loaded, or the factory raised an
                 exception that is not one of ours.
         """
-        return _build_store(self.backend(spec.type), _handed(spec, self), factory, fallback, kwargs)
+        backend = self.backend(spec.type)
+        return _build_store(backend, _handed(spec, self, backend), factory, fallback, kwargs)
 
     def create_backend(self, config: TaskConfig) -> TaskQueueProtocol:
         """Build the queue of a single-backend `TaskConfig` (its `backend` section)."""
@@ -220,10 +223,11 @@ class TaskBackendRegistry:
         ``release_backends(types, held=True)``: a backend object (and the connection pools
         it shares between every queue and store built from it) is closed only when no
         holder on the loop is left, so two providers of one process on the same backend
-        do not cut each other's connections. A type not loaded yet is skipped.
+        do not cut each other's connections. A type not loaded yet is skipped. The
+        backends that one of them borrowed from (`lenders_of`) are held with it.
         """
         loop = asyncio.get_running_loop()
-        for type_ in dict.fromkeys(types):
+        for type_ in self._with_lenders(types):
             backend = self._loaded(type_)
             if backend is not None:
                 key = (id(backend), loop)
@@ -232,13 +236,16 @@ class TaskBackendRegistry:
     async def release_backends(self, types: Iterable[str], *, held: bool = False) -> None:
         """`close_backend` for each distinct type in `types` that nobody holds, in order.
 
+        The backends that one of them borrowed from (`lenders_of`) are released after
+        it, as if listed: a backend lends its pools to every program of the process.
+
         Args:
             types: The backend types (e.g. every stack's).
             held: The caller holds them (`hold_backends`): its hold is given back first.
                 A backend another program still holds on this loop stays open.
         """
         loop = asyncio.get_running_loop()
-        for type_ in dict.fromkeys(types):
+        for type_ in self._with_lenders(types):
             backend = self._loaded(type_)
             if backend is not None:
                 key = (id(backend), loop)
@@ -248,6 +255,20 @@ class TaskBackendRegistry:
                     continue
                 _holders.pop(key, None)
             await self.close_backend(type_)
+
+    def _with_lenders(self, types: Iterable[str]) -> list[str]:
+        """The distinct `types`, each followed by the types its backend borrowed from."""
+        found: dict[str, None] = {}
+        pending = list(types)
+        while pending:
+            type_ = pending.pop(0)
+            if type_ in found:
+                continue
+            found[type_] = None
+            backend = self._loaded(type_)
+            if backend is not None:
+                pending[:0] = lenders_of(backend)
+        return list(found)
 
     def _loaded(self, backend_type: str) -> TaskBackendProtocol | None:
         """The backend object of `backend_type` in use here, or None if none was loaded."""

@@ -33,11 +33,11 @@ from lexigram.tasks._backends import (
     backend_attribute,
     backend_for_scheme,
     check_url_syntax,
-    close_backend,
     install_hint,
     known_schemes,
     load_backend,
     missing_backend_fix,
+    release_backends,
     shown_url,
     spec_from_config,
     url_of,
@@ -500,9 +500,10 @@ async def release_backend(spec: TaskBackendSpec) -> None:
     A command runs one event loop; its queues and stores share the backend's connection
     pools, which outlive any one of them. A backend that keeps such pools offers an
     optional ``close()`` (`ClosableBackendProtocol`); it is called when a command ends,
-    as `TaskProvider` calls it at shutdown.
+    as `TaskProvider` calls it at shutdown, and so is that of each backend it borrowed
+    from (RabbitMQ's ``stores``), unless a provider of this process still holds one.
     """
-    await close_backend(spec.type)
+    await release_backends([spec.type])
 
 
 @dataclass(slots=True)

@@ -39,10 +39,12 @@ class RabbitMQBackend:
         return "RabbitMQBackend()"
 
     async def close(self) -> None:
-        """Release the shared connection pools of the ``stores`` backend, if one lent any.
+        """Release the shared pools of a ``stores`` backend found without the core's lookup.
 
         A command calls this when it ends; the stores themselves are closed by whoever
-        built them.
+        built them. A ``stores`` backend found through the spec's lookup (every spec the
+        core builds) is released by the core after this one, unless another program of
+        the process still holds it.
         """
         await close_lenders()
 

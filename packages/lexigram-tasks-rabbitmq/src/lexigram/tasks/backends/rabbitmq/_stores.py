@@ -45,8 +45,10 @@ _TYPES_OF_SCHEMES: dict[str, str] = {}
 # process (as the core loads a backend once).
 _INSTALLED: dict[str, Any] = {}
 
-# Every backend object stores were borrowed from, by identity: their shared connection
-# pools are released when this backend is (`close_lenders`).
+# Every backend object stores were borrowed from without the core's lookup (a spec built
+# outside the core), by identity: their shared connection pools are released when this
+# backend is (`close_lenders`). One found through the lookup is the program's to release:
+# the core releases it after this backend, unless another program still holds it.
 _LENDERS: dict[int, Any] = {}
 
 
@@ -101,7 +103,10 @@ async def close_store(store: object | None) -> None:
 
 
 async def close_lenders() -> None:
-    """Release what the backends stores were borrowed from hold (their shared pools)."""
+    """Release what the backends stores were borrowed from hold (their shared pools).
+
+    Only those found without the core's lookup: the core releases the others itself.
+    """
     for lender in list(_LENDERS.values()):
         await close_store(lender)
 
@@ -249,7 +254,8 @@ def _lender(spec: TaskBackendSpec) -> Any:
 def delegate(spec: TaskBackendSpec, factory: str, *, required: bool, **kwargs: Any) -> Any:
     """Call `factory` of the backend `spec.type` (None if it has none)."""
     other = _lender(spec)
-    _LENDERS.setdefault(id(other), other)
+    if spec.backends is None:
+        _LENDERS.setdefault(id(other), other)
     make = getattr(other, factory, None)
     if make is None:
         if not required:
