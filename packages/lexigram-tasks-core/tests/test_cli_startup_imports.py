@@ -41,6 +41,8 @@ NOT_UNLESS_CONFIGURED = ("pydantic", "pydantic_core", "lexigram.tasks.config")
 APPLICATION_ONLY = (
     "lexigram.di",
     "lexigram.tasks.di._provider",
+    "lexigram.tasks.di._provider_jobs",
+    "lexigram.tasks.di._registration",
     "lexigram.tasks.di._factories",
     "lexigram.tasks.di._module",
 )
