@@ -8,6 +8,7 @@ and never read the entry points then. No broker is needed.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -178,3 +179,27 @@ async def test_a_lender_found_without_a_lookup_is_released_with_the_backend(
     await backend.close()
 
     assert lender.closed == 1
+
+
+def test_a_lender_borrowed_on_an_ended_loop_is_forgotten_not_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Its pools were that loop's: closing it on another loop would cut the connections a
+    # program of this loop has to it (as a test of the same process once did).
+    lender = Lender()
+    monkeypatch.setattr(_stores, "_TYPES_OF_SCHEMES", {"acme": "acme"})
+    monkeypatch.setattr(_stores, "_INSTALLED", {"acme": lender})
+    monkeypatch.setattr(_stores, "_LENDERS", {})
+    spec = TaskBackendSpec(
+        name="jobs", type="rabbitmq", queue_name="q", options={"stores": "acme://host/0"}
+    )
+    backend = RabbitMQBackend()
+
+    async def borrow() -> None:
+        backend.create_result_store(spec)
+
+    asyncio.run(borrow())
+    asyncio.run(backend.close())
+
+    assert lender.closed == 0
+    assert _stores._LENDERS == {}

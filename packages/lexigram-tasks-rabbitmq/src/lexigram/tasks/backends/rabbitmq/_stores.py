@@ -13,6 +13,7 @@ finds the backend through the entry points and the URL schemes they declare.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Mapping
 from typing import Any
@@ -46,10 +47,12 @@ _TYPES_OF_SCHEMES: dict[str, str] = {}
 _INSTALLED: dict[str, Any] = {}
 
 # Every backend object stores were borrowed from without the core's lookup (a spec built
-# outside the core), by identity: their shared connection pools are released when this
-# backend is (`close_lenders`). One found through the lookup is the program's to release:
-# the core releases it after this backend, unless another program still holds it.
-_LENDERS: dict[int, Any] = {}
+# outside the core), by identity and the event loop it was borrowed on (None: outside
+# one): their shared connection pools, which are per loop, are released when this
+# backend is, on that loop (`close_lenders`). One found through the lookup is the
+# program's to release: the core releases it after this backend, unless another program
+# still holds it.
+_LENDERS: dict[tuple[int, asyncio.AbstractEventLoop | None], Any] = {}
 
 
 def local_state_store(
@@ -103,12 +106,18 @@ async def close_store(store: object | None) -> None:
 
 
 async def close_lenders() -> None:
-    """Release what the backends stores were borrowed from hold (their shared pools).
+    """Release what the backends stores were borrowed from hold on this loop (their pools).
 
     Only those found without the core's lookup: the core releases the others itself.
+    Those borrowed on a loop that has ended are forgotten (their pools ended with it).
     """
-    for lender in list(_LENDERS.values()):
-        await close_store(lender)
+    loop = asyncio.get_running_loop()
+    for key in list(_LENDERS):
+        borrowed_on = key[1]
+        if borrowed_on is loop or borrowed_on is None:
+            await close_store(_LENDERS.pop(key))
+        elif borrowed_on.is_closed():
+            del _LENDERS[key]
 
 
 def borrow(spec: TaskBackendSpec, factory: str, **kwargs: Any) -> Any | None:
@@ -251,11 +260,18 @@ def _lender(spec: TaskBackendSpec) -> Any:
     return other
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def delegate(spec: TaskBackendSpec, factory: str, *, required: bool, **kwargs: Any) -> Any:
     """Call `factory` of the backend `spec.type` (None if it has none)."""
     other = _lender(spec)
     if spec.backends is None:
-        _LENDERS.setdefault(id(other), other)
+        _LENDERS.setdefault((id(other), _running_loop()), other)
     make = getattr(other, factory, None)
     if make is None:
         if not required:
