@@ -160,46 +160,49 @@ async def test_a_lender_found_through_the_lookup_is_left_to_the_program() -> Non
     assert lender.closed == 0
 
 
-async def test_a_lender_found_without_a_lookup_is_released_with_the_backend(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A spec built outside the core carries no lookup: the installed backends are read,
-    # and nobody else knows this backend borrowed from them.
+@pytest.fixture
+def installed_lender(monkeypatch: pytest.MonkeyPatch) -> Lender:
+    """The installed backend of ``acme://`` URLs, as a spec built outside the core finds it.
+
+    Such a spec carries no lookup: the installed backends are read, and nobody else
+    knows the RabbitMQ backend borrowed from them.
+    """
     lender = Lender()
     monkeypatch.setattr(_stores, "_TYPES_OF_SCHEMES", {"acme": "acme"})
     monkeypatch.setattr(_stores, "_INSTALLED", {"acme": lender})
     monkeypatch.setattr(_stores, "_LENDERS", {})
-    spec = TaskBackendSpec(
-        name="jobs", type="rabbitmq", queue_name="q", options={"stores": "acme://host/0"}
-    )
+    return lender
+
+
+OUTSIDE_THE_CORE = TaskBackendSpec(
+    name="jobs", type="rabbitmq", queue_name="q", options={"stores": "acme://host/0"}
+)
+
+
+async def test_a_lender_found_without_a_lookup_is_released_with_the_backend(
+    installed_lender: Lender,
+) -> None:
     backend = RabbitMQBackend()
-    backend.create_result_store(spec)
-    backend.create_result_store(spec)  # the same lender: released once
+    backend.create_result_store(OUTSIDE_THE_CORE)
+    backend.create_result_store(OUTSIDE_THE_CORE)  # the same lender: released once
 
     await backend.close()
 
-    assert lender.closed == 1
+    assert installed_lender.closed == 1
 
 
 def test_a_lender_borrowed_on_an_ended_loop_is_forgotten_not_closed(
-    monkeypatch: pytest.MonkeyPatch,
+    installed_lender: Lender,
 ) -> None:
     # Its pools were that loop's: closing it on another loop would cut the connections a
     # program of this loop has to it (as a test of the same process once did).
-    lender = Lender()
-    monkeypatch.setattr(_stores, "_TYPES_OF_SCHEMES", {"acme": "acme"})
-    monkeypatch.setattr(_stores, "_INSTALLED", {"acme": lender})
-    monkeypatch.setattr(_stores, "_LENDERS", {})
-    spec = TaskBackendSpec(
-        name="jobs", type="rabbitmq", queue_name="q", options={"stores": "acme://host/0"}
-    )
     backend = RabbitMQBackend()
 
     async def borrow() -> None:
-        backend.create_result_store(spec)
+        backend.create_result_store(OUTSIDE_THE_CORE)
 
     asyncio.run(borrow())
     asyncio.run(backend.close())
 
-    assert lender.closed == 0
+    assert installed_lender.closed == 0
     assert _stores._LENDERS == {}
