@@ -139,6 +139,6 @@ async def test_a_lender_nobody_else_holds_is_released_after_its_borrower() -> No
     later = _borrowing_provider(lender, BorrowingBackend(), "c")
     async with Application.boot(providers=[later]):
         async with Application.boot(providers=[running]):
-            pass
-        assert lender.closed == 1
+            assert running.queue is not None  # booted on the lender, then shut down
+        assert lender.closed == 1  # `later` still holds it through its borrower
     assert lender.closed == 2
