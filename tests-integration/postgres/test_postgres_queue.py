@@ -38,23 +38,26 @@ async def test_migrate_concurrent_starters_apply_each_migration_once(postgres_ds
         results = await asyncio.gather(*(migrate(postgres_dsn, schema) for _ in range(6)))
         applied = [names for names in results if names]
         assert len(applied) == 1
-        assert len(applied[0]) == 8  # the store tables (v1 to v6) and the jobs table (v1, v2)
+        assert len(applied[0]) == 10  # the store tables (v1 to v7) and the jobs table (v1 to v3)
         rows = await pg_conn.fetch(f'SELECT scope, version FROM "{schema}".schema_migrations')  # noqa: S608
         assert sorted((r["scope"], r["version"]) for r in rows) == [
             ("queue:tasks", 1),
             ("queue:tasks", 2),
+            ("queue:tasks", 3),
             ("stores", 1),
             ("stores", 2),
             ("stores", 3),
             ("stores", 4),
             ("stores", 5),
             ("stores", 6),
+            ("stores", 7),
         ]
         assert await migrate(postgres_dsn, schema) == []
         # A second jobs table in the same schema is its own migration scope.
         assert await migrate(postgres_dsn, schema, table="emails") == [
             "queue:emails v1 jobs table, indexes, keys",
             "queue:emails v2 no timed index (the dequeue index answers its reads)",
+            "queue:emails v3 identifiers compare as bytes (COLLATE C)",
         ]
     finally:
         await pg_conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -2,10 +2,10 @@
 
 A prefix becomes the primary-key range ``prefix <= id < bound`` and ``starts_with``
 keeps only true matches, so the lookup walks the index entries of the range and stops
-at the LIMIT (no LIKE, so no wildcard to escape). Under the C collations the range is
-exactly the matching ids; under a linguistic collation, which orders some punctuation
-apart, a prefix holding such a character (e.g. a UUID's ``-``) may miss ids: give the
-characters before it, or the whole id.
+at the LIMIT (no LIKE, so no wildcard to escape). The range is exactly the matching ids
+because the id columns compare as bytes (``COLLATE "C"``, queue v3 and stores v7): under
+a collation that ignores punctuation at its first level, a prefix ending in a UUID's
+``-`` missed ids.
 """
 
 from __future__ import annotations

@@ -252,9 +252,62 @@ CREATE INDEX IF NOT EXISTS cache_expiry_idx ON {s}.cache (expires_at)
     WHERE expires_at IS NOT NULL;
 """
 
+# Identifiers compare as bytes. A text column compares under the database's collation,
+# and on PostgreSQL 15 only "C" and "POSIX" compare with memcmp: under any other (en_US,
+# an ICU locale, even C.UTF-8) every comparison in a primary key or in the dequeue
+# index's `queue` goes through the locale's collation function. A job's ids are
+# compared a few dozen times on its way (its lease's index entries, its ack's lookup,
+# its result's key): in an ICU en-US database the W2 drain ran 8-10 % faster with "C"
+# identifiers (13 % steady), in C.UTF-8 1-2 %. Byte order is also what a prefix lookup
+# needs (`_lookup`): a linguistic collation sorts some punctuation apart, and a
+# prefix ending in a UUID's "-" missed ids. Nothing sorts identifiers for people.
+# Changing a column's collation keeps its rows and rebuilds the indexes that hold it.
+_QUEUE_V3 = """
+ALTER TABLE {s}.{t}
+    ALTER COLUMN id TYPE text COLLATE "C",
+    ALTER COLUMN queue TYPE text COLLATE "C",
+    ALTER COLUMN idempotency_key TYPE text COLLATE "C";
+ALTER TABLE {s}.{k}
+    ALTER COLUMN queue TYPE text COLLATE "C",
+    ALTER COLUMN key TYPE text COLLATE "C",
+    ALTER COLUMN job_id TYPE text COLLATE "C";
+"""
+
+# The store tables' identifiers compare as bytes, as the jobs table's do (queue v3).
+_STORES_V7 = """
+ALTER TABLE {s}.results
+    ALTER COLUMN namespace TYPE text COLLATE "C",
+    ALTER COLUMN job_id TYPE text COLLATE "C";
+ALTER TABLE {s}.progress
+    ALTER COLUMN namespace TYPE text COLLATE "C",
+    ALTER COLUMN job_id TYPE text COLLATE "C";
+ALTER TABLE {s}.dead_letters
+    ALTER COLUMN namespace TYPE text COLLATE "C",
+    ALTER COLUMN record_id TYPE text COLLATE "C";
+ALTER TABLE {s}.schedules
+    ALTER COLUMN namespace TYPE text COLLATE "C",
+    ALTER COLUMN job_id TYPE text COLLATE "C";
+ALTER TABLE {s}.workflows
+    ALTER COLUMN namespace TYPE text COLLATE "C",
+    ALTER COLUMN workflow_id TYPE text COLLATE "C";
+ALTER TABLE {s}.workflow_runs
+    ALTER COLUMN namespace TYPE text COLLATE "C",
+    ALTER COLUMN workflow_id TYPE text COLLATE "C";
+ALTER TABLE {s}.workflow_steps
+    ALTER COLUMN namespace TYPE text COLLATE "C",
+    ALTER COLUMN workflow_id TYPE text COLLATE "C";
+ALTER TABLE {s}.workflow_stages
+    ALTER COLUMN namespace TYPE text COLLATE "C",
+    ALTER COLUMN workflow_id TYPE text COLLATE "C";
+ALTER TABLE {s}.locks ALTER COLUMN key TYPE text COLLATE "C";
+ALTER TABLE {s}.rate_limits ALTER COLUMN name TYPE text COLLATE "C";
+ALTER TABLE {s}.idempotency ALTER COLUMN key TYPE text COLLATE "C";
+"""
+
 QUEUE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "jobs table, indexes, keys", _QUEUE_V1),
     Migration(2, "no timed index (the dequeue index answers its reads)", _QUEUE_V2),
+    Migration(3, "identifiers compare as bytes (COLLATE C)", _QUEUE_V3),
 )
 """Migrations of a jobs table (scope ``queue:<table>``), oldest first."""
 
@@ -265,6 +318,7 @@ STORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "progress entries expire", _STORES_V4),
     Migration(5, "only failed results indexed for listing", _STORES_V5),
     Migration(6, "idempotency and cache entries indexed by expiry", _STORES_V6),
+    Migration(7, "identifiers compare as bytes (COLLATE C)", _STORES_V7),
 )
 """Migrations of the store tables (scope ``stores``), oldest first."""
 
