@@ -113,6 +113,7 @@ async def test_the_upgrade_keeps_the_rows_and_the_jobs_run(
 
     assert applied == [
         "stores v7 identifiers compare as bytes (COLLATE C)",
+        "stores v8 locks indexed by expiry",
         "queue:tasks v3 identifiers compare as bytes (COLLATE C)",
     ]
     after = await _indexed_text_columns(pg_conn, schema)

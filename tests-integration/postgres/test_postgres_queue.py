@@ -38,7 +38,7 @@ async def test_migrate_concurrent_starters_apply_each_migration_once(postgres_ds
         results = await asyncio.gather(*(migrate(postgres_dsn, schema) for _ in range(6)))
         applied = [names for names in results if names]
         assert len(applied) == 1
-        assert len(applied[0]) == 10  # the store tables (v1 to v7) and the jobs table (v1 to v3)
+        assert len(applied[0]) == 11  # the store tables (v1 to v8) and the jobs table (v1 to v3)
         rows = await pg_conn.fetch(f'SELECT scope, version FROM "{schema}".schema_migrations')  # noqa: S608
         assert sorted((r["scope"], r["version"]) for r in rows) == [
             ("queue:tasks", 1),
@@ -51,6 +51,7 @@ async def test_migrate_concurrent_starters_apply_each_migration_once(postgres_ds
             ("stores", 5),
             ("stores", 6),
             ("stores", 7),
+            ("stores", 8),
         ]
         assert await migrate(postgres_dsn, schema) == []
         # A second jobs table in the same schema is its own migration scope.

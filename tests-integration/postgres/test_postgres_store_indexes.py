@@ -161,6 +161,10 @@ async def _set_cache(store: Any) -> None:
     await store.set("fresh", "value", 60)
 
 
+async def _take_lock(store: Any) -> None:
+    assert await store.acquire("fresh", timeout=60).try_acquire()
+
+
 class _KeyedTable(NamedTuple):
     factory: str
     table: str
@@ -189,13 +193,19 @@ class _KeyedTable(NamedTuple):
             "cache_expiry_idx",
             _set_cache,
         ),
+        _KeyedTable("create_lock_manager", "locks", "token", "'t'", "locks_expiry_idx", _take_lock),
     ],
-    ids=["idempotency", "cache"],
+    ids=["idempotency", "cache", "locks"],
 )
-async def test_idempotency_records_and_cache_entries_are_swept_through_their_index(
+async def test_idempotency_records_cache_entries_and_locks_are_swept_through_their_index(
     postgres_dsn: str, pg_conn: asyncpg.Connection, schema: str, kind: _KeyedTable
 ) -> None:
-    """They were deleted once a minute by one statement reading the whole table."""
+    """Expired rows leave through the table's expiry index, a write starting the sweep.
+
+    Idempotency records and cache entries were deleted once a minute by one statement
+    reading the whole table; the lock of a holder killed before its release stayed until
+    the same key was acquired again.
+    """
     factory, table, column, value, index, write = kind
     for prefix, count, when in (
         ("live", 50_000, "now() + interval '1 day'"),

@@ -194,17 +194,18 @@ def test_pending_migrations_by_scope():
         ("stores", 5),
         ("stores", 6),
         ("stores", 7),
+        ("stores", 8),
         ("queue:tasks", 1),
         ("queue:tasks", 2),
         ("queue:tasks", 3),
     ]
-    assert _pending({"stores": 7, "queue:tasks": 3}, "tasks") == []
-    assert [scope for scope, _ in _pending({"stores": 7}, "other")] == [
+    assert _pending({"stores": 8, "queue:tasks": 3}, "tasks") == []
+    assert [scope for scope, _ in _pending({"stores": 8}, "other")] == [
         "queue:other",
         "queue:other",
         "queue:other",
     ]
-    assert _pending({"stores": 7}, None) == []
+    assert _pending({"stores": 8}, None) == []
     # A schema of an earlier version gets exactly the upgrades.
     assert [(scope, m.version) for scope, m in _pending({"stores": 1}, None)] == [
         ("stores", 2),
@@ -213,6 +214,7 @@ def test_pending_migrations_by_scope():
         ("stores", 5),
         ("stores", 6),
         ("stores", 7),
+        ("stores", 8),
     ]
     assert [(scope, m.version) for scope, m in _pending({"queue:tasks": 2}, "tasks")][-1:] == [
         ("queue:tasks", 3)

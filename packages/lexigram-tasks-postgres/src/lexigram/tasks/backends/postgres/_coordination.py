@@ -102,10 +102,18 @@ class PostgresLock:
         await self.release()
 
 
-class PostgresLockManager(_TableStore):
-    """Creates `PostgresLock` objects that hold across processes and expire on timeout."""
+class PostgresLockManager(_SweptTable):
+    """Creates `PostgresLock` objects that hold across processes and expire on timeout.
+
+    A released lock's row is deleted; the row of a holder that never released (its
+    process killed) expires, and a later acquire of the same key takes it over. One on a
+    key nobody takes again is swept out by the acquires of any key (`ExpiredRows`).
+    """
 
     _what = "lock table"
+    _table = "locks"
+    _keys = ("key",)
+    _rows = "expired locks"
 
     def __init__(self, db: Database, *, schema: str = DEFAULT_SCHEMA) -> None:
         super().__init__(db, schema=schema)
@@ -127,6 +135,7 @@ class PostgresLockManager(_TableStore):
 
     async def _try(self, key: str, token: str, timeout: float) -> tuple[bool, float]:
         """Take `key` for `token`; return (taken, seconds until the holder's lock expires)."""
+        self.expiry.written()
         row = await self._fetch(
             f"""
 WITH got AS (

@@ -1,4 +1,4 @@
-"""Expired rows (results, progress, idempotency records, cache entries) leave by themselves.
+"""Expired rows (results, progress, idempotency records, cache entries, locks) leave by themselves.
 
 Redis drops a result or a progress entry when its key's TTL runs out, and SQLite's stores
 delete expired rows as they write. On PostgreSQL an expired result used to stay until the
@@ -7,10 +7,10 @@ had no expiry at all, and idempotency records and cache entries were deleted onc
 minute by one unbounded statement that read the whole table inside a caller's write. Now
 each write of one of these stores (a result stored by the store or by the queue's ack
 that stores it, `AckAndStore`; a progress entry saved; an idempotency record or a cache
-entry set) notes itself to the store's `ExpiredRows`, which starts a sweep in the
-background: at most one per store object at a time, at most one a second, each deleting
-the expired rows chunk by chunk, through an index on their expiry, until it finds fewer
-than a chunk. A sweep that fails (the server gone, a permission) is logged and the next
+entry set; a lock acquired) notes itself to the store's `ExpiredRows`, which starts a
+sweep in the background: at most one per store object at a time, at most one a second,
+each deleting the expired rows chunk by chunk, through an index on their expiry, until
+it finds fewer than a chunk. A sweep that fails (the server gone, a permission) is logged and the next
 one waits a minute.
 
 Rows are picked with ``FOR UPDATE SKIP LOCKED``, so the sweeps of many workers share the

@@ -304,6 +304,13 @@ ALTER TABLE {s}.rate_limits ALTER COLUMN name TYPE text COLLATE "C";
 ALTER TABLE {s}.idempotency ALTER COLUMN key TYPE text COLLATE "C";
 """
 
+# Locks are swept like idempotency records (`ExpiredRows`): a released lock's row is
+# deleted, but that of a holder killed before its release stayed until someone acquired
+# the same key again, which for a key naming one job or one user may be never.
+_STORES_V8 = """
+CREATE INDEX IF NOT EXISTS locks_expiry_idx ON {s}.locks (expires_at);
+"""
+
 QUEUE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "jobs table, indexes, keys", _QUEUE_V1),
     Migration(2, "no timed index (the dequeue index answers its reads)", _QUEUE_V2),
@@ -319,6 +326,7 @@ STORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "only failed results indexed for listing", _STORES_V5),
     Migration(6, "idempotency and cache entries indexed by expiry", _STORES_V6),
     Migration(7, "identifiers compare as bytes (COLLATE C)", _STORES_V7),
+    Migration(8, "locks indexed by expiry", _STORES_V8),
 )
 """Migrations of the store tables (scope ``stores``), oldest first."""
 
