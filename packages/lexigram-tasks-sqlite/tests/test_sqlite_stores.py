@@ -198,6 +198,28 @@ async def test_locks_exclude_expire_and_wake(made: Any) -> None:
         assert held.held
 
 
+async def test_an_abandoned_lock_is_deleted_by_the_acquires_of_other_keys(
+    made: Any, tmp_path: Path
+) -> None:
+    # A holder killed before releasing: its row expires, and nobody takes its key again.
+    abandoned: SQLiteLockManager = build(made, "create_lock_manager")
+    assert await abandoned.acquire("job:1", timeout=0.05).try_acquire()
+    await asyncio.sleep(0.1)
+    other: SQLiteLockManager = build(made, "create_lock_manager")
+    async with other.acquire("job:2", timeout=5.0) as held:
+        assert held.held
+        with sqlite3.connect(tmp_path / "stores.db") as conn:
+            keys = [row[0] for row in conn.execute("SELECT key FROM lexigram_locks")]
+            plan = " ".join(
+                str(row[-1])
+                for row in conn.execute(
+                    "EXPLAIN QUERY PLAN SELECT key FROM lexigram_locks WHERE expires_at <= 0"
+                )
+            )
+        assert keys == ["job:2"]
+        assert "lexigram_locks_expiry" in plan
+
+
 async def test_rate_limiter_is_a_shared_token_bucket(made: Any) -> None:
     one = build(made, "create_rate_limiter", name="api", rate=10, per=1.0, burst=2)
     two = build(made, "create_rate_limiter", name="api", rate=10, per=1.0, burst=2)

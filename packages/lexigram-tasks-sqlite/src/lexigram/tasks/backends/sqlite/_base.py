@@ -49,17 +49,17 @@ class Purger:
         """Record how many rows the purge deleted."""
         self._behind = deleted >= self.chunk
 
-    def after_write(self, conn: sqlite3.Connection, table: str) -> None:
+    def after_write(self, conn: sqlite3.Connection, table: str, key: str = "job_id") -> None:
         """Delete a chunk of `table`'s expired rows if a purge is due (a write just ran).
 
-        `table` is one of the stores' own, keyed by ``job_id`` with an ``expires_at``
-        index; call it on the database thread, in the write's transaction.
+        `table` is one of the stores' own, keyed by its column `key` with an
+        ``expires_at`` index; call it on the database thread, in the write's transaction.
         """
         now = time.time()
         if self.due(now):
             cur = conn.execute(
-                f"DELETE FROM {table} WHERE job_id IN "  # noqa: S608 - the stores' own tables
-                f"(SELECT job_id FROM {table} WHERE expires_at <= ? LIMIT ?)",
+                f"DELETE FROM {table} WHERE {key} IN "  # noqa: S608 - the stores' own tables
+                f"(SELECT {key} FROM {table} WHERE expires_at <= ? LIMIT ?)",
                 (now, self.chunk),
             )
             self.done(cur.rowcount)

@@ -50,8 +50,11 @@ class SQLiteLock:
     the holder's lease runs out, whichever comes first.
     """
 
-    def __init__(self, db: Database, key: str, timeout: float, poll_interval: float) -> None:
+    def __init__(
+        self, db: Database, key: str, timeout: float, poll_interval: float, purger: Purger
+    ) -> None:
         self._db = db
+        self._purger = purger
         self._key = key
         self._timeout = timeout
         self._poll = poll_interval
@@ -74,8 +77,10 @@ class SQLiteLock:
     async def _attempt(self) -> float:
         """Try once; 0.0 when taken, else seconds until the current holder's lease ends."""
         key, token, timeout = self._key, self._token, self._timeout
+        purger = self._purger
 
         def run(conn: sqlite3.Connection) -> float:
+            purger.after_write(conn, "lexigram_locks", key="key")
             now = time.time()
             cur = conn.execute(
                 "INSERT INTO lexigram_locks VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
@@ -161,14 +166,23 @@ class SQLiteLock:
 
 
 class SQLiteLockManager(SQLiteStore):
-    """`LockManagerProtocol` on SQLite: locks that hold across processes."""
+    """`LockManagerProtocol` on SQLite: locks that hold across processes.
+
+    A released lock's row is deleted; that of a holder killed before releasing expires,
+    and the acquires of any key delete expired rows now and then (as storing a result
+    deletes expired results), so a key nobody takes again does not stay forever.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._purger = Purger()  # used on the database thread only, like the results'
 
     def acquire(self, key: str, timeout: float = 60.0) -> SQLiteLock:
         """Return a lock on `key` that auto-releases after `timeout` seconds.
 
         Use as ``async with manager.acquire("user:1"):``.
         """
-        return SQLiteLock(self._db, key, timeout, self.options.poll_interval)
+        return SQLiteLock(self._db, key, timeout, self.options.poll_interval, self._purger)
 
 
 class SQLiteRateLimiter(SQLiteStore):

@@ -146,6 +146,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # before, only `list_active` did, so a process that never listed kept them all.
         "CREATE INDEX IF NOT EXISTS lexigram_progress_expiry ON lexigram_progress (expires_at)",
     ),
+    (
+        # Acquiring a lock deletes expired lock rows now and then: a released lock's row
+        # is deleted, but that of a holder killed before releasing stayed until its key
+        # was acquired again, which for a key naming one job may be never.
+        "CREATE INDEX IF NOT EXISTS lexigram_locks_expiry ON lexigram_locks (expires_at)",
+    ),
 )
 """Migration N (1-based) is ``MIGRATIONS[N - 1]``; never edit one that shipped."""
 
