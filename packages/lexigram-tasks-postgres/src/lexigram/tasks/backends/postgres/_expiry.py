@@ -10,8 +10,8 @@ that stores it, `AckAndStore`; a progress entry saved; an idempotency record or 
 entry set; a lock acquired) notes itself to the store's `ExpiredRows`, which starts a
 sweep in the background: at most one per store object at a time, at most one a second,
 each deleting the expired rows chunk by chunk, through an index on their expiry, until
-it finds fewer than a chunk. A sweep that fails (the server gone, a permission) is logged and the next
-one waits a minute.
+it finds fewer than a chunk. A sweep that fails (the server gone, a permission) is
+logged and the next one waits a minute.
 
 Rows are picked with ``FOR UPDATE SKIP LOCKED``, so the sweeps of many workers share the
 expired rows instead of queueing on each other's locks, and a row being written right
