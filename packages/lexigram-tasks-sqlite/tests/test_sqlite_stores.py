@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -208,7 +209,7 @@ async def test_an_abandoned_lock_is_deleted_by_the_acquires_of_other_keys(
     other: SQLiteLockManager = build(made, "create_lock_manager")
     async with other.acquire("job:2", timeout=5.0) as held:
         assert held.held
-        with sqlite3.connect(tmp_path / "stores.db") as conn:
+        with contextlib.closing(sqlite3.connect(tmp_path / "stores.db")) as conn:
             keys = [row[0] for row in conn.execute("SELECT key FROM lexigram_locks")]
             plan = " ".join(
                 str(row[-1])
