@@ -5,8 +5,8 @@ through the locale (the W2 drain ran 8-10 % faster with "C" than under ICU's en-
 a prefix lookup, a range of the primary key, missed ids when the prefix ended in
 punctuation such as a UUID's ``-``. ``queue v3`` and ``stores v7`` give every text column
 that an index holds the "C" collation; here on a fresh schema, on a schema of the earlier
-versions with rows in it, and in a database whose collation ignores punctuation at its
-first level, as glibc's en_US does.
+versions with rows in it, and on ids whose collation ignored punctuation at its first
+level, as glibc's en_US does.
 """
 
 from __future__ import annotations
@@ -18,8 +18,15 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from lexigram.contracts.tasks import Job, JobResult, TaskBackendSpec, encode_job
+from lexigram.contracts.tasks import (
+    Job,
+    JobResult,
+    TaskBackendSpec,
+    encode_job,
+    id_prefix_upper_bound,
+)
 from lexigram.tasks.backends.postgres import PostgresTaskQueue, backend, migrate
+from lexigram.tasks.backends.postgres._lookup import queued_ids_sql
 from lexigram.tasks.backends.postgres._schema import (
     _MIGRATIONS_TABLE,
     QUEUE_MIGRATIONS,
@@ -135,41 +142,57 @@ async def test_the_upgrade_keeps_the_rows_and_the_jobs_run(
         await store.close()
 
 
-@pytest_asyncio.fixture
-async def icu_database(postgres_dsn: str, pg_conn: asyncpg.Connection) -> AsyncIterator[str]:
-    """A database collating as en_US does (punctuation ignored at the first level): its DSN."""
-    name = f"lexigram_icu_{uuid.uuid4().hex[:8]}"
-    await pg_conn.execute(
-        f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING UTF8 '
-        "LOCALE_PROVIDER icu ICU_LOCALE 'en-US-u-ka-shifted' LOCALE 'C.UTF-8'"
-    )
-    base, _, _ = postgres_dsn.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        await pg_conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
-async def test_a_prefix_ending_in_a_dash_finds_its_ids_in_a_linguistic_database(
-    icu_database: str,
+async def test_a_prefix_ending_in_a_dash_finds_the_ids_a_linguistic_collation_hid(
+    postgres_dsn: str, pg_conn: asyncpg.Connection, schema: str
 ) -> None:
-    conn = await asyncpg.connect(icu_database)
-    try:
-        # What the prefix lookups used to read: with punctuation ignored at the first level,
-        # the key range "0192abcd-" <= id < "0192abcd." holds none of the ids.
-        assert not await conn.fetchval("SELECT '0192abcd-7000' COLLATE \"default\" < '0192abcd.'")
-    finally:
-        await conn.close()
+    """Ids under a collation ignoring punctuation at its first level, as glibc's en_US.
+
+    Before the upgrade, the key range a prefix lookup reads ("0192abcd-" <= id <
+    "0192abcd.") holds none of the ids that start with the prefix; after it, all of them.
+    """
+    await _schema_before_this_version(pg_conn, schema)
+    # The columns as a database whose collation is that one made them (any server with
+    # ICU, from PostgreSQL 10 on; a database-wide ICU locale needs 15).
+    await pg_conn.execute(
+        f'CREATE COLLATION "{schema}".punctuation_ignored '
+        "(provider = icu, locale = 'en-US-u-ka-shifted')"
+    )
+    for table, column in (("tasks", "id"), ("results", "job_id")):
+        await pg_conn.execute(
+            f'ALTER TABLE "{schema}".{table} ALTER COLUMN {column} '
+            f'TYPE text COLLATE "{schema}".punctuation_ignored'
+        )
     ids = [f"0192abcd-7{n:03d}-8000-9000-000000000000" for n in range(3)]
-    queue = PostgresTaskQueue(dsn=icu_database)
-    store = backend.create_result_store(TaskBackendSpec(type="postgres", url=icu_database))
+    finished = "0192abcd-6fff-8000-9000-000000000000"
+    for job_id in ids:
+        await pg_conn.execute(
+            f'INSERT INTO "{schema}".tasks (id, queue, payload) VALUES ($1, $2, $3)',  # noqa: S608 - a test's own schema
+            job_id,
+            "tasks",
+            encode_job(Job(id=job_id, name="lookup")),
+        )
+    await pg_conn.execute(
+        f'INSERT INTO "{schema}".results (namespace, job_id, success, data) '  # noqa: S608 - a test's own schema
+        "VALUES ('default', $1, true, $2::json)",
+        finished,
+        JobResult.ok(None).to_json(of=finished),
+    )
+    hidden = await pg_conn.fetch(
+        queued_ids_sql(schema, "tasks"),
+        "0192abcd-",
+        id_prefix_upper_bound("0192abcd-"),
+        "tasks",
+        10,
+    )
+    assert hidden == []
+
+    await migrate(postgres_dsn, schema)
+
+    queue = PostgresTaskQueue(dsn=postgres_dsn, schema=schema)
+    store = backend.create_result_store(_spec(postgres_dsn, schema))
     try:
-        await queue.enqueue_many([Job(id=job_id, name="lookup") for job_id in ids])
-        await store.store("0192abcd-6fff-8000-9000-000000000000", JobResult.ok(None))
         assert sorted(await queue.find_job_ids("0192abcd-", 10)) == ids
-        assert await store.find_job_ids("0192abcd-6", 10) == [
-            "0192abcd-6fff-8000-9000-000000000000"
-        ]
+        assert await store.find_job_ids("0192abcd-6", 10) == [finished]
     finally:
         await queue.close()
         await store.close()
