@@ -18,7 +18,14 @@ import pytest
 import pytest_asyncio
 
 from lexigram.tasks.backends.postgres import PostgresTaskQueue, migrate
-from lexigram.tasks.backends.postgres._schema import _MIGRATIONS_TABLE, STORE_MIGRATIONS, _render
+from lexigram.tasks.backends.postgres._schema import (
+    _MIGRATIONS_TABLE,
+    QUEUE_MIGRATIONS,
+    STORE_MIGRATIONS,
+    STORES_SCOPE,
+    _render,
+    queue_scope,
+)
 
 
 async def _drop_schema(dsn: str, schema: str) -> None:
@@ -134,27 +141,33 @@ async def spawn_worker(
 @pytest_asyncio.fixture
 async def stores_schema_at(
     postgres_dsn: str, pg_conn: asyncpg.Connection
-) -> AsyncIterator[Callable[[int], Awaitable[str]]]:
-    """`await stores_schema_at(n)` -> a new schema whose store tables stop at version n.
+) -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """`await stores_schema_at(n, queue=m)` -> a new schema as an earlier release left it.
 
-    As an earlier release left it: the migrations up to ``stores v<n>`` applied and
-    recorded, none after; for tests of an upgrade. The schemas are dropped afterwards.
+    Its store tables stop at ``stores v<n>`` and, with `queue`, its jobs table ``tasks``
+    at ``queue:tasks v<m>``: those migrations applied and recorded, none after; for tests
+    of an upgrade. The schemas are dropped afterwards.
     """
     made: list[str] = []
 
-    async def at(version: int) -> str:
+    async def at(version: int, *, queue: int = 0) -> str:
         schema = f"lexigram_test_{uuid.uuid4().hex[:8]}"
         made.append(schema)
         await pg_conn.execute(f'CREATE SCHEMA "{schema}"')
         await pg_conn.execute(_MIGRATIONS_TABLE.format(s=f'"{schema}"'))
-        for migration in STORE_MIGRATIONS[:version]:
-            await pg_conn.execute(_render(migration, schema, ""))
-            await pg_conn.execute(
-                f'INSERT INTO "{schema}".schema_migrations (scope, version, name) '  # noqa: S608 - a test's own schema
-                "VALUES ('stores', $1, $2)",
-                migration.version,
-                migration.name,
-            )
+        for scope, migrations in (
+            (STORES_SCOPE, STORE_MIGRATIONS[:version]),
+            (queue_scope("tasks"), QUEUE_MIGRATIONS[:queue]),
+        ):
+            for migration in migrations:
+                await pg_conn.execute(_render(migration, schema, "tasks"))
+                await pg_conn.execute(
+                    f'INSERT INTO "{schema}".schema_migrations (scope, version, name) '  # noqa: S608 - a test's own schema
+                    "VALUES ($1, $2, $3)",
+                    scope,
+                    migration.version,
+                    migration.name,
+                )
         return schema
 
     yield at

@@ -11,12 +11,10 @@ level, as glibc's en_US does.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from lexigram.contracts.tasks import (
     Job,
@@ -27,13 +25,6 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks.backends.postgres import PostgresTaskQueue, backend, migrate
 from lexigram.tasks.backends.postgres._lookup import queued_ids_sql
-from lexigram.tasks.backends.postgres._schema import (
-    _MIGRATIONS_TABLE,
-    QUEUE_MIGRATIONS,
-    STORE_MIGRATIONS,
-    _render,
-    queue_scope,
-)
 
 pytestmark = pytest.mark.postgres
 
@@ -57,39 +48,14 @@ async def _indexed_text_columns(conn: asyncpg.Connection, schema: str) -> dict[s
     return {f"{row['table_name']}.{row['column_name']}": row["collation"] for row in rows}
 
 
-async def _schema_before_this_version(conn: asyncpg.Connection, schema: str) -> None:
-    """The tables as ``stores v6`` and ``queue v2`` left them."""
-    await conn.execute(f'CREATE SCHEMA "{schema}"')
-    await conn.execute(_MIGRATIONS_TABLE.format(s=f'"{schema}"'))
-    for scope, migrations in (
-        ("stores", STORE_MIGRATIONS[:6]),
-        (queue_scope("tasks"), QUEUE_MIGRATIONS[:2]),
-    ):
-        for migration in migrations:
-            await conn.execute(_render(migration, schema, "tasks"))
-            await conn.execute(
-                f'INSERT INTO "{schema}".schema_migrations (scope, version, name) '  # noqa: S608 - a test's own schema
-                "VALUES ($1, $2, $3)",
-                scope,
-                migration.version,
-                migration.name,
-            )
-
-
 def _spec(dsn: str, schema: str) -> TaskBackendSpec:
     return TaskBackendSpec(type="postgres", url=dsn, options={"schema": schema})
 
 
-@pytest_asyncio.fixture
-async def schema(pg_conn: asyncpg.Connection) -> AsyncIterator[str]:
-    name = f"lexigram_collation_{uuid.uuid4().hex[:8]}"
-    yield name
-    await pg_conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-
-
 async def test_a_fresh_schema_indexes_every_identifier_as_bytes(
-    postgres_dsn: str, pg_conn: asyncpg.Connection, schema: str
+    postgres_dsn: str, pg_conn: asyncpg.Connection, stores_schema_at: Any
 ) -> None:
+    schema = await stores_schema_at(0)
     await migrate(postgres_dsn, schema)
     columns = await _indexed_text_columns(pg_conn, schema)
     assert {"tasks.id", "tasks.queue", "tasks_keys.key", "results.job_id"} <= set(columns)
@@ -97,9 +63,9 @@ async def test_a_fresh_schema_indexes_every_identifier_as_bytes(
 
 
 async def test_the_upgrade_keeps_the_rows_and_the_jobs_run(
-    postgres_dsn: str, pg_conn: asyncpg.Connection, schema: str
+    postgres_dsn: str, pg_conn: asyncpg.Connection, stores_schema_at: Any
 ) -> None:
-    await _schema_before_this_version(pg_conn, schema)
+    schema = await stores_schema_at(6, queue=2)  # as the release before this change left it
     before = await _indexed_text_columns(pg_conn, schema)
     assert before["tasks.id"] == "default"
     # Jobs and a result as the earlier version wrote them.
@@ -143,14 +109,14 @@ async def test_the_upgrade_keeps_the_rows_and_the_jobs_run(
 
 
 async def test_a_prefix_ending_in_a_dash_finds_the_ids_a_linguistic_collation_hid(
-    postgres_dsn: str, pg_conn: asyncpg.Connection, schema: str
+    postgres_dsn: str, pg_conn: asyncpg.Connection, stores_schema_at: Any
 ) -> None:
     """Ids under a collation ignoring punctuation at its first level, as glibc's en_US.
 
     Before the upgrade, the key range a prefix lookup reads ("0192abcd-" <= id <
     "0192abcd.") holds none of the ids that start with the prefix; after it, all of them.
     """
-    await _schema_before_this_version(pg_conn, schema)
+    schema = await stores_schema_at(6, queue=2)
     # The columns as a database whose collation is that one made them (any server with
     # ICU, from PostgreSQL 10 on; a database-wide ICU locale needs 15).
     await pg_conn.execute(
