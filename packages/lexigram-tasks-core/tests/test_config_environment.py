@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 
-from lexigram.contracts.tasks import TaskConfigurationError
+from lexigram.contracts.tasks import TaskBackendSpec, TaskConfigurationError
+from lexigram.tasks._backends import TaskBackendRegistry, backend_type_of
+from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import ConfigIssue, Environment, TaskConfig, TaskSchedulerConfig
 
 PASSWORD = "s3cr3t-pa55"  # noqa: S105 - a marker the tests search for in output
@@ -38,13 +42,49 @@ def test_validate_flags_named_memory_backend_in_production():
 
 def test_validate_flags_guest_guest_and_masks_the_password():
     config = TaskConfig.from_dict(
-        {"backend": {"type": "redis", "url": "amqp://guest:guest@mq.internal:5672/"}}
+        {"backend": {"type": "redis", "url": "redis://guest:guest@cache.internal:6379/0"}}
     )
     issue = _issues(config, "production")["tasks.backend.url"]
     assert issue.severity == "error"
     assert "default login 'guest'" in issue.message
-    assert issue.value == "'amqp://guest:***@mq.internal:5672/'"
+    assert issue.value == "'redis://guest:***@cache.internal:6379/0'"
     assert _issues(config, "development")["tasks.backend.url"].severity == "warning"
+
+
+class _AcmeBackend:
+    """A backend registered in code that serves ``acme://`` URLs."""
+
+    url_schemes: ClassVar[tuple[str, ...]] = ("acme",)
+
+    def create_queue(self, spec: TaskBackendSpec, /) -> MemoryTaskQueue:
+        return MemoryTaskQueue(queue_name=spec.queue_name)
+
+
+def _acme_registry() -> TaskBackendRegistry:
+    registry = TaskBackendRegistry()
+    registry.register("acme", _AcmeBackend())
+    return registry
+
+
+def test_a_url_alone_is_checked_as_the_backend_its_scheme_selects():
+    # The runtime builds the backend that serves the URL's scheme; the checks must judge
+    # that backend, not the `memory` default of the unset `type` field.
+    config = TaskConfig.from_dict({"backend": {"url": "acme://guest:guest@queue.internal/"}})
+    registry = _acme_registry()
+    assert backend_type_of(config.backend, registry=registry) == "acme"
+    issues = {i.field: i for i in config.validate_for_environment("production", registry=registry)}
+    assert "tasks.backend.type" not in issues
+    assert "default login 'guest'" in issues["tasks.backend.url"].message
+
+
+def test_a_url_of_another_backend_than_the_type_is_an_error():
+    config = TaskConfig.from_dict(
+        {"backend": {"type": "memory", "url": f"acme://u:{PASSWORD}@queue.internal/"}}
+    )
+    issues = config.validate_for_environment("development", registry=_acme_registry())
+    assert [(i.field, i.severity) for i in issues] == [("tasks.backend.url", "error")]
+    assert "served by the 'acme' backend, but tasks.backend.type is 'memory'" in issues[0].message
+    assert PASSWORD not in str(issues[0])
 
 
 def test_validate_workers_disabled_with_scheduler_warns():

@@ -52,6 +52,7 @@ from lexigram.tasks._backends._registry import (
     url_required,
 )
 from lexigram.tasks._backends._urls import (
+    backend_type_of,
     check_url_syntax,
     shown_url,
     spec_from_config,
@@ -67,6 +68,7 @@ __all__ = [
     "available_backends",
     "backend_attribute",
     "backend_for_scheme",
+    "backend_type_of",
     "check_url_syntax",
     "clear_backend_cache",
     "close_backend",

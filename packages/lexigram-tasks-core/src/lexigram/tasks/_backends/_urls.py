@@ -169,6 +169,22 @@ def _config_path_of(config: NamedTaskConfig | TaskBackendConfig) -> str:
     return f"tasks.backends[{name}]" if name else "tasks.backend"
 
 
+def backend_type_of(
+    config: NamedTaskConfig | TaskBackendConfig, *, registry: TaskBackendRegistry | None = None
+) -> str:
+    """The backend `config` selects: its ``type``, or, with ``type`` unset, the URL's.
+
+    The type `spec_from_config` gives the factory, so what checks a configuration
+    (`TaskConfig.validate_for_environment`) and what builds the backend agree.
+
+    Raises:
+        TaskConfigurationError: The URL cannot be read, no installed backend serves its
+            scheme (``type`` unset), or ``type`` names a backend that does not serve it.
+    """
+    field, url = url_of(config, registry=registry)
+    return _type_for_url(config, field, url, registry)
+
+
 def spec_from_config(
     config: NamedTaskConfig | TaskBackendConfig,
     *,

@@ -185,25 +185,42 @@ def _check_backend(
     registry: TaskBackendRegistry | None,
 ) -> Iterator[ConfigIssue]:
     # Imported here: discovery reads entry-point metadata, which only this check needs.
-    from lexigram.tasks._backends import available_backends, missing_backend_fix  # noqa: PLC0415
+    from lexigram.tasks._backends import (  # noqa: PLC0415
+        available_backends,
+        backend_type_of,
+        missing_backend_fix,
+        shown_url,
+    )
 
+    try:
+        # What the runtime builds: with ``type`` unset, a ``url`` chooses by its scheme.
+        backend_type = backend_type_of(backend, registry=registry)
+    except TaskConfigurationError as exc:
+        yield ConfigIssue(
+            field=f"{path}.url",
+            value=repr(shown_url(_backend_url(backend, registry)[1] or "")),
+            severity="error",
+            message=str(exc),
+            fix="No backend can be built from this configuration until it is fixed.",
+        )
+        return
     installed = registry.available_backends() if registry is not None else available_backends()
-    if backend.type not in installed:
+    if backend_type not in installed:
         yield ConfigIssue(
             field=f"{path}.type",
-            value=repr(backend.type),
+            value=repr(backend_type),
             severity="error",
             message=(
-                f"No task backend named {backend.type!r} is installed (installed: "
+                f"No task backend named {backend_type!r} is installed (installed: "
                 f"{', '.join(map(repr, installed)) or 'none'})."
             ),
-            fix=missing_backend_fix(backend.type),
+            fix=missing_backend_fix(backend_type),
         )
-    if strict_env and backend.type in installed and _is_process_local(backend.type, registry):
-        what = "in-memory" if backend.type == BACKEND_MEMORY else f"process-local {backend.type}"
+    if strict_env and backend_type in installed and _is_process_local(backend_type, registry):
+        what = "in-memory" if backend_type == BACKEND_MEMORY else f"process-local {backend_type}"
         yield ConfigIssue(
             field=f"{path}.type",
-            value=repr(backend.type),
+            value=repr(backend_type),
             severity="error" if env is Environment.PRODUCTION else "warning",
             message=(
                 f"The {what} backend loses every queued job when the process exits and "
@@ -214,7 +231,7 @@ def _check_backend(
         return
     field_name, url = _backend_url(backend, registry)
     field = f"{path}.{field_name}"
-    if not url and backend.type in installed and _needs_url(backend.type, registry):
+    if not url and backend_type in installed and _needs_url(backend_type, registry):
         # `field_name` is the backend's older field when it declares one (redis_url),
         # which still works; the generic url is what to recommend.
         older = f" (or {path}.{field_name})" if field_name != "url" else ""
@@ -222,7 +239,7 @@ def _check_backend(
             field=field,
             value="None",
             severity="error",
-            message=f"The {backend.type} backend has no URL to connect to.",
+            message=f"The {backend_type} backend has no URL to connect to.",
             fix=f"Set {path}.url{older}, e.g. from an environment variable.",
         )
         return
