@@ -218,6 +218,15 @@ def test_config_from_named_keeps_base_sections():
     assert base.backends  # the base is not modified
 
 
+@pytest.mark.parametrize("seconds", [None, 0.5])
+def test_config_from_named_keeps_the_bases_enqueue_timeout(seconds: float | None) -> None:
+    # One deadline for every queue: a named entry cannot set it, so the base's stays.
+    base = TaskConfig(
+        backend=TaskBackendConfig(enqueue_timeout=seconds), backends=[NamedTaskConfig(name="a")]
+    )
+    assert TaskConfig.from_named(base.backends[0], base=base).backend.enqueue_timeout == seconds
+
+
 def test_config_get_and_has_section():
     config = TaskConfig(worker=TaskWorkerConfig(worker_count=2), extra={"a": {"b": 1}})
     assert config.get("worker.worker_count") == 2

@@ -325,7 +325,9 @@ class TaskConfig(_Section):
 
         Args:
             entry: The named backend entry to materialise.
-            base: A config whose other sections (worker, scheduler, ...) are kept.
+            base: A config whose other sections (worker, scheduler, ...) are kept, and
+                the settings of its backend section that are not per backend
+                (``enqueue_timeout``).
 
         Returns:
             A TaskConfig configured for the single named backend.
@@ -334,11 +336,12 @@ class TaskConfig(_Section):
         # unset (None) keeps the section's default.
         shared = set(TaskBackendConfig.model_fields) & set(NamedTaskConfig.model_fields)
         values = {name: getattr(entry, name) for name in shared}
-        backend = TaskBackendConfig(
-            **{name: value for name, value in values.items() if value is not None},
-        )
+        values = {name: value for name, value in values.items() if value is not None}
         if base is None:
-            return cls(name=entry.name, backend=backend)
+            return cls(name=entry.name, backend=TaskBackendConfig(**values))
+        # The keys a named entry cannot hold apply to every backend: the base's stay.
+        kept = {key: getattr(base.backend, key) for key in NamedTaskConfig.keys_set_elsewhere}
+        backend = TaskBackendConfig(**values, **kept)
         return base.model_copy(update={"name": entry.name, "backend": backend, "backends": []})
 
     @classmethod
