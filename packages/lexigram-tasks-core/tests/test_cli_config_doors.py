@@ -80,11 +80,23 @@ def test_variables_win_over_the_apps_own_configuration(
     app = f"{app_module.__name__}:provider"
     result = CliRunner().invoke(cli, ["worker", app, "--burst", "--log-level", "info"])
     assert result.exit_code == 0, result.output
-    assert "concurrency 4)" in result.stderr  # the APP's config
+    assert "concurrency 4 per queue)" in result.stderr  # the APP's config
     monkeypatch.setenv("LEX_TASKS__WORKER__MAX_CONCURRENT_TASKS", "7")
     result = CliRunner().invoke(cli, ["worker", app, "--burst", "--log-level", "info"])
     assert result.exit_code == 0, result.output
-    assert "concurrency 7)" in result.stderr
+    assert "concurrency 7 per queue)" in result.stderr
+
+
+def test_the_start_line_counts_every_worker_of_a_queue(
+    app_module: ModuleType, tmp_path: Path
+) -> None:
+    # The configuration's worker_count runs that many workers per queue, as a booted
+    # TaskProvider runs them, and --concurrency is each one's: the line says the total.
+    config = _config(tmp_path, "  backend: {type: memory}\n  worker: {worker_count: 2}\n")
+    args = ["worker", app_module.__name__, "--config", config, "-c", "3", "--burst"]
+    result = CliRunner().invoke(cli, [*args, "--log-level", "info"])
+    assert result.exit_code == 0, result.output
+    assert "concurrency 2 workers x 3 = 6 per queue)" in result.stderr
 
 
 def test_a_misspelt_variable_over_the_apps_configuration_is_refused(

@@ -104,7 +104,7 @@ async def test_a_booted_provider_registers_its_workers_where_inspect_lists_them(
         return build_store(spec, factory, field, **kwargs)
 
     monkeypatch.setattr(_stack, "build_store", with_cache)
-    provider = TaskProvider(worker_count=1, enable_scheduler=False)
+    provider = TaskProvider(worker_count=2, enable_scheduler=False)
     async with Application.boot(providers=[provider]):
         keys: list[str] = []
         for _ in range(200):
@@ -115,7 +115,8 @@ async def test_a_booted_provider_registers_its_workers_where_inspect_lists_them(
         [key] = keys
         record = json.loads(await cache.get(key) or "{}")
         assert record["queues"] == [provider.config.backend.queue_name]
-        assert record["concurrency"] == provider.config.worker.max_concurrent_tasks
+        # Two workers per queue run twice the slots of one.
+        assert record["concurrency"] == 2 * provider.config.worker.max_concurrent_tasks
     assert await cache.keys(WORKER_KEY_PREFIX) == []
 
 

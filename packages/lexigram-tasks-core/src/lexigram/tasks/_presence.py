@@ -100,7 +100,6 @@ class WorkerPresence:
             every beat, so pools added later are included).
         queues: The queue names the process consumes.
         backend: How the backend is shown (type and masked URL; never a password).
-        concurrency: Jobs each pool runs at once.
         worker_id: The process's identity (default `worker_identity`).
     """
 
@@ -111,14 +110,12 @@ class WorkerPresence:
         pools: Callable[[], Sequence[WorkerPool]],
         queues: Sequence[str],
         backend: str,
-        concurrency: int,
         worker_id: str | None = None,
     ) -> None:
         self.cache = cache
         self.pools = pools
         self.queues = list(queues)
         self.backend = backend
-        self.concurrency = concurrency
         self.worker_id = worker_id or worker_identity()
         self.started_at = time.time()
         self._task: asyncio.Task[None] | None = None
@@ -172,7 +169,8 @@ class WorkerPresence:
             "backend": self.backend,
             "started_at": self.started_at,
             "seen_at": time.time(),
-            "concurrency": self.concurrency,
+            # Jobs each queue's pool runs at once (workers x max_concurrent_tasks).
+            "concurrency": max((pool.concurrency for pool in pools), default=0),
             "processed": totals.processed,
             "succeeded": totals.succeeded,
             "failed": totals.failed,

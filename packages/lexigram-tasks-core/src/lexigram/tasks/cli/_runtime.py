@@ -181,18 +181,21 @@ class WorkerRuntime:
                 pools=lambda: self.pools,
                 queues=self.queue_names,
                 backend=describe(self.spec),
-                concurrency=self.worker_config.max_concurrent_tasks,
                 worker_id=self.worker_id,
             )
             self.presence.start()
         plugins = self.hooks.plugin_names()
+        size = max(1, self.worker_config.worker_count)
+        slots = self.worker_config.max_concurrent_tasks
+        # More than one worker per queue (worker.worker_count) multiplies the slots.
+        shape = f"{size} workers x {slots} = {size * slots}" if size > 1 else str(slots)
         logger.info(
-            "Worker %s consuming %s on %s (%d handler(s), concurrency %d%s).",
+            "Worker %s consuming %s on %s (%d handler(s), concurrency %s per queue%s).",
             self.worker_id,
             ", ".join(self.queue_names),
             describe(self.spec),
             len(self.app.handlers),
-            self.worker_config.max_concurrent_tasks,
+            shape,
             f", plugins {', '.join(plugins)}" if plugins else "",
         )
 

@@ -407,7 +407,6 @@ class TaskProvider(HandlerRegistrationMixin, ProviderJobsMixin, Provider):
             pools=lambda: list(self.worker_pools.values()),
             queues=[stack.spec.queue_name for stack in self.stacks.values()],
             backend=describe_backend(primary.spec),
-            concurrency=self.worker_pools[primary.name].config.max_concurrent_tasks,
         )
         self._presence.start()
 

@@ -103,6 +103,11 @@ class WorkerPool:
         return f"WorkerPool(size={self.size}, running={self.running})"
 
     @property
+    def concurrency(self) -> int:
+        """Jobs the pool runs at once: `size` workers of ``max_concurrent_tasks`` each."""
+        return self.size * self.config.max_concurrent_tasks
+
+    @property
     def dead_letter_queue(self) -> DeadLetterQueue | PersistentDeadLetterQueue:
         """The DLQ shared by every worker of the pool."""
         dlq = self.services.dead_letter_queue
