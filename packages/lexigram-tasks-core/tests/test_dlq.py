@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ from lexigram.contracts.tasks import (
     TaskValidationError,
 )
 from lexigram.tasks.backends.memory import MemoryTaskQueue
+from lexigram.tasks._producer import install_task_queues
 from lexigram.tasks.dlq import (
     DeadLetterQueue,
     DLQBackend,
@@ -207,6 +209,36 @@ async def test_persistent_dlq_retry_puts_the_job_back_on_its_queue() -> None:
     assert await queue.count("tasks") == 1
     assert await dlq.size() == 0
     assert await dlq.retry(job.id) is None
+
+
+async def test_persistent_dlq_retry_puts_a_job_of_another_queue_back_on_that_queue(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Two queues of one backend share its dead-letter storage: the DLQ bound to one of
+    # them lists both queues' jobs, and puts each back on its own queue, as
+    # `lexigram-tasks dlq retry` does.
+    emails, reports = MemoryTaskQueue(queue_name="emails"), MemoryTaskQueue(queue_name="reports")
+    storage = InMemoryDLQBackend()
+    dlq = PersistentDeadLetterQueue(backend=storage, queue=emails)
+    mine, theirs, stray = failed_job(), failed_job(), failed_job()
+    mine.queue_name, theirs.queue_name, stray.queue_name = "emails", "reports", "gone"
+    for job in (mine, theirs, stray):
+        await dlq.add(job, "e")
+    uninstall = install_task_queues(emails, {"emails": emails, "reports": reports})
+    try:
+        assert await dlq.retry(theirs.id) is not None
+        assert (await emails.count("emails"), await reports.count("reports")) == (0, 1)
+        with pytest.raises(TaskQueueError, match="came from queue 'gone', which no queue"):
+            await dlq.retry(stray.id)
+        assert await dlq.get(stray.id) is not None  # kept
+        with caplog.at_level(logging.WARNING, logger="lexigram.tasks.dlq._persistent"):
+            assert [job.id for job in await dlq.retry_all()] == [mine.id]
+        assert "left 1 dead-lettered job(s) in the DLQ" in caplog.text
+        assert "'gone': 1" in caplog.text
+        assert (await emails.count("emails"), await reports.count("reports")) == (1, 1)
+        assert await dlq.size() == 1
+    finally:
+        uninstall()
 
 
 async def test_persistent_dlq_requeue_retry_all_purge_remove_clear() -> None:

@@ -129,6 +129,18 @@ def queue_for(name: str) -> TaskQueueProtocol:
     raise TaskQueueError(msg, queue_name=name)
 
 
+def queue_serving(queue_name: str) -> TaskQueueProtocol | None:
+    """The queue of this process whose ``queue_name`` is `queue_name`, or None.
+
+    Looked up among the default queue and the named queues (`set_task_queues`): the
+    queues a tasks provider or a worker command consumes.
+    """
+    for queue in (_default_queue, *_named_queues.values()):
+        if queue is not None and getattr(queue, "queue_name", None) == queue_name:
+            return queue
+    return None
+
+
 def get_default_queue() -> TaskQueueProtocol:
     """Return the queue that `TaskFunction.delay` enqueues on.
 

@@ -13,6 +13,7 @@ from typing import Any
 from lexigram.contracts.tasks import FailureRecord, Job, TaskQueueProtocol
 from lexigram.tasks.admin._errors import OperationError
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
+from lexigram.tasks.dlq._queue import reset_for_retry
 
 QueueFor = Callable[[str | None], TaskQueueProtocol]
 """Returns the queue of that name (None: the backend's default queue)."""
@@ -99,11 +100,11 @@ async def retry_dead_letter(
     record = await find_dead_letter(dlq_backend, queue_for(None), job_id)
     target = queue_name or record.job.queue_name
     queue = queue_for(target)
-    job = await _dlq(dlq_backend, queue).retry(record.job.id)
-    if job is None:  # taken by another process between get and retry
+    if await _dlq(dlq_backend, queue).requeue(record.job.id, queue) is None:
+        # Taken by another process between the lookup and the move.
         msg = f"Job {record.job.id!r} left the dead-letter queue meanwhile; nothing to do."
         raise OperationError(msg)
-    return job, queue.queue_name
+    return reset_for_retry(record.job), queue.queue_name
 
 
 async def retry_dead_letters(
@@ -130,7 +131,7 @@ async def retry_dead_letters(
         if wanted is not None and record.job.id not in wanted:
             continue
         queue = queue_for(record.job.queue_name)
-        if await _dlq(dlq_backend, queue).retry(record.job.id) is not None:
+        if await _dlq(dlq_backend, queue).requeue(record.job.id, queue) is not None:
             count += 1
     return count
 

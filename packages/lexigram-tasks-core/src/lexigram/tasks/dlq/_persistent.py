@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,9 +12,20 @@ from lexigram.contracts.tasks import (
     DLQBackendProtocol,
     FailureRecord,
     Job,
+    TaskQueueError,
     TaskQueueProtocol,
 )
 from lexigram.tasks.dlq._queue import attempt_count, enqueue_again, reset_for_retry
+
+logger = logging.getLogger(__name__)
+
+
+class _NoQueueServes(TaskQueueError):
+    """A dead-lettered job came from a queue that no queue of this process serves."""
+
+    def __init__(self, message: str, *, queue_name: str) -> None:
+        super().__init__(message, queue_name=queue_name)
+        self.queue_name = queue_name
 
 DLQBackend = DLQBackendProtocol
 """The storage protocol of `PersistentDeadLetterQueue` (alias of `DLQBackendProtocol`)."""
@@ -71,6 +84,13 @@ class PersistentDeadLetterQueue:
     Same operations as `DeadLetterQueue`, but async, so a backend (Redis, Postgres) can
     keep failures across restarts and share them between processes. Give it the queue
     the jobs came from and `retry` puts a job straight back on it.
+
+    A backend keeps the dead letters of every queue it serves in one storage (under one
+    Redis key prefix, in one PostgreSQL schema), so this DLQ lists them all, as
+    ``lexigram-tasks dlq list`` does, and `retry` puts each job back on its own queue, as
+    ``lexigram-tasks dlq retry`` does: `queue` for its jobs, and for a job of another
+    queue the one of that name this process consumes (a tasks provider's or a worker
+    command's queues).
 
     Args:
         backend: Record storage; an `InMemoryDLQBackend` when omitted.
@@ -140,21 +160,48 @@ class PersistentDeadLetterQueue:
     async def retry(self, job_id: str) -> Job | None:
         """Remove a job from the DLQ, reset it, and enqueue it when a queue is set.
 
+        The job goes back on its own queue: `queue` when it came from there, else the
+        queue of its name that this process consumes.
+
         Returns:
             The job reset to PENDING, or None if no record has that id.
 
         Raises:
-            TaskQueueError: The queue refused the job (the record is kept).
+            TaskQueueError: The queue refused the job, or it came from a queue that no
+                queue of this process serves (the record is kept either way).
         """
         data = await self.backend.get(job_id)
         if data is None:
             return None
         job = reset_for_retry(FailureRecord.from_dict(data).job)
-        if self.queue is not None:
-            await enqueue_again(self.queue, job)
+        home = self._home_of(job)
+        if home is not None:
+            await enqueue_again(home, job)
         await self.backend.remove(job_id)
         self._total_retried += 1
         return job
+
+    def _home_of(self, job: Job) -> TaskQueueProtocol | None:
+        """The queue a retried job goes back on (None: this DLQ enqueues nothing)."""
+        if self.queue is None:
+            return None
+        own = job.queue_name
+        if own is None or own == self.queue.queue_name:
+            return self.queue
+        # Imported here: the producer imports the worker, which imports this module.
+        from lexigram.tasks._producer import queue_serving  # noqa: PLC0415
+
+        home = queue_serving(own)
+        if home is None:
+            msg = (
+                f"Dead-lettered job {job.id!r} ({job.name!r}) came from queue {own!r}, "
+                f"which no queue of this process serves (this DLQ's is "
+                f"{self.queue.queue_name!r}); it stays in the DLQ. Put it back with "
+                f"requeue({job.id!r}, <the {own!r} queue>) or `lexigram-tasks dlq retry "
+                f"{job.id}`."
+            )
+            raise _NoQueueServes(msg, queue_name=own)
+        return home
 
     async def requeue(self, job_id: str, queue: TaskQueueProtocol) -> str | None:
         """Take a job out of the DLQ and enqueue it on `queue`; its id, or None if absent.
@@ -172,12 +219,29 @@ class PersistentDeadLetterQueue:
         return new_id
 
     async def retry_all(self) -> list[Job]:
-        """Retry every failed job (see `retry`); returns the retried jobs."""
+        """Retry every failed job (see `retry`); returns the retried jobs.
+
+        A job of a queue that no queue of this process serves stays in the DLQ; a
+        warning names how many and their queues.
+        """
         jobs: list[Job] = []
+        homeless: Counter[str] = Counter()
         for data in await self.backend.list_all():
-            job = await self.retry(str(data["job_id"]))
+            try:
+                job = await self.retry(str(data["job_id"]))
+            except _NoQueueServes as exc:
+                homeless[exc.queue_name] += 1
+                continue
             if job is not None:
                 jobs.append(job)
+        if homeless:
+            logger.warning(
+                "retry_all left %d dead-lettered job(s) in the DLQ: they came from queues "
+                "no queue of this process serves (%s). Retry them where those queues are "
+                "consumed, or with `lexigram-tasks dlq retry-all`.",
+                homeless.total(),
+                ", ".join(f"{name!r}: {count}" for name, count in sorted(homeless.items())),
+            )
         return jobs
 
     async def remove(self, job_id: str) -> bool:
