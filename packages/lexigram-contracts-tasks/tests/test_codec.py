@@ -128,6 +128,12 @@ def test_make_poison_job_keeps_error_and_payload() -> None:
         ("host=db user=app password=s3cret dbname=x", "host=db user=app password=*** dbname=x"),
         ("host=db password = 'se cr\\'et' sslpassword=k", "host=db password = *** sslpassword=***"),
         ("redis://h/0?passwords_file=x", "redis://h/0?passwords_file=x"),
+        (
+            "rediss://h:6390/13?ssl_password=s3cretq&ssl_keyfile=k.pem",
+            "rediss://h:6390/13?ssl_password=***&ssl_keyfile=k.pem",
+        ),
+        ("amqps://h/?key_passphrase=s3cret", "amqps://h/?key_passphrase=***"),
+        ("redis://h/0?client_secret=s3cret", "redis://h/0?client_secret=***"),
     ],
 )
 def test_mask_url_hides_passwords(url: str, masked: str) -> None:

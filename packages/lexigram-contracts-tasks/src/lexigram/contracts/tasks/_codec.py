@@ -37,9 +37,11 @@ ENVELOPE_VERSION = 1
 # messages.) An "@" in the path after a port is masked from the port on: safe, if odd.
 _URL_PASSWORD = re.compile(r"(?P<prefix>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^\s?#]*)@")
 # A password given as a setting: a URL's query (``?password=...``, which asyncpg and
-# redis-py read) or a libpq key/value DSN (``host=db password=...``, quoted or not).
+# redis-py read, ``?ssl_password=...`` for redis-py's TLS key) or a libpq key/value DSN
+# (``host=db password=...``, quoted or not). Any key that ends in a word for a secret.
 _SETTING_PASSWORD = re.compile(
-    r"(?P<key>(?<![A-Za-z0-9_])(?:ssl)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s&#]*)",
+    r"(?P<key>(?<![A-Za-z0-9_])[A-Za-z0-9_]*(?:password|passwd|passphrase|secret)\s*=\s*)"
+    r"(?P<pw>'(?:[^'\\]|\\.)*'|[^\s&#]*)",
     re.IGNORECASE,
 )
 
