@@ -173,6 +173,10 @@ def test_dlq_retry_moves_a_dead_lettered_job_back_and_it_completes(
     assert f"Requeued job {job_id} (flaky) on queue 'jobs'." in retried.stdout
     assert inspect(redis_config)["queues"][0]["waiting"] == 1
     assert inspect(redis_config)["dead_letters"] == 0
+    # The failure its first run stored went with the retry: the job is waiting again.
+    status = run("job", "status", job_id, *config)
+    assert status.exit_code == 0, status.output
+    assert "pending" in status.stdout
 
     second = run("worker", app, "--burst", *config)
     assert second.exit_code == 0, second.output

@@ -15,19 +15,22 @@ from lexigram.contracts.tasks import (
     Err,
     FailureRecord,
     Job,
+    JobResult,
     JobStatus,
     TaskConfigurationError,
     TaskQueueError,
     TaskValidationError,
 )
-from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks._producer import install_task_queues
+from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.dlq import (
     DeadLetterQueue,
     DLQBackend,
     InMemoryDLQBackend,
     PersistentDeadLetterQueue,
 )
+from lexigram.tasks.handles import JobHandle, register_job_stores
+from lexigram.tasks.results import InMemoryResultStore
 
 
 def failed_job(name: str = "send", retries: int = 3) -> Job:
@@ -239,6 +242,27 @@ async def test_persistent_dlq_retry_puts_a_job_of_another_queue_back_on_that_que
         assert await dlq.size() == 1
     finally:
         uninstall()
+
+
+@pytest.mark.parametrize("registered", [False, True])
+async def test_a_retried_job_loses_the_result_of_its_failed_run(registered: bool) -> None:
+    # Left in the store, the failure would answer the job's status and result for the
+    # new run: `job status` said "failed" of a job waiting again.
+    queue, results = MemoryTaskQueue(), InMemoryResultStore()
+    if registered:  # the store a provider registers for its queue
+        register_job_stores(queue, result_store=results)
+        dlq = PersistentDeadLetterQueue(queue=queue)
+    else:
+        dlq = PersistentDeadLetterQueue(queue=queue, result_store=results)
+    retried, requeued = failed_job(), failed_job()
+    for job in (retried, requeued):
+        await dlq.add(job, "e")
+        await results.store(job.id, JobResult.fail("boom"))
+    assert await dlq.retry(retried.id) is not None
+    assert await dlq.requeue(requeued.id, queue) == requeued.id
+    assert await results.get(retried.id) is None
+    assert await results.get(requeued.id) is None
+    assert await JobHandle(queue, retried.id, result_store=results).status() is JobStatus.PENDING
 
 
 async def test_persistent_dlq_requeue_retry_all_purge_remove_clear() -> None:

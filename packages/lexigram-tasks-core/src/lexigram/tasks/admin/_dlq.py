@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from lexigram.contracts.tasks import FailureRecord, Job, TaskQueueProtocol
+from lexigram.contracts.tasks import FailureRecord, Job, ResultStoreProtocol, TaskQueueProtocol
 from lexigram.tasks.admin._errors import OperationError
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.dlq._queue import reset_for_retry
@@ -38,8 +38,10 @@ def dead_letter_row(record: FailureRecord) -> dict[str, Any]:
     }
 
 
-def _dlq(dlq_backend: Any, queue: TaskQueueProtocol) -> PersistentDeadLetterQueue:
-    return PersistentDeadLetterQueue(backend=dlq_backend, queue=queue)
+def _dlq(
+    dlq_backend: Any, queue: TaskQueueProtocol, result_store: ResultStoreProtocol | None = None
+) -> PersistentDeadLetterQueue:
+    return PersistentDeadLetterQueue(backend=dlq_backend, queue=queue, result_store=result_store)
 
 
 async def find_dead_letter(
@@ -81,7 +83,12 @@ async def find_dead_letter(
 
 
 async def retry_dead_letter(
-    dlq_backend: Any, queue_for: QueueFor, job_id: str, *, queue_name: str | None = None
+    dlq_backend: Any,
+    queue_for: QueueFor,
+    job_id: str,
+    *,
+    queue_name: str | None = None,
+    result_store: ResultStoreProtocol | None = None,
 ) -> tuple[Job, str]:
     """Move one dead-lettered job back onto its queue (or `queue_name`), retries reset.
 
@@ -90,6 +97,8 @@ async def retry_dead_letter(
         queue_for: Opens (or reuses) a queue by name.
         job_id: The job's id or a unique prefix of it.
         queue_name: Put it on this queue instead of its own.
+        result_store: The backend's result store: the failure stored for the job's
+            last run is deleted from it, so its status answers for the new run.
 
     Returns:
         The requeued job and the name of the queue it is on.
@@ -100,7 +109,7 @@ async def retry_dead_letter(
     record = await find_dead_letter(dlq_backend, queue_for(None), job_id)
     target = queue_name or record.job.queue_name
     queue = queue_for(target)
-    if await _dlq(dlq_backend, queue).requeue(record.job.id, queue) is None:
+    if await _dlq(dlq_backend, queue, result_store).requeue(record.job.id, queue) is None:
         # Taken by another process between the lookup and the move.
         msg = f"Job {record.job.id!r} left the dead-letter queue meanwhile; nothing to do."
         raise OperationError(msg)
@@ -113,6 +122,7 @@ async def retry_dead_letters(
     *,
     task_name: str | None = None,
     job_ids: Iterable[str] | None = None,
+    result_store: ResultStoreProtocol | None = None,
 ) -> int:
     """Move dead-lettered jobs back onto their queues; return how many were moved.
 
@@ -121,6 +131,7 @@ async def retry_dead_letters(
         queue_for: Opens (or reuses) a queue by name.
         task_name: Only jobs of this task.
         job_ids: Only these jobs (whole ids); None for every one.
+        result_store: The backend's result store (see `retry_dead_letter`).
     """
     wanted = None if job_ids is None else set(job_ids)
     count = 0
@@ -131,7 +142,7 @@ async def retry_dead_letters(
         if wanted is not None and record.job.id not in wanted:
             continue
         queue = queue_for(record.job.queue_name)
-        if await _dlq(dlq_backend, queue).requeue(record.job.id, queue) is not None:
+        if await _dlq(dlq_backend, queue, result_store).requeue(record.job.id, queue) is not None:
             count += 1
     return count
 

@@ -112,7 +112,8 @@ def _run(
     backend = default_backend(config_path, None, backend)
     # A SQLite file that does not exist is refused rather than created (see existing_only).
     spec = existing_only(resolve_spec(load_config(config_path), backend, connect_timeout=timeout))
-    stores = open_stores(spec, "dlq_backend")
+    # The result store too: a retried job's failed result is deleted from it.
+    stores = open_stores(spec, "dlq_backend", "result_store")
     if stores.dlq_backend is None:
         msg = (
             f"The {spec.type} backend keeps no dead letters outside its worker processes (it "
@@ -261,7 +262,11 @@ def retry_command(
 
     async def action(session: _Session) -> tuple[str, str, str]:
         job, target = await retry_dead_letter(
-            session.stores.dlq_backend, session.queue, job_id, queue_name=queue
+            session.stores.dlq_backend,
+            session.queue,
+            job_id,
+            queue_name=queue,
+            result_store=session.stores.result_store,
         )
         return job.id, job.name, target
 
@@ -289,7 +294,10 @@ def retry_all_command(
 
     async def action(session: _Session) -> int:
         return await retry_dead_letters(
-            session.stores.dlq_backend, session.queue, task_name=task_name
+            session.stores.dlq_backend,
+            session.queue,
+            task_name=task_name,
+            result_store=session.stores.result_store,
         )
 
     count = _run(backend, config_path, connect_timeout, debug, action)

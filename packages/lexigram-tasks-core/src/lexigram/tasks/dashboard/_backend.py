@@ -289,14 +289,20 @@ class DashboardBackend:
         """Retry dead letters by id (one id: its prefix is accepted too)."""
         dlq_backend = self._dlq_backend()
         if len(job_ids) == 1:
-            job, target = await admin.retry_dead_letter(dlq_backend, self.queue, job_ids[0])
+            job, target = await admin.retry_dead_letter(
+                dlq_backend, self.queue, job_ids[0], result_store=self.stores.result_store
+            )
             return f"Requeued job {job.id} ({job.name}) on queue {target!r}."
-        count = await admin.retry_dead_letters(dlq_backend, self.queue, job_ids=job_ids)
+        count = await admin.retry_dead_letters(
+            dlq_backend, self.queue, job_ids=job_ids, result_store=self.stores.result_store
+        )
         return f"Requeued {count} job(s)."
 
     async def retry_all(self) -> str:
         """Retry every dead letter."""
-        count = await admin.retry_dead_letters(self._dlq_backend(), self.queue)
+        count = await admin.retry_dead_letters(
+            self._dlq_backend(), self.queue, result_store=self.stores.result_store
+        )
         return f"Requeued {count} job(s)."
 
     async def delete(self, job_ids: list[str]) -> str:

@@ -12,6 +12,7 @@ from lexigram.contracts.tasks import (
     DLQBackendProtocol,
     FailureRecord,
     Job,
+    ResultStoreProtocol,
     TaskQueueError,
     TaskQueueProtocol,
 )
@@ -20,12 +21,13 @@ from lexigram.tasks.dlq._queue import attempt_count, enqueue_again, reset_for_re
 logger = logging.getLogger(__name__)
 
 
-class _NoQueueServes(TaskQueueError):
+class _UnservedQueueError(TaskQueueError):
     """A dead-lettered job came from a queue that no queue of this process serves."""
 
     def __init__(self, message: str, *, queue_name: str) -> None:
         super().__init__(message, queue_name=queue_name)
         self.queue_name = queue_name
+
 
 DLQBackend = DLQBackendProtocol
 """The storage protocol of `PersistentDeadLetterQueue` (alias of `DLQBackendProtocol`)."""
@@ -96,6 +98,9 @@ class PersistentDeadLetterQueue:
         backend: Record storage; an `InMemoryDLQBackend` when omitted.
         retention_hours: Default age limit of `purge`.
         queue: Queue that `retry`/`retry_all` enqueue retried jobs on (optional).
+        result_store: Where a retried job's failed result is deleted before it goes
+            back (default: the store registered for its queue, `register_job_stores`),
+            so that its status and result answer for the new run.
 
     Example:
         dlq = PersistentDeadLetterQueue(backend=redis_backend.create_dlq_backend(spec))
@@ -109,10 +114,12 @@ class PersistentDeadLetterQueue:
         backend: DLQBackendProtocol | None = None,
         retention_hours: float = 168,
         queue: TaskQueueProtocol | None = None,
+        result_store: ResultStoreProtocol | None = None,
     ) -> None:
         self.backend: DLQBackendProtocol = backend if backend is not None else InMemoryDLQBackend()
         self.retention_hours = retention_hours
         self.queue = queue
+        self.result_store = result_store
         self._total_added = 0
         self._total_retried = 0
         self._total_purged = 0
@@ -176,7 +183,7 @@ class PersistentDeadLetterQueue:
         job = reset_for_retry(FailureRecord.from_dict(data).job)
         home = self._home_of(job)
         if home is not None:
-            await enqueue_again(home, job)
+            await enqueue_again(home, job, result_store=self.result_store)
         await self.backend.remove(job_id)
         self._total_retried += 1
         return job
@@ -200,7 +207,7 @@ class PersistentDeadLetterQueue:
                 f"requeue({job.id!r}, <the {own!r} queue>) or `lexigram-tasks dlq retry "
                 f"{job.id}`."
             )
-            raise _NoQueueServes(msg, queue_name=own)
+            raise _UnservedQueueError(msg, queue_name=own)
         return home
 
     async def requeue(self, job_id: str, queue: TaskQueueProtocol) -> str | None:
@@ -213,7 +220,7 @@ class PersistentDeadLetterQueue:
         if data is None:
             return None
         job = reset_for_retry(FailureRecord.from_dict(data).job)
-        new_id = await enqueue_again(queue, job)
+        new_id = await enqueue_again(queue, job, result_store=self.result_store)
         await self.backend.remove(job_id)
         self._total_retried += 1
         return new_id
@@ -229,7 +236,7 @@ class PersistentDeadLetterQueue:
         for data in await self.backend.list_all():
             try:
                 job = await self.retry(str(data["job_id"]))
-            except _NoQueueServes as exc:
+            except _UnservedQueueError as exc:
                 homeless[exc.queue_name] += 1
                 continue
             if job is not None:

@@ -10,6 +10,7 @@ from lexigram.contracts.tasks import (
     FailureRecord,
     Job,
     JobStatus,
+    ResultStoreProtocol,
     TaskConfigurationError,
     TaskQueueError,
     TaskQueueProtocol,
@@ -42,8 +43,23 @@ def reset_for_retry(job: Job) -> Job:
     return job
 
 
-async def enqueue_again(queue: TaskQueueProtocol, job: Job) -> str:
-    """Enqueue a job taken out of a DLQ; raise the queue's error if it refuses it."""
+async def enqueue_again(
+    queue: TaskQueueProtocol, job: Job, *, result_store: ResultStoreProtocol | None = None
+) -> str:
+    """Enqueue a job taken out of a DLQ; raise the queue's error if it refuses it.
+
+    The failure its last run stored is deleted first, from `result_store` or else the
+    store registered for `queue` (`register_job_stores`): left there, it would answer
+    the job's status, ``result`` and ``wait`` for the new run. First, because a worker
+    may finish the new run before a deletion made after the enqueue.
+    """
+    if result_store is None:
+        # Imported here: the handles import the worker, which imports this package.
+        from lexigram.tasks.handles import job_stores_for  # noqa: PLC0415
+
+        result_store = job_stores_for(queue).result_store
+    if result_store is not None:
+        await result_store.delete(job.id)
     result = await queue.enqueue(job)
     if result.is_err():
         error = result.unwrap_err()
