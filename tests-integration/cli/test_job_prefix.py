@@ -77,3 +77,29 @@ def test_job_commands_take_a_prefix_of_a_waiting_or_finished_job(
     code, _, err = _job("status", "zzzz", *options)
     assert code == 2
     assert "has an id starting with 'zzzz'" in err
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("config_fixture", BACKENDS)
+def test_job_commands_find_a_job_of_another_queue_with_queue(
+    config_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    # `enqueue -q NAME` puts a job on a queue other than the configured one; the job
+    # commands look there when given the same --queue.
+    config: Path = request.getfixturevalue(config_fixture)
+    options = ["--config", str(config)]
+    other = f"reports{uuid4().hex[:6]}"
+    enqueued = CliRunner().invoke(
+        cli, ["enqueue", "add", "-q", other, "--args", "[1, 1]", *options]
+    )
+    assert enqueued.exit_code == 0, enqueued.output
+    waiting = enqueued.stdout.strip().split()[-1]
+
+    code, _, err = _job("status", waiting, *options)
+    assert code == 2
+    assert "give --queue NAME for a job of another queue" in err
+    code, out, err = _job("status", waiting[:8], "--queue", other, *options)
+    assert (code, out.split()[:2]) == (0, [waiting, "pending"]), err
+    code, out, err = _job("cancel", waiting, "-q", other, *options)
+    assert code == 0, err
+    assert "was waiting and is cancelled" in out

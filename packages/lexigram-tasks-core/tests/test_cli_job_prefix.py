@@ -72,7 +72,8 @@ async def test_resolve_unknown_prefix_says_what_to_check(stores: tuple[Any, Any]
     with pytest.raises(
         CLIError,
         match=r"No job of the memory backend has an id starting with "
-        r"'ffff'.*Check the id and the --backend\.$",
+        r"'ffff'.*Check the id and the --backend, and give --queue NAME for a job of "
+        r"another queue than the configured one\.$",
     ):
         await resolve_job_id(*stores, "ffff", "memory")
 

@@ -73,8 +73,23 @@ FOLLOW_INTERVAL = 0.2
 """Seconds between reads of the progress store while ``wait --follow`` draws the bar."""
 
 
+_queue_option = click.option(
+    "--queue",
+    "-q",
+    "queue_name",
+    metavar="NAME",
+    help="The queue the job was enqueued on. Default: the config's queue_name.",
+)
+
+
 def _common(func: F) -> F:
-    for decorate in (debug_option, connect_timeout_option, config_option, backend_option):
+    for decorate in (
+        debug_option,
+        connect_timeout_option,
+        config_option,
+        _queue_option,
+        backend_option,
+    ):
         func = decorate(func)
     return func
 
@@ -92,6 +107,7 @@ def _run(
     action: Callable[[JobHandle[Any]], Awaitable[T]],
     *,
     job_id: str,
+    queue_name: str | None,
 ) -> tuple[str, T]:
     """Run `action` on the job named by `job_id` (its id or a unique prefix of it).
 
@@ -101,7 +117,8 @@ def _run(
     setup_logging("debug" if debug else "critical")
     backend = default_backend(config_path, None, backend)
     # A SQLite file that does not exist is refused rather than created (see existing_only).
-    spec = existing_only(resolve_spec(load_config(config_path), backend, connect_timeout=timeout))
+    config = load_config(config_path)
+    spec = existing_only(resolve_spec(config, backend, queue_name, connect_timeout=timeout))
     stores = open_stores(spec, "result_store")
     if stores.result_store is None:
         msg = (
@@ -172,6 +189,7 @@ def status_command(
     job_id: str,
     as_json: bool,
     backend: str | None,
+    queue_name: str | None,
     config_path: str | None,
     connect_timeout: float,
     debug: bool,
@@ -181,7 +199,9 @@ def status_command(
     async def action(handle: JobHandle[Any]) -> dict[str, Any]:
         return await job_status(handle)
 
-    _, data = _run(backend, config_path, connect_timeout, debug, action, job_id=job_id)
+    _, data = _run(
+        backend, config_path, connect_timeout, debug, action, job_id=job_id, queue_name=queue_name
+    )
     if as_json:
         echo_json(data)
         return
@@ -204,6 +224,7 @@ def result_command(
     job_id: str,
     as_json: bool,
     backend: str | None,
+    queue_name: str | None,
     config_path: str | None,
     connect_timeout: float,
     debug: bool,
@@ -225,7 +246,9 @@ def result_command(
             raise CLIError(msg)
         return found
 
-    full_id, result = _run(backend, config_path, connect_timeout, debug, action, job_id=job_id)
+    full_id, result = _run(
+        backend, config_path, connect_timeout, debug, action, job_id=job_id, queue_name=queue_name
+    )
     _print_result(full_id, result, as_json)
 
 
@@ -283,6 +306,7 @@ def wait_command(
     follow: bool,
     as_json: bool,
     backend: str | None,
+    queue_name: str | None,
     config_path: str | None,
     connect_timeout: float,
     debug: bool,
@@ -295,7 +319,9 @@ def wait_command(
         except TimeoutError as exc:
             raise CLIError(str(exc)) from None
 
-    full_id, result = _run(backend, config_path, connect_timeout, debug, action, job_id=job_id)
+    full_id, result = _run(
+        backend, config_path, connect_timeout, debug, action, job_id=job_id, queue_name=queue_name
+    )
     _print_result(full_id, result, as_json)
 
 
@@ -321,6 +347,7 @@ def cancel_command(
     job_id: str,
     as_json: bool,
     backend: str | None,
+    queue_name: str | None,
     config_path: str | None,
     connect_timeout: float,
     debug: bool,
@@ -332,14 +359,15 @@ def cancel_command(
         if outcome is CancelOutcome.NOT_FOUND:
             msg = (
                 f"Job {handle.id} is neither in its queue nor in the result store: the id is "
-                "unknown, or its result expired. Check the id and the --backend."
+                "unknown, or its result expired. Check the id, the --backend and the "
+                "--queue."
             )
             raise CLIError(msg)
         status = "" if outcome is not CancelOutcome.FINISHED else (await handle.status()).value
         return outcome, status
 
     full_id, (outcome, status) = _run(
-        backend, config_path, connect_timeout, debug, action, job_id=job_id
+        backend, config_path, connect_timeout, debug, action, job_id=job_id, queue_name=queue_name
     )
     if as_json:
         echo_json({"id": full_id, "outcome": outcome.value, "cancelled": outcome.cancelled})

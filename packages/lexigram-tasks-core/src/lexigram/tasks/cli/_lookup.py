@@ -68,7 +68,8 @@ async def resolve_job_id(
     msg = (
         f"No job of the {backend} backend has an id starting with {job_id!r}, waiting, "
         "running or finished (a finished job's result may have expired). Check the id "
-        "and the --backend."
+        "and the --backend, and give --queue NAME for a job of another queue than the "
+        "configured one."
     )
     if not isinstance(queue, JobLookupProtocol):
         # E.g. RabbitMQ with a Redis result store: only finished jobs were searched.
