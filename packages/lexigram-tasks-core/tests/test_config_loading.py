@@ -89,6 +89,16 @@ def test_config_from_yaml_syntax_error_shows_position_not_content(write):
     assert PASSWORD not in str(info.value)
 
 
+def test_config_from_yaml_that_is_not_utf8_names_the_line_not_the_content(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(f"tasks:\n  backend:\n    url: redis://:{PASSWORD}\xff@h\n".encode("latin-1"))
+    with pytest.raises(TaskConfigurationError) as info:
+        TaskConfig.from_yaml(path, environ={})
+    assert str(info.value) == (
+        f"Config file '{path}' is not UTF-8 text (byte 0xff on line 3). Save it as UTF-8."
+    )
+
+
 def test_config_from_yaml_rejects_non_mapping_document(write):
     with pytest.raises(TaskConfigurationError, match="holds a list, not a mapping"):
         TaskConfig.from_yaml(write("- a\n- b\n"), environ={})

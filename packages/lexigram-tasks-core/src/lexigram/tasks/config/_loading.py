@@ -62,6 +62,14 @@ def read_yaml(path: Path) -> Any:
     except OSError as exc:
         msg = f"Config file '{path}' cannot be read ({exc.strerror}). Check its permissions."
         raise TaskConfigurationError(msg, details={"path": str(path)}) from None
+    except UnicodeDecodeError as exc:
+        # The line only: the bytes around the bad one may belong to a password.
+        line = exc.object[: exc.start].count(b"\n") + 1
+        msg = (
+            f"Config file '{path}' is not UTF-8 text (byte {exc.object[exc.start]:#04x} on "
+            f"line {line}). Save it as UTF-8."
+        )
+        raise TaskConfigurationError(msg, details={"path": str(path)}) from None
     # PyYAML is loaded only to read a file: configuration from the environment or a
     # mapping (a worker started with --backend) does without it.
     import yaml  # noqa: PLC0415
