@@ -338,6 +338,11 @@ def test_enqueue_argument_file_errors_name_the_file(tmp_path: Path) -> None:
     result = run("enqueue", "x", "--args", f"@{broken}")
     assert result.exit_code == 2
     assert f"file {str(broken)!r} is not valid JSON" in result.stderr
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes(b'["caf\xe9"]')
+    result = run("enqueue", "x", "--args", f"@{latin1}")
+    assert result.exit_code == 2
+    assert f"file {str(latin1)!r} is not UTF-8 text (byte 0xe9 at offset 5)" in result.stderr
 
 
 @pytest.mark.parametrize("value", ["rediss//:hunter2@127.0.0.1:6379/8", "redis:/:hunter2@h/0"])
@@ -348,3 +353,18 @@ def test_a_backend_url_with_a_mistyped_separator_is_refused_without_its_password
     assert result.exit_code == 2, result.output
     assert "is neither a URL (scheme://...; its '://' is missing or mistyped)" in result.stderr
     assert "hunter2" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["enqueue", "x", "--delay", "nan"],
+        ["enqueue", "x", "--timeout", "inf"],
+        ["job", "wait", "abcd1234", "--timeout", "nan"],
+        ["worker", "app", "--connect-timeout", "1e400"],
+    ],
+)
+def test_seconds_options_refuse_nan_and_infinity(args: list[str]) -> None:
+    result = run(*args)
+    assert result.exit_code == 2
+    assert "is not a finite number" in result.stderr

@@ -37,6 +37,7 @@ from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.cli._event_loop import run_async
 from lexigram.tasks.cli._options import (
     F,
+    FiniteFloatRange,
     backend_option,
     config_option,
     connect_timeout_option,
@@ -307,7 +308,7 @@ def retry_all_command(
 @dlq_group.command("purge")
 @click.option(
     "--older-than-hours",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     metavar="HOURS",
     help="Delete records older than this. Default: 168 (one week).",
 )

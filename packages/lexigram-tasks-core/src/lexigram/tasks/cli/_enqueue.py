@@ -25,6 +25,7 @@ from lexigram.tasks.cli._context import (
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.cli._event_loop import run_async
 from lexigram.tasks.cli._options import (
+    FiniteFloatRange,
     JSONParam,
     ParamBase,
     backend_option,
@@ -130,7 +131,7 @@ def _misplaced_arguments_error(extra: list[str]) -> click.UsageError:
 )
 @click.option(
     "--delay",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     default=0.0,
     metavar="SECONDS",
     help="Run no earlier than this many seconds from now.",
@@ -145,7 +146,7 @@ def _misplaced_arguments_error(extra: list[str]) -> click.UsageError:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True),
     default=None,
     metavar="SECONDS",
     help="Time limit of this job. Default: the task's definition decides.",

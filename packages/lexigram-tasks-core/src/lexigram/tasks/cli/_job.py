@@ -41,6 +41,7 @@ from lexigram.tasks.cli._event_loop import run_async
 from lexigram.tasks.cli._lookup import resolve_job_id
 from lexigram.tasks.cli._options import (
     F,
+    FiniteFloatRange,
     backend_option,
     config_option,
     connect_timeout_option,
@@ -291,7 +292,7 @@ async def _draw_progress(handle: JobHandle[Any], bar: Progress, row: TaskID) -> 
 @click.argument("job_id")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True),
     default=60.0,
     show_default=True,
     help="Longest wait for the result, in seconds.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -22,6 +23,20 @@ if TYPE_CHECKING:
     ParamBase = click.ParamType[Any, Any]
 else:
     ParamBase = click.ParamType
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A `click.FloatRange` that refuses ``nan`` and ``inf``.
+
+    Both pass a plain range's bounds (a comparison with NaN is false), and then fail
+    later with a message about something else: a delay of ``nan`` ran the job at once.
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number. Give a number such as 1.5", param, ctx)
+        return number
 
 
 def backend_option(func: F) -> F:
@@ -62,7 +77,7 @@ def connect_timeout_option(func: F) -> F:
     """``--connect-timeout SECONDS``."""
     return click.option(
         "--connect-timeout",
-        type=click.FloatRange(min=0.1),
+        type=FiniteFloatRange(min=0.1),
         default=DEFAULT_CONNECT_TIMEOUT,
         show_default=True,
         metavar="SECONDS",
@@ -181,4 +196,11 @@ class JSONParam(ParamBase):
         except OSError as exc:
             self.fail(
                 f"cannot read {path!r} ({exc.strerror or exc}). Check the path after @", param, ctx
+            )
+        except UnicodeDecodeError as exc:
+            self.fail(
+                f"file {path!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                f"offset {exc.start}). Save it as UTF-8 JSON",
+                param,
+                ctx,
             )

@@ -17,6 +17,7 @@ import click
 
 from lexigram.tasks.cli._errors import HARD_STOP_EXIT_CODE, HardStop
 from lexigram.tasks.cli._options import (
+    FiniteFloatRange,
     backend_option,
     config_option,
     connect_timeout_option,
@@ -107,7 +108,7 @@ class WorkerOptions(NamedTuple):
 )
 @click.option(
     "--shutdown-timeout",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     metavar="SECONDS",
     help="On SIGTERM/SIGINT, how long running jobs may finish. Default: worker.shutdown_timeout.",
 )
