@@ -41,8 +41,16 @@ def test_find_schedule_ambiguous_or_unknown_says_what_to_do() -> None:
         find_schedule(ROWS, "cli:tick")
     with pytest.raises(OperationError, match=r"NAMESPACE/ID, pass --namespace"):
         find_schedule(ROWS, "cli:")
-    with pytest.raises(OperationError, match=r"No stored schedule has an id starting with 'x'"):
-        find_schedule(ROWS, "x")
+    with pytest.raises(OperationError, match=r"No stored schedule has an id starting with 'xyzw'"):
+        find_schedule(ROWS, "xyzw")
+
+
+@pytest.mark.parametrize("ident", ["", "c", "cli"])
+def test_a_name_shorter_than_a_prefix_matches_no_schedule_by_prefix(ident: str) -> None:
+    # `schedule remove ""`, from a script whose variable was unset, removed a schedule.
+    with pytest.raises(OperationError, match=r"a prefix of an id needs at least 4 characters"):
+        find_schedule(ROWS, ident)
+    assert find_schedule([row(None, "ab")], "ab")["key"] == "ab"  # a whole short id is fine
 
 
 def test_outcome_text_names_the_error_of_a_failed_enqueue() -> None:

@@ -80,6 +80,10 @@ WORKFLOW_STEP_KEY: Final = "lexigram.workflow"
 IMMUTABLE_STEP_KEY: Final = "lexigram.immutable"
 """`Job.metadata` key set by ``.si()``: the step does not receive the previous result."""
 
+MIN_ID_PREFIX: Final = 4
+"""Fewest characters of an id that the commands look up by prefix (jobs, dead letters,
+schedules): shorter ones match too much, and an empty one would match anything."""
+
 WORKER_KEY_PREFIX: Final = "lexigram-tasks:worker:"
 """Key prefix under which running CLI workers register in the backend's cache store."""
 
@@ -120,6 +124,7 @@ __all__ = [
     "FIRST_PARTY_BACKENDS",
     "FIRST_PARTY_SCHEMES",
     "IMMUTABLE_STEP_KEY",
+    "MIN_ID_PREFIX",
     "WORKER_KEY_PREFIX",
     "WORKFLOW_STEP_KEY",
     "scheduled_task_id",

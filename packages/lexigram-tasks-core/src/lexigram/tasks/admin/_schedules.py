@@ -14,6 +14,7 @@ from typing import Any
 
 from lexigram.contracts.tasks import Job, TaskQueueError, TaskQueueProtocol
 from lexigram.tasks.admin._errors import OperationError
+from lexigram.tasks.constants import MIN_ID_PREFIX
 from lexigram.tasks.decorators import enqueue_job
 from lexigram.tasks.scheduling import ScheduledJob, ScheduleOutcome, update_record_fields
 
@@ -92,6 +93,14 @@ def find_schedule(rows: list[dict[str, Any]], ident: str) -> dict[str, Any]:
     """
     exact_key = [r for r in rows if r["key"] == ident]
     exact_id = [r for r in rows if r["id"] == ident]
+    if len(ident) < MIN_ID_PREFIX and not exact_key and not exact_id:
+        # An empty name would match every schedule (`schedule remove ""` in a script
+        # whose variable was unset).
+        msg = (
+            f"No stored schedule has the id {ident!r}, and a prefix of an id needs at least "
+            f"{MIN_ID_PREFIX} characters. Give more characters of the id."
+        )
+        raise OperationError(msg)
     prefix = [r for r in rows if str(r["id"]).startswith(ident) or r["key"].startswith(ident)]
     for found in (exact_key, exact_id, prefix):
         if len(found) == 1:

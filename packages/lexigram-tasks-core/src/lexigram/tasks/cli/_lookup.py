@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from lexigram.contracts.tasks import JobLookupProtocol, ResultStoreProtocol, TaskQueueProtocol
 from lexigram.tasks.cli._errors import CLIError
-
-MIN_PREFIX = 4
-"""Fewest characters of a prefix: shorter ones match too much and make scans costly."""
+from lexigram.tasks.constants import MIN_ID_PREFIX
 
 _SHOWN = 5
 """Candidates listed when a prefix is ambiguous."""
@@ -46,10 +44,10 @@ async def resolve_job_id(
         # (e.g. one a broker holds): pass it on and let the command report on it.
         note = f" The {backend} backend cannot search job ids by prefix, so give the whole id."
         return job_id, note
-    if len(job_id) < MIN_PREFIX:
+    if len(job_id) < MIN_ID_PREFIX:
         msg = (
             f"No job has the id {job_id!r}, and a prefix of a job id needs at least "
-            f"{MIN_PREFIX} characters. Give more characters of the id."
+            f"{MIN_ID_PREFIX} characters. Give more characters of the id."
         )
         raise CLIError(msg)
     found: dict[str, None] = {}
