@@ -349,6 +349,16 @@ def test_the_command_refuses_a_public_address_without_auth(monkeypatch: pytest.M
     assert "USER:PASSWORD" in bad.output
 
 
+def test_the_command_refuses_a_sqlite_file_that_does_not_exist(tmp_path: Path) -> None:
+    # Serving a mistyped path would show an empty system, and create the file.
+    missing = tmp_path / "typo.db"
+    result = CliRunner().invoke(cli, ["dashboard", "--backend", f"sqlite:///{missing}"])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert f"The SQLite database {missing} does not exist" in line
+    assert not missing.exists()
+
+
 async def test_a_websocket_is_refused_unread(tmp_path: Path) -> None:
     dashboard = create_dashboard(_config(tmp_path))
     sent: list[dict[str, Any]] = []

@@ -1,7 +1,8 @@
 """A missing file is refused, not created, where asked; the file in use is logged once.
 
-The option ``must_exist`` is what the command line's read-only commands (``inspect``,
-``dlq``, ``job``) set, so a mistyped ``sqlite:///`` path fails with one line naming it
+The option ``must_exist`` is what the command line's commands on existing data set
+(``inspect``, ``dlq``, ``job``, ``schedule``, ``workflow show``; ``dashboard`` too, tested
+with the dashboard), so a mistyped ``sqlite:///`` path fails with one line naming it
 instead of showing a new, empty queue (and leaving the file and its directory behind).
 """
 
@@ -86,6 +87,9 @@ async def test_the_file_in_use_is_logged_once_at_info(
         ["dlq", "list"],
         ["dlq", "retry-all", "--yes"],
         ["job", "status", "01a248f3-544f-7b13-9437-b94c3dc920d9"],
+        ["schedule", "list"],
+        ["schedule", "pause", "scheduled:tick"],
+        ["workflow", "show", "01a248f3-544f-7b13-9437-b94c3dc920d9"],
     ],
 )
 def test_read_only_commands_refuse_a_missing_file_in_one_line(

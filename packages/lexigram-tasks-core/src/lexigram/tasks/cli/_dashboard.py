@@ -17,6 +17,7 @@ from lexigram.tasks.cli._context import (
     close_quietly,
     default_backend,
     describe,
+    existing_only,
     load_config,
     open_queue,
     probe,
@@ -169,7 +170,10 @@ def dashboard_command(
     except ImportError as exc:
         raise CLIError(_missing(exc)) from None
     backend = default_backend(config_path, None, backend)
-    spec = resolve_spec(load_config(config_path), backend, connect_timeout=connect_timeout)
+    # A SQLite file that does not exist is refused rather than created (see existing_only):
+    # a mistyped path would otherwise serve an empty system.
+    config = load_config(config_path)
+    spec = existing_only(resolve_spec(config, backend, connect_timeout=connect_timeout))
     run_async(_check(spec, connect_timeout))
     app = Dashboard(DashboardBackend(spec, tuple(dict.fromkeys(queues))), auth, title=title)
     shown = f"[{host}]" if ":" in host else host

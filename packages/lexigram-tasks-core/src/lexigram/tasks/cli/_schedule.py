@@ -31,6 +31,7 @@ from lexigram.tasks.cli._context import (
     Stores,
     close_quietly,
     default_backend,
+    existing_only,
     load_config,
     open_queue,
     open_stores,
@@ -171,7 +172,8 @@ def _run(
 ) -> T:
     setup_logging("debug" if debug else "critical")
     backend = default_backend(config_path, None, backend)
-    spec = resolve_spec(load_config(config_path), backend, connect_timeout=timeout)
+    # A SQLite file that does not exist is refused rather than created (see existing_only).
+    spec = existing_only(resolve_spec(load_config(config_path), backend, connect_timeout=timeout))
     stores = open_stores(spec, "scheduler_store")
     if stores.scheduler_store is None:
         msg = (

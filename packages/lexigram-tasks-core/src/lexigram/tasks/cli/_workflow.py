@@ -19,6 +19,7 @@ from lexigram.tasks.cli._context import (
     CONFIG_FIELD,
     close_quietly,
     default_backend,
+    existing_only,
     is_process_local,
     load_config,
     release_backend,
@@ -68,7 +69,9 @@ def show_command(
     """Show a workflow's status, result, and every step with its state and timing."""
     setup_logging("debug" if debug else "critical")
     backend = default_backend(config_path, None, backend)
-    spec = resolve_spec(load_config(config_path), backend, connect_timeout=connect_timeout)
+    # A SQLite file that does not exist is refused rather than created (see existing_only).
+    config = load_config(config_path)
+    spec = existing_only(resolve_spec(config, backend, connect_timeout=connect_timeout))
     store = build_store(spec, "create_workflow_state_store", CONFIG_FIELD)
     if is_process_local(spec) or not isinstance(store, WorkflowRunStoreProtocol):
         msg = (
