@@ -410,6 +410,18 @@ def test_connect_errors_say_what_is_wrong(exc: BaseException, expected: str) -> 
     assert "\n" not in message
 
 
+def test_a_password_with_an_unescaped_at_is_named_as_the_cause() -> None:
+    # asyncpg ends the login at the first "@": the rest of the password became the host.
+    dsn = "postgresql://bob:hunter2@pw@127.0.0.1:5432/test"
+    exc = socket.gaierror(-2, "Name or service not known")
+    message = str(connect_error(dsn, exc, timeout=2.5))
+    assert "holds an '@' that is not written as %40" in message
+    assert "hunter2" not in message
+    escaped = str(connect_error("postgresql://bob:hunter2%40pw@db:5432/test", exc, timeout=2.5))
+    assert "%40" not in escaped
+    assert "does not resolve" in escaped
+
+
 def test_result_notify_payloads_announce_every_id_under_the_payload_limit():
     ids = [f"job-{n:05d}" for n in range(2000)] + ['quote"d', "back\\slash", "é", '["x"]']
     payloads = notify_payloads(ids)

@@ -67,6 +67,18 @@ def _dsn_part(dsn: str | None, part: str) -> str | None:
     return f"{host}:{port}"
 
 
+def _unescaped_at(dsn: str | None) -> bool:
+    """Whether a URL-style DSN's login holds an ``@`` not written as ``%40``.
+
+    asyncpg ends the login at the first ``@`` of the authority (where other URL readers
+    take the last), so the rest of the password becomes the host it looks up.
+    """
+    if dsn is None or "://" not in dsn:
+        return False
+    authority = dsn.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    return authority.count("@") > 1
+
+
 # OpenSSL's verify results for a certificate that is valid but names another host.
 _NAME_MISMATCH = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
 
@@ -138,7 +150,13 @@ def connect_error(  # noqa: C901, PLR0912 - one flat table of causes reads best
     address = _dsn_part(dsn, "address") or "the server's host and port"
     detail = one_line(exc)
     client_cert = _client_cert_problem(dsn, exc, where)
-    if client_cert is not None:
+    if _unescaped_at(dsn):
+        msg = (
+            f"PostgreSQL at {where}: the DSN's password holds an '@' that is not written as "
+            "%40, so what follows its first '@' was taken as the host. Write each '@' of "
+            "the user or password as %40."
+        )
+    elif client_cert is not None:
         msg = client_cert
     elif isinstance(exc, TimeoutError):
         msg = (
