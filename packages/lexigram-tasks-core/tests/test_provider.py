@@ -11,6 +11,7 @@ from lexigram.contracts.tasks import (
     HookRegistryProtocol,
     Job,
     JobTemplate,
+    Priority,
     ProgressStoreProtocol,
     ProgressTrackerProtocol,
     RateLimiterProtocol,
@@ -39,6 +40,7 @@ from lexigram.tasks import (
     scheduled,
     task,
 )
+from lexigram.tasks.decorators import schedule_template
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.hooks import HookRegistry
 from lexigram.tasks.idempotency import InMemoryIdempotencyStore
@@ -313,6 +315,23 @@ def test_register_scheduled_task_rolls_back_on_a_bad_cron():
         provider.register_scheduled_task(fresh)
     assert "fresh" not in provider.registry
     assert provider.get_scheduled_jobs() == {"scheduled_jobs": []}
+
+
+def test_a_schedule_without_task_options_fires_at_the_tasks_default_priority():
+    # A stand-in naming no priority (as a handler class's `cron` method has none): its
+    # jobs run beside the task's own, not below every `.delay()` at priority 0.
+    provider = TaskProvider(MemoryTaskQueue())
+
+    async def sweep() -> None: ...
+
+    sweep._task_name = "sweep"  # type: ignore[attr-defined]
+    sweep._cron = "0 * * * *"  # type: ignore[attr-defined]
+    provider.register_scheduled_task(sweep)
+    assert provider.scheduler is not None
+    job = provider.scheduler.get_scheduled_job("scheduled:sweep")
+    assert job is not None
+    assert job.job_template.priority == Priority.NORMAL
+    assert schedule_template("sweep", None).priority == Priority.NORMAL
 
 
 def test_scheduling_api_shapes():

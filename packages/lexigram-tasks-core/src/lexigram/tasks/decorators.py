@@ -75,8 +75,8 @@ def schedule_template(name: str, options: TaskOptions | None) -> JobTemplate:
     command alike. Retries and timeout stay unset (the worker takes them from the task it
     has registered); the queue is the task's ``@task(queue=...)``, None for the default.
     """
-    if options is None:
-        return JobTemplate(name=name)
+    if options is None:  # a handler class's `cron`: the priority a task has by default
+        return JobTemplate(name=name, priority=Priority.NORMAL)
     queue = None if options.queue == DEFAULT_QUEUE else options.queue
     return JobTemplate(name=name, priority=options.priority, queue_name=queue)
 

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from lexigram.contracts.tasks import Job, JobTemplate, TaskRegistrationError
+from lexigram.contracts.tasks import Job, JobTemplate, Priority, TaskRegistrationError
 from lexigram.tasks.constants import scheduled_task_id
 from lexigram.tasks.decorators import TaskFunction, schedule_template
 from lexigram.tasks.execution import HandlerRegistry, TaskOptions
@@ -66,7 +66,7 @@ class HandlerRegistrationMixin:
         options = task_func.options if isinstance(task_func, TaskFunction) else None
         template = schedule_template(str(name), options)
         if options is None:  # a duck-typed stand-in names its priority only
-            template.priority = int(getattr(task_func, "_priority", 0))
+            template.priority = int(getattr(task_func, "_priority", Priority.NORMAL))
         self._register_and_schedule(str(name), task_func, str(cron), template)
 
     def _register_and_schedule(
