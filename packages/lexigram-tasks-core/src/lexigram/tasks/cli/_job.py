@@ -20,7 +20,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
-from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+)
 
 from lexigram.contracts.tasks import CancelOutcome, JobResult, TaskNotFoundError
 from lexigram.tasks.admin import job_status
@@ -260,7 +267,7 @@ async def _follow(handle: JobHandle[Any], timeout: float) -> JobResult:
         TextColumn("{task.description}"),
         BarColumn(),
         TaskProgressColumn(),
-        TextColumn("{task.completed}/{task.total}"),
+        MofNCompleteColumn(),  # "3/?" until the handler names a total
     )
     with Progress(*columns, console=stderr_console()) as bar:
         row = bar.add_task(f"job {handle.id}", total=None)

@@ -56,10 +56,10 @@ T = TypeVar("T")
 EPILOG = """\b
 Examples:
   lexigram-tasks schedule list -b redis://localhost:6379/0
-  lexigram-tasks schedule pause cli:nightly_cleanup -b redis://localhost:6379/0
-  lexigram-tasks schedule resume cli:nightly -b redis://localhost:6379/0   (a unique prefix)
-  lexigram-tasks schedule run-now myapp.tasks/cli:report -b redis://localhost:6379/0
-  lexigram-tasks schedule remove cli:old_report --namespace myapp.tasks -b redis://...
+  lexigram-tasks schedule pause scheduled:nightly_cleanup -b redis://localhost:6379/0
+  lexigram-tasks schedule resume scheduled:night -b redis://localhost:6379/0   (a unique prefix)
+  lexigram-tasks schedule run-now myapp.tasks/scheduled:report -b redis://localhost:6379/0
+  lexigram-tasks schedule remove scheduled:old_report --namespace myapp.tasks -b redis://...
 
 \b
 A schedule is named by its id (as `schedule list` shows it), a unique prefix of it, or

@@ -40,8 +40,8 @@ from lexigram.tasks.workflows import WorkflowRunInfo
 
 EPILOG = """\b
 Examples:
-  lexigram-tasks workflow show 9b1f...c2 -b redis://localhost:6379/0
-  lexigram-tasks workflow show 9b1f...c2 --json --config app.yaml
+  lexigram-tasks workflow show 0193a2b4-7c1d-7e2f-9a3b-4c5d6e7f8091 -b redis://localhost:6379/0
+  lexigram-tasks workflow show 0193a2b4-7c1d-7e2f-9a3b-4c5d6e7f8091 --json --config app.yaml
 """
 
 
