@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import os
 import time
 from functools import partial
 from pathlib import Path
@@ -13,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from lexigram.contracts.tasks import Job, TaskConfigurationError
 from lexigram.tasks.backends.memory import MemoryTaskQueue
+from lexigram.tasks.cli._metrics import _port_error
 from lexigram.tasks.config import RetryConfig, TaskConfig, TaskWorkerConfig
 from lexigram.tasks.events import (
     CANCELLED,
@@ -419,3 +422,19 @@ async def test_with_running_watched_the_worker_builds_no_event_for_a_completed_j
     assert value(registry, "lexigram_tasks_queue_wait_seconds_count", **labels) == 4
     bad_labels = {"task": "bad", "queue": "figures"}
     assert value(registry, "lexigram_tasks_jobs_total", outcome="dead_lettered", **bad_labels) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "fix"),
+    [
+        (errno.EADDRINUSE, "pick a free port."),
+        (errno.EACCES, "pick a port above 1023"),
+        (errno.EADDRNOTAVAIL, "check --metrics-host: an address of this machine"),
+    ],
+)
+def test_a_metrics_port_that_cannot_be_served_says_what_to_change(code: int, fix: str) -> None:
+    message = _port_error(9108, "10.9.9.9", OSError(code, os.strerror(code))).message
+    assert message.startswith(
+        f"metrics port 9108: cannot listen on 10.9.9.9:9108 ({os.strerror(code)})"
+    )
+    assert fix in message

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -30,8 +31,15 @@ _MISSING = "--metrics-port needs prometheus-client: pip install 'lexigram-tasks[
 
 
 def _port_error(port: int, host: str, exc: OSError) -> click.UsageError:
+    if exc.errno == errno.EADDRINUSE:
+        fix = "pick a free port"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        fix = "pick a port above 1023, or run with the right to bind below it"
+    else:  # an address this machine does not have, or a name that does not resolve
+        fix = "check --metrics-host: an address of this machine, e.g. 127.0.0.1 or 0.0.0.0"
+    reason = exc.strerror or str(exc)
     return click.UsageError(
-        f"metrics port {port}: cannot listen on {host}:{port} ({exc.strerror}); pick a free port."
+        f"metrics port {port}: cannot listen on {host}:{port} ({reason}); {fix}."
     )
 
 
