@@ -14,6 +14,7 @@ from typing import Any, Self
 from lexigram.app._errors import ApplicationStartError
 from lexigram.app._lifecycle import ProviderLifecycle
 from lexigram.di import (
+    ApplicationConfig,
     CompiledModule,
     Container,
     DynamicModule,
@@ -50,7 +51,8 @@ class Application:
     Args:
         name: Used in logs and as the health report's component name.
         config: Any configuration object; when given it is bound in the container as a
-            singleton under its own type.
+            singleton under its own type, and as ``ApplicationConfig(config)``, where each
+            provider finds its section (``Provider.application_config``).
 
     Example::
 
@@ -64,6 +66,7 @@ class Application:
         self._container = Container()
         if config is not None:
             self._container.singleton(type(config), config)
+            self._container.singleton(ApplicationConfig, ApplicationConfig(config))
         self._providers: list[Provider] = []
         self._modules: list[type | DynamicModule] = []
         self._booted_modules: tuple[CompiledModule, ...] = ()

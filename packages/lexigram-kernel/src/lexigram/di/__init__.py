@@ -18,9 +18,10 @@ from lexigram.di._inject import ServiceKey
 from lexigram.di._markers import Named, named
 from lexigram.di._module import DynamicModule, Module, is_module, module
 from lexigram.di._protocols import ContainerRegistrarProtocol, ContainerResolverProtocol
-from lexigram.di._provider import Provider, ProviderPriority, ProviderState
+from lexigram.di._provider import ApplicationConfig, Provider, ProviderPriority, ProviderState
 
 __all__ = [
+    "ApplicationConfig",
     "CircularDependencyError",
     "CompiledModule",
     "Container",

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from enum import IntEnum, StrEnum
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from lexigram.di._health import HealthCheckResult, HealthStatus
 from lexigram.di._protocols import ContainerRegistrarProtocol, ContainerResolverProtocol
 
-__all__ = ["Provider", "ProviderPriority", "ProviderState"]
+__all__ = ["ApplicationConfig", "Provider", "ProviderPriority", "ProviderState"]
 
 
 class ProviderPriority(IntEnum):
@@ -38,6 +39,21 @@ class ProviderState(StrEnum):
     SHUTDOWN = "shutdown"
 
 
+@dataclass(frozen=True, slots=True)
+class ApplicationConfig:
+    """The configuration object an application was built with, as its container holds it.
+
+    ``Application(config=...)`` binds the object under its own type and, wrapped in this
+    class, under ``ApplicationConfig``: a provider cannot know the class of an application's
+    settings, so it asks for this binding instead (see :meth:`Provider.application_config`).
+
+    Attributes:
+        value: The configuration object, as given to the application.
+    """
+
+    value: Any
+
+
 class Provider:
     """Base class for providers.
 
@@ -59,6 +75,11 @@ class Provider:
         boot_timeout: Seconds ``boot`` may take, or ``None`` for no limit.
         required: When ``False``, a failure to register or boot is logged and the application
             starts without this provider instead of failing.
+        config_key: The name of this provider's section in an application's config (an
+            attribute, or a key of a mapping), or ``None``; see :meth:`find_config`.
+        config_model: The class of this provider's configuration, or ``None``.
+        config_error_type: The exception :meth:`find_config` raises, with a one-line message,
+            when the section holds something else than a ``config_model`` or a mapping.
 
     Example::
 
@@ -79,6 +100,9 @@ class Provider:
     optional_dependencies: tuple[str | type[Provider], ...] = ()
     boot_timeout: float | None = None
     required: bool = True
+    config_key: ClassVar[str | None] = None
+    config_model: ClassVar[type[Any] | None] = None
+    config_error_type: ClassVar[type[Exception]] = TypeError
 
     def __init__(  # noqa: PLR0917 - the spec's positional signature
         self,
@@ -127,6 +151,102 @@ class Provider:
     def config(self) -> Any:
         """The configuration given to :meth:`from_config`, or ``None``."""
         return self._config
+
+    @classmethod
+    def find_config(cls, app_config: object) -> Any:
+        """Return this provider's configuration within an application's config, or ``None``.
+
+        The one rule by which a provider reads the application's config, driven by
+        ``config_model`` and ``config_key``:
+
+        1. ``app_config`` is an instance of ``config_model`` (a subclass counts): it is the
+           configuration.
+        2. Otherwise its ``config_key`` section (the key of a mapping, else the attribute):
+           an instance of ``config_model`` is the configuration, a mapping is validated into
+           one by :meth:`load_config`, and ``None`` counts as no section. Anything else is a
+           mistake that must not pass silently: ``config_error_type`` is raised, naming what
+           was found and what was expected. Without a ``config_model`` the section is
+           returned as it is.
+        3. Otherwise (no such section): ``None``, and the provider keeps its own defaults.
+
+        Args:
+            app_config: The application's configuration object.
+
+        Returns:
+            The configuration, or ``None`` when ``app_config`` holds none for this provider.
+
+        Raises:
+            Exception: ``config_error_type`` (``TypeError`` unless a subclass says otherwise)
+                when the section has the wrong type; whatever :meth:`load_config` raises for
+                a mapping it cannot validate.
+        """
+        model, key = cls.config_model, cls.config_key
+        if model is not None and isinstance(app_config, model):
+            return app_config
+        if key is None or app_config is None:
+            return None
+        if isinstance(app_config, Mapping):
+            section = app_config.get(key)
+            where = f"{type(app_config).__name__}[{key!r}]"
+        else:
+            section = getattr(app_config, key, None)
+            where = f"{type(app_config).__name__}.{key}"
+        if section is None or model is None or isinstance(section, model):
+            return section
+        if isinstance(section, Mapping):
+            return cls.load_config(section)
+        # The type only, never the value: a misplaced section may hold credentials.
+        msg = (
+            f"The application config's {where} is of type {type(section).__name__}, but provider "
+            f"{cls.name or cls.__name__!r} expects a {model.__name__} or a mapping of its "
+            f"settings there. Set {where} to one of those."
+        )
+        raise cls.config_error_type(msg)
+
+    @classmethod
+    def load_config(cls, section: Mapping[str, Any]) -> Any:
+        """Validate a mapping found in the application's config into ``config_model``.
+
+        The default calls ``config_model.model_validate(section)`` when the model has it
+        (pydantic models), else ``config_model(**section)``. Providers whose configuration
+        has its own loading path (defaults, environment variables, strict keys) override it.
+
+        Args:
+            section: The settings.
+
+        Returns:
+            The configuration.
+        """
+        model = cls.config_model
+        if model is None:
+            return section
+        validate = getattr(model, "model_validate", None)
+        if callable(validate):
+            return validate(dict(section))
+        return model(**section)
+
+    async def application_config(
+        self, container: ContainerRegistrarProtocol | ContainerResolverProtocol
+    ) -> Any:
+        """Return this provider's configuration from the application's config, or ``None``.
+
+        Reads the :class:`ApplicationConfig` the application bound and applies
+        :meth:`find_config` to it. Call it from ``register`` (or later); a provider given a
+        configuration of its own should let that one win.
+
+        Args:
+            container: The application's container.
+
+        Returns:
+            The configuration, or ``None`` when the application has no config, or none for
+            this provider, or `container` cannot resolve.
+        """
+        if not isinstance(container, ContainerResolverProtocol):
+            return None
+        bound = await container.resolve_optional(ApplicationConfig)
+        if not isinstance(bound, ApplicationConfig):
+            return None
+        return self.find_config(bound.value)
 
     @property
     def state(self) -> ProviderState:

@@ -91,8 +91,10 @@ class TaskProvider(HandlerRegistrationMixin, ProviderJobsMixin, Provider):
         worker_count: Workers per queue; None takes ``config.worker.worker_count``.
         enable_scheduler: Run the cron scheduler; None takes ``config.scheduler.enabled``.
         middleware_pipeline: Middleware around every job execution.
-        config: The configuration; defaults to ``TaskConfig()``. ``LEX_TASKS__*``
-            environment variables win over it (`TaskConfig.with_environment`).
+        config: The configuration. None takes the application's (its ``tasks``
+            section, found by `Provider.find_config` when the application registers
+            providers), else ``TaskConfig()``. ``LEX_TASKS__*`` environment variables win
+            over either (`TaskConfig.with_environment`).
 
     Raises:
         TypeError: `config` is not a `TaskConfig`.
@@ -104,6 +106,7 @@ class TaskProvider(HandlerRegistrationMixin, ProviderJobsMixin, Provider):
     priority = ProviderPriority.INFRASTRUCTURE
     config_key = "tasks"
     config_model = TaskConfig
+    config_error_type = TaskConfigurationError
 
     def __init__(
         self,
@@ -134,6 +137,8 @@ class TaskProvider(HandlerRegistrationMixin, ProviderJobsMixin, Provider):
             config if config is not None else TaskConfig()
         ).with_environment()
         self._config_given = config is not None
+        # What the provider runs with in an application that holds no tasks config.
+        self._own_config = self._config
         self.queue: TaskQueueProtocol | None = queue
         self._explicit_queue = queue
         self._explicit_worker_count = worker_count
@@ -184,14 +189,35 @@ class TaskProvider(HandlerRegistrationMixin, ProviderJobsMixin, Provider):
             self.scheduler.adopt_unowned = cfg.scheduler.adopt_unowned
 
     async def _adopt_application_config(self, container: ContainerRegistrarProtocol) -> None:
-        """Use the application's `TaskConfig` (``Application(config=...)``) if none was given."""
-        resolve = getattr(container, "resolve", None)
-        if self._config_given or resolve is None or not container.has(TaskConfig):
+        """Run on the application's tasks config (``Application(config=...)``) if none was given.
+
+        `Provider.find_config` alone decides what counts: a `TaskConfig` (or subclass), or
+        the ``tasks`` section of the application's settings. The ``LEX_TASKS__*`` variables
+        win over what it finds, as over a config given to the provider.
+        """
+        if self._config_given:
             return
-        config = await resolve(TaskConfig)
-        if isinstance(config, TaskConfig) and config is not self._config:
-            self._config = config.with_environment()
+        found: TaskConfig | None = await self.application_config(container)
+        # Without one, the defaults: not a config adopted from an earlier application.
+        config = found.with_environment() if found is not None else self._own_config
+        if config is not self._config:
+            self._config = config
             self._apply_config()
+
+    @classmethod
+    def load_config(cls, section: Mapping[str, Any]) -> TaskConfig:
+        """Validate a ``tasks`` mapping as `TaskConfig.from_dict` does (unknown keys fail).
+
+        Args:
+            section: The settings of the tasks section.
+
+        Returns:
+            The config; `LEX_TASKS__*` variables are applied by the caller.
+
+        Raises:
+            TaskConfigurationError: A value is invalid, or a key is unknown (unless not strict).
+        """
+        return TaskConfig.from_dict(section)
 
     @classmethod
     def from_config(cls, config: TaskConfig | Mapping[str, Any], **context: Any) -> Self:
@@ -220,7 +246,7 @@ class TaskProvider(HandlerRegistrationMixin, ProviderJobsMixin, Provider):
             )
             raise TypeError(msg)
         if isinstance(config, Mapping):
-            config = TaskConfig.from_dict(config)
+            config = cls.load_config(config)
         return cls(config=config, **context)
 
     @property
