@@ -257,7 +257,7 @@ class ReferenceQueue:
         except TaskDecodeError as exc:
             if _mutant("poison_raises"):
                 raise
-            job = make_poison_job(job_id, record.payload, exc.message)
+            job = make_poison_job(job_id, record.payload, exc.message, queue_name=self.queue_name)
         job.status = JobStatus.RUNNING
         job.delivery_count = record.deliveries
         poison = job.name == POISON_JOB_NAME
@@ -367,7 +367,7 @@ class ReferenceQueue:
         try:
             job = decode_job(record.payload)
         except TaskDecodeError as exc:
-            job = make_poison_job(job_id, record.payload, exc.message)
+            job = make_poison_job(job_id, record.payload, exc.message, queue_name=self.queue_name)
         if record.leased_until is not None:
             job.status = JobStatus.RUNNING
         else:

@@ -258,6 +258,7 @@ async def test_undecodable_row_is_leased_as_a_poison_job(pg_queue: PostgresTaskQ
     assert job is not None
     assert job.id == "bad-1"
     assert job.name == POISON_JOB_NAME
+    assert job.queue_name == pg_queue.queue_name
     assert job.status is JobStatus.RUNNING
     assert job.delivery_count == 1
     assert "not valid JSON" in (job.last_error or "")

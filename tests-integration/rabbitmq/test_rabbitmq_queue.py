@@ -179,6 +179,7 @@ async def test_poison_message_is_handed_out_not_raised(
     (poison,) = await lease_all(rabbitmq_queue, 1)
     assert poison.name == POISON_JOB_NAME
     assert poison.id == "bad-1"
+    assert poison.queue_name == queue_name
     assert "not valid JSON" in (poison.last_error or "")
     await rabbitmq_queue.ack(poison.id)
     assert await rabbitmq_queue.count(queue_name) == 0

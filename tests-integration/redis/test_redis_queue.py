@@ -239,10 +239,16 @@ async def test_poison_payload_is_leased_as_poison_job(
         await client.hset(queue.keys.jobs, good.id, b"\xff not json")
     finally:
         await client.aclose()
+    held = await queue.get_job(good.id)
+    assert held is not None
+    assert held.name == POISON_JOB_NAME
+    assert held.queue_name == "poison"
     leased = await queue.dequeue()
     assert leased is not None
     assert leased.name == POISON_JOB_NAME
     assert leased.id == good.id
+    # The dead-letter record shows the queue of the job the worker dead-letters.
+    assert leased.queue_name == "poison"
     assert leased.delivery_count == 1
     assert "not valid JSON" in (leased.last_error or "")
     await queue.ack(leased.id)

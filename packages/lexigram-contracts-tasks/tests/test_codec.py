@@ -101,6 +101,15 @@ def test_make_poison_job_keeps_error_and_payload() -> None:
     assert job.last_error == "bad payload"
     assert job.metadata["raw_payload"].endswith("garbage")
     assert job.max_retries == 0
+    assert job.queue_name is None  # callers from before queue_name still work
+
+
+def test_make_poison_job_carries_the_queue_it_came_from() -> None:
+    # The dead-letter record shows the job's queue: without it, the record names none.
+    job = make_poison_job("id-2", "not json", "bad payload", queue_name="emails")
+    assert job.queue_name == "emails"
+    assert job.name == POISON_JOB_NAME
+    assert Job.from_dict(job.to_dict()).queue_name == "emails"
 
 
 @pytest.mark.parametrize(

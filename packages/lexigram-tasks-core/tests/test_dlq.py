@@ -20,6 +20,7 @@ from lexigram.contracts.tasks import (
     TaskConfigurationError,
     TaskQueueError,
     TaskValidationError,
+    make_poison_job,
 )
 from lexigram.tasks._producer import install_task_queues
 from lexigram.tasks.backends.memory import MemoryTaskQueue
@@ -263,6 +264,26 @@ async def test_a_retried_job_loses_the_result_of_its_failed_run(registered: bool
     assert await results.get(retried.id) is None
     assert await results.get(requeued.id) is None
     assert await JobHandle(queue, retried.id, result_store=results).status() is JobStatus.PENDING
+
+
+async def test_persistent_dlq_keeps_the_stand_in_of_an_undecodable_payload(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Only a preview of the payload was kept: enqueued again, it could only be
+    # dead-lettered again. The API refuses it as `lexigram-tasks dlq retry` does.
+    queue = MemoryTaskQueue()
+    dlq = PersistentDeadLetterQueue(queue=queue)
+    poison = make_poison_job("j-poison", b"\xff{", "bad bytes", queue_name="tasks")
+    await dlq.add(poison, "undecodable", reason="poison")
+    with pytest.raises(TaskQueueError, match="its payload could not be decoded"):
+        await dlq.retry(poison.id)
+    with pytest.raises(TaskQueueError, match="cannot be retried"):
+        await dlq.requeue(poison.id, queue)
+    with caplog.at_level(logging.WARNING, logger="lexigram.tasks.dlq._persistent"):
+        assert await dlq.retry_all() == []
+    assert "left 1 dead-lettered job(s) in the DLQ whose payloads could not" in caplog.text
+    assert await dlq.size() == 1
+    assert await queue.count("tasks") == 0
 
 
 async def test_persistent_dlq_requeue_retry_all_purge_remove_clear() -> None:

@@ -252,6 +252,22 @@ async def test_worker_dead_letters_poison_jobs() -> None:
     assert await queue.count("tasks") == 0
 
 
+async def test_a_dead_letter_names_the_workers_queue_when_its_job_names_none() -> None:
+    # A backend that built the stand-in of an undecodable payload without its queue:
+    # `dlq retry` reads the queue from the record, so the worker fills in its own.
+    queue = MemoryTaskQueue(queue_name="emails")
+    worker, hooks, dlq = make_worker(queue, {})
+    poison = make_poison_job("p-2", b"\x00", "Job payload is not valid JSON.")
+    (await queue.enqueue(poison)).unwrap()
+    poison.queue_name = None  # the memory queue keeps this object: what a worker takes
+    await worker.start()
+    await hooks.wait_until(lambda: "p-2" in hooks.ids("task.failed"))
+    await worker.stop()
+    record = dlq.get("p-2")
+    assert record is not None
+    assert record.job.queue_name == "emails"
+
+
 async def test_worker_dead_letters_a_crash_looping_job() -> None:
     queue = MemoryTaskQueue()
     ran = False

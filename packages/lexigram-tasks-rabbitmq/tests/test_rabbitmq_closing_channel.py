@@ -55,7 +55,7 @@ class FakeMessage:
 def delivery_on(channel: FakeChannel, *, redelivered: bool = False) -> Delivery:
     acks = ChannelAcks(channel, in_order=True)  # type: ignore[arg-type]
     message = FakeMessage(Job(name="x"), redelivered=redelivered, channel=channel)
-    return Delivery(message, acks)  # type: ignore[arg-type]
+    return Delivery(message, acks, "tasks")  # type: ignore[arg-type]
 
 
 def buffer_sending_back_to(sent: list[Delivery]) -> DeliveryBuffer:

@@ -232,7 +232,7 @@ class FakeMessage:
 
 
 def deliver(message: FakeMessage) -> Delivery:
-    return Delivery(message, acks_with(set(), set()))  # type: ignore[arg-type]
+    return Delivery(message, acks_with(set(), set()), "tasks")  # type: ignore[arg-type]
 
 
 def test_delivery_counts_first_delivery() -> None:
@@ -260,6 +260,7 @@ def test_poison_delivery_is_handed_out_not_restamped() -> None:
     delivery = deliver(FakeMessage(b"{oops", redelivered=True))
     assert delivery.job.name == POISON_JOB_NAME
     assert delivery.job.id == "m-1"
+    assert delivery.job.queue_name == "tasks"
     assert delivery.restamp is False
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from lexigram.contracts.tasks import TaskQueueProtocol
+from lexigram.contracts.tasks import POISON_JOB_NAME, TaskQueueProtocol
 from lexigram.tasks.backends.sqlite import SQLiteTaskQueue
 from lexigram.tasks.testing import (
+    POISON_PAYLOADS,
     QueueConformance,
     QueueFactory,
     QueueLeaseRenewerConformance,
@@ -62,6 +63,20 @@ class TestSQLitePoisonConformance(QueuePoisonConformance):
                 (job_id, queue.queue_name, raw),
             )
         return job_id
+
+    async def test_poison_job_names_the_queue_it_came_from(self, queue: TaskQueueProtocol) -> None:
+        # The dead-letter record shows the job's queue; `dlq list` printed "-" without it.
+        assert isinstance(queue, SQLiteTaskQueue)
+        job_id = await self.plant_raw_payload(queue, POISON_PAYLOADS[0])
+        held = await queue.get_job(job_id)
+        assert held is not None
+        assert held.name == POISON_JOB_NAME
+        assert held.queue_name == queue.queue_name
+        leased = await queue.dequeue()
+        assert leased is not None
+        assert leased.name == POISON_JOB_NAME
+        assert leased.queue_name == queue.queue_name
+        assert await queue.ack(leased.id, lease_token=leased.lease_token) is True
 
 
 class TestSQLiteLeaseRenewerConformance(QueueLeaseRenewerConformance):

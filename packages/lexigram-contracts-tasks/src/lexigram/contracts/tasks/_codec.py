@@ -433,19 +433,26 @@ POISON_JOB_NAME = "lexigram.undecodable"
 """Task name of the stand-in job a backend returns for a payload it cannot decode."""
 
 
-def make_poison_job(job_id: str, raw: bytes | str, error: str) -> Job:
+def make_poison_job(
+    job_id: str, raw: bytes | str, error: str, *, queue_name: str | None = None
+) -> Job:
     """Build the stand-in job a backend hands out for an undecodable payload.
 
     A backend never raises from `dequeue` on bad input: it leases this job instead, so
     the worker dead-letters it with the decode error (and acks it) and keeps running.
+    The stand-in cannot be retried: only a preview of the payload is kept, so the
+    dead-letter commands refuse to put it back on a queue.
 
     Args:
         job_id: The id the backend stored the payload under (or a new uuid).
         raw: The undecodable payload (kept, truncated, for inspection in the DLQ).
         error: The decode error message.
+        queue_name: The queue the payload was taken from. Always pass it: the
+            dead-letter record shows it, and without it the record names no queue.
 
     Returns:
-        A job named `POISON_JOB_NAME` with `last_error` set and the payload in metadata.
+        A job named `POISON_JOB_NAME` with `last_error` set, the payload in metadata
+        and `queue_name` set.
     """
     preview = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
     return Job(
@@ -453,5 +460,6 @@ def make_poison_job(job_id: str, raw: bytes | str, error: str) -> Job:
         name=POISON_JOB_NAME,
         max_retries=0,
         last_error=error,
+        queue_name=queue_name,
         metadata={"poison_error": error, "raw_payload": preview[:2000]},
     )

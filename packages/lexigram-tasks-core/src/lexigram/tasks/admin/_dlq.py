@@ -10,10 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from lexigram.contracts.tasks import FailureRecord, Job, ResultStoreProtocol, TaskQueueProtocol
+from lexigram.contracts.tasks import (
+    FailureRecord,
+    Job,
+    ResultStoreProtocol,
+    TaskQueueProtocol,
+)
 from lexigram.tasks.admin._errors import OperationError
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
-from lexigram.tasks.dlq._queue import reset_for_retry
+from lexigram.tasks.dlq._queue import reset_for_retry, undecodable, undecodable_message
 
 QueueFor = Callable[[str | None], TaskQueueProtocol]
 """Returns the queue of that name (None: the backend's default queue)."""
@@ -104,9 +109,13 @@ async def retry_dead_letter(
         The requeued job and the name of the queue it is on.
 
     Raises:
-        OperationError: No such job, or it left the dead-letter queue meanwhile.
+        OperationError: No such job, it left the dead-letter queue meanwhile, or it is
+            the stand-in of a payload that could not be decoded (reason ``poison``),
+            which cannot be retried.
     """
     record = await find_dead_letter(dlq_backend, queue_for(None), job_id)
+    if undecodable(record):  # refused before any queue is opened
+        raise OperationError(undecodable_message(record))
     target = queue_name or record.job.queue_name
     queue = queue_for(target)
     if await _dlq(dlq_backend, queue, result_store).requeue(record.job.id, queue) is None:
@@ -123,8 +132,12 @@ async def retry_dead_letters(
     task_name: str | None = None,
     job_ids: Iterable[str] | None = None,
     result_store: ResultStoreProtocol | None = None,
+    on_skipped: Callable[[FailureRecord], object] | None = None,
 ) -> int:
     """Move dead-lettered jobs back onto their queues; return how many were moved.
+
+    A job dead-lettered because its payload could not be decoded (reason ``poison``)
+    is left in the dead-letter queue: it cannot be retried (see `retry_dead_letter`).
 
     Args:
         dlq_backend: The backend's dead-letter storage.
@@ -132,6 +145,8 @@ async def retry_dead_letters(
         task_name: Only jobs of this task.
         job_ids: Only these jobs (whole ids); None for every one.
         result_store: The backend's result store (see `retry_dead_letter`).
+        on_skipped: Called with each selected record left in place because it cannot
+            be retried.
     """
     wanted = None if job_ids is None else set(job_ids)
     count = 0
@@ -140,6 +155,10 @@ async def retry_dead_letters(
         if task_name is not None and record.job.name != task_name:
             continue
         if wanted is not None and record.job.id not in wanted:
+            continue
+        if undecodable(record):
+            if on_skipped is not None:
+                on_skipped(record)
             continue
         queue = queue_for(record.job.queue_name)
         if await _dlq(dlq_backend, queue, result_store).requeue(record.job.id, queue) is not None:

@@ -293,16 +293,25 @@ def retry_all_command(
         what = f"every dead-lettered {task_name!r} job" if task_name else "every dead-lettered job"
         click.confirm(f"Requeue {what}?", abort=True)
 
+    skipped: list[FailureRecord] = []
+
     async def action(session: _Session) -> int:
         return await retry_dead_letters(
             session.stores.dlq_backend,
             session.queue,
             task_name=task_name,
             result_store=session.stores.result_store,
+            on_skipped=skipped.append,
         )
 
     count = _run(backend, config_path, connect_timeout, debug, action)
-    click.echo(f"Requeued {count} job(s).")
+    line = f"Requeued {count} job(s)."
+    if skipped:
+        line += (
+            f" Left {len(skipped)} in the DLQ: their payloads could not be decoded (reason "
+            "'poison'), so they cannot be retried; `dlq show ID` has the error."
+        )
+    click.echo(line)
 
 
 @dlq_group.command("purge")

@@ -16,9 +16,22 @@ from lexigram.contracts.tasks import (
     TaskQueueError,
     TaskQueueProtocol,
 )
-from lexigram.tasks.dlq._queue import attempt_count, enqueue_again, reset_for_retry
+from lexigram.tasks.dlq._queue import (
+    attempt_count,
+    enqueue_again,
+    reset_for_retry,
+    undecodable,
+    undecodable_message,
+)
 
 logger = logging.getLogger(__name__)
+
+
+def _retriable(record: FailureRecord) -> FailureRecord:
+    """`record`, unless it stands for an undecodable payload, which cannot be retried."""
+    if undecodable(record):
+        raise TaskQueueError(undecodable_message(record), details={"job_id": record.job.id})
+    return record
 
 
 class _UnservedQueueError(TaskQueueError):
@@ -174,13 +187,14 @@ class PersistentDeadLetterQueue:
             The job reset to PENDING, or None if no record has that id.
 
         Raises:
-            TaskQueueError: The queue refused the job, or it came from a queue that no
-                queue of this process serves (the record is kept either way).
+            TaskQueueError: The queue refused the job, it came from a queue that no queue
+                of this process serves, or its payload could not be decoded (the record
+                is kept in each case).
         """
         data = await self.backend.get(job_id)
         if data is None:
             return None
-        job = reset_for_retry(FailureRecord.from_dict(data).job)
+        job = reset_for_retry(_retriable(FailureRecord.from_dict(data)).job)
         home = self._home_of(job)
         if home is not None:
             await enqueue_again(home, job, result_store=self.result_store)
@@ -214,12 +228,13 @@ class PersistentDeadLetterQueue:
         """Take a job out of the DLQ and enqueue it on `queue`; its id, or None if absent.
 
         Raises:
-            TaskQueueError: The queue refused the job (the record is kept).
+            TaskQueueError: The queue refused the job, or its payload could not be decoded
+                (the record is kept).
         """
         data = await self.backend.get(job_id)
         if data is None:
             return None
-        job = reset_for_retry(FailureRecord.from_dict(data).job)
+        job = reset_for_retry(_retriable(FailureRecord.from_dict(data)).job)
         new_id = await enqueue_again(queue, job, result_store=self.result_store)
         await self.backend.remove(job_id)
         self._total_retried += 1
@@ -228,12 +243,16 @@ class PersistentDeadLetterQueue:
     async def retry_all(self) -> list[Job]:
         """Retry every failed job (see `retry`); returns the retried jobs.
 
-        A job of a queue that no queue of this process serves stays in the DLQ; a
-        warning names how many and their queues.
+        A job of a queue that no queue of this process serves stays in the DLQ, and so
+        does the stand-in of a payload that could not be decoded; a warning names how many.
         """
         jobs: list[Job] = []
         homeless: Counter[str] = Counter()
+        poison = 0
         for data in await self.backend.list_all():
+            if undecodable(FailureRecord.from_dict(data)):
+                poison += 1
+                continue
             try:
                 job = await self.retry(str(data["job_id"]))
             except _UnservedQueueError as exc:
@@ -248,6 +267,13 @@ class PersistentDeadLetterQueue:
                 "consumed, or with `lexigram-tasks dlq retry-all`.",
                 homeless.total(),
                 ", ".join(f"{name!r}: {count}" for name, count in sorted(homeless.items())),
+            )
+        if poison:
+            logger.warning(
+                "retry_all left %d dead-lettered job(s) in the DLQ whose payloads could not "
+                "be decoded (reason 'poison'): they cannot be retried; `lexigram-tasks dlq "
+                "show ID` has each one's error.",
+                poison,
             )
         return jobs
 

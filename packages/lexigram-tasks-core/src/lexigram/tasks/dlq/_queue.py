@@ -7,6 +7,7 @@ from collections import Counter, OrderedDict
 from typing import Any
 
 from lexigram.contracts.tasks import (
+    POISON_JOB_NAME,
     FailureRecord,
     Job,
     JobStatus,
@@ -28,6 +29,28 @@ def attempt_count(job: Job, metadata: dict[str, Any]) -> int:
     if isinstance(attempts, int) and not isinstance(attempts, bool) and attempts >= 0:
         return attempts
     return job.retry_count
+
+
+def undecodable(record: FailureRecord) -> bool:
+    """Whether `record` stands for a payload that could not be decoded (reason ``poison``).
+
+    Its job is the stand-in `make_poison_job` built: no arguments, only a preview of the
+    payload. Put back on a queue, it could only be dead-lettered again.
+    """
+    # The worker's reason, named here: the worker's module imports this package.
+    return record.job.name == POISON_JOB_NAME or record.metadata.get("reason") == "poison"
+
+
+def undecodable_message(record: FailureRecord) -> str:
+    """Why the dead letter of an undecodable payload cannot be retried, and what to do."""
+    queue = f" of queue {record.job.queue_name!r}" if record.job.queue_name else ""
+    return (
+        f"Job {record.job.id}{queue} was dead-lettered because its payload could not be "
+        "decoded (reason 'poison'); only a preview of the payload was kept, so it cannot be "
+        "retried. Fix the producer that wrote it and enqueue the job again, then delete "
+        "this record (Delete on the dashboard's dead-letter page, or `lexigram-tasks dlq "
+        "purge`)."
+    )
 
 
 def reset_for_retry(job: Job) -> Job:

@@ -446,6 +446,10 @@ class Settler:
         self, entry: Running, error: str, tb: str | None, reason: str, started: float
     ) -> None:
         job = entry.job
+        if job.queue_name is None:
+            # `dlq retry` puts a job back on the queue its record names; a backend that
+            # built the stand-in of an undecodable payload without it still gets this one.
+            job.queue_name = self.queue.queue_name
         duration = self._ended(job, started)
         attempts = job.retry_count + (reason not in NOT_ATTEMPTED)
         result = JobResult.fail(error, retry_count=job.retry_count, duration=duration)

@@ -187,6 +187,11 @@ class QueuePoisonConformance(QueueConformanceBase, abc.ABC):
             "make_poison_job(job_id, raw, error) instead"
         )
         assert poison.last_error, "the poison job does not carry the decode error"
+        assert poison.queue_name == queue.queue_name, (
+            f"the poison job names queue {poison.queue_name!r}, not {queue.queue_name!r}: "
+            "pass make_poison_job(..., queue_name=...) so that its dead letter names the "
+            "queue it came from"
+        )
         assert status_of(poison) is JobStatus.RUNNING
         token = token_of(poison)
         assert await queue.count(queue.queue_name, JobStatus.RUNNING) == 1

@@ -73,7 +73,7 @@ class JobLeaser:
             logger.warning(
                 "Job %s in queue %s is undecodable: %s", job_id, self.config.queue_name, exc
             )
-            job = make_poison_job(job_id, payload, str(exc))
+            job = make_poison_job(job_id, payload, str(exc), queue_name=self.config.queue_name)
         job.id = job_id
         job.status = JobStatus.RUNNING
         job.delivery_count = delivery_count

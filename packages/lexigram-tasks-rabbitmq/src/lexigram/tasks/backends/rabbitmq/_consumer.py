@@ -329,7 +329,7 @@ class DeliveryBuffer:
             self.sync.taken(message)
             self._spawn(self._send_pending(acks))
             return
-        self.push(Delivery(message, acks))
+        self.push(Delivery(message, acks, self._queue))
         if not self._consuming and self._calls == 0 and self._idle_timer is None:
             # Pushed just before our basic.cancel took effect: give it back soon.
             self._idle_timer = asyncio.get_running_loop().call_later(IDLE_AFTER, self._on_idle)
@@ -447,7 +447,7 @@ class DeliveryBuffer:
             return None
         self.ready_behind = message.delivery.message_count or 0
         acks.unsettled.add(message.delivery_tag)
-        return Delivery(message, acks)
+        return Delivery(message, acks, self._queue)
 
     async def _getter_channel(self) -> ChannelAcks:
         acks = self._getter_acks

@@ -90,7 +90,7 @@ class Delivery:
         "token",
     )
 
-    def __init__(self, message: DeliveredMessage, acks: ChannelAcks) -> None:
+    def __init__(self, message: DeliveredMessage, acks: ChannelAcks, queue_name: str) -> None:
         self.acks = acks
         self.tag: int = message.delivery_tag or 0
         self.redelivered = bool(message.redelivered)
@@ -106,7 +106,7 @@ class Delivery:
             job = decode_job(body)
         except TaskDecodeError as exc:
             ident = message.header.properties.message_id or f"undecodable-{self.tag}"
-            job = make_poison_job(str(ident), body, str(exc))
+            job = make_poison_job(str(ident), body, str(exc), queue_name=queue_name)
             self.envelope: str | None = None
         else:
             self.envelope = body.decode()

@@ -35,7 +35,7 @@ class JobLeaser:
 
     Args:
         run: Runs a script on the queue's keys, with the queue's retries (its ``_run``).
-        queue_name: The queue's name, for log messages.
+        queue_name: The queue's name, for log messages and the poison stand-in jobs.
         lease_ms: The lease of a job taken, in milliseconds.
     """
 
@@ -50,7 +50,7 @@ class JobLeaser:
             job = decode_job(payload)
         except TaskDecodeError as exc:
             logger.warning("Job %s in queue %r is undecodable: %s", job_id, self._queue_name, exc)
-            job = make_poison_job(job_id, payload, str(exc))
+            job = make_poison_job(job_id, payload, str(exc), queue_name=self._queue_name)
         job.id = job_id
         job.delivery_count = deliveries
         job.status = JobStatus.RUNNING

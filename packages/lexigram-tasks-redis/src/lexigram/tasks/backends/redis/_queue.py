@@ -517,7 +517,7 @@ class RedisTaskQueue:
         try:
             job = decode_job(payload)
         except TaskDecodeError as exc:
-            job = make_poison_job(job_id, payload, str(exc))
+            job = make_poison_job(job_id, payload, str(exc), queue_name=self._queue_name)
         job.delivery_count = int(deliveries)
         if int(leased):
             job.status = JobStatus.RUNNING

@@ -337,7 +337,7 @@ class SQLiteTaskQueue:
             try:
                 job = decode_job(payload)
             except TaskDecodeError as exc:
-                job = make_poison_job(job_id, payload, str(exc))
+                job = make_poison_job(job_id, payload, str(exc), queue_name=self._queue_name)
             job.status = JobStatus.RUNNING
             job.delivery_count = delivery_count
             job.lease_token = taken.token
@@ -478,7 +478,7 @@ class SQLiteTaskQueue:
         try:
             job = decode_job(payload)
         except TaskDecodeError as exc:
-            job = make_poison_job(job_id, payload, str(exc))
+            job = make_poison_job(job_id, payload, str(exc), queue_name=queue)
         job.delivery_count = delivery_count
         if leased:
             job.status = JobStatus.RUNNING
