@@ -186,6 +186,7 @@ if TYPE_CHECKING:
         InMemoryProgressTracker,
         ProgressStore,
         ProgressTracker,
+        SyncProgressTracker,
     )
     from lexigram.tasks.results import (
         CacheBackendResultStore,
@@ -300,6 +301,7 @@ __all__ = [
     "ScheduledWorker",
     "SchedulerStore",
     "StepResult",
+    "SyncProgressTracker",
     "TaskBackendConfig",
     "TaskBackendRegistry",
     "TaskBackendSpec",

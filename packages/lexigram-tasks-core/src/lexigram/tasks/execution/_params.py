@@ -7,7 +7,10 @@ up). Binding rules, in order:
    (never dropped: extra ones go to ``*args`` or fail the job with a clear message);
 2. the job's `kwargs` bind by name;
 3. every parameter still unbound that is annotated `ProgressTracker`,
-   `TaskExecutionContext` or `Job` gets the job's tracker, context or the job itself;
+   `TaskExecutionContext` or `Job` gets the job's tracker, context or the job itself
+   (a `def` handler's `ProgressTracker` parameter, and any `SyncProgressTracker` one, get
+   the job's tracker as a `SyncProgressTracker`: a `def` handler runs in a thread, where
+   the tracker's coroutines would never be awaited);
 4. any other unbound parameter without a default is resolved from the DI container by
    its annotation (``Annotated[T, Named("x")]`` included).
 
@@ -18,6 +21,7 @@ enqueue it (``task.delay(...)``): there an injected parameter would be a require
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 import typing
@@ -26,7 +30,7 @@ from typing import Any, NamedTuple, Protocol
 
 from lexigram.contracts.tasks import Job, TaskValidationError
 from lexigram.tasks.middleware import TaskExecutionContext
-from lexigram.tasks.progress import ProgressTracker
+from lexigram.tasks.progress import ProgressTracker, SyncProgressTracker
 
 _POS_ONLY = inspect.Parameter.POSITIONAL_ONLY
 _POS_OR_KW = inspect.Parameter.POSITIONAL_OR_KEYWORD
@@ -36,12 +40,19 @@ _VAR_KW = inspect.Parameter.VAR_KEYWORD
 _EMPTY = inspect.Parameter.empty
 
 TRACKER = "tracker"
+SYNC_TRACKER = "sync_tracker"
 CONTEXT = "context"
 JOB = "job"
 
-_SPECIAL_TYPES: dict[Any, str] = {ProgressTracker: TRACKER, TaskExecutionContext: CONTEXT, Job: JOB}
+_SPECIAL_TYPES: dict[Any, str] = {
+    ProgressTracker: TRACKER,
+    SyncProgressTracker: SYNC_TRACKER,
+    TaskExecutionContext: CONTEXT,
+    Job: JOB,
+}
 _SPECIAL_NAMES = {
     "ProgressTracker": TRACKER,
+    "SyncProgressTracker": SYNC_TRACKER,
     "TaskExecutionContext": CONTEXT,
     "Job": JOB,
     "JobProtocol": JOB,
@@ -277,6 +288,7 @@ async def resolve_arguments(
     tracker: Callable[[], ProgressTracker],
     context: Callable[[], TaskExecutionContext],
     container: Resolver | None,
+    ended: Callable[[], bool] | None = None,
 ) -> tuple[list[Any], dict[str, Any]]:
     """Bind `job`'s arguments to the handler and inject what is missing.
 
@@ -286,6 +298,8 @@ async def resolve_arguments(
         tracker: Returns the job's `ProgressTracker` (called only if one is wanted).
         context: Returns the job's `TaskExecutionContext` (called only if wanted).
         container: DI container for the remaining annotated parameters, or None.
+        ended: Returns True once the job's attempt is over: a `SyncProgressTracker`
+            then drops the calls of a handler thread that ran on (None: never).
 
     Returns:
         ``(args, kwargs)`` to call the handler with.
@@ -317,7 +331,7 @@ async def resolve_arguments(
                 args.append(kwargs.pop(spec.name))
             continue
         value = await _inject(
-            spec, plan, job, tracker=tracker, context=context, container=container
+            spec, plan, job, tracker=tracker, context=context, container=container, ended=ended
         )
         if spec.kind is _POS_ONLY:
             args.append(spec.default if value is _USE_DEFAULT else value)
@@ -334,9 +348,14 @@ async def _inject(
     tracker: Callable[[], ProgressTracker],
     context: Callable[[], TaskExecutionContext],
     container: Resolver | None,
+    ended: Callable[[], bool] | None,
 ) -> Any:
-    if spec.special == TRACKER:
+    if spec.special == TRACKER and plan.is_async:
         return tracker()
+    if spec.special in {TRACKER, SYNC_TRACKER}:
+        # The same tracker does the saving, run on this loop, so progress reported from
+        # a thread is saved and broadcast exactly as from an async def handler.
+        return SyncProgressTracker(tracker(), asyncio.get_running_loop(), ended=ended)
     if spec.special == CONTEXT:
         return context()
     if spec.special == JOB:

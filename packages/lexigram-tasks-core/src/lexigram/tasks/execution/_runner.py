@@ -235,6 +235,9 @@ class JobRunner:
                 tracker=functools.partial(self.settler.tracker_for, entry),
                 context=lambda: ctx,
                 container=self.container,
+                # A timed-out def handler's thread runs on: its later progress reports
+                # must not overwrite the job's final progress (or its next attempt's).
+                ended=lambda: entry.settling,
             )
         except TaskValidationError as exc:
             raise Unrunnable(REASON_BAD_ARGUMENTS, _bad_call(job, exc)) from exc

@@ -1,4 +1,8 @@
-"""Progress reporting: per-job `ProgressTracker`, stores, and the live `InMemoryProgressTracker`."""
+"""Progress reporting: per-job trackers, stores, and the live `InMemoryProgressTracker`.
+
+`ProgressTracker` is what an `async def` handler awaits; `SyncProgressTracker` is its
+blocking form, for a `def` handler.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from lexigram.tasks.progress._stores import (
     InMemoryProgressStore,
     ProgressStore,
 )
+from lexigram.tasks.progress._sync import SyncProgressTracker
 from lexigram.tasks.progress._tracker import (
     InMemoryProgressTracker,
     ProgressTracker,
@@ -27,5 +32,6 @@ __all__ = [
     "ProgressStatus",
     "ProgressStore",
     "ProgressTracker",
+    "SyncProgressTracker",
     "snapshot_from_result",
 ]

@@ -26,8 +26,9 @@ class ProgressTracker:
 
     Each call updates the `info` snapshot (percentage and an ETA from the rate so far),
     saves it to the progress store, and, when a `ProgressTrackerProtocol` is attached,
-    broadcasts it to that tracker's subscribers. A handler gets one by declaring a
-    parameter annotated `ProgressTracker`.
+    broadcasts it to that tracker's subscribers. An `async def` handler gets one by
+    declaring a parameter annotated `ProgressTracker`; a `def` handler, which runs in a
+    thread and cannot await, gets the blocking form, `SyncProgressTracker`.
 
     Args:
         job_id: The job whose progress this is.
