@@ -45,14 +45,17 @@ async def test_progress_tracker_computes_percentage_and_eta(
     assert info.estimated_remaining_seconds == pytest.approx(30.0)
     assert info.metadata["phase"] == "load"
     assert info.message == "quarter"
-    assert tracker.info is info
+    assert tracker.info == info
     assert not tracker.finished
     assert await store.list_active() == [info]
     await tracker.complete()
-    assert (info.current, info.total, info.percentage) == (100, 100, 100.0)
-    assert info.estimated_remaining_seconds == 0.0
-    assert info.is_complete
-    assert info.metadata["status"] == "complete"
+    assert info.current == 25  # a snapshot: what was read does not change under the reader
+    done = await store.get("job-1")
+    assert done is not None
+    assert (done.current, done.total, done.percentage) == (100, 100, 100.0)
+    assert done.estimated_remaining_seconds == 0.0
+    assert done.is_complete
+    assert done.metadata["status"] == "complete"
     assert await store.list_active() == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from abc import ABC, abstractmethod
@@ -56,12 +57,15 @@ class InMemoryProgressStore(ProgressStore):
         return f"InMemoryProgressStore(entries={len(self._entries)})"
 
     async def save(self, info: ProgressInfo) -> None:
-        """Persist a `ProgressInfo` entry in the in-memory store."""
-        self._entries[info.job_id] = info
+        """Persist a `ProgressInfo` entry in the in-memory store (a copy of it)."""
+        # Copies in and out, as a store that serializes them makes: the tracker keeps
+        # changing its own object, and a reader's snapshot must not change after the read.
+        self._entries[info.job_id] = _copy(info)
 
     async def get(self, job_id: str) -> ProgressInfo | None:
         """Return the `ProgressInfo` for the job id, or None if not found."""
-        return self._entries.get(job_id)
+        info = self._entries.get(job_id)
+        return None if info is None else _copy(info)
 
     async def delete(self, job_id: str) -> None:
         """Remove the progress entry for the job id if it exists."""
@@ -69,7 +73,11 @@ class InMemoryProgressStore(ProgressStore):
 
     async def list_active(self) -> list[ProgressInfo]:
         """Return all progress entries whose job has not completed or failed."""
-        return [info for info in self._entries.values() if is_active(info)]
+        return [_copy(info) for info in self._entries.values() if is_active(info)]
+
+
+def _copy(info: ProgressInfo) -> ProgressInfo:
+    return dataclasses.replace(info, metadata=dict(info.metadata))
 
 
 class CacheBackendProgressStore(ProgressStore):
