@@ -111,3 +111,14 @@ async def test_retry_dead_letters_by_id_skips_poison_records(backend: Backend) -
     assert moved == 1
     assert await backend.storage.get(poison.id) is not None
     assert await backend.waiting() == {"emails": 1}
+
+
+@pytest.mark.parametrize("ident", ["", "0", "abc"])
+async def test_an_id_shorter_than_a_prefix_retries_nothing(ident: str) -> None:
+    # `dlq retry "$ID"` with ID unset retried whichever record an empty prefix met first.
+    backend = Backend()
+    job = await backend.dead_letter(Job(name="send"), "boom", "failed")
+    with pytest.raises(OperationError, match="a prefix of an id needs at least 4 characters"):
+        await retry_dead_letter(backend.storage, backend.queue_for, ident)
+    assert await backend.storage.get(job.id) is not None
+    assert all(count == 0 for count in (await backend.waiting()).values())

@@ -17,6 +17,7 @@ from lexigram.contracts.tasks import (
     TaskQueueProtocol,
 )
 from lexigram.tasks.admin._errors import OperationError
+from lexigram.tasks.constants import MIN_ID_PREFIX
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.dlq._queue import reset_for_retry, undecodable, undecodable_message
 
@@ -61,6 +62,13 @@ async def find_dead_letter(
     record = await dlq.get(job_id)
     if record is not None:
         return record
+    if len(job_id) < MIN_ID_PREFIX:
+        # An empty id would match every record (`dlq retry "$ID"` with ID unset).
+        msg = (
+            f"No dead-lettered job has the id {job_id!r}, and a prefix of an id needs at "
+            f"least {MIN_ID_PREFIX} characters. Give more characters of the id."
+        )
+        raise OperationError(msg)
     matches = [
         data
         for data in await dlq_backend.list_all()
