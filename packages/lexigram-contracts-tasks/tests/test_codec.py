@@ -81,7 +81,12 @@ def test_encode_rejects_empty_name() -> None:
     [
         (b"\xff\xfe not json", "not valid JSON"),
         (b"[1, 2]", "not a lexigram-tasks envelope"),
-        (b'{"v": 99, "job": {}}', "version 99"),
+        (b'{"v": 99, "job": {}}', "version 99 is not supported by this worker"),
+        # Not written by lexigram-tasks at all: upgrading the workers would not help.
+        (b'{"job": {"id": "1", "name": "x"}}', "has no valid version \\('v' is None"),
+        (b'{"v": "1", "job": {}}', "it was not written by lexigram-tasks"),
+        (b'{"v": true, "job": {}}', "it was not written by lexigram-tasks"),
+        (b'{"v": 0, "job": {}}', "it was not written by lexigram-tasks"),
         (b'{"v": 1, "job": {"id": "1"}}', "invalid job record"),
     ],
 )

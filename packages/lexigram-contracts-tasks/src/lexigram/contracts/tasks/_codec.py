@@ -398,7 +398,15 @@ def decode_job(data: bytes | str) -> Job:
         )
         raise TaskDecodeError(msg)
     version = envelope.get("v")
-    if not isinstance(version, int) or version > ENVELOPE_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        # No producer of lexigram-tasks writes this: upgrading the workers cannot help.
+        msg = (
+            f"Job envelope has no valid version ('v' is {version!r}, expected an integer "
+            f"from 1 to {ENVELOPE_VERSION}): it was not written by lexigram-tasks. Enqueue "
+            "jobs through TaskQueueProtocol.enqueue."
+        )
+        raise TaskDecodeError(msg)
+    if version > ENVELOPE_VERSION:
         msg = (
             f"Job envelope version {version!r} is not supported by this worker (reads up to "
             f"{ENVELOPE_VERSION}). Upgrade lexigram-tasks on the workers."
