@@ -225,3 +225,14 @@ def test_a_bad_port_of_one_host_of_several_is_named() -> None:
         TaskConfigurationError, match="Port could not be cast to integer value as '56x2'"
     ):
         check_url_syntax("amqp://a:5672,b:56x2/", "--backend")
+
+
+def test_a_mistyped_backend_type_in_the_configuration_is_named_by_its_field(
+    tmp_path: Path,
+) -> None:
+    # As TaskProvider names it: the field, its value, then what is installed.
+    config = _config(tmp_path, "  backend: {type: rediss}\n")
+    result = CliRunner().invoke(cli, ["inspect", "--config", config])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert "tasks.backend.type = 'rediss': No task backend named 'rediss' is installed" in line

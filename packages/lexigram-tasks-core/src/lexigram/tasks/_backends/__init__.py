@@ -54,6 +54,7 @@ from lexigram.tasks._backends._registry import (
 from lexigram.tasks._backends._urls import (
     backend_type_of,
     check_url_syntax,
+    config_path_of,
     shown_url,
     spec_from_config,
     url_of,
@@ -72,6 +73,7 @@ __all__ = [
     "check_url_syntax",
     "clear_backend_cache",
     "close_backend",
+    "config_path_of",
     "create_queue",
     "create_store",
     "install_hint",

@@ -137,11 +137,11 @@ def _type_for_url(
     if field != "url" or not url:
         return config.type
     type_set = "type" in config.model_fields_set
-    check_url_syntax(url, f"{_config_path_of(config)}.url")
+    check_url_syntax(url, f"{config_path_of(config)}.url")
     if "://" not in url:
         if type_set:
             return config.type  # the backend reads its own URL, and names what is wrong
-        raise _unserved_url(_config_path_of(config), url)
+        raise _unserved_url(config_path_of(config), url)
     scheme = urlsplit(url).scheme.lower()
     served = (
         registry.backend_for_scheme(scheme) if registry is not None else backend_for_scheme(scheme)
@@ -150,11 +150,11 @@ def _type_for_url(
         if served is None:
             # Falling back to the default type would drop the URL: a typo in the scheme
             # would run on the in-memory backend and lose every job at exit.
-            raise _unserved_url(_config_path_of(config), url)
+            raise _unserved_url(config_path_of(config), url)
         return served
     if served is None or served == config.type:
         return config.type
-    where = _config_path_of(config)
+    where = config_path_of(config)
     msg = (
         f"{where}.url is a {scheme}:// URL, served by the {served!r} backend, but "
         f"{where}.type is {config.type!r}. Set type: {served} (or drop type and let the "
@@ -163,7 +163,7 @@ def _type_for_url(
     raise TaskConfigurationError(msg, details={"type": config.type, "scheme": scheme})
 
 
-def _config_path_of(config: NamedTaskConfig | TaskBackendConfig) -> str:
+def config_path_of(config: NamedTaskConfig | TaskBackendConfig) -> str:
     """Where `config` sits in the configuration, for messages (``tasks.backend``...)."""
     name = getattr(config, "name", None)  # only the entries of tasks.backends have one
     return f"tasks.backends[{name}]" if name else "tasks.backend"

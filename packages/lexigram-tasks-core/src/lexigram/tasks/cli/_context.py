@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import click
 
 from lexigram.contracts.tasks import (
+    BackendError,
     ConnectionCheckingQueueProtocol,
     TaskBackendSpec,
     TaskQueueError,
@@ -33,6 +34,7 @@ from lexigram.tasks._backends import (
     backend_attribute,
     backend_for_scheme,
     check_url_syntax,
+    config_path_of,
     install_hint,
     known_schemes,
     load_backend,
@@ -60,6 +62,7 @@ from lexigram.tasks.di._stack import (
     apply_process_settings,
     build_queue,
     build_store,
+    prefixed_error,
     report_config_issues,
 )
 
@@ -324,36 +327,50 @@ def resolve_spec(
     entry = config.primary_backend or config.backend
     if backend is None:
         spec = spec_from_config(entry)
+        # The type is the configuration's: a typo in it is named by its field.
+        return _finish_spec(spec, queue_name, connect_timeout, field=config_path_of(entry))
+    backend_type, url = parse_backend(backend)
+    if backend_type != entry.type and entry.url is None:
+        # The config's own URL would be dropped: not reading it spares importing its
+        # backend (the default config's memory backend, for a worker given a URL).
+        if url is None:
+            # A bare type takes the config's URL for it (``redis_url`` for redis).
+            url = url_of(entry.model_copy(update={"type": backend_type}))[1]
+        spec = TaskBackendSpec(
+            name=getattr(entry, "name", None) or "default",
+            type=backend_type,
+            url=url,
+            queue_name=entry.queue_name,
+        )
     else:
-        backend_type, url = parse_backend(backend)
-        if backend_type != entry.type and entry.url is None:
-            # The config's own URL would be dropped: not reading it spares importing its
-            # backend (the default config's memory backend, for a worker given a URL).
-            if url is None:
-                # A bare type takes the config's URL for it (``redis_url`` for redis).
-                url = url_of(entry.model_copy(update={"type": backend_type}))[1]
-            spec = TaskBackendSpec(
-                name=getattr(entry, "name", None) or "default",
-                type=backend_type,
-                url=url,
-                queue_name=entry.queue_name,
-            )
+        spec = spec_from_config(entry)
+        if backend_type == spec.type:
+            spec = replace(spec, url=url or spec.url)
         else:
-            spec = spec_from_config(entry)
-            if backend_type == spec.type:
-                spec = replace(spec, url=url or spec.url)
-            else:
-                spec = replace(spec, type=backend_type, url=url, options={})
+            spec = replace(spec, type=backend_type, url=url, options={})
     return _finish_spec(spec, queue_name, connect_timeout)
 
 
 def _finish_spec(
-    spec: TaskBackendSpec, queue_name: str | None, connect_timeout: float | None
+    spec: TaskBackendSpec,
+    queue_name: str | None,
+    connect_timeout: float | None,
+    *,
+    field: str | None = None,
 ) -> TaskBackendSpec:
-    """`spec` with ``--queue`` and ``--connect-timeout`` applied, its backend imported."""
+    """`spec` with ``--queue`` and ``--connect-timeout`` applied, its backend imported.
+
+    `field` is the configuration's section the type came from, named in a failure to
+    load it (as `TaskProvider` names it); None when the command line gave the type.
+    """
     if queue_name is not None:
         spec = replace(spec, queue_name=check_queue_option(queue_name))
-    check_backend(spec.type)
+    try:
+        check_backend(spec.type)
+    except BackendError as exc:
+        if field is None:
+            raise
+        raise prefixed_error(exc, field) from None
     if connect_timeout is not None:
         spec = with_connect_timeout(spec, connect_timeout)
     return spec

@@ -157,7 +157,7 @@ def bind_stack(
         container.singleton(service_type, instance, name=name)
 
 
-def _prefixed(exc: _E, field: str) -> _E:
+def prefixed_error(exc: _E, field: str) -> _E:
     """Return a copy of a backend error whose message starts with the config field."""
     value = f"{field}.type = {exc.details.get('type')!r}: " if "type" in exc.details else ""
     prefix = value or f"{field}: "
@@ -178,7 +178,7 @@ def build_queue(
     try:
         return registry.create_queue(spec)
     except (BackendError, TaskConfigurationError) as exc:
-        raise _prefixed(exc, field) from None
+        raise prefixed_error(exc, field) from None
 
 
 def build_store(
@@ -204,7 +204,7 @@ def build_store(
     try:
         return doors.create_store(spec, factory, fallback=fallback, **kwargs)
     except (BackendError, TaskConfigurationError) as exc:
-        raise _prefixed(exc, field) from None
+        raise prefixed_error(exc, field) from None
 
 
 def _or_memory(
