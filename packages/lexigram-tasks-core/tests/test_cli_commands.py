@@ -368,3 +368,9 @@ def test_seconds_options_refuse_nan_and_infinity(args: list[str]) -> None:
     result = run(*args)
     assert result.exit_code == 2
     assert "is not a finite number" in result.stderr
+
+
+def test_standard_input_is_read_by_one_option_only() -> None:
+    result = run("enqueue", "x", "--args", "-", "--kwargs", "-", stdin="[1]")
+    assert result.exit_code == 2
+    assert "standard input is read once, and --args reads it already" in result.stderr

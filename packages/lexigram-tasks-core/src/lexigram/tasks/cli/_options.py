@@ -145,6 +145,10 @@ def json_option(func: F) -> F:
     )(func)
 
 
+_STDIN_READER = "lexigram.tasks.stdin_reader"
+"""`click.Context.meta` key: the parameter that reads standard input (``-``)."""
+
+
 class JSONParam(ParamBase):
     """A JSON value of one expected shape (a list for ``--args``, an object for ``--kwargs``).
 
@@ -186,6 +190,17 @@ class JSONParam(ParamBase):
     ) -> tuple[str, str]:
         """The JSON text of `value` (itself, a file's or stdin's) and how to name its source."""
         if value == "-":
+            if ctx is not None:
+                # Standard input can be read once: a second '-' would read nothing.
+                this = param.opts[0] if param is not None and param.opts else "-"
+                reader = ctx.meta.setdefault(_STDIN_READER, this)
+                if reader != this:
+                    self.fail(
+                        f"standard input is read once, and {reader} reads it already. Give "
+                        "one of them as '-' and the other inline or as @FILE",
+                        param,
+                        ctx,
+                    )
             return sys.stdin.read(), "standard input"
         if not value.startswith("@"):
             return value, repr(value)
