@@ -354,6 +354,8 @@ async def test_last_run_and_outcome_persist_across_a_restart(target: Target) -> 
 
 
 async def test_schedule_unknown_id_is_one_line_with_exit_2(target: Target) -> None:
+    # A schedule store in use (the commands refuse a SQLite file nothing has made).
+    assert await target.store().load_jobs() == {}
     done = await target.run("pause", "nope")
     assert done.exit_code == 2
     assert done.output.strip().splitlines() == [
