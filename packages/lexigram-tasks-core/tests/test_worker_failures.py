@@ -18,6 +18,8 @@ from lexigram.contracts.tasks import (
     JobStatus,
     make_poison_job,
 )
+from lexigram.tasks._presence import worker_identity
+from lexigram.tasks.admin import dead_letter_row
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import RetryConfig, TaskWorkerConfig
 from lexigram.tasks.dlq import DeadLetterQueue, PersistentDeadLetterQueue
@@ -247,6 +249,9 @@ async def test_worker_dead_letters_poison_jobs() -> None:
     record = dlq.get("p-1")
     assert record is not None
     assert record.metadata["reason"] == "poison"
+    # `dlq show` names the process as `inspect` lists it, and the worker within it.
+    assert record.metadata["process"] == worker_identity()
+    assert dead_letter_row(record)["worker"] == f"{worker_identity()} {worker.worker_id}"
     assert "not valid JSON" in record.error
     assert record.job.metadata["raw_payload"].endswith("not json")
     assert await queue.count("tasks") == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from lexigram.tasks.admin._dlq import (
     dead_letter_row,
+    dead_letter_worker,
     delete_dead_letter,
     find_dead_letter,
     retry_dead_letter,
@@ -42,6 +43,7 @@ __all__ = [
     "WORKER_KEY_PREFIX",
     "OperationError",
     "dead_letter_row",
+    "dead_letter_worker",
     "delete_dead_letter",
     "find_dead_letter",
     "find_schedule",

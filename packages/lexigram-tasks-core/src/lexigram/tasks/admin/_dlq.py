@@ -7,7 +7,7 @@ queue a job goes back onto (its own, unless the caller names another).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from lexigram.contracts.tasks import (
@@ -28,6 +28,14 @@ _AMBIGUOUS_SHOWN = 5
 """How many matching ids an ambiguous prefix's error lists."""
 
 
+def dead_letter_worker(metadata: Mapping[str, Any]) -> str | None:
+    """Which worker dead-lettered a job: its process (``host:pid``) and its worker id."""
+    worker, process = metadata.get("worker_id"), metadata.get("process")
+    if process and worker:
+        return f"{process} {worker}"
+    return str(process or worker) if (process or worker) else None
+
+
 def dead_letter_row(record: FailureRecord) -> dict[str, Any]:
     """The fields a listing shows of one dead-lettered job."""
     meta = record.metadata
@@ -39,7 +47,7 @@ def dead_letter_row(record: FailureRecord) -> dict[str, Any]:
         "attempts": record.attempt_count,
         "max_retries": meta.get("max_retries", record.job.max_retries),
         "reason": meta.get("reason"),
-        "worker": meta.get("worker_id"),
+        "worker": dead_letter_worker(meta),
         "failed_at": record.failed_at,
     }
 

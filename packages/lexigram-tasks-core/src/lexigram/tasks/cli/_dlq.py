@@ -17,6 +17,7 @@ from rich.syntax import Syntax
 from lexigram.contracts.tasks import FailureRecord, TaskBackendSpec, TaskQueueProtocol
 from lexigram.tasks.admin import (
     dead_letter_row,
+    dead_letter_worker,
     find_dead_letter,
     retry_dead_letter,
     retry_dead_letters,
@@ -234,7 +235,7 @@ def show_command(
         "failed": when(record.failed_at),
         "created": when(job.created_at),
         "reason": record.metadata.get("reason"),
-        "worker": record.metadata.get("worker_id"),
+        "worker": dead_letter_worker(record.metadata),
         "error": record.error,
     }
     console = stdout_console()

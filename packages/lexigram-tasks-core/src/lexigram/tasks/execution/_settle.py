@@ -39,6 +39,7 @@ from lexigram.contracts.tasks import (
     TaskTimeoutError,
 )
 from lexigram.tasks._give_back import give_back
+from lexigram.tasks._presence import worker_identity
 from lexigram.tasks.constants import WORKFLOW_STEP_KEY
 from lexigram.tasks.dlq import DeadLetterQueue, PersistentDeadLetterQueue
 from lexigram.tasks.events import (
@@ -465,6 +466,8 @@ class Settler:
                 traceback=tb,
                 reason=reason,
                 worker_id=self.worker_id,
+                # The process as `inspect` and the logs name it: worker ids repeat per process.
+                process=worker_identity(),
                 attempts=attempts,
                 max_retries=options.max_retries_for(job) if options is not None else None,
             )
