@@ -65,7 +65,11 @@ class PostgresBackend:
         return "PostgresBackend()"
 
     def create_queue(self, spec: TaskBackendSpec, /) -> PostgresTaskQueue:
-        """Build a `PostgresTaskQueue` for `spec` (tables are created on first use)."""
+        """Build a `PostgresTaskQueue` for `spec` (tables are created on first use).
+
+        With the option ``must_exist``, its first use refuses a schema that holds none of
+        the backend's tables (a `BackendConnectionError`) instead of creating it.
+        """
         return PostgresTaskQueue(PostgresTaskConfig.from_spec(spec))
 
     def create_result_store(self, spec: TaskBackendSpec, /) -> PostgresResultStore:
@@ -76,6 +80,7 @@ class PostgresBackend:
             schema=options.schema,
             namespace=options.namespace,
             ttl=options.result_ttl,
+            must_exist=options.must_exist,
         )
 
     def create_progress_store(self, spec: TaskBackendSpec, /) -> PostgresProgressStore:
@@ -86,43 +91,59 @@ class PostgresBackend:
             schema=options.schema,
             namespace=options.namespace,
             ttl=options.progress_ttl,
+            must_exist=options.must_exist,
         )
 
     def create_dlq_backend(self, spec: TaskBackendSpec, /) -> PostgresDLQBackend:
         """Build dead-letter storage."""
         options = PostgresOptions.from_spec(spec)
         return PostgresDLQBackend(
-            _database(spec, options), schema=options.schema, namespace=options.namespace
+            _database(spec, options),
+            schema=options.schema,
+            namespace=options.namespace,
+            must_exist=options.must_exist,
         )
 
     def create_scheduler_store(self, spec: TaskBackendSpec, /) -> PostgresSchedulerStore:
         """Build a scheduler store (dict records)."""
         options = PostgresOptions.from_spec(spec)
         return PostgresSchedulerStore(
-            _database(spec, options), schema=options.schema, namespace=options.namespace
+            _database(spec, options),
+            schema=options.schema,
+            namespace=options.namespace,
+            must_exist=options.must_exist,
         )
 
     def create_workflow_state_store(self, spec: TaskBackendSpec, /) -> PostgresWorkflowStateStore:
         """Build a workflow state store."""
         options = PostgresOptions.from_spec(spec)
         return PostgresWorkflowStateStore(
-            _database(spec, options), schema=options.schema, namespace=options.namespace
+            _database(spec, options),
+            schema=options.schema,
+            namespace=options.namespace,
+            must_exist=options.must_exist,
         )
 
     def create_lock_manager(self, spec: TaskBackendSpec, /) -> PostgresLockManager:
         """Build a lock manager whose locks hold across processes and expire on timeout."""
         options = PostgresOptions.from_spec(spec)
-        return PostgresLockManager(_database(spec, options), schema=options.schema)
+        return PostgresLockManager(
+            _database(spec, options), schema=options.schema, must_exist=options.must_exist
+        )
 
     def create_cache_backend(self, spec: TaskBackendSpec, /) -> PostgresCacheBackend:
         """Build a string key-value cache with TTLs."""
         options = PostgresOptions.from_spec(spec)
-        return PostgresCacheBackend(_database(spec, options), schema=options.schema)
+        return PostgresCacheBackend(
+            _database(spec, options), schema=options.schema, must_exist=options.must_exist
+        )
 
     def create_idempotency_store(self, spec: TaskBackendSpec, /) -> PostgresIdempotencyStore:
         """Build an idempotency store (unique keys with a TTL)."""
         options = PostgresOptions.from_spec(spec)
-        return PostgresIdempotencyStore(_database(spec, options), schema=options.schema)
+        return PostgresIdempotencyStore(
+            _database(spec, options), schema=options.schema, must_exist=options.must_exist
+        )
 
     def create_rate_limiter(
         self,
@@ -143,10 +164,14 @@ class PostgresBackend:
             rate=rate,
             per=per,
             burst=burst,
+            must_exist=options.must_exist,
         )
 
     async def migrate(self, spec: TaskBackendSpec, /) -> list[str]:
-        """Create or upgrade the tables `spec` uses; return the migrations applied."""
+        """Create or upgrade the tables `spec` uses; return the migrations applied.
+
+        The option ``must_exist`` does not apply: creating the tables is the point.
+        """
         config = PostgresTaskConfig.from_spec(spec)
         return await migrate(
             config.dsn, config.schema, table=config.table, timeout=config.connect_timeout

@@ -38,7 +38,12 @@ from lexigram.contracts.tasks import (
     TaskValidationError,
     mask_url,
 )
-from lexigram.tasks.backends.postgres._diagnose import connect_error, connection_error, one_line
+from lexigram.tasks.backends.postgres._diagnose import (
+    SchemaMissingError,
+    connect_error,
+    connection_error,
+    one_line,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +72,12 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 _CONNECTION_OK_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
+)
+# What an operation may raise with its connection still fit for the pool: those, and a
+# schema refused under `must_exist` (an OSError by its base class, yet the server answered).
+_SOUND_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    *_CONNECTION_OK_ERRORS,
+    SchemaMissingError,
 )
 
 _SERVER_SETTINGS = {
@@ -192,6 +203,22 @@ def pool_of(provider: Any) -> asyncpg.Pool | None:
     return pool
 
 
+async def _attempt(pool: asyncpg.Pool, operation: Callable[[Conn], Awaitable[T]]) -> T:
+    """Run `operation` once on a pooled connection, terminating it if it may be broken."""
+    async with pool.acquire() as conn:
+        try:
+            return await operation(conn)
+        except _SOUND_CONNECTION_ERRORS:
+            raise
+        except TRANSIENT_ERRORS:
+            # Never hand a possibly broken session back to the pool: the pool opens a
+            # fresh connection in its place on the next acquire. (asyncpg may already
+            # have released a connection it saw die.)
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
+            raise
+
+
 class Database:
     """A handle on a (shared) pool with retrying execution.
 
@@ -305,7 +332,8 @@ class Database:
             what: Verb phrase for the error message ("enqueue a job").
 
         Raises:
-            BackendConnectionError: Every attempt failed on a transient error.
+            BackendConnectionError: Every attempt failed on a transient error, or
+                `operation` raised a `SchemaMissingError` (raised at once, not retried).
             TaskValidationError: A key or name sent holds U+0000 (text cannot store it).
         """
         delays = backoff_delays(self.max_attempts)
@@ -313,18 +341,9 @@ class Database:
         while True:
             pool = await self.pool()  # a failed first connection raises from here
             try:
-                async with pool.acquire() as conn:
-                    try:
-                        result = await operation(conn)
-                    except _CONNECTION_OK_ERRORS:
-                        raise
-                    except TRANSIENT_ERRORS:
-                        # Never hand a possibly broken session back to the pool: the pool
-                        # opens a fresh connection in its place on the next acquire.
-                        # (asyncpg may already have released a connection it saw die.)
-                        with contextlib.suppress(asyncpg.InterfaceError):
-                            conn.terminate()
-                        raise
+                result = await _attempt(pool, operation)
+            except SchemaMissingError:
+                raise  # the server answered: a retry would get the same answer
             except _NUL_ERRORS as exc:
                 msg = (
                     f"PostgreSQL cannot {what}: a key or name holds U+0000 (NUL), which a "

@@ -115,8 +115,10 @@ class PostgresLockManager(_SweptTable):
     _keys = ("key",)
     _rows = "expired locks"
 
-    def __init__(self, db: Database, *, schema: str = DEFAULT_SCHEMA) -> None:
-        super().__init__(db, schema=schema)
+    def __init__(
+        self, db: Database, *, schema: str = DEFAULT_SCHEMA, must_exist: bool = False
+    ) -> None:
+        super().__init__(db, schema=schema, must_exist=must_exist)
         self.channel = channel_name(schema, "locks")
         self._watchers: dict[str, set[asyncio.Event]] = {}
         self._listener: Listener | None = None
@@ -217,6 +219,8 @@ class PostgresRateLimiter(_TableStore):
         rate: Tokens added per `per` seconds.
         per: Period of `rate`, in seconds.
         burst: Bucket capacity (default `rate`).
+        must_exist: Refuse a schema that holds none of the backend's tables instead of
+            creating it (the backend's ``must_exist`` option).
     """
 
     _what = "rate limiter"
@@ -230,8 +234,9 @@ class PostgresRateLimiter(_TableStore):
         rate: float,
         per: float = 1.0,
         burst: float | None = None,
+        must_exist: bool = False,
     ) -> None:
-        super().__init__(db, schema=schema)
+        super().__init__(db, schema=schema, must_exist=must_exist)
         if not rate > 0 or not per > 0 or (burst is not None and not burst > 0):
             msg = (
                 f"Rate limiter {name!r} got rate={rate!r}, per={per!r}, burst={burst!r}. "

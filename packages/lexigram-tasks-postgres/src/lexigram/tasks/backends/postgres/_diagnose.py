@@ -32,6 +32,15 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+class SchemaMissingError(BackendConnectionError):
+    """The backend's schema holds none of its tables and the option ``must_exist`` is set.
+
+    The server answered, so `Database.run` raises it at once: a retry would only get the
+    same answer after the backoff (a `BackendConnectionError` is an `OSError`, which it
+    otherwise retries as a lost connection).
+    """
+
+
 def connection_error(dsn: str | None, what: str, exc: BaseException) -> BackendConnectionError:
     """Build the `BackendConnectionError` for a failed `what` (the DSN masked)."""
     msg = (

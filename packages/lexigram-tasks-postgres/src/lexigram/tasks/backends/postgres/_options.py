@@ -153,6 +153,12 @@ class PostgresOptions:
             with different namespaces share the tables without seeing each other's rows).
         result_ttl: Seconds a job's result is kept.
         progress_ttl: Seconds a job's progress entry is kept after its last change.
+        must_exist: Refuse a schema that holds none of the backend's tables (no
+            ``schema_migrations`` table) instead of creating it; a schema that has them is
+            still upgraded to the current migrations. The command line's commands on
+            existing data (``inspect``, ``dlq``, ``job``, ``schedule``, ``workflow show``,
+            ``dashboard``) set it, so that a mistyped schema fails instead of showing a
+            new, empty queue.
 
     Example:
         options = parse_options("postgres", "default", {"visibility_timeout": "60"},
@@ -172,6 +178,7 @@ class PostgresOptions:
     namespace: str = "default"
     result_ttl: float = 3600.0
     progress_ttl: float = 86400.0
+    must_exist: bool = False
 
     def __post_init__(self) -> None:
         _check(self)
@@ -222,6 +229,7 @@ class PostgresTaskConfig:
     poll_interval: float = 5.0
     idempotency_ttl: float = 86400.0
     connect_timeout: float = 10.0
+    must_exist: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dsn", normalize_dsn(_unwrap_secret(self.dsn)))

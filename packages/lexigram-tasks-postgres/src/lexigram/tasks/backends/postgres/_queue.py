@@ -83,7 +83,8 @@ class PostgresTaskQueue:
     unique per queue, and a job whose consumer died is delivered again once its lease
     expires. Every delivery carries a lease token (`Job.lease_token`) that fences
     `ack`, `nack`, `extend_lease` and `retry_later`. Tables are created on first use
-    (see `migrate`).
+    (see `migrate`), unless the config's `must_exist` is set: then a schema that holds
+    none of them is refused with a `BackendConnectionError`.
 
     Args:
         config: A `PostgresTaskConfig`, a dict of its fields, the DSN, or None for the
@@ -213,7 +214,9 @@ class PostgresTaskQueue:
             cfg = self.config
 
             async def _migrate(conn: Conn) -> list[str]:
-                return await ensure_schema(conn, cfg.schema, cfg.table)
+                return await ensure_schema(
+                    conn, cfg.schema, cfg.table, must_exist=cfg.must_exist, dsn=cfg.dsn
+                )
 
             await self._db.run(_migrate, "apply the schema migrations")
             self._ready = True

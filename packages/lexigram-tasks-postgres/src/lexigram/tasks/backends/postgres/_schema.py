@@ -19,7 +19,9 @@ from typing import NamedTuple
 
 import asyncpg
 
+from lexigram.contracts.tasks import mask_url, nearest_name
 from lexigram.tasks.backends.postgres._connection import Conn, connect_once
+from lexigram.tasks.backends.postgres._diagnose import SchemaMissingError
 from lexigram.tasks.backends.postgres._options import (
     DEFAULT_SCHEMA,
     quote_ident,
@@ -362,21 +364,87 @@ def _pending(applied: dict[str, int], table: str | None) -> list[tuple[str, Migr
     ]
 
 
+# The catalog, for the refusal of a schema under `must_exist`: the database the connection
+# is on, whether the schema is there at all, and which schemas hold the backend's tables
+# (a `schema_migrations` table with a `scope` column), to suggest the one meant.
+_MISSING_SCHEMA_FACTS = """
+SELECT current_database() AS database,
+       EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS present,
+       ARRAY(
+           SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relname = 'schema_migrations' AND c.relkind IN ('r', 'p')
+             AND EXISTS (SELECT 1 FROM pg_attribute a
+                         WHERE a.attrelid = c.oid AND a.attname = 'scope' AND NOT a.attisdropped)
+       ) AS ours
+"""
+
+
+async def _refuse_missing(conn: Conn, schema: str, dsn: str | None) -> SchemaMissingError:
+    """The error for `schema`, which holds no ``schema_migrations``, under ``must_exist``."""
+    facts = await conn.fetchrow(_MISSING_SCHEMA_FACTS, schema)
+    database, present, ours = (
+        (str(facts["database"]), bool(facts["present"]), [str(n) for n in facts["ours"]])
+        if facts is not None  # always a row: the query has no FROM
+        else ("?", False, [])
+    )
+    where = f"the database {database!r}" + (f" at {mask_url(dsn)}" if dsn else "")
+    if present:
+        what = (
+            f"The PostgreSQL schema {schema!r} in {where} holds none of the backend's tables "
+            "(no schema_migrations table; the option must_exist is set, so they are not "
+            "created)."
+        )
+    else:
+        what = (
+            f"The PostgreSQL schema {schema!r} does not exist in {where} (the option "
+            "must_exist is set, so it is not created)."
+        )
+    near = nearest_name(schema, ours)
+    guess = f" Did you mean {near!r}?" if near is not None else ""
+    msg = (
+        f"{what}{guess} Check the schema option (default {DEFAULT_SCHEMA!r}) and the DSN's "
+        "database; a worker, `lexigram-tasks scheduler` or `lexigram-tasks enqueue` creates "
+        "the schema and its tables on first use, as does "
+        "lexigram.tasks.backends.postgres.migrate()."
+    )
+    return SchemaMissingError(
+        msg, details={"schema": schema, "database": database, "schema_exists": present}
+    )
+
+
 async def ensure_schema(
-    conn: Conn, schema: str = DEFAULT_SCHEMA, table: str | None = "tasks"
+    conn: Conn,
+    schema: str = DEFAULT_SCHEMA,
+    table: str | None = "tasks",
+    *,
+    must_exist: bool = False,
+    dsn: str | None = None,
 ) -> list[str]:
     """Apply the migrations `schema` (and the jobs table `table`) still lack.
 
     A fast read decides whether anything is missing; only then is the advisory lock
     taken and the state read again under it.
 
+    With `must_exist`, a schema without a ``schema_migrations`` table (absent, mistyped,
+    or holding none of the backend's tables) is refused and nothing is created. A
+    schema that has one is still brought up to date: a schema an earlier release made
+    is an upgrade to do, not a typo.
+
     Args:
         conn: A connection (not inside a transaction).
-        schema: Schema to migrate; created if absent.
+        schema: Schema to migrate; created if absent (unless `must_exist`).
         table: Jobs table to migrate as well, or None for the store tables only.
+        must_exist: Refuse to create the schema (the ``must_exist`` option).
+        dsn: The DSN `conn` came from, named (masked) in the refusal; None names the
+            database alone.
 
     Returns:
         Names of the migrations applied (``scope vN name``); empty if up to date.
+
+    Raises:
+        SchemaMissingError: `must_exist` is set and `schema` holds no
+            ``schema_migrations`` table (a `BackendConnectionError`: the message names
+            the schema and the database and says what to check).
     """
     validate_identifier(schema, field="schema")
     if table is not None:
@@ -385,7 +453,9 @@ async def ensure_schema(
         if not _pending(await _applied_versions(conn, schema), table):
             return []
     except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
-        pass  # a fresh database: fall through to the locked path, which creates it
+        # A fresh database: the locked path below creates it, unless that is refused.
+        if must_exist:
+            raise await _refuse_missing(conn, schema, dsn) from None
     applied_names: list[str] = []
     async with conn.transaction():
         # Serialises concurrent starters; released automatically at commit/rollback.

@@ -56,15 +56,25 @@ def loads(text: str) -> Any:
 
 
 class _TableStore:
-    """Common plumbing: the database handle, the schema migration, the namespace."""
+    """Common plumbing: the database handle, the schema migration, the namespace.
+
+    `must_exist` (the backend's option) refuses a schema that holds none of the tables
+    instead of creating it (see `ensure_schema`).
+    """
 
     _what = "store"
 
     def __init__(
-        self, db: Database, *, schema: str = DEFAULT_SCHEMA, namespace: str = "default"
+        self,
+        db: Database,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        namespace: str = "default",
+        must_exist: bool = False,
     ) -> None:
         self._db = db
         self._schema = validate_identifier(schema, field="schema")
+        self._must_exist = must_exist
         self._s = quote_ident(schema)
         self.namespace = namespace
         self._ready = False
@@ -83,7 +93,9 @@ class _TableStore:
             if not self._ready:
 
                 async def _migrate(conn: Conn) -> list[str]:
-                    return await ensure_schema(conn, self._schema, None)
+                    return await ensure_schema(
+                        conn, self._schema, None, must_exist=self._must_exist, dsn=self._db.dsn
+                    )
 
                 await self._db.run(_migrate, "apply the schema migrations")
                 self._ready = True
@@ -184,9 +196,14 @@ class _SweptTable(_TableStore):
     _rows = ""
 
     def __init__(
-        self, db: Database, *, schema: str = DEFAULT_SCHEMA, namespace: str = "default"
+        self,
+        db: Database,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        namespace: str = "default",
+        must_exist: bool = False,
     ) -> None:
-        super().__init__(db, schema=schema, namespace=namespace)
+        super().__init__(db, schema=schema, namespace=namespace, must_exist=must_exist)
         self.expiry = ExpiredRows(
             self._rows_deleted, f"{self._s}.{self._table}", self._rows, keys=self._keys
         )
@@ -212,8 +229,9 @@ class _ExpiringTable(_SweptTable):
         schema: str = DEFAULT_SCHEMA,
         namespace: str = "default",
         ttl: float | None = None,
+        must_exist: bool = False,
     ) -> None:
-        super().__init__(db, schema=schema, namespace=namespace)
+        super().__init__(db, schema=schema, namespace=namespace, must_exist=must_exist)
         self.ttl = self._default_ttl if ttl is None else ttl
 
     async def _live_record(self, job_id: str) -> Any:
@@ -235,6 +253,8 @@ class PostgresResultStore(_ExpiringTable):
         schema: Schema of the backend's tables.
         namespace: Which results this store sees.
         ttl: Seconds a result is kept (None: an hour).
+        must_exist: Refuse a schema that holds none of the backend's tables instead of
+            creating it (the backend's ``must_exist`` option).
     """
 
     _what = "result store"
@@ -248,8 +268,9 @@ class PostgresResultStore(_ExpiringTable):
         schema: str = DEFAULT_SCHEMA,
         namespace: str = "default",
         ttl: float | None = None,
+        must_exist: bool = False,
     ) -> None:
-        super().__init__(db, schema=schema, namespace=namespace, ttl=ttl)
+        super().__init__(db, schema=schema, namespace=namespace, ttl=ttl, must_exist=must_exist)
         self.channel = channel_name(schema, "results", namespace)
         self._writes: StatementBatcher[tuple[str, bool, str], None] = StatementBatcher(
             self._store_batch, _RESULT_BATCH
