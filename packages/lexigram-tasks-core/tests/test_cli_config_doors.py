@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 from pathlib import Path
 from types import ModuleType
 from uuid import uuid4
@@ -15,6 +16,7 @@ from lexigram.contracts.tasks import Job, TaskConfigurationError
 from lexigram.tasks._backends import check_url_syntax
 from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._app import load_app
+from lexigram.tasks.cli._context import read_config
 
 APP = """
 from lexigram.tasks import MemoryTaskQueue, TaskConfig, TaskProvider, scheduled, task
@@ -236,3 +238,18 @@ def test_a_mistyped_backend_type_in_the_configuration_is_named_by_its_field(
     assert result.exit_code == 2, result.output
     [line] = result.stderr.strip().splitlines()
     assert "tasks.backend.type = 'rediss': No task backend named 'rediss' is installed" in line
+
+
+def test_findings_about_the_backend_that_backend_replaces_are_not_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `--backend URL` replaces the configuration's type and URL: a warning about them
+    # (here a default login) would be about a backend the command does not use.
+    path = _config(tmp_path, '  backend: {type: redis, url: "redis://guest:guest@h:6379/0"}\n')
+    with caplog.at_level(logging.WARNING, logger="lexigram.tasks.di._stack"):
+        read_config(path)
+    assert "tasks.backend.url = 'redis://guest:***@h:6379/0'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lexigram.tasks.di._stack"):
+        read_config(path, backend="memory://")
+    assert "Task configuration" not in caplog.text

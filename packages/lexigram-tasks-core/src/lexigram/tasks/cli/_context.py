@@ -134,7 +134,11 @@ def refuse_disabled(config: TaskConfig | None, command: str, *, scheduler: bool 
 
 
 def read_config(
-    path: str | None, base: TaskConfig | None = None, *, report: bool = True
+    path: str | None,
+    base: TaskConfig | None = None,
+    *,
+    report: bool = True,
+    backend: str | None = None,
 ) -> TaskConfig | None:
     """Read the configuration for a command, or None when nothing is configured.
 
@@ -149,6 +153,8 @@ def read_config(
         base: The APP's own config, used when no file is given.
         report: Log what `TaskConfig.validate_for_environment` finds (as `TaskProvider`
             does); False for a process whose parent has reported it.
+        backend: The ``--backend`` given, if any: it replaces the type and URL of the
+            configuration's backend, so what the checks find in those is not reported.
 
     Returns:
         The file's config, else `base` (with ``LEX_TASKS__*`` variables over it), else
@@ -170,17 +176,20 @@ def read_config(
         config = TaskConfig.from_env()
     apply_process_settings(config)
     if report:
-        report_config_issues(config)
+        replaced = config_path_of(config.primary_backend or config.backend)
+        report_config_issues(config, replaced=replaced if backend is not None else None)
     return config
 
 
-def load_config(path: str | None, base: TaskConfig | None = None) -> TaskConfig:
+def load_config(
+    path: str | None, base: TaskConfig | None = None, *, backend: str | None = None
+) -> TaskConfig:
     """Load the configuration for a command: `read_config`'s, or the defaults' model.
 
     Raises:
         TaskConfigurationError: The file is missing or invalid, or a variable is.
     """
-    config = read_config(path, base)
+    config = read_config(path, base, backend=backend)
     if config is not None:
         return config
     from lexigram.tasks.config import TaskConfig  # noqa: PLC0415 - the defaults' model

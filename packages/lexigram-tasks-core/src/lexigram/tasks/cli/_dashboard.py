@@ -172,7 +172,7 @@ def dashboard_command(
     backend = default_backend(config_path, None, backend)
     # A SQLite file that does not exist is refused rather than created (see existing_only):
     # a mistyped path would otherwise serve an empty system.
-    config = load_config(config_path)
+    config = load_config(config_path, backend=backend)
     spec = existing_only(resolve_spec(config, backend, connect_timeout=connect_timeout))
     run_async(_check(spec, connect_timeout))
     app = Dashboard(DashboardBackend(spec, tuple(dict.fromkeys(queues))), auth, title=title)

@@ -113,7 +113,9 @@ def _run(
     setup_logging("debug" if debug else "critical")
     backend = default_backend(config_path, None, backend)
     # A SQLite file that does not exist is refused rather than created (see existing_only).
-    spec = existing_only(resolve_spec(load_config(config_path), backend, connect_timeout=timeout))
+    spec = existing_only(
+        resolve_spec(load_config(config_path, backend=backend), backend, connect_timeout=timeout)
+    )
     # The result store too: a retried job's failed result is deleted from it.
     stores = open_stores(spec, "dlq_backend", "result_store")
     if stores.dlq_backend is None:

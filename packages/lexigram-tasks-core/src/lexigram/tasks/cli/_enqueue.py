@@ -189,7 +189,7 @@ def enqueue_command(
     setup_logging("debug" if debug else "critical")
     given_backend = backend
     backend = default_backend(config_path, None, backend)
-    config = load_config(config_path)
+    config = load_config(config_path, backend=backend)
     spec = resolve_spec(config, backend, queue, connect_timeout=connect_timeout)
     if not name.strip():
         msg = "The task name is empty. Pass the name the handler is registered under."

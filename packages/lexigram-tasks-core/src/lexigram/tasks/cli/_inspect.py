@@ -72,7 +72,7 @@ def inspect_command(
     """
     setup_logging("debug" if debug else "critical")
     backend = default_backend(config_path, None, backend)
-    config = load_config(config_path)
+    config = load_config(config_path, backend=backend)
     spec = existing_only(resolve_spec(config, backend, connect_timeout=connect_timeout))
     report = run_async(_gather(spec, list(dict.fromkeys(queues)), connect_timeout))
     if as_json:

@@ -125,7 +125,7 @@ def _run(
     setup_logging("debug" if debug else "critical")
     backend = default_backend(config_path, None, backend)
     # A SQLite file that does not exist is refused rather than created (see existing_only).
-    config = load_config(config_path)
+    config = load_config(config_path, backend=backend)
     spec = existing_only(resolve_spec(config, backend, queue_name, connect_timeout=timeout))
     stores = open_stores(spec, "result_store")
     if stores.result_store is None:

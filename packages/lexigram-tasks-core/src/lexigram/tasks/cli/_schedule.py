@@ -173,7 +173,9 @@ def _run(
     setup_logging("debug" if debug else "critical")
     backend = default_backend(config_path, None, backend)
     # A SQLite file that does not exist is refused rather than created (see existing_only).
-    spec = existing_only(resolve_spec(load_config(config_path), backend, connect_timeout=timeout))
+    spec = existing_only(
+        resolve_spec(load_config(config_path, backend=backend), backend, connect_timeout=timeout)
+    )
     stores = open_stores(spec, "scheduler_store")
     if stores.scheduler_store is None:
         msg = (

@@ -111,7 +111,7 @@ def scheduler_command(
         )
         raise CLIError(msg)
     backend = default_backend(config_path, loaded.config, backend)
-    config = load_config(config_path, loaded.config)
+    config = load_config(config_path, loaded.config, backend=backend)
     refuse_disabled(config, "scheduler", scheduler=True)
     spec = resolve_spec(config, backend, queue, connect_timeout=connect_timeout)
     owner = namespace or config.scheduler.namespace or app_namespace(loaded)

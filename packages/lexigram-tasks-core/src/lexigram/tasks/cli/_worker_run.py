@@ -127,7 +127,7 @@ def _enabled_config(options: WorkerOptions, app: LoadedApp, *, report: bool) -> 
     Raises:
         CLIError: The configuration sets ``tasks.enabled: false``.
     """
-    config = read_config(options.config_path, app.config, report=report)
+    config = read_config(options.config_path, app.config, report=report, backend=options.backend)
     refuse_disabled(config, "worker")
     return config
 

@@ -70,7 +70,7 @@ def show_command(
     setup_logging("debug" if debug else "critical")
     backend = default_backend(config_path, None, backend)
     # A SQLite file that does not exist is refused rather than created (see existing_only).
-    config = load_config(config_path)
+    config = load_config(config_path, backend=backend)
     spec = existing_only(resolve_spec(config, backend, connect_timeout=connect_timeout))
     store = build_store(spec, "create_workflow_state_store", CONFIG_FIELD)
     if is_process_local(spec) or not isinstance(store, WorkflowRunStoreProtocol):

@@ -420,17 +420,28 @@ def apply_process_settings(config: TaskConfig | None) -> None:
 
 
 def report_config_issues(
-    config: TaskConfig | None, registry: TaskBackendRegistry | None = None
+    config: TaskConfig | None,
+    registry: TaskBackendRegistry | None = None,
+    *,
+    replaced: str | None = None,
 ) -> None:
     """Log what `TaskConfig.validate_for_environment` finds; deployments decide what blocks.
 
     `TaskProvider` and every command that reads a configuration report through here, so
     a production config with a placeholder URL reads the same warning in both.
+
+    Args:
+        config: The configuration (None: nothing configured, nothing to report).
+        registry: Where backend types are resolved.
+        replaced: A backend section (``tasks.backend``) whose type and URL a command's
+            ``--backend`` replaces: its findings are not about what runs.
     """
     if config is None:
         return
     levels = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO}
     for issue in config.validate_for_environment(registry=registry):
+        if replaced is not None and issue.field.startswith(replaced + "."):
+            continue
         logger.log(levels[issue.severity], "Task configuration: %s", issue)
 
 
