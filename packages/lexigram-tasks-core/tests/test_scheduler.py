@@ -4,6 +4,7 @@ import asyncio
 import logging
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,7 +12,9 @@ import pytest
 from lexigram.contracts.tasks import Err, Job, JobTemplate, Ok, TaskQueueError
 from lexigram.tasks.config import TaskSchedulerConfig
 from lexigram.tasks.scheduling import (
+    CronExpression,
     MisfirePolicy,
+    NoOccurrenceError,
     ScheduledJob,
     ScheduleHandle,
     TaskScheduler,
@@ -426,3 +429,47 @@ def test_reprs_name_the_steps() -> None:
     assert repr(TaskGroup([step], workflow_id="w")) == "TaskGroup(['a'], workflow_id='w')"
     assert repr(TaskChord([step], TaskStep("cb", print))) == "TaskChord(['a'], callback='cb')"
     assert repr(BranchStep(bool, step, step)) == "BranchStep(if_true='a', if_false='a')"
+
+
+def _one_off_in(seconds: int) -> tuple[str, float]:
+    """A cron expression with a year field, matching one second `seconds` from now."""
+    at = datetime.fromtimestamp(int(time.time()) + seconds, UTC)
+    return f"{at.second} {at.minute} {at.hour} {at.day} {at.month} * {at.year}", at.timestamp()
+
+
+@pytest.mark.parametrize("policy", ["latest", "all"])
+async def test_a_one_off_fires_once_then_rests_and_the_others_keep_firing(policy: str) -> None:
+    # Its last occurrence fired, a one-off has no next run: it used to raise at every
+    # check from then on, and no schedule after it in the check fired again.
+    scheduler = TaskScheduler(check_interval=0.2, misfire_policy=policy)
+    collector = _Collector()
+    expression, due = _one_off_in(60)
+    await scheduler.schedule_job(JobTemplate(name="once"), expression, job_id="once")
+    await scheduler.schedule_job(JobTemplate(name="tick"), "* * * * * *", job_id="tick")
+    once = scheduler.scheduled_jobs["once"]
+    scheduler._callback = collector
+    scheduler.running = True
+    await scheduler._fire(once, due + 0.5)  # its moment has come
+    assert [job.name for job in collector.jobs] == ["once"]
+    assert collector.jobs[0].metadata["fire_time"] == due
+    assert once.enabled is False  # at rest: never due again
+    scheduler.running = False
+    collector.jobs.clear()
+    await scheduler.start_scheduler(collector)
+    try:
+        await asyncio.sleep(1.6)
+    finally:
+        await scheduler.stop_scheduler()
+    names = [job.name for job in collector.jobs]
+    assert "tick" in names
+    assert "once" not in names
+
+
+def test_a_cron_with_no_occurrence_left_says_so() -> None:
+    expression, due = _one_off_in(60)
+    cron = CronExpression(expression)
+    assert cron.get_next(due - 10) == due
+    with pytest.raises(NoOccurrenceError, match="has no occurrence after"):
+        cron.get_next(due)
+    with pytest.raises(NoOccurrenceError, match="has no occurrence before"):
+        cron.get_prev(due)

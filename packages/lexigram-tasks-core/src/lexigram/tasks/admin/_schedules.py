@@ -16,7 +16,12 @@ from lexigram.contracts.tasks import Job, TaskQueueError, TaskQueueProtocol
 from lexigram.tasks.admin._errors import OperationError
 from lexigram.tasks.constants import MIN_ID_PREFIX
 from lexigram.tasks.decorators import enqueue_job
-from lexigram.tasks.scheduling import ScheduledJob, ScheduleOutcome, update_record_fields
+from lexigram.tasks.scheduling import (
+    NoOccurrenceError,
+    ScheduledJob,
+    ScheduleOutcome,
+    update_record_fields,
+)
 
 UNOWNED = "-"
 """How listings show the namespace of a record saved before schedules had owners."""
@@ -137,10 +142,17 @@ async def resume_schedule(store: Any, row: dict[str, Any], record: dict[str, Any
 
     Returns:
         When it next fires, or None when it was not paused (nothing changed).
+
+    Raises:
+        OperationError: It has no occurrence left (a one-off whose moment has passed).
     """
     if row["enabled"]:
         return None
-    next_run = ScheduledJob.from_dict(record).calculate_next_run()
+    try:
+        next_run = ScheduledJob.from_dict(record).calculate_next_run()
+    except NoOccurrenceError as exc:  # a one-off whose moment has passed
+        msg = f"Schedule {row['id']!r} cannot be resumed: {exc} Remove it, or schedule anew."
+        raise OperationError(msg) from None
     await update_record_fields(store, row["key"], {"enabled": True, "next_run": next_run})
     return next_run
 

@@ -6,7 +6,7 @@ See ``docs/scheduling.md`` for exactly-once firing across processes and the misf
 from __future__ import annotations
 
 from lexigram.contracts.tasks import JobTemplate, SchedulerStoreProtocol
-from lexigram.tasks.scheduling._cron import CronExpression
+from lexigram.tasks.scheduling._cron import CronExpression, NoOccurrenceError
 from lexigram.tasks.scheduling._handle import ScheduleHandle
 from lexigram.tasks.scheduling._job import ScheduledJob, ScheduleOutcome, storage_key
 from lexigram.tasks.scheduling._misfire import MisfirePolicy, fire_key
@@ -30,6 +30,7 @@ __all__ = [
     "InMemorySchedulerStore",
     "JobTemplateProtocol",
     "MisfirePolicy",
+    "NoOccurrenceError",
     "ScheduleHandle",
     "ScheduleOutcome",
     "ScheduledJob",

@@ -100,6 +100,17 @@ def _invalid(expression: str, reason: str) -> ValueError:
     return ValueError(f"Cron expression {expression!r} is invalid: {reason}. {_USAGE}")
 
 
+_AFTER, _BEFORE = "after", "before"
+
+
+class NoOccurrenceError(ValueError):
+    """A cron expression has no occurrence left in the direction asked.
+
+    What an expression with a year field (a one-off, ``"0 0 12 1 1 * 2030"``) gives once
+    its last year has passed, or before its first.
+    """
+
+
 def _never_matches(expression: str) -> ValueError:
     return ValueError(
         f"Cron expression {expression!r} never matches a date (such as day 30 or 31 of a "
@@ -269,9 +280,15 @@ class CronExpression:
 
         Returns:
             The next fire time as a Unix timestamp.
+
+        Raises:
+            NoOccurrenceError: None is left (a year field whose last year has passed).
         """
         base = time.time() if base_time is None else base_time
-        return float(self._iterator(base).get_next(float))
+        try:
+            return float(self._iterator(base).get_next(float))
+        except ValueError as exc:  # croniter's CroniterBadDateError
+            raise self._none_left(_AFTER, base) from exc
 
     def get_prev(self, base_time: float | None = None) -> float:
         """Get the previous execution time strictly before `base_time`.
@@ -281,9 +298,22 @@ class CronExpression:
 
         Returns:
             The previous fire time as a Unix timestamp.
+
+        Raises:
+            NoOccurrenceError: There is none before `base_time`.
         """
         base = time.time() if base_time is None else base_time
-        return float(self._iterator(base).get_prev(float))
+        try:
+            return float(self._iterator(base).get_prev(float))
+        except ValueError as exc:  # croniter's CroniterBadDateError
+            raise self._none_left(_BEFORE, base) from exc
+
+    def _none_left(self, direction: str, base: float) -> NoOccurrenceError:
+        moment = datetime.fromtimestamp(base, tz=self._tz).isoformat()
+        return NoOccurrenceError(
+            f"Cron expression {self.expression!r} has no occurrence {direction} {moment} "
+            f"({self.timezone}); its year field allows no other date."
+        )
 
     def latest_at_or_before(self, moment: float) -> float:
         """Return the latest fire time that is not after `moment`.

@@ -9,9 +9,10 @@ once, however many of them run.
 from __future__ import annotations
 
 import logging
+import math
 from enum import StrEnum
 
-from lexigram.tasks.scheduling._cron import CronExpression
+from lexigram.tasks.scheduling._cron import CronExpression, NoOccurrenceError
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +81,10 @@ def occurrences_to_fire(
         return [latest] if now - latest <= grace_time else []
     # Walk backwards from the latest so a long outage costs max_catch_up steps at most.
     times = [latest]
-    earlier = cron.get_prev(latest)
+    earlier = _previous(cron, latest)
     while earlier >= next_run and len(times) < max_catch_up:
         times.append(earlier)
-        earlier = cron.get_prev(earlier)
+        earlier = _previous(cron, earlier)
     if earlier >= next_run:
         logger.warning(
             "Schedule %r missed more than max_catch_up=%d occurrences; firing the latest %d.",
@@ -93,3 +94,11 @@ def occurrences_to_fire(
         )
     times.reverse()
     return times
+
+
+def _previous(cron: CronExpression, moment: float) -> float:
+    """The occurrence before `moment`, or -inf when there is none (a one-off's first)."""
+    try:
+        return cron.get_prev(moment)
+    except NoOccurrenceError:
+        return -math.inf

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lexigram.contracts.tasks import Err, Job, JobTemplate, SchedulerStoreProtocol
 from lexigram.tasks._outage import OutageLog
 from lexigram.tasks._timezone import resolve_timezone
-from lexigram.tasks.scheduling._cron import CronExpression
+from lexigram.tasks.scheduling._cron import CronExpression, NoOccurrenceError
 from lexigram.tasks.scheduling._handle import ScheduleHandle
 from lexigram.tasks.scheduling._job import ScheduledJob, ScheduleOutcome
 from lexigram.tasks.scheduling._misfire import (
@@ -471,7 +471,11 @@ class TaskScheduler(StoredSchedules):
         for job in sorted(due, key=lambda j: j.next_run):
             if not self.running:
                 return
-            await self._fire(job, now)
+            try:
+                await self._fire(job, now)
+            except Exception:
+                # One schedule that cannot fire must not stop the others after it.
+                logger.exception("Schedule %r could not fire; the others go on.", job.job_id)
         await self._flush()
 
     def occurrences_to_fire(self, job: ScheduledJob, now: float) -> list[float]:
@@ -517,10 +521,24 @@ class TaskScheduler(StoredSchedules):
             )
         if self.scheduled_jobs.get(schedule_id) is not job:
             return  # unscheduled or replaced while enqueueing
-        job.next_run = job.cron.get_next(now)
+        try:
+            job.next_run = job.cron.get_next(now)
+            finished = False
+        except NoOccurrenceError:
+            # A one-off (a year field) fired its last occurrence: it rests, paused, so
+            # that it is never due again and the other schedules keep firing.
+            finished = True
+            job.enabled = False
+            logger.info(
+                "Schedule %r has no occurrence left after %s (cron %r); it is paused.",
+                schedule_id,
+                job.last_run,
+                job.cron_expression,
+            )
         if self.store is not None and schedule_id in self._stored:
             state = job.state()
-            del state["enabled"]  # a pause made meanwhile in the store must stand
+            if not finished:
+                del state["enabled"]  # a pause made meanwhile in the store must stand
             try:
                 await self.store.update_fields(job.key, state)
             except Exception:
