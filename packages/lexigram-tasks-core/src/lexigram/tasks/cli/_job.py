@@ -29,7 +29,12 @@ from rich.progress import (
     TextColumn,
 )
 
-from lexigram.contracts.tasks import CancelOutcome, JobResult, TaskNotFoundError
+from lexigram.contracts.tasks import (
+    CancelOutcome,
+    JobResult,
+    TaskNotFoundError,
+    WorkflowRunStoreProtocol,
+)
 from lexigram.tasks.admin import job_status
 from lexigram.tasks.cli._context import (
     CONFIG_FIELD,
@@ -64,6 +69,7 @@ from lexigram.tasks.cli._output import (
 )
 from lexigram.tasks.di._stack import build_store
 from lexigram.tasks.handles import JobHandle
+from lexigram.tasks.workflows import register_workflow_store
 
 T = TypeVar("T")
 
@@ -116,6 +122,7 @@ def _run(
     *,
     job_id: str,
     queue_name: str | None,
+    ends_workflow_steps: bool = False,
 ) -> tuple[str, T]:
     """Run `action` on the job named by `job_id` (its id or a unique prefix of it).
 
@@ -137,9 +144,18 @@ def _run(
         )
         raise CLIError(msg)
     progress_store = build_store(spec, "create_progress_store", CONFIG_FIELD)
+    # A cancelled step of a queue-driven workflow ends its run, as the worker and the
+    # provider do it: through the run store registered for the queue.
+    workflow_store = (
+        build_store(spec, "create_workflow_state_store", CONFIG_FIELD)
+        if ends_workflow_steps
+        else None
+    )
 
     async def go() -> tuple[str, T]:
         queue = open_queue(spec)
+        if isinstance(workflow_store, WorkflowRunStoreProtocol):
+            register_workflow_store(queue, workflow_store)
         try:
             await probe(queue, spec, timeout)
             assert stores.result_store is not None  # noqa: S101 - checked above
@@ -156,7 +172,7 @@ def _run(
                 raise CLIError(exc.message + note) from None
         finally:
             await stores.close()
-            await close_quietly(queue, progress_store)
+            await close_quietly(queue, progress_store, workflow_store)
             await release_backend(spec)
 
     return run_async(go())
@@ -375,7 +391,14 @@ def cancel_command(
         return outcome, status
 
     full_id, (outcome, status) = _run(
-        backend, config_path, connect_timeout, debug, action, job_id=job_id, queue_name=queue_name
+        backend,
+        config_path,
+        connect_timeout,
+        debug,
+        action,
+        job_id=job_id,
+        queue_name=queue_name,
+        ends_workflow_steps=True,
     )
     if as_json:
         echo_json({"id": full_id, "outcome": outcome.value, "cancelled": outcome.cancelled})
