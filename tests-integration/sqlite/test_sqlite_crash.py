@@ -14,9 +14,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
 import signal
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -141,3 +145,71 @@ async def test_kill_mid_write_loses_nothing_acknowledged(
         assert await queue.count("w") == len(present)
     finally:
         await queue.close()
+
+
+SUICIDE_APP = """\
+import os
+import signal
+
+from lexigram.tasks import task
+
+
+@task
+def suicide() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)  # at once: before any later commit could land
+"""
+
+
+def test_a_job_that_kills_its_worker_at_once_is_dead_lettered_as_a_crash_loop(
+    tmp_path: Path,
+) -> None:
+    # Each lease raises the job's delivery count; the lease is committed before the job
+    # starts, so the count survives the kill and `max_deliveries` (5) ends the loop.
+    (tmp_path / "suicide_app.py").write_text(SUICIDE_APP)
+    config = tmp_path / "tasks.yaml"
+    config.write_text(
+        "tasks:\n"
+        "  backend:\n"
+        f'    url: "sqlite:///{tmp_path / "loop.db"}"\n'
+        "    options: {visibility_timeout: 0.5}\n"
+    )
+    cli = str(Path(sys.executable).with_name("lexigram-tasks"))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    enqueued = subprocess.run(  # noqa: S603 - our own command, fixed arguments
+        [cli, "enqueue", "suicide", "--config", str(config)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert enqueued.returncode == 0, enqueued.stderr
+    codes: list[int] = []
+    for _ in range(8):  # 5 deliveries die; the 6th hand-out dead-letters it
+        run = subprocess.run(  # noqa: S603 - our own command, fixed arguments
+            [cli, "worker", "suicide_app", "--burst", "--config", str(config)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        codes.append(run.returncode)
+        if run.returncode == 0:
+            break
+    assert codes[:-1] == [-signal.SIGKILL] * (len(codes) - 1), codes
+    assert codes[-1] == 0, codes
+    listed = subprocess.run(  # noqa: S603 - our own command, fixed arguments
+        [cli, "dlq", "list", "--json", "--config", str(config)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    [record] = json.loads(listed.stdout)["jobs"]
+    assert record["reason"] == "crash_loop"
+    assert len(codes) - 1 == 5  # the deliveries that died, each one counted

@@ -300,6 +300,8 @@ class SQLiteTaskQueue:
 
         taken = self._db.run_now(take, what="lease jobs", replay=False)
         if not isinstance(taken, Missed):
+            if taken.rows:
+                await self._committed(taken)
             return taken
         task = asyncio.ensure_future(self._db.call(take, what="lease jobs"))
         try:
@@ -308,6 +310,24 @@ class SQLiteTaskQueue:
             # The consumer went away while the lease was being taken: hand the jobs back
             # now rather than after the lease expires.
             task.add_done_callback(self._give_back)
+            raise
+
+    async def _committed(self, taken: _Taken) -> None:
+        """Wait until the lease `taken` is committed, before its jobs start.
+
+        A job's delivery count is raised with its lease: left uncommitted, a handler that
+        kills its process at once (a crash in a C extension, an OOM kill) would come back
+        with its count unchanged, for ever, and never be dead-lettered as a crash loop.
+        The wait joins the commit the lease rides anyway (one turn later).
+        """
+        barrier = asyncio.ensure_future(self._db.call(_nothing, what="commit the lease"))
+        try:
+            await asyncio.shield(barrier)
+        except asyncio.CancelledError:
+            # The consumer went away meanwhile: hand the jobs back now, not after the lease.
+            done: asyncio.Future[_Taken] = asyncio.get_running_loop().create_future()
+            done.set_result(taken)
+            barrier.add_done_callback(lambda _: self._give_back(done))
             raise
 
     def _give_back(self, task: asyncio.Future[_Taken]) -> None:
@@ -583,3 +603,7 @@ class SQLiteTaskQueue:
         self._waiter.close()
         if self._owns_db:
             await self._db.close()
+
+
+def _nothing(conn: sqlite3.Connection) -> None:
+    """A write that writes nothing: awaited, it returns once the open transaction commits."""
