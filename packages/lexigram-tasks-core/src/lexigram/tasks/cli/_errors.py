@@ -38,7 +38,10 @@ HARD_STOP_EXIT_CODE = 1
 
 
 class HardStop(SystemExit):
-    """Raised after a second signal; `main` then exits without waiting for stuck threads."""
+    """Raised after a second signal, or with handler threads still running after a drain.
+
+    `main` then exits without waiting for those threads (Python cannot stop them).
+    """
 
 
 class CLIError(Exception):

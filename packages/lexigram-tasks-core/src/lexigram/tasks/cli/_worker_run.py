@@ -42,6 +42,7 @@ from lexigram.tasks.cli._runtime import WorkerRuntime
 from lexigram.tasks.cli._supervised import signal_ready
 from lexigram.tasks.cli._worker import WorkerOptions
 from lexigram.tasks.di._stack import worker_settings
+from lexigram.tasks.execution._runner import busy_handler_threads
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -104,6 +105,16 @@ def run_worker(options: WorkerOptions, *, supervised: bool, collect: bool = True
     options = _with_default_backend(options, app)
     code = run_async(_run(options, app, console, supervised, collect))
     if code == HARD_STOP_EXIT_CODE:
+        raise HardStop(code)
+    stuck = busy_handler_threads()
+    if stuck:
+        # Their jobs were requeued: waiting for the threads at exit would keep this
+        # process (and its copy of each job) running beside the next worker's.
+        logger.warning(
+            "%d def handler thread(s) still running after the shutdown; their jobs were "
+            "put back in the queue. Exiting without waiting for them.",
+            stuck,
+        )
         raise HardStop(code)
     raise SystemExit(code)
 

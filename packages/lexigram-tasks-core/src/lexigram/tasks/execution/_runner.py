@@ -14,6 +14,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -323,7 +324,8 @@ class JobRunner:
             self._executor = executor
         call = functools.partial(handler, *args, **kwargs)
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(executor, contextvars.copy_context().run, call)
+        context = contextvars.copy_context()
+        result = await loop.run_in_executor(executor, _counted, context.run, call)
         if inspect.isawaitable(result):
             return await result
         return result
@@ -333,6 +335,33 @@ class JobRunner:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+
+_busy_lock = threading.Lock()
+_busy_threads = 0
+
+
+def _counted(run: Callable[[Callable[[], Any]], Any], call: Callable[[], Any]) -> Any:
+    """Run a sync handler's call in its pool thread, counted while it runs."""
+    global _busy_threads  # noqa: PLW0603 - one count for the process's handler threads
+    with _busy_lock:
+        _busy_threads += 1
+    try:
+        return run(call)
+    finally:
+        with _busy_lock:
+            _busy_threads -= 1
+
+
+def busy_handler_threads() -> int:
+    """How many threads of this process run a sync handler now.
+
+    Python cannot stop a thread: a `def` handler still running when its worker stopped
+    (its job was requeued) runs on, and the interpreter would wait for it at exit,
+    while another worker runs the job again. The worker command exits without it.
+    """
+    with _busy_lock:
+        return _busy_threads
 
 
 def _reject_unbound_call(plan: HandlerPlan, job: Job, exc: TypeError) -> None:
