@@ -70,6 +70,27 @@ def boom(x: int) -> int:
 def never(x: int) -> int:
     note("never")
     return x
+
+
+@task
+def as_set(x: int) -> set[int]:
+    return {x}
+
+
+@task
+def big(x: int) -> str:
+    return "x" * (1024 * 1024 + 1024)  # over the default max_payload_bytes (1 MiB)
+
+
+@task
+def half(x: int) -> str:
+    return "x" * (512 * 1024 + 1024)  # fits in a job; two of them in a list do not
+
+
+@task
+def length(value: str | list[str]) -> int:
+    note("length")
+    return len(value)
 """
 
 
@@ -290,6 +311,100 @@ async def test_a_failed_step_stops_the_chain_on_the_backend(
     assert shown.exit_code == 1, shown.output
     assert "boom  failed" in shown.stdout
     assert "RuntimeError: boom after 2" in shown.stdout
+
+
+async def _show(config_path: Path, workflow_id: str) -> dict[str, Any]:
+    """``lexigram-tasks workflow show ID --json`` of a failed run (exit status 1)."""
+    shown = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli,
+        ["workflow", "show", workflow_id, "--json", "--config", str(config_path)],
+    )
+    assert shown.exit_code == 1, shown.output
+    data: dict[str, Any] = json.loads(shown.stdout)
+    assert data["status"] == "failed"
+    return data
+
+
+async def test_a_result_that_is_not_json_fails_the_run_at_its_step(
+    config_path: Path, workers, tmp_path: Path
+) -> None:
+    app, *_ = workers(2)
+    provider = _provider(config_path)
+    async with Application.boot(providers=[provider]):
+        assert provider.queue is not None
+        chain = JobChain(app.add.s(1, 1), app.as_set.s(), app.never.s())
+        handle = await chain.apply_async(provider.queue)
+        with pytest.raises(WorkflowError, match="returned a value of type 'set'") as raised:
+            await handle.result(timeout=30)
+        info = await handle.info()
+    assert raised.value.step_name == "as_set"
+    assert info.error is not None
+    assert "step 'as_set' (stage 1, member 0)" in info.error
+    assert "not JSON (Object of type set is not JSON serializable)" in info.error
+    assert [(s.name, s.status) for s in info.steps] == [
+        ("add", "succeeded"),
+        ("as_set", "failed"),
+        ("never", "waiting"),
+    ]
+    assert info.steps[1].error == info.error
+    assert "never" not in _calls(tmp_path)
+    data = await _show(config_path, handle.workflow_id)
+    assert [(s["task"], s["status"]) for s in data["steps"]] == [
+        ("add", "succeeded"),
+        ("as_set", "failed"),
+        ("never", "waiting"),
+    ]
+    assert data["steps"][1]["error"] == data["error"] == info.error
+
+
+async def test_a_result_too_large_to_hand_on_fails_the_run_at_one_named_step(
+    config_path: Path, workers, tmp_path: Path
+) -> None:
+    app, *_ = workers(2)
+    provider = _provider(config_path)
+    async with Application.boot(providers=[provider]):
+        assert provider.queue is not None
+        chain = JobChain(app.add.s(1, 1), app.big.s(), app.length.s())
+        chain_handle = await chain.apply_async(provider.queue)
+        # Each member's result fits in a job, their list does not: the callback's job
+        # is refused once both members are recorded, so the callback is the failed step.
+        chord = JobChord(JobGroup(app.half.s(1), app.half.s(2)), app.length.s())
+        chord_handle = await chord.apply_async(provider.queue)
+        with pytest.raises(WorkflowError, match="over the limit") as chain_failure:
+            await chain_handle.result(timeout=30)
+        with pytest.raises(WorkflowError, match="over the limit") as chord_failure:
+            await chord_handle.result(timeout=30)
+        chain_info, chord_info = await chain_handle.info(), await chord_handle.info()
+    assert chain_failure.value.step_name == "big"
+    assert chain_info.error is not None
+    assert chain_info.error.startswith(
+        "TaskValidationError: the result of step 'big' cannot be passed on: the job of the "
+        "next step 'length' was refused: "
+    )
+    assert [(s.name, s.status) for s in chain_info.steps] == [
+        ("add", "succeeded"),
+        ("big", "failed"),
+        ("length", "waiting"),
+    ]
+    assert chord_failure.value.step_name == "length"
+    assert chord_info.error is not None
+    assert chord_info.error.startswith(
+        "TaskValidationError: the job of step 'length' was refused, so it never ran: "
+    )
+    assert [(s.name, s.status) for s in chord_info.steps] == [
+        ("half", "succeeded"),
+        ("half", "succeeded"),
+        ("length", "failed"),
+    ]
+    assert "length" not in _calls(tmp_path)
+    for handle, info in ((chain_handle, chain_info), (chord_handle, chord_info)):
+        data = await _show(config_path, handle.workflow_id)
+        assert [(s["task"], s["status"]) for s in data["steps"]] == [
+            (s.name, s.status) for s in info.steps
+        ]
+        failed = [s for s in data["steps"] if s["status"] == "failed"]
+        assert [s["error"] for s in failed] == [data["error"]] == [info.error]
 
 
 async def test_chord_survives_a_worker_killed_mid_run(

@@ -295,7 +295,7 @@ async def test_a_result_the_next_step_cannot_carry_fails_the_run() -> None:
     worker = TaskWorker("w", queue, {"opaque": opaque, "never": never})
     await worker.start()
     handle = await JobChain(opaque.s(), never.s()).apply_async(queue, store=store)
-    with pytest.raises(WorkflowError, match=r"next step of workflow .* was refused"):
+    with pytest.raises(WorkflowError, match=r"step 'opaque' .* is not JSON"):
         await handle.result(timeout=5)
     await worker.stop()
     assert not calls

@@ -9,6 +9,11 @@ stage, so a job's size does not grow with the workflow's:
                the next stage, or finishes the run after the last
     failure for good -> fail_step -> the step that failed the run enqueues on_error
 
+A success whose result cannot travel on (not JSON; or, from a step alone in its stage, a
+next job the queue would refuse) is recorded as that step's failure instead, before any
+success is: a store keeps the first record of a step, so the order of these writes is
+what makes the failed step's record, the run's error and `WorkflowError` agree.
+
 The settler calls these before it acks the step's job. A worker that dies in between
 leaves the job unacked: it runs again, the store answers the same, and the enqueue is
 deduplicated by the step's idempotency key, so an advance is never lost nor doubled.
@@ -16,7 +21,9 @@ deduplicated by the step's idempotency key, so an advance is never lost nor doub
 
 from __future__ import annotations
 
+import copy
 import logging
+import time
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,8 +34,12 @@ from lexigram.contracts.tasks import (
     TaskQueueProtocol,
     TaskValidationError,
     WorkflowRunStoreProtocol,
+    WorkflowStatus,
+    encode_job,
+    json_encoder,
 )
 from lexigram.tasks.constants import IMMUTABLE_STEP_KEY, WORKFLOW_STEP_KEY
+from lexigram.tasks.workflows._runs import step_key as record_key
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +48,9 @@ Stage = dict[str, Any]
 
 ENQUEUE_BATCH = 200
 """Most step jobs enqueued in one bulk call."""
+
+# The job envelope's strictness (no default, no NaN): what a job argument may hold.
+_strict_json = json_encoder()
 
 _weak: weakref.WeakKeyDictionary[Any, WorkflowRunStoreProtocol] = weakref.WeakKeyDictionary()
 _strong: dict[int, tuple[TaskQueueProtocol, WorkflowRunStoreProtocol]] = {}
@@ -207,6 +221,152 @@ def _record(job: Job, *, result: Any, error: str | None) -> dict[str, Any]:
     }
 
 
+def _not_json(job: Job, place: Mapping[str, Any], data: Any) -> str | None:
+    """Why a step's result cannot be stored and handed on, or None when it can.
+
+    Checked with the job envelope's own strict encoder: the stores would keep a value
+    JSON cannot carry as its repr (so the next step would get a string), while the
+    memory backend keeps the object itself, and a run must end alike on every backend.
+    """
+    try:
+        _strict_json(data)
+    except (TypeError, ValueError) as exc:
+        return (
+            f"TaskValidationError: step {job.name!r} (stage {place['stage']}, member "
+            f"{place['member']}) returned a value of type {type(data).__name__!r} that is "
+            f"not JSON ({exc}); a step's result is stored and handed on as JSON, so return "
+            "plain JSON values (str, int, float, bool, None, list, dict)"
+        )
+    return None
+
+
+def _refusal(queue: TaskQueueProtocol, jobs: Sequence[Job]) -> tuple[Job, str] | None:
+    """The first of `jobs` the job envelope refuses (e.g. over max_payload_bytes), and why.
+
+    Encoded as the queue will encode them (its name filled in as the queue does), so a
+    refusal is found before the step that produced their arguments is recorded.
+    """
+    queue_name = str(getattr(queue, "queue_name", "") or "") or None
+    for job in jobs:
+        probe = copy.copy(job)
+        probe.queue_name = probe.queue_name or queue_name
+        try:
+            encode_job(probe)
+        except TaskValidationError as exc:
+            return job, exc.message
+    return None
+
+
+async def _enqueue_stage(
+    queue: TaskQueueProtocol, jobs: Sequence[Job]
+) -> tuple[int, TaskValidationError] | None:
+    """`enqueue_all`, but a refused job is returned (its index and why), not raised.
+
+    Other errors (the broker is unreachable) are raised: retrying can cure those.
+    """
+    from lexigram.tasks.decorators import enqueue_jobs  # noqa: PLC0415 - see enqueue_all
+
+    for start in range(0, len(jobs), ENQUEUE_BATCH):
+        outcomes = await enqueue_jobs(queue, jobs[start : start + ENQUEUE_BATCH])
+        for offset, outcome in enumerate(outcomes):
+            if isinstance(outcome, TaskValidationError):
+                return start + offset, outcome
+            if isinstance(outcome, Exception):
+                raise outcome
+    return None
+
+
+async def _check_result(
+    queue: TaskQueueProtocol,
+    store: WorkflowRunStoreProtocol,
+    job: Job,
+    place: Mapping[str, Any],
+    data: Any,
+) -> tuple[str | None, list[Stage] | None]:
+    """Why a step's result fails the step instead of being recorded, if it does.
+
+    Returns:
+        The error (None when the result can be recorded), and the run's stages when
+        they were read for the check (to spare the advance a second read).
+    """
+    problem = _not_json(job, place, data)
+    if problem is not None or place["last"] or place["group"]:
+        # A group member's result travels only in the list of the whole group, known
+        # once the group is complete: a refusal of that list is the next step's failure.
+        return problem, None
+    # This step alone feeds the next stage: its jobs are built and checked now, while a
+    # refusal can still be recorded as this step's failure (a store keeps a step's first
+    # record, so a success once recorded stays recorded). The advance reuses this read.
+    workflow_id = str(place["id"])
+    run = await store.load_run(workflow_id)
+    if run is None:
+        return None, None  # deleted while it ran: the record finds no run either
+    stages: list[Stage] = run["definition"]["stages"]
+    stage, member = int(place["stage"]), int(place["member"])
+    # A redelivery of a step already recorded is answered from that record, and a run
+    # that is over takes no more steps: neither hands this result on.
+    over = run["status"] != WorkflowStatus.RUNNING.value
+    if over or record_key(stage, member) in (run.get("steps") or {}):
+        return None, stages
+    index = stage + 1
+    last = index + 1 >= len(stages)
+    probe = stage_jobs(workflow_id, stages[index], index, last=last, previous=(data,))
+    refused = _refusal(queue, probe)
+    if refused is None:
+        return None, stages
+    error = (
+        f"TaskValidationError: the result of step {job.name!r} cannot be passed on: the "
+        f"job of the next step {refused[0].name!r} was refused: {refused[1]}"
+    )
+    return error, stages
+
+
+async def _advance(
+    queue: TaskQueueProtocol,
+    store: WorkflowRunStoreProtocol,
+    place: Mapping[str, Any],
+    records: list[dict[str, Any]],
+    stages: list[Stage] | None,
+) -> None:
+    """Finish the run, or enqueue its next stage, after the step that completed a stage."""
+    workflow_id, stage = str(place["id"]), int(place["stage"])
+    results = [record.get("result") for record in records]
+    output = results if place["group"] else results[0]
+    if place["last"]:
+        await store.finish_run(workflow_id, output)
+        return
+    if stages is None:
+        stages = await _stages(store, workflow_id)
+        if stages is None:  # deleted while it ran: nothing left to advance
+            return
+    index = stage + 1
+    last = index + 1 >= len(stages)
+    jobs = stage_jobs(workflow_id, stages[index], index, last=last, previous=(output,))
+    refusal = await _enqueue_stage(queue, jobs)
+    if refusal is None:
+        return
+    # The stage that fed it is recorded as succeeded (after a group, the list of every
+    # member's result is what was refused), so the run fails at the step whose job
+    # could never be enqueued: running this one again cannot help.
+    position, exc = refusal
+    refused = jobs[position]
+    error = (
+        f"{type(exc).__name__}: the job of step {refused.name!r} was refused, so it never "
+        f"ran: {exc.message}"
+    )
+    record = {
+        "job_id": None,
+        "name": refused.name,
+        "status": "failed",
+        "result": None,
+        "error": error,
+        "attempts": 0,
+        "started_at": None,
+        "finished_at": time.time(),
+    }
+    await _fail_run(queue, workflow_id, index, position, record)
+
+
 async def step_succeeded(
     queue: TaskQueueProtocol,
     job: Job,
@@ -216,6 +376,12 @@ async def step_succeeded(
 ) -> bool:
     """Record a step's success and advance its run; False when that failed (logged).
 
+    A result that cannot be stored and handed on fails the step instead, before
+    anything is recorded, so its record, the run's error and `WorkflowError.step_name`
+    all name it: a result that is not JSON, or (for a step alone in its stage) one
+    that gets the next stage's job refused, e.g. over ``max_payload_bytes``. After a
+    group, whose results travel only together, a refused job fails the step it was for.
+
     The caller must then leave the job unacked, so the step runs again and the
     advance is retried.
     """
@@ -223,6 +389,12 @@ async def step_succeeded(
     try:
         store = _store(queue, workflow_id)
         stage, member = int(place["stage"]), int(place["member"])
+        error, stages = await _check_result(queue, store, job, place, data)
+        if error is not None:
+            await _fail_run(
+                queue, workflow_id, stage, member, _record(job, result=None, error=error)
+            )
+            return True
         records = await store.record_step(
             workflow_id,
             stage,
@@ -230,29 +402,8 @@ async def step_succeeded(
             size=int(place["size"]),
             record=_record(job, result=data, error=None),
         )
-        if records is None:  # another step completes the stage, or the run is over
-            return True
-        results = [record.get("result") for record in records]
-        output = results if place["group"] else results[0]
-        if place["last"]:
-            await store.finish_run(workflow_id, output)
-            return True
-        stages = await _stages(store, workflow_id)
-        if stages is None:  # deleted while it ran: nothing left to advance
-            return True
-        index = stage + 1
-        last = index + 1 >= len(stages)
-        jobs = stage_jobs(workflow_id, stages[index], index, last=last, previous=(output,))
-        try:
-            await enqueue_all(queue, jobs)
-        except TaskValidationError as exc:
-            # The next step can never be enqueued (e.g. a result that is not JSON): running
-            # this step again cannot help, so the run fails here with the reason.
-            error = (
-                f"{type(exc).__name__}: the next step of workflow {workflow_id!r} was refused: "
-                f"{exc.message}"
-            )
-            return await step_failed(queue, job, place, error, log)
+        if records is not None:  # else another step completes the stage, or the run is over
+            await _advance(queue, store, place, records, stages)
     except Exception:
         log.exception(
             "Advancing workflow %s after job %s (%s) failed; the job is not acked, so the "
@@ -287,37 +438,8 @@ async def step_failed(
         )
         return True
     try:
-        store = _store(queue, workflow_id)
-        first = await store.fail_step(
-            workflow_id,
-            int(place["stage"]),
-            int(place["member"]),
-            record=_record(job, result=None, error=error),
-        )
-        on_error = None
-        if first:
-            run = await store.load_run(workflow_id)
-            on_error = None if run is None else run["definition"].get("on_error")
-        if on_error is not None:
-            failure = {
-                "workflow_id": workflow_id,
-                "step": job.name,
-                "job_id": job.id,
-                "stage": int(place["stage"]),
-                "member": int(place["member"]),
-                "error": error,
-            }
-            (callback,) = stage_jobs(
-                workflow_id,
-                {"group": False, "steps": [on_error]},
-                -1,
-                last=True,
-                previous=(failure,),
-            )
-            # The callback is no step of the run: it must not advance or fail it.
-            callback.metadata.clear()
-            callback.idempotency_key = f"lexigram.workflow:{workflow_id}:on_error"
-            await enqueue_all(queue, [callback])
+        record = _record(job, result=None, error=error)
+        await _fail_run(queue, workflow_id, int(place["stage"]), int(place["member"]), record)
     except Exception:
         log.exception(
             "Marking workflow %s failed after job %s (%s) failed; the job is not acked, so "
@@ -328,3 +450,43 @@ async def step_failed(
         )
         return False
     return True
+
+
+async def _fail_run(
+    queue: TaskQueueProtocol,
+    workflow_id: str,
+    stage: int,
+    member: int,
+    record: Mapping[str, Any],
+) -> None:
+    """Record a failed step and mark its run FAILED.
+
+    The step that failed the run enqueues the error callback (once: the callback's job
+    has an idempotency key of its own).
+    """
+    store = _store(queue, workflow_id)
+    if not await store.fail_step(workflow_id, stage, member, record=record):
+        return
+    run = await store.load_run(workflow_id)
+    on_error = None if run is None else run["definition"].get("on_error")
+    if on_error is None:
+        return
+    failure = {
+        "workflow_id": workflow_id,
+        "step": record["name"],
+        "job_id": record["job_id"],
+        "stage": stage,
+        "member": member,
+        "error": record["error"],
+    }
+    (callback,) = stage_jobs(
+        workflow_id,
+        {"group": False, "steps": [on_error]},
+        -1,
+        last=True,
+        previous=(failure,),
+    )
+    # The callback is no step of the run: it must not advance or fail it.
+    callback.metadata.clear()
+    callback.idempotency_key = f"lexigram.workflow:{workflow_id}:on_error"
+    await enqueue_all(queue, [callback])

@@ -193,8 +193,9 @@ class WorkflowHandle:
             if info.status is WorkflowStatus.FAILED:
                 failed = next((s for s in info.steps if s.status == "failed"), None)
                 name = failed.name if failed is not None else None
+                reason = str(info.error or "").rstrip(".")  # an error may end its sentence
                 msg = (
-                    f"Workflow {self.workflow_id!r} failed at step {name!r}: {info.error}. "
+                    f"Workflow {self.workflow_id!r} failed at step {name!r}: {reason}. "
                     "Its other steps were not run; see WorkflowHandle.info() for each step."
                 )
                 raise WorkflowError(msg, step_name=name, result=info)
