@@ -7,6 +7,7 @@ holding exactly what the test expects: a failure never leaves a job unacked.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Any
 
@@ -520,3 +521,26 @@ async def test_worker_uses_a_retry_policy_when_given() -> None:
     await worker.stop()
     assert policy.attempts == [0, 1]
     assert queue.retry_delays == [0.001, 0.002]
+
+
+async def test_a_multi_line_error_is_logged_on_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    # A handler's message with line breaks could otherwise pass for records of its own.
+    queue = MemoryTaskQueue()
+
+    async def boom() -> None:
+        msg = "first line\nERROR forged record"
+        raise RuntimeError(msg)
+
+    worker, hooks, dlq = make_worker(queue, {"boom": boom})
+    job = Job(name="boom", max_retries=1)
+    (await queue.enqueue(job)).unwrap()
+    with caplog.at_level(logging.WARNING, logger="lexigram.tasks"):
+        await worker.start()
+        await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+        await worker.stop()
+    lines = [r.getMessage() for r in caplog.records if job.id in r.getMessage()]
+    assert len(lines) == 2  # the retry's warning and the dead letter's error
+    assert all("\n" not in line and "first line\\nERROR forged record" in line for line in lines)
+    record = dlq.get(job.id)
+    assert record is not None
+    assert "first line\nERROR forged record" in record.error  # the record keeps it as it was

@@ -425,7 +425,7 @@ class Settler:
             attempt,
             limit + 1,
             delay,
-            error,
+            one_line(error),
             extra={
                 "job_id": job.id,
                 "task": job.name,
@@ -496,7 +496,7 @@ class Settler:
             job.name,
             attempts,
             reason,
-            error,
+            one_line(error),
             extra={
                 "job_id": job.id,
                 "task": job.name,
@@ -647,3 +647,12 @@ def _workflows() -> Any:
 
 def _format(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
+
+
+def one_line(text: str) -> str:
+    r"""`text` with its line breaks written as ``\n``: a log record stays one line.
+
+    A handler's exception message may hold line breaks; written as they are, they would
+    split the record and could pass for records of their own in a log pipeline.
+    """
+    return text.replace("\r", "\\r").replace("\n", "\\n")
