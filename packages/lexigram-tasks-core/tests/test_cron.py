@@ -175,3 +175,36 @@ def test_cron_module_import_does_not_import_croniter() -> None:
         "assert 'croniter' not in sys.modules, 'croniter imported eagerly'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)  # noqa: S603 - fixed code
+
+
+_PARIS = "Europe/Paris"  # clocks go back from 03:00 to 02:00 on 2026-10-25
+
+
+def _paris(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def test_a_time_of_day_fires_once_on_the_day_the_clocks_go_back() -> None:
+    # 02:30 happens twice that night (+02:00, then +01:00): cron runs such a job once.
+    cron = CronExpression("30 2 * * *", timezone=_PARIS)
+    first = cron.get_next(_paris("2026-10-24T12:00:00+02:00"))
+    assert first == _paris("2026-10-25T02:30:00+02:00")
+    assert cron.get_next(first) == _paris("2026-10-26T02:30:00+01:00")
+    assert cron.get_prev(_paris("2026-10-26T00:00:00+01:00")) == first
+    assert CronExpression("0 30 2 * * *", timezone=_PARIS).get_next(first) == _paris(
+        "2026-10-26T02:30:00+01:00"
+    )
+
+
+def test_a_schedule_that_repeats_within_the_hour_runs_through_both_passes() -> None:
+    cron = CronExpression("*/30 * * * *", timezone=_PARIS)
+    moment, seen = _paris("2026-10-25T01:50:00+02:00"), []
+    for _ in range(4):
+        moment = cron.get_next(moment)
+        seen.append(moment)
+    assert seen == [
+        _paris("2026-10-25T02:00:00+02:00"),
+        _paris("2026-10-25T02:30:00+02:00"),
+        _paris("2026-10-25T02:00:00+01:00"),
+        _paris("2026-10-25T02:30:00+01:00"),
+    ]

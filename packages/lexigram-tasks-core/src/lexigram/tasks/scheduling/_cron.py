@@ -247,7 +247,7 @@ class CronExpression:
         ValueError: The expression or the timezone is invalid.
     """
 
-    __slots__ = ("_croniter", "_tz", "expression", "timezone")
+    __slots__ = ("_croniter", "_fixed_time", "_tz", "expression", "timezone")
 
     def __init__(self, expression: str, *, timezone: str = "UTC") -> None:
         module = load_croniter()
@@ -256,6 +256,13 @@ class CronExpression:
         self.timezone = timezone
         self._tz = resolve_timezone(timezone)
         self._croniter: Any = module.croniter
+        # A time of day (no '*' in its second, minute and hour fields) happens once a day:
+        # in the hour a daylight-saving change repeats, its second pass is skipped, as
+        # cron does. A schedule that repeats within the hour runs through both passes.
+        # Its second (when given), minute and hour: the fields before the day of the month;
+        # an alias (@hourly, @daily...) counts as repeating.
+        clock = fields[: _LAYOUTS[len(fields)].index(_DAY)] if len(fields) in _LAYOUTS else ("*",)
+        self._fixed_time = not any(field.startswith("*") for field in clock)
         try:
             # Building one iterator makes croniter check what `validate_cron` let through
             # (L, W, #, H extensions, impossible dates such as 30 February).
@@ -286,9 +293,13 @@ class CronExpression:
         """
         base = time.time() if base_time is None else base_time
         try:
-            return float(self._iterator(base).get_next(float))
+            iterator = self._iterator(base)
+            moment = float(iterator.get_next(float))
+            while self._second_pass(moment):
+                moment = float(iterator.get_next(float))
         except ValueError as exc:  # croniter's CroniterBadDateError
             raise self._none_left(_AFTER, base) from exc
+        return moment
 
     def get_prev(self, base_time: float | None = None) -> float:
         """Get the previous execution time strictly before `base_time`.
@@ -304,9 +315,17 @@ class CronExpression:
         """
         base = time.time() if base_time is None else base_time
         try:
-            return float(self._iterator(base).get_prev(float))
+            iterator = self._iterator(base)
+            moment = float(iterator.get_prev(float))
+            while self._second_pass(moment):
+                moment = float(iterator.get_prev(float))
         except ValueError as exc:  # croniter's CroniterBadDateError
             raise self._none_left(_BEFORE, base) from exc
+        return moment
+
+    def _second_pass(self, moment: float) -> bool:
+        """Whether `moment` is a time of day's second pass through a repeated hour."""
+        return self._fixed_time and datetime.fromtimestamp(moment, tz=self._tz).fold == 1
 
     def _none_left(self, direction: str, base: float) -> NoOccurrenceError:
         moment = datetime.fromtimestamp(base, tz=self._tz).isoformat()
