@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import textwrap
 from pathlib import Path
 from uuid import uuid4
@@ -193,3 +194,29 @@ def test_load_app_factory_with_parameters_fails_clearly(write_module) -> None:
 def test_load_app_async_factory_fails_clearly(write_module) -> None:
     with pytest.raises(CLIError, match="is an async function"):
         load_app(f"{write_module(FACTORIES)}:made_async")
+
+
+HANDLER_CLASS_APP = """
+    from lexigram.tasks import scheduled, task
+
+    @task
+    async def plain() -> None:
+        return None
+
+    class Reports:
+        @scheduled("0 6 * * *", name="reports.daily")
+        async def daily(self) -> None:
+            return None
+"""
+
+
+def test_a_handler_class_in_the_app_is_named_as_not_run_by_the_command(
+    write_module, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Its instances come from an application's container: a command cannot build them,
+    # and said nothing about it, so a schedule of it silently never fired.
+    with caplog.at_level(logging.WARNING, logger="lexigram.tasks.cli"):
+        app = load_app(write_module(HANDLER_CLASS_APP))
+    assert set(app.handlers) == {"plain"}
+    assert app.schedules == []
+    assert "defines task handler class(es) Reports: this command does not run" in caplog.text

@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import logging
 import sys
 import types
 from collections.abc import Iterable, Mapping
@@ -48,6 +49,9 @@ _KINDS = (
     "a TaskProvider, a HandlerRegistry, a dict of task name -> handler, a factory "
     "function returning one, a module with @task functions, or a YAML config file"
 )
+
+
+logger = logging.getLogger("lexigram.tasks.cli")
 
 
 class Schedule(NamedTuple):
@@ -343,12 +347,28 @@ def _add_task_function(function: TaskFunction[Any, Any], app: LoadedApp) -> None
 
 
 def _collect_module(module: types.ModuleType, app: LoadedApp) -> None:
+    classes: list[str] = []
     for value in list(vars(module).values()):
         if isinstance(value, TaskFunction):
             _add_task_function(value, app)
         elif isinstance(value, HandlerRegistry):
             for name, handler in value.items():
                 app.handlers.register(name, handler, options=value.options(name))
+        elif isinstance(value, type) and value.__module__ == module.__name__:
+            # Imported only for an APP that defines classes: the worker's start stays lean.
+            from lexigram.tasks.di._handlers import is_handler_class  # noqa: PLC0415
+
+            if is_handler_class(value):
+                classes.append(value.__qualname__)
+    if classes:
+        # Their instances come from an application's container, which a command has not.
+        logger.warning(
+            "APP %s defines task handler class(es) %s: this command does not run their "
+            "tasks or schedules (they are built by an application's container). Run them "
+            "under your Application's TaskProvider (see docs/application.md).",
+            module.__name__,
+            ", ".join(sorted(classes)),
+        )
 
 
 def _watch_paths(module: types.ModuleType) -> list[Path]:
