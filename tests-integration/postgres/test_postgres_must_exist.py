@@ -235,11 +235,7 @@ async def test_a_schema_at_an_older_version_is_upgraded_not_refused(
 
 @pytest.fixture
 def typo_config(tmp_path: Path, postgres_dsn: str, typo_schema: str) -> Path:
-    """A config naming the PostgreSQL backend with a mistyped schema.
-
-    Its URL is the one the tests pass to ``--backend`` too (which replaces it): without
-    one, ``dashboard`` logs the configuration's missing URL before reading ``--backend``.
-    """
+    """A config naming the PostgreSQL backend with a mistyped schema (and the test's URL)."""
     path = tmp_path / "tasks.yaml"
     path.write_text(
         textwrap.dedent(

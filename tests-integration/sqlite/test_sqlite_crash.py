@@ -175,20 +175,10 @@ def test_a_job_that_kills_its_worker_at_once_is_dead_lettered_as_a_crash_loop(
     )
     cli = str(Path(sys.executable).with_name("lexigram-tasks"))
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    enqueued = subprocess.run(  # noqa: S603 - our own command, fixed arguments
-        [cli, "enqueue", "suicide", "--config", str(config)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert enqueued.returncode == 0, enqueued.stderr
-    codes: list[int] = []
-    for _ in range(8):  # 5 deliveries die; the 6th hand-out dead-letters it
-        run = subprocess.run(  # noqa: S603 - our own command, fixed arguments
-            [cli, "worker", "suicide_app", "--burst", "--config", str(config)],
+
+    def command(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603 - our own command, fixed arguments
+            [cli, *args, "--config", str(config)],
             cwd=tmp_path,
             env=env,
             capture_output=True,
@@ -196,20 +186,17 @@ def test_a_job_that_kills_its_worker_at_once_is_dead_lettered_as_a_crash_loop(
             check=False,
             timeout=60,
         )
-        codes.append(run.returncode)
-        if run.returncode == 0:
+
+    enqueued = command("enqueue", "suicide")
+    assert enqueued.returncode == 0, enqueued.stderr
+    codes: list[int] = []
+    for _ in range(8):  # 5 deliveries die; the 6th hand-out dead-letters it
+        codes.append(command("worker", "suicide_app", "--burst").returncode)
+        if codes[-1] == 0:
             break
     assert codes[:-1] == [-signal.SIGKILL] * (len(codes) - 1), codes
     assert codes[-1] == 0, codes
-    listed = subprocess.run(  # noqa: S603 - our own command, fixed arguments
-        [cli, "dlq", "list", "--json", "--config", str(config)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    listed = command("dlq", "list", "--json")
     [record] = json.loads(listed.stdout)["jobs"]
     assert record["reason"] == "crash_loop"
     assert len(codes) - 1 == 5  # the deliveries that died, each one counted

@@ -291,15 +291,7 @@ class CronExpression:
         Raises:
             NoOccurrenceError: None is left (a year field whose last year has passed).
         """
-        base = time.time() if base_time is None else base_time
-        try:
-            iterator = self._iterator(base)
-            moment = float(iterator.get_next(float))
-            while self._second_pass(moment):
-                moment = float(iterator.get_next(float))
-        except ValueError as exc:  # croniter's CroniterBadDateError
-            raise self._none_left(_AFTER, base) from exc
-        return moment
+        return self._step(base_time, _AFTER)
 
     def get_prev(self, base_time: float | None = None) -> float:
         """Get the previous execution time strictly before `base_time`.
@@ -313,19 +305,20 @@ class CronExpression:
         Raises:
             NoOccurrenceError: There is none before `base_time`.
         """
-        base = time.time() if base_time is None else base_time
-        try:
-            iterator = self._iterator(base)
-            moment = float(iterator.get_prev(float))
-            while self._second_pass(moment):
-                moment = float(iterator.get_prev(float))
-        except ValueError as exc:  # croniter's CroniterBadDateError
-            raise self._none_left(_BEFORE, base) from exc
-        return moment
+        return self._step(base_time, _BEFORE)
 
-    def _second_pass(self, moment: float) -> bool:
-        """Whether `moment` is a time of day's second pass through a repeated hour."""
-        return self._fixed_time and datetime.fromtimestamp(moment, tz=self._tz).fold == 1
+    def _step(self, base_time: float | None, direction: str) -> float:
+        """The occurrence next to `base_time` in `direction`, second passes skipped."""
+        base = time.time() if base_time is None else base_time
+        iterator = self._iterator(base)
+        advance = iterator.get_next if direction == _AFTER else iterator.get_prev
+        try:
+            moment = float(advance(float))
+            while self._second_pass(moment):
+                moment = float(advance(float))
+        except ValueError as exc:  # croniter's CroniterBadDateError
+            raise self._none_left(direction, base) from exc
+        return moment
 
     def _none_left(self, direction: str, base: float) -> NoOccurrenceError:
         moment = datetime.fromtimestamp(base, tz=self._tz).isoformat()
@@ -333,6 +326,10 @@ class CronExpression:
             f"Cron expression {self.expression!r} has no occurrence {direction} {moment} "
             f"({self.timezone}); its year field allows no other date."
         )
+
+    def _second_pass(self, moment: float) -> bool:
+        """Whether `moment` is a time of day's second pass through a repeated hour."""
+        return self._fixed_time and datetime.fromtimestamp(moment, tz=self._tz).fold == 1
 
     def latest_at_or_before(self, moment: float) -> float:
         """Return the latest fire time that is not after `moment`.
