@@ -33,6 +33,7 @@ from lexigram.tasks.backends.postgres._schema import (
     queue_scope,
 )
 from lexigram.tasks.cli import cli
+from lexigram.tasks.cli._context import MUST_EXIST_OPTION, existing_only
 
 pytestmark = pytest.mark.postgres
 
@@ -90,6 +91,11 @@ def spec(dsn: str, schema: str, **options: Any) -> TaskBackendSpec:
         queue_name=f"q-{uuid.uuid4().hex[:8]}",
         options={"schema": schema, **options},
     )
+
+
+def test_the_read_only_commands_set_it() -> None:
+    spec_ = spec("postgresql://app:s3cret@db:5432/app", "app_tasks")
+    assert existing_only(spec_).options == {"schema": "app_tasks", MUST_EXIST_OPTION: True}
 
 
 def with_password(dsn: str) -> str:
