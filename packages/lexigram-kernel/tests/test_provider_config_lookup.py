@@ -57,7 +57,7 @@ class ValidatedProvider(Provider):
 
 
 class ConfigError(ValueError):
-    pass
+    """The error a provider names as its `config_error_type`."""
 
 
 class StrictProvider(MailProvider):

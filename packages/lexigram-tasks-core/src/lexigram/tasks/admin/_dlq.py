@@ -30,10 +30,8 @@ _AMBIGUOUS_SHOWN = 5
 
 def dead_letter_worker(metadata: Mapping[str, Any]) -> str | None:
     """Which worker dead-lettered a job: its process (``host:pid``) and its worker id."""
-    worker, process = metadata.get("worker_id"), metadata.get("process")
-    if process and worker:
-        return f"{process} {worker}"
-    return str(process or worker) if (process or worker) else None
+    named = [str(part) for part in (metadata.get("process"), metadata.get("worker_id")) if part]
+    return " ".join(named) or None
 
 
 def dead_letter_row(record: FailureRecord) -> dict[str, Any]:

@@ -324,16 +324,18 @@ class SQLiteTaskQueue:
         try:
             await asyncio.shield(barrier)
         except asyncio.CancelledError:
-            # The consumer went away meanwhile: hand the jobs back now, not after the lease.
-            done: asyncio.Future[_Taken] = asyncio.get_running_loop().create_future()
-            done.set_result(taken)
-            barrier.add_done_callback(lambda _: self._give_back(done))
+            # The consumer went away meanwhile: hand the jobs back now, not after the lease
+            # (the release is written after the lease, in its commit or the next).
+            self._release(taken)
             raise
 
     def _give_back(self, task: asyncio.Future[_Taken]) -> None:
-        if task.cancelled() or task.exception() is not None:
-            return
-        taken = task.result()
+        """The lease a cancelled consumer was taking, once taken: release it."""
+        if not task.cancelled() and task.exception() is None:
+            self._release(task.result())
+
+    def _release(self, taken: _Taken) -> None:
+        """Hand the jobs of `taken` back to the queue now, their delivery undone."""
         if taken.rows and not self._closed:
             queue, token = self._queue_name, taken.token
 
