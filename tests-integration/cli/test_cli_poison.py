@@ -40,8 +40,8 @@ GARBAGE = b"\xff\xfe not a job \x00"
 Corrupt = Callable[[str], None]
 
 
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args))
+def run(*args: str, stdin: str | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), input=stdin)
 
 
 def _backend(config: Path) -> dict:
@@ -152,3 +152,15 @@ def test_corrupted_payload_is_dead_lettered_with_its_queue_and_never_retried(
         assert again.exit_code == 0, again.output
     [still] = dead_letters(config)["jobs"]
     assert still["id"] == job_id
+
+    # The remedy the refusal names: delete the record, asked first, by a unique prefix.
+    kept = run("dlq", "delete", job_id[:12], *config, stdin="n\n")
+    assert kept.exit_code == 130, kept.output  # declined, as an interrupted command
+    assert dead_letters(config)["total"] == 1
+    deleted = run("dlq", "delete", job_id[:12], *config, stdin="y\n")
+    assert deleted.exit_code == 0, deleted.output
+    assert f"Deleted dead-lettered job {job_id} ({POISON_JOB_NAME})." in deleted.stdout
+    assert dead_letters(config)["total"] == 0
+    gone = run("dlq", "delete", job_id, "--yes", *config)
+    assert gone.exit_code == 2, gone.output
+    assert f"No dead-lettered job has an id starting with {job_id!r}" in gone.stderr

@@ -22,7 +22,13 @@ import pytest
 import pytest_asyncio
 from click.testing import CliRunner
 
-from lexigram.contracts.tasks import Job, JobTemplate, ProgressInfo, TaskBackendSpec
+from lexigram.contracts.tasks import (
+    Job,
+    JobTemplate,
+    ProgressInfo,
+    TaskBackendSpec,
+    make_poison_job,
+)
 from lexigram.tasks import TaskConfig
 from lexigram.tasks.admin import WORKER_KEY_PREFIX
 from lexigram.tasks.cli import cli
@@ -190,6 +196,23 @@ async def test_retry_from_the_dlq_puts_the_job_back_on_its_queue(seeded: Seeded)
         await queue.close()
     shown = await seeded.client.get(answer.headers["location"])
     assert "Requeued job" in shown.text
+
+
+async def test_retry_all_says_how_many_poison_records_it_left(seeded: Seeded) -> None:
+    stores = open_stores(seeded.spec, "dlq_backend")
+    try:
+        poison = make_poison_job("poison-0001", b"\xff not a job", "bad", queue_name="jobs")
+        await PersistentDeadLetterQueue(backend=stores.dlq_backend).add(
+            poison, "TaskDecodeError: bad", reason="poison"
+        )
+    finally:
+        await stores.close()
+    token = await _csrf(seeded.client, "/dlq")
+    answer = await seeded.client.post("/dlq/retry-all", data={"csrf_token": token})
+    assert answer.status_code == 303
+    shown = await seeded.client.get(answer.headers["location"])
+    assert "Requeued 1 job(s). Left 1 in the DLQ" in shown.text
+    assert await _dead_letter_ids(seeded.spec) == {poison.id}
 
 
 async def test_bulk_delete_removes_the_selected_dead_letters(seeded: Seeded) -> None:

@@ -69,7 +69,7 @@ async def test_retry_dead_letter_refuses_a_poison_record(
         assert f"Job {job.id} of queue 'emails' was dead-lettered because its payload" in message
         assert "only a preview of the payload was kept, so it cannot be retried" in message
         assert "Fix the producer that wrote it and enqueue the job again" in message
-        assert "`lexigram-tasks dlq purge`" in message
+        assert f"`lexigram-tasks dlq delete {job.id}`" in message
     assert await backend.storage.get(job.id) is not None  # kept for inspection
     assert all(count == 0 for count in (await backend.waiting()).values())
 

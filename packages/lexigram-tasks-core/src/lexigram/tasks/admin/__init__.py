@@ -14,6 +14,7 @@ from lexigram.tasks.admin._dlq import (
     dead_letter_worker,
     delete_dead_letter,
     find_dead_letter,
+    retried_summary,
     retry_dead_letter,
     retry_dead_letters,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "queue_counts",
     "registered_workers",
     "resume_schedule",
+    "retried_summary",
     "retry_dead_letter",
     "retry_dead_letters",
     "run_schedule_now",

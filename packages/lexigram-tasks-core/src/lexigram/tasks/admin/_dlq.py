@@ -7,7 +7,7 @@ queue a job goes back onto (its own, unless the caller names another).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from lexigram.contracts.tasks import (
@@ -178,6 +178,17 @@ async def retry_dead_letters(
         if await _dlq(dlq_backend, queue, result_store).requeue(record.job.id, queue) is not None:
             count += 1
     return count
+
+
+def retried_summary(count: int, skipped: Sequence[FailureRecord]) -> str:
+    """The one-line outcome of a bulk retry: how many went back, and any left behind."""
+    line = f"Requeued {count} job(s)."
+    if skipped:
+        line += (
+            f" Left {len(skipped)} in the DLQ: their payloads could not be decoded (reason "
+            "'poison'), so they cannot be retried; each one's record shows the error."
+        )
+    return line
 
 
 async def delete_dead_letter(dlq_backend: Any, job_ids: Iterable[str]) -> int:

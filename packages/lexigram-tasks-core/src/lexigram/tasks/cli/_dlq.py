@@ -18,7 +18,9 @@ from lexigram.contracts.tasks import FailureRecord, TaskBackendSpec, TaskQueuePr
 from lexigram.tasks.admin import (
     dead_letter_row,
     dead_letter_worker,
+    delete_dead_letter,
     find_dead_letter,
+    retried_summary,
     retry_dead_letter,
     retry_dead_letters,
 )
@@ -63,6 +65,7 @@ Examples:
   lexigram-tasks dlq show 5f0c...e1 -b redis://localhost:6379/0
   lexigram-tasks dlq retry 5f0c...e1 -b redis://localhost:6379/0
   lexigram-tasks dlq retry-all --task send_email -b postgresql://app@db/app
+  lexigram-tasks dlq delete 5f0c...e1 --yes -b redis://localhost:6379/0
   lexigram-tasks dlq purge --older-than-hours 72 --yes -b redis://localhost:6379/0
 """
 
@@ -308,13 +311,47 @@ def retry_all_command(
         )
 
     count = _run(backend, config_path, connect_timeout, debug, action)
-    line = f"Requeued {count} job(s)."
-    if skipped:
-        line += (
-            f" Left {len(skipped)} in the DLQ: their payloads could not be decoded (reason "
-            "'poison'), so they cannot be retried; `dlq show ID` has the error."
-        )
-    click.echo(line)
+    click.echo(retried_summary(count, skipped))
+
+
+@dlq_group.command("delete")
+@click.argument("job_id")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@_common
+def delete_command(
+    *,
+    job_id: str,
+    yes: bool,
+    backend: str | None,
+    config_path: str | None,
+    connect_timeout: float,
+    debug: bool,
+) -> None:
+    """Delete one dead-lettered job for good (it is not run again).
+
+    JOB_ID is the job's id or a unique prefix of it, as `dlq list` shows.
+    """
+
+    async def find(session: _Session) -> FailureRecord:
+        return await _get(session, job_id)
+
+    async def delete(session: _Session) -> tuple[FailureRecord, bool]:
+        record = await _get(session, wanted)
+        return record, bool(await delete_dead_letter(session.stores.dlq_backend, [record.job.id]))
+
+    wanted = job_id
+    if not yes:
+        # Asked once the prefix is resolved (and outside the event loop), so the question
+        # names the whole id.
+        found = _run(backend, config_path, connect_timeout, debug, find)
+        wanted = found.job.id
+        click.confirm(f"Delete dead-lettered job {wanted} ({found.job.name}) for good?", abort=True)
+    record, deleted = _run(backend, config_path, connect_timeout, debug, delete)
+    full_id, name = record.job.id, record.job.name
+    if not deleted:
+        msg = f"Job {full_id!r} left the dead-letter queue meanwhile; nothing to do."
+        raise CLIError(msg)
+    click.echo(f"Deleted dead-lettered job {full_id} ({name}).")
 
 
 @dlq_group.command("purge")

@@ -48,8 +48,8 @@ def undecodable_message(record: FailureRecord) -> str:
         f"Job {record.job.id}{queue} was dead-lettered because its payload could not be "
         "decoded (reason 'poison'); only a preview of the payload was kept, so it cannot be "
         "retried. Fix the producer that wrote it and enqueue the job again, then delete "
-        "this record (Delete on the dashboard's dead-letter page, or `lexigram-tasks dlq "
-        "purge`)."
+        f"this record (`lexigram-tasks dlq delete {record.job.id}`, or Delete on the "
+        "dashboard's dead-letter page)."
     )
 
 
