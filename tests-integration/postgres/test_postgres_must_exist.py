@@ -330,3 +330,36 @@ def test_read_only_commands_work_once_enqueue_made_the_schema(
     assert '"waiting": 1' in inspected.stdout
     status = CliRunner().invoke(cli, ["job", "status", enqueued.stdout.strip(), *common])
     assert status.exit_code == 0, status.output
+
+
+async def test_a_mistyped_table_is_refused_and_not_created(
+    postgres_dsn: str, pg_schema: str
+) -> None:
+    migrated = backend.create_queue(spec(postgres_dsn, pg_schema))
+    try:
+        await migrated.count(migrated.queue_name)  # the schema and its table "tasks" exist
+    finally:
+        await migrated.close()
+    queue = backend.create_queue(spec(postgres_dsn, pg_schema, table="taks", must_exist=True))
+    try:
+        with pytest.raises(BackendConnectionError) as caught:
+            await queue.count(queue.queue_name)
+    finally:
+        await queue.close()
+    message = caught.value.message
+    assert "\n" not in message
+    assert message.startswith(f"The PostgreSQL schema {pg_schema!r}")
+    assert "has no jobs table 'taks' (the option must_exist is set" in message
+    assert "'tasks'" in message
+    assert "Did you mean 'tasks'?" in message
+    assert caught.value.details["table"] == "taks"
+    exists = await _fetchval(
+        postgres_dsn, "SELECT to_regclass($1) IS NOT NULL", f'"{pg_schema}".taks'
+    )
+    assert exists is False
+    scopes = await _fetchval(
+        postgres_dsn,
+        f'SELECT count(*) FROM "{pg_schema}".schema_migrations WHERE scope = $1',  # noqa: S608 - the test's own schema
+        queue_scope("taks"),
+    )
+    assert scopes == 0

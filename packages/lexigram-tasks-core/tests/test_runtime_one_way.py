@@ -194,6 +194,29 @@ async def test_a_provider_saves_its_schedules_under_the_id_the_command_line_give
     assert stored == [schedule.schedule_id] == ["scheduled:nightly"]
 
 
+async def test_a_task_scheduled_after_boot_is_stored_too(
+    write_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module_name = write_module(SCHEDULED_APP)
+    nightly = __import__(module_name).nightly
+    store = InMemorySchedulerStore()
+
+    def with_store(*args: Any, **kwargs: Any) -> Any:
+        stacks, primary = build_stacks(*args, **kwargs)
+        stacks[primary].scheduler_store = store
+        return stacks, primary
+
+    monkeypatch.setattr(_provider, "build_stacks", with_store)
+    provider = TaskProvider(worker_count=0)
+    async with Application.boot(providers=[provider]):
+        assert await store.load_jobs() == {}
+        provider.register_scheduled_task(nightly)
+        for _ in range(10):  # the write runs as a task of the loop
+            await asyncio.sleep(0)
+        stored = [job.job_id for job in (await store.load_jobs()).values()]
+    assert stored == ["scheduled:nightly"]
+
+
 QUEUED_SCHEDULE_APP = """
     from lexigram.tasks import scheduled
 

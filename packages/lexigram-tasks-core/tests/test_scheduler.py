@@ -473,3 +473,37 @@ def test_a_cron_with_no_occurrence_left_says_so() -> None:
         cron.get_next(due)
     with pytest.raises(NoOccurrenceError, match="has no occurrence before"):
         cron.get_prev(due)
+
+
+async def test_a_one_off_declared_after_its_moment_rests_paused_and_the_others_fire(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A module still declaring last year's one-off used to stop the scheduler at start
+    # ("never matches a date"), taking every other schedule with it.
+    past = datetime.fromtimestamp(int(time.time()) - 86_400 * 400, UTC)
+    expression = f"0 0 12 1 1 * {past.year}"
+    cron = CronExpression(expression)  # well formed: it had its occurrence
+    last = cron.get_prev()
+    scheduler = TaskScheduler(check_interval=0.2)
+    collector = _Collector()
+    with caplog.at_level("WARNING", logger="lexigram.tasks.scheduling._scheduler"):
+        scheduler.schedule_job_sync(JobTemplate(name="once"), expression, job_id="once")
+    once = scheduler.scheduled_jobs["once"]
+    assert (once.enabled, once.next_run) == (False, last)
+    [record] = caplog.records
+    assert "has no occurrence left" in record.getMessage()
+    assert "kept paused" in record.getMessage()
+    scheduler.schedule_job_sync(JobTemplate(name="tick"), "* * * * * *", job_id="tick")
+    await scheduler.start_scheduler(collector)
+    try:
+        await asyncio.sleep(1.3)
+    finally:
+        await scheduler.stop_scheduler()
+    names = [job.name for job in collector.jobs]
+    assert "tick" in names
+    assert "once" not in names
+
+
+def test_a_year_that_never_comes_is_still_refused() -> None:
+    with pytest.raises(ValueError, match="never matches a date"):
+        CronExpression("0 0 12 30 2 * 2030")  # 30 February

@@ -89,7 +89,9 @@ class HandlerRegistrationMixin:
         try:
             # A fixed id: every process declaring this task shares one schedule, and the
             # scheduler's per-occurrence idempotency key makes it fire once across them.
-            self.scheduler.schedule_job_sync(template, cron, job_id=scheduled_task_id(name))
+            # Stored like the schedules declared before boot (written at once when the
+            # loop runs, else by the scheduler's start), so `schedule list` shows it.
+            self.scheduler.schedule_job(template, cron, job_id=scheduled_task_id(name))
         except Exception as exc:
             if previous is None:
                 self.registry.remove(name)

@@ -269,11 +269,22 @@ class CronExpression:
             self._iterator(time.time()).get_next(float)
         except (ValueError, KeyError, TypeError) as exc:
             if "failed to find next date" in str(exc):
-                # Well formed, but no date matches (a case `validate_cron` cannot judge,
-                # such as 'L' or a year field): the fields are right.
+                # Well formed, but no date matches from now (a case `validate_cron`
+                # cannot judge, such as 'L' or a year field). A one-off whose moment has
+                # passed had one: it is a spent schedule, not a wrong expression.
+                if self._had_one():
+                    return
                 raise _never_matches(expression) from exc
             msg = f"Cron expression {expression!r} is invalid: {exc}. {_USAGE}"
             raise ValueError(msg) from exc
+
+    def _had_one(self) -> bool:
+        """Whether the expression matched a moment before now."""
+        try:
+            self._iterator(time.time()).get_prev(float)
+        except (ValueError, KeyError, TypeError):
+            return False
+        return True
 
     def _iterator(self, base_time: float) -> Any:
         start = datetime.fromtimestamp(base_time, tz=self._tz)

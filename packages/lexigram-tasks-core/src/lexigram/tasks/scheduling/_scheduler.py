@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lexigram.contracts.tasks import Err, Job, JobTemplate, SchedulerStoreProtocol
@@ -212,10 +213,12 @@ class TaskScheduler(StoredSchedules):
         tz = timezone or self.timezone
         cron = CronExpression(cron_expression, timezone=tz)
         schedule_id = job_id or f"scheduled_{template.name}_{uuid.uuid4().hex[:12]}"
+        next_run, enabled = _next_or_spent(cron, schedule_id)
         scheduled = ScheduledJob(
             job_template=template,
             cron_expression=cron.expression,
-            next_run=cron.get_next(time.time()),
+            next_run=next_run,
+            enabled=enabled,
             timezone=tz,
             job_id=schedule_id,
             namespace=self._namespace,
@@ -260,7 +263,8 @@ class TaskScheduler(StoredSchedules):
             cron = CronExpression(job.cron_expression, timezone=timezone)
             job.timezone = timezone
             job._cron = cron  # noqa: SLF001 - the expression just parsed, as when declared
-            job.next_run = cron.get_next(now)
+            job.next_run, still = _next_or_spent(cron, schedule_id, now)
+            job.enabled = job.enabled and still
             self._persist_if_stored(schedule_id)
         self._wakeup.set()
 
@@ -603,3 +607,27 @@ def _enqueued_id(outcome: Any, fallback: str) -> str:
     value = getattr(outcome, "value", outcome)
     value = getattr(value, "id", value)
     return value if isinstance(value, str) and value else fallback
+
+
+def _next_or_spent(
+    cron: CronExpression, schedule_id: str, now: float | None = None
+) -> tuple[float, bool]:
+    """A new schedule's next run and whether it can fire: a spent one-off rests paused.
+
+    A one-off (a year field) declared after its moment has no next run. It is kept, at
+    its last occurrence and paused, rather than refused: the code that declares it does
+    not stop working on the day after, and `schedule list` shows it as done.
+    """
+    moment = time.time() if now is None else now
+    try:
+        return cron.get_next(moment), True
+    except NoOccurrenceError:
+        last = cron.get_prev(moment)
+        logger.warning(
+            "Schedule %r (cron %r) has no occurrence left: its last was %s. It is kept "
+            "paused; remove the declaration once it is no longer needed.",
+            schedule_id,
+            cron.expression,
+            datetime.fromtimestamp(last, tz=UTC).isoformat(),
+        )
+        return last, False

@@ -412,6 +412,27 @@ async def _refuse_missing(conn: Conn, schema: str, dsn: str | None) -> SchemaMis
     )
 
 
+def _refuse_missing_table(
+    schema: str, table: str, applied: dict[str, int], dsn: str | None
+) -> SchemaMissingError:
+    """The error for a jobs table `schema` never had, under ``must_exist``."""
+    prefix = queue_scope("")
+    tables = sorted(scope.removeprefix(prefix) for scope in applied if scope.startswith(prefix))
+    near = nearest_name(table, tables)
+    guess = f" Did you mean {near!r}?" if near is not None else ""
+    there = ", ".join(repr(t) for t in tables) if tables else "none"
+    where = f" at {mask_url(dsn)}" if dsn else ""
+    msg = (
+        f"The PostgreSQL schema {schema!r}{where} has no jobs table {table!r} (the option "
+        f"must_exist is set, so it is not created; jobs tables there: {there}).{guess} Check "
+        "the table option (default 'tasks'); a worker, `lexigram-tasks enqueue` or "
+        "lexigram.tasks.backends.postgres.migrate(table=...) creates it."
+    )
+    return SchemaMissingError(
+        msg, details={"schema": schema, "table": table, "schema_exists": True}
+    )
+
+
 async def ensure_schema(
     conn: Conn,
     schema: str = DEFAULT_SCHEMA,
@@ -426,8 +447,9 @@ async def ensure_schema(
     taken and the state read again under it.
 
     With `must_exist`, a schema without a ``schema_migrations`` table (absent, mistyped,
-    or holding none of the backend's tables) is refused and nothing is created. A
-    schema that has one is still brought up to date: a schema an earlier release made
+    or holding none of the backend's tables) is refused and nothing is created, and so
+    is a jobs table `table` the schema never had (a mistyped ``table`` option). A
+    schema that has them is still brought up to date: a schema an earlier release made
     is an upgrade to do, not a typo.
 
     Args:
@@ -443,19 +465,24 @@ async def ensure_schema(
 
     Raises:
         SchemaMissingError: `must_exist` is set and `schema` holds no
-            ``schema_migrations`` table (a `BackendConnectionError`: the message names
-            the schema and the database and says what to check).
+            ``schema_migrations`` table, or no jobs table `table` (a
+            `BackendConnectionError`: the message names what is missing and says what
+            to check).
     """
     validate_identifier(schema, field="schema")
     if table is not None:
         validate_identifier(table, field="table")
     try:
-        if not _pending(await _applied_versions(conn, schema), table):
-            return []
+        applied = await _applied_versions(conn, schema)
     except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
         # A fresh database: the locked path below creates it, unless that is refused.
         if must_exist:
             raise await _refuse_missing(conn, schema, dsn) from None
+    else:
+        if must_exist and table is not None and queue_scope(table) not in applied:
+            raise _refuse_missing_table(schema, table, applied, dsn)
+        if not _pending(applied, table):
+            return []
     applied_names: list[str] = []
     async with conn.transaction():
         # Serialises concurrent starters; released automatically at commit/rollback.
