@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from lexigram.contracts.tasks import Job, JobResult
+from lexigram.contracts.tasks import Job, JobResult, TaskTimeoutError
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.dlq import DeadLetterQueue
 from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
@@ -228,3 +228,60 @@ async def test_pipeline_run_re_raises_the_handler_exception_unchanged() -> None:
     assert caught.value is error
     assert log == ["t.before", "t.error:KeyError"]
     assert ctx.metadata[ERROR_KEY] is error
+
+
+async def test_outside_a_worker_the_pipeline_enforces_the_timeout_a_middleware_sets() -> None:
+    log: list[str] = []
+    pipeline = TaskMiddlewarePipeline()
+    pipeline.add(Tracing("t", log))
+    pipeline.add(TimeoutMiddleware(default_timeout=0.05))
+
+    async def stuck() -> None:
+        await asyncio.Event().wait()
+
+    job = Job(name="stuck")
+    ctx = TaskExecutionContext(job=job)
+    result = await pipeline.execute(job, stuck, ctx=ctx)
+    assert not result.success
+    assert result.error is not None
+    assert result.error.startswith(f"TaskTimeoutError: Task 'stuck' (job {job.id}) exceeded")
+    assert "0.05 s" in result.error
+    assert isinstance(ctx.metadata["error"], TaskTimeoutError)
+    assert "CancelledError" in ctx.metadata["traceback"]
+    assert 0.04 < result.duration < 2.0
+    assert log == ["t.before"]  # not reported as a handler error, as in a worker
+    assert ctx.deadline_setter is None  # the context can be run again
+
+
+async def test_execute_with_timeout_runs_a_handler_under_the_middlewares_timeout() -> None:
+    middleware = TimeoutMiddleware(default_timeout=0.05)
+
+    async def slow() -> int:
+        await asyncio.sleep(5)
+        return 1
+
+    job = Job(name="slow")
+    late = await middleware.execute_with_timeout(slow, job, TaskExecutionContext(job=job))
+    assert not late.success
+    assert late.error is not None
+    assert late.error.startswith("TaskTimeoutError")
+
+    def double(value: int) -> int:
+        return value * 2
+
+    quick = Job(name="double", args=(3,))
+    ctx = TaskExecutionContext(job=quick)
+    done = await middleware.execute_with_timeout(double, quick, ctx, resolved_args=[4])
+    assert (done.success, done.data) == (True, 8)
+    assert ctx.metadata["timeout"] == 0.05
+
+
+async def test_a_handlers_own_timeout_error_is_its_failure_not_a_timeout() -> None:
+    pipeline = TaskMiddlewarePipeline()
+    pipeline.add(TimeoutMiddleware(default_timeout=5))
+
+    async def gives_up() -> None:
+        raise TimeoutError("the remote service did not answer")
+
+    result = await pipeline.execute(Job(name="x"), gives_up)
+    assert result.error == "TimeoutError: the remote service did not answer"

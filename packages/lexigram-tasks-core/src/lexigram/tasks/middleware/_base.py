@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lexigram.contracts.tasks import Job, JobResult
+from lexigram.contracts.tasks import Job, JobResult, TaskTimeoutError
 
 ERROR_KEY = "error"
 """`TaskExecutionContext.metadata` key holding the exception of a failed execution."""
@@ -89,8 +89,9 @@ class TaskMiddlewarePipeline:
     `after_execute`; a failure of any kind (except cancellation, which propagates as
     it is) is reported to every middleware's `on_error` and re-raised unchanged.
     `execute` is the same for callers that want a `JobResult` instead of an exception.
-    Timeouts are not the pipeline's business: the worker enforces them (a
-    `TimeoutMiddleware` only sets the value).
+    A timeout a middleware sets (`TimeoutMiddleware`) is enforced by the worker's
+    deadline timer inside a worker, and by `execute` itself outside one; `run` leaves
+    it to its caller.
 
     Example:
         pipeline = TaskMiddlewarePipeline()
@@ -171,11 +172,35 @@ class TaskMiddlewarePipeline:
 
         Returns:
             `ok` with the handler's return value, or `fail`; the exception and its
-            traceback are left in ``ctx.metadata["error"]`` / ``["traceback"]``.
+            traceback are left in ``ctx.metadata["error"]`` / ``["traceback"]``. A
+            handler still running when the timeout a middleware set (`set_timeout`)
+            ran out is cancelled and fails with a `TaskTimeoutError`'s message (not
+            reported to ``on_error``, as a worker's timeout is not).
         """
         ctx = ctx if ctx is not None else TaskExecutionContext(job=job)
         args = tuple(job.args) if resolved_args is None else tuple(resolved_args)
         kwargs = dict(job.kwargs) if resolved_kwargs is None else resolved_kwargs
+        if ctx.deadline_setter is not None:  # a worker's attempt: its timer enforces it
+            return await self._execute(ctx, handler, args, kwargs)
+        # Outside a worker, a timeout a middleware sets (`TimeoutMiddleware`) is
+        # enforced here, counted from the start, through the same `set_timeout`.
+        scope = asyncio.timeout(None)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        ctx.deadline_setter = lambda seconds: scope.reschedule(started + seconds)
+        try:
+            async with scope:
+                return await self._execute(ctx, handler, args, kwargs)
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise  # raised by a middleware's own hook, outside `run`'s handling
+            return self._timed_out(ctx, exc)
+        finally:
+            ctx.deadline_setter = None
+
+    async def _execute(
+        self, ctx: TaskExecutionContext, handler: Any, args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> JobResult:
         try:
             await self.run(ctx, handler, args, kwargs)
         except asyncio.CancelledError:
@@ -183,6 +208,26 @@ class TaskMiddlewarePipeline:
         except BaseException as exc:
             ctx.metadata[TRACEBACK_KEY] = "".join(traceback.format_exception(exc))
         assert ctx.result is not None  # noqa: S101 - run() always sets it
+        return ctx.result
+
+    @staticmethod
+    def _timed_out(ctx: TaskExecutionContext, exc: BaseException) -> JobResult:
+        job = ctx.job
+        message = (
+            f"Task {job.name!r} (job {job.id}) exceeded its timeout of {ctx.timeout or 0:g} s. "
+            "Raise @task(timeout=...) (or the job's timeout, or the TimeoutMiddleware's "
+            "default_timeout/max_timeout), or make the handler faster."
+        )
+        error = TaskTimeoutError(message, details={"timeout": ctx.timeout})
+        ctx.end_time = time.time()
+        ctx.duration_ms = (ctx.end_time - ctx.start_time) * 1000.0
+        ctx.metadata[ERROR_KEY] = error
+        ctx.metadata[TRACEBACK_KEY] = "".join(traceback.format_exception(exc))
+        ctx.result = JobResult.fail(
+            f"TaskTimeoutError: {message}",
+            retry_count=job.retry_count,
+            duration=ctx.duration_ms / 1000.0,
+        )
         return ctx.result
 
     @staticmethod

@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from lexigram.contracts.tasks import Job
-from lexigram.tasks.middleware._base import TaskExecutionContext, TaskMiddleware
+from lexigram.contracts.tasks import Job, JobResult
+from lexigram.tasks.middleware._base import (
+    TaskExecutionContext,
+    TaskMiddleware,
+    TaskMiddlewarePipeline,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -114,12 +118,14 @@ class MetricsMiddleware(TaskMiddleware):
 
 
 class TimeoutMiddleware(TaskMiddleware):
-    """Sets the timeout of jobs that have none of their own; the worker enforces it.
+    """Sets the timeout of jobs that have none of their own, and caps every job's.
 
     A job's timeout is its own `Job.timeout`, else its task's ``@task(timeout=...)``;
     this middleware gives every other job `default_timeout` and caps every job at
-    `max_timeout`. It only sets the value (`TaskExecutionContext.set_timeout`): the
-    worker's deadline timer is the one thing that stops a job that runs too long.
+    `max_timeout`. It sets the value (`TaskExecutionContext.set_timeout`); inside a
+    worker the worker's deadline timer stops a job that runs too long, and outside one
+    `TaskMiddlewarePipeline.execute` (or `execute_with_timeout`) does, with
+    `asyncio.timeout`.
 
     Args:
         default_timeout: Seconds for jobs whose job and task set no timeout.
@@ -154,3 +160,33 @@ class TimeoutMiddleware(TaskMiddleware):
         timeout = self.timeout_for(ctx)
         ctx.metadata[TIMEOUT_KEY] = timeout
         ctx.set_timeout(timeout)
+
+    async def execute_with_timeout(
+        self,
+        handler: Any,
+        job: Job,
+        ctx: TaskExecutionContext,
+        resolved_args: list[Any] | None = None,
+        resolved_kwargs: dict[str, Any] | None = None,
+    ) -> JobResult:
+        """Run `handler` for `job` outside a worker, stopped once this timeout runs out.
+
+        The same as a `TaskMiddlewarePipeline` holding this middleware alone: the
+        timeout is set by `before_execute` and enforced with `asyncio.timeout`.
+
+        Args:
+            handler: The handler (sync or async callable).
+            job: The job being executed.
+            ctx: Its execution context (the timeout is recorded in it).
+            resolved_args: Positional arguments (default: `job.args`).
+            resolved_kwargs: Keyword arguments (default: `job.kwargs`).
+
+        Returns:
+            `JobResult.ok` with the handler's value, or `JobResult.fail` (its error a
+            `TaskTimeoutError`'s message when the timeout ran out).
+        """
+        pipeline = TaskMiddlewarePipeline()
+        pipeline.add(self)
+        return await pipeline.execute(
+            job, handler, resolved_args=resolved_args, resolved_kwargs=resolved_kwargs, ctx=ctx
+        )
