@@ -168,7 +168,12 @@ class TaskQueueProtocol(Protocol):
         ...
 
     async def get_job(self, job_id: str) -> Job | None:
-        """Return a job the queue holds (waiting or in flight), or None."""
+        """Return a job the queue holds (waiting or in flight), or None.
+
+        Its status says where it is: RUNNING while a lease on it has not run out,
+        otherwise the status it was stored with (PENDING, or RETRYING when it waits for
+        a retry); `job status` and `JobHandle.status` show what this returns.
+        """
         ...
 
     async def delete_job(self, job_id: str) -> bool:
