@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 # Retries a job gets when neither its producer nor its task definition says otherwise.
 DEFAULT_MAX_RETRIES = 3
 
+# `ProgressInfo.metadata["status"]` values that end an entry (a tuple: compared, not hashed,
+# so that an odd value read from a store cannot raise).
+_FINISHED_PROGRESS = (ProgressStatus.COMPLETE, ProgressStatus.FAILED)
+
 
 @dataclass(slots=True)
 class Job:
@@ -368,6 +372,16 @@ class ProgressInfo:
     def is_complete(self) -> bool:
         """Return True when the current count has reached the total."""
         return self.total > 0 and self.current >= self.total
+
+    @property
+    def is_active(self) -> bool:
+        """Return True while the job is still going: what `list_active` of a store lists.
+
+        An entry is finished once its count reaches the total (`is_complete`) or once
+        ``metadata["status"]`` says it ended, ``"complete"`` or ``"failed"`` (a failed
+        or cancelled job's progress is marked ``"failed"``, whatever its count).
+        """
+        return not self.is_complete and self.metadata.get("status") not in _FINISHED_PROGRESS
 
     @property
     def elapsed_seconds(self) -> float:

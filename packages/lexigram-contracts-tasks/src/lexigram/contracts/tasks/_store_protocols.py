@@ -178,7 +178,7 @@ class ProgressStoreProtocol(Protocol):
         ...
 
     async def list_active(self) -> list[ProgressInfo]:
-        """Return entries whose job has not completed."""
+        """Return entries whose job has not completed or failed (`ProgressInfo.is_active`)."""
         ...
 
 

@@ -12,13 +12,6 @@ from lexigram.contracts.tasks import CacheBackendProtocol, ProgressInfo, json_fo
 logger = logging.getLogger(__name__)
 
 _DEFAULT_PREFIX = "lexigram:tasks:progress:"
-_STATUS_KEY = "status"
-_TERMINAL = frozenset({"complete", "failed"})
-
-
-def is_active(info: ProgressInfo) -> bool:
-    """Return True while a job's progress has not completed or failed."""
-    return not info.is_complete and info.metadata.get(_STATUS_KEY) not in _TERMINAL
 
 
 class ProgressStore(ABC):
@@ -73,7 +66,7 @@ class InMemoryProgressStore(ProgressStore):
 
     async def list_active(self) -> list[ProgressInfo]:
         """Return all progress entries whose job has not completed or failed."""
-        return [_copy(info) for info in self._entries.values() if is_active(info)]
+        return [_copy(info) for info in self._entries.values() if info.is_active]
 
 
 def _copy(info: ProgressInfo) -> ProgressInfo:
@@ -129,6 +122,6 @@ class CacheBackendProgressStore(ProgressStore):
         found: list[ProgressInfo] = []
         for key in await self._cache.keys(self._prefix):
             info = await self.get(key[len(self._prefix) :])
-            if info is not None and is_active(info):
+            if info is not None and info.is_active:
                 found.append(info)
         return found

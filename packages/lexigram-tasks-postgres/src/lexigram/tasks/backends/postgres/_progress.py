@@ -10,9 +10,6 @@ from lexigram.contracts.tasks import ProgressInfo
 from lexigram.tasks.backends.postgres._expiry import UNEXPIRED
 from lexigram.tasks.backends.postgres._stores import _ExpiringTable, dumps, loads
 
-_TERMINAL_PROGRESS = frozenset({"complete", "failed"})
-"""Metadata statuses that make an entry complete (not listed as active)."""
-
 
 class PostgresProgressStore(_ExpiringTable):
     """The latest `ProgressInfo` per job, kept `ttl` seconds after its last change.
@@ -31,8 +28,8 @@ class PostgresProgressStore(_ExpiringTable):
     _default_ttl = 86400.0
 
     async def save(self, info: ProgressInfo) -> None:
-        """Save (or replace) a job's progress."""
-        complete = info.is_complete or info.metadata.get("status") in _TERMINAL_PROGRESS
+        """Save (or replace) a job's progress (a finished one, see `ProgressInfo.is_active`)."""
+        complete = not info.is_active
         self.expiry.written()
         await self._execute(
             f"""

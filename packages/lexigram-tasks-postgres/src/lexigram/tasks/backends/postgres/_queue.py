@@ -290,7 +290,11 @@ class PostgresTaskQueue:
             insert = self._enqueuer.insert
             if connection is not None:
                 held = await insert(connection, plain, keyed)
-            elif keyed and plain:
+            elif len(keyed) + bool(plain) > 1:
+                # Several statements (one claim per keyed job): in one transaction, so a
+                # connection lost midway leaves nothing behind for the retry to repeat.
+                # Committed one by one, the retry would insert again, under its own id
+                # and key, a job a worker had meanwhile run and acked: it ran twice.
                 held = await self._db.run(
                     lambda c: _in_transaction(c, lambda t: insert(t, plain, keyed)), "enqueue jobs"
                 )

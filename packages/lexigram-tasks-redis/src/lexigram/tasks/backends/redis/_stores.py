@@ -351,16 +351,20 @@ class RedisProgressStore(RedisStore):
         return self.namespace.key("p", job_id)
 
     async def save(self, info: ProgressInfo) -> None:
-        """Save progress state (an entry whose job is complete leaves the active set)."""
+        """Save progress state (a finished entry leaves the active set).
+
+        Finished is the rule of `ProgressInfo.is_active`: complete by its count, or
+        marked complete or failed (a failed or cancelled job).
+        """
         data = json_for_storage(info.to_dict(), what="progress of job", of=info.job_id)
 
         async def run(client: Any) -> None:
             async with client.pipeline(transaction=True) as pipe:
                 pipe.set(self._key(info.job_id), data, px=self._ttl_ms)
-                if info.is_complete:
-                    pipe.srem(self._active, info.job_id)
-                else:
+                if info.is_active:
                     pipe.sadd(self._active, info.job_id)
+                else:
+                    pipe.srem(self._active, info.job_id)
                 await pipe.execute()
 
         await self._call("save", run)
@@ -382,7 +386,7 @@ class RedisProgressStore(RedisStore):
         await self._call("delete", run)
 
     async def list_active(self) -> list[ProgressInfo]:
-        """Return entries whose job has not completed (expired ones are pruned)."""
+        """Return entries whose job has not completed or failed (expired ones are pruned)."""
 
         async def run(client: Any) -> list[ProgressInfo]:
             ids = sorted(raw.decode() for raw in await client.smembers(self._active))
@@ -393,7 +397,7 @@ class RedisProgressStore(RedisStore):
             if gone:
                 await client.srem(self._active, *gone)
             infos = [ProgressInfo.from_dict(loads(raw)) for raw in raws if raw is not None]
-            return [info for info in infos if not info.is_complete]
+            return [info for info in infos if info.is_active]
 
         return await self._call("list_active", run)
 

@@ -188,12 +188,14 @@ class SQLiteProgressStore(SQLiteStore):
         self._purger = Purger()  # used on the database thread only, like the results'
 
     async def save(self, info: ProgressInfo) -> None:
-        """Save progress state (an entry whose job is complete leaves `list_active`).
+        """Save progress state (a finished entry leaves `list_active`).
 
-        Like storing a result, a save now and then deletes a chunk of expired entries.
+        Finished is the rule of `ProgressInfo.is_active`: complete by its count, or
+        marked complete or failed (a failed or cancelled job). Like storing a result, a
+        save now and then deletes a chunk of expired entries.
         """
         data = json_for_storage(info.to_dict(), what=f"progress of job {info.job_id}")
-        row = (info.job_id, data, 1 if info.is_complete else 0, expiry(self._ttl))
+        row = (info.job_id, data, 0 if info.is_active else 1, expiry(self._ttl))
         purger = self._purger
 
         def run(conn: sqlite3.Connection) -> None:
@@ -224,7 +226,7 @@ class SQLiteProgressStore(SQLiteStore):
         self._db.submit(run, what="delete progress")
 
     async def list_active(self) -> list[ProgressInfo]:
-        """Return entries whose job has not completed (expired ones are removed)."""
+        """Return entries whose job has not completed or failed (expired ones are removed)."""
 
         def run(conn: sqlite3.Connection) -> list[str]:
             now = time.time()
@@ -236,7 +238,7 @@ class SQLiteProgressStore(SQLiteStore):
 
         raws = await self._db.call(run, what="list progress")
         infos = [ProgressInfo.from_dict(loads(raw)) for raw in raws]
-        return [info for info in infos if not info.is_complete]
+        return [info for info in infos if info.is_active]
 
 
 class SQLiteDLQBackend(SQLiteStore):
