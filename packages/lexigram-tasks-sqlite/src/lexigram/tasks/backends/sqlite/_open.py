@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lexigram.contracts.tasks import BackendConnectionError, TaskConfigurationError
 from lexigram.tasks.backends.sqlite._netfs import network_filesystem
-from lexigram.tasks.backends.sqlite._schema import migrate
+from lexigram.tasks.backends.sqlite._schema import SCHEMA_VERSION, migrate, recorded_version
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,11 @@ def _prepare(conn: sqlite3.Connection, path: str, synchronous: str) -> list[int]
     # SQLite's 2 MB cache and read() per page (benchmarks/README.md).
     conn.execute("PRAGMA cache_size=-16000")
     conn.execute("PRAGMA mmap_size=268435456")
+    if recorded_version(conn) == SCHEMA_VERSION:
+        # Up to date: nothing to write, so no write lock to wait for (a WAL reader
+        # never needs one). Another process's long write transaction must not keep
+        # `inspect`, `job status` or a new worker from opening the file.
+        return []
     conn.execute("BEGIN IMMEDIATE")
     try:
         applied = migrate(conn)

@@ -159,6 +159,15 @@ SCHEMA_VERSION = len(MIGRATIONS)
 """The version this code writes and reads."""
 
 
+def recorded_version(conn: sqlite3.Connection) -> int | None:
+    """The version recorded in the file, read without a write lock (None: no record yet)."""
+    try:
+        row = conn.execute("SELECT max(version) FROM lexigram_schema").fetchone()
+    except sqlite3.OperationalError:  # no such table: a new file, or not ours
+        return None
+    return None if row[0] is None else int(row[0])
+
+
 def schema_version(conn: sqlite3.Connection) -> int:
     """The version recorded in the file (0 for a new file)."""
     conn.execute("CREATE TABLE IF NOT EXISTS lexigram_schema (version INTEGER NOT NULL)")
