@@ -210,7 +210,8 @@ async def test_worker_enforces_the_timeout_middleware_sets() -> None:
     assert record.error.startswith("TaskTimeoutError")
     assert "0.05 s" in record.error
     assert elapsed < 2.0
-    assert log == ["t.before"]  # a cancelled attempt is not reported as a handler error
+    # A timeout is a failure: every on_error hears of it (a MetricsMiddleware counts it).
+    assert log == ["t.before", "t.error:TaskTimeoutError"]
 
 
 async def test_pipeline_run_re_raises_the_handler_exception_unchanged() -> None:
@@ -249,8 +250,8 @@ async def test_outside_a_worker_the_pipeline_enforces_the_timeout_a_middleware_s
     assert isinstance(ctx.metadata["error"], TaskTimeoutError)
     assert "CancelledError" in ctx.metadata["traceback"]
     assert 0.04 < result.duration < 2.0
-    assert log == ["t.before"]  # not reported as a handler error, as in a worker
-    assert ctx.deadline_setter is None  # the context can be run again
+    assert log == ["t.before", "t.error:TaskTimeoutError"]  # reported, as in a worker
+    assert (ctx.deadline_setter, ctx.timed_out) == (None, None)  # it can be run again
 
 
 async def test_execute_with_timeout_runs_a_handler_under_the_middlewares_timeout() -> None:
@@ -285,3 +286,22 @@ async def test_a_handlers_own_timeout_error_is_its_failure_not_a_timeout() -> No
 
     result = await pipeline.execute(Job(name="x"), gives_up)
     assert result.error == "TimeoutError: the remote service did not answer"
+
+
+async def test_a_job_cancelled_in_a_worker_is_not_reported_as_a_failure() -> None:
+    log: list[str] = []
+    pipeline = TaskMiddlewarePipeline()
+    pipeline.add(Tracing("t", log))
+    started = asyncio.Event()
+
+    async def waits() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    ctx = TaskExecutionContext(job=Job(name="waits"), timed_out=lambda: False)
+    running = asyncio.create_task(pipeline.run(ctx, waits, (), {}))
+    await started.wait()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert log == ["t.before"]

@@ -45,6 +45,7 @@ from lexigram.tasks.execution._running import (
     REASON_CRASH_LOOP,
     REASON_POISON,
     REASON_UNKNOWN_TASK,
+    TIMEOUT,
     Running,
     Unrunnable,
     describe,
@@ -228,6 +229,7 @@ class JobRunner:
             timeout=entry.timeout,
             timeout_explicit=explicit is not None,
             deadline_setter=functools.partial(self._set_timeout, entry),
+            timed_out=lambda: entry.reason == TIMEOUT,
         )
         try:
             args, kwargs = await resolve_arguments(

@@ -36,7 +36,6 @@ from lexigram.contracts.tasks import (
     ResultAckingQueueProtocol,
     ResultStoreProtocol,
     TaskQueueProtocol,
-    TaskTimeoutError,
 )
 from lexigram.tasks._give_back import give_back
 from lexigram.tasks._presence import worker_identity
@@ -73,6 +72,7 @@ from lexigram.tasks.execution._running import (
     describe,
 )
 from lexigram.tasks.execution._stats import WorkerJobStats
+from lexigram.tasks.middleware._base import timeout_error
 from lexigram.tasks.progress import ProgressTracker
 
 if TYPE_CHECKING:
@@ -300,13 +300,7 @@ class Settler:
             task.uncancel()  # the cancellation was ours and is handled here
         job = entry.job
         if reason == TIMEOUT:
-            message = (
-                f"Task {job.name!r} (job {job.id}) exceeded its timeout of "
-                f"{entry.timeout or 0:g} s. Raise @task(timeout=...) (or the job's "
-                "timeout, or TaskWorkerConfig.default_timeout/max_timeout), or make the "
-                "handler faster."
-            )
-            timed_out = TaskTimeoutError(message, details={"timeout": entry.timeout})
+            timed_out = timeout_error(job, entry.timeout)
             error = describe(timed_out)
             where = "".join(traceback.format_exception(exc))
             tb = f"{error}\n\nThe handler was interrupted at:\n{where}"

@@ -45,6 +45,9 @@ class TaskExecutionContext:
     timeout: float | None = None
     timeout_explicit: bool = False
     deadline_setter: Callable[[float], None] | None = field(default=None, repr=False)
+    timed_out: Callable[[], bool] | None = field(default=None, repr=False)
+    """Whether the attempt's handler is being stopped because its timeout ran out
+    (set by whoever enforces the timeout: the worker, or `TaskMiddlewarePipeline.execute`)."""
 
     def set_timeout(self, seconds: float) -> None:
         """Set this attempt's timeout to `seconds`, counted from the attempt's start.
@@ -74,6 +77,16 @@ class TaskMiddleware(ABC):  # noqa: B024 - every hook is optional, so none is ab
         """Called when task execution fails."""
 
 
+def timeout_error(job: Job, seconds: float | None) -> TaskTimeoutError:
+    """The error of an attempt stopped because it ran longer than its timeout."""
+    message = (
+        f"Task {job.name!r} (job {job.id}) exceeded its timeout of {seconds or 0:g} s. "
+        "Raise @task(timeout=...) (or the job's timeout, or the default_timeout/max_timeout "
+        "of the worker's config or of a TimeoutMiddleware), or make the handler faster."
+    )
+    return TaskTimeoutError(message, details={"timeout": seconds})
+
+
 async def call_handler(handler: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     """Call `handler` and await its result when it returns an awaitable."""
     result = handler(*args, **kwargs)
@@ -86,8 +99,10 @@ class TaskMiddlewarePipeline:
     """Chains middleware around task execution.
 
     `run` (what the worker calls) runs every `before_execute`, the handler, then every
-    `after_execute`; a failure of any kind (except cancellation, which propagates as
-    it is) is reported to every middleware's `on_error` and re-raised unchanged.
+    `after_execute`; a failure of any kind is reported to every middleware's `on_error`
+    and re-raised unchanged. A cancellation propagates as it is; when it stops a
+    handler that ran out of time (`TaskExecutionContext.timed_out`), every `on_error`
+    gets a `TaskTimeoutError` first.
     `execute` is the same for callers that want a `JobResult` instead of an exception.
     A timeout a middleware sets (`TimeoutMiddleware`) is enforced by the worker's
     deadline timer inside a worker, and by `execute` itself outside one; `run` leaves
@@ -134,23 +149,31 @@ class TaskMiddlewarePipeline:
                 await middleware.before_execute(ctx)
             data = await call_handler(handler, args, kwargs)
         except asyncio.CancelledError:
+            # A timeout is a failure like any other, and reported as one; any other
+            # cancellation (a stop, a cancelled job, a lost lease) is not a failure.
+            if ctx.timed_out is not None and ctx.timed_out():
+                await self._failed(ctx, started, timeout_error(ctx.job, ctx.timeout))
             raise
         except BaseException as exc:
-            self._finish(ctx, started)
-            ctx.metadata[ERROR_KEY] = exc
-            ctx.result = JobResult.fail(
-                f"{type(exc).__name__}: {exc}",
-                retry_count=ctx.job.retry_count,
-                duration=ctx.duration_ms / 1000.0,
-            )
-            for middleware in reversed(self.middlewares):
-                await middleware.on_error(ctx, exc)
+            await self._failed(ctx, started, exc)
             raise
         self._finish(ctx, started)
         ctx.result = JobResult.ok(data, duration=ctx.duration_ms / 1000.0)
         for middleware in reversed(self.middlewares):
             await middleware.after_execute(ctx)
         return data
+
+    async def _failed(self, ctx: TaskExecutionContext, started: float, exc: BaseException) -> None:
+        """Record a failed attempt in `ctx` and report it to every `on_error`."""
+        self._finish(ctx, started)
+        ctx.metadata[ERROR_KEY] = exc
+        ctx.result = JobResult.fail(
+            f"{type(exc).__name__}: {exc}",
+            retry_count=ctx.job.retry_count,
+            duration=ctx.duration_ms / 1000.0,
+        )
+        for middleware in reversed(self.middlewares):
+            await middleware.on_error(ctx, exc)
 
     async def execute(
         self,
@@ -174,8 +197,8 @@ class TaskMiddlewarePipeline:
             `ok` with the handler's return value, or `fail`; the exception and its
             traceback are left in ``ctx.metadata["error"]`` / ``["traceback"]``. A
             handler still running when the timeout a middleware set (`set_timeout`)
-            ran out is cancelled and fails with a `TaskTimeoutError`'s message (not
-            reported to ``on_error``, as a worker's timeout is not).
+            ran out is cancelled and fails with a `TaskTimeoutError`, reported to
+            every ``on_error`` as in a worker.
         """
         ctx = ctx if ctx is not None else TaskExecutionContext(job=job)
         args = tuple(job.args) if resolved_args is None else tuple(resolved_args)
@@ -188,15 +211,21 @@ class TaskMiddlewarePipeline:
         loop = asyncio.get_running_loop()
         started = loop.time()
         ctx.deadline_setter = lambda seconds: scope.reschedule(started + seconds)
+        ctx.timed_out = scope.expired
         try:
             async with scope:
                 return await self._execute(ctx, handler, args, kwargs)
         except TimeoutError as exc:
             if not scope.expired():
                 raise  # raised by a middleware's own hook, outside `run`'s handling
-            return self._timed_out(ctx, exc)
+            # `run` recorded the failure and reported it; the cancellation's traceback
+            # shows where the handler was stopped.
+            ctx.metadata[TRACEBACK_KEY] = "".join(traceback.format_exception(exc))
+            assert ctx.result is not None  # noqa: S101 - set by run() before re-raising
+            return ctx.result
         finally:
             ctx.deadline_setter = None
+            ctx.timed_out = None
 
     async def _execute(
         self, ctx: TaskExecutionContext, handler: Any, args: Sequence[Any], kwargs: dict[str, Any]
@@ -208,26 +237,6 @@ class TaskMiddlewarePipeline:
         except BaseException as exc:
             ctx.metadata[TRACEBACK_KEY] = "".join(traceback.format_exception(exc))
         assert ctx.result is not None  # noqa: S101 - run() always sets it
-        return ctx.result
-
-    @staticmethod
-    def _timed_out(ctx: TaskExecutionContext, exc: BaseException) -> JobResult:
-        job = ctx.job
-        message = (
-            f"Task {job.name!r} (job {job.id}) exceeded its timeout of {ctx.timeout or 0:g} s. "
-            "Raise @task(timeout=...) (or the job's timeout, or the TimeoutMiddleware's "
-            "default_timeout/max_timeout), or make the handler faster."
-        )
-        error = TaskTimeoutError(message, details={"timeout": ctx.timeout})
-        ctx.end_time = time.time()
-        ctx.duration_ms = (ctx.end_time - ctx.start_time) * 1000.0
-        ctx.metadata[ERROR_KEY] = error
-        ctx.metadata[TRACEBACK_KEY] = "".join(traceback.format_exception(exc))
-        ctx.result = JobResult.fail(
-            f"TaskTimeoutError: {message}",
-            retry_count=job.retry_count,
-            duration=ctx.duration_ms / 1000.0,
-        )
         return ctx.result
 
     @staticmethod
