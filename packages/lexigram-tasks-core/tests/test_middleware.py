@@ -282,7 +282,8 @@ async def test_a_handlers_own_timeout_error_is_its_failure_not_a_timeout() -> No
     pipeline.add(TimeoutMiddleware(default_timeout=5))
 
     async def gives_up() -> None:
-        raise TimeoutError("the remote service did not answer")
+        msg = "the remote service did not answer"
+        raise TimeoutError(msg)
 
     result = await pipeline.execute(Job(name="x"), gives_up)
     assert result.error == "TimeoutError: the remote service did not answer"

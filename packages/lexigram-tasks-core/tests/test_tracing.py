@@ -18,6 +18,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from lexigram.contracts.tasks import Job, TaskBackendSpec
 from lexigram.tasks import task
 from lexigram.tasks._backends import TaskBackendRegistry
+from lexigram.tasks._presence import worker_identity
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import RetryConfig, TaskConfig, TaskWorkerConfig
 from lexigram.tasks.decorators import enqueue_job, enqueue_jobs
@@ -128,6 +129,8 @@ async def test_one_trace_from_the_request_through_the_job_to_the_handler(
     assert process.attributes["messaging.operation.type"] == "process"
     assert process.attributes["lexigram_tasks.attempt"] == 1
     assert process.attributes["lexigram_tasks.outcome"] == "completed"
+    # The worker id repeats in every process; the process is named as `inspect` names it.
+    assert process.attributes["lexigram_tasks.worker.process"] == worker_identity()
     assert process.status.status_code is StatusCode.UNSET
 
 

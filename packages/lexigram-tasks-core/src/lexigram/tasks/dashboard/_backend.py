@@ -399,7 +399,7 @@ def _job_view(
             traceback=dead.traceback,
             attempts=dead.attempt_count,
             reason=dead.metadata.get("reason"),
-            worker=dead.metadata.get("worker_id"),
+            worker=admin.dead_letter_worker(dead.metadata),
         )
         timeline.append(("dead-lettered", dead.failed_at))
     view["timeline"] = sorted(timeline, key=lambda t: t[1])

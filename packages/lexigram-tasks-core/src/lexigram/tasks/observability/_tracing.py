@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
+from lexigram.tasks._presence import worker_identity
 from lexigram.tasks.events import (
     CANCELLED,
     COMPLETED,
@@ -176,6 +177,9 @@ class TracingObserver:
     def __init__(self) -> None:
         self._open: dict[tuple[str, str], tuple[Any, object, object]] = {}
         self.event_kinds = _STARTS
+        # The worker id ("worker-1") repeats in every process; `host:pid` is how
+        # `inspect` and the dashboard name the process that ran the attempt.
+        self._process = worker_identity()
 
     @property
     def listening(self) -> bool:
@@ -205,6 +209,7 @@ class TracingObserver:
             "messaging.destination.name": event.queue,
             "messaging.message.id": event.job_id,
             "messaging.consumer.group.name": event.worker_id,
+            "lexigram_tasks.worker.process": self._process,
             "lexigram_tasks.task.name": event.task,
             "lexigram_tasks.attempt": event.attempt,
         }
