@@ -4,6 +4,7 @@ idempotency, cache, locks and rate limiters."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 
@@ -241,6 +242,42 @@ async def test_progress_store_active_list(connector: RedisConnector, key_prefix:
     await store.delete("a")
     assert await store.get("a") is None
     assert await store.list_active() == []
+
+
+async def test_progress_of_a_failed_or_cancelled_job_is_not_listed_as_active(
+    redis_url: str, connector: RedisConnector, key_prefix: str
+) -> None:
+    # What the worker saves for a job that called `update(1, 10)` and then raised, or was
+    # cancelled: the count never reached the total, but the status says it ended.
+    store = RedisProgressStore(key_prefix=key_prefix, connector=connector)
+    running = ProgressInfo(job_id="run", current=1, total=10, metadata={"status": "running"})
+    await store.save(running)
+    await store.save(
+        ProgressInfo(job_id="fail", current=1, total=10, metadata={"status": "failed"})
+    )
+    await store.save(
+        ProgressInfo(job_id="cancel", message="cancelled", metadata={"status": "failed"})
+    )
+    await store.save(ProgressInfo(job_id="done", metadata={"status": "complete"}))
+    assert [info.job_id for info in await store.list_active()] == ["run"]
+    got = await store.get("fail")
+    assert got is not None
+    assert got.metadata == {"status": "failed"}
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        assert await client.smembers(store._active) == {b"run"}
+        # An entry an earlier version left in the active set when its job failed.
+        await client.sadd(store._active, "old")
+        old = ProgressInfo(job_id="old", current=1, total=10, metadata={"status": "failed"})
+        await client.set(store._key("old"), json.dumps(old.to_dict()), ex=60)
+        assert [info.job_id for info in await store.list_active()] == ["run"]
+    finally:
+        await client.aclose()
+    # The next attempt of a retried job reports progress again: listed again.
+    await store.save(
+        ProgressInfo(job_id="fail", current=2, total=10, metadata={"status": "running"})
+    )
+    assert [info.job_id for info in await store.list_active()] == ["fail", "run"]
 
 
 async def test_progress_tracker_streams_across_clients(redis_url: str, key_prefix: str) -> None:

@@ -88,6 +88,22 @@ def test_progress_info_round_trip_and_completion() -> None:
     assert ProgressInfo(job_id="j").elapsed_seconds == 0.0
 
 
+def test_progress_info_is_active_until_complete_or_marked_finished() -> None:
+    assert ProgressInfo(job_id="j").is_active
+    assert ProgressInfo(job_id="j", current=1, total=10, metadata={"status": "running"}).is_active
+    assert not ProgressInfo(job_id="j", current=10, total=10).is_active
+    # A failed job (or a cancelled one, which the worker marks failed) part-way through.
+    failed = ProgressInfo(job_id="j", current=1, total=10, metadata={"status": "failed"})
+    cancelled = ProgressInfo(job_id="j", message="cancelled", metadata={"status": "failed"})
+    done = ProgressInfo(job_id="j", metadata={"status": ProgressStatus.COMPLETE})
+    assert not failed.is_active
+    assert not cancelled.is_active
+    assert not done.is_active
+    assert not ProgressInfo.from_dict(failed.to_dict()).is_active
+    # An odd status read from a store is compared, not hashed: it cannot raise.
+    assert ProgressInfo(job_id="j", metadata={"status": ["failed"]}).is_active
+
+
 def test_failure_record_round_trip_keeps_whole_job() -> None:
     job = Job(name="x", correlation_id="c", args=(1,))
     record = FailureRecord(job=job, error="boom", traceback="tb", attempt_count=3)

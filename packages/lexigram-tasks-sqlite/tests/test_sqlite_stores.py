@@ -109,6 +109,58 @@ async def test_progress_store_lists_only_active(made: Any) -> None:
     assert await store.get("a") is None
 
 
+async def test_progress_of_a_failed_or_cancelled_job_is_not_listed_as_active(made: Any) -> None:
+    # What the worker saves for a job that called `update(1, 10)` and then raised, or was
+    # cancelled: the count never reached the total, but the status says it ended.
+    store = build(made, "create_progress_store")
+    await store.save(
+        ProgressInfo(job_id="run", current=1, total=10, metadata={"status": "running"})
+    )
+    await store.save(
+        ProgressInfo(job_id="fail", current=1, total=10, metadata={"status": "failed"})
+    )
+    await store.save(
+        ProgressInfo(job_id="cancel", message="cancelled", metadata={"status": "failed"})
+    )
+    await store.save(ProgressInfo(job_id="done", metadata={"status": "complete"}))
+    assert [info.job_id for info in await store.list_active()] == ["run"]
+    got = await store.get("fail")
+    assert got is not None
+    assert got.metadata == {"status": "failed"}
+
+    def flags(conn: sqlite3.Connection) -> dict[str, int]:
+        rows = conn.execute("SELECT job_id, complete FROM lexigram_progress").fetchall()
+        return {str(job_id): int(complete) for job_id, complete in rows}
+
+    assert await store.database.call(flags, write=False) == {
+        "run": 0,
+        "fail": 1,
+        "cancel": 1,
+        "done": 1,
+    }
+    # The next attempt of a retried job reports progress again: listed again.
+    await store.save(
+        ProgressInfo(job_id="fail", current=2, total=10, metadata={"status": "running"})
+    )
+    assert [info.job_id for info in await store.list_active()] == ["fail", "run"]
+
+
+async def test_a_finished_progress_entry_saved_as_incomplete_is_not_listed(made: Any) -> None:
+    # Rows an earlier version wrote for a failed job had `complete = 0`.
+    store = build(made, "create_progress_store")
+    await store.save(ProgressInfo(job_id="run", current=1, total=10))
+    data = '{"job_id": "old", "current": 1, "total": 10, "metadata": {"status": "failed"}}'
+
+    def plant(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO lexigram_progress VALUES (?, ?, 0, ?)", ("old", data, time.time() + 60)
+        )
+
+    await store.database.call(plant)
+    assert await store.get("old") is not None
+    assert [info.job_id for info in await store.list_active()] == ["run"]
+
+
 async def test_dlq_is_newest_first_and_capped(made: Any) -> None:
     dlq = build(made, "create_dlq_backend")
     assert isinstance(dlq, DLQBackendProtocol)
