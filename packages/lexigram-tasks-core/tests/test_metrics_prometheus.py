@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from lexigram.contracts.tasks import Job, TaskConfigurationError
+from lexigram.contracts.tasks import Job, JobStatus, TaskConfigurationError
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.cli._metrics import _port_error
 from lexigram.tasks.config import RetryConfig, TaskConfig, TaskWorkerConfig
@@ -157,13 +157,37 @@ async def test_in_progress_counts_a_running_job_and_a_depth_read_from_another_th
     metrics.watch_queues([queue])
     # A scrape runs in the HTTP server's thread: the depth is read on the queue's loop.
     text = (await asyncio.to_thread(generate_latest, registry)).decode()
-    pending = await queue.count("busy")
+    pending = await queue.count("busy", JobStatus.PENDING)
     assert pending >= 2
     assert f'lexigram_tasks_queue_depth{{queue="busy"}} {float(pending)}' in text
     release.set()
     await wait_for_count(registry, 4)
     await worker.stop()
     assert value(registry, "lexigram_tasks_jobs_in_progress", **labels) == 0
+
+
+async def test_queue_depth_counts_waiting_jobs_not_those_in_flight() -> None:
+    # The gauge is documented as the jobs waiting: a leased job is not one of them,
+    # while a delayed one and one awaiting a retry are.
+    registry = CollectorRegistry()
+    metrics = PrometheusObserver(registry, depth_interval=0.0)
+    queue = MemoryTaskQueue(queue_name="depth")
+    for _ in range(3):
+        (await queue.enqueue(Job(name="work"))).unwrap()
+    metrics.watch_queues([queue])
+    assert await metrics.refresh_depths() == {"depth": 3.0}
+    leased = await queue.dequeue()
+    assert leased is not None
+    assert await queue.count("depth") == 3  # waiting + in flight
+    assert await metrics.refresh_depths() == {"depth": 2.0}
+    (await queue.enqueue(Job(name="later", scheduled_at=time.time() + 3600))).unwrap()
+    assert await metrics.refresh_depths() == {"depth": 3.0}
+    leased.retry_count += 1
+    assert await queue.retry_later(leased, delay=3600.0)
+    assert await queue.count("depth", JobStatus.RETRYING) == 1
+    assert await metrics.refresh_depths() == {"depth": 4.0}
+    text = (await asyncio.to_thread(generate_latest, registry)).decode()
+    assert 'lexigram_tasks_queue_depth{queue="depth"} 4.0' in text
 
 
 def test_event_loop_lag_is_whatever_the_source_says() -> None:

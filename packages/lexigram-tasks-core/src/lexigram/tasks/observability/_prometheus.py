@@ -48,7 +48,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     )
     raise ImportError(msg) from exc
 
-from lexigram.contracts.tasks import TaskConfigurationError
+from lexigram.contracts.tasks import JobStatus, TaskConfigurationError
 from lexigram.tasks.events import (
     COMPLETED,
     FAILED,
@@ -263,12 +263,14 @@ class PrometheusObserver:
         *,
         timeout: float = 2.0,
     ) -> None:
-        """Export ``lexigram_tasks_queue_depth{queue}`` (pending jobs) for `queues`.
+        """Export ``lexigram_tasks_queue_depth{queue}`` (waiting jobs) for `queues`.
 
-        The depths are read with ``queue.count(name)`` on `loop` (the one the queues
-        belong to; default: the running loop) when the registry is scraped, at most
-        once per `depth_interval`; a read that takes longer than `timeout` seconds
-        serves the previous figures. A second call replaces the queues watched.
+        A waiting job is one `TaskQueueProtocol.count` counts as PENDING: ready, delayed
+        or awaiting a retry; the jobs in flight (leased by a worker) are left out. The
+        depths are read with ``queue.count(name, JobStatus.PENDING)`` on `loop` (the one
+        the queues belong to; default: the running loop) when the registry is scraped,
+        at most once per `depth_interval`; a read that takes longer than `timeout`
+        seconds serves the previous figures. A second call replaces the queues watched.
         """
         owner = loop if loop is not None else asyncio.get_running_loop()
         self._depth = _DepthReader(list(queues), owner, self.depth_interval, timeout)
@@ -464,7 +466,8 @@ class _DepthReader:
         depths: dict[str, float] = {}
         for queue in self.queues:
             try:
-                depths[queue.queue_name] = float(await queue.count(queue.queue_name))
+                waiting = await queue.count(queue.queue_name, JobStatus.PENDING)
+                depths[queue.queue_name] = float(waiting)
             except Exception:
                 logger.warning("Reading the depth of queue %r failed.", queue.queue_name)
         self.depths.update(depths)
