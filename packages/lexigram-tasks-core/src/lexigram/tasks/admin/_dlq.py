@@ -17,7 +17,7 @@ from lexigram.contracts.tasks import (
     TaskQueueProtocol,
 )
 from lexigram.tasks.admin._errors import OperationError
-from lexigram.tasks.constants import MIN_ID_PREFIX
+from lexigram.tasks.constants import MIN_ID_PREFIX, WORKFLOW_STEP_KEY
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.dlq._queue import reset_for_retry, undecodable, undecodable_message
 
@@ -178,6 +178,19 @@ async def retry_dead_letters(
         if await _dlq(dlq_backend, queue, result_store).requeue(record.job.id, queue) is not None:
             count += 1
     return count
+
+
+def requeued_line(job: Job, queue_name: str) -> str:
+    """The one-line outcome of retrying one dead letter, with what it does not undo."""
+    line = f"Requeued job {job.id} ({job.name}) on queue {queue_name!r}."
+    place = job.metadata.get(WORKFLOW_STEP_KEY)
+    if isinstance(place, Mapping) and place.get("id"):
+        line += (
+            f" It is a step of workflow {place['id']}, which failed when the job was "
+            "dead-lettered: the job runs again, but the workflow stays failed and its "
+            "later steps do not run (apply the workflow again to run them)."
+        )
+    return line
 
 
 def retried_summary(count: int, skipped: Sequence[FailureRecord]) -> str:

@@ -14,12 +14,13 @@ from typing import TypeVar
 import click
 from rich.syntax import Syntax
 
-from lexigram.contracts.tasks import FailureRecord, TaskBackendSpec, TaskQueueProtocol
+from lexigram.contracts.tasks import FailureRecord, Job, TaskBackendSpec, TaskQueueProtocol
 from lexigram.tasks.admin import (
     dead_letter_row,
     dead_letter_worker,
     delete_dead_letter,
     find_dead_letter,
+    requeued_line,
     retried_summary,
     retry_dead_letter,
     retry_dead_letters,
@@ -267,18 +268,17 @@ def retry_command(
     JOB_ID is the job's id or a unique prefix of it, as `dlq list` shows.
     """
 
-    async def action(session: _Session) -> tuple[str, str, str]:
-        job, target = await retry_dead_letter(
+    async def action(session: _Session) -> tuple[Job, str]:
+        return await retry_dead_letter(
             session.stores.dlq_backend,
             session.queue,
             job_id,
             queue_name=queue,
             result_store=session.stores.result_store,
         )
-        return job.id, job.name, target
 
-    full_id, name, target = _run(backend, config_path, connect_timeout, debug, action)
-    click.echo(f"Requeued job {full_id} ({name}) on queue {target!r}.")
+    job, target = _run(backend, config_path, connect_timeout, debug, action)
+    click.echo(requeued_line(job, target))
 
 
 @dlq_group.command("retry-all")

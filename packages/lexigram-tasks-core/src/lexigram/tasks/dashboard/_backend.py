@@ -292,7 +292,7 @@ class DashboardBackend:
             job, target = await admin.retry_dead_letter(
                 dlq_backend, self.queue, job_ids[0], result_store=self.stores.result_store
             )
-            return f"Requeued job {job.id} ({job.name}) on queue {target!r}."
+            return admin.requeued_line(job, target)
         skipped: list[FailureRecord] = []
         count = await admin.retry_dead_letters(
             dlq_backend,
