@@ -71,6 +71,11 @@ def test_a_path_is_a_file_a_sqlite_url_or_refused(tmp_path: Path) -> None:
         ("sqlite://host/x.db", "names a host"),
         ("sqlite://u:hunter2@h/x.db", "names a host or credentials"),
         ("redis://localhost/0", "does not start with sqlite://"),
+        # Read as a path, these were misread without a word: `?mode=ro` dropped (the
+        # file opened for writing), a directory made into a file of that name.
+        ("sqlite:///x.db?mode=ro", "has a query string"),
+        ("sqlite:///x.db#main", "has a query string or fragment"),
+        ("sqlite:///data/", "names a directory, not a file"),
     ],
 )
 def test_bad_urls_say_what_to_do(url: str, words: str) -> None:

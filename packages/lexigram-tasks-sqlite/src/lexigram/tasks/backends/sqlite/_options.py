@@ -77,8 +77,8 @@ def path_from_url(url: str | None) -> str:
     """Return the database file a ``sqlite:///`` URL names (the default path for None).
 
     Raises:
-        TaskConfigurationError: Not a ``sqlite:`` URL, no path, a host part, or
-            ``:memory:``.
+        TaskConfigurationError: Not a ``sqlite:`` URL, a host part, a query string, a
+            directory, or ``:memory:``.
     """
     if url is None or not url.strip():
         return default_path()
@@ -98,11 +98,26 @@ def path_from_url(url: str | None) -> str:
             "sqlite:////absolute/path/tasks.db."
         )
         raise TaskConfigurationError(msg)
+    if parts.query or parts.fragment:
+        # Read as part of the path they were silently dropped: `?mode=ro` opened the
+        # file for writing all the same.
+        msg = (
+            f"SQLite backend URL {shown!r} has a query string or fragment, which the "
+            "backend does not read. Give the file alone (sqlite:///tasks.db) and its "
+            "settings as the backend's options (synchronous, busy_timeout, ...)."
+        )
+        raise TaskConfigurationError(msg)
     path = unquote(parts.path)
     if path.startswith("/"):
         path = path[1:]  # sqlite:///x.db -> "x.db"; sqlite:////abs/x.db -> "/abs/x.db"
     if not path:
         return default_path()
+    if path.endswith("/"):
+        msg = (
+            f"SQLite backend URL {shown!r} names a directory, not a file. Name the "
+            f"database file in it, e.g. sqlite:///{path}tasks.db."
+        )
+        raise TaskConfigurationError(msg)
     if path == ":memory:" or path.startswith("file::memory:"):
         msg = (
             f"SQLite backend URL {shown!r} asks for an in-memory database, which no other "
