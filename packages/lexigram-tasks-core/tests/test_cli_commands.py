@@ -136,6 +136,20 @@ def test_dlq_retry_all_asks_before_acting() -> None:
     result = run("dlq", "retry-all", stdin="n\n")
     assert result.exit_code == 130
     assert "Requeue every dead-lettered job?" in result.output
+    assert result.stderr.strip() == "error: interrupted."
+
+
+@pytest.mark.parametrize("command", ["retry-all", "purge"])
+def test_a_confirmation_standard_input_cannot_answer_is_a_usage_error(command: str) -> None:
+    # stdin at its end (a script, `< /dev/null`): not "interrupted", but what to do.
+    result = run("dlq", command, stdin="")
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line == (
+        "error: Could not read an answer to the confirmation (standard input ended). "
+        "Pass --yes to go ahead without being asked."
+    )
+    assert result.stdout.endswith("[y/N]: \n")  # the prompt's line is ended
 
 
 def test_resolve_spec_keeps_options_only_for_the_same_type() -> None:

@@ -13,7 +13,8 @@ from lexigram.tasks.cli._output import stdout_console
 
 
 def test_demo_runs_on_memory_and_prints_the_summary() -> None:
-    result = CliRunner().invoke(cli, ["demo"])
+    # Piped, with no width set (the workers of `pytest -n` run with COLUMNS=80).
+    result = CliRunner().invoke(cli, ["demo"], env={"COLUMNS": None})
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "lexigram-tasks demo on the memory backend" in out
@@ -37,6 +38,13 @@ def test_demo_runs_on_memory_and_prints_the_summary() -> None:
     ):
         assert row in out, row
     assert "check failed" not in result.stderr
+
+    # An installed package has no docs/cli.md: the last line points to the help.
+    assert out.splitlines()[-1] == (
+        "Next: lexigram-tasks worker --help to run your own tasks, "
+        "lexigram-tasks --help for every command."
+    )
+    assert "docs/cli.md" not in out
 
 
 async def test_demo_report_matches_a_correct_run() -> None:

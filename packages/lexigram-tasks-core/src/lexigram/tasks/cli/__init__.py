@@ -21,9 +21,9 @@ from typing import Any
 import click
 
 from lexigram.tasks.cli._errors import (
-    INTERRUPTED_EXIT_CODE,
     CLIError,
     HardStop,
+    aborted,
     debug_requested,
     report,
 )
@@ -112,9 +112,8 @@ class _Group(click.Group):
             )
         except SystemExit:
             raise
-        except click.exceptions.Abort:
-            click.echo("error: interrupted.", err=True)
-            code = INTERRUPTED_EXIT_CODE
+        except click.exceptions.Abort as exc:
+            code = aborted(exc, argv, debug=debug_requested(argv))
         except BaseException as exc:
             code = report(exc, argv, debug=debug_requested(argv))
         else:

@@ -206,8 +206,9 @@ def default_backend(
     the APP's own and no ``LEX_TASKS__*`` variable. Then every command uses one SQLite
     database file, ``lexigram-tasks.db`` in the working directory (``$LEXIGRAM_TASKS_DB``
     names another file), so a worker and a producer started in two terminals share it,
-    and says so in its first line (on stderr). Without the SQLite backend installed,
-    the configuration's own default (the in-memory backend) is kept.
+    and says so in its first line (on stderr), naming ``$LEXIGRAM_TASKS_DB`` when that
+    chose the file. Without the SQLite backend installed, the configuration's own
+    default (the in-memory backend) is kept.
 
     Returns:
         The backend URL or type to pass to `resolve_spec`, or None.
@@ -224,13 +225,16 @@ def default_backend(
             err=True,
         )
         return None
-    path = os.environ.get(DEFAULT_DB_ENV, "").strip() or DEFAULT_DB_FILE
-    shown = Path(path).expanduser().resolve()
-    click.echo(
-        f"Using the SQLite database {shown} (nothing is configured: pass --backend or "
-        f"--config, or set {DEFAULT_DB_ENV}, to use another).",
-        err=True,
-    )
+    named = os.environ.get(DEFAULT_DB_ENV, "").strip()
+    shown = Path(named or DEFAULT_DB_FILE).expanduser().resolve()
+    if named:
+        why = f"from {DEFAULT_DB_ENV}; pass --backend or --config to use another"
+    else:
+        why = (
+            f"nothing is configured: pass --backend or --config, or set {DEFAULT_DB_ENV}, "
+            "to use another"
+        )
+    click.echo(f"Using the SQLite database {shown} ({why}).", err=True)
     return f"{DEFAULT_DB_SCHEME}:///{shown}"
 
 

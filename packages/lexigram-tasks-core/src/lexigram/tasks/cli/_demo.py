@@ -193,7 +193,8 @@ def render_summary(report: DemoReport) -> Group:
         parts.append(dead)
     parts.append(
         Text.from_markup(
-            "Next: [bold]lexigram-tasks worker --help[/bold] to run your own tasks (docs/cli.md)."
+            "Next: [bold]lexigram-tasks worker --help[/bold] to run your own tasks, "
+            "[bold]lexigram-tasks --help[/bold] for every command."
         )
     )
     return Group(*parts)

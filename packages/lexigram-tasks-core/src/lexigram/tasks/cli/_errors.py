@@ -27,7 +27,14 @@ BUG_EXIT_CODE = 1
 """Exit code of an unexpected exception (a bug, reported with a hint to use --debug)."""
 
 INTERRUPTED_EXIT_CODE = 130
-"""Exit code after Ctrl-C in a command that does not drain (shell convention)."""
+"""Exit code after Ctrl-C in a command that does not drain (shell convention), or after
+a "no" to a confirmation."""
+
+NO_ANSWER_MESSAGE = (
+    "Could not read an answer to the confirmation (standard input ended). "
+    "Pass --yes to go ahead without being asked."
+)
+"""What a command that asks for confirmation says when stdin has no answer to give."""
 
 DEBUG_ENV_VAR = "LEXIGRAM_TASKS_DEBUG"
 """Environment variable that turns on ``--debug`` for every command."""
@@ -127,3 +134,28 @@ def report(exc: BaseException, args: Sequence[str], *, debug: bool) -> int:
     advice = "Please report it" if debug else "Re-run with --debug for the traceback and report it"
     click.echo(f"error: unexpected {detail}. {advice} with the command you ran.", err=True)
     return BUG_EXIT_CODE
+
+
+def aborted(exc: click.exceptions.Abort, args: Sequence[str], *, debug: bool) -> int:
+    """Report a `click.Abort` and return the exit code to use.
+
+    click raises `Abort` for a "no" to ``click.confirm(..., abort=True)``, for Ctrl-C and
+    for the end of standard input while it waits for an answer (stdin a pipe, a file or
+    ``/dev/null``, without ``--yes``). The first two print ``error: interrupted.`` and
+    exit 130; the end of input is a usage error (one line, exit 2) telling to pass
+    ``--yes``, for every command that asks.
+
+    Args:
+        exc: The `Abort` that ended the command.
+        args: The command-line arguments (as for `report`).
+        debug: Print the traceback too.
+    """
+    # click raises Abort "from None" in the `except EOFError` of its prompt: the EOFError
+    # stays the Abort's context.
+    if isinstance(exc.__context__, EOFError):
+        click.echo()  # end the line of the prompt, which waited for an answer
+        error = CLIError(NO_ANSWER_MESSAGE)
+        error.__cause__ = exc
+        return report(error, args, debug=debug)
+    click.echo("error: interrupted.", err=True)
+    return INTERRUPTED_EXIT_CODE

@@ -2,7 +2,8 @@
 
 Interactive terminals get colour, live status lines and progress bars; pipes, files
 and CI logs get plain lines (rich detects the difference, and ``NO_COLOR`` /
-``TERM=dumb`` are honoured by rich itself).
+``TERM=dumb`` are honoured by rich itself), which are never wrapped or cut to fit a
+width (see `stdout_console`).
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import click
 
@@ -107,11 +109,49 @@ _DISCOVERY_LOGGER = "lexigram.tasks._backends"
 # loads it, which is a good part of its start-up time.
 
 
+PIPED_WIDTH = 10_000
+"""Width of the stdout console when stdout is not a terminal (and ``COLUMNS`` is unset)."""
+
+# Spaces that end a line: what rich pads a line with up to the console's width.
+_LINE_END_SPACES = re.compile(r" +(?=\n)")
+
+
+class _TrimmedLines:
+    """A text stream writing to `stream` without the spaces that end each line.
+
+    Rich pads some renderables (a traceback's `Syntax`) to the width it renders at: with
+    `PIPED_WIDTH`, thousands of spaces a line. Every other attribute is the stream's own
+    (encoding, fileno, isatty, flush).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(_LINE_END_SPACES.sub("", text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def stdout_console() -> Console:
-    """A console on the current stdout (looked up now, so test runners can capture it)."""
+    """A console on the current stdout (looked up now, so test runners can capture it).
+
+    On a terminal, rich's own: as wide as the terminal, wrapping what is longer. When
+    stdout is a pipe or a file (``| grep``, ``> out.txt``) nothing is wrapped or cut to
+    a width, so an id or a line stays whole for the next program: lines are as long as
+    their text (rich's soft wrap, which also keeps a table's title on one line) and
+    tables as wide as their cells (up to `PIPED_WIDTH` columns), without trailing
+    spaces. An explicit ``COLUMNS`` keeps its width (and wrapping) there too.
+    """
     from rich.console import Console  # noqa: PLC0415 - see above
 
-    return Console(file=sys.stdout, soft_wrap=False)
+    console = Console(file=sys.stdout, soft_wrap=False)
+    if console.is_terminal or os.environ.get("COLUMNS", "").isdigit():
+        return console
+    trimmed = cast("TextIO", _TrimmedLines(sys.stdout))
+    return Console(file=trimmed, width=PIPED_WIDTH, soft_wrap=True)
 
 
 def stderr_console() -> Console:
