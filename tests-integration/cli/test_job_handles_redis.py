@@ -159,7 +159,7 @@ def test_job_cancel_removes_a_waiting_job_and_then_says_it_finished(redis_config
     # An unknown id is looked up as a prefix first, and that lookup reports it.
     code, _, err = _job("cancel", "no-such-job", *config)
     assert code == 2
-    assert "No job of the redis backend has an id starting with 'no-such-job'" in err
+    assert "No job of the redis backend has the id 'no-such-job' or an id starting with it" in err
 
 
 def test_job_cancel_stops_a_job_running_in_a_worker_process(

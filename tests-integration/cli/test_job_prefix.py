@@ -76,7 +76,7 @@ def test_job_commands_take_a_prefix_of_a_waiting_or_finished_job(
     assert "needs at least 4 characters" in err
     code, _, err = _job("status", "zzzz", *options)
     assert code == 2
-    assert "has an id starting with 'zzzz'" in err
+    assert "has the id 'zzzz' or an id starting with it" in err
 
 
 @pytest.mark.timeout(30)

@@ -71,11 +71,19 @@ async def test_resolve_ambiguous_prefix_lists_candidates(stores: tuple[Any, Any]
 async def test_resolve_unknown_prefix_says_what_to_check(stores: tuple[Any, Any]) -> None:
     with pytest.raises(
         CLIError,
-        match=r"No job of the memory backend has an id starting with "
-        r"'ffff'.*Check the id and the --backend, and give --queue NAME for a job of "
+        match=r"No job of the memory backend has the id 'ffff' or an id starting with "
+        r"it.*Check the id and the --backend, and give --queue NAME for a job of "
         r"another queue than the configured one\.$",
     ):
         await resolve_job_id(*stores, "ffff", "memory")
+
+
+async def test_resolve_ignores_the_spaces_a_copied_id_brings(stores: tuple[Any, Any]) -> None:
+    assert await resolve_job_id(*stores, " abcd1111-waiting\n", "memory") == (
+        "abcd1111-waiting",
+        "",
+    )
+    assert (await resolve_job_id(*stores, "  abcd3\t", "memory"))[0] == "abcd3333-finished"
 
 
 async def test_resolve_too_short_prefix_names_the_minimum(stores: tuple[Any, Any]) -> None:

@@ -24,6 +24,7 @@ from click.testing import CliRunner
 
 from lexigram.contracts.tasks import Job, JobStatus
 from lexigram.tasks import MemoryTaskQueue
+from lexigram.tasks._presence import worker_identity
 from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._worker import WorkerOptions
 from lexigram.tasks.cli._worker_run import YOUNG_COLLECTION_THRESHOLD
@@ -148,6 +149,8 @@ def test_worker_log_format_json_writes_one_object_per_line_with_the_job_fields(
     records = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
     assert records, result.stderr
     assert all({"time", "level", "logger", "message"} <= set(record) for record in records)
+    # The process as `inspect` names it: worker ids repeat in every process.
+    assert {record["process"] for record in records} == {worker_identity()}
     done = [record for record in records if record.get("outcome") == "completed"]
     assert len(done) == 1, records
     assert done[0]["task"] == "add"

@@ -47,8 +47,8 @@ Examples:
     "queues",
     multiple=True,
     metavar="NAME",
-    help="Queue to show (repeat for several). Default: the config's queue and those "
-    "running workers consume.",
+    help="Queue to show, with only the workers consuming it (repeat for several). "
+    "Default: the config's queue and those running workers consume, and every worker.",
 )
 @config_option
 @connect_timeout_option
@@ -90,6 +90,11 @@ async def _gather(spec: TaskBackendSpec, names: list[str], timeout: float) -> di
         workers = await registered_workers(stores.cache) if stores.cache is not None else None
         if not names:
             names = watched_queues(spec.queue_name, workers)
+        elif workers is not None:
+            # Queues named: their workers alone, not those of every queue (or of another
+            # backend) registered in the same store.
+            wanted = set(names)
+            workers = [w for w in workers if wanted.intersection(w.get("queues") or ())]
         rows = []
         for name in names:
             queue = first if name == first.queue_name else open_queue(spec, name)

@@ -218,7 +218,7 @@ def status_command(
     connect_timeout: float,
     debug: bool,
 ) -> None:
-    """Show where a job is: pending, running, retrying, completed or failed."""
+    """Show where a job is: pending, running, retrying, completed, failed or cancelled."""
 
     async def action(handle: JobHandle[Any]) -> dict[str, Any]:
         return await job_status(handle)

@@ -36,6 +36,8 @@ async def resolve_job_id(
     Raises:
         CLIError: The prefix is too short, matches several jobs or none.
     """
+    # A copied id often brings a space or a line end along; no id has one at its ends.
+    job_id = job_id.strip()
     if await queue.get_job(job_id) is not None or await result_store.get(job_id) is not None:
         return job_id, ""
     lookups = [o for o in (queue, result_store) if isinstance(o, JobLookupProtocol)]
@@ -64,8 +66,8 @@ async def resolve_job_id(
         )
         raise CLIError(msg)
     msg = (
-        f"No job of the {backend} backend has an id starting with {job_id!r}, waiting, "
-        "running or finished (a finished job's result may have expired). Check the id "
+        f"No job of the {backend} backend has the id {job_id!r} or an id starting with "
+        "it, waiting, running or finished (a finished job's result may have expired). Check the id "
         "and the --backend, and give --queue NAME for a job of another queue than the "
         "configured one."
     )

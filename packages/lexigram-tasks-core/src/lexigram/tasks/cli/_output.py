@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,18 +48,25 @@ _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) 
 
 
 class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and the record's extras.
+    """One JSON object per line: time, level, logger, process, message, and the extras.
 
-    Extras are what a caller passed as ``extra={...}`` (the worker's per-job lines carry
-    ``task``, ``job_id``, ``attempt``, ``duration_ms``); an exception comes as ``exc_info``
-    (the formatted traceback). Values that are not JSON become their ``str``.
+    ``process`` is ``host:pid``, the name `inspect` and the dashboard give the process
+    (a worker id such as ``worker-1`` repeats in every process). Extras are what a
+    caller passed as ``extra={...}`` (the worker's per-job lines carry ``task``,
+    ``job_id``, ``attempt``, ``duration_ms``); an exception comes as ``exc_info`` (the
+    formatted traceback). Values that are not JSON become their ``str``.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._host = socket.gethostname()
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "process": f"{self._host}:{record.process}",
             "message": record.getMessage(),
         }
         data.update(
