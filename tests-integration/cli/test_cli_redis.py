@@ -231,6 +231,13 @@ def test_enqueue_delay_priority_and_idempotency_on_redis(redis_config: Path) -> 
     again = run("enqueue", "report", "--idempotency-key", "daily", *config)
     assert first.exit_code == again.exit_code == 0
     assert first.stdout == again.stdout  # the same job: the key is held
+    assert first.stderr == ""
+    [note] = again.stderr.splitlines()
+    held = first.stdout.strip()
+    assert note.startswith(f"note: the idempotency key 'daily' is held by job {held}, so ")
+    assert "nothing new was enqueued" in note
+    twice = run("enqueue", "report", "--idempotency-key", "daily", "--json", *config)
+    assert json.loads(twice.stdout)["duplicate"] is True
     other = run("enqueue", "report", "-q", "other", "-p", "critical", *config)
     assert other.exit_code == 0
     report = run("inspect", "-q", "jobs", "-q", "other", "--json", *config)

@@ -205,11 +205,30 @@ def enqueue_command(
         scheduled_at=time.time() + delay if delay > 0 else None,
         queue_name=spec.queue_name,
     )
+    own_id = job.id  # enqueue_job gives the job its holder's id when the key is held
     job_id = run_async(_enqueue(spec, job, connect_timeout))
+    duplicate = job_id != own_id
     if as_json:
-        echo_json({"id": job_id, "name": name, "queue": spec.queue_name, "backend": spec.type})
+        echo_json(
+            {
+                "id": job_id,
+                "name": name,
+                "queue": spec.queue_name,
+                "backend": spec.type,
+                "duplicate": duplicate,
+            }
+        )
     else:
         click.echo(job_id)
+    if duplicate:
+        click.echo(
+            f"note: the idempotency key {idempotency_key!r} is held by job {job_id}, so "
+            "nothing new was enqueued; that id is printed. The key stays held for the "
+            "backend's idempotency_ttl, even once that job has finished or was cancelled "
+            "(`lexigram-tasks job status ID` shows where it is); use another key to run "
+            "the task again.",
+            err=True,
+        )
     if is_process_local(spec):
         if given_backend is None and config_path is None:
             # Nothing was configured and the default SQLite backend is not installed.
