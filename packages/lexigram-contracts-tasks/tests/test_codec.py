@@ -206,3 +206,26 @@ def test_require_number_refuses_what_a_range_check_cannot_compare(
         return
     with pytest.raises(TaskConfigurationError, match=r"Queue visibility_timeout=.* is not a"):
         require_number("Queue", "visibility_timeout", value, whole=whole)
+
+
+@pytest.mark.parametrize("value", [2**63, 2**64 - 1, 2**64, -(2**63) - 1, 2**70, 10**40])
+def test_integers_beyond_64_bits_decode_exactly(value: int) -> None:
+    # orjson reads them as floats (2**64 as 1.8446744073709552e+19) without an error.
+    decoded = decode_job(encode_job(Job(name="x", args=(value,), kwargs={"id": [value]})))
+    assert decoded.args == (value,)
+    assert type(decoded.args[0]) is int
+    assert decoded.kwargs == {"id": [value]}
+
+
+def test_a_digit_run_inside_a_string_decodes_the_same() -> None:
+    job = Job(name="x", args=("1234567890123456789012345", 1.5), kwargs={"n": 7})
+    decoded = decode_job(encode_job(job))
+    assert decoded.args == ("1234567890123456789012345", 1.5)
+    assert decoded.kwargs == {"n": 7}
+
+
+def test_an_integer_too_long_to_print_is_a_validation_error() -> None:
+    with pytest.raises(
+        TaskValidationError, match=r"positional argument 0 \(int: too long to show\)"
+    ):
+        encode_job(Job(name="x", args=(10**5000,)))

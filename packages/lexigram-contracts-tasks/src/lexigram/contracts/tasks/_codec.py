@@ -121,12 +121,25 @@ _PLAIN_DEPTH = 32
 _PENDING = JobStatus.PENDING
 
 
+# orjson reads an integer beyond 64 bits as a float (2**64 as 1.8446744073709552e+19),
+# without an error: a payload with a run of 19 digits may hold one (the longest integer it
+# keeps, -2**63 or 2**64 - 1, has 19 or 20), so the json module, which keeps every integer
+# exact, reads it. Such runs are rare in an envelope: ids, times and names have none.
+_LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
+_LONG_DIGITS_TEXT = re.compile(r"\d{19}", re.ASCII)
+
+
 def _loads(data: bytes | str) -> Any:
     if _fast_loads is not None:
-        try:
-            return _fast_loads(data)
-        except ValueError:
-            pass  # orjson is stricter (integers beyond 64 bits, NaN, a BOM): json decides
+        if isinstance(data, bytes):
+            exact = _LONG_DIGITS_BYTES.search(data) is None
+        else:
+            exact = _LONG_DIGITS_TEXT.search(data) is None
+        if exact:
+            try:
+                return _fast_loads(data)
+            except ValueError:
+                pass  # orjson is stricter (NaN, a BOM): the json module decides
     return json.loads(data)
 
 
@@ -229,17 +242,28 @@ def _envelope_record(job: Job) -> dict[str, Any]:  # noqa: C901, PLR0912 - one t
     return record
 
 
+def _shown(value: Any) -> str:
+    """The start of `value`'s repr, for a message; never raises."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past the digit limit of int -> str
+        return "too long to show"
+    except Exception:
+        return "its repr failed"
+    return text[:80]
+
+
 def _describe_unserializable(job: Job) -> str:
     for index, value in enumerate(job.args):
         try:
             strict_json(value)
         except (TypeError, ValueError):
-            return f"positional argument {index} ({type(value).__name__}: {value!r:.80})"
+            return f"positional argument {index} ({type(value).__name__}: {_shown(value)})"
     for key, value in job.kwargs.items():
         try:
             strict_json(value)
         except (TypeError, ValueError):
-            return f"keyword argument {key!r} ({type(value).__name__}: {value!r:.80})"
+            return f"keyword argument {key!r} ({type(value).__name__}: {_shown(value)})"
     return "its metadata or result"
 
 
