@@ -88,6 +88,22 @@ async def test_result_store_keeps_what_json_cannot_carry_as_every_store_does(bui
     assert found.data == {"file": name, "when": repr(object), "nul": "a\x00b"}
 
 
+async def test_a_nan_in_a_result_or_progress_is_stored_as_null(build) -> None:
+    # PostgreSQL's json columns refuse a NaN token: the result could not be stored, the
+    # job's ack (which carries it) failed, and the job ran until it was dead-lettered.
+    store = build("create_result_store")
+    await store.store("nan", JobResult.ok({"x": [1.0, float("nan")], "y": float("inf")}))
+    found = await store.get("nan")
+    assert found is not None
+    assert found.data == {"x": [1.0, None], "y": None}
+    progress = build("create_progress_store")
+    info = ProgressInfo(job_id="nan", current=1, total=2, metadata={"ratio": float("nan")})
+    await progress.save(info)
+    saved = await progress.get("nan")
+    assert saved is not None
+    assert saved.metadata["ratio"] is None
+
+
 async def test_result_store_wait_is_woken_by_a_store_in_another_process(build):
     waiter = build("create_result_store")
     writer = build("create_result_store")

@@ -100,5 +100,21 @@ def test_a_stored_value_keeps_a_non_json_leaf_as_its_repr_and_names_it(
     assert not caplog.records
     with caplog.at_level(logging.WARNING):
         text = json_for_storage({"n": Opaque(), "x": float("nan")}, what="result of job", of="j1")
-    assert text == '{"n":"<opaque>","x":NaN}'
+    # NaN as null: a `NaN` token is no JSON (PostgreSQL's json columns refused the record,
+    # so its job's ack failed until the job was dead-lettered as a crash loop).
+    assert text == '{"n":"<opaque>","x":null}'
     assert "result of job j1 is not JSON-serializable" in caplog.text
+
+
+def test_a_stored_value_holds_no_nan_or_infinity_token() -> None:
+    value = {"ratio": float("nan"), "bounds": (float("-inf"), 1.5, [float("inf")]), "n": 2}
+    text = json_for_storage(value)
+
+    def refuse(token: str) -> None:
+        raise AssertionError(token)
+
+    assert json.loads(text, parse_constant=refuse) == {
+        "ratio": None,
+        "bounds": [None, 1.5, [None]],
+        "n": 2,
+    }

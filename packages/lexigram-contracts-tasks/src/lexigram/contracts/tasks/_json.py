@@ -107,7 +107,23 @@ def json_number(value: float | None) -> str:
 
 strict_json = json_encoder()
 """Compact JSON refusing what JSON cannot carry: the job envelope's and the stores' first try."""
-_lenient = json_encoder(default=repr, allow_nan=True)
+_lenient = json_encoder(default=repr)
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN and infinity inside lists, tuples and dicts made None.
+
+    JSON has no spelling for them: the json module writes ``NaN``, which PostgreSQL's
+    ``json`` columns, orjson and other languages' readers refuse, so a record holding
+    one could not be stored or read back at all. Null is what `json_number` writes too.
+    """
+    if isinstance(value, float):
+        return value if value - value == 0.0 else None
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    return value
 
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
@@ -146,9 +162,10 @@ def json_for_storage(value: Any, *, what: str = "value", of: str = "") -> str:
     """Encode a value a store keeps (a result, progress) as compact JSON, never refusing it.
 
     Stores receive what handlers returned; refusing a result after its job ran would
-    lose it, so a leaf JSON cannot carry is kept as its ``repr`` and a warning names
-    the value (`what`, then `of` when given: callers on every job's path pass the job id
-    apart, so the warning's text is only put together when there is one).
+    lose it, so a leaf JSON cannot carry is kept as its ``repr`` (a NaN or an infinity
+    as null, which is JSON) and a warning names the value (`what`, then `of` when given:
+    callers on every job's path pass the job id apart, so the warning's text is only put
+    together when there is one).
     """
     return sendable_json(storage_json(value, what=what, of=of))
 
@@ -159,12 +176,18 @@ def storage_json(value: Any, *, what: str = "value", of: str = "") -> str:
         return strict_json(value)
     except (TypeError, ValueError) as exc:
         logger.warning(
-            "A %s%s is not JSON-serializable (%s); its non-JSON parts are stored as repr().",
+            "A %s%s is not JSON-serializable (%s); its non-JSON parts are stored as repr() "
+            "(NaN and infinities as null).",
             what,
             f" {of}" if of else "",
             exc,
         )
-        return _lenient(value)
+        try:
+            finite = _finite(value)
+        except RecursionError:
+            msg = "Circular reference detected (or nesting deeper than the recursion limit)"
+            raise ValueError(msg) from None
+        return _lenient(finite)
 
 
 __all__ = ["json_encoder", "json_for_storage", "sendable_json"]
