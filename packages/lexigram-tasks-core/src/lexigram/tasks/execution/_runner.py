@@ -49,6 +49,7 @@ from lexigram.tasks.execution._running import (
     Running,
     Unrunnable,
     describe,
+    pristine_copy,
 )
 from lexigram.tasks.execution._settle import Settler
 from lexigram.tasks.middleware import TaskExecutionContext, TaskMiddlewarePipeline
@@ -177,6 +178,7 @@ class JobRunner:
                     pending = self.events.deliver(self.settler.event(entry, STARTED))
                     if pending is not None:
                         await pending
+                entry.pristine = pristine_copy(job.args, job.kwargs)
                 if task.direct:
                     try:
                         data = await task.handler(*job.args, **job.kwargs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import Any
 
 from lexigram.contracts.tasks import Job, TaskQueueError
 from lexigram.tasks.execution._options import Reject, Retry, TaskOptions
@@ -43,6 +44,7 @@ class Running:
         "deferred",
         "job",
         "options",
+        "pristine",
         "reason",
         "renewed",
         "settling",
@@ -70,6 +72,49 @@ class Running:
         self.deferred = False
         # The handler succeeded and the slot went to the next job (see Settler.released).
         self.slot_released = False
+        # The job's arguments as delivered, when they hold lists or dicts a handler may
+        # change in place: a retry or a dead letter carries these (see `pristine_copy`).
+        self.pristine: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+
+
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def pristine_copy(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    """A copy of a job's arguments when a handler could change them in place, else None.
+
+    A handler gets the job's own argument objects; one that appends to a list it was
+    given would otherwise have its retry, and its dead letter, carry the changed list
+    instead of what was enqueued. Arguments of scalars only (the usual case) need no
+    copy, and the check is a type lookup per argument.
+    """
+    scalars = _SCALARS
+    for value in args:  # a plain loop: a generator costs more than the check itself
+        if type(value) not in scalars:
+            break
+    else:
+        if not kwargs:
+            return None
+        for value in kwargs.values():
+            if type(value) not in scalars:
+                break
+        else:
+            return None
+    return tuple(_copy(value) for value in args), {k: _copy(v) for k, v in kwargs.items()}
+
+
+def _copy(value: Any) -> Any:
+    """A copy of the lists, tuples and dicts in `value` (what a decoded job holds)."""
+    kind = type(value)
+    if kind is list:
+        return [_copy(item) for item in value]
+    if kind is dict:
+        return {key: _copy(item) for key, item in value.items()}
+    if kind is tuple:
+        return tuple(_copy(item) for item in value)
+    return value
 
 
 class Unrunnable(Exception):  # noqa: N818 - internal signal, never escapes the worker

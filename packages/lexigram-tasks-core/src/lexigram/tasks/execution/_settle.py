@@ -278,6 +278,8 @@ class Settler:
     ) -> None:
         """Retry a failed attempt, or dead-letter the job: the one retry decision."""
         job = entry.job
+        if entry.pristine is not None:  # the retry and the dead letter carry what was sent
+            job.args, job.kwargs = entry.pristine
         options = entry.options
         if isinstance(exc, Reject):
             await self._dead_letter(entry, error, tb, REASON_REJECTED, started)
