@@ -73,6 +73,20 @@ def test_an_unsigned_job_is_refused_with_its_id_and_name() -> None:
     assert "it was not run" in str(caught.value)
 
 
+def test_during_a_rollout_unsigned_jobs_run_and_bad_signatures_do_not() -> None:
+    # A worker without the key yet re-enqueues a retry unsigned: with accept_unsigned,
+    # the workers that have the key run it instead of dead-lettering it.
+    job = _job()
+    unsigned = encode_job(job)
+    configure_envelope(signer=EnvelopeSigner(KEY_B))
+    foreign = encode_job(job)
+    configure_envelope(signer=EnvelopeSigner(KEY_A, accept_unsigned=True))
+    assert decode_job(unsigned).to_dict() == job.to_dict()
+    assert json.loads(encode_job(job))["sig"].startswith(f"{key_id(KEY_A)}.")  # still signs
+    with pytest.raises(TaskDecodeError, match="its signature does not match"):
+        decode_job(foreign)
+
+
 def test_a_job_signed_with_another_key_is_refused_naming_both_key_ids() -> None:
     job = _job()
     configure_envelope(signer=EnvelopeSigner(KEY_B))

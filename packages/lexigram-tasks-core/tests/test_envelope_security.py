@@ -63,6 +63,11 @@ def test_the_section_reads_keys_from_a_dict_and_the_environment(
     signer = config.security.signer()
     assert signer is not None
     assert signer.key_ids == (key_id(KEY), key_id(OLD_KEY))
+    assert signer.accept_unsigned is False
+    rollout = TaskConfig.from_dict({"security": {"signing_key": KEY, "accept_unsigned": True}})
+    rolling = rollout.security.signer()
+    assert rolling is not None
+    assert rolling.accept_unsigned is True
     assert KEY not in repr(config)
     monkeypatch.setenv("LEX_TASKS__SECURITY__SIGNING_KEY", KEY)
     from_env = TaskConfig.from_env()
@@ -77,6 +82,7 @@ def test_the_section_reads_keys_from_a_dict_and_the_environment(
         ({"verification_keys": [OLD_KEY]}, "verification_keys is set without signing_key"),
         ({"signing_key": ""}, "a signing key is empty"),
         ({"max_payload_bytes": 0}, "tasks.security.max_payload_bytes = 0: must be > 0"),
+        ({"accept_unsigned": True}, "accept_unsigned is set without signing_key"),
     ],
 )
 def test_bad_security_settings_are_one_clear_line(

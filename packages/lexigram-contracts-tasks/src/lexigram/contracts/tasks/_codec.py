@@ -364,10 +364,13 @@ def _verify(signer: EnvelopeSigner, data: bytes | str, envelope: dict[str, Any])
     """Raise `TaskDecodeError` unless `data` is an envelope `signer` accepts."""
     signature = envelope.get("sig")
     if signature is None:
+        if signer.accept_unsigned:
+            return
         msg = (
             f"{_label(envelope)} is not signed, and this worker only runs signed jobs "
             "(tasks.security.signing_key is set); it was not run. Set the same signing_key "
-            "on every producer."
+            "on every producer (and on every worker: a worker re-enqueues retries), with "
+            "tasks.security.accept_unsigned while some process still writes unsigned jobs."
         )
         raise TaskDecodeError(msg)
     raw = data.encode() if isinstance(data, str) else data

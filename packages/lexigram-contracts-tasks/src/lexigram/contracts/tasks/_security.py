@@ -38,20 +38,28 @@ class EnvelopeSigner:
     Args:
         signing_key: The key new envelopes are signed with (accepted when verifying).
         verification_keys: Older keys whose signatures are still accepted.
+        accept_unsigned: Let unsigned envelopes through (a badly signed one is still
+            refused): for the rollout of signing, while processes without the key may
+            still write unsigned jobs (a producer, or a worker re-enqueueing a retry).
 
     Raises:
         ValueError: A key is empty.
     """
 
-    __slots__ = ("_keys", "_signing_id", "_signing_key")
+    __slots__ = ("_keys", "_signing_id", "_signing_key", "accept_unsigned")
 
     def __init__(
-        self, signing_key: bytes | str, verification_keys: Sequence[bytes | str] = ()
+        self,
+        signing_key: bytes | str,
+        verification_keys: Sequence[bytes | str] = (),
+        *,
+        accept_unsigned: bool = False,
     ) -> None:
         keys = [_as_bytes(signing_key), *(_as_bytes(key) for key in verification_keys)]
         if any(not key for key in keys):
             msg = "An envelope signing key is empty. Set a long random secret (32 bytes or more)."
             raise ValueError(msg)
+        self.accept_unsigned = accept_unsigned
         self._signing_key = keys[0]
         self._signing_id = key_id(keys[0])
         self._keys = {key_id(key): key for key in reversed(keys)}

@@ -24,6 +24,10 @@ class TaskSecurityConfig(_Section):
             (signed jobs still run).
         verification_keys: Older keys whose signatures are still accepted (key
             rotation). Needs `signing_key`.
+        accept_unsigned: Run unsigned jobs too (badly signed ones are still refused),
+            while signing is rolled out: processes without the key yet write unsigned
+            jobs, retries included. Needs `signing_key`; turn it off once every process
+            has the key and no unsigned job is left.
         max_payload_bytes: Largest encoded job accepted at enqueue, in bytes (1 MiB).
     """
 
@@ -31,6 +35,7 @@ class TaskSecurityConfig(_Section):
 
     signing_key: SecretStr | None = None
     verification_keys: list[SecretStr] = Field(default_factory=_empty_list)
+    accept_unsigned: bool = False
     max_payload_bytes: int = Field(
         default=DEFAULT_MAX_PAYLOAD_BYTES,
         gt=0,
@@ -49,6 +54,12 @@ class TaskSecurityConfig(_Section):
                 "that checks signatures must also sign the jobs it re-enqueues"
             )
             raise ValueError(msg)
+        if self.accept_unsigned and self.signing_key is None:
+            msg = (
+                "accept_unsigned is set without signing_key. Without a key every job runs "
+                "already; set signing_key to sign jobs while unsigned ones still run"
+            )
+            raise ValueError(msg)
         return self
 
     def signer(self) -> EnvelopeSigner | None:
@@ -58,6 +69,7 @@ class TaskSecurityConfig(_Section):
         return EnvelopeSigner(
             self.signing_key.get_secret_value(),
             [key.get_secret_value() for key in self.verification_keys],
+            accept_unsigned=self.accept_unsigned,
         )
 
     def apply(self) -> None:
