@@ -116,7 +116,7 @@ async def drop_connections(queue_name: str) -> int:
     pids = [
         line.split("\t", 1)[0]
         for line in listing.splitlines()
-        if f'"lexigram-tasks:{queue_name}"' in line
+        if f'"lexigram-tasks:{queue_name} (' in line
     ]
     for pid in pids:
         await rabbitmqctl("close_connection", pid, "lexigram test: simulated connection loss")

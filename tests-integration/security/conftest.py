@@ -66,7 +66,7 @@ async def _scenario(make_queue: MakeQueue) -> None:
     error = refused.unwrap_err()
     assert isinstance(error, TaskValidationError)
     assert f"job {big.id} (guarded) encodes to" in str(error)
-    assert "over the limit of 4 kB (max_payload_bytes)" in str(error)
+    assert "over the limit of 4 kB (4096 bytes, max_payload_bytes)" in str(error)
 
     # The worker: its own handle, key A, default size limit.
     configure_envelope(signer=EnvelopeSigner(KEY_A))

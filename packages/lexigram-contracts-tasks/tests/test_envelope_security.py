@@ -154,7 +154,7 @@ def test_an_oversized_job_is_refused_at_enqueue_with_size_limit_and_fix() -> Non
         encode_job(job)
     message = str(caught.value)
     assert message.startswith(f"job {job.id} (send_email) encodes to 1.2 MB (")
-    assert "over the limit of 1 MB (max_payload_bytes)" in message
+    assert "over the limit of 1 MB (1048576 bytes, max_payload_bytes)" in message
     assert "pass large data by reference" in message
 
 

@@ -115,7 +115,7 @@ async def test_build_stacks_applies_the_section_to_every_backend() -> None:
     error = refused.unwrap_err()
     assert isinstance(error, TaskValidationError)
     assert f"job {big.id} (upload) encodes to 4.2 kB" in str(error)
-    assert "over the limit of 2 kB (max_payload_bytes)" in str(error)
+    assert "over the limit of 2 kB (2048 bytes, max_payload_bytes)" in str(error)
     assert await queue.count(config.backend.queue_name) == 0
     for stack in stacks.values():
         await stack.close()

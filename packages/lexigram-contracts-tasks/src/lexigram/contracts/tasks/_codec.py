@@ -105,7 +105,8 @@ def _size(count: int) -> str:
 def _too_large(job: Job, size: int) -> TaskValidationError:
     msg = (
         f"job {job.id} ({job.name}) encodes to {_size(size)} ({size} bytes), over the limit "
-        f"of {_size(_max_payload_bytes)} (max_payload_bytes); pass large data by reference "
+        f"of {_size(_max_payload_bytes)} ({_max_payload_bytes} bytes, max_payload_bytes); "
+        "pass large data by reference "
         "(store it and pass its key or URL) or raise tasks.security.max_payload_bytes."
     )
     return TaskValidationError(msg)

@@ -137,10 +137,11 @@ def _run(
     stores = open_stores(spec, "result_store")
     if stores.result_store is None:
         msg = (
-            f"The {spec.type} backend keeps job results inside its worker processes (it has "
-            "no shared result store), so there is nothing to read from here. Use a backend "
-            "that stores them: --backend redis://localhost:6379/0, postgresql://... or "
-            "sqlite:///tasks.db."
+            f"The {spec.type} backend keeps job results and states inside its worker "
+            "processes (it has no shared result store), so there is nothing to read or act "
+            "on from here. Give it a store for them if its guide offers one (RabbitMQ: "
+            "options.stores: redis://...), or use a backend that keeps them: --backend "
+            "redis://localhost:6379/0, postgresql://... or sqlite:///tasks.db."
         )
         raise CLIError(msg)
     progress_store = build_store(spec, "create_progress_store", CONFIG_FIELD)

@@ -360,11 +360,26 @@ async def _status(
                 return
 
 
+_BURST_RECHECK = 0.2
+"""Seconds between the two readings that must both find nothing before --burst ends."""
+
+
 async def _queues_empty(runtime: WorkerRuntime) -> bool:
-    for queue in runtime.queues:
-        if await queue.count(queue.queue_name) > 0:
-            return False
-    return True
+    """Whether the queues hold no job, in two readings `_BURST_RECHECK` apart.
+
+    One reading can miss a job on its way between two places the backend counts (on
+    RabbitMQ, a retry moving from a delay queue to the queue, read one after the
+    other): a second one, with nothing processed in between, confirms.
+    """
+    before = runtime.totals().processed
+    for reading in range(2):
+        if reading:
+            await asyncio.sleep(_BURST_RECHECK)
+        for queue in runtime.queues:
+            if await queue.count(queue.queue_name) > 0:
+                return False
+    current = runtime.totals()
+    return current.in_flight == 0 and current.processed == before
 
 
 def _rate(before: WorkerTotals, after: WorkerTotals) -> float:

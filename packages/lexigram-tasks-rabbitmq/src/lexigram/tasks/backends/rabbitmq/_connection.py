@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar, cast
@@ -72,6 +74,11 @@ class AMQPLink:
         self.nodes = split_amqp_url(url)
         self.masked_url = mask_url(url)
         self.queue_name = queue_name
+        # Which process holds the connection: on the broker, `rabbitmqctl
+        # list_connections name client_properties` tells the workers of one queue apart.
+        self._connection_name = (
+            f"lexigram-tasks:{queue_name} ({socket.gethostname()}:{os.getpid()})"
+        )
         self.options = options
         self.connection: AbstractRobustConnection | None = None
         self._publisher: AbstractRobustChannel | None = None
@@ -155,7 +162,7 @@ class AMQPLink:
             self.nodes,
             index,
             reconnect_interval=self.options.reconnect_interval,
-            client_properties={"connection_name": f"lexigram-tasks:{self.queue_name}"},
+            client_properties={"connection_name": self._connection_name},
         )
         probe = TCPProbe(target.host, target.port, timeout)
         try:
