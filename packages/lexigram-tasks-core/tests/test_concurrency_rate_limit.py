@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 import pytest
@@ -93,6 +94,22 @@ async def test_global_rate_limiter_burst_bounds_try_acquire():
         GlobalRateLimiter(rate=1, per=0)
     with pytest.raises(ValueError, match="rate=0"):
         GlobalRateLimiter(rate=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"rate": 0.5}, "rate=0.5"),  # a job takes a whole token: none would ever start
+        ({"rate": math.inf}, "rate=inf"),
+        ({"rate": 1, "per": math.inf}, "per=inf"),  # named as such, not as a refill rate
+        ({"rate": 1, "burst": 0.5}, "burst=0.5"),
+    ],
+)
+def test_a_limit_no_job_could_meet_is_refused_naming_its_argument(
+    kwargs: dict[str, float], named: str
+) -> None:
+    with pytest.raises(ValueError, match=f"GlobalRateLimiter {named} is not"):
+        GlobalRateLimiter(**kwargs)  # type: ignore[arg-type]
 
 
 async def test_queue_rate_limiter_limits_each_queue_independently():

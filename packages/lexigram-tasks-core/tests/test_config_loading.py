@@ -234,3 +234,18 @@ def test_variables_write_null_and_lists_as_text_can() -> None:
     # A field that cannot be None still refuses the word, naming the variable.
     with pytest.raises(TaskConfigurationError, match="LEX_TASKS__WORKER__MAX_CONCURRENT_TASKS"):
         TaskConfig.from_env(environ={"LEX_TASKS__WORKER__MAX_CONCURRENT_TASKS": "null"})
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ({"rate_limit": {"per": float("inf")}}, "tasks.rate_limit.per = inf: input should be"),
+        ({"worker": {"poll_interval": float("nan")}}, "tasks.worker.poll_interval = nan"),
+        ({"retry": {"max_delay": float("inf")}}, "tasks.retry.max_delay = inf"),
+    ],
+)
+def test_no_setting_takes_nan_or_an_infinity(section: dict[str, object], expected: str) -> None:
+    # `rate_limit.per: .inf` passed, then broke every backend in its own way.
+    with pytest.raises(TaskConfigurationError, match="a finite number") as caught:
+        TaskConfig.from_dict(section)
+    assert expected in str(caught.value)

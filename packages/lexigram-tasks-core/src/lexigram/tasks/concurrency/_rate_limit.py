@@ -10,6 +10,7 @@ shared by every process.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -157,14 +158,22 @@ class TokenBucket:
 
 
 def _bucket(rate: int, per: float, burst: int | None, owner: str) -> TokenBucket:
-    if not rate > 0:
-        msg = f"{owner} rate={rate!r} is not positive. Pass the number of jobs allowed per period."
+    # A job takes a whole token, so a rate or a burst below 1 could never let one start;
+    # an infinite one is no limit, and an infinite period no refill.
+    if not 1 <= rate < math.inf:
+        msg = (
+            f"{owner} rate={rate!r} is not a number of jobs (1 or more, finite). Pass the "
+            "number of jobs allowed per period."
+        )
         raise ValueError(msg)
-    if not per > 0:
-        msg = f"{owner} per={per!r} is not positive. Pass the period length in seconds."
+    if not 0 < per < math.inf:
+        msg = f"{owner} per={per!r} is not a positive, finite number of seconds. Pass the period."
         raise ValueError(msg)
-    if burst is not None and not burst > 0:
-        msg = f"{owner} burst={burst!r} is not positive. Pass a burst above 0, or None for `rate`."
+    if burst is not None and not 1 <= burst < math.inf:
+        msg = (
+            f"{owner} burst={burst!r} is not a number of jobs (1 or more, finite). Pass a "
+            "burst of at least 1, or None for `rate`."
+        )
         raise ValueError(msg)
     return TokenBucket(capacity=burst if burst is not None else rate, refill_rate=rate / per)
 

@@ -56,7 +56,9 @@ class _Section(BaseModel):
     error, so callers catch one exception type and read one message format.
     """
 
-    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+    # No field takes NaN or an infinity: each is a count, a size or a number of seconds,
+    # and an infinite one (rate_limit.per: .inf) broke the backends each in its own way.
+    model_config = ConfigDict(extra="ignore", validate_assignment=True, allow_inf_nan=False)
 
     config_path: ClassVar[str] = CONFIG_SECTION
     """Dotted path of this section inside the application config (for messages)."""
