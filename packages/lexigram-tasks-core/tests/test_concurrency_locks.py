@@ -221,10 +221,17 @@ async def test_in_memory_lock_standalone_and_validation():
     async with lock:
         assert _held(lock)
     assert not _held(lock)
-    with pytest.raises(ValueError, match="not positive"):
+    with pytest.raises(ValueError, match="not a positive number of seconds"):
         InMemoryLock("bad", timeout=0)
-    with pytest.raises(ValueError, match="not positive"):
+    with pytest.raises(ValueError, match="not a positive number of seconds"):
         LockManager().acquire("bad", timeout=-1)
+    # An infinite hold never expired in memory and SQLite, and Redis and PostgreSQL
+    # refused it each in its own words: every lock is refused it the same way.
+    for timeout in (float("inf"), float("nan"), 1e30):
+        with pytest.raises(ValueError, match="up to a year"):
+            InMemoryLock("bad", timeout=timeout)
+        with pytest.raises(ValueError, match="up to a year"):
+            LockManager(backend=_RecordingBackend()).acquire("bad", timeout=timeout)
 
 
 class _RecordingBackendLock:

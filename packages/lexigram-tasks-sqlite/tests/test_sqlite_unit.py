@@ -334,3 +334,24 @@ def test_a_write_behind_made_just_before_exit_is_committed(tmp_path: Path) -> No
     subprocess.run([sys.executable, "-c", EXIT_SCRIPT, path], check=True, timeout=60)  # noqa: S603
     with closing(sqlite3.connect(path)) as conn, conn:
         assert conn.execute("SELECT job_id FROM lexigram_results").fetchall() == [("last",)]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("visibility_timeout", "-5", "is not a positive, finite number of seconds"),
+        ("poll_interval", "0", "is not a positive, finite number of seconds"),
+        ("busy_timeout", "-1", "is not a non-negative, finite number of seconds"),
+        ("idempotency_ttl", "-5", "is not a non-negative, finite number of seconds"),
+        ("dlq_max_entries", "-1", "is negative"),
+    ],
+)
+def test_out_of_range_options_are_one_line_naming_them(
+    option: str, value: object, words: str
+) -> None:
+    # A negative lease failed later as "a fault of the backend", a negative key TTL
+    # was taken without a word.
+    spec = TaskBackendSpec(name="default", type="sqlite", options={option: value})
+    with pytest.raises(TaskConfigurationError, match=f"option {option}=") as caught:
+        backend.create_queue(spec)
+    assert words in str(caught.value)

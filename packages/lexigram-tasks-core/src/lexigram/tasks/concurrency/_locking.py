@@ -35,11 +35,17 @@ LockTable = dict[str, tuple[float, asyncio.Lock]]
 """Shared state of a `LockManager`: key -> (hold expiry on the monotonic clock, hold lock)."""
 
 
+_LONGEST_HOLD = 366 * 24 * 3600.0
+"""The longest lock timeout taken: a year. Beyond it the backends' own limits differ (an
+infinite hold never expires in memory or SQLite, Redis refuses it, PostgreSQL overflows),
+and a hold whose holder died would outlive anyone waiting for it."""
+
+
 def _positive_timeout(timeout: float, owner: str) -> float:
-    if not timeout > 0:
+    if not 0 < timeout <= _LONGEST_HOLD:
         msg = (
-            f"{owner} timeout={timeout!r} is not positive. Pass the longest a hold may last, "
-            "in seconds; the lock is released automatically after it."
+            f"{owner} timeout={timeout!r} is not a positive number of seconds up to a year. "
+            "Pass the longest a hold may last; the lock is released automatically after it."
         )
         raise ValueError(msg)
     return float(timeout)

@@ -8,6 +8,7 @@ what the ``memory`` backend already is.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,32 @@ class SQLiteOptions:
     dlq_max_entries: int = 100_000
     allow_network_filesystem: bool = False
     must_exist: bool = False
+
+    def __post_init__(self) -> None:
+        # Out of range, they failed later and elsewhere: a negative lease as "a fault of
+        # the backend", a negative key TTL taken without a word.
+        for name in ("visibility_timeout", "poll_interval"):
+            _check_seconds(name, getattr(self, name), positive=True)
+        for name in ("busy_timeout", "idempotency_ttl", "result_ttl", "progress_ttl"):
+            _check_seconds(name, getattr(self, name), positive=False)
+        if self.dlq_max_entries < 0:
+            msg = (
+                f"sqlite backend option dlq_max_entries={self.dlq_max_entries!r} is negative. "
+                "Set a number of records, or 0 for no cap."
+            )
+            raise TaskConfigurationError(msg, details={"option": "dlq_max_entries"})
+
+
+def _check_seconds(name: str, value: float, *, positive: bool) -> None:
+    low_ok = value > 0 if positive else value >= 0
+    if low_ok and math.isfinite(value):
+        return
+    wanted = "a positive" if positive else "a non-negative"
+    msg = (
+        f"sqlite backend option {name}={value!r} is not {wanted}, finite number of seconds. "
+        f"Set options.{name} to one, or leave it out for the default."
+    )
+    raise TaskConfigurationError(msg, details={"option": name})
 
 
 def default_path() -> str:
