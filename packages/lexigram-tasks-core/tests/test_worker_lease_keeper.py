@@ -113,3 +113,49 @@ async def test_a_lease_is_let_go_once_the_keeper_stopped() -> None:
     assert again.id == job.id
     assert again.delivery_count == 2
     assert await renewer.renew([(job.id, job.lease_token)], 0.2) == [job.id]
+
+
+class _RefusedRenewer:
+    """A renewer whose own connection the server refuses (too many connections)."""
+
+    async def renew(self, leases: object, seconds: float) -> list[str]:
+        msg = "too many connections for role"
+        raise ConnectionRefusedError(msg)
+
+    async def close(self) -> None:
+        return None
+
+
+class _QueueWhoseRenewerIsRefused(MemoryTaskQueue):
+    def open_lease_renewer(self) -> _RefusedRenewer:  # type: ignore[override]
+        return _RefusedRenewer()
+
+
+async def test_leases_the_keeper_cannot_renew_are_renewed_by_the_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The keeper's own connection was refused while the queue's pool worked: the leases
+    # ran out, and the job ran again beside itself every lease until it was dead-lettered.
+    runs: Counter[str] = Counter()
+
+    async def slow() -> None:
+        runs["slow"] += 1
+        await asyncio.sleep(LEASE * 4)
+
+    queue = _QueueWhoseRenewerIsRefused(visibility_timeout=LEASE)
+    hooks = HookRecorder()
+    first = TaskWorker("w1", queue, {"slow": slow}, services=TaskWorkerServices(hooks=hooks))
+    second = TaskWorker("w2", queue, {"slow": slow}, services=TaskWorkerServices(hooks=hooks))
+    job = Job(name="slow")
+    await first.start()
+    (await queue.enqueue(job)).unwrap()
+    with caplog.at_level(logging.WARNING):
+        await hooks.wait_until(lambda: job.id in hooks.ids("task.started"))
+        await second.start()
+        await hooks.wait_until(lambda: job.id in hooks.ids("task.completed"), timeout=10)
+    await first.stop()
+    await second.stop()
+    assert runs == {"slow": 1}
+    warnings = [r.getMessage() for r in caplog.records if "could not renew" in r.getMessage()]
+    assert len(warnings) == 1  # once, not every interval
+    assert "meanwhile the worker's event loop renews them through the queue" in warnings[0]

@@ -79,6 +79,10 @@ class LeaseKeeper:
         self.renewer = renewer
         self.interval = lease_seconds / 3.0
         self.renewals = 0
+        # False after a renewal that failed (the renewer's own connection refused, say),
+        # until one succeeds: meanwhile the worker's heartbeat renews these leases too,
+        # through the queue, so they do not run out while the backend is reachable.
+        self.renewing = True
         self._blocker: tuple[str, str] | None = None
         self._in_flight = in_flight
         self._lease = lease_seconds
@@ -184,15 +188,23 @@ class LeaseKeeper:
             try:
                 lost = await renewer.renew(batch, self._lease)
             except Exception as exc:
-                self._logger.warning(
-                    "The lease keeper of worker %s could not renew %d lease(s): %s. It tries "
-                    "again in %.1f s; leases that run out meanwhile are delivered again.",
-                    self._worker_id,
-                    len(batch),
-                    exc,
-                    self.interval,
-                )
+                if self.renewing:
+                    self._logger.warning(
+                        "The lease keeper of worker %s could not renew %d lease(s): %s. It "
+                        "tries again every %.1f s; meanwhile the worker's event loop renews "
+                        "them through the queue.",
+                        self._worker_id,
+                        len(batch),
+                        exc,
+                        self.interval,
+                    )
+                self.renewing = False
                 continue
+            if not self.renewing:
+                self._logger.info(
+                    "The lease keeper of worker %s renews leases again.", self._worker_id
+                )
+            self.renewing = True
             self.renewals += 1
             if lost:
                 self._report_lost(batch, lost)

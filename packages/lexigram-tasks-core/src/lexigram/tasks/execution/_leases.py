@@ -82,9 +82,14 @@ class LeaseWatch:
             await keeper.stop()
 
     def kept_by_keeper(self) -> bool:
-        """Whether the keeper's thread renews the leases that carry a token now."""
+        """Whether the keeper's thread renews the leases that carry a token now.
+
+        Not while its renewals fail: the heartbeat on the loop then renews them too.
+        """
         keeper = self.keeper
-        return keeper is not None and keeper.renewer is not None and keeper.running
+        return (
+            keeper is not None and keeper.renewer is not None and keeper.running and keeper.renewing
+        )
 
     def blocking_job(self) -> tuple[str, str] | None:
         """The job the keeper saw blocking the loop, if any (for the lag monitor)."""
