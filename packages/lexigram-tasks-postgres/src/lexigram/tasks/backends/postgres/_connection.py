@@ -43,6 +43,7 @@ from lexigram.tasks.backends.postgres._diagnose import (
     connect_error,
     connection_error,
     one_line,
+    refusal_error,
 )
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,14 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     # asyncpg's protocol state after the server killed the session mid-way
     # ("cannot switch to state 12; another operation is in progress").
     asyncpg.exceptions.InternalClientError,
+    # 55000 on connect: the database does not accept connections now (ALLOW_CONNECTIONS
+    # false during maintenance); it will again.
+    asyncpg.exceptions.ObjectNotInPrerequisiteStateError,
+)
+# The server answered, and refused to this role or session: no retry can help.
+REFUSED_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.InsufficientPrivilegeError,  # 42501
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # 25006
 )
 # Transient errors after which the connection itself is still sound.
 _CONNECTION_OK_ERRORS: tuple[type[BaseException], ...] = (
@@ -344,6 +353,8 @@ class Database:
                 result = await _attempt(pool, operation)
             except SchemaMissingError:
                 raise  # the server answered: a retry would get the same answer
+            except REFUSED_ERRORS as exc:
+                raise refusal_error(self.dsn, what, exc) from exc
             except _NUL_ERRORS as exc:
                 msg = (
                     f"PostgreSQL cannot {what}: a key or name holds U+0000 (NUL), which a "

@@ -43,12 +43,48 @@ class SchemaMissingError(BackendConnectionError):
 
 def connection_error(dsn: str | None, what: str, exc: BaseException) -> BackendConnectionError:
     """Build the `BackendConnectionError` for a failed `what` (the DSN masked)."""
+    if isinstance(exc, TimeoutError):
+        # asyncpg's command deadline says nothing (its message is empty).
+        msg = (
+            f"PostgreSQL at {_where(dsn)} could not {what}: no answer within the "
+            "command_timeout option. The server is overloaded, or a statement waits for a "
+            "lock another session holds (pg_stat_activity, pg_locks), or it is unreachable; "
+            "raise command_timeout if statements are just slow."
+        )
+        return BackendConnectionError(msg)
     msg = (
         f"PostgreSQL at {_where(dsn)} could not {what}: {type(exc).__name__}: "
         f"{one_line(exc)}. Check that the server is running and reachable, and that the "
         "DSN is right."
     )
     return BackendConnectionError(msg)
+
+
+def refusal_error(dsn: str | None, what: str, exc: BaseException) -> BackendConnectionError:
+    """The error for a statement the server refused to this role or session.
+
+    A role without the rights the backend needs, or a read-only session (a standby, or
+    ``default_transaction_read_only``): the server answers, so retrying cannot help.
+    """
+    user = _dsn_part(dsn, "user")
+    role = f"the role {user!r}" if user else "the DSN's role"
+    if isinstance(exc, asyncpg.exceptions.ReadOnlySQLTransactionError):
+        fix = (
+            "The session is read-only: point the DSN at the primary server, not a standby, "
+            f"and check that {role} has no default_transaction_read_only."
+        )
+    else:
+        fix = (
+            f"Grant {role} what the backend needs: CONNECT on the database, USAGE and "
+            "CREATE on the schema (CREATE on the database for a schema not created yet), "
+            "and the rights on its tables; or create the tables once as their owner with "
+            "lexigram.tasks.backends.postgres.migrate()."
+        )
+    msg = (
+        f"PostgreSQL at {_where(dsn)} refused to {what}: {one_line(exc)} "
+        f"(SQLSTATE {getattr(exc, 'sqlstate', '?')}). {fix}"
+    )
+    return BackendConnectionError(msg, details={"sqlstate": getattr(exc, "sqlstate", None)})
 
 
 def _requires_tls(dsn: str | None) -> bool:

@@ -70,7 +70,40 @@ def validate_identifier(value: object, *, field: str) -> str:
             "(at most 48 characters), e.g. 'lexigram_tasks'."
         )
         raise TaskConfigurationError(msg)
+    if field == "schema" and (value.startswith("pg_") or value == "information_schema"):
+        msg = (
+            f"PostgreSQL backend schema={value!r} is a name PostgreSQL keeps for itself. "
+            "Use a schema of your own, e.g. 'lexigram_tasks'."
+        )
+        raise TaskConfigurationError(msg)
+    if field == "table" and (value in STORE_TABLES or value.endswith("_keys")):
+        msg = (
+            f"PostgreSQL backend table={value!r} is a name of the backend's own tables (the "
+            "stores', or the '<table>_keys' of a jobs table). Name the jobs table "
+            "otherwise, e.g. 'tasks' or 'email_jobs'."
+        )
+        raise TaskConfigurationError(msg)
     return value
+
+
+STORE_TABLES = frozenset(
+    (
+        "cache",
+        "dead_letters",
+        "idempotency",
+        "locks",
+        "progress",
+        "rate_limits",
+        "results",
+        "schedules",
+        "schema_migrations",
+        "workflow_runs",
+        "workflow_stages",
+        "workflow_steps",
+        "workflows",
+    )
+)
+"""The tables of the stores and of the migrations, beside the jobs tables of a schema."""
 
 
 def quote_ident(name: str) -> str:

@@ -20,8 +20,8 @@ from typing import NamedTuple
 import asyncpg
 
 from lexigram.contracts.tasks import mask_url, nearest_name
-from lexigram.tasks.backends.postgres._connection import Conn, connect_once
-from lexigram.tasks.backends.postgres._diagnose import SchemaMissingError
+from lexigram.tasks.backends.postgres._connection import REFUSED_ERRORS, Conn, connect_once
+from lexigram.tasks.backends.postgres._diagnose import SchemaMissingError, refusal_error
 from lexigram.tasks.backends.postgres._options import (
     DEFAULT_SCHEMA,
     quote_ident,
@@ -525,7 +525,8 @@ async def migrate(
         Names of the migrations applied; empty if the schema was up to date.
 
     Raises:
-        BackendConnectionError: The server cannot be reached or refuses the login.
+        BackendConnectionError: The server cannot be reached, refuses the login, or
+            refuses the role the rights to create the schema or its tables.
 
     Example:
         applied = await migrate("postgresql://app@db/app", "lexigram_tasks")
@@ -533,5 +534,7 @@ async def migrate(
     conn = await connect_once(dsn, timeout=timeout)
     try:
         return await ensure_schema(conn, schema, table)
+    except REFUSED_ERRORS as exc:
+        raise refusal_error(dsn, f"create the tables of schema {schema!r}", exc) from exc
     finally:
         await conn.close()
