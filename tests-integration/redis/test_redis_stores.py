@@ -141,6 +141,9 @@ async def test_only_an_awaited_result_leaves_a_wake_up_token(
     assert found.data == 2
     assert await client.zcard(store.result_keys.waiting) == 0  # the store took it out
     assert await client.exists(store._notify_key("watched")) == 1  # handed on to others
+    # ...for a minute at most: the token handed on after BLPOP emptied the list kept no
+    # expiry, so each awaited result left a list behind for good.
+    assert 0 < await client.pttl(store._notify_key("watched")) <= 60_000
 
     # Deleting the result takes its token too: a later waiter blocks, it does not spin.
     assert await store.delete("watched") is True

@@ -9,6 +9,7 @@ multi-key scripts run on Redis Cluster; see docs/backends/redis.md for the layou
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from collections.abc import Mapping
@@ -125,6 +126,18 @@ class ResultKeys(NamedTuple):
     result_prefix: str  # + job id: the result (STRING, with the TTL)
     notify_prefix: str  # + job id: the LIST its waiters block on
     ttl_ms: int
+
+
+_NOTIFY_TTL_MS = 60_000
+"""Lifetime of a result's wake-up token nobody took (as the store script sets it)."""
+
+
+async def _hand_on(notify: str, client: Any) -> None:
+    """Put a result's wake-up token back for the next waiter, with its expiry."""
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.rpush(notify, 1)
+        pipe.pexpire(notify, _NOTIFY_TTL_MS)
+        await pipe.execute()
 
 
 class RedisResultStore(RedisStore):
@@ -277,8 +290,10 @@ class RedisResultStore(RedisStore):
                     return None
                 raise
             if popped is not None:
-                # Hand the token on: other waiters for the same job wake in turn.
-                await self._call("wait", lambda c: c.rpush(notify, 1))
+                # Hand the token on: other waiters for the same job wake in turn. BLPOP
+                # emptied the list, which took its expiry with it: set one again, or the
+                # token would stay for good once no waiter is left to take it.
+                await self._call("wait", functools.partial(_hand_on, notify))
 
     async def close(self) -> None:
         """Close the connection (see `RedisStore.close`); a batch still queued is dropped."""
