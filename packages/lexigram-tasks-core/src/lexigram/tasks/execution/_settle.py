@@ -155,10 +155,10 @@ class Settler:
         # took a ProgressTracker needs it too (entry.tracker is set).
         self._finishing = idempotency is not None
         # Attempts that ran at least `long_job_seconds` (the loop-lag threshold), as
-        # (task name, finished at): the loop-lag monitor wakes after a blocking job
-        # ended, and names it from here.
+        # (job id, task name, finished at): the loop-lag monitor wakes after a blocking
+        # job ended, and names it from here.
         self.long_job_seconds = math.inf
-        self.long_jobs: deque[tuple[str, float]] = deque(maxlen=64)
+        self.long_jobs: deque[tuple[str, str, float]] = deque(maxlen=64)
         self.released = released
 
     def tracker_for(self, entry: Running) -> ProgressTracker:
@@ -188,7 +188,7 @@ class Settler:
         job.result = result
         self.stats.record_job(result)
         if duration >= self.long_job_seconds:
-            self.long_jobs.append((job.name, now))
+            self.long_jobs.append((job.id, job.name, now))
         place = job.metadata.get(WORKFLOW_STEP_KEY)  # a queue-driven workflow's step
         if place is not None and not await _workflows().step_succeeded(
             self.queue, job, place, data, self.logger
@@ -528,7 +528,7 @@ class Settler:
         """Seconds the attempt ran; remembers it when it ran as long as a loop block."""
         duration = time.perf_counter() - started
         if duration >= self.long_job_seconds:
-            self.long_jobs.append((job.name, time.time()))
+            self.long_jobs.append((job.id, job.name, time.time()))
         return duration
 
     async def _lost(self, entry: Running, duration: float, attempt: int | None = None) -> None:

@@ -347,9 +347,19 @@ class TaskWorker:
     def _running_task_names(self, lag: float) -> list[str]:
         """Names of the jobs that were running during the last `lag` seconds (the block)."""
         began = time.time() - lag
-        names = [e.job.name for e in self._in_flight.values() if 0.0 < e.started_at <= began]
+        running = {
+            job_id: e.job.name
+            for job_id, e in self._in_flight.items()
+            if 0.0 < e.started_at <= began
+        }
         long_jobs = self._settler.long_jobs
-        names += [name for name, finished in long_jobs if finished >= began]
+        # A job that ended during the block may still be settling (in flight): once.
+        names = list(running.values())
+        names += [
+            name
+            for job_id, name, finished in long_jobs
+            if finished >= began and job_id not in running
+        ]
         long_jobs.clear()
         return names
 
