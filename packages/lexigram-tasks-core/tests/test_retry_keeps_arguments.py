@@ -55,7 +55,7 @@ async def test_each_attempt_and_the_dead_letter_see_the_enqueued_arguments() -> 
 
 def test_scalar_arguments_are_not_copied() -> None:
     assert pristine_copy((1, "a", 2.5, None, True), {"n": 3}) is None
-    nested = ([1, {"a": [2]}], ("t", [3]))
+    nested: tuple[Any, ...] = ([1, {"a": [2]}], ("t", [3]))
     copied = pristine_copy(nested, {"d": {"x": [4]}})
     assert copied == (nested, {"d": {"x": [4]}})
     assert copied is not None

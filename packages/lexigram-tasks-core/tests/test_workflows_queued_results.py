@@ -157,7 +157,7 @@ async def test_a_result_too_large_for_the_next_job_fails_the_run_at_its_step() -
         "TaskValidationError: the result of step 'big' cannot be passed on: the job of the "
         "next step 'length' was refused: job "
     )
-    assert "(max_payload_bytes)" in info.error
+    assert "max_payload_bytes)" in info.error
     assert info.steps[1].error == info.error
     assert info.steps[1].result is None  # not kept: the run failed on it
     assert [call[1]["step"] for call in calls if call[0] == "report"] == ["big"]
