@@ -171,11 +171,9 @@ SCHEDULED_APP = """
 """
 
 
-async def test_a_provider_saves_its_schedules_under_the_id_the_command_line_gives_them(
-    write_module: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    module_name = write_module(SCHEDULED_APP)
-    nightly = __import__(module_name).nightly
+@pytest.fixture
+def schedule_store(monkeypatch: pytest.MonkeyPatch) -> InMemorySchedulerStore:
+    """The scheduler store every provider built in the test gets from its stack."""
     store = InMemorySchedulerStore()
 
     def with_store(*args: Any, **kwargs: Any) -> Any:
@@ -184,6 +182,15 @@ async def test_a_provider_saves_its_schedules_under_the_id_the_command_line_give
         return stacks, primary
 
     monkeypatch.setattr(_provider, "build_stacks", with_store)
+    return store
+
+
+async def test_a_provider_saves_its_schedules_under_the_id_the_command_line_gives_them(
+    write_module: Any, schedule_store: InMemorySchedulerStore
+) -> None:
+    module_name = write_module(SCHEDULED_APP)
+    nightly = __import__(module_name).nightly
+    store = schedule_store
     provider = TaskProvider(worker_count=0)
     provider.register_scheduled_task(nightly)
     async with Application.boot(providers=[provider]):
@@ -195,18 +202,11 @@ async def test_a_provider_saves_its_schedules_under_the_id_the_command_line_give
 
 
 async def test_a_task_scheduled_after_boot_is_stored_too(
-    write_module: Any, monkeypatch: pytest.MonkeyPatch
+    write_module: Any, schedule_store: InMemorySchedulerStore
 ) -> None:
     module_name = write_module(SCHEDULED_APP)
     nightly = __import__(module_name).nightly
-    store = InMemorySchedulerStore()
-
-    def with_store(*args: Any, **kwargs: Any) -> Any:
-        stacks, primary = build_stacks(*args, **kwargs)
-        stacks[primary].scheduler_store = store
-        return stacks, primary
-
-    monkeypatch.setattr(_provider, "build_stacks", with_store)
+    store = schedule_store
     provider = TaskProvider(worker_count=0)
     async with Application.boot(providers=[provider]):
         assert await store.load_jobs() == {}

@@ -1,26 +1,50 @@
-"""A failed or cancelled job's progress on a real Redis: the store keeps it, but
-`list_active` (the dashboard's "Running now") no longer lists it."""
+"""A failed or cancelled job's progress leaves `list_active` (the dashboard's "Running now").
+
+The store keeps the entry, marked failed, until it expires; it is no longer listed as
+active. Run against each backend whose progress store once decided "active" by the count
+alone (Redis and SQLite), through a real worker.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from lexigram.contracts.tasks import CancelOutcome, Job, ProgressStoreProtocol
-from lexigram.tasks.backends.redis import (
-    RedisConnector,
-    RedisProgressStore,
-    RedisResultStore,
-    RedisTaskQueue,
+import redis
+from lexigram.contracts.tasks import (
+    CancelOutcome,
+    Job,
+    ProgressStoreProtocol,
+    TaskBackendSpec,
 )
+from lexigram.tasks import load_backend
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.decorators import task
 from lexigram.tasks.execution import HandlerRegistry, TaskWorker, TaskWorkerServices
 from lexigram.tasks.progress import ProgressTracker
 
-pytestmark = pytest.mark.redis
+
+@pytest.fixture(params=["redis", "sqlite"])
+def spec(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskBackendSpec]:
+    if request.param == "redis":
+        request.applymarker(pytest.mark.redis)
+        url = request.getfixturevalue("redis_url")
+        prefix = f"progress-{uuid.uuid4().hex[:8]}"
+        yield TaskBackendSpec(type="redis", url=url, options={"key_prefix": prefix})
+        client = redis.Redis.from_url(url)
+        try:
+            for key in client.scan_iter(match=f"*{prefix}*"):
+                client.delete(key)
+        finally:
+            client.close()
+        return
+    yield TaskBackendSpec(type="sqlite", url=f"sqlite:///{tmp_path}/progress.db")
 
 
 async def _ended(store: ProgressStoreProtocol, job_id: str) -> None:
@@ -35,7 +59,7 @@ async def _ended(store: ProgressStoreProtocol, job_id: str) -> None:
 
 
 async def test_failed_and_cancelled_jobs_leave_the_active_progress(
-    connector: RedisConnector, key_prefix: str
+    spec: TaskBackendSpec,
 ) -> None:
     started = asyncio.Event()
 
@@ -51,9 +75,10 @@ async def test_failed_and_cancelled_jobs_leave_the_active_progress(
         started.set()
         await asyncio.Event().wait()
 
-    queue = RedisTaskQueue(queue_name="tasks", key_prefix=key_prefix, connector=connector)
-    store = RedisProgressStore(key_prefix=key_prefix, connector=connector)
-    results = RedisResultStore(key_prefix=key_prefix, connector=connector)
+    backend: Any = load_backend(spec.type)
+    queue = backend.create_queue(spec)
+    store = backend.create_progress_store(spec)
+    results = backend.create_result_store(spec)
     registry = HandlerRegistry()
     for function in (boom, waits):
         registry.register(function.name, function)
@@ -80,3 +105,5 @@ async def test_failed_and_cancelled_jobs_leave_the_active_progress(
         assert await store.list_active() == []
     finally:
         await worker.stop()
+        for closing in (queue, store, results):
+            await closing.close()
