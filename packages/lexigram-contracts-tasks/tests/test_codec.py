@@ -3,6 +3,8 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import re
+from typing import Any
 
 import pytest
 
@@ -229,3 +231,23 @@ def test_an_integer_too_long_to_print_is_a_validation_error() -> None:
         TaskValidationError, match=r"positional argument 0 \(int: too long to show\)"
     ):
         encode_job(Job(name="x", args=(10**5000,)))
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        (
+            {"scheduled_at": datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)},
+            "scheduled_at=datetime",
+        ),
+        ({"scheduled_at": "soon"}, "scheduled_at='soon'"),
+        ({"priority": "high"}, "priority 'high'"),
+        ({"max_retries": "3"}, "max_retries='3'"),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_a_validation_error(
+    fields: dict[str, Any], named: str
+) -> None:
+    # A datetime in scheduled_at raised a bare TypeError from the range check.
+    with pytest.raises(TaskValidationError, match=re.escape(named)):
+        encode_job(Job(name="x", **fields))

@@ -388,3 +388,20 @@ def test_standard_input_is_read_by_one_option_only() -> None:
     result = run("enqueue", "x", "--args", "-", "--kwargs", "-", stdin="[1]")
     assert result.exit_code == 2
     assert "standard input is read once, and --args reads it already" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[NaN]", "NaN is not a JSON number"),
+        ('{"x": -Infinity}', "-Infinity is not a JSON number"),
+        ("[1e400]", "1e400 is out of a number's range"),
+    ],
+)
+def test_enqueue_refuses_numbers_json_has_not_as_invalid_json(text: str, words: str) -> None:
+    # Python's json reads them; the job's envelope then refused them as arguments, with
+    # a message about serializing, not about the JSON given.
+    option = "--kwargs" if text.startswith("{") else "--args"
+    result = run("enqueue", "x", option, text)
+    assert result.exit_code == 2
+    assert f"is not valid JSON ({words})" in result.stderr

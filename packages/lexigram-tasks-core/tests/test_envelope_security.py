@@ -10,6 +10,7 @@ is dead-lettered without running.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -171,3 +172,19 @@ async def test_worker_runs_signed_jobs_and_dead_letters_forged_ones_unrun() -> N
     assert record.metadata["reason"] == "poison"
     assert "job forged-1 (guarded) is not signed" in record.error
     assert "it was not run" in record.error
+
+
+def test_a_short_signing_key_is_warned_about_never_shown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    short = TaskConfig.from_dict({"security": {"signing_key": "abc"}}).security
+    with caplog.at_level(logging.WARNING, logger="lexigram.tasks.config._security"):
+        short.apply()
+    configure_envelope()
+    [record] = caplog.records
+    assert "signing_key is 3 bytes long" in record.getMessage()
+    assert "abc" not in record.getMessage()
+    caplog.clear()
+    TaskConfig.from_dict({"security": {"signing_key": KEY}}).security.apply()
+    configure_envelope()
+    assert not caplog.records

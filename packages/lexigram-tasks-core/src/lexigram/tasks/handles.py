@@ -231,11 +231,8 @@ class JobHandle(Generic[R]):
         if timeout is not None:
             found = await store.wait(self.id, timeout=timeout)
             if found is None:
-                msg = (
-                    f"{self._label()} has no result after {timeout:g} s. "
-                    "Check that a worker consumes its queue and that the task stores "
-                    "results (store_result=True), or wait longer."
-                )
+                where = await self._where_now()
+                msg = f"{self._label()} has no result after {timeout:g} s: {where}"
                 raise TimeoutError(msg)
             return found
         while True:
@@ -271,6 +268,33 @@ class JobHandle(Generic[R]):
             "results (store_result=False)."
         )
         raise TaskNotFoundError(msg, details={"job_id": self.id})
+
+    async def _where_now(self) -> str:
+        """Where the job is, for the message of a wait that timed out (never raises)."""
+        try:
+            queued = await self._queue.get_job(self.id)
+        except Exception:  # the wait's own error says enough; this is a hint
+            queued = None
+            known = False
+        else:
+            known = True
+        if queued is not None and queued.status is JobStatus.RUNNING:
+            return "it is still running. Wait longer."
+        if queued is not None:
+            return (
+                f"it is still waiting in queue {self._queue.queue_name!r} ({queued.status.value})."
+                " Check that a worker consumes that queue, or wait longer."
+            )
+        if known:
+            return (
+                "it is neither waiting nor running, and no result is stored: the task may "
+                "not store results (store_result=False), its result may have expired, or the "
+                "id is unknown."
+            )
+        return (
+            "check that a worker consumes its queue and that the task stores results "
+            "(store_result=True), or wait longer."
+        )
 
     async def cancel(self) -> CancelOutcome:
         """Cancel the job: remove it if it waits, stop its handler if it runs.

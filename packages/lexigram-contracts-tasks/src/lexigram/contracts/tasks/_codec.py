@@ -280,17 +280,29 @@ def validate_job(job: Job) -> None:
     if not job.name:
         msg = f"Job {job.id!r} has no name. Set Job.name to the registered task name."
         raise TaskValidationError(msg)
-    if not PRIORITY_MIN <= job.priority <= PRIORITY_MAX:
+    # Read as `object`: a caller may have put anything there, whatever the annotation.
+    priority: object = job.priority
+    if not isinstance(priority, int) or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
         msg = (
-            f"Job {job.name!r} has priority {job.priority!r}, outside "
+            f"Job {job.name!r} has priority {priority!r}, outside "
             f"{PRIORITY_MIN}..{PRIORITY_MAX}. Use a Priority value or an int in that range."
         )
         raise TaskValidationError(msg)
-    if job.scheduled_at is not None and not math.isfinite(job.scheduled_at):
-        msg = f"Job {job.name!r} has scheduled_at={job.scheduled_at!r}. Use epoch seconds."
+    scheduled: object = job.scheduled_at
+    # A datetime (or a string) compared as a number raised a bare TypeError.
+    if scheduled is not None and (
+        not isinstance(scheduled, int | float)
+        or isinstance(scheduled, bool)
+        or not math.isfinite(scheduled)
+    ):
+        msg = (
+            f"Job {job.name!r} has scheduled_at={scheduled!r}. Use epoch seconds, e.g. "
+            "time.time() + 60 or a datetime's .timestamp()."
+        )
         raise TaskValidationError(msg)
-    if job.max_retries is not None and job.max_retries < 0:
-        msg = f"Job {job.name!r} has max_retries={job.max_retries!r}. Use 0 or more."
+    retries: object = job.max_retries
+    if retries is not None and (not isinstance(retries, int) or retries < 0):
+        msg = f"Job {job.name!r} has max_retries={retries!r}. Use an int, 0 or more."
         raise TaskValidationError(msg)
 
 

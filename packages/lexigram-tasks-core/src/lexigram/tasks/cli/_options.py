@@ -39,6 +39,19 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
+def _not_json(token: str) -> Any:
+    msg = f"{token} is not a JSON number"
+    raise ValueError(msg)
+
+
+def _finite_float(token: str) -> float:
+    number = float(token)
+    if not math.isfinite(number):
+        msg = f"{token} is out of a number's range"
+        raise ValueError(msg)
+    return number
+
+
 def backend_option(func: F) -> F:
     """``--backend URL-or-type``."""
     return click.option(
@@ -173,7 +186,9 @@ class JSONParam(ParamBase):
         what = "a JSON array" if self.expected is list else "a JSON object"
         text, source = self._read(str(value), param, ctx)
         try:
-            decoded = json.loads(text)
+            # NaN, Infinity and numbers past a float's range are not JSON (Python's json
+            # reads them anyway; the job's envelope would then refuse them as arguments).
+            decoded = json.loads(text, parse_constant=_not_json, parse_float=_finite_float)
         except ValueError as exc:
             self.fail(
                 f"{source} is not valid JSON ({exc}). Pass {what}, e.g. {self.example} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import ClassVar, Self
 
 from pydantic import Field, SecretStr, model_validator
@@ -12,6 +13,11 @@ from lexigram.contracts.tasks import (
     configure_envelope,
 )
 from lexigram.tasks.config._sections import _empty_list, _fix, _Section
+
+logger = logging.getLogger(__name__)
+
+_SHORT_KEY_BYTES = 32
+"""Below this, a signing key is warned about (the length docs/configuration.md asks for)."""
 
 
 class TaskSecurityConfig(_Section):
@@ -79,4 +85,14 @@ class TaskSecurityConfig(_Section):
         it once per configuration it builds from, so every backend signs, verifies and
         bounds envelopes alike.
         """
+        key = self.signing_key
+        if key is not None and len(key.get_secret_value().encode()) < _SHORT_KEY_BYTES:
+            # Not refused: a deployment may have a shorter key already in use everywhere.
+            logger.warning(
+                "tasks.security.signing_key is %d bytes long; an HMAC key should have "
+                "%d or more random bytes (e.g. python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))').",
+                len(key.get_secret_value().encode()),
+                _SHORT_KEY_BYTES,
+            )
         configure_envelope(signer=self.signer(), max_payload_bytes=self.max_payload_bytes)
