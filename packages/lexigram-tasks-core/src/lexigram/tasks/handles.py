@@ -273,27 +273,22 @@ class JobHandle(Generic[R]):
         """Where the job is, for the message of a wait that timed out (never raises)."""
         try:
             queued = await self._queue.get_job(self.id)
-        except Exception:  # the wait's own error says enough; this is a hint
-            queued = None
-            known = False
-        else:
-            known = True
-        if queued is not None and queued.status is JobStatus.RUNNING:
-            return "it is still running. Wait longer."
-        if queued is not None:
+        except Exception:  # the wait's own message says enough; this is a hint
             return (
-                f"it is still waiting in queue {self._queue.queue_name!r} ({queued.status.value})."
-                " Check that a worker consumes that queue, or wait longer."
+                "check that a worker consumes its queue and that the task stores results "
+                "(store_result=True), or wait longer."
             )
-        if known:
+        if queued is None:
             return (
                 "it is neither waiting nor running, and no result is stored: the task may "
                 "not store results (store_result=False), its result may have expired, or the "
                 "id is unknown."
             )
+        if queued.status is JobStatus.RUNNING:
+            return "it is still running. Wait longer."
         return (
-            "check that a worker consumes its queue and that the task stores results "
-            "(store_result=True), or wait longer."
+            f"it is still waiting in queue {self._queue.queue_name!r} ({queued.status.value})."
+            " Check that a worker consumes that queue, or wait longer."
         )
 
     async def cancel(self) -> CancelOutcome:

@@ -15,9 +15,9 @@ from lexigram.tasks.admin._dlq import (
     delete_dead_letter,
     find_dead_letter,
     requeued_line,
-    retried_summary,
     retry_dead_letter,
     retry_dead_letters,
+    retry_dead_letters_reported,
 )
 from lexigram.tasks.admin._errors import OperationError
 from lexigram.tasks.admin._queues import (
@@ -58,9 +58,9 @@ __all__ = [
     "registered_workers",
     "requeued_line",
     "resume_schedule",
-    "retried_summary",
     "retry_dead_letter",
     "retry_dead_letters",
+    "retry_dead_letters_reported",
     "run_schedule_now",
     "schedule_name",
     "schedule_row",

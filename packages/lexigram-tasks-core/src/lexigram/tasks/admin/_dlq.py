@@ -7,7 +7,7 @@ queue a job goes back onto (its own, unless the caller names another).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from lexigram.contracts.tasks import (
@@ -193,8 +193,28 @@ def requeued_line(job: Job, queue_name: str) -> str:
     return line
 
 
-def retried_summary(count: int, skipped: Sequence[FailureRecord]) -> str:
-    """The one-line outcome of a bulk retry: how many went back, and any left behind."""
+async def retry_dead_letters_reported(
+    dlq_backend: Any,
+    queue_for: QueueFor,
+    *,
+    task_name: str | None = None,
+    job_ids: Iterable[str] | None = None,
+    result_store: ResultStoreProtocol | None = None,
+) -> str:
+    """`retry_dead_letters`, returning its one-line outcome for a person to read.
+
+    The line says how many jobs went back and how many undecodable records stayed:
+    what `dlq retry-all` prints and the dashboard's bulk retries show.
+    """
+    skipped: list[FailureRecord] = []
+    count = await retry_dead_letters(
+        dlq_backend,
+        queue_for,
+        task_name=task_name,
+        job_ids=job_ids,
+        result_store=result_store,
+        on_skipped=skipped.append,
+    )
     line = f"Requeued {count} job(s)."
     if skipped:
         line += (

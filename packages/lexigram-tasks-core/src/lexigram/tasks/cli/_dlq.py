@@ -21,9 +21,8 @@ from lexigram.tasks.admin import (
     delete_dead_letter,
     find_dead_letter,
     requeued_line,
-    retried_summary,
     retry_dead_letter,
-    retry_dead_letters,
+    retry_dead_letters_reported,
 )
 from lexigram.tasks.cli._context import (
     Stores,
@@ -299,19 +298,15 @@ def retry_all_command(
         what = f"every dead-lettered {task_name!r} job" if task_name else "every dead-lettered job"
         click.confirm(f"Requeue {what}?", abort=True)
 
-    skipped: list[FailureRecord] = []
-
-    async def action(session: _Session) -> int:
-        return await retry_dead_letters(
+    async def action(session: _Session) -> str:
+        return await retry_dead_letters_reported(
             session.stores.dlq_backend,
             session.queue,
             task_name=task_name,
             result_store=session.stores.result_store,
-            on_skipped=skipped.append,
         )
 
-    count = _run(backend, config_path, connect_timeout, debug, action)
-    click.echo(retried_summary(count, skipped))
+    click.echo(_run(backend, config_path, connect_timeout, debug, action))
 
 
 @dlq_group.command("delete")

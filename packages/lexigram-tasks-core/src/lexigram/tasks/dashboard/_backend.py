@@ -293,26 +293,15 @@ class DashboardBackend:
                 dlq_backend, self.queue, job_ids[0], result_store=self.stores.result_store
             )
             return admin.requeued_line(job, target)
-        skipped: list[FailureRecord] = []
-        count = await admin.retry_dead_letters(
-            dlq_backend,
-            self.queue,
-            job_ids=job_ids,
-            result_store=self.stores.result_store,
-            on_skipped=skipped.append,
+        return await admin.retry_dead_letters_reported(
+            dlq_backend, self.queue, job_ids=job_ids, result_store=self.stores.result_store
         )
-        return admin.retried_summary(count, skipped)
 
     async def retry_all(self) -> str:
         """Retry every dead letter."""
-        skipped: list[FailureRecord] = []
-        count = await admin.retry_dead_letters(
-            self._dlq_backend(),
-            self.queue,
-            result_store=self.stores.result_store,
-            on_skipped=skipped.append,
+        return await admin.retry_dead_letters_reported(
+            self._dlq_backend(), self.queue, result_store=self.stores.result_store
         )
-        return admin.retried_summary(count, skipped)
 
     async def delete(self, job_ids: list[str]) -> str:
         """Delete dead letters for good by whole id."""

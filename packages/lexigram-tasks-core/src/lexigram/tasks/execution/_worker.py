@@ -353,15 +353,14 @@ class TaskWorker:
             if 0.0 < e.started_at <= began
         }
         long_jobs = self._settler.long_jobs
-        # A job that ended during the block may still be settling (in flight): once.
-        names = list(running.values())
-        names += [
+        # A job that ended during the block may still be settling (in flight): named once.
+        ended = [
             name
             for job_id, name, finished in long_jobs
             if finished >= began and job_id not in running
         ]
         long_jobs.clear()
-        return names
+        return [*running.values(), *ended]
 
     def _handler_names(self) -> list[str]:
         try:

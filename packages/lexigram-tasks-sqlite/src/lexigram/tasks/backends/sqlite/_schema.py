@@ -169,10 +169,9 @@ def recorded_version(conn: sqlite3.Connection) -> int | None:
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
-    """The version recorded in the file (0 for a new file)."""
+    """The version recorded in the file (0 for a new file, whose table it creates)."""
     conn.execute("CREATE TABLE IF NOT EXISTS lexigram_schema (version INTEGER NOT NULL)")
-    row = conn.execute("SELECT max(version) FROM lexigram_schema").fetchone()
-    return int(row[0] or 0)
+    return recorded_version(conn) or 0
 
 
 def migrate(conn: sqlite3.Connection) -> list[int]:
