@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from lexigram.contracts.tasks import LockProtocol
+from lexigram.tasks import Job, MemoryTaskQueue
 from lexigram.tasks.concurrency import (
     DistributedLockProtocol,
     InMemoryLock,
@@ -16,6 +17,8 @@ from lexigram.tasks.concurrency import (
     distributed_lock,
     unique_task,
 )
+from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
+from lexigram.tasks.testing import HookRecorder
 
 
 async def _wait_until_done(tasks: Sequence[asyncio.Task[Any]], count: int) -> None:
@@ -282,3 +285,51 @@ async def test_lock_manager_delegates_to_a_backend_lock_manager():
     async with manager.acquire("res", timeout=5):
         pass
     assert backend.log == ["try job", "release job", "wait res", "release res"]
+
+
+async def _run_once_through_a_worker(queue: MemoryTaskQueue, handler: Any) -> None:
+    hooks = HookRecorder()
+    worker = TaskWorker("w1", queue, {"sync": handler}, services=TaskWorkerServices(hooks=hooks))
+    await worker.start()
+    try:
+        await hooks.wait_until(lambda: bool(hooks.ids("task.completed")))
+    finally:
+        await worker.stop()
+
+
+async def test_unique_task_redelivered_after_its_worker_died_waits_for_its_own_key():
+    """The job's first worker died holding the key: the redelivery runs once the hold ends."""
+    queue = MemoryTaskQueue(visibility_timeout=0.1)
+    manager = LockManager()
+    calls: list[str] = []
+
+    @unique_task(lock_manager=manager, key_func=lambda user: f"sync:{user}", timeout=1.5)
+    async def sync_user(user: str) -> str:
+        calls.append(user)
+        return user
+
+    (await queue.enqueue(Job(name="sync", args=("ann",)))).unwrap()
+    # The first delivery: its worker takes the key and dies (no ack, no release).
+    first = await queue.dequeue()
+    assert first is not None
+    assert first.delivery_count == 1
+    assert await manager.acquire("sync:ann", 1.5).try_acquire()
+
+    await _run_once_through_a_worker(queue, sync_user)
+    assert calls == ["ann"]
+
+
+async def test_unique_task_first_delivery_still_skips_a_held_key():
+    queue = MemoryTaskQueue()
+    manager = LockManager()
+    calls: list[str] = []
+
+    @unique_task(lock_manager=manager, key_func=lambda user: f"sync:{user}", timeout=30)
+    async def sync_user(user: str) -> str:
+        calls.append(user)
+        return user
+
+    assert await manager.acquire("sync:bob", 30).try_acquire()
+    (await queue.enqueue(Job(name="sync", args=("bob",)))).unwrap()
+    await _run_once_through_a_worker(queue, sync_user)
+    assert calls == []

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, Protocol, Self, TypeVar, overload, runtime_checkable
 
 from lexigram.contracts.tasks import LockManagerProtocol, LockProtocol
+from lexigram.tasks.execution._cancel import current_entry
 from lexigram.tasks.models import BuildsDefault
 
 logger = logging.getLogger(__name__)
@@ -347,7 +348,7 @@ class UniqueTask:
             key = self.key_func(*args, **kwargs)
             lock = self.lock_manager.acquire(key, self.timeout)
             if self.skip_if_locked:
-                if not await lock.try_acquire():
+                if not await lock.try_acquire() and not await self._reclaim(lock, func, key):
                     logger.info("Skipped %s: lock %r is held.", _name(func), key)
                     return None
             else:
@@ -360,6 +361,28 @@ class UniqueTask:
                 await lock.release()
 
         return wrapper
+
+    async def _reclaim(self, lock: LockProtocol, func: Callable[..., Any], key: str) -> bool:
+        """Wait out a hold that may be this very job's, left by a worker that died.
+
+        A job handed out again after its lease ran out (``delivery_count`` above 1) may
+        find the key held by its own earlier delivery, whose worker stopped before the
+        ``finally`` that releases it. Skipping then would store the job as completed
+        without its work ever done; the hold ends within `timeout`, so wait for it. A
+        key that another job holds makes this job run after it, never beside it.
+        """
+        entry = current_entry.get()
+        if entry is None or entry.job.delivery_count <= 1:
+            return False
+        logger.info(
+            "%s: lock %r is held and job %s was handed out again (its worker may have "
+            "died holding the key); waiting up to %g s for the key instead of skipping.",
+            _name(func),
+            key,
+            entry.job.id,
+            self.timeout,
+        )
+        return await lock.acquire_wait(self.timeout)
 
 
 def _name(func: Callable[..., Any]) -> str:
