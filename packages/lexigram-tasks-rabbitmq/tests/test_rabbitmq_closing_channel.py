@@ -123,6 +123,6 @@ async def test_sending_back_a_delivery_of_a_closing_channel_publishes_no_copy() 
 
     queue._publisher.publish = publish  # type: ignore[method-assign]
 
-    await queue._send_back(delivery_on(FakeChannel(closing=True), redelivered=True))
+    await queue._republisher.send_back(delivery_on(FakeChannel(closing=True), redelivered=True))
 
     assert published == []

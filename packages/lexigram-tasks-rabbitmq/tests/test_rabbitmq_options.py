@@ -277,5 +277,8 @@ def test_sync_messages_only_where_they_are_taken_at_once(
     from lexigram.tasks.backends.rabbitmq._ack_sync import AckSync
     from lexigram.tasks.backends.rabbitmq._connection import AMQPLink
 
+    async def no_room() -> None:
+        return None
+
     link = AMQPLink("amqp://h/", "q", RabbitMQOptions(**options))  # type: ignore[arg-type]
-    assert AckSync(link).enabled is enabled
+    assert AckSync(link, no_room).enabled is enabled

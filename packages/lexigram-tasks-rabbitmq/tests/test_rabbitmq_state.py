@@ -32,6 +32,11 @@ def make_states(clock: Clock | None = None) -> JobStates:
     return JobStates(store, "ns:", state_ttl=60.0)
 
 
+def clocked_states(clock: Clock) -> JobStates:
+    """States whose store and whose key ends read one clock."""
+    return JobStates(LocalStateStore(clock=clock), "ns:", state_ttl=60.0, clock=clock)
+
+
 async def test_local_store_satisfies_cache_protocol_and_expires() -> None:
     clock = Clock()
     store = LocalStateStore(clock=clock)
@@ -108,9 +113,79 @@ async def test_idempotency_claim_returns_holder() -> None:
 
 async def test_idempotency_claim_expires_with_ttl() -> None:
     clock = Clock()
-    states = make_states(clock)
+    states = clocked_states(clock)
     await states.claim_idempotency("k", "first", ttl=10)
     clock.now += 11
+    assert await states.claim_idempotency("k", "second", ttl=10) is None
+
+
+async def test_idempotency_key_held_while_its_job_outlives_the_ttl() -> None:
+    clock = Clock()
+    states = clocked_states(clock)
+    assert await states.claim_idempotency("k", "first", ttl=10) is None
+    await states.admit("first", "{}", delay=0)
+    clock.now += 30  # the TTL is over, the job still waits
+    assert await states.claim_idempotency("k", "second", ttl=10) == "first"
+    await states.hand_out([("first", "{}", False)], lease=30.0)
+    assert await states.claim_idempotency("k", "second", ttl=10) == "first"  # running
+    await states.forget("first")
+    assert await states.claim_idempotency("k", "second", ttl=10) is None
+    assert await states.claim_idempotency("k", "third", ttl=10) == "second"
+
+
+async def test_idempotency_key_held_for_its_ttl_after_its_job_left() -> None:
+    clock = Clock()
+    states = clocked_states(clock)
+    await states.claim_idempotency("k", "first", ttl=10)
+    await states.admit("first", "{}", delay=0)
+    await states.forget("first")
+    clock.now += 9
+    assert await states.claim_idempotency("k", "second", ttl=10) == "first"
+    clock.now += 2
+    assert await states.claim_idempotency("k", "second", ttl=10) is None
+
+
+async def test_deleted_job_no_longer_holds_a_lapsed_key() -> None:
+    clock = Clock()
+    states = clocked_states(clock)
+    await states.claim_idempotency("k", "first", ttl=10)
+    await states.admit("first", "{}", delay=0)
+    await states.delete("first")  # a tombstone: the job never runs
+    clock.now += 11
+    assert await states.claim_idempotency("k", "second", ttl=10) is None
+
+
+async def test_lapsed_key_goes_to_one_of_concurrent_claims() -> None:
+    clock = Clock()
+    states = clocked_states(clock)
+    await states.claim_idempotency("k", "old", ttl=10)
+    clock.now += 11
+    answers = await asyncio.gather(
+        *(states.claim_idempotency("k", f"new{index}", ttl=10) for index in range(5))
+    )
+    winners = [f"new{index}" for index, answer in enumerate(answers) if answer is None]
+    assert len(winners) == 1
+    assert {answer for answer in answers if answer is not None} == set(winners)
+
+
+async def test_requeued_job_keeps_its_key_record_alive() -> None:
+    """A retry renews the job's records; its key's record must last as long."""
+    clock = Clock()
+    states = clocked_states(clock)
+    await states.claim_idempotency("k", "first", ttl=10)
+    await states.admit("first", "{}", delay=0)
+    clock.now += 50
+    await states.requeued("first", "{}", retrying=True, delay=0, idempotency_key="k")
+    clock.now += 50  # past the first records' lifetime (60 s), within the renewed one
+    assert await states.claim_idempotency("k", "second", ttl=10) == "first"
+
+
+async def test_bare_id_record_of_an_older_version_is_held() -> None:
+    clock = Clock()
+    states = clocked_states(clock)
+    await states.store.set("ns:idem:k", "first", 10)
+    assert await states.claim_idempotency("k", "second", ttl=10) == "first"
+    await states.release_idempotency("k", "first")
     assert await states.claim_idempotency("k", "second", ttl=10) is None
 
 

@@ -12,9 +12,13 @@ import asyncio
 import datetime as dt
 import random
 import time
+from collections.abc import Awaitable, Callable
+
+import pytest
 
 from lexigram.contracts.tasks import Job, JobStatus, Ok, TaskQueueProtocol
 from lexigram.tasks.testing._base import (
+    CLOCK_TOLERANCE,
     QueueConformanceBase,
     QueueFactory,
     assert_validation_error,
@@ -25,6 +29,10 @@ from lexigram.tasks.testing._base import (
     next_job,
     status_of,
 )
+
+KeyTTLQueueFactory = Callable[[float], Awaitable[TaskQueueProtocol]]
+"""The type of the optional ``make_queue_with_idempotency_ttl`` fixture: given seconds, a
+queue like ``make_queue``'s whose idempotency keys are held that long (its TTL option)."""
 
 # Fields a queue manages itself; every other field must survive the round trip.
 _QUEUE_MANAGED_FIELDS = ("status", "delivery_count")
@@ -118,7 +126,48 @@ class QueueRoundTripConformance(QueueConformanceBase):
 
 
 class QueueIdempotencyConformance(QueueConformanceBase):
-    """A job id or idempotency key already held does not add a second job."""
+    """A job id or idempotency key already held does not add a second job.
+
+    The rule that a key outlives its TTL while its job is still in the queue needs a
+    short TTL: a backend checks it by overriding the ``make_queue_with_idempotency_ttl``
+    fixture in its subclass (a `KeyTTLQueueFactory` on the test's own queue, cleaned up
+    like ``make_queue``'s); without it that test is skipped.
+    """
+
+    key_ttl: float = 1.0
+    """The idempotency TTL, in seconds, the kit asks ``make_queue_with_idempotency_ttl`` for."""
+
+    @pytest.fixture
+    def make_queue_with_idempotency_ttl(self) -> KeyTTLQueueFactory:
+        """Supplied by a backend that can set its idempotency TTL (see the class)."""
+        pytest.skip(
+            "override the make_queue_with_idempotency_ttl fixture to check that a key "
+            "is held past its TTL while its job is in the queue"
+        )
+
+    async def test_idempotency_key_held_while_its_job_outlives_the_ttl(
+        self, make_queue_with_idempotency_ttl: KeyTTLQueueFactory
+    ) -> None:
+        """A key is held past its TTL while its job waits or runs, and free once both ended."""
+        ttl = self.key_ttl
+        queue = await make_queue_with_idempotency_ttl(ttl)
+        first = make_job(idempotency_key="slow-lane")
+        await enqueue_ok(queue, first)
+        await asyncio.sleep(ttl + CLOCK_TOLERANCE)
+        assert await enqueue_ok(queue, make_job(idempotency_key="slow-lane")) == first.id, (
+            "a key whose TTL passed while its job still waited was given to a new job"
+        )
+        leased = await lease_one(queue)
+        assert leased.id == first.id
+        assert await enqueue_ok(queue, make_job(idempotency_key="slow-lane")) == first.id, (
+            "a key whose TTL passed while its job ran was given to a new job"
+        )
+        assert await queue.ack(leased.id, lease_token=leased.lease_token) is True
+        second = make_job(idempotency_key="slow-lane")
+        assert await enqueue_ok(queue, second) == second.id, (
+            "a key whose TTL passed was still held after its job left the queue"
+        )
+        assert [job.id for job in await drain(queue)] == [second.id]
 
     async def test_same_job_id_enqueued_twice_keeps_one_job(self, queue: TaskQueueProtocol) -> None:
         """Enqueueing an id that is already waiting returns Ok(id) and adds nothing."""

@@ -13,7 +13,11 @@ So a consumer that acked something publishes a small persistent "sync" message t
 queue with a publisher confirm, at most every `SYNC_INTERVAL` seconds: the broker
 confirms it only after the sync that also writes the acks before it. The sync message
 has the queue's highest priority, so the next free consumer takes it at once, and every
-consumer acks and drops it on sight (it is never a job). Only a subscribed consumer
+consumer acks and drops it on sight (it is never a job). A consumer whose prefetch is
+full (every slot running a job) cannot take it, and the message would wait in the queue,
+counted as a waiting job by every `count`, until a job ends: when it has not come back
+within `SETTLE_WITHIN` of its confirm, the consumer makes room for it (one more prefetch
+slot, given up again at the next resize). Only a subscribed consumer
 sends them (it takes its own back before it unsubscribes), and only on a priority queue
 (the default): without priorities a sync message would wait behind every waiting job.
 Quorum queues write acks to their log before applying them and need none of this.
@@ -53,8 +57,10 @@ def is_sync_message(message: DeliveredMessage) -> bool:
 class AckSync:
     """Publishes the sync messages of one queue object (see the module docstring)."""
 
-    def __init__(self, link: AMQPLink) -> None:
+    def __init__(self, link: AMQPLink, make_room: Callable[[], Awaitable[None]]) -> None:
         self._link = link
+        # One more prefetch slot for the consumer, so the broker can push a sync message.
+        self._make_room = make_room
         options = link.options
         # Only a priority queue puts the sync message before the waiting jobs; without
         # priorities it would wait behind the backlog and count as a job until taken.
@@ -83,7 +89,7 @@ class AckSync:
             if not self._unseen:
                 self._back.set()
 
-    async def settle(self, make_room: Callable[[], Awaitable[None]]) -> None:
+    async def settle(self) -> None:
         """Before the consumer unsubscribes: sync what is unsynced, take our message back.
 
         A sync message left in the queue after every consumer went away would be counted
@@ -101,11 +107,16 @@ class AckSync:
             await asyncio.shield(self._task)
         if self._unseen:
             self._back.clear()
-            await make_room()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(SETTLE_WITHIN):
-                    await self._back.wait()
+            await self._make_room()
+            await self._wait_back()
             self._unseen = 0  # not back: another consumer took it
+
+    async def _wait_back(self) -> bool:
+        """Wait up to `SETTLE_WITHIN` for our sync messages to come back; True if they did."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SETTLE_WITHIN):
+                await self._back.wait()
+        return self._back.is_set()
 
     def close(self) -> None:
         """Stop publishing (the connection closes next)."""
@@ -137,9 +148,14 @@ class AckSync:
             message_id=self._id,
         )
         try:
+            self._back.clear()
             await self._link.publish(
                 b"", routing_key=self._link.queue_name, properties=properties, mandatory=False
             )
+            if self.enabled and not await self._wait_back():
+                # Not pushed to us: no prefetch slot is free here (or another consumer
+                # took it, and the slot made goes to the next job).
+                await self._make_room()
         except _PUBLISH_ERRORS as exc:
             # The connection is gone; acks on its channels died with it (their jobs go
             # back to the queue anyway), and a sync message may or may not be queued.

@@ -41,8 +41,14 @@ _ATTEMPTS = 3
 class Claims(Protocol):
     """Where a queue claims idempotency keys (its state store, or the broker)."""
 
-    async def claim_idempotency(self, key: str, job_id: str, ttl: float) -> str | None:
-        """Take `key` for `job_id` for `ttl` seconds; return the holder's id if taken."""
+    async def claim_idempotency(
+        self, key: str, job_id: str, ttl: float, *, delay: float = 0.0
+    ) -> str | None:
+        """Take `key` for `job_id` (enqueued due in `delay` s); return the holder's id if taken.
+
+        The key is held for `ttl` seconds, and beyond that while the job waits or runs
+        where the claims can tell (a state store; not the broker, see `BrokerClaims`).
+        """
         ...
 
     async def release_idempotency(self, key: str, job_id: str) -> None:
@@ -144,8 +150,13 @@ class BrokerClaims:
         await channel.basic_reject(message.delivery_tag, requeue=True)
         return message.body.decode()
 
-    async def claim_idempotency(self, key: str, job_id: str, ttl: float) -> str | None:
+    async def claim_idempotency(
+        self, key: str, job_id: str, ttl: float, *, delay: float = 0.0
+    ) -> str | None:
         """Take `key` for `job_id`; return the holder's id if another job holds it.
+
+        The key is held for `ttl` seconds only (`delay` changes nothing here): the
+        broker cannot tell whether the holder's message still waits in the queue.
 
         Raises:
             BackendConnectionError: The broker cannot be reached.

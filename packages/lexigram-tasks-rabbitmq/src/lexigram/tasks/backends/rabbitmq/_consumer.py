@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aio_pika.abc import AbstractRobustChannel
-from aiormq.abc import DeliveredMessage
+from aiormq.abc import AbstractChannel, DeliveredMessage
 from pamqp.commands import Basic
 
 from lexigram.tasks.backends.rabbitmq._ack_sync import AckSync, is_sync_message
@@ -102,7 +102,8 @@ class DeliveryBuffer:
         self._timer: asyncio.TimerHandle | None = None
         self._start_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.sync = AckSync(link)
+        self.sync = AckSync(link, self._make_room)
+        self._room_made = False  # a slot above the prefetch asked for, until the next resize
         self.closed = False
         # Ready messages the broker counted behind the last basic.get's (Basic.GetOk).
         self.ready_behind = 0
@@ -159,7 +160,7 @@ class DeliveryBuffer:
             if self._calls or self.closed or (self._holding() and not force):
                 return
             if self._consuming and self._acks is not None:
-                await self.sync.settle(self._make_room)
+                await self.sync.settle()
                 if self._called_meanwhile():
                     return  # a call came in while the sync message came back
                 self._consuming = False
@@ -186,8 +187,11 @@ class DeliveryBuffer:
         subscribe sets the prefetch again.
         """
         acks = self._acks
+        if self._quorum or self._room_made:
+            return  # quorum queues need no sync; one slot more is enough
         if acks is not None and acks.alive:
             with contextlib.suppress(*CONNECTION_ERRORS):
+                self._room_made = True
                 prefetch = self._prefetch + 1
                 await acks.channel.basic_qos(prefetch_count=prefetch, global_=True)
                 # Recorded: a call that comes in meanwhile keeps the consumer, and the
@@ -258,6 +262,7 @@ class DeliveryBuffer:
         # change while consuming; quorum queues refuse global QoS, so their per-consumer
         # limit is fixed at basic.consume and a resize re-consumes (see _resize).
         await underlay.basic_qos(prefetch_count=self._prefetch, global_=not self._quorum)
+        self._room_made = False
         self._consuming = True
         try:
             ok = await underlay.basic_consume(self._queue, self._on_message)
@@ -272,6 +277,7 @@ class DeliveryBuffer:
         self._prefetch = prefetch
         if not self._quorum:
             await underlay.basic_qos(prefetch_count=prefetch, global_=True)
+            self._room_made = False
             return
         old = self._tag
         await underlay.basic_qos(prefetch_count=prefetch, global_=False)
@@ -310,6 +316,10 @@ class DeliveryBuffer:
         delay = 0.2
         while self._unsubscribed():
             try:
+                # Declared on a channel of its own first: a basic.consume of a deleted
+                # queue would close the consumer channel, and with it the acks of the jobs
+                # still running (they would end with their records saying "waiting").
+                await self._link.with_channel("declare the queue", self._declare_queue)
                 async with self._start_lock:
                     if self._unsubscribed():
                         await self._consume()
@@ -317,6 +327,12 @@ class DeliveryBuffer:
                 logger.debug("Re-subscribing to %r failed: %s", self._queue, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _declare_queue(self, channel: AbstractChannel) -> None:
+        """Declare the queue (again, after it was deleted: the jobs it had are gone)."""
+        options = self._link.options
+        arguments = main_queue_arguments(self._queue, options)
+        await channel.queue_declare(self._queue, durable=options.durable, arguments=arguments)
 
     async def _on_message(self, message: DeliveredMessage) -> None:
         # No await in here: tags must be registered in delivery order (module docstring).

@@ -148,7 +148,7 @@ class JobPublisher:
         key = job.idempotency_key
         if key is not None:
             ttl = max(self._options.idempotency_ttl, delay)
-            holder = await self._claims.claim_idempotency(key, job.id, ttl)
+            holder = await self._claims.claim_idempotency(key, job.id, ttl, delay=delay)
             if holder is not None and holder != job.id:
                 return Ok(holder)
         if await self._states.admit(job.id, body.decode(), delay) is not Admission.NEW:

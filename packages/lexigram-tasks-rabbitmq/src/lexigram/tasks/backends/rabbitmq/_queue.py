@@ -18,13 +18,11 @@ from lexigram.contracts.tasks import (
     Result,
     TaskQueueError,
     decode_job,
-    encode_job,
     parse_options,
 )
-from lexigram.tasks.backends.rabbitmq._bulk import Published
 from lexigram.tasks.backends.rabbitmq._cancel import announce, follow_cancellations
 from lexigram.tasks.backends.rabbitmq._claims import BrokerClaims, Claims
-from lexigram.tasks.backends.rabbitmq._connection import CONNECTION_ERRORS, AMQPLink
+from lexigram.tasks.backends.rabbitmq._connection import AMQPLink
 from lexigram.tasks.backends.rabbitmq._consumer import DeliveryBuffer
 from lexigram.tasks.backends.rabbitmq._delivery import Delivery
 from lexigram.tasks.backends.rabbitmq._leases import DeliveryLeases
@@ -37,6 +35,7 @@ from lexigram.tasks.backends.rabbitmq._options import (
     validate_queue_name,
 )
 from lexigram.tasks.backends.rabbitmq._publisher import JobPublisher
+from lexigram.tasks.backends.rabbitmq._requeue import Republisher
 from lexigram.tasks.backends.rabbitmq._state import JobStates
 from lexigram.tasks.backends.rabbitmq._stores import (
     close_store,
@@ -46,7 +45,6 @@ from lexigram.tasks.backends.rabbitmq._stores import (
 
 logger = logging.getLogger(__name__)
 
-_REBUCKET_ERRORS: tuple[type[Exception], ...] = (TaskQueueError, *CONNECTION_ERRORS)
 # Longest wait of an unsubscribed `dequeue_batch(n, timeout=0)` for the jobs the broker
 # counted as ready: the consumer's prefetch brings a hundred in a few milliseconds.
 _FIRST_BATCH_WAIT = 0.05
@@ -134,6 +132,7 @@ class RabbitMQTaskQueue:
         # The leases' own map: the settle paths change it through them, lookups read it.
         self._inflight = self._leases.inflight
         self._publisher = JobPublisher(self._link, self._states, claims, options, queue_name)
+        self._republisher = Republisher(self._publisher, self._buffer, self._states)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -313,34 +312,7 @@ class RabbitMQTaskQueue:
             buffer.leave()
 
     def _send_back_soon(self, delivery: Delivery) -> None:
-        self._spawn(self._send_back(delivery))
-
-    async def _send_back(self, delivery: Delivery) -> None:
-        """Re-publish a delivery that is not handed out now, then ack it.
-
-        Used for a job that came back from a delay bucket before it is due (it goes on
-        to the next smaller bucket), a classic-queue redelivery (its count raised, so
-        the next delivery counts exactly), and jobs an idle consumer hands back. The
-        delivery itself is not counted: the copy carries the count of deliveries that
-        really happened.
-        """
-        if delivery.stale:
-            # Its channel is closing or closed: the broker requeues the message itself,
-            # and a copy published now would be a second one.
-            return
-        job = delivery.job
-        remaining = (job.scheduled_at or 0.0) - time.time()
-        job.delivery_count -= 1
-        try:
-            outcome = await self._publisher.publish(job, encode_job(job), remaining)
-        except _REBUCKET_ERRORS as exc:
-            logger.warning("Could not re-publish job %s (%s); it comes back later.", job.id, exc)
-            outcome = Published.NACK
-        if outcome is Published.ACK:
-            await self._buffer.ack(delivery)
-            return
-        await asyncio.sleep(1.0)  # do not spin on a broker that keeps refusing
-        await self._buffer.reject(delivery, requeue=True)
+        self._spawn(self._republisher.send_back(delivery))
 
     # -- settle ----------------------------------------------------------------------
 
@@ -407,7 +379,7 @@ class RabbitMQTaskQueue:
             return True
         job = delivery.job
         job.status = JobStatus.RETRYING if job.retry_count > 0 else JobStatus.PENDING
-        await self._requeue(job, delivery, delay=0.0)
+        await self._republisher.requeue(job, delivery, delay=0.0)
         return True
 
     async def retry_later(self, task: Job, *, delay: float = 0.0) -> bool:
@@ -429,26 +401,8 @@ class RabbitMQTaskQueue:
         if task.status in (JobStatus.RUNNING, JobStatus.PENDING):
             task.status = JobStatus.RETRYING if task.retry_count > 0 else JobStatus.PENDING
         task.scheduled_at = time.time() + delay if delay > 0 else None
-        await self._requeue(task, delivery, delay=max(0.0, delay))
+        await self._republisher.requeue(task, delivery, delay=max(0.0, delay))
         return True
-
-    async def _requeue(self, job: Job, delivery: Delivery, *, delay: float) -> None:
-        body = encode_job(job)
-        # Recorded first: once published, the job may be delivered and finished at once.
-        await self._states.requeued(
-            job.id, body.decode(), retrying=job.retry_count > 0, delay=delay
-        )
-        try:
-            outcome = await self._publisher.publish(job, body, delay)
-        except TaskQueueError:
-            outcome = Published.NACK
-            logger.warning(
-                "Could not requeue job %s; the broker redelivers it.", job.id, exc_info=True
-            )
-        if outcome is not Published.ACK:
-            await self._buffer.reject(delivery, requeue=True)
-            return
-        await self._buffer.ack(delivery)
 
     def _holding(self) -> bool:
         return bool(self._inflight)

@@ -14,7 +14,12 @@ name, shared by the queue objects of this process), or a shared one
   lease and each heartbeat renews it, so a worker that died (SIGKILL, lost
   connection) stops counting as RUNNING once its lease is over.
 - ``retry:<id>`` set while a job waits for a retry (for ``count(status=RETRYING)``).
-- ``idem:<key>`` the id of the job that holds an idempotency key.
+- ``idem:<key>`` ``@<held until>@<id>``: the job that holds an idempotency key, and the
+  (epoch) time its TTL ends. The record lives as long as the job's own records can, so
+  a key whose TTL ended still names its job: it stays held while that job waits or
+  runs, and is free once the job is gone (see `JobStates.claim_idempotency`).
+- ``idemx:<key>@<id>`` decides between concurrent claims of a key that job `<id>` no
+  longer holds: the first claim to create it takes the key.
 
 A worker touches these records for every job it runs, so the hot ones ride batched
 round trips on a store that offers `BatchCacheProtocol` (the Redis cache does): the
@@ -236,6 +241,24 @@ class LocalStateStore:
         ]
 
 
+def _idem_value(held_until: float, job_id: str) -> str:
+    return f"@{held_until!r}@{job_id}"
+
+
+def _idem_holder(value: str) -> tuple[str, float]:
+    """The holder of a key and the end of its TTL.
+
+    A bare id is a record written by an older version: held until the record expires.
+    """
+    if value.startswith("@"):
+        until, _, job_id = value[1:].partition("@")
+        try:
+            return job_id, float(until)
+        except ValueError:
+            pass
+    return value, float("inf")
+
+
 class Admission(Enum):
     """Outcome of recording a job at enqueue time."""
 
@@ -256,8 +279,11 @@ class JobStates:
         namespace: str,
         *,
         state_ttl: float,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        # Wall time: a key's end is compared by every process sharing the store.
+        self._clock = clock
         self.local = isinstance(store, LocalStateStore)
         self._batch: BatchCacheProtocol = (
             store if isinstance(store, BatchCacheProtocol) else _KeyByKey(store)
@@ -275,22 +301,54 @@ class JobStates:
 
     # -- enqueue ---------------------------------------------------------------------
 
-    async def claim_idempotency(self, key: str, job_id: str, ttl: float) -> str | None:
-        """Take `key` for `job_id`; return the holder's id if another job holds it."""
+    async def claim_idempotency(
+        self, key: str, job_id: str, ttl: float, *, delay: float = 0.0
+    ) -> str | None:
+        """Take `key` for `job_id`; return the holder's id if another job holds it.
+
+        A key is held for `ttl` seconds and, beyond that, for as long as its job's
+        ``job:`` record says it waits or runs. So the record of the key lives as long as
+        the job's records can (`ttl` or the records' lifetime for a job due in `delay`
+        seconds, whichever is longer) and carries the end of its TTL.
+        """
         ikey = self._key("idem", key)
-        if await self.store.set_if_absent(ikey, job_id, ttl):
+        value = _idem_value(self._clock() + ttl, job_id)
+        life = max(ttl, self.ttl(delay))
+        if await self.store.set_if_absent(ikey, value, life):
             return None
-        holder = await self.store.get(ikey)
-        if holder is None:  # expired between the two calls: take it now
-            await self.store.set(ikey, job_id, ttl)
+        current = await self.store.get(ikey)
+        if current is None:  # expired between the two calls: take it now
+            await self.store.set(ikey, value, life)
             return None
-        return holder
+        holder, until = _idem_holder(current)
+        if holder == job_id or until > self._clock() or await self._exists(holder):
+            return holder
+        # Its TTL is over and its job is gone: the key is free. Two claims may both see
+        # that; the one that creates the marker named after the old holder takes it.
+        marker = self._key("idemx", f"{key}@{holder}")
+        if await self.store.set_if_absent(marker, job_id, life):
+            await self.store.set(ikey, value, life)
+            return None
+        return await self.store.get(marker) or holder
+
+    async def _exists(self, job_id: str) -> bool:
+        """True while a job waits or runs (its ``job:`` record is not a tombstone)."""
+        record = await self.store.get(self._key("job", job_id))
+        return record is not None and record.startswith(_WAITING)
 
     async def release_idempotency(self, key: str, job_id: str) -> None:
         """Give an idempotency key back (the enqueue of `job_id` that took it failed)."""
         ikey = self._key("idem", key)
-        if await self.store.get(ikey) == job_id:
+        current = await self.store.get(ikey)
+        if current is not None and _idem_holder(current)[0] == job_id:
             await self.store.delete(ikey)
+
+    async def _extend_idempotency(self, key: str, job_id: str, life: float) -> None:
+        """Keep `job_id`'s hold on `key` recorded as long as its requeued records live."""
+        ikey = self._key("idem", key)
+        current = await self.store.get(ikey)
+        if current is not None and _idem_holder(current)[0] == job_id:
+            await self.store.set(ikey, current, life)
 
     async def admit(self, job_id: str, envelope: str, delay: float) -> Admission:
         """Record a job about to be published; see `Admission`."""
@@ -416,13 +474,27 @@ class JobStates:
         """The lease ran out here: the job no longer runs (it goes back to the queue)."""
         await self.store.delete(self._key("run", job_id))
 
-    async def requeued(self, job_id: str, envelope: str, *, retrying: bool, delay: float) -> None:
-        """Record that a job waits again (nack with requeue, or retry_later)."""
+    async def requeued(
+        self,
+        job_id: str,
+        envelope: str,
+        *,
+        retrying: bool,
+        delay: float,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Record that a job waits again (nack with requeue, or retry_later).
+
+        A job's `idempotency_key` stays held while it waits again, so its record lives
+        at least as long as the job's.
+        """
         ttl = self.ttl(delay)
         await self.store.set(self._key("job", job_id), _WAITING + envelope, ttl)
         if retrying:
             await self.store.set(self._key("retry", job_id), "1", ttl)
         await self.store.delete(self._key("run", job_id))
+        if idempotency_key is not None:
+            await self._extend_idempotency(idempotency_key, job_id, ttl)
 
     # -- lookups ---------------------------------------------------------------------
 
@@ -465,7 +537,7 @@ class JobStates:
         """Drop every record of this queue, idempotency keys included."""
         keys = [
             key
-            for kind in ("job", "del", "run", "retry", "idem")
+            for kind in ("job", "del", "run", "retry", "idem", "idemx")
             for key in await self.store.keys(f"{self._ns}{kind}:")
         ]
         await self._delete_all(keys)

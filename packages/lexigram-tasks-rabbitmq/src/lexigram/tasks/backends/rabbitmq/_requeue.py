@@ -1,0 +1,94 @@
+"""Putting a delivered job back as a new message: requeues, retries and send-backs.
+
+A job that waits again is published anew (confirmed) and its delivery then acked,
+rather than rejected back to the broker: the copy carries the job as it is now (its
+delivery count, retry state, delay), so its next delivery counts exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from lexigram.contracts.tasks import Job, TaskQueueError, encode_job
+from lexigram.tasks.backends.rabbitmq._bulk import Published
+from lexigram.tasks.backends.rabbitmq._connection import CONNECTION_ERRORS
+from lexigram.tasks.backends.rabbitmq._consumer import DeliveryBuffer
+from lexigram.tasks.backends.rabbitmq._delivery import Delivery
+from lexigram.tasks.backends.rabbitmq._publisher import JobPublisher
+from lexigram.tasks.backends.rabbitmq._state import JobStates
+
+# Its records keep the logger of `_queue`, where this code was before, so that logging
+# configurations naming that logger still see them.
+logger = logging.getLogger("lexigram.tasks.backends.rabbitmq._queue")
+
+_REBUCKET_ERRORS: tuple[type[Exception], ...] = (TaskQueueError, *CONNECTION_ERRORS)
+
+
+class Republisher:
+    """Publishes delivered jobs again for one queue, then settles their deliveries.
+
+    Args:
+        publisher: The queue's publisher.
+        buffer: The queue's consumer buffer (acks and rejects).
+        states: The queue's job-state records.
+    """
+
+    def __init__(self, publisher: JobPublisher, buffer: DeliveryBuffer, states: JobStates) -> None:
+        self._publisher = publisher
+        self._buffer = buffer
+        self._states = states
+
+    async def send_back(self, delivery: Delivery) -> None:
+        """Re-publish a delivery that is not handed out now, then ack it.
+
+        Used for a job that came back from a delay bucket before it is due (it goes on
+        to the next smaller bucket), a classic-queue redelivery (its count raised, so
+        the next delivery counts exactly), and jobs an idle consumer hands back. The
+        delivery itself is not counted: the copy carries the count of deliveries that
+        really happened.
+        """
+        if delivery.stale:
+            # Its channel is closing or closed: the broker requeues the message itself,
+            # and a copy published now would be a second one.
+            return
+        job = delivery.job
+        remaining = (job.scheduled_at or 0.0) - time.time()
+        job.delivery_count -= 1
+        try:
+            outcome = await self._publisher.publish(job, encode_job(job), remaining)
+        except _REBUCKET_ERRORS as exc:
+            logger.warning("Could not re-publish job %s (%s); it comes back later.", job.id, exc)
+            outcome = Published.NACK
+        if outcome is Published.ACK:
+            await self._buffer.ack(delivery)
+            return
+        await asyncio.sleep(1.0)  # do not spin on a broker that keeps refusing
+        await self._buffer.reject(delivery, requeue=True)
+
+    async def requeue(self, job: Job, delivery: Delivery, *, delay: float) -> None:
+        """Publish `job` (confirmed) to wait `delay` s, then ack its delivery.
+
+        If the publish fails the delivery is rejected back to the queue instead.
+        """
+        body = encode_job(job)
+        # Recorded first: once published, the job may be delivered and finished at once.
+        await self._states.requeued(
+            job.id,
+            body.decode(),
+            retrying=job.retry_count > 0,
+            delay=delay,
+            idempotency_key=job.idempotency_key,
+        )
+        try:
+            outcome = await self._publisher.publish(job, body, delay)
+        except TaskQueueError:
+            outcome = Published.NACK
+            logger.warning(
+                "Could not requeue job %s; the broker redelivers it.", job.id, exc_info=True
+            )
+        if outcome is not Published.ACK:
+            await self._buffer.reject(delivery, requeue=True)
+            return
+        await self._buffer.ack(delivery)
