@@ -25,7 +25,11 @@ from lexigram.tasks.constants import WORKFLOW_STEP_KEY
 from lexigram.tasks.decorators import task
 from lexigram.tasks.execution import TaskWorker
 from lexigram.tasks.handles import JobHandle
-from lexigram.tasks.testing import RunStoreFactory, WorkflowRunStoreConformance
+from lexigram.tasks.testing import (
+    RunStoreFactory,
+    WorkflowRunJobsConformance,
+    WorkflowRunStoreConformance,
+)
 from lexigram.tasks.workflows import (
     InMemoryWorkflowStateStore,
     JobChain,
@@ -320,7 +324,7 @@ def make_run_store() -> RunStoreFactory:
     return factory
 
 
-class TestInMemoryRunStoreConformance(WorkflowRunStoreConformance):
+class TestInMemoryRunStoreConformance(WorkflowRunStoreConformance, WorkflowRunJobsConformance):
     pass
 
 

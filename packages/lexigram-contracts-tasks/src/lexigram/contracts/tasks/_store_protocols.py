@@ -320,6 +320,29 @@ class WorkflowRunStoreProtocol(Protocol):
 
 
 @runtime_checkable
+class JobRecordingWorkflowRunStoreProtocol(WorkflowRunStoreProtocol, Protocol):
+    """A workflow run store that also keeps the job ids of each stage (optional).
+
+    Whoever enqueues a stage (``apply_async`` for the first, the step that completed the
+    stage before for the others) records its jobs in one call once the queue accepted
+    them, so a step that has not ended can be found, and cancelled, by its job id. A
+    store without it shows a step's job id only once the step has ended.
+    """
+
+    async def record_jobs(self, workflow_id: str, stage: int, record: Mapping[str, Any]) -> None:
+        """Keep `record` as the jobs of stage `stage`; `load_run` returns it in ``jobs``.
+
+        `record` is a JSON dict: ``job_ids`` (one per member, in member order; None for
+        a job the queue did not accept), ``queue`` (the queue's name) and
+        ``enqueued_at``. `load_run` returns every stage's under ``jobs``, by
+        ``"<stage>"``. A later call for the stage replaces it (an enqueue repeated after
+        a crash gets the same ids back); it is not a step record, so `record_step`'s
+        join never counts it; a run that does not exist is left absent.
+        """
+        ...
+
+
+@runtime_checkable
 class LockProtocol(Protocol):
     """A lock on one key that expires after its timeout (so a dead holder frees it)."""
 

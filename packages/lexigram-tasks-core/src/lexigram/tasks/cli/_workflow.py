@@ -1,6 +1,9 @@
 """``lexigram-tasks workflow show ID``: a queue-driven workflow's steps, states and results.
 
-It reads the backend's workflow run store, where the workers record every step. Exit
+It reads the backend's workflow run store, where the workers record every step that
+ended and the job ids of every stage enqueued. A step that has not ended is asked for
+on its queue by its job id, so it shows as ``running`` while a worker holds it, as a
+Celery user sees a task STARTED in Flower; only such steps cost a queue read. Exit
 codes: 0 when the run completed or is running, 1 when it failed, 2 for an error of the
 command (unknown id, a backend without a shared run store).
 """
@@ -13,7 +16,7 @@ from typing import Any
 
 import click
 
-from lexigram.contracts.tasks import WorkflowRunStoreProtocol, WorkflowStatus
+from lexigram.contracts.tasks import TaskBackendSpec, WorkflowRunStoreProtocol, WorkflowStatus
 from lexigram.tasks.admin import load_workflow, workflow_dict
 from lexigram.tasks.cli._context import (
     CONFIG_FIELD,
@@ -22,6 +25,7 @@ from lexigram.tasks.cli._context import (
     existing_only,
     is_process_local,
     load_config,
+    open_queue,
     release_backend,
     resolve_spec,
 )
@@ -34,9 +38,15 @@ from lexigram.tasks.cli._options import (
     debug_option,
     json_option,
 )
-from lexigram.tasks.cli._output import echo_json, setup_logging, stdout_console, when
+from lexigram.tasks.cli._output import (
+    echo_json,
+    setup_logging,
+    stderr_console,
+    stdout_console,
+    when,
+)
 from lexigram.tasks.di._stack import build_store
-from lexigram.tasks.workflows import WorkflowRunInfo
+from lexigram.tasks.workflows import WorkflowRunInfo, with_job_states
 
 EPILOG = """\b
 Examples:
@@ -83,7 +93,10 @@ def show_command(
 
     async def go() -> WorkflowRunInfo | None:
         try:
-            return await asyncio.wait_for(load_workflow(store, workflow_id), connect_timeout + 5.0)
+            info = await asyncio.wait_for(load_workflow(store, workflow_id), connect_timeout + 5.0)
+            if info is not None and any(s.status == "queued" and s.job_id for s in info.steps):
+                info = await _ask_queue(info, spec, connect_timeout)
+            return info
         finally:
             await close_quietly(store)
             await release_backend(spec)
@@ -101,6 +114,28 @@ def show_command(
         raise SystemExit(1)
 
 
+async def _ask_queue(
+    info: WorkflowRunInfo, spec: TaskBackendSpec, timeout: float
+) -> WorkflowRunInfo:
+    """`info` with its queued steps' states from their queue; `info` itself if that fails.
+
+    The run store answered, so the run is shown either way: a queue that cannot be read
+    (another server, as RabbitMQ's) costs only the running/queued distinction.
+    """
+    queue = open_queue(spec, info.queue_name)
+    try:
+        return await asyncio.wait_for(with_job_states(info, queue), timeout + 5.0)
+    except Exception as exc:  # any failure of the queue: say it, show the rest
+        stderr_console().print(
+            f"The queue {info.queue_name or spec.queue_name!r} could not be asked which steps "
+            f"are running ({type(exc).__name__}: {exc}); steps not ended show as queued.",
+            highlight=False,
+        )
+        return info
+    finally:
+        await close_quietly(queue)
+
+
 def _print(info: WorkflowRunInfo, data: dict[str, Any]) -> None:
     console = stdout_console()
     head = f"{info.workflow_id}  {info.kind}  {info.status.value}  started {when(info.created_at)}"
@@ -110,12 +145,14 @@ def _print(info: WorkflowRunInfo, data: dict[str, Any]) -> None:
     if info.error:
         console.print(f"error: {info.error}", highlight=False)
     for step in data["steps"]:
+        # The whole id, as `job status`/`job cancel` take it.
+        job = "" if step["job_id"] is None else f"  job {step['job_id']}"
         took = "" if step["duration"] is None else f"  {step['duration'] * 1000:.1f} ms"
         shown = step["error"] if step["status"] == "failed" else step["result"]
-        value = (
-            "" if step["status"] in {"queued", "waiting"} else f"  {json.dumps(shown, default=str)}"
-        )
+        ended = step["status"] in {"succeeded", "failed"}
+        value = f"  {json.dumps(shown, default=str)}" if ended else ""
         console.print(
-            f"  {step['stage']}.{step['member']}  {step['task']}  {step['status']}{took}{value}",
+            f"  {step['stage']}.{step['member']}  {step['task']}  {step['status']}"
+            f"{job}{took}{value}",
             highlight=False,
         )

@@ -31,7 +31,8 @@ pytest and pytest-asyncio (its classes carry the ``asyncio`` mark, so strict mod
 too).
 
 `WorkflowRunStoreConformance` checks a workflow run store (the atomic stage join of
-queue-driven workflows) through a ``make_run_store`` fixture the same way.
+queue-driven workflows) through a ``make_run_store`` fixture the same way, and
+`WorkflowRunJobsConformance` one that implements `JobRecordingWorkflowRunStoreProtocol`.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from lexigram.tasks.testing._base import (  # noqa: E402 - after register_assert
 from lexigram.tasks.testing._bounds import QueueBoundsConformance  # noqa: E402
 from lexigram.tasks.testing._cancel import QueueCancellationConformance  # noqa: E402
 from lexigram.tasks.testing._delivery import (  # noqa: E402 - after register_assert_rewrite
+    KeyTTLQueueFactory,
     QueueIdempotencyConformance,
     QueueOrderingConformance,
     QueueRoundTripConformance,
@@ -92,6 +94,7 @@ from lexigram.tasks.testing._worker import (  # noqa: E402 - after register_asse
 )
 from lexigram.tasks.testing._workflow_runs import (  # noqa: E402 - after register_assert_rewrite
     RunStoreFactory,
+    WorkflowRunJobsConformance,
     WorkflowRunStoreConformance,
 )
 
@@ -126,6 +129,7 @@ __all__ = [
     "REDELIVERY_MARGIN",
     "WAKE_MARGIN",
     "HookRecorder",
+    "KeyTTLQueueFactory",
     "PairedStoreFactory",
     "QueueAcknowledgementConformance",
     "QueueBoundsConformance",
@@ -146,5 +150,6 @@ __all__ = [
     "QueueWaitConformance",
     "QueueWorkerConformance",
     "RunStoreFactory",
+    "WorkflowRunJobsConformance",
     "WorkflowRunStoreConformance",
 ]

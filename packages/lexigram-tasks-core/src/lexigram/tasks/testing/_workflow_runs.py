@@ -5,6 +5,10 @@ A backend supplies one fixture, ``make_run_store``: an async factory returning a
 storage, as another worker process would have (a store that lives in one process, like
 the memory one, returns the same object each time); the fixture owns cleanup. Run ids
 are unique per test.
+
+A store that also implements `JobRecordingWorkflowRunStoreProtocol` (each stage's job
+ids, so a step is found by its job before it ends) subclasses
+`WorkflowRunJobsConformance` too, with the same fixture.
 """
 
 # ruff: noqa: S101 - the kit is pytest tests: they assert
@@ -18,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from lexigram.contracts.tasks import WorkflowRunStoreProtocol
+from lexigram.contracts.tasks import JobRecordingWorkflowRunStoreProtocol, WorkflowRunStoreProtocol
 
 RunStoreFactory = Callable[[], Awaitable[WorkflowRunStoreProtocol]]
 """The type of the ``make_run_store`` fixture a backend supplies."""
@@ -120,3 +124,69 @@ class WorkflowRunStoreConformance:
         await second.delete_run(run_id)
         assert await first.load_run(run_id) is None
         await second.delete_run(run_id)  # absent: a no-op
+
+
+def _jobs(*job_ids: str | None) -> dict[str, Any]:
+    return {"job_ids": list(job_ids), "queue": "conformance", "enqueued_at": 1.5}
+
+
+async def _recording(make_run_store: RunStoreFactory) -> JobRecordingWorkflowRunStoreProtocol:
+    store = await make_run_store()
+    assert isinstance(store, JobRecordingWorkflowRunStoreProtocol), (
+        f"{type(store).__name__} does not implement JobRecordingWorkflowRunStoreProtocol "
+        "(record_jobs); leave WorkflowRunJobsConformance out of its test class"
+    )
+    return store
+
+
+@pytest.mark.asyncio
+class WorkflowRunJobsConformance:
+    """`JobRecordingWorkflowRunStoreProtocol`: each stage's job ids, apart from its steps."""
+
+    async def test_a_stage_s_jobs_are_kept_apart_from_its_step_records(
+        self, make_run_store: RunStoreFactory
+    ) -> None:
+        first, second = await _recording(make_run_store), await _recording(make_run_store)
+        run_id = uuid.uuid4().hex
+        await first.create_run(run_id, _DEFINITION)
+        await first.record_jobs(run_id, 0, _jobs("job-0", "job-1", "job-2"))
+        run = await second.load_run(run_id)
+        assert run is not None
+        assert run.get("jobs") == {"0": _jobs("job-0", "job-1", "job-2")}
+        assert run["steps"] == {}, "the jobs of a stage were returned as a step record"
+        # The join counts step records only: the jobs record completes nothing.
+        for member in (0, 1):
+            assert await second.record_step(run_id, 0, member, size=3, record=_ok(member)) is None
+        last = await first.record_step(run_id, 0, 2, size=3, record=_ok(2))
+        assert last is not None, "the step whose record completed the stage was not answered"
+        assert [r["result"] for r in last] == [0, 1, 2]
+        await second.record_jobs(run_id, 1, _jobs("job-3", None))
+        await second.record_jobs(run_id, 0, _jobs("job-0", "job-1", "job-9"))  # replaces
+        failed = {"status": "failed", "error": "RuntimeError: no", "job_id": "job-3"}
+        assert await first.fail_step(run_id, 1, 0, record=failed) is True
+        run = await first.load_run(run_id)
+        assert run is not None
+        assert run["jobs"] == {
+            "0": _jobs("job-0", "job-1", "job-9"),
+            "1": _jobs("job-3", None),
+        }
+        assert sorted(run["steps"]) == ["0:0", "0:1", "0:2", "1:0"]
+        assert run["status"] == "failed"
+
+    async def test_jobs_of_a_missing_run_are_dropped_and_go_with_its_delete(
+        self, make_run_store: RunStoreFactory
+    ) -> None:
+        first, second = await _recording(make_run_store), await _recording(make_run_store)
+        run_id = uuid.uuid4().hex
+        await first.record_jobs(run_id, 0, _jobs("job-0"))
+        assert await second.load_run(run_id) is None, "record_jobs created a run"
+        assert await second.create_run(run_id, _DEFINITION) is True
+        assert not (await second.load_run(run_id) or {}).get("jobs"), "jobs of no run were kept"
+        await second.record_jobs(run_id, 0, _jobs("job-0"))
+        await first.delete_run(run_id)
+        assert await second.load_run(run_id) is None
+        assert await first.create_run(run_id, _DEFINITION) is True
+        run = await second.load_run(run_id)
+        assert run is not None
+        assert not run.get("jobs"), "the jobs of a deleted run came back with a new run"
+        assert run["steps"] == {}

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         WorkflowHandle,
         WorkflowRunInfo,
         WorkflowStepInfo,
+        with_job_states,
     )
     from lexigram.tasks.workflows._state import InMemoryWorkflowStateStore, WorkflowStateStore
     from lexigram.tasks.workflows._steps import TaskStep, Workflow, run_step
@@ -62,5 +63,6 @@ __all__ = [
     "chain",
     "register_workflow_store",
     "run_step",
+    "with_job_states",
     "workflow_store_for",
 ]

@@ -6,7 +6,8 @@ rest of the definition stays in the run store, read only by the step that comple
 stage, so a job's size does not grow with the workflow's:
 
     success -> record_step (atomic join) -> the step that completed the stage enqueues
-               the next stage, or finishes the run after the last
+               the next stage (then record_jobs: the stage's job ids, in one call), or
+               finishes the run after the last
     failure for good -> fail_step -> the step that failed the run enqueues on_error
 
 A success whose result cannot travel on (not JSON; or, from a step alone in its stage, a
@@ -30,6 +31,7 @@ from typing import Any
 
 from lexigram.contracts.tasks import (
     Job,
+    JobRecordingWorkflowRunStoreProtocol,
     TaskQueueError,
     TaskQueueProtocol,
     TaskValidationError,
@@ -172,14 +174,74 @@ async def enqueue_all(queue: TaskQueueProtocol, jobs: Sequence[Job]) -> None:
     Batches keep each call within the backend's enqueue timeout however large a group
     is; a batch sent twice after a failure adds nothing (each step has its own key).
     """
+    _, refusal = await _enqueue_batches(queue, jobs)
+    if refusal is not None:
+        raise refusal[1]
+
+
+async def _enqueue_batches(
+    queue: TaskQueueProtocol, jobs: Sequence[Job]
+) -> tuple[list[str | None], tuple[int, TaskValidationError] | None]:
+    """Enqueue `jobs` in batches until one is refused (its index and why, not raised).
+
+    Other errors (the broker is unreachable) are raised: retrying can cure those.
+
+    Returns:
+        Per job, the id the queue accepted it under (the first job's for a duplicate
+        key, so a repeated enqueue gets the same ids), None for a job not enqueued; and
+        the first refusal, if any.
+    """
     # Imported here: the worker's settle path imports this module lazily, and the
     # producer helpers import the execution package.
     from lexigram.tasks.decorators import enqueue_jobs  # noqa: PLC0415
 
+    ids: list[str | None] = [None] * len(jobs)
     for start in range(0, len(jobs), ENQUEUE_BATCH):
-        for outcome in await enqueue_jobs(queue, jobs[start : start + ENQUEUE_BATCH]):
-            if isinstance(outcome, Exception):
+        outcomes = await enqueue_jobs(queue, jobs[start : start + ENQUEUE_BATCH])
+        refusal: tuple[int, TaskValidationError] | None = None
+        for offset, outcome in enumerate(outcomes):
+            if isinstance(outcome, Job):
+                ids[start + offset] = outcome.id
+            elif refusal is None and isinstance(outcome, TaskValidationError):
+                refusal = start + offset, outcome
+            elif refusal is None:
                 raise outcome
+        if refusal is not None:
+            return ids, refusal
+    return ids, None
+
+
+async def record_jobs(
+    queue: TaskQueueProtocol,
+    store: WorkflowRunStoreProtocol,
+    workflow_id: str,
+    stage: int,
+    job_ids: Sequence[str | None],
+) -> None:
+    """Record the ids of a stage's jobs in the run, in one call, once they are enqueued.
+
+    A store without `JobRecordingWorkflowRunStoreProtocol` is skipped. A failure is
+    logged, not raised: the ids only let a step be found before it ends, and raising
+    would leave the step that enqueued the stage unacked, to run its handler again, or
+    tell a producer that a run whose jobs are on the queue was not applied.
+    """
+    if not isinstance(store, JobRecordingWorkflowRunStoreProtocol):
+        return
+    record = {
+        "job_ids": list(job_ids),
+        "queue": str(getattr(queue, "queue_name", "") or "") or None,
+        "enqueued_at": time.time(),
+    }
+    try:
+        await store.record_jobs(workflow_id, stage, record)
+    except Exception:
+        logger.warning(
+            "Recording the job ids of stage %d of workflow %s failed; its steps run all the "
+            "same, but show no job id until they end.",
+            stage,
+            workflow_id,
+            exc_info=True,
+        )
 
 
 def _store(queue: TaskQueueProtocol, workflow_id: str) -> WorkflowRunStoreProtocol:
@@ -257,25 +319,6 @@ def _refusal(queue: TaskQueueProtocol, jobs: Sequence[Job]) -> tuple[Job, str] |
     return None
 
 
-async def _enqueue_stage(
-    queue: TaskQueueProtocol, jobs: Sequence[Job]
-) -> tuple[int, TaskValidationError] | None:
-    """`enqueue_all`, but a refused job is returned (its index and why), not raised.
-
-    Other errors (the broker is unreachable) are raised: retrying can cure those.
-    """
-    from lexigram.tasks.decorators import enqueue_jobs  # noqa: PLC0415 - see enqueue_all
-
-    for start in range(0, len(jobs), ENQUEUE_BATCH):
-        outcomes = await enqueue_jobs(queue, jobs[start : start + ENQUEUE_BATCH])
-        for offset, outcome in enumerate(outcomes):
-            if isinstance(outcome, TaskValidationError):
-                return start + offset, outcome
-            if isinstance(outcome, Exception):
-                raise outcome
-    return None
-
-
 async def _check_result(
     queue: TaskQueueProtocol,
     store: WorkflowRunStoreProtocol,
@@ -342,7 +385,9 @@ async def _advance(
     index = stage + 1
     last = index + 1 >= len(stages)
     jobs = stage_jobs(workflow_id, stages[index], index, last=last, previous=(output,))
-    refusal = await _enqueue_stage(queue, jobs)
+    ids, refusal = await _enqueue_batches(queue, jobs)
+    # Also after a refusal: the jobs accepted before it run, and may need cancelling.
+    await record_jobs(queue, store, workflow_id, index, ids)
     if refusal is None:
         return
     # The stage that fed it is recorded as succeeded (after a group, the list of every

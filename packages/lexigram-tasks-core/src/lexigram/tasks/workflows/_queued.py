@@ -9,6 +9,7 @@ step, a group one stage, a chord a group stage then its callback.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 import uuid
@@ -19,6 +20,7 @@ from typing import Any, cast
 
 from lexigram.contracts.tasks import (
     Job,
+    JobStatus,
     TaskQueueError,
     TaskQueueProtocol,
     WorkflowError,
@@ -28,6 +30,7 @@ from lexigram.contracts.tasks import (
 from lexigram.tasks.workflows._advance import (
     Stage,
     enqueue_all,
+    record_jobs,
     register_workflow_store,
     signature_of,
     stage_jobs,
@@ -43,11 +46,15 @@ class WorkflowStepInfo:
         stage: The stage's number (0-based).
         member: The step's place in its stage (0-based).
         name: The task name.
-        status: ``"waiting"`` (its stage has not started), ``"queued"`` (enqueued or
-            running), ``"succeeded"`` or ``"failed"``.
+        status: ``"waiting"`` (its job is not enqueued: its stage has not started),
+            ``"queued"`` (its job is on the queue and has not ended: waiting for a
+            worker, or running), ``"succeeded"`` or ``"failed"``. `with_job_states`
+            tells a queued step's job apart: ``"running"`` or ``"retrying"``.
         result: What it returned.
         error: Why it failed.
-        job_id: The id of the job that ran it.
+        job_id: The id of its job, from the moment the job is enqueued (with a store
+            that records the jobs of each stage, as every store shipped does; with
+            another, once the step has ended).
         attempts: Attempts it took.
         started_at: When its last attempt started (epoch seconds).
         finished_at: When it ended.
@@ -78,6 +85,7 @@ class WorkflowRunInfo:
         steps: Every step, in stage then member order.
         created_at: When the run was applied (epoch seconds).
         updated_at: When a step last ended.
+        queue_name: The queue its steps' jobs are enqueued on (None: not recorded).
     """
 
     workflow_id: str
@@ -88,23 +96,45 @@ class WorkflowRunInfo:
     steps: list[WorkflowStepInfo] = field(default_factory=list)
     created_at: float = 0.0
     updated_at: float = 0.0
+    queue_name: str | None = None
 
 
 def run_info(run: dict[str, Any]) -> WorkflowRunInfo:
-    """Build a `WorkflowRunInfo` from a run as `WorkflowRunStoreProtocol.load_run` returns it."""
+    """Build a `WorkflowRunInfo` from a run as `WorkflowRunStoreProtocol.load_run` returns it.
+
+    A step that has not ended takes its job id from its stage's jobs record (``jobs``,
+    see `JobRecordingWorkflowRunStoreProtocol`); without one (a store that keeps none,
+    or the moment between the enqueue and its record) it is queued once every stage
+    before it succeeded.
+    """
     definition = run["definition"]
     records: dict[str, Any] = run.get("steps") or {}
+    jobs: dict[str, Any] = run.get("jobs") or {}
+    queue_name: str | None = None
     steps: list[WorkflowStepInfo] = []
     started = True  # the first stage is enqueued when the run is applied
     for stage_no, stage in enumerate(definition["stages"]):
+        enqueued: dict[str, Any] = jobs.get(str(stage_no)) or {}
+        ids: list[str | None] = list(enqueued.get("job_ids") or [])
+        queue_name = queue_name or enqueued.get("queue")
         complete = True
         for member, sig in enumerate(stage["steps"]):
             record = records.get(f"{stage_no}:{member}")
             if record is None:
                 complete = False
-                status = "queued" if started else "waiting"
+                job_id = ids[member] if member < len(ids) else None
+                if enqueued:  # the member's id says whether its job went out
+                    status = "queued" if job_id else "waiting"
+                else:
+                    status = "queued" if started else "waiting"
                 steps.append(
-                    WorkflowStepInfo(stage=stage_no, member=member, name=sig["name"], status=status)
+                    WorkflowStepInfo(
+                        stage=stage_no,
+                        member=member,
+                        name=sig["name"],
+                        status=status,
+                        job_id=job_id,
+                    )
                 )
                 continue
             steps.append(
@@ -132,7 +162,45 @@ def run_info(run: dict[str, Any]) -> WorkflowRunInfo:
         steps=steps,
         created_at=float(run.get("created_at") or 0.0),
         updated_at=float(run.get("updated_at") or 0.0),
+        queue_name=None if queue_name is None else str(queue_name),
     )
+
+
+_LIVE_STATES = {JobStatus.RUNNING: "running", JobStatus.RETRYING: "retrying"}
+
+JOB_LOOKUPS = 32
+"""Most `get_job` calls `with_job_states` has under way at once."""
+
+
+async def with_job_states(info: WorkflowRunInfo, queue: TaskQueueProtocol) -> WorkflowRunInfo:
+    """Return `info` with each queued step's state as its queue tells it.
+
+    A step is recorded in the run store only when it ends; until then its job is on the
+    queue, which knows whether a worker holds it. Each queued step with a job id becomes
+    ``"running"`` (a worker holds its job), ``"retrying"`` (an attempt failed, the next
+    is due later) or stays ``"queued"`` (waiting for a worker, or no longer on the queue:
+    it ended after `info` was read). One `get_job` per such step, `JOB_LOOKUPS` at a
+    time: this is for reading a run (``workflow show``), not for polling it.
+
+    Args:
+        info: The run, as `WorkflowHandle.info` or `run_info` built it.
+        queue: The queue its steps run on (`WorkflowRunInfo.queue_name` names it).
+    """
+    asked = [i for i, step in enumerate(info.steps) if step.status == "queued" and step.job_id]
+    if not asked:
+        return info
+    gate = asyncio.Semaphore(JOB_LOOKUPS)
+
+    async def state(job_id: str) -> str:
+        async with gate:
+            job = await queue.get_job(job_id)
+        return "queued" if job is None else _LIVE_STATES.get(job.status, "queued")
+
+    states = await asyncio.gather(*(state(str(info.steps[i].job_id)) for i in asked))
+    steps = list(info.steps)
+    for index, status in zip(asked, states, strict=True):
+        steps[index] = dataclasses.replace(steps[index], status=status)
+    return dataclasses.replace(info, steps=steps)
 
 
 class WorkflowHandle:
@@ -271,6 +339,9 @@ class QueuedWorkflow(ABC):
             await _check_same_run(store, run_id, definition)
         jobs = stage_jobs(run_id, stages[0], 0, last=len(stages) == 1, previous=())
         await enqueue_all(queue, jobs)
+        # The enqueue gave each job the id the queue holds it under (a retried apply gets
+        # the first apply's ids back), so the run shows them at once.
+        await record_jobs(queue, store, run_id, 0, [job.id for job in jobs])
         return WorkflowHandle(run_id, store)
 
 

@@ -24,7 +24,11 @@ def step_key(stage: int, member: int) -> str:
 
 
 class InMemoryWorkflowRuns:
-    """Queue-driven workflow runs in process memory (mixed into the in-memory store)."""
+    """Queue-driven workflow runs in process memory (mixed into the in-memory store).
+
+    It is a `JobRecordingWorkflowRunStoreProtocol`: each stage's job ids are kept apart
+    from the step records, in the run's ``jobs``.
+    """
 
     def __init__(self) -> None:
         self._runs: dict[str, dict[str, Any]] = {}
@@ -44,6 +48,7 @@ class InMemoryWorkflowRuns:
             "definition": copy.deepcopy(dict(definition)),
             "status": RUNNING,
             "steps": {},
+            "jobs": {},
             "result": None,
             "error": None,
             "created_at": now,
@@ -79,6 +84,12 @@ class InMemoryWorkflowRuns:
         if completer != member:
             return None
         return [copy.deepcopy(steps[step_key(stage, index)]) for index in range(size)]
+
+    async def record_jobs(self, workflow_id: str, stage: int, record: Mapping[str, Any]) -> None:
+        """Keep (or replace) the record of a stage's jobs; no-op when the run is absent."""
+        run = self._runs.get(workflow_id)
+        if run is not None:
+            run["jobs"][str(stage)] = copy.deepcopy(dict(record))
 
     async def fail_step(
         self, workflow_id: str, stage: int, member: int, *, record: Mapping[str, Any]

@@ -6,6 +6,10 @@ step that ended is a row of ``workflow_steps`` and each joined stage a row of
 something locks the run's row first (``SELECT ... FOR UPDATE``), so the joins of one
 run are serialized whichever process makes them; a chord's last two members can
 never both see the other's record missing.
+
+The record of a stage's enqueued jobs is a row of ``workflow_steps`` too, at stage
+``-1 - <stage>`` (member 0): no join counts a negative stage, and a version that
+predates these rows reads them as steps no stage has, so it ignores them.
 """
 
 from __future__ import annotations
@@ -22,10 +26,15 @@ _ACTIVE_WORKFLOWS = [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]
 _RUNNING = WorkflowStatus.RUNNING.value
 
 
+def jobs_stage(stage: int) -> int:
+    """The (negative) stage of the row that holds the jobs of stage `stage`."""
+    return -1 - stage
+
+
 class PostgresWorkflowStateStore(_TableStore):
     """Workflow progress, so a chain resumes from its last completed step after a crash.
 
-    It is also the `WorkflowRunStoreProtocol` of queue-driven workflows.
+    It is also the `JobRecordingWorkflowRunStoreProtocol` of queue-driven workflows.
     """
 
     _what = "workflow state store"
@@ -180,6 +189,25 @@ ON CONFLICT (namespace, workflow_id) DO UPDATE SET status = EXCLUDED.status,
         answer: list[dict[str, Any]] | None = await self._in_transaction("record a step", join)
         return answer
 
+    async def record_jobs(self, workflow_id: str, stage: int, record: Mapping[str, Any]) -> None:
+        """Keep (or replace) the record of a stage's jobs; no-op when the run is absent.
+
+        One statement: the run's row is share-locked while the row is written, so a
+        `delete_run` (which deletes the run's row first) either waits for it and then
+        deletes the row too, or has deleted the run and this writes nothing.
+        """
+        await self._execute(
+            f"INSERT INTO {self._s}.workflow_steps (namespace, workflow_id, stage, member, "  # noqa: S608 - validated
+            f"record) SELECT $1, $2, $3, 0, $4::json WHERE EXISTS (SELECT 1 FROM "
+            f"{self._s}.workflow_runs WHERE namespace = $1 AND workflow_id = $2 FOR KEY SHARE) "
+            "ON CONFLICT (namespace, workflow_id, stage, member) "
+            "DO UPDATE SET record = EXCLUDED.record",
+            self.namespace,
+            workflow_id,
+            jobs_stage(stage),
+            dumps(dict(record)),
+        )
+
     async def fail_step(
         self, workflow_id: str, stage: int, member: int, *, record: Mapping[str, Any]
     ) -> bool:
@@ -244,7 +272,14 @@ ON CONFLICT (namespace, workflow_id) DO UPDATE SET status = EXCLUDED.status,
                 "workflow_id": workflow_id,
                 "definition": loads(run["definition"]),
                 "status": run["status"],
-                "steps": {f"{r['stage']}:{r['member']}": loads(r["record"]) for r in steps},
+                "steps": {
+                    f"{r['stage']}:{r['member']}": loads(r["record"])
+                    for r in steps
+                    if r["stage"] >= 0
+                },
+                "jobs": {
+                    str(jobs_stage(r["stage"])): loads(r["record"]) for r in steps if r["stage"] < 0
+                },
                 "result": None if run["result"] is None else loads(run["result"]),
                 "error": run["error"],
                 "created_at": created.timestamp(),
@@ -258,7 +293,9 @@ ON CONFLICT (namespace, workflow_id) DO UPDATE SET status = EXCLUDED.status,
         """Delete a run and its steps (no-op when absent)."""
 
         async def delete(conn: Conn) -> None:
-            for table in ("workflow_steps", "workflow_stages", "workflow_runs"):
+            # The run's row first: a concurrent `record_jobs` either holds it (this waits,
+            # then deletes its row) or finds no run and writes nothing.
+            for table in ("workflow_runs", "workflow_steps", "workflow_stages"):
                 await conn.execute(
                     f"DELETE FROM {self._s}.{table} WHERE namespace = $1 AND workflow_id = $2",  # noqa: S608 - validated
                     self.namespace,

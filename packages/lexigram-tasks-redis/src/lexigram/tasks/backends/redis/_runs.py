@@ -3,9 +3,10 @@
 A run's hash ``{<prefix>:workflows}:run:<id>`` holds ``def`` (the definition as
 JSON), ``status``, ``result``, ``error``, ``created``/``updated`` (epoch seconds),
 and per step ``s:<stage>:<member>`` (its record as JSON); per stage ``n:<stage>``
-counts the recorded steps and ``c:<stage>`` names the member that completed it;
-``failer`` names the step that failed the run. Each script reads and writes the one
-hash, so a join is atomic whichever worker runs it.
+counts the recorded steps and ``c:<stage>`` names the member that completed it, and
+``j:<stage>`` holds the record of its enqueued jobs (their ids); ``failer`` names the
+step that failed the run. Each script reads and writes the one hash, so a join is
+atomic whichever worker runs it.
 """
 
 from __future__ import annotations
@@ -69,6 +70,17 @@ return 0
 """,
 )
 
+# ARGV: stage, record json. Only into an existing run: a run deleted meanwhile must not
+# come back as a hash without a definition.
+_JOBS = LuaScript(
+    "workflow_jobs",
+    """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'j:' .. ARGV[1], ARGV[2])
+return 1
+""",
+)
+
 # ARGV: result json, now.
 _FINISH = LuaScript(
     "workflow_finish",
@@ -82,7 +94,7 @@ return 1
 
 
 class RedisWorkflowRuns(RedisStore):
-    """`WorkflowRunStoreProtocol` on Redis: the base of `RedisWorkflowStateStore`."""
+    """`JobRecordingWorkflowRunStoreProtocol` on Redis: the base of `RedisWorkflowStateStore`."""
 
     def _run_key(self, workflow_id: str) -> str:
         return self.namespace.key("run", workflow_id)
@@ -117,6 +129,15 @@ class RedisWorkflowRuns(RedisStore):
             return None
         return [loads(raw) for raw in answer]
 
+    async def record_jobs(self, workflow_id: str, stage: int, record: Mapping[str, Any]) -> None:
+        """Keep (or replace) the record of a stage's jobs; no-op when the run is absent."""
+        keys = (self._run_key(workflow_id),)
+        data = json_for_storage(
+            dict(record), what=f"jobs of stage {stage} of workflow {workflow_id}"
+        )
+        args = (stage, data)
+        await self._call("record_jobs", lambda c: _JOBS(c, keys, args))
+
     async def fail_step(
         self, workflow_id: str, stage: int, member: int, *, record: Mapping[str, Any]
     ) -> bool:
@@ -145,6 +166,7 @@ class RedisWorkflowRuns(RedisStore):
             return None
         fields = {name.decode(): value for name, value in raw.items()}
         steps = {name[2:]: loads(value) for name, value in fields.items() if name.startswith("s:")}
+        jobs = {name[2:]: loads(value) for name, value in fields.items() if name.startswith("j:")}
         result = fields.get("result")
         error = fields.get("error")
         return {
@@ -152,6 +174,7 @@ class RedisWorkflowRuns(RedisStore):
             "definition": loads(fields["def"]),
             "status": fields["status"].decode(),
             "steps": steps,
+            "jobs": jobs,
             "result": None if result is None else loads(result),
             "error": None if error is None else error.decode(),
             "created_at": float(fields["created"]),

@@ -4,6 +4,10 @@
 so the read-count-decide of a join cannot interleave with another process's; the
 tables are ``lexigram_workflow_runs``, ``lexigram_workflow_steps`` and
 ``lexigram_workflow_stages`` (the member that completed each stage).
+
+The record of a stage's enqueued jobs is a row of ``lexigram_workflow_steps`` too, at
+stage ``-1 - <stage>`` (member 0): no join counts a negative stage, and a version that
+predates these rows reads them as steps no stage has, so it ignores them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ from lexigram.tasks.backends.sqlite._base import SQLiteStore, loads
 _RUNNING = WorkflowStatus.RUNNING.value
 
 
+def jobs_stage(stage: int) -> int:
+    """The (negative) stage of the row that holds the jobs of stage `stage`."""
+    return -1 - stage
+
+
 def _insert_step(
     conn: sqlite3.Connection, workflow_id: str, stage: int, member: int, data: str
 ) -> None:
@@ -29,7 +38,7 @@ def _insert_step(
 
 
 class SQLiteWorkflowRuns(SQLiteStore):
-    """`WorkflowRunStoreProtocol` on SQLite: the base of `SQLiteWorkflowStateStore`."""
+    """`JobRecordingWorkflowRunStoreProtocol` on SQLite: the base of `SQLiteWorkflowStateStore`."""
 
     async def create_run(self, workflow_id: str, definition: Mapping[str, Any]) -> bool:
         """Store a new RUNNING run; False when the id exists."""
@@ -98,6 +107,21 @@ class SQLiteWorkflowRuns(SQLiteStore):
         raws = await self._db.call(run, what="record a workflow step")
         return None if raws is None else [loads(raw) for raw in raws]
 
+    async def record_jobs(self, workflow_id: str, stage: int, record: Mapping[str, Any]) -> None:
+        """Keep (or replace) the record of a stage's jobs; no-op when the run is absent."""
+        data = json_for_storage(
+            dict(record), what=f"jobs of stage {stage} of workflow {workflow_id}"
+        )
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO lexigram_workflow_steps SELECT ?, ?, 0, ? WHERE EXISTS "
+                "(SELECT 1 FROM lexigram_workflow_runs WHERE workflow_id = ?)",
+                (workflow_id, jobs_stage(stage), data, workflow_id),
+            )
+
+        await self._db.call(run, what="record a workflow stage's jobs")
+
     async def fail_step(
         self, workflow_id: str, stage: int, member: int, *, record: Mapping[str, Any]
     ) -> bool:
@@ -165,12 +189,15 @@ class SQLiteWorkflowRuns(SQLiteStore):
         found = await self._db.call(run, write=False, what="read a workflow run")
         if found is None:
             return None
-        (definition, status, result, error, created, updated), steps = found
+        (definition, status, result, error, created, updated), rows = found
+        steps = {f"{stage}:{member}": loads(raw) for stage, member, raw in rows if stage >= 0}
+        jobs = {str(jobs_stage(stage)): loads(raw) for stage, _, raw in rows if stage < 0}
         return {
             "workflow_id": workflow_id,
             "definition": loads(definition),
             "status": status,
-            "steps": {f"{stage}:{member}": loads(raw) for stage, member, raw in steps},
+            "steps": steps,
+            "jobs": jobs,
             "result": None if result is None else loads(result),
             "error": error,
             "created_at": float(created),
