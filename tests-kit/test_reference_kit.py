@@ -16,7 +16,12 @@ import pytest_asyncio
 from reference_backend import ReferenceQueue, drop_store, plant_raw
 
 from lexigram.contracts.tasks import TaskQueueProtocol
-from lexigram.tasks.testing import QueueConformance, QueueFactory, QueuePoisonConformance
+from lexigram.tasks.testing import (
+    KeyTTLQueueFactory,
+    QueueConformance,
+    QueueFactory,
+    QueuePoisonConformance,
+)
 
 
 @pytest_asyncio.fixture
@@ -36,8 +41,34 @@ async def make_queue(lease_seconds: float) -> AsyncIterator[QueueFactory]:
     drop_store(name)
 
 
+@pytest_asyncio.fixture
+async def queues_with_idempotency_ttl(
+    lease_seconds: float,
+) -> AsyncIterator[KeyTTLQueueFactory]:
+    """A fresh reference queue holding idempotency keys for the given seconds."""
+    name = f"kit-ttl-{uuid.uuid4().hex[:8]}"
+    made: list[ReferenceQueue] = []
+
+    async def factory(ttl: float) -> ReferenceQueue:
+        queue = ReferenceQueue(queue_name=name, lease_seconds=lease_seconds, idempotency_ttl=ttl)
+        made.append(queue)
+        return queue
+
+    yield factory
+    for queue in made:
+        await queue.close()
+    drop_store(name)
+
+
 class TestReferenceKit(QueueConformance, QueuePoisonConformance):
     """Every theme, with the default margins; a 0.5 s lease keeps the many runs quick."""
+
+    @pytest.fixture
+    def make_queue_with_idempotency_ttl(
+        self, queues_with_idempotency_ttl: KeyTTLQueueFactory
+    ) -> KeyTTLQueueFactory:
+        """Queues holding idempotency keys for the given seconds (the kit's key-TTL test)."""
+        return queues_with_idempotency_ttl
 
     @pytest.fixture
     def lease_seconds(self) -> float:

@@ -19,6 +19,7 @@ from lexigram.contracts.tasks import ResultStoreProtocol, TaskQueueProtocol
 from lexigram.tasks.backends.postgres import PostgresResultStore, PostgresTaskQueue, migrate
 from lexigram.tasks.backends.postgres._connection import Database
 from lexigram.tasks.testing import (
+    KeyTTLQueueFactory,
     PairedStoreFactory,
     QueueConformance,
     QueueFactory,
@@ -112,6 +113,33 @@ async def plant_payload(queue: PostgresTaskQueue, raw: bytes) -> str:
 
 
 class TestPostgresQueueConformance(QueueConformance, QueuePoisonConformance):
+    # An async fixture with arguments replaces the kit's plain one (mypy sees two types).
+    @pytest_asyncio.fixture
+    async def make_queue_with_idempotency_ttl(  # type: ignore[override]
+        self, postgres_dsn: str, conformance_schema: str, lease_seconds: float
+    ) -> AsyncIterator[KeyTTLQueueFactory]:
+        # As make_queue, with the TTL given to the queue.
+        name = f"conformance-{uuid.uuid4().hex[:8]}"
+        made: list[PostgresTaskQueue] = []
+
+        async def factory(ttl: float) -> PostgresTaskQueue:
+            queue = PostgresTaskQueue(
+                dsn=postgres_dsn,
+                schema=conformance_schema,
+                queue_name=name,
+                visibility_timeout=lease_seconds,
+                idempotency_ttl=ttl,
+            )
+            made.append(queue)
+            return queue
+
+        yield factory
+        cleaner = PostgresTaskQueue(dsn=postgres_dsn, schema=conformance_schema, queue_name=name)
+        await cleaner.clear()
+        await cleaner.close()
+        for queue in made:
+            await queue.close()
+
     async def plant_raw_payload(self, queue: TaskQueueProtocol, raw: bytes) -> str:
         assert isinstance(queue, PostgresTaskQueue)
         return await plant_payload(queue, raw)

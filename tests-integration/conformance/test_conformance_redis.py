@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -18,6 +19,7 @@ import redis.asyncio as aioredis
 from lexigram.contracts.tasks import ResultStoreProtocol, TaskBackendSpec, TaskQueueProtocol
 from lexigram.tasks.backends.redis import RedisBackend, RedisResultStore, RedisTaskQueue
 from lexigram.tasks.testing import (
+    KeyTTLQueueFactory,
     PairedStoreFactory,
     QueueConformance,
     QueueFactory,
@@ -105,13 +107,30 @@ async def make_paired_result_store(
         await store.close()
 
 
-def _spec(url: str, prefix: str, lease_seconds: float) -> TaskBackendSpec:
-    options = {"key_prefix": prefix, "visibility_timeout": lease_seconds}
+def _spec(url: str, prefix: str, lease_seconds: float, **extra: Any) -> TaskBackendSpec:
+    options = {"key_prefix": prefix, "visibility_timeout": lease_seconds, **extra}
     return TaskBackendSpec(type="redis", url=url, queue_name="conformance", options=options)
 
 
 class TestRedisQueueConformance(QueueConformance):
-    pass
+    # An async fixture with arguments replaces the kit's plain one (mypy sees two types).
+    @pytest_asyncio.fixture
+    async def make_queue_with_idempotency_ttl(  # type: ignore[override]
+        self, redis_url: str, lease_seconds: float, key_prefix: str
+    ) -> AsyncIterator[KeyTTLQueueFactory]:
+        # As make_queue, with the TTL in the spec's options.
+        made: list[RedisTaskQueue] = []
+
+        async def factory(ttl: float) -> RedisTaskQueue:
+            spec = _spec(redis_url, key_prefix, lease_seconds, idempotency_ttl=ttl)
+            queue = RedisBackend().create_queue(spec)
+            made.append(queue)
+            return queue
+
+        yield factory
+        for queue in made:
+            await queue.close()
+        await _delete_prefix(redis_url, key_prefix)
 
 
 class TestRedisQueuePoisonConformance(QueuePoisonConformance):

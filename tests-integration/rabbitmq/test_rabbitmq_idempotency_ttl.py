@@ -19,8 +19,11 @@ import pytest_asyncio
 
 from lexigram.contracts.tasks import Job, Ok
 from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
-from lexigram.tasks.testing import QueueFactory, QueueIdempotencyConformance
-from lexigram.tasks.testing._delivery import KeyTTLQueueFactory
+from lexigram.tasks.testing import (
+    KeyTTLQueueFactory,
+    QueueFactory,
+    QueueIdempotencyConformance,
+)
 
 pytestmark = pytest.mark.rabbitmq
 

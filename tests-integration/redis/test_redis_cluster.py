@@ -23,6 +23,7 @@ from redis.asyncio.cluster import RedisCluster
 from lexigram.contracts.tasks import Job, TaskQueueProtocol
 from lexigram.tasks.backends.redis import RedisCacheBackend, RedisTaskQueue
 from lexigram.tasks.testing import (
+    KeyTTLQueueFactory,
     QueueCancellationConformance,
     QueueConformance,
     QueueFactory,
@@ -137,7 +138,42 @@ async def make_queue(cluster_url: str, lease_seconds: float) -> AsyncIterator[Qu
         await client.aclose()
 
 
+@pytest_asyncio.fixture
+async def queues_with_idempotency_ttl(
+    cluster_url: str, lease_seconds: float
+) -> AsyncIterator[KeyTTLQueueFactory]:
+    """A queue of the cluster holding idempotency keys for the given seconds."""
+    prefix = f"lexigram-cluster-{uuid.uuid4().hex[:8]}"
+    made: list[tuple[RedisTaskQueue, RedisCluster]] = []
+
+    async def factory(ttl: float) -> RedisTaskQueue:
+        client = RedisCluster.from_url(cluster_url)
+        queue = RedisTaskQueue(
+            queue_name="conformance",
+            key_prefix=prefix,
+            client=client,
+            visibility_timeout=lease_seconds,
+            idempotency_ttl=ttl,
+        )
+        made.append((queue, client))
+        return queue
+
+    yield factory
+    if made:
+        await made[0][0].clear()
+    for queue, client in made:
+        await queue.close()
+        await client.aclose()
+
+
 class TestRedisClusterQueueConformance(QueueConformance):
+    @pytest.fixture
+    def make_queue_with_idempotency_ttl(
+        self, queues_with_idempotency_ttl: KeyTTLQueueFactory
+    ) -> KeyTTLQueueFactory:
+        """Queues holding idempotency keys for the given seconds (the kit's key-TTL test)."""
+        return queues_with_idempotency_ttl
+
     async def test_queue_keys_share_one_cluster_slot(
         self, make_queue: QueueFactory, cluster_url: str
     ) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.testing import (
+    KeyTTLQueueFactory,
     QueueCancellationConformance,
     QueueConformance,
     QueueFactory,
@@ -40,3 +41,18 @@ class TestMemoryQueueConformance(
     def lease_seconds(self) -> float:
         # Memory has no network jitter, so a short lease keeps the lease tests quick.
         return 0.5
+
+    @pytest.fixture
+    def make_queue_with_idempotency_ttl(self, lease_seconds: float) -> KeyTTLQueueFactory:
+        # As make_queue: every call with the same TTL gives the same queue object.
+        name = f"conformance-{uuid.uuid4().hex[:8]}"
+        queues: dict[float, MemoryTaskQueue] = {}
+
+        async def factory(ttl: float) -> MemoryTaskQueue:
+            if ttl not in queues:
+                queues[ttl] = MemoryTaskQueue(
+                    queue_name=name, visibility_timeout=lease_seconds, idempotency_ttl=ttl
+                )
+            return queues[ttl]
+
+        return factory

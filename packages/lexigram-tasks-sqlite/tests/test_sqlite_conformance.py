@@ -17,9 +17,10 @@ import pytest
 import pytest_asyncio
 
 from lexigram.contracts.tasks import POISON_JOB_NAME, TaskQueueProtocol
-from lexigram.tasks.backends.sqlite import SQLiteTaskQueue
+from lexigram.tasks.backends.sqlite import SQLiteOptions, SQLiteTaskQueue
 from lexigram.tasks.testing import (
     POISON_PAYLOADS,
+    KeyTTLQueueFactory,
     QueueConformance,
     QueueFactory,
     QueueLeaseRenewerConformance,
@@ -48,7 +49,29 @@ async def make_queue(tmp_path: Path, lease_seconds: float) -> AsyncIterator[Queu
 
 
 class TestSQLiteQueueConformance(QueueConformance):
-    pass
+    # An async fixture with arguments replaces the kit's plain one (mypy sees two types).
+    @pytest_asyncio.fixture
+    async def make_queue_with_idempotency_ttl(  # type: ignore[override]
+        self, tmp_path: Path, lease_seconds: float
+    ) -> AsyncIterator[KeyTTLQueueFactory]:
+        # As make_queue, with the TTL in the queue's options.
+        path = str(tmp_path / "conformance-key-ttl.db")
+        name = f"conformance-{uuid.uuid4().hex[:8]}"
+        made: list[SQLiteTaskQueue] = []
+
+        async def factory(ttl: float) -> SQLiteTaskQueue:
+            queue = SQLiteTaskQueue(
+                path,
+                queue_name=name,
+                visibility_timeout=lease_seconds,
+                options=SQLiteOptions(idempotency_ttl=ttl),
+            )
+            made.append(queue)
+            return queue
+
+        yield factory
+        for queue in made:
+            await queue.close()
 
 
 class TestSQLitePoisonConformance(QueuePoisonConformance):
