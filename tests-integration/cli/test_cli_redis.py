@@ -160,6 +160,9 @@ def test_dlq_retry_moves_a_dead_lettered_job_back_and_it_completes(
     data = json.loads(listed.stdout)
     assert data["total"] == 1
     assert data["jobs"][0]["id"] == job_id
+    # `total` counts what --task selects, not the whole dead-letter queue.
+    other = json.loads(run("dlq", "list", "--json", "--task", "another", *config).stdout)
+    assert (other["total"], other["jobs"]) == (0, [])
     assert data["jobs"][0]["task"] == "flaky"
     assert "is missing" in data["jobs"][0]["error"]
     shown = run("dlq", "show", job_id[:8], *config)  # a unique prefix, as `dlq list` shows ids

@@ -240,13 +240,16 @@ def test_a_scheduled_tasks_queue_rides_its_template_under_both_doors(write_modul
     assert fired.queue_name == "emails"
 
 
-def test_the_scheduler_command_fires_a_job_onto_the_queue_its_task_names() -> None:
-    from lexigram.tasks.cli._scheduler import _Router
+async def test_the_scheduler_command_fires_a_job_onto_the_queue_its_task_names() -> None:
+    from lexigram.tasks.cli._opener import QueueOpener
 
     spec = resolve_spec(TaskConfig(), "memory")
     own = MemoryTaskQueue(queue_name=spec.queue_name)
-    route = _Router(spec, own)
-    assert route(Job(name="tick")) is own
-    emails = route(Job(name="digest", queue_name="emails"))
-    assert emails.queue_name == "emails"
-    assert route(Job(name="digest", queue_name="emails")) is emails
+    route = QueueOpener(TaskConfig(), spec, own)
+    try:
+        assert route.route(Job(name="tick")) is own
+        emails = route.route(Job(name="digest", queue_name="emails"))
+        assert emails.queue_name == "emails"
+        assert route.route(Job(name="digest", queue_name="emails")) is emails
+    finally:
+        await route.close()

@@ -96,6 +96,44 @@ def install_task_queues(
     return uninstall
 
 
+def routing_table(backends: Mapping[str, TaskQueueProtocol]) -> dict[str, TaskQueueProtocol]:
+    """The names a job may give its queue by: every backend's, and unambiguous queue names.
+
+    Each queue is listed under its backend's name and, where no other backend's queue has
+    the same ``queue_name`` and no backend is named so, under its queue name too. What the
+    tasks provider and the worker command install for ``.delay()`` and route jobs by.
+
+    Args:
+        backends: Each backend's queue, by backend name.
+    """
+    table = dict(backends)
+    by_queue_name: dict[str, list[TaskQueueProtocol]] = {}
+    for queue in backends.values():
+        by_queue_name.setdefault(str(getattr(queue, "queue_name", "")), []).append(queue)
+    for queue_name, queues in by_queue_name.items():
+        if queue_name and len(queues) == 1 and queue_name not in table:
+            table[queue_name] = queues[0]
+    return table
+
+
+def route_job(
+    job: Job, table: Mapping[str, TaskQueueProtocol], fallback: TaskQueueProtocol
+) -> TaskQueueProtocol:
+    """The queue of `table` that ``job.queue_name`` names, else `fallback`.
+
+    A job naming a backend (``@task(queue="reports")`` built with ``.s()``) is given that
+    backend's own queue name, so that its record, a retry and a dead letter name the queue
+    it is on rather than the backend's name.
+    """
+    queue = table.get(job.queue_name or "")
+    if queue is None:
+        return fallback
+    served = getattr(queue, "queue_name", None)
+    if isinstance(served, str) and served:
+        job.queue_name = served
+    return queue
+
+
 def get_task_queues() -> dict[str, TaskQueueProtocol]:
     """Return a copy of the queues `TaskFunction.delay` routes to by name."""
     return dict(_named_queues)

@@ -186,7 +186,11 @@ async def run_schedule_now(
     job = scheduled.job_template.create_job()
     job.cron_expression = scheduled.cron_expression
     job.metadata.update(schedule_id=row["id"], fire_time=now, trigger="run-now")
-    queue = queue_for(scheduled.queue_name)
+    # Where a fire of it goes: its task's queue, else the schedule's; a backend's name
+    # becomes that backend's own queue name, as `route_job` does.
+    queue = queue_for(job.queue_name or scheduled.queue_name)
+    if job.queue_name:
+        job.queue_name = queue.queue_name
     state: dict[str, Any] = {"last_run": now, "last_error": None}
     try:
         job = await enqueue_job(queue, job)

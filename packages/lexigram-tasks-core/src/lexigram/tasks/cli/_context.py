@@ -48,6 +48,7 @@ from lexigram.tasks._backends import is_process_local as backend_is_process_loca
 from lexigram.tasks._closing import close_each
 from lexigram.tasks._presence import describe_backend
 from lexigram.tasks.cli._errors import CLIError
+from lexigram.tasks.cli._named import select_entry
 from lexigram.tasks.cli._options import DEFAULT_CONNECT_TIMEOUT
 from lexigram.tasks.constants import (
     DEFAULT_BACKEND,
@@ -318,7 +319,9 @@ def resolve_spec(
 
     The config's primary backend (or its ``backend`` section) is the base. ``--backend``
     replaces its type and URL; the config's backend options are kept only when the type
-    stays the same (another backend would reject them).
+    stays the same (another backend would reject them). With a ``backends`` list,
+    ``--backend NAME`` (or ``--queue NAME``) naming a configured backend selects that
+    entry instead, whole (`select_entry`).
 
     Args:
         config: The command's configuration (None: nothing configured, the defaults).
@@ -337,6 +340,14 @@ def resolve_spec(
             backend_type, url = parse_backend(backend)
             spec = replace(spec, type=backend_type, url=url)
         return _finish_spec(spec, queue_name, connect_timeout)
+    named = select_entry(config, backend, queue_name)
+    if named is not None:
+        # A configured backend, by its name (or its queue's): as the application's
+        # Named() and .delay() pick it, with its own URL, options and queue.
+        spec = spec_from_config(named)
+        if queue_name is None or queue_name.strip() in (named.name, named.queue_name):
+            queue_name = None
+        return _finish_spec(spec, queue_name, connect_timeout, field=config_path_of(named))
     entry = config.primary_backend or config.backend
     if backend is None:
         spec = spec_from_config(entry)

@@ -9,12 +9,12 @@ the commands say so.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 from rich.syntax import Syntax
 
-from lexigram.contracts.tasks import FailureRecord, Job, TaskBackendSpec, TaskQueueProtocol
+from lexigram.contracts.tasks import FailureRecord, Job, TaskBackendSpec
 from lexigram.tasks.admin import (
     dead_letter_row,
     dead_letter_worker,
@@ -26,11 +26,9 @@ from lexigram.tasks.admin import (
 )
 from lexigram.tasks.cli._context import (
     Stores,
-    close_quietly,
     default_backend,
     existing_only,
     load_config,
-    open_queue,
     open_stores,
     probe,
     release_backend,
@@ -38,6 +36,7 @@ from lexigram.tasks.cli._context import (
 )
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.cli._event_loop import run_async
+from lexigram.tasks.cli._opener import QueueOpener
 from lexigram.tasks.cli._options import (
     F,
     FiniteFloatRange,
@@ -56,6 +55,9 @@ from lexigram.tasks.cli._output import (
     when,
 )
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
+
+if TYPE_CHECKING:
+    from lexigram.tasks.config import TaskConfig
 
 T = TypeVar("T")
 
@@ -84,17 +86,12 @@ def dlq_group() -> None:
 class _Session:
     """A backend's DLQ storage plus queues to put jobs back on, opened for one command."""
 
-    def __init__(self, spec: TaskBackendSpec, stores: Stores) -> None:
+    def __init__(self, spec: TaskBackendSpec, stores: Stores, config: TaskConfig | None) -> None:
         self.spec = spec
         self.stores = stores
-        self.queues: dict[str, TaskQueueProtocol] = {}
-
-    def queue(self, queue_name: str | None = None) -> TaskQueueProtocol:
-        name = queue_name or self.spec.queue_name
-        queue = self.queues.get(name)
-        if queue is None:
-            queue = self.queues[name] = open_queue(self.spec, name)
-        return queue
+        # A dead letter goes back where its job's .delay() would send it: onto another
+        # configured backend when its queue is that backend's.
+        self.queue = QueueOpener(config, spec)
 
     def dlq(self, queue_name: str | None = None) -> PersistentDeadLetterQueue:
         queue = self.queue(queue_name)
@@ -102,7 +99,7 @@ class _Session:
 
     async def close(self) -> None:
         await self.stores.close()
-        await close_quietly(*self.queues.values())
+        await self.queue.close()
         await release_backend(self.spec)
 
 
@@ -116,9 +113,8 @@ def _run(
     setup_logging("debug" if debug else "critical")
     backend = default_backend(config_path, None, backend)
     # A SQLite file that does not exist is refused rather than created (see existing_only).
-    spec = existing_only(
-        resolve_spec(load_config(config_path, backend=backend), backend, connect_timeout=timeout)
-    )
+    config = load_config(config_path, backend=backend)
+    spec = existing_only(resolve_spec(config, backend, connect_timeout=timeout))
     # The result store too: a retried job's failed result is deleted from it.
     stores = open_stores(spec, "dlq_backend", "result_store")
     if stores.dlq_backend is None:
@@ -132,7 +128,7 @@ def _run(
         raise CLIError(msg)
 
     async def go() -> T:
-        session = _Session(spec, stores)
+        session = _Session(spec, stores, config)
         try:
             await probe(session.queue(), spec, timeout)
             return await action(session)
@@ -157,24 +153,31 @@ def list_command(
     connect_timeout: float,
     debug: bool,
 ) -> None:
-    """List dead-lettered jobs, newest first."""
+    """List dead-lettered jobs, newest first (``total``: how many match, ``--task`` applied)."""
 
-    async def action(session: _Session) -> tuple[list[FailureRecord], int]:
+    async def action(session: _Session) -> tuple[list[FailureRecord], int, int]:
         dlq = session.dlq()
-        return await dlq.list_failed(limit=limit, job_name=task_name), await dlq.size()
+        size = await dlq.size()
+        records = await dlq.list_failed(limit=limit, job_name=task_name)
+        matching = size
+        if task_name is not None:
+            matching = len(await dlq.list_failed(limit=max(size, 1), job_name=task_name))
+        return records, matching, size
 
-    records, size = _run(backend, config_path, connect_timeout, debug, action)
+    records, matching, size = _run(backend, config_path, connect_timeout, debug, action)
     rows = [dead_letter_row(r) for r in records]
     if as_json:
-        echo_json({"total": size, "jobs": rows})
+        echo_json({"total": matching, "jobs": rows})
         return
     console = stdout_console()
     if not rows:
         console.print("The dead-letter queue is empty." if not size else "No job matches.")
         return
+    scope = f"of {task_name} " if task_name is not None else ""
+    beyond = f"; {size} in all" if task_name is not None else ""
     console.print(
         table(
-            f"Dead letters ({len(rows)} of {size})",
+            f"Dead letters {scope}({len(rows)} of {matching}{beyond})",
             ["id", "task", "queue", "attempts", "reason", "failed", "error"],
             [
                 (

@@ -22,7 +22,7 @@ from lexigram.contracts.tasks import (
     TaskBackendSpec,
     TaskQueueProtocol,
 )
-from lexigram.tasks._backends import TaskBackendRegistry
+from lexigram.tasks._backends import TaskBackendRegistry, spec_from_config
 from lexigram.tasks._presence import (
     WorkerPresence,
     WorkerTotals,
@@ -30,7 +30,7 @@ from lexigram.tasks._presence import (
     running_jobs,
     worker_identity,
 )
-from lexigram.tasks._producer import install_task_queues
+from lexigram.tasks._producer import install_task_queues, routing_table
 from lexigram.tasks.cli._app import LoadedApp
 from lexigram.tasks.cli._context import (
     Stores,
@@ -104,6 +104,7 @@ class WorkerRuntime:
         self.presence: WorkerPresence | None = None
         self._stop_observing: Callable[[], None] | None = None
         self._uninstall_queues: Callable[[], None] | None = None
+        self._others: dict[str, TaskQueueProtocol] = {}
 
     def __repr__(self) -> str:
         return f"WorkerRuntime({self.worker_id!r}, queues={self.queue_names!r})"
@@ -171,10 +172,13 @@ class WorkerRuntime:
             )
         for pool in self.pools:
             await pool.start()
-        # Handlers that enqueue follow-up jobs (``other.delay()``) use these queues.
-        self._uninstall_queues = install_task_queues(
-            self.queues[0], {q.queue_name: q for q in self.queues}
-        )
+        # Handlers that enqueue follow-up jobs (``other.delay()``) use these queues: the
+        # ones consumed here, and every other configured backend under its name, routed
+        # as a TaskProvider routes them.
+        self._others = self._other_backends()
+        own = {q.queue_name: q for q in self.queues}
+        routes = {**routing_table({self.spec.name: self.queues[0], **self._others}), **own}
+        self._uninstall_queues = install_task_queues(self.queues[0], routes)
         if self.stores.cache is not None:
             self.presence = WorkerPresence(
                 self.stores.cache,
@@ -198,6 +202,16 @@ class WorkerRuntime:
             shape,
             f", plugins {', '.join(plugins)}" if plugins else "",
         )
+
+    def _other_backends(self) -> dict[str, TaskQueueProtocol]:
+        """The queue of every other entry of ``tasks.backends``, by name (connected on use)."""
+        if self.config is None:
+            return {}
+        return {
+            entry.name: open_queue(spec_from_config(entry))
+            for entry in self.config.backends
+            if entry.name != self.spec.name
+        }
 
     def _preset(self, name: str) -> TaskQueueProtocol | None:
         own = self.preset_queue
@@ -231,5 +245,5 @@ class WorkerRuntime:
         await self.stores.close()
         if self.stack is not None:
             await self.stack.close()
-        await close_quietly(*self.queues[1:], self.rate_limiter)
+        await close_quietly(*self.queues[1:], *self._others.values(), self.rate_limiter)
         await release_backend(self.spec)

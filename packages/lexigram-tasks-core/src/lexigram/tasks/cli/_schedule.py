@@ -41,6 +41,7 @@ from lexigram.tasks.cli._context import (
 )
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.cli._event_loop import run_async
+from lexigram.tasks.cli._opener import QueueOpener
 from lexigram.tasks.cli._options import (
     F,
     backend_option,
@@ -143,7 +144,7 @@ class _Session:
     queue: TaskQueueProtocol
     # The records `rows` read, by store key: a command reads the store once.
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
-    extra: list[TaskQueueProtocol] = field(default_factory=list)
+    opener: QueueOpener | None = None
 
     @property
     def store(self) -> Any:
@@ -154,13 +155,9 @@ class _Session:
         return rows
 
     def queue_for(self, name: str | None) -> TaskQueueProtocol:
-        """The command's queue, or another of the backend's (closed by `close`)."""
-        target = name or self.spec.queue_name
-        if target == self.queue.queue_name:
-            return self.queue
-        opened = open_queue(self.spec, target)
-        self.extra.append(opened)
-        return opened
+        """The queue `name` leads to, as ``.delay()`` routes it (see `QueueOpener`)."""
+        assert self.opener is not None  # noqa: S101 - set by _run
+        return self.opener(name)
 
 
 def _run(
@@ -173,9 +170,8 @@ def _run(
     setup_logging("debug" if debug else "critical")
     backend = default_backend(config_path, None, backend)
     # A SQLite file that does not exist is refused rather than created (see existing_only).
-    spec = existing_only(
-        resolve_spec(load_config(config_path, backend=backend), backend, connect_timeout=timeout)
-    )
+    config = load_config(config_path, backend=backend)
+    spec = existing_only(resolve_spec(config, backend, connect_timeout=timeout))
     stores = open_stores(spec, "scheduler_store")
     if stores.scheduler_store is None:
         msg = (
@@ -190,11 +186,12 @@ def _run(
         queue = open_queue(spec)
         try:
             await probe(queue, spec, timeout)
-            session = _Session(spec, stores, queue)
+            opener = QueueOpener(config, spec, queue)
+            session = _Session(spec, stores, queue, opener=opener)
             try:
                 return await action(session)
             finally:
-                await close_quietly(*session.extra)
+                await opener.close()
         finally:
             await stores.close()
             await close_quietly(queue)

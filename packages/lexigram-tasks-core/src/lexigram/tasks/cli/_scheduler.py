@@ -26,16 +26,13 @@ from lexigram.contracts.tasks import (
     Result,
     TaskBackendSpec,
     TaskQueueError,
-    TaskQueueProtocol,
 )
 from lexigram.tasks._backends import TaskBackendRegistry
 from lexigram.tasks.cli._app import LoadedApp, load_app
 from lexigram.tasks.cli._context import (
-    close_quietly,
     default_backend,
     describe,
     load_config,
-    open_queue,
     probe,
     refuse_disabled,
     release_backend,
@@ -43,6 +40,7 @@ from lexigram.tasks.cli._context import (
 )
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.cli._event_loop import run_async
+from lexigram.tasks.cli._opener import QueueOpener
 from lexigram.tasks.cli._options import (
     backend_option,
     config_option,
@@ -167,28 +165,6 @@ async def _declare(scheduler: TaskScheduler, app: LoadedApp) -> None:
             )
 
 
-class _Router:
-    """The queue each fire goes to: the one its task is declared for, on this backend.
-
-    A task declared for another queue (``@scheduled(..., queue="emails")``) fires onto
-    that queue of the same backend, as its ``.delay()`` and a provider's scheduler send
-    it; every other job onto the scheduler's own queue.
-    """
-
-    def __init__(self, spec: TaskBackendSpec, own: TaskQueueProtocol) -> None:
-        self.spec = spec
-        self.own = own
-        self.opened: dict[str, TaskQueueProtocol] = {}
-
-    def __call__(self, job: Job) -> TaskQueueProtocol:
-        name = job.queue_name
-        if not name or name == self.spec.queue_name:
-            return self.own
-        if name not in self.opened:
-            self.opened[name] = open_queue(self.spec, name)
-        return self.opened[name]
-
-
 async def _run(
     app: LoadedApp, config: TaskConfig, spec: TaskBackendSpec, timeout: float, namespace: str
 ) -> None:
@@ -201,7 +177,9 @@ async def _run(
         with_scheduler_store=True,
     )
     queue = stack.queue
-    route = _Router(spec, queue)
+    # Each fire goes where its task's .delay() sends it: its declared queue, on another
+    # configured backend when the name is that backend's (as a provider's scheduler).
+    route = QueueOpener(config, spec, queue)
     stop_observing = observe_enqueues(build_hooks())  # plugins see each fire's job queued
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -234,7 +212,7 @@ async def _run(
 
         async def enqueue(job: Job) -> Result[str, TaskQueueError]:
             try:
-                job_id = (await enqueue_job(route(job), job)).id
+                job_id = (await enqueue_job(route.route(job), job)).id
             except TaskQueueError as exc:
                 return Err(exc)
             logger.info("Enqueued %s as job %s.", job.name, job_id)
@@ -256,6 +234,6 @@ async def _run(
         for sig in installed:
             loop.remove_signal_handler(sig)
         stop_observing()
-        await close_quietly(*route.opened.values())
+        await route.close()
         await stack.close()
         await release_backend(spec)

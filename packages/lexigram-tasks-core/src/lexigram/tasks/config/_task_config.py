@@ -123,6 +123,16 @@ class TaskConfig(_Section):
                 "primary: true"
             )
             raise ValueError(msg)
+        primary = primaries[0] if primaries else (names[0] if names else None)
+        if "default" in names and primary != "default":
+            # @task(queue="default") and .delay() mean the primary backend by that word.
+            msg = (
+                f"a backend that is not the primary one ({primary!r}) is named 'default', "
+                "the word @task(queue=...) uses for the primary backend, so .delay() and "
+                "Named('default') would pick different backends. Rename it, or mark it "
+                "primary: true"
+            )
+            raise ValueError(msg)
         return entries
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks import decorators
 from lexigram.tasks._backends import TaskBackendRegistry
+from lexigram.tasks._producer import route_job, routing_table
 from lexigram.tasks.di._stack import BackendStack, build_store
 
 if TYPE_CHECKING:
@@ -47,19 +48,11 @@ class ProviderJobsMixin:
 
     def _queues_by_name(self) -> dict[str, TaskQueueProtocol]:
         """Every queue under its backend name and, where no other claims it, its queue name."""
-        named = self.queues
-        by_queue_name: dict[str, list[TaskQueueProtocol]] = {}
-        for stack in self.stacks.values():
-            queue_name = str(getattr(stack.queue, "queue_name", stack.spec.queue_name))
-            by_queue_name.setdefault(queue_name, []).append(stack.queue)
-        for queue_name, queues in by_queue_name.items():
-            if len(queues) == 1 and queue_name not in named:
-                named[queue_name] = queues[0]
-        return named
+        return routing_table(self.queues)
 
     def _route(self, job: Job) -> TaskQueueProtocol:
         """Pick the queue ``job.queue_name`` names (as `.delay()` does), else the primary."""
-        return self._queues_by_name().get(job.queue_name or "", self._primary.queue)
+        return route_job(job, self._queues_by_name(), self._primary.queue)
 
     async def enqueue_job(self, job: Job) -> str:
         """Enqueue a job for processing.

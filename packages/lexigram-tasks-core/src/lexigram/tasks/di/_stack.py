@@ -41,7 +41,12 @@ from lexigram.contracts.tasks import (
     WorkflowRunStoreProtocol,
     configure_envelope,
 )
-from lexigram.tasks._backends import IN_MEMORY, TaskBackendRegistry, spec_from_config
+from lexigram.tasks._backends import (
+    IN_MEMORY,
+    TaskBackendRegistry,
+    config_path_of,
+    spec_from_config,
+)
 from lexigram.tasks._closing import close_each
 from lexigram.tasks._worker_settings import WORKER_DEFAULTS
 from lexigram.tasks.concurrency._task_rate import (
@@ -469,6 +474,8 @@ def build_config_rate_limiter(
 ) -> RateLimiterProtocol | None:
     """Build the rate limiter ``config.rate_limit`` describes, or None when it is off.
 
+    Its bucket is in the primary backend of a ``backends`` list, else in `stack`'s.
+
     None (nothing configured) has it off: ``tasks.rate_limit.enabled`` is false by default.
     """
     if config is None:
@@ -476,9 +483,15 @@ def build_config_rate_limiter(
     limits = config.rate_limit
     if not limits.enabled:
         return None
+    # One bucket for the whole configuration, kept in its primary backend, whichever
+    # backend's workers take from it (a provider's pools and every worker command).
+    primary = config.primary_backend
+    spec, field = stack.spec, stack.path
+    if primary is not None and primary.name != stack.name:
+        spec, field = spec_from_config(primary, registry=stack.registry), config_path_of(primary)
     return build_rate_limiter(
-        stack.spec,
-        field=stack.path,
+        spec,
+        field=field,
         name=rate_limit_bucket(config),
         rate=limits.rate,
         per=limits.per,

@@ -222,7 +222,8 @@ class TaskScheduler(StoredSchedules):
             timezone=tz,
             job_id=schedule_id,
             namespace=self._namespace,
-            queue_name=self.queue_name,
+            # Where its jobs go: its task's queue (``@scheduled(..., queue=...)``), else ours.
+            queue_name=template.queue_name or self.queue_name,
         )
         scheduled._cron = cron  # noqa: SLF001 - reuse the expression just parsed
         previous = self.scheduled_jobs.get(schedule_id)

@@ -1,0 +1,97 @@
+"""The backends of a ``tasks.backends`` list, picked by name as the application picks them.
+
+An application injects each configured backend by its name (``Named("reports")``) and
+``.delay()`` routes ``@task(queue="reports")`` to it. The commands follow the same names:
+``--backend reports`` (or ``--queue reports``) runs a command on that configured backend,
+with its own URL, options and queue, and a job, a schedule or a dead letter that names
+another configured backend or its queue is sent to that backend (`spec_serving`), not to
+a queue of that name on the command's own backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from lexigram.tasks._backends import available_backends, backend_type_of, spec_from_config
+from lexigram.tasks.cli._errors import CLIError
+
+if TYPE_CHECKING:
+    from lexigram.contracts.tasks import TaskBackendSpec
+    from lexigram.tasks.config import NamedTaskConfig, TaskConfig
+
+
+def _entry_serving(config: TaskConfig, name: str) -> NamedTaskConfig | None:
+    """The entry named `name`, else the only entry whose queue is `name` (as `routing_table`)."""
+    for entry in config.backends:
+        if entry.name == name:
+            return entry
+    serving = [entry for entry in config.backends if entry.queue_name == name]
+    return serving[0] if len(serving) == 1 else None
+
+
+def select_entry(
+    config: TaskConfig, backend: str | None, queue_name: str | None
+) -> NamedTaskConfig | None:
+    """The configured backend that ``--backend`` (or, without it, ``--queue``) names.
+
+    ``--backend`` is a configured backend's name, or a bare type that exactly one
+    configured backend has; ``--queue`` is a configured backend's name or the queue of
+    exactly one. None when the configuration has no ``backends`` list or nothing is
+    named that way (a URL, another type, a queue of the primary backend).
+
+    Raises:
+        CLIError: ``--backend`` is a bare word that is neither a configured backend's
+            name nor an installed backend type.
+    """
+    if not config.backends:
+        return None
+    if backend is not None:
+        return _entry_for_backend_option(config, backend.strip())
+    if queue_name is not None:
+        return _entry_serving(config, queue_name.strip())
+    return None
+
+
+def _entry_for_backend_option(config: TaskConfig, word: str) -> NamedTaskConfig | None:
+    if "://" in word:
+        return None
+    for entry in config.backends:
+        if entry.name == word:
+            return entry
+    typed = [e for e in config.backends if backend_type_of(e) == word.lower()]
+    if len(typed) == 1:
+        return typed[0]
+    installed = available_backends()
+    if word.lower() in installed or any(mark in word for mark in ":/@"):
+        return None  # a type (or a mistyped URL, which `parse_backend` explains)
+    names = ", ".join(entry.name for entry in config.backends)
+    msg = (
+        f"--backend {word!r} is neither a configured backend ({names}) nor an installed "
+        f"backend type ({', '.join(installed)}). Give the name of an entry of "
+        "tasks.backends, a type, or a URL."
+    )
+    raise CLIError(msg)
+
+
+def spec_serving(
+    config: TaskConfig | None, spec: TaskBackendSpec, queue_name: str | None
+) -> TaskBackendSpec:
+    """The spec of the backend that serves `queue_name`, as ``.delay()`` would route it.
+
+    With a ``tasks.backends`` list, a name that is another configured backend's name, or
+    the queue of exactly one other configured backend, gives that backend's spec and
+    queue; any other name (None: `spec`'s own queue) is a queue of `spec`'s backend.
+
+    Args:
+        config: The command's configuration.
+        spec: The command's own backend.
+        queue_name: The name a job, a schedule or a dead letter gives its queue.
+    """
+    if config is None or not config.backends or queue_name is None:
+        return spec if queue_name is None else replace(spec, queue_name=queue_name)
+    entry = _entry_serving(config, queue_name)
+    if entry is None or entry.name == spec.name:
+        own = entry.queue_name if entry is not None else queue_name
+        return replace(spec, queue_name=own)
+    return spec_from_config(entry)

@@ -1,0 +1,77 @@
+"""`QueueOpener`: the queue a name leads to, for the commands that open queues by name.
+
+A scheduler fire, a dead letter put back, a schedule run now: each names its queue, and
+the command opens the queue that name leads to as ``.delay()`` would route it
+(`spec_serving`): another configured backend's queue when the name is that backend's
+name or queue, else a queue of the command's own backend.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lexigram.tasks._backends import release_backends
+from lexigram.tasks.cli._context import close_quietly, open_queue
+from lexigram.tasks.cli._named import spec_serving
+
+if TYPE_CHECKING:
+    from lexigram.contracts.tasks import Job, TaskBackendSpec, TaskQueueProtocol
+    from lexigram.tasks.config import TaskConfig
+
+
+class QueueOpener:
+    """Opens (once each) the queues a command's jobs name; `close` closes them.
+
+    Args:
+        config: The command's configuration (its ``backends`` list, if any).
+        spec: The command's own backend.
+        own: The command's own queue, returned for its own name.
+    """
+
+    def __init__(
+        self,
+        config: TaskConfig | None,
+        spec: TaskBackendSpec,
+        own: TaskQueueProtocol | None = None,
+    ) -> None:
+        self.config = config
+        self.spec = spec
+        self.own = own
+        self.opened: dict[tuple[str, str], TaskQueueProtocol] = {}
+        self._borrowed: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"QueueOpener({self.spec.name!r}, opened={len(self.opened)})"
+
+    def __call__(self, name: str | None = None) -> TaskQueueProtocol:
+        """The queue `name` leads to (None: the command's own queue)."""
+        target = spec_serving(self.config, self.spec, name or self.spec.queue_name)
+        own = self.own
+        if own is not None and (target.name, target.queue_name) == (self.spec.name, own.queue_name):
+            return own
+        key = (target.name, target.queue_name)
+        queue = self.opened.get(key)
+        if queue is None:
+            queue = self.opened[key] = open_queue(target)
+            if target.type != self.spec.type:
+                self._borrowed.add(target.type)
+        return queue
+
+    def route(self, job: Job) -> TaskQueueProtocol:
+        """The queue ``job.queue_name`` leads to; the job is given that queue's own name.
+
+        So a job naming a backend (``@scheduled(..., queue="reports")``) is recorded on,
+        retried onto and dead-lettered from the queue it is on, as `route_job` does.
+        """
+        queue = self(job.queue_name)
+        if job.queue_name:
+            job.queue_name = queue.queue_name
+        return queue
+
+    async def close(self) -> None:
+        """Close the queues opened here, and the pools of other backends they used."""
+        await close_quietly(*self.opened.values())
+        self.opened.clear()
+        if self._borrowed:
+            await release_backends(sorted(self._borrowed))
+            self._borrowed.clear()
