@@ -2,11 +2,13 @@
 handler that ran a while, while it is acked).
 
 The ack and the result's write are round trips to the backend; the next round of jobs need
-not wait for them. Still, nothing finishes unacked or unstored: the ack comes before the
-result, stopping (and ``--burst``) waits for both, a job counts as in flight until its
-result is stored, and a store or an ack that hangs throttles the intake after
-`max_concurrent_tasks` finishing jobs. A short job keeps its slot through its ack, so that
-the refill leases for the many slots one round of acks frees.
+not wait for them. Still, nothing finishes unacked or unstored: the result is stored before
+the ack (a worker that dies between the two runs the job again instead of leaving it acked
+without a result), stopping (and ``--burst``) waits for both, a job counts as in flight
+until it is acked, and a store or an ack that hangs throttles the intake after
+`max_concurrent_tasks` finishing jobs. A short job whose result is not stored keeps its
+slot through its bare ack, so that the refill leases for the many slots one round of acks
+frees.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 from lexigram.contracts.tasks import Job, JobResult
+from lexigram.tasks import Reject, task
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import TaskWorkerConfig
 from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
@@ -106,7 +109,7 @@ async def test_the_next_job_runs_while_the_previous_result_is_stored() -> None:
         await asyncio.sleep(0.05)
         assert started == [0, 1]
         assert worker.in_flight == 2  # finishing jobs count until their result is stored
-        assert await queue.count(queue.queue_name) == 1
+        assert await queue.count(queue.queue_name) == 3  # none acked before its result
         store.gate.set()
         await _until(lambda: len(store.stored) == 3)
         assert [store.stored[job.id].data for job in jobs] == [0, 1, 2]
@@ -171,13 +174,13 @@ async def test_the_next_job_runs_while_the_ack_of_a_job_that_ran_a_while_travels
     await worker.start()
     try:
         # One slot; the first ack is held back, yet the slot moved on once (at most
-        # max_concurrent_tasks jobs finish at once), and no result is stored before its ack.
+        # max_concurrent_tasks jobs finish at once); each result is stored before its ack.
         await _until(lambda: started == [0, 1])
         await _until(lambda: queue.acks_waiting == 2)
         await asyncio.sleep(0.05)
         assert started == [0, 1]
         assert worker.in_flight == 2
-        assert store.stored == {}
+        assert set(store.stored) == {jobs[0].id, jobs[1].id}
         queue.gate.set()
         await _until(lambda: len(store.stored) == 3)
         assert [store.stored[job.id].data for job in jobs] == [0, 1, 2]
@@ -189,15 +192,19 @@ async def test_the_next_job_runs_while_the_ack_of_a_job_that_ran_a_while_travels
 
 async def test_a_short_job_keeps_its_slot_until_its_ack_returns() -> None:
     queue = GatedAckQueue()
-    store = GatedStore()
-    store.gate.set()
     started: list[int] = []
 
     async def step(n: int) -> int:
         started.append(n)
         return n
 
-    worker = _worker(queue, store, step, 1)
+    # Its result is not stored: a bare ack.
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"step": task(store_result=False)(step)},
+        TaskWorkerConfig(max_concurrent_tasks=1, poll_interval=0.01, prefetch_window=0.0),
+    )
     jobs = [Job(name="step", args=(n,)) for n in range(2)]
     await queue.enqueue_many(jobs)
     await worker.start()
@@ -206,7 +213,7 @@ async def test_a_short_job_keeps_its_slot_until_its_ack_returns() -> None:
         await asyncio.sleep(0.05)
         assert started == [0]  # the one slot waits for the ack
         queue.gate.set()
-        await _until(lambda: len(store.stored) == 2)
+        await _until(lambda: worker.stats.jobs_succeeded == 2)
         assert started == [0, 1]
     finally:
         await worker.stop()
@@ -234,11 +241,37 @@ async def test_a_job_whose_ack_finds_its_lease_gone_gives_back_no_second_slot(
         await _until(lambda: queue.acks_waiting == 2)
         queue.gate.set()
         await _until(lambda: worker.in_flight == 0)
-        assert store.stored == {}  # a lost job stores no result
+        # Each run completed and stored its result before its ack found the lease gone
+        # (the current delivery's settling replaces it).
+        assert len(store.stored) == 2
         assert worker._finishing == 0
         await queue.enqueue_many([Job(name="step", args=(n,)) for n in range(2, 6)])
         await _until(lambda: len(started) == 6)
         await _until(lambda: worker.in_flight == 0)
         assert worker._finishing == 0
+    finally:
+        await worker.stop()
+
+
+async def test_a_dead_letter_has_its_failed_result_before_its_ack() -> None:
+    """A worker that dies between the two leaves a dead letter whose status reads failed."""
+    queue = GatedAckQueue()
+    store = GatedStore()
+    store.gate.set()
+
+    async def refuse() -> None:
+        raise Reject("not today")
+
+    worker = _worker(queue, store, refuse, 1)
+    job = Job(name="refuse")
+    await queue.enqueue(job)
+    await worker.start()
+    try:
+        await _until(lambda: queue.acks_waiting == 1)
+        stored = store.stored.get(job.id)
+        assert stored is not None
+        assert not stored.success
+        queue.gate.set()
+        await _until(lambda: worker.in_flight == 0)
     finally:
         await worker.stop()

@@ -203,16 +203,26 @@ class Settler:
         options = entry.options
         store = self.result_store is not None and (options is None or options.store_result)
         acker = self._acker if store else None
-        # An ack that carries the result returns later than a bare ack: the slot does not
-        # wait for it (the jobs held ahead keep the refills in batches).
+        # An ack that carries the result (or follows its write) returns later than a bare
+        # ack: the slot does not wait for it (the jobs held ahead keep the refills in
+        # batches).
         released = self.released
-        if released is not None and (acker is not None or duration >= EARLY_RELEASE_SECONDS):
+        if released is not None and (store or duration >= EARLY_RELEASE_SECONDS):
             released(entry)
             released = None
+        if store and acker is None and self.result_store is not None:
+            # Stored before the ack, where no acker does both in one step: a worker that
+            # dies between the two runs the job again (at least once), while the other
+            # order left an acked job without its result for good. A delivery whose ack
+            # then finds its lease gone has stored the result of a run that did complete;
+            # the current delivery's settling replaces it.
+            try:
+                await self.result_store.store(job.id, result)
+            except Exception:
+                self.logger.exception("Storing the result of job %s (%s) failed.", job.id, job.name)
         try:  # inlined rather than _settle(): this is the hot path
             if acker is not None:  # the result goes with the ack, only if the ack holds
                 held = await acker(job.id, result, job.lease_token)
-                store = False
             elif job.lease_token is None:
                 held = await self.queue.ack(job.id)
             else:
@@ -229,11 +239,6 @@ class Settler:
             return
         if released is not None:
             released(entry)
-        if store and self.result_store is not None:
-            try:
-                await self.result_store.store(job.id, result)
-            except Exception:
-                self.logger.exception("Storing the result of job %s (%s) failed.", job.id, job.name)
         if self._finishing or entry.tracker is not None:
             await self._after_end(entry, result)
         if self._observers:
@@ -502,11 +507,13 @@ class Settler:
                 "error": error,
             },
         )
+        # The failed result before the ack: a worker that dies between the two leaves a
+        # dead letter whose status reads "failed", not an unknown job.
+        await self._store_result(entry, result)
         if not await self._settle(job, "ack", self._ack(job)):
             # The record stays: whoever holds the job now may dead-letter it again.
             await self._lost(entry, duration, attempts)
             return
-        await self._store_result(entry, result)
         await self._after_end(entry, result)
         if self._observers:
             event = self.event(
