@@ -10,7 +10,11 @@ import pytest_asyncio
 
 from lexigram.contracts.tasks import TaskBackendSpec
 from lexigram.tasks.backends.postgres import backend
-from lexigram.tasks.testing import RunStoreFactory, WorkflowRunStoreConformance
+from lexigram.tasks.testing import (
+    RunStoreFactory,
+    WorkflowRunJobsConformance,
+    WorkflowRunStoreConformance,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -38,5 +42,5 @@ async def make_run_store(
         await store.close()
 
 
-class TestPostgresRunStoreConformance(WorkflowRunStoreConformance):
+class TestPostgresRunStoreConformance(WorkflowRunStoreConformance, WorkflowRunJobsConformance):
     pass

@@ -9,7 +9,11 @@ import pytest
 import pytest_asyncio
 
 from lexigram.tasks.backends.redis import RedisConnector, RedisWorkflowStateStore
-from lexigram.tasks.testing import RunStoreFactory, WorkflowRunStoreConformance
+from lexigram.tasks.testing import (
+    RunStoreFactory,
+    WorkflowRunJobsConformance,
+    WorkflowRunStoreConformance,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -34,5 +38,5 @@ async def make_run_store(
         await store.close()
 
 
-class TestRedisRunStoreConformance(WorkflowRunStoreConformance):
+class TestRedisRunStoreConformance(WorkflowRunStoreConformance, WorkflowRunJobsConformance):
     pass

@@ -10,7 +10,11 @@ import pytest_asyncio
 
 from lexigram.contracts.tasks import TaskBackendSpec
 from lexigram.tasks.backends.sqlite import SQLiteBackend
-from lexigram.tasks.testing import RunStoreFactory, WorkflowRunStoreConformance
+from lexigram.tasks.testing import (
+    RunStoreFactory,
+    WorkflowRunJobsConformance,
+    WorkflowRunStoreConformance,
+)
 
 
 @pytest_asyncio.fixture
@@ -29,5 +33,5 @@ async def make_run_store(tmp_path: Path) -> AsyncIterator[RunStoreFactory]:
         await store.close()
 
 
-class TestSQLiteRunStoreConformance(WorkflowRunStoreConformance):
+class TestSQLiteRunStoreConformance(WorkflowRunStoreConformance, WorkflowRunJobsConformance):
     pass
