@@ -437,3 +437,54 @@ async def test_delete_queues_removes_the_family_but_not_waiting_jobs_by_default(
     assert (await again.enqueue(Job(name="fresh"))).is_ok()
     await again.delete_queues(if_empty=False)
     assert not await queue_exists(amqp_url, queue_name)
+
+
+async def test_job_running_when_its_queue_is_deleted_ends_with_its_records(
+    make_rabbitmq_queue: Factory, queue_name: str, amqp_url: str
+) -> None:
+    """A job whose queue was deleted while it ran is acked and its records go.
+
+    The consumer, cancelled by the broker, used to subscribe again on its own channel:
+    the basic.consume of the missing queue closed that channel, the job's ack failed,
+    and its record said "pending" until `state_ttl`.
+    """
+    queue = make_rabbitmq_queue()
+    job = Job(name="long")
+    await queue.enqueue(job)
+    (held,) = await queue.dequeue_batch(1, timeout=5)
+    connection = await aiormq.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        await channel.queue_delete(queue_name)
+        await asyncio.sleep(0.5)  # the broker's cancel reaches the consumer
+    finally:
+        await connection.close()
+    assert await queue.extend_lease(held.id, lease_token=held.lease_token) is True
+    assert await queue.ack(held.id, lease_token=held.lease_token) is True
+    assert await queue.get_job(held.id) is None
+    assert await queue.count(queue_name) == 0
+    later = Job(name="after")  # the queue serves again
+    assert (await queue.enqueue(later)).is_ok()
+    (again,) = await queue.dequeue_batch(1, timeout=5)
+    assert again.id == later.id
+    assert await queue.ack(again.id, lease_token=again.lease_token) is True
+
+
+async def test_count_leaves_out_the_ack_sync_message_of_a_busy_consumer(
+    make_rabbitmq_queue: Factory, queue_name: str
+) -> None:
+    """A consumer's ack-sync message is not a waiting job, even while every slot is busy.
+
+    After an ack the consumer publishes a sync message (see `_ack_sync`); with its only
+    prefetch slot taken by a running job, the message used to wait in the queue, and
+    every count (here another process's, as `lexigram-tasks inspect` has) saw a job.
+    """
+    worker = make_rabbitmq_queue()
+    observer = make_rabbitmq_queue()
+    await worker.enqueue_many([Job(name="first"), Job(name="second")])
+    (first,) = await worker.dequeue_batch(1, timeout=5)
+    assert await worker.ack(first.id, lease_token=first.lease_token)
+    (second,) = await worker.dequeue_batch(1, timeout=5)  # the only slot is busy again
+    await asyncio.sleep(1.0)  # the sync message went out meanwhile (every 0.25 s)
+    assert await observer.count(queue_name, JobStatus.PENDING) == 0
+    assert await worker.ack(second.id, lease_token=second.lease_token)

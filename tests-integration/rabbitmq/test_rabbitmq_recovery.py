@@ -11,6 +11,7 @@ producers recover.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -68,6 +69,42 @@ async def test_connection_loss_redelivers_jobs_and_the_consumer_resumes(
     for job in [*again, new]:
         await worker.ack(job.id)
     assert await producer.count(queue_name) == 0
+
+
+async def test_forced_close_logs_the_outage_and_no_error(
+    make_rabbitmq_queue: Factory,
+    queue_name: str,
+    broker: Broker,
+    broker_admin: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A forced close the queue recovers from is one WARNING pair, not aiormq/aio-pika ERRORs.
+
+    aio-pika's robust channels tried to reopen on the dead connection and logged a
+    ChannelInvalidStateError per channel; aiormq logged the server's close as an ERROR
+    and its reader's end with a traceback.
+    """
+    queue = make_rabbitmq_queue()
+    await queue.enqueue(Job(name="before"))
+    (held,) = await lease(queue, 1)  # consumer and get channels open
+    await queue.dequeue()  # the basic.get channel too
+    caplog.set_level(logging.INFO)
+    assert await broker.drop_connections(queue_name) >= 1
+    await until_lease_lost(queue, held.id)
+    (again,) = await lease(queue, 1)
+    assert await queue.ack(again.id, lease_token=again.lease_token)
+    # By the message template: aio-pika's callback record cannot be formatted once run.
+    noisy = [
+        f"{record.name} {record.levelname}: {record.msg}"
+        for record in caplog.records
+        if record.levelno >= logging.ERROR
+        or (record.levelno >= logging.WARNING and record.name.startswith(("aiormq", "aio_pika")))
+    ]
+    assert noisy == []
+    mine = [record for record in caplog.records if record.name.startswith("lexigram")]
+    outage = [record.getMessage() for record in mine if "RabbitMQ at" in record.getMessage()]
+    assert any("CONNECTION_FORCED" in line for line in outage)
+    assert any("reachable again" in line for line in outage)
 
 
 async def test_holder_of_a_lost_delivery_is_refused_on_all_four_calls(
