@@ -260,7 +260,8 @@ async def test_a_dead_letter_has_its_failed_result_before_its_ack() -> None:
     store.gate.set()
 
     async def refuse() -> None:
-        raise Reject("not today")
+        reason = "not today"
+        raise Reject(reason)
 
     worker = _worker(queue, store, refuse, 1)
     job = Job(name="refuse")
