@@ -1,6 +1,7 @@
-"""Redis versions of the result, progress, DLQ and workflow-state stores.
+"""Redis versions of the progress, DLQ and workflow-state stores.
 
-The scheduler store is in `_schedules`.
+The result store is in `_results` (and importable from here), the scheduler store in
+`_schedules`.
 
 Each store keeps its keys under one hash tag ``{<key_prefix>:<store>}`` so that its
 multi-key scripts run on Redis Cluster; see docs/backends/redis.md for the layout.
@@ -8,332 +9,32 @@ multi-key scripts run on Redis Cluster; see docs/backends/redis.md for the layou
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import math
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from lexigram.contracts.tasks import (
-    BackendConnectionError,
-    JobResult,
     ProgressInfo,
     WorkflowResult,
     WorkflowStatus,
     WorkflowSummary,
     json_for_storage,
 )
-from lexigram.tasks.backends.redis._base import NOW_MS, RedisStore, loads, ttl_ms
-from lexigram.tasks.backends.redis._batch import GroupCommit
+from lexigram.tasks.backends.redis._base import RedisStore, loads, ttl_ms
 from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
-from lexigram.tasks.backends.redis._lookup import result_ids
+from lexigram.tasks.backends.redis._results import RESULT_LUA, RedisResultStore, ResultKeys
 from lexigram.tasks.backends.redis._runs import RedisWorkflowRuns
 
-_WAIT_GRACE = 5.0
-_MIN_WAIT = 0.001  # Redis blocks with millisecond resolution
-
-# Writes one job's result and wakes its waiters; drops index entries whose result has
-# expired (cheap: they are the oldest). Shared with the queue's ACK_AND_STORE script.
-# Only a job somebody waits for gets a wake-up token: `wait` registers in the waiting
-# index (job id by the server time its waiter gives up) before it blocks, in the same
-# script that found no result, so a result stored in between cannot go unannounced. A
-# token for every job was a list key created and expired per job for nobody.
-RESULT_LUA = """
-local function store_result(done, failed, waiting, result, notify, id, data, success, now,
-    ttl)
-  redis.call('SET', result, data, 'PX', ttl)
-  if success == '1' then
-    redis.call('ZADD', done, now, id)
-    redis.call('ZREM', failed, id)
-  else
-    redis.call('ZADD', failed, now, id)
-    redis.call('ZREM', done, id)
-  end
-  if redis.call('ZREM', waiting, id) == 1 then
-    redis.call('DEL', notify)
-    redis.call('RPUSH', notify, 1)
-    redis.call('PEXPIRE', notify, math.min(ttl, 60000))
-  end
-end
-local function trim_results(done, failed, waiting, now, ttl)
-  redis.call('ZREMRANGEBYSCORE', done, '-inf', now - ttl)
-  redis.call('ZREMRANGEBYSCORE', failed, '-inf', now - ttl)
-  redis.call('ZREMRANGEBYSCORE', waiting, '-inf', now)
-end
-"""
-
-# KEYS: completed index, failed index, waiting index, then a result key and a notify key
-# per job. ARGV: ttl ms, then json, success (1/0) and id per job. Stores a batch at once.
-_STORE_RESULTS = LuaScript(
-    "store_results",
-    NOW_MS
-    + RESULT_LUA
-    + """
-local now = now_ms()
-local ttl = tonumber(ARGV[1])
-for i = 0, (#KEYS - 3) / 2 - 1 do
-  store_result(KEYS[1], KEYS[2], KEYS[3], KEYS[4 + 2 * i], KEYS[5 + 2 * i],
-    ARGV[4 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i], now, ttl)
-end
-trim_results(KEYS[1], KEYS[2], KEYS[3], now, ttl)
-return 1
-""",
-)
-# Most results one script call stores (a worker finishing many jobs at once).
-_RESULT_BATCH = 200
-
-# KEYS: completed index, failed index, waiting index. ARGV: ttl ms. Returns how many
-# result index entries were dropped (waiters that gave up are dropped too, not counted).
-_CLEANUP_RESULTS = LuaScript(
-    "cleanup_results",
-    NOW_MS
-    + """
-local now = now_ms()
-local cutoff = now - tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
-  + redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', cutoff)
-""",
-)
-
-# KEYS: result key, waiting index. ARGV: job id, ms the waiter may still wait. Returns
-# the stored result, or registers the waiter (keeping the latest give-up time of the
-# job's waiters) and returns nil: `store_result` then pushes the job a wake-up token.
-_AWAIT_RESULT = LuaScript(
-    "await_result",
-    NOW_MS
-    + """
-local data = redis.call('GET', KEYS[1])
-if data then return data end
-local until_ms = now_ms() + tonumber(ARGV[2])
-local current = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not current or tonumber(current) < until_ms then
-  redis.call('ZADD', KEYS[2], until_ms, ARGV[1])
-end
-return false
-""",
-)
-
-
-class ResultKeys(NamedTuple):
-    """Where a `RedisResultStore` writes: what a script storing its results needs."""
-
-    completed: str  # ZSET of succeeded job ids by time
-    failed: str  # ZSET of failed job ids by time
-    waiting: str  # ZSET of awaited job ids by the server time their waiters give up
-    result_prefix: str  # + job id: the result (STRING, with the TTL)
-    notify_prefix: str  # + job id: the LIST its waiters block on
-    ttl_ms: int
-
-
-_NOTIFY_TTL_MS = 60_000
-"""Lifetime of a result's wake-up token nobody took (as the store script sets it)."""
-
-
-async def _hand_on(notify: str, client: Any) -> None:
-    """Put a result's wake-up token back for the next waiter, with its expiry."""
-    async with client.pipeline(transaction=True) as pipe:
-        pipe.rpush(notify, 1)
-        pipe.pexpire(notify, _NOTIFY_TTL_MS)
-        await pipe.execute()
-
-
-class RedisResultStore(RedisStore):
-    """`ResultStoreProtocol` on Redis: results expire after `ttl`; `wait` blocks on BLPOP.
-
-    `store` writes the result and pushes a token on the job's notify list in one
-    script; `wait` reads the result and, while it is absent, blocks on that list, so
-    a waiter wakes within milliseconds of the result landing, in any process.
-
-    Args:
-        url: Redis URL (when no `connector` is given).
-        key_prefix: Namespace ``{<key_prefix>:results}``.
-        ttl: Seconds a result is kept.
-        connector: Shared connection owner.
-        client: Existing redis-py asyncio client.
-    """
-
-    _store = "results"
-
-    def __init__(
-        self,
-        url: str = DEFAULT_URL,
-        *,
-        key_prefix: str = "lexigram",
-        ttl: float = 3600.0,
-        connector: RedisConnector | None = None,
-        client: Any | None = None,
-    ) -> None:
-        super().__init__(url, key_prefix=key_prefix, connector=connector, client=client)
-        self._ttl_ms = ttl_ms(ttl) or 3_600_000
-        self._completed = self.namespace.key("completed")
-        self._failed = self.namespace.key("failed")
-        self._waiting = self.namespace.key("waiting")
-        # Every stored result names two keys: built by concatenation, not a call each.
-        self._result_prefix = self.namespace.key("r", "")
-        self._notify_prefix = self.namespace.key("n", "")
-        self.result_keys = ResultKeys(
-            self._completed,
-            self._failed,
-            self._waiting,
-            self._result_prefix,
-            self._notify_prefix,
-            self._ttl_ms,
-        )
-        self._writes: GroupCommit[tuple[str, str, str], None] = GroupCommit(
-            self._store_batch, _RESULT_BATCH
-        )
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _result_key(self, job_id: str) -> str:
-        return self._result_prefix + job_id
-
-    def _notify_key(self, job_id: str) -> str:
-        return self._notify_prefix + job_id
-
-    async def store(self, job_id: str, result: JobResult) -> None:
-        """Store `result` under `job_id` (replacing any earlier one) and wake waiters.
-
-        Results stored concurrently (a worker finishing many jobs at once) share one
-        script call: a lone store is sent at once, the ones that arrive meanwhile follow
-        together when it returns.
-        """
-        data = result.to_json(of=job_id)
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a batch in flight belongs to the loop that sent it
-            self._writes.reset()
-            self._loop = loop
-        await self._writes.submit((job_id, data, "1" if result.success else "0"))
-
-    async def _store_batch(self, items: list[tuple[str, str, str]]) -> list[None]:
-        keys = [self._completed, self._failed, self._waiting]
-        args: list[Any] = [self._ttl_ms]
-        result_prefix = self._result_prefix
-        notify_prefix = self._notify_prefix
-        for job_id, data, success in items:
-            keys += (result_prefix + job_id, notify_prefix + job_id)
-            args += (data, success, job_id)
-        # On the multiplexed connection (the queue's acks ride it too): its encoder costs
-        # a third of redis-py's for the five arguments each result adds.
-        await self._call("store", lambda c: _STORE_RESULTS(c, keys, args), fast=True)
-        return [None] * len(items)
-
-    async def get(self, job_id: str) -> JobResult | None:
-        """Return the result of `job_id`, or None if absent or expired."""
-        raw = await self._call("get", lambda c: c.get(self._result_key(job_id)))
-        return None if raw is None else JobResult.from_dict(loads(raw))
-
-    async def find_job_ids(self, prefix: str, limit: int) -> list[str]:
-        """Return up to `limit` ids with a stored result starting with `prefix`."""
-        start = self._result_key("")
-        return await self._call(
-            "find_job_ids", lambda client: result_ids(client, start, prefix, limit)
-        )
-
-    async def delete(self, job_id: str) -> bool:
-        """Delete a result; True if it existed."""
-
-        async def run(client: Any) -> int:
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.delete(self._result_key(job_id))
-                pipe.zrem(self._completed, job_id)
-                pipe.zrem(self._failed, job_id)
-                # A token left for the deleted result would wake a later waiter for
-                # nothing, and again each time it handed the token on.
-                pipe.delete(self._notify_key(job_id))
-                deleted, _, _, _ = await pipe.execute()
-            return int(deleted)
-
-        return bool(await self._call("delete", run))
-
-    async def wait(
-        self,
-        job_id: str,
-        *,
-        timeout: float = 30.0,
-        poll_interval: float = 0.5,
-    ) -> JobResult | None:
-        """Wait up to `timeout` seconds for the result of `job_id`.
-
-        Registers as the job's waiter and blocks on its notify list (BLPOP), so it wakes
-        as soon as `store` runs in any process; `poll_interval` is accepted for the
-        protocol and not used.
-        """
-        deadline = time.monotonic() + max(0.0, timeout)
-        notify = self._notify_key(job_id)
-        keys = (self._result_key(job_id), self._waiting)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining < _MIN_WAIT:
-                return await self.get(job_id)
-            # Registered until the server gives the wait up (plus the client's grace).
-            args = (job_id, math.ceil((remaining + _WAIT_GRACE) * 1000))
-
-            async def register(client: Any, script_args: tuple[str, int] = args) -> Any:
-                return await _AWAIT_RESULT(client, keys, script_args)
-
-            raw = await self._call("wait", register)
-            if raw is not None:
-                return JobResult.from_dict(loads(raw))
-            server_timeout = f"{math.ceil(remaining * 1000) / 1000:.3f}"
-
-            async def blpop(client: Any, wait_s: float = remaining, t: str = server_timeout) -> Any:
-                async with asyncio.timeout(wait_s + _WAIT_GRACE):
-                    return await client.execute_command("BLPOP", notify, t)
-
-            try:
-                popped = await self._call("wait", blpop, blocking=True)
-            except BackendConnectionError:
-                if time.monotonic() >= deadline:
-                    return None
-                raise
-            if popped is not None:
-                # Hand the token on: other waiters for the same job wake in turn. BLPOP
-                # emptied the list, which took its expiry with it: set one again, or the
-                # token would stay for good once no waiter is left to take it.
-                await self._call("wait", functools.partial(_hand_on, notify))
-
-    async def close(self) -> None:
-        """Close the connection (see `RedisStore.close`); a batch still queued is dropped."""
-        self._writes.reset()
-        self._loop = None
-        await super().close()
-
-    async def cleanup_expired(self) -> int:
-        """Drop index entries of expired results; returns how many were dropped.
-
-        The results themselves expire by Redis TTL without any call.
-        """
-        keys = (self._completed, self._failed, self._waiting)
-        return int(
-            await self._call("cleanup", lambda c: _CLEANUP_RESULTS(c, keys, (self._ttl_ms,)))
-        )
-
-    async def _listed(self, index: str, limit: int | None) -> list[JobResult]:
-        stop = -1 if limit is None else max(0, limit) - 1
-        if stop == -1 and limit == 0:
-            return []
-
-        async def run(client: Any) -> list[Any]:
-            ids = await client.zrevrange(index, 0, stop)
-            if not ids:
-                return []
-            keys = [self._result_key(raw.decode()) for raw in ids]
-            values: list[Any] = await client.mget(keys)
-            return values
-
-        raws = await self._call("list", run)
-        return [JobResult.from_dict(loads(raw)) for raw in raws if raw is not None]
-
-    async def get_completed(self, limit: int | None = None) -> list[JobResult]:
-        """Return stored successful results, newest first (at most `limit`)."""
-        return await self._listed(self._completed, limit)
-
-    async def get_failed(self, limit: int | None = None) -> list[JobResult]:
-        """Return stored failed results, newest first (at most `limit`)."""
-        return await self._listed(self._failed, limit)
+__all__ = [
+    "RESULT_LUA",
+    "RedisDLQBackend",
+    "RedisProgressStore",
+    "RedisResultStore",
+    "RedisWorkflowStateStore",
+    "ResultKeys",
+]
 
 
 class RedisProgressStore(RedisStore):
