@@ -342,6 +342,7 @@ def test_a_write_behind_made_just_before_exit_is_committed(tmp_path: Path) -> No
         ("visibility_timeout", "-5", "is not a positive, finite number of seconds"),
         ("poll_interval", "0", "is not a positive, finite number of seconds"),
         ("busy_timeout", "-1", "is not a non-negative, finite number of seconds"),
+        ("open_timeout", "-1", "is not a non-negative, finite number of seconds"),
         ("idempotency_ttl", "-5", "is not a non-negative, finite number of seconds"),
         ("dlq_max_entries", "-1", "is negative"),
     ],

@@ -491,6 +491,10 @@ async def probe(
 ) -> None:
     """Make one cheap call so an unreachable backend fails now, with one clear line.
 
+    The backend's own error is never replaced by this one's: a `TaskQueueError` is
+    raised as it is (a `TimeoutError` too among them), and a `TimeoutError` the backend
+    raised at a deadline of its own is reported with its text.
+
     Raises:
         CLIError: The backend did not answer within `timeout` seconds plus a margin
             (its own deadlines, set from `timeout` by `with_connect_timeout`, come
@@ -504,21 +508,26 @@ async def probe(
     quiet = logging.getLogger().getEffectiveLevel() > logging.DEBUG
     if quiet:
         logging.disable(logging.ERROR)
+    ours = asyncio.timeout(deadline)
     try:
-        async with asyncio.timeout(deadline):
+        async with ours:
             if isinstance(queue, ConnectionCheckingQueueProtocol):
                 await queue.check_connection()  # reads no job, whatever the backlog
             else:
                 await queue.count(queue.queue_name)
-    except TimeoutError:
+    except TaskQueueError:
+        raise
+    except TimeoutError as exc:
+        if not ours.expired():  # the backend's own deadline ran out: its words, not ours
+            said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            msg = f"The {where} backend gave up waiting for an answer ({said})."
+            raise CLIError(msg) from exc
         msg = (
             f"The {where} backend did not answer within {deadline:g} s (--connect-timeout "
             f"{timeout:g} s and a {OUTER_DEADLINE_MARGIN:g} s margin). Check that the server "
             "is running and reachable, and that --backend (or the config's url) is right."
         )
         raise CLIError(msg) from None
-    except TaskQueueError:
-        raise
     except (OSError, ConnectionError) as exc:
         msg = (
             f"Cannot reach the {where} backend ({type(exc).__name__}: {exc}). Check that the "

@@ -49,13 +49,16 @@ class SQLiteBackend:
         url_schemes: The URL schemes that select this backend.
         url_field: None: there is no older per-backend config field.
         options_type: The dataclass of the options a spec may carry.
+        first_answer_options: The option ``--connect-timeout`` sets: how long opening
+            the file waits for another process's write lock.
         url_required: False: without a URL the queue uses its default file.
     """
 
     url_schemes: ClassVar[tuple[str, ...]] = ("sqlite",)
     url_field: ClassVar[str | None] = None
     options_type: ClassVar[type[SQLiteOptions]] = SQLiteOptions
-    first_answer_options: ClassVar[tuple[str, ...]] = ()  # a file: no server to wait for
+    # No server to wait for, but opening may wait for another process's write lock.
+    first_answer_options: ClassVar[tuple[str, ...]] = ("open_timeout",)
     url_required: ClassVar[bool] = False
 
     def __init__(self) -> None:
@@ -81,6 +84,7 @@ class SQLiteBackend:
             os.getpid(),
             opts.synchronous,
             opts.busy_timeout,
+            opts.open_timeout,
             opts.allow_network_filesystem,
         )
         found = self._databases.get(key)
@@ -91,6 +95,7 @@ class SQLiteBackend:
             synchronous=opts.synchronous,
             busy_timeout=opts.busy_timeout,
             allow_network_filesystem=opts.allow_network_filesystem,
+            open_timeout=opts.open_timeout,
         )
         self._databases[key] = found
         return found

@@ -95,6 +95,7 @@ class SQLiteStore:
                 synchronous=self.options.synchronous,
                 busy_timeout=self.options.busy_timeout,
                 allow_network_filesystem=self.options.allow_network_filesystem,
+                open_timeout=self.options.open_timeout,
             )
         self._db = database
 

@@ -59,7 +59,7 @@ from lexigram.tasks.backends.sqlite._calls import (
 )
 from lexigram.tasks.backends.sqlite._exit import flush_at_exit
 from lexigram.tasks.backends.sqlite._notify import Notifier
-from lexigram.tasks.backends.sqlite._open import Checkpointer, open_database
+from lexigram.tasks.backends.sqlite._open import Checkpointer, is_busy, open_database
 from lexigram.tasks.backends.sqlite._reader import Reader
 
 T = TypeVar("T")
@@ -93,6 +93,7 @@ class Database:
         synchronous: ``"NORMAL"`` or ``"FULL"`` (see `SQLiteOptions.synchronous`).
         busy_timeout: Seconds to wait for another process's write lock.
         allow_network_filesystem: Open a file on a network filesystem anyway.
+        open_timeout: Seconds opening waits for that lock (None: `busy_timeout`).
     """
 
     def __init__(
@@ -102,10 +103,12 @@ class Database:
         synchronous: str = "NORMAL",
         busy_timeout: float = 10.0,
         allow_network_filesystem: bool = False,
+        open_timeout: float | None = None,
     ) -> None:
         self.path = path
         self.synchronous = synchronous.upper()
         self.busy_timeout = busy_timeout
+        self.open_timeout = open_timeout
         self.allow_network_filesystem = allow_network_filesystem
         self.notifier = Notifier(path)
         self.inline = self.synchronous != "FULL"
@@ -550,9 +553,12 @@ class Database:
                 synchronous=self.synchronous,
                 busy_timeout=self.busy_timeout,
                 allow_network_filesystem=self.allow_network_filesystem,
+                open_timeout=self.open_timeout,
             )
         except BaseException as exc:
-            self._open_error = exc
+            # Another process's lock is let go sooner or later: the next call tries again.
+            if not is_busy(exc.__cause__):
+                self._open_error = exc
             raise
         return self._conn
 

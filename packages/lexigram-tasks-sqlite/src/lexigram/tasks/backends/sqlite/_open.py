@@ -15,7 +15,7 @@ from lexigram.tasks.backends.sqlite._schema import SCHEMA_VERSION, migrate, reco
 logger = logging.getLogger(__name__)
 
 
-def is_busy(exc: BaseException) -> bool:
+def is_busy(exc: BaseException | None) -> bool:
     """Whether `exc` is SQLite's "another connection holds the lock" (worth retrying)."""
     if not isinstance(exc, sqlite3.OperationalError):
         return False
@@ -34,13 +34,20 @@ def busy_error(path: str, what: str, busy_timeout: float) -> BackendConnectionEr
 
 
 def open_database(
-    path: str, *, synchronous: str, busy_timeout: float, allow_network_filesystem: bool
+    path: str,
+    *,
+    synchronous: str,
+    busy_timeout: float,
+    allow_network_filesystem: bool,
+    open_timeout: float | None = None,
 ) -> sqlite3.Connection:
     """Open `path` in WAL mode, set the pragmas and apply pending migrations.
 
     The connection has no busy timeout of its own (``busy_timeout=0``): the caller
     waits for another process's lock itself, so that a call made on the event loop
     can give up at once and move to the database thread instead of blocking the loop.
+    Opening waits for another process's write lock (needed only to create the tables
+    or migrate them) up to `open_timeout` seconds, `busy_timeout` when None.
 
     Raises:
         TaskConfigurationError: The file is on a network filesystem.
@@ -65,7 +72,8 @@ def open_database(
             "exists and is writable, or pass another sqlite:/// URL."
         )
         raise BackendConnectionError(msg) from exc
-    deadline = time.monotonic() + busy_timeout
+    wait = busy_timeout if open_timeout is None else open_timeout
+    deadline = time.monotonic() + wait
     while True:
         try:
             applied = _prepare(conn, path, synchronous)
@@ -73,9 +81,11 @@ def open_database(
             if is_busy(exc) and time.monotonic() < deadline:
                 time.sleep(0.01)  # another process is creating or migrating the file
                 continue
-            conn.close()
             if is_busy(exc):
-                raise busy_error(path, "open the database", busy_timeout) from exc
+                found = _version_or_none(conn)
+                conn.close()
+                raise _locked_at_open(path, found, wait) from exc
+            conn.close()
             msg = (
                 f"Could not open the SQLite database {path!r}: {exc}. Point the URL at a "
                 "lexigram-tasks database, or at a path that does not exist yet (it is "
@@ -89,6 +99,30 @@ def open_database(
     if applied:
         logger.info("SQLite database %s migrated to schema version %d.", path, applied[-1])
     return conn
+
+
+def _version_or_none(conn: sqlite3.Connection) -> int | None:
+    try:
+        return recorded_version(conn)
+    except sqlite3.Error:  # not even readable now (a rollback-journal file being written)
+        return None
+
+
+def _locked_at_open(path: str, found: int | None, waited: float) -> BackendConnectionError:
+    """The error of an open that needed the write lock and did not get it in time."""
+    if found is None:
+        why = "to create its tables"
+    elif found < SCHEMA_VERSION:
+        why = f"to migrate its tables from schema version {found} to {SCHEMA_VERSION}"
+    else:  # up to date: only a file not in WAL mode yet needs the lock, to switch
+        why = "to switch it to WAL mode"
+    msg = (
+        f"Could not open the SQLite database {path!r}: it needs the write lock {why}, and "
+        f"another process held a write transaction on it for {waited:g} s. Find the process "
+        "holding the long write transaction, or raise the open_timeout option "
+        "(--connect-timeout on the command line)."
+    )
+    return BackendConnectionError(msg, details={"path": path})
 
 
 def _prepare(conn: sqlite3.Connection, path: str, synchronous: str) -> list[int]:

@@ -38,6 +38,10 @@ class SQLiteOptions:
             so an acknowledged enqueue or ack survives a power loss; writes are slower.
         busy_timeout: Seconds a writer waits for another process's write lock before the
             call fails with `BackendConnectionError`.
+        open_timeout: Seconds opening the file waits for another process's write lock,
+            which it needs only to create the tables or migrate them (None: as long as
+            `busy_timeout`). The command line's ``--connect-timeout`` sets it, so that a
+            command gives up with this backend's message rather than a generic one.
         poll_interval: Upper bound in seconds on how long an idle consumer waits without
             checking the file (``PRAGMA data_version``) when no wake-up datagram arrived;
             a safety net only: enqueues wake consumers through a notification socket.
@@ -56,6 +60,7 @@ class SQLiteOptions:
     visibility_timeout: float = 30.0
     synchronous: Synchronous = "NORMAL"
     busy_timeout: float = 10.0
+    open_timeout: float | None = None
     poll_interval: float = 1.0
     idempotency_ttl: float = 86400.0
     result_ttl: float = 3600.0
@@ -71,6 +76,8 @@ class SQLiteOptions:
             _check_seconds(name, getattr(self, name), positive=True)
         for name in ("busy_timeout", "idempotency_ttl", "result_ttl", "progress_ttl"):
             _check_seconds(name, getattr(self, name), positive=False)
+        if self.open_timeout is not None:
+            _check_seconds("open_timeout", self.open_timeout, positive=False)
         if self.dlq_max_entries < 0:
             msg = (
                 f"sqlite backend option dlq_max_entries={self.dlq_max_entries!r} is negative. "

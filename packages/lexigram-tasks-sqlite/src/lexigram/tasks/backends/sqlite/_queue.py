@@ -145,6 +145,7 @@ class SQLiteTaskQueue:
                 synchronous=opts.synchronous,
                 busy_timeout=opts.busy_timeout,
                 allow_network_filesystem=opts.allow_network_filesystem,
+                open_timeout=opts.open_timeout,
             )
         self._db = database
         self._topic = queue_topic(queue_name)
