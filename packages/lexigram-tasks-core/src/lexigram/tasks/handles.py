@@ -319,6 +319,10 @@ class JobHandle(Generic[R]):
         if outcome is CancelOutcome.REMOVED and queued is not None:
             await _end_workflow_step(queue, queued)
         if outcome.cancelled:
+            if outcome is CancelOutcome.STOPPING and await _just_finished(store, self.id):
+                # Its handler had returned and its result was stored; only the ack that
+                # follows the result was still on its way. It finished: keep its result.
+                return CancelOutcome.FINISHED
             if store is not None:
                 try:
                     await store.store(self.id, cancelled_result(self.id, self.name))
@@ -398,3 +402,14 @@ async def _end_workflow_step(queue: TaskQueueProtocol, job: Job) -> None:
 
 
 __all__ = ["JobHandle", "JobStores", "job_stores_for", "register_job_stores"]
+
+
+async def _just_finished(store: ResultStoreProtocol | None, job_id: str) -> bool:
+    """Whether `store` holds an outcome of the job's run other than a cancellation."""
+    if store is None:
+        return False
+    try:
+        stored = await store.get(job_id)
+    except Exception:
+        return False
+    return stored is not None and not stored.cancelled
