@@ -25,6 +25,7 @@ from lexigram.tasks.backends.rabbitmq._claims import BrokerClaims, Claims
 from lexigram.tasks.backends.rabbitmq._connection import AMQPLink
 from lexigram.tasks.backends.rabbitmq._consumer import DeliveryBuffer
 from lexigram.tasks.backends.rabbitmq._delivery import Delivery
+from lexigram.tasks.backends.rabbitmq._fence import HopFence
 from lexigram.tasks.backends.rabbitmq._leases import DeliveryLeases
 from lexigram.tasks.backends.rabbitmq._options import (
     DEFAULT_AMQP_URL,
@@ -126,13 +127,19 @@ class RabbitMQTaskQueue:
         self._claims = claims
         self._buffer = DeliveryBuffer(self._link, self._send_back_soon, self._holding)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._fence = HopFence(self._states)
         self._leases = DeliveryLeases(
-            self._buffer, self._states, queue_name, self.lease_seconds, self._spawn
+            self._buffer,
+            self._states,
+            queue_name,
+            self.lease_seconds,
+            self._spawn,
+            fence=self._fence,
         )
         # The leases' own map: the settle paths change it through them, lookups read it.
         self._inflight = self._leases.inflight
         self._publisher = JobPublisher(self._link, self._states, claims, options, queue_name)
-        self._republisher = Republisher(self._publisher, self._buffer, self._states)
+        self._republisher = Republisher(self._publisher, self._buffer, self._states, self._fence)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -355,6 +362,9 @@ class RabbitMQTaskQueue:
         self._leases.take(task_id)
         if not await self._buffer.ack(delivery):
             return False  # the channel died meanwhile: the broker redelivers it
+        if delivery.copy:  # re-published: a stale copy may still come (see `_fence`)
+            await asyncio.gather(self._states.forget(task_id), self._fence.finished(delivery))
+            return True
         await self._states.forget(task_id)
         return True
 
@@ -375,7 +385,7 @@ class RabbitMQTaskQueue:
         self._leases.take(task_id)
         if not requeue or await self._states.is_deleted(task_id):
             await self._buffer.reject(delivery, requeue=False)
-            await self._states.forget(task_id)
+            await asyncio.gather(self._states.forget(task_id), self._fence.finished(delivery))
             return True
         job = delivery.job
         job.status = JobStatus.RETRYING if job.retry_count > 0 else JobStatus.PENDING
