@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 import pytest_asyncio
@@ -24,14 +25,18 @@ from lexigram.tasks.testing import (
 )
 
 
-@pytest_asyncio.fixture
-async def make_queue(lease_seconds: float) -> AsyncIterator[QueueFactory]:
-    """Handles on one fresh reference queue; its store is dropped after the test."""
+@asynccontextmanager
+async def _fresh_queues(
+    lease_seconds: float,
+) -> AsyncIterator[Callable[..., Awaitable[ReferenceQueue]]]:
+    """Handles on one fresh reference queue (a key TTL may be given); its store goes after."""
     name = f"kit-{uuid.uuid4().hex[:8]}"
     made: list[ReferenceQueue] = []
 
-    async def factory() -> ReferenceQueue:
-        queue = ReferenceQueue(queue_name=name, lease_seconds=lease_seconds)
+    async def factory(idempotency_ttl: float = 3600.0) -> ReferenceQueue:
+        queue = ReferenceQueue(
+            queue_name=name, lease_seconds=lease_seconds, idempotency_ttl=idempotency_ttl
+        )
         made.append(queue)
         return queue
 
@@ -42,22 +47,17 @@ async def make_queue(lease_seconds: float) -> AsyncIterator[QueueFactory]:
 
 
 @pytest_asyncio.fixture
-async def queues_with_idempotency_ttl(
-    lease_seconds: float,
-) -> AsyncIterator[KeyTTLQueueFactory]:
+async def make_queue(lease_seconds: float) -> AsyncIterator[QueueFactory]:
+    """Handles on one fresh reference queue; its store is dropped after the test."""
+    async with _fresh_queues(lease_seconds) as factory:
+        yield factory
+
+
+@pytest_asyncio.fixture
+async def queues_with_idempotency_ttl(lease_seconds: float) -> AsyncIterator[KeyTTLQueueFactory]:
     """A fresh reference queue holding idempotency keys for the given seconds."""
-    name = f"kit-ttl-{uuid.uuid4().hex[:8]}"
-    made: list[ReferenceQueue] = []
-
-    async def factory(ttl: float) -> ReferenceQueue:
-        queue = ReferenceQueue(queue_name=name, lease_seconds=lease_seconds, idempotency_ttl=ttl)
-        made.append(queue)
-        return queue
-
-    yield factory
-    for queue in made:
-        await queue.close()
-    drop_store(name)
+    async with _fresh_queues(lease_seconds) as factory:
+        yield factory
 
 
 class TestReferenceKit(QueueConformance, QueuePoisonConformance):

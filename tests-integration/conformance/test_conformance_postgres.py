@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -47,31 +48,41 @@ def conformance_schema(postgres_dsn: str) -> Iterator[str]:
     asyncio.run(_drop_schema(postgres_dsn, schema))
 
 
-@pytest_asyncio.fixture
-async def make_queue(
-    postgres_dsn: str, conformance_schema: str, lease_seconds: float
-) -> AsyncIterator[QueueFactory]:
+@asynccontextmanager
+async def _queue_handles(
+    dsn: str, schema: str, lease_seconds: float
+) -> AsyncIterator[Callable[..., Awaitable[PostgresTaskQueue]]]:
+    """Handles on one fresh queue (a key TTL may be given); emptied and closed after."""
     name = f"conformance-{uuid.uuid4().hex[:8]}"
     made: list[PostgresTaskQueue] = []
 
-    async def factory() -> PostgresTaskQueue:
+    async def factory(idempotency_ttl: float | None = None) -> PostgresTaskQueue:
         # Each call is another consumer handle on the same queue, as a second worker
         # process would have.
         queue = PostgresTaskQueue(
-            dsn=postgres_dsn,
-            schema=conformance_schema,
+            dsn=dsn,
+            schema=schema,
             queue_name=name,
             visibility_timeout=lease_seconds,
+            idempotency_ttl=idempotency_ttl,
         )
         made.append(queue)
         return queue
 
     yield factory
-    cleaner = PostgresTaskQueue(dsn=postgres_dsn, schema=conformance_schema, queue_name=name)
+    cleaner = PostgresTaskQueue(dsn=dsn, schema=schema, queue_name=name)
     await cleaner.clear()
     await cleaner.close()
     for queue in made:
         await queue.close()
+
+
+@pytest_asyncio.fixture
+async def make_queue(
+    postgres_dsn: str, conformance_schema: str, lease_seconds: float
+) -> AsyncIterator[QueueFactory]:
+    async with _queue_handles(postgres_dsn, conformance_schema, lease_seconds) as factory:
+        yield factory
 
 
 @pytest_asyncio.fixture
@@ -118,27 +129,8 @@ class TestPostgresQueueConformance(QueueConformance, QueuePoisonConformance):
     async def make_queue_with_idempotency_ttl(  # type: ignore[override]
         self, postgres_dsn: str, conformance_schema: str, lease_seconds: float
     ) -> AsyncIterator[KeyTTLQueueFactory]:
-        # As make_queue, with the TTL given to the queue.
-        name = f"conformance-{uuid.uuid4().hex[:8]}"
-        made: list[PostgresTaskQueue] = []
-
-        async def factory(ttl: float) -> PostgresTaskQueue:
-            queue = PostgresTaskQueue(
-                dsn=postgres_dsn,
-                schema=conformance_schema,
-                queue_name=name,
-                visibility_timeout=lease_seconds,
-                idempotency_ttl=ttl,
-            )
-            made.append(queue)
-            return queue
-
-        yield factory
-        cleaner = PostgresTaskQueue(dsn=postgres_dsn, schema=conformance_schema, queue_name=name)
-        await cleaner.clear()
-        await cleaner.close()
-        for queue in made:
-            await queue.close()
+        async with _queue_handles(postgres_dsn, conformance_schema, lease_seconds) as factory:
+            yield factory
 
     async def plant_raw_payload(self, queue: TaskQueueProtocol, raw: bytes) -> str:
         assert isinstance(queue, PostgresTaskQueue)

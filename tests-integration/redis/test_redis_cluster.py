@@ -12,7 +12,8 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -114,18 +115,22 @@ def cluster_url(
             proc.wait()
 
 
-@pytest_asyncio.fixture
-async def make_queue(cluster_url: str, lease_seconds: float) -> AsyncIterator[QueueFactory]:
+@asynccontextmanager
+async def _cluster_queues(
+    cluster_url: str, lease_seconds: float
+) -> AsyncIterator[Callable[..., Awaitable[RedisTaskQueue]]]:
+    """Handles on one queue of the cluster (a key TTL may be given), each its own client."""
     prefix = f"lexigram-cluster-{uuid.uuid4().hex[:8]}"
     made: list[tuple[RedisTaskQueue, RedisCluster]] = []
 
-    async def factory() -> RedisTaskQueue:
+    async def factory(idempotency_ttl: float = 86400.0) -> RedisTaskQueue:
         client = RedisCluster.from_url(cluster_url)
         queue = RedisTaskQueue(
             queue_name="conformance",
             key_prefix=prefix,
             client=client,
             visibility_timeout=lease_seconds,
+            idempotency_ttl=idempotency_ttl,
         )
         made.append((queue, client))
         return queue
@@ -136,6 +141,12 @@ async def make_queue(cluster_url: str, lease_seconds: float) -> AsyncIterator[Qu
     for queue, client in made:
         await queue.close()
         await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def make_queue(cluster_url: str, lease_seconds: float) -> AsyncIterator[QueueFactory]:
+    async with _cluster_queues(cluster_url, lease_seconds) as factory:
+        yield factory
 
 
 @pytest_asyncio.fixture
@@ -143,27 +154,8 @@ async def queues_with_idempotency_ttl(
     cluster_url: str, lease_seconds: float
 ) -> AsyncIterator[KeyTTLQueueFactory]:
     """A queue of the cluster holding idempotency keys for the given seconds."""
-    prefix = f"lexigram-cluster-{uuid.uuid4().hex[:8]}"
-    made: list[tuple[RedisTaskQueue, RedisCluster]] = []
-
-    async def factory(ttl: float) -> RedisTaskQueue:
-        client = RedisCluster.from_url(cluster_url)
-        queue = RedisTaskQueue(
-            queue_name="conformance",
-            key_prefix=prefix,
-            client=client,
-            visibility_timeout=lease_seconds,
-            idempotency_ttl=ttl,
-        )
-        made.append((queue, client))
-        return queue
-
-    yield factory
-    if made:
-        await made[0][0].clear()
-    for queue, client in made:
-        await queue.close()
-        await client.aclose()
+    async with _cluster_queues(cluster_url, lease_seconds) as factory:
+        yield factory
 
 
 class TestRedisClusterQueueConformance(QueueConformance):
