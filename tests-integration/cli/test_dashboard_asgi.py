@@ -29,7 +29,7 @@ from lexigram.contracts.tasks import (
     TaskBackendSpec,
     make_poison_job,
 )
-from lexigram.tasks import TaskConfig
+from lexigram.tasks import JobChain, TaskConfig, task
 from lexigram.tasks.admin import WORKER_KEY_PREFIX
 from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._context import open_queue, open_stores, release_backend
@@ -395,3 +395,30 @@ async def test_a_websocket_is_refused_unread(tmp_path: Path) -> None:
 
     await dashboard({"type": "websocket", "path": "/", "headers": []}, receive, send)
     assert sent == [{"type": "websocket.close", "code": 1008}]
+
+
+@task
+async def dashboard_step(x: int) -> int:
+    return x
+
+
+async def test_a_workflow_page_names_the_job_of_a_running_step(seeded: Seeded) -> None:
+    """As `workflow show`: a step whose job a worker holds says running, with its job id."""
+    queue = open_queue(seeded.spec)
+    store = build_store(seeded.spec, "create_workflow_state_store", "tasks.backend")
+    assert store is not None
+    try:
+        chain = JobChain(dashboard_step.s(1), dashboard_step.s(2))
+        handle = await chain.apply_async(queue, store=store)
+        held = await queue.dequeue_batch(10)
+        first = next(job for job in held if job.name == dashboard_step.name)
+        run = await seeded.dashboard.backend.workflow(handle.workflow_id)
+        assert run is not None
+        step = run["steps"][0]
+        assert (step["status"], step["job_id"]) == ("running", first.id)
+        page = await seeded.client.get(f"/workflows/{handle.workflow_id}")
+        assert page.status_code == 200
+        assert "running" in page.text
+    finally:
+        await store.close()
+        await queue.close()

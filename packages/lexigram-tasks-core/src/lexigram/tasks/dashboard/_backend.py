@@ -9,6 +9,7 @@ life, and answers each page with plain dicts built by `lexigram.tasks.admin`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,9 @@ from lexigram.tasks.cli._lookup import resolve_job_id
 from lexigram.tasks.di._stack import build_store
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.handles import JobHandle
+from lexigram.tasks.workflows import with_job_states
+
+logger = logging.getLogger(__name__)
 
 RECENT_FAILURES = 10
 """Dead letters the overview lists."""
@@ -274,7 +278,19 @@ class DashboardBackend:
         if not isinstance(store, WorkflowRunStoreProtocol) or self.process_local:
             return None
         info = await admin.load_workflow(store, workflow_id)
-        return None if info is None else admin.workflow_dict(info)
+        if info is None:
+            return None
+        try:
+            # As `workflow show`: the steps not ended say whether a worker holds them.
+            info = await with_job_states(info, self.queue(info.queue_name))
+        except Exception:  # the queue cannot be asked: the run is shown all the same
+            logger.warning(
+                "The queue of workflow %s could not be asked which steps are running; "
+                "steps not ended show as queued.",
+                workflow_id,
+                exc_info=True,
+            )
+        return admin.workflow_dict(info)
 
     # -- acting ------------------------------------------------------------------------
 
