@@ -92,6 +92,16 @@ def test_create_queue_applies_spec_without_connecting() -> None:
     assert isinstance(queue.state_store, LocalStateStore)
 
 
+def test_must_exist_is_an_option_the_cli_can_set() -> None:
+    # The CLI's read-only commands set it where a backend's options_type declares it.
+    assert "must_exist" in {field.name for field in dataclasses.fields(RabbitMQOptions)}
+    assert RabbitMQOptions().must_exist is False
+    assert RabbitMQOptions.from_options({"must_exist": "true"}).must_exist is True
+    queue = create_queue(TaskBackendSpec(type="rabbitmq", options={"must_exist": True}))
+    assert isinstance(queue, RabbitMQTaskQueue)
+    assert queue.options.must_exist is True
+
+
 def test_default_url_and_queue_name() -> None:
     queue = RabbitMQTaskQueue()
     assert queue.queue_name == "tasks"

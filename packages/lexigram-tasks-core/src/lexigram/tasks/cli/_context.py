@@ -83,11 +83,11 @@ FIRST_ANSWER_OPTION = "command_timeout"
 MUST_EXIST_OPTION = "must_exist"
 """A backend option saying: refuse storage that does not exist yet instead of creating it.
 
-A backend whose storage springs into being when first opened (a SQLite file) declares it
-in its ``options_type``; `existing_only` sets it for the commands that only read (or act
-on what is already there), so a mistyped path fails instead of showing a new, empty
-queue. A backend that does not declare it is left alone: options are checked, and an
-unknown one is refused.
+A backend whose storage springs into being when first opened (a SQLite file, a RabbitMQ
+queue) declares it in its ``options_type``; `existing_only` sets it for the commands that
+only read (or act on what is already there), so a mistyped path fails (a mistyped RabbitMQ
+queue shows as empty) instead of being created. A backend that does not declare it is
+left alone: options are checked, and an unknown one is refused.
 """
 
 OUTER_DEADLINE_MARGIN = 1.0
@@ -426,9 +426,10 @@ def existing_only(spec: TaskBackendSpec) -> TaskBackendSpec:
     """`spec` asking its backend to refuse storage that does not exist, where it can.
 
     Sets `MUST_EXIST_OPTION` when the backend's ``options_type`` declares it (SQLite's
-    does: its file would otherwise be created, directory and all), whatever the
-    configuration says, since the commands that call this have nothing to do on a new,
-    empty store. Any other backend's spec is returned unchanged.
+    does: its file would otherwise be created, directory and all; RabbitMQ's then declares
+    nothing, and counts a missing queue as empty), whatever the configuration says, since
+    the commands that call this have nothing to do on a new, empty store. Any other
+    backend's spec is returned unchanged.
     """
     options_type = backend_attribute(spec.type, "options_type")
     if options_type is None or MUST_EXIST_OPTION not in option_names(options_type):

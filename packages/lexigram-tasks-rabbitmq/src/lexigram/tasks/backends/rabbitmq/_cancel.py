@@ -18,13 +18,14 @@ from aiormq.abc import AbstractChannel, DeliveredMessage
 
 from lexigram.contracts.tasks import BackendConnectionError
 from lexigram.tasks.backends.rabbitmq._connection import CONNECTION_ERRORS, AMQPLink
+from lexigram.tasks.backends.rabbitmq._existing import exists
 from lexigram.tasks.backends.rabbitmq._options import cancel_exchange_name
 
 
-async def _declare(channel: AbstractChannel, exchange: str) -> None:
+async def _declare(channel: AbstractChannel, exchange: str, *, passive: bool = False) -> None:
     # Not durable: announcements matter only to subscribers connected now, and each
-    # subscriber declares it again when it subscribes.
-    await channel.exchange_declare(exchange, exchange_type="fanout", durable=False)
+    # subscriber declares it again when it subscribes. Passive: under must_exist.
+    await channel.exchange_declare(exchange, exchange_type="fanout", durable=False, passive=passive)
 
 
 async def announce(link: AMQPLink, job_id: str) -> None:
@@ -37,7 +38,10 @@ async def announce(link: AMQPLink, job_id: str) -> None:
     action = "announce a cancellation"
 
     async def send(channel: AbstractChannel) -> None:
-        await _declare(channel, exchange)
+        if not link.options.must_exist:
+            await _declare(channel, exchange)
+        elif not await exists(channel, "exchange", exchange):
+            return  # no worker ever subscribed, so none is listening: nobody to tell
         await channel.basic_publish(job_id.encode(), exchange=exchange)
 
     try:
@@ -63,7 +67,7 @@ async def follow_cancellations(link: AMQPLink) -> AsyncIterator[str]:
 
     try:
         try:
-            await _declare(channel, exchange)
+            await _declare(channel, exchange, passive=link.options.must_exist)
             declared = await channel.queue_declare("", exclusive=True, auto_delete=True)
             name = str(declared.queue)  # the server-named queue
             await channel.queue_bind(name, exchange)

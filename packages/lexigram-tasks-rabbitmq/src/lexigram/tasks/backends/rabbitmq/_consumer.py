@@ -33,6 +33,7 @@ from pamqp.commands import Basic
 from lexigram.tasks.backends.rabbitmq._ack_sync import AckSync, is_sync_message
 from lexigram.tasks.backends.rabbitmq._connection import CONNECTION_ERRORS, AMQPLink
 from lexigram.tasks.backends.rabbitmq._delivery import ChannelAcks, Delivery
+from lexigram.tasks.backends.rabbitmq._existing import require_queue
 from lexigram.tasks.backends.rabbitmq._options import delay_bucket
 from lexigram.tasks.backends.rabbitmq._topology import main_queue_arguments
 
@@ -235,15 +236,19 @@ class DeliveryBuffer:
     async def _subscribe(self, prefetch: int) -> None:
         async with self._start_lock:
             if self._channel is None:
+                must_exist = self._link.options.must_exist
+                if must_exist:  # creates nothing: a missing queue is refused in one line
+                    await require_queue(self._link)
                 connection = await self._link.ready()
                 channel = connection.channel(publisher_confirms=False)
                 await channel.initialize()
-                # Declared here too so a robust reopen re-declares it before we consume.
-                await channel.declare_queue(
-                    self._queue,
-                    durable=self._link.options.durable,
-                    arguments=main_queue_arguments(self._queue, self._link.options),
-                )
+                if not must_exist:
+                    # Declared here too so a robust reopen re-declares it before we consume.
+                    await channel.declare_queue(
+                        self._queue,
+                        durable=self._link.options.durable,
+                        arguments=main_queue_arguments(self._queue, self._link.options),
+                    )
                 channel.reopen_callbacks.add(self._on_reopen)
                 self._channel = channel
             if not self._consuming:
@@ -331,6 +336,9 @@ class DeliveryBuffer:
     async def _declare_queue(self, channel: AbstractChannel) -> None:
         """Declare the queue (again, after it was deleted: the jobs it had are gone)."""
         options = self._link.options
+        if options.must_exist:  # creates nothing: waits for a worker to declare it again
+            await channel.queue_declare(self._queue, passive=True)
+            return
         arguments = main_queue_arguments(self._queue, options)
         await channel.queue_declare(self._queue, durable=options.durable, arguments=arguments)
 
@@ -470,6 +478,8 @@ class DeliveryBuffer:
         if acks is not None and acks.alive:
             return acks
         if self._getter is None:
+            if self._link.options.must_exist:  # creates nothing: a missing queue is refused
+                await require_queue(self._link)
             connection = await self._link.ready()
             channel = connection.channel(publisher_confirms=False)
             await channel.initialize()

@@ -292,6 +292,11 @@ class RabbitMQOptions:
         state_store: Where the job-state records live (same forms, or a
             `CacheBackendProtocol` object); defaults to the ``stores`` backend's cache,
             else to an in-process store.
+        must_exist: Create nothing on the broker: the queue, its dead-letter queue and
+            exchange, delay buckets and the cancellation exchange are looked up with
+            passive declares only. A queue that does not exist counts 0 jobs, and an
+            enqueue or a consume of it fails naming the queue. The command line's
+            read-only commands set it, so a mistyped ``--queue`` leaves nothing behind.
     """
 
     durable: bool = True
@@ -312,6 +317,7 @@ class RabbitMQOptions:
     state_max_entries: int = 100_000
     stores: object = None
     state_store: object = None
+    must_exist: bool = False
 
     def __post_init__(self) -> None:
         if self.queue_type not in get_args(QueueType):

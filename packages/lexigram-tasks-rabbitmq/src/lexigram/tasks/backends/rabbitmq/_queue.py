@@ -25,6 +25,7 @@ from lexigram.tasks.backends.rabbitmq._claims import BrokerClaims, Claims
 from lexigram.tasks.backends.rabbitmq._connection import AMQPLink
 from lexigram.tasks.backends.rabbitmq._consumer import DeliveryBuffer
 from lexigram.tasks.backends.rabbitmq._delivery import Delivery
+from lexigram.tasks.backends.rabbitmq._existing import ExistingOnlyLink, ExistingOnlyPublisher
 from lexigram.tasks.backends.rabbitmq._fence import HopFence
 from lexigram.tasks.backends.rabbitmq._leases import DeliveryLeases
 from lexigram.tasks.backends.rabbitmq._options import (
@@ -105,7 +106,9 @@ class RabbitMQTaskQueue:
             options = dataclasses.replace(options or RabbitMQOptions(), **chosen)
         self.options = options = options or RabbitMQOptions()
         self._queue_name = validate_queue_name(queue_name)
-        self._link = AMQPLink(amqp_url, queue_name, options)
+        # must_exist: a link and a publisher that create nothing on the broker (`_existing`).
+        link_type = ExistingOnlyLink if options.must_exist else AMQPLink
+        self._link = link_type(amqp_url, queue_name, options)
         self.target = self._link.target
         # A store built from the options is this queue's to close; one passed in is not.
         self._owned_state_store: CacheBackendProtocol | None = None
@@ -138,7 +141,8 @@ class RabbitMQTaskQueue:
         )
         # The leases' own map: the settle paths change it through them, lookups read it.
         self._inflight = self._leases.inflight
-        self._publisher = JobPublisher(self._link, self._states, claims, options, queue_name)
+        publisher_type = ExistingOnlyPublisher if options.must_exist else JobPublisher
+        self._publisher = publisher_type(self._link, self._states, claims, options, queue_name)
         self._republisher = Republisher(self._publisher, self._buffer, self._states, self._fence)
         self._closed = False
 
@@ -174,7 +178,7 @@ class RabbitMQTaskQueue:
         return self._states.store
 
     async def connect(self) -> None:
-        """Connect and declare the queues now instead of on first use.
+        """Connect and declare the queues now instead of on first use (none with ``must_exist``).
 
         Raises:
             BackendConnectionError: The broker cannot be reached.
@@ -190,7 +194,8 @@ class RabbitMQTaskQueue:
         more is asked; a connection already up answers one passive declare. `count`
         passive-declares each of the queue's delay buckets too, reopening the channel
         after each one that does not exist (about 30 ms on a local broker), and asks the
-        state store.
+        state store. With ``must_exist`` nothing is declared: the check is that the broker
+        answers, whether or not the queue exists (``schedule`` and ``dlq`` need none).
 
         Raises:
             BackendConnectionError: The broker cannot be reached or did not answer
