@@ -16,9 +16,6 @@ from aiormq.abc import AbstractChannel, DeliveredMessage
 
 from lexigram.contracts.tasks import Job, TaskDecodeError, decode_job, encode_job, make_poison_job
 
-COPY_HEADER = "x-lexigram-copy"
-"""AMQP header naming a re-published message (absent on a job as enqueued; see `_fence`)."""
-
 # aiormq's flag for a close it began itself: an RPC on the channel timed out or was
 # cancelled, so it sent Channel.Close and refuses acks from then on.
 _CLOSE_BEGUN = "_Channel__close_event"
@@ -80,7 +77,6 @@ class Delivery:
 
     __slots__ = (
         "acks",
-        "copy",
         "deadline",
         "due",
         "envelope",
@@ -106,9 +102,6 @@ class Delivery:
         self.grace = False
         body = message.body
         headers = message.header.properties.headers or {}
-        copy = headers.get(COPY_HEADER)
-        # Names a re-published message ("" for a job as enqueued); see `_fence`.
-        self.copy = copy if isinstance(copy, str) else ""
         try:
             job = decode_job(body)
         except TaskDecodeError as exc:

@@ -17,7 +17,6 @@ from typing import Any
 from lexigram.contracts.tasks import Job, JobStatus
 from lexigram.tasks.backends.rabbitmq._consumer import DeliveryBuffer
 from lexigram.tasks.backends.rabbitmq._delivery import Delivery
-from lexigram.tasks.backends.rabbitmq._fence import HopFence
 from lexigram.tasks.backends.rabbitmq._state import JobStates
 
 # Its records keep the logger of `_queue`, where this code was before, so that logging
@@ -38,7 +37,6 @@ class DeliveryLeases:
         lease_seconds: The lease of a delivery (``visibility_timeout``).
         spawn: Runs a coroutine as one of the queue's background tasks (a lease that ran
             out is given back in one, which the queue waits for before counting).
-        fence: The queue's hop records (which copy of a re-published job may run).
     """
 
     def __init__(
@@ -48,12 +46,9 @@ class DeliveryLeases:
         queue_name: str,
         lease_seconds: float,
         spawn: Callable[[Coroutine[Any, Any, None]], None],
-        *,
-        fence: HopFence,
     ) -> None:
         self._buffer = buffer
         self._states = states
-        self._fence = fence
         self._queue_name = queue_name
         self.lease_seconds = lease_seconds
         self._spawn = spawn
@@ -63,8 +58,7 @@ class DeliveryLeases:
         """Lease the jobs of `deliveries` to the caller; the rest are acked and dropped.
 
         A delivery is dropped when a copy of its job runs here already, or when the state
-        store says it must not run (deleted, a stale copy of a re-published job, or
-        another copy in this batch runs).
+        store says it must not run (deleted, or another copy in this batch runs).
         """
         fresh: list[Delivery] = []
         for delivery in deliveries:
@@ -75,13 +69,6 @@ class DeliveryLeases:
                 await self._buffer.ack(delivery)
                 continue
             fresh.append(delivery)
-        # Stale copies of re-published jobs (their replacement runs instead) go first,
-        # so they leave no running record; a job as enqueued is not looked up.
-        allowed = await self._fence.admit(fresh)
-        for delivery, runs in zip(fresh, allowed, strict=True):
-            if not runs:
-                await self._buffer.ack(delivery)
-        fresh = [delivery for delivery, runs in zip(fresh, allowed, strict=True) if runs]
         if not fresh:
             return []
         lease = self.lease_seconds

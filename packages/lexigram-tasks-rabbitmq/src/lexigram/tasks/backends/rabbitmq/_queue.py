@@ -26,7 +26,6 @@ from lexigram.tasks.backends.rabbitmq._connection import AMQPLink
 from lexigram.tasks.backends.rabbitmq._consumer import DeliveryBuffer
 from lexigram.tasks.backends.rabbitmq._delivery import Delivery
 from lexigram.tasks.backends.rabbitmq._existing import ExistingOnlyLink, ExistingOnlyPublisher
-from lexigram.tasks.backends.rabbitmq._fence import HopFence
 from lexigram.tasks.backends.rabbitmq._leases import DeliveryLeases
 from lexigram.tasks.backends.rabbitmq._options import (
     DEFAULT_AMQP_URL,
@@ -130,20 +129,14 @@ class RabbitMQTaskQueue:
         self._claims = claims
         self._buffer = DeliveryBuffer(self._link, self._send_back_soon, self._holding)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._fence = HopFence(self._states)
         self._leases = DeliveryLeases(
-            self._buffer,
-            self._states,
-            queue_name,
-            self.lease_seconds,
-            self._spawn,
-            fence=self._fence,
+            self._buffer, self._states, queue_name, self.lease_seconds, self._spawn
         )
         # The leases' own map: the settle paths change it through them, lookups read it.
         self._inflight = self._leases.inflight
         publisher_type = ExistingOnlyPublisher if options.must_exist else JobPublisher
         self._publisher = publisher_type(self._link, self._states, claims, options, queue_name)
-        self._republisher = Republisher(self._publisher, self._buffer, self._states, self._fence)
+        self._republisher = Republisher(self._publisher, self._buffer, self._states)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -367,9 +360,6 @@ class RabbitMQTaskQueue:
         self._leases.take(task_id)
         if not await self._buffer.ack(delivery):
             return False  # the channel died meanwhile: the broker redelivers it
-        if delivery.copy:  # re-published: a stale copy may still come (see `_fence`)
-            await asyncio.gather(self._states.forget(task_id), self._fence.finished(delivery))
-            return True
         await self._states.forget(task_id)
         return True
 
@@ -390,7 +380,7 @@ class RabbitMQTaskQueue:
         self._leases.take(task_id)
         if not requeue or await self._states.is_deleted(task_id):
             await self._buffer.reject(delivery, requeue=False)
-            await asyncio.gather(self._states.forget(task_id), self._fence.finished(delivery))
+            await self._states.forget(task_id)
             return True
         job = delivery.job
         job.status = JobStatus.RETRYING if job.retry_count > 0 else JobStatus.PENDING

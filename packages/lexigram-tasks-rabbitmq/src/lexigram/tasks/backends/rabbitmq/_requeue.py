@@ -16,7 +16,6 @@ from lexigram.tasks.backends.rabbitmq._bulk import Published
 from lexigram.tasks.backends.rabbitmq._connection import CONNECTION_ERRORS
 from lexigram.tasks.backends.rabbitmq._consumer import DeliveryBuffer
 from lexigram.tasks.backends.rabbitmq._delivery import Delivery
-from lexigram.tasks.backends.rabbitmq._fence import HopFence, new_copy_id
 from lexigram.tasks.backends.rabbitmq._publisher import JobPublisher
 from lexigram.tasks.backends.rabbitmq._state import JobStates
 
@@ -34,20 +33,12 @@ class Republisher:
         publisher: The queue's publisher.
         buffer: The queue's consumer buffer (acks and rejects).
         states: The queue's job-state records.
-        fence: The queue's hop records (which copy of a re-published job may run).
     """
 
-    def __init__(
-        self,
-        publisher: JobPublisher,
-        buffer: DeliveryBuffer,
-        states: JobStates,
-        fence: HopFence,
-    ) -> None:
+    def __init__(self, publisher: JobPublisher, buffer: DeliveryBuffer, states: JobStates) -> None:
         self._publisher = publisher
         self._buffer = buffer
         self._states = states
-        self._fence = fence
 
     async def send_back(self, delivery: Delivery) -> None:
         """Re-publish a delivery that is not handed out now, then ack it.
@@ -56,7 +47,7 @@ class Republisher:
         to the next smaller bucket), a classic-queue redelivery (its count raised, so
         the next delivery counts exactly), and jobs an idle consumer hands back. The
         delivery itself is not counted: the copy carries the count of deliveries that
-        really happened. A stale copy (`_fence`) is acked and dropped instead.
+        really happened.
         """
         if delivery.stale:
             # Its channel is closing or closed: the broker requeues the message itself,
@@ -64,30 +55,16 @@ class Republisher:
             return
         job = delivery.job
         remaining = (job.scheduled_at or 0.0) - time.time()
-        target = new_copy_id()
-        try:
-            if not (await self._fence.admit([delivery]))[0]:
-                await self._buffer.ack(delivery)
-                return
-            await self._fence.hopping(job, delivery, target, remaining)
-        except Exception as exc:  # the store's own errors: any type
-            # Without the hop on record the copy could not be told from the original.
-            logger.warning("Could not record job %s's hop (%r); it comes back later.", job.id, exc)
-            await self._back_later(delivery)
-            return
         job.delivery_count -= 1
         try:
-            outcome = await self._publisher.publish(job, encode_job(job), remaining, copy=target)
+            outcome = await self._publisher.publish(job, encode_job(job), remaining)
         except _REBUCKET_ERRORS as exc:
             logger.warning("Could not re-publish job %s (%s); it comes back later.", job.id, exc)
             outcome = Published.NACK
         if outcome is Published.ACK:
             await self._buffer.ack(delivery)
             return
-        await self._back_later(delivery)
-
-    async def _back_later(self, delivery: Delivery) -> None:
-        await asyncio.sleep(1.0)  # do not spin on a broker or store that keeps refusing
+        await asyncio.sleep(1.0)  # do not spin on a broker that keeps refusing
         await self._buffer.reject(delivery, requeue=True)
 
     async def requeue(self, job: Job, delivery: Delivery, *, delay: float) -> None:
@@ -96,7 +73,6 @@ class Republisher:
         If the publish fails the delivery is rejected back to the queue instead.
         """
         body = encode_job(job)
-        target = new_copy_id()
         # Recorded first: once published, the job may be delivered and finished at once.
         await self._states.requeued(
             job.id,
@@ -105,9 +81,8 @@ class Republisher:
             delay=delay,
             idempotency_key=job.idempotency_key,
         )
-        await self._fence.hopping(job, delivery, target, delay)
         try:
-            outcome = await self._publisher.publish(job, body, delay, copy=target)
+            outcome = await self._publisher.publish(job, body, delay)
         except TaskQueueError:
             outcome = Published.NACK
             logger.warning(

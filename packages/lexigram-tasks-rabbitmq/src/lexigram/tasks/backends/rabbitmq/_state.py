@@ -20,8 +20,6 @@ name, shared by the queue objects of this process), or a shared one
   runs, and is free once the job is gone (see `JobStates.claim_idempotency`).
 - ``idemx:<key>@<id>`` decides between concurrent claims of a key that job `<id>` no
   longer holds: the first claim to create it takes the key.
-- ``hop:<id>`` and ``pick:<id>:<copy>``: which message of a re-published job may run
-  (see `_fence`).
 
 A worker touches these records for every job it runs, so the hot ones ride batched
 round trips on a store that offers `BatchCacheProtocol` (the Redis cache does): the
@@ -297,15 +295,6 @@ class JobStates:
     def _key(self, kind: str, ident: str) -> str:
         return f"{self._ns}{kind}:{ident}"
 
-    def key(self, kind: str, ident: str) -> str:
-        """The store key of a record of `kind` (``hop``, ``pick``... see `_fence`)."""
-        return self._key(kind, ident)
-
-    @property
-    def batch(self) -> BatchCacheProtocol:
-        """The store, with batched reads and writes (key by key where it has none)."""
-        return self._batch
-
     def ttl(self, delay: float = 0.0) -> float:
         """Lifetime of a record for a job due in `delay` seconds."""
         return self._ttl + max(0.0, delay)
@@ -548,7 +537,7 @@ class JobStates:
         """Drop every record of this queue, idempotency keys included."""
         keys = [
             key
-            for kind in ("job", "del", "run", "retry", "idem", "idemx", "hop", "pick")
+            for kind in ("job", "del", "run", "retry", "idem", "idemx")
             for key in await self.store.keys(f"{self._ns}{kind}:")
         ]
         await self._delete_all(keys)
