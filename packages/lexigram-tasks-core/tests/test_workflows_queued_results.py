@@ -88,6 +88,10 @@ async def _fails(
             if not reports or any(call[0] == "report" for call in calls):
                 break
             await asyncio.sleep(0.01)
+        for _ in range(200):  # a step running beside the failed one records its end too
+            if worker.in_flight == 0:
+                break
+            await asyncio.sleep(0.01)
         info = await handle.info()
     finally:
         await worker.stop()
