@@ -468,23 +468,3 @@ async def test_job_running_when_its_queue_is_deleted_ends_with_its_records(
     (again,) = await queue.dequeue_batch(1, timeout=5)
     assert again.id == later.id
     assert await queue.ack(again.id, lease_token=again.lease_token) is True
-
-
-async def test_count_leaves_out_the_ack_sync_message_of_a_busy_consumer(
-    make_rabbitmq_queue: Factory, queue_name: str
-) -> None:
-    """A consumer's ack-sync message is not a waiting job, even while every slot is busy.
-
-    After an ack the consumer publishes a sync message (see `_ack_sync`); with its only
-    prefetch slot taken by a running job, the message used to wait in the queue, and
-    every count (here another process's, as `lexigram-tasks inspect` has) saw a job.
-    """
-    worker = make_rabbitmq_queue()
-    observer = make_rabbitmq_queue()
-    await worker.enqueue_many([Job(name="first"), Job(name="second")])
-    (first,) = await worker.dequeue_batch(1, timeout=5)
-    assert await worker.ack(first.id, lease_token=first.lease_token)
-    (second,) = await worker.dequeue_batch(1, timeout=5)  # the only slot is busy again
-    await asyncio.sleep(1.0)  # the sync message went out meanwhile (every 0.25 s)
-    assert await observer.count(queue_name, JobStatus.PENDING) == 0
-    assert await worker.ack(second.id, lease_token=second.lease_token)

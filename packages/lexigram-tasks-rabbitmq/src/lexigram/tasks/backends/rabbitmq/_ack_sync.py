@@ -14,10 +14,10 @@ queue with a publisher confirm, at most every `SYNC_INTERVAL` seconds: the broke
 confirms it only after the sync that also writes the acks before it. The sync message
 has the queue's highest priority, so the next free consumer takes it at once, and every
 consumer acks and drops it on sight (it is never a job). A consumer whose prefetch is
-full (every slot running a job) cannot take it, and the message would wait in the queue,
-counted as a waiting job by every `count`, until a job ends: when it has not come back
-within `SETTLE_WITHIN` of its confirm, the consumer makes room for it (one more prefetch
-slot, given up again at the next resize). Only a subscribed consumer
+full (every slot running a job) cannot take it, so it waits in the queue, counted as a
+waiting job by `count`, until a job ends. (Making room for it at once, one more prefetch
+slot, was tried and reverted: the slot drew jobs into the buffers of consumers that were
+not taking them, and a job woke a waiting consumer 0.1 s late.) Only a subscribed consumer
 sends them (it takes its own back before it unsubscribes), and only on a priority queue
 (the default): without priorities a sync message would wait behind every waiting job.
 Quorum queues write acks to their log before applying them and need none of this.
@@ -148,14 +148,9 @@ class AckSync:
             message_id=self._id,
         )
         try:
-            self._back.clear()
             await self._link.publish(
                 b"", routing_key=self._link.queue_name, properties=properties, mandatory=False
             )
-            if self.enabled and not await self._wait_back():
-                # Not pushed to us: no prefetch slot is free here (or another consumer
-                # took it, and the slot made goes to the next job).
-                await self._make_room()
         except _PUBLISH_ERRORS as exc:
             # The connection is gone; acks on its channels died with it (their jobs go
             # back to the queue anyway), and a sync message may or may not be queued.
