@@ -92,14 +92,17 @@ class _Session:
         # A dead letter goes back where its job's .delay() would send it: onto another
         # configured backend when its queue is that backend's.
         self.queue = QueueOpener(config, spec)
+        # Listing and reading create nothing (the spec's must_exist stays).
+        self.reading = QueueOpener(config, spec, sending=False)
 
     def dlq(self, queue_name: str | None = None) -> PersistentDeadLetterQueue:
-        queue = self.queue(queue_name)
+        queue = self.reading(queue_name)
         return PersistentDeadLetterQueue(backend=self.stores.dlq_backend, queue=queue)
 
     async def close(self) -> None:
         await self.stores.close()
         await self.queue.close()
+        await self.reading.close()
         await release_backend(self.spec)
 
 
@@ -130,7 +133,7 @@ def _run(
     async def go() -> T:
         session = _Session(spec, stores, config)
         try:
-            await probe(session.queue(), spec, timeout)
+            await probe(session.reading(), spec, timeout)
             return await action(session)
         finally:
             await session.close()
@@ -202,7 +205,7 @@ def _short(text: str, width: int = 60) -> str:
 
 async def _get(session: _Session, job_id: str) -> FailureRecord:
     """The dead-lettered job whose id is `job_id` or starts with it (a unique prefix)."""
-    return await find_dead_letter(session.stores.dlq_backend, session.queue(), job_id)
+    return await find_dead_letter(session.stores.dlq_backend, session.reading(), job_id)
 
 
 @dlq_group.command("show")

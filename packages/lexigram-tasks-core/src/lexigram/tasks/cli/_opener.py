@@ -8,10 +8,11 @@ name or queue, else a queue of the command's own backend.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from lexigram.tasks._backends import release_backends
-from lexigram.tasks.cli._context import close_quietly, open_queue
+from lexigram.tasks.cli._context import MUST_EXIST_OPTION, close_quietly, open_queue
 from lexigram.tasks.cli._named import spec_serving
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ class QueueOpener:
         config: The command's configuration (its ``backends`` list, if any).
         spec: The command's own backend.
         own: The command's own queue, returned for its own name.
+        sending: Whether the queues are for sending jobs (then the spec's `must_exist`,
+            which keeps a read-only command from creating storage, is dropped).
     """
 
     def __init__(
@@ -33,10 +36,14 @@ class QueueOpener:
         config: TaskConfig | None,
         spec: TaskBackendSpec,
         own: TaskQueueProtocol | None = None,
+        *,
+        sending: bool = True,
     ) -> None:
         self.config = config
-        self.spec = spec
-        self.own = own
+        # Sending a job may create what the send needs, as `enqueue` does (a RabbitMQ
+        # queue no worker has declared yet): `must_exist` is for the command's reads.
+        self.spec = _for_sending(spec) if sending else spec
+        self.own = own if self.spec is spec else None
         self.opened: dict[tuple[str, str], TaskQueueProtocol] = {}
         self._borrowed: set[str] = set()
 
@@ -75,3 +82,11 @@ class QueueOpener:
         if self._borrowed:
             await release_backends(sorted(self._borrowed))
             self._borrowed.clear()
+
+
+def _for_sending(spec: TaskBackendSpec) -> TaskBackendSpec:
+    """`spec` without `MUST_EXIST_OPTION` (itself when it does not set it)."""
+    if not spec.options.get(MUST_EXIST_OPTION):
+        return spec
+    options = {key: value for key, value in spec.options.items() if key != MUST_EXIST_OPTION}
+    return replace(spec, options=options)
