@@ -1,7 +1,8 @@
 """``lexigram-tasks job cancel`` of a waiting workflow step ends the run, as the API does.
 
 A step removed before it ran ends its queue-driven run as failed ("cancelled before it
-ran"), through the run store registered for the queue. The command builds its queue as
+ran"), the step itself recorded as cancelled, through the run store registered for the
+queue. The command builds its queue as
 the provider does, so it registers the backend's run store too; without it the run
 stayed ``running`` for ever while the step was gone.
 """
@@ -53,7 +54,8 @@ async def _cancel_a_waiting_step(config: Path, enqueued: list[str]) -> tuple[Any
         args = ["job", "cancel", step_id, "--config", str(config)]
         result = await asyncio.to_thread(CliRunner().invoke, cli, args)
         info = await handle.info()
-        return result.exit_code, result.output, info.status, info.steps[0].error
+        step = info.steps[0]
+        return result.exit_code, result.output, info.status, step.status, step.error
     finally:
         await store.close()
         await queue.close()
@@ -72,7 +74,7 @@ def test_job_cancel_of_a_waiting_step_ends_its_workflow(
         return await enqueue_all(queue, jobs)
 
     monkeypatch.setattr(_queued, "enqueue_all", noting)
-    code, output, status, error = asyncio.run(_cancel_a_waiting_step(config, enqueued))
+    code, output, status, step, error = asyncio.run(_cancel_a_waiting_step(config, enqueued))
     assert code == 0, output
     assert "was waiting and is cancelled" in output
-    assert (status, error) == (WorkflowStatus.FAILED, "cancelled before it ran")
+    assert (status, step, error) == (WorkflowStatus.FAILED, "cancelled", "cancelled before it ran")

@@ -166,8 +166,12 @@ async def _scenario(config: Path, app_name: str, log: Path) -> None:
             await handle.result(timeout=30)
         data = json.loads((await _show(config, handle.workflow_id, "--json", code=1)).stdout)
         first = data["steps"][0]
-        assert (first["status"], first["job_id"]) == ("failed", ids[0])
-        assert "cancelled" in first["error"]
+        # Recorded as cancelled, not as failed; the run fails (exit status 1) either way.
+        assert (data["status"], first["status"], first["job_id"]) == ("failed", "cancelled", ids[0])
+        assert first["error"] == f"Job {ids[0]} ('hold') was cancelled."
+        text = (await _show(config, handle.workflow_id, code=1)).stdout
+        assert f"0.0  hold  cancelled  job {ids[0]}" in text
+        assert "('hold') was cancelled.\"" in text  # its error, where a failure's would be
     finally:
         await store.close()
         await queue.close()

@@ -401,7 +401,7 @@ async def test_cancelling_a_running_step_ends_the_chain() -> None:
     assert [c[1][1] for c in calls if c[0] == "report"] == ["held"]
     assert [(s.name, s.status) for s in (await handle.info()).steps] == [
         ("add", "succeeded"),
-        ("held", "failed"),
+        ("held", "cancelled"),
         ("never", "waiting"),
     ]
 
@@ -414,7 +414,7 @@ async def test_cancelling_a_waiting_step_ends_the_chain() -> None:
     assert await JobHandle(queue, job_id).cancel() is CancelOutcome.REMOVED
     assert await handle.status() is WorkflowStatus.FAILED
     steps = (await handle.info()).steps
-    assert (steps[0].status, steps[0].error) == ("failed", "cancelled before it ran")
+    assert (steps[0].status, steps[0].error) == ("cancelled", "cancelled before it ran")
     worker = TaskWorker("w", queue, HANDLERS)
     await worker.start()
     await asyncio.sleep(0.1)

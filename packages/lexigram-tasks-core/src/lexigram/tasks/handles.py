@@ -390,15 +390,16 @@ def _runs_workflows(queue: TaskQueueProtocol) -> bool:
 async def _end_workflow_step(queue: TaskQueueProtocol, job: Job) -> None:
     """A workflow step removed before it ran ends its run, as if it had failed.
 
-    (A step cancelled while running is ended by its worker.) The run is marked FAILED
-    with the error "cancelled", its error callback runs, and no later step is enqueued.
+    (A step cancelled while running is ended by its worker.) The step is recorded as
+    cancelled, the run is marked FAILED with the error "cancelled before it ran", its
+    error callback runs, and no later step is enqueued.
     """
     place = job.metadata.get(WORKFLOW_STEP_KEY)
     if place is None:
         return
     from lexigram.tasks.workflows import _advance  # noqa: PLC0415 - imports this module
 
-    await _advance.step_failed(queue, job, place, "cancelled before it ran", logger)
+    await _advance.step_failed(queue, job, place, "cancelled before it ran", logger, cancelled=True)
 
 
 __all__ = ["JobHandle", "JobStores", "job_stores_for", "register_job_stores"]

@@ -294,10 +294,12 @@ class WorkflowRunStoreProtocol(Protocol):
     async def fail_step(
         self, workflow_id: str, stage: int, member: int, *, record: Mapping[str, Any]
     ) -> bool:
-        """Record a step that failed for good and mark the run FAILED.
+        """Record a step that failed for good, or was cancelled, and mark the run FAILED.
 
-        Returns True to the step that moved the run from RUNNING to FAILED (and to
-        every repeat of that step), False otherwise.
+        The record is kept as given, its ``status`` too (``"failed"``, or
+        ``"cancelled"`` for a step whose job was cancelled), and only the first record
+        of a step. Returns True to the step that moved the run from RUNNING to FAILED
+        (and to every repeat of that step), False otherwise.
         """
         ...
 

@@ -3,9 +3,10 @@
 It reads the backend's workflow run store, where the workers record every step that
 ended and the job ids of every stage enqueued. A step that has not ended is asked for
 on its queue by its job id, so it shows as ``running`` while a worker holds it, as a
-Celery user sees a task STARTED in Flower; only such steps cost a queue read. Exit
-codes: 0 when the run completed or is running, 1 when it failed, 2 for an error of the
-command (unknown id, a backend without a shared run store).
+Celery user sees a task STARTED in Flower; only such steps cost a queue read. A step
+whose job was cancelled shows as ``cancelled`` (its run as failed). Exit codes: 0 when
+the run completed or is running, 1 when it failed (a cancelled step fails its run), 2
+for an error of the command (unknown id, a backend without a shared run store).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from lexigram.tasks.cli._output import (
 )
 from lexigram.tasks.di._stack import build_store
 from lexigram.tasks.workflows import WorkflowRunInfo, with_job_states
+from lexigram.tasks.workflows._advance import STEP_SUCCEEDED, UNSUCCESSFUL_STEPS
 
 EPILOG = """\b
 Examples:
@@ -148,8 +150,10 @@ def _print(info: WorkflowRunInfo, data: dict[str, Any]) -> None:
         # The whole id, as `job status`/`job cancel` take it.
         job = "" if step["job_id"] is None else f"  job {step['job_id']}"
         took = "" if step["duration"] is None else f"  {step['duration'] * 1000:.1f} ms"
-        shown = step["error"] if step["status"] == "failed" else step["result"]
-        ended = step["status"] in {"succeeded", "failed"}
+        # A cancelled step has no result; its error says when it was cancelled.
+        unsuccessful = step["status"] in UNSUCCESSFUL_STEPS
+        shown = step["error"] if unsuccessful else step["result"]
+        ended = unsuccessful or step["status"] == STEP_SUCCEEDED
         value = f"  {json.dumps(shown, default=str)}" if ended else ""
         console.print(
             f"  {step['stage']}.{step['member']}  {step['task']}  {step['status']}"

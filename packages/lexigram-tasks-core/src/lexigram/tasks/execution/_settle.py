@@ -347,7 +347,7 @@ class Settler:
         place = job.metadata.get(WORKFLOW_STEP_KEY)
         if place is not None:  # a cancelled step ends its run: no later step is enqueued
             await _workflows().step_failed(
-                self.queue, job, place, result.error or "cancelled", self.logger
+                self.queue, job, place, result.error or "cancelled", self.logger, cancelled=True
             )
         # `cancel` already removed the job, so False is the usual answer; a backend whose
         # delivery outlives that (a broker message held here) settles it now. Not a

@@ -110,6 +110,24 @@ class WorkflowRunStoreConformance:
         assert run["steps"]["0:1"]["status"] == "failed"
         assert run["steps"]["0:0"]["result"] == 0
 
+    async def test_a_cancelled_step_keeps_its_status_and_fails_the_run(
+        self, make_run_store: RunStoreFactory
+    ) -> None:
+        # A step whose job was cancelled goes through fail_step with the status
+        # "cancelled": the store keeps the record as given, and the first one only.
+        first, second = await make_run_store(), await make_run_store()
+        run_id = uuid.uuid4().hex
+        await first.create_run(run_id, _DEFINITION)
+        error = "Job j ('hold') was cancelled."
+        cancelled = {"status": "cancelled", "error": error, "job_id": "j"}
+        assert await first.fail_step(run_id, 0, 0, record=cancelled) is True
+        failed = {"status": "failed", "error": "RuntimeError: no", "job_id": "j"}
+        assert await second.fail_step(run_id, 0, 0, record=failed) is True, "a repeat of it"
+        run = await second.load_run(run_id)
+        assert run is not None
+        assert (run["status"], run["error"]) == ("failed", error)
+        assert run["steps"]["0:0"] == cancelled, "the step's first record was not kept as given"
+
     async def test_finish_and_delete_a_run(self, make_run_store: RunStoreFactory) -> None:
         first, second = await make_run_store(), await make_run_store()
         run_id = uuid.uuid4().hex

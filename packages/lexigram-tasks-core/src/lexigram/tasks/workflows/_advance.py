@@ -9,6 +9,8 @@ stage, so a job's size does not grow with the workflow's:
                the next stage (then record_jobs: the stage's job ids, in one call), or
                finishes the run after the last
     failure for good -> fail_step -> the step that failed the run enqueues on_error
+    cancelled        -> fail_step, recorded as ``cancelled`` (the run is FAILED as for
+                        a failure: WorkflowStatus has no cancelled state, see step_failed)
 
 A success whose result cannot travel on (not JSON; or, from a step alone in its stage, a
 next job the queue would refuse) is recorded as that step's failure instead, before any
@@ -270,11 +272,24 @@ async def _stages(store: WorkflowRunStoreProtocol, workflow_id: str) -> list[Sta
     return stages
 
 
-def _record(job: Job, *, result: Any, error: str | None) -> dict[str, Any]:
+STEP_SUCCEEDED = "succeeded"
+"""The ``status`` of the record of a step that returned."""
+STEP_FAILED = "failed"
+"""The ``status`` of the record of a step that failed for good (or whose result could not
+be handed on)."""
+STEP_CANCELLED = "cancelled"
+"""The ``status`` of the record of a step whose job was cancelled (`JobHandle.cancel`,
+``lexigram-tasks job cancel``), while it ran or before."""
+UNSUCCESSFUL_STEPS = frozenset({STEP_FAILED, STEP_CANCELLED})
+"""The statuses of a step that ended its run without a result: the run is FAILED."""
+
+
+def _record(job: Job, *, result: Any, error: str | None, cancelled: bool = False) -> dict[str, Any]:
+    status = STEP_SUCCEEDED if error is None else STEP_FAILED
     return {
         "job_id": job.id,
         "name": job.name,
-        "status": "succeeded" if error is None else "failed",
+        "status": STEP_CANCELLED if cancelled else status,
         "result": result,
         "error": error,
         "attempts": job.retry_count + 1,
@@ -402,7 +417,7 @@ async def _advance(
     record = {
         "job_id": None,
         "name": refused.name,
-        "status": "failed",
+        "status": STEP_FAILED,
         "result": None,
         "error": error,
         "attempts": 0,
@@ -467,8 +482,22 @@ async def step_failed(
     place: Mapping[str, Any],
     error: str,
     log: logging.Logger | logging.LoggerAdapter[Any],
+    *,
+    cancelled: bool = False,
 ) -> bool:
-    """Mark a step's run FAILED and enqueue its error callback once; False on failure."""
+    """Mark a step's run FAILED and enqueue its error callback once; False on failure.
+
+    Args:
+        queue: The queue the step ran on (its run store is the one registered for it).
+        job: The step's job.
+        place: The job's ``metadata[WORKFLOW_STEP_KEY]``.
+        error: Why it ended.
+        log: Where a failure to record it is logged.
+        cancelled: The job was cancelled rather than failed: the step's record says
+            ``"cancelled"``. The run is FAILED all the same: a run's status is a
+            `WorkflowStatus`, which readers of every version parse, and the run did not
+            complete; its error names the cancellation.
+    """
     workflow_id = str(place["id"])
     if workflow_store_for(queue) is None:
         # Retrying cannot register a store; the job's DLQ record keeps the failure, and
@@ -483,7 +512,7 @@ async def step_failed(
         )
         return True
     try:
-        record = _record(job, result=None, error=error)
+        record = _record(job, result=None, error=error, cancelled=cancelled)
         await _fail_run(queue, workflow_id, int(place["stage"]), int(place["member"]), record)
     except Exception:
         log.exception(

@@ -28,6 +28,8 @@ from lexigram.contracts.tasks import (
     WorkflowStatus,
 )
 from lexigram.tasks.workflows._advance import (
+    STEP_SUCCEEDED,
+    UNSUCCESSFUL_STEPS,
     Stage,
     enqueue_all,
     record_jobs,
@@ -48,10 +50,12 @@ class WorkflowStepInfo:
         name: The task name.
         status: ``"waiting"`` (its job is not enqueued: its stage has not started),
             ``"queued"`` (its job is on the queue and has not ended: waiting for a
-            worker, or running), ``"succeeded"`` or ``"failed"``. `with_job_states`
-            tells a queued step's job apart: ``"running"`` or ``"retrying"``.
+            worker, or running), ``"succeeded"``, ``"failed"`` or ``"cancelled"``
+            (its job was cancelled, while it ran or before; the run is FAILED, as
+            after a failure). `with_job_states` tells a queued step's job apart:
+            ``"running"`` or ``"retrying"``.
         result: What it returned.
-        error: Why it failed.
+        error: Why it failed, or that it was cancelled.
         job_id: The id of its job, from the moment the job is enqueued (with a store
             that records the jobs of each stage, as every store shipped does; with
             another, once the step has ended).
@@ -151,7 +155,7 @@ def run_info(run: dict[str, Any]) -> WorkflowRunInfo:
                     finished_at=record.get("finished_at"),
                 )
             )
-            complete = complete and record["status"] == "succeeded"
+            complete = complete and record["status"] == STEP_SUCCEEDED
         started = started and complete
     return WorkflowRunInfo(
         workflow_id=str(run["workflow_id"]),
@@ -249,7 +253,8 @@ class WorkflowHandle:
                 come quicker: 10 ms, then half as often again each time).
 
         Raises:
-            WorkflowError: The run failed (the message names the step and its error).
+            WorkflowError: The run failed (the message names the step, failed or
+                cancelled, and its error).
             TimeoutError: It did not end within `timeout`.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -259,7 +264,8 @@ class WorkflowHandle:
             if info.status is WorkflowStatus.COMPLETED:
                 return info.result
             if info.status is WorkflowStatus.FAILED:
-                failed = next((s for s in info.steps if s.status == "failed"), None)
+                # A cancelled step ends its run as a failed one does: it is the one named.
+                failed = next((s for s in info.steps if s.status in UNSUCCESSFUL_STEPS), None)
                 name = failed.name if failed is not None else None
                 reason = str(info.error or "").rstrip(".")  # an error may end its sentence
                 msg = (
