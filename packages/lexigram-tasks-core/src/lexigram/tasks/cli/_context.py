@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,7 @@ from lexigram.contracts.tasks import (
     BackendError,
     ConnectionCheckingQueueProtocol,
     TaskBackendSpec,
+    TaskConfigurationError,
     TaskQueueError,
     TaskQueueProtocol,
     mask_url,
@@ -68,7 +71,7 @@ from lexigram.tasks.di._stack import (
 )
 
 if TYPE_CHECKING:
-    from lexigram.tasks.config import TaskConfig
+    from lexigram.tasks.config import NamedTaskConfig, TaskBackendConfig, TaskConfig
 
 CONFIG_FIELD = "tasks.backend"
 """The config path the commands' backend is named by in messages."""
@@ -93,6 +96,37 @@ left alone: options are checked, and an unknown one is refused.
 OUTER_DEADLINE_MARGIN = 1.0
 """Seconds the command's own deadline waits beyond the backend's, so that the backend's
 precise error (naming the cause and the option) is the one shown."""
+
+
+# The backends of the command's configuration (`read_config`), by the name of the spec
+# `resolve_spec` built from each: (config, config path, index in tasks.backends or None).
+# A command runs one configuration, and its queues and stores are opened from the spec
+# alone, far from it; this is how their errors still name the entry's config path and
+# the LEX_TASKS__* variables that set the values its backend refuses.
+_configured: dict[str, tuple[TaskConfig, str, int | None]] = {}
+
+
+def backend_field(spec: TaskBackendSpec) -> str:
+    """The config path messages name for `spec`'s backend (``tasks.backends[1]``...)."""
+    found = _configured.get(spec.name)
+    return found[1] if found is not None else CONFIG_FIELD
+
+
+@contextmanager
+def config_errors(spec: TaskBackendSpec) -> Iterator[None]:
+    """Let an error of building `spec`'s backend name the variables that set its values.
+
+    `TaskConfig.name_variables` rewrites it when `spec` came from the command's
+    configuration unchanged and a ``LEX_TASKS__*`` variable set a value it may be about.
+    """
+    try:
+        yield
+    except (BackendError, TaskConfigurationError) as exc:
+        found = _configured.get(spec.name)
+        if found is None:
+            raise
+        config, path, index = found
+        raise config.name_variables(exc, field=path, index=index) from None
 
 
 def configured_by_environment(section: str = "") -> bool:
@@ -164,6 +198,7 @@ def read_config(
     Raises:
         TaskConfigurationError: The file is missing or invalid, or a variable is.
     """
+    _configured.clear()  # the previous command's (several run in one test process)
     if path is None and base is None and not configured_by_environment():
         apply_process_settings(None)
         return None
@@ -344,15 +379,13 @@ def resolve_spec(
     if named is not None:
         # A configured backend, by its name (or its queue's): as the application's
         # Named() and .delay() pick it, with its own URL, options and queue.
-        spec = spec_from_config(named)
         if queue_name is None or queue_name.strip() in (named.name, named.queue_name):
             queue_name = None
-        return _finish_spec(spec, queue_name, connect_timeout, field=config_path_of(named))
+        return _configured_spec(config, named, queue_name, connect_timeout)
     entry = config.primary_backend or config.backend
     if backend is None:
-        spec = spec_from_config(entry)
         # The type is the configuration's: a typo in it is named by its field.
-        return _finish_spec(spec, queue_name, connect_timeout, field=config_path_of(entry))
+        return _configured_spec(config, entry, queue_name, connect_timeout)
     backend_type, url = parse_backend(backend)
     if backend_type != entry.type and entry.url is None:
         # The config's own URL would be dropped: not reading it spares importing its
@@ -373,6 +406,26 @@ def resolve_spec(
         else:
             spec = replace(spec, type=backend_type, url=url, options={})
     return _finish_spec(spec, queue_name, connect_timeout)
+
+
+def _configured_spec(
+    config: TaskConfig,
+    entry: NamedTaskConfig | TaskBackendConfig,
+    queue_name: str | None,
+    connect_timeout: float | None,
+) -> TaskBackendSpec:
+    """The spec of `entry` of `config`, as it is configured (`--queue` and timeouts aside).
+
+    Noted (`_configured`), so that an error of building its backend, now or when a
+    queue or store is opened from it, names the entry's path and the variables behind it.
+    """
+    name = getattr(entry, "name", None) or "default"
+    path = config_path_of(entry)
+    index = next((i for i, e in enumerate(config.backends) if e is entry), None)
+    _configured[name] = (config, path, index)
+    with config_errors(TaskBackendSpec(name=name)):
+        spec = spec_from_config(entry)
+        return _finish_spec(spec, queue_name, connect_timeout, field=path)
 
 
 def _finish_spec(
@@ -484,7 +537,9 @@ def open_queue(spec: TaskBackendSpec, queue_name: str | None = None) -> TaskQueu
     if queue_name is not None and queue_name != spec.queue_name:
         spec = replace(spec, queue_name=queue_name)
     # The same builder as TaskProvider's (lexigram.tasks.di._stack).
-    return build_queue(spec, field=CONFIG_FIELD, registry=TaskBackendRegistry.with_defaults())
+    with config_errors(spec):
+        registry = TaskBackendRegistry.with_defaults()
+        return build_queue(spec, field=backend_field(spec), registry=registry)
 
 
 async def probe(
@@ -600,7 +655,8 @@ def open_stores(spec: TaskBackendSpec, *names: str) -> Stores:
     stores = Stores()
     for name in names:
         factory, fallback = _FACTORIES[name]
-        built = build_store(spec, factory, CONFIG_FIELD, fallback=fallback)
+        with config_errors(spec):
+            built = build_store(spec, factory, backend_field(spec), fallback=fallback)
         if built is not None:
             setattr(stores, name, built)
             stores.opened.append(built)

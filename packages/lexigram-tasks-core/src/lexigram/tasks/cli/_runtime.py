@@ -34,7 +34,9 @@ from lexigram.tasks._producer import install_task_queues, routing_table
 from lexigram.tasks.cli._app import LoadedApp
 from lexigram.tasks.cli._context import (
     Stores,
+    backend_field,
     close_quietly,
+    config_errors,
     describe,
     open_queue,
     open_stores,
@@ -120,13 +122,14 @@ class WorkerRuntime:
             TaskQueueError: The backend failed (e.g. a connection error).
         """
         first = self.queue_names[0]
-        self.stack = build_stack(
-            self.spec.name,
-            replace(self.spec, queue_name=first),
-            field="tasks.backend",
-            registry=TaskBackendRegistry.with_defaults(),
-            queue=self._preset(first),
-        )
+        with config_errors(self.spec):
+            self.stack = build_stack(
+                self.spec.name,
+                replace(self.spec, queue_name=first),
+                field=backend_field(self.spec),
+                registry=TaskBackendRegistry.with_defaults(),
+                queue=self._preset(first),
+            )
         self.queues = [self.stack.queue]
         for name in self.queue_names[1:]:
             self.queues.append(self._preset(name) or open_queue(self.spec, name))

@@ -283,8 +283,12 @@ def apply_environment(
         segments = [s.lower() for s in var[len(prefix) :].split(ENV_NESTED_DELIMITER)]
         if not all(segments):
             continue
-        loc = _assign(result.data, segments, env[var], model, var)
-        result.sources[loc] = f"environment variable {var}"
+        source = f"environment variable {var}"
+        loc, named = _assign(result.data, segments, env[var], model, var)
+        result.sources[loc] = source
+        for at in named:
+            # The variable added the entry: its name (or the lack of one) came from it.
+            result.sources.setdefault(at, source)
     return result
 
 
@@ -294,10 +298,16 @@ def _assign(
     value: str,
     model: type[BaseModel] | None,
     var: str,
-) -> Loc:
-    """Set ``data[seg0][seg1]... = value``, creating sections; return the location."""
+) -> tuple[Loc, list[Loc]]:
+    """Set ``data[seg0][seg1]... = value``, creating sections.
+
+    Returns:
+        The location set, and the locations of the ``name`` of each list entry the
+        variable added by naming it.
+    """
     container: MutableMapping[str, Any] = data
     loc: list[str | int] = []
+    named: list[Loc] = []
     index = 0
     while index < len(segments) - 1:
         key = segments[index]
@@ -308,8 +318,12 @@ def _assign(
             items = container.get(key)
             if not isinstance(items, MutableSequence):
                 items = container[key] = []
+            before = len(items)
             position = _list_position(items, segments[index + 1], var)
             loc.append(position)
+            if len(items) > before:
+                # A new entry: its name (given by the segment, or missing) is this variable's.
+                named.append((*loc, "name"))
             container = items[position]
             index += 2
         else:
@@ -324,7 +338,7 @@ def _assign(
         info = model.model_fields.get(key) if model is not None else None
         container[key] = value if info is None else _env_value(info.annotation, value)
         loc.append(key)
-    return tuple(loc)
+    return tuple(loc), named
 
 
 _NULL_WORDS = frozenset({"null", "none", "~"})

@@ -13,6 +13,7 @@ from lexigram.contracts.tasks import (
     configure_envelope,
 )
 from lexigram.tasks.config._sections import _empty_list, _fix, _Section
+from lexigram.tasks.config._validation import InvolvedValueError
 
 logger = logging.getLogger(__name__)
 
@@ -50,22 +51,23 @@ class TaskSecurityConfig(_Section):
 
     @model_validator(mode="after")
     def _check_keys(self) -> Self:
+        # The errors name the keys involved, so the variables that set them are named.
         keys = [self.signing_key, *self.verification_keys]
         if any(key is not None and not key.get_secret_value() for key in keys):
             msg = "a signing key is empty. Set a long random secret (32 bytes or more)"
-            raise ValueError(msg)
+            raise InvolvedValueError(msg, involves=[("signing_key",), ("verification_keys",)])
         if self.verification_keys and self.signing_key is None:
             msg = (
                 "verification_keys is set without signing_key. Set signing_key too: a worker "
                 "that checks signatures must also sign the jobs it re-enqueues"
             )
-            raise ValueError(msg)
+            raise InvolvedValueError(msg, involves=[("verification_keys",)])
         if self.accept_unsigned and self.signing_key is None:
             msg = (
                 "accept_unsigned is set without signing_key. Without a key every job runs "
                 "already; set signing_key to sign jobs while unsigned ones still run"
             )
-            raise ValueError(msg)
+            raise InvolvedValueError(msg, involves=[("accept_unsigned",)])
         return self
 
     def signer(self) -> EnvelopeSigner | None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from lexigram.contracts.tasks import TaskConfigurationError, mask_url
+from lexigram.contracts.tasks import TaskConfigurationError, TaskQueueError, mask_url
 from lexigram.tasks.config._environment import ConfigIssue, Environment, check_config
 from lexigram.tasks.config._loading import (
     RawConfig,
@@ -34,6 +35,9 @@ from lexigram.tasks.config._sections import (
 )
 from lexigram.tasks.config._security import TaskSecurityConfig
 from lexigram.tasks.config._validation import (
+    InvolvedValueError,
+    Loc,
+    backend_error_with_sources,
     configuration_error,
     find_unknown_keys,
     problems_from_validation_error,
@@ -48,6 +52,21 @@ from lexigram.tasks.constants import (
 
 if TYPE_CHECKING:
     from lexigram.tasks._backends import TaskBackendRegistry
+
+_E = TypeVar("_E", bound=TaskQueueError)
+
+# Where the values of each loaded config came from (environment variables), by id. Kept
+# beside the model rather than in a private attribute, which pydantic would compare in
+# `==`: two configs with the same settings stay equal wherever their values came from.
+_SOURCES: dict[int, dict[Loc, str]] = {}
+
+
+def _remember_sources(config: TaskConfig, sources: Mapping[Loc, str]) -> None:
+    if not sources:
+        return
+    key = id(config)
+    _SOURCES[key] = dict(sources)
+    weakref.finalize(config, _SOURCES.pop, key, None)
 
 
 class TaskConfig(_Section):
@@ -108,6 +127,8 @@ class TaskConfig(_Section):
     @field_validator("backends")
     @classmethod
     def _check_backends(cls, entries: list[NamedTaskConfig]) -> list[NamedTaskConfig]:
+        # Each error names the entries' values it is about (InvolvedValueError), so a
+        # name or a primary flag set by a LEX_TASKS__BACKENDS__* variable is named too.
         names = [entry.name for entry in entries]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -115,14 +136,16 @@ class TaskConfig(_Section):
                 f"backend names {duplicates} are used more than once. Give every entry of "
                 "backends a unique name"
             )
-            raise ValueError(msg)
+            involved = [(i, "name") for i, name in enumerate(names) if name in duplicates]
+            raise InvolvedValueError(msg, involves=involved)
         primaries = [entry.name for entry in entries if entry.primary]
         if len(primaries) > 1:
             msg = (
                 f"backends {primaries} are all marked primary. Mark at most one backend "
                 "primary: true"
             )
-            raise ValueError(msg)
+            involved = [(i, "primary") for i, entry in enumerate(entries) if entry.primary]
+            raise InvolvedValueError(msg, involves=involved)
         primary = primaries[0] if primaries else (names[0] if names else None)
         if "default" in names and primary != "default":
             # @task(queue="default") and .delay() mean the primary backend by that word.
@@ -132,23 +155,31 @@ class TaskConfig(_Section):
                 "Named('default') would pick different backends. Rename it, or mark it "
                 "primary: true"
             )
-            raise ValueError(msg)
+            involved = [(names.index("default"), "name")]
+            involved += [(i, "primary") for i, entry in enumerate(entries) if entry.primary]
+            raise InvolvedValueError(msg, involves=involved)
         return entries
 
     @model_validator(mode="after")
     def _check_worker_sections(self) -> TaskConfig:
-        conflicts = [
-            f"tasks.{top} = {_value_at(self, top)!r} and tasks.worker.{own} = "
-            f"{_value_at(self.worker, own)!r}"
+        pairs = [
+            (top, own)
             for top, own in _explicit_pairs(self)
             if _value_at(self, top) != _value_at(self.worker, own)
         ]
-        if conflicts:
+        if pairs:
+            conflicts = [
+                f"tasks.{top} = {_value_at(self, top)!r} and tasks.worker.{own} = "
+                f"{_value_at(self.worker, own)!r}"
+                for top, own in pairs
+            ]
             msg = (
                 f"{'; '.join(conflicts)} contradict each other. Set each value in one place "
                 "(the retry and timeout sections apply to the worker)"
             )
-            raise ValueError(msg)
+            involved = [tuple(top.split(".")) for top, _ in pairs]
+            involved += [("worker", *own.split(".")) for _, own in pairs]
+            raise InvolvedValueError(msg, involves=involved)
         return self
 
     def effective_worker(self) -> TaskWorkerConfig:
@@ -270,7 +301,7 @@ class TaskConfig(_Section):
         if env_override:
             raw = apply_environment(raw, cls, environ=environ, prefix=cls.env_prefix)
         if overrides:
-            raw.data = deep_merge(raw.data, overrides)
+            raw = _overridden(raw, overrides)
         return cls._build(raw, strict=strict)
 
     @classmethod
@@ -303,7 +334,7 @@ class TaskConfig(_Section):
             RawConfig(origin="the environment"), cls, environ=environ, prefix=cls.env_prefix
         )
         if overrides:
-            raw.data = deep_merge(raw.data, overrides)
+            raw = _overridden(raw, overrides)
         return cls._build(raw, strict=strict)
 
     def with_environment(self, *, environ: Mapping[str, str] | None = None) -> TaskConfig:
@@ -385,7 +416,51 @@ class TaskConfig(_Section):
             raise configuration_error(problems, origin=raw.origin)
         if unknown:
             report_unknown_keys(unknown, origin=raw.origin)
+        # A backend checks its options only when it is built: its error needs them too.
+        _remember_sources(config, raw.sources)
         return config
+
+    def name_variables(self, error: _E, *, field: str, index: int | None = None) -> _E:
+        """`error`, from building one of this config's backends, naming the variables behind it.
+
+        A backend checks its own settings (``options``, its URL, its type) only when it
+        is built. When a ``LEX_TASKS__*`` variable set the value it refuses, the error
+        becomes one line in the format of loading's errors: the field, the value
+        (secrets masked), ``(from environment variable ...)``, the problem and the fix.
+        `TaskProvider` and the ``lexigram-tasks`` commands pass every error of building
+        a configured backend through here.
+
+        Args:
+            error: The backend's error, its message prefixed with `field`.
+            field: The config path the message is prefixed with (``tasks.backends[0]``).
+            index: The entry of `backends` that was built; None for the `backend` section.
+
+        Returns:
+            A new error of the same type (same details, plus ``field`` and ``source``),
+            or `error` itself when no variable set a value it may be about.
+        """
+        loc: Loc = ("backend",) if index is None else ("backends", index)
+        return backend_error_with_sources(
+            error,
+            field=field,
+            loc=loc,
+            root=self.config_path,
+            sources=_SOURCES.get(id(self), {}),
+            value_at=self._value_at_loc,
+        )
+
+    def _value_at_loc(self, loc: Loc) -> Any:
+        current: Any = self
+        for part in loc:
+            if isinstance(part, int):
+                current = current[part] if isinstance(current, list) else None
+            elif isinstance(current, BaseModel):
+                current = getattr(current, part, None)
+            elif isinstance(current, Mapping):
+                current = current.get(part)
+            else:
+                return None
+        return current
 
     # ------------------------------------------------------------------ environment
 
@@ -474,6 +549,26 @@ class TaskConfig(_Section):
         """Return the settings as plain data with every secret masked (safe to log or show)."""
         masked: dict[str, Any] = _mask(self.model_dump(mode="python"))
         return masked
+
+
+def _overridden(raw: RawConfig, overrides: Mapping[str, Any]) -> RawConfig:
+    """`raw` with `overrides` merged over it; a value they replace is no longer a variable's."""
+    replaced = _leaf_locs(overrides, ())
+    sources = {
+        loc: source
+        for loc, source in raw.sources.items()
+        if not any(loc[: len(at)] == at for at in replaced)
+    }
+    return RawConfig(deep_merge(raw.data, overrides), sources, raw.origin)
+
+
+def _leaf_locs(data: Mapping[str, Any], base: Loc) -> list[Loc]:
+    """Locations of the values a mapping sets (a mapping merges, anything else replaces)."""
+    locs: list[Loc] = []
+    for key, value in data.items():
+        loc = (*base, str(key))
+        locs += _leaf_locs(value, loc) if isinstance(value, Mapping) else [loc]
+    return locs
 
 
 def _explicit_pairs(config: TaskConfig) -> list[tuple[str, str]]:

@@ -14,17 +14,27 @@ from __future__ import annotations
 import logging
 import re
 import types
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple, Union, get_args, get_origin
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 
-from lexigram.contracts.tasks import TaskConfigurationError, mask_url, nearest_name
+from lexigram.contracts.tasks import (
+    BackendError,
+    TaskConfigurationError,
+    TaskQueueError,
+    mask_url,
+    nearest_name,
+)
 
 logger = logging.getLogger(__name__)
 
 Loc = tuple[str | int, ...]
+
+_E = TypeVar("_E", bound=TaskQueueError)
+
+_VARIABLE = "environment variable "
 
 # Field names whose values are secret even when typed as plain strings (options, extra).
 _SECRET_NAME = re.compile(r"(password|passwd|secret|token|_key$|^key$|dsn|url)", re.IGNORECASE)
@@ -49,9 +59,49 @@ class ConfigProblem(NamedTuple):
     source: str = ""
 
     def render(self) -> str:
-        """Return the one-line description: field, value, problem and fix."""
+        """Return the one-line description: field, value, where it came from, problem, fix."""
         origin = f" (from {self.source})" if self.source else ""
-        return f"{self.field} = {self.value}{origin}: {self.message}. {self.fix}"
+        fix = f" {self.fix}" if self.fix else ""
+        return f"{self.field} = {self.value}{origin}: {self.message}.{fix}"
+
+
+class InvolvedValueError(ValueError):
+    """A validator's error about a value that others decide, naming those values.
+
+    A check across fields (two backends marked primary, a timeout set in two sections)
+    fails at the location of the section that holds them all; pydantic keeps only that
+    location. The locations given here, relative to it, are where the values involved
+    sit, so that the problem names the environment variables that set any of them.
+
+    Args:
+        message: ``"<problem>. <fix>"``, as for any validator.
+        involves: Locations of the values involved, relative to the error's location.
+    """
+
+    def __init__(self, message: str, *, involves: Iterable[Loc]) -> None:
+        super().__init__(message)
+        self.involves: tuple[Loc, ...] = tuple(involves)
+
+
+def combine_sources(sources: Iterable[str]) -> str:
+    """One origin for several values: ``environment variables A and B`` (empty for none)."""
+    unique = [source for source in dict.fromkeys(sources) if source]
+    if len(unique) <= 1:
+        return unique[0] if unique else ""
+    if all(source.startswith(_VARIABLE) for source in unique):
+        names = [source.removeprefix(_VARIABLE) for source in unique]
+        return f"environment variables {', '.join(names[:-1])} and {names[-1]}"
+    return ", ".join(unique[:-1]) + f" and {unique[-1]}"
+
+
+def sources_within(sources: Mapping[Loc, str], loc: Loc) -> str:
+    """The origin of the values at or inside `loc` (a section set in part by variables)."""
+    ordered = sorted(sources.items(), key=_by_loc)
+    return combine_sources(source for at, source in ordered if at[: len(loc)] == loc)
+
+
+def _by_loc(item: tuple[Loc, str]) -> tuple[str, ...]:
+    return tuple(str(part) for part in item[0])
 
 
 def format_loc(loc: Sequence[str | int], root: str) -> str:
@@ -225,6 +275,7 @@ def problems_from_validation_error(
         One problem per pydantic error.
     """
     problems: list[ConfigProblem] = []
+    known = sources or {}
     for error in exc.errors(include_url=False):
         loc: Loc = (*base_loc, *error.get("loc", ()))
         found = field_at(model, error.get("loc", ()))
@@ -243,10 +294,82 @@ def problems_from_validation_error(
                 value=value,
                 message=message,
                 fix=fix if fix.endswith(".") else fix + ".",
-                source=(sources or {}).get(loc, ""),
+                source=known.get(loc) or _involved_sources(error, loc, known),
             )
         )
     return problems
+
+
+def _involved_sources(error: Mapping[str, Any], loc: Loc, sources: Mapping[Loc, str]) -> str:
+    """The variables that set the values a cross-field check names (`InvolvedValueError`)."""
+    cause = (error.get("ctx") or {}).get("error")
+    if not isinstance(cause, InvolvedValueError) or not sources:
+        return ""
+    return combine_sources(sources.get((*loc, *relative), "") for relative in cause.involves)
+
+
+def _split_message(text: str) -> tuple[str, str]:
+    """``"<problem>. <fix>"`` as its two parts (no fix: the whole text, less its full stop)."""
+    head, sep, tail = text.partition(". ")
+    if sep:
+        return head, tail
+    return text.rstrip("."), ""
+
+
+def backend_error_with_sources(
+    error: _E,
+    *,
+    field: str,
+    loc: Loc,
+    root: str,
+    sources: Mapping[Loc, str],
+    value_at: Callable[[Loc], Any],
+) -> _E:
+    """`error`, from building the backend configured at `loc`, naming the variables behind it.
+
+    A backend checks its own settings (``options``, its URL) only when it is built, long
+    after the configuration was read; its error names the backend's field (`field`, e.g.
+    ``tasks.backends[0]``) but cannot know that a ``LEX_TASKS__*`` variable set the value.
+    When one did, the error becomes one `ConfigProblem` line like those of loading: the
+    option's own path and variable when the error names an option (``details["option"]``)
+    or the type, else the backend's section and every variable that set part of it.
+    Without such a variable, `error` is returned unchanged.
+
+    Args:
+        error: The backend's error, as prefixed with `field` (`prefixed_error`).
+        field: The config path `error` is prefixed with.
+        loc: Location of the backend's section (``("backends", 0)``, ``("backend",)``).
+        root: Prefix of field paths (``"tasks"``).
+        sources: Where the configuration's values came from, by location.
+        value_at: The configuration's value at a location (for the masked value shown).
+
+    Returns:
+        A new error of the same type, details and hint, or `error`.
+    """
+    if not sources:
+        return error
+    text = error.message
+    if "option" in error.details:
+        leaf: Loc | None = ("options", str(error.details["option"]))
+    elif isinstance(error, BackendError) and "type" in error.details:
+        leaf = ("type",)
+    else:
+        leaf = None
+    for prefix in (f"{field}.type = {error.details.get('type')!r}: ", f"{field}: "):
+        text = text.removeprefix(prefix)
+    where = loc if leaf is None else (*loc, *leaf)
+    source = sources.get(where, "") if leaf is not None else sources_within(sources, loc)
+    if not source:
+        return error
+    name = str(where[-1])
+    value = value_at(where)
+    shown = "{...}" if leaf is None else mask_value(value, secret=is_secret(name, None))
+    message, fix = _split_message(text)
+    problem = ConfigProblem(
+        field=format_loc(where, root), value=shown, message=message, fix=fix, source=source
+    )
+    details = {**error.details, "field": problem.field, "source": source}
+    return type(error)(problem.render(), details=details, hint=error.hint)
 
 
 def configuration_error(

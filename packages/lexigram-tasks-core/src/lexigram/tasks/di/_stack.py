@@ -347,29 +347,38 @@ def build_stacks(
     """
     apply_process_settings(config)
     if not config.backends:
-        spec = spec_from_config(config.backend, name=config.name, registry=registry)
-        stack = build_stack(
-            config.name,
-            spec,
-            field="tasks.backend",
-            registry=registry,
-            queue=queue,
-            with_scheduler_store=with_scheduler_store,
-        )
+        field = "tasks.backend"
+        try:
+            spec = spec_from_config(config.backend, name=config.name, registry=registry)
+            stack = build_stack(
+                config.name,
+                spec,
+                field=field,
+                registry=registry,
+                queue=queue,
+                with_scheduler_store=with_scheduler_store,
+            )
+        except (BackendError, TaskConfigurationError) as exc:
+            # A value the backend refuses may come from a LEX_TASKS__* variable: say so.
+            raise config.name_variables(exc, field=field) from None
         return {config.name: stack}, config.name
     primary_entry = config.primary_backend
     assert primary_entry is not None  # noqa: S101 - backends is not empty
     stacks: dict[str, BackendStack] = {}
     for index, entry in enumerate(config.backends):
         is_primary = entry.name == primary_entry.name
-        stacks[entry.name] = build_stack(
-            entry.name,
-            spec_from_config(entry, registry=registry),
-            field=f"tasks.backends[{index}]",
-            registry=registry,
-            queue=queue if is_primary else None,
-            with_scheduler_store=with_scheduler_store and is_primary,
-        )
+        field = f"tasks.backends[{index}]"
+        try:
+            stacks[entry.name] = build_stack(
+                entry.name,
+                spec_from_config(entry, registry=registry),
+                field=field,
+                registry=registry,
+                queue=queue if is_primary else None,
+                with_scheduler_store=with_scheduler_store and is_primary,
+            )
+        except (BackendError, TaskConfigurationError) as exc:
+            raise config.name_variables(exc, field=field, index=index) from None
     return stacks, primary_entry.name
 
 

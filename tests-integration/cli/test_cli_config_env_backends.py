@@ -1,0 +1,61 @@
+"""``lexigram-tasks`` as a process: an option a named backend refuses names its variable.
+
+RabbitMQ and PostgreSQL check their options when the command builds the backend, after the
+configuration was read; the one line still names the ``LEX_TASKS__*`` variable that set it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def _environ(**variables: str) -> dict[str, str]:
+    # Only the variables of the test configure the command.
+    base = {k: v for k, v in os.environ.items() if not k.upper().startswith("LEX_TASKS__")}
+    return {**base, **variables}
+
+
+def test_rabbitmq_queue_version_names_its_variable(
+    run_cli: RunCli, amqp_url: str, tmp_path: Path
+) -> None:
+    result = run_cli(
+        "inspect",
+        "--backend",
+        "events",
+        cwd=tmp_path,
+        env=_environ(
+            LEX_TASKS__BACKENDS__MAIN__TYPE="memory",
+            LEX_TASKS__BACKENDS__EVENTS__URL=amqp_url,
+            LEX_TASKS__BACKENDS__EVENTS__OPTIONS__QUEUE_VERSION="7",
+        ),
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "error: tasks.backends[0].options.queue_version = '7' (from environment variable "
+        "LEX_TASKS__BACKENDS__EVENTS__OPTIONS__QUEUE_VERSION): RabbitMQ backend option "
+        "queue_version=7 is invalid. Use 1, 2, or 0 for the broker's default."
+    )
+
+
+def test_postgres_option_of_the_wrong_type_names_its_variable(
+    run_cli: RunCli, postgres_dsn: str, tmp_path: Path
+) -> None:
+    result = run_cli(
+        "inspect",
+        cwd=tmp_path,
+        env=_environ(
+            LEX_TASKS__BACKENDS__JOBS__URL=postgres_dsn,
+            LEX_TASKS__BACKENDS__JOBS__OPTIONS__POOL_MAX_SIZE="lots",
+        ),
+    )
+    assert result.returncode == 2, result.stderr
+    assert (
+        "error: tasks.backends[0].options.pool_max_size = 'lots' (from environment variable "
+        "LEX_TASKS__BACKENDS__JOBS__OPTIONS__POOL_MAX_SIZE): postgres backend 'jobs' option "
+        "pool_max_size='lots' is not a whole number." in result.stderr
+    )
