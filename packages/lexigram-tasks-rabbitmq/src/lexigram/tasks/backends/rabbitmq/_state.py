@@ -254,8 +254,8 @@ def _idem_holder(value: str) -> tuple[str, float]:
         until, _, job_id = value[1:].partition("@")
         try:
             return job_id, float(until)
-        except ValueError:
-            pass
+        except ValueError:  # an id that happens to start with "@": a bare record
+            return value, float("inf")
     return value, float("inf")
 
 
