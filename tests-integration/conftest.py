@@ -11,7 +11,9 @@ Each URL resolves, once per session, in this order:
    (CI sets it, so a missing service can never turn into a green run).
 
 This file stays free of product imports: per-backend fixtures live in the subdirectory
-conftests (``redis/``, ``rabbitmq/``, ``postgres/``, ``conformance/``).
+conftests (``redis/``, ``rabbitmq/``, ``postgres/``, ``conformance/``). What several
+directories need (deleting what a test left on a shared service, running the command line
+as a process) is here, as fixtures: test modules cannot import a conftest.
 """
 
 from __future__ import annotations
@@ -24,10 +26,19 @@ import logging
 import os
 import random
 import socket
+import subprocess
 import sys
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,6 +206,125 @@ def amqp_url() -> Iterator[str]:
 def postgres_dsn() -> Iterator[str]:
     """DSN of a PostgreSQL database for this test session."""
     yield from _resolve(POSTGRES)
+
+
+# -- what a test leaves on a shared service -----------------------------------------------
+# The clients are imported on first use, as testcontainers is: this file stays light.
+
+
+async def _delete_redis_prefix(url: str, prefix: str) -> None:
+    """Delete every key of `prefix`: ``{prefix:...``, ``{prefix}...``, ``prefix:...`` (SCAN)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        for pattern in (f"{{{prefix}:*", f"{{{prefix}}}*", f"{prefix}:*"):
+            batch = [key async for key in client.scan_iter(match=pattern, count=1000)]
+            for start in range(0, len(batch), 500):
+                await client.delete(*batch[start : start + 500])
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def delete_redis_prefix() -> Callable[[str, str], Coroutine[Any, Any, None]]:
+    """`await delete_redis_prefix(url, prefix)` deletes every key under `prefix`."""
+    return _delete_redis_prefix
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
+    prefix = f"lexigram-test-{uuid4().hex[:8]}"
+    yield prefix
+    asyncio.run(_delete_redis_prefix(redis_url, prefix))
+
+
+async def _drop_pg_schema(dsn: str, schema: str) -> None:
+    """``DROP SCHEMA IF EXISTS "schema" CASCADE``: the schema and every table in it."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def drop_pg_schema() -> Callable[[str, str], Coroutine[Any, Any, None]]:
+    """`await drop_pg_schema(dsn, schema)` drops the schema with everything in it."""
+    return _drop_pg_schema
+
+
+def _rabbitmq_family(name: str) -> tuple[list[str], list[str]]:
+    """Queues and exchanges a `RabbitMQTaskQueue` named `name` may declare."""
+    queues = [name, f"{name}.dlx"] + [f"{name}.delay.{1 << exp}ms" for exp in range(5, 32)]
+    exchanges = [f"{name}.dlx", f"{name}.delayed", f"{name}.cancel"]
+    return queues, exchanges
+
+
+async def _delete_rabbitmq_family(url: str, name: str) -> None:
+    """Delete every queue and exchange of `name`'s family (missing ones are skipped)."""
+    import aiormq
+
+    connection = await aiormq.connect(url)
+    try:
+        channel = await connection.channel()
+        queues, exchanges = _rabbitmq_family(name)
+        for queue in queues:
+            try:
+                await channel.queue_delete(queue)
+            except aiormq.exceptions.AMQPError:
+                channel = await connection.channel()
+        for exchange in exchanges:
+            try:
+                await channel.exchange_delete(exchange)
+            except aiormq.exceptions.AMQPError:
+                channel = await connection.channel()
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def delete_rabbitmq_family() -> Callable[[str, str], Coroutine[Any, Any, None]]:
+    """`await delete_rabbitmq_family(url, name)` deletes the queues and exchanges of `name`."""
+    return _delete_rabbitmq_family
+
+
+# -- the command line as a process ---------------------------------------------------------
+
+
+def _run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    app_dir: Path | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``lexigram-tasks ARGS`` as a real process; its exit code and output, unchecked.
+
+    `env` replaces the environment (this process's by default); with `app_dir`, that
+    directory comes first on the process's PYTHONPATH, so an APP module written there imports.
+    """
+    environ = dict(os.environ if env is None else env)
+    if app_dir is not None:
+        environ["PYTHONPATH"] = os.pathsep.join([str(app_dir), *sys.path])
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "lexigram.tasks.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=environ,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`run_cli(*args, cwd=, env=, app_dir=, timeout=60)`: ``lexigram-tasks`` as a process."""
+    return _run_cli
 
 
 def _ephemeral_floor() -> int:

@@ -15,37 +15,24 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
-import asyncpg
 import pytest
 
-import redis
 from lexigram.tasks.backends.postgres import migrate
-
-
-@pytest.fixture
-def redis_prefix(redis_url: str) -> Iterator[str]:
-    """A key prefix of this test's own; its keys are deleted afterwards."""
-    prefix = f"lexigram-cli-{uuid4().hex[:8]}"
-    yield prefix
-    client = redis.Redis.from_url(redis_url)
-    try:
-        for pattern in (f"{{{prefix}:*", f"{prefix}:*"):
-            keys = list(client.scan_iter(match=pattern, count=1000))
-            if keys:
-                client.delete(*keys)
-    finally:
-        client.close()
 
 
 @pytest.fixture
 def redis_config(
     tmp_path: Path, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    """A YAML config for the test's Redis backend (its own key prefix and queue)."""
+    """A YAML config for the test's Redis backend (its own key prefix and queue).
+
+    `redis_prefix` (the top conftest's) deletes the prefix's keys afterwards.
+    """
     path = tmp_path / "tasks.yaml"
     path.write_text(
         textwrap.dedent(
@@ -159,16 +146,13 @@ def sqlite_config(tmp_path: Path) -> Path:
     return path
 
 
-async def _drop_schema(dsn: str, schema: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
-def pg_config(tmp_path: Path, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def pg_config(
+    tmp_path: Path,
+    postgres_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+    drop_pg_schema: Callable[[str, str], Coroutine[Any, Any, None]],
+) -> Iterator[Path]:
     """A YAML config on a schema of this test's own (migrated here, dropped afterwards)."""
     schema = f"lexigram_jh_{uuid4().hex[:8]}"
     asyncio.run(migrate(postgres_dsn, schema))
@@ -190,4 +174,4 @@ def pg_config(tmp_path: Path, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
     )
     monkeypatch.setenv("LEXIGRAM_JOB_HANDLES_PG_DSN", postgres_dsn)
     yield path
-    asyncio.run(_drop_schema(postgres_dsn, schema))
+    asyncio.run(drop_pg_schema(postgres_dsn, schema))

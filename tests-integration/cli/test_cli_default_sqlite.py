@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,29 +43,21 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def cli_process(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), *sys.path])}
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "lexigram.tasks.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def test_worker_and_enqueue_in_two_processes_share_the_default_file(workdir: Path) -> None:
+def test_worker_and_enqueue_in_two_processes_share_the_default_file(
+    workdir: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     database = workdir / "lexigram-tasks.db"
-    enqueued = cli_process(workdir, "enqueue", "note", "--args", '["from another process"]')
+    args = '["from another process"]'
+    enqueued = run_cli("enqueue", "note", "--args", args, cwd=workdir, app_dir=workdir)
     assert enqueued.returncode == 0, enqueued.stderr
     first = enqueued.stderr.splitlines()[0]
     assert first.startswith(f"Using the SQLite database {database} (nothing is configured")
     assert len(enqueued.stdout.split()) == 1  # stdout is the job id alone
     assert database.exists()
 
-    worker = cli_process(workdir, "worker", "default_app", "--burst", "--log-level", "info")
+    worker = run_cli(
+        "worker", "default_app", "--burst", "--log-level", "info", cwd=workdir, app_dir=workdir
+    )
     assert worker.returncode == 0, worker.stderr
     assert worker.stderr.splitlines()[0].startswith(f"Using the SQLite database {database}")
     assert (workdir / "done.txt").read_text() == "from another process"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -63,17 +63,17 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), *sys.path])}
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "lexigram.tasks.cli", *args, "--config", "tasks.yaml"],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(workdir: Path, run_cli: RunCli) -> RunCli:
+    """``lexigram-tasks ARGS --config tasks.yaml`` as a process in `workdir`."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, "--config", "tasks.yaml", cwd=workdir, app_dir=workdir)
+
+    return run
 
 
 async def waiting_on(path: Path, queue_name: str) -> list[str | None]:
@@ -86,31 +86,31 @@ async def waiting_on(path: Path, queue_name: str) -> list[str | None]:
         await queue.close()
 
 
-async def test_enqueue_with_a_backends_name_lands_on_that_backend(workdir: Path) -> None:
-    done = cli(
-        workdir, "enqueue", "build_report", "--args", '["q1"]', "--queue", "reports", "--json"
-    )
+async def test_enqueue_with_a_backends_name_lands_on_that_backend(
+    workdir: Path, cli: RunCli
+) -> None:
+    done = cli("enqueue", "build_report", "--args", '["q1"]', "--queue", "reports", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["queue"] == "app-reports"
     assert await waiting_on(workdir / "reports.db", "app-reports") == ["app-reports"]
 
 
 async def test_a_worker_for_a_named_backend_and_delay_to_it_from_the_primary(
-    workdir: Path,
+    workdir: Path, cli: RunCli
 ) -> None:
-    fired = cli(workdir, "enqueue", "fanout", "--args", '["q2"]')
+    fired = cli("enqueue", "fanout", "--args", '["q2"]')
     assert fired.returncode == 0, fired.stderr
-    main = cli(workdir, "worker", "named_app", "--burst")
+    main = cli("worker", "named_app", "--burst")
     assert main.returncode == 0, main.stderr
     assert "Dead-letter" not in main.stderr
     # The handler's .delay() sent build_report to the reports backend, under its queue.
-    reports = cli(workdir, "worker", "named_app", "--backend", "reports", "--burst")
+    reports = cli("worker", "named_app", "--backend", "reports", "--burst")
     assert reports.returncode == 0, reports.stderr
     assert "consuming app-reports" in reports.stderr
     assert (workdir / "reports.txt").read_text() == "q2\n"
 
 
-def test_an_unknown_backend_name_lists_the_configured_ones(workdir: Path) -> None:
-    done = cli(workdir, "inspect", "--backend", "report")
+def test_an_unknown_backend_name_lists_the_configured_ones(cli: RunCli) -> None:
+    done = cli("inspect", "--backend", "report")
     assert done.returncode != 0
     assert "'report' is neither a configured backend (main, reports)" in done.stderr

@@ -20,12 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import pytest_asyncio
 from click.testing import CliRunner, Result
 
-import redis
 from lexigram.app import Application
 from lexigram.contracts.tasks import Job, JobTemplate, TaskBackendSpec, TaskQueueProtocol
 from lexigram.tasks import TaskConfig, TaskProvider
@@ -89,7 +87,7 @@ def _write_config(path: Path, backend: str) -> Path:
 
 def _redis_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
     url: str = request.getfixturevalue("redis_url")
-    prefix = f"lexigram-sched-{uuid.uuid4().hex[:8]}"
+    prefix: str = request.getfixturevalue("redis_prefix")  # its keys are deleted afterwards
     yield _write_config(
         tmp_path / "tasks.yaml",
         f"""
@@ -101,26 +99,11 @@ def _redis_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pa
             options: {{key_prefix: {prefix}}}
         """,
     )
-    client = redis.Redis.from_url(url)
-    try:
-        for pattern in (f"{{{prefix}:*", f"{prefix}:*"):
-            keys = list(client.scan_iter(match=pattern, count=1000))
-            if keys:
-                client.delete(*keys)
-    finally:
-        client.close()
-
-
-async def _drop_schema(dsn: str, schema: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
 
 
 def _postgres_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
     dsn: str = request.getfixturevalue("postgres_dsn")
+    drop_pg_schema = request.getfixturevalue("drop_pg_schema")
     schema = f"lexigram_sched_{uuid.uuid4().hex[:8]}"
     asyncio.run(migrate(dsn, schema))
     yield _write_config(
@@ -134,7 +117,7 @@ def _postgres_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
             options: {{schema: {schema}}}
         """,
     )
-    asyncio.run(_drop_schema(dsn, schema))
+    asyncio.run(drop_pg_schema(dsn, schema))
 
 
 def _sqlite_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
@@ -169,7 +152,7 @@ def _rabbitmq_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
               stores: {{type: redis, url: "{url}", options: {{key_prefix: {prefix}}}}}
         """,
     )
-    next(stores, None)  # deletes the Redis keys
+    next(stores, None)  # the keys go with the test's redis_prefix
 
 
 RABBITMQ_SUFFIX = f"-{uuid.uuid4().hex[:8]}"

@@ -14,14 +14,12 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
-import redis
 from lexigram.contracts.tasks import Job, TaskBackendSpec
 from lexigram.tasks._backends import TaskBackendRegistry
 from lexigram.tasks.backends.postgres import migrate
@@ -57,43 +55,26 @@ async def free(n: int) -> None:
 """
 
 
-def _redis_backend(redis_url: str) -> Iterator[TaskBackendSpec]:
-    prefix = f"lexigram-rate-{uuid.uuid4().hex[:8]}"
+def _redis_backend(redis_url: str, prefix: str) -> Iterator[TaskBackendSpec]:
     options = {"key_prefix": prefix}
     yield TaskBackendSpec(type="redis", url=redis_url, queue_name="jobs", options=options)
-    client = redis.Redis.from_url(redis_url)
-    try:
-        for pattern in (f"{{{prefix}:*", f"{prefix}:*"):
-            keys = list(client.scan_iter(match=pattern, count=1000))
-            if keys:
-                client.delete(*keys)
-    finally:
-        client.close()
 
 
-async def _drop_schema(dsn: str, schema: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
-
-
-def _postgres_backend(dsn: str) -> Iterator[TaskBackendSpec]:
+def _postgres_backend(
+    dsn: str, drop_pg_schema: Callable[[str, str], Coroutine[Any, Any, None]]
+) -> Iterator[TaskBackendSpec]:
     schema = f"lexigram_rate_{uuid.uuid4().hex[:8]}"
     asyncio.run(migrate(dsn, schema))
     yield TaskBackendSpec(type="postgres", url=dsn, queue_name="jobs", options={"schema": schema})
-    asyncio.run(_drop_schema(dsn, schema))
+    asyncio.run(drop_pg_schema(dsn, schema))
 
 
-def _rabbitmq_backend(amqp_url: str, redis_url: str) -> Iterator[TaskBackendSpec]:
+def _rabbitmq_backend(amqp_url: str, redis_url: str, prefix: str) -> Iterator[TaskBackendSpec]:
     queue_name = f"lexigram-rate-{uuid.uuid4().hex[:8]}"
-    redis_stores = _redis_backend(redis_url)
-    stores = next(redis_stores)
-    options = {"stores": {"type": "redis", "url": redis_url, "options": dict(stores.options)}}
+    stores = {"type": "redis", "url": redis_url, "options": {"key_prefix": prefix}}
+    options = {"stores": stores}
     yield TaskBackendSpec(type="rabbitmq", url=amqp_url, queue_name=queue_name, options=options)
     asyncio.run(_delete_rabbitmq_queue(amqp_url, queue_name))
-    next(redis_stores, None)
 
 
 async def _delete_rabbitmq_queue(amqp_url: str, queue_name: str) -> None:
@@ -119,13 +100,20 @@ def _sqlite_backend(path: Path) -> Iterator[TaskBackendSpec]:
 )
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskBackendSpec]:
     """The backend, on a key prefix, schema or file of its own (removed afterwards)."""
+    # The top conftest's redis_prefix deletes its keys after the test.
     if request.param == "redis":
-        made = _redis_backend(request.getfixturevalue("redis_url"))
+        made = _redis_backend(
+            request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+        )
     elif request.param == "postgres":
-        made = _postgres_backend(request.getfixturevalue("postgres_dsn"))
+        made = _postgres_backend(
+            request.getfixturevalue("postgres_dsn"), request.getfixturevalue("drop_pg_schema")
+        )
     elif request.param == "rabbitmq":
         made = _rabbitmq_backend(
-            request.getfixturevalue("amqp_url"), request.getfixturevalue("redis_url")
+            request.getfixturevalue("amqp_url"),
+            request.getfixturevalue("redis_url"),
+            request.getfixturevalue("redis_prefix"),
         )
     else:
         made = _sqlite_backend(tmp_path / "tasks.db")

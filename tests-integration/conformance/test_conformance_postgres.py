@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import pytest
@@ -32,20 +33,14 @@ from lexigram.tasks.testing import (
 pytestmark = pytest.mark.postgres
 
 
-async def _drop_schema(dsn: str, schema: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="module")
-def conformance_schema(postgres_dsn: str) -> Iterator[str]:
+def conformance_schema(
+    postgres_dsn: str, drop_pg_schema: Callable[[str, str], Coroutine[Any, Any, None]]
+) -> Iterator[str]:
     schema = f"lexigram_test_{uuid.uuid4().hex[:8]}"
     asyncio.run(migrate(postgres_dsn, schema))
     yield schema
-    asyncio.run(_drop_schema(postgres_dsn, schema))
+    asyncio.run(drop_pg_schema(postgres_dsn, schema))
 
 
 @asynccontextmanager

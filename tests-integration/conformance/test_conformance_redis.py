@@ -9,12 +9,11 @@ The kit's default margins hold unwidened. The Redis Cluster run is in
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 import pytest_asyncio
-import redis.asyncio as aioredis
 
 from lexigram.contracts.tasks import ResultStoreProtocol, TaskBackendSpec, TaskQueueProtocol
 from lexigram.tasks.backends.redis import RedisBackend, RedisResultStore, RedisTaskQueue
@@ -31,14 +30,7 @@ from lexigram.tasks.testing import (
 pytestmark = pytest.mark.redis
 
 
-async def _delete_prefix(url: str, prefix: str) -> None:
-    client = aioredis.Redis.from_url(url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{{{prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+DeletePrefix = Callable[[str, str], Awaitable[None]]  # the top conftest's delete_redis_prefix
 
 
 async def plant_raw(queue: TaskQueueProtocol, raw: bytes) -> str:
@@ -70,7 +62,11 @@ def backends() -> dict[int, RedisBackend]:
 
 @pytest_asyncio.fixture
 async def make_queue(
-    redis_url: str, lease_seconds: float, key_prefix: str, backends: dict[int, RedisBackend]
+    redis_url: str,
+    lease_seconds: float,
+    key_prefix: str,
+    backends: dict[int, RedisBackend],
+    delete_redis_prefix: DeletePrefix,
 ) -> AsyncIterator[QueueFactory]:
     made: list[RedisTaskQueue] = []
 
@@ -86,7 +82,7 @@ async def make_queue(
     yield factory
     for queue in made:
         await queue.close()
-    await _delete_prefix(redis_url, key_prefix)
+    await delete_redis_prefix(redis_url, key_prefix)
 
 
 @pytest_asyncio.fixture
@@ -116,7 +112,11 @@ class TestRedisQueueConformance(QueueConformance):
     # An async fixture with arguments replaces the kit's plain one (mypy sees two types).
     @pytest_asyncio.fixture
     async def make_queue_with_idempotency_ttl(  # type: ignore[override]
-        self, redis_url: str, lease_seconds: float, key_prefix: str
+        self,
+        redis_url: str,
+        lease_seconds: float,
+        key_prefix: str,
+        delete_redis_prefix: DeletePrefix,
     ) -> AsyncIterator[KeyTTLQueueFactory]:
         # As make_queue, with the TTL in the spec's options.
         made: list[RedisTaskQueue] = []
@@ -130,7 +130,7 @@ class TestRedisQueueConformance(QueueConformance):
         yield factory
         for queue in made:
             await queue.close()
-        await _delete_prefix(redis_url, key_prefix)
+        await delete_redis_prefix(redis_url, key_prefix)
 
 
 class TestRedisQueuePoisonConformance(QueuePoisonConformance):

@@ -7,12 +7,14 @@ APP, and ``lexigram-tasks dlq`` shows the attempt numbers the worker logged.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +49,8 @@ WORKER_SECTION = """
 """
 
 
-def _redis_config(redis_url: str, name: str) -> tuple[str, Any]:
-    prefix = f"lexigram-taskdef-{name}"
-    config = f"""
+def _redis_config(redis_url: str, prefix: str, name: str) -> str:
+    return f"""
 tasks:
   backend:
     type: redis
@@ -59,24 +60,9 @@ tasks:
       key_prefix: {prefix}
 {WORKER_SECTION}"""
 
-    def cleanup() -> None:
-        import redis
 
-        client = redis.Redis.from_url(redis_url)
-        try:
-            for pattern in (f"{{{prefix}:*", f"{prefix}:*"):
-                keys = list(client.scan_iter(match=pattern, count=1000))
-                if keys:
-                    client.delete(*keys)
-        finally:
-            client.close()
-
-    return config, cleanup
-
-
-def _postgres_config(dsn: str, name: str) -> tuple[str, Any]:
-    schema = f"lexigram_taskdef_{name}"
-    config = f"""
+def _postgres_config(dsn: str, schema: str, name: str) -> str:
+    return f"""
 tasks:
   backend:
     type: postgres
@@ -86,32 +72,25 @@ tasks:
       schema: {schema}
 {WORKER_SECTION}"""
 
-    def cleanup() -> None:
-        import asyncio
-
-        import asyncpg
-
-        async def drop() -> None:
-            conn = await asyncpg.connect(dsn)
-            try:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            finally:
-                await conn.close()
-
-        asyncio.run(drop())
-
-    return config, cleanup
-
 
 @pytest.fixture(params=["redis", "postgres"])
 def setup(
-    request: pytest.FixtureRequest, tmp_path: Path, unique_name: str
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    unique_name: str,
+    drop_pg_schema: Callable[[str, str], Coroutine[Any, Any, None]],
 ) -> Iterator[tuple[Path, str, dict[str, str]]]:
     """A config file of this test's own, an APP module and the subprocesses' environment."""
+    cleanup: Callable[[], Coroutine[Any, Any, None]] | None = None
     if request.param == "redis":
-        config, cleanup = _redis_config(request.getfixturevalue("redis_url"), unique_name)
+        # The top conftest's redis_prefix: its keys are deleted after the test.
+        prefix: str = request.getfixturevalue("redis_prefix")
+        config = _redis_config(request.getfixturevalue("redis_url"), prefix, unique_name)
     else:
-        config, cleanup = _postgres_config(request.getfixturevalue("postgres_dsn"), unique_name)
+        dsn: str = request.getfixturevalue("postgres_dsn")
+        schema = f"lexigram_taskdef_{unique_name}"
+        config = _postgres_config(dsn, schema, unique_name)
+        cleanup = functools.partial(drop_pg_schema, dsn, schema)
     config_path = tmp_path / "tasks.yaml"
     config_path.write_text(config)
     app = f"taskdef_app_{unique_name}"
@@ -124,26 +103,26 @@ def setup(
     try:
         yield config_path, app, env
     finally:
-        cleanup()
+        if cleanup is not None:
+            asyncio.run(cleanup())
 
 
-def cli(env: dict[str, str], cwd: Path, *args: str, timeout: float = 60) -> tuple[str, str]:
+@pytest.fixture
+def cli(
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> Callable[..., tuple[str, str]]:
     """Run ``lexigram-tasks ARGS`` as a real process (exit 0 required): stdout, stderr."""
-    done = subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "lexigram.tasks.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=timeout,
-        check=False,
-    )
-    assert done.returncode == 0, f"{args}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
-    return done.stdout, done.stderr
+
+    def run(env: dict[str, str], cwd: Path, *args: str) -> tuple[str, str]:
+        done = run_cli(*args, env=env, cwd=cwd)
+        assert done.returncode == 0, f"{args}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+        return done.stdout, done.stderr
+
+    return run
 
 
 def test_cli_jobs_run_with_the_task_definition(
-    setup: tuple[Path, str, dict[str, str]], tmp_path: Path
+    setup: tuple[Path, str, dict[str, str]], tmp_path: Path, cli: Callable[..., tuple[str, str]]
 ) -> None:
     config_path, app, env = setup
     config = ["--config", str(config_path)]

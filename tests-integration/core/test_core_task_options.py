@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -27,9 +27,13 @@ from lexigram.tasks.results import InMemoryResultStore
 FAST_RETRY = RetryConfig(initial_delay=0.01, backoff_factor=1.0, max_delay=0.01, jitter=0.0)
 
 
-async def _redis_queue(redis_url: str, name: str) -> tuple[TaskQueueProtocol, Callable[[], Any]]:
-    import redis.asyncio as aioredis
+# The top conftest's delete_redis_prefix and drop_pg_schema fixtures.
+Delete = Callable[[str, str], Awaitable[None]]
 
+
+async def _redis_queue(
+    redis_url: str, name: str, delete_prefix: Delete
+) -> tuple[TaskQueueProtocol, Callable[[], Any]]:
     from lexigram.tasks.backends.redis import RedisTaskQueue
 
     prefix = f"core-{name}"
@@ -37,21 +41,14 @@ async def _redis_queue(redis_url: str, name: str) -> tuple[TaskQueueProtocol, Ca
 
     async def cleanup() -> None:
         await queue.close()
-        client = aioredis.Redis.from_url(redis_url)
-        try:
-            for pattern in (f"{{{prefix}:*", f"{prefix}:*"):
-                keys = [key async for key in client.scan_iter(match=pattern, count=1000)]
-                for start in range(0, len(keys), 500):
-                    await client.delete(*keys[start : start + 500])
-        finally:
-            await client.aclose()
+        await delete_prefix(redis_url, prefix)
 
     return queue, cleanup
 
 
-async def _postgres_queue(dsn: str, name: str) -> tuple[TaskQueueProtocol, Callable[[], Any]]:
-    import asyncpg
-
+async def _postgres_queue(
+    dsn: str, name: str, drop_schema: Delete
+) -> tuple[TaskQueueProtocol, Callable[[], Any]]:
     from lexigram.tasks.backends.postgres import PostgresTaskQueue, migrate
 
     schema = f"lexigram_core_{name}"
@@ -60,11 +57,7 @@ async def _postgres_queue(dsn: str, name: str) -> tuple[TaskQueueProtocol, Calla
 
     async def cleanup() -> None:
         await queue.close()
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
+        await drop_schema(dsn, schema)
 
     return queue, cleanup
 
@@ -74,9 +67,15 @@ async def queue(request: pytest.FixtureRequest) -> AsyncIterator[TaskQueueProtoc
     """A queue of this test's own on the backend named by the parameter."""
     name = uuid.uuid4().hex[:8]
     if request.param == "redis":
-        made, cleanup = await _redis_queue(request.getfixturevalue("redis_url"), name)
+        made, cleanup = await _redis_queue(
+            request.getfixturevalue("redis_url"),
+            name,
+            request.getfixturevalue("delete_redis_prefix"),
+        )
     else:
-        made, cleanup = await _postgres_queue(request.getfixturevalue("postgres_dsn"), name)
+        made, cleanup = await _postgres_queue(
+            request.getfixturevalue("postgres_dsn"), name, request.getfixturevalue("drop_pg_schema")
+        )
     try:
         yield made
     finally:

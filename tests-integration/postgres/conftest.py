@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +28,15 @@ from lexigram.tasks.backends.postgres._schema import (
 )
 
 
-async def _drop_schema(dsn: str, schema: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
-def pg_schema(postgres_dsn: str) -> Iterator[str]:
+def pg_schema(
+    postgres_dsn: str, drop_pg_schema: Callable[[str, str], Coroutine[Any, Any, None]]
+) -> Iterator[str]:
     """A migrated schema for this test session, dropped at the end."""
     schema = f"lexigram_test_{uuid.uuid4().hex[:8]}"
     asyncio.run(migrate(postgres_dsn, schema))
     yield schema
-    asyncio.run(_drop_schema(postgres_dsn, schema))
+    asyncio.run(drop_pg_schema(postgres_dsn, schema))
 
 
 @pytest_asyncio.fixture

@@ -19,7 +19,6 @@ import contextlib
 import os
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -178,15 +177,11 @@ async def test_stores_and_migrate_report_the_same_way(silent_server: int) -> Non
     assert time.monotonic() - started < 2 * (CONNECT_TIMEOUT + 1.5)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "lexigram.tasks.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "NO_COLOR": "1"},
-        check=False,
-    )
+RunCli = Callable[..., subprocess.CompletedProcess[str]]  # the top conftest's `run_cli`
+
+
+def _no_color() -> dict[str, str]:
+    return {**os.environ, "NO_COLOR": "1"}
 
 
 @pytest.mark.parametrize(
@@ -204,8 +199,10 @@ def test_cli_prints_one_line_and_exits_2(
     make_dsn: Callable[[str, int], str],
     expected: str,
     free_port: Callable[[], int],
+    run_cli: RunCli,
 ) -> None:
-    done = _cli("dlq", "list", "--backend", make_dsn(postgres_dsn, free_port()))
+    dsn = make_dsn(postgres_dsn, free_port())
+    done = run_cli("dlq", "list", "--backend", dsn, env=_no_color())
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -215,15 +212,21 @@ def test_cli_prints_one_line_and_exits_2(
     assert "unexpected" not in done.stderr
 
 
-def test_cli_silent_server_exits_2_within_the_timeout() -> None:
+def test_cli_silent_server_exits_2_within_the_timeout(run_cli: RunCli) -> None:
     """A server that never answers: the CLI gives up after --connect-timeout, exit 2."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)  # accepts into the backlog, never answers
         port = listener.getsockname()[1]
         started = time.monotonic()
-        done = _cli(
-            "dlq", "list", "--connect-timeout", "1", "--backend", f"postgresql://127.0.0.1:{port}/t"
+        done = run_cli(
+            "dlq",
+            "list",
+            "--connect-timeout",
+            "1",
+            "--backend",
+            f"postgresql://127.0.0.1:{port}/t",
+            env=_no_color(),
         )
         took = time.monotonic() - started
     assert done.returncode == 2, done.stderr

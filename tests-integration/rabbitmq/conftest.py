@@ -18,32 +18,7 @@ import redis.asyncio as aioredis
 
 from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 
-
-def family(name: str) -> tuple[list[str], list[str]]:
-    """Queues and exchanges a `RabbitMQTaskQueue` named `name` may create."""
-    queues = [name, f"{name}.dlx"] + [f"{name}.delay.{1 << exp}ms" for exp in range(5, 32)]
-    exchanges = [f"{name}.dlx", f"{name}.delayed", f"{name}.cancel"]
-    return queues, exchanges
-
-
-async def delete_queue_family(url: str, name: str) -> None:
-    """Delete every queue and exchange of `name` (missing ones are skipped)."""
-    connection = await aiormq.connect(url)
-    try:
-        channel = await connection.channel()
-        queues, exchanges = family(name)
-        for queue in queues:
-            try:
-                await channel.queue_delete(queue)
-            except aiormq.exceptions.AMQPError:
-                channel = await connection.channel()
-        for exchange in exchanges:
-            try:
-                await channel.exchange_delete(exchange)
-            except aiormq.exceptions.AMQPError:
-                channel = await connection.channel()
-    finally:
-        await connection.close()
+DeleteFamily = Callable[[str, str], Awaitable[None]]  # the top conftest's delete_rabbitmq_family
 
 
 async def queue_depth(url: str, name: str) -> int:
@@ -68,7 +43,7 @@ def queue_name() -> str:
 
 @pytest_asyncio.fixture
 async def make_rabbitmq_queue(
-    amqp_url: str, queue_name: str
+    amqp_url: str, queue_name: str, delete_rabbitmq_family: DeleteFamily
 ) -> AsyncIterator[Callable[..., RabbitMQTaskQueue]]:
     """Factory of handles on the test's queue; all closed and the queues deleted afterwards."""
     made: list[RabbitMQTaskQueue] = []
@@ -81,7 +56,7 @@ async def make_rabbitmq_queue(
     yield factory
     for queue in made:
         await queue.close()
-    await delete_queue_family(amqp_url, queue_name)
+    await delete_rabbitmq_family(amqp_url, queue_name)
 
 
 @pytest_asyncio.fixture
@@ -140,8 +115,9 @@ def broker_admin(amqp_url: str, service_unavailable: Callable[[str], NoReturn]) 
 class Broker:
     """Direct access to the broker under test (raw AMQP and, for admin, rabbitmqctl)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, delete_family: DeleteFamily) -> None:
         self.url = url
+        self._delete_family = delete_family
         # The virtual host of `url` ("/" when it names none): rabbitmqctl needs it by name.
         self.vhost = unquote(urlsplit(url).path[1:]) or "/"
 
@@ -156,7 +132,7 @@ class Broker:
 
     async def delete_family(self, name: str) -> None:
         """Delete a queue's whole family of queues and exchanges."""
-        await delete_queue_family(self.url, name)
+        await self._delete_family(self.url, name)
 
     @staticmethod
     async def ctl(*args: str) -> str:
@@ -170,9 +146,9 @@ class Broker:
 
 
 @pytest.fixture
-def broker(amqp_url: str) -> Broker:
+def broker(amqp_url: str, delete_rabbitmq_family: DeleteFamily) -> Broker:
     """The broker under test, for looking behind the queue object's back."""
-    return Broker(amqp_url)
+    return Broker(amqp_url, delete_rabbitmq_family)
 
 
 WORKER_SCRIPT = Path(__file__).with_name("worker_process.py")
@@ -209,7 +185,7 @@ class Worker:
 
 @pytest_asyncio.fixture
 async def spawn_worker(
-    amqp_url: str, redis_url: str, queue_name: str
+    amqp_url: str, redis_url: str, queue_name: str, delete_rabbitmq_family: DeleteFamily
 ) -> AsyncIterator[Callable[..., Awaitable[Worker]]]:
     """Start worker processes on the test's queue; the test's Redis keys use its name."""
     workers: list[Worker] = []
@@ -240,7 +216,7 @@ async def spawn_worker(
         )
     finally:
         await recorder.aclose()
-    await delete_queue_family(amqp_url, queue_name)
+    await delete_rabbitmq_family(amqp_url, queue_name)
 
 
 @pytest_asyncio.fixture(autouse=True)

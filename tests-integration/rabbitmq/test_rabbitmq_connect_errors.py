@@ -29,6 +29,7 @@ from lexigram.contracts.tasks import BackendConnectionError, Job
 from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 
 TcpProxy = Any  # the `broker_proxy` fixture's type lives in the top conftest.py
+RunCli = Callable[..., subprocess.CompletedProcess[str]]  # the top conftest's `run_cli`
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -222,16 +223,6 @@ async def test_tcp_connect_timeout(unreachable_port: int) -> None:
     assert "raise connect_timeout" in message
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - the CLI under test
-        [sys.executable, "-m", "lexigram.tasks.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize(
     "command",
     [
@@ -240,8 +231,10 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     ],
     ids=["enqueue", "worker"],
 )
-def test_cli_says_it_in_one_line_with_exit_2(amqp_url: str, command: list[str]) -> None:
-    done = _cli(*command, "--backend", _with(amqp_url, password=WRONG))
+def test_cli_says_it_in_one_line_with_exit_2(
+    amqp_url: str, command: list[str], run_cli: RunCli
+) -> None:
+    done = run_cli(*command, "--backend", _with(amqp_url, password=WRONG))
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if "ACCESS_REFUSED" in line]
     assert len(lines) == 1, done.stderr

@@ -10,18 +10,15 @@ backend) work on a broker where it was never declared.
 from __future__ import annotations
 
 import subprocess
-import sys
 import textwrap
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiormq
 import pytest
 
-import redis
 from lexigram.contracts.tasks import CancelOutcome, Job, JobStatus
 from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 from lexigram.tasks.backends.rabbitmq._existing import QueueMissingError
@@ -35,6 +32,7 @@ from lexigram.tasks.backends.rabbitmq._options import (
 pytestmark = pytest.mark.rabbitmq
 
 Broker = Any  # the `broker` fixture's type lives in conftest.py, which tests do not import
+RunCli = Callable[..., subprocess.CompletedProcess[str]]  # the `run_cli` fixture
 
 
 async def leftovers(url: str, name: str) -> list[str]:
@@ -177,46 +175,20 @@ async def test_an_existing_queue_is_served_without_being_declared_again(
 # -- the command line ------------------------------------------------------------------
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - the CLI under test
-        [sys.executable, "-m", "lexigram.tasks.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=cwd,
-    )
-
-
 async def test_inspect_of_a_mistyped_queue_shows_it_empty_and_creates_nothing(
-    amqp_url: str, queue_name: str, tmp_path: Path, broker: Broker
+    amqp_url: str, queue_name: str, tmp_path: Path, broker: Broker, run_cli: RunCli
 ) -> None:
     try:
-        done = _cli("inspect", "-q", queue_name, "--backend", amqp_url, "--json", cwd=tmp_path)
+        done = run_cli("inspect", "-q", queue_name, "--backend", amqp_url, "--json", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         assert f'"queue": "{queue_name}"' in done.stdout
         assert '"total": 0' in done.stdout
-        shown = _cli("inspect", "-q", queue_name, "--backend", amqp_url, cwd=tmp_path)
+        shown = run_cli("inspect", "-q", queue_name, "--backend", amqp_url, cwd=tmp_path)
         assert shown.returncode == 0, shown.stderr
         assert queue_name in shown.stdout
         assert await leftovers(amqp_url, queue_name) == []
     finally:
         await broker.delete_family(queue_name)
-
-
-@pytest.fixture
-def stores_prefix(redis_url: str) -> Iterator[str]:
-    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
-    prefix = f"lexigram-must-exist-{uuid.uuid4().hex[:8]}"
-    yield prefix
-    client = redis.Redis.from_url(redis_url)
-    try:
-        for pattern in (f"{{{prefix}:*", f"{prefix}:*"):
-            keys = list(client.scan_iter(match=pattern, count=1000))
-            if keys:
-                client.delete(*keys)
-    finally:
-        client.close()
 
 
 @pytest.mark.redis
@@ -225,7 +197,8 @@ async def test_commands_that_read_the_stores_work_where_the_queue_was_never_decl
     *,
     amqp_url: str,
     redis_url: str,
-    stores_prefix: str,
+    redis_prefix: str,
+    run_cli: RunCli,
     queue_name: str,
     tmp_path: Path,
     broker: Broker,
@@ -245,12 +218,12 @@ async def test_commands_that_read_the_stores_work_where_the_queue_was_never_decl
                     type: redis
                     url: "{redis_url}"
                     options:
-                      key_prefix: {stores_prefix}
+                      key_prefix: {redis_prefix}
             """
         )
     )
     try:
-        done = _cli(*command, "--config", str(config), cwd=tmp_path)
+        done = run_cli(*command, "--config", str(config), cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         assert await leftovers(amqp_url, queue_name) == []
     finally:

@@ -10,21 +10,10 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-import redis.asyncio as aioredis
 
 from lexigram.tasks.backends.redis import RedisConnector, RedisTaskQueue
 
-
-async def delete_prefix(url: str, prefix: str) -> None:
-    """Delete every key whose hash tag or name starts with `prefix` (SCAN, not KEYS)."""
-    client = aioredis.Redis.from_url(url)
-    try:
-        for pattern in (f"{{{prefix}:*", f"{prefix}:*"):
-            batch = [key async for key in client.scan_iter(match=pattern, count=1000)]
-            for start in range(0, len(batch), 500):
-                await client.delete(*batch[start : start + 500])
-    finally:
-        await client.aclose()
+DeletePrefix = Callable[[str, str], Awaitable[None]]  # the top conftest's delete_redis_prefix
 
 
 @pytest.fixture
@@ -34,10 +23,12 @@ def key_prefix() -> str:
 
 
 @pytest_asyncio.fixture
-async def clean_prefix(redis_url: str, key_prefix: str) -> AsyncIterator[str]:
+async def clean_prefix(
+    redis_url: str, key_prefix: str, delete_redis_prefix: DeletePrefix
+) -> AsyncIterator[str]:
     """The test's key prefix; its keys are deleted afterwards."""
     yield key_prefix
-    await delete_prefix(redis_url, key_prefix)
+    await delete_redis_prefix(redis_url, key_prefix)
 
 
 @pytest_asyncio.fixture
@@ -50,7 +41,7 @@ async def connector(redis_url: str, clean_prefix: str) -> AsyncIterator[RedisCon
 
 @pytest_asyncio.fixture
 async def make_redis_queue(
-    redis_url: str, key_prefix: str
+    redis_url: str, key_prefix: str, delete_redis_prefix: DeletePrefix
 ) -> AsyncIterator[Callable[..., RedisTaskQueue]]:
     """Factory of queues under the test's key prefix; all closed and deleted afterwards."""
     made: list[RedisTaskQueue] = []
@@ -63,7 +54,7 @@ async def make_redis_queue(
     yield factory
     for queue in made:
         await queue.close()
-    await delete_prefix(redis_url, key_prefix)
+    await delete_redis_prefix(redis_url, key_prefix)
 
 
 @pytest_asyncio.fixture
@@ -107,7 +98,9 @@ class Child:
 
 
 @pytest_asyncio.fixture
-async def spawn(redis_url: str, key_prefix: str) -> AsyncIterator[Callable[..., Awaitable[Child]]]:
+async def spawn(
+    redis_url: str, key_prefix: str, delete_redis_prefix: DeletePrefix
+) -> AsyncIterator[Callable[..., Awaitable[Child]]]:
     """Start `redis_proc.py <mode>` children (under the test's key prefix); all reaped."""
     children: list[Child] = []
 
@@ -131,4 +124,4 @@ async def spawn(redis_url: str, key_prefix: str) -> AsyncIterator[Callable[..., 
     for child in children:
         child.kill()
         await child.proc.wait()
-    await delete_prefix(redis_url, key_prefix)
+    await delete_redis_prefix(redis_url, key_prefix)
