@@ -11,6 +11,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 
 
@@ -57,5 +59,28 @@ def test_postgres_option_of_the_wrong_type_names_its_variable(
     assert (
         "error: tasks.backends[0].options.pool_max_size = 'lots' (from environment variable "
         "LEX_TASKS__BACKENDS__JOBS__OPTIONS__POOL_MAX_SIZE): postgres backend 'jobs' option "
+        "pool_max_size='lots' is not a whole number." in result.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    "command", [["workflow", "show", "no-such-run"], ["job", "status", "no-such-job"]]
+)
+def test_a_command_that_opens_a_store_first_names_the_variable(
+    run_cli: RunCli, postgres_dsn: str, tmp_path: Path, command: list[str]
+) -> None:
+    """`workflow show` and `job` build a store before any queue: its error is the same line."""
+    result = run_cli(
+        *command,
+        cwd=tmp_path,
+        env=_environ(
+            LEX_TASKS__BACKEND__URL=postgres_dsn,
+            LEX_TASKS__BACKEND__OPTIONS__POOL_MAX_SIZE="lots",
+        ),
+    )
+    assert result.returncode == 2, result.stderr
+    assert (
+        "error: tasks.backend.options.pool_max_size = 'lots' (from environment variable "
+        "LEX_TASKS__BACKEND__OPTIONS__POOL_MAX_SIZE): postgres backend 'default' option "
         "pool_max_size='lots' is not a whole number." in result.stderr
     )

@@ -21,8 +21,7 @@ from click.testing import CliRunner
 from lexigram.contracts.tasks import WorkflowStatus
 from lexigram.tasks import JobChain, task
 from lexigram.tasks.cli import cli
-from lexigram.tasks.cli._context import CONFIG_FIELD, load_config, open_queue, resolve_spec
-from lexigram.tasks.di._stack import build_store
+from lexigram.tasks.cli._context import load_config, open_queue, open_store, resolve_spec
 from lexigram.tasks.workflows import _queued
 from lexigram.tasks.workflows._queued import enqueue_all
 
@@ -42,7 +41,7 @@ async def _cancel_a_waiting_step(config: Path, enqueued: list[str]) -> tuple[Any
     """Apply a two-step chain whose first step waits (delayed); cancel it with the CLI."""
     spec = resolve_spec(load_config(str(config)))
     queue = open_queue(spec)
-    store = build_store(spec, "create_workflow_state_store", CONFIG_FIELD)
+    store = open_store(spec, "create_workflow_state_store")
     try:
         first = add.s(1, 2)
         first.scheduled_at = time.time() + 60

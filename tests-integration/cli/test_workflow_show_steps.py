@@ -26,8 +26,7 @@ from click.testing import CliRunner, Result
 from lexigram.tasks import JobChord, JobGroup
 from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 from lexigram.tasks.cli import cli
-from lexigram.tasks.cli._context import CONFIG_FIELD, load_config, open_queue, resolve_spec
-from lexigram.tasks.di._stack import build_store
+from lexigram.tasks.cli._context import load_config, open_queue, open_store, resolve_spec
 from lexigram.tasks.workflows import WorkflowError, WorkflowHandle
 
 APP = """
@@ -126,7 +125,7 @@ async def _until(condition: Any, what: str, timeout: float = 30.0) -> None:
 async def _scenario(config: Path, app_name: str, log: Path) -> None:
     app = importlib.import_module(app_name)
     spec = resolve_spec(load_config(str(config)))
-    store = build_store(spec, "create_workflow_state_store", CONFIG_FIELD)
+    store = open_store(spec, "create_workflow_state_store")
     assert store is not None, f"the {spec.type} backend built no workflow run store"
     queue = open_queue(spec)
     try:

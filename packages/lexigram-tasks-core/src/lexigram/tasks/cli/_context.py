@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +22,6 @@ from lexigram.contracts.tasks import (
     BackendError,
     ConnectionCheckingQueueProtocol,
     TaskBackendSpec,
-    TaskConfigurationError,
     TaskQueueError,
     TaskQueueProtocol,
     mask_url,
@@ -51,7 +48,13 @@ from lexigram.tasks._backends import is_process_local as backend_is_process_loca
 from lexigram.tasks._closing import close_each
 from lexigram.tasks._presence import describe_backend
 from lexigram.tasks.cli._errors import CLIError
-from lexigram.tasks.cli._named import select_entry
+from lexigram.tasks.cli._named import (
+    backend_field,
+    config_errors,
+    configured_spec,
+    forget_configured,
+    select_entry,
+)
 from lexigram.tasks.cli._options import DEFAULT_CONNECT_TIMEOUT
 from lexigram.tasks.constants import (
     DEFAULT_BACKEND,
@@ -73,8 +76,6 @@ from lexigram.tasks.di._stack import (
 if TYPE_CHECKING:
     from lexigram.tasks.config import NamedTaskConfig, TaskBackendConfig, TaskConfig
 
-CONFIG_FIELD = "tasks.backend"
-"""The config path the commands' backend is named by in messages."""
 
 CONNECT_TIMEOUT_OPTIONS = ("connect_timeout", "socket_connect_timeout")
 """Backend options that ``--connect-timeout`` sets (when the backend declares them)."""
@@ -96,37 +97,6 @@ left alone: options are checked, and an unknown one is refused.
 OUTER_DEADLINE_MARGIN = 1.0
 """Seconds the command's own deadline waits beyond the backend's, so that the backend's
 precise error (naming the cause and the option) is the one shown."""
-
-
-# The backends of the command's configuration (`read_config`), by the name of the spec
-# `resolve_spec` built from each: (config, config path, index in tasks.backends or None).
-# A command runs one configuration, and its queues and stores are opened from the spec
-# alone, far from it; this is how their errors still name the entry's config path and
-# the LEX_TASKS__* variables that set the values its backend refuses.
-_configured: dict[str, tuple[TaskConfig, str, int | None]] = {}
-
-
-def backend_field(spec: TaskBackendSpec) -> str:
-    """The config path messages name for `spec`'s backend (``tasks.backends[1]``...)."""
-    found = _configured.get(spec.name)
-    return found[1] if found is not None else CONFIG_FIELD
-
-
-@contextmanager
-def config_errors(spec: TaskBackendSpec) -> Iterator[None]:
-    """Let an error of building `spec`'s backend name the variables that set its values.
-
-    `TaskConfig.name_variables` rewrites it when `spec` came from the command's
-    configuration unchanged and a ``LEX_TASKS__*`` variable set a value it may be about.
-    """
-    try:
-        yield
-    except (BackendError, TaskConfigurationError) as exc:
-        found = _configured.get(spec.name)
-        if found is None:
-            raise
-        config, path, index = found
-        raise config.name_variables(exc, field=path, index=index) from None
 
 
 def configured_by_environment(section: str = "") -> bool:
@@ -198,7 +168,7 @@ def read_config(
     Raises:
         TaskConfigurationError: The file is missing or invalid, or a variable is.
     """
-    _configured.clear()  # the previous command's (several run in one test process)
+    forget_configured()  # the previous command's (several run in one test process)
     if path is None and base is None and not configured_by_environment():
         apply_process_settings(None)
         return None
@@ -414,18 +384,10 @@ def _configured_spec(
     queue_name: str | None,
     connect_timeout: float | None,
 ) -> TaskBackendSpec:
-    """The spec of `entry` of `config`, as it is configured (`--queue` and timeouts aside).
-
-    Noted (`_configured`), so that an error of building its backend, now or when a
-    queue or store is opened from it, names the entry's path and the variables behind it.
-    """
-    name = getattr(entry, "name", None) or "default"
-    path = config_path_of(entry)
-    index = next((i for i, e in enumerate(config.backends) if e is entry), None)
-    _configured[name] = (config, path, index)
-    with config_errors(TaskBackendSpec(name=name)):
-        spec = spec_from_config(entry)
-        return _finish_spec(spec, queue_name, connect_timeout, field=path)
+    """The spec of `entry` of `config`, as it is configured (`--queue` and timeouts aside)."""
+    spec = configured_spec(config, entry)
+    with config_errors(spec):
+        return _finish_spec(spec, queue_name, connect_timeout, field=backend_field(spec))
 
 
 def _finish_spec(
@@ -647,6 +609,17 @@ _FACTORIES = {
 }
 
 
+def open_store(spec: TaskBackendSpec, factory: str, *, fallback: str = IN_MEMORY) -> Any | None:
+    """Build one optional store of the backend by its factory's name; None if it has none.
+
+    Every command's store is built here (`open_stores` too), so an error of building it
+    names the configured backend's path and the variables behind its values
+    (`config_errors`). `fallback` says what the command does without the store (logged).
+    """
+    with config_errors(spec):
+        return build_store(spec, factory, backend_field(spec), fallback=fallback)
+
+
 def open_stores(spec: TaskBackendSpec, *names: str) -> Stores:
     """Build the named optional stores of the backend (``"dlq_backend"``, ``"cache"``, ...).
 
@@ -655,8 +628,7 @@ def open_stores(spec: TaskBackendSpec, *names: str) -> Stores:
     stores = Stores()
     for name in names:
         factory, fallback = _FACTORIES[name]
-        with config_errors(spec):
-            built = build_store(spec, factory, backend_field(spec), fallback=fallback)
+        built = open_store(spec, factory, fallback=fallback)
         if built is not None:
             setattr(stores, name, built)
             stores.opened.append(built)

@@ -37,12 +37,12 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks.admin import job_status
 from lexigram.tasks.cli._context import (
-    CONFIG_FIELD,
     close_quietly,
     default_backend,
     existing_only,
     load_config,
     open_queue,
+    open_store,
     open_stores,
     probe,
     release_backend,
@@ -67,7 +67,6 @@ from lexigram.tasks.cli._output import (
     stdout_console,
     when,
 )
-from lexigram.tasks.di._stack import build_store
 from lexigram.tasks.handles import JobHandle
 from lexigram.tasks.workflows import register_workflow_store
 
@@ -144,13 +143,11 @@ def _run(
             "redis://localhost:6379/0, postgresql://... or sqlite:///tasks.db."
         )
         raise CLIError(msg)
-    progress_store = build_store(spec, "create_progress_store", CONFIG_FIELD)
+    progress_store = open_store(spec, "create_progress_store")
     # A cancelled step of a queue-driven workflow ends its run, as the worker and the
     # provider do it: through the run store registered for the queue.
     workflow_store = (
-        build_store(spec, "create_workflow_state_store", CONFIG_FIELD)
-        if ends_workflow_steps
-        else None
+        open_store(spec, "create_workflow_state_store") if ends_workflow_steps else None
     )
 
     async def go() -> tuple[str, T]:

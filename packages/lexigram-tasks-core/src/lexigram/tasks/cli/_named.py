@@ -10,15 +10,78 @@ a queue of that name on the command's own backend.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from lexigram.tasks._backends import available_backends, backend_type_of, spec_from_config
+from lexigram.contracts.tasks import BackendError, TaskBackendSpec, TaskConfigurationError
+from lexigram.tasks._backends import (
+    available_backends,
+    backend_type_of,
+    config_path_of,
+    spec_from_config,
+)
 from lexigram.tasks.cli._errors import CLIError
 
 if TYPE_CHECKING:
-    from lexigram.contracts.tasks import TaskBackendSpec
-    from lexigram.tasks.config import NamedTaskConfig, TaskConfig
+    from lexigram.tasks.config import NamedTaskConfig, TaskBackendConfig, TaskConfig
+
+
+CONFIG_FIELD = "tasks.backend"
+"""The config path the commands' backend is named by in messages."""
+
+# The backends of the command's configuration, by the name of the spec `configured_spec`
+# built from each: (config, config path, index in tasks.backends or None).
+# A command runs one configuration, and its queues and stores are opened from the spec
+# alone, far from it; this is how their errors still name the entry's config path and
+# the LEX_TASKS__* variables that set the values its backend refuses.
+_configured: dict[str, tuple[TaskConfig, str, int | None]] = {}
+
+
+def backend_field(spec: TaskBackendSpec) -> str:
+    """The config path messages name for `spec`'s backend (``tasks.backends[1]``...)."""
+    found = _configured.get(spec.name)
+    return found[1] if found is not None else CONFIG_FIELD
+
+
+@contextmanager
+def config_errors(spec: TaskBackendSpec) -> Iterator[None]:
+    """Let an error of building `spec`'s backend name the variables that set its values.
+
+    `TaskConfig.name_variables` rewrites it when `spec` came from the command's
+    configuration unchanged and a ``LEX_TASKS__*`` variable set a value it may be about.
+    """
+    try:
+        yield
+    except (BackendError, TaskConfigurationError) as exc:
+        found = _configured.get(spec.name)
+        if found is None:
+            raise
+        config, path, index = found
+        raise config.name_variables(exc, field=path, index=index) from None
+
+
+def forget_configured() -> None:
+    """Forget the backends noted for the previous command (several run in one process)."""
+    _configured.clear()
+
+
+def configured_spec(
+    config: TaskConfig, entry: NamedTaskConfig | TaskBackendConfig
+) -> TaskBackendSpec:
+    """The spec of `entry` of `config`, noted so its errors name the entry and its variables.
+
+    Every spec a command builds from a configured backend comes from here (its own
+    backend, the other backends its handlers' ``.delay()`` reach, the backend serving a
+    queue by name), so an error of building it, now or when a queue or store is opened
+    from it, names the entry's config path and the ``LEX_TASKS__*`` variables behind it.
+    """
+    name = getattr(entry, "name", None) or "default"
+    index = next((i for i, e in enumerate(config.backends) if e is entry), None)
+    _configured[name] = (config, config_path_of(entry), index)
+    with config_errors(TaskBackendSpec(name=name)):
+        return spec_from_config(entry)
 
 
 def _entry_serving(config: TaskConfig, name: str) -> NamedTaskConfig | None:
@@ -94,4 +157,4 @@ def spec_serving(
     if entry is None or entry.name == spec.name:
         own = entry.queue_name if entry is not None else queue_name
         return replace(spec, queue_name=own)
-    return spec_from_config(entry)
+    return configured_spec(config, entry)

@@ -22,7 +22,7 @@ from lexigram.contracts.tasks import (
     TaskBackendSpec,
     TaskQueueProtocol,
 )
-from lexigram.tasks._backends import TaskBackendRegistry, spec_from_config
+from lexigram.tasks._backends import TaskBackendRegistry
 from lexigram.tasks._presence import (
     WorkerPresence,
     WorkerTotals,
@@ -34,15 +34,14 @@ from lexigram.tasks._producer import install_task_queues, routing_table
 from lexigram.tasks.cli._app import LoadedApp
 from lexigram.tasks.cli._context import (
     Stores,
-    backend_field,
     close_quietly,
-    config_errors,
     describe,
     open_queue,
     open_stores,
     probe,
     release_backend,
 )
+from lexigram.tasks.cli._named import backend_field, config_errors, configured_spec
 from lexigram.tasks.di._stack import (
     BackendStack,
     build_config_rate_limiter,
@@ -211,7 +210,7 @@ class WorkerRuntime:
         if self.config is None:
             return {}
         return {
-            entry.name: open_queue(spec_from_config(entry))
+            entry.name: open_queue(configured_spec(self.config, entry))
             for entry in self.config.backends
             if entry.name != self.spec.name
         }

@@ -20,13 +20,13 @@ import click
 from lexigram.contracts.tasks import TaskBackendSpec, WorkflowRunStoreProtocol, WorkflowStatus
 from lexigram.tasks.admin import load_workflow, workflow_dict
 from lexigram.tasks.cli._context import (
-    CONFIG_FIELD,
     close_quietly,
     default_backend,
     existing_only,
     is_process_local,
     load_config,
     open_queue,
+    open_store,
     release_backend,
     resolve_spec,
 )
@@ -46,7 +46,6 @@ from lexigram.tasks.cli._output import (
     stdout_console,
     when,
 )
-from lexigram.tasks.di._stack import build_store
 from lexigram.tasks.workflows import WorkflowRunInfo, with_job_states
 from lexigram.tasks.workflows._advance import STEP_SUCCEEDED, UNSUCCESSFUL_STEPS
 
@@ -84,7 +83,7 @@ def show_command(
     # A SQLite file that does not exist is refused rather than created (see existing_only).
     config = load_config(config_path, backend=backend)
     spec = existing_only(resolve_spec(config, backend, connect_timeout=connect_timeout))
-    store = build_store(spec, "create_workflow_state_store", CONFIG_FIELD)
+    store = open_store(spec, "create_workflow_state_store")
     if is_process_local(spec) or not isinstance(store, WorkflowRunStoreProtocol):
         msg = (
             f"The {spec.type} backend keeps workflow runs inside its worker processes (it "

@@ -22,18 +22,17 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks import admin
 from lexigram.tasks.cli._context import (
-    CONFIG_FIELD,
     Stores,
     close_quietly,
     describe,
     is_process_local,
     open_queue,
+    open_store,
     open_stores,
     release_backend,
 )
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.cli._lookup import resolve_job_id
-from lexigram.tasks.di._stack import build_store
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.handles import JobHandle
 from lexigram.tasks.workflows import with_job_states
@@ -103,8 +102,8 @@ class DashboardBackend:
             self._stores = open_stores(
                 self.spec, "dlq_backend", "result_store", "scheduler_store", "cache"
             )
-            self._progress = build_store(self.spec, "create_progress_store", CONFIG_FIELD)
-            self._workflows = build_store(self.spec, "create_workflow_state_store", CONFIG_FIELD)
+            self._progress = open_store(self.spec, "create_progress_store")
+            self._workflows = open_store(self.spec, "create_workflow_state_store")
         return self._stores
 
     def queue(self, name: str | None = None) -> TaskQueueProtocol:
