@@ -101,10 +101,29 @@ async def test_forced_close_logs_the_outage_and_no_error(
         or (record.levelno >= logging.WARNING and record.name.startswith(("aiormq", "aio_pika")))
     ]
     assert noisy == []
-    mine = [record for record in caplog.records if record.name.startswith("lexigram")]
-    outage = [record.getMessage() for record in mine if "RabbitMQ at" in record.getMessage()]
+    outage = await _outage_lines(caplog, until="reachable again")
     assert any("CONNECTION_FORCED" in line for line in outage)
     assert any("reachable again" in line for line in outage)
+
+
+async def _outage_lines(
+    caplog: pytest.LogCaptureFixture, *, until: str, within: float = 10.0
+) -> list[str]:
+    """Our outage lines, once one contains `until` (or `within` seconds have passed).
+
+    The connection says it is reachable again once it has reopened every channel; the
+    consumer's channel comes back first, so a job can be leased and acked before that.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        lines = [
+            record.getMessage()
+            for record in caplog.records
+            if record.name.startswith("lexigram") and "RabbitMQ at" in record.getMessage()
+        ]
+        if any(until in line for line in lines) or time.monotonic() > deadline:
+            return lines
+        await asyncio.sleep(0.05)
 
 
 async def test_holder_of_a_lost_delivery_is_refused_on_all_four_calls(
