@@ -348,6 +348,12 @@ async def churn(run: Run, outcome: Outcome, short: bool) -> None:
     kills = 0
     while kills < (6 if short else 20):
         await asyncio.sleep(2.0)
+        exited = [proc for proc in run.schedulers if proc.poll() is not None]
+        if exited:
+            # Waiting for it to run its schedules would wait for ever.
+            tail = run.logs[exited[0].pid].read_text(errors="replace").strip()[-300:]
+            outcome.notes.append(f"ERROR a scheduler exited by itself: {tail}")
+            break
         # Kill only schedulers that run their schedules: on a loaded machine a process still
         # importing would die before it ever fired, which tests nothing.
         ready = [i for i, proc in enumerate(run.schedulers) if run.scheduling(proc)]
