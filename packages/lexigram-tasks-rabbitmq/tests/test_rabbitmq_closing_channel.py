@@ -117,7 +117,7 @@ async def test_sending_back_a_delivery_of_a_closing_channel_publishes_no_copy() 
     queue = RabbitMQTaskQueue(URL, queue_name="jobs")  # lazy: nothing connects
     published: list[Job] = []
 
-    async def publish(job: Job, body: bytes, delay: float) -> Any:
+    async def publish(job: Job, body: bytes, delay: float, *, copy: int = 0) -> Any:
         published.append(job)
         return None
 

@@ -16,6 +16,16 @@ from aiormq.abc import AbstractChannel, DeliveredMessage
 
 from lexigram.contracts.tasks import Job, TaskDecodeError, decode_job, encode_job, make_poison_job
 
+COPY_HEADER = "x-lexigram-copy"
+"""Header of a re-published job: how many times it was published anew (none: 0).
+
+A job that waits again is published as a copy and its delivery acked after the copy's
+confirm (`_requeue`); a holder killed between the two leaves both messages. Each copy
+counts one more than the message it replaces, so of two messages of one job the one with
+the lower count is the older, and once the newer is confirmed the older is stale
+(`JobStates.superseded`).
+"""
+
 # aiormq's flag for a close it began itself: an RPC on the channel timed out or was
 # cancelled, so it sent Channel.Close and refuses acks from then on.
 _CLOSE_BEGUN = "_Channel__close_event"
@@ -77,11 +87,13 @@ class Delivery:
 
     __slots__ = (
         "acks",
+        "copy",
         "deadline",
         "due",
         "envelope",
         "grace",
         "job",
+        "parked",
         "redelivered",
         "restamp",
         "settled",
@@ -100,8 +112,13 @@ class Delivery:
         self.deadline = 0.0  # loop time the lease runs out (set when handed out)
         self.timer: asyncio.TimerHandle | None = None
         self.grace = False
+        # Deliveries of this job's newer copies that came while this one ran here: given
+        # back when it ends (see `DeliveryLeases.hand_out`).
+        self.parked: list[Delivery] | None = None
         body = message.body
         headers = message.header.properties.headers or {}
+        copy = headers.get(COPY_HEADER)
+        self.copy: int = copy if isinstance(copy, int) and copy > 0 else 0
         try:
             job = decode_job(body)
         except TaskDecodeError as exc:

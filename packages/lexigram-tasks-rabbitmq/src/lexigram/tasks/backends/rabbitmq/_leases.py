@@ -55,22 +55,37 @@ class DeliveryLeases:
         self.inflight: dict[str, Delivery] = {}
 
     async def hand_out(self, deliveries: list[Delivery]) -> list[Job]:
-        """Lease the jobs of `deliveries` to the caller; the rest are acked and dropped.
+        """Lease the jobs of `deliveries` to the caller; the rest are acked, dropped or parked.
 
-        A delivery is dropped when a copy of its job runs here already, or when the state
-        store says it must not run (deleted, or another copy in this batch runs).
+        A delivery is dropped when it is an older copy of a re-published job (a newer
+        copy carries the job on), when a copy of its job no newer than it runs here
+        already, or when the state store says it must not run (deleted, or another copy
+        in this batch runs). A newer copy of a job running here waits unacked until that
+        run ends, then goes back to the queue (`take`).
         """
+        if any(delivery.redelivered for delivery in deliveries):
+            dropped = {id(delivery) for delivery in await self.drop_superseded(deliveries)}
+            deliveries = [delivery for delivery in deliveries if id(delivery) not in dropped]
         fresh: list[Delivery] = []
         for delivery in deliveries:
             current = self.inflight.get(delivery.job.id)
             if current is not None and not current.stale:
-                # A second copy of a job that is running here (e.g. published twice
-                # across a reconnect): the running one settles it, drop this one.
+                if delivery.copy > current.copy:
+                    # Its twin was re-published elsewhere, and that copy's record makes
+                    # the running delivery stale: acked now, the job would have no
+                    # message left should this process die. It goes back when the run ends.
+                    if current.parked is None:
+                        current.parked = []
+                    current.parked.append(delivery)
+                    continue
+                # A second copy of a job that is running here (e.g. published twice across
+                # a reconnect): the running one settles it, drop this one.
                 await self._buffer.ack(delivery)
                 continue
             fresh.append(delivery)
         if not fresh:
             return []
+        fresh = _newest_first(fresh)
         lease = self.lease_seconds
         # One read and one write of the state store for the whole batch.
         verdicts = await self._states.hand_out(
@@ -147,10 +162,63 @@ class DeliveryLeases:
         return delivery
 
     def take(self, job_id: str) -> Delivery | None:
-        """Remove a job from the in-flight map (the consumer may go idle after the last)."""
+        """Remove a job from the in-flight map (the consumer may go idle after the last).
+
+        Newer copies of the job parked behind it (`hand_out`) go back to the queue.
+        """
         delivery = self.inflight.pop(job_id, None)
         if delivery is not None:
             delivery.stop_timer()
+            if delivery.parked:
+                parked, delivery.parked = delivery.parked, None
+                for twin in parked:
+                    self._spawn(self._give_back_twin(twin))
             if not self.inflight:
                 self._buffer.settled()
         return delivery
+
+    async def _give_back_twin(self, delivery: Delivery) -> None:
+        await self._buffer.reject(delivery, requeue=True)
+
+    async def drop_superseded(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """Ack and drop the deliveries of which a newer copy was confirmed; return them.
+
+        Only redelivered messages can be such older copies (their holder died before
+        its ack), so only they are looked up. A store that cannot answer drops none.
+        """
+        looked = [d for d in deliveries if d.redelivered]
+        if not looked:
+            return []
+        try:
+            verdicts = await self._states.superseded([(d.job, d.copy) for d in looked])
+        except Exception as exc:  # whatever the store's failure, running them loses nothing
+            logger.debug("Could not look up newer copies (%s); none is dropped.", exc)
+            return []
+        dropped = [d for d, stale in zip(looked, verdicts, strict=True) if stale]
+        for delivery in dropped:
+            logger.info(
+                "Dropped an older copy of job %s (%s) on %r: a newer copy of it was "
+                "published before its holder stopped.",
+                delivery.job.id,
+                delivery.job.name,
+                delivery.job.queue_name,
+            )
+            await self._buffer.ack(delivery)
+        return dropped
+
+
+def _newest_first(deliveries: list[Delivery]) -> list[Delivery]:
+    """`deliveries` with the newest copy of each job before its older ones.
+
+    Of two messages of one job in a batch the first runs (`JobStates.hand_out`) and the
+    other is acked: it must be the older, which the newer one carries on.
+    """
+    newest: dict[str, Delivery] = {}
+    for delivery in deliveries:
+        kept = newest.get(delivery.job.id)
+        if kept is None or delivery.copy > kept.copy:
+            newest[delivery.job.id] = delivery
+    if len(newest) == len(deliveries):
+        return deliveries
+    chosen = {id(delivery) for delivery in newest.values()}
+    return [*newest.values(), *(d for d in deliveries if id(d) not in chosen)]

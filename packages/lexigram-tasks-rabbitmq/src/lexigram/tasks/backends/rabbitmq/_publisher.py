@@ -25,6 +25,7 @@ from lexigram.contracts.tasks import (
 from lexigram.tasks.backends.rabbitmq._bulk import Published
 from lexigram.tasks.backends.rabbitmq._claims import Claims
 from lexigram.tasks.backends.rabbitmq._connection import AMQPLink
+from lexigram.tasks.backends.rabbitmq._delivery import COPY_HEADER
 from lexigram.tasks.backends.rabbitmq._frames import Outgoing
 from lexigram.tasks.backends.rabbitmq._options import (
     RabbitMQOptions,
@@ -108,24 +109,31 @@ class JobPublisher:
         exp = delay_bucket(delay) if delay > 0 else None
         return self._queue_name if exp is None else await self._link.ensure_bucket(exp)
 
-    async def publish(self, job: Job, body: bytes, delay: float) -> Published:
+    async def publish(self, job: Job, body: bytes, delay: float, *, copy: int = 0) -> Published:
         """Publish a job now, or into the delay path when `delay` seconds remain.
+
+        Args:
+            job: The job (its id, priority).
+            body: Its encoding.
+            delay: Seconds until it is due.
+            copy: Which copy of a delivered job this is (`COPY_HEADER`; 0 at enqueue).
 
         Raises:
             BackendConnectionError: No confirm within `publish_timeout`.
         """
+        headers: dict[str, Any] | None = {COPY_HEADER: copy} if copy else None
         if delay > 0 and self._link.use_plugin:
             millis = min(int(delay * 1000) + 1, _MAX_PLUGIN_DELAY_MS)
             return await self._link.publish(
                 body,
                 exchange=delayed_exchange_name(self._queue_name),
                 routing_key=self._queue_name,
-                properties=self._properties(job, {"x-delay": millis}),
+                properties=self._properties(job, {**(headers or {}), "x-delay": millis}),
                 mandatory=False,  # the plugin returns every mandatory message
             )
         routing_key = await self._route(delay)
         return await self._link.publish(
-            body, routing_key=routing_key, properties=self._properties(job)
+            body, routing_key=routing_key, properties=self._properties(job, headers)
         )
 
     # -- enqueue -----------------------------------------------------------------------

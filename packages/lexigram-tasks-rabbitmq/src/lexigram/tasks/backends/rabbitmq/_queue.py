@@ -136,7 +136,7 @@ class RabbitMQTaskQueue:
         self._inflight = self._leases.inflight
         publisher_type = ExistingOnlyPublisher if options.must_exist else JobPublisher
         self._publisher = publisher_type(self._link, self._states, claims, options, queue_name)
-        self._republisher = Republisher(self._publisher, self._buffer, self._states)
+        self._republisher = Republisher(self._publisher, self._buffer, self._states, self._leases)
         self._closed = False
 
     def __repr__(self) -> str:

@@ -20,6 +20,9 @@ name, shared by the queue objects of this process), or a shared one
   runs, and is free once the job is gone (see `JobStates.claim_idempotency`).
 - ``idemx:<key>@<id>`` decides between concurrent claims of a key that job `<id>` no
   longer holds: the first claim to create it takes the key.
+- ``copy:<id>`` ``<n> <created_at>``: copy `n` of the job (`COPY_HEADER`) was published
+  anew and confirmed, so a redelivered message of an older copy of that job (same
+  ``created_at``: the same enqueue) is stale and dropped (`JobStates.superseded`).
 
 A worker touches these records for every job it runs, so the hot ones ride batched
 round trips on a store that offers `BatchCacheProtocol` (the Redis cache does): the
@@ -38,7 +41,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-from lexigram.contracts.tasks import CacheBackendProtocol
+from lexigram.contracts.tasks import CacheBackendProtocol, Job
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +49,7 @@ _WAITING = "w"
 _DELETED = "d"
 
 _FORGET_BATCH = 500
-"""Most jobs whose records one coalesced forget drops (four keys each)."""
+"""Most jobs whose records one coalesced forget drops (five keys each)."""
 
 T = TypeVar("T")
 
@@ -376,7 +379,7 @@ class JobStates:
         await self._forgets.submit(job_id)
 
     async def _forget_many(self, job_ids: list[str]) -> None:
-        kinds = ("job", "retry", "del", "run")
+        kinds = ("job", "retry", "del", "run", "copy")
         await self._batch.write_many((), [self._key(k, i) for i in job_ids for k in kinds])
 
     # -- delivery --------------------------------------------------------------------
@@ -496,6 +499,35 @@ class JobStates:
         if idempotency_key is not None:
             await self._extend_idempotency(idempotency_key, job_id, ttl)
 
+    # -- copies ----------------------------------------------------------------------
+
+    async def copied(self, job_id: str, copy: int, created_at: float, delay: float) -> None:
+        """Record that copy `copy` of the job was confirmed (its older copies are stale).
+
+        Written after the copy's confirm and before the older delivery's ack: a holder
+        killed between the two leaves the older message, which is then dropped when it
+        is delivered again. A later write of a lower count (two holders of twin copies)
+        only makes fewer copies stale, so no write needs to read first.
+        """
+        await self.store.set(self._key("copy", job_id), f"{copy} {created_at!r}", self.ttl(delay))
+
+    async def superseded(self, copies: Sequence[tuple[Job, int]]) -> list[bool]:
+        """For each (job, copy it came as): True when a newer copy of it was confirmed.
+
+        Such a message is stale: the newer copy carries the job (it waits, runs, ran, or
+        was itself replaced by a newer one, recorded in turn), so it is acked unrun. A
+        job enqueued anew under the same id has another ``created_at`` and is never
+        taken for an older copy of the earlier one.
+        """
+        values = await self._batch.get_many([self._key("copy", job.id) for job, _ in copies])
+        verdicts: list[bool] = []
+        for (job, copy), value in zip(copies, values, strict=True):
+            newest, _, created = (value or "").partition(" ")
+            verdicts.append(
+                newest.isdigit() and int(newest) > copy and created == repr(job.created_at)
+            )
+        return verdicts
+
     # -- lookups ---------------------------------------------------------------------
 
     async def waiting_envelope(self, job_id: str) -> str | None:
@@ -537,7 +569,7 @@ class JobStates:
         """Drop every record of this queue, idempotency keys included."""
         keys = [
             key
-            for kind in ("job", "del", "run", "retry", "idem", "idemx")
+            for kind in ("job", "del", "run", "retry", "idem", "idemx", "copy")
             for key in await self.store.keys(f"{self._ns}{kind}:")
         ]
         await self._delete_all(keys)
