@@ -43,6 +43,22 @@ def _load_error(path: Path, environ: dict[str, str]) -> str:
     return str(caught.value)
 
 
+# ---------------------------------------------------------------- variables that set nothing
+
+
+@pytest.mark.parametrize("variable", ["LEX_TASKS__BACKENDS__REPORTS", "LEX_TASKS__BACKENDS__0"])
+def test_a_variable_naming_an_entry_but_no_setting_is_refused(
+    app_yaml: Path, variable: str
+) -> None:
+    """Ignored, it added an entry with every default: a memory backend nobody asked for."""
+    text = _load_error(app_yaml, {variable: "redis://localhost:6379/0"})
+    assert text == (
+        f"Environment variable {variable} names the entry "
+        f"{variable.rsplit('__', 1)[1].lower()!r} of backends but none of its settings. "
+        f"Add the setting's name after it, e.g. {variable}__URL."
+    )
+
+
 # ---------------------------------------------------------------- checks across values
 
 

@@ -333,11 +333,20 @@ def _assign(
             container = child
             index += 1
         model = nested
-    if index < len(segments):
-        key = segments[index]
-        info = model.model_fields.get(key) if model is not None else None
-        container[key] = value if info is None else _env_value(info.annotation, value)
-        loc.append(key)
+    if index == len(segments):
+        # LEX_TASKS__BACKENDS__MAIN=...: an entry and no setting of it. Ignored, it
+        # would add an entry with every default (a memory backend), silently.
+        example = f"{var}{ENV_NESTED_DELIMITER}URL"
+        msg = (
+            f"Environment variable {var} names the entry {segments[-1]!r} of "
+            f"{'.'.join(segments[:-1])} but none of its settings. Add the setting's name "
+            f"after it, e.g. {example}."
+        )
+        raise TaskConfigurationError(msg, details={"variable": var})
+    key = segments[index]
+    info = model.model_fields.get(key) if model is not None else None
+    container[key] = value if info is None else _env_value(info.annotation, value)
+    loc.append(key)
     return tuple(loc), named
 
 
