@@ -202,12 +202,13 @@ def test_provider_names_the_variable_of_a_type(monkeypatch: pytest.MonkeyPatch) 
 def test_provider_names_every_variable_of_a_section_it_cannot_pin_down(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The type and URL disagree: the error is about the section, set by both variables.
+    # A URL whose port cannot be read (refused before any backend is looked up, so with
+    # only the core installed too): the section is named, with both of its variables.
     error = _provider_error(
         monkeypatch,
         {
             "LEX_TASKS__BACKENDS__MAIN__TYPE": "memory",
-            "LEX_TASKS__BACKENDS__MAIN__URL": "redis://:hunter2@cache:6379/0",
+            "LEX_TASKS__BACKENDS__MAIN__URL": "redis://:hunter2@cache:notaport/0",
         },
     )
     text = str(error)
