@@ -84,3 +84,23 @@ def test_a_command_that_opens_a_store_first_names_the_variable(
         "LEX_TASKS__BACKEND__OPTIONS__POOL_MAX_SIZE): postgres backend 'default' option "
         "pool_max_size='lots' is not a whole number." in result.stderr
     )
+
+
+def test_a_type_and_url_that_disagree_name_both_variables(run_cli: RunCli, tmp_path: Path) -> None:
+    """Neither value is wrong alone: the line names the section and both variables."""
+    result = run_cli(
+        "inspect",
+        cwd=tmp_path,
+        env=_environ(
+            LEX_TASKS__BACKENDS__MAIN__TYPE="memory",
+            LEX_TASKS__BACKENDS__MAIN__URL="redis://:hunter2@cache:6379/0",
+        ),
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(
+        "error: tasks.backends[0] = {...} (from environment variables "
+        "LEX_TASKS__BACKENDS__MAIN__TYPE and LEX_TASKS__BACKENDS__MAIN__URL): "
+        "tasks.backends[main].url is a redis:// URL, served by the 'redis' backend, but "
+        "tasks.backends[main].type is 'memory'."
+    ), result.stderr
+    assert "hunter2" not in result.stderr

@@ -199,11 +199,10 @@ def test_provider_names_the_variable_of_a_type(monkeypatch: pytest.MonkeyPatch) 
     )
 
 
-def test_provider_names_every_variable_of_a_section_it_cannot_pin_down(
+def test_provider_names_the_variable_of_a_url_it_refuses(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A URL whose port cannot be read (refused before any backend is looked up, so with
-    # only the core installed too): the section is named, with both of its variables.
+    # A URL whose port cannot be read: refused before any backend is looked up.
     error = _provider_error(
         monkeypatch,
         {
@@ -211,12 +210,28 @@ def test_provider_names_every_variable_of_a_section_it_cannot_pin_down(
             "LEX_TASKS__BACKENDS__MAIN__URL": "redis://:hunter2@cache:notaport/0",
         },
     )
-    text = str(error)
-    assert text.startswith(
-        "tasks.backends[0] = {...} (from environment variables LEX_TASKS__BACKENDS__MAIN__TYPE "
-        "and LEX_TASKS__BACKENDS__MAIN__URL): "
+    assert str(error).startswith(
+        "tasks.backends[0].url = 'redis://:***@cache:notaport/0' (from environment variable "
+        "LEX_TASKS__BACKENDS__MAIN__URL): it is not a valid URL (its host or port cannot be "
+        "read). Write it as scheme://host:port/..."
     )
-    assert "hunter2" not in text
+
+
+def test_provider_names_the_variable_of_a_memory_option_it_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    error = _provider_error(
+        monkeypatch,
+        {
+            "LEX_TASKS__BACKENDS__MAIN__TYPE": "memory",
+            "LEX_TASKS__BACKENDS__MAIN__OPTIONS__MAX_SIZE": "0",
+        },
+    )
+    assert str(error) == (
+        "tasks.backends[0].options.max_size = '0' (from environment variable "
+        "LEX_TASKS__BACKENDS__MAIN__OPTIONS__MAX_SIZE): MemoryTaskQueue max_size=0 is below "
+        "1. Use None for no limit."
+    )
 
 
 def test_provider_leaves_an_option_from_code_unattributed(
@@ -247,10 +262,8 @@ def test_command_names_the_variable_of_a_named_backends_option(app_yaml: Path) -
         "other",
         env={"LEX_TASKS__BACKENDS__OTHER__OPTIONS__VISIBILITY_TIMEOUT": "-1"},
     )
-    # The memory queue's own range check does not say which option it is about (no
-    # details["option"]): the line names the backend's section and its one variable.
     assert (
-        "error: tasks.backends[1] = {...} (from environment variable "
+        "error: tasks.backends[1].options.visibility_timeout = '-1' (from environment variable "
         "LEX_TASKS__BACKENDS__OTHER__OPTIONS__VISIBILITY_TIMEOUT): MemoryTaskQueue "
         "visibility_timeout=-1.0 is not a positive number" in output
     )

@@ -357,6 +357,12 @@ def backend_error_with_sources(
         leaf = None
     for prefix in (f"{field}.type = {error.details.get('type')!r}: ", f"{field}: "):
         text = text.removeprefix(prefix)
+    if leaf is None and "url" in error.details and "scheme" not in error.details:
+        # The URL alone is refused (its syntax, or a scheme nothing serves): its message
+        # opens with "<path>.url = '<url>' ", which the problem line says already.
+        _, marker, rest = text.partition(f".url = {error.details['url']!r} ")
+        if marker:
+            leaf, text = ("url",), f"it {rest}"
     where = loc if leaf is None else (*loc, *leaf)
     source = sources.get(where, "") if leaf is not None else sources_within(sources, loc)
     if not source:

@@ -51,16 +51,16 @@ def check_queue_settings(
             f"MemoryTaskQueue visibility_timeout={visibility_timeout!r} is not a positive "
             "number of seconds. Use e.g. 30.0."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"option": "visibility_timeout"})
     if max_size is not None and max_size < 1:
         msg = f"MemoryTaskQueue max_size={max_size!r} is below 1. Use None for no limit."
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"option": "max_size"})
     if not idempotency_ttl >= 0:
         msg = (
             f"MemoryTaskQueue idempotency_ttl={idempotency_ttl!r} is negative. "
             "Use 0 or more seconds."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"option": "idempotency_ttl"})
 
 
 __all__ = ["BACKEND_TYPE", "MemoryOptions", "check_queue_settings"]
