@@ -55,6 +55,39 @@ def redis_config(
 
 
 @pytest.fixture
+def rabbitmq_config(
+    tmp_path: Path,
+    amqp_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    delete_rabbitmq_family: Callable[[str, str], Coroutine[Any, Any, None]],
+) -> Iterator[Path]:
+    """A RabbitMQ queue of the test's own, its stores (the workflow run store too) on Redis."""
+    path = tmp_path / "tasks.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            tasks:
+              backend:
+                type: rabbitmq
+                url: "{amqp_url}"
+                queue_name: {redis_prefix}
+                options:
+                  stores:
+                    type: redis
+                    url: "{redis_url}"
+                    options:
+                      key_prefix: {redis_prefix}
+              worker:
+                poll_interval: 0.05
+            """
+        )
+    )
+    yield path
+    asyncio.run(delete_rabbitmq_family(amqp_url, redis_prefix))
+
+
+@pytest.fixture
 def write_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], str]:
     """Write an APP module into a temporary directory on sys.path; return its name."""
     monkeypatch.syspath_prepend(str(tmp_path))

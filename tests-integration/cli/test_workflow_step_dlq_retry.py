@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -28,7 +26,6 @@ from click.testing import CliRunner, Result
 
 from lexigram.contracts.tasks import WorkflowStatus
 from lexigram.tasks import JobChain
-from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._context import load_config, open_queue, open_store, resolve_spec
 
@@ -56,43 +53,6 @@ async def flaky(x: int) -> int:
 def add(x: int, y: int) -> int:
     return x + y
 """
-
-
-@pytest.fixture
-def rabbitmq_config(
-    tmp_path: Path, amqp_url: str, redis_url: str, redis_prefix: str
-) -> Iterator[Path]:
-    """A RabbitMQ queue of this test's own, with its stores (the run store) on Redis."""
-    path = tmp_path / "tasks.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            tasks:
-              backend:
-                type: rabbitmq
-                url: "{amqp_url}"
-                queue_name: {redis_prefix}
-                options:
-                  stores:
-                    type: redis
-                    url: "{redis_url}"
-                    options:
-                      key_prefix: {redis_prefix}
-              worker:
-                poll_interval: 0.05
-            """
-        )
-    )
-    yield path
-    asyncio.run(_drop_rabbitmq_queue(amqp_url, redis_prefix))
-
-
-async def _drop_rabbitmq_queue(amqp_url: str, queue_name: str) -> None:
-    queue = RabbitMQTaskQueue(amqp_url, queue_name)
-    try:
-        await queue.delete_queues(if_empty=False)
-    finally:
-        await queue.close()
 
 
 BACKENDS = [
