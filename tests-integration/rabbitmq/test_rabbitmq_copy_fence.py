@@ -144,3 +144,20 @@ async def test_a_job_enqueued_again_under_its_id_is_not_an_older_copy(
     runs = await handed_out(survivor, job_id, within=2.0)
 
     assert len(runs) == 1, attempts(runs)
+
+
+async def test_a_first_delivery_of_an_older_copy_is_dropped(
+    make_rabbitmq_queue: Factory, cache: RedisCacheBackend
+) -> None:
+    """Twin copies (a holder died before recording its copy): one moved on, one is stale.
+
+    The stale twin was never delivered, so only its copy count tells it apart.
+    """
+    queue = make_rabbitmq_queue(state_store=cache)
+    job = Job(name="twinned")
+    # Copy 1 of the job waits; its twin went on, and copy 2 of it was confirmed.
+    assert await queue._publisher.publish(job, encode_job(job), 0.0, copy=1) is Published.ACK
+    await queue._states.copied(job.id, 2, job.created_at, 0.0)
+
+    assert await queue.dequeue_batch(1, timeout=1.0) == []
+    assert await queue.count(queue.queue_name) == 0

@@ -63,7 +63,7 @@ class DeliveryLeases:
         in this batch runs). A newer copy of a job running here waits unacked until that
         run ends, then goes back to the queue (`take`).
         """
-        if any(delivery.redelivered for delivery in deliveries):
+        if any(_may_be_superseded(delivery) for delivery in deliveries):
             dropped = {id(delivery) for delivery in await self.drop_superseded(deliveries)}
             deliveries = [delivery for delivery in deliveries if id(delivery) not in dropped]
         fresh: list[Delivery] = []
@@ -183,10 +183,12 @@ class DeliveryLeases:
     async def drop_superseded(self, deliveries: list[Delivery]) -> list[Delivery]:
         """Ack and drop the deliveries of which a newer copy was confirmed; return them.
 
-        Only redelivered messages can be such older copies (their holder died before
-        its ack), so only they are looked up. A store that cannot answer drops none.
+        Only a redelivered message (its holder died before its ack) or a copy (its twin,
+        from a holder that died before its record, may have been re-published since) can
+        be such an older copy, so only they are looked up: a job delivered for the first
+        time as it was enqueued costs no read. A store that cannot answer drops none.
         """
-        looked = [d for d in deliveries if d.redelivered]
+        looked = [d for d in deliveries if _may_be_superseded(d)]
         if not looked:
             return []
         try:
@@ -205,6 +207,10 @@ class DeliveryLeases:
             )
             await self._buffer.ack(delivery)
         return dropped
+
+
+def _may_be_superseded(delivery: Delivery) -> bool:
+    return delivery.redelivered or delivery.copy > 0
 
 
 def _newest_first(deliveries: list[Delivery]) -> list[Delivery]:

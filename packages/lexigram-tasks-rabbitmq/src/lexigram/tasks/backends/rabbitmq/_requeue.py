@@ -7,7 +7,7 @@ delivery count, retry state, delay), so its next delivery counts exactly.
 A holder killed between the copy's confirm and the ack leaves two messages of the job,
 and each would run its own line of attempts. So each copy counts one more than the
 message it replaces (`COPY_HEADER`), the count is recorded once the copy is confirmed
-(`JobStates.copied`), and a redelivered message of an older copy is acked unrun
+(`JobStates.copied`), and a message of an older copy is acked unrun
 (`JobStates.superseded`). Dropping a message needs a newer copy confirmed, which carries
 the job on, so a job is never dropped without another message of it; with the
 in-process state store the record dies with the holder, and both messages run.

@@ -21,8 +21,8 @@ name, shared by the queue objects of this process), or a shared one
 - ``idemx:<key>@<id>`` decides between concurrent claims of a key that job `<id>` no
   longer holds: the first claim to create it takes the key.
 - ``copy:<id>`` ``<n> <created_at>``: copy `n` of the job (`COPY_HEADER`) was published
-  anew and confirmed, so a redelivered message of an older copy of that job (same
-  ``created_at``: the same enqueue) is stale and dropped (`JobStates.superseded`).
+  anew and confirmed, so a message of an older copy of that job (same ``created_at``:
+  the same enqueue) is stale and dropped (`JobStates.superseded`).
 
 A worker touches these records for every job it runs, so the hot ones ride batched
 round trips on a store that offers `BatchCacheProtocol` (the Redis cache does): the
