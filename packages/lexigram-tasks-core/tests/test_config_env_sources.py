@@ -326,3 +326,16 @@ def test_worker_names_the_variable_of_its_backends_option(
         "error: tasks.backends[0].options.idempotency_ttl = 'soon' (from environment "
         "variable LEX_TASKS__BACKENDS__MAIN__OPTIONS__IDEMPOTENCY_TTL): " in output
     )
+
+
+def test_provider_without_a_config_puts_a_bad_variable_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LEX_TASKS__WORKER__WORKER_COUNT", "-1")
+    with pytest.raises(TaskConfigurationError) as caught:
+        _ = TaskProvider().queues
+    assert str(caught.value).startswith(
+        "Invalid task configuration in the environment (1 problem); fix each line below.\n"
+        "  tasks.worker.worker_count = '-1' (from environment variable "
+        "LEX_TASKS__WORKER__WORKER_COUNT): "
+    )

@@ -352,7 +352,8 @@ class TaskConfig(_Section):
         Raises:
             TaskConfigurationError: A variable's value is invalid, or its key is unknown.
         """
-        raw = RawConfig(given_fields(self), origin="the APP's configuration")
+        # This config is valid already: whatever fails now, a variable made it fail.
+        raw = RawConfig(given_fields(self), origin="the environment")
         raw = apply_environment(raw, type(self), environ=environ, prefix=self.env_prefix)
         if not raw.sources:  # no variable applied
             return self
