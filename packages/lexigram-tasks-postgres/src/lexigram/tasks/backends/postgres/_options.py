@@ -69,20 +69,20 @@ def validate_identifier(value: object, *, field: str) -> str:
             "letters, digits and underscores, starting with a letter or underscore "
             "(at most 48 characters), e.g. 'lexigram_tasks'."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"option": field})
     if field == "schema" and (value.startswith("pg_") or value == "information_schema"):
         msg = (
             f"PostgreSQL backend schema={value!r} is a name PostgreSQL keeps for itself. "
             "Use a schema of your own, e.g. 'lexigram_tasks'."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"option": field})
     if field == "table" and (value in STORE_TABLES or value.endswith("_keys")):
         msg = (
             f"PostgreSQL backend table={value!r} is a name of the backend's own tables (the "
             "stores', or the '<table>_keys' of a jobs table). Name the jobs table "
             "otherwise, e.g. 'tasks' or 'email_jobs'."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"option": field})
     return value
 
 
@@ -131,7 +131,7 @@ def _positive(name: str, value: float) -> None:
             f"PostgreSQL backend {name}={value!r} is not a positive number of seconds. "
             f"Set {name} to a number above 0."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"option": name})
 
 
 def _check(settings: PostgresOptions | PostgresTaskConfig) -> None:
@@ -148,13 +148,13 @@ def _check(settings: PostgresOptions | PostgresTaskConfig) -> None:
             f"PostgreSQL backend idempotency_ttl={settings.idempotency_ttl!r} is negative. "
             "Use 0 or more seconds."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"option": "idempotency_ttl"})
     if settings.max_attempts < 1:
         msg = (
             f"PostgreSQL backend max_attempts={settings.max_attempts!r} is below 1. Use 1 "
             "(no retry) or more."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"option": "max_attempts"})
     if not 0 <= settings.pool_min_size <= settings.pool_max_size or settings.pool_max_size < 1:
         msg = (
             f"PostgreSQL backend pool sizes min={settings.pool_min_size!r}, "
@@ -217,7 +217,7 @@ class PostgresOptions:
         _check(self)
         if not self.namespace:
             msg = "PostgreSQL backend namespace='' is empty. Use e.g. 'default'."
-            raise TaskConfigurationError(msg)
+            raise TaskConfigurationError(msg, details={"option": "namespace"})
         _positive("result_ttl", self.result_ttl)
         _positive("progress_ttl", self.progress_ttl)
 

@@ -92,7 +92,7 @@ def positive_seconds(name: str, value: float) -> float:
     require_number("RedisTaskQueue", name, value)
     if not value > 0 or not math.isfinite(value):
         msg = f"RedisTaskQueue {name}={value!r} is not a positive number of seconds. Use e.g. 30.0."
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"option": name})
     return float(value)
 
 
@@ -110,7 +110,7 @@ def check_queue_limits(idempotency_ttl: float, max_size: int | None) -> None:
             f"RedisTaskQueue idempotency_ttl={idempotency_ttl!r} is negative. "
             "Use 0 or more seconds."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"option": "idempotency_ttl"})
     if max_size is not None and max_size < 1:
         msg = f"RedisTaskQueue max_size={max_size!r} is below 1. Use None for no limit."
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"option": "max_size"})
