@@ -386,7 +386,7 @@ def _configured_spec(
 ) -> TaskBackendSpec:
     """The spec of `entry` of `config`, as it is configured (`--queue` and timeouts aside)."""
     spec = configured_spec(config, entry)
-    with config_errors(spec):
+    with config_errors(spec.name):
         return _finish_spec(spec, queue_name, connect_timeout, field=backend_field(spec))
 
 
@@ -499,7 +499,7 @@ def open_queue(spec: TaskBackendSpec, queue_name: str | None = None) -> TaskQueu
     if queue_name is not None and queue_name != spec.queue_name:
         spec = replace(spec, queue_name=queue_name)
     # The same builder as TaskProvider's (lexigram.tasks.di._stack).
-    with config_errors(spec):
+    with config_errors(spec.name):
         registry = TaskBackendRegistry.with_defaults()
         return build_queue(spec, field=backend_field(spec), registry=registry)
 
@@ -616,7 +616,7 @@ def open_store(spec: TaskBackendSpec, factory: str, *, fallback: str = IN_MEMORY
     names the configured backend's path and the variables behind its values
     (`config_errors`). `fallback` says what the command does without the store (logged).
     """
-    with config_errors(spec):
+    with config_errors(spec.name):
         return build_store(spec, factory, backend_field(spec), fallback=fallback)
 
 

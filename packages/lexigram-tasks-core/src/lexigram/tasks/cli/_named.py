@@ -46,16 +46,17 @@ def backend_field(spec: TaskBackendSpec) -> str:
 
 
 @contextmanager
-def config_errors(spec: TaskBackendSpec) -> Iterator[None]:
-    """Let an error of building `spec`'s backend name the variables that set its values.
+def config_errors(backend: str) -> Iterator[None]:
+    """Let an error of building the backend named `backend` name the variables behind it.
 
-    `TaskConfig.name_variables` rewrites it when `spec` came from the command's
-    configuration unchanged and a ``LEX_TASKS__*`` variable set a value it may be about.
+    `TaskConfig.name_variables` rewrites it when that backend came from the command's
+    configuration (`configured_spec`) and a ``LEX_TASKS__*`` variable set a value it may
+    be about.
     """
     try:
         yield
     except (BackendError, TaskConfigurationError) as exc:
-        found = _configured.get(spec.name)
+        found = _configured.get(backend)
         if found is None:
             raise
         config, path, index = found
@@ -80,7 +81,7 @@ def configured_spec(
     name = getattr(entry, "name", None) or "default"
     index = next((i for i, e in enumerate(config.backends) if e is entry), None)
     _configured[name] = (config, config_path_of(entry), index)
-    with config_errors(TaskBackendSpec(name=name)):
+    with config_errors(name):
         return spec_from_config(entry)
 
 

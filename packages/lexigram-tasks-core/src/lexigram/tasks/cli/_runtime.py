@@ -121,7 +121,7 @@ class WorkerRuntime:
             TaskQueueError: The backend failed (e.g. a connection error).
         """
         first = self.queue_names[0]
-        with config_errors(self.spec):
+        with config_errors(self.spec.name):
             self.stack = build_stack(
                 self.spec.name,
                 replace(self.spec, queue_name=first),

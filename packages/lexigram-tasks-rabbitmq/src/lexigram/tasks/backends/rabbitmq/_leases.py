@@ -63,9 +63,10 @@ class DeliveryLeases:
         in this batch runs). A newer copy of a job running here waits unacked until that
         run ends, then goes back to the queue (`take`).
         """
-        if any(_may_be_superseded(delivery) for delivery in deliveries):
-            dropped = {id(delivery) for delivery in await self.drop_superseded(deliveries)}
-            deliveries = [delivery for delivery in deliveries if id(delivery) not in dropped]
+        dropped = await self.drop_superseded(deliveries)
+        if dropped:
+            gone = {id(delivery) for delivery in dropped}
+            deliveries = [delivery for delivery in deliveries if id(delivery) not in gone]
         fresh: list[Delivery] = []
         for delivery in deliveries:
             current = self.inflight.get(delivery.job.id)

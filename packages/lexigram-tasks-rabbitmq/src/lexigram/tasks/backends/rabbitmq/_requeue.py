@@ -70,6 +70,8 @@ class Republisher:
             # Its channel is closing or closed: the broker requeues the message itself,
             # and a copy published now would be a second one.
             return
+        # Only a redelivery is looked up here: a copy on its way through the delay buckets
+        # would cost a read at every hop, and is looked up once, when it is handed out.
         if delivery.redelivered and await self._leases.drop_superseded([delivery]):
             return
         job = delivery.job
