@@ -100,7 +100,7 @@ def test_a_type_and_url_that_disagree_name_both_variables(run_cli: RunCli, tmp_p
     assert result.stderr.startswith(
         "error: tasks.backends[0] = {...} (from environment variables "
         "LEX_TASKS__BACKENDS__MAIN__TYPE and LEX_TASKS__BACKENDS__MAIN__URL): "
-        "tasks.backends[main].url is a redis:// URL, served by the 'redis' backend, but "
-        "tasks.backends[main].type is 'memory'."
+        "tasks.backends[0].url is a redis:// URL, served by the 'redis' backend, but "
+        "tasks.backends[0].type is 'memory'."
     ), result.stderr
     assert "hunter2" not in result.stderr

@@ -29,7 +29,7 @@ from lexigram.tasks._backends._entry_points import (
 
 if TYPE_CHECKING:
     from lexigram.tasks._backends._registry import TaskBackendRegistry
-    from lexigram.tasks.config import NamedTaskConfig, TaskBackendConfig
+    from lexigram.tasks.config import NamedTaskConfig, TaskBackendConfig, TaskConfig
 
 
 def url_of(
@@ -123,6 +123,7 @@ def _type_for_url(
     field: str,
     url: str | None,
     registry: TaskBackendRegistry | None,
+    where: str,
 ) -> str:
     """The backend type, agreeing with the scheme of the generic ``url``.
 
@@ -137,11 +138,11 @@ def _type_for_url(
     if field != "url" or not url:
         return config.type
     type_set = "type" in config.model_fields_set
-    check_url_syntax(url, f"{config_path_of(config)}.url")
+    check_url_syntax(url, f"{where}.url")
     if "://" not in url:
         if type_set:
             return config.type  # the backend reads its own URL, and names what is wrong
-        raise _unserved_url(config_path_of(config), url)
+        raise _unserved_url(where, url)
     scheme = urlsplit(url).scheme.lower()
     served = (
         registry.backend_for_scheme(scheme) if registry is not None else backend_for_scheme(scheme)
@@ -150,11 +151,10 @@ def _type_for_url(
         if served is None:
             # Falling back to the default type would drop the URL: a typo in the scheme
             # would run on the in-memory backend and lose every job at exit.
-            raise _unserved_url(config_path_of(config), url)
+            raise _unserved_url(where, url)
         return served
     if served is None or served == config.type:
         return config.type
-    where = config_path_of(config)
     msg = (
         f"{where}.url is a {scheme}:// URL, served by the {served!r} backend, but "
         f"{where}.type is {config.type!r}. Set type: {served} (or drop type and let the "
@@ -163,14 +163,28 @@ def _type_for_url(
     raise TaskConfigurationError(msg, details={"type": config.type, "scheme": scheme})
 
 
-def config_path_of(config: NamedTaskConfig | TaskBackendConfig) -> str:
-    """Where `config` sits in the configuration, for messages (``tasks.backend``...)."""
+def config_path_of(
+    config: NamedTaskConfig | TaskBackendConfig, within: TaskConfig | None = None
+) -> str:
+    """Where `config` sits in the configuration, for messages (``tasks.backends[1]``...).
+
+    An entry of `within`'s ``backends`` list is named by its position, as every other
+    message about a value of the list names it (a file's list, pydantic's locations); only
+    an entry used outside a configuration, which has no position, is named by its name.
+    """
+    if within is not None:
+        for index, entry in enumerate(within.backends):
+            if entry is config:
+                return f"tasks.backends[{index}]"
     name = getattr(config, "name", None)  # only the entries of tasks.backends have one
     return f"tasks.backends[{name}]" if name else "tasks.backend"
 
 
 def backend_type_of(
-    config: NamedTaskConfig | TaskBackendConfig, *, registry: TaskBackendRegistry | None = None
+    config: NamedTaskConfig | TaskBackendConfig,
+    *,
+    registry: TaskBackendRegistry | None = None,
+    path: str | None = None,
 ) -> str:
     """The backend `config` selects: its ``type``, or, with ``type`` unset, the URL's.
 
@@ -180,9 +194,10 @@ def backend_type_of(
     Raises:
         TaskConfigurationError: The URL cannot be read, no installed backend serves its
             scheme (``type`` unset), or ``type`` names a backend that does not serve it.
+            It names `config` by `path` (default: `config_path_of`).
     """
     field, url = url_of(config, registry=registry)
-    return _type_for_url(config, field, url, registry)
+    return _type_for_url(config, field, url, registry, path or config_path_of(config))
 
 
 def spec_from_config(
@@ -190,6 +205,7 @@ def spec_from_config(
     *,
     name: str | None = None,
     registry: TaskBackendRegistry | None = None,
+    path: str | None = None,
 ) -> TaskBackendSpec:
     """Build the `TaskBackendSpec` a backend factory receives from a config model.
 
@@ -201,6 +217,8 @@ def spec_from_config(
         name: The backend name (defaults to the config's `name`, or "default").
         registry: Where the backend's self-description is read (its registrations
             first); None reads the installed entry points only.
+        path: Where `config` sits, for messages (``tasks.backends[1]``; default:
+            `config_path_of`, which knows no position).
 
     Returns:
         The spec.
@@ -208,7 +226,7 @@ def spec_from_config(
     field, url = url_of(config, registry=registry)
     return TaskBackendSpec(
         name=name or getattr(config, "name", None) or "default",
-        type=_type_for_url(config, field, url, registry),
+        type=_type_for_url(config, field, url, registry, path or config_path_of(config)),
         url=url,
         queue_name=config.queue_name,
         options=dict(config.options),

@@ -182,7 +182,7 @@ def read_config(
         config = TaskConfig.from_env()
     apply_process_settings(config)
     if report:
-        replaced = config_path_of(config.primary_backend or config.backend)
+        replaced = config_path_of(config.primary_backend or config.backend, config)
         report_config_issues(config, replaced=replaced if backend is not None else None)
     return config
 
@@ -370,7 +370,7 @@ def resolve_spec(
             queue_name=entry.queue_name,
         )
     else:
-        spec = spec_from_config(entry)
+        spec = spec_from_config(entry, path=config_path_of(entry, config))
         if backend_type == spec.type:
             spec = replace(spec, url=url or spec.url)
         else:

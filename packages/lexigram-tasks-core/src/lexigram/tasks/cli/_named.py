@@ -80,9 +80,10 @@ def configured_spec(
     """
     name = getattr(entry, "name", None) or "default"
     index = next((i for i, e in enumerate(config.backends) if e is entry), None)
-    _configured[name] = (config, config_path_of(entry), index)
+    path = config_path_of(entry, config)
+    _configured[name] = (config, path, index)
     with config_errors(name):
-        return spec_from_config(entry)
+        return spec_from_config(entry, path=path)
 
 
 def _entry_serving(config: TaskConfig, name: str) -> NamedTaskConfig | None:
@@ -123,7 +124,11 @@ def _entry_for_backend_option(config: TaskConfig, word: str) -> NamedTaskConfig 
     for entry in config.backends:
         if entry.name == word:
             return entry
-    typed = [e for e in config.backends if backend_type_of(e) == word.lower()]
+    typed = [
+        e
+        for e in config.backends
+        if backend_type_of(e, path=config_path_of(e, config)) == word.lower()
+    ]
     if len(typed) == 1:
         return typed[0]
     installed = available_backends()

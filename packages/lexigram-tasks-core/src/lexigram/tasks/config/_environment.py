@@ -194,7 +194,7 @@ def _check_backend(
 
     try:
         # What the runtime builds: with ``type`` unset, a ``url`` chooses by its scheme.
-        backend_type = backend_type_of(backend, registry=registry)
+        backend_type = backend_type_of(backend, registry=registry, path=path)
     except TaskConfigurationError as exc:
         yield ConfigIssue(
             field=f"{path}.url",

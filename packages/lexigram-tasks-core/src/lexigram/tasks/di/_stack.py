@@ -371,7 +371,7 @@ def build_stacks(
         try:
             stacks[entry.name] = build_stack(
                 entry.name,
-                spec_from_config(entry, registry=registry),
+                spec_from_config(entry, registry=registry, path=field),
                 field=field,
                 registry=registry,
                 queue=queue if is_primary else None,
@@ -497,7 +497,8 @@ def build_config_rate_limiter(
     primary = config.primary_backend
     spec, field = stack.spec, stack.path
     if primary is not None and primary.name != stack.name:
-        spec, field = spec_from_config(primary, registry=stack.registry), config_path_of(primary)
+        field = config_path_of(primary, config)
+        spec = spec_from_config(primary, registry=stack.registry, path=field)
     return build_rate_limiter(
         spec,
         field=field,
