@@ -316,6 +316,16 @@ def _split_message(text: str) -> tuple[str, str]:
     return text.rstrip("."), ""
 
 
+def _url_leaf(loc: Loc, sources: Mapping[Loc, str]) -> Loc | None:
+    """The field of the backend at `loc` whose variable set its URL, if one did."""
+    for where in sources:
+        if len(where) == len(loc) + 1 and where[: len(loc)] == loc:
+            name = str(where[-1])
+            if name == "url" or name.endswith("_url"):
+                return (name,)
+    return None
+
+
 def backend_error_with_sources(
     error: _E,
     *,
@@ -331,8 +341,9 @@ def backend_error_with_sources(
     after the configuration was read; its error names the backend's field (`field`, e.g.
     ``tasks.backends[0]``) but cannot know that a ``LEX_TASKS__*`` variable set the value.
     When one did, the error becomes one `ConfigProblem` line like those of loading: the
-    option's own path and variable when the error names an option (``details["option"]``)
-    or the type, else the backend's section and every variable that set part of it.
+    option's own path and variable when the error names an option (``details["option"]``),
+    the type, or the URL alone (``details["url"]``), else the backend's section and every
+    variable that set part of it.
     Without such a variable, `error` is returned unchanged.
 
     Args:
@@ -358,13 +369,19 @@ def backend_error_with_sources(
     for prefix in (f"{field}.type = {error.details.get('type')!r}: ", f"{field}: "):
         text = text.removeprefix(prefix)
     if leaf is None and "url" in error.details and "scheme" not in error.details:
-        # The URL alone is refused (its syntax, or a scheme nothing serves): its message
-        # opens with "<path>.url = '<url>' ", which the problem line says already.
+        # The URL alone is refused (its syntax, a scheme nothing serves, a part the
+        # backend's client cannot read): named by the field that set it, ``url`` or the
+        # backend's own (``redis_url``). The core's message opens with "<path>.url =
+        # '<url>' ", which the problem line says already.
+        leaf = _url_leaf(loc, sources)
+        if leaf is None:
+            return error  # the URL is the file's: no variable to name
         _, marker, rest = text.partition(f".url = {error.details['url']!r} ")
         if marker:
-            leaf, text = ("url",), f"it {rest}"
+            text = f"it {rest}"
     where = loc if leaf is None else (*loc, *leaf)
-    source = sources.get(where, "") if leaf is not None else sources_within(sources, loc)
+    # At or inside: an option may be a mapping set key by key (``options.stores.url``).
+    source = sources_within(sources, where)
     if not source:
         return error
     name = str(where[-1])

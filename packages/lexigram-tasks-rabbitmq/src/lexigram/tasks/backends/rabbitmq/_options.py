@@ -76,7 +76,7 @@ def split_amqp_url(url: str) -> list[str]:
             f"AMQP URL {mask_url(url)!r} lists an empty host. Separate the cluster's nodes "
             "with single commas: amqp://user:pass@rabbit1:5672,rabbit2:5672/vhost."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"url": mask_url(url)})
     prefix = f"{userinfo}{at}"
     return [
         urlunsplit((parts.scheme, prefix + node.strip(), parts.path, parts.query, parts.fragment))
@@ -113,17 +113,17 @@ def _parse_one(url: str) -> AMQPTarget:
         port = parts.port
     except ValueError as exc:
         msg = f"AMQP URL {mask_url(url)!r} is malformed ({exc}). Use amqp://user:pass@host:5672/vhost."
-        raise TaskConfigurationError(msg) from None
+        raise TaskConfigurationError(msg, details={"url": mask_url(url)}) from None
     scheme = parts.scheme.lower()
     if scheme not in ("amqp", "amqps"):
         msg = (
             f"AMQP URL {mask_url(url)!r} has scheme {parts.scheme!r}. "
             "Use amqp://host:5672/ or amqps://host:5671/ for TLS."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"url": mask_url(url)})
     if not parts.hostname:
         msg = f"AMQP URL {mask_url(url)!r} has no host. Use amqp://user:pass@host:5672/vhost."
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"url": mask_url(url)})
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     vhost = unquote(path) or "/"
     default_port = 5671 if scheme == "amqps" else 5672

@@ -147,7 +147,7 @@ def other_spec(
             f"RabbitMQ option {option}={setting!r} is not supported. Pass a redis:// or "
             "postgresql:// URL, or a mapping {'type': 'redis', 'url': ..., 'options': {...}}."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"option": option})
     url = str(setting["url"]) if setting.get("url") is not None else None
     type_ = str(setting.get("type") or _type_from_url(url, option, backends))
     options = setting.get("options") or {}
@@ -169,14 +169,14 @@ def _looked_up_type(url: str | None, option: str, backends: BackendLookupProtoco
         found = backends.backend_for_scheme(scheme) if scheme else None
     except BackendConflictError as exc:
         msg = f"RabbitMQ option {option} has URL {shown!r}: {exc}"
-        raise TaskConfigurationError(msg) from exc
+        raise TaskConfigurationError(msg, details={"option": option}) from exc
     if found is None or found == "rabbitmq":
         msg = (
             f"RabbitMQ option {option} has URL {shown!r}, whose scheme is served by no "
             "backend that keeps records (RabbitMQ holds jobs only). Use the URL of one "
             "that does (e.g. redis:// or postgresql://), or give {'type': ..., 'url': ...}."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"option": option})
     return found
 
 
@@ -219,7 +219,7 @@ def _type_from_url(url: str | None, option: str, lookup: BackendLookupProtocol |
             f"installed backends ({', '.join(sorted(claims))}). Give "
             "{'type': ..., 'url': ...} instead of a URL."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"option": option})
     if claims:
         _TYPES_OF_SCHEMES[scheme] = claims[0]
         return claims[0]
@@ -234,7 +234,7 @@ def _type_from_url(url: str | None, option: str, lookup: BackendLookupProtocol |
         f"installed backend (schemes: {offered}). Use one of those, or give "
         "{'type': ..., 'url': ...}."
     )
-    raise TaskConfigurationError(msg)
+    raise TaskConfigurationError(msg, details={"option": option})
 
 
 def _lender(spec: TaskBackendSpec) -> Any:

@@ -96,7 +96,7 @@ def check_url(url: str) -> str:
             "rediss://host:port/db for TLS, unix:///path/to/redis.sock, or "
             "redis+sentinel://host1:26379,host2:26379/<service_name>/<db> for Sentinel."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"url": mask_url(url)})
     if scheme in ("redis", "rediss"):
         _check_database_and_query(url)
     return url
@@ -119,7 +119,7 @@ def _check_database_and_query(url: str) -> None:
             f"Redis URL {mask_url(url)!r} names the database {database!r}, which is not a "
             "number. Use redis://host:6379/0 (databases are numbered from 0)."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"url": mask_url(url)})
     for key in parse_qs(parts.query, keep_blank_values=True):
         if key.startswith("ssl_") or key in _url_query_keys():
             continue
@@ -129,7 +129,7 @@ def _check_database_and_query(url: str) -> None:
             f"Redis URL {mask_url(url)!r} has the query option {key!r}, which redis-py does "
             f"not take. {hint}Fix or remove it."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"url": mask_url(url)})
 
 
 @functools.cache
@@ -263,16 +263,16 @@ class RedisConnector:
 
         if max_connections is not None and max_connections < 1:
             msg = f"Redis max_connections={max_connections!r} is below 1. Use None or >= 1."
-            raise TaskConfigurationError(msg)
+            raise TaskConfigurationError(msg, details={"option": "max_connections"})
         if not retry_timeout >= 0:
             msg = f"Redis retry_timeout={retry_timeout!r} is negative. Use 0 or more seconds."
-            raise TaskConfigurationError(msg)
+            raise TaskConfigurationError(msg, details={"option": "retry_timeout"})
         if command_timeout is not None and not command_timeout > 0:
             msg = (
                 f"Redis command_timeout={command_timeout!r} is not positive. "
                 "Use a number of seconds above 0 (default 10), or None for no deadline."
             )
-            raise TaskConfigurationError(msg)
+            raise TaskConfigurationError(msg, details={"option": "command_timeout"})
         self.retry_timeout = float(retry_timeout)
         self.command_timeout = None if command_timeout is None else float(command_timeout)
         self.connect_timeout = socket_connect_timeout

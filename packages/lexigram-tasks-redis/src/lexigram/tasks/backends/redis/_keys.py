@@ -15,19 +15,25 @@ _FORBIDDEN = frozenset("{}")
 _GLOB_SPECIAL = frozenset("*?[]\\")
 
 
-def check_name(kind: str, value: str) -> str:
+def check_name(kind: str, value: str, *, option: str | None = None) -> str:
     """Return `value` if it can be part of a hash tag, else raise.
 
     Raises:
-        TaskConfigurationError: The value is empty or contains a brace.
+        TaskConfigurationError: The value is empty or contains a brace; naming `option`
+            (``details["option"]``) when the value is a backend option's.
     """
     if not value or _FORBIDDEN & set(value):
         msg = (
             f"Redis {kind} {value!r} is empty or contains '{{' or '}}', which would break the "
             f"key hash tag. Use a {kind} made of letters, digits and '-', '_', '.', ':'."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"option": option} if option else {})
     return value
+
+
+def check_key_prefix(value: str) -> str:
+    """Return the ``key_prefix`` option's `value` if it can open a hash tag, else raise."""
+    return check_name("key prefix", value, option="key_prefix")
 
 
 def glob_escape(text: str) -> str:
@@ -53,7 +59,7 @@ class QueueKeys(NamedTuple):
     @classmethod
     def build(cls, prefix: str, queue_name: str) -> QueueKeys:
         """Build the keys of `queue_name` under `prefix`."""
-        tag = f"{{{check_name('key prefix', prefix)}:{check_name('queue name', queue_name)}}}"
+        tag = f"{{{check_key_prefix(prefix)}:{check_name('queue name', queue_name)}}}"
         return cls(
             tag=tag,
             jobs=f"{tag}:jobs",
@@ -107,7 +113,7 @@ class StoreKeys(NamedTuple):
     @classmethod
     def build(cls, prefix: str, store: str) -> StoreKeys:
         """Build the namespace of `store` under `prefix`."""
-        return cls(tag=f"{{{check_name('key prefix', prefix)}:{store}}}")
+        return cls(tag=f"{{{check_key_prefix(prefix)}:{store}}}")
 
     def key(self, *parts: str) -> str:
         """Join `parts` under the namespace tag."""

@@ -8,7 +8,7 @@ from typing import Any
 from lexigram.contracts.tasks import json_for_storage
 from lexigram.tasks.backends.redis._base import RedisStore, loads, ttl_ms
 from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
-from lexigram.tasks.backends.redis._keys import check_name, glob_escape
+from lexigram.tasks.backends.redis._keys import check_key_prefix, glob_escape
 
 # KEYS: record. ARGV: json, ttl ms (0 = none). Returns the existing record or nil.
 _SET_IF_ABSENT = LuaScript(
@@ -136,7 +136,7 @@ class RedisCacheBackend(RedisStore):
         client: Any | None = None,
     ) -> None:
         super().__init__(url, key_prefix=key_prefix, connector=connector, client=client)
-        self._prefix = f"{check_name('key prefix', key_prefix)}:cache:"
+        self._prefix = f"{check_key_prefix(key_prefix)}:cache:"
 
     def _key(self, key: str) -> str:
         return self._prefix + key

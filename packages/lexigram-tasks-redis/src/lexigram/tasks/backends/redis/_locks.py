@@ -21,7 +21,7 @@ from typing import Any, Self
 from lexigram.contracts.tasks import TaskConfigurationError
 from lexigram.tasks.backends.redis._base import NOW_MS, RedisStore
 from lexigram.tasks.backends.redis._connection import DEFAULT_URL, LuaScript, RedisConnector
-from lexigram.tasks.backends.redis._keys import check_name
+from lexigram.tasks.backends.redis._keys import check_key_prefix
 
 _WAIT_GRACE = 5.0
 
@@ -283,7 +283,7 @@ class RedisRateLimiter:
             raise TaskConfigurationError(msg)
         self._connector = connector
         self._name = name
-        self._key = f"{{{check_name('key prefix', key_prefix)}:ratelimit:{name}}}"
+        self._key = f"{{{check_key_prefix(key_prefix)}:ratelimit:{name}}}"
         self._capacity = capacity
         self._per_ms = rate / per / 1000
 

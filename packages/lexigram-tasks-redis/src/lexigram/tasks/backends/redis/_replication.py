@@ -53,13 +53,13 @@ class ReplicaWait:
     def __init__(self, replicas: int, timeout: float, masked_url: str) -> None:
         if replicas < 1:
             msg = f"Redis wait_for_replicas={replicas!r} is below 1. Use 0 to not wait, or >= 1."
-            raise TaskConfigurationError(msg)
+            raise TaskConfigurationError(msg, details={"option": "wait_for_replicas"})
         if not timeout > 0 or not math.isfinite(timeout):
             msg = (
                 f"Redis replication_timeout={timeout!r} is not a positive number of seconds. "
                 "Use e.g. 1.0."
             )
-            raise TaskConfigurationError(msg)
+            raise TaskConfigurationError(msg, details={"option": "replication_timeout"})
         self.replicas = replicas
         self.timeout = float(timeout)
         self.timeout_ms = max(1, math.ceil(timeout * 1000))

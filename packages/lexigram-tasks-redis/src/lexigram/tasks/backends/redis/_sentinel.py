@@ -45,7 +45,7 @@ def _bad(url: str, problem: str) -> TaskConfigurationError:
         f"Redis Sentinel URL {mask_url(url)!r} {problem}. Write it as "
         "redis+sentinel://[user:password@]host1:26379,host2:26379/<service_name>/<db>."
     )
-    return TaskConfigurationError(msg)
+    return TaskConfigurationError(msg, details={"url": mask_url(url)})
 
 
 def _address(url: str, item: str) -> tuple[str, int]:
@@ -148,7 +148,7 @@ class SentinelRoute:
                 "TLS behind Sentinel is not supported yet. Drop them, or use a rediss:// "
                 "URL of one server."
             )
-            raise TaskConfigurationError(msg)
+            raise TaskConfigurationError(msg, details={"url": mask_url(url)})
         self._options = dict(options)
         self._managers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sentinel] = (
             weakref.WeakKeyDictionary()

@@ -124,14 +124,14 @@ def path_from_url(url: str | None) -> str:
             f"SQLite backend URL {shown!r} does not start with sqlite://. "
             "Use sqlite:///relative/tasks.db or sqlite:////absolute/path/tasks.db."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"url": shown})
     if parts.netloc:
         msg = (
             f"SQLite backend URL {shown!r} names a host or credentials after sqlite://; SQLite "
             "opens a local file. Use sqlite:///relative/tasks.db or "
             "sqlite:////absolute/path/tasks.db."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"url": shown})
     if parts.query or parts.fragment:
         # Read as part of the path they were silently dropped: `?mode=ro` opened the
         # file for writing all the same.
@@ -140,7 +140,7 @@ def path_from_url(url: str | None) -> str:
             "backend does not read. Give the file alone (sqlite:///tasks.db) and its "
             "settings as the backend's options (synchronous, busy_timeout, ...)."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"url": shown})
     path = unquote(parts.path)
     if path.startswith("/"):
         path = path[1:]  # sqlite:///x.db -> "x.db"; sqlite:////abs/x.db -> "/abs/x.db"
@@ -151,14 +151,14 @@ def path_from_url(url: str | None) -> str:
             f"SQLite backend URL {shown!r} names a directory, not a file. Name the "
             f"database file in it, e.g. sqlite:///{path}tasks.db."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"url": shown})
     if path == ":memory:" or path.startswith("file::memory:"):
         msg = (
             f"SQLite backend URL {shown!r} asks for an in-memory database, which no other "
             "process can open. Use --backend memory for a one-process queue, or a file "
             "such as sqlite:///tasks.db."
         )
-        raise TaskConfigurationError(msg)
+        raise TaskConfigurationError(msg, details={"url": shown})
     return path
 
 
