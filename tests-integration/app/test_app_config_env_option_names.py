@@ -67,7 +67,7 @@ def test_provider_names_the_url_and_its_variable(
     with pytest.raises(TaskConfigurationError) as caught:
         _ = TaskProvider().queues
     text = str(caught.value)
-    assert text.startswith(f"tasks.backend.{field} = '{url.split(':')[0]}:"), text
+    assert text.startswith(f"tasks.backend.{field} = '{url.partition(':')[0]}:"), text
     assert f"(from environment variable {variable}): " in text
     assert problem in text
     assert "hunter2" not in text

@@ -1,15 +1,30 @@
-"""``lexigram-tasks enqueue NAME``: put one job on a queue and print its id."""
+"""``lexigram-tasks enqueue NAME``: put one job on a queue and print its id.
+
+Without ``--app`` the command knows nothing of the task but its name: the job goes to the
+configured queue at the priority given. With ``--app APP`` it builds the job as the
+task's own ``.delay()`` does (`TaskFunction.signature`): the arguments are checked
+against the function's signature, and the task's queue, priority and idempotency key
+are the job's unless an option says otherwise.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from lexigram.contracts.tasks import PRIORITY_MAX, PRIORITY_MIN, Job, Priority, TaskBackendSpec
+from lexigram.contracts.tasks import (
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    Job,
+    Priority,
+    TaskBackendSpec,
+    TaskValidationError,
+    nearest_name,
+)
 from lexigram.tasks._backends import install_hint
 from lexigram.tasks.cli._context import (
     close_quietly,
@@ -35,8 +50,11 @@ from lexigram.tasks.cli._options import (
     json_option,
 )
 from lexigram.tasks.cli._output import echo_json, setup_logging
-from lexigram.tasks.decorators import enqueue_job
+from lexigram.tasks.decorators import enqueue_job, schedule_template
 from lexigram.tasks.di._stack import build_hooks, observe_enqueues
+
+if TYPE_CHECKING:
+    from lexigram.tasks.cli._app import LoadedApp
 
 EPILOG = """\b
 Examples:
@@ -44,6 +62,7 @@ Examples:
   lexigram-tasks enqueue build_report --priority high --delay 60 -q reports \\
       --backend redis://localhost:6379/0
   lexigram-tasks enqueue sync_user --kwargs '{"user_id": 7}' --idempotency-key sync-7
+  lexigram-tasks enqueue build_report --app myapp.tasks --kwargs '{"month": 5}'
   lexigram-tasks enqueue import_rows --args @rows.json
   generate-rows | lexigram-tasks enqueue import_rows --args -
 """
@@ -122,12 +141,24 @@ def _misplaced_arguments_error(extra: list[str]) -> click.UsageError:
     help="Keyword arguments, as a JSON object; @FILE reads it from a file, - from stdin.",
 )
 @click.option(
+    "--app",
+    "app_source",
+    metavar="APP",
+    help=(
+        "The APP that defines the task (as for `worker APP`): the job is built as the "
+        "task's .delay() builds it (its queue, priority and idempotency key; the arguments "
+        "checked against its signature), and a NAME the APP does not define is refused."
+    ),
+)
+@click.option(
     "--priority",
     "-p",
     type=PriorityParam(),
-    default="normal",
-    show_default=True,
-    help=f"low, normal, high, critical, or {PRIORITY_MIN}-{PRIORITY_MAX} (higher runs first).",
+    default=None,
+    help=(
+        f"low, normal, high, critical, or {PRIORITY_MIN}-{PRIORITY_MAX} (higher runs first). "
+        "Default: the task's with --app, else normal."
+    ),
 )
 @click.option(
     "--delay",
@@ -136,7 +167,12 @@ def _misplaced_arguments_error(extra: list[str]) -> click.UsageError:
     metavar="SECONDS",
     help="Run no earlier than this many seconds from now.",
 )
-@click.option("--queue", "-q", metavar="NAME", help="Queue name. Default: the config's queue_name.")
+@click.option(
+    "--queue",
+    "-q",
+    metavar="NAME",
+    help="Queue name. Default: the task's with --app, else the config's queue_name.",
+)
 @click.option(
     "--max-retries",
     type=click.IntRange(min=0),
@@ -166,7 +202,8 @@ def enqueue_command(
     name: str,
     job_args: list[Any],
     job_kwargs: dict[str, Any],
-    priority: int,
+    app_source: str | None,
+    priority: int | None,
     delay: float,
     queue: str | None,
     max_retries: int | None,
@@ -187,23 +224,28 @@ def enqueue_command(
     if extra:
         raise _misplaced_arguments_error(extra)
     setup_logging("debug" if debug else "critical")
-    given_backend = backend
-    backend = default_backend(config_path, None, backend)
-    config = load_config(config_path, backend=backend)
-    spec = resolve_spec(config, backend, queue, connect_timeout=connect_timeout)
     if not name.strip():
         msg = "The task name is empty. Pass the name the handler is registered under."
         raise CLIError(msg)
-    job = Job(
-        name=name,
-        args=tuple(job_args),
-        kwargs=job_kwargs,
+    given_backend = backend
+    loaded = _load_app(app_source) if app_source is not None else None
+    base = loaded.config if loaded is not None else None
+    backend = default_backend(config_path, base, backend)
+    config = load_config(config_path, base, backend=backend)
+    if loaded is None:
+        job = Job(name=name, args=tuple(job_args), kwargs=job_kwargs, priority=Priority.NORMAL)
+    else:
+        job = _job_as_the_task_builds_it(loaded, name, job_args, job_kwargs)
+        queue = queue or job.queue_name
+    spec = resolve_spec(config, backend, queue, connect_timeout=connect_timeout)
+    job.queue_name = spec.queue_name
+    _apply_options(
+        job,
         priority=priority,
         max_retries=max_retries,
         timeout=timeout,
         idempotency_key=idempotency_key,
-        scheduled_at=time.time() + delay if delay > 0 else None,
-        queue_name=spec.queue_name,
+        delay=delay,
     )
     own_id = job.id  # enqueue_job gives the job its holder's id when the key is held
     job_id = run_async(_enqueue(spec, job, connect_timeout))
@@ -222,7 +264,7 @@ def enqueue_command(
         click.echo(job_id)
     if duplicate:
         click.echo(
-            f"note: the idempotency key {idempotency_key!r} is held by job {job_id}, so "
+            f"note: the idempotency key {job.idempotency_key!r} is held by job {job_id}, so "
             "nothing new was enqueued; that id is printed. The key stays held for the "
             "backend's idempotency_ttl, even once that job has finished or was cancelled "
             "(`lexigram-tasks job status ID` shows where it is); use another key to run "
@@ -241,6 +283,79 @@ def enqueue_command(
             err=True,
         )
     logging.getLogger("lexigram.tasks.cli").debug("Enqueued %s on %s.", job_id, describe(spec))
+
+
+def _apply_options(
+    job: Job,
+    *,
+    priority: int | None,
+    max_retries: int | None,
+    timeout: float | None,
+    idempotency_key: str | None,
+    delay: float,
+) -> None:
+    """Set on `job` what the options say; the rest stays as the task (or `Job`) set it.
+
+    An option wins over the task's definition for this job only, as ``apply_async``'s do.
+    """
+    if priority is not None:
+        job.priority = priority
+    if max_retries is not None:
+        job.max_retries = max_retries
+    if timeout is not None:
+        job.timeout = timeout
+    if idempotency_key is not None:
+        job.idempotency_key = idempotency_key
+    if delay > 0:
+        job.scheduled_at = time.time() + delay
+
+
+def _load_app(source: str) -> LoadedApp:
+    # Imported here: only --app imports an APP, and so the modules that load one.
+    from lexigram.tasks.cli._app import load_app  # noqa: PLC0415
+
+    return load_app(source)
+
+
+def _job_as_the_task_builds_it(
+    loaded: LoadedApp, name: str, args: list[Any], kwargs: dict[str, Any]
+) -> Job:
+    """The job the task `name` of `loaded` enqueues for this call, as its ``.delay()`` would.
+
+    A ``@task`` function builds it itself (`TaskFunction.signature`); a handler
+    registered otherwise gets the queue and priority of its options, as its schedules do.
+
+    Raises:
+        CLIError: The APP defines no such task, or the arguments do not fit its signature.
+    """
+    found = loaded.handlers.lookup(name)
+    if found is None:
+        known = ", ".join(sorted(loaded.handlers.keys()))
+        near = nearest_name(name, loaded.handlers.keys())
+        hint = f"Did you mean {near!r}? " if near else ""
+        msg = (
+            f"APP {loaded.source!r} defines no task {name!r} (its tasks: {known}). {hint}Pass "
+            "the name the task is registered under, or leave --app out to enqueue a task "
+            "that only the workers know."
+        )
+        raise CLIError(msg)
+    handler, options = found
+    # Imported here: only --app needs it, and it is imported with the APP's tasks anyway.
+    from lexigram.tasks._task_function import TaskFunction  # noqa: PLC0415
+
+    if isinstance(handler, TaskFunction):
+        try:
+            return handler.signature(*args, **kwargs)
+        except TaskValidationError as exc:
+            raise CLIError(str(exc)) from None
+    template = schedule_template(name, options)
+    return Job(
+        name=name,
+        args=tuple(args),
+        kwargs=kwargs,
+        priority=template.priority,
+        queue_name=template.queue_name,
+    )
 
 
 async def _enqueue(spec: TaskBackendSpec, job: Job, connect_timeout: float) -> str:
