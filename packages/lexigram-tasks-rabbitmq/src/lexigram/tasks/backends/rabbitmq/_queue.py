@@ -233,7 +233,11 @@ class RabbitMQTaskQueue:
     # -- dequeue ---------------------------------------------------------------------
 
     async def dequeue(self) -> Job | None:
-        """Lease the next ready job (highest priority first), or None; never waits."""
+        """Lease the next ready job (highest priority first), or None.
+
+        It never waits for a job to come; only for the jobs this object is putting back
+        into the queue at that moment (see below), which are ready already.
+        """
         while True:
             got = await self._buffer.get()
             if got is not None:
@@ -242,8 +246,14 @@ class RabbitMQTaskQueue:
                 jobs = await self._leases.hand_out([delivery])
                 if jobs:
                     return jobs[0]
-            if got is None and self._buffer.best_priority() is None:
+            if got is not None or self._buffer.best_priority() is not None:
+                continue
+            if not self._tasks:
                 return None
+            # Jobs this object is putting back (an idle consumer handing back what the
+            # broker pushed it, a delay hop) are ready, in neither the queue nor the
+            # buffer until their copies are confirmed: wait for those, not for new jobs.
+            await self._settle_background()
 
     async def dequeue_batch(self, max_jobs: int, *, timeout: float = 0.0) -> list[Job]:
         """Lease up to `max_jobs` ready jobs, waiting up to `timeout` s for the first.
