@@ -157,13 +157,18 @@ def test_a_bad_id_type_is_refused_as_before(encoder: str) -> None:
 
 
 def test_fields_at_their_defaults_are_left_out(encoder: str) -> None:
-    job = Job(name="h", args=(1.5,))
+    # A priority is left out when it is 0, which is what an absent one reads as (every
+    # version wrote it so): a job at the default NORMAL priority carries it.
+    job = Job(name="h", args=(1.5,), priority=Priority.LOW)
     envelope = json.loads(encode_job(job))
     assert envelope == {
         "v": 1,
         "job": {"id": job.id, "name": "h", "args": [1.5], "created_at": job.created_at},
     }
     assert len(encode_job(job)) < len(_reference(job)) / 3
+    default = Job(name="h")
+    assert json.loads(encode_job(default))["job"]["priority"] == Priority.NORMAL
+    assert decode_job(encode_job(default)).priority == Priority.NORMAL
 
 
 def test_envelopes_written_with_every_field_still_decode() -> None:
@@ -178,7 +183,12 @@ def test_envelopes_written_with_every_field_still_decode() -> None:
     )
     job = decode_job(old)
     assert job == Job(
-        id="0b7c", name="h", args=(1.5,), created_at=1796321127.232149, queue_name="bench"
+        id="0b7c",
+        name="h",
+        args=(1.5,),
+        priority=0,
+        created_at=1796321127.232149,
+        queue_name="bench",
     )
     assert decode_job(encode_job(job)) == job
 

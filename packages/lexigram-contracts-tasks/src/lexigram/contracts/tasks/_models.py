@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lexigram.contracts.tasks._enums import (
     IdempotencyResultStatus,
     JobStatus,
+    Priority,
     ProgressStatus,
     WorkflowStatus,
 )
@@ -46,7 +47,8 @@ class Job:
         name: Task name; selects the handler.
         args: Positional arguments for the handler.
         kwargs: Keyword arguments for the handler.
-        priority: Execution priority (higher = more important).
+        priority: Execution priority (higher = more important); `Priority.NORMAL` by
+            default, as for a task's ``.delay()`` and the ``enqueue`` command.
         max_retries: Maximum retry attempts on failure; None (the default) lets the task's
             definition decide (`@task(max_retries=...)`, else `DEFAULT_MAX_RETRIES`).
         timeout: Execution timeout in seconds; None lets the task's definition decide
@@ -79,7 +81,7 @@ class Job:
     name: str = ""
     args: tuple[Any, ...] = field(default_factory=tuple)
     kwargs: dict[str, Any] = field(default_factory=dict)
-    priority: int = 0
+    priority: int = int(Priority.NORMAL)
     max_retries: int | None = None
     timeout: float | None = None
     depends_on: list[str] = field(default_factory=list)
@@ -224,7 +226,7 @@ class JobTemplate:
         name: Job name/type.
         args: Positional arguments.
         kwargs: Keyword arguments.
-        priority: Execution priority.
+        priority: Execution priority (`Priority.NORMAL` by default, as a `Job`'s).
         max_retries: Maximum retry attempts (None: as the task's definition says).
         timeout: Execution timeout (None: as the task's definition says).
         depends_on: Job dependencies template.
@@ -235,7 +237,7 @@ class JobTemplate:
     name: str
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
-    priority: int = 0
+    priority: int = int(Priority.NORMAL)
     max_retries: int | None = None
     timeout: float | None = None
     depends_on: list[str] = field(default_factory=list)
@@ -295,7 +297,8 @@ class JobTemplate:
             name=str(data["name"]),
             args=tuple(data.get("args") or ()),
             kwargs=dict(data.get("kwargs") or {}),
-            priority=int(data.get("priority") or 0),
+            # `to_dict` always writes it; a record written by hand may leave it out.
+            priority=int(data.get("priority", Priority.NORMAL) or 0),
             max_retries=_opt_int(data.get("max_retries")),
             timeout=_opt_float(data.get("timeout")),
             depends_on=list(data.get("depends_on") or []),
