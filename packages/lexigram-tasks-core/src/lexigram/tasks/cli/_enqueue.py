@@ -233,7 +233,7 @@ def enqueue_command(
     backend = default_backend(config_path, base, backend)
     config = load_config(config_path, base, backend=backend)
     if loaded is None:
-        job = Job(name=name, args=tuple(job_args), kwargs=job_kwargs, priority=Priority.NORMAL)
+        job = Job(name=name, args=tuple(job_args), kwargs=job_kwargs)
     else:
         job = _job_as_the_task_builds_it(loaded, name, job_args, job_kwargs)
         queue = queue or job.queue_name
