@@ -276,15 +276,13 @@ class TaskFunction(Generic[P, R]):
         Raises:
             TaskQueueError: The queue refused the job.
         """
-        job = self._build(args, kwargs)
-        if priority is not None:
-            job.priority = int(priority)
-        if max_retries is not None:
-            job.max_retries = max_retries
-        if timeout is not None:
-            job.timeout = timeout
-        if idempotency_key is not None:
-            job.idempotency_key = idempotency_key
+        job = override_options(
+            self._build(args, kwargs),
+            priority=priority,
+            max_retries=max_retries,
+            timeout=timeout,
+            idempotency_key=idempotency_key,
+        )
         return JobHandle(queue, await enqueue_job(queue, job), result_store=result_store)
 
     def _build(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
@@ -340,6 +338,30 @@ class TaskFunction(Generic[P, R]):
                 "in the template, e.g. 'sync-{user_id}'."
             )
             raise TaskValidationError(msg) from None
+
+
+def override_options(
+    job: Job,
+    *,
+    priority: Priority | int | None = None,
+    max_retries: int | None = None,
+    timeout: float | None = None,
+    idempotency_key: str | None = None,
+) -> Job:
+    """`job` with the options a caller gave for it alone (None: as the task built it).
+
+    What ``apply_async``'s options and the ``enqueue`` command's do: they win over the
+    task's definition for this job only.
+    """
+    if priority is not None:
+        job.priority = int(priority)
+    if max_retries is not None:
+        job.max_retries = max_retries
+    if timeout is not None:
+        job.timeout = timeout
+    if idempotency_key is not None:
+        job.idempotency_key = idempotency_key
+    return job
 
 
 def _signature_of(func: Callable[..., Any]) -> inspect.Signature | None:

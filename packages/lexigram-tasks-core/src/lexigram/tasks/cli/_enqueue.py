@@ -26,6 +26,7 @@ from lexigram.contracts.tasks import (
     nearest_name,
 )
 from lexigram.tasks._backends import install_hint
+from lexigram.tasks._task_function import TaskFunction, override_options
 from lexigram.tasks.cli._context import (
     close_quietly,
     default_backend,
@@ -239,14 +240,15 @@ def enqueue_command(
         queue = queue or job.queue_name
     spec = resolve_spec(config, backend, queue, connect_timeout=connect_timeout)
     job.queue_name = spec.queue_name
-    _apply_options(
+    override_options(
         job,
         priority=priority,
         max_retries=max_retries,
         timeout=timeout,
         idempotency_key=idempotency_key,
-        delay=delay,
     )
+    if delay > 0:
+        job.scheduled_at = time.time() + delay
     own_id = job.id  # enqueue_job gives the job its holder's id when the key is held
     job_id = run_async(_enqueue(spec, job, connect_timeout))
     duplicate = job_id != own_id
@@ -285,31 +287,6 @@ def enqueue_command(
     logging.getLogger("lexigram.tasks.cli").debug("Enqueued %s on %s.", job_id, describe(spec))
 
 
-def _apply_options(
-    job: Job,
-    *,
-    priority: int | None,
-    max_retries: int | None,
-    timeout: float | None,
-    idempotency_key: str | None,
-    delay: float,
-) -> None:
-    """Set on `job` what the options say; the rest stays as the task (or `Job`) set it.
-
-    An option wins over the task's definition for this job only, as ``apply_async``'s do.
-    """
-    if priority is not None:
-        job.priority = priority
-    if max_retries is not None:
-        job.max_retries = max_retries
-    if timeout is not None:
-        job.timeout = timeout
-    if idempotency_key is not None:
-        job.idempotency_key = idempotency_key
-    if delay > 0:
-        job.scheduled_at = time.time() + delay
-
-
 def _load_app(source: str) -> LoadedApp:
     # Imported here: only --app imports an APP, and so the modules that load one.
     from lexigram.tasks.cli._app import load_app  # noqa: PLC0415
@@ -340,9 +317,6 @@ def _job_as_the_task_builds_it(
         )
         raise CLIError(msg)
     handler, options = found
-    # Imported here: only --app needs it, and it is imported with the APP's tasks anyway.
-    from lexigram.tasks._task_function import TaskFunction  # noqa: PLC0415
-
     if isinstance(handler, TaskFunction):
         try:
             return handler.signature(*args, **kwargs)
