@@ -70,7 +70,7 @@ def test_a_command_names_the_entry_by_position(tmp_path: Path) -> None:
 
 def test_an_entry_outside_a_configuration_is_named_by_its_name() -> None:
     """No list, no position: the name is all that identifies it."""
-    entry = NamedTaskConfig(name="reports", type="acme", url="memory://")
+    entry = NamedTaskConfig.model_validate({"name": "reports", "type": "acme", "url": "memory://"})
     with pytest.raises(TaskConfigurationError) as caught:
         _backends.spec_from_config(entry)
     assert str(caught.value).startswith("tasks.backends[reports].url is a memory:// URL")

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lexigram.contracts.tasks import Job, Priority, TaskBackendSpec
+from lexigram.tasks import TaskFunction
 from lexigram.tasks.cli import _enqueue, cli
 from lexigram.tasks.cli._app import load_app
 
@@ -77,6 +78,7 @@ def test_the_job_is_the_one_the_tasks_delay_builds(app_name: str, sent: Sent) ->
     [(spec, job)] = sent
     built = load_app(app_name).handlers.lookup("build")
     assert built is not None
+    assert isinstance(built[0], TaskFunction)
     expected = built[0].signature(5, final=True)
     assert (job.name, job.args, job.kwargs) == ("build", (5,), {"final": True})
     assert job.priority == expected.priority == Priority.HIGH
