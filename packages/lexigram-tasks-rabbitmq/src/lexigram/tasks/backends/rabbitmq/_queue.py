@@ -250,9 +250,9 @@ class RabbitMQTaskQueue:
                 continue
             if not self._tasks:
                 return None
-            # Jobs this object is putting back (an idle consumer handing back what the
-            # broker pushed it, a delay hop) are ready, in neither the queue nor the
-            # buffer until their copies are confirmed: wait for those, not for new jobs.
+            # Jobs this object is putting back (what an idle consumer hands back, a delay
+            # hop, a lease that ran out) are in neither the queue nor the buffer until the
+            # broker has them again: wait for those, never for new jobs.
             await self._settle_background()
 
     async def dequeue_batch(self, max_jobs: int, *, timeout: float = 0.0) -> list[Job]:
