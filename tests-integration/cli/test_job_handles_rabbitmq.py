@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import textwrap
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from click.testing import CliRunner
 
 from lexigram.app import Application
 from lexigram.contracts.tasks import JobResult, JobStatus, TaskExecutionError
 from lexigram.tasks import TaskConfig, TaskProvider
-from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
 from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._context import load_config, open_stores, resolve_spec
 
@@ -40,44 +36,6 @@ async def add(a: int, b: int) -> int:
 async def boom(reason: str) -> None:
     raise RuntimeError(reason)
 """
-
-
-@pytest_asyncio.fixture
-async def rabbitmq_config(
-    tmp_path: Path,
-    amqp_url: str,
-    redis_url: str,
-    redis_prefix: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[Path]:
-    """A config on a queue of this test's own (deleted afterwards) with Redis stores."""
-    queue_name = f"lexigram-jh-{uuid.uuid4().hex[:8]}"
-    path = tmp_path / "tasks.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            tasks:
-              backend:
-                type: rabbitmq
-                url: "${{LEXIGRAM_JOB_HANDLES_AMQP_URL}}"
-                queue_name: {queue_name}
-                options:
-                  stores:
-                    type: redis
-                    url: "${{LEXIGRAM_JOB_HANDLES_REDIS_URL}}"
-                    options:
-                      key_prefix: {redis_prefix}
-            """
-        )
-    )
-    monkeypatch.setenv("LEXIGRAM_JOB_HANDLES_AMQP_URL", amqp_url)
-    monkeypatch.setenv("LEXIGRAM_JOB_HANDLES_REDIS_URL", redis_url)
-    yield path
-    queue = RabbitMQTaskQueue(amqp_url, queue_name)
-    try:
-        await queue.delete_queues(if_empty=False)
-    finally:
-        await queue.close()
 
 
 async def test_handles_await_results_a_worker_process_stored_via_rabbitmq(
