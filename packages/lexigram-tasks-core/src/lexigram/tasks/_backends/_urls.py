@@ -163,6 +163,11 @@ def _type_for_url(
     raise TaskConfigurationError(msg, details={"type": config.type, "scheme": scheme})
 
 
+def entry_path(index: int | None) -> str:
+    """The config path of entry `index` of ``tasks.backends`` (None: the ``backend`` section)."""
+    return "tasks.backend" if index is None else f"tasks.backends[{index}]"
+
+
 def config_path_of(
     config: NamedTaskConfig | TaskBackendConfig, within: TaskConfig | None = None
 ) -> str:
@@ -175,7 +180,7 @@ def config_path_of(
     if within is not None:
         for index, entry in enumerate(within.backends):
             if entry is config:
-                return f"tasks.backends[{index}]"
+                return entry_path(index)
     name = getattr(config, "name", None)  # only the entries of tasks.backends have one
     return f"tasks.backends[{name}]" if name else "tasks.backend"
 

@@ -20,6 +20,7 @@ from lexigram.tasks._backends import (
     available_backends,
     backend_type_of,
     config_path_of,
+    entry_path,
     spec_from_config,
 )
 from lexigram.tasks.cli._errors import CLIError
@@ -80,7 +81,7 @@ def configured_spec(
     """
     name = getattr(entry, "name", None) or "default"
     index = next((i for i, e in enumerate(config.backends) if e is entry), None)
-    path = config_path_of(entry, config)
+    path = entry_path(index)
     _configured[name] = (config, path, index)
     with config_errors(name):
         return spec_from_config(entry, path=path)

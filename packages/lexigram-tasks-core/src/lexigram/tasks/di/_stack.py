@@ -45,6 +45,7 @@ from lexigram.tasks._backends import (
     IN_MEMORY,
     TaskBackendRegistry,
     config_path_of,
+    entry_path,
     spec_from_config,
 )
 from lexigram.tasks._closing import close_each
@@ -367,7 +368,7 @@ def build_stacks(
     stacks: dict[str, BackendStack] = {}
     for index, entry in enumerate(config.backends):
         is_primary = entry.name == primary_entry.name
-        field = f"tasks.backends[{index}]"
+        field = entry_path(index)
         try:
             stacks[entry.name] = build_stack(
                 entry.name,
