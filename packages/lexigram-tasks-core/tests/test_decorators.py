@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lexigram.contracts.tasks import Job, Priority, TaskQueueError, TaskValidationError
+from lexigram.tasks._producer import install_task_queues, route_job
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.decorators import (
     TaskFunction,
@@ -140,6 +141,28 @@ async def test_delay_to_an_unconfigured_queue_fails_and_enqueues_nothing() -> No
     assert "apply_async" in message  # and what to do instead
     assert info.value.details["queue_name"] == "mail"
     assert await default.count("tasks") == 0
+
+
+async def test_delay_to_an_unset_name_asks_the_runtimes_opener_until_it_is_taken_back() -> None:
+    default, opened = MemoryTaskQueue(), MemoryTaskQueue(queue_name="mail")
+    asked: list[str] = []
+
+    def open_other(name: str) -> MemoryTaskQueue:
+        asked.append(name)
+        return opened
+
+    uninstall = install_task_queues(default, {}, open_other=open_other)
+    job = await send_email.delay("a@b.c")
+    assert asked == ["mail"]
+    assert await opened.get_job(job.id) is not None
+    # A job naming no queue, or the default one, stays on the default queue.
+    assert route_job(Job(name="x"), {}, default, open_other) is default
+    assert route_job(Job(name="x", queue_name="default"), {}, default, open_other) is default
+    assert route_job(Job(name="x", queue_name="mail"), {}, default, open_other) is opened
+    uninstall()
+    with pytest.raises(TaskQueueError, match="No task queue named 'mail' is set"):
+        await send_email.delay("a@b.c")
+    assert asked == ["mail", "mail"]
 
 
 async def test_delay_uses_the_default_queue_when_it_serves_the_declared_name() -> None:

@@ -99,10 +99,12 @@ async def test_multi_backend_enqueue_job_routes_by_queue_name():
     queues = provider.queues
     await provider.enqueue_job(Job(name="a", queue_name="notifications"))
     await provider.enqueue_job(Job(name="b", queue_name="notify"))
-    await provider.enqueue_job(Job(name="c", queue_name="elsewhere"))
     await provider.enqueue_job(Job(name="d"))
+    # A name no backend has is a queue of the primary backend, which memory cannot share.
+    with pytest.raises(TaskQueueError, match="memory backend keeps its queues in this process"):
+        await provider.enqueue_job(Job(name="c", queue_name="elsewhere"))
     assert await queues["notifications"].get_task_count() == 2
-    assert await queues["primary"].get_task_count() == 2
+    assert await queues["primary"].get_task_count() == 1
 
 
 async def test_multi_backend_explicit_queue_replaces_only_the_primary():

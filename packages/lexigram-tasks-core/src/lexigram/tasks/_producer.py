@@ -38,6 +38,8 @@ DEFAULT_QUEUE = "default"
 
 _default_queue: TaskQueueProtocol | None = None
 _named_queues: dict[str, TaskQueueProtocol] = {}
+# The running runtime's opener of queues no configured backend serves (see `queue_for`).
+_open_other_queue: Callable[[str], TaskQueueProtocol] | None = None
 
 
 def set_default_queue(
@@ -77,21 +79,34 @@ def set_task_queues(queues: Mapping[str, TaskQueueProtocol]) -> None:
 
 
 def install_task_queues(
-    default: TaskQueueProtocol, named: Mapping[str, TaskQueueProtocol]
+    default: TaskQueueProtocol,
+    named: Mapping[str, TaskQueueProtocol],
+    *,
+    open_other: Callable[[str], TaskQueueProtocol] | None = None,
 ) -> Callable[[], None]:
     """Make `default` and `named` the queues ``.delay()`` uses; return how to take them back.
 
     What a runtime (a booted `TaskProvider`, a ``lexigram-tasks worker`` process) does at
     start. The returned function unsets them again, unless another runtime has installed
     its own queues since (then it leaves those alone).
+
+    Args:
+        default: The default queue.
+        named: Queue objects by name (see `routing_table`).
+        open_other: Opens the queue of a name `named` lacks, on the runtime's own backend
+            (`lexigram.tasks.di._other_queues`); None: such a name is refused.
     """
+    global _open_other_queue  # noqa: PLW0603 - installed and taken back with the queues
     set_default_queue(default)
     set_task_queues(named)
+    _open_other_queue = open_other
 
     def uninstall() -> None:
+        global _open_other_queue  # noqa: PLW0603
         if _default_queue is default:
             set_default_queue(None)
             set_task_queues({})
+            _open_other_queue = None
 
     return uninstall
 
@@ -117,17 +132,26 @@ def routing_table(backends: Mapping[str, TaskQueueProtocol]) -> dict[str, TaskQu
 
 
 def route_job(
-    job: Job, table: Mapping[str, TaskQueueProtocol], fallback: TaskQueueProtocol
+    job: Job,
+    table: Mapping[str, TaskQueueProtocol],
+    fallback: TaskQueueProtocol,
+    open_other: Callable[[str], TaskQueueProtocol] | None = None,
 ) -> TaskQueueProtocol:
-    """The queue of `table` that ``job.queue_name`` names, else `fallback`.
+    """The queue ``job.queue_name`` names, as `queue_for` finds it; `fallback` for none.
 
-    A job naming a backend (``@task(queue="reports")`` built with ``.s()``) is given that
-    backend's own queue name, so that its record, a retry and a dead letter name the queue
-    it is on rather than the backend's name.
+    A name of `table` gives its queue; any other name (but ``"default"``) the queue
+    `open_other` opens, else `fallback`. A job naming a backend (``@task(queue="reports")``
+    built with ``.s()``) is given that backend's own queue name, so that its record, a
+    retry and a dead letter name the queue it is on rather than the backend's name.
     """
-    queue = table.get(job.queue_name or "")
-    if queue is None:
+    name = job.queue_name
+    if not name:
         return fallback
+    queue = table.get(name)
+    if queue is None:
+        if open_other is None or name in (DEFAULT_QUEUE, getattr(fallback, "queue_name", None)):
+            return fallback
+        queue = open_other(name)
     served = getattr(queue, "queue_name", None)
     if isinstance(served, str) and served:
         job.queue_name = served
@@ -143,11 +167,15 @@ def queue_for(name: str) -> TaskQueueProtocol:
     """Return the queue a task declared with ``@task(queue=name)`` is enqueued on.
 
     ``"default"`` is the default queue; any other name is a queue set with
-    `set_task_queues`, or the default queue when that one serves a queue of this name.
+    `set_task_queues`, the default queue when that one serves a queue of this name, or
+    else the queue of that name on the running runtime's own backend (a booted
+    `TaskProvider`'s primary backend, a worker command's backend), which
+    ``lexigram-tasks worker APP --queue name`` consumes.
 
     Raises:
-        TaskQueueError: No queue of that name is configured (a job enqueued anywhere
-            else would wait for workers that never consume it).
+        TaskQueueError: No queue of that name is set and no runtime is running to open
+            one (only `set_default_queue` was called), or the runtime's backend keeps
+            its queues in this process (``memory``), where no worker consumes it.
     """
     if name == DEFAULT_QUEUE:
         return get_default_queue()
@@ -156,12 +184,14 @@ def queue_for(name: str) -> TaskQueueProtocol:
         return queue
     if _default_queue is not None and getattr(_default_queue, "queue_name", None) == name:
         return _default_queue
+    if _open_other_queue is not None:
+        return _open_other_queue(name)
     known = sorted(_named_queues) or ["(none)"]
     msg = (
-        f"No task queue named {name!r} is configured, so a task declared with "
-        f"@task(queue={name!r}) cannot be enqueued with .delay(); configured names: "
-        f"{', '.join(known)}. Add a backend named {name!r} (or with queue_name {name!r}) "
-        "to the tasks config so workers consume it, or enqueue with "
+        f"No task queue named {name!r} is set, so a task declared with "
+        f"@task(queue={name!r}) cannot be enqueued with .delay(); names set: "
+        f"{', '.join(known)}. Boot a TaskProvider (it opens the queue {name!r} on its "
+        "backend), pass the queue to set_task_queues, or enqueue with "
         ".apply_async(queue, ...)."
     )
     raise TaskQueueError(msg, queue_name=name)

@@ -180,8 +180,9 @@ class TaskFunction(Generic[P, R]):
             carrying the first job's id: ``await handle.result()`` waits for its result.
 
         Raises:
-            TaskQueueError: The task's queue is not configured, or the queue refused
-                the job (e.g. `TaskValidationError` for arguments that are not JSON).
+            TaskQueueError: The task's queue cannot be opened here (see `queue_for`), or
+                the queue refused the job (e.g. `TaskValidationError` for arguments that
+                are not JSON).
         """
         job = self._build(args, kwargs)
         queue = queue_for(self.options.queue)

@@ -3,7 +3,8 @@
 A decorated function still runs when called directly. ``await fn.delay(...)`` enqueues
 a job on the queue the task is declared for: ``@task(queue="emails")`` goes to the queue
 named ``emails`` (a backend of that name, or serving that queue name, registered by the
-tasks provider at boot or with `set_task_queues`), the default ``"default"`` to the
+tasks provider at boot or with `set_task_queues`; else the queue ``emails`` of the
+running provider's or worker command's own backend), the default ``"default"`` to the
 application's default queue (`set_default_queue`). ``await fn.apply_async(queue, ...)``
 enqueues on a given queue, and ``fn.signature(...)`` / ``fn.s(...)`` only build the
 `Job`. Arguments are typed with `ParamSpec`, so a type checker flags a wrong call to

@@ -42,6 +42,7 @@ from lexigram.tasks.cli._context import (
     release_backend,
 )
 from lexigram.tasks.cli._named import backend_field, config_errors, configured_spec
+from lexigram.tasks.di._other_queues import OtherQueues
 from lexigram.tasks.di._stack import (
     BackendStack,
     build_config_rate_limiter,
@@ -106,6 +107,7 @@ class WorkerRuntime:
         self._stop_observing: Callable[[], None] | None = None
         self._uninstall_queues: Callable[[], None] | None = None
         self._others: dict[str, TaskQueueProtocol] = {}
+        self._other_queues: OtherQueues | None = None
 
     def __repr__(self) -> str:
         return f"WorkerRuntime({self.worker_id!r}, queues={self.queue_names!r})"
@@ -180,7 +182,10 @@ class WorkerRuntime:
         self._others = self._other_backends()
         own = {q.queue_name: q for q in self.queues}
         routes = {**routing_table({self.spec.name: self.queues[0], **self._others}), **own}
-        self._uninstall_queues = install_task_queues(self.queues[0], routes)
+        self._other_queues = OtherQueues(self.stack)
+        self._uninstall_queues = install_task_queues(
+            self.queues[0], routes, open_other=self._other_queues
+        )
         if self.stores.cache is not None:
             self.presence = WorkerPresence(
                 self.stores.cache,
@@ -244,6 +249,9 @@ class WorkerRuntime:
         if self._uninstall_queues is not None:
             self._uninstall_queues()
             self._uninstall_queues = None
+        if self._other_queues is not None:
+            await self._other_queues.close()
+            self._other_queues = None
         await self.stores.close()
         if self.stack is not None:
             await self.stack.close()

@@ -405,7 +405,9 @@ class TaskProvider(HandlerRegistrationMixin, ProviderJobsMixin, Provider):
         except BaseException:
             await self._stop_running()
             raise
-        self._uninstall_queues = install_task_queues(self._primary.queue, self._queues_by_name())
+        self._uninstall_queues = install_task_queues(
+            self._primary.queue, self._queues_by_name(), open_other=self._open_other_queue
+        )
         self._hold_backends()
         logger.info(
             "Tasks started: %d queue(s) %s, %d worker(s) each, scheduler %s.",
@@ -480,6 +482,7 @@ class TaskProvider(HandlerRegistrationMixin, ProviderJobsMixin, Provider):
         if self._uninstall_queues is not None:
             self._uninstall_queues()
             self._uninstall_queues = None
+        await self._close_other_queues()
         for stack in self.stacks.values():
             await stack.close()
         await close_each(self.rate_limiter, owner="the task provider")

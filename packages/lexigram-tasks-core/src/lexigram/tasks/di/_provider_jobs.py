@@ -1,8 +1,9 @@
 """Where `TaskProvider` sends jobs: routed to the queue they name, or submitted at most once.
 
 `enqueue_job` and the scheduler's enqueue pick a job's queue by its ``queue_name`` as
-``.delay()`` does (else the primary queue); the idempotency managers submit a job at most
-once per key, over the primary backend's stores. A mixin of `TaskProvider`, as
+``.delay()`` does (a configured backend's queue, else the queue of that name on the
+primary backend, `OtherQueues`; the primary queue for none); the idempotency managers
+submit a job at most once per key, over the primary backend's stores. A mixin of `TaskProvider`, as
 `HandlerRegistrationMixin` is: what producers ask of the provider, kept out of
 ``_provider.py``, which builds the backends and runs the lifecycle.
 """
@@ -23,6 +24,7 @@ from lexigram.contracts.tasks import (
 from lexigram.tasks import decorators
 from lexigram.tasks._backends import TaskBackendRegistry
 from lexigram.tasks._producer import route_job, routing_table
+from lexigram.tasks.di._other_queues import OtherQueues
 from lexigram.tasks.di._stack import BackendStack, build_store
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ class ProviderJobsMixin:
 
     stacks: dict[str, BackendStack]
     backend_registry: TaskBackendRegistry
+    _other_queues: OtherQueues | None = None
 
     if TYPE_CHECKING:
         # `TaskProvider`'s own, which build the stacks on first use.
@@ -50,15 +53,29 @@ class ProviderJobsMixin:
         """Every queue under its backend name and, where no other claims it, its queue name."""
         return routing_table(self.queues)
 
+    def _open_other_queue(self, name: str) -> TaskQueueProtocol:
+        """The queue `name` on the primary backend, for a name no configured backend has."""
+        others = self._other_queues
+        if others is None or others.stack is not self._primary:
+            others = self._other_queues = OtherQueues(self._primary)
+        return others(name)
+
+    async def _close_other_queues(self) -> None:
+        others, self._other_queues = self._other_queues, None
+        if others is not None:
+            await others.close()
+
     def _route(self, job: Job) -> TaskQueueProtocol:
-        """Pick the queue ``job.queue_name`` names (as `.delay()` does), else the primary."""
-        return route_job(job, self._queues_by_name(), self._primary.queue)
+        """Pick the queue ``job.queue_name`` names, as `.delay()` does (None: the primary)."""
+        return route_job(job, self._queues_by_name(), self._primary.queue, self._open_other_queue)
 
     async def enqueue_job(self, job: Job) -> str:
         """Enqueue a job for processing.
 
-        In multi-backend mode a job whose ``queue_name`` names a backend (or exactly one
-        backend's queue) goes there; every other job goes to the primary queue.
+        A job whose ``queue_name`` names a configured backend (or exactly one backend's
+        queue) goes there, any other name to the queue of that name on the primary
+        backend (which ``lexigram-tasks worker APP --queue NAME`` consumes), a job with
+        none to the primary queue.
 
         Args:
             job: The job.
@@ -67,13 +84,15 @@ class ProviderJobsMixin:
             The job id (the first job's id for a duplicate idempotency key).
 
         Raises:
-            TaskQueueError: The queue refused the job.
+            TaskQueueError: The queue refused the job, or its queue name is no configured
+                backend's and the primary backend keeps its queues in this process.
         """
         return (await decorators.enqueue_job(self._route(job), job)).id
 
     async def _enqueue_scheduled(self, job: Job) -> Result[str, TaskQueueError]:
         try:
-            return Ok((await decorators.enqueue_job(self._route(job), job)).id)
+            queue = self._route(job)
+            return Ok((await decorators.enqueue_job(queue, job)).id)
         except TaskQueueError as exc:
             return Err(exc)
 
