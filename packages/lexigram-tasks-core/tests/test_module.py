@@ -97,6 +97,13 @@ def test_configure_rejects_a_config_that_is_not_a_task_config():
         TasksModule.configure(config={"worker": {"worker_count": 2}})
 
 
+def test_a_provider_given_its_config_in_the_queues_place_says_so():
+    with pytest.raises(
+        TypeError, match=r"first argument is a queue.*TaskProvider\(config=\.\.\.\)"
+    ):
+        TaskProvider(TaskConfig())  # type: ignore[arg-type]
+
+
 def test_configure_explicit_arguments_win_over_config():
     config = TaskConfig(
         worker=TaskWorkerConfig(worker_count=4), scheduler=TaskSchedulerConfig(enabled=True)

@@ -117,6 +117,13 @@ class TaskProvider(HandlerRegistrationMixin, ProviderJobsMixin, Provider):
         config: TaskConfig | None = None,
     ) -> None:
         super().__init__()
+        given_queue: object = queue
+        if isinstance(given_queue, TaskConfig):
+            msg = (
+                "TaskProvider's first argument is a queue, and it was given a TaskConfig. "
+                "Pass the configuration by name: TaskProvider(config=...)."
+            )
+            raise TypeError(msg)
         given: object = config
         if given is not None and not isinstance(given, TaskConfig):
             msg = (
