@@ -51,7 +51,7 @@ def test_worker_and_enqueue_in_two_processes_share_the_default_file(
     enqueued = run_cli("enqueue", "note", "--args", args, cwd=workdir, app_dir=workdir)
     assert enqueued.returncode == 0, enqueued.stderr
     first = enqueued.stderr.splitlines()[0]
-    assert first.startswith(f"Using the SQLite database {database} (nothing is configured")
+    assert first.startswith(f"Using the SQLite database {database} (no backend is configured")
     assert len(enqueued.stdout.split()) == 1  # stdout is the job id alone
     assert database.exists()
 
@@ -77,14 +77,33 @@ def test_the_variable_names_another_file(workdir: Path, monkeypatch: pytest.Monk
     assert not (workdir / "lexigram-tasks.db").exists()
 
 
-def test_anything_configured_turns_the_default_off(
+def test_a_configured_backend_turns_the_default_off(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     explicit = CliRunner().invoke(cli, ["enqueue", "note", "--backend", "memory"])
     assert explicit.exit_code == 0, explicit.output
     assert "Using the SQLite database" not in explicit.stderr
-    monkeypatch.setenv("LEX_TASKS__WORKER__WORKER_COUNT", "2")
+    monkeypatch.setenv("LEX_TASKS__BACKEND__TYPE", "memory")
     from_env = CliRunner().invoke(cli, ["enqueue", "note"])
     assert from_env.exit_code == 0, from_env.output
     assert "Using the SQLite database" not in from_env.stderr
     assert not (workdir / "lexigram-tasks.db").exists()
+
+
+def test_a_variable_of_another_section_keeps_the_default_file(
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    """``LEX_TASKS__WORKER__LOG_JOBS`` changes what ``--log-jobs`` does, not the backend."""
+    database = workdir / "lexigram-tasks.db"
+    enqueued = run_cli("enqueue", "note", "--args", '["logged"]', cwd=workdir, app_dir=workdir)
+    assert enqueued.returncode == 0, enqueued.stderr
+    worker = run_cli(
+        "worker", "default_app", "--burst", "--log-level", "info",
+        cwd=workdir, app_dir=workdir, env={**os.environ, "LEX_TASKS__WORKER__LOG_JOBS": "true"},
+    )  # fmt: skip
+    assert worker.returncode == 0, worker.stderr
+    assert worker.stderr.splitlines()[0].startswith(f"Using the SQLite database {database}")
+    assert "1 processed, 1 succeeded, 0 failed" in worker.stderr
+    assert (workdir / "done.txt").read_text() == "logged"

@@ -29,7 +29,7 @@ def test_the_variable_that_named_the_file_is_named(
         f"Using the SQLite database {database} (from LEXIGRAM_TASKS_DB; pass --backend or "
         "--config to use another)."
     )
-    assert "nothing is configured" not in line
+    assert "no backend is configured" not in line
 
 
 def test_without_the_variable_the_working_directorys_file_is_used(
@@ -39,6 +39,6 @@ def test_without_the_variable_the_working_directorys_file_is_used(
     assert default_backend(None, None, None) == f"sqlite:///{database}"
     [line] = capsys.readouterr().err.splitlines()
     assert line == (
-        f"Using the SQLite database {database} (nothing is configured: pass --backend or "
+        f"Using the SQLite database {database} (no backend is configured: pass --backend or "
         "--config, or set LEXIGRAM_TASKS_DB, to use another)."
     )

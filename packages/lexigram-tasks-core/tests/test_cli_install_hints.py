@@ -38,6 +38,6 @@ def test_without_sqlite_an_unconfigured_enqueue_says_memory_is_used_and_what_to_
     result = CliRunner().invoke(cli, ["enqueue", "send_welcome", "--args", "[42]"])
     assert result.exit_code == 0, result.output
     first, *_, last = result.stderr.strip().splitlines()
-    assert first.startswith("Using the in-memory backend: nothing is configured and the SQLite")
+    assert first.startswith("Using the in-memory backend: no backend is configured and the SQLite")
     assert "Leave --backend out" not in last
     assert "Install the SQLite backend (pip install lexigram-tasks" in last

@@ -206,10 +206,12 @@ def load_config(
 def default_backend(
     config_path: str | None, base: TaskConfig | None, backend: str | None
 ) -> str | None:
-    """The ``--backend`` to use: `backend`, or the default database when nothing is configured.
+    """The ``--backend`` to use: `backend`, or the default database when no backend is configured.
 
-    Nothing is configured when there is no ``--backend``, no ``--config``, no config of
-    the APP's own and no ``LEX_TASKS__*`` variable. Then every command uses one SQLite
+    No backend is configured when there is no ``--backend``, no ``--config``, no config
+    of the APP's own and no ``LEX_TASKS__BACKEND*`` variable (a variable of another
+    section, ``LEX_TASKS__WORKER__LOG_JOBS`` say, changes that section only, as its
+    command-line option would). Then every command uses one SQLite
     database file, ``lexigram-tasks.db`` in the working directory (``$LEXIGRAM_TASKS_DB``
     names another file), so a worker and a producer started in two terminals share it,
     and says so in its first line (on stderr), naming ``$LEXIGRAM_TASKS_DB`` when that
@@ -221,11 +223,11 @@ def default_backend(
     """
     if backend is not None or config_path is not None or base is not None:
         return backend
-    if configured_by_environment():
+    if configured_by_environment("BACKEND"):
         return None
     if DEFAULT_DB_SCHEME not in available_backends():
         click.echo(
-            "Using the in-memory backend: nothing is configured and the SQLite backend, the "
+            "Using the in-memory backend: no backend is configured and the SQLite backend, the "
             "default, is not installed (jobs live in this process only). Install it with "
             f"{install_hint(DEFAULT_DB_SCHEME)}, or pass --backend or --config.",
             err=True,
@@ -237,7 +239,7 @@ def default_backend(
         why = f"from {DEFAULT_DB_ENV}; pass --backend or --config to use another"
     else:
         why = (
-            f"nothing is configured: pass --backend or --config, or set {DEFAULT_DB_ENV}, "
+            f"no backend is configured: pass --backend or --config, or set {DEFAULT_DB_ENV}, "
             "to use another"
         )
     click.echo(f"Using the SQLite database {shown} ({why}).", err=True)
