@@ -17,6 +17,8 @@ from lexigram.tasks._backends import check_url_syntax
 from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._app import load_app
 from lexigram.tasks.cli._context import read_config
+from lexigram.tasks.cli._scheduler import _declare
+from lexigram.tasks.scheduling import TaskScheduler
 
 APP = """
 from lexigram.tasks import MemoryTaskQueue, TaskConfig, TaskProvider, scheduled, task
@@ -145,8 +147,17 @@ def test_a_providers_schedule_keeps_its_own_timezone_on_the_command_line(
         encoding="utf-8",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    zones = {s.schedule_id: s.timezone for s in load_app(f"{name}:provider").schedules}
-    assert zones == {"tokyo": "Asia/Tokyo", "local": "America/New_York"}
+    loaded = load_app(f"{name}:provider")
+    # "local" has no zone of its own: it follows the command's configuration, here the
+    # provider's (a --config file's would win, as it does over the provider's other settings).
+    zones = {s.schedule_id: s.timezone for s in loaded.schedules}
+    assert zones == {"tokyo": "Asia/Tokyo", "local": None}
+    config = read_config(None, loaded.config, report=False)
+    assert config is not None
+    scheduler = TaskScheduler.from_config(config.scheduler)
+    asyncio.run(_declare(scheduler, loaded))
+    declared = {job.job_id: job.timezone for job in scheduler.get_scheduled_jobs()}
+    assert declared == {"tokyo": "Asia/Tokyo", "local": "America/New_York"}
 
 
 def test_a_file_name_given_as_app_is_named_as_such(tmp_path: Path, monkeypatch) -> None:

@@ -27,7 +27,7 @@ import inspect
 import logging
 import sys
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -87,6 +87,9 @@ class LoadedApp:
         hooks: A provider's hook registry (its observers, its metrics), which the
             worker's job events feed as they feed it under the provider.
         dashboard: A provider's dashboard, fed by the worker's job events.
+        explicit_settings: A provider's constructor settings that win over any
+            configuration (`TaskProvider.explicit_settings`), applied by
+            `with_explicit_settings`.
     """
 
     source: str
@@ -98,6 +101,7 @@ class LoadedApp:
     middleware_pipeline: TaskMiddlewarePipeline | None = None
     hooks: HookRegistry | None = None
     dashboard: Any = None
+    explicit_settings: dict[str, Any] = field(default_factory=dict)
 
     def merge(self, other: LoadedApp) -> None:
         """Add `other`'s handlers (with their options), schedules and watch paths to this app.
@@ -112,6 +116,26 @@ class LoadedApp:
         for name in ("config", "queue", "middleware_pipeline", "hooks", "dashboard"):
             if getattr(self, name) is None:
                 setattr(self, name, getattr(other, name))
+        if not self.explicit_settings:
+            self.explicit_settings = dict(other.explicit_settings)
+
+    def with_explicit_settings(self, config: TaskConfig | None) -> TaskConfig | None:
+        """`config` with the provider's constructor settings over it, as the provider has them.
+
+        ``TaskProvider(worker_count=3)`` runs three workers per queue whatever its
+        configuration says; ``worker APP:provider`` (even with ``--config``) does too.
+        """
+        if config is None or not self.explicit_settings:
+            return config
+        sections: dict[str, dict[str, Any]] = {}
+        for path, value in self.explicit_settings.items():
+            section, _, key = path.partition(".")
+            sections.setdefault(section, {})[key] = value
+        updates = {
+            section: getattr(config, section).model_copy(update=values)
+            for section, values in sections.items()
+        }
+        return config.model_copy(update=updates)
 
 
 def _ensure_cwd_on_path() -> None:
@@ -330,12 +354,15 @@ def _collect_provider(provider: Any, app: LoadedApp) -> None:
     app.middleware_pipeline = getattr(provider, "middleware_pipeline", None)
     app.hooks = getattr(provider, "hooks", None)
     app.dashboard = getattr(provider, "dashboard", None)
+    app.explicit_settings = dict(getattr(provider, "explicit_settings", None) or {})
     scheduler = getattr(provider, "scheduler", None)
-    jobs: Iterable[Any] = scheduler.get_scheduled_jobs() if scheduler is not None else ()
-    for job in jobs:
-        app.schedules.append(
-            Schedule(job.job_id, job.job_template, job.cron_expression, job.timezone)
-        )
+    if scheduler is None:
+        return
+    for job in scheduler.get_scheduled_jobs():
+        # A schedule with no timezone of its own follows the command's configuration
+        # (``tasks.scheduler.timezone``), as it follows the provider's.
+        timezone = scheduler.declared_timezone(job.job_id)
+        app.schedules.append(Schedule(job.job_id, job.job_template, job.cron_expression, timezone))
 
 
 def _add_task_function(function: TaskFunction[Any, Any], app: LoadedApp) -> None:

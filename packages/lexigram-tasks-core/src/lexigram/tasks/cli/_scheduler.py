@@ -102,6 +102,13 @@ def scheduler_command(
     """
     setup_logging("debug" if debug else log_level)
     loaded = load_app(app)
+    if loaded.explicit_settings.get("scheduler.enabled") is False:
+        msg = (
+            f"APP {app!r} is a TaskProvider built with enable_scheduler=False, so it runs no "
+            "scheduler. Build it with enable_scheduler=True (or without the argument) to run "
+            "its schedules here."
+        )
+        raise CLIError(msg)
     if not loaded.schedules:
         msg = (
             f"APP {app!r} declares no schedules. Decorate a task with @scheduled('<cron>') "
@@ -110,6 +117,8 @@ def scheduler_command(
         raise CLIError(msg)
     backend = default_backend(config_path, loaded.config, backend)
     config = load_config(config_path, loaded.config, backend=backend)
+    applied = loaded.with_explicit_settings(config)
+    config = config if applied is None else applied
     refuse_disabled(config, "scheduler", scheduler=True)
     spec = resolve_spec(config, backend, queue, connect_timeout=connect_timeout)
     owner = namespace or config.scheduler.namespace or app_namespace(loaded)

@@ -139,6 +139,7 @@ def _enabled_config(options: WorkerOptions, app: LoadedApp, *, report: bool) -> 
         CLIError: The configuration sets ``tasks.enabled: false``.
     """
     config = read_config(options.config_path, app.config, report=report, backend=options.backend)
+    config = app.with_explicit_settings(config)
     refuse_disabled(config, "worker")
     return config
 

@@ -262,6 +262,22 @@ class TaskProvider(HandlerRegistrationMixin, ProviderJobsMixin, Provider):
         return self._config
 
     @property
+    def explicit_settings(self) -> dict[str, Any]:
+        """The constructor's settings that win over any configuration, by config path.
+
+        ``worker_count`` and ``enable_scheduler`` given to the constructor, as
+        ``{"worker.worker_count": 3, "scheduler.enabled": False}`` (only those given).
+        ``lexigram-tasks worker APP:provider`` and ``scheduler APP:provider`` apply them
+        over the configuration they read, as the provider does.
+        """
+        settings: dict[str, Any] = {}
+        if self._explicit_worker_count is not None:
+            settings["worker.worker_count"] = self._explicit_worker_count
+        if self._explicit_enable_scheduler is not None:
+            settings["scheduler.enabled"] = self._explicit_enable_scheduler
+        return settings
+
+    @property
     def queues(self) -> dict[str, TaskQueueProtocol]:
         """Every queue by backend name (built on first access)."""
         self._ensure_stacks()

@@ -244,6 +244,18 @@ class TaskScheduler(StoredSchedules):
         self._wakeup.set()
         return schedule_id
 
+    def declared_timezone(self, schedule_id: str) -> str | None:
+        """The timezone `schedule_id` was declared with; None when it follows the scheduler's.
+
+        A schedule declared without one is evaluated in ``self.timezone``, and moves with
+        `set_timezone`; the command line declares it again that way in its own scheduler,
+        so ``tasks.scheduler.timezone`` applies there as it does here.
+        """
+        if schedule_id in self._in_scheduler_zone:
+            return None
+        job = self.scheduled_jobs.get(schedule_id)
+        return job.timezone if job is not None else None
+
     def set_timezone(self, timezone: str) -> None:
         """Make `timezone` the scheduler's, for the schedules that have none of their own.
 
