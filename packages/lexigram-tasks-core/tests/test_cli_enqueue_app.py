@@ -40,6 +40,9 @@ MODULE = """
     registry.register(
         "archive", archive, options=TaskOptions(priority=Priority.CRITICAL, queue="cold")
     )
+
+    renamed = HandlerRegistry()
+    renamed.register("reports.build_v2", build, options=TaskOptions(priority=1, queue="bulk"))
 """
 
 MEMORY = {"LEX_TASKS__BACKEND__TYPE": "memory"}
@@ -111,6 +114,20 @@ def test_a_handler_registered_with_options_gets_its_queue_and_priority(
     assert (job.priority, job.queue_name) == (Priority.CRITICAL, "cold")
 
 
+def test_a_task_registered_under_another_name_is_sent_as_registered(
+    app_name: str, sent: Sent
+) -> None:
+    """The worker knows the job by the name it was registered under, with those options."""
+    result = _run("reports.build_v2", "--app", f"{app_name}:renamed", "--args", "[7]")
+    assert result.exit_code == 0, result.output
+    [(_, job)] = sent
+    assert (job.name, job.priority, job.queue_name) == ("reports.build_v2", 1, "bulk")
+    # The arguments are still checked against the function, whose key template it keeps.
+    assert job.idempotency_key == "build-7"
+    refused = _run("reports.build_v2", "--app", f"{app_name}:renamed", "--args", "[7, 8]")
+    assert refused.exit_code == 2
+
+
 def test_the_tasks_queue_reaches_the_configured_backend_serving_it(
     app_name: str, sent: Sent, tmp_path: Path
 ) -> None:
@@ -133,7 +150,8 @@ def test_a_name_the_app_does_not_define_is_refused_with_the_nearest(
     result = _run("bild", "--app", app_name)
     assert result.exit_code == 2
     assert result.stderr.strip() == (
-        f"error: APP {app_name!r} defines no task 'bild' (its tasks: archive, build, plain). "
+        f"error: APP {app_name!r} defines no task 'bild' (its tasks: archive, build, plain, "
+        "reports.build_v2). "
         "Did you mean 'build'? Pass the name the task is registered under, or leave --app "
         "out to enqueue a task that only the workers know."
     )

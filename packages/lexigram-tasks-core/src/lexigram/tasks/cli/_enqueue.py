@@ -299,8 +299,11 @@ def _job_as_the_task_builds_it(
 ) -> Job:
     """The job the task `name` of `loaded` enqueues for this call, as its ``.delay()`` would.
 
-    A ``@task`` function builds it itself (`TaskFunction.signature`); a handler
-    registered otherwise gets the queue and priority of its options, as its schedules do.
+    The job is the one `name` is registered for: its name, and the queue and priority of
+    the options it was registered with (`schedule_template`, as its schedules have them),
+    also for a ``@task`` function registered under another name or with other options
+    (``provider.register_handler("mail.v2", send, options=...)``). A ``@task`` function
+    also checks the arguments against its signature and gives its idempotency key.
 
     Raises:
         CLIError: The APP defines no such task, or the arguments do not fit its signature.
@@ -317,9 +320,10 @@ def _job_as_the_task_builds_it(
         )
         raise CLIError(msg)
     handler, options = found
+    key = None
     if isinstance(handler, TaskFunction):
         try:
-            return handler.signature(*args, **kwargs)
+            key = handler.signature(*args, **kwargs).idempotency_key
         except TaskValidationError as exc:
             raise CLIError(str(exc)) from None
     template = schedule_template(name, options)
@@ -329,6 +333,7 @@ def _job_as_the_task_builds_it(
         kwargs=kwargs,
         priority=template.priority,
         queue_name=template.queue_name,
+        idempotency_key=key,
     )
 
 
