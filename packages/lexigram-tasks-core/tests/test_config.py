@@ -239,13 +239,17 @@ def test_config_get_and_has_section():
 
 def test_config_secrets_never_appear_in_repr_dump_or_errors():
     url = f"redis://user:{PASSWORD}@cache:6379/0"
-    config = TaskConfig(
-        backend=TaskBackendConfig(type="redis", redis_url=url),  # type: ignore[arg-type]
+    # A backends list replaces the backend section's URLs: one config of each mode.
+    single = TaskConfig(backend=TaskBackendConfig(type="redis", redis_url=url))  # type: ignore[arg-type]
+    multi = TaskConfig(
         backends=[NamedTaskConfig(name="n", amqp_url=f"amqp://u:{PASSWORD}@mq/")],  # type: ignore[arg-type]
     )
-    for text in (repr(config), str(config), config.model_dump_json(), str(config.to_safe_dict())):
-        assert PASSWORD not in text
-    assert config.to_safe_dict()["backend"]["redis_url"] == "redis://user:***@cache:6379/0"
+    for config in (single, multi):
+        texts = (repr(config), str(config), config.model_dump_json(), str(config.to_safe_dict()))
+        for text in texts:
+            assert PASSWORD not in text
+    assert single.to_safe_dict()["backend"]["redis_url"] == "redis://user:***@cache:6379/0"
+    assert multi.to_safe_dict()["backends"][0]["amqp_url"] == "amqp://u:***@mq/"
     # An invalid value in a secret field, or a URL under a mistyped key, is masked too.
     with pytest.raises(TaskConfigurationError) as info:
         TaskConfig.from_dict(

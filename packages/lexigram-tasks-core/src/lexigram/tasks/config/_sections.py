@@ -129,9 +129,19 @@ class _Section(BaseModel):
         return super().model_validate(obj)
 
     def __setattr__(self, name: str, value: Any) -> None:
+        # Pydantic stores the value before the model's own checks (mode "after") run,
+        # and leaves one they refuse in place: the old value goes back, so that a
+        # refused assignment (`config.backends = [...]` beside a backend URL) changes
+        # nothing.
+        known = name in type(self).model_fields
+        before = self.__dict__.get(name)
+        fields_set = set(self.model_fields_set)
         try:
             super().__setattr__(name, value)
         except ValidationError as exc:
+            if known:
+                self.__dict__[name] = before
+                object.__setattr__(self, "__pydantic_fields_set__", fields_set)
             problems = problems_from_validation_error(exc, type(self), root=self.config_path)
             raise configuration_error(problems) from None
 
@@ -174,6 +184,9 @@ class RetryConfig(_Section):
 class TaskBackendConfig(_Section):
     """Configuration for the task queue backend (single-backend mode).
 
+    With a ``backends`` list, only `enqueue_timeout` (one deadline for every queue)
+    applies; setting any of the other keys here then is a configuration error.
+
     Attributes:
         type: Backend type: an entry-point name such as 'memory', 'redis', 'rabbitmq', 'postgres'.
         url: Connection URL for any backend type; wins over the per-type fields below.
@@ -189,6 +202,16 @@ class TaskBackendConfig(_Section):
     """
 
     config_path: ClassVar[str] = "tasks.backend"
+    keys_set_per_backend: ClassVar[tuple[str, ...]] = (
+        "type",
+        "url",
+        "redis_url",
+        "amqp_url",
+        "postgres_dsn",
+        "queue_name",
+        "options",
+    )
+    """Keys that each entry of a `backends` list holds instead: with one, they go there."""
 
     type: str = Field(
         default=DEFAULT_BACKEND,

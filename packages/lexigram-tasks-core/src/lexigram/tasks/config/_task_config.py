@@ -35,11 +35,13 @@ from lexigram.tasks.config._sections import (
 )
 from lexigram.tasks.config._security import TaskSecurityConfig
 from lexigram.tasks.config._validation import (
+    FieldsValueError,
     InvolvedValueError,
     Loc,
     backend_error_with_sources,
     configuration_error,
     find_unknown_keys,
+    problem_of_check,
     problems_from_validation_error,
     report_unknown_keys,
 )
@@ -162,24 +164,28 @@ class TaskConfig(_Section):
 
     @model_validator(mode="after")
     def _check_worker_sections(self) -> TaskConfig:
-        pairs = [
-            (top, own)
-            for top, own in _explicit_pairs(self)
-            if _value_at(self, top) != _value_at(self.worker, own)
-        ]
-        if pairs:
-            conflicts = [
-                f"tasks.{top} = {_value_at(self, top)!r} and tasks.worker.{own} = "
-                f"{_value_at(self.worker, own)!r}"
-                for top, own in pairs
-            ]
+        conflict = _worker_sections_conflict(self)
+        if conflict is not None:
+            raise conflict
+        return self
+
+    @model_validator(mode="after")
+    def _check_backend_section(self) -> TaskConfig:
+        # With a backends list every door builds its queues from the entries alone, so a
+        # per-backend key of the backend section (a URL, a type) would be silently
+        # ignored: refused, as an entry's enqueue_timeout is (keys_set_elsewhere).
+        if not self.backends:
+            return self
+        per_backend = TaskBackendConfig.keys_set_per_backend
+        unused = [name for name in per_backend if name in self.backend.model_fields_set]
+        if unused:
             msg = (
-                f"{'; '.join(conflicts)} contradict each other. Set each value in one place "
-                "(the retry and timeout sections apply to the worker)"
+                "is ignored when tasks.backends is set (each entry configures its own "
+                "backend; of tasks.backend, only enqueue_timeout applies). Move it into an "
+                "entry of tasks.backends, or remove it"
             )
-            involved = [tuple(top.split(".")) for top, _ in pairs]
-            involved += [("worker", *own.split(".")) for _, own in pairs]
-            raise InvolvedValueError(msg, involves=involved)
+            values: dict[Loc, Any] = {("backend", n): getattr(self.backend, n) for n in unused}
+            raise FieldsValueError(msg, fields=values)
         return self
 
     def effective_worker(self) -> TaskWorkerConfig:
@@ -194,7 +200,21 @@ class TaskConfig(_Section):
 
         Returns:
             A new `TaskWorkerConfig`.
+
+        Raises:
+            TaskConfigurationError: The two places contradict each other, which only a
+                change by assignment since the config was validated can make them do.
         """
+        # Assignment validates only the field assigned, so `c.worker.default_timeout = 7`
+        # on a config whose timeout section sets 5 passed unchecked; with_environment
+        # re-validated it, but only when some LEX_TASKS__* variable applied. The check is
+        # here, not in an always re-validating with_environment: every door (TaskProvider
+        # at registration, every command, each worker process) reports its config or
+        # builds its workers through this, and it costs a few set lookups, where a
+        # re-validation would rebuild the whole config on the common path (no variable).
+        conflict = _worker_sections_conflict(self)
+        if conflict is not None:
+            raise configuration_error([problem_of_check(conflict, root=self.config_path)])
         timeout_updates = {
             name: getattr(self.timeout, name)
             for name in self.timeout.model_fields_set
@@ -352,8 +372,19 @@ class TaskConfig(_Section):
         Raises:
             TaskConfigurationError: A variable's value is invalid, or its key is unknown.
         """
-        # This config is valid already: whatever fails now, a variable made it fail.
-        raw = RawConfig(given_fields(self), origin="the environment")
+        # This config was valid when built: what fails now, a variable made fail (or a
+        # change by assignment since, which validates only the field assigned).
+        given = given_fields(self)
+        if self.backends and isinstance(given.get("backend"), dict):
+            # Unused with a backends list, so never the user's: a copy made without
+            # validation put them there (TasksModule.stub's in-memory config sets the
+            # backend section's type beside its entries). A variable setting one is
+            # still refused; carried over, they would be refused whatever it set.
+            per_backend = TaskBackendConfig.keys_set_per_backend
+            given["backend"] = {
+                key: value for key, value in given["backend"].items() if key not in per_backend
+            }
+        raw = RawConfig(given, origin="the environment")
         raw = apply_environment(raw, type(self), environ=environ, prefix=self.env_prefix)
         if not raw.sources:  # no variable applied
             return self
@@ -510,6 +541,10 @@ class TaskConfig(_Section):
 
         Returns:
             List of ConfigIssue instances, errors first; empty when all is well.
+
+        Raises:
+            TaskConfigurationError: The ``retry``/``timeout`` sections and the worker's
+                contradict each other since a change by assignment (`effective_worker`).
         """
         target = Environment.parse(env) if env is not None else self.environment
         return check_config(self, target, registry=registry)
@@ -585,6 +620,29 @@ def _explicit_pairs(config: TaskConfig) -> list[tuple[str, str]]:
         if name in config.worker.retry.model_fields_set
     ]
     return pairs
+
+
+def _worker_sections_conflict(config: TaskConfig) -> InvolvedValueError | None:
+    """The error of values set both in `retry`/`timeout` and in `worker`, differently."""
+    pairs = [
+        (top, own)
+        for top, own in _explicit_pairs(config)
+        if _value_at(config, top) != _value_at(config.worker, own)
+    ]
+    if not pairs:
+        return None
+    conflicts = [
+        f"tasks.{top} = {_value_at(config, top)!r} and tasks.worker.{own} = "
+        f"{_value_at(config.worker, own)!r}"
+        for top, own in pairs
+    ]
+    msg = (
+        f"{'; '.join(conflicts)} contradict each other. Set each value in one place "
+        "(the retry and timeout sections apply to the worker)"
+    )
+    involved: list[Loc] = [tuple(top.split(".")) for top, _ in pairs]
+    involved += [("worker", *own.split(".")) for _, own in pairs]
+    return InvolvedValueError(msg, involves=involved)
 
 
 def _value_at(model: BaseModel, path: str) -> Any:

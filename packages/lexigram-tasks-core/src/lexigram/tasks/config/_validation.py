@@ -83,6 +83,23 @@ class InvolvedValueError(ValueError):
         self.involves: tuple[Loc, ...] = tuple(involves)
 
 
+class FieldsValueError(ValueError):
+    """A validator's error about several values, each wrong for the same reason: one line each.
+
+    A check across sections (a ``backend`` field that a ``backends`` list leaves unused)
+    fails at the location of the section that holds them all; the problem becomes one
+    line per value, naming its own path, its value and the variable that set it.
+
+    Args:
+        message: ``"<problem>. <fix>"``, said of each value.
+        fields: The values, by location relative to the error's location.
+    """
+
+    def __init__(self, message: str, *, fields: Mapping[Loc, Any]) -> None:
+        super().__init__(message)
+        self.fields: dict[Loc, Any] = dict(fields)
+
+
 def combine_sources(sources: Iterable[str]) -> str:
     """One origin for several values: ``environment variables A and B`` (empty for none)."""
     unique = [source for source in dict.fromkeys(sources) if source]
@@ -278,6 +295,10 @@ def problems_from_validation_error(
     known = sources or {}
     for error in exc.errors(include_url=False):
         loc: Loc = (*base_loc, *error.get("loc", ()))
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldsValueError):
+            problems += _problems_of_fields(cause, model, error, loc, root=root, sources=known)
+            continue
         found = field_at(model, error.get("loc", ()))
         name, info = found if found is not None else ("", None)
         message, own_fix = _message_for(error)
@@ -300,12 +321,57 @@ def problems_from_validation_error(
     return problems
 
 
+def _problems_of_fields(
+    cause: FieldsValueError,
+    model: type[BaseModel],
+    error: Mapping[str, Any],
+    loc: Loc,
+    *,
+    root: str,
+    sources: Mapping[Loc, str],
+) -> list[ConfigProblem]:
+    """One line per value a `FieldsValueError` names, each with its own variable."""
+    message, fix = _split_message(str(cause))
+    problems: list[ConfigProblem] = []
+    for relative, value in cause.fields.items():
+        found = field_at(model, (*error.get("loc", ()), *relative))
+        name, info = found if found is not None else (str(relative[-1]), None)
+        at: Loc = (*loc, *relative)
+        problems.append(
+            ConfigProblem(
+                field=format_loc(at, root),
+                value=mask_value(value, secret=is_secret(name, info)),
+                message=message,
+                fix=fix if fix.endswith(".") else fix + ".",
+                # Within: a mapping (``options``) may be set key by key, one variable each.
+                source=sources_within(sources, at),
+            )
+        )
+    return problems
+
+
 def _involved_sources(error: Mapping[str, Any], loc: Loc, sources: Mapping[Loc, str]) -> str:
     """The variables that set the values a cross-field check names (`InvolvedValueError`)."""
     cause = (error.get("ctx") or {}).get("error")
     if not isinstance(cause, InvolvedValueError) or not sources:
         return ""
     return combine_sources(sources.get((*loc, *relative), "") for relative in cause.involves)
+
+
+def problem_of_check(error: ValueError, *, root: str) -> ConfigProblem:
+    """The line validation shows for `error`, raised by a check across a whole config's sections.
+
+    For the same check run outside validation, on a config changed by assignment since
+    (which validates only the field assigned): the same line, so the message does not
+    depend on where the check ran.
+    """
+    message, fix = _split_message(str(error))
+    return ConfigProblem(
+        field=root,
+        value=mask_value({}, secret=False),  # a whole section, as validation shows it
+        message=message,
+        fix=fix if fix.endswith(".") or not fix else fix + ".",
+    )
 
 
 def _split_message(text: str) -> tuple[str, str]:
