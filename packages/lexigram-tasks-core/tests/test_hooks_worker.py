@@ -11,6 +11,7 @@ from lexigram.contracts.tasks import Job, ProgressSnapshot, ProgressStatus
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import RetryConfig, TaskWorkerConfig
 from lexigram.tasks.decorators import enqueue_job, enqueue_jobs, submit_job
+from lexigram.tasks.dlq import DeadLetterQueue
 from lexigram.tasks.events import (
     DomainEvent,
     TaskCompletedEvent,
@@ -259,3 +260,15 @@ async def test_every_producer_helper_reports_queued_once(hooks: HookRegistry):
     bulk = await enqueue_jobs(queue, [Job(name="c"), Job(name="d")])
     ids = [job.id for job in bulk if isinstance(job, Job)]
     assert queued == [first.id, submitted.id, *ids]
+
+
+async def test_a_dead_letter_put_back_is_reported_queued(hooks: HookRegistry):
+    """A DLQ retry enqueues through the core's one door, so observers see the job again."""
+    queued: list[str] = []
+    hooks.add_observer("task.queued", lambda p: queued.append(p.task_id))
+    dlq = DeadLetterQueue()
+    job = Job(name="flaky")
+    dlq.add(job, "boom", attempts=1)
+    queue = MemoryTaskQueue()
+    new_id = await dlq.requeue(job.id, queue)
+    assert queued == [new_id]

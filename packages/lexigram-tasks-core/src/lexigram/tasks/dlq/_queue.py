@@ -74,16 +74,20 @@ async def enqueue_again(
     The failure its last run stored is deleted first, from `result_store` or else the
     store registered for `queue` (`register_job_stores`): left there, it would answer
     the job's status, ``result`` and ``wait`` for the new run. First, because a worker
-    may finish the new run before a deletion made after the enqueue.
+    may finish the new run before a deletion made after the enqueue. The job is enqueued
+    as the core enqueues every job (`submit_job`): within the enqueue timeout, and
+    reported as "queued" to the producer's observers.
     """
-    if result_store is None:
-        # Imported here: the handles import the worker, which imports this package.
-        from lexigram.tasks.handles import job_stores_for  # noqa: PLC0415
+    # Imported here: the handles and the producer import the worker, which imports this
+    # package.
+    from lexigram.tasks._producer import submit_job  # noqa: PLC0415
+    from lexigram.tasks.handles import job_stores_for  # noqa: PLC0415
 
+    if result_store is None:
         result_store = job_stores_for(queue).result_store
     if result_store is not None:
         await result_store.delete(job.id)
-    result = await queue.enqueue(job)
+    result = await submit_job(queue, job)
     if result.is_err():
         error = result.unwrap_err()
         msg = f"Could not put dead-lettered job {job.id!r} ({job.name!r}) back: {error}"
