@@ -15,9 +15,6 @@ PASSWORD = "hunter2-Zq9x"  # noqa: S105 - the marker the scan looks for
 
 CONFIG_YAML = """\
 tasks:
-  backend:
-    type: memory
-    url: "${PRIMARY_URL}"
   worker:
     max_concurrent_tasks: 2
   backends:
