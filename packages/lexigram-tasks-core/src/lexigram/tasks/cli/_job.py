@@ -3,8 +3,10 @@
 ID is the whole job id or a unique prefix of it (see `_lookup`). The commands read
 what workers of another process wrote: the job as its queue holds it,
 the backend's result store and its progress store, through a `JobHandle` rebuilt from
-the id. A backend without a shared result store (memory) has nothing to show from
-another process, and the commands say so.
+the id. ``status`` and ``cancel`` need only the queue: on a backend without a result
+store they know the jobs it holds (waiting or running), not finished ones. ``result``
+and ``wait`` need stored results, and a process-local backend (memory) has nothing to
+show from another process at all; the commands say so.
 
 Exit codes: 0 when the job succeeded (or, for ``status``, when it is known; for
 ``cancel``, when it was cancelled), 1 when it failed for good or was cancelled (for
@@ -31,15 +33,19 @@ from rich.progress import (
 
 from lexigram.contracts.tasks import (
     CancelOutcome,
+    JobLookupProtocol,
     JobResult,
+    ResultStoreProtocol,
     TaskNotFoundError,
+    TaskQueueProtocol,
     WorkflowRunStoreProtocol,
 )
-from lexigram.tasks.admin import job_status
+from lexigram.tasks.admin import OperationError, job_status
 from lexigram.tasks.cli._context import (
     close_quietly,
     default_backend,
     existing_only,
+    is_process_local,
     load_config,
     open_queue,
     open_store,
@@ -68,6 +74,7 @@ from lexigram.tasks.cli._output import (
     when,
 )
 from lexigram.tasks.handles import JobHandle
+from lexigram.tasks.results import InMemoryResultStore
 from lexigram.tasks.workflows import register_workflow_store
 
 T = TypeVar("T")
@@ -112,6 +119,49 @@ def job_group() -> None:
     """Show a job's status or result, wait for its result, or cancel it."""
 
 
+def no_result_store_note(backend: str) -> str:
+    """The sentence added to a not-found error of a backend without a result store."""
+    return (
+        f" The {backend} backend has no shared result store, so only the jobs its queue "
+        "holds (waiting or running) are known, not finished ones."
+    )
+
+
+async def resolve_job(
+    queue: TaskQueueProtocol,
+    result_store: ResultStoreProtocol | None,
+    job_id: str,
+    backend: str,
+) -> tuple[str, str]:
+    """The whole id of the job `job_id` names (or its prefix), and a note, as `resolve_job_id`.
+
+    A backend without a result store (None) is searched in its queue alone, and the note,
+    added to its errors too, says that finished jobs are not known.
+
+    Raises:
+        CLIError: The prefix is too short, matches several jobs or none.
+    """
+    if result_store is not None:
+        return await resolve_job_id(queue, result_store, job_id, backend)
+    note = no_result_store_note(backend)
+    if not isinstance(queue, JobLookupProtocol):
+        # As resolve_job_id does for a queue that cannot search: the id goes on as given
+        # (a broker may hold a job its queue object cannot show).
+        job_id = job_id.strip()
+        if await queue.get_job(job_id) is None:
+            note = (
+                f" The {backend} backend cannot search job ids by prefix, so give the whole "
+                f"id.{note}"
+            )
+        return job_id, note
+    try:
+        # An empty stand-in: no finished job is known, the queue's own search decides.
+        full_id, _ = await resolve_job_id(queue, InMemoryResultStore(), job_id, backend)
+    except CLIError as exc:
+        raise CLIError(exc.message + note) from None
+    return full_id, note
+
+
 def _run(
     backend: str | None,
     config_path: str | None,
@@ -122,8 +172,12 @@ def _run(
     job_id: str,
     queue_name: str | None,
     ends_workflow_steps: bool = False,
+    needs_results: str | None = None,
 ) -> tuple[str, T]:
     """Run `action` on the job named by `job_id` (its id or a unique prefix of it).
+
+    `needs_results` names the command when it reads stored results (``"result"``,
+    ``"wait"``): it is refused on a backend without a result store.
 
     Returns:
         The job's whole id and what `action` returned.
@@ -134,11 +188,20 @@ def _run(
     config = load_config(config_path, backend=backend)
     spec = existing_only(resolve_spec(config, backend, queue_name, connect_timeout=timeout))
     stores = open_stores(spec, "result_store")
-    if stores.result_store is None:
+    if stores.result_store is None and is_process_local(spec):
         msg = (
             f"The {spec.type} backend keeps job results and states inside its worker "
             "processes (it has no shared result store), so there is nothing to read or act "
             "on from here. Give it a store for them if its guide offers one (RabbitMQ: "
+            "options.stores: redis://...), or use a backend that keeps them: --backend "
+            "redis://localhost:6379/0, postgresql://... or sqlite:///tasks.db."
+        )
+        raise CLIError(msg)
+    if stores.result_store is None and needs_results is not None:
+        msg = (
+            f"The {spec.type} backend has no shared result store, so `job {needs_results}` "
+            "has no stored result to read (`job status` and `job cancel` work from its "
+            "queue alone). Give it a store for results if its guide offers one (RabbitMQ: "
             "options.stores: redis://...), or use a backend that keeps them: --backend "
             "redis://localhost:6379/0, postgresql://... or sqlite:///tasks.db."
         )
@@ -156,17 +219,17 @@ def _run(
             register_workflow_store(queue, workflow_store)
         try:
             await probe(queue, spec, timeout)
-            assert stores.result_store is not None  # noqa: S101 - checked above
-            full_id, note = await resolve_job_id(queue, stores.result_store, job_id, spec.type)
+            full_id, note = await resolve_job(queue, stores.result_store, job_id, spec.type)
             handle: JobHandle[Any] = JobHandle(
                 queue, full_id, result_store=stores.result_store, progress_store=progress_store
             )
             try:
                 return full_id, await action(handle)
-            except CLIError as exc:
+            except (CLIError, OperationError) as exc:
                 if not note:
                     raise
-                # The id was found nowhere and could not be searched as a prefix: say so.
+                # The id was found nowhere and could not be searched as a prefix, or the
+                # backend keeps no finished jobs: say so.
                 raise CLIError(exc.message + note) from None
         finally:
             await stores.close()
@@ -269,7 +332,14 @@ def result_command(
         return found
 
     full_id, result = _run(
-        backend, config_path, connect_timeout, debug, action, job_id=job_id, queue_name=queue_name
+        backend,
+        config_path,
+        connect_timeout,
+        debug,
+        action,
+        job_id=job_id,
+        queue_name=queue_name,
+        needs_results="result",
     )
     _print_result(full_id, result, as_json)
 
@@ -342,7 +412,14 @@ def wait_command(
             raise CLIError(str(exc)) from None
 
     full_id, result = _run(
-        backend, config_path, connect_timeout, debug, action, job_id=job_id, queue_name=queue_name
+        backend,
+        config_path,
+        connect_timeout,
+        debug,
+        action,
+        job_id=job_id,
+        queue_name=queue_name,
+        needs_results="wait",
     )
     _print_result(full_id, result, as_json)
 

@@ -32,7 +32,7 @@ from lexigram.tasks.cli._context import (
     release_backend,
 )
 from lexigram.tasks.cli._errors import CLIError
-from lexigram.tasks.cli._lookup import resolve_job_id
+from lexigram.tasks.cli._job import resolve_job
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.handles import JobHandle
 from lexigram.tasks.workflows import with_job_states
@@ -211,16 +211,23 @@ class DashboardBackend:
     async def job(self, job_id: str) -> dict[str, Any]:
         """Everything known of one job: status, arguments, result, attempts, traceback.
 
+        A backend without a result store shows what its queue (and dead letters) know:
+        the jobs waiting or running, with no result.
+
         Raises:
-            OperationError: The id (or prefix) names no job, or several.
+            OperationError: The id (or prefix) names no job, or several; or the backend
+                keeps its jobs inside its worker processes (process-local).
         """
         queue = self.queue()
         stores = self.stores
-        if stores.result_store is None:
-            msg = f"The {self.spec.type} backend has no shared result store to read jobs from."
+        if stores.result_store is None and self.process_local:
+            msg = (
+                f"The {self.spec.type} backend keeps jobs inside its worker processes, so "
+                "there is nothing to read from here."
+            )
             raise admin.OperationError(msg)
         try:
-            full_id, _ = await resolve_job_id(queue, stores.result_store, job_id, self.spec.type)
+            full_id, note = await resolve_job(queue, stores.result_store, job_id, self.spec.type)
         except CLIError as exc:
             # A dead-lettered job is in neither the queue nor the result store.
             if stores.dlq_backend is None:
@@ -229,12 +236,12 @@ class DashboardBackend:
                 record = await admin.find_dead_letter(stores.dlq_backend, queue, job_id)
             except admin.OperationError:
                 raise admin.OperationError(exc.message) from None
-            full_id = record.job.id
+            full_id, note = record.job.id, ""
         handle: JobHandle[Any] = JobHandle(
             queue, full_id, result_store=stores.result_store, progress_store=self._progress
         )
         job = await queue.get_job(full_id)
-        result = await stores.result_store.get(full_id)
+        result = None if stores.result_store is None else await stores.result_store.get(full_id)
         dead: FailureRecord | None = None
         if stores.dlq_backend is not None:
             dead = await PersistentDeadLetterQueue(backend=stores.dlq_backend, queue=queue).get(
@@ -244,9 +251,10 @@ class DashboardBackend:
             job = dead.job
         try:
             status = await admin.job_status(handle)
-        except admin.OperationError:
+        except admin.OperationError as exc:
             if dead is None:
-                raise
+                # The note says why the job may not be found (no prefix search, no results).
+                raise admin.OperationError(exc.message + note) from None
             status = {"id": full_id, "status": "dead-lettered", "progress": None}
         if dead is not None:
             status["status"] = "dead-lettered"
