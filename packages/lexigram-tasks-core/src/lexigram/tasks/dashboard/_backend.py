@@ -19,6 +19,7 @@ from lexigram.contracts.tasks import (
     TaskBackendSpec,
     TaskQueueProtocol,
     WorkflowRunStoreProtocol,
+    WorkflowStateStoreProtocol,
 )
 from lexigram.tasks import admin
 from lexigram.tasks.cli._context import (
@@ -261,10 +262,15 @@ class DashboardBackend:
         return _job_view(full_id, status, job, result, dead)
 
     async def workflows(self) -> list[dict[str, Any]] | None:
-        """Workflows that have not finished (None: the backend keeps none outside workers)."""
+        """Workflows that have not finished (None: not recorded where the dashboard can list).
+
+        A store with `WorkflowRunStoreProtocol` alone keeps queue-driven runs, opened by
+        id (`workflow`), but cannot list the active ones: that needs
+        `WorkflowStateStoreProtocol`.
+        """
         _ = self.stores
         store = self._workflows
-        if store is None or self.process_local:
+        if not isinstance(store, WorkflowStateStoreProtocol) or self.process_local:
             return None
         summaries = await store.list_active()
         return [
