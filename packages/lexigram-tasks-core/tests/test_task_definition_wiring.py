@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from lexigram.app import Application
-from lexigram.contracts.tasks import Job
+from lexigram.contracts.tasks import Job, Priority
 from lexigram.di import Module, module
 from lexigram.tasks import (
     HandlerRegistry,
@@ -23,6 +23,7 @@ from lexigram.tasks import (
 )
 from lexigram.tasks.cli import _enqueue, cli
 from lexigram.tasks.cli._app import load_app
+from lexigram.tasks.decorators import schedule_template
 from lexigram.tasks.di._handlers import handler_specs, is_handler_class
 
 MODULE = """
@@ -114,7 +115,8 @@ def test_handler_class_methods_carry_their_task_options() -> None:
     assert (nightly.max_retries, nightly.timeout) == (0, 3.0)
     [plain] = handler_specs(Plain())
     assert plain.options is None
-    assert plain.priority == 0
+    # Its schedule enqueues at the priority a task has by default, as every schedule does.
+    assert schedule_template(plain.task_name, plain.options).priority == Priority.NORMAL
 
 
 @task(name="wiring.module_level")

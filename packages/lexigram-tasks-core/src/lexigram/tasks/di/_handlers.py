@@ -54,11 +54,6 @@ class HandlerSpec(NamedTuple):
     cron: str | None = None
     options: TaskOptions | None = None
 
-    @property
-    def priority(self) -> int:
-        """Priority of the jobs a schedule of this task enqueues."""
-        return self.options.priority if self.options is not None else 0
-
 
 def _entry_method(cls: type) -> str | None:
     for name in _ENTRY_METHODS:
