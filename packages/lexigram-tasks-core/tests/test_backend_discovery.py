@@ -336,17 +336,16 @@ def test_registry_explicit_factory_wins_over_entry_points() -> None:
     from lexigram.tasks.backends.memory import MemoryTaskQueue
 
     registry = _backends.TaskBackendRegistry.with_defaults()
-    made: list[TaskBackendSpec] = []
+    made: list[MemoryTaskQueue] = []
 
     def factory(spec: TaskBackendSpec) -> MemoryTaskQueue:
-        made.append(spec)
-        return MemoryTaskQueue(queue_name="custom")
+        made.append(MemoryTaskQueue(queue_name=spec.queue_name))
+        return made[-1]
 
     registry.register("memory", factory)
     assert "memory" in registry
     queue = registry.create_queue(TaskBackendSpec(type="memory"))
-    assert queue.queue_name == "custom"
-    assert len(made) == 1
+    assert made == [queue]  # the registered factory's queue, not the installed backend's
 
 
 def test_entry_point_type_is_real_entry_point_class() -> None:

@@ -58,7 +58,14 @@ class TaskQueueProtocol(Protocol):
 
     @property
     def queue_name(self) -> str:
-        """Name of the queue this object serves."""
+        """Name of the queue this object serves: exactly the `TaskBackendSpec.queue_name`.
+
+        A backend's ``create_queue(spec)`` must return a queue whose `queue_name` equals
+        ``spec.queue_name``: core finds queues by that name (the dashboard's and
+        ``inspect``'s counts, a dead letter's retry, routing), and refuses a queue
+        reporting another one with a `BackendError`. Namespacing on the service's side
+        (a key prefix, a broker queue name) stays inside the backend.
+        """
         ...
 
     @property

@@ -3,9 +3,10 @@
 Every call into a backend's factories goes through `_build_queue` and `_build_store`, so
 one place decides what passes through (the backend's own `TaskQueueError`), what becomes
 a `BackendError` that blames the backend (any other exception, a queue that is not a
-`TaskQueueProtocol`) and what a missing optional store means (None: the caller's
-fallback). The module-level functions build from the installed backends (`INSTALLED`);
-`TaskBackendRegistry` builds through the same two with its registrations in front.
+`TaskQueueProtocol` or that reports another `queue_name` than the spec's) and what a
+missing optional store means (None: the caller's fallback). The module-level functions
+build from the installed backends (`INSTALLED`); `TaskBackendRegistry` builds through the
+same two with its registrations in front.
 
 `close_backend` is the one place that closes a backend object, and so the one place
 besides `clear_backend_cache` that makes the process forget a loaded backend.
@@ -69,7 +70,8 @@ def create_queue(spec: TaskBackendSpec) -> TaskQueueProtocol:
         TaskQueueError: The backend's own error (e.g. `TaskConfigurationError` for a
             bad option) passes through unchanged.
         BackendError: Loading failed, the factory raised another exception, or it
-            returned something that is not a `TaskQueueProtocol`.
+            returned something that is not a `TaskQueueProtocol` or a queue whose
+            `queue_name` is not ``spec.queue_name``.
     """
     backend = load_backend(spec.type)
     return _build_queue(backend, _handed(spec, INSTALLED, backend))
@@ -151,7 +153,34 @@ def _build_queue(backend: TaskBackendProtocol, spec: TaskBackendSpec) -> TaskQue
             "This is a fault of the backend: report it to its maintainers."
         )
         raise BackendError(msg, details={"type": spec.type, "call": "create_queue"})
+    _check_queue_name(backend, spec, queue)
     return queue
+
+
+def _check_queue_name(
+    backend: TaskBackendProtocol, spec: TaskBackendSpec, queue: TaskQueueProtocol
+) -> None:
+    """Refuse a queue that reports another name than the one it was built for.
+
+    Core finds a queue by that name everywhere (counts, dead-letter retries, routing): a
+    queue reporting e.g. a namespaced broker name would silently count nothing and send
+    retried dead letters to a queue no worker consumes.
+    """
+    reported: object = queue.queue_name
+    if reported == spec.queue_name:
+        return
+    origin = _loaded_origin(spec.type, backend)
+    msg = (
+        f"Task backend {spec.type!r} built a queue for queue_name {spec.queue_name!r} "
+        f"whose queue_name is {reported!r} ({origin}). A queue must report the name it "
+        "was built from, since lexigram-tasks finds queues by that name (counts, "
+        "dead-letter retries, routing): keep any backend-side namespacing internal and "
+        "return spec.queue_name. This is a fault of the backend: report it to its "
+        "maintainers."
+    )
+    raise BackendError(
+        msg, details={"type": spec.type, "call": "create_queue", "queue_name": spec.queue_name}
+    )
 
 
 IN_MEMORY = "the in-memory version"
