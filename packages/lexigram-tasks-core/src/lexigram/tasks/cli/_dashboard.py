@@ -175,7 +175,8 @@ def dashboard_command(
     config = load_config(config_path, backend=backend)
     spec = existing_only(resolve_spec(config, backend, connect_timeout=connect_timeout))
     run_async(_check(spec, connect_timeout))
-    app = Dashboard(DashboardBackend(spec, tuple(dict.fromkeys(queues))), auth, title=title)
+    backend_view = DashboardBackend(spec, tuple(dict.fromkeys(queues)), config=config)
+    app = Dashboard(backend_view, auth, title=title)
     shown = f"[{host}]" if ":" in host else host
     guard = "token" if auth.token else "basic auth" if auth.enabled else "no auth, local only"
     click.echo(

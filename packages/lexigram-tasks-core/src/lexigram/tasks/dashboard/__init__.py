@@ -69,7 +69,7 @@ def create_dashboard(
     config.security.apply()  # envelope signing, as every command applies it
     configure_enqueue_timeout(config.backend.enqueue_timeout)
     spec = resolve_spec(config, backend)
-    return Dashboard(DashboardBackend(spec, queues), auth, title=title)
+    return Dashboard(DashboardBackend(spec, queues, config=config), auth, title=title)
 
 
 __all__ = [

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lexigram.contracts.tasks import (
     FailureRecord,
@@ -34,9 +34,13 @@ from lexigram.tasks.cli._context import (
 )
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.cli._job import resolve_job
+from lexigram.tasks.cli._opener import QueueOpener
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.handles import JobHandle
 from lexigram.tasks.workflows import with_job_states
+
+if TYPE_CHECKING:
+    from lexigram.tasks.config import TaskConfig
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +81,22 @@ class DashboardBackend:
     Args:
         spec: The backend, built from the config like every command's.
         queues: Queues to show besides the default and those running workers consume.
+        config: The configuration `spec` came from. A job the dashboard sends (a dead
+            letter retried, a schedule run now) goes where its queue's name leads, as
+            ``dlq retry`` and ``schedule run-now`` send it (`QueueOpener`): another
+            configured backend's queue when the name is that backend's.
     """
 
-    def __init__(self, spec: TaskBackendSpec, queues: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        spec: TaskBackendSpec,
+        queues: tuple[str, ...] = (),
+        *,
+        config: TaskConfig | None = None,
+    ) -> None:
         self.spec = spec
         self.extra_queues = queues
+        self.sending = QueueOpener(config, spec)
         self.description = describe(spec)
         self.process_local = is_process_local(spec)
         self._queues: dict[str, TaskQueueProtocol] = {}
@@ -129,6 +144,7 @@ class DashboardBackend:
             self._stores = None
         await close_quietly(*self._queues.values())
         self._queues.clear()
+        await self.sending.close()
         if release:
             await release_backend(self.spec)
 
@@ -319,17 +335,17 @@ class DashboardBackend:
         dlq_backend = self._dlq_backend()
         if len(job_ids) == 1:
             job, target = await admin.retry_dead_letter(
-                dlq_backend, self.queue, job_ids[0], result_store=self.stores.result_store
+                dlq_backend, self.sending, job_ids[0], result_store=self.stores.result_store
             )
             return admin.requeued_line(job, target)
         return await admin.retry_dead_letters_reported(
-            dlq_backend, self.queue, job_ids=job_ids, result_store=self.stores.result_store
+            dlq_backend, self.sending, job_ids=job_ids, result_store=self.stores.result_store
         )
 
     async def retry_all(self) -> str:
         """Retry every dead letter."""
         return await admin.retry_dead_letters_reported(
-            self._dlq_backend(), self.queue, result_store=self.stores.result_store
+            self._dlq_backend(), self.sending, result_store=self.stores.result_store
         )
 
     async def delete(self, job_ids: list[str]) -> str:
@@ -353,7 +369,9 @@ class DashboardBackend:
             next_run = await admin.resume_schedule(store, row, records[row["key"]])
             return f"Schedule {name} is not paused." if next_run is None else f"Resumed {name}."
         if action == "run-now":
-            job, target = await admin.run_schedule_now(store, row, records[row["key"]], self.queue)
+            job, target = await admin.run_schedule_now(
+                store, row, records[row["key"]], self.sending
+            )
             return f"Enqueued job {job.id} ({job.name}) of schedule {name} on {target!r}."
         msg = f"Unknown schedule action {action!r}: use pause, resume or run-now."
         raise admin.OperationError(msg)
