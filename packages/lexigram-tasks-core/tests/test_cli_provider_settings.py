@@ -7,7 +7,10 @@ command line alike, even when the command is given a ``--config`` of its own.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import os
+import signal
 from pathlib import Path
 from types import ModuleType
 from uuid import uuid4
@@ -18,8 +21,8 @@ from click.testing import CliRunner
 from lexigram.tasks import TaskConfig
 from lexigram.tasks.cli import cli
 from lexigram.tasks.cli._app import load_app
-from lexigram.tasks.cli._context import read_config
-from lexigram.tasks.cli._scheduler import _declare
+from lexigram.tasks.cli._context import read_config, resolve_spec
+from lexigram.tasks.cli._scheduler import _declare, _run
 from lexigram.tasks.di._stack import worker_settings
 from lexigram.tasks.scheduling import TaskScheduler
 
@@ -97,3 +100,25 @@ def test_a_scheduler_of_a_provider_built_without_one_says_so(app_module: ModuleT
     result = CliRunner().invoke(cli, ["scheduler", f"{app_module.__name__}:quiet"])
     assert result.exit_code == 2, result.output
     assert "built with enable_scheduler=False, so it runs no scheduler" in result.stderr
+
+
+async def test_the_scheduler_command_stops_as_a_provider_stops_its_scheduler(
+    app_module: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last enqueue gets ``worker.shutdown_timeout``, as under a provider's shutdown."""
+    given: list[float] = []
+    stop = TaskScheduler.stop_scheduler
+
+    async def recording_stop(self: TaskScheduler, timeout: float = 10.0) -> None:
+        given.append(timeout)
+        await stop(self, timeout)
+
+    monkeypatch.setattr(TaskScheduler, "stop_scheduler", recording_stop)
+    loaded = load_app(f"{app_module.__name__}:provider")
+    config = TaskConfig.from_dict({"worker": {"shutdown_timeout": 3.5}})
+    spec = resolve_spec(config, "memory")
+    running = asyncio.create_task(_run(loaded, config, spec, 2.0, "settings"))
+    await asyncio.sleep(0.2)  # the command has installed its signal handlers by now
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.wait_for(running, 10)
+    assert given == [3.5]

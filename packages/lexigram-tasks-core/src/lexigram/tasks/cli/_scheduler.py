@@ -40,6 +40,7 @@ from lexigram.tasks.cli._context import (
 )
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.cli._event_loop import run_async
+from lexigram.tasks.cli._named import backend_field
 from lexigram.tasks.cli._opener import QueueOpener
 from lexigram.tasks.cli._options import (
     backend_option,
@@ -181,7 +182,7 @@ async def _run(
     stack = build_stack(
         spec.name,
         spec,
-        field="tasks.backend",
+        field=backend_field(spec),
         registry=TaskBackendRegistry.with_defaults(),
         with_scheduler_store=True,
     )
@@ -239,7 +240,8 @@ async def _run(
         logger.info("Stopping the scheduler.")
     finally:
         if scheduler is not None:
-            await scheduler.stop_scheduler()
+            # As long as a provider's shutdown gives its scheduler's last enqueue.
+            await scheduler.stop_scheduler(timeout=config.worker.shutdown_timeout)
         for sig in installed:
             loop.remove_signal_handler(sig)
         stop_observing()
