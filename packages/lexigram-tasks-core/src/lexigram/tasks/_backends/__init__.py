@@ -35,6 +35,7 @@ from lexigram.tasks._backends._entry_points import (
     _FunctionBackend as _FunctionBackend,  # tests build a loaded backend's stand-in with it
 )
 from lexigram.tasks._backends._entry_points import (
+    adopt_backend,
     available_backends,
     backend_attribute,
     backend_for_scheme,
@@ -67,6 +68,7 @@ __all__ = [
     "IN_MEMORY",
     "QueueFactory",
     "TaskBackendRegistry",
+    "adopt_backend",
     "available_backends",
     "backend_attribute",
     "backend_for_scheme",

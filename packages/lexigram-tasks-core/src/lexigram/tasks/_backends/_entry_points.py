@@ -233,6 +233,24 @@ def load_backend(type_: str) -> TaskBackendProtocol:
     return backend
 
 
+def adopt_backend(type_: str, backend: TaskBackendProtocol) -> bool:
+    """Resolve `type_` to `backend` in this process, unless a distribution provides `type_`.
+
+    What the command line does with the backends an APP's `TaskProvider` registered in
+    code (`TaskBackendRegistry.register`), so that ``worker APP:provider`` builds the
+    backend the provider builds; forgotten like a loaded backend (`close_backend`,
+    `clear_backend_cache`).
+
+    Returns:
+        Whether it was adopted; False when an installed backend has the type (the
+        installed one then serves the commands).
+    """
+    if type_ in available_backends():
+        return False
+    _cache[type_] = backend
+    return True
+
+
 def _as_backend(obj: object) -> TaskBackendProtocol | None:
     """`obj` as a backend: itself if it has `create_queue`, a function wrapped, else None."""
     if isinstance(obj, type):

@@ -107,6 +107,10 @@ class TaskBackendRegistry:
             raise TypeError(msg)
         self._backends[backend_type] = found
 
+    def registrations(self) -> dict[str, TaskBackendProtocol]:
+        """The backends registered here, by type (a copy)."""
+        return dict(self._backends)
+
     def available_backends(self) -> list[str]:
         """Return the known type names: registered ones and installed entry points."""
         return sorted(set(self._backends) | set(available_backends()))

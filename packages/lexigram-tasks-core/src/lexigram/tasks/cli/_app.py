@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lexigram.contracts.tasks import JobTemplate, TaskQueueProtocol
+from lexigram.tasks._backends import TaskBackendRegistry, adopt_backend
 from lexigram.tasks.cli._errors import CLIError
 from lexigram.tasks.constants import scheduled_task_id
 from lexigram.tasks.decorators import TaskFunction, schedule_template
@@ -355,6 +356,7 @@ def _collect_provider(provider: Any, app: LoadedApp) -> None:
     app.hooks = getattr(provider, "hooks", None)
     app.dashboard = getattr(provider, "dashboard", None)
     app.explicit_settings = dict(getattr(provider, "explicit_settings", None) or {})
+    _adopt_backends(provider, app)
     scheduler = getattr(provider, "scheduler", None)
     if scheduler is None:
         return
@@ -363,6 +365,28 @@ def _collect_provider(provider: Any, app: LoadedApp) -> None:
         # (``tasks.scheduler.timezone``), as it follows the provider's.
         timezone = scheduler.declared_timezone(job.job_id)
         app.schedules.append(Schedule(job.job_id, job.job_template, job.cron_expression, timezone))
+
+
+def _adopt_backends(provider: Any, app: LoadedApp) -> None:
+    """Resolve the backends the provider registered in code as the provider does.
+
+    The commands find a backend type through the process's lookup (`load_backend`); a
+    type only the provider's `TaskBackendRegistry` knows is adopted into it, so the
+    command builds what the provider would. A registration over an installed backend is
+    not: the installed one serves the command, and the log says so.
+    """
+    registry = getattr(provider, "backend_registry", None)
+    if not isinstance(registry, TaskBackendRegistry):
+        return
+    for backend_type, backend in registry.registrations().items():
+        if not adopt_backend(backend_type, backend):
+            logger.warning(
+                "APP %r registers the task backend %r in code over the installed one; "
+                "lexigram-tasks commands use the installed backend %r.",
+                app.source,
+                backend_type,
+                backend_type,
+            )
 
 
 def _add_task_function(function: TaskFunction[Any, Any], app: LoadedApp) -> None:
