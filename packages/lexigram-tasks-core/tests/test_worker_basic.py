@@ -439,6 +439,28 @@ async def test_worker_get_progress_tracker_needs_a_store() -> None:
     assert info.percentage == 25.0
 
 
+async def test_a_running_jobs_tracker_is_its_own_with_a_store_that_looks_empty() -> None:
+    class CountingStore(InMemoryProgressStore):
+        def __len__(self) -> int:  # a store that counts its records is falsy when empty
+            return 0
+
+    queue = MemoryTaskQueue()
+    seen: asyncio.Queue[bool] = asyncio.Queue()
+
+    async def report(job: Job, progress: ProgressTracker) -> None:
+        await seen.put(worker.get_progress_tracker(job.id) is progress)
+
+    worker = TaskWorker(
+        "w", queue, {"report": report}, services=TaskWorkerServices(progress_store=CountingStore())
+    )
+    await queue.enqueue(Job(name="report"))
+    await worker.start()
+    try:
+        assert await asyncio.wait_for(seen.get(), 10) is True
+    finally:
+        await worker.stop(drain=True)
+
+
 async def test_worker_consumes_the_rate_limiter_tokens_it_uses() -> None:
     class CountingLimiter:
         def __init__(self) -> None:

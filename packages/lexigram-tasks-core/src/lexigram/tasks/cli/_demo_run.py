@@ -149,9 +149,15 @@ async def _open(spec: TaskBackendSpec, run_id: str, events: JobEvents, timeout: 
     except BaseException:
         await close()
         raise
-    dlq_storage = stores.dlq_backend or InMemoryDLQBackend()
-    result_store = stores.result_store or InMemoryResultStore()
-    tracker = stores.progress_tracker or InMemoryProgressTracker()
+    # `is None`, not `or`: a store is a third party's object, and one that defines
+    # `__len__` (its record count) would be replaced whenever it is empty.
+    dlq_storage = stores.dlq_backend if stores.dlq_backend is not None else InMemoryDLQBackend()
+    result_store = stores.result_store if stores.result_store is not None else InMemoryResultStore()
+    tracker = (
+        stores.progress_tracker
+        if stores.progress_tracker is not None
+        else InMemoryProgressTracker()
+    )
     limiter = QueueRateLimiter()
     limiter.add_limit(partners.queue_name, rate=PARTNER_RATE, per=1.0, burst=1)
 

@@ -337,11 +337,11 @@ class TaskWorker:
             A tracker writing to the worker's progress store (and live tracker), or
             None when neither is configured.
         """
-        entry = self._in_flight.get(job_id)
-        if entry is not None and (self.progress_store or self._progress_tracker):
-            return self._settler.tracker_for(entry)
         if self.progress_store is None and self._progress_tracker is None:
             return None
+        entry = self._in_flight.get(job_id)
+        if entry is not None:
+            return self._settler.tracker_for(entry)
         return ProgressTracker(job_id, self.progress_store, tracker=self._progress_tracker)
 
     def _running_task_names(self, lag: float) -> list[str]:
