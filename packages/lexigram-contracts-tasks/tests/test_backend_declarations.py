@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lexigram.contracts.tasks import (
+    MUST_EXIST_OPTION,
     OPTIONAL_BACKEND_FLAGS,
     OPTIONAL_BACKEND_METHODS,
     ClosableBackendProtocol,
@@ -117,3 +118,27 @@ def test_first_answer_options_name_fields_of_the_options_type() -> None:
     assert backend_problems(IsNotATuple()) == [
         "first_answer_options is 'timeout', not a tuple of option names."
     ]
+
+
+def test_must_exist_defaults_to_false_when_declared() -> None:
+    @dataclass(frozen=True)
+    class Creates:
+        must_exist: bool = False
+
+    @dataclass(frozen=True)
+    class NeverCreates:
+        must_exist: bool = True
+
+    class Declares(_Minimal):
+        options_type = Creates
+
+    class DefaultsToTrue(_Minimal):
+        options_type = NeverCreates
+
+    assert MUST_EXIST_OPTION == "must_exist"
+    assert backend_problems(Declares()) == []
+    expected = (
+        "options_type's must_exist defaults to True: it must default to False (only the "
+        "read-only commands set it to True)."
+    )
+    assert backend_problems(DefaultsToTrue()) == [expected]

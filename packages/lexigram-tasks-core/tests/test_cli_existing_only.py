@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from lexigram.contracts.tasks import TaskBackendSpec
+from lexigram.contracts.tasks import MUST_EXIST_OPTION, TaskBackendSpec
 from lexigram.tasks.cli import _context
-from lexigram.tasks.cli._context import MUST_EXIST_OPTION, existing_only
+from lexigram.tasks.cli._context import existing_only
 
 
 @dataclass(frozen=True)

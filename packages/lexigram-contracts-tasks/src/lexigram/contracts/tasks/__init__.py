@@ -90,6 +90,7 @@ from lexigram.contracts.tasks._options import (
 )
 from lexigram.contracts.tasks._progress import snapshot_from_result
 from lexigram.contracts.tasks._protocols import (
+    MUST_EXIST_OPTION,
     OPTIONAL_BACKEND_ATTRIBUTES,
     OPTIONAL_BACKEND_FACTORIES,
     OPTIONAL_BACKEND_FLAGS,
@@ -138,6 +139,7 @@ __all__ = [
     "CLIENT_CERTIFICATE_REFUSED",
     "DEFAULT_MAX_RETRIES",
     "ENVELOPE_VERSION",
+    "MUST_EXIST_OPTION",
     "OPTIONAL_BACKEND_ATTRIBUTES",
     "OPTIONAL_BACKEND_FACTORIES",
     "OPTIONAL_BACKEND_FLAGS",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from lexigram.contracts.tasks._protocols import (
+    MUST_EXIST_OPTION,
     OPTIONAL_BACKEND_FACTORIES,
     OPTIONAL_BACKEND_FLAGS,
     OPTIONAL_BACKEND_METHODS,
@@ -26,7 +27,8 @@ def backend_problems(backend: object) -> list[str]:
     `OPTIONAL_BACKEND_METHODS` it has is callable; ``url_schemes`` is a tuple of
     lower-case schemes without ``://``; ``url_field`` is a string or None;
     ``options_type`` is a dataclass type; ``first_answer_options`` is a tuple of its field
-    names; each flag in `OPTIONAL_BACKEND_FLAGS` is a bool.
+    names; a `MUST_EXIST_OPTION` field of it defaults to False; each flag in
+    `OPTIONAL_BACKEND_FLAGS` is a bool.
     A declaration left out is not a problem.
 
     Example:
@@ -58,6 +60,7 @@ def backend_problems(backend: object) -> list[str]:
     ):
         problems.append(f"options_type is {options_type!r}, not a dataclass type.")
     problems.extend(_first_answer_problems(backend, options_type))
+    problems.extend(_must_exist_problems(options_type))
     for flag in OPTIONAL_BACKEND_FLAGS:
         value = getattr(backend, flag, _MISSING)
         if value is not _MISSING and not isinstance(value, bool):
@@ -97,4 +100,18 @@ def _first_answer_problems(backend: object, options_type: object) -> list[str]:
     unknown = [name for name in names if name not in fields]
     if unknown:
         return [f"first_answer_options names {unknown!r}, which options_type does not have."]
+    return []
+
+
+def _must_exist_problems(options_type: object) -> list[str]:
+    if not (isinstance(options_type, type) and dataclasses.is_dataclass(options_type)):
+        return []
+    for field in dataclasses.fields(options_type):
+        if field.name == MUST_EXIST_OPTION and field.default is not False:
+            # The read-only commands set it; every other program must create what it needs.
+            problem = (
+                f"options_type's {MUST_EXIST_OPTION} defaults to {field.default!r}: it must "
+                "default to False (only the read-only commands set it to True)."
+            )
+            return [problem]
     return []

@@ -379,7 +379,11 @@ class TaskBackendProtocol(Protocol):
       catches a server that accepts connections and never replies); the command line's
       ``--connect-timeout`` sets those the configuration leaves unset. Without it, the
       options named ``connect_timeout`` and ``socket_connect_timeout`` are taken, plus
-      ``command_timeout`` when there is no ``connect_timeout``.
+      ``command_timeout`` when there is no ``connect_timeout``. An ``options_type`` with
+      a ``bool`` field named `MUST_EXIST_OPTION` (``must_exist``, default False) lets the
+      read-only commands (``inspect``, ``dlq``, ``job``, ``schedule``, ``dashboard``) set
+      it: the backend then creates nothing (no file, schema or broker queue) and fails
+      with one line naming what does not exist.
 
     and the flags in `OPTIONAL_BACKEND_FLAGS`, declared only where the default is wrong:
 
@@ -481,6 +485,10 @@ OPTIONAL_BACKEND_FLAGS: Mapping[str, bool] = MappingProxyType(
     {"url_required": True, "process_local": False}
 )
 """The optional boolean attributes of a `TaskBackendProtocol` object, with their defaults."""
+
+MUST_EXIST_OPTION = "must_exist"
+"""The option the read-only commands set to True where a backend's ``options_type`` has it:
+create nothing, and fail naming what does not exist (see `TaskBackendProtocol`)."""
 
 OPTIONAL_BACKEND_METHODS: tuple[str, ...] = ("close",)
 """Names of the optional methods of a `TaskBackendProtocol` object besides its factories."""

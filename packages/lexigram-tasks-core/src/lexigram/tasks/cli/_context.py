@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import click
 
 from lexigram.contracts.tasks import (
+    MUST_EXIST_OPTION,
     BackendError,
     ConnectionCheckingQueueProtocol,
     TaskBackendSpec,
@@ -83,16 +84,6 @@ CONNECT_TIMEOUT_OPTIONS = ("connect_timeout", "socket_connect_timeout")
 FIRST_ANSWER_OPTION = "command_timeout"
 """Set too by ``--connect-timeout`` for a backend with no ``connect_timeout`` option: then
 (as with Redis) a server that accepts connections and never replies is only caught by it."""
-
-MUST_EXIST_OPTION = "must_exist"
-"""A backend option saying: refuse storage that does not exist yet instead of creating it.
-
-A backend whose storage springs into being when first opened (a SQLite file, a RabbitMQ
-queue) declares it in its ``options_type``; `existing_only` sets it for the commands that
-only read (or act on what is already there), so a mistyped path fails (a mistyped RabbitMQ
-queue shows as empty) instead of being created. A backend that does not declare it is
-left alone: options are checked, and an unknown one is refused.
-"""
 
 OUTER_DEADLINE_MARGIN = 1.0
 """Seconds the command's own deadline waits beyond the backend's, so that the backend's

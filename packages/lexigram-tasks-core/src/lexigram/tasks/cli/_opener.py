@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from lexigram.contracts.tasks import MUST_EXIST_OPTION
 from lexigram.tasks._backends import release_backends
-from lexigram.tasks.cli._context import MUST_EXIST_OPTION, close_quietly, open_queue
+from lexigram.tasks.cli._context import close_quietly, open_queue
 from lexigram.tasks.cli._named import spec_serving
 
 if TYPE_CHECKING:
