@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,8 +70,10 @@ from lexigram.tasks.constants import (
 )
 from lexigram.tasks.di._stack import (
     apply_process_settings,
+    build_hooks,
     build_queue,
     build_store,
+    observe_enqueues,
     prefixed_error,
     report_config_issues,
 )
@@ -98,6 +102,23 @@ def configured_by_environment(section: str = "") -> bool:
     """
     prefix = ENV_PREFIX + section.upper()
     return any(name.upper().startswith(prefix) for name in os.environ)
+
+
+@contextmanager
+def enqueues_reported() -> Iterator[None]:
+    """Report every job enqueued inside the block to the installed plugins' hooks.
+
+    What a command that sends jobs does (``enqueue``, the ``scheduler``'s fires, ``dlq
+    retry``, ``schedule run-now``, the ``dashboard``'s retries): its jobs are "queued"
+    to the plugins, as a `TaskProvider` reports an application's. The stream of
+    enqueues is the process's, so only a command observes it, never a library object
+    that may run inside an application whose provider already does.
+    """
+    stop = observe_enqueues(build_hooks())
+    try:
+        yield
+    finally:
+        stop()
 
 
 def refuse_disabled(config: TaskConfig | None, command: str, *, scheduler: bool = False) -> None:

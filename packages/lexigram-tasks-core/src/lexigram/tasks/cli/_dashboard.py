@@ -17,6 +17,7 @@ from lexigram.tasks.cli._context import (
     close_quietly,
     default_backend,
     describe,
+    enqueues_reported,
     existing_only,
     load_config,
     open_queue,
@@ -183,11 +184,13 @@ def dashboard_command(
         f"Dashboard for {describe(spec)} on http://{shown}:{port}/ ({guard}). Ctrl-C stops it.",
         err=True,
     )
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=level.lower(),
-        access_log=debug,
-        lifespan="on",
-    )
+    # The page's retries and runs-now are "queued" to the plugins, as `dlq retry`'s are.
+    with enqueues_reported():
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=level.lower(),
+            access_log=debug,
+            lifespan="on",
+        )

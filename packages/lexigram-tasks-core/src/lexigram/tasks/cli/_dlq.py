@@ -27,6 +27,7 @@ from lexigram.tasks.admin import (
 from lexigram.tasks.cli._context import (
     Stores,
     default_backend,
+    enqueues_reported,
     existing_only,
     load_config,
     open_stores,
@@ -274,13 +275,14 @@ def retry_command(
     """
 
     async def action(session: _Session) -> tuple[Job, str]:
-        return await retry_dead_letter(
-            session.stores.dlq_backend,
-            session.queue,
-            job_id,
-            queue_name=queue,
-            result_store=session.stores.result_store,
-        )
+        with enqueues_reported():
+            return await retry_dead_letter(
+                session.stores.dlq_backend,
+                session.queue,
+                job_id,
+                queue_name=queue,
+                result_store=session.stores.result_store,
+            )
 
     job, target = _run(backend, config_path, connect_timeout, debug, action)
     click.echo(requeued_line(job, target))
@@ -305,12 +307,13 @@ def retry_all_command(
         click.confirm(f"Requeue {what}?", abort=True)
 
     async def action(session: _Session) -> str:
-        return await retry_dead_letters_reported(
-            session.stores.dlq_backend,
-            session.queue,
-            task_name=task_name,
-            result_store=session.stores.result_store,
-        )
+        with enqueues_reported():
+            return await retry_dead_letters_reported(
+                session.stores.dlq_backend,
+                session.queue,
+                task_name=task_name,
+                result_store=session.stores.result_store,
+            )
 
     click.echo(_run(backend, config_path, connect_timeout, debug, action))
 

@@ -31,6 +31,7 @@ from lexigram.tasks.cli._context import (
     close_quietly,
     default_backend,
     describe,
+    enqueues_reported,
     is_process_local,
     load_config,
     open_queue,
@@ -52,7 +53,6 @@ from lexigram.tasks.cli._options import (
 )
 from lexigram.tasks.cli._output import echo_json, setup_logging
 from lexigram.tasks.decorators import enqueue_job, schedule_template
-from lexigram.tasks.di._stack import build_hooks, observe_enqueues
 
 if TYPE_CHECKING:
     from lexigram.tasks.cli._app import LoadedApp
@@ -339,12 +339,10 @@ def _job_as_the_task_builds_it(
 
 async def _enqueue(spec: TaskBackendSpec, job: Job, connect_timeout: float) -> str:
     queue = open_queue(spec)
-    # Installed plugins see this job as "queued", as they do every job the core enqueues.
-    stop_observing = observe_enqueues(build_hooks())
     try:
         await probe(queue, spec, connect_timeout)
-        return (await enqueue_job(queue, job)).id
+        with enqueues_reported():
+            return (await enqueue_job(queue, job)).id
     finally:
-        stop_observing()
         await close_quietly(queue)
         await release_backend(spec)

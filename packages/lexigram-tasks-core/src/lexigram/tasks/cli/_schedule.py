@@ -31,6 +31,7 @@ from lexigram.tasks.cli._context import (
     Stores,
     close_quietly,
     default_backend,
+    enqueues_reported,
     existing_only,
     load_config,
     open_queue,
@@ -345,7 +346,8 @@ def run_now_command(
 
     async def change(session: _Session, row: dict[str, Any]) -> str:
         record = session.records[row["key"]]
-        job, target = await run_schedule_now(session.store, row, record, session.queue_for)
+        with enqueues_reported():
+            job, target = await run_schedule_now(session.store, row, record, session.queue_for)
         return f"Enqueued job {job.id} ({job.name}) of schedule {schedule_name(row)} on {target!r}."
 
     options = (backend, config_path, connect_timeout, debug)

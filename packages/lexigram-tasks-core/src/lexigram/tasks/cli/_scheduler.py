@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from contextlib import ExitStack
 from pathlib import Path
 
 import click
@@ -32,6 +33,7 @@ from lexigram.tasks.cli._app import LoadedApp, load_app
 from lexigram.tasks.cli._context import (
     default_backend,
     describe,
+    enqueues_reported,
     load_config,
     probe,
     refuse_disabled,
@@ -52,7 +54,7 @@ from lexigram.tasks.cli._options import (
 from lexigram.tasks.cli._output import setup_logging
 from lexigram.tasks.config import TaskConfig
 from lexigram.tasks.decorators import enqueue_job
-from lexigram.tasks.di._stack import build_hooks, build_stack, observe_enqueues
+from lexigram.tasks.di._stack import build_stack
 from lexigram.tasks.scheduling import TaskScheduler
 
 logger = logging.getLogger("lexigram.tasks.cli")
@@ -190,7 +192,6 @@ async def _run(
     # Each fire goes where its task's .delay() sends it: its declared queue, on another
     # configured backend when the name is that backend's (as a provider's scheduler).
     route = QueueOpener(config, spec, queue)
-    stop_observing = observe_enqueues(build_hooks())  # plugins see each fire's job queued
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -201,6 +202,7 @@ async def _run(
             continue
         installed.append(sig)
     scheduler: TaskScheduler | None = None
+    reporting = ExitStack()
     try:
         await probe(queue, spec, timeout)
         scheduler = TaskScheduler.from_config(
@@ -228,6 +230,7 @@ async def _run(
             logger.info("Enqueued %s as job %s.", job.name, job_id)
             return Ok(job_id)
 
+        reporting.enter_context(enqueues_reported())  # plugins see each fire's job queued
         await scheduler.start_scheduler(enqueue)
         logger.info(
             "Scheduler running %d schedule(s) of namespace %r onto %r on %s; Ctrl-C to stop.",
@@ -242,9 +245,9 @@ async def _run(
         if scheduler is not None:
             # As long as a provider's shutdown gives its scheduler's last enqueue.
             await scheduler.stop_scheduler(timeout=config.worker.shutdown_timeout)
+        reporting.close()
         for sig in installed:
             loop.remove_signal_handler(sig)
-        stop_observing()
         await route.close()
         await stack.close()
         await release_backend(spec)
