@@ -204,6 +204,23 @@ async def test_a_job_enqueued_outside_any_span_starts_its_own_trace(
     assert process.context.trace_id == send.context.trace_id
 
 
+async def test_a_bulk_enqueue_makes_sibling_send_spans_under_the_callers(
+    spans: WaitableExporter,
+) -> None:
+    queue = MemoryTaskQueue(queue_name="traced")
+    jobs = [Job(name="traced.work", args=(n,)) for n in range(3)]
+    with tracer.start_as_current_span("request") as request:
+        await enqueue_jobs(queue, jobs)
+    sends = [span for span in spans.get_finished_spans() if span.name == "send traced.work"]
+    assert len(sends) == 3
+    for send in sends:
+        # Each under the request, none under another job's send.
+        assert send.parent is not None
+        assert send.parent.span_id == request.get_span_context().span_id
+    carried = {job.metadata[TRACE_CONTEXT_KEY]["traceparent"].split("-")[2] for job in jobs}
+    assert carried == {format(send.context.span_id, "016x") for send in sends}
+
+
 @pytest.mark.parametrize("tracing", [True, False])
 def test_the_composed_worker_traces_unless_the_config_says_not_to(tracing: bool) -> None:
     config = TaskConfig.from_dict({"backend": {"type": "memory"}, "worker": {"tracing": tracing}})

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 from lexigram.contracts.tasks import (
@@ -28,7 +27,7 @@ from lexigram.contracts.tasks import (
 from lexigram.tasks.constants import DEFAULT_ENQUEUE_TIMEOUT
 from lexigram.tasks.events import QUEUED, JobEvent, new_job_event, producer_events
 from lexigram.tasks.handles import register_job_stores
-from lexigram.tasks.observability._tracing import producer_span
+from lexigram.tasks.observability._tracing import producer_span, producer_spans
 
 if TYPE_CHECKING:
     from lexigram.contracts.tasks import ProgressStoreProtocol
@@ -306,9 +305,8 @@ async def enqueue_jobs(queue: TaskQueueProtocol, jobs: Sequence[Job]) -> list[Jo
         or the error the queue returned for it.
     """
     timeout = _enqueue_timeout
-    with ExitStack() as spans:
-        for job in jobs:
-            spans.enter_context(producer_span(job, _queue_name(queue, job)))
+    # A generator: read only when a tracer is set.
+    with producer_spans((job, _queue_name(queue, job)) for job in jobs):
         try:
             async with asyncio.timeout(timeout):
                 results = await queue.enqueue_many(list(jobs))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import Token
 from typing import TYPE_CHECKING, Any
@@ -140,21 +140,58 @@ def producer_span(job: Job, queue_name: str) -> Iterator[None]:
     if tracer is None:
         yield
         return
-    attributes = {
-        "messaging.system": SYSTEM,
-        "messaging.operation.type": "send",
-        "messaging.destination.name": queue_name,
-        "messaging.message.id": job.id,
-        "lexigram_tasks.task.name": job.name,
-    }
     with tracer.start_as_current_span(
-        f"send {job.name}", kind=SpanKind.PRODUCER, attributes=attributes
+        f"send {job.name}", kind=SpanKind.PRODUCER, attributes=_send_attributes(job, queue_name)
     ):
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
         if carrier:
             job.metadata[TRACE_CONTEXT_KEY] = carrier
         yield
+
+
+@contextmanager
+def producer_spans(sends: Iterable[tuple[Job, str]]) -> Iterator[None]:
+    """Run one bulk enqueue inside a ``send`` span per (job, queue name) of `sends`, siblings.
+
+    Each span is a child of the caller's span, as `producer_span`'s is, and none is made
+    current: made current one after the other, each would nest under the one before, and
+    each job's ``process`` span under another job's ``send``.
+    """
+    tracer = _current_tracer()
+    if tracer is None:
+        yield
+        return
+    spans = []
+    for job, queue_name in sends:
+        span = tracer.start_span(
+            f"send {job.name}", kind=SpanKind.PRODUCER, attributes=_send_attributes(job, queue_name)
+        )
+        spans.append(span)
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, context=trace.set_span_in_context(span))
+        if carrier:
+            job.metadata[TRACE_CONTEXT_KEY] = carrier
+    try:
+        yield
+    except BaseException as exc:
+        for span in spans:
+            span.record_exception(exc)
+            span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        for span in spans:
+            span.end()
+
+
+def _send_attributes(job: Job, queue_name: str) -> dict[str, str]:
+    return {
+        "messaging.system": SYSTEM,
+        "messaging.operation.type": "send",
+        "messaging.destination.name": queue_name,
+        "messaging.message.id": job.id,
+        "lexigram_tasks.task.name": job.name,
+    }
 
 
 class TracingObserver:
