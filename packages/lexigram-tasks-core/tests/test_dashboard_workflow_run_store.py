@@ -27,20 +27,30 @@ from lexigram.tasks.workflows import InMemoryWorkflowStateStore
 
 
 class _RunsOnly:
-    """Forwards `WorkflowRunStoreProtocol`'s methods, and nothing else."""
+    """Forwards `WorkflowRunStoreProtocol`'s methods, and nothing else.
+
+    The methods are set on the class (below), not found by ``__getattr__``: from Python
+    3.12 on, an ``isinstance`` check against a runtime protocol looks members up
+    statically and does not see what ``__getattr__`` would answer.
+    """
 
     def __init__(self, inner: InMemoryWorkflowStateStore) -> None:
         self._inner = inner
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name not in _RUN_METHODS:
-            raise AttributeError(name)
-        return getattr(self._inner, name)
+
+def _forwarding(name: str) -> Any:
+    def method(self: _RunsOnly, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self._inner, name)(*args, **kwargs)
+
+    method.__name__ = name
+    return method
 
 
 _RUN_METHODS = frozenset(
     name for name in dir(WorkflowRunStoreProtocol) if not name.startswith("_")
 ) - frozenset(name for name in dir(object))
+for _name in _RUN_METHODS:
+    setattr(_RunsOnly, _name, _forwarding(_name))
 
 
 class _Backend:
