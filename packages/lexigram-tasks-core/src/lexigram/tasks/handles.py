@@ -303,21 +303,34 @@ class JobHandle(Generic[R]):
         running job on a queue without `CancellableQueueProtocol` is left alone
         (UNSUPPORTED): such a backend can only remove waiting jobs.
 
+        A step of a queue-driven workflow is cancelled only where its run can be ended
+        with it (the step recorded as cancelled, the run FAILED): on a queue with a
+        workflow run store registered (`register_workflow_store`; the provider, the
+        ``lexigram-tasks job cancel`` command and ``apply_async`` register theirs).
+
         Returns:
             What happened, as a `CancelOutcome`; ``outcome.cancelled`` is True for
             REMOVED and STOPPING.
+
+        Raises:
+            TaskConfigurationError: The job is a workflow step and no run store is
+                registered for this handle's queue object; nothing was cancelled.
         """
         queue = self._queue
-        # A workflow step says so in its metadata, read before the job is gone; only a
-        # queue that runs workflows pays the extra read.
-        queued = await queue.get_job(self.id) if _runs_workflows(queue) else None
+        # A workflow step says so in its metadata, read before the job is gone. Removing
+        # one must end its step in the run store, or its run waits for it forever: with
+        # no store known for this queue object, nothing is removed (see _refuse_step).
+        queued = await queue.get_job(self.id)
+        step = queued if queued is not None and WORKFLOW_STEP_KEY in queued.metadata else None
+        if step is not None and not _runs_workflows(queue):
+            raise _refuse_step(queue, step)
         if isinstance(queue, CancellableQueueProtocol):
             outcome = await queue.cancel(self.id)
         else:
-            outcome = await self._delete_waiting()
+            outcome = await self._delete_waiting(queued)
         store = self._result_store
-        if outcome is CancelOutcome.REMOVED and queued is not None:
-            await _end_workflow_step(queue, queued)
+        if outcome is CancelOutcome.REMOVED and step is not None:
+            await _end_workflow_step(queue, step)
         if outcome.cancelled:
             if outcome is CancelOutcome.STOPPING and await _just_finished(store, self.id):
                 # Its handler had returned and its result was stored; only the ack that
@@ -335,9 +348,12 @@ class JobHandle(Generic[R]):
             return CancelOutcome.FINISHED
         return outcome
 
-    async def _delete_waiting(self) -> CancelOutcome:
-        """Cancel on a queue that can only delete: a waiting job, never a running one."""
-        queued = await self._queue.get_job(self.id)
+    async def _delete_waiting(self, queued: Job | None) -> CancelOutcome:
+        """Cancel on a queue that can only delete: a waiting job, never a running one.
+
+        Args:
+            queued: The job as its queue holds it, just read (None: not there).
+        """
         if queued is None:
             return CancelOutcome.NOT_FOUND
         if queued.status is JobStatus.RUNNING:
@@ -385,6 +401,29 @@ def _runs_workflows(queue: TaskQueueProtocol) -> bool:
     from lexigram.tasks.workflows import _advance  # noqa: PLC0415 - imports this module
 
     return _advance.workflow_store_for(queue) is not None
+
+
+def _refuse_step(queue: TaskQueueProtocol, job: Job) -> TaskConfigurationError:
+    """The error of `JobHandle.cancel` for a workflow step on a queue with no run store.
+
+    Removing the step's job without recording the step would leave its run RUNNING
+    forever, showing the step queued for a job that no longer exists; the queue object
+    the handle was built on (not the one ``apply_async`` used, not one a provider built)
+    has no run store to record it in.
+    """
+    place = job.metadata.get(WORKFLOW_STEP_KEY)
+    run = place.get("id", "?") if isinstance(place, dict) else "?"
+    name = getattr(queue, "queue_name", "?")
+    job_id = job.id
+    msg = (
+        f"Job {job_id} is a step of workflow {run!r}, and no workflow run store is "
+        f"registered for this queue object ({name!r}), so cancelling it here would leave "
+        "the run running forever; nothing was cancelled. Call "
+        "lexigram.tasks.workflows.register_workflow_store(queue, store) with the run store "
+        "its workers use, or cancel it through the provider's queue or `lexigram-tasks job "
+        f"cancel {job_id} --queue {name}`."
+    )
+    return TaskConfigurationError(msg, details={"job_id": job_id, "workflow_id": run})
 
 
 async def _end_workflow_step(queue: TaskQueueProtocol, job: Job) -> None:
