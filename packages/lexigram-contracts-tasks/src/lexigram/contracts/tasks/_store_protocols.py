@@ -312,7 +312,12 @@ class WorkflowRunStoreProtocol(Protocol):
 
         The dict holds ``workflow_id``, ``definition``, ``status`` (a `WorkflowStatus`
         value), ``steps`` (records by ``"<stage>:<member>"``), ``result``, ``error``,
-        ``created_at`` and ``updated_at`` (epoch seconds).
+        ``created_at`` and ``updated_at`` (epoch seconds), and ``failed_step``: the
+        ``"<stage>:<member>"`` of the step `fail_step` answered True (the one whose
+        error is the run's), None while no step failed the run. In a group several
+        steps may fail; only this one says which failed the run, so a store should
+        return it (core falls back to the first unsuccessful step in stage order when
+        the key is absent).
         """
         ...
 

@@ -110,6 +110,35 @@ class WorkflowRunStoreConformance:
         assert run["steps"]["0:1"]["status"] == "failed"
         assert run["steps"]["0:0"]["result"] == 0
 
+    async def test_load_run_names_the_step_that_failed_the_run(
+        self, make_run_store: RunStoreFactory
+    ) -> None:
+        # In a group two members can fail; the run's error is the first to reach
+        # fail_step, and load_run's "failed_step" must name that one, not the first in
+        # member order, so WorkflowError names the step on_error was given.
+        first, second = await make_run_store(), await make_run_store()
+        run_id = uuid.uuid4().hex
+        await first.create_run(run_id, _DEFINITION)
+        running = await second.load_run(run_id)
+        assert running is not None
+        assert running.get("failed_step") is None, "a RUNNING run named a failed step"
+        later = {"status": "failed", "error": "RuntimeError: later", "job_id": "j0"}
+        failed = {"status": "failed", "error": "RuntimeError: first", "job_id": "j1"}
+        assert await first.fail_step(run_id, 0, 1, record=failed) is True
+        assert await second.fail_step(run_id, 0, 0, record=later) is False
+        run = await second.load_run(run_id)
+        assert run is not None
+        assert (run["error"], run.get("failed_step")) == ("RuntimeError: first", "0:1"), (
+            "load_run must return failed_step, the '<stage>:<member>' fail_step answered True"
+        )
+        done = uuid.uuid4().hex
+        await first.create_run(done, _DEFINITION)
+        await first.record_step(done, 0, 0, size=1, record=_ok(0))
+        await first.finish_run(done, 0)
+        completed = await second.load_run(done)
+        assert completed is not None
+        assert completed.get("failed_step") is None, "a COMPLETED run named a failed step"
+
     async def test_a_cancelled_step_keeps_its_status_and_fails_the_run(
         self, make_run_store: RunStoreFactory
     ) -> None:

@@ -90,6 +90,10 @@ class WorkflowRunInfo:
         created_at: When the run was applied (epoch seconds).
         updated_at: When a step last ended.
         queue_name: The queue its steps' jobs are enqueued on (None: not recorded).
+        failed_step: ``"<stage>:<member>"`` of the step that failed the run, the one
+            whose error is `error` (FAILED only). In a group several steps may fail;
+            this is the one the run's ``on_error`` was given. None while the run has
+            not failed, or from a store that does not report it.
     """
 
     workflow_id: str
@@ -101,6 +105,23 @@ class WorkflowRunInfo:
     created_at: float = 0.0
     updated_at: float = 0.0
     queue_name: str | None = None
+    failed_step: str | None = None
+
+    def failing_step(self) -> WorkflowStepInfo | None:
+        """The step that failed the run (None unless FAILED).
+
+        The one the store names (`failed_step`); from a store that names none, the
+        first failed or cancelled step in stage order.
+        """
+        if self.status is not WorkflowStatus.FAILED:
+            return None
+        if self.failed_step is not None:
+            named = next(
+                (s for s in self.steps if f"{s.stage}:{s.member}" == self.failed_step), None
+            )
+            if named is not None:
+                return named
+        return next((s for s in self.steps if s.status in UNSUCCESSFUL_STEPS), None)
 
 
 def run_info(run: dict[str, Any]) -> WorkflowRunInfo:
@@ -167,6 +188,7 @@ def run_info(run: dict[str, Any]) -> WorkflowRunInfo:
         created_at=float(run.get("created_at") or 0.0),
         updated_at=float(run.get("updated_at") or 0.0),
         queue_name=None if queue_name is None else str(queue_name),
+        failed_step=None if run.get("failed_step") is None else str(run["failed_step"]),
     )
 
 
@@ -264,8 +286,10 @@ class WorkflowHandle:
             if info.status is WorkflowStatus.COMPLETED:
                 return info.result
             if info.status is WorkflowStatus.FAILED:
-                # A cancelled step ends its run as a failed one does: it is the one named.
-                failed = next((s for s in info.steps if s.status in UNSUCCESSFUL_STEPS), None)
+                # The step the store says failed the run: in a group another member
+                # may have failed too, earlier in stage order but later in time. A
+                # cancelled step ends its run as a failed one does: it is named alike.
+                failed = info.failing_step()
                 name = failed.name if failed is not None else None
                 reason = str(info.error or "").rstrip(".")  # an error may end its sentence
                 msg = (

@@ -119,9 +119,13 @@ class InMemoryWorkflowRuns:
             run["updated_at"] = time.time()
 
     async def load_run(self, workflow_id: str) -> dict[str, Any] | None:
-        """Return a copy of a run, or None."""
+        """Return a copy of a run, or None; ``failed_step`` names the step that failed it."""
         run = self._runs.get(workflow_id)
-        return None if run is None else copy.deepcopy(run)
+        if run is None:
+            return None
+        found = copy.deepcopy(run)
+        found["failed_step"] = self._failer.get(workflow_id)
+        return found
 
     async def delete_run(self, workflow_id: str) -> None:
         """Delete a run (no-op when absent)."""

@@ -248,12 +248,12 @@ ON CONFLICT (namespace, workflow_id) DO UPDATE SET status = EXCLUDED.status,
         )
 
     async def load_run(self, workflow_id: str) -> dict[str, Any] | None:
-        """Return a run, or None."""
+        """Return a run, or None; ``failed_step`` names the step that failed it."""
         s = self._s
 
         async def read(conn: Conn) -> dict[str, Any] | None:
             run = await conn.fetchrow(
-                f"SELECT definition, status, result, error, created_at, updated_at "  # noqa: S608 - validated
+                f"SELECT definition, status, result, error, created_at, updated_at, failer "  # noqa: S608 - validated
                 f"FROM {s}.workflow_runs WHERE namespace = $1 AND workflow_id = $2",
                 self.namespace,
                 workflow_id,
@@ -284,6 +284,7 @@ ON CONFLICT (namespace, workflow_id) DO UPDATE SET status = EXCLUDED.status,
                 "error": run["error"],
                 "created_at": created.timestamp(),
                 "updated_at": updated.timestamp(),
+                "failed_step": run["failer"],
             }
 
         found: dict[str, Any] | None = await self._in_transaction("read a run", read)

@@ -159,7 +159,7 @@ class RedisWorkflowRuns(RedisStore):
         await self._call("finish_run", lambda c: _FINISH(c, keys, args))
 
     async def load_run(self, workflow_id: str) -> dict[str, Any] | None:
-        """Return a run, or None."""
+        """Return a run, or None; ``failed_step`` names the step that failed it."""
         key = self._run_key(workflow_id)
         raw: dict[bytes, bytes] = await self._call("load_run", lambda c: c.hgetall(key))
         if not raw:
@@ -169,6 +169,7 @@ class RedisWorkflowRuns(RedisStore):
         jobs = {name[2:]: loads(value) for name, value in fields.items() if name.startswith("j:")}
         result = fields.get("result")
         error = fields.get("error")
+        failer = fields.get("failer")  # the step's field, "s:<stage>:<member>"
         return {
             "workflow_id": workflow_id,
             "definition": loads(fields["def"]),
@@ -179,6 +180,7 @@ class RedisWorkflowRuns(RedisStore):
             "error": None if error is None else error.decode(),
             "created_at": float(fields["created"]),
             "updated_at": float(fields["updated"]),
+            "failed_step": None if failer is None else failer.decode()[2:],
         }
 
     async def delete_run(self, workflow_id: str) -> None:

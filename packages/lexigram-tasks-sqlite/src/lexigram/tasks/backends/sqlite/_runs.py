@@ -170,11 +170,11 @@ class SQLiteWorkflowRuns(SQLiteStore):
         await self._db.call(run, what="finish a workflow run")
 
     async def load_run(self, workflow_id: str) -> dict[str, Any] | None:
-        """Return a run, or None."""
+        """Return a run, or None; ``failed_step`` names the step that failed it."""
 
         def run(conn: sqlite3.Connection) -> tuple[Any, list[Any]] | None:
             row = conn.execute(
-                "SELECT definition, status, result, error, created_at, updated_at "
+                "SELECT definition, status, result, error, created_at, updated_at, failer "
                 "FROM lexigram_workflow_runs WHERE workflow_id = ?",
                 (workflow_id,),
             ).fetchone()
@@ -189,7 +189,7 @@ class SQLiteWorkflowRuns(SQLiteStore):
         found = await self._db.call(run, write=False, what="read a workflow run")
         if found is None:
             return None
-        (definition, status, result, error, created, updated), rows = found
+        (definition, status, result, error, created, updated, failer), rows = found
         steps = {f"{stage}:{member}": loads(raw) for stage, member, raw in rows if stage >= 0}
         jobs = {str(jobs_stage(stage)): loads(raw) for stage, _, raw in rows if stage < 0}
         return {
@@ -202,6 +202,7 @@ class SQLiteWorkflowRuns(SQLiteStore):
             "error": error,
             "created_at": float(created),
             "updated_at": float(updated),
+            "failed_step": failer,
         }
 
     async def delete_run(self, workflow_id: str) -> None:
