@@ -336,7 +336,9 @@ class QueuedWorkflow(ABC):
         """Start a run: store its definition and enqueue its first stage on `queue`.
 
         Applying again with the same `workflow_id` enqueues nothing new (each step's
-        job has an idempotency key), so a producer may retry after a crash.
+        job has an idempotency key), so a producer may retry after a crash. The retry
+        must build the same workflow, except for its steps' ``scheduled_at``
+        (`TIMING_FIELDS`), which may differ: the run keeps the first apply's.
 
         Args:
             queue: Where every step's job goes; its workers advance the run.
@@ -375,15 +377,40 @@ class QueuedWorkflow(ABC):
         return WorkflowHandle(run_id, store)
 
 
+TIMING_FIELDS = frozenset({"scheduled_at"})
+"""Signature fields a retried apply may change: left out when comparing definitions."""
+
+
+def _comparable(definition: Any) -> str:
+    """A definition as JSON without its signatures' `TIMING_FIELDS`.
+
+    A step's ``scheduled_at`` is usually computed when the workflow is built
+    (``time.time() + 5``), so a producer retrying the same apply sends another value;
+    the run it stored keeps the first one.
+    """
+
+    def strip(sig: dict[str, Any]) -> dict[str, Any]:
+        # The signature's own fields only: an argument that happens to be called
+        # "scheduled_at" is the call's data and must still match.
+        return {key: value for key, value in sig.items() if key not in TIMING_FIELDS}
+
+    plain = dict(definition)
+    stages = [
+        {**stage, "steps": [strip(sig) for sig in stage.get("steps") or []]}
+        for stage in plain.get("stages") or []
+    ]
+    on_error = plain.get("on_error")
+    plain.update(stages=stages, on_error=strip(on_error) if on_error is not None else None)
+    # As JSON, the form the store keeps (tuples come back as lists).
+    return json.dumps(plain, sort_keys=True, default=str)
+
+
 async def _check_same_run(
     store: WorkflowRunStoreProtocol, run_id: str, definition: dict[str, Any]
 ) -> None:
     """Refuse to re-apply a run id that names another workflow (a retry must match)."""
     run = await store.load_run(run_id)
-    # Compared as JSON, the form the store keeps (tuples come back as lists).
-    same = run is not None and json.dumps(run["definition"], sort_keys=True, default=str) == (
-        json.dumps(definition, sort_keys=True, default=str)
-    )
+    same = run is not None and _comparable(run["definition"]) == _comparable(definition)
     if not same:
         msg = (
             f"Workflow id {run_id!r} is already used by another workflow in this store. "
