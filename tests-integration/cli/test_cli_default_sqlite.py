@@ -61,7 +61,10 @@ def test_worker_and_enqueue_in_two_processes_share_the_default_file(
     assert worker.returncode == 0, worker.stderr
     assert worker.stderr.splitlines()[0].startswith(f"Using the SQLite database {database}")
     assert (workdir / "done.txt").read_text() == "from another process"
-    assert "1 processed, 1 succeeded, 0 failed" in worker.stderr
+    assert (
+        "1 processed: 1 succeeded, 0 retried, 0 dead_lettered, 0 cancelled, 0 released, 0 lost"
+        in worker.stderr
+    )
 
 
 def test_the_variable_names_another_file(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,5 +108,8 @@ def test_a_variable_of_another_section_keeps_the_default_file(
     )  # fmt: skip
     assert worker.returncode == 0, worker.stderr
     assert worker.stderr.splitlines()[0].startswith(f"Using the SQLite database {database}")
-    assert "1 processed, 1 succeeded, 0 failed" in worker.stderr
+    assert (
+        "1 processed: 1 succeeded, 0 retried, 0 dead_lettered, 0 cancelled, 0 released, 0 lost"
+        in worker.stderr
+    )
     assert (workdir / "done.txt").read_text() == "logged"

@@ -102,7 +102,10 @@ def test_worker_burst_runs_every_job_then_exits_0(app_module: ModuleType) -> Non
     assert sorted(app_module.done) == [1, 2, 3, 4, 5]
     assert count(app_module) == 0
     assert "Queues are empty; stopping (--burst)." in result.stderr
-    assert "5 processed, 5 succeeded, 0 failed" in result.stderr
+    assert (
+        "5 processed: 5 succeeded, 0 retried, 0 dead_lettered, 0 cancelled, 0 released, 0 lost"
+        in result.stderr
+    )
 
 
 def test_worker_collects_young_objects_less_often_while_it_runs_and_restores_the_setting(

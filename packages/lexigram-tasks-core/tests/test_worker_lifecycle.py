@@ -76,7 +76,9 @@ async def test_worker_cancels_a_deleted_in_flight_job_and_never_sees_it_again() 
     await asyncio.wait_for(asyncio.wait({running}), 5)  # the heartbeat notices and cancels
     assert not worker.is_busy()
     assert gate.cancelled == 1
-    assert worker.stats.jobs_cancelled == 1
+    # Its handler was cancelled, but the attempt's outcome is "lost", as its event says.
+    assert (worker.stats.jobs_lost, worker.stats.jobs_cancelled) == (1, 0)
+    assert worker.stats.jobs_processed == 1
     assert entry.job.status is JobStatus.CANCELLED
     # Not acked, not requeued: the queue does not hold it and will not deliver it.
     assert await queue.get_job(job.id) is None

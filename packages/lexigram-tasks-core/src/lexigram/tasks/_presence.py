@@ -32,17 +32,27 @@ PRESENCE_TTL = 15.0
 """Seconds a worker's registration lives without a heartbeat (it beats every third of it)."""
 
 
+OUTCOMES = ("succeeded", "retried", "dead_lettered", "cancelled", "released", "lost")
+"""The outcomes attempts are counted under, as ``lexigram_tasks_jobs_total`` labels them."""
+
+
 class WorkerTotals(NamedTuple):
     """Counters of all pools of one process at one moment.
 
+    ``processed`` is the sum of the six outcomes (`OUTCOMES`), each counted as
+    ``lexigram_tasks_jobs_total{outcome=...}`` counts it (see `WorkerJobStats`).
+
     Attributes:
-        processed: Execution attempts finished.
-        succeeded: Attempts that succeeded.
-        failed: Attempts that failed (retried or dead-lettered).
+        processed: Attempts that ended.
+        succeeded: Attempts that succeeded and were acked.
+        failed: Failed attempts, ``retried + dead_lettered`` (not an outcome of its own).
         retried: Failed attempts sent back for a retry.
-        dead_lettered: Jobs sent to the dead-letter queue.
+        dead_lettered: Jobs that failed for good and were dead-lettered.
         in_flight: Jobs running now.
         at: When the numbers were taken (monotonic seconds).
+        cancelled: Attempts ended because the job was cancelled.
+        released: Attempts interrupted by the worker stopping (the job was requeued).
+        lost: Attempts whose lease was lost (another delivery settles the job).
     """
 
     processed: int = 0
@@ -52,6 +62,21 @@ class WorkerTotals(NamedTuple):
     dead_lettered: int = 0
     in_flight: int = 0
     at: float = 0.0
+    # After `at`: the fields before keep their places for positional construction.
+    cancelled: int = 0
+    released: int = 0
+    lost: int = 0
+
+    def outcome_counts(self) -> dict[str, int]:
+        """The attempts by outcome (`OUTCOMES`, in that order); they add up to `processed`."""
+        return {
+            "succeeded": self.succeeded,
+            "retried": self.retried,
+            "dead_lettered": self.dead_lettered,
+            "cancelled": self.cancelled,
+            "released": self.released,
+            "lost": self.lost,
+        }
 
 
 def describe_backend(spec: TaskBackendSpec) -> str:
@@ -69,6 +94,7 @@ def worker_identity() -> str:
 def pool_totals(pools: Sequence[WorkerPool]) -> WorkerTotals:
     """Sum the counters of every worker of `pools` now."""
     processed = succeeded = failed = retried = dead = in_flight = 0
+    cancelled = released = lost = 0
     for pool in pools:
         for worker in pool.workers:
             stats = worker.get_stats()
@@ -77,8 +103,22 @@ def pool_totals(pools: Sequence[WorkerPool]) -> WorkerTotals:
             failed += stats.jobs_failed
             retried += stats.jobs_retried
             dead += stats.jobs_dead_lettered
+            cancelled += stats.jobs_cancelled
+            released += stats.jobs_released
+            lost += stats.jobs_lost
             in_flight += worker.in_flight
-    return WorkerTotals(processed, succeeded, failed, retried, dead, in_flight, time.monotonic())
+    return WorkerTotals(
+        processed,
+        succeeded,
+        failed,
+        retried,
+        dead,
+        in_flight,
+        time.monotonic(),
+        cancelled,
+        released,
+        lost,
+    )
 
 
 def running_jobs(pools: Sequence[WorkerPool]) -> list[dict[str, Any]]:
@@ -171,8 +211,11 @@ class WorkerPresence:
             "seen_at": time.time(),
             # Jobs each queue's pool runs at once (workers x max_concurrent_tasks).
             "concurrency": max((pool.concurrency for pool in pools), default=0),
+            # Attempts that ended, and the same attempts by outcome (they add up to it).
             "processed": totals.processed,
-            "succeeded": totals.succeeded,
+            **totals.outcome_counts(),
+            # Failed attempts (retried + dead_lettered): kept for readers of older
+            # records, such as the dashboard's workers table.
             "failed": totals.failed,
             "in_flight": totals.in_flight,
             "running": running_jobs(pools),
@@ -184,6 +227,7 @@ class WorkerPresence:
 
 
 __all__ = [
+    "OUTCOMES",
     "PRESENCE_TTL",
     "WorkerPresence",
     "WorkerTotals",

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from lexigram.contracts.tasks import TaskBackendSpec
+from lexigram.tasks._presence import OUTCOMES
 from lexigram.tasks.admin import queue_counts, registered_workers, schedule_row, watched_queues
 from lexigram.tasks.cli._context import (
     close_quietly,
@@ -147,17 +148,18 @@ def _render(report: dict[str, Any], spec: TaskBackendSpec) -> None:
     elif not workers:
         console.print("Workers: none running.")
     else:
+        # The attempts by outcome, named as lexigram_tasks_jobs_total labels them: they
+        # add up to "processed" (a record of an older worker lacks some: shown as "-").
         console.print(
             table(
-                "Workers",
-                ["worker", "queues", "processed", "ok", "failed", "in flight", "up", "seen"],
+                "Workers (attempts by outcome)",
+                ["worker", "queues", "processed", *OUTCOMES, "in flight", "up", "seen"],
                 [
                     (
                         w.get("id"),
                         ",".join(str(q) for q in w.get("queues") or []),
                         w.get("processed"),
-                        w.get("succeeded"),
-                        w.get("failed"),
+                        *(w.get(outcome) for outcome in OUTCOMES),
                         w.get("in_flight"),
                         ago(float(w.get("started_at") or 0)).removesuffix(" ago"),
                         ago(float(w.get("seen_at") or 0)),

@@ -251,13 +251,7 @@ async def _shutdown(runtime: WorkerRuntime, stopper: _Stopper) -> int:
         hard.cancel()
         drain.result()
         totals = runtime.totals()
-        logger.info(
-            "Worker %s stopped: %d processed, %d succeeded, %d failed.",
-            runtime.worker_id,
-            totals.processed,
-            totals.succeeded,
-            totals.failed,
-        )
+        logger.info("Worker %s stopped: %s.", runtime.worker_id, summary(totals))
         return 0
     # Second signal: cancel everything. A cancelled handler's job is nacked (requeued)
     # by the worker as its task unwinds; a handler that ignores cancellation keeps its
@@ -388,12 +382,30 @@ def _rate(before: WorkerTotals, after: WorkerTotals) -> float:
     return (after.processed - before.processed) / elapsed if elapsed > 0 else 0.0
 
 
+def summary(totals: WorkerTotals) -> str:
+    """``N processed: N succeeded, N retried, ...``: the attempts, by outcome.
+
+    The outcomes are ``lexigram_tasks_jobs_total``'s, named as it labels them, and add
+    up to the processed count, so the exit line reads like ``/metrics``.
+    """
+    outcomes = ", ".join(f"{n} {name}" for name, n in totals.outcome_counts().items())
+    return f"{totals.processed} processed: {outcomes}"
+
+
 def _status_plain(totals: WorkerTotals, rate: float) -> str:
-    return (
-        f"processed={totals.processed} succeeded={totals.succeeded} failed={totals.failed} "
-        f"retried={totals.retried} dead_lettered={totals.dead_lettered} "
-        f"in_flight={totals.in_flight} rate={rate:.1f}/s"
-    )
+    outcomes = " ".join(f"{name}={n}" for name, n in totals.outcome_counts().items())
+    return f"processed={totals.processed} {outcomes} in_flight={totals.in_flight} rate={rate:.1f}/s"
+
+
+# How the live status line shows each outcome (a count of 0 is dim).
+_OUTCOME_STYLES = {
+    "succeeded": "green",
+    "retried": "yellow",
+    "dead_lettered": "red",
+    "cancelled": "yellow",
+    "released": "yellow",
+    "lost": "red",
+}
 
 
 def _status_text(runtime: WorkerRuntime, totals: WorkerTotals, rate: float) -> Text:
@@ -403,14 +415,13 @@ def _status_text(runtime: WorkerRuntime, totals: WorkerTotals, rate: float) -> T
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append("● ", style="green")
     text.append(f"{rate:.1f} jobs/s  ", style="bold")
-    for label, value, style in (
-        ("processed", totals.processed, "bold"),
-        ("ok", totals.succeeded, "green"),
-        ("failed", totals.failed, "red" if totals.failed else "dim"),
-        ("retried", totals.retried, "yellow" if totals.retried else "dim"),
-        ("dlq", totals.dead_lettered, "red" if totals.dead_lettered else "dim"),
-        ("in-flight", totals.in_flight, "cyan"),
-    ):
+    counts = [("processed", totals.processed, "bold")]
+    counts += [
+        (name, n, _OUTCOME_STYLES[name] if n else "dim")
+        for name, n in totals.outcome_counts().items()
+    ]
+    counts.append(("in_flight", totals.in_flight, "cyan"))
+    for label, value, style in counts:
         text.append(f"{label} ")
         text.append(f"{value}", style=style)
         text.append("  ")

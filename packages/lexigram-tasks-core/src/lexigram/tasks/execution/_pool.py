@@ -175,11 +175,17 @@ class WorkerPool:
     def get_pool_stats(self) -> dict[str, Any]:
         """Get aggregate pool statistics.
 
+        The attempts are counted by outcome, the outcomes of ``lexigram_tasks_jobs_total``
+        (see `WorkerJobStats`): ``total_jobs_processed`` is the sum of
+        ``total_jobs_succeeded``, ``total_jobs_retried``, ``total_jobs_dead_lettered``,
+        ``total_jobs_cancelled``, ``total_jobs_released`` and ``total_jobs_lost``.
+        ``total_jobs_failed`` is kept for compatibility: failed attempts,
+        ``total_jobs_retried + total_jobs_dead_lettered`` (not an outcome of its own).
+
         Returns:
-            ``pool_size``, ``active_workers`` (running ones), ``busy_workers``,
-            ``total_jobs_processed``, ``total_jobs_succeeded``, ``total_jobs_failed``,
-            ``total_jobs_dead_lettered``, ``average_processing_time``, and with psutil
-            installed ``system_cpu_percent`` and ``system_memory_percent``.
+            ``pool_size``, ``active_workers`` (running ones), ``busy_workers``, the
+            counts above, ``average_processing_time``, and with psutil installed
+            ``system_cpu_percent`` and ``system_memory_percent``.
         """
         stats = self.get_worker_stats()
         processed = sum(s.jobs_processed for s in stats)
@@ -191,7 +197,11 @@ class WorkerPool:
             "total_jobs_processed": processed,
             "total_jobs_succeeded": sum(s.jobs_succeeded for s in stats),
             "total_jobs_failed": sum(s.jobs_failed for s in stats),
+            "total_jobs_retried": sum(s.jobs_retried for s in stats),
             "total_jobs_dead_lettered": sum(s.jobs_dead_lettered for s in stats),
+            "total_jobs_cancelled": sum(s.jobs_cancelled for s in stats),
+            "total_jobs_released": sum(s.jobs_released for s in stats),
+            "total_jobs_lost": sum(s.jobs_lost for s in stats),
             "average_processing_time": total_time / processed if processed else 0.0,
         }
         if _psutil is not None:

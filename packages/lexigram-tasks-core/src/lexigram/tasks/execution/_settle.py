@@ -12,6 +12,11 @@ Every queue call passes the job's lease token, so a worker that lost a job's lea
 answers False. Then this worker does not store a result or count the job as done,
 because the job's current delivery will run (or has run) and settle it; it logs a
 warning and reports "lost".
+
+`WorkerJobStats` counts each attempt under the outcome its event reports, at the same
+point: once the settling call held, or as lost when it did not. So the stats, the events
+and ``lexigram_tasks_jobs_total`` agree (an attempt is never counted succeeded and then
+lost, nor succeeded again when its redelivery succeeds).
 """
 
 from __future__ import annotations
@@ -186,7 +191,6 @@ class Settler:
         job.status = JobStatus.COMPLETED
         job.completed_at = now
         job.result = result
-        self.stats.record_job(result)
         if duration >= self.long_job_seconds:
             self.long_jobs.append((job.id, job.name, now))
         place = job.metadata.get(WORKFLOW_STEP_KEY)  # a queue-driven workflow's step
@@ -237,6 +241,8 @@ class Settler:
         if held is False:
             await self._lost(entry, duration)
             return
+        # Counted once the ack held, as its event is (moved, not added: the same call).
+        self.stats.record_job(result)
         if released is not None:
             released(entry)
         if self._finishing or entry.tracker is not None:
@@ -316,7 +322,10 @@ class Settler:
             await self._cancelled(entry, started)
         elif reason == LEASE_LOST:
             job.mark_cancelled()
-            self.stats.jobs_cancelled += 1
+            duration = time.perf_counter() - started
+            # Reported "lost" (its handler was cancelled, but the job was not): counted so.
+            self.stats.jobs_lost += 1
+            self.stats.record_attempt(duration)
             self.logger.warning(
                 "Job %s (%s) lost its lease (deleted, cancelled or expired); its handler was "
                 "cancelled and the job is not acked.",
@@ -324,13 +333,16 @@ class Settler:
                 job.name,
             )
             if self._observers:
-                pending = self.events.deliver(self.event(entry, LOST, started=started))
+                pending = self.events.deliver(self.event(entry, LOST, duration=duration))
                 if pending is not None:
                     await pending
         else:
             await self.release(job)
+            duration = time.perf_counter() - started
+            self.stats.jobs_released += 1
+            self.stats.record_attempt(duration)
             if self._observers:
-                pending = self.events.deliver(self.event(entry, RELEASED, started=started))
+                pending = self.events.deliver(self.event(entry, RELEASED, duration=duration))
                 if pending is not None:
                     await pending
             if reason is None:
@@ -343,7 +355,6 @@ class Settler:
         job.mark_cancelled()
         result = cancelled_result(job.id, job.name, duration=duration, retry_count=job.retry_count)
         job.result = result
-        self.stats.jobs_cancelled += 1
         place = job.metadata.get(WORKFLOW_STEP_KEY)
         if place is not None:  # a cancelled step ends its run: no later step is enqueued
             await _workflows().step_failed(
@@ -353,6 +364,9 @@ class Settler:
         # delivery outlives that (a broker message held here) settles it now. Not a
         # discarding nack: a broker would dead-letter the message.
         await self._settle(job, "ack", self._ack(job))
+        # Whatever the ack answered (False is the usual answer here): "cancelled".
+        self.stats.jobs_cancelled += 1
+        self.stats.record_attempt(duration)
         await self._store_result(entry, result)
         await self._after_end(entry, result)
         self.logger.info("Job %s (%s) was cancelled while running.", job.id, job.name)
@@ -405,7 +419,6 @@ class Settler:
     ) -> None:
         job = entry.job
         duration = self._ended(job, started)
-        self.stats.record_job(JobResult.fail(error, retry_count=job.retry_count, duration=duration))
         attempt = job.retry_count + 1
         options = entry.options
         limit = options.max_retries_for(job) if options is not None else 0
@@ -418,7 +431,10 @@ class Settler:
         if not await self._settle(job, "retry_later", self.queue.retry_later(job, delay=delay)):
             await self._lost(entry, duration, attempt)
             return
+        # Counted once retry_later held, as its event is.
+        self.stats.jobs_failed += 1
         self.stats.jobs_retried += 1
+        self.stats.record_attempt(duration)
         self.logger.warning(
             "Job %s (%s) failed (attempt %d of %d), retrying in %.2f s: %s",
             job.id,
@@ -458,7 +474,6 @@ class Settler:
         result.id, result.name = job.id, job.name
         job.mark_failed(error)
         job.result = result
-        self.stats.record_job(result)
         options = entry.options
         try:
             added = self.dlq.add(
@@ -483,14 +498,13 @@ class Settler:
                 job.name,
                 delay,
             )
-            await self._settle(job, "retry_later", self.queue.retry_later(job, delay=delay))
+            await self._retry_undead(entry, error, duration, attempts, delay)
             return
         place = job.metadata.get(WORKFLOW_STEP_KEY)
         if place is not None and not await _workflows().step_failed(
             self.queue, job, place, error, self.logger
         ):
             return  # not acked: settled again when its lease ends
-        self.stats.jobs_dead_lettered += 1
         self.logger.error(
             "Job %s (%s) dead-lettered after %d attempt(s) (%s): %s",
             job.id,
@@ -514,10 +528,34 @@ class Settler:
             # The record stays: whoever holds the job now may dead-letter it again.
             await self._lost(entry, duration, attempts)
             return
+        # Counted once the ack held, as its event is.
+        self.stats.record_job(result)
+        self.stats.jobs_dead_lettered += 1
         await self._after_end(entry, result)
         if self._observers:
             event = self.event(
                 entry, FAILED, duration=duration, error=error, reason=reason, attempt=attempts
+            )
+            pending = self.events.deliver(event)
+            if pending is not None:
+                await pending
+
+    async def _retry_undead(
+        self, entry: Running, error: str, duration: float, attempts: int, delay: float
+    ) -> None:
+        """Retry in `delay` seconds a job the DLQ refused (its failure must not vanish)."""
+        job = entry.job
+        if not await self._settle(job, "retry_later", self.queue.retry_later(job, delay=delay)):
+            await self._lost(entry, duration, attempts)
+            return
+        # A retry was scheduled: counted and reported as one, so the attempt has its
+        # outcome in the stats and on /metrics alike (and its span ends).
+        self.stats.jobs_failed += 1
+        self.stats.jobs_retried += 1
+        self.stats.record_attempt(duration)
+        if self._observers:
+            event = self.event(
+                entry, RETRYING, duration, error=error, retry_in=delay, attempt=attempts
             )
             pending = self.events.deliver(event)
             if pending is not None:
@@ -540,7 +578,9 @@ class Settler:
 
     async def _lost(self, entry: Running, duration: float, attempt: int | None = None) -> None:
         job = entry.job
+        # The one place a lost settle is counted, next to its LOST event.
         self.stats.jobs_lost += 1
+        self.stats.record_attempt(duration)
         self.logger.warning(
             "Job %s (%s) lost its lease before it was settled (it ran past its lease, or "
             "was deleted or delivered again); its outcome is dropped and its current "

@@ -80,23 +80,40 @@ class TaskWorkerServices:
 class WorkerJobStats:
     """Worker statistics for monitoring performance.
 
-    Every execution attempt is recorded (a job that fails twice and then succeeds
-    counts 3 processed, 2 failed, 1 succeeded).
+    Every execution attempt that ends is counted once in `jobs_processed`, under
+    exactly one outcome: the outcomes of ``lexigram_tasks_jobs_total`` (succeeded,
+    retried, dead_lettered, cancelled, released, lost), so that
+
+        jobs_processed == jobs_succeeded + jobs_retried + jobs_dead_lettered
+                          + jobs_cancelled + jobs_released + jobs_lost
+
+    and each matches the metric's count for this worker. An outcome is counted once the
+    queue call that settles it held: an attempt whose ack or ``retry_later`` finds the
+    lease gone counts as lost, not as succeeded or failed (its current delivery counts
+    the job's outcome). A job that fails twice and then succeeds counts 3 processed,
+    2 retried, 1 succeeded. A job the worker leaves unsettled on purpose (a workflow step
+    whose run could not be advanced, a dead letter that could not be written) counts
+    nothing, as no outcome event is reported for it: its next delivery counts.
 
     Attributes:
         worker_id: The worker these numbers belong to.
-        jobs_processed: Execution attempts finished.
-        jobs_succeeded: Attempts that succeeded.
-        jobs_failed: Attempts that failed (retried or dead-lettered).
-        total_processing_time: Seconds spent in handlers.
+        jobs_processed: Attempts that ended (the sum of the six outcomes).
+        jobs_succeeded: Attempts that succeeded and were acked.
+        jobs_failed: Failed attempts: ``jobs_retried + jobs_dead_lettered``. Not an
+            outcome of its own (kept for compatibility); note that the job events, hooks
+            and `TaskDashboard` call a dead-lettered job "failed".
+        total_processing_time: Seconds spent in handlers by the attempts counted.
         average_processing_time: Mean seconds per attempt.
         started_at: When the stats began (epoch seconds).
         last_activity: When the last attempt finished.
         jobs_retried: Failed attempts sent back for a retry.
-        jobs_dead_lettered: Jobs sent to the dead-letter queue.
-        jobs_cancelled: Jobs whose handler was cancelled because their lease was lost.
-        jobs_lost: Jobs whose lease was found lost when the worker settled them (their
-            outcome was dropped; their current delivery settles them).
+        jobs_dead_lettered: Jobs that failed for good and were dead-lettered.
+        jobs_cancelled: Attempts ended because the job was cancelled
+            (`JobHandle.cancel`), including a held job cancelled before it started.
+        jobs_lost: Attempts whose lease was lost: found gone when the worker settled
+            them, or the handler was cancelled because the job was deleted or its lease
+            expired (their current delivery settles them).
+        jobs_released: Attempts interrupted by the worker stopping; the job was requeued.
     """
 
     worker_id: str
@@ -111,6 +128,7 @@ class WorkerJobStats:
     jobs_dead_lettered: int = 0
     jobs_cancelled: int = 0
     jobs_lost: int = 0
+    jobs_released: int = 0
 
     @property
     def uptime(self) -> float:
@@ -118,16 +136,46 @@ class WorkerJobStats:
         return time.time() - self.started_at
 
     def record_job(self, result: JobResult) -> None:
-        """Record job execution statistics.
+        """Count an attempt that ran to success or failure, once its settle call held.
+
+        A success counts in `jobs_succeeded`; a failure in `jobs_failed` only: the
+        caller counts its outcome (`jobs_retried` or `jobs_dead_lettered`).
 
         Args:
             result: The attempt's result.
         """
-        self.jobs_processed += 1
         if result.success:
             self.jobs_succeeded += 1
         else:
             self.jobs_failed += 1
+        # `record_attempt` inlined: this runs for every job that succeeds.
+        self.jobs_processed += 1
         self.total_processing_time += result.duration
         self.average_processing_time = self.total_processing_time / self.jobs_processed
         self.last_activity = result.completed_at or result.failed_at or time.time()
+
+    def record_attempt(self, duration: float, at: float | None = None) -> None:
+        """Count one ended attempt in `jobs_processed`; the caller counts its outcome.
+
+        Args:
+            duration: Seconds its handler ran.
+            at: When it ended (epoch seconds; default now).
+        """
+        self.jobs_processed += 1
+        self.total_processing_time += duration
+        self.average_processing_time = self.total_processing_time / self.jobs_processed
+        self.last_activity = at or time.time()
+
+    def outcome_counts(self) -> dict[str, int]:
+        """The attempts by outcome, keyed by the ``outcome`` label of ``lexigram_tasks_jobs_total``.
+
+        They add up to `jobs_processed`.
+        """
+        return {
+            "succeeded": self.jobs_succeeded,
+            "retried": self.jobs_retried,
+            "dead_lettered": self.jobs_dead_lettered,
+            "cancelled": self.jobs_cancelled,
+            "released": self.jobs_released,
+            "lost": self.jobs_lost,
+        }
