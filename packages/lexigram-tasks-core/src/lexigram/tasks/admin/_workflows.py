@@ -28,11 +28,16 @@ def _step_dict(step: WorkflowStepInfo) -> dict[str, Any]:
 
 
 def workflow_dict(info: WorkflowRunInfo) -> dict[str, Any]:
-    """A run and every step with its state, result and timing, as plain data."""
+    """A run and every step with its state, result and timing, as plain data.
+
+    ``queue`` is the queue its steps' jobs are enqueued on (None: the store did not
+    record it), the one to name when looking a step's job up (``job status --queue``).
+    """
     return {
         "id": info.workflow_id,
         "kind": info.kind,
         "status": info.status.value,
+        "queue": info.queue_name,
         "result": info.result,
         "error": info.error,
         "created_at": info.created_at,

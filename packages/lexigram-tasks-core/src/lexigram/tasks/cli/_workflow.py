@@ -110,7 +110,7 @@ def show_command(
     if as_json:
         echo_json(data)
     else:
-        _print(info, data)
+        _print(info, data, default_queue=spec.queue_name)
     if info.status is WorkflowStatus.FAILED:
         raise SystemExit(1)
 
@@ -137,10 +137,14 @@ async def _ask_queue(
         await close_quietly(queue)
 
 
-def _print(info: WorkflowRunInfo, data: dict[str, Any]) -> None:
+def _print(
+    info: WorkflowRunInfo, data: dict[str, Any], *, default_queue: str | None = None
+) -> None:
+    """Print the run as text; `default_queue` is the queue the ``job`` commands look on."""
     console = stdout_console()
-    head = f"{info.workflow_id}  {info.kind}  {info.status.value}  started {when(info.created_at)}"
-    console.print(head, highlight=False)
+    queue = "" if info.queue_name is None else f"  queue {info.queue_name}"
+    head = f"{info.workflow_id}  {info.kind}  {info.status.value}{queue}"
+    console.print(f"{head}  started {when(info.created_at)}", highlight=False)
     if info.status is WorkflowStatus.COMPLETED:
         console.print(f"result: {json.dumps(info.result, default=str)}", highlight=False)
     if info.error:
@@ -159,3 +163,22 @@ def _print(info: WorkflowRunInfo, data: dict[str, Any]) -> None:
             f"{job}{took}{value}",
             highlight=False,
         )
+    hint = _queue_hint(info, default_queue)
+    if hint:
+        console.print(hint, highlight=False)
+
+
+def _queue_hint(info: WorkflowRunInfo, default_queue: str | None) -> str:
+    """How to name the run's queue to the ``job`` commands, when their default is another.
+
+    `job status`, `job wait` and `job cancel` look on the configured queue (or
+    ``--queue``): a step's job on another queue is "not found" there without it.
+    """
+    if info.queue_name is None or default_queue is None or info.queue_name == default_queue:
+        return ""
+    if not any(step.job_id for step in info.steps):
+        return ""
+    return (
+        f"Its steps' jobs are on queue {info.queue_name!r}, not {default_queue!r}: pass "
+        f"`--queue {info.queue_name}` to `lexigram-tasks job status|wait|cancel JOB_ID`."
+    )

@@ -245,7 +245,9 @@ class Dashboard:
 
     async def _job(self, request: Request, template: str) -> Response:
         try:
-            job = await self.backend.job(request.path_params["job_id"])
+            job = await self.backend.job(
+                request.path_params["job_id"], request.query_params.get("queue")
+            )
         except OperationError as exc:
             return self._render(request, template, job=None, error=exc.message, status=404)
         return self._render(request, template, job=job, error=None)

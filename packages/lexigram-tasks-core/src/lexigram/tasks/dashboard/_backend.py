@@ -225,17 +225,24 @@ class DashboardBackend:
             row["outcome"] = admin.outcome_text(row)
         return rows
 
-    async def job(self, job_id: str) -> dict[str, Any]:
+    async def job(self, job_id: str, queue_name: str | None = None) -> dict[str, Any]:
         """Everything known of one job: status, arguments, result, attempts, traceback.
 
         A backend without a result store shows what its queue (and dead letters) know:
         the jobs waiting or running, with no result.
 
+        Args:
+            job_id: The job's id or a unique prefix of it.
+            queue_name: The queue the job is on (None: the default queue). A workflow
+                run's page links each step's job with its run's queue: a run applied
+                on another queue than the default has its jobs there.
+
         Raises:
             OperationError: The id (or prefix) names no job, or several; or the backend
                 keeps its jobs inside its worker processes (process-local).
         """
-        queue = self.queue()
+        queue_name = (queue_name or "").strip() or None
+        queue = self.queue(queue_name)
         stores = self.stores
         if stores.result_store is None and self.process_local:
             msg = (
@@ -275,7 +282,10 @@ class DashboardBackend:
             status = {"id": full_id, "status": "dead-lettered", "progress": None}
         if dead is not None:
             status["status"] = "dead-lettered"
-        return _job_view(full_id, status, job, result, dead)
+        view = _job_view(full_id, status, job, result, dead)
+        # The page polls its live part on the same queue it was opened with.
+        view["lookup_queue"] = queue_name
+        return view
 
     async def workflows(self) -> list[dict[str, Any]] | None:
         """Workflows that have not finished (None: not recorded where the dashboard can list).
