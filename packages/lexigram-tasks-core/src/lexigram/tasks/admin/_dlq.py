@@ -147,6 +147,7 @@ async def retry_dead_letters(
     job_ids: Iterable[str] | None = None,
     result_store: ResultStoreProtocol | None = None,
     on_skipped: Callable[[FailureRecord], object] | None = None,
+    on_requeued: Callable[[Job], object] | None = None,
 ) -> int:
     """Move dead-lettered jobs back onto their queues; return how many were moved.
 
@@ -161,6 +162,8 @@ async def retry_dead_letters(
         result_store: The backend's result store (see `retry_dead_letter`).
         on_skipped: Called with each selected record left in place because it cannot
             be retried.
+        on_requeued: Called with each job moved back (as dead-lettered, before its
+            retries were reset).
     """
     wanted = None if job_ids is None else set(job_ids)
     count = 0
@@ -177,20 +180,56 @@ async def retry_dead_letters(
         queue = queue_for(record.job.queue_name)
         if await _dlq(dlq_backend, queue, result_store).requeue(record.job.id, queue) is not None:
             count += 1
+            if on_requeued is not None:
+                on_requeued(record.job)
     return count
+
+
+def _workflow_of(job: Job) -> str | None:
+    """The id of the queue-driven workflow whose step `job` is (None: not a step)."""
+    place = job.metadata.get(WORKFLOW_STEP_KEY)
+    if isinstance(place, Mapping) and place.get("id"):
+        return str(place["id"])
+    return None
 
 
 def requeued_line(job: Job, queue_name: str) -> str:
     """The one-line outcome of retrying one dead letter, with what it does not undo."""
     line = f"Requeued job {job.id} ({job.name}) on queue {queue_name!r}."
-    place = job.metadata.get(WORKFLOW_STEP_KEY)
-    if isinstance(place, Mapping) and place.get("id"):
+    workflow_id = _workflow_of(job)
+    if workflow_id is not None:
         line += (
-            f" It is a step of workflow {place['id']}, which failed when the job was "
+            f" It is a step of workflow {workflow_id}, which failed when the job was "
             "dead-lettered: the job runs again, but the workflow stays failed and its "
             "later steps do not run (apply the workflow again to run them)."
         )
     return line
+
+
+def _steps_note(steps: list[str]) -> str:
+    """What a bulk retry does not undo, once for all the workflow steps it requeued.
+
+    Args:
+        steps: The workflow id of each requeued job that is a workflow step.
+    """
+    if not steps:
+        return ""
+    runs = sorted(set(steps))
+    named = ", ".join(runs[:_AMBIGUOUS_SHOWN]) + (", ..." if len(runs) > _AMBIGUOUS_SHOWN else "")
+    one_job, one_run = len(steps) == 1, len(runs) == 1
+    are = "is a step" if one_job else "are steps"
+    jobs = "job was" if one_job else "jobs were"
+    the_jobs = "the job runs" if one_job else "the jobs run"
+    if one_run:
+        runs_text = f"workflow {named}, which"
+        stays = "the workflow stays failed and its later steps do not run (apply it again"
+    else:
+        runs_text = f"workflows {named}, which"
+        stays = "the workflows stay failed and their later steps do not run (apply them again"
+    return (
+        f" {len(steps)} of them {are} of {runs_text} failed when the {jobs} dead-lettered: "
+        f"{the_jobs} again, but {stays} to run them)."
+    )
 
 
 async def retry_dead_letters_reported(
@@ -203,10 +242,19 @@ async def retry_dead_letters_reported(
 ) -> str:
     """`retry_dead_letters`, returning its one-line outcome for a person to read.
 
-    The line says how many jobs went back and how many undecodable records stayed:
-    what `dlq retry-all` prints and the dashboard's bulk retries show.
+    The line says how many jobs went back (and how many of them are workflow steps,
+    whose workflows stay failed, as `requeued_line` says of one) and how many
+    undecodable records stayed: what `dlq retry-all` prints and the dashboard's bulk
+    retries show.
     """
     skipped: list[FailureRecord] = []
+    steps: list[str] = []
+
+    def requeued(job: Job) -> None:
+        workflow_id = _workflow_of(job)
+        if workflow_id is not None:
+            steps.append(workflow_id)
+
     count = await retry_dead_letters(
         dlq_backend,
         queue_for,
@@ -214,8 +262,10 @@ async def retry_dead_letters_reported(
         job_ids=job_ids,
         result_store=result_store,
         on_skipped=skipped.append,
+        on_requeued=requeued,
     )
-    line = f"Requeued {count} job(s)."
+    # As `requeued_line` warns for one step: a retried step does not resume its workflow.
+    line = f"Requeued {count} job(s).{_steps_note(steps)}"
     if skipped:
         line += (
             f" Left {len(skipped)} in the DLQ: their payloads could not be decoded (reason "
