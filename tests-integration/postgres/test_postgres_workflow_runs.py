@@ -13,6 +13,7 @@ from lexigram.tasks.backends.postgres import backend
 from lexigram.tasks.testing import (
     RunStoreFactory,
     WorkflowRunJobsConformance,
+    WorkflowRunListingConformance,
     WorkflowRunStoreConformance,
 )
 
@@ -42,5 +43,7 @@ async def make_run_store(
         await store.close()
 
 
-class TestPostgresRunStoreConformance(WorkflowRunStoreConformance, WorkflowRunJobsConformance):
+class TestPostgresRunStoreConformance(
+    WorkflowRunStoreConformance, WorkflowRunJobsConformance, WorkflowRunListingConformance
+):
     pass

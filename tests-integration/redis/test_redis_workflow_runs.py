@@ -12,6 +12,7 @@ from lexigram.tasks.backends.redis import RedisConnector, RedisWorkflowStateStor
 from lexigram.tasks.testing import (
     RunStoreFactory,
     WorkflowRunJobsConformance,
+    WorkflowRunListingConformance,
     WorkflowRunStoreConformance,
 )
 
@@ -38,5 +39,7 @@ async def make_run_store(
         await store.close()
 
 
-class TestRedisRunStoreConformance(WorkflowRunStoreConformance, WorkflowRunJobsConformance):
+class TestRedisRunStoreConformance(
+    WorkflowRunStoreConformance, WorkflowRunJobsConformance, WorkflowRunListingConformance
+):
     pass

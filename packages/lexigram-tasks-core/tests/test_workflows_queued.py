@@ -28,6 +28,7 @@ from lexigram.tasks.handles import JobHandle
 from lexigram.tasks.testing import (
     RunStoreFactory,
     WorkflowRunJobsConformance,
+    WorkflowRunListingConformance,
     WorkflowRunStoreConformance,
 )
 from lexigram.tasks.workflows import (
@@ -324,7 +325,9 @@ def make_run_store() -> RunStoreFactory:
     return factory
 
 
-class TestInMemoryRunStoreConformance(WorkflowRunStoreConformance, WorkflowRunJobsConformance):
+class TestInMemoryRunStoreConformance(
+    WorkflowRunStoreConformance, WorkflowRunJobsConformance, WorkflowRunListingConformance
+):
     pass
 
 

@@ -13,6 +13,7 @@ from lexigram.tasks.backends.sqlite import SQLiteBackend
 from lexigram.tasks.testing import (
     RunStoreFactory,
     WorkflowRunJobsConformance,
+    WorkflowRunListingConformance,
     WorkflowRunStoreConformance,
 )
 
@@ -33,5 +34,7 @@ async def make_run_store(tmp_path: Path) -> AsyncIterator[RunStoreFactory]:
         await store.close()
 
 
-class TestSQLiteRunStoreConformance(WorkflowRunStoreConformance, WorkflowRunJobsConformance):
+class TestSQLiteRunStoreConformance(
+    WorkflowRunStoreConformance, WorkflowRunJobsConformance, WorkflowRunListingConformance
+):
     pass

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
+from lexigram.contracts.tasks._enums import WorkflowStatus
 from lexigram.contracts.tasks._job_result import JobResult
 from lexigram.contracts.tasks._models import (
     FailureRecord,
@@ -345,6 +346,27 @@ class JobRecordingWorkflowRunStoreProtocol(WorkflowRunStoreProtocol, Protocol):
         ``"<stage>"``. A later call for the stage replaces it (an enqueue repeated after
         a crash gets the same ids back); it is not a step record, so `record_step`'s
         join never counts it; a run that does not exist is left absent.
+        """
+        ...
+
+
+@runtime_checkable
+class ListingWorkflowRunStoreProtocol(WorkflowRunStoreProtocol, Protocol):
+    """A workflow run store that can also list its runs (optional).
+
+    `WorkflowStateStoreProtocol.list_active` lists the in-process workflows' states
+    only; this lists queue-driven runs, so tools can show them without knowing ids.
+    """
+
+    async def list_runs(
+        self, *, status: WorkflowStatus | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Return at most `limit` runs, newest first, each as `load_run` returns it.
+
+        Newest means latest ``created_at`` (runs created at the same instant in an
+        order the store chooses). `status` keeps only the runs in that status (None:
+        every run); a `limit` below 1 returns ``[]``. A run deleted while the list is
+        read may be left out.
         """
         ...
 

@@ -32,7 +32,8 @@ too).
 
 `WorkflowRunStoreConformance` checks a workflow run store (the atomic stage join of
 queue-driven workflows) through a ``make_run_store`` fixture the same way, and
-`WorkflowRunJobsConformance` one that implements `JobRecordingWorkflowRunStoreProtocol`.
+`WorkflowRunJobsConformance` one that implements `JobRecordingWorkflowRunStoreProtocol`,
+`WorkflowRunListingConformance` one that implements `ListingWorkflowRunStoreProtocol`.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ from lexigram.tasks.testing._worker import (  # noqa: E402 - after register_asse
 from lexigram.tasks.testing._workflow_runs import (  # noqa: E402 - after register_assert_rewrite
     RunStoreFactory,
     WorkflowRunJobsConformance,
+    WorkflowRunListingConformance,
     WorkflowRunStoreConformance,
 )
 
@@ -151,5 +153,6 @@ __all__ = [
     "QueueWorkerConformance",
     "RunStoreFactory",
     "WorkflowRunJobsConformance",
+    "WorkflowRunListingConformance",
     "WorkflowRunStoreConformance",
 ]

@@ -8,7 +8,9 @@ are unique per test.
 
 A store that also implements `JobRecordingWorkflowRunStoreProtocol` (each stage's job
 ids, so a step is found by its job before it ends) subclasses
-`WorkflowRunJobsConformance` too, with the same fixture.
+`WorkflowRunJobsConformance` too, with the same fixture; one that implements
+`ListingWorkflowRunStoreProtocol` (``list_runs``) subclasses
+`WorkflowRunListingConformance`.
 """
 
 # ruff: noqa: S101 - the kit is pytest tests: they assert
@@ -22,7 +24,12 @@ from typing import Any
 
 import pytest
 
-from lexigram.contracts.tasks import JobRecordingWorkflowRunStoreProtocol, WorkflowRunStoreProtocol
+from lexigram.contracts.tasks import (
+    JobRecordingWorkflowRunStoreProtocol,
+    ListingWorkflowRunStoreProtocol,
+    WorkflowRunStoreProtocol,
+    WorkflowStatus,
+)
 
 RunStoreFactory = Callable[[], Awaitable[WorkflowRunStoreProtocol]]
 """The type of the ``make_run_store`` fixture a backend supplies."""
@@ -237,3 +244,79 @@ class WorkflowRunJobsConformance:
         assert run is not None
         assert not run.get("jobs"), "the jobs of a deleted run came back with a new run"
         assert run["steps"] == {}
+
+
+async def _listing(make_run_store: RunStoreFactory) -> ListingWorkflowRunStoreProtocol:
+    store = await make_run_store()
+    assert isinstance(store, ListingWorkflowRunStoreProtocol), (
+        f"{type(store).__name__} does not implement ListingWorkflowRunStoreProtocol "
+        "(list_runs); leave WorkflowRunListingConformance out of its test class"
+    )
+    return store
+
+
+@pytest.mark.asyncio
+class WorkflowRunListingConformance:
+    """`ListingWorkflowRunStoreProtocol`: the runs, newest first, by status, bounded.
+
+    These tests read every run of the fixture's storage, so they expect it to hold no
+    runs another test or process writes meanwhile (a namespace, schema or file per
+    test, as the other kit tests' fixtures give).
+    """
+
+    async def test_list_runs_returns_runs_newest_first_as_load_run_does(
+        self, make_run_store: RunStoreFactory
+    ) -> None:
+        first, second = await _listing(make_run_store), await _listing(make_run_store)
+        ids = [uuid.uuid4().hex for _ in range(3)]
+        for run_id in ids:
+            assert await first.create_run(run_id, _DEFINITION) is True
+            # Distinct creation times, however coarse the storage's clock.
+            await asyncio.sleep(0.02)
+        failed = {"status": "failed", "error": "RuntimeError: no", "job_id": "j"}
+        assert await first.fail_step(ids[1], 0, 0, record=failed) is True
+        await first.record_step(ids[2], 0, 0, size=1, record=_ok(7))
+        await first.finish_run(ids[2], 7)
+        listed = await second.list_runs(limit=1000)
+        mine = [run["workflow_id"] for run in listed if run["workflow_id"] in ids]
+        assert mine == ids[::-1], "list_runs did not list the runs newest first"
+        created = [run["created_at"] for run in listed]
+        assert created == sorted(created, reverse=True), "list_runs is not newest first"
+        for run in listed:
+            if run["workflow_id"] in ids:
+                assert run == await first.load_run(run["workflow_id"]), (
+                    "a run from list_runs differs from load_run's"
+                )
+        top = await second.list_runs(limit=2)
+        assert [run["workflow_id"] for run in top] == [ids[2], ids[1]], (
+            "list_runs(limit=2) did not return the two newest runs"
+        )
+
+    async def test_list_runs_filters_by_status_and_forgets_deleted_runs(
+        self, make_run_store: RunStoreFactory
+    ) -> None:
+        first, second = await _listing(make_run_store), await _listing(make_run_store)
+        running, failed_run, done = (uuid.uuid4().hex for _ in range(3))
+        for run_id in (running, failed_run, done):
+            await first.create_run(run_id, _DEFINITION)
+        failed = {"status": "failed", "error": "RuntimeError: no", "job_id": "j"}
+        await first.fail_step(failed_run, 0, 0, record=failed)
+        await first.finish_run(done, None)
+        mine = {running, failed_run, done}
+        expected = {
+            WorkflowStatus.RUNNING: running,
+            WorkflowStatus.FAILED: failed_run,
+            WorkflowStatus.COMPLETED: done,
+        }
+        for status, run_id in expected.items():
+            found = {run["workflow_id"] for run in await second.list_runs(status=status)}
+            assert found & mine == {run_id}, f"list_runs(status={status.value!r}) listed {found}"
+        (listed,) = [
+            run
+            for run in await second.list_runs(status=WorkflowStatus.FAILED)
+            if run["workflow_id"] == failed_run
+        ]
+        assert (listed["status"], listed.get("failed_step")) == ("failed", "0:0")
+        await second.delete_run(running)
+        assert running not in {run["workflow_id"] for run in await first.list_runs()}
+        assert await first.list_runs(limit=0) == []

@@ -21,6 +21,7 @@ from typing import Any, cast
 from lexigram.contracts.tasks import (
     Job,
     JobStatus,
+    ListingWorkflowRunStoreProtocol,
     TaskQueueError,
     TaskQueueProtocol,
     WorkflowError,
@@ -190,6 +191,25 @@ def run_info(run: dict[str, Any]) -> WorkflowRunInfo:
         queue_name=None if queue_name is None else str(queue_name),
         failed_step=None if run.get("failed_step") is None else str(run["failed_step"]),
     )
+
+
+async def list_run_infos(
+    store: WorkflowRunStoreProtocol,
+    *,
+    status: WorkflowStatus | None = None,
+    limit: int = 100,
+) -> list[WorkflowRunInfo] | None:
+    """Return a store's queue-driven runs, newest first, or None when it cannot list them.
+
+    Args:
+        store: The run store; one that is not a `ListingWorkflowRunStoreProtocol`
+            (``list_runs``) gets None, not an empty list, so a caller can say why.
+        status: Only the runs in this status (None: every run).
+        limit: Most runs returned.
+    """
+    if not isinstance(store, ListingWorkflowRunStoreProtocol):
+        return None
+    return [run_info(run) for run in await store.list_runs(status=status, limit=limit)]
 
 
 _LIVE_STATES = {JobStatus.RUNNING: "running", JobStatus.RETRYING: "retrying"}

@@ -27,7 +27,7 @@ class InMemoryWorkflowRuns:
     """Queue-driven workflow runs in process memory (mixed into the in-memory store).
 
     It is a `JobRecordingWorkflowRunStoreProtocol`: each stage's job ids are kept apart
-    from the step records, in the run's ``jobs``.
+    from the step records, in the run's ``jobs``; and a `ListingWorkflowRunStoreProtocol`.
     """
 
     def __init__(self) -> None:
@@ -121,10 +121,24 @@ class InMemoryWorkflowRuns:
     async def load_run(self, workflow_id: str) -> dict[str, Any] | None:
         """Return a copy of a run, or None; ``failed_step`` names the step that failed it."""
         run = self._runs.get(workflow_id)
-        if run is None:
-            return None
+        return None if run is None else self._copy(run)
+
+    async def list_runs(
+        self, *, status: WorkflowStatus | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Return at most `limit` runs, newest first, each as `load_run` returns it."""
+        if limit < 1:
+            return []
+        wanted = None if status is None else WorkflowStatus(status).value
+        # Latest created first; the sort is stable, so runs created at the same instant
+        # stay in reverse insertion order (the latest first).
+        runs = [r for r in reversed(self._runs.values()) if wanted in (None, r["status"])]
+        runs.sort(key=lambda r: float(r["created_at"]), reverse=True)
+        return [self._copy(run) for run in runs[:limit]]
+
+    def _copy(self, run: dict[str, Any]) -> dict[str, Any]:
         found = copy.deepcopy(run)
-        found["failed_step"] = self._failer.get(workflow_id)
+        found["failed_step"] = self._failer.get(run["workflow_id"])
         return found
 
     async def delete_run(self, workflow_id: str) -> None:

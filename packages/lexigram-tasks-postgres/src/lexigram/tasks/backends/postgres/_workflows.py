@@ -26,15 +26,39 @@ _ACTIVE_WORKFLOWS = [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]
 _RUNNING = WorkflowStatus.RUNNING.value
 
 
+_RUN_COLUMNS = "workflow_id, definition, status, result, error, created_at, updated_at, failer"
+
+
 def jobs_stage(stage: int) -> int:
     """The (negative) stage of the row that holds the jobs of stage `stage`."""
     return -1 - stage
 
 
+def _run_dict(run: Any, steps: list[Any]) -> dict[str, Any]:
+    """A run as `load_run` returns it, from its ``_RUN_COLUMNS`` row and its step rows."""
+    created: datetime = run["created_at"]
+    updated: datetime = run["updated_at"]
+    return {
+        "workflow_id": run["workflow_id"],
+        "definition": loads(run["definition"]),
+        "status": run["status"],
+        "steps": {
+            f"{r['stage']}:{r['member']}": loads(r["record"]) for r in steps if r["stage"] >= 0
+        },
+        "jobs": {str(jobs_stage(r["stage"])): loads(r["record"]) for r in steps if r["stage"] < 0},
+        "result": None if run["result"] is None else loads(run["result"]),
+        "error": run["error"],
+        "created_at": created.timestamp(),
+        "updated_at": updated.timestamp(),
+        "failed_step": run["failer"],
+    }
+
+
 class PostgresWorkflowStateStore(_TableStore):
     """Workflow progress, so a chain resumes from its last completed step after a crash.
 
-    It is also the `JobRecordingWorkflowRunStoreProtocol` of queue-driven workflows.
+    It is also the `JobRecordingWorkflowRunStoreProtocol` (and the
+    `ListingWorkflowRunStoreProtocol`) of queue-driven workflows.
     """
 
     _what = "workflow state store"
@@ -253,41 +277,61 @@ ON CONFLICT (namespace, workflow_id) DO UPDATE SET status = EXCLUDED.status,
 
         async def read(conn: Conn) -> dict[str, Any] | None:
             run = await conn.fetchrow(
-                f"SELECT definition, status, result, error, created_at, updated_at, failer "  # noqa: S608 - validated
-                f"FROM {s}.workflow_runs WHERE namespace = $1 AND workflow_id = $2",
+                f"SELECT {_RUN_COLUMNS} FROM {s}.workflow_runs "  # noqa: S608 - validated
+                "WHERE namespace = $1 AND workflow_id = $2",
                 self.namespace,
                 workflow_id,
             )
             if run is None:
                 return None
             steps = await conn.fetch(
-                f"SELECT stage, member, record FROM {s}.workflow_steps "  # noqa: S608 - validated
+                f"SELECT workflow_id, stage, member, record FROM {s}.workflow_steps "  # noqa: S608 - validated
                 "WHERE namespace = $1 AND workflow_id = $2",
                 self.namespace,
                 workflow_id,
             )
-            created: datetime = run["created_at"]
-            updated: datetime = run["updated_at"]
-            return {
-                "workflow_id": workflow_id,
-                "definition": loads(run["definition"]),
-                "status": run["status"],
-                "steps": {
-                    f"{r['stage']}:{r['member']}": loads(r["record"])
-                    for r in steps
-                    if r["stage"] >= 0
-                },
-                "jobs": {
-                    str(jobs_stage(r["stage"])): loads(r["record"]) for r in steps if r["stage"] < 0
-                },
-                "result": None if run["result"] is None else loads(run["result"]),
-                "error": run["error"],
-                "created_at": created.timestamp(),
-                "updated_at": updated.timestamp(),
-                "failed_step": run["failer"],
-            }
+            return _run_dict(run, steps)
 
         found: dict[str, Any] | None = await self._in_transaction("read a run", read)
+        return found
+
+    async def list_runs(
+        self, *, status: WorkflowStatus | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Return at most `limit` runs, newest first, each as `load_run` returns it.
+
+        The runs table has no index on ``created_at``: each call sorts the namespace's
+        runs (those in `status`), then reads the steps of the ones returned.
+        """
+        if limit < 1:
+            return []
+        s = self._s
+        wanted = None if status is None else WorkflowStatus(status).value
+
+        async def read(conn: Conn) -> list[dict[str, Any]]:
+            runs = await conn.fetch(
+                f"SELECT {_RUN_COLUMNS} FROM {s}.workflow_runs WHERE namespace = $1 "  # noqa: S608 - validated
+                "AND ($2::text IS NULL OR status = $2) "
+                "ORDER BY created_at DESC, workflow_id DESC LIMIT $3",
+                self.namespace,
+                wanted,
+                limit,
+            )
+            if not runs:
+                return []
+            steps = await conn.fetch(
+                f"SELECT workflow_id, stage, member, record FROM {s}.workflow_steps "  # noqa: S608 - validated
+                "WHERE namespace = $1 AND workflow_id = ANY($2::text[])",
+                self.namespace,
+                [run["workflow_id"] for run in runs],
+            )
+            by_run: dict[str, list[Any]] = {}
+            for step in steps:
+                by_run.setdefault(step["workflow_id"], []).append(step)
+            return [_run_dict(run, by_run.get(run["workflow_id"], [])) for run in runs]
+
+        # One transaction: the steps read are those of the runs listed, as they were.
+        found: list[dict[str, Any]] = await self._in_transaction("list runs", read)
         return found
 
     async def delete_run(self, workflow_id: str) -> None:

@@ -15,9 +15,37 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from lexigram.contracts.tasks import json_for_storage
+from lexigram.contracts.tasks import WorkflowStatus, json_for_storage
 from lexigram.tasks.backends.redis._base import RedisStore, loads
 from lexigram.tasks.backends.redis._connection import LuaScript
+
+_LIST_BATCH = 500
+"""Runs whose status and creation time `list_runs` reads in one pipeline."""
+
+
+def _run_dict(workflow_id: str, raw: dict[bytes, bytes]) -> dict[str, Any] | None:
+    """A run as `load_run` returns it, from its hash (None: no run, or one being deleted)."""
+    fields = {name.decode(): value for name, value in raw.items()}
+    if "def" not in fields:
+        return None
+    steps = {name[2:]: loads(value) for name, value in fields.items() if name.startswith("s:")}
+    jobs = {name[2:]: loads(value) for name, value in fields.items() if name.startswith("j:")}
+    result = fields.get("result")
+    error = fields.get("error")
+    failer = fields.get("failer")  # the step's field, "s:<stage>:<member>"
+    return {
+        "workflow_id": workflow_id,
+        "definition": loads(fields["def"]),
+        "status": fields["status"].decode(),
+        "steps": steps,
+        "jobs": jobs,
+        "result": None if result is None else loads(result),
+        "error": None if error is None else error.decode(),
+        "created_at": float(fields["created"]),
+        "updated_at": float(fields["updated"]),
+        "failed_step": None if failer is None else failer.decode()[2:],
+    }
+
 
 # ARGV: definition json, now. Returns 1 when created, 0 when the run exists.
 _CREATE = LuaScript(
@@ -94,7 +122,10 @@ return 1
 
 
 class RedisWorkflowRuns(RedisStore):
-    """`JobRecordingWorkflowRunStoreProtocol` on Redis: the base of `RedisWorkflowStateStore`."""
+    """`JobRecordingWorkflowRunStoreProtocol` on Redis: the base of `RedisWorkflowStateStore`.
+
+    It is a `ListingWorkflowRunStoreProtocol` too.
+    """
 
     def _run_key(self, workflow_id: str) -> str:
         return self.namespace.key("run", workflow_id)
@@ -162,26 +193,52 @@ class RedisWorkflowRuns(RedisStore):
         """Return a run, or None; ``failed_step`` names the step that failed it."""
         key = self._run_key(workflow_id)
         raw: dict[bytes, bytes] = await self._call("load_run", lambda c: c.hgetall(key))
-        if not raw:
-            return None
-        fields = {name.decode(): value for name, value in raw.items()}
-        steps = {name[2:]: loads(value) for name, value in fields.items() if name.startswith("s:")}
-        jobs = {name[2:]: loads(value) for name, value in fields.items() if name.startswith("j:")}
-        result = fields.get("result")
-        error = fields.get("error")
-        failer = fields.get("failer")  # the step's field, "s:<stage>:<member>"
-        return {
-            "workflow_id": workflow_id,
-            "definition": loads(fields["def"]),
-            "status": fields["status"].decode(),
-            "steps": steps,
-            "jobs": jobs,
-            "result": None if result is None else loads(result),
-            "error": None if error is None else error.decode(),
-            "created_at": float(fields["created"]),
-            "updated_at": float(fields["updated"]),
-            "failed_step": None if failer is None else failer.decode()[2:],
-        }
+        return _run_dict(workflow_id, raw) if raw else None
+
+    async def list_runs(
+        self, *, status: WorkflowStatus | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Return at most `limit` runs, newest first, each as `load_run` returns it.
+
+        Runs have no index: each call SCANs the keyspace for the run hashes and reads
+        each one's status and creation time, then the whole hash of the `limit` newest.
+        A run created by any version is listed; the cost grows with the keyspace.
+        """
+        if limit < 1:
+            return []
+        wanted = None if status is None else WorkflowStatus(status).value.encode()
+        start = len(self._run_key(""))
+
+        async def read(client: Any) -> list[tuple[str, dict[bytes, bytes]]]:
+            keys = [
+                key
+                async for key in client.scan_iter(
+                    match=self.namespace.pattern("run", ""), count=1000
+                )
+            ]
+            found: list[tuple[float, bytes]] = []
+            for index in range(0, len(keys), _LIST_BATCH):
+                batch = keys[index : index + _LIST_BATCH]
+                async with client.pipeline(transaction=False) as pipe:
+                    for key in batch:
+                        pipe.hmget(key, "status", "created")
+                    answers = await pipe.execute()
+                for key, (state, created) in zip(batch, answers, strict=True):
+                    if created is not None and wanted in (None, state):
+                        found.append((float(created), key))
+            # Newest first; the run id breaks a tie of creation times.
+            found.sort(reverse=True)
+            chosen = [key for _, key in found[:limit]]
+            if not chosen:
+                return []
+            async with client.pipeline(transaction=False) as pipe:
+                for key in chosen:
+                    pipe.hgetall(key)
+                hashes = await pipe.execute()
+            return [(key.decode()[start:], raw) for key, raw in zip(chosen, hashes, strict=True)]
+
+        runs = (_run_dict(run_id, raw) for run_id, raw in await self._call("list_runs", read))
+        return [run for run in runs if run is not None]
 
     async def delete_run(self, workflow_id: str) -> None:
         """Delete a run (no-op when absent)."""

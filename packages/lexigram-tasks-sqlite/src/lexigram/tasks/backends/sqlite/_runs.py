@@ -22,10 +22,38 @@ from lexigram.tasks.backends.sqlite._base import SQLiteStore, loads
 
 _RUNNING = WorkflowStatus.RUNNING.value
 
+_RUN_COLUMNS = "workflow_id, definition, status, result, error, created_at, updated_at, failer"
+
 
 def jobs_stage(stage: int) -> int:
     """The (negative) stage of the row that holds the jobs of stage `stage`."""
     return -1 - stage
+
+
+def _steps_of(conn: sqlite3.Connection, workflow_id: str) -> list[Any]:
+    return conn.execute(
+        "SELECT stage, member, record FROM lexigram_workflow_steps WHERE workflow_id = ?",
+        (workflow_id,),
+    ).fetchall()
+
+
+def _run_dict(row: Any, rows: list[Any]) -> dict[str, Any]:
+    """A run as `load_run` returns it, from its ``_RUN_COLUMNS`` row and its step rows."""
+    workflow_id, definition, status, result, error, created, updated, failer = row
+    steps = {f"{stage}:{member}": loads(raw) for stage, member, raw in rows if stage >= 0}
+    jobs = {str(jobs_stage(stage)): loads(raw) for stage, _, raw in rows if stage < 0}
+    return {
+        "workflow_id": workflow_id,
+        "definition": loads(definition),
+        "status": status,
+        "steps": steps,
+        "jobs": jobs,
+        "result": None if result is None else loads(result),
+        "error": error,
+        "created_at": float(created),
+        "updated_at": float(updated),
+        "failed_step": failer,
+    }
 
 
 def _insert_step(
@@ -38,7 +66,10 @@ def _insert_step(
 
 
 class SQLiteWorkflowRuns(SQLiteStore):
-    """`JobRecordingWorkflowRunStoreProtocol` on SQLite: the base of `SQLiteWorkflowStateStore`."""
+    """`JobRecordingWorkflowRunStoreProtocol` on SQLite: the base of `SQLiteWorkflowStateStore`.
+
+    It is a `ListingWorkflowRunStoreProtocol` too.
+    """
 
     async def create_run(self, workflow_id: str, definition: Mapping[str, Any]) -> bool:
         """Store a new RUNNING run; False when the id exists."""
@@ -174,36 +205,38 @@ class SQLiteWorkflowRuns(SQLiteStore):
 
         def run(conn: sqlite3.Connection) -> tuple[Any, list[Any]] | None:
             row = conn.execute(
-                "SELECT definition, status, result, error, created_at, updated_at, failer "
-                "FROM lexigram_workflow_runs WHERE workflow_id = ?",
+                f"SELECT {_RUN_COLUMNS} FROM lexigram_workflow_runs WHERE workflow_id = ?",  # noqa: S608 - fixed names
                 (workflow_id,),
             ).fetchone()
-            if row is None:
-                return None
-            steps = conn.execute(
-                "SELECT stage, member, record FROM lexigram_workflow_steps WHERE workflow_id = ?",
-                (workflow_id,),
-            ).fetchall()
-            return row, steps
+            return None if row is None else (row, _steps_of(conn, workflow_id))
 
         found = await self._db.call(run, write=False, what="read a workflow run")
-        if found is None:
-            return None
-        (definition, status, result, error, created, updated, failer), rows = found
-        steps = {f"{stage}:{member}": loads(raw) for stage, member, raw in rows if stage >= 0}
-        jobs = {str(jobs_stage(stage)): loads(raw) for stage, _, raw in rows if stage < 0}
-        return {
-            "workflow_id": workflow_id,
-            "definition": loads(definition),
-            "status": status,
-            "steps": steps,
-            "jobs": jobs,
-            "result": None if result is None else loads(result),
-            "error": error,
-            "created_at": float(created),
-            "updated_at": float(updated),
-            "failed_step": failer,
-        }
+        return None if found is None else _run_dict(*found)
+
+    async def list_runs(
+        self, *, status: WorkflowStatus | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Return at most `limit` runs, newest first, each as `load_run` returns it.
+
+        The runs table has no index on ``created_at``: each call sorts the table (or
+        the runs in `status`), as the rare listing reads of the other stores do.
+        """
+        if limit < 1:
+            return []
+        where = "" if status is None else "WHERE status = ?"
+        params = () if status is None else (WorkflowStatus(status).value,)
+
+        def run(conn: sqlite3.Connection) -> list[tuple[Any, list[Any]]]:
+            # rowid breaks ties: runs created at the same instant, the latest first.
+            rows = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM lexigram_workflow_runs {where} "  # noqa: S608 - fixed names
+                "ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+            return [(row, _steps_of(conn, row[0])) for row in rows]
+
+        found = await self._db.call(run, write=False, what="list workflow runs")
+        return [_run_dict(row, steps) for row, steps in found]
 
     async def delete_run(self, workflow_id: str) -> None:
         """Delete a run and its steps (no-op when absent)."""
