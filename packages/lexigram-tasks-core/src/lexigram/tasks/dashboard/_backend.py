@@ -20,6 +20,7 @@ from lexigram.contracts.tasks import (
     TaskQueueProtocol,
     WorkflowRunStoreProtocol,
     WorkflowStateStoreProtocol,
+    WorkflowStatus,
 )
 from lexigram.tasks import admin
 from lexigram.tasks.cli._context import (
@@ -38,6 +39,7 @@ from lexigram.tasks.cli._opener import QueueOpener
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.handles import JobHandle
 from lexigram.tasks.workflows import with_job_states
+from lexigram.tasks.workflows._queued import list_run_infos
 
 if TYPE_CHECKING:
     from lexigram.tasks.config import TaskConfig
@@ -290,25 +292,46 @@ class DashboardBackend:
     async def workflows(self) -> list[dict[str, Any]] | None:
         """Workflows that have not finished (None: not recorded where the dashboard can list).
 
-        A store with `WorkflowRunStoreProtocol` alone keeps queue-driven runs, opened by
-        id (`workflow`), but cannot list the active ones: that needs
-        `WorkflowStateStoreProtocol`.
+        Queue-driven runs come from a store that lists them
+        (`ListingWorkflowRunStoreProtocol`), and each row opens its run page, as
+        `workflow show` opens it. Resumable in-process chains (``TaskChain`` with a state
+        store, `WorkflowStateStoreProtocol.list_active`) are listed too, marked as such:
+        they have no run page, since no queue holds their steps.
         """
         _ = self.stores
         store = self._workflows
-        if not isinstance(store, WorkflowStateStoreProtocol) or self.process_local:
+        if store is None or self.process_local:
             return None
-        summaries = await store.list_active()
-        return [
+        runs = await list_run_infos(store, status=WorkflowStatus.RUNNING)
+        listed = isinstance(store, WorkflowStateStoreProtocol)
+        if runs is None and not listed:
+            return None
+        rows = [
             {
-                "id": s.workflow_id,
-                "status": s.status.value,
-                "completed_steps": len(s.completed_steps),
-                "created_at": s.created_at.timestamp(),
-                "updated_at": s.last_updated.timestamp(),
+                "id": run.workflow_id,
+                "kind": run.kind,
+                "status": run.status.value,
+                "completed_steps": sum(step.status == "succeeded" for step in run.steps),
+                "created_at": run.created_at,
+                "updated_at": run.updated_at or run.created_at,
+                "linked": True,
             }
-            for s in summaries
+            for run in runs or ()
         ]
+        if isinstance(store, WorkflowStateStoreProtocol):
+            rows += [
+                {
+                    "id": s.workflow_id,
+                    "kind": "in-process",
+                    "status": s.status.value,
+                    "completed_steps": len(s.completed_steps),
+                    "created_at": s.created_at.timestamp(),
+                    "updated_at": s.last_updated.timestamp(),
+                    "linked": False,
+                }
+                for s in await store.list_active()
+            ]
+        return rows
 
     async def workflow(self, workflow_id: str) -> dict[str, Any] | None:
         """One queue-driven workflow run with its steps (None: no such run)."""
