@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from lexigram.contracts.tasks import WorkflowError, WorkflowStatus
+from lexigram.tasks.admin import workflow_dict
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.decorators import task
 from lexigram.tasks.workflows import (
@@ -94,3 +95,11 @@ async def test_a_run_that_has_not_failed_names_no_step() -> None:
     info = await handle.info()
     assert info.failed_step is None
     assert info.failing_step() is None
+
+
+async def test_workflow_show_and_the_dashboard_name_the_same_step() -> None:
+    store = InMemoryWorkflowStateStore()
+    handle = await _fail_member_1_then_0(store)
+    data = workflow_dict(await handle.info())
+    # What `workflow show` prints ("error (step 0.1): ...") and --json and the dashboard read.
+    assert (data["failed_step"], data["error"]) == ("0.1", "ValueError: 1")

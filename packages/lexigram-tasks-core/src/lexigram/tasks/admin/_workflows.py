@@ -32,7 +32,10 @@ def workflow_dict(info: WorkflowRunInfo) -> dict[str, Any]:
 
     ``queue`` is the queue its steps' jobs are enqueued on (None: the store did not
     record it), the one to name when looking a step's job up (``job status --queue``).
+    ``failed_step`` is ``"<stage>.<member>"`` of the step that failed the run, the one its
+    ``error`` and its handle's `WorkflowError` name (None unless the run failed).
     """
+    failing = info.failing_step()
     return {
         "id": info.workflow_id,
         "kind": info.kind,
@@ -40,6 +43,7 @@ def workflow_dict(info: WorkflowRunInfo) -> dict[str, Any]:
         "queue": info.queue_name,
         "result": info.result,
         "error": info.error,
+        "failed_step": None if failing is None else f"{failing.stage}.{failing.member}",
         "created_at": info.created_at,
         "updated_at": info.updated_at,
         "steps": [_step_dict(step) for step in info.steps],

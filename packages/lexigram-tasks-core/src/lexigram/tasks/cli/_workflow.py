@@ -148,7 +148,8 @@ def _print(
     if info.status is WorkflowStatus.COMPLETED:
         console.print(f"result: {json.dumps(info.result, default=str)}", highlight=False)
     if info.error:
-        console.print(f"error: {info.error}", highlight=False)
+        at = "" if data["failed_step"] is None else f" (step {data['failed_step']})"
+        console.print(f"error{at}: {info.error}", highlight=False)
     for step in data["steps"]:
         # The whole id, as `job status`/`job cancel` take it.
         job = "" if step["job_id"] is None else f"  job {step['job_id']}"
