@@ -149,6 +149,18 @@ def test_chain_with_store_rejects_duplicate_step_names() -> None:
     TaskChain(steps)  # without a store, repeated names are fine
 
 
+def test_group_with_store_rejects_duplicate_step_names_as_a_chain_does() -> None:
+    """A resumed group finds its done steps by name: two of one name would share one."""
+
+    async def same(x: Any) -> Any:
+        return x
+
+    steps = [TaskStep("dup", same), TaskStep("dup", same)]
+    with pytest.raises(ValueError, match="TaskGroup 'g' has several steps named 'dup'"):
+        TaskGroup(steps, state_store=InMemoryWorkflowStateStore(), workflow_id="g")
+    TaskGroup(steps)  # without a store, repeated names are fine
+
+
 async def test_group_rerun_runs_only_the_steps_that_failed() -> None:
     store = InMemoryWorkflowStateStore()
     runs: Counter[str] = Counter()

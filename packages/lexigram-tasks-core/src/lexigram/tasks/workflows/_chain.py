@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from lexigram.tasks.workflows._steps import (
     failed_names,
     new_workflow_id,
     quoted,
+    refuse_repeated_names,
     run_step,
 )
 
@@ -76,14 +76,7 @@ class TaskChain(Workflow):
         self.state_store = state_store
         self.workflow_id = workflow_id or new_workflow_id()
         if state_store is not None:
-            repeated = [name for name, n in Counter(s.name for s in self.steps).items() if n > 1]
-            if repeated:
-                msg = (
-                    f"TaskChain {self.workflow_id!r} has several steps named {quoted(repeated)}; "
-                    "a chain with a state_store resumes by step name, so give each step a "
-                    "unique name."
-                )
-                raise ValueError(msg)
+            refuse_repeated_names("TaskChain", self.workflow_id, self.steps)
 
     def __or__(self, other: TaskStep | TaskChain) -> TaskChain:
         """Return a new chain with `other` appended, keeping this chain's settings.

@@ -22,6 +22,7 @@ from lexigram.tasks.workflows._steps import (
     failed_names,
     new_workflow_id,
     quoted,
+    refuse_repeated_names,
     run_step,
 )
 
@@ -52,7 +53,8 @@ class TaskGroup(Workflow):
         workflow_id: The group's id; 8 random hex characters if None.
 
     Raises:
-        ValueError: `max_concurrency` is below 1.
+        ValueError: `max_concurrency` is below 1, or two steps share a name while a
+            `state_store` is given (a resumed group finds its done steps by name).
     """
 
     def __init__(
@@ -70,6 +72,8 @@ class TaskGroup(Workflow):
         self.max_concurrency = max_concurrency
         self.state_store = state_store
         self.workflow_id = workflow_id or new_workflow_id()
+        if state_store is not None:
+            refuse_repeated_names("TaskGroup", self.workflow_id, self.steps)
 
     def __repr__(self) -> str:
         names = [step.name for step in self.steps]

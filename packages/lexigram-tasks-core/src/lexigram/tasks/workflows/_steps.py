@@ -26,6 +26,7 @@ import math
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -287,6 +288,24 @@ def conclude(
 def quoted(names: Sequence[str]) -> str:
     """Return ``'a', 'b'`` for error messages."""
     return ", ".join(repr(name) for name in names)
+
+
+def refuse_repeated_names(kind: str, workflow_id: str, steps: Sequence[TaskStep]) -> None:
+    """Refuse steps sharing a name in a workflow that resumes from a state store.
+
+    A resumed run skips the steps saved as done, found by name: two steps of one name
+    would share one saved output, and one of them would never run again.
+
+    Raises:
+        ValueError: Two steps have the same name.
+    """
+    repeated = [name for name, n in Counter(step.name for step in steps).items() if n > 1]
+    if repeated:
+        msg = (
+            f"{kind} {workflow_id!r} has several steps named {quoted(repeated)}; a "
+            f"{kind} with a state_store resumes by step name, so give each step a unique name."
+        )
+        raise ValueError(msg)
 
 
 class Workflow(ABC):
