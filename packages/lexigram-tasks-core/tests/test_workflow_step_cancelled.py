@@ -163,6 +163,6 @@ async def test_workflow_show_prints_the_error_of_a_cancelled_step(
     assert [(s.name, s.status) for s in info.steps] == [("first", status), ("later", "waiting")]
     _workflow._print(info, workflow_dict(info))  # the command's own printer
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1] == "error: cancelled before it ran"
+    assert lines[1] == "error (step 0.0): cancelled before it ran"
     assert lines[2] == f"  0.0  first  {status}  job job-1  {json.dumps('cancelled before it ran')}"
     assert lines[3] == "  1.0  later  waiting"
