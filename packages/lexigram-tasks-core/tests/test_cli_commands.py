@@ -221,6 +221,12 @@ def test_a_bare_backend_type_takes_the_configs_url_for_that_type(
     config = TaskConfig.from_dict({"backend": {"redis_url": "acme://legacy:1/13"}})
     spec = resolve_spec(config, "acme")
     assert (spec.type, spec.url) == ("acme", "acme://legacy:1/13")
+    # Also when the config's own `url` is another type's: that URL is not the bare type's.
+    config = TaskConfig.from_dict(
+        {"backend": {"type": "memory", "url": "memory://x", "redis_url": "acme://legacy:1/13"}}
+    )
+    spec = resolve_spec(config, "acme")
+    assert (spec.type, spec.url) == ("acme", "acme://legacy:1/13")
 
 
 def test_connect_timeout_sets_the_options_a_backend_declares_for_its_first_answer(

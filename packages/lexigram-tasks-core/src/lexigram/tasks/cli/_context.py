@@ -388,6 +388,11 @@ def resolve_spec(
         if backend_type == spec.type:
             spec = replace(spec, url=url or spec.url)
         else:
+            if url is None:
+                # The config's URL is another type's: a bare type takes the URL the config
+                # keeps for it (``redis_url`` for redis), as above.
+                retyped = entry.model_copy(update={"type": backend_type, "url": None})
+                url = url_of(retyped)[1]
             spec = replace(spec, type=backend_type, url=url, options={})
     return _finish_spec(spec, queue_name, connect_timeout)
 
