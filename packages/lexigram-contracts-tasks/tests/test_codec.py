@@ -90,6 +90,11 @@ def test_encode_rejects_empty_name() -> None:
         (b'{"v": true, "job": {}}', "it was not written by lexigram-tasks"),
         (b'{"v": 0, "job": {}}', "it was not written by lexigram-tasks"),
         (b'{"v": 1, "job": {"id": "1"}}', "invalid job record"),
+        # Valid JSON that Job.from_dict cannot read: poison, never another exception.
+        (b'{"v": 1, "job": 5}', "a 'job' that is a int, not an object"),
+        (b'{"v": 1, "job": "x"}', "a 'job' that is a str, not an object"),
+        (b"[" * 5000 + b"]" * 5000, "not valid JSON \\(nested too deeply\\)"),
+        (b'{"v": 1, "job": {"id": "1", "name": "x", "metadata": 7}}', "invalid job record"),
     ],
 )
 def test_decode_poison_payloads_raise_decode_error(payload: bytes, fragment: str) -> None:

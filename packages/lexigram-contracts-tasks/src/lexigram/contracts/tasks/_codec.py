@@ -423,17 +423,24 @@ def decode_job(data: bytes | str) -> Job:
     """
     try:
         envelope: Any = _loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than the parser's stack, never ours.
         preview = data[:60] if isinstance(data, str) else data[:60].decode(errors="replace")
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         msg = (
-            f"Job payload is not valid JSON ({exc}); payload starts with {preview!r}. "
+            f"Job payload is not valid JSON ({why}); payload starts with {preview!r}. "
             "It was not written by lexigram-tasks encode_job; it goes to the dead-letter queue."
         )
         raise TaskDecodeError(msg) from None
-    if not isinstance(envelope, dict) or "job" not in envelope:
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("job"), dict):
+        what = type(envelope).__name__
+        if isinstance(envelope, dict) and "job" in envelope:
+            what = f"a 'job' that is a {type(envelope['job']).__name__}, not an object"
+        else:
+            what = f"{what} without a 'job' key"
         msg = (
-            f"Job payload is not a lexigram-tasks envelope (got {type(envelope).__name__} "
-            "without a 'job' key). Enqueue jobs through TaskQueueProtocol.enqueue."
+            f"Job payload is not a lexigram-tasks envelope (got {what}). Enqueue jobs "
+            "through TaskQueueProtocol.enqueue."
         )
         raise TaskDecodeError(msg)
     version = envelope.get("v")
@@ -455,7 +462,7 @@ def decode_job(data: bytes | str) -> Job:
         _verify(_signer, data, envelope)
     try:
         return Job.from_dict(envelope["job"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except Exception as exc:  # any failure to build a job from untrusted input is poison
         msg = f"Job envelope has an invalid job record ({type(exc).__name__}: {exc})."
         raise TaskDecodeError(msg) from None
 

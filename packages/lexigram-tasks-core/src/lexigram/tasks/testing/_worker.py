@@ -51,7 +51,14 @@ from lexigram.tasks.testing._base import (
 _SLOW_TASK = "conformance.slow"
 _QUICK_TASK = "conformance.quick"
 # Raw payloads no `decode_job` accepts: not JSON, and JSON that is not an envelope.
-POISON_PAYLOADS: tuple[bytes, ...] = (b"\xff\xfe not a job \x00", b'{"v": 1, "nojob": []}')
+POISON_PAYLOADS: tuple[bytes, ...] = (
+    b"\xff\xfe not a job \x00",
+    b'{"v": 1, "nojob": []}',
+    # Valid JSON that decodes to no job: a worker that took it for an error of its own
+    # (not a poison payload) kept its whole batch leased and never ran the others.
+    b'{"v": 1, "job": 5}',
+    b"[" * 5000 + b"]" * 5000,
+)
 
 
 async def _wait_until(predicate: Callable[[], Any], within: float, what: str) -> None:
@@ -174,7 +181,11 @@ class QueuePoisonConformance(QueueConformanceBase, abc.ABC):
             The job id the payload was stored under (what the poison job's id will be).
         """
 
-    @pytest.mark.parametrize("raw", POISON_PAYLOADS, ids=["not-json", "not-an-envelope"])
+    @pytest.mark.parametrize(
+        "raw",
+        POISON_PAYLOADS,
+        ids=["not-json", "not-an-envelope", "job-not-an-object", "nested-too-deeply"],
+    )
     async def test_undecodable_payload_is_leased_as_a_poison_job(
         self, queue: TaskQueueProtocol, raw: bytes
     ) -> None:

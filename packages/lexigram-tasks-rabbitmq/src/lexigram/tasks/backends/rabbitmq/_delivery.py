@@ -121,12 +121,18 @@ class Delivery:
         self.copy: int = copy if isinstance(copy, int) and copy > 0 else 0
         try:
             job = decode_job(body)
-        except TaskDecodeError as exc:
+            self.envelope: str | None = body.decode()
+        except (TaskDecodeError, UnicodeDecodeError) as exc:
+            # UnicodeDecodeError: JSON the decoder read in another encoding (UTF-16), which
+            # no producer of ours writes; as poison it is dead-lettered, never left unacked.
             ident = message.header.properties.message_id or f"undecodable-{self.tag}"
-            job = make_poison_job(str(ident), body, str(exc), queue_name=queue_name)
-            self.envelope: str | None = None
-        else:
-            self.envelope = body.decode()
+            why = (
+                str(exc)
+                if isinstance(exc, TaskDecodeError)
+                else f"Job payload is not UTF-8 ({exc}); lexigram-tasks writes UTF-8 JSON."
+            )
+            job = make_poison_job(str(ident), body, why, queue_name=queue_name)
+            self.envelope = None
         # Quorum queues count deliveries (x-delivery-count); a classic queue only says
         # "redelivered", so such a delivery is re-published with its count raised
         # (`restamp`) and the count stays exact however often a job comes back.
