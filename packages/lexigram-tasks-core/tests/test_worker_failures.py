@@ -198,6 +198,32 @@ async def test_worker_catches_every_exception_type(error: BaseException) -> None
     assert await queue.count("tasks") == 0
 
 
+class Unprintable(Exception):  # noqa: N818 - named for what it does
+    def __str__(self) -> str:
+        msg = "no message for you"
+        raise RuntimeError(msg)
+
+
+async def test_an_exception_whose_message_cannot_be_read_is_settled_like_any() -> None:
+    """Its job is retried, then dead-lettered, named by its type: never left to its lease."""
+    queue = MemoryTaskQueue()
+
+    async def weird() -> None:
+        raise Unprintable
+
+    worker, hooks, dlq = make_worker(queue, {"weird": weird})
+    job = Job(name="weird", max_retries=1)
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+    await alive(worker, queue, hooks)
+    await worker.stop()
+    record = dlq.get(job.id)
+    assert record is not None
+    assert record.error == "Unprintable: <its message could not be read: RuntimeError>"
+    assert record.attempt_count == 2
+
+
 async def test_worker_catches_exceptions_from_sync_handlers() -> None:
     queue = MemoryTaskQueue()
 

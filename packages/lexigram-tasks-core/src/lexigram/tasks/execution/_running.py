@@ -121,14 +121,23 @@ class Unrunnable(Exception):  # noqa: N818 - internal signal, never escapes the 
     """A job that cannot run (again): it goes straight to the DLQ without retries."""
 
     def __init__(self, reason: str, error: BaseException | str) -> None:
-        super().__init__(str(error))
+        described = error if isinstance(error, str) else describe(error)
+        super().__init__(described)
         self.reason = reason
-        self.error = error if isinstance(error, str) else describe(error)
+        self.error = described
 
 
 def describe(exc: BaseException) -> str:
-    if isinstance(exc, TaskQueueError):
-        return f"{type(exc).__name__}: {exc.message}"
-    if isinstance(exc, Reject | Retry):
-        return f"{type(exc).__name__}: {exc.reason}"
-    return f"{type(exc).__name__}: {exc}"
+    """``Type: message`` of an exception a handler raised, for its result and the logs.
+
+    Never raises: a handler's exception whose ``__str__`` fails is described by its type,
+    so the job is still settled (retried, dead-lettered) instead of left to its lease.
+    """
+    try:
+        if isinstance(exc, TaskQueueError):
+            return f"{type(exc).__name__}: {exc.message}"
+        if isinstance(exc, Reject | Retry):
+            return f"{type(exc).__name__}: {exc.reason}"
+        return f"{type(exc).__name__}: {exc}"
+    except Exception as failed:  # any failure of a third-party __str__
+        return f"{type(exc).__name__}: <its message could not be read: {type(failed).__name__}>"
