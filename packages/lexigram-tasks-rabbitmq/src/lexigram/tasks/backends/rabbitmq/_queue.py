@@ -39,9 +39,12 @@ from lexigram.tasks.backends.rabbitmq._publisher import JobPublisher
 from lexigram.tasks.backends.rabbitmq._requeue import Republisher
 from lexigram.tasks.backends.rabbitmq._state import JobStates
 from lexigram.tasks.backends.rabbitmq._stores import (
+    StoreOrigin,
+    check_state_store,
     close_store,
     local_state_store,
     state_store_for,
+    store_origin,
 )
 
 logger = logging.getLogger(__name__)
@@ -111,8 +114,10 @@ class RabbitMQTaskQueue:
         self.target = self._link.target
         # A store built from the options is this queue's to close; one passed in is not.
         self._owned_state_store: CacheBackendProtocol | None = None
+        origin = StoreOrigin("state_store")
         if state_store is None:
             state_store = state_store_for(options, queue_name, backends)
+            origin = store_origin(options)
             if state_store is not None and state_store not in (options.stores, options.state_store):
                 self._owned_state_store = state_store
         namespace = state_namespace(self.target.vhost, queue_name)
@@ -122,6 +127,8 @@ class RabbitMQTaskQueue:
             else local_state_store(self.target, namespace, options)
         )
         self._states = JobStates(store, namespace, state_ttl=options.state_ttl)
+        # What `check_connection` reads in a shared store (nothing in an in-process one).
+        self._store_check = None if self._states.local else (origin, f"{namespace}check")
         claims: Claims = self._states
         if state_store is None and options.broker_idempotency:
             # No store other processes see: claim keys where every process looks.
@@ -180,7 +187,7 @@ class RabbitMQTaskQueue:
         await self._link.ready()
 
     async def check_connection(self) -> None:
-        """Connect and declare the queues, or passive-declare the queue once connected.
+        """Reach the broker (as below) and read the shared job-state store once.
 
         The CLI's start-up check. On a first connect, declaring the topology (the queue
         with its arguments, its dead-letter exchange and queue) is the check, so nothing
@@ -190,11 +197,33 @@ class RabbitMQTaskQueue:
         state store. With ``must_exist`` nothing is declared: the check is that the broker
         answers, whether or not the queue exists (``schedule`` and ``dlq`` need none).
 
+        A shared job-state store (``stores`` / ``state_store``) answers one read of a
+        key, at the same time and within `connect_timeout` too: every job handed out or
+        enqueued is recorded there, so a worker whose store refuses it would consume and
+        run nothing. The broker's error comes first when both fail.
+
         Raises:
             BackendConnectionError: The broker cannot be reached or did not answer
-                within `publish_timeout`.
+                within `publish_timeout`, or the job-state store failed its read or did
+                not answer within `connect_timeout` (naming the option it came from).
             TaskConfigurationError: The queue exists with other arguments.
         """
+        if self._store_check is None:
+            await self._check_broker()
+            return
+        origin, key = self._store_check
+        checks = await asyncio.gather(
+            self._check_broker(),
+            check_state_store(
+                self._states.store, key, origin, self._queue_name, self.options.connect_timeout
+            ),
+            return_exceptions=True,
+        )
+        for outcome in checks:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _check_broker(self) -> None:
         if not self._link.connected:
             await self._link.ready()
             return

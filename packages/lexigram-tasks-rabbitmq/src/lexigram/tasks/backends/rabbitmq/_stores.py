@@ -14,6 +14,7 @@ finds the backend through the entry points and the URL schemes they declare.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +24,7 @@ from lexigram.contracts.tasks import (
     BACKENDS_GROUP,
     URL_SCHEMES_GROUP,
     BackendConflictError,
+    BackendConnectionError,
     BackendError,
     BackendLookupProtocol,
     CacheBackendProtocol,
@@ -93,6 +95,80 @@ def state_store_for(
     other = other_spec(setting, "rabbitmq", queue_name, option, backends)
     store: CacheBackendProtocol = delegate(other, "create_cache_backend", required=True)
     return store
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreOrigin:
+    """Where a queue's shared job-state store was named, for the errors about it.
+
+    Attributes:
+        option: ``stores`` or ``state_store`` (the option, or the constructor argument).
+        url: The store's URL with its password masked; None when it was given as an
+            object.
+    """
+
+    option: str
+    url: str | None = None
+
+    def describe(self) -> str:
+        """``option stores = redis://:***@host:6379/0``, or without the URL when unknown."""
+        return f"option {self.option} = {self.url}" if self.url else f"option {self.option}"
+
+
+def store_origin(options: RabbitMQOptions) -> StoreOrigin:
+    """The option `state_store_for` built (or took) the job-state store from."""
+    option = "state_store" if options.state_store is not None else "stores"
+    setting = getattr(options, option)
+    if isinstance(setting, Mapping):
+        setting = setting.get("url")
+    return StoreOrigin(option, mask_url(setting) if isinstance(setting, str) else None)
+
+
+async def check_state_store(
+    store: CacheBackendProtocol,
+    key: str,
+    origin: StoreOrigin,
+    queue_name: str,
+    within: float,
+) -> None:
+    """Read `key` once, so a store a worker could not record jobs in fails its start.
+
+    Raises:
+        BackendConnectionError: The read failed or took longer than `within` seconds,
+            in one line naming the option the store came from (the store's own error,
+            which names its server and the fix, follows).
+    """
+    where = f"The job-state store of RabbitMQ queue {queue_name!r}, {origin.describe()},"
+    fix = f"Correct the {origin.option} option (its URL or options) or that server."
+    deadline = asyncio.timeout(within)
+    try:
+        async with deadline:
+            await store.get(key)
+    except TimeoutError as exc:
+        if deadline.expired():
+            # A silent server: the store's own client may retry far longer than this.
+            msg = (
+                f"{where} did not answer a read within connect_timeout ({within:g} s). "
+                f"Check that its server is running and reachable. {fix}"
+            )
+        else:
+            msg = f"{where} failed a read: {_sentence(exc)} {fix}"
+        raise BackendConnectionError(msg, details=_details(origin)) from exc
+    except Exception as exc:  # any failed read: the worker could record no job either
+        msg = f"{where} failed a read: {_sentence(exc)} {fix}"
+        raise BackendConnectionError(msg, details=_details(origin)) from exc
+
+
+def _sentence(exc: BaseException) -> str:
+    """The store's own message on one line, as a sentence (with its type unless ours)."""
+    text = " ".join(str(exc).split())
+    if not isinstance(exc, BackendConnectionError) or not text:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if text.endswith(".") else f"{text}."
+
+
+def _details(origin: StoreOrigin) -> dict[str, object]:
+    return {"backend": "rabbitmq", "option": origin.option, "reason": "state_store"}
 
 
 async def close_store(store: object | None) -> None:
