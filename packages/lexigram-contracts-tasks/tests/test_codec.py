@@ -93,7 +93,11 @@ def test_encode_rejects_empty_name() -> None:
         # Valid JSON that Job.from_dict cannot read: poison, never another exception.
         (b'{"v": 1, "job": 5}', "a 'job' that is a int, not an object"),
         (b'{"v": 1, "job": "x"}', "a 'job' that is a str, not an object"),
-        (b"[" * 5000 + b"]" * 5000, "not valid JSON \\(nested too deeply\\)"),
+        # Too deep for the parser on 3.11 and 3.12; 3.13's parses it, to no envelope.
+        (
+            b"[" * 5000 + b"]" * 5000,
+            "not valid JSON \\(nested too deeply\\)|not a lexigram-tasks envelope",
+        ),
         (b'{"v": 1, "job": {"id": "1", "name": "x", "metadata": 7}}', "invalid job record"),
     ],
 )
