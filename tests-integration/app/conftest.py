@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
+import pytest
 import pytest_asyncio
 
 Delete = Callable[[str, str], Awaitable[None]]  # the top conftest's delete_* fixtures
@@ -24,3 +28,32 @@ async def amqp_queue_name(amqp_url: str, delete_rabbitmq_family: Delete) -> Asyn
     name = f"lexigram-app-{uuid.uuid4().hex[:8]}"
     yield name
     await delete_rabbitmq_family(amqp_url, name)
+
+
+SucceededBy = Callable[[dict[str, int]], Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture
+def succeeded_by() -> Callable[[Any], SucceededBy]:
+    """`(await succeeded_by(provider)({"pool": n, ...}))`: the stats once each pool counts n.
+
+    A job is counted once its settle call held (its ack returned), which comes after the
+    handler's own effects a test waits for: the counts are awaited, not read at once.
+    """
+
+    def of(provider: Any) -> SucceededBy:
+        async def wait(expected: dict[str, int]) -> dict[str, Any]:
+            deadline = time.monotonic() + 10.0
+            while True:
+                stats = provider.get_worker_stats()
+                assert stats is not None
+                pools = stats["pools"]
+                counted = {name: pools[name]["total_jobs_succeeded"] for name in expected}
+                if counted == expected or time.monotonic() > deadline:
+                    assert counted == expected
+                    return dict(stats)
+                await asyncio.sleep(0.01)
+
+        return wait
+
+    return of

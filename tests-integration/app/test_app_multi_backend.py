@@ -58,7 +58,9 @@ def config(tmp_path, monkeypatch, redis_url, key_prefix) -> TaskConfig:
     return TaskConfig.from_yaml(path, strict=True)
 
 
-async def test_app_injects_both_queues_by_name_and_each_worker_consumes_its_own(config):
+async def test_app_injects_both_queues_by_name_and_each_worker_consumes_its_own(
+    config, succeeded_by
+):
     seen: asyncio.Queue[tuple[str, int, str, str | None]] = asyncio.Queue()
 
     async def deliver(tag: str, attempt: int, clock: Clock, job: Job) -> None:
@@ -96,10 +98,7 @@ async def test_app_injects_both_queues_by_name_and_each_worker_consumes_its_own(
             ("redis", 1, "now"),
             ("memory", 2, "now"),
         }
-        stats = provider.get_worker_stats()
-        assert stats is not None
-        assert stats["pools"]["notifications"]["total_jobs_succeeded"] == 1
-        assert stats["pools"]["primary"]["total_jobs_succeeded"] == 1
+        await succeeded_by(provider)({"notifications": 1, "primary": 1})
         assert await notifier.queue.get_task_count() == 0
 
         health = await provider.health_check()
@@ -108,7 +107,7 @@ async def test_app_injects_both_queues_by_name_and_each_worker_consumes_its_own(
     assert _other_tasks() == set()
 
 
-async def test_app_routes_enqueue_job_to_the_named_backend(config):
+async def test_app_routes_enqueue_job_to_the_named_backend(config, succeeded_by):
     seen: asyncio.Queue[str] = asyncio.Queue()
 
     async def record(tag: str) -> None:
@@ -121,8 +120,5 @@ async def test_app_routes_enqueue_job_to_the_named_backend(config):
             Job(name="record", args=("to-redis",), queue_name="notifications")
         )
         assert await asyncio.wait_for(seen.get(), 10) == "to-redis"
-        stats = provider.get_worker_stats()
-        assert stats is not None
-        assert stats["pools"]["notifications"]["total_jobs_succeeded"] == 1
-        assert stats["pools"]["primary"]["total_jobs_succeeded"] == 0
+        await succeeded_by(provider)({"notifications": 1, "primary": 0})
     assert _other_tasks() == set()
