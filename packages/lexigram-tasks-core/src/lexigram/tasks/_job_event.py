@@ -22,6 +22,21 @@ CANCELLED = "cancelled"
 JOB_EVENT_KINDS = (QUEUED, STARTED, COMPLETED, RETRYING, FAILED, RELEASED, LOST, CANCELLED)
 """Every `JobEvent.kind`, in the order a job's life can produce them."""
 
+OUTCOME_LABELS: dict[str, str] = {
+    COMPLETED: "succeeded",
+    RETRYING: "retried",
+    FAILED: "dead_lettered",
+    CANCELLED: "cancelled",
+    RELEASED: "released",
+    LOST: "lost",
+}
+"""The kind of each event that ends an attempt -> the name its outcome is counted under.
+
+The one vocabulary of attempt outcomes: the ``outcome`` label of
+``lexigram_tasks_jobs_total``, the worker's counts (``jobs_<outcome>``), its registration
+and exit line, in this order.
+"""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobEvent:

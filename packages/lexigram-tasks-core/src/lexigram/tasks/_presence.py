@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lexigram.contracts.tasks import mask_url
+from lexigram.tasks._job_event import OUTCOME_LABELS
 from lexigram.tasks._outage import OutageLog
 from lexigram.tasks.constants import BACKEND_MEMORY, WORKER_KEY_PREFIX
 
@@ -32,7 +33,7 @@ PRESENCE_TTL = 15.0
 """Seconds a worker's registration lives without a heartbeat (it beats every third of it)."""
 
 
-OUTCOMES = ("succeeded", "retried", "dead_lettered", "cancelled", "released", "lost")
+OUTCOMES = tuple(OUTCOME_LABELS.values())
 """The outcomes attempts are counted under, as ``lexigram_tasks_jobs_total`` labels them."""
 
 
@@ -69,14 +70,7 @@ class WorkerTotals(NamedTuple):
 
     def outcome_counts(self) -> dict[str, int]:
         """The attempts by outcome (`OUTCOMES`, in that order); they add up to `processed`."""
-        return {
-            "succeeded": self.succeeded,
-            "retried": self.retried,
-            "dead_lettered": self.dead_lettered,
-            "cancelled": self.cancelled,
-            "released": self.released,
-            "lost": self.lost,
-        }
+        return {name: getattr(self, name) for name in OUTCOMES}
 
 
 def describe_backend(spec: TaskBackendSpec) -> str:

@@ -431,10 +431,6 @@ class Settler:
         if not await self._settle(job, "retry_later", self.queue.retry_later(job, delay=delay)):
             await self._lost(entry, duration, attempt)
             return
-        # Counted once retry_later held, as its event is.
-        self.stats.jobs_failed += 1
-        self.stats.jobs_retried += 1
-        self.stats.record_attempt(duration)
         self.logger.warning(
             "Job %s (%s) failed (attempt %d of %d), retrying in %.2f s: %s",
             job.id,
@@ -452,11 +448,14 @@ class Settler:
                 "retry_in": delay,
             },
         )
+        await self._retried(entry, duration, error=error, reason=reason, retry_in=delay)
+
+    async def _retried(self, entry: Running, duration: float, **event: Any) -> None:
+        """Count and report an attempt whose ``retry_later`` held (its outcome: retried)."""
+        self.stats.jobs_retried += 1
+        self.stats.record_attempt(duration)
         if self._observers:
-            event = self.event(
-                entry, RETRYING, duration=duration, error=error, reason=reason, retry_in=delay
-            )
-            pending = self.events.deliver(event)
+            pending = self.events.deliver(self.event(entry, RETRYING, duration=duration, **event))
             if pending is not None:
                 await pending
 
@@ -550,16 +549,7 @@ class Settler:
             return
         # A retry was scheduled: counted and reported as one, so the attempt has its
         # outcome in the stats and on /metrics alike (and its span ends).
-        self.stats.jobs_failed += 1
-        self.stats.jobs_retried += 1
-        self.stats.record_attempt(duration)
-        if self._observers:
-            event = self.event(
-                entry, RETRYING, duration, error=error, retry_in=delay, attempt=attempts
-            )
-            pending = self.events.deliver(event)
-            if pending is not None:
-                await pending
+        await self._retried(entry, duration, error=error, retry_in=delay, attempt=attempts)
 
     async def _store_result(self, entry: Running, result: JobResult) -> None:
         options, job = entry.options, entry.job

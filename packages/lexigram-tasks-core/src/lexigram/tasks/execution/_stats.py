@@ -19,7 +19,7 @@ from lexigram.contracts.tasks import (
 )
 from lexigram.tasks.concurrency._task_rate import TaskRateLimiters
 from lexigram.tasks.dlq import DeadLetterQueue, PersistentDeadLetterQueue
-from lexigram.tasks.events import EventObserver
+from lexigram.tasks.events import OUTCOME_LABELS, EventObserver
 
 
 @dataclass
@@ -119,7 +119,6 @@ class WorkerJobStats:
     worker_id: str
     jobs_processed: int = 0
     jobs_succeeded: int = 0
-    jobs_failed: int = 0
     total_processing_time: float = 0.0
     average_processing_time: float = 0.0
     started_at: float = field(default_factory=time.time)
@@ -131,6 +130,11 @@ class WorkerJobStats:
     jobs_released: int = 0
 
     @property
+    def jobs_failed(self) -> int:
+        """Failed attempts: ``jobs_retried + jobs_dead_lettered`` (see the class)."""
+        return self.jobs_retried + self.jobs_dead_lettered
+
+    @property
     def uptime(self) -> float:
         """Get worker uptime in seconds."""
         return time.time() - self.started_at
@@ -138,16 +142,14 @@ class WorkerJobStats:
     def record_job(self, result: JobResult) -> None:
         """Count an attempt that ran to success or failure, once its settle call held.
 
-        A success counts in `jobs_succeeded`; a failure in `jobs_failed` only: the
-        caller counts its outcome (`jobs_retried` or `jobs_dead_lettered`).
+        A success counts in `jobs_succeeded`; for a failure the caller counts its outcome
+        (`jobs_retried` or `jobs_dead_lettered`).
 
         Args:
             result: The attempt's result.
         """
         if result.success:
             self.jobs_succeeded += 1
-        else:
-            self.jobs_failed += 1
         # `record_attempt` inlined: this runs for every job that succeeds.
         self.jobs_processed += 1
         self.total_processing_time += result.duration
@@ -171,11 +173,4 @@ class WorkerJobStats:
 
         They add up to `jobs_processed`.
         """
-        return {
-            "succeeded": self.jobs_succeeded,
-            "retried": self.jobs_retried,
-            "dead_lettered": self.jobs_dead_lettered,
-            "cancelled": self.jobs_cancelled,
-            "released": self.jobs_released,
-            "lost": self.jobs_lost,
-        }
+        return {name: getattr(self, f"jobs_{name}") for name in OUTCOME_LABELS.values()}

@@ -17,19 +17,12 @@ from prometheus_client.core import (
     Metric,
 )
 
-from lexigram.tasks.events import CANCELLED, COMPLETED, FAILED, LOST, RELEASED, RETRYING
+from lexigram.tasks.events import COMPLETED, OUTCOME_LABELS
 
 NAMESPACE = "lexigram_tasks"
 """Prefix of every metric name."""
 
-OUTCOMES: dict[str, str] = {
-    COMPLETED: "succeeded",
-    RETRYING: "retried",
-    FAILED: "dead_lettered",
-    LOST: "lost",
-    RELEASED: "released",
-    CANCELLED: "cancelled",
-}
+OUTCOMES: dict[str, str] = OUTCOME_LABELS
 """`JobEvent.kind` -> the ``outcome`` label of ``lexigram_tasks_jobs_total``."""
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
