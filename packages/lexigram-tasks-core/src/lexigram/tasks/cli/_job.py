@@ -33,11 +33,8 @@ from rich.progress import (
 
 from lexigram.contracts.tasks import (
     CancelOutcome,
-    JobLookupProtocol,
     JobResult,
-    ResultStoreProtocol,
     TaskNotFoundError,
-    TaskQueueProtocol,
     WorkflowRunStoreProtocol,
 )
 from lexigram.tasks.admin import OperationError, job_status
@@ -74,7 +71,6 @@ from lexigram.tasks.cli._output import (
     when,
 )
 from lexigram.tasks.handles import JobHandle
-from lexigram.tasks.results import InMemoryResultStore
 from lexigram.tasks.workflows import register_workflow_store
 
 T = TypeVar("T")
@@ -117,49 +113,6 @@ def _common(func: F) -> F:
 @click.group("job", epilog=EPILOG)
 def job_group() -> None:
     """Show a job's status or result, wait for its result, or cancel it."""
-
-
-def no_result_store_note(backend: str) -> str:
-    """The sentence added to a not-found error of a backend without a result store."""
-    return (
-        f" The {backend} backend has no shared result store, so only the jobs its queue "
-        "holds (waiting or running) are known, not finished ones."
-    )
-
-
-async def resolve_job(
-    queue: TaskQueueProtocol,
-    result_store: ResultStoreProtocol | None,
-    job_id: str,
-    backend: str,
-) -> tuple[str, str]:
-    """The whole id of the job `job_id` names (or its prefix), and a note, as `resolve_job_id`.
-
-    A backend without a result store (None) is searched in its queue alone, and the note,
-    added to its errors too, says that finished jobs are not known.
-
-    Raises:
-        CLIError: The prefix is too short, matches several jobs or none.
-    """
-    if result_store is not None:
-        return await resolve_job_id(queue, result_store, job_id, backend)
-    note = no_result_store_note(backend)
-    if not isinstance(queue, JobLookupProtocol):
-        # As resolve_job_id does for a queue that cannot search: the id goes on as given
-        # (a broker may hold a job its queue object cannot show).
-        job_id = job_id.strip()
-        if await queue.get_job(job_id) is None:
-            note = (
-                f" The {backend} backend cannot search job ids by prefix, so give the whole "
-                f"id.{note}"
-            )
-        return job_id, note
-    try:
-        # An empty stand-in: no finished job is known, the queue's own search decides.
-        full_id, _ = await resolve_job_id(queue, InMemoryResultStore(), job_id, backend)
-    except CLIError as exc:
-        raise CLIError(exc.message + note) from None
-    return full_id, note
 
 
 def _run(
@@ -219,7 +172,7 @@ def _run(
             register_workflow_store(queue, workflow_store)
         try:
             await probe(queue, spec, timeout)
-            full_id, note = await resolve_job(queue, stores.result_store, job_id, spec.type)
+            full_id, note = await resolve_job_id(queue, stores.result_store, job_id, spec.type)
             handle: JobHandle[Any] = JobHandle(
                 queue, full_id, result_store=stores.result_store, progress_store=progress_store
             )

@@ -34,7 +34,7 @@ from lexigram.tasks.cli._context import (
     release_backend,
 )
 from lexigram.tasks.cli._errors import CLIError
-from lexigram.tasks.cli._job import resolve_job
+from lexigram.tasks.cli._lookup import resolve_job_id
 from lexigram.tasks.cli._opener import QueueOpener
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.handles import JobHandle
@@ -253,7 +253,7 @@ class DashboardBackend:
             )
             raise admin.OperationError(msg)
         try:
-            full_id, note = await resolve_job(queue, stores.result_store, job_id, self.spec.type)
+            full_id, note = await resolve_job_id(queue, stores.result_store, job_id, self.spec.type)
         except CLIError as exc:
             # A dead-lettered job is in neither the queue nor the result store.
             if stores.dlq_backend is None:
