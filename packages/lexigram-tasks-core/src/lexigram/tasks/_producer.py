@@ -146,11 +146,9 @@ def route_job(
     name = job.queue_name
     if not name:
         return fallback
-    queue = table.get(name)
+    queue = _queue_named(name, table, fallback, open_other)
     if queue is None:
-        if open_other is None or name in (DEFAULT_QUEUE, getattr(fallback, "queue_name", None)):
-            return fallback
-        queue = open_other(name)
+        return fallback
     served = getattr(queue, "queue_name", None)
     if isinstance(served, str) and served:
         job.queue_name = served
@@ -178,13 +176,9 @@ def queue_for(name: str) -> TaskQueueProtocol:
     """
     if name == DEFAULT_QUEUE:
         return get_default_queue()
-    queue = _named_queues.get(name)
+    queue = _queue_named(name, _named_queues, _default_queue, _open_other_queue)
     if queue is not None:
         return queue
-    if _default_queue is not None and getattr(_default_queue, "queue_name", None) == name:
-        return _default_queue
-    if _open_other_queue is not None:
-        return _open_other_queue(name)
     known = sorted(_named_queues) or ["(none)"]
     msg = (
         f"No task queue named {name!r} is set, so a task declared with "
@@ -194,6 +188,27 @@ def queue_for(name: str) -> TaskQueueProtocol:
         ".apply_async(queue, ...)."
     )
     raise TaskQueueError(msg, queue_name=name)
+
+
+def _queue_named(
+    name: str,
+    table: Mapping[str, TaskQueueProtocol],
+    default: TaskQueueProtocol | None,
+    open_other: Callable[[str], TaskQueueProtocol] | None,
+) -> TaskQueueProtocol | None:
+    """The rule both `queue_for` and `route_job` follow: the queue `name` leads to.
+
+    ``"default"`` is `default`; else the queue `table` holds under the name, `default`
+    when it serves a queue of that name, the one `open_other` opens, or None.
+    """
+    if name == DEFAULT_QUEUE:
+        return default
+    queue = table.get(name)
+    if queue is not None:
+        return queue
+    if default is not None and getattr(default, "queue_name", None) == name:
+        return default
+    return None if open_other is None else open_other(name)
 
 
 def queue_serving(queue_name: str) -> TaskQueueProtocol | None:

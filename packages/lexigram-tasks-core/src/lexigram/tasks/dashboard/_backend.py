@@ -39,6 +39,7 @@ from lexigram.tasks.cli._opener import QueueOpener
 from lexigram.tasks.dlq import PersistentDeadLetterQueue
 from lexigram.tasks.handles import JobHandle
 from lexigram.tasks.workflows import with_job_states
+from lexigram.tasks.workflows._advance import STEP_SUCCEEDED
 from lexigram.tasks.workflows._queued import list_run_infos
 
 if TYPE_CHECKING:
@@ -303,22 +304,22 @@ class DashboardBackend:
         if store is None or self.process_local:
             return None
         runs = await list_run_infos(store, status=WorkflowStatus.RUNNING)
-        listed = isinstance(store, WorkflowStateStoreProtocol)
-        if runs is None and not listed:
+        in_process = isinstance(store, WorkflowStateStoreProtocol)
+        if runs is None and not in_process:
             return None
         rows = [
             {
                 "id": run.workflow_id,
                 "kind": run.kind,
                 "status": run.status.value,
-                "completed_steps": sum(step.status == "succeeded" for step in run.steps),
+                "completed_steps": sum(step.status == STEP_SUCCEEDED for step in run.steps),
                 "created_at": run.created_at,
                 "updated_at": run.updated_at or run.created_at,
                 "linked": True,
             }
             for run in runs or ()
         ]
-        if isinstance(store, WorkflowStateStoreProtocol):
+        if in_process:
             rows += [
                 {
                     "id": s.workflow_id,
