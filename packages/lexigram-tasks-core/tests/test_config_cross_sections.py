@@ -144,8 +144,8 @@ def test_with_environment_refuses_a_variable_setting_a_key_beside_backends() -> 
         f"LEX_TASKS__BACKEND__QUEUE_NAME){IGNORED}"
     )
     # The process-wide key may come from a variable, and the in-memory copy
-    # TasksModule.stub makes of such a config (its backend section's type set beside
-    # the entries, unvalidated) is not refused for what the variables did not set.
+    # TasksModule.stub makes of such a config keeps its backend section to that key, so
+    # it is not refused when a variable applies.
     timed = config.with_environment(environ={"LEX_TASKS__BACKEND__ENQUEUE_TIMEOUT": "2"})
     assert timed.backend.enqueue_timeout == 2
     with pytest.MonkeyPatch.context() as patch:

@@ -374,17 +374,7 @@ class TaskConfig(_Section):
         """
         # This config was valid when built: what fails now, a variable made fail (or a
         # change by assignment since, which validates only the field assigned).
-        given = given_fields(self)
-        if self.backends and isinstance(given.get("backend"), dict):
-            # Unused with a backends list, so never the user's: a copy made without
-            # validation put them there (TasksModule.stub's in-memory config sets the
-            # backend section's type beside its entries). A variable setting one is
-            # still refused; carried over, they would be refused whatever it set.
-            per_backend = TaskBackendConfig.keys_set_per_backend
-            given["backend"] = {
-                key: value for key, value in given["backend"].items() if key not in per_backend
-            }
-        raw = RawConfig(given, origin="the environment")
+        raw = RawConfig(given_fields(self), origin="the environment")
         raw = apply_environment(raw, type(self), environ=environ, prefix=self.env_prefix)
         if not raw.sources:  # no variable applied
             return self

@@ -176,10 +176,16 @@ class TasksModule(Module):
 def _in_memory(config: TaskConfig) -> TaskConfig:
     """Return `config` with every backend replaced by an in-memory one of the same name."""
     # The enqueue deadline is the application's, not a connection setting: it stays.
-    backend = TaskBackendConfig(
-        type=BACKEND_MEMORY,
-        queue_name=config.backend.queue_name,
-        enqueue_timeout=config.backend.enqueue_timeout,
+    # Beside a backends list, the backend section holds nothing else (its other keys are
+    # the entries' to set, and refused there).
+    backend = (
+        TaskBackendConfig(enqueue_timeout=config.backend.enqueue_timeout)
+        if config.backends
+        else TaskBackendConfig(
+            type=BACKEND_MEMORY,
+            queue_name=config.backend.queue_name,
+            enqueue_timeout=config.backend.enqueue_timeout,
+        )
     )
     # Every connection setting goes back to its default; only the identity stays.
     keep = {"name", "primary", "queue_name"}
