@@ -144,8 +144,8 @@ async def check_state_store(
     try:
         async with deadline:
             await store.get(key)
-    except TimeoutError as exc:
-        if deadline.expired():
+    except Exception as exc:  # any failed read: the worker could record no job either
+        if isinstance(exc, TimeoutError) and deadline.expired():
             # A silent server: the store's own client may retry far longer than this.
             msg = (
                 f"{where} did not answer a read within connect_timeout ({within:g} s). "
@@ -153,9 +153,6 @@ async def check_state_store(
             )
         else:
             msg = f"{where} failed a read: {_sentence(exc)} {fix}"
-        raise BackendConnectionError(msg, details=_details(origin)) from exc
-    except Exception as exc:  # any failed read: the worker could record no job either
-        msg = f"{where} failed a read: {_sentence(exc)} {fix}"
         raise BackendConnectionError(msg, details=_details(origin)) from exc
 
 
