@@ -143,10 +143,7 @@ def producer_span(job: Job, queue_name: str) -> Iterator[None]:
     with tracer.start_as_current_span(
         f"send {job.name}", kind=SpanKind.PRODUCER, attributes=_send_attributes(job, queue_name)
     ):
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
-        if carrier:
-            job.metadata[TRACE_CONTEXT_KEY] = carrier
+        _carry(job)
         yield
 
 
@@ -168,10 +165,7 @@ def producer_spans(sends: Iterable[tuple[Job, str]]) -> Iterator[None]:
             f"send {job.name}", kind=SpanKind.PRODUCER, attributes=_send_attributes(job, queue_name)
         )
         spans.append(span)
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier, context=trace.set_span_in_context(span))
-        if carrier:
-            job.metadata[TRACE_CONTEXT_KEY] = carrier
+        _carry(job, trace.set_span_in_context(span))
     try:
         yield
     except BaseException as exc:
@@ -182,6 +176,14 @@ def producer_spans(sends: Iterable[tuple[Job, str]]) -> Iterator[None]:
     finally:
         for span in spans:
             span.end()
+
+
+def _carry(job: Job, context: Any = None) -> None:
+    """Write the trace context of `context` (default: the current one) into `job`."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=context)
+    if carrier:
+        job.metadata[TRACE_CONTEXT_KEY] = carrier
 
 
 def _send_attributes(job: Job, queue_name: str) -> dict[str, str]:
