@@ -371,12 +371,13 @@ def resolve_spec(
         # The type is the configuration's: a typo in it is named by its field.
         return _configured_spec(config, entry, queue_name, connect_timeout)
     backend_type, url = parse_backend(backend)
+    if url is None and backend_type != entry.type:
+        # A bare type of another backend takes the URL the config keeps for that type
+        # (``redis_url`` for redis), never the config's own `url`, which is its type's.
+        url = url_of(entry.model_copy(update={"type": backend_type, "url": None}))[1]
     if backend_type != entry.type and entry.url is None:
         # The config's own URL would be dropped: not reading it spares importing its
         # backend (the default config's memory backend, for a worker given a URL).
-        if url is None:
-            # A bare type takes the config's URL for it (``redis_url`` for redis).
-            url = url_of(entry.model_copy(update={"type": backend_type}))[1]
         spec = TaskBackendSpec(
             name=getattr(entry, "name", None) or "default",
             type=backend_type,
@@ -388,11 +389,6 @@ def resolve_spec(
         if backend_type == spec.type:
             spec = replace(spec, url=url or spec.url)
         else:
-            if url is None:
-                # The config's URL is another type's: a bare type takes the URL the config
-                # keeps for it (``redis_url`` for redis), as above.
-                retyped = entry.model_copy(update={"type": backend_type, "url": None})
-                url = url_of(retyped)[1]
             spec = replace(spec, type=backend_type, url=url, options={})
     return _finish_spec(spec, queue_name, connect_timeout)
 
