@@ -15,6 +15,7 @@ import pytest
 
 from lexigram.contracts.tasks import (
     POISON_JOB_NAME,
+    FailureRecord,
     Job,
     JobStatus,
     make_poison_job,
@@ -182,20 +183,31 @@ async def test_worker_catches_every_exception_type(error: BaseException) -> None
         calls += 1
         raise error
 
-    worker, hooks, dlq = make_worker(queue, {"boom": boom})
-    job = Job(name="boom", max_retries=1)
+    record = await dead_letter_of(queue, "boom", boom, max_retries=1)
+    assert calls == 2
+    assert record.error.startswith(type(error).__name__)
+    assert await queue.count("tasks") == 0
+
+
+async def dead_letter_of(
+    queue: MemoryTaskQueue, name: str, handler: Any, *, max_retries: int
+) -> FailureRecord:
+    """Run one job of `handler` until it is dead-lettered; the worker still runs after it.
+
+    Returns:
+        The job's dead-letter record.
+    """
+    worker, hooks, dlq = make_worker(queue, {name: handler})
+    job = Job(name=name, max_retries=max_retries)
     (await queue.enqueue(job)).unwrap()
     await worker.start()
     await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
     await alive(worker, queue, hooks)
     assert worker.running
     await worker.stop()
-
-    assert calls == 2
     record = dlq.get(job.id)
     assert record is not None
-    assert record.error.startswith(type(error).__name__)
-    assert await queue.count("tasks") == 0
+    return record
 
 
 class Unprintable(Exception):  # noqa: N818 - named for what it does
@@ -211,15 +223,7 @@ async def test_an_exception_whose_message_cannot_be_read_is_settled_like_any() -
     async def weird() -> None:
         raise Unprintable
 
-    worker, hooks, dlq = make_worker(queue, {"weird": weird})
-    job = Job(name="weird", max_retries=1)
-    (await queue.enqueue(job)).unwrap()
-    await worker.start()
-    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
-    await alive(worker, queue, hooks)
-    await worker.stop()
-    record = dlq.get(job.id)
-    assert record is not None
+    record = await dead_letter_of(queue, "weird", weird, max_retries=1)
     assert record.error == "Unprintable: <its message could not be read: RuntimeError>"
     assert record.attempt_count == 2
 
@@ -230,15 +234,7 @@ async def test_worker_catches_exceptions_from_sync_handlers() -> None:
     def sync_boom() -> None:
         raise SystemExit(2)
 
-    worker, hooks, dlq = make_worker(queue, {"sync_boom": sync_boom})
-    job = Job(name="sync_boom", max_retries=0)
-    (await queue.enqueue(job)).unwrap()
-    await worker.start()
-    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
-    await alive(worker, queue, hooks)
-    await worker.stop()
-    record = dlq.get(job.id)
-    assert record is not None
+    record = await dead_letter_of(queue, "sync_boom", sync_boom, max_retries=0)
     assert record.error == "SystemExit: 2"
 
 
