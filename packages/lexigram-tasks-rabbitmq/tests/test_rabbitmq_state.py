@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from lexigram.contracts.tasks import POISON_JOB_NAME, CacheBackendProtocol, Job, encode_job
 from lexigram.tasks.backends.rabbitmq import LocalStateStore
 from lexigram.tasks.backends.rabbitmq._delivery import ChannelAcks, Delivery
+from lexigram.tasks.backends.rabbitmq._idem_records import idem_value
 from lexigram.tasks.backends.rabbitmq._state import (
     Admission,
     BatchCacheProtocol,
@@ -554,3 +556,64 @@ async def test_a_store_without_batch_calls_gets_the_same_records_key_by_key() ->
     assert await states.running_ids() == ["a"]
     await asyncio.gather(states.forget("a"), states.forget("b"))
     assert await store.keys("") == []
+
+
+class SharedStore:
+    """A store other processes would share: not the in-process kind, so claims can pend."""
+
+    def __init__(self) -> None:
+        self._inner = LocalStateStore()
+
+    async def get(self, key: str) -> str | None:
+        return await self._inner.get(key)
+
+    async def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        await self._inner.set(key, value, ttl)
+
+    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
+        return await self._inner.set_if_absent(key, value, ttl)
+
+    async def delete(self, key: str) -> bool:
+        return await self._inner.delete(key)
+
+    async def exists(self, key: str) -> bool:
+        return await self._inner.exists(key)
+
+    async def keys(self, prefix: str) -> list[str]:
+        return await self._inner.keys(prefix)
+
+
+async def _claimed_elsewhere(store: SharedStore, key: str, job_id: str, life: float) -> None:
+    """Write the pending claim another process's enqueue of `job_id` would write."""
+    value = idem_value(time.time() + 60, job_id, pending=True)
+    await store.set(f"ns:idem:{key}", value, life)
+
+
+async def test_a_pending_claim_of_another_process_is_waited_for_until_confirmed() -> None:
+    store = SharedStore()
+    states = JobStates(store, "ns:", state_ttl=60.0, claim_window=5.0)
+    await _claimed_elsewhere(store, "k", "first", life=5.0)
+    claim = asyncio.ensure_future(states.claim_idempotency("k", "second", ttl=60))
+    await asyncio.sleep(0.1)
+    assert not claim.done()  # the first job may still reach the broker
+    await states.confirm_idempotency([("k", "first", 60.0, 0.0)])
+    assert await asyncio.wait_for(claim, 2.0) == "first"
+
+
+async def test_a_pending_claim_whose_producer_died_is_taken_once_it_lapses() -> None:
+    store = SharedStore()
+    states = JobStates(store, "ns:", state_ttl=60.0, claim_window=5.0)
+    await _claimed_elsewhere(store, "k", "ghost", life=0.3)
+    assert await asyncio.wait_for(states.claim_idempotency("k", "second", ttl=60), 3.0) is None
+    await states.confirm_idempotency([("k", "second", 60.0, 0.0)])
+    assert await states.claim_idempotency("k", "third", ttl=60) == "second"
+
+
+async def test_a_pending_claim_released_by_its_failed_publish_is_taken() -> None:
+    store = SharedStore()
+    states = JobStates(store, "ns:", state_ttl=60.0, claim_window=5.0)
+    await _claimed_elsewhere(store, "k", "refused", life=5.0)
+    claim = asyncio.ensure_future(states.claim_idempotency("k", "second", ttl=60))
+    await asyncio.sleep(0.1)
+    await states.release_idempotency("k", "refused")
+    assert await asyncio.wait_for(claim, 2.0) is None

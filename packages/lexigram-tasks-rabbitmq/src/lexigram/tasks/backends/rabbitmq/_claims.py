@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections.abc import Sequence
 from typing import Protocol
 
 import aiormq
@@ -48,6 +49,14 @@ class Claims(Protocol):
 
         The key is held for `ttl` seconds, and beyond that while the job waits or runs
         where the claims can tell (a state store; not the broker, see `BrokerClaims`).
+        """
+        ...
+
+    async def confirm_idempotency(self, claims: Sequence[tuple[str, str, float, float]]) -> None:
+        """Record that the broker confirmed the job of each ``(key, job id, ttl, delay)``.
+
+        Until then a claim may belong to a producer that died before its publish; see
+        `JobStates.claim_idempotency`.
         """
         ...
 
@@ -201,6 +210,14 @@ class BrokerClaims:
                 return holder
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
+
+    async def confirm_idempotency(self, claims: Sequence[tuple[str, str, float, float]]) -> None:
+        """Nothing to record: a lock message cannot be made pending, then confirmed.
+
+        So a producer killed between a claim and its job's publish leaves the key held,
+        by a job that never reached the queue, until the key's TTL ends. A queue with a
+        shared state store (``stores:``) claims keys there instead, without that gap.
+        """
 
     async def release_idempotency(self, key: str, job_id: str) -> None:
         """Give `key` back if `job_id` holds it (its enqueue failed)."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, cast
@@ -34,6 +35,8 @@ from lexigram.tasks.backends.rabbitmq._options import (
     map_priority,
 )
 from lexigram.tasks.backends.rabbitmq._state import Admission, JobStates
+
+logger = logging.getLogger(__name__)
 
 _MAX_PLUGIN_DELAY_MS = (1 << 32) - 1
 _MAX_MESSAGE_ID = 255  # an AMQP short string
@@ -163,6 +166,32 @@ class JobPublisher:
             return Ok(job.id)
         return body, delay
 
+    async def _confirm_claims(self, published: Iterable[tuple[Job, float]]) -> None:
+        """Hold the idempotency keys of confirmed jobs for their TTL, in one write.
+
+        A failed write is not the enqueue's failure (its job is on the queue): the key's
+        pending claim then ends after `claim_window`, after which an enqueue with the same
+        key is no longer recognised as a duplicate.
+        """
+        claims = [
+            (job.idempotency_key, job.id, max(self._options.idempotency_ttl, delay), delay)
+            for job, delay in published
+            if job.idempotency_key is not None
+        ]
+        if not claims:
+            return
+        try:
+            await self._claims.confirm_idempotency(claims)
+        except Exception as exc:  # the jobs are queued whatever the store's failure
+            logger.warning(
+                "Could not record the idempotency keys of %d confirmed job(s) (%s: %s); an "
+                "enqueue with one of these keys after %.0f s may queue a duplicate.",
+                len(claims),
+                type(exc).__name__,
+                exc,
+                self._states.claim_window,
+            )
+
     async def _forget(self, job: Job) -> None:
         """Undo `_admit` for a job that did not reach the broker."""
         await self._states.forget(job.id)
@@ -227,6 +256,8 @@ class JobPublisher:
         if outcome is Published.UNCONFIRMED:  # as `publish` does when no confirm comes
             await self._forget(job)
             raise self._unconfirmed(job)
+        if outcome is Published.ACK:
+            await self._confirm_claims([(job, delay)])
         return await self._settle(job, outcome)
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[JobResult]:
@@ -330,6 +361,11 @@ class JobPublisher:
         stalled: asyncio.Event,
     ) -> None:
         outcomes = await self._link.publish_many([message for _, message in batch])
+        await self._confirm_claims(
+            (item.job, item.delay)
+            for (item, _), outcome in zip(batch, outcomes, strict=True)
+            if outcome is Published.ACK
+        )
         for (item, _), outcome in zip(batch, outcomes, strict=True):
             if outcome is Published.UNKNOWN or self._retry(outcome):
                 one_by_one.append(item)  # published again on its own, across a reconnect
@@ -358,6 +394,8 @@ class JobPublisher:
                     await self._forget(item.job)
                     results[item.index] = Err(exc)
                     return
+            if outcome is Published.ACK:
+                await self._confirm_claims([(item.job, item.delay)])
             results[item.index] = await self._settle(item.job, outcome)
 
         await asyncio.gather(*(publish_one(item) for item in items))

@@ -37,7 +37,7 @@ from lexigram.tasks.backends.rabbitmq._options import (
 )
 from lexigram.tasks.backends.rabbitmq._publisher import JobPublisher
 from lexigram.tasks.backends.rabbitmq._requeue import Republisher
-from lexigram.tasks.backends.rabbitmq._state import JobStates
+from lexigram.tasks.backends.rabbitmq._state import CLAIM_MARGIN, JobStates
 from lexigram.tasks.backends.rabbitmq._stores import (
     StoreOrigin,
     check_state_store,
@@ -126,7 +126,12 @@ class RabbitMQTaskQueue:
             if state_store is not None
             else local_state_store(self.target, namespace, options)
         )
-        self._states = JobStates(store, namespace, state_ttl=options.state_ttl)
+        self._states = JobStates(
+            store,
+            namespace,
+            state_ttl=options.state_ttl,
+            claim_window=options.publish_timeout + CLAIM_MARGIN,
+        )
         # What `check_connection` reads in a shared store (nothing in an in-process one).
         self._store_check = None if self._states.local else (origin, f"{namespace}check")
         claims: Claims = self._states

@@ -17,7 +17,8 @@ name, shared by the queue objects of this process), or a shared one
 - ``idem:<key>`` ``@<held until>@<id>``: the job that holds an idempotency key, and the
   (epoch) time its TTL ends. The record lives as long as the job's own records can, so
   a key whose TTL ended still names its job: it stays held while that job waits or
-  runs, and is free once the job is gone (see `JobStates.claim_idempotency`).
+  runs, and is free once the job is gone (see `JobStates.claim_idempotency`). Until
+  the broker confirms the job, the record is pending (``p@...``, see `_idem_records`).
 - ``idemx:<key>@<id>`` decides between concurrent claims of a key that job `<id>` no
   longer holds: the first claim to create it takes the key.
 - ``copy:<id>`` ``<n> <created_at>``: copy `n` of the job (`COPY_HEADER`) was published
@@ -36,56 +37,45 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from enum import Enum
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from typing import Generic, TypeVar
 
 from lexigram.contracts.tasks import CacheBackendProtocol, Job
+from lexigram.tasks.backends.rabbitmq._idem_records import OPEN_CLAIMS, idem_holder, idem_value
+from lexigram.tasks.backends.rabbitmq._local_store import (
+    BatchCacheProtocol,
+    KeyByKey,
+    LocalStateStore,
+    Write,
+)
 
 logger = logging.getLogger(__name__)
 
 _WAITING = "w"
 _DELETED = "d"
 
+__all__ = [
+    "CLAIM_MARGIN",
+    "Admission",
+    "BatchCacheProtocol",
+    "JobStates",
+    "LocalStateStore",
+    "Write",
+]
+
 _FORGET_BATCH = 500
 """Most jobs whose records one coalesced forget drops (five keys each)."""
 
+CLAIM_MARGIN = 5.0
+"""Seconds a pending claim outlives its enqueue's longest wait for a confirm."""
+
+_CLAIM_POLL = 0.02
+_CLAIM_POLL_MAX = 0.5
+"""First and longest pause between looks at another process's pending claim."""
+
 T = TypeVar("T")
-
-Write = tuple[str, str, float | None]
-"""A value to store: key, value, TTL in seconds (None: no expiry)."""
-
-
-@runtime_checkable
-class BatchCacheProtocol(Protocol):
-    """A `CacheBackendProtocol` store that reads and writes many keys in one round trip.
-
-    Optional: `JobStates` uses it when its store has it, and otherwise makes the same
-    calls key by key.
-    """
-
-    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
-        """Return the value of each key, in order (None if absent or expired)."""
-        ...
-
-    async def write_many(self, sets: Sequence[Write], deletes: Sequence[str]) -> None:
-        """Store `sets` (a TTL that is not positive deletes), then delete `deletes`."""
-        ...
-
-
-class _KeyByKey:
-    """`BatchCacheProtocol` over a store without it: one call per key, all at once."""
-
-    def __init__(self, store: CacheBackendProtocol) -> None:
-        self._store = store
-
-    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
-        return list(await asyncio.gather(*(self._store.get(key) for key in keys)))
-
-    async def write_many(self, sets: Sequence[Write], deletes: Sequence[str]) -> None:
-        await asyncio.gather(*(self._store.set(key, value, ttl) for key, value, ttl in sets))
-        await asyncio.gather(*(self._store.delete(key) for key in deletes))
 
 
 class GroupCommit(Generic[T]):
@@ -152,114 +142,11 @@ class GroupCommit(Generic[T]):
         self._hand_over()
 
 
-class LocalStateStore:
-    """In-process `CacheBackendProtocol` store with TTLs and a size bound.
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A key held by another process's claim whose job is not confirmed yet."""
 
-    The default job-state store: exact for jobs enqueued and consumed in one process,
-    and blind to other processes (pass a shared store for that). When it holds
-    `max_entries` keys the oldest are evicted, so a producer-only process whose jobs
-    are acked elsewhere does not grow without bound.
-    """
-
-    def __init__(
-        self, *, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._data: OrderedDict[str, tuple[str, float | None]] = OrderedDict()
-        self._max_entries = max_entries
-        self._clock = clock
-        self._warned = False
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def _live(self, key: str) -> str | None:
-        item = self._data.get(key)
-        if item is None:
-            return None
-        value, expires = item
-        if expires is not None and expires <= self._clock():
-            del self._data[key]
-            return None
-        return value
-
-    def _put(self, key: str, value: str, ttl: float | None) -> None:
-        expires = None if ttl is None else self._clock() + ttl
-        self._data[key] = (value, expires)
-        self._data.move_to_end(key)
-        if len(self._data) > self._max_entries:
-            self._data.popitem(last=False)
-            if not self._warned:
-                self._warned = True
-                logger.warning(
-                    "The in-process RabbitMQ job-state store reached %d records and evicts "
-                    "the oldest; get_job/delete_job may miss old jobs. Pass a shared "
-                    "state_store (e.g. Redis) when producers and workers are separate processes.",
-                    self._max_entries,
-                )
-
-    async def get(self, key: str) -> str | None:
-        """Return the value, or None if absent or expired."""
-        return self._live(key)
-
-    async def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        """Store a value, expiring after `ttl` seconds when given."""
-        self._put(key, value, ttl)
-
-    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
-        """Store a value only if the key is absent; True if stored."""
-        if self._live(key) is not None:
-            return False
-        self._put(key, value, ttl)
-        return True
-
-    async def delete(self, key: str) -> bool:
-        """Delete a key; True if it existed."""
-        return self._data.pop(key, None) is not None
-
-    async def exists(self, key: str) -> bool:
-        """Return True if the key is present."""
-        return self._live(key) is not None
-
-    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
-        """Return the value of each key, in order (None if absent or expired)."""
-        return [self._live(key) for key in keys]
-
-    async def write_many(self, sets: Sequence[Write], deletes: Sequence[str]) -> None:
-        """Store `sets` (a TTL that is not positive deletes), then delete `deletes`."""
-        for key, value, ttl in sets:
-            if ttl is not None and not ttl > 0:
-                self._data.pop(key, None)
-            else:
-                self._put(key, value, ttl)
-        for key in deletes:
-            self._data.pop(key, None)
-
-    async def keys(self, prefix: str) -> list[str]:
-        """Return the live keys that start with `prefix`."""
-        now = self._clock()
-        return [
-            key
-            for key, (_, expires) in self._data.items()
-            if key.startswith(prefix) and (expires is None or expires > now)
-        ]
-
-
-def _idem_value(held_until: float, job_id: str) -> str:
-    return f"@{held_until!r}@{job_id}"
-
-
-def _idem_holder(value: str) -> tuple[str, float]:
-    """The holder of a key and the end of its TTL.
-
-    A bare id is a record written by an older version: held until the record expires.
-    """
-    if value.startswith("@"):
-        until, _, job_id = value[1:].partition("@")
-        try:
-            return job_id, float(until)
-        except ValueError:  # an id that happens to start with "@": a bare record
-            return value, float("inf")
-    return value, float("inf")
+    job_id: str
 
 
 class Admission(Enum):
@@ -282,14 +169,18 @@ class JobStates:
         namespace: str,
         *,
         state_ttl: float,
+        claim_window: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        # How long a claim stays pending before it is taken for a dead producer's: as
+        # long as an enqueue may wait for its confirm, and a little more.
+        self.claim_window = claim_window
         # Wall time: a key's end is compared by every process sharing the store.
         self._clock = clock
         self.local = isinstance(store, LocalStateStore)
         self._batch: BatchCacheProtocol = (
-            store if isinstance(store, BatchCacheProtocol) else _KeyByKey(store)
+            store if isinstance(store, BatchCacheProtocol) else KeyByKey(store)
         )
         self._ns = namespace
         self._ttl = state_ttl
@@ -313,17 +204,54 @@ class JobStates:
         ``job:`` record says it waits or runs. So the record of the key lives as long as
         the job's records can (`ttl` or the records' lifetime for a job due in `delay`
         seconds, whichever is longer) and carries the end of its TTL.
+
+        The claim is pending until `confirm_idempotency`: it lives `claim_window`
+        seconds meanwhile. A pending claim of another process is waited for (see
+        `_idem_records`), so a key never defers to a job that never reached the broker.
         """
         ikey = self._key("idem", key)
-        value = _idem_value(self._clock() + ttl, job_id)
         life = max(ttl, self.ttl(delay))
+        value = idem_value(self._clock() + ttl, job_id, pending=True)
+        pending_life = min(life, self.claim_window)
+        waited = 0.0
+        pause = _CLAIM_POLL
+        while True:
+            holder = await self._claim_once(key, ikey, job_id, value, pending_life)
+            if holder is None:
+                if not self.local:
+                    OPEN_CLAIMS[ikey] = job_id
+                return None
+            if not isinstance(holder, _Pending):
+                return holder
+            if waited > 2 * self.claim_window:  # a clock or store gone wrong: defer as before
+                logger.warning(
+                    "Idempotency key %r stayed claimed by unconfirmed job %s for %.0f s; "
+                    "job %s is taken as its duplicate.",
+                    key,
+                    holder.job_id,
+                    waited,
+                    job_id,
+                )
+                return holder.job_id
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, _CLAIM_POLL_MAX)
+
+    async def _claim_once(
+        self, key: str, ikey: str, job_id: str, value: str, life: float
+    ) -> str | _Pending | None:
+        """One attempt of `claim_idempotency`: None when taken, else who holds the key."""
         if await self.store.set_if_absent(ikey, value, life):
             return None
         current = await self.store.get(ikey)
         if current is None:  # expired between the two calls: take it now
             await self.store.set(ikey, value, life)
             return None
-        holder, until = _idem_holder(current)
+        holder, until, confirmed = idem_holder(current)
+        if not (confirmed or holder == job_id or self.local or OPEN_CLAIMS.get(ikey) == holder):
+            # Its publish is under way, or its producer died before the confirm. (A claim
+            # of this live process ends soon either way: it counts as confirmed.)
+            return _Pending(holder)
         if holder == job_id or until > self._clock() or await self._exists(holder):
             return holder
         # Its TTL is over and its job is gone: the key is free. Two claims may both see
@@ -334,6 +262,22 @@ class JobStates:
             return None
         return await self.store.get(marker) or holder
 
+    async def confirm_idempotency(self, claims: Sequence[tuple[str, str, float, float]]) -> None:
+        """Hold each ``(key, job id, ttl, delay)`` for its whole TTL: its job was confirmed.
+
+        One write for all of them. It does not read first: a claim taken over meanwhile
+        means this job's publish outlasted `claim_window`, and two held records then
+        cost a duplicate at most, never a job.
+        """
+        sets: list[Write] = []
+        now = self._clock()
+        for key, job_id, ttl, delay in claims:
+            ikey = self._key("idem", key)
+            OPEN_CLAIMS.pop(ikey, None)
+            sets.append((ikey, idem_value(now + ttl, job_id), max(ttl, self.ttl(delay))))
+        if sets:
+            await self._batch.write_many(sets, ())
+
     async def _exists(self, job_id: str) -> bool:
         """True while a job waits or runs (its ``job:`` record is not a tombstone)."""
         record = await self.store.get(self._key("job", job_id))
@@ -342,15 +286,17 @@ class JobStates:
     async def release_idempotency(self, key: str, job_id: str) -> None:
         """Give an idempotency key back (the enqueue of `job_id` that took it failed)."""
         ikey = self._key("idem", key)
+        if OPEN_CLAIMS.get(ikey) == job_id:
+            del OPEN_CLAIMS[ikey]
         current = await self.store.get(ikey)
-        if current is not None and _idem_holder(current)[0] == job_id:
+        if current is not None and idem_holder(current)[0] == job_id:
             await self.store.delete(ikey)
 
     async def _extend_idempotency(self, key: str, job_id: str, life: float) -> None:
         """Keep `job_id`'s hold on `key` recorded as long as its requeued records live."""
         ikey = self._key("idem", key)
         current = await self.store.get(ikey)
-        if current is not None and _idem_holder(current)[0] == job_id:
+        if current is not None and idem_holder(current)[0] == job_id:
             await self.store.set(ikey, current, life)
 
     async def admit(self, job_id: str, envelope: str, delay: float) -> Admission:
