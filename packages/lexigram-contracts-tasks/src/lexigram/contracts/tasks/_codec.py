@@ -140,6 +140,11 @@ def _loads(data: bytes | str) -> Any:
                 return _fast_loads(data)
             except ValueError:
                 pass  # orjson is stricter (NaN, a BOM): the json module decides
+    if isinstance(data, bytes):
+        # UTF-8 only (a leading BOM skipped, as the json module skips it): given bytes, the
+        # json module would also read UTF-16 and UTF-32, which no producer of ours writes
+        # and a backend keeping the envelope as text could not keep. UnicodeDecodeError.
+        data = data.decode("utf-8-sig")
     return json.loads(data)
 
 
@@ -410,23 +415,32 @@ def _verify(signer: EnvelopeSigner, data: bytes | str, envelope: dict[str, Any])
 def decode_job(data: bytes | str) -> Job:
     """Decode a job envelope produced by `encode_job`.
 
+    A backend decoding what it delivers calls `decode_or_poison` instead, which turns
+    every failure into the poison stand-in job.
+
     Args:
-        data: The raw envelope.
+        data: The raw envelope: UTF-8 JSON when given as bytes (a UTF-8 BOM is skipped).
 
     Returns:
         The decoded job.
 
     Raises:
-        TaskDecodeError: The payload is not a valid envelope (a poison message), or a
-            signer is configured and the envelope is unsigned or badly signed; the
-            message says what was wrong.
+        TaskDecodeError: The payload is not a valid envelope (a poison message: not
+            UTF-8, not JSON, not an envelope, an invalid job record), or a signer is
+            configured and the envelope is unsigned or badly signed; the message says
+            what was wrong.
     """
     try:
         envelope: Any = _loads(data)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         # RecursionError: JSON nested deeper than the parser's stack, never ours.
         preview = data[:60] if isinstance(data, str) else data[:60].decode(errors="replace")
-        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        if isinstance(exc, RecursionError):
+            why = "nested too deeply"
+        elif isinstance(exc, UnicodeDecodeError):
+            why = f"not UTF-8: {exc}"
+        else:
+            why = str(exc)
         msg = (
             f"Job payload is not valid JSON ({why}); payload starts with {preview!r}. "
             "It was not written by lexigram-tasks encode_job; it goes to the dead-letter queue."
@@ -508,7 +522,7 @@ def make_poison_job(
         A job named `POISON_JOB_NAME` with `last_error` set, the payload in metadata
         and `queue_name` set.
     """
-    preview = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
+    preview = raw if isinstance(raw, str) else _text_of(raw)
     return Job(
         id=job_id,
         name=POISON_JOB_NAME,
@@ -517,3 +531,55 @@ def make_poison_job(
         queue_name=queue_name,
         metadata={"poison_error": error, "raw_payload": preview[:2000]},
     )
+
+
+def _text_of(raw: object) -> str:
+    """A payload's bytes as text for the preview (what it is, when it is not bytes)."""
+    if isinstance(raw, bytes | bytearray | memoryview):
+        return bytes(raw).decode("utf-8", errors="replace")
+    return repr(raw)  # not a payload at all (None for a missing value): show what it was
+
+
+def decode_or_poison(job_id: str, raw: bytes | str, *, queue_name: str | None) -> Job:
+    """Decode a delivered payload: the job it holds, or the poison stand-in job; never raises.
+
+    The one decode step of a backend, for every payload it hands out (or shows through
+    `get_job`): `decode_job` when the payload decodes, else `make_poison_job` with the
+    reason, which the worker dead-letters (logging it once) without running it. Any
+    `Exception` raised while decoding this one payload makes it poison, not only
+    `TaskDecodeError`, so one bad message can never fail the batch it came in or stop a
+    consumer; `BaseException`s that are not errors of the payload (`CancelledError`,
+    `KeyboardInterrupt`) propagate. It does not log: the worker's dead-letter record names
+    the job, the reason and the dead-letter queue.
+
+    Args:
+        job_id: The id the backend delivered the payload under (the stand-in's id; a job
+            that decodes keeps the id it holds).
+        raw: The payload as stored or received: UTF-8 JSON bytes, or text.
+        queue_name: The queue the payload was taken from; the dead-letter record of a
+            stand-in shows it.
+
+    Returns:
+        The decoded job, or a job named `POISON_JOB_NAME` whose `last_error` (and
+        ``metadata["poison_error"]``) says what was wrong with the payload.
+    """
+    try:
+        return decode_job(raw)
+    except TaskDecodeError as exc:
+        error = str(exc)
+    except Exception as exc:  # any failure on this one payload makes it poison, not the batch's
+        error = (
+            f"Job payload could not be decoded ({type(exc).__name__}: {_message(exc)}); it "
+            "was not run and goes to the dead-letter queue. decode_job raised this instead "
+            "of TaskDecodeError: please report it to lexigram-tasks with the payload."
+        )
+    return make_poison_job(job_id, raw, error, queue_name=queue_name)
+
+
+def _message(exc: BaseException) -> str:
+    """`str(exc)`, or what can be said of it when that fails too; never raises."""
+    try:
+        text = str(exc)
+    except Exception:
+        return "its message could not be read"
+    return text[:500] or "no message"

@@ -10,7 +10,8 @@ still runs: the queue must keep the metadata `retry_later` is given.
 `QueuePoisonConformance` is opt-in: a backend that can store raw bytes where an
 encoded job would be implements `plant_raw_payload`, and the kit checks that such a
 payload is leased as a poison job (never raised from `dequeue`) and that a worker
-dead-letters it with the decode error and keeps running other jobs.
+dead-letters it with the decode error, logs it once (its dead-letter ERROR; the backend
+does not log it too) and keeps running other jobs.
 """
 
 # ruff: noqa: S101, PLR2004 - the kit is pytest tests: asserts on literal expected counts
@@ -20,6 +21,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import inspect
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -264,6 +266,48 @@ class QueuePoisonConformance(QueueConformanceBase, abc.ABC):
             await _wait_until(lambda: 99 in done, self.prompt_seconds, "a job after the poison")
         assert sorted(done) == [0, 1, 2, 99]
         assert await next_job(producer, 0.1) is None
+
+    async def test_a_poison_payload_is_logged_once(
+        self, make_queue: QueueFactory, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """One record at WARNING or above names the poison job: the worker's dead-letter ERROR.
+
+        The backend does not log the payload it could not decode: the worker's record
+        already names the job, the reason (``poison``, with the decode error) and the
+        dead-letter queue, and a second record for the same message doubles every alert.
+        """
+        producer = await make_queue()
+        worker = TaskWorker("conformance-poison-log", await make_queue(), {})
+        poison_id = await self.plant_raw_payload(producer, POISON_PAYLOADS[1])
+        with caplog.at_level(logging.WARNING):
+            async with _running(worker):
+
+                async def settled() -> bool:
+                    return await producer.count(producer.queue_name) == 0
+
+                await _wait_until(settled, self.prompt_seconds, "settling the poison payload")
+                dead = await _dead_letter_record(worker.dlq, poison_id)
+        assert dead is not None, "the poison payload was not dead-lettered"
+        decode_error = str(dead.job.metadata.get("poison_error") or "")
+        records = [
+            record
+            for record in caplog.records
+            if record.levelno >= logging.WARNING and poison_id in record.getMessage()
+        ]
+        shown = "\n".join(f"{r.levelname} {r.name}: {r.getMessage()}" for r in records)
+        assert len(records) == 1, (
+            f"the poison payload {poison_id} was logged {len(records)} times at WARNING or "
+            f"above, not once (the worker's dead-letter record):\n{shown}"
+        )
+        [record] = records
+        message = record.getMessage()
+        assert record.levelno == logging.ERROR, f"the one record is not an ERROR: {shown}"
+        assert "dead-letter" in message, f"the one record does not say dead-lettered: {shown}"
+        assert "poison" in message, f"the one record does not give the reason: {shown}"
+        assert decode_error, "the poison job does not carry its decode error in metadata"
+        assert decode_error in message, (
+            f"the one record does not carry the decode error {decode_error!r}: {shown}"
+        )
 
 
 __all__ = ["POISON_PAYLOADS", "QueuePoisonConformance", "QueueWorkerConformance"]

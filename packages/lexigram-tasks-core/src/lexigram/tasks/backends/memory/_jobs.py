@@ -11,7 +11,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from lexigram.contracts.tasks import Job, JobStatus, TaskValidationError, decode_job, encode_job
+from lexigram.contracts.tasks import (
+    Job,
+    JobStatus,
+    TaskValidationError,
+    decode_or_poison,
+    encode_job,
+)
 
 
 def _build_copier() -> Callable[[Job, str | None], Job]:
@@ -60,9 +66,12 @@ def restored(lent: Job, envelope: bytes) -> Job:
     """The job `lent` was, decoded anew from the `envelope` the queue kept of it.
 
     It has what the job had when it was enqueued or last retried, the deliveries counted
-    so far and the queue name of `lent`, and status PENDING (RETRYING after a retry).
+    so far and the queue name of `lent`, and status PENDING (RETRYING after a retry). An
+    envelope that no longer decodes (signing turned on by `configure_envelope` after it
+    was enqueued unsigned) comes back as the poison stand-in, which the worker
+    dead-letters: a lapsed lease or a nack never raises.
     """
-    job = decode_job(envelope)
+    job = decode_or_poison(lent.id, envelope, queue_name=lent.queue_name)
     job.delivery_count = lent.delivery_count
     job.queue_name = lent.queue_name
     if job.status is not JobStatus.RETRYING:

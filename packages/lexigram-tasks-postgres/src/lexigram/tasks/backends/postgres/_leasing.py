@@ -8,21 +8,16 @@ its lease token. Waiting between takes is `_wakeups`'s; the loop around both is 
 
 from __future__ import annotations
 
-import logging
 import operator
 
 import asyncpg
 
-from lexigram.contracts.tasks import Job, JobStatus, TaskDecodeError, decode_job, make_poison_job
+from lexigram.contracts.tasks import Job, JobStatus, decode_or_poison
 from lexigram.tasks.backends.postgres._connection import Database
 from lexigram.tasks.backends.postgres._enqueue import make_token
 from lexigram.tasks.backends.postgres._options import PostgresTaskConfig
 from lexigram.tasks.backends.postgres._sql import QueueSQL
 from lexigram.tasks.backends.postgres._wakeups import Wakeups
-
-# Its records keep the logger of `_queue`, where this code was before, so that logging
-# configurations naming that logger still see them.
-logger = logging.getLogger("lexigram.tasks.backends.postgres._queue")
 
 # Sort key of dequeued rows: (-priority, due, seq), the dequeue statement's last columns.
 _DELIVERY_ORDER = operator.itemgetter(3, 4, 5)
@@ -67,13 +62,9 @@ class JobLeaser:
         return [self._leased(row[0], row[1], row[2], row[5]) for row in rows]
 
     def _leased(self, job_id: str, payload: bytes, delivery_count: int, seq: int) -> Job:
-        try:
-            job = decode_job(payload)
-        except TaskDecodeError as exc:
-            logger.warning(
-                "Job %s in queue %s is undecodable: %s", job_id, self.config.queue_name, exc
-            )
-            job = make_poison_job(job_id, payload, str(exc), queue_name=self.config.queue_name)
+        # Never raises for a bad payload, so it cannot fail the rest of the batch; the
+        # worker logs the poison job once, when it dead-letters it.
+        job = decode_or_poison(job_id, payload, queue_name=self.config.queue_name)
         job.id = job_id
         job.status = JobStatus.RUNNING
         job.delivery_count = delivery_count
@@ -83,12 +74,9 @@ class JobLeaser:
         return job
 
 
-def held_job(job_id: str, row: asyncpg.Record) -> Job:
-    """The job of a row the queue holds: RUNNING while leased, else RETRYING or PENDING."""
-    try:
-        job = decode_job(row["payload"])
-    except TaskDecodeError as exc:
-        job = make_poison_job(job_id, row["payload"], str(exc))
+def held_job(job_id: str, row: asyncpg.Record, queue_name: str) -> Job:
+    """The job of a row `queue_name` holds: RUNNING while leased, else RETRYING or PENDING."""
+    job = decode_or_poison(job_id, row["payload"], queue_name=queue_name)
     job.delivery_count = row["delivery_count"]
     if row["leased"]:
         job.status = JobStatus.RUNNING

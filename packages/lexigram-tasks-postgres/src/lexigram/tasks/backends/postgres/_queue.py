@@ -522,7 +522,7 @@ class PostgresTaskQueue:
             lambda conn: conn.fetchrow(self._sql.get_job, job_id, self.config.queue_name),
             "read a job",
         )
-        return None if row is None else held_job(job_id, row)
+        return None if row is None else held_job(job_id, row, self.config.queue_name)
 
     async def get_task_status(self, job_id: str) -> str | None:
         """Return the status value of a job the queue holds ('pending', ...), or None."""

@@ -14,7 +14,7 @@ import asyncio
 
 from aiormq.abc import AbstractChannel, DeliveredMessage
 
-from lexigram.contracts.tasks import Job, TaskDecodeError, decode_job, encode_job, make_poison_job
+from lexigram.contracts.tasks import POISON_JOB_NAME, Job, decode_or_poison, encode_job
 
 COPY_HEADER = "x-lexigram-copy"
 """Header of a re-published job: how many times it was published anew (none: 0).
@@ -119,20 +119,15 @@ class Delivery:
         headers = message.header.properties.headers or {}
         copy = headers.get(COPY_HEADER)
         self.copy: int = copy if isinstance(copy, int) and copy > 0 else 0
-        try:
-            job = decode_job(body)
-            self.envelope: str | None = body.decode()
-        except (TaskDecodeError, UnicodeDecodeError) as exc:
-            # UnicodeDecodeError: JSON the decoder read in another encoding (UTF-16), which
-            # no producer of ours writes; as poison it is dead-lettered, never left unacked.
-            ident = message.header.properties.message_id or f"undecodable-{self.tag}"
-            why = (
-                str(exc)
-                if isinstance(exc, TaskDecodeError)
-                else f"Job payload is not UTF-8 ({exc}); lexigram-tasks writes UTF-8 JSON."
-            )
-            job = make_poison_job(str(ident), body, why, queue_name=queue_name)
-            self.envelope = None
+        # Never raises for a bad body (one in another encoding than UTF-8 too), so a poison
+        # message is dead-lettered, never left unacked by a failed consumer callback.
+        ident = message.header.properties.message_id or f"undecodable-{self.tag}"
+        job = decode_or_poison(str(ident), body, queue_name=queue_name)
+        # A body that decoded is UTF-8 (`decode_job` reads nothing else): kept as text to
+        # record and re-publish. A poison job's record is its own encoding (`record`).
+        self.envelope: str | None = (
+            None if job.name == POISON_JOB_NAME else body.decode("utf-8-sig")
+        )
         # Quorum queues count deliveries (x-delivery-count); a classic queue only says
         # "redelivered", so such a delivery is re-published with its count raised
         # (`restamp`) and the count stays exact however often a job comes back.

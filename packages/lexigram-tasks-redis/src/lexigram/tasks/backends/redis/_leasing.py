@@ -8,23 +8,11 @@ an idle consumer between calls is `_waiting`'s; the loop around both is the queu
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from lexigram.contracts.tasks import (
-    BackendConnectionError,
-    Job,
-    JobStatus,
-    TaskDecodeError,
-    decode_job,
-    make_poison_job,
-)
+from lexigram.contracts.tasks import BackendConnectionError, Job, JobStatus, decode_or_poison
 from lexigram.tasks.backends.redis import _scripts as lua
-
-# Its records keep the logger of `_queue`, where this code was before, so that logging
-# configurations naming that logger still see them.
-logger = logging.getLogger("lexigram.tasks.backends.redis._queue")
 
 _SCAN_LIMIT = 1000  # delayed promotions / lease reclaims per dequeue call
 _OUTAGE_BUDGET = 1.0  # seconds a consumer waits on a dead server per call
@@ -35,7 +23,7 @@ class JobLeaser:
 
     Args:
         run: Runs a script on the queue's keys, with the queue's retries (its ``_run``).
-        queue_name: The queue's name, for log messages and the poison stand-in jobs.
+        queue_name: The queue's name, for the poison stand-in jobs.
         lease_ms: The lease of a job taken, in milliseconds.
     """
 
@@ -46,11 +34,9 @@ class JobLeaser:
 
     def _decode(self, raw_id: bytes, payload: bytes, deliveries: int, token: bytes) -> Job:
         job_id = raw_id.decode()
-        try:
-            job = decode_job(payload)
-        except TaskDecodeError as exc:
-            logger.warning("Job %s in queue %r is undecodable: %s", job_id, self._queue_name, exc)
-            job = make_poison_job(job_id, payload, str(exc), queue_name=self._queue_name)
+        # Never raises for a bad payload, so it cannot fail the rest of the batch; the
+        # worker logs the poison job once, when it dead-letters it.
+        job = decode_or_poison(job_id, payload, queue_name=self._queue_name)
         job.id = job_id
         job.delivery_count = deliveries
         job.status = JobStatus.RUNNING

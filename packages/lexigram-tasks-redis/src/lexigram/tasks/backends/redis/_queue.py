@@ -24,12 +24,10 @@ from lexigram.contracts.tasks import (
     ResultAcker,
     ResultStoreProtocol,
     TaskConfigurationError,
-    TaskDecodeError,
     TaskQueueError,
     TaskValidationError,
-    decode_job,
+    decode_or_poison,
     encode_job,
-    make_poison_job,
 )
 from lexigram.tasks.backends.redis import _scripts as lua
 from lexigram.tasks.backends.redis._batch import GroupCommit
@@ -514,10 +512,7 @@ class RedisTaskQueue:
         if not raw:
             return None
         payload, deliveries, leased = raw
-        try:
-            job = decode_job(payload)
-        except TaskDecodeError as exc:
-            job = make_poison_job(job_id, payload, str(exc), queue_name=self._queue_name)
+        job = decode_or_poison(job_id, payload, queue_name=self._queue_name)
         job.delivery_count = int(deliveries)
         if int(leased):
             job.status = JobStatus.RUNNING

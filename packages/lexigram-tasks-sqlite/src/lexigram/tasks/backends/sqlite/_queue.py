@@ -40,12 +40,10 @@ from lexigram.contracts.tasks import (
     JobStatus,
     Ok,
     Result,
-    TaskDecodeError,
     TaskQueueError,
     TaskValidationError,
-    decode_job,
+    decode_or_poison,
     encode_job,
-    make_poison_job,
     require_number,
 )
 from lexigram.tasks.backends.sqlite._calls import Missed
@@ -357,10 +355,8 @@ class SQLiteTaskQueue:
     def _jobs(self, taken: _Taken) -> list[Job]:
         jobs: list[Job] = []
         for job_id, payload, delivery_count in taken.rows:
-            try:
-                job = decode_job(payload)
-            except TaskDecodeError as exc:
-                job = make_poison_job(job_id, payload, str(exc), queue_name=self._queue_name)
+            # Never raises for a bad payload, so it cannot fail the rest of the batch.
+            job = decode_or_poison(job_id, payload, queue_name=self._queue_name)
             job.status = JobStatus.RUNNING
             job.delivery_count = delivery_count
             job.lease_token = taken.token
@@ -498,10 +494,7 @@ class SQLiteTaskQueue:
         if row is None:
             return None
         payload, delivery_count, leased, _ = row
-        try:
-            job = decode_job(payload)
-        except TaskDecodeError as exc:
-            job = make_poison_job(job_id, payload, str(exc), queue_name=queue)
+        job = decode_or_poison(job_id, payload, queue_name=queue)
         job.delivery_count = delivery_count
         if leased:
             job.status = JobStatus.RUNNING
