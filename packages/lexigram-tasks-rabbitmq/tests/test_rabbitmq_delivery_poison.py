@@ -63,3 +63,22 @@ def test_a_body_that_decodes_is_kept_as_its_text() -> None:
     assert delivery.envelope == body.decode()
     # A UTF-8 BOM (which the decoder skips) is not kept in the text either.
     assert _delivery(b"\xef\xbb\xbf" + body).envelope == body.decode()
+
+
+async def test_get_job_shows_a_recorded_envelope_that_does_not_decode_as_poison() -> None:
+    # No broker is reached: get_job reads the in-flight map, then the job-state store.
+    from lexigram.tasks.backends.rabbitmq import LocalStateStore, RabbitMQTaskQueue
+
+    store = LocalStateStore()
+    queue = RabbitMQTaskQueue("amqp://guest:guest@127.0.0.1:1/", "tasks", state_store=store)
+    states = queue._states
+    await states.admit("bad-wait", '{"not": "an envelope"}', 0.0)
+    await states.hand_out([("bad-run", "\u00ff{", False)], lease=30.0)
+    waiting = await queue.get_job("bad-wait")
+    running = await queue.get_job("bad-run")
+    assert waiting is not None
+    assert waiting.name == POISON_JOB_NAME
+    assert running is not None
+    assert running.name == POISON_JOB_NAME
+    assert (waiting.id, waiting.queue_name) == ("bad-wait", "tasks")
+    assert running.id == "bad-run"

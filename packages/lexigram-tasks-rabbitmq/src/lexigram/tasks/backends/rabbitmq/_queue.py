@@ -17,7 +17,7 @@ from lexigram.contracts.tasks import (
     JobStatus,
     Result,
     TaskQueueError,
-    decode_job,
+    decode_or_poison,
     parse_options,
 )
 from lexigram.tasks.backends.rabbitmq._cancel import announce, follow_cancellations
@@ -475,11 +475,15 @@ class RabbitMQTaskQueue:
             return Job.from_dict(delivery.job.to_dict())
         running = await self._states.running_envelope(job_id)
         if running is not None:
-            job = decode_job(running)
+            job = decode_or_poison(job_id, running, queue_name=self.queue_name)
             job.status = JobStatus.RUNNING
             return job
         waiting = await self._states.waiting_envelope(job_id)
-        return None if waiting is None else decode_job(waiting)
+        return (
+            None
+            if waiting is None
+            else decode_or_poison(job_id, waiting, queue_name=self.queue_name)
+        )
 
     async def delete_job(self, job_id: str) -> bool:
         """Delete a waiting or running job; it is never delivered again.
