@@ -24,6 +24,7 @@ from lexigram.tasks._presence import worker_identity
 from lexigram.tasks.admin import dead_letter_row
 from lexigram.tasks.backends.memory import MemoryTaskQueue
 from lexigram.tasks.config import RetryConfig, TaskWorkerConfig
+from lexigram.tasks.decorators import task
 from lexigram.tasks.dlq import DeadLetterQueue, PersistentDeadLetterQueue
 from lexigram.tasks.execution import TaskWorker, TaskWorkerServices
 from lexigram.tasks.results import InMemoryResultStore
@@ -566,3 +567,160 @@ async def test_a_multi_line_error_is_logged_on_one_line(caplog: pytest.LogCaptur
     record = dlq.get(job.id)
     assert record is not None
     assert "first line\nERROR forged record" in record.error  # the record keeps it as it was
+
+
+# -- a CancelledError the handler raises itself ---------------------------------------
+
+OWN_CANCEL = "CancelledError: the handler raised CancelledError without the worker cancelling it"
+
+
+async def leaks_an_inner_cancellation() -> None:
+    """What a library can do: await an inner task that was cancelled, and let it out."""
+    inner = asyncio.create_task(asyncio.sleep(10))
+    await asyncio.sleep(0)
+    inner.cancel()
+    await inner
+
+
+async def raises_cancelled_error() -> None:
+    msg = "upstream gave up"
+    raise asyncio.CancelledError(msg)
+
+
+def sync_raises_cancelled_error() -> None:
+    raise asyncio.CancelledError
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [leaks_an_inner_cancellation, raises_cancelled_error, sync_raises_cancelled_error],
+    ids=lambda h: h.__name__,
+)
+async def test_a_cancelled_error_the_handler_raises_itself_fails_the_attempt(handler: Any) -> None:
+    """Retried, then dead-lettered like any exception: not released as a stopped run.
+
+    The worker cancelled nothing (no stop, cancel, timeout or lost lease), so this is no
+    interruption: released, the job came back five times and then read as a crash loop.
+    """
+    queue = RecordingQueue()
+    worker, hooks, dlq = make_worker(queue, {"leaky": handler})
+    job = Job(name="leaky", max_retries=2)
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+    await alive(worker, queue, hooks)
+    await worker.stop()
+
+    record = dlq.get(job.id)
+    assert record is not None
+    assert record.error.startswith(OWN_CANCEL)
+    assert record.metadata["reason"] == "max_retries"
+    assert record.attempt_count == 3
+    assert record.traceback is not None
+    assert handler.__name__ in record.traceback
+    assert len(queue.retry_delays) == 2  # retried by the retry policy, with backoff
+    stats = worker.get_stats()
+    assert (stats.jobs_retried, stats.jobs_dead_lettered) == (2, 1)
+    assert (stats.jobs_released, stats.jobs_cancelled, stats.jobs_lost) == (0, 0, 0)
+    assert await queue.count("tasks") == 0
+
+
+async def test_a_cancelled_error_the_handler_raises_keeps_its_message() -> None:
+    queue = MemoryTaskQueue()
+    record = await dead_letter_of(queue, "leaky", raises_cancelled_error, max_retries=0)
+    assert record.error.startswith(OWN_CANCEL)
+    assert "so this attempt failed (its message: upstream gave up)." in record.error
+
+
+async def test_a_cancelled_error_the_handler_raises_follows_the_tasks_retry_options() -> None:
+    # dont_retry_on names it: dead-lettered at once, as for any exception it names.
+    queue = RecordingQueue()
+    handler = task(name="leaky", dont_retry_on=(asyncio.CancelledError,))(raises_cancelled_error)
+    record = await dead_letter_of(queue, "leaky", handler, max_retries=5)
+    assert record.metadata["reason"] == "not_retried"
+    assert record.error.startswith(OWN_CANCEL)
+    assert queue.retry_delays == []
+
+
+async def test_a_timeout_stays_a_timeout_when_the_handler_raises_a_new_cancelled_error() -> None:
+    """The worker did cancel it: its reason wins over whichever CancelledError comes out."""
+    queue = MemoryTaskQueue()
+
+    async def rewraps() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            msg = "cleaned up"
+            raise asyncio.CancelledError(msg) from None
+
+    worker, hooks, dlq = make_worker(queue, {"rewraps": rewraps})
+    job = Job(name="rewraps", timeout=0.05, max_retries=0)
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+    await alive(worker, queue, hooks)
+    await worker.stop()
+    record = dlq.get(job.id)
+    assert record is not None
+    assert record.error.startswith("TaskTimeoutError")
+
+
+async def test_a_stop_still_releases_a_job_whose_handler_raises_a_new_cancelled_error() -> None:
+    queue = MemoryTaskQueue()
+    entered = asyncio.Event()
+
+    async def rewraps() -> None:
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise asyncio.CancelledError from None
+
+    worker, _, dlq = make_worker(queue, {"rewraps": rewraps})
+    job = Job(name="rewraps", max_retries=3)
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await asyncio.wait_for(entered.wait(), 5)
+    await worker.stop()
+    assert dlq.get(job.id) is None
+    assert worker.stats.jobs_released == 1
+    assert worker.stats.jobs_retried == 0
+    waiting = await queue.get_job(job.id)
+    assert waiting is not None
+    assert (waiting.status, waiting.retry_count) == (JobStatus.PENDING, 0)
+
+
+async def test_an_outside_cancel_of_the_jobs_task_still_propagates() -> None:
+    """A cancel request on the job's task (loop shutdown) is no handler failure."""
+    queue = MemoryTaskQueue()
+    entered: list[int] = []
+    changed = asyncio.Event()
+
+    async def waits() -> None:
+        entered.append(1)
+        changed.set()
+        await asyncio.Event().wait()
+
+    async def wait_entered(count: int) -> None:
+        async with asyncio.timeout(5):
+            while len(entered) < count:
+                changed.clear()
+                await changed.wait()
+
+    worker, _, dlq = make_worker(queue, {"waits": waits})
+    job = Job(name="waits", max_retries=3)
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await wait_entered(1)
+    running = worker._in_flight[job.id].task
+    assert running is not None
+    running.cancel()  # e.g. the event loop shutting down
+    await asyncio.wait({running})
+    assert running.cancelled()  # propagated, not settled as the handler's failure
+    await wait_entered(2)  # released: the worker took it again
+    await worker.stop()
+    assert dlq.get(job.id) is None
+    assert (worker.stats.jobs_released, worker.stats.jobs_retried) == (2, 0)
+    waiting = await queue.get_job(job.id)
+    assert waiting is not None
+    assert (waiting.status, waiting.retry_count) == (JobStatus.PENDING, 0)

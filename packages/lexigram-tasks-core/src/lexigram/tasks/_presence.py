@@ -208,8 +208,9 @@ class WorkerPresence:
             # Attempts that ended, and the same attempts by outcome (they add up to it).
             "processed": totals.processed,
             **totals.outcome_counts(),
-            # Failed attempts (retried + dead_lettered): kept for readers of older
-            # records, such as the dashboard's workers table.
+            # Failed attempts (retried + dead_lettered): kept for scripts that read it
+            # (`inspect --json`). No view shows it: `inspect` and the dashboard show the
+            # outcomes above, which say which failure each count is.
             "failed": totals.failed,
             "in_flight": totals.in_flight,
             "running": running_jobs(pools),

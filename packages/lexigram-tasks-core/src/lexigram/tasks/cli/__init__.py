@@ -25,6 +25,7 @@ from lexigram.tasks.cli._errors import (
     HardStop,
     aborted,
     debug_requested,
+    holding_backend_errors,
     report,
 )
 
@@ -106,18 +107,27 @@ class _Group(click.Group):
         **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
-        try:
-            result = super().main(
-                argv, prog_name or "lexigram-tasks", complete_var, standalone_mode=False, **extra
-            )
-        except SystemExit:
-            raise
-        except click.exceptions.Abort as exc:
-            code = aborted(exc, argv, debug=debug_requested(argv))
-        except BaseException as exc:
-            code = report(exc, argv, debug=debug_requested(argv))
-        else:
-            code = result if isinstance(result, int) else 0
+        # A finding that a backend cannot be built waits for the command's end: when
+        # the command fails with it, its error line is the one report (not two).
+        with holding_backend_errors() as held:
+            try:
+                result = super().main(
+                    argv,
+                    prog_name or "lexigram-tasks",
+                    complete_var,
+                    standalone_mode=False,
+                    **extra,
+                )
+            except SystemExit:
+                raise
+            except click.exceptions.Abort as exc:
+                held.release()
+                code = aborted(exc, argv, debug=debug_requested(argv))
+            except BaseException as exc:
+                held.release(exc)
+                code = report(exc, argv, debug=debug_requested(argv))
+            else:
+                code = result if isinstance(result, int) else 0
         if standalone_mode:
             sys.exit(code)
         return code

@@ -9,10 +9,12 @@ how to get the traceback.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import click
 
@@ -100,6 +102,104 @@ def message_for(exc: BaseException) -> str:
         # A config error lists one problem per line; keep the lines, mask each.
         return "\n".join(one_line(line) for line in text.splitlines() if line.strip())
     return ""
+
+
+# Where `report_config_issues` logs the configuration's findings (lexigram.tasks.di._stack).
+_FINDINGS_LOGGER = "lexigram.tasks.di._stack"
+
+
+class BackendErrorHold(logging.Filter):
+    """Holds back the logged findings that a configured backend cannot be built.
+
+    `report_config_issues` logs what the configuration's checks find, for library users
+    as much as for commands; a *blocking* finding (the backend's type is not installed,
+    or its URL's scheme is served by none) is then raised by whoever builds that
+    backend. A command that builds it ends with that error as its ``error:`` line, so the
+    finding logged before would print the same problem twice. The ``error:`` line is the
+    one kept: it is every command's one line for a user error (exit code 2), it names the
+    variable a value came from, and a command whose logging is off prints it too.
+
+    So while a command runs, a blocking finding is held instead of logged (`filter`),
+    and `release` then drops it when the command's error repeats it, or logs it, where
+    and as it would have been, in any other case: the command failed otherwise, or it
+    goes on without building that backend (`release` runs as a command starts its event
+    loop, and when it ends). Outside the command line nothing is held.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[tuple[logging.LogRecord, list[logging.Handler]]] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Hold a blocking finding (with the handlers it would reach now); pass the rest."""
+        issue = getattr(record, "config_issue", None)
+        if issue is None or not getattr(issue, "blocking", False):
+            return True
+        self.held.append((record, _handlers_of(record.name)))
+        return False
+
+    def release(self, error: BaseException | None = None) -> None:
+        """Log the held findings, except those that `error`'s message repeats."""
+        held, self.held = self.held, []
+        said = message_for(error) if error is not None else ""
+        for record, handlers in held:
+            if said and _repeats(said, getattr(record, "config_issue", None)):
+                continue
+            for handler in handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+
+
+_hold: BackendErrorHold | None = None
+
+
+@contextmanager
+def holding_backend_errors() -> Iterator[BackendErrorHold]:
+    """Hold blocking configuration findings while a command runs (see `BackendErrorHold`).
+
+    The caller releases them, with the error that ended the command if one did.
+    """
+    global _hold  # noqa: PLW0603 - the running command's, for `release_held`
+    hold = BackendErrorHold()
+    findings = logging.getLogger(_FINDINGS_LOGGER)
+    findings.addFilter(hold)
+    outer, _hold = _hold, hold
+    try:
+        yield hold
+    finally:
+        _hold = outer
+        findings.removeFilter(hold)
+        hold.release()  # whatever the caller left: never lost
+
+
+def release_held() -> None:
+    """Log the findings held so far: the command goes on (it starts its event loop).
+
+    A command raises a blocking finding as it resolves its backend, before it runs
+    anything; one still held once it runs is about a backend it does not build.
+    """
+    if _hold is not None:
+        _hold.release()
+
+
+def _repeats(message: str, issue: object) -> bool:
+    """Whether the command's error `message` reports `issue` (it names the same field)."""
+    prefix = f"{getattr(issue, 'field', '')} = "
+    return any(line.startswith(prefix) for line in message.splitlines())
+
+
+def _handlers_of(name: str) -> list[logging.Handler]:
+    """The handlers a record of logger `name` reaches now (as `Logger.callHandlers`)."""
+    found: list[logging.Handler] = []
+    logger: logging.Logger | None = logging.getLogger(name)
+    while logger is not None:
+        found.extend(logger.handlers)
+        if not logger.propagate:
+            break
+        logger = logger.parent
+    if not found and logging.lastResort is not None:
+        found.append(logging.lastResort)
+    return found
 
 
 def _command_path(args: Sequence[str]) -> str:

@@ -22,6 +22,8 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from lexigram.tasks.cli._errors import release_held
+
 _T = TypeVar("_T")
 
 # `select()` takes descriptors below FD_SETSIZE only; an epoll descriptor above it (a
@@ -55,6 +57,11 @@ else:
 
 
 def run_async(main: Coroutine[Any, Any, _T]) -> _T:
-    """Run `main` to completion on a new loop of `new_event_loop()`, as `asyncio.run` does."""
+    """Run `main` to completion on a new loop of `new_event_loop()`, as `asyncio.run` does.
+
+    The command goes on past its configuration here: the findings held back until its
+    error would have reported them are logged now (`release_held`).
+    """
+    release_held()
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(main)

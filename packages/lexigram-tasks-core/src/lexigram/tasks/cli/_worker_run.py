@@ -29,7 +29,7 @@ from lexigram.tasks.cli._context import (
     refuse_disabled,
     resolve_spec,
 )
-from lexigram.tasks.cli._errors import HARD_STOP_EXIT_CODE, HardStop
+from lexigram.tasks.cli._errors import HARD_STOP_EXIT_CODE, HardStop, release_held
 from lexigram.tasks.cli._event_loop import run_async
 from lexigram.tasks.cli._metrics import (
     publish_to_supervisor,
@@ -80,7 +80,17 @@ def run_worker(options: WorkerOptions, *, supervised: bool, collect: bool = True
         setup_logging(level)
         app = load_app(options.app)  # fail here, once, rather than in every child
         options = _with_default_backend(options, app)  # the children get it as --backend
-        settings = worker_settings(_enabled_config(options, app, report=True))
+        config = _enabled_config(options, app, report=True)
+        # As the APP: a backend that cannot be built fails here, once (one error line),
+        # rather than in every child. Only resolved: the children connect.
+        resolve_spec(
+            config,
+            options.backend,
+            check_queue_option(options.queues[0]) if options.queues else None,
+            connect_timeout=options.connect_timeout,
+        )
+        release_held()  # what is left is about a backend the children report, if they build it
+        settings = worker_settings(config)
         # Here, not at the top: a worker that supervises no children never needs it.
         from lexigram.tasks.cli._supervisor import Supervisor  # noqa: PLC0415
 

@@ -93,6 +93,9 @@ class ConfigIssue:
         severity: ``"error"`` (must fix before deploying), ``"warning"`` or ``"info"``.
         message: What is wrong, as a sentence.
         fix: What to do, as a sentence.
+        blocking: The backend cannot be built at all (its type is not installed, or its
+            URL's scheme is served by none): whoever builds it (`TaskProvider`, a
+            ``lexigram-tasks`` command) raises this same problem as an error.
     """
 
     field: str
@@ -100,6 +103,7 @@ class ConfigIssue:
     severity: Severity
     message: str
     fix: str
+    blocking: bool = False
 
     def __str__(self) -> str:
         return f"[{self.severity}] {self.field} = {self.value}: {self.message} {self.fix}"
@@ -202,6 +206,7 @@ def _check_backend(
             severity="error",
             message=str(exc),
             fix="No backend can be built from this configuration until it is fixed.",
+            blocking=True,
         )
         return
     installed = registry.available_backends() if registry is not None else available_backends()
@@ -215,6 +220,7 @@ def _check_backend(
                 f"{', '.join(map(repr, installed)) or 'none'})."
             ),
             fix=missing_backend_fix(backend_type),
+            blocking=True,
         )
     if strict_env and backend_type in installed and _is_process_local(backend_type, registry):
         what = "in-memory" if backend_type == BACKEND_MEMORY else f"process-local {backend_type}"

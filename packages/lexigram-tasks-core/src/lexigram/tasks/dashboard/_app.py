@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from lexigram.contracts.tasks import TaskQueueError
+from lexigram.tasks._presence import OUTCOMES
 from lexigram.tasks.admin import OperationError
 from lexigram.tasks.cli._output import ago, when
 from lexigram.tasks.dashboard._backend import DashboardBackend
@@ -63,6 +64,8 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # The workers table's columns: a worker's attempts by outcome, as `inspect` shows them.
+    env.globals["outcomes"] = OUTCOMES
     env.filters["when"] = when
     env.filters["ago"] = lambda t: ago(float(t)) if t else "-"
     env.filters["json"] = lambda v: json.dumps(v, indent=2, default=str, sort_keys=True)

@@ -457,7 +457,11 @@ def report_config_issues(
     for issue in config.validate_for_environment(registry=registry):
         if replaced is not None and issue.field.startswith(replaced + "."):
             continue
-        logger.log(levels[issue.severity], "Task configuration: %s", issue)
+        # The finding rides on its record: the command line holds back a blocking one,
+        # which its error line reports (`lexigram.tasks.cli._errors.BackendErrorHold`).
+        logger.log(
+            levels[issue.severity], "Task configuration: %s", issue, extra={"config_issue": issue}
+        )
 
 
 def worker_settings(config: TaskConfig | None) -> AnyWorkerSettings:

@@ -191,7 +191,13 @@ class JobRunner:
                 pass  # back in the queue for later: not an attempt, nothing to settle
             except asyncio.CancelledError as exc:
                 entry.settling = True
-                await self.settler.cancelled(entry, exc, started)
+                if entry.reason is None and not _cancel_requested():
+                    # Neither the worker (no reason) nor anyone else (no cancel request
+                    # on this task) cancelled it: the handler raised it itself (a
+                    # cancelled inner task's leaked out), a failure like any exception.
+                    await self.settler.errored(entry, exc, started)
+                else:
+                    await self.settler.cancelled(entry, exc, started)
             except BaseException as exc:
                 entry.settling = True
                 if entry.reason is not None:  # cancelled by the worker, re-raised as another
@@ -339,6 +345,12 @@ class JobRunner:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+
+def _cancel_requested() -> bool:
+    """Whether this task was cancelled (``task.cancel()``) and has not uncancelled it."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 _busy_lock = threading.Lock()

@@ -279,10 +279,19 @@ class Settler:
             )
 
     async def errored(self, entry: Running, exc: BaseException, started: float) -> None:
+        """The attempt failed: retry it or dead-letter the job.
+
+        `exc` is what the handler raised; an `asyncio.CancelledError` here is one the
+        handler raised itself, the worker having cancelled nothing (see `JobRunner.run`).
+        """
         if isinstance(exc, Unrunnable):
             await self._dead_letter(entry, exc.error, None, exc.reason, started)
             return
-        await self._failed(entry, exc, describe(exc), _format(exc), started)
+        if isinstance(exc, asyncio.CancelledError):
+            error = handler_cancellation_error(exc)
+        else:
+            error = describe(exc)
+        await self._failed(entry, exc, error, _format(exc), started)
 
     async def _failed(
         self, entry: Running, exc: BaseException, error: str, tb: str, started: float
@@ -676,6 +685,24 @@ def _workflows() -> Any:
     from lexigram.tasks.workflows import _advance  # noqa: PLC0415
 
     return _advance
+
+
+def handler_cancellation_error(exc: BaseException) -> str:
+    """The error of an attempt whose handler raised `asyncio.CancelledError` itself.
+
+    Not a stop, a cancel, a timeout or a lost lease (those are the worker's, and end the
+    job their own way): most often an inner task or call that was cancelled let its
+    `CancelledError` out of the handler. It fails the attempt like any exception.
+    """
+    name = type(exc).__name__
+    detail = describe(exc).partition(": ")[2]
+    told = f" (its message: {detail})" if detail else ""
+    return (
+        f"{name}: the handler raised {name} without the worker cancelling it (no stop, "
+        f"cancel, timeout or lost lease), so this attempt failed{told}. An inner task or "
+        "call that was cancelled probably let its CancelledError out of the handler: catch "
+        "it there, or raise another exception."
+    )
 
 
 def _format(exc: BaseException) -> str:
