@@ -307,3 +307,22 @@ def connect_failure(
         )
         reason = "connect_failed"
     return BackendConnectionError(msg, details={"backend": "rabbitmq", "reason": reason})
+
+
+# The causes a retry cannot fix: the broker answers, and turns the URL's login or virtual
+# host away. Said as `connect_failure` says them, never as "unreachable".
+_REFUSALS = frozenset({"access_refused", "vhost_refused"})
+
+
+def broker_refusal(exc: BaseException, attempt: ConnectAttempt) -> str | None:
+    """`connect_failure`'s message when `exc` is the broker refusing the login or virtual host.
+
+    A robust connection that keeps failing that way reports it in these words (what to fix
+    in the URL) instead of calling the broker unreachable.
+
+    Returns:
+        The message, or None for any other failure (a lost or refused TCP connection, a
+        timeout, TLS): an outage, worth waiting out.
+    """
+    error = connect_failure(exc, attempt, tcp_open=None)
+    return str(error) if error.details.get("reason") in _REFUSALS else None
