@@ -95,16 +95,6 @@ async def test_pipeline_passes_resolved_arguments() -> None:
     assert seen == [((1,), {"a": 2}), ((1, "svc"), {"a": 3})]
 
 
-async def test_pipeline_lets_cancellation_through() -> None:
-    pipeline = TaskMiddlewarePipeline()
-
-    async def handler() -> None:
-        raise asyncio.CancelledError
-
-    with pytest.raises(asyncio.CancelledError):
-        await pipeline.execute(Job(name="x"), handler)
-
-
 async def test_metrics_middleware_collects_per_task_stats() -> None:
     metrics = MetricsMiddleware()
     pipeline = TaskMiddlewarePipeline()
@@ -303,6 +293,68 @@ async def test_a_job_cancelled_in_a_worker_is_not_reported_as_a_failure() -> Non
     running = asyncio.create_task(pipeline.run(ctx, waits, (), {}))
     await started.wait()
     running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert log == ["t.before"]
+
+
+async def test_every_on_error_hears_of_a_cancelled_error_the_handler_raises_in_a_worker() -> None:
+    """The worker fails the attempt (nothing cancelled it), and error middleware sees it."""
+    log: list[str] = []
+    pipeline = TaskMiddlewarePipeline()
+    pipeline.add(Tracing("t", log))
+
+    async def leaky() -> None:
+        inner = asyncio.create_task(asyncio.sleep(10))
+        await asyncio.sleep(0)
+        inner.cancel()
+        await inner  # a cancelled inner task's error, let out
+
+    queue = MemoryTaskQueue()
+    hooks = HookRecorder()
+    dlq = DeadLetterQueue()
+    worker = TaskWorker(
+        "w1",
+        queue,
+        {"leaky": leaky},
+        services=TaskWorkerServices(hooks=hooks, dead_letter_queue=dlq),
+        middleware_pipeline=pipeline,
+    )
+    job = Job(name="leaky", max_retries=0)
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+    await worker.stop()
+    record = dlq.get(job.id)
+    assert record is not None
+    assert record.error.startswith("CancelledError")
+    assert log == ["t.before", "t.error:CancelledError"]
+
+
+async def test_execute_fails_on_the_handlers_own_cancelled_error_and_passes_a_cancel_on() -> None:
+    log: list[str] = []
+    pipeline = TaskMiddlewarePipeline()
+    pipeline.add(Tracing("t", log))
+
+    async def gives_up() -> None:
+        msg = "upstream gave up"
+        raise asyncio.CancelledError(msg)
+
+    result = await pipeline.execute(Job(name="gives_up"), gives_up)
+    assert not result.success
+    assert result.error == "CancelledError: upstream gave up"
+    assert log == ["t.before", "t.error:CancelledError"]
+
+    log.clear()
+    started = asyncio.Event()
+
+    async def waits() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    running = asyncio.ensure_future(pipeline.execute(Job(name="waits"), waits))
+    await started.wait()
+    running.cancel()  # a cancel from outside: not the handler's failure
     with pytest.raises(asyncio.CancelledError):
         await running
     assert log == ["t.before"]

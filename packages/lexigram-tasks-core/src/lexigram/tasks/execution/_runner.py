@@ -53,6 +53,7 @@ from lexigram.tasks.execution._running import (
 )
 from lexigram.tasks.execution._settle import Settler
 from lexigram.tasks.middleware import TaskExecutionContext, TaskMiddlewarePipeline
+from lexigram.tasks.middleware._base import raised_by_handler
 
 if TYPE_CHECKING:
     from lexigram.tasks._worker_settings import AnyWorkerSettings
@@ -191,10 +192,9 @@ class JobRunner:
                 pass  # back in the queue for later: not an attempt, nothing to settle
             except asyncio.CancelledError as exc:
                 entry.settling = True
-                if entry.reason is None and not _cancel_requested():
-                    # Neither the worker (no reason) nor anyone else (no cancel request
-                    # on this task) cancelled it: the handler raised it itself (a
-                    # cancelled inner task's leaked out), a failure like any exception.
+                if raised_by_handler(entry.interrupted):
+                    # Neither the worker nor anyone else cancelled it: the handler raised
+                    # it itself (a cancelled inner task's leaked out), a failure like any.
                     await self.settler.errored(entry, exc, started)
                 else:
                     await self.settler.cancelled(entry, exc, started)
@@ -238,6 +238,7 @@ class JobRunner:
             timeout_explicit=explicit is not None,
             deadline_setter=functools.partial(self._set_timeout, entry),
             timed_out=lambda: entry.reason == TIMEOUT,
+            interrupted=entry.interrupted,
         )
         try:
             args, kwargs = await resolve_arguments(
@@ -345,12 +346,6 @@ class JobRunner:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-
-
-def _cancel_requested() -> bool:
-    """Whether this task was cancelled (``task.cancel()``) and has not uncancelled it."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 _busy_lock = threading.Lock()

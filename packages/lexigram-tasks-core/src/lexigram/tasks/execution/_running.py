@@ -76,6 +76,10 @@ class Running:
         # change in place: a retry or a dead letter carries these (see `pristine_copy`).
         self.pristine: tuple[tuple[Any, ...], dict[str, Any]] | None = None
 
+    def interrupted(self) -> bool:
+        """Whether the worker is stopping this attempt (`reason` is set: stop, cancel, ...)."""
+        return self.reason is not None
+
 
 _SCALARS = frozenset((str, int, float, bool, type(None)))
 

@@ -48,6 +48,9 @@ class TaskExecutionContext:
     timed_out: Callable[[], bool] | None = field(default=None, repr=False)
     """Whether the attempt's handler is being stopped because its timeout ran out
     (set by whoever enforces the timeout: the worker, or `TaskMiddlewarePipeline.execute`)."""
+    interrupted: Callable[[], bool] | None = field(default=None, repr=False)
+    """Whether the worker is stopping the attempt (its stop, a cancel, its timeout, a lost
+    lease); None outside a worker. See `raised_by_handler`."""
 
     def set_timeout(self, seconds: float) -> None:
         """Set this attempt's timeout to `seconds`, counted from the attempt's start.
@@ -93,6 +96,21 @@ async def call_handler(handler: Any, args: Sequence[Any], kwargs: dict[str, Any]
     if inspect.isawaitable(result):
         return await result
     return result
+
+
+def raised_by_handler(interrupted: Callable[[], bool] | None) -> bool:
+    """Whether a `CancelledError` caught around a handler is the handler's own failure.
+
+    It is when nothing cancelled the attempt: the worker did not interrupt it
+    (`interrupted`, when a worker runs it) and no ``cancel()`` of the running task is
+    pending. That is a cancelled inner task's error let out, say, and fails the attempt
+    like any exception; any other cancellation propagates as one. The worker's runner and
+    the middleware pipeline both decide with this.
+    """
+    if interrupted is not None and interrupted():
+        return False
+    task = asyncio.current_task()
+    return task is None or task.cancelling() == 0
 
 
 class TaskMiddlewarePipeline:
@@ -148,11 +166,14 @@ class TaskMiddlewarePipeline:
             for middleware in self.middlewares:
                 await middleware.before_execute(ctx)
             data = await call_handler(handler, args, kwargs)
-        except asyncio.CancelledError:
-            # A timeout is a failure like any other, and reported as one; any other
-            # cancellation (a stop, a cancelled job, a lost lease) is not a failure.
+        except asyncio.CancelledError as exc:
+            # A timeout is a failure like any other, and reported as one, and so is a
+            # CancelledError the handler raised itself; any other cancellation (a stop,
+            # a cancelled job, a lost lease) is not a failure.
             if ctx.timed_out is not None and ctx.timed_out():
                 await self._failed(ctx, started, timeout_error(ctx.job, ctx.timeout))
+            elif raised_by_handler(ctx.interrupted):
+                await self._failed(ctx, started, exc)
             raise
         except BaseException as exc:
             await self._failed(ctx, started, exc)
@@ -232,8 +253,10 @@ class TaskMiddlewarePipeline:
     ) -> JobResult:
         try:
             await self.run(ctx, handler, args, kwargs)
-        except asyncio.CancelledError:
-            raise
+        except asyncio.CancelledError as exc:
+            if not raised_by_handler(ctx.interrupted):
+                raise
+            ctx.metadata[TRACEBACK_KEY] = "".join(traceback.format_exception(exc))
         except BaseException as exc:
             ctx.metadata[TRACEBACK_KEY] = "".join(traceback.format_exception(exc))
         assert ctx.result is not None  # noqa: S101 - run() always sets it
