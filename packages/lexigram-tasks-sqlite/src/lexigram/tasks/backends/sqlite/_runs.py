@@ -37,6 +37,21 @@ def _steps_of(conn: sqlite3.Connection, workflow_id: str) -> list[Any]:
     ).fetchall()
 
 
+def listing_sql(*, filtered: bool) -> str:
+    """The query of `list_runs`: its parameters are the status when `filtered`, then the limit.
+
+    rowid breaks ties of ``created_at`` (runs created at the same instant, the latest
+    first); an index entry ends with the rowid, so the indexes of schema version 7
+    (``lexigram_workflow_runs_created``, ``lexigram_workflow_runs_status``) give this
+    order without a sort.
+    """
+    where = "WHERE status = ? " if filtered else ""
+    return (
+        f"SELECT {_RUN_COLUMNS} FROM lexigram_workflow_runs {where}"  # noqa: S608 - fixed names
+        "ORDER BY created_at DESC, rowid DESC LIMIT ?"
+    )
+
+
 def _run_dict(row: Any, rows: list[Any]) -> dict[str, Any]:
     """A run as `load_run` returns it, from its ``_RUN_COLUMNS`` row and its step rows."""
     workflow_id, definition, status, result, error, created, updated, failer = row
@@ -218,21 +233,17 @@ class SQLiteWorkflowRuns(SQLiteStore):
     ) -> list[dict[str, Any]]:
         """Return at most `limit` runs, newest first, each as `load_run` returns it.
 
-        The runs table has no index on ``created_at``: each call sorts the table (or
-        the runs in `status`), as the rare listing reads of the other stores do.
+        The runs come from a backward walk of an index on ``created_at`` (on
+        ``(status, created_at)`` with `status`) that stops after `limit` rows, so a
+        page costs its own runs and their steps, however many runs the file holds.
         """
         if limit < 1:
             return []
-        where = "" if status is None else "WHERE status = ?"
+        sql = listing_sql(filtered=status is not None)
         params = () if status is None else (WorkflowStatus(status).value,)
 
         def run(conn: sqlite3.Connection) -> list[tuple[Any, list[Any]]]:
-            # rowid breaks ties: runs created at the same instant, the latest first.
-            rows = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM lexigram_workflow_runs {where} "  # noqa: S608 - fixed names
-                "ORDER BY created_at DESC, rowid DESC LIMIT ?",
-                (*params, limit),
-            ).fetchall()
+            rows = conn.execute(sql, (*params, limit)).fetchall()
             return [(row, _steps_of(conn, row[0])) for row in rows]
 
         found = await self._db.call(run, write=False, what="list workflow runs")

@@ -152,6 +152,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # was acquired again, which for a key naming one job may be never.
         "CREATE INDEX IF NOT EXISTS lexigram_locks_expiry ON lexigram_locks (expires_at)",
     ),
+    (
+        # `list_runs` (the dashboard, `lexigram-tasks workflow list`) read and sorted every
+        # run for each page it showed, and runs stay until deleted. An index entry holds
+        # the rowid after its columns, so a backward walk of these gives the listing's
+        # order (newest first, the latest rowid first among equal times) and stops at
+        # `limit`: one for every run, one for the runs in one status.
+        (
+            "CREATE INDEX IF NOT EXISTS lexigram_workflow_runs_created "
+            "ON lexigram_workflow_runs (created_at)"
+        ),
+        (
+            "CREATE INDEX IF NOT EXISTS lexigram_workflow_runs_status "
+            "ON lexigram_workflow_runs (status, created_at)"
+        ),
+    ),
 )
 """Migration N (1-based) is ``MIGRATIONS[N - 1]``; never edit one that shipped."""
 
