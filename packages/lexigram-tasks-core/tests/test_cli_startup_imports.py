@@ -148,6 +148,10 @@ def test_a_worker_logging_to_a_pipe_loads_neither_rich_nor_yaml(tmp_path: Path) 
     assert _under(loaded, NOT_UNLESS_CONFIGURED) == []
     # Its backend is found from the entry points' files, not through importlib.metadata.
     assert _under(loaded, ("importlib.metadata", "email")) == []
+    # With the OpenTelemetry API installed (as here) and no tracer provider set, the
+    # tracing observer is there but the API is never imported.
+    # (Looking the API up imports its namespace package, which runs no code.)
+    assert [m for m in _under(loaded, ("opentelemetry",)) if m != "opentelemetry"] == []
 
 
 def test_resolving_another_backends_url_imports_not_the_memory_backend() -> None:

@@ -21,11 +21,14 @@ in the configuration keeps a worker from starting consumer spans.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import Token
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from lexigram.tasks._presence import worker_identity
@@ -44,27 +47,51 @@ from lexigram.tasks.events import (
 if TYPE_CHECKING:
     from lexigram.contracts.tasks import Job
 
-try:
-    from opentelemetry import context as otel_context
-    from opentelemetry import propagate, trace
-    from opentelemetry.environment_variables import OTEL_PYTHON_TRACER_PROVIDER
-    from opentelemetry.trace import (
-        NoOpTracerProvider,
-        ProxyTracerProvider,
-        SpanKind,
-        StatusCode,
-        TracerProvider,
-    )
 
-    _AVAILABLE = True
-    # The API module's global provider (None until one is set), read on every job.
-    _HAS_GLOBAL = hasattr(trace, "_TRACER_PROVIDER")
-    # A provider named in the environment is loaded by the API on its first call.
-    _PROVIDER_FROM_ENV = OTEL_PYTHON_TRACER_PROVIDER in os.environ
-except ImportError:  # the optional extra is not installed: tracing is off
-    _AVAILABLE = False
-    _HAS_GLOBAL = False
-    _PROVIDER_FROM_ENV = False
+def _api_installed() -> bool:
+    """Whether ``opentelemetry-api`` is installed, found without importing it."""
+    try:
+        return importlib.util.find_spec("opentelemetry.trace") is not None
+    except (ImportError, ValueError):  # no ``opentelemetry`` package at all
+        return False
+
+
+_AVAILABLE = _api_installed()
+# A provider named in the environment is loaded by the API on its first call. (The name
+# of the API's `OTEL_PYTHON_TRACER_PROVIDER` variable, read without importing the API.)
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+_TRACE_MODULE = "opentelemetry.trace"
+
+# The API's modules and names, imported when the first span is to be made, not by every
+# process that merely has the API installed (it cost a PostgreSQL worker's start 6 ms).
+_api: Any = None
+
+
+def _otel() -> Any:
+    """The OpenTelemetry API's modules and names this module uses (imported once)."""
+    global _api  # noqa: PLW0603 - the one lazily filled namespace of the module
+    if _api is None:
+        from opentelemetry import context, propagate, trace  # noqa: PLC0415 - see _api
+        from opentelemetry.trace import (  # noqa: PLC0415
+            NoOpTracerProvider,
+            ProxyTracerProvider,
+            SpanKind,
+            StatusCode,
+            TracerProvider,
+        )
+
+        _api = SimpleNamespace(
+            context=context,
+            propagate=propagate,
+            trace=trace,
+            NoOpTracerProvider=NoOpTracerProvider,
+            ProxyTracerProvider=ProxyTracerProvider,
+            SpanKind=SpanKind,
+            StatusCode=StatusCode,
+            TracerProvider=TracerProvider,
+        )
+    return _api
+
 
 logger = logging.getLogger(__name__)
 
@@ -96,14 +123,21 @@ def _current_tracer() -> Any:
     The API's default provider records nothing: then no span is started at all, which
     keeps the job path as fast as without the API.
 
-    The SDK builds a new tracer on every ``get_tracer`` call, which costs more than a
-    span, and while no provider is set ``get_tracer_provider()`` asks the environment for
-    one on every call (a KeyError raised and caught): the answer is kept per provider,
-    read from the API module's global.
+    An application sets a provider through ``opentelemetry.trace``, so until something
+    imported that module no provider can be set (one named in the environment aside) and
+    the API is not imported here either. The SDK builds a new tracer on every
+    ``get_tracer`` call, which costs more than a span, and while no provider is set
+    ``get_tracer_provider()`` asks the environment for one on every call (a KeyError
+    raised and caught): the answer is kept per provider, read from the API module's
+    global.
     """
-    if not _HAS_GLOBAL:  # no API, or one without the global: asked every time
-        return _tracer_for(_UNKNOWN) if _AVAILABLE else None
-    provider = trace._TRACER_PROVIDER  # noqa: SLF001 - checked for at import
+    trace = sys.modules.get(_TRACE_MODULE)
+    if trace is None:
+        if not (_AVAILABLE and _PROVIDER_FROM_ENV):
+            return None
+        trace = _otel().trace
+    # An API without the global is asked every time.
+    provider = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN)
     seen, tracer = _seen
     if provider is seen:
         return tracer
@@ -116,19 +150,20 @@ def _tracer_for(provider: object) -> Any:
     if provider is None and not _PROVIDER_FROM_ENV:
         _seen = (None, None)  # none set yet: the global changes when one is
         return None
+    api = _otel()
     if provider is None or provider is _UNKNOWN:
         # The API loads a provider the environment names on its first call (the global
-        # holds it from then on); an API without the global is asked every time.
-        provider = trace.get_tracer_provider()
+        # holds it from then on).
+        provider = api.trace.get_tracer_provider()
         if provider is _seen[0]:
             return _seen[1]
     tracer = None
-    if isinstance(provider, TracerProvider) and not isinstance(
-        provider, (ProxyTracerProvider, NoOpTracerProvider)
+    if isinstance(provider, api.TracerProvider) and not isinstance(
+        provider, (api.ProxyTracerProvider, api.NoOpTracerProvider)
     ):
         from lexigram.tasks import __version__  # noqa: PLC0415 - avoids an import cycle
 
-        tracer = trace.get_tracer("lexigram.tasks", __version__, tracer_provider=provider)
+        tracer = api.trace.get_tracer("lexigram.tasks", __version__, tracer_provider=provider)
     _seen = (provider, tracer)
     return tracer
 
@@ -141,7 +176,9 @@ def producer_span(job: Job, queue_name: str) -> Iterator[None]:
         yield
         return
     with tracer.start_as_current_span(
-        f"send {job.name}", kind=SpanKind.PRODUCER, attributes=_send_attributes(job, queue_name)
+        f"send {job.name}",
+        kind=_otel().SpanKind.PRODUCER,
+        attributes=_send_attributes(job, queue_name),
     ):
         _carry(job)
         yield
@@ -159,19 +196,22 @@ def producer_spans(sends: Iterable[tuple[Job, str]]) -> Iterator[None]:
     if tracer is None:
         yield
         return
+    api = _otel()
     spans = []
     for job, queue_name in sends:
         span = tracer.start_span(
-            f"send {job.name}", kind=SpanKind.PRODUCER, attributes=_send_attributes(job, queue_name)
+            f"send {job.name}",
+            kind=api.SpanKind.PRODUCER,
+            attributes=_send_attributes(job, queue_name),
         )
         spans.append(span)
-        _carry(job, trace.set_span_in_context(span))
+        _carry(job, api.trace.set_span_in_context(span))
     try:
         yield
     except BaseException as exc:
         for span in spans:
             span.record_exception(exc)
-            span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+            span.set_status(api.StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
         raise
     finally:
         for span in spans:
@@ -181,7 +221,7 @@ def producer_spans(sends: Iterable[tuple[Job, str]]) -> Iterator[None]:
 def _carry(job: Job, context: Any = None) -> None:
     """Write the trace context of `context` (default: the current one) into `job`."""
     carrier: dict[str, str] = {}
-    propagate.inject(carrier, context=context)
+    _otel().propagate.inject(carrier, context=context)
     if carrier:
         job.metadata[TRACE_CONTEXT_KEY] = carrier
 
@@ -239,8 +279,9 @@ class TracingObserver:
             self._end(event)
 
     def _start(self, event: JobEvent, tracer: Any) -> None:
+        api = _otel()
         carrier = (event.metadata or {}).get(TRACE_CONTEXT_KEY)
-        parent = propagate.extract(carrier) if isinstance(carrier, dict) else None
+        parent = api.propagate.extract(carrier) if isinstance(carrier, dict) else None
         # Built before the sampler decides, as a sampler may read them.
         attributes = {
             "messaging.system": SYSTEM,
@@ -253,11 +294,14 @@ class TracingObserver:
             "lexigram_tasks.attempt": event.attempt,
         }
         span = tracer.start_span(
-            f"process {event.task}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+            f"process {event.task}",
+            context=parent,
+            kind=api.SpanKind.CONSUMER,
+            attributes=attributes,
         )
         # Made current even when sampled out: the handler's spans follow its decision.
-        context = trace.set_span_in_context(span)
-        token = otel_context.attach(context)
+        context = api.trace.set_span_in_context(span)
+        token = api.context.attach(context)
         self._open[event.job_id, event.worker_id] = (span, token, context)
         if self.event_kinds is _STARTS:  # kept from now on: the streams route its ends here
             self.event_kinds = _STARTS_AND_ENDS
@@ -268,10 +312,11 @@ class TracingObserver:
         if opened is None:
             return
         span, token, context = opened
+        api = _otel()
         if span.is_recording():  # a sampled-out span ignores attributes: build none
             error = event.error
             if event.kind in (RETRYING, FAILED) and error:
-                span.set_status(StatusCode.ERROR, error)
+                span.set_status(api.StatusCode.ERROR, error)
                 span.set_attributes(
                     {"lexigram_tasks.outcome": event.kind, "error.type": error.split(":", 1)[0]}
                 )
@@ -285,9 +330,9 @@ class TracingObserver:
         if type(token) is Token:  # the API's runtime context: read its variable directly
             current = token.var.get(None) is context
         else:
-            current = otel_context.get_current() is context
+            current = api.context.get_current() is context
         if current:
-            otel_context.detach(token)  # type: ignore[arg-type]
+            api.context.detach(token)
         span.end()
 
 
