@@ -195,17 +195,18 @@ def test_pending_migrations_by_scope():
         ("stores", 6),
         ("stores", 7),
         ("stores", 8),
+        ("stores", 9),
         ("queue:tasks", 1),
         ("queue:tasks", 2),
         ("queue:tasks", 3),
     ]
-    assert _pending({"stores": 8, "queue:tasks": 3}, "tasks") == []
-    assert [scope for scope, _ in _pending({"stores": 8}, "other")] == [
+    assert _pending({"stores": 9, "queue:tasks": 3}, "tasks") == []
+    assert [scope for scope, _ in _pending({"stores": 9}, "other")] == [
         "queue:other",
         "queue:other",
         "queue:other",
     ]
-    assert _pending({"stores": 8}, None) == []
+    assert _pending({"stores": 9}, None) == []
     # A schema of an earlier version gets exactly the upgrades.
     assert [(scope, m.version) for scope, m in _pending({"stores": 1}, None)] == [
         ("stores", 2),
@@ -215,6 +216,7 @@ def test_pending_migrations_by_scope():
         ("stores", 6),
         ("stores", 7),
         ("stores", 8),
+        ("stores", 9),
     ]
     assert [(scope, m.version) for scope, m in _pending({"queue:tasks": 2}, "tasks")][-1:] == [
         ("queue:tasks", 3)

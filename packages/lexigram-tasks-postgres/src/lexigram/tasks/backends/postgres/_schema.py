@@ -299,6 +299,24 @@ _STORES_V8 = """
 CREATE INDEX IF NOT EXISTS locks_expiry_idx ON {s}.locks (expires_at);
 """
 
+# `list_runs` (the dashboard, `lexigram-tasks workflow list`) read and sorted every run of
+# its namespace for each page it showed, and runs stay until deleted. A backward walk of
+# these stops after the page: one index for every run, one for the runs in one status.
+# `workflow_id` (the tie-break of equal times) is in both, so no sort is left; building
+# them reads the runs table once and blocks writes to it meanwhile (plain CREATE INDEX:
+# CONCURRENTLY cannot run inside the migration's transaction). `status` becomes an
+# indexed identifier, so it compares as bytes like the others (stores v7); changing only
+# its collation rewrites no row.
+_STORES_V9 = (
+    _as_bytes("workflow_runs", "status")
+    + """
+CREATE INDEX IF NOT EXISTS workflow_runs_created_idx
+    ON {s}.workflow_runs (namespace, created_at DESC, workflow_id DESC);
+CREATE INDEX IF NOT EXISTS workflow_runs_status_idx
+    ON {s}.workflow_runs (namespace, status, created_at DESC, workflow_id DESC);
+"""
+)
+
 QUEUE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "jobs table, indexes, keys", _QUEUE_V1),
     Migration(2, "no timed index (the dequeue index answers its reads)", _QUEUE_V2),
@@ -315,6 +333,7 @@ STORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "idempotency and cache entries indexed by expiry", _STORES_V6),
     Migration(7, "identifiers compare as bytes (COLLATE C)", _STORES_V7),
     Migration(8, "locks indexed by expiry", _STORES_V8),
+    Migration(9, "workflow runs indexed for listing", _STORES_V9),
 )
 """Migrations of the store tables (scope ``stores``), oldest first."""
 
