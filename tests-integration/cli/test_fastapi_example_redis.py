@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import importlib
 import os
-import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit
 from uuid import uuid4
 
 import httpx
@@ -25,6 +26,7 @@ from lexigram.tasks.decorators import DEFAULT_ENQUEUE_TIMEOUT, configure_enqueue
 pytestmark = pytest.mark.redis
 
 ROOT = Path(__file__).resolve().parents[2]
+TcpProxy = Any  # the `tcp_proxy` fixture's type lives in the top conftest.py
 
 
 @pytest.fixture
@@ -65,26 +67,25 @@ async def test_a_request_enqueues_and_a_worker_process_runs_the_job(
         assert missing.status_code == 404
 
 
-@pytest.fixture
-def silent_redis() -> Iterator[str]:
-    """A Redis URL whose server accepts connections and never answers (a paused broker)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(50)
-    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
-    server.close()
-
-
-async def test_a_broker_that_does_not_answer_fails_the_request_fast(
-    example: ModuleType, silent_redis: str, monkeypatch: pytest.MonkeyPatch
+async def test_a_broker_that_stops_answering_fails_the_request_fast(
+    example: ModuleType,
+    redis_url: str,
+    tcp_proxy: Callable[[str, int], Awaitable[TcpProxy]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("LEX_TASKS__BACKEND__URL", silent_redis)
+    # The broker answers while the app starts (its start-up check would refuse a silent
+    # one), then stops answering: a paused process, a frozen VM.
+    parts = urlsplit(redis_url)
+    proxy = await tcp_proxy(parts.hostname or "127.0.0.1", parts.port or 6379)
+    monkeypatch.setenv("LEX_TASKS__BACKEND__URL", proxy.url(redis_url))
     monkeypatch.setenv("LEX_TASKS__BACKEND__ENQUEUE_TIMEOUT", "0.5")
     app = importlib.reload(example).app
     async with app.router.lifespan_context(app), client(example) as http:
+        proxy.pause()
         began = time.monotonic()
         sent = await http.post("/thumbnails", json={"image_id": 7})
         elapsed = time.monotonic() - began
+        await proxy.cut()  # the held enqueue never reaches Redis
     assert sent.status_code == 503, sent.text
     assert "within 0.5 s (tasks.backend.enqueue_timeout)" in sent.json()["detail"]
     assert elapsed < 3, elapsed

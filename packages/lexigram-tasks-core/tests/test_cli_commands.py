@@ -260,9 +260,9 @@ def test_a_typed_type_suggests_the_installed_one_and_exits_2() -> None:
 
 
 def _backend_with(monkeypatch: pytest.MonkeyPatch, options_type: type | None) -> None:
-    from lexigram.tasks.cli import _context
+    from lexigram.tasks._backends import _probe
 
-    monkeypatch.setattr(_context, "backend_attribute", lambda _type, _name: options_type)
+    monkeypatch.setattr(_probe, "backend_attribute", lambda _type, _name: options_type)
 
 
 def test_connect_timeout_becomes_the_backends_own_connect_timeout(
@@ -271,7 +271,7 @@ def test_connect_timeout_becomes_the_backends_own_connect_timeout(
     from dataclasses import dataclass
 
     from lexigram.contracts.tasks import TaskBackendSpec
-    from lexigram.tasks.cli._context import outer_deadline, with_connect_timeout
+    from lexigram.tasks._backends import outer_deadline, with_connect_timeout
 
     @dataclass(frozen=True)
     class ServerOptions:  # as PostgreSQL and RabbitMQ
@@ -288,6 +288,8 @@ def test_connect_timeout_becomes_the_backends_own_connect_timeout(
     tuned = with_connect_timeout(spec, 0.5)
     assert tuned.options == {"connect_timeout": 0.5}  # command_timeout left alone
     assert outer_deadline(tuned, 0.5) == 1.5  # a margin past the backend's own
+    # Left unset (as a TaskProvider leaves it), the option's default is the backend's own.
+    assert outer_deadline(spec, 0.5) == 11.0
     configured = with_connect_timeout(
         TaskBackendSpec(type="srv", url="srv://h", options={"connect_timeout": "8"}), 0.5
     )

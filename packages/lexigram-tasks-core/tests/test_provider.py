@@ -391,16 +391,40 @@ async def test_get_worker_stats_shape_and_refresh():
         provider.refresh_worker_handlers()
 
 
-async def test_health_check_is_unhealthy_before_boot_and_when_a_queue_hangs():
-    class HangingQueue(MemoryTaskQueue):
-        async def get_task_count(self) -> int:
-            await asyncio.Event().wait()
-            return 0
+class HangingQueue(MemoryTaskQueue):
+    """A queue whose server stops answering once `hang()` is called.
 
-    provider = TaskProvider(HangingQueue(), worker_count=0, enable_scheduler=False)
+    Only after boot: a server that does not answer at boot fails it (the start-up check).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hanging = False
+
+    def hang(self) -> None:
+        self.hanging = True
+
+    async def _answer(self) -> None:
+        if self.hanging:
+            await asyncio.Event().wait()
+
+    async def count(self, queue_name: str, status: Any = None) -> int:
+        await self._answer()
+        return await super().count(queue_name, status)
+
+    async def get_task_count(self) -> int:
+        await self._answer()
+        return await super().get_task_count()
+
+
+async def test_health_check_is_unhealthy_before_boot_and_when_a_queue_hangs():
+    queue = HangingQueue()
+    provider = TaskProvider(queue, worker_count=0, enable_scheduler=False)
     before = await provider.health_check()
     assert before.status is HealthStatus.UNHEALTHY
     async with Application.boot(providers=[provider]):
+        assert (await provider.health_check(timeout=0.01)).status is HealthStatus.HEALTHY
+        queue.hang()
         result = await provider.health_check(timeout=0.01)
         assert result.status is HealthStatus.UNHEALTHY
         assert "did not answer within 0.01s" in result.message

@@ -129,14 +129,26 @@ async def test_multi_backend_unknown_type_fails_at_start_naming_the_entry():
 
 async def test_multi_backend_health_is_the_worst_queue():
     class HangingQueue(MemoryTaskQueue):
-        async def get_task_count(self) -> int:
-            await asyncio.Event().wait()
-            return 0
+        """Stops answering once `hanging` is set (after boot, whose check it passes)."""
 
+        hanging = False
+
+        async def count(self, queue_name: str, status: Any = None) -> int:
+            if self.hanging:
+                await asyncio.Event().wait()
+            return await super().count(queue_name, status)
+
+        async def get_task_count(self) -> int:
+            if self.hanging:
+                await asyncio.Event().wait()
+            return await super().get_task_count()
+
+    queue = HangingQueue()
     provider = TaskProvider(
-        HangingQueue(), worker_count=0, enable_scheduler=False, config=TaskConfig.from_dict(MULTI)
+        queue, worker_count=0, enable_scheduler=False, config=TaskConfig.from_dict(MULTI)
     )
     async with Application.boot(providers=[provider]):
+        queue.hanging = True
         result = await provider.health_check(timeout=0.01)
         assert result.status is HealthStatus.UNHEALTHY
         queues = result.details["queues"]

@@ -60,6 +60,11 @@ DEFAULT_MAX_TIMEOUT: Final = 3600.0
 DEFAULT_ENQUEUE_TIMEOUT: Final = 5.0
 """Seconds an enqueue of the core may take before it fails (``tasks.backend.enqueue_timeout``)."""
 
+DEFAULT_CONNECT_TIMEOUT: Final = 5.0
+"""Seconds a start (a command, `TaskProvider.boot`) waits at least for the backend's first
+answer before saying it is unreachable: the command line's ``--connect-timeout`` default
+(see `lexigram.tasks._backends._probe`)."""
+
 DEFAULT_SCHEDULER_TIMEZONE: Final = "UTC"
 DEFAULT_SCHEDULER_CHECK_INTERVAL: Final = 1.0
 DEFAULT_REDIS_URL: Final = "redis://localhost:6379"
@@ -104,6 +109,7 @@ __all__ = [
     "DEFAULT_BACKEND",
     "DEFAULT_CONFIG_FILE",
     "DEFAULT_CONFIG_NAME",
+    "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_DB_ENV",
     "DEFAULT_DB_FILE",
     "DEFAULT_DB_SCHEME",

@@ -8,11 +8,13 @@ One module per concern, each small enough to read whole:
 * `_building`: queues and stores built from a `TaskBackendSpec`, and closing a backend;
 * `_urls`: a configuration's URL, its scheme and the spec built from a config model;
 * `_registry`: `TaskBackendRegistry`, backends registered in code in front of the entry
-  points.
+  points;
+* `_probe`: the start-up connection check the command line and `TaskProvider.boot` both
+  make (`probe`), and the backend's own deadlines for a first answer it waits past.
 
-Imports between them run one way (`_building` and `_urls` on `_entry_points`,
-`_registry` on all three), so none of them sees another half-initialised. This module
-only re-exports the names the rest of lexigram-tasks, its tests and tools import from
+Imports between them run one way (`_building`, `_urls` and `_probe` on `_entry_points`,
+`_registry` on the first three), so none of them sees another half-initialised. This
+module only re-exports the names the rest of lexigram-tasks, its tests and tools import from
 ``lexigram.tasks._backends``, which is what they keep importing. A test that replaces a
 module global must replace it in the module that looks it up (``installed_entry_points``
 in `_entry_points`): setting it here would change nothing the code reads.
@@ -45,6 +47,17 @@ from lexigram.tasks._backends._entry_points import (
     load_backend,
     missing_backend_fix,
 )
+from lexigram.tasks._backends._probe import (
+    COMMAND_LINE,
+    OUTER_DEADLINE_MARGIN,
+    ProbeWords,
+    first_answer_options,
+    outer_deadline,
+    own_deadline,
+    probe,
+    quiet_logging,
+    with_connect_timeout,
+)
 from lexigram.tasks._backends._registry import (
     QueueFactory,
     TaskBackendRegistry,
@@ -61,11 +74,16 @@ from lexigram.tasks._backends._urls import (
     spec_from_config,
     url_of,
 )
+from lexigram.tasks.constants import DEFAULT_CONNECT_TIMEOUT  # the least `probe` waits
 
 __all__ = [
     "BACKENDS_GROUP",
+    "COMMAND_LINE",
+    "DEFAULT_CONNECT_TIMEOUT",
     "INSTALLED",
     "IN_MEMORY",
+    "OUTER_DEADLINE_MARGIN",
+    "ProbeWords",
     "QueueFactory",
     "TaskBackendRegistry",
     "adopt_backend",
@@ -80,14 +98,20 @@ __all__ = [
     "create_queue",
     "create_store",
     "entry_path",
+    "first_answer_options",
     "install_hint",
     "is_process_local",
     "known_schemes",
     "load_backend",
     "missing_backend_fix",
+    "outer_deadline",
+    "own_deadline",
+    "probe",
+    "quiet_logging",
     "release_backends",
     "shown_url",
     "spec_from_config",
     "url_of",
     "url_required",
+    "with_connect_timeout",
 ]

@@ -8,7 +8,6 @@ else ``LEX_TASKS__*`` variables alone. Command-line options win over all of them
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Iterator
@@ -23,9 +22,7 @@ import click
 from lexigram.contracts.tasks import (
     MUST_EXIST_OPTION,
     BackendError,
-    ConnectionCheckingQueueProtocol,
     TaskBackendSpec,
-    TaskQueueError,
     TaskQueueProtocol,
     mask_url,
     option_names,
@@ -46,6 +43,7 @@ from lexigram.tasks._backends import (
     shown_url,
     spec_from_config,
     url_of,
+    with_connect_timeout,
 )
 from lexigram.tasks._backends import is_process_local as backend_is_process_local
 from lexigram.tasks._closing import close_each
@@ -58,7 +56,6 @@ from lexigram.tasks.cli._named import (
     forget_configured,
     select_entry,
 )
-from lexigram.tasks.cli._options import DEFAULT_CONNECT_TIMEOUT
 from lexigram.tasks.constants import (
     DEFAULT_BACKEND,
     DEFAULT_DB_ENV,
@@ -80,18 +77,6 @@ from lexigram.tasks.di._stack import (
 
 if TYPE_CHECKING:
     from lexigram.tasks.config import NamedTaskConfig, TaskBackendConfig, TaskConfig
-
-
-CONNECT_TIMEOUT_OPTIONS = ("connect_timeout", "socket_connect_timeout")
-"""Backend options that ``--connect-timeout`` sets (when the backend declares them)."""
-
-FIRST_ANSWER_OPTION = "command_timeout"
-"""Set too by ``--connect-timeout`` for a backend with no ``connect_timeout`` option: then
-(as with Redis) a server that accepts connections and never replies is only caught by it."""
-
-OUTER_DEADLINE_MARGIN = 1.0
-"""Seconds the command's own deadline waits beyond the backend's, so that the backend's
-precise error (naming the cause and the option) is the one shown."""
 
 
 def configured_by_environment(section: str = "") -> bool:
@@ -430,28 +415,6 @@ def _finish_spec(
     return spec
 
 
-def first_answer_options(spec: TaskBackendSpec) -> tuple[str, ...]:
-    """The options of `spec`'s backend that bound the wait for its first answer.
-
-    What the backend object declares as ``first_answer_options``; otherwise read from
-    its ``options_type``: ``connect_timeout`` and ``socket_connect_timeout`` where
-    declared, and ``command_timeout`` when the backend has no ``connect_timeout``
-    (nothing else catches a server that accepts connections and never replies). Empty
-    for a backend that declares none of them.
-    """
-    named = backend_attribute(spec.type, "first_answer_options")
-    if isinstance(named, tuple):
-        return tuple(str(name) for name in named)
-    options_type = backend_attribute(spec.type, "options_type")
-    if options_type is None:
-        return ()
-    declared = option_names(options_type)
-    names = [name for name in CONNECT_TIMEOUT_OPTIONS if name in declared]
-    if "connect_timeout" not in declared and FIRST_ANSWER_OPTION in declared:
-        names.append(FIRST_ANSWER_OPTION)
-    return tuple(names)
-
-
 def existing_only(spec: TaskBackendSpec) -> TaskBackendSpec:
     """`spec` asking its backend to refuse storage that does not exist, where it can.
 
@@ -465,39 +428,6 @@ def existing_only(spec: TaskBackendSpec) -> TaskBackendSpec:
     if options_type is None or MUST_EXIST_OPTION not in option_names(options_type):
         return spec
     return replace(spec, options={**spec.options, MUST_EXIST_OPTION: True})
-
-
-def with_connect_timeout(spec: TaskBackendSpec, seconds: float) -> TaskBackendSpec:
-    """`spec` with ``--connect-timeout`` as its backend's own first-answer deadline.
-
-    Each option named by `first_answer_options` that the configuration does not set is
-    set to `seconds`, so an unreachable or silent server fails with the backend's own
-    message (which names the server, the cause and the option). Options the
-    configuration sets are kept: they were chosen for this deployment.
-    """
-    missing = {
-        name: seconds for name in first_answer_options(spec) if spec.options.get(name) is None
-    }
-    if not missing:
-        return spec
-    return replace(spec, options={**spec.options, **missing})
-
-
-def outer_deadline(spec: TaskBackendSpec, timeout: float) -> float:
-    """Seconds `probe` waits: a little past the backend's own deadline for a first answer.
-
-    The backend's error is precise, so it should be the one the user reads; the
-    command's own deadline is only a last resort for a backend that has none.
-    """
-    own = [timeout]
-    for name in first_answer_options(spec):
-        value = spec.options.get(name)
-        if isinstance(value, (int, float, str)):
-            try:
-                own.append(float(value))
-            except ValueError:
-                continue
-    return max(own) + OUTER_DEADLINE_MARGIN
 
 
 describe = describe_backend
@@ -517,59 +447,6 @@ def open_queue(spec: TaskBackendSpec, queue_name: str | None = None) -> TaskQueu
     with config_errors(spec.name):
         registry = TaskBackendRegistry.with_defaults()
         return build_queue(spec, field=backend_field(spec), registry=registry)
-
-
-async def probe(
-    queue: TaskQueueProtocol, spec: TaskBackendSpec, timeout: float = DEFAULT_CONNECT_TIMEOUT
-) -> None:
-    """Make one cheap call so an unreachable backend fails now, with one clear line.
-
-    The backend's own error is never replaced by this one's: a `TaskQueueError` is
-    raised as it is (a `TimeoutError` too among them), and a `TimeoutError` the backend
-    raised at a deadline of its own is reported with its text.
-
-    Raises:
-        CLIError: The backend did not answer within `timeout` seconds plus a margin
-            (its own deadlines, set from `timeout` by `with_connect_timeout`, come
-            first), or failed with an error that is not one of ours.
-        TaskQueueError: The backend's own (already clear) error, e.g. a connection error.
-    """
-    where = describe(spec)
-    deadline = outer_deadline(spec, timeout)
-    # Client libraries log every failed connection attempt while they retry; the outcome
-    # is reported below as one line, so they stay quiet here unless debugging.
-    quiet = logging.getLogger().getEffectiveLevel() > logging.DEBUG
-    if quiet:
-        logging.disable(logging.ERROR)
-    ours = asyncio.timeout(deadline)
-    try:
-        async with ours:
-            if isinstance(queue, ConnectionCheckingQueueProtocol):
-                await queue.check_connection()  # reads no job, whatever the backlog
-            else:
-                await queue.count(queue.queue_name)
-    except TaskQueueError:
-        raise
-    except TimeoutError as exc:
-        if not ours.expired():  # the backend's own deadline ran out: its words, not ours
-            said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            msg = f"The {where} backend gave up waiting for an answer ({said})."
-            raise CLIError(msg) from exc
-        msg = (
-            f"The {where} backend did not answer within {deadline:g} s (--connect-timeout "
-            f"{timeout:g} s and a {OUTER_DEADLINE_MARGIN:g} s margin). Check that the server "
-            "is running and reachable, and that --backend (or the config's url) is right."
-        )
-        raise CLIError(msg) from None
-    except (OSError, ConnectionError) as exc:
-        msg = (
-            f"Cannot reach the {where} backend ({type(exc).__name__}: {exc}). Check that the "
-            "server is running and that --backend (or the config's url) is right."
-        )
-        raise CLIError(msg) from exc
-    finally:
-        if quiet:
-            logging.disable(logging.NOTSET)
 
 
 async def close_quietly(*objects: Any) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from lexigram.contracts.tasks import TaskBackendSpec
+from lexigram.tasks._backends import probe
 from lexigram.tasks.cli._context import (
     close_quietly,
     default_backend,
@@ -21,7 +22,6 @@ from lexigram.tasks.cli._context import (
     existing_only,
     load_config,
     open_queue,
-    probe,
     release_backend,
     resolve_spec,
 )

@@ -26,11 +26,11 @@ from lexigram.contracts.tasks import (
     TaskBackendSpec,
     TaskQueueProtocol,
 )
+from lexigram.tasks._backends import probe
 from lexigram.tasks.cli._context import (
     close_quietly,
     open_queue,
     open_stores,
-    probe,
     release_backend,
 )
 from lexigram.tasks.cli._demo_app import REGIONS, build_registry, make_batch

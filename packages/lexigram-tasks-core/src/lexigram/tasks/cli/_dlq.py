@@ -15,6 +15,7 @@ import click
 from rich.syntax import Syntax
 
 from lexigram.contracts.tasks import FailureRecord, Job, TaskBackendSpec
+from lexigram.tasks._backends import probe
 from lexigram.tasks.admin import (
     dead_letter_row,
     dead_letter_worker,
@@ -31,7 +32,6 @@ from lexigram.tasks.cli._context import (
     existing_only,
     load_config,
     open_stores,
-    probe,
     release_backend,
     resolve_spec,
 )

@@ -25,7 +25,7 @@ from lexigram.contracts.tasks import (
     TaskValidationError,
     nearest_name,
 )
-from lexigram.tasks._backends import install_hint
+from lexigram.tasks._backends import install_hint, probe
 from lexigram.tasks._task_function import TaskFunction, override_options
 from lexigram.tasks.cli._context import (
     close_quietly,
@@ -35,7 +35,6 @@ from lexigram.tasks.cli._context import (
     is_process_local,
     load_config,
     open_queue,
-    probe,
     release_backend,
     resolve_spec,
 )

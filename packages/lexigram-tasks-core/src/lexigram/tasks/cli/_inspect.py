@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from lexigram.contracts.tasks import TaskBackendSpec
+from lexigram.tasks._backends import probe
 from lexigram.tasks._presence import OUTCOMES
 from lexigram.tasks.admin import queue_counts, registered_workers, schedule_row, watched_queues
 from lexigram.tasks.cli._context import (
@@ -18,7 +19,6 @@ from lexigram.tasks.cli._context import (
     load_config,
     open_queue,
     open_stores,
-    probe,
     release_backend,
     resolve_spec,
 )

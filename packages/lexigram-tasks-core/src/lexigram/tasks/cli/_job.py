@@ -37,6 +37,7 @@ from lexigram.contracts.tasks import (
     TaskNotFoundError,
     WorkflowRunStoreProtocol,
 )
+from lexigram.tasks._backends import probe
 from lexigram.tasks.admin import OperationError, job_status
 from lexigram.tasks.cli._context import (
     close_quietly,
@@ -47,7 +48,6 @@ from lexigram.tasks.cli._context import (
     open_queue,
     open_store,
     open_stores,
-    probe,
     release_backend,
     resolve_spec,
 )

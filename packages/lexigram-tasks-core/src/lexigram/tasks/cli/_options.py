@@ -12,11 +12,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from lexigram.tasks.cli._output import LOG_FORMAT_ENV, LOG_FORMATS, LOG_LEVELS
+from lexigram.tasks.constants import DEFAULT_CONNECT_TIMEOUT
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-DEFAULT_CONNECT_TIMEOUT = 5.0
-"""Seconds a command waits for the backend's first answer before saying it is unreachable."""
 
 # click 8.2+ makes ParamType generic for type checkers; older releases cannot subscript it.
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from lexigram.contracts.tasks import (
     TaskBackendSpec,
     TaskQueueProtocol,
 )
-from lexigram.tasks._backends import TaskBackendRegistry
+from lexigram.tasks._backends import TaskBackendRegistry, probe
 from lexigram.tasks._presence import (
     WorkerPresence,
     WorkerTotals,
@@ -38,7 +38,6 @@ from lexigram.tasks.cli._context import (
     describe,
     open_queue,
     open_stores,
-    probe,
     release_backend,
 )
 from lexigram.tasks.cli._named import backend_field, config_errors, configured_spec
@@ -119,8 +118,8 @@ class WorkerRuntime:
         as `TaskProvider` builds them (`lexigram.tasks.di._stack`).
 
         Raises:
-            CLIError: The backend does not answer.
-            TaskQueueError: The backend failed (e.g. a connection error).
+            TaskQueueError: The backend failed or does not answer (a
+                `BackendConnectionError`, see `probe`).
         """
         first = self.queue_names[0]
         with config_errors(self.spec.name):

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from lexigram.contracts.tasks import TaskBackendSpec, TaskQueueProtocol
+from lexigram.tasks._backends import probe
 from lexigram.tasks.admin import (
     UNOWNED,
     find_schedule,
@@ -36,7 +37,6 @@ from lexigram.tasks.cli._context import (
     load_config,
     open_queue,
     open_stores,
-    probe,
     release_backend,
     resolve_spec,
 )

@@ -28,14 +28,13 @@ from lexigram.contracts.tasks import (
     TaskBackendSpec,
     TaskQueueError,
 )
-from lexigram.tasks._backends import TaskBackendRegistry
+from lexigram.tasks._backends import TaskBackendRegistry, probe
 from lexigram.tasks.cli._app import LoadedApp, load_app
 from lexigram.tasks.cli._context import (
     default_backend,
     describe,
     enqueues_reported,
     load_config,
-    probe,
     refuse_disabled,
     release_backend,
     resolve_spec,

@@ -4,7 +4,8 @@ Lifecycle (driven by `lexigram.app.Application`):
 
 * ``register``: build each configured backend's queue and stores through discovery (no
   I/O: backends connect lazily), build one `WorkerPool` per queue, bind everything.
-* ``boot``: wire the handler classes found in the container, start the pools and the
+* ``boot``: check that every backend answers (as the command line does before it starts
+  anything), wire the handler classes found in the container, start the pools and the
   scheduler, make the primary queue the default of ``task(...).delay()``.
 * ``shutdown``: stop the scheduler, drain the pools (``worker.shutdown_timeout``), close
   the queues and stores.
@@ -35,7 +36,9 @@ from lexigram.di import (
     Provider,
     ProviderPriority,
 )
-from lexigram.tasks._backends import TaskBackendRegistry
+from lexigram.tasks._backends import (
+    TaskBackendRegistry,
+)
 from lexigram.tasks._closing import close_each
 from lexigram.tasks._presence import WorkerPresence, describe_backend
 from lexigram.tasks._producer import install_task_queues
@@ -57,6 +60,7 @@ from lexigram.tasks.di._stack import (
     observe_enqueues,
     report_config_issues,
 )
+from lexigram.tasks.di._start_check import check_stacks
 from lexigram.tasks.execution import HandlerRegistry, WorkerPool
 from lexigram.tasks.hooks import HookRegistry
 from lexigram.tasks.observability import TaskDashboard, TaskMetricsCollector
@@ -66,6 +70,7 @@ if TYPE_CHECKING:
     from lexigram.tasks.middleware import TaskMiddlewarePipeline
 
 logger = logging.getLogger(__name__)
+
 
 _CONTEXT_KEYS = frozenset({"queue", "worker_count", "enable_scheduler", "middleware_pipeline"})
 
@@ -393,15 +398,25 @@ class TaskProvider(HandlerRegistrationMixin, ProviderJobsMixin, Provider):
     async def boot(self, container: ContainerResolverProtocol) -> None:
         """Start the task provider.
 
-        Wires handler classes bound in the container, starts one worker pool per queue
-        (``worker_count`` workers each; none when it is 0), restores persisted
-        schedules and starts the scheduler on the primary queue, and makes the primary
-        queue the default of ``task(...).delay()``. On failure, whatever started is
-        stopped again before the error propagates.
+        Checks that every backend answers (`probe`, on all queues at once, as the command
+        line checks before it starts anything; also with ``worker_count`` 0 and no
+        scheduler, so an application that only enqueues fails here rather than at its
+        first ``.delay()``), wires handler classes bound in the container, starts one
+        worker pool per queue (``worker_count`` workers each; none when it is 0),
+        restores persisted schedules and starts the scheduler on the primary queue, and
+        makes the primary queue the default of ``task(...).delay()``. On failure,
+        whatever started is stopped and what was opened is closed (as `shutdown` does)
+        before the error propagates: the application calls no `shutdown` for a provider
+        whose boot failed.
 
         Args:
             container: The application container (handler classes are built from it, and
                 handler parameters are resolved from it per job).
+
+        Raises:
+            TaskQueueError: A backend is unreachable or refuses the connection: its own
+                one-line error (e.g. `BackendConnectionError` naming the server, the
+                cause and what to fix), before any worker or the scheduler started.
         """
         self._ensure_stacks()
         self._build_pools()
@@ -410,6 +425,7 @@ class TaskProvider(HandlerRegistrationMixin, ProviderJobsMixin, Provider):
             self._hold_backends()
             return
         try:
+            await self._check_backends()
             self.hooks.load_entry_point_plugins()
             if self._stop_observing is None:
                 self._stop_observing = observe_enqueues(self.hooks)
@@ -426,7 +442,9 @@ class TaskProvider(HandlerRegistrationMixin, ProviderJobsMixin, Provider):
                     logger.info("Restored %d persisted schedule(s).", restored)
                 await self.scheduler.start_scheduler(self._enqueue_scheduled)
         except BaseException:
-            await self._stop_running()
+            # Nothing may keep running or retrying (presence, a queue's reconnects): the
+            # application does not shut a provider down whose boot failed.
+            await self.shutdown()
             raise
         self._uninstall_queues = install_task_queues(
             self._primary.queue, self._queues_by_name(), open_other=self._open_other_queue
@@ -439,6 +457,10 @@ class TaskProvider(HandlerRegistrationMixin, ProviderJobsMixin, Provider):
             self.worker_count,
             "on" if self.scheduler is not None else "off",
         )
+
+    async def _check_backends(self) -> None:
+        """The start-up check of every queue (`check_stacks`), before anything starts."""
+        await check_stacks(self.stacks.values(), self.backend_registry, self._explicit_queue)
 
     def _start_presence(self) -> None:
         """Register this process's workers where ``inspect`` lists them, as the CLI's are.
