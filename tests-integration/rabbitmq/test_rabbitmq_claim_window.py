@@ -22,6 +22,7 @@ import pytest_asyncio
 
 from lexigram.contracts.tasks import Job
 from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
+from lexigram.tasks.backends.rabbitmq._idem_records import OPEN_CLAIMS
 from lexigram.tasks.backends.rabbitmq._state import CLAIM_MARGIN
 from lexigram.tasks.backends.redis import RedisCacheBackend
 
@@ -108,3 +109,23 @@ async def test_a_live_producers_pending_claim_still_makes_the_duplicate(
     finally:
         await other.close()
         await store.close()
+
+
+async def test_a_key_taken_again_by_a_job_already_on_the_queue_is_held_for_good(
+    shared: tuple[RabbitMQTaskQueue, str],
+) -> None:
+    # The job waits on the queue while its key's record is gone (a store flushed, say):
+    # enqueued again under its id, it takes the key, and its message is the one queued.
+    queue, _ = shared
+    job = Job(name="step", idempotency_key="again")
+    job_id = (await queue.enqueue(job)).unwrap()
+    states = queue._states
+    key = states._key("idem", "again")
+    await states.store.delete(key)
+    assert (await queue.enqueue(Job(id=job_id, name="step", idempotency_key="again"))).unwrap() == (
+        job_id
+    )
+    value = await states.store.get(key)
+    assert value is not None
+    assert not value.startswith("p@"), value  # confirmed, not left pending
+    assert key not in OPEN_CLAIMS

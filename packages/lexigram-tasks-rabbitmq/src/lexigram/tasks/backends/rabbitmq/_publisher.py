@@ -163,6 +163,8 @@ class JobPublisher:
             if holder is not None and holder != job.id:
                 return Ok(holder)
         if await self._states.admit(job.id, body.decode(), delay) is not Admission.NEW:
+            # Its message is on the broker already: the key it just took is held for good.
+            await self._confirm_claims([(job, delay)])
             return Ok(job.id)
         return body, delay
 
