@@ -22,13 +22,21 @@ import pytest_asyncio
 from redis.asyncio.cluster import RedisCluster
 
 from lexigram.contracts.tasks import Job, TaskQueueProtocol
-from lexigram.tasks.backends.redis import RedisCacheBackend, RedisTaskQueue
+from lexigram.tasks.backends.redis import (
+    RedisCacheBackend,
+    RedisTaskQueue,
+    RedisWorkflowStateStore,
+)
 from lexigram.tasks.testing import (
     KeyTTLQueueFactory,
     QueueCancellationConformance,
     QueueConformance,
     QueueFactory,
     QueuePoisonConformance,
+    RunStoreFactory,
+    WorkflowRunJobsConformance,
+    WorkflowRunListingConformance,
+    WorkflowRunStoreConformance,
 )
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -214,3 +222,31 @@ async def test_cache_reads_and_writes_many_keys_across_slots(cluster_url: str) -
     finally:
         await cache.close()
         await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def make_run_store(cluster_url: str) -> AsyncIterator[RunStoreFactory]:
+    """Workflow run stores of the cluster under a prefix of the test's own, each its own client.
+
+    A run's hash and the run index share the ``{<prefix>:workflows}`` tag: every script
+    that writes them runs in one slot.
+    """
+    prefix = f"lexigram-cluster-{uuid.uuid4().hex[:8]}"
+    made: list[tuple[RedisWorkflowStateStore, RedisCluster]] = []
+
+    async def factory() -> RedisWorkflowStateStore:
+        client = RedisCluster.from_url(cluster_url)
+        store = RedisWorkflowStateStore(client=client, key_prefix=prefix)
+        made.append((store, client))
+        return store
+
+    yield factory
+    for store, client in made:
+        await store.close()
+        await client.aclose()
+
+
+class TestRedisClusterRunStoreConformance(
+    WorkflowRunStoreConformance, WorkflowRunJobsConformance, WorkflowRunListingConformance
+):
+    """Runs are created, joined, listed (through the run index) and deleted in one slot."""

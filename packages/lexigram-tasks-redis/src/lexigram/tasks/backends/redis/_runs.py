@@ -7,6 +7,13 @@ counts the recorded steps and ``c:<stage>`` names the member that completed it, 
 ``j:<stage>`` holds the record of its enqueued jobs (their ids); ``failer`` names the
 step that failed the run. Each script reads and writes the one hash, so a join is
 atomic whichever worker runs it.
+
+`list_runs` reads the run index: the ZSET ``{<prefix>:workflows}:runs`` of every run's
+id scored by its creation time, and one ZSET ``runs:<status>`` per status. The script
+that creates a run, fails it, finishes it or deletes it updates them with the hash, so
+they never disagree with it; they share the hash tag, so this holds on Redis Cluster.
+Runs written before the index existed are indexed once, by the first `list_runs` that
+finds no ``runs:indexed`` marker (see `RedisWorkflowRuns.list_runs`).
 """
 
 from __future__ import annotations
@@ -19,8 +26,18 @@ from lexigram.contracts.tasks import WorkflowStatus, json_for_storage
 from lexigram.tasks.backends.redis._base import RedisStore, loads
 from lexigram.tasks.backends.redis._connection import LuaScript
 
-_LIST_BATCH = 500
-"""Runs whose status and creation time `list_runs` reads in one pipeline."""
+_INDEX_BATCH = 500
+"""Run keys the one-time indexing of earlier runs files per script call."""
+
+_RUNNING = WorkflowStatus.RUNNING.value
+_FAILED = WorkflowStatus.FAILED.value
+
+_STATUSES = (
+    WorkflowStatus.RUNNING.value,
+    WorkflowStatus.COMPLETED.value,
+    WorkflowStatus.FAILED.value,
+)
+"""The statuses a run takes, each with its ZSET ``runs:<status>`` (order: `_INDEX` KEYS)."""
 
 
 def _run_dict(workflow_id: str, raw: dict[bytes, bytes]) -> dict[str, Any] | None:
@@ -47,13 +64,16 @@ def _run_dict(workflow_id: str, raw: dict[bytes, bytes]) -> dict[str, Any] | Non
     }
 
 
-# ARGV: definition json, now. Returns 1 when created, 0 when the run exists.
+# KEYS: run, runs, runs:running. ARGV: definition json, now, id. Returns 1 when
+# created, 0 when the run exists.
 _CREATE = LuaScript(
     "workflow_create",
     """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'def', ARGV[1], 'status', 'running', 'created', ARGV[2],
   'updated', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
 return 1
 """,
 )
@@ -82,7 +102,8 @@ return out
 """,
 )
 
-# ARGV: stage, member, record json, error, now. Returns 1 to the step that failed the run.
+# KEYS: run, runs:running, runs:failed. ARGV: stage, member, record json, error, now,
+# id. Returns 1 to the step that failed the run.
 _FAIL = LuaScript(
     "workflow_fail",
     """
@@ -92,6 +113,8 @@ redis.call('HSETNX', KEYS[1], field, ARGV[3])
 if redis.call('HGET', KEYS[1], 'status') == 'running' then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'error', ARGV[4], 'failer', field,
     'updated', ARGV[5])
+  redis.call('ZREM', KEYS[2], ARGV[6])
+  redis.call('ZADD', KEYS[3], redis.call('HGET', KEYS[1], 'created'), ARGV[6])
 end
 if redis.call('HGET', KEYS[1], 'failer') == field then return 1 end
 return 0
@@ -109,12 +132,52 @@ return 1
 """,
 )
 
-# ARGV: result json, now.
+# KEYS: run, runs:running, runs:completed. ARGV: result json, now, id.
 _FINISH = LuaScript(
     "workflow_finish",
     """
 if redis.call('HGET', KEYS[1], 'status') == 'running' then
   redis.call('HSET', KEYS[1], 'status', 'completed', 'result', ARGV[1], 'updated', ARGV[2])
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  redis.call('ZADD', KEYS[3], redis.call('HGET', KEYS[1], 'created'), ARGV[3])
+end
+return 1
+""",
+)
+
+# KEYS: run, then the index ZSETs. ARGV: id.
+_DELETE = LuaScript(
+    "workflow_delete",
+    """
+redis.call('DEL', KEYS[1])
+for i = 2, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+return 1
+""",
+)
+
+# Files runs in the index as their hashes say, or takes them out when the hash is gone:
+# the one-time indexing of earlier runs, and the repair of the entries `list_runs` found
+# stale. KEYS: runs, runs:running, runs:completed, runs:failed (as `_STATUSES`), then
+# the run keys. ARGV: the three statuses, then the ids of those runs.
+_INDEX = LuaScript(
+    "workflow_index",
+    """
+for i = 5, #KEYS do
+  local id = ARGV[i - 1]
+  local created = redis.call('HGET', KEYS[i], 'created')
+  if created and redis.call('HEXISTS', KEYS[i], 'def') == 1 then
+    local state = redis.call('HGET', KEYS[i], 'status')
+    redis.call('ZADD', KEYS[1], created, id)
+    for j = 2, 4 do
+      if ARGV[j - 1] == state then
+        redis.call('ZADD', KEYS[j], created, id)
+      else
+        redis.call('ZREM', KEYS[j], id)
+      end
+    end
+  else
+    for j = 1, 4 do redis.call('ZREM', KEYS[j], id) end
+  end
 end
 return 1
 """,
@@ -130,12 +193,27 @@ class RedisWorkflowRuns(RedisStore):
     def _run_key(self, workflow_id: str) -> str:
         return self.namespace.key("run", workflow_id)
 
+    def _index_key(self, status: str | None = None) -> str:
+        """The run index: every run (`status` None), or the runs in `status`."""
+        return self.namespace.key("runs") if status is None else self.namespace.key("runs", status)
+
+    @property
+    def _indexed_key(self) -> str:
+        """The marker set once the runs written before the index existed are in it."""
+        return self.namespace.key("runs", "indexed")
+
+    @property
+    def _index_keys(self) -> tuple[str, ...]:
+        """Every index ZSET, in the order `_INDEX` takes them."""
+        return (self._index_key(), *(self._index_key(status) for status in _STATUSES))
+
     async def create_run(self, workflow_id: str, definition: Mapping[str, Any]) -> bool:
-        """Store a new RUNNING run; False when the id exists."""
-        keys = (self._run_key(workflow_id),)
+        """Store a new RUNNING run (and index it, in the same script); False when the id exists."""
+        keys = (self._run_key(workflow_id), self._index_key(), self._index_key(_RUNNING))
         args = (
             json_for_storage(dict(definition), what=f"workflow {workflow_id}"),
             repr(time.time()),
+            workflow_id,
         )
         created = await self._call("create_run", lambda c: _CREATE(c, keys, args))
         return bool(created)
@@ -173,19 +251,25 @@ class RedisWorkflowRuns(RedisStore):
         self, workflow_id: str, stage: int, member: int, *, record: Mapping[str, Any]
     ) -> bool:
         """Record a failed step; True to the step that failed the run."""
-        keys = (self._run_key(workflow_id),)
+        keys = (self._run_key(workflow_id), self._index_key(_RUNNING), self._index_key(_FAILED))
         data = json_for_storage(
             dict(record), what=f"step {stage}:{member} of workflow {workflow_id}"
         )
-        args = (stage, member, data, str(record.get("error") or ""), repr(time.time()))
+        error = str(record.get("error") or "")
+        args = (stage, member, data, error, repr(time.time()), workflow_id)
         return bool(await self._call("fail_step", lambda c: _FAIL(c, keys, args)))
 
     async def finish_run(self, workflow_id: str, result: Any) -> None:
         """Mark a RUNNING run COMPLETED with its result."""
-        keys = (self._run_key(workflow_id),)
+        keys = (
+            self._run_key(workflow_id),
+            self._index_key(_RUNNING),
+            self._index_key(WorkflowStatus.COMPLETED.value),
+        )
         args = (
             json_for_storage(result, what=f"result of workflow {workflow_id}"),
             repr(time.time()),
+            workflow_id,
         )
         await self._call("finish_run", lambda c: _FINISH(c, keys, args))
 
@@ -200,47 +284,102 @@ class RedisWorkflowRuns(RedisStore):
     ) -> list[dict[str, Any]]:
         """Return at most `limit` runs, newest first, each as `load_run` returns it.
 
-        Runs have no index: each call SCANs the keyspace for the run hashes and reads
-        each one's status and creation time, then the whole hash of the `limit` newest.
-        A run created by any version is listed; the cost grows with the keyspace.
+        The page comes from the run index (``runs``, or ``runs:<status>``), newest
+        first, the id breaking ties (highest first): one read of `limit` entries and
+        one pipeline of their hashes, however many keys the database holds. An entry
+        whose run is gone (its hash expired, or was deleted by hand or by a version
+        without the index) is left out and removed, and the index read on past it.
+
+        The first call on a namespace without the ``runs:indexed`` marker first indexes
+        the runs already there, which an earlier version wrote unindexed: one SCAN of
+        the database, then the marker is set. Delete the marker to index them again
+        (after a rolling upgrade during which earlier versions still created runs).
         """
         if limit < 1:
             return []
-        wanted = None if status is None else WorkflowStatus(status).value.encode()
-        start = len(self._run_key(""))
+        wanted = None if status is None else WorkflowStatus(status).value
+        index = self._index_key(wanted)
 
-        async def read(client: Any) -> list[tuple[str, dict[bytes, bytes]]]:
-            keys = [
-                key
-                async for key in client.scan_iter(
-                    match=self.namespace.pattern("run", ""), count=1000
-                )
-            ]
-            found: list[tuple[float, bytes]] = []
-            for index in range(0, len(keys), _LIST_BATCH):
-                batch = keys[index : index + _LIST_BATCH]
+        async def read(client: Any) -> list[dict[str, Any]]:
+            runs: list[dict[str, Any]] = []
+            seen: dict[bytes, float] = {}
+            top: float | str = "+inf"
+            while len(runs) < limit:
+                # Read on from the score of the last entry seen, inclusive (entries of
+                # equal score may follow it): entries removed or added meanwhile shift
+                # nothing, and the ones seen already come back first and are skipped.
+                count = limit - len(runs) + sum(1 for score in seen.values() if score == top)
                 async with client.pipeline(transaction=False) as pipe:
-                    for key in batch:
-                        pipe.hmget(key, "status", "created")
-                    answers = await pipe.execute()
-                for key, (state, created) in zip(batch, answers, strict=True):
-                    if created is not None and wanted in (None, state):
-                        found.append((float(created), key))
-            # Newest first; the run id breaks a tie of creation times.
-            found.sort(reverse=True)
-            chosen = [key for _, key in found[:limit]]
-            if not chosen:
-                return []
-            async with client.pipeline(transaction=False) as pipe:
-                for key in chosen:
-                    pipe.hgetall(key)
-                hashes = await pipe.execute()
-            return [(key.decode()[start:], raw) for key, raw in zip(chosen, hashes, strict=True)]
+                    pipe.exists(self._indexed_key)
+                    pipe.zrevrangebyscore(index, top, "-inf", 0, count, withscores=True)
+                    indexed, page = await pipe.execute()
+                if not indexed:
+                    await self._index_earlier_runs(client)
+                    continue
+                fresh = [(member, score) for member, score in page if member not in seen]
+                # Entries removed by the last repair let more through than are missing.
+                fresh = fresh[: limit - len(runs)]
+                if not fresh:
+                    break
+                seen.update(fresh)
+                runs.extend(await self._load_listed(client, [m for m, _ in fresh], wanted))
+                if len(page) < count:
+                    break  # the index holds no more
+                top = fresh[-1][1]
+            return runs
 
-        runs = (_run_dict(run_id, raw) for run_id, raw in await self._call("list_runs", read))
-        return [run for run in runs if run is not None]
+        return await self._call("list_runs", read)
+
+    async def _load_listed(
+        self, client: Any, members: list[bytes], wanted: str | None
+    ) -> list[dict[str, Any]]:
+        """The runs of index entries `members` (in `wanted`, if given), in their order.
+
+        An entry whose run is gone, or no longer in `wanted`, is filed again as its hash
+        says now: removed when the hash is gone, left where it is when the run changed
+        status after the index was read (its script filed it already).
+        """
+        prefix = self._run_key("").encode()
+        async with client.pipeline(transaction=False) as pipe:
+            for member in members:
+                pipe.hgetall(prefix + member)
+            hashes = await pipe.execute()
+        runs: list[dict[str, Any]] = []
+        misfiled: list[str] = []
+        for member, raw in zip(members, hashes, strict=True):
+            workflow_id = member.decode()
+            run = _run_dict(workflow_id, raw) if raw else None
+            if run is not None and wanted in (None, run["status"]):
+                runs.append(run)
+            else:
+                misfiled.append(self._run_key(workflow_id))
+        if misfiled:
+            await self._index(client, misfiled)
+        return runs
+
+    async def _index(self, client: Any, run_keys: list[str]) -> None:
+        """File the runs of `run_keys` in the index as their hashes say (out, if gone)."""
+        start = len(self._run_key(""))
+        keys = (*self._index_keys, *run_keys)
+        await _INDEX(client, keys, (*_STATUSES, *(key[start:] for key in run_keys)))
+
+    async def _index_earlier_runs(self, client: Any) -> None:
+        """Index every run of the namespace (found by SCAN), then set the marker.
+
+        Indexing is idempotent and each batch one script, so processes doing it at once
+        (or one that dies half-way and a later call that starts over) agree.
+        """
+        batch: list[str] = []
+        async for key in client.scan_iter(match=self.namespace.pattern("run", ""), count=1000):
+            batch.append(key.decode())
+            if len(batch) == _INDEX_BATCH:
+                await self._index(client, batch)
+                batch = []
+        if batch:
+            await self._index(client, batch)
+        await client.set(self._indexed_key, b"1")
 
     async def delete_run(self, workflow_id: str) -> None:
-        """Delete a run (no-op when absent)."""
-        key = self._run_key(workflow_id)
-        await self._call("delete_run", lambda c: c.delete(key))
+        """Delete a run and its index entries (no-op when absent)."""
+        keys = (self._run_key(workflow_id), *self._index_keys)
+        await self._call("delete_run", lambda c: _DELETE(c, keys, (workflow_id,)))
