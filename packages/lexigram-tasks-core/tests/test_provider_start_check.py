@@ -22,7 +22,7 @@ import pytest
 from lexigram.app import Application, ApplicationStartError
 from lexigram.contracts.tasks import BackendConnectionError, Job, TaskBackendSpec
 from lexigram.tasks import MemoryTaskQueue, TaskConfig, TaskProvider, scheduled
-from lexigram.tasks.di import _provider
+from lexigram.tasks.di import _start_check
 
 REFUSED = "Acme at acme://app:***@db:1/ refused the login of user 'app': fix the password."
 
@@ -102,7 +102,7 @@ async def test_a_refused_login_fails_boot_with_the_backends_error_and_starts_not
 async def test_a_server_that_never_answers_fails_boot_after_the_start_up_check(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_provider, "DEFAULT_CONNECT_TIMEOUT", 0.05)  # 5 s, as the CLI's
+    monkeypatch.setattr(_start_check, "DEFAULT_CONNECT_TIMEOUT", 0.05)  # 5 s, as the CLI's
     server = Server(answer=False)
     began = time.monotonic()
     error = await _boot_error(TaskProvider(server, worker_count=1, enable_scheduler=False))
@@ -135,7 +135,7 @@ async def test_every_backend_is_checked_at_once_and_the_first_failure_ends_the_w
 ) -> None:
     # The primary never answers (its check would give up after 6 s): the other one's
     # refusal ends the boot at once, and the primary's check is cancelled.
-    monkeypatch.setattr(_provider, "DEFAULT_CONNECT_TIMEOUT", 5.0)
+    monkeypatch.setattr(_start_check, "DEFAULT_CONNECT_TIMEOUT", 5.0)
     config = TaskConfig.from_dict(
         {
             "backends": [
