@@ -38,7 +38,7 @@ async def test_migrate_concurrent_starters_apply_each_migration_once(postgres_ds
         results = await asyncio.gather(*(migrate(postgres_dsn, schema) for _ in range(6)))
         applied = [names for names in results if names]
         assert len(applied) == 1
-        assert len(applied[0]) == 11  # the store tables (v1 to v8) and the jobs table (v1 to v3)
+        assert len(applied[0]) == 12  # the store tables (v1 to v9) and the jobs table (v1 to v3)
         rows = await pg_conn.fetch(f'SELECT scope, version FROM "{schema}".schema_migrations')  # noqa: S608
         assert sorted((r["scope"], r["version"]) for r in rows) == [
             ("queue:tasks", 1),
@@ -52,6 +52,7 @@ async def test_migrate_concurrent_starters_apply_each_migration_once(postgres_ds
             ("stores", 6),
             ("stores", 7),
             ("stores", 8),
+            ("stores", 9),
         ]
         assert await migrate(postgres_dsn, schema) == []
         # A second jobs table in the same schema is its own migration scope.

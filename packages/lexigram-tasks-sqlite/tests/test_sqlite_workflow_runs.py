@@ -15,7 +15,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from lexigram.contracts.tasks import TaskBackendSpec, WorkflowStatus
+from lexigram.contracts.tasks import (
+    ListingWorkflowRunStoreProtocol,
+    TaskBackendSpec,
+    WorkflowStatus,
+)
 from lexigram.tasks.backends.sqlite import SQLiteBackend
 from lexigram.tasks.backends.sqlite._runs import listing_sql
 from lexigram.tasks.backends.sqlite._schema import MIGRATIONS, SCHEMA_VERSION
@@ -72,6 +76,7 @@ async def test_list_runs_walks_an_index_instead_of_sorting_the_runs(
     make_run_store: RunStoreFactory, tmp_path: Path, filtered: bool
 ) -> None:
     store = await make_run_store()
+    assert isinstance(store, ListingWorkflowRunStoreProtocol)
     assert await store.list_runs() == []  # opens and migrates the file
     index = "lexigram_workflow_runs_status" if filtered else "lexigram_workflow_runs_created"
     with closing(sqlite3.connect(tmp_path / "wf.db")) as conn:
