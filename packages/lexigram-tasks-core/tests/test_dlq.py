@@ -400,4 +400,8 @@ async def test_dlq_shows_the_attempt_number_the_worker_logs(
     record = await _settle(dlq.get(job.id))
     assert record.attempt_count == 2
     assert record.job.retry_count == 1
-    assert any("dead-lettered after 2 attempt(s)" in r.getMessage() for r in caplog.records)
+    lines = [r for r in caplog.records if "dead-lettered after 2 attempt(s)" in r.getMessage()]
+    assert len(lines) == 1
+    # It names the queue the job came from, in the text and as a field of JSON logs.
+    assert f"from queue {queue.queue_name!r}" in lines[0].getMessage()
+    assert lines[0].queue == queue.queue_name  # type: ignore[attr-defined]

@@ -513,16 +513,19 @@ class Settler:
             self.queue, job, place, error, self.logger
         ):
             return  # not acked: settled again when its lease ends
+        queue_name = job.queue_name or self.queue.queue_name
         self.logger.error(
-            "Job %s (%s) dead-lettered after %d attempt(s) (%s): %s",
+            "Job %s (%s) dead-lettered after %d attempt(s) (%s) from queue %r: %s",
             job.id,
             job.name,
             attempts,
             reason,
+            queue_name,
             one_line(error),
             extra={
                 "job_id": job.id,
                 "task": job.name,
+                "queue": queue_name,
                 "attempt": attempts,
                 "outcome": FAILED,
                 "reason": reason,
