@@ -22,7 +22,7 @@ import pytest_asyncio
 
 from lexigram.contracts.tasks import Job
 from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
-from lexigram.tasks.backends.rabbitmq._idem_records import OPEN_CLAIMS
+from lexigram.tasks.backends.rabbitmq._idem_records import OPEN_CLAIMS, idem_value
 from lexigram.tasks.backends.rabbitmq._state import CLAIM_MARGIN
 from lexigram.tasks.backends.redis import RedisCacheBackend
 
@@ -129,3 +129,32 @@ async def test_a_key_taken_again_by_a_job_already_on_the_queue_is_held_for_good(
     assert value is not None
     assert not value.startswith("p@"), value  # confirmed, not left pending
     assert key not in OPEN_CLAIMS
+
+
+async def test_a_bulk_enqueue_publishes_its_own_keys_before_waiting_for_anothers(
+    shared: tuple[RabbitMQTaskQueue, str],
+) -> None:
+    # Two processes bulk-enqueueing overlapping keys at once must not wait on each
+    # other: each one's jobs go out (their keys confirmed) before it waits for the other's.
+    queue, _ = shared
+    states = queue._states
+    theirs = states._key("idem", "shared")
+    # Another process's claim of "shared", its publish under way.
+    await states.store.set(theirs, idem_value(time.time() + 60, "theirs", pending=True), 30)
+    jobs = [Job(name="step", idempotency_key=f"own-{n}") for n in range(3)]
+    jobs.append(Job(name="step", idempotency_key="shared"))
+    bulk = asyncio.ensure_future(queue.enqueue_many(jobs))
+    own = [states._key("idem", f"own-{n}") for n in range(3)]
+    async with asyncio.timeout(5):
+        while True:
+            values = [await states.store.get(key) for key in own]
+            if all(value is not None and value.startswith("@") for value in values):
+                break
+            assert not bulk.done()
+            await asyncio.sleep(0.05)
+    assert not bulk.done()  # still waiting for the other process's job
+    await states.confirm_idempotency([("shared", "theirs", 60.0, 0.0)])
+    results = await asyncio.wait_for(bulk, 5)
+    assert [result.unwrap() for result in results] == [*(job.id for job in jobs[:3]), "theirs"]
+    delivered = await queue.dequeue_batch(10, timeout=2.0)
+    assert sorted(job.id for job in delivered) == sorted(job.id for job in jobs[:3])

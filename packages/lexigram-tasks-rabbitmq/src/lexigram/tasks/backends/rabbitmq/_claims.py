@@ -43,12 +43,14 @@ class Claims(Protocol):
     """Where a queue claims idempotency keys (its state store, or the broker)."""
 
     async def claim_idempotency(
-        self, key: str, job_id: str, ttl: float, *, delay: float = 0.0
+        self, key: str, job_id: str, ttl: float, *, delay: float = 0.0, wait: bool = True
     ) -> str | None:
         """Take `key` for `job_id` (enqueued due in `delay` s); return the holder's id if taken.
 
         The key is held for `ttl` seconds, and beyond that while the job waits or runs
         where the claims can tell (a state store; not the broker, see `BrokerClaims`).
+        A claim another process has not confirmed yet is waited for, or, with `wait`
+        False, reported by raising `ClaimPending`.
         """
         ...
 
@@ -160,12 +162,13 @@ class BrokerClaims:
         return message.body.decode()
 
     async def claim_idempotency(
-        self, key: str, job_id: str, ttl: float, *, delay: float = 0.0
+        self, key: str, job_id: str, ttl: float, *, delay: float = 0.0, wait: bool = True
     ) -> str | None:
         """Take `key` for `job_id`; return the holder's id if another job holds it.
 
         The key is held for `ttl` seconds only (`delay` changes nothing here): the
-        broker cannot tell whether the holder's message still waits in the queue.
+        broker cannot tell whether the holder's message still waits in the queue. No
+        claim is ever pending here, so `wait` changes nothing either.
 
         Raises:
             BackendConnectionError: The broker cannot be reached.

@@ -14,10 +14,22 @@ does not exist.
 
 A process does not wait for its own pending claims (`OPEN_CLAIMS`): it is alive, so
 each of them ends soon, and two jobs of one bulk enqueue sharing a key would otherwise
-wait for each other.
+wait for each other. A bulk enqueue does not wait for another's either until it has
+published the jobs whose keys it took (`ClaimPending`): two processes bulk-enqueueing
+overlapping keys at once would otherwise each wait for claims the other confirms only
+after its own wait.
 """
 
 from __future__ import annotations
+
+
+class ClaimPending(Exception):  # noqa: N818 - a state, not an error to report
+    """Another process's claim of the key is pending (raised when not waiting for it)."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
+
 
 PENDING_MARK = "p"
 """Prefix of a claim whose job the broker has not confirmed yet."""

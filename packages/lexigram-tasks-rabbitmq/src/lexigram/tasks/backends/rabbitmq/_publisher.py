@@ -28,6 +28,7 @@ from lexigram.tasks.backends.rabbitmq._claims import Claims
 from lexigram.tasks.backends.rabbitmq._connection import AMQPLink
 from lexigram.tasks.backends.rabbitmq._delivery import COPY_HEADER
 from lexigram.tasks.backends.rabbitmq._frames import Outgoing
+from lexigram.tasks.backends.rabbitmq._idem_records import ClaimPending
 from lexigram.tasks.backends.rabbitmq._options import (
     RabbitMQOptions,
     delay_bucket,
@@ -141,8 +142,13 @@ class JobPublisher:
 
     # -- enqueue -----------------------------------------------------------------------
 
-    async def _admit(self, job: Job) -> tuple[bytes, float] | JobResult:
-        """Validate and record a job; return what to publish, or the final result."""
+    async def _admit(self, job: Job, *, wait: bool = True) -> tuple[bytes, float] | JobResult:
+        """Validate and record a job; return what to publish, or the final result.
+
+        Raises:
+            ClaimPending: `wait` is False and another process's claim of the job's key
+                is not confirmed yet (nothing was recorded for the job).
+        """
         if job.queue_name is None:
             job.queue_name = self._queue_name
         if len(job.id.encode()) > _MAX_MESSAGE_ID:
@@ -159,7 +165,7 @@ class JobPublisher:
         key = job.idempotency_key
         if key is not None:
             ttl = max(self._options.idempotency_ttl, delay)
-            holder = await self._claims.claim_idempotency(key, job.id, ttl, delay=delay)
+            holder = await self._claims.claim_idempotency(key, job.id, ttl, delay=delay, wait=wait)
             if holder is not None and holder != job.id:
                 return Ok(holder)
         if await self._states.admit(job.id, body.decode(), delay) is not Admission.NEW:
@@ -272,13 +278,14 @@ class JobPublisher:
         results: list[JobResult | None] = [None] * len(jobs)
         admitted: list[_Admitted] = []
         one_by_one: list[_Admitted] = []
+        deferred: list[int] = []  # keys another process's pending claim holds
         size = max(1, self._options.publish_window // _SLICES_IN_FLIGHT)
         in_flight: deque[asyncio.Task[None]] = deque()
         stalled = asyncio.Event()
         try:
             for start, stop in _slices(len(jobs), size):
                 first = len(admitted)
-                await self._admit_slice(jobs, start, stop, results, admitted)
+                await self._admit_slice(jobs, range(start, stop), results, admitted, deferred)
                 batch = await self._route_slice(admitted[first:], results, one_by_one)
                 if len(in_flight) >= _SLICES_IN_FLIGHT:
                     await in_flight.popleft()
@@ -291,6 +298,7 @@ class JobPublisher:
                 )
             while in_flight:
                 await in_flight.popleft()
+            await self._admit_deferred(jobs, deferred, results, admitted, one_by_one)
             await self._publish_each(one_by_one, results)
         except BaseException:
             for task in in_flight:
@@ -302,31 +310,59 @@ class JobPublisher:
             raise
         return cast("list[JobResult]", results)  # every slot is filled
 
+    async def _admit_deferred(
+        self,
+        jobs: Sequence[Job],
+        deferred: list[int],
+        results: list[JobResult | None],
+        admitted: list[_Admitted],
+        one_by_one: list[_Admitted],
+    ) -> None:
+        """Admit, waiting now, the jobs whose keys another process's pending claim held.
+
+        This call's own keys are confirmed by then, so a process waiting for them is no
+        longer held up by this one: two bulk enqueues cannot wait on each other.
+        """
+        if not deferred:
+            return
+        first = len(admitted)
+        await self._admit_slice(jobs, deferred, results, admitted, None)
+        one_by_one.extend(admitted[first:])
+
     async def _admit_slice(
         self,
         jobs: Sequence[Job],
-        start: int,
-        stop: int,
+        indexes: Sequence[int],
         results: list[JobResult | None],
         admitted: list[_Admitted],
+        deferred: list[int] | None,
     ) -> None:
+        """Admit the jobs at `indexes`; those to publish go to `admitted`.
+
+        With a `deferred` list, a job whose key another process's pending claim holds is
+        not waited for but added there, to be admitted once this call's own jobs are
+        confirmed; with None, such a claim is waited for.
+        """
+        wait = deferred is None
         outcomes: list[tuple[bytes, float] | JobResult | BaseException]
         if not self._states.local:
             # A shared store is a network round trip per record: take them concurrently.
-            admits = (self._admit(jobs[index]) for index in range(start, stop))
+            admits = (self._admit(jobs[index], wait=wait) for index in indexes)
             outcomes = await asyncio.gather(*admits, return_exceptions=True)
         else:
             outcomes = []
-            for index in range(start, stop):
+            for index in indexes:
                 if index % _YIELD_EVERY == 0:
                     # An in-process store never suspends: let the slices in flight
                     # write their frames and take their confirms meanwhile.
                     await asyncio.sleep(0)
-                outcomes.append(await self._admit(jobs[index]))
+                outcomes.append(await self._admit(jobs[index], wait=wait))
         failure: BaseException | None = None
-        for index, outcome in enumerate(outcomes, start=start):
+        for index, outcome in zip(indexes, outcomes, strict=True):
             if isinstance(outcome, tuple):
                 admitted.append(_Admitted(index, jobs[index], *outcome))
+            elif isinstance(outcome, ClaimPending) and deferred is not None:
+                deferred.append(index)
             elif isinstance(outcome, BaseException):
                 failure = failure or outcome
             else:

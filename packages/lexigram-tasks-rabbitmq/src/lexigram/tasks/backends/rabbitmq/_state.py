@@ -43,7 +43,12 @@ from enum import Enum
 from typing import Generic, TypeVar
 
 from lexigram.contracts.tasks import CacheBackendProtocol, Job
-from lexigram.tasks.backends.rabbitmq._idem_records import OPEN_CLAIMS, idem_holder, idem_value
+from lexigram.tasks.backends.rabbitmq._idem_records import (
+    OPEN_CLAIMS,
+    ClaimPending,
+    idem_holder,
+    idem_value,
+)
 from lexigram.tasks.backends.rabbitmq._local_store import (
     BatchCacheProtocol,
     KeyByKey,
@@ -196,7 +201,7 @@ class JobStates:
     # -- enqueue ---------------------------------------------------------------------
 
     async def claim_idempotency(
-        self, key: str, job_id: str, ttl: float, *, delay: float = 0.0
+        self, key: str, job_id: str, ttl: float, *, delay: float = 0.0, wait: bool = True
     ) -> str | None:
         """Take `key` for `job_id`; return the holder's id if another job holds it.
 
@@ -207,7 +212,8 @@ class JobStates:
 
         The claim is pending until `confirm_idempotency`: it lives `claim_window`
         seconds meanwhile. A pending claim of another process is waited for (see
-        `_idem_records`), so a key never defers to a job that never reached the broker.
+        `_idem_records`), so a key never defers to a job that never reached the broker;
+        with `wait` False, `ClaimPending` is raised instead.
         """
         ikey = self._key("idem", key)
         life = max(ttl, self.ttl(delay))
@@ -223,6 +229,8 @@ class JobStates:
                 return None
             if not isinstance(holder, _Pending):
                 return holder
+            if not wait:
+                raise ClaimPending(holder.job_id)
             if waited > 2 * self.claim_window:  # a clock or store gone wrong: defer as before
                 logger.warning(
                     "Idempotency key %r stayed claimed by unconfirmed job %s for %.0f s; "
