@@ -38,7 +38,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from typing import Generic, TypeVar
 
@@ -147,13 +146,6 @@ class GroupCommit(Generic[T]):
         self._hand_over()
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    """A key held by another process's claim whose job is not confirmed yet."""
-
-    job_id: str
-
-
 class Admission(Enum):
     """Outcome of recording a job at enqueue time."""
 
@@ -222,33 +214,37 @@ class JobStates:
         waited = 0.0
         pause = _CLAIM_POLL
         while True:
-            holder = await self._claim_once(key, ikey, job_id, value, pending_life)
-            if holder is None:
-                if not self.local:
-                    OPEN_CLAIMS[ikey] = job_id
-                return None
-            if not isinstance(holder, _Pending):
-                return holder
-            if not wait:
-                raise ClaimPending(holder.job_id)
-            if waited > 2 * self.claim_window:  # a clock or store gone wrong: defer as before
-                logger.warning(
-                    "Idempotency key %r stayed claimed by unconfirmed job %s for %.0f s; "
-                    "job %s is taken as its duplicate.",
-                    key,
-                    holder.job_id,
-                    waited,
-                    job_id,
-                )
-                return holder.job_id
-            await asyncio.sleep(pause)
-            waited += pause
-            pause = min(pause * 2, _CLAIM_POLL_MAX)
+            try:
+                holder = await self._claim_once(key, ikey, job_id, value, pending_life)
+            except ClaimPending as pending:
+                if not wait:
+                    raise
+                if waited > 2 * self.claim_window:  # a clock or store gone wrong
+                    logger.warning(
+                        "Idempotency key %r stayed claimed by unconfirmed job %s for %.0f s; "
+                        "job %s is taken as its duplicate.",
+                        key,
+                        pending.holder,
+                        waited,
+                        job_id,
+                    )
+                    return pending.holder
+                await asyncio.sleep(pause)
+                waited += pause
+                pause = min(pause * 2, _CLAIM_POLL_MAX)
+                continue
+            if holder is None and not self.local:
+                OPEN_CLAIMS[ikey] = job_id
+            return holder
 
     async def _claim_once(
         self, key: str, ikey: str, job_id: str, value: str, life: float
-    ) -> str | _Pending | None:
-        """One attempt of `claim_idempotency`: None when taken, else who holds the key."""
+    ) -> str | None:
+        """One attempt of `claim_idempotency`: None when taken, else who holds the key.
+
+        Raises:
+            ClaimPending: Another process's claim of the key is not confirmed yet.
+        """
         if await self.store.set_if_absent(ikey, value, life):
             return None
         current = await self.store.get(ikey)
@@ -259,7 +255,7 @@ class JobStates:
         if not (confirmed or holder == job_id or self.local or OPEN_CLAIMS.get(ikey) == holder):
             # Its publish is under way, or its producer died before the confirm. (A claim
             # of this live process ends soon either way: it counts as confirmed.)
-            return _Pending(holder)
+            raise ClaimPending(holder)
         if holder == job_id or until > self._clock() or await self._exists(holder):
             return holder
         # Its TTL is over and its job is gone: the key is free. Two claims may both see
