@@ -10,7 +10,8 @@ One module per concern, each small enough to read whole:
 * `_registry`: `TaskBackendRegistry`, backends registered in code in front of the entry
   points;
 * `_probe`: the start-up connection check the command line and `TaskProvider.boot` both
-  make (`probe`), and the backend's own deadlines for a first answer it waits past.
+  make (`probe`; `probe_all` for several backends at once), and the backend's own
+  deadlines for a first answer it waits past.
 
 Imports between them run one way (`_building`, `_urls` and `_probe` on `_entry_points`,
 `_registry` on the first three), so none of them sees another half-initialised. This
@@ -51,10 +52,12 @@ from lexigram.tasks._backends._probe import (
     COMMAND_LINE,
     OUTER_DEADLINE_MARGIN,
     ProbeWords,
+    QueueCheck,
     first_answer_options,
     outer_deadline,
     own_deadline,
     probe,
+    probe_all,
     quiet_logging,
     with_connect_timeout,
 )
@@ -84,6 +87,7 @@ __all__ = [
     "IN_MEMORY",
     "OUTER_DEADLINE_MARGIN",
     "ProbeWords",
+    "QueueCheck",
     "QueueFactory",
     "TaskBackendRegistry",
     "adopt_backend",
@@ -107,6 +111,7 @@ __all__ = [
     "outer_deadline",
     "own_deadline",
     "probe",
+    "probe_all",
     "quiet_logging",
     "release_backends",
     "shown_url",

@@ -12,6 +12,10 @@ and the option, so it should be the one shown. The probe's own deadline (`outer_
 is a margin past those, a last resort for a backend that has none. The command line sets
 its ``--connect-timeout`` as those options (`with_connect_timeout`); a provider leaves the
 configured options alone and waits past them.
+
+A process with several backends checks them all at once (`probe_all`): the worker command,
+its supervisor and `TaskProvider.boot` check the same set, every configured backend, so a
+wrong URL anywhere fails each of them the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -286,3 +290,55 @@ async def probe(
             f"server is running and that {words.address} is right."
         )
         raise BackendConnectionError(msg, backend=spec.type) from exc
+
+
+class QueueCheck(NamedTuple):
+    """One queue of `probe_all`: the queue, its backend's spec and how a failure names them."""
+
+    queue: TaskQueueProtocol
+    spec: TaskBackendSpec
+    words: ProbeWords = COMMAND_LINE
+
+
+async def probe_all(
+    checks: Sequence[QueueCheck],
+    timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    *,
+    registry: TaskBackendRegistry | None = None,
+    within: str | None = None,
+) -> None:
+    """`probe` every queue of `checks` at once; the first failure is raised as it is.
+
+    The first failure (in the order of `checks` among those that end together) cancels
+    the other checks. Logging is quiet meanwhile (`quiet_logging`, once for the group):
+    the backends' lines about each failed attempt would only repeat the error.
+
+    Args:
+        checks: The queues to check.
+        timeout: The least each check waits (see `probe`).
+        registry: Resolve the backends through it (backends registered in code).
+        within: Quiet only this logger and those under it (an application's start);
+            None quiets the whole process (a command, which owns it).
+
+    Raises:
+        TaskQueueError: A backend is unreachable, refuses the connection or never answers.
+    """
+    tasks = [
+        asyncio.ensure_future(
+            probe(
+                check.queue, check.spec, timeout, registry=registry, words=check.words, quiet=False
+            )
+        )
+        for check in checks
+    ]
+    with quiet_logging(within=within):
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:  # also when the caller itself is cancelled
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            raise error

@@ -22,7 +22,13 @@ from lexigram.contracts.tasks import (
     TaskBackendSpec,
     TaskQueueProtocol,
 )
-from lexigram.tasks._backends import TaskBackendRegistry, probe
+from lexigram.tasks._backends import (
+    ProbeWords,
+    QueueCheck,
+    TaskBackendRegistry,
+    probe_all,
+    release_backends,
+)
 from lexigram.tasks._presence import (
     WorkerPresence,
     WorkerTotals,
@@ -38,7 +44,6 @@ from lexigram.tasks.cli._context import (
     describe,
     open_queue,
     open_stores,
-    release_backend,
 )
 from lexigram.tasks.cli._named import backend_field, config_errors, configured_spec
 from lexigram.tasks.di._other_queues import OtherQueues
@@ -106,6 +111,7 @@ class WorkerRuntime:
         self._stop_observing: Callable[[], None] | None = None
         self._uninstall_queues: Callable[[], None] | None = None
         self._others: dict[str, TaskQueueProtocol] = {}
+        self._other_specs: list[TaskBackendSpec] = []
         self._other_queues: OtherQueues | None = None
 
     def __repr__(self) -> str:
@@ -133,8 +139,14 @@ class WorkerRuntime:
         self.queues = [self.stack.queue]
         for name in self.queue_names[1:]:
             self.queues.append(self._preset(name) or open_queue(self.spec, name))
-        for queue in self.queues:
-            await probe(queue, self.spec, connect_timeout)
+        others = other_backends(self.config, self.spec)
+        self._others = {name: check.queue for name, check in others.items()}
+        self._other_specs = [check.spec for check in others.values()]
+        # Every configured backend answers before anything starts, as at a provider's boot.
+        await probe_all(
+            [*(QueueCheck(queue, self.spec) for queue in self.queues), *others.values()],
+            connect_timeout,
+        )
         self.stores = open_stores(self.spec, "cache")
         if not self.stack.has_shared_dead_letters:
             logger.warning(
@@ -178,7 +190,6 @@ class WorkerRuntime:
         # Handlers that enqueue follow-up jobs (``other.delay()``) use these queues: the
         # ones consumed here, and every other configured backend under its name, routed
         # as a TaskProvider routes them.
-        self._others = self._other_backends()
         own = {q.queue_name: q for q in self.queues}
         routes = {**routing_table({self.spec.name: self.queues[0], **self._others}), **own}
         self._other_queues = OtherQueues(self.stack)
@@ -208,16 +219,6 @@ class WorkerRuntime:
             shape,
             f", plugins {', '.join(plugins)}" if plugins else "",
         )
-
-    def _other_backends(self) -> dict[str, TaskQueueProtocol]:
-        """The queue of every other entry of ``tasks.backends``, by name (connected on use)."""
-        if self.config is None:
-            return {}
-        return {
-            entry.name: open_queue(configured_spec(self.config, entry))
-            for entry in self.config.backends
-            if entry.name != self.spec.name
-        }
 
     def _preset(self, name: str) -> TaskQueueProtocol | None:
         own = self.preset_queue
@@ -255,4 +256,43 @@ class WorkerRuntime:
         if self.stack is not None:
             await self.stack.close()
         await close_quietly(*self.queues[1:], *self._others.values(), self.rate_limiter)
-        await release_backend(self.spec)
+        await release_backends([self.spec.type, *(spec.type for spec in self._other_specs)])
+
+
+def other_backends(config: TaskConfig | None, spec: TaskBackendSpec) -> dict[str, QueueCheck]:
+    """The queue of every configured backend but `spec`'s, by name (connected on use).
+
+    Each comes with the words its start-up check uses: a failure names its entry's URL
+    (``tasks.backends[1].url``), which is what to fix.
+    """
+    if config is None:
+        return {}
+    others: dict[str, QueueCheck] = {}
+    for entry in config.backends:
+        if entry.name == spec.name:
+            continue
+        other = configured_spec(config, entry)
+        words = ProbeWords(timeout="--connect-timeout", address=f"{backend_field(other)}.url")
+        others[entry.name] = QueueCheck(open_queue(other), other, words)
+    return others
+
+
+async def check_backends(
+    config: TaskConfig | None, spec: TaskBackendSpec, connect_timeout: float
+) -> None:
+    """The worker's start-up check of every backend it uses, without starting a worker.
+
+    A supervisor of several worker processes makes it before it starts any, so a backend
+    that does not answer is reported once, not by each child: the same queues and the same
+    `probe_all` as `WorkerRuntime.start`, then closed.
+
+    Raises:
+        TaskQueueError: A backend is unreachable, refuses the connection or never answers.
+    """
+    others = other_backends(config, spec)
+    own = open_queue(spec)
+    try:
+        await probe_all([QueueCheck(own, spec), *others.values()], connect_timeout)
+    finally:
+        await close_quietly(own, *(check.queue for check in others.values()))
+        await release_backends([spec.type, *(check.spec.type for check in others.values())])

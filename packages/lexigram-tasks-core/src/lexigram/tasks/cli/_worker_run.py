@@ -38,7 +38,7 @@ from lexigram.tasks.cli._metrics import (
     watch_runtime,
 )
 from lexigram.tasks.cli._output import setup_logging, terminal_console
-from lexigram.tasks.cli._runtime import WorkerRuntime
+from lexigram.tasks.cli._runtime import WorkerRuntime, check_backends
 from lexigram.tasks.cli._supervised import signal_ready
 from lexigram.tasks.cli._worker import WorkerOptions
 from lexigram.tasks.di._stack import worker_settings
@@ -81,15 +81,16 @@ def run_worker(options: WorkerOptions, *, supervised: bool, collect: bool = True
         app = load_app(options.app)  # fail here, once, rather than in every child
         options = _with_default_backend(options, app)  # the children get it as --backend
         config = _enabled_config(options, app, report=True)
-        # As the APP: a backend that cannot be built fails here, once (one error line),
-        # rather than in every child. Only resolved: the children connect.
-        resolve_spec(
+        # As the APP: a backend that cannot be built, or does not answer, fails here,
+        # once (one error line), rather than in every child.
+        spec = resolve_spec(
             config,
             options.backend,
             check_queue_option(options.queues[0]) if options.queues else None,
             connect_timeout=options.connect_timeout,
         )
         release_held()  # what is left is about a backend the children report, if they build it
+        run_async(check_backends(config, spec, options.connect_timeout))
         settings = worker_settings(config)
         # Here, not at the top: a worker that supervises no children never needs it.
         from lexigram.tasks.cli._supervisor import Supervisor  # noqa: PLC0415

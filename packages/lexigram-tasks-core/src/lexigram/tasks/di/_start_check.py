@@ -6,16 +6,15 @@ ends an application's boot with the backend's own one-line error, as it ends a c
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 
 from lexigram.contracts.tasks import TaskQueueProtocol
 from lexigram.tasks._backends import (
     DEFAULT_CONNECT_TIMEOUT,
     ProbeWords,
+    QueueCheck,
     TaskBackendRegistry,
-    probe,
-    quiet_logging,
+    probe_all,
 )
 from lexigram.tasks.di._stack import BackendStack
 
@@ -28,16 +27,13 @@ async def check_stacks(
     registry: TaskBackendRegistry,
     given_queue: TaskQueueProtocol | None = None,
 ) -> None:
-    """Make the start-up connection check of every stack's queue, all at once.
+    """Make the start-up connection check of every stack's queue, all at once (`probe_all`).
 
-    The first failure (in configuration order among those that end together) cancels
-    the other checks and is raised as it is: the backend's own one-line error. Each check
-    waits at least `DEFAULT_CONNECT_TIMEOUT` seconds, as the command line does, and a
-    margin past the backend's own first-answer deadlines (the configured ones, else the
-    backend's defaults), which are left as configured. Meanwhile the backends' loggers
-    are quiet (`quiet_logging`): their lines about each failed attempt would only repeat
-    the error. The rest of the application keeps logging, unlike a command, which quiets
-    its whole process.
+    Each check waits at least `DEFAULT_CONNECT_TIMEOUT` seconds, as the command line
+    does, and a margin past the backend's own first-answer deadlines (the configured
+    ones, else the backend's defaults), which are left as configured. Meanwhile only the
+    backends' loggers are quiet: the rest of the application keeps logging, unlike a
+    command, which quiets its whole process.
 
     Args:
         stacks: The provider's backend stacks.
@@ -48,30 +44,12 @@ async def check_stacks(
     Raises:
         TaskQueueError: A backend is unreachable, refuses the connection or never answers.
     """
-    checks = [
-        asyncio.ensure_future(
-            probe(
-                stack.queue,
-                stack.spec,
-                DEFAULT_CONNECT_TIMEOUT,
-                registry=registry,
-                words=_words(stack, given_queue),
-                quiet=False,
-            )
-        )
-        for stack in stacks
-    ]
-    with quiet_logging(within=BACKEND_LOGGERS):
-        try:
-            await asyncio.wait(checks, return_when=asyncio.FIRST_EXCEPTION)
-        finally:  # also when the boot itself is cancelled
-            for check in checks:
-                check.cancel()
-            await asyncio.gather(*checks, return_exceptions=True)
-    for check in checks:
-        error = None if check.cancelled() else check.exception()
-        if error is not None:
-            raise error
+    await probe_all(
+        [QueueCheck(stack.queue, stack.spec, _words(stack, given_queue)) for stack in stacks],
+        DEFAULT_CONNECT_TIMEOUT,
+        registry=registry,
+        within=BACKEND_LOGGERS,
+    )
 
 
 def _words(stack: BackendStack, given_queue: TaskQueueProtocol | None) -> ProbeWords:
