@@ -1,10 +1,11 @@
-"""The worker command checks every configured backend before it starts, as `TaskProvider` does.
+"""The worker and scheduler commands check every configured backend, as `TaskProvider` does.
 
 A worker of ``tasks.backends``' primary entry used to check only the queues it consumes: a
 second entry with a wrong login (the backend its handlers' ``.delay()`` reach) was found
 only when a handler first enqueued there, while an application's `TaskProvider.boot`
 failed at once on it. With ``--workers N`` the supervisor checked nothing, so each of its
-children printed the same error line. Now the command, its supervisor and the provider make
+children printed the same error line. The scheduler command checked only its own backend
+too, while its fires reach the others. Now the commands, the supervisor and the provider make
 the same check (``probe_all`` over every configured backend): one error line, exit code 2,
 nothing started.
 
@@ -32,11 +33,16 @@ pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 
 APP = """
-from lexigram.tasks import task
+from lexigram.tasks import scheduled, task
 
 
 @task
 async def noop() -> None:
+    return None
+
+
+@scheduled("0 0 1 1 *")
+async def yearly() -> None:
     return None
 """
 
@@ -123,3 +129,20 @@ def test_a_supervisor_reports_an_unreachable_backend_once_and_starts_no_child(
     assert len(errors) == 1, done.stderr
     assert "refused the connection" in errors[0]
     assert "Started worker process" not in done.stderr
+
+
+def test_the_scheduler_command_checks_every_configured_backend(
+    tmp_path: Path, run_cli: RunCli, redis_url: str, postgres_dsn: str
+) -> None:
+    config = _write(tmp_path, _backends(redis_url, _unknown_role(postgres_dsn)))
+    done = run_cli(
+        *("scheduler", "start_check_app", "--config", str(config)),
+        app_dir=tmp_path,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    errors = _errors(done)
+    assert len(errors) == 1, done.stderr
+    assert "refused the login" in errors[0]
+    assert "Scheduler running" not in done.stderr

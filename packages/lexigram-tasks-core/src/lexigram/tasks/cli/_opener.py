@@ -3,7 +3,9 @@
 A scheduler fire, a dead letter put back, a schedule run now: each names its queue, and
 the command opens the queue that name leads to as ``.delay()`` would route it
 (`spec_serving`): another configured backend's queue when the name is that backend's
-name or queue, else a queue of the command's own backend.
+name or queue, else a queue of the command's own backend. A worker's handlers and a
+scheduler's fires reach every other configured backend this way, and their start-up check
+covers those backends through `configured_backends`.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from lexigram.contracts.tasks import MUST_EXIST_OPTION
-from lexigram.tasks._backends import release_backends
+from lexigram.tasks._backends import ProbeWords, QueueCheck, release_backends
 from lexigram.tasks.cli._context import close_quietly, open_queue
-from lexigram.tasks.cli._named import spec_serving
+from lexigram.tasks.cli._named import backend_field, spec_serving
 
 if TYPE_CHECKING:
     from lexigram.contracts.tasks import Job, TaskBackendSpec, TaskQueueProtocol
@@ -75,6 +77,24 @@ class QueueOpener:
         if job.queue_name:
             job.queue_name = queue.queue_name
         return queue
+
+    def configured_backends(self) -> dict[str, QueueCheck]:
+        """The queue of every other configured backend, by its name, opened here.
+
+        Each comes with the words of its start-up check (`probe_all`): a failure names the
+        entry's URL (``tasks.backends[1].url``), which is what to fix.
+        """
+        if self.config is None:
+            return {}
+        checks: dict[str, QueueCheck] = {}
+        for entry in self.config.backends:
+            if entry.name == self.spec.name:
+                continue
+            queue = self(entry.name)
+            target = spec_serving(self.config, self.spec, entry.name)
+            words = ProbeWords(timeout="--connect-timeout", address=f"{backend_field(target)}.url")
+            checks[entry.name] = QueueCheck(queue, target, words)
+        return checks
 
     async def close(self) -> None:
         """Close the queues opened here, and the pools of other backends they used."""

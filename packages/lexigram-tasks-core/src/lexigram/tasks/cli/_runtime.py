@@ -22,13 +22,7 @@ from lexigram.contracts.tasks import (
     TaskBackendSpec,
     TaskQueueProtocol,
 )
-from lexigram.tasks._backends import (
-    ProbeWords,
-    QueueCheck,
-    TaskBackendRegistry,
-    probe_all,
-    release_backends,
-)
+from lexigram.tasks._backends import QueueCheck, TaskBackendRegistry, probe_all
 from lexigram.tasks._presence import (
     WorkerPresence,
     WorkerTotals,
@@ -44,8 +38,10 @@ from lexigram.tasks.cli._context import (
     describe,
     open_queue,
     open_stores,
+    release_backend,
 )
-from lexigram.tasks.cli._named import backend_field, config_errors, configured_spec
+from lexigram.tasks.cli._named import backend_field, config_errors
+from lexigram.tasks.cli._opener import QueueOpener
 from lexigram.tasks.di._other_queues import OtherQueues
 from lexigram.tasks.di._stack import (
     BackendStack,
@@ -111,7 +107,7 @@ class WorkerRuntime:
         self._stop_observing: Callable[[], None] | None = None
         self._uninstall_queues: Callable[[], None] | None = None
         self._others: dict[str, TaskQueueProtocol] = {}
-        self._other_specs: list[TaskBackendSpec] = []
+        self._opener: QueueOpener | None = None
         self._other_queues: OtherQueues | None = None
 
     def __repr__(self) -> str:
@@ -139,9 +135,10 @@ class WorkerRuntime:
         self.queues = [self.stack.queue]
         for name in self.queue_names[1:]:
             self.queues.append(self._preset(name) or open_queue(self.spec, name))
-        others = other_backends(self.config, self.spec)
+        # Every other configured backend, where handlers' ``.delay()`` may send jobs.
+        self._opener = QueueOpener(self.config, self.spec)
+        others = self._opener.configured_backends()
         self._others = {name: check.queue for name, check in others.items()}
-        self._other_specs = [check.spec for check in others.values()]
         # Every configured backend answers before anything starts, as at a provider's boot.
         await probe_all(
             [*(QueueCheck(queue, self.spec) for queue in self.queues), *others.values()],
@@ -255,26 +252,11 @@ class WorkerRuntime:
         await self.stores.close()
         if self.stack is not None:
             await self.stack.close()
-        await close_quietly(*self.queues[1:], *self._others.values(), self.rate_limiter)
-        await release_backends([self.spec.type, *(spec.type for spec in self._other_specs)])
-
-
-def other_backends(config: TaskConfig | None, spec: TaskBackendSpec) -> dict[str, QueueCheck]:
-    """The queue of every configured backend but `spec`'s, by name (connected on use).
-
-    Each comes with the words its start-up check uses: a failure names its entry's URL
-    (``tasks.backends[1].url``), which is what to fix.
-    """
-    if config is None:
-        return {}
-    others: dict[str, QueueCheck] = {}
-    for entry in config.backends:
-        if entry.name == spec.name:
-            continue
-        other = configured_spec(config, entry)
-        words = ProbeWords(timeout="--connect-timeout", address=f"{backend_field(other)}.url")
-        others[entry.name] = QueueCheck(open_queue(other), other, words)
-    return others
+        await close_quietly(*self.queues[1:], self.rate_limiter)
+        if self._opener is not None:
+            await self._opener.close()
+            self._opener = None
+        await release_backend(self.spec)
 
 
 async def check_backends(
@@ -289,10 +271,10 @@ async def check_backends(
     Raises:
         TaskQueueError: A backend is unreachable, refuses the connection or never answers.
     """
-    others = other_backends(config, spec)
-    own = open_queue(spec)
+    opener = QueueOpener(config, spec)
     try:
-        await probe_all([QueueCheck(own, spec), *others.values()], connect_timeout)
+        checks = [QueueCheck(opener(), spec), *opener.configured_backends().values()]
+        await probe_all(checks, connect_timeout)
     finally:
-        await close_quietly(own, *(check.queue for check in others.values()))
-        await release_backends([spec.type, *(check.spec.type for check in others.values())])
+        await opener.close()
+        await release_backend(spec)

@@ -28,7 +28,7 @@ from lexigram.contracts.tasks import (
     TaskBackendSpec,
     TaskQueueError,
 )
-from lexigram.tasks._backends import TaskBackendRegistry, probe
+from lexigram.tasks._backends import QueueCheck, TaskBackendRegistry, probe_all
 from lexigram.tasks.cli._app import LoadedApp, load_app
 from lexigram.tasks.cli._context import (
     default_backend,
@@ -203,7 +203,8 @@ async def _run(
     scheduler: TaskScheduler | None = None
     reporting = ExitStack()
     try:
-        await probe(queue, spec, timeout)
+        # Every configured backend answers before a schedule fires, as at a provider's boot.
+        await probe_all([QueueCheck(queue, spec), *route.configured_backends().values()], timeout)
         scheduler = TaskScheduler.from_config(
             config.scheduler,
             store=stack.scheduler_store,
