@@ -143,7 +143,9 @@ def child(argv: list[str]) -> None:  # noqa: C901, PLR0915 - one instrumented ru
             return value
 
         setattr(worker_run, name, timed)
-    _wrap_async(runtime, "probe", lambda a, k: mark("probe begins"), lambda v: mark("probe ends"))
+    _wrap_async(
+        runtime, "probe_all", lambda a, k: mark("probe begins"), lambda v: mark("probe ends")
+    )
     _wrap_async(
         runtime.WorkerRuntime,
         "start",
