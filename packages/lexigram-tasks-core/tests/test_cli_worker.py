@@ -401,6 +401,9 @@ def test_worker_child_that_fails_at_startup_stops_the_supervisor(
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), *sys.path]))
+    # The default backend is SQLite in the working directory, which the supervisor's
+    # start-up check opens (the file stays in tmp_path, not in the checkout).
+    monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["worker", name, "--workers", "2"])
     assert result.exit_code == 2
     assert "before it was ready; giving up" in result.stderr
