@@ -76,8 +76,17 @@ def _write(tmp_path: Path, backends: dict[str, object]) -> Path:
     return config
 
 
-def _errors(done: subprocess.CompletedProcess[str]) -> list[str]:
-    return [line for line in done.stderr.splitlines() if line.startswith("error:")]
+def _one_error(run_cli: RunCli, tmp_path: Path, *args: str, expected: str) -> str:
+    """Run the command in `tmp_path`; it must exit 2 with one ``error:`` line naming `expected`."""
+    done = run_cli(*args, app_dir=tmp_path, cwd=tmp_path, timeout=60)
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    assert expected in errors[0]
+    # Nothing started: no child process, no consumer, no scheduler.
+    for started in ("Started worker process", "consuming", "Scheduler running"):
+        assert started not in done.stderr
+    return errors[0]
 
 
 @pytest.mark.parametrize("processes", ["1", "3"])
@@ -86,19 +95,13 @@ def test_a_second_backend_that_refuses_the_login_stops_the_worker_with_one_line(
 ) -> None:
     reports = _unknown_role(postgres_dsn)
     config = _write(tmp_path, _backends(redis_url, reports))
-    done = run_cli(
+    error = _one_error(
+        run_cli,
+        tmp_path,
         *("worker", "start_check_app", "--config", str(config), "--workers", processes),
         *("--queue", f"start-check-{uuid.uuid4().hex[:8]}"),
-        app_dir=tmp_path,
-        cwd=tmp_path,
-        timeout=60,
+        expected="refused the login",
     )
-    assert done.returncode == 2, done.stderr
-    errors = _errors(done)
-    assert len(errors) == 1, done.stderr
-    assert "refused the login" in errors[0]
-    assert "Started worker process" not in done.stderr
-    assert "consuming" not in done.stderr
 
     # One way through: an application's boot on the same configuration fails on the same line.
     async def boot() -> ApplicationStartError:
@@ -110,7 +113,7 @@ def test_a_second_backend_that_refuses_the_login_stops_the_worker_with_one_line(
 
     cause = asyncio.run(boot()).__cause__
     assert isinstance(cause, TaskQueueError), repr(cause)
-    assert errors[0] == f"error: {cause.message}"
+    assert error == f"error: {cause.message}"
 
 
 def test_a_supervisor_reports_an_unreachable_backend_once_and_starts_no_child(
@@ -118,31 +121,21 @@ def test_a_supervisor_reports_an_unreachable_backend_once_and_starts_no_child(
 ) -> None:
     closed = f"redis://127.0.0.1:{free_port()}/0"
     config = _write(tmp_path, _backends(closed, postgres_dsn))
-    done = run_cli(
+    _one_error(
+        run_cli,
+        tmp_path,
         *("worker", "start_check_app", "--config", str(config), "--workers", "3"),
-        app_dir=tmp_path,
-        cwd=tmp_path,
-        timeout=60,
+        expected="refused the connection",
     )
-    assert done.returncode == 2, done.stderr
-    errors = _errors(done)
-    assert len(errors) == 1, done.stderr
-    assert "refused the connection" in errors[0]
-    assert "Started worker process" not in done.stderr
 
 
 def test_the_scheduler_command_checks_every_configured_backend(
     tmp_path: Path, run_cli: RunCli, redis_url: str, postgres_dsn: str
 ) -> None:
     config = _write(tmp_path, _backends(redis_url, _unknown_role(postgres_dsn)))
-    done = run_cli(
+    _one_error(
+        run_cli,
+        tmp_path,
         *("scheduler", "start_check_app", "--config", str(config)),
-        app_dir=tmp_path,
-        cwd=tmp_path,
-        timeout=60,
+        expected="refused the login",
     )
-    assert done.returncode == 2, done.stderr
-    errors = _errors(done)
-    assert len(errors) == 1, done.stderr
-    assert "refused the login" in errors[0]
-    assert "Scheduler running" not in done.stderr
