@@ -55,7 +55,10 @@ class QueueOpener:
 
     def __call__(self, name: str | None = None) -> TaskQueueProtocol:
         """The queue `name` leads to (None: the command's own queue)."""
-        target = spec_serving(self.config, self.spec, name or self.spec.queue_name)
+        return self._open(spec_serving(self.config, self.spec, name or self.spec.queue_name))
+
+    def _open(self, target: TaskBackendSpec) -> TaskQueueProtocol:
+        """The queue of `target` (a spec `spec_serving` gave), opened once."""
         own = self.own
         if own is not None and (target.name, target.queue_name) == (self.spec.name, own.queue_name):
             return own
@@ -90,10 +93,9 @@ class QueueOpener:
         for entry in self.config.backends:
             if entry.name == self.spec.name:
                 continue
-            queue = self(entry.name)
             target = spec_serving(self.config, self.spec, entry.name)
             words = ProbeWords(timeout="--connect-timeout", address=f"{backend_field(target)}.url")
-            checks[entry.name] = QueueCheck(queue, target, words)
+            checks[entry.name] = QueueCheck(self._open(target), target, words)
         return checks
 
     async def close(self) -> None:
