@@ -44,9 +44,10 @@ def ack_and_store_sql(ack_many: str, results_table: str, *, replace: bool) -> st
     """The statement acking a batch and storing the results of the deliveries it deleted.
 
     `ack_many` takes $1 ids, $2 seqs, $3 delivery counts and returns the positions it
-    deleted; then come the results ($4 namespace, $5 ids, $6 successes, $7 data, $8 ttl
-    seconds) and their wake-ups ($9 channel, $10 payloads). With `replace` a job's earlier
-    result is overwritten; without, one fails the statement (a unique violation).
+    deleted; then come the results (of the jobs $1 names: $4 namespace, $5 successes, $6
+    data, $7 ttl seconds) and their wake-ups ($8 channel, $9 payloads). With `replace` a
+    job's earlier result is overwritten; without, one fails the statement (a unique
+    violation).
     """
     conflict = (
         """
@@ -60,14 +61,14 @@ WITH acked AS ({ack_many}
 ), stored AS (
     INSERT INTO {results_table} (namespace, job_id, success, data, stored_at, expires_at)
     SELECT $4, r.job_id, r.success, r.data::json, clock_timestamp(),
-           clock_timestamp() + make_interval(secs => $8)
-    FROM unnest($5::text[], $6::boolean[], $7::text[]) WITH ORDINALITY
+           clock_timestamp() + make_interval(secs => $7)
+    FROM unnest($1::text[], $5::boolean[], $6::text[]) WITH ORDINALITY
          AS r(job_id, success, data, n)
     WHERE r.n IN (SELECT n FROM acked){conflict}
     RETURNING 1
 )
 SELECT acked.n, (SELECT count(*) FROM stored) AS kept,
-       (SELECT count(pg_notify($9, payload)) FROM unnest($10::text[]) AS payload) AS woken
+       (SELECT count(pg_notify($8, payload)) FROM unnest($9::text[]) AS payload) AS woken
 FROM acked"""  # noqa: S608 - identifiers validated by the queue and the store
 
 
@@ -119,7 +120,6 @@ class AckAndStore:
             [None if token is None else token[0] for _, token, _, _ in batch],
             [None if token is None else token[1] for _, token, _, _ in batch],
             self.store.namespace,
-            ids,
             [success for _, _, success, _ in batch],
             [data for _, _, _, data in batch],
             self.store.ttl,
