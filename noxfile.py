@@ -322,12 +322,14 @@ def integration(session: nox.Session) -> None:
         defaults = ("tests-integration", "--deselect", WHEEL_GUARD)
         session.run("pytest", *_pytest_args(session, *defaults), env=env)
         return
-    # Most of these tests wait on brokers and subprocesses rather than compute: on two cores,
-    # four processes (a test file stays in one) took 252 s where two took 424 s, with the
-    # cores still half idle (246 s of CPU). Tests that disrupt a shared service for everyone
-    # (a broker restart) run alone afterwards.
+    # Most of these tests wait on brokers and subprocesses rather than compute, so two
+    # processes (a test file stays in one) halve the wall time on two cores. Four took 252 s
+    # where two take 424 s, but one run in four then failed on a socket some test leaked
+    # (an unclosed connection, collected during a PostgreSQL TLS test): two until that leak
+    # is found. Tests that disrupt a shared service for everyone (a broker restart) run
+    # alone afterwards.
     common = ["tests-integration", "--deselect", WHEEL_GUARD]
-    session.run("pytest", *common, "-n", "4", "--dist", "loadfile", "-m", "not exclusive", env=env)
+    session.run("pytest", *common, "-n", "2", "--dist", "loadfile", "-m", "not exclusive", env=env)
     session.run("pytest", *common, "-m", "exclusive", env=env)
 
 
