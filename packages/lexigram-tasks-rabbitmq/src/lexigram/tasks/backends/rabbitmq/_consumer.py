@@ -36,6 +36,7 @@ from lexigram.tasks.backends.rabbitmq._delivery import ChannelAcks, Delivery
 from lexigram.tasks.backends.rabbitmq._existing import require_queue
 from lexigram.tasks.backends.rabbitmq._options import delay_bucket
 from lexigram.tasks.backends.rabbitmq._topology import main_queue_arguments
+from lexigram.tasks.backends.rabbitmq._whole_rpc import whole_rpc
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ class DeliveryBuffer:
                 if tag is not None and self._acks.alive:
                     try:
                         # After cancel-ok no delivery of this consumer is in transit.
-                        await self._acks.channel.basic_cancel(tag)
+                        await whole_rpc(self._acks.channel.basic_cancel(tag))
                     except CONNECTION_ERRORS as exc:
                         logger.debug("Cancelling the consumer of %r failed: %s", self._queue, exc)
                 await asyncio.sleep(0)  # let the delivery tasks queued before cancel-ok run
@@ -194,7 +195,7 @@ class DeliveryBuffer:
             with contextlib.suppress(*CONNECTION_ERRORS):
                 self._room_made = True
                 prefetch = self._prefetch + 1
-                await acks.channel.basic_qos(prefetch_count=prefetch, global_=True)
+                await whole_rpc(acks.channel.basic_qos(prefetch_count=prefetch, global_=True))
                 # Recorded: a call that comes in meanwhile keeps the consumer, and the
                 # next resize compares against what the broker has.
                 self._prefetch = prefetch
@@ -266,14 +267,19 @@ class DeliveryBuffer:
         # Classic queues take a channel-wide (global) prefetch, which basic.qos can
         # change while consuming; quorum queues refuse global QoS, so their per-consumer
         # limit is fixed at basic.consume and a resize re-consumes (see _resize).
-        await underlay.basic_qos(prefetch_count=self._prefetch, global_=not self._quorum)
+        await whole_rpc(underlay.basic_qos(prefetch_count=self._prefetch, global_=not self._quorum))
         self._room_made = False
         self._consuming = True
         try:
-            ok = await underlay.basic_consume(self._queue, self._on_message)
+            await whole_rpc(self._basic_consume(underlay))
+        except asyncio.CancelledError:
+            raise  # the consume goes on and records its tag
         except BaseException:
             self._consuming = False
             raise
+
+    async def _basic_consume(self, underlay: AbstractChannel) -> None:
+        ok = await underlay.basic_consume(self._queue, self._on_message)
         self._tag = ok.consumer_tag
 
     async def _resize(self, prefetch: int) -> None:
@@ -281,13 +287,16 @@ class DeliveryBuffer:
         underlay = self._acks.channel
         self._prefetch = prefetch
         if not self._quorum:
-            await underlay.basic_qos(prefetch_count=prefetch, global_=True)
+            await whole_rpc(underlay.basic_qos(prefetch_count=prefetch, global_=True))
             self._room_made = False
             return
         old = self._tag
-        await underlay.basic_qos(prefetch_count=prefetch, global_=False)
-        ok = await underlay.basic_consume(self._queue, self._on_message)
-        self._tag = ok.consumer_tag
+        await whole_rpc(underlay.basic_qos(prefetch_count=prefetch, global_=False))
+        await whole_rpc(self._swap_consumer(underlay, old))
+
+    async def _swap_consumer(self, underlay: AbstractChannel, old: str | None) -> None:
+        """Consume with the new prefetch, then cancel the consumer with the old one."""
+        await self._basic_consume(underlay)
         if old is not None:
             await underlay.basic_cancel(old)
 
