@@ -21,6 +21,7 @@ import pytest
 import pytest_asyncio
 from aiormq.abc import AbstractChannel, DeliveredMessage
 
+from lexigram.tasks.backends.rabbitmq._delivery import closing_started
 from lexigram.tasks.backends.rabbitmq._whole_rpc import whole_rpc
 
 pytestmark = pytest.mark.rabbitmq
@@ -55,7 +56,9 @@ async def consuming(
             await direct.close()
 
 
-async def cancel_while_the_reply_is_held(broker_proxy: TcpProxy, call: Any) -> None:
+async def cancel_while_the_reply_is_held(
+    broker_proxy: TcpProxy, call: Any, *, resume: bool = True
+) -> None:
     """Start `call`, hold the broker's reply, cancel the caller, then let the reply through."""
     broker_proxy.pause()
     caller = asyncio.ensure_future(call)
@@ -64,7 +67,8 @@ async def cancel_while_the_reply_is_held(broker_proxy: TcpProxy, call: Any) -> N
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
         await caller
-    broker_proxy.resume()
+    if resume:
+        broker_proxy.resume()
 
 
 def aiormq_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -108,6 +112,23 @@ async def test_a_cancelled_bare_call_closes_the_channel_with_a_warning(
     with pytest.raises(aiormq.exceptions.ChannelInvalidStateError):
         await asyncio.wait_for(channel.basic_qos(prefetch_count=3), 5.0)
     assert any("because RPC call" in line for line in aiormq_warnings(caplog))
+
+
+async def test_a_call_the_broker_never_answers_is_given_up_so_the_close_does_not_wait(
+    consuming: tuple[AbstractChannel, str], broker_proxy: TcpProxy
+) -> None:
+    """A paused broker: the abandoned call is cancelled after its grace, and the channel's
+    close (queued behind it) returns then instead of waiting for the reply."""
+    channel, tag = consuming
+    await cancel_while_the_reply_is_held(
+        broker_proxy, whole_rpc(channel.basic_cancel(tag), finish_within=0.3), resume=False
+    )
+    assert not closing_started(channel)  # still within the grace
+    await asyncio.sleep(0.5)
+    assert closing_started(channel)  # given up: aiormq sent Channel.Close
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(channel.close(), 5.0)
+    assert asyncio.get_running_loop().time() - started < 1.0
 
 
 async def test_a_call_that_fails_after_its_caller_left_is_not_reported_as_unretrieved(

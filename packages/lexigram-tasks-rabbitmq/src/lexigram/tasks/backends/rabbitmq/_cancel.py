@@ -20,6 +20,7 @@ from lexigram.contracts.tasks import BackendConnectionError
 from lexigram.tasks.backends.rabbitmq._connection import CONNECTION_ERRORS, AMQPLink
 from lexigram.tasks.backends.rabbitmq._existing import exists
 from lexigram.tasks.backends.rabbitmq._options import cancel_exchange_name
+from lexigram.tasks.backends.rabbitmq._whole_rpc import whole_rpc
 
 
 async def _declare(channel: AbstractChannel, exchange: str, *, passive: bool = False) -> None:
@@ -65,13 +66,18 @@ async def follow_cancellations(link: AMQPLink) -> AsyncIterator[str]:
     async def received(message: DeliveredMessage) -> None:
         inbox.put_nowait(message.body.decode())
 
+    async def subscribe() -> None:
+        await _declare(channel, exchange, passive=link.options.must_exist)
+        declared = await channel.queue_declare("", exclusive=True, auto_delete=True)
+        name = str(declared.queue)  # the server-named queue
+        await channel.queue_bind(name, exchange)
+        await channel.basic_consume(name, received, no_ack=True)
+
     try:
         try:
-            await _declare(channel, exchange, passive=link.options.must_exist)
-            declared = await channel.queue_declare("", exclusive=True, auto_delete=True)
-            name = str(declared.queue)  # the server-named queue
-            await channel.queue_bind(name, exchange)
-            await channel.basic_consume(name, received, no_ack=True)
+            # A worker stopping mid-subscribe lets the calls finish (the close below
+            # waits for them) rather than have aiormq close the channel with a WARNING.
+            await whole_rpc(subscribe())
         except CONNECTION_ERRORS as exc:
             raise link.connection_error(action, exc) from exc
         while True:

@@ -3,11 +3,13 @@
 aiormq closes a channel, with a WARNING of its own, when the caller of a synchronous
 method (``basic.qos``, ``basic.consume``, ``basic.cancel``...) is cancelled before the
 reply came: it can no longer tell which reply belongs to which call. The consumer's
-background work (going idle, resizing the prefetch, consuming again after a reconnect)
-is cancelled whenever the queue closes, often mid-call, and the channel is about to be
-closed cleanly anyway. Each such call runs to its reply instead: the caller stops
-waiting at once, and the channel's close, which queues behind the call on aiormq's
-channel lock, follows it.
+background work (going idle, resizing the prefetch) and a worker's subscription to
+cancellations are cancelled whenever the queue or the worker stops, often mid-call, and
+their channel is about to be closed cleanly anyway. Such a call runs on to its reply
+instead: the caller stops waiting at once, and the channel's close, which queues behind
+the call on aiormq's channel lock, follows it. A broker that does not answer within
+`FINISH_WITHIN` (paused, or gone without the connection noticing yet) gets the cancel
+after all, so a close never waits on it for longer.
 """
 
 from __future__ import annotations
@@ -18,9 +20,17 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+FINISH_WITHIN = 1.0
+"""Seconds an abandoned call may still take before it is cancelled (a live broker
+answers in well under a millisecond)."""
 
-async def whole_rpc(call: Awaitable[T]) -> T:
+
+async def whole_rpc(call: Awaitable[T], finish_within: float = FINISH_WITHIN) -> T:
     """Await `call`; if the caller is cancelled, let the call finish on its own.
+
+    Args:
+        call: The AMQP call (or a coroutine of several, made on one channel).
+        finish_within: Seconds the call may run on after its caller was cancelled.
 
     Raises:
         asyncio.CancelledError: The caller was cancelled (the call goes on).
@@ -33,6 +43,9 @@ async def whole_rpc(call: Awaitable[T]) -> T:
         # Nobody reads the outcome now: retrieve it, so a call failing on a closed
         # connection is not reported as an exception that was never retrieved.
         running.add_done_callback(_forget)
+        if not running.done():
+            give_up = asyncio.get_running_loop().call_later(finish_within, running.cancel)
+            running.add_done_callback(lambda _: give_up.cancel())
         raise
 
 
