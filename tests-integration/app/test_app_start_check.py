@@ -107,8 +107,9 @@ def test_a_wrong_password_fails_boot_with_the_clis_line_and_starts_nothing(
     assert expected in message
     assert "\n" not in message
     assert WRONG_PASSWORD not in message
-    # What the kernel's ApplicationStartError shows: the error's repr, so on one line.
-    assert f"Provider 'tasks' failed to boot: {cause!r}." in str(error)
+    # What the kernel's ApplicationStartError shows: the error's type and message, on one line.
+    assert f"Provider 'tasks' failed to boot: BackendConnectionError: {cause} See" in str(error)
+    assert "\n" not in str(error)
     assert WRONG_PASSWORD not in str(error)
     # Nothing started, nothing retried: no worker, registration or scheduler line, no
     # warning before the failure or after it (the configuration's own report aside).

@@ -176,7 +176,7 @@ async def test_application_boot_failure_rolls_back_what_booted(log):
         await app.start()
     assert info.value.provider == "broken"
     assert info.value.phase == "boot"
-    assert "Provider 'broken' failed to boot: RuntimeError('broken broke in boot')" in str(
+    assert "Provider 'broken' failed to boot: RuntimeError: broken broke in boot." in str(
         info.value
     )
     assert isinstance(info.value.__cause__, RuntimeError)
@@ -348,3 +348,27 @@ async def test_application_run_async_stops_on_sigterm(log):
     assert log.events[-1] == "shutdown:p"
     # The handler is removed again afterwards.
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+class QuotingProvider(Provider):
+    """Fails its boot with a message of two lines holding both kinds of quote."""
+
+    name = "quoting"
+
+    async def register(self, container: Any) -> None:
+        return None
+
+    async def boot(self, container: Any) -> None:
+        message = "the queue 'jobs' said \"no\"\nretry later"
+        raise RuntimeError(message)
+
+
+async def test_a_boot_failure_reads_as_written_on_one_line() -> None:
+    app = Application()
+    app.add_provider(QuotingProvider())
+    with pytest.raises(ApplicationStartError) as info:
+        await app.start()
+    assert str(info.value) == (
+        "Provider 'quoting' failed to boot: RuntimeError: the queue 'jobs' said \"no\" retry "
+        "later. See the chained exception."
+    )

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from enum import StrEnum
 from typing import Any, Self
 
-from lexigram.app._errors import ApplicationStartError
+from lexigram.app._errors import ApplicationStartError, as_sentence
 from lexigram.app._lifecycle import ProviderLifecycle
 from lexigram.di import (
     ApplicationConfig,
@@ -200,8 +200,8 @@ class Application:
             await hook(self._container)
         except Exception as exc:
             msg = (
-                f"on_module_booted() of module {compiled.name!r} raised {exc!r}. Fix the hook; "
-                "the application's providers were shut down again."
+                f"on_module_booted() of module {compiled.name!r} raised {as_sentence(exc)} "
+                "Fix the hook; the application's providers were shut down again."
             )
             raise ApplicationStartError(msg, provider=None, phase="module") from exc
 

@@ -26,3 +26,15 @@ class ApplicationStartError(RuntimeError):
         super().__init__(message)
         self.provider = provider
         self.phase = phase
+
+
+def as_sentence(exc: BaseException) -> str:
+    """`exc` as ``Type: message.``, for the message of an `ApplicationStartError`.
+
+    Not ``repr(exc)``: a message holding both kinds of quote would read escaped. Kept on
+    one line, as repr kept it: a message of several lines is joined with spaces (the
+    exception itself is chained, whole). Ends with a full stop unless it has one.
+    """
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    sentence = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return sentence if sentence.endswith((".", "!", "?")) else f"{sentence}."

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from lexigram.app._errors import ApplicationStartError
+from lexigram.app._errors import ApplicationStartError, as_sentence
 from lexigram.di import Container, Provider, ProviderState
 
 __all__ = ["ProviderLifecycle", "boot_order"]
@@ -125,7 +125,7 @@ class ProviderLifecycle:
                 "Optional provider %r %s; starting without it.", provider.name, what, exc_info=exc
             )
             return
-        msg = f"Provider {provider.name!r} {what}: {exc!r}. See the chained exception."
+        msg = f"Provider {provider.name!r} {what}: {as_sentence(exc)} See the chained exception."
         raise ApplicationStartError(msg, provider=provider.name, phase=phase) from exc
 
     async def shutdown(self) -> None:
