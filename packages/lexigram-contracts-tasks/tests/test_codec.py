@@ -73,6 +73,16 @@ def test_encode_rejects_priority_out_of_range(priority: int) -> None:
         encode_job(Job(name="x", priority=priority))
 
 
+def test_encode_rejects_an_id_without_a_utf8_form() -> None:
+    with pytest.raises(TaskValidationError, match="no UTF-8 form: it holds a lone surrogate"):
+        encode_job(Job(name="x", id="scan-\udcff.pdf"))
+
+
+def test_encode_keeps_an_id_of_any_plain_text() -> None:
+    job = Job(name="x", id="rapport-été-✓")
+    assert decode_job(encode_job(job)).id == job.id
+
+
 def test_encode_rejects_empty_name() -> None:
     with pytest.raises(TaskValidationError, match="no name"):
         encode_job(Job())

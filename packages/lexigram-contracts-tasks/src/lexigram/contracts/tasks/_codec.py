@@ -279,11 +279,22 @@ def validate_job(job: Job) -> None:
         job: The job about to be enqueued.
 
     Raises:
-        TaskValidationError: The name is empty, the priority is out of range, or a
-            timing field is not a finite number.
+        TaskValidationError: The name is empty, the id has no UTF-8 form, the priority
+            is out of range, or a timing field is not a finite number.
     """
     if not job.name:
         msg = f"Job {job.id!r} has no name. Set Job.name to the registered task name."
+        raise TaskValidationError(msg)
+    # Every backend but the memory one sends the id to its server as UTF-8; an id with a
+    # lone surrogate (text decoded with errors="surrogateescape") failed there with a
+    # bare UnicodeEncodeError. Generated ids are ASCII, which skips the encode.
+    job_id: object = job.id  # a non-str id is refused by the encoder, as it always was
+    if isinstance(job_id, str) and not job_id.isascii() and not _has_utf8_form(job_id):
+        msg = (
+            f"Job {job.name!r} has id {job.id!r}, which has no UTF-8 form: it holds a lone "
+            "surrogate, as text decoded with errors='surrogateescape' does. Use an id of "
+            "plain text, or leave it empty for a generated one."
+        )
         raise TaskValidationError(msg)
     # Read as `object`: a caller may have put anything there, whatever the annotation.
     priority: object = job.priority
@@ -309,6 +320,14 @@ def validate_job(job: Job) -> None:
     if retries is not None and (not isinstance(retries, int) or retries < 0):
         msg = f"Job {job.name!r} has max_retries={retries!r}. Use an int, 0 or more."
         raise TaskValidationError(msg)
+
+
+def _has_utf8_form(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _fast_encode(value: Any, record: dict[str, Any]) -> bytes | None:

@@ -111,6 +111,21 @@ class QueueRoundTripConformance(QueueConformanceBase):
         assert_validation_error(await queue.enqueue(make_job(priority=256)), "priority 256")
         assert await queue.get_task_count() == 0
 
+    async def test_enqueue_id_without_utf8_form_returns_validation_error(
+        self, queue: TaskQueueProtocol
+    ) -> None:
+        """An id with a lone surrogate (no UTF-8 form) is refused with an Err.
+
+        Alone or in a batch, as `encode_job` refuses it: a server would fail on its bytes.
+        """
+        bad = make_job(id="scan-\udcff.pdf")
+        assert_validation_error(await queue.enqueue(bad), "a job id with a lone surrogate")
+        good = make_job()
+        results = await queue.enqueue_many([bad, good])
+        assert_validation_error(results[0], "a job id with a lone surrogate, in a batch")
+        assert results[1] == Ok(good.id)
+        assert [job.id for job in await drain(queue)] == [good.id]
+
     async def test_enqueue_many_returns_one_result_per_job_in_order(
         self, queue: TaskQueueProtocol
     ) -> None:

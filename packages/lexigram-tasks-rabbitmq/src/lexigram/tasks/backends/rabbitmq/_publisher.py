@@ -151,16 +151,16 @@ class JobPublisher:
         """
         if job.queue_name is None:
             job.queue_name = self._queue_name
+        try:
+            body = encode_job(job)  # validates the id's text first
+        except TaskValidationError as exc:
+            return Err(exc)
         if len(job.id.encode()) > _MAX_MESSAGE_ID:
             msg = (
                 f"Job id {job.id[:40]!r}... is longer than {_MAX_MESSAGE_ID} bytes, which an "
                 "AMQP message id cannot hold. Use a shorter id (the default is a UUID)."
             )
             return Err(TaskValidationError(msg))
-        try:
-            body = encode_job(job)
-        except TaskValidationError as exc:
-            return Err(exc)
         delay = 0.0 if job.scheduled_at is None else job.scheduled_at - time.time()
         key = job.idempotency_key
         if key is not None:
