@@ -141,9 +141,8 @@ async def test_a_call_that_fails_after_its_caller_left_is_not_reported_as_unretr
     loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
     try:
         await cancel_while_the_reply_is_held(broker_proxy, whole_rpc(channel.basic_cancel(tag)))
-        broker_proxy.pause()
         abandoned = whole_rpc(channel.basic_qos(prefetch_count=4))
-        await cancel_while_the_reply_is_held(broker_proxy, abandoned)
+        await cancel_while_the_reply_is_held(broker_proxy, abandoned, resume=False)
         await broker_proxy.cut()  # the reply never comes: the call fails on the dead link
         with contextlib.suppress(Exception):
             await asyncio.wait_for(channel.connection.closing, 5.0)

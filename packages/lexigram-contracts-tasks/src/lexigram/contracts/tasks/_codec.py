@@ -24,7 +24,13 @@ from typing import Any
 
 from lexigram.contracts.tasks._enums import PRIORITY_MAX, PRIORITY_MIN, JobStatus
 from lexigram.contracts.tasks._errors import TaskDecodeError, TaskValidationError
-from lexigram.contracts.tasks._json import orjson_dumps, orjson_loads, sendable_json, strict_json
+from lexigram.contracts.tasks._json import (
+    has_utf8_form,
+    orjson_dumps,
+    orjson_loads,
+    sendable_json,
+    strict_json,
+)
 from lexigram.contracts.tasks._models import Job
 from lexigram.contracts.tasks._security import EnvelopeSigner
 
@@ -287,9 +293,9 @@ def validate_job(job: Job) -> None:
         raise TaskValidationError(msg)
     # Every backend but the memory one sends the id to its server as UTF-8; an id with a
     # lone surrogate (text decoded with errors="surrogateescape") failed there with a
-    # bare UnicodeEncodeError. Generated ids are ASCII, which skips the encode.
+    # bare UnicodeEncodeError.
     job_id: object = job.id  # a non-str id is refused by the encoder, as it always was
-    if isinstance(job_id, str) and not job_id.isascii() and not _has_utf8_form(job_id):
+    if isinstance(job_id, str) and not has_utf8_form(job_id):
         msg = (
             f"Job {job.name!r} has id {job.id!r}, which has no UTF-8 form: it holds a lone "
             "surrogate, as text decoded with errors='surrogateescape' does. Use an id of "
@@ -320,14 +326,6 @@ def validate_job(job: Job) -> None:
     if retries is not None and (not isinstance(retries, int) or retries < 0):
         msg = f"Job {job.name!r} has max_retries={retries!r}. Use an int, 0 or more."
         raise TaskValidationError(msg)
-
-
-def _has_utf8_form(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _fast_encode(value: Any, record: dict[str, Any]) -> bytes | None:

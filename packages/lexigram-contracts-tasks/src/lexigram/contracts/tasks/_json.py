@@ -138,6 +138,20 @@ def _escape(found: re.Match[str]) -> str:
     return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
 
 
+def has_utf8_form(text: str) -> bool:
+    """True unless `text` holds a lone surrogate, which UTF-8 cannot encode.
+
+    A flag read for ASCII text (every generated id, most JSON), one encoding pass otherwise.
+    """
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def sendable_json(text: str) -> str:
     r"""JSON text that every UTF-8 client can send: `text`, or its non-ASCII escaped.
 
@@ -148,14 +162,10 @@ def sendable_json(text: str) -> str:
     A text of ASCII only, or without a lone surrogate, is returned as it is (the check is
     a flag read for ASCII, one encoding pass otherwise).
     """
-    if text.isascii():
+    if has_utf8_form(text):
         return text
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        # Non-ASCII characters occur only inside JSON strings, where escapes are valid.
-        return _NON_ASCII.sub(_escape, text)
-    return text
+    # Non-ASCII characters occur only inside JSON strings, where escapes are valid.
+    return _NON_ASCII.sub(_escape, text)
 
 
 def json_for_storage(value: Any, *, what: str = "value", of: str = "") -> str:
