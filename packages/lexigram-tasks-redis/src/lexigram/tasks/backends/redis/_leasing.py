@@ -8,11 +8,23 @@ an idle consumer between calls is `_waiting`'s; the loop around both is the queu
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from lexigram.contracts.tasks import BackendConnectionError, Job, JobStatus, decode_or_poison
+from lexigram.contracts.tasks import (
+    BackendConnectionError,
+    Job,
+    JobStatus,
+    decode_or_poison,
+    make_poison_job,
+)
 from lexigram.tasks.backends.redis import _scripts as lua
+
+logger = logging.getLogger(__name__)
+
+# A taken job as the dequeue script returns it: id, payload, delivery count, lease token.
+_Taken = tuple[bytes, bytes, int, bytes]
 
 _SCAN_LIMIT = 1000  # delayed promotions / lease reclaims per dequeue call
 _OUTAGE_BUDGET = 1.0  # seconds a consumer waits on a dead server per call
@@ -32,8 +44,7 @@ class JobLeaser:
         self._queue_name = queue_name
         self._lease_ms = lease_ms
 
-    def _decode(self, raw_id: bytes, payload: bytes, deliveries: int, token: bytes) -> Job:
-        job_id = raw_id.decode()
+    def _decode(self, job_id: str, payload: bytes, deliveries: int, token: bytes) -> Job:
         # Never raises for a bad payload, so it cannot fail the rest of the batch; the
         # worker logs the poison job once, when it dead-letters it.
         job = decode_or_poison(job_id, payload, queue_name=self._queue_name)
@@ -47,13 +58,75 @@ class JobLeaser:
         """The dequeue script's ARGV for a take of up to `max_jobs` jobs."""
         return (max_jobs, self._lease_ms, _SCAN_LIMIT)
 
-    def parse(self, raw: Any) -> tuple[int, list[Job]]:
-        """The dequeue script's reply as ``(next_due_ms, jobs)``, each job RUNNING."""
+    async def read(self, raw: Any) -> tuple[int, list[Job]]:
+        """The dequeue script's reply as ``(next_due_ms, jobs)``, each job RUNNING.
+
+        A job whose id is not UTF-8 text is renamed first (`_rename_unnamed`): it cannot
+        fail the batch it came in.
+        """
         decode = self._decode
-        jobs = [
-            decode(raw[i], raw[i + 1], int(raw[i + 2]), raw[i + 3]) for i in range(1, len(raw), 4)
-        ]
+        jobs: list[Job] = []
+        unnamed: list[_Taken] = []
+        for i in range(1, len(raw), 4):
+            try:
+                job_id = raw[i].decode()
+            except UnicodeDecodeError:
+                unnamed.append((raw[i], raw[i + 1], int(raw[i + 2]), raw[i + 3]))
+                continue
+            jobs.append(decode(job_id, raw[i + 1], int(raw[i + 2]), raw[i + 3]))
+        if unnamed:
+            jobs += await self._rename_unnamed(unnamed)
         return int(raw[0]), jobs
+
+    async def _rename_unnamed(self, taken: list[_Taken]) -> list[Job]:
+        r"""Hand out jobs whose id is not UTF-8 text as poison, under a printable id.
+
+        No client can send such an id back (each encodes text as UTF-8), so the job
+        could be neither run nor settled under it: every batch holding it would fail,
+        and the job with it. Only a writer other than lexigram's producers can store one
+        (they refuse such ids). Each job is renamed in Redis to its id with the bad
+        bytes escaped (``b"a\xff"`` becomes ``"a\\xff"``), or, if a job holds that id
+        already, to that id plus ``#`` and the raw id's hex; the worker then
+        dead-letters it under the new id like any undecodable job.
+        """
+        jobs: list[Job] = []
+        pending = taken
+        for attempt in range(2):
+            names = [_printable_id(raw_id, unique=attempt > 0) for raw_id, *_ in pending]
+            pairs = zip(pending, names, strict=True)
+            args = [part for (raw_id, *_), name in pairs for part in (raw_id, name)]
+            renamed = await self._run(lua.RENAME, args)
+            left: list[_Taken] = []
+            for done, name, entry in zip(renamed, names, pending, strict=True):
+                if done:
+                    jobs.append(self._unnamed_poison(name, entry))
+                else:
+                    left.append(entry)
+            pending = left
+            if not pending:
+                break
+        for raw_id, *_ in pending:  # settled or deleted meanwhile, or both names taken
+            logger.warning(
+                "Job id %r on Redis queue %r is not UTF-8 text and could not be renamed; it "
+                "is left where it is.",
+                raw_id,
+                self._queue_name,
+            )
+        return jobs
+
+    def _unnamed_poison(self, job_id: str, taken: _Taken) -> Job:
+        raw_id, payload, deliveries, token = taken
+        error = (
+            f"Job id {raw_id!r} on queue {self._queue_name!r} is not UTF-8 text, so no "
+            f"client could name it to run or settle it; it was renamed {job_id!r} and not "
+            "run. Job ids must be UTF-8 text: find the writer that stored it (lexigram's "
+            "producers refuse such ids)."
+        )
+        job = make_poison_job(job_id, payload, error, queue_name=self._queue_name)
+        job.delivery_count = deliveries
+        job.status = JobStatus.RUNNING
+        job.lease_token = token.decode()
+        return job
 
     async def lease(
         self, max_jobs: int, retry_timeout: float | None, *, fail_fast: bool = True
@@ -65,7 +138,7 @@ class JobLeaser:
             retry_timeout=retry_timeout,
             fail_fast=fail_fast,
         )
-        return self.parse(raw)
+        return await self.read(raw)
 
     async def lease_unless_down(self, max_jobs: int) -> tuple[int, list[Job]] | None:
         """Lease without waiting; None while Redis is unreachable (after ~1 s of retries)."""
@@ -80,3 +153,9 @@ class JobLeaser:
 def _is_outage(exc: BackendConnectionError) -> bool:
     """True for an unreachable server (worth waiting out), False for refused credentials."""
     return exc.details.get("transient", True) is not False
+
+
+def _printable_id(raw_id: bytes, *, unique: bool) -> str:
+    """`raw_id` as text, its bytes that are not UTF-8 escaped; with `unique`, made unique."""
+    text = raw_id.decode("utf-8", "backslashreplace")
+    return f"{text}#{raw_id.hex()}" if unique else text

@@ -20,7 +20,11 @@ _COUNT = 1000
 async def _first(found: AsyncIterator[Any], skip: int, limit: int) -> list[str]:
     ids: dict[str, None] = {}
     async for raw in found:
-        ids[raw.decode()[skip:]] = None
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
+            continue  # no command could name it (a dequeue renames it: `JobLeaser.read`)
+        ids[text[skip:]] = None
         if len(ids) >= limit:
             break
     return list(ids)

@@ -181,7 +181,7 @@ class RedisTaskQueue:
         self._result_acks: AckAndStore | None = None
         self._leaser = JobLeaser(self._run, queue_name, self._lease_ms)
         self._waiter = Waiter(
-            self._connector, self.keys.notify, self._fixed, self._leaser.parse, self._give_back
+            self._connector, self.keys.notify, self._fixed, self._leaser.read, self._give_back
         )
 
     def __repr__(self) -> str:

@@ -462,6 +462,47 @@ return n
 """,
 )
 
+# ARGV: pairs of (id, new id). Gives a job in flight a new id, moving every record of
+# it, unless the new id is taken; one 1 (renamed) or 0 per pair. For a job whose id is not
+# UTF-8 text (only a foreign writer can store one), which no client could name again to
+# settle it: the dequeue renames it to a printable id before handing it out as poison.
+RENAME = LuaScript(
+    "rename",
+    _prelude()
+    + """
+local out = {}
+for i = 1, #ARGV, 2 do
+  local old, new = ARGV[i], ARGV[i + 1]
+  local payload = redis.call('HGET', K_JOBS, old)
+  local deadline = redis.call('ZSCORE', K_INFLIGHT, old)
+  if payload and deadline and redis.call('HEXISTS', K_JOBS, new) == 0 then
+    redis.call('HDEL', K_JOBS, old)
+    redis.call('HSET', K_JOBS, new, payload)
+    redis.call('ZREM', K_INFLIGHT, old)
+    redis.call('ZADD', K_INFLIGHT, deadline, new)
+    for _, hash in ipairs({K_SCORE, K_DC, K_IDEM}) do
+      local v = redis.call('HGET', hash, old)
+      if v then
+        redis.call('HDEL', hash, old)
+        redis.call('HSET', hash, new, v)
+      end
+    end
+    if redis.call('SREM', K_RETRYING, old) == 1 then redis.call('SADD', K_RETRYING, new) end
+    local v = redis.call('HGET', K_IDEM, new)
+    if v then
+      -- The idempotency key names its job: held without expiry while the job exists.
+      local ik = K_IDEM .. ':' .. string.sub(v, string.find(v, ':', 1, true) + 1)
+      if redis.call('GET', ik) == old then redis.call('SET', ik, new) end
+    end
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+""",
+)
+
 QUEUE_SCRIPTS = (
     ENQUEUE,
     DEQUEUE,

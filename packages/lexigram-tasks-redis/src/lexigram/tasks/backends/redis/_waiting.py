@@ -49,7 +49,7 @@ class Waiter:
         connector: Connection owner (dedicated blocking connections come from it).
         notify: The queue's notify list.
         keys: The queue's fixed keys (the dequeue script's KEYS).
-        parse: Turns a dequeue script reply into ``(next_due_ms, jobs)``.
+        read: Turns a dequeue script reply into ``(next_due_ms, jobs)``.
         release: Gives a leased job back (nack with requeue).
     """
 
@@ -58,13 +58,13 @@ class Waiter:
         connector: RedisConnector,
         notify: str,
         keys: Sequence[str],
-        parse: Callable[[Any], Lease],
+        read: Callable[[Any], Awaitable[Lease]],
         release: Callable[[Job], Awaitable[None]],
     ) -> None:
         self._connector = connector
         self._notify = notify
         self._keys = tuple(keys)
-        self._parse = parse
+        self._read = read
         self._release = release
         self._waiting: set[asyncio.Task[Any]] = set()
         self._woken: set[asyncio.Task[Any]] = set()
@@ -129,7 +129,7 @@ class Waiter:
             self._connector.give_back_blocking(conn, healthy=False)
             return None
         self._connector.give_back_blocking(conn, healthy=True)
-        return self._parse(raw)
+        return await self._read(raw)
 
     async def settle_all(self, grace: float = 1.0) -> None:
         """Wait up to `grace` seconds for interrupted waits to give their jobs back.
@@ -156,7 +156,10 @@ class Waiter:
                 self._connector.give_back_blocking(conn, healthy=False)
                 return
             self._connector.give_back_blocking(conn, healthy=True)
-            _, jobs = self._parse(raw)
+            try:
+                _, jobs = await self._read(raw)
+            except BackendConnectionError:  # renaming an id; each lease runs out instead
+                return
             for job in jobs:
                 try:
                     await self._release(job)
