@@ -66,6 +66,7 @@ from lexigram.contracts.tasks._errors import (
     WorkflowError,
     error_chain,
 )
+from lexigram.contracts.tasks._foreign_ids import make_renamed_poison_job, printable_job_id
 from lexigram.contracts.tasks._ids import new_job_id
 from lexigram.contracts.tasks._job_result import JobResult
 from lexigram.contracts.tasks._json import json_encoder, json_for_storage, sendable_json
@@ -233,11 +234,13 @@ __all__ = [
     "json_encoder",
     "json_for_storage",
     "make_poison_job",
+    "make_renamed_poison_job",
     "mask_url",
     "nearest_name",
     "new_job_id",
     "option_names",
     "parse_options",
+    "printable_job_id",
     "require_number",
     "sendable_json",
     "validate_job",

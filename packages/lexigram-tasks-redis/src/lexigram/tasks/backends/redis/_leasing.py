@@ -17,7 +17,8 @@ from lexigram.contracts.tasks import (
     Job,
     JobStatus,
     decode_or_poison,
-    make_poison_job,
+    make_renamed_poison_job,
+    printable_job_id,
 )
 from lexigram.tasks.backends.redis import _scripts as lua
 
@@ -79,20 +80,17 @@ class JobLeaser:
         return int(raw[0]), jobs
 
     async def _rename_unnamed(self, taken: list[_Taken]) -> list[Job]:
-        r"""Hand out jobs whose id is not UTF-8 text as poison, under a printable id.
+        """Hand out jobs whose id is not UTF-8 text as poison, under a printable id.
 
-        No client can send such an id back (each encodes text as UTF-8), so the job
-        could be neither run nor settled under it: every batch holding it would fail,
-        and the job with it. Only a writer other than lexigram's producers can store one
-        (they refuse such ids). Each job is renamed in Redis to its id with the bad
-        bytes escaped (``b"a\xff"`` becomes ``"a\\xff"``), or, if a job holds that id
-        already, to that id plus ``#`` and the raw id's hex; the worker then
-        dead-letters it under the new id like any undecodable job.
+        No client can send such an id back, so the job could be neither run nor settled
+        under it (see `lexigram.contracts.tasks.printable_job_id`). Each job is renamed in
+        Redis (`RENAME`) to its printable id, or to the unique form if a job holds that
+        one; the worker then dead-letters it under the new id like any undecodable job.
         """
         jobs: list[Job] = []
         pending = taken
         for attempt in range(2):
-            names = [_printable_id(raw_id, unique=attempt > 0) for raw_id, *_ in pending]
+            names = [printable_job_id(raw_id, taken=attempt > 0) for raw_id, *_ in pending]
             pairs = zip(pending, names, strict=True)
             args = [part for (raw_id, *_), name in pairs for part in (raw_id, name)]
             renamed = await self._run(lua.RENAME, args)
@@ -116,13 +114,7 @@ class JobLeaser:
 
     def _unnamed_poison(self, job_id: str, taken: _Taken) -> Job:
         raw_id, payload, deliveries, token = taken
-        error = (
-            f"Job id {raw_id!r} on queue {self._queue_name!r} is not UTF-8 text, so no "
-            f"client could name it to run or settle it; it was renamed {job_id!r} and not "
-            "run. Job ids must be UTF-8 text: find the writer that stored it (lexigram's "
-            "producers refuse such ids)."
-        )
-        job = make_poison_job(job_id, payload, error, queue_name=self._queue_name)
+        job = make_renamed_poison_job(job_id, raw_id, payload, queue_name=self._queue_name)
         job.delivery_count = deliveries
         job.status = JobStatus.RUNNING
         job.lease_token = token.decode()
@@ -153,9 +145,3 @@ class JobLeaser:
 def _is_outage(exc: BackendConnectionError) -> bool:
     """True for an unreachable server (worth waiting out), False for refused credentials."""
     return exc.details.get("transient", True) is not False
-
-
-def _printable_id(raw_id: bytes, *, unique: bool) -> str:
-    """`raw_id` as text, its bytes that are not UTF-8 escaped; with `unique`, made unique."""
-    text = raw_id.decode("utf-8", "backslashreplace")
-    return f"{text}#{raw_id.hex()}" if unique else text

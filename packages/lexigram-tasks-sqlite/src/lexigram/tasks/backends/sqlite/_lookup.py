@@ -20,10 +20,14 @@ async def queued_ids(db: Database, queue: str, prefix: str, limit: int) -> list[
     args = (prefix, id_prefix_upper_bound(prefix), queue, limit)
 
     def run(conn: sqlite3.Connection) -> list[str]:
+        # As bytes: an id another program stored that is not UTF-8 would fail the read
+        # (sqlite3 decodes TEXT strictly); no command could name it, so it is skipped.
         rows = conn.execute(
-            "SELECT id FROM lexigram_jobs WHERE id >= ? AND id < ? AND queue = ? LIMIT ?", args
+            "SELECT CAST(id AS BLOB) FROM lexigram_jobs WHERE id >= ? AND id < ? AND queue = ? "
+            "LIMIT ?",
+            args,
         )
-        return [str(row[0]) for row in rows]
+        return [text for (raw,) in rows if (text := _text(raw)) is not None]
 
     return await db.call(run, write=False, what="find jobs by id prefix")
 
@@ -41,3 +45,10 @@ async def result_ids(db: Database, prefix: str, limit: int) -> list[str]:
         return [str(row[0]) for row in rows]
 
     return await db.call(run, write=False, what="find results by id prefix")
+
+
+def _text(raw: bytes) -> str | None:
+    try:
+        return bytes(raw).decode()
+    except UnicodeDecodeError:
+        return None

@@ -44,6 +44,7 @@ from lexigram.contracts.tasks import (
     TaskValidationError,
     decode_or_poison,
     encode_job,
+    make_renamed_poison_job,
     require_number,
 )
 from lexigram.tasks.backends.sqlite._calls import Missed
@@ -67,6 +68,7 @@ from lexigram.tasks.backends.sqlite._sql import (
     lease_rows,
     pick,
 )
+from lexigram.tasks.backends.sqlite._unnamed import rename_unnamed, undecodable_text
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +153,8 @@ class SQLiteTaskQueue:
         self._waiter = TopicWaiter(database.notifier, self._topic)
         self._background: set[asyncio.Future[None]] = set()
         self._closed = False
+        # Jobs a take renamed (their stored id was not UTF-8): new id -> stored id.
+        self._unnamed: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
         return f"SQLiteTaskQueue(path={self._db.path!r}, queue_name={self._queue_name!r})"
@@ -284,12 +288,18 @@ class SQLiteTaskQueue:
                 skip_take = current == version
 
     async def _take(self, max_jobs: int) -> _Taken:
-        queue, lease = self._queue_name, self._lease
+        queue, lease, unnamed = self._queue_name, self._lease, self._unnamed
 
         def take(conn: sqlite3.Connection) -> _Taken:
             version = data_version(conn)
             now = time.time()
-            picked, due = pick(conn, queue, now, max_jobs)
+            try:
+                picked, due = pick(conn, queue, now, max_jobs)
+            except sqlite3.OperationalError as exc:
+                if not undecodable_text(exc):
+                    raise
+                unnamed.update(rename_unnamed(conn, queue))
+                picked, due = pick(conn, queue, now, max_jobs)
             token = f"{_random.getrandbits(64):016x}"
             if not picked:
                 return _Taken([], token, due, version)
@@ -354,9 +364,14 @@ class SQLiteTaskQueue:
 
     def _jobs(self, taken: _Taken) -> list[Job]:
         jobs: list[Job] = []
+        queue, unnamed = self._queue_name, self._unnamed
         for job_id, payload, delivery_count in taken.rows:
-            # Never raises for a bad payload, so it cannot fail the rest of the batch.
-            job = decode_or_poison(job_id, payload, queue_name=self._queue_name)
+            raw_id = unnamed.pop(job_id, None) if unnamed else None
+            if raw_id is None:
+                # Never raises for a bad payload, so it cannot fail the rest of the batch.
+                job = decode_or_poison(job_id, payload, queue_name=queue)
+            else:
+                job = make_renamed_poison_job(job_id, raw_id, payload, queue_name=queue)
             job.status = JobStatus.RUNNING
             job.delivery_count = delivery_count
             job.lease_token = taken.token
