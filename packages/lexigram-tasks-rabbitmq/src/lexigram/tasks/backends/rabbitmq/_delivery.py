@@ -14,7 +14,13 @@ import asyncio
 
 from aiormq.abc import AbstractChannel, DeliveredMessage
 
-from lexigram.contracts.tasks import POISON_JOB_NAME, Job, decode_or_poison, encode_job
+from lexigram.contracts.tasks import (
+    POISON_JOB_NAME,
+    Job,
+    decode_or_poison,
+    encode_job,
+    printable_job_id,
+)
 
 COPY_HEADER = "x-lexigram-copy"
 """Header of a re-published job: how many times it was published anew (none: 0).
@@ -123,6 +129,8 @@ class Delivery:
         # message is dead-lettered, never left unacked by a failed consumer callback.
         ident = message.header.properties.message_id or f"undecodable-{self.tag}"
         job = decode_or_poison(str(ident), body, queue_name=queue_name)
+        if job.name == POISON_JOB_NAME and not job.id.isascii():
+            job.id = _printable(job.id)
         # A body that decoded is UTF-8 (`decode_job` reads nothing else): kept as text to
         # record and re-publish. A poison job's record is its own encoding (`record`).
         self.envelope: str | None = (
@@ -151,3 +159,16 @@ class Delivery:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+
+def _printable(message_id: str) -> str:
+    """`message_id`, or its printable form if it came with bytes that are not UTF-8.
+
+    Such an id (read with ``surrogateescape``: `_short_strings`) could be neither logged
+    nor stored as the stand-in's id.
+    """
+    try:
+        message_id.encode()
+    except UnicodeEncodeError:
+        return printable_job_id(message_id.encode("utf-8", "surrogateescape"))
+    return message_id

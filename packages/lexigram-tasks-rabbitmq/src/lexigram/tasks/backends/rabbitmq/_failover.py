@@ -45,6 +45,7 @@ from aiormq.abc import AbstractConnection, ExceptionType
 from lexigram.contracts.tasks import ServerOutage, mask_url
 from lexigram.tasks.backends.rabbitmq._errors import ConnectAttempt, broker_refusal
 from lexigram.tasks.backends.rabbitmq._options import parse_amqp_url
+from lexigram.tasks.backends.rabbitmq._short_strings import read_short_strings_leniently
 
 # Its records keep the logger of `_connection`, where this code was before, so that logging
 # configurations naming that logger still see them.
@@ -247,6 +248,7 @@ class FailoverConnection(aio_pika.RobustConnection):
     CHANNEL_CLASS = RestoredChannel
 
     def __init__(self, nodes: Sequence[str], first: int, **kwargs: Any) -> None:
+        read_short_strings_leniently()  # a foreign message id must not end the connection
         super().__init__(make_url(nodes[first]), **kwargs)
         self._urls = list(nodes)
         self._nodes = [make_url(node) for node in nodes]

@@ -1,0 +1,103 @@
+"""A message another program published with a message id that is not UTF-8, on a real broker.
+
+AMQP short strings are octets; pamqp decoded them as UTF-8 and raised, so aiormq closed the
+connection on the content header, and the broker redelivered the message to the next
+connection, which failed alike: one such message stopped every consumer of its queue. Now
+the id is read with its bad bytes escaped: the job in the body runs, and an undecodable
+body becomes a poison stand-in with a printable id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiormq
+import pamqp.encode
+import pytest
+from pamqp.commands import Basic
+
+from lexigram.contracts.tasks import POISON_JOB_NAME, Job, encode_job
+from lexigram.tasks.backends.rabbitmq import RabbitMQTaskQueue
+
+pytestmark = pytest.mark.rabbitmq
+
+RAW_ID = b"foreign-\xff\xfe-id"
+PRINTABLE_ID = "foreign-\\xff\\xfe-id"
+
+
+def _octets(encoder: object, value: str) -> bytes:
+    """pamqp's string encoder, but text from surrogateescape goes out as its raw bytes."""
+    raw = value.encode("utf-8", "surrogateescape")
+    return encoder.pack(len(raw)) + raw  # type: ignore[attr-defined,no-any-return]
+
+
+async def publish_foreign(
+    amqp_url: str, queue_name: str, body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Publish `body` as another program could: message and correlation id not UTF-8."""
+    text = RAW_ID.decode("utf-8", "surrogateescape")
+    with monkeypatch.context() as patch:
+        patch.setattr(pamqp.encode, "_string", _octets)
+        connection = await aiormq.connect(amqp_url)
+        try:
+            channel = await connection.channel()
+            properties = Basic.Properties(message_id=text, correlation_id=text, delivery_mode=2)
+            await channel.basic_publish(body, routing_key=queue_name, properties=properties)
+        finally:
+            await connection.close()
+
+
+async def take(queue: RabbitMQTaskQueue, count: int) -> list[Job]:
+    taken: list[Job] = []
+    async with asyncio.timeout(10):
+        while len(taken) < count:
+            taken += await queue.dequeue_batch(count - len(taken), timeout=1.0)
+    return taken
+
+
+def backend_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name.startswith(("lexigram.tasks.backends.rabbitmq", "aiormq", "aio_pika"))
+        and record.levelno >= logging.WARNING
+    ]
+
+
+async def test_the_job_in_the_body_runs_and_the_connection_stays_up(
+    rabbitmq_queue: RabbitMQTaskQueue,
+    amqp_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    queue = rabbitmq_queue
+    foreign = Job(name="work", args=(0,), queue_name=queue.queue_name)
+    (await queue.enqueue(Job(name="work", args=(1,)))).unwrap()  # declares the queue
+    await publish_foreign(amqp_url, queue.queue_name, encode_job(foreign), monkeypatch)
+    (await queue.enqueue(Job(name="work", args=(2,)))).unwrap()
+
+    taken = await take(queue, 3)
+
+    assert sorted(job.args[0] for job in taken) == [0, 1, 2]
+    assert next(job for job in taken if job.args == (0,)).id == foreign.id
+    for job in taken:
+        assert await queue.ack(job.id, lease_token=job.lease_token)
+    assert backend_warnings(caplog) == []  # no connection was lost on the way
+
+
+async def test_an_undecodable_body_is_poison_under_a_printable_id(
+    rabbitmq_queue: RabbitMQTaskQueue, amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = rabbitmq_queue
+    (await queue.enqueue(Job(name="work"))).unwrap()  # declares the queue
+    await publish_foreign(amqp_url, queue.queue_name, b"\xff not a job", monkeypatch)
+
+    taken = await take(queue, 2)
+
+    poison = next(job for job in taken if job.name == POISON_JOB_NAME)
+    assert poison.id == PRINTABLE_ID
+    assert poison.queue_name == queue.queue_name
+    for job in taken:
+        assert await queue.ack(job.id, lease_token=job.lease_token)
