@@ -66,16 +66,21 @@ class JobLeaser:
         fail the batch it came in.
         """
         decode = self._decode
-        jobs: list[Job] = []
-        unnamed: list[_Taken] = []
-        for i in range(1, len(raw), 4):
-            try:
-                job_id = raw[i].decode()
-            except UnicodeDecodeError:
-                unnamed.append((raw[i], raw[i + 1], int(raw[i + 2]), raw[i + 3]))
-                continue
-            jobs.append(decode(job_id, raw[i + 1], int(raw[i + 2]), raw[i + 3]))
-        if unnamed:
+        try:
+            jobs = [
+                decode(raw[i].decode(), raw[i + 1], int(raw[i + 2]), raw[i + 3])
+                for i in range(1, len(raw), 4)
+            ]
+        except UnicodeDecodeError:  # rare: read the batch again, one job at a time
+            jobs = []
+            unnamed: list[_Taken] = []
+            for i in range(1, len(raw), 4):
+                try:
+                    job_id = raw[i].decode()
+                except UnicodeDecodeError:
+                    unnamed.append((raw[i], raw[i + 1], int(raw[i + 2]), raw[i + 3]))
+                    continue
+                jobs.append(decode(job_id, raw[i + 1], int(raw[i + 2]), raw[i + 3]))
             jobs += await self._rename_unnamed(unnamed)
         return int(raw[0]), jobs
 
