@@ -129,13 +129,13 @@ class Delivery:
         # message is dead-lettered, never left unacked by a failed consumer callback.
         ident = message.header.properties.message_id or f"undecodable-{self.tag}"
         job = decode_or_poison(str(ident), body, queue_name=queue_name)
-        if job.name == POISON_JOB_NAME and not job.id.isascii():
-            job.id = _printable(job.id)
         # A body that decoded is UTF-8 (`decode_job` reads nothing else): kept as text to
         # record and re-publish. A poison job's record is its own encoding (`record`).
-        self.envelope: str | None = (
-            None if job.name == POISON_JOB_NAME else body.decode("utf-8-sig")
-        )
+        self.envelope: str | None = None
+        if job.name != POISON_JOB_NAME:
+            self.envelope = body.decode("utf-8-sig")
+        elif not job.id.isascii():
+            job.id = _printable(job.id)
         # Quorum queues count deliveries (x-delivery-count); a classic queue only says
         # "redelivered", so such a delivery is re-published with its count raised
         # (`restamp`) and the count stays exact however often a job comes back.
