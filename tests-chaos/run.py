@@ -12,8 +12,9 @@ storm            SIGKILL a random consuming worker every second (while another c
                  start a replacement; 6 kills (30), or until drained
 broker-kill      SIGKILL the broker once a third of the jobs ran; restart it on its data 2 s later
 broker-pause     SIGSTOP the broker once a third ran; SIGCONT it 12 s later (6 s with --short)
-poison           undecodable payloads written into the broker's storage, and jobs naming a task
-                 nobody handles, among good jobs: all of them must be dead-lettered
+poison           undecodable payloads written into the broker's storage, a job stored under an id
+                 that is not UTF-8 (not on PostgreSQL, whose text cannot hold one), and jobs
+                 naming a task nobody handles, among good jobs: all must be dead-lettered
 scheduler-churn  three ``lexigram-tasks scheduler`` processes fire an every-second schedule while
                  one of them is SIGKILLed and replaced every 2 s: each occurrence runs once
 producer-kill    a producer process (``producer.py``) enqueueing batches is SIGKILLed mid-write
@@ -56,7 +57,7 @@ sys.path.insert(0, str(HERE))
 from brokers import PostgresBroker, RabbitMQBroker, RedisBroker, SQLiteFile  # noqa: E402
 from harness import Run, write_config  # noqa: E402
 
-from lexigram.contracts.tasks import Job, JobStatus, TaskQueueProtocol  # noqa: E402
+from lexigram.contracts.tasks import Job, JobStatus, TaskQueueProtocol, encode_job  # noqa: E402
 
 LEASE = 3.0
 WORKERS = 3
@@ -182,6 +183,67 @@ async def plant(kind: str, queue: Any, raw: bytes, url: str) -> str:
     return job_id
 
 
+async def plant_unnamed(kind: str, queue: Any, url: str) -> bool:
+    """Store a job under an id that is not UTF-8, as another program could; False: cannot.
+
+    PostgreSQL text is valid UTF-8 by construction. Elsewhere the worker must rename the
+    job to a printable id (which starts with ``poison-`` too) and dead-letter it.
+    """
+    raw_id = f"poison-{uuid.uuid4().hex[:12]}-".encode() + b"\xff\xfe"
+    payload = encode_job(Job(name="record", args=("unnamed",)))  # it never runs: poison
+    if kind == "redis":
+        import redis.asyncio as aioredis
+
+        placeholder = f"poison-{uuid.uuid4().hex[:12]}"
+        entry = (placeholder, payload, 0, 0, "", 0, 0, "0")
+        await queue._enqueue_entries([entry])  # noqa: SLF001
+        client = aioredis.Redis.from_url(url)
+        try:
+            for key in queue.keys.fixed:  # every record of the job, moved to the raw id
+                kind_of_key = await client.type(key)
+                if kind_of_key == b"hash" and (value := await client.hget(key, placeholder)):
+                    await client.hdel(key, placeholder)
+                    await client.hset(key, raw_id, value)
+                elif kind_of_key == b"zset" and (score := await client.zscore(key, placeholder)):
+                    await client.zrem(key, placeholder)
+                    await client.zadd(key, {raw_id: score})
+        finally:
+            await client.aclose()
+    elif kind == "rabbitmq":
+        import aio_pika
+        import pamqp.encode
+
+        def octets(encoder: Any, value: str) -> bytes:
+            data = value.encode("utf-8", "surrogateescape")
+            return bytes(encoder.pack(len(data))) + data
+
+        await queue.count(queue.queue_name)  # declares the queue with the backend's arguments
+        strict = pamqp.encode._string  # noqa: SLF001 - pamqp refuses to send such an id
+        pamqp.encode._string = octets  # noqa: SLF001
+        try:
+            conn = await aio_pika.connect(url)
+            try:
+                channel = await conn.channel(publisher_confirms=True)
+                message_id = raw_id.decode("utf-8", "surrogateescape")
+                message = aio_pika.Message(b"\xff foreign", message_id=message_id, delivery_mode=2)
+                await channel.default_exchange.publish(message, routing_key=queue.queue_name)
+            finally:
+                await conn.close()
+        finally:
+            pamqp.encode._string = strict  # noqa: SLF001
+    elif kind == "sqlite":
+        await queue.count(queue.queue_name)  # creates the tables
+        with contextlib.closing(sqlite3.connect(queue.path)) as db, db:
+            db.execute(
+                "INSERT INTO lexigram_jobs (id, queue, priority, available_at, payload) "
+                "VALUES (CAST(? AS TEXT), ?, 0, 0, ?)",
+                (raw_id, queue.queue_name, payload),
+            )
+    else:
+        return False
+    return True
+
+
 async def enqueue(
     producer: TaskQueueProtocol, jobs: int, scenario: str, kind: str, url: str
 ) -> set[str]:
@@ -196,6 +258,7 @@ async def enqueue(
     if scenario == "poison":
         for raw in POISON:
             await plant(kind, producer, raw, url)
+        await plant_unnamed(kind, producer, url)
         for i in range(UNKNOWN_TASKS):
             result = await producer.enqueue(Job(name="no_such_task", args=(i,)))
             if not result.is_ok():
@@ -404,7 +467,8 @@ async def body(run: Run, broker: Broker, outcome: Outcome, jobs: int, short: boo
             acked = await enqueue(producer, jobs, outcome.scenario, run.kind, url)
         outcome.acked = len(acked)
         if outcome.scenario == "poison":
-            outcome.expected_dlq = len(POISON) + UNKNOWN_TASKS
+            # One more where a store can hold an id that is not UTF-8 (`plant_unnamed`).
+            outcome.expected_dlq = len(POISON) + UNKNOWN_TASKS + (run.kind != "postgres")
         if not run.workers:
             run.workers = await run.spawn_many(WORKERS)
             fault_end = await inject(run, broker, outcome.scenario, acked, short)
