@@ -135,8 +135,11 @@ def open_queue(kind: str, url: str, queue_name: str) -> TaskQueueProtocol:
     return SQLiteTaskQueue(url, queue_name=queue_name, visibility_timeout=LEASE)
 
 
-async def plant(kind: str, queue: Any, raw: bytes, url: str) -> str:
-    """Store `raw` where an encoded job would be, so a worker's dequeue meets it."""
+async def plant(kind: str, queue: Any, raw: bytes, url: str, stored_id: bytes = b"") -> str:
+    """Store `raw` where an encoded job would be, so a worker's dequeue meets it.
+
+    `stored_id` (SQLite only): the id's bytes as stored, instead of a new id.
+    """
     job_id = f"poison-{uuid.uuid4().hex[:12]}"
     if kind == "redis":
         # One enqueue-script entry: id, payload, priority, ready-at (0 = now), idempotency
@@ -177,8 +180,8 @@ async def plant(kind: str, queue: Any, raw: bytes, url: str) -> str:
         with contextlib.closing(sqlite3.connect(queue.path)) as db, db:
             db.execute(
                 "INSERT INTO lexigram_jobs (id, queue, priority, available_at, payload) "
-                "VALUES (?, ?, 0, 0, ?)",
-                (job_id, queue.queue_name, raw),
+                "VALUES (CAST(? AS TEXT), ?, 0, 0, ?)",
+                (stored_id or job_id, queue.queue_name, raw),
             )
     return job_id
 
@@ -232,13 +235,7 @@ async def plant_unnamed(kind: str, queue: Any, url: str) -> bool:
         finally:
             pamqp.encode._string = strict  # noqa: SLF001
     elif kind == "sqlite":
-        await queue.count(queue.queue_name)  # creates the tables
-        with contextlib.closing(sqlite3.connect(queue.path)) as db, db:
-            db.execute(
-                "INSERT INTO lexigram_jobs (id, queue, priority, available_at, payload) "
-                "VALUES (CAST(? AS TEXT), ?, 0, 0, ?)",
-                (raw_id, queue.queue_name, payload),
-            )
+        await plant(kind, queue, payload, url, stored_id=raw_id)
     else:
         return False
     return True
