@@ -169,3 +169,24 @@ async def test_an_id_lookup_skips_ids_that_are_not_utf8(
     (await queue.enqueue(Job(name="work", id="foreign-ok"))).unwrap()
 
     assert await queue.find_job_ids("foreign-", 10) == ["foreign-ok"]
+
+
+async def test_a_cancellation_naming_an_id_that_is_not_utf8_is_skipped(
+    make_redis_queue: Callable[..., RedisTaskQueue], redis_url: str
+) -> None:
+    """The subscription keeps going: raising would drop it, and a cancel sent meanwhile."""
+    queue = make_redis_queue()
+    cancellations = queue.cancellations()
+    received = asyncio.create_task(anext(cancellations))
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        async with asyncio.timeout(5):
+            # Until the subscription is up (PUBLISH counts the subscribers it reached).
+            while not await client.publish(queue.keys.cancel_channel, RAW_ID):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await client.publish(queue.keys.cancel_channel, b"job-7")
+
+        assert await asyncio.wait_for(received, 5) == "job-7"
+    finally:
+        await client.aclose()
+        await cancellations.aclose()  # type: ignore[attr-defined]

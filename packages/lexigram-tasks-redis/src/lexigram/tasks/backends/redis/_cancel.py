@@ -35,7 +35,14 @@ async def follow_cancellations(connector: RedisConnector, channel: str) -> Async
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
                 if message is not None and message.get("type") == "message":
-                    yield bytes(message["data"]).decode()
+                    try:
+                        job_id = bytes(message["data"]).decode()
+                    except UnicodeDecodeError:
+                        # Another program's message: no job has such an id (a dequeue
+                        # renames one), and raising would drop the subscription.
+                        logger.debug("Ignored a cancellation naming %r.", message["data"])
+                        continue
+                    yield job_id
         except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
             msg = (
                 f"The subscription to job cancellations at {connector.masked_url} lost its "
