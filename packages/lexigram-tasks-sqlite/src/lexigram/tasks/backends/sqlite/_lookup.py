@@ -13,6 +13,7 @@ import time
 
 from lexigram.contracts.tasks import id_prefix_upper_bound
 from lexigram.tasks.backends.sqlite._database import Database
+from lexigram.tasks.backends.sqlite._unnamed import utf8_text
 
 
 async def queued_ids(db: Database, queue: str, prefix: str, limit: int) -> list[str]:
@@ -27,7 +28,7 @@ async def queued_ids(db: Database, queue: str, prefix: str, limit: int) -> list[
             "LIMIT ?",
             args,
         )
-        return [text for (raw,) in rows if (text := _text(raw)) is not None]
+        return [text for (raw,) in rows if (text := utf8_text(raw)) is not None]
 
     return await db.call(run, write=False, what="find jobs by id prefix")
 
@@ -45,10 +46,3 @@ async def result_ids(db: Database, prefix: str, limit: int) -> list[str]:
         return [str(row[0]) for row in rows]
 
     return await db.call(run, write=False, what="find results by id prefix")
-
-
-def _text(raw: bytes) -> str | None:
-    try:
-        return bytes(raw).decode()
-    except UnicodeDecodeError:
-        return None

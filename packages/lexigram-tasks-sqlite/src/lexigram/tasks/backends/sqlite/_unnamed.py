@@ -15,12 +15,20 @@ import sqlite3
 
 from lexigram.contracts.tasks import printable_job_id
 
-__all__ = ["rename_unnamed", "undecodable_text"]
+__all__ = ["rename_unnamed", "undecodable_text", "utf8_text"]
 
 
 def undecodable_text(exc: sqlite3.OperationalError) -> bool:
     """True when sqlite3 raised `exc` for a TEXT value that is not UTF-8."""
     return "Could not decode to UTF-8" in str(exc)
+
+
+def utf8_text(raw: bytes) -> str | None:
+    """`raw` decoded as UTF-8, or None when it is not UTF-8."""
+    try:
+        return bytes(raw).decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def rename_unnamed(conn: sqlite3.Connection, queue: str) -> dict[str, bytes]:
@@ -35,11 +43,7 @@ def rename_unnamed(conn: sqlite3.Connection, queue: str) -> dict[str, bytes]:
     ).fetchall()
     for seq, stored in rows:
         raw_id = bytes(stored)
-        try:
-            raw_id.decode()
-        except UnicodeDecodeError:
-            pass
-        else:
+        if utf8_text(raw_id) is not None:
             continue
         for taken in (False, True):
             new_id = printable_job_id(raw_id, taken=taken)
