@@ -1,16 +1,18 @@
-"""A message another program published with a message id that is not UTF-8, on a real broker.
+"""Messages another program published with strings that are not UTF-8, on a real broker.
 
-AMQP short strings are octets; pamqp decoded them as UTF-8 and raised, so aiormq closed the
-connection on the content header, and the broker redelivered the message to the next
-connection, which failed alike: one such message stopped every consumer of its queue. Now
-the id is read with its bad bytes escaped: the job in the body runs, and an undecodable
-body becomes a poison stand-in with a printable id.
+AMQP short strings (a message id, a header's name) are octets; pamqp decoded them as UTF-8
+and raised, so aiormq closed the connection on the content header, and the broker
+redelivered the message to the next connection, which failed alike: one such message
+stopped every consumer of its queue. Now they are read with their bad bytes escaped: the
+job in the body runs, and an undecodable body becomes a poison stand-in with a printable id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import struct
+from typing import Any
 
 import aiormq
 import pamqp.encode
@@ -46,6 +48,43 @@ async def publish_foreign(
             await channel.basic_publish(body, routing_key=queue_name, properties=properties)
         finally:
             await connection.close()
+
+
+def _raw_key_table(table: dict[str, Any]) -> bytes:
+    """A field table whose names (text from surrogateescape) go out as their raw bytes.
+
+    Values are long strings or nested tables: what these tests send.
+    """
+    fields = b""
+    for key, item in table.items():
+        name = key.encode("utf-8", "surrogateescape")
+        if isinstance(item, dict):
+            value = b"F" + _raw_key_table(item)
+        else:
+            text = item.encode()
+            value = b"S" + struct.pack(">I", len(text)) + text
+        fields += bytes([len(name)]) + name + value
+    return struct.pack(">I", len(fields)) + fields
+
+
+async def publish_with_headers(
+    amqp_url: str,
+    queue_name: str,
+    body: bytes,
+    headers: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Publish `body` with `headers`, whose names may hold bytes that are not UTF-8."""
+    connection = await aiormq.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        properties = Basic.Properties(headers=headers, delivery_mode=2)
+        # Only the publish: the connection's own tables (its capabilities) hold booleans.
+        with monkeypatch.context() as patch:
+            patch.setitem(pamqp.encode.METHODS, "table", _raw_key_table)
+            await channel.basic_publish(body, routing_key=queue_name, properties=properties)
+    finally:
+        await connection.close()
 
 
 async def take(queue: RabbitMQTaskQueue, count: int) -> list[Job]:
@@ -101,3 +140,28 @@ async def test_an_undecodable_body_is_poison_under_a_printable_id(
     assert poison.queue_name == queue.queue_name
     for job in taken:
         assert await queue.ack(job.id, lease_token=job.lease_token)
+
+
+async def test_header_names_that_are_not_utf8_leave_the_connection_up(
+    rabbitmq_queue: RabbitMQTaskQueue,
+    amqp_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    queue = rabbitmq_queue
+    bad_name = b"x-trace-\xff".decode("utf-8", "surrogateescape")
+    headers = {bad_name: "a", "x-meta": {b"k\xfe".decode("utf-8", "surrogateescape"): "b"}}
+    foreign = Job(name="work", args=(0,), queue_name=queue.queue_name)
+    (await queue.enqueue(Job(name="work", args=(1,)))).unwrap()  # declares the queue
+    await publish_with_headers(
+        amqp_url, queue.queue_name, encode_job(foreign), headers, monkeypatch
+    )
+    (await queue.enqueue(Job(name="work", args=(2,)))).unwrap()
+
+    taken = await take(queue, 3)
+
+    assert sorted(job.args[0] for job in taken) == [0, 1, 2]
+    for job in taken:
+        assert await queue.ack(job.id, lease_token=job.lease_token)
+    assert backend_warnings(caplog) == []  # no connection was lost on the way
