@@ -190,7 +190,8 @@ async def plant_unnamed(kind: str, queue: Any, url: str) -> bool:
     """Store a job under an id that is not UTF-8, as another program could; False: cannot.
 
     PostgreSQL text is valid UTF-8 by construction. Elsewhere the worker must rename the
-    job to a printable id (which starts with ``poison-`` too) and dead-letter it.
+    job to a printable id (which starts with ``poison-`` too) and dead-letter it. On
+    RabbitMQ the message also carries a header named by those bytes.
     """
     raw_id = f"poison-{uuid.uuid4().hex[:12]}-".encode() + b"\xff\xfe"
     payload = encode_job(Job(name="record", args=("unnamed",)))  # it never runs: poison
@@ -220,20 +221,29 @@ async def plant_unnamed(kind: str, queue: Any, url: str) -> bool:
             data = value.encode("utf-8", "surrogateescape")
             return bytes(encoder.pack(len(data))) + data
 
+        def raw_names(table: dict[str, str]) -> bytes:  # long-string values only
+            fields = b""
+            for key, value in table.items():
+                name, text = key.encode("utf-8", "surrogateescape"), value.encode()
+                fields += bytes([len(name)]) + name + b"S" + len(text).to_bytes(4, "big") + text
+            return len(fields).to_bytes(4, "big") + fields
+
         await queue.count(queue.queue_name)  # declares the queue with the backend's arguments
-        strict = pamqp.encode._string  # noqa: SLF001 - pamqp refuses to send such an id
-        pamqp.encode._string = octets  # noqa: SLF001
+        conn = await aio_pika.connect(url)
+        # pamqp refuses to send such an id or header name: only the publish sends raw bytes
+        # (the connection's own tables hold booleans).
+        strict_string, strict_table = pamqp.encode._string, pamqp.encode.METHODS["table"]  # noqa: SLF001
         try:
-            conn = await aio_pika.connect(url)
-            try:
-                channel = await conn.channel(publisher_confirms=True)
-                message_id = raw_id.decode("utf-8", "surrogateescape")
-                message = aio_pika.Message(b"\xff foreign", message_id=message_id, delivery_mode=2)
-                await channel.default_exchange.publish(message, routing_key=queue.queue_name)
-            finally:
-                await conn.close()
+            channel = await conn.channel(publisher_confirms=True)
+            escaped = raw_id.decode("utf-8", "surrogateescape")
+            message = aio_pika.Message(
+                b"\xff foreign", message_id=escaped, headers={escaped: "x"}, delivery_mode=2
+            )
+            pamqp.encode._string, pamqp.encode.METHODS["table"] = octets, raw_names  # noqa: SLF001
+            await channel.default_exchange.publish(message, routing_key=queue.queue_name)
         finally:
-            pamqp.encode._string = strict  # noqa: SLF001
+            pamqp.encode._string, pamqp.encode.METHODS["table"] = strict_string, strict_table  # noqa: SLF001
+            await conn.close()
     elif kind == "sqlite":
         await plant(kind, queue, payload, url, stored_id=raw_id)
     else:
