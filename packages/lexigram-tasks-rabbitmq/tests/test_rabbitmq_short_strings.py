@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+import pamqp.common
 import pamqp.decode
 import pamqp.encode
 import pytest
@@ -28,7 +29,12 @@ def escaped(raw: bytes) -> str:
 
 
 def test_valid_tables_read_exactly_as_pamqp_writes_them() -> None:
-    headers = {"x-delivery-count": 3, "name": "café", "nested": {"flag": True}, "list": [1, "a"]}
+    headers: pamqp.common.FieldTable = {
+        "x-delivery-count": 3,
+        "name": "café",
+        "nested": {"flag": True},
+        "list": [1, "a"],
+    }
     encoded = pamqp.encode.field_table(headers)
 
     assert pamqp.decode.by_type(encoded, "table") == (len(encoded), headers)
