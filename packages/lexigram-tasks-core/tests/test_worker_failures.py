@@ -328,6 +328,35 @@ async def test_worker_dead_letters_a_crash_looping_job() -> None:
     assert "stopped, died or was killed, or lost the job's lease before" in record.error
 
 
+async def test_a_handler_that_cancels_its_own_task_ends_as_a_crash_loop() -> None:
+    queue = MemoryTaskQueue()
+    runs = 0
+
+    async def cancels_itself() -> None:
+        nonlocal runs
+        runs += 1
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # not the worker's cancel: it is taken for a shutdown's
+        await asyncio.sleep(1)
+
+    worker, hooks, dlq = make_worker(queue, {"cancels_itself": cancels_itself})
+    job = Job(name="cancels_itself")
+    (await queue.enqueue(job)).unwrap()
+    await worker.start()
+    await hooks.wait_until(lambda: job.id in hooks.ids("task.failed"))
+    await alive(worker, queue, hooks)
+    await worker.stop()
+
+    assert runs == worker.config.max_deliveries
+    assert worker.stats.jobs_released == runs
+    record = dlq.get(job.id)
+    assert record is not None
+    assert record.metadata["reason"] == "crash_loop"
+    assert "cancelled by something other than the worker" in record.error
+    assert "cancels its own task" in record.error
+
+
 async def test_worker_times_out_async_handlers() -> None:
     queue = MemoryTaskQueue()
     cancelled = asyncio.Event()

@@ -314,11 +314,13 @@ class JobRunner:
             f"only {job.retry_count} times: {lost} of its deliveries were never settled (the "
             "worker running it was stopped, died or was killed, or lost the job's lease "
             "before settling it: its connection to the backend failed or, on a backend "
-            "without a lease keeper, its event loop was blocked past the lease). It is "
-            "dead-lettered as a probable crash loop "
+            "without a lease keeper, its event loop was blocked past the lease; or its "
+            "handler's task was cancelled by something other than the worker, which the "
+            "worker takes for a shutdown and gives the job back). It is dead-lettered as a "
+            "probable crash loop "
             f"(TaskWorkerConfig.max_deliveries={self.config.max_deliveries}); fix the cause "
-            "(memory, a segfault, a handler that blocks the event loop), then retry it from "
-            "the DLQ."
+            "(memory, a segfault, a handler that blocks the event loop or cancels its own "
+            "task), then retry it from the DLQ."
         )
 
     async def _run_sync(self, handler: Any, *args: Any, **kwargs: Any) -> Any:
